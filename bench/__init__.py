@@ -1,0 +1,1 @@
+"""Reproducible benchmarks (`make bench`): one module per area, collected by bench.run."""

@@ -1,0 +1,45 @@
+"""Shared benchmark plumbing: repeated measurement, medians with spread, result rows."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure: the median of several runs, with its spread and target verdict."""
+
+    area: str
+    name: str
+    unit: str
+    samples: tuple[float, ...]
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Half the range between the fastest and slowest run, as a fraction of the median."""
+        if len(self.samples) < 2 or self.median == 0:
+            return 0.0
+        return (max(self.samples) - min(self.samples)) / 2 / abs(self.median)
+
+
+def repeat(measure: Callable[[], float], *, runs: int) -> tuple[float, ...]:
+    """Call `measure` `runs` times and return what it measured each time."""
+    return tuple(measure() for _ in range(runs))
+
+
+def timed(action: Callable[[], object]) -> float:
+    """Wall-clock seconds one call of `action` takes."""
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started

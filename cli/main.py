@@ -1,0 +1,37 @@
+"""Entry point of `k8smon`: a click group whose sub-commands are imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute". Explicit, so nothing registers itself on import and
+# `k8smon --help` stays fast (each command's heavy imports happen only when it runs).
+COMMANDS: dict[str, str] = {
+    "db": "cli.commands.db:db",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module the first time it is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":", 1)
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="k8s-monitor", prog_name="k8smon")
+def main() -> None:
+    """k8s-monitor: security posture of every Kubernetes cluster, from one place."""
+
+
+if __name__ == "__main__":
+    main()
