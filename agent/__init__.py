@@ -1,0 +1,1 @@
+"""In-cluster agent: collects read-only manifests and telemetry and pushes them, signed."""

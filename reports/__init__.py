@@ -1,0 +1,1 @@
+"""Report renderers and notifiers: Slack, webhooks, PolicyReports, HTML."""

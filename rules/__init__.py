@@ -1,0 +1,1 @@
+"""Security rules: pure functions over manifests, their registry and the scan engine."""

@@ -1,0 +1,70 @@
+"""Exemptions stored in the database (created from the CLI and admin pages)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from store.models import Exemption
+from store.types import utcnow
+
+SELECTOR_KEYS = frozenset({"kind", "namespace", "name", "labels", "container"})
+
+
+def create_exemption(
+    session: Session,
+    *,
+    rule_ids: Sequence[str],
+    reason: str,
+    created_by: str,
+    cluster_id: str | None = None,
+    selector: Mapping[str, Any] | None = None,
+    expires_at: datetime | None = None,
+) -> Exemption:
+    """Record an exemption; a reason is required, and the selector may only use known keys."""
+    if not rule_ids:
+        raise ValueError("an exemption names at least one rule id")
+    if not reason or not reason.strip():
+        raise ValueError("an exemption needs a reason")
+    unknown = set(selector or {}) - SELECTOR_KEYS
+    if unknown:
+        raise ValueError(f"unknown selector keys: {', '.join(sorted(unknown))}")
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValueError("expires_at must be in the future")
+    exemption = Exemption(
+        rule_ids=list(rule_ids),
+        scope="cluster" if cluster_id else "global",
+        cluster_id=cluster_id,
+        selector=dict(selector or {}),
+        reason=reason.strip(),
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    session.add(exemption)
+    session.flush()
+    return exemption
+
+
+def list_exemptions(
+    session: Session, *, cluster_id: str | None = None, include_inactive: bool = False
+) -> Sequence[Exemption]:
+    """Exemptions that apply to a cluster (its own and the global ones), or all of them."""
+    query = select(Exemption).order_by(Exemption.id)
+    if cluster_id is not None:
+        query = query.where(or_(Exemption.cluster_id == cluster_id, Exemption.scope == "global"))
+    if not include_inactive:
+        query = query.where(Exemption.revoked_at.is_(None))
+    return session.scalars(query).all()
+
+
+def revoke_exemption(session: Session, exemption_id: int, *, at: datetime | None = None) -> bool:
+    exemption = session.get(Exemption, exemption_id)
+    if exemption is None:
+        return False
+    exemption.revoked_at = exemption.revoked_at or at or utcnow()
+    session.flush()
+    return True

@@ -1,0 +1,104 @@
+"""Read the current state of clusters and the version history of objects (index lookups only)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.resources import ResourceRef
+from store.models import KubeObject, ManifestBody, ManifestVersion
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentManifest:
+    object_id: int
+    cluster_id: str
+    ref: ResourceRef
+    content_hash: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    version_id: int
+    content_hash: str
+    first_seen: datetime
+    last_seen: datetime
+    superseded_at: datetime | None
+    body: dict[str, Any]
+
+
+def current_manifests(
+    session: Session,
+    *,
+    cluster_id: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    batch_size: int = 1000,
+) -> Iterator[CurrentManifest]:
+    """Stream the live manifests of one cluster or of every cluster, optionally of one kind.
+
+    Served by the partial indexes on live objects; rows are fetched in batches.
+    """
+    query = (
+        select(KubeObject.id, KubeObject.cluster_id, KubeObject.ref_key, KubeObject.current_hash,
+               ManifestBody.body)
+        .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
+        .where(KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id)
+        .execution_options(yield_per=batch_size)
+    )
+    if cluster_id is not None:
+        query = query.where(KubeObject.cluster_id == cluster_id)
+    if kind is not None:
+        query = query.where(KubeObject.kind == kind)
+    if namespace is not None:
+        query = query.where(KubeObject.namespace == namespace)
+    for object_id, cid, key, chash, body in session.execute(query):
+        yield CurrentManifest(object_id, cid, ResourceRef.from_key(key), chash, body)
+
+
+def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, str]]:
+    """(object id, ref key, content hash) of every live object of a cluster, without bodies."""
+    return session.execute(
+        select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id)
+    ).all()
+
+
+def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    rows = session.execute(
+        select(ManifestBody.content_hash, ManifestBody.body)
+        .where(ManifestBody.content_hash.in_(list(hashes)))
+    )
+    return dict(rows.tuples().all())
+
+
+def find_object(session: Session, cluster_id: str, ref: ResourceRef) -> KubeObject | None:
+    """The live object with that reference, else the most recently deleted one."""
+    return session.scalar(
+        select(KubeObject)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.ref_key == ref.key)
+        .order_by(KubeObject.deleted_at.is_not(None), KubeObject.id.desc())
+        .limit(1)
+    )
+
+
+def object_history(session: Session, object_id: int) -> list[VersionRecord]:
+    """Every stored version of one object, oldest first (index on object_id, first_seen)."""
+    rows = session.execute(
+        select(ManifestVersion, ManifestBody.body)
+        .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
+        .where(ManifestVersion.object_id == object_id)
+        .order_by(ManifestVersion.first_seen, ManifestVersion.id)
+    )
+    return [
+        VersionRecord(v.id, v.content_hash, v.first_seen, v.last_seen, v.superseded_at, body)
+        for v, body in rows
+    ]

@@ -1,0 +1,350 @@
+"""SQLAlchemy 2.x typed models: clusters, keys, telemetry, snapshots, manifests, scans, findings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.types import JsonDocument, UtcDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite's INTEGER PRIMARY KEY is the rowid; BigInteger would not auto-increment there.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Cluster(Base):
+    """A monitored cluster and who owns it."""
+
+    __tablename__ = "clusters"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    team: Mapped[str | None] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(500))
+    labels: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Materialised state: digest and time of the last applied snapshot.
+    current_digest: Mapped[str | None] = mapped_column(String(80))
+    current_snapshot_id: Mapped[int | None] = mapped_column(BigId)
+    state_updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_telemetry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    keys: Mapped[list[ClusterKey]] = relationship(
+        back_populates="cluster", order_by="ClusterKey.id"
+    )
+
+
+class ClusterKey(Base):
+    """An Ed25519 public key an agent signs pushes with; two may be active during a rotation."""
+
+    __tablename__ = "cluster_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
+    )
+    key_id: Mapped[str] = mapped_column(String(128), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    cluster: Mapped[Cluster] = relationship(back_populates="keys")
+
+
+class TelemetryPing(Base):
+    """One telemetry ping from an agent."""
+
+    __tablename__ = "telemetry_pings"
+    __table_args__ = (Index("ix_telemetry_cluster_received", "cluster_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    kubernetes_version: Mapped[str | None] = mapped_column(String(64))
+    platform: Mapped[str | None] = mapped_column(String(32))
+    node_count: Mapped[int | None] = mapped_column(Integer)
+    namespace_count: Mapped[int | None] = mapped_column(Integer)
+    object_count: Mapped[int | None] = mapped_column(Integer)
+    object_counts: Mapped[dict[str, int]] = mapped_column(JsonDocument, default=dict)
+    collection_duration_s: Mapped[float | None] = mapped_column(Float)
+    errors: Mapped[dict[str, str]] = mapped_column(JsonDocument, default=dict)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+
+
+class Snapshot(Base):
+    """A pushed snapshot (full or delta); its items wait in snapshot_items until applied."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        Index("ix_snapshots_cluster_id_id", "cluster_id", "id"),
+        Index("ix_snapshots_pending", "state", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    digest: Mapped[str] = mapped_column(String(80))
+    type: Mapped[str] = mapped_column(String(8))  # full | delta
+    base_digest: Mapped[str | None] = mapped_column(String(80))
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    removed_count: Mapped[int] = mapped_column(Integer, default=0)
+    collected_at: Mapped[str | None] = mapped_column(String(40))
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending|processed|failed
+    error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SnapshotItem(Base):
+    """One object of a snapshot awaiting materialisation; content_hash NULL means removed.
+
+    Items are deleted once the snapshot is applied, so storage grows with change, not pushes.
+    """
+
+    __tablename__ = "snapshot_items"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    ref_key: Mapped[str] = mapped_column(String(800), primary_key=True)
+    uid: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class ManifestBody(Base):
+    """A manifest body, stored once per distinct content (content-addressed by SHA-256)."""
+
+    __tablename__ = "manifest_bodies"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class KubeObject(Base):
+    """One Kubernetes object's identity within a cluster, and its current version.
+
+    `namespace` is '' for cluster-scoped objects (so the identity is uniquely indexable on
+    every engine); `deleted_at` is set when the object disappears from the cluster.
+    """
+
+    __tablename__ = "objects"
+    __table_args__ = (
+        UniqueConstraint("cluster_id", "ref_key", "uid", name="uq_objects_identity"),
+        # "current manifests of cluster X (optionally one kind)": partial index, live rows only.
+        Index(
+            "ix_objects_live_cluster_kind", "cluster_id", "kind",
+            postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL"),
+        ),
+        # "current manifests of every cluster of one kind".
+        Index(
+            "ix_objects_live_kind", "kind",
+            postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    ref_key: Mapped[str] = mapped_column(String(800))
+    api_version: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str] = mapped_column(String(64), default="")
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    current_hash: Mapped[str] = mapped_column(ForeignKey("manifest_bodies.content_hash"))
+    current_version_id: Mapped[int | None] = mapped_column(BigId)
+
+
+class ManifestVersion(Base):
+    """A distinct version of one object: which body, and when it was first and last seen."""
+
+    __tablename__ = "manifest_versions"
+    __table_args__ = (
+        Index("ix_manifest_versions_object_first_seen", "object_id", "first_seen"),
+        Index("ix_manifest_versions_last_seen", "last_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    object_id: Mapped[int] = mapped_column(ForeignKey("objects.id", ondelete="CASCADE"))
+    content_hash: Mapped[str] = mapped_column(
+        ForeignKey("manifest_bodies.content_hash"), index=True
+    )
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    superseded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ScanRun(Base):
+    """One scan of one cluster: trigger, timings, counts and errors."""
+
+    __tablename__ = "scan_runs"
+    __table_args__ = (Index("ix_scan_runs_cluster_started", "cluster_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(32), default="schedule")
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running|done|failed
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    catalogue_version: Mapped[str | None] = mapped_column(String(80))
+    snapshot_digest: Mapped[str | None] = mapped_column(String(80))
+    object_count: Mapped[int] = mapped_column(Integer, default=0)
+    shard_count: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, int]] = mapped_column(JsonDocument, default=dict)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Finding(Base):
+    """A rule violation on one resource, tracked across scans (new/open/resolved/exempted)."""
+
+    __tablename__ = "findings"
+    __table_args__ = (
+        UniqueConstraint("cluster_id", "fingerprint", name="uq_findings_cluster_fingerprint"),
+        Index("ix_findings_cluster_status", "cluster_id", "status"),
+        Index("ix_findings_rule_status", "rule_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    rule_id: Mapped[str] = mapped_column(String(64))
+    api_version: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str | None] = mapped_column(String(253))
+    name: Mapped[str] = mapped_column(String(253))
+    container: Mapped[str | None] = mapped_column(String(253))
+    path: Mapped[str | None] = mapped_column(String(1000))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")  # new|open|resolved|exempted
+    exemption_id: Mapped[int | None] = mapped_column(BigId)
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_scan_id: Mapped[int | None] = mapped_column(BigId)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+
+
+class Exemption(Base):
+    """Accepted risk: rules that do not apply to selected resources, globally or in one cluster."""
+
+    __tablename__ = "exemptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    rule_ids: Mapped[list[str]] = mapped_column(JsonDocument)
+    scope: Mapped[str] = mapped_column(String(16), default="global")  # global|cluster
+    cluster_id: Mapped[str | None] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
+    )
+    selector: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RuleResultCache(Base):
+    """Object-rule results keyed by (manifest content hash, catalogue version)."""
+
+    __tablename__ = "rule_result_cache"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+
+
+class AdminKey(Base):
+    """A security engineer's Ed25519 key for signed admin API requests."""
+
+    __tablename__ = "admin_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer|admin
+    key_id: Mapped[str] = mapped_column(String(128), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AdminUser(Base):
+    """A local account for the admin pages (password hashed, never stored in clear)."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(16))  # viewer|admin
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every admin action."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(500))
+    details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+    source: Mapped[str | None] = mapped_column(String(100))
+
+
+class Delivery(Base):
+    """One report delivery attempt series to a channel (Slack or webhook)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_state", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    scan_run_id: Mapped[int | None] = mapped_column(BigId)
+    channel: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

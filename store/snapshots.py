@@ -1,0 +1,394 @@
+"""Snapshots: stage a pushed snapshot durably, then materialise it into the cluster's state.
+
+`stage_snapshot` runs inside the ingest request: it stores each distinct manifest body once
+(content-addressed), the snapshot row, and the snapshot's item list. `apply_pending` runs in the
+`process_snapshot` task: it applies every pending snapshot of a cluster in arrival order to the
+objects/manifest_versions tables, then drops the items, so storage grows with change only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from contracts.hashing import canonical_json, content_hash, state_digest, strip_server_noise
+from contracts.resources import ResourceRef
+from store.bulk import chunked, insert_ignoring_conflicts
+from store.clusters import get_cluster
+from store.errors import InvalidSnapshot, UnknownBaseSnapshot
+from store.models import (
+    Cluster,
+    KubeObject,
+    ManifestBody,
+    ManifestVersion,
+    Snapshot,
+    SnapshotItem,
+)
+from store.types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class StagedSnapshot:
+    snapshot_id: int
+    digest: str
+    duplicate: bool  # same digest as the cluster's latest snapshot: nothing new was stored
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    applied: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedObject:
+    ref: ResourceRef
+    uid: str
+    content_hash: str
+    body: dict[str, Any]
+    size_bytes: int
+
+
+def prepare_objects(objects: Iterable[Mapping[str, Any]]) -> list[PreparedObject]:
+    """Strip server noise, hash, and identify each manifest; duplicates are an error."""
+    prepared: list[PreparedObject] = []
+    seen: set[str] = set()
+    for raw in objects:
+        body = strip_server_noise(dict(raw))
+        ref = ResourceRef.of(body)
+        if ref.key in seen:
+            raise InvalidSnapshot(f"object {ref} appears twice in the snapshot")
+        seen.add(ref.key)
+        encoded = canonical_json(body)
+        prepared.append(
+            PreparedObject(
+                ref=ref,
+                uid=str((body.get("metadata") or {}).get("uid") or ""),
+                content_hash=content_hash(body),
+                body=body,
+                size_bytes=len(encoded),
+            )
+        )
+    return prepared
+
+
+def latest_snapshot(session: Session, cluster_id: str) -> Snapshot | None:
+    """The cluster's newest snapshot that did not fail."""
+    return session.scalar(
+        select(Snapshot)
+        .where(Snapshot.cluster_id == cluster_id, Snapshot.state != "failed")
+        .order_by(Snapshot.id.desc())
+        .limit(1)
+    )
+
+
+def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
+    """Insert the bodies not yet stored; returns how many were new."""
+    wanted = {p.content_hash: p for p in prepared}
+    existing: set[str] = set()
+    for batch in chunked(list(wanted)):
+        existing.update(
+            session.scalars(
+                select(ManifestBody.content_hash).where(ManifestBody.content_hash.in_(batch))
+            )
+        )
+    now = utcnow()
+    rows = [
+        {"content_hash": h, "body": p.body, "size_bytes": p.size_bytes, "created_at": now}
+        for h, p in wanted.items()
+        if h not in existing
+    ]
+    insert_ignoring_conflicts(session, ManifestBody.__table__, rows)
+    return len(rows)
+
+
+def stage_snapshot(
+    session: Session,
+    cluster_id: str,
+    *,
+    envelope: Mapping[str, Any],
+    received_at: datetime | None = None,
+) -> StagedSnapshot:
+    """Durably store a validated snapshot envelope for later materialisation.
+
+    Raises UnknownBaseSnapshot when a delta's base is not the latest stored state, and
+    InvalidSnapshot when a full snapshot's digest does not match its objects.
+    """
+    get_cluster(session, cluster_id)
+    kind = envelope["type"]
+    digest = envelope["digest"]
+    latest = latest_snapshot(session, cluster_id)
+    if latest is not None and latest.digest == digest:
+        return StagedSnapshot(snapshot_id=latest.id, digest=digest, duplicate=True)
+    if kind == "delta" and (latest is None or latest.digest != envelope.get("base_digest")):
+        raise UnknownBaseSnapshot(str(envelope.get("base_digest")))
+
+    prepared = prepare_objects(envelope.get("objects") or [])
+    removed = [ResourceRef.from_dict(r) for r in envelope.get("removed") or []]
+    if kind == "full":
+        computed = state_digest((p.ref.key, p.content_hash) for p in prepared)
+        if computed != digest:
+            raise InvalidSnapshot(f"digest {digest} does not match the objects ({computed})")
+    overlap = {p.ref.key for p in prepared} & {r.key for r in removed}
+    if overlap:
+        raise InvalidSnapshot(f"objects both changed and removed: {sorted(overlap)[:3]}")
+
+    store_bodies(session, prepared)
+    snapshot = Snapshot(
+        cluster_id=cluster_id,
+        received_at=received_at or utcnow(),
+        digest=digest,
+        type=kind,
+        base_digest=envelope.get("base_digest"),
+        object_count=len(prepared),
+        removed_count=len(removed),
+        collected_at=envelope.get("collected_at"),
+        agent_version=envelope.get("agent_version"),
+        state="pending",
+    )
+    session.add(snapshot)
+    session.flush()
+    items = [
+        {"snapshot_id": snapshot.id, "ref_key": p.ref.key, "uid": p.uid,
+         "content_hash": p.content_hash}
+        for p in prepared
+    ] + [
+        {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
+        for r in removed
+    ]
+    for batch in chunked(items, 2000):
+        session.execute(SnapshotItem.__table__.insert(), batch)
+    return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
+
+
+def pending_snapshot_ids(session: Session, *, limit: int = 1000) -> Sequence[tuple[int, str]]:
+    """(snapshot id, cluster id) of snapshots stored but not yet applied, oldest first."""
+    return session.execute(
+        select(Snapshot.id, Snapshot.cluster_id)
+        .where(Snapshot.state == "pending")
+        .order_by(Snapshot.id)
+        .limit(limit)
+    ).all()
+
+
+@dataclass(slots=True)
+class _Live:
+    object_id: int
+    uid: str
+    content_hash: str
+    version_id: int | None
+
+
+def _live_state(session: Session, cluster_id: str) -> dict[str, _Live]:
+    rows = session.execute(
+        select(KubeObject.ref_key, KubeObject.id, KubeObject.uid, KubeObject.current_hash,
+               KubeObject.current_version_id)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+    )
+    return {key: _Live(oid, uid, chash, vid) for key, oid, uid, chash, vid in rows}
+
+
+def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
+    """Apply every pending snapshot of one cluster, oldest first. Idempotent.
+
+    Takes a row lock on the cluster (PostgreSQL) so two workers never apply concurrently.
+    """
+    result = ApplyResult()
+    cluster = session.scalar(
+        select(Cluster).where(Cluster.id == cluster_id).with_for_update()
+    )
+    if cluster is None:
+        return result
+    pending = session.scalars(
+        select(Snapshot)
+        .where(Snapshot.cluster_id == cluster_id, Snapshot.state == "pending")
+        .order_by(Snapshot.id)
+    ).all()
+    for snapshot in pending:
+        savepoint = session.begin_nested()
+        try:
+            counts = _apply_one(session, cluster, snapshot)
+        except InvalidSnapshot as problem:
+            savepoint.rollback()
+            snapshot.state = "failed"
+            snapshot.error = str(problem)
+            snapshot.processed_at = utcnow()
+            session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
+            result.failed.append(snapshot.id)
+            continue
+        savepoint.commit()
+        result.applied.append(snapshot.id)
+        result.added += counts[0]
+        result.changed += counts[1]
+        result.removed += counts[2]
+    session.flush()
+    return result
+
+
+def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[int, int, int]:
+    if snapshot.type == "delta" and cluster.current_digest != snapshot.base_digest:
+        raise InvalidSnapshot(
+            f"delta base {snapshot.base_digest} is not the applied state {cluster.current_digest}"
+        )
+    now = snapshot.received_at
+    live = _live_state(session, cluster.id)
+    items = session.execute(
+        select(SnapshotItem.ref_key, SnapshotItem.uid, SnapshotItem.content_hash)
+        .where(SnapshotItem.snapshot_id == snapshot.id)
+    ).all()
+
+    upserts = [(key, uid or "", chash) for key, uid, chash in items if chash is not None]
+    removals = {key for key, _uid, chash in items if chash is None}
+    if snapshot.type == "full":
+        removals = set(live) - {key for key, _uid, _chash in upserts}
+
+    result_state = {key: entry.content_hash for key, entry in live.items()}
+    gone_objects: list[int] = []
+    gone_versions: list[int] = []
+    for key in removals:
+        entry = live.get(key)
+        if entry is None:
+            continue
+        gone_objects.append(entry.object_id)
+        if entry.version_id is not None:
+            gone_versions.append(entry.version_id)
+        result_state.pop(key, None)
+
+    new_objects: list[tuple[str, str, str]] = []
+    changed: list[tuple[_Live, str]] = []
+    for key, uid, chash in upserts:
+        entry = live.get(key)
+        result_state[key] = chash
+        if entry is None:
+            new_objects.append((key, uid, chash))
+        elif entry.uid != uid and entry.uid and uid:
+            # Same name, new uid: the object was deleted and recreated.
+            gone_objects.append(entry.object_id)
+            if entry.version_id is not None:
+                gone_versions.append(entry.version_id)
+            new_objects.append((key, uid, chash))
+        elif entry.content_hash != chash:
+            changed.append((entry, chash))
+
+    if state_digest(result_state.items()) != snapshot.digest:
+        raise InvalidSnapshot("the resulting state does not match the snapshot digest")
+
+    for batch in chunked(gone_objects):
+        session.execute(
+            update(KubeObject).where(KubeObject.id.in_(batch)).values(deleted_at=now, last_seen=now)
+        )
+    for batch in chunked(gone_versions):
+        session.execute(
+            update(ManifestVersion)
+            .where(ManifestVersion.id.in_(batch))
+            .values(superseded_at=now, last_seen=now)
+        )
+    _create_objects(session, cluster.id, new_objects, at=now)
+    _create_versions(session, changed, at=now)
+
+    # Every object still present was seen now: one statement each, not one per object.
+    session.execute(
+        update(KubeObject)
+        .where(KubeObject.cluster_id == cluster.id, KubeObject.deleted_at.is_(None))
+        .values(last_seen=now)
+    )
+    session.execute(
+        update(ManifestVersion)
+        .where(
+            ManifestVersion.id.in_(
+                select(KubeObject.current_version_id).where(
+                    KubeObject.cluster_id == cluster.id, KubeObject.deleted_at.is_(None)
+                )
+            )
+        )
+        .values(last_seen=now)
+    )
+    session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
+    snapshot.state = "processed"
+    snapshot.processed_at = utcnow()
+    cluster.current_digest = snapshot.digest
+    cluster.current_snapshot_id = snapshot.id
+    cluster.state_updated_at = now
+    session.flush()
+    return len(new_objects), len(changed), len(removals)
+
+
+def _create_objects(
+    session: Session, cluster_id: str, new_objects: list[tuple[str, str, str]], *, at: datetime
+) -> None:
+    """Create objects (with their first version); an object that comes back is revived."""
+    for batch in chunked(new_objects):
+        returning = {
+            (obj.ref_key, obj.uid): obj
+            for obj in session.scalars(
+                select(KubeObject).where(
+                    KubeObject.cluster_id == cluster_id,
+                    KubeObject.ref_key.in_([key for key, _, _ in batch]),
+                    KubeObject.deleted_at.is_not(None),
+                )
+            )
+        }
+        objects = []
+        for key, uid, chash in batch:
+            obj = returning.get((key, uid))
+            if obj is not None:
+                obj.deleted_at = None
+                obj.last_seen = at
+                obj.current_hash = chash
+            else:
+                ref = ResourceRef.from_key(key)
+                obj = KubeObject(
+                    cluster_id=cluster_id, ref_key=key, api_version=ref.api_version,
+                    kind=ref.kind, namespace=ref.namespace or "", name=ref.name, uid=uid,
+                    first_seen=at, last_seen=at, current_hash=chash,
+                )
+                session.add(obj)
+            objects.append(obj)
+        session.flush()
+        versions = [
+            ManifestVersion(
+                object_id=o.id, content_hash=o.current_hash, first_seen=at, last_seen=at
+            )
+            for o in objects
+        ]
+        session.add_all(versions)
+        session.flush()
+        for obj, version in zip(objects, versions, strict=True):
+            obj.current_version_id = version.id
+        session.flush()
+
+
+def _create_versions(session: Session, changed: list[tuple[_Live, str]], *, at: datetime) -> None:
+    for batch in chunked(changed):
+        old_versions = [entry.version_id for entry, _ in batch if entry.version_id is not None]
+        if old_versions:
+            session.execute(
+                update(ManifestVersion)
+                .where(ManifestVersion.id.in_(old_versions))
+                .values(superseded_at=at, last_seen=at)
+            )
+        versions = [
+            ManifestVersion(object_id=entry.object_id, content_hash=chash, first_seen=at,
+                            last_seen=at)
+            for entry, chash in batch
+        ]
+        session.add_all(versions)
+        session.flush()
+        for (entry, chash), version in zip(batch, versions, strict=True):
+            session.execute(
+                update(KubeObject)
+                .where(KubeObject.id == entry.object_id)
+                .values(current_hash=chash, current_version_id=version.id)
+            )
+
+
+def count_bodies(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ManifestBody)) or 0

@@ -1,0 +1,1 @@
+"""Celery application and tasks: snapshot processing, sharded scans, purge, delivery."""
