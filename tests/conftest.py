@@ -1,0 +1,145 @@
+"""Test rig: a throwaway PostgreSQL database with the real migrations, SAVEPOINT per test,
+an SQLite twin for storage tests, and an isolated Redis database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_postgresql import factories as pg_factories
+from pytest_redis import factories as redis_factories
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from settings import Settings
+from store import migrate
+from store.db import make_engine
+from tests.support.services import (
+    POSTGRES_HINT,
+    REDIS_HINT,
+    ThrowawayDatabase,
+    can_start_postgres,
+    can_start_redis,
+    configured_postgres_url,
+    configured_redis_url,
+    redis_db_url,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Throwaway servers from local binaries, used only when no server answers.
+postgresql_proc = pg_factories.postgresql_proc(port=None)
+redis_proc = redis_factories.redis_proc(port=None)
+
+# The suite's own Redis database number: tests never touch keys elsewhere.
+TEST_REDIS_DB = int(os.environ.get("K8SMON_TEST_REDIS_DB", "13"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> str:
+    url = configured_postgres_url()
+    if url:
+        return url
+    if can_start_postgres():
+        proc = request.getfixturevalue("postgresql_proc")
+        return f"postgresql+psycopg2://{proc.user}@{proc.host}:{proc.port}/postgres"
+    pytest.fail(POSTGRES_HINT, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server_url: str) -> Iterator[ThrowawayDatabase]:
+    database = ThrowawayDatabase.create(postgres_server_url)
+    yield database
+    database.drop()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(postgres_database: ThrowawayDatabase) -> Iterator[Engine]:
+    """Engine on the session's throwaway database, migrated to head once."""
+    engine = make_engine(postgres_database.url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path = tmp_path_factory.mktemp("sqlite") / "k8smon.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _savepoint_session(engine: Engine) -> Iterator[Session]:
+    """A session whose commits land in a SAVEPOINT of an outer transaction rolled back after."""
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def db_session(pg_engine: Engine) -> Iterator[Session]:
+    """A PostgreSQL session rolled back after the test."""
+    yield from _savepoint_session(pg_engine)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_db_session(request: pytest.FixtureRequest) -> Iterator[Session]:
+    """The same test on PostgreSQL and on SQLite (the embedded default)."""
+    fixture = "pg_engine" if request.param == "postgresql" else "sqlite_engine"
+    engine = request.getfixturevalue(fixture)
+    yield from _savepoint_session(engine)
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(request: pytest.FixtureRequest) -> str:
+    url = configured_redis_url()
+    if url:
+        return url
+    if can_start_redis():
+        proc = request.getfixturevalue("redis_proc")
+        return f"redis://{proc.host}:{proc.port}/0"
+    pytest.fail(REDIS_HINT, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server_url: str) -> str:
+    """Redis URL on the suite's own database number."""
+    return redis_db_url(redis_server_url, TEST_REDIS_DB)
+
+
+@pytest.fixture
+def redis_key_prefix(redis_url: str) -> Iterator[str]:
+    """A unique key prefix for one test; its keys are deleted afterwards (only those)."""
+    import redis  # noqa: PLC0415
+
+    prefix = f"k8smon-test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def test_settings(tmp_path: Path, postgres_database: ThrowawayDatabase) -> Settings:
+    """Settings for a component under test: the session's PostgreSQL, no Redis, a temp folder."""
+    return Settings(
+        environment="embedded",
+        database_url=postgres_database.url,
+        secret_key="test-secret-key-" + "x" * 32,
+        instance_path=tmp_path,
+    )

@@ -1,0 +1,182 @@
+"""Snapshot staging and materialisation: history, deduplication, deltas (PostgreSQL and SQLite)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from contracts.resources import ResourceRef
+from store.clusters import create_cluster
+from store.errors import InvalidSnapshot, UnknownBaseSnapshot
+from store.manifests import current_manifests, find_object, object_history
+from store.models import KubeObject, ManifestBody, ManifestVersion, Snapshot, SnapshotItem
+from store.snapshots import apply_pending, stage_snapshot
+from tests.support.manifests import (
+    cluster_objects,
+    config_map,
+    delta_envelope,
+    deployment,
+    digest_of,
+    full_envelope,
+)
+
+
+def _count(session: Session, model: type) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def _push(session: Session, cluster_id: str, envelope: dict) -> None:
+    stage_snapshot(session, cluster_id, envelope=envelope)
+    apply_pending(session, cluster_id)
+
+
+def _current(session: Session, cluster_id: str) -> dict[str, dict]:
+    return {m.ref.key: m.body for m in current_manifests(session, cluster_id=cluster_id)}
+
+
+def test_unchanged_pushes_store_each_body_once(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "prod-eu")
+    objects = cluster_objects(1000)
+    for _ in range(10):
+        _push(session, "prod-eu", full_envelope(objects))
+    assert _count(session, ManifestBody) == 1000
+    assert _count(session, ManifestVersion) == 1000
+    # Snapshot items are a work queue: nothing of them stays once applied.
+    assert _count(session, SnapshotItem) == 0
+
+    changed = [*objects]
+    changed[4] = {**objects[4], "data": {"key": "new value"}}
+    _push(session, "prod-eu", full_envelope(changed))
+    assert _count(session, ManifestBody) == 1001
+    assert _count(session, ManifestVersion) == 1001
+
+
+def test_duplicate_digest_is_acknowledged_without_storing(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    envelope = full_envelope(cluster_objects(20))
+    first = stage_snapshot(session, "c1", envelope=envelope)
+    second = stage_snapshot(session, "c1", envelope=envelope)
+    assert not first.duplicate
+    assert second.duplicate
+    assert second.snapshot_id == first.snapshot_id
+    assert _count(session, Snapshot) == 1
+
+
+def test_full_snapshot_with_wrong_digest_is_refused_and_stores_nothing(
+    any_db_session: Session,
+) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    envelope = full_envelope(cluster_objects(5))
+    envelope["digest"] = "sha256:" + "0" * 64
+    with pytest.raises(InvalidSnapshot):
+        stage_snapshot(session, "c1", envelope=envelope)
+    assert _count(session, Snapshot) == 0
+
+
+def test_delta_applies_changes_and_removals(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    base = cluster_objects(10)
+    _push(session, "c1", full_envelope(base))
+
+    updated = deployment("app-1", namespace="team-1", image="registry/app:patched")
+    added = config_map("brand-new", namespace="team-9")
+    envelope, result = delta_envelope(base=base, changed=[updated, added], removed=[base[0]])
+    _push(session, "c1", envelope)
+
+    current = _current(session, "c1")
+    assert set(current) == {ResourceRef.of(o).key for o in result}
+    assert current[ResourceRef.of(updated).key]["spec"]["template"]["spec"]["containers"][0][
+        "image"
+    ] == "registry/app:patched"
+    removed_obj = find_object(session, "c1", ResourceRef.of(base[0]))
+    assert removed_obj is not None and removed_obj.deleted_at is not None
+
+    history = object_history(session, find_object(session, "c1", ResourceRef.of(updated)).id)
+    assert [v.body["spec"]["template"]["spec"]["containers"][0]["image"] for v in history] == [
+        "registry/app:1",
+        "registry/app:patched",
+    ]
+    assert history[0].superseded_at is not None and history[1].superseded_at is None
+
+
+def test_delta_against_unknown_base_is_refused(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    base = cluster_objects(3)
+    _push(session, "c1", full_envelope(base))
+    envelope, _ = delta_envelope(base=cluster_objects(4), changed=[config_map("x")])
+    with pytest.raises(UnknownBaseSnapshot):
+        stage_snapshot(session, "c1", envelope=envelope)
+
+
+def test_object_that_disappears_and_returns_is_revived(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    objects = cluster_objects(4)
+    _push(session, "c1", full_envelope(objects))
+    _push(session, "c1", full_envelope(objects[1:]))
+    _push(session, "c1", full_envelope(objects))
+    assert set(_current(session, "c1")) == {ResourceRef.of(o).key for o in objects}
+    assert _count(session, KubeObject) == 4
+
+
+def test_recreated_object_with_new_uid_is_a_new_object(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    original = config_map("settings")
+    _push(session, "c1", full_envelope([original]))
+    recreated = {**original, "metadata": {**original["metadata"], "uid": "another-uid"}}
+    _push(session, "c1", full_envelope([recreated]))
+    rows = session.scalars(select(KubeObject).order_by(KubeObject.id)).all()
+    assert [(r.uid, r.deleted_at is None) for r in rows] == [
+        ("uid-cm-default-settings", False),
+        ("another-uid", True),
+    ]
+
+
+def test_server_noise_is_dropped_before_storing(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    noisy = config_map("noisy")
+    noisy["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    noisy["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+        "team": "payments",
+    }
+    _push(session, "c1", full_envelope([noisy]))
+    body = next(iter(_current(session, "c1").values()))
+    assert "managedFields" not in body["metadata"]
+    assert body["metadata"]["annotations"] == {"team": "payments"}
+
+
+def test_current_manifests_filters_by_cluster_and_kind(any_db_session: Session) -> None:
+    session = any_db_session
+    create_cluster(session, "a")
+    create_cluster(session, "b")
+    _push(session, "a", full_envelope(cluster_objects(6)))
+    _push(session, "b", full_envelope(cluster_objects(4)))
+    assert len(list(current_manifests(session))) == 10
+    assert len(list(current_manifests(session, cluster_id="b"))) == 4
+    deployments = list(current_manifests(session, kind="Deployment"))
+    assert len(deployments) == 3 + 2
+    assert {m.ref.kind for m in deployments} == {"Deployment"}
+
+
+def test_a_delta_whose_result_mismatches_fails_without_changing_state(
+    any_db_session: Session,
+) -> None:
+    session = any_db_session
+    create_cluster(session, "c1")
+    base = cluster_objects(3)
+    _push(session, "c1", full_envelope(base))
+    envelope, _ = delta_envelope(base=base, changed=[config_map("extra")])
+    envelope["digest"] = digest_of(base[:1])  # lies about the result
+    stage_snapshot(session, "c1", envelope=envelope)
+    result = apply_pending(session, "c1")
+    assert result.failed and not result.applied
+    assert set(_current(session, "c1")) == {ResourceRef.of(o).key for o in base}

@@ -1,0 +1,64 @@
+"""Settings: defaults, validation with messages that name the variable, no default secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import ConfigError, load_settings
+
+
+def test_embedded_default_uses_sqlite_and_a_generated_secret(tmp_path: Path) -> None:
+    settings = load_settings({"K8SMON_INSTANCE_PATH": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'k8s-monitor.sqlite3'}"
+    assert settings.tasks_in_process
+    assert len(settings.secret_key) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    again = load_settings({"K8SMON_INSTANCE_PATH": str(tmp_path)})
+    assert again.secret_key == settings.secret_key
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"DATABASE_URL": "not a url at all"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"K8SMON_RETENTION_DAYS": "-3"}, "K8SMON_RETENTION_DAYS"),
+        ({"K8SMON_RETENTION_DAYS": "thirty"}, "K8SMON_RETENTION_DAYS"),
+        ({"K8SMON_SHARD_SIZE": "0"}, "K8SMON_SHARD_SIZE"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"K8SMON_ENV": "staging"}, "K8SMON_ENV"),
+        (
+            {"K8SMON_ENV": "production", "DATABASE_URL": "postgresql://db/k",
+             "REDIS_URL": "redis://r"},
+            "SECRET_KEY",
+        ),
+        (
+            {"K8SMON_ENV": "production", "SECRET_KEY": "short", "DATABASE_URL": "postgresql://d/k",
+             "REDIS_URL": "redis://r"},
+            "SECRET_KEY",
+        ),
+    ],
+)
+def test_bad_configuration_names_the_variable(
+    environ: dict[str, str], variable: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"K8SMON_INSTANCE_PATH": str(tmp_path), **environ})
+    message = str(error.value)
+    assert variable in message
+    assert "\n" not in message
+
+
+def test_production_settings_are_immutable(tmp_path: Path) -> None:
+    settings = load_settings({
+        "K8SMON_ENV": "production", "SECRET_KEY": "s" * 40,
+        "DATABASE_URL": "postgresql://db/k8smon", "REDIS_URL": "redis://cache:6379/0",
+        "K8SMON_INSTANCE_PATH": str(tmp_path),
+    })
+    assert settings.is_production and not settings.tasks_in_process
+    with pytest.raises(AttributeError):
+        settings.retention_days = 1  # type: ignore[misc]
+    assert settings.replace(retention_days=7).retention_days == 7
+    assert "s" * 40 not in repr(settings)
