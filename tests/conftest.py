@@ -4,12 +4,13 @@ an SQLite twin for storage tests, and an isolated Redis database."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytest_postgresql import factories as pg_factories
 from pytest_redis import factories as redis_factories
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -27,26 +28,34 @@ from tests.support.services import (
     configured_redis_url,
     redis_db_url,
 )
+from tests.support.throwaway_postgres import ThrowawayPostgres
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Throwaway servers from local binaries, used only when no server answers.
-postgresql_proc = pg_factories.postgresql_proc(port=None)
-redis_proc = redis_factories.redis_proc(port=None)
+# A throwaway Redis from the local binary, used only when no server answers.
+redis_proc = redis_factories.redis_proc(port=None, db_count=16)
 
 # The suite's own Redis database number: tests never touch keys elsewhere.
 TEST_REDIS_DB = int(os.environ.get("K8SMON_TEST_REDIS_DB", "13"))
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(request: pytest.FixtureRequest) -> str:
+def postgres_server_url() -> Iterator[str]:
     url = configured_postgres_url()
     if url:
-        return url
-    if can_start_postgres():
-        proc = request.getfixturevalue("postgresql_proc")
-        return f"postgresql+psycopg2://{proc.user}@{proc.host}:{proc.port}/postgres"
-    pytest.fail(POSTGRES_HINT, pytrace=False)
+        yield url
+        return
+    if not can_start_postgres():
+        pytest.fail(POSTGRES_HINT, pytrace=False)
+    # Not under pytest's tmp tree: that is private to root, and PostgreSQL runs as `postgres`.
+    base = Path(tempfile.mkdtemp(prefix="k8smon-pg-"))
+    base.chmod(0o755)
+    server = ThrowawayPostgres.start(base)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -30,12 +30,17 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def _ignore_local_servers() -> bool:
+    """K8SMON_TEST_THROWAWAY_SERVERS=1 skips the default ports (to exercise the fallback)."""
+    return os.environ.get("K8SMON_TEST_THROWAWAY_SERVERS") == "1"
+
+
 def configured_postgres_url() -> str | None:
     """DATABASE_URL when it names PostgreSQL, else the local default server if it answers."""
     url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if url and url.startswith("postgresql"):
         return url
-    if port_open("127.0.0.1", 5432):
+    if not _ignore_local_servers() and port_open("127.0.0.1", 5432):
         return "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
     return None
 
@@ -44,7 +49,7 @@ def configured_redis_url() -> str | None:
     url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL")
     if url:
         return url
-    if port_open("127.0.0.1", 6379):
+    if not _ignore_local_servers() and port_open("127.0.0.1", 6379):
         return "redis://127.0.0.1:6379/0"
     return None
 
