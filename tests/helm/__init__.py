@@ -1,0 +1,1 @@
+"""Tests of the Helm charts, the container images and their cleanliness under our own rules."""
