@@ -1,0 +1,228 @@
+"""Collection: list every selected type page by page, normalise and hash each object.
+
+Memory stays bounded by one page of parsed JSON plus, per collected object, its canonical JSON
+bytes and content hash (never the parsed model).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.discovery import Discovery, ResourceType, discover, is_forbidden, select
+from agent.kube import KubeApi, KubeError
+from agent.normalise import normalise
+from contracts.hashing import canonical_json, content_hash
+from contracts.resources import ResourceRef
+
+MAX_LIST_RESTARTS = 3
+HTTP_FORBIDDEN = 403
+HTTP_NOT_FOUND = 404
+HTTP_GONE = 410
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One collected object: its content hash and canonical JSON body."""
+
+    content_hash: str
+    body: bytes
+
+
+@dataclass
+class Collection:
+    """The result of one collection pass over the cluster."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    object_counts: Counter[str] = field(default_factory=Counter)
+    errors: dict[str, str] = field(default_factory=dict)
+    forbidden: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    malformed: Counter[str] = field(default_factory=Counter)
+    failed_kinds: set[tuple[str, str]] = field(default_factory=set)
+    failed_api_versions: set[str] = field(default_factory=set)
+    list_restarts: int = 0
+    kubernetes_version: str = ""
+    node_count: int | None = None
+    namespace_count: int | None = None
+    provider_ids: set[str] = field(default_factory=set)
+    duration_s: float = 0.0
+
+    def hashes(self) -> dict[str, str]:
+        return {key: entry.content_hash for key, entry in self.entries.items()}
+
+    def failed(self, key: str) -> bool:
+        """Whether the object named by `key` could not be listed this round (kept as it was)."""
+        api_version, kind, _ = key.split("|", 2)
+        return api_version in self.failed_api_versions or (api_version, kind) in self.failed_kinds
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectOptions:
+    include_types: frozenset[str] = frozenset()
+    exclude_types: frozenset[str] = frozenset()
+    include_namespaces: frozenset[str] = frozenset()
+    exclude_namespaces: frozenset[str] = frozenset()
+    page_size: int = 500
+
+
+class CollectionFailed(RuntimeError):
+    """The API server could not be enumerated at all; nothing may be pushed from this round."""
+
+
+class _ListExpired(Exception):
+    """A continue token went stale (410) too many times in a row."""
+
+
+def list_pages(
+    api: KubeApi, path: str, *, page_size: int, on_restart: Callable[[], None]
+) -> Iterator[dict[str, Any]]:
+    """Yield the items of a list, page by page; a 410 on a continue token restarts the list.
+
+    `on_restart` is called before the items are yielded again from the start, so the caller can
+    discard what it received from the expired list.
+    """
+    restarts = 0
+    token: str | None = None
+    while True:
+        query = [("limit", str(page_size))]
+        if token:
+            query.append(("continue", token))
+        try:
+            page = api.get(path, query=query)
+        except KubeError as exc:
+            if exc.status == HTTP_GONE and token:
+                restarts += 1
+                if restarts > MAX_LIST_RESTARTS:
+                    raise _ListExpired(path) from exc
+                token = None
+                on_restart()
+                continue
+            raise
+        items = page.get("items") or []
+        yield from items
+        token = (page.get("metadata") or {}).get("continue") or None
+        if not token:
+            return
+
+
+def _prepare(item: Any, rtype: ResourceType) -> dict[str, Any]:
+    """Fill in apiVersion/kind (typed lists omit them on items); reject what has no identity."""
+    if not isinstance(item, dict):
+        raise ValueError("list item is not an object")
+    meta = item.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise ValueError("object has no metadata.name")
+    if "apiVersion" not in item or "kind" not in item:
+        item = {"apiVersion": rtype.api_version, "kind": rtype.kind, **item}
+    return item
+
+
+def collect(
+    api: KubeApi,
+    options: CollectOptions,
+    *,
+    discovery: Discovery | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Collection:
+    """Discover, select and list every type; per-type failures are recorded, never fatal.
+
+    Raises CollectionFailed when the core discovery documents cannot be read (pushing an empty
+    state then would tell the server every object was deleted).
+    """
+    started = time.monotonic()
+    found = discovery if discovery is not None else discover(api)
+    if "/api" in found.errors or "/apis" in found.errors or not found.types:
+        raise CollectionFailed("; ".join(f"{k}: {v}" for k, v in found.errors.items()) or "empty")
+    result = Collection(kubernetes_version=found.kubernetes_version)
+    result.errors.update({f"discovery {path}": msg for path, msg in found.errors.items()})
+    for path in found.errors:
+        if path.startswith(("/apis/", "/api/")):
+            parts = path.strip("/").split("/")
+            result.failed_api_versions.add("/".join(parts[1:]))
+    for rtype in select(found.types, include=options.include_types, exclude=options.exclude_types):
+        if should_stop is not None and should_stop():
+            break
+        _collect_type(api, rtype, options=options, into=result)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+def _namespaces_to_list(rtype: ResourceType, options: CollectOptions) -> list[str | None]:
+    if rtype.namespaced and options.include_namespaces:
+        return sorted(options.include_namespaces - options.exclude_namespaces)
+    return [None]
+
+
+def _collect_type(
+    api: KubeApi, rtype: ResourceType, *, options: CollectOptions, into: Collection
+) -> None:
+    if is_forbidden(plural=rtype.plural, kind=rtype.kind):  # defence in depth
+        return
+    buffered: dict[str, Entry] = {}
+    malformed = 0
+    for namespace in _namespaces_to_list(rtype, options):
+        path = rtype.list_path(namespace)
+        prefix = f"{rtype.api_version}|{rtype.kind}|{namespace}|" if namespace else None
+
+        def restart(prefix: str | None = prefix) -> None:
+            into.list_restarts += 1
+            for key in [k for k in buffered if prefix is None or k.startswith(prefix)]:
+                del buffered[key]
+
+        try:
+            for item in list_pages(api, path, page_size=options.page_size, on_restart=restart):
+                try:
+                    obj = _prepare(item, rtype)
+                    _observe(rtype, obj, into)
+                    if rtype.namespaced and _namespace_excluded(obj, options):
+                        continue
+                    clean = normalise(obj)
+                    body = canonical_json(clean)
+                    key = ResourceRef.of(clean).key
+                except (ValueError, TypeError, KeyError):
+                    malformed += 1
+                    continue
+                buffered[key] = Entry(content_hash(clean), body)
+        except KubeError as exc:
+            if exc.status == HTTP_FORBIDDEN:
+                into.forbidden.append(rtype.name)
+                into.errors[rtype.name] = f"forbidden: {exc.message or exc.reason}"
+                return
+            if exc.status == HTTP_NOT_FOUND:
+                into.vanished.append(rtype.name)
+                return
+            into.errors[rtype.name] = str(exc)
+            into.failed_kinds.add((rtype.api_version, rtype.kind))
+            return
+        except _ListExpired:
+            into.errors[rtype.name] = "continue token expired repeatedly"
+            into.failed_kinds.add((rtype.api_version, rtype.kind))
+            return
+    if malformed:
+        into.malformed[rtype.name] += malformed
+    into.entries.update(buffered)
+    if buffered:
+        into.object_counts[rtype.kind] += len(buffered)
+    if not rtype.group and rtype.kind == "Node":
+        into.node_count = len(buffered)
+    elif not rtype.group and rtype.kind == "Namespace":
+        into.namespace_count = len(buffered)
+
+
+def _namespace_excluded(obj: dict[str, Any], options: CollectOptions) -> bool:
+    namespace = (obj.get("metadata") or {}).get("namespace")
+    if options.include_namespaces and namespace not in options.include_namespaces:
+        return True
+    return namespace in options.exclude_namespaces
+
+
+def _observe(rtype: ResourceType, obj: dict[str, Any], into: Collection) -> None:
+    """Telemetry facts seen in passing: the provider id schemes of nodes (`aws://`, ...)."""
+    if not rtype.group and rtype.kind == "Node":
+        provider = (obj.get("spec") or {}).get("providerID")
+        if isinstance(provider, str) and "://" in provider:
+            into.provider_ids.add(provider.split("://", 1)[0] + "://")

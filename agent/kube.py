@@ -1,0 +1,110 @@
+"""Raw-JSON access to the Kubernetes API through the official client (no model deserialisation)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+
+class KubeError(Exception):
+    """A request to the API server failed: HTTP status (0 for network errors) and reason."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class KubeApi(Protocol):
+    """What the collector and key store need from the API server."""
+
+    def get(self, path: str, *, query: list[tuple[str, str]] | None = None) -> dict[str, Any]: ...
+
+    def send(self, method: str, path: str, *, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class KubeClient:
+    """KubeApi over `kubernetes.client.ApiClient`, reading bodies as raw bytes and parsing JSON."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, timeout_s: float = 30.0) -> None:
+        self._api = api_client
+        self._timeout = timeout_s
+
+    @classmethod
+    def connect(cls, *, kubeconfig: str | None, timeout_s: float) -> KubeClient:
+        """In-cluster configuration inside a Pod, else the given (or default) kubeconfig."""
+        configuration = k8s_client.Configuration()
+        if kubeconfig is None:
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return cls(k8s_client.ApiClient(configuration), timeout_s=timeout_s)
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    def get(self, path: str, *, query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+        return self._request("GET", path, query=query, body=None)
+
+    def send(self, method: str, path: str, *, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request(method, path, query=None, body=body)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        serialized = self._api.param_serialize(
+            method,
+            path,
+            query_params=list(query or []),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*serialized, _request_timeout=self._timeout)
+            raw = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeError(0, type(exc).__name__, str(exc)) from exc
+        except k8s_client.ApiException as exc:
+            raise KubeError(exc.status or 0, str(exc.reason or "error")) from exc
+        if not 200 <= response.status < 300:
+            reason, message = _status_reason(raw)
+            raise KubeError(response.status, reason or str(response.reason), message)
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise KubeError(response.status, "InvalidJSON", str(exc)) from exc
+        if not isinstance(parsed, dict):
+            raise KubeError(response.status, "InvalidJSON", "response is not a JSON object")
+        return parsed
+
+
+def _status_reason(raw: bytes) -> tuple[str, str]:
+    """Reason and message of a `kind: Status` error body, when there is one."""
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return "", raw[:200].decode("utf-8", "replace")
+    if isinstance(status, dict):
+        return str(status.get("reason", "")), str(status.get("message", ""))[:500]
+    return "", ""

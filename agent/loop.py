@@ -1,0 +1,221 @@
+"""The agent's main loop: collect, push full or delta snapshots, ping telemetry, stop cleanly.
+
+State kept between cycles is small: the last acknowledged (key → content hash) map and digest,
+the last collection's statistics and the last push result. A push that cannot be delivered
+before the next one is due is dropped; the next cycle builds a fresh one against the last
+acknowledged state, so nothing queues up without limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agent import __version__
+from agent.backoff import Backoff, retry
+from agent.collect import CollectionFailed, CollectOptions, collect
+from agent.config import AgentConfig
+from agent.kube import KubeApi
+from agent.logs import get_logger, log_event
+from agent.snapshot import AckedState, PushPlan, delta_plan, encode, encode_json, full_plan
+from agent.telemetry import CollectionStats, envelope
+from agent.transport import Outcome
+
+HTTP_CONFLICT = 409
+
+
+class SnapshotSender(Protocol):
+    def snapshot(self, gz_body: bytes) -> Outcome: ...
+
+    def telemetry(self, gz_body: bytes) -> Outcome: ...
+
+
+def collect_options(config: AgentConfig) -> CollectOptions:
+    return CollectOptions(
+        include_types=config.include_types,
+        exclude_types=config.exclude_types,
+        include_namespaces=config.include_namespaces,
+        exclude_namespaces=config.exclude_namespaces,
+        page_size=config.page_size,
+    )
+
+
+class Agent:
+    """One agent's state and cycle logic; every clock, sleep and random source is injected."""
+
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        kube: KubeApi,
+        sender: SnapshotSender,
+        key_fingerprint: str,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        wait: Callable[[float], bool] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.kube = kube
+        self.sender = sender
+        self.key_fingerprint = key_fingerprint
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.wall = wall
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.wait = wait or self.stop.wait
+        self.log = logger or get_logger("loop")
+        self.backoff = Backoff(max_s=config.max_backoff_s)
+        self.acked: AckedState | None = None
+        self.last_full_at: float | None = None
+        self.stats: CollectionStats | None = None
+        self.last_push: dict[str, Any] = {"result": "none"}
+
+    # -- one push cycle ------------------------------------------------------------------------
+
+    def push_cycle(self) -> Outcome | None:
+        """Collect and push once (full or delta); None when nothing was sent."""
+        try:
+            collection = collect(
+                self.kube, collect_options(self.config), should_stop=self.stop.is_set
+            )
+        except CollectionFailed as exc:
+            log_event(self.log, "collection.failed", level=logging.ERROR, error=str(exc))
+            self.last_push = {"result": "collection_failed", "error": str(exc)[:500]}
+            return None
+        self.stats = CollectionStats.of(collection)
+        log_event(
+            self.log,
+            "collection.done",
+            objects=len(collection.entries),
+            duration_s=self.stats.duration_s,
+            errors=collection.errors,
+            malformed=dict(collection.malformed),
+            list_restarts=collection.list_restarts,
+        )
+        if self.stop.is_set():
+            return None
+        now = self.clock()
+        full_due = (
+            self.acked is None
+            or self.last_full_at is None
+            or now - self.last_full_at >= self.config.full_push_interval_s
+        )
+        if full_due or self.acked is None:
+            plan = full_plan(collection)
+        else:
+            plan = delta_plan(collection, self.acked)
+            if plan.digest == self.acked.digest:
+                self.last_push = {**self.last_push, "result": "unchanged", "digest": plan.digest}
+                log_event(self.log, "push.skipped", reason="unchanged", digest=plan.digest)
+                return None
+        outcome = self._send(plan)
+        if outcome.status == HTTP_CONFLICT and plan.type == "delta":
+            log_event(self.log, "push.conflict", level=logging.WARNING, base=plan.base_digest)
+            plan = full_plan(collection)
+            outcome = self._send(plan)
+        del collection
+        if outcome.ok:
+            self.acked = plan.acked()
+            if plan.type == "full":
+                self.last_full_at = now
+        return outcome
+
+    def _send(self, plan: PushPlan) -> Outcome:
+        collected_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.wall()))
+        body = encode(plan, collected_at=collected_at, agent_version=__version__)
+        started = self.clock()
+        outcome = retry(
+            lambda: self.sender.snapshot(body),
+            backoff=self.backoff,
+            rng=self.rng,
+            wait=self.wait,
+            clock=self.clock,
+            deadline=started + self.config.push_interval_s,
+            on_retry=lambda out, delay: self._log_retry("snapshot", out, delay),
+        )
+        self.last_push = {
+            "result": "accepted" if outcome.ok else "failed",
+            "type": plan.type,
+            "digest": plan.digest,
+            "objects": len(plan.bodies),
+            "removed": len(plan.removed),
+            "at": collected_at,
+            **outcome.summary(),
+        }
+        log_event(
+            self.log,
+            "push.done" if outcome.ok else "push.failed",
+            level=logging.INFO if outcome.ok else logging.ERROR,
+            duration_s=round(self.clock() - started, 3),
+            **self.last_push,
+        )
+        return outcome
+
+    def _log_retry(self, what: str, outcome: Outcome, delay: float) -> None:
+        log_event(
+            self.log,
+            f"{what}.retry",
+            level=logging.WARNING,
+            status=outcome.status,
+            detail=outcome.detail,
+            retry_in_s=round(delay, 3),
+        )
+
+    # -- telemetry -----------------------------------------------------------------------------
+
+    def ping(self) -> Outcome:
+        body = envelope(
+            self.stats,
+            agent_version=__version__,
+            last_push=self.last_push,
+            key_fingerprint=self.key_fingerprint,
+            now=self.wall(),
+        )
+        encoded = encode_json(dict(body))
+        outcome = retry(
+            lambda: self.sender.telemetry(encoded),
+            backoff=self.backoff,
+            rng=self.rng,
+            wait=self.wait,
+            clock=self.clock,
+            deadline=self.clock() + self.config.ping_interval_s,
+            on_retry=lambda out, delay: self._log_retry("telemetry", out, delay),
+        )
+        if not outcome.ok:
+            log_event(self.log, "telemetry.failed", level=logging.WARNING, **outcome.summary())
+        return outcome
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Push at start and every push interval, ping every ping interval, until stopped."""
+        next_push = next_ping = self.clock()
+        while not self.stop.is_set():
+            if self.clock() >= next_push:
+                self._guarded(self.push_cycle)
+                next_push = self.clock() + self.config.push_interval_s
+            if self.stop.is_set():
+                break
+            if self.clock() >= next_ping:
+                self._guarded(self.ping)
+                next_ping = self.clock() + self.config.ping_interval_s
+            pause = min(next_push, next_ping) - self.clock()
+            if pause > 0 and self.wait(pause):
+                break
+        log_event(self.log, "agent.stopped", last_push=self.last_push)
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        """Run one cycle step; an unexpected error is logged, never fatal to the loop."""
+        try:
+            action()
+        except Exception as exc:  # the agent must keep running, whatever failed
+            log_event(
+                self.log, "cycle.error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"
+            )
