@@ -1,1 +1,64 @@
-"""Security rules: pure functions over manifests, their registry and the scan engine."""
+"""Security rules: pure functions over manifests, their registry and the scan engine.
+
+Pure Python: no I/O in rules or the engine, no database, no Celery (import-linter enforces it);
+`rules.loading.load_paths` is the only filesystem reader and exists for the offline scanner.
+
+Engine API (what workers and the CLI call)::
+
+    from rules import Engine, ScanConfig
+
+    engine = Engine.from_config(config)          # config: ScanConfig | dict | None
+    engine.catalogue_version                     # str; changes with rules, their code, config
+    engine.evaluate_object(manifest)             # -> list[Result]; object rules only,
+                                                 #    no overrides/exemptions; cacheable by
+                                                 #    (content hash, catalogue_version)
+    engine.evaluate_cluster(manifests)           # -> list[Result]; cluster rules only
+                                                 #    (manifests: iterable or ClusterContext)
+    engine.apply_config(results, cluster="prod", objects=by_key, now=None)
+                                                 # -> list[Result]; severity overrides,
+                                                 #    exemptions (kept, marked), controller
+                                                 #    dedup; objects: {ResourceRef.key: manifest}
+                                                 #    or a ClusterContext
+    engine.scan(manifests, cluster=None)         # -> ScanOutcome; all of the above at once
+    outcome.to_report()                          # -> contracts.findings.ScanReport (JSON)
+    result.to_finding()                          # -> contracts.findings.Finding (JSON)
+
+`Result.status` is "open", "exempted" or "error" (a rule raised on that object; the scan
+carried on). `Result.fingerprint` identifies a finding across scans. Rule authors: see
+docs/rules-authoring.md.
+"""
+
+from rules.cluster import ClusterContext
+from rules.config import ConfigError, Exemption, ScanConfig
+from rules.engine import Engine, ScanOutcome
+from rules.loading import Document, LoadError, load_paths, parse_text
+from rules.model import Result, Rule, RuleMeta, Scope, Status, Violation, rule
+from rules.registry import RULE_MODULES, collect_rules, default_rules
+from rules.view import POD_KINDS, ContainerView, ObjectView, WorkloadView
+
+__all__ = [
+    "POD_KINDS",
+    "RULE_MODULES",
+    "ClusterContext",
+    "ConfigError",
+    "ContainerView",
+    "Document",
+    "Engine",
+    "Exemption",
+    "LoadError",
+    "ObjectView",
+    "Result",
+    "Rule",
+    "RuleMeta",
+    "ScanConfig",
+    "ScanOutcome",
+    "Scope",
+    "Status",
+    "Violation",
+    "WorkloadView",
+    "collect_rules",
+    "default_rules",
+    "load_paths",
+    "parse_text",
+    "rule",
+]

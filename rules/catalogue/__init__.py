@@ -1,0 +1,1 @@
+"""The built-in rule catalogue: one module per area, listed explicitly in rules.registry."""

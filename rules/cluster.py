@@ -1,0 +1,226 @@
+"""A whole cluster's state for cluster rules: indexed look-ups, never pairwise loops.
+
+Built once per scan from the manifests (`ClusterContext(manifests)`); every index is a dict
+computed in one pass. Also works out controller ownership for top-most-controller dedup.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from rules.selectors import Selector, parse_selector
+from rules.view import ObjectView
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
+ROLE_KINDS = frozenset({"Role", "ClusterRole"})
+
+
+class ClusterContext:
+    """Read-only indexed view of every object of one cluster (or of one offline scan)."""
+
+    def __init__(self, manifests: Iterable[Mapping[str, Any] | ObjectView]) -> None:
+        objects = [m if isinstance(m, ObjectView) else ObjectView(m) for m in manifests]
+        self.objects: tuple[ObjectView, ...] = tuple(objects)
+        by_kind: dict[str, list[ObjectView]] = defaultdict(list)
+        by_ns: dict[str | None, list[ObjectView]] = defaultdict(list)
+        by_name: dict[tuple[str, str | None, str], ObjectView] = {}
+        by_key: dict[str, ObjectView] = {}
+        by_uid: dict[str, ObjectView] = {}
+        by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] = defaultdict(list)
+        for obj in objects:
+            by_kind[obj.kind].append(obj)
+            by_ns[obj.namespace].append(obj)
+            by_name[(obj.kind, obj.namespace, obj.name)] = obj
+            by_key[obj.ref.key] = obj
+            uid = obj.metadata.get("uid")
+            if uid:
+                by_uid[str(uid)] = obj
+            for key, value in obj.labels.items():
+                by_label[(obj.kind, obj.namespace, str(key), str(value))].append(obj)
+        self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
+        self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
+        self._by_name = by_name
+        self._by_key = by_key
+        self._by_uid = by_uid
+        self._by_label = by_label
+        self._bindings_by_role: dict[tuple[str, str | None, str], list[ObjectView]] | None = None
+        self._bindings_by_subject: dict[tuple[str, str | None, str], list[ObjectView]] | None = (
+            None
+        )
+        self._pods_by_sa: dict[tuple[str | None, str], list[ObjectView]] | None = None
+
+    # -- basic look-ups -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def __iter__(self) -> Iterator[ObjectView]:
+        return iter(self.objects)
+
+    def by_kind(self, kind: str) -> tuple[ObjectView, ...]:
+        return self._by_kind.get(kind, ())
+
+    def in_namespace(self, namespace: str | None, kind: str | None = None
+                     ) -> tuple[ObjectView, ...]:
+        objs = self._by_ns.get(namespace, ())
+        return objs if kind is None else tuple(o for o in objs if o.kind == kind)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
+        return self._by_name.get((kind, namespace, name))
+
+    def get_by_key(self, key: str) -> ObjectView | None:
+        """By `ResourceRef.key` (`apiVersion|kind|namespace|name`)."""
+        return self._by_key.get(key)
+
+    def get_by_uid(self, uid: str) -> ObjectView | None:
+        return self._by_uid.get(uid)
+
+    @property
+    def by_key(self) -> Mapping[str, ObjectView]:
+        return self._by_key
+
+    def namespaces(self) -> set[str]:
+        """Names of namespaces: Namespace objects plus every namespace an object lives in."""
+        names = {o.name for o in self.by_kind("Namespace")}
+        names.update(ns for ns in self._by_ns if ns)
+        return names
+
+    def select(self, kind: str, namespace: str | None, selector: Selector | Mapping[str, Any]
+               ) -> list[ObjectView]:
+        """Objects of `kind` in `namespace` whose labels match `selector` (index-driven).
+
+        An empty selector matches every object of that kind in the namespace.
+        """
+        if not isinstance(selector, Selector):
+            selector = parse_selector(selector)
+        equalities = selector.equalities
+        if equalities:
+            key, value = next(iter(equalities.items()))
+            candidates: Iterable[ObjectView] = self._by_label.get(
+                (kind, namespace, key, value), ()
+            )
+        else:
+            candidates = self.in_namespace(namespace, kind)
+        return [o for o in candidates if selector.matches(o.labels)]
+
+    # -- ownership --------------------------------------------------------------------------
+    def controller_of(self, obj: ObjectView) -> ObjectView | None:
+        """The object's controller (ownerReference with controller: true) if present here."""
+        for ref in obj.metadata.get("ownerReferences") or ():
+            if not isinstance(ref, Mapping) or not ref.get("controller"):
+                continue
+            owner = None
+            if ref.get("uid"):
+                owner = self._by_uid.get(str(ref["uid"]))
+            if owner is None:
+                owner = self.get(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
+            return owner
+        return None
+
+    def top_controller(self, obj: ObjectView) -> ObjectView:
+        """Follow controllers upwards as far as the input goes (the object itself if none)."""
+        seen = {id(obj)}
+        current = obj
+        while True:
+            owner = self.controller_of(current)
+            if owner is None or id(owner) in seen:
+                return current
+            seen.add(id(owner))
+            current = owner
+
+    # -- RBAC -------------------------------------------------------------------------------
+    def _index_bindings(self) -> None:
+        by_role: dict[tuple[str, str | None, str], list[ObjectView]] = defaultdict(list)
+        by_subject: dict[tuple[str, str | None, str], list[ObjectView]] = defaultdict(list)
+        for binding in (*self.by_kind("RoleBinding"), *self.by_kind("ClusterRoleBinding")):
+            role_ref = binding.manifest.get("roleRef")
+            if isinstance(role_ref, Mapping):
+                role_kind = str(role_ref.get("kind") or "")
+                role_ns = binding.namespace if role_kind == "Role" else None
+                by_role[(role_kind, role_ns, str(role_ref.get("name") or ""))].append(binding)
+            for subject in binding.manifest.get("subjects") or ():
+                if not isinstance(subject, Mapping):
+                    continue
+                skind = str(subject.get("kind") or "")
+                sns = subject.get("namespace") or (
+                    binding.namespace if skind == "ServiceAccount" else None
+                )
+                by_subject[(skind, sns, str(subject.get("name") or ""))].append(binding)
+        self._bindings_by_role = by_role
+        self._bindings_by_subject = by_subject
+
+    def role_of(self, binding: ObjectView) -> ObjectView | None:
+        """The Role/ClusterRole a (Cluster)RoleBinding refers to, if present."""
+        role_ref = binding.manifest.get("roleRef")
+        if not isinstance(role_ref, Mapping):
+            return None
+        kind = str(role_ref.get("kind") or "")
+        namespace = binding.namespace if kind == "Role" else None
+        return self.get(kind, namespace, str(role_ref.get("name") or ""))
+
+    def bindings_for_role(self, role: ObjectView) -> list[ObjectView]:
+        """Every binding whose roleRef names this Role or ClusterRole."""
+        if self._bindings_by_role is None:
+            self._index_bindings()
+        assert self._bindings_by_role is not None
+        return self._bindings_by_role.get((role.kind, role.namespace, role.name), [])
+
+    def bindings_for_subject(self, kind: str, name: str, namespace: str | None = None
+                             ) -> list[ObjectView]:
+        """Bindings naming a subject (`User`, `Group`, or `ServiceAccount` with namespace)."""
+        if self._bindings_by_subject is None:
+            self._index_bindings()
+        assert self._bindings_by_subject is not None
+        ns = namespace if kind == "ServiceAccount" else None
+        return self._bindings_by_subject.get((kind, ns, name), [])
+
+    def policy_rules(self, role: ObjectView) -> list[Mapping[str, Any]]:
+        """A role's rules, including those aggregated into a ClusterRole by aggregationRule."""
+        out = [r for r in role.manifest.get("rules") or () if isinstance(r, Mapping)]
+        aggregation = role.manifest.get("aggregationRule")
+        if role.kind == "ClusterRole" and isinstance(aggregation, Mapping):
+            seen = {role.name}
+            for sel in aggregation.get("clusterRoleSelectors") or ():
+                for other in self.select("ClusterRole", None, parse_selector(sel)):
+                    if other.name in seen:
+                        continue
+                    seen.add(other.name)
+                    out.extend(
+                        r for r in other.manifest.get("rules") or () if isinstance(r, Mapping)
+                    )
+        return out
+
+    def service_account(self, namespace: str | None, name: str) -> ObjectView | None:
+        return self.get("ServiceAccount", namespace, name)
+
+    def pods_using_service_account(self, namespace: str | None, name: str
+                                   ) -> list[ObjectView]:
+        """Pod-bearing objects in `namespace` running as service account `name`."""
+        if self._pods_by_sa is None:
+            index: dict[tuple[str | None, str], list[ObjectView]] = defaultdict(list)
+            for obj in self.objects:
+                if obj.workload is None:
+                    continue
+                spec = obj.workload.spec
+                sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+                index[(obj.namespace, str(sa))].append(obj)
+            self._pods_by_sa = index
+        return self._pods_by_sa.get((namespace, name), [])
+
+
+def suppressed_by_controller(context: ClusterContext) -> frozenset[str]:
+    """Keys of pod-bearing objects whose controller is also in the input (dedup targets).
+
+    A Pod owned by a ReplicaSet owned by a Deployment, all three present, is reported once on
+    the Deployment: the Pod's and the ReplicaSet's keys are returned here.
+    """
+    out = set()
+    for obj in context.objects:
+        if obj.workload is None or not obj.metadata.get("ownerReferences"):
+            continue
+        owner = context.controller_of(obj)
+        if owner is not None and owner.workload is not None:
+            out.add(obj.ref.key)
+    return frozenset(out)

@@ -1,0 +1,385 @@
+"""The scan engine: runs object and cluster rules, applies configuration, builds outcomes.
+
+An Engine is immutable after construction and holds no per-scan state, so one instance can
+serve every scan of a worker process. See `rules/__init__.py` for the API summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import CodeType
+from typing import Any
+
+from contracts.findings import (
+    ExemptionDict,
+    Finding,
+    LocationDict,
+    ScanErrorDict,
+    ScanReport,
+    ScanSummary,
+)
+from contracts.hashing import canonical_json
+from contracts.severity import Severity
+from rules.cluster import ClusterContext, suppressed_by_controller
+from rules.config import ConfigError, Exemption, ScanConfig, annotation_exemptions
+from rules.loading import Document
+from rules.model import Result, Rule, RuleMeta, Scope, Violation
+from rules.registry import CATALOGUE_REVISION, default_rules
+from rules.view import ObjectView, make_ref
+
+ENGINE_VERSION = "1"
+
+
+def _code_digest(code: CodeType, digest: Any) -> None:
+    digest.update(code.co_code)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            _code_digest(const, digest)
+        else:
+            digest.update(repr(const).encode("utf-8", "backslashreplace"))
+
+
+def _rule_fingerprint(rule_: Rule) -> str:
+    digest = hashlib.sha256()
+    code = getattr(rule_.check, "__code__", None)
+    if isinstance(code, CodeType):
+        _code_digest(code, digest)
+    return digest.hexdigest()[:16]
+
+
+def _error_result(meta: RuleMeta, ref: Any, problem: BaseException,
+                  location: LocationDict | None) -> Result:
+    return Result(
+        rule_id=meta.id, title=meta.title, severity=meta.severity, category=meta.category,
+        cis=meta.cis, pss=meta.pss, resource=ref, container=None, path="",
+        message=f"rule {meta.id} failed on this object: {type(problem).__name__}: {problem}",
+        status="error", location=location,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOutcome:
+    """Everything one scan produced. `results` holds open and exempted findings (sorted)."""
+
+    results: tuple[Result, ...]
+    errors: tuple[ScanErrorDict, ...]
+    objects: int
+    rules: int
+    expired_exemptions: tuple[Exemption, ...]
+    catalogue_version: str
+
+    @property
+    def open(self) -> tuple[Result, ...]:
+        return tuple(r for r in self.results if r.status == "open")
+
+    @property
+    def exempted(self) -> tuple[Result, ...]:
+        return tuple(r for r in self.results if r.status == "exempted")
+
+    def reaches(self, severity: Severity) -> bool:
+        """True when an open finding is at least `severity` (for `--fail-on`)."""
+        return any(r.severity.at_least(severity) for r in self.open)
+
+    def summary(self) -> ScanSummary:
+        by_severity = {s.value: 0 for s in Severity}
+        open_count = 0
+        for result in self.results:
+            if result.status == "open":
+                open_count += 1
+                by_severity[result.severity.value] += 1
+        return {
+            "objects": self.objects,
+            "rules": self.rules,
+            "findings": len(self.results),
+            "open": open_count,
+            "exempted": len(self.results) - open_count,
+            "errors": len(self.errors),
+            "by_severity": by_severity,
+            "expired_exemptions": [e.expired_record() for e in self.expired_exemptions],
+            "catalogue_version": self.catalogue_version,
+        }
+
+    def findings(self) -> list[Finding]:
+        return [r.to_finding() for r in self.results]
+
+    def to_report(self) -> ScanReport:
+        """The design's JSON contract: `{"findings", "errors", "summary"}`."""
+        return {"findings": self.findings(), "errors": list(self.errors),
+                "summary": self.summary()}
+
+
+def _sort_key(result: Result) -> tuple[Any, ...]:
+    return (-result.severity.rank, result.rule_id, result.resource.key, result.container or "",
+            result.path)
+
+
+class Engine:
+    """Evaluates a rule catalogue under one configuration. Immutable; safe to share."""
+
+    def __init__(self, rules: Sequence[Rule], config: ScanConfig | None = None) -> None:
+        config = config or ScanConfig()
+        known = {r.id for r in rules}
+        unknown = sorted(config.referenced_rule_ids() - known)
+        if unknown:
+            raise ConfigError(f"configuration names unknown rule ids: {', '.join(unknown)}")
+        self.config = config
+        self.all_rules: tuple[Rule, ...] = tuple(rules)
+        self.rules: tuple[Rule, ...] = tuple(r for r in rules if r.id not in config.disabled)
+        self._meta = {r.id: r.meta for r in self.all_rules}
+        any_kind: list[Rule] = []
+        by_kind: dict[str, list[Rule]] = defaultdict(list)
+        cluster: list[Rule] = []
+        for r in self.rules:
+            if r.meta.scope is Scope.CLUSTER:
+                cluster.append(r)
+            elif r.meta.kinds is None:
+                any_kind.append(r)
+            else:
+                for kind in r.meta.kinds:
+                    by_kind[kind].append(r)
+        self._any_kind = tuple(any_kind)
+        self._by_kind = {
+            kind: tuple(sorted((*rules_, *any_kind), key=lambda r: r.id))
+            for kind, rules_ in by_kind.items()
+        }
+        self._cluster_rules = tuple(cluster)
+        self.catalogue_version = self._compute_version()
+
+    @classmethod
+    def from_config(cls, config: ScanConfig | Mapping[str, Any] | None = None, *,
+                    rules: Sequence[Rule] | None = None) -> Engine:
+        """An engine over the built-in catalogue (or `rules`) with `config` (data or parsed)."""
+        if config is None or isinstance(config, Mapping):
+            config = ScanConfig.from_dict(config)
+        return cls(default_rules() if rules is None else rules, config)
+
+    def _compute_version(self) -> str:
+        payload = {
+            "engine": ENGINE_VERSION,
+            "revision": CATALOGUE_REVISION,
+            "rules": [
+                {**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules
+            ],
+            "config": self.config.to_dict(),
+        }
+        return f"v{ENGINE_VERSION}-" + hashlib.sha256(canonical_json(payload)).hexdigest()[:20]
+
+    def meta(self, rule_id: str) -> RuleMeta:
+        return self._meta[rule_id]
+
+    def rules_for(self, kind: str) -> tuple[Rule, ...]:
+        """Enabled object rules that apply to `kind` (precomputed)."""
+        return self._by_kind.get(kind, self._any_kind)
+
+    @property
+    def cluster_rules(self) -> tuple[Rule, ...]:
+        return self._cluster_rules
+
+    # -- evaluation -------------------------------------------------------------------------
+    def evaluate_object(self, manifest: Mapping[str, Any] | ObjectView, *,
+                        location: LocationDict | None = None) -> list[Result]:
+        """Run every enabled object rule on one manifest. No exemptions or overrides applied.
+
+        The output depends only on the manifest and the catalogue version, so it can be
+        cached by (content hash, catalogue version). A rule that raises yields one result
+        with status "error" for that (rule, object); the other rules still run.
+        """
+        view = manifest if isinstance(manifest, ObjectView) else ObjectView(manifest)
+        results: list[Result] = []
+        api_version = view.api_version
+        for r in self._by_kind.get(view.kind, self._any_kind):
+            meta = r.meta
+            if meta.api_versions is not None and api_version not in meta.api_versions:
+                continue
+            try:
+                for v in r.check(view):
+                    results.append(Result(
+                        meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss,
+                        view.ref, v.container, v.path, v.message, "open", None, location,
+                    ))
+            except Exception as problem:
+                results.append(_error_result(meta, view.ref, problem, location))
+        return results
+
+    def evaluate_cluster(self, manifests: ClusterContext | Iterable[Mapping[str, Any]], *,
+                         locations: Mapping[str, LocationDict] | None = None) -> list[Result]:
+        """Run every enabled cluster rule on a whole cluster's state (no config applied)."""
+        context = manifests if isinstance(manifests, ClusterContext) else ClusterContext(
+            manifests)
+        results: list[Result] = []
+        for r in self._cluster_rules:
+            meta = r.meta
+            try:
+                for v in r.check(context):
+                    ref = self._subject_ref(v)
+                    location = locations.get(ref.key) if locations else None
+                    results.append(Result(
+                        meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss,
+                        ref, v.container, v.path, v.message, "open", None, location,
+                    ))
+            except Exception as problem:
+                results.append(_error_result(
+                    meta, make_ref({"kind": "Cluster", "metadata": {"name": "*"}}), problem,
+                    None))
+        return results
+
+    @staticmethod
+    def _subject_ref(v: Violation) -> Any:
+        subject = v.subject
+        if isinstance(subject, ObjectView):
+            return subject.ref
+        if isinstance(subject, Mapping):
+            return make_ref(subject)
+        if subject is not None and hasattr(subject, "key"):
+            return subject  # already a ResourceRef
+        raise ValueError("a cluster rule's violation must name its subject")
+
+    # -- configuration ----------------------------------------------------------------------
+    def apply_config(
+        self,
+        results: Iterable[Result],
+        *,
+        cluster: str | None = None,
+        objects: ClusterContext | Mapping[str, Mapping[str, Any] | ObjectView] | None = None,
+        now: dt.datetime | None = None,
+    ) -> list[Result]:
+        """Apply severity overrides, exemptions and controller dedup to evaluated results.
+
+        `cluster` is the cluster id (for cluster-scoped exemptions). `objects` maps
+        `ResourceRef.key` to the manifests (or is a ClusterContext): it provides labels and
+        annotations for exemption selectors, and the ownership needed to drop results on
+        objects whose controller is present (when `dedup_controllers` is on). Error results
+        pass through unchanged. Exempted results are kept with status "exempted"; results
+        matched only by an expired exemption stay open and carry it with status "expired".
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        config = self.config
+        context: ClusterContext | None = None
+        if isinstance(objects, ClusterContext):
+            context = objects
+        elif objects is not None and config.dedup_controllers:
+            context = ClusterContext(objects.values())
+        suppressed = (
+            suppressed_by_controller(context)
+            if context is not None and config.dedup_controllers else frozenset()
+        )
+        lookup: Mapping[str, Any] = (
+            context.by_key if context is not None else (objects or {})
+        )
+        out: list[Result] = []
+        for result in results:
+            if result.status == "error":
+                out.append(result)
+                continue
+            if result.resource.key in suppressed:
+                continue
+            changes: dict[str, Any] = {}
+            override = config.severity.get(result.rule_id)
+            if override is not None and override is not result.severity:
+                changes["severity"] = override
+            exemption = self._exemption_for(result, lookup.get(result.resource.key), cluster,
+                                             now)
+            if exemption is not None:
+                changes["exemption"] = exemption
+                changes["status"] = "exempted" if exemption["status"] == "active" else "open"
+            elif result.exemption is not None or result.status != "open":
+                changes["exemption"] = None
+                changes["status"] = "open"
+            out.append(replace(result, **changes) if changes else result)
+        return out
+
+    def _exemption_for(self, result: Result, obj: Any, cluster: str | None,
+                       now: dt.datetime) -> ExemptionDict | None:
+        config = self.config
+        if not config.exemptions and not config.allow_annotation_exemptions:
+            return None
+        if isinstance(obj, ObjectView):
+            labels, annotations = obj.labels, obj.annotations
+        elif isinstance(obj, Mapping):
+            meta = obj.get("metadata") or {}
+            labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        else:
+            labels, annotations = None, None
+        expired: Exemption | None = None
+        res = result.resource
+        for exemption in config.exemptions:
+            if not exemption.matches(rule_id=result.rule_id, kind=res.kind,
+                                     namespace=res.namespace, name=res.name, labels=labels,
+                                     container=result.container, cluster=cluster):
+                continue
+            if exemption.is_expired(now):
+                expired = expired or exemption
+                continue
+            return exemption.record(status="active")
+        if config.allow_annotation_exemptions:
+            listed = annotation_exemptions(annotations)
+            if "*" in listed or result.rule_id in listed:
+                return {"source": "annotation", "index": None,
+                        "reason": "object annotation k8s-monitor.io/exempt", "owner": "",
+                        "expires": None, "status": "active"}
+        return expired.record(status="expired") if expired is not None else None
+
+    # -- whole scans ------------------------------------------------------------------------
+    def scan(
+        self,
+        inputs: Iterable[Mapping[str, Any] | Document],
+        *,
+        cluster: str | None = None,
+        now: dt.datetime | None = None,
+        load_errors: Iterable[ScanErrorDict] = (),
+    ) -> ScanOutcome:
+        """Evaluate object and cluster rules on `inputs`, then apply the configuration.
+
+        `inputs` are manifests or `rules.loading.Document`s (which add file/line locations).
+        Objects whose controller is also in the input are skipped when `dedup_controllers`
+        is on. `load_errors` (e.g. `LoadError.to_dict()`) are carried into the outcome.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        views: list[ObjectView] = []
+        locations: dict[str, LocationDict] = {}
+        located: list[LocationDict | None] = []
+        for item in inputs:
+            if isinstance(item, Document):
+                view = ObjectView(item.manifest)
+                loc: LocationDict | None = {"file": item.source, "line": item.line}
+                locations.setdefault(view.ref.key, loc)  # type: ignore[arg-type]
+            else:
+                view = ObjectView(item)
+                loc = None
+            views.append(view)
+            located.append(loc)
+        context = ClusterContext(views)
+        suppressed = (suppressed_by_controller(context) if self.config.dedup_controllers
+                      else frozenset())
+        raw: list[Result] = []
+        for view, loc in zip(views, located, strict=True):
+            if suppressed and view.ref.key in suppressed:
+                continue
+            raw.extend(self.evaluate_object(view, location=loc))
+        if self._cluster_rules:
+            raw.extend(self.evaluate_cluster(context, locations=locations))
+        applied = self.apply_config(raw, cluster=cluster, objects=context, now=now)
+        errors: list[ScanErrorDict] = list(load_errors)
+        findings: list[Result] = []
+        for result in applied:
+            if result.status == "error":
+                errors.append({"type": "rule", "message": result.message,
+                               "rule_id": result.rule_id,
+                               "resource": result.resource.to_dict(),  # type: ignore[typeddict-item]
+                               "file": result.location["file"] if result.location else None,
+                               "line": result.location["line"] if result.location else None})
+            else:
+                findings.append(result)
+        findings.sort(key=_sort_key)
+        return ScanOutcome(
+            results=tuple(findings),
+            errors=tuple(errors),
+            objects=len(views),
+            rules=len(self.rules),
+            expired_exemptions=tuple(self.config.expired_exemptions(now)),
+            catalogue_version=self.catalogue_version,
+        )

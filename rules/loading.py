@@ -1,0 +1,190 @@
+"""Read manifests for scanning: YAML (multi-document), JSON, `kind: List`, directories.
+
+`parse_text` is pure (text in, documents and errors out). `load_paths` is the one function in
+`rules` that touches the filesystem; it exists for the offline scanner and tests, and never
+raises for a bad file: a parse error becomes a LoadError naming the file and line, and the
+other files are still read. Unknown kinds and CRDs are carried through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+try:  # libyaml is several times faster; fall back to the pure-Python loader.
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - depends on how PyYAML was built
+    _Loader = yaml.SafeLoader
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_DOC_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$|^\.\.\.[ \t]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One Kubernetes object read from `source`, whose document starts at `line` (1-based)."""
+
+    manifest: dict[str, Any]
+    source: str
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadError:
+    """A file or document that could not be used. `type` is `parse` or `invalid`."""
+
+    source: str
+    line: int | None
+    message: str
+    type: str = "parse"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "file": self.source,
+                "line": self.line}
+
+
+@dataclass(slots=True)
+class Loaded:
+    """Documents and errors from one or more inputs."""
+
+    documents: list[Document]
+    errors: list[LoadError]
+    skipped: int = 0
+
+    def extend(self, other: Loaded) -> None:
+        self.documents.extend(other.documents)
+        self.errors.extend(other.errors)
+        self.skipped += other.skipped
+
+    @property
+    def manifests(self) -> list[dict[str, Any]]:
+        return [d.manifest for d in self.documents]
+
+
+def _split_yaml(text: str) -> Iterator[tuple[int, str]]:
+    """(first line number, text) of each YAML document, split at `---` / `...` lines."""
+    start, chunk = 1, []
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if _DOC_SEPARATOR.match(line.rstrip("\r\n")):
+            if chunk:
+                yield start, "".join(chunk)
+            chunk = []
+            rest = line[3:].strip()
+            # `--- {inline: doc}` carries content on the separator line itself: keep it.
+            if line.startswith("---") and rest and not rest.startswith("#"):
+                chunk = [line]
+                start = number
+            else:
+                start = number + 1
+            continue
+        chunk.append(line)
+    if chunk:
+        yield start, "".join(chunk)
+
+
+def _unwrap(value: Any, *, source: str, line: int, strict: bool, out: Loaded) -> None:
+    """Add a parsed value: an object, a `List` of objects, or a problem."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        out.errors.append(LoadError(source, line, "document is not a mapping (not a Kubernetes "
+                                                   "object)", "invalid"))
+        return
+    kind = value.get("kind")
+    items = value.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        for item in items:
+            _unwrap(item, source=source, line=line, strict=strict, out=out)
+        return
+    if not isinstance(kind, str) or not kind or not isinstance(value.get("apiVersion"), str):
+        if strict:
+            out.errors.append(LoadError(source, line, "document has no apiVersion/kind (not a "
+                                                       "Kubernetes object)", "invalid"))
+        else:
+            out.skipped += 1
+        return
+    out.documents.append(Document(value, source, line))
+
+
+def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool = True
+               ) -> Loaded:
+    """Parse one file's text. `fmt` is `json`, `yaml` or None (JSON if it looks like JSON).
+
+    With `strict=False` documents that are not Kubernetes objects (no apiVersion/kind, e.g. a
+    Helm values file found while walking a directory) are counted as skipped, not errors.
+    """
+    out = Loaded([], [])
+    stripped = text.lstrip()
+    if fmt == "json" or (fmt is None and stripped[:1] in "{["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as problem:
+            if fmt == "json":
+                out.errors.append(LoadError(source, problem.lineno,
+                                            f"invalid JSON: {problem.msg}"))
+                return out
+        else:
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                _unwrap(item, source=source, line=1, strict=strict, out=out)
+            return out
+    for start, chunk in _split_yaml(text):
+        try:
+            values = list(yaml.load_all(chunk, Loader=_Loader))
+        except yaml.YAMLError as problem:
+            mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark",
+                                                                     None)
+            line = start + mark.line if mark is not None else start
+            reason = getattr(problem, "problem", None) or str(problem).splitlines()[0]
+            out.errors.append(LoadError(source, line, f"invalid YAML: {reason}"))
+            continue
+        for value in values:
+            _unwrap(value, source=source, line=start, strict=strict, out=out)
+    return out
+
+
+def iter_manifest_files(root: Path) -> Iterator[Path]:
+    """Files with a manifest suffix under `root`, recursively, in a stable order."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES and not any(
+            part.startswith(".") for part in path.relative_to(root).parts
+        ):
+            yield path
+
+
+def load_paths(paths: Iterable[str | Path]) -> Loaded:
+    """Read files and directories (recursively). Errors are collected, never raised."""
+    out = Loaded([], [])
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for file in iter_manifest_files(path):
+                out.extend(_load_file(file, strict=False))
+        elif path.exists():
+            out.extend(_load_file(path, strict=True))
+        else:
+            out.errors.append(LoadError(str(path), None, "no such file or directory"))
+    return out
+
+
+def _load_file(path: Path, *, strict: bool) -> Loaded:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as problem:
+        return Loaded([], [LoadError(str(path), None, f"cannot read: {problem}")])
+    fmt = "json" if path.suffix.lower() == ".json" else None
+    return parse_text(text, source=str(path), fmt=fmt, strict=strict)
+
+
+def manifests_of(values: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten already-parsed values (unwrapping `List`s), dropping non-objects."""
+    out = Loaded([], [])
+    for value in values:
+        _unwrap(value, source="<memory>", line=1, strict=False, out=out)
+    return out.manifests

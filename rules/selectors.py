@@ -1,0 +1,130 @@
+"""Kubernetes label selectors (matchLabels/matchExpressions and the `a=b,c in (d)` text form)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_SET_EXPR = re.compile(r"^\s*(!?)\s*([^\s!=()]+)\s*(?:(notin|in)\s*\(([^)]*)\))?\s*$")
+_EQ_EXPR = re.compile(r"^\s*([^\s!=()]+)\s*(==|=|!=)\s*([^\s!=(),]*)\s*$")
+
+
+class SelectorError(ValueError):
+    """A selector that cannot be parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, Any]) -> bool:
+        if self.operator == "Exists":
+            return self.key in labels
+        if self.operator == "DoesNotExist":
+            return self.key not in labels
+        if self.operator == "In":
+            return self.key in labels and str(labels[self.key]) in self.values
+        # NotIn: true when the label is absent too (Kubernetes semantics).
+        return self.key not in labels or str(labels[self.key]) not in self.values
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A conjunction of requirements. An empty selector matches everything."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, Any] | None) -> bool:
+        labels = labels or {}
+        return all(req.matches(labels) for req in self.requirements)
+
+    @property
+    def equalities(self) -> dict[str, str]:
+        """The `key=value` requirements, usable for index look-ups."""
+        return {
+            req.key: next(iter(req.values))
+            for req in self.requirements
+            if req.operator == "In" and len(req.values) == 1
+        }
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.requirements
+
+
+def parse_selector(value: Any) -> Selector:
+    """A Selector from a LabelSelector dict, a plain `{key: value}` map, or selector text."""
+    if value is None:
+        return Selector()
+    if isinstance(value, str):
+        return _parse_text(value)
+    if not isinstance(value, Mapping):
+        raise SelectorError(f"a label selector must be a mapping or text, not {value!r}")
+    if "matchLabels" in value or "matchExpressions" in value:
+        return _parse_label_selector(value)
+    return Selector(tuple(Requirement(str(k), "In", frozenset({str(v)}))
+                          for k, v in sorted(value.items())))
+
+
+def _parse_label_selector(value: Mapping[str, Any]) -> Selector:
+    reqs: list[Requirement] = []
+    match_labels = value.get("matchLabels") or {}
+    if not isinstance(match_labels, Mapping):
+        raise SelectorError("matchLabels must be a mapping")
+    for key, val in sorted(match_labels.items()):
+        reqs.append(Requirement(str(key), "In", frozenset({str(val)})))
+    for expr in value.get("matchExpressions") or []:
+        if not isinstance(expr, Mapping):
+            raise SelectorError("each matchExpressions item must be a mapping")
+        operator = expr.get("operator")
+        if operator not in OPERATORS:
+            raise SelectorError(f"unknown selector operator {operator!r}")
+        values = frozenset(str(v) for v in expr.get("values") or [])
+        reqs.append(Requirement(str(expr.get("key", "")), operator, values))
+    return Selector(tuple(reqs))
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current)
+    return parts
+
+
+def _parse_text(text: str) -> Selector:
+    reqs: list[Requirement] = []
+    for part in _split_top_level(text):
+        if not part.strip():
+            continue
+        eq = _EQ_EXPR.match(part)
+        if eq:
+            key, op, val = eq.groups()
+            reqs.append(Requirement(key, "NotIn" if op == "!=" else "In", frozenset({val})))
+            continue
+        st = _SET_EXPR.match(part)
+        if not st:
+            raise SelectorError(f"cannot parse label selector term {part.strip()!r}")
+        negate, key, set_op, values = st.groups()
+        if set_op:
+            if negate:
+                raise SelectorError(f"cannot negate a set expression: {part.strip()!r}")
+            vals = frozenset(v.strip() for v in values.split(",") if v.strip())
+            reqs.append(Requirement(key, "In" if set_op == "in" else "NotIn", vals))
+        else:
+            reqs.append(Requirement(key, "DoesNotExist" if negate else "Exists"))
+    return Selector(tuple(reqs))

@@ -1,0 +1,267 @@
+"""Normalised, read-only views of manifests: ObjectView for any object, WorkloadView and
+ContainerView for every pod-bearing kind, with the kubelet's securityContext precedence.
+
+Views never copy the manifest: they hold references into it and compute JSON paths as text.
+Rules must treat everything reachable from a view as read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from contracts.resources import ResourceRef
+
+EMPTY: Mapping[str, Any] = {}
+
+# Where the pod spec lives in each pod-bearing kind: (path to pod metadata, path to pod spec).
+POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Pod": (("metadata",), ("spec",)),
+    "Deployment": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "StatefulSet": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "DaemonSet": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "ReplicaSet": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "ReplicationController": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "Job": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    "CronJob": (
+        ("spec", "jobTemplate", "spec", "template", "metadata"),
+        ("spec", "jobTemplate", "spec", "template", "spec"),
+    ),
+    "PodTemplate": (("template", "metadata"), ("template", "spec")),
+}
+POD_KINDS: frozenset[str] = frozenset(POD_SPEC_LOCATIONS)
+
+# Container groups in the order the pod-security-admission visitor walks them.
+CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
+
+# securityContext fields a container inherits from the pod's when it does not set them
+# (kubelet's DetermineEffectiveSecurityContext). `windowsOptions` merges field by field.
+INHERITED_FIELDS = frozenset(
+    {"runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile",
+     "appArmorProfile"}
+)
+WINDOWS_OPTION_FIELDS = frozenset(
+    {"gmsaCredentialSpecName", "gmsaCredentialSpec", "runAsUserName", "hostProcess"}
+)
+
+
+def _dig(obj: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else EMPTY
+
+
+def make_ref(manifest: Mapping[str, Any]) -> ResourceRef:
+    """The ResourceRef of a manifest, tolerant of missing fields (never raises)."""
+    meta = _mapping(manifest.get("metadata"))
+    name = meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else "")
+    return ResourceRef(
+        api_version=str(manifest.get("apiVersion") or ""),
+        kind=str(manifest.get("kind") or ""),
+        namespace=str(meta["namespace"]) if meta.get("namespace") else None,
+        name=str(name),
+    )
+
+
+class ObjectView:
+    """One manifest as rules see it. `workload` is set for every pod-bearing kind."""
+
+    __slots__ = (
+        "annotations", "api_version", "kind", "labels", "manifest", "metadata", "name",
+        "namespace", "ref", "workload",
+    )
+
+    def __init__(self, manifest: Mapping[str, Any]) -> None:
+        self.manifest = manifest
+        self.kind: str = str(manifest.get("kind") or "")
+        self.api_version: str = str(manifest.get("apiVersion") or "")
+        self.metadata: Mapping[str, Any] = _mapping(manifest.get("metadata"))
+        self.name: str = str(self.metadata.get("name") or "")
+        namespace = self.metadata.get("namespace")
+        self.namespace: str | None = str(namespace) if namespace else None
+        self.labels: Mapping[str, str] = _mapping(self.metadata.get("labels"))
+        self.annotations: Mapping[str, str] = _mapping(self.metadata.get("annotations"))
+        self.ref: ResourceRef = make_ref(manifest)
+        self.workload: WorkloadView | None = (
+            WorkloadView(manifest, self.kind) if self.kind in POD_SPEC_LOCATIONS else None
+        )
+
+    @property
+    def spec(self) -> Mapping[str, Any]:
+        return _mapping(self.manifest.get("spec"))
+
+    def get(self, *keys: str) -> Any:
+        """The value at a key path (None when any step is missing or not a mapping)."""
+        return _dig(self.manifest, keys)
+
+    def __repr__(self) -> str:
+        return f"ObjectView({self.ref})"
+
+
+class WorkloadView:
+    """The pod template inside any pod-bearing object, with its containers unwrapped.
+
+    `spec_path` is the JSON path of the pod spec inside the object (e.g.
+    `spec.template.spec`, or `spec` for a Pod); every path a rule reports is built from it.
+    A malformed object (no template) gives an empty pod spec and no containers.
+    """
+
+    __slots__ = ("_containers", "meta_path", "pod_meta", "pod_sc", "spec", "spec_path")
+
+    def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
+        meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
+        self.pod_meta: Mapping[str, Any] = _mapping(_dig(manifest, meta_keys))
+        self.spec: Mapping[str, Any] = _mapping(_dig(manifest, spec_keys))
+        self.meta_path = ".".join(meta_keys)
+        self.spec_path = ".".join(spec_keys)
+        self.pod_sc: Mapping[str, Any] = _mapping(self.spec.get("securityContext"))
+        self._containers: tuple[ContainerView, ...] | None = None
+
+    @property
+    def containers(self) -> tuple[ContainerView, ...]:
+        """initContainers, containers, then ephemeralContainers (the PSA visiting order)."""
+        if self._containers is None:
+            found: list[ContainerView] = []
+            spec = self.spec
+            for group in CONTAINER_GROUPS:
+                items = spec.get(group)
+                if not isinstance(items, list):
+                    continue
+                for index, raw in enumerate(items):
+                    if isinstance(raw, Mapping):
+                        found.append(ContainerView(self, raw, group, index))
+            self._containers = tuple(found)
+        return self._containers
+
+    @property
+    def pod_sc_path(self) -> str:
+        return f"{self.spec_path}.securityContext"
+
+    def spec_field(self, name: str) -> Any:
+        return self.spec.get(name)
+
+    def path(self, *parts: str | int) -> str:
+        """JSON path under the pod spec: `path("volumes", 0, "hostPath")`."""
+        return join_path(self.spec_path, *parts)
+
+    @property
+    def is_windows(self) -> bool:
+        return _mapping(self.spec.get("os")).get("name") == "windows"
+
+    @property
+    def host_users(self) -> bool | None:
+        """`spec.hostUsers`: False means the pod runs in its own user namespace."""
+        value = self.spec.get("hostUsers")
+        return value if isinstance(value, bool) else None
+
+    @property
+    def volumes(self) -> Iterator[tuple[int, Mapping[str, Any]]]:
+        items = self.spec.get("volumes")
+        if isinstance(items, list):
+            for index, volume in enumerate(items):
+                if isinstance(volume, Mapping):
+                    yield index, volume
+
+    @property
+    def annotations(self) -> Mapping[str, str]:
+        """The pod template's annotations (AppArmor/seccomp annotations live here)."""
+        return _mapping(self.pod_meta.get("annotations"))
+
+
+class ContainerView:
+    """One container of a workload, with its effective (kubelet) security settings."""
+
+    __slots__ = ("group", "index", "name", "path", "raw", "sc", "workload")
+
+    def __init__(self, workload: WorkloadView, raw: Mapping[str, Any], group: str,
+                 index: int) -> None:
+        self.workload = workload
+        self.raw = raw
+        self.group = group
+        self.index = index
+        self.name: str = str(raw.get("name") or f"{group}[{index}]")
+        self.path = f"{workload.spec_path}.{group}[{index}]"
+        self.sc: Mapping[str, Any] = _mapping(raw.get("securityContext"))
+
+    @property
+    def sc_path(self) -> str:
+        return f"{self.path}.securityContext"
+
+    def field_path(self, *parts: str | int) -> str:
+        return join_path(self.path, *parts)
+
+    def effective(self, name: str) -> tuple[Any, str]:
+        """(value, JSON path) of a securityContext field after kubelet precedence.
+
+        Container-level settings win; the pod-level value applies only when the container
+        does not set the field (for the inherited fields: runAsUser, runAsGroup, runAsNonRoot,
+        seLinuxOptions, seccompProfile, appArmorProfile). When neither sets it, the value is
+        None and the path is where the container should set it.
+        """
+        value = self.sc.get(name)
+        if value is not None:
+            return value, f"{self.sc_path}.{name}"
+        if name in INHERITED_FIELDS:
+            pod_value = self.workload.pod_sc.get(name)
+            if pod_value is not None:
+                return pod_value, f"{self.workload.pod_sc_path}.{name}"
+        return None, f"{self.sc_path}.{name}"
+
+    def effective_windows(self, name: str) -> tuple[Any, str]:
+        """A `windowsOptions` field: merged field by field, container over pod."""
+        value = _mapping(self.sc.get("windowsOptions")).get(name)
+        if value is not None:
+            return value, f"{self.sc_path}.windowsOptions.{name}"
+        pod_value = _mapping(self.workload.pod_sc.get("windowsOptions")).get(name)
+        if pod_value is not None:
+            return pod_value, f"{self.workload.pod_sc_path}.windowsOptions.{name}"
+        return None, f"{self.sc_path}.windowsOptions.{name}"
+
+    @property
+    def capabilities(self) -> Mapping[str, Any]:
+        return _mapping(self.sc.get("capabilities"))
+
+    def capability_list(self, which: str) -> list[tuple[int, str]]:
+        """(index, CAPABILITY) for `add` or `drop`, upper-cased without a CAP_ prefix."""
+        items = self.capabilities.get(which)
+        if not isinstance(items, list):
+            return []
+        out = []
+        for index, cap in enumerate(items):
+            text = str(cap).upper()
+            out.append((index, text.removeprefix("CAP_")))
+        return out
+
+    @property
+    def image(self) -> str:
+        return str(self.raw.get("image") or "")
+
+    @property
+    def is_ephemeral(self) -> bool:
+        return self.group == "ephemeralContainers"
+
+    @property
+    def is_init(self) -> bool:
+        return self.group == "initContainers"
+
+    def __repr__(self) -> str:
+        return f"ContainerView({self.name!r} at {self.path})"
+
+
+def join_path(base: str, *parts: str | int) -> str:
+    """Append keys (`.key`) and list indexes (`[i]`) to a JSON path."""
+    out = base
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = part
+    return out
