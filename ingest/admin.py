@@ -1,0 +1,412 @@
+"""The signed admin API under /v1/admin: clusters, keys, telemetry, search, findings,
+exemptions and rescans. Every request is signed by an admin key (roles viewer and admin) and
+every action is written to the audit log with the key's name."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.tasks import RESCAN
+from ingest.auth import Caller, authenticate_admin, http_request
+from ingest.body import parse_json, read_capped, validate, validator_for
+from ingest.context import IngestContext, ctx
+from ingest.dispatch import enqueue_after_commit
+from ingest.keys import KeyFormatError, fingerprint, parse_public_key
+from ingest.problems import CONFLICT, FORBIDDEN_ROLE, Problem, bad_request, not_found
+from ingest.push import CLUSTER_ID
+from ingest.search import search_manifests
+from store import audit, clusters, exemptions, telemetry
+from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
+from store.models import Cluster, ClusterKey, Exemption, Finding
+
+log = logging.getLogger("k8smon.ingest")
+blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
+
+ADMIN_BODY_LIMIT = 1024 * 1024
+MAX_ACTIVE_KEYS = 2
+ROLE_RANK = {"viewer": 0, "admin": 1}
+
+Handler = Callable[..., Any]
+
+
+def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
+    """Authenticate, check the role, run the handler in one transaction, audit, commit.
+
+    The handler gets `(session, caller, body, **view_args)` and returns (payload, status,
+    audit target, audit details).
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        def view(**view_args: Any) -> Response:
+            context = ctx()
+            raw = read_capped(request.stream, declared=request.content_length,
+                              limit=ADMIN_BODY_LIMIT)
+            with context.sessions() as session:
+                caller = authenticate_admin(
+                    session, http_request(request, raw), nonces=context.nonces,
+                    window_seconds=context.settings.signature_window_seconds,
+                    clock=context.clock,
+                )
+                g.k8smon_key_id = caller.key_id
+                if ROLE_RANK.get(caller.role or "", -1) < ROLE_RANK[role]:
+                    raise Problem(403, FORBIDDEN_ROLE, "Forbidden",
+                                  f"this action needs the {role} role")
+                body = parse_json(raw) if raw else None
+                payload, status, target, details = handler(
+                    session, caller, body, **view_args
+                )
+                audit.record_action(
+                    session, actor=caller.admin_name or caller.key_id, action=action,
+                    target=target, details=details, source="admin-api",
+                )
+                session.commit()
+            after = g.pop("k8smon_after_commit", None)
+            if after is not None:
+                after(context)
+            log.info(json.dumps({"event": "admin_action", "action": action,
+                                 "actor": caller.admin_name, "target": target}))
+            response = jsonify(payload)
+            response.status_code = status
+            return response
+
+        return view
+
+    return decorate
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _key_json(key: ClusterKey) -> dict[str, Any]:
+    return {"key_id": key.key_id, "fingerprint": fingerprint(key.public_key),
+            "created_at": _iso(key.created_at), "revoked_at": _iso(key.revoked_at)}
+
+
+def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": cluster.id, "display_name": cluster.display_name, "team": cluster.team,
+        "channel": cluster.channel, "labels": cluster.labels or {}, "status": cluster.status,
+        "created_at": _iso(cluster.created_at), "current_digest": cluster.current_digest,
+        "state_updated_at": _iso(cluster.state_updated_at),
+        "last_telemetry_at": _iso(cluster.last_telemetry_at),
+    }
+    if keys:
+        data["keys"] = [_key_json(k) for k in cluster.keys]
+    return data
+
+
+_STR = {"type": ["string", "null"], "maxLength": 500}
+_LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200},
+           "maxProperties": 64}
+_KEY = {
+    "type": "object", "required": ["key_id", "public_key"], "additionalProperties": False,
+    "properties": {"key_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                   "public_key": {"type": "string", "minLength": 1, "maxLength": 1000}},
+}
+CLUSTER_CREATE_SCHEMA = {
+    "type": "object", "required": ["id"], "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "pattern": CLUSTER_ID.pattern},
+        "display_name": _STR, "team": _STR, "channel": _STR, "labels": _LABELS,
+        "keys": {"type": "array", "items": _KEY, "maxItems": MAX_ACTIVE_KEYS},
+    },
+}
+CLUSTER_UPDATE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "minProperties": 1,
+    "properties": {"display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+                   "team": _STR, "channel": _STR, "labels": _LABELS,
+                   "status": {"enum": ["active", "disabled"]}},
+}
+SEARCH_SCHEMA = {
+    "type": "object", "required": ["path"], "additionalProperties": False,
+    "properties": {
+        "path": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "clusters": {"type": "array", "items": {"type": "string", "maxLength": 63},
+                     "maxItems": 1000},
+        "kind": {"type": "string", "maxLength": 200},
+        "namespace": {"type": "string", "maxLength": 253},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 5000},
+    },
+}
+EXEMPTION_SCHEMA = {
+    "type": "object", "required": ["rule_ids", "reason"], "additionalProperties": False,
+    "properties": {
+        "rule_ids": {"type": "array", "items": {"type": "string", "minLength": 1,
+                                                "maxLength": 64}, "minItems": 1},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
+        "cluster_id": {"type": ["string", "null"], "maxLength": 63},
+        "selector": {"type": "object"},
+        "expires_at": {"type": ["string", "null"], "maxLength": 40},
+    },
+}
+RESCAN_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"cluster_id": {"type": ["string", "null"], "maxLength": 63}},
+}
+
+
+def _require(body: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    if body is None:
+        raise bad_request("schema_violation", "a JSON body is required")
+    validate(body, validator_for(schema))
+    return body
+
+
+def _public_key(text: str) -> bytes:
+    try:
+        return parse_public_key(text)
+    except KeyFormatError as problem:
+        raise bad_request("invalid_public_key", str(problem)) from None
+
+
+def _cluster(session: Session, cluster_id: str) -> Cluster:
+    try:
+        return clusters.get_cluster(session, cluster_id)
+    except ClusterNotFound:
+        raise not_found(f"no cluster {cluster_id!r}") from None
+
+
+def _add_key(session: Session, cluster_id: str, spec: dict[str, Any]) -> ClusterKey:
+    if len(clusters.active_cluster_keys(session, cluster_id)) >= MAX_ACTIVE_KEYS:
+        raise Problem(409, CONFLICT, "Conflict",
+                      f"a cluster has at most {MAX_ACTIVE_KEYS} active keys: revoke one first")
+    try:
+        return clusters.add_cluster_key(session, cluster_id, key_id=spec["key_id"],
+                                        public_key=_public_key(spec["public_key"]))
+    except KeyExists:
+        raise Problem(409, CONFLICT, "Conflict", f"key id {spec['key_id']!r} is taken"
+                      ) from None
+
+
+# ---- clusters ---------------------------------------------------------------------------
+
+
+@blueprint.get("/clusters")
+@admin_route(role="viewer", action="clusters.list")
+def list_clusters(session: Session, caller: Caller, body: Any) -> Any:
+    status = request.args.get("status")
+    rows = clusters.list_clusters(session, status=status if status else None)
+    return {"clusters": [_cluster_json(c) for c in rows]}, 200, None, {}
+
+
+@blueprint.post("/clusters")
+@admin_route(role="admin", action="clusters.register")
+def register_cluster(session: Session, caller: Caller, body: Any) -> Any:
+    spec = _require(body, CLUSTER_CREATE_SCHEMA)
+    try:
+        cluster = clusters.create_cluster(
+            session, spec["id"], display_name=spec.get("display_name"), team=spec.get("team"),
+            channel=spec.get("channel"), labels=spec.get("labels"),
+        )
+    except ClusterExists:
+        raise Problem(409, CONFLICT, "Conflict", f"cluster {spec['id']!r} exists") from None
+    for key in spec.get("keys") or []:
+        _add_key(session, cluster.id, key)
+    session.refresh(cluster)
+    return _cluster_json(cluster), 201, cluster.id, {
+        "keys": [k["key_id"] for k in spec.get("keys") or []]}
+
+
+@blueprint.get("/clusters/<cluster_id>")
+@admin_route(role="viewer", action="clusters.show")
+def show_cluster(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    return _cluster_json(_cluster(session, cluster_id)), 200, cluster_id, {}
+
+
+@blueprint.patch("/clusters/<cluster_id>")
+@admin_route(role="admin", action="clusters.update")
+def update_cluster(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    changes = _require(body, CLUSTER_UPDATE_SCHEMA)
+    _cluster(session, cluster_id)
+    cluster = clusters.update_cluster(session, cluster_id, **changes)
+    return _cluster_json(cluster), 200, cluster_id, {"changes": changes}
+
+
+@blueprint.post("/clusters/<cluster_id>/disable")
+@admin_route(role="admin", action="clusters.disable")
+def disable_cluster(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    _cluster(session, cluster_id)
+    cluster = clusters.update_cluster(session, cluster_id, status="disabled")
+    return _cluster_json(cluster), 200, cluster_id, {}
+
+
+@blueprint.post("/clusters/<cluster_id>/keys")
+@admin_route(role="admin", action="keys.add")
+def add_key(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    spec = _require(body, _KEY)
+    _cluster(session, cluster_id)
+    key = _add_key(session, cluster_id, spec)
+    return _key_json(key), 201, f"{cluster_id}/{key.key_id}", {
+        "fingerprint": fingerprint(key.public_key)}
+
+
+@blueprint.delete("/clusters/<cluster_id>/keys/<key_id>")
+@admin_route(role="admin", action="keys.revoke")
+def revoke_key(session: Session, caller: Caller, body: Any, cluster_id: str,
+               key_id: str) -> Any:
+    try:
+        key = clusters.revoke_cluster_key(session, cluster_id, key_id)
+    except KeyNotFound:
+        raise not_found(f"cluster {cluster_id!r} has no key {key_id!r}") from None
+    return _key_json(key), 200, f"{cluster_id}/{key_id}", {}
+
+
+# ---- telemetry, search, findings ----------------------------------------------------------
+
+
+@blueprint.get("/telemetry")
+@admin_route(role="viewer", action="telemetry.latest")
+def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
+    now = datetime.fromtimestamp(ctx().clock(), UTC)
+    rows = []
+    for cluster, ping in telemetry.latest_telemetry(session):
+        rows.append({
+            "cluster_id": cluster.id, "status": cluster.status,
+            "received_at": _iso(ping.received_at) if ping else None,
+            "staleness_seconds": round((now - ping.received_at).total_seconds(), 3)
+            if ping else None,
+            "agent_version": ping.agent_version if ping else None,
+            "kubernetes_version": ping.kubernetes_version if ping else None,
+            "platform": ping.platform if ping else None,
+            "node_count": ping.node_count if ping else None,
+            "object_count": ping.object_count if ping else None,
+            "errors": (ping.errors or {}) if ping else {},
+        })
+    return {"clusters": rows}, 200, None, {}
+
+
+@blueprint.post("/search")
+@admin_route(role="viewer", action="manifests.search")
+def search(session: Session, caller: Caller, body: Any) -> Any:
+    spec = _require(body, SEARCH_SCHEMA)
+    matches = search_manifests(
+        session, path=spec["path"], cluster_ids=spec.get("clusters"), kind=spec.get("kind"),
+        namespace=spec.get("namespace"), limit=spec.get("limit", 500),
+    )
+    return {"matches": matches, "count": len(matches)}, 200, None, {
+        "path": spec["path"], "clusters": spec.get("clusters")}
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    return {
+        "id": f.id, "cluster_id": f.cluster_id, "rule_id": f.rule_id, "severity": f.severity,
+        "status": f.status, "message": f.message, "path": f.path,
+        "resource": {"apiVersion": f.api_version, "kind": f.kind, "namespace": f.namespace,
+                     "name": f.name},
+        "container": f.container, "first_seen": _iso(f.first_seen),
+        "last_seen": _iso(f.last_seen), "resolved_at": _iso(f.resolved_at),
+        "exemption_id": f.exemption_id,
+    }
+
+
+@blueprint.get("/findings")
+@admin_route(role="viewer", action="findings.query")
+def findings(session: Session, caller: Caller, body: Any) -> Any:
+    query = select(Finding).order_by(Finding.id.desc())
+    filters = {}
+    for arg, column in (("cluster", Finding.cluster_id), ("rule", Finding.rule_id),
+                        ("status", Finding.status), ("severity", Finding.severity),
+                        ("kind", Finding.kind), ("namespace", Finding.namespace)):
+        value = request.args.get(arg)
+        if value:
+            query = query.where(column == value)
+            filters[arg] = value
+    try:
+        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    rows = session.scalars(query.limit(limit)).all()
+    return {"findings": [_finding_json(f) for f in rows], "count": len(rows)}, 200, None, filters
+
+
+# ---- exemptions and rescans ----------------------------------------------------------------
+
+
+def _exemption_json(e: Exemption) -> dict[str, Any]:
+    return {"id": e.id, "rule_ids": e.rule_ids, "scope": e.scope, "cluster_id": e.cluster_id,
+            "selector": e.selector or {}, "reason": e.reason, "created_by": e.created_by,
+            "created_at": _iso(e.created_at), "expires_at": _iso(e.expires_at),
+            "revoked_at": _iso(e.revoked_at)}
+
+
+@blueprint.get("/exemptions")
+@admin_route(role="viewer", action="exemptions.list")
+def list_exemptions(session: Session, caller: Caller, body: Any) -> Any:
+    rows = exemptions.list_exemptions(
+        session, cluster_id=request.args.get("cluster") or None,
+        include_inactive=request.args.get("all") in ("1", "true"),
+    )
+    return {"exemptions": [_exemption_json(e) for e in rows]}, 200, None, {}
+
+
+@blueprint.post("/exemptions")
+@admin_route(role="admin", action="exemptions.create")
+def create_exemption(session: Session, caller: Caller, body: Any) -> Any:
+    spec = _require(body, EXEMPTION_SCHEMA)
+    expires_at = None
+    if spec.get("expires_at"):
+        try:
+            expires_at = datetime.fromisoformat(spec["expires_at"])
+        except ValueError:
+            raise bad_request("schema_violation", "$.expires_at: not an ISO 8601 time") from None
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+    if spec.get("cluster_id"):
+        _cluster(session, spec["cluster_id"])
+    try:
+        exemption = exemptions.create_exemption(
+            session, rule_ids=spec["rule_ids"], reason=spec["reason"],
+            created_by=caller.admin_name or caller.key_id, cluster_id=spec.get("cluster_id"),
+            selector=spec.get("selector"), expires_at=expires_at,
+        )
+    except ValueError as problem:
+        raise bad_request("schema_violation", str(problem)) from None
+    return _exemption_json(exemption), 201, f"exemption/{exemption.id}", {
+        "rule_ids": spec["rule_ids"], "reason": spec["reason"]}
+
+
+@blueprint.delete("/exemptions/<int:exemption_id>")
+@admin_route(role="admin", action="exemptions.revoke")
+def revoke_exemption(session: Session, caller: Caller, body: Any, exemption_id: int) -> Any:
+    if not exemptions.revoke_exemption(session, exemption_id):
+        raise not_found(f"no exemption {exemption_id}")
+    return {"id": exemption_id, "revoked": True}, 200, f"exemption/{exemption_id}", {}
+
+
+@blueprint.post("/rescan")
+@admin_route(role="admin", action="scan.trigger")
+def rescan(session: Session, caller: Caller, body: Any) -> Any:
+    spec = _require(body if body is not None else {}, RESCAN_SCHEMA)
+    cluster_id = spec.get("cluster_id")
+    if cluster_id:
+        _cluster(session, cluster_id)
+    outcome: dict[str, bool] = {}
+
+    def after(context: IngestContext) -> None:
+        outcome["enqueued"] = enqueue_after_commit(
+            context.dispatch, RESCAN, args=[cluster_id, caller.admin_name]
+        )
+
+    g.k8smon_after_commit = after
+    return {"status": "requested", "cluster_id": cluster_id}, 202, cluster_id or "*", {}
+
+
+@blueprint.get("/audit")
+@admin_route(role="admin", action="audit.read")
+def audit_log(session: Session, caller: Caller, body: Any) -> Any:
+    entries = audit.recent_actions(session, limit=200)
+    return {"entries": [
+        {"id": e.id, "at": _iso(e.at), "actor": e.actor, "action": e.action,
+         "target": e.target, "details": e.details, "source": e.source} for e in entries
+    ]}, 200, None, {}

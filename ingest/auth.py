@@ -1,0 +1,131 @@
+"""Authenticate signed requests: agents (cluster keys) and operators (admin keys).
+
+Order of checks, chosen so that only a key holder learns anything specific: parse the
+signature fields, algorithm, key lookup, cryptographic verification; then revocation, the
+cluster in the URL, the server policy (components, parameters, freshness, body digest), and
+finally the nonce (recorded only for requests that passed everything else).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from flask import Request
+from sqlalchemy.orm import Session
+
+from contracts import httpsig
+from contracts.httpsig import HttpRequest, Policy, Reason, SignatureError
+from ingest.guards import NonceCache
+from ingest.keys import KeyFormatError, ed25519_verifier
+from ingest.problems import Problem, unauthorised
+from store.admin_keys import find_admin_key
+from store.clusters import find_cluster_key
+
+AGENT_POLICY = Policy()
+# Admin reads have no body: method, authority, path and query are what they must cover.
+ADMIN_READ_COMPONENTS = ("@method", "@authority", "@path", "@query")
+ADMIN_WRITE_COMPONENTS = (*ADMIN_READ_COMPONENTS, "content-type", "content-digest")
+
+
+def http_request(request: Request, body: bytes) -> HttpRequest:
+    """The message as signed: raw (still percent-encoded) target, Host as authority."""
+    environ = request.environ
+    raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not raw_uri or "://" in raw_uri:
+        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+                     safe="/:@!$&'()*+,;=-._~%")
+        query = environ.get("QUERY_STRING", "")
+        raw_uri = path + (f"?{query}" if query else "")
+    host = request.headers.get("Host") or environ.get("SERVER_NAME", "localhost")
+    headers = [(str(name), str(value)) for name, value in request.headers.items()]
+    return HttpRequest(request.method, f"{request.scheme}://{host}{raw_uri}", headers, body)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who signed a request."""
+
+    key_id: str
+    cluster_id: str | None = None  # agents
+    admin_name: str | None = None  # operators
+    role: str | None = None
+
+
+def _refuse(problem: SignatureError) -> Problem:
+    return unauthorised(problem.reason.value, problem.detail)
+
+
+def _verify_crypto(message: HttpRequest, parsed: httpsig.ParsedSignature, public: bytes) -> None:
+    try:
+        verify = ed25519_verifier(public)
+    except KeyFormatError:
+        raise unauthorised(Reason.UNKNOWN_KEY.value, "stored key is unusable") from None
+    httpsig.verify_signature(message, parsed, verify=verify)
+
+
+def _check_nonce(parsed: httpsig.ParsedSignature, nonces: NonceCache, *, window: int) -> None:
+    nonce = parsed.params.get("nonce")
+    if isinstance(nonce, str) and not nonces.first_use(
+        parsed.key_id or "", nonce, ttl=2 * window + 1
+    ):
+        raise SignatureError(Reason.REPLAYED_NONCE, "nonce seen before within the window")
+
+
+def authenticate_agent(
+    session: Session,
+    message: HttpRequest,
+    *,
+    cluster_id: str,
+    nonces: NonceCache,
+    policy: Policy,
+    clock: Callable[[], float] = time.time,
+) -> Caller:
+    """The cluster key that signed `message` for `cluster_id`, or a 401 Problem."""
+    try:
+        parsed = httpsig.parse_signature(message)
+        httpsig.check_algorithm(parsed, policy=policy)
+        key = find_cluster_key(session, parsed.key_id) if parsed.key_id else None
+        if key is None:
+            raise SignatureError(Reason.UNKNOWN_KEY, f"no key {parsed.key_id!r}")
+        _verify_crypto(message, parsed, key.public_key)
+        if key.revoked_at is not None:
+            raise SignatureError(Reason.REVOKED_KEY, f"key {key.key_id} was revoked")
+        if key.cluster_id != cluster_id:
+            raise SignatureError(
+                Reason.WRONG_CLUSTER, f"key {key.key_id} belongs to another cluster"
+            )
+        httpsig.check_policy(message, parsed, policy=policy, now=clock())
+        _check_nonce(parsed, nonces, window=policy.window_seconds)
+    except SignatureError as problem:
+        raise _refuse(problem) from None
+    return Caller(key_id=key.key_id, cluster_id=key.cluster_id)
+
+
+def authenticate_admin(
+    session: Session,
+    message: HttpRequest,
+    *,
+    nonces: NonceCache,
+    window_seconds: int,
+    clock: Callable[[], float] = time.time,
+) -> Caller:
+    """The admin key that signed `message`, or a 401 Problem."""
+    components = ADMIN_WRITE_COMPONENTS if message.body else ADMIN_READ_COMPONENTS
+    policy = Policy(required_components=components, window_seconds=window_seconds)
+    try:
+        parsed = httpsig.parse_signature(message)
+        httpsig.check_algorithm(parsed, policy=policy)
+        key = find_admin_key(session, parsed.key_id) if parsed.key_id else None
+        if key is None:
+            raise SignatureError(Reason.UNKNOWN_KEY, f"no admin key {parsed.key_id!r}")
+        _verify_crypto(message, parsed, key.public_key)
+        if key.revoked_at is not None:
+            raise SignatureError(Reason.REVOKED_KEY, f"admin key {key.key_id} was revoked")
+        httpsig.check_policy(message, parsed, policy=policy, now=clock())
+        _check_nonce(parsed, nonces, window=window_seconds)
+    except SignatureError as problem:
+        raise _refuse(problem) from None
+    return Caller(key_id=key.key_id, admin_name=key.name, role=key.role)

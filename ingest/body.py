@@ -1,0 +1,146 @@
+"""Read a push body safely: size cap on the wire, capped streaming gunzip, strict JSON, schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import IO, Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from ingest.problems import (
+    BAD_ENCODING,
+    BAD_GZIP,
+    BODY_TOO_LARGE,
+    DECOMPRESSED_TOO_LARGE,
+    INVALID_JSON,
+    INVALID_UNICODE,
+    INVALID_UTF8,
+    SCHEMA_VIOLATION,
+    TOO_DEEP,
+    Problem,
+    bad_request,
+)
+
+_CHUNK = 64 * 1024
+# Escapes PostgreSQL cannot store in jsonb (NUL) or UTF-8 cannot encode (lone surrogates).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(413, BODY_TOO_LARGE, "Payload too large",
+                   f"the body is larger than {limit} bytes")
+
+
+def read_capped(stream: IO[bytes], *, declared: int | None, limit: int) -> bytes:
+    """Read at most `limit` bytes; refuse with 413 before reading when the declared size is over."""
+    if declared is not None and declared > limit:
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise too_large(limit)
+    return b"".join(chunks)
+
+
+def decode_content(raw: bytes, *, encoding: str | None, limit: int) -> bytes:
+    """Undo `Content-Encoding` (identity or gzip), inflating in chunks and stopping at `limit`."""
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return raw
+    if coding not in ("gzip", "x-gzip"):
+        raise Problem(415, BAD_ENCODING, "Unsupported media type",
+                      f"Content-Encoding {coding!r} is not supported (gzip or identity)")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out: list[bytes] = []
+    total = 0
+    pending = raw
+    try:
+        while not inflater.eof:
+            piece = inflater.decompress(pending, _CHUNK)
+            pending = inflater.unconsumed_tail
+            if not piece and not pending:
+                break
+            total += len(piece)
+            if total > limit:
+                raise Problem(413, DECOMPRESSED_TOO_LARGE, "Payload too large",
+                              f"the body inflates to more than {limit} bytes")
+            out.append(piece)
+        if not inflater.eof:
+            raise bad_request(BAD_GZIP, "the gzip stream is truncated")
+        if inflater.unused_data:
+            raise bad_request(BAD_GZIP, "data after the end of the gzip stream")
+    except zlib.error as problem:
+        raise bad_request(BAD_GZIP, f"invalid gzip data: {problem}") from None
+    return b"".join(out)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _has_unstorable_string(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item or any("\ud800" <= c <= "\udfff" for c in item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: valid UTF-8, no NaN/Infinity, bounded nesting, strings storable as jsonb."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise bad_request(INVALID_UTF8, f"the body is not valid UTF-8 (byte {problem.start})"
+                          ) from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise bad_request(TOO_DEEP, "the JSON document is nested too deeply") from None
+    except json.JSONDecodeError as problem:
+        raise bad_request(
+            INVALID_JSON, f"malformed JSON at line {problem.lineno} column {problem.colno}: "
+            f"{problem.msg}"
+        ) from None
+    except ValueError as problem:
+        raise bad_request(INVALID_JSON, str(problem)) from None
+    if _SUSPECT_ESCAPE.search(raw) and _has_unstorable_string(document):
+        raise bad_request(INVALID_UNICODE, "strings may not contain NUL or lone surrogates")
+    return document
+
+
+@lru_cache(maxsize=8)
+def _validator(schema_json: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_json))
+
+
+def validator_for(schema: Mapping[str, Any]) -> Draft202012Validator:
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
+def validate(document: Any, validator: Draft202012Validator) -> None:
+    """400 naming the offending field (a JSON path) when `document` breaks the schema."""
+    error = best_match(validator.iter_errors(document))
+    if error is None:
+        return
+    where = error.json_path
+    raise Problem(400, SCHEMA_VIOLATION, "Bad request", f"{where}: {error.message}"[:500],
+                  extra={"field": where})

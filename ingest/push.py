@@ -1,0 +1,138 @@
+"""Agent push endpoints: telemetry pings and snapshots (full or delta), signed per cluster."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.orm import Session
+
+from contracts.tasks import PROCESS_SNAPSHOT
+from contracts.wire import (
+    FORBIDDEN_KINDS,
+    SNAPSHOT_JSON_SCHEMA,
+    SNAPSHOT_PATH,
+    TELEMETRY_JSON_SCHEMA,
+    TELEMETRY_PATH,
+)
+from ingest.auth import authenticate_agent, http_request
+from ingest.body import decode_content, parse_json, read_capped, validate, validator_for
+from ingest.context import IngestContext, ctx
+from ingest.dispatch import enqueue_after_commit
+from ingest.problems import (
+    CLUSTER_DISABLED,
+    FORBIDDEN_KIND,
+    INVALID_SNAPSHOT,
+    RATE_LIMITED,
+    UNKNOWN_BASE,
+    UNSUPPORTED_MEDIA_TYPE,
+    Problem,
+    not_found,
+)
+from store.errors import InvalidSnapshot, UnknownBaseSnapshot
+from store.models import Cluster
+from store.snapshots import stage_snapshot
+from store.telemetry import record_telemetry
+
+log = logging.getLogger("k8smon.ingest")
+blueprint = Blueprint("push", __name__)
+
+CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_SNAPSHOT_RULE = SNAPSHOT_PATH.replace("{cluster_id}", "<cluster_id>")
+_TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
+
+
+def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind: str,
+             schema: dict[str, Any]) -> dict[str, Any]:
+    """Everything before storing: caps, signature, cluster state, rate limit, body, schema."""
+    settings = context.settings
+    if not CLUSTER_ID.match(cluster_id):
+        raise not_found("no such cluster")
+    raw = read_capped(request.stream, declared=request.content_length,
+                      limit=settings.max_body_bytes)
+    context.metrics.bytes_in.labels(kind=kind).inc(len(raw))
+    caller = authenticate_agent(
+        session, http_request(request, raw), cluster_id=cluster_id, nonces=context.nonces,
+        policy=context.policy, clock=context.clock,
+    )
+    g.k8smon_key_id = caller.key_id
+    cluster = session.get(Cluster, cluster_id)
+    if cluster is None or cluster.status != "active":
+        raise Problem(403, CLUSTER_DISABLED, "Forbidden", "the cluster is disabled")
+    retry_after = context.limiter.hit(cluster_id)
+    if retry_after is not None:
+        raise Problem(429, RATE_LIMITED, "Too many requests",
+                      f"more than {settings.rate_limit_per_minute} pushes a minute",
+                      headers={"Retry-After": str(int(retry_after))})
+    if request.mimetype != "application/json":
+        raise Problem(415, UNSUPPORTED_MEDIA_TYPE, "Unsupported media type",
+                      "Content-Type must be application/json")
+    data = decode_content(raw, encoding=request.headers.get("Content-Encoding"),
+                          limit=settings.max_decompressed_bytes)
+    document = parse_json(data)
+    validate(document, validator_for(schema))
+    return document
+
+
+def _accepted(context: IngestContext, kind: str, body: dict[str, Any]) -> Response:
+    context.metrics.accepted.labels(kind=kind).inc()
+    log.info(json.dumps({"event": "push_accepted", "kind": kind, **body}, default=str))
+    response = jsonify({"status": "accepted", **body})
+    response.status_code = 202
+    return response
+
+
+@blueprint.post(_SNAPSHOT_RULE)
+def push_snapshot(cluster_id: str) -> Response:
+    """Store a full or delta snapshot durably (202 after commit), then enqueue processing."""
+    context = ctx()
+    received_at = datetime.fromtimestamp(context.clock(), UTC)
+    with context.sessions() as session:
+        envelope = _receive(context, session, cluster_id, kind="snapshot",
+                            schema=SNAPSHOT_JSON_SCHEMA)
+        for index, obj in enumerate(envelope["objects"]):
+            if obj["kind"] in FORBIDDEN_KINDS:
+                raise Problem(422, FORBIDDEN_KIND, "Unprocessable content",
+                              f"objects[{index}] is a {obj['kind']}: never sent, never stored",
+                              extra={"field": f"$.objects[{index}].kind"})
+        try:
+            staged = stage_snapshot(session, cluster_id, envelope=envelope,
+                                    received_at=received_at)
+        except UnknownBaseSnapshot:
+            session.rollback()
+            raise Problem(409, UNKNOWN_BASE, "Conflict",
+                          "the delta's base_digest is not the latest stored state: "
+                          "send a full snapshot") from None
+        except InvalidSnapshot as problem:
+            session.rollback()
+            raise Problem(422, INVALID_SNAPSHOT, "Unprocessable content", str(problem)[:500]
+                          ) from None
+        session.commit()
+    enqueued = False
+    if not staged.duplicate:
+        enqueued = enqueue_after_commit(context.dispatch, PROCESS_SNAPSHOT,
+                                        args=[cluster_id, staged.snapshot_id])
+        if not enqueued:
+            context.metrics.enqueue_failures.inc()
+    return _accepted(context, "snapshot", {
+        "cluster_id": cluster_id, "snapshot_id": staged.snapshot_id, "digest": staged.digest,
+        "duplicate": staged.duplicate, "enqueued": enqueued,
+    })
+
+
+@blueprint.post(_TELEMETRY_RULE)
+def push_telemetry(cluster_id: str) -> Response:
+    """Record a telemetry ping (202 after commit)."""
+    context = ctx()
+    received_at = datetime.fromtimestamp(context.clock(), UTC)
+    with context.sessions() as session:
+        payload = _receive(context, session, cluster_id, kind="telemetry",
+                           schema=TELEMETRY_JSON_SCHEMA)
+        ping = record_telemetry(session, cluster_id, payload=payload, received_at=received_at)
+        ping_id = ping.id
+        session.commit()
+    return _accepted(context, "telemetry", {"cluster_id": cluster_id, "ping_id": ping_id})

@@ -1,0 +1,187 @@
+"""Read models of the admin pages: a few grouped queries per page, never one query per row."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from contracts.severity import Severity
+from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
+from store.telemetry import latest_telemetry
+
+OPEN_STATUSES = ("new", "open")
+SEVERITIES = tuple(s.value for s in Severity)
+TREND_SCANS = 8
+
+
+@dataclass(slots=True)
+class FleetRow:
+    cluster: Cluster
+    ping: TelemetryPing | None
+    health: str  # healthy | stale | errors | never | disabled
+    open_by_severity: dict[str, int]
+    trend: list[int] = field(default_factory=list)
+
+    @property
+    def open_total(self) -> int:
+        return sum(self.open_by_severity.values())
+
+
+def health_of(cluster: Cluster, ping: TelemetryPing | None, *, now: datetime,
+              stale_after: timedelta) -> str:
+    if cluster.status != "active":
+        return "disabled"
+    if ping is None:
+        return "never"
+    if now - ping.received_at > stale_after:
+        return "stale"
+    if ping.errors:
+        return "errors"
+    return "healthy"
+
+
+def open_counts_by_cluster(session: Session) -> dict[str, dict[str, int]]:
+    rows = session.execute(
+        select(Finding.cluster_id, Finding.severity, func.count())
+        .where(Finding.status.in_(OPEN_STATUSES))
+        .group_by(Finding.cluster_id, Finding.severity)
+    )
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
+    for cluster_id, severity, n in rows:
+        counts[cluster_id][severity] = int(n)
+    return counts
+
+
+def open_after_scan(counts: dict[str, Any]) -> int:
+    """Open findings a finished scan left (its new plus still-open findings)."""
+    return int(counts.get("new", 0) or 0) + int(counts.get("open", 0) or 0)
+
+
+def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, list[int]]:
+    """Per cluster, open findings after each of its last `scans` finished scans, oldest first."""
+    ranked = (
+        select(
+            ScanRun.cluster_id, ScanRun.id, ScanRun.counts,
+            func.row_number().over(partition_by=ScanRun.cluster_id,
+                                   order_by=ScanRun.id.desc()).label("rank"),
+        )
+        .where(ScanRun.state == "done")
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.cluster_id, ranked.c.counts)
+        .where(ranked.c.rank <= scans)
+        .order_by(ranked.c.cluster_id, ranked.c.id)
+    )
+    trends: dict[str, list[int]] = defaultdict(list)
+    for cluster_id, counts in rows:
+        trends[cluster_id].append(open_after_scan(counts or {}))
+    return trends
+
+
+def fleet_overview(session: Session, *, now: datetime, stale_after: timedelta
+                   ) -> list[FleetRow]:
+    counts = open_counts_by_cluster(session)
+    trends = recent_trends(session)
+    return [
+        FleetRow(
+            cluster=cluster,
+            ping=ping,
+            health=health_of(cluster, ping, now=now, stale_after=stale_after),
+            open_by_severity=counts.get(cluster.id) or dict.fromkeys(SEVERITIES, 0),
+            trend=trends.get(cluster.id, []),
+        )
+        for cluster, ping in latest_telemetry(session)
+    ]
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """Unicode block sparkline of a short series (no scripts, no images)."""
+    if not values:
+        return ""
+    blocks = "▁▂▃▄▅▆▇█"
+    top = max(values) or 1
+    return "".join(blocks[min(len(blocks) - 1, round(v / top * (len(blocks) - 1)))]
+                   for v in values)
+
+
+@dataclass(slots=True)
+class RuleGroup:
+    rule_id: str
+    severity: str
+    findings: list[Finding]
+
+
+def group_by_rule(findings: Sequence[Finding]) -> list[RuleGroup]:
+    """Findings grouped by rule, most severe rule first."""
+    groups: dict[str, RuleGroup] = {}
+    for finding in findings:
+        group = groups.setdefault(finding.rule_id, RuleGroup(finding.rule_id, finding.severity,
+                                                               []))
+        group.findings.append(finding)
+        if Severity(finding.severity).rank > Severity(group.severity).rank:
+            group.severity = finding.severity
+    return sorted(groups.values(),
+                  key=lambda g: (-Severity(g.severity).rank, -len(g.findings), g.rule_id))
+
+
+def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
+                      ) -> dict[str, int]:
+    """Live object id of each reference key (for links from findings to manifests)."""
+    found: dict[str, int] = {}
+    keys = sorted(set(ref_keys))
+    for start in range(0, len(keys), 500):
+        rows = session.execute(
+            select(KubeObject.ref_key, KubeObject.id).where(
+                KubeObject.cluster_id == cluster_id,
+                KubeObject.ref_key.in_(keys[start:start + 500]),
+                KubeObject.deleted_at.is_(None),
+            )
+        )
+        found.update(dict(rows.tuples().all()))
+    return found
+
+
+def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Sequence[Finding]:
+    return session.scalars(
+        select(Finding).where(
+            Finding.cluster_id == cluster_id,
+            Finding.api_version == obj.api_version,
+            Finding.kind == obj.kind,
+            Finding.name == obj.name,
+            Finding.namespace.is_(None) if not obj.namespace
+            else Finding.namespace == obj.namespace,
+            Finding.status.in_((*OPEN_STATUSES, "exempted")),
+        ).order_by(Finding.rule_id, Finding.path)
+    ).all()
+
+
+def rule_findings(session: Session, rule_id: str, *, limit: int = 500) -> Sequence[Finding]:
+    return session.scalars(
+        select(Finding)
+        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
+        .order_by(Finding.cluster_id, Finding.namespace, Finding.kind, Finding.name)
+        .limit(limit)
+    ).all()
+
+
+def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, str, int]]:
+    """(cluster, status, count) of a rule's active findings across the fleet."""
+    rows = session.execute(
+        select(Finding.cluster_id, Finding.status, func.count())
+        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
+        .group_by(Finding.cluster_id, Finding.status)
+        .order_by(Finding.cluster_id, Finding.status)
+    )
+    return [(c, s, int(n)) for c, s, n in rows]
+
+
+def rule_sample(session: Session, rule_id: str) -> Finding | None:
+    """Any finding of the rule (its title and severity when no catalogue is wired in)."""
+    return session.scalar(select(Finding).where(Finding.rule_id == rule_id).limit(1))

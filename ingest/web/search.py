@@ -1,0 +1,209 @@
+"""JSON-path search over the current manifests of every (or some) clusters.
+
+On PostgreSQL the path runs inside the database with its SQL/JSON path engine
+(`jsonb_path_query`), so a fleet-wide `--distinct` image search never ships bodies to Python;
+each distinct body is evaluated once (bodies are content-addressed and shared). On SQLite a
+Python fallback (jsonpath-ng) walks the same manifests. An invalid path raises `SearchError`
+with a message fit for a 400 answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from contracts.resources import ResourceRef
+from store.manifests import current_manifests
+
+MAX_PATH_LENGTH = 1000
+
+
+class SearchError(ValueError):
+    """The JSON path is invalid (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    cluster_id: str
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DistinctValue:
+    value: Any
+    occurrences: int
+    clusters: int
+
+
+@dataclass(slots=True)
+class SearchResult:
+    path: str
+    distinct: bool
+    hits: list[Hit] = field(default_factory=list)
+    values: list[DistinctValue] = field(default_factory=list)
+    truncated: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        if self.distinct:
+            rows: list[dict[str, Any]] = [
+                {"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
+                for v in self.values
+            ]
+        else:
+            rows = [
+                {"cluster": h.cluster_id, "apiVersion": h.api_version, "kind": h.kind,
+                 "namespace": h.namespace, "name": h.name, "value": h.value}
+                for h in self.hits
+            ]
+        return {"path": self.path, "distinct": self.distinct, "results": rows,
+                "truncated": self.truncated}
+
+
+def _check_length(path: str) -> None:
+    if not path.strip():
+        raise SearchError("path: give a JSON path such as $.spec.replicas")
+    if len(path) > MAX_PATH_LENGTH:
+        raise SearchError(f"path: longer than {MAX_PATH_LENGTH} characters")
+
+
+def run_search(
+    session: Session,
+    path: str,
+    *,
+    cluster_id: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    distinct: bool = False,
+    limit: int = 10_000,
+) -> SearchResult:
+    """Evaluate `path` on every matching current manifest (see the module docstring)."""
+    _check_length(path)
+    if session.get_bind().dialect.name == "postgresql":
+        return _postgres(session, path, cluster_id=cluster_id, kind=kind, namespace=namespace,
+                         distinct=distinct, limit=limit)
+    return _python(session, path, cluster_id=cluster_id, kind=kind, namespace=namespace,
+                   distinct=distinct, limit=limit)
+
+
+def _filters(cluster_id: str | None, kind: str | None, namespace: str | None
+             ) -> tuple[str, dict[str, Any]]:
+    clauses = ["o.deleted_at IS NULL"]
+    params: dict[str, Any] = {}
+    if cluster_id is not None:
+        clauses.append("o.cluster_id = :cluster_id")
+        params["cluster_id"] = cluster_id
+    if kind is not None:
+        clauses.append("o.kind = :kind")
+        params["kind"] = kind
+    if namespace is not None:
+        clauses.append("o.namespace = :namespace")
+        params["namespace"] = namespace
+    return " AND ".join(clauses), params
+
+
+def _validate_pg_path(session: Session, path: str) -> None:
+    try:
+        with session.begin_nested():
+            session.execute(text("SELECT CAST(:path AS jsonpath)"), {"path": path})
+    except DBAPIError as problem:
+        message = str(getattr(problem.orig, "pgerror", None) or problem.orig).strip()
+        first = message.splitlines()[0] if message else "invalid"
+        raise SearchError(f"path: invalid JSON path: {first.removeprefix('ERROR:').strip()}"
+                          ) from None
+
+
+def _postgres(session: Session, path: str, *, cluster_id: str | None, kind: str | None,
+              namespace: str | None, distinct: bool, limit: int) -> SearchResult:
+    _validate_pg_path(session, path)
+    where, params = _filters(cluster_id, kind, namespace)
+    params.update(path=path, limit=limit + 1)
+    result = SearchResult(path=path, distinct=distinct)
+    if distinct:
+        # Evaluate the path once per distinct body, weighting each value by how many live
+        # objects (and clusters) carry that body.
+        sql = f"""
+            WITH bodies AS (
+                SELECT o.current_hash AS content_hash, count(*) AS objects,
+                       array_agg(DISTINCT o.cluster_id) AS clusters
+                FROM objects o WHERE {where} GROUP BY o.current_hash
+            )
+            SELECT v.value, sum(bodies.objects) AS occurrences,
+                   count(DISTINCT c.cluster) AS clusters
+            FROM bodies
+            JOIN manifest_bodies b ON b.content_hash = bodies.content_hash
+            CROSS JOIN LATERAL jsonb_path_query(b.body, CAST(:path AS jsonpath)) AS v(value)
+            CROSS JOIN LATERAL unnest(bodies.clusters) AS c(cluster)
+            GROUP BY v.value
+            ORDER BY occurrences DESC, v.value::text
+            LIMIT :limit
+        """  # noqa: S608 - only fixed clause text is interpolated; values are bound
+        rows = session.execute(text(sql), params).all()
+        result.values = [DistinctValue(value, int(n), int(c)) for value, n, c in rows[:limit]]
+    else:
+        sql = f"""
+            SELECT o.cluster_id, o.ref_key, v.value
+            FROM objects o
+            JOIN manifest_bodies b ON b.content_hash = o.current_hash
+            CROSS JOIN LATERAL jsonb_path_query(b.body, CAST(:path AS jsonpath)) AS v(value)
+            WHERE {where}
+            ORDER BY o.cluster_id, o.ref_key
+            LIMIT :limit
+        """  # noqa: S608 - only fixed clause text is interpolated; values are bound
+        rows = session.execute(text(sql), params).all()
+        result.hits = [_hit(cid, key, value) for cid, key, value in rows[:limit]]
+    result.truncated = len(rows) > limit
+    return result
+
+
+def _hit(cluster_id: str, ref_key: str, value: Any) -> Hit:
+    ref = ResourceRef.from_key(ref_key)
+    return Hit(cluster_id, ref.api_version, ref.kind, ref.namespace, ref.name, value)
+
+
+def _compile_python(path: str) -> Any:
+    from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError  # noqa: PLC0415
+    from jsonpath_ng.ext import parse  # noqa: PLC0415
+
+    try:
+        return parse(path)
+    except (JsonPathLexerError, JsonPathParserError, ValueError, TypeError) as problem:
+        raise SearchError(f"path: invalid JSON path: {problem}") from None
+    except Exception as problem:  # jsonpath-ng raises bare Exceptions too
+        raise SearchError(f"path: invalid JSON path: {problem}") from None
+
+
+def _python(session: Session, path: str, *, cluster_id: str | None, kind: str | None,
+            namespace: str | None, distinct: bool, limit: int) -> SearchResult:
+    compiled = _compile_python(path)
+    result = SearchResult(path=path, distinct=distinct)
+    counts: dict[str, list[Any]] = {}
+    for manifest in current_manifests(session, cluster_id=cluster_id, kind=kind,
+                                      namespace=namespace if namespace is not None else None):
+        for match in compiled.find(manifest.body):
+            if distinct:
+                key = json.dumps(match.value, sort_keys=True)
+                entry = counts.setdefault(key, [match.value, 0, set()])
+                entry[1] += 1
+                entry[2].add(manifest.cluster_id)
+            else:
+                ref = manifest.ref
+                result.hits.append(Hit(manifest.cluster_id, ref.api_version, ref.kind,
+                                       ref.namespace, ref.name, match.value))
+                if len(result.hits) > limit:
+                    result.hits = result.hits[:limit]
+                    result.truncated = True
+                    return result
+    if distinct:
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        result.values = [DistinctValue(v, n, len(c)) for _k, (v, n, c) in ordered[:limit]]
+        result.truncated = len(ordered) > limit
+    return result

@@ -1,0 +1,305 @@
+"""Admin page routes: fleet, cluster, resource, diff, rule, exemptions, scans, search, audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from contracts.resources import ResourceRef
+from contracts.tasks import RESCAN
+from ingest.context import ctx
+from ingest.dispatch import enqueue_after_commit
+from ingest.web import manifest_view, queries
+from ingest.web.search import SearchError, run_search
+from ingest.web.security import (
+    admin_required,
+    current_user,
+    login_required,
+    safe_next,
+    sign_in,
+    sign_out,
+)
+from store import accounts
+from store.audit import recent_actions, record_action
+from store.clusters import list_clusters
+from store.exemptions import create_exemption, list_exemptions, revoke_exemption
+from store.findings import cluster_findings, finding_ref_key, status_counts
+from store.manifests import object_history
+from store.models import Cluster, Exemption, KubeObject, ManifestBody
+from store.scans import list_scan_runs
+from store.types import utcnow
+
+STALE_AFTER = timedelta(minutes=15)
+SOURCE = "admin-pages"
+
+
+def _db() -> Session:
+    return ctx().sessions()
+
+
+def _rule_info(rule_id: str) -> dict[str, Any] | None:
+    """The rule's description from the catalogue the composition root wired in (if any)."""
+    lookup: Callable[[str], dict[str, Any] | None] | None = ctx().extras.get("rule_info")
+    return lookup(rule_id) if lookup else None
+
+
+def _cluster_or_404(db: Session, cluster_id: str) -> Cluster:
+    cluster = db.get(Cluster, cluster_id)
+    if cluster is None:
+        abort(404, description=f"no cluster {cluster_id!r}")
+    return cluster
+
+
+# ------------------------------------------------------------------------------ sign-in
+
+
+def login() -> str | Response:
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        with _db() as db:
+            account = accounts.authenticate(db, username, password)
+            if account is not None:
+                record_action(db, actor=account.username, action="session.sign_in",
+                              source=SOURCE, details={"remote": request.remote_addr})
+                db.commit()
+        if account is None:
+            flash("Unknown username or wrong password.", "error")
+            return render_template("web/login.html", username=username), 401  # type: ignore[return-value]
+        sign_in(account)
+        return redirect(safe_next(request.args.get("next")) or url_for("web.fleet"))
+    return render_template("web/login.html", username="")
+
+
+def logout() -> Response:
+    sign_out()
+    return redirect(url_for("web.login"))
+
+
+# ------------------------------------------------------------------------------ fleet
+
+
+@login_required
+def fleet() -> str:
+    with _db() as db:
+        rows = queries.fleet_overview(db, now=utcnow(), stale_after=STALE_AFTER)
+        return render_template("web/fleet.html", rows=rows, severities=queries.SEVERITIES,
+                               sparkline=queries.sparkline, now=utcnow())
+
+
+@login_required
+def cluster_page(cluster_id: str) -> str:
+    with _db() as db:
+        cluster = _cluster_or_404(db, cluster_id)
+        findings = cluster_findings(db, cluster_id)
+        objects = queries.object_ids_by_ref(db, cluster_id,
+                                            [finding_ref_key(f) for f in findings])
+        return render_template(
+            "web/cluster.html", cluster=cluster, groups=queries.group_by_rule(findings),
+            objects=objects, ref_key=finding_ref_key, counts=status_counts(db, cluster_id),
+            scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
+        )
+
+
+@admin_required
+def rescan(cluster_id: str) -> Response:
+    with _db() as db:
+        _cluster_or_404(db, cluster_id)
+        record_action(db, actor=current_user().username, action="cluster.rescan",
+                      target=cluster_id, source=SOURCE)
+        db.commit()
+    if enqueue_after_commit(ctx().dispatch, RESCAN, args=[cluster_id]):
+        flash(f"Rescan of {cluster_id} queued.", "ok")
+    else:
+        flash(f"Could not queue the rescan of {cluster_id}: the task queue is unavailable.",
+              "error")
+    return redirect(url_for("web.cluster_page", cluster_id=cluster_id))
+
+
+def _object_or_404(db: Session, cluster_id: str, object_id: int) -> KubeObject:
+    obj = db.get(KubeObject, object_id)
+    if obj is None or obj.cluster_id != cluster_id:
+        abort(404, description="no such object in this cluster")
+    return obj
+
+
+@login_required
+def resource(cluster_id: str, object_id: int) -> str:
+    with _db() as db:
+        cluster = _cluster_or_404(db, cluster_id)
+        obj = _object_or_404(db, cluster_id, object_id)
+        body = db.get(ManifestBody, obj.current_hash)
+        findings = queries.object_findings(db, cluster_id, obj)
+        lines = manifest_view.highlight(
+            manifest_view.render(body.body if body else {}),
+            [f.path for f in findings if f.path and f.status != "exempted"],
+        )
+        versions = object_history(db, object_id)
+        return render_template(
+            "web/resource.html", cluster=cluster, obj=obj, ref=ResourceRef.from_key(obj.ref_key),
+            lines=lines, findings=findings, versions=versions,
+        )
+
+
+@login_required
+def diff(cluster_id: str, object_id: int) -> str:
+    with _db() as db:
+        cluster = _cluster_or_404(db, cluster_id)
+        obj = _object_or_404(db, cluster_id, object_id)
+        versions = {v.version_id: v for v in object_history(db, object_id)}
+        try:
+            old = versions[int(request.args.get("a", ""))]
+            new = versions[int(request.args.get("b", ""))]
+        except (KeyError, ValueError):
+            abort(400, description="choose two versions of this object to compare")
+        if old.first_seen > new.first_seen:
+            old, new = new, old
+        lines = manifest_view.diff(
+            old.body, new.body,
+            old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
+            new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
+        )
+        return render_template("web/diff.html", cluster=cluster, obj=obj,
+                               ref=ResourceRef.from_key(obj.ref_key), old=old, new=new,
+                               lines=lines)
+
+
+@login_required
+def rule(rule_id: str) -> str:
+    with _db() as db:
+        return render_template(
+            "web/rule.html", rule_id=rule_id, info=_rule_info(rule_id),
+            sample=queries.rule_sample(db, rule_id),
+            per_cluster=queries.rule_counts_by_cluster(db, rule_id),
+            findings=queries.rule_findings(db, rule_id),
+        )
+
+
+# ------------------------------------------------------------------------------ exemptions
+
+
+def _expiry(raw: str) -> datetime:
+    try:
+        day = datetime.strptime(raw.strip(), "%Y-%m-%d").date()
+    except ValueError:
+        raise ValueError("expires: give a date as YYYY-MM-DD") from None
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
+
+
+@login_required
+def exemptions() -> str:
+    with _db() as db:
+        return render_template(
+            "web/exemptions.html", exemptions=list_exemptions(db, include_inactive=True),
+            clusters=list_clusters(db), now=utcnow(), form=request.args,
+        )
+
+
+@admin_required
+def exemption_create() -> str | Response:
+    form = request.form
+    rule_ids = [r.strip() for r in form.get("rules", "").replace(",", " ").split() if r.strip()]
+    selector = {k: form.get(k, "").strip() for k in ("kind", "namespace", "name")
+                if form.get(k, "").strip()}
+    cluster_id = form.get("cluster", "").strip() or None
+    errors: list[str] = []
+    if not rule_ids:
+        errors.append("rules: name at least one rule id")
+    if not form.get("reason", "").strip():
+        errors.append("reason: say why this risk is accepted")
+    expires_at = None
+    try:
+        expires_at = _expiry(form.get("expires", ""))
+    except ValueError as problem:
+        errors.append(str(problem))
+    with _db() as db:
+        if cluster_id and db.get(Cluster, cluster_id) is None:
+            errors.append(f"cluster: no cluster {cluster_id!r}")
+        if not errors:
+            try:
+                exemption = create_exemption(
+                    db, rule_ids=rule_ids, reason=form.get("reason", ""),
+                    created_by=current_user().username, cluster_id=cluster_id,
+                    selector=selector, expires_at=expires_at,
+                )
+            except ValueError as problem:
+                errors.append(str(problem))
+            else:
+                record_action(db, actor=current_user().username, action="exemption.create",
+                              target=f"exemption:{exemption.id}", source=SOURCE,
+                              details={"rules": rule_ids, "cluster": cluster_id,
+                                       "selector": selector,
+                                       "expires_at": expires_at.isoformat()
+                                       if expires_at else None})
+                db.commit()
+                flash(f"Exemption {exemption.id} created; it applies from the next scan.", "ok")
+                return redirect(url_for("web.exemptions"))
+        for error in errors:
+            flash(error, "error")
+        return render_template(
+            "web/exemptions.html", exemptions=list_exemptions(db, include_inactive=True),
+            clusters=list_clusters(db), now=utcnow(), form=form,
+        ), 400  # type: ignore[return-value]
+
+
+@admin_required
+def exemption_expire(exemption_id: int) -> Response:
+    with _db() as db:
+        exemption = db.get(Exemption, exemption_id)
+        if exemption is None:
+            abort(404, description=f"no exemption {exemption_id}")
+        revoke_exemption(db, exemption_id)
+        record_action(db, actor=current_user().username, action="exemption.expire",
+                      target=f"exemption:{exemption_id}", source=SOURCE)
+        db.commit()
+    flash(f"Exemption {exemption_id} expired; findings reopen at the next scan.", "ok")
+    return redirect(url_for("web.exemptions"))
+
+
+# ------------------------------------------------------------------------------ the rest
+
+
+@login_required
+def scans() -> str:
+    cluster_id = request.args.get("cluster") or None
+    with _db() as db:
+        return render_template(
+            "web/scans.html", runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
+            cluster_id=cluster_id, flower_url=ctx().extras.get("flower_url"),
+        )
+
+
+@login_required
+def search() -> str:
+    args = request.args
+    path = args.get("path", "").strip()
+    results = None
+    error = None
+    if path:
+        with _db() as db:
+            try:
+                results = run_search(
+                    db, path, cluster_id=args.get("cluster") or None,
+                    kind=args.get("kind") or None, namespace=args.get("namespace") or None,
+                    distinct=bool(args.get("distinct")), limit=1000,
+                )
+            except SearchError as problem:
+                error = str(problem)
+    return render_template("web/search.html", form=args, results=results, error=error)
+
+
+@login_required
+def audit() -> str:
+    with _db() as db:
+        return render_template("web/audit.html", entries=recent_actions(db, limit=500))
+
+
+def error_page(error: Any) -> tuple[str, int]:
+    """Refusals on the admin pages are pages too (never a stack trace, never JSON)."""
+    return render_template("web/error.html", code=error.code, title=error.name,
+                           detail=getattr(error, "description", "")), error.code
