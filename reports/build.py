@@ -1,0 +1,67 @@
+"""Build a ClusterReport from the store: findings grouped per rule, new and resolved split out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session
+
+from reports.model import ClusterReport, RuleSection, ViolationLine, severity_rank
+from store.clusters import get_cluster
+from store.findings import cluster_findings
+from store.models import Finding
+from store.scans import get_scan_run, latest_scan_run
+
+
+def admin_link(public_url: str, cluster_id: str) -> str:
+    return f"{public_url.rstrip('/')}/admin/clusters/{cluster_id}"
+
+
+def _line(finding: Finding) -> ViolationLine:
+    return ViolationLine(
+        api_version=finding.api_version, kind=finding.kind, namespace=finding.namespace,
+        name=finding.name, container=finding.container, path=finding.path,
+        message=finding.message, status=finding.status, first_seen=finding.first_seen,
+        resolved_at=finding.resolved_at,
+    )
+
+
+def group_by_rule(findings: Iterable[Finding]) -> tuple[RuleSection, ...]:
+    """Sections per rule, most severe first; violations ordered by namespace, kind, name."""
+    grouped: dict[str, list[Finding]] = {}
+    for finding in findings:
+        grouped.setdefault(finding.rule_id, []).append(finding)
+    sections = []
+    for rule_id, items in grouped.items():
+        details = items[0].details or {}
+        items.sort(key=lambda f: (f.namespace or "", f.kind, f.name, f.container or "",
+                                  f.path or ""))
+        sections.append(RuleSection(
+            rule_id=rule_id, title=str(details.get("title") or rule_id),
+            severity=items[0].severity, cis=tuple(details.get("cis") or ()),
+            pss=tuple(details.get("pss") or ()), violations=tuple(_line(f) for f in items),
+        ))
+    sections.sort(key=lambda s: (severity_rank(s.severity), s.rule_id))
+    return tuple(sections)
+
+
+def build_cluster_report(
+    session: Session, cluster_id: str, *, public_url: str, scan_id: int | None = None
+) -> ClusterReport:
+    """The report of a cluster after a scan (the latest finished one by default)."""
+    cluster = get_cluster(session, cluster_id)
+    run = get_scan_run(session, scan_id) if scan_id else latest_scan_run(session, cluster_id)
+    scan = run.id if run else None
+    findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
+    active = [f for f in findings if f.status in ("new", "open")]
+    new = [f for f in active if f.status == "new" and f.last_scan_id == scan]
+    resolved = [f for f in findings if f.status == "resolved"]
+    exempted = [f for f in findings if f.status == "exempted"]
+    return ClusterReport(
+        cluster_id=cluster.id, display_name=cluster.display_name, team=cluster.team,
+        scan_id=scan, scanned_at=run.finished_at if run else None,
+        admin_url=admin_link(public_url, cluster.id),
+        counts=dict(run.counts) if run else {},
+        rules=group_by_rule(active), exempted=group_by_rule(exempted),
+        new=group_by_rule(new), resolved=group_by_rule(resolved),
+    )

@@ -1,0 +1,252 @@
+"""Findings across scans: the new / open / resolved / exempted lifecycle, persisted in bulk.
+
+`reconcile_findings` merges one scan's observed violations into the cluster's findings:
+a fingerprint seen for the first time is *new*; seen again it is *open*; a matching active
+exemption makes it *exempted* (and the exemption's expiry turns it back to *open*); an active
+finding no longer observed on an object that was evaluated is *resolved* (with resolved_at);
+a resolved finding that comes back is *new* again. Objects that could not be evaluated in this
+scan keep their findings untouched, so a failed shard never resolves anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from store.bulk import chunked, insert_ignoring_conflicts
+from store.models import Finding
+from store.types import utcnow
+
+ACTIVE_STATUSES = ("new", "open", "exempted")
+STATUSES = ("new", "open", "resolved", "exempted")
+
+
+def fingerprint(*, rule_id: str, ref_key: str, container: str | None, path: str | None) -> str:
+    """Stable identity of a violation across scans: rule, resource, container and field path."""
+    raw = "\x00".join((rule_id, ref_key, container or "", path or ""))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ObservedFinding:
+    """One violation seen by a scan, already matched against exemptions."""
+
+    fingerprint: str
+    rule_id: str
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    container: str | None
+    path: str | None
+    content_hash: str | None
+    severity: str
+    message: str
+    exempted: bool = False
+    exemption_id: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref_key(self) -> str:
+        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    new: int = 0
+    open: int = 0
+    exempted: int = 0
+    resolved: int = 0
+    reopened: int = 0
+    unexempted: int = 0
+    kept_unevaluated: int = 0
+
+    def as_counts(self) -> dict[str, int]:
+        return {
+            "new": self.new, "open": self.open, "exempted": self.exempted,
+            "resolved": self.resolved, "reopened": self.reopened,
+            "unexempted": self.unexempted, "kept_unevaluated": self.kept_unevaluated,
+        }
+
+
+def finding_ref_key(finding: Finding) -> str:
+    return f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
+
+
+def _existing(
+    session: Session, cluster_id: str, fingerprints: Sequence[str]
+) -> dict[str, Finding]:
+    found = {
+        f.fingerprint: f
+        for f in session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)
+            )
+        )
+    }
+    missing = [fp for fp in fingerprints if fp not in found]
+    for batch in chunked(missing):
+        for f in session.scalars(
+            select(Finding).where(Finding.cluster_id == cluster_id,
+                                  Finding.fingerprint.in_(batch))
+        ):
+            found[f.fingerprint] = f
+    return found
+
+
+def reconcile_findings(
+    session: Session,
+    cluster_id: str,
+    *,
+    scan_id: int,
+    observed: Iterable[ObservedFinding],
+    evaluated: Callable[[Finding], bool],
+    at: datetime | None = None,
+) -> ReconcileResult:
+    """Merge one scan's violations into the cluster's findings (see the module docstring)."""
+    now = at or utcnow()
+    by_fp: dict[str, ObservedFinding] = {}
+    for item in observed:
+        by_fp.setdefault(item.fingerprint, item)
+    existing = _existing(session, cluster_id, list(by_fp))
+    result = ReconcileResult()
+
+    inserts: list[dict[str, Any]] = []
+    row_updates: list[dict[str, Any]] = []
+    still_open: list[int] = []
+    for fp, item in by_fp.items():
+        current = existing.get(fp)
+        if current is None:
+            status = "exempted" if item.exempted else "new"
+            inserts.append(_row(cluster_id, item, status=status, scan_id=scan_id, at=now))
+            setattr(result, status, getattr(result, status) + 1)
+            continue
+        if item.exempted:
+            status = "exempted"
+        elif current.status == "resolved":
+            status = "new"
+            result.reopened += 1
+        elif current.status == "exempted":
+            status = "open"
+            result.unexempted += 1
+        else:
+            status = "open"
+        setattr(result, status, getattr(result, status) + 1)
+        unchanged = (
+            status == "open" and current.status in ("new", "open")
+            and current.severity == item.severity and current.message == item.message
+            and current.content_hash == item.content_hash
+        )
+        if unchanged:
+            still_open.append(current.id)
+            continue
+        row_updates.append({
+            "id": current.id, "status": status, "severity": item.severity,
+            "message": item.message, "content_hash": item.content_hash,
+            "exemption_id": item.exemption_id if item.exempted else None,
+            "last_seen": now, "last_scan_id": scan_id,
+            "resolved_at": None, "details": item.details,
+            **({"first_seen": now} if current.status == "resolved" else {}),
+        })
+
+    resolved_ids: list[int] = []
+    for fp, current in existing.items():
+        if fp in by_fp or current.status not in ACTIVE_STATUSES:
+            continue
+        if evaluated(current):
+            resolved_ids.append(current.id)
+        else:
+            result.kept_unevaluated += 1
+    result.resolved = len(resolved_ids)
+
+    _write(session, scan_id=scan_id, at=now, inserts=inserts, row_updates=row_updates,
+           still_open=still_open, resolved_ids=resolved_ids)
+    return result
+
+
+def _write(
+    session: Session,
+    *,
+    scan_id: int,
+    at: datetime,
+    inserts: list[dict[str, Any]],
+    row_updates: list[dict[str, Any]],
+    still_open: list[int],
+    resolved_ids: list[int],
+) -> None:
+    now = at
+    insert_ignoring_conflicts(session, Finding.__table__, inserts, chunk=200)
+    if row_updates:
+        # Rows differ in which keys they set; group them so each executemany is uniform.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in row_updates:
+            groups.setdefault(tuple(sorted(row)), []).append(row)
+        for rows in groups.values():
+            session.execute(update(Finding), rows)
+    for batch in chunked(still_open, 2000):
+        session.execute(
+            update(Finding).where(Finding.id.in_(batch))
+            .values(status="open", last_seen=now, last_scan_id=scan_id)
+            .execution_options(synchronize_session=False)
+        )
+    for batch in chunked(resolved_ids, 2000):
+        session.execute(
+            update(Finding).where(Finding.id.in_(batch))
+            .values(status="resolved", resolved_at=now, last_scan_id=scan_id,
+                    exemption_id=None)
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+
+
+def _row(
+    cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int, at: datetime
+) -> dict[str, Any]:
+    return {
+        "cluster_id": cluster_id, "fingerprint": item.fingerprint, "rule_id": item.rule_id,
+        "api_version": item.api_version, "kind": item.kind, "namespace": item.namespace,
+        "name": item.name, "container": item.container, "path": item.path,
+        "content_hash": item.content_hash, "severity": item.severity, "message": item.message,
+        "status": status, "exemption_id": item.exemption_id if item.exempted else None,
+        "first_seen": at, "last_seen": at, "resolved_at": None, "last_scan_id": scan_id,
+        "details": item.details,
+    }
+
+
+def cluster_findings(
+    session: Session,
+    cluster_id: str,
+    *,
+    statuses: Sequence[str] = ACTIVE_STATUSES,
+    resolved_in_scan: int | None = None,
+) -> Sequence[Finding]:
+    """Findings of a cluster with the given statuses (plus those a given scan resolved)."""
+    condition = Finding.status.in_(list(statuses))
+    if resolved_in_scan is not None:
+        condition = or_(
+            condition,
+            (Finding.status == "resolved") & (Finding.last_scan_id == resolved_in_scan),
+        )
+    return session.scalars(
+        select(Finding)
+        .where(Finding.cluster_id == cluster_id, condition)
+        .order_by(Finding.rule_id, Finding.namespace, Finding.kind, Finding.name, Finding.id)
+    ).all()
+
+
+def status_counts(session: Session, cluster_id: str) -> dict[str, int]:
+    rows = session.execute(
+        select(Finding.status, func.count())
+        .where(Finding.cluster_id == cluster_id)
+        .group_by(Finding.status)
+    ).all()
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+

@@ -1,0 +1,102 @@
+"""Expiry purge, one small batch per call, so no statement holds locks the ingest waits on.
+
+Each function deletes at most `batch_size` rows older than a cutoff and returns how many it
+deleted; the caller commits after every batch and calls again until it gets 0. Deleted rows are
+never ones the ingest writes concurrently: only superseded manifest versions, objects deleted
+from their cluster long ago, processed snapshots that are not a cluster's current state, old
+telemetry pings and long-resolved findings. The current version of a live object, a pending
+snapshot and any finding that is not resolved are never purged.
+
+Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a scan of
+`objects.current_hash` for the foreign-key check, which has no index.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session
+
+from store.models import (
+    Cluster,
+    Finding,
+    KubeObject,
+    ManifestVersion,
+    Snapshot,
+    TelemetryPing,
+)
+
+DEFAULT_BATCH = 5000
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_telemetry(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
+    victims = (
+        select(TelemetryPing.id).where(TelemetryPing.received_at < cutoff).limit(batch_size)
+    )
+    return _rowcount(session.execute(delete(TelemetryPing).where(TelemetryPing.id.in_(victims))))
+
+
+def purge_snapshots(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
+    """Old processed/failed snapshots (their items cascade), never a cluster's current one."""
+    is_current = exists().where(Cluster.current_snapshot_id == Snapshot.id)
+    victims = (
+        select(Snapshot.id)
+        .where(Snapshot.received_at < cutoff, Snapshot.state != "pending", ~is_current)
+        .limit(batch_size)
+    )
+    return _rowcount(session.execute(delete(Snapshot).where(Snapshot.id.in_(victims))))
+
+
+def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
+    """Manifest versions superseded before the cutoff; never an object's current version."""
+    is_current = exists().where(
+        KubeObject.id == ManifestVersion.object_id,
+        KubeObject.current_version_id == ManifestVersion.id,
+        KubeObject.deleted_at.is_(None),
+    )
+    victims = (
+        select(ManifestVersion.id)
+        .where(ManifestVersion.superseded_at < cutoff, ~is_current)
+        .limit(batch_size)
+    )
+    return _rowcount(
+        session.execute(delete(ManifestVersion).where(ManifestVersion.id.in_(victims)))
+    )
+
+
+def purge_deleted_objects(
+    session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Objects that left their cluster before the cutoff (remaining versions cascade)."""
+    victims = (
+        select(KubeObject.id)
+        .where(KubeObject.deleted_at.is_not(None), KubeObject.deleted_at < cutoff)
+        .limit(batch_size)
+    )
+    return _rowcount(session.execute(delete(KubeObject).where(KubeObject.id.in_(victims))))
+
+
+def purge_resolved_findings(
+    session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Findings resolved before the cutoff; new, open and exempted findings are never purged."""
+    victims = (
+        select(Finding.id)
+        .where(Finding.status == "resolved", Finding.resolved_at < cutoff)
+        .limit(batch_size)
+    )
+    return _rowcount(session.execute(delete(Finding).where(Finding.id.in_(victims))))
+
+
+PURGERS = (
+    ("telemetry_pings", purge_telemetry),
+    ("snapshots", purge_snapshots),
+    ("manifest_versions", purge_versions),
+    ("objects", purge_deleted_objects),
+    ("findings", purge_resolved_findings),
+)

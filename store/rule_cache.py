@@ -1,0 +1,116 @@
+"""Rule results cached by (manifest content hash, rule catalogue version): incremental scans.
+
+Object-rule results depend only on a manifest's content and on the catalogue (rules plus their
+configuration), so a body evaluated once is never evaluated again under the same catalogue
+version. Cross-resource (cluster) rule results are cached under a key derived from the
+cluster's state digest. Cached rows double as the shard results a scan's finalize step merges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from store.bulk import chunked, insert_ignoring_conflicts
+from store.models import KubeObject, RuleResultCache
+from store.types import utcnow
+
+
+def cluster_state_key(state_digest: str) -> str:
+    """The cache key (64 hex characters, like a content hash) of a cluster state's rule results."""
+    return hashlib.sha256(f"cluster-rules\x00{state_digest}".encode()).hexdigest()
+
+
+def cached_results(
+    session: Session, hashes: Iterable[str], *, catalogue_version: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Cached results of the given content hashes under one catalogue version (hits only)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for batch in chunked(sorted(set(hashes))):
+        rows = session.execute(
+            select(RuleResultCache.content_hash, RuleResultCache.results).where(
+                RuleResultCache.catalogue_version == catalogue_version,
+                RuleResultCache.content_hash.in_(batch),
+            )
+        )
+        found.update(rows.tuples().all())
+    return found
+
+
+def store_results(
+    session: Session,
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    catalogue_version: str,
+) -> int:
+    """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing)."""
+    now = utcnow()
+    rows = [
+        {"content_hash": chash, "catalogue_version": catalogue_version,
+         "results": [dict(r) for r in found], "created_at": now}
+        for chash, found in results.items()
+    ]
+    insert_ignoring_conflicts(session, RuleResultCache.__table__, rows, chunk=200)
+    return len(rows)
+
+
+def uncached_objects(
+    session: Session, cluster_id: str, *, catalogue_version: str
+) -> list[int]:
+    """Ids of a cluster's live objects whose current body has no result under this version."""
+    query = (
+        select(KubeObject.id)
+        .outerjoin(
+            RuleResultCache,
+            and_(
+                RuleResultCache.content_hash == KubeObject.current_hash,
+                RuleResultCache.catalogue_version == catalogue_version,
+            ),
+        )
+        .where(
+            KubeObject.cluster_id == cluster_id,
+            KubeObject.deleted_at.is_(None),
+            RuleResultCache.content_hash.is_(None),
+        )
+        .order_by(KubeObject.id)
+    )
+    return list(session.scalars(query))
+
+
+def live_results(
+    session: Session, cluster_id: str, *, catalogue_version: str
+) -> list[tuple[int, str, str, list[dict[str, Any]] | None]]:
+    """(object id, ref key, content hash, cached results or None) for every live object."""
+    query = (
+        select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash,
+               RuleResultCache.results)
+        .outerjoin(
+            RuleResultCache,
+            and_(
+                RuleResultCache.content_hash == KubeObject.current_hash,
+                RuleResultCache.catalogue_version == catalogue_version,
+            ),
+        )
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id)
+    )
+    return [(oid, key, chash, res) for oid, key, chash, res in session.execute(query)]
+
+
+def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
+    """Delete one batch of results cached under any other catalogue version; returns count."""
+    victims = (
+        select(RuleResultCache.content_hash, RuleResultCache.catalogue_version)
+        .where(RuleResultCache.catalogue_version != keep_version)
+        .limit(batch_size)
+    )
+    result = session.execute(
+        delete(RuleResultCache).where(
+            tuple_(RuleResultCache.content_hash, RuleResultCache.catalogue_version).in_(victims)
+        )
+    )
+    return int(result.rowcount or 0)

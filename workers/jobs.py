@@ -1,0 +1,111 @@
+"""One unit of work per task run: open a session, call a service, commit, then enqueue follow-ups.
+
+Celery tasks (workers.tasks) and the in-process runner (workers.inprocess) both call these, so
+the embedded mode runs exactly the code the workers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT
+from store.db import unit_of_work
+from store.models import Cluster
+from store.scans import fail_stale_runs
+from workers.context import WorkerContext
+from workers.services import delivery, purge, scanning, snapshots
+
+STALE_SCAN_AFTER = timedelta(hours=2)
+
+
+def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
+    with unit_of_work(ctx.sessions) as session:
+        outcome = snapshots.process_snapshot(session, snapshot_id)
+    return asdict(outcome)
+
+
+def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
+    """Enqueue processing for snapshots stored while nothing could run tasks (e.g. Redis down)."""
+    with unit_of_work(ctx.sessions) as session:
+        pending = snapshots.unprocessed_clusters(session)
+        stale = fail_stale_runs(session, older_than=STALE_SCAN_AFTER)
+    for snapshot_id, _cluster_id in pending:
+        ctx.send(PROCESS_SNAPSHOT, snapshot_id)
+    return {"enqueued": [sid for sid, _ in pending], "stale_scans_failed": stale}
+
+
+def active_clusters(ctx: WorkerContext) -> list[str]:
+    with unit_of_work(ctx.sessions) as session:
+        return list(session.scalars(
+            select(Cluster.id).where(Cluster.status == "active").order_by(Cluster.id)))
+
+
+def plan_scan(
+    ctx: WorkerContext, cluster_id: str, *, trigger: str, task_id: str | None = None
+) -> scanning.ScanPlan:
+    with unit_of_work(ctx.sessions) as session:
+        return scanning.plan_scan(session, cluster_id, rules=ctx.rules, trigger=trigger,
+                                  shard_size=ctx.settings.shard_size, task_id=task_id)
+
+
+def evaluate_shard(
+    ctx: WorkerContext, scan_id: int, cluster_id: str, shard_index: int, first_id: int,
+    last_id: int,
+) -> dict[str, Any]:
+    with unit_of_work(ctx.sessions) as session:
+        result = scanning.evaluate_shard(session, cluster_id=cluster_id, first_id=first_id,
+                                         last_id=last_id, rules=ctx.rules,
+                                         shard_index=shard_index)
+    return {**result, "scan_id": scan_id}
+
+
+def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) -> dict[str, Any]:
+    with unit_of_work(ctx.sessions) as session:
+        result = scanning.evaluate_cluster_rules(session, cluster_id=cluster_id, rules=ctx.rules)
+    return {**result, "scan_id": scan_id}
+
+
+def finalize_scan(
+    ctx: WorkerContext, results: Sequence[dict[str, Any]], scan_id: int, cluster_id: str
+) -> dict[str, Any]:
+    with unit_of_work(ctx.sessions) as session:
+        outcome = scanning.finalize_scan(session, scan_id=scan_id, cluster_id=cluster_id,
+                                         results=list(results or []), rules=ctx.rules)
+    if not outcome.already_done:
+        ctx.send(DELIVER_REPORTS, scan_id)
+    return asdict(outcome)
+
+
+def deliver_reports(ctx: WorkerContext, scan_id: int | None = None) -> dict[str, Any]:
+    """Write the scan's HTML report, then send due deliveries (never raises on a bad channel)."""
+    html = None
+    if scan_id is not None:
+        with unit_of_work(ctx.sessions) as session:
+            path = delivery.write_cluster_html(session, settings=ctx.settings, scan_id=scan_id)
+            html = str(path) if path else None
+    with unit_of_work(ctx.sessions) as session:
+        result = delivery.deliver_due(session, settings=ctx.settings, scan_id=scan_id)
+    return {**result, "html": html}
+
+
+def purge_expired(ctx: WorkerContext) -> dict[str, int]:
+    return purge.purge_expired(ctx.sessions, retention_days=ctx.settings.retention_days,
+                               catalogue_version=ctx.rules.catalogue_version)
+
+
+def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) -> dict[str, Any]:
+    """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
+    plan = plan_scan(ctx, cluster_id, trigger=trigger)
+    if plan.finished:
+        return {"scan_id": plan.scan_id, "cluster_id": cluster_id, "already_done": True}
+    results = [
+        evaluate_shard(ctx, plan.scan_id, cluster_id, s.index, s.first_id, s.last_id)
+        for s in plan.shards
+    ]
+    results.append(evaluate_cluster_rules(ctx, plan.scan_id, cluster_id))
+    return finalize_scan(ctx, results, plan.scan_id, cluster_id)

@@ -1,0 +1,1 @@
+"""Plain service functions the tasks call: each takes a session and ids, and returns values."""

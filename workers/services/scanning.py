@@ -1,0 +1,279 @@
+"""A cluster scan as plain functions: plan shards, evaluate them, evaluate cluster rules, finalize.
+
+Shard and cluster-rule results go to `rule_result_cache` (keyed by content hash and catalogue
+version), which is also where `finalize_scan` reads them back: re-running any step is harmless,
+a redelivered shard inserts nothing twice, and only bodies never evaluated under the current
+catalogue are evaluated at all (scan cost grows with change, not with fleet size).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from contracts.resources import ResourceRef
+from store import rule_cache
+from store.bulk import chunked
+from store.deliveries import ensure_delivery
+from store.exemptions import list_exemptions
+from store.findings import ObservedFinding, fingerprint, reconcile_findings
+from store.manifests import bodies_by_hash, current_manifests
+from store.models import Cluster, Finding, KubeObject, ScanRun
+from store.scans import finish_scan_run, start_scan_run
+from store.types import utcnow
+from workers.engine import EngineHandle
+from workers.services.exemptions import first_match, needs_labels
+
+log = logging.getLogger("k8smon.workers")
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """One shard: the live objects of a cluster with ids in [first_id, last_id] needing work."""
+
+    scan_id: int
+    cluster_id: str
+    index: int
+    first_id: int
+    last_id: int
+    size: int
+
+
+@dataclass(slots=True)
+class ScanPlan:
+    scan_id: int
+    cluster_id: str
+    shards: list[ShardSpec] = field(default_factory=list)
+    finished: bool = False
+
+
+def plan_scan(
+    session: Session,
+    cluster_id: str,
+    *,
+    rules: EngineHandle,
+    trigger: str,
+    shard_size: int,
+    task_id: str | None = None,
+) -> ScanPlan:
+    """Start (or, for a redelivered task, resume) a scan run and split the work into shards."""
+    run = None
+    if task_id:
+        run = session.scalar(select(ScanRun).where(ScanRun.task_id == task_id))
+    if run is None:
+        run = start_scan_run(session, cluster_id, trigger=trigger,
+                             catalogue_version=rules.catalogue_version, task_id=task_id)
+    if run.state != "running":
+        return ScanPlan(run.id, cluster_id, [], finished=True)
+    todo = rule_cache.uncached_objects(session, cluster_id,
+                                       catalogue_version=rules.catalogue_version)
+    shards = [
+        ShardSpec(run.id, cluster_id, index, batch[0], batch[-1], len(batch))
+        for index, batch in enumerate(chunked(todo, shard_size))
+    ]
+    run.object_count = session.scalar(
+        select(func.count()).select_from(KubeObject)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+    ) or 0
+    run.shard_count = len(shards)
+    session.flush()
+    return ScanPlan(run.id, cluster_id, shards)
+
+
+def evaluate_shard(
+    session: Session,
+    *,
+    cluster_id: str,
+    first_id: int,
+    last_id: int,
+    rules: EngineHandle,
+    shard_index: int = 0,
+) -> dict[str, Any]:
+    """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
+    rows = session.execute(
+        select(KubeObject.ref_key, KubeObject.current_hash).where(
+            KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None),
+            KubeObject.id >= first_id, KubeObject.id <= last_id,
+        )
+    ).all()
+    version = rules.catalogue_version
+    hashes = {chash for _key, chash in rows}
+    cached = rule_cache.cached_results(session, hashes, catalogue_version=version)
+    missing = sorted(hashes - set(cached))
+    errors: list[dict[str, Any]] = []
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    for batch in chunked(missing, 500):
+        for chash, body in bodies_by_hash(session, batch).items():
+            try:
+                fresh[chash] = rules.evaluate_object(body)
+            except Exception as problem:
+                errors.append({"stage": "shard", "shard": shard_index,
+                               "object": str(ResourceRef.of(body)),
+                               "error": f"{type(problem).__name__}: {problem}"[:500]})
+    rule_cache.store_results(session, fresh, catalogue_version=version)
+    return {"kind": "shard", "shard": shard_index, "objects": len(rows),
+            "evaluated": len(fresh), "cache_hits": len(hashes) - len(missing),
+            "errors": errors}
+
+
+def evaluate_cluster_rules(
+    session: Session, *, cluster_id: str, rules: EngineHandle
+) -> dict[str, Any]:
+    """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
+    cluster = session.get(Cluster, cluster_id)
+    digest = (cluster.current_digest if cluster else None) or "empty"
+    key = rule_cache.cluster_state_key(digest)
+    version = rules.catalogue_version
+    if rule_cache.cached_results(session, [key], catalogue_version=version):
+        return {"kind": "cluster", "cluster_key": key, "cached": True, "errors": []}
+    bodies = [m.body for m in current_manifests(session, cluster_id=cluster_id)]
+    try:
+        records = rules.evaluate_cluster(bodies)
+    except Exception as problem:
+        return {"kind": "cluster", "cluster_key": None, "cached": False,
+                "errors": [{"stage": "cluster_rules",
+                            "error": f"{type(problem).__name__}: {problem}"[:500]}]}
+    rule_cache.store_results(session, {key: records}, catalogue_version=version)
+    return {"kind": "cluster", "cluster_key": key, "cached": False, "errors": []}
+
+
+@dataclass(slots=True)
+class FinalizeOutcome:
+    scan_id: int
+    cluster_id: str
+    counts: dict[str, int]
+    delivery_ids: list[int]
+    already_done: bool = False
+
+
+def _labels_for(
+    session: Session, hashes: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    labels: dict[str, dict[str, str]] = {}
+    for batch in chunked(sorted(set(hashes))):
+        for chash, body in bodies_by_hash(session, batch).items():
+            labels[chash] = dict((body.get("metadata") or {}).get("labels") or {})
+    return labels
+
+
+def _observed(
+    record: Mapping[str, Any], *, content_hash: str | None, source: str,
+    exemption_id: int | None, exempted: bool,
+) -> ObservedFinding:
+    ref = ResourceRef.from_dict(record["resource"])
+    details = {
+        "title": record.get("title", ""), "category": record.get("category", ""),
+        "cis": list(record.get("cis") or []), "pss": list(record.get("pss") or []),
+        "source": source,
+    }
+    if record.get("exemption"):
+        details["exemption"] = record["exemption"]
+    return ObservedFinding(
+        fingerprint=fingerprint(rule_id=record["rule_id"], ref_key=ref.key,
+                                container=record.get("container"), path=record.get("path")),
+        rule_id=record["rule_id"], api_version=ref.api_version, kind=ref.kind,
+        namespace=ref.namespace, name=ref.name, container=record.get("container"),
+        path=record.get("path") or None, content_hash=content_hash,
+        severity=str(record.get("severity", "medium")), message=str(record.get("message", "")),
+        exempted=exempted, exemption_id=exemption_id, details=details,
+    )
+
+
+def finalize_scan(
+    session: Session,
+    *,
+    scan_id: int,
+    cluster_id: str,
+    results: Sequence[Mapping[str, Any]],
+    rules: EngineHandle,
+    now: datetime | None = None,
+) -> FinalizeOutcome:
+    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    at = now or utcnow()
+    cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
+    run = session.get(ScanRun, scan_id)
+    if cluster is None or run is None:
+        raise LookupError(f"scan {scan_id} of cluster {cluster_id} does not exist")
+    if run.state != "running":
+        return FinalizeOutcome(scan_id, cluster_id, dict(run.counts), [], already_done=True)
+    version = rules.catalogue_version
+    errors = [e for r in results for e in r.get("errors", [])]
+
+    unevaluated: set[str] = set()
+    candidates: list[tuple[dict[str, Any], str | None, str]] = []
+    for _oid, key, chash, cached in rule_cache.live_results(
+        session, cluster_id, catalogue_version=version
+    ):
+        if cached is None:
+            unevaluated.add(key)
+            continue
+        candidates.extend((dict(r), chash, "object") for r in cached)
+
+    cluster_keys = {r.get("cluster_key") for r in results if r.get("kind") == "cluster"}
+    cluster_keys.discard(None)
+    cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
+    cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
+    for records in cached_cluster.values():
+        candidates.extend((dict(r), None, "cluster") for r in records)
+
+    for record, _chash, _source in candidates:
+        if record.get("status") == "error":
+            errors.append({"stage": "rule", "rule_id": record.get("rule_id"),
+                           "resource": record.get("resource"), "error": record.get("message")})
+    candidates = [c for c in candidates if c[0].get("status") != "error"]
+
+    db_exemptions = list_exemptions(session, cluster_id=cluster_id)
+    hashes = [chash for _r, chash, _s in candidates if chash]
+    labels_by_hash = _labels_for(session, hashes) if needs_labels(db_exemptions) else {}
+    exempted_records = rules.exempt(
+        [c[0] for c in candidates], cluster_id=cluster_id,
+        labels={ResourceRef.from_dict(c[0]["resource"]).key: labels_by_hash.get(c[1] or "", {})
+                for c in candidates},
+        now=at,
+    )
+    observed: list[ObservedFinding] = []
+    for record, (_old, chash, source) in zip(exempted_records, candidates, strict=True):
+        config_exempt = record.get("status") == "exempted"
+        match = None if config_exempt else first_match(
+            db_exemptions, record, labels=labels_by_hash.get(chash or "", {}), now=at)
+        observed.append(_observed(
+            record, content_hash=chash, source=source,
+            exemption_id=match.id if match else None, exempted=config_exempt or match is not None,
+        ))
+
+    def evaluated(finding: Finding) -> bool:
+        if (finding.details or {}).get("source") == "cluster":
+            return cluster_ok
+        key = f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
+        return key not in unevaluated
+
+    lifecycle = reconcile_findings(session, cluster_id, scan_id=scan_id, observed=observed,
+                                   evaluated=evaluated, at=at)
+    severities = Counter(o.severity for o in observed if not o.exempted)
+    counts = {
+        **lifecycle.as_counts(),
+        "objects": run.object_count,
+        "evaluated": sum(int(r.get("evaluated", 0)) for r in results),
+        "cache_hits": sum(int(r.get("cache_hits", 0)) for r in results),
+        "unevaluated": len(unevaluated),
+        "violations": len(observed),
+        **{f"severity_{s}": severities.get(s, 0) for s in SEVERITIES},
+    }
+    finish_scan_run(session, scan_id, counts=counts, errors=errors,
+                    at=utcnow())
+    delivery_ids = []
+    if cluster.channel:
+        delivery_ids.append(
+            ensure_delivery(session, cluster_id=cluster_id, scan_run_id=scan_id,
+                            channel=cluster.channel).id
+        )
+    return FinalizeOutcome(scan_id, cluster_id, counts, delivery_ids)
