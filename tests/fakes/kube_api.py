@@ -25,6 +25,7 @@ import base64
 import copy
 import json
 import random
+import socket
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -587,7 +588,9 @@ class KubeApiEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -692,6 +695,7 @@ class KubeApiEmulator:
             remaining = behaviour.expire_continue.get(res.name, 0)
             if remaining:
                 behaviour.expire_continue[res.name] = remaining - 1
+                self.cluster.revision += 1  # compaction: every older token is now stale
                 behaviour.compacted_revision = self.cluster.revision
             if revision < behaviour.compacted_revision:
                 return 410, status_body(410, "Expired", EXPIRED_MESSAGE)
@@ -745,6 +749,12 @@ def _parse_resource_path(parts: list[str]) -> tuple[str, str, str | None, str, s
 class _Handler(BaseHTTPRequestHandler):
     emulator: KubeApiEmulator
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without NODELAY, Nagle's algorithm and
+        # delayed ACKs would stall every keep-alive response by ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         return
