@@ -120,9 +120,13 @@ def test_web_probes_service_and_pdb(full: Rendered) -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     service = full.named("Service", FULLNAME)
     assert selects({"matchLabels": service["spec"]["selector"]}, pod_labels(web))
-    pdb = full.one("PodDisruptionBudget")
+    pdb = full.one("PodDisruptionBudget", "-web")
     assert selects(pdb["spec"]["selector"], pod_labels(web))
     assert pdb["spec"]["maxUnavailable"] == 1
+    worker = full.named("Deployment", f"{FULLNAME}-worker")
+    assert selects(full.one("PodDisruptionBudget", "-worker")["spec"]["selector"],
+                   pod_labels(worker))
+    assert not selects(pdb["spec"]["selector"], pod_labels(worker))
 
 
 def test_ingress_serves_the_web_service_over_tls(full: Rendered) -> None:
