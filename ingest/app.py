@@ -101,6 +101,9 @@ def create_app(
     app.register_blueprint(push.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(ops.blueprint)
+    from ingest import web  # noqa: PLC0415 - the admin pages
+
+    app.register_blueprint(web.make_blueprint())
     _install_handlers(app)
     return app
 
