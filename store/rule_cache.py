@@ -37,7 +37,7 @@ def cached_results(
                 RuleResultCache.content_hash.in_(batch),
             )
         )
-        found.update(rows.tuples().all())
+        found.update((chash, res) for chash, res in rows)
     return found
 
 

@@ -1,36 +1,64 @@
 """The rules engine as the pipeline sees it: evaluate, serialise results for the cache, exempt.
 
-Results are cached per manifest body *before* exemptions (exemptions can be scoped to one
-cluster while a body can appear in many), so exemptions are applied when a scan is finalized.
+Object-rule results are cached per manifest body *before* configuration is applied (exemptions
+can be scoped to one cluster while a body can appear in many). The cluster step, which sees the
+whole cluster anyway, also records what configuration needs later without reloading bodies: the
+keys of controller-owned objects (reported on their controller instead) and each object's
+labels and exemption annotation. Finalize then applies the configuration to cached records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from contracts.resources import ResourceRef
+from contracts.severity import Severity
+from rules import ClusterContext, Engine, Result, ScanConfig
+from rules.cluster import suppressed_by_controller
+from rules.config import EXEMPT_ANNOTATION
 
 
-class RuleEngine(Protocol):
-    """What the pipeline needs from `rules`: see docs/rules-authoring.md."""
+def result_record(result: Result) -> dict[str, Any]:
+    """A rules Result as the plain JSON record stored in rule_result_cache."""
+    return {
+        "rule_id": result.rule_id,
+        "title": result.title,
+        "severity": result.severity.value,
+        "category": result.category,
+        "cis": list(result.cis),
+        "pss": list(result.pss),
+        "resource": result.resource.to_dict(),
+        "container": result.container,
+        "path": result.path,
+        "message": result.message,
+        "status": result.status,
+        "exemption": dict(result.exemption) if result.exemption else None,
+    }
 
-    @property
-    def catalogue_version(self) -> str: ...
 
-    def evaluate_object(self, manifest: Mapping[str, Any]) -> Sequence[Any]: ...
+def record_result(record: Mapping[str, Any]) -> Result:
+    return Result(
+        record["rule_id"], record.get("title", ""), Severity.parse(record["severity"]),
+        record.get("category", ""), tuple(record.get("cis") or ()),
+        tuple(record.get("pss") or ()), ResourceRef.from_dict(record["resource"]),
+        record.get("container"), record.get("path") or "", record.get("message", ""),
+        record.get("status", "open"), None, None,
+    )
 
-    def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
 
-
-@dataclass(frozen=True, slots=True)
 class EngineHandle:
-    """A loaded engine plus the exemption step bound to the same configuration."""
+    """A rules Engine plus the pipeline's serialisation and configuration steps."""
 
-    engine: Any
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Controller dedup is applied from the cluster step's record of owned objects, so the
+        # engine that applies configuration at finalize never needs whole manifests.
+        self._apply = Engine(
+            engine.all_rules, dataclasses.replace(engine.config, dedup_controllers=False))
 
     @property
     def catalogue_version(self) -> str:
@@ -39,49 +67,43 @@ class EngineHandle:
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [result_record(r) for r in self.engine.evaluate_object(manifest)]
 
-    def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [result_record(r) for r in self.engine.evaluate_cluster(manifests)]
+    def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
+        context = ClusterContext(manifests)
+        suppressed = (sorted(suppressed_by_controller(context))
+                      if self.engine.config.dedup_controllers else [])
+        meta: dict[str, dict[str, Any]] = {}
+        for obj in context.objects:
+            labels = dict(obj.labels)
+            exempt = (obj.annotations or {}).get(EXEMPT_ANNOTATION)
+            if labels or exempt:
+                meta[obj.ref.key] = {"labels": labels,
+                                     "annotations": {EXEMPT_ANNOTATION: exempt} if exempt
+                                     else {}}
+        return {
+            "results": [result_record(r) for r in self.engine.evaluate_cluster(context)],
+            "suppressed": suppressed,
+            "meta": meta,
+        }
 
-    def exempt(
-        self, records: Sequence[dict[str, Any]], *, cluster_id: str,
-        labels: Mapping[str, Mapping[str, str]], now: datetime,
+    def apply_config(
+        self, records: Sequence[Mapping[str, Any]], *, cluster_id: str,
+        meta: Mapping[str, Mapping[str, Any]], now: dt.datetime,
     ) -> list[dict[str, Any]]:
-        """Apply the configuration's exemptions; returns records with status/exemption set."""
-        apply = getattr(self.engine, "apply_exemptions", None)
-        if apply is None:
-            return list(records)
-        return list(apply(records, cluster_id=cluster_id, labels=labels, now=now))
-
-
-def result_record(result: Any) -> dict[str, Any]:
-    """A rules Result as the plain JSON record stored in rule_result_cache."""
-    if isinstance(result, Mapping):
-        return dict(result)
-    resource: ResourceRef = result.resource
-    return {
-        "rule_id": result.rule_id,
-        "title": result.title,
-        "severity": str(getattr(result.severity, "value", result.severity)),
-        "category": result.category,
-        "cis": list(result.cis),
-        "pss": list(result.pss),
-        "resource": resource.to_dict(),
-        "container": result.container,
-        "path": result.path,
-        "message": result.message,
-        "status": "error" if result.status == "error" else "open",
-    }
+        """Severity overrides and the configuration's exemptions (status/exemption set)."""
+        objects = {
+            key: {"metadata": {"labels": dict(m.get("labels") or {}),
+                               "annotations": dict(m.get("annotations") or {})}}
+            for key, m in meta.items()
+        }
+        results = self._apply.apply_config(
+            [record_result(r) for r in records], cluster=cluster_id, objects=objects, now=now)
+        return [result_record(r) for r in results]
 
 
 def load_engine(rules_config_path: Path | None) -> EngineHandle:
     """Build the rules engine with the operator's configuration file (if any)."""
-    from rules import build_engine  # noqa: PLC0415 - the catalogue is heavy; load on first use
-
-    return EngineHandle(build_engine(config_path=rules_config_path))
-
-
-def records_by_ref(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        grouped.setdefault(ResourceRef.from_dict(record["resource"]).key, []).append(record)
-    return grouped
+    config = ScanConfig()
+    if rules_config_path is not None:
+        config = ScanConfig.from_yaml(rules_config_path.read_text(encoding="utf-8"))
+    return EngineHandle(Engine.from_config(config))

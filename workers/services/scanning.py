@@ -29,7 +29,7 @@ from store.models import Cluster, Finding, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
 from store.types import utcnow
 from workers.engine import EngineHandle
-from workers.services.exemptions import first_match, needs_labels
+from workers.services.exemptions import first_match
 
 log = logging.getLogger("k8smon.workers")
 
@@ -137,12 +137,12 @@ def evaluate_cluster_rules(
         return {"kind": "cluster", "cluster_key": key, "cached": True, "errors": []}
     bodies = [m.body for m in current_manifests(session, cluster_id=cluster_id)]
     try:
-        records = rules.evaluate_cluster(bodies)
+        state = rules.evaluate_cluster(bodies)
     except Exception as problem:
         return {"kind": "cluster", "cluster_key": None, "cached": False,
                 "errors": [{"stage": "cluster_rules",
                             "error": f"{type(problem).__name__}: {problem}"[:500]}]}
-    rule_cache.store_results(session, {key: records}, catalogue_version=version)
+    rule_cache.store_results(session, {key: [state]}, catalogue_version=version)
     return {"kind": "cluster", "cluster_key": key, "cached": False, "errors": []}
 
 
@@ -155,14 +155,17 @@ class FinalizeOutcome:
     already_done: bool = False
 
 
-def _labels_for(
-    session: Session, hashes: Sequence[str]
-) -> dict[str, dict[str, str]]:
-    labels: dict[str, dict[str, str]] = {}
+def _meta_from_bodies(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Labels and annotations of the given bodies, by ref key (when the cluster step failed)."""
+    meta: dict[str, dict[str, Any]] = {}
     for batch in chunked(sorted(set(hashes))):
-        for chash, body in bodies_by_hash(session, batch).items():
-            labels[chash] = dict((body.get("metadata") or {}).get("labels") or {})
-    return labels
+        for body in bodies_by_hash(session, batch).values():
+            metadata = body.get("metadata") or {}
+            meta[ResourceRef.of(body).key] = {
+                "labels": dict(metadata.get("labels") or {}),
+                "annotations": dict(metadata.get("annotations") or {}),
+            }
+    return meta
 
 
 def _observed(
@@ -222,29 +225,35 @@ def finalize_scan(
     cluster_keys.discard(None)
     cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
     cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
-    for records in cached_cluster.values():
-        candidates.extend((dict(r), None, "cluster") for r in records)
+    suppressed: set[str] = set()
+    meta: dict[str, dict[str, Any]] = {}
+    for (state,) in cached_cluster.values():
+        candidates.extend((dict(r), None, "cluster") for r in state["results"])
+        suppressed.update(state.get("suppressed") or ())
+        meta.update(state.get("meta") or {})
+    if not cluster_ok:
+        meta = _meta_from_bodies(session, [c[1] for c in candidates if c[1]])
 
     for record, _chash, _source in candidates:
         if record.get("status") == "error":
             errors.append({"stage": "rule", "rule_id": record.get("rule_id"),
                            "resource": record.get("resource"), "error": record.get("message")})
-    candidates = [c for c in candidates if c[0].get("status") != "error"]
+    candidates = [
+        c for c in candidates
+        if c[0].get("status") != "error"
+        and ResourceRef.from_dict(c[0]["resource"]).key not in suppressed
+    ]
 
     db_exemptions = list_exemptions(session, cluster_id=cluster_id)
-    hashes = [chash for _r, chash, _s in candidates if chash]
-    labels_by_hash = _labels_for(session, hashes) if needs_labels(db_exemptions) else {}
-    exempted_records = rules.exempt(
-        [c[0] for c in candidates], cluster_id=cluster_id,
-        labels={ResourceRef.from_dict(c[0]["resource"]).key: labels_by_hash.get(c[1] or "", {})
-                for c in candidates},
-        now=at,
-    )
+    configured = rules.apply_config([c[0] for c in candidates], cluster_id=cluster_id,
+                                    meta=meta, now=at)
     observed: list[ObservedFinding] = []
-    for record, (_old, chash, source) in zip(exempted_records, candidates, strict=True):
+    for record, (_old, chash, source) in zip(configured, candidates, strict=True):
         config_exempt = record.get("status") == "exempted"
-        match = None if config_exempt else first_match(
-            db_exemptions, record, labels=labels_by_hash.get(chash or "", {}), now=at)
+        key = ResourceRef.from_dict(record["resource"]).key
+        labels = (meta.get(key) or {}).get("labels") or {}
+        match = None if config_exempt else first_match(db_exemptions, record, labels=labels,
+                                                       now=at)
         observed.append(_observed(
             record, content_hash=chash, source=source,
             exemption_id=match.id if match else None, exempted=config_exempt or match is not None,

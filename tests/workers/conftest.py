@@ -1,0 +1,71 @@
+"""Fixtures for the pipeline: an in-process dispatcher on the test's SAVEPOINT session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from settings import Settings
+from store.clusters import create_cluster
+from store.models import Cluster
+from store.snapshots import stage_snapshot
+from tests.support.manifests import full_envelope
+from workers.context import WorkerContext
+from workers.engine import EngineHandle, load_engine
+from workers.inprocess import InProcessDispatcher
+
+
+@dataclass
+class Pipeline:
+    session: Session
+    ctx: WorkerContext
+    run: InProcessDispatcher
+
+    def push(self, cluster_id: str, objects: Sequence[dict[str, Any]], **cluster: Any) -> int:
+        """Register the cluster if needed, stage a full snapshot, return its id (unprocessed)."""
+        if self.session.get(Cluster, cluster_id) is None:
+            create_cluster(self.session, cluster_id, **cluster)
+        staged = stage_snapshot(self.session, cluster_id, envelope=full_envelope(objects))
+        self.session.commit()
+        return staged.snapshot_id
+
+    def push_and_process(self, cluster_id: str, objects: Sequence[dict[str, Any]],
+                         **cluster: Any) -> int:
+        snapshot_id = self.push(cluster_id, objects, **cluster)
+        self.run.run("k8smon.process_snapshot", snapshot_id)
+        return snapshot_id
+
+
+def savepoint_sessions(session: Session) -> sessionmaker[Session]:
+    """Sessions on the test's connection whose commits are SAVEPOINTs (rolled back after)."""
+    return sessionmaker(bind=session.bind, join_transaction_mode="create_savepoint",
+                        expire_on_commit=False)
+
+
+@pytest.fixture(scope="session")
+def rules_engine() -> EngineHandle:
+    return load_engine(None)
+
+
+@pytest.fixture
+def make_pipeline(
+    db_session: Session, test_settings: Settings, rules_engine: EngineHandle
+) -> Callable[..., Pipeline]:
+    def build(*, config_path: Path | None = None, **settings: Any) -> Pipeline:
+        chosen = test_settings.replace(rules_config_path=config_path, **settings)
+        engine = load_engine(config_path) if config_path else rules_engine
+        ctx = WorkerContext(settings=chosen, engine_factory=lambda: engine,
+                            sessions_override=savepoint_sessions(db_session))
+        return Pipeline(session=db_session, ctx=ctx, run=InProcessDispatcher(ctx))
+
+    return build
+
+
+@pytest.fixture
+def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    return make_pipeline()

@@ -1,0 +1,189 @@
+"""The pipeline in-process on PostgreSQL: fleet scan, lifecycle, exemptions, incremental cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, update
+
+from contracts.resources import ResourceRef
+from rules import Engine, ScanConfig
+from store.exemptions import create_exemption
+from store.findings import status_counts
+from store.models import Exemption, Finding, RuleResultCache, ScanRun
+from store.types import utcnow
+from tests.workers.conftest import Pipeline
+from tests.workers.workloads import cluster_state, fixed, privileged
+from workers import jobs
+
+
+def findings_of(pipeline: Pipeline, cluster_id: str, *statuses: str) -> set[tuple]:
+    rows = pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == cluster_id,
+                              Finding.status.in_(statuses or ("new", "open", "exempted")))
+    )
+    return {(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
+             f.container, f.path or "") for f in rows}
+
+
+def offline(objects: list[dict], cluster_id: str, config: ScanConfig | None = None) -> set[tuple]:
+    outcome = Engine.from_config(config).scan(objects, cluster=cluster_id)
+    return {(r.rule_id, r.resource.key, r.container, r.path)
+            for r in outcome.results if r.status != "error"}
+
+
+def test_fleet_scan_of_three_clusters_gives_exactly_the_offline_findings(
+    pipeline: Pipeline,
+) -> None:
+    states = {f"fleet-{n}": cluster_state(f"f{n}", 9 + n) for n in range(3)}
+    for cluster_id, objects in states.items():
+        pipeline.push_and_process(cluster_id, objects)
+    pipeline.ctx.settings = pipeline.ctx.settings.replace(shard_size=4)
+
+    outcomes = pipeline.run.run("k8smon.scan_fleet")
+
+    assert {o["cluster_id"] for o in outcomes} >= set(states)
+    for cluster_id, objects in states.items():
+        expected = offline(objects, cluster_id)
+        assert expected, "the workloads have deliberate problems"
+        assert findings_of(pipeline, cluster_id) == expected
+        assert all(s == "new" for s in pipeline.session.scalars(
+            select(Finding.status).where(Finding.cluster_id == cluster_id)))
+        run = pipeline.session.scalar(select(ScanRun).where(ScanRun.cluster_id == cluster_id))
+        assert run.state == "done" and run.shard_count == -(-len(objects) // 4)
+        assert run.counts["new"] == len(expected) and run.errors == []
+        assert run.finished_at is not None and run.duration_s is not None
+
+
+def test_new_then_open_then_resolved_across_scans(pipeline: Pipeline) -> None:
+    bad = privileged("web", namespace="shop")
+    pipeline.push_and_process("life", [bad])
+    pipeline.run.run("k8smon.rescan", "life")
+    first = findings_of(pipeline, "life", "new")
+    assert any(rule == "KM-101" for rule, *_ in first)
+
+    pipeline.run.run("k8smon.rescan", "life")
+    assert findings_of(pipeline, "life", "new") == set()
+    assert findings_of(pipeline, "life", "open") == first
+
+    pipeline.push_and_process("life", [fixed(bad)])
+    pipeline.run.run("k8smon.rescan", "life")
+    resolved = pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == "life", Finding.rule_id == "KM-101")).one()
+    assert resolved.status == "resolved" and resolved.resolved_at is not None
+    assert resolved.first_seen < resolved.resolved_at
+    # Other findings of the same workload are still open.
+    assert status_counts(pipeline.session, "life")["open"] == len(first) - 1
+
+
+def test_database_exemption_then_its_expiry(pipeline: Pipeline) -> None:
+    pipeline.push_and_process("exempt", [privileged("agent", namespace="kube-system")])
+    exemption = create_exemption(
+        pipeline.session, rule_ids=["KM-101"], reason="the CNI needs it", created_by="sec",
+        cluster_id="exempt", selector={"namespace": "kube-*", "name": "agent"},
+        expires_at=utcnow() + timedelta(days=1))
+    pipeline.session.commit()
+    pipeline.run.run("k8smon.rescan", "exempt")
+    finding = pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == "exempt", Finding.rule_id == "KM-101")).one()
+    assert finding.status == "exempted" and finding.exemption_id == exemption.id
+
+    pipeline.session.execute(update(Exemption).where(Exemption.id == exemption.id)
+                             .values(expires_at=utcnow() - timedelta(minutes=1)))
+    pipeline.session.commit()
+    pipeline.run.run("k8smon.rescan", "exempt")
+    pipeline.session.refresh(finding)
+    assert finding.status == "open" and finding.exemption_id is None
+
+
+def test_configuration_exemption_from_the_rules_file(
+    make_pipeline: Callable[..., Pipeline], tmp_path: Path
+) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text(
+        "exemptions:\n"
+        "  - rules: [KM-101]\n    cluster: cfg\n    namespaces: ['infra']\n"
+        "    reason: node agent\n    owner: platform\n", encoding="utf-8")
+    pipeline = make_pipeline(config_path=config)
+    pipeline.push_and_process("cfg", [privileged("a", namespace="infra"),
+                                      privileged("b", namespace="apps")])
+    pipeline.run.run("k8smon.rescan", "cfg")
+    rows = {(f.namespace, f.status) for f in pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == "cfg", Finding.rule_id == "KM-101"))}
+    assert rows == {("infra", "exempted"), ("apps", "new")}
+    exempted = pipeline.session.scalars(select(Finding).where(
+        Finding.cluster_id == "cfg", Finding.status == "exempted")).one()
+    assert exempted.details["exemption"]["reason"] == "node agent"
+
+
+def test_rescan_reuses_cached_results_and_evaluates_only_changes(pipeline: Pipeline) -> None:
+    objects = cluster_state("inc", 12)
+    pipeline.push_and_process("inc", objects)
+    first = pipeline.run.run("k8smon.rescan", "inc")
+    assert first["counts"]["evaluated"] == 12
+
+    second = pipeline.run.run("k8smon.rescan", "inc")
+    assert second["counts"]["evaluated"] == 0 and second["counts"]["unevaluated"] == 0
+
+    changed = [*objects[1:], fixed(objects[0])]
+    pipeline.push_and_process("inc", changed)
+    third = pipeline.run.run("k8smon.rescan", "inc")
+    assert third["counts"]["evaluated"] == 1
+    assert third["counts"]["resolved"] == 1
+
+
+def test_a_catalogue_change_invalidates_the_cache(
+    make_pipeline: Callable[..., Pipeline], tmp_path: Path
+) -> None:
+    pipeline = make_pipeline()
+    pipeline.push_and_process("cat", cluster_state("cat", 6))
+    pipeline.run.run("k8smon.rescan", "cat")
+    config = tmp_path / "rules.yaml"
+    config.write_text("severity: {KM-101: low}\n", encoding="utf-8")
+    retuned = make_pipeline(config_path=config)
+    assert retuned.ctx.rules.catalogue_version != pipeline.ctx.rules.catalogue_version
+    outcome = retuned.run.run("k8smon.rescan", "cat")
+    assert outcome["counts"]["evaluated"] == 6
+    severities = set(pipeline.session.scalars(
+        select(Finding.severity).where(Finding.cluster_id == "cat", Finding.rule_id == "KM-101")))
+    assert severities == {"low"}
+    versions = pipeline.session.scalar(
+        select(func.count(func.distinct(RuleResultCache.catalogue_version))))
+    assert versions >= 2
+
+
+def test_unevaluated_objects_keep_their_findings(pipeline: Pipeline) -> None:
+    objects = [privileged("keep", namespace="a")]
+    pipeline.push_and_process("uneval", objects)
+    pipeline.run.run("k8smon.rescan", "uneval")
+    before = findings_of(pipeline, "uneval")
+    # A shard that never ran: its object's cached result is missing at finalize time.
+    plan_ctx = pipeline.ctx
+    plan = jobs.plan_scan(plan_ctx, "uneval", trigger="test")
+    key = ResourceRef.of(objects[0]).key
+    pipeline.session.execute(RuleResultCache.__table__.delete())
+    pipeline.session.commit()
+    outcome = jobs.finalize_scan(plan_ctx, [jobs.evaluate_cluster_rules(
+        plan_ctx, plan.scan_id, "uneval")], plan.scan_id, "uneval")
+    assert outcome["counts"]["unevaluated"] == 1 and outcome["counts"]["resolved"] == 0
+    assert findings_of(pipeline, "uneval") == before
+    assert any(k == key for _r, k, _c, _p in before)
+
+
+def test_finalize_twice_changes_nothing(pipeline: Pipeline) -> None:
+    pipeline.push_and_process("twice", [privileged("x")])
+    plan = jobs.plan_scan(pipeline.ctx, "twice", trigger="test")
+    results = [jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "twice", s.index, s.first_id,
+                                   s.last_id) for s in plan.shards]
+    results.append(jobs.evaluate_cluster_rules(pipeline.ctx, plan.scan_id, "twice"))
+    # A redelivered shard inserts nothing twice.
+    results.append(jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "twice", 0,
+                                       plan.shards[0].first_id, plan.shards[0].last_id))
+    first = jobs.finalize_scan(pipeline.ctx, results, plan.scan_id, "twice")
+    again = jobs.finalize_scan(pipeline.ctx, results, plan.scan_id, "twice")
+    assert again["already_done"] is True and again["counts"] == first["counts"]
+    count = pipeline.session.scalar(
+        select(func.count()).select_from(Finding).where(Finding.cluster_id == "twice"))
+    assert count == first["counts"]["new"]
