@@ -4,6 +4,7 @@ every action is written to the audit log with the key's name."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -110,7 +111,7 @@ _STR = {"type": ["string", "null"], "maxLength": 500}
 _LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200},
            "maxProperties": 64}
 _KEY = {
-    "type": "object", "required": ["key_id", "public_key"], "additionalProperties": False,
+    "type": "object", "required": ["public_key"], "additionalProperties": False,
     "properties": {"key_id": {"type": "string", "minLength": 1, "maxLength": 128},
                    "public_key": {"type": "string", "minLength": 1, "maxLength": 1000}},
 }
@@ -181,12 +182,14 @@ def _add_key(session: Session, cluster_id: str, spec: dict[str, Any]) -> Cluster
     if len(clusters.active_cluster_keys(session, cluster_id)) >= MAX_ACTIVE_KEYS:
         raise Problem(409, CONFLICT, "Conflict",
                       f"a cluster has at most {MAX_ACTIVE_KEYS} active keys: revoke one first")
+    public_key = _public_key(spec["public_key"])
+    # Without a key id, one is derived from the key: `<cluster>-<12 hex of its SHA-256>`.
+    key_id = spec.get("key_id") or f"{cluster_id}-{hashlib.sha256(public_key).hexdigest()[:12]}"
     try:
-        return clusters.add_cluster_key(session, cluster_id, key_id=spec["key_id"],
-                                        public_key=_public_key(spec["public_key"]))
+        return clusters.add_cluster_key(session, cluster_id, key_id=key_id,
+                                        public_key=public_key)
     except KeyExists:
-        raise Problem(409, CONFLICT, "Conflict", f"key id {spec['key_id']!r} is taken"
-                      ) from None
+        raise Problem(409, CONFLICT, "Conflict", f"key id {key_id!r} is taken") from None
 
 
 # ---- clusters ---------------------------------------------------------------------------
@@ -215,7 +218,7 @@ def register_cluster(session: Session, caller: Caller, body: Any) -> Any:
         _add_key(session, cluster.id, key)
     session.refresh(cluster)
     return _cluster_json(cluster), 201, cluster.id, {
-        "keys": [k["key_id"] for k in spec.get("keys") or []]}
+        "keys": [k.key_id for k in cluster.keys]}
 
 
 @blueprint.get("/clusters/<cluster_id>")
