@@ -50,6 +50,7 @@ class Receiver:
         self.script: deque[Reply] = deque()
         self.default = Reply()
         self.arrived = threading.Condition()
+        self.snapshot_started = threading.Event()  # set when a snapshot request begins
         self._server: ThreadingHTTPServer | None = None
 
     def start(self) -> Receiver:
@@ -128,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         receiver = self.receiver
+        if self.path.endswith("/snapshots"):
+            receiver.snapshot_started.set()
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = list(self.headers.items())
         host = self.headers.get("Host", "")
@@ -143,6 +146,11 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(reply.delay_s)
         status = 401 if verdict.startswith("refused") else reply.status
         payload = json.dumps(reply.body or {"status": status, "verdict": verdict}).encode()
+        with receiver.arrived:  # recorded before the reply, so a caller never races it
+            receiver.pushes.append(
+                Push(self.path, dict(self.headers.items()), raw, document, verdict, status)
+            )
+            receiver.arrived.notify_all()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -150,8 +158,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
-        with receiver.arrived:
-            receiver.pushes.append(
-                Push(self.path, dict(self.headers.items()), raw, document, verdict, status)
-            )
-            receiver.arrived.notify_all()
