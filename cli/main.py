@@ -10,6 +10,7 @@ import click
 # `k8smon --help` stays fast (each command's heavy imports happen only when it runs).
 COMMANDS: dict[str, str] = {
     "db": "cli.commands.db:db",
+    "users": "cli.commands.users:users",
     "keygen": "cli.commands.keys:keygen",
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",

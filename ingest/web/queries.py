@@ -144,7 +144,7 @@ def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
                 KubeObject.deleted_at.is_(None),
             )
         )
-        found.update(dict(rows.tuples().all()))
+        found.update({key: oid for key, oid in rows})
     return found
 
 
