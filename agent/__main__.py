@@ -22,7 +22,7 @@ from agent.kube import KubeClient
 from agent.logs import configure_logging, log_event
 from agent.loop import Agent
 from agent.manifests import load_manifests, to_collection
-from agent.signing import AgentKey
+from agent.signing import AgentKey, default_key_id
 from agent.snapshot import encode, full_plan
 from agent.transport import Sender
 
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument(
         "--key-file", help="Ed25519 private key file (default: K8SMON_AGENT_KEY_FILE)"
     )
-    push.add_argument("--key-id", help="keyid to sign with (default: the key's fingerprint)")
+    push.add_argument("--key-id", help="keyid to sign with (default: <cluster id>-<key hash>)")
     return parser
 
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _sender(config: AgentConfig, loaded: LoadedKey) -> tuple[Sender, str]:
-    key_id = config.key_id or loaded.key.fingerprint
+    key_id = config.key_id or default_key_id(config.cluster_id, loaded.key.public_key)
     sender = Sender(
         server_url=config.server_url,
         cluster_id=config.cluster_id,

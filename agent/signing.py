@@ -90,6 +90,12 @@ class AgentKey:
         return self.signing_key.sign(message).signature
 
 
+def default_key_id(cluster_id: str, public_key: bytes) -> str:
+    """The key id the server gives a key registered without one (`k8smon clusters register`):
+    `<cluster id>-<first 12 hex digits of SHA-256 of the raw public key>`."""
+    return f"{cluster_id}-{hashlib.sha256(public_key).hexdigest()[:12]}"
+
+
 def signed_headers(
     key: AgentKey,
     *,
