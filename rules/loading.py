@@ -140,7 +140,8 @@ def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool =
         except yaml.YAMLError as problem:
             mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark",
                                                                      None)
-            line = start + mark.line if mark is not None else start
+            last = start + max(chunk.count("\n") - 1, 0)
+            line = min(start + mark.line, last) if mark is not None else start
             reason = getattr(problem, "problem", None) or str(problem).splitlines()[0]
             out.errors.append(LoadError(source, line, f"invalid YAML: {reason}"))
             continue

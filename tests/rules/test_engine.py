@@ -1,0 +1,155 @@
+"""Engine behaviour: crash isolation, controller dedup, cluster rules, catalogue version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from contracts.severity import Severity
+from rules import ClusterContext, Engine, ObjectView, ScanConfig, Violation, rule
+from rules.model import Rule, rule_meta
+from tests.rules.helpers import deployment, pod
+
+
+@rule(id="KM-901", title="Explodes on pods named boom", severity=Severity.LOW,
+      category="test", kinds=("Pod",))
+def _explodes(obj: ObjectView) -> Iterator[Violation]:
+    """Raises on one object."""
+    if obj.name == "boom":
+        raise KeyError("spec")
+    yield Violation(f"pod {obj.name} seen", path="metadata.name")
+
+
+@rule(id="KM-902", title="Namespaces without pods", severity=Severity.INFO, category="test",
+      scope="cluster")
+def _empty_namespaces(cluster: ClusterContext) -> Iterator[Violation]:
+    """Cluster rule using indexed look-ups."""
+    for ns in cluster.by_kind("Namespace"):
+        if not cluster.in_namespace(ns.name, "Pod"):
+            yield Violation(f"namespace {ns.name} runs no pods", subject=ns)
+
+
+TEST_RULES = [Rule(rule_meta(f), f) for f in (_explodes, _empty_namespaces)]  # type: ignore[arg-type]
+
+
+def test_a_raising_rule_yields_an_error_and_the_scan_carries_on() -> None:
+    engine = Engine(TEST_RULES)
+    outcome = engine.scan([pod("boom"), pod("fine")])
+    assert [r.resource.name for r in outcome.results if r.rule_id == "KM-901"] == ["fine"]
+    assert len(outcome.errors) == 1
+    error = outcome.errors[0]
+    assert error["type"] == "rule" and error["rule_id"] == "KM-901"
+    assert error["resource"]["name"] == "boom"
+    assert "KeyError" in error["message"]
+    raw = engine.evaluate_object(pod("boom"))
+    assert [r.status for r in raw] == ["error"]
+
+
+def test_catalogue_rules_survive_hostile_manifests() -> None:
+    engine = Engine.from_config(None)
+    weird = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": None},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"},
+         "spec": {"containers": [{"name": "c", "securityContext": "yes",
+                                  "ports": [None, {"hostPort": "x"}],
+                                  "livenessProbe": {"httpGet": None}}],
+                  "volumes": [None, {"name": "v"}], "securityContext": {"sysctls": [None]}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "c"},
+         "spec": {"template": {"spec": {"containers": "nope"}}}},
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
+    ]
+    outcome = engine.scan(weird)
+    assert outcome.errors == ()
+    assert outcome.objects == 4
+
+
+def test_cluster_rules_name_their_subject() -> None:
+    engine = Engine(TEST_RULES)
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+                  for n in ("empty", "busy")]
+    results = engine.evaluate_cluster([*namespaces, pod("x", namespace="busy")])
+    assert [(r.rule_id, r.resource.kind, r.resource.name, r.resource.namespace)
+            for r in results] == [("KM-902", "Namespace", "empty", None)]
+
+
+def _owned(manifest: dict, owner: dict) -> dict:
+    manifest["metadata"]["ownerReferences"] = [
+        {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+         "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+         "controller": True}]
+    manifest["metadata"]["uid"] = f"uid-{manifest['metadata']['name']}"
+    return manifest
+
+
+def _chain() -> list[dict]:
+    privileged = {"containers": [{"name": "app", "image": "a:1",
+                                  "securityContext": {"privileged": True}}]}
+    dep = deployment("web", spec=privileged, uid="uid-web")
+    rs = _owned({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                 "metadata": {"name": "web-123", "namespace": "default"},
+                 "spec": {"template": {"spec": privileged}}}, dep)
+    pods = [_owned(pod(f"web-123-{i}", spec=privileged), rs) for i in range(3)]
+    return [dep, rs, *pods]
+
+
+def test_controlled_pods_are_reported_once_on_the_top_controller() -> None:
+    outcome = Engine.from_config(None).scan(_chain())
+    hits = [r for r in outcome.results if r.rule_id == "KM-101"]
+    assert [(r.resource.kind, r.resource.name) for r in hits] == [("Deployment", "web")]
+
+
+def test_pods_whose_controller_is_absent_are_reported() -> None:
+    chain = _chain()
+    outcome = Engine.from_config(None).scan(chain[2:])  # pods only: the RS is not in input
+    assert len([r for r in outcome.results if r.rule_id == "KM-101"]) == 3
+    outcome = Engine.from_config(None).scan(chain[1:])  # RS and pods: reported on the RS
+    assert [r.resource.kind for r in outcome.results if r.rule_id == "KM-101"] == [
+        "ReplicaSet"]
+
+
+def test_dedup_can_be_turned_off() -> None:
+    outcome = Engine.from_config({"dedup_controllers": False}).scan(_chain())
+    assert len([r for r in outcome.results if r.rule_id == "KM-101"]) == 5
+
+
+def test_worker_path_equals_scan() -> None:
+    """evaluate_object per object + evaluate_cluster + apply_config == scan."""
+    config = {"exemptions": [{"rules": ["KM-123"], "reason": "r"}]}
+    engine = Engine.from_config(config)
+    manifests = _chain()
+    raw = [r for m in manifests for r in engine.evaluate_object(m)]
+    raw += engine.evaluate_cluster(manifests)
+    by_key = {ObjectView(m).ref.key: m for m in manifests}
+    applied = engine.apply_config(raw, cluster=None, objects=by_key)
+    expected = engine.scan(manifests).results
+    assert sorted(r.fingerprint + r.status for r in applied) == sorted(
+        r.fingerprint + r.status for r in expected)
+
+
+def test_catalogue_version_tracks_rules_and_configuration() -> None:
+    base = Engine.from_config(None).catalogue_version
+    assert base == Engine.from_config({}).catalogue_version
+    assert base != Engine.from_config({"disabled": ["KM-123"]}).catalogue_version
+    assert base != Engine.from_config({"severity": {"KM-101": "low"}}).catalogue_version
+    assert base != Engine(TEST_RULES, ScanConfig()).catalogue_version
+
+
+def test_report_is_json_serialisable_and_follows_the_contract() -> None:
+    outcome = Engine.from_config(None).scan([pod("p", spec={"hostNetwork": True,
+                                                             "containers": []})])
+    report = json.loads(json.dumps(outcome.to_report()))
+    assert set(report) == {"findings", "errors", "summary"}
+    finding = next(f for f in report["findings"] if f["rule_id"] == "KM-104")
+    assert {"rule_id", "title", "severity", "cis", "pss", "resource", "path",
+            "message"} <= set(finding)
+    assert finding["cis"] == ["5.2.5"] and finding["pss"] == ["baseline/host-namespaces"]
+    assert finding["resource"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "default",
+                                   "name": "p"}
+    assert finding["path"] == "spec.hostNetwork"
+    assert report["summary"]["by_severity"]["high"] >= 1
+
+
+def test_cluster_scoped_objects_have_null_namespace() -> None:
+    result = Engine(TEST_RULES).evaluate_cluster(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}])[0]
+    assert result.to_finding()["resource"]["namespace"] is None
