@@ -16,7 +16,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.tasks import RESCAN
+from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
 from ingest.context import IngestContext, ctx
@@ -394,12 +394,11 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
     cluster_id = spec.get("cluster_id")
     if cluster_id:
         _cluster(session, cluster_id)
-    outcome: dict[str, bool] = {}
 
     def after(context: IngestContext) -> None:
-        outcome["enqueued"] = enqueue_after_commit(
-            context.dispatch, RESCAN, args=[cluster_id, caller.admin_name]
-        )
+        # One cluster: `k8smon.rescan(cluster_id)`; every cluster: `k8smon.scan_fleet("rescan")`.
+        task, args = (RESCAN, [cluster_id]) if cluster_id else (SCAN_FLEET, ["rescan"])
+        enqueue_after_commit(context.dispatch, task, args=args)
 
     g.k8smon_after_commit = after
     return {"status": "requested", "cluster_id": cluster_id}, 202, cluster_id or "*", {}

@@ -21,9 +21,12 @@ log = logging.getLogger("k8smon.ingest")
 class CeleryDispatcher:
     """Sends tasks by name through a Celery client on `broker_url`, failing fast when down."""
 
-    def __init__(self, broker_url: str, *, timeout_s: float = 1.0) -> None:
+    def __init__(self, broker_url: str, *, timeout_s: float = 1.0, queue: str = "celery",
+                 key_prefix: str = "") -> None:
         self._broker_url = broker_url
         self._timeout = timeout_s
+        self._queue = queue
+        self._key_prefix = key_prefix
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -45,8 +48,10 @@ class CeleryDispatcher:
                         "socket_connect_timeout": self._timeout,
                         "socket_timeout": self._timeout,
                         "max_retries": 0,
+                        **({"global_keyprefix": self._key_prefix} if self._key_prefix else {}),
                     },
                     task_publish_retry=False,
+                    task_default_queue=self._queue,
                 )
             return self._client
 

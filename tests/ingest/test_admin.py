@@ -9,7 +9,7 @@ import requests
 from nacl.signing import SigningKey
 from sqlalchemy import select
 
-from contracts.tasks import RESCAN
+from contracts.tasks import RESCAN, SCAN_FLEET
 from contracts.wire import TELEMETRY_SCHEMA_ID
 from ingest.keys import public_key_pem
 from store.models import AuditEntry, Finding
@@ -156,8 +156,10 @@ def test_findings_query_exemptions_and_rescan(server: Server) -> None:
 
     triggered = admin.json("POST", "/v1/admin/rescan", {"cluster_id": agent.cluster_id})
     assert triggered.status_code == 202
-    assert (RESCAN, [agent.cluster_id, admin.key_id.removesuffix("-key")]) in (
-        server.dispatcher.calls)
+    assert server.dispatcher.calls[-1] == (RESCAN, [agent.cluster_id])
+    fleet = admin.json("POST", "/v1/admin/rescan", {})
+    assert fleet.status_code == 202
+    assert server.dispatcher.calls[-1] == (SCAN_FLEET, ["rescan"])
     actions = _actions(server, admin.key_id.removesuffix("-key"))
     assert actions[-1] == "scan.trigger"
     assert {"findings.query", "exemptions.create", "exemptions.list", "scan.trigger"} <= set(

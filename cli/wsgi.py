@@ -1,0 +1,86 @@
+"""gunicorn entry point (`gunicorn 'cli.wsgi:app'`): the ingest app built from the environment.
+
+The composition root: settings from the environment, the store's session factory, and the
+task dispatcher (Celery `send_task` by name when REDIS_URL is set; otherwise the workers'
+in-process runner on a background thread). `app` is built on first access, not on import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
+
+from contracts.tasks import TaskDispatcher
+from settings import Settings, load_settings
+
+log = logging.getLogger("k8smon.ingest")
+
+
+class BackgroundDispatcher:
+    """Runs another dispatcher's tasks on one background thread, in order (embedded mode), so
+    an acknowledged push does not wait for its processing."""
+
+    def __init__(self, inner: TaskDispatcher) -> None:
+        self._inner = inner
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k8smon-task")
+
+    def __call__(self, task_name: str, *, args: list[Any] | None = None,
+                 kwargs: dict[str, Any] | None = None) -> None:
+        self._executor.submit(self._run, task_name, list(args or []), dict(kwargs or {}))
+
+    def _run(self, task_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            self._inner(task_name, args=args, kwargs=kwargs)
+        except Exception as problem:
+            log.error(json.dumps({"event": "task_failed", "task": task_name,
+                                  "error": f"{type(problem).__name__}: {problem}"[:300]}))
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+def build_dispatcher(settings: Settings, sessions: sessionmaker[Session],
+                     environ: Mapping[str, str] | None = None) -> TaskDispatcher:
+    """Celery `send_task` on REDIS_URL (same queue and key prefix as the workers), else the
+    workers' in-process runner on a background thread."""
+    from ingest.dispatch import CeleryDispatcher  # noqa: PLC0415
+    from workers.celery_app import BrokerOptions  # noqa: PLC0415
+
+    if settings.redis_url:
+        options = BrokerOptions.from_env(os.environ if environ is None else environ)
+        return CeleryDispatcher(settings.redis_url, queue=options.queue,
+                                key_prefix=options.key_prefix)
+    from workers.context import WorkerContext  # noqa: PLC0415
+    from workers.inprocess import InProcessDispatcher  # noqa: PLC0415
+
+    runner = InProcessDispatcher(WorkerContext(settings=settings, sessions_override=sessions))
+    return BackgroundDispatcher(runner)
+
+
+def build_app(environ: Mapping[str, str] | None = None) -> Flask:
+    """Settings, store and dispatcher from the environment, then `ingest.app.create_app`."""
+    from ingest.app import create_app  # noqa: PLC0415
+    from store.db import make_engine, make_session_factory  # noqa: PLC0415
+
+    settings = load_settings(environ)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=settings.log_level, format="%(message)s")
+    sessions = make_session_factory(make_engine(settings.database_url))
+    return create_app(settings, store=sessions,
+                      dispatch=build_dispatcher(settings, sessions, environ))
+
+
+def __getattr__(name: str) -> Any:
+    """`cli.wsgi.app`, built once on first access (gunicorn resolves it after import)."""
+    if name == "app":
+        application = build_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,144 @@
+"""Chat-ops: the Slack slash command endpoint and the signed report links it hands out.
+
+`POST /chatops/slack` verifies Slack's v0 signature (slack_sdk's SignatureVerifier, 5-minute
+window) before reading anything else, then the allow-list (settings.slack_allowed_users),
+then answers at once: help, unknown commands and unknown clusters get their reply directly;
+`status`, `findings` and `rescan` are enqueued as `k8smon.chatops_command` (and `rescan` also
+enqueues `k8smon.rescan`), acknowledged with an ephemeral message, and the worker posts the
+result to Slack's `response_url` (reports.chatops). `GET /chatops/reports/<token>` opens a
+cluster's report from a signed, expiring link without sign-in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from flask import Blueprint, Response, jsonify, request
+from slack_sdk.signature import Clock, SignatureVerifier
+
+from contracts.tasks import CHATOPS_COMMAND, RESCAN
+from ingest.context import ctx
+from ingest.dispatch import enqueue_after_commit
+from ingest.problems import Problem
+from reports import chatops
+from reports.build import build_cluster_report
+from reports.html import render_html
+from reports.links import LinkError, cluster_of_token
+from store.audit import record_action
+
+MAX_SLASH_BODY = 16 * 1024
+QUEUED_COMMANDS = ("status", "findings", "rescan")
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; " \
+    "base-uri 'none'; form-action 'none'"
+
+
+class _ContextClock(Clock):
+    """slack_sdk's clock, reading the app's (injectable) clock."""
+
+    def now(self) -> float:
+        return ctx().clock()
+
+
+def _slack_reply(message: dict[str, Any]) -> Response:
+    response = jsonify(message)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _verified_body() -> bytes:
+    secret = ctx().settings.slack_signing_secret
+    if not secret:
+        raise Problem(404, "chatops_disabled", "Not found", "chat-ops is not configured")
+    if (request.content_length or 0) > MAX_SLASH_BODY:
+        raise Problem(413, "body_too_large", "Payload too large")
+    body = request.get_data(cache=False)[: MAX_SLASH_BODY + 1]
+    if len(body) > MAX_SLASH_BODY:
+        raise Problem(413, "body_too_large", "Payload too large")
+    verifier = SignatureVerifier(secret, clock=_ContextClock())
+    try:
+        valid = verifier.is_valid(
+            body,
+            request.headers.get("X-Slack-Request-Timestamp"),
+            request.headers.get("X-Slack-Signature"),
+        )
+    except ValueError:  # a timestamp that is not a number
+        valid = False
+    if not valid:
+        raise Problem(401, "bad_slack_signature", "Unauthorised",
+                      "the Slack signature is missing, wrong or older than 5 minutes",
+                      public_detail=False)
+    return body
+
+
+def slash_command() -> Response:
+    body = _verified_body()
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+    context = ctx()
+    user_id = form.get("user_id", "")
+    if user_id not in context.settings.slack_allowed_users:
+        return _slack_reply(chatops.ephemeral(
+            f"Sorry, <@{user_id}> is not on the k8s-monitor allow-list; ask the security team."
+        ))
+    command = chatops.parse_command(form.get("text", ""))
+    with context.sessions() as session:
+        problem = chatops.problem_with(session, command)
+        if problem is not None:
+            return _slack_reply(chatops.ephemeral(problem))
+        if command.name == "help":
+            return _slack_reply(chatops.ephemeral(chatops.HELP_TEXT))
+        cluster_id = command.args[0]
+        if command.name == "rescan":
+            record_action(session, actor=f"slack:{user_id}", action="scan.trigger",
+                          target=cluster_id, source="chatops",
+                          details={"user_name": form.get("user_name")})
+            session.commit()
+    if command.name == "rescan" and not enqueue_after_commit(
+        context.dispatch, RESCAN, args=[cluster_id]
+    ):
+        return _slack_reply(chatops.ephemeral(
+            "The task queue is unavailable right now; try again in a minute."))
+    queued = enqueue_after_commit(context.dispatch, CHATOPS_COMMAND, args=[], kwargs={
+        "request": {"command": command.name, "args": list(command.args), "user_id": user_id,
+                    "response_url": form.get("response_url", "")},
+    }) if form.get("response_url") else False
+    if not queued and command.name != "rescan":
+        return _slack_reply(chatops.ephemeral(
+            "The task queue is unavailable right now; try again in a minute."))
+    verb = {"rescan": "Rescan of", "status": "Fetching the status of",
+            "findings": "Collecting the findings of"}[command.name]
+    return _slack_reply(chatops.ephemeral(f"{verb} `{cluster_id}`… the answer follows here."))
+
+
+def shared_report(token: str) -> Response:
+    context = ctx()
+    try:
+        cluster_id = cluster_of_token(context.settings.secret_key, token)
+    except LinkError as problem:
+        return _report_response(f"<!doctype html><title>Link not valid</title><h1>{problem}</h1>",
+                                403)
+    with context.sessions() as session:
+        try:
+            report = build_cluster_report(session, cluster_id,
+                                          public_url=context.settings.public_url)
+        except Exception:  # noqa: BLE001 - a deleted cluster: a page, never a stack trace
+            return _report_response("<!doctype html><title>Gone</title>"
+                                    "<h1>This cluster no longer exists.</h1>", 404)
+    return _report_response(render_html(report), 200)
+
+
+def _report_response(html: str, status: int) -> Response:
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = REPORT_CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def make_blueprint() -> Blueprint:
+    """A fresh chat-ops blueprint (one per app)."""
+    blueprint = Blueprint("chatops", __name__, url_prefix="/chatops")
+    blueprint.add_url_rule("/slack", "slash_command", slash_command, methods=["POST"])
+    blueprint.add_url_rule("/reports/<token>", "shared_report", shared_report, methods=["GET"])
+    return blueprint
