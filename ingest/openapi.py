@@ -12,6 +12,10 @@ from contracts.wire import (
     TELEMETRY_PATH,
 )
 
+# Blueprints that are not part of the machine API: the browser admin pages (HTML behind a
+# sign-in, CSRF-protected forms). Everything else the app serves is described here.
+UNDOCUMENTED_BLUEPRINTS = ("web",)
+
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _SIGNED = [{"httpMessageSignature": []}]
 _CLUSTER_ID = {"name": "cluster_id", "in": "path", "required": True,
@@ -132,6 +136,25 @@ def openapi_document() -> dict[str, Any]:
             "200": {"description": "text exposition",
                     "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": _op("This document", signed=False)},
+        "/chatops/slack": {"post": {
+            "summary": "Slack slash command (verified with the Slack signing secret)",
+            "parameters": [
+                {"name": "X-Slack-Request-Timestamp", "in": "header", "required": True,
+                 "schema": {"type": "string"}},
+                {"name": "X-Slack-Signature", "in": "header", "required": True,
+                 "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {
+                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
+            "responses": {"200": {"description": "the command's reply"},
+                          "401": {"description": "bad Slack signature"},
+                          "404": {"description": "chat-ops disabled"}}}},
+        "/chatops/reports/{token}": {"get": {
+            "summary": "A report shared from chat-ops through a signed, expiring link",
+            "parameters": [{"name": "token", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "HTML report",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}},
+                          "404": {"description": "unknown or expired link"}}}},
     }
     return {
         "openapi": "3.1.0",

@@ -10,6 +10,7 @@ from flask import Flask
 from contracts.wire import TELEMETRY_SCHEMA_ID
 from ingest.app import create_app
 from ingest.guards import MemoryNonceCache, MemoryRateLimiter
+from ingest.openapi import UNDOCUMENTED_BLUEPRINTS
 from settings import Settings
 from tests.ingest.conftest import Server
 
@@ -19,6 +20,8 @@ _IGNORED_METHODS = {"HEAD", "OPTIONS"}
 def _routes(app: Flask) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".", 1)[0] in UNDOCUMENTED_BLUEPRINTS:
+            continue
         path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():
             if method not in _IGNORED_METHODS:
