@@ -101,9 +101,10 @@ def create_app(
     app.register_blueprint(push.blueprint)
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(ops.blueprint)
-    from ingest import web  # noqa: PLC0415 - the admin pages
+    from ingest import chatops, web  # noqa: PLC0415 - admin pages and chat-ops
 
     app.register_blueprint(web.make_blueprint())
+    app.register_blueprint(chatops.make_blueprint())
     _install_handlers(app)
     return app
 

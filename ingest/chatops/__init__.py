@@ -26,6 +26,7 @@ from reports.build import build_cluster_report
 from reports.html import render_html
 from reports.links import LinkError, cluster_of_token
 from store.audit import record_action
+from store.errors import ClusterNotFound
 
 MAX_SLASH_BODY = 16 * 1024
 QUEUED_COMMANDS = ("status", "findings", "rescan")
@@ -98,10 +99,10 @@ def slash_command() -> Response:
     ):
         return _slack_reply(chatops.ephemeral(
             "The task queue is unavailable right now; try again in a minute."))
-    queued = enqueue_after_commit(context.dispatch, CHATOPS_COMMAND, args=[], kwargs={
-        "request": {"command": command.name, "args": list(command.args), "user_id": user_id,
-                    "response_url": form.get("response_url", "")},
-    }) if form.get("response_url") else False
+    queued = enqueue_after_commit(context.dispatch, CHATOPS_COMMAND, args=[
+        {"command": command.name, "args": list(command.args), "user_id": user_id,
+         "response_url": form.get("response_url", "")},
+    ]) if form.get("response_url") else False
     if not queued and command.name != "rescan":
         return _slack_reply(chatops.ephemeral(
             "The task queue is unavailable right now; try again in a minute."))
@@ -121,7 +122,7 @@ def shared_report(token: str) -> Response:
         try:
             report = build_cluster_report(session, cluster_id,
                                           public_url=context.settings.public_url)
-        except Exception:  # noqa: BLE001 - a deleted cluster: a page, never a stack trace
+        except ClusterNotFound:  # deleted since the link was made
             return _report_response("<!doctype html><title>Gone</title>"
                                     "<h1>This cluster no longer exists.</h1>", 404)
     return _report_response(render_html(report), 200)
