@@ -52,7 +52,13 @@ class K8sMonCelery(Celery):
 
 
 def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
-    transport: dict[str, Any] = {"visibility_timeout": options.visibility_timeout_s}
+    vt = options.visibility_timeout_s
+    transport: dict[str, Any] = {
+        "visibility_timeout": vt,
+        # How often workers look for messages a dead worker left unacknowledged.
+        "unacked_restore_interval": max(1, min(10, vt // 8)),
+        "unacked_restore_throttle": 1 if vt < 600 else 10,
+    }
     backend_transport: dict[str, Any] = {}
     if options.key_prefix:
         transport["global_keyprefix"] = options.key_prefix

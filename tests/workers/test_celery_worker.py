@@ -1,0 +1,190 @@
+"""The pipeline on real Celery workers (subprocesses), real Redis and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.dispatch import CeleryDispatcher, enqueue_after_commit
+from store.clusters import create_cluster
+from store.db import make_session_factory, unit_of_work
+from store.models import Finding, ScanRun, Snapshot
+from store.snapshots import stage_snapshot
+from tests.support.manifests import full_envelope
+from tests.support.services import ThrowawayDatabase
+from tests.workers.celery_rig import CeleryRig, free_port, running, wait_for
+from tests.workers.test_scan_lifecycle import offline
+from tests.workers.workloads import cluster_state
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+def sessions(pg_engine: Engine) -> sessionmaker[Session]:
+    """Sessions that really commit (workers in other processes must see the data)."""
+    return make_session_factory(pg_engine)
+
+
+@pytest.fixture
+def rig(postgres_database: ThrowawayDatabase, pg_engine: Engine, redis_url: str,
+        tmp_path: Path) -> Iterator[CeleryRig]:
+    with running(CeleryRig.create(database_url=postgres_database.url, redis_url=redis_url,
+                                  tmp=tmp_path, K8SMON_SHARD_SIZE="5",
+                                  K8SMON_VISIBILITY_TIMEOUT="6")) as rig:
+        yield rig
+
+
+def register(sessions: sessionmaker[Session], cluster_id: str, objects: list[dict]) -> int:
+    with unit_of_work(sessions) as session:
+        create_cluster(session, cluster_id)
+        return stage_snapshot(session, cluster_id, envelope=full_envelope(objects)).snapshot_id
+
+
+def committed_findings(sessions: sessionmaker[Session], cluster_id: str) -> list[tuple]:
+    with unit_of_work(sessions) as session:
+        return [(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
+                 f.container, f.path or "") for f in session.scalars(
+                     select(Finding).where(Finding.cluster_id == cluster_id))]
+
+
+def finished_runs(sessions: sessionmaker[Session], cluster_ids: list[str]) -> list[ScanRun]:
+    with unit_of_work(sessions) as session:
+        return list(session.scalars(select(ScanRun).where(
+            ScanRun.cluster_id.in_(cluster_ids), ScanRun.state == "done")))
+
+
+def process_all(rig: CeleryRig, sessions: sessionmaker[Session], snapshot_ids: list[int]) -> None:
+    client = rig.client()
+    for sid in snapshot_ids:
+        client.send_task("k8smon.process_snapshot", args=[sid])
+
+    def done() -> bool:
+        with unit_of_work(sessions) as session:
+            states = session.scalars(select(Snapshot.state).where(Snapshot.id.in_(snapshot_ids)))
+            return all(s == "processed" for s in states)
+
+    wait_for(done, timeout=60, what="snapshots processed")
+
+
+def test_fleet_scan_of_three_clusters_on_a_worker(
+    rig: CeleryRig, sessions: sessionmaker[Session]
+) -> None:
+    token = uuid.uuid4().hex[:6]
+    states = {f"w3-{token}-{n}": cluster_state(f"w{n}", 11 + n) for n in range(3)}
+    snapshot_ids = [register(sessions, cid, objs) for cid, objs in states.items()]
+    rig.start_worker(concurrency=2)
+    process_all(rig, sessions, snapshot_ids)
+
+    rig.client().send_task("k8smon.scan_fleet", args=["test"])
+    wait_for(lambda: len(finished_runs(sessions, list(states))) == 3, timeout=90,
+             what="three scans finished")
+
+    for cluster_id, objects in states.items():
+        found = committed_findings(sessions, cluster_id)
+        assert len(found) == len(set(found))
+        assert set(found) == offline(objects, cluster_id)
+    for run in finished_runs(sessions, list(states)):
+        assert run.shard_count >= 3 and run.errors == []
+        assert run.counts["unevaluated"] == 0
+
+
+def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
+    rig: CeleryRig, sessions: sessionmaker[Session], pg_engine: Engine
+) -> None:
+    cluster_id = f"kill-{uuid.uuid4().hex[:6]}"
+    objects = cluster_state("k", 15)
+    snapshot_id = register(sessions, cluster_id, objects)
+    first = rig.start_worker(concurrency=1)
+    process_all(rig, sessions, [snapshot_id])
+
+    # Hold a lock that makes the shard block while writing its results: it is mid-shard.
+    blocker = pg_engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(text("LOCK TABLE rule_result_cache IN SHARE ROW EXCLUSIVE MODE"))
+    try:
+        rig.client().send_task("k8smon.rescan", args=[cluster_id])
+
+        def shard_waiting() -> bool:
+            with pg_engine.connect() as probe:  # its own transaction: fresh statistics
+                row = probe.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query ILIKE '%rule_result_cache%' AND datname = current_database()"
+                )).scalar()
+            return bool(row)
+
+        try:
+            wait_for(shard_waiting, timeout=30, what="a shard blocked mid-write")
+        except AssertionError:
+            print(rig.logs())
+            raise
+        rig.kill(first)  # SIGKILL to the worker and its pool child
+    finally:
+        transaction.rollback()
+        blocker.close()
+    assert not finished_runs(sessions, [cluster_id])
+
+    rig.start_worker(concurrency=1)
+    runs = wait_for(lambda: finished_runs(sessions, [cluster_id]), timeout=120,
+                    what="the scan to finish after redelivery")
+    assert len(runs) == 1 and runs[0].counts["unevaluated"] == 0
+    found = committed_findings(sessions, cluster_id)
+    assert len(found) == len(set(found))
+    assert set(found) == offline(objects, cluster_id)
+
+
+def test_snapshots_stored_while_redis_was_down_are_processed_by_the_sweep(
+    rig: CeleryRig, sessions: sessionmaker[Session]
+) -> None:
+    cluster_id = f"sweep-{uuid.uuid4().hex[:6]}"
+    snapshot_id = register(sessions, cluster_id, cluster_state("s", 4))
+    dead_broker = CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.3)
+    assert enqueue_after_commit(dead_broker, "k8smon.process_snapshot",
+                                args=[snapshot_id]) is False
+
+    rig.start_worker(concurrency=1)
+    rig.client().send_task("k8smon.sweep_unprocessed")
+
+    def processed() -> bool:
+        with unit_of_work(sessions) as session:
+            return session.get(Snapshot, snapshot_id).state == "processed"
+
+    wait_for(processed, timeout=60, what="the swept snapshot to be processed")
+
+
+def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
+    rig: CeleryRig, sessions: sessionmaker[Session]
+) -> None:
+    cluster_id = f"flower-{uuid.uuid4().hex[:6]}"
+    snapshot_id = register(sessions, cluster_id, cluster_state("fl", 12))
+    port = free_port()
+    rig.start_flower(port)
+    rig.start_worker(concurrency=1)
+    process_all(rig, sessions, [snapshot_id])
+    rig.client().send_task("k8smon.scan_fleet", args=["test"])
+    wait_for(lambda: finished_runs(sessions, [cluster_id]), timeout=90, what="scan finished")
+
+    def tasks() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as r:
+            listed = json.load(r)
+        names = {t.get("name") for t in listed.values()}
+        wanted = {"k8smon.scan_fleet", "k8smon.scan_cluster", "k8smon.evaluate_shard",
+                  "k8smon.evaluate_cluster_rules", "k8smon.finalize_scan"}
+        return listed if wanted <= names else {}
+
+    listed = wait_for(tasks, timeout=30, what="flower to list the scan's tasks")
+    ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
+    shards = [t for t in ours if t["name"] == "k8smon.evaluate_shard"]
+    assert len(shards) == 3  # 12 objects, shards of 5
+    shard_numbers = sorted(json.loads(t["args"].replace("'", '"').replace("(", "[")
+                                      .replace(")", "]"))[2] for t in shards)
+    assert shard_numbers == [0, 1, 2]
+    assert any(t["name"] == "k8smon.scan_cluster" for t in ours)
+    assert all(t["state"] == "SUCCESS" for t in ours)
+
