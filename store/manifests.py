@@ -77,7 +77,7 @@ def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[st
         select(ManifestBody.content_hash, ManifestBody.body)
         .where(ManifestBody.content_hash.in_(list(hashes)))
     )
-    return dict(rows.tuples().all())
+    return {content_hash: body for content_hash, body in rows}
 
 
 def find_object(session: Session, cluster_id: str, ref: ResourceRef) -> KubeObject | None:
