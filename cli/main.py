@@ -14,6 +14,8 @@ COMMANDS: dict[str, str] = {
     "keygen": "cli.commands.keys:keygen",
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",
+    "scan": "cli.commands.scan:scan",
+    "rules": "cli.commands.rules_cmd:rules",
 }
 
 

@@ -1,0 +1,76 @@
+"""`k8smon scan`: scan manifest files and directories offline with the rules engine."""
+
+from __future__ import annotations
+
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import click
+import yaml
+
+from contracts.severity import Severity
+from reports.formats.json_report import render_json
+from reports.formats.policyreport import render_policy_reports
+from reports.formats.sarif import render_sarif
+from reports.formats.table import render_table
+from rules import ConfigError, Engine, ScanConfig, load_paths
+
+FORMATS = ("table", "json", "sarif", "policyreport")
+FAIL_ON = (*(s.value for s in Severity), "none")
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("k8s-monitor")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+def load_engine(config_file: Path | None) -> Engine:
+    """The engine for a `--config` file; a bad file is a usage error (exit 2)."""
+    try:
+        config = (ScanConfig.from_yaml(config_file.read_text(encoding="utf-8"))
+                  if config_file else ScanConfig())
+        return Engine.from_config(config)
+    except (ConfigError, OSError, UnicodeDecodeError) as problem:
+        raise click.BadParameter(str(problem), param_hint="--config") from None
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+              show_default=True, help="Output format.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
+                                                         path_type=Path),
+              help="Scan configuration YAML (severity overrides, disabled rules, exemptions).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON, case_sensitive=False), default="none",
+              show_default=True,
+              help="Exit 1 when an open finding is at least this severe.")
+@click.option("--cluster", default=None, help="Cluster id, for cluster-scoped exemptions.")
+@click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
+def scan(paths: tuple[Path, ...], fmt: str, config_file: Path | None, fail_on: str,
+         cluster: str | None, hide_exempted: bool) -> None:
+    """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories).
+
+    Exit status: 0 when no open finding reaches --fail-on, 1 when one does, 2 on usage
+    errors. Unreadable files are reported as errors and the rest is still scanned.
+    """
+    engine = load_engine(config_file)
+    loaded = load_paths(paths)
+    outcome = engine.scan(loaded.documents, cluster=cluster,
+                          load_errors=[e.to_dict() for e in loaded.errors])  # type: ignore[misc]
+    report = outcome.to_report()
+    if fmt == "json":
+        text = render_json(report)
+    elif fmt == "sarif":
+        infos = [r.meta.to_info() for r in engine.all_rules]
+        text = render_json(render_sarif(report, infos, tool_version=tool_version()))
+    elif fmt == "policyreport":
+        text = yaml.safe_dump_all(render_policy_reports(report), sort_keys=False)
+    else:
+        text = render_table(report, show_exempted=not hide_exempted)
+    sys.stdout.write(text)
+    if fail_on != "none" and outcome.reaches(Severity.parse(fail_on)):
+        sys.exit(1)
