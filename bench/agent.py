@@ -183,6 +183,6 @@ def run(*, quick: bool) -> list[Figure]:
 if __name__ == "__main__":
     for figure in run(quick="--quick" in sys.argv):
         print(
-            f"{figure.name}: {figure.median:.4g} {figure.unit} {figure.samples} "
-            f"target {figure.target} met={figure.met}"
+            f"{figure.name}: median {figure.median:.4g} {figure.unit}, runs {figure.samples}, "
+            f"target {figure.target or '-'}, met={figure.met} {figure.note}"
         )
