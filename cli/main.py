@@ -11,11 +11,20 @@ import click
 COMMANDS: dict[str, str] = {
     "db": "cli.commands.db:db",
     "users": "cli.commands.users:users",
+    "clusters": "cli.commands.clusters:clusters",
+    "telemetry": "cli.commands.telemetry:telemetry",
+    "search": "cli.commands.search:search",
+    "findings": "cli.commands.findings:findings",
+    "exemptions": "cli.commands.exemptions:exemptions",
+    "rescan": "cli.commands.rescan:rescan",
+    "report": "cli.commands.report:report",
+    "scans": "cli.commands.scans:scans",
     "keygen": "cli.commands.keys:keygen",
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",
     "scan": "cli.commands.scan:scan",
     "rules": "cli.commands.rules_cmd:rules",
+    "serve": "cli.commands.serve:serve",
 }
 
 
