@@ -1,0 +1,37 @@
+"""`k8smon report CLUSTER --format json|sarif|policyreport|html`: a cluster's report.
+
+Needs the admin API's `GET /v1/admin/clusters/<id>/report?format=...`, answering the
+document in that format (JSON for json/sarif/policyreport, text/html for html).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import click
+
+from cli.client import AdminClient
+from cli.output import Output, api_command
+
+REPORT_FORMATS = ("json", "sarif", "policyreport", "html")
+ACCEPT = {"html": "text/html", "json": "application/json", "sarif": "application/sarif+json",
+          "policyreport": "application/json"}
+
+
+@click.command()
+@click.argument("cluster")
+@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False), default=None,
+              help="write to this file instead of standard output")
+@api_command(formats=REPORT_FORMATS)
+def report(*, client: AdminClient, out: Output, cluster: str, output_path: str | None
+           ) -> None:
+    """Fetch CLUSTER's report from the latest scan."""
+    with out.progress(f"building the {out.fmt} report of {cluster}"):
+        answer = client.request("GET", f"/v1/admin/clusters/{quote(cluster, safe='')}/report",
+                                params={"format": out.fmt}, accept=ACCEPT[out.fmt])
+    if output_path:
+        Path(output_path).write_bytes(answer.body)
+        out.note(f"wrote {output_path} ({len(answer.body)} bytes)")
+        return
+    click.echo(answer.body.decode("utf-8"), nl=not answer.body.endswith(b"\n"))

@@ -1,0 +1,44 @@
+"""`k8smon scans`: scan history (trigger, state, duration, counts, errors).
+
+Needs the admin API's `GET /v1/admin/scans?cluster=&limit=` answering
+`{"scans": [{"id", "cluster_id", "trigger", "state", "started_at", "finished_at",
+"duration_s", "object_count", "counts", "errors", "task_id"}]}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.client import AdminClient
+from cli.output import Output, api_command
+
+COLUMNS = [("id", "scan"), ("cluster_id", "cluster"), ("trigger", "trigger"),
+           ("state", "state"), ("started_at", "started"), ("duration", "duration"),
+           ("object_count", "objects"), ("open", "open"), ("new", "new"),
+           ("resolved", "resolved"), ("error_count", "errors")]
+STATE_STYLE = {"failed": "bold red", "running": "cyan"}
+
+
+def scan_row(scan: dict[str, Any]) -> dict[str, Any]:
+    counts = scan.get("counts") or {}
+    duration = scan.get("duration_s")
+    return {**scan, "duration": f"{duration:.1f} s" if duration is not None else None,
+            "open": counts.get("open"), "new": counts.get("new"),
+            "resolved": counts.get("resolved"), "error_count": len(scan.get("errors") or [])}
+
+
+def list_scans(client: AdminClient, *, cluster: str | None, limit: int) -> list[dict[str, Any]]:
+    return list(client.get("/v1/admin/scans", cluster=cluster, limit=limit)["scans"])
+
+
+@click.command()
+@click.option("--cluster", default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@api_command()
+def scans(*, client: AdminClient, out: Output, cluster: str | None, limit: int) -> None:
+    """Recent scans, newest first."""
+    rows = [scan_row(s) for s in list_scans(client, cluster=cluster, limit=limit)]
+    out.rows(rows, COLUMNS, title="Scans", empty="no scans yet",
+             style=lambda r: STATE_STYLE.get(r["state"]))
