@@ -79,6 +79,7 @@ def _sender(config: AgentConfig, loaded: LoadedKey) -> tuple[Sender, str]:
         key=loaded.key,
         key_id=key_id,
         timeout_s=config.push_timeout_s,
+        ca_file=config.ca_file,
     )
     return sender, key_id
 

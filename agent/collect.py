@@ -183,7 +183,7 @@ def _collect_type(
                     clean = normalise(obj)
                     body = canonical_json(clean)
                     key = ResourceRef.of(clean).key
-                except (ValueError, TypeError, KeyError):
+                except (ValueError, TypeError, KeyError, RecursionError):
                     malformed += 1
                     continue
                 buffered[key] = Entry(content_hash(clean), body)

@@ -53,6 +53,7 @@ class AgentConfig:
     push_timeout_s: float = 120.0
     page_size: int = 500
     kubeconfig: str | None = None
+    ca_file: str | None = None
     max_backoff_s: float = 300.0
     log_level: str = "INFO"
 
@@ -87,6 +88,7 @@ class AgentConfig:
             push_timeout_s=reader.seconds("PUSH_TIMEOUT", default=120.0),
             page_size=int(reader.seconds("PAGE_SIZE", default=500)),
             kubeconfig=reader.text("KUBECONFIG") or None,
+            ca_file=reader.text("CA_FILE") or None,
             max_backoff_s=reader.seconds("MAX_BACKOFF", default=300.0),
             log_level=reader.text("LOG_LEVEL") or "INFO",
         )

@@ -92,7 +92,7 @@ class KubeClient:
             raise KubeError(response.status, reason or str(response.reason), message)
         try:
             parsed = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise KubeError(response.status, "InvalidJSON", str(exc)) from exc
         if not isinstance(parsed, dict):
             raise KubeError(response.status, "InvalidJSON", "response is not a JSON object")

@@ -57,6 +57,7 @@ class Sender:
         key: AgentKey,
         key_id: str,
         timeout_s: float,
+        ca_file: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self._base = server_url.rstrip("/")
@@ -65,6 +66,8 @@ class Sender:
         self._key_id = key_id
         self._timeout = timeout_s
         self._session = session or requests.Session()
+        if ca_file:
+            self._session.verify = ca_file  # the server's (internal) CA bundle
 
     def snapshot(self, gz_body: bytes) -> Outcome:
         return self._post(SNAPSHOT_PATH.format(cluster_id=self._cluster), gz_body)

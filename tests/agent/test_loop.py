@@ -209,3 +209,35 @@ def test_run_loop_stops_when_told(
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert [p.document["type"] for p in receiver.snapshots()] == ["full"]
+
+
+def test_a_stop_during_collection_pushes_nothing(
+    agent: Agent, receiver: Receiver, emulator
+) -> None:
+    calls = []
+    original = agent.kube.get
+
+    def get_then_stop(path: str, *, query=None):
+        calls.append(path)
+        if query:  # the first list request: SIGTERM arrives mid-collection
+            agent.stop.set()
+        return original(path, query=query)
+
+    agent.kube.get = get_then_stop  # type: ignore[method-assign]
+    assert agent.push_cycle() is None
+    assert receiver.snapshots() == []
+    lists = [r for r in emulator.requests if "limit" in r.query]
+    # It finished paging the type in hand, then listed nothing more.
+    assert lists and len({r.path for r in lists}) == 1
+
+
+def test_an_unexpected_error_in_a_cycle_is_logged_not_fatal(
+    agent: Agent, receiver: Receiver, caplog
+) -> None:
+    def boom(_body: bytes):
+        raise RuntimeError("sender exploded")
+
+    agent.sender.snapshot = boom  # type: ignore[method-assign]
+    agent._guarded(agent.push_cycle)
+    assert any(r.getMessage() == "cycle.error" for r in caplog.records)
+    assert agent.ping().ok  # the agent is still usable
