@@ -22,7 +22,14 @@ from ingest.body import parse_json, read_capped, validate, validator_for
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.keys import KeyFormatError, fingerprint, parse_public_key
-from ingest.problems import CONFLICT, FORBIDDEN_ROLE, Problem, bad_request, not_found
+from ingest.problems import (
+    CONFLICT,
+    FORBIDDEN_ROLE,
+    Problem,
+    bad_request,
+    not_found,
+    refuse_nul_in_url,
+)
 from ingest.push import CLUSTER_ID
 from ingest.search import search_manifests
 from store import audit, clusters, exemptions, telemetry
@@ -31,6 +38,11 @@ from store.models import Cluster, ClusterKey, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
+
+
+@blueprint.before_request
+def _refuse_nul() -> None:
+    refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
 ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_ACTIVE_KEYS = 2

@@ -95,3 +95,9 @@ def bad_request(reason: str, detail: str) -> Problem:
 
 def not_found(detail: str) -> Problem:
     return Problem(404, NOT_FOUND, "Not found", detail)
+
+
+def refuse_nul_in_url(path: str, query: str) -> None:
+    """NUL can be neither stored nor compared by the database: refuse it in the URL."""
+    if "\x00" in path or "%00" in query or "\x00" in query:
+        raise bad_request(BAD_REQUEST, "the URL contains a NUL character")

@@ -23,6 +23,7 @@ from ingest.auth import authenticate_agent, http_request
 from ingest.body import decode_content, parse_json, read_capped, validate, validator_for
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
+from ingest.limits import SNAPSHOT_LIMITS, TELEMETRY_LIMITS, check_telemetry_totals
 from ingest.problems import (
     CLUSTER_DISABLED,
     FORBIDDEN_KIND,
@@ -32,6 +33,7 @@ from ingest.problems import (
     UNSUPPORTED_MEDIA_TYPE,
     Problem,
     not_found,
+    refuse_nul_in_url,
 )
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.models import Cluster
@@ -41,13 +43,18 @@ from store.telemetry import record_telemetry
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("push", __name__)
 
+
+@blueprint.before_request
+def _refuse_nul() -> None:
+    refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
+
 CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SNAPSHOT_RULE = SNAPSHOT_PATH.replace("{cluster_id}", "<cluster_id>")
 _TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
 
 
 def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind: str,
-             schema: dict[str, Any]) -> dict[str, Any]:
+             schema: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
     """Everything before storing: caps, signature, cluster state, rate limit, body, schema."""
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
@@ -75,6 +82,7 @@ def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind:
                           limit=settings.max_decompressed_bytes)
     document = parse_json(data)
     validate(document, validator_for(schema))
+    validate(document, validator_for(limits))
     return document
 
 
@@ -93,7 +101,7 @@ def push_snapshot(cluster_id: str) -> Response:
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
         envelope = _receive(context, session, cluster_id, kind="snapshot",
-                            schema=SNAPSHOT_JSON_SCHEMA)
+                            schema=SNAPSHOT_JSON_SCHEMA, limits=SNAPSHOT_LIMITS)
         for index, obj in enumerate(envelope["objects"]):
             if obj["kind"] in FORBIDDEN_KINDS:
                 raise Problem(422, FORBIDDEN_KIND, "Unprocessable content",
@@ -131,7 +139,8 @@ def push_telemetry(cluster_id: str) -> Response:
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
         payload = _receive(context, session, cluster_id, kind="telemetry",
-                           schema=TELEMETRY_JSON_SCHEMA)
+                           schema=TELEMETRY_JSON_SCHEMA, limits=TELEMETRY_LIMITS)
+        check_telemetry_totals(payload)
         ping = record_telemetry(session, cluster_id, payload=payload, received_at=received_at)
         ping_id = ping.id
         session.commit()
