@@ -26,31 +26,44 @@ class ClusterContext:
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
         by_ns: dict[str | None, list[ObjectView]] = defaultdict(list)
-        by_name: dict[tuple[str, str | None, str], ObjectView] = {}
-        by_key: dict[str, ObjectView] = {}
-        by_uid: dict[str, ObjectView] = {}
-        by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] = defaultdict(list)
         for obj in objects:
             by_kind[obj.kind].append(obj)
             by_ns[obj.namespace].append(obj)
-            by_name[(obj.kind, obj.namespace, obj.name)] = obj
-            by_key[obj.ref.key] = obj
-            uid = obj.metadata.get("uid")
-            if uid:
-                by_uid[str(uid)] = obj
-            for key, value in obj.labels.items():
-                by_label[(obj.kind, obj.namespace, str(key), str(value))].append(obj)
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
-        self._by_name = by_name
-        self._by_key = by_key
-        self._by_uid = by_uid
-        self._by_label = by_label
+        # Further indexes are built on first use (one pass each); a scan that never needs
+        # label look-ups never pays for them.
+        self._by_name: dict[tuple[str, str | None, str], ObjectView] | None = None
+        self._by_key: dict[str, ObjectView] | None = None
+        self._by_uid: dict[str, ObjectView] | None = None
+        self._by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] | None = None
         self._bindings_by_role: dict[tuple[str, str | None, str], list[ObjectView]] | None = None
         self._bindings_by_subject: dict[tuple[str, str | None, str], list[ObjectView]] | None = (
             None
         )
         self._pods_by_sa: dict[tuple[str | None, str], list[ObjectView]] | None = None
+        self._controlled: frozenset[str] | None = None
+
+    def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
+        if self._by_name is None:
+            self._by_name = {(o.kind, o.namespace, o.name): o for o in self.objects}
+        return self._by_name
+
+    def _uids(self) -> dict[str, ObjectView]:
+        if self._by_uid is None:
+            self._by_uid = {
+                str(o.metadata["uid"]): o for o in self.objects if o.metadata.get("uid")
+            }
+        return self._by_uid
+
+    def _labels(self) -> dict[tuple[str, str | None, str, str], list[ObjectView]]:
+        if self._by_label is None:
+            index: dict[tuple[str, str | None, str, str], list[ObjectView]] = defaultdict(list)
+            for obj in self.objects:
+                for key, value in obj.labels.items():
+                    index[(obj.kind, obj.namespace, str(key), str(value))].append(obj)
+            self._by_label = index
+        return self._by_label
 
     # -- basic look-ups -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -68,17 +81,19 @@ class ClusterContext:
         return objs if kind is None else tuple(o for o in objs if o.kind == kind)
 
     def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
-        return self._by_name.get((kind, namespace, name))
+        return self._names().get((kind, namespace, name))
 
     def get_by_key(self, key: str) -> ObjectView | None:
         """By `ResourceRef.key` (`apiVersion|kind|namespace|name`)."""
-        return self._by_key.get(key)
+        return self.by_key.get(key)
 
     def get_by_uid(self, uid: str) -> ObjectView | None:
-        return self._by_uid.get(uid)
+        return self._uids().get(uid)
 
     @property
     def by_key(self) -> Mapping[str, ObjectView]:
+        if self._by_key is None:
+            self._by_key = {o.ref.key: o for o in self.objects}
         return self._by_key
 
     def namespaces(self) -> set[str]:
@@ -98,7 +113,7 @@ class ClusterContext:
         equalities = selector.equalities
         if equalities:
             key, value = next(iter(equalities.items()))
-            candidates: Iterable[ObjectView] = self._by_label.get(
+            candidates: Iterable[ObjectView] = self._labels().get(
                 (kind, namespace, key, value), ()
             )
         else:
@@ -113,7 +128,7 @@ class ClusterContext:
                 continue
             owner = None
             if ref.get("uid"):
-                owner = self._by_uid.get(str(ref["uid"]))
+                owner = self._uids().get(str(ref["uid"]))
             if owner is None:
                 owner = self.get(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
             return owner
@@ -214,13 +229,16 @@ def suppressed_by_controller(context: ClusterContext) -> frozenset[str]:
     """Keys of pod-bearing objects whose controller is also in the input (dedup targets).
 
     A Pod owned by a ReplicaSet owned by a Deployment, all three present, is reported once on
-    the Deployment: the Pod's and the ReplicaSet's keys are returned here.
+    the Deployment: the Pod's and the ReplicaSet's keys are returned here. Computed once per
+    context.
     """
-    out = set()
-    for obj in context.objects:
-        if obj.workload is None or not obj.metadata.get("ownerReferences"):
-            continue
-        owner = context.controller_of(obj)
-        if owner is not None and owner.workload is not None:
-            out.add(obj.ref.key)
-    return frozenset(out)
+    if context._controlled is None:
+        out = set()
+        for obj in context.objects:
+            if obj.workload is None or not obj.metadata.get("ownerReferences"):
+                continue
+            owner = context.controller_of(obj)
+            if owner is not None and owner.workload is not None:
+                out.add(obj.ref.key)
+        context._controlled = frozenset(out)
+    return context._controlled

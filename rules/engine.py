@@ -267,9 +267,9 @@ class Engine:
             suppressed_by_controller(context)
             if context is not None and config.dedup_controllers else frozenset()
         )
-        lookup: Mapping[str, Any] = (
-            context.by_key if context is not None else (objects or {})
-        )
+        lookup: Mapping[str, Any] = {}
+        if config.exemptions or config.allow_annotation_exemptions:
+            lookup = context.by_key if context is not None else (objects or {})
         out: list[Result] = []
         for result in results:
             if result.status == "error":
