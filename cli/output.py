@@ -26,6 +26,7 @@ from cli.client import EXIT_USAGE, AdminClient, ApiError
 from cli.config import ConfigProblem, resolve
 
 FORMATS = ("table", "json", "csv")
+PIPE_WIDTH = 200
 F = TypeVar("F", bound=Callable[..., Any])
 
 Column = tuple[str, str]  # (key in the row, header)
@@ -60,7 +61,9 @@ class Output:
 
     def _console(self) -> Console:
         if self.console is None:
-            self.console = Console(soft_wrap=False)
+            # Piped output is not folded to 80 columns: wide tables stay one row per line.
+            self.console = Console(soft_wrap=False,
+                                   width=None if sys.stdout.isatty() else PIPE_WIDTH)
         return self.console
 
     def rows(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *,
