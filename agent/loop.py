@@ -103,10 +103,14 @@ class Agent:
             return None
         now = self.clock()
         full_due = (
-            self.acked is None
-            or self.last_full_at is None
-            or now - self.last_full_at >= self.config.full_push_interval_s
+            self.last_full_at is None or now - self.last_full_at >= self.config.full_push_interval_s
         )
+        incomplete = bool(collection.failed_kinds or collection.failed_api_versions)
+        if full_due and self.acked is not None and incomplete:
+            # A full snapshot would tell the server that every object of a type that failed
+            # to list was deleted; a delta carries them over. Try the full one next cycle.
+            log_event(self.log, "push.full_deferred", reason="types failed to list")
+            full_due = False
         if full_due or self.acked is None:
             plan = full_plan(collection)
         else:

@@ -241,3 +241,21 @@ def test_an_unexpected_error_in_a_cycle_is_logged_not_fatal(
     agent._guarded(agent.push_cycle)
     assert any(r.getMessage() == "cycle.error" for r in caplog.records)
     assert agent.ping().ok  # the agent is still usable
+
+
+def test_a_due_full_push_is_deferred_while_a_type_fails_to_list(
+    agent: Agent, receiver: Receiver, cluster: FakeCluster, emulator, fake_time: FakeTime
+) -> None:
+    agent.push_cycle()
+    emulator.fail_discovery("cert-manager.io/v1")
+    cluster.add(config_map("z", namespace="shop"))
+    fake_time.now += agent.config.full_push_interval_s + 1
+    assert agent.push_cycle().ok
+    delta = receiver.snapshots()[-1].document
+    assert delta["type"] == "delta"
+    assert delta["removed"] == []  # the Certificate was carried over, not deleted
+    assert "cert-manager.io/v1|Certificate|shop|web" in agent.acked.hashes
+
+    emulator.behaviour.failing_group_versions.clear()
+    assert agent.push_cycle().ok
+    assert receiver.snapshots()[-1].document["type"] == "full"
