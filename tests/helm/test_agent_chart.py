@@ -31,7 +31,7 @@ from tests.helm.security import assert_secure_pod
 
 FULLNAME = f"{RELEASE}-{AGENT}"
 SERVICE_ACCOUNT = FULLNAME
-KEY_SECRET = f"{FULLNAME}-key"
+KEY_SECRET = "k8s-monitor-agent-key"
 DEFAULT = load_values(chart_dir(AGENT) / "ci" / "default-values.yaml")
 EXISTING_KEY = load_values(chart_dir(AGENT) / "ci" / "existing-key-values.yaml")
 NO_PRECREATE = {**DEFAULT, "key": {"precreateSecret": False}}
@@ -231,3 +231,14 @@ def test_notes_tell_how_to_register_the_key() -> None:
     notes = _render("default").notes
     assert "k8smon clusters register ci-cluster --public-key" in notes
     assert KEY_SECRET in notes
+
+
+def test_a_custom_key_secret_name_reaches_the_role_and_the_agent() -> None:
+    rendered = render(AGENT, {**DEFAULT, "key": {"secretName": "agent-signing-key"}})
+    _, namespaced = _agent_rules(rendered)
+    assert allows(namespaced, verb="update", group="", resource="secrets",
+                  name="agent-signing-key")
+    assert not allows(namespaced, verb="get", group="", resource="secrets", name=KEY_SECRET)
+    (deployment,) = rendered.of_kind("Deployment")
+    assert AgentConfig.from_env(_environment(deployment)).key_secret_name == "agent-signing-key"
+    assert rendered.one("Secret")["metadata"]["name"] == "agent-signing-key"

@@ -251,3 +251,15 @@ def test_notes_tell_the_next_step(full: Rendered) -> None:
     assert "k8smon admin bootstrap" in full.notes
     assert "k8smon clusters register" in full.notes
     assert "https://k8s-monitor.example.org" in full.notes
+
+
+def test_notification_credentials_reach_only_web_and_worker(full: Rendered) -> None:
+    notification = {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "K8SMON_WEBHOOK_SECRET"}
+    for doc in workloads(full):
+        component = pod_labels(doc)["app.kubernetes.io/component"]
+        for container in containers(doc):
+            present = notification & env_of(container).keys()
+            if component in {"web", "worker"}:
+                assert present == notification, component
+            else:
+                assert not present, f"{component} gets {present}"

@@ -67,10 +67,17 @@ The image reference: repository@digest when a digest is given, else repository:t
 {{- end }}
 
 {{/*
-Name of the Secret in which the agent keeps the key it generated.
+The agent's own default key Secret name (agent/config.py DEFAULT_KEY_SECRET).
+*/}}
+{{- define "k8s-monitor-agent.defaultKeySecretName" -}}
+k8s-monitor-agent-key
+{{- end }}
+
+{{/*
+Name of the Secret in which the agent keeps the key it generated (one agent per cluster).
 */}}
 {{- define "k8s-monitor-agent.keySecretName" -}}
-{{- default (printf "%s-key" (include "k8s-monitor-agent.fullname" .) | trunc 63 | trimSuffix "-") .Values.key.secretName }}
+{{- default (include "k8s-monitor-agent.defaultKeySecretName" .) .Values.key.secretName }}
 {{- end }}
 
 {{/*

@@ -108,9 +108,13 @@ Where the rules configuration is mounted inside the containers.
 {{- end }}
 
 {{/*
-Environment shared by every server container: settings plus credentials from existingSecret.
+Environment of a server container: settings plus credentials from existingSecret.
+Pass (dict "root" $ "notifications" true) for the processes that talk to Slack and webhooks
+(web and worker); the others never receive those credentials.
 */}}
 {{- define "k8s-monitor.env" -}}
+{{- $notifications := .notifications }}
+{{- with .root }}
 {{- $secret := include "k8s-monitor.secretName" . }}
 - name: K8SMON_ENV
   value: production
@@ -147,6 +151,7 @@ Environment shared by every server container: settings plus credentials from exi
     secretKeyRef:
       name: {{ $secret }}
       key: {{ .Values.secretKeys.secretKey }}
+{{- if $notifications }}
 - name: SLACK_SIGNING_SECRET
   valueFrom:
     secretKeyRef:
@@ -165,8 +170,10 @@ Environment shared by every server container: settings plus credentials from exi
       name: {{ $secret }}
       key: {{ .Values.secretKeys.webhookSecret }}
       optional: true
+{{- end }}
 {{- with .Values.config.extraEnv }}
 {{ toYaml . }}
+{{- end }}
 {{- end }}
 {{- end }}
 
