@@ -143,12 +143,41 @@ def collect(
         if path.startswith(("/apis/", "/api/")):
             parts = path.strip("/").split("/")
             result.failed_api_versions.add("/".join(parts[1:]))
-    for rtype in select(found.types, include=options.include_types, exclude=options.exclude_types):
+    selected = select(found.types, include=options.include_types, exclude=options.exclude_types)
+    for rtype in selected:
         if should_stop is not None and should_stop():
             break
         _collect_type(api, rtype, options=options, into=result)
+    for rtype in found.types:  # telemetry counts even when Nodes/Namespaces are not collected
+        if not rtype.group and rtype.kind in ("Node", "Namespace") and rtype not in selected:
+            _count_only(api, rtype, options=options, into=result)
     result.duration_s = time.monotonic() - started
     return result
+
+
+def _count_only(
+    api: KubeApi, rtype: ResourceType, *, options: CollectOptions, into: Collection
+) -> None:
+    """Count a type's objects (and note node provider ids) without keeping them."""
+    count = 0
+
+    def restart() -> None:
+        nonlocal count
+        count = 0
+
+    try:
+        for item in list_pages(
+            api, rtype.list_path(), page_size=options.page_size, on_restart=restart
+        ):
+            count += 1
+            if isinstance(item, dict):
+                _observe(rtype, item, into)
+    except (KubeError, _ListExpired):
+        return  # counts are best effort: a 403 here just leaves them unknown
+    if rtype.kind == "Node":
+        into.node_count = count
+    else:
+        into.namespace_count = count
 
 
 def _namespaces_to_list(rtype: ResourceType, options: CollectOptions) -> list[str | None]:

@@ -61,3 +61,22 @@ def test_envelope_after_a_collection(
     body = envelope(stats, agent_version="0.1.0", last_push={}, key_fingerprint="SHA256:x")
     jsonschema.validate(body, TELEMETRY_JSON_SCHEMA)
     assert sum(body["object_counts"].values()) == 18
+
+
+def test_node_and_namespace_counts_without_collecting_them(
+    kube: KubeClient, emulator: KubeApiEmulator
+) -> None:
+    options = CollectOptions(include_types=frozenset({"pods"}))
+    collection = collect(kube, options)
+    assert set(collection.object_counts) == {"Pod"}
+    assert not [k for k in collection.entries if "|Node|" in k or "|Namespace|" in k]
+    assert collection.node_count == 2
+    assert collection.namespace_count == 3
+    assert collection.provider_ids == {"aws://"}
+
+
+def test_counts_stay_unknown_when_forbidden(kube: KubeClient, emulator: KubeApiEmulator) -> None:
+    emulator.forbid("nodes", "namespaces")
+    collection = collect(kube, CollectOptions(include_types=frozenset({"pods"})))
+    assert collection.node_count is None and collection.namespace_count is None
+    assert collection.errors == {}  # not collected, so not an error either
