@@ -144,7 +144,10 @@ def reconcile_findings(
             and current.content_hash == item.content_hash
         )
         if unchanged:
-            still_open.append(current.id)
+            # An open finding seen again is left alone (a write per finding per scan would make
+            # scan cost grow with fleet size); only new -> open is written.
+            if current.status == "new":
+                still_open.append(current.id)
             continue
         row_updates.append({
             "id": current.id, "status": status, "severity": item.severity,
@@ -250,3 +253,14 @@ def status_counts(session: Session, cluster_id: str) -> dict[str, int]:
     counts.update({status: int(n) for status, n in rows})
     return counts
 
+
+
+def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
+    """A scan that saw no change: last scan's new findings are now simply open."""
+    result = session.execute(
+        update(Finding)
+        .where(Finding.cluster_id == cluster_id, Finding.status == "new")
+        .values(status="open", last_scan_id=scan_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)

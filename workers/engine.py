@@ -64,6 +64,10 @@ class EngineHandle:
     def catalogue_version(self) -> str:
         return str(self.engine.catalogue_version)
 
+    @property
+    def config_exemptions(self) -> tuple[Any, ...]:
+        return tuple(self.engine.config.exemptions)
+
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [result_record(r) for r in self.engine.evaluate_object(manifest)]
 

@@ -102,7 +102,8 @@ def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) ->
     """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
     plan = plan_scan(ctx, cluster_id, trigger=trigger)
     if plan.finished:
-        return {"scan_id": plan.scan_id, "cluster_id": cluster_id, "already_done": True}
+        return {"scan_id": plan.scan_id, "cluster_id": cluster_id, "already_done": True,
+                "counts": plan.counts}
     results = [
         evaluate_shard(ctx, plan.scan_id, cluster_id, s.index, s.first_id, s.last_id)
         for s in plan.shards

@@ -14,6 +14,7 @@ from store.exemptions import create_exemption
 from store.findings import status_counts
 from store.models import Exemption, Finding, RuleResultCache, ScanRun
 from store.types import utcnow
+from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
 from tests.workers.workloads import cluster_state, fixed, privileged
 from workers import jobs
@@ -90,8 +91,9 @@ def test_database_exemption_then_its_expiry(pipeline: Pipeline) -> None:
         select(Finding).where(Finding.cluster_id == "exempt", Finding.rule_id == "KM-101")).one()
     assert finding.status == "exempted" and finding.exemption_id == exemption.id
 
+    # The expiry moment passes between this scan and the next.
     pipeline.session.execute(update(Exemption).where(Exemption.id == exemption.id)
-                             .values(expires_at=utcnow() - timedelta(minutes=1)))
+                             .values(expires_at=utcnow()))
     pipeline.session.commit()
     pipeline.run.run("k8smon.rescan", "exempt")
     pipeline.session.refresh(finding)
@@ -161,13 +163,15 @@ def test_unevaluated_objects_keep_their_findings(pipeline: Pipeline) -> None:
     before = findings_of(pipeline, "uneval")
     # A shard that never ran: its object's cached result is missing at finalize time.
     plan_ctx = pipeline.ctx
+    pipeline.push_and_process("uneval", [*objects, config_map("new-one", namespace="a")])
     plan = jobs.plan_scan(plan_ctx, "uneval", trigger="test")
+    assert not plan.finished
     key = ResourceRef.of(objects[0]).key
     pipeline.session.execute(RuleResultCache.__table__.delete())
     pipeline.session.commit()
     outcome = jobs.finalize_scan(plan_ctx, [jobs.evaluate_cluster_rules(
         plan_ctx, plan.scan_id, "uneval")], plan.scan_id, "uneval")
-    assert outcome["counts"]["unevaluated"] == 1 and outcome["counts"]["resolved"] == 0
+    assert outcome["counts"]["unevaluated"] == 2 and outcome["counts"]["resolved"] == 0
     assert findings_of(pipeline, "uneval") == before
     assert any(k == key for _r, k, _c, _p in before)
 

@@ -23,7 +23,7 @@ from store import rule_cache
 from store.bulk import chunked
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
-from store.findings import ObservedFinding, fingerprint, reconcile_findings
+from store.findings import ObservedFinding, fingerprint, reconcile_findings, settle_new
 from store.manifests import bodies_by_hash, current_manifests
 from store.models import Cluster, Finding, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
@@ -54,6 +54,47 @@ class ScanPlan:
     cluster_id: str
     shards: list[ShardSpec] = field(default_factory=list)
     finished: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> ScanRun | None:
+    """The previous complete scan when nothing that decides findings changed since it started:
+    same cluster state, same catalogue version, no exemption created, revoked or expired."""
+    previous = session.scalar(
+        select(ScanRun)
+        .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done",
+               ScanRun.id != run.id)
+        .order_by(ScanRun.id.desc()).limit(1)
+    )
+    if (
+        previous is None or previous.errors or (previous.counts or {}).get("unevaluated")
+        or previous.catalogue_version != rules.catalogue_version
+        or previous.snapshot_digest != run.snapshot_digest or run.snapshot_digest is None
+    ):
+        return None
+    since, now = previous.started_at, run.started_at
+    for exemption in list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True):
+        if exemption.created_at > since or (
+            exemption.revoked_at is not None and exemption.revoked_at > since
+        ) or (exemption.expires_at is not None and since < exemption.expires_at <= now):
+            return None
+    for exemption in rules.config_exemptions:
+        if exemption.expires is not None and since < exemption.expires <= now:
+            return None
+    return previous
+
+
+def _finish_unchanged(session: Session, run: ScanRun, previous: ScanRun) -> ScanPlan:
+    settle_new(session, run.cluster_id, scan_id=run.id)
+    before = previous.counts or {}
+    counts = {
+        **before, "new": 0, "resolved": 0, "reopened": 0, "unexempted": 0, "evaluated": 0,
+        "cache_hits": 0, "open": int(before.get("open", 0)) + int(before.get("new", 0)),
+        "unchanged": 1,
+    }
+    run.object_count = previous.object_count
+    finish_scan_run(session, run.id, counts=counts, errors=[])
+    return ScanPlan(run.id, run.cluster_id, [], finished=True, counts=counts)
 
 
 def plan_scan(
@@ -73,7 +114,10 @@ def plan_scan(
         run = start_scan_run(session, cluster_id, trigger=trigger,
                              catalogue_version=rules.catalogue_version, task_id=task_id)
     if run.state != "running":
-        return ScanPlan(run.id, cluster_id, [], finished=True)
+        return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
+    previous = _unchanged_since(session, run, rules=rules)
+    if previous is not None:
+        return _finish_unchanged(session, run, previous)
     todo = rule_cache.uncached_objects(session, cluster_id,
                                        catalogue_version=rules.catalogue_version)
     shards = [
