@@ -22,7 +22,8 @@ from typing import Any
 from agent.signing import AgentKey
 from bench.harness import Figure
 from tests.agent.receiver import Receiver
-from tests.fakes.kube_api import FakeCluster, KubeApiEmulator, populate
+from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
+from tests.fakes.kube_objects import populate
 
 AREA = "agent"
 REPO = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from agent.config import DEFAULT_EXCLUDED_TYPES, AgentConfig
 from agent.kube import KubeClient
 from agent.signing import AgentKey
 from tests.agent.receiver import Receiver
-from tests.fakes.kube_api import FakeCluster, KubeApiEmulator, small_cluster
+from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
+from tests.fakes.kube_objects import small_cluster
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from agent.collect import CollectionFailed, CollectOptions, collect
 from agent.discovery import discover
 from agent.kube import KubeClient
 from contracts.resources import ResourceRef
-from tests.fakes.kube_api import FakeCluster, KubeApiEmulator, config_map, secret
+from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
+from tests.fakes.kube_objects import config_map, secret
 
 
 def _keys_of(cluster: FakeCluster, *, skip_kinds: set[str]) -> set[str]:

@@ -41,7 +41,8 @@ from store.db import make_session_factory
 from store.manifests import current_manifests
 from store.models import TelemetryPing
 from store.snapshots import apply_pending
-from tests.fakes.kube_api import FakeCluster, config_map, deployment, pod
+from tests.fakes.kube_api import FakeCluster
+from tests.fakes.kube_objects import config_map, deployment, pod
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -18,7 +18,8 @@ from contracts.hashing import content_hash, state_digest
 from contracts.resources import ResourceRef
 from contracts.wire import TELEMETRY_JSON_SCHEMA
 from tests.agent.receiver import Receiver, Reply
-from tests.fakes.kube_api import FakeCluster, config_map
+from tests.fakes.kube_api import FakeCluster
+from tests.fakes.kube_objects import config_map
 
 
 class FakeTime:

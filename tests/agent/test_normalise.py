@@ -8,7 +8,8 @@ from agent.collect import CollectOptions, collect
 from agent.kube import KubeClient
 from agent.normalise import normalise
 from contracts.hashing import LAST_APPLIED_ANNOTATION, content_hash
-from tests.fakes.kube_api import FakeCluster, churn, deployment, node, pod
+from tests.fakes.kube_api import FakeCluster
+from tests.fakes.kube_objects import churn, deployment, node, pod
 
 
 def test_same_cluster_twice_gives_the_same_hashes(

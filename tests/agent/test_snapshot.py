@@ -12,7 +12,7 @@ from agent.snapshot import AckedState, delta_plan, encode, full_plan
 from contracts.hashing import canonical_json, content_hash, state_digest
 from contracts.resources import ResourceRef
 from contracts.wire import SNAPSHOT_JSON_SCHEMA
-from tests.fakes.kube_api import config_map, deployment
+from tests.fakes.kube_objects import config_map, deployment
 
 
 def _collection(*objects: dict) -> Collection:

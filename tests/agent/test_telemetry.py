@@ -9,7 +9,8 @@ from agent.collect import CollectOptions, collect
 from agent.kube import KubeClient
 from agent.telemetry import CollectionStats, detect_platform, envelope
 from contracts.wire import TELEMETRY_JSON_SCHEMA
-from tests.fakes.kube_api import FakeCluster, KubeApiEmulator, node, small_cluster
+from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
+from tests.fakes.kube_objects import node, small_cluster
 
 
 @pytest.mark.parametrize(
