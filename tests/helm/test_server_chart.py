@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ def test_processes_match_the_procfile(default: Rendered) -> None:
     job = default.named("Job", f"{FULLNAME}-migrate")
     assert _container(job)["command"] == ["k8smon", "db", "upgrade"]
     assert "k8smon db upgrade" in procfile
+    # The modules the commands name exist in this repository.
+    for target in ("cli.wsgi", "workers.celery_app"):
+        spec = importlib.util.find_spec(target)
+        assert spec is not None and spec.origin, target
+        assert Path(spec.origin).is_relative_to(REPO_ROOT)
 
 
 def test_beat_is_a_single_recreated_replica(full: Rendered) -> None:
