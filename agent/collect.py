@@ -218,8 +218,12 @@ def _collect_type(
                 buffered[key] = Entry(content_hash(clean), body)
         except KubeError as exc:
             if exc.status == HTTP_FORBIDDEN:
-                into.forbidden.append(rtype.name)
-                into.errors[rtype.name] = f"forbidden: {exc.message or exc.reason}"
+                # Namespace by namespace, RBAC may allow some namespaces and not others.
+                where = f"{rtype.name} in {namespace}" if namespace else rtype.name
+                into.forbidden.append(where)
+                into.errors[where] = f"forbidden: {exc.message or exc.reason}"
+                if namespace:
+                    continue
                 return
             if exc.status == HTTP_NOT_FOUND:
                 into.vanished.append(rtype.name)

@@ -200,3 +200,16 @@ def test_discovery_keeps_one_type_per_kind(kube: KubeClient) -> None:
     certificates = [t for t in found.types if t.kind == "Certificate"]
     assert [t.api_version for t in certificates] == ["cert-manager.io/v1"]
     assert not [t for t in found.types if t.kind == "Secret" or t.plural == "secrets"]
+
+
+def test_a_namespace_forbidden_for_one_type_keeps_the_others(
+    kube: KubeClient, emulator: KubeApiEmulator, cluster: FakeCluster, options: CollectOptions
+) -> None:
+    cluster.add(config_map("team-config", namespace="default"))
+    emulator.forbid("configmaps", namespace="shop")
+    scoped = replace(options, include_namespaces=frozenset({"default", "shop"}))
+    collection = collect(kube, scoped)
+    assert collection.forbidden == ["configmaps in shop"]
+    assert "v1|ConfigMap|default|team-config" in collection.entries
+    assert "v1|ConfigMap|shop|web-config" not in collection.entries
+    assert collection.object_counts["Pod"] == 2

@@ -534,6 +534,7 @@ EXPIRED_MESSAGE = (
 @dataclass
 class _Behaviour:
     forbidden: set[str] = field(default_factory=set)
+    forbidden_in: set[tuple[str, str]] = field(default_factory=set)
     vanished: set[str] = field(default_factory=set)
     failing_group_versions: set[str] = field(default_factory=set)
     expire_continue: dict[str, int] = field(default_factory=dict)
@@ -562,9 +563,13 @@ class KubeApiEmulator:
 
     # -- behaviour switches ----------------------------------------------------------------------
 
-    def forbid(self, *names: str) -> None:
-        """Lists of these types (`plural` or `plural.group`) answer 403 Forbidden."""
-        self.behaviour.forbidden.update(names)
+    def forbid(self, *names: str, namespace: str | None = None) -> None:
+        """Lists of these types (`plural` or `plural.group`) answer 403 Forbidden: everywhere,
+        or only when listed in `namespace` (RBAC granted per namespace)."""
+        if namespace is None:
+            self.behaviour.forbidden.update(names)
+        else:
+            self.behaviour.forbidden_in.update((name, namespace) for name in names)
 
     def vanish(self, *names: str) -> None:
         """Still in discovery, but lists answer 404 (a CRD deleted mid-run)."""
@@ -672,7 +677,10 @@ class KubeApiEmulator:
                 "the server could not find the requested resource",
                 {"group": res.group, "kind": res.plural},
             )
-        if res.name in behaviour.forbidden or res.plural in behaviour.forbidden:
+        if {res.name, res.plural} & behaviour.forbidden or {
+            (res.name, namespace),
+            (res.plural, namespace),
+        } & behaviour.forbidden_in:
             scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             group = f'in API group "{res.group}"'
             message = (
