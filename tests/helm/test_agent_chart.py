@@ -169,6 +169,7 @@ def test_the_agent_accepts_the_rendered_environment(case: str) -> None:
         (volume,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "key"]
         assert volume["secret"]["secretName"] == "k8s-monitor-agent-key-precreated"
         assert volume["secret"]["defaultMode"] == 0o400
+        assert pod_spec(deployment)["priorityClassName"] == "k8s-monitor-agent"
     else:
         assert config.generate_key is True
         assert config.key_secret_name == KEY_SECRET

@@ -269,3 +269,10 @@ def test_notification_credentials_reach_only_web_and_worker(full: Rendered) -> N
                 assert present == notification, component
             else:
                 assert not present, f"{component} gets {present}"
+
+
+def test_priority_class_reaches_every_server_pod(default: Rendered, full: Rendered) -> None:
+    for doc in workloads(full):
+        if doc["kind"] != "Pod":  # the helm test pod is short-lived
+            assert pod_spec(doc)["priorityClassName"] == "k8s-monitor", doc["metadata"]["name"]
+    assert all("priorityClassName" not in pod_spec(doc) for doc in workloads(default))

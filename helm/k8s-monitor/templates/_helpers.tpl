@@ -209,6 +209,9 @@ Pod-spec fields shared by every server pod (service account, security, schedulin
 serviceAccountName: {{ include "k8s-monitor.serviceAccountName" . }}
 automountServiceAccountToken: false
 enableServiceLinks: false
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.imagePullSecrets }}
