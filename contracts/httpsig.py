@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
 from urllib.parse import quote, unquote, urlsplit
 
 # --------------------------------------------------------------------------------------------
@@ -114,6 +115,9 @@ _KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
 _TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _BYTES = re.compile(r":([A-Za-z0-9+/=]*):")
+_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"')
+_UNESCAPE = re.compile(r"\\([\\\"])")
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
 class _Parser:
@@ -193,25 +197,11 @@ class _Parser:
         return Decimal(raw)
 
     def string(self) -> str:
-        self.expect('"')
-        out: list[str] = []
-        while True:
-            char = self.peek()
-            if not char:
-                raise StructuredFieldError("unterminated string")
-            self.pos += 1
-            if char == "\\":
-                escaped = self.peek()
-                if escaped not in ('"', "\\"):
-                    raise StructuredFieldError("bad escape in string")
-                out.append(escaped)
-                self.pos += 1
-            elif char == '"':
-                return "".join(out)
-            elif not (" " <= char <= "~"):
-                raise StructuredFieldError("control character in string")
-            else:
-                out.append(char)
+        match = _STRING.match(self.text, self.pos)
+        if not match:
+            raise StructuredFieldError(f"bad string at {self.pos}")
+        self.pos = match.end()
+        return _UNESCAPE.sub(r"\1", match.group(1))
 
     def params(self) -> dict[str, BareItem]:
         params: dict[str, BareItem] = {}
@@ -289,7 +279,11 @@ def parse_inner_list(text: str) -> InnerList:
     return inner
 
 
-def serialize_bare_item(value: BareItem) -> str:
+def serialize_bare_item(value: BareItem) -> str:  # noqa: PLR0911 - one branch per type
+    if type(value) is str:  # the common case first: component names, keyid, nonce
+        if not _PRINTABLE.fullmatch(value):
+            raise StructuredFieldError("strings are printable ASCII")
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, bool):
         return "?1" if value else "?0"
     if isinstance(value, int):
@@ -307,7 +301,7 @@ def serialize_bare_item(value: BareItem) -> str:
             raise StructuredFieldError(f"invalid token {value!r}")
         return str(value)
     if isinstance(value, str):
-        if not all(" " <= c <= "~" for c in value):
+        if not _PRINTABLE.fullmatch(value):
             raise StructuredFieldError("strings are printable ASCII")
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     raise StructuredFieldError(f"cannot serialise {type(value).__name__}")
@@ -400,9 +394,15 @@ class HttpRequest:
     headers: Sequence[tuple[str, str]] = ()
     body: bytes = b""
 
+    @cached_property
+    def _by_name(self) -> dict[str, list[str]]:
+        index: dict[str, list[str]] = {}
+        for key, value in self.headers:
+            index.setdefault(key.lower(), []).append(value)
+        return index
+
     def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
+        return list(self._by_name.get(name.lower(), ()))
 
     def header(self, name: str) -> str | None:
         values = self.header_values(name)
