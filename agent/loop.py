@@ -76,6 +76,7 @@ class Agent:
         self.last_full_at: float | None = None
         self.stats: CollectionStats | None = None
         self.last_push: dict[str, Any] = {"result": "none"}
+        self.hold_until = 0.0  # a Retry-After that outlived the last push's retries
 
     # -- one push cycle ------------------------------------------------------------------------
 
@@ -144,6 +145,8 @@ class Agent:
             deadline=started + self.config.push_interval_s,
             on_retry=lambda out, delay: self._log_retry("snapshot", out, delay),
         )
+        if not outcome.ok and outcome.retry_after:
+            self.hold_until = self.clock() + outcome.retry_after
         self.last_push = {
             "result": "accepted" if outcome.ok else "failed",
             "type": plan.type,
@@ -204,7 +207,7 @@ class Agent:
         while not self.stop.is_set():
             if self.clock() >= next_push:
                 self._guarded(self.push_cycle)
-                next_push = self.clock() + self.config.push_interval_s
+                next_push = max(self.clock() + self.config.push_interval_s, self.hold_until)
             if self.stop.is_set():
                 break
             if self.clock() >= next_ping:

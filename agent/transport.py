@@ -37,13 +37,11 @@ class Outcome:
         return self.status in (0, HTTP_TOO_MANY) or self.status >= HTTP_SERVER_ERROR
 
     def summary(self) -> dict[str, Any]:
-        problem = self.body if isinstance(self.body, dict) and not self.ok else None
-        return {
-            "status": self.status,
-            "ok": self.ok,
-            "detail": self.detail or (problem or {}).get("detail", ""),
-            "bytes": self.sent_bytes,
-        }
+        problem = self.body if isinstance(self.body, dict) and not self.ok else {}
+        detail = self.detail or next(
+            (str(problem[k]) for k in ("detail", "reason", "title") if problem.get(k)), ""
+        )
+        return {"status": self.status, "ok": self.ok, "detail": detail, "bytes": self.sent_bytes}
 
 
 class Sender:

@@ -49,6 +49,7 @@ class Receiver:
         self.pushes: list[Push] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
+        self.telemetry_reply: Reply | None = None  # overrides `default` for telemetry pings
         self.arrived = threading.Condition()
         self.snapshot_started = threading.Event()  # set when a snapshot request begins
         self._server: ThreadingHTTPServer | None = None
@@ -141,7 +142,12 @@ class _Handler(BaseHTTPRequestHandler):
             document = json.loads(data)
         except (OSError, ValueError):
             document = None
-        reply = receiver.script.popleft() if receiver.script else receiver.default
+        if receiver.script:
+            reply = receiver.script.popleft()
+        elif self.path.endswith("/telemetry") and receiver.telemetry_reply is not None:
+            reply = receiver.telemetry_reply
+        else:
+            reply = receiver.default
         if reply.delay_s:
             time.sleep(reply.delay_s)
         status = 401 if verdict.startswith("refused") else reply.status

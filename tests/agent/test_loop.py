@@ -260,3 +260,50 @@ def test_a_due_full_push_is_deferred_while_a_type_fails_to_list(
     emulator.behaviour.failing_group_versions.clear()
     assert agent.push_cycle().ok
     assert receiver.snapshots()[-1].document["type"] == "full"
+
+
+def test_a_long_retry_after_delays_the_next_cycle(
+    agent: Agent, receiver: Receiver, fake_time: FakeTime
+) -> None:
+    receiver.default = Reply(429, headers={"Retry-After": "900"}, body={"reason": "rate_limited"})
+    outcome = agent.push_cycle()
+    assert outcome is not None and outcome.status == 429
+    assert len(receiver.snapshots()) == 1  # 900 s is past the push interval: no retry now
+    assert agent.hold_until == fake_time.now + 900
+    assert agent.last_push["detail"] == "rate_limited"
+
+
+def test_the_loop_waits_out_a_long_retry_after(
+    config: AgentConfig, kube: KubeClient, agent_key: AgentKey, receiver: Receiver
+) -> None:
+    receiver.default = Reply(429, headers={"Retry-After": "900"})
+    receiver.telemetry_reply = Reply(202)
+    time_ = FakeTime()
+    pauses: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        pauses.append(seconds)
+        time_.now += seconds
+        return True  # stop at the first wait
+
+    sender = Sender(
+        server_url=config.server_url,
+        cluster_id=config.cluster_id,
+        key=agent_key,
+        key_id="k",
+        timeout_s=10,
+    )
+    agent = Agent(
+        config=replace(config, ping_interval_s=5000),
+        kube=kube,
+        sender=sender,
+        key_fingerprint="f",
+        clock=time_.clock,
+        wait=wait,
+        rng=random.Random(0),
+    )
+    agent.run()
+    # The push gave up at once (900 s is past its deadline), the ping was accepted, and the
+    # loop's idle wait runs until the Retry-After has passed, not just the push interval.
+    assert len(receiver.snapshots()) == 1 and len(receiver.telemetry()) == 1
+    assert pauses == [pytest.approx(900, abs=1)]
