@@ -1,0 +1,74 @@
+"""A fast, conservative pre-check of snapshot envelopes.
+
+`snapshot_surely_valid` returns True only for documents that satisfy both the wire schema and
+the storage limits; anything else (including valid documents it is unsure about) returns False
+and goes through jsonschema, which then names the offending field. It exists because a
+5,000-object snapshot takes jsonschema about half a second to walk.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from contracts.wire import SNAPSHOT_SCHEMA_ID
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ENVELOPE_KEYS = frozenset({"schema", "type", "digest", "base_digest", "collected_at",
+                            "agent_version", "objects", "removed"})
+
+
+def _text(value: Any, *, low: int, high: int) -> bool:
+    return type(value) is str and low <= len(value) <= high
+
+
+def _digest(value: Any) -> bool:
+    return type(value) is str and _DIGEST.fullmatch(value) is not None
+
+
+def _manifest(obj: Any) -> bool:
+    if type(obj) is not dict:
+        return False
+    meta = obj.get("metadata")
+    if not (_text(obj.get("apiVersion"), low=1, high=128)
+            and _text(obj.get("kind"), low=1, high=128) and type(meta) is dict
+            and _text(meta.get("name"), low=1, high=253)):
+        return False
+    if "namespace" in meta and not _text(meta["namespace"], low=0, high=253):
+        return False
+    return "uid" not in meta or _text(meta["uid"], low=0, high=64)
+
+
+def _ref(ref: Any) -> bool:
+    if type(ref) is not dict:
+        return False
+    namespace = ref.get("namespace")
+    return (_text(ref.get("apiVersion"), low=1, high=128)
+            and _text(ref.get("kind"), low=1, high=128)
+            and _text(ref.get("name"), low=1, high=253)
+            and (namespace is None or _text(namespace, low=0, high=253)))
+
+
+def snapshot_surely_valid(document: Any) -> bool:  # noqa: PLR0911 - one exit per rule
+    if type(document) is not dict or not document.keys() <= _ENVELOPE_KEYS:
+        return False
+    kind = document.get("type")
+    if document.get("schema") != SNAPSHOT_SCHEMA_ID or kind not in ("full", "delta"):
+        return False
+    if not _digest(document.get("digest")):
+        return False
+    if "base_digest" in document and not (
+        document["base_digest"] is None or _digest(document["base_digest"])
+    ):
+        return False
+    if kind == "delta" and not _digest(document.get("base_digest")):
+        return False
+    if "collected_at" in document and not _text(document["collected_at"], low=0, high=40):
+        return False
+    if "agent_version" in document and not _text(document["agent_version"], low=0, high=64):
+        return False
+    objects = document.get("objects")
+    if type(objects) is not list or not all(_manifest(o) for o in objects):
+        return False
+    removed = document.get("removed", [])
+    return type(removed) is list and all(_ref(r) for r in removed)
