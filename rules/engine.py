@@ -146,6 +146,12 @@ class Engine:
             kind: tuple(sorted((*rules_, *any_kind), key=lambda r: r.id))
             for kind, rules_ in by_kind.items()
         }
+        # What evaluate_object iterates: (check, meta, api_versions) per kind, precomputed.
+        self._plan_any = tuple((r.check, r.meta, r.meta.api_versions) for r in any_kind)
+        self._plan = {
+            kind: tuple((r.check, r.meta, r.meta.api_versions) for r in rules_)
+            for kind, rules_ in self._by_kind.items()
+        }
         self._cluster_rules = tuple(cluster)
         self.catalogue_version = self._compute_version()
 
@@ -191,12 +197,11 @@ class Engine:
         view = manifest if isinstance(manifest, ObjectView) else ObjectView(manifest)
         results: list[Result] = []
         api_version = view.api_version
-        for r in self._by_kind.get(view.kind, self._any_kind):
-            meta = r.meta
-            if meta.api_versions is not None and api_version not in meta.api_versions:
+        for check, meta, api_versions in self._plan.get(view.kind, self._plan_any):
+            if api_versions is not None and api_version not in api_versions:
                 continue
             try:
-                for v in r.check(view):
+                for v in check(view):
                     results.append(Result(
                         meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss,
                         view.ref, v.container, v.path, v.message, "open", None, location,

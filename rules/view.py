@@ -30,6 +30,9 @@ POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PodTemplate": (("template", "metadata"), ("template", "spec")),
 }
 POD_KINDS: frozenset[str] = frozenset(POD_SPEC_LOCATIONS)
+_JOINED_PATHS = {
+    kind: (".".join(meta), ".".join(spec)) for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
+}
 
 # Container groups in the order the pod-security-admission visitor walks them.
 CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
@@ -122,32 +125,27 @@ class WorkloadView:
     A malformed object (no template) gives an empty pod spec and no containers.
     """
 
-    __slots__ = ("_containers", "meta_path", "pod_meta", "pod_sc", "spec", "spec_path")
+    __slots__ = ("containers", "is_windows", "meta_path", "pod_meta", "pod_sc", "spec",
+                 "spec_path")
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
         meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
         self.pod_meta: Mapping[str, Any] = _mapping(_dig(manifest, meta_keys))
-        self.spec: Mapping[str, Any] = _mapping(_dig(manifest, spec_keys))
-        self.meta_path = ".".join(meta_keys)
-        self.spec_path = ".".join(spec_keys)
-        self.pod_sc: Mapping[str, Any] = _mapping(self.spec.get("securityContext"))
-        self._containers: tuple[ContainerView, ...] | None = None
-
-    @property
-    def containers(self) -> tuple[ContainerView, ...]:
-        """initContainers, containers, then ephemeralContainers (the PSA visiting order)."""
-        if self._containers is None:
-            found: list[ContainerView] = []
-            spec = self.spec
-            for group in CONTAINER_GROUPS:
-                items = spec.get(group)
-                if not isinstance(items, list):
-                    continue
-                for index, raw in enumerate(items):
-                    if isinstance(raw, dict):
-                        found.append(ContainerView(self, raw, group, index))
-            self._containers = tuple(found)
-        return self._containers
+        spec = self.spec = _mapping(_dig(manifest, spec_keys))
+        self.meta_path, self.spec_path = _JOINED_PATHS[kind]
+        self.pod_sc: Mapping[str, Any] = _mapping(spec.get("securityContext"))
+        os_field = spec.get("os")
+        self.is_windows: bool = isinstance(os_field, dict) and os_field.get("name") == "windows"
+        # initContainers, containers, then ephemeralContainers (the PSA visiting order).
+        found: list[ContainerView] = []
+        for group in CONTAINER_GROUPS:
+            items = spec.get(group)
+            if not isinstance(items, list):
+                continue
+            for index, raw in enumerate(items):
+                if isinstance(raw, dict):
+                    found.append(ContainerView(self, raw, group, index))
+        self.containers: tuple[ContainerView, ...] = tuple(found)
 
     @property
     def pod_sc_path(self) -> str:
@@ -159,10 +157,6 @@ class WorkloadView:
     def path(self, *parts: str | int) -> str:
         """JSON path under the pod spec: `path("volumes", 0, "hostPath")`."""
         return join_path(self.spec_path, *parts)
-
-    @property
-    def is_windows(self) -> bool:
-        return _mapping(self.spec.get("os")).get("name") == "windows"
 
     @property
     def host_users(self) -> bool | None:
@@ -187,7 +181,7 @@ class WorkloadView:
 class ContainerView:
     """One container of a workload, with its effective (kubelet) security settings."""
 
-    __slots__ = ("group", "index", "name", "path", "raw", "sc", "workload")
+    __slots__ = ("_caps", "group", "index", "name", "path", "raw", "sc", "workload")
 
     def __init__(self, workload: WorkloadView, raw: Mapping[str, Any], group: str,
                  index: int) -> None:
@@ -198,6 +192,7 @@ class ContainerView:
         self.name: str = str(raw.get("name") or f"{group}[{index}]")
         self.path = f"{workload.spec_path}.{group}[{index}]"
         self.sc: Mapping[str, Any] = _mapping(raw.get("securityContext"))
+        self._caps: dict[str, list[tuple[int, str]]] | None = None
 
     @property
     def sc_path(self) -> str:
@@ -239,14 +234,17 @@ class ContainerView:
 
     def capability_list(self, which: str) -> list[tuple[int, str]]:
         """(index, CAPABILITY) for `add` or `drop`, upper-cased without a CAP_ prefix."""
-        items = self.capabilities.get(which)
-        if not isinstance(items, list):
-            return []
-        out = []
-        for index, cap in enumerate(items):
-            text = str(cap).upper()
-            out.append((index, text.removeprefix("CAP_")))
-        return out
+        caps = self._caps
+        if caps is None:
+            caps = self._caps = {"add": [], "drop": []}
+            declared = self.sc.get("capabilities")
+            if isinstance(declared, dict):
+                for key in ("add", "drop"):
+                    items = declared.get(key)
+                    if isinstance(items, list):
+                        caps[key] = [(i, str(c).upper().removeprefix("CAP_"))
+                                     for i, c in enumerate(items)]
+        return caps.get(which, [])
 
     @property
     def image(self) -> str:
