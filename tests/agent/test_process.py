@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.signing import AgentKey, default_key_id
 from tests.agent.receiver import Receiver, Reply
 from tests.fakes.kube_api import KubeApiEmulator
 
@@ -83,3 +84,23 @@ def test_missing_configuration_exits_with_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "K8SMON_AGENT_SERVER_URL is required" in result.stderr
+
+
+def test_once_pushes_one_full_snapshot_and_one_ping(
+    receiver: Receiver, key_file: Path, kubeconfig: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "once"],
+        env=_env(receiver, key_file, kubeconfig),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [p.document["type"] for p in receiver.snapshots()] == ["full"]
+    assert len(receiver.telemetry()) == 1
+    assert all(p.verdict == "verified" for p in receiver.pushes)
+    expected_key_id = default_key_id("prod-eu", AgentKey.load(key_file.read_bytes()).public_key)
+    assert f'keyid="{expected_key_id}"' in receiver.snapshots()[0].headers["Signature-Input"]
