@@ -1,0 +1,49 @@
+"""KubeClient: in-cluster configuration (service-account token and CA) and error mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes.config import incluster_config
+
+from agent.kube import KubeClient, KubeError
+from tests.fakes.kube_api import KubeApiEmulator
+
+
+def test_in_cluster_configuration_uses_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("sa-token-123", encoding="ascii")
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    client = KubeClient.connect(kubeconfig=None, timeout_s=5)
+    assert client.host == "https://10.96.0.1:443"
+    configuration = client._api.configuration
+    assert configuration.ssl_ca_cert == str(ca)
+    assert configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer sa-token-123"
+
+
+def test_errors_carry_status_and_reason(kube: KubeClient, emulator: KubeApiEmulator) -> None:
+    with pytest.raises(KubeError) as missing:
+        kube.get("/api/v1/namespaces/shop/configmaps/nope")
+    assert missing.value.status == 404
+    assert missing.value.reason == "NotFound"
+    emulator.forbid("pods")
+    with pytest.raises(KubeError) as forbidden:
+        kube.get("/api/v1/pods", query=[("limit", "1")])
+    assert forbidden.value.status == 403
+    assert "cannot list resource" in forbidden.value.message
+
+
+def test_a_wrong_token_is_a_401(kubeconfig: Path, emulator: KubeApiEmulator) -> None:
+    text = kubeconfig.read_text().replace(emulator.token, "stolen")
+    kubeconfig.write_text(text)
+    client = KubeClient.connect(kubeconfig=str(kubeconfig), timeout_s=5)
+    with pytest.raises(KubeError) as refused:
+        client.get("/version")
+    assert refused.value.status == 401
