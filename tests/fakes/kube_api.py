@@ -777,7 +777,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _authorised(self) -> bool:
-        if self.headers.get("Authorization") == f"Bearer {self.emulator.token}":
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() == "bearer" and token == self.emulator.token:
             return True
         self._reply(401, status_body(401, "Unauthorized", "Unauthorized"))
         return False
