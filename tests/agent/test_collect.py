@@ -213,3 +213,41 @@ def test_a_namespace_forbidden_for_one_type_keeps_the_others(
     assert "v1|ConfigMap|default|team-config" in collection.entries
     assert "v1|ConfigMap|shop|web-config" not in collection.entries
     assert collection.object_counts["Pod"] == 2
+
+
+def test_a_strange_cluster_never_crashes_the_collection(
+    kube: KubeClient, emulator: KubeApiEmulator, options: CollectOptions
+) -> None:
+    emulator.add_raw_discovery(
+        groups=[
+            {"name": "empty.example.com", "versions": []},  # no version at all
+            {
+                "name": "odd.example.com",
+                "versions": [{"groupVersion": "odd.example.com/v1", "version": "v1"}],
+            },  # no preferredVersion
+            "not-a-group",
+            {"versions": "nonsense"},
+        ],
+        resources={
+            "odd.example.com/v1": [
+                {"name": "widgets", "namespaced": True, "kind": "Widget", "verbs": None},
+                {"name": "gadgets", "namespaced": True, "verbs": ["list"]},  # no kind
+                {"name": "", "kind": "Nameless", "verbs": ["list"]},
+                "garbage",
+                {"name": "secrets", "namespaced": True, "kind": "Secret", "verbs": ["list"]},
+                {"name": "tokens", "namespaced": True, "kind": "Secret", "verbs": ["list"]},
+            ],
+            "v1": [
+                {
+                    "name": "pods/portforward",
+                    "kind": "PodPortForwardOptions",
+                    "verbs": ["create", "get"],
+                }
+            ],
+        },
+    )
+    collection = collect(kube, options)
+    assert collection.object_counts["Pod"] == 2
+    assert "discovery /apis/odd.example.com/v1" not in collection.errors
+    assert not [p for p in emulator.paths() if p.startswith("/apis/odd.example.com/v1/")]
+    assert not [p for p in emulator.paths() if "/apis/empty.example.com" in p]

@@ -539,6 +539,8 @@ class _Behaviour:
     failing_group_versions: set[str] = field(default_factory=set)
     expire_continue: dict[str, int] = field(default_factory=dict)
     broken_items: dict[str, int] = field(default_factory=dict)
+    extra_groups: list[Any] = field(default_factory=list)
+    extra_resources: dict[str, list[Any]] = field(default_factory=dict)
     compacted_revision: int = 0
 
 
@@ -582,6 +584,15 @@ class KubeApiEmulator:
     def expire_continue(self, name: str, *, times: int = 1) -> None:
         """The next `times` continue tokens for this type are stale (410 Expired)."""
         self.behaviour.expire_continue[name] = times
+
+    def add_raw_discovery(
+        self, *, groups: list[Any] | None = None, resources: dict[str, list[Any]] | None = None
+    ) -> None:
+        """Append raw entries to `/apis` groups or to a group-version's resources (odd shapes
+        that real, misbehaving aggregated APIs and CRDs produce)."""
+        self.behaviour.extra_groups.extend(groups or [])
+        for group_version, entries in (resources or {}).items():
+            self.behaviour.extra_resources.setdefault(group_version, []).extend(entries)
 
     def break_items(self, name: str, *, count: int = 1) -> None:
         """The first list page of this type carries `count` malformed items (no metadata.name)."""
@@ -655,12 +666,14 @@ class KubeApiEmulator:
 
     def resource_list(self, group: str, version: str) -> dict[str, Any] | None:
         served = [r for r in self.cluster.resources if (r.group, r.version) == (group, version)]
-        if not served:
+        group_version = f"{group}/{version}" if group else version
+        extra = self.behaviour.extra_resources.get(group_version, [])
+        if not served and not extra:
             return None
         body: dict[str, Any] = {
             "kind": "APIResourceList",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": [entry for res in served for entry in res.discovery()],
+            "groupVersion": group_version,
+            "resources": [entry for res in served for entry in res.discovery()] + list(extra),
         }
         if group:
             body["apiVersion"] = "v1"
@@ -833,7 +846,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {
                 "kind": "APIGroupList",
                 "apiVersion": "v1",
-                "groups": [g.discovery() for g in cluster.groups],
+                "groups": [g.discovery() for g in cluster.groups]
+                + list(emulator.behaviour.extra_groups),
             }
         is_core_gv = parts[:1] == ["api"] and len(parts) == 2
         if method == "GET" and (is_core_gv or (parts[:1] == ["apis"] and len(parts) == 3)):
