@@ -154,7 +154,7 @@ def _push_files(config: AgentConfig, root: Path, logger: logging.Logger) -> int:
         logger,
         "push.files.done" if outcome.ok else "push.files.failed",
         level=logging.INFO if outcome.ok else logging.ERROR,
-        objects=len(plan.bodies),
+        objects=len(plan.packed_bodies),
         skipped_secrets=manifests.skipped_secrets,
         errors=len(manifests.errors),
         digest=plan.digest,

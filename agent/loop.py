@@ -151,7 +151,7 @@ class Agent:
             "result": "accepted" if outcome.ok else "failed",
             "type": plan.type,
             "digest": plan.digest,
-            "objects": len(plan.bodies),
+            "objects": len(plan.packed_bodies),
             "removed": len(plan.removed),
             "at": collected_at,
             **outcome.summary(),

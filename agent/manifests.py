@@ -13,7 +13,6 @@ import yaml
 from agent.collect import Collection, Entry
 from agent.discovery import is_forbidden
 from agent.normalise import normalise
-from contracts.hashing import canonical_json, content_hash
 from contracts.resources import ResourceRef
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -86,7 +85,7 @@ def to_collection(loaded: LoadedManifests) -> Collection:
         try:
             clean = normalise(obj)
             key = ResourceRef.of(clean).key
-            entry = Entry(content_hash(clean), canonical_json(clean))
+            entry = Entry.of(clean)
         except (TypeError, ValueError, KeyError) as exc:
             loaded.errors.append(f"{where}: {type(exc).__name__}: {exc}")
             continue

@@ -7,7 +7,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.collect import Collection
+from agent.collect import Collection, unpack
 from contracts.hashing import canonical_json, state_digest
 from contracts.resources import ResourceRef
 from contracts.wire import SNAPSHOT_SCHEMA_ID
@@ -23,13 +23,13 @@ class AckedState:
 
 @dataclass(frozen=True)
 class PushPlan:
-    """One snapshot to send: its type, resulting digest, bodies and removed refs."""
+    """One snapshot to send: its type, resulting digest, packed bodies and removed refs."""
 
     type: Literal["full", "delta"]
     digest: str
     base_digest: str | None
     hashes: dict[str, str]
-    bodies: list[bytes]
+    packed_bodies: list[bytes]
     removed: list[str]
 
     def acked(self) -> AckedState:
@@ -44,7 +44,7 @@ def full_plan(collection: Collection) -> PushPlan:
         digest=state_digest(hashes.items()),
         base_digest=None,
         hashes=hashes,
-        bodies=[entry.body for entry in collection.entries.values()],
+        packed_bodies=[entry.packed for entry in collection.entries.values()],
         removed=[],
     )
 
@@ -59,8 +59,8 @@ def delta_plan(collection: Collection, base: AckedState) -> PushPlan:
     for key, chash in base.hashes.items():
         if key not in current and collection.failed(key):
             current[key] = chash
-    bodies = [
-        entry.body
+    packed = [
+        entry.packed
         for key, entry in collection.entries.items()
         if base.hashes.get(key) != entry.content_hash
     ]
@@ -70,7 +70,7 @@ def delta_plan(collection: Collection, base: AckedState) -> PushPlan:
         digest=state_digest(current.items()),
         base_digest=base.digest,
         hashes=current,
-        bodies=bodies,
+        packed_bodies=packed,
         removed=removed,
     )
 
@@ -89,7 +89,8 @@ def encode(plan: PushPlan, *, collected_at: str, agent_version: str) -> bytes:
         header["removed"] = [ResourceRef.from_key(key).to_dict() for key in plan.removed]
     compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
     chunks = [compressor.compress(canonical_json(header)[:-1] + b',"objects":[')]
-    for index, body in enumerate(plan.bodies):
+    for index, packed in enumerate(plan.packed_bodies):
+        body = unpack(packed)
         chunks.append(compressor.compress(b"," + body if index else body))
     chunks.append(compressor.compress(b"]}"))
     chunks.append(compressor.flush())

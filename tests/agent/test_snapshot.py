@@ -9,7 +9,7 @@ import jsonschema
 
 from agent.collect import Collection, Entry
 from agent.snapshot import AckedState, delta_plan, encode, full_plan
-from contracts.hashing import canonical_json, content_hash, state_digest
+from contracts.hashing import content_hash, state_digest
 from contracts.resources import ResourceRef
 from contracts.wire import SNAPSHOT_JSON_SCHEMA
 from tests.fakes.kube_objects import config_map, deployment
@@ -18,7 +18,7 @@ from tests.fakes.kube_objects import config_map, deployment
 def _collection(*objects: dict) -> Collection:
     collection = Collection()
     for obj in objects:
-        collection.entries[ResourceRef.of(obj).key] = Entry(content_hash(obj), canonical_json(obj))
+        collection.entries[ResourceRef.of(obj).key] = Entry.of(obj)
     return collection
 
 
@@ -65,7 +65,7 @@ def test_delta_has_added_changed_and_removed_against_the_base() -> None:
 def test_unchanged_state_gives_an_empty_delta_with_the_same_digest() -> None:
     base = full_plan(_collection(A, B)).acked()
     plan = delta_plan(_collection(A, B), base)
-    assert plan.bodies == [] and plan.removed == []
+    assert plan.packed_bodies == [] and plan.removed == []
     assert plan.digest == base.digest
 
 
