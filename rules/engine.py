@@ -280,14 +280,16 @@ class Engine:
             if result.status == "error":
                 out.append(result)
                 continue
-            if result.resource.key in suppressed:
+            if suppressed and result.resource.key in suppressed:
                 continue
             changes: dict[str, Any] = {}
             override = config.severity.get(result.rule_id)
             if override is not None and override is not result.severity:
                 changes["severity"] = override
-            exemption = self._exemption_for(result, lookup.get(result.resource.key), cluster,
-                                             now)
+            exemption = (
+                self._exemption_for(result, lookup.get(result.resource.key), cluster, now)
+                if lookup or config.exemptions else None
+            )
             if exemption is not None:
                 changes["exemption"] = exemption
                 changes["status"] = "exempted" if exemption["status"] == "active" else "open"

@@ -1,0 +1,188 @@
+"""Scan benchmark: the full rule catalogue over a generated 100,000-object corpus, vs checkov.
+
+Measures, on one core (the process is pinned to one CPU):
+- objects/s of `Engine.scan` (object + cluster rules, configuration, controller dedup) over
+  the pre-parsed corpus, and of `evaluate_object` on every object (no dedup: the workers' path);
+- the time of merely `json.loads`-ing the same objects, and scan time as a multiple of it;
+- peak memory (VmHWM) of a fresh process that parses the corpus from JSON and scans it;
+- checkov (installed into a throwaway virtualenv by this script, never a project dependency)
+  on samples of the same corpus, pinned to one core, as a marginal rate
+  (objects between two sample sizes / time between them, so its start-up is not counted
+  against it), and the speed ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.corpus import generate
+from bench.harness import Figure, repeat, timed
+from rules import Engine
+
+AREA = "scan"
+FULL_OBJECTS = 100_000
+QUICK_OBJECTS = 20_000
+CHECKOV_VERSION = "3.3.30"
+CHECKOV_VENV = Path(os.environ.get("K8SMON_CHECKOV_VENV",
+                                   Path(tempfile.gettempdir()) / "k8smon-checkov-venv"))
+REPO = Path(__file__).resolve().parent.parent
+TARGET_RATE = 20_000.0
+TARGET_CHECKOV_RATIO = 100.0
+TARGET_MEMORY_MB = 1024.0
+
+
+def _pin_one_core() -> None:
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[-1]})
+
+
+def _peak_memory_mb(count: int) -> float:
+    """VmHWM of a fresh process that parses `count` objects from JSON and scans them."""
+    code = (
+        "import json, sys\n"
+        "from bench.corpus import generate\n"
+        "from rules import Engine\n"
+        f"blobs = [json.dumps(o) for o in generate({count})]\n"
+        "objects = [json.loads(b) for b in blobs]\n"
+        "del blobs\n"
+        "outcome = Engine.from_config(None).scan(objects)\n"
+        "report = outcome.to_report()\n"
+        "status = open('/proc/self/status').read()\n"
+        "print([l.split()[1] for l in status.splitlines() if l.startswith('VmHWM')][0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def _checkov_binary() -> Path | None:
+    """checkov from the throwaway venv, installing it there on first use (None if impossible)."""
+    binary = CHECKOV_VENV / "bin" / "checkov"
+    if binary.exists():
+        return binary
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
+        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet",
+                        f"checkov=={CHECKOV_VERSION}"], check=True, timeout=1200)
+    except (subprocess.SubprocessError, OSError) as problem:
+        print(f"checkov could not be installed: {problem}", file=sys.stderr)
+        return None
+    return binary if binary.exists() else None
+
+
+def _write_manifests(objects: list[dict[str, Any]], directory: Path) -> None:
+    import yaml  # noqa: PLC0415 - only this comparison writes YAML
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(objects), 100):
+        chunk = objects[start:start + 100]
+        (directory / f"objects-{start:06d}.yaml").write_text(
+            yaml.safe_dump_all(chunk, sort_keys=False), encoding="utf-8")
+
+
+def _checkov_seconds(binary: Path, directory: Path) -> float:
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
+           "LOG_LEVEL": "ERROR"}
+    started = time.perf_counter()
+    subprocess.run(
+        [str(binary), "-d", str(directory), "--framework", "kubernetes", "--quiet",
+         "--compact", "-o", "json", "--skip-download", "--soft-fail"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        preexec_fn=_pin_one_core if hasattr(os, "sched_setaffinity") else None,
+        timeout=3600,
+    )
+    return time.perf_counter() - started
+
+
+def _checkov_rate(objects: list[dict[str, Any]], *, small: int, large: int, runs: int
+                  ) -> tuple[tuple[float, ...], str] | None:
+    binary = _checkov_binary()
+    if binary is None:
+        return None
+    # An evenly spaced sample keeps the corpus's kind mix (a prefix would be mostly
+    # cluster-scoped objects and the first namespaces).
+    sample = objects[:: max(1, len(objects) // large)][:large]
+    with tempfile.TemporaryDirectory(prefix="k8smon-bench-") as tmp:
+        small_dir, large_dir = Path(tmp) / "small", Path(tmp) / "large"
+        _write_manifests(sample[:small], small_dir)
+        _write_manifests(sample, large_dir)
+        rates = []
+        for _ in range(runs):
+            t_small = _checkov_seconds(binary, small_dir)
+            t_large = _checkov_seconds(binary, large_dir)
+            rates.append((large - small) / max(t_large - t_small, 1e-9))
+        note = (f"checkov {CHECKOV_VERSION}, --framework kubernetes, 1 core; marginal rate "
+                f"between {small} and {large} objects of an evenly spaced sample (last run "
+                f"{t_small:.1f} s / {t_large:.1f} s, i.e. {large / t_large:.0f} objects/s "
+                "overall)")
+    return tuple(rates), note
+
+
+def run(*, quick: bool) -> list[Figure]:
+    """The scan figures (quick: 20,000 objects, no checkov install unless already present)."""
+    _pin_one_core()
+    count = QUICK_OBJECTS if quick else FULL_OBJECTS
+    runs = 3 if quick else 5
+    objects = generate(count)
+    blobs = [json.dumps(o) for o in objects]
+    engine = Engine.from_config(None)
+
+    parse = repeat(lambda: timed(lambda: [json.loads(b) for b in blobs]), runs=runs)
+    scan = repeat(lambda: timed(lambda: engine.scan(objects)), runs=runs)
+
+    def evaluate_all() -> None:
+        for manifest in objects:
+            engine.evaluate_object(manifest)
+
+    per_object = repeat(lambda: timed(evaluate_all), runs=runs)
+    scan_rates = tuple(count / t for t in scan)
+    scan_ratio = tuple(s / p for s, p in zip(sorted(scan), sorted(parse), strict=True))
+    rules_note = f"{len(engine.rules)} rules, {count:,} objects"
+    figures = [
+        Figure(AREA, "full scan (object + cluster rules, config, dedup)", "objects/s",
+               scan_rates, target=f">= {TARGET_RATE:,.0f}",
+               met=sorted(scan_rates)[len(scan_rates) // 2] >= TARGET_RATE, note=rules_note),
+        Figure(AREA, "evaluate_object on every object (no dedup)", "objects/s",
+               tuple(count / t for t in per_object), note=rules_note),
+        Figure(AREA, "json.loads of the same objects", "objects/s",
+               tuple(count / t for t in parse), note="one JSON document per object"),
+        Figure(AREA, "scan time / json.loads time", "x", scan_ratio,
+               note="how many times parsing the JSON the full scan costs"),
+    ]
+    memory = repeat(lambda: _peak_memory_mb(count), runs=1 if quick else 2)
+    figures.append(Figure(AREA, f"peak RSS, parse + scan of {count:,} objects", "MB", memory,
+                          target=f"< {TARGET_MEMORY_MB:,.0f} MB" if not quick else "",
+                          met=max(memory) < TARGET_MEMORY_MB if not quick else None,
+                          note="fresh process, VmHWM, interpreter included"))
+    if quick and not (CHECKOV_VENV / "bin" / "checkov").exists():
+        return figures
+    small, large = (200, 1000) if quick else (500, 3000)
+    measured = _checkov_rate(objects, small=small, large=large, runs=1 if quick else 2)
+    if measured is None:
+        figures.append(Figure(AREA, "checkov", "objects/s", (0.0,), note="not installable"))
+        return figures
+    checkov_rates, note = measured
+    ours = sorted(scan_rates)[len(scan_rates) // 2]
+    ratios = tuple(ours / r for r in checkov_rates)
+    figures.append(Figure(AREA, "checkov on the same corpus", "objects/s", checkov_rates,
+                          note=note))
+    figures.append(Figure(AREA, "speed ratio vs checkov", "x", ratios,
+                          target=f">= {TARGET_CHECKOV_RATIO:.0f}x",
+                          met=min(ratios) >= TARGET_CHECKOV_RATIO,
+                          note="median full-scan rate / checkov marginal rate"))
+    return figures
+
+
+if __name__ == "__main__":
+    for figure in run(quick="--quick" in sys.argv):
+        print(f"{figure.name}: {figure.median:,.4g} {figure.unit} (±{figure.spread:.0%}) "
+              f"{figure.target} {'' if figure.met is None else ('met' if figure.met else 'MISSED')}"
+              f" {figure.note}")
