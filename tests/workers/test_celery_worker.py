@@ -13,8 +13,9 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.dispatch import CeleryDispatcher, enqueue_after_commit
+from store import migrate
 from store.clusters import create_cluster
-from store.db import make_session_factory, unit_of_work
+from store.db import make_engine, make_session_factory, unit_of_work
 from store.models import Finding, ScanRun, Snapshot
 from store.snapshots import stage_snapshot
 from tests.support.manifests import full_envelope
@@ -26,6 +27,23 @@ from tests.workers.workloads import cluster_state
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def worker_database(postgres_server_url: str) -> Iterator[tuple[ThrowawayDatabase, Engine]]:
+    """A database of their own: workers commit for real, which must not leak into the
+    SAVEPOINT-isolated tests sharing the session's database."""
+    database = ThrowawayDatabase.create(postgres_server_url)
+    engine = make_engine(database.url)
+    migrate.upgrade(engine)
+    yield database, engine
+    engine.dispose()
+    database.drop()
+
+
+@pytest.fixture
+def pg_engine(worker_database: tuple[ThrowawayDatabase, Engine]) -> Engine:
+    return worker_database[1]
+
+
 @pytest.fixture
 def sessions(pg_engine: Engine) -> sessionmaker[Session]:
     """Sessions that really commit (workers in other processes must see the data)."""
@@ -33,9 +51,9 @@ def sessions(pg_engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def rig(postgres_database: ThrowawayDatabase, pg_engine: Engine, redis_url: str,
+def rig(worker_database: tuple[ThrowawayDatabase, Engine], redis_url: str,
         tmp_path: Path) -> Iterator[CeleryRig]:
-    with running(CeleryRig.create(database_url=postgres_database.url, redis_url=redis_url,
+    with running(CeleryRig.create(database_url=worker_database[0].url, redis_url=redis_url,
                                   tmp=tmp_path, K8SMON_SHARD_SIZE="5",
                                   K8SMON_VISIBILITY_TIMEOUT="6")) as rig:
         yield rig
