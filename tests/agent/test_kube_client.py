@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from kubernetes.config import incluster_config
 
+from agent.collect import CollectOptions, collect
 from agent.kube import KubeClient, KubeError
 from tests.fakes.kube_api import KubeApiEmulator
+from tests.fakes.kube_objects import small_cluster
 
 
 def test_in_cluster_configuration_uses_the_service_account(
@@ -47,3 +50,20 @@ def test_a_wrong_token_is_a_401(kubeconfig: Path, emulator: KubeApiEmulator) -> 
     with pytest.raises(KubeError) as refused:
         client.get("/version")
     assert refused.value.status == 401
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_collects_in_cluster_over_tls_with_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with KubeApiEmulator(small_cluster(), tls_dir=tmp_path) as api:
+        token = tmp_path / "token"
+        token.write_text(api.token, encoding="ascii")
+        monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+        monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(api.port))
+        client = KubeClient.connect(kubeconfig=None, timeout_s=10)
+        collection = collect(client, CollectOptions())
+    assert collection.object_counts["Pod"] == 2
+    assert collection.errors == {}

@@ -26,6 +26,8 @@ import copy
 import json
 import random
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -545,7 +547,11 @@ class _Behaviour:
 
 
 class KubeApiEmulator:
-    """Serve a FakeCluster over HTTP on 127.0.0.1 (random port) from a background thread."""
+    """Serve a FakeCluster over HTTP on 127.0.0.1 (random port) from a background thread.
+
+    With `tls_dir`, it serves HTTPS with a self-signed certificate for 127.0.0.1 written there
+    (`ca.crt`, made with the `openssl` command), as an in-cluster client expects.
+    """
 
     def __init__(
         self,
@@ -553,8 +559,10 @@ class KubeApiEmulator:
         *,
         token: str = TOKEN,
         service_account: str = "system:serviceaccount:monitoring:k8s-monitor-agent",
+        tls_dir: Path | None = None,
     ) -> None:
         self.cluster = cluster
+        self.tls_dir = tls_dir
         self.token = token
         self.service_account = service_account
         self.requests: list[Recorded] = []
@@ -604,6 +612,10 @@ class KubeApiEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
+        if self.tls_dir is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*_self_signed(self.tls_dir))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -626,7 +638,12 @@ class KubeApiEmulator:
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls_dir is not None else 'http'}://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the emulator first"
+        return int(self._server.server_address[1])
 
     def write_kubeconfig(self, path: Path) -> Path:
         """A kubeconfig pointing at this emulator with its bearer token."""
@@ -745,6 +762,37 @@ class KubeApiEmulator:
             "metadata": metadata,
             "items": items,
         }
+
+
+def _self_signed(directory: Path) -> tuple[str, str]:
+    """(certificate, key) paths of a fresh self-signed certificate for 127.0.0.1."""
+    cert, key = directory / "ca.crt", directory / "tls.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=kube-apiserver",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return str(cert), str(key)
 
 
 def _parse_resource_path(parts: list[str]) -> tuple[str, str, str | None, str, str | None] | None:
