@@ -36,15 +36,20 @@ POLICY_ENGINES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+
+def is_map(value: Any) -> bool:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
+
 def _webhook_texts(config: ObjectView) -> Iterator[str]:
     yield config.name
     for hook in config.manifest.get("webhooks") or ():
-        if not isinstance(hook, Mapping):
+        if not is_map(hook):
             continue
         yield str(hook.get("name") or "")
         client = hook.get("clientConfig")
-        service = client.get("service") if isinstance(client, Mapping) else None
-        if isinstance(service, Mapping):
+        service = client.get("service") if is_map(client) else None
+        if is_map(service):
             yield f"{service.get('namespace') or ''}/{service.get('name') or ''}"
 
 
@@ -148,7 +153,7 @@ def no_policy_mechanism(cluster: ClusterContext) -> Iterator[Violation]:
 
 
 def _has_settings(value: Any) -> bool:
-    return isinstance(value, Mapping) and any(v is not None for v in value.values())
+    return is_map(value) and any(v is not None for v in value.values())
 
 
 @rule(

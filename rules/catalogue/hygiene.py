@@ -35,8 +35,16 @@ RESOURCE_NAMES = ("cpu", "memory")
 BATCH_KINDS = frozenset({"Job", "CronJob"})
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
+
+def is_map(value: Any) -> bool:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
+
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if is_map(value) else _EMPTY
 
 
 # -- resources -----------------------------------------------------------------------------
@@ -52,7 +60,7 @@ def _container_defaults(limit_range: ObjectView) -> tuple[set[str], set[str]]:
     requests: set[str] = set()
     limits: set[str] = set()
     for item in limit_range.spec.get("limits") or ():
-        if not isinstance(item, Mapping) or item.get("type", "Container") != "Container":
+        if not is_map(item) or item.get("type", "Container") != "Container":
             continue
         # API defaulting: default <- max; defaultRequest <- default, then <- min.
         default = set(_mapping(item.get("default"))) | set(_mapping(item.get("max")))
@@ -82,10 +90,6 @@ def _resource_containers(obj: ObjectView) -> Iterator[ContainerView]:
                 yield c
 
 
-def _set(resources: Mapping[str, Any], field: str) -> set[str]:
-    return {str(k) for k, v in _mapping(resources.get(field)).items() if v is not None}
-
-
 def missing_resources(cluster: ClusterContext, field: str, wanted: tuple[str, ...]
                       ) -> Iterator[tuple[ObjectView, ContainerView, list[str]]]:
     """(object, container, resources) with no effective `requests` or `limits` entry."""
@@ -98,18 +102,24 @@ def missing_resources(cluster: ClusterContext, field: str, wanted: tuple[str, ..
                 yield obj, c, missing
 
 
+def _has(block: Any, name: str) -> bool:
+    return isinstance(block, dict) and block.get(name) is not None
+
+
 def _missing_in(obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
                 ) -> Iterator[tuple[ContainerView, list[str]]]:
     assert obj.workload is not None
     pod_level = _mapping(obj.workload.spec.get("resources"))
-    pod_set = _set(pod_level, field) | (_set(pod_level, "limits") if field == "requests"
-                                        else set())
+    covered = set(inherited)
+    covered.update(r for r in wanted if _has(pod_level.get(field), r)
+                   or (field == "requests" and _has(pod_level.get("limits"), r)))
     for c in _resource_containers(obj):
         resources = _mapping(c.raw.get("resources"))
-        have = _set(resources, field) | inherited | pod_set
-        if field == "requests":
-            have |= _set(resources, "limits")  # API defaulting: request = limit
-        missing = [r for r in wanted if r not in have]
+        own = resources.get(field)
+        limits = resources.get("limits") if field == "requests" else None
+        # API defaulting: a missing request takes the container's limit.
+        missing = [r for r in wanted
+                   if r not in covered and not _has(own, r) and not _has(limits, r)]
         if missing:
             yield c, missing
 
@@ -271,7 +281,7 @@ def _long_running(obj: ObjectView) -> bool:
         if str(obj.workload.spec.get("restartPolicy") or "Always") != "Always":
             return False
         owners = obj.metadata.get("ownerReferences") or ()
-        return not any(isinstance(o, Mapping) and o.get("kind") == "Job" for o in owners)
+        return not any(is_map(o) and o.get("kind") == "Job" for o in owners)
     return True
 
 
@@ -331,7 +341,7 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/
     """
     for c in _probed_containers(obj):
-        if not isinstance(c.raw.get("livenessProbe"), Mapping):
+        if not is_map(c.raw.get("livenessProbe")):
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} has no livenessProbe; add "
                 "one so a hung process is restarted",
@@ -804,7 +814,7 @@ def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
 
 def _pdb_selects(pdb: ObjectView, labels: Mapping[str, Any]) -> bool:
     selector = pdb.spec.get("selector")
-    if not isinstance(selector, Mapping):
+    if not is_map(selector):
         return False  # a null selector selects no pods
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         # policy/v1: an empty selector selects every pod of the namespace;

@@ -49,6 +49,11 @@ INTERNAL_LB_ANNOTATIONS: Mapping[str, frozenset[str]] = {
 SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 
+
+def is_map(value: Any) -> bool:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
+
 def _namespace_labels(ns: ObjectView) -> dict[str, Any]:
     return {**ns.labels, NAME_LABEL: ns.name}
 
@@ -61,19 +66,19 @@ def _selects_all_namespaces(obj: ObjectView) -> bool:
                    for key in ("selector", "namespaceSelector"))
     if obj.kind == "CiliumClusterwideNetworkPolicy":
         selector = spec.get("endpointSelector")
-        return isinstance(selector, Mapping) and not selector
+        return is_map(selector) and not selector
     return False
 
 
 def _admin_policy_selects(obj: ObjectView, labels: Mapping[str, Any]) -> bool:
     subject = obj.spec.get("subject")
-    if not isinstance(subject, Mapping):
+    if not is_map(subject):
         return False
     selector: Any = subject.get("namespaces")
     if selector is None:
         pods = subject.get("pods")
-        selector = pods.get("namespaceSelector") if isinstance(pods, Mapping) else None
-    if not isinstance(selector, Mapping):
+        selector = pods.get("namespaceSelector") if is_map(pods) else None
+    if not is_map(selector):
         return False
     try:
         return parse_selector(selector).matches(labels)
@@ -343,7 +348,7 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
     - https://kubernetes.io/docs/concepts/services-networking/ingress/#tls
     """
     tls = obj.spec.get("tls")
-    entries = [t for t in tls if isinstance(t, Mapping)] if isinstance(tls, list) else []
+    entries = [t for t in tls if is_map(t)] if isinstance(tls, list) else []
     if not entries:
         yield Violation(
             f"Ingress {obj.name} has no spec.tls: it serves plain HTTP; add a TLS entry",
@@ -355,7 +360,7 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
     tls_hosts = {str(h).lower() for t in entries for h in t.get("hosts") or ()}
     rules = obj.spec.get("rules")
     for index, item in enumerate(rules if isinstance(rules, list) else ()):
-        if not isinstance(item, Mapping) or not item.get("host"):
+        if not is_map(item) or not item.get("host"):
             continue
         host = str(item["host"]).lower()
         if not _host_covered(host, tls_hosts):

@@ -143,6 +143,11 @@ class BoundRole:
 
 
 # -- matching ------------------------------------------------------------------------------
+
+def is_map(value: Any) -> bool:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
+
 def _strings(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
@@ -191,7 +196,7 @@ def grants(bound: BoundRole, needs: Iterable[Need]) -> list[Grant]:
 # -- bindings ------------------------------------------------------------------------------
 def _subjects(binding: ObjectView) -> list[Mapping[str, Any]]:
     items = binding.manifest.get("subjects")
-    return [s for s in items if isinstance(s, Mapping)] if isinstance(items, list) else []
+    return [s for s in items if is_map(s)] if isinstance(items, list) else []
 
 
 def _subject_namespace(subject: Mapping[str, Any], binding: ObjectView) -> str | None:
@@ -215,7 +220,7 @@ def _subjects_text(binding: ObjectView, limit: int = 3) -> str:
 
 def _role_ref(binding: ObjectView) -> tuple[str, str]:
     ref = binding.manifest.get("roleRef")
-    if not isinstance(ref, Mapping):
+    if not is_map(ref):
         return "", ""
     return str(ref.get("kind") or ""), str(ref.get("name") or "")
 
@@ -256,7 +261,7 @@ def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None
         return None  # invalid: a ClusterRoleBinding can only reference a ClusterRole
     role = cluster.role_of(binding)
     if role is not None:
-        own = [r for r in role.manifest.get("rules") or () if isinstance(r, Mapping)]
+        own = [r for r in role.manifest.get("rules") or () if is_map(r)]
         rules = own + list(cluster.policy_rules(role)[len(own):])
         return BoundRole(binding, f"{role_kind} {role_name}", tuple(rules), len(own))
     if role_kind == "ClusterRole" and role_name in BUILTIN_CLUSTER_ROLES:
@@ -512,13 +517,13 @@ def role_wildcards(obj: ObjectView) -> Iterator[Violation]:
     """
     if obj.name == "cluster-admin" or obj.name.startswith("system:"):
         return
-    if obj.kind == "ClusterRole" and isinstance(obj.manifest.get("aggregationRule"), Mapping):
+    if obj.kind == "ClusterRole" and is_map(obj.manifest.get("aggregationRule")):
         return
     rules = obj.manifest.get("rules")
     if not isinstance(rules, list):
         return
     for index, policy_rule in enumerate(rules):
-        if not isinstance(policy_rule, Mapping):
+        if not is_map(policy_rule):
             continue
         fields = [key for key in ("apiGroups", "resources", "verbs", "nonResourceURLs")
                   if any(v == "*" or v.startswith("*/") for v in _strings(policy_rule.get(key)))]
@@ -824,7 +829,7 @@ def system_masters(obj: ObjectView) -> Iterator[Violation]:
                 path="spec.request",
             )
         status = obj.manifest.get("status")
-        if isinstance(status, Mapping) and _pem_mentions(status.get("certificate"),
+        if is_map(status) and _pem_mentions(status.get("certificate"),
                                                          MASTERS.encode()):
             yield Violation(
                 f"CertificateSigningRequest {obj.name} has an issued certificate in the "

@@ -32,27 +32,37 @@ SECRETS_DOC = "https://kubernetes.io/docs/concepts/configuration/secret/"
 GOOD_PRACTICES = "https://kubernetes.io/docs/concepts/security/secrets-good-practices/"
 NSA = "NSA/CISA Kubernetes Hardening Guidance v1.2, Secrets"
 
-# Well-known credential formats: (label, pattern). Labels go into messages; matches never do.
-TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("a private key (PEM block)", re.compile(
+# Well-known credential formats: (label, literals, pattern). A pattern runs only when one of
+# its literals occurs in the text (a cheap substring test). Labels go into messages; matches
+# never do.
+TOKEN_FORMATS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
+    ("a private key (PEM block)", ("PRIVATE KEY",), re.compile(
         r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")),
-    ("an AWS access key id", re.compile(
+    ("an AWS access key id", ("AKIA", "ASIA", "ABIA", "ACCA"), re.compile(
         r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])")),
-    ("a GitHub token", re.compile(
+    ("a GitHub token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), re.compile(
         r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,247})"
         r"(?![A-Za-z0-9_])")),
-    ("a GitLab token", re.compile(r"(?<![A-Za-z0-9_])glpat-[A-Za-z0-9_-]{20,}")),
-    ("a Slack token", re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("a Slack webhook URL", re.compile(
+    ("a GitLab token", ("glpat-",), re.compile(r"(?<![A-Za-z0-9_])glpat-[A-Za-z0-9_-]{20,}")),
+    ("a Slack token", ("xox",), re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("a Slack webhook URL", ("hooks.slack.com",), re.compile(
         r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+")),
-    ("a Google API key", re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])")),
-    ("a Stripe live key", re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_live_[0-9A-Za-z]{24,}")),
-    ("an npm token", re.compile(r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])")),
-    ("a JSON Web Token", re.compile(
+    ("a Google API key", ("AIza",), re.compile(
+        r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])")),
+    ("a Stripe live key", ("_live_",), re.compile(
+        r"(?<![A-Za-z0-9_])(?:sk|rk)_live_[0-9A-Za-z]{24,}")),
+    ("an npm token", ("npm_",), re.compile(
+        r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])")),
+    ("a JSON Web Token", ("eyJ",), re.compile(
         r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")),
-    ("a URL with an embedded password", re.compile(
+    ("a URL with an embedded password", ("@",), re.compile(
         r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:(?!\$\(|\$\{|\{\{|<|\*+@)[^\s/@]+@")),
 )
+# Any literal of any format: one C-level search rules out most values at once.
+_TRIGGER = re.compile("|".join(re.escape(lit) for _, lits, _ in TOKEN_FORMATS for lit in lits))
+# Words a credential-like name contains (lower case), to skip lines that cannot qualify.
+_HINTS = ("pass", "secret", "token", "key", "auth", "cred", "salt", "pwd", "signature",
+          "hmac")
 
 _SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 _STRONG_WORDS = frozenset({
@@ -93,6 +103,11 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S*$")
 _SMALL_INT = re.compile(r"^[0-9]{1,5}$")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)+$")
 
+
+
+def is_map(value: Any) -> bool:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
 
 def name_words(name: str) -> list[str]:
     """`dbPassword_FILE` -> ["DB", "PASSWORD", "FILE"]."""
@@ -147,8 +162,10 @@ def looks_random(value: str) -> bool:
 
 def known_format(value: str) -> str | None:
     """The label of the first well-known credential format found in `value`."""
-    for label, pattern in TOKEN_FORMATS:
-        if pattern.search(value):
+    if _TRIGGER.search(value) is None:
+        return None
+    for label, literals, pattern in TOKEN_FORMATS:
+        if any(literal in value for literal in literals) and pattern.search(value):
             return label
     return None
 
@@ -184,7 +201,7 @@ def _env_items(c: ContainerView, field: str) -> Iterator[tuple[int, Mapping[str,
     items = c.raw.get(field)
     if isinstance(items, list):
         for index, item in enumerate(items):
-            if isinstance(item, Mapping):
+            if is_map(item):
                 yield index, item
 
 
@@ -237,8 +254,8 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     for c in obj.workload.containers:
         for index, item in _env_items(c, "env"):
             value_from = item.get("valueFrom")
-            ref = value_from.get("secretKeyRef") if isinstance(value_from, Mapping) else None
-            if isinstance(ref, Mapping):
+            ref = value_from.get("secretKeyRef") if is_map(value_from) else None
+            if is_map(ref):
                 yield Violation(
                     f"container {c.name!r} of {obj.kind} {obj.name} reads key "
                     f"{ref.get('key')!r} of Secret {ref.get('name')!r} into env var "
@@ -248,7 +265,7 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                 )
         for index, item in _env_items(c, "envFrom"):
             ref = item.get("secretRef")
-            if isinstance(ref, Mapping):
+            if is_map(ref):
                 yield Violation(
                     f"container {c.name!r} of {obj.kind} {obj.name} loads every key of "
                     f"Secret {ref.get('name')!r} into its environment; mount the Secret as "
@@ -415,7 +432,13 @@ def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
     if "\n" not in text.strip():
         why = classify(key, text)
         return (why, None) if why else None
+    lower = text.lower()
+    if not any(hint in lower for hint in _HINTS):
+        return None
     for number, line in enumerate(text.splitlines(), 1):
+        low = line.lower()
+        if not any(hint in low for hint in _HINTS):
+            continue
         match = _ASSIGNMENT.match(line)
         if not match:
             continue
@@ -471,7 +494,7 @@ def literal_secret_in_configmap(obj: ObjectView) -> Iterator[Violation]:
     - https://kubernetes.io/docs/concepts/configuration/configmap/
     """
     data = obj.manifest.get("data")
-    if not isinstance(data, Mapping):
+    if not is_map(data):
         return
     for key, value in data.items():
         if not isinstance(value, str):
