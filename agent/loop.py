@@ -26,6 +26,8 @@ from agent.telemetry import CollectionStats, envelope
 from agent.transport import Outcome
 
 HTTP_CONFLICT = 409
+# A delta the server found invalid: the next cycle sends a full snapshot instead.
+REFUSED_DELTA = frozenset({400, 422})
 
 
 class SnapshotSender(Protocol):
@@ -82,6 +84,7 @@ class Agent:
 
     def push_cycle(self) -> Outcome | None:
         """Collect and push once (full or delta); None when nothing was sent."""
+        collected_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.wall()))
         try:
             collection = collect(
                 self.kube, collect_options(self.config), should_stop=self.stop.is_set
@@ -120,20 +123,21 @@ class Agent:
                 self.last_push = {**self.last_push, "result": "unchanged", "digest": plan.digest}
                 log_event(self.log, "push.skipped", reason="unchanged", digest=plan.digest)
                 return None
-        outcome = self._send(plan)
+        outcome = self._send(plan, collected_at=collected_at)
         if outcome.status == HTTP_CONFLICT and plan.type == "delta":
             log_event(self.log, "push.conflict", level=logging.WARNING, base=plan.base_digest)
             plan = full_plan(collection)
-            outcome = self._send(plan)
+            outcome = self._send(plan, collected_at=collected_at)
         del collection
         if outcome.ok:
             self.acked = plan.acked()
             if plan.type == "full":
                 self.last_full_at = now
+        elif plan.type == "delta" and outcome.status in REFUSED_DELTA:
+            self.last_full_at = None  # the server will not take this delta: start afresh
         return outcome
 
-    def _send(self, plan: PushPlan) -> Outcome:
-        collected_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.wall()))
+    def _send(self, plan: PushPlan, *, collected_at: str) -> Outcome:
         body = encode(plan, collected_at=collected_at, agent_version=__version__)
         started = self.clock()
         outcome = retry(

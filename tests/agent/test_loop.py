@@ -307,3 +307,15 @@ def test_the_loop_waits_out_a_long_retry_after(
     # loop's idle wait runs until the Retry-After has passed, not just the push interval.
     assert len(receiver.snapshots()) == 1 and len(receiver.telemetry()) == 1
     assert pauses == [pytest.approx(900, abs=1)]
+
+
+def test_a_delta_the_server_finds_invalid_is_followed_by_a_full_push(
+    agent: Agent, receiver: Receiver, cluster: FakeCluster
+) -> None:
+    agent.push_cycle()
+    cluster.add(config_map("one", namespace="shop"))
+    receiver.script.append(Reply(400, body={"reason": "invalid_snapshot"}))
+    assert agent.push_cycle().status == 400
+    cluster.add(config_map("two", namespace="shop"))
+    assert agent.push_cycle().ok
+    assert [p.document["type"] for p in receiver.snapshots()] == ["full", "delta", "full"]
