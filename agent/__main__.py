@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from kubernetes.config import ConfigException
+
 from agent import __version__
 from agent.backoff import Backoff, retry
 from agent.config import AgentConfig, ConfigError
@@ -22,7 +24,7 @@ from agent.kube import KubeClient
 from agent.logs import configure_logging, log_event
 from agent.loop import Agent
 from agent.manifests import load_manifests, to_collection
-from agent.signing import AgentKey, default_key_id
+from agent.signing import AgentKey, KeyFormatError, default_key_id
 from agent.snapshot import encode, full_plan
 from agent.transport import Sender
 
@@ -93,7 +95,11 @@ def _run(config: AgentConfig, logger: logging.Logger, *, once: bool) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    kube = KubeClient.connect(kubeconfig=config.kubeconfig, timeout_s=config.request_timeout_s)
+    try:
+        kube = KubeClient.connect(kubeconfig=config.kubeconfig, timeout_s=config.request_timeout_s)
+    except (ConfigException, OSError) as exc:
+        log_event(logger, "kube.unconfigured", level=logging.ERROR, error=str(exc))
+        return EXIT_CONFIG
     log_event(
         logger,
         "agent.starting",
@@ -134,7 +140,11 @@ def _push_files(config: AgentConfig, root: Path, logger: logging.Logger) -> int:
     if not key_path.is_file():
         log_event(logger, "key.unavailable", level=logging.ERROR, key_file=str(key_path))
         return EXIT_CONFIG
-    loaded = LoadedKey(AgentKey.load(key_path.read_bytes()), "file")
+    try:
+        loaded = LoadedKey(AgentKey.load(key_path.read_bytes()), "file")
+    except (OSError, KeyFormatError) as exc:
+        log_event(logger, "key.unavailable", level=logging.ERROR, error=str(exc))
+        return EXIT_CONFIG
     sender, _key_id = _sender(config, loaded)
     manifests = load_manifests(root)
     collection = to_collection(manifests)

@@ -47,7 +47,10 @@ def load_or_create_key(
 ) -> LoadedKey:
     """The mounted key file if present; else the key Secret; else a new key stored in it."""
     if key_file and Path(key_file).is_file():
-        return LoadedKey(AgentKey.load(Path(key_file).read_bytes()), "file")
+        try:
+            return LoadedKey(AgentKey.load(Path(key_file).read_bytes()), "file")
+        except (OSError, KeyFormatError) as exc:
+            raise KeyUnavailable(f"cannot use the key file {key_file}: {exc}") from exc
     if kube is None or not namespace:
         raise KeyUnavailable(f"no key file at {key_file} and no namespace to keep a key Secret in")
     path = secret_path(namespace, secret_name)

@@ -130,3 +130,12 @@ def test_no_key_and_generation_off_is_an_error(kube: KubeClient, tmp_path: Path)
             secret_name="agent-key",
             generate=False,
         )
+
+
+def test_a_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "private-key.pem"
+    bad.write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(KeyUnavailable, match="cannot use the key file"):
+        load_or_create_key(
+            key_file=str(bad), kube=None, namespace=None, secret_name="k", generate=True
+        )

@@ -104,3 +104,20 @@ def test_once_pushes_one_full_snapshot_and_one_ping(
     assert all(p.verdict == "verified" for p in receiver.pushes)
     expected_key_id = default_key_id("prod-eu", AgentKey.load(key_file.read_bytes()).public_key)
     assert f'keyid="{expected_key_id}"' in receiver.snapshots()[0].headers["Signature-Input"]
+
+
+def test_no_kubernetes_configuration_exits_with_a_clear_error(
+    receiver: Receiver, key_file: Path, tmp_path: Path
+) -> None:
+    env = _env(receiver, key_file, tmp_path / "missing-kubeconfig")
+    result = subprocess.run(
+        [sys.executable, "-m", "agent"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert [e["event"] for e in _events(result.stderr)][-1] == "kube.unconfigured"
