@@ -1,0 +1,98 @@
+"""Hygiene helpers (rules.catalogue.hygiene): image references, API tables, defaults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rules import ClusterContext, Engine
+from rules.catalogue.hygiene import (
+    DEPRECATED_APIS,
+    REMOVED_APIS,
+    ImageRef,
+    namespace_defaults,
+    parse_image,
+)
+from tests.rules.helpers import deployment, pod
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("nginx", ImageRef("nginx", None, None)),
+    ("nginx:1.27", ImageRef("nginx", "1.27", None)),
+    ("registry.example:5000/shop/web", ImageRef("registry.example:5000/shop/web", None, None)),
+    ("registry.example:5000/shop/web:latest",
+     ImageRef("registry.example:5000/shop/web", "latest", None)),
+    ("localhost:5000/a/b:v1", ImageRef("localhost:5000/a/b", "v1", None)),
+    (f"repo@{DIGEST}", ImageRef("repo", None, DIGEST)),
+    (f"host:443/repo:2.0@{DIGEST}", ImageRef("host:443/repo", "2.0", DIGEST)),
+    ("  ghcr.io/org/app:v2  ", ImageRef("ghcr.io/org/app", "v2", None)),
+])
+def test_parse_image(image: str, expected: ImageRef) -> None:
+    assert parse_image(image) == expected
+
+
+def test_api_tables_are_consistent() -> None:
+    assert not set(REMOVED_APIS) & set(DEPRECATED_APIS)
+    for (api_version, _kind), change in {**REMOVED_APIS, **DEPRECATED_APIS}.items():
+        assert change.replacement != api_version
+        assert change.replacement or change.note or api_version.startswith("settings.k8s.io")
+        major, minor = change.release.split(".")
+        assert major == "1" and 16 <= int(minor) <= 35
+    assert REMOVED_APIS[("extensions/v1beta1", "Ingress")].replacement == "networking.k8s.io/v1"
+    assert REMOVED_APIS[("policy/v1beta1", "PodSecurityPolicy")].replacement is None
+
+
+def test_limitrange_defaulting_chain() -> None:
+    def limit_range(ns: str, item: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "LimitRange",
+                "metadata": {"name": "lr", "namespace": ns}, "spec": {"limits": [item]}}
+
+    cluster = ClusterContext([
+        limit_range("a", {"type": "Container", "max": {"memory": "1Gi"}}),
+        limit_range("b", {"type": "Container", "min": {"cpu": "10m"}}),
+        limit_range("c", {"type": "Pod", "default": {"cpu": "1"}}),
+    ])
+    defaults = namespace_defaults(cluster)
+    # max -> default limit -> default request; min -> default request only.
+    assert defaults["a"].limits == {"memory"} and defaults["a"].requests == {"memory"}
+    assert defaults["b"].limits == frozenset() and defaults["b"].requests == {"cpu"}
+    assert "c" not in defaults or not defaults["c"].limits
+
+
+def _ids(manifests: list[dict[str, Any]]) -> list[str]:
+    outcome = Engine.from_config(None).scan(manifests)
+    return sorted(r.rule_id for r in outcome.results if r.rule_id.startswith("KM-6"))
+
+
+def test_hygiene_clean_workload() -> None:
+    spec = {
+        "priorityClassName": "standard",
+        "containers": [{
+            "name": "app", "image": f"registry.example/app:1.0@{DIGEST}",
+            "ports": [{"containerPort": 8080}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                          "limits": {"cpu": "1", "memory": "128Mi"}},
+            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+        }],
+    }
+    web = deployment("web", namespace="shop", spec=spec)
+    web["spec"]["replicas"] = 3
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}
+    assert _ids([web, pdb]) == []
+
+
+def test_controller_pods_are_reported_once_on_the_controller() -> None:
+    web = deployment("web", namespace="shop")
+    web["metadata"]["uid"] = "u-web"
+    replica = pod("web-1", namespace="shop",
+                  ownerReferences=[{"apiVersion": "apps/v1", "kind": "Deployment",
+                                    "name": "web", "uid": "u-web", "controller": True}])
+    outcome = Engine.from_config(None).scan([web, replica])
+    kinds = {r.resource.kind for r in outcome.results if r.rule_id in {"KM-601", "KM-602"}}
+    assert kinds == {"Deployment"}
