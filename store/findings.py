@@ -298,3 +298,13 @@ def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)
+
+
+def severity_counts(session: Session, cluster_id: str) -> dict[str, int]:
+    """Active, not exempted findings of a cluster per severity."""
+    rows = session.execute(
+        select(Finding.severity, func.count())
+        .where(Finding.cluster_id == cluster_id, Finding.status.in_(("new", "open")))
+        .group_by(Finding.severity)
+    ).all()
+    return {severity: int(n) for severity, n in rows}

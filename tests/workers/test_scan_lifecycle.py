@@ -191,3 +191,25 @@ def test_finalize_twice_changes_nothing(pipeline: Pipeline) -> None:
     count = pipeline.session.scalar(
         select(func.count()).select_from(Finding).where(Finding.cluster_id == "twice"))
     assert count == first["counts"]["new"]
+
+
+def test_incremental_finalize_matches_the_offline_scan_of_the_new_state(
+    pipeline: Pipeline,
+) -> None:
+    objects = cluster_state("delta", 15)
+    pipeline.push_and_process("delta", objects)
+    first = pipeline.run.run("k8smon.rescan", "delta")
+    assert first["counts"]["incremental"] == 0
+
+    # Fix one privileged workload, delete another, add a new one; the rest is untouched.
+    changed = [fixed(objects[0]), *objects[1:3], *objects[4:],
+               privileged("delta-late", namespace="delta-ns9")]
+    pipeline.push_and_process("delta", changed)
+    second = pipeline.run.run("k8smon.rescan", "delta")
+
+    assert second["counts"]["incremental"] == 1
+    assert second["counts"]["reconciled_objects"] == 2  # the fixed and the new workload
+    assert findings_of(pipeline, "delta") == offline(changed, "delta")
+    assert second["counts"]["resolved"] >= 2 and second["counts"]["new"] >= 1
+    assert second["counts"]["open"] + second["counts"]["new"] == len(
+        findings_of(pipeline, "delta", "new", "open"))

@@ -9,7 +9,6 @@ catalogue are evaluated at all (scan cost grows with change, not with fleet size
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +22,14 @@ from store import rule_cache
 from store.bulk import chunked
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
-from store.findings import ObservedFinding, fingerprint, reconcile_findings, settle_new
+from store.findings import (
+    ObservedFinding,
+    fingerprint,
+    reconcile_findings,
+    settle_new,
+    severity_counts,
+    status_counts,
+)
 from store.manifests import bodies_by_hash, current_manifests
 from store.models import Cluster, Finding, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
@@ -57,9 +63,11 @@ class ScanPlan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> ScanRun | None:
-    """The previous complete scan when nothing that decides findings changed since it started:
-    same cluster state, same catalogue version, no exemption created, revoked or expired."""
+def _previous_complete(session: Session, run: ScanRun, *, rules: EngineHandle,
+                       now: datetime) -> ScanRun | None:
+    """The last complete scan whose findings are still valid for everything it saw: same
+    catalogue version, nothing left unevaluated, no exemption created, revoked or expired
+    since it started."""
     previous = session.scalar(
         select(ScanRun)
         .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done",
@@ -69,10 +77,9 @@ def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> 
     if (
         previous is None or previous.errors or (previous.counts or {}).get("unevaluated")
         or previous.catalogue_version != rules.catalogue_version
-        or previous.snapshot_digest != run.snapshot_digest or run.snapshot_digest is None
     ):
         return None
-    since, now = previous.started_at, run.started_at
+    since = previous.started_at
     for exemption in list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True):
         if exemption.created_at > since or (
             exemption.revoked_at is not None and exemption.revoked_at > since
@@ -82,6 +89,31 @@ def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> 
         if exemption.expires is not None and since < exemption.expires <= now:
             return None
     return previous
+
+
+def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> ScanRun | None:
+    """The previous complete scan when the cluster's state is also the same as then."""
+    previous = _previous_complete(session, run, rules=rules, now=run.started_at)
+    if previous is None or run.snapshot_digest is None:
+        return None
+    return previous if previous.snapshot_digest == run.snapshot_digest else None
+
+
+def _incremental_base(
+    session: Session, run: ScanRun, *, rules: EngineHandle, suppressed: set[str]
+) -> tuple[int, set[str]] | None:
+    """(version watermark, objects whose dedup status flipped) when only objects changed
+    since the previous complete scan need their object-rule findings reconciled."""
+    previous = _previous_complete(session, run, rules=rules, now=utcnow())
+    if previous is None or "version_watermark" not in (previous.counts or {}):
+        return None
+    key = rule_cache.cluster_state_key(previous.snapshot_digest or "empty")
+    cached = rule_cache.cached_results(session, [key],
+                                       catalogue_version=rules.catalogue_version)
+    if key not in cached:
+        return None
+    before = set(cached[key][0].get("suppressed") or ())
+    return int(previous.counts["version_watermark"]), before ^ suppressed
 
 
 def _finish_unchanged(session: Session, run: ScanRun, previous: ScanRun) -> ScanPlan:
@@ -235,6 +267,60 @@ def _observed(
     )
 
 
+@dataclass(slots=True)
+class _ClusterStep:
+    candidates: list[tuple[dict[str, Any], str | None, str]]
+    suppressed: set[str]
+    meta: dict[str, dict[str, Any]]
+    ok: bool
+
+    def __iter__(self) -> Any:
+        return iter((self.candidates, self.suppressed, self.meta, self.ok))
+
+
+def _cluster_results(
+    session: Session, results: Sequence[Mapping[str, Any]], *, catalogue_version: str
+) -> _ClusterStep:
+    """The cluster step's cached output: cluster-rule records, owned objects, labels."""
+    version = catalogue_version
+    cluster_keys = {r.get("cluster_key") for r in results if r.get("kind") == "cluster"}
+    cluster_keys.discard(None)
+    cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
+    cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
+    candidates: list[tuple[dict[str, Any], str | None, str]] = []
+    suppressed: set[str] = set()
+    meta: dict[str, dict[str, Any]] = {}
+    for (state,) in cached_cluster.values():
+        candidates.extend((dict(r), None, "cluster") for r in state["results"])
+        suppressed.update(state.get("suppressed") or ())
+        meta.update(state.get("meta") or {})
+
+    return _ClusterStep(candidates, suppressed, meta, cluster_ok)
+
+
+def _observe(
+    session: Session, candidates: Sequence[tuple[dict[str, Any], str | None, str]], *,
+    cluster_id: str, rules: EngineHandle, meta: Mapping[str, Mapping[str, Any]],
+    at: datetime,
+) -> list[ObservedFinding]:
+    """Apply the configuration, then the database's exemptions, to candidate records."""
+    db_exemptions = list_exemptions(session, cluster_id=cluster_id)
+    configured = rules.apply_config([c[0] for c in candidates], cluster_id=cluster_id,
+                                    meta=meta, now=at)
+    observed: list[ObservedFinding] = []
+    for record, (_old, chash, source) in zip(configured, candidates, strict=True):
+        config_exempt = record.get("status") == "exempted"
+        key = ResourceRef.from_dict(record["resource"]).key
+        labels = (meta.get(key) or {}).get("labels") or {}
+        match = None if config_exempt else first_match(db_exemptions, record, labels=labels,
+                                                       now=at)
+        observed.append(_observed(
+            record, content_hash=chash, source=source,
+            exemption_id=match.id if match else None, exempted=config_exempt or match is not None,
+        ))
+    return observed
+
+
 def finalize_scan(
     session: Session,
     *,
@@ -255,26 +341,30 @@ def finalize_scan(
     version = rules.catalogue_version
     errors = [e for r in results for e in r.get("errors", [])]
 
+    candidates, suppressed, meta, cluster_ok = _cluster_results(
+        session, results, catalogue_version=version)
+    live = session.execute(
+        select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+    ).all()
+    watermark = max((vid or 0 for _k, _h, vid in live), default=0)
+    base = _incremental_base(session, run, rules=rules, suppressed=suppressed) \
+        if cluster_ok else None
+    if base is not None:
+        # Only objects changed since the last complete scan (and objects whose controller
+        # dedup status flipped) can have different object-rule findings.
+        since, flipped = base
+        todo = {key: chash for key, chash, vid in live if (vid or 0) > since or key in flipped}
+    else:
+        todo = {key: chash for key, chash, _vid in live}
+    live_keys = {key for key, _h, _v in live}
+    cached = rule_cache.cached_results(session, set(todo.values()), catalogue_version=version)
     unevaluated: set[str] = set()
-    candidates: list[tuple[dict[str, Any], str | None, str]] = []
-    for _oid, key, chash, cached in rule_cache.live_results(
-        session, cluster_id, catalogue_version=version
-    ):
-        if cached is None:
+    for key, chash in todo.items():
+        if chash not in cached:
             unevaluated.add(key)
             continue
-        candidates.extend((dict(r), chash, "object") for r in cached)
-
-    cluster_keys = {r.get("cluster_key") for r in results if r.get("kind") == "cluster"}
-    cluster_keys.discard(None)
-    cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
-    cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
-    suppressed: set[str] = set()
-    meta: dict[str, dict[str, Any]] = {}
-    for (state,) in cached_cluster.values():
-        candidates.extend((dict(r), None, "cluster") for r in state["results"])
-        suppressed.update(state.get("suppressed") or ())
-        meta.update(state.get("meta") or {})
+        candidates.extend((dict(r), chash, "object") for r in cached[chash])
     if not cluster_ok:
         meta = _meta_from_bodies(session, [c[1] for c in candidates if c[1]])
 
@@ -288,37 +378,32 @@ def finalize_scan(
         and ResourceRef.from_dict(c[0]["resource"]).key not in suppressed
     ]
 
-    db_exemptions = list_exemptions(session, cluster_id=cluster_id)
-    configured = rules.apply_config([c[0] for c in candidates], cluster_id=cluster_id,
-                                    meta=meta, now=at)
-    observed: list[ObservedFinding] = []
-    for record, (_old, chash, source) in zip(configured, candidates, strict=True):
-        config_exempt = record.get("status") == "exempted"
-        key = ResourceRef.from_dict(record["resource"]).key
-        labels = (meta.get(key) or {}).get("labels") or {}
-        match = None if config_exempt else first_match(db_exemptions, record, labels=labels,
-                                                       now=at)
-        observed.append(_observed(
-            record, content_hash=chash, source=source,
-            exemption_id=match.id if match else None, exempted=config_exempt or match is not None,
-        ))
+    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, meta=meta,
+                        at=at)
 
     def evaluated(finding: Finding) -> bool:
         if (finding.details or {}).get("source") == "cluster":
             return cluster_ok
         key = f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
-        return key not in unevaluated
+        if key not in live_keys:
+            return True  # the object is gone: its findings are resolved
+        return key in todo and key not in unevaluated
 
+    settle_new(session, cluster_id, scan_id=scan_id)
     lifecycle = reconcile_findings(session, cluster_id, scan_id=scan_id, observed=observed,
                                    evaluated=evaluated, at=at)
-    severities = Counter(o.severity for o in observed if not o.exempted)
+    severities = severity_counts(session, cluster_id)
+    statuses = status_counts(session, cluster_id)
     counts = {
         **lifecycle.as_counts(),
+        "open": statuses["open"], "exempted": statuses["exempted"],
+        "incremental": int(base is not None), "reconciled_objects": len(todo),
+        "version_watermark": watermark,
         "objects": run.object_count,
         "evaluated": sum(int(r.get("evaluated", 0)) for r in results),
         "cache_hits": sum(int(r.get("cache_hits", 0)) for r in results),
         "unevaluated": len(unevaluated),
-        "violations": len(observed),
+        "violations": statuses["new"] + statuses["open"] + statuses["exempted"],
         **{f"severity_{s}": severities.get(s, 0) for s in SEVERITIES},
     }
     finish_scan_run(session, scan_id, counts=counts, errors=errors,
