@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import zlib
@@ -26,7 +27,7 @@ from ingest.problems import (
     bad_request,
 )
 
-_CHUNK = 64 * 1024
+_CHUNK = 1024 * 1024
 # Escapes PostgreSQL cannot store in jsonb (NUL) or UTF-8 cannot encode (lone surrogates).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
@@ -111,6 +112,10 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as problem:
         raise bad_request(INVALID_UTF8, f"the body is not valid UTF-8 (byte {problem.start})"
                           ) from None
+    # JSON builds no reference cycles; pausing the cyclic GC while a 15 MB document becomes a
+    # million objects makes parsing about four times faster.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         document = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -122,6 +127,9 @@ def parse_json(raw: bytes) -> Any:
         ) from None
     except ValueError as problem:
         raise bad_request(INVALID_JSON, str(problem)) from None
+    finally:
+        if collecting:
+            gc.enable()
     if _SUSPECT_ESCAPE.search(raw) and _has_unstorable_string(document):
         raise bad_request(INVALID_UNICODE, "strings may not contain NUL or lone surrogates")
     return document
