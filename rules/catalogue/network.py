@@ -369,3 +369,86 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
                 "it); add it to a TLS entry",
                 path=f"spec.rules[{index}].host",
             )
+
+
+def _policy_types(spec: Mapping[str, Any]) -> set[str]:
+    types = spec.get("policyTypes")
+    if isinstance(types, list) and types:
+        return {str(t) for t in types}
+    # Defaulting: Ingress always; Egress only when egress rules are present.
+    return {"Ingress", "Egress"} if spec.get("egress") else {"Ingress"}
+
+
+def _peer_is_anywhere(peer: Any) -> bool:
+    if not is_map(peer):
+        return False
+    block = peer.get("ipBlock")
+    if not is_map(block) or block.get("except"):
+        return False
+    return bool(_open_ranges([str(block.get("cidr") or "")]))
+
+
+@rule(
+    id="KM-305",
+    title="NetworkPolicy allows ingress from anywhere",
+    severity=Severity.LOW,
+    category=CATEGORY,
+    references=(NETPOL_DOC, NSA),
+    remediation="List the namespaces, pods or address ranges that may connect, and the ports "
+                "they use.",
+    kinds=("NetworkPolicy",),
+    api_versions=("networking.k8s.io/v1",),
+)
+def allow_all_ingress(obj: ObjectView) -> Iterator[Violation]:
+    """Flags NetworkPolicies with an ingress rule that admits every source on every port.
+
+    ## What it does
+    Reports each ingress rule of a `networking.k8s.io/v1` NetworkPolicy (one that applies to
+    ingress) with no `ports` and either no `from` (every source) or a `from` peer that is
+    an `ipBlock` of `0.0.0.0/0` or `::/0` without exceptions. Rules are ORed, so one such
+    rule opens the selected pods completely, whatever the other rules say.
+
+    ## Why is this bad?
+    The namespace looks protected (CIS 5.3.2 is satisfied by the policy's existence) while
+    the selected pods accept connections from every pod of the cluster and, through node
+    ports and load balancers, from outside.
+
+    ## Example
+    ```yaml
+    kind: NetworkPolicy
+    spec:
+      podSelector: {}
+      ingress:
+        - {}
+    ```
+
+    ## Use instead
+    ```yaml
+    kind: NetworkPolicy
+    spec:
+      podSelector: {matchLabels: {app: api}}
+      ingress:
+        - from:
+            - podSelector: {matchLabels: {app: web}}
+          ports: [{port: 8080}]
+    ```
+
+    ## References
+    - https://kubernetes.io/docs/concepts/services-networking/network-policies/
+    """
+    spec = obj.spec
+    if "Ingress" not in _policy_types(spec):
+        return
+    rules = spec.get("ingress")
+    for index, item in enumerate(rules if isinstance(rules, list) else ()):
+        if not is_map(item) or item.get("ports"):
+            continue
+        peers = item.get("from")
+        if not peers or any(_peer_is_anywhere(p) for p in peers if isinstance(peers, list)):
+            selector = spec.get("podSelector")
+            which = "every pod of the namespace" if not selector else "the selected pods"
+            yield Violation(
+                f"NetworkPolicy {obj.name} ingress[{index}] admits every source on every "
+                f"port to {which}; restrict from and ports",
+                path=f"spec.ingress[{index}]",
+            )

@@ -687,8 +687,9 @@ def default_sa_bound(cluster: ClusterContext) -> Iterator[Violation]:
 
 
 def _sa_has_bindings(cluster: ClusterContext, namespace: str | None, name: str) -> bool:
-    if any(not is_default_binding(b)
-           for b in cluster.bindings_for_subject("ServiceAccount", name, namespace)):
+    # Any binding counts, defaults included (CoreDNS is granted its rights by the
+    # bootstrap-style `system:coredns` binding and needs its token).
+    if cluster.bindings_for_subject("ServiceAccount", name, namespace):
         return True
     user = f"system:serviceaccount:{namespace}:{name}"
     return bool(cluster.bindings_for_subject("User", user))

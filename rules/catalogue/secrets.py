@@ -508,3 +508,56 @@ def literal_secret_in_configmap(obj: ObjectView) -> Iterator[Violation]:
                 "into a Secret and rotate it",
                 path=_data_path(str(key)),
             )
+
+
+@rule(
+    id="KM-405",
+    title="Long-lived service account token Secret",
+    severity=Severity.MEDIUM,
+    category=CATEGORY,
+    references=("https://kubernetes.io/docs/concepts/security/service-accounts/"
+                "#get-a-token", NSA),
+    remediation="Delete the Secret and use short-lived tokens: the projected token volume "
+                "for pods, `kubectl create token` (TokenRequest) for clients.",
+    kinds=("Secret",),
+)
+def legacy_sa_token(obj: ObjectView) -> Iterator[Violation]:
+    """Flags Secrets of type `kubernetes.io/service-account-token`.
+
+    ## What it does
+    Reports every Secret whose `type` is `kubernetes.io/service-account-token`, naming the
+    service account from the `kubernetes.io/service-account.name` annotation.
+
+    ## Why is this bad?
+    The token controller fills such a Secret with a token that never expires and is not
+    bound to any pod: whoever reads the Secret, or finds the token in a log or a kubeconfig,
+    acts as the service account until the Secret is deleted. Since Kubernetes 1.24 these
+    Secrets are no longer created automatically; the ones that exist were created on
+    purpose or are left over.
+
+    ## Example
+    ```yaml
+    apiVersion: v1
+    kind: Secret
+    type: kubernetes.io/service-account-token
+    metadata:
+      name: ci-token
+      annotations:
+        kubernetes.io/service-account.name: ci
+    ```
+
+    ## Use instead
+    ```sh
+    kubectl create token ci --duration=1h
+    ```
+
+    ## References
+    - https://kubernetes.io/docs/concepts/security/service-accounts/
+    """
+    if obj.manifest.get("type") == "kubernetes.io/service-account-token":
+        account = obj.annotations.get("kubernetes.io/service-account.name") or "?"
+        yield Violation(
+            f"Secret {obj.name} holds a non-expiring token for ServiceAccount {account}; "
+            "delete it and use short-lived tokens (TokenRequest, projected volumes)",
+            path="type",
+        )
