@@ -43,7 +43,8 @@ def is_map(value: Any) -> bool:
 
 def _webhook_texts(config: ObjectView) -> Iterator[str]:
     yield config.name
-    for hook in config.manifest.get("webhooks") or ():
+    hooks = config.manifest.get("webhooks")
+    for hook in hooks if isinstance(hooks, list) else ():
         if not is_map(hook):
             continue
         yield str(hook.get("name") or "")

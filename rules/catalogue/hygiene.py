@@ -59,7 +59,8 @@ class Defaults:
 def _container_defaults(limit_range: ObjectView) -> tuple[set[str], set[str]]:
     requests: set[str] = set()
     limits: set[str] = set()
-    for item in limit_range.spec.get("limits") or ():
+    items = limit_range.spec.get("limits")
+    for item in items if isinstance(items, list) else ():
         if not is_map(item) or item.get("type", "Container") != "Container":
             continue
         # API defaulting: default <- max; defaultRequest <- default, then <- min.
@@ -822,7 +823,7 @@ def _pdb_selects(pdb: ObjectView, labels: Mapping[str, Any]) -> bool:
         return pdb.api_version != "policy/v1beta1"
     try:
         return parse_selector(selector).matches(labels)
-    except SelectorError:
+    except (SelectorError, TypeError, AttributeError):
         return False
 
 

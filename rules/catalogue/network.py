@@ -82,7 +82,7 @@ def _admin_policy_selects(obj: ObjectView, labels: Mapping[str, Any]) -> bool:
         return False
     try:
         return parse_selector(selector).matches(labels)
-    except SelectorError:
+    except (SelectorError, TypeError, AttributeError):
         return False
 
 
@@ -357,7 +357,8 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
         return
     if any(not t.get("hosts") for t in entries):
         return
-    tls_hosts = {str(h).lower() for t in entries for h in t.get("hosts") or ()}
+    tls_hosts = {str(h).lower() for t in entries
+                 for h in (t.get("hosts") if isinstance(t.get("hosts"), list) else ())}
     rules = obj.spec.get("rules")
     for index, item in enumerate(rules if isinstance(rules, list) else ()):
         if not is_map(item) or not item.get("host"):
@@ -444,7 +445,9 @@ def allow_all_ingress(obj: ObjectView) -> Iterator[Violation]:
         if not is_map(item) or item.get("ports"):
             continue
         peers = item.get("from")
-        if not peers or any(_peer_is_anywhere(p) for p in peers if isinstance(peers, list)):
+        if peers is not None and not isinstance(peers, list):
+            continue  # malformed: leave it to the API server's validation
+        if not peers or any(_peer_is_anywhere(p) for p in peers):
             selector = spec.get("podSelector")
             which = "every pod of the namespace" if not selector else "the selected pods"
             yield Violation(

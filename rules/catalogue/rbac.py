@@ -252,6 +252,28 @@ def is_default_binding(binding: ObjectView) -> bool:
     return True
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _aggregated_rules(cluster: ClusterContext, role: ObjectView, own: int
+                      ) -> list[Mapping[str, Any]]:
+    """Rules aggregated into a ClusterRole beyond its own (none if the selector is broken)."""
+    try:
+        return list(cluster.policy_rules(role)[own:])
+    except (TypeError, ValueError, AttributeError):
+        return []
+
+
+def subject_bindings(cluster: ClusterContext, kind: str, name: str,
+                     namespace: str | None = None) -> list[ObjectView]:
+    """`ClusterContext.bindings_for_subject`, empty when a malformed binding breaks it."""
+    try:
+        return list(cluster.bindings_for_subject(kind, name, namespace))
+    except (TypeError, ValueError, AttributeError):
+        return []
+
+
 def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None:
     """The binding with its role's rules (built-in fallback), or None if unresolvable."""
     role_kind, role_name = _role_ref(binding)
@@ -261,8 +283,8 @@ def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None
         return None  # invalid: a ClusterRoleBinding can only reference a ClusterRole
     role = cluster.role_of(binding)
     if role is not None:
-        own = [r for r in role.manifest.get("rules") or () if is_map(r)]
-        rules = own + list(cluster.policy_rules(role)[len(own):])
+        own = [r for r in _list(role.manifest.get("rules")) if is_map(r)]
+        rules = own + _aggregated_rules(cluster, role, len(own))
         return BoundRole(binding, f"{role_kind} {role_name}", tuple(rules), len(own))
     if role_kind == "ClusterRole" and role_name in BUILTIN_CLUSTER_ROLES:
         rules = BUILTIN_CLUSTER_ROLES[role_name]
@@ -689,10 +711,10 @@ def default_sa_bound(cluster: ClusterContext) -> Iterator[Violation]:
 def _sa_has_bindings(cluster: ClusterContext, namespace: str | None, name: str) -> bool:
     # Any binding counts, defaults included (CoreDNS is granted its rights by the
     # bootstrap-style `system:coredns` binding and needs its token).
-    if cluster.bindings_for_subject("ServiceAccount", name, namespace):
+    if subject_bindings(cluster, "ServiceAccount", name, namespace):
         return True
     user = f"system:serviceaccount:{namespace}:{name}"
-    return bool(cluster.bindings_for_subject("User", user))
+    return bool(subject_bindings(cluster, "User", user))
 
 
 @rule(
@@ -1028,7 +1050,8 @@ def node_proxy(cluster: ClusterContext) -> Iterator[Violation]:
 def _subject_bindings(cluster: ClusterContext, binding: ObjectView) -> Iterator[ObjectView]:
     for subject in _subjects(binding):
         kind = str(subject.get("kind") or "")
-        yield from cluster.bindings_for_subject(
+        yield from subject_bindings(
+            cluster,
             kind, str(subject.get("name") or ""),
             _subject_namespace(subject, binding) if kind == "ServiceAccount" else None,
         )
