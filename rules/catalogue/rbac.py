@@ -132,7 +132,11 @@ class BoundRole:
 
     @property
     def scope(self) -> str:
-        return "cluster-wide" if self.cluster_wide else f"in namespace {self.binding.namespace}"
+        if self.cluster_wide:
+            return "cluster-wide"
+        if self.binding.namespace:
+            return f"in namespace {self.binding.namespace}"
+        return "in the namespace it is applied to"
 
     def rule_where(self, index: int) -> str:
         if self.builtin:
@@ -207,7 +211,8 @@ def subject_label(subject: Mapping[str, Any], binding: ObjectView) -> str:
     kind = str(subject.get("kind") or "?")
     name = str(subject.get("name") or "?")
     if kind == "ServiceAccount":
-        return f"ServiceAccount {_subject_namespace(subject, binding) or '?'}/{name}"
+        namespace = _subject_namespace(subject, binding)
+        return f"ServiceAccount {namespace}/{name}" if namespace else f"ServiceAccount {name}"
     return f"{kind} {name}"
 
 
@@ -297,8 +302,6 @@ def active_bindings(cluster: ClusterContext) -> Iterator[BoundRole]:
     """Non-default bindings with subjects, resolved to their roles."""
     for kind in BINDING_KINDS:
         for binding in cluster.by_kind(kind):
-            if binding.kind == "RoleBinding" and not binding.namespace:
-                continue
             if not _subjects(binding) or is_default_binding(binding):
                 continue
             bound = bound_role(cluster, binding)
