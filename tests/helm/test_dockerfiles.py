@@ -3,8 +3,11 @@ runs as a non-root user, pinned bases and requirements, sources that exist."""
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,55 @@ def test_dockerignore_keeps_local_state_out() -> None:
         assert entry in ignored
     for needed in ("requirements.txt", "README.md", "pyproject.toml", "agent", "contracts"):
         assert needed not in ignored
+
+
+def _requirement_closure(names: set[str]) -> set[str]:
+    """The distributions `pip install` brings for `names` (installed metadata, transitively)."""
+    seen: set[str] = set()
+    todo = [_normalise(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for requirement in requires:
+            if "extra ==" in requirement:
+                continue
+            todo.append(_normalise(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0]))
+    return seen
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _imported_top_level(package: Path) -> set[str]:
+    modules: set[str] = set()
+    for source in package.rglob("*.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    return modules
+
+
+def test_agent_image_provides_every_module_the_agent_imports() -> None:
+    """The agent image installs only agent/requirements.txt: every third-party import of
+    `agent` and `contracts` must come from those distributions (or their dependencies)."""
+    provided = _requirement_closure(set(_pins(REPO_ROOT / "agent" / "requirements.txt")))
+    by_module = metadata.packages_distributions()
+    ours = {"agent", "contracts"}
+    imported = (_imported_top_level(REPO_ROOT / "agent")
+                | _imported_top_level(REPO_ROOT / "contracts"))
+    third_party = imported - ours - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party, "the agent uses the Kubernetes client at least"
+    for module in sorted(third_party):
+        dists = {_normalise(d) for d in by_module.get(module, [])}
+        assert dists, f"agent imports {module}, which no installed distribution provides"
+        assert dists & provided, f"agent imports {module} ({dists}) missing from the agent image"
