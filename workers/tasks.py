@@ -32,6 +32,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 COMMON: dict[str, Any] = {
     "bind": True,
+    "shared": False,  # tasks belong to their app only: no process-wide registry
+
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": TRANSIENT_ERRORS,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from reports.build import build_cluster_report
 from reports.html import write_html
 from reports.model import ClusterReport
+from reports.policyreport import cluster_policy_reports, write_policy_reports
 from reports.slack import DeliveryError, build_message, is_slack_url, send_slack, slack_target
 from reports.webhook import WebhookError, payload, send_webhook
 from settings import Settings
@@ -31,7 +32,10 @@ def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) ->
         return None
     report = build_cluster_report(session, run.cluster_id, public_url=settings.public_url,
                                   scan_id=scan_id)
-    return write_html(report, html_report_dir(settings))
+    directory = html_report_dir(settings)
+    write_policy_reports(cluster_policy_reports(session, run.cluster_id),
+                         directory / f"{run.cluster_id}.policyreports.yaml")
+    return write_html(report, directory)
 
 
 def send_one(delivery: Delivery, report: ClusterReport, *, settings: Settings) -> None:

@@ -1,0 +1,58 @@
+"""A cluster's current findings as PolicyReport / ClusterPolicyReport documents (via
+reports.formats.policyreport), ready to apply to the cluster or serve to tooling."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.orm import Session
+
+from contracts.findings import Finding as FindingDict
+from contracts.findings import ScanReport
+from reports.formats.policyreport import render_policy_reports
+from store.findings import cluster_findings, fingerprint
+from store.models import Finding
+
+
+def finding_dict(finding: Finding) -> FindingDict:
+    """A stored finding in the contract's JSON shape (`contracts.findings.Finding`)."""
+    details = finding.details or {}
+    exemption = details.get("exemption")
+    ref_key = f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
+    return {
+        "rule_id": finding.rule_id,
+        "title": str(details.get("title") or finding.rule_id),
+        "severity": finding.severity,
+        "category": str(details.get("category") or ""),
+        "cis": list(details.get("cis") or []),
+        "pss": list(details.get("pss") or []),
+        "resource": {"apiVersion": finding.api_version, "kind": finding.kind,
+                     "namespace": finding.namespace, "name": finding.name},
+        "container": finding.container,
+        "path": finding.path or "",
+        "message": finding.message,
+        "status": "exempted" if finding.status == "exempted" else "open",
+        "exemption": exemption if isinstance(exemption, dict) else (
+            {"source": "config", "index": None, "reason": "exemption "
+             f"#{finding.exemption_id}", "owner": "", "expires": None, "status": "active"}
+            if finding.exemption_id else None),
+        "fingerprint": fingerprint(rule_id=finding.rule_id, ref_key=ref_key,
+                                   container=finding.container, path=finding.path),
+    }
+
+
+def cluster_policy_reports(
+    session: Session, cluster_id: str, *, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    findings = [finding_dict(f) for f in cluster_findings(session, cluster_id)]
+    report: ScanReport = {"findings": findings, "errors": [], "summary": {}}  # type: ignore[typeddict-item]
+    return render_policy_reports(report, now=now)
+
+
+def write_policy_reports(documents: list[dict[str, Any]], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(documents, sort_keys=False), encoding="utf-8")
+    return path
