@@ -6,6 +6,7 @@ bytes and content hash (never the parsed model).
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from collections import Counter
@@ -16,7 +17,7 @@ from typing import Any
 from agent.discovery import Discovery, ResourceType, discover, is_forbidden, select
 from agent.kube import KubeApi, KubeError
 from agent.normalise import normalise
-from contracts.hashing import canonical_json, content_hash
+from contracts.hashing import canonical_json
 from contracts.resources import ResourceRef
 
 MAX_LIST_RESTARTS = 3
@@ -38,10 +39,11 @@ class Entry:
 
     @classmethod
     def of(cls, manifest: dict[str, Any]) -> Entry:
+        # contracts.hashing.content_hash is SHA-256 of canonical_json: hashing the bytes we keep
+        # anyway serialises each object once instead of twice (tests hold the two equal).
+        body = canonical_json(manifest)
         packer = zlib.compressobj(1, zlib.DEFLATED, -15)
-        return cls(
-            content_hash(manifest), packer.compress(canonical_json(manifest)) + packer.flush()
-        )
+        return cls(hashlib.sha256(body).hexdigest(), packer.compress(body) + packer.flush())
 
     @property
     def body(self) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from agent.collect import CollectOptions, collect
 from agent.kube import KubeClient
@@ -89,3 +90,11 @@ def test_node_heartbeats_do_not_change_the_hash() -> None:
     assert content_hash(a) == content_hash(b)
     assert a["status"]["nodeInfo"]["kubeletVersion"] == "v1.29.3"
     assert "conditions" not in a["status"] and "images" not in a["status"]
+
+
+def test_collected_hashes_are_the_contract_content_hash(
+    kube: KubeClient, options: CollectOptions
+) -> None:
+    collection = collect(kube, options)
+    for entry in collection.entries.values():
+        assert entry.content_hash == content_hash(json.loads(entry.body))
