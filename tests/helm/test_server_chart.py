@@ -33,8 +33,10 @@ DEFAULT = load_values(chart_dir(SERVER) / "ci" / "default-values.yaml")
 FULL = load_values(chart_dir(SERVER) / "ci" / "full-values.yaml")
 CREDENTIALS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLACK_SIGNING_SECRET",
                "SLACK_BOT_TOKEN", "K8SMON_WEBHOOK_SECRET", "FLOWER_BASIC_AUTH"}
-# Variables the chart sets that are read by libraries rather than settings/config.py.
-NOT_SETTINGS = {"SLACK_BOT_TOKEN", "FLOWER_BASIC_AUTH"}
+# Variables read outside settings/config.py: by notifiers, Flower, and the broker options
+# (workers.celery_app.BrokerOptions, set through config.extraEnv in the CI values).
+NOT_SETTINGS = {"SLACK_BOT_TOKEN", "FLOWER_BASIC_AUTH", "K8SMON_TASK_QUEUE",
+                "K8SMON_REDIS_KEY_PREFIX", "K8SMON_VISIBILITY_TIMEOUT"}
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +278,10 @@ def test_priority_class_reaches_every_server_pod(default: Rendered, full: Render
         if doc["kind"] != "Pod":  # the helm test pod is short-lived
             assert pod_spec(doc)["priorityClassName"] == "k8s-monitor", doc["metadata"]["name"]
     assert all("priorityClassName" not in pod_spec(doc) for doc in workloads(default))
+
+
+def test_extra_env_reaches_every_long_running_container(full: Rendered) -> None:
+    for doc in full.of_kind("Deployment"):
+        (container,) = pod_spec(doc)["containers"]
+        assert env_of(container)["K8SMON_VISIBILITY_TIMEOUT"] == {
+            "name": "K8SMON_VISIBILITY_TIMEOUT", "value": "1800"}
