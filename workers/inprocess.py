@@ -33,6 +33,7 @@ class InProcessDispatcher:
             names.RESCAN: lambda cid: jobs.scan_cluster_inline(ctx, cid, trigger="rescan"),
             names.DELIVER_REPORTS: lambda scan_id=None: jobs.deliver_reports(ctx, scan_id),
             names.PURGE_EXPIRED: lambda: jobs.purge_expired(ctx),
+            names.CHATOPS_COMMAND: lambda request: jobs.chatops_command(ctx, request),
         }
 
     def scan_fleet(self, trigger: str = "schedule") -> list[dict[str, Any]]:

@@ -98,6 +98,15 @@ def purge_expired(ctx: WorkerContext) -> dict[str, int]:
                                catalogue_version=ctx.rules.catalogue_version)
 
 
+def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer a Slack slash command (reports.chatops) and post it to its response_url."""
+    from reports.chatops import run_chatops_command  # noqa: PLC0415 - only chat-ops needs it
+
+    return dict(run_chatops_command(ctx.sessions, request=request,
+                                    secret_key=ctx.settings.secret_key,
+                                    public_url=ctx.settings.public_url) or {})
+
+
 def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) -> dict[str, Any]:
     """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
     plan = plan_scan(ctx, cluster_id, trigger=trigger)

@@ -103,6 +103,10 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
     def deliver_reports(self: Task, scan_id: int | None = None) -> dict[str, Any]:
         return jobs.deliver_reports(ctx, scan_id)
 
+    @app.task(name=names.CHATOPS_COMMAND, **COMMON)
+    def chatops_command(self: Task, request: dict[str, Any]) -> dict[str, Any]:
+        return jobs.chatops_command(ctx, request)
+
     @app.task(name=names.PURGE_EXPIRED, soft_time_limit=PURGE_LIMITS[0],
               time_limit=PURGE_LIMITS[1], **COMMON)
     def purge_expired(self: Task) -> dict[str, Any]:
@@ -114,4 +118,5 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
 
     return {t.name: t for t in (
         process_snapshot, sweep_unprocessed, evaluate_shard, evaluate_cluster_rules,
-        finalize_scan, scan_cluster, rescan, scan_fleet, deliver_reports, purge_expired)}
+        finalize_scan, scan_cluster, rescan, scan_fleet, deliver_reports, purge_expired,
+        chatops_command)}
