@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
 from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
-from store.telemetry import latest_telemetry
 
 OPEN_STATUSES = ("new", "open")
 SEVERITIES = tuple(s.value for s in Severity)
@@ -22,26 +21,34 @@ TREND_SCANS = 8
 
 @dataclass(slots=True)
 class FleetRow:
-    cluster: Cluster
-    ping: TelemetryPing | None
+    """One cluster on the fleet overview (plain values: no ORM objects to hydrate)."""
+
+    cluster_id: str
+    team: str | None
+    status: str
+    received_at: datetime | None
+    agent_version: str | None
+    kubernetes_version: str | None
+    collection_errors: int
     health: str  # healthy | stale | errors | never | disabled
     open_by_severity: dict[str, int]
     trend: list[int] = field(default_factory=list)
+    age_minutes: int | None = None
 
     @property
     def open_total(self) -> int:
         return sum(self.open_by_severity.values())
 
 
-def health_of(cluster: Cluster, ping: TelemetryPing | None, *, now: datetime,
+def health_of(*, status: str, received_at: datetime | None, errors: int, now: datetime,
               stale_after: timedelta) -> str:
-    if cluster.status != "active":
+    if status != "active":
         return "disabled"
-    if ping is None:
+    if received_at is None:
         return "never"
-    if now - ping.received_at > stale_after:
+    if now - received_at > stale_after:
         return "stale"
-    if ping.errors:
+    if errors:
         return "errors"
     return "healthy"
 
@@ -64,10 +71,16 @@ def open_after_scan(counts: dict[str, Any]) -> int:
 
 
 def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, list[int]]:
-    """Per cluster, open findings after each of its last `scans` finished scans, oldest first."""
+    """Per cluster, open findings after each of its last `scans` finished scans, oldest first.
+
+    The count is read inside the database (JSON field access works on both engines), so only
+    integers cross the wire.
+    """
+    open_count = (func.coalesce(ScanRun.counts["new"].as_integer(), 0)
+                  + func.coalesce(ScanRun.counts["open"].as_integer(), 0))
     ranked = (
         select(
-            ScanRun.cluster_id, ScanRun.id, ScanRun.counts,
+            ScanRun.cluster_id, ScanRun.id, open_count.label("open_count"),
             func.row_number().over(partition_by=ScanRun.cluster_id,
                                    order_by=ScanRun.id.desc()).label("rank"),
         )
@@ -75,30 +88,54 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
         .subquery()
     )
     rows = session.execute(
-        select(ranked.c.cluster_id, ranked.c.counts)
+        select(ranked.c.cluster_id, ranked.c.open_count)
         .where(ranked.c.rank <= scans)
         .order_by(ranked.c.cluster_id, ranked.c.id)
     )
     trends: dict[str, list[int]] = defaultdict(list)
-    for cluster_id, counts in rows:
-        trends[cluster_id].append(open_after_scan(counts or {}))
+    for cluster_id, value in rows:
+        trends[cluster_id].append(int(value or 0))
     return trends
+
+
+def _latest_pings(session: Session) -> list[Any]:
+    """Each cluster with the columns the overview shows from its latest ping (one index
+    lookup per cluster through (cluster_id, received_at))."""
+    latest = (
+        select(TelemetryPing.id)
+        .where(TelemetryPing.cluster_id == Cluster.id)
+        .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc())
+        .limit(1)
+        .correlate(Cluster)
+        .scalar_subquery()
+    )
+    return list(session.execute(
+        select(Cluster.id, Cluster.team, Cluster.status, TelemetryPing.received_at,
+               TelemetryPing.agent_version, TelemetryPing.kubernetes_version,
+               TelemetryPing.errors)
+        .outerjoin(TelemetryPing, TelemetryPing.id == latest)
+        .order_by(Cluster.id)
+    ))
 
 
 def fleet_overview(session: Session, *, now: datetime, stale_after: timedelta
                    ) -> list[FleetRow]:
     counts = open_counts_by_cluster(session)
     trends = recent_trends(session)
-    return [
-        FleetRow(
-            cluster=cluster,
-            ping=ping,
-            health=health_of(cluster, ping, now=now, stale_after=stale_after),
-            open_by_severity=counts.get(cluster.id) or dict.fromkeys(SEVERITIES, 0),
-            trend=trends.get(cluster.id, []),
-        )
-        for cluster, ping in latest_telemetry(session)
-    ]
+    rows = []
+    for cid, team, status, received_at, agent, kubernetes, errors in _latest_pings(session):
+        error_count = len(errors or {})
+        rows.append(FleetRow(
+            cluster_id=cid, team=team, status=status, received_at=received_at,
+            agent_version=agent, kubernetes_version=kubernetes, collection_errors=error_count,
+            health=health_of(status=status, received_at=received_at, errors=error_count,
+                             now=now, stale_after=stale_after),
+            open_by_severity=counts.get(cid) or dict.fromkeys(SEVERITIES, 0),
+            trend=trends.get(cid, []),
+            age_minutes=int((now - received_at).total_seconds() // 60)
+            if received_at else None,
+        ))
+    return rows
 
 
 def sparkline(values: Sequence[int]) -> str:

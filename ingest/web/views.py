@@ -88,8 +88,9 @@ def logout() -> Response:
 def fleet() -> str:
     with _db() as db:
         rows = queries.fleet_overview(db, now=utcnow(), stale_after=STALE_AFTER)
+        prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
         return render_template("web/fleet.html", rows=rows, severities=queries.SEVERITIES,
-                               sparkline=queries.sparkline, now=utcnow())
+                               sparkline=queries.sparkline, prefix=prefix)
 
 
 @login_required
