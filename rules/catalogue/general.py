@@ -1,8 +1,10 @@
 """General policies (KM-5xx): an active pod policy mechanism (CIS 5.2.1), security contexts
 applied (CIS 5.6.3) and the default namespace left unused (CIS 5.6.4).
 
-CIS 5.6.2 (seccomp RuntimeDefault in pod definitions) is checked by the pod-security rules
-(KM-118 explicit Unconfined, KM-119 profile unset) and is not duplicated here.
+CIS 5.6.2 (seccomp RuntimeDefault in pod definitions) is KM-502: one finding per pod
+definition, where the pod-security rules KM-118 (explicit Unconfined) and KM-119 (profile
+unset) judge each container against the Pod Security Standards; an operator who wants only
+one view disables the other.
 """
 
 from __future__ import annotations
@@ -151,6 +153,103 @@ def no_policy_mechanism(cluster: ClusterContext) -> Iterator[Violation]:
         "deploy a policy engine",
         path=f'metadata.labels["{ENFORCE_LABEL}"]', subject=anchor,
     )
+
+
+SECCOMP_OK = frozenset({"RuntimeDefault", "Localhost"})
+SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
+SECCOMP_CONTAINER_ANNOTATION = "container.seccomp.security.alpha.kubernetes.io/"
+
+
+def _annotation_ok(value: Any) -> bool | None:
+    """A legacy seccomp annotation value: True when confining, None when absent."""
+    if value is None:
+        return None
+    text = str(value)
+    return text in ("runtime/default", "docker/default") or text.startswith("localhost/")
+
+
+def _unconfined_containers(obj: ObjectView) -> list[str]:
+    """Containers whose effective seccomp profile is not RuntimeDefault or Localhost."""
+    w = obj.workload
+    assert w is not None
+    annotations = w.annotations
+    pod_annotation = _annotation_ok(annotations.get(SECCOMP_POD_ANNOTATION))
+    out = []
+    for c in w.containers:
+        value, _ = c.effective("seccompProfile")
+        if is_map(value):
+            if str(value.get("type")) in SECCOMP_OK:
+                continue
+            out.append(c.name)
+            continue
+        legacy = _annotation_ok(annotations.get(SECCOMP_CONTAINER_ANNOTATION + c.name))
+        if legacy is None:
+            legacy = pod_annotation
+        if not legacy:
+            out.append(c.name)
+    return out
+
+
+@rule(
+    id="KM-502",
+    title="Pod definition does not set the RuntimeDefault seccomp profile",
+    severity=Severity.MEDIUM,
+    category=CATEGORY,
+    cis=("5.6.2",),
+    references=("https://kubernetes.io/docs/tutorials/security/seccomp/", NSA),
+    remediation="Set `securityContext.seccompProfile.type: RuntimeDefault` in the pod spec "
+                "(or `Localhost` with a reviewed profile).",
+    kinds=POD_KINDS,
+)
+def seccomp_not_default(obj: ObjectView) -> Iterator[Violation]:
+    """Flags pod definitions in which some container is not confined by seccomp.
+
+    ## What it does
+    Resolves every container's effective seccomp profile (container over pod, as the
+    kubelet does; legacy `seccomp.security.alpha.kubernetes.io` annotations count when no
+    field is set) and reports the pod definition once, at its pod-level `seccompProfile`,
+    when any container ends up neither `RuntimeDefault` nor `Localhost`. Windows pods are
+    skipped. KM-118 and KM-119 report the same gap per container under the Pod Security
+    Standards.
+
+    ## Why is this bad?
+    Unless every kubelet runs with `--seccomp-default`, an unset profile is `Unconfined`:
+    the container can make every system call, including the ones most kernel exploits need.
+
+    ## Example
+    ```yaml
+    spec:
+      containers:
+        - name: app
+          image: registry.example/app:1.4.2
+    ```
+
+    ## Use instead
+    ```yaml
+    spec:
+      securityContext:
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: app
+          image: registry.example/app:1.4.2
+    ```
+
+    ## References
+    - CIS Kubernetes Benchmark v1.12, 5.6.2
+    """
+    w = obj.workload
+    assert w is not None
+    if w.is_windows or not w.containers:
+        return
+    names = _unconfined_containers(obj)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
+        yield Violation(
+            f"{obj.kind} {obj.name} does not run {shown} with the RuntimeDefault (or a "
+            "Localhost) seccomp profile; set it in the pod securityContext",
+            path=f"{w.pod_sc_path}.seccompProfile",
+        )
 
 
 def _has_settings(value: Any) -> bool:
