@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def rules_config(chart: str, rendered: Rendered) -> dict[str, Any]:
     return self_exemptions(chart)
 
 
+@cache
 def scan(chart: str, values_file: Path) -> ScanOutcome:
+    """Render and scan once per (chart, values file); the outcome is immutable."""
     rendered = render(chart, load_values(values_file))
     config = ScanConfig.from_dict(rules_config(chart, rendered))
     return Engine.from_config(config).scan(rendered.documents, cluster="self-test")
