@@ -570,6 +570,7 @@ class KubeApiEmulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._item_cache: dict[tuple[int, str, str], bytes] = {}
 
     # -- behaviour switches ----------------------------------------------------------------------
 
@@ -698,7 +699,7 @@ class KubeApiEmulator:
 
     def list_objects(
         self, res: FakeResource, *, namespace: str | None, query: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any] | bytes]:
         behaviour = self.behaviour
         if res.name in behaviour.vanished or res.plural in behaviour.vanished:
             return 404, status_body(
@@ -739,16 +740,9 @@ class KubeApiEmulator:
                 return 410, status_body(410, "Expired", EXPIRED_MESSAGE)
         objects = self.cluster.objects(res, namespace)
         page = objects[start : start + limit] if limit else objects[start:]
-        items = []
-        for obj in page:
-            item = copy.deepcopy(obj)
-            item["apiVersion"] = res.api_version  # served at the requested version
-            if not res.custom:  # typed lists carry apiVersion/kind on the list only
-                item.pop("apiVersion", None)
-                item.pop("kind", None)
-            items.append(item)
+        items = [self._item_json(obj, res) for obj in page]
         broken = behaviour.broken_items.pop(res.name, 0) if start == 0 else 0
-        items.extend({"metadata": {"namespace": "broken"}, "spec": "?"} for _ in range(broken))
+        items.extend(b'{"metadata":{"namespace":"broken"},"spec":"?"}' for _ in range(broken))
         metadata: dict[str, Any] = {"resourceVersion": str(revision)}
         end = start + len(page)
         if limit and end < len(objects):
@@ -756,12 +750,23 @@ class KubeApiEmulator:
                 json.dumps({"rv": revision, "start": end}).encode()
             ).decode()
             metadata["remainingItemCount"] = len(objects) - end
-        return 200, {
-            "kind": f"{res.kind}List",
-            "apiVersion": res.api_version,
-            "metadata": metadata,
-            "items": items,
-        }
+        head = json.dumps(
+            {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": metadata}
+        ).encode()
+        return 200, head[:-1] + b',"items":[' + b",".join(items) + b"]}"
+
+    def _item_json(self, obj: dict[str, Any], res: FakeResource) -> bytes:
+        """An object as a list item at the served version (cached per object version)."""
+        key = (id(obj), obj["metadata"].get("resourceVersion", ""), res.api_version)
+        cached = self._item_cache.get(key)
+        if cached is None:
+            item = dict(obj)
+            item["apiVersion"] = res.api_version  # served at the requested version
+            if not res.custom:  # typed lists carry apiVersion/kind on the list only
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+            cached = self._item_cache[key] = json.dumps(item).encode()
+        return cached
 
 
 def _self_signed(directory: Path) -> tuple[str, str]:
@@ -828,8 +833,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _reply(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
+    def _reply(self, code: int, body: dict[str, Any] | bytes) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -873,7 +878,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(
         self, method: str, path: str, query: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any]]:
+    ) -> tuple[int, dict[str, Any] | bytes]:
         emulator, cluster = self.emulator, self.emulator.cluster
         parts = [unquote(p) for p in path.strip("/").split("/") if p]
         not_found = (
