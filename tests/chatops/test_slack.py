@@ -19,7 +19,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.tasks import CHATOPS_COMMAND
-from reports.chatops import run_chatops_command
 from reports.links import LinkError, cluster_of_token, report_token
 from settings import Settings
 from store.models import AuditEntry, ScanRun
@@ -70,22 +69,17 @@ class Receiver:
         self.thread.join(timeout=5)
 
 
-class ChatopsDispatcher:
-    """The in-process pipeline plus what the worker's `k8smon.chatops_command` task does."""
+class RecordingDispatcher:
+    """The workers' in-process dispatcher (which runs `k8smon.chatops_command` as the worker
+    does), recording which tasks were sent."""
 
-    def __init__(self, fleet_dispatcher: Any, settings: Settings) -> None:
-        self.inner = fleet_dispatcher
-        self.settings = settings
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
         self.sent: list[str] = []
 
     def __call__(self, task_name: str, *, args: list[Any] | None = None,
                  kwargs: dict[str, Any] | None = None) -> None:
         self.sent.append(task_name)
-        if task_name == CHATOPS_COMMAND:
-            run_chatops_command(self.inner.ctx.sessions, request=(args or [])[0],
-                                secret_key=self.settings.secret_key,
-                                public_url=self.settings.public_url)
-            return
         self.inner(task_name, args=args, kwargs=kwargs)
 
 
@@ -96,13 +90,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def chat(db_session: Session, test_settings: Settings) -> tuple[Fleet, ChatopsDispatcher]:
+def chat(db_session: Session, test_settings: Settings) -> tuple[Fleet, RecordingDispatcher]:
     settings = test_settings.replace(
         slack_signing_secret=SLACK_SECRET, slack_allowed_users=("U2CERLKJA", "UOPS"),
         public_url="https://k8smon.example",
     )
     fleet = build_fleet(db_session, settings, clock=lambda: float(NOW))
-    dispatcher = ChatopsDispatcher(fleet.dispatcher, settings)
+    dispatcher = RecordingDispatcher(fleet.dispatcher)
     fleet.app.extensions["k8smon.ingest"].dispatch = dispatcher
     return fleet, dispatcher
 
@@ -123,7 +117,7 @@ def _command(text: str, response_url: str, *, user: str = "UOPS") -> str:
                       "user_name": "ops", "response_url": response_url})
 
 
-def test_slack_documented_example_is_accepted(chat: tuple[Fleet, ChatopsDispatcher]) -> None:
+def test_slack_documented_example_is_accepted(chat: tuple[Fleet, RecordingDispatcher]) -> None:
     fleet, dispatcher = chat
     client = fleet.app.test_client()
     answer = _signed(client, SLACK_BODY, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE)
@@ -135,7 +129,7 @@ def test_slack_documented_example_is_accepted(chat: tuple[Fleet, ChatopsDispatch
 
 
 def test_altered_unsigned_or_stale_requests_are_refused(
-    chat: tuple[Fleet, ChatopsDispatcher]
+    chat: tuple[Fleet, RecordingDispatcher]
 ) -> None:
     fleet, dispatcher = chat
     client = fleet.app.test_client()
@@ -151,7 +145,7 @@ def test_altered_unsigned_or_stale_requests_are_refused(
     assert dispatcher.sent == []
 
 
-def test_users_off_the_allow_list_are_turned_away(chat: tuple[Fleet, ChatopsDispatcher],
+def test_users_off_the_allow_list_are_turned_away(chat: tuple[Fleet, RecordingDispatcher],
                                                   receiver: Receiver) -> None:
     fleet, dispatcher = chat
     answer = _signed(fleet.app.test_client(),
@@ -161,7 +155,7 @@ def test_users_off_the_allow_list_are_turned_away(chat: tuple[Fleet, ChatopsDisp
 
 
 def test_unknown_commands_and_clusters_get_a_helpful_reply(
-    chat: tuple[Fleet, ChatopsDispatcher], receiver: Receiver
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
 ) -> None:
     fleet, dispatcher = chat
     client = fleet.app.test_client()
@@ -177,7 +171,7 @@ def test_unknown_commands_and_clusters_get_a_helpful_reply(
 
 
 def test_status_is_acknowledged_then_posted_with_a_signed_report_link(
-    chat: tuple[Fleet, ChatopsDispatcher], receiver: Receiver
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
 ) -> None:
     fleet, dispatcher = chat
     client = fleet.app.test_client()
@@ -203,7 +197,7 @@ def test_status_is_acknowledged_then_posted_with_a_signed_report_link(
     assert client.get(f"/chatops/reports/{token[:-2]}xx").status_code == 403
 
 
-def test_findings_filtered_by_severity(chat: tuple[Fleet, ChatopsDispatcher],
+def test_findings_filtered_by_severity(chat: tuple[Fleet, RecordingDispatcher],
                                        receiver: Receiver) -> None:
     fleet, _dispatcher = chat
     _signed(fleet.app.test_client(), _command("findings prod-eu critical", receiver.url))
@@ -214,7 +208,7 @@ def test_findings_filtered_by_severity(chat: tuple[Fleet, ChatopsDispatcher],
 
 
 def test_rescan_queues_a_scan_audits_it_and_reports_back(
-    chat: tuple[Fleet, ChatopsDispatcher], receiver: Receiver
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
 ) -> None:
     fleet, dispatcher = chat
     with fleet.sessions() as session:
