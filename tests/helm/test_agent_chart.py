@@ -243,3 +243,18 @@ def test_a_custom_key_secret_name_reaches_the_role_and_the_agent() -> None:
     (deployment,) = rendered.of_kind("Deployment")
     assert AgentConfig.from_env(_environment(deployment)).key_secret_name == "agent-signing-key"
     assert rendered.one("Secret")["metadata"]["name"] == "agent-signing-key"
+
+
+@pytest.mark.parametrize(
+    ("server_url", "port"),
+    [("http://monitor.internal", 80), ("https://monitor.internal/", 443),
+     ("http://10.1.2.3:8000", 8000)],
+)
+def test_the_server_port_comes_from_the_url(server_url: str, port: int) -> None:
+    rendered = render(AGENT, {**DEFAULT, "serverUrl": server_url})
+    policy = rendered.named("NetworkPolicy", FULLNAME)
+    assert policy["spec"]["egress"][-1]["ports"] == [{"port": port, "protocol": "TCP"}]
+    explicit = render(AGENT, {**DEFAULT, "serverUrl": server_url,
+                              "networkPolicy": {"server": {"port": 9443}}})
+    egress = explicit.named("NetworkPolicy", FULLNAME)["spec"]["egress"]
+    assert egress[-1]["ports"] == [{"port": 9443, "protocol": "TCP"}]
