@@ -9,6 +9,10 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from agent import __version__
+
+USER_AGENT = f"k8s-monitor-agent/{__version__}"
+
 
 class KubeError(Exception):
     """A request to the API server failed: HTTP status (0 for network errors) and reason."""
@@ -46,7 +50,9 @@ class KubeClient:
                 k8s_config.load_kube_config(client_configuration=configuration)
         else:
             k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls(k8s_client.ApiClient(configuration), timeout_s=timeout_s)
+        api_client = k8s_client.ApiClient(configuration)
+        api_client.user_agent = USER_AGENT  # how the agent shows up in the API server's audit log
+        return cls(api_client, timeout_s=timeout_s)
 
     @property
     def host(self) -> str:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import requests
 
 from agent.backoff import parse_retry_after
+from agent.kube import USER_AGENT
 from agent.signing import AgentKey, signed_headers
 from contracts.wire import SNAPSHOT_PATH, TELEMETRY_PATH
 
@@ -76,7 +77,7 @@ class Sender:
     def _post(self, path: str, gz_body: bytes) -> Outcome:
         url = self._base + path
         headers = [("Content-Type", CONTENT_TYPE), ("Content-Encoding", "gzip")]
-        headers_out = dict(headers)
+        headers_out = {**dict(headers), "User-Agent": USER_AGENT}
         headers_out.update(
             signed_headers(
                 self._key,

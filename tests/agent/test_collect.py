@@ -28,6 +28,7 @@ def test_collects_every_listable_type_at_its_preferred_version(
 ) -> None:
     collection = collect(kube, options)
 
+    assert {r.user_agent for r in emulator.requests} == {"k8s-monitor-agent/0.1.0"}
     expected = _keys_of(cluster, skip_kinds={"Secret", "Event", "Lease"})
     assert set(collection.entries) == expected
     assert collection.errors == {}

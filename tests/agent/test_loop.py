@@ -78,6 +78,7 @@ def test_full_then_delta_then_nothing(
     assert push.verdict == "verified"
     assert push.path == "/v1/clusters/prod-eu/snapshots"
     assert push.headers["Content-Encoding"] == "gzip"
+    assert push.headers["User-Agent"] == "k8s-monitor-agent/0.1.0"
     full = push.document
     assert full["type"] == "full"
     assert {ResourceRef.of(o).key for o in full["objects"]} == _expected_state(cluster, agent)

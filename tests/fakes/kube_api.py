@@ -504,6 +504,7 @@ class Recorded:
     method: str
     path: str
     query: dict[str, list[str]]
+    user_agent: str = ""
 
 
 def status_body(
@@ -659,9 +660,11 @@ class KubeApiEmulator:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
-    def record(self, method: str, path: str, query: dict[str, list[str]]) -> None:
+    def record(
+        self, method: str, path: str, query: dict[str, list[str]], user_agent: str = ""
+    ) -> None:
         with self._lock:
-            self.requests.append(Recorded(method, path, query))
+            self.requests.append(Recorded(method, path, query, user_agent))
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
@@ -867,7 +870,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query, keep_blank_values=True)
-        self.emulator.record(method, url.path, query)
+        self.emulator.record(method, url.path, query, self.headers.get("User-Agent", ""))
         if not self._authorised():
             return
         try:
