@@ -71,13 +71,19 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
                     clock=context.clock,
                 )
                 g.k8smon_key_id = caller.key_id
-                if ROLE_RANK.get(caller.role or "", -1) < ROLE_RANK[role]:
-                    raise Problem(403, FORBIDDEN_ROLE, "Forbidden",
-                                  f"this action needs the {role} role")
-                body = parse_json(raw) if raw else None
-                payload, status, target, details = handler(
-                    session, caller, body, **view_args
-                )
+                try:
+                    if ROLE_RANK.get(caller.role or "", -1) < ROLE_RANK[role]:
+                        raise Problem(403, FORBIDDEN_ROLE, "Forbidden",
+                                      f"this action needs the {role} role")
+                    body = parse_json(raw) if raw else None
+                    payload, status, target, details = handler(
+                        session, caller, body, **view_args
+                    )
+                except Problem as refused:
+                    session.rollback()
+                    _audit_refusal(context, caller, action=action, problem=refused,
+                                   view_args=view_args)
+                    raise
                 audit.record_action(
                     session, actor=caller.admin_name or caller.key_id, action=action,
                     target=target, details=details, source="admin-api",
@@ -95,6 +101,18 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
         return view
 
     return decorate
+
+
+def _audit_refusal(context: IngestContext, caller: Caller, *, action: str, problem: Problem,
+                   view_args: dict[str, Any]) -> None:
+    """An authenticated admin's refused request is an action too: record it on its own."""
+    with context.sessions() as session:
+        audit.record_action(
+            session, actor=caller.admin_name or caller.key_id, action=f"{action}.refused",
+            target="/".join(str(v) for v in view_args.values()) or None,
+            details={"status": problem.status, "reason": problem.reason}, source="admin-api",
+        )
+        session.commit()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -83,8 +83,8 @@ def test_register_cluster_with_key_then_agent_pushes(server: Server) -> None:
     assert blocked.status_code == 403
 
     assert _actions(server, name) == [
-        "clusters.register", "clusters.show", "clusters.list", "clusters.update",
-        "keys.add", "keys.revoke", "clusters.disable",
+        "clusters.register", "clusters.register.refused", "clusters.show", "clusters.list",
+        "clusters.update", "keys.add", "keys.add.refused", "keys.revoke", "clusters.disable",
     ]
 
 
@@ -94,6 +94,8 @@ def test_viewer_can_read_but_not_write(server: Server) -> None:
     refused = viewer.json("POST", "/v1/admin/clusters", {"id": "nope"})
     assert refused.status_code == 403 and refused.json()["reason"] == "forbidden_role"
     assert viewer.json("GET", "/v1/admin/audit").status_code == 403
+    assert _actions(server, viewer.key_id.removesuffix("-key")) == [
+        "clusters.list", "clusters.register.refused", "audit.read.refused"]
 
 
 def test_latest_telemetry_with_staleness(server: Server) -> None:
