@@ -76,6 +76,8 @@ BUILTIN_CLUSTER_ROLES: Mapping[str, tuple[Mapping[str, Any], ...]] = {
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["pods", "replicationcontrollers", "secrets",
                                           "serviceaccounts"], "verbs": _WORKLOAD_WRITE},
+        {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"],
+         "verbs": ["create", "get"]},
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
         {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "replicasets",
                                               "statefulsets"], "verbs": _WORKLOAD_WRITE},
@@ -382,6 +384,13 @@ WEBHOOK_EDIT = (
          cluster_scoped=True),
 )
 SA_TOKEN_CREATE = (Need(("create",), "", "serviceaccounts", "token"),)
+POD_EXEC = (
+    # Websocket exec/attach is a GET: clusters before the 1.30 websocket authorization change
+    # accept `get` on these subresources as well as `create`.
+    Need(("create", "get"), "", "pods", "exec"),
+    Need(("create", "get"), "", "pods", "attach"),
+    Need(("update", "patch"), "", "pods", "ephemeralcontainers"),
+)
 
 
 # -- rules ---------------------------------------------------------------------------------
@@ -1282,3 +1291,46 @@ def broad_subject(obj: ObjectView) -> Iterator[Violation]:
                 "class; bind specific subjects instead",
                 path=f"subjects[{index}]",
             )
+
+
+@rule(
+    id="KM-217",
+    title="Binding grants command execution in running pods",
+    severity=Severity.HIGH,
+    category=CATEGORY,
+    scope="cluster",
+    references=(GOOD_PRACTICES, NSA),
+    remediation="Remove pods/exec, pods/attach and pods/ephemeralcontainers from the role; "
+                "grant them only for break-glass debugging, time-limited.",
+    kinds=BINDING_KINDS,
+)
+def pod_exec(cluster: ClusterContext) -> Iterator[Violation]:
+    """Flags bindings that let subjects run commands inside existing pods.
+
+    ## What it does
+    Reports non-default bindings whose role grants `create` or `get` on `pods/exec` or
+    `pods/attach` (exec over websockets is a GET, which clusters before Kubernetes 1.30's
+    websocket authorization change accept with `get` alone), or `update`/`patch` on
+    `pods/ephemeralcontainers` (adding a debug container to a running pod).
+
+    ## Why is this bad?
+    Running a command in a pod gives its process's view: the pod's mounted Secrets and
+    service account token, its network position, and whatever the container can reach. It
+    bypasses the admission checks that guarded the pod's creation.
+
+    ## Example
+    ```yaml
+    rules:
+      - apiGroups: [""]
+        resources: ["pods/exec"]
+        verbs: ["create"]
+    ```
+
+    ## Use instead
+    Read-only access to pods and logs for day-to-day work; exec through a time-limited,
+    audited break-glass role.
+
+    ## References
+    - https://kubernetes.io/docs/concepts/security/rbac-good-practices/
+    """
+    yield from _grant_violations(cluster, POD_EXEC, "run commands in pods")

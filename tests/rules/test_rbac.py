@@ -183,9 +183,9 @@ def test_one_custom_binding_in_a_default_cluster_is_found_once_per_rule() -> Non
     outcome = Engine.from_config(None).scan(manifests)
     ids = sorted(r.rule_id for r in outcome.results if r.rule_id.startswith("KM-2"))
     # cluster-admin grants secrets, pod creation, bind/escalate, impersonation, PVs,
-    # nodes/proxy, webhook edits and token creation; approval needs no second binding.
+    # nodes/proxy, webhook edits, token creation and exec; approval needs no second binding.
     assert ids == ["KM-201", "KM-202", "KM-204", "KM-209", "KM-210", "KM-211", "KM-212",
-                   "KM-213", "KM-214", "KM-215"]
+                   "KM-213", "KM-214", "KM-215", "KM-217"]
     for result in outcome.results:
         if result.rule_id.startswith("KM-2"):
             assert result.resource.name == "ci" and "ServiceAccount ci/ci" in result.message
