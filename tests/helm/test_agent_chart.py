@@ -3,6 +3,10 @@ environment the agent itself accepts."""
 
 from __future__ import annotations
 
+import io
+import logging
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,10 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.discovery import is_forbidden
+from agent.keys import LoadedKey, log_public_key
+from agent.logs import JsonFormatter, log_event
+from agent.signing import AgentKey
+from ingest.keys import parse_public_key
 from tests.helm.charts import (
     AGENT,
     NAMESPACE,
@@ -258,3 +266,35 @@ def test_the_server_port_comes_from_the_url(server_url: str, port: int) -> None:
                               "networkPolicy": {"server": {"port": 9443}}})
     egress = explicit.named("NetworkPolicy", FULLNAME)["spec"]["egress"]
     assert egress[-1]["ports"] == [{"port": 9443, "protocol": "TCP"}]
+
+
+def test_the_notes_command_extracts_the_public_key_from_real_agent_logs(tmp_path: Path) -> None:
+    """Run the NOTES' shell pipeline on the log lines the agent really writes."""
+    key = AgentKey.generate()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())  # the agent's own log format
+    logger = logging.getLogger("tests.helm.agent-notes")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    log_event(logger, "agent.starting", version="0.1.0")
+    log_public_key(logger, LoadedKey(key, "generated"), key_id="ci-cluster-abc",
+                   cluster_id="ci-cluster")
+    log_event(logger, "push.done", objects=3)
+    logger.removeHandler(handler)
+    logs = tmp_path / "agent.log"
+    logs.write_text(stream.getvalue(), encoding="utf-8")
+
+    notes = _render("default").notes.splitlines()
+    start = next(i for i, line in enumerate(notes) if "kubectl" in line and " logs " in line)
+    end = next(i for i in range(start, len(notes)) if notes[i].strip().startswith(">"))
+    pipeline = "\n".join(notes[start:end + 1])
+    kubectl = pipeline.split("|", 1)[0]
+    script = pipeline.replace(kubectl, f"cat {logs} ", 1).replace("agent-key.pub",
+                                                                  str(tmp_path / "out.pub"))
+    subprocess.run(["sh", "-c", script], check=True, timeout=60, cwd=tmp_path,
+                   env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    saved = (tmp_path / "out.pub").read_text(encoding="ascii")
+    assert saved == key.public_key_pem
+    assert parse_public_key(saved) == key.public_key
