@@ -126,3 +126,16 @@ def test_agent_requires_a_cluster_id() -> None:
     with pytest.raises(helm_python.HelmRenderError) as caught:
         render(AGENT, {"serverUrl": "https://monitor.example.org"})
     assert "clusterId is required" in str(caught.value)
+
+
+@pytest.mark.parametrize("chart", CHARTS)
+def test_chart_packages_and_renders_from_the_archive(chart: str, tmp_path: Path) -> None:
+    """`helm package` output (what a chart repository serves) carries files/ and the schema."""
+    archive = helm_python.package(chart_dir(chart), destination=tmp_path)
+    assert Path(archive).name == f"{chart}-0.1.0.tgz"
+    packaged = helm_python.Chart.load(archive)
+    names = {f["name"] for f in packaged.files}
+    assert "files/self-exemptions.yaml" in names
+    assert packaged.schema is not None
+    values = load_values(chart_dir(chart) / "ci" / "default-values.yaml")
+    assert packaged.render(values, name="pkg", namespace="pkg")
