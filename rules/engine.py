@@ -6,10 +6,12 @@ serve every scan of a worker process. See `rules/__init__.py` for the API summar
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import CodeType
 from typing import Any
@@ -59,6 +61,24 @@ def _error_result(meta: RuleMeta, ref: Any, problem: BaseException,
         message=f"rule {meta.id} failed on this object: {type(problem).__name__}: {problem}",
         status="error", location=location,
     )
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one scan, restoring its previous state.
+
+    A scan allocates hundreds of thousands of small container objects while the parsed input
+    (millions of dicts) is alive; every collection the allocations trigger traverses that
+    input again, which costs about a third of the scan's time. Nothing a scan creates needs
+    the collector before the scan ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +364,19 @@ class Engine:
         `inputs` are manifests or `rules.loading.Document`s (which add file/line locations).
         Objects whose controller is also in the input are skipped when `dedup_controllers`
         is on. `load_errors` (e.g. `LoadError.to_dict()`) are carried into the outcome.
+        The cyclic garbage collector is paused for the duration of the call (`gc_paused`).
         """
+        with gc_paused():
+            return self._scan(inputs, cluster=cluster, now=now, load_errors=load_errors)
+
+    def _scan(
+        self,
+        inputs: Iterable[Mapping[str, Any] | Document],
+        *,
+        cluster: str | None,
+        now: dt.datetime | None,
+        load_errors: Iterable[ScanErrorDict],
+    ) -> ScanOutcome:
         now = now or dt.datetime.now(dt.UTC)
         views: list[ObjectView] = []
         locations: dict[str, LocationDict] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 
@@ -153,3 +154,15 @@ def test_cluster_scoped_objects_have_null_namespace() -> None:
     result = Engine(TEST_RULES).evaluate_cluster(
         [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}])[0]
     assert result.to_finding()["resource"]["namespace"] is None
+
+
+def test_scan_restores_the_garbage_collector_state() -> None:
+    assert gc.isenabled()
+    Engine.from_config(None).scan([pod()])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Engine.from_config(None).scan([pod()])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
