@@ -1,13 +1,17 @@
 """Scan benchmark: the full rule catalogue over a generated 100,000-object corpus, vs checkov.
 
-Measures, on one core (the process is pinned to one CPU):
-- objects/s of `Engine.scan` (object + cluster rules, configuration, controller dedup) over
-  the pre-parsed corpus, and of `evaluate_object` on every object (no dedup: the workers' path);
-- the time of merely `json.loads`-ing the same objects, and scan time as a multiple of it;
-- peak memory (VmHWM) of a fresh process that parses the corpus from JSON and scans it;
+The corpus (`bench.corpus`) is normalised the way the agent normalises what it pushes, so the
+engine sees what it sees on the server. Rates are objects per CPU second of one process pinned
+to one core (CPU time, so other load on the shared machine does not distort them):
+- `Engine.scan` (object + cluster rules, configuration, controller dedup) on the parsed corpus,
+  and `evaluate_object` on every object (no dedup: the workers' per-object path);
+- merely `json.loads`-ing the same objects, and scan time as a multiple of it;
+- peak RSS (VmHWM) of a fresh process that parses the corpus, scans it and builds the JSON
+  report, with the corpus as one snapshot document and as one document per object, and the
+  scan's own allocations (tracemalloc);
 - checkov (installed into a throwaway virtualenv by this script, never a project dependency)
-  on samples of the same corpus, pinned to one core, as a marginal rate
-  (objects between two sample sizes / time between them, so its start-up is not counted
+  on an evenly spaced sample of the same corpus, pinned to one core, as a marginal rate
+  (objects between two sample sizes / CPU time between them, so its start-up is not counted
   against it), and the speed ratio.
 """
 
