@@ -1,0 +1,105 @@
+"""ClusterContext look-ups and label selectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules import ClusterContext
+from rules.selectors import SelectorError, parse_selector
+from tests.rules.helpers import deployment, pod
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def _objects() -> list[dict]:
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}},
+        pod("a", namespace="shop", labels={"app": "web", "tier": "front"}),
+        pod("b", namespace="shop", labels={"app": "web", "tier": "back"}),
+        pod("c", namespace="other", labels={"app": "web"}),
+        deployment("d", namespace="shop"),
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "builder", "namespace": "shop"}},
+        {**pod("runner", namespace="shop"),
+         "spec": {"serviceAccountName": "builder", "containers": []}},
+        {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "reader", "namespace": "shop"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
+        {"apiVersion": RBAC, "kind": "RoleBinding",
+         "metadata": {"name": "reader", "namespace": "shop"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": "builder"}]},
+        {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": "monitoring"},
+         "aggregationRule": {"clusterRoleSelectors": [
+             {"matchLabels": {"aggregate-to-monitoring": "true"}}]},
+         "rules": []},
+        {"apiVersion": RBAC, "kind": "ClusterRole",
+         "metadata": {"name": "metrics", "labels": {"aggregate-to-monitoring": "true"}},
+         "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]},
+        {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": "mon"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "monitoring"},
+         "subjects": [{"kind": "Group", "name": "sre"},
+                      {"kind": "ServiceAccount", "name": "prom", "namespace": "mon"}]},
+    ]
+
+
+@pytest.fixture
+def ctx() -> ClusterContext:
+    return ClusterContext(_objects())
+
+
+def test_basic_indexes(ctx: ClusterContext) -> None:
+    assert len(ctx.by_kind("Pod")) == 4
+    assert {o.name for o in ctx.in_namespace("shop", "Pod")} == {"a", "b", "runner"}
+    assert ctx.get("Deployment", "shop", "d") is not None
+    assert ctx.get("Deployment", "other", "d") is None
+    assert ctx.namespaces() == {"shop", "other"}
+    key = ctx.get("Pod", "shop", "a").ref.key
+    assert ctx.get_by_key(key).name == "a"
+
+
+@pytest.mark.parametrize(
+    ("selector", "names"),
+    [
+        ({"matchLabels": {"app": "web"}}, {"a", "b"}),
+        ({"matchLabels": {"app": "web"}, "matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["back"]}]}, {"a"}),
+        ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"a", "b"}),
+        ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"runner"}),
+        ("app=web,tier in (front, side)", {"a"}),
+        ("app==web,tier!=front", {"b"}),
+        ("!tier", {"runner"}),
+        ({}, {"a", "b", "runner"}),
+    ],
+)
+def test_label_selectors(ctx: ClusterContext, selector: object, names: set[str]) -> None:
+    assert {o.name for o in ctx.select("Pod", "shop", selector)} == names
+
+
+def test_selector_errors() -> None:
+    for bad in ("app in web", "!app in (x)", "a=b=c"):
+        with pytest.raises(SelectorError):
+            parse_selector(bad)
+    with pytest.raises(SelectorError):
+        parse_selector({"matchExpressions": [{"key": "a", "operator": "Like"}]})
+
+
+def test_rbac_lookups(ctx: ClusterContext) -> None:
+    role = ctx.get("Role", "shop", "reader")
+    bindings = ctx.bindings_for_role(role)
+    assert [b.name for b in bindings] == ["reader"]
+    assert ctx.role_of(bindings[0]) is role
+    # A ServiceAccount subject without namespace belongs to the binding's namespace.
+    assert [b.name for b in ctx.bindings_for_subject("ServiceAccount", "builder", "shop")] == [
+        "reader"]
+    assert [b.name for b in ctx.bindings_for_subject("Group", "sre")] == ["mon"]
+    assert [b.name for b in ctx.bindings_for_subject("ServiceAccount", "prom", "mon")] == [
+        "mon"]
+    monitoring = ctx.get("ClusterRole", None, "monitoring")
+    assert [r["resources"] for r in ctx.policy_rules(monitoring)] == [["nodes/proxy"]]
+
+
+def test_service_account_usage(ctx: ClusterContext) -> None:
+    assert ctx.service_account("shop", "builder") is not None
+    assert [o.name for o in ctx.pods_using_service_account("shop", "builder")] == ["runner"]
+    assert {o.name for o in ctx.pods_using_service_account("shop", "default")} == {"a", "b", "d"}
