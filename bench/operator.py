@@ -21,7 +21,7 @@ from bench.harness import Figure, repeat, timed
 
 AREA = "operator"
 DB_NAME = "k8smon_bench_operator"
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 IMAGE_PATH = "$.spec.template.spec.containers[*].image"
 CLUSTERS = 1000
 
@@ -31,7 +31,8 @@ def _server_url() -> str:
 
 
 def _recreate_database() -> str:
-    server = make_url(_server_url())
+    # psycopg2, the driver the project pins (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
+    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
     admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
@@ -41,7 +42,7 @@ def _recreate_database() -> str:
 
 
 def _drop_database() -> None:
-    server = make_url(_server_url())
+    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
     admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
@@ -39,6 +40,14 @@ class FleetRow:
     def open_total(self) -> int:
         return sum(self.open_by_severity.values())
 
+    @property
+    def severity_counts(self) -> list[int]:
+        return [self.open_by_severity.get(s, 0) for s in SEVERITIES]
+
+    @property
+    def sparkline(self) -> str:
+        return sparkline(self.trend)
+
 
 def health_of(*, status: str, received_at: datetime | None, errors: int, now: datetime,
               stale_after: timedelta) -> str:
@@ -54,15 +63,17 @@ def health_of(*, status: str, received_at: datetime | None, errors: int, now: da
 
 
 def open_counts_by_cluster(session: Session) -> dict[str, dict[str, int]]:
+    """Open findings per cluster and severity: one row per cluster (FILTER aggregates)."""
+    open_findings = Finding.status.in_(OPEN_STATUSES)
     rows = session.execute(
-        select(Finding.cluster_id, Finding.severity, func.count())
-        .where(Finding.status.in_(OPEN_STATUSES))
-        .group_by(Finding.cluster_id, Finding.severity)
+        select(Finding.cluster_id, *(
+            func.count().filter(Finding.severity == severity) for severity in SEVERITIES
+        ))
+        .where(open_findings)
+        .group_by(Finding.cluster_id)
     )
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SEVERITIES, 0))
-    for cluster_id, severity, n in rows:
-        counts[cluster_id][severity] = int(n)
-    return counts
+    return {cluster_id: dict(zip(SEVERITIES, (int(n) for n in counts), strict=True))
+            for cluster_id, *counts in rows}
 
 
 def open_after_scan(counts: dict[str, Any]) -> int:
@@ -87,13 +98,22 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
         .where(ScanRun.state == "done")
         .subquery()
     )
-    rows = session.execute(
-        select(ranked.c.cluster_id, ranked.c.open_count)
-        .where(ranked.c.rank <= scans)
-        .order_by(ranked.c.cluster_id, ranked.c.id)
-    )
+    recent = select(ranked).where(ranked.c.rank <= scans)
     trends: dict[str, list[int]] = defaultdict(list)
-    for cluster_id, value in rows:
+    if session.get_bind().dialect.name == "postgresql":
+        # One row per cluster: fetching 8 rows per cluster costs more than the query.
+        latest = recent.subquery()
+        series = session.execute(
+            select(latest.c.cluster_id,
+                   func.array_agg(aggregate_order_by(latest.c.open_count, latest.c.id)))
+            .group_by(latest.c.cluster_id)
+        )
+        for cluster_id, values in series:
+            trends[cluster_id] = [int(v or 0) for v in values]
+        return trends
+    for cluster_id, _id, value, _rank in session.execute(
+        recent.order_by(ranked.c.cluster_id, ranked.c.id)
+    ):
         trends[cluster_id].append(int(value or 0))
     return trends
 

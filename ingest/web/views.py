@@ -90,7 +90,7 @@ def fleet() -> str:
         rows = queries.fleet_overview(db, now=utcnow(), stale_after=STALE_AFTER)
         prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
         return render_template("web/fleet.html", rows=rows, severities=queries.SEVERITIES,
-                               sparkline=queries.sparkline, prefix=prefix)
+                               prefix=prefix)
 
 
 @login_required
