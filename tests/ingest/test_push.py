@@ -362,3 +362,22 @@ def test_broker_down_still_acknowledges_after_commit(server: Server) -> None:
         assert snapshot is not None and snapshot.state == "pending"  # the sweep will find it
     metrics = requests.get(server.base_url + "/metrics", timeout=5).text
     assert "k8smon_enqueue_failures_total 1.0" in metrics
+
+
+def test_chunked_upload_is_capped_and_accepted_when_small(server: Server) -> None:
+    agent = server.register_cluster()
+    small = gzip.compress(json.dumps(TELEMETRY).encode())
+
+    def chunked(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], Any]:
+        return headers, iter([body[:10], body[10:]])  # no Content-Length: chunked encoding
+
+    assert agent.push("telemetry", small, compress=False, tamper=chunked,
+                      extra_headers={"Content-Encoding": "gzip"}).status_code == 202
+    huge = b"x" * (server.settings.max_body_bytes + 1)
+
+    def chunked_huge(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], Any]:
+        return headers, (body[i:i + 65536] for i in range(0, len(body), 65536))
+
+    response = agent.push("telemetry", huge, compress=False, tamper=chunked_huge)
+    _assert_refused(response, 413, "body_too_large")
+    _still_works(server, agent, {"snapshots": 0, "pings": 1})
