@@ -74,6 +74,10 @@ def test_slack_message_lists_new_then_resolved_findings(
     assert "https://monitor.example/admin/clusters/slacky" in context["elements"][0]["text"]
     assert "slacky" in message["text"]
 
+    sent = len(receiver.requests)
+    pipeline.run.run("k8smon.rescan", "slacky")
+    assert len(receiver.requests) == sent, "a scan with no news sends nothing"
+
     pipeline.push_and_process("slacky", [fixed(bad)])
     pipeline.run.run("k8smon.rescan", "slacky")
     second = json.loads(receiver.requests[-1][2])

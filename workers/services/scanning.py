@@ -409,7 +409,8 @@ def finalize_scan(
     finish_scan_run(session, scan_id, counts=counts, errors=errors,
                     at=utcnow())
     delivery_ids = []
-    if cluster.channel:
+    changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
+    if cluster.channel and changed:  # only news is worth a message
         delivery_ids.append(
             ensure_delivery(session, cluster_id=cluster_id, scan_run_id=scan_id,
                             channel=cluster.channel).id
