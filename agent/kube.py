@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import urllib3
@@ -10,18 +12,23 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from agent import __version__
+from agent.backoff import parse_retry_after
 
 USER_AGENT = f"k8s-monitor-agent/{__version__}"
+RETRYABLE_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
 
 
 class KubeError(Exception):
     """A request to the API server failed: HTTP status (0 for network errors) and reason."""
 
-    def __init__(self, status: int, reason: str, message: str = "") -> None:
+    def __init__(
+        self, status: int, reason: str, message: str = "", *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
 
 
 class KubeApi(Protocol):
@@ -33,14 +40,35 @@ class KubeApi(Protocol):
 
 
 class KubeClient:
-    """KubeApi over `kubernetes.client.ApiClient`, reading bodies as raw bytes and parsing JSON."""
+    """KubeApi over `kubernetes.client.ApiClient`, reading bodies as raw bytes and parsing JSON.
 
-    def __init__(self, api_client: k8s_client.ApiClient, *, timeout_s: float = 30.0) -> None:
+    A GET refused with 429 (API priority and fairness), 5xx or a network error is tried again
+    up to `attempts` times, waiting for Retry-After (at most `max_wait_s`) or a short backoff.
+    """
+
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        *,
+        timeout_s: float = 30.0,
+        attempts: int = 3,
+        max_wait_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._api = api_client
         self._timeout = timeout_s
+        self._attempts = attempts
+        self._max_wait = max_wait_s
+        self._sleep = sleep
 
     @classmethod
-    def connect(cls, *, kubeconfig: str | None, timeout_s: float) -> KubeClient:
+    def connect(
+        cls,
+        *,
+        kubeconfig: str | None,
+        timeout_s: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> KubeClient:
         """In-cluster configuration inside a Pod, else the given (or default) kubeconfig."""
         configuration = k8s_client.Configuration()
         if kubeconfig is None:
@@ -50,16 +78,29 @@ class KubeClient:
                 k8s_config.load_kube_config(client_configuration=configuration)
         else:
             k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        # Retries on statuses are ours (capped Retry-After, injectable sleep); urllib3 keeps one
+        # immediate retry for a connection that dropped while idle, and never sleeps.
+        configuration.retries = urllib3.Retry(
+            total=1, read=0, redirect=0, status=0, respect_retry_after_header=False
+        )
         api_client = k8s_client.ApiClient(configuration)
         api_client.user_agent = USER_AGENT  # how the agent shows up in the API server's audit log
-        return cls(api_client, timeout_s=timeout_s)
+        return cls(api_client, timeout_s=timeout_s, sleep=sleep)
 
     @property
     def host(self) -> str:
         return str(self._api.configuration.host)
 
     def get(self, path: str, *, query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-        return self._request("GET", path, query=query, body=None)
+        attempt = 1
+        while True:
+            try:
+                return self._request("GET", path, query=query, body=None)
+            except KubeError as exc:
+                if exc.status not in RETRYABLE_STATUSES or attempt >= self._attempts:
+                    raise
+                self._sleep(min(exc.retry_after or 0.5 * 2**attempt, self._max_wait))
+                attempt += 1
 
     def send(self, method: str, path: str, *, body: dict[str, Any]) -> dict[str, Any]:
         return self._request(method, path, query=None, body=body)
@@ -95,7 +136,12 @@ class KubeClient:
             raise KubeError(exc.status or 0, str(exc.reason or "error")) from exc
         if not 200 <= response.status < 300:
             reason, message = _status_reason(raw)
-            raise KubeError(response.status, reason or str(response.reason), message)
+            raise KubeError(
+                response.status,
+                reason or str(response.reason),
+                message,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
         try:
             parsed = json.loads(raw)
         except (ValueError, RecursionError) as exc:

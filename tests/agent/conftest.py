@@ -34,7 +34,8 @@ def kubeconfig(emulator: KubeApiEmulator, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    client = KubeClient.connect(kubeconfig=str(kubeconfig), timeout_s=10)
+    # Retries of throttled or failed requests never really sleep in tests.
+    client = KubeClient.connect(kubeconfig=str(kubeconfig), timeout_s=10, sleep=lambda _s: None)
     yield client
     client.close()
 

@@ -67,3 +67,27 @@ def test_collects_in_cluster_over_tls_with_the_service_account(
         collection = collect(client, CollectOptions())
     assert collection.object_counts["Pod"] == 2
     assert collection.errors == {}
+
+
+def test_throttled_lists_are_retried_after_the_retry_after(
+    kubeconfig: Path, emulator: KubeApiEmulator
+) -> None:
+    slept: list[float] = []
+    client = KubeClient.connect(kubeconfig=str(kubeconfig), timeout_s=5, sleep=slept.append)
+    emulator.throttle("configmaps", times=2, retry_after=3)
+    collection = collect(client, CollectOptions(include_types=frozenset({"configmaps"})))
+    assert collection.object_counts["ConfigMap"] == 2
+    assert collection.errors == {}
+    assert slept == [3, 3]
+
+
+def test_a_type_throttled_for_good_fails_alone(kubeconfig: Path, emulator: KubeApiEmulator) -> None:
+    slept: list[float] = []
+    client = KubeClient.connect(kubeconfig=str(kubeconfig), timeout_s=5, sleep=slept.append)
+    emulator.throttle("configmaps", times=100, retry_after=60)
+    options = CollectOptions(include_types=frozenset({"configmaps", "pods"}))
+    collection = collect(client, options)
+    assert collection.errors["configmaps"].startswith("429 TooManyRequests")
+    assert ("v1", "ConfigMap") in collection.failed_kinds
+    assert collection.object_counts["Pod"] == 2
+    assert slept == [10, 10]  # Retry-After capped, 3 attempts in all

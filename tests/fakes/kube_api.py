@@ -543,6 +543,8 @@ class _Behaviour:
     expire_continue: dict[str, int] = field(default_factory=dict)
     broken_items: dict[str, int] = field(default_factory=dict)
     extra_groups: list[Any] = field(default_factory=list)
+    throttled: dict[str, int] = field(default_factory=dict)
+    throttle_retry_after: int = 1
     extra_resources: dict[str, list[Any]] = field(default_factory=dict)
     compacted_revision: int = 0
 
@@ -594,6 +596,12 @@ class KubeApiEmulator:
     def expire_continue(self, name: str, *, times: int = 1) -> None:
         """The next `times` continue tokens for this type are stale (410 Expired)."""
         self.behaviour.expire_continue[name] = times
+
+    def throttle(self, name: str, *, times: int = 1, retry_after: int = 1) -> None:
+        """The next `times` lists of this type answer 429 TooManyRequests with Retry-After (API
+        priority and fairness rejecting a request)."""
+        self.behaviour.throttled[name] = times
+        self.behaviour.throttle_retry_after = retry_after
 
     def add_raw_discovery(
         self, *, groups: list[Any] | None = None, resources: dict[str, list[Any]] | None = None
@@ -724,6 +732,15 @@ class KubeApiEmulator:
             return 403, status_body(
                 403, "Forbidden", message, {"group": res.group, "kind": res.plural}
             )
+        if behaviour.throttled.get(res.name, 0) > 0:
+            behaviour.throttled[res.name] -= 1
+            wait = behaviour.throttle_retry_after
+            return 429, status_body(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+                {"retryAfterSeconds": wait},
+            )
         limit = int((query.get("limit") or ["0"])[0] or 0)
         token = (query.get("continue") or [""])[0]
         start = 0
@@ -839,6 +856,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, code: int, body: dict[str, Any] | bytes) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
+        if code == 429:
+            self.send_header("Retry-After", str(self.emulator.behaviour.throttle_retry_after))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Audit-Id", "00000000-0000-0000-0000-000000000000")
