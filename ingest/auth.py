@@ -2,8 +2,9 @@
 
 Order of checks, chosen so that only a key holder learns anything specific: parse the
 signature fields, algorithm, key lookup, cryptographic verification; then revocation, the
-cluster in the URL, the server policy (components, parameters, freshness, body digest), and
-finally the nonce (recorded only for requests that passed everything else).
+cluster in the URL, the server policy (components, parameters, freshness), the body digest
+(agents: the body is read only now), and finally the nonce (recorded only for requests that
+passed everything else).
 """
 
 from __future__ import annotations
@@ -81,9 +82,15 @@ def authenticate_agent(
     cluster_id: str,
     nonces: NonceCache,
     policy: Policy,
+    read_body: Callable[[], bytes],
     clock: Callable[[], float] = time.time,
-) -> Caller:
-    """The cluster key that signed `message` for `cluster_id`, or a 401 Problem."""
+) -> tuple[Caller, bytes]:
+    """The cluster key that signed `message` for `cluster_id` and the body, or a 401 Problem.
+
+    `message` carries the headers only: the signature is checked before the body is read
+    (`read_body`, with its size cap), so an unauthenticated caller cannot make the server
+    read, let alone inflate, a large body. The body then has to match the signed digest.
+    """
     try:
         parsed = httpsig.parse_signature(message)
         httpsig.check_algorithm(parsed, policy=policy)
@@ -97,11 +104,13 @@ def authenticate_agent(
             raise SignatureError(
                 Reason.WRONG_CLUSTER, f"key {key.key_id} belongs to another cluster"
             )
-        httpsig.check_policy(message, parsed, policy=policy, now=clock())
+        httpsig.check_policy(message, parsed, policy=policy, now=clock(), check_body=False)
+        body = read_body()
+        httpsig.check_content_digest(message.header("content-digest"), body)
         _check_nonce(parsed, nonces, window=policy.window_seconds)
     except SignatureError as problem:
         raise _refuse(problem) from None
-    return Caller(key_id=key.key_id, cluster_id=key.cluster_id)
+    return Caller(key_id=key.key_id, cluster_id=key.cluster_id), body
 
 
 def authenticate_admin(

@@ -20,7 +20,14 @@ from contracts.wire import (
     TELEMETRY_PATH,
 )
 from ingest.auth import authenticate_agent, http_request
-from ingest.body import decode_content, parse_json, read_capped, validate, validator_for
+from ingest.body import (
+    decode_content,
+    parse_json,
+    read_capped,
+    too_large,
+    validate,
+    validator_for,
+)
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.fastcheck import snapshot_surely_valid
@@ -60,12 +67,18 @@ def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind:
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
         raise not_found("no such cluster")
-    raw = read_capped(request.stream, declared=request.content_length,
-                      limit=settings.max_body_bytes)
-    context.metrics.bytes_in.labels(kind=kind).inc(len(raw))
-    caller = authenticate_agent(
-        session, http_request(request, raw), cluster_id=cluster_id, nonces=context.nonces,
-        policy=context.policy, clock=context.clock,
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise too_large(settings.max_body_bytes)
+
+    def read_body() -> bytes:
+        raw = read_capped(request.stream, declared=request.content_length,
+                          limit=settings.max_body_bytes)
+        context.metrics.bytes_in.labels(kind=kind).inc(len(raw))
+        return raw
+
+    caller, raw = authenticate_agent(
+        session, http_request(request, b""), cluster_id=cluster_id, nonces=context.nonces,
+        policy=context.policy, read_body=read_body, clock=context.clock,
     )
     g.k8smon_key_id = caller.key_id
     cluster = session.get(Cluster, cluster_id)

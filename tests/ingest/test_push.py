@@ -381,3 +381,16 @@ def test_chunked_upload_is_capped_and_accepted_when_small(server: Server) -> Non
     response = agent.push("telemetry", huge, compress=False, tamper=chunked_huge)
     _assert_refused(response, 413, "body_too_large")
     _still_works(server, agent, {"snapshots": 0, "pings": 1})
+
+
+def test_unauthenticated_bodies_are_not_read(server: Server) -> None:
+    agent = server.register_cluster()
+    junk = b"x" * (server.settings.max_body_bytes - 10)
+    refused = agent.push("telemetry", junk, compress=False,
+                         tamper=_drop("Signature", "Signature-Input"))
+    _assert_refused(refused, 401, "missing_signature")
+    forged = agent.push("telemetry", junk, compress=False, tamper=_flip_signature)
+    _assert_refused(forged, 401, "bad_signature")
+    metrics = requests.get(server.base_url + "/metrics", timeout=5).text
+    assert 'k8smon_push_bytes_in_total{kind="telemetry"}' not in metrics  # nothing read
+    _still_works(server, agent, {"snapshots": 0, "pings": 0})
