@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run a command; `own_process` when this is the agent's process (it then owns logging)."""
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     if args.command == "push":
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         configure_logging().error("config.invalid", extra={"fields": {"error": str(exc)}})
         return EXIT_CONFIG
-    logger = configure_logging(level=config.log_level)
+    logger = configure_logging(level=config.log_level, whole_process=own_process)
     if args.command == "push":
         return _push_files(config, args.from_dir, logger)
     return _run(config, logger, once=args.command == "once")
@@ -174,4 +175,4 @@ def _push_files(config: AgentConfig, root: Path, logger: logging.Logger) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(own_process=True))

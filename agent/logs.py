@@ -31,8 +31,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, sort_keys=False)
 
 
-def configure_logging(*, level: str = "INFO", stream: TextIO | None = None) -> logging.Logger:
-    """Point the agent's logger at `stream` (stderr by default) with the JSON formatter."""
+def configure_logging(
+    *, level: str = "INFO", stream: TextIO | None = None, whole_process: bool = False
+) -> logging.Logger:
+    """Point the agent's logger at `stream` (stderr by default) with the JSON formatter.
+
+    With `whole_process` (the agent's own process, not a host embedding it), third-party
+    loggers (urllib3, kubernetes) and Python warnings go out as JSON lines too, from WARNING up.
+    """
+    if whole_process:
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root_handler = logging.StreamHandler(stream or sys.stderr)
+        root_handler.setFormatter(JsonFormatter())
+        root.addHandler(root_handler)
+        root.setLevel(logging.WARNING)
+        logging.captureWarnings(True)
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)

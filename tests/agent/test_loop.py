@@ -240,7 +240,11 @@ def test_an_unexpected_error_in_a_cycle_is_logged_not_fatal(
         raise RuntimeError("sender exploded")
 
     agent.sender.snapshot = boom  # type: ignore[method-assign]
-    agent._guarded(agent.push_cycle)
+    agent.log.addHandler(caplog.handler)  # the agent logger may not propagate (own handler)
+    try:
+        agent._guarded(agent.push_cycle)
+    finally:
+        agent.log.removeHandler(caplog.handler)
     assert any(r.getMessage() == "cycle.error" for r in caplog.records)
     assert agent.ping().ok  # the agent is still usable
 
