@@ -97,7 +97,11 @@ def _run(config: AgentConfig, logger: logging.Logger, *, once: bool) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        kube = KubeClient.connect(kubeconfig=config.kubeconfig, timeout_s=config.request_timeout_s)
+        kube = KubeClient.connect(
+            kubeconfig=config.kubeconfig,
+            timeout_s=config.request_timeout_s,
+            sleep=stop.wait,  # a retry's wait ends at once on SIGTERM
+        )
     except (ConfigException, OSError) as exc:
         log_event(logger, "kube.unconfigured", level=logging.ERROR, error=str(exc))
         return EXIT_CONFIG
