@@ -53,7 +53,7 @@ class KubeClient:
         timeout_s: float = 30.0,
         attempts: int = 3,
         max_wait_s: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._api = api_client
         self._timeout = timeout_s
@@ -67,7 +67,7 @@ class KubeClient:
         *,
         kubeconfig: str | None,
         timeout_s: float,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> KubeClient:
         """In-cluster configuration inside a Pod, else the given (or default) kubeconfig."""
         configuration = k8s_client.Configuration()
