@@ -31,8 +31,9 @@ from ingest.problems import (
     refuse_nul_in_url,
 )
 from ingest.push import CLUSTER_ID
+from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.search import search_manifests
-from store import audit, clusters, exemptions, telemetry
+from store import audit, clusters, exemptions, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import Cluster, ClusterKey, Exemption, Finding
 
@@ -94,7 +95,7 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
                 after(context)
             log.info(json.dumps({"event": "admin_action", "action": action,
                                  "actor": caller.admin_name, "target": target}))
-            response = jsonify(payload)
+            response = payload if isinstance(payload, Response) else jsonify(payload)
             response.status_code = status
             return response
 
@@ -293,6 +294,35 @@ def revoke_key(session: Session, caller: Caller, body: Any, cluster_id: str,
     except KeyNotFound:
         raise not_found(f"cluster {cluster_id!r} has no key {key_id!r}") from None
     return _key_json(key), 200, f"{cluster_id}/{key_id}", {}
+
+
+@blueprint.get("/clusters/<cluster_id>/report")
+@admin_route(role="viewer", action="clusters.report")
+def cluster_report(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    fmt = request.args.get("format", "json")
+    if fmt not in REPORT_FORMATS:
+        raise bad_request("bad_request", f"format must be one of {', '.join(REPORT_FORMATS)}")
+    _cluster(session, cluster_id)
+    response = render_report(session, cluster_id, fmt=fmt,
+                             public_url=ctx().settings.public_url)
+    return response, 200, cluster_id, {"format": fmt}
+
+
+@blueprint.get("/scans")
+@admin_route(role="viewer", action="scans.list")
+def list_scans(session: Session, caller: Caller, body: Any) -> Any:
+    try:
+        limit = min(max(int(request.args.get("limit", "50")), 1), 1000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    runs = scans.list_scan_runs(session, cluster_id=request.args.get("cluster") or None,
+                                limit=limit)
+    return {"scans": [{
+        "id": r.id, "cluster_id": r.cluster_id, "trigger": r.trigger, "state": r.state,
+        "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
+        "duration_s": r.duration_s, "object_count": r.object_count, "counts": r.counts or {},
+        "errors": r.errors or [], "task_id": r.task_id,
+    } for r in runs]}, 200, None, {}
 
 
 # ---- telemetry, search, findings ----------------------------------------------------------

@@ -107,6 +107,20 @@ def openapi_document() -> dict[str, Any]:
         "/v1/admin/clusters/{cluster_id}/keys/{key_id}": {
             "delete": _op("Revoke an agent key (refused at once)",
                           params=[_CLUSTER_ID, _KEY_ID])},
+        "/v1/admin/clusters/{cluster_id}/report": {
+            "get": {**_op("A cluster's report from its stored findings", params=[
+                _CLUSTER_ID,
+                _query("format", {"enum": ["json", "sarif", "policyreport", "html"]})]),
+                "responses": {
+                    "200": {"description": "the report", "content": {
+                        "application/json": {"schema": {}},
+                        "application/sarif+json": {"schema": {"type": "object"}},
+                        "text/html": {"schema": {"type": "string"}}}},
+                    **{code: _PROBLEM for code in ("400", "401", "403", "404")}}}},
+        "/v1/admin/scans": {
+            "get": _op("Recent scans, newest first", params=[
+                _query("cluster"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/v1/admin/telemetry": {
             "get": _op("Latest telemetry of every cluster, with staleness")},
         "/v1/admin/search": {

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from contracts.tasks import RESCAN, SCAN_FLEET
 from contracts.wire import TELEMETRY_SCHEMA_ID
 from ingest.keys import public_key_pem
-from store.models import AuditEntry, Finding
+from store.models import AuditEntry, Finding, ScanRun
 from store.snapshots import apply_pending
 from tests.ingest.conftest import Agent, Server
 from tests.support.manifests import cluster_objects, full_envelope
@@ -181,3 +181,43 @@ def test_tampered_admin_query_is_refused(server: Server) -> None:
     moved = requests.get(server.base_url + "/v1/admin/findings?cluster=b",
                          headers=captured["h"], timeout=5)
     assert moved.status_code == 401 and moved.json()["reason"] == "bad_signature"
+
+
+def test_cluster_report_formats_and_scan_list(server: Server) -> None:
+    agent = server.register_cluster()
+    with server.sessions() as session:
+        run = ScanRun(cluster_id=agent.cluster_id, trigger="rescan", state="done",
+                      object_count=12, counts={"open": 1})
+        session.add(run)
+        session.flush()
+        session.add(Finding(cluster_id=agent.cluster_id, fingerprint="e" * 64,
+                            rule_id="KM-101", api_version="v1", kind="Pod",
+                            namespace="default", name="web", severity="high",
+                            message="privileged container", status="open",
+                            last_scan_id=run.id,
+                            details={"title": "Privileged container", "cis": ["5.2.1"]}))
+        session.commit()
+        run_id = run.id
+    viewer = server.admin(role="viewer")
+    scans = viewer.json("GET", f"/v1/admin/scans?cluster={agent.cluster_id}").json()["scans"]
+    assert [s["id"] for s in scans] == [run_id] and scans[0]["state"] == "done"
+
+    as_json = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=json")
+    assert as_json.status_code == 200, as_json.text
+    report = as_json.json()
+    assert [f["rule_id"] for f in report["findings"]] == ["KM-101"]
+    assert report["summary"]["open"] == 1 and report["summary"]["objects"] == 12
+    sarif = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=sarif")
+    assert sarif.headers["Content-Type"].startswith("application/sarif+json")
+    log = sarif.json()
+    assert log["runs"][0]["tool"]["driver"]["rules"][0]["id"] == "KM-101"
+    assert log["runs"][0]["results"][0]["ruleId"] == "KM-101"
+    policy = viewer.json("GET",
+                         f"/v1/admin/clusters/{agent.cluster_id}/report?format=policyreport")
+    assert "KM-101" in policy.text
+    html = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=html")
+    assert html.headers["Content-Type"].startswith("text/html") and "KM-101" in html.text
+    bad = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=pdf")
+    assert bad.status_code == 400
+    missing = viewer.json("GET", "/v1/admin/clusters/no-such/report")
+    assert missing.status_code == 404
