@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.helm.charts import (
     AGENT,
     NAMESPACE,
     RELEASE,
+    REPO_ROOT,
     Rendered,
     chart_dir,
     ci_values_files,
@@ -298,3 +300,61 @@ def test_the_notes_command_extracts_the_public_key_from_real_agent_logs(tmp_path
     saved = (tmp_path / "out.pub").read_text(encoding="ascii")
     assert saved == key.public_key_pem
     assert parse_public_key(saved) == key.public_key
+
+
+# Built-in kinds our rules read, and where the API serves them (group, plural).
+KIND_RESOURCES = {
+    "Pod": ("", "pods"), "PodTemplate": ("", "podtemplates"), "Service": ("", "services"),
+    "ServiceAccount": ("", "serviceaccounts"), "Namespace": ("", "namespaces"),
+    "Node": ("", "nodes"), "ConfigMap": ("", "configmaps"),
+    "ReplicationController": ("", "replicationcontrollers"),
+    "LimitRange": ("", "limitranges"), "ResourceQuota": ("", "resourcequotas"),
+    "Deployment": ("apps", "deployments"), "DaemonSet": ("apps", "daemonsets"),
+    "StatefulSet": ("apps", "statefulsets"), "ReplicaSet": ("apps", "replicasets"),
+    "Job": ("batch", "jobs"), "CronJob": ("batch", "cronjobs"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+    "Role": ("rbac.authorization.k8s.io", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io", "rolebindings"),
+    "ClusterRole": ("rbac.authorization.k8s.io", "clusterroles"),
+    "ClusterRoleBinding": ("rbac.authorization.k8s.io", "clusterrolebindings"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PriorityClass": ("scheduling.k8s.io", "priorityclasses"),
+    "ValidatingWebhookConfiguration": ("admissionregistration.k8s.io",
+                                       "validatingwebhookconfigurations"),
+    "MutatingWebhookConfiguration": ("admissionregistration.k8s.io",
+                                     "mutatingwebhookconfigurations"),
+    "ValidatingAdmissionPolicy": ("admissionregistration.k8s.io",
+                                  "validatingadmissionpolicies"),
+    "ValidatingAdmissionPolicyBinding": ("admissionregistration.k8s.io",
+                                         "validatingadmissionpolicybindings"),
+    "CertificateSigningRequest": ("certificates.k8s.io", "certificatesigningrequests"),
+}
+NEVER_COLLECTED = {"Secret"}  # rules about Secrets see them only in offline scans
+
+
+def _kinds_the_rules_read() -> set[str]:
+    """Kinds named by rule metadata, plus kinds cluster rules look up by name."""
+    from rules import default_rules  # noqa: PLC0415
+
+    kinds = {kind for r in default_rules() for kind in (r.meta.kinds or ())}
+    pattern = re.compile(
+        r"""(?:by_kind|in_namespace|select|cluster\.get)\(\s*(?:[^()]*?kind=)?"([A-Z]\w+)\""""
+    )
+    for source in (REPO_ROOT / "rules").rglob("*.py"):
+        kinds |= set(pattern.findall(source.read_text(encoding="utf-8")))
+    return kinds
+
+
+def test_the_agent_may_read_every_kind_the_rules_evaluate() -> None:
+    """A kind a rule needs but the ClusterRole does not grant would make that rule silently
+    never fire on live clusters."""
+    cluster, _ = _agent_rules(_render("default"))
+    kinds = _kinds_the_rules_read() - NEVER_COLLECTED
+    assert {"Pod", "Deployment", "ClusterRoleBinding", "NetworkPolicy"} <= kinds
+    for kind in sorted(kinds):
+        assert kind in KIND_RESOURCES, f"rules read {kind}: add where it is served to this table"
+        group, plural = KIND_RESOURCES[kind]
+        for verb in READ_VERBS:
+            assert allows(cluster, verb=verb, group=group, resource=plural), f"{verb} {kind}"
