@@ -68,6 +68,8 @@ STATUS_KEEPERS = {
     "PersistentVolume": _keys("phase"),
     "PersistentVolumeClaim": _keys("phase", "accessModes", "capacity"),
     "CustomResourceDefinition": _keys("acceptedNames", "storedVersions"),
+    # The issued certificate (a rule flags system:masters certificates); conditions churn.
+    "CertificateSigningRequest": _keys("certificate"),
 }
 
 

@@ -98,3 +98,17 @@ def test_collected_hashes_are_the_contract_content_hash(
     collection = collect(kube, options)
     for entry in collection.entries.values():
         assert entry.content_hash == content_hash(json.loads(entry.body))
+
+
+def test_an_issued_certificate_is_kept_but_csr_conditions_are_not() -> None:
+    csr = {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"name": "alice"},
+        "spec": {"request": "LS0t", "signerName": "kubernetes.io/kube-apiserver-client"},
+        "status": {
+            "certificate": "LS0tLS1CRUdJTi",
+            "conditions": [{"type": "Approved", "lastUpdateTime": "2026-01-05T10:00:00Z"}],
+        },
+    }
+    assert normalise(csr)["status"] == {"certificate": "LS0tLS1CRUdJTi"}
