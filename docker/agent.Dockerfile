@@ -26,6 +26,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONPATH=/opt/app \
+    HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/app

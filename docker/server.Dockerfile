@@ -37,10 +37,12 @@ COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:${PATH} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
     K8SMON_ENV=production \
     K8SMON_INSTANCE_PATH=/var/lib/k8s-monitor
 RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/k8s-monitor
 WORKDIR /var/lib/k8s-monitor
 USER 10001:10001
 EXPOSE 8000
-CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/tmp", "cli.wsgi:app"]
+CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/tmp", \
+     "--no-control-socket", "cli.wsgi:app"]

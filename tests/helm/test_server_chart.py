@@ -80,6 +80,7 @@ def test_processes_match_the_procfile(default: Rendered) -> None:
     procfile = (REPO_ROOT / "Procfile").read_text(encoding="utf-8")
     web = _container(default.named("Deployment", f"{FULLNAME}-web"))
     assert web["command"][0] == "gunicorn" and web["command"][-1] == "cli.wsgi:app"
+    assert "--no-control-socket" in web["command"], "no writable $HOME for gunicorn's socket"
     assert "'cli.wsgi:app'" in procfile
     worker = _container(default.named("Deployment", f"{FULLNAME}-worker"))
     assert worker["command"][:4] == ["celery", "-A", "workers.celery_app:app", "worker"]
