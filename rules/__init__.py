@@ -24,13 +24,15 @@ Engine API (what workers and the CLI call)::
     result.to_finding()                          # -> contracts.findings.Finding (JSON)
 
 `Result.status` is "open", "exempted" or "error" (a rule raised on that object; the scan
-carried on). `Result.fingerprint` identifies a finding across scans. Rule authors: see
+carried on). `engine.scan` pauses the cyclic GC while it runs; callers looping over
+`evaluate_object` for many objects can do the same with `with gc_paused(): ...`.
+`Result.fingerprint` identifies a finding across scans. Rule authors: see
 docs/rules-authoring.md.
 """
 
 from rules.cluster import ClusterContext
 from rules.config import ConfigError, Exemption, ScanConfig
-from rules.engine import Engine, ScanOutcome
+from rules.engine import Engine, ScanOutcome, gc_paused
 from rules.loading import Document, LoadError, load_paths, parse_text
 from rules.model import Result, Rule, RuleMeta, Scope, Status, Violation, rule
 from rules.registry import RULE_MODULES, collect_rules, default_rules
@@ -58,6 +60,7 @@ __all__ = [
     "WorkloadView",
     "collect_rules",
     "default_rules",
+    "gc_paused",
     "load_paths",
     "parse_text",
     "rule",
