@@ -31,6 +31,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, sort_keys=False)
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record (as logging.lastResort)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        return
+
+
+def _handler(stream: TextIO | None) -> logging.Handler:
+    handler = _CurrentStderr() if stream is None else logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    return handler
+
+
 def configure_logging(
     *, level: str = "INFO", stream: TextIO | None = None, whole_process: bool = False
 ) -> logging.Logger:
@@ -43,17 +61,13 @@ def configure_logging(
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
-        root_handler = logging.StreamHandler(stream or sys.stderr)
-        root_handler.setFormatter(JsonFormatter())
-        root.addHandler(root_handler)
+        root.addHandler(_handler(stream))
         root.setLevel(logging.WARNING)
         logging.captureWarnings(True)
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logger.addHandler(handler)
+    logger.addHandler(_handler(stream))
     logger.setLevel(level.upper())
     logger.propagate = False
     return logger

@@ -43,3 +43,14 @@ def test_the_agent_process_logs_third_party_warnings_as_json() -> None:
         logging.captureWarnings(False)
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+def test_the_default_handler_follows_sys_stderr(monkeypatch) -> None:
+    configure_logging(level="INFO")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    log_event(get_logger(), "one")
+    monkeypatch.setattr("sys.stderr", second)
+    log_event(get_logger(), "two")
+    assert json.loads(first.getvalue())["event"] == "one"
+    assert json.loads(second.getvalue())["event"] == "two"
