@@ -179,5 +179,9 @@ def test_agent_pushes_into_the_real_ingest_and_the_stored_state_equals_the_clust
         ping = session.scalars(
             select(TelemetryPing).where(TelemetryPing.cluster_id == cluster_id)
         ).one()
-    assert ping is not None
+    assert ping.platform == "EKS"
+    assert ping.kubernetes_version == "v1.29.3-eks-adc7111"
+    assert ping.node_count == 2 and ping.namespace_count == 3
+    assert sum(ping.object_counts.values()) == len(_emulated_state(cluster))
+    assert ping.agent_version == "0.1.0"
     assert ingest.tasks  # processing was enqueued after each commit
