@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -29,7 +30,7 @@ from ingest.guards import (
     RedisRateLimiter,
 )
 from ingest.metrics import IngestMetrics
-from ingest.problems import Problem
+from ingest.problems import UNAVAILABLE, Problem
 from settings import Settings
 
 log = logging.getLogger("k8smon.ingest")
@@ -151,6 +152,16 @@ def _install_handlers(app: Flask) -> None:
         if error.code == 405 and getattr(error, "valid_methods", None):
             response.headers["Allow"] = ", ".join(error.valid_methods or [])
         return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_down(error: Exception) -> Response:
+        log.error(json.dumps({"event": "database_unavailable", "path": request.path,
+                              "error": type(error).__name__}))
+        context.metrics.refused.labels(reason=UNAVAILABLE).inc()
+        return Problem(503, UNAVAILABLE, "Service unavailable",
+                       "the database is unavailable; retry later",
+                       headers={"Retry-After": "10"}).response(instance=request.path)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

@@ -81,3 +81,16 @@ def test_each_app_has_its_own_metrics_registry(tmp_path) -> None:
     first.test_client().post("/v1/clusters/x/telemetry", data=b"{}")
     assert 'reason="missing_signature"' in first.test_client().get("/metrics").text
     assert 'reason="missing_signature"' not in second.test_client().get("/metrics").text
+
+
+def test_database_down_is_a_503_with_retry_after(tmp_path) -> None:
+    settings = Settings(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+                        secret_key="k" * 40, instance_path=tmp_path)
+    app = create_app(settings, nonces=MemoryNonceCache(),
+                     limiter=MemoryRateLimiter(per_minute=10))
+    response = app.test_client().post(
+        "/v1/clusters/c1/telemetry", data=b"{}",
+        headers={"Signature-Input": 'sig1=("@method");keyid="k"', "Signature": "sig1=:AA==:"})
+    assert response.status_code == 503
+    assert response.json["reason"] == "unavailable"
+    assert response.headers["Retry-After"] == "10"
