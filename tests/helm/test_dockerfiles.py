@@ -4,6 +4,7 @@ runs as a non-root user, pinned bases and requirements, sources that exist."""
 from __future__ import annotations
 
 import ast
+import fnmatch
 import re
 import sys
 import tomllib
@@ -184,3 +185,20 @@ def test_agent_image_provides_every_module_the_agent_imports() -> None:
         dists = {_normalise(d) for d in by_module.get(module, [])}
         assert dists, f"agent imports {module}, which no installed distribution provides"
         assert dists & provided, f"agent imports {module} ({dists}) missing from the agent image"
+
+
+def test_server_image_carries_every_data_file() -> None:
+    """The image installs the project non-editable: templates, migrations' ini/mako files and
+    other data files are in it only if pyproject's package-data patterns match them."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = project["tool"]["setuptools"]["package-data"]["*"]
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    missing = [
+        str(path.relative_to(REPO_ROOT))
+        for package in packages
+        for path in (REPO_ROOT / package).rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"}
+        and "__pycache__" not in path.parts
+        and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
+    ]
+    assert missing == [], f"not packaged into the server image: {missing}"
