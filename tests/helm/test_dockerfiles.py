@@ -197,7 +197,7 @@ def test_server_image_carries_every_data_file() -> None:
         str(path.relative_to(REPO_ROOT))
         for package in packages
         for path in (REPO_ROOT / package).rglob("*")
-        if path.is_file() and path.suffix not in {".py", ".pyc"}
+        if path.is_file() and path.suffix not in {".py", ".pyc", ".md"}  # docs stay out
         and "__pycache__" not in path.parts
         and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
     ]
