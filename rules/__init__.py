@@ -9,6 +9,8 @@ Engine API (what workers and the CLI call)::
 
     engine = Engine.from_config(config)          # config: ScanConfig | dict | None
     engine.catalogue_version                     # str; changes with rules, their code, config
+    engine.evaluation_version                    # str; rules, code, disabled set only: the
+                                                 #    cache key for evaluate_object output
     engine.evaluate_object(manifest)             # -> list[Result]; object rules only,
                                                  #    no overrides/exemptions; cacheable by
                                                  #    (content hash, catalogue_version)

@@ -174,6 +174,11 @@ class Engine:
         }
         self._cluster_rules = tuple(cluster)
         self.catalogue_version = self._compute_version()
+        # What evaluate_object/evaluate_cluster output depends on: the rules, their code and
+        # the disabled set, not severities or exemptions (applied by apply_config). A finer
+        # cache key for raw results than catalogue_version, which changes with every edit of
+        # an exemption or severity override.
+        self.evaluation_version = self._compute_version(with_config=False)
 
     @classmethod
     def from_config(cls, config: ScanConfig | Mapping[str, Any] | None = None, *,
@@ -183,15 +188,18 @@ class Engine:
             config = ScanConfig.from_dict(config)
         return cls(default_rules() if rules is None else rules, config)
 
-    def _compute_version(self) -> str:
-        payload = {
+    def _compute_version(self, *, with_config: bool = True) -> str:
+        payload: dict[str, Any] = {
             "engine": ENGINE_VERSION,
             "revision": CATALOGUE_REVISION,
             "rules": [
                 {**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules
             ],
-            "config": self.config.to_dict(),
         }
+        if with_config:
+            payload["config"] = self.config.to_dict()
+        else:
+            payload["disabled"] = sorted(self.config.disabled)
         return f"v{ENGINE_VERSION}-" + hashlib.sha256(canonical_json(payload)).hexdigest()[:20]
 
     def meta(self, rule_id: str) -> RuleMeta:

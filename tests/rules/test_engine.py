@@ -135,6 +135,16 @@ def test_catalogue_version_tracks_rules_and_configuration() -> None:
     assert base != Engine(TEST_RULES, ScanConfig()).catalogue_version
 
 
+def test_evaluation_version_ignores_what_apply_config_does() -> None:
+    base = Engine.from_config(None).evaluation_version
+    exempt = {"exemptions": [{"rules": ["KM-101"], "reason": "r"}]}
+    assert Engine.from_config(exempt).evaluation_version == base
+    assert Engine.from_config({"severity": {"KM-101": "low"}}).evaluation_version == base
+    assert Engine.from_config({"disabled": ["KM-123"]}).evaluation_version != base
+    assert Engine.from_config(exempt).catalogue_version != Engine.from_config(
+        None).catalogue_version
+
+
 def test_report_is_json_serialisable_and_follows_the_contract() -> None:
     outcome = Engine.from_config(None).scan([pod("p", spec={"hostNetwork": True,
                                                              "containers": []})])
