@@ -524,12 +524,51 @@ def populate(cluster: FakeCluster, *, total: int, seed: int = 7) -> None:
                 service_account(name, namespace=ns),
                 role_binding(name, namespace=ns, subject=name),
             ]
+            _diversify(batch, rnd, app=name, namespace=ns)
             for obj in batch:
                 if added >= total:
                     return
                 cluster.add(obj)
                 added += 1
         index += 1
+
+
+def _hex(rnd: random.Random, digits: int) -> str:
+    return f"{rnd.getrandbits(4 * digits):0{digits}x}"
+
+
+def _diversify(
+    batch: list[dict[str, Any]], rnd: random.Random, *, app: str, namespace: str
+) -> None:
+    """Give one app's objects the per-object variety real ones have (config checksums, image
+    digests, template hashes, cluster IPs, environment), so gzip is not unrealistically good."""
+    checksum, digest, template_hash = _hex(rnd, 64), _hex(rnd, 64), _hex(rnd, 10)
+    env = [
+        {"name": "SERVICE_HOST", "value": f"{app}.{namespace}.svc.cluster.local"},
+        {"name": "BUILD_ID", "value": _hex(rnd, 12)},
+        {"name": "FEATURE_FLAGS", "value": ",".join(f"f{rnd.randrange(99)}" for _ in range(4))},
+    ]
+    for obj in batch:
+        kind, spec = obj["kind"], obj.get("spec") or {}
+        pod_spec = spec.get("template", {}).get("spec") if kind != "Pod" else spec
+        if isinstance(pod_spec, dict):
+            pod_spec["containers"][0]["env"] = env
+        if kind in ("Deployment", "ReplicaSet"):
+            spec["template"]["metadata"]["annotations"] = {"checksum/config": checksum}
+        if kind == "Pod":
+            obj["metadata"]["annotations"] = {"checksum/config": checksum}
+            obj["metadata"]["labels"]["pod-template-hash"] = template_hash
+            status = obj["status"]["containerStatuses"][0]
+            status["imageID"] = f"{status['image'].rsplit(':', 1)[0]}@sha256:{digest}"
+        if kind == "Service":
+            address = f"10.96.{rnd.randrange(256)}.{rnd.randrange(1, 255)}"
+            spec["clusterIP"], spec["clusterIPs"] = address, [address]
+        if kind == "ConfigMap":
+            obj["data"] = {
+                "app.properties": f"name={app}\nnamespace={namespace}\n"
+                f"upstream=http://{app}-backend:{rnd.randrange(1024, 65535)}\n"
+                f"token_hash={_hex(rnd, 40)}\n"
+            }
 
 
 def churn(cluster: FakeCluster) -> int:
