@@ -14,7 +14,8 @@ from reports.formats.json_report import render_json
 from reports.formats.policyreport import render_policy_reports
 from reports.formats.sarif import render_sarif
 from reports.formats.table import render_table
-from rules import ConfigError, Engine, ScanConfig, load_paths
+from rules import ConfigError, Engine, ScanConfig, load_paths, parse_text
+from rules.loading import Loaded
 
 FORMATS = ("table", "json", "sarif", "policyreport")
 FAIL_ON = (*(s.value for s in Severity), "none")
@@ -39,7 +40,7 @@ def load_engine(config_file: Path | None) -> Engine:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True,
-                type=click.Path(exists=True, path_type=Path))
+                type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
               show_default=True, help="Output format.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
@@ -52,13 +53,18 @@ def load_engine(config_file: Path | None) -> Engine:
 @click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
 def scan(paths: tuple[Path, ...], fmt: str, config_file: Path | None, fail_on: str,
          cluster: str | None, hide_exempted: bool) -> None:
-    """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories).
+    """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories;
+    `-` reads standard input, e.g. `kubectl get deploy -A -o yaml | k8smon scan -`).
 
     Exit status: 0 when no open finding reaches --fail-on, 1 when one does, 2 on usage
     errors. Unreadable files are reported as errors and the rest is still scanned.
     """
     engine = load_engine(config_file)
-    loaded = load_paths(paths)
+    loaded = Loaded([], [])
+    files = [p for p in paths if str(p) != "-"]
+    if len(files) < len(paths):
+        loaded.extend(parse_text(sys.stdin.read(), source="<stdin>"))
+    loaded.extend(load_paths(files))
     outcome = engine.scan(loaded.documents, cluster=cluster,
                           load_errors=[e.to_dict() for e in loaded.errors])  # type: ignore[misc]
     report = outcome.to_report()

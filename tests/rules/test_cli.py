@@ -89,3 +89,12 @@ def test_rules_docs_write_and_check(tmp_path: Path) -> None:
     run("rules", "docs", "--write", str(target))
     assert not (target / "KM-999.md").exists()
     assert run("rules", "docs", "--write", str(target), "--check").exit_code == 0
+
+
+def test_scan_reads_standard_input() -> None:
+    text = Path(PRIVILEGED).read_text()
+    result = CliRunner().invoke(main, ["scan", "-", "--format", "json"], input=text)
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    hit = next(f for f in data["findings"] if f["rule_id"] == "KM-101")
+    assert hit["location"]["file"] == "<stdin>"
