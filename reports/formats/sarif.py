@@ -66,7 +66,7 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
             "kind": "resource",
         }],
     }
-    if "location" in finding:
+    if "location" in finding and not finding["location"]["file"].startswith("<"):
         location["physicalLocation"] = {
             "artifactLocation": {"uri": _uri(finding["location"]["file"])},
             "region": {"startLine": max(1, int(finding["location"]["line"]))},
@@ -107,7 +107,7 @@ def render_sarif(report: ScanReport, rules: Sequence[RuleInfo], *, tool_version:
     notifications = []
     for error in report["errors"]:
         note: dict[str, Any] = {"level": "error", "message": {"text": error["message"]}}
-        if error.get("file"):
+        if error.get("file") and not str(error["file"]).startswith("<"):
             physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(str(error["file"]))}}
             if error.get("line"):
                 physical["region"] = {"startLine": max(1, int(error["line"] or 1))}
