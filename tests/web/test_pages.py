@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from store.accounts import set_disabled
-from store.models import AuditEntry, Exemption, Finding, KubeObject
+from store.models import AuditEntry, Exemption, Finding, KubeObject, ScanRun
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, Fleet
 
@@ -206,3 +206,23 @@ def test_rule_scans_search_pages(admin_client: FlaskClient, fleet: Fleet) -> Non
     assert re.findall(r'<td class="num">(\d+)</td>', row) == ["2", "2"]
     bad = admin_client.get("/admin/search", query_string={"path": "$.spec[", "kind": "x"})
     assert "invalid JSON path" in bad.get_data(as_text=True)
+
+
+def test_rule_page_uses_the_wired_catalogue_and_scans_link_to_flower(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    extras = fleet.app.extensions["k8smon.ingest"].extras
+    extras["rule_info"] = lambda rule_id: {
+        "id": rule_id, "title": "Privileged container", "severity": "critical",
+        "category": "pod-security", "cis": ["5.2.2"], "pss": ["baseline"], "references": [],
+        "remediation": "Remove securityContext.privileged.", "summary": "Flags privileged.",
+    } if rule_id == "KM-101" else None
+    extras["flower_url"] = "https://flower.example/"
+    page = admin_client.get("/admin/rules/KM-101").get_data(as_text=True)
+    assert "Privileged container" in page and "Remove securityContext.privileged." in page
+    assert "CIS 5.2.2" in page
+    with fleet.sessions() as session:
+        session.execute(ScanRun.__table__.update().values(task_id="abc123-task"))
+        session.commit()
+    scans = admin_client.get("/admin/scans").get_data(as_text=True)
+    assert 'href="https://flower.example/task/abc123-task"' in scans
