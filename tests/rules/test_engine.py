@@ -176,3 +176,23 @@ def test_scan_restores_the_garbage_collector_state() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@rule(id="KM-903", title="Cluster rule that crashes", severity=Severity.LOW, category="test",
+      scope="cluster")
+def _cluster_explodes(cluster: ClusterContext) -> Iterator[Violation]:
+    """Raises after looking at the cluster."""
+    if cluster.by_kind("Namespace"):
+        raise RuntimeError("unexpected shape")
+    yield from ()
+
+
+def test_a_raising_cluster_rule_is_an_error_and_other_rules_still_report() -> None:
+    rules = [*TEST_RULES, Rule(rule_meta(_cluster_explodes), _cluster_explodes)]  # type: ignore[arg-type]
+    outcome = Engine(rules).scan([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "empty"}},
+        pod("fine", namespace="other"),
+    ])
+    assert [e["rule_id"] for e in outcome.errors] == ["KM-903"]
+    assert "RuntimeError: unexpected shape" in outcome.errors[0]["message"]
+    assert {r.rule_id for r in outcome.results} == {"KM-901", "KM-902"}
