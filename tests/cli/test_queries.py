@@ -146,3 +146,13 @@ def test_report_formats(operator: Operator, fmt: str) -> None:
     result = operator.run("report", "prod-eu", "--format", fmt)
     assert result.exit_code == 0, result.output
     assert "KM-101" in result.stdout
+    if fmt == "html":
+        assert result.stdout.lstrip().lower().startswith("<!doctype html")
+    else:
+        document = json.loads(result.stdout)
+        if fmt == "sarif":
+            assert document["version"] == "2.1.0"
+    target = operator.tmp / f"report.{fmt}"
+    written = operator.run("report", "prod-eu", "--format", fmt, "-o", str(target))
+    assert written.exit_code == 0 and f"wrote {target}" in written.stderr
+    assert target.read_text(encoding="utf-8").strip() == result.stdout.strip()
