@@ -176,7 +176,7 @@ def load_paths(paths: Iterable[str | Path]) -> Loaded:
 
 def _load_file(path: Path, *, strict: bool) -> Loaded:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as problem:
         return Loaded([], [LoadError(str(path), None, f"cannot read: {problem}")])
     fmt = "json" if path.suffix.lower() == ".json" else None

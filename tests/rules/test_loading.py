@@ -108,3 +108,13 @@ def test_directories_recursively_skip_non_manifests(tmp_path: Path) -> None:
 def test_missing_path_is_an_error_not_an_exception(tmp_path: Path) -> None:
     loaded = load_paths([tmp_path / "nope.yaml"])
     assert loaded.documents == [] and "no such file" in loaded.errors[0].message
+
+
+def test_byte_order_marks_are_tolerated(tmp_path: Path) -> None:
+    for name, text in (("a.json", '{"apiVersion": "v1", "kind": "Namespace", '
+                                  '"metadata": {"name": "j"}}'),
+                       ("b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: y}\n")):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+    loaded = load_paths([tmp_path / "a.json", tmp_path / "b.yaml"])
+    assert loaded.errors == []
+    assert [d.manifest["metadata"]["name"] for d in loaded.documents] == ["j", "y"]
