@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import Clock, SignatureVerifier
+from sqlalchemy.orm import Session
 
 from contracts.tasks import CHATOPS_COMMAND, RESCAN
 from ingest.context import ctx
@@ -53,7 +54,7 @@ def _verified_body() -> bytes:
         raise Problem(404, "chatops_disabled", "Not found", "chat-ops is not configured")
     if (request.content_length or 0) > MAX_SLASH_BODY:
         raise Problem(413, "body_too_large", "Payload too large")
-    body = request.get_data(cache=False)[: MAX_SLASH_BODY + 1]
+    body = request.stream.read(MAX_SLASH_BODY + 1)  # never more than the cap in memory
     if len(body) > MAX_SLASH_BODY:
         raise Problem(413, "body_too_large", "Payload too large")
     verifier = SignatureVerifier(secret, clock=_ContextClock())
@@ -72,6 +73,19 @@ def _verified_body() -> bytes:
     return body
 
 
+def _answer_now(session: Session, command: chatops.ChatCommand, *, has_response_url: bool
+                ) -> str | None:
+    """The reply when nothing needs queueing: help, a problem, or nowhere to answer."""
+    problem = chatops.problem_with(session, command)
+    if problem is not None:
+        return problem
+    if command.name == "help":
+        return chatops.HELP_TEXT
+    if not has_response_url:
+        return "Slack sent no response_url, so the answer has nowhere to go; try again."
+    return None
+
+
 def slash_command() -> Response:
     body = _verified_body()
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
@@ -83,11 +97,9 @@ def slash_command() -> Response:
         ))
     command = chatops.parse_command(form.get("text", ""))
     with context.sessions() as session:
-        problem = chatops.problem_with(session, command)
-        if problem is not None:
-            return _slack_reply(chatops.ephemeral(problem))
-        if command.name == "help":
-            return _slack_reply(chatops.ephemeral(chatops.HELP_TEXT))
+        answer = _answer_now(session, command, has_response_url=bool(form.get("response_url")))
+        if answer is not None:
+            return _slack_reply(chatops.ephemeral(answer))
         cluster_id = command.args[0]
         if command.name == "rescan":
             record_action(session, actor=f"slack:{user_id}", action="scan.trigger",
@@ -101,8 +113,8 @@ def slash_command() -> Response:
             "The task queue is unavailable right now; try again in a minute."))
     queued = enqueue_after_commit(context.dispatch, CHATOPS_COMMAND, args=[
         {"command": command.name, "args": list(command.args), "user_id": user_id,
-         "response_url": form.get("response_url", "")},
-    ]) if form.get("response_url") else False
+         "response_url": form["response_url"]},
+    ])
     if not queued and command.name != "rescan":
         return _slack_reply(chatops.ephemeral(
             "The task queue is unavailable right now; try again in a minute."))

@@ -239,3 +239,24 @@ def test_report_links_expire() -> None:
         cluster_of_token("k" * 40, token, now=4_102_444_800.0)  # year 2100
     with pytest.raises(LinkError, match="not valid"):
         cluster_of_token("another secret" * 3, token)
+
+
+def test_oversized_bodies_and_a_broken_queue_get_clear_answers(
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
+) -> None:
+    fleet, dispatcher = chat
+    client = fleet.app.test_client()
+    huge = _command("status prod-eu", receiver.url) + "&pad=" + "x" * 20_000
+    assert _signed(client, huge).status_code == 413
+    no_url = _signed(client, urlencode({"text": "rescan prod-eu", "user_id": "UOPS"}))
+    assert "no response_url" in no_url.get_json()["text"]
+    assert dispatcher.sent == []
+
+    def broken(task_name: str, **_kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    fleet.app.extensions["k8smon.ingest"].dispatch = broken
+    answer = _signed(client, _command("status prod-eu", receiver.url))
+    assert answer.status_code == 200
+    assert "task queue is unavailable" in answer.get_json()["text"]
+    assert receiver.received == []
