@@ -221,7 +221,7 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
 
 
 def run(*, quick: bool) -> list[Figure]:
-    objects = 100_000 if quick else 1_000_000
+    objects = 50_000 if quick else 1_000_000
     runs = 3 if quick else 5
     url = _recreate_database()
     try:
