@@ -232,6 +232,15 @@ class ContainerView:
     def capabilities(self) -> Mapping[str, Any]:
         return _mapping(self.sc.get("capabilities"))
 
+    def raw_capabilities(self, which: str) -> list[tuple[int, str]]:
+        """(index, name) for `add` or `drop` exactly as written (Pod Security admission
+        compares these names verbatim)."""
+        declared = self.sc.get("capabilities")
+        items = declared.get(which) if isinstance(declared, dict) else None
+        if not isinstance(items, list):
+            return []
+        return [(i, c if isinstance(c, str) else str(c)) for i, c in enumerate(items)]
+
     def capability_list(self, which: str) -> list[tuple[int, str]]:
         """(index, CAPABILITY) for `add` or `drop`, upper-cased without a CAP_ prefix."""
         caps = self._caps

@@ -524,8 +524,9 @@ def capabilities_beyond_baseline(obj: ObjectView) -> Iterator[Violation]:
     ## What it does
     Reports each entry of `securityContext.capabilities.add` that is not one of
     `AUDIT_WRITE, CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, MKNOD, NET_BIND_SERVICE,
-    SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT` (a `CAP_` prefix and case are ignored).
-    Such an addition violates both the baseline and the restricted profile.
+    SETFCAP, SETGID, SETPCAP, SETUID, SYS_CHROOT`, compared verbatim as Pod Security
+    admission does (`CAP_CHOWN` or `chown` is not in the list). Such an addition violates
+    both the baseline and the restricted profile.
 
     ## Why is this bad?
     Capabilities such as `SYS_ADMIN`, `NET_ADMIN`, `SYS_PTRACE` or `SYS_MODULE` are
@@ -552,14 +553,18 @@ def capabilities_beyond_baseline(obj: ObjectView) -> Iterator[Violation]:
     """
     assert obj.workload is not None
     for c in obj.workload.containers:
-        for index, cap in c.capability_list("add"):
-            if cap not in BASELINE_CAPABILITIES:
-                yield Violation(
-                    f"container {c.name!r} of {_where(obj)} adds capability {cap}, which the "
-                    "baseline Pod Security Standard forbids; remove it",
-                    path=f"{c.sc_path}.capabilities.add[{index}]",
-                    container=c.name,
-                )
+        for index, cap in c.raw_capabilities("add"):
+            if cap in BASELINE_CAPABILITIES:
+                continue
+            normal = cap.upper().removeprefix("CAP_")
+            how = (f" (written {cap!r}: Pod Security admission accepts only the exact name "
+                   f"{normal})" if normal in BASELINE_CAPABILITIES else "")
+            yield Violation(
+                f"container {c.name!r} of {_where(obj)} adds capability {cap}, which the "
+                f"baseline Pod Security Standard forbids{how}; remove it",
+                path=f"{c.sc_path}.capabilities.add[{index}]",
+                container=c.name,
+            )
 
 
 @rule(
@@ -578,8 +583,9 @@ def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
     """Flags containers whose `capabilities.drop` does not include `ALL`.
 
     ## What it does
-    Reports every container that does not drop `ALL` capabilities. Windows pods are
-    skipped, as the restricted profile does.
+    Reports every container whose `capabilities.drop` does not contain `ALL` (verbatim, as
+    Pod Security admission compares it: `all` does not count). Windows pods are skipped, as
+    the restricted profile does.
 
     ## Why is this bad?
     Container runtimes grant a default set of capabilities (CHOWN, DAC_OVERRIDE, FOWNER,
@@ -609,13 +615,18 @@ def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
     if w.is_windows:
         return
     for c in w.containers:
-        if not any(cap == "ALL" for _, cap in c.capability_list("drop")):
-            yield Violation(
-                f"container {c.name!r} of {_where(obj)} does not drop all capabilities; set "
-                'securityContext.capabilities.drop to ["ALL"]',
-                path=f"{c.sc_path}.capabilities.drop",
-                container=c.name,
-            )
+        drops = c.raw_capabilities("drop")
+        if any(cap == "ALL" for _, cap in drops):
+            continue
+        spelled = next((cap for _, cap in drops if cap.upper() == "ALL"), None)
+        how = (f" (it lists {spelled!r}; Pod Security admission accepts only \"ALL\")"
+               if spelled else "")
+        yield Violation(
+            f"container {c.name!r} of {_where(obj)} does not drop all capabilities{how}; set "
+            'securityContext.capabilities.drop to ["ALL"]',
+            path=f"{c.sc_path}.capabilities.drop",
+            container=c.name,
+        )
 
 
 @rule(
@@ -667,7 +678,7 @@ def capabilities_beyond_restricted(obj: ObjectView) -> Iterator[Violation]:
     if w.is_windows:
         return
     for c in w.containers:
-        for index, cap in c.capability_list("add"):
+        for index, cap in c.raw_capabilities("add"):
             if cap in BASELINE_CAPABILITIES and cap not in RESTRICTED_ADDABLE_CAPABILITIES:
                 yield Violation(
                     f"container {c.name!r} of {_where(obj)} adds capability {cap}; the "
