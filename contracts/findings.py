@@ -6,7 +6,7 @@ and `k8smon scan --format json` prints a `ScanReport`. Everything here is plain 
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 FINDING_STATUSES = ("open", "exempted")
 EXEMPTION_STATUSES = ("active", "expired")
@@ -134,3 +134,104 @@ class RuleInfo(TypedDict):
     scope: Literal["object", "cluster"]
     summary: str
     help_uri: NotRequired[str]
+
+
+_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "namespace", "name"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "namespace": {"type": ["string", "null"]},
+        "name": {"type": "string"},
+    },
+}
+_SEVERITY_SCHEMA: dict[str, Any] = {"enum": ["critical", "high", "medium", "low", "info"]}
+_STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+
+FINDING_JSON_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["rule_id", "title", "severity", "category", "cis", "pss", "resource",
+                 "container", "path", "message", "status", "exemption", "fingerprint"],
+    "additionalProperties": False,
+    "properties": {
+        "rule_id": {"type": "string", "pattern": "^KM-[0-9]{3}$"},
+        "title": {"type": "string"},
+        "severity": _SEVERITY_SCHEMA,
+        "category": {"type": "string"},
+        "cis": {"type": "array", "items": {"type": "string",
+                                           "pattern": "^[0-9]+(\\.[0-9]+)+$"}},
+        "pss": {"type": "array", "items": {"type": "string",
+                                           "pattern": "^(baseline|restricted)/[a-z0-9-]+$"}},
+        "resource": _RESOURCE_SCHEMA,
+        "container": {"type": ["string", "null"]},
+        "path": {"type": "string"},
+        "message": {"type": "string", "minLength": 1},
+        "status": {"enum": list(FINDING_STATUSES)},
+        "exemption": {"anyOf": [{"type": "null"}, {
+            "type": "object",
+            "required": ["source", "index", "reason", "owner", "expires", "status"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"enum": ["config", "annotation"]},
+                "index": {"type": ["integer", "null"]},
+                "reason": {"type": "string"},
+                "owner": {"type": "string"},
+                "expires": {"type": ["string", "null"]},
+                "status": {"enum": list(EXEMPTION_STATUSES)},
+            },
+        }]},
+        "fingerprint": {"type": "string"},
+        "location": {
+            "type": "object",
+            "required": ["file", "line"],
+            "additionalProperties": False,
+            "properties": {"file": {"type": "string"},
+                           "line": {"type": "integer", "minimum": 1}},
+        },
+    },
+}
+
+SCAN_REPORT_JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "k8smon scan --format json",
+    "type": "object",
+    "required": ["findings", "errors", "summary"],
+    "additionalProperties": False,
+    "properties": {
+        "findings": {"type": "array", "items": FINDING_JSON_SCHEMA},
+        "errors": {"type": "array", "items": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"enum": ["parse", "invalid", "rule"]},
+                "message": {"type": "string"},
+                "file": {"type": ["string", "null"]},
+                "line": {"type": ["integer", "null"]},
+                "rule_id": {"type": "string"},
+                "resource": _RESOURCE_SCHEMA,
+            },
+        }},
+        "summary": {
+            "type": "object",
+            "required": ["objects", "rules", "findings", "open", "exempted", "errors",
+                         "by_severity", "expired_exemptions", "catalogue_version"],
+            "properties": {
+                "objects": {"type": "integer", "minimum": 0},
+                "rules": {"type": "integer", "minimum": 0},
+                "findings": {"type": "integer", "minimum": 0},
+                "open": {"type": "integer", "minimum": 0},
+                "exempted": {"type": "integer", "minimum": 0},
+                "errors": {"type": "integer", "minimum": 0},
+                "by_severity": {
+                    "type": "object",
+                    "required": ["critical", "high", "medium", "low", "info"],
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+                "expired_exemptions": {"type": "array", "items": {"type": "object"}},
+                "catalogue_version": {"type": "string"},
+            },
+        },
+    },
+}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import yaml
 from click.testing import CliRunner
 
 from cli.main import main
+from contracts.findings import SCAN_REPORT_JSON_SCHEMA
 from rules import default_rules
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -98,3 +100,18 @@ def test_scan_reads_standard_input() -> None:
     data = json.loads(result.output)
     hit = next(f for f in data["findings"] if f["rule_id"] == "KM-101")
     assert hit["location"]["file"] == "<stdin>"
+
+
+def test_json_output_validates_against_the_contract_schema(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("exemptions:\n  - rules: [KM-123]\n    reason: r\n    owner: o\n"
+                      "    expires: 2020-01-01\n  - rules: [KM-105]\n    reason: r\n")
+    result = run("scan", str(FIXTURES), str(broken), "--config", str(config),
+                 "--format", "json")
+    report = json.loads(result.output)
+    jsonschema.validate(report, SCAN_REPORT_JSON_SCHEMA)
+    statuses = {f["status"] for f in report["findings"]}
+    assert statuses == {"open", "exempted"}
+    assert report["errors"] and report["summary"]["expired_exemptions"]
