@@ -64,9 +64,14 @@ def create_app(
         store = make_session_factory(make_engine(settings.database_url))
     if redis_client is None and settings.redis_url:
         import redis  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
 
+        # Fail fast (one immediate retry, no backoff): with Redis down, pushes fall back to the
+        # process-local guards instead of waiting seconds on redis-py's default retries.
         redis_client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 1),
         )
     if dispatch is None:
         dispatch = CeleryDispatcher(settings.redis_url) if settings.redis_url else (

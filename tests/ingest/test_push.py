@@ -394,3 +394,28 @@ def test_unauthenticated_bodies_are_not_read(server: Server) -> None:
     metrics = requests.get(server.base_url + "/metrics", timeout=5).text
     assert 'k8smon_push_bytes_in_total{kind="telemetry"}' not in metrics  # nothing read
     _still_works(server, agent, {"snapshots": 0, "pings": 0})
+
+
+def test_redis_down_pushes_still_accepted_and_replays_still_refused(server: Server) -> None:
+    # As create_app builds its own client: REDIS_URL set, nothing listening there.
+    app = create_app(server.settings.replace(redis_url="redis://127.0.0.1:1/0"),
+                     store=server.sessions, dispatch=server.dispatcher)
+    http, thread, base_url = start_server(app)
+    try:
+        agent = server.register_cluster()
+        agent.base_url = base_url
+        captured: dict[str, Any] = {}
+
+        def capture(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
+            captured.update(headers=headers, body=body)
+            return headers, body
+
+        first = agent.push("snapshots", full_envelope(cluster_objects(3)), tamper=capture)
+        assert first.status_code == 202, first.text  # durability first
+        replay = agent.push("snapshots", b"", tamper=lambda h, b: (captured["headers"],
+                                                                  captured["body"]))
+        _assert_refused(replay, 401, "replayed_nonce")  # the process-local fallback
+        assert requests.get(base_url + "/readyz", timeout=5).status_code == 503
+    finally:
+        http.shutdown()
+        thread.join(timeout=5)
