@@ -14,6 +14,8 @@ Engine API (what workers and the CLI call)::
     engine.evaluate_object(manifest)             # -> list[Result]; object rules only,
                                                  #    no overrides/exemptions; cacheable by
                                                  #    (content hash, catalogue_version)
+    engine.evaluate_objects(manifests)           # -> list[list[Result]]; the same for many
+                                                 #    objects, cyclic GC paused meanwhile
     engine.evaluate_cluster(manifests)           # -> list[Result]; cluster rules only
                                                  #    (manifests: iterable or ClusterContext)
     engine.apply_config(results, cluster="prod", objects=by_key, now=None)

@@ -238,6 +238,12 @@ class Engine:
                 results.append(_error_result(meta, view.ref, problem, location))
         return results
 
+    def evaluate_objects(self, manifests: Iterable[Mapping[str, Any] | ObjectView]
+                         ) -> list[list[Result]]:
+        """`evaluate_object` for each manifest (same order), with the cyclic GC paused."""
+        with gc_paused():
+            return [self.evaluate_object(m) for m in manifests]
+
     def evaluate_cluster(self, manifests: ClusterContext | Iterable[Mapping[str, Any]], *,
                          locations: Mapping[str, LocationDict] | None = None) -> list[Result]:
         """Run every enabled cluster rule on a whole cluster's state (no config applied)."""

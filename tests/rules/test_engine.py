@@ -196,3 +196,11 @@ def test_a_raising_cluster_rule_is_an_error_and_other_rules_still_report() -> No
     assert [e["rule_id"] for e in outcome.errors] == ["KM-903"]
     assert "RuntimeError: unexpected shape" in outcome.errors[0]["message"]
     assert {r.rule_id for r in outcome.results} == {"KM-901", "KM-902"}
+
+
+def test_evaluate_objects_matches_evaluate_object_one_by_one() -> None:
+    engine = Engine.from_config(None)
+    manifests = _chain()
+    batch = engine.evaluate_objects(manifests)
+    assert batch == [engine.evaluate_object(m) for m in manifests]
+    assert gc.isenabled()
