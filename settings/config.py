@@ -144,7 +144,7 @@ def _database_url(env: str, raw: str) -> str:
         url = make_url(raw)
     except ArgumentError:
         raise ConfigError(f"{env} is not a valid database URL: {raw!r}") from None
-    if url.get_backend_name() not in {"postgresql", "sqlite"}:
+    if url.get_backend_name() not in {"postgresql", "postgres", "sqlite"}:
         raise ConfigError(f"{env} must be a postgresql:// or sqlite:// URL, got {raw!r}")
     return raw
 

@@ -10,6 +10,17 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def with_pinned_driver(database_url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg2, the driver we pin.
+
+    SQLAlchemy 2.1 maps a bare `postgresql://` to psycopg 3, which is not installed in production.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg2://" + database_url[len(prefix):]
+    return database_url
+
+
 def make_engine(database_url: str, **options: Any) -> Engine:
     """Create an engine with sane pool settings; SQLite gets WAL, foreign keys, busy timeout."""
     if database_url.startswith("sqlite"):
@@ -18,6 +29,7 @@ def make_engine(database_url: str, **options: Any) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    database_url = with_pinned_driver(database_url)
     options.setdefault("pool_pre_ping", True)
     options.setdefault("pool_size", 5)
     options.setdefault("max_overflow", 10)

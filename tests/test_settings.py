@@ -62,3 +62,12 @@ def test_production_settings_are_immutable(tmp_path: Path) -> None:
         settings.retention_days = 1  # type: ignore[misc]
     assert settings.replace(retention_days=7).retention_days == 7
     assert "s" * 40 not in repr(settings)
+
+
+def test_bare_postgresql_urls_use_the_pinned_psycopg2_driver() -> None:
+    from store.db import make_engine, with_pinned_driver  # noqa: PLC0415
+
+    assert with_pinned_driver("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert with_pinned_driver("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert with_pinned_driver("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert make_engine("postgresql://u@h/db").dialect.driver == "psycopg2"

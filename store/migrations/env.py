@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from store.db import with_pinned_driver
 from store.models import Base
 
 config = context.config
@@ -16,7 +17,7 @@ def run_migrations() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(with_pinned_driver(config.get_main_option("sqlalchemy.url")))
     with engine.connect() as conn:
         _run_on(conn)
         conn.commit()
