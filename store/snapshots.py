@@ -122,7 +122,10 @@ def stage_snapshot(
     Raises UnknownBaseSnapshot when a delta's base is not the latest stored state, and
     InvalidSnapshot when a full snapshot's digest does not match its objects.
     """
-    get_cluster(session, cluster_id)
+    # Serialise pushes of one cluster (row lock on PostgreSQL), so two identical pushes
+    # arriving together are stored once and deltas see the latest stored state.
+    if session.scalar(select(Cluster.id).where(Cluster.id == cluster_id).with_for_update()) is None:
+        get_cluster(session, cluster_id)  # raises ClusterNotFound
     kind = envelope["type"]
     digest = envelope["digest"]
     latest = latest_snapshot(session, cluster_id)
