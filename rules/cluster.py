@@ -21,8 +21,10 @@ ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 class ClusterContext:
     """Read-only indexed view of every object of one cluster (or of one offline scan)."""
 
-    def __init__(self, manifests: Iterable[Mapping[str, Any] | ObjectView]) -> None:
+    def __init__(self, manifests: Iterable[Mapping[str, Any] | ObjectView], *,
+                 dedup_controllers: bool = True) -> None:
         objects = [m if isinstance(m, ObjectView) else ObjectView(m) for m in manifests]
+        self.dedup_controllers = dedup_controllers
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
         by_ns: dict[str | None, list[ObjectView]] = defaultdict(list)
@@ -43,6 +45,7 @@ class ClusterContext:
         )
         self._pods_by_sa: dict[tuple[str | None, str], list[ObjectView]] | None = None
         self._controlled: frozenset[str] | None = None
+        self._workloads: tuple[ObjectView, ...] | None = None
 
     def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
         if self._by_name is None:
@@ -119,6 +122,23 @@ class ClusterContext:
         else:
             candidates = self.in_namespace(namespace, kind)
         return [o for o in candidates if selector.matches(o.labels)]
+
+    def workloads(self) -> tuple[ObjectView, ...]:
+        """The pod-bearing objects findings are reported on.
+
+        Every Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
+        Job, CronJob and PodTemplate, minus (when controller dedup is on, the default) those
+        whose controller is also present: their findings would be dropped in favour of the
+        top-most controller's anyway. Cluster rules that report per workload or per container
+        should iterate this rather than `objects`.
+        """
+        if self._workloads is None:
+            controlled = suppressed_by_controller(self) if self.dedup_controllers else ()
+            self._workloads = tuple(
+                o for o in self.objects
+                if o.workload is not None and not (controlled and o.ref.key in controlled)
+            )
+        return self._workloads
 
     # -- ownership --------------------------------------------------------------------------
     def controller_of(self, obj: ObjectView) -> ObjectView | None:

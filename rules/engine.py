@@ -12,7 +12,7 @@ import gc
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
@@ -248,7 +248,7 @@ class Engine:
                          locations: Mapping[str, LocationDict] | None = None) -> list[Result]:
         """Run every enabled cluster rule on a whole cluster's state (no config applied)."""
         context = manifests if isinstance(manifests, ClusterContext) else ClusterContext(
-            manifests)
+            manifests, dedup_controllers=self.config.dedup_controllers)
         results: list[Result] = []
         for r in self._cluster_rules:
             meta = r.meta
@@ -301,7 +301,7 @@ class Engine:
         if isinstance(objects, ClusterContext):
             context = objects
         elif objects is not None and config.dedup_controllers:
-            context = ClusterContext(objects.values())
+            context = ClusterContext(objects.values(), dedup_controllers=True)
         suppressed = (
             suppressed_by_controller(context)
             if context is not None and config.dedup_controllers else frozenset()
@@ -330,7 +330,7 @@ class Engine:
             elif result.exemption is not None or result.status != "open":
                 changes["exemption"] = None
                 changes["status"] = "open"
-            out.append(replace(result, **changes) if changes else result)
+            out.append(result._replace(**changes) if changes else result)
         return out
 
     def _exemption_for(self, result: Result, obj: Any, cluster: str | None,
@@ -405,7 +405,7 @@ class Engine:
                 loc = None
             views.append(view)
             located.append(loc)
-        context = ClusterContext(views)
+        context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
         suppressed = (suppressed_by_controller(context) if self.config.dedup_controllers
                       else frozenset())
         raw: list[Result] = []

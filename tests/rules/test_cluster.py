@@ -103,3 +103,20 @@ def test_service_account_usage(ctx: ClusterContext) -> None:
     assert ctx.service_account("shop", "builder") is not None
     assert [o.name for o in ctx.pods_using_service_account("shop", "builder")] == ["runner"]
     assert {o.name for o in ctx.pods_using_service_account("shop", "default")} == {"a", "b", "d"}
+
+
+def test_workloads_leave_out_controlled_objects_when_dedup_is_on() -> None:
+    dep = deployment("web", namespace="shop", uid="u-dep")
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-rs",
+                       "ownerReferences": [{"kind": "Deployment", "name": "web",
+                                            "uid": "u-dep", "controller": True}]},
+          "spec": {"template": {"spec": {"containers": []}}}}
+    owned = pod("web-1-a", namespace="shop", ownerReferences=[
+        {"kind": "ReplicaSet", "name": "web-1", "uid": "u-rs", "controller": True}])
+    orphan = pod("lonely", namespace="shop")
+    objects = [dep, rs, owned, orphan, {"apiVersion": "v1", "kind": "ConfigMap",
+                                        "metadata": {"name": "c", "namespace": "shop"}}]
+    assert [o.name for o in ClusterContext(objects).workloads()] == ["web", "lonely"]
+    everything = ClusterContext(objects, dedup_controllers=False).workloads()
+    assert [o.name for o in everything] == ["web", "web-1", "web-1-a", "lonely"]
