@@ -44,5 +44,5 @@ RUN install -d -o 10001 -g 10001 -m 0750 /var/lib/k8s-monitor
 WORKDIR /var/lib/k8s-monitor
 USER 10001:10001
 EXPOSE 8000
-CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/tmp", \
-     "--no-control-socket", "cli.wsgi:app"]
+CMD ["gunicorn", "--workers", "2", "--worker-class", "gthread", "--threads", "4", \
+     "--bind", "0.0.0.0:8000", "--worker-tmp-dir", "/tmp", "--no-control-socket", "cli.wsgi:app"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,13 @@ def test_processes_match_the_procfile(default: Rendered) -> None:
     web = _container(default.named("Deployment", f"{FULLNAME}-web"))
     assert web["command"][0] == "gunicorn" and web["command"][-1] == "cli.wsgi:app"
     assert "--no-control-socket" in web["command"], "no writable $HOME for gunicorn's socket"
+    # The same gunicorn tuning as the Procfile's web line.
+    web_line = next(line for line in procfile.splitlines() if line.startswith("web:"))
+    procfile_args = shlex.split(web_line.split(":", 1)[1])
+    for flag in ("--workers", "--worker-class", "--threads"):
+        if flag in procfile_args:
+            expected = procfile_args[procfile_args.index(flag) + 1]
+            assert web["command"][web["command"].index(flag) + 1] == expected, flag
     assert "'cli.wsgi:app'" in procfile
     worker = _container(default.named("Deployment", f"{FULLNAME}-worker"))
     assert worker["command"][:4] == ["celery", "-A", "workers.celery_app:app", "worker"]
