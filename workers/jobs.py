@@ -76,7 +76,9 @@ def finalize_scan(
     with unit_of_work(ctx.sessions) as session:
         outcome = scanning.finalize_scan(session, scan_id=scan_id, cluster_id=cluster_id,
                                          results=list(results or []), rules=ctx.rules)
-    if not outcome.already_done:
+    counts = outcome.counts
+    news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
+    if not outcome.already_done and (news or not counts.get("incremental")):
         ctx.send(DELIVER_REPORTS, scan_id)
     return asdict(outcome)
 

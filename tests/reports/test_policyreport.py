@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from reports.policyreport import cluster_policy_reports
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
@@ -30,5 +32,6 @@ def test_the_scan_writes_html_and_policy_reports(pipeline: Pipeline) -> None:
     pipeline.run.run("k8smon.rescan", "files")
     folder = pipeline.ctx.settings.instance_path / "reports"
     assert "KM-101" in (folder / "files.html").read_text(encoding="utf-8")
-    assert "kind: PolicyReport" in (folder / "files.policyreports.yaml").read_text(
-        encoding="utf-8")
+    listing = json.loads((folder / "files.policyreports.json").read_text(encoding="utf-8"))
+    assert listing["kind"] == "List"
+    assert [d["kind"] for d in listing["items"]][-1] == "ClusterPolicyReport"

@@ -34,7 +34,7 @@ def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) ->
                                   scan_id=scan_id)
     directory = html_report_dir(settings)
     write_policy_reports(cluster_policy_reports(session, run.cluster_id),
-                         directory / f"{run.cluster_id}.policyreports.yaml")
+                         directory / f"{run.cluster_id}.policyreports.json")
     return write_html(report, directory)
 
 
