@@ -8,13 +8,18 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from store.models import AuditEntry, ClusterKey
+from store.models import AuditEntry, Cluster, ClusterKey
 from tests.cli.conftest import Operator
 
 
 def test_register_list_show(operator: Operator, agent_public_key: Callable[[str], Path]
                             ) -> None:
     key = agent_public_key("edge")
+    # The seeded fleet (prod-eu, staging-us), plus whatever other test modules committed to
+    # the session's database before this test ran.
+    with operator.fleet.sessions() as session:
+        before = set(session.scalars(select(Cluster.id)))
+    assert {"prod-eu", "staging-us"} <= before
     result = operator.run("clusters", "register", "edge-1", "--public-key", str(key),
                           "--team", "edge", "--channel", "#edge", "--label", "env=prod",
                           "--label", "region=eu")
@@ -23,7 +28,7 @@ def test_register_list_show(operator: Operator, agent_public_key: Callable[[str]
     listed = operator.run("clusters", "list", "--format", "json")
     assert listed.exit_code == 0, listed.output
     rows = {c["id"]: c for c in json.loads(listed.stdout)}
-    assert set(rows) == {"edge-1", "prod-eu", "staging-us"}
+    assert set(rows) == before | {"edge-1"}
     assert rows["edge-1"]["labels"] == {"env": "prod", "region": "eu"}
     assert rows["edge-1"]["active_keys"] == 1
     shown = operator.run("clusters", "show", "edge-1")
@@ -33,7 +38,7 @@ def test_register_list_show(operator: Operator, agent_public_key: Callable[[str]
     assert "Clusters" in table.stdout and "staging-us" in table.stdout
     csv_out = operator.run("clusters", "list", "--format", "csv").stdout.splitlines()
     assert csv_out[0] == "id,status,team,channel,labels,active_keys,last_telemetry_at"
-    assert len(csv_out) == 4
+    assert len(csv_out) == len(before) + 2
     with operator.fleet.sessions() as session:
         entry = session.scalar(select(AuditEntry).where(
             AuditEntry.action == "clusters.register", AuditEntry.target == "edge-1"))

@@ -22,8 +22,28 @@ from werkzeug.serving import make_server
 from contracts.httpsig import HttpRequest, sign_request
 from ingest.app import create_app
 from settings import Settings
-from store import admin_keys, clusters
-from store.db import make_session_factory
+from store import admin_keys, clusters, migrate
+from store.db import make_engine, make_session_factory
+from tests.support.services import ThrowawayDatabase
+
+
+@pytest.fixture(scope="session")
+def postgres_database(postgres_server_url: str) -> Iterator[ThrowawayDatabase]:
+    """The ingest tests' own throwaway database: the live servers here commit for real (no
+    per-test SAVEPOINT), so their clusters, manifests and exemptions must not leak into the
+    other areas' tests, which expect only their own seeded data."""
+    database = ThrowawayDatabase.create(postgres_server_url)
+    yield database
+    database.drop()
+
+
+@pytest.fixture(scope="session")
+def pg_engine(postgres_database: ThrowawayDatabase) -> Iterator[Engine]:
+    """Engine on the ingest tests' database, migrated to head once."""
+    engine = make_engine(postgres_database.url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
 
 
 @dataclass
