@@ -32,7 +32,8 @@ from ingest.problems import (
 )
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
-from ingest.search import search_manifests
+from ingest.search import SEARCH_TIMEOUT_MS, search_manifests
+from ingest.web.search import SearchError, run_search
 from store import audit, clusters, exemptions, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import Cluster, ClusterKey, Exemption, Finding
@@ -138,6 +139,9 @@ def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
     return data
 
 
+MAX_SEARCH_MATCHES = 5000
+MAX_DISTINCT_VALUES = 100_000
+DEFAULT_DISTINCT_VALUES = 10_000
 _STR = {"type": ["string", "null"], "maxLength": 500}
 _LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200},
            "maxProperties": 64}
@@ -168,8 +172,14 @@ SEARCH_SCHEMA = {
                      "maxItems": 1000},
         "kind": {"type": "string", "maxLength": 200},
         "namespace": {"type": "string", "maxLength": 253},
-        "limit": {"type": "integer", "minimum": 1, "maximum": 5000},
+        "distinct": {"type": "boolean"},
+        "limit": {"type": "integer", "minimum": 1, "maximum": MAX_DISTINCT_VALUES},
     },
+    # `limit` caps matching objects, or with `distinct` the distinct values returned (every
+    # match is counted either way).
+    "if": {"required": ["distinct"], "properties": {"distinct": {"const": True}}},
+    "then": {"properties": {"limit": {"maximum": MAX_DISTINCT_VALUES}}},
+    "else": {"properties": {"limit": {"maximum": MAX_SEARCH_MATCHES}}},
 }
 EXEMPTION_SCHEMA = {
     "type": "object", "required": ["rule_ids", "reason"], "additionalProperties": False,
@@ -345,6 +355,9 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
             "node_count": ping.node_count if ping else None,
             "object_count": ping.object_count if ping else None,
             "errors": (ping.errors or {}) if ping else {},
+            # What the agent reported about its latest snapshot push (result, type, digest,
+            # objects, at, status, detail); null before the first ping that carried it.
+            "last_push": (ping.details or {}).get("last_push") if ping else None,
         })
     return {"clusters": rows}, 200, None, {}
 
@@ -353,12 +366,30 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
 @admin_route(role="viewer", action="manifests.search")
 def search(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, SEARCH_SCHEMA)
+    audit_details = {"path": spec["path"], "clusters": spec.get("clusters")}
+    if spec.get("distinct"):
+        return _distinct_search(session, spec), 200, None, {**audit_details, "distinct": True}
     matches = search_manifests(
         session, path=spec["path"], cluster_ids=spec.get("clusters"), kind=spec.get("kind"),
         namespace=spec.get("namespace"), limit=spec.get("limit", 500),
     )
-    return {"matches": matches, "count": len(matches)}, 200, None, {
-        "path": spec["path"], "clusters": spec.get("clusters")}
+    return {"matches": matches, "count": len(matches)}, 200, None, audit_details
+
+
+def _distinct_search(session: Session, spec: dict[str, Any]) -> dict[str, Any]:
+    """Each value once, counted over every match in the database (not over a capped list)."""
+    try:
+        result = run_search(
+            session, spec["path"], cluster_ids=spec.get("clusters"), kind=spec.get("kind"),
+            namespace=spec.get("namespace"), distinct=True,
+            limit=spec.get("limit", DEFAULT_DISTINCT_VALUES), timeout_ms=SEARCH_TIMEOUT_MS,
+        )
+    except SearchError as problem:
+        raise bad_request("invalid_json_path", str(problem)[:300]) from None
+    values = [{"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
+              for v in result.values]
+    return {"distinct": True, "values": values, "count": len(values),
+            "truncated": result.truncated}
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:

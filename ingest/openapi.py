@@ -122,9 +122,12 @@ def openapi_document() -> dict[str, Any]:
                 _query("cluster"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
         "/v1/admin/telemetry": {
-            "get": _op("Latest telemetry of every cluster, with staleness")},
+            "get": _op("Latest telemetry of every cluster, with staleness and the agent's "
+                       "report on its last push")},
         "/v1/admin/search": {
-            "post": _op("JSON-path search over current manifests",
+            "post": _op("JSON-path search over current manifests: the matching objects, or "
+                        "with distinct each value once with its occurrences and clusters "
+                        "(counted over every match; limit caps the values returned)",
                         body=_json_body(SEARCH_SCHEMA))},
         "/v1/admin/findings": {
             "get": _op("Query findings", params=[

@@ -1,6 +1,13 @@
-"""`k8smon telemetry`: one row per cluster from its agent's latest ping; stale ones stand out."""
+"""`k8smon telemetry`: one row per cluster from its agent's latest ping; stale ones stand out.
+
+The "last push" column summarises what the agent reported about its latest snapshot push
+(`last_push_summary`); `--format json` also carries the report itself (`last_push`).
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -9,7 +16,8 @@ from cli.output import DURATION, Output, api_command
 
 COLUMNS = [("cluster_id", "cluster"), ("age", "last ping"), ("agent_version", "agent"),
            ("kubernetes_version", "kubernetes"), ("platform", "platform"),
-           ("node_count", "nodes"), ("object_count", "objects"), ("last_push", "last push"),
+           ("node_count", "nodes"), ("object_count", "objects"),
+           ("last_push_summary", "last push"),
            ("stale", "stale")]
 
 
@@ -25,15 +33,39 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _last_push(row: dict) -> str:
+def _push_age(at: object, now: datetime) -> str | None:
+    if not isinstance(at, str):
+        return None
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"{_age(max((now - when).total_seconds(), 0.0))} ago"
+
+
+def last_push_text(row: dict[str, Any], *, now: datetime) -> str:
+    """The agent's report on its latest push, e.g. `accepted (delta, 3 min ago)` or
+    `failed: unknown_key (full, 40 s ago)`, plus the collection errors of the last ping."""
     errors = row.get("errors") or {}
     push = row.get("last_push")
     if isinstance(push, dict):
-        outcome = str(push.get("result") or push.get("status") or "unknown")
+        result = str(push.get("result") or "unknown")
+        outcome = "no push yet" if result == "none" else result
+        detail = push.get("detail") or push.get("error")
+        if detail and result != "accepted":
+            outcome += f": {str(detail)[:80]}"
+        context = [str(push["type"])] if push.get("type") else []
+        age = _push_age(push.get("at"), now)
+        if age:
+            context.append(age)
+        if context and result != "none":
+            outcome += f" ({', '.join(context)})"
     else:
         outcome = str(push) if push else "—"
     if errors:
-        outcome += f" ({len(errors)} collection error{'s' if len(errors) != 1 else ''})"
+        outcome += f"; {len(errors)} collection error{'s' if len(errors) != 1 else ''}"
     return outcome
 
 
@@ -47,12 +79,13 @@ def telemetry(*, client: AdminClient, out: Output, stale_after: float, only_stal
     """Each cluster's agent health from its latest telemetry ping."""
     with out.progress("fetching telemetry"):
         clusters = client.get("/v1/admin/telemetry")["clusters"]
+    now = datetime.now(UTC)
     rows = []
     for row in clusters:
         seconds = row.get("staleness_seconds")
         stale = row.get("status") == "active" and (seconds is None or seconds > stale_after)
         rows.append({**row, "age": _age(seconds), "stale": stale,
-                     "last_push": _last_push(row)})
+                     "last_push_summary": last_push_text(row, now=now)})
     if only_stale:
         rows = [r for r in rows if r["stale"]]
     out.rows(rows, COLUMNS, title="Telemetry", empty="no clusters",

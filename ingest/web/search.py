@@ -3,13 +3,18 @@
 On PostgreSQL the path runs inside the database with its SQL/JSON path engine
 (`jsonb_path_query`, parallel scans), so a fleet-wide `--distinct` image search never ships
 bodies to Python and groups the values in the database. On SQLite a
-Python fallback (jsonpath-ng) walks the same manifests. An invalid path raises `SearchError`
-with a message fit for a 400 answer.
+Python fallback (jsonpath-ng) walks the same manifests. An invalid path (or a search the
+database gives up on, e.g. past `timeout_ms`) raises `SearchError` with a message fit for a
+400 answer. Used by the admin pages and the admin API (`POST /v1/admin/search`).
+
+A distinct value's `occurrences` counts every place the path yields it (two containers of
+one Deployment running the same image count twice); `clusters` counts clusters.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,23 +89,39 @@ def run_search(
     namespace: str | None = None,
     distinct: bool = False,
     limit: int = 10_000,
+    cluster_ids: Sequence[str] | None = None,
+    timeout_ms: int | None = None,
 ) -> SearchResult:
-    """Evaluate `path` on every matching current manifest (see the module docstring)."""
+    """Evaluate `path` on every matching current manifest (see the module docstring).
+
+    `cluster_id` and `cluster_ids` both narrow the clusters (an empty `cluster_ids` means
+    every cluster); `timeout_ms` caps the query on PostgreSQL.
+    """
     _check_length(path)
+    wanted = _wanted_clusters(cluster_id, cluster_ids)
     if session.get_bind().dialect.name == "postgresql":
-        return _postgres(session, path, cluster_id=cluster_id, kind=kind, namespace=namespace,
-                         distinct=distinct, limit=limit)
-    return _python(session, path, cluster_id=cluster_id, kind=kind, namespace=namespace,
+        return _postgres(session, path, clusters=wanted, kind=kind, namespace=namespace,
+                         distinct=distinct, limit=limit, timeout_ms=timeout_ms)
+    return _python(session, path, clusters=wanted, kind=kind, namespace=namespace,
                    distinct=distinct, limit=limit)
 
 
-def _filters(cluster_id: str | None, kind: str | None, namespace: str | None
+def _wanted_clusters(cluster_id: str | None, cluster_ids: Sequence[str] | None
+                     ) -> list[str] | None:
+    wanted = sorted(set(cluster_ids or ()) | ({cluster_id} if cluster_id is not None else set()))
+    return wanted or None
+
+
+def _filters(clusters: list[str] | None, kind: str | None, namespace: str | None
              ) -> tuple[str, dict[str, Any]]:
     clauses = ["o.deleted_at IS NULL"]
     params: dict[str, Any] = {}
-    if cluster_id is not None:
+    if clusters is not None and len(clusters) == 1:
         clauses.append("o.cluster_id = :cluster_id")
-        params["cluster_id"] = cluster_id
+        params["cluster_id"] = clusters[0]
+    elif clusters is not None:
+        clauses.append("o.cluster_id = ANY(:cluster_ids)")
+        params["cluster_ids"] = clusters
     if kind is not None:
         clauses.append("o.kind = :kind")
         params["kind"] = kind
@@ -121,16 +142,38 @@ def _validate_pg_path(session: Session, path: str) -> None:
                           ) from None
 
 
-def _postgres(session: Session, path: str, *, cluster_id: str | None, kind: str | None,
-              namespace: str | None, distinct: bool, limit: int) -> SearchResult:
+def _postgres(session: Session, path: str, *, clusters: list[str] | None, kind: str | None,
+              namespace: str | None, distinct: bool, limit: int, timeout_ms: int | None
+              ) -> SearchResult:
     _validate_pg_path(session, path)
-    where, params = _filters(cluster_id, kind, namespace)
+    savepoint = session.begin_nested()
+    try:
+        result = _postgres_query(session, path, clusters=clusters, kind=kind,
+                                 namespace=namespace, distinct=distinct, limit=limit,
+                                 timeout_ms=timeout_ms)
+    except DBAPIError as problem:
+        # A strict-mode path that finds nothing, a statement timeout: the session stays usable.
+        savepoint.rollback()
+        message = str(getattr(problem.orig, "pgerror", None) or problem.orig).strip()
+        first = message.splitlines()[0] if message else "failed"
+        raise SearchError(f"path: the search failed: {first.removeprefix('ERROR:').strip()}"
+                          ) from None
+    savepoint.commit()
+    return result
+
+
+def _postgres_query(session: Session, path: str, *, clusters: list[str] | None,
+                    kind: str | None, namespace: str | None, distinct: bool, limit: int,
+                    timeout_ms: int | None) -> SearchResult:
+    where, params = _filters(clusters, kind, namespace)
     params.update(path=path, limit=limit + 1)
     result = SearchResult(path=path, distinct=distinct)
     # The planner cannot estimate rows of a set-returning function and would spend longer
     # JIT-compiling than running the query; a little more memory keeps the join in RAM.
     session.execute(text("SET LOCAL jit = off"))
     session.execute(text("SET LOCAL work_mem = '64MB'"))
+    if timeout_ms is not None:
+        session.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
     if distinct:
         # Two hash aggregations (value and cluster, then value) instead of sorting jsonb
         # values for count(DISTINCT ...): the sort costs more than the path evaluation.
@@ -183,13 +226,17 @@ def _compile_python(path: str) -> Any:
         raise SearchError(f"path: invalid JSON path: {problem}") from None
 
 
-def _python(session: Session, path: str, *, cluster_id: str | None, kind: str | None,
+def _python(session: Session, path: str, *, clusters: list[str] | None, kind: str | None,
             namespace: str | None, distinct: bool, limit: int) -> SearchResult:
     compiled = _compile_python(path)
     result = SearchResult(path=path, distinct=distinct)
     counts: dict[str, list[Any]] = {}
-    for manifest in current_manifests(session, cluster_id=cluster_id, kind=kind,
+    one = clusters[0] if clusters is not None and len(clusters) == 1 else None
+    wanted = set(clusters or ())
+    for manifest in current_manifests(session, cluster_id=one, kind=kind,
                                       namespace=namespace if namespace is not None else None):
+        if wanted and manifest.cluster_id not in wanted:
+            continue
         for match in compiled.find(manifest.body):
             if distinct:
                 key = json.dumps(match.value, sort_keys=True)

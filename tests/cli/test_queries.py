@@ -37,6 +37,11 @@ def test_telemetry_marks_stale_clusters(operator: Operator) -> None:
     table = operator.run("telemetry")
     assert "1 stale cluster (no ping for more than 15 min)" in table.stderr
     assert "staging-us" in table.stdout
+    # The agent's report on its latest push, as the server stored it from the ping.
+    assert rows["prod-eu"]["last_push"]["result"] == "accepted"
+    assert rows["prod-eu"]["last_push_summary"] == "accepted (delta, 5 min ago)"
+    assert rows["staging-us"]["last_push_summary"] == "failed: rate_limited (full, 5 min ago)"
+    assert "last push" in table.stdout and "rate_limited" in table.stdout
     bad = operator.run("telemetry", "--stale", "soon")
     assert bad.exit_code == 2 and "not a duration" in bad.stderr
 
@@ -46,9 +51,17 @@ def test_search_lists_every_image_distinct(operator: Operator) -> None:
                           "--kind", "Deployment", "--distinct", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
-        {"value": "registry.example/api:2", "objects": 2, "clusters": 2},
-        {"value": "registry.example/web:1.1", "objects": 1, "clusters": 1},
+        {"value": "registry.example/api:2", "occurrences": 2, "clusters": 2},
+        {"value": "registry.example/web:1.1", "occurrences": 1, "clusters": 1},
     ]
+    # The server counts every match; --limit only caps how many values come back.
+    top = operator.run("search", "$.spec.template.spec.containers[*].image", "--distinct",
+                       "--limit", "1", "--format", "json")
+    assert json.loads(top.stdout) == [
+        {"value": "registry.example/api:2", "occurrences": 2, "clusters": 2}]
+    assert "only the 1 most frequent values are listed" in top.stderr
+    too_many = operator.run("search", "$.kind", "--limit", "6000")
+    assert too_many.exit_code == 2 and "without --distinct" in too_many.stderr
     hits = operator.run("search", "$.spec.replicas", "--cluster", "prod-eu", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(hits.stdout)))
     assert {(r["kind"], r["name"], r["value"]) for r in rows} == {

@@ -15,7 +15,7 @@ from ingest.keys import public_key_pem
 from store.models import AuditEntry, Finding, ScanRun
 from store.snapshots import apply_pending
 from tests.ingest.conftest import Agent, Server
-from tests.support.manifests import cluster_objects, full_envelope
+from tests.support.manifests import cluster_objects, config_map, deployment, full_envelope
 
 
 def _actions(server: Server, actor: str) -> list[str]:
@@ -106,6 +106,19 @@ def test_latest_telemetry_with_staleness(server: Server) -> None:
     mine = next(r for r in rows if r["cluster_id"] == agent.cluster_id)
     assert mine["agent_version"] == "2.0" and mine["node_count"] == 4
     assert 0 <= mine["staleness_seconds"] < 600
+    assert mine["last_push"] is None  # this ping carried no report on a push
+
+
+def test_latest_telemetry_carries_the_agents_last_push(server: Server) -> None:
+    agent = server.register_cluster()
+    report = {"result": "failed", "type": "delta", "digest": "sha256:" + "0" * 64,
+              "objects": 3, "removed": 0, "at": "2026-11-27T08:00:00Z", "status": 409,
+              "ok": False, "detail": "unknown_base_snapshot", "bytes": 512}
+    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "2.1",
+                                    "last_push": report}).status_code == 202
+    rows = server.admin(role="viewer").json("GET", "/v1/admin/telemetry").json()["clusters"]
+    mine = next(r for r in rows if r["cluster_id"] == agent.cluster_id)
+    assert mine["last_push"] == report
 
 
 def test_json_path_search_over_current_manifests(server: Server) -> None:
@@ -127,6 +140,52 @@ def test_json_path_search_over_current_manifests(server: Server) -> None:
     assert [m["resource"]["name"] for m in filtered.json()["matches"]] == ["cfg-0"]
     bad = viewer.json("POST", "/v1/admin/search", {"path": "$$$ not a path"})
     assert bad.status_code == 400 and bad.json()["reason"] == "invalid_json_path"
+
+
+def _applied(server: Server, objects: list[dict]) -> Agent:
+    agent = server.register_cluster()
+    assert agent.push("snapshots", full_envelope(objects)).status_code == 202
+    with server.sessions() as session:
+        apply_pending(session, agent.cluster_id)
+        session.commit()
+    return agent
+
+
+def test_distinct_search_counts_every_match_in_the_database(server: Server) -> None:
+    first = _applied(server, [deployment(f"shop-{i}", image="registry/shop:1") for i in range(4)]
+                     + [deployment("edge", image="registry/edge:7"), config_map("cfg")])
+    second = _applied(server, [deployment("shop", image="registry/shop:1")])
+    viewer = server.admin(role="viewer")
+    path = "$.spec.template.spec.containers[*].image"
+    both = [first.cluster_id, second.cluster_id]
+    found = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
+                                                      "distinct": True})
+    assert found.status_code == 200, found.text
+    assert found.json() == {"distinct": True, "count": 2, "truncated": False, "values": [
+        {"value": "registry/shop:1", "occurrences": 5, "clusters": 2},
+        {"value": "registry/edge:7", "occurrences": 1, "clusters": 1}]}
+    # `limit` caps the values listed, never the matches counted.
+    top = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
+                                                    "distinct": True, "limit": 1}).json()
+    assert top["values"] == [{"value": "registry/shop:1", "occurrences": 5, "clusters": 2}]
+    assert top["truncated"] is True
+    one = viewer.json("POST", "/v1/admin/search", {
+        "path": path, "clusters": [second.cluster_id], "distinct": True, "kind": "Deployment",
+        "namespace": "default"}).json()
+    assert one["values"] == [{"value": "registry/shop:1", "occurrences": 1, "clusters": 1}]
+    many = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
+                                                     "distinct": True, "limit": 50_000})
+    assert many.status_code == 200
+    capped = viewer.json("POST", "/v1/admin/search", {"path": path, "limit": 50_000})
+    assert capped.status_code == 400 and capped.json()["reason"] == "schema_violation"
+    bad = viewer.json("POST", "/v1/admin/search", {"path": "$$$ not a path", "distinct": True})
+    assert bad.status_code == 400 and bad.json()["reason"] == "invalid_json_path"
+    with server.sessions() as session:
+        details = session.scalars(select(AuditEntry.details).where(
+            AuditEntry.action == "manifests.search",
+            AuditEntry.actor == viewer.key_id.removesuffix("-key")).order_by(AuditEntry.id)
+        ).first()
+    assert details == {"path": path, "clusters": both, "distinct": True}
 
 
 def test_findings_query_exemptions_and_rescan(server: Server) -> None:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -71,10 +72,20 @@ def seed_fleet(sessions: sessionmaker[Session]) -> None:
         push(session, "prod-eu", [web_v2, config_map("settings", namespace="shop"), api])
         push(session, "staging-us", [deployment("api", namespace="qa",
                                                 image="registry.example/api:2")])
+        five_minutes_ago = (datetime.now(UTC) - timedelta(minutes=5)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        last_pushes = {
+            "prod-eu": {"result": "accepted", "type": "delta", "objects": 3,
+                        "at": five_minutes_ago, "status": 202, "ok": True, "detail": ""},
+            "staging-us": {"result": "failed", "type": "full", "objects": 1,
+                           "at": five_minutes_ago, "status": 429, "ok": False,
+                           "detail": "rate_limited"},
+        }
         for cid in ("prod-eu", "staging-us"):
             record_telemetry(session, cid, payload={
                 "agent_version": "0.1.0", "kubernetes_version": "v1.31.2", "platform": "eks",
-                "node_count": 3, "namespace_count": 4, "object_counts": {"Deployment": 2}})
+                "node_count": 3, "namespace_count": 4, "object_counts": {"Deployment": 2},
+                "last_push": last_pushes[cid]})
         create_account(session, "alice", password=ADMIN_PASSWORD, role="admin")
         create_account(session, "victor", password=VIEWER_PASSWORD, role="viewer")
         session.commit()

@@ -74,6 +74,38 @@ def test_search_on_both_engines(any_db_session: Session) -> None:
     assert run_search(session, "$.kind", cluster_id="b").hits[0].value == "Deployment"
 
 
+def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -> None:
+    session = any_db_session
+    for cluster_id in ("a", "b", "c"):
+        create_cluster(session, cluster_id)
+        push(session, cluster_id, [deployment("x", image=f"img:{cluster_id}"),
+                                   deployment("y", image="img:shared")])
+    path = "$.spec.template.spec.containers[*].image"
+    two = run_search(session, path, cluster_ids=["a", "c"], distinct=True)
+    assert [(v.value, v.occurrences, v.clusters) for v in two.values] == [
+        ("img:shared", 2, 2), ("img:a", 1, 1), ("img:c", 1, 1)]
+    hits = run_search(session, path, cluster_ids=["c", "b"])
+    assert [(h.cluster_id, h.name) for h in hits.hits] == [
+        ("b", "x"), ("b", "y"), ("c", "x"), ("c", "y")]
+    # cluster_id and cluster_ids together: the union; an empty list means every cluster.
+    union = run_search(session, path, cluster_id="a", cluster_ids=["b"], distinct=True)
+    assert {v.value for v in union.values} == {"img:a", "img:b", "img:shared"}
+    every = run_search(session, path, cluster_ids=[], distinct=True)
+    assert every.values[0].value == "img:shared" and every.values[0].clusters == 3
+
+
+def test_a_search_the_database_gives_up_on_is_a_search_error(db_session: Session) -> None:
+    session = db_session
+    create_cluster(session, "a")
+    push(session, "a", [deployment("x", image="img:1"), config_map("c")])
+    # Strict mode: a path that does not exist in a manifest is an error, raised while the
+    # query runs (not when the path is parsed).
+    with pytest.raises(SearchError, match="the search failed"):
+        run_search(session, "strict $.spec.template.spec.containers[*].image", distinct=True)
+    # The session is still usable (the query ran in a SAVEPOINT).
+    assert run_search(session, "$.kind", cluster_id="a", distinct=True).values
+
+
 def test_manifest_rendering_highlight_and_diff() -> None:
     body = deployment("web", image="nginx:1")
     lines = highlight(render(body), ["spec.template.spec.containers[0].securityContext.privileged",
