@@ -3,6 +3,11 @@
 The composition root: settings from the environment, the store's session factory, and the
 task dispatcher (Celery `send_task` by name when REDIS_URL is set; otherwise the workers'
 in-process runner on a background thread). `app` is built on first access, not on import.
+
+It also hands the admin pages what ingest may not fetch itself (`IngestContext.extras`): the
+rule catalogue (`rule_info`: rule id -> `contracts.findings.RuleInfo`, with the operator's
+severity overrides from K8SMON_RULES_CONFIG; ingest must not import `rules`) and the Flower
+base URL from K8SMON_FLOWER_URL (`flower_url`: scan runs link to their task there).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
+from contracts.findings import RuleInfo
 from contracts.tasks import TaskDispatcher
 from settings import Settings, load_settings
 
@@ -64,17 +72,67 @@ def build_dispatcher(settings: Settings, sessions: sessionmaker[Session],
     return BackgroundDispatcher(runner)
 
 
+FLOWER_URL_VARIABLE = "K8SMON_FLOWER_URL"
+
+
+def rule_catalogue(rules_config_path: Path | None = None) -> dict[str, RuleInfo]:
+    """Every built-in rule's public description by id, with the severities the operator's
+    rules configuration sets (the severity findings of that rule are reported with)."""
+    from rules import default_rules  # noqa: PLC0415 - the composition root may import rules
+    from rules.config import ScanConfig  # noqa: PLC0415
+
+    config = ScanConfig()
+    if rules_config_path is not None:
+        try:
+            config = ScanConfig.from_yaml(rules_config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as problem:
+            # The pages only describe rules; the workers refuse a broken configuration loudly.
+            log.warning(json.dumps({"event": "rules_config_unreadable",
+                                    "path": str(rules_config_path),
+                                    "error": str(problem)[:300]}))
+    catalogue: dict[str, RuleInfo] = {}
+    for rule in default_rules():
+        info = rule.meta.to_info()
+        if rule.id in config.severity:
+            info["severity"] = config.severity[rule.id].value
+        catalogue[rule.id] = info
+    return catalogue
+
+
+def flower_url(environ: Mapping[str, str]) -> str | None:
+    """K8SMON_FLOWER_URL: Flower's base URL (http or https), or None when unset or empty."""
+    value = environ.get(FLOWER_URL_VARIABLE, "").strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{FLOWER_URL_VARIABLE}: must be an http(s) URL such as "
+                         f"https://flower.example.com/, not {value!r}")
+    return value
+
+
+def page_extras(settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
+    """What the admin pages read from `IngestContext.extras` (see `ingest.web`)."""
+    catalogue = rule_catalogue(settings.rules_config_path)
+    return {"rule_info": catalogue.get, "flower_url": flower_url(environ)}
+
+
 def build_app(environ: Mapping[str, str] | None = None) -> Flask:
     """Settings, store and dispatcher from the environment, then `ingest.app.create_app`."""
     from ingest.app import create_app  # noqa: PLC0415
+    from ingest.context import EXTENSION  # noqa: PLC0415
     from store.db import make_engine, make_session_factory  # noqa: PLC0415
 
+    env = os.environ if environ is None else environ
     settings = load_settings(environ)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=settings.log_level, format="%(message)s")
+    extras = page_extras(settings, env)
     sessions = make_session_factory(make_engine(settings.database_url))
-    return create_app(settings, store=sessions,
-                      dispatch=build_dispatcher(settings, sessions, environ))
+    app = create_app(settings, store=sessions,
+                     dispatch=build_dispatcher(settings, sessions, environ))
+    app.extensions[EXTENSION].extras.update(extras)
+    return app
 
 
 def __getattr__(name: str) -> Any:
