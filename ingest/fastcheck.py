@@ -1,9 +1,9 @@
 """A fast, conservative pre-check of snapshot envelopes.
 
-`snapshot_surely_valid` returns True only for documents that satisfy both the wire schema and
-the storage limits; anything else (including valid documents it is unsure about) returns False
-and goes through jsonschema, which then names the offending field. It exists because a
-5,000-object snapshot takes jsonschema about half a second to walk.
+`snapshot_surely_valid` returns True only for documents that satisfy the wire schema (with
+its size limits, `contracts.wire`); anything else (including valid documents it is unsure
+about) returns False and goes through jsonschema, which then names the offending field. It
+exists because a 5,000-object snapshot takes jsonschema about half a second to walk.
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from contracts.wire import SNAPSHOT_SCHEMA_ID
+from contracts.wire import (
+    MAX_API_VERSION_LENGTH,
+    MAX_KIND_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_NAMESPACE_LENGTH,
+    MAX_TIMESTAMP_LENGTH,
+    MAX_UID_LENGTH,
+    MAX_VERSION_LENGTH,
+    SNAPSHOT_SCHEMA_ID,
+)
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _ENVELOPE_KEYS = frozenset({"schema", "type", "digest", "base_digest", "collected_at",
@@ -30,23 +39,23 @@ def _manifest(obj: Any) -> bool:
     if type(obj) is not dict:
         return False
     meta = obj.get("metadata")
-    if not (_text(obj.get("apiVersion"), low=1, high=128)
-            and _text(obj.get("kind"), low=1, high=128) and type(meta) is dict
-            and _text(meta.get("name"), low=1, high=253)):
+    if not (_text(obj.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
+            and _text(obj.get("kind"), low=1, high=MAX_KIND_LENGTH) and type(meta) is dict
+            and _text(meta.get("name"), low=1, high=MAX_NAME_LENGTH)):
         return False
-    if "namespace" in meta and not _text(meta["namespace"], low=0, high=253):
+    if "namespace" in meta and not _text(meta["namespace"], low=0, high=MAX_NAMESPACE_LENGTH):
         return False
-    return "uid" not in meta or _text(meta["uid"], low=0, high=64)
+    return "uid" not in meta or _text(meta["uid"], low=0, high=MAX_UID_LENGTH)
 
 
 def _ref(ref: Any) -> bool:
     if type(ref) is not dict:
         return False
     namespace = ref.get("namespace")
-    return (_text(ref.get("apiVersion"), low=1, high=128)
-            and _text(ref.get("kind"), low=1, high=128)
-            and _text(ref.get("name"), low=1, high=253)
-            and (namespace is None or _text(namespace, low=0, high=253)))
+    return (_text(ref.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
+            and _text(ref.get("kind"), low=1, high=MAX_KIND_LENGTH)
+            and _text(ref.get("name"), low=1, high=MAX_NAME_LENGTH)
+            and (namespace is None or _text(namespace, low=0, high=MAX_NAMESPACE_LENGTH)))
 
 
 def snapshot_surely_valid(document: Any) -> bool:  # noqa: PLR0911 - one exit per rule
@@ -63,9 +72,10 @@ def snapshot_surely_valid(document: Any) -> bool:  # noqa: PLR0911 - one exit pe
         return False
     if kind == "delta" and not _digest(document.get("base_digest")):
         return False
-    if "collected_at" in document and not _text(document["collected_at"], low=0, high=40):
+    collected_at = document.get("collected_at", "")
+    if not _text(collected_at, low=0, high=MAX_TIMESTAMP_LENGTH):
         return False
-    if "agent_version" in document and not _text(document["agent_version"], low=0, high=64):
+    if not _text(document.get("agent_version", ""), low=0, high=MAX_VERSION_LENGTH):
         return False
     objects = document.get("objects")
     if type(objects) is not list or not all(_manifest(o) for o in objects):

@@ -31,7 +31,7 @@ from ingest.body import (
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.fastcheck import snapshot_surely_valid
-from ingest.limits import SNAPSHOT_LIMITS, TELEMETRY_LIMITS, check_telemetry_totals
+from ingest.limits import check_telemetry_totals
 from ingest.problems import (
     CLUSTER_DISABLED,
     FORBIDDEN_KIND,
@@ -62,7 +62,7 @@ _TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
 
 
 def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind: str,
-             schema: dict[str, Any], limits: dict[str, Any]) -> dict[str, Any]:
+             schema: dict[str, Any]) -> dict[str, Any]:
     """Everything before storing: caps, signature, cluster state, rate limit, body, schema."""
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
@@ -97,7 +97,6 @@ def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind:
     document = parse_json(data)
     if not (kind == "snapshot" and snapshot_surely_valid(document)):
         validate(document, validator_for(schema))
-        validate(document, validator_for(limits))
     return document
 
 
@@ -116,7 +115,7 @@ def push_snapshot(cluster_id: str) -> Response:
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
         envelope = _receive(context, session, cluster_id, kind="snapshot",
-                            schema=SNAPSHOT_JSON_SCHEMA, limits=SNAPSHOT_LIMITS)
+                            schema=SNAPSHOT_JSON_SCHEMA)
         for index, obj in enumerate(envelope["objects"]):
             if obj["kind"] in FORBIDDEN_KINDS:
                 raise Problem(422, FORBIDDEN_KIND, "Unprocessable content",
@@ -154,7 +153,7 @@ def push_telemetry(cluster_id: str) -> Response:
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
         payload = _receive(context, session, cluster_id, kind="telemetry",
-                           schema=TELEMETRY_JSON_SCHEMA, limits=TELEMETRY_LIMITS)
+                           schema=TELEMETRY_JSON_SCHEMA)
         check_telemetry_totals(payload)
         ping = record_telemetry(session, cluster_id, payload=payload, received_at=received_at)
         ping_id = ping.id
