@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cli import wsgi
 from settings.config import VARIABLES
 from tests.helm.charts import (
     NAMESPACE,
@@ -36,7 +37,7 @@ CREDENTIALS = {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SLACK_SIGNING_SECRET"
                "SLACK_BOT_TOKEN", "K8SMON_WEBHOOK_SECRET", "FLOWER_BASIC_AUTH"}
 # Variables read outside settings/config.py: by notifiers, Flower, and the broker options
 # (workers.celery_app.BrokerOptions, set through config.extraEnv in the CI values).
-NOT_SETTINGS = {"SLACK_BOT_TOKEN", "FLOWER_BASIC_AUTH", "K8SMON_TASK_QUEUE",
+NOT_SETTINGS = {"SLACK_BOT_TOKEN", "FLOWER_BASIC_AUTH", "K8SMON_FLOWER_URL", "K8SMON_TASK_QUEUE",
                 "K8SMON_REDIS_KEY_PREFIX", "K8SMON_VISIBILITY_TIMEOUT"}
 
 
@@ -199,6 +200,14 @@ def test_flower_requires_basic_auth(full: Rendered) -> None:
     assert auth == {"name": "k8s-monitor-flower", "key": "FLOWER_BASIC_AUTH"}
     service = full.named("Service", f"{FULLNAME}-flower")
     assert service["spec"]["type"] == "ClusterIP"
+    web = _container(full.named("Deployment", f"{FULLNAME}-web"))
+    assert env_of(web)["K8SMON_FLOWER_URL"]["value"] == "http://localhost:5555"
+    assert wsgi.flower_url({"K8SMON_FLOWER_URL": "http://localhost:5555"})  # accepted as is
+
+
+def test_no_flower_link_without_flower(default: Rendered) -> None:
+    web = _container(default.named("Deployment", f"{FULLNAME}-web"))
+    assert "K8SMON_FLOWER_URL" not in env_of(web)
 
 
 def test_rules_config_is_mounted_where_the_setting_points(full: Rendered) -> None:
