@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from rules.selectors import Selector, parse_selector
+from rules.selectors import Selector, SelectorError, parse_selector
 from rules.view import ObjectView
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -143,7 +143,10 @@ class ClusterContext:
     # -- ownership --------------------------------------------------------------------------
     def controller_of(self, obj: ObjectView) -> ObjectView | None:
         """The object's controller (ownerReference with controller: true) if present here."""
-        for ref in obj.metadata.get("ownerReferences") or ():
+        refs = obj.metadata.get("ownerReferences")
+        if not isinstance(refs, list):
+            return None  # absent, or not the list the API requires: no usable owner
+        for ref in refs:
             if not isinstance(ref, Mapping) or not ref.get("controller"):
                 continue
             owner = None
@@ -175,11 +178,13 @@ class ClusterContext:
                 role_kind = str(role_ref.get("kind") or "")
                 role_ns = binding.namespace if role_kind == "Role" else None
                 by_role[(role_kind, role_ns, str(role_ref.get("name") or ""))].append(binding)
-            for subject in binding.manifest.get("subjects") or ():
+            subjects = binding.manifest.get("subjects")
+            for subject in subjects if isinstance(subjects, list) else ():
                 if not isinstance(subject, Mapping):
                     continue
                 skind = str(subject.get("kind") or "")
-                sns = subject.get("namespace") or (
+                declared_ns = subject.get("namespace")
+                sns = str(declared_ns) if declared_ns else (
                     binding.namespace if skind == "ServiceAccount" else None
                 )
                 by_subject[(skind, sns, str(subject.get("name") or ""))].append(binding)
@@ -213,18 +218,23 @@ class ClusterContext:
 
     def policy_rules(self, role: ObjectView) -> list[Mapping[str, Any]]:
         """A role's rules, including those aggregated into a ClusterRole by aggregationRule."""
-        out = [r for r in role.manifest.get("rules") or () if isinstance(r, Mapping)]
+        out = _policy_rules_of(role)
         aggregation = role.manifest.get("aggregationRule")
         if role.kind == "ClusterRole" and isinstance(aggregation, Mapping):
             seen = {role.name}
-            for sel in aggregation.get("clusterRoleSelectors") or ():
-                for other in self.select("ClusterRole", None, parse_selector(sel)):
+            selectors = aggregation.get("clusterRoleSelectors")
+            for sel in selectors if isinstance(selectors, list) else ():
+                if isinstance(sel, str):
+                    continue  # not a LabelSelector (the API rejects it): aggregates nothing
+                try:
+                    selector = parse_selector(sel)  # empty (or null): every ClusterRole
+                except SelectorError:
+                    continue
+                for other in self.select("ClusterRole", None, selector):
                     if other.name in seen:
                         continue
                     seen.add(other.name)
-                    out.extend(
-                        r for r in other.manifest.get("rules") or () if isinstance(r, Mapping)
-                    )
+                    out.extend(_policy_rules_of(other))
         return out
 
     def service_account(self, namespace: str | None, name: str) -> ObjectView | None:
@@ -243,6 +253,11 @@ class ClusterContext:
                 index[(obj.namespace, str(sa))].append(obj)
             self._pods_by_sa = index
         return self._pods_by_sa.get((namespace, name), [])
+
+
+def _policy_rules_of(role: ObjectView) -> list[Mapping[str, Any]]:
+    rules = role.manifest.get("rules")
+    return [r for r in rules if isinstance(r, Mapping)] if isinstance(rules, list) else []
 
 
 def suppressed_by_controller(context: ClusterContext) -> frozenset[str]:

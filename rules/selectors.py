@@ -78,13 +78,19 @@ def _parse_label_selector(value: Mapping[str, Any]) -> Selector:
         raise SelectorError("matchLabels must be a mapping")
     for key, val in sorted(match_labels.items()):
         reqs.append(Requirement(str(key), "In", frozenset({str(val)})))
-    for expr in value.get("matchExpressions") or []:
+    expressions = value.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise SelectorError("matchExpressions must be a list")
+    for expr in expressions:
         if not isinstance(expr, Mapping):
             raise SelectorError("each matchExpressions item must be a mapping")
         operator = expr.get("operator")
-        if operator not in OPERATORS:
+        if not isinstance(operator, str) or operator not in OPERATORS:
             raise SelectorError(f"unknown selector operator {operator!r}")
-        values = frozenset(str(v) for v in expr.get("values") or [])
+        raw_values = expr.get("values") or []
+        if not isinstance(raw_values, list):
+            raise SelectorError("matchExpressions values must be a list")
+        values = frozenset(str(v) for v in raw_values)
         reqs.append(Requirement(str(expr.get("key", "")), operator, values))
     return Selector(tuple(reqs))
 

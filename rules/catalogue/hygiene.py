@@ -281,7 +281,9 @@ def _long_running(obj: ObjectView) -> bool:
     if obj.kind in ("Pod", "PodTemplate"):
         if str(obj.workload.spec.get("restartPolicy") or "Always") != "Always":
             return False
-        owners = obj.metadata.get("ownerReferences") or ()
+        owners = obj.metadata.get("ownerReferences")
+        if not isinstance(owners, list):
+            return True
         return not any(is_map(o) and o.get("kind") == "Job" for o in owners)
     return True
 

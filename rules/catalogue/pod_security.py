@@ -855,6 +855,12 @@ def host_port(obj: ObjectView) -> Iterator[Violation]:
                 )
 
 
+def _one_of(value: object, allowed: frozenset[str]) -> bool:
+    """Whether a manifest value is one of the allowed strings (never raises: lists and
+    mappings where the API wants a string are simply not allowed)."""
+    return isinstance(value, str) and value in allowed
+
+
 def _profile_type(value: object) -> object:
     return value.get("type") if isinstance(value, dict) else value
 
@@ -909,7 +915,7 @@ def apparmor(obj: ObjectView) -> Iterator[Violation]:
         if value is None:
             continue
         kind = _profile_type(value)
-        if kind not in PROFILE_TYPES:
+        if not _one_of(kind, PROFILE_TYPES):
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} sets AppArmor profile type {kind!r}; "
                 "use RuntimeDefault or Localhost",
@@ -979,7 +985,7 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
             continue
         problems = []
         selinux_type = value.get("type") or ""
-        if selinux_type not in SELINUX_TYPES:
+        if not _one_of(selinux_type, SELINUX_TYPES):
             problems.append((f"type {selinux_type!r}", "type"))
         for field in ("user", "role"):
             if value.get(field):
@@ -1102,7 +1108,7 @@ def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
         if value is None:
             continue
         kind = _profile_type(value)
-        if kind not in PROFILE_TYPES:
+        if not _one_of(kind, PROFILE_TYPES):
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} runs with seccomp profile type "
                 f"{kind!r}; use RuntimeDefault or Localhost",
@@ -1244,7 +1250,7 @@ def unsafe_sysctl(obj: ObjectView) -> Iterator[Violation]:
         return
     for index, item in enumerate(sysctls):
         name = item.get("name") if isinstance(item, dict) else None
-        if name not in SAFE_SYSCTLS:
+        if not _one_of(name, SAFE_SYSCTLS):
             yield Violation(
                 f"{_where(obj)} sets sysctl {name!r}, which is not in the safe set; remove "
                 "it or tune the node instead",

@@ -265,20 +265,14 @@ def _list(value: Any) -> list[Any]:
 
 def _aggregated_rules(cluster: ClusterContext, role: ObjectView, own: int
                       ) -> list[Mapping[str, Any]]:
-    """Rules aggregated into a ClusterRole beyond its own (none if the selector is broken)."""
-    try:
-        return list(cluster.policy_rules(role)[own:])
-    except (TypeError, ValueError, AttributeError):
-        return []
+    """Rules aggregated into a ClusterRole beyond its own (broken selectors aggregate none)."""
+    return cluster.policy_rules(role)[own:]
 
 
 def subject_bindings(cluster: ClusterContext, kind: str, name: str,
                      namespace: str | None = None) -> list[ObjectView]:
-    """`ClusterContext.bindings_for_subject`, empty when a malformed binding breaks it."""
-    try:
-        return list(cluster.bindings_for_subject(kind, name, namespace))
-    except (TypeError, ValueError, AttributeError):
-        return []
+    """`ClusterContext.bindings_for_subject` (malformed bindings name no subjects)."""
+    return list(cluster.bindings_for_subject(kind, name, namespace))
 
 
 def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None:
