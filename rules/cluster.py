@@ -36,6 +36,7 @@ class ClusterContext:
         # Further indexes are built on first use (one pass each); a scan that never needs
         # label look-ups never pays for them.
         self._by_name: dict[tuple[str, str | None, str], ObjectView] | None = None
+        self._by_ns_kind: dict[tuple[str | None, str], tuple[ObjectView, ...]] | None = None
         self._by_key: dict[str, ObjectView] | None = None
         self._by_uid: dict[str, ObjectView] | None = None
         self._by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] | None = None
@@ -80,8 +81,15 @@ class ClusterContext:
 
     def in_namespace(self, namespace: str | None, kind: str | None = None
                      ) -> tuple[ObjectView, ...]:
-        objs = self._by_ns.get(namespace, ())
-        return objs if kind is None else tuple(o for o in objs if o.kind == kind)
+        """Objects in `namespace` (None: cluster-scoped ones), optionally of one kind."""
+        if kind is None:
+            return self._by_ns.get(namespace, ())
+        if self._by_ns_kind is None:
+            index: dict[tuple[str | None, str], list[ObjectView]] = defaultdict(list)
+            for obj in self.objects:
+                index[(obj.namespace, obj.kind)].append(obj)
+            self._by_ns_kind = {k: tuple(v) for k, v in index.items()}
+        return self._by_ns_kind.get((namespace, kind), ())
 
     def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
         return self._names().get((kind, namespace, name))

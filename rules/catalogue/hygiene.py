@@ -93,14 +93,18 @@ def _resource_containers(obj: ObjectView) -> Iterator[ContainerView]:
 
 def missing_resources(cluster: ClusterContext, field: str, wanted: tuple[str, ...]
                       ) -> Iterator[tuple[ObjectView, ContainerView, list[str]]]:
-    """(object, container, resources) with no effective `requests` or `limits` entry."""
+    """(object, container, resources) with no effective `requests` or `limits` entry.
+
+    Walks `cluster.workloads()`: Pods and ReplicaSets whose controller is present are left
+    out (with controller dedup on), as their findings would be dropped anyway.
+    """
     defaults = namespace_defaults(cluster)
-    for obj in cluster.objects:
-        if obj.workload is not None:
-            found = defaults.get(obj.namespace, Defaults())
-            inherited = found.requests if field == "requests" else found.limits
-            for c, missing in _missing_in(obj, field, wanted, inherited):
-                yield obj, c, missing
+    none = Defaults()
+    for obj in cluster.workloads():
+        found = defaults.get(obj.namespace, none)
+        inherited = found.requests if field == "requests" else found.limits
+        for c, missing in _missing_in(obj, field, wanted, inherited):
+            yield obj, c, missing
 
 
 def _has(block: Any, name: str) -> bool:
@@ -942,7 +946,7 @@ def missing_priority_class(cluster: ClusterContext) -> Iterator[Violation]:
     """
     if any(pc.manifest.get("globalDefault") is True for pc in cluster.by_kind("PriorityClass")):
         return
-    for obj in cluster.objects:
+    for obj in cluster.workloads():
         w = obj.workload
         if w is not None and not w.spec.get("priorityClassName"):
             yield Violation(

@@ -773,7 +773,7 @@ def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
     ## References
     - CIS Kubernetes Benchmark v1.12, 5.1.6
     """
-    for obj in cluster.objects:
+    for obj in cluster.workloads():
         w = obj.workload
         if w is None or w.spec.get("automountServiceAccountToken") is not None:
             continue

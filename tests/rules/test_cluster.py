@@ -120,3 +120,13 @@ def test_workloads_leave_out_controlled_objects_when_dedup_is_on() -> None:
     assert [o.name for o in ClusterContext(objects).workloads()] == ["web", "lonely"]
     everything = ClusterContext(objects, dedup_controllers=False).workloads()
     assert [o.name for o in everything] == ["web", "web-1", "web-1-a", "lonely"]
+
+
+def test_in_namespace_by_kind_matches_a_scan_of_the_namespace(ctx: ClusterContext) -> None:
+    for namespace in (*ctx.namespaces(), None, "absent"):
+        everything = ctx.in_namespace(namespace)
+        for kind in ("Pod", "Deployment", "ClusterRole", "Role", "Absent"):
+            expected = tuple(o for o in everything if o.kind == kind)
+            assert ctx.in_namespace(namespace, kind) == expected
+    assert [o.name for o in ctx.in_namespace(None, "ClusterRole")] == ["monitoring", "metrics"]
+    assert ctx.in_namespace("other", "Deployment") == ()

@@ -96,3 +96,38 @@ def test_controller_pods_are_reported_once_on_the_controller() -> None:
     outcome = Engine.from_config(None).scan([web, replica])
     kinds = {r.resource.kind for r in outcome.results if r.rule_id in {"KM-601", "KM-602"}}
     assert kinds == {"Deployment"}
+
+
+def test_cluster_rules_over_workloads_find_what_dedup_would_keep() -> None:
+    """Cluster rules reporting per workload walk `workloads()`: with dedup on they skip the
+    controlled Pods and ReplicaSets, and what they report equals what dedup keeps of a walk
+    over every object."""
+    web = deployment("web", namespace="shop", uid="u-web")
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+          "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-rs",
+                       "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                            "name": "web", "uid": "u-web",
+                                            "controller": True}]},
+          "spec": {"template": web["spec"]["template"]}}
+    owned = pod("web-1-a", namespace="shop", ownerReferences=[
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u-rs",
+         "controller": True}])
+    lonely = pod("lonely", namespace="shop")
+    objects = [web, rs, owned, lonely]
+    wanted = {"KM-207", "KM-601", "KM-602", "KM-603", "KM-612"}
+    engine = Engine.from_config(None)
+
+    def found(context: ClusterContext) -> set[tuple[str, str, str]]:
+        raw = engine.evaluate_cluster(context)
+        kept = engine.apply_config(raw, objects=ClusterContext(objects))
+        return {(r.rule_id, r.resource.kind, r.resource.name) for r in kept
+                if r.rule_id in wanted}
+
+    raw_deduped = engine.evaluate_cluster(ClusterContext(objects))
+    assert {r.resource.name for r in raw_deduped if r.rule_id in wanted} == {"web", "lonely"}
+    everything = ClusterContext(objects, dedup_controllers=False)
+    raw_all = engine.evaluate_cluster(everything)
+    assert {r.resource.name for r in raw_all if r.rule_id in wanted} == {
+        "web", "web-1", "web-1-a", "lonely"}
+    assert found(ClusterContext(objects)) == found(everything)
+    assert {rule for rule, _, _ in found(everything)} == wanted
