@@ -58,20 +58,55 @@ def postgres_server_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_database(postgres_server_url: str) -> Iterator[ThrowawayDatabase]:
-    database = ThrowawayDatabase.create(postgres_server_url)
-    yield database
-    database.drop()
+class PackageDatabases:
+    """One migrated throwaway database per test package, created on first use.
+
+    Live-server tests commit for real, and their rows must not leak into another package's
+    exact assertions. (A pytest "package"-scoped fixture defined here would be torn down only
+    with the `tests` package itself, i.e. shared by everything.)
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._by_package: dict[str, tuple[ThrowawayDatabase, Engine]] = {}
+
+    def get(self, package: str) -> tuple[ThrowawayDatabase, Engine]:
+        if package not in self._by_package:
+            database = ThrowawayDatabase.create(self.server_url)
+            engine = make_engine(database.url)
+            migrate.upgrade(engine)
+            self._by_package[package] = (database, engine)
+        return self._by_package[package]
+
+    def close(self) -> None:
+        for database, engine in self._by_package.values():
+            engine.dispose()
+            database.drop()
 
 
 @pytest.fixture(scope="session")
-def pg_engine(postgres_database: ThrowawayDatabase) -> Iterator[Engine]:
-    """Engine on the session's throwaway database, migrated to head once."""
-    engine = make_engine(postgres_database.url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+def package_databases(postgres_server_url: str) -> Iterator[PackageDatabases]:
+    databases = PackageDatabases(postgres_server_url)
+    yield databases
+    databases.close()
+
+
+def _package_of(request: pytest.FixtureRequest) -> str:
+    return str(request.path.parent)
+
+
+@pytest.fixture
+def postgres_database(
+    request: pytest.FixtureRequest, package_databases: PackageDatabases
+) -> ThrowawayDatabase:
+    """The migrated throwaway database of this test's package."""
+    return package_databases.get(_package_of(request))[0]
+
+
+@pytest.fixture
+def pg_engine(request: pytest.FixtureRequest, package_databases: PackageDatabases) -> Engine:
+    """Engine on this test package's throwaway database, migrated to head once."""
+    return package_databases.get(_package_of(request))[1]
 
 
 @pytest.fixture(scope="session")
