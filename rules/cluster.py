@@ -19,11 +19,16 @@ ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 
 
 class ClusterContext:
-    """Read-only indexed view of every object of one cluster (or of one offline scan)."""
+    """Read-only indexed view of every object of one cluster (or of one offline scan).
+
+    Inputs that are not mappings (not Kubernetes objects) are left out.
+    """
 
     def __init__(self, manifests: Iterable[Mapping[str, Any] | ObjectView], *,
                  dedup_controllers: bool = True) -> None:
-        objects = [m if isinstance(m, ObjectView) else ObjectView(m) for m in manifests]
+        # Anything that is not a mapping is not an object: left out rather than crashing.
+        objects = [m if isinstance(m, ObjectView) else ObjectView(m) for m in manifests
+                   if isinstance(m, (ObjectView, dict, Mapping))]
         self.dedup_controllers = dedup_controllers
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)

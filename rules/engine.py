@@ -377,7 +377,8 @@ class Engine:
 
         `inputs` are manifests or `rules.loading.Document`s (which add file/line locations).
         Objects whose controller is also in the input are skipped when `dedup_controllers`
-        is on. `load_errors` (e.g. `LoadError.to_dict()`) are carried into the outcome.
+        is on. `load_errors` (e.g. `LoadError.to_dict()`) are carried into the outcome; an
+        input that is not a mapping is reported as an `invalid` error and skipped.
         The cyclic garbage collector is paused for the duration of the call (`gc_paused`).
         """
         with gc_paused():
@@ -395,14 +396,23 @@ class Engine:
         views: list[ObjectView] = []
         locations: dict[str, LocationDict] = {}
         located: list[LocationDict | None] = []
+        errors: list[ScanErrorDict] = list(load_errors)
         for item in inputs:
             if isinstance(item, Document):
-                view = ObjectView(item.manifest)
+                manifest: Any = item.manifest
                 loc: LocationDict | None = {"file": item.source, "line": item.line}
-                locations.setdefault(view.ref.key, loc)  # type: ignore[arg-type]
             else:
-                view = ObjectView(item)
-                loc = None
+                manifest, loc = item, None
+            if not isinstance(manifest, (dict, Mapping)):
+                errors.append({"type": "invalid",
+                               "message": f"input is not a mapping (not a Kubernetes object): "
+                                          f"{type(manifest).__name__}",
+                               "file": loc["file"] if loc else None,
+                               "line": loc["line"] if loc else None})
+                continue
+            view = ObjectView(manifest)
+            if loc is not None:
+                locations.setdefault(view.ref.key, loc)
             views.append(view)
             located.append(loc)
         context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
@@ -416,7 +426,6 @@ class Engine:
         if self._cluster_rules:
             raw.extend(self.evaluate_cluster(context, locations=locations))
         applied = self.apply_config(raw, cluster=cluster, objects=context, now=now)
-        errors: list[ScanErrorDict] = list(load_errors)
         findings: list[Result] = []
         for result in applied:
             if result.status == "error":

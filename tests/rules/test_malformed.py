@@ -228,3 +228,13 @@ def test_garbage_cluster_role_selectors_are_skipped_and_the_rest_aggregated() ->
 def test_malformed_label_selectors_raise_selector_error(selector: dict[str, Any]) -> None:
     with pytest.raises(SelectorError):
         parse_selector(selector)
+
+
+@pytest.mark.parametrize("garbage", [7, "oops", ["a"], None])
+def test_inputs_that_are_not_objects_are_reported_and_the_rest_scanned(garbage: Any,
+                                                                         engine: Engine) -> None:
+    outcome = engine.scan([garbage, *FRAMEWORK_CLUSTER])
+    assert [e["type"] for e in outcome.errors] == ["invalid"]
+    assert outcome.objects == len(FRAMEWORK_CLUSTER)
+    assert outcome.results == engine.scan(FRAMEWORK_CLUSTER).results
+    assert len(ClusterContext([garbage, *FRAMEWORK_CLUSTER])) == len(FRAMEWORK_CLUSTER)
