@@ -246,9 +246,20 @@ class Engine:
 
     def evaluate_cluster(self, manifests: ClusterContext | Iterable[Mapping[str, Any]], *,
                          locations: Mapping[str, LocationDict] | None = None) -> list[Result]:
-        """Run every enabled cluster rule on a whole cluster's state (no config applied)."""
-        context = manifests if isinstance(manifests, ClusterContext) else ClusterContext(
-            manifests, dedup_controllers=self.config.dedup_controllers)
+        """Run every enabled cluster rule on a whole cluster's state (no config applied).
+
+        Rules reporting per workload walk `ClusterContext.workloads()`, which leaves out
+        controlled objects when the context deduplicates: a context whose
+        `dedup_controllers` differs from this engine's configuration is re-indexed with the
+        configuration's setting, so that disabling dedup reports on every object.
+        """
+        dedup = self.config.dedup_controllers
+        if not isinstance(manifests, ClusterContext):
+            context = ClusterContext(manifests, dedup_controllers=dedup)
+        elif manifests.dedup_controllers != dedup:
+            context = ClusterContext(manifests.objects, dedup_controllers=dedup)
+        else:
+            context = manifests
         results: list[Result] = []
         for r in self._cluster_rules:
             meta = r.meta

@@ -116,18 +116,34 @@ def test_cluster_rules_over_workloads_find_what_dedup_would_keep() -> None:
     objects = [web, rs, owned, lonely]
     wanted = {"KM-207", "KM-601", "KM-602", "KM-603", "KM-612"}
     engine = Engine.from_config(None)
+    walk_everything = Engine.from_config({"dedup_controllers": False})
 
-    def found(context: ClusterContext) -> set[tuple[str, str, str]]:
-        raw = engine.evaluate_cluster(context)
-        kept = engine.apply_config(raw, objects=ClusterContext(objects))
-        return {(r.rule_id, r.resource.kind, r.resource.name) for r in kept
+    def kept(raw: list[Any]) -> set[tuple[str, str, str]]:
+        after = engine.apply_config(raw, objects=ClusterContext(objects))
+        return {(r.rule_id, r.resource.kind, r.resource.name) for r in after
                 if r.rule_id in wanted}
 
     raw_deduped = engine.evaluate_cluster(ClusterContext(objects))
     assert {r.resource.name for r in raw_deduped if r.rule_id in wanted} == {"web", "lonely"}
-    everything = ClusterContext(objects, dedup_controllers=False)
-    raw_all = engine.evaluate_cluster(everything)
+    raw_all = walk_everything.evaluate_cluster(ClusterContext(objects, dedup_controllers=False))
     assert {r.resource.name for r in raw_all if r.rule_id in wanted} == {
         "web", "web-1", "web-1-a", "lonely"}
-    assert found(ClusterContext(objects)) == found(everything)
-    assert {rule for rule, _, _ in found(everything)} == wanted
+    assert kept(raw_deduped) == kept(raw_all)
+    assert {rule for rule, _, _ in kept(raw_all)} == wanted
+
+
+def test_with_dedup_off_cluster_rules_report_every_object_whatever_the_context() -> None:
+    """The workers build their ClusterContext with the default (dedup on); an engine
+    configured without dedup still gets findings on the controlled objects."""
+    web = deployment("web", namespace="shop", uid="u-web")
+    owned = pod("web-a", namespace="shop", ownerReferences=[
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u-web",
+         "controller": True}])
+    no_dedup = Engine.from_config({"dedup_controllers": False})
+    for context in (ClusterContext([web, owned]), [web, owned]):
+        raw = no_dedup.evaluate_cluster(context)
+        kept = no_dedup.apply_config(raw, objects=ClusterContext([web, owned]))
+        assert {r.resource.name for r in kept if r.rule_id == "KM-601"} == {"web", "web-a"}
+    deduped = Engine.from_config(None).evaluate_cluster(
+        ClusterContext([web, owned], dedup_controllers=False))
+    assert {r.resource.name for r in deduped if r.rule_id == "KM-601"} == {"web"}
