@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from settings import Settings
+from store import migrate
+from store.db import make_engine, make_session_factory
 from store.models import Finding
-from tests.workers.conftest import Pipeline, savepoint_sessions
+from tests.workers.conftest import Pipeline
 from tests.workers.test_scan_lifecycle import offline
 from tests.workers.workloads import cluster_state, fixed, privileged
 from workers.context import WorkerContext
@@ -20,22 +21,22 @@ from workers.inprocess import InProcessDispatcher
 
 
 @pytest.fixture
-def sqlite_pipeline(sqlite_engine: Engine, rules_engine: EngineHandle,
-                    tmp_path: Path) -> Iterator[Pipeline]:
-    connection = sqlite_engine.connect()
-    outer = connection.begin()
-    session = Session(bind=connection, join_transaction_mode="create_savepoint",
-                      expire_on_commit=False)
-    settings = Settings(database_url=str(sqlite_engine.url), secret_key="s" * 40,
+def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipeline]:
+    """A database file of its own: pysqlite's SAVEPOINT handling cannot roll back commits
+    made through nested sessions, so this test must not share the suite's SQLite engine."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    settings = Settings(database_url=str(engine.url), secret_key="s" * 40,
                         instance_path=tmp_path)
     ctx = WorkerContext(settings=settings, engine_factory=lambda: rules_engine,
-                        sessions_override=savepoint_sessions(session))
+                        sessions_override=sessions)
+    session = sessions()
     try:
         yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
     finally:
         session.close()
-        outer.rollback()
-        connection.close()
+        engine.dispose()
 
 
 def active(pipeline: Pipeline, cluster_id: str) -> set[tuple]:
