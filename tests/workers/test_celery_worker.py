@@ -194,7 +194,13 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
         names = {t.get("name") for t in listed.values()}
         wanted = {"k8smon.scan_fleet", "k8smon.scan_cluster", "k8smon.evaluate_shard",
                   "k8smon.evaluate_cluster_rules", "k8smon.finalize_scan"}
-        return listed if wanted <= names else {}
+        if not wanted <= names:
+            return {}
+        # Task events reach Flower a little after the database commit: wait until it has seen
+        # every one of our tasks finish (the assertions below still demand SUCCESS).
+        ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
+        finished = all(t.get("state") in {"SUCCESS", "FAILURE", "REVOKED"} for t in ours)
+        return listed if finished else {}
 
     listed = wait_for(tasks, timeout=30, what="flower to list the scan's tasks")
     ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
