@@ -23,6 +23,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("pipeline", "bench.pipeline"),
     ("operator", "bench.operator"),
     ("agent", "bench.agent"),
+    ("scaling", "bench.scaling"),
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,13 @@ def verdict(figure: Figure) -> str:
     return "met" if figure.met else "**MISSED**"
 
 
+def number(value: float) -> str:
+    """Readable figures: thousands separators for large values, 3 significant digits else."""
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def render_table(figures: list[Figure]) -> str:
     lines = [
         "| area | figure | median | spread | runs | target | verdict | note |",
@@ -62,7 +70,7 @@ def render_table(figures: list[Figure]) -> str:
     ]
     for f in figures:
         lines.append(
-            f"| {f.area} | {f.name} | {f.median:,.4g} {f.unit} | ±{f.spread:.0%} | "
+            f"| {f.area} | {f.name} | {number(f.median)} {f.unit} | ±{f.spread:.0%} | "
             f"{len(f.samples)} | {f.target or '—'} | {verdict(f)} | {f.note} |"
         )
     return "\n".join(lines)
@@ -76,12 +84,17 @@ def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list
             continue
         print(f"== {area} ({module_name})", file=sys.stderr, flush=True)
         started = time.perf_counter()
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         try:
             module = importlib.import_module(module_name)
             figures.extend(module.run(quick=quick))
         except Exception as error:  # a broken benchmark is reported, the others still run
             traceback.print_exc()
             problems.append(f"{area}: {type(error).__name__}: {error}")
+        finally:
+            # An area may pin itself to one core; the next (and its subprocesses) get them all.
+            if cores is not None:
+                os.sched_setaffinity(0, cores)
         print(f"   {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return figures, problems
 
