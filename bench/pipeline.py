@@ -280,7 +280,7 @@ def run(*, quick: bool) -> list[Figure]:
     # K8SMON_BENCH_CLUSTERS: a smaller fleet for a re-run when the shared machine is busy.
     clusters = int(os.environ.get("K8SMON_BENCH_CLUSTERS") or clusters)
     expired = 50_000 if quick else 1_000_000
-    runs = 3 if quick else 1
+    runs = 2 if quick else 1
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"k8smon-bench-{uuid.uuid4().hex[:6]}"
@@ -323,7 +323,7 @@ def run(*, quick: bool) -> list[Figure]:
         ]
 
         insert_expired_versions(env, expired)
-        baseline, _elapsed, _ = measure_ingest(env, None, seconds=8 if quick else 15)
+        baseline, _elapsed, _ = measure_ingest(env, None, seconds=4 if quick else 15)
         cutoff_days = 30
         loaded, purge_s, deleted = measure_ingest(
             env, lambda: purge_expired(env.sessions, retention_days=cutoff_days), seconds=0)
