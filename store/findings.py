@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Table, func, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.bulk import chunked
+from store.bulk import chunked, insert_ignoring_conflicts
 from store.models import Finding
 from store.types import utcnow
 
@@ -75,38 +73,6 @@ class ReconcileResult:
             "resolved": self.resolved, "reopened": self.reopened,
             "unexempted": self.unexempted, "kept_unevaluated": self.kept_unevaluated,
         }
-
-
-def insert_many_ignoring_conflicts(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]]
-) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING for many rows, fast on both engines.
-
-    PostgreSQL: psycopg2's `execute_values` (pages of multi-row VALUES, one statement text);
-    SQLAlchemy's multi-row `values()` recompiles for every batch and plain executemany makes
-    one round trip per row, which dominate a fleet scan. SQLite: executemany.
-    """
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))
-        return
-    from psycopg2.extras import Json, execute_values  # noqa: PLC0415 - PostgreSQL only
-
-    columns = list(rows[0])
-    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
-    values = [
-        tuple(Json(row[c]) if c in json_columns and row[c] is not None else row[c]
-              for c in columns)
-        for row in rows
-    ]
-    names = ", ".join(f'"{c}"' for c in columns)
-    sql = f'INSERT INTO "{table.name}" ({names}) VALUES %s ON CONFLICT DO NOTHING'  # noqa: S608
-    cursor = session.connection().connection.cursor()
-    try:
-        execute_values(cursor, sql, values, page_size=1000)
-    finally:
-        cursor.close()
 
 
 def finding_ref_key(finding: Finding) -> str:
@@ -218,7 +184,7 @@ def _write(
     resolved_ids: list[int],
 ) -> None:
     now = at
-    insert_many_ignoring_conflicts(session, Finding.__table__, inserts)
+    insert_ignoring_conflicts(session, Finding.__table__, inserts)
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -15,8 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import chunked
-from store.findings import insert_many_ignoring_conflicts
+from store.bulk import chunked, insert_ignoring_conflicts
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -55,7 +54,7 @@ def store_results(
          "results": [dict(r) for r in found], "created_at": now}
         for chash, found in results.items()
     ]
-    insert_many_ignoring_conflicts(session, RuleResultCache.__table__, rows)
+    insert_ignoring_conflicts(session, RuleResultCache.__table__, rows)
     return len(rows)
 
 
