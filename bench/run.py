@@ -23,6 +23,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("pipeline", "bench.pipeline"),
     ("operator", "bench.operator"),
     ("agent", "bench.agent"),
+    ("storage", "bench.storage"),
     ("scaling", "bench.scaling"),
 )
 
@@ -99,8 +100,26 @@ def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list
     return figures, problems
 
 
+def previous_figures(areas_run: set[str]) -> list[Figure]:
+    """Figures of the last published run for areas this run did not measure (`--only`)."""
+    if not RESULTS_JSON.exists():
+        return []
+    kept = []
+    for raw in json.loads(RESULTS_JSON.read_text(encoding="utf-8")).get("figures", []):
+        if raw["area"] in areas_run:
+            continue
+        kept.append(Figure(
+            area=raw["area"], name=raw["name"], unit=raw["unit"],
+            samples=tuple(raw["samples"]), target=raw.get("target", ""), met=raw.get("met"),
+            note=(raw.get("note") or "") + " (earlier run)", extra=raw.get("extra") or {},
+        ))
+    return kept
+
+
 def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if not quick:
+        figures = figures + previous_figures({f.area for f in figures})
     block = [
         START,
         f"Latest run: {stamp}, {'quick' if quick else 'full'} mode, on {machine_description()}.",
