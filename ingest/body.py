@@ -30,6 +30,9 @@ from ingest.problems import (
 _CHUNK = 1024 * 1024
 # Escapes PostgreSQL cannot store in jsonb (NUL) or UTF-8 cannot encode (lone surrogates).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+# Twenty digits in a row may be an integer beyond 64 bits (or a long string of digits).
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{20}")
+INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def too_large(limit: int) -> Problem:
@@ -105,8 +108,17 @@ def _has_unstorable_string(value: Any) -> bool:
     return False
 
 
+def _int_in_range(literal: str) -> int:
+    value = int(literal)
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ValueError(f"the integer {literal[:40]} is outside the 64-bit range the Kubernetes "
+                         "API uses")
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: valid UTF-8, no NaN/Infinity, bounded nesting, strings storable as jsonb."""
+    """Strict JSON: valid UTF-8, no NaN/Infinity, integers within 64 bits, bounded nesting,
+    strings storable as jsonb."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as problem:
@@ -117,7 +129,11 @@ def parse_json(raw: bytes) -> Any:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        if _LONG_DIGIT_RUN.search(raw):
+            document = json.loads(text, parse_constant=_reject_constant,
+                                  parse_int=_int_in_range)
+        else:
+            document = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise bad_request(TOO_DEEP, "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as problem:

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+
+def load_json(text: str) -> Any:
+    """Decode a JSON column with orjson (about twice as fast as the standard library, which
+    matters when a scan reads thousands of manifests); what orjson refuses (NaN) falls back to
+    the standard library. orjson would read an integer beyond 64 bits as a float, but none is
+    ever stored: the ingest refuses them, as the Kubernetes API never serves one."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def with_pinned_driver(database_url: str) -> str:
@@ -23,6 +36,7 @@ def with_pinned_driver(database_url: str) -> str:
 
 def make_engine(database_url: str, **options: Any) -> Engine:
     """Create an engine with sane pool settings; SQLite gets WAL, foreign keys, busy timeout."""
+    options.setdefault("json_deserializer", load_json)
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url, connect_args={"check_same_thread": False, "timeout": 30}, **options

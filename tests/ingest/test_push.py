@@ -289,14 +289,37 @@ def test_oversize_body_is_413(server: Server) -> None:
          400, "schema_violation"),
         (b'{"schema": "k8s-monitor/telemetry/v1"}', 400, "schema_violation"),
         (b"[]", 400, "schema_violation"),
+        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "1", '
+         b'"node_count": 123456789012345678901234567890}', 400, "invalid_json"),
     ],
     ids=["truncated", "nan", "deep", "utf8", "surrogate", "nul", "type", "type2", "missing",
-         "array"],
+         "array", "int-beyond-64-bits"],
 )
 def test_malformed_bodies(server: Server, body: bytes, status: int, reason: str) -> None:
     agent = server.register_cluster()
     _assert_refused(agent.push("telemetry", body), status, reason)
     _still_works(server, agent, {"snapshots": 0, "pings": 0})
+
+
+def test_integer_beyond_64_bits_is_refused_with_a_reason(server: Server) -> None:
+    agent = server.register_cluster()
+    envelope = full_envelope(cluster_objects(3))
+    envelope["objects"][0]["metadata"].setdefault("annotations", {})["a"] = "1" * 30
+    text = json.dumps(envelope).replace('"annotations": {', '"annotations": {"n": 1' + "0" * 25
+                                        + ", ", 1)
+    response = agent.push("snapshots", text.encode())
+    _assert_refused(response, 400, "invalid_json")
+    assert "64-bit" in response.json()["detail"]
+    _still_works(server, agent, {"snapshots": 0, "pings": 0})
+
+
+def test_long_digit_strings_and_64_bit_integers_are_accepted(server: Server) -> None:
+    agent = server.register_cluster()
+    objects = cluster_objects(3)
+    objects[0]["metadata"]["annotations"] = {"id": "1" * 30}
+    objects[1]["spec"] = {**objects[1].get("spec", {}), "big": 2**64 - 1, "small": -(2**63)}
+    response = agent.push("snapshots", full_envelope(objects))
+    assert response.status_code == 202, response.text
 
 
 def test_schema_violation_names_the_field(server: Server) -> None:

@@ -154,6 +154,23 @@ def test_server_noise_is_dropped_before_storing(any_db_session: Session) -> None
     assert body["metadata"]["annotations"] == {"team": "payments"}
 
 
+def test_numbers_and_digit_strings_read_back_exactly(any_db_session: Session) -> None:
+    """JSON columns are decoded by orjson with a standard-library fallback: every value the
+    ingest accepts (64-bit integers, floats, long digit strings, NaN-free) reads back equal."""
+    session = any_db_session
+    create_cluster(session, "c1")
+    odd = config_map("numbers")
+    odd["data"] = {"id": "9" * 40, "unicode": "caf\u00e9 \u2603"}
+    odd["spec"] = {"max": 2**64 - 1, "min": -(2**63), "ratio": 0.1, "tiny": 5e-324,
+                   "huge": 1.7976931348623157e308, "nested": [[1, 2.5, None, True]]}
+    _push(session, "c1", full_envelope([odd]))
+    session.expire_all()
+    body = next(iter(_current(session, "c1").values()))
+    assert body["data"] == odd["data"]
+    assert body["spec"] == odd["spec"]
+    assert type(body["spec"]["max"]) is int and type(body["spec"]["ratio"]) is float
+
+
 def test_current_manifests_filters_by_cluster_and_kind(any_db_session: Session) -> None:
     session = any_db_session
     create_cluster(session, "a")
