@@ -41,6 +41,20 @@ def cached_results(
     return found
 
 
+def cached_keys(session: Session, hashes: Iterable[str], *, catalogue_version: str) -> set[str]:
+    """Which of the given content hashes have cached results under one catalogue version
+    (without reading the results themselves)."""
+    found: set[str] = set()
+    for batch in chunked(sorted(set(hashes))):
+        found.update(session.scalars(
+            select(RuleResultCache.content_hash).where(
+                RuleResultCache.catalogue_version == catalogue_version,
+                RuleResultCache.content_hash.in_(batch),
+            )
+        ))
+    return found
+
+
 def store_results(
     session: Session,
     results: Mapping[str, Sequence[Mapping[str, Any]]],

@@ -183,8 +183,8 @@ def evaluate_shard(
     ).all()
     version = rules.catalogue_version
     hashes = {chash for _key, chash in rows}
-    cached = rule_cache.cached_results(session, hashes, catalogue_version=version)
-    missing = sorted(hashes - set(cached))
+    cached = rule_cache.cached_keys(session, hashes, catalogue_version=version)
+    missing = sorted(hashes - cached)
     errors: list[dict[str, Any]] = []
     fresh: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(missing, 500):
@@ -209,7 +209,7 @@ def evaluate_cluster_rules(
     digest = (cluster.current_digest if cluster else None) or "empty"
     key = rule_cache.cluster_state_key(digest)
     version = rules.catalogue_version
-    if rule_cache.cached_results(session, [key], catalogue_version=version):
+    if rule_cache.cached_keys(session, [key], catalogue_version=version):
         return {"kind": "cluster", "cluster_key": key, "cached": True, "errors": []}
     bodies = [m.body for m in current_manifests(session, cluster_id=cluster_id)]
     try:
