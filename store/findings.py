@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -75,28 +75,55 @@ class ReconcileResult:
         }
 
 
-def finding_ref_key(finding: Finding) -> str:
+class KnownFinding(NamedTuple):
+    """The columns reconciliation compares (a light row: no ORM object, no details JSON)."""
+
+    id: int
+    fingerprint: str
+    rule_id: str
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    status: str
+    severity: str
+    message: str
+    content_hash: str | None
+
+    @property
+    def ref_key(self) -> str:
+        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+
+
+_KNOWN_COLUMNS = (
+    Finding.id, Finding.fingerprint, Finding.rule_id, Finding.api_version, Finding.kind,
+    Finding.namespace, Finding.name, Finding.status, Finding.severity, Finding.message,
+    Finding.content_hash,
+)
+
+
+def finding_ref_key(finding: Finding | KnownFinding) -> str:
     return f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
 
 
 def _existing(
     session: Session, cluster_id: str, fingerprints: Sequence[str]
-) -> dict[str, Finding]:
+) -> dict[str, KnownFinding]:
     found = {
-        f.fingerprint: f
-        for f in session.scalars(
-            select(Finding).where(
+        row.fingerprint: KnownFinding(*row)
+        for row in session.execute(
+            select(*_KNOWN_COLUMNS).where(
                 Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)
             )
         )
     }
     missing = [fp for fp in fingerprints if fp not in found]
     for batch in chunked(missing):
-        for f in session.scalars(
-            select(Finding).where(Finding.cluster_id == cluster_id,
-                                  Finding.fingerprint.in_(batch))
+        for row in session.execute(
+            select(*_KNOWN_COLUMNS).where(Finding.cluster_id == cluster_id,
+                                          Finding.fingerprint.in_(batch))
         ):
-            found[f.fingerprint] = f
+            found[row.fingerprint] = KnownFinding(*row)
     return found
 
 
@@ -106,7 +133,7 @@ def reconcile_findings(
     *,
     scan_id: int,
     observed: Iterable[ObservedFinding],
-    evaluated: Callable[[Finding], bool],
+    evaluated: Callable[[KnownFinding], bool],
     at: datetime | None = None,
 ) -> ReconcileResult:
     """Merge one scan's violations into the cluster's findings (see the module docstring)."""
