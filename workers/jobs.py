@@ -18,6 +18,7 @@ from store.db import unit_of_work
 from store.models import Cluster
 from store.scans import fail_stale_runs
 from workers.context import WorkerContext
+from workers.gc_pause import gc_paused
 from workers.services import delivery, purge, scanning, snapshots
 
 STALE_SCAN_AFTER = timedelta(hours=2)
@@ -57,7 +58,7 @@ def evaluate_shard(
     ctx: WorkerContext, scan_id: int, cluster_id: str, shard_index: int, first_id: int,
     last_id: int,
 ) -> dict[str, Any]:
-    with unit_of_work(ctx.sessions) as session:
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
         result = scanning.evaluate_shard(session, cluster_id=cluster_id, first_id=first_id,
                                          last_id=last_id, rules=ctx.rules,
                                          shard_index=shard_index)
@@ -65,7 +66,7 @@ def evaluate_shard(
 
 
 def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) -> dict[str, Any]:
-    with unit_of_work(ctx.sessions) as session:
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
         result = scanning.evaluate_cluster_rules(session, cluster_id=cluster_id, rules=ctx.rules)
     return {**result, "scan_id": scan_id}
 
@@ -73,7 +74,7 @@ def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) ->
 def finalize_scan(
     ctx: WorkerContext, results: Sequence[dict[str, Any]], scan_id: int, cluster_id: str
 ) -> dict[str, Any]:
-    with unit_of_work(ctx.sessions) as session:
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
         outcome = scanning.finalize_scan(session, scan_id=scan_id, cluster_id=cluster_id,
                                          results=list(results or []), rules=ctx.rules)
     counts = outcome.counts
