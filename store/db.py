@@ -34,9 +34,19 @@ def with_pinned_driver(database_url: str) -> str:
     return database_url
 
 
+def dump_json(value: Any) -> str:
+    """Encode a JSON column with orjson; the standard library for what orjson refuses
+    (integers beyond 64 bits, unusual key types)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def make_engine(database_url: str, **options: Any) -> Engine:
     """Create an engine with sane pool settings; SQLite gets WAL, foreign keys, busy timeout."""
     options.setdefault("json_deserializer", load_json)
+    options.setdefault("json_serializer", dump_json)
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url, connect_args={"check_same_thread": False, "timeout": 30}, **options
