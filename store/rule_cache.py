@@ -25,6 +25,12 @@ def cluster_state_key(state_digest: str) -> str:
     return hashlib.sha256(f"cluster-rules\x00{state_digest}".encode()).hexdigest()
 
 
+def cluster_owned_key(state_digest: str) -> str:
+    """The cache key of a cluster state's controller-owned objects (a small list kept apart
+    from the state's results, so an incremental scan can compare it without loading those)."""
+    return hashlib.sha256(f"cluster-owned\x00{state_digest}".encode()).hexdigest()
+
+
 def cached_results(
     session: Session, hashes: Iterable[str], *, catalogue_version: str
 ) -> dict[str, list[dict[str, Any]]]:

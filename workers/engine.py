@@ -65,6 +65,11 @@ class EngineHandle:
         return str(self.engine.catalogue_version)
 
     @property
+    def cluster_rule_ids(self) -> frozenset[str]:
+        """Ids of the cross-resource rules (their findings come from the cluster step)."""
+        return frozenset(r.meta.id for r in self.engine.cluster_rules)
+
+    @property
     def config_exemptions(self) -> tuple[Any, ...]:
         return tuple(self.engine.config.exemptions)
 
@@ -95,13 +100,16 @@ class EngineHandle:
         meta: Mapping[str, Mapping[str, Any]], now: dt.datetime,
     ) -> list[dict[str, Any]]:
         """Severity overrides and the configuration's exemptions (status/exemption set)."""
-        objects = {
-            key: {"metadata": {"labels": dict(m.get("labels") or {}),
-                               "annotations": dict(m.get("annotations") or {})}}
-            for key, m in meta.items()
-        }
-        results = self._apply.apply_config(
-            [record_result(r) for r in records], cluster=cluster_id, objects=objects, now=now)
+        results_in = [record_result(r) for r in records]
+        objects = {}
+        for result in results_in:
+            key = result.resource.key
+            if key not in objects and key in meta:
+                found = meta[key]
+                objects[key] = {"metadata": {"labels": dict(found.get("labels") or {}),
+                                             "annotations": dict(found.get("annotations") or {})}}
+        results = self._apply.apply_config(results_in, cluster=cluster_id, objects=objects,
+                                           now=now)
         return [result_record(r) for r in results]
 
 

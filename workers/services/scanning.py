@@ -23,6 +23,7 @@ from store.bulk import chunked
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
 from store.findings import (
+    KnownFinding,
     ObservedFinding,
     fingerprint,
     reconcile_findings,
@@ -31,7 +32,7 @@ from store.findings import (
     status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests
-from store.models import Cluster, Finding, KubeObject, ScanRun
+from store.models import Cluster, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
 from store.types import utcnow
 from workers.engine import EngineHandle
@@ -107,7 +108,7 @@ def _incremental_base(
     previous = _previous_complete(session, run, rules=rules, now=utcnow())
     if previous is None or "version_watermark" not in (previous.counts or {}):
         return None
-    key = rule_cache.cluster_state_key(previous.snapshot_digest or "empty")
+    key = rule_cache.cluster_owned_key(previous.snapshot_digest or "empty")
     cached = rule_cache.cached_results(session, [key],
                                        catalogue_version=rules.catalogue_version)
     if key not in cached:
@@ -122,7 +123,7 @@ def _finish_unchanged(session: Session, run: ScanRun, previous: ScanRun) -> Scan
     counts = {
         **before, "new": 0, "resolved": 0, "reopened": 0, "unexempted": 0, "evaluated": 0,
         "cache_hits": 0, "open": int(before.get("open", 0)) + int(before.get("new", 0)),
-        "unchanged": 1,
+        "unchanged": 1, "incremental": 0, "reconciled_objects": 0,
     }
     run.object_count = previous.object_count
     finish_scan_run(session, run.id, counts=counts, errors=[])
@@ -218,7 +219,10 @@ def evaluate_cluster_rules(
         return {"kind": "cluster", "cluster_key": None, "cached": False,
                 "errors": [{"stage": "cluster_rules",
                             "error": f"{type(problem).__name__}: {problem}"[:500]}]}
-    rule_cache.store_results(session, {key: [state]}, catalogue_version=version)
+    owned = {"suppressed": state["suppressed"]}
+    rule_cache.store_results(
+        session, {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
+        catalogue_version=version)
     return {"kind": "cluster", "cluster_key": key, "cached": False, "errors": []}
 
 
@@ -381,10 +385,12 @@ def finalize_scan(
     observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, meta=meta,
                         at=at)
 
-    def evaluated(finding: Finding) -> bool:
-        if (finding.details or {}).get("source") == "cluster":
+    cluster_rule_ids = rules.cluster_rule_ids
+
+    def evaluated(finding: KnownFinding) -> bool:
+        if finding.rule_id in cluster_rule_ids:
             return cluster_ok
-        key = f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
+        key = finding.ref_key
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
         return key in todo and key not in unevaluated
