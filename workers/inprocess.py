@@ -38,7 +38,7 @@ class InProcessDispatcher:
 
     def scan_fleet(self, trigger: str = "schedule") -> list[dict[str, Any]]:
         return [jobs.scan_cluster_inline(self.ctx, cid, trigger=trigger)
-                for cid in jobs.active_clusters(self.ctx)]
+                for cid in jobs.clusters_to_scan(self.ctx, trigger=trigger)]
 
     def run(self, task_name: str, *args: Any, **kwargs: Any) -> Any:
         """Run a task now and return its result."""

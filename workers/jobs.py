@@ -40,10 +40,13 @@ def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
     return {"enqueued": [sid for sid, _ in pending], "stale_scans_failed": stale}
 
 
-def active_clusters(ctx: WorkerContext) -> list[str]:
+def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
+    """Start a fleet scan: record no-op runs for unchanged clusters, return the others."""
     with unit_of_work(ctx.sessions) as session:
-        return list(session.scalars(
+        active = list(session.scalars(
             select(Cluster.id).where(Cluster.status == "active").order_by(Cluster.id)))
+        return scanning.record_unchanged_scans(session, active, rules=ctx.rules,
+                                               trigger=trigger)
 
 
 def plan_scan(
@@ -110,15 +113,20 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
                                     public_url=ctx.settings.public_url) or {})
 
 
+def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
+    """Run a planned scan's shards, cluster rules and finalize one after another here."""
+    results = [
+        evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
+        for s in plan.shards
+    ]
+    results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
+
+
 def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) -> dict[str, Any]:
     """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
     plan = plan_scan(ctx, cluster_id, trigger=trigger)
     if plan.finished:
         return {"scan_id": plan.scan_id, "cluster_id": cluster_id, "already_done": True,
                 "counts": plan.counts}
-    results = [
-        evaluate_shard(ctx, plan.scan_id, cluster_id, s.index, s.first_id, s.last_id)
-        for s in plan.shards
-    ]
-    results.append(evaluate_cluster_rules(ctx, plan.scan_id, cluster_id))
-    return finalize_scan(ctx, results, plan.scan_id, cluster_id)
+    return run_plan(ctx, plan)

@@ -77,6 +77,12 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
         plan = jobs.plan_scan(ctx, cluster_id, trigger=trigger, task_id=task.request.id)
         if plan.finished:
             return {"scan_id": plan.scan_id, "already_done": True}
+        if len(plan.shards) <= 1:
+            # One shard of work (an incremental rescan, a small cluster): a chord would add
+            # three task round trips to the same sequence of steps; run them here instead.
+            outcome = jobs.run_plan(ctx, plan)
+            return {"scan_id": plan.scan_id, "shards": len(plan.shards), "inline": True,
+                    "counts": outcome["counts"]}
         header = [
             evaluate_shard.si(plan.scan_id, cluster_id, s.index, s.first_id, s.last_id)
             for s in plan.shards
@@ -85,17 +91,19 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
         chord(header)(finalize_scan.s(plan.scan_id, cluster_id))
         return {"scan_id": plan.scan_id, "shards": len(plan.shards)}
 
-    @app.task(name=names.SCAN_CLUSTER, **COMMON)
+    @app.task(name=names.SCAN_CLUSTER, soft_time_limit=FINALIZE_LIMITS[0],
+              time_limit=FINALIZE_LIMITS[1], **COMMON)
     def scan_cluster(self: Task, cluster_id: str, trigger: str = "schedule") -> dict[str, Any]:
         return start_scan(self, cluster_id, trigger)
 
-    @app.task(name=names.RESCAN, **COMMON)
+    @app.task(name=names.RESCAN, soft_time_limit=FINALIZE_LIMITS[0],
+              time_limit=FINALIZE_LIMITS[1], **COMMON)
     def rescan(self: Task, cluster_id: str) -> dict[str, Any]:
         return start_scan(self, cluster_id, "rescan")
 
     @app.task(name=names.SCAN_FLEET, **COMMON)
     def scan_fleet(self: Task, trigger: str = "schedule") -> dict[str, Any]:
-        clusters = jobs.active_clusters(ctx)
+        clusters = jobs.clusters_to_scan(ctx, trigger=trigger)
         group(scan_cluster.si(cid, trigger) for cid in clusters).apply_async()
         return {"clusters": clusters}
 

@@ -22,7 +22,7 @@ from tests.support.manifests import full_envelope
 from tests.support.services import ThrowawayDatabase
 from tests.workers.celery_rig import CeleryRig, free_port, running, wait_for
 from tests.workers.test_scan_lifecycle import offline
-from tests.workers.workloads import cluster_state
+from tests.workers.workloads import cluster_state, fixed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -65,11 +65,20 @@ def register(sessions: sessionmaker[Session], cluster_id: str, objects: list[dic
         return stage_snapshot(session, cluster_id, envelope=full_envelope(objects)).snapshot_id
 
 
-def committed_findings(sessions: sessionmaker[Session], cluster_id: str) -> list[tuple]:
+def register_push(sessions: sessionmaker[Session], cluster_id: str, objects: list[dict]) -> int:
+    """Stage a new full snapshot of an already registered cluster."""
+    with unit_of_work(sessions) as session:
+        return stage_snapshot(session, cluster_id, envelope=full_envelope(objects)).snapshot_id
+
+
+def committed_findings(sessions: sessionmaker[Session], cluster_id: str, *,
+                       active: bool = False) -> list[tuple]:
+    query = select(Finding).where(Finding.cluster_id == cluster_id)
+    if active:
+        query = query.where(Finding.status.in_(("new", "open", "exempted")))
     with unit_of_work(sessions) as session:
         return [(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
-                 f.container, f.path or "") for f in session.scalars(
-                     select(Finding).where(Finding.cluster_id == cluster_id))]
+                 f.container, f.path or "") for f in session.scalars(query)]
 
 
 def finished_runs(sessions: sessionmaker[Session], cluster_ids: list[str]) -> list[ScanRun]:
@@ -111,6 +120,26 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
     for run in finished_runs(sessions, list(states)):
         assert run.shard_count >= 3 and run.errors == []
         assert run.counts["unevaluated"] == 0
+
+    # One object changes in one cluster: the next fleet scan records the two unchanged
+    # clusters without scanning them and rescans the changed one in a single task.
+    changed_id = next(iter(states))
+    states[changed_id] = [*states[changed_id][1:], fixed(states[changed_id][0])]
+    process_all(rig, sessions, [register_push(sessions, changed_id, states[changed_id])])
+    rig.client().send_task("k8smon.scan_fleet", args=["test"])
+    wait_for(lambda: len(finished_runs(sessions, list(states))) == 6, timeout=90,
+             what="the second fleet scan finished")
+    latest = {r.cluster_id: r for r in sorted(finished_runs(sessions, list(states)),
+                                              key=lambda r: r.id)}
+    for cluster_id, objects in states.items():
+        assert set(committed_findings(sessions, cluster_id, active=True)) == offline(
+            objects, cluster_id)
+        run = latest[cluster_id]
+        if cluster_id == changed_id:
+            assert run.counts["incremental"] == 1 and run.counts["resolved"] >= 1
+            assert run.shard_count == 1 and run.counts["evaluated"] == 1
+        else:
+            assert run.counts["unchanged"] == 1 and run.shard_count == 0
 
 
 def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(

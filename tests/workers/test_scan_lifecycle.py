@@ -213,3 +213,42 @@ def test_incremental_finalize_matches_the_offline_scan_of_the_new_state(
     assert second["counts"]["resolved"] >= 2 and second["counts"]["new"] >= 1
     assert second["counts"]["open"] + second["counts"]["new"] == len(
         findings_of(pipeline, "delta", "new", "open"))
+
+
+def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
+    pipeline: Pipeline,
+) -> None:
+    states = {f"still-{n}": cluster_state(f"s{n}", 6 + n) for n in range(3)}
+    for cluster_id, objects in states.items():
+        pipeline.push_and_process(cluster_id, objects)
+    first = pipeline.run.run("k8smon.scan_fleet")
+    assert set(states) <= {o["cluster_id"] for o in first}
+    expected = {cluster_id: findings_of(pipeline, cluster_id, "new") for cluster_id in states}
+
+    # Nothing changed: no cluster is scanned, each gets a finished no-op run, and the first
+    # scan's new findings are now open.
+    assert pipeline.run.run("k8smon.scan_fleet") == []
+    for cluster_id in states:
+        runs = pipeline.session.scalars(select(ScanRun).where(
+            ScanRun.cluster_id == cluster_id).order_by(ScanRun.id)).all()
+        assert [r.state for r in runs] == ["done", "done"]
+        assert runs[1].counts["unchanged"] == 1 and runs[1].shard_count == 0
+        assert runs[1].counts["open"] == len(expected[cluster_id])
+        assert runs[1].snapshot_digest == runs[0].snapshot_digest
+        assert findings_of(pipeline, cluster_id, "new") == set()
+        assert findings_of(pipeline, cluster_id, "open") == expected[cluster_id]
+
+    # One cluster changes: only it is scanned.
+    changed = [*states["still-1"][1:], fixed(states["still-1"][0])]
+    pipeline.push_and_process("still-1", changed)
+    third = pipeline.run.run("k8smon.scan_fleet")
+    assert [o["cluster_id"] for o in third] == ["still-1"]
+    assert third[0]["counts"]["resolved"] >= 1
+
+    # A new exemption may change any cluster's findings: every affected cluster is scanned.
+    create_exemption(pipeline.session, rule_ids=["KM-101"], reason="accepted",
+                     created_by="sec", cluster_id="still-2", selector={})
+    pipeline.session.commit()
+    fourth = pipeline.run.run("k8smon.scan_fleet")
+    assert [o["cluster_id"] for o in fourth] == ["still-2"]
+    assert findings_of(pipeline, "still-2", "exempted")

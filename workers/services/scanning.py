@@ -32,7 +32,7 @@ from store.findings import (
     status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests
-from store.models import Cluster, KubeObject, ScanRun
+from store.models import Cluster, Exemption, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
 from store.types import utcnow
 from workers.engine import EngineHandle
@@ -64,32 +64,42 @@ class ScanPlan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def _still_valid(
+    previous: ScanRun | None, *, exemptions: Sequence[Exemption], rules: EngineHandle,
+    now: datetime,
+) -> bool:
+    """Whether a complete scan's findings still hold for everything it saw: same catalogue
+    version, nothing left unevaluated, no exemption created, revoked or expired since it
+    started (exemptions cannot be edited otherwise)."""
+    if (
+        previous is None or previous.errors or (previous.counts or {}).get("unevaluated")
+        or previous.catalogue_version != rules.catalogue_version
+    ):
+        return False
+    since = previous.started_at
+    for exemption in exemptions:
+        if exemption.created_at > since or (
+            exemption.revoked_at is not None and exemption.revoked_at > since
+        ) or (exemption.expires_at is not None and since < exemption.expires_at <= now):
+            return False
+    return not any(
+        exemption.expires is not None and since < exemption.expires <= now
+        for exemption in rules.config_exemptions
+    )
+
+
 def _previous_complete(session: Session, run: ScanRun, *, rules: EngineHandle,
                        now: datetime) -> ScanRun | None:
-    """The last complete scan whose findings are still valid for everything it saw: same
-    catalogue version, nothing left unevaluated, no exemption created, revoked or expired
-    since it started."""
+    """The last complete scan of the run's cluster, if its findings are still valid."""
     previous = session.scalar(
         select(ScanRun)
         .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done",
                ScanRun.id != run.id)
         .order_by(ScanRun.id.desc()).limit(1)
     )
-    if (
-        previous is None or previous.errors or (previous.counts or {}).get("unevaluated")
-        or previous.catalogue_version != rules.catalogue_version
-    ):
-        return None
-    since = previous.started_at
-    for exemption in list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True):
-        if exemption.created_at > since or (
-            exemption.revoked_at is not None and exemption.revoked_at > since
-        ) or (exemption.expires_at is not None and since < exemption.expires_at <= now):
-            return None
-    for exemption in rules.config_exemptions:
-        if exemption.expires is not None and since < exemption.expires <= now:
-            return None
-    return previous
+    exemptions = list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True)
+    valid = _still_valid(previous, exemptions=exemptions, rules=rules, now=now)
+    return previous if valid else None
 
 
 def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> ScanRun | None:
@@ -117,17 +127,68 @@ def _incremental_base(
     return int(previous.counts["version_watermark"]), before ^ suppressed
 
 
-def _finish_unchanged(session: Session, run: ScanRun, previous: ScanRun) -> ScanPlan:
-    settle_new(session, run.cluster_id, scan_id=run.id)
+def _unchanged_counts(previous: ScanRun) -> dict[str, int]:
     before = previous.counts or {}
-    counts = {
+    return {
         **before, "new": 0, "resolved": 0, "reopened": 0, "unexempted": 0, "evaluated": 0,
         "cache_hits": 0, "open": int(before.get("open", 0)) + int(before.get("new", 0)),
         "unchanged": 1, "incremental": 0, "reconciled_objects": 0,
     }
+
+
+def _finish_unchanged(session: Session, run: ScanRun, previous: ScanRun) -> ScanPlan:
+    settle_new(session, run.cluster_id, scan_id=run.id)
+    counts = _unchanged_counts(previous)
     run.object_count = previous.object_count
     finish_scan_run(session, run.id, counts=counts, errors=[])
     return ScanPlan(run.id, run.cluster_id, [], finished=True, counts=counts)
+
+
+def record_unchanged_scans(
+    session: Session, cluster_ids: Sequence[str], *, rules: EngineHandle, trigger: str
+) -> list[str]:
+    """A fleet scan's first step: record a finished no-op scan run for every listed cluster
+    whose state, catalogue and exemptions are the same as at its last complete scan (a few
+    statements for the whole fleet instead of a task per cluster); return the clusters that
+    need a real scan, in the given order."""
+    if not cluster_ids:
+        return []
+    now = utcnow()
+    ids = list(cluster_ids)
+    latest_ids = select(func.max(ScanRun.id)).where(
+        ScanRun.cluster_id.in_(ids), ScanRun.state == "done").group_by(ScanRun.cluster_id)
+    previous = {r.cluster_id: r for r in session.scalars(
+        select(ScanRun).where(ScanRun.id.in_(latest_ids)))}
+    digests = dict(session.execute(
+        select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all())
+    exemptions = list_exemptions(session, include_inactive=True)
+    unchanged: list[tuple[str, ScanRun]] = []
+    for cluster_id in ids:
+        run = previous.get(cluster_id)
+        applicable = [e for e in exemptions
+                      if e.scope == "global" or e.cluster_id == cluster_id]
+        if (
+            run is not None and run.snapshot_digest is not None
+            and run.snapshot_digest == digests.get(cluster_id)
+            and _still_valid(run, exemptions=applicable, rules=rules, now=now)
+        ):
+            unchanged.append((cluster_id, run))
+    finished = utcnow()
+    runs = [
+        ScanRun(cluster_id=cluster_id, trigger=trigger, state="done", started_at=now,
+                finished_at=finished, duration_s=(finished - now).total_seconds(),
+                catalogue_version=rules.catalogue_version, snapshot_digest=run.snapshot_digest,
+                object_count=run.object_count, shard_count=0,
+                counts=_unchanged_counts(run), errors=[])
+        for cluster_id, run in unchanged
+    ]
+    session.add_all(runs)
+    session.flush()
+    for (cluster_id, before), run in zip(unchanged, runs, strict=True):
+        if (before.counts or {}).get("new"):
+            settle_new(session, cluster_id, scan_id=run.id)
+    skipped = {cluster_id for cluster_id, _run in unchanged}
+    return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
 
 def plan_scan(
