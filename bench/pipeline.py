@@ -8,7 +8,9 @@ app, clusters populated through the store's snapshot staging and materialisation
 1. Full fleet scan (cold rule-result cache, no findings yet) with one and with two worker
    processes: wall time from `scan_fleet` being sent until every cluster's scan run is done.
 2. Incremental rescan after 1% of the objects changed (in 10% of the clusters, 10% of each):
-   the same fleet scan with a warm cache, as a share of the full scan's time.
+   the same fleet scan with a warm cache, as a share of the full scan's time; measured after a
+   first rescan that settles the cold scan's new findings (reported on its own), three rounds
+   per run, plus a rescan with nothing changed.
 3. Purge of 1,000,000 expired manifest versions while an ingest loop stages and applies
    snapshots and records telemetry: purge rate and the longest ingest operation (stall),
    compared with the longest one without purge.
@@ -280,7 +282,8 @@ def run(*, quick: bool) -> list[Figure]:
     # K8SMON_BENCH_CLUSTERS: a smaller fleet for a re-run when the shared machine is busy.
     clusters = int(os.environ.get("K8SMON_BENCH_CLUSTERS") or clusters)
     expired = 50_000 if quick else 1_000_000
-    runs = 2 if quick else 1
+    runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
+    rounds = 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"k8smon-bench-{uuid.uuid4().hex[:6]}"
@@ -288,38 +291,53 @@ def run(*, quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     with bench_env(workdir) as env:
         states = populate(env, clusters=clusters, objects=objects)
-        one, two, incremental = [], [], []
+        one, two, settle, incremental, still = [], [], [], [], []
         changed = reused = 0
         for attempt in range(runs):
             reset_scans(env, cache=True)
             with worker(env, concurrency=1):
                 one.append(fleet_scan(env, clusters=clusters))
             reset_scans(env, cache=True)
-            # The same worker processes go on to the incremental rescan, so the rules they
-            # loaded (the catalogue version) are the same as for the full scan.
+            # The same worker processes go on to the rescans, so the rules they loaded (the
+            # catalogue version) are the same as for the full scan.
             with worker(env, concurrency=2):
                 two.append(fleet_scan(env, clusters=clusters))
                 drain(env)  # the full scan's report deliveries finish first
-                changed = change_one_percent(env, states, seed=attempt + 1)
-                incremental.append(fleet_scan(env, clusters=clusters))
-                reused = (last_scans_were(env, clusters=clusters, key="unchanged")
-                          + last_scans_were(env, clusters=clusters, key="incremental"))
-        speedup = statistics.median(one) / statistics.median(two)
-        share = statistics.median(incremental) / statistics.median(two)
+                # The first rescan after a cold scan turns each of its new findings to open.
+                settle.append(fleet_scan(env, clusters=clusters))
+                drain(env)
+                for round_ in range(rounds):
+                    changed = change_one_percent(env, states, seed=attempt * rounds + round_ + 1)
+                    incremental.append(fleet_scan(env, clusters=clusters))
+                    reused = (last_scans_were(env, clusters=clusters, key="unchanged")
+                              + last_scans_were(env, clusters=clusters, key="incremental"))
+                    drain(env)
+                still.append(fleet_scan(env, clusters=clusters))
+        speedups = tuple(a / b for a, b in zip(one, two, strict=True))
+        speedup = statistics.median(speedups)
+        shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
+        share = statistics.median(shares) / 100
         figures += [
             Figure(AREA, f"full fleet scan, 1 worker process ({size})", "s", tuple(one),
                    note=f"{total / statistics.median(one):,.0f} objects/s"),
             Figure(AREA, f"full fleet scan, 2 worker processes ({size})", "s", tuple(two),
                    note=f"{total / statistics.median(two):,.0f} objects/s"),
-            Figure(AREA, "speed-up with 2 worker processes", "x", (speedup,),
+            Figure(AREA, "speed-up with 2 worker processes", "x", speedups,
                    target=">= 1.7x", met=speedup >= 1.7,
-                   note="2-core machine shared with PostgreSQL and other work"),
+                   note="per run; 2-core machine shared with PostgreSQL"),
+            Figure(AREA, "first fleet rescan after the cold scan, nothing changed", "s",
+                   tuple(settle),
+                   note="turns every new finding of the full scan to open, one UPDATE per "
+                        "cluster"),
             Figure(AREA, f"incremental fleet rescan after 1% changed ({changed:,} objects)", "s",
                    tuple(incremental),
-                   note=f"10% of the objects in 10% of the clusters; {reused} of {clusters} "
-                        "scans no-op or incremental"),
+                   note=f"10% of the objects in 10% of the clusters, {rounds} rounds a run; "
+                        f"{reused} of {clusters} scans no-op or incremental"),
             Figure(AREA, "incremental rescan as a share of the full scan", "%",
-                   (share * 100,), target="<= 5%", met=share <= 0.05),
+                   shares, target="<= 5%", met=share <= 0.05,
+                   note="median incremental rescan / median full scan (2 workers)"),
+            Figure(AREA, "fleet rescan with nothing changed", "s", tuple(still),
+                   note=f"{clusters} no-op scan runs recorded by the scan_fleet task"),
         ]
 
         insert_expired_versions(env, expired)
