@@ -6,10 +6,20 @@ and `k8smon scan --format json` prints a `ScanReport`. Everything here is plain 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal, NotRequired, TypedDict
 
 FINDING_STATUSES = ("open", "exempted")
 EXEMPTION_STATUSES = ("active", "expired")
+
+
+def finding_fingerprint(*, rule_id: str, ref_key: str, container: str | None,
+                        path: str | None) -> str:
+    """A finding's stable identity across scans, offline and on the server alike: SHA-256 (64
+    hex digits) of rule id, resource key (`apiVersion|kind|namespace|name`), container and
+    JSON path."""
+    raw = "\x00".join((rule_id, ref_key, container or "", path or ""))
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
 class ResourceDict(TypedDict):

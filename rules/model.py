@@ -7,14 +7,19 @@ registered anywhere. `rules.registry` collects decorated functions from the modu
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from contracts.findings import ExemptionDict, Finding, LocationDict, RuleInfo
+from contracts.findings import (
+    ExemptionDict,
+    Finding,
+    LocationDict,
+    RuleInfo,
+    finding_fingerprint,
+)
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
 
@@ -237,10 +242,8 @@ class Result(NamedTuple):
     @property
     def fingerprint(self) -> str:
         """Stable identity of the finding across scans: rule, resource, container and path."""
-        key = "\x00".join(
-            (self.rule_id, self.resource.key, self.container or "", self.path)
-        )
-        return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        return finding_fingerprint(rule_id=self.rule_id, ref_key=self.resource.key,
+                                   container=self.container, path=self.path)
 
     def to_finding(self) -> Finding:
         """The JSON finding of the design's contract (`contracts.findings.Finding`)."""

@@ -10,7 +10,6 @@ scan keep their findings untouched, so a failed shard never resolves anything.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from contracts.findings import finding_fingerprint
 from store.bulk import chunked, insert_ignoring_conflicts
 from store.models import Finding
 from store.types import utcnow
@@ -27,10 +27,7 @@ ACTIVE_STATUSES = ("new", "open", "exempted")
 STATUSES = ("new", "open", "resolved", "exempted")
 
 
-def fingerprint(*, rule_id: str, ref_key: str, container: str | None, path: str | None) -> str:
-    """Stable identity of a violation across scans: rule, resource, container and field path."""
-    raw = "\x00".join((rule_id, ref_key, container or "", path or ""))
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+fingerprint = finding_fingerprint  # the one definition, shared with offline scans
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -252,3 +252,17 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
     fourth = pipeline.run.run("k8smon.scan_fleet")
     assert [o["cluster_id"] for o in fourth] == ["still-2"]
     assert findings_of(pipeline, "still-2", "exempted")
+
+
+def test_offline_and_server_fingerprints_are_the_same(pipeline: Pipeline) -> None:
+    objects = cluster_state("fp", 8)
+    pipeline.push_and_process("fp", objects)
+    pipeline.run.run("k8smon.rescan", "fp")
+    offline_fingerprints = {
+        r.fingerprint for r in Engine.from_config(None).scan(objects, cluster="fp").results
+        if r.status != "error"
+    }
+    stored = set(pipeline.session.scalars(
+        select(Finding.fingerprint).where(Finding.cluster_id == "fp")))
+    assert offline_fingerprints and stored == offline_fingerprints
+    assert all(len(f) == 64 for f in stored)
