@@ -73,7 +73,7 @@ class AgentConfig:
             server_url=server_url.rstrip("/"),
             cluster_id=cluster_id,
             key_file=reader.text("KEY_FILE") or DEFAULT_KEY_FILE,
-            key_secret_name=reader.text("KEY_SECRET") or DEFAULT_KEY_SECRET,
+            key_secret_name=reader.text("KEY_SECRET_NAME") or DEFAULT_KEY_SECRET,
             namespace=reader.text("NAMESPACE") or _service_account_namespace(),
             generate_key=reader.flag("GENERATE_KEY", default=True),
             key_id=reader.text("KEY_ID") or None,

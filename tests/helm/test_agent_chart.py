@@ -19,6 +19,7 @@ from agent.keys import LoadedKey, log_public_key
 from agent.logs import JsonFormatter, log_event
 from agent.signing import AgentKey
 from ingest.keys import parse_public_key
+from rules import Engine
 from tests.helm.charts import (
     AGENT,
     NAMESPACE,
@@ -358,3 +359,14 @@ def test_the_agent_may_read_every_kind_the_rules_evaluate() -> None:
         group, plural = KIND_RESOURCES[kind]
         for verb in READ_VERBS:
             assert allows(cluster, verb=verb, group=group, resource=plural), f"{verb} {kind}"
+
+
+def test_a_custom_key_secret_name_reaches_the_agent_without_looking_like_a_credential() -> None:
+    rendered = render(AGENT, {**DEFAULT, "key": {**DEFAULT.get("key", {}),
+                                                 "secretName": "team-a-agent-key"}})
+    (deployment,) = rendered.of_kind("Deployment")
+    environment = _environment(deployment)
+    assert environment["K8SMON_AGENT_KEY_SECRET_NAME"] == "team-a-agent-key"
+    assert AgentConfig.from_env(environment).key_secret_name == "team-a-agent-key"
+    outcome = Engine.from_config(None).scan(rendered.documents, cluster="self-test")
+    assert not [r for r in outcome.results if r.rule_id == "KM-402"]
