@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Table, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+
+from store.db import dump_json
 
 T = TypeVar("T")
 
@@ -47,7 +49,8 @@ def insert_ignoring_conflicts(
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
     values = [
         tuple(
-            Json(row[c]) if c in json_columns and row[c] is not None else row[c]
+            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
+            else row[c]
             for c in columns
         )
         for row in rows
@@ -57,5 +60,44 @@ def insert_ignoring_conflicts(
     cursor = session.connection().connection.cursor()
     try:
         execute_values(cursor, sql, values, page_size=1000)
+    finally:
+        cursor.close()
+
+
+def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE many rows by primary key `id`, each with its own values (rows share their keys).
+
+    PostgreSQL: one `UPDATE ... FROM (VALUES ...)` per page through `execute_values`; an
+    executemany would make one round trip per row. SQLite: SQLAlchemy's bulk UPDATE by id.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(update(model), list(rows))
+        return
+    from psycopg2.extras import Json, execute_values  # noqa: PLC0415 - PostgreSQL only
+
+    table: Table = model.__table__
+    dialect = session.get_bind().dialect
+    columns = ["id", *sorted(c for c in rows[0] if c != "id")]
+    types = {c: table.c[c].type for c in columns}
+    json_columns = {c for c in columns if isinstance(types[c], JSON | JSONB)}
+    template = "(" + ", ".join(f"%s::{types[c].compile(dialect=dialect)}" for c in columns) + ")"
+    values = [
+        tuple(
+            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
+            else row[c]
+            for c in columns
+        )
+        for row in rows
+    ]
+    assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns if c != "id")
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = (f'UPDATE "{table.name}" SET {assignments} FROM (VALUES %s) AS v ({names}) '  # noqa: S608
+           f'WHERE "{table.name}".id = v.id')
+    session.flush()
+    cursor = session.connection().connection.cursor()
+    try:
+        execute_values(cursor, sql, values, template=template, page_size=1000)
     finally:
         cursor.close()

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
-from store.bulk import chunked, insert_ignoring_conflicts
+from store.bulk import chunked, insert_ignoring_conflicts, update_rows_by_id
 from store.models import Finding
 from store.types import utcnow
 
@@ -215,7 +215,7 @@ def _write(
         for row in row_updates:
             groups.setdefault(tuple(sorted(row)), []).append(row)
         for rows in groups.values():
-            session.execute(update(Finding), rows)
+            update_rows_by_id(session, Finding, rows)
     for batch in chunked(still_open, 2000):
         session.execute(
             update(Finding).where(Finding.id.in_(batch))

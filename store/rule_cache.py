@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, select, tuple_
+from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from store.bulk import chunked, insert_ignoring_conflicts
@@ -99,6 +99,30 @@ def uncached_objects(
         .order_by(KubeObject.id)
     )
     return list(session.scalars(query))
+
+
+def uncached_in_range(
+    session: Session, cluster_id: str, *, first_id: int, last_id: int, catalogue_version: str
+) -> tuple[int, int, list[str]]:
+    """(live objects, distinct bodies, bodies without a cached result) of a cluster's live
+    objects with ids in [first_id, last_id]: a shard's work, found in the database."""
+    in_range = and_(
+        KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None),
+        KubeObject.id >= first_id, KubeObject.id <= last_id,
+    )
+    objects, bodies = session.execute(
+        select(func.count(), func.count(distinct(KubeObject.current_hash))).where(in_range)
+    ).one()
+    missing = session.scalars(
+        select(KubeObject.current_hash).distinct()
+        .outerjoin(RuleResultCache, and_(
+            RuleResultCache.content_hash == KubeObject.current_hash,
+            RuleResultCache.catalogue_version == catalogue_version,
+        ))
+        .where(in_range, RuleResultCache.content_hash.is_(None))
+        .order_by(KubeObject.current_hash)
+    ).all()
+    return int(objects or 0), int(bodies or 0), list(missing)
 
 
 def live_results(

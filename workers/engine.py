@@ -40,6 +40,21 @@ def result_record(result: Result) -> dict[str, Any]:
     }
 
 
+# What every result of a rule shares (its metadata): left out of cached records, put back by
+# EngineHandle.hydrate. It is the same for the whole catalogue version the cache is keyed by.
+RULE_FIELDS = ("title", "category", "cis", "pss")
+
+
+def cached_record(result: Result) -> dict[str, Any]:
+    """A result as rule_result_cache stores it: without the rule's own metadata."""
+    record = result_record(result)
+    for name in RULE_FIELDS:
+        del record[name]
+    if record["exemption"] is None:
+        del record["exemption"]
+    return record
+
+
 def record_result(record: Mapping[str, Any]) -> Result:
     return Result(
         record["rule_id"], record.get("title", ""), Severity.parse(record["severity"]),
@@ -59,6 +74,11 @@ class EngineHandle:
         # engine that applies configuration at finalize never needs whole manifests.
         self._apply = Engine(
             engine.all_rules, dataclasses.replace(engine.config, dedup_controllers=False))
+        self._rule_fields = {
+            r.meta.id: {"title": r.meta.title, "category": r.meta.category,
+                        "cis": list(r.meta.cis), "pss": list(r.meta.pss)}
+            for r in engine.all_rules
+        }
 
     @property
     def catalogue_version(self) -> str:
@@ -73,8 +93,13 @@ class EngineHandle:
     def config_exemptions(self) -> tuple[Any, ...]:
         return tuple(self.engine.config.exemptions)
 
+    def hydrate(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A cached record with its rule's metadata (title, category, CIS and PSS ids)."""
+        return {**self._rule_fields.get(record.get("rule_id", ""), {}), **record}
+
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return [result_record(r) for r in self.engine.evaluate_object(manifest)]
+        """Object-rule results as cached records (see `hydrate`)."""
+        return [cached_record(r) for r in self.engine.evaluate_object(manifest)]
 
     def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
@@ -90,7 +115,7 @@ class EngineHandle:
                                      "annotations": {EXEMPT_ANNOTATION: exempt} if exempt
                                      else {}}
         return {
-            "results": [result_record(r) for r in self.engine.evaluate_cluster(context)],
+            "results": [cached_record(r) for r in self.engine.evaluate_cluster(context)],
             "suppressed": suppressed,
             "meta": meta,
         }

@@ -237,16 +237,9 @@ def evaluate_shard(
     shard_index: int = 0,
 ) -> dict[str, Any]:
     """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
-    rows = session.execute(
-        select(KubeObject.ref_key, KubeObject.current_hash).where(
-            KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None),
-            KubeObject.id >= first_id, KubeObject.id <= last_id,
-        )
-    ).all()
     version = rules.catalogue_version
-    hashes = {chash for _key, chash in rows}
-    cached = rule_cache.cached_keys(session, hashes, catalogue_version=version)
-    missing = sorted(hashes - cached)
+    objects, hashes, missing = rule_cache.uncached_in_range(
+        session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version)
     errors: list[dict[str, Any]] = []
     fresh: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(missing, 500):
@@ -258,8 +251,8 @@ def evaluate_shard(
                                "object": str(ResourceRef.of(body)),
                                "error": f"{type(problem).__name__}: {problem}"[:500]})
     rule_cache.store_results(session, fresh, catalogue_version=version)
-    return {"kind": "shard", "shard": shard_index, "objects": len(rows),
-            "evaluated": len(fresh), "cache_hits": len(hashes) - len(missing),
+    return {"kind": "shard", "shard": shard_index, "objects": objects,
+            "evaluated": len(fresh), "cache_hits": hashes - len(missing),
             "errors": errors}
 
 
@@ -344,10 +337,10 @@ class _ClusterStep:
 
 
 def _cluster_results(
-    session: Session, results: Sequence[Mapping[str, Any]], *, catalogue_version: str
+    session: Session, results: Sequence[Mapping[str, Any]], *, rules: EngineHandle
 ) -> _ClusterStep:
     """The cluster step's cached output: cluster-rule records, owned objects, labels."""
-    version = catalogue_version
+    version = rules.catalogue_version
     cluster_keys = {r.get("cluster_key") for r in results if r.get("kind") == "cluster"}
     cluster_keys.discard(None)
     cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
@@ -356,7 +349,7 @@ def _cluster_results(
     suppressed: set[str] = set()
     meta: dict[str, dict[str, Any]] = {}
     for (state,) in cached_cluster.values():
-        candidates.extend((dict(r), None, "cluster") for r in state["results"])
+        candidates.extend((rules.hydrate(r), None, "cluster") for r in state["results"])
         suppressed.update(state.get("suppressed") or ())
         meta.update(state.get("meta") or {})
 
@@ -406,8 +399,7 @@ def finalize_scan(
     version = rules.catalogue_version
     errors = [e for r in results for e in r.get("errors", [])]
 
-    candidates, suppressed, meta, cluster_ok = _cluster_results(
-        session, results, catalogue_version=version)
+    candidates, suppressed, meta, cluster_ok = _cluster_results(session, results, rules=rules)
     live = session.execute(
         select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id)
         .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
@@ -429,7 +421,7 @@ def finalize_scan(
         if chash not in cached:
             unevaluated.add(key)
             continue
-        candidates.extend((dict(r), chash, "object") for r in cached[chash])
+        candidates.extend((rules.hydrate(r), chash, "object") for r in cached[chash])
     if not cluster_ok:
         meta = _meta_from_bodies(session, [c[1] for c in candidates if c[1]])
 
