@@ -1,13 +1,15 @@
-"""Engine-aware bulk helpers: insert-if-absent and chunked IN lookups."""
+"""Engine-aware bulk helpers: insert-if-absent, per-row update by id, chunked IN lookups."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Table, update
+from sqlalchemy import JSON, String, Table, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from store.db import dump_json
@@ -16,6 +18,22 @@ T = TypeVar("T")
 
 # Stay well below SQLite's 32,766 bound-parameter limit and PostgreSQL's 65,535.
 CHUNK = 500
+
+
+@contextmanager
+def _raw_cursor(session: Session, statement: str) -> Iterator[Any]:
+    """A psycopg2 cursor on the session's connection whose errors surface as SQLAlchemy's
+    (DataError, IntegrityError, OperationalError...), like every other statement's, so
+    callers and the workers' retry policy see one kind of exception."""
+    import psycopg2  # noqa: PLC0415 - PostgreSQL only
+
+    cursor = session.connection().connection.cursor()
+    try:
+        yield cursor
+    except psycopg2.Error as problem:
+        raise DBAPIError.instance(statement, None, problem, psycopg2.Error) from problem
+    finally:
+        cursor.close()
 
 
 def chunked(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
@@ -57,11 +75,8 @@ def insert_ignoring_conflicts(
     ]
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES %s ON CONFLICT DO NOTHING'  # noqa: S608
-    cursor = session.connection().connection.cursor()
-    try:
+    with _raw_cursor(session, sql) as cursor:
         execute_values(cursor, sql, values, page_size=1000)
-    finally:
-        cursor.close()
 
 
 def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
@@ -82,7 +97,11 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     columns = ["id", *sorted(c for c in rows[0] if c != "id")]
     types = {c: table.c[c].type for c in columns}
     json_columns = {c for c in columns if isinstance(types[c], JSON | JSONB)}
-    template = "(" + ", ".join(f"%s::{types[c].compile(dialect=dialect)}" for c in columns) + ")"
+    # Strings are cast to text, not varchar(n): an explicit cast would silently truncate, while
+    # assigning text to a varchar(n) column refuses a value that is too long, as usual.
+    casts = {c: "text" if isinstance(types[c], String) else types[c].compile(dialect=dialect)
+             for c in columns}
+    template = "(" + ", ".join(f"%s::{casts[c]}" for c in columns) + ")"
     values = [
         tuple(
             Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
@@ -96,8 +115,5 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     sql = (f'UPDATE "{table.name}" SET {assignments} FROM (VALUES %s) AS v ({names}) '  # noqa: S608
            f'WHERE "{table.name}".id = v.id')
     session.flush()
-    cursor = session.connection().connection.cursor()
-    try:
+    with _raw_cursor(session, sql) as cursor:
         execute_values(cursor, sql, values, template=template, page_size=1000)
-    finally:
-        cursor.close()
