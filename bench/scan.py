@@ -215,13 +215,13 @@ def run(*, quick: bool) -> list[Figure]:
         met=max(memory) < TARGET_MEMORY_MB if not quick else None,
         note="fresh process, VmHWM, interpreter and parsed input included"))
     if not quick:
-        rows = repeat(lambda: _peak_memory_mb(objects, form="rows"), runs=1)
+        rows = repeat(lambda: _peak_memory_mb(objects, form="rows"), runs=2)
         figures.append(Figure(
             AREA, "peak RSS: same, one JSON document per object", "MB", rows,
             note="json.loads per object shares no dict keys: the parsed input is larger"))
         figures.append(Figure(
             AREA, "memory allocated by the scan itself (tracemalloc peak)", "MB",
-            repeat(lambda: _scan_allocations_mb(engine, objects), runs=1),
+            repeat(lambda: _scan_allocations_mb(engine, objects), runs=2),
             note="views, indexes, results; the parsed input excluded"))
     if quick:
         return figures  # the checkov comparison (minutes) runs in full mode only
