@@ -283,7 +283,7 @@ def run(*, quick: bool) -> list[Figure]:
     clusters = int(os.environ.get("K8SMON_BENCH_CLUSTERS") or clusters)
     expired = 50_000 if quick else 1_000_000
     runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
-    rounds = 3  # incremental rescans per run, each after its own 1% change
+    rounds = 2 if quick else 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"k8smon-bench-{uuid.uuid4().hex[:6]}"
