@@ -142,11 +142,13 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
             assert run.counts["unchanged"] == 1 and run.shard_count == 0
 
 
+@pytest.mark.parametrize("count", [15, 4], ids=["three-shards-in-a-chord",
+                                                "one-shard-in-the-scan-task"])
 def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
-    rig: CeleryRig, sessions: sessionmaker[Session], pg_engine: Engine
+    rig: CeleryRig, sessions: sessionmaker[Session], pg_engine: Engine, count: int
 ) -> None:
     cluster_id = f"kill-{uuid.uuid4().hex[:6]}"
-    objects = cluster_state("k", 15)
+    objects = cluster_state(f"k{count}", count)  # bodies no other test has cached
     snapshot_id = register(sessions, cluster_id, objects)
     first = rig.start_worker(concurrency=1)
     process_all(rig, sessions, [snapshot_id])
@@ -181,6 +183,7 @@ def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
     runs = wait_for(lambda: finished_runs(sessions, [cluster_id]), timeout=120,
                     what="the scan to finish after redelivery")
     assert len(runs) == 1 and runs[0].counts["unevaluated"] == 0
+    assert runs[0].shard_count == -(-count // 5)
     found = committed_findings(sessions, cluster_id)
     assert len(found) == len(set(found))
     assert set(found) == offline(objects, cluster_id)
