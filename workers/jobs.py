@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import select
 
 from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT
+from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
 from store.scans import fail_stale_runs
 from workers.context import WorkerContext
-from workers.gc_pause import gc_paused
 from workers.services import delivery, purge, scanning, snapshots
 
 STALE_SCAN_AFTER = timedelta(hours=2)
