@@ -283,7 +283,7 @@ def run(*, quick: bool) -> list[Figure]:
     clusters = int(os.environ.get("K8SMON_BENCH_CLUSTERS") or clusters)
     expired = 50_000 if quick else 1_000_000
     runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
-    rounds = 2 if quick else 3  # incremental rescans per run, each after its own 1% change
+    rounds = 1 if quick else 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
     workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"k8smon-bench-{uuid.uuid4().hex[:6]}"
@@ -323,7 +323,7 @@ def run(*, quick: bool) -> list[Figure]:
             Figure(AREA, f"full fleet scan, 2 worker processes ({size})", "s", tuple(two),
                    note=f"{total / statistics.median(two):,.0f} objects/s"),
             Figure(AREA, "speed-up with 2 worker processes", "x", speedups,
-                   target=">= 1.7x", met=speedup >= 1.7,
+                   target="" if quick else ">= 1.7x", met=None if quick else speedup >= 1.7,
                    note="per run; 2-core machine shared with PostgreSQL"),
             Figure(AREA, "first fleet rescan after the cold scan, nothing changed", "s",
                    tuple(settle),
@@ -334,15 +334,16 @@ def run(*, quick: bool) -> list[Figure]:
                    note=f"10% of the objects in 10% of the clusters, {rounds} rounds a run; "
                         f"{reused} of {clusters} scans no-op or incremental"),
             Figure(AREA, "incremental rescan as a share of the full scan", "%",
-                   shares, target="<= 5%", met=share <= 0.05,
-                   note="median incremental rescan / median full scan (2 workers)"),
+                   shares, target="" if quick else "<= 5%", met=None if quick else share <= 0.05,
+                   note="median incremental rescan / median full scan (2 workers)"
+                        + ("; the target is for the full-size fleet" if quick else "")),
             Figure(AREA, "fleet rescan with nothing changed", "s", tuple(still),
                    note=f"{clusters} no-op scan runs recorded by the scan_fleet task"),
         ]
 
         cutoff_days = 30
         insert_expired_versions(env, expired)
-        baseline, _elapsed, _ = measure_ingest(env, None, seconds=4 if quick else 15)
+        baseline, _elapsed, _ = measure_ingest(env, None, seconds=2 if quick else 15)
         purge_s: list[float] = []
         stalls_ms: list[float] = []
         during: list[float] = []
