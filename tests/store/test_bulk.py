@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from store.bulk import update_rows_by_id
 from store.clusters import create_cluster
 from store.models import Finding
 from store.types import utcnow
+from tests.conftest import _savepoint_session
 
 
 def _finding(cluster_id: str, n: int) -> Finding:
@@ -44,12 +46,14 @@ def test_update_rows_by_id_sets_each_rows_own_values(any_db_session: Session) ->
     assert found["web-2"].resolved_at == later and found["web-2"].details["big"] == 2**63 - 1
 
 
-def test_update_rows_by_id_refuses_a_value_too_long_on_postgresql(
-    any_db_session: Session,
-) -> None:
-    session = any_db_session
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("SQLite does not enforce VARCHAR lengths")
+@pytest.fixture
+def pg_session(store_pg_engine: Engine) -> Iterator[Session]:
+    yield from _savepoint_session(store_pg_engine)
+
+
+def test_update_rows_by_id_refuses_a_value_too_long_on_postgresql(pg_session: Session) -> None:
+    """Never a silent truncation (SQLite does not enforce VARCHAR lengths at all)."""
+    session = pg_session
     create_cluster(session, "bulk-long")
     row = _finding("bulk-long", 7)
     session.add(row)
