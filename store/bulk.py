@@ -36,6 +36,22 @@ def _raw_cursor(session: Session, statement: str) -> Iterator[Any]:
         cursor.close()
 
 
+def _driver_values(
+    rows: Sequence[dict[str, Any]], *, columns: Sequence[str], json_columns: set[str]
+) -> list[tuple[Any, ...]]:
+    """Rows as psycopg2 parameter tuples in column order, JSON columns encoded by orjson."""
+    from psycopg2.extras import Json  # noqa: PLC0415 - PostgreSQL only
+
+    return [
+        tuple(
+            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
+            else row[c]
+            for c in columns
+        )
+        for row in rows
+    ]
+
+
 def chunked(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
     batch: list[T] = []
     for item in items:
@@ -61,18 +77,11 @@ def insert_ignoring_conflicts(
     if session.get_bind().dialect.name != "postgresql":
         session.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))
         return
-    from psycopg2.extras import Json, execute_values  # noqa: PLC0415 - PostgreSQL only
+    from psycopg2.extras import execute_values  # noqa: PLC0415 - PostgreSQL only
 
     columns = list(rows[0])
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
-    values = [
-        tuple(
-            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
-            else row[c]
-            for c in columns
-        )
-        for row in rows
-    ]
+    values = _driver_values(rows, columns=columns, json_columns=json_columns)
     names = ", ".join(f'"{c}"' for c in columns)
     sql = f'INSERT INTO "{table.name}" ({names}) VALUES %s ON CONFLICT DO NOTHING'  # noqa: S608
     with _raw_cursor(session, sql) as cursor:
@@ -90,7 +99,7 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     if session.get_bind().dialect.name != "postgresql":
         session.execute(update(model), list(rows))
         return
-    from psycopg2.extras import Json, execute_values  # noqa: PLC0415 - PostgreSQL only
+    from psycopg2.extras import execute_values  # noqa: PLC0415 - PostgreSQL only
 
     table: Table = model.__table__
     dialect = session.get_bind().dialect
@@ -102,14 +111,7 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     casts = {c: "text" if isinstance(types[c], String) else types[c].compile(dialect=dialect)
              for c in columns}
     template = "(" + ", ".join(f"%s::{casts[c]}" for c in columns) + ")"
-    values = [
-        tuple(
-            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
-            else row[c]
-            for c in columns
-        )
-        for row in rows
-    ]
+    values = _driver_values(rows, columns=columns, json_columns=json_columns)
     assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns if c != "id")
     names = ", ".join(f'"{c}"' for c in columns)
     sql = (f'UPDATE "{table.name}" SET {assignments} FROM (VALUES %s) AS v ({names}) '  # noqa: S608
