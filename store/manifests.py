@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
-from store.models import KubeObject, ManifestBody, ManifestVersion
+from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,18 @@ def find_object(session: Session, cluster_id: str, ref: ResourceRef) -> KubeObje
 
 
 def object_history(session: Session, object_id: int) -> list[VersionRecord]:
-    """Every stored version of one object, oldest first (index on object_id, first_seen)."""
+    """Every stored version of one object, oldest first (index on object_id, first_seen).
+
+    A version that ended (superseded, or its object deleted) carries the last_seen stored then;
+    the current version of a live object was last seen in the cluster's latest applied state
+    (`clusters.state_updated_at`), which ingest records once per push instead of per object.
+    """
+    live_until = session.execute(
+        select(KubeObject.deleted_at, Cluster.state_updated_at)
+        .join(Cluster, Cluster.id == KubeObject.cluster_id)
+        .where(KubeObject.id == object_id)
+    ).first()
+    latest = live_until[1] if live_until is not None and live_until[0] is None else None
     rows = session.execute(
         select(ManifestVersion, ManifestBody.body)
         .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
@@ -99,6 +110,11 @@ def object_history(session: Session, object_id: int) -> list[VersionRecord]:
         .order_by(ManifestVersion.first_seen, ManifestVersion.id)
     )
     return [
-        VersionRecord(v.id, v.content_hash, v.first_seen, v.last_seen, v.superseded_at, body)
+        VersionRecord(
+            v.id, v.content_hash, v.first_seen,
+            max(v.last_seen, latest) if latest is not None and v.superseded_at is None
+            else v.last_seen,
+            v.superseded_at, body,
+        )
         for v, body in rows
     ]

@@ -189,7 +189,12 @@ class KubeObject(Base):
 
 
 class ManifestVersion(Base):
-    """A distinct version of one object: which body, and when it was first and last seen."""
+    """A distinct version of one object: which body, and when it was first and last seen.
+
+    `last_seen` is stored when the version ends (superseded, or its object deleted); for the
+    current version of a live object it is the cluster's `state_updated_at`
+    (`store.manifests.object_history` reads it so), which saves rewriting every row per push.
+    """
 
     __tablename__ = "manifest_versions"
     __table_args__ = (

@@ -297,23 +297,10 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
     _create_objects(session, cluster.id, new_objects, at=now)
     _create_versions(session, changed, at=now)
 
-    # Every object still present was seen now: one statement each, not one per object.
-    session.execute(
-        update(KubeObject)
-        .where(KubeObject.cluster_id == cluster.id, KubeObject.deleted_at.is_(None))
-        .values(last_seen=now)
-    )
-    session.execute(
-        update(ManifestVersion)
-        .where(
-            ManifestVersion.id.in_(
-                select(KubeObject.current_version_id).where(
-                    KubeObject.cluster_id == cluster.id, KubeObject.deleted_at.is_(None)
-                )
-            )
-        )
-        .values(last_seen=now)
-    )
+    # Every object still present was seen now. That is recorded once, as the cluster's
+    # state_updated_at, which is what `last_seen` means for a live object and its current
+    # version (store.manifests reads it so); rewriting both rows of every object on every push
+    # cost 2 x N row versions of churn. An object or version stores its last_seen when it ends.
     session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
     snapshot.state = "processed"
     snapshot.processed_at = utcnow()

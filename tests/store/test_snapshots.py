@@ -10,7 +10,14 @@ from contracts.resources import ResourceRef
 from store.clusters import create_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.manifests import current_manifests, find_object, object_history
-from store.models import KubeObject, ManifestBody, ManifestVersion, Snapshot, SnapshotItem
+from store.models import (
+    Cluster,
+    KubeObject,
+    ManifestBody,
+    ManifestVersion,
+    Snapshot,
+    SnapshotItem,
+)
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.manifests import (
     cluster_objects,
@@ -51,6 +58,36 @@ def test_unchanged_pushes_store_each_body_once(any_db_session: Session) -> None:
     _push(session, "prod-eu", full_envelope(changed))
     assert _count(session, ManifestBody) == 1001
     assert _count(session, ManifestVersion) == 1001
+
+
+def test_a_push_rewrites_only_what_changed_yet_history_knows_when_each_was_seen(
+    any_db_session: Session,
+) -> None:
+    """Unchanged objects and versions are not rewritten per push; their last_seen is the
+    cluster's latest applied state, while an ended version keeps the time it ended."""
+    session = any_db_session
+    create_cluster(session, "seen")
+    objects = cluster_objects(20)
+    _push(session, "seen", full_envelope(objects))
+    steady = find_object(session, "seen", ResourceRef.of(objects[0]))
+    first_push = object_history(session, steady.id)[0].last_seen
+    versions_before = {v.id: (v.last_seen, v.superseded_at) for v in session.scalars(
+        select(ManifestVersion))}
+
+    changed = [*objects]
+    changed[5] = {**objects[5], "data": {"key": "second"}}
+    _push(session, "seen", full_envelope(changed))
+    cluster = session.get(Cluster, "seen")
+    (unchanged,) = object_history(session, steady.id)
+    assert unchanged.last_seen == cluster.state_updated_at > first_push
+    versions_after = {v.id: (v.last_seen, v.superseded_at) for v in session.scalars(
+        select(ManifestVersion))}
+    rewritten = {vid for vid, seen in versions_before.items() if versions_after[vid] != seen}
+    assert len(rewritten) == 1  # only the superseded version of the changed object
+    old, new = object_history(session, find_object(session, "seen",
+                                                     ResourceRef.of(changed[5])).id)
+    assert old.superseded_at == old.last_seen == cluster.state_updated_at
+    assert new.last_seen == cluster.state_updated_at and new.superseded_at is None
 
 
 def test_duplicate_digest_is_acknowledged_without_storing(any_db_session: Session) -> None:
