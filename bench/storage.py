@@ -98,6 +98,6 @@ def run(*, quick: bool) -> list[Figure]:
                tuple(unchanged_growth), note="same digest: acknowledged, nothing stored"),
         Figure(AREA, f"storage bytes per full push with 1% of {count:,} objects changed",
                "bytes", tuple(changed_growth),
-               note="file growth after VACUUM: new bodies and versions, plus MVCC churn of the "
-               "last_seen updates and the snapshot's item list"),
+               note="file growth after VACUUM: the 50 new bodies and versions, the superseded "
+               "versions' end, and the snapshot's item list (dropped once applied)"),
     ]
