@@ -49,10 +49,6 @@ class ObservedFinding:
     exemption_id: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def ref_key(self) -> str:
-        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
-
 
 @dataclass(slots=True)
 class ReconcileResult:
@@ -86,10 +82,6 @@ class KnownFinding(NamedTuple):
     severity: str
     message: str
     content_hash: str | None
-
-    @property
-    def ref_key(self) -> str:
-        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
 
 
 _KNOWN_COLUMNS = (

@@ -125,26 +125,6 @@ def uncached_in_range(
     return int(objects or 0), int(bodies or 0), list(missing)
 
 
-def live_results(
-    session: Session, cluster_id: str, *, catalogue_version: str
-) -> list[tuple[int, str, str, list[dict[str, Any]] | None]]:
-    """(object id, ref key, content hash, cached results or None) for every live object."""
-    query = (
-        select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash,
-               RuleResultCache.results)
-        .outerjoin(
-            RuleResultCache,
-            and_(
-                RuleResultCache.content_hash == KubeObject.current_hash,
-                RuleResultCache.catalogue_version == catalogue_version,
-            ),
-        )
-        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
-        .order_by(KubeObject.id)
-    )
-    return [(oid, key, chash, res) for oid, key, chash, res in session.execute(query)]
-
-
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
     """Delete one batch of results cached under any other catalogue version; returns count."""
     victims = (

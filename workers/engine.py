@@ -74,6 +74,7 @@ class EngineHandle:
         # engine that applies configuration at finalize never needs whole manifests.
         self._apply = Engine(
             engine.all_rules, dataclasses.replace(engine.config, dedup_controllers=False))
+        self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
         self._rule_fields = {
             r.meta.id: {"title": r.meta.title, "category": r.meta.category,
                         "cis": list(r.meta.cis), "pss": list(r.meta.pss)}
@@ -87,7 +88,7 @@ class EngineHandle:
     @property
     def cluster_rule_ids(self) -> frozenset[str]:
         """Ids of the cross-resource rules (their findings come from the cluster step)."""
-        return frozenset(r.meta.id for r in self.engine.cluster_rules)
+        return self._cluster_rule_ids
 
     @property
     def config_exemptions(self) -> tuple[Any, ...]:

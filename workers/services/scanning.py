@@ -25,6 +25,7 @@ from store.exemptions import list_exemptions
 from store.findings import (
     KnownFinding,
     ObservedFinding,
+    finding_ref_key,
     fingerprint,
     reconcile_findings,
     settle_new,
@@ -443,7 +444,7 @@ def finalize_scan(
     def evaluated(finding: KnownFinding) -> bool:
         if finding.rule_id in cluster_rule_ids:
             return cluster_ok
-        key = finding.ref_key
+        key = finding_ref_key(finding)
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
         return key in todo and key not in unevaluated
