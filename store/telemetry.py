@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from store.clusters import get_cluster
 from store.models import Cluster, TelemetryPing
@@ -47,12 +48,10 @@ def record_telemetry(
     return ping
 
 
-def latest_telemetry(session: Session) -> Sequence[tuple[Cluster, TelemetryPing | None]]:
-    """Every cluster with its most recent ping (None when it never pinged).
-
-    One index lookup per cluster through (cluster_id, received_at), not a scan of history.
-    """
-    latest_ping_id = (
+def latest_ping_id() -> ScalarSelect[int]:
+    """The id of a cluster's most recent ping, correlated to `Cluster` in the outer query:
+    one index lookup per cluster through (cluster_id, received_at), not a scan of history."""
+    return (
         select(TelemetryPing.id)
         .where(TelemetryPing.cluster_id == Cluster.id)
         .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc())
@@ -60,9 +59,14 @@ def latest_telemetry(session: Session) -> Sequence[tuple[Cluster, TelemetryPing 
         .correlate(Cluster)
         .scalar_subquery()
     )
+
+
+def latest_telemetry(session: Session) -> Sequence[tuple[Cluster, TelemetryPing | None]]:
+    """Every cluster with its most recent ping (None when it never pinged)."""
+    latest_ping = latest_ping_id()
     rows = session.execute(
         select(Cluster, TelemetryPing)
-        .outerjoin(TelemetryPing, TelemetryPing.id == latest_ping_id)
+        .outerjoin(TelemetryPing, TelemetryPing.id == latest_ping)
         .order_by(Cluster.id)
     ).all()
     return [(cluster, ping) for cluster, ping in rows]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
 from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
+from store.telemetry import latest_ping_id
 
 OPEN_STATUSES = ("new", "open")
 SEVERITIES = tuple(s.value for s in Severity)
@@ -121,14 +122,7 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
 def _latest_pings(session: Session) -> list[Any]:
     """Each cluster with the columns the overview shows from its latest ping (one index
     lookup per cluster through (cluster_id, received_at))."""
-    latest = (
-        select(TelemetryPing.id)
-        .where(TelemetryPing.cluster_id == Cluster.id)
-        .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc())
-        .limit(1)
-        .correlate(Cluster)
-        .scalar_subquery()
-    )
+    latest = latest_ping_id()
     return list(session.execute(
         select(Cluster.id, Cluster.team, Cluster.status, TelemetryPing.received_at,
                TelemetryPing.agent_version, TelemetryPing.kubernetes_version,
