@@ -24,12 +24,28 @@ def build_schedule(
     """celery-beat's `beat_schedule` entries. Each fleet scan's finalize steps enqueue their
     report delivery themselves; the delivery entry here retries deliveries that failed."""
     return {
-        "fleet-scan": {"task": SCAN_FLEET, "schedule": scan_interval_s,
-                       "args": ("schedule",), "options": {"expires": scan_interval_s}},
-        "purge-expired": {"task": PURGE_EXPIRED, "schedule": purge_interval_s, "args": (),
-                          "options": {"expires": purge_interval_s}},
-        "deliver-reports": {"task": DELIVER_REPORTS, "schedule": delivery_retry_s, "args": (),
-                            "options": {"expires": delivery_retry_s}},
-        "sweep-unprocessed": {"task": SWEEP_UNPROCESSED, "schedule": sweep_interval_s,
-                              "args": (), "options": {"expires": sweep_interval_s}},
+        "fleet-scan": {
+            "task": SCAN_FLEET,
+            "schedule": scan_interval_s,
+            "args": ("schedule",),
+            "options": {"expires": scan_interval_s},
+        },
+        "purge-expired": {
+            "task": PURGE_EXPIRED,
+            "schedule": purge_interval_s,
+            "args": (),
+            "options": {"expires": purge_interval_s},
+        },
+        "deliver-reports": {
+            "task": DELIVER_REPORTS,
+            "schedule": delivery_retry_s,
+            "args": (),
+            "options": {"expires": delivery_retry_s},
+        },
+        "sweep-unprocessed": {
+            "task": SWEEP_UNPROCESSED,
+            "schedule": sweep_interval_s,
+            "args": (),
+            "options": {"expires": sweep_interval_s},
+        },
     }

@@ -74,18 +74,25 @@ def _padded_objects(count: int, *, target_bytes: int, seed: int = 7) -> list[dic
             words.append(word)
             size += len(word) + 1
         obj.setdefault("metadata", {}).setdefault("annotations", {})[
-            "bench.k8s-monitor.dev/notes"] = " ".join(words)
+            "bench.k8s-monitor.dev/notes"
+        ] = " ".join(words)
     return objects
 
 
 def _digest(objects: list[dict[str, Any]]) -> str:
-    return state_digest((ResourceRef.of(o).key, content_hash(strip_server_noise(o)))
-                        for o in objects)
+    return state_digest(
+        (ResourceRef.of(o).key, content_hash(strip_server_noise(o))) for o in objects
+    )
 
 
 def _full(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"schema": SNAPSHOT_SCHEMA_ID, "type": "full", "digest": _digest(objects),
-            "agent_version": "bench", "objects": objects}
+    return {
+        "schema": SNAPSHOT_SCHEMA_ID,
+        "type": "full",
+        "digest": _digest(objects),
+        "agent_version": "bench",
+        "objects": objects,
+    }
 
 
 @dataclass
@@ -95,16 +102,19 @@ class Pusher:
     key_id: str
     key: SigningKey
 
-    def push(self, session: requests.Session, kind: str, document: dict[str, Any] | bytes
-             ) -> tuple[float, requests.Response]:
+    def push(
+        self, session: requests.Session, kind: str, document: dict[str, Any] | bytes
+    ) -> tuple[float, requests.Response]:
         """Gzip and sign (not timed), then send; returns (seconds to the answer, response)."""
         raw = document if isinstance(document, bytes) else json.dumps(document).encode()
         body = gzip.compress(raw, compresslevel=6)
         url = f"{self.base_url}/v1/clusters/{self.cluster_id}/{kind}"
-        headers = [("Host", self.base_url.split("://", 1)[1]),
-                   ("Content-Type", "application/json")]
-        added = sign_request(HttpRequest("POST", url, headers, body), key_id=self.key_id,
-                             sign=lambda b: self.key.sign(b).signature)
+        headers = [("Host", self.base_url.split("://", 1)[1]), ("Content-Type", "application/json")]
+        added = sign_request(
+            HttpRequest("POST", url, headers, body),
+            key_id=self.key_id,
+            sign=lambda b: self.key.sign(b).signature,
+        )
         final = {"Content-Type": "application/json", "Content-Encoding": "gzip", **added}
         started = time.perf_counter()
         response = session.post(url, data=body, headers=final, timeout=60)
@@ -123,14 +133,16 @@ def bench_app() -> Any:
 
     prefix = os.environ["BENCH_PREFIX"]
     settings = Settings(
-        environment="production", database_url=os.environ["BENCH_DATABASE_URL"],
-        redis_url=os.environ["BENCH_REDIS_URL"], secret_key="bench-" + "s" * 40,
+        environment="production",
+        database_url=os.environ["BENCH_DATABASE_URL"],
+        redis_url=os.environ["BENCH_REDIS_URL"],
+        secret_key="bench-" + "s" * 40,
         instance_path=Path(os.environ.get("BENCH_INSTANCE", "/tmp")),
-        rate_limit_per_minute=1_000_000, max_body_bytes=64 * 2**20,
+        rate_limit_per_minute=1_000_000,
+        max_body_bytes=64 * 2**20,
     )
     sessions = make_session_factory(make_engine(settings.database_url))
-    dispatch = CeleryDispatcher(settings.redis_url or "", queue=f"{prefix}queue",
-                                key_prefix=prefix)
+    dispatch = CeleryDispatcher(settings.redis_url or "", queue=f"{prefix}queue", key_prefix=prefix)
     import logging  # noqa: PLC0415
 
     logging.getLogger("k8smon.ingest").setLevel(logging.ERROR)
@@ -144,8 +156,11 @@ def _free_port() -> int:
 
 
 def _server_url() -> str:
-    return (os.environ.get("TEST_DATABASE_URL") or os.environ.get("BENCH_POSTGRES_URL")
-            or "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    return (
+        os.environ.get("TEST_DATABASE_URL")
+        or os.environ.get("BENCH_POSTGRES_URL")
+        or "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    )
 
 
 def _redis_url() -> str:
@@ -182,8 +197,9 @@ class BenchServer:
         cluster_id = f"{name}-{uuid.uuid4().hex[:8]}"
         with self.sessions() as session:
             clusters.create_cluster(session, cluster_id)
-            clusters.add_cluster_key(session, cluster_id, key_id=f"{cluster_id}-k",
-                                     public_key=bytes(key.verify_key))
+            clusters.add_cluster_key(
+                session, cluster_id, key_id=f"{cluster_id}-k", public_key=bytes(key.verify_key)
+            )
             session.commit()
         return Pusher(self.base_url, cluster_id, f"{cluster_id}-k", key)
 
@@ -209,13 +225,30 @@ def bench_server(*, workers: int = 2, threads: int = 8) -> Iterator[BenchServer]
     try:
         migrate.upgrade(engine)
         port = _free_port()
-        env = {**os.environ, "BENCH_DATABASE_URL": database_url, "BENCH_REDIS_URL": _redis_url(),
-               "BENCH_PREFIX": prefix, "PYTHONPATH": str(REPO)}
+        env = {
+            **os.environ,
+            "BENCH_DATABASE_URL": database_url,
+            "BENCH_REDIS_URL": _redis_url(),
+            "BENCH_PREFIX": prefix,
+            "PYTHONPATH": str(REPO),
+        }
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads",
-             str(threads), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-             "bench.ingest:bench_app()"],
-            cwd=REPO, env=env,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "bench.ingest:bench_app()",
+            ],
+            cwd=REPO,
+            env=env,
         )
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -251,8 +284,9 @@ def bench_server(*, workers: int = 2, threads: int = 8) -> Iterator[BenchServer]
 # ---- figures ---------------------------------------------------------------------------------
 
 
-def measure_full_snapshot(server: BenchServer, *, runs: int
-                          ) -> tuple[list[float], list[float], int, int, list[float]]:
+def measure_full_snapshot(
+    server: BenchServer, *, runs: int
+) -> tuple[list[float], list[float], int, int, list[float]]:
     objects = _padded_objects(FULL_OBJECTS, target_bytes=TARGET_JSON_BYTES)
     raw = json.dumps(_full(objects)).encode()
     wire = len(gzip.compress(raw, compresslevel=6))
@@ -279,18 +313,35 @@ def measure_verification_rate(*, count: int) -> float:
 
     key = SigningKey.generate()
     verify = ed25519_verifier(bytes(key.verify_key))
-    body = gzip.compress(json.dumps({"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1.0",
-                                     "node_count": 3, "object_counts": {"Pod": 40}}).encode())
+    body = gzip.compress(
+        json.dumps(
+            {
+                "schema": TELEMETRY_SCHEMA_ID,
+                "agent_version": "1.0",
+                "node_count": 3,
+                "object_counts": {"Pod": 40},
+            }
+        ).encode()
+    )
     now = int(time.time())
     messages = []
     for _ in range(count):
-        request = HttpRequest("POST", "https://ingest.example/v1/clusters/c1/telemetry",
-                              [("Host", "ingest.example"), ("Content-Type", "application/json"),
-                               ("Content-Encoding", "gzip")], body)
-        added = sign_request(request, key_id="c1-k", sign=lambda b: key.sign(b).signature,
-                             created=now)
-        messages.append(HttpRequest(request.method, request.url,
-                                    [*request.headers, *added.items()], body))
+        request = HttpRequest(
+            "POST",
+            "https://ingest.example/v1/clusters/c1/telemetry",
+            [
+                ("Host", "ingest.example"),
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", "gzip"),
+            ],
+            body,
+        )
+        added = sign_request(
+            request, key_id="c1-k", sign=lambda b: key.sign(b).signature, created=now
+        )
+        messages.append(
+            HttpRequest(request.method, request.url, [*request.headers, *added.items()], body)
+        )
     policy = Policy()
     # CPU time of this thread: "per core", and not inflated by other processes on the machine.
     started = time.thread_time()
@@ -299,8 +350,9 @@ def measure_verification_rate(*, count: int) -> float:
     return count / (time.thread_time() - started)
 
 
-def measure_sustained_deltas(server: BenchServer, *, seconds: float
-                             ) -> tuple[list[float], int, int]:
+def measure_sustained_deltas(
+    server: BenchServer, *, seconds: float
+) -> tuple[list[float], int, int]:
     """Open-loop delta pushes at DELTA_RATE/s over DELTA_CLUSTERS clusters; latencies (s)."""
     rng = random.Random(11)
     base = [o for o in generate(DELTA_BASE_OBJECTS) if o.get("kind") != "Secret"]
@@ -329,9 +381,15 @@ def measure_sustained_deltas(server: BenchServer, *, seconds: float
                     state[key] = obj
                     changed.append(obj)
                 new_digest = _digest(list(state.values()))
-                envelope = {"schema": SNAPSHOT_SCHEMA_ID, "type": "delta",
-                            "base_digest": digest, "digest": new_digest,
-                            "agent_version": "bench", "objects": changed, "removed": []}
+                envelope = {
+                    "schema": SNAPSHOT_SCHEMA_ID,
+                    "type": "delta",
+                    "base_digest": digest,
+                    "digest": new_digest,
+                    "agent_version": "bench",
+                    "objects": changed,
+                    "removed": [],
+                }
                 scheduled = start_at + (index + step * DELTA_CLUSTERS) / DELTA_RATE
                 pause = scheduled - time.perf_counter()
                 if pause > 0:
@@ -360,40 +418,71 @@ def _p99(values: list[float]) -> float:
 def run(*, quick: bool) -> list[Figure]:
     runs = 2 if quick else 5
     load = os.getloadavg()[0]
-    rates = tuple(measure_verification_rate(count=2000 if quick else 5000)
-                  for _ in range(3 if quick else 5))
-    figures = [Figure(AREA, "signature verification of small pushes (1 core, no DB)",
-                      "pushes/s", rates, target="> 5,000/s", met=min(rates) > 5000,
-                      note="parse + Ed25519 + policy + Content-Digest; per CPU-second")]
+    rates = tuple(
+        measure_verification_rate(count=2000 if quick else 5000) for _ in range(3 if quick else 5)
+    )
+    figures = [
+        Figure(
+            AREA,
+            "signature verification of small pushes (1 core, no DB)",
+            "pushes/s",
+            rates,
+            target="> 5,000/s",
+            met=min(rates) > 5000,
+            note="parse + Ed25519 + policy + Content-Digest; per CPU-second",
+        )
+    ]
     with bench_server() as server:
         full, repush, json_bytes, wire_bytes, cpu = measure_full_snapshot(server, runs=runs)
-        figures.append(Figure(
-            AREA, f"full snapshot, {FULL_OBJECTS:,} objects: verified, stored, 202", "s",
-            tuple(full), target="< 2 s", met=statistics.median(full) < 2,
-            note=f"{json_bytes / 1e6:.1f} MB JSON, {wire_bytes / 1e6:.1f} MB gzip; "
-                 f"server worker CPU {statistics.median(cpu):.2f} s (PostgreSQL not counted); "
-                 f"load average {load:.1f} at start",
-            extra={"server_cpu_s": statistics.median(cpu)}))
-        figures.append(Figure(
-            AREA, "same snapshot re-pushed unchanged (stored once, 202)", "s", tuple(repush),
-            target="< 0.5 s", met=statistics.median(repush) < 0.5))
+        figures.append(
+            Figure(
+                AREA,
+                f"full snapshot, {FULL_OBJECTS:,} objects: verified, stored, 202",
+                "s",
+                tuple(full),
+                target="< 2 s",
+                met=statistics.median(full) < 2,
+                note=f"{json_bytes / 1e6:.1f} MB JSON, {wire_bytes / 1e6:.1f} MB gzip; "
+                f"server worker CPU {statistics.median(cpu):.2f} s (PostgreSQL not counted); "
+                f"load average {load:.1f} at start",
+                extra={"server_cpu_s": statistics.median(cpu)},
+            )
+        )
+        figures.append(
+            Figure(
+                AREA,
+                "same snapshot re-pushed unchanged (stored once, 202)",
+                "s",
+                tuple(repush),
+                target="< 0.5 s",
+                met=statistics.median(repush) < 0.5,
+            )
+        )
         p99s, medians, notes = [], [], []
         for _ in range(1 if quick else 3):
-            latencies, failures, sent = measure_sustained_deltas(
-                server, seconds=6 if quick else 20)
+            latencies, failures, sent = measure_sustained_deltas(server, seconds=6 if quick else 20)
             p99s.append(_p99(latencies))
             medians.append(statistics.median(latencies))
             notes.append(f"{sent} pushes, {failures} not 202")
-        figures.append(Figure(
-            AREA, f"sustained delta pushes at {DELTA_RATE}/s ({DELTA_CLUSTERS} clusters): p99",
-            "s", tuple(p99s), target="< 0.5 s", met=statistics.median(p99s) < 0.5,
-            note="; ".join(notes) + f"; median latency {statistics.median(medians) * 1000:.0f} ms",
-        ))
+        figures.append(
+            Figure(
+                AREA,
+                f"sustained delta pushes at {DELTA_RATE}/s ({DELTA_CLUSTERS} clusters): p99",
+                "s",
+                tuple(p99s),
+                target="< 0.5 s",
+                met=statistics.median(p99s) < 0.5,
+                note="; ".join(notes)
+                + f"; median latency {statistics.median(medians) * 1000:.0f} ms",
+            )
+        )
     return figures
 
 
 if __name__ == "__main__":
     for figure in run(quick="--quick" in sys.argv):
-        print(f"{figure.name}: median {figure.median:.4g} {figure.unit} "
-              f"(runs {', '.join(f'{s:.4g}' for s in figure.samples)}) "
-              f"target {figure.target} met={figure.met} {figure.note}")
+        print(
+            f"{figure.name}: median {figure.median:.4g} {figure.unit} "
+            f"(runs {', '.join(f'{s:.4g}' for s in figure.samples)}) "
+            f"target {figure.target} met={figure.met} {figure.note}"
+        )

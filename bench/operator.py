@@ -174,11 +174,14 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
     engine.dispose()
     target = 2.0
     return Figure(
-        AREA, f"--distinct image search, {objects:,} current manifests", "s", samples,
+        AREA,
+        f"--distinct image search, {objects:,} current manifests",
+        "s",
+        samples,
         target=f"< {target:g} s (1,000,000 manifests)",
         met=(max(samples) < target) if objects >= 1_000_000 else None,
         note=f"jsonb_path_query in PostgreSQL; {found['values']:,} distinct images in "
-             f"{found['objects']:,} container slots",
+        f"{found['objects']:,} container slots",
     )
 
 
@@ -197,8 +200,10 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
     client = app.test_client()
     page = client.get("/admin/login").get_data(as_text=True)
     token = page.split('name="csrf_token" value="')[1].split('"')[0]
-    client.post("/admin/login", data={"username": "bench", "password": "benchmark password",
-                                      "csrf_token": token})
+    client.post(
+        "/admin/login",
+        data={"username": "bench", "password": "benchmark password", "csrf_token": token},
+    )
     sizes: dict[str, int] = {}
 
     def once() -> float:
@@ -213,10 +218,14 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
     samples = repeat(once, runs=runs)
     target = 0.3
     return Figure(
-        AREA, f"fleet overview page, {CLUSTERS:,} clusters", "s", samples,
-        target=f"< {target * 1000:g} ms", met=max(samples) < target,
+        AREA,
+        f"fleet overview page, {CLUSTERS:,} clusters",
+        "s",
+        samples,
+        target=f"< {target * 1000:g} ms",
+        met=max(samples) < target,
         note=f"server-side render incl. sign-in check, {sizes['bytes'] // 1024} KiB HTML; "
-             "100k findings, 10k pings, 10k scans",
+        "100k findings, 10k pings, 10k scans",
     )
 
 
@@ -226,12 +235,19 @@ def run(*, quick: bool) -> list[Figure]:
     url = _recreate_database()
     try:
         fill_s = _fill(url, objects=objects)
-        figures = [_search_figure(url, objects=objects, runs=runs),
-                   _fleet_figure(url, runs=runs)]
+        figures = [_search_figure(url, objects=objects, runs=runs), _fleet_figure(url, runs=runs)]
     finally:
         _drop_database()
-    return [Figure(AREA, f"bench data load ({objects:,} manifests)", "s", (fill_s,),
-                   note="setup cost, not a target"), *figures]
+    return [
+        Figure(
+            AREA,
+            f"bench data load ({objects:,} manifests)",
+            "s",
+            (fill_s,),
+            note="setup cost, not a target",
+        ),
+        *figures,
+    ]
 
 
 def _main() -> None:
@@ -242,7 +258,8 @@ def _main() -> None:
     args = parser.parse_args()
     show: Callable[[Figure], str] = lambda f: (  # noqa: E731
         f"{f.name}: median {f.median:.4g} {f.unit} (runs {len(f.samples)}) "
-        f"target {f.target or '-'} met={f.met} — {f.note}")
+        f"target {f.target or '-'} met={f.met} — {f.note}"
+    )
     for figure in run(quick=args.quick):
         print(show(figure))
 

@@ -80,13 +80,16 @@ def bench_env(tmp: Path) -> Iterator[Env]:
     engine = make_engine(database.url, pool_size=4)
     migrate.upgrade(engine)
     token = uuid.uuid4().hex[:8]
-    redis_url = redis_db_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-                             REDIS_DB)
+    redis_url = redis_db_url(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0", REDIS_DB)
     environ = {
-        **os.environ, "K8SMON_ENV": "embedded", "DATABASE_URL": database.url,
-        "REDIS_URL": redis_url, "K8SMON_INSTANCE_PATH": str(tmp),
+        **os.environ,
+        "K8SMON_ENV": "embedded",
+        "DATABASE_URL": database.url,
+        "REDIS_URL": redis_url,
+        "K8SMON_INSTANCE_PATH": str(tmp),
         "K8SMON_TASK_QUEUE": f"k8smon-bench-{token}",
-        "K8SMON_REDIS_KEY_PREFIX": f"k8smon-bench:{token}:", "PYTHONPATH": str(REPO_ROOT),
+        "K8SMON_REDIS_KEY_PREFIX": f"k8smon-bench:{token}:",
+        "PYTHONPATH": str(REPO_ROOT),
         "K8SMON_LOG_LEVEL": "WARNING",
     }
     try:
@@ -118,8 +121,9 @@ def _populate_one(database_url: str, n: int, objects: int) -> tuple[str, list[di
 def populate(env: Env, *, clusters: int, objects: int) -> dict[str, list[dict[str, Any]]]:
     """Stage and materialise every cluster's snapshot (two processes, as two ingests would)."""
     with ProcessPoolExecutor(max_workers=2) as pool:
-        done = pool.map(_populate_one, [env.database.url] * clusters, range(clusters),
-                        [objects] * clusters)
+        done = pool.map(
+            _populate_one, [env.database.url] * clusters, range(clusters), [objects] * clusters
+        )
         states = dict(done)
     with env.engine.connect() as conn:
         conn.execute(text("COMMIT"))
@@ -131,10 +135,27 @@ def populate(env: Env, *, clusters: int, objects: int) -> dict[str, list[dict[st
 def worker(env: Env, *, concurrency: int) -> Iterator[None]:
     log = (env.workdir / f"worker-{concurrency}-{uuid.uuid4().hex[:4]}.log").open("wb")
     process = subprocess.Popen(  # our celery binary, fixed arguments
-        [CELERY, "-A", "workers.celery_app:app", "worker", "-Q", env.environ["K8SMON_TASK_QUEUE"],
-         "-c", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"bench{uuid.uuid4().hex[:4]}@%h", "--loglevel", "WARNING"],
-        cwd=REPO_ROOT, env=env.environ, stdout=log, stderr=subprocess.STDOUT,
+        [
+            CELERY,
+            "-A",
+            "workers.celery_app:app",
+            "worker",
+            "-Q",
+            env.environ["K8SMON_TASK_QUEUE"],
+            "-c",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"bench{uuid.uuid4().hex[:4]}@%h",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=REPO_ROOT,
+        env=env.environ,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -164,14 +185,26 @@ def fleet_scan(env: Env, *, clusters: int) -> float:
     """Seconds from sending scan_fleet until every cluster has one more finished scan run
     (on the worker that is running)."""
     with unit_of_work(env.sessions) as session:
-        before = session.scalar(select(func.count()).select_from(ScanRun).where(
-            ScanRun.state.in_(("done", "failed")))) or 0
+        before = (
+            session.scalar(
+                select(func.count())
+                .select_from(ScanRun)
+                .where(ScanRun.state.in_(("done", "failed")))
+            )
+            or 0
+        )
     started = time.perf_counter()
     env.client().send_task("k8smon.scan_fleet", args=["bench"])
     while True:
         with unit_of_work(env.sessions) as session:
-            done = session.scalar(select(func.count()).select_from(ScanRun).where(
-                ScanRun.state.in_(("done", "failed")))) or 0
+            done = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(ScanRun)
+                    .where(ScanRun.state.in_(("done", "failed")))
+                )
+                or 0
+            )
         if done >= before + clusters:
             return time.perf_counter() - started
         time.sleep(0.05)
@@ -195,14 +228,20 @@ def drain(env: Env) -> None:
 def last_scans_were(env: Env, *, clusters: int, key: str) -> int:
     """How many of the latest fleet scan's runs have counts[key] set (incremental, unchanged)."""
     with env.engine.connect() as conn:
-        return int(conn.execute(text(
-            "SELECT count(*) FROM (SELECT counts FROM scan_runs ORDER BY id DESC LIMIT :n) s "
-            "WHERE (s.counts::jsonb ->> :key)::int = 1"), {"n": clusters, "key": key}
-        ).scalar() or 0)
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM "
+                    "(SELECT counts FROM scan_runs ORDER BY id DESC LIMIT :n) s "
+                    "WHERE (s.counts::jsonb ->> :key)::int = 1"
+                ),
+                {"n": clusters, "key": key},
+            ).scalar()
+            or 0
+        )
 
 
-def change_one_percent(env: Env, states: dict[str, list[dict[str, Any]]], *,
-                       seed: int) -> int:
+def change_one_percent(env: Env, states: dict[str, list[dict[str, Any]]], *, seed: int) -> int:
     """Change 1% of all objects: 10% of the objects in 10% of the clusters (a label)."""
     rng = random.Random(seed)
     chosen = rng.sample(sorted(states), max(1, len(states) // 10))
@@ -228,12 +267,15 @@ def insert_expired_versions(env: Env, count: int) -> None:
     with env.engine.begin() as conn:
         objects = conn.execute(text("SELECT count(*) FROM objects")).scalar() or 1
         rounds = -(-count // objects)
-        conn.execute(text(
-            "INSERT INTO manifest_versions (object_id, content_hash, first_seen, last_seen, "
-            "superseded_at) SELECT o.id, o.current_hash, now() - interval '90 days', "
-            "now() - interval '60 days', now() - interval '60 days' "
-            "FROM generate_series(1, :rounds) AS r CROSS JOIN objects AS o LIMIT :count"
-        ), {"rounds": rounds, "count": count})
+        conn.execute(
+            text(
+                "INSERT INTO manifest_versions (object_id, content_hash, first_seen, last_seen, "
+                "superseded_at) SELECT o.id, o.current_hash, now() - interval '90 days', "
+                "now() - interval '60 days', now() - interval '60 days' "
+                "FROM generate_series(1, :rounds) AS r CROSS JOIN objects AS o LIMIT :count"
+            ),
+            {"rounds": rounds, "count": count},
+        )
     with env.engine.connect() as conn:
         conn.execute(text("COMMIT"))
         conn.execute(text("VACUUM ANALYZE manifest_versions"))
@@ -263,8 +305,9 @@ def ingest_loop(env: Env, stop: threading.Event, latencies: list[float]) -> None
         latencies.append(time.perf_counter() - started)
 
 
-def measure_ingest(env: Env, during: Callable[[], Any] | None, *, seconds: float
-                   ) -> tuple[list[float], float, Any]:
+def measure_ingest(
+    env: Env, during: Callable[[], Any] | None, *, seconds: float
+) -> tuple[list[float], float, Any]:
     stop = threading.Event()
     latencies: list[float] = []
     thread = threading.Thread(target=ingest_loop, args=(env, stop, latencies), daemon=True)
@@ -309,8 +352,9 @@ def run(*, quick: bool) -> list[Figure]:
                 for round_ in range(rounds):
                     changed = change_one_percent(env, states, seed=attempt * rounds + round_ + 1)
                     incremental.append(fleet_scan(env, clusters=clusters))
-                    reused = (last_scans_were(env, clusters=clusters, key="unchanged")
-                              + last_scans_were(env, clusters=clusters, key="incremental"))
+                    reused = last_scans_were(
+                        env, clusters=clusters, key="unchanged"
+                    ) + last_scans_were(env, clusters=clusters, key="incremental")
                     drain(env)
                 still.append(fleet_scan(env, clusters=clusters))
         speedups = tuple(a / b for a, b in zip(one, two, strict=True))
@@ -318,27 +362,61 @@ def run(*, quick: bool) -> list[Figure]:
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
         figures += [
-            Figure(AREA, f"full fleet scan, 1 worker process ({size})", "s", tuple(one),
-                   note=f"{total / statistics.median(one):,.0f} objects/s"),
-            Figure(AREA, f"full fleet scan, 2 worker processes ({size})", "s", tuple(two),
-                   note=f"{total / statistics.median(two):,.0f} objects/s"),
-            Figure(AREA, "speed-up with 2 worker processes", "x", speedups,
-                   target="" if quick else ">= 1.7x", met=None if quick else speedup >= 1.7,
-                   note="per run; 2-core machine shared with PostgreSQL"),
-            Figure(AREA, "first fleet rescan after the cold scan, nothing changed", "s",
-                   tuple(settle),
-                   note="turns every new finding of the full scan to open, one UPDATE per "
-                        "cluster"),
-            Figure(AREA, f"incremental fleet rescan after 1% changed ({changed:,} objects)", "s",
-                   tuple(incremental),
-                   note=f"10% of the objects in 10% of the clusters, {rounds} rounds a run; "
-                        f"{reused} of {clusters} scans no-op or incremental"),
-            Figure(AREA, "incremental rescan as a share of the full scan", "%",
-                   shares, target="" if quick else "<= 5%", met=None if quick else share <= 0.05,
-                   note="median incremental rescan / median full scan (2 workers)"
-                        + ("; the target is for the full-size fleet" if quick else "")),
-            Figure(AREA, "fleet rescan with nothing changed", "s", tuple(still),
-                   note=f"{clusters} no-op scan runs recorded by the scan_fleet task"),
+            Figure(
+                AREA,
+                f"full fleet scan, 1 worker process ({size})",
+                "s",
+                tuple(one),
+                note=f"{total / statistics.median(one):,.0f} objects/s",
+            ),
+            Figure(
+                AREA,
+                f"full fleet scan, 2 worker processes ({size})",
+                "s",
+                tuple(two),
+                note=f"{total / statistics.median(two):,.0f} objects/s",
+            ),
+            Figure(
+                AREA,
+                "speed-up with 2 worker processes",
+                "x",
+                speedups,
+                target="" if quick else ">= 1.7x",
+                met=None if quick else speedup >= 1.7,
+                note="per run; 2-core machine shared with PostgreSQL",
+            ),
+            Figure(
+                AREA,
+                "first fleet rescan after the cold scan, nothing changed",
+                "s",
+                tuple(settle),
+                note="turns every new finding of the full scan to open, one UPDATE per cluster",
+            ),
+            Figure(
+                AREA,
+                f"incremental fleet rescan after 1% changed ({changed:,} objects)",
+                "s",
+                tuple(incremental),
+                note=f"10% of the objects in 10% of the clusters, {rounds} rounds a run; "
+                f"{reused} of {clusters} scans no-op or incremental",
+            ),
+            Figure(
+                AREA,
+                "incremental rescan as a share of the full scan",
+                "%",
+                shares,
+                target="" if quick else "<= 5%",
+                met=None if quick else share <= 0.05,
+                note="median incremental rescan / median full scan (2 workers)"
+                + ("; the target is for the full-size fleet" if quick else ""),
+            ),
+            Figure(
+                AREA,
+                "fleet rescan with nothing changed",
+                "s",
+                tuple(still),
+                note=f"{clusters} no-op scan runs recorded by the scan_fleet task",
+            ),
         ]
 
         cutoff_days = 30
@@ -353,26 +431,47 @@ def run(*, quick: bool) -> list[Figure]:
             if attempt:
                 insert_expired_versions(env, expired)
             loaded, seconds, deleted = measure_ingest(
-                env, lambda: purge_expired(env.sessions, retention_days=cutoff_days), seconds=0)
+                env, lambda: purge_expired(env.sessions, retention_days=cutoff_days), seconds=0
+            )
             purge_s.append(seconds)
             stalls_ms.append(max(loaded) * 1000)
             during.extend(loaded)
             rates.append(deleted["manifest_versions"] / seconds)
             with unit_of_work(env.sessions) as session:
-                left += session.scalar(select(func.count()).select_from(ManifestVersion).where(
-                    ManifestVersion.superseded_at < utcnow() - timedelta(days=cutoff_days))) or 0
+                left += (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(ManifestVersion)
+                        .where(
+                            ManifestVersion.superseded_at < utcnow() - timedelta(days=cutoff_days)
+                        )
+                    )
+                    or 0
+                )
         figures += [
-            Figure(AREA, f"purge of {expired:,} expired manifest versions", "s", tuple(purge_s),
-                   note=f"{statistics.median(rates):,.0f} versions/s; {left} expired left"),
-            Figure(AREA, "longest ingest operation during purge", "ms", tuple(stalls_ms),
-                   note=f"without purge: {max(baseline) * 1000:.0f} ms; median during purge "
-                        f"{statistics.median(during) * 1000:.0f} ms, "
-                        f"{len(during)} operations"),
+            Figure(
+                AREA,
+                f"purge of {expired:,} expired manifest versions",
+                "s",
+                tuple(purge_s),
+                note=f"{statistics.median(rates):,.0f} versions/s; {left} expired left",
+            ),
+            Figure(
+                AREA,
+                "longest ingest operation during purge",
+                "ms",
+                tuple(stalls_ms),
+                note=f"without purge: {max(baseline) * 1000:.0f} ms; median during purge "
+                f"{statistics.median(during) * 1000:.0f} ms, "
+                f"{len(during)} operations",
+            ),
         ]
     return figures
 
 
 if __name__ == "__main__":
     for figure in run(quick="--quick" in sys.argv):
-        print(f"{figure.name}: {figure.median:,.3f} {figure.unit} {figure.note} "
-              f"{figure.target} {figure.met}")
+        print(
+            f"{figure.name}: {figure.median:,.3f} {figure.unit} {figure.note} "
+            f"{figure.target} {figure.met}"
+        )

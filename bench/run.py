@@ -108,11 +108,18 @@ def previous_figures(areas_run: set[str]) -> list[Figure]:
     for raw in json.loads(RESULTS_JSON.read_text(encoding="utf-8")).get("figures", []):
         if raw["area"] in areas_run:
             continue
-        kept.append(Figure(
-            area=raw["area"], name=raw["name"], unit=raw["unit"],
-            samples=tuple(raw["samples"]), target=raw.get("target", ""), met=raw.get("met"),
-            note=(raw.get("note") or "") + " (earlier run)", extra=raw.get("extra") or {},
-        ))
+        kept.append(
+            Figure(
+                area=raw["area"],
+                name=raw["name"],
+                unit=raw["unit"],
+                samples=tuple(raw["samples"]),
+                target=raw.get("target", ""),
+                met=raw.get("met"),
+                note=(raw.get("note") or "") + " (earlier run)",
+                extra=raw.get("extra") or {},
+            )
+        )
     return kept
 
 
@@ -129,8 +136,13 @@ def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
     if problems:
         block += ["", "Benchmarks that failed to run:", *[f"- {p}" for p in problems]]
     block.append(END)
-    text = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else (
-        "# Benchmarks\n\nReproduce with `make bench` (full) or `make bench-quick` (reduced).\n\n"
+    text = (
+        RESULTS_MD.read_text(encoding="utf-8")
+        if RESULTS_MD.exists()
+        else (
+            "# Benchmarks\n\n"
+            "Reproduce with `make bench` (full) or `make bench-quick` (reduced).\n\n"
+        )
     )
     if START in text and END in text:
         head, rest = text.split(START, 1)
@@ -139,10 +151,16 @@ def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
         text = text.rstrip() + "\n\n## Results\n\n" + "\n".join(block) + "\n"
     RESULTS_MD.write_text(text, encoding="utf-8")
     RESULTS_JSON.write_text(
-        json.dumps({"run_at": stamp, "quick": quick, "machine": machine_description(),
-                    "figures": [{**asdict(f), "median": f.median, "spread": f.spread}
-                                for f in figures],
-                    "problems": problems}, indent=2),
+        json.dumps(
+            {
+                "run_at": stamp,
+                "quick": quick,
+                "machine": machine_description(),
+                "figures": [{**asdict(f), "median": f.median, "spread": f.spread} for f in figures],
+                "problems": problems,
+            },
+            indent=2,
+        ),
         encoding="utf-8",
     )
 

@@ -37,8 +37,9 @@ def plot(points: list[tuple[int, float, float, float]], path: Path) -> None:
     lower = [p[1] - p[2] for p in points]
     upper = [p[3] - p[1] for p in points]
     figure, axes = plt.subplots(figsize=(7, 4), dpi=110)
-    axes.errorbar(sizes, medians, yerr=[lower, upper], marker="o", capsize=3,
-                  label="full catalogue, one core")
+    axes.errorbar(
+        sizes, medians, yerr=[lower, upper], marker="o", capsize=3, label="full catalogue, one core"
+    )
     axes.axhline(20_000, color="grey", linestyle="--", label="target: 20,000 objects/s")
     axes.set_xscale("log")
     axes.set_xlabel("objects in the corpus")
@@ -64,11 +65,16 @@ def run(*, quick: bool) -> list[Figure]:
         figures.append(figure)
         points.append((size, figure.median, min(rates), max(rates)))
     smallest, largest = points[0][1], points[-1][1]
-    figures.append(Figure(
-        AREA, "throughput at the largest size / at the smallest", "x", (largest / smallest,),
-        note="1.0 would be exactly linear cost; below 1, each object costs a little more "
-             "in a larger corpus (cluster-rule indexes grow)",
-    ))
+    figures.append(
+        Figure(
+            AREA,
+            "throughput at the largest size / at the smallest",
+            "x",
+            (largest / smallest,),
+            note="1.0 would be exactly linear cost; below 1, each object costs a little more "
+            "in a larger corpus (cluster-rule indexes grow)",
+        )
+    )
     if not quick:
         plot(points, PLOT)
     return figures

@@ -36,8 +36,9 @@ AREA = "scan"
 FULL_OBJECTS = 100_000
 QUICK_OBJECTS = 10_000
 CHECKOV_VERSION = "3.3.30"
-CHECKOV_VENV = Path(os.environ.get("K8SMON_CHECKOV_VENV",
-                                   Path(tempfile.gettempdir()) / "k8smon-checkov-venv"))
+CHECKOV_VENV = Path(
+    os.environ.get("K8SMON_CHECKOV_VENV", Path(tempfile.gettempdir()) / "k8smon-checkov-venv")
+)
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATE = 20_000.0
 TARGET_CHECKOV_RATIO = 100.0
@@ -83,8 +84,7 @@ def _peak_memory_mb(objects: list[dict[str, Any]], *, form: str) -> float:
     `form` is `snapshot` (one JSON document holding every object, as the agent pushes a
     cluster's state) or `rows` (one JSON document per object, as the store holds bodies).
     """
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False,
-                                     encoding="utf-8") as handle:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as handle:
         if form == "snapshot":
             json.dump({"objects": objects}, handle)
         else:
@@ -92,8 +92,13 @@ def _peak_memory_mb(objects: list[dict[str, Any]], *, form: str) -> float:
                 handle.write(json.dumps(manifest) + "\n")
         path = handle.name
     try:
-        done = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, path, form], cwd=REPO,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_PROBE, path, form],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         os.unlink(path)
     return int(done.stdout.strip().splitlines()[-1]) / 1024
@@ -116,8 +121,16 @@ def _checkov_binary() -> Path | None:
         return binary
     try:
         subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
-        subprocess.run([str(CHECKOV_VENV / "bin" / "pip"), "install", "--quiet",
-                        f"checkov=={CHECKOV_VERSION}"], check=True, timeout=1200)
+        subprocess.run(
+            [
+                str(CHECKOV_VENV / "bin" / "pip"),
+                "install",
+                "--quiet",
+                f"checkov=={CHECKOV_VERSION}",
+            ],
+            check=True,
+            timeout=1200,
+        )
     except (subprocess.SubprocessError, OSError) as problem:
         print(f"checkov could not be installed: {problem}", file=sys.stderr)
         return None
@@ -129,19 +142,37 @@ def _write_manifests(objects: list[dict[str, Any]], directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(objects), 100):
-        chunk = objects[start:start + 100]
+        chunk = objects[start : start + 100]
         (directory / f"objects-{start:06d}.yaml").write_text(
-            yaml.safe_dump_all(chunk, sort_keys=False), encoding="utf-8")
+            yaml.safe_dump_all(chunk, sort_keys=False), encoding="utf-8"
+        )
 
 
 def _checkov_seconds(binary: Path, directory: Path, peaks: list[float] | None = None) -> float:
     """CPU seconds of one checkov run; its peak RSS (MB) is appended to `peaks`."""
-    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
-           "LOG_LEVEL": "ERROR"}
+    env = {
+        **os.environ,
+        "BC_SKIP_MAPPING": "TRUE",
+        "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
+        "LOG_LEVEL": "ERROR",
+    }
     process = subprocess.Popen(
-        [str(binary), "-d", str(directory), "--framework", "kubernetes", "--quiet",
-         "--compact", "-o", "json", "--skip-download", "--soft-fail"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "-d",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+            "--skip-download",
+            "--soft-fail",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )  # inherits this process's pinning to one core
     # wait4 gives this child's own usage: CPU time and peak RSS (KiB on Linux).
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -151,8 +182,9 @@ def _checkov_seconds(binary: Path, directory: Path, peaks: list[float] | None = 
     return usage.ru_utime + usage.ru_stime
 
 
-def _checkov_rate(objects: list[dict[str, Any]], *, small: int, large: int, runs: int,
-                  peaks: list[float]) -> tuple[tuple[float, ...], str] | None:
+def _checkov_rate(
+    objects: list[dict[str, Any]], *, small: int, large: int, runs: int, peaks: list[float]
+) -> tuple[tuple[float, ...], str] | None:
     binary = _checkov_binary()
     if binary is None:
         return None
@@ -168,10 +200,12 @@ def _checkov_rate(objects: list[dict[str, Any]], *, small: int, large: int, runs
             t_small = _checkov_seconds(binary, small_dir)
             t_large = _checkov_seconds(binary, large_dir, peaks)
             rates.append((large - small) / max(t_large - t_small, 1e-9))
-        note = (f"checkov {CHECKOV_VERSION}, --framework kubernetes, 1 core; marginal rate "
-                f"between {small} and {large} objects of an evenly spaced sample (last run "
-                f"{t_small:.1f} / {t_large:.1f} CPU s, i.e. {large / t_large:.0f} objects/s "
-                "overall)")
+        note = (
+            f"checkov {CHECKOV_VERSION}, --framework kubernetes, 1 core; marginal rate "
+            f"between {small} and {large} objects of an evenly spaced sample (last run "
+            f"{t_small:.1f} / {t_large:.1f} CPU s, i.e. {large / t_large:.0f} objects/s "
+            "overall)"
+        )
     return tuple(rates), note
 
 
@@ -198,31 +232,69 @@ def run(*, quick: bool) -> list[Figure]:
     scan_ratio = tuple(s / p for s, p in zip(sorted(scan), sorted(parse), strict=True))
     rules_note = f"{len(engine.rules)} rules, {count:,} objects"
     figures = [
-        Figure(AREA, "full scan (object + cluster rules, config, dedup)", "objects/s",
-               scan_rates, target=f">= {TARGET_RATE:,.0f}",
-               met=sorted(scan_rates)[len(scan_rates) // 2] >= TARGET_RATE, note=rules_note),
-        Figure(AREA, "evaluate_object on every object (no dedup)", "objects/s",
-               tuple(count / t for t in per_object), note=rules_note),
-        Figure(AREA, "json.loads of the same objects", "objects/s",
-               tuple(count / t for t in parse), note="one JSON document per object"),
-        Figure(AREA, "scan time / json.loads time", "x", scan_ratio,
-               note="how many times parsing the JSON the full scan costs"),
+        Figure(
+            AREA,
+            "full scan (object + cluster rules, config, dedup)",
+            "objects/s",
+            scan_rates,
+            target=f">= {TARGET_RATE:,.0f}",
+            met=sorted(scan_rates)[len(scan_rates) // 2] >= TARGET_RATE,
+            note=rules_note,
+        ),
+        Figure(
+            AREA,
+            "evaluate_object on every object (no dedup)",
+            "objects/s",
+            tuple(count / t for t in per_object),
+            note=rules_note,
+        ),
+        Figure(
+            AREA,
+            "json.loads of the same objects",
+            "objects/s",
+            tuple(count / t for t in parse),
+            note="one JSON document per object",
+        ),
+        Figure(
+            AREA,
+            "scan time / json.loads time",
+            "x",
+            scan_ratio,
+            note="how many times parsing the JSON the full scan costs",
+        ),
     ]
     memory = repeat(lambda: _peak_memory_mb(objects, form="snapshot"), runs=1 if quick else 2)
-    figures.append(Figure(
-        AREA, f"peak RSS: parse {count:,} objects (one snapshot document), scan, JSON report",
-        "MB", memory, target=f"< {TARGET_MEMORY_MB:,.0f} MB" if not quick else "",
-        met=max(memory) < TARGET_MEMORY_MB if not quick else None,
-        note="fresh process, VmHWM, interpreter and parsed input included"))
+    figures.append(
+        Figure(
+            AREA,
+            f"peak RSS: parse {count:,} objects (one snapshot document), scan, JSON report",
+            "MB",
+            memory,
+            target=f"< {TARGET_MEMORY_MB:,.0f} MB" if not quick else "",
+            met=max(memory) < TARGET_MEMORY_MB if not quick else None,
+            note="fresh process, VmHWM, interpreter and parsed input included",
+        )
+    )
     if not quick:
         rows = repeat(lambda: _peak_memory_mb(objects, form="rows"), runs=2)
-        figures.append(Figure(
-            AREA, "peak RSS: same, one JSON document per object", "MB", rows,
-            note="json.loads per object shares no dict keys: the parsed input is larger"))
-        figures.append(Figure(
-            AREA, "memory allocated by the scan itself (tracemalloc peak)", "MB",
-            repeat(lambda: _scan_allocations_mb(engine, objects), runs=2),
-            note="views, indexes, results; the parsed input excluded"))
+        figures.append(
+            Figure(
+                AREA,
+                "peak RSS: same, one JSON document per object",
+                "MB",
+                rows,
+                note="json.loads per object shares no dict keys: the parsed input is larger",
+            )
+        )
+        figures.append(
+            Figure(
+                AREA,
+                "memory allocated by the scan itself (tracemalloc peak)",
+                "MB",
+                repeat(lambda: _scan_allocations_mb(engine, objects), runs=2),
+                note="views, indexes, results; the parsed input excluded",
+            )
+        )
     if quick:
         return figures  # the checkov comparison (minutes) runs in full mode only
     checkov_peaks: list[float] = []
@@ -233,20 +305,36 @@ def run(*, quick: bool) -> list[Figure]:
     checkov_rates, note = measured
     ours = sorted(scan_rates)[len(scan_rates) // 2]
     ratios = tuple(ours / r for r in checkov_rates)
-    figures.append(Figure(AREA, "checkov on the same corpus", "objects/s", checkov_rates,
-                          note=note))
-    figures.append(Figure(AREA, "speed ratio vs checkov", "x", ratios,
-                          target=f">= {TARGET_CHECKOV_RATIO:.0f}x",
-                          met=min(ratios) >= TARGET_CHECKOV_RATIO,
-                          note="median full-scan rate / checkov marginal rate"))
-    figures.append(Figure(AREA, "checkov peak RSS on its 3,000-object sample", "MB",
-                          tuple(checkov_peaks),
-                          note="compare: our peak RSS row above is for the whole corpus"))
+    figures.append(
+        Figure(AREA, "checkov on the same corpus", "objects/s", checkov_rates, note=note)
+    )
+    figures.append(
+        Figure(
+            AREA,
+            "speed ratio vs checkov",
+            "x",
+            ratios,
+            target=f">= {TARGET_CHECKOV_RATIO:.0f}x",
+            met=min(ratios) >= TARGET_CHECKOV_RATIO,
+            note="median full-scan rate / checkov marginal rate",
+        )
+    )
+    figures.append(
+        Figure(
+            AREA,
+            "checkov peak RSS on its 3,000-object sample",
+            "MB",
+            tuple(checkov_peaks),
+            note="compare: our peak RSS row above is for the whole corpus",
+        )
+    )
     return figures
 
 
 if __name__ == "__main__":
     for figure in run(quick="--quick" in sys.argv):
-        print(f"{figure.name}: {figure.median:,.4g} {figure.unit} (±{figure.spread:.0%}) "
-              f"{figure.target} {'' if figure.met is None else ('met' if figure.met else 'MISSED')}"
-              f" {figure.note}")
+        print(
+            f"{figure.name}: {figure.median:,.4g} {figure.unit} (±{figure.spread:.0%}) "
+            f"{figure.target} {'' if figure.met is None else ('met' if figure.met else 'MISSED')}"
+            f" {figure.note}"
+        )

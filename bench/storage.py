@@ -57,8 +57,7 @@ def _bytes(engine: Engine) -> int:
 
 def _envelope(objects: list[dict]) -> dict:
     digest = state_digest((ResourceRef.of(o).key, content_hash(o)) for o in objects)
-    return {"schema": SNAPSHOT_SCHEMA_ID, "type": "full", "digest": digest,
-            "objects": objects}
+    return {"schema": SNAPSHOT_SCHEMA_ID, "type": "full", "digest": digest, "objects": objects}
 
 
 def run(*, quick: bool) -> list[Figure]:
@@ -87,17 +86,27 @@ def run(*, quick: bool) -> list[Figure]:
         step = max(1, count // 100)
         for round_number in range(pushes):
             state = copy.deepcopy(state)
-            for obj in state[round_number % step::step]:
-                obj.setdefault("metadata", {}).setdefault("annotations", {})[
-                    "bench/round"] = str(round_number)
+            for obj in state[round_number % step :: step]:
+                obj.setdefault("metadata", {}).setdefault("annotations", {})["bench/round"] = str(
+                    round_number
+                )
             before = _bytes(engine)
             push(state)
             changed_growth.append(float(_bytes(engine) - before))
     return [
-        Figure(AREA, f"storage bytes per unchanged full push ({count:,} objects)", "bytes",
-               tuple(unchanged_growth), note="same digest: acknowledged, nothing stored"),
-        Figure(AREA, f"storage bytes per full push with 1% of {count:,} objects changed",
-               "bytes", tuple(changed_growth),
-               note="file growth after VACUUM: the 50 new bodies and versions, the superseded "
-               "versions' end, and the snapshot's item list (dropped once applied)"),
+        Figure(
+            AREA,
+            f"storage bytes per unchanged full push ({count:,} objects)",
+            "bytes",
+            tuple(unchanged_growth),
+            note="same digest: acknowledged, nothing stored",
+        ),
+        Figure(
+            AREA,
+            f"storage bytes per full push with 1% of {count:,} objects changed",
+            "bytes",
+            tuple(changed_growth),
+            note="file growth after VACUUM: the 50 new bodies and versions, the superseded "
+            "versions' end, and the snapshot's item list (dropped once applied)",
+        ),
     ]

@@ -73,8 +73,11 @@ def resolve(
         "key": key or env.get(ENV_KEY) or values.get("key"),
         "key_id": key_id or env.get(ENV_KEY_ID) or values.get("key_id"),
     }
-    hints = {"server": ("--server", ENV_SERVER), "key": ("--admin-key", ENV_KEY),
-             "key_id": ("--admin-key-id", ENV_KEY_ID)}
+    hints = {
+        "server": ("--server", ENV_SERVER),
+        "key": ("--admin-key", ENV_KEY),
+        "key_id": ("--admin-key-id", ENV_KEY_ID),
+    }
     for name, value in merged.items():
         if not value or not isinstance(value, str):
             flag, variable = hints[name]
@@ -88,5 +91,9 @@ def resolve(
         timeout = float(values.get("timeout", DEFAULT_TIMEOUT))
     except (TypeError, ValueError):
         raise ConfigProblem(f"config file {path}: timeout must be a number") from None
-    return ClientConfig(server=server_url, key_path=Path(str(merged["key"])).expanduser(),
-                        key_id=str(merged["key_id"]), timeout=timeout)
+    return ClientConfig(
+        server=server_url,
+        key_path=Path(str(merged["key"])).expanduser(),
+        key_id=str(merged["key_id"]),
+        timeout=timeout,
+    )

@@ -31,14 +31,25 @@ from workers.services.delivery import html_report_dir
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo-cluster"
 CLUSTER_ID = "demo"
 # Variables of a real deployment that must not leak into the demo's embedded world.
-_DROPPED = ("DATABASE_URL", "REDIS_URL", "K8SMON_ENV", "K8SMON_INSTANCE_PATH",
-            "K8SMON_RULES_CONFIG", "SECRET_KEY")
+_DROPPED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "K8SMON_ENV",
+    "K8SMON_INSTANCE_PATH",
+    "K8SMON_RULES_CONFIG",
+    "SECRET_KEY",
+)
 
 
 def demo_environ(instance: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
-    env.update({"K8SMON_ENV": "embedded", "K8SMON_INSTANCE_PATH": str(instance),
-                "K8SMON_LOG_LEVEL": "WARNING"})
+    env.update(
+        {
+            "K8SMON_ENV": "embedded",
+            "K8SMON_INSTANCE_PATH": str(instance),
+            "K8SMON_LOG_LEVEL": "WARNING",
+        }
+    )
     return env
 
 
@@ -48,8 +59,9 @@ def _wait_processed(server: EmbeddedServer, *, timeout_s: float = 60.0) -> None:
     while time.monotonic() < deadline:
         with unit_of_work(sessions) as session:
             cluster = session.get(Cluster, CLUSTER_ID)
-            pending = session.query(Snapshot).filter_by(cluster_id=CLUSTER_ID,
-                                                        state="pending").count()
+            pending = (
+                session.query(Snapshot).filter_by(cluster_id=CLUSTER_ID, state="pending").count()
+            )
             if cluster is not None and cluster.current_digest and not pending:
                 return
         time.sleep(0.1)
@@ -68,23 +80,44 @@ def run_demo(*, instance: Path, examples: Path = EXAMPLES, out=sys.stdout) -> Pa
         key_file.chmod(0o600)
         key_id = default_key_id(CLUSTER_ID, key.public_key)
         with unit_of_work(server.runner.ctx.sessions) as session:
-            create_cluster(session, CLUSTER_ID, display_name="Demo shop cluster",
-                           team="platform", labels={"env": "demo"})
+            create_cluster(
+                session,
+                CLUSTER_ID,
+                display_name="Demo shop cluster",
+                team="platform",
+                labels={"env": "demo"},
+            )
             add_cluster_key(session, CLUSTER_ID, key_id=key_id, public_key=key.public_key)
-        print(f"server on {server.url}; cluster '{CLUSTER_ID}' registered with key {key_id}",
-              file=out)
+        print(
+            f"server on {server.url}; cluster '{CLUSTER_ID}' registered with key {key_id}", file=out
+        )
 
-        code = agent_main(["push", "--from-dir", str(examples), "--server", server.url,
-                           "--cluster-id", CLUSTER_ID, "--key-file", str(key_file),
-                           "--key-id", key_id])
+        code = agent_main(
+            [
+                "push",
+                "--from-dir",
+                str(examples),
+                "--server",
+                server.url,
+                "--cluster-id",
+                CLUSTER_ID,
+                "--key-file",
+                str(key_file),
+                "--key-id",
+                key_id,
+            ]
+        )
         if code != 0:
             raise RuntimeError(f"the signed push failed (agent exit code {code})")
         _wait_processed(server)
         outcome = server.runner.run(RESCAN, CLUSTER_ID)
         with unit_of_work(server.runner.ctx.sessions) as session:
-            report = build_cluster_report(session, CLUSTER_ID,
-                                          public_url=server.settings.public_url,
-                                          scan_id=outcome["scan_id"])
+            report = build_cluster_report(
+                session,
+                CLUSTER_ID,
+                public_url=server.settings.public_url,
+                scan_id=outcome["scan_id"],
+            )
         print("", file=out)
         print(render_text([report]), file=out)
         html = html_report_dir(server.settings) / f"{CLUSTER_ID}.html"
@@ -96,8 +129,11 @@ def run_demo(*, instance: Path, examples: Path = EXAMPLES, out=sys.stdout) -> Pa
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.demo", description=__doc__)
-    parser.add_argument("--instance", type=Path,
-                        help="folder for the demo's database and reports (default: a new one)")
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        help="folder for the demo's database and reports (default: a new one)",
+    )
     args = parser.parse_args(argv)
     instance = args.instance or Path(tempfile.mkdtemp(prefix="k8smon-demo-"))
     html = run_demo(instance=instance)

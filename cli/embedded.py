@@ -43,8 +43,9 @@ class EmbeddedServer:
         self.settings = load_settings(self.environ)
         engine = make_engine(self.settings.database_url)
         migrate.upgrade(engine)
-        self.runner = InProcessDispatcher(WorkerContext(
-            settings=self.settings, sessions_override=make_session_factory(engine)))
+        self.runner = InProcessDispatcher(
+            WorkerContext(settings=self.settings, sessions_override=make_session_factory(engine))
+        )
 
     @property
     def url(self) -> str:
@@ -55,8 +56,9 @@ class EmbeddedServer:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         app = build_app(self.environ)
         self._server = make_server(self.host, self.port, app, threaded=True)
-        thread = threading.Thread(target=self._server.serve_forever, name="k8smon-http",
-                                  daemon=True)
+        thread = threading.Thread(
+            target=self._server.serve_forever, name="k8smon-http", daemon=True
+        )
         thread.start()
         self._threads.append(thread)
 
@@ -67,8 +69,9 @@ class EmbeddedServer:
             sweep_interval_s=self.settings.sweep_interval_minutes * 60,
         )
         for name, entry in entries.items():
-            thread = threading.Thread(target=self._every, args=(name, entry),
-                                      name=f"k8smon-beat-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._every, args=(name, entry), name=f"k8smon-beat-{name}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 

@@ -62,13 +62,20 @@ class Output:
     def _console(self) -> Console:
         if self.console is None:
             # Piped output is not folded to 80 columns: wide tables stay one row per line.
-            self.console = Console(soft_wrap=False,
-                                   width=None if sys.stdout.isatty() else PIPE_WIDTH)
+            self.console = Console(
+                soft_wrap=False, width=None if sys.stdout.isatty() else PIPE_WIDTH
+            )
         return self.console
 
-    def rows(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *,
-             title: str | None = None, style: Callable[[Mapping[str, Any]], str | None] = (
-                 lambda _row: None), empty: str = "nothing to show") -> None:
+    def rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        columns: Sequence[Column],
+        *,
+        title: str | None = None,
+        style: Callable[[Mapping[str, Any]], str | None] = (lambda _row: None),
+        empty: str = "nothing to show",
+    ) -> None:
         if self.fmt == "json":
             click.echo(json.dumps([dict(r) for r in rows], indent=2, default=str))
             return
@@ -90,14 +97,16 @@ class Output:
             table.add_row(*(_cell(row.get(key)) for key, _ in columns), style=style(row))
         self._console().print(table)
 
-    def record(self, data: Mapping[str, Any], *, fields: Sequence[Column] | None = None
-               ) -> None:
+    def record(self, data: Mapping[str, Any], *, fields: Sequence[Column] | None = None) -> None:
         """One object: key/value table for people, the object itself for scripts."""
         if self.fmt == "json":
             click.echo(json.dumps(dict(data), indent=2, default=str))
             return
-        items = [(header, data.get(key)) for key, header in fields] if fields else [
-            (key, value) for key, value in data.items()]
+        items = (
+            [(header, data.get(key)) for key, header in fields]
+            if fields
+            else [(key, value) for key, value in data.items()]
+        )
         if self.fmt == "csv":
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
@@ -138,11 +147,18 @@ def api_command(*, formats: Sequence[str] = FORMATS) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
-        def wrapper(server: str | None, admin_key: str | None, admin_key_id: str | None,
-                    config_path: str | None, fmt: str, **kwargs: Any) -> None:
+        def wrapper(
+            server: str | None,
+            admin_key: str | None,
+            admin_key_id: str | None,
+            config_path: str | None,
+            fmt: str,
+            **kwargs: Any,
+        ) -> None:
             try:
-                config = resolve(config_path=config_path, server=server, key=admin_key,
-                                 key_id=admin_key_id)
+                config = resolve(
+                    config_path=config_path, server=server, key=admin_key, key_id=admin_key_id
+                )
                 fn(client=AdminClient(config), out=Output(fmt), **kwargs)
             except ConfigProblem as problem:
                 fail(str(problem), EXIT_USAGE)
@@ -150,16 +166,33 @@ def api_command(*, formats: Sequence[str] = FORMATS) -> Callable[[F], F]:
                 fail(str(problem), problem.exit_code)
 
         options = [
-            click.option("--format", "fmt", type=click.Choice(list(formats)),
-                         default=formats[0], show_default=True, help="output format"),
-            click.option("--config", "config_path", default=None, metavar="FILE",
-                         help="config file (default ~/.config/k8smon/config.toml)"),
-            click.option("--admin-key-id", default=None,
-                         help="admin key id [env K8SMON_ADMIN_KEY_ID]"),
-            click.option("--admin-key", default=None, metavar="FILE",
-                         help="admin private key (PEM) [env K8SMON_ADMIN_KEY]"),
-            click.option("--server", default=None, metavar="URL",
-                         help="server URL [env K8SMON_SERVER]"),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(list(formats)),
+                default=formats[0],
+                show_default=True,
+                help="output format",
+            ),
+            click.option(
+                "--config",
+                "config_path",
+                default=None,
+                metavar="FILE",
+                help="config file (default ~/.config/k8smon/config.toml)",
+            ),
+            click.option(
+                "--admin-key-id", default=None, help="admin key id [env K8SMON_ADMIN_KEY_ID]"
+            ),
+            click.option(
+                "--admin-key",
+                default=None,
+                metavar="FILE",
+                help="admin private key (PEM) [env K8SMON_ADMIN_KEY]",
+            ),
+            click.option(
+                "--server", default=None, metavar="URL", help="server URL [env K8SMON_SERVER]"
+            ),
         ]
         decorated: Any = wrapper
         for option in options:
@@ -188,8 +221,9 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-                ) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, int | float):
             return float(value)
         text = str(value).strip().lower()

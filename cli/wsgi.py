@@ -39,23 +39,32 @@ class BackgroundDispatcher:
         self._inner = inner
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="k8smon-task")
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         self._executor.submit(self._run, task_name, list(args or []), dict(kwargs or {}))
 
     def _run(self, task_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
         try:
             self._inner(task_name, args=args, kwargs=kwargs)
         except Exception as problem:
-            log.error(json.dumps({"event": "task_failed", "task": task_name,
-                                  "error": f"{type(problem).__name__}: {problem}"[:300]}))
+            log.error(
+                json.dumps(
+                    {
+                        "event": "task_failed",
+                        "task": task_name,
+                        "error": f"{type(problem).__name__}: {problem}"[:300],
+                    }
+                )
+            )
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)
 
 
-def build_dispatcher(settings: Settings, sessions: sessionmaker[Session],
-                     environ: Mapping[str, str] | None = None) -> TaskDispatcher:
+def build_dispatcher(
+    settings: Settings, sessions: sessionmaker[Session], environ: Mapping[str, str] | None = None
+) -> TaskDispatcher:
     """Celery `send_task` on REDIS_URL (same queue and key prefix as the workers), else the
     workers' in-process runner on a background thread."""
     from ingest.dispatch import CeleryDispatcher  # noqa: PLC0415
@@ -63,8 +72,9 @@ def build_dispatcher(settings: Settings, sessions: sessionmaker[Session],
 
     if settings.redis_url:
         options = BrokerOptions.from_env(os.environ if environ is None else environ)
-        return CeleryDispatcher(settings.redis_url, queue=options.queue,
-                                key_prefix=options.key_prefix)
+        return CeleryDispatcher(
+            settings.redis_url, queue=options.queue, key_prefix=options.key_prefix
+        )
     from workers.context import WorkerContext  # noqa: PLC0415
     from workers.inprocess import InProcessDispatcher  # noqa: PLC0415
 
@@ -87,9 +97,15 @@ def rule_catalogue(rules_config_path: Path | None = None) -> dict[str, RuleInfo]
             config = ScanConfig.from_yaml(rules_config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as problem:
             # The pages only describe rules; the workers refuse a broken configuration loudly.
-            log.warning(json.dumps({"event": "rules_config_unreadable",
-                                    "path": str(rules_config_path),
-                                    "error": str(problem)[:300]}))
+            log.warning(
+                json.dumps(
+                    {
+                        "event": "rules_config_unreadable",
+                        "path": str(rules_config_path),
+                        "error": str(problem)[:300],
+                    }
+                )
+            )
     catalogue: dict[str, RuleInfo] = {}
     for rule in default_rules():
         info = rule.meta.to_info()
@@ -106,8 +122,10 @@ def flower_url(environ: Mapping[str, str]) -> str | None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{FLOWER_URL_VARIABLE}: must be an http(s) URL such as "
-                         f"https://flower.example.com/, not {value!r}")
+        raise ValueError(
+            f"{FLOWER_URL_VARIABLE}: must be an http(s) URL such as "
+            f"https://flower.example.com/, not {value!r}"
+        )
     return value
 
 
@@ -129,8 +147,9 @@ def build_app(environ: Mapping[str, str] | None = None) -> Flask:
         logging.basicConfig(level=settings.log_level, format="%(message)s")
     extras = page_extras(settings, env)
     sessions = make_session_factory(make_engine(settings.database_url))
-    app = create_app(settings, store=sessions,
-                     dispatch=build_dispatcher(settings, sessions, environ))
+    app = create_app(
+        settings, store=sessions, dispatch=build_dispatcher(settings, sessions, environ)
+    )
     app.extensions[EXTENSION].extras.update(extras)
     return app
 

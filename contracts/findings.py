@@ -13,8 +13,9 @@ FINDING_STATUSES = ("open", "exempted")
 EXEMPTION_STATUSES = ("active", "expired")
 
 
-def finding_fingerprint(*, rule_id: str, ref_key: str, container: str | None,
-                        path: str | None) -> str:
+def finding_fingerprint(
+    *, rule_id: str, ref_key: str, container: str | None, path: str | None
+) -> str:
     """A finding's stable identity across scans, offline and on the server alike: SHA-256 (64
     hex digits) of rule id, resource key (`apiVersion|kind|namespace|name`), container and
     JSON path."""
@@ -162,43 +163,61 @@ _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
 
 FINDING_JSON_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["rule_id", "title", "severity", "category", "cis", "pss", "resource",
-                 "container", "path", "message", "status", "exemption", "fingerprint"],
+    "required": [
+        "rule_id",
+        "title",
+        "severity",
+        "category",
+        "cis",
+        "pss",
+        "resource",
+        "container",
+        "path",
+        "message",
+        "status",
+        "exemption",
+        "fingerprint",
+    ],
     "additionalProperties": False,
     "properties": {
         "rule_id": {"type": "string", "pattern": "^KM-[0-9]{3}$"},
         "title": {"type": "string"},
         "severity": _SEVERITY_SCHEMA,
         "category": {"type": "string"},
-        "cis": {"type": "array", "items": {"type": "string",
-                                           "pattern": "^[0-9]+(\\.[0-9]+)+$"}},
-        "pss": {"type": "array", "items": {"type": "string",
-                                           "pattern": "^(baseline|restricted)/[a-z0-9-]+$"}},
+        "cis": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)+$"}},
+        "pss": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^(baseline|restricted)/[a-z0-9-]+$"},
+        },
         "resource": _RESOURCE_SCHEMA,
         "container": {"type": ["string", "null"]},
         "path": {"type": "string"},
         "message": {"type": "string", "minLength": 1},
         "status": {"enum": list(FINDING_STATUSES)},
-        "exemption": {"anyOf": [{"type": "null"}, {
-            "type": "object",
-            "required": ["source", "index", "reason", "owner", "expires", "status"],
-            "additionalProperties": False,
-            "properties": {
-                "source": {"enum": ["config", "annotation"]},
-                "index": {"type": ["integer", "null"]},
-                "reason": {"type": "string"},
-                "owner": {"type": "string"},
-                "expires": {"type": ["string", "null"]},
-                "status": {"enum": list(EXEMPTION_STATUSES)},
-            },
-        }]},
+        "exemption": {
+            "anyOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "required": ["source", "index", "reason", "owner", "expires", "status"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "source": {"enum": ["config", "annotation"]},
+                        "index": {"type": ["integer", "null"]},
+                        "reason": {"type": "string"},
+                        "owner": {"type": "string"},
+                        "expires": {"type": ["string", "null"]},
+                        "status": {"enum": list(EXEMPTION_STATUSES)},
+                    },
+                },
+            ]
+        },
         "fingerprint": {"type": "string"},
         "location": {
             "type": "object",
             "required": ["file", "line"],
             "additionalProperties": False,
-            "properties": {"file": {"type": "string"},
-                           "line": {"type": "integer", "minimum": 1}},
+            "properties": {"file": {"type": "string"}, "line": {"type": "integer", "minimum": 1}},
         },
     },
 }
@@ -211,22 +230,34 @@ SCAN_REPORT_JSON_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "findings": {"type": "array", "items": FINDING_JSON_SCHEMA},
-        "errors": {"type": "array", "items": {
-            "type": "object",
-            "required": ["type", "message"],
-            "properties": {
-                "type": {"enum": ["parse", "invalid", "rule"]},
-                "message": {"type": "string"},
-                "file": {"type": ["string", "null"]},
-                "line": {"type": ["integer", "null"]},
-                "rule_id": {"type": "string"},
-                "resource": _RESOURCE_SCHEMA,
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["type", "message"],
+                "properties": {
+                    "type": {"enum": ["parse", "invalid", "rule"]},
+                    "message": {"type": "string"},
+                    "file": {"type": ["string", "null"]},
+                    "line": {"type": ["integer", "null"]},
+                    "rule_id": {"type": "string"},
+                    "resource": _RESOURCE_SCHEMA,
+                },
             },
-        }},
+        },
         "summary": {
             "type": "object",
-            "required": ["objects", "rules", "findings", "open", "exempted", "errors",
-                         "by_severity", "expired_exemptions", "catalogue_version"],
+            "required": [
+                "objects",
+                "rules",
+                "findings",
+                "open",
+                "exempted",
+                "errors",
+                "by_severity",
+                "expired_exemptions",
+                "catalogue_version",
+            ],
             "properties": {
                 "objects": {"type": "integer", "minimum": 0},
                 "rules": {"type": "integer", "minimum": 0},

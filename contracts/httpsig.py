@@ -546,8 +546,10 @@ def sign_request(
     if any(c.value == "content-digest" for c in items) and request.header("content-digest") is None:
         added["Content-Digest"] = content_digest(request.body, digest_algorithm)
         request = HttpRequest(
-            request.method, request.url,
-            [*request.headers, ("Content-Digest", added["Content-Digest"])], request.body,
+            request.method,
+            request.url,
+            [*request.headers, ("Content-Digest", added["Content-Digest"])],
+            request.body,
         )
     params: dict[str, BareItem] = {"created": int(time.time()) if created is None else created}
     params["keyid"] = key_id
@@ -652,7 +654,11 @@ def check_algorithm(parsed: ParsedSignature, *, policy: Policy) -> None:
 
 
 def check_policy(
-    request: HttpRequest, parsed: ParsedSignature, *, policy: Policy, now: float | None,
+    request: HttpRequest,
+    parsed: ParsedSignature,
+    *,
+    policy: Policy,
+    now: float | None,
     check_body: bool = True,
 ) -> None:
     """Required components and parameters, algorithm, freshness (skipped when `now` is None)

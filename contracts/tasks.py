@@ -34,5 +34,6 @@ ALL_TASK_NAMES = (
 class TaskDispatcher(Protocol):
     """Sends a task by name; ingest gets one injected (Celery client or in-process runner)."""
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None: ...
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None: ...

@@ -46,6 +46,7 @@ blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
 def _refuse_nul() -> None:
     refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
+
 ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_ACTIVE_KEYS = 2
 ROLE_RANK = {"viewer": 0, "admin": 1}
@@ -64,38 +65,53 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
         @wraps(handler)
         def view(**view_args: Any) -> Response:
             context = ctx()
-            raw = read_capped(request.stream, declared=request.content_length,
-                              limit=ADMIN_BODY_LIMIT)
+            raw = read_capped(
+                request.stream, declared=request.content_length, limit=ADMIN_BODY_LIMIT
+            )
             with context.sessions() as session:
                 caller = authenticate_admin(
-                    session, http_request(request, raw), nonces=context.nonces,
+                    session,
+                    http_request(request, raw),
+                    nonces=context.nonces,
                     window_seconds=context.settings.signature_window_seconds,
                     clock=context.clock,
                 )
                 g.k8smon_key_id = caller.key_id
                 try:
                     if ROLE_RANK.get(caller.role or "", -1) < ROLE_RANK[role]:
-                        raise Problem(403, FORBIDDEN_ROLE, "Forbidden",
-                                      f"this action needs the {role} role")
+                        raise Problem(
+                            403, FORBIDDEN_ROLE, "Forbidden", f"this action needs the {role} role"
+                        )
                     body = parse_json(raw) if raw else None
-                    payload, status, target, details = handler(
-                        session, caller, body, **view_args
-                    )
+                    payload, status, target, details = handler(session, caller, body, **view_args)
                 except Problem as refused:
                     session.rollback()
-                    _audit_refusal(context, caller, action=action, problem=refused,
-                                   view_args=view_args)
+                    _audit_refusal(
+                        context, caller, action=action, problem=refused, view_args=view_args
+                    )
                     raise
                 audit.record_action(
-                    session, actor=caller.admin_name or caller.key_id, action=action,
-                    target=target, details=details, source="admin-api",
+                    session,
+                    actor=caller.admin_name or caller.key_id,
+                    action=action,
+                    target=target,
+                    details=details,
+                    source="admin-api",
                 )
                 session.commit()
             after = g.pop("k8smon_after_commit", None)
             if after is not None:
                 after(context)
-            log.info(json.dumps({"event": "admin_action", "action": action,
-                                 "actor": caller.admin_name, "target": target}))
+            log.info(
+                json.dumps(
+                    {
+                        "event": "admin_action",
+                        "action": action,
+                        "actor": caller.admin_name,
+                        "target": target,
+                    }
+                )
+            )
             response = payload if isinstance(payload, Response) else jsonify(payload)
             response.status_code = status
             return response
@@ -105,14 +121,23 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def _audit_refusal(context: IngestContext, caller: Caller, *, action: str, problem: Problem,
-                   view_args: dict[str, Any]) -> None:
+def _audit_refusal(
+    context: IngestContext,
+    caller: Caller,
+    *,
+    action: str,
+    problem: Problem,
+    view_args: dict[str, Any],
+) -> None:
     """An authenticated admin's refused request is an action too: record it on its own."""
     with context.sessions() as session:
         audit.record_action(
-            session, actor=caller.admin_name or caller.key_id, action=f"{action}.refused",
+            session,
+            actor=caller.admin_name or caller.key_id,
+            action=f"{action}.refused",
             target="/".join(str(v) for v in view_args.values()) or None,
-            details={"status": problem.status, "reason": problem.reason}, source="admin-api",
+            details={"status": problem.status, "reason": problem.reason},
+            source="admin-api",
         )
         session.commit()
 
@@ -122,15 +147,24 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _key_json(key: ClusterKey) -> dict[str, Any]:
-    return {"key_id": key.key_id, "fingerprint": fingerprint(key.public_key),
-            "created_at": _iso(key.created_at), "revoked_at": _iso(key.revoked_at)}
+    return {
+        "key_id": key.key_id,
+        "fingerprint": fingerprint(key.public_key),
+        "created_at": _iso(key.created_at),
+        "revoked_at": _iso(key.revoked_at),
+    }
 
 
 def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "id": cluster.id, "display_name": cluster.display_name, "team": cluster.team,
-        "channel": cluster.channel, "labels": cluster.labels or {}, "status": cluster.status,
-        "created_at": _iso(cluster.created_at), "current_digest": cluster.current_digest,
+        "id": cluster.id,
+        "display_name": cluster.display_name,
+        "team": cluster.team,
+        "channel": cluster.channel,
+        "labels": cluster.labels or {},
+        "status": cluster.status,
+        "created_at": _iso(cluster.created_at),
+        "current_digest": cluster.current_digest,
         "state_updated_at": _iso(cluster.state_updated_at),
         "last_telemetry_at": _iso(cluster.last_telemetry_at),
     }
@@ -143,33 +177,56 @@ MAX_SEARCH_MATCHES = 5000
 MAX_DISTINCT_VALUES = 100_000
 DEFAULT_DISTINCT_VALUES = 10_000
 _STR = {"type": ["string", "null"], "maxLength": 500}
-_LABELS = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200},
-           "maxProperties": 64}
+_LABELS = {
+    "type": "object",
+    "additionalProperties": {"type": "string", "maxLength": 200},
+    "maxProperties": 64,
+}
 _KEY = {
-    "type": "object", "required": ["public_key"], "additionalProperties": False,
-    "properties": {"key_id": {"type": "string", "minLength": 1, "maxLength": 128},
-                   "public_key": {"type": "string", "minLength": 1, "maxLength": 1000}},
+    "type": "object",
+    "required": ["public_key"],
+    "additionalProperties": False,
+    "properties": {
+        "key_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "public_key": {"type": "string", "minLength": 1, "maxLength": 1000},
+    },
 }
 CLUSTER_CREATE_SCHEMA = {
-    "type": "object", "required": ["id"], "additionalProperties": False,
+    "type": "object",
+    "required": ["id"],
+    "additionalProperties": False,
     "properties": {
         "id": {"type": "string", "pattern": CLUSTER_ID.pattern},
-        "display_name": _STR, "team": _STR, "channel": _STR, "labels": _LABELS,
+        "display_name": _STR,
+        "team": _STR,
+        "channel": _STR,
+        "labels": _LABELS,
         "keys": {"type": "array", "items": _KEY, "maxItems": MAX_ACTIVE_KEYS},
     },
 }
 CLUSTER_UPDATE_SCHEMA = {
-    "type": "object", "additionalProperties": False, "minProperties": 1,
-    "properties": {"display_name": {"type": "string", "minLength": 1, "maxLength": 200},
-                   "team": _STR, "channel": _STR, "labels": _LABELS,
-                   "status": {"enum": ["active", "disabled"]}},
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "team": _STR,
+        "channel": _STR,
+        "labels": _LABELS,
+        "status": {"enum": ["active", "disabled"]},
+    },
 }
 SEARCH_SCHEMA = {
-    "type": "object", "required": ["path"], "additionalProperties": False,
+    "type": "object",
+    "required": ["path"],
+    "additionalProperties": False,
     "properties": {
         "path": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "clusters": {"type": "array", "items": {"type": "string", "maxLength": 63},
-                     "maxItems": 1000},
+        "clusters": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 63},
+            "maxItems": 1000,
+        },
         "kind": {"type": "string", "maxLength": 200},
         "namespace": {"type": "string", "maxLength": 253},
         "distinct": {"type": "boolean"},
@@ -182,10 +239,15 @@ SEARCH_SCHEMA = {
     "else": {"properties": {"limit": {"maximum": MAX_SEARCH_MATCHES}}},
 }
 EXEMPTION_SCHEMA = {
-    "type": "object", "required": ["rule_ids", "reason"], "additionalProperties": False,
+    "type": "object",
+    "required": ["rule_ids", "reason"],
+    "additionalProperties": False,
     "properties": {
-        "rule_ids": {"type": "array", "items": {"type": "string", "minLength": 1,
-                                                "maxLength": 64}, "minItems": 1},
+        "rule_ids": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+            "minItems": 1,
+        },
         "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
         "cluster_id": {"type": ["string", "null"], "maxLength": 63},
         "selector": {"type": "object"},
@@ -193,7 +255,8 @@ EXEMPTION_SCHEMA = {
     },
 }
 RESCAN_SCHEMA = {
-    "type": "object", "additionalProperties": False,
+    "type": "object",
+    "additionalProperties": False,
     "properties": {"cluster_id": {"type": ["string", "null"], "maxLength": 63}},
 }
 
@@ -221,14 +284,17 @@ def _cluster(session: Session, cluster_id: str) -> Cluster:
 
 def _add_key(session: Session, cluster_id: str, spec: dict[str, Any]) -> ClusterKey:
     if len(clusters.active_cluster_keys(session, cluster_id)) >= MAX_ACTIVE_KEYS:
-        raise Problem(409, CONFLICT, "Conflict",
-                      f"a cluster has at most {MAX_ACTIVE_KEYS} active keys: revoke one first")
+        raise Problem(
+            409,
+            CONFLICT,
+            "Conflict",
+            f"a cluster has at most {MAX_ACTIVE_KEYS} active keys: revoke one first",
+        )
     public_key = _public_key(spec["public_key"])
     # Without a key id, one is derived from the key: `<cluster>-<12 hex of its SHA-256>`.
     key_id = spec.get("key_id") or f"{cluster_id}-{hashlib.sha256(public_key).hexdigest()[:12]}"
     try:
-        return clusters.add_cluster_key(session, cluster_id, key_id=key_id,
-                                        public_key=public_key)
+        return clusters.add_cluster_key(session, cluster_id, key_id=key_id, public_key=public_key)
     except KeyExists:
         raise Problem(409, CONFLICT, "Conflict", f"key id {key_id!r} is taken") from None
 
@@ -250,16 +316,19 @@ def register_cluster(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, CLUSTER_CREATE_SCHEMA)
     try:
         cluster = clusters.create_cluster(
-            session, spec["id"], display_name=spec.get("display_name"), team=spec.get("team"),
-            channel=spec.get("channel"), labels=spec.get("labels"),
+            session,
+            spec["id"],
+            display_name=spec.get("display_name"),
+            team=spec.get("team"),
+            channel=spec.get("channel"),
+            labels=spec.get("labels"),
         )
     except ClusterExists:
         raise Problem(409, CONFLICT, "Conflict", f"cluster {spec['id']!r} exists") from None
     for key in spec.get("keys") or []:
         _add_key(session, cluster.id, key)
     session.refresh(cluster)
-    return _cluster_json(cluster), 201, cluster.id, {
-        "keys": [k.key_id for k in cluster.keys]}
+    return _cluster_json(cluster), 201, cluster.id, {"keys": [k.key_id for k in cluster.keys]}
 
 
 @blueprint.get("/clusters/<cluster_id>")
@@ -291,14 +360,17 @@ def add_key(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any
     spec = _require(body, _KEY)
     _cluster(session, cluster_id)
     key = _add_key(session, cluster_id, spec)
-    return _key_json(key), 201, f"{cluster_id}/{key.key_id}", {
-        "fingerprint": fingerprint(key.public_key)}
+    return (
+        _key_json(key),
+        201,
+        f"{cluster_id}/{key.key_id}",
+        {"fingerprint": fingerprint(key.public_key)},
+    )
 
 
 @blueprint.delete("/clusters/<cluster_id>/keys/<key_id>")
 @admin_route(role="admin", action="keys.revoke")
-def revoke_key(session: Session, caller: Caller, body: Any, cluster_id: str,
-               key_id: str) -> Any:
+def revoke_key(session: Session, caller: Caller, body: Any, cluster_id: str, key_id: str) -> Any:
     try:
         key = clusters.revoke_cluster_key(session, cluster_id, key_id)
     except KeyNotFound:
@@ -313,8 +385,7 @@ def cluster_report(session: Session, caller: Caller, body: Any, cluster_id: str)
     if fmt not in REPORT_FORMATS:
         raise bad_request("bad_request", f"format must be one of {', '.join(REPORT_FORMATS)}")
     _cluster(session, cluster_id)
-    response = render_report(session, cluster_id, fmt=fmt,
-                             public_url=ctx().settings.public_url)
+    response = render_report(session, cluster_id, fmt=fmt, public_url=ctx().settings.public_url)
     return response, 200, cluster_id, {"format": fmt}
 
 
@@ -325,14 +396,32 @@ def list_scans(session: Session, caller: Caller, body: Any) -> Any:
         limit = min(max(int(request.args.get("limit", "50")), 1), 1000)
     except ValueError:
         raise bad_request("bad_request", "limit must be a whole number") from None
-    runs = scans.list_scan_runs(session, cluster_id=request.args.get("cluster") or None,
-                                limit=limit)
-    return {"scans": [{
-        "id": r.id, "cluster_id": r.cluster_id, "trigger": r.trigger, "state": r.state,
-        "started_at": _iso(r.started_at), "finished_at": _iso(r.finished_at),
-        "duration_s": r.duration_s, "object_count": r.object_count, "counts": r.counts or {},
-        "errors": r.errors or [], "task_id": r.task_id,
-    } for r in runs]}, 200, None, {}
+    runs = scans.list_scan_runs(
+        session, cluster_id=request.args.get("cluster") or None, limit=limit
+    )
+    return (
+        {
+            "scans": [
+                {
+                    "id": r.id,
+                    "cluster_id": r.cluster_id,
+                    "trigger": r.trigger,
+                    "state": r.state,
+                    "started_at": _iso(r.started_at),
+                    "finished_at": _iso(r.finished_at),
+                    "duration_s": r.duration_s,
+                    "object_count": r.object_count,
+                    "counts": r.counts or {},
+                    "errors": r.errors or [],
+                    "task_id": r.task_id,
+                }
+                for r in runs
+            ]
+        },
+        200,
+        None,
+        {},
+    )
 
 
 # ---- telemetry, search, findings ----------------------------------------------------------
@@ -344,21 +433,25 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
     now = datetime.fromtimestamp(ctx().clock(), UTC)
     rows = []
     for cluster, ping in telemetry.latest_telemetry(session):
-        rows.append({
-            "cluster_id": cluster.id, "status": cluster.status,
-            "received_at": _iso(ping.received_at) if ping else None,
-            "staleness_seconds": round((now - ping.received_at).total_seconds(), 3)
-            if ping else None,
-            "agent_version": ping.agent_version if ping else None,
-            "kubernetes_version": ping.kubernetes_version if ping else None,
-            "platform": ping.platform if ping else None,
-            "node_count": ping.node_count if ping else None,
-            "object_count": ping.object_count if ping else None,
-            "errors": (ping.errors or {}) if ping else {},
-            # What the agent reported about its latest snapshot push (result, type, digest,
-            # objects, at, status, detail); null before the first ping that carried it.
-            "last_push": (ping.details or {}).get("last_push") if ping else None,
-        })
+        rows.append(
+            {
+                "cluster_id": cluster.id,
+                "status": cluster.status,
+                "received_at": _iso(ping.received_at) if ping else None,
+                "staleness_seconds": round((now - ping.received_at).total_seconds(), 3)
+                if ping
+                else None,
+                "agent_version": ping.agent_version if ping else None,
+                "kubernetes_version": ping.kubernetes_version if ping else None,
+                "platform": ping.platform if ping else None,
+                "node_count": ping.node_count if ping else None,
+                "object_count": ping.object_count if ping else None,
+                "errors": (ping.errors or {}) if ping else {},
+                # What the agent reported about its latest snapshot push (result, type, digest,
+                # objects, at, status, detail); null before the first ping that carried it.
+                "last_push": (ping.details or {}).get("last_push") if ping else None,
+            }
+        )
     return {"clusters": rows}, 200, None, {}
 
 
@@ -370,8 +463,12 @@ def search(session: Session, caller: Caller, body: Any) -> Any:
     if spec.get("distinct"):
         return _distinct_search(session, spec), 200, None, {**audit_details, "distinct": True}
     matches = search_manifests(
-        session, path=spec["path"], cluster_ids=spec.get("clusters"), kind=spec.get("kind"),
-        namespace=spec.get("namespace"), limit=spec.get("limit", 500),
+        session,
+        path=spec["path"],
+        cluster_ids=spec.get("clusters"),
+        kind=spec.get("kind"),
+        namespace=spec.get("namespace"),
+        limit=spec.get("limit", 500),
     )
     return {"matches": matches, "count": len(matches)}, 200, None, audit_details
 
@@ -380,26 +477,43 @@ def _distinct_search(session: Session, spec: dict[str, Any]) -> dict[str, Any]:
     """Each value once, counted over every match in the database (not over a capped list)."""
     try:
         result = run_search(
-            session, spec["path"], cluster_ids=spec.get("clusters"), kind=spec.get("kind"),
-            namespace=spec.get("namespace"), distinct=True,
-            limit=spec.get("limit", DEFAULT_DISTINCT_VALUES), timeout_ms=SEARCH_TIMEOUT_MS,
+            session,
+            spec["path"],
+            cluster_ids=spec.get("clusters"),
+            kind=spec.get("kind"),
+            namespace=spec.get("namespace"),
+            distinct=True,
+            limit=spec.get("limit", DEFAULT_DISTINCT_VALUES),
+            timeout_ms=SEARCH_TIMEOUT_MS,
         )
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
-    values = [{"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
-              for v in result.values]
-    return {"distinct": True, "values": values, "count": len(values),
-            "truncated": result.truncated}
+    values = [
+        {"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
+        for v in result.values
+    ]
+    return {"distinct": True, "values": values, "count": len(values), "truncated": result.truncated}
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:
     return {
-        "id": f.id, "cluster_id": f.cluster_id, "rule_id": f.rule_id, "severity": f.severity,
-        "status": f.status, "message": f.message, "path": f.path,
-        "resource": {"apiVersion": f.api_version, "kind": f.kind, "namespace": f.namespace,
-                     "name": f.name},
-        "container": f.container, "first_seen": _iso(f.first_seen),
-        "last_seen": _iso(f.last_seen), "resolved_at": _iso(f.resolved_at),
+        "id": f.id,
+        "cluster_id": f.cluster_id,
+        "rule_id": f.rule_id,
+        "severity": f.severity,
+        "status": f.status,
+        "message": f.message,
+        "path": f.path,
+        "resource": {
+            "apiVersion": f.api_version,
+            "kind": f.kind,
+            "namespace": f.namespace,
+            "name": f.name,
+        },
+        "container": f.container,
+        "first_seen": _iso(f.first_seen),
+        "last_seen": _iso(f.last_seen),
+        "resolved_at": _iso(f.resolved_at),
         "exemption_id": f.exemption_id,
     }
 
@@ -409,9 +523,14 @@ def _finding_json(f: Finding) -> dict[str, Any]:
 def findings(session: Session, caller: Caller, body: Any) -> Any:
     query = select(Finding).order_by(Finding.id.desc())
     filters = {}
-    for arg, column in (("cluster", Finding.cluster_id), ("rule", Finding.rule_id),
-                        ("status", Finding.status), ("severity", Finding.severity),
-                        ("kind", Finding.kind), ("namespace", Finding.namespace)):
+    for arg, column in (
+        ("cluster", Finding.cluster_id),
+        ("rule", Finding.rule_id),
+        ("status", Finding.status),
+        ("severity", Finding.severity),
+        ("kind", Finding.kind),
+        ("namespace", Finding.namespace),
+    ):
         value = request.args.get(arg)
         if value:
             query = query.where(column == value)
@@ -428,17 +547,26 @@ def findings(session: Session, caller: Caller, body: Any) -> Any:
 
 
 def _exemption_json(e: Exemption) -> dict[str, Any]:
-    return {"id": e.id, "rule_ids": e.rule_ids, "scope": e.scope, "cluster_id": e.cluster_id,
-            "selector": e.selector or {}, "reason": e.reason, "created_by": e.created_by,
-            "created_at": _iso(e.created_at), "expires_at": _iso(e.expires_at),
-            "revoked_at": _iso(e.revoked_at)}
+    return {
+        "id": e.id,
+        "rule_ids": e.rule_ids,
+        "scope": e.scope,
+        "cluster_id": e.cluster_id,
+        "selector": e.selector or {},
+        "reason": e.reason,
+        "created_by": e.created_by,
+        "created_at": _iso(e.created_at),
+        "expires_at": _iso(e.expires_at),
+        "revoked_at": _iso(e.revoked_at),
+    }
 
 
 @blueprint.get("/exemptions")
 @admin_route(role="viewer", action="exemptions.list")
 def list_exemptions(session: Session, caller: Caller, body: Any) -> Any:
     rows = exemptions.list_exemptions(
-        session, cluster_id=request.args.get("cluster") or None,
+        session,
+        cluster_id=request.args.get("cluster") or None,
         include_inactive=request.args.get("all") in ("1", "true"),
     )
     return {"exemptions": [_exemption_json(e) for e in rows]}, 200, None, {}
@@ -460,14 +588,22 @@ def create_exemption(session: Session, caller: Caller, body: Any) -> Any:
         _cluster(session, spec["cluster_id"])
     try:
         exemption = exemptions.create_exemption(
-            session, rule_ids=spec["rule_ids"], reason=spec["reason"],
-            created_by=caller.admin_name or caller.key_id, cluster_id=spec.get("cluster_id"),
-            selector=spec.get("selector"), expires_at=expires_at,
+            session,
+            rule_ids=spec["rule_ids"],
+            reason=spec["reason"],
+            created_by=caller.admin_name or caller.key_id,
+            cluster_id=spec.get("cluster_id"),
+            selector=spec.get("selector"),
+            expires_at=expires_at,
         )
     except ValueError as problem:
         raise bad_request("schema_violation", str(problem)) from None
-    return _exemption_json(exemption), 201, f"exemption/{exemption.id}", {
-        "rule_ids": spec["rule_ids"], "reason": spec["reason"]}
+    return (
+        _exemption_json(exemption),
+        201,
+        f"exemption/{exemption.id}",
+        {"rule_ids": spec["rule_ids"], "reason": spec["reason"]},
+    )
 
 
 @blueprint.delete("/exemptions/<int:exemption_id>")
@@ -499,7 +635,22 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 @admin_route(role="admin", action="audit.read")
 def audit_log(session: Session, caller: Caller, body: Any) -> Any:
     entries = audit.recent_actions(session, limit=200)
-    return {"entries": [
-        {"id": e.id, "at": _iso(e.at), "actor": e.actor, "action": e.action,
-         "target": e.target, "details": e.details, "source": e.source} for e in entries
-    ]}, 200, None, {}
+    return (
+        {
+            "entries": [
+                {
+                    "id": e.id,
+                    "at": _iso(e.at),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "details": e.details,
+                    "source": e.source,
+                }
+                for e in entries
+            ]
+        },
+        200,
+        None,
+        {},
+    )

@@ -70,21 +70,27 @@ def create_app(
         # Fail fast (one immediate retry, no backoff): with Redis down, pushes fall back to the
         # process-local guards instead of waiting seconds on redis-py's default retries.
         redis_client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+            settings.redis_url,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
             retry=Retry(NoBackoff(), 1),
         )
     if dispatch is None:
-        dispatch = CeleryDispatcher(settings.redis_url) if settings.redis_url else (
-            LoggingDispatcher()
+        dispatch = (
+            CeleryDispatcher(settings.redis_url) if settings.redis_url else (LoggingDispatcher())
         )
     if nonces is None:
-        nonces = (RedisNonceCache(redis_client, prefix=redis_prefix) if redis_client is not None
-                  else MemoryNonceCache())
+        nonces = (
+            RedisNonceCache(redis_client, prefix=redis_prefix)
+            if redis_client is not None
+            else MemoryNonceCache()
+        )
     if limiter is None:
         per_minute = settings.rate_limit_per_minute
         limiter = (
             RedisRateLimiter(redis_client, per_minute=per_minute, prefix=redis_prefix)
-            if redis_client is not None else MemoryRateLimiter(per_minute=per_minute)
+            if redis_client is not None
+            else MemoryRateLimiter(per_minute=per_minute)
         )
 
     app = Flask("ingest", static_folder=None)
@@ -127,9 +133,7 @@ def _install_handlers(app: Flask) -> None:
         started = g.get("k8smon_started")
         if started is not None:
             endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            context.metrics.latency.labels(endpoint=endpoint).observe(
-                time.perf_counter() - started
-            )
+            context.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
@@ -139,12 +143,19 @@ def _install_handlers(app: Flask) -> None:
         context.metrics.refused.labels(reason=problem.reason).inc()
         log.log(
             logging.WARNING if problem.status < 500 else logging.ERROR,
-            json.dumps({
-                "event": "request_refused", "status": problem.status, "reason": problem.reason,
-                "detail": problem.detail, "method": request.method, "path": request.path,
-                "remote": request.remote_addr, "cluster": (request.view_args or {}).get(
-                    "cluster_id"), "key_id": g.get("k8smon_key_id"),
-            }),
+            json.dumps(
+                {
+                    "event": "request_refused",
+                    "status": problem.status,
+                    "reason": problem.reason,
+                    "detail": problem.detail,
+                    "method": request.method,
+                    "path": request.path,
+                    "remote": request.remote_addr,
+                    "cluster": (request.view_args or {}).get("cluster_id"),
+                    "key_id": g.get("k8smon_key_id"),
+                }
+            ),
         )
         return problem.response(instance=request.path)
 
@@ -161,17 +172,31 @@ def _install_handlers(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     @app.errorhandler(InterfaceError)
     def _database_down(error: Exception) -> Response:
-        log.error(json.dumps({"event": "database_unavailable", "path": request.path,
-                              "error": type(error).__name__}))
+        log.error(
+            json.dumps(
+                {
+                    "event": "database_unavailable",
+                    "path": request.path,
+                    "error": type(error).__name__,
+                }
+            )
+        )
         context.metrics.refused.labels(reason=UNAVAILABLE).inc()
-        return Problem(503, UNAVAILABLE, "Service unavailable",
-                       "the database is unavailable; retry later",
-                       headers={"Retry-After": "10"}).response(instance=request.path)
+        return Problem(
+            503,
+            UNAVAILABLE,
+            "Service unavailable",
+            "the database is unavailable; retry later",
+            headers={"Retry-After": "10"},
+        ).response(instance=request.path)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception(json.dumps({"event": "internal_error", "path": request.path,
-                                  "error": type(error).__name__}))
+        log.exception(
+            json.dumps(
+                {"event": "internal_error", "path": request.path, "error": type(error).__name__}
+            )
+        )
         context.metrics.refused.labels(reason="internal_error").inc()
         return Problem(500, "internal_error", "Internal server error").response(
             instance=request.path

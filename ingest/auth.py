@@ -36,8 +36,10 @@ def http_request(request: Request, body: bytes) -> HttpRequest:
     environ = request.environ
     raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if not raw_uri or "://" in raw_uri:
-        path = quote(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-                     safe="/:@!$&'()*+,;=-._~%")
+        path = quote(
+            environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            safe="/:@!$&'()*+,;=-._~%",
+        )
         query = environ.get("QUERY_STRING", "")
         raw_uri = path + (f"?{query}" if query else "")
     host = request.headers.get("Host") or environ.get("SERVER_NAME", "localhost")

@@ -21,8 +21,14 @@ log = logging.getLogger("k8smon.ingest")
 class CeleryDispatcher:
     """Sends tasks by name through a Celery client on `broker_url`, failing fast when down."""
 
-    def __init__(self, broker_url: str, *, timeout_s: float = 1.0, queue: str = "celery",
-                 key_prefix: str = "") -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        timeout_s: float = 1.0,
+        queue: str = "celery",
+        key_prefix: str = "",
+    ) -> None:
         self._broker_url = broker_url
         self._timeout = timeout_s
         self._queue = queue
@@ -55,18 +61,23 @@ class CeleryDispatcher:
                 )
             return self._client
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         self._celery().send_task(task_name, args=args or [], kwargs=kwargs or {}, retry=False)
 
 
 class LoggingDispatcher:
     """Used when nothing can run tasks: records the intent; the sweep does the work later."""
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
-        log.info(json.dumps({"event": "task_not_dispatched", "task": task_name,
-                             "args": args or []}, default=str))
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
+        log.info(
+            json.dumps(
+                {"event": "task_not_dispatched", "task": task_name, "args": args or []}, default=str
+            )
+        )
 
 
 def enqueue_after_commit(dispatch: TaskDispatcher, task_name: str, *, args: list[Any]) -> bool:
@@ -74,8 +85,16 @@ def enqueue_after_commit(dispatch: TaskDispatcher, task_name: str, *, args: list
     try:
         dispatch(task_name, args=args)
     except Exception as problem:
-        log.warning(json.dumps({"event": "enqueue_failed", "task": task_name, "args": args,
-                                "error": f"{type(problem).__name__}: {problem}"[:300]},
-                               default=str))
+        log.warning(
+            json.dumps(
+                {
+                    "event": "enqueue_failed",
+                    "task": task_name,
+                    "args": args,
+                    "error": f"{type(problem).__name__}: {problem}"[:300],
+                },
+                default=str,
+            )
+        )
         return False
     return True

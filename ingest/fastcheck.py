@@ -23,8 +23,18 @@ from contracts.wire import (
 )
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_ENVELOPE_KEYS = frozenset({"schema", "type", "digest", "base_digest", "collected_at",
-                            "agent_version", "objects", "removed"})
+_ENVELOPE_KEYS = frozenset(
+    {
+        "schema",
+        "type",
+        "digest",
+        "base_digest",
+        "collected_at",
+        "agent_version",
+        "objects",
+        "removed",
+    }
+)
 
 
 def _text(value: Any, *, low: int, high: int) -> bool:
@@ -39,9 +49,12 @@ def _manifest(obj: Any) -> bool:
     if type(obj) is not dict:
         return False
     meta = obj.get("metadata")
-    if not (_text(obj.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
-            and _text(obj.get("kind"), low=1, high=MAX_KIND_LENGTH) and type(meta) is dict
-            and _text(meta.get("name"), low=1, high=MAX_NAME_LENGTH)):
+    if not (
+        _text(obj.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
+        and _text(obj.get("kind"), low=1, high=MAX_KIND_LENGTH)
+        and type(meta) is dict
+        and _text(meta.get("name"), low=1, high=MAX_NAME_LENGTH)
+    ):
         return False
     if "namespace" in meta and not _text(meta["namespace"], low=0, high=MAX_NAMESPACE_LENGTH):
         return False
@@ -52,10 +65,12 @@ def _ref(ref: Any) -> bool:
     if type(ref) is not dict:
         return False
     namespace = ref.get("namespace")
-    return (_text(ref.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
-            and _text(ref.get("kind"), low=1, high=MAX_KIND_LENGTH)
-            and _text(ref.get("name"), low=1, high=MAX_NAME_LENGTH)
-            and (namespace is None or _text(namespace, low=0, high=MAX_NAMESPACE_LENGTH)))
+    return (
+        _text(ref.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
+        and _text(ref.get("kind"), low=1, high=MAX_KIND_LENGTH)
+        and _text(ref.get("name"), low=1, high=MAX_NAME_LENGTH)
+        and (namespace is None or _text(namespace, low=0, high=MAX_NAMESPACE_LENGTH))
+    )
 
 
 def snapshot_surely_valid(document: Any) -> bool:  # noqa: PLR0911 - one exit per rule

@@ -33,8 +33,9 @@ class RateLimiter(Protocol):
 class MemoryNonceCache:
     """Process-local nonces with expiry, bounded in size (oldest evicted first)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
-                 max_entries: int = 200_000) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_entries: int = 200_000
+    ) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
         self._clock = clock
@@ -94,11 +95,13 @@ class RedisNonceCache:
         import redis  # noqa: PLC0415 - only with Redis configured
 
         try:
-            return bool(self.client.set(f"{self.prefix}nonce:{key_id}:{nonce}", b"1",
-                                        nx=True, ex=max(1, ttl)))
+            return bool(
+                self.client.set(
+                    f"{self.prefix}nonce:{key_id}:{nonce}", b"1", nx=True, ex=max(1, ttl)
+                )
+            )
         except redis.RedisError as problem:
-            log.warning('{"event": "nonce_cache_degraded", "error": "%s"}',
-                        type(problem).__name__)
+            log.warning('{"event": "nonce_cache_degraded", "error": "%s"}', type(problem).__name__)
             self.fallback = self.fallback or MemoryNonceCache()
             return self.fallback.first_use(key_id, nonce, ttl=ttl)
 
@@ -125,8 +128,7 @@ class RedisRateLimiter:
             pipe.expire(key, 120)
             count = int(pipe.execute()[0])
         except redis.RedisError as problem:
-            log.warning('{"event": "rate_limiter_degraded", "error": "%s"}',
-                        type(problem).__name__)
+            log.warning('{"event": "rate_limiter_degraded", "error": "%s"}', type(problem).__name__)
             self.fallback = self.fallback or MemoryRateLimiter(per_minute=self.per_minute)
             return self.fallback.hit(subject)
         if count > self.per_minute:

@@ -41,7 +41,7 @@ def parse_public_key(text: str | bytes) -> bytes:
     if len(der) == PUBLIC_KEY_BYTES:
         return der
     if len(der) == len(SPKI_PREFIX) + PUBLIC_KEY_BYTES and der.startswith(SPKI_PREFIX):
-        return der[len(SPKI_PREFIX):]
+        return der[len(SPKI_PREFIX) :]
     raise KeyFormatError("not an Ed25519 public key (32 bytes, or SPKI PEM)")
 
 

@@ -17,6 +17,10 @@ def check_telemetry_totals(payload: dict[str, Any]) -> None:
     """The stored object total is the sum of the per-kind counts: it must fit too."""
     total = sum((payload.get("object_counts") or {}).values())
     if total > INT32_MAX:
-        raise Problem(400, SCHEMA_VIOLATION, "Bad request",
-                      f"$.object_counts: the counts add up to more than {INT32_MAX}",
-                      extra={"field": "$.object_counts"})
+        raise Problem(
+            400,
+            SCHEMA_VIOLATION,
+            "Bad request",
+            f"$.object_counts: the counts add up to more than {INT32_MAX}",
+            extra={"field": "$.object_counts"},
+        )

@@ -18,15 +18,32 @@ UNDOCUMENTED_BLUEPRINTS = ("web",)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _SIGNED = [{"httpMessageSignature": []}]
-_CLUSTER_ID = {"name": "cluster_id", "in": "path", "required": True,
-               "schema": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}}
-_KEY_ID = {"name": "key_id", "in": "path", "required": True,
-           "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
-_EXEMPTION_ID = {"name": "exemption_id", "in": "path", "required": True,
-                 "schema": {"type": "integer", "minimum": 0}}
+_CLUSTER_ID = {
+    "name": "cluster_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+}
+_KEY_ID = {
+    "name": "key_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+}
+_EXEMPTION_ID = {
+    "name": "exemption_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
 _SIGNATURE_HEADERS = [
-    {"name": "Signature-Input", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "RFC 9421 signature parameters (see docs/protocol.md)"},
+    {
+        "name": "Signature-Input",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "RFC 9421 signature parameters (see docs/protocol.md)",
+    },
     {"name": "Signature", "in": "header", "required": True, "schema": {"type": "string"}},
 ]
 
@@ -41,14 +58,24 @@ def _schema(document: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _op(summary: str, *, ok: str = "200", params: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None, signed: bool = True,
-        refusals: tuple[str, ...] = ("400", "401", "403", "404")) -> dict[str, Any]:
+def _op(
+    summary: str,
+    *,
+    ok: str = "200",
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    signed: bool = True,
+    refusals: tuple[str, ...] = ("400", "401", "403", "404"),
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "parameters": [*(params or []), *(_SIGNATURE_HEADERS if signed else [])],
-        "responses": {ok: {"description": "success",
-                           "content": {"application/json": {"schema": {"type": "object"}}}}},
+        "responses": {
+            ok: {
+                "description": "success",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
     }
     if body is not None:
         operation["requestBody"] = body
@@ -60,8 +87,7 @@ def _op(summary: str, *, ok: str = "200", params: list[dict[str, Any]] | None = 
 
 
 def _query(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False,
-            "schema": schema or {"type": "string"}}
+    return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -79,122 +105,242 @@ def openapi_document() -> dict[str, Any]:
     snapshot_path = SNAPSHOT_PATH
     telemetry_path = TELEMETRY_PATH
     paths: dict[str, Any] = {
-        snapshot_path: {"post": _op(
-            "Push a full or delta snapshot (202 once committed)", ok="202",
-            params=[_CLUSTER_ID], body=_json_body(_schema(SNAPSHOT_JSON_SCHEMA)),
-            refusals=push_refusals)},
-        telemetry_path: {"post": _op(
-            "Push a telemetry ping", ok="202", params=[_CLUSTER_ID],
-            body=_json_body(_schema(TELEMETRY_JSON_SCHEMA)), refusals=push_refusals)},
+        snapshot_path: {
+            "post": _op(
+                "Push a full or delta snapshot (202 once committed)",
+                ok="202",
+                params=[_CLUSTER_ID],
+                body=_json_body(_schema(SNAPSHOT_JSON_SCHEMA)),
+                refusals=push_refusals,
+            )
+        },
+        telemetry_path: {
+            "post": _op(
+                "Push a telemetry ping",
+                ok="202",
+                params=[_CLUSTER_ID],
+                body=_json_body(_schema(TELEMETRY_JSON_SCHEMA)),
+                refusals=push_refusals,
+            )
+        },
         "/v1/admin/clusters": {
-            "get": _op("List clusters", params=[_query("status",
-                                                       {"enum": ["active", "disabled"]})]),
-            "post": _op("Register a cluster (optionally with its keys)", ok="201",
-                        body=_json_body(CLUSTER_CREATE_SCHEMA),
-                        refusals=("400", "401", "403", "409")),
+            "get": _op(
+                "List clusters", params=[_query("status", {"enum": ["active", "disabled"]})]
+            ),
+            "post": _op(
+                "Register a cluster (optionally with its keys)",
+                ok="201",
+                body=_json_body(CLUSTER_CREATE_SCHEMA),
+                refusals=("400", "401", "403", "409"),
+            ),
         },
         "/v1/admin/clusters/{cluster_id}": {
             "get": _op("Show a cluster", params=[_CLUSTER_ID]),
-            "patch": _op("Update a cluster's owner, channel, labels or status",
-                         params=[_CLUSTER_ID], body=_json_body(CLUSTER_UPDATE_SCHEMA)),
+            "patch": _op(
+                "Update a cluster's owner, channel, labels or status",
+                params=[_CLUSTER_ID],
+                body=_json_body(CLUSTER_UPDATE_SCHEMA),
+            ),
         },
         "/v1/admin/clusters/{cluster_id}/disable": {
-            "post": _op("Disable a cluster (its pushes get 403)", params=[_CLUSTER_ID])},
+            "post": _op("Disable a cluster (its pushes get 403)", params=[_CLUSTER_ID])
+        },
         "/v1/admin/clusters/{cluster_id}/keys": {
-            "post": _op("Add an agent key (at most two active)", ok="201",
-                        params=[_CLUSTER_ID], body=_json_body(_KEY),
-                        refusals=("400", "401", "403", "404", "409"))},
+            "post": _op(
+                "Add an agent key (at most two active)",
+                ok="201",
+                params=[_CLUSTER_ID],
+                body=_json_body(_KEY),
+                refusals=("400", "401", "403", "404", "409"),
+            )
+        },
         "/v1/admin/clusters/{cluster_id}/keys/{key_id}": {
-            "delete": _op("Revoke an agent key (refused at once)",
-                          params=[_CLUSTER_ID, _KEY_ID])},
+            "delete": _op("Revoke an agent key (refused at once)", params=[_CLUSTER_ID, _KEY_ID])
+        },
         "/v1/admin/clusters/{cluster_id}/report": {
-            "get": {**_op("A cluster's report from its stored findings", params=[
-                _CLUSTER_ID,
-                _query("format", {"enum": ["json", "sarif", "policyreport", "html"]})]),
+            "get": {
+                **_op(
+                    "A cluster's report from its stored findings",
+                    params=[
+                        _CLUSTER_ID,
+                        _query("format", {"enum": ["json", "sarif", "policyreport", "html"]}),
+                    ],
+                ),
                 "responses": {
-                    "200": {"description": "the report", "content": {
-                        "application/json": {"schema": {}},
-                        "application/sarif+json": {"schema": {"type": "object"}},
-                        "text/html": {"schema": {"type": "string"}}}},
-                    **{code: _PROBLEM for code in ("400", "401", "403", "404")}}}},
+                    "200": {
+                        "description": "the report",
+                        "content": {
+                            "application/json": {"schema": {}},
+                            "application/sarif+json": {"schema": {"type": "object"}},
+                            "text/html": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **{code: _PROBLEM for code in ("400", "401", "403", "404")},
+                },
+            }
+        },
         "/v1/admin/scans": {
-            "get": _op("Recent scans, newest first", params=[
-                _query("cluster"),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})])},
+            "get": _op(
+                "Recent scans, newest first",
+                params=[
+                    _query("cluster"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+            )
+        },
         "/v1/admin/telemetry": {
-            "get": _op("Latest telemetry of every cluster, with staleness and the agent's "
-                       "report on its last push")},
+            "get": _op(
+                "Latest telemetry of every cluster, with staleness and the agent's "
+                "report on its last push"
+            )
+        },
         "/v1/admin/search": {
-            "post": _op("JSON-path search over current manifests: the matching objects, or "
-                        "with distinct each value once with its occurrences and clusters "
-                        "(counted over every match; limit caps the values returned)",
-                        body=_json_body(SEARCH_SCHEMA))},
+            "post": _op(
+                "JSON-path search over current manifests: the matching objects, or "
+                "with distinct each value once with its occurrences and clusters "
+                "(counted over every match; limit caps the values returned)",
+                body=_json_body(SEARCH_SCHEMA),
+            )
+        },
         "/v1/admin/findings": {
-            "get": _op("Query findings", params=[
-                _query("cluster"), _query("rule"), _query("status"), _query("severity"),
-                _query("kind"), _query("namespace"),
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000})])},
+            "get": _op(
+                "Query findings",
+                params=[
+                    _query("cluster"),
+                    _query("rule"),
+                    _query("status"),
+                    _query("severity"),
+                    _query("kind"),
+                    _query("namespace"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000}),
+                ],
+            )
+        },
         "/v1/admin/exemptions": {
-            "get": _op("List exemptions", params=[_query("cluster"),
-                                                  _query("all", {"enum": ["1", "true"]})]),
+            "get": _op(
+                "List exemptions",
+                params=[_query("cluster"), _query("all", {"enum": ["1", "true"]})],
+            ),
             "post": _op("Create an exemption", ok="201", body=_json_body(EXEMPTION_SCHEMA)),
         },
         "/v1/admin/exemptions/{exemption_id}": {
-            "delete": _op("Revoke an exemption", params=[_EXEMPTION_ID])},
+            "delete": _op("Revoke an exemption", params=[_EXEMPTION_ID])
+        },
         "/v1/admin/rescan": {
-            "post": _op("Trigger a rescan of one or every cluster", ok="202",
-                        body=_json_body(RESCAN_SCHEMA, required=False))},
+            "post": _op(
+                "Trigger a rescan of one or every cluster",
+                ok="202",
+                body=_json_body(RESCAN_SCHEMA, required=False),
+            )
+        },
         "/v1/admin/audit": {"get": _op("Recent audit log entries")},
         "/healthz": {"get": _op("Liveness", signed=False)},
-        "/readyz": {"get": {**_op("Readiness: database and Redis", signed=False),
-                            "responses": {"200": {"description": "ready"},
-                                          "503": {"description": "not ready"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
-            "200": {"description": "text exposition",
-                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/readyz": {
+            "get": {
+                **_op("Readiness: database and Redis", signed=False),
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/openapi.json": {"get": _op("This document", signed=False)},
-        "/chatops/slack": {"post": {
-            "summary": "Slack slash command (verified with the Slack signing secret)",
-            "parameters": [
-                {"name": "X-Slack-Request-Timestamp", "in": "header", "required": True,
-                 "schema": {"type": "string"}},
-                {"name": "X-Slack-Signature", "in": "header", "required": True,
-                 "schema": {"type": "string"}}],
-            "requestBody": {"required": True, "content": {
-                "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
-            "responses": {"200": {"description": "the command's reply"},
-                          "401": {"description": "bad Slack signature"},
-                          "404": {"description": "chat-ops disabled"}}}},
-        "/chatops/reports/{token}": {"get": {
-            "summary": "A report shared from chat-ops through a signed, expiring link",
-            "parameters": [{"name": "token", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "HTML report",
-                                  "content": {"text/html": {"schema": {"type": "string"}}}},
-                          "404": {"description": "unknown or expired link"}}}},
+        "/chatops/slack": {
+            "post": {
+                "summary": "Slack slash command (verified with the Slack signing secret)",
+                "parameters": [
+                    {
+                        "name": "X-Slack-Request-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Slack-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": {"type": "object"}}
+                    },
+                },
+                "responses": {
+                    "200": {"description": "the command's reply"},
+                    "401": {"description": "bad Slack signature"},
+                    "404": {"description": "chat-ops disabled"},
+                },
+            }
+        },
+        "/chatops/reports/{token}": {
+            "get": {
+                "summary": "A report shared from chat-ops through a signed, expiring link",
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "HTML report",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
+                    "404": {"description": "unknown or expired link"},
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "k8s-monitor ingest", "version": "1",
-                 "description": "Signed pushes from cluster agents and the signed admin API. "
-                                "Every request under /v1 carries an RFC 9421 signature "
-                                "(Ed25519); see docs/protocol.md."},
+        "info": {
+            "title": "k8s-monitor ingest",
+            "version": "1",
+            "description": "Signed pushes from cluster agents and the signed admin API. "
+            "Every request under /v1 carries an RFC 9421 signature "
+            "(Ed25519); see docs/protocol.md.",
+        },
         "paths": paths,
         "components": {
-            "securitySchemes": {"httpMessageSignature": {
-                "type": "apiKey", "in": "header", "name": "Signature",
-                "description": "RFC 9421 HTTP Message Signature, alg ed25519, covering "
-                               "@method @authority @path content-type content-digest with "
-                               "created, keyid and nonce"}},
-            "responses": {"Problem": {
-                "description": "RFC 9457 problem details",
-                "content": {"application/problem+json": {"schema": {
-                    "type": "object", "required": ["type", "title", "status", "reason"],
-                    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                                   "status": {"type": "integer"},
-                                   "reason": {"type": "string"},
-                                   "detail": {"type": "string"},
-                                   "instance": {"type": "string"},
-                                   "field": {"type": "string"}}}}}}},
+            "securitySchemes": {
+                "httpMessageSignature": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Signature",
+                    "description": "RFC 9421 HTTP Message Signature, alg ed25519, covering "
+                    "@method @authority @path content-type content-digest with "
+                    "created, keyid and nonce",
+                }
+            },
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem details",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["type", "title", "status", "reason"],
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "title": {"type": "string"},
+                                    "status": {"type": "integer"},
+                                    "reason": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                    "instance": {"type": "string"},
+                                    "field": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                }
+            },
         },
     }

@@ -85,8 +85,14 @@ class Problem(Exception):
 
 
 def unauthorised(reason: str, detail: str = "") -> Problem:
-    return Problem(401, reason, "Unauthorised", detail, public_detail=False,
-                   headers={"WWW-Authenticate": 'Signature realm="k8s-monitor"'})
+    return Problem(
+        401,
+        reason,
+        "Unauthorised",
+        detail,
+        public_detail=False,
+        headers={"WWW-Authenticate": 'Signature realm="k8s-monitor"'},
+    )
 
 
 def bad_request(reason: str, detail: str) -> Problem:

@@ -56,13 +56,15 @@ blueprint = Blueprint("push", __name__)
 def _refuse_nul() -> None:
     refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
+
 CLUSTER_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SNAPSHOT_RULE = SNAPSHOT_PATH.replace("{cluster_id}", "<cluster_id>")
 _TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
 
 
-def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind: str,
-             schema: dict[str, Any]) -> dict[str, Any]:
+def _receive(
+    context: IngestContext, session: Session, cluster_id: str, *, kind: str, schema: dict[str, Any]
+) -> dict[str, Any]:
     """Everything before storing: caps, signature, cluster state, rate limit, body, schema."""
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
@@ -71,14 +73,20 @@ def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind:
         raise too_large(settings.max_body_bytes)
 
     def read_body() -> bytes:
-        raw = read_capped(request.stream, declared=request.content_length,
-                          limit=settings.max_body_bytes)
+        raw = read_capped(
+            request.stream, declared=request.content_length, limit=settings.max_body_bytes
+        )
         context.metrics.bytes_in.labels(kind=kind).inc(len(raw))
         return raw
 
     caller, raw = authenticate_agent(
-        session, http_request(request, b""), cluster_id=cluster_id, nonces=context.nonces,
-        policy=context.policy, read_body=read_body, clock=context.clock,
+        session,
+        http_request(request, b""),
+        cluster_id=cluster_id,
+        nonces=context.nonces,
+        policy=context.policy,
+        read_body=read_body,
+        clock=context.clock,
     )
     g.k8smon_key_id = caller.key_id
     cluster = session.get(Cluster, cluster_id)
@@ -86,14 +94,23 @@ def _receive(context: IngestContext, session: Session, cluster_id: str, *, kind:
         raise Problem(403, CLUSTER_DISABLED, "Forbidden", "the cluster is disabled")
     retry_after = context.limiter.hit(cluster_id)
     if retry_after is not None:
-        raise Problem(429, RATE_LIMITED, "Too many requests",
-                      f"more than {settings.rate_limit_per_minute} pushes a minute",
-                      headers={"Retry-After": str(int(retry_after))})
+        raise Problem(
+            429,
+            RATE_LIMITED,
+            "Too many requests",
+            f"more than {settings.rate_limit_per_minute} pushes a minute",
+            headers={"Retry-After": str(int(retry_after))},
+        )
     if request.mimetype != "application/json":
-        raise Problem(415, UNSUPPORTED_MEDIA_TYPE, "Unsupported media type",
-                      "Content-Type must be application/json")
-    data = decode_content(raw, encoding=request.headers.get("Content-Encoding"),
-                          limit=settings.max_decompressed_bytes)
+        raise Problem(
+            415,
+            UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            "Content-Type must be application/json",
+        )
+    data = decode_content(
+        raw, encoding=request.headers.get("Content-Encoding"), limit=settings.max_decompressed_bytes
+    )
     document = parse_json(data)
     if not (kind == "snapshot" and snapshot_surely_valid(document)):
         validate(document, validator_for(schema))
@@ -114,36 +131,52 @@ def push_snapshot(cluster_id: str) -> Response:
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
-        envelope = _receive(context, session, cluster_id, kind="snapshot",
-                            schema=SNAPSHOT_JSON_SCHEMA)
+        envelope = _receive(
+            context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
+        )
         for index, obj in enumerate(envelope["objects"]):
             if obj["kind"] in FORBIDDEN_KINDS:
-                raise Problem(422, FORBIDDEN_KIND, "Unprocessable content",
-                              f"objects[{index}] is a {obj['kind']}: never sent, never stored",
-                              extra={"field": f"$.objects[{index}].kind"})
+                raise Problem(
+                    422,
+                    FORBIDDEN_KIND,
+                    "Unprocessable content",
+                    f"objects[{index}] is a {obj['kind']}: never sent, never stored",
+                    extra={"field": f"$.objects[{index}].kind"},
+                )
         try:
-            staged = stage_snapshot(session, cluster_id, envelope=envelope,
-                                    received_at=received_at)
+            staged = stage_snapshot(session, cluster_id, envelope=envelope, received_at=received_at)
         except UnknownBaseSnapshot:
             session.rollback()
-            raise Problem(409, UNKNOWN_BASE, "Conflict",
-                          "the delta's base_digest is not the latest stored state: "
-                          "send a full snapshot") from None
+            raise Problem(
+                409,
+                UNKNOWN_BASE,
+                "Conflict",
+                "the delta's base_digest is not the latest stored state: send a full snapshot",
+            ) from None
         except InvalidSnapshot as problem:
             session.rollback()
-            raise Problem(422, INVALID_SNAPSHOT, "Unprocessable content", str(problem)[:500]
-                          ) from None
+            raise Problem(
+                422, INVALID_SNAPSHOT, "Unprocessable content", str(problem)[:500]
+            ) from None
         session.commit()
     enqueued = False
     if not staged.duplicate:
-        enqueued = enqueue_after_commit(context.dispatch, PROCESS_SNAPSHOT,
-                                        args=[staged.snapshot_id])
+        enqueued = enqueue_after_commit(
+            context.dispatch, PROCESS_SNAPSHOT, args=[staged.snapshot_id]
+        )
         if not enqueued:
             context.metrics.enqueue_failures.inc()
-    return _accepted(context, "snapshot", {
-        "cluster_id": cluster_id, "snapshot_id": staged.snapshot_id, "digest": staged.digest,
-        "duplicate": staged.duplicate, "enqueued": enqueued,
-    })
+    return _accepted(
+        context,
+        "snapshot",
+        {
+            "cluster_id": cluster_id,
+            "snapshot_id": staged.snapshot_id,
+            "digest": staged.digest,
+            "duplicate": staged.duplicate,
+            "enqueued": enqueued,
+        },
+    )
 
 
 @blueprint.post(_TELEMETRY_RULE)
@@ -152,8 +185,9 @@ def push_telemetry(cluster_id: str) -> Response:
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session:
-        payload = _receive(context, session, cluster_id, kind="telemetry",
-                           schema=TELEMETRY_JSON_SCHEMA)
+        payload = _receive(
+            context, session, cluster_id, kind="telemetry", schema=TELEMETRY_JSON_SCHEMA
+        )
         check_telemetry_totals(payload)
         ping = record_telemetry(session, cluster_id, payload=payload, received_at=received_at)
         ping_id = ping.id

@@ -50,18 +50,28 @@ def _scan_report(session: Session, cluster_id: str) -> tuple[ScanReport, list[Fi
 def _rule_infos(findings: list[FindingDict]) -> list[RuleInfo]:
     infos: dict[str, RuleInfo] = {}
     for f in findings:
-        infos.setdefault(f["rule_id"], {
-            "id": f["rule_id"], "title": f["title"], "severity": f["severity"],
-            "category": f["category"] or "security", "cis": list(f["cis"]),
-            "pss": list(f["pss"]), "references": [], "remediation": "", "kinds": None,
-            "api_versions": None, "status": "stable", "scope": "object",
-            "summary": f["title"],
-        })
+        infos.setdefault(
+            f["rule_id"],
+            {
+                "id": f["rule_id"],
+                "title": f["title"],
+                "severity": f["severity"],
+                "category": f["category"] or "security",
+                "cis": list(f["cis"]),
+                "pss": list(f["pss"]),
+                "references": [],
+                "remediation": "",
+                "kinds": None,
+                "api_versions": None,
+                "status": "stable",
+                "scope": "object",
+                "summary": f["title"],
+            },
+        )
     return [infos[k] for k in sorted(infos)]
 
 
-def render_report(session: Session, cluster_id: str, *, fmt: str, public_url: str
-                  ) -> Response:
+def render_report(session: Session, cluster_id: str, *, fmt: str, public_url: str) -> Response:
     """The report of one cluster in `fmt` (one of REPORT_FORMATS)."""
     if fmt == "html":
         html = render_html(build_cluster_report(session, cluster_id, public_url=public_url))

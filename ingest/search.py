@@ -34,22 +34,32 @@ def search_manifests(
 ) -> list[dict[str, Any]]:
     """Live objects whose manifest yields something at `path`, with what it yields."""
     if session.get_bind().dialect.name == "postgresql":
-        return _search_postgresql(session, path=path, cluster_ids=cluster_ids, kind=kind,
-                                  namespace=namespace, limit=limit)
-    return _search_python(session, path=path, cluster_ids=cluster_ids, kind=kind,
-                          namespace=namespace, limit=limit)
+        return _search_postgresql(
+            session, path=path, cluster_ids=cluster_ids, kind=kind, namespace=namespace, limit=limit
+        )
+    return _search_python(
+        session, path=path, cluster_ids=cluster_ids, kind=kind, namespace=namespace, limit=limit
+    )
 
 
-def _search_postgresql(session: Session, *, path: str, cluster_ids: Sequence[str] | None,
-                       kind: str | None, namespace: str | None, limit: int
-                       ) -> list[dict[str, Any]]:
+def _search_postgresql(
+    session: Session,
+    *,
+    path: str,
+    cluster_ids: Sequence[str] | None,
+    kind: str | None,
+    namespace: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     jsonpath = cast(literal(path), JSONPATH)
     query = (
-        select(KubeObject.cluster_id, KubeObject.ref_key,
-               func.jsonb_path_query_array(ManifestBody.body, jsonpath))
+        select(
+            KubeObject.cluster_id,
+            KubeObject.ref_key,
+            func.jsonb_path_query_array(ManifestBody.body, jsonpath),
+        )
         .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
-        .where(KubeObject.deleted_at.is_(None), func.jsonb_path_exists(ManifestBody.body,
-                                                                       jsonpath))
+        .where(KubeObject.deleted_at.is_(None), func.jsonb_path_exists(ManifestBody.body, jsonpath))
         .order_by(KubeObject.cluster_id, KubeObject.ref_key)
         .limit(limit)
     )
@@ -71,9 +81,15 @@ def _search_postgresql(session: Session, *, path: str, cluster_ids: Sequence[str
     return [_match(cid, ResourceRef.from_key(key), values) for cid, key, values in rows]
 
 
-def _search_python(session: Session, *, path: str, cluster_ids: Sequence[str] | None,
-                   kind: str | None, namespace: str | None, limit: int
-                   ) -> list[dict[str, Any]]:
+def _search_python(
+    session: Session,
+    *,
+    path: str,
+    cluster_ids: Sequence[str] | None,
+    kind: str | None,
+    namespace: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
     from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError  # noqa: PLC0415
     from jsonpath_ng.ext import parse  # noqa: PLC0415
 

@@ -19,9 +19,15 @@ def admin_link(public_url: str, cluster_id: str) -> str:
 
 def _line(finding: Finding) -> ViolationLine:
     return ViolationLine(
-        api_version=finding.api_version, kind=finding.kind, namespace=finding.namespace,
-        name=finding.name, container=finding.container, path=finding.path,
-        message=finding.message, status=finding.status, first_seen=finding.first_seen,
+        api_version=finding.api_version,
+        kind=finding.kind,
+        namespace=finding.namespace,
+        name=finding.name,
+        container=finding.container,
+        path=finding.path,
+        message=finding.message,
+        status=finding.status,
+        first_seen=finding.first_seen,
         resolved_at=finding.resolved_at,
     )
 
@@ -34,13 +40,19 @@ def group_by_rule(findings: Iterable[Finding]) -> tuple[RuleSection, ...]:
     sections = []
     for rule_id, items in grouped.items():
         details = items[0].details or {}
-        items.sort(key=lambda f: (f.namespace or "", f.kind, f.name, f.container or "",
-                                  f.path or ""))
-        sections.append(RuleSection(
-            rule_id=rule_id, title=str(details.get("title") or rule_id),
-            severity=items[0].severity, cis=tuple(details.get("cis") or ()),
-            pss=tuple(details.get("pss") or ()), violations=tuple(_line(f) for f in items),
-        ))
+        items.sort(
+            key=lambda f: (f.namespace or "", f.kind, f.name, f.container or "", f.path or "")
+        )
+        sections.append(
+            RuleSection(
+                rule_id=rule_id,
+                title=str(details.get("title") or rule_id),
+                severity=items[0].severity,
+                cis=tuple(details.get("cis") or ()),
+                pss=tuple(details.get("pss") or ()),
+                violations=tuple(_line(f) for f in items),
+            )
+        )
     sections.sort(key=lambda s: (severity_rank(s.severity), s.rule_id))
     return tuple(sections)
 
@@ -58,10 +70,15 @@ def build_cluster_report(
     resolved = [f for f in findings if f.status == "resolved"]
     exempted = [f for f in findings if f.status == "exempted"]
     return ClusterReport(
-        cluster_id=cluster.id, display_name=cluster.display_name, team=cluster.team,
-        scan_id=scan, scanned_at=run.finished_at if run else None,
+        cluster_id=cluster.id,
+        display_name=cluster.display_name,
+        team=cluster.team,
+        scan_id=scan,
+        scanned_at=run.finished_at if run else None,
         admin_url=admin_link(public_url, cluster.id),
         counts=dict(run.counts) if run else {},
-        rules=group_by_rule(active), exempted=group_by_rule(exempted),
-        new=group_by_rule(new), resolved=group_by_rule(resolved),
+        rules=group_by_rule(active),
+        exempted=group_by_rule(exempted),
+        new=group_by_rule(new),
+        resolved=group_by_rule(resolved),
     )

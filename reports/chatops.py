@@ -128,12 +128,16 @@ def status_text(session: Session, cluster_id: str, *, link: str) -> str:
         return f"No cluster named `{cluster_id}`."
     now = utcnow()
     ping = session.scalar(
-        select(TelemetryPing).where(TelemetryPing.cluster_id == cluster_id)
-        .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc()).limit(1)
+        select(TelemetryPing)
+        .where(TelemetryPing.cluster_id == cluster_id)
+        .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc())
+        .limit(1)
     )
     run = latest_scan_run(session, cluster_id)
-    lines = [f"*{cluster.display_name}* (`{cluster.id}`, {cluster.status})"
-             + (f", team {cluster.team}" if cluster.team else "")]
+    lines = [
+        f"*{cluster.display_name}* (`{cluster.id}`, {cluster.status})"
+        + (f", team {cluster.team}" if cluster.team else "")
+    ]
     if ping is None:
         lines.append("Agent: no telemetry received yet")
     else:
@@ -151,10 +155,10 @@ def status_text(session: Session, cluster_id: str, *, link: str) -> str:
     return "\n".join(lines)
 
 
-def findings_text(session: Session, cluster_id: str, *, minimum: Severity | None, link: str
-                  ) -> str:
+def findings_text(session: Session, cluster_id: str, *, minimum: Severity | None, link: str) -> str:
     rows: Sequence[Finding] = session.scalars(
-        select(Finding).where(Finding.cluster_id == cluster_id, Finding.status.in_(OPEN))
+        select(Finding)
+        .where(Finding.cluster_id == cluster_id, Finding.status.in_(OPEN))
         .order_by(Finding.rule_id, Finding.namespace, Finding.kind, Finding.name)
     ).all()
     if minimum is not None:
@@ -163,8 +167,7 @@ def findings_text(session: Session, cluster_id: str, *, minimum: Severity | None
     scope = f" at or above {minimum.value}" if minimum else ""
     if not rows:
         return f"No open findings{scope} in `{cluster_id}`. Report: <{link}|open the report>"
-    lines = [f"*{len(rows)} open finding{'s' if len(rows) != 1 else ''}{scope}* in "
-             f"`{cluster_id}`:"]
+    lines = [f"*{len(rows)} open finding{'s' if len(rows) != 1 else ''}{scope}* in `{cluster_id}`:"]
     for f in rows[:MAX_FINDING_LINES]:
         where = f"{f.namespace}/" if f.namespace else ""
         lines.append(f"• [{f.severity}] {f.rule_id} {f.kind} {where}{f.name}: {f.message}")
@@ -174,11 +177,13 @@ def findings_text(session: Session, cluster_id: str, *, minimum: Severity | None
     return "\n".join(lines)
 
 
-def compute_reply(session: Session, *, request: Mapping[str, Any], secret_key: str,
-                  public_url: str) -> dict[str, Any]:
+def compute_reply(
+    session: Session, *, request: Mapping[str, Any], secret_key: str, public_url: str
+) -> dict[str, Any]:
     """The Slack message answering one chat-ops request (never raises for bad input)."""
-    command = ChatCommand(str(request.get("command", "help")),
-                          tuple(str(a) for a in request.get("args") or ()))
+    command = ChatCommand(
+        str(request.get("command", "help")), tuple(str(a) for a in request.get("args") or ())
+    )
     problem = problem_with(session, command)
     if problem is not None:
         return ephemeral(problem)
@@ -194,29 +199,33 @@ def compute_reply(session: Session, *, request: Mapping[str, Any], secret_key: s
     # rescan: the endpoint queued the scan; say so, with where things stand now.
     user = request.get("user_id")
     return ephemeral(
-        f"Rescan of `{cluster_id}` queued" + (f" by <@{user}>" if user else "")
+        f"Rescan of `{cluster_id}` queued"
+        + (f" by <@{user}>" if user else "")
         + "; the team channel gets the report when it finishes.\n"
         + status_text(session, cluster_id, link=link)
     )
 
 
-def post_response(response_url: str, message: Mapping[str, Any], *,
-                  timeout_s: float = POST_TIMEOUT_S) -> int:
+def post_response(
+    response_url: str, message: Mapping[str, Any], *, timeout_s: float = POST_TIMEOUT_S
+) -> int:
     """POST the reply to Slack's response_url; returns the HTTP status (raises on failure)."""
     answer = requests.post(response_url, json=dict(message), timeout=timeout_s)
     answer.raise_for_status()
     return answer.status_code
 
 
-def run_chatops_command(sessions: sessionmaker[Session], *, request: Mapping[str, Any],
-                        secret_key: str, public_url: str) -> dict[str, Any]:
+def run_chatops_command(
+    sessions: sessionmaker[Session], *, request: Mapping[str, Any], secret_key: str, public_url: str
+) -> dict[str, Any]:
     """The whole `k8smon.chatops_command` task: compute the reply, post it to response_url.
 
     `secret_key` signs the report links (the server's SECRET_KEY); `public_url` is where the
     admin pages and report links are served (settings.public_url).
     """
     with sessions() as session:
-        message = compute_reply(session, request=request, secret_key=secret_key,
-                                public_url=public_url)
+        message = compute_reply(
+            session, request=request, secret_key=secret_key, public_url=public_url
+        )
     status = post_response(str(request["response_url"]), message)
     return {"posted": status, "command": request.get("command")}

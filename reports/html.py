@@ -43,8 +43,13 @@ def render_html(report: ClusterReport) -> str:
     counts = report.counts
     summary = "".join(
         f"<td><b>{escape(str(counts.get(key, 0)))}</b> {label}</td>"
-        for key, label in (("objects", "objects"), ("new", "new"), ("open", "open"),
-                           ("resolved", "resolved"), ("exempted", "exempted"))
+        for key, label in (
+            ("objects", "objects"),
+            ("new", "new"),
+            ("open", "open"),
+            ("resolved", "resolved"),
+            ("exempted", "exempted"),
+        )
     )
     when = report.scanned_at.isoformat() if report.scanned_at else "never"
     parts = [
@@ -57,9 +62,12 @@ def render_html(report: ClusterReport) -> str:
         f"{escape(when)} &middot; <a href='{escape(report.admin_url)}'>admin page</a></p>",
         f"<table class='summary'><tr>{summary}</tr></table>",
     ]
-    for title, sections in (("New", report.new), ("Open findings", report.rules),
-                            ("Resolved by this scan", report.resolved),
-                            ("Exempted", report.exempted)):
+    for title, sections in (
+        ("New", report.new),
+        ("Open findings", report.rules),
+        ("Resolved by this scan", report.resolved),
+        ("Exempted", report.exempted),
+    ):
         if sections:
             parts.append(f"<h2>{escape(title)}</h2>")
             parts.extend(_rule_table(s) for s in sections)

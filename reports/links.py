@@ -27,8 +27,9 @@ def report_link(*, secret_key: str, public_url: str, cluster_id: str) -> str:
     return f"{public_url.rstrip('/')}{REPORT_LINK_PATH}{report_token(secret_key, cluster_id)}"
 
 
-def cluster_of_token(secret_key: str, token: str, *, max_age: int = REPORT_LINK_SECONDS,
-                     now: float | None = None) -> str:
+def cluster_of_token(
+    secret_key: str, token: str, *, max_age: int = REPORT_LINK_SECONDS, now: float | None = None
+) -> str:
     """The cluster a valid token names; LinkError when it expired or was tampered with."""
     serializer = _serializer(secret_key)
     try:

@@ -40,9 +40,14 @@ class ViolationLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace,
-            "name": self.name, "container": self.container, "path": self.path,
-            "message": self.message, "status": self.status,
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "container": self.container,
+            "path": self.path,
+            "message": self.message,
+            "status": self.status,
             "first_seen": self.first_seen.isoformat() if self.first_seen else None,
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
         }
@@ -59,8 +64,11 @@ class RuleSection:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "rule_id": self.rule_id, "title": self.title, "severity": self.severity,
-            "cis": list(self.cis), "pss": list(self.pss),
+            "rule_id": self.rule_id,
+            "title": self.title,
+            "severity": self.severity,
+            "cis": list(self.cis),
+            "pss": list(self.pss),
             "violations": [v.to_dict() for v in self.violations],
         }
 
@@ -88,9 +96,11 @@ class ClusterReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "cluster": {"id": self.cluster_id, "name": self.display_name, "team": self.team},
-            "scan": {"id": self.scan_id,
-                     "finished_at": self.scanned_at.isoformat() if self.scanned_at else None,
-                     "counts": dict(self.counts)},
+            "scan": {
+                "id": self.scan_id,
+                "finished_at": self.scanned_at.isoformat() if self.scanned_at else None,
+                "counts": dict(self.counts),
+            },
             "admin_url": self.admin_url,
             "new": [s.to_dict() for s in self.new],
             "resolved": [s.to_dict() for s in self.resolved],

@@ -29,18 +29,33 @@ def finding_dict(finding: Finding) -> FindingDict:
         "category": str(details.get("category") or ""),
         "cis": list(details.get("cis") or []),
         "pss": list(details.get("pss") or []),
-        "resource": {"apiVersion": finding.api_version, "kind": finding.kind,
-                     "namespace": finding.namespace, "name": finding.name},
+        "resource": {
+            "apiVersion": finding.api_version,
+            "kind": finding.kind,
+            "namespace": finding.namespace,
+            "name": finding.name,
+        },
         "container": finding.container,
         "path": finding.path or "",
         "message": finding.message,
         "status": "exempted" if finding.status == "exempted" else "open",
-        "exemption": exemption if isinstance(exemption, dict) else (
-            {"source": "config", "index": None, "reason": "exemption "
-             f"#{finding.exemption_id}", "owner": "", "expires": None, "status": "active"}
-            if finding.exemption_id else None),
-        "fingerprint": fingerprint(rule_id=finding.rule_id, ref_key=ref_key,
-                                   container=finding.container, path=finding.path),
+        "exemption": exemption
+        if isinstance(exemption, dict)
+        else (
+            {
+                "source": "config",
+                "index": None,
+                "reason": f"exemption #{finding.exemption_id}",
+                "owner": "",
+                "expires": None,
+                "status": "active",
+            }
+            if finding.exemption_id
+            else None
+        ),
+        "fingerprint": fingerprint(
+            rule_id=finding.rule_id, ref_key=ref_key, container=finding.container, path=finding.path
+        ),
     }
 
 

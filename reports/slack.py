@@ -40,8 +40,10 @@ def _clip(text: str, limit: int) -> str:
 
 def _rule_text(section: RuleSection, *, verb: str) -> str:
     cis = f" (CIS {', '.join(section.cis)})" if section.cis else ""
-    head = (f"*{verb} · {section.severity.upper()} · {_escape(section.rule_id)} "
-            f"{_escape(section.title)}*{_escape(cis)}")
+    head = (
+        f"*{verb} · {section.severity.upper()} · {_escape(section.rule_id)} "
+        f"{_escape(section.title)}*{_escape(cis)}"
+    )
     lines = [head]
     shown = section.violations[:MAX_LINES_PER_RULE]
     for v in shown:
@@ -73,30 +75,41 @@ def build_message(report: ClusterReport) -> SlackMessage:
     )
     blocks: list[Block] = [
         HeaderBlock(text=_clip(f"k8s-monitor · {report.display_name}", MAX_HEADER_TEXT)),
-        SectionBlock(text=MarkdownTextObject(
-            text=_clip(f"*Scan #{report.scan_id}*: {_escape(summary)}", MAX_SECTION_TEXT))),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=_clip(f"*Scan #{report.scan_id}*: {_escape(summary)}", MAX_SECTION_TEXT)
+            )
+        ),
     ]
     footer: list[Block] = [
-        ContextBlock(elements=[MarkdownTextObject(
-            text=f"<{report.admin_url}|Open {_escape(report.cluster_id)} in k8s-monitor>")]),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=f"<{report.admin_url}|Open {_escape(report.cluster_id)} in k8s-monitor>"
+                )
+            ]
+        ),
     ]
     body: list[Block] = []
     for verb, sections in (("New", report.new), ("Resolved", report.resolved)):
         for section in sections:
-            body.append(SectionBlock(text=MarkdownTextObject(
-                text=_rule_text(section, verb=verb))))
+            body.append(SectionBlock(text=MarkdownTextObject(text=_rule_text(section, verb=verb))))
     room = MAX_BLOCKS - len(blocks) - len(footer) - 2  # a divider and a possible "more" note
     if body:
         blocks.append(DividerBlock())
         if len(body) > room:
             hidden = len(body) - room
-            more = SectionBlock(text=MarkdownTextObject(
-                text=f"_…and {hidden} more rules with changes: see the admin page_"))
+            more = SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"_…and {hidden} more rules with changes: see the admin page_"
+                )
+            )
             body = [*body[:room], more]
         blocks.extend(body)
     blocks.extend(footer)
-    fallback = _clip(f"k8s-monitor {report.display_name}: {summary}. {report.admin_url}",
-                     MAX_FALLBACK_TEXT)
+    fallback = _clip(
+        f"k8s-monitor {report.display_name}: {summary}. {report.admin_url}", MAX_FALLBACK_TEXT
+    )
     return SlackMessage(text=fallback, blocks=[b.to_dict() for b in blocks])
 
 

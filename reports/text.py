@@ -9,8 +9,10 @@ from reports.model import ClusterReport, RuleSection
 
 def _section(section: RuleSection, *, marker: str = "") -> list[str]:
     cis = f"  CIS {', '.join(section.cis)}" if section.cis else ""
-    lines = [f"  [{section.severity.upper()}] {section.rule_id} {section.title}{cis}"
-             f"  ({len(section.violations)})"]
+    lines = [
+        f"  [{section.severity.upper()}] {section.rule_id} {section.title}{cis}"
+        f"  ({len(section.violations)})"
+    ]
     for v in section.violations:
         path = f"  @ {v.path}" if v.path else ""
         lines.append(f"    {marker}{v.where}{path}")
@@ -22,8 +24,10 @@ def render_text(reports: Sequence[ClusterReport]) -> str:
     out: list[str] = []
     for report in reports:
         counts = report.counts
-        out.append(f"Cluster {report.display_name} ({report.cluster_id})"
-                   + (f" - team {report.team}" if report.team else ""))
+        out.append(
+            f"Cluster {report.display_name} ({report.cluster_id})"
+            + (f" - team {report.team}" if report.team else "")
+        )
         out.append(
             f"  scan #{report.scan_id}: {report.open_count} open findings "
             f"({counts.get('new', 0)} new, {counts.get('resolved', 0)} resolved, "

@@ -24,14 +24,19 @@ class WebhookError(Exception):
 def payload(report: ClusterReport) -> dict[str, Any]:
     """Only what changed (new and resolved) plus the summary and the admin link."""
     data = report.to_dict()
-    return {"event": EVENT, "cluster": data["cluster"], "scan": data["scan"],
-            "admin_url": data["admin_url"], "new": data["new"], "resolved": data["resolved"]}
+    return {
+        "event": EVENT,
+        "cluster": data["cluster"],
+        "scan": data["scan"],
+        "admin_url": data["admin_url"],
+        "new": data["new"],
+        "resolved": data["resolved"],
+    }
 
 
 def sign(body: bytes, *, secret: str, timestamp: str) -> str:
     """`sha256=<hex>` of HMAC-SHA256(secret, timestamp + "." + body)."""
-    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body,
-                   hashlib.sha256)
+    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
 
 
@@ -40,7 +45,11 @@ def verify(body: bytes, *, secret: str, timestamp: str, signature: str) -> bool:
 
 
 def send_webhook(
-    url: str, data: dict[str, Any], *, secret: str | None, timeout_s: float = 10.0,
+    url: str,
+    data: dict[str, Any],
+    *,
+    secret: str | None,
+    timeout_s: float = 10.0,
     now: float | None = None,
 ) -> None:
     body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")

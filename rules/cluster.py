@@ -24,11 +24,15 @@ class ClusterContext:
     Inputs that are not mappings (not Kubernetes objects) are left out.
     """
 
-    def __init__(self, manifests: Iterable[Mapping[str, Any] | ObjectView], *,
-                 dedup_controllers: bool = True) -> None:
+    def __init__(
+        self, manifests: Iterable[Mapping[str, Any] | ObjectView], *, dedup_controllers: bool = True
+    ) -> None:
         # Anything that is not a mapping is not an object: left out rather than crashing.
-        objects = [m if isinstance(m, ObjectView) else ObjectView(m) for m in manifests
-                   if isinstance(m, (ObjectView, dict, Mapping))]
+        objects = [
+            m if isinstance(m, ObjectView) else ObjectView(m)
+            for m in manifests
+            if isinstance(m, (ObjectView, dict, Mapping))
+        ]
         self.dedup_controllers = dedup_controllers
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
@@ -46,9 +50,7 @@ class ClusterContext:
         self._by_uid: dict[str, ObjectView] | None = None
         self._by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] | None = None
         self._bindings_by_role: dict[tuple[str, str | None, str], list[ObjectView]] | None = None
-        self._bindings_by_subject: dict[tuple[str, str | None, str], list[ObjectView]] | None = (
-            None
-        )
+        self._bindings_by_subject: dict[tuple[str, str | None, str], list[ObjectView]] | None = None
         self._pods_by_sa: dict[tuple[str | None, str], list[ObjectView]] | None = None
         self._controlled: frozenset[str] | None = None
         self._workloads: tuple[ObjectView, ...] | None = None
@@ -84,8 +86,9 @@ class ClusterContext:
     def by_kind(self, kind: str) -> tuple[ObjectView, ...]:
         return self._by_kind.get(kind, ())
 
-    def in_namespace(self, namespace: str | None, kind: str | None = None
-                     ) -> tuple[ObjectView, ...]:
+    def in_namespace(
+        self, namespace: str | None, kind: str | None = None
+    ) -> tuple[ObjectView, ...]:
         """Objects in `namespace` (None: cluster-scoped ones), optionally of one kind."""
         if kind is None:
             return self._by_ns.get(namespace, ())
@@ -118,8 +121,9 @@ class ClusterContext:
         names.update(ns for ns in self._by_ns if ns)
         return names
 
-    def select(self, kind: str, namespace: str | None, selector: Selector | Mapping[str, Any]
-               ) -> list[ObjectView]:
+    def select(
+        self, kind: str, namespace: str | None, selector: Selector | Mapping[str, Any]
+    ) -> list[ObjectView]:
         """Objects of `kind` in `namespace` whose labels match `selector` (index-driven).
 
         An empty selector matches every object of that kind in the namespace.
@@ -129,9 +133,7 @@ class ClusterContext:
         equalities = selector.equalities
         if equalities:
             key, value = next(iter(equalities.items()))
-            candidates: Iterable[ObjectView] = self._labels().get(
-                (kind, namespace, key, value), ()
-            )
+            candidates: Iterable[ObjectView] = self._labels().get((kind, namespace, key, value), ())
         else:
             candidates = self.in_namespace(namespace, kind)
         return [o for o in candidates if selector.matches(o.labels)]
@@ -148,7 +150,8 @@ class ClusterContext:
         if self._workloads is None:
             controlled = suppressed_by_controller(self) if self.dedup_controllers else ()
             self._workloads = tuple(
-                o for o in self.objects
+                o
+                for o in self.objects
                 if o.workload is not None and not (controlled and o.ref.key in controlled)
             )
         return self._workloads
@@ -197,8 +200,10 @@ class ClusterContext:
                     continue
                 skind = str(subject.get("kind") or "")
                 declared_ns = subject.get("namespace")
-                sns = str(declared_ns) if declared_ns else (
-                    binding.namespace if skind == "ServiceAccount" else None
+                sns = (
+                    str(declared_ns)
+                    if declared_ns
+                    else (binding.namespace if skind == "ServiceAccount" else None)
                 )
                 by_subject[(skind, sns, str(subject.get("name") or ""))].append(binding)
         self._bindings_by_role = by_role
@@ -220,8 +225,9 @@ class ClusterContext:
         assert self._bindings_by_role is not None
         return self._bindings_by_role.get((role.kind, role.namespace, role.name), [])
 
-    def bindings_for_subject(self, kind: str, name: str, namespace: str | None = None
-                             ) -> list[ObjectView]:
+    def bindings_for_subject(
+        self, kind: str, name: str, namespace: str | None = None
+    ) -> list[ObjectView]:
         """Bindings naming a subject (`User`, `Group`, or `ServiceAccount` with namespace)."""
         if self._bindings_by_subject is None:
             self._index_bindings()
@@ -253,8 +259,7 @@ class ClusterContext:
     def service_account(self, namespace: str | None, name: str) -> ObjectView | None:
         return self.get("ServiceAccount", namespace, name)
 
-    def pods_using_service_account(self, namespace: str | None, name: str
-                                   ) -> list[ObjectView]:
+    def pods_using_service_account(self, namespace: str | None, name: str) -> list[ObjectView]:
         """Pod-bearing objects in `namespace` running as service account `name`."""
         if self._pods_by_sa is None:
             index: dict[tuple[str | None, str], list[ObjectView]] = defaultdict(list)

@@ -42,8 +42,18 @@ _TOP_KEYS = frozenset(
     {"severity", "disabled", "exemptions", "allow_annotation_exemptions", "dedup_controllers"}
 )
 _EXEMPTION_KEYS = frozenset(
-    {"rules", "cluster", "kinds", "namespaces", "names", "labels", "containers", "reason",
-     "owner", "expires"}
+    {
+        "rules",
+        "cluster",
+        "kinds",
+        "namespaces",
+        "names",
+        "labels",
+        "containers",
+        "reason",
+        "owner",
+        "expires",
+    }
 )
 
 
@@ -107,8 +117,7 @@ class Exemption:
         if self.names and not any(fnmatch.fnmatchcase(name, p) for p in self.names):
             return False
         if self.containers and (
-            container is None
-            or not any(fnmatch.fnmatchcase(container, p) for p in self.containers)
+            container is None or not any(fnmatch.fnmatchcase(container, p) for p in self.containers)
         ):
             return False
         return self.labels is None or self.labels.matches(labels)
@@ -280,7 +289,7 @@ def _parse_exemption(item: Any, index: int) -> Exemption:
         raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
     rules = _str_list(item.get("rules"), f"{where}.rules")
     if not rules:
-        raise ConfigError(f"{where}.rules: list the rule ids (or \"*\") it exempts")
+        raise ConfigError(f'{where}.rules: list the rule ids (or "*") it exempts')
     reason = item.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise ConfigError(f"{where}.reason: every exemption needs a reason")

@@ -36,8 +36,16 @@ def render_rule_page(meta: RuleMeta) -> str:
         rows.append(("API versions", ", ".join(sorted(meta.api_versions))))
     rows.append(("CIS Kubernetes Benchmark v1.12", ", ".join(meta.cis) or "—"))
     rows.append(("Pod Security Standards", ", ".join(f"`{p}`" for p in meta.pss) or "—"))
-    lines = [GENERATED_NOTE, "", f"# {meta.id}: {meta.title}", "", lead.strip(), "",
-             "| | |", "|---|---|"]
+    lines = [
+        GENERATED_NOTE,
+        "",
+        f"# {meta.id}: {meta.title}",
+        "",
+        lead.strip(),
+        "",
+        "| | |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
     lines += ["", body.strip()]
     if meta.remediation:
@@ -45,21 +53,32 @@ def render_rule_page(meta: RuleMeta) -> str:
     if meta.references:
         lines += ["", "## Further reading", ""]
         lines += [f"- {ref}" for ref in meta.references]
-    lines += ["", "## Exempting", "",
-              f"Add `{meta.id}` to an exemption in the scan configuration (with a reason, an "
-              "owner and an expiry), or lower its severity with `severity: {" + meta.id
-              + ": low}`; see docs/rules-authoring.md."]
+    lines += [
+        "",
+        "## Exempting",
+        "",
+        f"Add `{meta.id}` to an exemption in the scan configuration (with a reason, an "
+        "owner and an expiry), or lower its severity with `severity: {"
+        + meta.id
+        + ": low}`; see docs/rules-authoring.md.",
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def render_index(metas: Iterable[RuleMeta]) -> str:
     """The catalogue index: one row per rule."""
     metas = sorted(metas, key=lambda m: m.id)
-    lines = [GENERATED_NOTE, "", "# Rule catalogue", "",
-             f"{len(metas)} rules. Ids are stable and never reused; severities are defaults "
-             "that the scan configuration can override.", "",
-             "| Id | Title | Severity | Category | CIS | PSS | Status |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        GENERATED_NOTE,
+        "",
+        "# Rule catalogue",
+        "",
+        f"{len(metas)} rules. Ids are stable and never reused; severities are defaults "
+        "that the scan configuration can override.",
+        "",
+        "| Id | Title | Severity | Category | CIS | PSS | Status |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in metas:
         lines.append(
             f"| [{m.id}]({m.id}.md) | {_cell(m.title)} | {m.severity.value} | {m.category} | "

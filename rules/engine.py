@@ -53,13 +53,22 @@ def _rule_fingerprint(rule_: Rule) -> str:
     return digest.hexdigest()[:16]
 
 
-def _error_result(meta: RuleMeta, ref: Any, problem: BaseException,
-                  location: LocationDict | None) -> Result:
+def _error_result(
+    meta: RuleMeta, ref: Any, problem: BaseException, location: LocationDict | None
+) -> Result:
     return Result(
-        rule_id=meta.id, title=meta.title, severity=meta.severity, category=meta.category,
-        cis=meta.cis, pss=meta.pss, resource=ref, container=None, path="",
+        rule_id=meta.id,
+        title=meta.title,
+        severity=meta.severity,
+        category=meta.category,
+        cis=meta.cis,
+        pss=meta.pss,
+        resource=ref,
+        container=None,
+        path="",
         message=f"rule {meta.id} failed on this object: {type(problem).__name__}: {problem}",
-        status="error", location=location,
+        status="error",
+        location=location,
     )
 
 
@@ -128,13 +137,17 @@ class ScanOutcome:
 
     def to_report(self) -> ScanReport:
         """The design's JSON contract: `{"findings", "errors", "summary"}`."""
-        return {"findings": self.findings(), "errors": list(self.errors),
-                "summary": self.summary()}
+        return {"findings": self.findings(), "errors": list(self.errors), "summary": self.summary()}
 
 
 def _sort_key(result: Result) -> tuple[Any, ...]:
-    return (-result.severity.rank, result.rule_id, result.resource.key, result.container or "",
-            result.path)
+    return (
+        -result.severity.rank,
+        result.rule_id,
+        result.resource.key,
+        result.container or "",
+        result.path,
+    )
 
 
 class Engine:
@@ -181,8 +194,12 @@ class Engine:
         self.evaluation_version = self._compute_version(with_config=False)
 
     @classmethod
-    def from_config(cls, config: ScanConfig | Mapping[str, Any] | None = None, *,
-                    rules: Sequence[Rule] | None = None) -> Engine:
+    def from_config(
+        cls,
+        config: ScanConfig | Mapping[str, Any] | None = None,
+        *,
+        rules: Sequence[Rule] | None = None,
+    ) -> Engine:
         """An engine over the built-in catalogue (or `rules`) with `config` (data or parsed)."""
         if config is None or isinstance(config, Mapping):
             config = ScanConfig.from_dict(config)
@@ -192,9 +209,7 @@ class Engine:
         payload: dict[str, Any] = {
             "engine": ENGINE_VERSION,
             "revision": CATALOGUE_REVISION,
-            "rules": [
-                {**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules
-            ],
+            "rules": [{**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules],
         }
         if with_config:
             payload["config"] = self.config.to_dict()
@@ -214,8 +229,9 @@ class Engine:
         return self._cluster_rules
 
     # -- evaluation -------------------------------------------------------------------------
-    def evaluate_object(self, manifest: Mapping[str, Any] | ObjectView, *,
-                        location: LocationDict | None = None) -> list[Result]:
+    def evaluate_object(
+        self, manifest: Mapping[str, Any] | ObjectView, *, location: LocationDict | None = None
+    ) -> list[Result]:
         """Run every enabled object rule on one manifest. No exemptions or overrides applied.
 
         The output depends only on the manifest and the catalogue version, so it can be
@@ -230,22 +246,40 @@ class Engine:
                 continue
             try:
                 for v in check(view):
-                    results.append(Result(
-                        meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss,
-                        view.ref, v.container, v.path, v.message, "open", None, location,
-                    ))
+                    results.append(
+                        Result(
+                            meta.id,
+                            meta.title,
+                            meta.severity,
+                            meta.category,
+                            meta.cis,
+                            meta.pss,
+                            view.ref,
+                            v.container,
+                            v.path,
+                            v.message,
+                            "open",
+                            None,
+                            location,
+                        )
+                    )
             except Exception as problem:
                 results.append(_error_result(meta, view.ref, problem, location))
         return results
 
-    def evaluate_objects(self, manifests: Iterable[Mapping[str, Any] | ObjectView]
-                         ) -> list[list[Result]]:
+    def evaluate_objects(
+        self, manifests: Iterable[Mapping[str, Any] | ObjectView]
+    ) -> list[list[Result]]:
         """`evaluate_object` for each manifest (same order), with the cyclic GC paused."""
         with gc_paused():
             return [self.evaluate_object(m) for m in manifests]
 
-    def evaluate_cluster(self, manifests: ClusterContext | Iterable[Mapping[str, Any]], *,
-                         locations: Mapping[str, LocationDict] | None = None) -> list[Result]:
+    def evaluate_cluster(
+        self,
+        manifests: ClusterContext | Iterable[Mapping[str, Any]],
+        *,
+        locations: Mapping[str, LocationDict] | None = None,
+    ) -> list[Result]:
         """Run every enabled cluster rule on a whole cluster's state (no config applied).
 
         Rules reporting per workload walk `ClusterContext.workloads()`, which leaves out
@@ -267,14 +301,32 @@ class Engine:
                 for v in r.check(context):
                     ref = self._subject_ref(v)
                     location = locations.get(ref.key) if locations else None
-                    results.append(Result(
-                        meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss,
-                        ref, v.container, v.path, v.message, "open", None, location,
-                    ))
+                    results.append(
+                        Result(
+                            meta.id,
+                            meta.title,
+                            meta.severity,
+                            meta.category,
+                            meta.cis,
+                            meta.pss,
+                            ref,
+                            v.container,
+                            v.path,
+                            v.message,
+                            "open",
+                            None,
+                            location,
+                        )
+                    )
             except Exception as problem:
-                results.append(_error_result(
-                    meta, make_ref({"kind": "Cluster", "metadata": {"name": "*"}}), problem,
-                    None))
+                results.append(
+                    _error_result(
+                        meta,
+                        make_ref({"kind": "Cluster", "metadata": {"name": "*"}}),
+                        problem,
+                        None,
+                    )
+                )
         return results
 
     @staticmethod
@@ -315,7 +367,8 @@ class Engine:
             context = ClusterContext(objects.values(), dedup_controllers=True)
         suppressed = (
             suppressed_by_controller(context)
-            if context is not None and config.dedup_controllers else frozenset()
+            if context is not None and config.dedup_controllers
+            else frozenset()
         )
         lookup: Mapping[str, Any] = {}
         if config.exemptions or config.allow_annotation_exemptions:
@@ -333,7 +386,8 @@ class Engine:
                 changes["severity"] = override
             exemption = (
                 self._exemption_for(result, lookup.get(result.resource.key), cluster, now)
-                if lookup or config.exemptions else None
+                if lookup or config.exemptions
+                else None
             )
             if exemption is not None:
                 changes["exemption"] = exemption
@@ -344,8 +398,9 @@ class Engine:
             out.append(result._replace(**changes) if changes else result)
         return out
 
-    def _exemption_for(self, result: Result, obj: Any, cluster: str | None,
-                       now: dt.datetime) -> ExemptionDict | None:
+    def _exemption_for(
+        self, result: Result, obj: Any, cluster: str | None, now: dt.datetime
+    ) -> ExemptionDict | None:
         config = self.config
         if not config.exemptions and not config.allow_annotation_exemptions:
             return None
@@ -359,9 +414,15 @@ class Engine:
         expired: Exemption | None = None
         res = result.resource
         for exemption in config.exemptions:
-            if not exemption.matches(rule_id=result.rule_id, kind=res.kind,
-                                     namespace=res.namespace, name=res.name, labels=labels,
-                                     container=result.container, cluster=cluster):
+            if not exemption.matches(
+                rule_id=result.rule_id,
+                kind=res.kind,
+                namespace=res.namespace,
+                name=res.name,
+                labels=labels,
+                container=result.container,
+                cluster=cluster,
+            ):
                 continue
             if exemption.is_expired(now):
                 expired = expired or exemption
@@ -370,9 +431,14 @@ class Engine:
         if config.allow_annotation_exemptions:
             listed = annotation_exemptions(annotations)
             if "*" in listed or result.rule_id in listed:
-                return {"source": "annotation", "index": None,
-                        "reason": "object annotation k8s-monitor.io/exempt", "owner": "",
-                        "expires": None, "status": "active"}
+                return {
+                    "source": "annotation",
+                    "index": None,
+                    "reason": "object annotation k8s-monitor.io/exempt",
+                    "owner": "",
+                    "expires": None,
+                    "status": "active",
+                }
         return expired.record(status="expired") if expired is not None else None
 
     # -- whole scans ------------------------------------------------------------------------
@@ -415,11 +481,15 @@ class Engine:
             else:
                 manifest, loc = item, None
             if not isinstance(manifest, (dict, Mapping)):
-                errors.append({"type": "invalid",
-                               "message": f"input is not a mapping (not a Kubernetes object): "
-                                          f"{type(manifest).__name__}",
-                               "file": loc["file"] if loc else None,
-                               "line": loc["line"] if loc else None})
+                errors.append(
+                    {
+                        "type": "invalid",
+                        "message": f"input is not a mapping (not a Kubernetes object): "
+                        f"{type(manifest).__name__}",
+                        "file": loc["file"] if loc else None,
+                        "line": loc["line"] if loc else None,
+                    }
+                )
                 continue
             view = ObjectView(manifest)
             if loc is not None:
@@ -427,8 +497,9 @@ class Engine:
             views.append(view)
             located.append(loc)
         context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
-        suppressed = (suppressed_by_controller(context) if self.config.dedup_controllers
-                      else frozenset())
+        suppressed = (
+            suppressed_by_controller(context) if self.config.dedup_controllers else frozenset()
+        )
         raw: list[Result] = []
         for view, loc in zip(views, located, strict=True):
             if suppressed and view.ref.key in suppressed:
@@ -440,11 +511,16 @@ class Engine:
         findings: list[Result] = []
         for result in applied:
             if result.status == "error":
-                errors.append({"type": "rule", "message": result.message,
-                               "rule_id": result.rule_id,
-                               "resource": result.resource.to_dict(),  # type: ignore[typeddict-item]
-                               "file": result.location["file"] if result.location else None,
-                               "line": result.location["line"] if result.location else None})
+                errors.append(
+                    {
+                        "type": "rule",
+                        "message": result.message,
+                        "rule_id": result.rule_id,
+                        "resource": result.resource.to_dict(),  # type: ignore[typeddict-item]
+                        "file": result.location["file"] if result.location else None,
+                        "line": result.location["line"] if result.location else None,
+                    }
+                )
             else:
                 findings.append(result)
         findings.sort(key=_sort_key)

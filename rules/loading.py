@@ -45,8 +45,7 @@ class LoadError:
     type: str = "parse"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "message": self.message, "file": self.source,
-                "line": self.line}
+        return {"type": self.type, "message": self.message, "file": self.source, "line": self.line}
 
 
 @dataclass(slots=True)
@@ -93,8 +92,11 @@ def _unwrap(value: Any, *, source: str, line: int, strict: bool, out: Loaded) ->
     if value is None:
         return
     if not isinstance(value, dict):
-        out.errors.append(LoadError(source, line, "document is not a mapping (not a Kubernetes "
-                                                   "object)", "invalid"))
+        out.errors.append(
+            LoadError(
+                source, line, "document is not a mapping (not a Kubernetes object)", "invalid"
+            )
+        )
         return
     kind = value.get("kind")
     items = value.get("items")
@@ -104,16 +106,21 @@ def _unwrap(value: Any, *, source: str, line: int, strict: bool, out: Loaded) ->
         return
     if not isinstance(kind, str) or not kind or not isinstance(value.get("apiVersion"), str):
         if strict:
-            out.errors.append(LoadError(source, line, "document has no apiVersion/kind (not a "
-                                                       "Kubernetes object)", "invalid"))
+            out.errors.append(
+                LoadError(
+                    source,
+                    line,
+                    "document has no apiVersion/kind (not a Kubernetes object)",
+                    "invalid",
+                )
+            )
         else:
             out.skipped += 1
         return
     out.documents.append(Document(value, source, line))
 
 
-def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool = True
-               ) -> Loaded:
+def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool = True) -> Loaded:
     """Parse one file's text. `fmt` is `json`, `yaml` or None (JSON if it looks like JSON).
 
     With `strict=False` documents that are not Kubernetes objects (no apiVersion/kind, e.g. a
@@ -126,8 +133,7 @@ def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool =
             value = json.loads(text)
         except json.JSONDecodeError as problem:
             if fmt == "json":
-                out.errors.append(LoadError(source, problem.lineno,
-                                            f"invalid JSON: {problem.msg}"))
+                out.errors.append(LoadError(source, problem.lineno, f"invalid JSON: {problem.msg}"))
                 return out
         else:
             values = value if isinstance(value, list) else [value]
@@ -138,8 +144,7 @@ def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool =
         try:
             values = list(yaml.load_all(chunk, Loader=_Loader))
         except yaml.YAMLError as problem:
-            mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark",
-                                                                     None)
+            mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark", None)
             last = start + max(chunk.count("\n") - 1, 0)
             line = min(start + mark.line, last) if mark is not None else start
             reason = getattr(problem, "problem", None) or str(problem).splitlines()[0]
@@ -153,8 +158,10 @@ def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool =
 def iter_manifest_files(root: Path) -> Iterator[Path]:
     """Files with a manifest suffix under `root`, recursively, in a stable order."""
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES and not any(
-            part.startswith(".") for part in path.relative_to(root).parts
+        if (
+            path.is_file()
+            and path.suffix.lower() in MANIFEST_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(root).parts)
         ):
             yield path
 

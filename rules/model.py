@@ -242,8 +242,12 @@ class Result(NamedTuple):
     @property
     def fingerprint(self) -> str:
         """Stable identity of the finding across scans: rule, resource, container and path."""
-        return finding_fingerprint(rule_id=self.rule_id, ref_key=self.resource.key,
-                                   container=self.container, path=self.path)
+        return finding_fingerprint(
+            rule_id=self.rule_id,
+            ref_key=self.resource.key,
+            container=self.container,
+            path=self.path,
+        )
 
     def to_finding(self) -> Finding:
         """The JSON finding of the design's contract (`contracts.findings.Finding`)."""

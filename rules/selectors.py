@@ -67,8 +67,9 @@ def parse_selector(value: Any) -> Selector:
         raise SelectorError(f"a label selector must be a mapping or text, not {value!r}")
     if "matchLabels" in value or "matchExpressions" in value:
         return _parse_label_selector(value)
-    return Selector(tuple(Requirement(str(k), "In", frozenset({str(v)}))
-                          for k, v in sorted(value.items())))
+    return Selector(
+        tuple(Requirement(str(k), "In", frozenset({str(v)})) for k, v in sorted(value.items()))
+    )
 
 
 def _parse_label_selector(value: Mapping[str, Any]) -> Selector:

@@ -40,8 +40,14 @@ CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
 # securityContext fields a container inherits from the pod's when it does not set them
 # (kubelet's DetermineEffectiveSecurityContext). `windowsOptions` merges field by field.
 INHERITED_FIELDS = frozenset(
-    {"runAsUser", "runAsGroup", "runAsNonRoot", "seLinuxOptions", "seccompProfile",
-     "appArmorProfile"}
+    {
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "seLinuxOptions",
+        "seccompProfile",
+        "appArmorProfile",
+    }
 )
 WINDOWS_OPTION_FIELDS = frozenset(
     {"gmsaCredentialSpecName", "gmsaCredentialSpec", "runAsUserName", "hostProcess"}
@@ -78,8 +84,16 @@ class ObjectView:
     """One manifest as rules see it. `workload` is set for every pod-bearing kind."""
 
     __slots__ = (
-        "_ref", "annotations", "api_version", "kind", "labels", "manifest", "metadata", "name",
-        "namespace", "workload",
+        "_ref",
+        "annotations",
+        "api_version",
+        "kind",
+        "labels",
+        "manifest",
+        "metadata",
+        "name",
+        "namespace",
+        "workload",
     )
 
     def __init__(self, manifest: Mapping[str, Any]) -> None:
@@ -101,8 +115,12 @@ class ObjectView:
     def ref(self) -> ResourceRef:
         """apiVersion, kind, namespace and name (computed on first use)."""
         if self._ref is None:
-            self._ref = ResourceRef(self.api_version, self.kind, self.namespace, self.name
-                                    or make_ref(self.manifest).name)
+            self._ref = ResourceRef(
+                self.api_version,
+                self.kind,
+                self.namespace,
+                self.name or make_ref(self.manifest).name,
+            )
         return self._ref
 
     @property
@@ -125,8 +143,7 @@ class WorkloadView:
     A malformed object (no template) gives an empty pod spec and no containers.
     """
 
-    __slots__ = ("containers", "is_windows", "meta_path", "pod_meta", "pod_sc", "spec",
-                 "spec_path")
+    __slots__ = ("containers", "is_windows", "meta_path", "pod_meta", "pod_sc", "spec", "spec_path")
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
         meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
@@ -183,8 +200,9 @@ class ContainerView:
 
     __slots__ = ("_caps", "group", "index", "name", "path", "raw", "sc", "workload")
 
-    def __init__(self, workload: WorkloadView, raw: Mapping[str, Any], group: str,
-                 index: int) -> None:
+    def __init__(
+        self, workload: WorkloadView, raw: Mapping[str, Any], group: str, index: int
+    ) -> None:
         self.workload = workload
         self.raw = raw
         self.group = group
@@ -251,8 +269,9 @@ class ContainerView:
                 for key in ("add", "drop"):
                     items = declared.get(key)
                     if isinstance(items, list):
-                        caps[key] = [(i, str(c).upper().removeprefix("CAP_"))
-                                     for i, c in enumerate(items)]
+                        caps[key] = [
+                            (i, str(c).upper().removeprefix("CAP_")) for i, c in enumerate(items)
+                        ]
         return caps.get(which, [])
 
     @property

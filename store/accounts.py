@@ -54,12 +54,12 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
-                  ) -> str:
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
     """A salted scrypt hash of `password` in the self-describing stored form."""
     salt = secrets.token_bytes(16)
-    derived = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                             maxmem=_MAXMEM, dklen=32)
+    derived = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32
+    )
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(derived)}"
 
 
@@ -70,8 +70,13 @@ def check_password(stored: str, password: str) -> bool:
         if scheme != "scrypt":
             return False
         derived = hashlib.scrypt(
-            password.encode("utf-8"), salt=base64.b64decode(salt), n=int(n), r=int(r),
-            p=int(p), maxmem=_MAXMEM, dklen=32,
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_MAXMEM,
+            dklen=32,
         )
     except (ValueError, TypeError):
         return False
@@ -80,8 +85,15 @@ def check_password(stored: str, password: str) -> bool:
 
 def _equal_work(password: str) -> None:
     """Spend what a real check costs, so an unknown username answers as slowly as a known one."""
-    hashlib.scrypt(password.encode("utf-8"), salt=bytes(16), n=SCRYPT_N, r=SCRYPT_R,
-                   p=SCRYPT_P, maxmem=_MAXMEM, dklen=32)
+    hashlib.scrypt(
+        password.encode("utf-8"),
+        salt=bytes(16),
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        maxmem=_MAXMEM,
+        dklen=32,
+    )
 
 
 def validate_password(password: str) -> None:
@@ -99,8 +111,9 @@ def create_account(session: Session, username: str, *, password: str, role: str)
     validate_password(password)
     if session.scalar(select(AdminUser).where(AdminUser.username == username)) is not None:
         raise AccountExists(username)
-    user = AdminUser(username=username, password_hash=hash_password(password), role=role,
-                     disabled=False)
+    user = AdminUser(
+        username=username, password_hash=hash_password(password), role=role, disabled=False
+    )
     session.add(user)
     session.flush()
     return user

@@ -44,8 +44,7 @@ def _driver_values(
 
     return [
         tuple(
-            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None
-            else row[c]
+            Json(row[c], dumps=dump_json) if c in json_columns and row[c] is not None else row[c]
             for c in columns
         )
         for row in rows
@@ -108,14 +107,18 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     json_columns = {c for c in columns if isinstance(types[c], JSON | JSONB)}
     # Strings are cast to text, not varchar(n): an explicit cast would silently truncate, while
     # assigning text to a varchar(n) column refuses a value that is too long, as usual.
-    casts = {c: "text" if isinstance(types[c], String) else types[c].compile(dialect=dialect)
-             for c in columns}
+    casts = {
+        c: "text" if isinstance(types[c], String) else types[c].compile(dialect=dialect)
+        for c in columns
+    }
     template = "(" + ", ".join(f"%s::{casts[c]}" for c in columns) + ")"
     values = _driver_values(rows, columns=columns, json_columns=json_columns)
     assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns if c != "id")
     names = ", ".join(f'"{c}"' for c in columns)
-    sql = (f'UPDATE "{table.name}" SET {assignments} FROM (VALUES %s) AS v ({names}) '  # noqa: S608
-           f'WHERE "{table.name}".id = v.id')
+    sql = (
+        f'UPDATE "{table.name}" SET {assignments} FROM (VALUES %s) AS v ({names}) '  # noqa: S608
+        f'WHERE "{table.name}".id = v.id'
+    )
     session.flush()
     with _raw_cursor(session, sql) as cursor:
         execute_values(cursor, sql, values, template=template, page_size=1000)

@@ -30,7 +30,7 @@ def with_pinned_driver(database_url: str) -> str:
     """
     for prefix in ("postgresql://", "postgres://"):
         if database_url.startswith(prefix):
-            return "postgresql+psycopg2://" + database_url[len(prefix):]
+            return "postgresql+psycopg2://" + database_url[len(prefix) :]
     return database_url
 
 

@@ -19,15 +19,17 @@ def ensure_delivery(
 ) -> Delivery:
     """The delivery of a scan's report to a channel, created once (idempotent)."""
     existing = session.scalar(
-        select(Delivery).where(
-            Delivery.scan_run_id == scan_run_id, Delivery.channel == channel
-        )
+        select(Delivery).where(Delivery.scan_run_id == scan_run_id, Delivery.channel == channel)
     )
     if existing is not None:
         return existing
     delivery = Delivery(
-        cluster_id=cluster_id, scan_run_id=scan_run_id, channel=channel, state="pending",
-        attempts=0, next_attempt_at=utcnow(),
+        cluster_id=cluster_id,
+        scan_run_id=scan_run_id,
+        channel=channel,
+        state="pending",
+        attempts=0,
+        next_attempt_at=utcnow(),
     )
     session.add(delivery)
     session.flush()
@@ -60,7 +62,11 @@ def mark_sent(session: Session, delivery: Delivery, *, at: datetime | None = Non
 
 
 def mark_failed(
-    session: Session, delivery: Delivery, *, error: str, at: datetime | None = None,
+    session: Session,
+    delivery: Delivery,
+    *,
+    error: str,
+    at: datetime | None = None,
     max_attempts: int = MAX_ATTEMPTS,
 ) -> None:
     """Record a failed attempt: retry later with exponential backoff, or give up."""

@@ -62,9 +62,13 @@ class ReconcileResult:
 
     def as_counts(self) -> dict[str, int]:
         return {
-            "new": self.new, "open": self.open, "exempted": self.exempted,
-            "resolved": self.resolved, "reopened": self.reopened,
-            "unexempted": self.unexempted, "kept_unevaluated": self.kept_unevaluated,
+            "new": self.new,
+            "open": self.open,
+            "exempted": self.exempted,
+            "resolved": self.resolved,
+            "reopened": self.reopened,
+            "unexempted": self.unexempted,
+            "kept_unevaluated": self.kept_unevaluated,
         }
 
 
@@ -85,8 +89,16 @@ class KnownFinding(NamedTuple):
 
 
 _KNOWN_COLUMNS = (
-    Finding.id, Finding.fingerprint, Finding.rule_id, Finding.api_version, Finding.kind,
-    Finding.namespace, Finding.name, Finding.status, Finding.severity, Finding.message,
+    Finding.id,
+    Finding.fingerprint,
+    Finding.rule_id,
+    Finding.api_version,
+    Finding.kind,
+    Finding.namespace,
+    Finding.name,
+    Finding.status,
+    Finding.severity,
+    Finding.message,
     Finding.content_hash,
 )
 
@@ -109,8 +121,9 @@ def _existing(
     missing = [fp for fp in fingerprints if fp not in found]
     for batch in chunked(missing):
         for row in session.execute(
-            select(*_KNOWN_COLUMNS).where(Finding.cluster_id == cluster_id,
-                                          Finding.fingerprint.in_(batch))
+            select(*_KNOWN_COLUMNS).where(
+                Finding.cluster_id == cluster_id, Finding.fingerprint.in_(batch)
+            )
         ):
             found[row.fingerprint] = KnownFinding(*row)
     return found
@@ -155,8 +168,10 @@ def reconcile_findings(
             status = "open"
         setattr(result, status, getattr(result, status) + 1)
         unchanged = (
-            status == "open" and current.status in ("new", "open")
-            and current.severity == item.severity and current.message == item.message
+            status == "open"
+            and current.status in ("new", "open")
+            and current.severity == item.severity
+            and current.message == item.message
             and current.content_hash == item.content_hash
         )
         if unchanged:
@@ -165,14 +180,21 @@ def reconcile_findings(
             if current.status == "new":
                 still_open.append(current.id)
             continue
-        row_updates.append({
-            "id": current.id, "status": status, "severity": item.severity,
-            "message": item.message, "content_hash": item.content_hash,
-            "exemption_id": item.exemption_id if item.exempted else None,
-            "last_seen": now, "last_scan_id": scan_id,
-            "resolved_at": None, "details": item.details,
-            **({"first_seen": now} if current.status == "resolved" else {}),
-        })
+        row_updates.append(
+            {
+                "id": current.id,
+                "status": status,
+                "severity": item.severity,
+                "message": item.message,
+                "content_hash": item.content_hash,
+                "exemption_id": item.exemption_id if item.exempted else None,
+                "last_seen": now,
+                "last_scan_id": scan_id,
+                "resolved_at": None,
+                "details": item.details,
+                **({"first_seen": now} if current.status == "resolved" else {}),
+            }
+        )
 
     resolved_ids: list[int] = []
     for fp, current in existing.items():
@@ -184,8 +206,15 @@ def reconcile_findings(
             result.kept_unevaluated += 1
     result.resolved = len(resolved_ids)
 
-    _write(session, scan_id=scan_id, at=now, inserts=inserts, row_updates=row_updates,
-           still_open=still_open, resolved_ids=resolved_ids)
+    _write(
+        session,
+        scan_id=scan_id,
+        at=now,
+        inserts=inserts,
+        row_updates=row_updates,
+        still_open=still_open,
+        resolved_ids=resolved_ids,
+    )
     return result
 
 
@@ -210,15 +239,16 @@ def _write(
             update_rows_by_id(session, Finding, rows)
     for batch in chunked(still_open, 2000):
         session.execute(
-            update(Finding).where(Finding.id.in_(batch))
+            update(Finding)
+            .where(Finding.id.in_(batch))
             .values(status="open", last_seen=now, last_scan_id=scan_id)
             .execution_options(synchronize_session=False)
         )
     for batch in chunked(resolved_ids, 2000):
         session.execute(
-            update(Finding).where(Finding.id.in_(batch))
-            .values(status="resolved", resolved_at=now, last_scan_id=scan_id,
-                    exemption_id=None)
+            update(Finding)
+            .where(Finding.id.in_(batch))
+            .values(status="resolved", resolved_at=now, last_scan_id=scan_id, exemption_id=None)
             .execution_options(synchronize_session=False)
         )
     session.flush()
@@ -228,12 +258,24 @@ def _row(
     cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int, at: datetime
 ) -> dict[str, Any]:
     return {
-        "cluster_id": cluster_id, "fingerprint": item.fingerprint, "rule_id": item.rule_id,
-        "api_version": item.api_version, "kind": item.kind, "namespace": item.namespace,
-        "name": item.name, "container": item.container, "path": item.path,
-        "content_hash": item.content_hash, "severity": item.severity, "message": item.message,
-        "status": status, "exemption_id": item.exemption_id if item.exempted else None,
-        "first_seen": at, "last_seen": at, "resolved_at": None, "last_scan_id": scan_id,
+        "cluster_id": cluster_id,
+        "fingerprint": item.fingerprint,
+        "rule_id": item.rule_id,
+        "api_version": item.api_version,
+        "kind": item.kind,
+        "namespace": item.namespace,
+        "name": item.name,
+        "container": item.container,
+        "path": item.path,
+        "content_hash": item.content_hash,
+        "severity": item.severity,
+        "message": item.message,
+        "status": status,
+        "exemption_id": item.exemption_id if item.exempted else None,
+        "first_seen": at,
+        "last_seen": at,
+        "resolved_at": None,
+        "last_scan_id": scan_id,
         "details": item.details,
     }
 
@@ -268,7 +310,6 @@ def status_counts(session: Session, cluster_id: str) -> dict[str, int]:
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({status: int(n) for status, n in rows})
     return counts
-
 
 
 def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:

@@ -46,8 +46,13 @@ def current_manifests(
     Served by the partial indexes on live objects; rows are fetched in batches.
     """
     query = (
-        select(KubeObject.id, KubeObject.cluster_id, KubeObject.ref_key, KubeObject.current_hash,
-               ManifestBody.body)
+        select(
+            KubeObject.id,
+            KubeObject.cluster_id,
+            KubeObject.ref_key,
+            KubeObject.current_hash,
+            ManifestBody.body,
+        )
         .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
         .where(KubeObject.deleted_at.is_(None))
         .order_by(KubeObject.id)
@@ -74,8 +79,9 @@ def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, 
 
 def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
     rows = session.execute(
-        select(ManifestBody.content_hash, ManifestBody.body)
-        .where(ManifestBody.content_hash.in_(list(hashes)))
+        select(ManifestBody.content_hash, ManifestBody.body).where(
+            ManifestBody.content_hash.in_(list(hashes))
+        )
     )
     return {content_hash: body for content_hash, body in rows}
 
@@ -111,10 +117,14 @@ def object_history(session: Session, object_id: int) -> list[VersionRecord]:
     )
     return [
         VersionRecord(
-            v.id, v.content_hash, v.first_seen,
-            max(v.last_seen, latest) if latest is not None and v.superseded_at is None
+            v.id,
+            v.content_hash,
+            v.first_seen,
+            max(v.last_seen, latest)
+            if latest is not None and v.superseded_at is None
             else v.last_seen,
-            v.superseded_at, body,
+            v.superseded_at,
+            body,
         )
         for v, body in rows
     ]

@@ -163,13 +163,18 @@ class KubeObject(Base):
         UniqueConstraint("cluster_id", "ref_key", "uid", name="uq_objects_identity"),
         # "current manifests of cluster X (optionally one kind)": partial index, live rows only.
         Index(
-            "ix_objects_live_cluster_kind", "cluster_id", "kind",
-            postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL"),
+            "ix_objects_live_cluster_kind",
+            "cluster_id",
+            "kind",
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
         ),
         # "current manifests of every cluster of one kind".
         Index(
-            "ix_objects_live_kind", "kind",
-            postgresql_where=text("deleted_at IS NULL"), sqlite_where=text("deleted_at IS NULL"),
+            "ix_objects_live_kind",
+            "kind",
+            postgresql_where=text("deleted_at IS NULL"),
+            sqlite_where=text("deleted_at IS NULL"),
         ),
     )
 

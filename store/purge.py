@@ -35,9 +35,7 @@ def _rowcount(result: object) -> int:
 
 
 def purge_telemetry(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
-    victims = (
-        select(TelemetryPing.id).where(TelemetryPing.received_at < cutoff).limit(batch_size)
-    )
+    victims = select(TelemetryPing.id).where(TelemetryPing.received_at < cutoff).limit(batch_size)
     return _rowcount(session.execute(delete(TelemetryPing).where(TelemetryPing.id.in_(victims))))
 
 

@@ -52,12 +52,14 @@ def cached_keys(session: Session, hashes: Iterable[str], *, catalogue_version: s
     (without reading the results themselves)."""
     found: set[str] = set()
     for batch in chunked(sorted(set(hashes))):
-        found.update(session.scalars(
-            select(RuleResultCache.content_hash).where(
-                RuleResultCache.catalogue_version == catalogue_version,
-                RuleResultCache.content_hash.in_(batch),
+        found.update(
+            session.scalars(
+                select(RuleResultCache.content_hash).where(
+                    RuleResultCache.catalogue_version == catalogue_version,
+                    RuleResultCache.content_hash.in_(batch),
+                )
             )
-        ))
+        )
     return found
 
 
@@ -70,17 +72,19 @@ def store_results(
     """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing)."""
     now = utcnow()
     rows = [
-        {"content_hash": chash, "catalogue_version": catalogue_version,
-         "results": [dict(r) for r in found], "created_at": now}
+        {
+            "content_hash": chash,
+            "catalogue_version": catalogue_version,
+            "results": [dict(r) for r in found],
+            "created_at": now,
+        }
         for chash, found in results.items()
     ]
     insert_ignoring_conflicts(session, RuleResultCache.__table__, rows)
     return len(rows)
 
 
-def uncached_objects(
-    session: Session, cluster_id: str, *, catalogue_version: str
-) -> list[int]:
+def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: str) -> list[int]:
     """Ids of a cluster's live objects whose current body has no result under this version."""
     query = (
         select(KubeObject.id)
@@ -107,18 +111,24 @@ def uncached_in_range(
     """(live objects, distinct bodies, bodies without a cached result) of a cluster's live
     objects with ids in [first_id, last_id]: a shard's work, found in the database."""
     in_range = and_(
-        KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None),
-        KubeObject.id >= first_id, KubeObject.id <= last_id,
+        KubeObject.cluster_id == cluster_id,
+        KubeObject.deleted_at.is_(None),
+        KubeObject.id >= first_id,
+        KubeObject.id <= last_id,
     )
     objects, bodies = session.execute(
         select(func.count(), func.count(distinct(KubeObject.current_hash))).where(in_range)
     ).one()
     missing = session.scalars(
-        select(KubeObject.current_hash).distinct()
-        .outerjoin(RuleResultCache, and_(
-            RuleResultCache.content_hash == KubeObject.current_hash,
-            RuleResultCache.catalogue_version == catalogue_version,
-        ))
+        select(KubeObject.current_hash)
+        .distinct()
+        .outerjoin(
+            RuleResultCache,
+            and_(
+                RuleResultCache.content_hash == KubeObject.current_hash,
+                RuleResultCache.catalogue_version == catalogue_version,
+            ),
+        )
         .where(in_range, RuleResultCache.content_hash.is_(None))
         .order_by(KubeObject.current_hash)
     ).all()

@@ -89,7 +89,10 @@ def fail_stale_runs(session: Session, *, older_than: timedelta) -> int:
     result = session.execute(
         update(ScanRun)
         .where(ScanRun.state == "running", ScanRun.started_at < cutoff)
-        .values(state="failed", finished_at=utcnow(),
-                errors=[{"stage": "scan", "error": "scan did not finish in time"}])
+        .values(
+            state="failed",
+            finished_at=utcnow(),
+            errors=[{"stage": "scan", "error": "scan did not finish in time"}],
+        )
     )
     return int(result.rowcount or 0)

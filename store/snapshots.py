@@ -160,8 +160,12 @@ def stage_snapshot(
     session.add(snapshot)
     session.flush()
     items = [
-        {"snapshot_id": snapshot.id, "ref_key": p.ref.key, "uid": p.uid,
-         "content_hash": p.content_hash}
+        {
+            "snapshot_id": snapshot.id,
+            "ref_key": p.ref.key,
+            "uid": p.uid,
+            "content_hash": p.content_hash,
+        }
         for p in prepared
     ] + [
         {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
@@ -192,9 +196,13 @@ class _Live:
 
 def _live_state(session: Session, cluster_id: str) -> dict[str, _Live]:
     rows = session.execute(
-        select(KubeObject.ref_key, KubeObject.id, KubeObject.uid, KubeObject.current_hash,
-               KubeObject.current_version_id)
-        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        select(
+            KubeObject.ref_key,
+            KubeObject.id,
+            KubeObject.uid,
+            KubeObject.current_hash,
+            KubeObject.current_version_id,
+        ).where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
     )
     return {key: _Live(oid, uid, chash, vid) for key, oid, uid, chash, vid in rows}
 
@@ -205,9 +213,7 @@ def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
     Takes a row lock on the cluster (PostgreSQL) so two workers never apply concurrently.
     """
     result = ApplyResult()
-    cluster = session.scalar(
-        select(Cluster).where(Cluster.id == cluster_id).with_for_update()
-    )
+    cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
     if cluster is None:
         return result
     pending = session.scalars(
@@ -244,8 +250,9 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
     now = snapshot.received_at
     live = _live_state(session, cluster.id)
     items = session.execute(
-        select(SnapshotItem.ref_key, SnapshotItem.uid, SnapshotItem.content_hash)
-        .where(SnapshotItem.snapshot_id == snapshot.id)
+        select(SnapshotItem.ref_key, SnapshotItem.uid, SnapshotItem.content_hash).where(
+            SnapshotItem.snapshot_id == snapshot.id
+        )
     ).all()
 
     upserts = [(key, uid or "", chash) for key, uid, chash in items if chash is not None]
@@ -336,9 +343,16 @@ def _create_objects(
             else:
                 ref = ResourceRef.from_key(key)
                 obj = KubeObject(
-                    cluster_id=cluster_id, ref_key=key, api_version=ref.api_version,
-                    kind=ref.kind, namespace=ref.namespace or "", name=ref.name, uid=uid,
-                    first_seen=at, last_seen=at, current_hash=chash,
+                    cluster_id=cluster_id,
+                    ref_key=key,
+                    api_version=ref.api_version,
+                    kind=ref.kind,
+                    namespace=ref.namespace or "",
+                    name=ref.name,
+                    uid=uid,
+                    first_seen=at,
+                    last_seen=at,
+                    current_hash=chash,
                 )
                 session.add(obj)
             objects.append(obj)
@@ -366,8 +380,9 @@ def _create_versions(session: Session, changed: list[tuple[_Live, str]], *, at: 
                 .values(superseded_at=at, last_seen=at)
             )
         versions = [
-            ManifestVersion(object_id=entry.object_id, content_hash=chash, first_seen=at,
-                            last_seen=at)
+            ManifestVersion(
+                object_id=entry.object_id, content_hash=chash, first_seen=at, last_seen=at
+            )
             for entry, chash in batch
         ]
         session.add_all(versions)

@@ -38,9 +38,7 @@ def record_telemetry(
         object_counts=counts,
         collection_duration_s=payload.get("collection_duration_s"),
         errors=dict(payload.get("errors") or {}),
-        details={
-            k: v for k, v in payload.items() if k in {"last_push", "details", "sent_at"}
-        },
+        details={k: v for k, v in payload.items() if k in {"last_push", "details", "sent_at"}},
     )
     session.add(ping)
     cluster.last_telemetry_at = at

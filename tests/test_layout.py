@@ -9,8 +9,16 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
-    "agent", "beat_schedule", "cli", "contracts", "ingest", "reports", "rules", "settings",
-    "store", "workers",
+    "agent",
+    "beat_schedule",
+    "cli",
+    "contracts",
+    "ingest",
+    "reports",
+    "rules",
+    "settings",
+    "store",
+    "workers",
 ]
 
 

@@ -30,13 +30,20 @@ def test_embedded_default_uses_sqlite_and_a_generated_secret(tmp_path: Path) -> 
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"K8SMON_ENV": "staging"}, "K8SMON_ENV"),
         (
-            {"K8SMON_ENV": "production", "DATABASE_URL": "postgresql://db/k",
-             "REDIS_URL": "redis://r"},
+            {
+                "K8SMON_ENV": "production",
+                "DATABASE_URL": "postgresql://db/k",
+                "REDIS_URL": "redis://r",
+            },
             "SECRET_KEY",
         ),
         (
-            {"K8SMON_ENV": "production", "SECRET_KEY": "short", "DATABASE_URL": "postgresql://d/k",
-             "REDIS_URL": "redis://r"},
+            {
+                "K8SMON_ENV": "production",
+                "SECRET_KEY": "short",
+                "DATABASE_URL": "postgresql://d/k",
+                "REDIS_URL": "redis://r",
+            },
             "SECRET_KEY",
         ),
     ],
@@ -52,11 +59,15 @@ def test_bad_configuration_names_the_variable(
 
 
 def test_production_settings_are_immutable(tmp_path: Path) -> None:
-    settings = load_settings({
-        "K8SMON_ENV": "production", "SECRET_KEY": "s" * 40,
-        "DATABASE_URL": "postgresql://db/k8smon", "REDIS_URL": "redis://cache:6379/0",
-        "K8SMON_INSTANCE_PATH": str(tmp_path),
-    })
+    settings = load_settings(
+        {
+            "K8SMON_ENV": "production",
+            "SECRET_KEY": "s" * 40,
+            "DATABASE_URL": "postgresql://db/k8smon",
+            "REDIS_URL": "redis://cache:6379/0",
+            "K8SMON_INSTANCE_PATH": str(tmp_path),
+        }
+    )
     assert settings.is_production and not settings.tasks_in_process
     with pytest.raises(AttributeError):
         settings.retention_days = 1  # type: ignore[misc]

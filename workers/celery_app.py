@@ -41,7 +41,8 @@ class BrokerOptions:
             queue=environ.get("K8SMON_TASK_QUEUE") or DEFAULT_QUEUE,
             key_prefix=environ.get("K8SMON_REDIS_KEY_PREFIX", ""),
             visibility_timeout_s=int(
-                environ.get("K8SMON_VISIBILITY_TIMEOUT") or VISIBILITY_TIMEOUT_S),
+                environ.get("K8SMON_VISIBILITY_TIMEOUT") or VISIBILITY_TIMEOUT_S
+            ),
         )
 
 
@@ -105,7 +106,8 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
     app.conf.update(celery_config(settings, opts))
     app.context = WorkerContext(settings=settings)
     app.context.dispatch = lambda name, *, args=None, kwargs=None: app.send_task(
-        name, args=args or [], kwargs=kwargs or {})
+        name, args=args or [], kwargs=kwargs or {}
+    )
     register_tasks(app)
     return app
 

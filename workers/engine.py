@@ -57,11 +57,19 @@ def cached_record(result: Result) -> dict[str, Any]:
 
 def record_result(record: Mapping[str, Any]) -> Result:
     return Result(
-        record["rule_id"], record.get("title", ""), Severity.parse(record["severity"]),
-        record.get("category", ""), tuple(record.get("cis") or ()),
-        tuple(record.get("pss") or ()), ResourceRef.from_dict(record["resource"]),
-        record.get("container"), record.get("path") or "", record.get("message", ""),
-        record.get("status", "open"), None, None,
+        record["rule_id"],
+        record.get("title", ""),
+        Severity.parse(record["severity"]),
+        record.get("category", ""),
+        tuple(record.get("cis") or ()),
+        tuple(record.get("pss") or ()),
+        ResourceRef.from_dict(record["resource"]),
+        record.get("container"),
+        record.get("path") or "",
+        record.get("message", ""),
+        record.get("status", "open"),
+        None,
+        None,
     )
 
 
@@ -73,11 +81,16 @@ class EngineHandle:
         # Controller dedup is applied from the cluster step's record of owned objects, so the
         # engine that applies configuration at finalize never needs whole manifests.
         self._apply = Engine(
-            engine.all_rules, dataclasses.replace(engine.config, dedup_controllers=False))
+            engine.all_rules, dataclasses.replace(engine.config, dedup_controllers=False)
+        )
         self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
         self._rule_fields = {
-            r.meta.id: {"title": r.meta.title, "category": r.meta.category,
-                        "cis": list(r.meta.cis), "pss": list(r.meta.pss)}
+            r.meta.id: {
+                "title": r.meta.title,
+                "category": r.meta.category,
+                "cis": list(r.meta.cis),
+                "pss": list(r.meta.pss),
+            }
             for r in engine.all_rules
         }
 
@@ -105,16 +118,20 @@ class EngineHandle:
     def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
         context = ClusterContext(manifests)
-        suppressed = (sorted(suppressed_by_controller(context))
-                      if self.engine.config.dedup_controllers else [])
+        suppressed = (
+            sorted(suppressed_by_controller(context))
+            if self.engine.config.dedup_controllers
+            else []
+        )
         meta: dict[str, dict[str, Any]] = {}
         for obj in context.objects:
             labels = dict(obj.labels)
             exempt = (obj.annotations or {}).get(EXEMPT_ANNOTATION)
             if labels or exempt:
-                meta[obj.ref.key] = {"labels": labels,
-                                     "annotations": {EXEMPT_ANNOTATION: exempt} if exempt
-                                     else {}}
+                meta[obj.ref.key] = {
+                    "labels": labels,
+                    "annotations": {EXEMPT_ANNOTATION: exempt} if exempt else {},
+                }
         return {
             "results": [cached_record(r) for r in self.engine.evaluate_cluster(context)],
             "suppressed": suppressed,
@@ -122,8 +139,12 @@ class EngineHandle:
         }
 
     def apply_config(
-        self, records: Sequence[Mapping[str, Any]], *, cluster_id: str,
-        meta: Mapping[str, Mapping[str, Any]], now: dt.datetime,
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        cluster_id: str,
+        meta: Mapping[str, Mapping[str, Any]],
+        now: dt.datetime,
     ) -> list[dict[str, Any]]:
         """Severity overrides and the configuration's exemptions (status/exemption set)."""
         results_in = [record_result(r) for r in records]
@@ -132,10 +153,13 @@ class EngineHandle:
             key = result.resource.key
             if key not in objects and key in meta:
                 found = meta[key]
-                objects[key] = {"metadata": {"labels": dict(found.get("labels") or {}),
-                                             "annotations": dict(found.get("annotations") or {})}}
-        results = self._apply.apply_config(results_in, cluster=cluster_id, objects=objects,
-                                           now=now)
+                objects[key] = {
+                    "metadata": {
+                        "labels": dict(found.get("labels") or {}),
+                        "annotations": dict(found.get("annotations") or {}),
+                    }
+                }
+        results = self._apply.apply_config(results_in, cluster=cluster_id, objects=objects, now=now)
         return [result_record(r) for r in results]
 
 

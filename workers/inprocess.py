@@ -29,7 +29,8 @@ class InProcessDispatcher:
             names.SWEEP_UNPROCESSED: lambda: jobs.sweep_unprocessed(ctx),
             names.SCAN_FLEET: self.scan_fleet,
             names.SCAN_CLUSTER: lambda cid, trigger="on-demand": jobs.scan_cluster_inline(
-                ctx, cid, trigger=trigger),
+                ctx, cid, trigger=trigger
+            ),
             names.RESCAN: lambda cid: jobs.scan_cluster_inline(ctx, cid, trigger="rescan"),
             names.DELIVER_REPORTS: lambda scan_id=None: jobs.deliver_reports(ctx, scan_id),
             names.PURGE_EXPIRED: lambda: jobs.purge_expired(ctx),
@@ -37,8 +38,10 @@ class InProcessDispatcher:
         }
 
     def scan_fleet(self, trigger: str = "schedule") -> list[dict[str, Any]]:
-        return [jobs.scan_cluster_inline(self.ctx, cid, trigger=trigger)
-                for cid in jobs.clusters_to_scan(self.ctx, trigger=trigger)]
+        return [
+            jobs.scan_cluster_inline(self.ctx, cid, trigger=trigger)
+            for cid in jobs.clusters_to_scan(self.ctx, trigger=trigger)
+        ]
 
     def run(self, task_name: str, *args: Any, **kwargs: Any) -> Any:
         """Run a task now and return its result."""
@@ -47,6 +50,7 @@ class InProcessDispatcher:
             raise KeyError(f"no in-process handler for task {task_name!r}")
         return handler(*args, **kwargs)
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.run(task_name, *(args or []), **(kwargs or {}))

@@ -43,28 +43,45 @@ def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
 def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
     """Start a fleet scan: record no-op runs for unchanged clusters, return the others."""
     with unit_of_work(ctx.sessions) as session:
-        active = list(session.scalars(
-            select(Cluster.id).where(Cluster.status == "active").order_by(Cluster.id)))
-        return scanning.record_unchanged_scans(session, active, rules=ctx.rules,
-                                               trigger=trigger)
+        active = list(
+            session.scalars(
+                select(Cluster.id).where(Cluster.status == "active").order_by(Cluster.id)
+            )
+        )
+        return scanning.record_unchanged_scans(session, active, rules=ctx.rules, trigger=trigger)
 
 
 def plan_scan(
     ctx: WorkerContext, cluster_id: str, *, trigger: str, task_id: str | None = None
 ) -> scanning.ScanPlan:
     with unit_of_work(ctx.sessions) as session:
-        return scanning.plan_scan(session, cluster_id, rules=ctx.rules, trigger=trigger,
-                                  shard_size=ctx.settings.shard_size, task_id=task_id)
+        return scanning.plan_scan(
+            session,
+            cluster_id,
+            rules=ctx.rules,
+            trigger=trigger,
+            shard_size=ctx.settings.shard_size,
+            task_id=task_id,
+        )
 
 
 def evaluate_shard(
-    ctx: WorkerContext, scan_id: int, cluster_id: str, shard_index: int, first_id: int,
+    ctx: WorkerContext,
+    scan_id: int,
+    cluster_id: str,
+    shard_index: int,
+    first_id: int,
     last_id: int,
 ) -> dict[str, Any]:
     with gc_paused(), unit_of_work(ctx.sessions) as session:
-        result = scanning.evaluate_shard(session, cluster_id=cluster_id, first_id=first_id,
-                                         last_id=last_id, rules=ctx.rules,
-                                         shard_index=shard_index)
+        result = scanning.evaluate_shard(
+            session,
+            cluster_id=cluster_id,
+            first_id=first_id,
+            last_id=last_id,
+            rules=ctx.rules,
+            shard_index=shard_index,
+        )
     return {**result, "scan_id": scan_id}
 
 
@@ -78,8 +95,13 @@ def finalize_scan(
     ctx: WorkerContext, results: Sequence[dict[str, Any]], scan_id: int, cluster_id: str
 ) -> dict[str, Any]:
     with gc_paused(), unit_of_work(ctx.sessions) as session:
-        outcome = scanning.finalize_scan(session, scan_id=scan_id, cluster_id=cluster_id,
-                                         results=list(results or []), rules=ctx.rules)
+        outcome = scanning.finalize_scan(
+            session,
+            scan_id=scan_id,
+            cluster_id=cluster_id,
+            results=list(results or []),
+            rules=ctx.rules,
+        )
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
     if not outcome.already_done and (news or not counts.get("incremental")):
@@ -100,17 +122,26 @@ def deliver_reports(ctx: WorkerContext, scan_id: int | None = None) -> dict[str,
 
 
 def purge_expired(ctx: WorkerContext) -> dict[str, int]:
-    return purge.purge_expired(ctx.sessions, retention_days=ctx.settings.retention_days,
-                               catalogue_version=ctx.rules.catalogue_version)
+    return purge.purge_expired(
+        ctx.sessions,
+        retention_days=ctx.settings.retention_days,
+        catalogue_version=ctx.rules.catalogue_version,
+    )
 
 
 def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, Any]:
     """Answer a Slack slash command (reports.chatops) and post it to its response_url."""
     from reports.chatops import run_chatops_command  # noqa: PLC0415 - only chat-ops needs it
 
-    return dict(run_chatops_command(ctx.sessions, request=request,
-                                    secret_key=ctx.settings.secret_key,
-                                    public_url=ctx.settings.public_url) or {})
+    return dict(
+        run_chatops_command(
+            ctx.sessions,
+            request=request,
+            secret_key=ctx.settings.secret_key,
+            public_url=ctx.settings.public_url,
+        )
+        or {}
+    )
 
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
@@ -127,6 +158,10 @@ def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) ->
     """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
     plan = plan_scan(ctx, cluster_id, trigger=trigger)
     if plan.finished:
-        return {"scan_id": plan.scan_id, "cluster_id": cluster_id, "already_done": True,
-                "counts": plan.counts}
+        return {
+            "scan_id": plan.scan_id,
+            "cluster_id": cluster_id,
+            "already_done": True,
+            "counts": plan.counts,
+        }
     return run_plan(ctx, plan)

@@ -33,7 +33,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 COMMON: dict[str, Any] = {
     "bind": True,
     "shared": False,  # tasks belong to their app only: no process-wide registry
-
     "acks_late": True,
     "reject_on_worker_lost": True,
     "autoretry_for": TRANSIENT_ERRORS,
@@ -59,18 +58,24 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
         return jobs.sweep_unprocessed(ctx)
 
     @app.task(name=names.EVALUATE_SHARD, **COMMON)
-    def evaluate_shard(self: Task, scan_id: int, cluster_id: str, shard_index: int,
-                       first_id: int, last_id: int) -> dict[str, Any]:
+    def evaluate_shard(
+        self: Task, scan_id: int, cluster_id: str, shard_index: int, first_id: int, last_id: int
+    ) -> dict[str, Any]:
         return jobs.evaluate_shard(ctx, scan_id, cluster_id, shard_index, first_id, last_id)
 
     @app.task(name=names.EVALUATE_CLUSTER_RULES, **COMMON)
     def evaluate_cluster_rules(self: Task, scan_id: int, cluster_id: str) -> dict[str, Any]:
         return jobs.evaluate_cluster_rules(ctx, scan_id, cluster_id)
 
-    @app.task(name=names.FINALIZE_SCAN, soft_time_limit=FINALIZE_LIMITS[0],
-              time_limit=FINALIZE_LIMITS[1], **COMMON)
-    def finalize_scan(self: Task, results: list[dict[str, Any]], scan_id: int,
-                      cluster_id: str) -> dict[str, Any]:
+    @app.task(
+        name=names.FINALIZE_SCAN,
+        soft_time_limit=FINALIZE_LIMITS[0],
+        time_limit=FINALIZE_LIMITS[1],
+        **COMMON,
+    )
+    def finalize_scan(
+        self: Task, results: list[dict[str, Any]], scan_id: int, cluster_id: str
+    ) -> dict[str, Any]:
         return jobs.finalize_scan(ctx, results, scan_id, cluster_id)
 
     def start_scan(task: Task, cluster_id: str, trigger: str) -> dict[str, Any]:
@@ -81,8 +86,12 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
             # One shard of work (an incremental rescan, a small cluster): a chord would add
             # three task round trips to the same sequence of steps; run them here instead.
             outcome = jobs.run_plan(ctx, plan)
-            return {"scan_id": plan.scan_id, "shards": len(plan.shards), "inline": True,
-                    "counts": outcome["counts"]}
+            return {
+                "scan_id": plan.scan_id,
+                "shards": len(plan.shards),
+                "inline": True,
+                "counts": outcome["counts"],
+            }
         header = [
             evaluate_shard.si(plan.scan_id, cluster_id, s.index, s.first_id, s.last_id)
             for s in plan.shards
@@ -91,13 +100,21 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
         chord(header)(finalize_scan.s(plan.scan_id, cluster_id))
         return {"scan_id": plan.scan_id, "shards": len(plan.shards)}
 
-    @app.task(name=names.SCAN_CLUSTER, soft_time_limit=FINALIZE_LIMITS[0],
-              time_limit=FINALIZE_LIMITS[1], **COMMON)
+    @app.task(
+        name=names.SCAN_CLUSTER,
+        soft_time_limit=FINALIZE_LIMITS[0],
+        time_limit=FINALIZE_LIMITS[1],
+        **COMMON,
+    )
     def scan_cluster(self: Task, cluster_id: str, trigger: str = "schedule") -> dict[str, Any]:
         return start_scan(self, cluster_id, trigger)
 
-    @app.task(name=names.RESCAN, soft_time_limit=FINALIZE_LIMITS[0],
-              time_limit=FINALIZE_LIMITS[1], **COMMON)
+    @app.task(
+        name=names.RESCAN,
+        soft_time_limit=FINALIZE_LIMITS[0],
+        time_limit=FINALIZE_LIMITS[1],
+        **COMMON,
+    )
     def rescan(self: Task, cluster_id: str) -> dict[str, Any]:
         return start_scan(self, cluster_id, "rescan")
 
@@ -115,8 +132,12 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
     def chatops_command(self: Task, request: dict[str, Any]) -> dict[str, Any]:
         return jobs.chatops_command(ctx, request)
 
-    @app.task(name=names.PURGE_EXPIRED, soft_time_limit=PURGE_LIMITS[0],
-              time_limit=PURGE_LIMITS[1], **COMMON)
+    @app.task(
+        name=names.PURGE_EXPIRED,
+        soft_time_limit=PURGE_LIMITS[0],
+        time_limit=PURGE_LIMITS[1],
+        **COMMON,
+    )
     def purge_expired(self: Task) -> dict[str, Any]:
         try:
             return {"deleted": jobs.purge_expired(ctx), "complete": True}
@@ -124,7 +145,19 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
             # Every batch committed on its own; the next run carries on where this stopped.
             return {"complete": False}
 
-    return {t.name: t for t in (
-        process_snapshot, sweep_unprocessed, evaluate_shard, evaluate_cluster_rules,
-        finalize_scan, scan_cluster, rescan, scan_fleet, deliver_reports, purge_expired,
-        chatops_command)}
+    return {
+        t.name: t
+        for t in (
+            process_snapshot,
+            sweep_unprocessed,
+            evaluate_shard,
+            evaluate_cluster_rules,
+            finalize_scan,
+            scan_cluster,
+            rescan,
+            scan_fleet,
+            deliver_reports,
+            purge_expired,
+            chatops_command,
+        )
+    }

@@ -14,15 +14,20 @@ def admin() -> None:
 
 @admin.command()
 @click.option("--name", required=True, help="who holds the key (recorded in the audit log)")
-@click.option("--public-key", "public_key", default=None,
-              help="PEM file or base64 of an existing Ed25519 public key")
-@click.option("--out", default=None,
-              help="generate a key pair instead, writing OUT.key and OUT.pub")
+@click.option(
+    "--public-key",
+    "public_key",
+    default=None,
+    help="PEM file or base64 of an existing Ed25519 public key",
+)
+@click.option(
+    "--out", default=None, help="generate a key pair instead, writing OUT.key and OUT.pub"
+)
 @click.option("--key-id", default=None, help="key id (default: the name)")
-@click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin",
-              show_default=True)
-def bootstrap(name: str, public_key: str | None, out: str | None, key_id: str | None,
-              role: str) -> None:
+@click.option("--role", type=click.Choice(["admin", "viewer"]), default="admin", show_default=True)
+def bootstrap(
+    name: str, public_key: str | None, out: str | None, key_id: str | None, role: str
+) -> None:
     """Register an admin key (the first one, or a break-glass one) straight in the database.
 
     Every later key and cluster is managed through the signed admin API.
@@ -49,8 +54,9 @@ def bootstrap(name: str, public_key: str | None, out: str | None, key_id: str | 
     else:
         assert public_key is not None
         path = Path(public_key)
-        text = path.read_text(encoding="ascii", errors="replace") if path.is_file() else (
-            public_key)
+        text = (
+            path.read_text(encoding="ascii", errors="replace") if path.is_file() else (public_key)
+        )
         try:
             raw = parse_public_key(text)
         except KeyFormatError as problem:
@@ -58,12 +64,18 @@ def bootstrap(name: str, public_key: str | None, out: str | None, key_id: str | 
     runtime = open_runtime()
     with runtime.sessions() as session:
         try:
-            key = admin_keys.create_admin_key(session, name, role=role,
-                                              key_id=key_id or name, public_key=raw)
+            key = admin_keys.create_admin_key(
+                session, name, role=role, key_id=key_id or name, public_key=raw
+            )
         except KeyExists as clash:
             raise click.ClickException(f"an admin key named {clash} already exists") from None
-        audit.record_action(session, actor="bootstrap", action="admin_keys.create",
-                            target=name, details={"key_id": key.key_id, "role": role},
-                            source="cli")
+        audit.record_action(
+            session,
+            actor="bootstrap",
+            action="admin_keys.create",
+            target=name,
+            details={"key_id": key.key_id, "role": role},
+            source="cli",
+        )
         session.commit()
     click.echo(f"admin key {key.key_id!r} for {name} ({role}), fingerprint {fingerprint(raw)}")

@@ -11,11 +11,21 @@ import click
 from cli.client import AdminClient
 from cli.output import Output, api_command, parse_labels
 
-CLUSTER_COLUMNS = [("id", "cluster"), ("status", "status"), ("team", "team"),
-                   ("channel", "channel"), ("labels", "labels"), ("active_keys", "keys"),
-                   ("last_telemetry_at", "last telemetry")]
-KEY_COLUMNS = [("key_id", "key id"), ("fingerprint", "fingerprint"),
-               ("created_at", "created"), ("revoked_at", "revoked")]
+CLUSTER_COLUMNS = [
+    ("id", "cluster"),
+    ("status", "status"),
+    ("team", "team"),
+    ("channel", "channel"),
+    ("labels", "labels"),
+    ("active_keys", "keys"),
+    ("last_telemetry_at", "last telemetry"),
+]
+KEY_COLUMNS = [
+    ("key_id", "key id"),
+    ("fingerprint", "fingerprint"),
+    ("created_at", "created"),
+    ("revoked_at", "revoked"),
+]
 
 
 def _public_key(path: str) -> tuple[str, bytes]:
@@ -25,8 +35,9 @@ def _public_key(path: str) -> tuple[str, bytes]:
     try:
         text = Path(path).read_text(encoding="ascii", errors="replace")
     except OSError as problem:
-        raise click.BadParameter(f"cannot read {path}: {problem.strerror}",
-                                 param_hint="--public-key") from None
+        raise click.BadParameter(
+            f"cannot read {path}: {problem.strerror}", param_hint="--public-key"
+        ) from None
     try:
         return text, parse_public_key(text)
     except KeyFormatError as problem:
@@ -56,29 +67,43 @@ def clusters() -> None:
 
 @clusters.command()
 @click.argument("name")
-@click.option("--public-key", "public_key", required=True, type=click.Path(dir_okay=False),
-              help="the agent's public key (PEM, from `k8smon keygen`)")
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="the agent's public key (PEM, from `k8smon keygen`)",
+)
 @click.option("--key-id", default=None, help="key id (default: NAME-<fingerprint prefix>)")
 @click.option("--display-name", default=None)
 @click.option("--team", default=None, help="owning team")
 @click.option("--channel", default=None, help="Slack webhook URL or channel for reports")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="repeatable")
 @api_command()
-def register(*, client: AdminClient, out: Output, name: str, public_key: str, key_id: str | None,
-             display_name: str | None, team: str | None, channel: str | None,
-             labels: tuple[str, ...]) -> None:
+def register(
+    *,
+    client: AdminClient,
+    out: Output,
+    name: str,
+    public_key: str,
+    key_id: str | None,
+    display_name: str | None,
+    team: str | None,
+    channel: str | None,
+    labels: tuple[str, ...],
+) -> None:
     """Register the cluster NAME with its agent's public key."""
     body: dict[str, Any] = {"id": name, "keys": [_key_spec(name, public_key, key_id)]}
-    for field, value in (("display_name", display_name), ("team", team),
-                         ("channel", channel)):
+    for field, value in (("display_name", display_name), ("team", team), ("channel", channel)):
         if value is not None:
             body[field] = value
     if labels:
         body["labels"] = parse_labels(labels)
     cluster = client.post("/v1/admin/clusters", body)
     if out.fmt == "table":
-        out.note(f"cluster {cluster['id']} registered; agent key id: "
-                 f"{cluster['keys'][0]['key_id']}")
+        out.note(
+            f"cluster {cluster['id']} registered; agent key id: {cluster['keys'][0]['key_id']}"
+        )
     out.record(_row(cluster), fields=[*CLUSTER_COLUMNS, ("created_at", "created")])
 
 
@@ -88,8 +113,13 @@ def register(*, client: AdminClient, out: Output, name: str, public_key: str, ke
 def list_(*, client: AdminClient, out: Output, status: str | None) -> None:
     """List registered clusters."""
     rows = [_row(c) for c in client.get("/v1/admin/clusters", status=status)["clusters"]]
-    out.rows(rows, CLUSTER_COLUMNS, title="Clusters", empty="no clusters registered",
-             style=lambda r: "dim" if r.get("status") == "disabled" else None)
+    out.rows(
+        rows,
+        CLUSTER_COLUMNS,
+        title="Clusters",
+        empty="no clusters registered",
+        style=lambda r: "dim" if r.get("status") == "disabled" else None,
+    )
 
 
 @clusters.command()
@@ -101,12 +131,22 @@ def show(*, client: AdminClient, out: Output, name: str) -> None:
     if out.fmt != "table":
         out.record(_row(cluster))
         return
-    out.record(_row(cluster), fields=[*CLUSTER_COLUMNS, ("display_name", "display name"),
-                                      ("created_at", "created"),
-                                      ("current_digest", "state digest"),
-                                      ("state_updated_at", "state updated")])
-    out.rows(cluster.get("keys") or [], KEY_COLUMNS, title="Keys",
-             style=lambda k: "dim" if k.get("revoked_at") else None)
+    out.record(
+        _row(cluster),
+        fields=[
+            *CLUSTER_COLUMNS,
+            ("display_name", "display name"),
+            ("created_at", "created"),
+            ("current_digest", "state digest"),
+            ("state_updated_at", "state updated"),
+        ],
+    )
+    out.rows(
+        cluster.get("keys") or [],
+        KEY_COLUMNS,
+        title="Keys",
+        style=lambda k: "dim" if k.get("revoked_at") else None,
+    )
 
 
 @clusters.command()
@@ -114,20 +154,32 @@ def show(*, client: AdminClient, out: Output, name: str) -> None:
 @click.option("--display-name", default=None)
 @click.option("--team", default=None)
 @click.option("--channel", default=None)
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="replaces all labels; repeatable")
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="replaces all labels; repeatable"
+)
 @api_command()
-def update(*, client: AdminClient, out: Output, name: str, display_name: str | None,
-           team: str | None, channel: str | None, labels: tuple[str, ...]) -> None:
+def update(
+    *,
+    client: AdminClient,
+    out: Output,
+    name: str,
+    display_name: str | None,
+    team: str | None,
+    channel: str | None,
+    labels: tuple[str, ...],
+) -> None:
     """Change a cluster's display name, team, channel or labels."""
-    changes: dict[str, Any] = {k: v for k, v in (("display_name", display_name),
-                                                 ("team", team), ("channel", channel))
-                               if v is not None}
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (("display_name", display_name), ("team", team), ("channel", channel))
+        if v is not None
+    }
     if labels:
         changes["labels"] = parse_labels(labels)
     if not changes:
-        raise click.UsageError("nothing to change: give --team, --channel, --label or "
-                               "--display-name")
+        raise click.UsageError(
+            "nothing to change: give --team, --channel, --label or --display-name"
+        )
     out.record(_row(client.patch(_path(name), changes)), fields=CLUSTER_COLUMNS)
 
 
@@ -136,8 +188,9 @@ def update(*, client: AdminClient, out: Output, name: str, display_name: str | N
 @click.option("--public-key", "public_key", required=True, type=click.Path(dir_okay=False))
 @click.option("--key-id", default=None)
 @api_command()
-def add_key(*, client: AdminClient, out: Output, name: str, public_key: str,
-            key_id: str | None) -> None:
+def add_key(
+    *, client: AdminClient, out: Output, name: str, public_key: str, key_id: str | None
+) -> None:
     """Add a second agent key to NAME (key rotation: at most two active keys)."""
     key = client.post(f"{_path(name)}/keys", _key_spec(name, public_key, key_id))
     out.record(key, fields=KEY_COLUMNS)

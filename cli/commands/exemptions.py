@@ -10,9 +10,16 @@ import click
 from cli.client import AdminClient
 from cli.output import DURATION, Output, api_command
 
-COLUMNS = [("id", "id"), ("rule_ids", "rules"), ("cluster_id", "cluster"),
-           ("selector", "selector"), ("reason", "reason"), ("created_by", "by"),
-           ("expires_at", "expires"), ("state", "state")]
+COLUMNS = [
+    ("id", "id"),
+    ("rule_ids", "rules"),
+    ("cluster_id", "cluster"),
+    ("selector", "selector"),
+    ("reason", "reason"),
+    ("created_by", "by"),
+    ("expires_at", "expires"),
+    ("state", "state"),
+]
 
 
 def parse_expiry(value: str, *, now: datetime | None = None) -> datetime:
@@ -33,7 +40,8 @@ def parse_expiry(value: str, *, now: datetime | None = None) -> datetime:
         except click.BadParameter:
             raise click.BadParameter(
                 f"{value!r} is not a date (2026-12-31), a time (ISO 8601) or a duration (30d)",
-                param_hint="--expires") from None
+                param_hint="--expires",
+            ) from None
         return now + timedelta(seconds=seconds)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -61,19 +69,32 @@ def exemptions() -> None:
 @click.option("--namespace", default=None)
 @click.option("--name", default=None, help="object name (glob patterns allowed)")
 @api_command()
-def add(*, client: AdminClient, out: Output, rules: tuple[str, ...], reason: str,
-        expires: str, cluster: str | None, kind: str | None, namespace: str | None,
-        name: str | None) -> None:
+def add(
+    *,
+    client: AdminClient,
+    out: Output,
+    rules: tuple[str, ...],
+    reason: str,
+    expires: str,
+    cluster: str | None,
+    kind: str | None,
+    namespace: str | None,
+    name: str | None,
+) -> None:
     """Exempt resources from rules, with a reason and an expiry (both required)."""
     if not reason.strip():
         raise click.BadParameter("give a reason", param_hint="--reason")
     expiry = parse_expiry(expires)
     if expiry <= datetime.now(UTC):
         raise click.BadParameter("the expiry is in the past", param_hint="--expires")
-    selector = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("name", name))
-                if v}
-    body = {"rule_ids": list(rules), "reason": reason, "cluster_id": cluster,
-            "selector": selector, "expires_at": expiry.isoformat()}
+    selector = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("name", name)) if v}
+    body = {
+        "rule_ids": list(rules),
+        "reason": reason,
+        "cluster_id": cluster,
+        "selector": selector,
+        "expires_at": expiry.isoformat(),
+    }
     created = client.post("/v1/admin/exemptions", body)
     if out.fmt == "table":
         out.note(f"exemption {created['id']} created; it applies from the next scan")
@@ -86,12 +107,16 @@ def add(*, client: AdminClient, out: Output, rules: tuple[str, ...], reason: str
 @api_command()
 def list_(*, client: AdminClient, out: Output, cluster: str | None, include_all: bool) -> None:
     """List exemptions."""
-    answer = client.get("/v1/admin/exemptions", cluster=cluster,
-                        all="1" if include_all else None)
+    answer = client.get("/v1/admin/exemptions", cluster=cluster, all="1" if include_all else None)
     now = datetime.now(UTC)
     rows = [{**e, "state": _state(e, now)} for e in answer["exemptions"]]
-    out.rows(rows, COLUMNS, title="Exemptions", empty="no exemptions",
-             style=lambda r: None if r["state"] == "active" else "dim")
+    out.rows(
+        rows,
+        COLUMNS,
+        title="Exemptions",
+        empty="no exemptions",
+        style=lambda r: None if r["state"] == "active" else "dim",
+    )
 
 
 @exemptions.command()

@@ -9,10 +9,18 @@ from cli.output import Output, api_command
 from contracts.severity import Severity
 
 STATUSES = ("new", "open", "resolved", "exempted")
-COLUMNS = [("cluster_id", "cluster"), ("rule_id", "rule"), ("severity", "severity"),
-           ("status", "status"), ("kind", "kind"), ("namespace", "namespace"),
-           ("name", "name"), ("container", "container"), ("path", "path"),
-           ("first_seen", "first seen")]
+COLUMNS = [
+    ("cluster_id", "cluster"),
+    ("rule_id", "rule"),
+    ("severity", "severity"),
+    ("status", "status"),
+    ("kind", "kind"),
+    ("namespace", "namespace"),
+    ("name", "name"),
+    ("container", "container"),
+    ("path", "path"),
+    ("first_seen", "first seen"),
+]
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow"}
 
 
@@ -25,13 +33,42 @@ SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow"}
 @click.option("--namespace", default=None)
 @click.option("--limit", type=click.IntRange(1, 5000), default=200, show_default=True)
 @api_command()
-def findings(*, client: AdminClient, out: Output, cluster: str | None, rule: str | None,
-             severity: str | None, status: str | None, kind: str | None,
-             namespace: str | None, limit: int) -> None:
+def findings(
+    *,
+    client: AdminClient,
+    out: Output,
+    cluster: str | None,
+    rule: str | None,
+    severity: str | None,
+    status: str | None,
+    kind: str | None,
+    namespace: str | None,
+    limit: int,
+) -> None:
     """List findings (newest first), filtered by cluster, rule, severity and status."""
-    answer = client.get("/v1/admin/findings", cluster=cluster, rule=rule, severity=severity,
-                        status=status, kind=kind, namespace=namespace, limit=limit)
-    rows = [{**f, "kind": f["resource"]["kind"], "namespace": f["resource"].get("namespace"),
-             "name": f["resource"]["name"]} for f in answer["findings"]]
-    out.rows(rows, COLUMNS, title="Findings", empty="no findings match",
-             style=lambda r: SEVERITY_STYLE.get(r["severity"]))
+    answer = client.get(
+        "/v1/admin/findings",
+        cluster=cluster,
+        rule=rule,
+        severity=severity,
+        status=status,
+        kind=kind,
+        namespace=namespace,
+        limit=limit,
+    )
+    rows = [
+        {
+            **f,
+            "kind": f["resource"]["kind"],
+            "namespace": f["resource"].get("namespace"),
+            "name": f["resource"]["name"],
+        }
+        for f in answer["findings"]
+    ]
+    out.rows(
+        rows,
+        COLUMNS,
+        title="Findings",
+        empty="no findings match",
+        style=lambda r: SEVERITY_STYLE.get(r["severity"]),
+    )

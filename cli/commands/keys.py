@@ -14,8 +14,13 @@ from contracts.httpsig import Policy, SignatureError
 
 
 @click.command()
-@click.option("--out", "out", default="k8smon-ed25519", show_default=True,
-              help="path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub")
+@click.option(
+    "--out",
+    "out",
+    default="k8smon-ed25519",
+    show_default=True,
+    help="path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub",
+)
 @click.option("--force", is_flag=True, help="overwrite existing files")
 def keygen(out: str, force: bool) -> None:
     """Write a new Ed25519 key pair (PKCS#8 and SubjectPublicKeyInfo PEM)."""
@@ -54,17 +59,36 @@ def _load_public_key(value: str) -> bytes:
 
 
 @signature.command()
-@click.option("--request", "request_file", required=True, type=click.Path(dir_okay=False),
-              help="raw HTTP/1.1 request: request line, headers, blank line, body ('-': stdin)")
-@click.option("--public-key", "public_key", required=True,
-              help="PEM file (BEGIN PUBLIC KEY) or base64 of the raw 32-byte key")
+@click.option(
+    "--request",
+    "request_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="raw HTTP/1.1 request: request line, headers, blank line, body ('-': stdin)",
+)
+@click.option(
+    "--public-key",
+    "public_key",
+    required=True,
+    help="PEM file (BEGIN PUBLIC KEY) or base64 of the raw 32-byte key",
+)
 @click.option("--ignore-time", is_flag=True, help="do not check created/expires against now")
 @click.option("--label", default=None, help="signature label (default: the first one)")
-@click.option("--scheme", default="https", show_default=True,
-              help="scheme of the target URI when the request line has a path only")
+@click.option(
+    "--scheme",
+    default="https",
+    show_default=True,
+    help="scheme of the target URI when the request line has a path only",
+)
 @click.option("--window", default=300, show_default=True, help="accepted clock skew, seconds")
-def verify(request_file: str, public_key: str, ignore_time: bool, label: str | None,
-           scheme: str, window: int) -> None:
+def verify(
+    request_file: str,
+    public_key: str,
+    ignore_time: bool,
+    label: str | None,
+    scheme: str,
+    window: int,
+) -> None:
     """Rebuild the signature base of a captured request and verify it.
 
     Exit 0 when the signature verifies as RFC 9421 defines it (whatever it covers), 1 when it
@@ -102,16 +126,19 @@ def verify(request_file: str, public_key: str, ignore_time: bool, label: str | N
         click.echo(f"server policy: would be REFUSED ({problem.reason.value}) {problem.detail}")
     else:
         note = " (time not checked)" if ignore_time else ""
-        click.echo(f"server policy: would be accepted{note}, given a registered key and a "
-                   "fresh nonce")
+        click.echo(
+            f"server policy: would be accepted{note}, given a registered key and a fresh nonce"
+        )
 
 
 def _time_only(parsed: httpsig.ParsedSignature, *, window: int, now: float) -> None:
     """Freshness alone: created within the window, expires not passed."""
     created = parsed.params.get("created")
     if isinstance(created, int) and abs(now - created) > window:
-        raise SignatureError(httpsig.Reason.STALE_SIGNATURE,
-                             f"created is {int(now - created)} s from now (window ±{window} s)")
+        raise SignatureError(
+            httpsig.Reason.STALE_SIGNATURE,
+            f"created is {int(now - created)} s from now (window ±{window} s)",
+        )
     expires = parsed.params.get("expires")
     if isinstance(expires, int) and expires < now:
         raise SignatureError(httpsig.Reason.EXPIRED_SIGNATURE, "the signature has expired")

@@ -15,21 +15,34 @@ from cli.client import AdminClient
 from cli.output import Output, api_command
 
 REPORT_FORMATS = ("json", "sarif", "policyreport", "html")
-ACCEPT = {"html": "text/html", "json": "application/json", "sarif": "application/sarif+json",
-          "policyreport": "application/json"}
+ACCEPT = {
+    "html": "text/html",
+    "json": "application/json",
+    "sarif": "application/sarif+json",
+    "policyreport": "application/json",
+}
 
 
 @click.command()
 @click.argument("cluster")
-@click.option("--output", "-o", "output_path", type=click.Path(dir_okay=False), default=None,
-              help="write to this file instead of standard output")
+@click.option(
+    "--output",
+    "-o",
+    "output_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="write to this file instead of standard output",
+)
 @api_command(formats=REPORT_FORMATS)
-def report(*, client: AdminClient, out: Output, cluster: str, output_path: str | None
-           ) -> None:
+def report(*, client: AdminClient, out: Output, cluster: str, output_path: str | None) -> None:
     """Fetch CLUSTER's report from the latest scan."""
     with out.progress(f"building the {out.fmt} report of {cluster}"):
-        answer = client.request("GET", f"/v1/admin/clusters/{quote(cluster, safe='')}/report",
-                                params={"format": out.fmt}, accept=ACCEPT[out.fmt])
+        answer = client.request(
+            "GET",
+            f"/v1/admin/clusters/{quote(cluster, safe='')}/report",
+            params={"format": out.fmt},
+            accept=ACCEPT[out.fmt],
+        )
     if output_path:
         Path(output_path).write_bytes(answer.body)
         out.note(f"wrote {output_path} ({len(answer.body)} bytes)")

@@ -16,11 +16,11 @@ POLL_SECONDS = 1.0
 @click.command()
 @click.argument("cluster")
 @click.option("--wait", is_flag=True, help="wait for the scan to finish and show it")
-@click.option("--timeout", type=DURATION, default="10m", show_default=True,
-              help="how long --wait waits")
+@click.option(
+    "--timeout", type=DURATION, default="10m", show_default=True, help="how long --wait waits"
+)
 @api_command()
-def rescan(*, client: AdminClient, out: Output, cluster: str, wait: bool, timeout: float
-           ) -> None:
+def rescan(*, client: AdminClient, out: Output, cluster: str, wait: bool, timeout: float) -> None:
     """Queue a scan of CLUSTER (exit 1 with --wait when the scan fails or times out)."""
     before = 0
     if wait:
@@ -36,14 +36,19 @@ def rescan(*, client: AdminClient, out: Output, cluster: str, wait: bool, timeou
     deadline = time.monotonic() + timeout
     with out.progress(f"scanning {cluster}"):
         while True:
-            found = [s for s in list_scans(client, cluster=cluster, limit=5)
-                     if int(s["id"]) > before and s["state"] in ("done", "failed")]
+            found = [
+                s
+                for s in list_scans(client, cluster=cluster, limit=5)
+                if int(s["id"]) > before and s["state"] in ("done", "failed")
+            ]
             if found:
                 scan = min(found, key=lambda s: int(s["id"]))
                 break
             if time.monotonic() > deadline:
-                raise ApiError(f"no finished scan of {cluster} after {timeout:g} s "
-                               "(is a worker running?)", exit_code=EXIT_ERROR)
+                raise ApiError(
+                    f"no finished scan of {cluster} after {timeout:g} s (is a worker running?)",
+                    exit_code=EXIT_ERROR,
+                )
             time.sleep(POLL_SECONDS)
     out.rows([scan_row(scan)], COLUMNS, title=f"Scan of {cluster}")
     if scan["state"] != "done":

@@ -18,8 +18,9 @@ def rules() -> None:
 
 
 @rules.command("list")
-@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
+)
 def list_rules(fmt: str) -> None:
     """List every rule with its metadata."""
     infos = [r.meta.to_info() for r in default_rules()]
@@ -27,8 +28,17 @@ def list_rules(fmt: str) -> None:
         sys.stdout.write(json.dumps({"rules": infos}, indent=2) + "\n")
         return
     rows = [("ID", "SEVERITY", "CATEGORY", "CIS", "PSS", "TITLE")]
-    rows += [(i["id"], i["severity"], i["category"], ",".join(i["cis"]) or "-",
-              ",".join(i["pss"]) or "-", i["title"]) for i in infos]
+    rows += [
+        (
+            i["id"],
+            i["severity"],
+            i["category"],
+            ",".join(i["cis"]) or "-",
+            ",".join(i["pss"]) or "-",
+            i["title"],
+        )
+        for i in infos
+    ]
     widths = [max(len(row[c]) for row in rows) for c in range(5)]
     for row in rows:
         cells = [row[c].ljust(widths[c]) for c in range(5)]
@@ -47,22 +57,34 @@ def show(rule_id: str) -> None:
 
 
 @rules.command("docs")
-@click.option("--write", "directory", type=click.Path(file_okay=False, path_type=Path),
-              required=True, help="Directory to write the pages to (e.g. docs/rules).")
-@click.option("--check", is_flag=True,
-              help="Write nothing; exit 1 when the pages in the directory are stale.")
+@click.option(
+    "--write",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory to write the pages to (e.g. docs/rules).",
+)
+@click.option(
+    "--check", is_flag=True, help="Write nothing; exit 1 when the pages in the directory are stale."
+)
 def docs(directory: Path, check: bool) -> None:
     """Generate one Markdown page per rule plus an index from metadata and docstrings."""
     pages = render_docs(default_rules())
     existing = {p.name for p in directory.glob("KM-*.md")} if directory.is_dir() else set()
     stale = sorted(existing - set(pages))
-    changed = [name for name, text in sorted(pages.items())
-               if not (directory / name).is_file()
-               or (directory / name).read_text(encoding="utf-8") != text]
+    changed = [
+        name
+        for name, text in sorted(pages.items())
+        if not (directory / name).is_file()
+        or (directory / name).read_text(encoding="utf-8") != text
+    ]
     if check:
         if changed or stale:
-            click.echo(f"stale rule docs in {directory}: {', '.join(changed + stale)}; run "
-                       f"`k8smon rules docs --write {directory}`", err=True)
+            click.echo(
+                f"stale rule docs in {directory}: {', '.join(changed + stale)}; run "
+                f"`k8smon rules docs --write {directory}`",
+                err=True,
+            )
             sys.exit(1)
         click.echo(f"{len(pages)} pages up to date")
         return
@@ -71,5 +93,7 @@ def docs(directory: Path, check: bool) -> None:
         (directory / name).write_text(pages[name], encoding="utf-8")
     for name in stale:
         (directory / name).unlink()
-    click.echo(f"wrote {len(changed)} of {len(pages)} pages to {directory}"
-               f"{f', removed {len(stale)}' if stale else ''} ({INDEX_FILE} included)")
+    click.echo(
+        f"wrote {len(changed)} of {len(pages)} pages to {directory}"
+        f"{f', removed {len(stale)}' if stale else ''} ({INDEX_FILE} included)"
+    )

@@ -31,28 +31,51 @@ def tool_version() -> str:
 def load_engine(config_file: Path | None) -> Engine:
     """The engine for a `--config` file; a bad file is a usage error (exit 2)."""
     try:
-        config = (ScanConfig.from_yaml(config_file.read_text(encoding="utf-8"))
-                  if config_file else ScanConfig())
+        config = (
+            ScanConfig.from_yaml(config_file.read_text(encoding="utf-8"))
+            if config_file
+            else ScanConfig()
+        )
         return Engine.from_config(config)
     except (ConfigError, OSError, UnicodeDecodeError) as problem:
         raise click.BadParameter(str(problem), param_hint="--config") from None
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True,
-                type=click.Path(exists=True, allow_dash=True, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-              show_default=True, help="Output format.")
-@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False,
-                                                         path_type=Path),
-              help="Scan configuration YAML (severity overrides, disabled rules, exemptions).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON, case_sensitive=False), default="none",
-              show_default=True,
-              help="Exit 1 when an open finding is at least this severe.")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True, path_type=Path)
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Scan configuration YAML (severity overrides, disabled rules, exemptions).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON, case_sensitive=False),
+    default="none",
+    show_default=True,
+    help="Exit 1 when an open finding is at least this severe.",
+)
 @click.option("--cluster", default=None, help="Cluster id, for cluster-scoped exemptions.")
 @click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
-def scan(paths: tuple[Path, ...], fmt: str, config_file: Path | None, fail_on: str,
-         cluster: str | None, hide_exempted: bool) -> None:
+def scan(
+    paths: tuple[Path, ...],
+    fmt: str,
+    config_file: Path | None,
+    fail_on: str,
+    cluster: str | None,
+    hide_exempted: bool,
+) -> None:
     """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories;
     `-` reads standard input, e.g. `kubectl get deploy -A -o yaml | k8smon scan -`).
 
@@ -65,8 +88,9 @@ def scan(paths: tuple[Path, ...], fmt: str, config_file: Path | None, fail_on: s
     if len(files) < len(paths):
         loaded.extend(parse_text(sys.stdin.read(), source="<stdin>"))
     loaded.extend(load_paths(files))
-    outcome = engine.scan(loaded.documents, cluster=cluster,
-                          load_errors=[e.to_dict() for e in loaded.errors])  # type: ignore[misc]
+    outcome = engine.scan(
+        loaded.documents, cluster=cluster, load_errors=[e.to_dict() for e in loaded.errors]
+    )  # type: ignore[misc]
     report = outcome.to_report()
     if fmt == "json":
         text = render_json(report)

@@ -14,19 +14,33 @@ import click
 from cli.client import AdminClient
 from cli.output import Output, api_command
 
-COLUMNS = [("id", "scan"), ("cluster_id", "cluster"), ("trigger", "trigger"),
-           ("state", "state"), ("started_at", "started"), ("duration", "duration"),
-           ("object_count", "objects"), ("open", "open"), ("new", "new"),
-           ("resolved", "resolved"), ("error_count", "errors")]
+COLUMNS = [
+    ("id", "scan"),
+    ("cluster_id", "cluster"),
+    ("trigger", "trigger"),
+    ("state", "state"),
+    ("started_at", "started"),
+    ("duration", "duration"),
+    ("object_count", "objects"),
+    ("open", "open"),
+    ("new", "new"),
+    ("resolved", "resolved"),
+    ("error_count", "errors"),
+]
 STATE_STYLE = {"failed": "bold red", "running": "cyan"}
 
 
 def scan_row(scan: dict[str, Any]) -> dict[str, Any]:
     counts = scan.get("counts") or {}
     duration = scan.get("duration_s")
-    return {**scan, "duration": f"{duration:.1f} s" if duration is not None else None,
-            "open": counts.get("open"), "new": counts.get("new"),
-            "resolved": counts.get("resolved"), "error_count": len(scan.get("errors") or [])}
+    return {
+        **scan,
+        "duration": f"{duration:.1f} s" if duration is not None else None,
+        "open": counts.get("open"),
+        "new": counts.get("new"),
+        "resolved": counts.get("resolved"),
+        "error_count": len(scan.get("errors") or []),
+    }
 
 
 def list_scans(client: AdminClient, *, cluster: str | None, limit: int) -> list[dict[str, Any]]:
@@ -40,5 +54,10 @@ def list_scans(client: AdminClient, *, cluster: str | None, limit: int) -> list[
 def scans(*, client: AdminClient, out: Output, cluster: str | None, limit: int) -> None:
     """Recent scans, newest first."""
     rows = [scan_row(s) for s in list_scans(client, cluster=cluster, limit=limit)]
-    out.rows(rows, COLUMNS, title="Scans", empty="no scans yet",
-             style=lambda r: STATE_STYLE.get(r["state"]))
+    out.rows(
+        rows,
+        COLUMNS,
+        title="Scans",
+        empty="no scans yet",
+        style=lambda r: STATE_STYLE.get(r["state"]),
+    )

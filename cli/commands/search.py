@@ -15,8 +15,13 @@ import click
 from cli.client import AdminClient
 from cli.output import Output, api_command
 
-HIT_COLUMNS = [("cluster", "cluster"), ("kind", "kind"), ("namespace", "namespace"),
-               ("name", "name"), ("value", "value")]
+HIT_COLUMNS = [
+    ("cluster", "cluster"),
+    ("kind", "kind"),
+    ("namespace", "namespace"),
+    ("name", "name"),
+    ("value", "value"),
+]
 DISTINCT_COLUMNS = [("value", "value"), ("occurrences", "occurrences"), ("clusters", "clusters")]
 MAX_MATCHES = 5000  # objects listed without --distinct (the server's cap)
 MAX_VALUES = 100_000  # distinct values listed with --distinct (the server's cap)
@@ -28,22 +33,36 @@ DEFAULT_VALUES = 10_000
 @click.option("--cluster", "clusters", multiple=True, help="only this cluster (repeatable)")
 @click.option("--kind", default=None, help="only objects of this kind, e.g. Deployment")
 @click.option("--namespace", default=None)
-@click.option("--distinct", is_flag=True,
-              help="each value once, with how often and in how many clusters it occurs "
-                   "(counted by the server over every match)")
-@click.option("--limit", type=click.IntRange(1, MAX_VALUES), default=None,
-              help=f"most objects to list (default and at most {MAX_MATCHES}), or with "
-                   f"--distinct most values (default {DEFAULT_VALUES}, at most {MAX_VALUES})")
+@click.option(
+    "--distinct",
+    is_flag=True,
+    help="each value once, with how often and in how many clusters it occurs "
+    "(counted by the server over every match)",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_VALUES),
+    default=None,
+    help=f"most objects to list (default and at most {MAX_MATCHES}), or with "
+    f"--distinct most values (default {DEFAULT_VALUES}, at most {MAX_VALUES})",
+)
 @api_command()
-def search(*, client: AdminClient, out: Output, jsonpath: str, clusters: tuple[str, ...],
-           kind: str | None, namespace: str | None, distinct: bool, limit: int | None
-           ) -> None:
+def search(
+    *,
+    client: AdminClient,
+    out: Output,
+    jsonpath: str,
+    clusters: tuple[str, ...],
+    kind: str | None,
+    namespace: str | None,
+    distinct: bool,
+    limit: int | None,
+) -> None:
     """Evaluate JSONPATH on every current manifest (of the selected clusters/kind)."""
     if limit is None:
         limit = DEFAULT_VALUES if distinct else MAX_MATCHES
     elif not distinct and limit > MAX_MATCHES:
-        raise click.BadParameter(f"at most {MAX_MATCHES} without --distinct",
-                                 param_hint="--limit")
+        raise click.BadParameter(f"at most {MAX_MATCHES} without --distinct", param_hint="--limit")
     body: dict[str, Any] = {"path": jsonpath, "limit": limit}
     if distinct:
         body["distinct"] = True
@@ -56,18 +75,29 @@ def search(*, client: AdminClient, out: Output, jsonpath: str, clusters: tuple[s
     with out.progress("searching the fleet"):
         answer = client.post("/v1/admin/search", body)
     if distinct:
-        out.rows(answer["values"], DISTINCT_COLUMNS, title=f"Distinct {jsonpath}",
-                 empty="no matches")
+        out.rows(
+            answer["values"], DISTINCT_COLUMNS, title=f"Distinct {jsonpath}", empty="no matches"
+        )
         if answer.get("truncated"):
-            out.note(f"warning: only the {limit} most frequent values are listed; raise "
-                     "--limit to see more")
+            out.note(
+                f"warning: only the {limit} most frequent values are listed; raise "
+                "--limit to see more"
+            )
         return
     matches = answer["matches"]
-    rows = [{"cluster": m["cluster_id"], "kind": m["resource"]["kind"],
-             "namespace": m["resource"].get("namespace"), "name": m["resource"]["name"],
-             "value": m["values"][0] if len(m["values"]) == 1 else m["values"]}
-            for m in matches]
+    rows = [
+        {
+            "cluster": m["cluster_id"],
+            "kind": m["resource"]["kind"],
+            "namespace": m["resource"].get("namespace"),
+            "name": m["resource"]["name"],
+            "value": m["values"][0] if len(m["values"]) == 1 else m["values"],
+        }
+        for m in matches
+    ]
     out.rows(rows, HIT_COLUMNS, title=jsonpath, empty="no matches")
     if len(matches) >= limit:
-        out.note(f"warning: stopped at {limit} matching objects; narrow the search "
-                 "(--cluster, --kind, --namespace) to see everything")
+        out.note(
+            f"warning: stopped at {limit} matching objects; narrow the search "
+            "(--cluster, --kind, --namespace) to see everything"
+        )

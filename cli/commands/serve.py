@@ -21,9 +21,11 @@ def serve(host: str, port: int) -> None:
     in_process = server.settings.tasks_in_process
     if in_process:
         server.start_schedule()
-    click.echo(f"k8s-monitor listening on {server.url} "
-               f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
-               f"database {server.settings.database_url.split('://', 1)[0]})")
+    click.echo(
+        f"k8s-monitor listening on {server.url} "
+        f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
+        f"database {server.settings.database_url.split('://', 1)[0]})"
+    )
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         server.stop()

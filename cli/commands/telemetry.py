@@ -14,11 +14,17 @@ import click
 from cli.client import AdminClient
 from cli.output import DURATION, Output, api_command
 
-COLUMNS = [("cluster_id", "cluster"), ("age", "last ping"), ("agent_version", "agent"),
-           ("kubernetes_version", "kubernetes"), ("platform", "platform"),
-           ("node_count", "nodes"), ("object_count", "objects"),
-           ("last_push_summary", "last push"),
-           ("stale", "stale")]
+COLUMNS = [
+    ("cluster_id", "cluster"),
+    ("age", "last ping"),
+    ("agent_version", "agent"),
+    ("kubernetes_version", "kubernetes"),
+    ("platform", "platform"),
+    ("node_count", "nodes"),
+    ("object_count", "objects"),
+    ("last_push_summary", "last push"),
+    ("stale", "stale"),
+]
 
 
 def _age(seconds: float | None) -> str:
@@ -70,12 +76,17 @@ def last_push_text(row: dict[str, Any], *, now: datetime) -> str:
 
 
 @click.command()
-@click.option("--stale", "stale_after", type=DURATION, default="15m", show_default=True,
-              help="a cluster whose last ping is older than this is stale")
+@click.option(
+    "--stale",
+    "stale_after",
+    type=DURATION,
+    default="15m",
+    show_default=True,
+    help="a cluster whose last ping is older than this is stale",
+)
 @click.option("--only-stale", is_flag=True, help="list stale clusters only")
 @api_command()
-def telemetry(*, client: AdminClient, out: Output, stale_after: float, only_stale: bool
-              ) -> None:
+def telemetry(*, client: AdminClient, out: Output, stale_after: float, only_stale: bool) -> None:
     """Each cluster's agent health from its latest telemetry ping."""
     with out.progress("fetching telemetry"):
         clusters = client.get("/v1/admin/telemetry")["clusters"]
@@ -84,13 +95,26 @@ def telemetry(*, client: AdminClient, out: Output, stale_after: float, only_stal
     for row in clusters:
         seconds = row.get("staleness_seconds")
         stale = row.get("status") == "active" and (seconds is None or seconds > stale_after)
-        rows.append({**row, "age": _age(seconds), "stale": stale,
-                     "last_push_summary": last_push_text(row, now=now)})
+        rows.append(
+            {
+                **row,
+                "age": _age(seconds),
+                "stale": stale,
+                "last_push_summary": last_push_text(row, now=now),
+            }
+        )
     if only_stale:
         rows = [r for r in rows if r["stale"]]
-    out.rows(rows, COLUMNS, title="Telemetry", empty="no clusters",
-             style=lambda r: "bold red" if r["stale"] else None)
+    out.rows(
+        rows,
+        COLUMNS,
+        title="Telemetry",
+        empty="no clusters",
+        style=lambda r: "bold red" if r["stale"] else None,
+    )
     stale_count = sum(1 for r in rows if r["stale"])
     if out.fmt == "table" and stale_count:
-        out.note(f"{stale_count} stale cluster{'s' if stale_count != 1 else ''} "
-                 f"(no ping for more than {_age(stale_after)})")
+        out.note(
+            f"{stale_count} stale cluster{'s' if stale_count != 1 else ''} "
+            f"(no ping for more than {_age(stale_after)})"
+        )

@@ -25,10 +25,12 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(accounts.ACCOUNT_ROLES), default="viewer",
-              show_default=True)
-@click.option("--password-stdin", is_flag=True,
-              help="read the password from the first line of standard input")
+@click.option(
+    "--role", type=click.Choice(accounts.ACCOUNT_ROLES), default="viewer", show_default=True
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="read the password from the first line of standard input"
+)
 def add(name: str, role: str, password_stdin: bool) -> None:
     """Create the account NAME (asks for its password twice unless --password-stdin)."""
     password = _read_password(password_stdin)
@@ -36,8 +38,14 @@ def add(name: str, role: str, password_stdin: bool) -> None:
     try:
         with unit_of_work(runtime.sessions) as session:
             accounts.create_account(session, name, password=password, role=role)
-            record_action(session, actor="cli", action="account.create", target=name,
-                          details={"role": role}, source="k8smon users add")
+            record_action(
+                session,
+                actor="cli",
+                action="account.create",
+                target=name,
+                details={"role": role},
+                source="k8smon users add",
+            )
     except ValueError as problem:
         raise click.ClickException(str(problem)) from None
     except accounts.AccountExists:
@@ -55,8 +63,13 @@ def passwd(name: str, password_stdin: bool) -> None:
     try:
         with unit_of_work(runtime.sessions) as session:
             accounts.set_password(session, name, password=password)
-            record_action(session, actor="cli", action="account.password", target=name,
-                          source="k8smon users passwd")
+            record_action(
+                session,
+                actor="cli",
+                action="account.password",
+                target=name,
+                source="k8smon users passwd",
+            )
     except ValueError as problem:
         raise click.ClickException(str(problem)) from None
     except accounts.AccountNotFound:
@@ -72,8 +85,13 @@ def disable(name: str) -> None:
     try:
         with unit_of_work(runtime.sessions) as session:
             accounts.set_disabled(session, name, disabled=True)
-            record_action(session, actor="cli", action="account.disable", target=name,
-                          source="k8smon users disable")
+            record_action(
+                session,
+                actor="cli",
+                action="account.disable",
+                target=name,
+                source="k8smon users disable",
+            )
     except accounts.AccountNotFound:
         raise click.ClickException(f"no account named {name!r}") from None
     click.echo(f"account {name} disabled")

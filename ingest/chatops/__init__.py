@@ -31,8 +31,10 @@ from store.errors import ClusterNotFound
 
 MAX_SLASH_BODY = 16 * 1024
 QUEUED_COMMANDS = ("status", "findings", "rescan")
-REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; " \
+REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'none'"
+)
 
 
 class _ContextClock(Clock):
@@ -67,14 +69,19 @@ def _verified_body() -> bytes:
     except ValueError:  # a timestamp that is not a number
         valid = False
     if not valid:
-        raise Problem(401, "bad_slack_signature", "Unauthorised",
-                      "the Slack signature is missing, wrong or older than 5 minutes",
-                      public_detail=False)
+        raise Problem(
+            401,
+            "bad_slack_signature",
+            "Unauthorised",
+            "the Slack signature is missing, wrong or older than 5 minutes",
+            public_detail=False,
+        )
     return body
 
 
-def _answer_now(session: Session, command: chatops.ChatCommand, *, has_response_url: bool
-                ) -> str | None:
+def _answer_now(
+    session: Session, command: chatops.ChatCommand, *, has_response_url: bool
+) -> str | None:
     """The reply when nothing needs queueing: help, a problem, or nowhere to answer."""
     problem = chatops.problem_with(session, command)
     if problem is not None:
@@ -92,9 +99,11 @@ def slash_command() -> Response:
     context = ctx()
     user_id = form.get("user_id", "")
     if user_id not in context.settings.slack_allowed_users:
-        return _slack_reply(chatops.ephemeral(
-            f"Sorry, <@{user_id}> is not on the k8s-monitor allow-list; ask the security team."
-        ))
+        return _slack_reply(
+            chatops.ephemeral(
+                f"Sorry, <@{user_id}> is not on the k8s-monitor allow-list; ask the security team."
+            )
+        )
     command = chatops.parse_command(form.get("text", ""))
     with context.sessions() as session:
         answer = _answer_now(session, command, has_response_url=bool(form.get("response_url")))
@@ -102,24 +111,42 @@ def slash_command() -> Response:
             return _slack_reply(chatops.ephemeral(answer))
         cluster_id = command.args[0]
         if command.name == "rescan":
-            record_action(session, actor=f"slack:{user_id}", action="scan.trigger",
-                          target=cluster_id, source="chatops",
-                          details={"user_name": form.get("user_name")})
+            record_action(
+                session,
+                actor=f"slack:{user_id}",
+                action="scan.trigger",
+                target=cluster_id,
+                source="chatops",
+                details={"user_name": form.get("user_name")},
+            )
             session.commit()
     if command.name == "rescan" and not enqueue_after_commit(
         context.dispatch, RESCAN, args=[cluster_id]
     ):
-        return _slack_reply(chatops.ephemeral(
-            "The task queue is unavailable right now; try again in a minute."))
-    queued = enqueue_after_commit(context.dispatch, CHATOPS_COMMAND, args=[
-        {"command": command.name, "args": list(command.args), "user_id": user_id,
-         "response_url": form["response_url"]},
-    ])
+        return _slack_reply(
+            chatops.ephemeral("The task queue is unavailable right now; try again in a minute.")
+        )
+    queued = enqueue_after_commit(
+        context.dispatch,
+        CHATOPS_COMMAND,
+        args=[
+            {
+                "command": command.name,
+                "args": list(command.args),
+                "user_id": user_id,
+                "response_url": form["response_url"],
+            },
+        ],
+    )
     if not queued and command.name != "rescan":
-        return _slack_reply(chatops.ephemeral(
-            "The task queue is unavailable right now; try again in a minute."))
-    verb = {"rescan": "Rescan of", "status": "Fetching the status of",
-            "findings": "Collecting the findings of"}[command.name]
+        return _slack_reply(
+            chatops.ephemeral("The task queue is unavailable right now; try again in a minute.")
+        )
+    verb = {
+        "rescan": "Rescan of",
+        "status": "Fetching the status of",
+        "findings": "Collecting the findings of",
+    }[command.name]
     return _slack_reply(chatops.ephemeral(f"{verb} `{cluster_id}`… the answer follows here."))
 
 
@@ -128,15 +155,18 @@ def shared_report(token: str) -> Response:
     try:
         cluster_id = cluster_of_token(context.settings.secret_key, token)
     except LinkError as problem:
-        return _report_response(f"<!doctype html><title>Link not valid</title><h1>{problem}</h1>",
-                                403)
+        return _report_response(
+            f"<!doctype html><title>Link not valid</title><h1>{problem}</h1>", 403
+        )
     with context.sessions() as session:
         try:
-            report = build_cluster_report(session, cluster_id,
-                                          public_url=context.settings.public_url)
+            report = build_cluster_report(
+                session, cluster_id, public_url=context.settings.public_url
+            )
         except ClusterNotFound:  # deleted since the link was made
-            return _report_response("<!doctype html><title>Gone</title>"
-                                    "<h1>This cluster no longer exists.</h1>", 404)
+            return _report_response(
+                "<!doctype html><title>Gone</title><h1>This cluster no longer exists.</h1>", 404
+            )
     return _report_response(render_html(report), 200)
 
 

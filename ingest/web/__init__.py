@@ -30,8 +30,12 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/rules/<rule_id>", "rule", views.rule, ("GET",)),
     ("/exemptions", "exemptions", views.exemptions, ("GET",)),
     ("/exemptions", "exemption_create", views.exemption_create, ("POST",)),
-    ("/exemptions/<int:exemption_id>/expire", "exemption_expire", views.exemption_expire,
-     ("POST",)),
+    (
+        "/exemptions/<int:exemption_id>/expire",
+        "exemption_expire",
+        views.exemption_expire,
+        ("POST",),
+    ),
     ("/scans", "scans", views.scans, ("GET",)),
     ("/search", "search", views.search, ("GET",)),
     ("/audit", "audit", views.audit, ("GET",)),
@@ -41,7 +45,8 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
 def _configure(state: BlueprintSetupState) -> None:
     settings = state.app.extensions[EXTENSION].settings
     security.configure_sessions(
-        state.app, secret_key=settings.secret_key,
+        state.app,
+        secret_key=settings.secret_key,
         secure=settings.public_url.startswith("https://"),
     )
 
@@ -52,8 +57,14 @@ def _template_globals() -> dict[str, Any]:
 
 def make_blueprint() -> Blueprint:
     """A fresh blueprint of the admin pages under /admin (one per app; no shared state)."""
-    blueprint = Blueprint("web", __name__, url_prefix="/admin", template_folder="templates",
-                          static_folder="static", static_url_path="/static")
+    blueprint = Blueprint(
+        "web",
+        __name__,
+        url_prefix="/admin",
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
     blueprint.record_once(_configure)
     blueprint.before_request(security.load_user)
     blueprint.before_request(security.check_csrf)

@@ -39,8 +39,12 @@ def _scalar(value: Any) -> str:
     if isinstance(value, list):
         return "[]"
     text = str(value)
-    plain = (_PLAIN.match(text) and text.lower() not in _RESERVED and not text.endswith(" ")
-             and not _looks_numeric(text))
+    plain = (
+        _PLAIN.match(text)
+        and text.lower() not in _RESERVED
+        and not text.endswith(" ")
+        and not _looks_numeric(text)
+    )
     return text if plain else json.dumps(text, ensure_ascii=False)
 
 
@@ -71,8 +75,14 @@ def _entry(head: str, value: Any, path: str, indent: int, out: list[Line]) -> No
         out.append(Line(f"{head} {_scalar(value)}", path))
 
 
-def _mapping(value: Mapping[str, Any], path: str, indent: int, out: list[Line],
-             *, first_lead: str | None = None) -> None:
+def _mapping(
+    value: Mapping[str, Any],
+    path: str,
+    indent: int,
+    out: list[Line],
+    *,
+    first_lead: str | None = None,
+) -> None:
     for index, (key, item) in enumerate(value.items()):
         lead = first_lead if first_lead is not None and index == 0 else " " * indent
         _entry(f"{lead}{_key(str(key))}:", item, _child(path, str(key)), indent, out)
@@ -116,9 +126,7 @@ def highlight(lines: Sequence[Line], paths: Iterable[str]) -> list[Line]:
                 break
 
     def marked(line_path: str) -> bool:
-        return any(
-            line_path == t or line_path.startswith((t + ".", t + "[")) for t in targets
-        )
+        return any(line_path == t or line_path.startswith((t + ".", t + "[")) for t in targets)
 
     return [Line(line.text, line.path, marked(line.path)) for line in lines]
 
@@ -129,14 +137,21 @@ class DiffLine:
     text: str
 
 
-def diff(old: Mapping[str, Any], new: Mapping[str, Any], *, old_label: str, new_label: str,
-         context: int = 3) -> list[DiffLine]:
+def diff(
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    *,
+    old_label: str,
+    new_label: str,
+    context: int = 3,
+) -> list[DiffLine]:
     """A unified diff of two manifest versions (empty when they render the same)."""
     a = [line.text for line in render(old)]
     b = [line.text for line in render(new)]
     out: list[DiffLine] = []
-    for raw in difflib.unified_diff(a, b, fromfile=old_label, tofile=new_label, n=context,
-                                    lineterm=""):
+    for raw in difflib.unified_diff(
+        a, b, fromfile=old_label, tofile=new_label, n=context, lineterm=""
+    ):
         if raw.startswith(("---", "+++")):
             out.append(DiffLine("head", raw))
         elif raw.startswith("@@"):

@@ -50,8 +50,9 @@ class FleetRow:
         return sparkline(self.trend)
 
 
-def health_of(*, status: str, received_at: datetime | None, errors: int, now: datetime,
-              stale_after: timedelta) -> str:
+def health_of(
+    *, status: str, received_at: datetime | None, errors: int, now: datetime, stale_after: timedelta
+) -> str:
     if status != "active":
         return "disabled"
     if received_at is None:
@@ -67,14 +68,17 @@ def open_counts_by_cluster(session: Session) -> dict[str, dict[str, int]]:
     """Open findings per cluster and severity: one row per cluster (FILTER aggregates)."""
     open_findings = Finding.status.in_(OPEN_STATUSES)
     rows = session.execute(
-        select(Finding.cluster_id, *(
-            func.count().filter(Finding.severity == severity) for severity in SEVERITIES
-        ))
+        select(
+            Finding.cluster_id,
+            *(func.count().filter(Finding.severity == severity) for severity in SEVERITIES),
+        )
         .where(open_findings)
         .group_by(Finding.cluster_id)
     )
-    return {cluster_id: dict(zip(SEVERITIES, (int(n) for n in counts), strict=True))
-            for cluster_id, *counts in rows}
+    return {
+        cluster_id: dict(zip(SEVERITIES, (int(n) for n in counts), strict=True))
+        for cluster_id, *counts in rows
+    }
 
 
 def open_after_scan(counts: dict[str, Any]) -> int:
@@ -88,13 +92,17 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
     The count is read inside the database (JSON field access works on both engines), so only
     integers cross the wire.
     """
-    open_count = (func.coalesce(ScanRun.counts["new"].as_integer(), 0)
-                  + func.coalesce(ScanRun.counts["open"].as_integer(), 0))
+    open_count = func.coalesce(ScanRun.counts["new"].as_integer(), 0) + func.coalesce(
+        ScanRun.counts["open"].as_integer(), 0
+    )
     ranked = (
         select(
-            ScanRun.cluster_id, ScanRun.id, open_count.label("open_count"),
-            func.row_number().over(partition_by=ScanRun.cluster_id,
-                                   order_by=ScanRun.id.desc()).label("rank"),
+            ScanRun.cluster_id,
+            ScanRun.id,
+            open_count.label("open_count"),
+            func.row_number()
+            .over(partition_by=ScanRun.cluster_id, order_by=ScanRun.id.desc())
+            .label("rank"),
         )
         .where(ScanRun.state == "done")
         .subquery()
@@ -105,9 +113,10 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
         # One row per cluster: fetching 8 rows per cluster costs more than the query.
         latest = recent.subquery()
         series = session.execute(
-            select(latest.c.cluster_id,
-                   func.array_agg(aggregate_order_by(latest.c.open_count, latest.c.id)))
-            .group_by(latest.c.cluster_id)
+            select(
+                latest.c.cluster_id,
+                func.array_agg(aggregate_order_by(latest.c.open_count, latest.c.id)),
+            ).group_by(latest.c.cluster_id)
         )
         for cluster_id, values in series:
             trends[cluster_id] = [int(v or 0) for v in values]
@@ -123,32 +132,50 @@ def _latest_pings(session: Session) -> list[Any]:
     """Each cluster with the columns the overview shows from its latest ping (one index
     lookup per cluster through (cluster_id, received_at))."""
     latest = latest_ping_id()
-    return list(session.execute(
-        select(Cluster.id, Cluster.team, Cluster.status, TelemetryPing.received_at,
-               TelemetryPing.agent_version, TelemetryPing.kubernetes_version,
-               TelemetryPing.errors)
-        .outerjoin(TelemetryPing, TelemetryPing.id == latest)
-        .order_by(Cluster.id)
-    ))
+    return list(
+        session.execute(
+            select(
+                Cluster.id,
+                Cluster.team,
+                Cluster.status,
+                TelemetryPing.received_at,
+                TelemetryPing.agent_version,
+                TelemetryPing.kubernetes_version,
+                TelemetryPing.errors,
+            )
+            .outerjoin(TelemetryPing, TelemetryPing.id == latest)
+            .order_by(Cluster.id)
+        )
+    )
 
 
-def fleet_overview(session: Session, *, now: datetime, stale_after: timedelta
-                   ) -> list[FleetRow]:
+def fleet_overview(session: Session, *, now: datetime, stale_after: timedelta) -> list[FleetRow]:
     counts = open_counts_by_cluster(session)
     trends = recent_trends(session)
     rows = []
     for cid, team, status, received_at, agent, kubernetes, errors in _latest_pings(session):
         error_count = len(errors or {})
-        rows.append(FleetRow(
-            cluster_id=cid, team=team, status=status, received_at=received_at,
-            agent_version=agent, kubernetes_version=kubernetes, collection_errors=error_count,
-            health=health_of(status=status, received_at=received_at, errors=error_count,
-                             now=now, stale_after=stale_after),
-            open_by_severity=counts.get(cid) or dict.fromkeys(SEVERITIES, 0),
-            trend=trends.get(cid, []),
-            age_minutes=int((now - received_at).total_seconds() // 60)
-            if received_at else None,
-        ))
+        rows.append(
+            FleetRow(
+                cluster_id=cid,
+                team=team,
+                status=status,
+                received_at=received_at,
+                agent_version=agent,
+                kubernetes_version=kubernetes,
+                collection_errors=error_count,
+                health=health_of(
+                    status=status,
+                    received_at=received_at,
+                    errors=error_count,
+                    now=now,
+                    stale_after=stale_after,
+                ),
+                open_by_severity=counts.get(cid) or dict.fromkeys(SEVERITIES, 0),
+                trend=trends.get(cid, []),
+                age_minutes=int((now - received_at).total_seconds() // 60) if received_at else None,
+            )
+        )
     return rows
 
 
@@ -158,8 +185,7 @@ def sparkline(values: Sequence[int]) -> str:
         return ""
     blocks = "▁▂▃▄▅▆▇█"
     top = max(values) or 1
-    return "".join(blocks[min(len(blocks) - 1, round(v / top * (len(blocks) - 1)))]
-                   for v in values)
+    return "".join(blocks[min(len(blocks) - 1, round(v / top * (len(blocks) - 1)))] for v in values)
 
 
 @dataclass(slots=True)
@@ -173,17 +199,16 @@ def group_by_rule(findings: Sequence[Finding]) -> list[RuleGroup]:
     """Findings grouped by rule, most severe rule first."""
     groups: dict[str, RuleGroup] = {}
     for finding in findings:
-        group = groups.setdefault(finding.rule_id, RuleGroup(finding.rule_id, finding.severity,
-                                                               []))
+        group = groups.setdefault(finding.rule_id, RuleGroup(finding.rule_id, finding.severity, []))
         group.findings.append(finding)
         if Severity(finding.severity).rank > Severity(group.severity).rank:
             group.severity = finding.severity
-    return sorted(groups.values(),
-                  key=lambda g: (-Severity(g.severity).rank, -len(g.findings), g.rule_id))
+    return sorted(
+        groups.values(), key=lambda g: (-Severity(g.severity).rank, -len(g.findings), g.rule_id)
+    )
 
 
-def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
-                      ) -> dict[str, int]:
+def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]) -> dict[str, int]:
     """Live object id of each reference key (for links from findings to manifests)."""
     found: dict[str, int] = {}
     keys = sorted(set(ref_keys))
@@ -191,7 +216,7 @@ def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
         rows = session.execute(
             select(KubeObject.ref_key, KubeObject.id).where(
                 KubeObject.cluster_id == cluster_id,
-                KubeObject.ref_key.in_(keys[start:start + 500]),
+                KubeObject.ref_key.in_(keys[start : start + 500]),
                 KubeObject.deleted_at.is_(None),
             )
         )
@@ -201,15 +226,18 @@ def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
 
 def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Sequence[Finding]:
     return session.scalars(
-        select(Finding).where(
+        select(Finding)
+        .where(
             Finding.cluster_id == cluster_id,
             Finding.api_version == obj.api_version,
             Finding.kind == obj.kind,
             Finding.name == obj.name,
-            Finding.namespace.is_(None) if not obj.namespace
+            Finding.namespace.is_(None)
+            if not obj.namespace
             else Finding.namespace == obj.namespace,
             Finding.status.in_((*OPEN_STATUSES, "exempted")),
-        ).order_by(Finding.rule_id, Finding.path)
+        )
+        .order_by(Finding.rule_id, Finding.path)
     ).all()
 
 

@@ -65,12 +65,22 @@ class SearchResult:
             ]
         else:
             rows = [
-                {"cluster": h.cluster_id, "apiVersion": h.api_version, "kind": h.kind,
-                 "namespace": h.namespace, "name": h.name, "value": h.value}
+                {
+                    "cluster": h.cluster_id,
+                    "apiVersion": h.api_version,
+                    "kind": h.kind,
+                    "namespace": h.namespace,
+                    "name": h.name,
+                    "value": h.value,
+                }
                 for h in self.hits
             ]
-        return {"path": self.path, "distinct": self.distinct, "results": rows,
-                "truncated": self.truncated}
+        return {
+            "path": self.path,
+            "distinct": self.distinct,
+            "results": rows,
+            "truncated": self.truncated,
+        }
 
 
 def _check_length(path: str) -> None:
@@ -100,20 +110,35 @@ def run_search(
     _check_length(path)
     wanted = _wanted_clusters(cluster_id, cluster_ids)
     if session.get_bind().dialect.name == "postgresql":
-        return _postgres(session, path, clusters=wanted, kind=kind, namespace=namespace,
-                         distinct=distinct, limit=limit, timeout_ms=timeout_ms)
-    return _python(session, path, clusters=wanted, kind=kind, namespace=namespace,
-                   distinct=distinct, limit=limit)
+        return _postgres(
+            session,
+            path,
+            clusters=wanted,
+            kind=kind,
+            namespace=namespace,
+            distinct=distinct,
+            limit=limit,
+            timeout_ms=timeout_ms,
+        )
+    return _python(
+        session,
+        path,
+        clusters=wanted,
+        kind=kind,
+        namespace=namespace,
+        distinct=distinct,
+        limit=limit,
+    )
 
 
-def _wanted_clusters(cluster_id: str | None, cluster_ids: Sequence[str] | None
-                     ) -> list[str] | None:
+def _wanted_clusters(cluster_id: str | None, cluster_ids: Sequence[str] | None) -> list[str] | None:
     wanted = sorted(set(cluster_ids or ()) | ({cluster_id} if cluster_id is not None else set()))
     return wanted or None
 
 
-def _filters(clusters: list[str] | None, kind: str | None, namespace: str | None
-             ) -> tuple[str, dict[str, Any]]:
+def _filters(
+    clusters: list[str] | None, kind: str | None, namespace: str | None
+) -> tuple[str, dict[str, Any]]:
     clauses = ["o.deleted_at IS NULL"]
     params: dict[str, Any] = {}
     if clusters is not None and len(clusters) == 1:
@@ -138,33 +163,58 @@ def _validate_pg_path(session: Session, path: str) -> None:
     except DBAPIError as problem:
         message = str(getattr(problem.orig, "pgerror", None) or problem.orig).strip()
         first = message.splitlines()[0] if message else "invalid"
-        raise SearchError(f"path: invalid JSON path: {first.removeprefix('ERROR:').strip()}"
-                          ) from None
+        raise SearchError(
+            f"path: invalid JSON path: {first.removeprefix('ERROR:').strip()}"
+        ) from None
 
 
-def _postgres(session: Session, path: str, *, clusters: list[str] | None, kind: str | None,
-              namespace: str | None, distinct: bool, limit: int, timeout_ms: int | None
-              ) -> SearchResult:
+def _postgres(
+    session: Session,
+    path: str,
+    *,
+    clusters: list[str] | None,
+    kind: str | None,
+    namespace: str | None,
+    distinct: bool,
+    limit: int,
+    timeout_ms: int | None,
+) -> SearchResult:
     _validate_pg_path(session, path)
     savepoint = session.begin_nested()
     try:
-        result = _postgres_query(session, path, clusters=clusters, kind=kind,
-                                 namespace=namespace, distinct=distinct, limit=limit,
-                                 timeout_ms=timeout_ms)
+        result = _postgres_query(
+            session,
+            path,
+            clusters=clusters,
+            kind=kind,
+            namespace=namespace,
+            distinct=distinct,
+            limit=limit,
+            timeout_ms=timeout_ms,
+        )
     except DBAPIError as problem:
         # A strict-mode path that finds nothing, a statement timeout: the session stays usable.
         savepoint.rollback()
         message = str(getattr(problem.orig, "pgerror", None) or problem.orig).strip()
         first = message.splitlines()[0] if message else "failed"
-        raise SearchError(f"path: the search failed: {first.removeprefix('ERROR:').strip()}"
-                          ) from None
+        raise SearchError(
+            f"path: the search failed: {first.removeprefix('ERROR:').strip()}"
+        ) from None
     savepoint.commit()
     return result
 
 
-def _postgres_query(session: Session, path: str, *, clusters: list[str] | None,
-                    kind: str | None, namespace: str | None, distinct: bool, limit: int,
-                    timeout_ms: int | None) -> SearchResult:
+def _postgres_query(
+    session: Session,
+    path: str,
+    *,
+    clusters: list[str] | None,
+    kind: str | None,
+    namespace: str | None,
+    distinct: bool,
+    limit: int,
+    timeout_ms: int | None,
+) -> SearchResult:
     where, params = _filters(clusters, kind, namespace)
     params.update(path=path, limit=limit + 1)
     result = SearchResult(path=path, distinct=distinct)
@@ -226,15 +276,24 @@ def _compile_python(path: str) -> Any:
         raise SearchError(f"path: invalid JSON path: {problem}") from None
 
 
-def _python(session: Session, path: str, *, clusters: list[str] | None, kind: str | None,
-            namespace: str | None, distinct: bool, limit: int) -> SearchResult:
+def _python(
+    session: Session,
+    path: str,
+    *,
+    clusters: list[str] | None,
+    kind: str | None,
+    namespace: str | None,
+    distinct: bool,
+    limit: int,
+) -> SearchResult:
     compiled = _compile_python(path)
     result = SearchResult(path=path, distinct=distinct)
     counts: dict[str, list[Any]] = {}
     one = clusters[0] if clusters is not None and len(clusters) == 1 else None
     wanted = set(clusters or ())
-    for manifest in current_manifests(session, cluster_id=one, kind=kind,
-                                      namespace=namespace if namespace is not None else None):
+    for manifest in current_manifests(
+        session, cluster_id=one, kind=kind, namespace=namespace if namespace is not None else None
+    ):
         if wanted and manifest.cluster_id not in wanted:
             continue
         for match in compiled.find(manifest.body):
@@ -245,8 +304,16 @@ def _python(session: Session, path: str, *, clusters: list[str] | None, kind: st
                 entry[2].add(manifest.cluster_id)
             else:
                 ref = manifest.ref
-                result.hits.append(Hit(manifest.cluster_id, ref.api_version, ref.kind,
-                                       ref.namespace, ref.name, match.value))
+                result.hits.append(
+                    Hit(
+                        manifest.cluster_id,
+                        ref.api_version,
+                        ref.kind,
+                        ref.namespace,
+                        ref.name,
+                        match.value,
+                    )
+                )
                 if len(result.hits) > limit:
                     result.hits = result.hits[:limit]
                     result.truncated = True

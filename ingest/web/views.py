@@ -65,8 +65,13 @@ def login() -> str | Response:
         with _db() as db:
             account = accounts.authenticate(db, username, password)
             if account is not None:
-                record_action(db, actor=account.username, action="session.sign_in",
-                              source=SOURCE, details={"remote": request.remote_addr})
+                record_action(
+                    db,
+                    actor=account.username,
+                    action="session.sign_in",
+                    source=SOURCE,
+                    details={"remote": request.remote_addr},
+                )
                 db.commit()
         if account is None:
             flash("Unknown username or wrong password.", "error")
@@ -89,8 +94,9 @@ def fleet() -> str:
     with _db() as db:
         rows = queries.fleet_overview(db, now=utcnow(), stale_after=STALE_AFTER)
         prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
-        return render_template("web/fleet.html", rows=rows, severities=queries.SEVERITIES,
-                               prefix=prefix)
+        return render_template(
+            "web/fleet.html", rows=rows, severities=queries.SEVERITIES, prefix=prefix
+        )
 
 
 @login_required
@@ -98,11 +104,14 @@ def cluster_page(cluster_id: str) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
         findings = cluster_findings(db, cluster_id)
-        objects = queries.object_ids_by_ref(db, cluster_id,
-                                            [finding_ref_key(f) for f in findings])
+        objects = queries.object_ids_by_ref(db, cluster_id, [finding_ref_key(f) for f in findings])
         return render_template(
-            "web/cluster.html", cluster=cluster, groups=queries.group_by_rule(findings),
-            objects=objects, ref_key=finding_ref_key, counts=status_counts(db, cluster_id),
+            "web/cluster.html",
+            cluster=cluster,
+            groups=queries.group_by_rule(findings),
+            objects=objects,
+            ref_key=finding_ref_key,
+            counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
         )
 
@@ -111,14 +120,20 @@ def cluster_page(cluster_id: str) -> str:
 def rescan(cluster_id: str) -> Response:
     with _db() as db:
         _cluster_or_404(db, cluster_id)
-        record_action(db, actor=current_user().username, action="cluster.rescan",
-                      target=cluster_id, source=SOURCE)
+        record_action(
+            db,
+            actor=current_user().username,
+            action="cluster.rescan",
+            target=cluster_id,
+            source=SOURCE,
+        )
         db.commit()
     if enqueue_after_commit(ctx().dispatch, RESCAN, args=[cluster_id]):
         flash(f"Rescan of {cluster_id} queued.", "ok")
     else:
-        flash(f"Could not queue the rescan of {cluster_id}: the task queue is unavailable.",
-              "error")
+        flash(
+            f"Could not queue the rescan of {cluster_id}: the task queue is unavailable.", "error"
+        )
     return redirect(url_for("web.cluster_page", cluster_id=cluster_id))
 
 
@@ -142,8 +157,13 @@ def resource(cluster_id: str, object_id: int) -> str:
         )
         versions = object_history(db, object_id)
         return render_template(
-            "web/resource.html", cluster=cluster, obj=obj, ref=ResourceRef.from_key(obj.ref_key),
-            lines=lines, findings=findings, versions=versions,
+            "web/resource.html",
+            cluster=cluster,
+            obj=obj,
+            ref=ResourceRef.from_key(obj.ref_key),
+            lines=lines,
+            findings=findings,
+            versions=versions,
         )
 
 
@@ -161,20 +181,29 @@ def diff(cluster_id: str, object_id: int) -> str:
         if old.first_seen > new.first_seen:
             old, new = new, old
         lines = manifest_view.diff(
-            old.body, new.body,
+            old.body,
+            new.body,
             old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
             new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
         )
-        return render_template("web/diff.html", cluster=cluster, obj=obj,
-                               ref=ResourceRef.from_key(obj.ref_key), old=old, new=new,
-                               lines=lines)
+        return render_template(
+            "web/diff.html",
+            cluster=cluster,
+            obj=obj,
+            ref=ResourceRef.from_key(obj.ref_key),
+            old=old,
+            new=new,
+            lines=lines,
+        )
 
 
 @login_required
 def rule(rule_id: str) -> str:
     with _db() as db:
         return render_template(
-            "web/rule.html", rule_id=rule_id, info=_rule_info(rule_id),
+            "web/rule.html",
+            rule_id=rule_id,
+            info=_rule_info(rule_id),
             sample=queries.rule_sample(db, rule_id),
             per_cluster=queries.rule_counts_by_cluster(db, rule_id),
             findings=queries.rule_findings(db, rule_id),
@@ -196,8 +225,11 @@ def _expiry(raw: str) -> datetime:
 def exemptions() -> str:
     with _db() as db:
         return render_template(
-            "web/exemptions.html", exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db), now=utcnow(), form=request.args,
+            "web/exemptions.html",
+            exemptions=list_exemptions(db, include_inactive=True),
+            clusters=list_clusters(db),
+            now=utcnow(),
+            form=request.args,
         )
 
 
@@ -205,8 +237,9 @@ def exemptions() -> str:
 def exemption_create() -> str | Response:
     form = request.form
     rule_ids = [r.strip() for r in form.get("rules", "").replace(",", " ").split() if r.strip()]
-    selector = {k: form.get(k, "").strip() for k in ("kind", "namespace", "name")
-                if form.get(k, "").strip()}
+    selector = {
+        k: form.get(k, "").strip() for k in ("kind", "namespace", "name") if form.get(k, "").strip()
+    }
     cluster_id = form.get("cluster", "").strip() or None
     errors: list[str] = []
     if not rule_ids:
@@ -224,27 +257,41 @@ def exemption_create() -> str | Response:
         if not errors:
             try:
                 exemption = create_exemption(
-                    db, rule_ids=rule_ids, reason=form.get("reason", ""),
-                    created_by=current_user().username, cluster_id=cluster_id,
-                    selector=selector, expires_at=expires_at,
+                    db,
+                    rule_ids=rule_ids,
+                    reason=form.get("reason", ""),
+                    created_by=current_user().username,
+                    cluster_id=cluster_id,
+                    selector=selector,
+                    expires_at=expires_at,
                 )
             except ValueError as problem:
                 errors.append(str(problem))
             else:
-                record_action(db, actor=current_user().username, action="exemption.create",
-                              target=f"exemption:{exemption.id}", source=SOURCE,
-                              details={"rules": rule_ids, "cluster": cluster_id,
-                                       "selector": selector,
-                                       "expires_at": expires_at.isoformat()
-                                       if expires_at else None})
+                record_action(
+                    db,
+                    actor=current_user().username,
+                    action="exemption.create",
+                    target=f"exemption:{exemption.id}",
+                    source=SOURCE,
+                    details={
+                        "rules": rule_ids,
+                        "cluster": cluster_id,
+                        "selector": selector,
+                        "expires_at": expires_at.isoformat() if expires_at else None,
+                    },
+                )
                 db.commit()
                 flash(f"Exemption {exemption.id} created; it applies from the next scan.", "ok")
                 return redirect(url_for("web.exemptions"))
         for error in errors:
             flash(error, "error")
         return render_template(
-            "web/exemptions.html", exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db), now=utcnow(), form=form,
+            "web/exemptions.html",
+            exemptions=list_exemptions(db, include_inactive=True),
+            clusters=list_clusters(db),
+            now=utcnow(),
+            form=form,
         ), 400  # type: ignore[return-value]
 
 
@@ -255,8 +302,13 @@ def exemption_expire(exemption_id: int) -> Response:
         if exemption is None:
             abort(404, description=f"no exemption {exemption_id}")
         revoke_exemption(db, exemption_id)
-        record_action(db, actor=current_user().username, action="exemption.expire",
-                      target=f"exemption:{exemption_id}", source=SOURCE)
+        record_action(
+            db,
+            actor=current_user().username,
+            action="exemption.expire",
+            target=f"exemption:{exemption_id}",
+            source=SOURCE,
+        )
         db.commit()
     flash(f"Exemption {exemption_id} expired; findings reopen at the next scan.", "ok")
     return redirect(url_for("web.exemptions"))
@@ -270,8 +322,10 @@ def scans() -> str:
     cluster_id = request.args.get("cluster") or None
     with _db() as db:
         return render_template(
-            "web/scans.html", runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
-            cluster_id=cluster_id, flower_url=ctx().extras.get("flower_url"),
+            "web/scans.html",
+            runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
+            cluster_id=cluster_id,
+            flower_url=ctx().extras.get("flower_url"),
         )
 
 
@@ -285,9 +339,13 @@ def search() -> str:
         with _db() as db:
             try:
                 results = run_search(
-                    db, path, cluster_id=args.get("cluster") or None,
-                    kind=args.get("kind") or None, namespace=args.get("namespace") or None,
-                    distinct=bool(args.get("distinct")), limit=1000,
+                    db,
+                    path,
+                    cluster_id=args.get("cluster") or None,
+                    kind=args.get("kind") or None,
+                    namespace=args.get("namespace") or None,
+                    distinct=bool(args.get("distinct")),
+                    limit=1000,
                 )
             except SearchError as problem:
                 error = str(problem)
@@ -302,5 +360,9 @@ def audit() -> str:
 
 def error_page(error: Any) -> tuple[str, int]:
     """Refusals on the admin pages are pages too (never a stack trace, never JSON)."""
-    return render_template("web/error.html", code=error.code, title=error.name,
-                           detail=getattr(error, "description", "")), error.code
+    return render_template(
+        "web/error.html",
+        code=error.code,
+        title=error.name,
+        detail=getattr(error, "description", ""),
+    ), error.code

@@ -66,8 +66,9 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def render_policy_reports(report: ScanReport, *, now: dt.datetime | None = None
-                          ) -> list[dict[str, Any]]:
+def render_policy_reports(
+    report: ScanReport, *, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
     """PolicyReports (namespaced, sorted by namespace) then the ClusterPolicyReport."""
     now = now or dt.datetime.now(dt.UTC)
     by_namespace: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
@@ -77,28 +78,41 @@ def render_policy_reports(report: ScanReport, *, now: dt.datetime | None = None
         res = error.get("resource")
         if error.get("type") != "rule" or not res:
             continue
-        by_namespace[res.get("namespace")].append({
-            "source": SOURCE, "policy": error.get("rule_id", ""), "result": "error",
-            "scored": False, "message": error["message"], "timestamp": _timestamp(now),
-            "resources": [{k: v for k, v in res.items() if v is not None}],
-        })
+        by_namespace[res.get("namespace")].append(
+            {
+                "source": SOURCE,
+                "policy": error.get("rule_id", ""),
+                "result": "error",
+                "scored": False,
+                "message": error["message"],
+                "timestamp": _timestamp(now),
+                "resources": [{k: v for k, v in res.items() if v is not None}],
+            }
+        )
     documents = []
     for namespace in sorted(ns for ns in by_namespace if ns):
         results = by_namespace[namespace]
-        documents.append({
-            "apiVersion": API_VERSION,
-            "kind": "PolicyReport",
-            "metadata": {"name": _name(namespace), "namespace": namespace,
-                         "labels": dict(MANAGED_BY)},
-            "summary": _summary(results),
-            "results": results,
-        })
+        documents.append(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PolicyReport",
+                "metadata": {
+                    "name": _name(namespace),
+                    "namespace": namespace,
+                    "labels": dict(MANAGED_BY),
+                },
+                "summary": _summary(results),
+                "results": results,
+            }
+        )
     cluster_results = by_namespace.get(None, [])
-    documents.append({
-        "apiVersion": API_VERSION,
-        "kind": "ClusterPolicyReport",
-        "metadata": {"name": _name("cluster"), "labels": dict(MANAGED_BY)},
-        "summary": _summary(cluster_results),
-        "results": cluster_results,
-    })
+    documents.append(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "ClusterPolicyReport",
+            "metadata": {"name": _name("cluster"), "labels": dict(MANAGED_BY)},
+            "summary": _summary(cluster_results),
+            "results": cluster_results,
+        }
+    )
     return documents

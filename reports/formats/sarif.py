@@ -12,11 +12,9 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 TOOL_NAME = "k8s-monitor"
 TOOL_URI = "https://github.com/k8s-monitor/k8s-monitor"
-LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note",
-          "info": "note"}
+LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 # GitHub maps security-severity to critical (>= 9.0), high (7.0-8.9), medium (4.0-6.9), low.
-SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0",
-                     "info": "1.0"}
+SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "1.0"}
 
 
 def _uri(path: str) -> str:
@@ -35,8 +33,8 @@ def _descriptor(info: RuleInfo) -> dict[str, Any]:
         text.append(f"Remediation: {info['remediation']}")
     descriptor: dict[str, Any] = {
         "id": info["id"],
-        "name": "".join(part.capitalize() for part in info["title"].split()
-                        if part.isalnum()) or info["id"],
+        "name": "".join(part.capitalize() for part in info["title"].split() if part.isalnum())
+        or info["id"],
         "shortDescription": {"text": info["title"]},
         "fullDescription": {"text": info["summary"]},
         "help": {"text": "\n\n".join(text), "markdown": "\n\n".join(text)},
@@ -55,16 +53,16 @@ def _descriptor(info: RuleInfo) -> dict[str, Any]:
 
 def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     res = finding["resource"]
-    qualified = "/".join(
-        p for p in (res["namespace"] or "", res["kind"], res["name"]) if p
-    )
+    qualified = "/".join(p for p in (res["namespace"] or "", res["kind"], res["name"]) if p)
     location: dict[str, Any] = {
-        "logicalLocations": [{
-            "name": res["name"],
-            "fullyQualifiedName": qualified + (f"/{finding['path']}" if finding["path"]
-                                               else ""),
-            "kind": "resource",
-        }],
+        "logicalLocations": [
+            {
+                "name": res["name"],
+                "fullyQualifiedName": qualified
+                + (f"/{finding['path']}" if finding["path"] else ""),
+                "kind": "resource",
+            }
+        ],
     }
     if "location" in finding and not finding["location"]["file"].startswith("<"):
         location["physicalLocation"] = {
@@ -90,17 +88,20 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
         result["ruleIndex"] = rule_index[finding["rule_id"]]
     if finding["status"] == "exempted" and finding["exemption"]:
         exemption = finding["exemption"]
-        result["suppressions"] = [{
-            "kind": "external",
-            "status": "accepted",
-            "justification": exemption["reason"]
-            + (f" (owner: {exemption['owner']})" if exemption["owner"] else ""),
-        }]
+        result["suppressions"] = [
+            {
+                "kind": "external",
+                "status": "accepted",
+                "justification": exemption["reason"]
+                + (f" (owner: {exemption['owner']})" if exemption["owner"] else ""),
+            }
+        ]
     return result
 
 
-def render_sarif(report: ScanReport, rules: Sequence[RuleInfo], *, tool_version: str
-                 ) -> dict[str, Any]:
+def render_sarif(
+    report: ScanReport, rules: Sequence[RuleInfo], *, tool_version: str
+) -> dict[str, Any]:
     """A SARIF 2.1.0 log with one run. `rules` describes every rule that may appear."""
     descriptors = [_descriptor(info) for info in rules]
     rule_index = {d["id"]: i for i, d in enumerate(descriptors)}
@@ -118,19 +119,25 @@ def render_sarif(report: ScanReport, rules: Sequence[RuleInfo], *, tool_version:
     return {
         "$schema": SARIF_SCHEMA,
         "version": SARIF_VERSION,
-        "runs": [{
-            "tool": {"driver": {
-                "name": TOOL_NAME,
-                "version": tool_version,
-                "semanticVersion": tool_version,
-                "informationUri": TOOL_URI,
-                "rules": descriptors,
-            }},
-            "invocations": [{
-                "executionSuccessful": True,
-                "toolExecutionNotifications": notifications,
-            }],
-            "results": [_result(f, rule_index) for f in report["findings"]],
-            "properties": {"catalogueVersion": report["summary"]["catalogue_version"]},
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": TOOL_NAME,
+                        "version": tool_version,
+                        "semanticVersion": tool_version,
+                        "informationUri": TOOL_URI,
+                        "rules": descriptors,
+                    }
+                },
+                "invocations": [
+                    {
+                        "executionSuccessful": True,
+                        "toolExecutionNotifications": notifications,
+                    }
+                ],
+                "results": [_result(f, rule_index) for f in report["findings"]],
+                "properties": {"catalogueVersion": report["summary"]["catalogue_version"]},
+            }
+        ],
     }

@@ -27,15 +27,18 @@ def render_table(report: ScanReport, *, show_exempted: bool = True, width: int =
         severity = finding["severity"].upper()
         if finding["status"] == "exempted":
             severity = f"({finding['severity']}, exempted)"
-        rows.append((severity, finding["rule_id"], _clip(_resource(finding), width),
-                     finding["message"]))
+        rows.append(
+            (severity, finding["rule_id"], _clip(_resource(finding), width), finding["message"])
+        )
     lines = []
     if len(rows) > 1:
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
-            lines.append("  ".join(
-                [*(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])), row[3]]
-            ).rstrip())
+            lines.append(
+                "  ".join(
+                    [*(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])), row[3]]
+                ).rstrip()
+            )
     else:
         lines.append("No findings.")
     if report["errors"]:
@@ -51,7 +54,8 @@ def render_table(report: ScanReport, *, show_exempted: bool = True, width: int =
             lines.append(f"  {where.strip()}: {error['message']}")
     summary = report["summary"]
     counts = ", ".join(
-        f"{summary['by_severity'].get(s, 0)} {s}" for s in SEVERITY_ORDER
+        f"{summary['by_severity'].get(s, 0)} {s}"
+        for s in SEVERITY_ORDER
         if summary["by_severity"].get(s)
     )
     lines.append("")

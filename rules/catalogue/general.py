@@ -38,10 +38,10 @@ POLICY_ENGINES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
-
 def is_map(value: Any) -> bool:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
     return isinstance(value, (dict, Mapping))
+
 
 def _webhook_texts(config: ObjectView) -> Iterator[str]:
     yield config.name
@@ -59,8 +59,11 @@ def _webhook_texts(config: ObjectView) -> Iterator[str]:
 def policy_mechanisms(cluster: ClusterContext) -> list[str]:
     """Descriptions of the pod policy mechanisms visible in the cluster state."""
     found = []
-    enforced = sorted(ns.name for ns in cluster.by_kind("Namespace")
-                      if str(ns.labels.get(ENFORCE_LABEL, "")).lower() in ENFORCING_LEVELS)
+    enforced = sorted(
+        ns.name
+        for ns in cluster.by_kind("Namespace")
+        if str(ns.labels.get(ENFORCE_LABEL, "")).lower() in ENFORCING_LEVELS
+    )
     if enforced:
         found.append(f"Pod Security Admission enforced in {', '.join(enforced[:3])}")
     for kind in WEBHOOK_KINDS:
@@ -99,7 +102,7 @@ def _anchor(namespaces: Iterable[ObjectView]) -> ObjectView | None:
     cis=("5.2.1",),
     references=(PSA_DOC, NSA),
     remediation="Label namespaces with `pod-security.kubernetes.io/enforce: baseline` (or "
-                "`restricted`), or deploy a policy engine such as Kyverno or Gatekeeper.",
+    "`restricted`), or deploy a policy engine such as Kyverno or Gatekeeper.",
     kinds=("Namespace", *WEBHOOK_KINDS, "ValidatingAdmissionPolicyBinding"),
 )
 def no_policy_mechanism(cluster: ClusterContext) -> Iterator[Violation]:
@@ -151,7 +154,8 @@ def no_policy_mechanism(cluster: ClusterContext) -> Iterator[Violation]:
         f"engine webhook or denying ValidatingAdmissionPolicy exists in the cluster "
         f"({len(namespaces)} namespaces checked); label namespaces with {ENFORCE_LABEL} or "
         "deploy a policy engine",
-        path=f'metadata.labels["{ENFORCE_LABEL}"]', subject=anchor,
+        path=f'metadata.labels["{ENFORCE_LABEL}"]',
+        subject=anchor,
     )
 
 
@@ -198,7 +202,7 @@ def _unconfined_containers(obj: ObjectView) -> list[str]:
     cis=("5.6.2",),
     references=("https://kubernetes.io/docs/tutorials/security/seccomp/", NSA),
     remediation="Set `securityContext.seccompProfile.type: RuntimeDefault` in the pod spec "
-                "(or `Localhost` with a reviewed profile).",
+    "(or `Localhost` with a reviewed profile).",
     kinds=POD_KINDS,
 )
 def seccomp_not_default(obj: ObjectView) -> Iterator[Violation]:
@@ -262,11 +266,10 @@ def _has_settings(value: Any) -> bool:
     severity=Severity.LOW,
     category=CATEGORY,
     cis=("5.6.3",),
-    references=("https://kubernetes.io/docs/tasks/configure-pod-container/security-context/",
-                NSA),
+    references=("https://kubernetes.io/docs/tasks/configure-pod-container/security-context/", NSA),
     remediation="Set a pod `securityContext` (runAsNonRoot, seccompProfile) and a container "
-                "`securityContext` (allowPrivilegeEscalation: false, capabilities.drop: "
-                "[ALL], readOnlyRootFilesystem: true).",
+    "`securityContext` (allowPrivilegeEscalation: false, capabilities.drop: "
+    "[ALL], readOnlyRootFilesystem: true).",
     kinds=POD_KINDS,
 )
 def no_security_context(obj: ObjectView) -> Iterator[Violation]:
@@ -316,15 +319,21 @@ def no_security_context(obj: ObjectView) -> Iterator[Violation]:
                 f"container {c.name!r} of {obj.kind} {obj.name} has no securityContext and "
                 "neither has its pod; set one (non-root, no privilege escalation, drop ALL "
                 "capabilities)",
-                path=c.sc_path, container=c.name,
+                path=c.sc_path,
+                container=c.name,
             )
 
 
 # Objects the API server and controllers create in `default` themselves.
-BUILTIN_DEFAULT_OBJECTS = frozenset({
-    ("Service", "kubernetes"), ("Endpoints", "kubernetes"), ("EndpointSlice", "kubernetes"),
-    ("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt"),
-})
+BUILTIN_DEFAULT_OBJECTS = frozenset(
+    {
+        ("Service", "kubernetes"),
+        ("Endpoints", "kubernetes"),
+        ("EndpointSlice", "kubernetes"),
+        ("ServiceAccount", "default"),
+        ("ConfigMap", "kube-root-ca.crt"),
+    }
+)
 GENERATED_KINDS = frozenset({"Event", "Endpoints", "EndpointSlice", "Lease"})
 
 
@@ -334,8 +343,7 @@ GENERATED_KINDS = frozenset({"Event", "Endpoints", "EndpointSlice", "Lease"})
     severity=Severity.LOW,
     category=CATEGORY,
     cis=("5.6.4",),
-    references=("https://kubernetes.io/docs/concepts/overview/working-with-objects/"
-                "namespaces/",),
+    references=("https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/",),
     remediation="Create a namespace per application or team and move the object there.",
 )
 def default_namespace(obj: ObjectView) -> Iterator[Violation]:

@@ -23,10 +23,11 @@ from rules.selectors import SelectorError, parse_selector
 from rules.view import POD_KINDS, ContainerView, ObjectView
 
 CATEGORY = "hygiene"
-RESOURCES_DOC = ("https://kubernetes.io/docs/concepts/configuration/"
-                 "manage-resources-containers/")
-PROBES_DOC = ("https://kubernetes.io/docs/tasks/configure-pod-container/"
-              "configure-liveness-readiness-startup-probes/")
+RESOURCES_DOC = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
+PROBES_DOC = (
+    "https://kubernetes.io/docs/tasks/configure-pod-container/"
+    "configure-liveness-readiness-startup-probes/"
+)
 IMAGES_DOC = "https://kubernetes.io/docs/concepts/containers/images/"
 DEPRECATION_DOC = "https://kubernetes.io/docs/reference/using-api/deprecation-guide/"
 PDB_DOC = "https://kubernetes.io/docs/tasks/run-application/configure-pdb/"
@@ -38,10 +39,10 @@ BATCH_KINDS = frozenset({"Job", "CronJob"})
 _EMPTY: Mapping[str, Any] = {}
 
 
-
 def is_map(value: Any) -> bool:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
     return isinstance(value, (dict, Mapping))
+
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if is_map(value) else _EMPTY
@@ -79,8 +80,7 @@ def namespace_defaults(cluster: ClusterContext) -> dict[str | None, Defaults]:
         req, lim = _container_defaults(limit_range)
         requests.setdefault(limit_range.namespace, set()).update(req)
         limits.setdefault(limit_range.namespace, set()).update(lim)
-    return {ns: Defaults(frozenset(requests[ns]), frozenset(limits.get(ns, ())))
-            for ns in requests}
+    return {ns: Defaults(frozenset(requests[ns]), frozenset(limits.get(ns, ()))) for ns in requests}
 
 
 def _resource_containers(obj: ObjectView) -> Iterator[ContainerView]:
@@ -91,8 +91,9 @@ def _resource_containers(obj: ObjectView) -> Iterator[ContainerView]:
                 yield c
 
 
-def missing_resources(cluster: ClusterContext, field: str, wanted: tuple[str, ...]
-                      ) -> Iterator[tuple[ObjectView, ContainerView, list[str]]]:
+def missing_resources(
+    cluster: ClusterContext, field: str, wanted: tuple[str, ...]
+) -> Iterator[tuple[ObjectView, ContainerView, list[str]]]:
     """(object, container, resources) with no effective `requests` or `limits` entry.
 
     Walks `cluster.workloads()`: Pods and ReplicaSets whose controller is present are left
@@ -111,20 +112,26 @@ def _has(block: Any, name: str) -> bool:
     return isinstance(block, dict) and block.get(name) is not None
 
 
-def _missing_in(obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
-                ) -> Iterator[tuple[ContainerView, list[str]]]:
+def _missing_in(
+    obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
+) -> Iterator[tuple[ContainerView, list[str]]]:
     assert obj.workload is not None
     pod_level = _mapping(obj.workload.spec.get("resources"))
     covered = set(inherited)
-    covered.update(r for r in wanted if _has(pod_level.get(field), r)
-                   or (field == "requests" and _has(pod_level.get("limits"), r)))
+    covered.update(
+        r
+        for r in wanted
+        if _has(pod_level.get(field), r)
+        or (field == "requests" and _has(pod_level.get("limits"), r))
+    )
     for c in _resource_containers(obj):
         resources = _mapping(c.raw.get("resources"))
         own = resources.get(field)
         limits = resources.get("limits") if field == "requests" else None
         # API defaulting: a missing request takes the container's limit.
-        missing = [r for r in wanted
-                   if r not in covered and not _has(own, r) and not _has(limits, r)]
+        missing = [
+            r for r in wanted if r not in covered and not _has(own, r) and not _has(limits, r)
+        ]
         if missing:
             yield c, missing
 
@@ -137,7 +144,7 @@ def _missing_in(obj: ObjectView, field: str, wanted: tuple[str, ...], inherited:
     scope="cluster",
     references=(RESOURCES_DOC,),
     remediation="Set `resources.requests.cpu` and `resources.requests.memory` from observed "
-                "usage (or a namespace LimitRange default).",
+    "usage (or a namespace LimitRange default).",
     kinds=POD_KINDS,
 )
 def missing_requests(cluster: ClusterContext) -> Iterator[Violation]:
@@ -178,7 +185,9 @@ def missing_requests(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no "
             f"{' or '.join(missing)} request; set resources.requests",
-            path=c.field_path("resources", "requests"), container=c.name, subject=obj,
+            path=c.field_path("resources", "requests"),
+            container=c.name,
+            subject=obj,
         )
 
 
@@ -223,7 +232,8 @@ def missing_memory_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no memory limit; set "
             "resources.limits.memory",
-            path=c.field_path("resources", "limits", "memory"), container=c.name,
+            path=c.field_path("resources", "limits", "memory"),
+            container=c.name,
             subject=obj,
         )
 
@@ -236,7 +246,7 @@ def missing_memory_limit(cluster: ClusterContext) -> Iterator[Violation]:
     scope="cluster",
     references=(RESOURCES_DOC,),
     remediation="Set `resources.limits.cpu`, or record an exemption where CPU throttling is "
-                "deliberately avoided.",
+    "deliberately avoided.",
     kinds=POD_KINDS,
 )
 def missing_cpu_limit(cluster: ClusterContext) -> Iterator[Violation]:
@@ -272,7 +282,8 @@ def missing_cpu_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no CPU limit; set "
             "resources.limits.cpu",
-            path=c.field_path("resources", "limits", "cpu"), container=c.name,
+            path=c.field_path("resources", "limits", "cpu"),
+            container=c.name,
             subject=obj,
         )
 
@@ -308,8 +319,7 @@ def _probed_containers(obj: ObjectView) -> Iterator[ContainerView]:
     severity=Severity.LOW,
     category=CATEGORY,
     references=(PROBES_DOC,),
-    remediation="Add a `livenessProbe` that fails only when the process is stuck beyond "
-                "recovery.",
+    remediation="Add a `livenessProbe` that fails only when the process is stuck beyond recovery.",
     kinds=POD_KINDS,
 )
 def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
@@ -352,7 +362,8 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} has no livenessProbe; add "
                 "one so a hung process is restarted",
-                path=c.field_path("livenessProbe"), container=c.name,
+                path=c.field_path("livenessProbe"),
+                container=c.name,
             )
 
 
@@ -362,8 +373,7 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
     severity=Severity.LOW,
     category=CATEGORY,
     references=(PROBES_DOC,),
-    remediation="Add a `readinessProbe` that succeeds only when the container can serve "
-                "requests.",
+    remediation="Add a `readinessProbe` that succeeds only when the container can serve requests.",
     kinds=POD_KINDS,
 )
 def missing_readiness_probe(obj: ObjectView) -> Iterator[Violation]:
@@ -400,12 +410,16 @@ def missing_readiness_probe(obj: ObjectView) -> Iterator[Violation]:
     """
     for c in _probed_containers(obj):
         ports = c.raw.get("ports")
-        if isinstance(ports, list) and ports and not isinstance(c.raw.get("readinessProbe"),
-                                                                 Mapping):
+        if (
+            isinstance(ports, list)
+            and ports
+            and not isinstance(c.raw.get("readinessProbe"), Mapping)
+        ):
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} serves ports but has no "
                 "readinessProbe; add one so it gets traffic only when ready",
-                path=c.field_path("readinessProbe"), container=c.name,
+                path=c.field_path("readinessProbe"),
+                container=c.name,
             )
 
 
@@ -429,7 +443,7 @@ def parse_image(image: str) -> ImageRef:
     if "@" in text:
         text, digest = text.split("@", 1)
     slash = text.rfind("/")
-    last = text[slash + 1:]
+    last = text[slash + 1 :]
     tag = None
     if ":" in last:
         head, tag = last.rsplit(":", 1)
@@ -453,7 +467,7 @@ def _images(obj: ObjectView) -> Iterator[tuple[ContainerView, ImageRef]]:
     category=CATEGORY,
     references=(IMAGES_DOC,),
     remediation="Reference a specific version tag (better: a digest) instead of `latest` or "
-                "no tag.",
+    "no tag.",
     kinds=POD_KINDS,
 )
 def mutable_image_tag(obj: ObjectView) -> Iterator[Violation]:
@@ -494,7 +508,8 @@ def mutable_image_tag(obj: ObjectView) -> Iterator[Violation]:
         yield Violation(
             f"image {ref.name} of container {c.name!r} in {obj.kind} {obj.name} {problem}; "
             "pin a version tag or digest",
-            path=c.field_path("image"), container=c.name,
+            path=c.field_path("image"),
+            container=c.name,
         )
 
 
@@ -505,7 +520,7 @@ def mutable_image_tag(obj: ObjectView) -> Iterator[Violation]:
     category=CATEGORY,
     references=(IMAGES_DOC,),
     remediation="Reference images by digest (`repo:tag@sha256:...`), e.g. with a tool that "
-                "resolves tags at release time.",
+    "resolves tags at release time.",
     kinds=POD_KINDS,
 )
 def image_not_pinned(obj: ObjectView) -> Iterator[Violation]:
@@ -536,7 +551,8 @@ def image_not_pinned(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"image {ref.name}{':' + ref.tag if ref.tag else ''} of container {c.name!r} "
                 f"in {obj.kind} {obj.name} is not pinned by digest",
-                path=c.field_path("image"), container=c.name,
+                path=c.field_path("image"),
+                container=c.name,
             )
 
 
@@ -552,20 +568,33 @@ class ApiChange:
 
 _APPS = ("Deployment", "DaemonSet", "ReplicaSet", "StatefulSet", "ControllerRevision")
 _V1_22 = {
-    "admissionregistration.k8s.io/v1beta1": ("MutatingWebhookConfiguration",
-                                             "ValidatingWebhookConfiguration"),
+    "admissionregistration.k8s.io/v1beta1": (
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ),
     "apiextensions.k8s.io/v1beta1": ("CustomResourceDefinition",),
     "apiregistration.k8s.io/v1beta1": ("APIService",),
     "authentication.k8s.io/v1beta1": ("TokenReview",),
-    "authorization.k8s.io/v1beta1": ("SubjectAccessReview", "LocalSubjectAccessReview",
-                                     "SelfSubjectAccessReview"),
+    "authorization.k8s.io/v1beta1": (
+        "SubjectAccessReview",
+        "LocalSubjectAccessReview",
+        "SelfSubjectAccessReview",
+    ),
     "certificates.k8s.io/v1beta1": ("CertificateSigningRequest",),
     "coordination.k8s.io/v1beta1": ("Lease",),
     "networking.k8s.io/v1beta1": ("Ingress", "IngressClass"),
-    "rbac.authorization.k8s.io/v1beta1": ("ClusterRole", "ClusterRoleBinding", "Role",
-                                          "RoleBinding"),
-    "rbac.authorization.k8s.io/v1alpha1": ("ClusterRole", "ClusterRoleBinding", "Role",
-                                           "RoleBinding"),
+    "rbac.authorization.k8s.io/v1beta1": (
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ),
+    "rbac.authorization.k8s.io/v1alpha1": (
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ),
     "scheduling.k8s.io/v1beta1": ("PriorityClass",),
     "scheduling.k8s.io/v1alpha1": ("PriorityClass",),
     "storage.k8s.io/v1beta1": ("CSIDriver", "CSINode", "StorageClass", "VolumeAttachment"),
@@ -581,8 +610,8 @@ def _removed_apis() -> dict[tuple[str, str], ApiChange]:
         table[("extensions/v1beta1", kind)] = ApiChange("1.16", "apps/v1")
     table[("extensions/v1beta1", "NetworkPolicy")] = ApiChange("1.16", "networking.k8s.io/v1")
     table[("extensions/v1beta1", "PodSecurityPolicy")] = ApiChange(
-        "1.16", None, "PodSecurityPolicy was removed entirely in 1.25; use Pod Security "
-        "Admission")
+        "1.16", None, "PodSecurityPolicy was removed entirely in 1.25; use Pod Security Admission"
+    )
     table[("extensions/v1beta1", "Ingress")] = ApiChange("1.22", "networking.k8s.io/v1")
     table[("settings.k8s.io/v1alpha1", "PodPreset")] = ApiChange("1.20", None)
     table[("batch/v2alpha1", "CronJob")] = ApiChange("1.21", "batch/v1")
@@ -590,39 +619,43 @@ def _removed_apis() -> dict[tuple[str, str], ApiChange]:
         for kind in kinds:
             table[(version, kind)] = ApiChange("1.22", version.split("/")[0] + "/v1")
     table[("batch/v1beta1", "CronJob")] = ApiChange("1.25", "batch/v1")
-    table[("discovery.k8s.io/v1beta1", "EndpointSlice")] = ApiChange("1.25",
-                                                                     "discovery.k8s.io/v1")
+    table[("discovery.k8s.io/v1beta1", "EndpointSlice")] = ApiChange("1.25", "discovery.k8s.io/v1")
     table[("events.k8s.io/v1beta1", "Event")] = ApiChange("1.25", "events.k8s.io/v1")
-    table[("autoscaling/v2beta1", "HorizontalPodAutoscaler")] = ApiChange("1.25",
-                                                                          "autoscaling/v2")
+    table[("autoscaling/v2beta1", "HorizontalPodAutoscaler")] = ApiChange("1.25", "autoscaling/v2")
     table[("policy/v1beta1", "PodDisruptionBudget")] = ApiChange("1.25", "policy/v1")
     table[("policy/v1beta1", "PodSecurityPolicy")] = ApiChange(
-        "1.25", None, "use Pod Security Admission (namespace labels) or a policy engine")
+        "1.25", None, "use Pod Security Admission (namespace labels) or a policy engine"
+    )
     table[("node.k8s.io/v1beta1", "RuntimeClass")] = ApiChange("1.25", "node.k8s.io/v1")
-    table[("autoscaling/v2beta2", "HorizontalPodAutoscaler")] = ApiChange("1.26",
-                                                                          "autoscaling/v2")
-    table[("storage.k8s.io/v1beta1", "CSIStorageCapacity")] = ApiChange("1.27",
-                                                                        "storage.k8s.io/v1")
+    table[("autoscaling/v2beta2", "HorizontalPodAutoscaler")] = ApiChange("1.26", "autoscaling/v2")
+    table[("storage.k8s.io/v1beta1", "CSIStorageCapacity")] = ApiChange("1.27", "storage.k8s.io/v1")
     for version, release in (("v1beta1", "1.26"), ("v1beta2", "1.29"), ("v1beta3", "1.32")):
         for kind in ("FlowSchema", "PriorityLevelConfiguration"):
             table[(f"flowcontrol.apiserver.k8s.io/{version}", kind)] = ApiChange(
-                release, "flowcontrol.apiserver.k8s.io/v1")
+                release, "flowcontrol.apiserver.k8s.io/v1"
+            )
     return table
 
 
 REMOVED_APIS: Mapping[tuple[str, str], ApiChange] = _removed_apis()
 # Superseded versions still served: (apiVersion, kind) -> the GA version and since when.
 DEPRECATED_APIS: Mapping[tuple[str, str], ApiChange] = {
-    **{("admissionregistration.k8s.io/v1beta1", kind): ApiChange(
-        "1.30", "admissionregistration.k8s.io/v1")
-       for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")},
-    **{("networking.k8s.io/v1beta1", kind): ApiChange("1.33", "networking.k8s.io/v1")
-       for kind in ("IPAddress", "ServiceCIDR")},
-    ("storage.k8s.io/v1beta1", "VolumeAttributesClass"): ApiChange("1.34",
-                                                                   "storage.k8s.io/v1"),
-    **{(f"resource.k8s.io/{version}", kind): ApiChange("1.34", "resource.k8s.io/v1")
-       for version in ("v1beta1", "v1beta2")
-       for kind in ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice")},
+    **{
+        ("admissionregistration.k8s.io/v1beta1", kind): ApiChange(
+            "1.30", "admissionregistration.k8s.io/v1"
+        )
+        for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+    },
+    **{
+        ("networking.k8s.io/v1beta1", kind): ApiChange("1.33", "networking.k8s.io/v1")
+        for kind in ("IPAddress", "ServiceCIDR")
+    },
+    ("storage.k8s.io/v1beta1", "VolumeAttributesClass"): ApiChange("1.34", "storage.k8s.io/v1"),
+    **{
+        (f"resource.k8s.io/{version}", kind): ApiChange("1.34", "resource.k8s.io/v1")
+        for version in ("v1beta1", "v1beta2")
+        for kind in ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice")
+    },
 }
 
 
@@ -633,7 +666,7 @@ DEPRECATED_APIS: Mapping[tuple[str, str], ApiChange] = {
     category=CATEGORY,
     references=(DEPRECATION_DOC,),
     remediation="Migrate the manifest to the replacement API version (`kubectl convert` "
-                "helps) and review the field changes listed in the deprecation guide.",
+    "helps) and review the field changes listed in the deprecation guide.",
 )
 def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     """Flags manifests written against API versions Kubernetes no longer serves.
@@ -686,8 +719,7 @@ def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     severity=Severity.LOW,
     category=CATEGORY,
     references=(DEPRECATION_DOC,),
-    remediation="Move the manifest to the stable API version before the deprecated one is "
-                "removed.",
+    remediation="Move the manifest to the stable API version before the deprecated one is removed.",
 )
 def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     """Flags manifests using beta API versions superseded by a stable one that is available.
@@ -739,24 +771,31 @@ def _int(value: Any, default: int) -> int:
     return default
 
 
-def autoscaler_minimums(cluster: ClusterContext) -> dict[tuple[str | None, str, str],
-                                                       tuple[int, str]]:
+def autoscaler_minimums(
+    cluster: ClusterContext,
+) -> dict[tuple[str | None, str, str], tuple[int, str]]:
     """(namespace, target kind, target name) -> (minimum replicas, autoscaler description)
     for every HorizontalPodAutoscaler and KEDA ScaledObject (one pass)."""
     out: dict[tuple[str | None, str, str], tuple[int, str]] = {}
-    for kind, min_field, default in (("HorizontalPodAutoscaler", "minReplicas", 1),
-                                     ("ScaledObject", "minReplicaCount", 0)):
+    for kind, min_field, default in (
+        ("HorizontalPodAutoscaler", "minReplicas", 1),
+        ("ScaledObject", "minReplicaCount", 0),
+    ):
         for scaler in cluster.by_kind(kind):
             target = _mapping(scaler.spec.get("scaleTargetRef"))
-            key = (scaler.namespace, str(target.get("kind") or "Deployment"),
-                   str(target.get("name") or ""))
+            key = (
+                scaler.namespace,
+                str(target.get("kind") or "Deployment"),
+                str(target.get("name") or ""),
+            )
             minimum = _int(scaler.spec.get(min_field), default)
             out[key] = (minimum, f"{kind} {scaler.name} has {min_field} {minimum}")
     return out
 
 
-def min_replicas(obj: ObjectView, scalers: Mapping[tuple[str | None, str, str],
-                                                   tuple[int, str]]) -> tuple[int, str]:
+def min_replicas(
+    obj: ObjectView, scalers: Mapping[tuple[str | None, str, str], tuple[int, str]]
+) -> tuple[int, str]:
     """The fewest replicas the workload may run with, and where that number comes from."""
     scaler = scalers.get((obj.namespace, obj.kind, obj.name))
     if scaler is not None:
@@ -775,7 +814,7 @@ def min_replicas(obj: ObjectView, scalers: Mapping[tuple[str | None, str, str],
     scope="cluster",
     references=("https://kubernetes.io/docs/concepts/workloads/controllers/deployment/",),
     remediation="Run at least two replicas (or an autoscaler with minReplicas >= 2) spread "
-                "across nodes.",
+    "across nodes.",
     kinds=("Deployment",),
 )
 def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
@@ -815,7 +854,8 @@ def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
             yield Violation(
                 f"Deployment {obj.name} runs a single replica ({source}); any eviction or "
                 "rollout is an outage — run at least two",
-                path="spec.replicas", subject=obj,
+                path="spec.replicas",
+                subject=obj,
             )
 
 
@@ -841,7 +881,7 @@ def _pdb_selects(pdb: ObjectView, labels: Mapping[str, Any]) -> bool:
     scope="cluster",
     references=(PDB_DOC,),
     remediation="Add a PodDisruptionBudget (policy/v1) selecting the workload's pods, e.g. "
-                "`maxUnavailable: 1`.",
+    "`maxUnavailable: 1`.",
     kinds=("Deployment", "StatefulSet"),
 )
 def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
@@ -896,7 +936,8 @@ def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
             yield Violation(
                 f"{kind} {obj.name} runs at least {count} replicas but no PodDisruptionBudget "
                 "selects its pods; a drain may evict them all at once",
-                path="spec.template.metadata.labels", subject=obj,
+                path="spec.template.metadata.labels",
+                subject=obj,
             )
 
 
@@ -908,7 +949,7 @@ def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     scope="cluster",
     references=(PRIORITY_DOC,),
     remediation="Set `priorityClassName` to one of the cluster's PriorityClasses, or create "
-                "a PriorityClass with `globalDefault: true`.",
+    "a PriorityClass with `globalDefault: true`.",
     kinds=POD_KINDS,
 )
 def missing_priority_class(cluster: ClusterContext) -> Iterator[Violation]:
@@ -951,5 +992,6 @@ def missing_priority_class(cluster: ClusterContext) -> Iterator[Violation]:
         if w is not None and not w.spec.get("priorityClassName"):
             yield Violation(
                 f"{obj.kind} {obj.name} sets no priorityClassName; its pods get priority 0",
-                path=w.path("priorityClassName"), subject=obj,
+                path=w.path("priorityClassName"),
+                subject=obj,
             )

@@ -43,16 +43,15 @@ INTERNAL_LB_ANNOTATIONS: Mapping[str, frozenset[str]] = {
     "service.beta.kubernetes.io/oci-load-balancer-internal": frozenset({"true"}),
     "service.beta.kubernetes.io/openstack-internal-load-balancer": frozenset({"true"}),
     "service.kubernetes.io/ibm-load-balancer-cloud-provider-ip-type": frozenset({"private"}),
-    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type":
-        frozenset({"intranet"}),
+    "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-address-type": frozenset({"intranet"}),
 }
 SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
-
 
 
 def is_map(value: Any) -> bool:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
     return isinstance(value, (dict, Mapping))
+
 
 def _namespace_labels(ns: ObjectView) -> dict[str, Any]:
     return {**ns.labels, NAME_LABEL: ns.name}
@@ -62,8 +61,10 @@ def _selects_all_namespaces(obj: ObjectView) -> bool:
     """Cluster-wide Calico/Cilium policies that apply to every endpoint of the cluster."""
     spec = obj.spec
     if obj.kind == "GlobalNetworkPolicy":
-        return all(str(spec.get(key) or "all()").strip() == "all()"
-                   for key in ("selector", "namespaceSelector"))
+        return all(
+            str(spec.get(key) or "all()").strip() == "all()"
+            for key in ("selector", "namespaceSelector")
+        )
     if obj.kind == "CiliumClusterwideNetworkPolicy":
         selector = spec.get("endpointSelector")
         return is_map(selector) and not selector
@@ -95,7 +96,7 @@ def _admin_policy_selects(obj: ObjectView, labels: Mapping[str, Any]) -> bool:
     cis=("5.3.2",),
     references=(NETPOL_DOC, NSA),
     remediation="Add a default-deny NetworkPolicy to the namespace, then allow the traffic "
-                "its workloads need.",
+    "its workloads need.",
     kinds=("Namespace",),
 )
 def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violation]:
@@ -133,11 +134,17 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
     ## References
     - CIS Kubernetes Benchmark v1.12, 5.3.2
     """
-    covered = {p.namespace for kind in NAMESPACED_POLICY_KINDS for p in cluster.by_kind(kind)
-               if p.namespace}
-    if any(_selects_all_namespaces(p) for kind in ("GlobalNetworkPolicy",
-                                                   "CiliumClusterwideNetworkPolicy")
-           for p in cluster.by_kind(kind)):
+    covered = {
+        p.namespace
+        for kind in NAMESPACED_POLICY_KINDS
+        for p in cluster.by_kind(kind)
+        if p.namespace
+    }
+    if any(
+        _selects_all_namespaces(p)
+        for kind in ("GlobalNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+        for p in cluster.by_kind(kind)
+    ):
         return
     admin = [p for kind in ADMIN_POLICY_KINDS for p in cluster.by_kind(kind)]
     for ns in cluster.by_kind("Namespace"):
@@ -149,7 +156,8 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
         yield Violation(
             f"namespace {ns.name} has no NetworkPolicy: its pods accept traffic from "
             "anywhere in the cluster; add a default-deny policy",
-            path="metadata.name", subject=ns,
+            path="metadata.name",
+            subject=ns,
         )
 
 
@@ -160,7 +168,7 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
     category=CATEGORY,
     references=(SERVICE_DOC, NSA),
     remediation="Use a ClusterIP Service behind an Ingress or an internal load balancer; "
-                "if a node port is unavoidable, restrict node access with firewalls.",
+    "if a node port is unavoidable, restrict node access with firewalls.",
     kinds=("Service",),
 )
 def node_port_service(obj: ObjectView) -> Iterator[Violation]:
@@ -230,7 +238,7 @@ def _open_ranges(ranges: list[str]) -> list[str]:
     category=CATEGORY,
     references=(SERVICE_DOC, NSA),
     remediation="Make the load balancer internal (cloud annotation), restrict "
-                "`loadBalancerSourceRanges`, or publish through an Ingress.",
+    "`loadBalancerSourceRanges`, or publish through an Ingress.",
     kinds=("Service",),
 )
 def public_load_balancer(obj: ObjectView) -> Iterator[Violation]:
@@ -306,7 +314,7 @@ def _host_covered(host: str, tls_hosts: set[str]) -> bool:
     category=CATEGORY,
     references=(INGRESS_DOC, NSA),
     remediation="Add a `spec.tls` entry (with a certificate Secret) covering every host of "
-                "the Ingress.",
+    "the Ingress.",
     kinds=("Ingress",),
 )
 def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
@@ -357,8 +365,11 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
         return
     if any(not t.get("hosts") for t in entries):
         return
-    tls_hosts = {str(h).lower() for t in entries
-                 for h in (t.get("hosts") if isinstance(t.get("hosts"), list) else ())}
+    tls_hosts = {
+        str(h).lower()
+        for t in entries
+        for h in (t.get("hosts") if isinstance(t.get("hosts"), list) else ())
+    }
     rules = obj.spec.get("rules")
     for index, item in enumerate(rules if isinstance(rules, list) else ()):
         if not is_map(item) or not item.get("host"):
@@ -396,7 +407,7 @@ def _peer_is_anywhere(peer: Any) -> bool:
     category=CATEGORY,
     references=(NETPOL_DOC, NSA),
     remediation="List the namespaces, pods or address ranges that may connect, and the ports "
-                "they use.",
+    "they use.",
     kinds=("NetworkPolicy",),
     api_versions=("networking.k8s.io/v1",),
 )

@@ -31,7 +31,7 @@ def _where(obj: ObjectView) -> str:
     pss=("baseline/privileged-containers",),
     references=(PSS_DOC, NSA),
     remediation="Remove `securityContext.privileged: true`; grant only the specific "
-                "capabilities the container needs.",
+    "capabilities the container needs.",
     kinds=POD_KINDS,
 )
 def privileged_container(obj: ObjectView) -> Iterator[Violation]:
@@ -82,31 +82,56 @@ def privileged_container(obj: ObjectView) -> Iterator[Violation]:
 
 
 # Allowed values from the pod-security-admission policy (release 1.35).
-BASELINE_CAPABILITIES = frozenset({
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-})
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
 RESTRICTED_ADDABLE_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
-SAFE_SYSCTLS = frozenset({
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_local_reserved_ports",   # since 1.27
-    "net.ipv4.tcp_keepalive_time",         # since 1.29
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",                   # since 1.32
-    "net.ipv4.tcp_wmem",
-})
-SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t",
-                           "container_engine_t"})
-RESTRICTED_VOLUME_TYPES = frozenset({
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image",
-    "persistentVolumeClaim", "projected", "secret",
-})
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",  # since 1.27
+        "net.ipv4.tcp_keepalive_time",  # since 1.29
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_rmem",  # since 1.32
+        "net.ipv4.tcp_wmem",
+    }
+)
+SELINUX_TYPES = frozenset(
+    {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+)
+RESTRICTED_VOLUME_TYPES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "image",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
 PROFILE_TYPES = frozenset({"RuntimeDefault", "Localhost"})
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
@@ -216,7 +241,7 @@ def host_ipc(obj: ObjectView) -> Iterator[Violation]:
     pss=("baseline/host-namespaces",),
     references=(PSS_DOC, NSA),
     remediation="Remove `hostNetwork: true` from the pod spec; expose the workload with a "
-                "Service instead.",
+    "Service instead.",
     kinds=POD_KINDS,
 )
 def host_network(obj: ObjectView) -> Iterator[Violation]:
@@ -317,7 +342,7 @@ def privilege_escalation(obj: ObjectView) -> Iterator[Violation]:
     pss=("restricted/running-as-non-root",),
     references=(PSS_DOC, NSA),
     remediation="Set `securityContext.runAsNonRoot: true` at pod level (and do not override "
-                "it with false in any container).",
+    "it with false in any container).",
     kinds=POD_KINDS,
 )
 def run_as_non_root(obj: ObjectView) -> Iterator[Violation]:
@@ -367,11 +392,14 @@ def run_as_non_root(obj: ObjectView) -> Iterator[Violation]:
         if value is True:
             continue
         if value is False:
-            message = (f"container {c.name!r} of {_where(obj)} sets runAsNonRoot to false; "
-                       "set it to true")
+            message = (
+                f"container {c.name!r} of {_where(obj)} sets runAsNonRoot to false; set it to true"
+            )
         else:
-            message = (f"container {c.name!r} of {_where(obj)} may run as root: neither it nor "
-                       "the pod sets securityContext.runAsNonRoot: true")
+            message = (
+                f"container {c.name!r} of {_where(obj)} may run as root: neither it nor "
+                "the pod sets securityContext.runAsNonRoot: true"
+            )
         yield Violation(message, path=path, container=c.name)
 
 
@@ -384,7 +412,7 @@ def run_as_non_root(obj: ObjectView) -> Iterator[Violation]:
     pss=("restricted/running-as-non-root-user",),
     references=(PSS_DOC, NSA),
     remediation="Set `runAsUser` to a non-zero UID (or remove it and build the image with a "
-                "non-root USER).",
+    "non-root USER).",
     kinds=POD_KINDS,
 )
 def run_as_user_root(obj: ObjectView) -> Iterator[Violation]:
@@ -452,7 +480,7 @@ def _has_cap(caps: list[tuple[int, str]], name: str) -> tuple[int, str] | None:
     category="pod-security",
     cis=("5.2.8",),
     references=(NSA,),
-    remediation='Add `NET_RAW` (or `ALL`) to `securityContext.capabilities.drop`; never add it.',
+    remediation="Add `NET_RAW` (or `ALL`) to `securityContext.capabilities.drop`; never add it.",
     kinds=POD_KINDS,
 )
 def net_raw(obj: ObjectView) -> Iterator[Violation]:
@@ -515,7 +543,7 @@ def net_raw(obj: ObjectView) -> Iterator[Violation]:
     pss=("baseline/capabilities", "restricted/capabilities"),
     references=(PSS_DOC, NSA),
     remediation="Remove the capability from `securityContext.capabilities.add`; if the "
-                "workload truly needs it, exempt it explicitly with a reason and an owner.",
+    "workload truly needs it, exempt it explicitly with a reason and an owner.",
     kinds=POD_KINDS,
 )
 def capabilities_beyond_baseline(obj: ObjectView) -> Iterator[Violation]:
@@ -557,8 +585,11 @@ def capabilities_beyond_baseline(obj: ObjectView) -> Iterator[Violation]:
             if cap in BASELINE_CAPABILITIES:
                 continue
             normal = cap.upper().removeprefix("CAP_")
-            how = (f" (written {cap!r}: Pod Security admission accepts only the exact name "
-                   f"{normal})" if normal in BASELINE_CAPABILITIES else "")
+            how = (
+                f" (written {cap!r}: Pod Security admission accepts only the exact name {normal})"
+                if normal in BASELINE_CAPABILITIES
+                else ""
+            )
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} adds capability {cap}, which the "
                 f"baseline Pod Security Standard forbids{how}; remove it",
@@ -576,7 +607,7 @@ def capabilities_beyond_baseline(obj: ObjectView) -> Iterator[Violation]:
     pss=("restricted/capabilities",),
     references=(PSS_DOC, NSA),
     remediation='Set `securityContext.capabilities.drop: ["ALL"]` and add back only '
-                "NET_BIND_SERVICE if needed.",
+    "NET_BIND_SERVICE if needed.",
     kinds=POD_KINDS,
 )
 def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
@@ -619,8 +650,9 @@ def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
         if any(cap == "ALL" for _, cap in drops):
             continue
         spelled = next((cap for _, cap in drops if cap.upper() == "ALL"), None)
-        how = (f" (it lists {spelled!r}; Pod Security admission accepts only \"ALL\")"
-               if spelled else "")
+        how = (
+            f' (it lists {spelled!r}; Pod Security admission accepts only "ALL")' if spelled else ""
+        )
         yield Violation(
             f"container {c.name!r} of {_where(obj)} does not drop all capabilities{how}; set "
             'securityContext.capabilities.drop to ["ALL"]',
@@ -638,7 +670,7 @@ def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
     pss=("restricted/capabilities",),
     references=(PSS_DOC,),
     remediation="Remove the capability from `capabilities.add`; only NET_BIND_SERVICE may be "
-                "added under the restricted profile.",
+    "added under the restricted profile.",
     kinds=POD_KINDS,
 )
 def capabilities_beyond_restricted(obj: ObjectView) -> Iterator[Violation]:
@@ -755,7 +787,7 @@ def host_process(obj: ObjectView) -> Iterator[Violation]:
     pss=("baseline/hostpath-volumes", "restricted/volume-types"),
     references=(PSS_DOC, NSA),
     remediation="Replace the hostPath volume with an emptyDir, a ConfigMap/Secret or a "
-                "PersistentVolumeClaim.",
+    "PersistentVolumeClaim.",
     kinds=POD_KINDS,
 )
 def host_path_volume(obj: ObjectView) -> Iterator[Violation]:
@@ -873,7 +905,7 @@ def _profile_type(value: object) -> object:
     pss=("baseline/apparmor",),
     references=(PSS_DOC,),
     remediation="Use `appArmorProfile.type: RuntimeDefault` (or `Localhost`), or leave it "
-                "unset; remove `unconfined` AppArmor annotations.",
+    "unset; remove `unconfined` AppArmor annotations.",
     kinds=POD_KINDS,
 )
 def apparmor(obj: ObjectView) -> Iterator[Violation]:
@@ -927,7 +959,7 @@ def apparmor(obj: ObjectView) -> Iterator[Violation]:
             continue
         text = str(profile or "")
         if text and text != "runtime/default" and not text.startswith("localhost/"):
-            container = key[len(APPARMOR_ANNOTATION_PREFIX):]
+            container = key[len(APPARMOR_ANNOTATION_PREFIX) :]
             yield Violation(
                 f"annotation {key} of {_where(obj)} sets AppArmor profile {text!r}; use "
                 "runtime/default or localhost/<profile>",
@@ -944,7 +976,7 @@ def apparmor(obj: ObjectView) -> Iterator[Violation]:
     pss=("baseline/selinux",),
     references=(PSS_DOC,),
     remediation="Remove `seLinuxOptions.user`/`role`; use a standard container type "
-                "(container_t, container_init_t, container_kvm_t, container_engine_t).",
+    "(container_t, container_init_t, container_kvm_t, container_engine_t).",
     kinds=POD_KINDS,
 )
 def selinux(obj: ObjectView) -> Iterator[Violation]:
@@ -1055,8 +1087,7 @@ def proc_mount(obj: ObjectView) -> Iterator[Violation]:
     category="pod-security",
     pss=("baseline/seccomp", "restricted/seccomp"),
     references=(PSS_DOC, NSA),
-    remediation="Set `seccompProfile.type: RuntimeDefault` (or `Localhost`); never "
-                "`Unconfined`.",
+    remediation="Set `seccompProfile.type: RuntimeDefault` (or `Localhost`); never `Unconfined`.",
     kinds=POD_KINDS,
 )
 def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
@@ -1126,9 +1157,7 @@ def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
         if profile is None:
             continue
         text = str(profile)
-        if text not in ("runtime/default", "docker/default") and not text.startswith(
-            "localhost/"
-        ):
+        if text not in ("runtime/default", "docker/default") and not text.startswith("localhost/"):
             yield Violation(
                 f"annotation {key} of {_where(obj)} sets seccomp profile {text!r}; use "
                 "runtime/default or localhost/<profile>",
@@ -1266,7 +1295,7 @@ def unsafe_sysctl(obj: ObjectView) -> Iterator[Violation]:
     pss=("baseline/host-probes",),
     references=(PSS_DOC,),
     remediation="Remove `host` from httpGet/tcpSocket probes and lifecycle handlers; probe "
-                "the pod itself.",
+    "the pod itself.",
     kinds=POD_KINDS,
 )
 def host_probe(obj: ObjectView) -> Iterator[Violation]:
@@ -1340,7 +1369,7 @@ def _volume_type(volume: dict) -> str:
     pss=("restricted/volume-types",),
     references=(PSS_DOC,),
     remediation="Use configMap, csi, downwardAPI, emptyDir, ephemeral, image, "
-                "persistentVolumeClaim, projected or secret volumes (storage through PVCs).",
+    "persistentVolumeClaim, projected or secret volumes (storage through PVCs).",
     kinds=POD_KINDS,
 )
 def restricted_volume_type(obj: ObjectView) -> Iterator[Violation]:
@@ -1388,8 +1417,7 @@ def restricted_volume_type(obj: ObjectView) -> Iterator[Violation]:
         yield Violation(
             f"volume {volume.get('name')!r} of {_where(obj)} uses volume type {kind!r}, which "
             "the restricted profile forbids; use a PersistentVolumeClaim",
-            path=w.path("volumes", index, kind) if kind != "unknown" else w.path("volumes",
-                                                                                  index),
+            path=w.path("volumes", index, kind) if kind != "unknown" else w.path("volumes", index),
         )
 
 
@@ -1400,7 +1428,7 @@ def restricted_volume_type(obj: ObjectView) -> Iterator[Violation]:
     category="pod-security",
     references=(NSA,),
     remediation="Set `securityContext.readOnlyRootFilesystem: true` and mount emptyDir "
-                "volumes where the application must write.",
+    "volumes where the application must write.",
     kinds=POD_KINDS,
 )
 def writable_root_filesystem(obj: ObjectView) -> Iterator[Violation]:

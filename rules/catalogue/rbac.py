@@ -51,14 +51,17 @@ ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 # Identities that stand for "everyone" (or every workload) in the cluster.
-BROAD_GROUPS = frozenset({
-    "system:unauthenticated", "system:authenticated", "system:serviceaccounts",
-})
+BROAD_GROUPS = frozenset(
+    {
+        "system:unauthenticated",
+        "system:authenticated",
+        "system:serviceaccounts",
+    }
+)
 BROAD_USERS = frozenset({"system:anonymous"})
 # Bootstrap bindings whose role is not named system:* (name -> role).
 BOOTSTRAP_EXCEPTIONS = {
-    "system::extension-apiserver-authentication-reader":
-        "extension-apiserver-authentication-reader",
+    "system::extension-apiserver-authentication-reader": "extension-apiserver-authentication-reader",  # noqa: E501
 }
 # Default cluster-admin bindings (binding name -> the only group they may name).
 ADMIN_GROUPS = {
@@ -74,13 +77,22 @@ BUILTIN_CLUSTER_ROLES: Mapping[str, tuple[Mapping[str, Any], ...]] = {
     "cluster-admin": ({"apiGroups": _ALL, "resources": _ALL, "verbs": _ALL},),
     "admin": (
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["pods", "replicationcontrollers", "secrets",
-                                          "serviceaccounts"], "verbs": _WORKLOAD_WRITE},
-        {"apiGroups": [""], "resources": ["pods/attach", "pods/exec", "pods/portforward"],
-         "verbs": ["create", "get"]},
+        {
+            "apiGroups": [""],
+            "resources": ["pods", "replicationcontrollers", "secrets", "serviceaccounts"],
+            "verbs": _WORKLOAD_WRITE,
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods/attach", "pods/exec", "pods/portforward"],
+            "verbs": ["create", "get"],
+        },
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
-        {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "replicasets",
-                                              "statefulsets"], "verbs": _WORKLOAD_WRITE},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["daemonsets", "deployments", "replicasets", "statefulsets"],
+            "verbs": _WORKLOAD_WRITE,
+        },
         {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": _WORKLOAD_WRITE},
     ),
 }
@@ -150,9 +162,11 @@ class BoundRole:
 
 # -- matching ------------------------------------------------------------------------------
 
+
 def is_map(value: Any) -> bool:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
     return isinstance(value, (dict, Mapping))
+
 
 def _strings(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
@@ -176,8 +190,9 @@ def rule_grants(policy_rule: Mapping[str, Any], need: Need) -> tuple[str, ...]:
     groups = _strings(policy_rule.get("apiGroups"))
     if "*" not in groups and need.group not in groups:
         return ()
-    if not _resource_matches(_strings(policy_rule.get("resources")), need.resource,
-                             need.subresource):
+    if not _resource_matches(
+        _strings(policy_rule.get("resources")), need.resource, need.subresource
+    ):
         return ()
     verbs = _strings(policy_rule.get("verbs"))
     if "*" in verbs:
@@ -244,8 +259,10 @@ def is_default_binding(binding: ObjectView) -> bool:
     subjects = _subjects(binding)
     if name in ADMIN_GROUPS and binding.kind == "ClusterRoleBinding":
         group = ADMIN_GROUPS[name]
-        return role_name == "cluster-admin" and bool(subjects) and all(
-            s.get("kind") == "Group" and s.get("name") == group for s in subjects
+        return (
+            role_name == "cluster-admin"
+            and bool(subjects)
+            and all(s.get("kind") == "Group" and s.get("name") == group for s in subjects)
         )
     if not name.startswith("system:"):
         return False
@@ -263,14 +280,16 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _aggregated_rules(cluster: ClusterContext, role: ObjectView, own: int
-                      ) -> list[Mapping[str, Any]]:
+def _aggregated_rules(
+    cluster: ClusterContext, role: ObjectView, own: int
+) -> list[Mapping[str, Any]]:
     """Rules aggregated into a ClusterRole beyond its own (broken selectors aggregate none)."""
     return cluster.policy_rules(role)[own:]
 
 
-def subject_bindings(cluster: ClusterContext, kind: str, name: str,
-                     namespace: str | None = None) -> list[ObjectView]:
+def subject_bindings(
+    cluster: ClusterContext, kind: str, name: str, namespace: str | None = None
+) -> list[ObjectView]:
     """`ClusterContext.bindings_for_subject` (malformed bindings name no subjects)."""
     return list(cluster.bindings_for_subject(kind, name, namespace))
 
@@ -289,8 +308,13 @@ def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None
         return BoundRole(binding, f"{role_kind} {role_name}", tuple(rules), len(own))
     if role_kind == "ClusterRole" and role_name in BUILTIN_CLUSTER_ROLES:
         rules = BUILTIN_CLUSTER_ROLES[role_name]
-        return BoundRole(binding, f"built-in ClusterRole {role_name} (not in the input)",
-                         tuple(rules), len(rules), builtin=True)
+        return BoundRole(
+            binding,
+            f"built-in ClusterRole {role_name} (not in the input)",
+            tuple(rules),
+            len(rules),
+            builtin=True,
+        )
     return None
 
 
@@ -314,13 +338,15 @@ def _describe(found: list[Grant], bound: BoundRole) -> str:
     parts = []
     for (index, verbs, names), labels in grouped.items():
         limited = f" (only {', '.join(names)})" if names else ""
-        parts.append(f"{'/'.join(verbs)} on {', '.join(labels)}{limited} "
-                     f"[{bound.rule_where(index)}]")
+        parts.append(
+            f"{'/'.join(verbs)} on {', '.join(labels)}{limited} [{bound.rule_where(index)}]"
+        )
     return "; ".join(parts)
 
 
-def _grant_violations(cluster: ClusterContext, needs: Sequence[Need], what: str
-                      ) -> Iterator[Violation]:
+def _grant_violations(
+    cluster: ClusterContext, needs: Sequence[Need], what: str
+) -> Iterator[Violation]:
     for bound in active_bindings(cluster):
         found = grants(bound, needs)
         if not found:
@@ -355,27 +381,47 @@ IMPERSONATE = (
     Need(("impersonate",), "", "users", cluster_scoped=True, names_restrict=False),
     Need(("impersonate",), "", "groups", cluster_scoped=True, names_restrict=False),
     Need(("impersonate",), "", "serviceaccounts", names_restrict=False),
-    Need(("impersonate",), "authentication.k8s.io", "uids", cluster_scoped=True,
-         names_restrict=False),
+    Need(
+        ("impersonate",), "authentication.k8s.io", "uids", cluster_scoped=True, names_restrict=False
+    ),
 )
 PV_CREATE = (Need(("create",), "", "persistentvolumes", cluster_scoped=True),)
 NODE_PROXY = (
-    Need(("get", "create", "update", "patch", "delete"), "", "nodes", "proxy",
-         cluster_scoped=True, names_restrict=False),
+    Need(
+        ("get", "create", "update", "patch", "delete"),
+        "",
+        "nodes",
+        "proxy",
+        cluster_scoped=True,
+        names_restrict=False,
+    ),
 )
 CSR_APPROVAL = (
-    Need(("update", "patch"), "certificates.k8s.io", "certificatesigningrequests", "approval",
-         cluster_scoped=True, names_restrict=False),
+    Need(
+        ("update", "patch"),
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        "approval",
+        cluster_scoped=True,
+        names_restrict=False,
+    ),
 )
 SIGNER_APPROVE = (
-    Need(("approve",), "certificates.k8s.io", "signers", cluster_scoped=True,
-         names_restrict=False),
+    Need(("approve",), "certificates.k8s.io", "signers", cluster_scoped=True, names_restrict=False),
 )
 WEBHOOK_EDIT = (
-    Need(WRITE_VERBS, "admissionregistration.k8s.io", "validatingwebhookconfigurations",
-         cluster_scoped=True),
-    Need(WRITE_VERBS, "admissionregistration.k8s.io", "mutatingwebhookconfigurations",
-         cluster_scoped=True),
+    Need(
+        WRITE_VERBS,
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        cluster_scoped=True,
+    ),
+    Need(
+        WRITE_VERBS,
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        cluster_scoped=True,
+    ),
 )
 SA_TOKEN_CREATE = (Need(("create",), "", "serviceaccounts", "token"),)
 POD_EXEC = (
@@ -389,8 +435,7 @@ POD_EXEC = (
 
 # -- rules ---------------------------------------------------------------------------------
 def _full_wildcard(policy_rule: Mapping[str, Any]) -> bool:
-    return all("*" in _strings(policy_rule.get(key))
-               for key in ("apiGroups", "resources", "verbs"))
+    return all("*" in _strings(policy_rule.get(key)) for key in ("apiGroups", "resources", "verbs"))
 
 
 @rule(
@@ -402,7 +447,7 @@ def _full_wildcard(policy_rule: Mapping[str, Any]) -> bool:
     cis=("5.1.1",),
     references=(RBAC_DOC, GOOD_PRACTICES, NSA),
     remediation="Bind a role with only the permissions the subject needs; keep cluster-admin "
-                "for break-glass accounts.",
+    "for break-glass accounts.",
     kinds=BINDING_KINDS,
 )
 def cluster_admin_bound(cluster: ClusterContext) -> Iterator[Violation]:
@@ -442,12 +487,15 @@ def cluster_admin_bound(cluster: ClusterContext) -> Iterator[Violation]:
             index = next((i for i, r in enumerate(bound.rules) if _full_wildcard(r)), None)
             if index is None:
                 continue
-            what = f"{bound.role_label}, which grants every verb on every resource " \
-                   f"({bound.rule_where(index)})"
+            what = (
+                f"{bound.role_label}, which grants every verb on every resource "
+                f"({bound.rule_where(index)})"
+            )
         yield Violation(
             f"{b.kind} {b.name} gives {_subjects_text(b)} {what} {bound.scope}; bind a "
             "least-privilege role instead",
-            path="roleRef", subject=b,
+            path="roleRef",
+            subject=b,
         )
 
 
@@ -460,7 +508,7 @@ def cluster_admin_bound(cluster: ClusterContext) -> Iterator[Violation]:
     cis=("5.1.2",),
     references=(RBAC_DOC, GOOD_PRACTICES, NSA),
     remediation="Remove get/list/watch on secrets from the role, or restrict it with "
-                "resourceNames to the Secrets the subject needs.",
+    "resourceNames to the Secrets the subject needs.",
     kinds=BINDING_KINDS,
 )
 def secrets_read(cluster: ClusterContext) -> Iterator[Violation]:
@@ -553,8 +601,11 @@ def role_wildcards(obj: ObjectView) -> Iterator[Violation]:
     for index, policy_rule in enumerate(rules):
         if not is_map(policy_rule):
             continue
-        fields = [key for key in ("apiGroups", "resources", "verbs", "nonResourceURLs")
-                  if any(v == "*" or v.startswith("*/") for v in _strings(policy_rule.get(key)))]
+        fields = [
+            key
+            for key in ("apiGroups", "resources", "verbs", "nonResourceURLs")
+            if any(v == "*" or v.startswith("*/") for v in _strings(policy_rule.get(key)))
+        ]
         if fields:
             yield Violation(
                 f"{obj.kind} {obj.name} rules[{index}] uses a wildcard in "
@@ -572,7 +623,7 @@ def role_wildcards(obj: ObjectView) -> Iterator[Violation]:
     cis=("5.1.4",),
     references=(RBAC_DOC, GOOD_PRACTICES),
     remediation="Grant `create` on pods and workload controllers only to deployment tooling; "
-                "review who holds it.",
+    "review who holds it.",
     kinds=BINDING_KINDS,
 )
 def pod_create(cluster: ClusterContext) -> Iterator[Violation]:
@@ -611,10 +662,12 @@ def pod_create(cluster: ClusterContext) -> Iterator[Violation]:
     severity=Severity.MEDIUM,
     category=CATEGORY,
     cis=("5.1.5",),
-    references=("https://kubernetes.io/docs/tasks/configure-pod-container/"
-                "configure-service-account/", NSA),
+    references=(
+        "https://kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/",
+        NSA,
+    ),
     remediation="Set `automountServiceAccountToken: false` on every namespace's `default` "
-                "ServiceAccount; give workloads that need the API their own account.",
+    "ServiceAccount; give workloads that need the API their own account.",
     kinds=("ServiceAccount",),
 )
 def default_sa_automount(obj: ObjectView) -> Iterator[Violation]:
@@ -667,7 +720,7 @@ def default_sa_automount(obj: ObjectView) -> Iterator[Violation]:
     cis=("5.1.5",),
     references=(RBAC_DOC, NSA),
     remediation="Create a dedicated ServiceAccount for the workload that needs these "
-                "permissions and bind the role to it instead of `default`.",
+    "permissions and bind the role to it instead of `default`.",
     kinds=BINDING_KINDS,
 )
 def default_sa_bound(cluster: ClusterContext) -> Iterator[Violation]:
@@ -710,7 +763,8 @@ def default_sa_bound(cluster: ClusterContext) -> Iterator[Violation]:
                         f"default ServiceAccount of namespace "
                         f"{_subject_namespace(subject, binding) or '?'}; bind a dedicated "
                         "ServiceAccount instead",
-                        path=f"subjects[{index}]", subject=binding,
+                        path=f"subjects[{index}]",
+                        subject=binding,
                     )
 
 
@@ -730,10 +784,13 @@ def _sa_has_bindings(cluster: ClusterContext, namespace: str | None, name: str) 
     category=CATEGORY,
     scope="cluster",
     cis=("5.1.6",),
-    references=("https://kubernetes.io/docs/tasks/configure-pod-container/"
-                "configure-service-account/#opt-out-of-api-credential-automounting", NSA),
+    references=(
+        "https://kubernetes.io/docs/tasks/configure-pod-container/"
+        "configure-service-account/#opt-out-of-api-credential-automounting",
+        NSA,
+    ),
     remediation="Set `automountServiceAccountToken: false` in the pod spec (or on its "
-                "ServiceAccount) unless the workload calls the Kubernetes API.",
+    "ServiceAccount) unless the workload calls the Kubernetes API.",
 )
 def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
     """Flags workloads that get an API token by default although nothing grants it rights.
@@ -777,8 +834,7 @@ def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
         w = obj.workload
         if w is None or w.spec.get("automountServiceAccountToken") is not None:
             continue
-        sa_name = str(w.spec.get("serviceAccountName") or w.spec.get("serviceAccount")
-                      or "default")
+        sa_name = str(w.spec.get("serviceAccountName") or w.spec.get("serviceAccount") or "default")
         sa = cluster.service_account(obj.namespace, sa_name)
         if sa is None and sa_name != "default":
             continue
@@ -790,7 +846,8 @@ def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
             f"{obj.kind} {obj.name} gets the token of ServiceAccount {sa_name} mounted by "
             "default, but no binding grants that account anything; set "
             "automountServiceAccountToken: false in the pod spec",
-            path=w.path("automountServiceAccountToken"), subject=obj,
+            path=w.path("automountServiceAccountToken"),
+            subject=obj,
         )
 
 
@@ -824,7 +881,7 @@ def _pem_mentions(value: Any, needle: bytes) -> bool:
     cis=("5.1.7",),
     references=(RBAC_DOC, GOOD_PRACTICES),
     remediation="Do not issue certificates in the system:masters group or bind to it; use a "
-                "normal group bound to a reviewed role.",
+    "normal group bound to a reviewed role.",
     kinds=("ClusterRoleBinding", "RoleBinding", "CertificateSigningRequest"),
 )
 def system_masters(obj: ObjectView) -> Iterator[Violation]:
@@ -858,8 +915,7 @@ def system_masters(obj: ObjectView) -> Iterator[Violation]:
                 path="spec.request",
             )
         status = obj.manifest.get("status")
-        if is_map(status) and _pem_mentions(status.get("certificate"),
-                                                         MASTERS.encode()):
+        if is_map(status) and _pem_mentions(status.get("certificate"), MASTERS.encode()):
             yield Violation(
                 f"CertificateSigningRequest {obj.name} has an issued certificate in the "
                 "system:masters group; it cannot be revoked — rotate the cluster CA if it "
@@ -887,7 +943,7 @@ def system_masters(obj: ObjectView) -> Iterator[Violation]:
     cis=("5.1.8",),
     references=(RBAC_DOC, GOOD_PRACTICES),
     remediation="Remove the `bind` and `escalate` verbs; role management should go through "
-                "a reviewed pipeline.",
+    "a reviewed pipeline.",
     kinds=BINDING_KINDS,
 )
 def bind_escalate(cluster: ClusterContext) -> Iterator[Violation]:
@@ -928,10 +984,13 @@ def bind_escalate(cluster: ClusterContext) -> Iterator[Violation]:
     category=CATEGORY,
     scope="cluster",
     cis=("5.1.8",),
-    references=("https://kubernetes.io/docs/reference/access-authn-authz/authentication/"
-                "#user-impersonation", GOOD_PRACTICES),
+    references=(
+        "https://kubernetes.io/docs/reference/access-authn-authz/authentication/"
+        "#user-impersonation",
+        GOOD_PRACTICES,
+    ),
     remediation="Remove the `impersonate` verb, or restrict it with resourceNames to "
-                "identities with no more rights than the subject.",
+    "identities with no more rights than the subject.",
     kinds=BINDING_KINDS,
 )
 def impersonate(cluster: ClusterContext) -> Iterator[Violation]:
@@ -970,10 +1029,12 @@ def impersonate(cluster: ClusterContext) -> Iterator[Violation]:
     category=CATEGORY,
     scope="cluster",
     cis=("5.1.9",),
-    references=("https://kubernetes.io/docs/concepts/security/rbac-good-practices/"
-                "#persistent-volume-creation",),
+    references=(
+        "https://kubernetes.io/docs/concepts/security/rbac-good-practices/"
+        "#persistent-volume-creation",
+    ),
     remediation="Let users request storage with PersistentVolumeClaims and StorageClasses; "
-                "keep `create` on persistentvolumes for storage administrators.",
+    "keep `create` on persistentvolumes for storage administrators.",
     kinds=BINDING_KINDS,
 )
 def pv_create(cluster: ClusterContext) -> Iterator[Violation]:
@@ -1015,7 +1076,7 @@ def pv_create(cluster: ClusterContext) -> Iterator[Violation]:
     cis=("5.1.10",),
     references=(GOOD_PRACTICES,),
     remediation="Remove nodes/proxy (and `*/proxy`, `*`) from the role; use the metrics API "
-                "for node metrics.",
+    "for node metrics.",
     kinds=BINDING_KINDS,
 )
 def node_proxy(cluster: ClusterContext) -> Iterator[Violation]:
@@ -1058,7 +1119,8 @@ def _subject_bindings(cluster: ClusterContext, binding: ObjectView) -> Iterator[
         kind = str(subject.get("kind") or "")
         yield from subject_bindings(
             cluster,
-            kind, str(subject.get("name") or ""),
+            kind,
+            str(subject.get("name") or ""),
             _subject_namespace(subject, binding) if kind == "ServiceAccount" else None,
         )
 
@@ -1070,10 +1132,13 @@ def _subject_bindings(cluster: ClusterContext, binding: ObjectView) -> Iterator[
     category=CATEGORY,
     scope="cluster",
     cis=("5.1.11",),
-    references=("https://kubernetes.io/docs/reference/access-authn-authz/"
-                "certificate-signing-requests/#authorization", GOOD_PRACTICES),
+    references=(
+        "https://kubernetes.io/docs/reference/access-authn-authz/"
+        "certificate-signing-requests/#authorization",
+        GOOD_PRACTICES,
+    ),
     remediation="Remove update on certificatesigningrequests/approval, or restrict `approve` "
-                "on signers to a signer that cannot issue cluster client certificates.",
+    "on signers to a signer that cannot issue cluster client certificates.",
     kinds=BINDING_KINDS,
 )
 def csr_approval(cluster: ClusterContext) -> Iterator[Violation]:
@@ -1133,7 +1198,8 @@ def csr_approval(cluster: ClusterContext) -> Iterator[Violation]:
             f"{b.kind} {b.name} lets {_subjects_text(b)} approve certificate signing requests "
             f"({bound.role_label} grants update on certificatesigningrequests/approval; "
             f"{via} grants approve on {which}); restrict who can approve",
-            path="roleRef", subject=b,
+            path="roleRef",
+            subject=b,
         )
 
 
@@ -1146,7 +1212,7 @@ def csr_approval(cluster: ClusterContext) -> Iterator[Violation]:
     cis=("5.1.12",),
     references=(GOOD_PRACTICES,),
     remediation="Remove write verbs on validating/mutatingwebhookconfigurations, or restrict "
-                "them with resourceNames to the webhook the controller manages.",
+    "them with resourceNames to the webhook the controller manages.",
     kinds=BINDING_KINDS,
 )
 def webhook_edit(cluster: ClusterContext) -> Iterator[Violation]:
@@ -1195,7 +1261,7 @@ def webhook_edit(cluster: ClusterContext) -> Iterator[Violation]:
     cis=("5.1.13",),
     references=(GOOD_PRACTICES,),
     remediation="Remove `create` on serviceaccounts/token, or restrict it with resourceNames "
-                "to the service accounts the subject is meant to act as.",
+    "to the service accounts the subject is meant to act as.",
     kinds=BINDING_KINDS,
 )
 def sa_token_create(cluster: ClusterContext) -> Iterator[Violation]:
@@ -1239,8 +1305,7 @@ def sa_token_create(cluster: ClusterContext) -> Iterator[Violation]:
     severity=Severity.HIGH,
     category=CATEGORY,
     references=(RBAC_DOC, NSA),
-    remediation="Bind the role to the specific users, groups or service accounts that need "
-                "it.",
+    remediation="Bind the role to the specific users, groups or service accounts that need it.",
     kinds=BINDING_KINDS,
 )
 def broad_subject(obj: ObjectView) -> Iterator[Violation]:
@@ -1295,7 +1360,7 @@ def broad_subject(obj: ObjectView) -> Iterator[Violation]:
     scope="cluster",
     references=(GOOD_PRACTICES, NSA),
     remediation="Remove pods/exec, pods/attach and pods/ephemeralcontainers from the role; "
-                "grant them only for break-glass debugging, time-limited.",
+    "grant them only for break-glass debugging, time-limited.",
     kinds=BINDING_KINDS,
 )
 def pod_exec(cluster: ClusterContext) -> Iterator[Violation]:

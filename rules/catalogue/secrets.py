@@ -36,63 +36,209 @@ NSA = "NSA/CISA Kubernetes Hardening Guidance v1.2, Secrets"
 # its literals occurs in the text (a cheap substring test). Labels go into messages; matches
 # never do.
 TOKEN_FORMATS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
-    ("a private key (PEM block)", ("PRIVATE KEY",), re.compile(
-        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----")),
-    ("an AWS access key id", ("AKIA", "ASIA", "ABIA", "ACCA"), re.compile(
-        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])")),
-    ("a GitHub token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), re.compile(
-        r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,247})"
-        r"(?![A-Za-z0-9_])")),
+    (
+        "a private key (PEM block)",
+        ("PRIVATE KEY",),
+        re.compile(
+            r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"
+        ),
+    ),
+    (
+        "an AWS access key id",
+        ("AKIA", "ASIA", "ABIA", "ACCA"),
+        re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])"),
+    ),
+    (
+        "a GitHub token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        re.compile(
+            r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,247})"
+            r"(?![A-Za-z0-9_])"
+        ),
+    ),
     ("a GitLab token", ("glpat-",), re.compile(r"(?<![A-Za-z0-9_])glpat-[A-Za-z0-9_-]{20,}")),
     ("a Slack token", ("xox",), re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[A-Za-z0-9-]{10,}")),
-    ("a Slack webhook URL", ("hooks.slack.com",), re.compile(
-        r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+")),
-    ("a Google API key", ("AIza",), re.compile(
-        r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])")),
-    ("a Stripe live key", ("_live_",), re.compile(
-        r"(?<![A-Za-z0-9_])(?:sk|rk)_live_[0-9A-Za-z]{24,}")),
-    ("an npm token", ("npm_",), re.compile(
-        r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])")),
-    ("a JSON Web Token", ("eyJ",), re.compile(
-        r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")),
-    ("a URL with an embedded password", ("@",), re.compile(
-        r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:(?!\$\(|\$\{|\{\{|<|\*+@)[^\s/@]+@")),
+    (
+        "a Slack webhook URL",
+        ("hooks.slack.com",),
+        re.compile(
+            r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"
+        ),
+    ),
+    (
+        "a Google API key",
+        ("AIza",),
+        re.compile(r"(?<![A-Za-z0-9_-])AIza[0-9A-Za-z_-]{35}(?![A-Za-z0-9_-])"),
+    ),
+    (
+        "a Stripe live key",
+        ("_live_",),
+        re.compile(r"(?<![A-Za-z0-9_])(?:sk|rk)_live_[0-9A-Za-z]{24,}"),
+    ),
+    (
+        "an npm token",
+        ("npm_",),
+        re.compile(r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9_])"),
+    ),
+    (
+        "a JSON Web Token",
+        ("eyJ",),
+        re.compile(
+            r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}"
+        ),
+    ),
+    (
+        "a URL with an embedded password",
+        ("@",),
+        re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:(?!\$\(|\$\{|\{\{|<|\*+@)[^\s/@]+@"),
+    ),
 )
 # Any literal of any format: one C-level search rules out most values at once.
 _TRIGGER = re.compile("|".join(re.escape(lit) for _, lits, _ in TOKEN_FORMATS for lit in lits))
 # Words a credential-like name contains (lower case), to skip lines that cannot qualify.
-_HINTS = ("pass", "secret", "token", "key", "auth", "cred", "salt", "pwd", "signature",
-          "hmac")
+_HINTS = ("pass", "secret", "token", "key", "auth", "cred", "salt", "pwd", "signature", "hmac")
 
 _SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-_STRONG_WORDS = frozenset({
-    "PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "APIKEY", "PRIVATEKEY",
-    "SECRETKEY", "ACCESSKEY",
-})
-_STRONG_PAIRS = frozenset({
-    ("API", "KEY"), ("PRIVATE", "KEY"), ("SECRET", "KEY"), ("ACCESS", "KEY"),
-    ("CLIENT", "SECRET"), ("AUTH", "TOKEN"),
-})
-_WEAK_WORDS = frozenset({
-    "KEY", "AUTH", "CREDENTIAL", "CREDENTIALS", "CRED", "CREDS", "SALT", "PASS", "PWD",
-    "SIGNATURE", "HMAC",
-})
+_STRONG_WORDS = frozenset(
+    {
+        "PASSWORD",
+        "PASSWD",
+        "PASSPHRASE",
+        "SECRET",
+        "TOKEN",
+        "APIKEY",
+        "PRIVATEKEY",
+        "SECRETKEY",
+        "ACCESSKEY",
+    }
+)
+_STRONG_PAIRS = frozenset(
+    {
+        ("API", "KEY"),
+        ("PRIVATE", "KEY"),
+        ("SECRET", "KEY"),
+        ("ACCESS", "KEY"),
+        ("CLIENT", "SECRET"),
+        ("AUTH", "TOKEN"),
+    }
+)
+_WEAK_WORDS = frozenset(
+    {
+        "KEY",
+        "AUTH",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "CRED",
+        "CREDS",
+        "SALT",
+        "PASS",
+        "PWD",
+        "SIGNATURE",
+        "HMAC",
+    }
+)
 # A last word that makes the name describe a secret rather than hold one.
-_DESCRIPTIVE_SUFFIXES = frozenset({
-    "FILE", "FILES", "PATH", "DIR", "DIRECTORY", "NAME", "NAMES", "REF", "TTL", "EXPIRY",
-    "EXPIRES", "EXPIRATION", "LIFETIME", "LENGTH", "LEN", "TIMEOUT", "ENABLED", "ENABLE",
-    "DISABLED", "DISABLE", "REQUIRED", "HEADER", "TYPE", "URL", "URI", "ENDPOINT", "HOST",
-    "PORT", "MIN", "MAX", "COUNT", "SIZE", "LIMIT", "RETRIES", "POLICY", "MODE", "VERSION",
-    "AUDIENCE", "ISSUER", "SCOPE", "SCOPES", "PROVIDER", "SOURCE", "LOCATION", "MOUNT",
-    "FORMAT", "ALGORITHM", "ALG", "LABEL", "PREFIX", "KIND", "SECONDS", "INTERVAL", "USER",
-    "USERNAME", "LOGIN", "ID", "NAMESPACE", "KEYS", "FIELD", "PARAM", "STORE", "BACKEND",
-    "ROTATION", "REFRESH", "LOOKUP", "CACHE",
-})
-_NON_VALUES = frozenset({
-    "", "true", "false", "yes", "no", "on", "off", "none", "null", "nil", "~", "undefined",
-    "redacted", "placeholder", "-", "n/a", "|", "|-", ">", ">-", "{", "[", "{}", "[]", "''",
-    '""',
-})
+_DESCRIPTIVE_SUFFIXES = frozenset(
+    {
+        "FILE",
+        "FILES",
+        "PATH",
+        "DIR",
+        "DIRECTORY",
+        "NAME",
+        "NAMES",
+        "REF",
+        "TTL",
+        "EXPIRY",
+        "EXPIRES",
+        "EXPIRATION",
+        "LIFETIME",
+        "LENGTH",
+        "LEN",
+        "TIMEOUT",
+        "ENABLED",
+        "ENABLE",
+        "DISABLED",
+        "DISABLE",
+        "REQUIRED",
+        "HEADER",
+        "TYPE",
+        "URL",
+        "URI",
+        "ENDPOINT",
+        "HOST",
+        "PORT",
+        "MIN",
+        "MAX",
+        "COUNT",
+        "SIZE",
+        "LIMIT",
+        "RETRIES",
+        "POLICY",
+        "MODE",
+        "VERSION",
+        "AUDIENCE",
+        "ISSUER",
+        "SCOPE",
+        "SCOPES",
+        "PROVIDER",
+        "SOURCE",
+        "LOCATION",
+        "MOUNT",
+        "FORMAT",
+        "ALGORITHM",
+        "ALG",
+        "LABEL",
+        "PREFIX",
+        "KIND",
+        "SECONDS",
+        "INTERVAL",
+        "USER",
+        "USERNAME",
+        "LOGIN",
+        "ID",
+        "NAMESPACE",
+        "KEYS",
+        "FIELD",
+        "PARAM",
+        "STORE",
+        "BACKEND",
+        "ROTATION",
+        "REFRESH",
+        "LOOKUP",
+        "CACHE",
+    }
+)
+_NON_VALUES = frozenset(
+    {
+        "",
+        "true",
+        "false",
+        "yes",
+        "no",
+        "on",
+        "off",
+        "none",
+        "null",
+        "nil",
+        "~",
+        "undefined",
+        "redacted",
+        "placeholder",
+        "-",
+        "n/a",
+        "|",
+        "|-",
+        ">",
+        ">-",
+        "{",
+        "[",
+        "{}",
+        "[]",
+        "''",
+        '""',
+    }
+)
 _PLACEHOLDER = re.compile(
     r"""^(?:\$\([^)]*\)|\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\{\{.*\}\}|<[^<>]*>|%\([^)]*\)s
         |%[A-Za-z_]+%|\#\{[^}]*\}|\*+|x{3,}|X{3,}|\.{3,})$""",
@@ -104,10 +250,10 @@ _SMALL_INT = re.compile(r"^[0-9]{1,5}$")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)+$")
 
 
-
 def is_map(value: Any) -> bool:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
     return isinstance(value, (dict, Mapping))
+
 
 def name_words(name: str) -> list[str]:
     """`dbPassword_FILE` -> ["DB", "PASSWORD", "FILE"]."""
@@ -115,7 +261,7 @@ def name_words(name: str) -> list[str]:
 
 
 def name_strength(name: str) -> str | None:
-    """"strong", "weak" or None: how much a variable or key name suggests a secret."""
+    """ "strong", "weak" or None: how much a variable or key name suggests a secret."""
     words = name_words(name)
     if not words or words[-1] in _DESCRIPTIVE_SUFFIXES:
         return None
@@ -151,12 +297,14 @@ def looks_random(value: str) -> bool:
     text = value.strip()
     if len(text) < 16 or any(ch.isspace() for ch in text):
         return False
-    classes = sum((
-        any(ch.islower() for ch in text),
-        any(ch.isupper() for ch in text),
-        any(ch.isdigit() for ch in text),
-        any(not ch.isalnum() for ch in text),
-    ))
+    classes = sum(
+        (
+            any(ch.islower() for ch in text),
+            any(ch.isupper() for ch in text),
+            any(ch.isdigit() for ch in text),
+            any(not ch.isalnum() for ch in text),
+        )
+    )
     return classes >= 2 and shannon_entropy(text) >= 3.0
 
 
@@ -187,8 +335,11 @@ def classify(name: str, value: Any) -> str | None:
     why = None
     if strength == "strong":
         words = set(name_words(name))
-        names_a_secret = "SECRET" in words and not {"PASSWORD", "TOKEN", "KEY"} & words and (
-            _RESOURCE_NAME.match(text.strip()) is not None)
+        names_a_secret = (
+            "SECRET" in words
+            and not {"PASSWORD", "TOKEN", "KEY"} & words
+            and (_RESOURCE_NAME.match(text.strip()) is not None)
+        )
         # DB_SECRET=postgres-credentials names a Secret object rather than holding one.
         if not names_a_secret:
             why = "has a credential-like name and a literal value"
@@ -213,7 +364,7 @@ def _env_items(c: ContainerView, field: str) -> Iterator[tuple[int, Mapping[str,
     cis=("5.4.1",),
     references=(GOOD_PRACTICES, NSA),
     remediation="Mount the Secret as a volume (read-only files) and have the application "
-                "read the file.",
+    "read the file.",
     kinds=POD_KINDS,
 )
 def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
@@ -282,7 +433,7 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     category=CATEGORY,
     references=(GOOD_PRACTICES, NSA),
     remediation="Move the value into a Secret (or an external secret store), rotate it, and "
-                "mount it as a file.",
+    "mount it as a file.",
     kinds=POD_KINDS,
 )
 def literal_secret_in_env(obj: ObjectView) -> Iterator[Violation]:
@@ -362,7 +513,7 @@ def _command_line(c: ContainerView) -> Iterator[tuple[str, int, str, str]]:
     category=CATEGORY,
     references=(GOOD_PRACTICES,),
     remediation="Pass the credential through a mounted Secret file (e.g. `--password-file`) "
-                "and rotate it.",
+    "and rotate it.",
     kinds=POD_KINDS,
 )
 def literal_secret_in_args(obj: ObjectView) -> Iterator[Violation]:
@@ -393,8 +544,11 @@ def literal_secret_in_args(obj: ObjectView) -> Iterator[Violation]:
     assert obj.workload is not None
     for c in obj.workload.containers:
         for field, index, flag, value in _command_line(c):
-            why = classify(flag, value) if flag else (
-                f"contains {known_format(value)}" if known_format(value) else None)
+            why = (
+                classify(flag, value)
+                if flag
+                else (f"contains {known_format(value)}" if known_format(value) else None)
+            )
             if why:
                 what = f"flag {flag!r}" if flag else "an argument"
                 yield Violation(
@@ -426,8 +580,7 @@ def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
     """Why a ConfigMap entry looks like it holds a credential, and on which line (1-based)."""
     label = known_format(text)
     if label:
-        line = next((n for n, line in enumerate(text.splitlines(), 1) if known_format(line)),
-                    None)
+        line = next((n for n, line in enumerate(text.splitlines(), 1) if known_format(line)), None)
         return f"contains {label}", line
     if "\n" not in text.strip():
         why = classify(key, text)
@@ -456,7 +609,7 @@ def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
     category=CATEGORY,
     references=(SECRETS_DOC, GOOD_PRACTICES, NSA),
     remediation="Move the credential into a Secret (or an external secret store), rotate it, "
-                "and reference it from the configuration by file path or environment.",
+    "and reference it from the configuration by file path or environment.",
     kinds=("ConfigMap",),
 )
 def literal_secret_in_configmap(obj: ObjectView) -> Iterator[Violation]:
@@ -515,10 +668,9 @@ def literal_secret_in_configmap(obj: ObjectView) -> Iterator[Violation]:
     title="Long-lived service account token Secret",
     severity=Severity.MEDIUM,
     category=CATEGORY,
-    references=("https://kubernetes.io/docs/concepts/security/service-accounts/"
-                "#get-a-token", NSA),
+    references=("https://kubernetes.io/docs/concepts/security/service-accounts/#get-a-token", NSA),
     remediation="Delete the Secret and use short-lived tokens: the projected token volume "
-                "for pods, `kubectl create token` (TokenRequest) for clients.",
+    "for pods, `kubectl create token` (TokenRequest) for clients.",
     kinds=("Secret",),
 )
 def legacy_sa_token(obj: ObjectView) -> Iterator[Violation]:

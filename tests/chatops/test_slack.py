@@ -77,8 +77,9 @@ class RecordingDispatcher:
         self.inner = inner
         self.sent: list[str] = []
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         self.sent.append(task_name)
         self.inner(task_name, args=args, kwargs=kwargs)
 
@@ -92,7 +93,8 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def chat(db_session: Session, test_settings: Settings) -> tuple[Fleet, RecordingDispatcher]:
     settings = test_settings.replace(
-        slack_signing_secret=SLACK_SECRET, slack_allowed_users=("U2CERLKJA", "UOPS"),
+        slack_signing_secret=SLACK_SECRET,
+        slack_allowed_users=("U2CERLKJA", "UOPS"),
         public_url="https://k8smon.example",
     )
     fleet = build_fleet(db_session, settings, clock=lambda: float(NOW))
@@ -101,20 +103,35 @@ def chat(db_session: Session, test_settings: Settings) -> tuple[Fleet, Recording
     return fleet, dispatcher
 
 
-def _signed(client: FlaskClient, body: str, *, timestamp: str = str(NOW),
-            signature: str | None = None) -> Any:
+def _signed(
+    client: FlaskClient, body: str, *, timestamp: str = str(NOW), signature: str | None = None
+) -> Any:
     if signature is None:
-        digest = hmac.new(SLACK_SECRET.encode(), f"v0:{timestamp}:{body}".encode(),
-                          hashlib.sha256).hexdigest()
+        digest = hmac.new(
+            SLACK_SECRET.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256
+        ).hexdigest()
         signature = f"v0={digest}"
-    return client.post("/chatops/slack", data=body, headers={
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature})
+    return client.post(
+        "/chatops/slack",
+        data=body,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": timestamp,
+            "X-Slack-Signature": signature,
+        },
+    )
 
 
 def _command(text: str, response_url: str, *, user: str = "UOPS") -> str:
-    return urlencode({"command": "/k8smon", "text": text, "user_id": user,
-                      "user_name": "ops", "response_url": response_url})
+    return urlencode(
+        {
+            "command": "/k8smon",
+            "text": text,
+            "user_id": user,
+            "user_name": "ops",
+            "response_url": response_url,
+        }
+    )
 
 
 def test_slack_documented_example_is_accepted(chat: tuple[Fleet, RecordingDispatcher]) -> None:
@@ -129,13 +146,15 @@ def test_slack_documented_example_is_accepted(chat: tuple[Fleet, RecordingDispat
 
 
 def test_altered_unsigned_or_stale_requests_are_refused(
-    chat: tuple[Fleet, RecordingDispatcher]
+    chat: tuple[Fleet, RecordingDispatcher],
 ) -> None:
     fleet, dispatcher = chat
     client = fleet.app.test_client()
     altered = SLACK_BODY.replace("text=", "text=rescan+prod-eu")
-    assert _signed(client, altered, timestamp=SLACK_TIMESTAMP,
-                   signature=SLACK_SIGNATURE).status_code == 401
+    assert (
+        _signed(client, altered, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE).status_code
+        == 401
+    )
     assert client.post("/chatops/slack", data=SLACK_BODY).status_code == 401
     assert _signed(client, SLACK_BODY, timestamp="not-a-number").status_code == 401
     stale = str(NOW - 301)
@@ -145,11 +164,13 @@ def test_altered_unsigned_or_stale_requests_are_refused(
     assert dispatcher.sent == []
 
 
-def test_users_off_the_allow_list_are_turned_away(chat: tuple[Fleet, RecordingDispatcher],
-                                                  receiver: Receiver) -> None:
+def test_users_off_the_allow_list_are_turned_away(
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
+) -> None:
     fleet, dispatcher = chat
-    answer = _signed(fleet.app.test_client(),
-                     _command("rescan prod-eu", receiver.url, user="UEVIL"))
+    answer = _signed(
+        fleet.app.test_client(), _command("rescan prod-eu", receiver.url, user="UEVIL")
+    )
     assert "not on the k8s-monitor allow-list" in answer.get_json()["text"]
     assert dispatcher.sent == [] and receiver.received == []
 
@@ -177,8 +198,10 @@ def test_status_is_acknowledged_then_posted_with_a_signed_report_link(
     client = fleet.app.test_client()
     ack = _signed(client, _command("status prod-eu", receiver.url))
     assert ack.status_code == 200
-    assert ack.get_json() == {"response_type": "ephemeral",
-                              "text": "Fetching the status of `prod-eu`… the answer follows here."}
+    assert ack.get_json() == {
+        "response_type": "ephemeral",
+        "text": "Fetching the status of `prod-eu`… the answer follows here.",
+    }
     assert dispatcher.sent == [CHATOPS_COMMAND]
     [posted] = receiver.received
     assert posted["response_type"] == "ephemeral"
@@ -197,8 +220,9 @@ def test_status_is_acknowledged_then_posted_with_a_signed_report_link(
     assert client.get(f"/chatops/reports/{token[:-2]}xx").status_code == 403
 
 
-def test_findings_filtered_by_severity(chat: tuple[Fleet, RecordingDispatcher],
-                                       receiver: Receiver) -> None:
+def test_findings_filtered_by_severity(
+    chat: tuple[Fleet, RecordingDispatcher], receiver: Receiver
+) -> None:
     fleet, _dispatcher = chat
     _signed(fleet.app.test_client(), _command("findings prod-eu critical", receiver.url))
     [posted] = receiver.received
@@ -224,11 +248,13 @@ def test_rescan_queues_a_scan_audits_it_and_reports_back(
     assert posted["text"].startswith("Rescan of `prod-eu` queued by <@UOPS>")
 
 
-def test_chatops_is_off_without_a_signing_secret(db_session: Session,
-                                                 test_settings: Settings) -> None:
+def test_chatops_is_off_without_a_signing_secret(
+    db_session: Session, test_settings: Settings
+) -> None:
     fleet = build_fleet(db_session, test_settings)
-    answer = _signed(fleet.app.test_client(), SLACK_BODY, timestamp=SLACK_TIMESTAMP,
-                     signature=SLACK_SIGNATURE)
+    answer = _signed(
+        fleet.app.test_client(), SLACK_BODY, timestamp=SLACK_TIMESTAMP, signature=SLACK_SIGNATURE
+    )
     assert answer.status_code == 404
 
 

@@ -28,10 +28,17 @@ class Operator:
 
     def run(self, *args: str, config: Path | None = None, input: str | None = None) -> Result:
         runner = CliRunner()
-        return runner.invoke(main, list(args), input=input,
-                             env={"K8SMON_CONFIG": str(config or self.config),
-                                  "K8SMON_SERVER": None, "K8SMON_ADMIN_KEY": None,
-                                  "K8SMON_ADMIN_KEY_ID": None})
+        return runner.invoke(
+            main,
+            list(args),
+            input=input,
+            env={
+                "K8SMON_CONFIG": str(config or self.config),
+                "K8SMON_SERVER": None,
+                "K8SMON_ADMIN_KEY": None,
+                "K8SMON_ADMIN_KEY_ID": None,
+            },
+        )
 
 
 def _write_key(folder: Path, name: str) -> tuple[AgentKey, Path]:
@@ -44,29 +51,30 @@ def _write_key(folder: Path, name: str) -> tuple[AgentKey, Path]:
 
 def _config(folder: Path, name: str, *, server: str, key: Path, key_id: str) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(f'server = "{server}"\nkey = "{key}"\nkey_id = "{key_id}"\n',
-                    encoding="utf-8")
+    path.write_text(f'server = "{server}"\nkey = "{key}"\nkey_id = "{key_id}"\n', encoding="utf-8")
     return path
 
 
 @pytest.fixture
-def operator(db_session: Session, test_settings: Settings, tmp_path: Path
-             ) -> Iterator[Operator]:
+def operator(db_session: Session, test_settings: Settings, tmp_path: Path) -> Iterator[Operator]:
     fleet = build_fleet(db_session, test_settings)
     admin_key, admin_path = _write_key(tmp_path, "alice")
     viewer_key, viewer_path = _write_key(tmp_path, "victor")
     with fleet.sessions() as session:
-        create_admin_key(session, "alice", role="admin", key_id="alice",
-                         public_key=admin_key.public_key)
-        create_admin_key(session, "victor", role="viewer", key_id="victor",
-                         public_key=viewer_key.public_key)
+        create_admin_key(
+            session, "alice", role="admin", key_id="alice", public_key=admin_key.public_key
+        )
+        create_admin_key(
+            session, "victor", role="viewer", key_id="victor", public_key=viewer_key.public_key
+        )
         session.commit()
     with live_server(fleet.app) as url:
         yield Operator(
-            fleet=fleet, url=url, tmp=tmp_path,
+            fleet=fleet,
+            url=url,
+            tmp=tmp_path,
             config=_config(tmp_path, "admin", server=url, key=admin_path, key_id="alice"),
-            viewer_config=_config(tmp_path, "viewer", server=url, key=viewer_path,
-                                  key_id="victor"),
+            viewer_config=_config(tmp_path, "viewer", server=url, key=viewer_path, key_id="victor"),
         )
 
 

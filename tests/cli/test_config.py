@@ -13,8 +13,9 @@ from cli.output import DURATION
 
 def _file(tmp_path: Path) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text('server = "https://file.example/"\nkey = "~/file.key"\nkey_id = "file"\n'
-                    "timeout = 5\n")
+    path.write_text(
+        'server = "https://file.example/"\nkey = "~/file.key"\nkey_id = "file"\ntimeout = 5\n'
+    )
     return path
 
 
@@ -23,8 +24,11 @@ def test_file_then_environment_then_flags(tmp_path: Path) -> None:
     from_file = resolve(environ={"HOME": str(tmp_path)}, config_path=str(path))
     assert from_file.server == "https://file.example" and from_file.key_id == "file"
     assert from_file.key_path == Path("~/file.key").expanduser() and from_file.timeout == 5
-    env = {"K8SMON_CONFIG": str(path), "K8SMON_SERVER": "https://env.example",
-           "K8SMON_ADMIN_KEY_ID": "env"}
+    env = {
+        "K8SMON_CONFIG": str(path),
+        "K8SMON_SERVER": "https://env.example",
+        "K8SMON_ADMIN_KEY_ID": "env",
+    }
     from_env = resolve(environ=env)
     assert (from_env.server, from_env.key_id) == ("https://env.example", "env")
     from_flags = resolve(environ=env, server="http://flag.example:8000", key_id="flag")

@@ -21,8 +21,11 @@ def _has_route(operator: Operator, rule: str) -> bool:
 
 def test_telemetry_marks_stale_clusters(operator: Operator) -> None:
     with operator.fleet.sessions() as session:
-        session.execute(update(TelemetryPing).where(TelemetryPing.cluster_id == "staging-us")
-                        .values(received_at=datetime.now(UTC) - timedelta(hours=3)))
+        session.execute(
+            update(TelemetryPing)
+            .where(TelemetryPing.cluster_id == "staging-us")
+            .values(received_at=datetime.now(UTC) - timedelta(hours=3))
+        )
         session.commit()
     result = operator.run("telemetry", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -47,25 +50,42 @@ def test_telemetry_marks_stale_clusters(operator: Operator) -> None:
 
 
 def test_search_lists_every_image_distinct(operator: Operator) -> None:
-    result = operator.run("search", "$.spec.template.spec.containers[*].image",
-                          "--kind", "Deployment", "--distinct", "--format", "json")
+    result = operator.run(
+        "search",
+        "$.spec.template.spec.containers[*].image",
+        "--kind",
+        "Deployment",
+        "--distinct",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
         {"value": "registry.example/api:2", "occurrences": 2, "clusters": 2},
         {"value": "registry.example/web:1.1", "occurrences": 1, "clusters": 1},
     ]
     # The server counts every match; --limit only caps how many values come back.
-    top = operator.run("search", "$.spec.template.spec.containers[*].image", "--distinct",
-                       "--limit", "1", "--format", "json")
+    top = operator.run(
+        "search",
+        "$.spec.template.spec.containers[*].image",
+        "--distinct",
+        "--limit",
+        "1",
+        "--format",
+        "json",
+    )
     assert json.loads(top.stdout) == [
-        {"value": "registry.example/api:2", "occurrences": 2, "clusters": 2}]
+        {"value": "registry.example/api:2", "occurrences": 2, "clusters": 2}
+    ]
     assert "only the 1 most frequent values are listed" in top.stderr
     too_many = operator.run("search", "$.kind", "--limit", "6000")
     assert too_many.exit_code == 2 and "without --distinct" in too_many.stderr
     hits = operator.run("search", "$.spec.replicas", "--cluster", "prod-eu", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(hits.stdout)))
     assert {(r["kind"], r["name"], r["value"]) for r in rows} == {
-        ("Deployment", "api", "2"), ("Deployment", "web", "2")}
+        ("Deployment", "api", "2"),
+        ("Deployment", "web", "2"),
+    }
     table = operator.run("search", "$.metadata.name", "--namespace", "qa")
     assert "api" in table.stdout
 
@@ -78,13 +98,13 @@ def test_search_with_an_invalid_path_is_a_clear_400(operator: Operator) -> None:
 
 
 def test_findings_filters(operator: Operator) -> None:
-    result = operator.run("findings", "--cluster", "prod-eu", "--severity", "critical",
-                          "--format", "json")
+    result = operator.run(
+        "findings", "--cluster", "prod-eu", "--severity", "critical", "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["rule_id"], r["name"]) for r in rows] == [("KM-101", "web")]
-    everything = json.loads(operator.run("findings", "--format", "json", "--limit",
-                                         "5000").stdout)
+    everything = json.loads(operator.run("findings", "--format", "json", "--limit", "5000").stdout)
     with operator.fleet.sessions() as session:
         assert len(everything) == len(session.scalars(select(Finding)).all())
     bad = operator.run("findings", "--severity", "urgent")
@@ -92,17 +112,32 @@ def test_findings_filters(operator: Operator) -> None:
 
 
 def test_exemption_lifecycle_applies_after_rescan(operator: Operator) -> None:
-    missing_reason = operator.run("exemptions", "add", "--rule", "KM-101",
-                                  "--expires", "30d")
+    missing_reason = operator.run("exemptions", "add", "--rule", "KM-101", "--expires", "30d")
     assert missing_reason.exit_code == 2 and "--reason" in missing_reason.stderr
     missing_expiry = operator.run("exemptions", "add", "--rule", "KM-101", "--reason", "x")
     assert missing_expiry.exit_code == 2 and "--expires" in missing_expiry.stderr
-    past = operator.run("exemptions", "add", "--rule", "KM-101", "--reason", "x",
-                        "--expires", "2001-01-01")
+    past = operator.run(
+        "exemptions", "add", "--rule", "KM-101", "--reason", "x", "--expires", "2001-01-01"
+    )
     assert past.exit_code == 2 and "in the past" in past.stderr
-    added = operator.run("exemptions", "add", "--rule", "KM-101", "--cluster", "prod-eu",
-                         "--kind", "Deployment", "--name", "web",
-                         "--reason", "vendor agent", "--expires", "30d", "--format", "json")
+    added = operator.run(
+        "exemptions",
+        "add",
+        "--rule",
+        "KM-101",
+        "--cluster",
+        "prod-eu",
+        "--kind",
+        "Deployment",
+        "--name",
+        "web",
+        "--reason",
+        "vendor agent",
+        "--expires",
+        "30d",
+        "--format",
+        "json",
+    )
     assert added.exit_code == 0, added.output
     created = json.loads(added.stdout)
     assert created["selector"] == {"kind": "Deployment", "name": "web"}
@@ -117,14 +152,22 @@ def test_exemption_lifecycle_applies_after_rescan(operator: Operator) -> None:
     removed = operator.run("exemptions", "remove", str(created["id"]))
     assert removed.exit_code == 0 and "removed" in removed.stderr
     assert json.loads(operator.run("exemptions", "list", "--format", "json").stdout) == []
-    everything = json.loads(operator.run("exemptions", "list", "--all", "--format",
-                                         "json").stdout)
+    everything = json.loads(operator.run("exemptions", "list", "--all", "--format", "json").stdout)
     assert everything[0]["state"] == "removed"
     with operator.fleet.sessions() as session:
         assert session.get(Exemption, created["id"]).revoked_at is not None
     assert operator.run("exemptions", "remove", "999999").exit_code == 5
-    viewer = operator.run("exemptions", "add", "--rule", "KM-101", "--reason", "x",
-                          "--expires", "1d", config=operator.viewer_config)
+    viewer = operator.run(
+        "exemptions",
+        "add",
+        "--rule",
+        "KM-101",
+        "--reason",
+        "x",
+        "--expires",
+        "1d",
+        config=operator.viewer_config,
+    )
     assert viewer.exit_code == 4
 
 
@@ -143,8 +186,7 @@ def test_rescan_of_unknown_cluster(operator: Operator) -> None:
 def test_scans_and_rescan_wait(operator: Operator) -> None:
     if not _has_route(operator, "/v1/admin/scans"):
         pytest.skip("the admin API has no GET /v1/admin/scans endpoint yet")
-    listed = json.loads(operator.run("scans", "--cluster", "prod-eu", "--format",
-                                     "json").stdout)
+    listed = json.loads(operator.run("scans", "--cluster", "prod-eu", "--format", "json").stdout)
     assert listed and listed[0]["cluster_id"] == "prod-eu"
     waited = operator.run("rescan", "prod-eu", "--wait", "--format", "json")
     assert waited.exit_code == 0, waited.output

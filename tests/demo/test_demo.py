@@ -16,7 +16,10 @@ from tests.workers.celery_rig import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Point the usual variables at nothing: the demo must not need PostgreSQL or Redis.
-BARE = {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "REDIS_URL": "redis://127.0.0.1:1/0"}
+BARE = {
+    "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+}
 
 
 @pytest.mark.slow
@@ -25,8 +28,15 @@ def test_make_demo_pushes_scans_and_reports(tmp_path: Path) -> None:
     assert make, "make is needed for the demo"
     env = {**os.environ, **BARE, "TMPDIR": str(tmp_path)}
     # `-o` treats the venv stamp as up to date: the suite already runs inside the built venv.
-    done = subprocess.run([make, "-s", "-o", ".venv/.installed", "demo"], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [make, "-s", "-o", ".venv/.installed", "demo"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "Cluster Demo shop cluster (demo)" in out
@@ -46,8 +56,13 @@ def test_serve_stays_up_on_the_embedded_default(tmp_path: Path) -> None:
     env.update({"K8SMON_INSTANCE_PATH": str(tmp_path), "K8SMON_ENV": "embedded"})
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("k8smon")), "serve", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
+
         def ready() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:

@@ -29,12 +29,18 @@ def test_worked_example_matches_the_signer() -> None:
 
     key = SigningKey(base64.b64decode(B14_PRIVATE)[-32:])
     headers = [("Host", documented["Host"]), ("Content-Type", documented["Content-Type"])]
-    request = HttpRequest("POST", f"https://{documented['Host']}/v1/clusters/prod-eu-1/telemetry",
-                          headers, body_bytes)
+    request = HttpRequest(
+        "POST", f"https://{documented['Host']}/v1/clusters/prod-eu-1/telemetry", headers, body_bytes
+    )
     created = int(re.search(r"created=(\d+)", documented["Signature-Input"]).group(1))
     nonce = re.search(r'nonce="([^"]+)"', documented["Signature-Input"]).group(1)
-    added = sign_request(request, key_id="prod-eu-1-2026a", sign=lambda b: key.sign(b).signature,
-                         created=created, nonce=nonce)
+    added = sign_request(
+        request,
+        key_id="prod-eu-1-2026a",
+        sign=lambda b: key.sign(b).signature,
+        created=created,
+        nonce=nonce,
+    )
     for name in ("Content-Digest", "Signature-Input", "Signature"):
         assert added[name] == documented[name], name
 
@@ -49,8 +55,18 @@ def test_worked_example_verifies_with_the_cli(tmp_path: Path) -> None:
     head, body = raw_http.split("\n\n", 1)
     request_file = tmp_path / "example.http"
     request_file.write_bytes(head.encode() + b"\n\n" + body.strip("\n").encode())
-    result = CliRunner().invoke(main, ["signature", "verify", "--request", str(request_file),
-                                       "--public-key", B14_PUBLIC, "--ignore-time"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "signature",
+            "verify",
+            "--request",
+            str(request_file),
+            "--public-key",
+            B14_PUBLIC,
+            "--ignore-time",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "verdict: VERIFIED" in result.output
     assert "server policy: would be accepted" in result.output

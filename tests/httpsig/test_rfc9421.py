@@ -44,9 +44,7 @@ B26_INPUT = (
     'sig-b26=("date" "@method" "@path" "@authority" "content-type" "content-length")'
     ';created=1618884473;keyid="test-key-ed25519"'
 )
-B26_SIGNATURE = (
-    "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"
-)
+B26_SIGNATURE = "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"  # noqa: E501
 B26_COMPONENTS = ("date", "@method", "@path", "@authority", "content-type", "content-length")
 
 
@@ -80,8 +78,14 @@ def test_b26_signer_reproduces_the_rfc_byte_for_byte() -> None:
         return _signing_key().sign(base).signature
 
     headers = httpsig.sign_request(
-        request, key_id="test-key-ed25519", sign=sign, components=B26_COMPONENTS,
-        label="sig-b26", created=1618884473, nonce="", alg=None,
+        request,
+        key_id="test-key-ed25519",
+        sign=sign,
+        components=B26_COMPONENTS,
+        label="sig-b26",
+        created=1618884473,
+        nonce="",
+        alg=None,
     )
     assert seen_bases == [B26_BASE.encode("ascii")]
     assert headers["Signature-Input"] == B26_INPUT
@@ -92,7 +96,8 @@ def test_b26_signer_reproduces_the_rfc_byte_for_byte() -> None:
 def test_b26_verifier_accepts_the_rfc_signature_with_time_check_off() -> None:
     request = httpsig.parse_raw_request(TEST_REQUEST)
     signed = HttpRequest(
-        request.method, request.url,
+        request.method,
+        request.url,
         [*request.headers, ("Signature-Input", B26_INPUT), ("Signature", B26_SIGNATURE)],
         request.body,
     )
@@ -108,8 +113,10 @@ def test_b26_verifier_accepts_the_rfc_signature_with_time_check_off() -> None:
     # ... and, with the clock on, is far too old.
     with pytest.raises(SignatureError) as stale:
         httpsig.check_policy(
-            signed, parsed,
-            policy=Policy(required_components=(), required_params=()), now=1_800_000_000,
+            signed,
+            parsed,
+            policy=Policy(required_components=(), required_params=()),
+            now=1_800_000_000,
         )
     assert stale.value.reason is Reason.STALE_SIGNATURE
 
@@ -118,7 +125,8 @@ def test_b26_tampered_body_header_is_a_bad_signature() -> None:
     tampered = TEST_REQUEST.replace(b"Content-Length: 18", b"Content-Length: 19")
     request = httpsig.parse_raw_request(tampered)
     signed = HttpRequest(
-        request.method, request.url,
+        request.method,
+        request.url,
         [*request.headers, ("Signature-Input", B26_INPUT), ("Signature", B26_SIGNATURE)],
         request.body,
     )
@@ -207,8 +215,10 @@ def test_structured_field_errors(bad: str) -> None:
 def _signed(headers_extra=None, *, body=b'{"a":1}', created=None, key=None, **kwargs):
     key = key or _signing_key()
     request = HttpRequest(
-        "POST", "https://ingest.example:8443/v1/clusters/c1/snapshots",
-        [("Host", "ingest.example:8443"), ("Content-Type", "application/json")], body,
+        "POST",
+        "https://ingest.example:8443/v1/clusters/c1/snapshots",
+        [("Host", "ingest.example:8443"), ("Content-Type", "application/json")],
+        body,
     )
     added = httpsig.sign_request(
         request, key_id="k1", sign=lambda b: key.sign(b).signature, created=created, **kwargs
@@ -223,8 +233,12 @@ def test_sign_and_verify_with_server_policy() -> None:
     parsed = httpsig.verify_request(
         request, verify=_verifier(public), policy=Policy(), now=1_700_000_100
     )
-    assert parsed.params == {"created": 1_700_000_000, "keyid": "k1", "nonce": "n-1",
-                             "alg": "ed25519"}
+    assert parsed.params == {
+        "created": 1_700_000_000,
+        "keyid": "k1",
+        "nonce": "n-1",
+        "alg": "ed25519",
+    }
     assert set(Policy().required_components) <= set(parsed.component_names)
 
 
@@ -261,7 +275,9 @@ def test_policy_refusals() -> None:
     other_key = SigningKey.generate()
     with pytest.raises(SignatureError) as err:
         httpsig.verify_request(
-            good, verify=_verifier(bytes(other_key.verify_key)), policy=Policy(),
+            good,
+            verify=_verifier(bytes(other_key.verify_key)),
+            policy=Policy(),
             now=1_700_000_000,
         )
     assert err.value.reason is Reason.BAD_SIGNATURE
@@ -272,13 +288,15 @@ def test_missing_and_malformed_signature_headers() -> None:
     with pytest.raises(SignatureError) as err:
         httpsig.parse_signature(bare)
     assert err.value.reason is Reason.MISSING_SIGNATURE
-    garbled = HttpRequest("POST", "https://h/", [("Signature-Input", "sig1=(@@@"),
-                                                 ("Signature", "sig1=:AA==:")])
+    garbled = HttpRequest(
+        "POST", "https://h/", [("Signature-Input", "sig1=(@@@"), ("Signature", "sig1=:AA==:")]
+    )
     with pytest.raises(SignatureError) as err:
         httpsig.parse_signature(garbled)
     assert err.value.reason is Reason.MALFORMED_SIGNATURE
-    mismatched = HttpRequest("POST", "https://h/", [("Signature-Input", 'a=("@method")'),
-                                                    ("Signature", "b=:AA==:")])
+    mismatched = HttpRequest(
+        "POST", "https://h/", [("Signature-Input", 'a=("@method")'), ("Signature", "b=:AA==:")]
+    )
     with pytest.raises(SignatureError) as err:
         httpsig.parse_signature(mismatched)
     assert err.value.reason is Reason.MALFORMED_SIGNATURE

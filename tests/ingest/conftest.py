@@ -51,8 +51,9 @@ class RecordingDispatcher:
     calls: list[tuple[str, list[Any]]] = field(default_factory=list)
     fail: bool = False
 
-    def __call__(self, task_name: str, *, args: list[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None) -> None:
+    def __call__(
+        self, task_name: str, *, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> None:
         if self.fail:
             raise ConnectionError("broker down")
         self.calls.append((task_name, list(args or [])))
@@ -66,11 +67,17 @@ class Signer:
     key: SigningKey
     key_id: str
 
-    def request(self, method: str, path: str, body: bytes = b"", *,
-                content_type: str | None = "application/json",
-                extra_headers: dict[str, str] | None = None,
-                sign_kwargs: dict[str, Any] | None = None,
-                tamper: Any = None) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        content_type: str | None = "application/json",
+        extra_headers: dict[str, str] | None = None,
+        sign_kwargs: dict[str, Any] | None = None,
+        tamper: Any = None,
+    ) -> requests.Response:
         url = self.base_url + path
         headers = [("Host", self.base_url.split("://", 1)[1])]
         if content_type:
@@ -81,16 +88,19 @@ class Signer:
         if body or content_type:
             components = (*components, "content-type", "content-digest")
         options = {"components": components, **(sign_kwargs or {})}
-        added = sign_request(HttpRequest(method, url, headers, body), key_id=self.key_id,
-                             sign=lambda b: self.key.sign(b).signature, **options)
+        added = sign_request(
+            HttpRequest(method, url, headers, body),
+            key_id=self.key_id,
+            sign=lambda b: self.key.sign(b).signature,
+            **options,
+        )
         final = dict(headers[1:])
         final.update(added)
         if tamper is not None:
             final, body = tamper(final, body)
         return requests.request(method, url, data=body, headers=final, timeout=30)
 
-    def json(self, method: str, path: str, payload: Any = None, **kwargs: Any
-             ) -> requests.Response:
+    def json(self, method: str, path: str, payload: Any = None, **kwargs: Any) -> requests.Response:
         if payload is None:
             return self.request(method, path, b"", content_type=None, **kwargs)
         return self.request(method, path, json.dumps(payload).encode(), **kwargs)
@@ -100,15 +110,17 @@ class Signer:
 class Agent(Signer):
     cluster_id: str = ""
 
-    def push(self, kind: str, document: Any, *, compress: bool = True,
-             **kwargs: Any) -> requests.Response:
+    def push(
+        self, kind: str, document: Any, *, compress: bool = True, **kwargs: Any
+    ) -> requests.Response:
         body = document if isinstance(document, bytes) else json.dumps(document).encode()
         extra = dict(kwargs.pop("extra_headers", None) or {})
         if compress:
             body = gzip.compress(body)
             extra["Content-Encoding"] = "gzip"
-        return self.request("POST", f"/v1/clusters/{self.cluster_id}/{kind}", body,
-                            extra_headers=extra, **kwargs)
+        return self.request(
+            "POST", f"/v1/clusters/{self.cluster_id}/{kind}", body, extra_headers=extra, **kwargs
+        )
 
 
 @dataclass
@@ -125,8 +137,12 @@ class Server:
         with self.sessions() as session:
             clusters.create_cluster(session, cluster_id, team="platform")
             for index, key in enumerate(signing):
-                clusters.add_cluster_key(session, cluster_id, key_id=f"{cluster_id}-k{index}",
-                                         public_key=bytes(key.verify_key))
+                clusters.add_cluster_key(
+                    session,
+                    cluster_id,
+                    key_id=f"{cluster_id}-k{index}",
+                    public_key=bytes(key.verify_key),
+                )
             if status != "active":
                 clusters.update_cluster(session, cluster_id, status=status)
             session.commit()
@@ -136,8 +152,9 @@ class Server:
         key = SigningKey.generate()
         name = f"admin-{uuid.uuid4().hex[:8]}"
         with self.sessions() as session:
-            admin_keys.create_admin_key(session, name, role=role, key_id=f"{name}-key",
-                                        public_key=bytes(key.verify_key))
+            admin_keys.create_admin_key(
+                session, name, role=role, key_id=f"{name}-key", public_key=bytes(key.verify_key)
+            )
             session.commit()
         return Signer(self.base_url, key, f"{name}-key")
 
@@ -160,14 +177,20 @@ def ingest_settings(test_settings: Settings, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def server(pg_engine: Engine, ingest_settings: Settings, redis_url: str,
-           redis_key_prefix: str) -> Iterator[Server]:
+def server(
+    pg_engine: Engine, ingest_settings: Settings, redis_url: str, redis_key_prefix: str
+) -> Iterator[Server]:
     """A live ingest server on 127.0.0.1 (real PostgreSQL and Redis)."""
     sessions = make_session_factory(pg_engine)
     dispatcher = RecordingDispatcher()
     client = redis.Redis.from_url(redis_url)
-    app = create_app(ingest_settings, store=sessions, dispatch=dispatcher,
-                     redis_client=client, redis_prefix=redis_key_prefix)
+    app = create_app(
+        ingest_settings,
+        store=sessions,
+        dispatch=dispatcher,
+        redis_client=client,
+        redis_prefix=redis_key_prefix,
+    )
     http, thread, base_url = start_server(app)
     try:
         yield Server(base_url, app, sessions, dispatcher, ingest_settings)

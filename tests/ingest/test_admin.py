@@ -20,8 +20,11 @@ from tests.support.manifests import cluster_objects, config_map, deployment, ful
 
 def _actions(server: Server, actor: str) -> list[str]:
     with server.sessions() as session:
-        return list(session.scalars(select(AuditEntry.action).where(AuditEntry.actor == actor)
-                                    .order_by(AuditEntry.id)))
+        return list(
+            session.scalars(
+                select(AuditEntry.action).where(AuditEntry.actor == actor).order_by(AuditEntry.id)
+            )
+        )
 
 
 def test_admin_requests_must_be_signed(server: Server) -> None:
@@ -38,17 +41,30 @@ def test_register_cluster_with_key_then_agent_pushes(server: Server) -> None:
     name = admin.key_id.removesuffix("-key")
     agent_key = SigningKey.generate()
     cluster_id = "prod-" + admin.key_id[6:14]
-    created = admin.json("POST", "/v1/admin/clusters", {
-        "id": cluster_id, "display_name": "Production", "team": "payments",
-        "channel": "#payments-sec", "labels": {"env": "prod"},
-        "keys": [{"key_id": f"{cluster_id}-a", "public_key": public_key_pem(
-            bytes(agent_key.verify_key))}],
-    })
+    created = admin.json(
+        "POST",
+        "/v1/admin/clusters",
+        {
+            "id": cluster_id,
+            "display_name": "Production",
+            "team": "payments",
+            "channel": "#payments-sec",
+            "labels": {"env": "prod"},
+            "keys": [
+                {
+                    "key_id": f"{cluster_id}-a",
+                    "public_key": public_key_pem(bytes(agent_key.verify_key)),
+                }
+            ],
+        },
+    )
     assert created.status_code == 201, created.text
     assert created.json()["keys"][0]["key_id"] == f"{cluster_id}-a"
     agent = Agent(server.base_url, agent_key, f"{cluster_id}-a", cluster_id=cluster_id)
-    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID,
-                                    "agent_version": "1"}).status_code == 202
+    assert (
+        agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1"}).status_code
+        == 202
+    )
 
     again = admin.json("POST", "/v1/admin/clusters", {"id": cluster_id})
     assert again.status_code == 409
@@ -63,13 +79,23 @@ def test_register_cluster_with_key_then_agent_pushes(server: Server) -> None:
 
     # Rotation: a second key, a third refused, revoke the first.
     second = SigningKey.generate()
-    added = admin.json("POST", f"/v1/admin/clusters/{cluster_id}/keys", {
-        "key_id": f"{cluster_id}-b",
-        "public_key": base64.b64encode(bytes(second.verify_key)).decode()})
+    added = admin.json(
+        "POST",
+        f"/v1/admin/clusters/{cluster_id}/keys",
+        {
+            "key_id": f"{cluster_id}-b",
+            "public_key": base64.b64encode(bytes(second.verify_key)).decode(),
+        },
+    )
     assert added.status_code == 201, added.text
-    third = admin.json("POST", f"/v1/admin/clusters/{cluster_id}/keys", {
-        "key_id": f"{cluster_id}-c",
-        "public_key": base64.b64encode(bytes(SigningKey.generate().verify_key)).decode()})
+    third = admin.json(
+        "POST",
+        f"/v1/admin/clusters/{cluster_id}/keys",
+        {
+            "key_id": f"{cluster_id}-c",
+            "public_key": base64.b64encode(bytes(SigningKey.generate().verify_key)).decode(),
+        },
+    )
     assert third.status_code == 409
     revoked = admin.json("DELETE", f"/v1/admin/clusters/{cluster_id}/keys/{cluster_id}-a")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
@@ -83,8 +109,15 @@ def test_register_cluster_with_key_then_agent_pushes(server: Server) -> None:
     assert blocked.status_code == 403
 
     assert _actions(server, name) == [
-        "clusters.register", "clusters.register.refused", "clusters.show", "clusters.list",
-        "clusters.update", "keys.add", "keys.add.refused", "keys.revoke", "clusters.disable",
+        "clusters.register",
+        "clusters.register.refused",
+        "clusters.show",
+        "clusters.list",
+        "clusters.update",
+        "keys.add",
+        "keys.add.refused",
+        "keys.revoke",
+        "clusters.disable",
     ]
 
 
@@ -95,13 +128,20 @@ def test_viewer_can_read_but_not_write(server: Server) -> None:
     assert refused.status_code == 403 and refused.json()["reason"] == "forbidden_role"
     assert viewer.json("GET", "/v1/admin/audit").status_code == 403
     assert _actions(server, viewer.key_id.removesuffix("-key")) == [
-        "clusters.list", "clusters.register.refused", "audit.read.refused"]
+        "clusters.list",
+        "clusters.register.refused",
+        "audit.read.refused",
+    ]
 
 
 def test_latest_telemetry_with_staleness(server: Server) -> None:
     agent = server.register_cluster()
-    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "2.0",
-                                    "node_count": 4}).status_code == 202
+    assert (
+        agent.push(
+            "telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "2.0", "node_count": 4}
+        ).status_code
+        == 202
+    )
     rows = server.admin(role="viewer").json("GET", "/v1/admin/telemetry").json()["clusters"]
     mine = next(r for r in rows if r["cluster_id"] == agent.cluster_id)
     assert mine["agent_version"] == "2.0" and mine["node_count"] == 4
@@ -111,11 +151,25 @@ def test_latest_telemetry_with_staleness(server: Server) -> None:
 
 def test_latest_telemetry_carries_the_agents_last_push(server: Server) -> None:
     agent = server.register_cluster()
-    report = {"result": "failed", "type": "delta", "digest": "sha256:" + "0" * 64,
-              "objects": 3, "removed": 0, "at": "2026-11-27T08:00:00Z", "status": 409,
-              "ok": False, "detail": "unknown_base_snapshot", "bytes": 512}
-    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "2.1",
-                                    "last_push": report}).status_code == 202
+    report = {
+        "result": "failed",
+        "type": "delta",
+        "digest": "sha256:" + "0" * 64,
+        "objects": 3,
+        "removed": 0,
+        "at": "2026-11-27T08:00:00Z",
+        "status": 409,
+        "ok": False,
+        "detail": "unknown_base_snapshot",
+        "bytes": 512,
+    }
+    assert (
+        agent.push(
+            "telemetry",
+            {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "2.1", "last_push": report},
+        ).status_code
+        == 202
+    )
     rows = server.admin(role="viewer").json("GET", "/v1/admin/telemetry").json()["clusters"]
     mine = next(r for r in rows if r["cluster_id"] == agent.cluster_id)
     assert mine["last_push"] == report
@@ -129,14 +183,23 @@ def test_json_path_search_over_current_manifests(server: Server) -> None:
         apply_pending(session, agent.cluster_id)
         session.commit()
     viewer = server.admin(role="viewer")
-    found = viewer.json("POST", "/v1/admin/search", {
-        "path": "$.spec.template.spec.containers[*].image", "clusters": [agent.cluster_id]})
+    found = viewer.json(
+        "POST",
+        "/v1/admin/search",
+        {"path": "$.spec.template.spec.containers[*].image", "clusters": [agent.cluster_id]},
+    )
     assert found.status_code == 200, found.text
     images = sorted(v for m in found.json()["matches"] for v in m["values"])
-    assert images == sorted(o["spec"]["template"]["spec"]["containers"][0]["image"]
-                            for o in objects if o["kind"] == "Deployment")
-    filtered = viewer.json("POST", "/v1/admin/search", {
-        "path": '$.data ? (@.key == "cfg-0")', "clusters": [agent.cluster_id]})
+    assert images == sorted(
+        o["spec"]["template"]["spec"]["containers"][0]["image"]
+        for o in objects
+        if o["kind"] == "Deployment"
+    )
+    filtered = viewer.json(
+        "POST",
+        "/v1/admin/search",
+        {"path": '$.data ? (@.key == "cfg-0")', "clusters": [agent.cluster_id]},
+    )
     assert [m["resource"]["name"] for m in filtered.json()["matches"]] == ["cfg-0"]
     bad = viewer.json("POST", "/v1/admin/search", {"path": "$$$ not a path"})
     assert bad.status_code == 400 and bad.json()["reason"] == "invalid_json_path"
@@ -152,38 +215,64 @@ def _applied(server: Server, objects: list[dict]) -> Agent:
 
 
 def test_distinct_search_counts_every_match_in_the_database(server: Server) -> None:
-    first = _applied(server, [deployment(f"shop-{i}", image="registry/shop:1") for i in range(4)]
-                     + [deployment("edge", image="registry/edge:7"), config_map("cfg")])
+    first = _applied(
+        server,
+        [deployment(f"shop-{i}", image="registry/shop:1") for i in range(4)]
+        + [deployment("edge", image="registry/edge:7"), config_map("cfg")],
+    )
     second = _applied(server, [deployment("shop", image="registry/shop:1")])
     viewer = server.admin(role="viewer")
     path = "$.spec.template.spec.containers[*].image"
     both = [first.cluster_id, second.cluster_id]
-    found = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
-                                                      "distinct": True})
+    found = viewer.json(
+        "POST", "/v1/admin/search", {"path": path, "clusters": both, "distinct": True}
+    )
     assert found.status_code == 200, found.text
-    assert found.json() == {"distinct": True, "count": 2, "truncated": False, "values": [
-        {"value": "registry/shop:1", "occurrences": 5, "clusters": 2},
-        {"value": "registry/edge:7", "occurrences": 1, "clusters": 1}]}
+    assert found.json() == {
+        "distinct": True,
+        "count": 2,
+        "truncated": False,
+        "values": [
+            {"value": "registry/shop:1", "occurrences": 5, "clusters": 2},
+            {"value": "registry/edge:7", "occurrences": 1, "clusters": 1},
+        ],
+    }
     # `limit` caps the values listed, never the matches counted.
-    top = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
-                                                    "distinct": True, "limit": 1}).json()
+    top = viewer.json(
+        "POST", "/v1/admin/search", {"path": path, "clusters": both, "distinct": True, "limit": 1}
+    ).json()
     assert top["values"] == [{"value": "registry/shop:1", "occurrences": 5, "clusters": 2}]
     assert top["truncated"] is True
-    one = viewer.json("POST", "/v1/admin/search", {
-        "path": path, "clusters": [second.cluster_id], "distinct": True, "kind": "Deployment",
-        "namespace": "default"}).json()
+    one = viewer.json(
+        "POST",
+        "/v1/admin/search",
+        {
+            "path": path,
+            "clusters": [second.cluster_id],
+            "distinct": True,
+            "kind": "Deployment",
+            "namespace": "default",
+        },
+    ).json()
     assert one["values"] == [{"value": "registry/shop:1", "occurrences": 1, "clusters": 1}]
-    many = viewer.json("POST", "/v1/admin/search", {"path": path, "clusters": both,
-                                                     "distinct": True, "limit": 50_000})
+    many = viewer.json(
+        "POST",
+        "/v1/admin/search",
+        {"path": path, "clusters": both, "distinct": True, "limit": 50_000},
+    )
     assert many.status_code == 200
     capped = viewer.json("POST", "/v1/admin/search", {"path": path, "limit": 50_000})
     assert capped.status_code == 400 and capped.json()["reason"] == "schema_violation"
     bad = viewer.json("POST", "/v1/admin/search", {"path": "$$$ not a path", "distinct": True})
     assert bad.status_code == 400 and bad.json()["reason"] == "invalid_json_path"
     with server.sessions() as session:
-        details = session.scalars(select(AuditEntry.details).where(
-            AuditEntry.action == "manifests.search",
-            AuditEntry.actor == viewer.key_id.removesuffix("-key")).order_by(AuditEntry.id)
+        details = session.scalars(
+            select(AuditEntry.details)
+            .where(
+                AuditEntry.action == "manifests.search",
+                AuditEntry.actor == viewer.key_id.removesuffix("-key"),
+            )
+            .order_by(AuditEntry.id)
         ).first()
     assert details == {"path": path, "clusters": both, "distinct": True}
 
@@ -191,9 +280,20 @@ def test_distinct_search_counts_every_match_in_the_database(server: Server) -> N
 def test_findings_query_exemptions_and_rescan(server: Server) -> None:
     agent = server.register_cluster()
     with server.sessions() as session:
-        session.add(Finding(cluster_id=agent.cluster_id, fingerprint="f" * 64, rule_id="K8S-001",
-                            api_version="v1", kind="Pod", namespace="default", name="web",
-                            severity="high", message="privileged container", status="open"))
+        session.add(
+            Finding(
+                cluster_id=agent.cluster_id,
+                fingerprint="f" * 64,
+                rule_id="K8S-001",
+                api_version="v1",
+                kind="Pod",
+                namespace="default",
+                name="web",
+                severity="high",
+                message="privileged container",
+                status="open",
+            )
+        )
         session.commit()
     admin = server.admin()
     rows = admin.json("GET", f"/v1/admin/findings?cluster={agent.cluster_id}&severity=high")
@@ -202,9 +302,16 @@ def test_findings_query_exemptions_and_rescan(server: Server) -> None:
     none = admin.json("GET", f"/v1/admin/findings?cluster={agent.cluster_id}&severity=low")
     assert none.json()["findings"] == []
 
-    created = admin.json("POST", "/v1/admin/exemptions", {
-        "rule_ids": ["K8S-001"], "reason": "vendor agent needs it",
-        "cluster_id": agent.cluster_id, "selector": {"namespace": "default", "name": "web"}})
+    created = admin.json(
+        "POST",
+        "/v1/admin/exemptions",
+        {
+            "rule_ids": ["K8S-001"],
+            "reason": "vendor agent needs it",
+            "cluster_id": agent.cluster_id,
+            "selector": {"namespace": "default", "name": "web"},
+        },
+    )
     assert created.status_code == 201, created.text
     exemption_id = created.json()["id"]
     assert created.json()["created_by"] == admin.key_id.removesuffix("-key")
@@ -224,7 +331,8 @@ def test_findings_query_exemptions_and_rescan(server: Server) -> None:
     actions = _actions(server, admin.key_id.removesuffix("-key"))
     assert actions[-1] == "scan.trigger"
     assert {"findings.query", "exemptions.create", "exemptions.list", "scan.trigger"} <= set(
-        actions)
+        actions
+    )
 
 
 def test_tampered_admin_query_is_refused(server: Server) -> None:
@@ -237,24 +345,40 @@ def test_tampered_admin_query_is_refused(server: Server) -> None:
 
     assert admin.json("GET", "/v1/admin/findings?cluster=a", tamper=keep).status_code == 200
     # Same signature, different query: @query is covered, so it no longer verifies.
-    moved = requests.get(server.base_url + "/v1/admin/findings?cluster=b",
-                         headers=captured["h"], timeout=5)
+    moved = requests.get(
+        server.base_url + "/v1/admin/findings?cluster=b", headers=captured["h"], timeout=5
+    )
     assert moved.status_code == 401 and moved.json()["reason"] == "bad_signature"
 
 
 def test_cluster_report_formats_and_scan_list(server: Server) -> None:
     agent = server.register_cluster()
     with server.sessions() as session:
-        run = ScanRun(cluster_id=agent.cluster_id, trigger="rescan", state="done",
-                      object_count=12, counts={"open": 1})
+        run = ScanRun(
+            cluster_id=agent.cluster_id,
+            trigger="rescan",
+            state="done",
+            object_count=12,
+            counts={"open": 1},
+        )
         session.add(run)
         session.flush()
-        session.add(Finding(cluster_id=agent.cluster_id, fingerprint="e" * 64,
-                            rule_id="KM-101", api_version="v1", kind="Pod",
-                            namespace="default", name="web", severity="high",
-                            message="privileged container", status="open",
-                            last_scan_id=run.id,
-                            details={"title": "Privileged container", "cis": ["5.2.1"]}))
+        session.add(
+            Finding(
+                cluster_id=agent.cluster_id,
+                fingerprint="e" * 64,
+                rule_id="KM-101",
+                api_version="v1",
+                kind="Pod",
+                namespace="default",
+                name="web",
+                severity="high",
+                message="privileged container",
+                status="open",
+                last_scan_id=run.id,
+                details={"title": "Privileged container", "cis": ["5.2.1"]},
+            )
+        )
         session.commit()
         run_id = run.id
     viewer = server.admin(role="viewer")
@@ -271,8 +395,7 @@ def test_cluster_report_formats_and_scan_list(server: Server) -> None:
     log = sarif.json()
     assert log["runs"][0]["tool"]["driver"]["rules"][0]["id"] == "KM-101"
     assert log["runs"][0]["results"][0]["ruleId"] == "KM-101"
-    policy = viewer.json("GET",
-                         f"/v1/admin/clusters/{agent.cluster_id}/report?format=policyreport")
+    policy = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=policyreport")
     assert "KM-101" in policy.text
     html = viewer.json("GET", f"/v1/admin/clusters/{agent.cluster_id}/report?format=html")
     assert html.headers["Content-Type"].startswith("text/html") and "KM-101" in html.text

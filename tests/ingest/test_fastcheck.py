@@ -64,14 +64,26 @@ def test_invalid_documents_are_left_to_jsonschema(mutate: Any) -> None:
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=70),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
-_PATHS = [("digest",), ("base_digest",), ("type",), ("schema",), ("agent_version",),
-          ("objects", 0), ("objects", 0, "apiVersion"), ("objects", 0, "metadata"),
-          ("objects", 0, "metadata", "name"), ("objects", 0, "metadata", "namespace"),
-          ("objects", 0, "metadata", "uid"), ("removed",), ("collected_at",)]
+_PATHS = [
+    ("digest",),
+    ("base_digest",),
+    ("type",),
+    ("schema",),
+    ("agent_version",),
+    ("objects", 0),
+    ("objects", 0, "apiVersion"),
+    ("objects", 0, "metadata"),
+    ("objects", 0, "metadata", "name"),
+    ("objects", 0, "metadata", "namespace"),
+    ("objects", 0, "metadata", "uid"),
+    ("removed",),
+    ("collected_at",),
+]
 
 
 @settings(max_examples=400, deadline=None, derandomize=True)

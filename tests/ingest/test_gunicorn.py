@@ -36,25 +36,47 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_gunicorn_serves_the_production_app(pg_engine: Engine, postgres_database, redis_url,
-                                            redis_key_prefix: str, tmp_path: Path) -> None:
+def test_gunicorn_serves_the_production_app(
+    pg_engine: Engine, postgres_database, redis_url, redis_key_prefix: str, tmp_path: Path
+) -> None:
     sessions = make_session_factory(pg_engine)
     key = SigningKey.generate()
     cluster_id = f"g-{uuid.uuid4().hex[:8]}"
     with sessions() as session:
         clusters.create_cluster(session, cluster_id)
-        clusters.add_cluster_key(session, cluster_id, key_id=f"{cluster_id}-k",
-                                 public_key=bytes(key.verify_key))
+        clusters.add_cluster_key(
+            session, cluster_id, key_id=f"{cluster_id}-k", public_key=bytes(key.verify_key)
+        )
         session.commit()
     port = _free_port()
     queue = f"ingest-test-{uuid.uuid4().hex[:6]}"
-    env = {**os.environ, "K8SMON_ENV": "production", "DATABASE_URL": postgres_database.url,
-           "REDIS_URL": redis_url, "SECRET_KEY": "s" * 48, "K8SMON_INSTANCE_PATH": str(tmp_path),
-           "K8SMON_TASK_QUEUE": queue, "K8SMON_REDIS_KEY_PREFIX": redis_key_prefix,
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "K8SMON_ENV": "production",
+        "DATABASE_URL": postgres_database.url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "s" * 48,
+        "K8SMON_INSTANCE_PATH": str(tmp_path),
+        "K8SMON_TASK_QUEUE": queue,
+        "K8SMON_REDIS_KEY_PREFIX": redis_key_prefix,
+        "PYTHONPATH": str(REPO),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4", "--bind",
-         f"127.0.0.1:{port}", "cli.wsgi:app"], cwd=REPO, env=env)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "cli.wsgi:app",
+        ],
+        cwd=REPO,
+        env=env,
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
@@ -68,10 +90,17 @@ def test_gunicorn_serves_the_production_app(pg_engine: Engine, postgres_database
         body = gzip.compress(json.dumps(full_envelope(cluster_objects(5))).encode())
         url = f"{base_url}/v1/clusters/{cluster_id}/snapshots"
         headers = [("Host", f"127.0.0.1:{port}"), ("Content-Type", "application/json")]
-        added = sign_request(HttpRequest("POST", url, headers, body), key_id=f"{cluster_id}-k",
-                             sign=lambda b: key.sign(b).signature)
-        response = requests.post(url, data=body, timeout=30, headers={
-            "Content-Type": "application/json", "Content-Encoding": "gzip", **added})
+        added = sign_request(
+            HttpRequest("POST", url, headers, body),
+            key_id=f"{cluster_id}-k",
+            sign=lambda b: key.sign(b).signature,
+        )
+        response = requests.post(
+            url,
+            data=body,
+            timeout=30,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip", **added},
+        )
         assert response.status_code == 202, response.text
         assert response.json()["enqueued"] is True
         with sessions() as session:

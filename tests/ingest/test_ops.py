@@ -32,14 +32,14 @@ def _routes(app: Flask) -> set[tuple[str, str]]:
 def test_openapi_document_matches_the_url_map(server: Server) -> None:
     document = requests.get(server.base_url + "/openapi.json", timeout=5).json()
     assert document["openapi"].startswith("3.1")
-    documented = {(path, method) for path, item in document["paths"].items()
-                  for method in item}
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
     assert documented == _routes(server.app)
     for path, item in document["paths"].items():
         for name in re.findall(r"{([a-z_]+)}", path):
             for operation in item.values():
-                assert name in {p["name"] for p in operation.get("parameters", [])
-                                if p["in"] == "path"}, (path, name)
+                assert name in {
+                    p["name"] for p in operation.get("parameters", []) if p["in"] == "path"
+                }, (path, name)
 
 
 def test_healthz_readyz_metrics(server: Server) -> None:
@@ -49,8 +49,10 @@ def test_healthz_readyz_metrics(server: Server) -> None:
     assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
 
     agent = server.register_cluster()
-    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID,
-                                    "agent_version": "1"}).status_code == 202
+    assert (
+        agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1"}).status_code
+        == 202
+    )
     assert agent.push("telemetry", b"{", compress=False).status_code == 400
     text = requests.get(server.base_url + "/metrics", timeout=5).text
     assert 'k8smon_pushes_accepted_total{kind="telemetry"} 1.0' in text
@@ -62,11 +64,17 @@ def test_healthz_readyz_metrics(server: Server) -> None:
 def test_readyz_reports_unreachable_dependencies(tmp_path) -> None:
     import redis  # noqa: PLC0415
 
-    settings = Settings(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
-                        secret_key="k" * 40, instance_path=tmp_path)
-    app = create_app(settings, redis_client=redis.Redis(host="127.0.0.1", port=1,
-                                                        socket_connect_timeout=0.2),
-                     nonces=MemoryNonceCache(), limiter=MemoryRateLimiter(per_minute=10))
+    settings = Settings(
+        database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+        secret_key="k" * 40,
+        instance_path=tmp_path,
+    )
+    app = create_app(
+        settings,
+        redis_client=redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2),
+        nonces=MemoryNonceCache(),
+        limiter=MemoryRateLimiter(per_minute=10),
+    )
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json["checks"]["database"].startswith("unavailable")
@@ -75,8 +83,11 @@ def test_readyz_reports_unreachable_dependencies(tmp_path) -> None:
 
 
 def test_each_app_has_its_own_metrics_registry(tmp_path) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-                        secret_key="k" * 40, instance_path=tmp_path)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        secret_key="k" * 40,
+        instance_path=tmp_path,
+    )
     first, second = create_app(settings), create_app(settings)
     first.test_client().post("/v1/clusters/x/telemetry", data=b"{}")
     assert 'reason="missing_signature"' in first.test_client().get("/metrics").text
@@ -84,13 +95,17 @@ def test_each_app_has_its_own_metrics_registry(tmp_path) -> None:
 
 
 def test_database_down_is_a_503_with_retry_after(tmp_path) -> None:
-    settings = Settings(database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
-                        secret_key="k" * 40, instance_path=tmp_path)
-    app = create_app(settings, nonces=MemoryNonceCache(),
-                     limiter=MemoryRateLimiter(per_minute=10))
+    settings = Settings(
+        database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+        secret_key="k" * 40,
+        instance_path=tmp_path,
+    )
+    app = create_app(settings, nonces=MemoryNonceCache(), limiter=MemoryRateLimiter(per_minute=10))
     response = app.test_client().post(
-        "/v1/clusters/c1/telemetry", data=b"{}",
-        headers={"Signature-Input": 'sig1=("@method");keyid="k"', "Signature": "sig1=:AA==:"})
+        "/v1/clusters/c1/telemetry",
+        data=b"{}",
+        headers={"Signature-Input": 'sig1=("@method");keyid="k"', "Signature": "sig1=:AA==:"},
+    )
     assert response.status_code == 503
     assert response.json["reason"] == "unavailable"
     assert response.headers["Retry-After"] == "10"

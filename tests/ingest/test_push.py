@@ -22,16 +22,24 @@ from store.models import ManifestBody, Snapshot, SnapshotItem, TelemetryPing
 from tests.ingest.conftest import Agent, Server, start_server
 from tests.support.manifests import cluster_objects, delta_envelope, full_envelope
 
-TELEMETRY = {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1.0.0", "node_count": 3,
-             "object_counts": {"Pod": 12}}
+TELEMETRY = {
+    "schema": TELEMETRY_SCHEMA_ID,
+    "agent_version": "1.0.0",
+    "node_count": 3,
+    "object_counts": {"Pod": 12},
+}
 
 
 def _stored(server: Server, cluster_id: str) -> dict[str, int]:
     with server.sessions() as session:
         snapshots = session.scalar(
-            select(func.count()).select_from(Snapshot).where(Snapshot.cluster_id == cluster_id))
-        pings = session.scalar(select(func.count()).select_from(TelemetryPing)
-                               .where(TelemetryPing.cluster_id == cluster_id))
+            select(func.count()).select_from(Snapshot).where(Snapshot.cluster_id == cluster_id)
+        )
+        pings = session.scalar(
+            select(func.count())
+            .select_from(TelemetryPing)
+            .where(TelemetryPing.cluster_id == cluster_id)
+        )
     return {"snapshots": snapshots or 0, "pings": pings or 0}
 
 
@@ -65,8 +73,11 @@ def test_valid_snapshot_is_committed_then_enqueued(server: Server) -> None:
         snapshot = session.get(Snapshot, body["snapshot_id"])
         assert snapshot is not None and snapshot.state == "pending"
         assert snapshot.object_count == 20
-        items = session.scalar(select(func.count()).select_from(SnapshotItem)
-                               .where(SnapshotItem.snapshot_id == snapshot.id))
+        items = session.scalar(
+            select(func.count())
+            .select_from(SnapshotItem)
+            .where(SnapshotItem.snapshot_id == snapshot.id)
+        )
         assert items == 20
     assert server.dispatcher.calls == [(PROCESS_SNAPSHOT, [body["snapshot_id"]])]
 
@@ -101,14 +112,18 @@ def test_managed_fields_and_last_applied_are_dropped(server: Server) -> None:
     noisy = json.loads(json.dumps(objects))
     noisy[0]["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     noisy[0]["metadata"]["annotations"] = {
-        "kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "me"}
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+        "keep": "me",
+    }
     envelope = full_envelope(noisy)
     response = agent.push("snapshots", envelope)
     assert response.status_code == 202, response.text
     with server.sessions() as session:
-        bodies = session.scalars(select(ManifestBody.body).join(
-            SnapshotItem, SnapshotItem.content_hash == ManifestBody.content_hash).where(
-            SnapshotItem.snapshot_id == response.json()["snapshot_id"])).all()
+        bodies = session.scalars(
+            select(ManifestBody.body)
+            .join(SnapshotItem, SnapshotItem.content_hash == ManifestBody.content_hash)
+            .where(SnapshotItem.snapshot_id == response.json()["snapshot_id"])
+        ).all()
     first = next(b for b in bodies if b["metadata"]["name"] == objects[0]["metadata"]["name"])
     assert "managedFields" not in first["metadata"]
     assert first["metadata"]["annotations"] == {"keep": "me"}
@@ -116,15 +131,22 @@ def test_managed_fields_and_last_applied_are_dropped(server: Server) -> None:
 
 def test_secret_objects_are_refused_and_never_stored(server: Server) -> None:
     agent = server.register_cluster()
-    secret = {"apiVersion": "v1", "kind": "Secret",
-              "metadata": {"name": "db", "namespace": "default"}, "data": {"pw": "aHVudGVyMg=="}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "default"},
+        "data": {"pw": "aHVudGVyMg=="},
+    }
     before = _stored(server, agent.cluster_id)
     response = agent.push("snapshots", full_envelope([*cluster_objects(2), secret]))
     _assert_refused(response, 422, "forbidden_kind")
     assert response.json()["field"] == "$.objects[2].kind"
     with server.sessions() as session:
-        leaked = session.scalar(select(func.count()).select_from(ManifestBody).where(
-            ManifestBody.body["kind"].as_string() == "Secret"))
+        leaked = session.scalar(
+            select(func.count())
+            .select_from(ManifestBody)
+            .where(ManifestBody.body["kind"].as_string() == "Secret")
+        )
     assert leaked == 0
     _still_works(server, agent, before)
 
@@ -135,12 +157,14 @@ def test_secret_objects_are_refused_and_never_stored(server: Server) -> None:
 def _drop(*names: str):
     def tamper(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
         return {k: v for k, v in headers.items() if k not in names}, body
+
     return tamper
 
 
 def _replace_header(name: str, value: str):
     def tamper(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
         return {**headers, name: value}, body
+
     return tamper
 
 
@@ -160,19 +184,23 @@ def _flip_signature(headers: dict[str, str], body: bytes) -> tuple[dict[str, str
 
 SIGNATURE_CASES = {
     "no_signature": ({"tamper": _drop("Signature", "Signature-Input")}, "missing_signature"),
-    "malformed_input": ({"tamper": _replace_header("Signature-Input", "sig1=(((")},
-                        "malformed_signature"),
-    "malformed_signature": ({"tamper": _replace_header("Signature", "sig1=:not base64!:")},
-                            "malformed_signature"),
+    "malformed_input": (
+        {"tamper": _replace_header("Signature-Input", "sig1=(((")},
+        "malformed_signature",
+    ),
+    "malformed_signature": (
+        {"tamper": _replace_header("Signature", "sig1=:not base64!:")},
+        "malformed_signature",
+    ),
     "bad_signature": ({"tamper": _flip_signature}, "bad_signature"),
     "digest_mismatch": ({"tamper": _flip_body}, "digest_mismatch"),
-    "missing_component": ({"sign_kwargs": {"components": ("@method", "@path",
-                                                          "content-digest")}},
-                          "missing_component"),
+    "missing_component": (
+        {"sign_kwargs": {"components": ("@method", "@path", "content-digest")}},
+        "missing_component",
+    ),
     "no_nonce": ({"sign_kwargs": {"nonce": ""}}, "missing_parameter"),
     "too_old": ({"sign_kwargs": {"created": int(time.time()) - 301}}, "stale_signature"),
-    "from_the_future": ({"sign_kwargs": {"created": int(time.time()) + 400}},
-                        "stale_signature"),
+    "from_the_future": ({"sign_kwargs": {"created": int(time.time()) + 400}}, "stale_signature"),
     "unsupported_alg": ({"sign_kwargs": {"alg": "hmac-sha256"}}, "unsupported_algorithm"),
     "unknown_key": ({"sign_kwargs": {"key_id": "nobody"}}, "unknown_key"),
 }
@@ -208,8 +236,9 @@ def test_replayed_request_is_refused(server: Server) -> None:
 
     first = agent.push("telemetry", TELEMETRY, tamper=capture)
     assert first.status_code == 202
-    replay = agent.push("telemetry", TELEMETRY,
-                        tamper=lambda h, b: (captured["headers"], captured["body"]))
+    replay = agent.push(
+        "telemetry", TELEMETRY, tamper=lambda h, b: (captured["headers"], captured["body"])
+    )
     _assert_refused(replay, 401, "replayed_nonce")
     _still_works(server, agent, {"snapshots": 0, "pings": 1})
 
@@ -219,8 +248,9 @@ def test_cluster_a_key_on_cluster_b_url_is_refused(server: Server) -> None:
     b = server.register_cluster()
     intruder = Agent(a.base_url, a.key, a.key_id, cluster_id=b.cluster_id)
     _assert_refused(intruder.push("telemetry", TELEMETRY), 401, "wrong_cluster")
-    _assert_refused(intruder.push("snapshots", full_envelope(cluster_objects(1))), 401,
-                    "wrong_cluster")
+    _assert_refused(
+        intruder.push("snapshots", full_envelope(cluster_objects(1))), 401, "wrong_cluster"
+    )
     assert _stored(server, b.cluster_id) == {"snapshots": 0, "pings": 0}
     _still_works(server, b, {"snapshots": 0, "pings": 0})
 
@@ -229,11 +259,14 @@ def test_revoked_key_is_refused_at_once_and_rotation_keeps_two_keys(server: Serv
     agent = server.register_cluster(keys=1)
     new_key = SigningKey.generate()
     with server.sessions() as session:
-        clusters.add_cluster_key(session, agent.cluster_id, key_id=f"{agent.cluster_id}-new",
-                                 public_key=bytes(new_key.verify_key))
+        clusters.add_cluster_key(
+            session,
+            agent.cluster_id,
+            key_id=f"{agent.cluster_id}-new",
+            public_key=bytes(new_key.verify_key),
+        )
         session.commit()
-    rotated = Agent(agent.base_url, new_key, f"{agent.cluster_id}-new",
-                    cluster_id=agent.cluster_id)
+    rotated = Agent(agent.base_url, new_key, f"{agent.cluster_id}-new", cluster_id=agent.cluster_id)
     assert agent.push("telemetry", TELEMETRY).status_code == 202
     assert rotated.push("telemetry", TELEMETRY).status_code == 202
     with server.sessions() as session:
@@ -257,8 +290,9 @@ def test_gzip_bomb_is_refused_not_inflated(server: Server) -> None:
     limit = server.settings.max_decompressed_bytes
     bomb = gzip.compress(b" " * (limit + 1024 * 1024), compresslevel=9)
     assert len(bomb) < server.settings.max_body_bytes
-    response = agent.push("telemetry", bomb, compress=False,
-                          extra_headers={"Content-Encoding": "gzip"})
+    response = agent.push(
+        "telemetry", bomb, compress=False, extra_headers={"Content-Encoding": "gzip"}
+    )
     _assert_refused(response, 413, "decompressed_too_large")
     _still_works(server, agent, {"snapshots": 0, "pings": 0})
 
@@ -277,23 +311,49 @@ def test_oversize_body_is_413(server: Server) -> None:
         (b'{"schema": ', 400, "invalid_json"),
         (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": NaN}', 400, "invalid_json"),
         (b"[" * 100_000 + b"]" * 100_000, 400, "too_deeply_nested"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "\xff\xfe"}', 400,
-         "invalid_utf8"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "\\ud800"}', 400,
-         "invalid_unicode"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "a\\u0000b"}', 400,
-         "invalid_unicode"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": 7}', 400,
-         "schema_violation"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "1", "node_count": "3"}',
-         400, "schema_violation"),
+        (
+            b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "\xff\xfe"}',
+            400,
+            "invalid_utf8",
+        ),
+        (
+            b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "\\ud800"}',
+            400,
+            "invalid_unicode",
+        ),
+        (
+            b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "a\\u0000b"}',
+            400,
+            "invalid_unicode",
+        ),
+        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": 7}', 400, "schema_violation"),
+        (
+            b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "1", "node_count": "3"}',
+            400,
+            "schema_violation",
+        ),
         (b'{"schema": "k8s-monitor/telemetry/v1"}', 400, "schema_violation"),
         (b"[]", 400, "schema_violation"),
-        (b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "1", '
-         b'"node_count": 123456789012345678901234567890}', 400, "invalid_json"),
+        (
+            b'{"schema": "k8s-monitor/telemetry/v1", "agent_version": "1", '
+            b'"node_count": 123456789012345678901234567890}',
+            400,
+            "invalid_json",
+        ),
     ],
-    ids=["truncated", "nan", "deep", "utf8", "surrogate", "nul", "type", "type2", "missing",
-         "array", "int-beyond-64-bits"],
+    ids=[
+        "truncated",
+        "nan",
+        "deep",
+        "utf8",
+        "surrogate",
+        "nul",
+        "type",
+        "type2",
+        "missing",
+        "array",
+        "int-beyond-64-bits",
+    ],
 )
 def test_malformed_bodies(server: Server, body: bytes, status: int, reason: str) -> None:
     agent = server.register_cluster()
@@ -305,8 +365,9 @@ def test_integer_beyond_64_bits_is_refused_with_a_reason(server: Server) -> None
     agent = server.register_cluster()
     envelope = full_envelope(cluster_objects(3))
     envelope["objects"][0]["metadata"].setdefault("annotations", {})["a"] = "1" * 30
-    text = json.dumps(envelope).replace('"annotations": {', '"annotations": {"n": 1' + "0" * 25
-                                        + ", ", 1)
+    text = json.dumps(envelope).replace(
+        '"annotations": {', '"annotations": {"n": 1' + "0" * 25 + ", ", 1
+    )
     response = agent.push("snapshots", text.encode())
     _assert_refused(response, 400, "invalid_json")
     assert "64-bit" in response.json()["detail"]
@@ -336,8 +397,9 @@ def test_schema_violation_names_the_field(server: Server) -> None:
 def test_truncated_gzip_is_400(server: Server) -> None:
     agent = server.register_cluster()
     stream = gzip.compress(json.dumps(TELEMETRY).encode())[:-12]
-    response = agent.push("telemetry", stream, compress=False,
-                          extra_headers={"Content-Encoding": "gzip"})
+    response = agent.push(
+        "telemetry", stream, compress=False, extra_headers={"Content-Encoding": "gzip"}
+    )
     _assert_refused(response, 400, "invalid_gzip")
     _still_works(server, agent, {"snapshots": 0, "pings": 0})
 
@@ -350,12 +412,18 @@ def test_unknown_cluster_url(server: Server) -> None:
     _assert_refused(bad_id.push("telemetry", TELEMETRY), 404, "not_found")
 
 
-def test_rate_limit_gives_429_with_retry_after(server: Server, pg_engine, redis_url,
-                                               redis_key_prefix) -> None:
+def test_rate_limit_gives_429_with_retry_after(
+    server: Server, pg_engine, redis_url, redis_key_prefix
+) -> None:
     settings = server.settings.replace(rate_limit_per_minute=3)
     client = redis_lib.Redis.from_url(redis_url)
-    app = create_app(settings, store=server.sessions, dispatch=server.dispatcher,
-                     redis_client=client, redis_prefix=redis_key_prefix + "rl:")
+    app = create_app(
+        settings,
+        store=server.sessions,
+        dispatch=server.dispatcher,
+        redis_client=client,
+        redis_prefix=redis_key_prefix + "rl:",
+    )
     http, thread, base_url = start_server(app)
     try:
         agent = server.register_cluster()
@@ -394,12 +462,20 @@ def test_chunked_upload_is_capped_and_accepted_when_small(server: Server) -> Non
     def chunked(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], Any]:
         return headers, iter([body[:10], body[10:]])  # no Content-Length: chunked encoding
 
-    assert agent.push("telemetry", small, compress=False, tamper=chunked,
-                      extra_headers={"Content-Encoding": "gzip"}).status_code == 202
+    assert (
+        agent.push(
+            "telemetry",
+            small,
+            compress=False,
+            tamper=chunked,
+            extra_headers={"Content-Encoding": "gzip"},
+        ).status_code
+        == 202
+    )
     huge = b"x" * (server.settings.max_body_bytes + 1)
 
     def chunked_huge(headers: dict[str, str], body: bytes) -> tuple[dict[str, str], Any]:
-        return headers, (body[i:i + 65536] for i in range(0, len(body), 65536))
+        return headers, (body[i : i + 65536] for i in range(0, len(body), 65536))
 
     response = agent.push("telemetry", huge, compress=False, tamper=chunked_huge)
     _assert_refused(response, 413, "body_too_large")
@@ -409,8 +485,9 @@ def test_chunked_upload_is_capped_and_accepted_when_small(server: Server) -> Non
 def test_unauthenticated_bodies_are_not_read(server: Server) -> None:
     agent = server.register_cluster()
     junk = b"x" * (server.settings.max_body_bytes - 10)
-    refused = agent.push("telemetry", junk, compress=False,
-                         tamper=_drop("Signature", "Signature-Input"))
+    refused = agent.push(
+        "telemetry", junk, compress=False, tamper=_drop("Signature", "Signature-Input")
+    )
     _assert_refused(refused, 401, "missing_signature")
     forged = agent.push("telemetry", junk, compress=False, tamper=_flip_signature)
     _assert_refused(forged, 401, "bad_signature")
@@ -421,8 +498,11 @@ def test_unauthenticated_bodies_are_not_read(server: Server) -> None:
 
 def test_redis_down_pushes_still_accepted_and_replays_still_refused(server: Server) -> None:
     # As create_app builds its own client: REDIS_URL set, nothing listening there.
-    app = create_app(server.settings.replace(redis_url="redis://127.0.0.1:1/0"),
-                     store=server.sessions, dispatch=server.dispatcher)
+    app = create_app(
+        server.settings.replace(redis_url="redis://127.0.0.1:1/0"),
+        store=server.sessions,
+        dispatch=server.dispatcher,
+    )
     http, thread, base_url = start_server(app)
     try:
         agent = server.register_cluster()
@@ -435,8 +515,9 @@ def test_redis_down_pushes_still_accepted_and_replays_still_refused(server: Serv
 
         first = agent.push("snapshots", full_envelope(cluster_objects(3)), tamper=capture)
         assert first.status_code == 202, first.text  # durability first
-        replay = agent.push("snapshots", b"", tamper=lambda h, b: (captured["headers"],
-                                                                  captured["body"]))
+        replay = agent.push(
+            "snapshots", b"", tamper=lambda h, b: (captured["headers"], captured["body"])
+        )
         _assert_refused(replay, 401, "replayed_nonce")  # the process-local fallback
         assert requests.get(base_url + "/readyz", timeout=5).status_code == 503
     finally:

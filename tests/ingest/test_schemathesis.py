@@ -29,8 +29,9 @@ FUZZ_CLUSTER = "fuzz"
 class SigningMiddleware:
     """Signs each incoming request before the app sees it (test only)."""
 
-    def __init__(self, app: Any, *, admin: tuple[str, SigningKey],
-                 agent: tuple[str, SigningKey]) -> None:
+    def __init__(
+        self, app: Any, *, admin: tuple[str, SigningKey], agent: tuple[str, SigningKey]
+    ) -> None:
         self.app = app
         self.admin = admin
         self.agent = agent
@@ -50,8 +51,11 @@ class SigningMiddleware:
         if path.startswith("/v1/"):
             host = environ.get("HTTP_HOST", "localhost")
             query = environ.get("QUERY_STRING", "")
-            raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI") or (
-                path + (f"?{query}" if query else ""))
+            raw_uri = (
+                environ.get("RAW_URI")
+                or environ.get("REQUEST_URI")
+                or (path + (f"?{query}" if query else ""))
+            )
             headers = [("Host", host)]
             if environ.get("CONTENT_TYPE"):
                 headers.append(("Content-Type", environ["CONTENT_TYPE"]))
@@ -61,10 +65,13 @@ class SigningMiddleware:
             key_id, key = self.agent if path.startswith("/v1/clusters/") else self.admin
             try:
                 added = sign_request(
-                    HttpRequest(environ["REQUEST_METHOD"], f"http://{host}{raw_uri}", headers,
-                                body),
-                    key_id=key_id, sign=lambda b: key.sign(b).signature,
-                    components=components)
+                    HttpRequest(
+                        environ["REQUEST_METHOD"], f"http://{host}{raw_uri}", headers, body
+                    ),
+                    key_id=key_id,
+                    sign=lambda b: key.sign(b).signature,
+                    components=components,
+                )
             except Exception:
                 added = {}
             for name, value in added.items():
@@ -73,8 +80,9 @@ class SigningMiddleware:
 
 
 @pytest.fixture
-def fuzz_app(pg_engine: Engine, test_settings: Settings, redis_url: str,
-             redis_key_prefix: str) -> Iterator[Any]:
+def fuzz_app(
+    pg_engine: Engine, test_settings: Settings, redis_url: str, redis_key_prefix: str
+) -> Iterator[Any]:
     sessions = make_session_factory(pg_engine)
     admin_key, agent_key = SigningKey.generate(), SigningKey.generate()
     suffix = redis_key_prefix.split(":")[1]
@@ -82,18 +90,29 @@ def fuzz_app(pg_engine: Engine, test_settings: Settings, redis_url: str,
     with sessions() as session:
         if session.get(clusters.Cluster, FUZZ_CLUSTER) is None:
             clusters.create_cluster(session, FUZZ_CLUSTER)
-        clusters.add_cluster_key(session, FUZZ_CLUSTER, key_id=agent_id,
-                                 public_key=bytes(agent_key.verify_key))
-        admin_keys.create_admin_key(session, admin_id, role="admin", key_id=admin_id,
-                                    public_key=bytes(admin_key.verify_key))
+        clusters.add_cluster_key(
+            session, FUZZ_CLUSTER, key_id=agent_id, public_key=bytes(agent_key.verify_key)
+        )
+        admin_keys.create_admin_key(
+            session, admin_id, role="admin", key_id=admin_id, public_key=bytes(admin_key.verify_key)
+        )
         session.commit()
     client = redis.Redis.from_url(redis_url)
-    settings_ = test_settings.replace(redis_url=redis_url, max_body_bytes=1024 * 1024,
-                                      rate_limit_per_minute=100_000)
-    app = create_app(settings_, store=sessions, dispatch=RecordingDispatcher(),
-                     redis_client=client, redis_prefix=redis_key_prefix)
-    app.wsgi_app = SigningMiddleware(app.wsgi_app, admin=(admin_id, admin_key),  # type: ignore
-                                     agent=(agent_id, agent_key))
+    settings_ = test_settings.replace(
+        redis_url=redis_url, max_body_bytes=1024 * 1024, rate_limit_per_minute=100_000
+    )
+    app = create_app(
+        settings_,
+        store=sessions,
+        dispatch=RecordingDispatcher(),
+        redis_client=client,
+        redis_prefix=redis_key_prefix,
+    )
+    app.wsgi_app = SigningMiddleware(
+        app.wsgi_app,
+        admin=(admin_id, admin_key),  # type: ignore
+        agent=(agent_id, agent_key),
+    )
     yield app
     client.close()
 
@@ -104,8 +123,13 @@ def test_no_input_produces_a_server_error(fuzz_app: Any) -> None:
     assert len(operations) >= 20
     for operation in operations:
 
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
-                  derandomize=True, database=None)
+        @settings(
+            max_examples=30,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
         @given(case=operation.as_strategy())
         def exercise(case: Any) -> None:
             response = case.call()

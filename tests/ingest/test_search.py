@@ -27,18 +27,21 @@ def test_search_finds_images_on_both_engines(any_db_session: Session) -> None:
     objects = cluster_objects(6)
     mine = _cluster_with(any_db_session, objects)
     other = _cluster_with(any_db_session, cluster_objects(2))
-    found = search_manifests(any_db_session, path="$.spec.template.spec.containers[*].image",
-                             cluster_ids=[mine])
+    found = search_manifests(
+        any_db_session, path="$.spec.template.spec.containers[*].image", cluster_ids=[mine]
+    )
     assert {m["cluster_id"] for m in found} == {mine}
     assert sorted(v for m in found for v in m["values"]) == sorted(
         o["spec"]["template"]["spec"]["containers"][0]["image"]
-        for o in objects if o["kind"] == "Deployment")
-    by_kind = search_manifests(any_db_session, path="$.data", kind="ConfigMap",
-                               cluster_ids=[mine, other])
+        for o in objects
+        if o["kind"] == "Deployment"
+    )
+    by_kind = search_manifests(
+        any_db_session, path="$.data", kind="ConfigMap", cluster_ids=[mine, other]
+    )
     assert {m["resource"]["kind"] for m in by_kind} == {"ConfigMap"}
     assert {m["cluster_id"] for m in by_kind} == {mine, other}
-    limited = search_manifests(any_db_session, path="$.metadata.name", cluster_ids=[mine],
-                               limit=2)
+    limited = search_manifests(any_db_session, path="$.metadata.name", cluster_ids=[mine], limit=2)
     assert len(limited) == 2
 
 

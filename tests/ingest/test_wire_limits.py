@@ -56,17 +56,34 @@ def test_snapshot_identifier_lengths(field: tuple[str, ...], limit: int, where: 
 def test_removed_refs_and_telemetry_counts_are_bounded() -> None:
     snapshot = validator_for(SNAPSHOT_JSON_SCHEMA)
     delta = copy.deepcopy(full_envelope([]))
-    delta.update(type="delta", base_digest="sha256:" + "0" * 64, removed=[
-        {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "n" * (MAX_NAMESPACE_LENGTH + 1),
-         "name": "x"}])
+    delta.update(
+        type="delta",
+        base_digest="sha256:" + "0" * 64,
+        removed=[
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "namespace": "n" * (MAX_NAMESPACE_LENGTH + 1),
+                "name": "x",
+            }
+        ],
+    )
     assert [e.json_path for e in snapshot.iter_errors(delta)] == ["$.removed[0].namespace"]
     telemetry = validator_for(TELEMETRY_JSON_SCHEMA)
-    ping = {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1", "node_count": INT32_MAX,
-            "object_counts": {"Pod": INT32_MAX}}
+    ping = {
+        "schema": TELEMETRY_SCHEMA_ID,
+        "agent_version": "1",
+        "node_count": INT32_MAX,
+        "object_counts": {"Pod": INT32_MAX},
+    }
     assert telemetry.is_valid(ping)
-    for field, value in (("node_count", INT32_MAX + 1), ("namespace_count", INT32_MAX + 1),
-                         ("object_counts", {"Pod": INT32_MAX + 1}),
-                         ("collection_duration_s", 2e9), ("sent_at", "t" * 65)):
+    for field, value in (
+        ("node_count", INT32_MAX + 1),
+        ("namespace_count", INT32_MAX + 1),
+        ("object_counts", {"Pod": INT32_MAX + 1}),
+        ("collection_duration_s", 2e9),
+        ("sent_at", "t" * 65),
+    ):
         assert not telemetry.is_valid({**ping, field: value}), field
 
 
@@ -77,27 +94,46 @@ def test_oversized_pushes_are_refused_naming_the_field(server: Server) -> None:
     assert refused.status_code == 400, refused.text
     assert refused.json()["reason"] == "schema_violation"
     assert refused.json()["field"] == "$.objects[0].metadata.name"
-    big = agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1",
-                                   "node_count": INT32_MAX + 1})
+    big = agent.push(
+        "telemetry",
+        {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1", "node_count": INT32_MAX + 1},
+    )
     assert big.status_code == 400 and big.json()["field"] == "$.node_count"
     # Each count fits, their stored total would not: the receiver's own check.
-    total = agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1",
-                                     "object_counts": {"Pod": INT32_MAX, "Service": 1}})
+    total = agent.push(
+        "telemetry",
+        {
+            "schema": TELEMETRY_SCHEMA_ID,
+            "agent_version": "1",
+            "object_counts": {"Pod": INT32_MAX, "Service": 1},
+        },
+    )
     assert total.status_code == 400 and total.json()["field"] == "$.object_counts"
     with server.sessions() as session:
         for model in (Snapshot, TelemetryPing):
-            stored = session.scalar(select(func.count()).select_from(model)
-                                    .where(model.cluster_id == agent.cluster_id))
+            stored = session.scalar(
+                select(func.count()).select_from(model).where(model.cluster_id == agent.cluster_id)
+            )
             assert stored == 0, model.__name__
     # At the limit: accepted and stored (the columns hold it).
     at_limit = _snapshot_with(("metadata", "name"), "a" * MAX_NAME_LENGTH)
     assert agent.push("snapshots", at_limit).status_code == 202
-    assert agent.push("telemetry", {"schema": TELEMETRY_SCHEMA_ID, "agent_version": "1",
-                                    "node_count": INT32_MAX,
-                                    "object_counts": {"Pod": INT32_MAX}}).status_code == 202
+    assert (
+        agent.push(
+            "telemetry",
+            {
+                "schema": TELEMETRY_SCHEMA_ID,
+                "agent_version": "1",
+                "node_count": INT32_MAX,
+                "object_counts": {"Pod": INT32_MAX},
+            },
+        ).status_code
+        == 202
+    )
     with server.sessions() as session:
         apply_pending(session, agent.cluster_id)
         session.commit()
-        ping = session.scalar(select(TelemetryPing).where(
-            TelemetryPing.cluster_id == agent.cluster_id))
+        ping = session.scalar(
+            select(TelemetryPing).where(TelemetryPing.cluster_id == agent.cluster_id)
+        )
         assert ping.node_count == INT32_MAX and ping.object_count == INT32_MAX

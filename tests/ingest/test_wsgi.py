@@ -28,8 +28,9 @@ def _signed_post(app: Flask, key: SigningKey, key_id: str, path: str, payload: o
     body = json.dumps(payload).encode()
     url = f"http://localhost{path}"
     headers = [("Host", "localhost"), ("Content-Type", "application/json")]
-    added = sign_request(HttpRequest("POST", url, headers, body), key_id=key_id,
-                         sign=lambda b: key.sign(b).signature)
+    added = sign_request(
+        HttpRequest("POST", url, headers, body), key_id=key_id, sign=lambda b: key.sign(b).signature
+    )
     return app.test_client().post(path, data=body, headers={**dict(headers), **added})
 
 
@@ -76,9 +77,14 @@ def test_composition_root_wires_the_rule_catalogue_and_flower(tmp_path: Path) ->
     rules_config = tmp_path / "rules.yaml"
     rules_config.write_text("severity:\n  KM-101: low\n", encoding="utf-8")
 
-    app = wsgi.build_app({"DATABASE_URL": database_url, "K8SMON_INSTANCE_PATH": str(tmp_path),
-                          "K8SMON_RULES_CONFIG": str(rules_config),
-                          "K8SMON_FLOWER_URL": "https://flower.example.com/"})
+    app = wsgi.build_app(
+        {
+            "DATABASE_URL": database_url,
+            "K8SMON_INSTANCE_PATH": str(tmp_path),
+            "K8SMON_RULES_CONFIG": str(rules_config),
+            "K8SMON_FLOWER_URL": "https://flower.example.com/",
+        }
+    )
     client = app.test_client()
     sign_in(client, "alice", "a long enough password")
     page = client.get("/admin/rules/KM-101").get_data(as_text=True)
@@ -91,8 +97,9 @@ def test_composition_root_wires_the_rule_catalogue_and_flower(tmp_path: Path) ->
     engine.dispose()
 
 
-def test_rule_catalogue_and_flower_url_settings(tmp_path: Path,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_rule_catalogue_and_flower_url_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     catalogue = wsgi.rule_catalogue()
     assert catalogue["KM-101"]["title"] == "Privileged container"
     assert catalogue["KM-101"]["severity"] == "critical"

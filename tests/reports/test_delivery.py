@@ -58,8 +58,9 @@ def test_slack_message_lists_new_then_resolved_findings(
 ) -> None:
     pipeline: Pipeline = make_pipeline(public_url="https://monitor.example")
     bad = privileged("payments", namespace="shop")
-    pipeline.push_and_process("slacky", [bad], team="shop-team",
-                              channel=f"slack+{receiver.url}/hooks/T1")
+    pipeline.push_and_process(
+        "slacky", [bad], team="shop-team", channel=f"slack+{receiver.url}/hooks/T1"
+    )
     pipeline.run.run("k8smon.rescan", "slacky")
 
     path, headers, body = receiver.requests[-1]
@@ -68,8 +69,13 @@ def test_slack_message_lists_new_then_resolved_findings(
     blocks = message["blocks"]
     assert blocks[0]["type"] == "header" and "slacky" in blocks[0]["text"]["text"]
     sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
-    assert any("New" in s and "KM-101" in s and "Deployment shop/payments" in s
-               and "securityContext.privileged" in s for s in sections)
+    assert any(
+        "New" in s
+        and "KM-101" in s
+        and "Deployment shop/payments" in s
+        and "securityContext.privileged" in s
+        for s in sections
+    )
     context = next(b for b in blocks if b["type"] == "context")
     assert "https://monitor.example/admin/clusters/slacky" in context["elements"][0]["text"]
     assert "slacky" in message["text"]
@@ -90,22 +96,35 @@ def test_webhook_is_signed_and_carries_each_violation(
     make_pipeline: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
     pipeline: Pipeline = make_pipeline(webhook_secret=SECRET)
-    pipeline.push_and_process("hooked", [privileged("api", namespace="core")],
-                              channel=f"{receiver.url}/k8s")
+    pipeline.push_and_process(
+        "hooked", [privileged("api", namespace="core")], channel=f"{receiver.url}/k8s"
+    )
     pipeline.run.run("k8smon.rescan", "hooked")
 
     _path, headers, body = receiver.requests[-1]
-    assert verify(body, secret=SECRET, timestamp=headers[TIMESTAMP_HEADER],
-                  signature=headers[SIGNATURE_HEADER])
-    assert not verify(body + b" ", secret=SECRET, timestamp=headers[TIMESTAMP_HEADER],
-                      signature=headers[SIGNATURE_HEADER])
+    assert verify(
+        body,
+        secret=SECRET,
+        timestamp=headers[TIMESTAMP_HEADER],
+        signature=headers[SIGNATURE_HEADER],
+    )
+    assert not verify(
+        body + b" ",
+        secret=SECRET,
+        timestamp=headers[TIMESTAMP_HEADER],
+        signature=headers[SIGNATURE_HEADER],
+    )
     data = json.loads(body)
     assert data["event"] == "k8smon.scan.report" and data["cluster"]["id"] == "hooked"
     rule = next(r for r in data["new"] if r["rule_id"] == "KM-101")
     assert rule["cis"] == ["5.2.2"]
     violation = rule["violations"][0]
-    assert (violation["kind"], violation["namespace"], violation["name"],
-            violation["container"]) == ("Deployment", "core", "api", "main")
+    assert (
+        violation["kind"],
+        violation["namespace"],
+        violation["name"],
+        violation["container"],
+    ) == ("Deployment", "core", "api", "main")
     assert violation["path"].endswith("securityContext.privileged")
 
 
@@ -120,13 +139,15 @@ def test_a_failed_delivery_is_retried_and_never_blocks_the_scan(
     run = pipeline.session.scalars(select(ScanRun).where(ScanRun.cluster_id == "flaky")).one()
     assert run.state == "done"
     delivery = pipeline.session.scalars(
-        select(Delivery).where(Delivery.cluster_id == "flaky")).one()
+        select(Delivery).where(Delivery.cluster_id == "flaky")
+    ).one()
     assert delivery.state == "pending" and delivery.attempts == 1
     assert "500" in (delivery.last_error or "") and delivery.next_attempt_at > utcnow()
 
     receiver.status = 200
-    result = deliver_due(pipeline.session, settings=pipeline.ctx.settings,
-                         now=utcnow() + timedelta(minutes=5))
+    result = deliver_due(
+        pipeline.session, settings=pipeline.ctx.settings, now=utcnow() + timedelta(minutes=5)
+    )
     pipeline.session.commit()
     pipeline.session.refresh(delivery)
     assert result["sent"] == 1 and delivery.state == "sent" and delivery.attempts == 2

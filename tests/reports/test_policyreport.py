@@ -11,8 +11,9 @@ from tests.workers.workloads import privileged
 
 
 def test_policy_reports_per_namespace_then_cluster(pipeline: Pipeline) -> None:
-    pipeline.push_and_process("pr", [privileged("web", namespace="shop"),
-                                     config_map("plain", namespace="other")])
+    pipeline.push_and_process(
+        "pr", [privileged("web", namespace="shop"), config_map("plain", namespace="other")]
+    )
     pipeline.run.run("k8smon.rescan", "pr")
     documents = cluster_policy_reports(pipeline.session, "pr")
     kinds = [d["kind"] for d in documents]
@@ -23,7 +24,8 @@ def test_policy_reports_per_namespace_then_cluster(pipeline: Pipeline) -> None:
     assert privileged_result["result"] == "fail" and privileged_result["severity"] == "critical"
     assert privileged_result["properties"]["cis"] == "5.2.2"
     assert privileged_result["resources"] == [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "shop"}]
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "shop"}
+    ]
     assert shop["summary"]["fail"] == len(shop["results"])
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def pod(name: str = "p", *, namespace: str = "default", spec: dict[str, Any] | None = None,
-        **meta: Any) -> dict[str, Any]:
+def pod(
+    name: str = "p", *, namespace: str = "default", spec: dict[str, Any] | None = None, **meta: Any
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -15,13 +16,16 @@ def pod(name: str = "p", *, namespace: str = "default", spec: dict[str, Any] | N
     }
 
 
-def deployment(name: str = "d", *, namespace: str = "default",
-               spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+def deployment(
+    name: str = "d", *, namespace: str = "default", spec: dict[str, Any] | None = None, **meta: Any
+) -> dict[str, Any]:
     pod_spec = spec if spec is not None else {"containers": [{"name": "app", "image": "a:1"}]}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, **meta},
-        "spec": {"selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
     }

@@ -34,11 +34,13 @@ def test_scan_json_and_fail_on() -> None:
 def test_fail_on_ignores_exempted_findings(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("exemptions:\n  - rules: [KM-101]\n    reason: break-glass\n")
-    result = run("scan", PRIVILEGED, "--config", str(config), "--fail-on", "critical",
-                 "--format", "json")
+    result = run(
+        "scan", PRIVILEGED, "--config", str(config), "--fail-on", "critical", "--format", "json"
+    )
     assert result.exit_code == 0
-    assert {f["status"] for f in json.loads(result.output)["findings"]
-            if f["rule_id"] == "KM-101"} == {"exempted"}
+    assert {
+        f["status"] for f in json.loads(result.output)["findings"] if f["rule_id"] == "KM-101"
+    } == {"exempted"}
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -64,8 +66,7 @@ def test_broken_file_is_reported_and_the_rest_scanned(tmp_path: Path) -> None:
 def test_scan_other_formats() -> None:
     sarif = json.loads(run("scan", PRIVILEGED, "--format", "sarif").output)
     assert sarif["version"] == "2.1.0"
-    documents = list(yaml.safe_load_all(run("scan", PRIVILEGED, "--format",
-                                            "policyreport").output))
+    documents = list(yaml.safe_load_all(run("scan", PRIVILEGED, "--format", "policyreport").output))
     assert [d["kind"] for d in documents] == ["PolicyReport", "ClusterPolicyReport"]
     table = run("scan", PRIVILEGED).output
     assert "KM-101" in table and "objects" in table
@@ -106,10 +107,11 @@ def test_json_output_validates_against_the_contract_schema(tmp_path: Path) -> No
     broken = tmp_path / "broken.yaml"
     broken.write_text("kind: [\n")
     config = tmp_path / "config.yaml"
-    config.write_text("exemptions:\n  - rules: [KM-123]\n    reason: r\n    owner: o\n"
-                      "    expires: 2020-01-01\n  - rules: [KM-105]\n    reason: r\n")
-    result = run("scan", str(FIXTURES), str(broken), "--config", str(config),
-                 "--format", "json")
+    config.write_text(
+        "exemptions:\n  - rules: [KM-123]\n    reason: r\n    owner: o\n"
+        "    expires: 2020-01-01\n  - rules: [KM-105]\n    reason: r\n"
+    )
+    result = run("scan", str(FIXTURES), str(broken), "--config", str(config), "--format", "json")
     report = json.loads(result.output)
     jsonschema.validate(report, SCAN_REPORT_JSON_SCHEMA)
     statuses = {f["status"] for f in report["findings"]}

@@ -18,28 +18,57 @@ def _objects() -> list[dict]:
         pod("b", namespace="shop", labels={"app": "web", "tier": "back"}),
         pod("c", namespace="other", labels={"app": "web"}),
         deployment("d", namespace="shop"),
-        {"apiVersion": "v1", "kind": "ServiceAccount",
-         "metadata": {"name": "builder", "namespace": "shop"}},
-        {**pod("runner", namespace="shop"),
-         "spec": {"serviceAccountName": "builder", "containers": []}},
-        {"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "reader", "namespace": "shop"},
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
-        {"apiVersion": RBAC, "kind": "RoleBinding",
-         "metadata": {"name": "reader", "namespace": "shop"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
-         "subjects": [{"kind": "ServiceAccount", "name": "builder"}]},
-        {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": "monitoring"},
-         "aggregationRule": {"clusterRoleSelectors": [
-             {"matchLabels": {"aggregate-to-monitoring": "true"}}]},
-         "rules": []},
-        {"apiVersion": RBAC, "kind": "ClusterRole",
-         "metadata": {"name": "metrics", "labels": {"aggregate-to-monitoring": "true"}},
-         "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}]},
-        {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": "mon"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                     "name": "monitoring"},
-         "subjects": [{"kind": "Group", "name": "sre"},
-                      {"kind": "ServiceAccount", "name": "prom", "namespace": "mon"}]},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "builder", "namespace": "shop"},
+        },
+        {
+            **pod("runner", namespace="shop"),
+            "spec": {"serviceAccountName": "builder", "containers": []},
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "Role",
+            "metadata": {"name": "reader", "namespace": "shop"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "RoleBinding",
+            "metadata": {"name": "reader", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "builder"}],
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRole",
+            "metadata": {"name": "monitoring"},
+            "aggregationRule": {
+                "clusterRoleSelectors": [{"matchLabels": {"aggregate-to-monitoring": "true"}}]
+            },
+            "rules": [],
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRole",
+            "metadata": {"name": "metrics", "labels": {"aggregate-to-monitoring": "true"}},
+            "rules": [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}],
+        },
+        {
+            "apiVersion": RBAC,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "mon"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "monitoring",
+            },
+            "subjects": [
+                {"kind": "Group", "name": "sre"},
+                {"kind": "ServiceAccount", "name": "prom", "namespace": "mon"},
+            ],
+        },
     ]
 
 
@@ -62,8 +91,13 @@ def test_basic_indexes(ctx: ClusterContext) -> None:
     ("selector", "names"),
     [
         ({"matchLabels": {"app": "web"}}, {"a", "b"}),
-        ({"matchLabels": {"app": "web"}, "matchExpressions": [
-            {"key": "tier", "operator": "NotIn", "values": ["back"]}]}, {"a"}),
+        (
+            {
+                "matchLabels": {"app": "web"},
+                "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["back"]}],
+            },
+            {"a"},
+        ),
         ({"matchExpressions": [{"key": "tier", "operator": "Exists"}]}, {"a", "b"}),
         ({"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}, {"runner"}),
         ("app=web,tier in (front, side)", {"a"}),
@@ -91,10 +125,10 @@ def test_rbac_lookups(ctx: ClusterContext) -> None:
     assert ctx.role_of(bindings[0]) is role
     # A ServiceAccount subject without namespace belongs to the binding's namespace.
     assert [b.name for b in ctx.bindings_for_subject("ServiceAccount", "builder", "shop")] == [
-        "reader"]
+        "reader"
+    ]
     assert [b.name for b in ctx.bindings_for_subject("Group", "sre")] == ["mon"]
-    assert [b.name for b in ctx.bindings_for_subject("ServiceAccount", "prom", "mon")] == [
-        "mon"]
+    assert [b.name for b in ctx.bindings_for_subject("ServiceAccount", "prom", "mon")] == ["mon"]
     monitoring = ctx.get("ClusterRole", None, "monitoring")
     assert [r["resources"] for r in ctx.policy_rules(monitoring)] == [["nodes/proxy"]]
 
@@ -107,16 +141,34 @@ def test_service_account_usage(ctx: ClusterContext) -> None:
 
 def test_workloads_leave_out_controlled_objects_when_dedup_is_on() -> None:
     dep = deployment("web", namespace="shop", uid="u-dep")
-    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-          "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-rs",
-                       "ownerReferences": [{"kind": "Deployment", "name": "web",
-                                            "uid": "u-dep", "controller": True}]},
-          "spec": {"template": {"spec": {"containers": []}}}}
-    owned = pod("web-1-a", namespace="shop", ownerReferences=[
-        {"kind": "ReplicaSet", "name": "web-1", "uid": "u-rs", "controller": True}])
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "uid": "u-rs",
+            "ownerReferences": [
+                {"kind": "Deployment", "name": "web", "uid": "u-dep", "controller": True}
+            ],
+        },
+        "spec": {"template": {"spec": {"containers": []}}},
+    }
+    owned = pod(
+        "web-1-a",
+        namespace="shop",
+        ownerReferences=[
+            {"kind": "ReplicaSet", "name": "web-1", "uid": "u-rs", "controller": True}
+        ],
+    )
     orphan = pod("lonely", namespace="shop")
-    objects = [dep, rs, owned, orphan, {"apiVersion": "v1", "kind": "ConfigMap",
-                                        "metadata": {"name": "c", "namespace": "shop"}}]
+    objects = [
+        dep,
+        rs,
+        owned,
+        orphan,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}},
+    ]
     assert [o.name for o in ClusterContext(objects).workloads()] == ["web", "lonely"]
     everything = ClusterContext(objects, dedup_controllers=False).workloads()
     assert [o.name for o in everything] == ["web", "web-1", "web-1-a", "lonely"]

@@ -11,10 +11,12 @@ from rules import ConfigError, Engine, ScanConfig
 from tests.rules.helpers import deployment, pod
 
 NOW = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
-PRIVILEGED = {"containers": [
-    {"name": "app", "image": "a:1", "securityContext": {"privileged": True}},
-    {"name": "istio-proxy", "image": "p:1", "securityContext": {"privileged": True}},
-]}
+PRIVILEGED = {
+    "containers": [
+        {"name": "app", "image": "a:1", "securityContext": {"privileged": True}},
+        {"name": "istio-proxy", "image": "p:1", "securityContext": {"privileged": True}},
+    ]
+}
 
 
 def _scan(config: dict, manifests: list[dict], *, cluster: str | None = None):
@@ -23,22 +25,37 @@ def _scan(config: dict, manifests: list[dict], *, cluster: str | None = None):
 
 
 def test_severity_override_and_disabled_rules() -> None:
-    results, outcome = _scan({"severity": {"KM-101": "LOW"}, "disabled": ["KM-123"]},
-                             [pod(spec=PRIVILEGED)])
+    results, outcome = _scan(
+        {"severity": {"KM-101": "LOW"}, "disabled": ["KM-123"]}, [pod(spec=PRIVILEGED)]
+    )
     assert {r.severity for r in results} == {Severity.LOW}
     assert not [r for r in outcome.results if r.rule_id == "KM-123"]
 
 
 def test_exemption_is_kept_and_marked_not_dropped() -> None:
-    config = {"exemptions": [{"rules": ["KM-101"], "namespaces": ["kube-*"],
-                              "reason": "CNI", "owner": "platform"}]}
-    results, outcome = _scan(config, [pod("cni", namespace="kube-system", spec=PRIVILEGED),
-                                      pod("app", namespace="shop", spec=PRIVILEGED)])
+    config = {
+        "exemptions": [
+            {"rules": ["KM-101"], "namespaces": ["kube-*"], "reason": "CNI", "owner": "platform"}
+        ]
+    }
+    results, outcome = _scan(
+        config,
+        [
+            pod("cni", namespace="kube-system", spec=PRIVILEGED),
+            pod("app", namespace="shop", spec=PRIVILEGED),
+        ],
+    )
     by_ns = {(r.resource.namespace, r.container): r for r in results}
     exempted = by_ns[("kube-system", "app")]
     assert exempted.status == "exempted"
-    assert exempted.exemption == {"source": "config", "index": 0, "reason": "CNI",
-                                  "owner": "platform", "expires": None, "status": "active"}
+    assert exempted.exemption == {
+        "source": "config",
+        "index": 0,
+        "reason": "CNI",
+        "owner": "platform",
+        "expires": None,
+        "status": "active",
+    }
     assert by_ns[("shop", "app")].status == "open"
     assert outcome.summary()["exempted"] >= 2
     assert outcome.reaches(Severity.CRITICAL)  # the shop pod is still open and critical
@@ -50,8 +67,14 @@ def test_exemption_is_kept_and_marked_not_dropped() -> None:
         ({"kinds": ["Deployment"]}, {"d1"}),
         ({"names": ["d*"]}, {"d1"}),
         ({"labels": "team=net"}, {"p1"}),
-        ({"labels": {"matchExpressions": [{"key": "team", "operator": "In",
-                                           "values": ["net", "x"]}]}}, {"p1"}),
+        (
+            {
+                "labels": {
+                    "matchExpressions": [{"key": "team", "operator": "In", "values": ["net", "x"]}]
+                }
+            },
+            {"p1"},
+        ),
         ({"containers": ["istio-*"]}, {"d1", "p1"}),
         ({"cluster": "prod"}, {"d1", "p1"}),
         ({"cluster": "dev"}, set()),
@@ -59,8 +82,10 @@ def test_exemption_is_kept_and_marked_not_dropped() -> None:
 )
 def test_exemption_selectors(selector: dict, expected: set[str]) -> None:
     config = {"exemptions": [{"rules": ["*"], "reason": "r", **selector}]}
-    manifests = [deployment("d1", spec=PRIVILEGED),
-                 pod("p1", spec=PRIVILEGED, labels={"team": "net"})]
+    manifests = [
+        deployment("d1", spec=PRIVILEGED),
+        pod("p1", spec=PRIVILEGED, labels={"team": "net"}),
+    ]
     results, _ = _scan(config, manifests, cluster="prod")
     exempted = {r.resource.name for r in results if r.status == "exempted"}
     assert exempted == expected
@@ -76,15 +101,23 @@ def test_global_exemption_applies_to_every_cluster() -> None:
 
 
 def test_expired_exemption_stops_applying_and_is_reported() -> None:
-    config = {"exemptions": [
-        {"rules": ["KM-101"], "reason": "temporary", "owner": "ops", "expires": "2026-05-31"},
-    ]}
+    config = {
+        "exemptions": [
+            {"rules": ["KM-101"], "reason": "temporary", "owner": "ops", "expires": "2026-05-31"},
+        ]
+    }
     results, outcome = _scan(config, [pod(spec=PRIVILEGED)])
     assert {r.status for r in results} == {"open"}
     assert {r.exemption["status"] for r in results if r.exemption} == {"expired"}
     assert outcome.summary()["expired_exemptions"] == [
-        {"index": 0, "rules": ["KM-101"], "reason": "temporary", "owner": "ops",
-         "expires": "2026-05-31"}]
+        {
+            "index": 0,
+            "rules": ["KM-101"],
+            "reason": "temporary",
+            "owner": "ops",
+            "expires": "2026-05-31",
+        }
+    ]
 
 
 def test_date_expiry_includes_the_whole_day() -> None:
@@ -95,10 +128,12 @@ def test_date_expiry_includes_the_whole_day() -> None:
 
 
 def test_active_exemption_wins_over_an_expired_one() -> None:
-    config = {"exemptions": [
-        {"rules": ["KM-101"], "reason": "old", "expires": "2020-01-01T00:00:00Z"},
-        {"rules": ["KM-101"], "reason": "new", "expires": "2030-01-01T00:00:00Z"},
-    ]}
+    config = {
+        "exemptions": [
+            {"rules": ["KM-101"], "reason": "old", "expires": "2020-01-01T00:00:00Z"},
+            {"rules": ["KM-101"], "reason": "new", "expires": "2030-01-01T00:00:00Z"},
+        ]
+    }
     results, _ = _scan(config, [pod(spec=PRIVILEGED)])
     assert {(r.status, r.exemption["reason"]) for r in results} == {("exempted", "new")}
 
@@ -120,17 +155,22 @@ def test_annotation_exemptions_only_when_allowed() -> None:
         ({"disabled": "KM-101 KM-102"}, None),
         ({"exemptions": [{"rules": ["KM-101"]}]}, "exemptions[0].reason"),
         ({"exemptions": [{"reason": "x"}]}, "exemptions[0].rules"),
-        ({"exemptions": [{"rules": ["KM-101"], "reason": "x", "expires": "soon"}]},
-         "exemptions[0].expires"),
-        ({"exemptions": [{"rules": ["KM-101"], "reason": "x", "labels": "a in b"}]},
-         "exemptions[0].labels"),
-        ({"exemptions": [{"rules": ["KM-101"], "reason": "x", "namespace": "a"}]},
-         "exemptions[0]: unknown keys namespace"),
+        (
+            {"exemptions": [{"rules": ["KM-101"], "reason": "x", "expires": "soon"}]},
+            "exemptions[0].expires",
+        ),
+        (
+            {"exemptions": [{"rules": ["KM-101"], "reason": "x", "labels": "a in b"}]},
+            "exemptions[0].labels",
+        ),
+        (
+            {"exemptions": [{"rules": ["KM-101"], "reason": "x", "namespace": "a"}]},
+            "exemptions[0]: unknown keys namespace",
+        ),
         ({"allow_annotation_exemptions": "yes"}, "allow_annotation_exemptions"),
     ],
 )
-def test_invalid_configuration_is_rejected_with_its_path(data: dict, message: str | None
-                                                         ) -> None:
+def test_invalid_configuration_is_rejected_with_its_path(data: dict, message: str | None) -> None:
     if message is None:  # a single string where a list is expected is accepted as one id
         with pytest.raises(ConfigError, match="unknown rule ids"):
             Engine.from_config(data)

@@ -7,23 +7,44 @@ import pytest
 from rules import default_rules
 
 PSS_CONTROLS = {
-    "baseline/host-process", "baseline/host-namespaces", "baseline/privileged-containers",
-    "baseline/capabilities", "baseline/hostpath-volumes", "baseline/host-ports",
-    "baseline/apparmor", "baseline/selinux", "baseline/proc-mount-type", "baseline/seccomp",
-    "baseline/sysctls", "baseline/host-probes",
-    "restricted/volume-types", "restricted/privilege-escalation",
-    "restricted/running-as-non-root", "restricted/running-as-non-root-user",
-    "restricted/seccomp", "restricted/capabilities",
+    "baseline/host-process",
+    "baseline/host-namespaces",
+    "baseline/privileged-containers",
+    "baseline/capabilities",
+    "baseline/hostpath-volumes",
+    "baseline/host-ports",
+    "baseline/apparmor",
+    "baseline/selinux",
+    "baseline/proc-mount-type",
+    "baseline/seccomp",
+    "baseline/sysctls",
+    "baseline/host-probes",
+    "restricted/volume-types",
+    "restricted/privilege-escalation",
+    "restricted/running-as-non-root",
+    "restricted/running-as-non-root-user",
+    "restricted/seccomp",
+    "restricted/capabilities",
 }
 CIS_CONTROLS = (
-    [f"5.1.{i}" for i in range(1, 14)] + [f"5.2.{i}" for i in range(1, 13)]
+    [f"5.1.{i}" for i in range(1, 14)]
+    + [f"5.2.{i}" for i in range(1, 13)]
     + ["5.3.2", "5.4.1", "5.6.2", "5.6.3", "5.6.4"]
 )
 # CIS Kubernetes Benchmark v1.12 numbering of section 5.2 (see the issue).
 CIS_5_2 = {
-    "KM-101": "5.2.2", "KM-102": "5.2.3", "KM-103": "5.2.4", "KM-104": "5.2.5",
-    "KM-105": "5.2.6", "KM-106": "5.2.7", "KM-107": "5.2.7", "KM-108": "5.2.8",
-    "KM-109": "5.2.9", "KM-112": "5.2.10", "KM-113": "5.2.11", "KM-114": "5.2.12",
+    "KM-101": "5.2.2",
+    "KM-102": "5.2.3",
+    "KM-103": "5.2.4",
+    "KM-104": "5.2.5",
+    "KM-105": "5.2.6",
+    "KM-106": "5.2.7",
+    "KM-107": "5.2.7",
+    "KM-108": "5.2.8",
+    "KM-109": "5.2.9",
+    "KM-112": "5.2.10",
+    "KM-113": "5.2.11",
+    "KM-114": "5.2.12",
 }
 
 

@@ -9,17 +9,26 @@ from rules.docs import render_docs
 from rules.model import doc_summary
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "rules"
-SECTIONS = ("## What it does", "## Why is this bad?", "## Example", "## Use instead",
-            "## References")
+SECTIONS = (
+    "## What it does",
+    "## Why is this bad?",
+    "## Example",
+    "## Use instead",
+    "## References",
+)
 
 
 def test_rule_docs_are_up_to_date() -> None:
     pages = render_docs(default_rules())
-    stale = [name for name, text in pages.items()
-             if not (DOCS / name).is_file() or (DOCS / name).read_text() != text]
+    stale = [
+        name
+        for name, text in pages.items()
+        if not (DOCS / name).is_file() or (DOCS / name).read_text() != text
+    ]
     extra = sorted({p.name for p in DOCS.glob("KM-*.md")} - set(pages))
     assert not stale and not extra, (
-        f"docs/rules is stale ({stale + extra}); run `k8smon rules docs --write docs/rules`")
+        f"docs/rules is stale ({stale + extra}); run `k8smon rules docs --write docs/rules`"
+    )
 
 
 def test_every_docstring_follows_the_template() -> None:

@@ -12,8 +12,13 @@ from rules.model import Rule, rule_meta
 from tests.rules.helpers import deployment, pod
 
 
-@rule(id="KM-901", title="Explodes on pods named boom", severity=Severity.LOW,
-      category="test", kinds=("Pod",))
+@rule(
+    id="KM-901",
+    title="Explodes on pods named boom",
+    severity=Severity.LOW,
+    category="test",
+    kinds=("Pod",),
+)
 def _explodes(obj: ObjectView) -> Iterator[Violation]:
     """Raises on one object."""
     if obj.name == "boom":
@@ -21,8 +26,13 @@ def _explodes(obj: ObjectView) -> Iterator[Violation]:
     yield Violation(f"pod {obj.name} seen", path="metadata.name")
 
 
-@rule(id="KM-902", title="Namespaces without pods", severity=Severity.INFO, category="test",
-      scope="cluster")
+@rule(
+    id="KM-902",
+    title="Namespaces without pods",
+    severity=Severity.INFO,
+    category="test",
+    scope="cluster",
+)
 def _empty_namespaces(cluster: ClusterContext) -> Iterator[Violation]:
     """Cluster rule using indexed look-ups."""
     for ns in cluster.by_kind("Namespace"):
@@ -50,13 +60,29 @@ def test_catalogue_rules_survive_hostile_manifests() -> None:
     engine = Engine.from_config(None)
     weird = [
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": None},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"},
-         "spec": {"containers": [{"name": "c", "securityContext": "yes",
-                                  "ports": [None, {"hostPort": "x"}],
-                                  "livenessProbe": {"httpGet": None}}],
-                  "volumes": [None, {"name": "v"}], "securityContext": {"sysctls": [None]}}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "c"},
-         "spec": {"template": {"spec": {"containers": "nope"}}}},
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "b"},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "securityContext": "yes",
+                        "ports": [None, {"hostPort": "x"}],
+                        "livenessProbe": {"httpGet": None},
+                    }
+                ],
+                "volumes": [None, {"name": "v"}],
+                "securityContext": {"sysctls": [None]},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "c"},
+            "spec": {"template": {"spec": {"containers": "nope"}}},
+        },
         {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
     ]
     outcome = engine.scan(weird)
@@ -66,29 +92,44 @@ def test_catalogue_rules_survive_hostile_manifests() -> None:
 
 def test_cluster_rules_name_their_subject() -> None:
     engine = Engine(TEST_RULES)
-    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-                  for n in ("empty", "busy")]
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+        for n in ("empty", "busy")
+    ]
     results = engine.evaluate_cluster([*namespaces, pod("x", namespace="busy")])
-    assert [(r.rule_id, r.resource.kind, r.resource.name, r.resource.namespace)
-            for r in results] == [("KM-902", "Namespace", "empty", None)]
+    assert [
+        (r.rule_id, r.resource.kind, r.resource.name, r.resource.namespace) for r in results
+    ] == [("KM-902", "Namespace", "empty", None)]
 
 
 def _owned(manifest: dict, owner: dict) -> dict:
     manifest["metadata"]["ownerReferences"] = [
-        {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-         "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-         "controller": True}]
+        {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
     manifest["metadata"]["uid"] = f"uid-{manifest['metadata']['name']}"
     return manifest
 
 
 def _chain() -> list[dict]:
-    privileged = {"containers": [{"name": "app", "image": "a:1",
-                                  "securityContext": {"privileged": True}}]}
+    privileged = {
+        "containers": [{"name": "app", "image": "a:1", "securityContext": {"privileged": True}}]
+    }
     dep = deployment("web", spec=privileged, uid="uid-web")
-    rs = _owned({"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                 "metadata": {"name": "web-123", "namespace": "default"},
-                 "spec": {"template": {"spec": privileged}}}, dep)
+    rs = _owned(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "web-123", "namespace": "default"},
+            "spec": {"template": {"spec": privileged}},
+        },
+        dep,
+    )
     pods = [_owned(pod(f"web-123-{i}", spec=privileged), rs) for i in range(3)]
     return [dep, rs, *pods]
 
@@ -104,8 +145,7 @@ def test_pods_whose_controller_is_absent_are_reported() -> None:
     outcome = Engine.from_config(None).scan(chain[2:])  # pods only: the RS is not in input
     assert len([r for r in outcome.results if r.rule_id == "KM-101"]) == 3
     outcome = Engine.from_config(None).scan(chain[1:])  # RS and pods: reported on the RS
-    assert [r.resource.kind for r in outcome.results if r.rule_id == "KM-101"] == [
-        "ReplicaSet"]
+    assert [r.resource.kind for r in outcome.results if r.rule_id == "KM-101"] == ["ReplicaSet"]
 
 
 def test_dedup_can_be_turned_off() -> None:
@@ -124,7 +164,8 @@ def test_worker_path_equals_scan() -> None:
     applied = engine.apply_config(raw, cluster=None, objects=by_key)
     expected = engine.scan(manifests).results
     assert sorted(r.fingerprint + r.status for r in applied) == sorted(
-        r.fingerprint + r.status for r in expected)
+        r.fingerprint + r.status for r in expected
+    )
 
 
 def test_catalogue_version_tracks_rules_and_configuration() -> None:
@@ -141,28 +182,36 @@ def test_evaluation_version_ignores_what_apply_config_does() -> None:
     assert Engine.from_config(exempt).evaluation_version == base
     assert Engine.from_config({"severity": {"KM-101": "low"}}).evaluation_version == base
     assert Engine.from_config({"disabled": ["KM-123"]}).evaluation_version != base
-    assert Engine.from_config(exempt).catalogue_version != Engine.from_config(
-        None).catalogue_version
+    assert (
+        Engine.from_config(exempt).catalogue_version != Engine.from_config(None).catalogue_version
+    )
 
 
 def test_report_is_json_serialisable_and_follows_the_contract() -> None:
-    outcome = Engine.from_config(None).scan([pod("p", spec={"hostNetwork": True,
-                                                             "containers": []})])
+    outcome = Engine.from_config(None).scan(
+        [pod("p", spec={"hostNetwork": True, "containers": []})]
+    )
     report = json.loads(json.dumps(outcome.to_report()))
     assert set(report) == {"findings", "errors", "summary"}
     finding = next(f for f in report["findings"] if f["rule_id"] == "KM-104")
-    assert {"rule_id", "title", "severity", "cis", "pss", "resource", "path",
-            "message"} <= set(finding)
+    assert {"rule_id", "title", "severity", "cis", "pss", "resource", "path", "message"} <= set(
+        finding
+    )
     assert finding["cis"] == ["5.2.5"] and finding["pss"] == ["baseline/host-namespaces"]
-    assert finding["resource"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "default",
-                                   "name": "p"}
+    assert finding["resource"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": "default",
+        "name": "p",
+    }
     assert finding["path"] == "spec.hostNetwork"
     assert report["summary"]["by_severity"]["high"] >= 1
 
 
 def test_cluster_scoped_objects_have_null_namespace() -> None:
     result = Engine(TEST_RULES).evaluate_cluster(
-        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}])[0]
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}]
+    )[0]
     assert result.to_finding()["resource"]["namespace"] is None
 
 
@@ -178,8 +227,13 @@ def test_scan_restores_the_garbage_collector_state() -> None:
         gc.enable()
 
 
-@rule(id="KM-903", title="Cluster rule that crashes", severity=Severity.LOW, category="test",
-      scope="cluster")
+@rule(
+    id="KM-903",
+    title="Cluster rule that crashes",
+    severity=Severity.LOW,
+    category="test",
+    scope="cluster",
+)
 def _cluster_explodes(cluster: ClusterContext) -> Iterator[Violation]:
     """Raises after looking at the cluster."""
     if cluster.by_kind("Namespace"):
@@ -189,10 +243,12 @@ def _cluster_explodes(cluster: ClusterContext) -> Iterator[Violation]:
 
 def test_a_raising_cluster_rule_is_an_error_and_other_rules_still_report() -> None:
     rules = [*TEST_RULES, Rule(rule_meta(_cluster_explodes), _cluster_explodes)]  # type: ignore[arg-type]
-    outcome = Engine(rules).scan([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "empty"}},
-        pod("fine", namespace="other"),
-    ])
+    outcome = Engine(rules).scan(
+        [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "empty"}},
+            pod("fine", namespace="other"),
+        ]
+    )
     assert [e["rule_id"] for e in outcome.errors] == ["KM-903"]
     assert "RuntimeError: unexpected shape" in outcome.errors[0]["message"]
     assert {r.rule_id for r in outcome.results} == {"KM-901", "KM-902"}

@@ -24,19 +24,31 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 
 @pytest.fixture(scope="module")
 def engine() -> Engine:
-    return Engine.from_config({"exemptions": [
-        {"rules": ["KM-123"], "reason": "legacy image writes to /var", "owner": "shop-team"},
-        {"rules": ["KM-101"], "reason": "expired", "expires": "2020-01-01"},
-    ]})
+    return Engine.from_config(
+        {
+            "exemptions": [
+                {
+                    "rules": ["KM-123"],
+                    "reason": "legacy image writes to /var",
+                    "owner": "shop-team",
+                },
+                {"rules": ["KM-101"], "reason": "expired", "expires": "2020-01-01"},
+            ]
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 def report(engine: Engine) -> ScanReport:
     loaded = load_paths([FIXTURES / "KM-101", FIXTURES / "KM-113"])
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
-    outcome = engine.scan([*loaded.documents, namespace], now=NOW,
-                          load_errors=[{"type": "parse", "message": "invalid YAML: x",
-                                        "file": "broken.yaml", "line": 3}])
+    outcome = engine.scan(
+        [*loaded.documents, namespace],
+        now=NOW,
+        load_errors=[
+            {"type": "parse", "message": "invalid YAML: x", "file": "broken.yaml", "line": 3}
+        ],
+    )
     return outcome.to_report()
 
 
@@ -44,14 +56,14 @@ def test_json_contract(report: ScanReport) -> None:
     data = json.loads(render_json(report))
     assert set(data) == {"findings", "errors", "summary"}
     for finding in data["findings"]:
-        assert {"rule_id", "title", "severity", "cis", "pss", "resource", "path",
-                "message"} <= set(finding)
+        assert {"rule_id", "title", "severity", "cis", "pss", "resource", "path", "message"} <= set(
+            finding
+        )
         assert set(finding["resource"]) == {"apiVersion", "kind", "namespace", "name"}
         assert finding["severity"] in {"critical", "high", "medium", "low", "info"}
     assert data["errors"][0]["file"] == "broken.yaml"
     summary = data["summary"]
-    assert summary["open"] + summary["exempted"] == summary["findings"] == len(
-        data["findings"])
+    assert summary["open"] + summary["exempted"] == summary["findings"] == len(data["findings"])
     assert summary["expired_exemptions"][0]["rules"] == ["KM-101"]
 
 
@@ -76,8 +88,7 @@ def test_sarif_validates_against_the_schema(report: ScanReport, engine: Engine) 
     assert len(run["results"]) == len(report["findings"])
     for result, finding in zip(run["results"], report["findings"], strict=True):
         assert rule_ids[result["ruleIndex"]] == result["ruleId"] == finding["rule_id"]
-        assert result["locations"][0]["logicalLocations"][0]["name"] == finding["resource"][
-            "name"]
+        assert result["locations"][0]["logicalLocations"][0]["name"] == finding["resource"]["name"]
         if "location" in finding:  # read from a file: the file and line are the location
             physical = result["locations"][0]["physicalLocation"]
             assert physical["artifactLocation"]["uri"].endswith(".yaml")
@@ -92,8 +103,7 @@ def test_sarif_validates_against_the_schema(report: ScanReport, engine: Engine) 
 
 def test_sarif_schema_rejects_a_broken_log(report: ScanReport, engine: Engine) -> None:
     schema = json.loads((DATA / "sarif-2.1.0-subset.schema.json").read_text())
-    sarif = render_sarif(report, [r.meta.to_info() for r in engine.all_rules],
-                         tool_version="1")
+    sarif = render_sarif(report, [r.meta.to_info() for r in engine.all_rules], tool_version="1")
     sarif["runs"][0]["results"][0]["level"] = "critical"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(sarif, schema)
@@ -106,26 +116,38 @@ POLICY_REPORT_SCHEMA = {
         "apiVersion": {"const": "wgpolicyk8s.io/v1alpha2"},
         "kind": {"enum": ["PolicyReport", "ClusterPolicyReport"]},
         "metadata": {"type": "object", "required": ["name"]},
-        "summary": {"type": "object", "additionalProperties": False,
-                    "properties": {k: {"type": "integer", "minimum": 0}
-                                   for k in ("pass", "fail", "warn", "error", "skip")}},
-        "results": {"type": "array", "items": {
+        "summary": {
             "type": "object",
-            "required": ["policy", "result", "source"],
             "additionalProperties": False,
             "properties": {
-                "source": {"type": "string"}, "policy": {"type": "string"},
-                "rule": {"type": "string"}, "category": {"type": "string"},
-                "severity": {"enum": ["critical", "high", "low", "medium", "info"]},
-                "result": {"enum": ["pass", "fail", "warn", "error", "skip"]},
-                "scored": {"type": "boolean"}, "message": {"type": "string"},
-                "timestamp": {"type": "object", "required": ["seconds", "nanos"]},
-                "resources": {"type": "array", "items": {
-                    "type": "object", "required": ["apiVersion", "kind", "name"]}},
-                "properties": {"type": "object",
-                               "additionalProperties": {"type": "string"}},
+                k: {"type": "integer", "minimum": 0}
+                for k in ("pass", "fail", "warn", "error", "skip")
             },
-        }},
+        },
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["policy", "result", "source"],
+                "additionalProperties": False,
+                "properties": {
+                    "source": {"type": "string"},
+                    "policy": {"type": "string"},
+                    "rule": {"type": "string"},
+                    "category": {"type": "string"},
+                    "severity": {"enum": ["critical", "high", "low", "medium", "info"]},
+                    "result": {"enum": ["pass", "fail", "warn", "error", "skip"]},
+                    "scored": {"type": "boolean"},
+                    "message": {"type": "string"},
+                    "timestamp": {"type": "object", "required": ["seconds", "nanos"]},
+                    "resources": {
+                        "type": "array",
+                        "items": {"type": "object", "required": ["apiVersion", "kind", "name"]},
+                    },
+                    "properties": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+        },
     },
 }
 
@@ -145,9 +167,14 @@ def test_policy_reports_per_namespace_and_cluster(report: ScanReport) -> None:
 
 def test_rule_errors_become_policy_report_errors() -> None:
     report: ScanReport = Engine.from_config(None).scan([pod()]).to_report()
-    report["errors"].append({"type": "rule", "message": "boom", "rule_id": "KM-101",
-                             "resource": {"apiVersion": "v1", "kind": "Pod",
-                                          "namespace": "default", "name": "p"}})
+    report["errors"].append(
+        {
+            "type": "rule",
+            "message": "boom",
+            "rule_id": "KM-101",
+            "resource": {"apiVersion": "v1", "kind": "Pod", "namespace": "default", "name": "p"},
+        }
+    )
     documents = render_policy_reports(report, now=NOW)
     default = next(d for d in documents if d["metadata"].get("namespace") == "default")
     assert default["summary"]["error"] == 1

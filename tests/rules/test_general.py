@@ -10,26 +10,42 @@ from rules.catalogue.general import policy_mechanisms
 
 
 def namespace(name: str, **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": labels}}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 
 def test_policy_mechanisms_seen() -> None:
-    vap_binding = {"apiVersion": "admissionregistration.k8s.io/v1",
-                   "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": "b"},
-                   "spec": {"policyName": "p", "validationActions": ["Warn", "Deny"]}}
-    kubewarden = {"apiVersion": "admissionregistration.k8s.io/v1",
-                  "kind": "ValidatingWebhookConfiguration",
-                  "metadata": {"name": "policy-hooks"},
-                  "webhooks": [{"name": "clusterwide-no-privileged.kubewarden.admission"}]}
-    found = policy_mechanisms(ClusterContext([
-        namespace("a", **{"pod-security.kubernetes.io/enforce": "Restricted"}),
-        vap_binding, kubewarden,
-    ]))
+    vap_binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "b"},
+        "spec": {"policyName": "p", "validationActions": ["Warn", "Deny"]},
+    }
+    kubewarden = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "policy-hooks"},
+        "webhooks": [{"name": "clusterwide-no-privileged.kubewarden.admission"}],
+    }
+    found = policy_mechanisms(
+        ClusterContext(
+            [
+                namespace("a", **{"pod-security.kubernetes.io/enforce": "Restricted"}),
+                vap_binding,
+                kubewarden,
+            ]
+        )
+    )
     assert len(found) == 3
-    assert policy_mechanisms(ClusterContext([
-        namespace("a", **{"pod-security.kubernetes.io/enforce": "privileged"}),
-    ])) == []
+    assert (
+        policy_mechanisms(
+            ClusterContext(
+                [
+                    namespace("a", **{"pod-security.kubernetes.io/enforce": "privileged"}),
+                ]
+            )
+        )
+        == []
+    )
 
 
 def test_policy_finding_is_reported_once_per_cluster() -> None:

@@ -19,17 +19,22 @@ from tests.rules.helpers import deployment, pod
 DIGEST = "sha256:" + "ab" * 32
 
 
-@pytest.mark.parametrize(("image", "expected"), [
-    ("nginx", ImageRef("nginx", None, None)),
-    ("nginx:1.27", ImageRef("nginx", "1.27", None)),
-    ("registry.example:5000/shop/web", ImageRef("registry.example:5000/shop/web", None, None)),
-    ("registry.example:5000/shop/web:latest",
-     ImageRef("registry.example:5000/shop/web", "latest", None)),
-    ("localhost:5000/a/b:v1", ImageRef("localhost:5000/a/b", "v1", None)),
-    (f"repo@{DIGEST}", ImageRef("repo", None, DIGEST)),
-    (f"host:443/repo:2.0@{DIGEST}", ImageRef("host:443/repo", "2.0", DIGEST)),
-    ("  ghcr.io/org/app:v2  ", ImageRef("ghcr.io/org/app", "v2", None)),
-])
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("nginx", ImageRef("nginx", None, None)),
+        ("nginx:1.27", ImageRef("nginx", "1.27", None)),
+        ("registry.example:5000/shop/web", ImageRef("registry.example:5000/shop/web", None, None)),
+        (
+            "registry.example:5000/shop/web:latest",
+            ImageRef("registry.example:5000/shop/web", "latest", None),
+        ),
+        ("localhost:5000/a/b:v1", ImageRef("localhost:5000/a/b", "v1", None)),
+        (f"repo@{DIGEST}", ImageRef("repo", None, DIGEST)),
+        (f"host:443/repo:2.0@{DIGEST}", ImageRef("host:443/repo", "2.0", DIGEST)),
+        ("  ghcr.io/org/app:v2  ", ImageRef("ghcr.io/org/app", "v2", None)),
+    ],
+)
 def test_parse_image(image: str, expected: ImageRef) -> None:
     assert parse_image(image) == expected
 
@@ -47,14 +52,20 @@ def test_api_tables_are_consistent() -> None:
 
 def test_limitrange_defaulting_chain() -> None:
     def limit_range(ns: str, item: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "v1", "kind": "LimitRange",
-                "metadata": {"name": "lr", "namespace": ns}, "spec": {"limits": [item]}}
+        return {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": {"name": "lr", "namespace": ns},
+            "spec": {"limits": [item]},
+        }
 
-    cluster = ClusterContext([
-        limit_range("a", {"type": "Container", "max": {"memory": "1Gi"}}),
-        limit_range("b", {"type": "Container", "min": {"cpu": "10m"}}),
-        limit_range("c", {"type": "Pod", "default": {"cpu": "1"}}),
-    ])
+    cluster = ClusterContext(
+        [
+            limit_range("a", {"type": "Container", "max": {"memory": "1Gi"}}),
+            limit_range("b", {"type": "Container", "min": {"cpu": "10m"}}),
+            limit_range("c", {"type": "Pod", "default": {"cpu": "1"}}),
+        ]
+    )
     defaults = namespace_defaults(cluster)
     # max -> default limit -> default request; min -> default request only.
     assert defaults["a"].limits == {"memory"} and defaults["a"].requests == {"memory"}
@@ -70,29 +81,47 @@ def _ids(manifests: list[dict[str, Any]]) -> list[str]:
 def test_hygiene_clean_workload() -> None:
     spec = {
         "priorityClassName": "standard",
-        "containers": [{
-            "name": "app", "image": f"registry.example/app:1.0@{DIGEST}",
-            "ports": [{"containerPort": 8080}],
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                          "limits": {"cpu": "1", "memory": "128Mi"}},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
-        }],
+        "containers": [
+            {
+                "name": "app",
+                "image": f"registry.example/app:1.0@{DIGEST}",
+                "ports": [{"containerPort": 8080}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "128Mi"},
+                },
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}},
+            }
+        ],
     }
     web = deployment("web", namespace="shop", spec=spec)
     web["spec"]["replicas"] = 3
-    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-           "metadata": {"name": "web", "namespace": "shop"},
-           "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}}}
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+    }
     assert _ids([web, pdb]) == []
 
 
 def test_controller_pods_are_reported_once_on_the_controller() -> None:
     web = deployment("web", namespace="shop")
     web["metadata"]["uid"] = "u-web"
-    replica = pod("web-1", namespace="shop",
-                  ownerReferences=[{"apiVersion": "apps/v1", "kind": "Deployment",
-                                    "name": "web", "uid": "u-web", "controller": True}])
+    replica = pod(
+        "web-1",
+        namespace="shop",
+        ownerReferences=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": "web",
+                "uid": "u-web",
+                "controller": True,
+            }
+        ],
+    )
     outcome = Engine.from_config(None).scan([web, replica])
     kinds = {r.resource.kind for r in outcome.results if r.rule_id in {"KM-601", "KM-602"}}
     assert kinds == {"Deployment"}
@@ -103,15 +132,38 @@ def test_cluster_rules_over_workloads_find_what_dedup_would_keep() -> None:
     controlled Pods and ReplicaSets, and what they report equals what dedup keeps of a walk
     over every object."""
     web = deployment("web", namespace="shop", uid="u-web")
-    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-          "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-rs",
-                       "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                            "name": "web", "uid": "u-web",
-                                            "controller": True}]},
-          "spec": {"template": web["spec"]["template"]}}
-    owned = pod("web-1-a", namespace="shop", ownerReferences=[
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u-rs",
-         "controller": True}])
+    rs = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "uid": "u-rs",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "web",
+                    "uid": "u-web",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"template": web["spec"]["template"]},
+    }
+    owned = pod(
+        "web-1-a",
+        namespace="shop",
+        ownerReferences=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "name": "web-1",
+                "uid": "u-rs",
+                "controller": True,
+            }
+        ],
+    )
     lonely = pod("lonely", namespace="shop")
     objects = [web, rs, owned, lonely]
     wanted = {"KM-207", "KM-601", "KM-602", "KM-603", "KM-612"}
@@ -120,14 +172,17 @@ def test_cluster_rules_over_workloads_find_what_dedup_would_keep() -> None:
 
     def kept(raw: list[Any]) -> set[tuple[str, str, str]]:
         after = engine.apply_config(raw, objects=ClusterContext(objects))
-        return {(r.rule_id, r.resource.kind, r.resource.name) for r in after
-                if r.rule_id in wanted}
+        return {(r.rule_id, r.resource.kind, r.resource.name) for r in after if r.rule_id in wanted}
 
     raw_deduped = engine.evaluate_cluster(ClusterContext(objects))
     assert {r.resource.name for r in raw_deduped if r.rule_id in wanted} == {"web", "lonely"}
     raw_all = walk_everything.evaluate_cluster(ClusterContext(objects, dedup_controllers=False))
     assert {r.resource.name for r in raw_all if r.rule_id in wanted} == {
-        "web", "web-1", "web-1-a", "lonely"}
+        "web",
+        "web-1",
+        "web-1-a",
+        "lonely",
+    }
     assert kept(raw_deduped) == kept(raw_all)
     assert {rule for rule, _, _ in kept(raw_all)} == wanted
 
@@ -136,14 +191,25 @@ def test_with_dedup_off_cluster_rules_report_every_object_whatever_the_context()
     """The workers build their ClusterContext with the default (dedup on); an engine
     configured without dedup still gets findings on the controlled objects."""
     web = deployment("web", namespace="shop", uid="u-web")
-    owned = pod("web-a", namespace="shop", ownerReferences=[
-        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u-web",
-         "controller": True}])
+    owned = pod(
+        "web-a",
+        namespace="shop",
+        ownerReferences=[
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": "web",
+                "uid": "u-web",
+                "controller": True,
+            }
+        ],
+    )
     no_dedup = Engine.from_config({"dedup_controllers": False})
     for context in (ClusterContext([web, owned]), [web, owned]):
         raw = no_dedup.evaluate_cluster(context)
         kept = no_dedup.apply_config(raw, objects=ClusterContext([web, owned]))
         assert {r.resource.name for r in kept if r.rule_id == "KM-601"} == {"web", "web-a"}
     deduped = Engine.from_config(None).evaluate_cluster(
-        ClusterContext([web, owned], dedup_controllers=False))
+        ClusterContext([web, owned], dedup_controllers=False)
+    )
     assert {r.resource.name for r in deduped if r.rule_id == "KM-601"} == {"web"}

@@ -33,28 +33,42 @@ def test_multi_document_yaml_with_lines_and_crds() -> None:
     loaded = parse_text(MULTI, source="m.yaml")
     assert loaded.errors == []
     assert [(d.manifest["metadata"]["name"], d.line) for d in loaded.documents] == [
-        ("one", 1), ("two", 8), ("three", 15)]
+        ("one", 1),
+        ("two", 8),
+        ("three", 15),
+    ]
     assert loaded.documents[2].manifest["spec"] == {"anything": [1, 2]}  # carried through
 
 
 def test_kind_list_as_printed_by_kubectl() -> None:
-    listing = {"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}},
-        {"apiVersion": "v1", "kind": "PodList", "items": [
-            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"}}]},
-    ]}
-    for text in (json.dumps(listing), "kind: List\napiVersion: v1\nitems:\n"
-                 "- {apiVersion: v1, kind: Pod, metadata: {name: a}}\n"
-                 "- {apiVersion: v1, kind: PodList, items: "
-                 "[{apiVersion: v1, kind: Pod, metadata: {name: b}}]}\n"):
+    listing = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}},
+            {
+                "apiVersion": "v1",
+                "kind": "PodList",
+                "items": [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "b"}}],
+            },
+        ],
+    }
+    for text in (
+        json.dumps(listing),
+        "kind: List\napiVersion: v1\nitems:\n"
+        "- {apiVersion: v1, kind: Pod, metadata: {name: a}}\n"
+        "- {apiVersion: v1, kind: PodList, items: "
+        "[{apiVersion: v1, kind: Pod, metadata: {name: b}}]}\n",
+    ):
         loaded = parse_text(text, source="l")
         assert [d.manifest["metadata"]["name"] for d in loaded.documents] == ["a", "b"]
 
 
 def test_json_array_and_json_errors_name_the_line(tmp_path: Path) -> None:
     good = tmp_path / "a.json"
-    good.write_text(json.dumps([{"apiVersion": "v1", "kind": "Namespace",
-                                 "metadata": {"name": "n"}}]))
+    good.write_text(
+        json.dumps([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}])
+    )
     bad = tmp_path / "b.json"
     bad.write_text('{\n  "apiVersion": "v1",\n  "kind": \n}\n')
     loaded = load_paths([good, bad])
@@ -63,8 +77,7 @@ def test_json_array_and_json_errors_name_the_line(tmp_path: Path) -> None:
     assert loaded.errors[0].source == str(bad) and loaded.errors[0].line == 4
 
 
-def test_yaml_parse_error_names_file_and_line_and_other_documents_survive(tmp_path: Path
-                                                                          ) -> None:
+def test_yaml_parse_error_names_file_and_line_and_other_documents_survive(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n"
@@ -76,14 +89,14 @@ def test_yaml_parse_error_names_file_and_line_and_other_documents_survive(tmp_pa
     other = tmp_path / "other.yml"
     other.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: fine}\n")
     loaded = load_paths([path, other])
-    assert [d.manifest["metadata"]["name"] for d in loaded.documents] == [
-        "ok", "after", "fine"]
+    assert [d.manifest["metadata"]["name"] for d in loaded.documents] == ["ok", "after", "fine"]
     assert len(loaded.errors) == 1
     error = loaded.errors[0]
     assert error.source == str(path)
     assert error.line == 8  # the broken document spans lines 5-8
-    outcome = Engine.from_config(None).scan(loaded.documents,
-                                            load_errors=[e.to_dict() for e in loaded.errors])
+    outcome = Engine.from_config(None).scan(
+        loaded.documents, load_errors=[e.to_dict() for e in loaded.errors]
+    )
     assert outcome.objects == 3
     assert outcome.errors[0]["file"] == str(path)
 
@@ -91,12 +104,14 @@ def test_yaml_parse_error_names_file_and_line_and_other_documents_survive(tmp_pa
 def test_directories_recursively_skip_non_manifests(tmp_path: Path) -> None:
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "deep.yaml").write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: deep}\n")
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: deep}\n"
+    )
     (tmp_path / "values.yaml").write_text("replicaCount: 2\n")
     (tmp_path / "README.md").write_text("apiVersion: v1\nkind: Pod\n")
     (tmp_path / ".hidden").mkdir()
-    (tmp_path / ".hidden" / "x.yaml").write_text("apiVersion: v1\nkind: Pod\n"
-                                                  "metadata: {name: hidden}\n")
+    (tmp_path / ".hidden" / "x.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hidden}\n"
+    )
     loaded = load_paths([tmp_path])
     assert [d.manifest["metadata"]["name"] for d in loaded.documents] == ["deep"]
     assert loaded.errors == [] and loaded.skipped == 1
@@ -111,9 +126,10 @@ def test_missing_path_is_an_error_not_an_exception(tmp_path: Path) -> None:
 
 
 def test_byte_order_marks_are_tolerated(tmp_path: Path) -> None:
-    for name, text in (("a.json", '{"apiVersion": "v1", "kind": "Namespace", '
-                                  '"metadata": {"name": "j"}}'),
-                       ("b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: y}\n")):
+    for name, text in (
+        ("a.json", '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "j"}}'),
+        ("b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: y}\n"),
+    ):
         (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
     loaded = load_paths([tmp_path / "a.json", tmp_path / "b.yaml"])
     assert loaded.errors == []

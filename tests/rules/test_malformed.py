@@ -26,53 +26,139 @@ MAX_DEPTH = 8
 # a PDB, an HPA and a NetworkPolicy selecting the pods.
 FRAMEWORK_CLUSTER: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app", "labels": {"a": "b"}}},
-    {"apiVersion": "apps/v1", "kind": "Deployment",
-     "metadata": {"name": "web", "namespace": "app", "uid": "u-d"},
-     "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-              "template": {"metadata": {"labels": {"app": "web"}},
-                           "spec": {"serviceAccountName": "runner",
-                                    "containers": [{"name": "c", "image": "web:1"}]}}}},
-    {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-     "metadata": {"name": "web-1", "namespace": "app", "uid": "u-rs",
-                  "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
-                                       "name": "web", "uid": "u-d", "controller": True}]},
-     "spec": {"template": {"metadata": {"labels": {"app": "web"}},
-                           "spec": {"containers": [{"name": "c", "image": "web:1"}]}}}},
-    {"apiVersion": "v1", "kind": "Pod",
-     "metadata": {"name": "web-1-x", "namespace": "app", "labels": {"app": "web"},
-                  "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                       "name": "web-1", "uid": "u-rs", "controller": True}]},
-     "spec": {"serviceAccountName": "runner", "restartPolicy": "Always",
-              "containers": [{"name": "c", "image": "web:1",
-                              "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}}]}},
-    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "runner",
-                                                                "namespace": "app"}},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-     "metadata": {"name": "aggregate"},
-     "aggregationRule": {"clusterRoleSelectors": [
-         {"matchLabels": {"agg": "yes"}},
-         {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "y"]}]}]},
-     "rules": []},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-     "metadata": {"name": "part", "labels": {"agg": "yes", "tier": "x"}},
-     "rules": [{"apiGroups": [""], "resources": ["secrets", "pods"],
-                "verbs": ["get", "list", "create"]}]},
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-     "metadata": {"name": "bind", "namespace": "app"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                 "name": "aggregate"},
-     "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": "app"},
-                  {"kind": "Group", "name": "system:masters"}]},
-    {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-     "metadata": {"name": "web", "namespace": "app"},
-     "spec": {"maxUnavailable": 1, "selector": {"matchExpressions": [
-         {"key": "app", "operator": "In", "values": ["web"]}]}}},
-    {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-     "metadata": {"name": "web", "namespace": "app"},
-     "spec": {"minReplicas": 1, "scaleTargetRef": {"kind": "Deployment", "name": "web"}}},
-    {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-     "metadata": {"name": "deny", "namespace": "app"},
-     "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}},
+    {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "app", "uid": "u-d"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "serviceAccountName": "runner",
+                    "containers": [{"name": "c", "image": "web:1"}],
+                },
+            },
+        },
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "app",
+            "uid": "u-rs",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "web",
+                    "uid": "u-d",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "web:1"}]},
+            }
+        },
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web-1-x",
+            "namespace": "app",
+            "labels": {"app": "web"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-1",
+                    "uid": "u-rs",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "serviceAccountName": "runner",
+            "restartPolicy": "Always",
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "web:1",
+                    "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "runner", "namespace": "app"},
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "aggregate"},
+        "aggregationRule": {
+            "clusterRoleSelectors": [
+                {"matchLabels": {"agg": "yes"}},
+                {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["x", "y"]}]},
+            ]
+        },
+        "rules": [],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "part", "labels": {"agg": "yes", "tier": "x"}},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets", "pods"],
+                "verbs": ["get", "list", "create"],
+            }
+        ],
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "bind", "namespace": "app"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "aggregate",
+        },
+        "subjects": [
+            {"kind": "ServiceAccount", "name": "runner", "namespace": "app"},
+            {"kind": "Group", "name": "system:masters"},
+        ],
+    },
+    {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "app"},
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+        },
+    },
+    {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web", "namespace": "app"},
+        "spec": {"minReplicas": 1, "scaleTargetRef": {"kind": "Deployment", "name": "web"}},
+    },
+    {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "deny", "namespace": "app"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]},
+    },
 ]
 
 
@@ -106,12 +192,13 @@ def _fixture_files() -> list[tuple[str, list[dict[str, Any]]]]:
     return out
 
 
-def _grouped(files: list[tuple[str, list[dict[str, Any]]]], size: int
-             ) -> list[tuple[str, list[list[dict[str, Any]]]]]:
+def _grouped(
+    files: list[tuple[str, list[dict[str, Any]]]], size: int
+) -> list[tuple[str, list[list[dict[str, Any]]]]]:
     """Fixture files in groups of `size` (one test each, so a failure names its file)."""
     groups = []
     for start in range(0, len(files), size):
-        chunk = files[start:start + size]
+        chunk = files[start : start + size]
         groups.append((f"{chunk[0][0]}..{chunk[-1][0]}", [docs for _, docs in chunk]))
     return groups
 
@@ -125,7 +212,7 @@ def _assert_scans_cleanly(engine: Engine, label: str, docs: list[dict[str, Any]]
     count = 0
     for index, doc in enumerate(docs):
         for mutated in mutations(doc):
-            manifests = [*docs[:index], mutated, *docs[index + 1:]]
+            manifests = [*docs[:index], mutated, *docs[index + 1 :]]
             try:
                 outcome = engine.scan(manifests)
             except Exception as problem:
@@ -135,11 +222,12 @@ def _assert_scans_cleanly(engine: Engine, label: str, docs: list[dict[str, Any]]
     return count
 
 
-@pytest.mark.parametrize(("label", "files"), _grouped(_fixture_files(), 8),
-                         ids=lambda v: v if isinstance(v, str) else "")
-def test_every_fixture_scans_without_errors_when_mutated(label: str,
-                                                          files: list[list[dict[str, Any]]],
-                                                          engine: Engine) -> None:
+@pytest.mark.parametrize(
+    ("label", "files"), _grouped(_fixture_files(), 8), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_fixture_scans_without_errors_when_mutated(
+    label: str, files: list[list[dict[str, Any]]], engine: Engine
+) -> None:
     scanned = sum(_assert_scans_cleanly(engine, label, docs) for docs in files)
     assert scanned > 0
 
@@ -149,12 +237,23 @@ EXEMPTING_CONFIG: dict[str, Any] = {
     "allow_annotation_exemptions": True,
     "severity": {"KM-104": "low"},
     "exemptions": [
-        {"rules": ["*"], "kinds": ["ReplicaSet", "Pod"], "namespaces": ["app*"],
-         "names": ["web*"], "labels": {"matchExpressions": [
-             {"key": "app", "operator": "In", "values": ["web"]}]},
-         "containers": ["c"], "reason": "test", "owner": "tests"},
-        {"rules": ["KM-601"], "labels": "app=web", "reason": "test", "owner": "tests",
-         "expires": "2020-01-01"},
+        {
+            "rules": ["*"],
+            "kinds": ["ReplicaSet", "Pod"],
+            "namespaces": ["app*"],
+            "names": ["web*"],
+            "labels": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+            "containers": ["c"],
+            "reason": "test",
+            "owner": "tests",
+        },
+        {
+            "rules": ["KM-601"],
+            "labels": "app=web",
+            "reason": "test",
+            "owner": "tests",
+            "expires": "2020-01-01",
+        },
     ],
 }
 
@@ -163,9 +262,14 @@ EXEMPTING_CONFIG: dict[str, Any] = {
 def test_the_framework_tolerates_garbage_everywhere(config: dict[str, Any] | None) -> None:
     engine = Engine.from_config(config)
     cluster = [*FRAMEWORK_CLUSTER]
-    cluster[1] = {**cluster[1], "metadata": {
-        **cluster[1]["metadata"], "labels": {"app": "web"},
-        "annotations": {"k8s-monitor.io/exempt": "KM-612"}}}
+    cluster[1] = {
+        **cluster[1],
+        "metadata": {
+            **cluster[1]["metadata"],
+            "labels": {"app": "web"},
+            "annotations": {"k8s-monitor.io/exempt": "KM-612"},
+        },
+    }
     baseline = engine.scan(cluster)
     assert baseline.errors == ()
     # The cluster reaches the look-ups under test: dedup onto the Deployment, the binding
@@ -179,8 +283,10 @@ def test_the_framework_tolerates_garbage_everywhere(config: dict[str, Any] | Non
 
 @pytest.mark.parametrize("bad", BAD_VALUES, ids=repr)
 def test_non_list_owner_references_are_ignored(bad: Any, engine: Engine) -> None:
-    pod = {**FRAMEWORK_CLUSTER[3],
-           "metadata": {**FRAMEWORK_CLUSTER[3]["metadata"], "ownerReferences": bad}}
+    pod = {
+        **FRAMEWORK_CLUSTER[3],
+        "metadata": {**FRAMEWORK_CLUSTER[3]["metadata"], "ownerReferences": bad},
+    }
     context = ClusterContext([*FRAMEWORK_CLUSTER[:3], pod])
     view = next(o for o in context.objects if o.kind == "Pod")
     assert context.controller_of(view) is None
@@ -210,29 +316,42 @@ def test_non_list_cluster_role_selectors_aggregate_nothing(bad: Any) -> None:
 
 
 def test_garbage_cluster_role_selectors_are_skipped_and_the_rest_aggregated() -> None:
-    role = {**FRAMEWORK_CLUSTER[5], "aggregationRule": {"clusterRoleSelectors": [
-        7, "agg=yes", {"matchExpressions": 7}, {"matchLabels": {"agg": "yes"}}]}}
+    role = {
+        **FRAMEWORK_CLUSTER[5],
+        "aggregationRule": {
+            "clusterRoleSelectors": [
+                7,
+                "agg=yes",
+                {"matchExpressions": 7},
+                {"matchLabels": {"agg": "yes"}},
+            ]
+        },
+    }
     context = ClusterContext([role, FRAMEWORK_CLUSTER[6]])
     assert context.policy_rules(ObjectView(role)) == FRAMEWORK_CLUSTER[6]["rules"]
 
 
-@pytest.mark.parametrize("selector", [
-    {"matchExpressions": 7},
-    {"matchExpressions": "app In (web)"},
-    {"matchExpressions": {"key": "app", "operator": "In", "values": ["web"]}},
-    {"matchExpressions": [{"key": "app", "operator": "In", "values": 7}]},
-    {"matchExpressions": [{"key": "app", "operator": "In", "values": "web"}]},
-    {"matchExpressions": [{"key": "app", "operator": ["In"], "values": ["web"]}]},
-    {"matchLabels": ["app"]},
-])
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"matchExpressions": 7},
+        {"matchExpressions": "app In (web)"},
+        {"matchExpressions": {"key": "app", "operator": "In", "values": ["web"]}},
+        {"matchExpressions": [{"key": "app", "operator": "In", "values": 7}]},
+        {"matchExpressions": [{"key": "app", "operator": "In", "values": "web"}]},
+        {"matchExpressions": [{"key": "app", "operator": ["In"], "values": ["web"]}]},
+        {"matchLabels": ["app"]},
+    ],
+)
 def test_malformed_label_selectors_raise_selector_error(selector: dict[str, Any]) -> None:
     with pytest.raises(SelectorError):
         parse_selector(selector)
 
 
 @pytest.mark.parametrize("garbage", [7, "oops", ["a"], None])
-def test_inputs_that_are_not_objects_are_reported_and_the_rest_scanned(garbage: Any,
-                                                                         engine: Engine) -> None:
+def test_inputs_that_are_not_objects_are_reported_and_the_rest_scanned(
+    garbage: Any, engine: Engine
+) -> None:
     outcome = engine.scan([garbage, *FRAMEWORK_CLUSTER])
     assert [e["type"] for e in outcome.errors] == ["invalid"]
     assert outcome.objects == len(FRAMEWORK_CLUSTER)

@@ -12,48 +12,63 @@ from rules.catalogue.secrets import classify, name_strength, scan_text
 FIXTURES = Path(__file__).parent / "fixtures"
 # Every fake credential the KM-40x fail fixtures carry.
 FAKE_VALUES = (
-    "correct-horse-battery", "AKIAIOSFODNN7EXAMPLE", "Sup3rS3cret", "q8Zt2LkP9xVw4RmN7bYc1JdH",
-    "Tr0ub4dor-and-3", "s3cr3t-t0k3n-value", "Pa55-w0rd-in-git", "xoxb-0000000000-FAKEFAKEFAKE",
+    "correct-horse-battery",
+    "AKIAIOSFODNN7EXAMPLE",
+    "Sup3rS3cret",
+    "q8Zt2LkP9xVw4RmN7bYc1JdH",
+    "Tr0ub4dor-and-3",
+    "s3cr3t-t0k3n-value",
+    "Pa55-w0rd-in-git",
+    "xoxb-0000000000-FAKEFAKEFAKE",
     "MIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEAfakefakefakefake",
 )
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DB_PASSWORD", "hunter2"),
-    ("dbPassword", "hunter2"),
-    ("STRIPE_API_KEY", "abc123"),
-    ("clientSecret", "abc123"),
-    ("ANYTHING", "ghp_" + "a1" * 18),
-    ("ANYTHING", "-----BEGIN OPENSSH PRIVATE KEY-----\nxx"),
-    ("REDIS_URL", "redis://:pa55word@redis:6379/0".replace("//:", "//user:")),
-    ("SIGNING_KEY", "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4"),
-    ("JWT", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
-            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DB_PASSWORD", "hunter2"),
+        ("dbPassword", "hunter2"),
+        ("STRIPE_API_KEY", "abc123"),
+        ("clientSecret", "abc123"),
+        ("ANYTHING", "ghp_" + "a1" * 18),
+        ("ANYTHING", "-----BEGIN OPENSSH PRIVATE KEY-----\nxx"),
+        ("REDIS_URL", "redis://:pa55word@redis:6379/0".replace("//:", "//user:")),
+        ("SIGNING_KEY", "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4"),
+        (
+            "JWT",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+            "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        ),
+    ],
+)
 def test_literal_secrets_are_recognised(name: str, value: str) -> None:
     why = classify(name, value)
     assert why is not None
     assert value not in why
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("DB_PASSWORD_FILE", "/run/secrets/db"),
-    ("TOKEN_TTL", "3600"),
-    ("PASSWORD", "$(FROM_SECRET)"),
-    ("PASSWORD", "${FROM_ENV}"),
-    ("PASSWORD", "{{ .Values.password }}"),
-    ("PASSWORD", ""),
-    ("TLS_SECRET", "ingress-tls"),
-    ("AUTH_ENABLED", "true"),
-    ("CACHE_KEY", "user-profile"),
-    ("PARTITION_KEY", "customerId"),
-    ("AWS_ACCESS_KEY_ID", "not-an-aws-key"),
-    ("IMAGE", "registry.example/app@sha256:" + "ab" * 32),
-    ("BUILD_SHA", "3f786850e387550fdab836ed7e6dc881de23001b"),
-    ("DATABASE_URL", "postgres://db:5432/x"),
-    ("PWD", "/home/app"),
-    (None, "hunter2"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DB_PASSWORD_FILE", "/run/secrets/db"),
+        ("TOKEN_TTL", "3600"),
+        ("PASSWORD", "$(FROM_SECRET)"),
+        ("PASSWORD", "${FROM_ENV}"),
+        ("PASSWORD", "{{ .Values.password }}"),
+        ("PASSWORD", ""),
+        ("TLS_SECRET", "ingress-tls"),
+        ("AUTH_ENABLED", "true"),
+        ("CACHE_KEY", "user-profile"),
+        ("PARTITION_KEY", "customerId"),
+        ("AWS_ACCESS_KEY_ID", "not-an-aws-key"),
+        ("IMAGE", "registry.example/app@sha256:" + "ab" * 32),
+        ("BUILD_SHA", "3f786850e387550fdab836ed7e6dc881de23001b"),
+        ("DATABASE_URL", "postgres://db:5432/x"),
+        ("PWD", "/home/app"),
+        (None, "hunter2"),
+    ],
+)
 def test_non_secrets_are_not_reported(name: str | None, value: str) -> None:
     assert classify(name or "", value) is None
 

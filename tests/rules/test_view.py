@@ -22,8 +22,11 @@ WRAPPED = {
     "ReplicaSet": ("apps/v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
     "ReplicationController": ("v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
     "Job": ("batch/v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
-    "CronJob": ("batch/v1", {"spec": {"jobTemplate": {"spec": {"template": TEMPLATE}}}},
-                "spec.jobTemplate.spec.template.spec"),
+    "CronJob": (
+        "batch/v1",
+        {"spec": {"jobTemplate": {"spec": {"template": TEMPLATE}}}},
+        "spec.jobTemplate.spec.template.spec",
+    ),
     "PodTemplate": ("v1", {"template": TEMPLATE}, "template.spec"),
 }
 
@@ -35,23 +38,39 @@ def test_every_pod_bearing_kind_is_covered() -> None:
 @pytest.mark.parametrize("kind", sorted(WRAPPED))
 def test_workload_unwraps_all_container_groups(kind: str) -> None:
     api_version, body, spec_path = WRAPPED[kind]
-    view = ObjectView({"apiVersion": api_version, "kind": kind,
-                       "metadata": {"name": "x", "namespace": "n"}, **body})
+    view = ObjectView(
+        {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": "x", "namespace": "n"},
+            **body,
+        }
+    )
     assert view.workload is not None
     assert view.workload.spec_path == spec_path
     containers = view.workload.containers
     assert [c.name for c in containers] == ["init", "app", "side", "debug"]
     assert [c.path for c in containers] == [
-        f"{spec_path}.initContainers[0]", f"{spec_path}.containers[0]",
-        f"{spec_path}.containers[1]", f"{spec_path}.ephemeralContainers[0]",
+        f"{spec_path}.initContainers[0]",
+        f"{spec_path}.containers[0]",
+        f"{spec_path}.containers[1]",
+        f"{spec_path}.ephemeralContainers[0]",
     ]
 
 
 def test_non_workload_and_malformed_objects() -> None:
-    assert ObjectView({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
-                      ).workload is None
-    broken = ObjectView({"apiVersion": "apps/v1", "kind": "Deployment",
-                         "metadata": {"name": "d"}, "spec": {"template": "nonsense"}})
+    assert (
+        ObjectView({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}).workload
+        is None
+    )
+    broken = ObjectView(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"template": "nonsense"},
+        }
+    )
     assert broken.workload is not None and broken.workload.containers == ()
     odd = ObjectView({"kind": "Pod", "metadata": None, "spec": {"containers": [None, 3]}})
     assert odd.name == "" and odd.workload is not None and odd.workload.containers == ()
@@ -78,8 +97,9 @@ def test_container_value_wins_over_pod() -> None:
 
 
 def test_container_seccomp_unconfined_overrides_pod_runtime_default() -> None:
-    c = _container({"seccompProfile": {"type": "RuntimeDefault"}},
-                   {"seccompProfile": {"type": "Unconfined"}})
+    c = _container(
+        {"seccompProfile": {"type": "RuntimeDefault"}}, {"seccompProfile": {"type": "Unconfined"}}
+    )
     value, path = c.effective("seccompProfile")
     assert value == {"type": "Unconfined"}
     assert path == "spec.containers[0].securityContext.seccompProfile"
@@ -90,20 +110,27 @@ def test_container_only_fields_are_not_inherited() -> None:
     # of the same name (invalid, but seen in the wild) must not leak into containers.
     c = _container({"allowPrivilegeEscalation": False}, None)
     assert c.effective("allowPrivilegeEscalation") == (
-        None, "spec.containers[0].securityContext.allowPrivilegeEscalation")
+        None,
+        "spec.containers[0].securityContext.allowPrivilegeEscalation",
+    )
 
 
 def test_windows_options_merge_field_by_field() -> None:
-    c = _container({"windowsOptions": {"hostProcess": True, "runAsUserName": "a"}},
-                   {"windowsOptions": {"runAsUserName": "b"}})
+    c = _container(
+        {"windowsOptions": {"hostProcess": True, "runAsUserName": "a"}},
+        {"windowsOptions": {"runAsUserName": "b"}},
+    )
     assert c.effective_windows("hostProcess") == (
-        True, "spec.securityContext.windowsOptions.hostProcess")
+        True,
+        "spec.securityContext.windowsOptions.hostProcess",
+    )
     assert c.effective_windows("runAsUserName")[0] == "b"
 
 
 def test_selinux_options_replace_as_a_whole() -> None:
-    c = _container({"seLinuxOptions": {"type": "spc_t", "level": "s0"}},
-                   {"seLinuxOptions": {"level": "s0:c1"}})
+    c = _container(
+        {"seLinuxOptions": {"type": "spc_t", "level": "s0"}}, {"seLinuxOptions": {"level": "s0:c1"}}
+    )
     assert c.effective("seLinuxOptions")[0] == {"level": "s0:c1"}
 
 
@@ -116,29 +143,58 @@ def _rule_ids(manifest: dict) -> dict[str, list[str]]:
 
 
 def test_issue_examples_through_the_rules() -> None:
-    ok = _rule_ids(deployment(spec={"securityContext": {"runAsNonRoot": True},
-                                    "containers": [{"name": "app", "image": "a:1"}]}))
+    ok = _rule_ids(
+        deployment(
+            spec={
+                "securityContext": {"runAsNonRoot": True},
+                "containers": [{"name": "app", "image": "a:1"}],
+            }
+        )
+    )
     assert "KM-106" not in ok
-    root = _rule_ids(deployment(spec={"securityContext": {"runAsNonRoot": True},
-                                      "containers": [{"name": "app", "image": "a:1",
-                                                      "securityContext": {"runAsUser": 0}}]}))
+    root = _rule_ids(
+        deployment(
+            spec={
+                "securityContext": {"runAsNonRoot": True},
+                "containers": [
+                    {"name": "app", "image": "a:1", "securityContext": {"runAsUser": 0}}
+                ],
+            }
+        )
+    )
     assert root["KM-107"] == ["spec.template.spec.containers[0].securityContext.runAsUser"]
-    unconfined = _rule_ids(deployment(spec={
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [{"name": "app", "image": "a:1",
-                        "securityContext": {"seccompProfile": {"type": "Unconfined"}}}]}))
+    unconfined = _rule_ids(
+        deployment(
+            spec={
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": "a:1",
+                        "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+                    }
+                ],
+            }
+        )
+    )
     assert unconfined["KM-118"] == [
-        "spec.template.spec.containers[0].securityContext.seccompProfile.type"]
+        "spec.template.spec.containers[0].securityContext.seccompProfile.type"
+    ]
     assert "KM-119" not in unconfined
 
 
 def test_one_finding_per_container_names_the_container() -> None:
-    manifest = pod(spec={"containers": [
-        {"name": "a", "image": "a:1", "securityContext": {"privileged": True}},
-        {"name": "b", "image": "b:1", "securityContext": {"privileged": True}},
-    ]})
-    results = [r for r in Engine.from_config(None).evaluate_object(manifest)
-               if r.rule_id == "KM-101"]
+    manifest = pod(
+        spec={
+            "containers": [
+                {"name": "a", "image": "a:1", "securityContext": {"privileged": True}},
+                {"name": "b", "image": "b:1", "securityContext": {"privileged": True}},
+            ]
+        }
+    )
+    results = [
+        r for r in Engine.from_config(None).evaluate_object(manifest) if r.rule_id == "KM-101"
+    ]
     assert [(r.container, r.path) for r in results] == [
         ("a", "spec.containers[0].securityContext.privileged"),
         ("b", "spec.containers[1].securityContext.privileged"),

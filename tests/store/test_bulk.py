@@ -18,9 +18,19 @@ from tests.conftest import _savepoint_session
 
 
 def _finding(cluster_id: str, n: int) -> Finding:
-    return Finding(cluster_id=cluster_id, fingerprint=f"{n:064x}", rule_id="KM-101",
-                   api_version="v1", kind="Pod", namespace="shop", name=f"web-{n}",
-                   severity="high", message="privileged", status="new", details={"n": n})
+    return Finding(
+        cluster_id=cluster_id,
+        fingerprint=f"{n:064x}",
+        rule_id="KM-101",
+        api_version="v1",
+        kind="Pod",
+        namespace="shop",
+        name=f"web-{n}",
+        severity="high",
+        message="privileged",
+        status="new",
+        details={"n": n},
+    )
 
 
 def test_update_rows_by_id_sets_each_rows_own_values(any_db_session: Session) -> None:
@@ -30,15 +40,32 @@ def test_update_rows_by_id_sets_each_rows_own_values(any_db_session: Session) ->
     session.add_all(rows)
     session.flush()
     later = utcnow() + timedelta(hours=1)
-    update_rows_by_id(session, Finding, [
-        {"id": rows[0].id, "status": "open", "message": "still privileged", "resolved_at": None,
-         "details": {"source": "object", "cis": ["5.2.1"]}, "last_seen": later},
-        {"id": rows[2].id, "status": "resolved", "message": "gone", "resolved_at": later,
-         "details": {"n": 2, "big": 2**63 - 1}, "last_seen": later},
-    ])
+    update_rows_by_id(
+        session,
+        Finding,
+        [
+            {
+                "id": rows[0].id,
+                "status": "open",
+                "message": "still privileged",
+                "resolved_at": None,
+                "details": {"source": "object", "cis": ["5.2.1"]},
+                "last_seen": later,
+            },
+            {
+                "id": rows[2].id,
+                "status": "resolved",
+                "message": "gone",
+                "resolved_at": later,
+                "details": {"n": 2, "big": 2**63 - 1},
+                "last_seen": later,
+            },
+        ],
+    )
     session.expire_all()
-    found = {f.name: f for f in session.scalars(select(Finding).where(
-        Finding.cluster_id == "bulk"))}
+    found = {
+        f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "bulk"))
+    }
     assert (found["web-0"].status, found["web-0"].message) == ("open", "still privileged")
     assert found["web-0"].details == {"source": "object", "cis": ["5.2.1"]}
     assert found["web-0"].last_seen == later and found["web-0"].resolved_at is None

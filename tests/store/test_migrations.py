@@ -48,7 +48,8 @@ def test_models_and_migrations_agree(pg_engine) -> None:
     with pg_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         diff = [
-            change for change in compare_metadata(context, Base.metadata)
+            change
+            for change in compare_metadata(context, Base.metadata)
             if not (change[0] == "remove_index" and change[1].name == "ix_manifest_bodies_body_gin")
         ]
     assert diff == []

@@ -71,8 +71,9 @@ def test_a_push_rewrites_only_what_changed_yet_history_knows_when_each_was_seen(
     _push(session, "seen", full_envelope(objects))
     steady = find_object(session, "seen", ResourceRef.of(objects[0]))
     first_push = object_history(session, steady.id)[0].last_seen
-    versions_before = {v.id: (v.last_seen, v.superseded_at) for v in session.scalars(
-        select(ManifestVersion))}
+    versions_before = {
+        v.id: (v.last_seen, v.superseded_at) for v in session.scalars(select(ManifestVersion))
+    }
 
     changed = [*objects]
     changed[5] = {**objects[5], "data": {"key": "second"}}
@@ -80,12 +81,12 @@ def test_a_push_rewrites_only_what_changed_yet_history_knows_when_each_was_seen(
     cluster = session.get(Cluster, "seen")
     (unchanged,) = object_history(session, steady.id)
     assert unchanged.last_seen == cluster.state_updated_at > first_push
-    versions_after = {v.id: (v.last_seen, v.superseded_at) for v in session.scalars(
-        select(ManifestVersion))}
+    versions_after = {
+        v.id: (v.last_seen, v.superseded_at) for v in session.scalars(select(ManifestVersion))
+    }
     rewritten = {vid for vid, seen in versions_before.items() if versions_after[vid] != seen}
     assert len(rewritten) == 1  # only the superseded version of the changed object
-    old, new = object_history(session, find_object(session, "seen",
-                                                     ResourceRef.of(changed[5])).id)
+    old, new = object_history(session, find_object(session, "seen", ResourceRef.of(changed[5])).id)
     assert old.superseded_at == old.last_seen == cluster.state_updated_at
     assert new.last_seen == cluster.state_updated_at and new.superseded_at is None
 
@@ -127,9 +128,10 @@ def test_delta_applies_changes_and_removals(any_db_session: Session) -> None:
 
     current = _current(session, "c1")
     assert set(current) == {ResourceRef.of(o).key for o in result}
-    assert current[ResourceRef.of(updated).key]["spec"]["template"]["spec"]["containers"][0][
-        "image"
-    ] == "registry/app:patched"
+    assert (
+        current[ResourceRef.of(updated).key]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "registry/app:patched"
+    )
     removed_obj = find_object(session, "c1", ResourceRef.of(base[0]))
     assert removed_obj is not None and removed_obj.deleted_at is not None
 
@@ -198,8 +200,14 @@ def test_numbers_and_digit_strings_read_back_exactly(any_db_session: Session) ->
     create_cluster(session, "c1")
     odd = config_map("numbers")
     odd["data"] = {"id": "9" * 40, "unicode": "caf\u00e9 \u2603"}
-    odd["spec"] = {"max": 2**64 - 1, "min": -(2**63), "ratio": 0.1, "tiny": 5e-324,
-                   "huge": 1.7976931348623157e308, "nested": [[1, 2.5, None, True]]}
+    odd["spec"] = {
+        "max": 2**64 - 1,
+        "min": -(2**63),
+        "ratio": 0.1,
+        "tiny": 5e-324,
+        "huge": 1.7976931348623157e308,
+        "nested": [[1, 2.5, None, True]],
+    }
     _push(session, "c1", full_envelope([odd]))
     session.expire_all()
     body = next(iter(_current(session, "c1").values()))

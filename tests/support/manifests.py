@@ -11,8 +11,9 @@ from contracts.resources import ResourceRef
 from contracts.wire import SNAPSHOT_SCHEMA_ID
 
 
-def config_map(name: str, *, namespace: str = "default", data: dict[str, str] | None = None
-               ) -> dict[str, Any]:
+def config_map(
+    name: str, *, namespace: str = "default", data: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -21,13 +22,18 @@ def config_map(name: str, *, namespace: str = "default", data: dict[str, str] | 
     }
 
 
-def deployment(name: str, *, namespace: str = "default", image: str = "nginx:1.27",
-               replicas: int = 2) -> dict[str, Any]:
+def deployment(
+    name: str, *, namespace: str = "default", image: str = "nginx:1.27", replicas: int = 2
+) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-dep-{namespace}-{name}",
-                     "labels": {"app": name}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": f"uid-dep-{namespace}-{name}",
+            "labels": {"app": name},
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},

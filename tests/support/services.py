@@ -97,6 +97,7 @@ def redis_db_url(base_url: str, db: int) -> str:
     """The same Redis server with the test suite's own database number."""
     url = make_url(base_url.replace("redis://", "redis+test://", 1))
     return (
-        url.set(database=str(db)).render_as_string(hide_password=False)
+        url.set(database=str(db))
+        .render_as_string(hide_password=False)
         .replace("redis+test://", "redis://", 1)
     )

@@ -61,11 +61,18 @@ class ThrowawayPostgres:
             for path in (base_dir, data_dir):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         server = cls(data_dir=data_dir, port=_free_port(), run_as=run_as)
-        server._run(_bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
-                    "--no-sync")
         server._run(
-            _bin("pg_ctl"), "-D", str(data_dir), "-w", "-l", str(data_dir / "server.log"),
-            "-o", f"-p {server.port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            _bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "--no-sync"
+        )
+        server._run(
+            _bin("pg_ctl"),
+            "-D",
+            str(data_dir),
+            "-w",
+            "-l",
+            str(data_dir / "server.log"),
+            "-o",
+            f"-p {server.port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off",
             "start",
         )
         if not port_open("127.0.0.1", server.port):

@@ -18,8 +18,9 @@ def fleet(db_session: Session, test_settings: Settings) -> Fleet:
 def sign_in(client: FlaskClient, username: str, password: str) -> None:
     page = client.get("/admin/login")
     token = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
-    answer = client.post("/admin/login", data={"username": username, "password": password,
-                                               "csrf_token": token})
+    answer = client.post(
+        "/admin/login", data={"username": username, "password": password, "csrf_token": token}
+    )
     assert answer.status_code == 302, answer.get_data(as_text=True)
 
 

@@ -32,8 +32,11 @@ VIEWER_PASSWORD = "viewer password 1234"
 
 def savepoint_sessions(db_session: Session) -> sessionmaker[Session]:
     """Sessions that share the test's connection; their commits are SAVEPOINTs rolled back."""
-    return sessionmaker(bind=db_session.connection(), join_transaction_mode="create_savepoint",
-                        expire_on_commit=False)
+    return sessionmaker(
+        bind=db_session.connection(),
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+    )
 
 
 def privileged(deploy: dict[str, Any]) -> dict[str, Any]:
@@ -64,28 +67,53 @@ def seed_fleet(sessions: sessionmaker[Session]) -> None:
     web_v1 = deployment("web", namespace="shop", image="registry.example/web:1.0")
     web_v2 = privileged(deployment("web", namespace="shop", image="registry.example/web:1.1"))
     with sessions() as session:
-        create_cluster(session, "prod-eu", team="payments", channel="#payments-sec",
-                       labels={"env": "prod"})
+        create_cluster(
+            session, "prod-eu", team="payments", channel="#payments-sec", labels={"env": "prod"}
+        )
         create_cluster(session, "staging-us", team="platform")
         push(session, "prod-eu", [web_v1, config_map("settings", namespace="shop")])
         api = deployment("api", namespace="shop", image="registry.example/api:2")
         push(session, "prod-eu", [web_v2, config_map("settings", namespace="shop"), api])
-        push(session, "staging-us", [deployment("api", namespace="qa",
-                                                image="registry.example/api:2")])
-        five_minutes_ago = (datetime.now(UTC) - timedelta(minutes=5)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
+        push(
+            session,
+            "staging-us",
+            [deployment("api", namespace="qa", image="registry.example/api:2")],
+        )
+        five_minutes_ago = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         last_pushes = {
-            "prod-eu": {"result": "accepted", "type": "delta", "objects": 3,
-                        "at": five_minutes_ago, "status": 202, "ok": True, "detail": ""},
-            "staging-us": {"result": "failed", "type": "full", "objects": 1,
-                           "at": five_minutes_ago, "status": 429, "ok": False,
-                           "detail": "rate_limited"},
+            "prod-eu": {
+                "result": "accepted",
+                "type": "delta",
+                "objects": 3,
+                "at": five_minutes_ago,
+                "status": 202,
+                "ok": True,
+                "detail": "",
+            },
+            "staging-us": {
+                "result": "failed",
+                "type": "full",
+                "objects": 1,
+                "at": five_minutes_ago,
+                "status": 429,
+                "ok": False,
+                "detail": "rate_limited",
+            },
         }
         for cid in ("prod-eu", "staging-us"):
-            record_telemetry(session, cid, payload={
-                "agent_version": "0.1.0", "kubernetes_version": "v1.31.2", "platform": "eks",
-                "node_count": 3, "namespace_count": 4, "object_counts": {"Deployment": 2},
-                "last_push": last_pushes[cid]})
+            record_telemetry(
+                session,
+                cid,
+                payload={
+                    "agent_version": "0.1.0",
+                    "kubernetes_version": "v1.31.2",
+                    "platform": "eks",
+                    "node_count": 3,
+                    "namespace_count": 4,
+                    "object_counts": {"Deployment": 2},
+                    "last_push": last_pushes[cid],
+                },
+            )
         create_account(session, "alice", password=ADMIN_PASSWORD, role="admin")
         create_account(session, "victor", password=VIEWER_PASSWORD, role="viewer")
         session.commit()

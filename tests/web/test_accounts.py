@@ -25,7 +25,8 @@ def test_hash_is_salted_scrypt_and_verifies() -> None:
 def test_accounts_authenticate_and_disable(db_session: Session) -> None:
     accounts.create_account(db_session, "erin", password="twelve chars!", role="viewer")
     assert accounts.authenticate(db_session, "erin", "twelve chars!") == accounts.Account(
-        "erin", "viewer")
+        "erin", "viewer"
+    )
     assert accounts.authenticate(db_session, "erin", "wrong") is None
     assert accounts.authenticate(db_session, "nobody", "twelve chars!") is None
     stored = db_session.scalar(select(AdminUser).where(AdminUser.username == "erin"))
@@ -47,23 +48,28 @@ def test_users_add_command_creates_an_account(
     monkeypatch.setenv("K8SMON_INSTANCE_PATH", str(test_settings.instance_path))
     runner = CliRunner()
     try:
-        result = runner.invoke(main, ["users", "add", "cli-admin", "--role", "admin",
-                                      "--password-stdin"], input="a password from stdin\n")
+        result = runner.invoke(
+            main,
+            ["users", "add", "cli-admin", "--role", "admin", "--password-stdin"],
+            input="a password from stdin\n",
+        )
         assert result.exit_code == 0, result.output
         assert "account cli-admin created (admin)" in result.output
-        again = runner.invoke(main, ["users", "add", "cli-admin", "--password-stdin"],
-                              input="a password from stdin\n")
+        again = runner.invoke(
+            main, ["users", "add", "cli-admin", "--password-stdin"], input="a password from stdin\n"
+        )
         assert again.exit_code == 1 and "already exists" in again.output
         weak = runner.invoke(main, ["users", "add", "weak", "--password-stdin"], input="x\n")
         assert weak.exit_code == 1 and "at least 12" in weak.output
         with Session(pg_engine) as session:
             assert accounts.authenticate(session, "cli-admin", "a password from stdin")
-            assert session.scalar(select(AuditEntry).where(
-                AuditEntry.action == "account.create", AuditEntry.target == "cli-admin"))
+            assert session.scalar(
+                select(AuditEntry).where(
+                    AuditEntry.action == "account.create", AuditEntry.target == "cli-admin"
+                )
+            )
     finally:
         with Session(pg_engine) as session:
-            session.execute(AdminUser.__table__.delete().where(
-                AdminUser.username == "cli-admin"))
-            session.execute(AuditEntry.__table__.delete().where(
-                AuditEntry.target == "cli-admin"))
+            session.execute(AdminUser.__table__.delete().where(AdminUser.username == "cli-admin"))
+            session.execute(AuditEntry.__table__.delete().where(AuditEntry.target == "cli-admin"))
             session.commit()

@@ -17,22 +17,29 @@ from tests.web.fleet import ADMIN_PASSWORD, build_fleet, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium; "
-           ".ci/run installs it)",
+    ".ci/run installs it)",
 )
 
 
 @pytest.fixture
 def browser_page() -> Iterator[Page]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(15_000)
@@ -43,8 +50,9 @@ def browser_page() -> Iterator[Page]:
             browser.close()
 
 
-def test_operator_flow_in_a_real_browser(db_session: Session, test_settings: Settings,
-                                         browser_page: Page) -> None:
+def test_operator_flow_in_a_real_browser(
+    db_session: Session, test_settings: Settings, browser_page: Page
+) -> None:
     page = browser_page
     fleet = build_fleet(db_session, test_settings)
     with live_server(fleet.app) as base:
@@ -62,7 +70,8 @@ def test_operator_flow_in_a_real_browser(db_session: Session, test_settings: Set
         expect(page.locator("h1")).to_contain_text("prod-eu")
         expect(page.locator("section.rule-group", has_text="KM-101")).to_be_visible()
         page.locator("section.rule-group", has_text="KM-101").locator(
-            "a.resource-link").first.click()
+            "a.resource-link"
+        ).first.click()
         expect(page.locator("h1")).to_contain_text("Deployment shop/web")
         offending = page.locator("pre.manifest .offending")
         expect(offending.filter(has_text="privileged: true")).to_have_count(1)

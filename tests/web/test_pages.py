@@ -25,9 +25,14 @@ def test_pages_require_sign_in_and_redirect_back(fleet: Fleet) -> None:
     assert answer.headers["Location"].startswith("/admin/login?next=/admin/clusters/prod-eu")
     page = client.get(answer.headers["Location"])
     assert page.status_code == 200
-    signed = client.post(answer.headers["Location"], data={
-        "username": "alice", "password": ADMIN_PASSWORD,
-        "csrf_token": _token(page.get_data(as_text=True))})
+    signed = client.post(
+        answer.headers["Location"],
+        data={
+            "username": "alice",
+            "password": ADMIN_PASSWORD,
+            "csrf_token": _token(page.get_data(as_text=True)),
+        },
+    )
     assert signed.status_code == 302
     assert signed.headers["Location"] == "/admin/clusters/prod-eu"
 
@@ -36,8 +41,9 @@ def test_wrong_password_is_refused_without_saying_which_part(fleet: Fleet) -> No
     client = fleet.app.test_client()
     token = _token(client.get("/admin/login").get_data(as_text=True))
     for username, password in (("alice", "wrong password!!"), ("nobody", ADMIN_PASSWORD)):
-        answer = client.post("/admin/login", data={"username": username, "password": password,
-                                                   "csrf_token": token})
+        answer = client.post(
+            "/admin/login", data={"username": username, "password": password, "csrf_token": token}
+        )
         assert answer.status_code == 401
         assert "Unknown username or wrong password." in answer.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
@@ -46,8 +52,10 @@ def test_wrong_password_is_refused_without_saying_which_part(fleet: Fleet) -> No
 def test_open_redirect_after_sign_in_is_not_followed(fleet: Fleet) -> None:
     client = fleet.app.test_client()
     token = _token(client.get("/admin/login").get_data(as_text=True))
-    answer = client.post("/admin/login?next=//evil.example/x", data={
-        "username": "alice", "password": ADMIN_PASSWORD, "csrf_token": token})
+    answer = client.post(
+        "/admin/login?next=//evil.example/x",
+        data={"username": "alice", "password": ADMIN_PASSWORD, "csrf_token": token},
+    )
     assert answer.headers["Location"] == "/admin/"
 
 
@@ -70,10 +78,10 @@ def test_session_cookie_and_security_headers(fleet: Fleet) -> None:
     assert signed_cookie is not None
 
 
-def test_form_post_without_csrf_token_is_refused(admin_client: FlaskClient, fleet: Fleet
-                                                 ) -> None:
-    answer = admin_client.post("/admin/exemptions", data={
-        "rules": "KM-101", "reason": "no token", "expires": "2099-01-01"})
+def test_form_post_without_csrf_token_is_refused(admin_client: FlaskClient, fleet: Fleet) -> None:
+    answer = admin_client.post(
+        "/admin/exemptions", data={"rules": "KM-101", "reason": "no token", "expires": "2099-01-01"}
+    )
     assert answer.status_code == 400
     assert "CSRF" in answer.get_data(as_text=True)
     bad = admin_client.post("/admin/clusters/prod-eu/rescan", data={"csrf_token": "forged"})
@@ -82,16 +90,18 @@ def test_form_post_without_csrf_token_is_refused(admin_client: FlaskClient, flee
         assert session.scalars(select(Exemption)).all() == []
 
 
-def test_fleet_overview_shows_health_severities_and_trend(admin_client: FlaskClient,
-                                                          fleet: Fleet) -> None:
+def test_fleet_overview_shows_health_severities_and_trend(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
     fleet.scan("prod-eu")
     html = admin_client.get("/admin/").get_data(as_text=True)
     assert "2 clusters" in html
     row = html.split('href="/admin/clusters/prod-eu"')[1].split("</tr>")[0]
     assert "healthy" in row and "payments" in row and "v1.31.2" in row
     with fleet.sessions() as session:
-        critical = session.scalar(select(Finding).where(
-            Finding.cluster_id == "prod-eu", Finding.severity == "critical"))
+        critical = session.scalar(
+            select(Finding).where(Finding.cluster_id == "prod-eu", Finding.severity == "critical")
+        )
     assert critical is not None
     cells = re.findall(r'<td class="num">(\d*)</td>', row)  # critical, high, ... info
     assert len(cells) == 5 and cells[0] == "1"
@@ -103,8 +113,9 @@ def test_cluster_resource_and_diff_pages(admin_client: FlaskClient, fleet: Fleet
     html = admin_client.get("/admin/clusters/prod-eu").get_data(as_text=True)
     assert "KM-101" in html and "payments" in html
     with fleet.sessions() as session:
-        web = session.scalar(select(KubeObject).where(KubeObject.name == "web",
-                                                      KubeObject.cluster_id == "prod-eu"))
+        web = session.scalar(
+            select(KubeObject).where(KubeObject.name == "web", KubeObject.cluster_id == "prod-eu")
+        )
     link = f"/admin/clusters/prod-eu/objects/{web.id}"
     assert link in html
     page = admin_client.get(link).get_data(as_text=True)
@@ -128,16 +139,24 @@ def test_exemption_created_on_the_page_applies_after_rescan_and_is_audited(
     admin_client: FlaskClient, fleet: Fleet
 ) -> None:
     page = admin_client.get("/admin/exemptions").get_data(as_text=True)
-    answer = admin_client.post("/admin/exemptions", data={
-        "csrf_token": _token(page), "rules": "KM-101", "cluster": "prod-eu",
-        "kind": "Deployment", "namespace": "shop", "name": "web",
-        "reason": "vendor agent needs host access", "expires": "2099-12-31"})
+    answer = admin_client.post(
+        "/admin/exemptions",
+        data={
+            "csrf_token": _token(page),
+            "rules": "KM-101",
+            "cluster": "prod-eu",
+            "kind": "Deployment",
+            "namespace": "shop",
+            "name": "web",
+            "reason": "vendor agent needs host access",
+            "expires": "2099-12-31",
+        },
+    )
     assert answer.status_code == 302
     with fleet.sessions() as session:
         finding = session.scalar(select(Finding).where(Finding.rule_id == "KM-101"))
         assert finding.status == "new"
-    rescan = admin_client.post("/admin/clusters/prod-eu/rescan",
-                               data={"csrf_token": _token(page)})
+    rescan = admin_client.post("/admin/clusters/prod-eu/rescan", data={"csrf_token": _token(page)})
     assert rescan.status_code == 302
     with fleet.sessions() as session:
         finding = session.scalar(select(Finding).where(Finding.rule_id == "KM-101"))
@@ -153,8 +172,10 @@ def test_exemption_created_on_the_page_applies_after_rescan_and_is_audited(
 
 def test_exemption_form_names_the_missing_field(admin_client: FlaskClient) -> None:
     page = admin_client.get("/admin/exemptions").get_data(as_text=True)
-    answer = admin_client.post("/admin/exemptions", data={
-        "csrf_token": _token(page), "rules": "KM-101", "reason": "", "expires": "soon"})
+    answer = admin_client.post(
+        "/admin/exemptions",
+        data={"csrf_token": _token(page), "rules": "KM-101", "reason": "", "expires": "soon"},
+    )
     html = answer.get_data(as_text=True)
     assert answer.status_code == 400
     assert "reason: say why" in html and "expires: give a date" in html
@@ -162,13 +183,20 @@ def test_exemption_form_names_the_missing_field(admin_client: FlaskClient) -> No
 
 def test_expire_exemption_early(admin_client: FlaskClient, fleet: Fleet) -> None:
     page = admin_client.get("/admin/exemptions").get_data(as_text=True)
-    admin_client.post("/admin/exemptions", data={
-        "csrf_token": _token(page), "rules": "KM-101", "reason": "temporary",
-        "expires": "2099-01-01"})
+    admin_client.post(
+        "/admin/exemptions",
+        data={
+            "csrf_token": _token(page),
+            "rules": "KM-101",
+            "reason": "temporary",
+            "expires": "2099-01-01",
+        },
+    )
     with fleet.sessions() as session:
         exemption = session.scalar(select(Exemption))
-    answer = admin_client.post(f"/admin/exemptions/{exemption.id}/expire",
-                               data={"csrf_token": _token(page)})
+    answer = admin_client.post(
+        f"/admin/exemptions/{exemption.id}/expire", data={"csrf_token": _token(page)}
+    )
     assert answer.status_code == 302
     with fleet.sessions() as session:
         assert session.get(Exemption, exemption.id).revoked_at is not None
@@ -178,11 +206,22 @@ def test_expire_exemption_early(admin_client: FlaskClient, fleet: Fleet) -> None
 def test_viewer_can_read_but_not_change(viewer_client: FlaskClient, fleet: Fleet) -> None:
     page = viewer_client.get("/admin/exemptions").get_data(as_text=True)
     assert "Create exemption" not in page
-    answer = viewer_client.post("/admin/exemptions", data={
-        "csrf_token": _token(page), "rules": "KM-101", "reason": "x", "expires": "2099-01-01"})
+    answer = viewer_client.post(
+        "/admin/exemptions",
+        data={
+            "csrf_token": _token(page),
+            "rules": "KM-101",
+            "reason": "x",
+            "expires": "2099-01-01",
+        },
+    )
     assert answer.status_code == 403
-    assert viewer_client.post("/admin/clusters/prod-eu/rescan",
-                              data={"csrf_token": _token(page)}).status_code == 403
+    assert (
+        viewer_client.post(
+            "/admin/clusters/prod-eu/rescan", data={"csrf_token": _token(page)}
+        ).status_code
+        == 403
+    )
     assert viewer_client.get("/admin/clusters/prod-eu").status_code == 200
 
 
@@ -198,9 +237,14 @@ def test_rule_scans_search_pages(admin_client: FlaskClient, fleet: Fleet) -> Non
     assert "prod-eu" in rule and "staging-us" not in rule.split("Where it fires")[1]
     scans = admin_client.get("/admin/scans").get_data(as_text=True)
     assert "prod-eu" in scans and "staging-us" in scans
-    found = admin_client.get("/admin/search", query_string={
-        "path": "$.spec.template.spec.containers[*].image", "kind": "Deployment",
-        "distinct": "1"}).get_data(as_text=True)
+    found = admin_client.get(
+        "/admin/search",
+        query_string={
+            "path": "$.spec.template.spec.containers[*].image",
+            "kind": "Deployment",
+            "distinct": "1",
+        },
+    ).get_data(as_text=True)
     assert "&#34;registry.example/api:2&#34;" in found or '"registry.example/api:2"' in found
     row = found.split("registry.example/api:2")[1].split("</tr>")[0]
     assert re.findall(r'<td class="num">(\d+)</td>', row) == ["2", "2"]
@@ -212,11 +256,21 @@ def test_rule_page_uses_the_wired_catalogue_and_scans_link_to_flower(
     admin_client: FlaskClient, fleet: Fleet
 ) -> None:
     extras = fleet.app.extensions["k8smon.ingest"].extras
-    extras["rule_info"] = lambda rule_id: {
-        "id": rule_id, "title": "Privileged container", "severity": "critical",
-        "category": "pod-security", "cis": ["5.2.2"], "pss": ["baseline"], "references": [],
-        "remediation": "Remove securityContext.privileged.", "summary": "Flags privileged.",
-    } if rule_id == "KM-101" else None
+    extras["rule_info"] = lambda rule_id: (
+        {
+            "id": rule_id,
+            "title": "Privileged container",
+            "severity": "critical",
+            "category": "pod-security",
+            "cis": ["5.2.2"],
+            "pss": ["baseline"],
+            "references": [],
+            "remediation": "Remove securityContext.privileged.",
+            "summary": "Flags privileged.",
+        }
+        if rule_id == "KM-101"
+        else None
+    )
     extras["flower_url"] = "https://flower.example/"
     page = admin_client.get("/admin/rules/KM-101").get_data(as_text=True)
     assert "Privileged container" in page and "Remove securityContext.privileged." in page

@@ -19,9 +19,19 @@ from tests.web.fleet import push
 
 
 def _finding(cluster_id: str, n: int, *, severity: str, status: str) -> Finding:
-    return Finding(cluster_id=cluster_id, fingerprint=f"fp-{cluster_id}-{n}", rule_id="KM-101",
-                   api_version="apps/v1", kind="Deployment", namespace="ns", name=f"d{n}",
-                   severity=severity, message="m", status=status, details={})
+    return Finding(
+        cluster_id=cluster_id,
+        fingerprint=f"fp-{cluster_id}-{n}",
+        rule_id="KM-101",
+        api_version="apps/v1",
+        kind="Deployment",
+        namespace="ns",
+        name=f"d{n}",
+        severity=severity,
+        message="m",
+        status=status,
+        details={},
+    )
 
 
 def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
@@ -30,19 +40,27 @@ def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
     create_cluster(session, "b")
     create_cluster(session, "c")
     record_telemetry(session, "a", payload={"agent_version": "1", "kubernetes_version": "v1"})
-    record_telemetry(session, "b", payload={"agent_version": "1"},
-                     received_at=utcnow() - timedelta(hours=2))
-    for i, (severity, status) in enumerate([("critical", "new"), ("high", "open"),
-                                            ("high", "open"), ("low", "resolved"),
-                                            ("medium", "exempted")]):
+    record_telemetry(
+        session, "b", payload={"agent_version": "1"}, received_at=utcnow() - timedelta(hours=2)
+    )
+    for i, (severity, status) in enumerate(
+        [
+            ("critical", "new"),
+            ("high", "open"),
+            ("high", "open"),
+            ("low", "resolved"),
+            ("medium", "exempted"),
+        ]
+    ):
         session.add(_finding("a", i, severity=severity, status=status))
     for i in range(10):
-        session.add(ScanRun(cluster_id="a", state="done", counts={"new": i, "open": 1},
-                            errors=[]))
+        session.add(ScanRun(cluster_id="a", state="done", counts={"new": i, "open": 1}, errors=[]))
     session.add(ScanRun(cluster_id="a", state="failed", counts={"new": 99}, errors=[]))
     session.flush()
-    rows = {r.cluster_id: r for r in queries.fleet_overview(
-        session, now=utcnow(), stale_after=timedelta(minutes=15))}
+    rows = {
+        r.cluster_id: r
+        for r in queries.fleet_overview(session, now=utcnow(), stale_after=timedelta(minutes=15))
+    }
     assert rows["a"].health == "healthy" and rows["b"].health == "stale"
     assert rows["c"].health == "never"
     assert rows["a"].severity_counts == [1, 2, 0, 0, 0]
@@ -55,13 +73,19 @@ def test_search_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
     create_cluster(session, "a")
     create_cluster(session, "b")
-    push(session, "a", [deployment("x", image="img:1"), deployment("y", image="img:2"),
-                        config_map("c")])
+    push(
+        session,
+        "a",
+        [deployment("x", image="img:1"), deployment("y", image="img:2"), config_map("c")],
+    )
     push(session, "b", [deployment("x", image="img:1")])
-    distinct = run_search(session, "$.spec.template.spec.containers[*].image",
-                          kind="Deployment", distinct=True)
+    distinct = run_search(
+        session, "$.spec.template.spec.containers[*].image", kind="Deployment", distinct=True
+    )
     assert [(v.value, v.occurrences, v.clusters) for v in distinct.values] == [
-        ("img:1", 2, 2), ("img:2", 1, 1)]
+        ("img:1", 2, 2),
+        ("img:2", 1, 1),
+    ]
     hits = run_search(session, "$.spec.replicas", cluster_id="a")
     assert sorted((h.name, h.value) for h in hits.hits) == [("x", 2), ("y", 2)]
     limited = run_search(session, "$.metadata.name", limit=2)
@@ -78,15 +102,25 @@ def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -
     session = any_db_session
     for cluster_id in ("a", "b", "c"):
         create_cluster(session, cluster_id)
-        push(session, cluster_id, [deployment("x", image=f"img:{cluster_id}"),
-                                   deployment("y", image="img:shared")])
+        push(
+            session,
+            cluster_id,
+            [deployment("x", image=f"img:{cluster_id}"), deployment("y", image="img:shared")],
+        )
     path = "$.spec.template.spec.containers[*].image"
     two = run_search(session, path, cluster_ids=["a", "c"], distinct=True)
     assert [(v.value, v.occurrences, v.clusters) for v in two.values] == [
-        ("img:shared", 2, 2), ("img:a", 1, 1), ("img:c", 1, 1)]
+        ("img:shared", 2, 2),
+        ("img:a", 1, 1),
+        ("img:c", 1, 1),
+    ]
     hits = run_search(session, path, cluster_ids=["c", "b"])
     assert [(h.cluster_id, h.name) for h in hits.hits] == [
-        ("b", "x"), ("b", "y"), ("c", "x"), ("c", "y")]
+        ("b", "x"),
+        ("b", "y"),
+        ("c", "x"),
+        ("c", "y"),
+    ]
     # cluster_id and cluster_ids together: the union; an empty list means every cluster.
     union = run_search(session, path, cluster_id="a", cluster_ids=["b"], distinct=True)
     assert {v.value for v in union.values} == {"img:a", "img:b", "img:shared"}
@@ -108,8 +142,10 @@ def test_a_search_the_database_gives_up_on_is_a_search_error(db_session: Session
 
 def test_manifest_rendering_highlight_and_diff() -> None:
     body = deployment("web", image="nginx:1")
-    lines = highlight(render(body), ["spec.template.spec.containers[0].securityContext.privileged",
-                                     "spec.replicas"])
+    lines = highlight(
+        render(body),
+        ["spec.template.spec.containers[0].securityContext.privileged", "spec.replicas"],
+    )
     marked = [line.text.strip() for line in lines if line.highlighted]
     assert marked == ["replicas: 2", "- name: main", "image: nginx:1"]
     changed = deployment("web", image="nginx:2")

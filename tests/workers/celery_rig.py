@@ -30,8 +30,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str,
-             interval: float = 0.2) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.2
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -50,8 +51,7 @@ class CeleryRig:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, *, database_url: str, redis_url: str, tmp: Path,
-               **extra: str) -> CeleryRig:
+    def create(cls, *, database_url: str, redis_url: str, tmp: Path, **extra: str) -> CeleryRig:
         token = uuid.uuid4().hex[:10]
         env = {
             **os.environ,
@@ -77,24 +77,51 @@ class CeleryRig:
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.processes.append(process)
         return process
 
     def start_worker(self, *, concurrency: int = 1) -> subprocess.Popen[bytes]:
-        return self._spawn("worker", [
-            CELERY, "-A", "workers.celery_app:app", "worker", "-Q", self.env["K8SMON_TASK_QUEUE"],
-            "-c", str(concurrency), "-E", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-n", f"w{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO",
-        ])
+        return self._spawn(
+            "worker",
+            [
+                CELERY,
+                "-A",
+                "workers.celery_app:app",
+                "worker",
+                "-Q",
+                self.env["K8SMON_TASK_QUEUE"],
+                "-c",
+                str(concurrency),
+                "-E",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"w{uuid.uuid4().hex[:6]}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+        )
 
     def start_flower(self, port: int) -> subprocess.Popen[bytes]:
-        process = self._spawn("flower", [
-            CELERY, "-A", "workers.celery_app:app", "flower", f"--port={port}",
-            "--address=127.0.0.1",
-        ])
+        process = self._spawn(
+            "flower",
+            [
+                CELERY,
+                "-A",
+                "workers.celery_app:app",
+                "flower",
+                f"--port={port}",
+                "--address=127.0.0.1",
+            ],
+        )
         wait_for(lambda: _port_open(port), timeout=30, what="flower to listen")
         return process
 
@@ -115,8 +142,9 @@ class CeleryRig:
                 self.kill(process, signal.SIGTERM)
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:]
-                         for p in sorted(self.log_dir.glob("*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("*.log"))
+        )
 
     def cleanup_redis(self) -> None:
         client = redis.Redis.from_url(self.env["REDIS_URL"])

@@ -34,8 +34,9 @@ class Pipeline:
         self.session.commit()
         return staged.snapshot_id
 
-    def push_and_process(self, cluster_id: str, objects: Sequence[dict[str, Any]],
-                         **cluster: Any) -> int:
+    def push_and_process(
+        self, cluster_id: str, objects: Sequence[dict[str, Any]], **cluster: Any
+    ) -> int:
         snapshot_id = self.push(cluster_id, objects, **cluster)
         self.run.run("k8smon.process_snapshot", snapshot_id)
         return snapshot_id
@@ -43,8 +44,9 @@ class Pipeline:
 
 def savepoint_sessions(session: Session) -> sessionmaker[Session]:
     """Sessions on the test's connection whose commits are SAVEPOINTs (rolled back after)."""
-    return sessionmaker(bind=session.bind, join_transaction_mode="create_savepoint",
-                        expire_on_commit=False)
+    return sessionmaker(
+        bind=session.bind, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +61,11 @@ def make_pipeline(
     def build(*, config_path: Path | None = None, **settings: Any) -> Pipeline:
         chosen = test_settings.replace(rules_config_path=config_path, **settings)
         engine = load_engine(config_path) if config_path else rules_engine
-        ctx = WorkerContext(settings=chosen, engine_factory=lambda: engine,
-                            sessions_override=savepoint_sessions(db_session))
+        ctx = WorkerContext(
+            settings=chosen,
+            engine_factory=lambda: engine,
+            sessions_override=savepoint_sessions(db_session),
+        )
         return Pipeline(session=db_session, ctx=ctx, run=InProcessDispatcher(ctx))
 
     return build

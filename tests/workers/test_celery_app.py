@@ -8,8 +8,9 @@ from workers.celery_app import VISIBILITY_TIMEOUT_S, BrokerOptions, create_celer
 
 
 def app_for(**changes: object):
-    settings = Settings(database_url="sqlite://", redis_url="redis://127.0.0.1:6379/13",
-                        secret_key="x" * 40).replace(**changes)
+    settings = Settings(
+        database_url="sqlite://", redis_url="redis://127.0.0.1:6379/13", secret_key="x" * 40
+    ).replace(**changes)
     return create_celery(settings, BrokerOptions(queue="q-test", key_prefix="p:"))
 
 
@@ -28,8 +29,11 @@ def test_reliability_and_event_settings() -> None:
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_send_task_events and conf.task_send_sent_event
-    longest = max(t.time_limit or conf.task_time_limit for t in app_for().tasks.values()
-                  if t.name.startswith("k8smon."))
+    longest = max(
+        t.time_limit or conf.task_time_limit
+        for t in app_for().tasks.values()
+        if t.name.startswith("k8smon.")
+    )
     assert conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_S > longest
     assert conf.task_soft_time_limit < conf.task_time_limit
     assert conf.task_default_queue == "q-test"

@@ -51,11 +51,18 @@ def sessions(pg_engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def rig(worker_database: tuple[ThrowawayDatabase, Engine], redis_url: str,
-        tmp_path: Path) -> Iterator[CeleryRig]:
-    with running(CeleryRig.create(database_url=worker_database[0].url, redis_url=redis_url,
-                                  tmp=tmp_path, K8SMON_SHARD_SIZE="5",
-                                  K8SMON_VISIBILITY_TIMEOUT="6")) as rig:
+def rig(
+    worker_database: tuple[ThrowawayDatabase, Engine], redis_url: str, tmp_path: Path
+) -> Iterator[CeleryRig]:
+    with running(
+        CeleryRig.create(
+            database_url=worker_database[0].url,
+            redis_url=redis_url,
+            tmp=tmp_path,
+            K8SMON_SHARD_SIZE="5",
+            K8SMON_VISIBILITY_TIMEOUT="6",
+        )
+    ) as rig:
         yield rig
 
 
@@ -71,20 +78,31 @@ def register_push(sessions: sessionmaker[Session], cluster_id: str, objects: lis
         return stage_snapshot(session, cluster_id, envelope=full_envelope(objects)).snapshot_id
 
 
-def committed_findings(sessions: sessionmaker[Session], cluster_id: str, *,
-                       active: bool = False) -> list[tuple]:
+def committed_findings(
+    sessions: sessionmaker[Session], cluster_id: str, *, active: bool = False
+) -> list[tuple]:
     query = select(Finding).where(Finding.cluster_id == cluster_id)
     if active:
         query = query.where(Finding.status.in_(("new", "open", "exempted")))
     with unit_of_work(sessions) as session:
-        return [(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
-                 f.container, f.path or "") for f in session.scalars(query)]
+        return [
+            (
+                f.rule_id,
+                f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
+                f.container,
+                f.path or "",
+            )
+            for f in session.scalars(query)
+        ]
 
 
 def finished_runs(sessions: sessionmaker[Session], cluster_ids: list[str]) -> list[ScanRun]:
     with unit_of_work(sessions) as session:
-        return list(session.scalars(select(ScanRun).where(
-            ScanRun.cluster_id.in_(cluster_ids), ScanRun.state == "done")))
+        return list(
+            session.scalars(
+                select(ScanRun).where(ScanRun.cluster_id.in_(cluster_ids), ScanRun.state == "done")
+            )
+        )
 
 
 def process_all(rig: CeleryRig, sessions: sessionmaker[Session], snapshot_ids: list[int]) -> None:
@@ -110,8 +128,11 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
     process_all(rig, sessions, snapshot_ids)
 
     rig.client().send_task("k8smon.scan_fleet", args=["test"])
-    wait_for(lambda: len(finished_runs(sessions, list(states))) == 3, timeout=90,
-             what="three scans finished")
+    wait_for(
+        lambda: len(finished_runs(sessions, list(states))) == 3,
+        timeout=90,
+        what="three scans finished",
+    )
 
     for cluster_id, objects in states.items():
         found = committed_findings(sessions, cluster_id)
@@ -127,13 +148,18 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
     states[changed_id] = [*states[changed_id][1:], fixed(states[changed_id][0])]
     process_all(rig, sessions, [register_push(sessions, changed_id, states[changed_id])])
     rig.client().send_task("k8smon.scan_fleet", args=["test"])
-    wait_for(lambda: len(finished_runs(sessions, list(states))) == 6, timeout=90,
-             what="the second fleet scan finished")
-    latest = {r.cluster_id: r for r in sorted(finished_runs(sessions, list(states)),
-                                              key=lambda r: r.id)}
+    wait_for(
+        lambda: len(finished_runs(sessions, list(states))) == 6,
+        timeout=90,
+        what="the second fleet scan finished",
+    )
+    latest = {
+        r.cluster_id: r for r in sorted(finished_runs(sessions, list(states)), key=lambda r: r.id)
+    }
     for cluster_id, objects in states.items():
         assert set(committed_findings(sessions, cluster_id, active=True)) == offline(
-            objects, cluster_id)
+            objects, cluster_id
+        )
         run = latest[cluster_id]
         if cluster_id == changed_id:
             assert run.counts["incremental"] == 1 and run.counts["resolved"] >= 1
@@ -142,8 +168,9 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
             assert run.counts["unchanged"] == 1 and run.shard_count == 0
 
 
-@pytest.mark.parametrize("count", [15, 4], ids=["three-shards-in-a-chord",
-                                                "one-shard-in-the-scan-task"])
+@pytest.mark.parametrize(
+    "count", [15, 4], ids=["three-shards-in-a-chord", "one-shard-in-the-scan-task"]
+)
 def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
     rig: CeleryRig, sessions: sessionmaker[Session], pg_engine: Engine, count: int
 ) -> None:
@@ -162,10 +189,12 @@ def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
 
         def shard_waiting() -> bool:
             with pg_engine.connect() as probe:  # its own transaction: fresh statistics
-                row = probe.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query ILIKE '%rule_result_cache%' AND datname = current_database()"
-                )).scalar()
+                row = probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query ILIKE '%rule_result_cache%' AND datname = current_database()"
+                    )
+                ).scalar()
             return bool(row)
 
         try:
@@ -180,8 +209,11 @@ def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
     assert not finished_runs(sessions, [cluster_id])
 
     rig.start_worker(concurrency=1)
-    runs = wait_for(lambda: finished_runs(sessions, [cluster_id]), timeout=120,
-                    what="the scan to finish after redelivery")
+    runs = wait_for(
+        lambda: finished_runs(sessions, [cluster_id]),
+        timeout=120,
+        what="the scan to finish after redelivery",
+    )
     assert len(runs) == 1 and runs[0].counts["unevaluated"] == 0
     assert runs[0].shard_count == -(-count // 5)
     found = committed_findings(sessions, cluster_id)
@@ -195,8 +227,7 @@ def test_snapshots_stored_while_redis_was_down_are_processed_by_the_sweep(
     cluster_id = f"sweep-{uuid.uuid4().hex[:6]}"
     snapshot_id = register(sessions, cluster_id, cluster_state("s", 4))
     dead_broker = CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.3)
-    assert enqueue_after_commit(dead_broker, "k8smon.process_snapshot",
-                                args=[snapshot_id]) is False
+    assert enqueue_after_commit(dead_broker, "k8smon.process_snapshot", args=[snapshot_id]) is False
 
     rig.start_worker(concurrency=1)
     rig.client().send_task("k8smon.sweep_unprocessed")
@@ -224,8 +255,13 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as r:
             listed = json.load(r)
         names = {t.get("name") for t in listed.values()}
-        wanted = {"k8smon.scan_fleet", "k8smon.scan_cluster", "k8smon.evaluate_shard",
-                  "k8smon.evaluate_cluster_rules", "k8smon.finalize_scan"}
+        wanted = {
+            "k8smon.scan_fleet",
+            "k8smon.scan_cluster",
+            "k8smon.evaluate_shard",
+            "k8smon.evaluate_cluster_rules",
+            "k8smon.finalize_scan",
+        }
         if not wanted <= names:
             return {}
         # Task events reach Flower a little after the database commit: wait until it has seen
@@ -238,9 +274,10 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
     ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
     shards = [t for t in ours if t["name"] == "k8smon.evaluate_shard"]
     assert len(shards) == 3  # 12 objects, shards of 5
-    shard_numbers = sorted(json.loads(t["args"].replace("'", '"').replace("(", "[")
-                                      .replace(")", "]"))[2] for t in shards)
+    shard_numbers = sorted(
+        json.loads(t["args"].replace("'", '"').replace("(", "[").replace(")", "]"))[2]
+        for t in shards
+    )
     assert shard_numbers == [0, 1, 2]
     assert any(t["name"] == "k8smon.scan_cluster" for t in ours)
     assert all(t["state"] == "SUCCESS" for t in ours)
-

@@ -27,10 +27,10 @@ def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipe
     engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
-    settings = Settings(database_url=str(engine.url), secret_key="s" * 40,
-                        instance_path=tmp_path)
-    ctx = WorkerContext(settings=settings, engine_factory=lambda: rules_engine,
-                        sessions_override=sessions)
+    settings = Settings(database_url=str(engine.url), secret_key="s" * 40, instance_path=tmp_path)
+    ctx = WorkerContext(
+        settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
+    )
     session = sessions()
     try:
         yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
@@ -40,10 +40,19 @@ def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipe
 
 
 def active(pipeline: Pipeline, cluster_id: str) -> set[tuple]:
-    return {(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}", f.container,
-             f.path or "") for f in pipeline.session.scalars(select(Finding).where(
-                 Finding.cluster_id == cluster_id,
-                 Finding.status.in_(("new", "open", "exempted"))))}
+    return {
+        (
+            f.rule_id,
+            f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
+            f.container,
+            f.path or "",
+        )
+        for f in pipeline.session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == cluster_id, Finding.status.in_(("new", "open", "exempted"))
+            )
+        )
+    }
 
 
 def test_lifecycle_and_incremental_scans_on_sqlite(sqlite_pipeline: Pipeline) -> None:

@@ -23,8 +23,12 @@ from workers.services.purge import purge_expired
 
 
 def push_at(pipeline: Pipeline, cluster_id: str, objects: list[dict], days_ago: float) -> None:
-    stage_snapshot(pipeline.session, cluster_id, envelope=full_envelope(objects),
-                   received_at=utcnow() - timedelta(days=days_ago))
+    stage_snapshot(
+        pipeline.session,
+        cluster_id,
+        envelope=full_envelope(objects),
+        received_at=utcnow() - timedelta(days=days_ago),
+    )
     apply_pending(pipeline.session, cluster_id)
     pipeline.session.commit()
 
@@ -46,31 +50,48 @@ def test_purge_keeps_current_versions_and_open_findings(pipeline: Pipeline) -> N
     record_telemetry(session, "old", payload={}, received_at=utcnow() - timedelta(days=60))
     record_telemetry(session, "old", payload={}, received_at=utcnow() - timedelta(hours=1))
     long_ago = utcnow() - timedelta(days=90)
-    for status, resolved_at in (("open", None), ("resolved", long_ago),
-                                ("resolved", utcnow() - timedelta(days=2)), ("exempted", None)):
-        session.add(Finding(
-            cluster_id="old", fingerprint=f"{status}-{resolved_at}", rule_id="KM-101",
-            api_version="v1", kind="ConfigMap", namespace="p", name="a", severity="high",
-            message="m", status=status, first_seen=long_ago, last_seen=long_ago,
-            resolved_at=resolved_at))
+    for status, resolved_at in (
+        ("open", None),
+        ("resolved", long_ago),
+        ("resolved", utcnow() - timedelta(days=2)),
+        ("exempted", None),
+    ):
+        session.add(
+            Finding(
+                cluster_id="old",
+                fingerprint=f"{status}-{resolved_at}",
+                rule_id="KM-101",
+                api_version="v1",
+                kind="ConfigMap",
+                namespace="p",
+                name="a",
+                severity="high",
+                message="m",
+                status=status,
+                first_seen=long_ago,
+                last_seen=long_ago,
+                resolved_at=resolved_at,
+            )
+        )
     session.commit()
     mine = select(KubeObject.id).where(KubeObject.cluster_id == "old").scalar_subquery()
     assert count(pipeline, ManifestVersion, ManifestVersion.object_id.in_(mine)) == 5
 
     deleted = purge_expired(savepoint_sessions(session), retention_days=30, batch_size=1)
 
-    live = session.scalars(select(KubeObject).where(
-        KubeObject.cluster_id == "old", KubeObject.deleted_at.is_(None))).all()
+    live = session.scalars(
+        select(KubeObject).where(KubeObject.cluster_id == "old", KubeObject.deleted_at.is_(None))
+    ).all()
     assert {o.name for o in live} == {"a", "b"}
     versions = session.scalars(
-        select(ManifestVersion).where(ManifestVersion.object_id.in_(mine))).all()
+        select(ManifestVersion).where(ManifestVersion.object_id.in_(mine))
+    ).all()
     current = {o.current_version_id for o in live}
     assert current <= {v.id for v in versions}, "a live object's current version was purged"
     # Left: a2 and b2 (current) plus b's first version, superseded only a day ago.
     assert len(versions) == 3
     assert deleted["manifest_versions"] + deleted["objects"] >= 2
-    assert count(pipeline, KubeObject, KubeObject.cluster_id == "old",
-                 KubeObject.name == "c") == 0
+    assert count(pipeline, KubeObject, KubeObject.cluster_id == "old", KubeObject.name == "c") == 0
     assert count(pipeline, TelemetryPing, TelemetryPing.cluster_id == "old") == 1
     snapshots = session.scalars(select(Snapshot.id).where(Snapshot.cluster_id == "old")).all()
     assert len(snapshots) == 1  # the current state's snapshot is never purged
@@ -81,5 +102,10 @@ def test_purge_keeps_current_versions_and_open_findings(pipeline: Pipeline) -> N
 
 def test_purge_task_runs_in_process(pipeline: Pipeline) -> None:
     result = pipeline.run.run("k8smon.purge_expired")
-    assert set(result) >= {"manifest_versions", "snapshots", "telemetry_pings", "findings",
-                           "rule_result_cache"}
+    assert set(result) >= {
+        "manifest_versions",
+        "snapshots",
+        "telemetry_pings",
+        "findings",
+        "rule_result_cache",
+    }

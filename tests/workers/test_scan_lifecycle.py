@@ -22,17 +22,29 @@ from workers import jobs
 
 def findings_of(pipeline: Pipeline, cluster_id: str, *statuses: str) -> set[tuple]:
     rows = pipeline.session.scalars(
-        select(Finding).where(Finding.cluster_id == cluster_id,
-                              Finding.status.in_(statuses or ("new", "open", "exempted")))
+        select(Finding).where(
+            Finding.cluster_id == cluster_id,
+            Finding.status.in_(statuses or ("new", "open", "exempted")),
+        )
     )
-    return {(f.rule_id, f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
-             f.container, f.path or "") for f in rows}
+    return {
+        (
+            f.rule_id,
+            f"{f.api_version}|{f.kind}|{f.namespace or ''}|{f.name}",
+            f.container,
+            f.path or "",
+        )
+        for f in rows
+    }
 
 
 def offline(objects: list[dict], cluster_id: str, config: ScanConfig | None = None) -> set[tuple]:
     outcome = Engine.from_config(config).scan(objects, cluster=cluster_id)
-    return {(r.rule_id, r.resource.key, r.container, r.path)
-            for r in outcome.results if r.status != "error"}
+    return {
+        (r.rule_id, r.resource.key, r.container, r.path)
+        for r in outcome.results
+        if r.status != "error"
+    }
 
 
 def test_fleet_scan_of_three_clusters_gives_exactly_the_offline_findings(
@@ -50,8 +62,12 @@ def test_fleet_scan_of_three_clusters_gives_exactly_the_offline_findings(
         expected = offline(objects, cluster_id)
         assert expected, "the workloads have deliberate problems"
         assert findings_of(pipeline, cluster_id) == expected
-        assert all(s == "new" for s in pipeline.session.scalars(
-            select(Finding.status).where(Finding.cluster_id == cluster_id)))
+        assert all(
+            s == "new"
+            for s in pipeline.session.scalars(
+                select(Finding.status).where(Finding.cluster_id == cluster_id)
+            )
+        )
         run = pipeline.session.scalar(select(ScanRun).where(ScanRun.cluster_id == cluster_id))
         assert run.state == "done" and run.shard_count == -(-len(objects) // 4)
         assert run.counts["new"] == len(expected) and run.errors == []
@@ -72,7 +88,8 @@ def test_new_then_open_then_resolved_across_scans(pipeline: Pipeline) -> None:
     pipeline.push_and_process("life", [fixed(bad)])
     pipeline.run.run("k8smon.rescan", "life")
     resolved = pipeline.session.scalars(
-        select(Finding).where(Finding.cluster_id == "life", Finding.rule_id == "KM-101")).one()
+        select(Finding).where(Finding.cluster_id == "life", Finding.rule_id == "KM-101")
+    ).one()
     assert resolved.status == "resolved" and resolved.resolved_at is not None
     assert resolved.first_seen < resolved.resolved_at
     # Other findings of the same workload are still open.
@@ -82,18 +99,25 @@ def test_new_then_open_then_resolved_across_scans(pipeline: Pipeline) -> None:
 def test_database_exemption_then_its_expiry(pipeline: Pipeline) -> None:
     pipeline.push_and_process("exempt", [privileged("agent", namespace="kube-system")])
     exemption = create_exemption(
-        pipeline.session, rule_ids=["KM-101"], reason="the CNI needs it", created_by="sec",
-        cluster_id="exempt", selector={"namespace": "kube-*", "name": "agent"},
-        expires_at=utcnow() + timedelta(days=1))
+        pipeline.session,
+        rule_ids=["KM-101"],
+        reason="the CNI needs it",
+        created_by="sec",
+        cluster_id="exempt",
+        selector={"namespace": "kube-*", "name": "agent"},
+        expires_at=utcnow() + timedelta(days=1),
+    )
     pipeline.session.commit()
     pipeline.run.run("k8smon.rescan", "exempt")
     finding = pipeline.session.scalars(
-        select(Finding).where(Finding.cluster_id == "exempt", Finding.rule_id == "KM-101")).one()
+        select(Finding).where(Finding.cluster_id == "exempt", Finding.rule_id == "KM-101")
+    ).one()
     assert finding.status == "exempted" and finding.exemption_id == exemption.id
 
     # The expiry moment passes between this scan and the next.
-    pipeline.session.execute(update(Exemption).where(Exemption.id == exemption.id)
-                             .values(expires_at=utcnow()))
+    pipeline.session.execute(
+        update(Exemption).where(Exemption.id == exemption.id).values(expires_at=utcnow())
+    )
     pipeline.session.commit()
     pipeline.run.run("k8smon.rescan", "exempt")
     pipeline.session.refresh(finding)
@@ -107,16 +131,24 @@ def test_configuration_exemption_from_the_rules_file(
     config.write_text(
         "exemptions:\n"
         "  - rules: [KM-101]\n    cluster: cfg\n    namespaces: ['infra']\n"
-        "    reason: node agent\n    owner: platform\n", encoding="utf-8")
+        "    reason: node agent\n    owner: platform\n",
+        encoding="utf-8",
+    )
     pipeline = make_pipeline(config_path=config)
-    pipeline.push_and_process("cfg", [privileged("a", namespace="infra"),
-                                      privileged("b", namespace="apps")])
+    pipeline.push_and_process(
+        "cfg", [privileged("a", namespace="infra"), privileged("b", namespace="apps")]
+    )
     pipeline.run.run("k8smon.rescan", "cfg")
-    rows = {(f.namespace, f.status) for f in pipeline.session.scalars(
-        select(Finding).where(Finding.cluster_id == "cfg", Finding.rule_id == "KM-101"))}
+    rows = {
+        (f.namespace, f.status)
+        for f in pipeline.session.scalars(
+            select(Finding).where(Finding.cluster_id == "cfg", Finding.rule_id == "KM-101")
+        )
+    }
     assert rows == {("infra", "exempted"), ("apps", "new")}
-    exempted = pipeline.session.scalars(select(Finding).where(
-        Finding.cluster_id == "cfg", Finding.status == "exempted")).one()
+    exempted = pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == "cfg", Finding.status == "exempted")
+    ).one()
     assert exempted.details["exemption"]["reason"] == "node agent"
 
 
@@ -148,11 +180,15 @@ def test_a_catalogue_change_invalidates_the_cache(
     assert retuned.ctx.rules.catalogue_version != pipeline.ctx.rules.catalogue_version
     outcome = retuned.run.run("k8smon.rescan", "cat")
     assert outcome["counts"]["evaluated"] == 6
-    severities = set(pipeline.session.scalars(
-        select(Finding.severity).where(Finding.cluster_id == "cat", Finding.rule_id == "KM-101")))
+    severities = set(
+        pipeline.session.scalars(
+            select(Finding.severity).where(Finding.cluster_id == "cat", Finding.rule_id == "KM-101")
+        )
+    )
     assert severities == {"low"}
     versions = pipeline.session.scalar(
-        select(func.count(func.distinct(RuleResultCache.catalogue_version))))
+        select(func.count(func.distinct(RuleResultCache.catalogue_version)))
+    )
     assert versions >= 2
 
 
@@ -169,8 +205,12 @@ def test_unevaluated_objects_keep_their_findings(pipeline: Pipeline) -> None:
     key = ResourceRef.of(objects[0]).key
     pipeline.session.execute(RuleResultCache.__table__.delete())
     pipeline.session.commit()
-    outcome = jobs.finalize_scan(plan_ctx, [jobs.evaluate_cluster_rules(
-        plan_ctx, plan.scan_id, "uneval")], plan.scan_id, "uneval")
+    outcome = jobs.finalize_scan(
+        plan_ctx,
+        [jobs.evaluate_cluster_rules(plan_ctx, plan.scan_id, "uneval")],
+        plan.scan_id,
+        "uneval",
+    )
     assert outcome["counts"]["unevaluated"] == 2 and outcome["counts"]["resolved"] == 0
     assert findings_of(pipeline, "uneval") == before
     assert any(k == key for _r, k, _c, _p in before)
@@ -179,17 +219,23 @@ def test_unevaluated_objects_keep_their_findings(pipeline: Pipeline) -> None:
 def test_finalize_twice_changes_nothing(pipeline: Pipeline) -> None:
     pipeline.push_and_process("twice", [privileged("x")])
     plan = jobs.plan_scan(pipeline.ctx, "twice", trigger="test")
-    results = [jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "twice", s.index, s.first_id,
-                                   s.last_id) for s in plan.shards]
+    results = [
+        jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "twice", s.index, s.first_id, s.last_id)
+        for s in plan.shards
+    ]
     results.append(jobs.evaluate_cluster_rules(pipeline.ctx, plan.scan_id, "twice"))
     # A redelivered shard inserts nothing twice.
-    results.append(jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "twice", 0,
-                                       plan.shards[0].first_id, plan.shards[0].last_id))
+    results.append(
+        jobs.evaluate_shard(
+            pipeline.ctx, plan.scan_id, "twice", 0, plan.shards[0].first_id, plan.shards[0].last_id
+        )
+    )
     first = jobs.finalize_scan(pipeline.ctx, results, plan.scan_id, "twice")
     again = jobs.finalize_scan(pipeline.ctx, results, plan.scan_id, "twice")
     assert again["already_done"] is True and again["counts"] == first["counts"]
     count = pipeline.session.scalar(
-        select(func.count()).select_from(Finding).where(Finding.cluster_id == "twice"))
+        select(func.count()).select_from(Finding).where(Finding.cluster_id == "twice")
+    )
     assert count == first["counts"]["new"]
 
 
@@ -202,8 +248,12 @@ def test_incremental_finalize_matches_the_offline_scan_of_the_new_state(
     assert first["counts"]["incremental"] == 0
 
     # Fix one privileged workload, delete another, add a new one; the rest is untouched.
-    changed = [fixed(objects[0]), *objects[1:3], *objects[4:],
-               privileged("delta-late", namespace="delta-ns9")]
+    changed = [
+        fixed(objects[0]),
+        *objects[1:3],
+        *objects[4:],
+        privileged("delta-late", namespace="delta-ns9"),
+    ]
     pipeline.push_and_process("delta", changed)
     second = pipeline.run.run("k8smon.rescan", "delta")
 
@@ -212,7 +262,8 @@ def test_incremental_finalize_matches_the_offline_scan_of_the_new_state(
     assert findings_of(pipeline, "delta") == offline(changed, "delta")
     assert second["counts"]["resolved"] >= 2 and second["counts"]["new"] >= 1
     assert second["counts"]["open"] + second["counts"]["new"] == len(
-        findings_of(pipeline, "delta", "new", "open"))
+        findings_of(pipeline, "delta", "new", "open")
+    )
 
 
 def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
@@ -229,8 +280,9 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
     # scan's new findings are now open.
     assert pipeline.run.run("k8smon.scan_fleet") == []
     for cluster_id in states:
-        runs = pipeline.session.scalars(select(ScanRun).where(
-            ScanRun.cluster_id == cluster_id).order_by(ScanRun.id)).all()
+        runs = pipeline.session.scalars(
+            select(ScanRun).where(ScanRun.cluster_id == cluster_id).order_by(ScanRun.id)
+        ).all()
         assert [r.state for r in runs] == ["done", "done"]
         assert runs[1].counts["unchanged"] == 1 and runs[1].shard_count == 0
         assert runs[1].counts["open"] == len(expected[cluster_id])
@@ -246,8 +298,14 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
     assert third[0]["counts"]["resolved"] >= 1
 
     # A new exemption may change any cluster's findings: every affected cluster is scanned.
-    create_exemption(pipeline.session, rule_ids=["KM-101"], reason="accepted",
-                     created_by="sec", cluster_id="still-2", selector={})
+    create_exemption(
+        pipeline.session,
+        rule_ids=["KM-101"],
+        reason="accepted",
+        created_by="sec",
+        cluster_id="still-2",
+        selector={},
+    )
     pipeline.session.commit()
     fourth = pipeline.run.run("k8smon.scan_fleet")
     assert [o["cluster_id"] for o in fourth] == ["still-2"]
@@ -259,10 +317,12 @@ def test_offline_and_server_fingerprints_are_the_same(pipeline: Pipeline) -> Non
     pipeline.push_and_process("fp", objects)
     pipeline.run.run("k8smon.rescan", "fp")
     offline_fingerprints = {
-        r.fingerprint for r in Engine.from_config(None).scan(objects, cluster="fp").results
+        r.fingerprint
+        for r in Engine.from_config(None).scan(objects, cluster="fp").results
         if r.status != "error"
     }
-    stored = set(pipeline.session.scalars(
-        select(Finding.fingerprint).where(Finding.cluster_id == "fp")))
+    stored = set(
+        pipeline.session.scalars(select(Finding.fingerprint).where(Finding.cluster_id == "fp"))
+    )
     assert offline_fingerprints and stored == offline_fingerprints
     assert all(len(f) == 64 for f in stored)

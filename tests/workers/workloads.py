@@ -20,8 +20,11 @@ def hardened(name: str, *, namespace: str = "default") -> dict[str, Any]:
     pod["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     pod["automountServiceAccountToken"] = False
     pod["containers"][0]["securityContext"] = {
-        "privileged": False, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
     }
     return obj
 
@@ -38,7 +41,11 @@ def cluster_state(prefix: str, count: int) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for i in range(count):
         ns = f"{prefix}-ns{i % 3}"
-        objects.append(privileged(f"{prefix}-priv-{i}", namespace=ns) if i % 3 == 0
-                       else config_map(f"{prefix}-cfg-{i}", namespace=ns) if i % 3 == 1
-                       else hardened(f"{prefix}-ok-{i}", namespace=ns))
+        objects.append(
+            privileged(f"{prefix}-priv-{i}", namespace=ns)
+            if i % 3 == 0
+            else config_map(f"{prefix}-cfg-{i}", namespace=ns)
+            if i % 3 == 1
+            else hardened(f"{prefix}-ok-{i}", namespace=ns)
+        )
     return objects

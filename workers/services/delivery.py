@@ -30,11 +30,14 @@ def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) ->
     run = session.get(ScanRun, scan_id)
     if run is None:
         return None
-    report = build_cluster_report(session, run.cluster_id, public_url=settings.public_url,
-                                  scan_id=scan_id)
+    report = build_cluster_report(
+        session, run.cluster_id, public_url=settings.public_url, scan_id=scan_id
+    )
     directory = html_report_dir(settings)
-    write_policy_reports(cluster_policy_reports(session, run.cluster_id),
-                         directory / f"{run.cluster_id}.policyreports.json")
+    write_policy_reports(
+        cluster_policy_reports(session, run.cluster_id),
+        directory / f"{run.cluster_id}.policyreports.json",
+    )
     return write_html(report, directory)
 
 
@@ -47,7 +50,10 @@ def send_one(delivery: Delivery, report: ClusterReport, *, settings: Settings) -
 
 
 def deliver_due(
-    session: Session, *, settings: Settings, scan_id: int | None = None,
+    session: Session,
+    *,
+    settings: Settings,
+    scan_id: int | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Attempt every due delivery (of one scan, or all); failures are rescheduled, not raised."""
@@ -58,8 +64,11 @@ def deliver_due(
             continue
         if delivery.scan_run_id not in reports:
             reports[delivery.scan_run_id] = build_cluster_report(
-                session, delivery.cluster_id, public_url=settings.public_url,
-                scan_id=delivery.scan_run_id)
+                session,
+                delivery.cluster_id,
+                public_url=settings.public_url,
+                scan_id=delivery.scan_run_id,
+            )
         try:
             send_one(delivery, reports[delivery.scan_run_id], settings=settings)
         except (DeliveryError, WebhookError) as problem:

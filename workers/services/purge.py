@@ -42,7 +42,8 @@ def purge_expired(
         while True:
             with unit_of_work(sessions) as session:
                 deleted = rule_cache.delete_other_versions(
-                    session, keep_version=catalogue_version, batch_size=batch_size)
+                    session, keep_version=catalogue_version, batch_size=batch_size
+                )
             totals["rule_result_cache"] += deleted
             if deleted < batch_size:
                 break

@@ -66,22 +66,29 @@ class ScanPlan:
 
 
 def _still_valid(
-    previous: ScanRun | None, *, exemptions: Sequence[Exemption], rules: EngineHandle,
+    previous: ScanRun | None,
+    *,
+    exemptions: Sequence[Exemption],
+    rules: EngineHandle,
     now: datetime,
 ) -> bool:
     """Whether a complete scan's findings still hold for everything it saw: same catalogue
     version, nothing left unevaluated, no exemption created, revoked or expired since it
     started (exemptions cannot be edited otherwise)."""
     if (
-        previous is None or previous.errors or (previous.counts or {}).get("unevaluated")
+        previous is None
+        or previous.errors
+        or (previous.counts or {}).get("unevaluated")
         or previous.catalogue_version != rules.catalogue_version
     ):
         return False
     since = previous.started_at
     for exemption in exemptions:
-        if exemption.created_at > since or (
-            exemption.revoked_at is not None and exemption.revoked_at > since
-        ) or (exemption.expires_at is not None and since < exemption.expires_at <= now):
+        if (
+            exemption.created_at > since
+            or (exemption.revoked_at is not None and exemption.revoked_at > since)
+            or (exemption.expires_at is not None and since < exemption.expires_at <= now)
+        ):
             return False
     return not any(
         exemption.expires is not None and since < exemption.expires <= now
@@ -89,14 +96,15 @@ def _still_valid(
     )
 
 
-def _previous_complete(session: Session, run: ScanRun, *, rules: EngineHandle,
-                       now: datetime) -> ScanRun | None:
+def _previous_complete(
+    session: Session, run: ScanRun, *, rules: EngineHandle, now: datetime
+) -> ScanRun | None:
     """The last complete scan of the run's cluster, if its findings are still valid."""
     previous = session.scalar(
         select(ScanRun)
-        .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done",
-               ScanRun.id != run.id)
-        .order_by(ScanRun.id.desc()).limit(1)
+        .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done", ScanRun.id != run.id)
+        .order_by(ScanRun.id.desc())
+        .limit(1)
     )
     exemptions = list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True)
     valid = _still_valid(previous, exemptions=exemptions, rules=rules, now=now)
@@ -120,8 +128,7 @@ def _incremental_base(
     if previous is None or "version_watermark" not in (previous.counts or {}):
         return None
     key = rule_cache.cluster_owned_key(previous.snapshot_digest or "empty")
-    cached = rule_cache.cached_results(session, [key],
-                                       catalogue_version=rules.catalogue_version)
+    cached = rule_cache.cached_results(session, [key], catalogue_version=rules.catalogue_version)
     if key not in cached:
         return None
     before = set(cached[key][0].get("suppressed") or ())
@@ -131,9 +138,17 @@ def _incremental_base(
 def _unchanged_counts(previous: ScanRun) -> dict[str, int]:
     before = previous.counts or {}
     return {
-        **before, "new": 0, "resolved": 0, "reopened": 0, "unexempted": 0, "evaluated": 0,
-        "cache_hits": 0, "open": int(before.get("open", 0)) + int(before.get("new", 0)),
-        "unchanged": 1, "incremental": 0, "reconciled_objects": 0,
+        **before,
+        "new": 0,
+        "resolved": 0,
+        "reopened": 0,
+        "unexempted": 0,
+        "evaluated": 0,
+        "cache_hits": 0,
+        "open": int(before.get("open", 0)) + int(before.get("new", 0)),
+        "unchanged": 1,
+        "incremental": 0,
+        "reconciled_objects": 0,
     }
 
 
@@ -156,31 +171,45 @@ def record_unchanged_scans(
         return []
     now = utcnow()
     ids = list(cluster_ids)
-    latest_ids = select(func.max(ScanRun.id)).where(
-        ScanRun.cluster_id.in_(ids), ScanRun.state == "done").group_by(ScanRun.cluster_id)
-    previous = {r.cluster_id: r for r in session.scalars(
-        select(ScanRun).where(ScanRun.id.in_(latest_ids)))}
-    digests = dict(session.execute(
-        select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all())
+    latest_ids = (
+        select(func.max(ScanRun.id))
+        .where(ScanRun.cluster_id.in_(ids), ScanRun.state == "done")
+        .group_by(ScanRun.cluster_id)
+    )
+    previous = {
+        r.cluster_id: r for r in session.scalars(select(ScanRun).where(ScanRun.id.in_(latest_ids)))
+    }
+    digests = dict(
+        session.execute(select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all()
+    )
     exemptions = list_exemptions(session, include_inactive=True)
     unchanged: list[tuple[str, ScanRun]] = []
     for cluster_id in ids:
         run = previous.get(cluster_id)
-        applicable = [e for e in exemptions
-                      if e.scope == "global" or e.cluster_id == cluster_id]
+        applicable = [e for e in exemptions if e.scope == "global" or e.cluster_id == cluster_id]
         if (
-            run is not None and run.snapshot_digest is not None
+            run is not None
+            and run.snapshot_digest is not None
             and run.snapshot_digest == digests.get(cluster_id)
             and _still_valid(run, exemptions=applicable, rules=rules, now=now)
         ):
             unchanged.append((cluster_id, run))
     finished = utcnow()
     runs = [
-        ScanRun(cluster_id=cluster_id, trigger=trigger, state="done", started_at=now,
-                finished_at=finished, duration_s=(finished - now).total_seconds(),
-                catalogue_version=rules.catalogue_version, snapshot_digest=run.snapshot_digest,
-                object_count=run.object_count, shard_count=0,
-                counts=_unchanged_counts(run), errors=[])
+        ScanRun(
+            cluster_id=cluster_id,
+            trigger=trigger,
+            state="done",
+            started_at=now,
+            finished_at=finished,
+            duration_s=(finished - now).total_seconds(),
+            catalogue_version=rules.catalogue_version,
+            snapshot_digest=run.snapshot_digest,
+            object_count=run.object_count,
+            shard_count=0,
+            counts=_unchanged_counts(run),
+            errors=[],
+        )
         for cluster_id, run in unchanged
     ]
     session.add_all(runs)
@@ -206,23 +235,33 @@ def plan_scan(
     if task_id:
         run = session.scalar(select(ScanRun).where(ScanRun.task_id == task_id))
     if run is None:
-        run = start_scan_run(session, cluster_id, trigger=trigger,
-                             catalogue_version=rules.catalogue_version, task_id=task_id)
+        run = start_scan_run(
+            session,
+            cluster_id,
+            trigger=trigger,
+            catalogue_version=rules.catalogue_version,
+            task_id=task_id,
+        )
     if run.state != "running":
         return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
     previous = _unchanged_since(session, run, rules=rules)
     if previous is not None:
         return _finish_unchanged(session, run, previous)
-    todo = rule_cache.uncached_objects(session, cluster_id,
-                                       catalogue_version=rules.catalogue_version)
+    todo = rule_cache.uncached_objects(
+        session, cluster_id, catalogue_version=rules.catalogue_version
+    )
     shards = [
         ShardSpec(run.id, cluster_id, index, batch[0], batch[-1], len(batch))
         for index, batch in enumerate(chunked(todo, shard_size))
     ]
-    run.object_count = session.scalar(
-        select(func.count()).select_from(KubeObject)
-        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
-    ) or 0
+    run.object_count = (
+        session.scalar(
+            select(func.count())
+            .select_from(KubeObject)
+            .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        )
+        or 0
+    )
     run.shard_count = len(shards)
     session.flush()
     return ScanPlan(run.id, cluster_id, shards)
@@ -240,7 +279,8 @@ def evaluate_shard(
     """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
     version = rules.catalogue_version
     objects, hashes, missing = rule_cache.uncached_in_range(
-        session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version)
+        session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
+    )
     errors: list[dict[str, Any]] = []
     fresh: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(missing, 500):
@@ -248,13 +288,23 @@ def evaluate_shard(
             try:
                 fresh[chash] = rules.evaluate_object(body)
             except Exception as problem:
-                errors.append({"stage": "shard", "shard": shard_index,
-                               "object": str(ResourceRef.of(body)),
-                               "error": f"{type(problem).__name__}: {problem}"[:500]})
+                errors.append(
+                    {
+                        "stage": "shard",
+                        "shard": shard_index,
+                        "object": str(ResourceRef.of(body)),
+                        "error": f"{type(problem).__name__}: {problem}"[:500],
+                    }
+                )
     rule_cache.store_results(session, fresh, catalogue_version=version)
-    return {"kind": "shard", "shard": shard_index, "objects": objects,
-            "evaluated": len(fresh), "cache_hits": hashes - len(missing),
-            "errors": errors}
+    return {
+        "kind": "shard",
+        "shard": shard_index,
+        "objects": objects,
+        "evaluated": len(fresh),
+        "cache_hits": hashes - len(missing),
+        "errors": errors,
+    }
 
 
 def evaluate_cluster_rules(
@@ -271,13 +321,20 @@ def evaluate_cluster_rules(
     try:
         state = rules.evaluate_cluster(bodies)
     except Exception as problem:
-        return {"kind": "cluster", "cluster_key": None, "cached": False,
-                "errors": [{"stage": "cluster_rules",
-                            "error": f"{type(problem).__name__}: {problem}"[:500]}]}
+        return {
+            "kind": "cluster",
+            "cluster_key": None,
+            "cached": False,
+            "errors": [
+                {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
+            ],
+        }
     owned = {"suppressed": state["suppressed"]}
     rule_cache.store_results(
-        session, {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
-        catalogue_version=version)
+        session,
+        {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
+        catalogue_version=version,
+    )
     return {"kind": "cluster", "cluster_key": key, "cached": False, "errors": []}
 
 
@@ -304,25 +361,43 @@ def _meta_from_bodies(session: Session, hashes: Sequence[str]) -> dict[str, dict
 
 
 def _observed(
-    record: Mapping[str, Any], *, content_hash: str | None, source: str,
-    exemption_id: int | None, exempted: bool,
+    record: Mapping[str, Any],
+    *,
+    content_hash: str | None,
+    source: str,
+    exemption_id: int | None,
+    exempted: bool,
 ) -> ObservedFinding:
     ref = ResourceRef.from_dict(record["resource"])
     details = {
-        "title": record.get("title", ""), "category": record.get("category", ""),
-        "cis": list(record.get("cis") or []), "pss": list(record.get("pss") or []),
+        "title": record.get("title", ""),
+        "category": record.get("category", ""),
+        "cis": list(record.get("cis") or []),
+        "pss": list(record.get("pss") or []),
         "source": source,
     }
     if record.get("exemption"):
         details["exemption"] = record["exemption"]
     return ObservedFinding(
-        fingerprint=fingerprint(rule_id=record["rule_id"], ref_key=ref.key,
-                                container=record.get("container"), path=record.get("path")),
-        rule_id=record["rule_id"], api_version=ref.api_version, kind=ref.kind,
-        namespace=ref.namespace, name=ref.name, container=record.get("container"),
-        path=record.get("path") or None, content_hash=content_hash,
-        severity=str(record.get("severity", "medium")), message=str(record.get("message", "")),
-        exempted=exempted, exemption_id=exemption_id, details=details,
+        fingerprint=fingerprint(
+            rule_id=record["rule_id"],
+            ref_key=ref.key,
+            container=record.get("container"),
+            path=record.get("path"),
+        ),
+        rule_id=record["rule_id"],
+        api_version=ref.api_version,
+        kind=ref.kind,
+        namespace=ref.namespace,
+        name=ref.name,
+        container=record.get("container"),
+        path=record.get("path") or None,
+        content_hash=content_hash,
+        severity=str(record.get("severity", "medium")),
+        message=str(record.get("message", "")),
+        exempted=exempted,
+        exemption_id=exemption_id,
+        details=details,
     )
 
 
@@ -358,25 +433,34 @@ def _cluster_results(
 
 
 def _observe(
-    session: Session, candidates: Sequence[tuple[dict[str, Any], str | None, str]], *,
-    cluster_id: str, rules: EngineHandle, meta: Mapping[str, Mapping[str, Any]],
+    session: Session,
+    candidates: Sequence[tuple[dict[str, Any], str | None, str]],
+    *,
+    cluster_id: str,
+    rules: EngineHandle,
+    meta: Mapping[str, Mapping[str, Any]],
     at: datetime,
 ) -> list[ObservedFinding]:
     """Apply the configuration, then the database's exemptions, to candidate records."""
     db_exemptions = list_exemptions(session, cluster_id=cluster_id)
-    configured = rules.apply_config([c[0] for c in candidates], cluster_id=cluster_id,
-                                    meta=meta, now=at)
+    configured = rules.apply_config(
+        [c[0] for c in candidates], cluster_id=cluster_id, meta=meta, now=at
+    )
     observed: list[ObservedFinding] = []
     for record, (_old, chash, source) in zip(configured, candidates, strict=True):
         config_exempt = record.get("status") == "exempted"
         key = ResourceRef.from_dict(record["resource"]).key
         labels = (meta.get(key) or {}).get("labels") or {}
-        match = None if config_exempt else first_match(db_exemptions, record, labels=labels,
-                                                       now=at)
-        observed.append(_observed(
-            record, content_hash=chash, source=source,
-            exemption_id=match.id if match else None, exempted=config_exempt or match is not None,
-        ))
+        match = None if config_exempt else first_match(db_exemptions, record, labels=labels, now=at)
+        observed.append(
+            _observed(
+                record,
+                content_hash=chash,
+                source=source,
+                exemption_id=match.id if match else None,
+                exempted=config_exempt or match is not None,
+            )
+        )
     return observed
 
 
@@ -402,12 +486,14 @@ def finalize_scan(
 
     candidates, suppressed, meta, cluster_ok = _cluster_results(session, results, rules=rules)
     live = session.execute(
-        select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id)
-        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
+            KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
+        )
     ).all()
     watermark = max((vid or 0 for _k, _h, vid in live), default=0)
-    base = _incremental_base(session, run, rules=rules, suppressed=suppressed) \
-        if cluster_ok else None
+    base = (
+        _incremental_base(session, run, rules=rules, suppressed=suppressed) if cluster_ok else None
+    )
     if base is not None:
         # Only objects changed since the last complete scan (and objects whose controller
         # dedup status flipped) can have different object-rule findings.
@@ -428,16 +514,22 @@ def finalize_scan(
 
     for record, _chash, _source in candidates:
         if record.get("status") == "error":
-            errors.append({"stage": "rule", "rule_id": record.get("rule_id"),
-                           "resource": record.get("resource"), "error": record.get("message")})
+            errors.append(
+                {
+                    "stage": "rule",
+                    "rule_id": record.get("rule_id"),
+                    "resource": record.get("resource"),
+                    "error": record.get("message"),
+                }
+            )
     candidates = [
-        c for c in candidates
+        c
+        for c in candidates
         if c[0].get("status") != "error"
         and ResourceRef.from_dict(c[0]["resource"]).key not in suppressed
     ]
 
-    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, meta=meta,
-                        at=at)
+    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, meta=meta, at=at)
 
     cluster_rule_ids = rules.cluster_rule_ids
 
@@ -450,14 +542,17 @@ def finalize_scan(
         return key in todo and key not in unevaluated
 
     settle_new(session, cluster_id, scan_id=scan_id)
-    lifecycle = reconcile_findings(session, cluster_id, scan_id=scan_id, observed=observed,
-                                   evaluated=evaluated, at=at)
+    lifecycle = reconcile_findings(
+        session, cluster_id, scan_id=scan_id, observed=observed, evaluated=evaluated, at=at
+    )
     severities = severity_counts(session, cluster_id)
     statuses = status_counts(session, cluster_id)
     counts = {
         **lifecycle.as_counts(),
-        "open": statuses["open"], "exempted": statuses["exempted"],
-        "incremental": int(base is not None), "reconciled_objects": len(todo),
+        "open": statuses["open"],
+        "exempted": statuses["exempted"],
+        "incremental": int(base is not None),
+        "reconciled_objects": len(todo),
         "version_watermark": watermark,
         "objects": run.object_count,
         "evaluated": sum(int(r.get("evaluated", 0)) for r in results),
@@ -466,13 +561,13 @@ def finalize_scan(
         "violations": statuses["new"] + statuses["open"] + statuses["exempted"],
         **{f"severity_{s}": severities.get(s, 0) for s in SEVERITIES},
     }
-    finish_scan_run(session, scan_id, counts=counts, errors=errors,
-                    at=utcnow())
+    finish_scan_run(session, scan_id, counts=counts, errors=errors, at=utcnow())
     delivery_ids = []
     changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
     if cluster.channel and changed:  # only news is worth a message
         delivery_ids.append(
-            ensure_delivery(session, cluster_id=cluster_id, scan_run_id=scan_id,
-                            channel=cluster.channel).id
+            ensure_delivery(
+                session, cluster_id=cluster_id, scan_run_id=scan_id, channel=cluster.channel
+            ).id
         )
     return FinalizeOutcome(scan_id, cluster_id, counts, delivery_ids)
