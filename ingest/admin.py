@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
+from ingest.caps import ADMIN_API_BODY_LIMIT
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.keys import KeyFormatError, fingerprint, parse_public_key
@@ -47,7 +48,6 @@ def _refuse_nul() -> None:
     refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
 
-ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_ACTIVE_KEYS = 2
 ROLE_RANK = {"viewer": 0, "admin": 1}
 
@@ -66,7 +66,7 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
         def view(**view_args: Any) -> Response:
             context = ctx()
             raw = read_capped(
-                request.stream, declared=request.content_length, limit=ADMIN_BODY_LIMIT
+                request.stream, declared=request.content_length, limit=ADMIN_API_BODY_LIMIT
             )
             with context.sessions() as session:
                 caller = authenticate_admin(
