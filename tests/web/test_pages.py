@@ -109,7 +109,7 @@ def test_fleet_overview_shows_health_severities_and_trend(
     link = cells[0][0].replace("&amp;", "&")
     assert link == "/admin/clusters/prod-eu?severity=critical&exact=1&status=open#findings"
     listed = admin_client.get(link).get_data(as_text=True)
-    assert "1–1 of 1" in listed and critical.rule_id in listed.split('id="findings"')[1]
+    assert "1 to 1 of 1" in listed and critical.rule_id in listed.split('id="findings"')[1]
     trend = row.split('class="trend"')[1].split("</td>")[0]
     assert 'data-points="2"' in trend  # two finished scans, as SVG bars
     assert re.search(r'<span class="trend-num">\d+</span><span class="trend-scale">max', trend)
