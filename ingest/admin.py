@@ -176,7 +176,44 @@ def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
 MAX_SEARCH_MATCHES = 5000
 MAX_DISTINCT_VALUES = 100_000
 DEFAULT_DISTINCT_VALUES = 10_000
-_STR = {"type": ["string", "null"], "maxLength": 500}
+# Text limits are the columns' own (store.models): a longer value is a 400 naming the field.
+_STR = {"type": ["string", "null"], "maxLength": 200}  # display_name, team: varchar(200)
+_CHANNEL = {"type": ["string", "null"], "maxLength": 500}  # channel: varchar(500)
+_CLUSTER_REF = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": CLUSTER_ID.pattern}]}
+_GLOBS = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 253},
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "minItems": 1,
+            "maxItems": 100,
+        },
+    ]
+}
+# What `workers.services.exemptions` matches on: globs per field, labels as `k=v,...` or a map.
+SELECTOR_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kind": _GLOBS,
+        "namespace": _GLOBS,
+        "name": _GLOBS,
+        "container": _GLOBS,
+        "labels": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 1000},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "maxProperties": 64,
+                    "propertyNames": {"maxLength": 317},
+                    "additionalProperties": {"type": "string", "maxLength": 63},
+                },
+            ]
+        },
+    },
+}
 _LABELS = {
     "type": "object",
     "additionalProperties": {"type": "string", "maxLength": 200},
@@ -199,7 +236,7 @@ CLUSTER_CREATE_SCHEMA = {
         "id": {"type": "string", "pattern": CLUSTER_ID.pattern},
         "display_name": _STR,
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "keys": {"type": "array", "items": _KEY, "maxItems": MAX_ACTIVE_KEYS},
     },
@@ -211,7 +248,7 @@ CLUSTER_UPDATE_SCHEMA = {
     "properties": {
         "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "status": {"enum": ["active", "disabled"]},
     },
@@ -249,15 +286,15 @@ EXEMPTION_SCHEMA = {
             "minItems": 1,
         },
         "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "cluster_id": {"type": ["string", "null"], "maxLength": 63},
-        "selector": {"type": "object"},
+        "cluster_id": _CLUSTER_REF,
+        "selector": SELECTOR_SCHEMA,
         "expires_at": {"type": ["string", "null"], "maxLength": 40},
     },
 }
 RESCAN_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"cluster_id": {"type": ["string", "null"], "maxLength": 63}},
+    "properties": {"cluster_id": _CLUSTER_REF},
 }
 
 
