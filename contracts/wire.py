@@ -168,7 +168,7 @@ def _freeform_object(depth: int) -> dict[str, Any]:
         "type": "object",
         "maxProperties": MAX_FREEFORM_WIDTH,
         "propertyNames": {"maxLength": MAX_FREEFORM_TEXT},
-        "additionalProperties": _freeform(depth - 1),
+        "additionalProperties": _freeform(depth),
     }
 
 
