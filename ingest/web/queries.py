@@ -48,6 +48,10 @@ class FleetRow:
     def severity_counts(self) -> list[int]:
         return [self.open_by_severity.get(s, 0) for s in SEVERITIES]
 
+    def worst_first_key(self) -> tuple[Any, ...]:
+        """Sort key: most critical findings first, then high, ... then the cluster id."""
+        return (*(-n for n in self.severity_counts), self.cluster_id)
+
     @property
     def severity_items(self) -> list[tuple[str, int]]:
         return [(s, self.open_by_severity.get(s, 0)) for s in SEVERITIES]
