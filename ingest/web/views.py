@@ -195,7 +195,7 @@ def findings() -> str:
         return render_template(
             "web/findings.html",
             flt=flt,
-            summary=queries.summarise(db, flt),
+            summary=queries.summarise(db, flt, with_rules=False),
             listing=queries.findings_page(db, flt),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
