@@ -75,16 +75,13 @@ class FindingFilter:
         label = (args.get("label") or "").strip()
         if label and not _LABEL.match(label):
             raise FilterError("label: give key=value, e.g. env=prod")
-        raw_page = (args.get("page") or "1").strip()
-        if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
-            raise FilterError("page: a page number from 1")
         return cls(
             **values,
             severity=severity,
             exact=bool(severity) and args.get("exact", "") in ("1", "on", "true"),
             status=status,
             label=label,
-            page=int(raw_page),
+            page=page_number(args),
             fixed=tuple(sorted(k for k, v in fixed.items() if v)),
         )
 
@@ -152,3 +149,11 @@ class FindingFilter:
                 clusters = clusters.where(Cluster.labels[key].as_string() == value)
             where.append(Finding.cluster_id.in_(clusters))
         return where
+
+
+def page_number(args: Mapping[str, str]) -> int:
+    """The `page` URL parameter (1 when absent)."""
+    raw = (args.get("page") or "1").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise FilterError("page: a page number from 1")
+    return int(raw)

@@ -48,6 +48,10 @@ class FleetRow:
     def severity_counts(self) -> list[int]:
         return [self.open_by_severity.get(s, 0) for s in SEVERITIES]
 
+    def worst_first_key(self) -> tuple[Any, ...]:
+        """Sort key: most critical findings first, then high, ... then the cluster id."""
+        return (*(-n for n in self.severity_counts), self.cluster_id)
+
     @property
     def severity_items(self) -> list[tuple[str, int]]:
         return [(s, self.open_by_severity.get(s, 0)) for s in SEVERITIES]
@@ -332,23 +336,14 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
     with the most findings, then cluster, namespace, kind and name (a stable order, so a page
     number is a stable link)."""
     rule_size = func.count().over(partition_by=Finding.rule_id).label("rule_size")
-    listed = (
+    ranked = (
         select(
             Finding.id,
-            Finding.cluster_id,
             Finding.rule_id,
-            Finding.details["title"].as_string().label("title"),
-            Finding.details["category"].as_string().label("category"),
-            Finding.severity,
-            Finding.status,
-            Finding.api_version,
-            Finding.kind,
+            Finding.cluster_id,
             Finding.namespace,
+            Finding.kind,
             Finding.name,
-            Finding.container,
-            Finding.path,
-            Finding.message,
-            Finding.first_seen,
             rule_size,
             _status_rank().label("status_rank"),
             _severity_rank().label("severity_rank"),
@@ -356,22 +351,46 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
         .where(*flt.conditions())
         .subquery()
     )
-    rows = session.execute(
-        select(listed)
+    chosen = session.execute(
+        select(ranked.c.id, ranked.c.rule_size)
         .order_by(
-            listed.c.status_rank,
-            listed.c.severity_rank,
-            listed.c.rule_size.desc(),
-            listed.c.rule_id,
-            listed.c.cluster_id,
-            listed.c.namespace,
-            listed.c.kind,
-            listed.c.name,
-            listed.c.id,
+            ranked.c.status_rank,
+            ranked.c.severity_rank,
+            ranked.c.rule_size.desc(),
+            ranked.c.rule_id,
+            ranked.c.cluster_id,
+            ranked.c.namespace,
+            ranked.c.kind,
+            ranked.c.name,
+            ranked.c.id,
         )
         .offset(flt.offset)
         .limit(PAGE_SIZE)
     ).all()
+    sizes = {finding_id: int(size) for finding_id, size in chosen}
+    loaded = {
+        r.id: r
+        for r in session.execute(
+            select(
+                Finding.id,
+                Finding.cluster_id,
+                Finding.rule_id,
+                Finding.details["title"].as_string().label("title"),
+                Finding.details["category"].as_string().label("category"),
+                Finding.severity,
+                Finding.status,
+                Finding.api_version,
+                Finding.kind,
+                Finding.namespace,
+                Finding.name,
+                Finding.container,
+                Finding.path,
+                Finding.message,
+                Finding.first_seen,
+            ).where(Finding.id.in_(list(sizes)))
+        )
+    }
+    rows = [loaded[finding_id] for finding_id in sizes if finding_id in loaded]
     found = [
         FindingRow(
             id=r.id,
@@ -389,7 +408,7 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
             path=r.path,
             message=r.message,
             first_seen=r.first_seen,
-            rule_size=int(r.rule_size),
+            rule_size=sizes[r.id],
         )
         for r in rows
     ]
@@ -440,8 +459,9 @@ class Summary:
         return sum(v["exempted"] for v in self.by_severity.values())
 
 
-def summarise(session: Session, flt: FindingFilter) -> Summary:
-    """Counts of the filtered findings (status and page ignored: open and exempted both)."""
+def summarise(session: Session, flt: FindingFilter, *, with_rules: bool = True) -> Summary:
+    """Counts of the filtered findings (status and page ignored: open and exempted both);
+    `with_rules=False` leaves out the per-rule table (the costliest part at fleet scale)."""
     base = replace(flt, status="active", page=1).conditions()
     is_open = Finding.status.in_(OPEN_STATUSES)
     by_severity = {s: {"open": 0, "exempted": 0} for s in SEVERITIES}
@@ -466,6 +486,8 @@ def summarise(session: Session, flt: FindingFilter) -> Summary:
             .order_by(func.count().desc(), category)
         )
     ]
+    if not with_rules:
+        return Summary(by_severity=by_severity, by_category=by_category, rules=[])
     rules = [
         RuleSummary(
             rule_id=rule_id,

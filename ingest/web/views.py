@@ -15,7 +15,7 @@ from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.web import charts, manifest_view, queries
-from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter
+from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, run_search
 from ingest.web.security import (
     admin_required,
@@ -36,6 +36,7 @@ from store.scans import list_scan_runs
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
+FLEET_PAGE_SIZE = 100
 SOURCE = "admin-pages"
 
 
@@ -94,13 +95,32 @@ def logout() -> Response:
 def fleet() -> str:
     with _db() as db:
         now = utcnow()
-        rows = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
+        try:
+            page = page_number(request.args)
+        except FilterError as problem:
+            abort(400, description=str(problem))
+        team = request.args.get("team", "").strip()
+        health = request.args.get("health", "").strip()
+        everything = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
+        rows = [
+            r
+            for r in everything
+            if (not team or r.team == team) and (not health or r.health == health)
+        ]
+        rows.sort(key=queries.FleetRow.worst_first_key)
         prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
         totals = {s: sum(r.open_by_severity.get(s, 0) for r in rows) for s in queries.SEVERITIES}
         history = queries.fleet_history(db, now=now)
+        start = (page - 1) * FLEET_PAGE_SIZE
         return render_template(
             "web/fleet.html",
-            rows=rows,
+            rows=rows[start : start + FLEET_PAGE_SIZE],
+            total_clusters=len(rows),
+            all_clusters=len(everything),
+            page=page,
+            pages=max(1, -(-len(rows) // FLEET_PAGE_SIZE)),
+            team=team,
+            health=health,
             totals=totals,
             severities=queries.SEVERITIES,
             prefix=prefix,
@@ -175,7 +195,7 @@ def findings() -> str:
         return render_template(
             "web/findings.html",
             flt=flt,
-            summary=queries.summarise(db, flt),
+            summary=queries.summarise(db, flt, with_rules=False),
             listing=queries.findings_page(db, flt),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
