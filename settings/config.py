@@ -135,6 +135,12 @@ VARIABLES: tuple[Variable, ...] = (
         None,
         "HMAC-SHA256 key signing generic webhook deliveries",
     ),
+    Variable(
+        "K8SMON_SEARCH_TIMEOUT_SECONDS",
+        "search_timeout_seconds",
+        "15",
+        "time limit of every JSON-path search (admin pages and admin API)",
+    ),
     Variable("K8SMON_LOG_LEVEL", "log_level", "INFO", "log level"),
 )
 
@@ -164,6 +170,7 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_allowed_users: tuple[str, ...] = ()
     webhook_secret: str | None = field(default=None, repr=False)
+    search_timeout_seconds: float = 15.0
     log_level: str = "INFO"
 
     @property
@@ -231,6 +238,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "rate_limit_per_minute": _positive_int,
     "scan_interval_hours": _positive_float,
     "sweep_interval_minutes": _positive_float,
+    "search_timeout_seconds": _positive_float,
     "database_url": _database_url,
     "redis_url": _redis_url,
     "instance_path": lambda _env, raw: Path(raw),
