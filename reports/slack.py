@@ -1,4 +1,4 @@
-"""Slack delivery: a Block Kit message with only what changed (new and resolved findings),
+"""Slack messages: a Block Kit message with only what changed (new and resolved findings),
 a summary and a link to the admin page, within Slack's block and text limits."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     SectionBlock,
 )
-from slack_sdk.webhook import WebhookClient
 
 from reports.model import ClusterReport, RuleSection
 
@@ -24,10 +23,6 @@ MAX_SECTION_TEXT = 3000  # characters in a section's text
 MAX_HEADER_TEXT = 150  # characters in a header (plain text)
 MAX_FALLBACK_TEXT = 3000  # the notification text; Slack truncates messages at 40,000
 MAX_LINES_PER_RULE = 10
-
-
-class DeliveryError(Exception):
-    """The receiver did not accept the message (retried later)."""
 
 
 def _escape(text: str) -> str:
@@ -111,26 +106,6 @@ def build_message(report: ClusterReport) -> SlackMessage:
         f"k8s-monitor {report.display_name}: {summary}. {report.admin_url}", MAX_FALLBACK_TEXT
     )
     return SlackMessage(text=fallback, blocks=[b.to_dict() for b in blocks])
-
-
-def send_slack(url: str, message: SlackMessage, *, timeout_s: float = 10.0) -> None:
-    """POST the message to a Slack incoming webhook; raises DeliveryError unless accepted."""
-    client = WebhookClient(url, timeout=int(max(timeout_s, 1)))
-    try:
-        response = client.send(text=message.text, blocks=message.blocks)
-    except OSError as problem:
-        raise DeliveryError(f"{type(problem).__name__}: {problem}") from problem
-    if response.status_code != 200:
-        raise DeliveryError(f"slack answered {response.status_code}: {response.body[:200]}")
-
-
-def is_slack_url(url: str) -> bool:
-    return url.startswith("https://hooks.slack.com/") or url.startswith("slack+")
-
-
-def slack_target(url: str) -> str:
-    """`slack+http://…` forces Slack formatting for a non-Slack host (tests, proxies)."""
-    return url.removeprefix("slack+")
 
 
 def limits_ok(blocks: Sequence[dict[str, Any]]) -> bool:
