@@ -11,9 +11,11 @@ import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.beat import PersistentScheduler
 
 from beat_schedule.schedule import build_schedule
 from settings import Settings, load_settings
@@ -44,6 +46,15 @@ class BrokerOptions:
                 environ.get("K8SMON_VISIBILITY_TIMEOUT") or VISIBILITY_TIMEOUT_S
             ),
         )
+
+
+class InstanceFolderScheduler(PersistentScheduler):
+    """celery beat's default scheduler; creates the folder of its schedule file first (the
+    instance folder unless `--schedule` says otherwise), so beat never writes to the cwd."""
+
+    def setup_schedule(self) -> None:
+        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
 
 
 class K8sMonCelery(Celery):
@@ -86,6 +97,8 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,
+        "beat_scheduler": f"{__name__}:InstanceFolderScheduler",
+        "beat_schedule_filename": str(settings.instance_path / "celerybeat-schedule"),
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,
