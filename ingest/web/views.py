@@ -16,7 +16,7 @@ from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.web import charts, manifest_view, markdown, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
-from ingest.web.search import SearchError, run_search
+from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
     admin_required,
     current_user,
@@ -442,11 +442,12 @@ def scans() -> str:
 
 
 @login_required
-def search() -> str:
+def search() -> tuple[str, int]:
     args = request.args
     path = args.get("path", "").strip()
     results = None
     error = None
+    status = 200
     if path:
         with _db() as db:
             try:
@@ -461,7 +462,8 @@ def search() -> str:
                 )
             except SearchError as problem:
                 error = str(problem)
-    return render_template("web/search.html", form=args, results=results, error=error)
+                status = 503 if isinstance(problem, SearchTimeout) else 400
+    return render_template("web/search.html", form=args, results=results, error=error), status
 
 
 @login_required
