@@ -152,8 +152,11 @@ def flower_url(environ: Mapping[str, str]) -> str | None:
 
 def page_extras(settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
     """What the admin pages read from `IngestContext.extras` (see `ingest.web`)."""
+    from rules import default_rules  # noqa: PLC0415 - the composition root may import rules
+
     catalogue = rule_catalogue(settings.rules_config_path)
-    return {"rule_info": catalogue.get, "flower_url": flower_url(environ)}
+    docs = {rule.id: rule.meta.doc for rule in default_rules()}
+    return {"rule_info": catalogue.get, "rule_doc": docs.get, "flower_url": flower_url(environ)}
 
 
 def build_app(environ: Mapping[str, str] | None = None) -> Flask:

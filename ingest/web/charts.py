@@ -204,10 +204,10 @@ def trend_bars(values: Sequence[int], *, width: int = 96, height: int = 24) -> M
     if not values:
         return Markup('<span class="muted">no scans</span>')
     top = max(values) or 1
-    slot = width / len(values)
+    slot = width // len(values)
+    bar = max(1, slot - 2)
     bars = "".join(
-        f"M{i * slot:.1f} {height}v{-max(1.0, v / top * (height - 2)):.1f}h{slot * 0.8:.1f}"
-        f"V{height}z"
+        f"M{i * slot} {height}v-{max(1, round(v / top * (height - 2)))}h{bar}V{height}z"
         for i, v in enumerate(values)
     )
     latest = values[-1]
@@ -215,8 +215,8 @@ def trend_bars(values: Sequence[int], *, width: int = 96, height: int = 24) -> M
         str(v) for v in values
     )
     return Markup(  # noqa: S704 - numbers only
-        f'<svg class="trend-bars" role="img" aria-label="{label}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" data-points="{len(values)}">'
-        f'<title>{label} (scale 0 to {top:,})</title><path d="{bars}" fill="#2457c5"/></svg>'
+        f'<svg class="trend-bars" role="img" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" data-points="{len(values)}"><title>{label} (scale 0 to {top:,})'
+        f'</title><path d="{bars}"/></svg>'
         f'<span class="trend-num">{latest:,}</span><span class="trend-scale">max {top:,}</span>'
     )

@@ -53,6 +53,7 @@ class FindingFilter:
     status: str = DEFAULT_STATUS
     team: str = ""
     label: str = ""
+    exemption: str = ""  # findings an exemption covers (its id)
     page: int = 1
     fixed: tuple[str, ...] = ()  # fields the page's own URL names (left out of `query`)
 
@@ -72,19 +73,20 @@ class FindingFilter:
         status = (args.get("status") or DEFAULT_STATUS).strip().lower()
         if status not in STATUS_CHOICES:
             raise FilterError(f"status: one of {', '.join(STATUS_CHOICES)}")
+        exemption = (args.get("exemption") or "").strip()
+        if exemption and not (exemption.isdigit() and len(exemption) < 19):
+            raise FilterError("exemption: an exemption number")
         label = (args.get("label") or "").strip()
         if label and not _LABEL.match(label):
             raise FilterError("label: give key=value, e.g. env=prod")
-        raw_page = (args.get("page") or "1").strip()
-        if not raw_page.isdigit() or not 1 <= int(raw_page) <= 100_000:
-            raise FilterError("page: a page number from 1")
         return cls(
             **values,
             severity=severity,
             exact=bool(severity) and args.get("exact", "") in ("1", "on", "true"),
             status=status,
             label=label,
-            page=int(raw_page),
+            exemption=exemption,
+            page=page_number(args),
             fixed=tuple(sorted(k for k, v in fixed.items() if v)),
         )
 
@@ -116,7 +118,7 @@ class FindingFilter:
         chosen = replace(self, **changes) if changes else self
         params = {
             name: getattr(chosen, name)
-            for name in (*TEXT_FIELDS, "severity", "label")
+            for name in (*TEXT_FIELDS, "severity", "label", "exemption")
             if getattr(chosen, name) and name not in chosen.fixed
         }
         if chosen.exact and chosen.severity:
@@ -141,6 +143,8 @@ class FindingFilter:
             where.append(Finding.namespace == self.namespace)
         if self.kind:
             where.append(Finding.kind == self.kind)
+        if self.exemption:
+            where.append(Finding.exemption_id == int(self.exemption))
         if self.category:
             where.append(Finding.details["category"].as_string() == self.category)
         if self.team or self.label:
@@ -152,3 +156,11 @@ class FindingFilter:
                 clusters = clusters.where(Cluster.labels[key].as_string() == value)
             where.append(Finding.cluster_id.in_(clusters))
         return where
+
+
+def page_number(args: Mapping[str, str]) -> int:
+    """The `page` URL parameter (1 when absent)."""
+    raw = (args.get("page") or "1").strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise FilterError("page: a page number from 1")
+    return int(raw)

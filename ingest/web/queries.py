@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
 from ingest.web import charts
 from ingest.web.filters import PAGE_SIZE, FindingFilter
-from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
+from store.models import AuditEntry, Cluster, Finding, KubeObject, ScanRun, TelemetryPing
 from store.telemetry import latest_ping_id
 
 OPEN_STATUSES = ("new", "open")
@@ -47,6 +47,10 @@ class FleetRow:
     @property
     def severity_counts(self) -> list[int]:
         return [self.open_by_severity.get(s, 0) for s in SEVERITIES]
+
+    def worst_first_key(self) -> tuple[Any, ...]:
+        """Sort key: most critical findings first, then high, ... then the cluster id."""
+        return (*(-n for n in self.severity_counts), self.cluster_id)
 
     @property
     def severity_items(self) -> list[tuple[str, int]]:
@@ -232,15 +236,19 @@ def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Seque
     ).all()
 
 
-def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, str, int]]:
-    """(cluster, status, count) of a rule's active findings across the fleet."""
+def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, int, int]]:
+    """(cluster, open, exempted) findings of a rule across the fleet, most open first."""
     rows = session.execute(
-        select(Finding.cluster_id, Finding.status, func.count())
+        select(
+            Finding.cluster_id,
+            func.count().filter(Finding.status.in_(OPEN_STATUSES)),
+            func.count().filter(Finding.status == "exempted"),
+        )
         .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
-        .group_by(Finding.cluster_id, Finding.status)
-        .order_by(Finding.cluster_id, Finding.status)
+        .group_by(Finding.cluster_id)
     )
-    return [(c, s, int(n)) for c, s, n in rows]
+    counts = [(c, int(n_open), int(n_exempted)) for c, n_open, n_exempted in rows]
+    return sorted(counts, key=lambda row: (-row[1], -row[2], row[0]))
 
 
 def rule_sample(session: Session, rule_id: str) -> Finding | None:
@@ -332,23 +340,14 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
     with the most findings, then cluster, namespace, kind and name (a stable order, so a page
     number is a stable link)."""
     rule_size = func.count().over(partition_by=Finding.rule_id).label("rule_size")
-    listed = (
+    ranked = (
         select(
             Finding.id,
-            Finding.cluster_id,
             Finding.rule_id,
-            Finding.details["title"].as_string().label("title"),
-            Finding.details["category"].as_string().label("category"),
-            Finding.severity,
-            Finding.status,
-            Finding.api_version,
-            Finding.kind,
+            Finding.cluster_id,
             Finding.namespace,
+            Finding.kind,
             Finding.name,
-            Finding.container,
-            Finding.path,
-            Finding.message,
-            Finding.first_seen,
             rule_size,
             _status_rank().label("status_rank"),
             _severity_rank().label("severity_rank"),
@@ -356,22 +355,46 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
         .where(*flt.conditions())
         .subquery()
     )
-    rows = session.execute(
-        select(listed)
+    chosen = session.execute(
+        select(ranked.c.id, ranked.c.rule_size)
         .order_by(
-            listed.c.status_rank,
-            listed.c.severity_rank,
-            listed.c.rule_size.desc(),
-            listed.c.rule_id,
-            listed.c.cluster_id,
-            listed.c.namespace,
-            listed.c.kind,
-            listed.c.name,
-            listed.c.id,
+            ranked.c.status_rank,
+            ranked.c.severity_rank,
+            ranked.c.rule_size.desc(),
+            ranked.c.rule_id,
+            ranked.c.cluster_id,
+            ranked.c.namespace,
+            ranked.c.kind,
+            ranked.c.name,
+            ranked.c.id,
         )
         .offset(flt.offset)
         .limit(PAGE_SIZE)
     ).all()
+    sizes = {finding_id: int(size) for finding_id, size in chosen}
+    loaded = {
+        r.id: r
+        for r in session.execute(
+            select(
+                Finding.id,
+                Finding.cluster_id,
+                Finding.rule_id,
+                Finding.details["title"].as_string().label("title"),
+                Finding.details["category"].as_string().label("category"),
+                Finding.severity,
+                Finding.status,
+                Finding.api_version,
+                Finding.kind,
+                Finding.namespace,
+                Finding.name,
+                Finding.container,
+                Finding.path,
+                Finding.message,
+                Finding.first_seen,
+            ).where(Finding.id.in_(list(sizes)))
+        )
+    }
+    rows = [loaded[finding_id] for finding_id in sizes if finding_id in loaded]
     found = [
         FindingRow(
             id=r.id,
@@ -389,7 +412,7 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
             path=r.path,
             message=r.message,
             first_seen=r.first_seen,
-            rule_size=int(r.rule_size),
+            rule_size=sizes[r.id],
         )
         for r in rows
     ]
@@ -440,8 +463,9 @@ class Summary:
         return sum(v["exempted"] for v in self.by_severity.values())
 
 
-def summarise(session: Session, flt: FindingFilter) -> Summary:
-    """Counts of the filtered findings (status and page ignored: open and exempted both)."""
+def summarise(session: Session, flt: FindingFilter, *, with_rules: bool = True) -> Summary:
+    """Counts of the filtered findings (status and page ignored: open and exempted both);
+    `with_rules=False` leaves out the per-rule table (the costliest part at fleet scale)."""
     base = replace(flt, status="active", page=1).conditions()
     is_open = Finding.status.in_(OPEN_STATUSES)
     by_severity = {s: {"open": 0, "exempted": 0} for s in SEVERITIES}
@@ -466,6 +490,8 @@ def summarise(session: Session, flt: FindingFilter) -> Summary:
             .order_by(func.count().desc(), category)
         )
     ]
+    if not with_rules:
+        return Summary(by_severity=by_severity, by_category=by_category, rules=[])
     rules = [
         RuleSummary(
             rule_id=rule_id,
@@ -589,3 +615,115 @@ def fleet_history(session: Session, *, now: datetime, days: int = HISTORY_DAYS) 
             history.by_severity[severity].append(sum(v[i] for v in latest.values()))
         history.changes.append((changes[label][0], changes[label][1]))
     return history
+
+
+def exemption_coverage(session: Session) -> dict[int, int]:
+    """How many findings each exemption covers right now (status exempted, by exemption id)."""
+    rows = session.execute(
+        select(Finding.exemption_id, func.count())
+        .where(Finding.status == "exempted", Finding.exemption_id.is_not(None))
+        .group_by(Finding.exemption_id)
+    )
+    return {int(exemption_id): int(n) for exemption_id, n in rows}
+
+
+# ------------------------------------------------------------------------------ audit and scans
+
+READ_VERBS = ("list", "show", "read", "query", "search", "latest", "report", "run", "download")
+AUDIT_KINDS = ("changes", "reads", "sign-ins", "all")
+
+
+def _is_read() -> ColumnElement[bool]:
+    return or_(*(AuditEntry.action.endswith(f".{verb}") for verb in READ_VERBS))
+
+
+def _is_sign_in() -> ColumnElement[bool]:
+    return AuditEntry.action.startswith("session.")
+
+
+@dataclass(slots=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    total: int
+    page: int
+    page_size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def audit_page(session: Session, *, kind: str, actor: str, action: str, page: int) -> AuditPage:
+    """Audit entries, newest first: changes (default), reads, sign-ins or all; by actor and
+    action (an exact action, or a prefix ending in '.', e.g. `exemption.`)."""
+    where: list[ColumnElement[bool]] = []
+    if kind == "changes":
+        where += [~_is_read(), ~_is_sign_in()]
+    elif kind == "reads":
+        where.append(_is_read())
+    elif kind == "sign-ins":
+        where.append(_is_sign_in())
+    if actor:
+        where.append(AuditEntry.actor == actor)
+    if action:
+        where.append(
+            AuditEntry.action.startswith(action)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    total = int(session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0)
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(*where)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return AuditPage(entries=list(entries), total=total, page=page)
+
+
+def audit_actors_and_actions(session: Session) -> tuple[list[str], list[str]]:
+    """The distinct actors and actions (the filter form's choices)."""
+    actors = session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor))
+    actions = session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    return list(actors)[:200], list(actions)[:200]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRow:
+    """One scan on the scans page: what changed and what is open, not internal counters."""
+
+    run: ScanRun
+    new: int
+    resolved: int
+    open: int
+    exempted: int
+    by_severity: dict[str, int]
+    has_severities: bool
+
+
+def scan_rows(session: Session, *, cluster_id: str | None, page: int) -> tuple[list[ScanRow], int]:
+    where = [ScanRun.cluster_id == cluster_id] if cluster_id else []
+    total = int(session.scalar(select(func.count()).select_from(ScanRun).where(*where)) or 0)
+    runs = session.scalars(
+        select(ScanRun)
+        .where(*where)
+        .order_by(ScanRun.started_at.desc(), ScanRun.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    rows = []
+    for run in runs:
+        counts = run.counts or {}
+        rows.append(
+            ScanRow(
+                run=run,
+                new=int(counts.get("new", 0) or 0),
+                resolved=int(counts.get("resolved", 0) or 0),
+                open=open_after_scan(counts),
+                exempted=int(counts.get("exempted", 0) or 0),
+                by_severity=_severity_values(counts),
+                has_severities=any(f"severity_{s}" in counts for s in SEVERITIES),
+            )
+        )
+    return rows, total

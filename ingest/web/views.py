@@ -14,9 +14,9 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, queries
-from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter
-from ingest.web.search import SearchError, run_search
+from ingest.web import charts, manifest_view, markdown, queries
+from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
+from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
     admin_required,
     current_user,
@@ -26,7 +26,7 @@ from ingest.web.security import (
     sign_out,
 )
 from store import accounts
-from store.audit import recent_actions, record_action
+from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
 from store.findings import status_counts
@@ -36,6 +36,7 @@ from store.scans import list_scan_runs
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
+FLEET_PAGE_SIZE = 100
 SOURCE = "admin-pages"
 
 
@@ -94,13 +95,29 @@ def logout() -> Response:
 def fleet() -> str:
     with _db() as db:
         now = utcnow()
-        rows = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
+        page = _page()
+        team = request.args.get("team", "").strip()
+        health = request.args.get("health", "").strip()
+        everything = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
+        rows = [
+            r
+            for r in everything
+            if (not team or r.team == team) and (not health or r.health == health)
+        ]
+        rows.sort(key=queries.FleetRow.worst_first_key)
         prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
         totals = {s: sum(r.open_by_severity.get(s, 0) for r in rows) for s in queries.SEVERITIES}
         history = queries.fleet_history(db, now=now)
+        start = (page - 1) * FLEET_PAGE_SIZE
         return render_template(
             "web/fleet.html",
-            rows=rows,
+            rows=rows[start : start + FLEET_PAGE_SIZE],
+            total_clusters=len(rows),
+            all_clusters=len(everything),
+            page=page,
+            pages=max(1, -(-len(rows) // FLEET_PAGE_SIZE)),
+            team=team,
+            health=health,
             totals=totals,
             severities=queries.SEVERITIES,
             prefix=prefix,
@@ -175,7 +192,7 @@ def findings() -> str:
         return render_template(
             "web/findings.html",
             flt=flt,
-            summary=queries.summarise(db, flt),
+            summary=queries.summarise(db, flt, with_rules=False),
             listing=queries.findings_page(db, flt),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
@@ -271,10 +288,15 @@ def rule(rule_id: str) -> str:
         if info is None and sample is None:
             abort(404, description=f"no rule {rule_id!r} in the catalogue or in any finding")
         flt = _filter(rule=rule_id)
+        lookup_doc: Callable[[str], str | None] | None = ctx().extras.get("rule_doc")
+        doc = (lookup_doc(rule_id) if lookup_doc else None) or ""
         return render_template(
             "web/rule.html",
             rule_id=rule_id,
             info=info,
+            doc_html=markdown.render_doc(doc) if doc else None,
+            doc_lead=markdown.doc_lead(doc) if doc else "",
+            reference=markdown.reference,
             sample=sample,
             per_cluster=queries.rule_counts_by_cluster(db, rule_id),
             flt=flt,
@@ -295,16 +317,25 @@ def _expiry(raw: str) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
+def _exemptions_page(db: Session, form: Any) -> str:
+    return render_template(
+        "web/exemptions.html",
+        exemptions=sorted(
+            list_exemptions(db, include_inactive=True),
+            key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+        ),
+        coverage=queries.exemption_coverage(db),
+        clusters=list_clusters(db),
+        now=utcnow(),
+        form=form,
+        accepting=bool(form.get("rules")),
+    )
+
+
 @login_required
 def exemptions() -> str:
     with _db() as db:
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=request.args,
-        )
+        return _exemptions_page(db, request.args)
 
 
 @admin_required
@@ -360,13 +391,7 @@ def exemption_create() -> str | Response:
                 return redirect(url_for("web.exemptions"))
         for error in errors:
             flash(error, "error")
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=form,
-        ), 400  # type: ignore[return-value]
+        return _exemptions_page(db, form), 400  # type: ignore[return-value]
 
 
 @admin_required
@@ -391,24 +416,38 @@ def exemption_expire(exemption_id: int) -> Response:
 # ------------------------------------------------------------------------------ the rest
 
 
+def _page() -> int:
+    try:
+        return page_number(request.args)
+    except FilterError as problem:
+        abort(400, description=str(problem))
+
+
 @login_required
 def scans() -> str:
-    cluster_id = request.args.get("cluster") or None
+    cluster_id = request.args.get("cluster", "").strip() or None
+    page = _page()
     with _db() as db:
+        rows, total = queries.scan_rows(db, cluster_id=cluster_id, page=page)
         return render_template(
             "web/scans.html",
-            runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
+            rows=rows,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // queries.PAGE_SIZE)),
             cluster_id=cluster_id,
+            severities=queries.SEVERITIES,
             flower_url=ctx().extras.get("flower_url"),
         )
 
 
 @login_required
-def search() -> str:
+def search() -> tuple[str, int]:
     args = request.args
     path = args.get("path", "").strip()
     results = None
     error = None
+    status = 200
     if path:
         with _db() as db:
             try:
@@ -423,13 +462,35 @@ def search() -> str:
                 )
             except SearchError as problem:
                 error = str(problem)
-    return render_template("web/search.html", form=args, results=results, error=error)
+                status = 503 if isinstance(problem, SearchTimeout) else 400
+    return render_template("web/search.html", form=args, results=results, error=error), status
 
 
 @login_required
 def audit() -> str:
+    kind = request.args.get("kind", "changes")
+    if kind not in queries.AUDIT_KINDS:
+        abort(400, description=f"kind: one of {', '.join(queries.AUDIT_KINDS)}")
+    actor = request.args.get("actor", "").strip()[:200]
+    action = request.args.get("action", "").strip()[:100]
+    page = _page()
     with _db() as db:
-        return render_template("web/audit.html", entries=recent_actions(db, limit=500))
+        actors, actions = queries.audit_actors_and_actions(db)
+        return render_template(
+            "web/audit.html",
+            listing=queries.audit_page(db, kind=kind, actor=actor, action=action, page=page),
+            kind=kind,
+            kinds=queries.AUDIT_KINDS,
+            actor=actor,
+            action=action,
+            actors=actors,
+            actions=actions,
+        )
+
+
+def unknown(unknown: str) -> Response:
+    """Every URL under /admin that no page answers."""
+    abort(404, description=f"there is no admin page at /admin/{unknown}")
 
 
 def error_page(error: Any) -> tuple[str, int]:
