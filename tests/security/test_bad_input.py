@@ -191,9 +191,7 @@ def test_kubernetes_names_of_every_rule_are_accepted(server: Server) -> None:
 # ---- point 12: the admin API's text limits are the columns' ------------------------------
 
 
-@pytest.mark.parametrize(
-    ("field", "limit"), [("team", 200), ("display_name", 200), ("channel", 500)]
-)
+@pytest.mark.parametrize(("field", "limit"), [("team", 200), ("display_name", 200)])
 def test_cluster_text_fields_at_and_past_the_column_length(
     server: Server, field: str, limit: int
 ) -> None:
