@@ -10,35 +10,18 @@ from sqlalchemy.orm import Session
 from ingest.web import queries
 from ingest.web.manifest_view import diff, highlight, render
 from ingest.web.search import SearchError, run_search
-from store.clusters import create_cluster
-from store.models import Finding, ScanRun
 from store.telemetry import record_telemetry
 from store.types import utcnow
+from tests.support.factories import make_cluster, make_finding, make_scan_run
 from tests.support.manifests import config_map, deployment
 from tests.web.fleet import push
 
 
-def _finding(cluster_id: str, n: int, *, severity: str, status: str) -> Finding:
-    return Finding(
-        cluster_id=cluster_id,
-        fingerprint=f"fp-{cluster_id}-{n}",
-        rule_id="KM-101",
-        api_version="apps/v1",
-        kind="Deployment",
-        namespace="ns",
-        name=f"d{n}",
-        severity=severity,
-        message="m",
-        status=status,
-        details={},
-    )
-
-
 def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
-    create_cluster(session, "c")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
+    make_cluster(session, "c")
     record_telemetry(session, "a", payload={"agent_version": "1", "kubernetes_version": "v1"})
     record_telemetry(
         session, "b", payload={"agent_version": "1"}, received_at=utcnow() - timedelta(hours=2)
@@ -52,10 +35,10 @@ def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
             ("medium", "exempted"),
         ]
     ):
-        session.add(_finding("a", i, severity=severity, status=status))
+        make_finding(session, "a", name=f"d{i}", severity=severity, status=status)
     for i in range(10):
-        session.add(ScanRun(cluster_id="a", state="done", counts={"new": i, "open": 1}, errors=[]))
-    session.add(ScanRun(cluster_id="a", state="failed", counts={"new": 99}, errors=[]))
+        make_scan_run(session, "a", state="done", counts={"new": i, "open": 1})
+    make_scan_run(session, "a", state="failed", counts={"new": 99})
     session.flush()
     rows = {
         r.cluster_id: r
@@ -71,8 +54,8 @@ def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
 
 def test_search_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
     push(
         session,
         "a",
@@ -101,7 +84,7 @@ def test_search_on_both_engines(any_db_session: Session) -> None:
 def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
     for cluster_id in ("a", "b", "c"):
-        create_cluster(session, cluster_id)
+        make_cluster(session, cluster_id)
         push(
             session,
             cluster_id,
@@ -130,7 +113,7 @@ def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -
 
 def test_a_search_the_database_gives_up_on_is_a_search_error(db_session: Session) -> None:
     session = db_session
-    create_cluster(session, "a")
+    make_cluster(session, "a")
     push(session, "a", [deployment("x", image="img:1"), config_map("c")])
     # Strict mode: a path that does not exist in a manifest is an error, raised while the
     # query runs (not when the path is parsed).
