@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 lint: $(STAMP) ## ruff check, ruff format --check, import layers

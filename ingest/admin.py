@@ -34,6 +34,7 @@ from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.search import SEARCH_TIMEOUT_MS, search_manifests
 from ingest.web.search import SearchError, run_search
+from reports.channels import ChannelError, check_channel
 from store import audit, clusters, exemptions, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import Cluster, ClusterKey, Exemption, Finding
@@ -275,6 +276,17 @@ def _public_key(text: str) -> bytes:
         raise bad_request("invalid_public_key", str(problem)) from None
 
 
+def _reachable_channel(spec: dict[str, Any]) -> None:
+    """Refuse (422) a channel that no configured delivery method can reach."""
+    channel = spec.get("channel")
+    if not channel:
+        return
+    try:
+        check_channel(channel, settings=ctx().settings)
+    except ChannelError as problem:
+        raise Problem(422, "unreachable_channel", "Unreachable channel", str(problem)) from None
+
+
 def _cluster(session: Session, cluster_id: str) -> Cluster:
     try:
         return clusters.get_cluster(session, cluster_id)
@@ -314,6 +326,7 @@ def list_clusters(session: Session, caller: Caller, body: Any) -> Any:
 @admin_route(role="admin", action="clusters.register")
 def register_cluster(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, CLUSTER_CREATE_SCHEMA)
+    _reachable_channel(spec)
     try:
         cluster = clusters.create_cluster(
             session,
@@ -342,6 +355,7 @@ def show_cluster(session: Session, caller: Caller, body: Any, cluster_id: str) -
 def update_cluster(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
     changes = _require(body, CLUSTER_UPDATE_SCHEMA)
     _cluster(session, cluster_id)
+    _reachable_channel(changes)
     cluster = clusters.update_cluster(session, cluster_id, **changes)
     return _cluster_json(cluster), 200, cluster_id, {"changes": changes}
 

@@ -1,4 +1,4 @@
-"""Slack delivery: a Block Kit message with only what changed (new and resolved findings),
+"""Slack messages: a Block Kit message with only what changed (new and resolved findings),
 a summary and a link to the admin page, within Slack's block and text limits."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     SectionBlock,
 )
-from slack_sdk.webhook import WebhookClient
 
 from reports.model import ClusterReport, RuleSection
 
@@ -26,11 +25,8 @@ MAX_FALLBACK_TEXT = 3000  # the notification text; Slack truncates messages at 4
 MAX_LINES_PER_RULE = 10
 
 
-class DeliveryError(Exception):
-    """The receiver did not accept the message (retried later)."""
-
-
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """Text that is not ours, for Slack mrkdwn: `<!channel>` and `<url|label>` stay text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -41,14 +37,14 @@ def _clip(text: str, limit: int) -> str:
 def _rule_text(section: RuleSection, *, verb: str) -> str:
     cis = f" (CIS {', '.join(section.cis)})" if section.cis else ""
     head = (
-        f"*{verb} · {section.severity.upper()} · {_escape(section.rule_id)} "
-        f"{_escape(section.title)}*{_escape(cis)}"
+        f"*{verb} · {section.severity.upper()} · {escape(section.rule_id)} "
+        f"{escape(section.title)}*{escape(cis)}"
     )
     lines = [head]
     shown = section.violations[:MAX_LINES_PER_RULE]
     for v in shown:
-        path = f" `{_escape(_clip(v.path, 120))}`" if v.path else ""
-        lines.append(f"• {_escape(v.where)}{path}")
+        path = f" `{escape(_clip(v.path, 120))}`" if v.path else ""
+        lines.append(f"• {escape(v.where)}{path}")
     hidden = len(section.violations) - len(shown)
     if hidden > 0:
         lines.append(f"_…and {hidden} more_")
@@ -74,10 +70,10 @@ def build_message(report: ClusterReport) -> SlackMessage:
         f"{counts.get('exempted', 0)} exempted findings over {counts.get('objects', 0)} objects"
     )
     blocks: list[Block] = [
-        HeaderBlock(text=_clip(f"k8s-monitor · {report.display_name}", MAX_HEADER_TEXT)),
+        HeaderBlock(text=_clip(f"k8s-monitor · {escape(report.display_name)}", MAX_HEADER_TEXT)),
         SectionBlock(
             text=MarkdownTextObject(
-                text=_clip(f"*Scan #{report.scan_id}*: {_escape(summary)}", MAX_SECTION_TEXT)
+                text=_clip(f"*Scan #{report.scan_id}*: {escape(summary)}", MAX_SECTION_TEXT)
             )
         ),
     ]
@@ -85,7 +81,7 @@ def build_message(report: ClusterReport) -> SlackMessage:
         ContextBlock(
             elements=[
                 MarkdownTextObject(
-                    text=f"<{report.admin_url}|Open {_escape(report.cluster_id)} in k8s-monitor>"
+                    text=f"<{report.admin_url}|Open {escape(report.cluster_id)} in k8s-monitor>"
                 )
             ]
         ),
@@ -108,29 +104,10 @@ def build_message(report: ClusterReport) -> SlackMessage:
         blocks.extend(body)
     blocks.extend(footer)
     fallback = _clip(
-        f"k8s-monitor {report.display_name}: {summary}. {report.admin_url}", MAX_FALLBACK_TEXT
+        f"k8s-monitor {escape(report.display_name)}: {escape(summary)}. {report.admin_url}",
+        MAX_FALLBACK_TEXT,
     )
     return SlackMessage(text=fallback, blocks=[b.to_dict() for b in blocks])
-
-
-def send_slack(url: str, message: SlackMessage, *, timeout_s: float = 10.0) -> None:
-    """POST the message to a Slack incoming webhook; raises DeliveryError unless accepted."""
-    client = WebhookClient(url, timeout=int(max(timeout_s, 1)))
-    try:
-        response = client.send(text=message.text, blocks=message.blocks)
-    except OSError as problem:
-        raise DeliveryError(f"{type(problem).__name__}: {problem}") from problem
-    if response.status_code != 200:
-        raise DeliveryError(f"slack answered {response.status_code}: {response.body[:200]}")
-
-
-def is_slack_url(url: str) -> bool:
-    return url.startswith("https://hooks.slack.com/") or url.startswith("slack+")
-
-
-def slack_target(url: str) -> str:
-    """`slack+http://…` forces Slack formatting for a non-Slack host (tests, proxies)."""
-    return url.removeprefix("slack+")
 
 
 def limits_ok(blocks: Sequence[dict[str, Any]]) -> bool:

@@ -7,6 +7,7 @@ variable, so start-up stops with one clear line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -133,7 +134,40 @@ VARIABLES: tuple[Variable, ...] = (
         "K8SMON_WEBHOOK_SECRET",
         "webhook_secret",
         None,
-        "HMAC-SHA256 key signing generic webhook deliveries",
+        "HMAC-SHA256 key signing generic webhook deliveries; required in production for "
+        "generic webhook channels unless K8SMON_WEBHOOK_ALLOW_UNSIGNED is true",
+    ),
+    Variable(
+        "K8SMON_WEBHOOK_ALLOW_UNSIGNED",
+        "webhook_allow_unsigned",
+        "false",
+        "`true` lets production send generic webhooks unsigned (plain test installs only)",
+    ),
+    Variable(
+        "K8SMON_WEBHOOK_ALLOWED_NETWORKS",
+        "webhook_allowed_networks",
+        "",
+        "comma-separated CIDRs that webhooks may reach although private, loopback or "
+        "link-local (refused by default)",
+    ),
+    Variable(
+        "SLACK_BOT_TOKEN",
+        "slack_bot_token",
+        None,
+        "Slack bot token (`xoxb-…`) for `#channel` deliveries through chat.postMessage; "
+        "unset: only incoming-webhook URLs reach Slack",
+    ),
+    Variable(
+        "K8SMON_SLACK_API_URL",
+        "slack_api_url",
+        "https://slack.com/api/",
+        "base URL of the Slack Web API (tests point it at a local fake)",
+    ),
+    Variable(
+        "K8SMON_SLACK_RESPONSE_HOSTS",
+        "slack_response_hosts",
+        "hooks.slack.com",
+        "comma-separated hosts chat-ops may post replies to (Slack's response_url)",
     ),
     Variable("K8SMON_LOG_LEVEL", "log_level", "INFO", "log level"),
 )
@@ -164,6 +198,11 @@ class Settings:
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_allowed_users: tuple[str, ...] = ()
     webhook_secret: str | None = field(default=None, repr=False)
+    webhook_allow_unsigned: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_response_hosts: tuple[str, ...] = ("hooks.slack.com",)
     log_level: str = "INFO"
 
     @property
@@ -206,6 +245,35 @@ def _positive_float(env: str, raw: str) -> float:
     return value
 
 
+def _comma_list(_env: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _flag(env: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ConfigError(f"{env} must be true or false, got {raw!r}")
+    return value in {"true", "1", "yes"}
+
+
+def _networks(env: str, raw: str) -> tuple[str, ...]:
+    networks = _comma_list(env, raw)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{env} must list CIDRs such as 10.0.0.0/8, got {network!r}"
+            ) from None
+    return networks
+
+
+def _http_url(env: str, raw: str) -> str:
+    if not raw.startswith(("https://", "http://")):
+        raise ConfigError(f"{env} must be an http(s) URL, got {raw!r}")
+    return raw if raw.endswith("/") else raw + "/"
+
+
 def _database_url(env: str, raw: str) -> str:
     try:
         url = make_url(raw)
@@ -235,7 +303,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "redis_url": _redis_url,
     "instance_path": lambda _env, raw: Path(raw),
     "rules_config_path": lambda _env, raw: Path(raw),
-    "slack_allowed_users": lambda _env, raw: tuple(u.strip() for u in raw.split(",") if u.strip()),
+    "slack_allowed_users": _comma_list,
+    "slack_response_hosts": _comma_list,
+    "webhook_allowed_networks": _networks,
+    "webhook_allow_unsigned": _flag,
+    "slack_api_url": _http_url,
 }
 
 

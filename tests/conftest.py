@@ -186,4 +186,8 @@ def test_settings(tmp_path: Path, postgres_database: ThrowawayDatabase) -> Setti
         database_url=postgres_database.url,
         secret_key="test-secret-key-" + "x" * 32,
         instance_path=tmp_path,
+        # `#channel`s are registrable; deliveries to them are refused at once by a closed port
+        # unless a test points the Slack API at its fake Slack.
+        slack_bot_token="xoxb-test-token",
+        slack_api_url="http://127.0.0.1:9/api/",
     )

@@ -29,6 +29,9 @@ def test_embedded_default_uses_sqlite_and_a_generated_secret(tmp_path: Path) -> 
         ({"K8SMON_SHARD_SIZE": "0"}, "K8SMON_SHARD_SIZE"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"K8SMON_ENV": "staging"}, "K8SMON_ENV"),
+        ({"K8SMON_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8,intranet"}, "K8SMON_WEBHOOK_ALLOWED"),
+        ({"K8SMON_WEBHOOK_ALLOW_UNSIGNED": "maybe"}, "K8SMON_WEBHOOK_ALLOW_UNSIGNED"),
+        ({"K8SMON_SLACK_API_URL": "slack.com/api"}, "K8SMON_SLACK_API_URL"),
         (
             {
                 "K8SMON_ENV": "production",
@@ -82,3 +85,24 @@ def test_bare_postgresql_urls_use_the_pinned_psycopg2_driver() -> None:
     assert with_pinned_driver("postgres://u@h/db") == "postgresql+psycopg2://u@h/db"
     assert with_pinned_driver("postgresql+psycopg2://u@h/db") == "postgresql+psycopg2://u@h/db"
     assert make_engine("postgresql://u@h/db").dialect.driver == "psycopg2"
+
+
+def test_channel_settings_are_parsed(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "K8SMON_INSTANCE_PATH": str(tmp_path),
+            "K8SMON_WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8, 127.0.0.1/32",
+            "K8SMON_WEBHOOK_ALLOW_UNSIGNED": "true",
+            "K8SMON_SLACK_API_URL": "http://127.0.0.1:9999/api",
+            "K8SMON_SLACK_RESPONSE_HOSTS": "hooks.slack.com,127.0.0.1",
+            "SLACK_BOT_TOKEN": "xoxb-1",
+        }
+    )
+    assert settings.webhook_allowed_networks == ("10.0.0.0/8", "127.0.0.1/32")
+    assert settings.webhook_allow_unsigned is True
+    assert settings.slack_api_url == "http://127.0.0.1:9999/api/"
+    assert settings.slack_response_hosts == ("hooks.slack.com", "127.0.0.1")
+    assert "xoxb-1" not in repr(settings)
+    defaults = load_settings({"K8SMON_INSTANCE_PATH": str(tmp_path)})
+    assert defaults.webhook_allowed_networks == () and defaults.webhook_allow_unsigned is False
+    assert defaults.slack_response_hosts == ("hooks.slack.com",)

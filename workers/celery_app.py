@@ -12,12 +12,14 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Celery, Task, chord, group
+from celery.beat import PersistentScheduler
 
 from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
@@ -70,6 +72,15 @@ COMMON: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 6,
 }
+
+
+class InstanceFolderScheduler(PersistentScheduler):
+    """celery beat's default scheduler; creates the folder of its schedule file first (the
+    instance folder unless `--schedule` says otherwise), so beat never writes to the cwd."""
+
+    def setup_schedule(self) -> None:
+        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
 
 
 class K8sMonCelery(Celery):
@@ -179,6 +190,8 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,
+        "beat_scheduler": f"{__name__}:InstanceFolderScheduler",
+        "beat_schedule_filename": str(settings.instance_path / "celerybeat-schedule"),
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,

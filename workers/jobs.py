@@ -139,6 +139,7 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
             request=request,
             secret_key=ctx.settings.secret_key,
             public_url=ctx.settings.public_url,
+            response_hosts=ctx.settings.slack_response_hosts,
         )
         or {}
     )

@@ -1,11 +1,13 @@
 """Chat-ops: the Slack slash command endpoint and the signed report links it hands out.
 
 `POST /chatops/slack` verifies Slack's v0 signature (slack_sdk's SignatureVerifier, 5-minute
-window) before reading anything else, then the allow-list (settings.slack_allowed_users),
-then answers at once: help, unknown commands and unknown clusters get their reply directly;
-`status`, `findings` and `rescan` are enqueued as `k8smon.chatops_command` (and `rescan` also
-enqueues `k8smon.rescan`), acknowledged with an ephemeral message, and the worker posts the
-result to Slack's `response_url` (reports.chatops). `GET /chatops/reports/<token>` opens a
+window) before reading anything else and refuses a signature seen before (409, replay), then
+checks the allow-list (settings.slack_allowed_users) and that `response_url` is on Slack's hosts
+(settings.slack_response_hosts). What each command does comes from the one command table,
+reports.chatops.COMMANDS: immediate commands, unknown commands and unknown clusters get their
+reply directly; queued ones are audited and their tasks enqueued as the table says, then
+`k8smon.chatops_command` is enqueued, acknowledged with an ephemeral message, and the worker
+posts the result to Slack's `response_url`. `GET /chatops/reports/<token>` opens a
 cluster's report from a signed, expiring link without sign-in.
 """
 
@@ -18,7 +20,7 @@ from flask import Blueprint, Response, jsonify, request
 from slack_sdk.signature import Clock, SignatureVerifier
 from sqlalchemy.orm import Session
 
-from contracts.tasks import CHATOPS_COMMAND, RESCAN
+from contracts.tasks import CHATOPS_COMMAND
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.problems import Problem
@@ -26,11 +28,15 @@ from reports import chatops
 from reports.build import build_cluster_report
 from reports.html import render_html
 from reports.links import LinkError, cluster_of_token
+from reports.slack import escape
 from store.audit import record_action
 from store.errors import ClusterNotFound
 
 MAX_SLASH_BODY = 16 * 1024
-QUEUED_COMMANDS = ("status", "findings", "rescan")
+REPLAY_KEY = "slack-chatops"
+# slack_sdk accepts a timestamp up to 5 minutes either side of now: remember a signature for
+# as long as it could be accepted again.
+REPLAY_TTL_S = 2 * 5 * 60 + 1
 REPORT_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'none'"
@@ -76,21 +82,42 @@ def _verified_body() -> bytes:
             "the Slack signature is missing, wrong or older than 5 minutes",
             public_detail=False,
         )
+    if not _first_use(request.headers.get("X-Slack-Signature", "")):
+        raise Problem(
+            409,
+            "replayed_slack_request",
+            "Conflict",
+            "this signed Slack request was received before; each is accepted once",
+        )
     return body
+
+
+def _first_use(signature: str) -> bool:
+    """Remember the signature for its window (Redis when configured, else this process)."""
+    return ctx().nonces.first_use(REPLAY_KEY, signature, ttl=REPLAY_TTL_S)
 
 
 def _answer_now(
     session: Session, command: chatops.ChatCommand, *, has_response_url: bool
 ) -> str | None:
-    """The reply when nothing needs queueing: help, a problem, or nowhere to answer."""
+    """The reply when nothing needs queueing: an immediate command, a problem, or nowhere to
+    answer."""
     problem = chatops.problem_with(session, command)
     if problem is not None:
         return problem
-    if command.name == "help":
-        return chatops.HELP_TEXT
+    spec = chatops.COMMANDS[command.name]
+    if not spec.queued:
+        context = chatops.ReplyContext(link=ctx().settings.public_url, user_id="")
+        return spec.reply(session, command, context)
     if not has_response_url:
         return "Slack sent no response_url, so the answer has nowhere to go; try again."
     return None
+
+
+def _unavailable() -> Response:
+    return _slack_reply(
+        chatops.ephemeral("The task queue is unavailable right now; try again in a minute.")
+    )
 
 
 def slash_command() -> Response:
@@ -101,31 +128,38 @@ def slash_command() -> Response:
     if user_id not in context.settings.slack_allowed_users:
         return _slack_reply(
             chatops.ephemeral(
-                f"Sorry, <@{user_id}> is not on the k8s-monitor allow-list; ask the security team."
+                f"Sorry, <@{escape(user_id)}> is not on the k8s-monitor allow-list; "
+                "ask the security team."
             )
         )
+    response_url = form.get("response_url", "")
+    if response_url:
+        try:
+            chatops.check_response_url(response_url, hosts=context.settings.slack_response_hosts)
+        except chatops.ResponseUrlError as problem:
+            raise Problem(400, "bad_response_url", "Bad request", str(problem)) from None
     command = chatops.parse_command(form.get("text", ""))
     with context.sessions() as session:
-        answer = _answer_now(session, command, has_response_url=bool(form.get("response_url")))
+        answer = _answer_now(session, command, has_response_url=bool(response_url))
         if answer is not None:
             return _slack_reply(chatops.ephemeral(answer))
-        cluster_id = command.args[0]
-        if command.name == "rescan":
+        spec = chatops.COMMANDS[command.name]
+        cluster_id = command.args[0] if spec.needs_cluster else None
+        if spec.audit_action:
             record_action(
                 session,
                 actor=f"slack:{user_id}",
-                action="scan.trigger",
-                target=cluster_id,
+                action=spec.audit_action,
+                target=cluster_id or "",
                 source="chatops",
                 details={"user_name": form.get("user_name")},
             )
             session.commit()
-    if command.name == "rescan" and not enqueue_after_commit(
-        context.dispatch, RESCAN, args=[cluster_id]
-    ):
-        return _slack_reply(
-            chatops.ephemeral("The task queue is unavailable right now; try again in a minute.")
-        )
+    for task in spec.enqueues:
+        if not enqueue_after_commit(
+            context.dispatch, task, args=[cluster_id] if cluster_id else []
+        ):
+            return _unavailable()
     queued = enqueue_after_commit(
         context.dispatch,
         CHATOPS_COMMAND,
@@ -134,20 +168,13 @@ def slash_command() -> Response:
                 "command": command.name,
                 "args": list(command.args),
                 "user_id": user_id,
-                "response_url": form["response_url"],
+                "response_url": response_url,
             },
         ],
     )
-    if not queued and command.name != "rescan":
-        return _slack_reply(
-            chatops.ephemeral("The task queue is unavailable right now; try again in a minute.")
-        )
-    verb = {
-        "rescan": "Rescan of",
-        "status": "Fetching the status of",
-        "findings": "Collecting the findings of",
-    }[command.name]
-    return _slack_reply(chatops.ephemeral(f"{verb} `{cluster_id}`… the answer follows here."))
+    if not queued and not spec.enqueues:
+        return _unavailable()
+    return _slack_reply(chatops.ephemeral(chatops.acknowledgement(command)))
 
 
 def shared_report(token: str) -> Response:

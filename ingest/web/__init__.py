@@ -23,6 +23,7 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/login", "login", views.login, ("GET", "POST")),
     ("/logout", "logout", views.logout, ("POST",)),
     ("/", "fleet", views.fleet, ("GET",)),
+    ("/findings", "findings", views.findings, ("GET",)),
     ("/clusters/<cluster_id>", "cluster_page", views.cluster_page, ("GET",)),
     ("/clusters/<cluster_id>/rescan", "rescan", views.rescan, ("POST",)),
     ("/clusters/<cluster_id>/objects/<int:object_id>", "resource", views.resource, ("GET",)),

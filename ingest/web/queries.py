@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from markupsafe import Markup
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
+from ingest.web import charts
+from ingest.web.filters import PAGE_SIZE, FindingFilter
 from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
 from store.telemetry import latest_ping_id
 
@@ -45,9 +48,21 @@ class FleetRow:
     def severity_counts(self) -> list[int]:
         return [self.open_by_severity.get(s, 0) for s in SEVERITIES]
 
+    def worst_first_key(self) -> tuple[Any, ...]:
+        """Sort key: most critical findings first, then high, ... then the cluster id."""
+        return (*(-n for n in self.severity_counts), self.cluster_id)
+
+    @property
+    def severity_items(self) -> list[tuple[str, int]]:
+        return [(s, self.open_by_severity.get(s, 0)) for s in SEVERITIES]
+
     @property
     def sparkline(self) -> str:
         return sparkline(self.trend)
+
+    @property
+    def trend_svg(self) -> Markup:
+        return charts.trend_bars(self.trend)
 
 
 def health_of(
@@ -188,26 +203,6 @@ def sparkline(values: Sequence[int]) -> str:
     return "".join(blocks[min(len(blocks) - 1, round(v / top * (len(blocks) - 1)))] for v in values)
 
 
-@dataclass(slots=True)
-class RuleGroup:
-    rule_id: str
-    severity: str
-    findings: list[Finding]
-
-
-def group_by_rule(findings: Sequence[Finding]) -> list[RuleGroup]:
-    """Findings grouped by rule, most severe rule first."""
-    groups: dict[str, RuleGroup] = {}
-    for finding in findings:
-        group = groups.setdefault(finding.rule_id, RuleGroup(finding.rule_id, finding.severity, []))
-        group.findings.append(finding)
-        if Severity(finding.severity).rank > Severity(group.severity).rank:
-            group.severity = finding.severity
-    return sorted(
-        groups.values(), key=lambda g: (-Severity(g.severity).rank, -len(g.findings), g.rule_id)
-    )
-
-
 def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]) -> dict[str, int]:
     """Live object id of each reference key (for links from findings to manifests)."""
     found: dict[str, int] = {}
@@ -241,15 +236,6 @@ def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Seque
     ).all()
 
 
-def rule_findings(session: Session, rule_id: str, *, limit: int = 500) -> Sequence[Finding]:
-    return session.scalars(
-        select(Finding)
-        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
-        .order_by(Finding.cluster_id, Finding.namespace, Finding.kind, Finding.name)
-        .limit(limit)
-    ).all()
-
-
 def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, str, int]]:
     """(cluster, status, count) of a rule's active findings across the fleet."""
     rows = session.execute(
@@ -264,3 +250,364 @@ def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, st
 def rule_sample(session: Session, rule_id: str) -> Finding | None:
     """Any finding of the rule (its title and severity when no catalogue is wired in)."""
     return session.scalar(select(Finding).where(Finding.rule_id == rule_id).limit(1))
+
+
+# ------------------------------------------------------------------------------ paged findings
+
+
+def _severity_rank() -> ColumnElement[int]:
+    """0 for critical ... 4 for info (the sort key of "worst first")."""
+    return case({s: i for i, s in enumerate(SEVERITIES)}, value=Finding.severity, else_=9)
+
+
+def _status_rank() -> ColumnElement[int]:
+    """Open before exempted before resolved."""
+    return case((Finding.status.in_(OPEN_STATUSES), 0), (Finding.status == "exempted", 1), else_=2)
+
+
+def _resource_key() -> ColumnElement[str]:
+    return Finding.kind + "|" + func.coalesce(Finding.namespace, "") + "|" + Finding.name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FindingRow:
+    """One finding on a list page (plain values; the rule's title and category included)."""
+
+    id: int
+    cluster_id: str
+    rule_id: str
+    title: str
+    category: str
+    severity: str
+    status: str
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    container: str | None
+    path: str | None
+    message: str
+    first_seen: datetime
+    rule_size: int
+    object_id: int | None = None
+
+    @property
+    def ref_key(self) -> str:
+        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+
+
+@dataclass(slots=True)
+class FindingsPage:
+    """One page of a filtered findings list, worst first, plus how many there are in all."""
+
+    rows: list[FindingRow]
+    total: int
+    page: int
+    page_size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.rows else 0
+
+    @property
+    def last(self) -> int:
+        return (self.page - 1) * self.page_size + len(self.rows)
+
+    def groups(self) -> list[tuple[str, list[FindingRow]]]:
+        """The page's rows in runs of one rule (the order is already worst first)."""
+        runs: list[tuple[str, list[FindingRow]]] = []
+        for row in self.rows:
+            if not runs or runs[-1][0] != row.rule_id:
+                runs.append((row.rule_id, []))
+            runs[-1][1].append(row)
+        return runs
+
+
+def count_findings(session: Session, flt: FindingFilter) -> int:
+    return int(session.scalar(select(func.count()).select_from(Finding).where(*flt.conditions())))
+
+
+def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
+    """One page of the filtered findings: open before exempted, then severity, then the rules
+    with the most findings, then cluster, namespace, kind and name (a stable order, so a page
+    number is a stable link)."""
+    rule_size = func.count().over(partition_by=Finding.rule_id).label("rule_size")
+    ranked = (
+        select(
+            Finding.id,
+            Finding.rule_id,
+            Finding.cluster_id,
+            Finding.namespace,
+            Finding.kind,
+            Finding.name,
+            rule_size,
+            _status_rank().label("status_rank"),
+            _severity_rank().label("severity_rank"),
+        )
+        .where(*flt.conditions())
+        .subquery()
+    )
+    chosen = session.execute(
+        select(ranked.c.id, ranked.c.rule_size)
+        .order_by(
+            ranked.c.status_rank,
+            ranked.c.severity_rank,
+            ranked.c.rule_size.desc(),
+            ranked.c.rule_id,
+            ranked.c.cluster_id,
+            ranked.c.namespace,
+            ranked.c.kind,
+            ranked.c.name,
+            ranked.c.id,
+        )
+        .offset(flt.offset)
+        .limit(PAGE_SIZE)
+    ).all()
+    sizes = {finding_id: int(size) for finding_id, size in chosen}
+    loaded = {
+        r.id: r
+        for r in session.execute(
+            select(
+                Finding.id,
+                Finding.cluster_id,
+                Finding.rule_id,
+                Finding.details["title"].as_string().label("title"),
+                Finding.details["category"].as_string().label("category"),
+                Finding.severity,
+                Finding.status,
+                Finding.api_version,
+                Finding.kind,
+                Finding.namespace,
+                Finding.name,
+                Finding.container,
+                Finding.path,
+                Finding.message,
+                Finding.first_seen,
+            ).where(Finding.id.in_(list(sizes)))
+        )
+    }
+    rows = [loaded[finding_id] for finding_id in sizes if finding_id in loaded]
+    found = [
+        FindingRow(
+            id=r.id,
+            cluster_id=r.cluster_id,
+            rule_id=r.rule_id,
+            title=r.title or "",
+            category=r.category or "",
+            severity=r.severity,
+            status=r.status,
+            api_version=r.api_version,
+            kind=r.kind,
+            namespace=r.namespace,
+            name=r.name,
+            container=r.container,
+            path=r.path,
+            message=r.message,
+            first_seen=r.first_seen,
+            rule_size=sizes[r.id],
+        )
+        for r in rows
+    ]
+    by_cluster: dict[str, list[str]] = defaultdict(list)
+    for row in found:
+        by_cluster[row.cluster_id].append(row.ref_key)
+    ids: dict[tuple[str, str], int] = {}
+    for cluster_id, keys in by_cluster.items():
+        for key, oid in object_ids_by_ref(session, cluster_id, keys).items():
+            ids[(cluster_id, key)] = oid
+    found = [replace(r, object_id=ids.get((r.cluster_id, r.ref_key))) for r in found]
+    total = len(found) + flt.offset
+    if len(found) == PAGE_SIZE or (not found and flt.page > 1):
+        total = count_findings(session, flt)
+    return FindingsPage(rows=found, total=total, page=flt.page)
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleSummary:
+    """One rule's findings in the filtered set: the row of a rule table."""
+
+    rule_id: str
+    title: str
+    category: str
+    severity: str
+    open: int
+    exempted: int
+    resources: int
+
+
+@dataclass(slots=True, kw_only=True)
+class Summary:
+    """The top of a findings page: counts per severity, status and category, and the rules."""
+
+    by_severity: dict[str, dict[str, int]]  # severity -> {"open": n, "exempted": n}
+    by_category: list[tuple[str, int]]  # open findings, largest first
+    rules: list[RuleSummary]
+
+    @property
+    def open_total(self) -> int:
+        return sum(v["open"] for v in self.by_severity.values())
+
+    @property
+    def exempted_total(self) -> int:
+        return sum(v["exempted"] for v in self.by_severity.values())
+
+
+def summarise(session: Session, flt: FindingFilter, *, with_rules: bool = True) -> Summary:
+    """Counts of the filtered findings (status and page ignored: open and exempted both);
+    `with_rules=False` leaves out the per-rule table (the costliest part at fleet scale)."""
+    base = replace(flt, status="active", page=1).conditions()
+    is_open = Finding.status.in_(OPEN_STATUSES)
+    by_severity = {s: {"open": 0, "exempted": 0} for s in SEVERITIES}
+    for severity, n_open, n_exempted in session.execute(
+        select(
+            Finding.severity,
+            func.count().filter(is_open),
+            func.count().filter(Finding.status == "exempted"),
+        )
+        .where(*base)
+        .group_by(Finding.severity)
+    ):
+        if severity in by_severity:
+            by_severity[severity] = {"open": int(n_open), "exempted": int(n_exempted)}
+    category = Finding.details["category"].as_string()
+    by_category = [
+        (name or "uncategorised", int(n))
+        for name, n in session.execute(
+            select(category, func.count())
+            .where(*base, is_open)
+            .group_by(category)
+            .order_by(func.count().desc(), category)
+        )
+    ]
+    if not with_rules:
+        return Summary(by_severity=by_severity, by_category=by_category, rules=[])
+    rules = [
+        RuleSummary(
+            rule_id=rule_id,
+            title=title or "",
+            category=cat or "",
+            severity=SEVERITIES[int(rank)] if int(rank) < len(SEVERITIES) else "info",
+            open=int(n_open),
+            exempted=int(n_exempted),
+            resources=int(resources),
+        )
+        for rule_id, title, cat, rank, n_open, n_exempted, resources in session.execute(
+            select(
+                Finding.rule_id,
+                func.max(Finding.details["title"].as_string()),
+                func.max(category),
+                func.min(_severity_rank()),
+                func.count().filter(is_open),
+                func.count().filter(Finding.status == "exempted"),
+                func.count(func.distinct(_resource_key())),
+            )
+            .where(*base)
+            .group_by(Finding.rule_id)
+        )
+    ]
+    rules.sort(key=lambda r: (r.open == 0, SEVERITIES.index(r.severity), -r.resources, r.rule_id))
+    return Summary(by_severity=by_severity, by_category=by_category, rules=rules)
+
+
+def last_scan_changes(session: Session, cluster_id: str) -> dict[str, int] | None:
+    """New and resolved findings of the cluster's latest finished scan (None: never scanned)."""
+    counts = session.scalar(
+        select(ScanRun.counts)
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == "done")
+        .order_by(ScanRun.id.desc())
+        .limit(1)
+    )
+    if counts is None:
+        return None
+    return {k: int(counts.get(k, 0) or 0) for k in ("new", "resolved", "open", "exempted")}
+
+
+# ------------------------------------------------------------------------------ history
+
+
+HISTORY_SCANS = 30
+HISTORY_DAYS = 14
+
+
+@dataclass(slots=True)
+class History:
+    """Numbers over time: labels, open findings per severity, and (new, resolved) pairs."""
+
+    labels: list[str]
+    by_severity: dict[str, list[int]]
+    changes: list[tuple[int, int]]
+
+
+def _severity_values(counts: dict[str, Any]) -> dict[str, int]:
+    return {s: int(counts.get(f"severity_{s}", 0) or 0) for s in SEVERITIES}
+
+
+def cluster_history(session: Session, cluster_id: str, *, scans: int = HISTORY_SCANS) -> History:
+    """The cluster's last finished scans, oldest first (every number comes from the scan)."""
+    rows = session.execute(
+        select(ScanRun.started_at, ScanRun.counts)
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == "done")
+        .order_by(ScanRun.id.desc())
+        .limit(scans)
+    ).all()
+    rows.reverse()
+    history = History(labels=[], by_severity={s: [] for s in SEVERITIES}, changes=[])
+    for started_at, stored in rows:
+        counts = stored or {}
+        history.labels.append(started_at.strftime("%m-%d %H:%M"))
+        for severity, n in _severity_values(counts).items():
+            history.by_severity[severity].append(n)
+        history.changes.append(
+            (int(counts.get("new", 0) or 0), int(counts.get("resolved", 0) or 0))
+        )
+    return history
+
+
+def fleet_history(session: Session, *, now: datetime, days: int = HISTORY_DAYS) -> History:
+    """Per day, the fleet's open findings per severity (each cluster counted by its latest
+    finished scan up to that day) and the new/resolved findings of that day's scans."""
+    start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = func.date(ScanRun.started_at)
+    new = func.coalesce(ScanRun.counts["new"].as_integer(), 0)
+    resolved = func.coalesce(ScanRun.counts["resolved"].as_integer(), 0)
+    ranked = (
+        select(
+            ScanRun.cluster_id,
+            day.label("day"),
+            *(
+                func.coalesce(ScanRun.counts[f"severity_{s}"].as_integer(), 0).label(s)
+                for s in SEVERITIES
+            ),
+            func.sum(new).over(partition_by=(ScanRun.cluster_id, day)).label("new"),
+            func.sum(resolved).over(partition_by=(ScanRun.cluster_id, day)).label("resolved"),
+            func.row_number()
+            .over(partition_by=(ScanRun.cluster_id, day), order_by=ScanRun.id.desc())
+            .label("rank"),
+        )
+        .where(ScanRun.state == "done", ScanRun.started_at >= start)
+        .subquery()
+    )
+    per_day: dict[str, dict[str, Any]] = defaultdict(dict)
+    changes: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in session.execute(select(ranked).where(ranked.c.rank == 1)):
+        key = str(row.day)[:10]
+        per_day[key][row.cluster_id] = [int(getattr(row, s)) for s in SEVERITIES]
+        changes[key][0] += int(row.new or 0)
+        changes[key][1] += int(row.resolved or 0)
+    labels = [(start + timedelta(days=i)).strftime("%Y-%m-%d") for i in range(days)]
+    latest: dict[str, list[int]] = {}
+    history = History(labels=[], by_severity={s: [] for s in SEVERITIES}, changes=[])
+    for label in labels:
+        latest.update(per_day.get(label, {}))
+        history.labels.append(label[5:])
+        for i, severity in enumerate(SEVERITIES):
+            history.by_severity[severity].append(sum(v[i] for v in latest.values()))
+        history.changes.append((changes[label][0], changes[label][1]))
+    return history

@@ -14,7 +14,8 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import manifest_view, queries
+from ingest.web import charts, manifest_view, queries
+from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, run_search
 from ingest.web.security import (
     admin_required,
@@ -28,13 +29,14 @@ from store import accounts
 from store.audit import recent_actions, record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
-from store.findings import cluster_findings, finding_ref_key, status_counts
+from store.findings import status_counts
 from store.manifests import object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
+FLEET_PAGE_SIZE = 100
 SOURCE = "admin-pages"
 
 
@@ -92,27 +94,111 @@ def logout() -> Response:
 @login_required
 def fleet() -> str:
     with _db() as db:
-        rows = queries.fleet_overview(db, now=utcnow(), stale_after=STALE_AFTER)
+        now = utcnow()
+        try:
+            page = page_number(request.args)
+        except FilterError as problem:
+            abort(400, description=str(problem))
+        team = request.args.get("team", "").strip()
+        health = request.args.get("health", "").strip()
+        everything = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
+        rows = [
+            r
+            for r in everything
+            if (not team or r.team == team) and (not health or r.health == health)
+        ]
+        rows.sort(key=queries.FleetRow.worst_first_key)
         prefix = url_for("web.cluster_page", cluster_id="-").removesuffix("-")
+        totals = {s: sum(r.open_by_severity.get(s, 0) for r in rows) for s in queries.SEVERITIES}
+        history = queries.fleet_history(db, now=now)
+        start = (page - 1) * FLEET_PAGE_SIZE
         return render_template(
-            "web/fleet.html", rows=rows, severities=queries.SEVERITIES, prefix=prefix
+            "web/fleet.html",
+            rows=rows[start : start + FLEET_PAGE_SIZE],
+            total_clusters=len(rows),
+            all_clusters=len(everything),
+            page=page,
+            pages=max(1, -(-len(rows) // FLEET_PAGE_SIZE)),
+            team=team,
+            health=health,
+            totals=totals,
+            severities=queries.SEVERITIES,
+            prefix=prefix,
+            findings_url=url_for("web.findings"),
+            trend_chart=charts.line_chart(
+                "Open findings in the fleet per severity, per day",
+                history.by_severity,
+                history.labels,
+            ),
+            changes_chart=charts.paired_bars(
+                "New and resolved findings in the fleet per day", history.changes, history.labels
+            ),
         )
+
+
+def _filter(**fixed: str) -> FindingFilter:
+    """The findings filter named by the request's URL (a clear 400 on a bad value)."""
+    try:
+        return FindingFilter.from_args(request.args, **fixed)
+    except FilterError as problem:
+        abort(400, description=str(problem))
 
 
 @login_required
 def cluster_page(cluster_id: str) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
-        findings = cluster_findings(db, cluster_id)
-        objects = queries.object_ids_by_ref(db, cluster_id, [finding_ref_key(f) for f in findings])
+        flt = _filter(cluster=cluster_id)
+        summary = queries.summarise(db, flt)
         return render_template(
             "web/cluster.html",
             cluster=cluster,
-            groups=queries.group_by_rule(findings),
-            objects=objects,
-            ref_key=finding_ref_key,
+            flt=flt,
+            summary=summary,
+            listing=queries.findings_page(db, flt),
+            changes=queries.last_scan_changes(db, cluster_id),
+            charts=_cluster_charts(db, cluster_id, summary),
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
+            severities=queries.SEVERITIES,
+            statuses=STATUS_CHOICES,
+        )
+
+
+def _cluster_charts(db: Session, cluster_id: str, summary: queries.Summary) -> dict[str, Any]:
+    history = queries.cluster_history(db, cluster_id)
+    return {
+        "severity": charts.breakdown(
+            "Open findings by severity",
+            [(s, summary.by_severity[s]["open"]) for s in queries.SEVERITIES],
+            colours=charts.SEVERITY_COLOURS,
+        ),
+        "category": charts.breakdown("Open findings by category", summary.by_category[:12]),
+        "trend": charts.line_chart(
+            f"Open findings in {cluster_id} per severity, last {len(history.labels)} scans",
+            history.by_severity,
+            history.labels,
+        ),
+        "changes": charts.paired_bars(
+            f"New and resolved findings per scan in {cluster_id}",
+            history.changes,
+            history.labels,
+        ),
+    }
+
+
+@login_required
+def findings() -> str:
+    """Fleet-wide findings: every cluster, filtered, worst first, 100 a page."""
+    with _db() as db:
+        flt = _filter()
+        return render_template(
+            "web/findings.html",
+            flt=flt,
+            summary=queries.summarise(db, flt, with_rules=False),
+            listing=queries.findings_page(db, flt),
+            severities=queries.SEVERITIES,
+            statuses=STATUS_CHOICES,
         )
 
 
@@ -200,13 +286,21 @@ def diff(cluster_id: str, object_id: int) -> str:
 @login_required
 def rule(rule_id: str) -> str:
     with _db() as db:
+        info = _rule_info(rule_id)
+        sample = queries.rule_sample(db, rule_id)
+        if info is None and sample is None:
+            abort(404, description=f"no rule {rule_id!r} in the catalogue or in any finding")
+        flt = _filter(rule=rule_id)
         return render_template(
             "web/rule.html",
             rule_id=rule_id,
-            info=_rule_info(rule_id),
-            sample=queries.rule_sample(db, rule_id),
+            info=info,
+            sample=sample,
             per_cluster=queries.rule_counts_by_cluster(db, rule_id),
-            findings=queries.rule_findings(db, rule_id),
+            flt=flt,
+            listing=queries.findings_page(db, flt),
+            severities=queries.SEVERITIES,
+            statuses=STATUS_CHOICES,
         )
 
 

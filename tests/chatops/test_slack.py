@@ -96,6 +96,7 @@ def chat(db_session: Session, test_settings: Settings) -> tuple[Fleet, Recording
         slack_signing_secret=SLACK_SECRET,
         slack_allowed_users=("U2CERLKJA", "UOPS"),
         public_url="https://k8smon.example",
+        slack_response_hosts=("hooks.slack.com", "127.0.0.1"),  # the local receiver
     )
     fleet = build_fleet(db_session, settings, clock=lambda: float(NOW))
     dispatcher = RecordingDispatcher(fleet.dispatcher)

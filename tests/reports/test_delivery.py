@@ -20,6 +20,7 @@ from tests.workers.workloads import fixed, privileged
 from workers.services.delivery import deliver_due
 
 SECRET = "webhook-secret-for-tests"
+LOOPBACK = ("127.0.0.1/32",)  # the receiver is local: allowed explicitly, as an operator would
 
 
 @dataclass
@@ -56,7 +57,9 @@ def receiver() -> Iterator[Receiver]:
 def test_slack_message_lists_new_then_resolved_findings(
     make_pipeline: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
-    pipeline: Pipeline = make_pipeline(public_url="https://monitor.example")
+    pipeline: Pipeline = make_pipeline(
+        public_url="https://monitor.example", webhook_allowed_networks=LOOPBACK
+    )
     bad = privileged("payments", namespace="shop")
     pipeline.push_and_process(
         "slacky", [bad], team="shop-team", channel=f"slack+{receiver.url}/hooks/T1"
@@ -95,7 +98,7 @@ def test_slack_message_lists_new_then_resolved_findings(
 def test_webhook_is_signed_and_carries_each_violation(
     make_pipeline: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
-    pipeline: Pipeline = make_pipeline(webhook_secret=SECRET)
+    pipeline: Pipeline = make_pipeline(webhook_secret=SECRET, webhook_allowed_networks=LOOPBACK)
     pipeline.push_and_process(
         "hooked", [privileged("api", namespace="core")], channel=f"{receiver.url}/k8s"
     )
@@ -131,7 +134,7 @@ def test_webhook_is_signed_and_carries_each_violation(
 def test_a_failed_delivery_is_retried_and_never_blocks_the_scan(
     make_pipeline: Callable[..., Pipeline], receiver: Receiver
 ) -> None:
-    pipeline: Pipeline = make_pipeline()
+    pipeline: Pipeline = make_pipeline(webhook_allowed_networks=LOOPBACK)
     receiver.status = 500
     pipeline.push_and_process("flaky", [privileged("x")], channel=f"{receiver.url}/down")
     pipeline.run.run("k8smon.rescan", "flaky")

@@ -103,10 +103,16 @@ def test_fleet_overview_shows_health_severities_and_trend(
             select(Finding).where(Finding.cluster_id == "prod-eu", Finding.severity == "critical")
         )
     assert critical is not None
-    cells = re.findall(r'<td class="num">(\d*)</td>', row)  # critical, high, ... info
-    assert len(cells) == 5 and cells[0] == "1"
+    # critical, high, ... info: each count links to the list it counts
+    cells = re.findall(r'<td class="num">(?:<a href="([^"]+)">(\d+)</a>)?</td>', row)
+    assert len(cells) == 5 and cells[0][1] == "1"
+    link = cells[0][0].replace("&amp;", "&")
+    assert link == "/admin/clusters/prod-eu?severity=critical&exact=1&status=open#findings"
+    listed = admin_client.get(link).get_data(as_text=True)
+    assert "1 to 1 of 1" in listed and critical.rule_id in listed.split('id="findings"')[1]
     trend = row.split('class="trend"')[1].split("</td>")[0]
-    assert len(re.findall("[▁▂▃▄▅▆▇█]", trend)) == 2  # two finished scans
+    assert 'data-points="2"' in trend  # two finished scans, as SVG bars
+    assert re.search(r'<span class="trend-num">\d+</span><span class="trend-scale">max', trend)
 
 
 def test_cluster_resource_and_diff_pages(admin_client: FlaskClient, fleet: Fleet) -> None:

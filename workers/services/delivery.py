@@ -1,4 +1,4 @@
-"""Deliver scan reports: HTML file per cluster, Slack and signed webhooks with retries."""
+"""Deliver scan reports: an HTML file per cluster, then each channel (reports.channels), retried."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from reports.build import build_cluster_report
+from reports.channels import DeliveryError, Outbound, deliver
 from reports.html import write_html
 from reports.model import ClusterReport
 from reports.policyreport import cluster_policy_reports, write_policy_reports
-from reports.slack import DeliveryError, build_message, is_slack_url, send_slack, slack_target
-from reports.webhook import WebhookError, payload, send_webhook
 from settings import Settings
 from store.deliveries import due_deliveries, mark_failed, mark_sent
-from store.models import Delivery, ScanRun
+from store.models import ScanRun
 
 log = logging.getLogger("k8smon.workers")
 
@@ -41,20 +40,13 @@ def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) ->
     return write_html(report, directory)
 
 
-def send_one(delivery: Delivery, report: ClusterReport, *, settings: Settings) -> None:
-    """Send one report to one channel; raises DeliveryError/WebhookError on failure."""
-    if is_slack_url(delivery.channel):
-        send_slack(slack_target(delivery.channel), build_message(report))
-    else:
-        send_webhook(delivery.channel, payload(report), secret=settings.webhook_secret)
-
-
 def deliver_due(
     session: Session,
     *,
     settings: Settings,
     scan_id: int | None = None,
     now: datetime | None = None,
+    outbound: Outbound | None = None,
 ) -> dict[str, Any]:
     """Attempt every due delivery (of one scan, or all); failures are rescheduled, not raised."""
     sent = failed = 0
@@ -70,8 +62,13 @@ def deliver_due(
                 scan_id=delivery.scan_run_id,
             )
         try:
-            send_one(delivery, reports[delivery.scan_run_id], settings=settings)
-        except (DeliveryError, WebhookError) as problem:
+            deliver(
+                delivery.channel,
+                reports[delivery.scan_run_id],
+                settings=settings,
+                outbound=outbound,
+            )
+        except DeliveryError as problem:
             mark_failed(session, delivery, error=str(problem), at=now)
             log.warning("delivery %s to %s failed: %s", delivery.id, delivery.channel, problem)
             failed += 1
