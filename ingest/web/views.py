@@ -14,7 +14,7 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, markdown, queries
+from ingest.web import charts, manifest_view, markdown, posture, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
@@ -155,6 +155,8 @@ def cluster_page(cluster_id: str) -> str:
             listing=queries.findings_page(db, flt),
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
+            scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
+            score_definition=posture.DEFINITION,
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
             severities=queries.SEVERITIES,
