@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -241,6 +242,12 @@ def resource(cluster_id: str, object_id: int) -> str:
             [f.path for f in findings if f.path and f.status != "exempted"],
         )
         versions = object_history(db, object_id)
+        previous = {b.version_id: a for a, b in pairwise(versions)}
+        origins = {}
+        for f in findings:
+            version = queries.version_at(versions, f.first_seen)
+            if version is not None:
+                origins[f.id] = (version, previous.get(version.version_id))
         return render_template(
             "web/resource.html",
             cluster=cluster,
@@ -248,6 +255,7 @@ def resource(cluster_id: str, object_id: int) -> str:
             ref=ResourceRef.from_key(obj.ref_key),
             lines=lines,
             findings=findings,
+            origins=origins,
             versions=versions,
         )
 
@@ -257,7 +265,8 @@ def diff(cluster_id: str, object_id: int) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
         obj = _object_or_404(db, cluster_id, object_id)
-        versions = {v.version_id: v for v in object_history(db, object_id)}
+        history = object_history(db, object_id)
+        versions = {v.version_id: v for v in history}
         try:
             old = versions[int(request.args.get("a", ""))]
             new = versions[int(request.args.get("b", ""))]
@@ -268,9 +277,10 @@ def diff(cluster_id: str, object_id: int) -> str:
         lines = manifest_view.diff(
             old.body,
             new.body,
-            old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
-            new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
+            old_label=f"{old.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {old.version_id})",
+            new_label=f"{new.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {new.version_id})",
         )
+        findings = queries.object_findings(db, cluster_id, obj, with_resolved=True)
         return render_template(
             "web/diff.html",
             cluster=cluster,
@@ -279,6 +289,7 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
+            change=queries.change_findings(findings, history, new),
         )
 
 
