@@ -34,6 +34,7 @@ from store.findings import status_counts
 from store.manifests import object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
+from store.telemetry import collection_gaps, latest_ping
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
@@ -160,6 +161,7 @@ def cluster_page(cluster_id: str) -> str:
             score_definition=posture.DEFINITION,
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
+            gaps=collection_gaps(latest_ping(db, cluster_id)),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
         )
