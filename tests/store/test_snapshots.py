@@ -249,7 +249,7 @@ def test_cluster_scoped_objects_are_stored_without_the_namespace_their_manifest_
 ) -> None:
     """The API server ignores `metadata.namespace` on cluster-scoped kinds; so does the store."""
     session = any_db_session
-    create_cluster(session, "prod-eu")
+    make_cluster(session, "prod-eu")
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
