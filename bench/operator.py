@@ -154,8 +154,8 @@ def _fill(url: str, *, objects: int) -> float:
 def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    from ingest.web.search import run_search  # noqa: PLC0415
     from store.db import make_engine  # noqa: PLC0415
+    from store.search import run_search  # noqa: PLC0415
 
     engine = make_engine(url)
     found: dict[str, int] = {}
@@ -163,7 +163,9 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
     def once() -> float:
         with Session(engine) as session:
             started = time.perf_counter()
-            result = run_search(session, IMAGE_PATH, distinct=True, limit=100_000)
+            result = run_search(
+                session, IMAGE_PATH, distinct=True, limit=100_000, timeout_seconds=600
+            )
             elapsed = time.perf_counter() - started
         found["values"] = len(result.values)
         found["objects"] = sum(v.occurrences for v in result.values)

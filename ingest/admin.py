@@ -32,8 +32,7 @@ from ingest.problems import (
 )
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
-from ingest.search import SEARCH_TIMEOUT_MS, search_manifests
-from ingest.web.search import SearchError, run_search
+from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel
 from store import audit, clusters, exemptions, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
@@ -464,6 +463,7 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
                 # What the agent reported about its latest snapshot push (result, type, digest,
                 # objects, at, status, detail); null before the first ping that carried it.
                 "last_push": (ping.details or {}).get("last_push") if ping else None,
+                **telemetry.collection_gaps(ping),
             }
         )
     return {"clusters": rows}, 200, None, {}
@@ -474,39 +474,50 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
 def search(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, SEARCH_SCHEMA)
     audit_details = {"path": spec["path"], "clusters": spec.get("clusters")}
-    if spec.get("distinct"):
-        return _distinct_search(session, spec), 200, None, {**audit_details, "distinct": True}
-    matches = search_manifests(
+    distinct = bool(spec.get("distinct"))
+    result = _run_search(
         session,
-        path=spec["path"],
-        cluster_ids=spec.get("clusters"),
-        kind=spec.get("kind"),
-        namespace=spec.get("namespace"),
-        limit=spec.get("limit", 500),
+        spec,
+        distinct=distinct,
+        limit=spec.get("limit", DEFAULT_DISTINCT_VALUES if distinct else 500),
     )
-    return {"matches": matches, "count": len(matches)}, 200, None, audit_details
+    if distinct:
+        values = [
+            {"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
+            for v in result.values
+        ]
+        answer = {"distinct": True, "values": values, "count": len(values)}
+        return (
+            {**answer, "truncated": result.truncated},
+            200,
+            None,
+            {**audit_details, "distinct": True},
+        )
+    matches = [m.as_json() for m in result.matches]
+    answer = {"matches": matches, "count": len(matches), "truncated": result.truncated}
+    return answer, 200, None, audit_details
 
 
-def _distinct_search(session: Session, spec: dict[str, Any]) -> dict[str, Any]:
-    """Each value once, counted over every match in the database (not over a capped list)."""
+def _run_search(
+    session: Session, spec: dict[str, Any], *, distinct: bool, limit: int
+) -> SearchResult:
+    """The one search (store.search) under the configured time limit; refusals as problems."""
     try:
-        result = run_search(
+        return run_search(
             session,
             spec["path"],
             cluster_ids=spec.get("clusters"),
             kind=spec.get("kind"),
             namespace=spec.get("namespace"),
-            distinct=True,
-            limit=spec.get("limit", DEFAULT_DISTINCT_VALUES),
-            timeout_ms=SEARCH_TIMEOUT_MS,
+            distinct=distinct,
+            limit=limit,
         )
+    except SearchTimeout as problem:
+        raise Problem(
+            503, "search_timeout", "Search timed out", str(problem), headers={"Retry-After": "60"}
+        ) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
-    values = [
-        {"value": v.value, "occurrences": v.occurrences, "clusters": v.clusters}
-        for v in result.values
-    ]
-    return {"distinct": True, "values": values, "count": len(values), "truncated": result.truncated}
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:

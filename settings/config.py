@@ -169,6 +169,12 @@ VARIABLES: tuple[Variable, ...] = (
         "hooks.slack.com",
         "comma-separated hosts chat-ops may post replies to (Slack's response_url)",
     ),
+    Variable(
+        "K8SMON_SEARCH_TIMEOUT_SECONDS",
+        "search_timeout_seconds",
+        "15",
+        "time limit of every JSON-path search (admin pages and admin API)",
+    ),
     Variable("K8SMON_LOG_LEVEL", "log_level", "INFO", "log level"),
 )
 
@@ -203,6 +209,7 @@ class Settings:
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
     slack_response_hosts: tuple[str, ...] = ("hooks.slack.com",)
+    search_timeout_seconds: float = 15.0
     log_level: str = "INFO"
 
     @property
@@ -299,6 +306,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "rate_limit_per_minute": _positive_int,
     "scan_interval_hours": _positive_float,
     "sweep_interval_minutes": _positive_float,
+    "search_timeout_seconds": _positive_float,
     "database_url": _database_url,
     "redis_url": _redis_url,
     "instance_path": lambda _env, raw: Path(raw),

@@ -14,9 +14,9 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, queries
+from ingest.web import charts, manifest_view, markdown, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
-from ingest.web.search import SearchError, run_search
+from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
     admin_required,
     current_user,
@@ -26,13 +26,14 @@ from ingest.web.security import (
     sign_out,
 )
 from store import accounts
-from store.audit import recent_actions, record_action
+from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
 from store.findings import status_counts
 from store.manifests import object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
+from store.telemetry import collection_gaps, latest_ping
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
@@ -95,10 +96,7 @@ def logout() -> Response:
 def fleet() -> str:
     with _db() as db:
         now = utcnow()
-        try:
-            page = page_number(request.args)
-        except FilterError as problem:
-            abort(400, description=str(problem))
+        page = _page()
         team = request.args.get("team", "").strip()
         health = request.args.get("health", "").strip()
         everything = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
@@ -160,6 +158,7 @@ def cluster_page(cluster_id: str) -> str:
             charts=_cluster_charts(db, cluster_id, summary),
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
+            gaps=collection_gaps(latest_ping(db, cluster_id)),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
         )
@@ -291,10 +290,15 @@ def rule(rule_id: str) -> str:
         if info is None and sample is None:
             abort(404, description=f"no rule {rule_id!r} in the catalogue or in any finding")
         flt = _filter(rule=rule_id)
+        lookup_doc: Callable[[str], str | None] | None = ctx().extras.get("rule_doc")
+        doc = (lookup_doc(rule_id) if lookup_doc else None) or ""
         return render_template(
             "web/rule.html",
             rule_id=rule_id,
             info=info,
+            doc_html=markdown.render_doc(doc) if doc else None,
+            doc_lead=markdown.doc_lead(doc) if doc else "",
+            reference=markdown.reference,
             sample=sample,
             per_cluster=queries.rule_counts_by_cluster(db, rule_id),
             flt=flt,
@@ -315,16 +319,25 @@ def _expiry(raw: str) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
+def _exemptions_page(db: Session, form: Any) -> str:
+    return render_template(
+        "web/exemptions.html",
+        exemptions=sorted(
+            list_exemptions(db, include_inactive=True),
+            key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+        ),
+        coverage=queries.exemption_coverage(db),
+        clusters=list_clusters(db),
+        now=utcnow(),
+        form=form,
+        accepting=bool(form.get("rules")),
+    )
+
+
 @login_required
 def exemptions() -> str:
     with _db() as db:
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=request.args,
-        )
+        return _exemptions_page(db, request.args)
 
 
 @admin_required
@@ -380,13 +393,7 @@ def exemption_create() -> str | Response:
                 return redirect(url_for("web.exemptions"))
         for error in errors:
             flash(error, "error")
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=form,
-        ), 400  # type: ignore[return-value]
+        return _exemptions_page(db, form), 400  # type: ignore[return-value]
 
 
 @admin_required
@@ -411,24 +418,38 @@ def exemption_expire(exemption_id: int) -> Response:
 # ------------------------------------------------------------------------------ the rest
 
 
+def _page() -> int:
+    try:
+        return page_number(request.args)
+    except FilterError as problem:
+        abort(400, description=str(problem))
+
+
 @login_required
 def scans() -> str:
-    cluster_id = request.args.get("cluster") or None
+    cluster_id = request.args.get("cluster", "").strip() or None
+    page = _page()
     with _db() as db:
+        rows, total = queries.scan_rows(db, cluster_id=cluster_id, page=page)
         return render_template(
             "web/scans.html",
-            runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
+            rows=rows,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // queries.PAGE_SIZE)),
             cluster_id=cluster_id,
+            severities=queries.SEVERITIES,
             flower_url=ctx().extras.get("flower_url"),
         )
 
 
 @login_required
-def search() -> str:
+def search() -> tuple[str, int]:
     args = request.args
     path = args.get("path", "").strip()
     results = None
     error = None
+    status = 200
     if path:
         with _db() as db:
             try:
@@ -443,13 +464,35 @@ def search() -> str:
                 )
             except SearchError as problem:
                 error = str(problem)
-    return render_template("web/search.html", form=args, results=results, error=error)
+                status = 503 if isinstance(problem, SearchTimeout) else 400
+    return render_template("web/search.html", form=args, results=results, error=error), status
 
 
 @login_required
 def audit() -> str:
+    kind = request.args.get("kind", "changes")
+    if kind not in queries.AUDIT_KINDS:
+        abort(400, description=f"kind: one of {', '.join(queries.AUDIT_KINDS)}")
+    actor = request.args.get("actor", "").strip()[:200]
+    action = request.args.get("action", "").strip()[:100]
+    page = _page()
     with _db() as db:
-        return render_template("web/audit.html", entries=recent_actions(db, limit=500))
+        actors, actions = queries.audit_actors_and_actions(db)
+        return render_template(
+            "web/audit.html",
+            listing=queries.audit_page(db, kind=kind, actor=actor, action=action, page=page),
+            kind=kind,
+            kinds=queries.AUDIT_KINDS,
+            actor=actor,
+            action=action,
+            actors=actors,
+            actions=actions,
+        )
+
+
+def unknown(unknown: str) -> Response:
+    """Every URL under /admin that no page answers."""
+    abort(404, description=f"there is no admin page at /admin/{unknown}")
 
 
 def error_page(error: Any) -> tuple[str, int]:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.orm import Session
 
 from ingest.web import queries
 from ingest.web.manifest_view import diff, highlight, render
-from ingest.web.search import SearchError, run_search
 from store.clusters import create_cluster
 from store.models import Finding, ScanRun
 from store.telemetry import record_telemetry
 from store.types import utcnow
-from tests.support.manifests import config_map, deployment
-from tests.web.fleet import push
+from tests.support.manifests import deployment
 
 
 def _finding(cluster_id: str, n: int, *, severity: str, status: str) -> Finding:
@@ -67,77 +64,6 @@ def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
     assert rows["b"].severity_counts == [0, 0, 0, 0, 0]
     assert rows["a"].trend == [3, 4, 5, 6, 7, 8, 9, 10]  # last 8 finished scans, oldest first
     assert rows["a"].sparkline.endswith("█") and len(rows["a"].sparkline) == 8
-
-
-def test_search_on_both_engines(any_db_session: Session) -> None:
-    session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
-    push(
-        session,
-        "a",
-        [deployment("x", image="img:1"), deployment("y", image="img:2"), config_map("c")],
-    )
-    push(session, "b", [deployment("x", image="img:1")])
-    distinct = run_search(
-        session, "$.spec.template.spec.containers[*].image", kind="Deployment", distinct=True
-    )
-    assert [(v.value, v.occurrences, v.clusters) for v in distinct.values] == [
-        ("img:1", 2, 2),
-        ("img:2", 1, 1),
-    ]
-    hits = run_search(session, "$.spec.replicas", cluster_id="a")
-    assert sorted((h.name, h.value) for h in hits.hits) == [("x", 2), ("y", 2)]
-    limited = run_search(session, "$.metadata.name", limit=2)
-    assert len(limited.hits) == 2 and limited.truncated
-    with pytest.raises(SearchError, match="invalid JSON path"):
-        run_search(session, "$.spec[")
-    with pytest.raises(SearchError, match="give a JSON path"):
-        run_search(session, "  ")
-    # The session is still usable after a refused path (PostgreSQL: the SAVEPOINT).
-    assert run_search(session, "$.kind", cluster_id="b").hits[0].value == "Deployment"
-
-
-def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -> None:
-    session = any_db_session
-    for cluster_id in ("a", "b", "c"):
-        create_cluster(session, cluster_id)
-        push(
-            session,
-            cluster_id,
-            [deployment("x", image=f"img:{cluster_id}"), deployment("y", image="img:shared")],
-        )
-    path = "$.spec.template.spec.containers[*].image"
-    two = run_search(session, path, cluster_ids=["a", "c"], distinct=True)
-    assert [(v.value, v.occurrences, v.clusters) for v in two.values] == [
-        ("img:shared", 2, 2),
-        ("img:a", 1, 1),
-        ("img:c", 1, 1),
-    ]
-    hits = run_search(session, path, cluster_ids=["c", "b"])
-    assert [(h.cluster_id, h.name) for h in hits.hits] == [
-        ("b", "x"),
-        ("b", "y"),
-        ("c", "x"),
-        ("c", "y"),
-    ]
-    # cluster_id and cluster_ids together: the union; an empty list means every cluster.
-    union = run_search(session, path, cluster_id="a", cluster_ids=["b"], distinct=True)
-    assert {v.value for v in union.values} == {"img:a", "img:b", "img:shared"}
-    every = run_search(session, path, cluster_ids=[], distinct=True)
-    assert every.values[0].value == "img:shared" and every.values[0].clusters == 3
-
-
-def test_a_search_the_database_gives_up_on_is_a_search_error(db_session: Session) -> None:
-    session = db_session
-    create_cluster(session, "a")
-    push(session, "a", [deployment("x", image="img:1"), config_map("c")])
-    # Strict mode: a path that does not exist in a manifest is an error, raised while the
-    # query runs (not when the path is parsed).
-    with pytest.raises(SearchError, match="the search failed"):
-        run_search(session, "strict $.spec.template.spec.containers[*].image", distinct=True)
-    # The session is still usable (the query ran in a SAVEPOINT).
-    assert run_search(session, "$.kind", cluster_id="a", distinct=True).values
 
 
 def test_manifest_rendering_highlight_and_diff() -> None:
