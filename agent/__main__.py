@@ -132,6 +132,16 @@ def _run(config: AgentConfig, logger: logging.Logger, *, once: bool) -> int:
     if once:
         outcome = agent.push_cycle()
         agent.ping()
+        if agent.last_push.get("result") == "incomplete":
+            not_collected = ", ".join(agent.last_push.get("not_collected") or [])
+            log_event(
+                logger,
+                "once.incomplete",
+                level=logging.ERROR,
+                message=f"nothing pushed: these types could not be collected: {not_collected}",
+                not_collected=agent.last_push.get("not_collected"),
+            )
+            return EXIT_FAILED
         return EXIT_OK if outcome is not None and outcome.ok else EXIT_FAILED
     agent.run()
     return EXIT_OK

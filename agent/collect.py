@@ -10,11 +10,18 @@ import hashlib
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.discovery import Discovery, ResourceType, discover, is_forbidden, select
+from agent.discovery import (
+    Discovery,
+    ResourceType,
+    add_fallback_types,
+    discover,
+    is_forbidden,
+    select,
+)
 from agent.kube import KubeApi, KubeError
 from agent.normalise import normalise
 from contracts.hashing import canonical_json
@@ -55,6 +62,36 @@ def unpack(packed: bytes) -> bytes:
     return zlib.decompress(packed, -15)
 
 
+FAILED = "failed"
+FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A part of the cluster one collection could not list: its objects are unknown, not gone.
+
+    `kind` empty means every kind of `api_version` (its discovery document failed); `namespace`
+    empty means every namespace. `required` gaps make the collection incomplete whatever the
+    agent holds: transient failures, and 403s on types the configuration names explicitly.
+    """
+
+    name: str
+    reason: str
+    api_version: str
+    kind: str = ""
+    namespace: str = ""
+    required: bool = True
+
+    def covers(self, key: str) -> bool:
+        """Whether the object named by a reference key lies in this gap."""
+        api_version, kind, namespace, _name = key.split("|", 3)
+        return (
+            api_version == self.api_version
+            and (not self.kind or kind == self.kind)
+            and (not self.namespace or namespace == self.namespace)
+        )
+
+
 @dataclass
 class Collection:
     """The result of one collection pass over the cluster."""
@@ -65,8 +102,8 @@ class Collection:
     forbidden: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
     malformed: Counter[str] = field(default_factory=Counter)
-    failed_kinds: set[tuple[str, str]] = field(default_factory=set)
-    failed_api_versions: set[str] = field(default_factory=set)
+    gaps: list[Gap] = field(default_factory=list)
+    unserved_types: list[str] = field(default_factory=list)
     list_restarts: int = 0
     kubernetes_version: str = ""
     node_count: int | None = None
@@ -74,13 +111,38 @@ class Collection:
     provider_ids: set[str] = field(default_factory=set)
     duration_s: float = 0.0
 
+    @property
+    def failed_kinds(self) -> frozenset[tuple[str, str]]:
+        """(apiVersion, kind) of the types whose listing failed (not a 403) this round."""
+        return frozenset(
+            (g.api_version, g.kind) for g in self.gaps if g.reason == FAILED and g.kind
+        )
+
+    @property
+    def failed_api_versions(self) -> frozenset[str]:
+        """Group versions whose discovery document failed this round."""
+        return frozenset(g.api_version for g in self.gaps if not g.kind)
+
+    @property
+    def not_collected(self) -> dict[str, str]:
+        """Each gap's name and reason (`failed` or `forbidden`), for telemetry and logs."""
+        return {g.name: g.reason for g in self.gaps}
+
     def hashes(self) -> dict[str, str]:
         return {key: entry.content_hash for key, entry in self.entries.items()}
 
     def failed(self, key: str) -> bool:
         """Whether the object named by `key` could not be listed this round (kept as it was)."""
-        api_version, kind, _ = key.split("|", 2)
-        return api_version in self.failed_api_versions or (api_version, kind) in self.failed_kinds
+        return any(gap.covers(key) for gap in self.gaps)
+
+    def incomplete(self, held: Iterable[str] = ()) -> list[str]:
+        """Names of the gaps that forbid a full snapshot: every required gap, and any other
+        gap (a 403 on a type not named explicitly) that covers objects the agent holds."""
+        optional = [g for g in self.gaps if not g.required]
+        blocking = {g.name for g in self.gaps if g.required}
+        for key in held if optional else ():
+            blocking.update(g.name for g in optional if g.covers(key))
+        return sorted(blocking)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +227,10 @@ def collect(
     for path in found.errors:
         if path.startswith(("/apis/", "/api/")):
             parts = path.strip("/").split("/")
-            result.failed_api_versions.add("/".join(parts[1:]))
+            result.gaps.append(
+                Gap(name=f"discovery {path}", reason=FAILED, api_version="/".join(parts[1:]))
+            )
+    result.unserved_types = add_fallback_types(api, found, include=options.include_types)
     selected = select(found.types, include=options.include_types, exclude=options.exclude_types)
     for rtype in selected:
         if should_stop is not None and should_stop():
@@ -241,10 +306,14 @@ def _collect_type(
                 buffered[key] = entry
         except KubeError as exc:
             if exc.status == HTTP_FORBIDDEN:
-                # Namespace by namespace, RBAC may allow some namespaces and not others.
+                # Namespace by namespace, RBAC may allow some namespaces and not others. What
+                # cannot be read is unknown, not empty: its last known objects are kept.
                 where = f"{rtype.name} in {namespace}" if namespace else rtype.name
                 into.forbidden.append(where)
                 into.errors[where] = f"forbidden: {exc.message or exc.reason}"
+                into.gaps.append(
+                    _gap(rtype, where, FORBIDDEN, namespace=namespace, options=options)
+                )
                 if namespace:
                     continue
                 return
@@ -252,11 +321,11 @@ def _collect_type(
                 into.vanished.append(rtype.name)
                 return
             into.errors[rtype.name] = str(exc)
-            into.failed_kinds.add((rtype.api_version, rtype.kind))
+            into.gaps.append(_gap(rtype, rtype.name, FAILED, options=options))
             return
         except _ListExpired:
             into.errors[rtype.name] = "continue token expired repeatedly"
-            into.failed_kinds.add((rtype.api_version, rtype.kind))
+            into.gaps.append(_gap(rtype, rtype.name, FAILED, options=options))
             return
     if malformed:
         into.malformed[rtype.name] += malformed
@@ -267,6 +336,26 @@ def _collect_type(
         into.node_count = len(buffered)
     elif not rtype.group and rtype.kind == "Namespace":
         into.namespace_count = len(buffered)
+
+
+def _gap(
+    rtype: ResourceType,
+    name: str,
+    reason: str,
+    *,
+    namespace: str | None = None,
+    options: CollectOptions,
+) -> Gap:
+    # A 403 on a type the configuration names is a gap in what the agent must hold; with no
+    # include list a 403 on a type the agent never held is simply out of its view.
+    return Gap(
+        name=name,
+        reason=reason,
+        api_version=rtype.api_version,
+        kind=rtype.kind,
+        namespace=namespace or "",
+        required=reason == FAILED or bool(options.include_types),
+    )
 
 
 def _namespace_excluded(obj: dict[str, Any], options: CollectOptions) -> bool:

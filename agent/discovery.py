@@ -1,5 +1,9 @@
 """Discovery of every served, listable resource type (preferred versions, CRDs included).
 
+An included type that its group serves only at a non-preferred version (say `batch/v1beta1`
+CronJobs on an old cluster) is looked up there (`add_fallback_types`); an include entry found
+at no version is reported, never silently dropped.
+
 Secrets are refused here by construction: a type whose resource is `secrets` or whose kind is
 `Secret` never becomes a ResourceType, whatever the configuration asks for.
 """
@@ -60,6 +64,10 @@ class Discovery:
     types: list[ResourceType] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     kubernetes_version: str = ""
+    # Served but not kept: a kind another (preferred) group already serves.
+    duplicates: list[ResourceType] = field(default_factory=list)
+    # Group versions other than each group's preferred one, in the server's priority order.
+    other_versions: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _is_builtin_group(group: str) -> bool:
@@ -91,13 +99,7 @@ def discover(api: KubeApi) -> Discovery:
     except KubeError as exc:
         result.errors["/apis"] = str(exc)
         groups = []
-    for group in groups:
-        if not isinstance(group, dict) or not group.get("name"):
-            continue
-        preferred = group.get("preferredVersion") or (group.get("versions") or [{}])[0]
-        version_name = preferred.get("version") if isinstance(preferred, dict) else None
-        if version_name:
-            group_versions.append((str(group["name"]), str(version_name)))
+    group_versions.extend(_preferred_versions(groups, others=result.other_versions))
 
     seen_builtin_kinds: set[str] = set()
     seen_storage_hashes: set[str] = set()
@@ -118,6 +120,7 @@ def discover(api: KubeApi) -> Discovery:
             if (builtin and rtype.kind in seen_builtin_kinds) or (
                 storage_hash and storage_hash in seen_storage_hashes
             ):
+                result.duplicates.append(rtype)
                 continue
             if builtin:
                 seen_builtin_kinds.add(rtype.kind)
@@ -126,6 +129,67 @@ def discover(api: KubeApi) -> Discovery:
             seen_types.add((rtype.group, rtype.kind))
             result.types.append(rtype)
     return result
+
+
+def _preferred_versions(groups: object, *, others: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(group, preferred version) of each well-formed group; other versions go to `others`."""
+    preferred_versions = []
+    for group in groups if isinstance(groups, list) else []:
+        if not isinstance(group, dict) or not group.get("name"):
+            continue
+        preferred = group.get("preferredVersion") or (group.get("versions") or [{}])[0]
+        version_name = preferred.get("version") if isinstance(preferred, dict) else None
+        if version_name:
+            preferred_versions.append((str(group["name"]), str(version_name)))
+        for entry in group.get("versions") or []:
+            other = entry.get("version") if isinstance(entry, dict) else None
+            if other and other != version_name:
+                others.append((str(group["name"]), str(other)))
+    return preferred_versions
+
+
+def _entry_group(name: str) -> str | None:
+    """The group an include entry names (`cronjobs.batch` -> `batch`); None when it names none."""
+    return name.split(".", 1)[1].lower() if "." in name else None
+
+
+def add_fallback_types(api: KubeApi, found: Discovery, *, include: frozenset[str]) -> list[str]:
+    """Add included types that their group serves only at a non-preferred version.
+
+    Only entries that name their group (`cronjobs.batch`) are looked up in that group's other
+    versions, in the server's priority order. Returns the include entries that discovery did
+    not find at any version, sorted (reported as `details.unserved_types`).
+    """
+    served = [*found.types, *found.duplicates]
+    missing = {
+        name
+        for name in include
+        if not any(t.matches({name}) for t in served)
+        and not is_forbidden(plural=name.split(".", 1)[0].lower(), kind="")
+        and name.split(".", 1)[0].lower() != "secret"
+    }
+    wanted_groups = {_entry_group(name) for name in missing} - {None}
+    builtin_kinds = {t.kind for t in served if _is_builtin_group(t.group)}
+    for group_name, version_name in found.other_versions:
+        if group_name not in wanted_groups or not missing:
+            continue
+        path = f"/apis/{group_name}/{version_name}"
+        try:
+            listing = api.get(path)
+        except KubeError:
+            continue  # an unreachable fallback leaves the entry reported as unserved
+        for resource in listing.get("resources", []):
+            rtype = _resource_type(resource, group=group_name, version=version_name)
+            if rtype is None:
+                continue
+            hits = {name for name in missing if rtype.matches({name})}
+            if not hits or (_is_builtin_group(rtype.group) and rtype.kind in builtin_kinds):
+                continue
+            found.types.append(rtype)
+            if _is_builtin_group(rtype.group):
+                builtin_kinds.add(rtype.kind)
+            missing -= hits
+    return sorted(missing)
 
 
 def _resource_type(resource: object, *, group: str, version: str) -> ResourceType | None:

@@ -102,6 +102,8 @@ class Agent:
             errors=collection.errors,
             malformed=dict(collection.malformed),
             list_restarts=collection.list_restarts,
+            not_collected=collection.not_collected,
+            unserved_types=collection.unserved_types,
         )
         if self.stop.is_set():
             return None
@@ -109,11 +111,27 @@ class Agent:
         full_due = (
             self.last_full_at is None or now - self.last_full_at >= self.config.full_push_interval_s
         )
-        incomplete = bool(collection.failed_kinds or collection.failed_api_versions)
-        if full_due and self.acked is not None and incomplete:
-            # A full snapshot would tell the server that every object of a type that failed
-            # to list was deleted; a delta carries them over. Try the full one next cycle.
-            log_event(self.log, "push.full_deferred", reason="types failed to list")
+        # A full snapshot tells the server that every object it does not list was deleted, so
+        # an incomplete collection is never sent as one, whatever the agent's state.
+        incomplete = collection.incomplete(self.acked.hashes if self.acked else ())
+        if incomplete and self.acked is None:
+            # Nothing acknowledged to carry the missing types' objects over from: wait.
+            log_event(
+                self.log,
+                "push.withheld",
+                level=logging.ERROR,
+                reason="incomplete collection",
+                not_collected=incomplete,
+            )
+            self.last_push = {
+                "result": "incomplete",
+                "not_collected": incomplete,
+                "at": collected_at,
+            }
+            return None
+        if full_due and incomplete:
+            # A delta carries the missing types' objects over; try the full one next cycle.
+            log_event(self.log, "push.full_deferred", reason="incomplete", not_collected=incomplete)
             full_due = False
         if full_due or self.acked is None:
             plan = full_plan(collection)
@@ -126,6 +144,12 @@ class Agent:
         outcome = self._send(plan, collected_at=collected_at)
         if outcome.status == HTTP_CONFLICT and plan.type == "delta":
             log_event(self.log, "push.conflict", level=logging.WARNING, base=plan.base_digest)
+            if incomplete:
+                # The server's state is not ours and this collection cannot replace it: start
+                # afresh with the next complete collection.
+                self.acked = None
+                self.last_full_at = None
+                return outcome
             plan = full_plan(collection)
             outcome = self._send(plan, collected_at=collected_at)
         del collection

@@ -39,6 +39,8 @@ class CollectionStats:
     malformed: dict[str, int] = field(default_factory=dict)
     forbidden: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
+    not_collected: dict[str, str] = field(default_factory=dict)
+    unserved: list[str] = field(default_factory=list)
     list_restarts: int = 0
     duration_s: float = 0.0
 
@@ -54,6 +56,8 @@ class CollectionStats:
             malformed=dict(collection.malformed),
             forbidden=list(collection.forbidden),
             vanished=list(collection.vanished),
+            not_collected=collection.not_collected,
+            unserved=list(collection.unserved_types),
             list_restarts=collection.list_restarts,
             duration_s=round(collection.duration_s, 3),
         )
@@ -90,6 +94,10 @@ def envelope(
             malformed_objects=stats.malformed,
             forbidden_types=stats.forbidden,
             vanished_types=stats.vanished,
+            # Types whose objects are unknown this round (kept as last pushed), and why.
+            not_collected=stats.not_collected,
+            # Include entries that discovery served at no version.
+            unserved_types=stats.unserved,
             list_restarts=stats.list_restarts,
         )
     body["details"] = details

@@ -30,6 +30,62 @@ class KubeObject(TypedDict, total=False):
     data: dict[str, Any]
 
 
+# Kinds the API server stores without a namespace: a stray `metadata.namespace` in a manifest
+# of one of these is ignored by the server, so it is ignored everywhere here too (refs, the
+# store, every rule). Built-in kinds plus the cluster-wide kinds of common add-ons.
+CLUSTER_SCOPED_KINDS: frozenset[str] = frozenset(
+    {
+        "APIService",
+        "AdminNetworkPolicy",
+        "BaselineAdminNetworkPolicy",
+        "CSIDriver",
+        "CSINode",
+        "CertificateSigningRequest",
+        "CiliumClusterwideNetworkPolicy",
+        "ClusterIssuer",
+        "ClusterPolicy",
+        "ClusterPolicyReport",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterTrustBundle",
+        "ComponentStatus",
+        "CustomResourceDefinition",
+        "DeviceClass",
+        "FlowSchema",
+        "GatewayClass",
+        "GlobalNetworkPolicy",
+        "GlobalNetworkSet",
+        "IngressClass",
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+        "MutatingWebhookConfiguration",
+        "Namespace",
+        "Node",
+        "PersistentVolume",
+        "PodSecurityPolicy",
+        "PriorityClass",
+        "PriorityLevelConfiguration",
+        "ResourceSlice",
+        "RuntimeClass",
+        "SecurityContextConstraints",
+        "StorageClass",
+        "StorageVersionMigration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "ValidatingWebhookConfiguration",
+        "VolumeAttachment",
+    }
+)
+
+
+def object_namespace(kind: Any, namespace: Any) -> str | None:
+    """The namespace an object really lives in: None for cluster-scoped kinds (whatever the
+    manifest says) and for an empty or missing `metadata.namespace`."""
+    if not namespace or kind in CLUSTER_SCOPED_KINDS:
+        return None
+    return str(namespace)
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ResourceRef:
     """Names one object: apiVersion, kind, namespace (None when cluster-scoped), name."""
@@ -53,10 +109,11 @@ class ResourceRef:
     def of(cls, obj: dict[str, Any]) -> ResourceRef:
         """The reference of a raw manifest (`KeyError`/`TypeError` when it has none)."""
         meta = obj.get("metadata") or {}
+        kind = str(obj["kind"])
         return cls(
             api_version=str(obj["apiVersion"]),
-            kind=str(obj["kind"]),
-            namespace=meta.get("namespace") or None,
+            kind=kind,
+            namespace=object_namespace(kind, meta.get("namespace")),
             name=str(meta["name"]),
         )
 
@@ -71,10 +128,11 @@ class ResourceRef:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResourceRef:
+        kind = str(data["kind"])
         return cls(
             api_version=str(data["apiVersion"]),
-            kind=str(data["kind"]),
-            namespace=data.get("namespace") or None,
+            kind=kind,
+            namespace=object_namespace(kind, data.get("namespace")),
             name=str(data["name"]),
         )
 

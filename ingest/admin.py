@@ -464,6 +464,7 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
                 # What the agent reported about its latest snapshot push (result, type, digest,
                 # objects, at, status, detail); null before the first ping that carried it.
                 "last_push": (ping.details or {}).get("last_push") if ping else None,
+                **telemetry.collection_gaps(ping),
             }
         )
     return {"clusters": rows}, 200, None, {}

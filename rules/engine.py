@@ -30,6 +30,7 @@ from rules.cluster import ClusterContext, suppressed_by_controller
 from rules.config import ConfigError, Exemption, ScanConfig, annotation_exemptions
 from rules.loading import Document
 from rules.model import Result, Rule, RuleMeta, Scope, Violation
+from rules.psa import Version, assign_versions
 from rules.registry import CATALOGUE_REVISION, default_rules
 from rules.view import ObjectView, make_ref
 
@@ -449,8 +450,14 @@ class Engine:
         cluster: str | None = None,
         now: dt.datetime | None = None,
         load_errors: Iterable[ScanErrorDict] = (),
+        kubernetes_version: Version | None = None,
     ) -> ScanOutcome:
         """Evaluate object and cluster rules on `inputs`, then apply the configuration.
+
+        `kubernetes_version` is the (major, minor) release the input is judged as (None:
+        the newest the catalogue knows); each object's Pod Security policy version is its
+        namespace's `enforce-version` pin when the input has that Namespace, else this
+        (see `rules.psa.assign_versions`).
 
         `inputs` are manifests or `rules.loading.Document`s (which add file/line locations).
         Objects whose controller is also in the input are skipped when `dedup_controllers`
@@ -459,7 +466,13 @@ class Engine:
         The cyclic garbage collector is paused for the duration of the call (`gc_paused`).
         """
         with gc_paused():
-            return self._scan(inputs, cluster=cluster, now=now, load_errors=load_errors)
+            return self._scan(
+                inputs,
+                cluster=cluster,
+                now=now,
+                load_errors=load_errors,
+                kubernetes_version=kubernetes_version,
+            )
 
     def _scan(
         self,
@@ -468,6 +481,7 @@ class Engine:
         cluster: str | None,
         now: dt.datetime | None,
         load_errors: Iterable[ScanErrorDict],
+        kubernetes_version: Version | None = None,
     ) -> ScanOutcome:
         now = now or dt.datetime.now(dt.UTC)
         views: list[ObjectView] = []
@@ -496,6 +510,7 @@ class Engine:
                 locations.setdefault(view.ref.key, loc)
             views.append(view)
             located.append(loc)
+        assign_versions(views, kubernetes_version)
         context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
         suppressed = (
             suppressed_by_controller(context) if self.config.dedup_controllers else frozenset()

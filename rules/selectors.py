@@ -135,3 +135,119 @@ def _parse_text(text: str) -> Selector:
         else:
             reqs.append(Requirement(key, "DoesNotExist" if negate else "Exists"))
     return Selector(tuple(reqs))
+
+
+# -- Calico selector expressions (GlobalNetworkPolicy `selector` / `namespaceSelector`) ------
+_CALICO_TOKEN = re.compile(
+    r"\s*(?:(?P<op>&&|\|\||==|!=|!|\(|\)|\{|\}|,)|(?P<str>'[^']*'|\"[^\"]*\")"
+    r"|(?P<word>[A-Za-z0-9_./\-]+))"
+)
+
+
+def _calico_tokens(text: str) -> list[str]:
+    tokens: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        match = _CALICO_TOKEN.match(text, pos)
+        if match is None or match.end() == pos:
+            raise SelectorError(f"cannot parse Calico selector {text!r}")
+        tokens.append(match.group(match.lastgroup or "word"))
+        pos = match.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return tokens
+
+
+class _CalicoParser:
+    """Recursive descent over Calico's selector grammar: `all()`, `has(k)`, `k == 'v'`,
+    `k != 'v'`, `k in {'a', 'b'}`, `k not in {...}`, `!`, `&&`, `||`, parentheses."""
+
+    def __init__(self, tokens: list[str], labels: Mapping[str, Any]) -> None:
+        self.tokens, self.pos, self.labels = tokens, 0, labels
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise SelectorError(f"expected {expected or 'a token'}, found {token!r}")
+        self.pos += 1
+        return token
+
+    def parse(self) -> bool:
+        value = self.disjunction()
+        if self.peek() is not None:
+            raise SelectorError(f"unexpected {self.peek()!r}")
+        return value
+
+    def disjunction(self) -> bool:
+        value = self.conjunction()
+        while self.peek() == "||":
+            self.take()
+            value = self.conjunction() or value
+        return value
+
+    def conjunction(self) -> bool:
+        value = self.unary()
+        while self.peek() == "&&":
+            self.take()
+            value = self.unary() and value
+        return value
+
+    def unary(self) -> bool:
+        word = self.take()
+        if word == "!":
+            return not self.unary()
+        if word == "(":
+            value = self.disjunction()
+            self.take(")")
+            return value
+        if word in ("all", "has") and self.peek() == "(":
+            self.take("(")
+            key = self.take() if word == "has" else None
+            self.take(")")
+            return True if key is None else key in self.labels
+        return self.comparison(_unquote(word))
+
+    def comparison(self, key: str) -> bool:
+        op = self.take()
+        actual = self.labels.get(key)
+        if op in ("==", "!="):
+            value = _unquote(self.take())
+            equal = actual is not None and str(actual) == value
+            return equal if op == "==" else not equal
+        negate = op == "not"
+        if negate:
+            op = self.take()
+        if op != "in":
+            raise SelectorError(f"unknown Calico operator {op!r}")
+        self.take("{")
+        values = set()
+        while self.peek() != "}":
+            values.add(_unquote(self.take()))
+            if self.peek() == ",":
+                self.take()
+        self.take("}")
+        inside = actual is not None and str(actual) in values
+        return not inside if negate else inside
+
+
+def _unquote(token: str) -> str:
+    if len(token) >= 2 and token[0] == token[-1] and token[0] in "'\"":
+        return token[1:-1]
+    return token
+
+
+def calico_selector_matches(expression: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a Calico selector expression selects `labels` (empty or missing: `all()`).
+
+    Raises SelectorError on anything it cannot parse.
+    """
+    if expression is None:
+        return True
+    if not isinstance(expression, str):
+        raise SelectorError(f"a Calico selector is a string, not {type(expression).__name__}")
+    if not expression.strip():
+        return True
+    return _CalicoParser(_calico_tokens(expression), labels).parse()

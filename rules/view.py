@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from contracts.resources import ResourceRef
+from contracts.resources import ResourceRef, object_namespace
 
 EMPTY: Mapping[str, Any] = {}
 
@@ -22,6 +22,9 @@ POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "DaemonSet": (("spec", "template", "metadata"), ("spec", "template", "spec")),
     "ReplicaSet": (("spec", "template", "metadata"), ("spec", "template", "spec")),
     "ReplicationController": (("spec", "template", "metadata"), ("spec", "template", "spec")),
+    # OpenShift's apps.openshift.io/v1 DeploymentConfig keeps its pod template where a
+    # Deployment does.
+    "DeploymentConfig": (("spec", "template", "metadata"), ("spec", "template", "spec")),
     "Job": (("spec", "template", "metadata"), ("spec", "template", "spec")),
     "CronJob": (
         ("spec", "jobTemplate", "spec", "template", "metadata"),
@@ -72,27 +75,39 @@ def make_ref(manifest: Mapping[str, Any]) -> ResourceRef:
     """The ResourceRef of a manifest, tolerant of missing fields (never raises)."""
     meta = _mapping(manifest.get("metadata"))
     name = meta.get("name") or (f"{meta['generateName']}*" if meta.get("generateName") else "")
+    kind = str(manifest.get("kind") or "")
     return ResourceRef(
         api_version=str(manifest.get("apiVersion") or ""),
-        kind=str(manifest.get("kind") or ""),
-        namespace=str(meta["namespace"]) if meta.get("namespace") else None,
+        kind=kind,
+        namespace=object_namespace(kind, meta.get("namespace")),
         name=str(name),
     )
 
 
 class ObjectView:
-    """One manifest as rules see it. `workload` is set for every pod-bearing kind."""
+    """One manifest as rules see it. `workload` is set for every pod-bearing kind.
+
+    `namespace` is None for cluster-scoped kinds whatever the manifest says (the API server
+    ignores a stray `metadata.namespace` there). `kubernetes_version` is the (major, minor)
+    of the cluster the object is judged for and `policy_version` the Pod Security policy
+    version that applies to it (the namespace's `enforce-version` pin, else the cluster's);
+    both None mean "the newest release the catalogue knows" (`rules.psa.LATEST`). The engine
+    sets them before rules run; rules read them through `rules.psa.policy_version(obj)`.
+    """
 
     __slots__ = (
+        "_problems",
         "_ref",
         "annotations",
         "api_version",
         "kind",
+        "kubernetes_version",
         "labels",
         "manifest",
         "metadata",
         "name",
         "namespace",
+        "policy_version",
         "workload",
     )
 
@@ -102,8 +117,10 @@ class ObjectView:
         self.api_version: str = str(manifest.get("apiVersion") or "")
         self.metadata: Mapping[str, Any] = _mapping(manifest.get("metadata"))
         self.name: str = str(self.metadata.get("name") or "")
-        namespace = self.metadata.get("namespace")
-        self.namespace: str | None = str(namespace) if namespace else None
+        self.namespace: str | None = object_namespace(self.kind, self.metadata.get("namespace"))
+        self.kubernetes_version: tuple[int, int] | None = None
+        self.policy_version: tuple[int, int] | None = None
+        self._problems: tuple[Any, ...] | None = None
         self.labels: Mapping[str, str] = _mapping(self.metadata.get("labels"))
         self.annotations: Mapping[str, str] = _mapping(self.metadata.get("annotations"))
         self._ref: ResourceRef | None = None

@@ -68,3 +68,26 @@ def latest_telemetry(session: Session) -> Sequence[tuple[Cluster, TelemetryPing 
         .order_by(Cluster.id)
     ).all()
     return [(cluster, ping) for cluster, ping in rows]
+
+
+def latest_ping(session: Session, cluster_id: str) -> TelemetryPing | None:
+    """A cluster's most recent ping, if it ever pinged."""
+    return session.scalars(
+        select(TelemetryPing)
+        .where(TelemetryPing.cluster_id == cluster_id)
+        .order_by(TelemetryPing.received_at.desc(), TelemetryPing.id.desc())
+        .limit(1)
+    ).first()
+
+
+def collection_gaps(ping: TelemetryPing | None) -> dict[str, Any]:
+    """What the agent's latest collection could not see, from the ping's details:
+    `not_collected` (type -> `failed` or `forbidden`; the agent kept their last known objects)
+    and `unserved_types` (include entries the API server serves at no version)."""
+    agent_details = ((ping.details or {}).get("details") if ping else None) or {}
+    not_collected = agent_details.get("not_collected")
+    unserved = agent_details.get("unserved_types")
+    return {
+        "not_collected": dict(not_collected) if isinstance(not_collected, dict) else {},
+        "unserved_types": [str(t) for t in unserved] if isinstance(unserved, list) else [],
+    }

@@ -72,6 +72,12 @@ def last_push_text(row: dict[str, Any], *, now: datetime) -> str:
         outcome = str(push) if push else "—"
     if errors:
         outcome += f"; {len(errors)} collection error{'s' if len(errors) != 1 else ''}"
+    not_collected = row.get("not_collected") or {}
+    if not_collected:
+        # Types the agent could not read: their last known objects are kept, not deleted.
+        outcome += "; not collected: " + ", ".join(
+            f"{name} ({reason})" for name, reason in sorted(not_collected.items())
+        )
     return outcome
 
 

@@ -6,6 +6,8 @@ the composition root, through `IngestContext.extras`:
 
 - `rule_info`: `callable(rule_id) -> contracts.findings.RuleInfo | None` (the rule page's
   what/why/how-to-fix; ingest may not import the rules package itself);
+- `rule_doc`: `callable(rule_id) -> str | None`, the rule's Markdown docstring (rendered on
+  the rule page with raw HTML disabled);
 - `flower_url`: base URL of Flower, for links from scan runs to their task.
 """
 
@@ -40,6 +42,8 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/scans", "scans", views.scans, ("GET",)),
     ("/search", "search", views.search, ("GET",)),
     ("/audit", "audit", views.audit, ("GET",)),
+    # Last: any other URL under /admin is an HTML 404 page (not the API's JSON problem).
+    ("/<path:unknown>", "unknown", views.unknown, ("GET", "POST", "PUT", "PATCH", "DELETE")),
 )
 
 

@@ -53,6 +53,7 @@ class FindingFilter:
     status: str = DEFAULT_STATUS
     team: str = ""
     label: str = ""
+    exemption: str = ""  # findings an exemption covers (its id)
     page: int = 1
     fixed: tuple[str, ...] = ()  # fields the page's own URL names (left out of `query`)
 
@@ -72,6 +73,9 @@ class FindingFilter:
         status = (args.get("status") or DEFAULT_STATUS).strip().lower()
         if status not in STATUS_CHOICES:
             raise FilterError(f"status: one of {', '.join(STATUS_CHOICES)}")
+        exemption = (args.get("exemption") or "").strip()
+        if exemption and not (exemption.isdigit() and len(exemption) < 19):
+            raise FilterError("exemption: an exemption number")
         label = (args.get("label") or "").strip()
         if label and not _LABEL.match(label):
             raise FilterError("label: give key=value, e.g. env=prod")
@@ -81,6 +85,7 @@ class FindingFilter:
             exact=bool(severity) and args.get("exact", "") in ("1", "on", "true"),
             status=status,
             label=label,
+            exemption=exemption,
             page=page_number(args),
             fixed=tuple(sorted(k for k, v in fixed.items() if v)),
         )
@@ -113,7 +118,7 @@ class FindingFilter:
         chosen = replace(self, **changes) if changes else self
         params = {
             name: getattr(chosen, name)
-            for name in (*TEXT_FIELDS, "severity", "label")
+            for name in (*TEXT_FIELDS, "severity", "label", "exemption")
             if getattr(chosen, name) and name not in chosen.fixed
         }
         if chosen.exact and chosen.severity:
@@ -138,6 +143,8 @@ class FindingFilter:
             where.append(Finding.namespace == self.namespace)
         if self.kind:
             where.append(Finding.kind == self.kind)
+        if self.exemption:
+            where.append(Finding.exemption_id == int(self.exemption))
         if self.category:
             where.append(Finding.details["category"].as_string() == self.category)
         if self.team or self.label:

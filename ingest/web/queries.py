@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from markupsafe import Markup
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, or_, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
 from ingest.web import charts
 from ingest.web.filters import PAGE_SIZE, FindingFilter
-from store.models import Cluster, Finding, KubeObject, ScanRun, TelemetryPing
+from store.models import AuditEntry, Cluster, Finding, KubeObject, ScanRun, TelemetryPing
 from store.telemetry import latest_ping_id
 
 OPEN_STATUSES = ("new", "open")
@@ -219,10 +219,13 @@ def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
     return found
 
 
-def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Sequence[Finding]:
-    return session.scalars(
-        select(Finding)
-        .where(
+def object_findings(
+    session: Session, cluster_id: str, obj: KubeObject, *, with_resolved: bool = False
+) -> Sequence[Finding]:
+    """The object's active findings (and its resolved ones when asked), worst first."""
+    statuses = (*OPEN_STATUSES, "exempted", *(("resolved",) if with_resolved else ()))
+    found = session.scalars(
+        select(Finding).where(
             Finding.cluster_id == cluster_id,
             Finding.api_version == obj.api_version,
             Finding.kind == obj.kind,
@@ -230,21 +233,74 @@ def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Seque
             Finding.namespace.is_(None)
             if not obj.namespace
             else Finding.namespace == obj.namespace,
-            Finding.status.in_((*OPEN_STATUSES, "exempted")),
+            Finding.status.in_(statuses),
         )
-        .order_by(Finding.rule_id, Finding.path)
     ).all()
-
-
-def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, str, int]]:
-    """(cluster, status, count) of a rule's active findings across the fleet."""
-    rows = session.execute(
-        select(Finding.cluster_id, Finding.status, func.count())
-        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
-        .group_by(Finding.cluster_id, Finding.status)
-        .order_by(Finding.cluster_id, Finding.status)
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(
+        found,
+        key=lambda f: (
+            f.status not in OPEN_STATUSES,
+            rank.get(f.severity, 9),
+            f.rule_id,
+            f.path or "",
+        ),
     )
-    return [(c, s, int(n)) for c, s, n in rows]
+
+
+def version_at(versions: Sequence[Any], moment: datetime) -> Any | None:
+    """The version that was current at `moment` (versions oldest first), if any."""
+    current = None
+    for version in versions:
+        if version.first_seen <= moment:
+            current = version
+        else:
+            break
+    return current if current is not None else (versions[0] if versions else None)
+
+
+@dataclass(slots=True)
+class ChangeFindings:
+    """What one change (the arrival of a version) did to the object's findings."""
+
+    introduced: list[Finding]
+    resolved: list[Finding]
+
+
+def change_findings(
+    findings: Sequence[Finding], versions: Sequence[Any], version: Any
+) -> ChangeFindings:
+    """Findings first seen, and findings resolved, while `version` was the current one
+    (from its arrival to the next version's): the scans that judged this change."""
+    later = [v.first_seen for v in versions if v.first_seen > version.first_seen]
+    until = min(later) if later else None
+
+    def within(moment: datetime | None) -> bool:
+        return (
+            moment is not None
+            and moment >= version.first_seen
+            and (until is None or moment < until)
+        )
+
+    return ChangeFindings(
+        introduced=[f for f in findings if within(f.first_seen)],
+        resolved=[f for f in findings if f.status == "resolved" and within(f.resolved_at)],
+    )
+
+
+def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, int, int]]:
+    """(cluster, open, exempted) findings of a rule across the fleet, most open first."""
+    rows = session.execute(
+        select(
+            Finding.cluster_id,
+            func.count().filter(Finding.status.in_(OPEN_STATUSES)),
+            func.count().filter(Finding.status == "exempted"),
+        )
+        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
+        .group_by(Finding.cluster_id)
+    )
+    counts = [(c, int(n_open), int(n_exempted)) for c, n_open, n_exempted in rows]
+    return sorted(counts, key=lambda row: (-row[1], -row[2], row[0]))
 
 
 def rule_sample(session: Session, rule_id: str) -> Finding | None:
@@ -611,3 +667,115 @@ def fleet_history(session: Session, *, now: datetime, days: int = HISTORY_DAYS) 
             history.by_severity[severity].append(sum(v[i] for v in latest.values()))
         history.changes.append((changes[label][0], changes[label][1]))
     return history
+
+
+def exemption_coverage(session: Session) -> dict[int, int]:
+    """How many findings each exemption covers right now (status exempted, by exemption id)."""
+    rows = session.execute(
+        select(Finding.exemption_id, func.count())
+        .where(Finding.status == "exempted", Finding.exemption_id.is_not(None))
+        .group_by(Finding.exemption_id)
+    )
+    return {int(exemption_id): int(n) for exemption_id, n in rows}
+
+
+# ------------------------------------------------------------------------------ audit and scans
+
+READ_VERBS = ("list", "show", "read", "query", "search", "latest", "report", "run", "download")
+AUDIT_KINDS = ("changes", "reads", "sign-ins", "all")
+
+
+def _is_read() -> ColumnElement[bool]:
+    return or_(*(AuditEntry.action.endswith(f".{verb}") for verb in READ_VERBS))
+
+
+def _is_sign_in() -> ColumnElement[bool]:
+    return AuditEntry.action.startswith("session.")
+
+
+@dataclass(slots=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    total: int
+    page: int
+    page_size: int = PAGE_SIZE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def audit_page(session: Session, *, kind: str, actor: str, action: str, page: int) -> AuditPage:
+    """Audit entries, newest first: changes (default), reads, sign-ins or all; by actor and
+    action (an exact action, or a prefix ending in '.', e.g. `exemption.`)."""
+    where: list[ColumnElement[bool]] = []
+    if kind == "changes":
+        where += [~_is_read(), ~_is_sign_in()]
+    elif kind == "reads":
+        where.append(_is_read())
+    elif kind == "sign-ins":
+        where.append(_is_sign_in())
+    if actor:
+        where.append(AuditEntry.actor == actor)
+    if action:
+        where.append(
+            AuditEntry.action.startswith(action)
+            if action.endswith(".")
+            else AuditEntry.action == action
+        )
+    total = int(session.scalar(select(func.count()).select_from(AuditEntry).where(*where)) or 0)
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(*where)
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    return AuditPage(entries=list(entries), total=total, page=page)
+
+
+def audit_actors_and_actions(session: Session) -> tuple[list[str], list[str]]:
+    """The distinct actors and actions (the filter form's choices)."""
+    actors = session.scalars(select(AuditEntry.actor).distinct().order_by(AuditEntry.actor))
+    actions = session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))
+    return list(actors)[:200], list(actions)[:200]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanRow:
+    """One scan on the scans page: what changed and what is open, not internal counters."""
+
+    run: ScanRun
+    new: int
+    resolved: int
+    open: int
+    exempted: int
+    by_severity: dict[str, int]
+    has_severities: bool
+
+
+def scan_rows(session: Session, *, cluster_id: str | None, page: int) -> tuple[list[ScanRow], int]:
+    where = [ScanRun.cluster_id == cluster_id] if cluster_id else []
+    total = int(session.scalar(select(func.count()).select_from(ScanRun).where(*where)) or 0)
+    runs = session.scalars(
+        select(ScanRun)
+        .where(*where)
+        .order_by(ScanRun.started_at.desc(), ScanRun.id.desc())
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    rows = []
+    for run in runs:
+        counts = run.counts or {}
+        rows.append(
+            ScanRow(
+                run=run,
+                new=int(counts.get("new", 0) or 0),
+                resolved=int(counts.get("resolved", 0) or 0),
+                open=open_after_scan(counts),
+                exempted=int(counts.get("exempted", 0) or 0),
+                by_severity=_severity_values(counts),
+                has_severities=any(f"severity_{s}" in counts for s in SEVERITIES),
+            )
+        )
+    return rows, total

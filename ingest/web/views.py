@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -14,7 +15,7 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, queries
+from ingest.web import charts, manifest_view, markdown, posture, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
@@ -26,13 +27,14 @@ from ingest.web.security import (
     sign_out,
 )
 from store import accounts
-from store.audit import recent_actions, record_action
+from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
 from store.findings import status_counts
 from store.manifests import object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
+from store.telemetry import collection_gaps, latest_ping
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
@@ -95,10 +97,7 @@ def logout() -> Response:
 def fleet() -> str:
     with _db() as db:
         now = utcnow()
-        try:
-            page = page_number(request.args)
-        except FilterError as problem:
-            abort(400, description=str(problem))
+        page = _page()
         team = request.args.get("team", "").strip()
         health = request.args.get("health", "").strip()
         everything = queries.fleet_overview(db, now=now, stale_after=STALE_AFTER)
@@ -158,8 +157,11 @@ def cluster_page(cluster_id: str) -> str:
             listing=queries.findings_page(db, flt),
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
+            scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
+            score_definition=posture.DEFINITION,
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
+            gaps=collection_gaps(latest_ping(db, cluster_id)),
             severities=queries.SEVERITIES,
             statuses=STATUS_CHOICES,
         )
@@ -242,6 +244,12 @@ def resource(cluster_id: str, object_id: int) -> str:
             [f.path for f in findings if f.path and f.status != "exempted"],
         )
         versions = object_history(db, object_id)
+        previous = {b.version_id: a for a, b in pairwise(versions)}
+        origins = {}
+        for f in findings:
+            version = queries.version_at(versions, f.first_seen)
+            if version is not None:
+                origins[f.id] = (version, previous.get(version.version_id))
         return render_template(
             "web/resource.html",
             cluster=cluster,
@@ -249,6 +257,7 @@ def resource(cluster_id: str, object_id: int) -> str:
             ref=ResourceRef.from_key(obj.ref_key),
             lines=lines,
             findings=findings,
+            origins=origins,
             versions=versions,
         )
 
@@ -258,7 +267,8 @@ def diff(cluster_id: str, object_id: int) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
         obj = _object_or_404(db, cluster_id, object_id)
-        versions = {v.version_id: v for v in object_history(db, object_id)}
+        history = object_history(db, object_id)
+        versions = {v.version_id: v for v in history}
         try:
             old = versions[int(request.args.get("a", ""))]
             new = versions[int(request.args.get("b", ""))]
@@ -269,9 +279,10 @@ def diff(cluster_id: str, object_id: int) -> str:
         lines = manifest_view.diff(
             old.body,
             new.body,
-            old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
-            new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
+            old_label=f"{old.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {old.version_id})",
+            new_label=f"{new.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {new.version_id})",
         )
+        findings = queries.object_findings(db, cluster_id, obj, with_resolved=True)
         return render_template(
             "web/diff.html",
             cluster=cluster,
@@ -280,6 +291,7 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
+            change=queries.change_findings(findings, history, new),
         )
 
 
@@ -291,10 +303,15 @@ def rule(rule_id: str) -> str:
         if info is None and sample is None:
             abort(404, description=f"no rule {rule_id!r} in the catalogue or in any finding")
         flt = _filter(rule=rule_id)
+        lookup_doc: Callable[[str], str | None] | None = ctx().extras.get("rule_doc")
+        doc = (lookup_doc(rule_id) if lookup_doc else None) or ""
         return render_template(
             "web/rule.html",
             rule_id=rule_id,
             info=info,
+            doc_html=markdown.render_doc(doc) if doc else None,
+            doc_lead=markdown.doc_lead(doc) if doc else "",
+            reference=markdown.reference,
             sample=sample,
             per_cluster=queries.rule_counts_by_cluster(db, rule_id),
             flt=flt,
@@ -315,16 +332,25 @@ def _expiry(raw: str) -> datetime:
     return datetime.combine(day, time(23, 59, 59), tzinfo=UTC)
 
 
+def _exemptions_page(db: Session, form: Any) -> str:
+    return render_template(
+        "web/exemptions.html",
+        exemptions=sorted(
+            list_exemptions(db, include_inactive=True),
+            key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+        ),
+        coverage=queries.exemption_coverage(db),
+        clusters=list_clusters(db),
+        now=utcnow(),
+        form=form,
+        accepting=bool(form.get("rules")),
+    )
+
+
 @login_required
 def exemptions() -> str:
     with _db() as db:
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=request.args,
-        )
+        return _exemptions_page(db, request.args)
 
 
 @admin_required
@@ -380,13 +406,7 @@ def exemption_create() -> str | Response:
                 return redirect(url_for("web.exemptions"))
         for error in errors:
             flash(error, "error")
-        return render_template(
-            "web/exemptions.html",
-            exemptions=list_exemptions(db, include_inactive=True),
-            clusters=list_clusters(db),
-            now=utcnow(),
-            form=form,
-        ), 400  # type: ignore[return-value]
+        return _exemptions_page(db, form), 400  # type: ignore[return-value]
 
 
 @admin_required
@@ -411,14 +431,27 @@ def exemption_expire(exemption_id: int) -> Response:
 # ------------------------------------------------------------------------------ the rest
 
 
+def _page() -> int:
+    try:
+        return page_number(request.args)
+    except FilterError as problem:
+        abort(400, description=str(problem))
+
+
 @login_required
 def scans() -> str:
-    cluster_id = request.args.get("cluster") or None
+    cluster_id = request.args.get("cluster", "").strip() or None
+    page = _page()
     with _db() as db:
+        rows, total = queries.scan_rows(db, cluster_id=cluster_id, page=page)
         return render_template(
             "web/scans.html",
-            runs=list_scan_runs(db, cluster_id=cluster_id, limit=200),
+            rows=rows,
+            total=total,
+            page=page,
+            pages=max(1, -(-total // queries.PAGE_SIZE)),
             cluster_id=cluster_id,
+            severities=queries.SEVERITIES,
             flower_url=ctx().extras.get("flower_url"),
         )
 
@@ -450,8 +483,29 @@ def search() -> tuple[str, int]:
 
 @login_required
 def audit() -> str:
+    kind = request.args.get("kind", "changes")
+    if kind not in queries.AUDIT_KINDS:
+        abort(400, description=f"kind: one of {', '.join(queries.AUDIT_KINDS)}")
+    actor = request.args.get("actor", "").strip()[:200]
+    action = request.args.get("action", "").strip()[:100]
+    page = _page()
     with _db() as db:
-        return render_template("web/audit.html", entries=recent_actions(db, limit=500))
+        actors, actions = queries.audit_actors_and_actions(db)
+        return render_template(
+            "web/audit.html",
+            listing=queries.audit_page(db, kind=kind, actor=actor, action=action, page=page),
+            kind=kind,
+            kinds=queries.AUDIT_KINDS,
+            actor=actor,
+            action=action,
+            actors=actors,
+            actions=actions,
+        )
+
+
+def unknown(unknown: str) -> Response:
+    """Every URL under /admin that no page answers."""
+    abort(404, description=f"there is no admin page at /admin/{unknown}")
 
 
 def error_page(error: Any) -> tuple[str, int]:

@@ -334,7 +334,12 @@ BUILTIN_DEFAULT_OBJECTS = frozenset(
         ("ConfigMap", "kube-root-ca.crt"),
     }
 )
-GENERATED_KINDS = frozenset({"Event", "Endpoints", "EndpointSlice", "Lease"})
+# Events are records the control plane writes about other objects. Endpoints and
+# EndpointSlices are exempt only when the control plane maintains them: the `kubernetes`
+# ones above, slices owned by their Service (ownerReferences), and Endpoints the endpoints
+# controller labels as its own; hand-written ones (and Leases) are reported like anything else.
+GENERATED_KINDS = frozenset({"Event"})
+ENDPOINTS_MANAGED_BY = ("endpoints.kubernetes.io/managed-by", "endpoint-controller")
 
 
 @rule(
@@ -351,11 +356,12 @@ def default_namespace(obj: ObjectView) -> Iterator[Violation]:
 
     ## What it does
     Reports objects whose `metadata.namespace` is `default`, except what Kubernetes itself
-    keeps there (the `kubernetes` Service and its endpoints, the `default` ServiceAccount, the
-    `kube-root-ca.crt` ConfigMap, legacy `default-token-*` Secrets), generated objects
-    (Events, Endpoints, EndpointSlices, Leases) and objects owned by another object (their
-    owner is reported instead). Manifests without a namespace are not reported: where they
-    land depends on how they are applied.
+    keeps there (the `kubernetes` Service and its `kubernetes` Endpoints and EndpointSlice,
+    the `default` ServiceAccount, the `kube-root-ca.crt` ConfigMap, legacy `default-token-*`
+    Secrets), Events, Endpoints labelled as the endpoints controller's, and objects owned by
+    another object (their owner is reported instead). Everything else is reported whatever
+    its kind: hand-written Endpoints, EndpointSlices and Leases are not exempt. Manifests
+    without a namespace are not reported: where they land depends on how they are applied.
 
     ## Why is this bad?
     `default` is where everything lands by accident; RBAC, quotas, network policies and
@@ -382,6 +388,9 @@ def default_namespace(obj: ObjectView) -> Iterator[Violation]:
     if (obj.kind, obj.name) in BUILTIN_DEFAULT_OBJECTS or obj.metadata.get("ownerReferences"):
         return
     if obj.kind == "Secret" and obj.name.startswith("default-token-"):
+        return
+    key, value = ENDPOINTS_MANAGED_BY
+    if obj.kind == "Endpoints" and obj.labels.get(key) == value:
         return
     yield Violation(
         f"{obj.kind} {obj.name} is in the default namespace; move it to a dedicated one",

@@ -367,22 +367,46 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
             )
 
 
+def _selected_by_service(cluster: ClusterContext, obj: ObjectView) -> bool:
+    """Whether a Service in the workload's namespace selects its pods (equality selector)."""
+    assert obj.workload is not None
+    labels = obj.workload.pod_meta.get("labels")
+    if not is_map(labels) or not labels:
+        return False
+    for service in cluster.in_namespace(obj.namespace, "Service"):
+        selector = service.spec.get("selector")
+        if (
+            is_map(selector)
+            and selector
+            and all(
+                isinstance(value, str) and labels.get(key) == value
+                for key, value in selector.items()
+            )
+        ):
+            return True
+    return False
+
+
 @rule(
     id="KM-605",
     title="Serving container without a readiness probe",
     severity=Severity.LOW,
     category=CATEGORY,
+    scope="cluster",
     references=(PROBES_DOC,),
     remediation="Add a `readinessProbe` that succeeds only when the container can serve requests.",
     kinds=POD_KINDS,
 )
-def missing_readiness_probe(obj: ObjectView) -> Iterator[Violation]:
-    """Flags long-running containers that declare ports but have no readiness probe.
+def missing_readiness_probe(cluster: ClusterContext) -> Iterator[Violation]:
+    """Flags long-running containers that serve traffic but have no readiness probe.
 
     ## What it does
     Reports regular and sidecar containers of long-running workloads (see KM-604) that
-    declare `ports` and have no `readinessProbe`. Containers without ports (queue workers,
-    agents) receive no Service traffic and are not reported.
+    serve traffic and have no `readinessProbe`. A container serves traffic when it declares
+    `ports`, or when a Service in the same input selects its pods and no container of the
+    pod declares ports (declaring ports is optional: the Service's `targetPort` reaches the
+    process all the same). Containers without ports in pods no Service selects (queue
+    workers, agents) are not reported.
 
     ## Why is this bad?
     Without a readiness probe a pod receives traffic as soon as its process starts, before
@@ -408,19 +432,28 @@ def missing_readiness_probe(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - https://kubernetes.io/docs/tasks/configure-pod-container/configure-liveness-readiness-startup-probes/
     """
-    for c in _probed_containers(obj):
-        ports = c.raw.get("ports")
-        if (
-            isinstance(ports, list)
-            and ports
-            and not isinstance(c.raw.get("readinessProbe"), Mapping)
-        ):
+    for obj in cluster.workloads():
+        containers = list(_probed_containers(obj))
+        if not containers:
+            continue
+        declared = [c for c in containers if _declares_ports(c)]
+        serving = declared or (containers if _selected_by_service(cluster, obj) else [])
+        for c in serving:
+            if isinstance(c.raw.get("readinessProbe"), Mapping):
+                continue
+            how = "serves ports" if c in declared else "is selected by a Service"
             yield Violation(
-                f"container {c.name!r} of {obj.kind} {obj.name} serves ports but has no "
+                f"container {c.name!r} of {obj.kind} {obj.name} {how} but has no "
                 "readinessProbe; add one so it gets traffic only when ready",
                 path=c.field_path("readinessProbe"),
                 container=c.name,
+                subject=obj,
             )
+
+
+def _declares_ports(c: ContainerView) -> bool:
+    ports = c.raw.get("ports")
+    return isinstance(ports, list) and bool(ports)
 
 
 # -- images --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 from contracts.severity import Severity
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
-from rules.selectors import SelectorError, parse_selector
+from rules.selectors import SelectorError, calico_selector_matches, parse_selector
 from rules.view import ObjectView
 
 CATEGORY = "network"
@@ -57,17 +57,63 @@ def _namespace_labels(ns: ObjectView) -> dict[str, Any]:
     return {**ns.labels, NAME_LABEL: ns.name}
 
 
-def _selects_all_namespaces(obj: ObjectView) -> bool:
-    """Cluster-wide Calico/Cilium policies that apply to every endpoint of the cluster."""
-    spec = obj.spec
-    if obj.kind == "GlobalNetworkPolicy":
-        return all(
-            str(spec.get(key) or "all()").strip() == "all()"
-            for key in ("selector", "namespaceSelector")
-        )
-    if obj.kind == "CiliumClusterwideNetworkPolicy":
-        selector = spec.get("endpointSelector")
-        return is_map(selector) and not selector
+CLUSTER_POLICY_KINDS = ("GlobalNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+CILIUM_NAMESPACE_KEYS = ("io.kubernetes.pod.namespace", "k8s:io.kubernetes.pod.namespace")
+CILIUM_NAMESPACE_LABEL_PREFIXES = (
+    "io.cilium.k8s.namespace.labels.",
+    "k8s:io.cilium.k8s.namespace.labels.",
+)
+
+
+def _cilium_endpoint_labels(ns: ObjectView) -> dict[str, Any]:
+    """The labels every endpoint of namespace `ns` carries in Cilium (pod labels aside)."""
+    labels: dict[str, Any] = {key: ns.name for key in CILIUM_NAMESPACE_KEYS}
+    for key, value in _namespace_labels(ns).items():
+        for prefix in CILIUM_NAMESPACE_LABEL_PREFIXES:
+            labels[prefix + str(key)] = value
+    return labels
+
+
+def _cilium_selects(selector: Any, ns: ObjectView) -> bool:
+    """Whether a Cilium endpointSelector selects every endpoint of `ns` (`{}` and
+    `{matchLabels: {}}` select all; selectors on namespace labels select that namespace;
+    anything constraining pod labels selects only some pods, so it does not count)."""
+    if not is_map(selector):
+        return False
+    try:
+        return parse_selector(selector).matches(_cilium_endpoint_labels(ns))
+    except (SelectorError, TypeError, AttributeError):
+        return False
+
+
+def _calico_selects(spec: Mapping[str, Any], ns: ObjectView) -> bool:
+    """Whether a Calico GlobalNetworkPolicy applies to every endpoint of `ns`: its
+    `namespaceSelector` selects the namespace's labels and its `selector` selects the
+    namespace's endpoints whatever their own labels (`all()`, or namespace terms only)."""
+    labels = _namespace_labels(ns)
+    endpoint = {
+        "projectcalico.org/namespace": ns.name,
+        **{f"pcns.{key}": value for key, value in labels.items()},
+    }
+    try:
+        return calico_selector_matches(
+            spec.get("namespaceSelector"), labels
+        ) and calico_selector_matches(spec.get("selector"), endpoint)
+    except SelectorError:
+        return False
+
+
+def _cluster_policy_covers(policy: ObjectView, ns: ObjectView) -> bool:
+    """Cluster-wide Calico/Cilium policies that apply to every endpoint of namespace `ns`."""
+    spec = policy.spec
+    if policy.kind == "GlobalNetworkPolicy":
+        return _calico_selects(spec, ns)
+    if policy.kind == "CiliumClusterwideNetworkPolicy":
+        specs = [spec] if "endpointSelector" in spec else []
+        listed = policy.manifest.get("specs")
+        if isinstance(listed, list):
+            specs += [s for s in listed if is_map(s)]
+        return any(_cilium_selects(s.get("endpointSelector"), ns) for s in specs)
     return False
 
 
@@ -105,9 +151,13 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
     ## What it does
     Reports every Namespace object with no namespaced NetworkPolicy (any API group, so
     Calico's count) or CiliumNetworkPolicy in it, and not selected by an AdminNetworkPolicy
-    or BaselineAdminNetworkPolicy subject or by a cluster-wide Calico/Cilium policy that
-    selects every endpoint. All namespaces are checked, `kube-system` included, as CIS
-    5.3.2 asks; exempt a namespace by configuration when the gap is accepted.
+    or BaselineAdminNetworkPolicy subject, or by a cluster-wide policy that selects every
+    endpoint of the namespace: a Calico GlobalNetworkPolicy whose `namespaceSelector`
+    selects it and whose `selector` is `all()` (or names only namespace terms), or a
+    CiliumClusterwideNetworkPolicy whose `endpointSelector` (in `spec` or any entry of the
+    `specs` list) is `{}`, `{matchLabels: {}}` or selects the namespace's labels. All
+    namespaces are checked, `kube-system` included, as CIS 5.3.2 asks; exempt a namespace
+    by configuration when the gap is accepted.
 
     ## Why is this bad?
     Without a policy, every pod accepts connections from every other pod in the cluster and
@@ -140,18 +190,15 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
         for p in cluster.by_kind(kind)
         if p.namespace
     }
-    if any(
-        _selects_all_namespaces(p)
-        for kind in ("GlobalNetworkPolicy", "CiliumClusterwideNetworkPolicy")
-        for p in cluster.by_kind(kind)
-    ):
-        return
+    cluster_wide = [p for kind in CLUSTER_POLICY_KINDS for p in cluster.by_kind(kind)]
     admin = [p for kind in ADMIN_POLICY_KINDS for p in cluster.by_kind(kind)]
     for ns in cluster.by_kind("Namespace"):
         if ns.name in covered:
             continue
         labels = _namespace_labels(ns)
         if any(_admin_policy_selects(p, labels) for p in admin):
+            continue
+        if any(_cluster_policy_covers(p, ns) for p in cluster_wide):
             continue
         yield Violation(
             f"namespace {ns.name} has no NetworkPolicy: its pods accept traffic from "

@@ -1,9 +1,14 @@
 """Pod Security Standards (baseline and restricted) and CIS 5.2.2-5.2.12 rules (KM-1xx).
 
-Allowed values follow the Kubernetes pod-security-admission policy (release 1.35). Container
-settings are evaluated after the kubelet's pod/container securityContext precedence (see
-`rules.view.ContainerView.effective`), so a pod-level value that every container overrides is
-not reported; the path of each violation names the field that actually takes effect.
+Every rule tagged with a Pod Security Standards control (`pss=`) reports exactly what Pod
+Security Admission refuses for that control at the object's policy version
+(`rules.psa.policy_version`: the namespace's `enforce-version` pin, else the cluster's release,
+else the newest release known); the controls' history is declared in `rules.psa.CONTROLS`.
+Where PSA checks a pod-level field on its own (runAsNonRoot=false, runAsUser=0, seLinuxOptions,
+seccomp and AppArmor types, hostProcess), so do these rules, even when every container
+overrides it. Elsewhere container settings are evaluated after the kubelet's pod/container
+precedence (`rules.view.ContainerView.effective`); the path of each violation names the field
+that actually takes effect.
 """
 
 from __future__ import annotations
@@ -11,8 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from contracts.severity import Severity
+from rules import psa
 from rules.model import Violation, rule
-from rules.view import POD_KINDS, ObjectView
+from rules.psa import (
+    BASELINE_CAPABILITIES,
+    PROFILE_TYPES,
+    RESTRICTED_ADDABLE_CAPABILITIES,
+    RESTRICTED_VOLUME_TYPES,
+    SAFE_SYSCTLS,
+    SELINUX_TYPES,
+    VOLUME_SOURCES,
+)
+from rules.view import POD_KINDS, ContainerView, ObjectView
 
 NSA = "NSA/CISA Kubernetes Hardening Guidance v1.2, Pod security"
 PSS_DOC = "https://kubernetes.io/docs/concepts/security/pod-security-standards/"
@@ -20,6 +35,12 @@ PSS_DOC = "https://kubernetes.io/docs/concepts/security/pod-security-standards/"
 
 def _where(obj: ObjectView) -> str:
     return f"{obj.kind} {obj.name}"
+
+
+def _windows_exempt(obj: ObjectView) -> bool:
+    """Windows pods skip the restricted Linux-only checks from policy v1.25 on."""
+    assert obj.workload is not None
+    return obj.workload.is_windows and psa.policy_version(obj) >= (1, 25)
 
 
 @rule(
@@ -81,58 +102,7 @@ def privileged_container(obj: ObjectView) -> Iterator[Violation]:
             )
 
 
-# Allowed values from the pod-security-admission policy (release 1.35).
-BASELINE_CAPABILITIES = frozenset(
-    {
-        "AUDIT_WRITE",
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "MKNOD",
-        "NET_BIND_SERVICE",
-        "SETFCAP",
-        "SETGID",
-        "SETPCAP",
-        "SETUID",
-        "SYS_CHROOT",
-    }
-)
-RESTRICTED_ADDABLE_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
-SAFE_SYSCTLS = frozenset(
-    {
-        "kernel.shm_rmid_forced",
-        "net.ipv4.ip_local_port_range",
-        "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.tcp_syncookies",
-        "net.ipv4.ping_group_range",
-        "net.ipv4.ip_local_reserved_ports",  # since 1.27
-        "net.ipv4.tcp_keepalive_time",  # since 1.29
-        "net.ipv4.tcp_fin_timeout",
-        "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-        "net.ipv4.tcp_rmem",  # since 1.32
-        "net.ipv4.tcp_wmem",
-    }
-)
-SELINUX_TYPES = frozenset(
-    {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
-)
-RESTRICTED_VOLUME_TYPES = frozenset(
-    {
-        "configMap",
-        "csi",
-        "downwardAPI",
-        "emptyDir",
-        "ephemeral",
-        "image",
-        "persistentVolumeClaim",
-        "projected",
-        "secret",
-    }
-)
-PROFILE_TYPES = frozenset({"RuntimeDefault", "Localhost"})
+# Allowed values live in `rules.psa`, with the version each one changed in.
 APPARMOR_ANNOTATION_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 SECCOMP_POD_ANNOTATION = "seccomp.security.alpha.kubernetes.io/pod"
 SECCOMP_CONTAINER_ANNOTATION_PREFIX = "container.seccomp.security.alpha.kubernetes.io/"
@@ -291,7 +261,8 @@ def privilege_escalation(obj: ObjectView) -> Iterator[Violation]:
     ## What it does
     Reports every (init, ephemeral) container whose `securityContext.allowPrivilegeEscalation`
     is not explicitly `false`. The field defaults to allowing escalation, so leaving it unset
-    fails. Windows pods (`spec.os.name: windows`) are skipped, as the restricted profile does.
+    fails. Part of the restricted profile since policy v1.8; Windows pods
+    (`spec.os.name: windows`) are skipped from v1.25 on, as the restricted profile does.
 
     ## Why is this bad?
     Without `no_new_privs`, a process can gain more privileges than its parent through setuid
@@ -319,7 +290,7 @@ def privilege_escalation(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.is_windows:
+    if not psa.in_force(obj, "allowPrivilegeEscalation") or _windows_exempt(obj):
         return
     for c in w.containers:
         value = c.sc.get("allowPrivilegeEscalation")
@@ -349,11 +320,14 @@ def run_as_non_root(obj: ObjectView) -> Iterator[Violation]:
     """Flags containers for which the kubelet does not enforce a non-root user.
 
     ## What it does
-    Resolves `runAsNonRoot` as the kubelet does: a container's own setting wins, otherwise
-    the pod's applies. Reports every container whose effective value is not `true`:
+    Resolves `runAsNonRoot` and `runAsUser` as the kubelet does (a container's own setting
+    wins, otherwise the pod's applies) and reports every container that may run as root:
+    its effective `runAsNonRoot` is not `true` and it has no explicit non-zero `runAsUser`.
     `runAsNonRoot: true` on the pod and not overridden passes; `false` on a container fails
-    even when the pod says `true`. Pods with `hostUsers: false` run in a user namespace
-    (root in the container is unprivileged on the node) and are not reported.
+    even when the pod says `true`. A container with an explicit non-zero UID is not a root
+    container (CIS 5.2.7); that the restricted profile still wants `runAsNonRoot: true` for
+    it is reported by KM-124. Pods with `hostUsers: false` run in a user namespace (root in
+    the container is unprivileged on the node) and are not reported.
 
     ## Why is this bad?
     Without `runAsNonRoot: true` a container runs as whatever user its image declares, often
@@ -385,11 +359,11 @@ def run_as_non_root(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.host_users is False:
+    if psa.relaxed_for_user_namespace(obj):
         return
     for c in w.containers:
         value, path = c.effective("runAsNonRoot")
-        if value is True:
+        if value is True or _explicit_uid(c) is not None:
             continue
         if value is False:
             message = (
@@ -453,17 +427,113 @@ def run_as_user_root(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.host_users is False:
+    if psa.relaxed_for_user_namespace(obj) or not psa.in_force(obj, "runAsUser"):
         return
+    inherited = False
     for c in w.containers:
         value, path = c.effective("runAsUser")
-        if value == 0 and value is not False:
+        if _is_uid(value) and value == 0:
+            inherited = inherited or c.sc.get("runAsUser") is None
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} runs as UID 0 (root); set runAsUser "
                 "to a non-zero UID",
                 path=path,
                 container=c.name,
             )
+    pod_value = w.pod_sc.get("runAsUser")
+    if _is_uid(pod_value) and pod_value == 0 and not inherited:
+        yield Violation(
+            f"{_where(obj)} sets runAsUser 0 at pod level; every container overrides it, but "
+            "Pod Security admission (restricted) refuses runAsUser=0 anywhere: remove it",
+            path=f"{w.pod_sc_path}.runAsUser",
+        )
+
+
+def _is_uid(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _explicit_uid(c: ContainerView) -> int | None:
+    """The container's effective runAsUser when it is an explicit non-zero UID."""
+    value, _ = c.effective("runAsUser")
+    return value if _is_uid(value) and value != 0 else None
+
+
+@rule(
+    id="KM-124",
+    title="runAsNonRoot not set for a container with a non-root UID",
+    severity=Severity.LOW,
+    category="pod-security",
+    pss=("restricted/running-as-non-root",),
+    references=(PSS_DOC,),
+    remediation="Set `securityContext.runAsNonRoot: true` at pod level (and never false on "
+    "the pod or a container).",
+    kinds=POD_KINDS,
+)
+def run_as_non_root_not_declared(obj: ObjectView) -> Iterator[Violation]:
+    """Flags what the restricted profile's runAsNonRoot control refuses beyond root containers.
+
+    ## What it does
+    Reports containers that run with an explicit non-zero `runAsUser` (so they are not root
+    containers, see KM-106) but whose effective `runAsNonRoot` is not `true`, and a pod-level
+    `runAsNonRoot: false` that every container overrides: Pod Security admission refuses
+    both at the restricted level. Pods with `hostUsers: false` are not reported.
+
+    ## Why is this bad?
+    `runAsNonRoot: true` makes the kubelet refuse to start the container as UID 0 whatever
+    the image or a later edit says; an explicit UID alone is one edit away from root, and
+    namespaces enforcing the restricted profile refuse the pod.
+
+    ## Example
+    ```yaml
+    spec:
+      containers:
+        - name: app
+          image: registry.example/app:1.4.2
+          securityContext:
+            runAsUser: 10001
+    ```
+
+    ## Use instead
+    ```yaml
+    spec:
+      securityContext:
+        runAsNonRoot: true
+      containers:
+        - name: app
+          image: registry.example/app:1.4.2
+          securityContext:
+            runAsUser: 10001
+    ```
+
+    ## References
+    - Pod Security Standards, restricted, "Running as Non-root"
+    """
+    w = obj.workload
+    assert w is not None
+    if psa.relaxed_for_user_namespace(obj):
+        return
+    inherited = False
+    for c in w.containers:
+        value, path = c.effective("runAsNonRoot")
+        own = c.sc.get("runAsNonRoot")
+        inherited = inherited or own is None
+        uid = _explicit_uid(c)
+        if value is True or uid is None:
+            continue
+        setting = "sets runAsNonRoot to false" if value is False else "does not set runAsNonRoot"
+        yield Violation(
+            f"container {c.name!r} of {_where(obj)} runs as UID {uid}, not root, but {setting}:"
+            " the restricted Pod Security Standard requires securityContext.runAsNonRoot: true",
+            path=path,
+            container=c.name,
+        )
+    if w.pod_sc.get("runAsNonRoot") is False and not inherited:
+        yield Violation(
+            f"{_where(obj)} sets runAsNonRoot: false at pod level; every container overrides "
+            "it, but the restricted Pod Security Standard refuses false anywhere: remove it",
+            path=f"{w.pod_sc_path}.runAsNonRoot",
+        )
 
 
 def _has_cap(caps: list[tuple[int, str]], name: str) -> tuple[int, str] | None:
@@ -643,7 +713,7 @@ def capabilities_not_dropped(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.is_windows:
+    if not psa.in_force(obj, "capabilities_restricted") or _windows_exempt(obj):
         return
     for c in w.containers:
         drops = c.raw_capabilities("drop")
@@ -707,7 +777,7 @@ def capabilities_beyond_restricted(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.is_windows:
+    if not psa.in_force(obj, "capabilities_restricted") or _windows_exempt(obj):
         return
     for c in w.containers:
         for index, cap in c.raw_capabilities("add"):
@@ -766,16 +836,26 @@ def host_process(obj: ObjectView) -> Iterator[Violation]:
     - CIS Kubernetes Benchmark v1.12, 5.2.10
     - Pod Security Standards, baseline, "HostProcess"
     """
-    assert obj.workload is not None
-    for c in obj.workload.containers:
+    w = obj.workload
+    assert w is not None
+    inherited = False
+    for c in w.containers:
         value, path = c.effective_windows("hostProcess")
         if value is True:
+            inherited = inherited or not path.startswith(c.sc_path)
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} is a Windows HostProcess container; "
                 "remove windowsOptions.hostProcess",
                 path=path,
                 container=c.name,
             )
+    pod_options = w.pod_sc.get("windowsOptions")
+    if isinstance(pod_options, dict) and pod_options.get("hostProcess") is True and not inherited:
+        yield Violation(
+            f"{_where(obj)} sets windowsOptions.hostProcess: true at pod level; Pod Security "
+            "admission refuses it even when every container overrides it: remove it",
+            path=f"{w.pod_sc_path}.windowsOptions.hostProcess",
+        )
 
 
 @rule(
@@ -897,6 +977,21 @@ def _profile_type(value: object) -> object:
     return value.get("type") if isinstance(value, dict) else value
 
 
+def _own_settings(obj: ObjectView, field: str) -> Iterator[tuple[object, str, str | None, str]]:
+    """`(value, path, container, who)` for the pod's own securityContext field and each
+    container's own, as Pod Security admission checks them: separately, so that an empty
+    container setting never masks a forbidden pod-level one."""
+    w = obj.workload
+    assert w is not None
+    pod_value = w.pod_sc.get(field)
+    if pod_value is not None:
+        yield pod_value, f"{w.pod_sc_path}.{field}", None, f"{_where(obj)} (pod level)"
+    for c in w.containers:
+        value = c.sc.get(field)
+        if value is not None:
+            yield value, f"{c.sc_path}.{field}", c.name, f"container {c.name!r} of {_where(obj)}"
+
+
 @rule(
     id="KM-115",
     title="AppArmor profile disabled or overridden",
@@ -912,8 +1007,9 @@ def apparmor(obj: ObjectView) -> Iterator[Violation]:
     """Flags containers whose AppArmor profile is not the runtime default or a local profile.
 
     ## What it does
-    Resolves `securityContext.appArmorProfile` with the kubelet's precedence (container over
-    pod) and reports types other than `RuntimeDefault` and `Localhost` (e.g. `Unconfined`).
+    Checks the pod's `securityContext.appArmorProfile` and each container's on its own (as
+    Pod Security admission does) and reports types other than `RuntimeDefault` and
+    `Localhost` (e.g. `Unconfined`).
     Also reports the legacy annotations
     `container.apparmor.security.beta.kubernetes.io/<container>` with values other than
     empty, `runtime/default` or `localhost/<profile>`.
@@ -942,17 +1038,13 @@ def apparmor(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    for c in w.containers:
-        value, path = c.effective("appArmorProfile")
-        if value is None:
-            continue
+    for value, path, container, who in _own_settings(obj, "appArmorProfile"):
         kind = _profile_type(value)
         if not _one_of(kind, PROFILE_TYPES):
             yield Violation(
-                f"container {c.name!r} of {_where(obj)} sets AppArmor profile type {kind!r}; "
-                "use RuntimeDefault or Localhost",
+                f"{who} sets AppArmor profile type {kind!r}; use RuntimeDefault or Localhost",
                 path=f"{path}.type" if isinstance(value, dict) else path,
-                container=c.name,
+                container=container,
             )
     for key, profile in w.annotations.items():
         if not key.startswith(APPARMOR_ANNOTATION_PREFIX):
@@ -983,10 +1075,11 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
     """Flags SELinux options that escape the standard container confinement.
 
     ## What it does
-    Resolves `securityContext.seLinuxOptions` with the kubelet's precedence (a container's
-    options replace the pod's) and reports a `type` other than empty, `container_t`,
-    `container_init_t`, `container_kvm_t` or `container_engine_t`, and any non-empty `user`
-    or `role`.
+    Checks the pod's `securityContext.seLinuxOptions` and each container's on its own, as
+    Pod Security admission does (so a container's empty `seLinuxOptions: {}` does not hide a
+    forbidden pod-level type), and reports a `type` other than empty, `container_t`,
+    `container_init_t`, `container_kvm_t` or (from policy v1.31) `container_engine_t`, and
+    any non-empty `user` or `role`.
 
     ## Why is this bad?
     The SELinux type decides what the container's processes may touch; types such as
@@ -1010,24 +1103,23 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - Pod Security Standards, baseline, "SELinux"
     """
-    assert obj.workload is not None
-    for c in obj.workload.containers:
-        value, path = c.effective("seLinuxOptions")
+    allowed = psa.at(SELINUX_TYPES, psa.policy_version(obj))
+    for value, path, container, who in _own_settings(obj, "seLinuxOptions"):
         if not isinstance(value, dict):
             continue
         problems = []
         selinux_type = value.get("type") or ""
-        if not _one_of(selinux_type, SELINUX_TYPES):
+        if not _one_of(selinux_type, allowed):
             problems.append((f"type {selinux_type!r}", "type"))
         for field in ("user", "role"):
             if value.get(field):
                 problems.append((f"{field} {value[field]!r}", field))
         for what, field in problems:
             yield Violation(
-                f"container {c.name!r} of {_where(obj)} sets SELinux {what}; only the "
-                "standard container types are allowed and user/role must be unset",
+                f"{who} sets SELinux {what}; only the standard container types are allowed "
+                "and user/role must be unset",
                 path=f"{path}.{field}",
-                container=c.name,
+                container=container,
             )
 
 
@@ -1036,7 +1128,7 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
     title="Container unmasks /proc",
     severity=Severity.HIGH,
     category="pod-security",
-    pss=("baseline/proc-mount-type",),
+    pss=("baseline/proc-mount-type", "restricted/proc-mount-type"),
     references=(PSS_DOC,),
     remediation="Remove `securityContext.procMount` or set it to `Default`.",
     kinds=POD_KINDS,
@@ -1046,8 +1138,9 @@ def proc_mount(obj: ObjectView) -> Iterator[Violation]:
 
     ## What it does
     Reports containers whose `securityContext.procMount` is set to anything but `Default`
-    (i.e. `Unmasked`). Reported for pods in user namespaces too: the baseline profile of
-    Kubernetes 1.35 tolerates it there, the restricted profile does not.
+    (i.e. `Unmasked`). From policy v1.35 on, the baseline profile allows any procMount in a
+    pod that runs in its own user namespace (`hostUsers: false`); such pods are reported by
+    KM-125 (restricted profile) instead.
 
     ## Why is this bad?
     The default /proc mount masks and makes read-only paths such as `/proc/sys`,
@@ -1068,16 +1161,77 @@ def proc_mount(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - Pod Security Standards, baseline, "/proc Mount Type"
     """
+    if not _user_namespace_proc_mount(obj):
+        yield from _unmasked_proc(obj, "")
+
+
+def _user_namespace_proc_mount(obj: ObjectView) -> bool:
+    """Whether the pod is in the baseline's user-namespace procMount allowance (v1.35+)."""
+    return psa.relaxed_for_user_namespace(obj) and psa.policy_version(obj) >= (1, 35)
+
+
+def _unmasked_proc(obj: ObjectView, note: str) -> Iterator[Violation]:
     assert obj.workload is not None
     for c in obj.workload.containers:
         value = c.sc.get("procMount")
         if value is not None and value != "Default":
             yield Violation(
-                f"container {c.name!r} of {_where(obj)} sets procMount {value!r}; remove it "
-                "or use Default",
+                f"container {c.name!r} of {_where(obj)} sets procMount {value!r}{note}; "
+                "remove it or use Default",
                 path=f"{c.sc_path}.procMount",
                 container=c.name,
             )
+
+
+@rule(
+    id="KM-125",
+    title="Container unmasks /proc in a user-namespaced pod",
+    severity=Severity.LOW,
+    category="pod-security",
+    pss=("restricted/proc-mount-type",),
+    references=(PSS_DOC,),
+    remediation="Remove `securityContext.procMount` or set it to `Default`.",
+    kinds=POD_KINDS,
+)
+def proc_mount_user_namespace(obj: ObjectView) -> Iterator[Violation]:
+    """Flags unmasked /proc in pods with `hostUsers: false` (restricted profile, v1.35+).
+
+    ## What it does
+    From policy v1.35 on, the baseline profile allows any `procMount` in a pod that runs in
+    its own user namespace (`hostUsers: false`), and the restricted profile still requires
+    `Default`. Reports containers of such pods whose `securityContext.procMount` is not
+    `Default`. (Other pods are reported by KM-117.)
+
+    ## Why is this bad?
+    Inside a user namespace an unmasked /proc exposes far less of the node, but still more
+    than the default masks: namespaces enforcing the restricted profile refuse the pod.
+
+    ## Example
+    ```yaml
+    spec:
+      hostUsers: false
+      containers:
+        - name: builder
+          securityContext:
+            procMount: Unmasked
+    ```
+
+    ## Use instead
+    ```yaml
+    spec:
+      hostUsers: false
+      containers:
+        - name: builder
+          securityContext: {}
+    ```
+
+    ## References
+    - Pod Security Standards, restricted, "/proc Mount Type"
+    """
+    if _user_namespace_proc_mount(obj):
+        yield from _unmasked_proc(
+            obj, " (baseline allows it in a user namespace, the restricted profile does not)"
+        )
 
 
 @rule(
@@ -1094,13 +1248,12 @@ def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
     """Flags containers whose seccomp profile is set to `Unconfined` (or anything invalid).
 
     ## What it does
-    Resolves `securityContext.seccompProfile` with the kubelet's precedence: a container's
-    `Unconfined` overrides a pod's `RuntimeDefault` and fails; a container's
-    `RuntimeDefault` overriding a pod's `Unconfined` passes. Reports effective types other
-    than `RuntimeDefault` and `Localhost`, and the legacy annotations
-    `seccomp.security.alpha.kubernetes.io/pod` and
-    `container.seccomp.security.alpha.kubernetes.io/<container>` with values other than
-    `runtime/default`, `docker/default` or `localhost/<profile>`.
+    Checks the pod's `securityContext.seccompProfile` and each container's on its own, as
+    Pod Security admission does (from policy v1.19): a type other than `RuntimeDefault` or
+    `Localhost` (i.e. `Unconfined`) fails wherever it is set, even when every container
+    overrides a pod-level one. Under policy versions before v1.19, when profiles were set by
+    annotation, reports `seccomp.security.alpha.kubernetes.io/pod` and
+    `container.seccomp.security.alpha.kubernetes.io/<container>` set to `unconfined`.
 
     ## Why is this bad?
     Seccomp blocks the system calls most kernel exploits rely on; turning it off exposes
@@ -1134,18 +1287,16 @@ def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    for c in w.containers:
-        value, path = c.effective("seccompProfile")
-        if value is None:
-            continue
-        kind = _profile_type(value)
-        if not _one_of(kind, PROFILE_TYPES):
-            yield Violation(
-                f"container {c.name!r} of {_where(obj)} runs with seccomp profile type "
-                f"{kind!r}; use RuntimeDefault or Localhost",
-                path=f"{path}.type" if isinstance(value, dict) else path,
-                container=c.name,
-            )
+    if psa.policy_version(obj) >= (1, 19):
+        for value, path, container, who in _own_settings(obj, "seccompProfile"):
+            kind = _profile_type(value)
+            if not _one_of(kind, PROFILE_TYPES):
+                yield Violation(
+                    f"{who} sets seccomp profile type {kind!r}; use RuntimeDefault or Localhost",
+                    path=f"{path}.type" if isinstance(value, dict) else path,
+                    container=container,
+                )
+        return
     annotations = w.annotations
     if not annotations:
         return
@@ -1157,7 +1308,7 @@ def seccomp_unconfined(obj: ObjectView) -> Iterator[Violation]:
         if profile is None:
             continue
         text = str(profile)
-        if text not in ("runtime/default", "docker/default") and not text.startswith("localhost/"):
+        if text == "unconfined":
             yield Violation(
                 f"annotation {key} of {_where(obj)} sets seccomp profile {text!r}; use "
                 "runtime/default or localhost/<profile>",
@@ -1180,9 +1331,10 @@ def seccomp_unset(obj: ObjectView) -> Iterator[Violation]:
     """Flags containers for which neither the container nor the pod sets a seccomp profile.
 
     ## What it does
-    Reports containers whose effective `seccompProfile` (container, else pod) is unset.
-    Explicitly bad values are KM-118's. Windows pods are skipped, as the restricted profile
-    does.
+    Reports containers whose effective `seccompProfile` (container, else pod) is unset, as
+    the restricted profile does from policy v1.19 on (a pod-level profile counts only when
+    its type is valid). Explicitly bad values are KM-118's. Windows pods are skipped from
+    v1.25 on, as the restricted profile does.
 
     ## Why is this bad?
     Unless the kubelet runs with `--seccomp-default`, an unset profile means `Unconfined`:
@@ -1212,11 +1364,11 @@ def seccomp_unset(obj: ObjectView) -> Iterator[Violation]:
     """
     w = obj.workload
     assert w is not None
-    if w.is_windows:
+    if not psa.in_force(obj, "seccompProfile_restricted") or _windows_exempt(obj):
         return
+    pod_set = _one_of(_profile_type(w.pod_sc.get("seccompProfile")), PROFILE_TYPES)
     for c in w.containers:
-        value, _ = c.effective("seccompProfile")
-        if value is None:
+        if c.sc.get("seccompProfile") is None and not pod_set:
             yield Violation(
                 f"container {c.name!r} of {_where(obj)} has no seccomp profile; set "
                 "securityContext.seccompProfile.type to RuntimeDefault on the pod",
@@ -1239,13 +1391,14 @@ def unsafe_sysctl(obj: ObjectView) -> Iterator[Violation]:
     """Flags pods that set sysctls outside the safe, namespaced set.
 
     ## What it does
-    Reports entries of `spec.securityContext.sysctls` whose name is not one of
-    `kernel.shm_rmid_forced`, `net.ipv4.ip_local_port_range`,
+    Reports entries of `spec.securityContext.sysctls` whose name is not in the safe set of
+    the object's policy version: `kernel.shm_rmid_forced`, `net.ipv4.ip_local_port_range`,
     `net.ipv4.ip_unprivileged_port_start`, `net.ipv4.tcp_syncookies`,
-    `net.ipv4.ping_group_range`, `net.ipv4.ip_local_reserved_ports`,
+    `net.ipv4.ping_group_range` (v1.0); `net.ipv4.ip_local_reserved_ports` (v1.27);
     `net.ipv4.tcp_keepalive_time`, `net.ipv4.tcp_fin_timeout`,
-    `net.ipv4.tcp_keepalive_intvl`, `net.ipv4.tcp_keepalive_probes`, `net.ipv4.tcp_rmem`,
-    `net.ipv4.tcp_wmem`.
+    `net.ipv4.tcp_keepalive_intvl`, `net.ipv4.tcp_keepalive_probes` (v1.29);
+    `net.ipv4.tcp_rmem`, `net.ipv4.tcp_wmem` (v1.32); `net.ipv4.tcp_slow_start_after_idle`,
+    `net.ipv4.tcp_notsent_lowat` (v1.37).
 
     ## Why is this bad?
     Other sysctls are either not namespaced (they change the whole node's kernel) or not
@@ -1277,9 +1430,10 @@ def unsafe_sysctl(obj: ObjectView) -> Iterator[Violation]:
     sysctls = w.pod_sc.get("sysctls")
     if not isinstance(sysctls, list):
         return
+    allowed = psa.at(SAFE_SYSCTLS, psa.policy_version(obj))
     for index, item in enumerate(sysctls):
         name = item.get("name") if isinstance(item, dict) else None
-        if not _one_of(name, SAFE_SYSCTLS):
+        if not _one_of(name, allowed):
             yield Violation(
                 f"{_where(obj)} sets sysctl {name!r}, which is not in the safe set; remove "
                 "it or tune the node instead",
@@ -1332,6 +1486,8 @@ def host_probe(obj: ObjectView) -> Iterator[Violation]:
     - Pod Security Standards, baseline, "Probes / Lifecycle Hooks"
     """
     assert obj.workload is not None
+    if not psa.in_force(obj, "hostProbesAndHostLifecycle"):
+        return
     for c in obj.workload.containers:
         raw = c.raw
         handlers: list[tuple[tuple[str, ...], object]] = [
@@ -1354,11 +1510,13 @@ def host_probe(obj: ObjectView) -> Iterator[Violation]:
                     )
 
 
-def _volume_type(volume: dict) -> str:
+def _volume_type(volume: dict) -> str | None:
+    """The volume's source, or None when it names none (the API server defaults such a
+    volume to emptyDir)."""
     for key in volume:
-        if key != "name":
+        if key in VOLUME_SOURCES:
             return str(key)
-    return "unknown"
+    return None
 
 
 @rule(
@@ -1379,7 +1537,8 @@ def restricted_volume_type(obj: ObjectView) -> Iterator[Violation]:
     Reports volumes whose source is not one of `configMap`, `csi`, `downwardAPI`,
     `emptyDir`, `ephemeral`, `image`, `persistentVolumeClaim`, `projected`, `secret` (for
     example `nfs`, `iscsi`, `gitRepo`, `flexVolume`, `rbd`, cloud disks). `hostPath` is
-    reported by KM-113 and not repeated here.
+    reported by KM-113 and not repeated here. A volume that names no source at all is
+    defaulted to `emptyDir` by the API server and passes.
 
     ## Why is this bad?
     In-tree volume plugins let the pod author pick arbitrary storage endpoints, credentials
@@ -1414,10 +1573,12 @@ def restricted_volume_type(obj: ObjectView) -> Iterator[Violation]:
         if any(volume.get(t) is not None for t in RESTRICTED_VOLUME_TYPES):
             continue
         kind = _volume_type(volume)
+        if kind is None:
+            continue
         yield Violation(
             f"volume {volume.get('name')!r} of {_where(obj)} uses volume type {kind!r}, which "
             "the restricted profile forbids; use a PersistentVolumeClaim",
-            path=w.path("volumes", index, kind) if kind != "unknown" else w.path("volumes", index),
+            path=w.path("volumes", index, kind),
         )
 
 

@@ -15,8 +15,10 @@ Kubernetes RBAC authorizer exactly:
 - a ServiceAccount subject without a namespace belongs to the RoleBinding's namespace.
 
 Built-in bindings are skipped where the benchmark calls them expected ("apart from the
-defaults"): bindings named `system:*` whose role is a `system:*` role (the API server's
-bootstrap policy and the controllers' roles), the `cluster-admin` ClusterRoleBinding to the
+defaults"): bindings with one of the API server's (or kubeadm's) default binding names whose
+role is a default role (the bootstrap policy and the controllers' `system:controller:*`
+roles; a name merely starting with `system:` is not enough), the `cluster-admin`
+ClusterRoleBinding to the
 `system:masters` group, and kubeadm's `kubeadm:cluster-admins`. A binding that names one of the
 "everyone" identities (`system:anonymous`, `system:unauthenticated`, `system:authenticated`,
 `system:serviceaccounts`) is never skipped unless it is exactly a bootstrap binding. Operators
@@ -63,6 +65,110 @@ BROAD_USERS = frozenset({"system:anonymous"})
 BOOTSTRAP_EXCEPTIONS = {
     "system::extension-apiserver-authentication-reader": "extension-apiserver-authentication-reader",  # noqa: E501
 }
+# The roles and bindings the API server (and kubeadm) create. A built-in role is one of these
+# names *and* carries the bootstrap label: a user's role merely named `system:...` is not.
+BOOTSTRAP_LABEL = ("kubernetes.io/bootstrapping", "rbac-defaults")
+CONTROLLER_ROLE_PREFIX = "system:controller:"  # kube-controller-manager's own roles
+DEFAULT_CLUSTER_ROLES = frozenset(
+    {
+        "admin",
+        "cluster-admin",
+        "edit",
+        "view",
+        "system:aggregate-to-admin",
+        "system:aggregate-to-edit",
+        "system:aggregate-to-view",
+        "system:auth-delegator",
+        "system:basic-user",
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        "system:certificates.k8s.io:kube-apiserver-client-approver",
+        "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+        "system:certificates.k8s.io:kubelet-serving-approver",
+        "system:certificates.k8s.io:legacy-unknown-approver",
+        "system:discovery",
+        "system:heapster",
+        "system:kube-aggregator",
+        "system:kube-controller-manager",
+        "system:kube-dns",
+        "system:kube-scheduler",
+        "system:kubelet-api-admin",
+        "system:monitoring",
+        "system:node",
+        "system:node-bootstrapper",
+        "system:node-problem-detector",
+        "system:node-proxier",
+        "system:persistent-volume-provisioner",
+        "system:public-info-viewer",
+        "system:service-account-issuer-discovery",
+        "system:volume-scheduler",
+    }
+)
+DEFAULT_ROLES = frozenset(  # namespaced Roles in kube-system / kube-public
+    {
+        "extension-apiserver-authentication-reader",
+        "system::leader-locking-kube-controller-manager",
+        "system::leader-locking-kube-scheduler",
+        "system:controller:bootstrap-signer",
+        "system:controller:cloud-provider",
+        "system:controller:token-cleaner",
+    }
+)
+DEFAULT_BINDINGS = frozenset(
+    {
+        "cluster-admin",
+        "system:basic-user",
+        "system:discovery",
+        "system:kube-controller-manager",
+        "system:kube-dns",
+        "system:kube-scheduler",
+        "system:monitoring",
+        "system:node",
+        "system:node-proxier",
+        "system:public-info-viewer",
+        "system:service-account-issuer-discovery",
+        "system:volume-scheduler",
+        "system::extension-apiserver-authentication-reader",
+        "system::leader-locking-kube-controller-manager",
+        "system::leader-locking-kube-scheduler",
+        # kubeadm's add-ons
+        "system:coredns",
+        "kubeadm:cluster-admins",
+        "kubeadm:get-nodes",
+        "kubeadm:kubelet-bootstrap",
+        "kubeadm:node-autoapprove-bootstrap",
+        "kubeadm:node-autoapprove-certificate-rotation",
+        "kubeadm:node-proxier",
+        "kubeadm:bootstrap-signer-clusterinfo",
+        "kubeadm:nodes-kubeadm-config",
+        "kubeadm:kubelet-config",
+    }
+)
+
+
+# Roles kubeadm's default bindings name (bindings only; they are not exempt from KM-203).
+KUBEADM_ROLES = frozenset(
+    {
+        "system:coredns",
+        "kubeadm:get-nodes",
+        "kubeadm:nodes-kubeadm-config",
+        "kubeadm:kubelet-config",
+        "kubeadm:bootstrap-signer-clusterinfo",
+    }
+)
+
+
+def is_default_name(name: str, known: frozenset[str]) -> bool:
+    return name in known or name.startswith(CONTROLLER_ROLE_PREFIX)
+
+
+def is_builtin_role(role: ObjectView) -> bool:
+    """A role the API server bootstraps: a known default name and the bootstrap label."""
+    known = DEFAULT_CLUSTER_ROLES if role.kind == "ClusterRole" else DEFAULT_ROLES
+    key, value = BOOTSTRAP_LABEL
+    return role.labels.get(key) == value and is_default_name(role.name, known)
+
+
 # Default cluster-admin bindings (binding name -> the only group they may name).
 ADMIN_GROUPS = {
     "cluster-admin": "system:masters",
@@ -264,11 +370,11 @@ def is_default_binding(binding: ObjectView) -> bool:
             and bool(subjects)
             and all(s.get("kind") == "Group" and s.get("name") == group for s in subjects)
         )
-    if not name.startswith("system:"):
+    if not is_default_name(name, DEFAULT_BINDINGS):
         return False
     if BOOTSTRAP_EXCEPTIONS.get(name) == role_name:
         return True
-    if not role_name.startswith("system:"):
+    if not is_default_name(role_name, DEFAULT_CLUSTER_ROLES | DEFAULT_ROLES | KUBEADM_ROLES):
         return False
     if any(_is_broad(s) for s in subjects):
         # Bootstrap bindings that name everyone carry their role's own name.
@@ -565,8 +671,10 @@ def role_wildcards(obj: ObjectView) -> Iterator[Violation]:
     ## What it does
     Reports each rule of a Role or ClusterRole with `*` in `apiGroups`, `resources`
     (including `*/subresource`), `verbs` or `nonResourceURLs`, naming the fields. Built-in
-    roles (`cluster-admin` and `system:*`) and aggregated ClusterRoles (whose rules are copies
-    of other roles', reported there) are skipped.
+    roles (one of the API server's default role names, such as `cluster-admin` or
+    `system:controller:*`, *and* labelled `kubernetes.io/bootstrapping: rbac-defaults`) and
+    aggregated ClusterRoles (whose rules are copies of other roles', reported there) are
+    skipped. A role of your own whose name merely starts with `system:` is reported.
 
     ## Why is this bad?
     A wildcard grants everything that exists now and everything added later: a new CRD, a
@@ -591,7 +699,7 @@ def role_wildcards(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - CIS Kubernetes Benchmark v1.12, 5.1.3
     """
-    if obj.name == "cluster-admin" or obj.name.startswith("system:"):
+    if is_builtin_role(obj):
         return
     if obj.kind == "ClusterRole" and is_map(obj.manifest.get("aggregationRule")):
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from agent.collect import CollectOptions
 from agent.config import DEFAULT_EXCLUDED_TYPES, AgentConfig
 from agent.kube import KubeClient
+from agent.loop import Agent
 from agent.signing import AgentKey
+from agent.transport import Sender
 from tests.agent.receiver import Receiver
 from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
 from tests.fakes.kube_objects import small_cluster
@@ -75,4 +78,43 @@ def config(receiver: Receiver, key_file: Path, kubeconfig: Path) -> AgentConfig:
         push_interval_s=30,
         ping_interval_s=30,
         max_backoff_s=5,
+    )
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 5000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        return False
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def agent(config: AgentConfig, kube: KubeClient, agent_key: AgentKey, fake_time: FakeTime) -> Agent:
+    sender = Sender(
+        server_url=config.server_url,
+        cluster_id=config.cluster_id,
+        key=agent_key,
+        key_id=agent_key.fingerprint,
+        timeout_s=10,
+    )
+    return Agent(
+        config=config,
+        kube=kube,
+        sender=sender,
+        key_fingerprint=agent_key.fingerprint,
+        clock=fake_time.clock,
+        wait=fake_time.wait,
+        rng=random.Random(0),
     )

@@ -134,8 +134,11 @@ def test_forbidden_types_are_skipped_and_reported(
     assert collection.errors["deployments.apps"].startswith("forbidden: deployments.apps is")
     assert "Deployment" not in collection.object_counts
     assert collection.object_counts["Pod"] == 2
-    # A 403 means "cannot see", not "failed": those objects are really out of view.
+    # A 403 means "cannot see", not "failed" (no retry can help) and not "gone" either: the
+    # type's objects are unknown this round, so a delta carries them over (issue 19).
     assert ("apps/v1", "Deployment") not in collection.failed_kinds
+    assert collection.not_collected["deployments.apps"] == "forbidden"
+    assert collection.failed("apps/v1|Deployment|shop|web")
 
 
 def test_types_that_vanish_mid_run_are_skipped(

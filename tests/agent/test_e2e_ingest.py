@@ -41,7 +41,8 @@ from store.db import make_session_factory
 from store.manifests import current_manifests
 from store.models import TelemetryPing
 from store.snapshots import apply_pending
-from tests.fakes.kube_api import FakeCluster
+from store.telemetry import collection_gaps
+from tests.fakes.kube_api import FakeCluster, KubeApiEmulator
 from tests.fakes.kube_objects import config_map, deployment, pod
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -185,3 +186,44 @@ def test_agent_pushes_into_the_real_ingest_and_the_stored_state_equals_the_clust
     assert sum(ping.object_counts.values()) == len(_emulated_state(cluster))
     assert ping.agent_version == "0.1.0"
     assert ingest.tasks  # processing was enqueued after each commit
+
+
+def test_a_forbidden_type_keeps_its_stored_objects_and_shows_in_telemetry(
+    ingest: Ingest,
+    cluster: FakeCluster,
+    emulator: KubeApiEmulator,
+    kube: KubeClient,
+    agent_key: AgentKey,
+    config: AgentConfig,
+) -> None:
+    cluster_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    _register(ingest, cluster_id, agent_key)
+    key_id = default_key_id(cluster_id, agent_key.public_key)
+    sender = Sender(
+        server_url=ingest.url, cluster_id=cluster_id, key=agent_key, key_id=key_id, timeout_s=30
+    )
+    agent = Agent(
+        config=replace(config, server_url=ingest.url, cluster_id=cluster_id),
+        kube=kube,
+        sender=sender,
+        key_fingerprint=agent_key.fingerprint,
+        rng=random.Random(0),
+        wait=lambda _s: False,
+    )
+    assert agent.push_cycle().status == 202
+    before = _stored_state(ingest, cluster_id)
+    assert any("|ConfigMap|" in key for key in before)
+
+    emulator.forbid("configmaps")  # RBAC for ConfigMaps removed
+    cluster.delete("v1", "Pod", "shop", "web-5d9c-a1b2c")
+    assert agent.push_cycle().status == 202
+    after = _stored_state(ingest, cluster_id)
+    # The Pod is gone; the ConfigMaps, unknown this round, are kept as they were.
+    assert after == {k: v for k, v in before.items() if not k.endswith("|web-5d9c-a1b2c")}
+
+    assert agent.ping().status == 202
+    with ingest.sessions() as session:
+        ping = session.scalars(
+            select(TelemetryPing).where(TelemetryPing.cluster_id == cluster_id)
+        ).one()
+        assert collection_gaps(ping)["not_collected"] == {"configmaps": "forbidden"}

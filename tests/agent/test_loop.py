@@ -17,48 +17,10 @@ from agent.transport import Sender
 from contracts.hashing import content_hash, state_digest
 from contracts.resources import ResourceRef
 from contracts.wire import TELEMETRY_JSON_SCHEMA
+from tests.agent.conftest import FakeTime
 from tests.agent.receiver import Receiver, Reply
 from tests.fakes.kube_api import FakeCluster
 from tests.fakes.kube_objects import config_map
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 5000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def wait(self, seconds: float) -> bool:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        return False
-
-
-@pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def agent(config: AgentConfig, kube: KubeClient, agent_key: AgentKey, fake_time: FakeTime) -> Agent:
-    sender = Sender(
-        server_url=config.server_url,
-        cluster_id=config.cluster_id,
-        key=agent_key,
-        key_id=agent_key.fingerprint,
-        timeout_s=10,
-    )
-    return Agent(
-        config=config,
-        kube=kube,
-        sender=sender,
-        key_fingerprint=agent_key.fingerprint,
-        clock=fake_time.clock,
-        wait=fake_time.wait,
-        rng=random.Random(0),
-    )
 
 
 def _expected_state(cluster: FakeCluster, agent: Agent) -> set[str]:

@@ -7,7 +7,7 @@ import json
 
 import jsonschema
 
-from agent.collect import Collection, Entry
+from agent.collect import FAILED, Collection, Entry, Gap
 from agent.snapshot import AckedState, delta_plan, encode, full_plan
 from contracts.hashing import content_hash, state_digest
 from contracts.resources import ResourceRef
@@ -72,7 +72,9 @@ def test_unchanged_state_gives_an_empty_delta_with_the_same_digest() -> None:
 def test_kinds_that_failed_to_list_are_carried_over_not_removed() -> None:
     base = full_plan(_collection(A, B, C)).acked()
     current = _collection(A, B)
-    current.failed_kinds.add(("apps/v1", "Deployment"))
+    current.gaps.append(
+        Gap(name="deployments.apps", reason=FAILED, api_version="apps/v1", kind="Deployment")
+    )
     plan = delta_plan(current, base)
     assert plan.removed == []
     assert plan.digest == base.digest

@@ -331,6 +331,7 @@ KIND_RESOURCES = {
     "ValidatingAdmissionPolicyBinding": ("admissionregistration.k8s.io",
                                          "validatingadmissionpolicybindings"),
     "CertificateSigningRequest": ("certificates.k8s.io", "certificatesigningrequests"),
+    "DeploymentConfig": ("apps.openshift.io", "deploymentconfigs"),
 }
 NEVER_COLLECTED = {"Secret"}  # rules about Secrets see them only in offline scans
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rules import default_rules
+from rules import default_rules, psa
 
 PSS_CONTROLS = {
     "baseline/host-process",
@@ -25,6 +25,7 @@ PSS_CONTROLS = {
     "restricted/running-as-non-root-user",
     "restricted/seccomp",
     "restricted/capabilities",
+    "restricted/proc-mount-type",  # policy v1.35: user namespaces relax baseline only
 }
 CIS_CONTROLS = (
     [f"5.1.{i}" for i in range(1, 14)]
@@ -55,6 +56,15 @@ def _all(attribute: str) -> set[str]:
 def test_every_pod_security_standard_control_is_covered() -> None:
     assert _all("pss") >= PSS_CONTROLS
     assert _all("pss") <= PSS_CONTROLS, "unknown PSS control slug"
+
+
+def test_every_psa_control_is_reported_by_rules_carrying_its_tag() -> None:
+    by_id = {r.id: r for r in default_rules()}
+    assert {c.pss for c in psa.CONTROLS} == PSS_CONTROLS
+    for control in psa.CONTROLS:
+        assert control.rules, control.id
+        for rule_id in control.rules:
+            assert control.pss in by_id[rule_id].meta.pss, (control.id, rule_id)
 
 
 @pytest.mark.parametrize("control", CIS_CONTROLS)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rules import Engine, default_rules, load_paths
+from rules import Engine, default_rules, load_paths, psa
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FILES = sorted(FIXTURES.glob("*/*.yaml")) + sorted(FIXTURES.glob("*/*.json"))
 HEADER = re.compile(r"^#\s*expect-(path|count):\s*(.+?)\s*$")
+VERSION = re.compile(r"^#\s*kubernetes-version:\s*(\S+)\s*$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,9 @@ def test_fixture(path: Path, engine: Engine) -> None:
     loaded = load_paths([path])
     assert not loaded.errors, loaded.errors
     assert loaded.documents, "fixture holds no Kubernetes objects"
-    outcome = engine.scan(loaded.documents)
+    pinned = VERSION.search(path.read_text(encoding="utf-8"))
+    version = psa.parse_version(pinned.group(1)) if pinned else None
+    outcome = engine.scan(loaded.documents, kubernetes_version=version)
     assert not outcome.errors, outcome.errors
     hits = [r for r in outcome.results if r.rule_id == rule_id]
     if path.name.startswith("fail-"):

@@ -252,7 +252,20 @@ def test_default_bindings(manifest: dict[str, Any], expected: bool) -> None:
 
 
 def _kubeadm_defaults() -> list[dict[str, Any]]:
-    """A representative slice of a fresh kubeadm cluster's RBAC."""
+    """A representative slice of a fresh kubeadm cluster's RBAC (the API server labels every
+    role and binding it bootstraps `kubernetes.io/bootstrapping: rbac-defaults`)."""
+    objects = _kubeadm_objects()
+    for obj in objects:
+        if (
+            obj["kind"] != "ClusterRoleBinding"
+            or obj["metadata"]["name"] != "kubeadm:cluster-admins"
+        ):
+            labels = obj["metadata"].setdefault("labels", {})
+            labels["kubernetes.io/bootstrapping"] = "rbac-defaults"
+    return objects
+
+
+def _kubeadm_objects() -> list[dict[str, Any]]:
     everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
     secrets = [
         {
@@ -319,6 +332,40 @@ def test_a_default_cluster_has_no_rbac_findings() -> None:
     outcome = Engine.from_config(None).scan(_kubeadm_defaults())
     rbac = [r for r in outcome.results if r.rule_id.startswith("KM-2")]
     assert rbac == [], [r.message for r in rbac]
+
+
+def test_a_role_named_system_without_the_bootstrap_label_is_not_built_in() -> None:
+    everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    manifests = [
+        *_kubeadm_defaults(),
+        role("system:platform-admin", everything),
+        binding(
+            "system:platform-admin",
+            "ClusterRole",
+            "system:platform-admin",
+            [{"kind": "User", "name": "mallory"}],
+        ),
+    ]
+    outcome = Engine.from_config(None).scan(manifests)
+    found = {(r.rule_id, r.resource.name) for r in outcome.results}
+    assert ("KM-203", "system:platform-admin") in found  # wildcards
+    assert ("KM-201", "system:platform-admin") in found  # cluster-admin equivalent
+    assert ("KM-217", "system:platform-admin") in found  # exec into pods
+
+
+def test_a_cluster_role_with_a_stray_namespace_is_cluster_scoped_and_linked() -> None:
+    everything = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
+    stray = role("platform-admin", everything)
+    stray["metadata"]["namespace"] = "shop"
+    bound = binding(
+        "platform-admin", "ClusterRole", "platform-admin", [{"kind": "User", "name": "alice"}]
+    )
+    outcome = Engine.from_config(None).scan([stray, bound])
+    assert outcome.results
+    assert all(r.resource.namespace is None for r in outcome.results)
+    assert {"KM-201", "KM-203"} <= {r.rule_id for r in outcome.results}
+    assert ObjectView(stray).namespace is None
+    assert ObjectView(stray).ref.key == "rbac.authorization.k8s.io/v1|ClusterRole||platform-admin"
 
 
 def test_one_custom_binding_in_a_default_cluster_is_found_once_per_rule() -> None:

