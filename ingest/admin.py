@@ -20,6 +20,7 @@ from contracts.severity import Severity
 from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
+from ingest.caps import ADMIN_API_BODY_LIMIT
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.keys import KeyFormatError, fingerprint, parse_public_key
@@ -48,7 +49,6 @@ def _refuse_nul() -> None:
     refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
 
-ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_ACTIVE_KEYS = 2
 ROLE_RANK = {"viewer": 0, "admin": 1}
 
@@ -67,7 +67,7 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
         def view(**view_args: Any) -> Response:
             context = ctx()
             raw = read_capped(
-                request.stream, declared=request.content_length, limit=ADMIN_BODY_LIMIT
+                request.stream, declared=request.content_length, limit=ADMIN_API_BODY_LIMIT
             )
             with context.sessions() as session:
                 caller = authenticate_admin(
@@ -177,7 +177,44 @@ def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
 MAX_SEARCH_MATCHES = 5000
 MAX_DISTINCT_VALUES = 100_000
 DEFAULT_DISTINCT_VALUES = 10_000
-_STR = {"type": ["string", "null"], "maxLength": 500}
+# Text limits are the columns' own (store.models): a longer value is a 400 naming the field.
+_STR = {"type": ["string", "null"], "maxLength": 200}  # display_name, team: varchar(200)
+_CHANNEL = {"type": ["string", "null"], "maxLength": 500}  # channel: varchar(500)
+_CLUSTER_REF = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": CLUSTER_ID.pattern}]}
+_GLOBS = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 253},
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "minItems": 1,
+            "maxItems": 100,
+        },
+    ]
+}
+# What `workers.services.exemptions` matches on: globs per field, labels as `k=v,...` or a map.
+SELECTOR_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kind": _GLOBS,
+        "namespace": _GLOBS,
+        "name": _GLOBS,
+        "container": _GLOBS,
+        "labels": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 1000},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "maxProperties": 64,
+                    "propertyNames": {"maxLength": 317},
+                    "additionalProperties": {"type": "string", "maxLength": 63},
+                },
+            ]
+        },
+    },
+}
 _LABELS = {
     "type": "object",
     "additionalProperties": {"type": "string", "maxLength": 200},
@@ -200,7 +237,7 @@ CLUSTER_CREATE_SCHEMA = {
         "id": {"type": "string", "pattern": CLUSTER_ID.pattern},
         "display_name": _STR,
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "keys": {"type": "array", "items": _KEY, "maxItems": MAX_ACTIVE_KEYS},
     },
@@ -212,7 +249,7 @@ CLUSTER_UPDATE_SCHEMA = {
     "properties": {
         "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "status": {"enum": ["active", "disabled"]},
     },
@@ -250,15 +287,15 @@ EXEMPTION_SCHEMA = {
             "minItems": 1,
         },
         "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "cluster_id": {"type": ["string", "null"], "maxLength": 63},
-        "selector": {"type": "object"},
+        "cluster_id": _CLUSTER_REF,
+        "selector": SELECTOR_SCHEMA,
         "expires_at": {"type": ["string", "null"], "maxLength": 40},
     },
 }
 RESCAN_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"cluster_id": {"type": ["string", "null"], "maxLength": 63}},
+    "properties": {"cluster_id": _CLUSTER_REF},
 }
 
 
