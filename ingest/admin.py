@@ -13,9 +13,10 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from contracts.severity import Severity
 from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
@@ -35,7 +36,7 @@ from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel
-from store import admin_keys, audit, clusters, exemptions, scans, telemetry
+from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
 
@@ -557,6 +558,20 @@ def _run_search(
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
 
 
+@blueprint.get("/images")
+@admin_route(role="viewer", action="images.list")
+def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
+    """Every image in the fleet's workloads, counted once per workload (`store.images`)."""
+    try:
+        limit = min(max(int(request.args.get("limit", "10000")), 1), 100_000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    wanted = [c for c in request.args.getlist("cluster") if c]
+    found, truncated = images.fleet_images(session, cluster_ids=wanted, limit=limit)
+    rows = [i.as_json() for i in found]
+    return {"images": rows, "count": len(rows), "truncated": truncated}, 200, None, {}
+
+
 def _finding_json(f: Finding) -> dict[str, Any]:
     return {
         "id": f.id,
@@ -583,7 +598,9 @@ def _finding_json(f: Finding) -> dict[str, Any]:
 @blueprint.get("/findings")
 @admin_route(role="viewer", action="findings.query")
 def findings(session: Session, caller: Caller, body: Any) -> Any:
-    query = select(Finding).order_by(Finding.id.desc())
+    """Most severe first, then newest; `severity` and `status` take comma-separated lists."""
+    rank = case({s.value: s.rank for s in Severity}, value=Finding.severity, else_=-1)
+    query = select(Finding).order_by(rank.desc(), Finding.first_seen.desc(), Finding.id.desc())
     filters = {}
     for arg, column in (
         ("cluster", Finding.cluster_id),
@@ -594,7 +611,10 @@ def findings(session: Session, caller: Caller, body: Any) -> Any:
         ("namespace", Finding.namespace),
     ):
         value = request.args.get(arg)
-        if value:
+        if value and arg in ("status", "severity"):
+            query = query.where(column.in_([v.strip() for v in value.split(",")]))
+            filters[arg] = value
+        elif value:
             query = query.where(column == value)
             filters[arg] = value
     try:
@@ -671,6 +691,9 @@ def create_exemption(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.delete("/exemptions/<int:exemption_id>")
 @admin_route(role="admin", action="exemptions.revoke")
 def revoke_exemption(session: Session, caller: Caller, body: Any, exemption_id: int) -> Any:
+    existing = session.get(Exemption, exemption_id)
+    if existing is not None and existing.revoked_at is not None:
+        raise not_found(f"exemption {exemption_id} was already removed")
     if not exemptions.revoke_exemption(session, exemption_id):
         raise not_found(f"no exemption {exemption_id}")
     return {"id": exemption_id, "revoked": True}, 200, f"exemption/{exemption_id}", {}
@@ -696,7 +719,16 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.get("/audit")
 @admin_route(role="admin", action="audit.read")
 def audit_log(session: Session, caller: Caller, body: Any) -> Any:
-    entries = audit.recent_actions(session, limit=200)
+    try:
+        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    entries = audit.recent_actions(
+        session,
+        limit=limit,
+        actor=request.args.get("actor") or None,
+        action=request.args.get("action") or None,
+    )
     return (
         {
             "entries": [
