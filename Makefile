@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo run bench bench-quick docs clean
+.PHONY: venv test test-k8s lint demo run bench bench-quick docs clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,13 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The agent against a real etcd + kube-apiserver (tests/k8s). scripts/k8s-assets.sh builds
+# them into a cache outside the repository on first use (about 15 min), or takes
+# KUBEBUILDER_ASSETS as it is (envtest's binaries of any release); see docs/agent.md.
+test-k8s: $(STAMP)
+	assets="$$(bash scripts/k8s-assets.sh)" && \
+	KUBEBUILDER_ASSETS="$$assets" K8SMON_K8S_REQUIRED=1 $(BIN)/pytest tests/k8s
 
 demo: $(STAMP)
 	$(BIN)/python -m cli.demo
