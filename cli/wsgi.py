@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from contracts.tasks import TaskDispatcher
 from settings import Settings, load_settings
 
 log = logging.getLogger("k8smon.ingest")
+TASK_RETRY_PAUSES_S = (1.0, 4.0)  # embedded mode: pauses before a failed task's 2nd, 3rd run
 
 
 class BackgroundDispatcher:
@@ -45,18 +47,37 @@ class BackgroundDispatcher:
         self._executor.submit(self._run, task_name, list(args or []), dict(kwargs or {}))
 
     def _run(self, task_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-        try:
-            self._inner(task_name, args=args, kwargs=kwargs)
-        except Exception as problem:
-            log.error(
-                json.dumps(
-                    {
-                        "event": "task_failed",
-                        "task": task_name,
-                        "error": f"{type(problem).__name__}: {problem}"[:300],
-                    }
+        from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+
+        for attempt, pause_s in enumerate((*TASK_RETRY_PAUSES_S, None), start=1):
+            try:
+                self._inner(task_name, args=args, kwargs=kwargs)
+                return
+            except OperationalError as problem:
+                # Transient (a lock held past the busy timeout): the tasks are idempotent, so
+                # run it again here, as a Celery worker would retry it.
+                if pause_s is None:
+                    self._failed(task_name, problem)
+                    return
+                log.warning(
+                    json.dumps({"event": "task_retry", "task": task_name, "attempt": attempt})
                 )
+                time.sleep(pause_s)
+            except Exception as problem:
+                self._failed(task_name, problem)
+                return
+
+    @staticmethod
+    def _failed(task_name: str, problem: Exception) -> None:
+        log.error(
+            json.dumps(
+                {
+                    "event": "task_failed",
+                    "task": task_name,
+                    "error": f"{type(problem).__name__}: {problem}"[:300],
+                }
             )
+        )
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

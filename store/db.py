@@ -43,15 +43,27 @@ def dump_json(value: Any) -> str:
         return json.dumps(value)
 
 
-def make_engine(database_url: str, **options: Any) -> Engine:
-    """Create an engine with sane pool settings; SQLite gets WAL, foreign keys, busy timeout."""
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def make_engine(database_url: str, *, lock_on_begin: bool = True, **options: Any) -> Engine:
+    """Create an engine with sane pool settings; SQLite gets WAL, foreign keys, a busy timeout
+    and write-serialised transactions (`_sqlite_begin_immediate`). `lock_on_begin=False`
+    keeps the driver's own transactions instead (reads outside any transaction, BEGIN just
+    before the first write), for an observer such as a test whose open session must not hold
+    the write lock the server's sessions wait for."""
     options.setdefault("json_deserializer", load_json)
     options.setdefault("json_serializer", dump_json)
     if database_url.startswith("sqlite"):
         engine = create_engine(
-            database_url, connect_args={"check_same_thread": False, "timeout": 30}, **options
+            database_url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+            **options,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        if lock_on_begin:
+            event.listen(engine, "connect", _sqlite_no_implicit_begin)
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     database_url = with_pinned_driver(database_url)
     options.setdefault("pool_pre_ping", True)
@@ -66,6 +78,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _sqlite_no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN (deferred, just before the first write) is turned off:
+    # every transaction starts at SQLAlchemy's "begin" event instead.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Start every SQLite transaction with BEGIN IMMEDIATE: it takes the write lock up front,
+    waiting up to the busy timeout for it. A deferred transaction that read first and writes
+    later fails at once with `database is locked` when another connection wrote in between
+    (SQLite cannot upgrade a stale read snapshot, so the busy timeout never applies): that is
+    how a telemetry ping arriving during snapshot processing used to lose the snapshot."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -14,7 +16,7 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, markdown, queries
+from ingest.web import charts, manifest_view, markdown, posture, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
@@ -30,7 +32,7 @@ from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
 from store.findings import status_counts
-from store.manifests import object_history
+from store.manifests import find_object, object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
 from store.telemetry import collection_gaps, latest_ping
@@ -156,6 +158,8 @@ def cluster_page(cluster_id: str) -> str:
             listing=queries.findings_page(db, flt),
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
+            scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
+            score_definition=posture.DEFINITION,
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
             gaps=collection_gaps(latest_ping(db, cluster_id)),
@@ -241,6 +245,12 @@ def resource(cluster_id: str, object_id: int) -> str:
             [f.path for f in findings if f.path and f.status != "exempted"],
         )
         versions = object_history(db, object_id)
+        previous = {b.version_id: a for a, b in pairwise(versions)}
+        origins = {}
+        for f in findings:
+            version = queries.version_at(versions, f.first_seen)
+            if version is not None:
+                origins[f.id] = (version, previous.get(version.version_id))
         return render_template(
             "web/resource.html",
             cluster=cluster,
@@ -248,6 +258,7 @@ def resource(cluster_id: str, object_id: int) -> str:
             ref=ResourceRef.from_key(obj.ref_key),
             lines=lines,
             findings=findings,
+            origins=origins,
             versions=versions,
         )
 
@@ -257,7 +268,8 @@ def diff(cluster_id: str, object_id: int) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
         obj = _object_or_404(db, cluster_id, object_id)
-        versions = {v.version_id: v for v in object_history(db, object_id)}
+        history = object_history(db, object_id)
+        versions = {v.version_id: v for v in history}
         try:
             old = versions[int(request.args.get("a", ""))]
             new = versions[int(request.args.get("b", ""))]
@@ -268,9 +280,10 @@ def diff(cluster_id: str, object_id: int) -> str:
         lines = manifest_view.diff(
             old.body,
             new.body,
-            old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
-            new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
+            old_label=f"{old.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {old.version_id})",
+            new_label=f"{new.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {new.version_id})",
         )
+        findings = queries.object_findings(db, cluster_id, obj, with_resolved=True)
         return render_template(
             "web/diff.html",
             cluster=cluster,
@@ -279,6 +292,7 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
+            change=queries.change_findings(findings, history, new),
         )
 
 
@@ -443,13 +457,26 @@ def scans() -> str:
         )
 
 
+def _json_value(raw: str) -> tuple[bool, Any]:
+    """The `value` URL parameter (JSON text) of a search; (False, None) when absent."""
+    if not raw:
+        return False, None
+    try:
+        return True, json.loads(raw)
+    except ValueError:
+        abort(400, description='value: give a JSON value, e.g. "nginx:1.27" or 8080')
+
+
 @login_required
 def search() -> tuple[str, int]:
     args = request.args
     path = args.get("path", "").strip()
     results = None
+    hits: list[Any] = []
     error = None
     status = 200
+    page = _page()
+    wanted, value = _json_value(args.get("value", "").strip())
     if path:
         with _db() as db:
             try:
@@ -459,13 +486,41 @@ def search() -> tuple[str, int]:
                     cluster_id=args.get("cluster") or None,
                     kind=args.get("kind") or None,
                     namespace=args.get("namespace") or None,
-                    distinct=bool(args.get("distinct")),
+                    distinct=bool(args.get("distinct")) and not wanted,
                     limit=1000,
                 )
             except SearchError as problem:
                 error = str(problem)
                 status = 503 if isinstance(problem, SearchTimeout) else 400
-    return render_template("web/search.html", form=args, results=results, error=error), status
+    if results is not None and not results.distinct:
+        hits = [h for h in results.hits if not wanted or h.value == value]
+    start = (page - 1) * queries.PAGE_SIZE
+    return render_template(
+        "web/search.html",
+        form=args,
+        results=results,
+        hits=hits[start : start + queries.PAGE_SIZE],
+        hit_total=len(hits),
+        page=page,
+        pages=max(1, -(-len(hits) // queries.PAGE_SIZE)),
+        value_given=wanted,
+        error=error,
+    ), status
+
+
+@login_required
+def find_resource(cluster_id: str) -> Response:
+    """From a search hit to the object's page (by its reference key)."""
+    with _db() as db:
+        _cluster_or_404(db, cluster_id)
+        try:
+            ref = ResourceRef.from_key(request.args.get("ref", ""))
+        except (ValueError, TypeError):
+            abort(400, description="ref: give apiVersion|kind|namespace|name")
+        obj = find_object(db, cluster_id, ref)
+        if obj is None:
+            abort(404, description=f"no {ref} in {cluster_id}")
+        return redirect(url_for("web.resource", cluster_id=cluster_id, object_id=obj.id))
 
 
 @login_required

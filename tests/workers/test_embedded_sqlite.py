@@ -31,11 +31,15 @@ def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipe
     ctx = WorkerContext(
         settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
     )
-    session = sessions()
+    # The test's own session reads between pipeline runs and keeps that transaction open:
+    # it begins deferred, so it never holds the write lock the pipeline's sessions take.
+    observer = make_engine(str(engine.url), lock_on_begin=False)
+    session = make_session_factory(observer)()
     try:
         yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
     finally:
         session.close()
+        observer.dispose()
         engine.dispose()
 
 
@@ -75,6 +79,8 @@ def test_lifecycle_and_incremental_scans_on_sqlite(sqlite_pipeline: Pipeline) ->
 def test_purge_runs_on_sqlite(sqlite_pipeline: Pipeline) -> None:
     sqlite_pipeline.push_and_process("lite-purge", cluster_state("lp", 3))
     sqlite_pipeline.run.run("k8smon.rescan", "lite-purge")
-    deleted = sqlite_pipeline.run.run("k8smon.purge_expired")
+    outcome = sqlite_pipeline.run.run("k8smon.purge_expired")
+    assert outcome["complete"] is True
+    deleted = outcome["deleted"]
     assert deleted["manifest_versions"] == 0 and deleted["rule_result_cache"] == 0
     assert active(sqlite_pipeline, "lite-purge")
