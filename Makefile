@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv test test-k8s lint demo run bench bench-quick docs clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## build .venv with the pinned dependencies and the project (editable)
 

@@ -240,21 +240,27 @@ def test_an_api_server_lost_mid_first_collection_pushes_nothing(
     apiserver: ApiServer, agent_install: AgentInstall, ingest: Ingest
 ) -> None:
     cluster_id = registered_cluster(agent_install, ingest)
-    env = agent_install.process_env(server_url=ingest.url, cluster_id=cluster_id, PAGE_SIZE="5")
-    seen_before = len(agent_audit(apiserver, agent_install))
+    # One object a page: the 600 ConfigMaps alone take hundreds of requests, time enough to
+    # see the agent paging in the audit log (written before each request is answered).
+    env = agent_install.process_env(server_url=ingest.url, cluster_id=cluster_id, PAGE_SIZE="1")
+    audit = apiserver.audit_log.open(encoding="utf-8")
+    audit.seek(0, 2)
     proc = agent_install.start("once", env)
     try:
-        wait_until(
-            lambda: any(
-                e["objectRef"].get("resource") == "configmaps" and "continue=" in e["requestURI"]
-                for e in agent_audit(apiserver, agent_install)[seen_before:]
-            ),
-            "the agent to be paging through ConfigMaps",
-            timeout=60,
-        )
+        deadline = time.monotonic() + 60
+        paging = False
+        while not paging and time.monotonic() < deadline and proc.poll() is None:
+            for line in audit.readlines():
+                paging = paging or (
+                    agent_install.user in line and "/api/v1/configmaps?" in line
+                    and "continue=" in line
+                )  # fmt: skip
+            time.sleep(0.01)
+        assert paging, "the agent was never seen paging through ConfigMaps"
         apiserver.stop_apiserver(kill=True)
         _stdout, stderr = proc.communicate(timeout=400)
     finally:
+        audit.close()
         if proc.poll() is None:
             proc.kill()
         apiserver.start_apiserver()
