@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo run bench bench-quick docs clean
+.PHONY: venv test lint demo run bench bench-quick docs screenshots clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ bench-quick: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/k8smon rules docs --write docs/rules
+
+# The admin pages photographed by the Chromium test on the bench-sized fleet (docs/operators.md).
+screenshots: $(STAMP)
+	K8SMON_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web/test_browser_fleet.py -q
 
 clean:
 	rm -rf $(VENV) instance build *.egg-info .pytest_cache .ruff_cache
