@@ -25,6 +25,9 @@ COMMANDS: dict[str, str] = {
     "scan": "cli.commands.scan:scan",
     "rules": "cli.commands.rules_cmd:rules",
     "serve": "cli.commands.serve:serve",
+    "audit": "cli.commands.audit:audit",
+    "completion": "cli.commands.completion:completion",
+    "images": "cli.commands.images:images",
 }
 
 

@@ -1,7 +1,7 @@
 """One unit of work per task run: open a session, call a service, commit, then enqueue follow-ups.
 
-Celery tasks (workers.tasks) and the in-process runner (workers.inprocess) both call these, so
-the embedded mode runs exactly the code the workers run.
+The task table (workers.tasks), which both Celery and the in-process runner read, calls these,
+so the embedded mode runs exactly the code the workers run.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
         pending = snapshots.unprocessed_clusters(session)
         stale = fail_stale_runs(session, older_than=STALE_SCAN_AFTER)
     for snapshot_id, _cluster_id in pending:
-        ctx.send(PROCESS_SNAPSHOT, snapshot_id)
+        ctx.send(PROCESS_SNAPSHOT, snapshot_id=snapshot_id)
     return {"enqueued": [sid for sid, _ in pending], "stale_scans_failed": stale}
 
 
@@ -105,7 +105,7 @@ def finalize_scan(
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
     if not outcome.already_done and (news or not counts.get("incremental")):
-        ctx.send(DELIVER_REPORTS, scan_id)
+        ctx.send(DELIVER_REPORTS, scan_id=scan_id)
     return asdict(outcome)
 
 
@@ -153,16 +153,3 @@ def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     ]
     results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
-
-
-def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) -> dict[str, Any]:
-    """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
-    plan = plan_scan(ctx, cluster_id, trigger=trigger)
-    if plan.finished:
-        return {
-            "scan_id": plan.scan_id,
-            "cluster_id": cluster_id,
-            "already_done": True,
-            "counts": plan.counts,
-        }
-    return run_plan(ctx, plan)

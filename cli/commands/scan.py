@@ -7,17 +7,13 @@ from importlib import metadata
 from pathlib import Path
 
 import click
-import yaml
 
 from contracts.severity import Severity
-from reports.formats.json_report import render_json
-from reports.formats.policyreport import render_policy_reports
-from reports.formats.sarif import render_sarif
-from reports.formats.table import render_table
+from reports.formats import FORMATS, OFFLINE_FORMATS, ReportInput
 from rules import ConfigError, Engine, ScanConfig, load_paths, parse_text
 from rules.loading import Loaded
+from rules.psa import LATEST, Version, VersionError, format_version, parse_version
 
-FORMATS = ("table", "json", "sarif", "policyreport")
 FAIL_ON = (*(s.value for s in Severity), "none")
 
 
@@ -26,6 +22,27 @@ def tool_version() -> str:
         return metadata.version("k8s-monitor")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0.0.0"
+
+
+def kubernetes_version_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> Version | None:
+    """`--kubernetes-version X.Y` (or `latest`): a usage error (exit 2) when malformed."""
+    try:
+        return parse_version(value)
+    except VersionError as problem:
+        raise click.BadParameter(str(problem)) from None
+
+
+KUBERNETES_VERSION = click.option(
+    "--kubernetes-version",
+    callback=kubernetes_version_option,
+    default=None,
+    metavar="X.Y",
+    help="Judge the input as a cluster of this release would: the Pod Security policy "
+    "version of namespaces that pin none, and API removals. Default: latest "
+    f"({format_version(LATEST)}).",
+)
 
 
 def load_engine(config_file: Path | None) -> Engine:
@@ -48,7 +65,7 @@ def load_engine(config_file: Path | None) -> Engine:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(OFFLINE_FORMATS),
     default="table",
     show_default=True,
     help="Output format.",
@@ -68,6 +85,7 @@ def load_engine(config_file: Path | None) -> Engine:
 )
 @click.option("--cluster", default=None, help="Cluster id, for cluster-scoped exemptions.")
 @click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
+@KUBERNETES_VERSION
 def scan(
     paths: tuple[Path, ...],
     fmt: str,
@@ -75,6 +93,7 @@ def scan(
     fail_on: str,
     cluster: str | None,
     hide_exempted: bool,
+    kubernetes_version: Version | None,
 ) -> None:
     """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories;
     `-` reads standard input, e.g. `kubectl get deploy -A -o yaml | k8smon scan -`).
@@ -89,18 +108,18 @@ def scan(
         loaded.extend(parse_text(sys.stdin.read(), source="<stdin>"))
     loaded.extend(load_paths(files))
     outcome = engine.scan(
-        loaded.documents, cluster=cluster, load_errors=[e.to_dict() for e in loaded.errors]
+        loaded.documents,
+        cluster=cluster,
+        load_errors=[e.to_dict() for e in loaded.errors],
+        kubernetes_version=kubernetes_version,
     )  # type: ignore[misc]
-    report = outcome.to_report()
-    if fmt == "json":
-        text = render_json(report)
-    elif fmt == "sarif":
-        infos = [r.meta.to_info() for r in engine.all_rules]
-        text = render_json(render_sarif(report, infos, tool_version=tool_version()))
-    elif fmt == "policyreport":
-        text = yaml.safe_dump_all(render_policy_reports(report), sort_keys=False)
-    else:
-        text = render_table(report, show_exempted=not hide_exempted)
-    sys.stdout.write(text)
+    data = ReportInput(
+        outcome.to_report(),
+        rules=[r.meta.to_info() for r in engine.all_rules],
+        tool_version=tool_version(),
+        show_exempted=not hide_exempted,
+        terminal=True,
+    )
+    sys.stdout.write(FORMATS[fmt].render(data))
     if fail_on != "none" and outcome.reaches(Severity.parse(fail_on)):
         sys.exit(1)
