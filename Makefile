@@ -42,7 +42,7 @@ docs: $(STAMP) ## regenerate docs/rules from the rule docstrings
 	$(BIN)/k8smon rules docs --write docs/rules
 
 screenshots: $(STAMP) ## photograph the admin pages on the bench-sized fleet (docs/screenshots)
-	K8SMON_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web/test_browser_fleet.py -q -p no:xdist
+	K8SMON_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web/test_browser_fleet.py -q -n 0
 
 clean: ## remove .venv, instance data and caches
 	rm -rf $(VENV) instance build *.egg-info .pytest_cache .ruff_cache
