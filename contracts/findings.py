@@ -85,8 +85,10 @@ class ScanErrorDict(TypedDict):
     """Something that could not be evaluated.
 
     `type` is `parse` (a file or document could not be read; `file`/`line` say where),
-    `invalid` (a document is not a Kubernetes object) or `rule` (a rule raised on an object:
-    `rule_id` and `resource` say which; the rest of the scan carried on).
+    `invalid` (a document is not a Kubernetes object, or an object is not structurally valid
+    for its kind: `path` names the first offending field, `resource` the object; it was not
+    scanned) or `rule` (a rule raised on an object: `rule_id` and `resource` say which; the
+    rest of the scan carried on).
     """
 
     type: Literal["parse", "invalid", "rule"]
@@ -95,6 +97,7 @@ class ScanErrorDict(TypedDict):
     line: NotRequired[int | None]
     rule_id: NotRequired[str]
     resource: NotRequired[ResourceDict]
+    path: NotRequired[str]
 
 
 class ExpiredExemptionDict(TypedDict):
@@ -243,6 +246,7 @@ SCAN_REPORT_JSON_SCHEMA: dict[str, Any] = {
                     "line": {"type": ["integer", "null"]},
                     "rule_id": {"type": "string"},
                     "resource": _RESOURCE_SCHEMA,
+                    "path": {"type": "string"},
                 },
             },
         },

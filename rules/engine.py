@@ -32,6 +32,7 @@ from rules.loading import Document
 from rules.model import Result, Rule, RuleMeta, Scope, Violation
 from rules.psa import Version, assign_versions
 from rules.registry import CATALOGUE_REVISION, default_rules
+from rules.schema import invalid_object_error
 from rules.view import ObjectView, make_ref
 
 ENGINE_VERSION = "1"
@@ -250,6 +251,8 @@ class Engine:
         """
         view = manifest if isinstance(manifest, ObjectView) else ObjectView(manifest)
         results: list[Result] = []
+        if view.problems:
+            return results  # rules run only on structurally valid objects
         api_version = view.api_version
         for check, meta, api_versions in self._plan.get(view.kind, self._plan_any):
             if api_versions is not None and api_version not in api_versions:
@@ -452,6 +455,17 @@ class Engine:
             views.append(view)
             located.append(loc)
         assign_versions(views, kubernetes_version)
+        valid: list[ObjectView] = []
+        for view, loc in zip(views, located, strict=True):
+            if view.problems:
+                errors.append(invalid_object_error(view, loc))
+            else:
+                valid.append(view)
+        read = len(views)
+        if len(valid) < len(views):
+            keep = {id(view) for view in valid}
+            located = [loc for view, loc in zip(views, located, strict=True) if id(view) in keep]
+            views = valid
         context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
         suppressed = self._suppressed(context)
         raw: list[Result] = []
@@ -488,7 +502,7 @@ class Engine:
         return ScanOutcome(
             results=tuple(findings),
             errors=tuple(errors),
-            objects=len(views),
+            objects=read,
             rules=len(self.rules),
             expired_exemptions=tuple(self.config.expired_exemptions(now)),
             catalogue_version=self.catalogue_version,

@@ -10,12 +10,15 @@ disabled account loses access at once. Every POST must carry the session's CSRF 
 from __future__ import annotations
 
 import hmac
+import posixpath
+import re
 import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, g, redirect, request, session, url_for
 
@@ -24,6 +27,7 @@ from store.accounts import Account, find_account
 
 SESSION_HOURS = 8
 CSRF_FIELD = "csrf_token"
+MAX_NEXT_LENGTH = 2000
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -134,7 +138,22 @@ def add_security_headers(response: Response) -> Response:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths are followed after sign-in (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only a same-site path under /admin is followed after sign-in (no open redirect).
+
+    Browsers drop tabs and line breaks from a URL and read `\\` as `/`, so `/%09/evil.example`
+    would become `//evil.example`: any control character, backslash, scheme or host refuses
+    the target outright rather than being cleaned up.
+    """
+    if not target or len(target) > MAX_NEXT_LENGTH:
+        return None
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in target) or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment or not target.startswith("/"):
+        return None
+    # Dot segments (also percent-encoded ones, as the URL standard reads them) are resolved
+    # first, so `/admin/../x` is judged as the `/x` a browser would request.
+    path = posixpath.normpath(re.sub("%2e", ".", parts.path, flags=re.IGNORECASE))
+    if path.startswith("//") or not (path == "/admin" or path.startswith("/admin/")):
+        return None
+    return urlunsplit(("", "", path, parts.query, ""))
