@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test test-k8s lint demo run bench bench-quick docs clean
+.PHONY: help venv test test-k8s lint demo run bench bench-quick docs screenshots clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench-quick: $(STAMP) ## the benchmarks, small sizes
 
 docs: $(STAMP) ## regenerate docs/rules from the rule docstrings
 	$(BIN)/k8smon rules docs --write docs/rules
+
+screenshots: $(STAMP) ## photograph the admin pages on the bench-sized fleet (docs/screenshots)
+	K8SMON_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web/test_browser_fleet.py -q -n 0
 
 clean: ## remove .venv, instance data and caches
 	rm -rf $(VENV) instance build *.egg-info .pytest_cache .ruff_cache

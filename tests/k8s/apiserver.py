@@ -146,7 +146,7 @@ class ApiServer:
 
     def _ready(self) -> bool:
         answer = requests.get(
-            f"{self.url}/readyz", headers=self.admin_headers, verify=self.ca_file, timeout=3
+            f"{self.url}/readyz", headers=self.admin_headers, verify=str(self.ca_file), timeout=3
         )
         return answer.status_code == 200
 
@@ -192,7 +192,7 @@ class ApiServer:
             json=body,
             params=params,
             headers=self.admin_headers,
-            verify=self.ca_file,
+            verify=str(self.ca_file),
             timeout=60,
         )
         if ok and answer.status_code >= 400:

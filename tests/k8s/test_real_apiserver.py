@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from agent.collect import CollectOptions, collect
 from agent.kube import KubeClient
+from agent.signing import AgentKey
 from store.models import TelemetryPing
 from store.telemetry import collection_gaps
 from tests.agent.test_e2e_ingest import Ingest, _register, _stored_state
@@ -59,7 +60,8 @@ def registered_cluster(install: AgentInstall, ingest: Ingest) -> str:
         assert first.returncode == 1  # a key the server does not know yet: 401
         pem = first.event("agent.key")["public_key_pem"]
         assert pem == agent_key_pem(install)
-    _register(ingest, cluster_id, SimpleNamespace(public_key_pem=pem))
+    # _register reads only the key's public PEM.
+    _register(ingest, cluster_id, cast(AgentKey, SimpleNamespace(public_key_pem=pem)))
     return cluster_id
 
 
@@ -187,7 +189,7 @@ def test_rbac_denies_secrets_to_the_agents_token(
     answer = requests.get(
         f"{apiserver.url}/api/v1/secrets",
         headers={"Authorization": f"Bearer {token}"},
-        verify=apiserver.ca_file,
+        verify=str(apiserver.ca_file),
         timeout=30,
     )
     assert answer.status_code == 403
