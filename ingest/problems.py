@@ -27,7 +27,6 @@ UNKNOWN_BASE = "unknown_base_snapshot"
 RATE_LIMITED = "rate_limited"
 CLUSTER_DISABLED = "cluster_disabled"
 CLUSTER_BUSY = "cluster_busy"
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 FORBIDDEN_ROLE = "forbidden_role"
 NOT_FOUND = "not_found"
 CONFLICT = "conflict"

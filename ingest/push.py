@@ -44,7 +44,6 @@ from ingest.problems import (
     CLUSTER_DISABLED,
     FORBIDDEN_KIND,
     INVALID_SNAPSHOT,
-    LOCK_NOT_AVAILABLE,
     RATE_LIMITED,
     TOO_DEEP,
     TOO_MANY_OBJECTS,
@@ -164,6 +163,7 @@ def _check_depth(objects: list[dict[str, Any]]) -> None:
 # snapshot holds it for minutes: a push then answers 503 `cluster_busy` with Retry-After at
 # once instead of holding a web thread (and, ten pushes later, every thread) meanwhile.
 PUSH_LOCK_TIMEOUT_MS = 200
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
 BUSY_RETRY_AFTER_S = 30
 
 
@@ -175,7 +175,7 @@ def _bounded_lock_wait(session: Session) -> Iterator[None]:
     try:
         yield
     except OperationalError as error:
-        if getattr(error.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
+        if getattr(error.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
             raise
         session.rollback()
         raise Problem(
