@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",
     "scan": "cli.commands.scan:scan",
+    "namespaces": "cli.commands.namespaces:namespaces",
     "rules": "cli.commands.rules_cmd:rules",
     "serve": "cli.commands.serve:serve",
     "audit": "cli.commands.audit:audit",

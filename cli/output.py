@@ -104,6 +104,16 @@ def age(value: Any, *, now: datetime | None = None) -> str | None:
     return f"in {text}" if ahead else text
 
 
+def _age_and_time(value: Any) -> str | None:
+    """`3h (2026-12-04 20:53 UTC)`: an age, with the time to the minute, for one record."""
+    relative = age(value)
+    if relative is None or relative == value:
+        return relative
+    when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    when = when.astimezone(UTC) if when.tzinfo else when
+    return f"{relative} ({when:%Y-%m-%d %H:%M} UTC)"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "—"
@@ -244,8 +254,12 @@ class Output:
             plain = json.loads(json.dumps(dict(data), default=str))
             click.echo(yaml.safe_dump(plain, sort_keys=False, allow_unicode=False), nl=False)
             return
+        people = self.for_people
         items = (
-            [(c.header, data.get(c.key)) for c in map(_col, fields)]
+            [
+                (c.header, _age_and_time(data.get(c.key)) if c.age and people else data.get(c.key))
+                for c in map(_col, fields)
+            ]
             if fields
             else [(key, value) for key, value in data.items()]
         )

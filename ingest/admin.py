@@ -536,6 +536,12 @@ def search(session: Session, caller: Caller, body: Any) -> Any:
     return answer, 200, None, audit_details
 
 
+def _timeout_problem(problem: SearchTimeout) -> Problem:
+    return Problem(
+        503, "search_timeout", "Search timed out", str(problem), headers={"Retry-After": "60"}
+    )
+
+
 def _run_search(
     session: Session, spec: dict[str, Any], *, distinct: bool, limit: int
 ) -> SearchResult:
@@ -551,9 +557,7 @@ def _run_search(
             limit=limit,
         )
     except SearchTimeout as problem:
-        raise Problem(
-            503, "search_timeout", "Search timed out", str(problem), headers={"Retry-After": "60"}
-        ) from None
+        raise _timeout_problem(problem) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
 
@@ -567,7 +571,15 @@ def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
     except ValueError:
         raise bad_request("bad_request", "limit must be a whole number") from None
     wanted = [c for c in request.args.getlist("cluster") if c]
-    found, truncated = images.fleet_images(session, cluster_ids=wanted, limit=limit)
+    try:
+        found, truncated = images.fleet_images(
+            session,
+            cluster_ids=wanted,
+            limit=limit,
+            timeout_seconds=ctx().settings.search_timeout_seconds,
+        )
+    except SearchTimeout as problem:
+        raise _timeout_problem(problem) from None
     rows = [i.as_json() for i in found]
     return {"images": rows, "count": len(rows), "truncated": truncated}, 200, None, {}
 

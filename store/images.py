@@ -9,6 +9,7 @@ of every workload kind, including a CronJob's `jobTemplate`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from store.manifests import current_manifests
+from store.search import SearchTimeout
 
 # kind -> where its pod spec is
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -99,15 +101,25 @@ def _infer_deployment(owner: tuple[str, str], body: dict[str, Any]) -> tuple[str
 
 
 def fleet_images(
-    session: Session, *, cluster_ids: Sequence[str] | None = None, limit: int = 10_000
+    session: Session,
+    *,
+    timeout_seconds: float,
+    cluster_ids: Sequence[str] | None = None,
+    limit: int = 10_000,
 ) -> tuple[list[FleetImage], bool]:
-    """Images ordered by how many workloads run them (then by name), and whether `limit` cut."""
+    """Images ordered by how many workloads run them (then by name), and whether `limit` cut.
+
+    Runs under the search time limit (raises `SearchTimeout` past it), checked between rows.
+    """
+    deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
     owners: dict[Key, Key] = {}
     uses: list[tuple[Key, set[str]]] = []
     one = next(iter(wanted)) if len(wanted) == 1 else None
     for kind in POD_SPEC_PATHS:
         for manifest in current_manifests(session, cluster_id=one, kind=kind):
+            if time.monotonic() > deadline:
+                raise SearchTimeout(timeout_seconds)
             if wanted and manifest.cluster_id not in wanted:
                 continue
             body = manifest.body if isinstance(manifest.body, dict) else {}

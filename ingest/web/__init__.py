@@ -8,6 +8,8 @@ the composition root, through `IngestContext.extras`:
   what/why/how-to-fix; ingest may not import the rules package itself);
 - `rule_doc`: `callable(rule_id) -> str | None`, the rule's Markdown docstring (rendered on
   the rule page with raw HTML disabled);
+- `object_violations`: `callable(manifest) -> list of {rule_id, title, severity, path}`, the
+  object rules' violations of one manifest (the diff page compares two versions with it);
 - `flower_url`: base URL of Flower, for links from scan runs to their task.
 """
 

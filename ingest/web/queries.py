@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,32 +259,81 @@ def version_at(versions: Sequence[Any], moment: datetime) -> Any | None:
     return current if current is not None else (versions[0] if versions else None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeItem:
+    """One violation a change introduced or resolved (with the tracked finding's status)."""
+
+    rule_id: str
+    title: str
+    severity: str
+    path: str | None
+    status: str | None = None
+
+
 @dataclass(slots=True)
 class ChangeFindings:
-    """What one change (the arrival of a version) did to the object's findings."""
+    """What one change did to the object's findings, and how that was worked out."""
 
-    introduced: list[Finding]
-    resolved: list[Finding]
+    introduced: list[ChangeItem]
+    resolved: list[ChangeItem]
+    method: str  # "rules": both versions evaluated; "scans": findings first seen/resolved
+
+
+def _item(finding: Finding) -> ChangeItem:
+    return ChangeItem(
+        rule_id=finding.rule_id,
+        title=str((finding.details or {}).get("title", "")),
+        severity=finding.severity,
+        path=finding.path,
+        status=finding.status,
+    )
 
 
 def change_findings(
-    findings: Sequence[Finding], versions: Sequence[Any], version: Any
+    findings: Sequence[Finding],
+    versions: Sequence[Any],
+    *,
+    old: Any,
+    new: Any,
+    evaluate: Callable[[Any], list[dict[str, Any]]] | None = None,
 ) -> ChangeFindings:
-    """Findings first seen, and findings resolved, while `version` was the current one
-    (from its arrival to the next version's): the scans that judged this change."""
-    later = [v.first_seen for v in versions if v.first_seen > version.first_seen]
+    """Violations in `new` and not in `old` (introduced) and the reverse (resolved), when the
+    composition root wired in the object rules (`evaluate`); otherwise the findings the scans
+    first saw, or resolved, while `new` was current (from its arrival to the next version's)."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    if evaluate is not None:
+        before = {(v["rule_id"], v["path"]): v for v in evaluate(old.body)}
+        after = {(v["rule_id"], v["path"]): v for v in evaluate(new.body)}
+        tracked = {(f.rule_id, f.path): f.status for f in findings}
+
+        def items(keys: set[tuple[str, str]], source: dict[Any, Any]) -> list[ChangeItem]:
+            found = [
+                ChangeItem(
+                    rule_id=rule_id,
+                    title=source[(rule_id, path)]["title"],
+                    severity=source[(rule_id, path)]["severity"],
+                    path=path,
+                    status=tracked.get((rule_id, path)),
+                )
+                for rule_id, path in keys
+            ]
+            return sorted(found, key=lambda i: (rank.get(i.severity, 9), i.rule_id, i.path or ""))
+
+        return ChangeFindings(
+            introduced=items(set(after) - set(before), after),
+            resolved=items(set(before) - set(after), before),
+            method="rules",
+        )
+    later = [v.first_seen for v in versions if v.first_seen > new.first_seen]
     until = min(later) if later else None
 
     def within(moment: datetime | None) -> bool:
-        return (
-            moment is not None
-            and moment >= version.first_seen
-            and (until is None or moment < until)
-        )
+        return moment is not None and moment >= new.first_seen and (until is None or moment < until)
 
     return ChangeFindings(
-        introduced=[f for f in findings if within(f.first_seen)],
-        resolved=[f for f in findings if f.status == "resolved" and within(f.resolved_at)],
+        introduced=[_item(f) for f in findings if within(f.first_seen)],
+        resolved=[_item(f) for f in findings if f.status == "resolved" and within(f.resolved_at)],
+        method="scans",
     )
 
 

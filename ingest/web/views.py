@@ -40,6 +40,7 @@ from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
 FLEET_PAGE_SIZE = 100
+WORST_SHOWN = 5
 SOURCE = "admin-pages"
 
 
@@ -150,12 +151,20 @@ def cluster_page(cluster_id: str) -> str:
         cluster = _cluster_or_404(db, cluster_id)
         flt = _filter(cluster=cluster_id)
         summary = queries.summarise(db, flt)
+        listing = queries.findings_page(db, flt)
+        worst_first = FindingFilter(cluster=cluster_id, status="open", fixed=("cluster",))
+        worst = (
+            listing.rows
+            if flt.query(page=None) == worst_first.query(page=None) and flt.page == 1
+            else queries.findings_page(db, worst_first).rows
+        )
         return render_template(
             "web/cluster.html",
             cluster=cluster,
             flt=flt,
             summary=summary,
-            listing=queries.findings_page(db, flt),
+            listing=listing,
+            worst=worst[:WORST_SHOWN],
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
             scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
@@ -292,7 +301,13 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
-            change=queries.change_findings(findings, history, new),
+            change=queries.change_findings(
+                findings,
+                history,
+                old=old,
+                new=new,
+                evaluate=ctx().extras.get("object_violations"),
+            ),
         )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cli.wsgi import rule_catalogue
 from settings import Settings
-from store.models import Finding
+from store.models import Finding, KubeObject
 from tests.web.bulk import BulkFleet, fill_bulk_fleet
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, Fleet, build_fleet
@@ -55,7 +55,8 @@ def _get(client: FlaskClient, url: str, figures: dict[str, tuple[int, float]]) -
 
 
 def _finding_rows(html: str) -> int:
-    return len(re.findall(r'<tr class="status-', html))
+    """Rows of the paged findings list (below its heading)."""
+    return len(re.findall(r'<tr class="status-', html.split('id="findings"')[1]))
 
 
 def test_every_page_stays_small_and_worst_first_at_fleet_scale(
@@ -95,7 +96,12 @@ def test_every_page_stays_small_and_worst_first_at_fleet_scale(
     assert {sev for _status, sev in rows} <= {"critical", "high"}
     assert {status for status, _sev in rows} <= {"new", "open"}
 
+    with fleet.sessions() as session:
+        bench_object = session.scalar(
+            select(KubeObject.id).where(KubeObject.cluster_id == "bench-007").limit(1)
+        )
     for url in (
+        f"/admin/clusters/bench-007/objects/{bench_object}",
         "/admin/findings?severity=critical&status=all",
         "/admin/findings?team=team-3&label=env%3Dprod",
         "/admin/findings?category=pod-security&kind=DaemonSet",
