@@ -36,9 +36,9 @@ from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel
-from store import audit, clusters, exemptions, images, scans, telemetry
+from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
-from store.models import Cluster, ClusterKey, Exemption, Finding
+from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -760,3 +760,55 @@ def audit_log(session: Session, caller: Caller, body: Any) -> Any:
         None,
         {},
     )
+
+
+# ---- admin keys ------------------------------------------------------------------------------
+
+
+def _admin_key_json(key: AdminKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "fingerprint": fingerprint(key.public_key),
+        "created_at": _iso(key.created_at),
+        "revoked_at": _iso(key.revoked_at),
+    }
+
+
+@blueprint.get("/keys")
+@admin_route(role="admin", action="admin_keys.list")
+def list_admin_keys(session: Session, caller: Caller, body: Any) -> Any:
+    include_revoked = request.args.get("all") in ("1", "true")
+    keys = [
+        _admin_key_json(k)
+        for k in admin_keys.list_admin_keys(session)
+        if include_revoked or k.revoked_at is None
+    ]
+    return {"keys": keys}, 200, None, {}
+
+
+@blueprint.delete("/keys/<key_id>")
+@admin_route(role="admin", action="admin_keys.revoke")
+def revoke_admin_key(session: Session, caller: Caller, body: Any, key_id: str) -> Any:
+    """Revoke an admin key: its next request is refused (`revoked_key`). The last active
+    admin-role key is kept, so the API is never locked out (`k8smon admin bootstrap` first)."""
+    key = admin_keys.find_admin_key(session, key_id)
+    if key is None:
+        raise not_found(f"no admin key {key_id!r}")
+    if key.revoked_at is None and key.role == "admin":
+        others = [
+            k
+            for k in admin_keys.list_admin_keys(session)
+            if k.revoked_at is None and k.role == "admin" and k.key_id != key_id
+        ]
+        if not others:
+            raise Problem(
+                409,
+                CONFLICT,
+                "Conflict",
+                "this is the last active admin key: register another (k8smon admin bootstrap) "
+                "before revoking it",
+            )
+    key = admin_keys.revoke_admin_key(session, key_id)
+    return _admin_key_json(key), 200, f"admin-key/{key_id}", {"name": key.name}
