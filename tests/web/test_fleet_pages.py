@@ -124,6 +124,7 @@ def test_accept_the_risk_prefills_the_form_and_the_list_says_what_it_covers(
     listing = admin_client.get("/admin/exemptions").get_data(as_text=True)
     row = listing.split(f"<td>{exemption.id}</td>")[1].split("</tr>")[0]
     assert "vendor agent needs host access" in row and "alice" in row and "2099-12-31" in row
+    assert "KM-101</a> Privileged container" in row  # the rule's title next to its id
     assert "prod-eu" in row and "kind=Deployment" in row and "name=web" in row
     covered = re.search(r'<a href="([^"]+)">1</a>', row).group(1).replace("&amp;", "&")
     exempted = admin_client.get(covered).get_data(as_text=True)
