@@ -136,10 +136,15 @@ def uncached_in_range(
 
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
-    """Delete one batch of results cached under any other catalogue version; returns count."""
+    """Delete one batch of results cached under any other catalogue version (results of the
+    same version judged at a cluster's release, `<version>@...`, are kept); returns count."""
     victims = (
         select(RuleResultCache.content_hash, RuleResultCache.catalogue_version)
-        .where(RuleResultCache.catalogue_version != keep_version)
+        # Results judged at a cluster's own release carry `<version>@<suffix>` and stay too.
+        .where(
+            RuleResultCache.catalogue_version != keep_version,
+            ~RuleResultCache.catalogue_version.startswith(f"{keep_version}@", autoescape=True),
+        )
         .limit(batch_size)
     )
     result = session.execute(
