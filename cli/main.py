@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "rescan": "cli.commands.rescan:rescan",
     "report": "cli.commands.report:report",
     "scans": "cli.commands.scans:scans",
+    "keys": "cli.commands.admin_keys:admin_keys",
     "keygen": "cli.commands.keys:keygen",
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",

@@ -35,13 +35,14 @@ class ResourceDict(TypedDict):
 class ExemptionDict(TypedDict):
     """The exemption that matched a finding.
 
-    `source` is `config` (an entry of the configuration's `exemptions`, `index` is its position)
-    or `annotation` (the object's `k8s-monitor.io/exempt` annotation). `status` is `active`
+    `source` is `config` (an entry of the configuration's `exemptions`, `index` is its position),
+    `annotation` (the object's `k8s-monitor.io/exempt` annotation) or `database` (one made with
+    the CLI or the admin pages, `index` is its id; server-side only). `status` is `active`
     (the finding is exempted) or `expired` (it matched, but its expiry has passed: the finding
     stays open).
     """
 
-    source: Literal["config", "annotation"]
+    source: Literal["config", "annotation", "database"]
     index: int | None
     reason: str
     owner: str
@@ -205,7 +206,7 @@ FINDING_JSON_SCHEMA: dict[str, Any] = {
                     "required": ["source", "index", "reason", "owner", "expires", "status"],
                     "additionalProperties": False,
                     "properties": {
-                        "source": {"enum": ["config", "annotation"]},
+                        "source": {"enum": ["config", "annotation", "database"]},
                         "index": {"type": ["integer", "null"]},
                         "reason": {"type": "string"},
                         "owner": {"type": "string"},

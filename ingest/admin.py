@@ -36,9 +36,9 @@ from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel
-from store import audit, clusters, exemptions, images, scans, telemetry
+from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
-from store.models import Cluster, ClusterKey, Exemption, Finding
+from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -299,6 +299,14 @@ RESCAN_SCHEMA = {
 }
 
 
+def _limit(*, default: int, maximum: int) -> int:
+    """`?limit=` clamped to 1..maximum; not a whole number: 400."""
+    try:
+        return min(max(int(request.args.get("limit", str(default))), 1), maximum)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+
+
 def _require(body: Any, schema: dict[str, Any]) -> dict[str, Any]:
     if body is None:
         raise bad_request("schema_violation", "a JSON body is required")
@@ -443,10 +451,7 @@ def cluster_report(session: Session, caller: Caller, body: Any, cluster_id: str)
 @blueprint.get("/scans")
 @admin_route(role="viewer", action="scans.list")
 def list_scans(session: Session, caller: Caller, body: Any) -> Any:
-    try:
-        limit = min(max(int(request.args.get("limit", "50")), 1), 1000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=50, maximum=1000)
     runs = scans.list_scan_runs(
         session, cluster_id=request.args.get("cluster") or None, limit=limit
     )
@@ -566,10 +571,7 @@ def _run_search(
 @admin_route(role="viewer", action="images.list")
 def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
     """Every image in the fleet's workloads, counted once per workload (`store.images`)."""
-    try:
-        limit = min(max(int(request.args.get("limit", "10000")), 1), 100_000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=10_000, maximum=100_000)
     wanted = [c for c in request.args.getlist("cluster") if c]
     try:
         found, truncated = images.fleet_images(
@@ -629,10 +631,7 @@ def findings(session: Session, caller: Caller, body: Any) -> Any:
         elif value:
             query = query.where(column == value)
             filters[arg] = value
-    try:
-        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=200, maximum=5000)
     rows = session.scalars(query.limit(limit)).all()
     return {"findings": [_finding_json(f) for f in rows], "count": len(rows)}, 200, None, filters
 
@@ -731,10 +730,7 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.get("/audit")
 @admin_route(role="admin", action="audit.read")
 def audit_log(session: Session, caller: Caller, body: Any) -> Any:
-    try:
-        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=200, maximum=5000)
     entries = audit.recent_actions(
         session,
         limit=limit,
@@ -760,3 +756,55 @@ def audit_log(session: Session, caller: Caller, body: Any) -> Any:
         None,
         {},
     )
+
+
+# ---- admin keys ------------------------------------------------------------------------------
+
+
+def _admin_key_json(key: AdminKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "fingerprint": fingerprint(key.public_key),
+        "created_at": _iso(key.created_at),
+        "revoked_at": _iso(key.revoked_at),
+    }
+
+
+@blueprint.get("/keys")
+@admin_route(role="admin", action="admin_keys.list")
+def list_admin_keys(session: Session, caller: Caller, body: Any) -> Any:
+    include_revoked = request.args.get("all") in ("1", "true")
+    keys = [
+        _admin_key_json(k)
+        for k in admin_keys.list_admin_keys(session)
+        if include_revoked or k.revoked_at is None
+    ]
+    return {"keys": keys}, 200, None, {}
+
+
+@blueprint.delete("/keys/<key_id>")
+@admin_route(role="admin", action="admin_keys.revoke")
+def revoke_admin_key(session: Session, caller: Caller, body: Any, key_id: str) -> Any:
+    """Revoke an admin key: its next request is refused (`revoked_key`). The last active
+    admin-role key is kept, so the API is never locked out (`k8smon admin bootstrap` first)."""
+    key = admin_keys.find_admin_key(session, key_id)
+    if key is None:
+        raise not_found(f"no admin key {key_id!r}")
+    if key.revoked_at is None and key.role == "admin":
+        others = [
+            k
+            for k in admin_keys.list_admin_keys(session)
+            if k.revoked_at is None and k.role == "admin" and k.key_id != key_id
+        ]
+        if not others:
+            raise Problem(
+                409,
+                CONFLICT,
+                "Conflict",
+                "this is the last active admin key: register another (k8smon admin bootstrap) "
+                "before revoking it",
+            )
+    key = admin_keys.revoke_admin_key(session, key_id)
+    return _admin_key_json(key), 200, f"admin-key/{key_id}", {"name": key.name}

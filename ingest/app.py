@@ -33,6 +33,7 @@ from ingest.guards import (
 )
 from ingest.metrics import IngestMetrics
 from ingest.problems import BODY_TOO_LARGE, UNAVAILABLE, Problem
+from ingest.web.throttle import make_throttle
 from settings import Settings
 
 log = logging.getLogger("k8smon.ingest")
@@ -109,6 +110,7 @@ def create_app(
         policy=Policy(window_seconds=settings.signature_window_seconds),
         clock=clock,
         redis=redis_client,
+        throttle=make_throttle(redis_client, prefix=redis_prefix),
     )
 
     from ingest import admin, ops, push  # noqa: PLC0415 - blueprints live inside the factory

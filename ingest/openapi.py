@@ -252,6 +252,19 @@ def openapi_document() -> dict[str, Any]:
                 ],
             )
         },
+        "/v1/admin/keys": {
+            "get": _op(
+                "Admin keys (active; all=1 adds revoked ones)",
+                params=[_query("all", {"enum": ["1", "true"]})],
+            )
+        },
+        "/v1/admin/keys/{key_id}": {
+            "delete": _op(
+                "Revoke an admin key (refused at once; never the last active admin key)",
+                params=[_KEY_ID],
+                refusals=("400", "401", "403", "404", "409"),
+            )
+        },
         "/healthz": {"get": _op("Liveness", signed=False)},
         "/readyz": {
             "get": {

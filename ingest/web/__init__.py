@@ -21,11 +21,11 @@ from flask import Blueprint, g
 from flask.blueprints import BlueprintSetupState
 
 from ingest.context import EXTENSION
-from ingest.web import security, views
+from ingest.web import security, signin, views
 
 ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
-    ("/login", "login", views.login, ("GET", "POST")),
-    ("/logout", "logout", views.logout, ("POST",)),
+    ("/login", "login", signin.login, ("GET", "POST")),
+    ("/logout", "logout", signin.logout, ("POST",)),
     ("/", "fleet", views.fleet, ("GET",)),
     ("/findings", "findings", views.findings, ("GET",)),
     ("/clusters/<cluster_id>", "cluster_page", views.cluster_page, ("GET",)),

@@ -365,8 +365,16 @@ def _severity_rank() -> ColumnElement[int]:
     return case({s: i for i, s in enumerate(SEVERITIES)}, value=Finding.severity, else_=9)
 
 
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+_RANK_STATUSES: dict[int, tuple[str, ...]] = {
+    0: OPEN_STATUSES,
+    1: ("exempted",),
+    2: ("resolved",),
+}
+
+
 def _status_rank() -> ColumnElement[int]:
-    """Open before exempted before resolved."""
+    """Open before exempted before resolved (the keys of `_RANK_STATUSES`)."""
     return case((Finding.status.in_(OPEN_STATUSES), 0), (Finding.status == "exempted", 1), else_=2)
 
 
@@ -432,46 +440,46 @@ class FindingsPage:
         return runs
 
 
-def count_findings(session: Session, flt: FindingFilter) -> int:
-    return int(session.scalar(select(func.count()).select_from(Finding).where(*flt.conditions())))
-
-
 def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
     """One page of the filtered findings: open before exempted, then severity, then the rules
     with the most findings, then cluster, namespace, kind and name (a stable order, so a page
     number is a stable link)."""
-    rule_size = func.count().over(partition_by=Finding.rule_id).label("rule_size")
-    ranked = (
-        select(
-            Finding.id,
-            Finding.rule_id,
-            Finding.cluster_id,
-            Finding.namespace,
-            Finding.kind,
-            Finding.name,
-            rule_size,
-            _status_rank().label("status_rank"),
-            _severity_rank().label("severity_rank"),
-        )
-        .where(*flt.conditions())
-        .subquery()
-    )
-    chosen = session.execute(
-        select(ranked.c.id, ranked.c.rule_size)
-        .order_by(
-            ranked.c.status_rank,
-            ranked.c.severity_rank,
-            ranked.c.rule_size.desc(),
-            ranked.c.rule_id,
-            ranked.c.cluster_id,
-            ranked.c.namespace,
-            ranked.c.kind,
-            ranked.c.name,
-            ranked.c.id,
-        )
-        .offset(flt.offset)
-        .limit(PAGE_SIZE)
-    ).all()
+    conditions = flt.conditions()
+    groups = []  # (status rank, severity rank, rule id, severity, count)
+    rule_sizes: dict[str, int] = defaultdict(int)
+    rank = _status_rank().label("status_rank")
+    for status_rank, severity, rule_id, n in session.execute(
+        select(rank, Finding.severity, Finding.rule_id, func.count())
+        .where(*conditions)
+        .group_by(rank, Finding.severity, Finding.rule_id)
+    ):
+        groups.append((int(status_rank), _RANK.get(severity, 9), rule_id, severity, int(n)))
+        rule_sizes[rule_id] += int(n)
+    groups.sort(key=lambda g: (g[0], g[1], -rule_sizes[g[2]], g[2]))
+    total = sum(g[4] for g in groups)
+    # Walk the groups to the page: only the groups the page spans are read, in index order.
+    chosen: list[tuple[int, int]] = []
+    skip = flt.offset
+    for status_rank, _rank, rule_id, severity, n in groups:
+        if len(chosen) >= PAGE_SIZE:
+            break
+        if skip >= n:
+            skip -= n
+            continue
+        ids = session.scalars(
+            select(Finding.id)
+            .where(
+                *conditions,
+                Finding.rule_id == rule_id,
+                Finding.severity == severity,
+                Finding.status.in_(_RANK_STATUSES[status_rank]),
+            )
+            .order_by(Finding.cluster_id, Finding.namespace, Finding.kind, Finding.name, Finding.id)
+            .offset(skip)
+            .limit(PAGE_SIZE - len(chosen))
+        ).all()
+        chosen.extend((finding_id, rule_sizes[rule_id]) for finding_id in ids)
+        skip = 0
     sizes = {finding_id: int(size) for finding_id, size in chosen}
     loaded = {
         r.id: r
@@ -525,9 +533,6 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
         for key, oid in object_ids_by_ref(session, cluster_id, keys).items():
             ids[(cluster_id, key)] = oid
     found = [replace(r, object_id=ids.get((r.cluster_id, r.ref_key))) for r in found]
-    total = len(found) + flt.offset
-    if len(found) == PAGE_SIZE or (not found and flt.page > 1):
-        total = count_findings(session, flt)
     return FindingsPage(rows=found, total=total, page=flt.page)
 
 
@@ -828,3 +833,28 @@ def scan_rows(session: Session, *, cluster_id: str | None, page: int) -> tuple[l
             )
         )
     return rows, total
+
+
+def rule_titles(
+    session: Session,
+    rule_ids: Sequence[str],
+    rule_info: Callable[[str], Any] | None = None,
+) -> dict[str, str]:
+    """Each rule's title: from the catalogue when wired in, else from its findings."""
+    titles: dict[str, str] = {}
+    for rule_id in set(rule_ids):
+        info = rule_info(rule_id) if rule_info else None
+        if info:
+            titles[rule_id] = str(info.get("title", ""))
+    missing = sorted(set(rule_ids) - set(titles))
+    if missing:
+        title = Finding.details["title"].as_string()
+        titles.update(
+            (rule_id, text or "")
+            for rule_id, text in session.execute(
+                select(Finding.rule_id, func.max(title))
+                .where(Finding.rule_id.in_(missing))
+                .group_by(Finding.rule_id)
+            )
+        )
+    return titles

@@ -2,9 +2,11 @@
 
 Sessions are Flask's signed cookies (itsdangerous, keyed by SECRET_KEY), HttpOnly, SameSite=Lax,
 Secure when served over HTTPS, and expire after `SESSION_HOURS` (checked server-side from the
-sign-in time, not only by the browser). The account is looked up again on every request, so a
-disabled account loses access at once. Every POST must carry the session's CSRF token in the
-`csrf_token` form field; the comparison is constant-time.
+sign-in time, not only by the browser). The account is looked up again on every request, and a
+session carries the account's session version from sign-in: sign-out, a password or role change
+and disabling raise the version (`store.accounts.end_sessions`), so every older session — a
+copied cookie included — ends at its next request. Every POST must carry the session's CSRF
+token in the `csrf_token` form field; the comparison is constant-time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from store.accounts import Account, find_account
 
 SESSION_HOURS = 8
 CSRF_FIELD = "csrf_token"
+SESSION_VERSION = "v"
 MAX_NEXT_LENGTH = 2000
 
 CONTENT_SECURITY_POLICY = (
@@ -82,6 +85,7 @@ def sign_in(account: Account) -> None:
     session.permanent = True
     session["user"] = account.username
     session["signed_in_at"] = int(time.time())
+    session[SESSION_VERSION] = account.session_version
     session[CSRF_FIELD] = secrets.token_urlsafe(32)  # a fresh token per sign-in
 
 
@@ -101,7 +105,10 @@ def load_user() -> None:
         return
     with ctx().sessions() as db:
         g.user = find_account(db, str(username))
-    if g.user is None:
+    # Sign-out, a new password or role, or disabling the account moved the version on: every
+    # session made before (a copied cookie too) ends here.
+    if g.user is None or g.user.session_version != session.get(SESSION_VERSION, 0):
+        g.user = None
         session.clear()
 
 

@@ -23,11 +23,7 @@ from ingest.web.security import (
     admin_required,
     current_user,
     login_required,
-    safe_next,
-    sign_in,
-    sign_out,
 )
-from store import accounts
 from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
@@ -59,37 +55,6 @@ def _cluster_or_404(db: Session, cluster_id: str) -> Cluster:
     if cluster is None:
         abort(404, description=f"no cluster {cluster_id!r}")
     return cluster
-
-
-# ------------------------------------------------------------------------------ sign-in
-
-
-def login() -> str | Response:
-    if request.method == "POST":
-        username = request.form.get("username", "")
-        password = request.form.get("password", "")
-        with _db() as db:
-            account = accounts.authenticate(db, username, password)
-            if account is not None:
-                record_action(
-                    db,
-                    actor=account.username,
-                    action="session.sign_in",
-                    source=SOURCE,
-                    details={"remote": request.remote_addr},
-                )
-                db.commit()
-        if account is None:
-            flash("Unknown username or wrong password.", "error")
-            return render_template("web/login.html", username=username), 401  # type: ignore[return-value]
-        sign_in(account)
-        return redirect(safe_next(request.args.get("next")) or url_for("web.fleet"))
-    return render_template("web/login.html", username="")
-
-
-def logout() -> Response:
-    sign_out()
-    return redirect(url_for("web.login"))
 
 
 # ------------------------------------------------------------------------------ fleet
@@ -349,11 +314,17 @@ def _expiry(raw: str) -> datetime:
 
 
 def _exemptions_page(db: Session, form: Any) -> str:
+    listed = sorted(
+        list_exemptions(db, include_inactive=True),
+        key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+    )
     return render_template(
         "web/exemptions.html",
-        exemptions=sorted(
-            list_exemptions(db, include_inactive=True),
-            key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+        exemptions=listed,
+        titles=queries.rule_titles(
+            db,
+            [rule_id for e in listed for rule_id in e.rule_ids or []],
+            ctx().extras.get("rule_info"),
         ),
         coverage=queries.exemption_coverage(db),
         clusters=list_clusters(db),

@@ -14,12 +14,15 @@ from sqlalchemy import func, select
 
 from store import accounts
 from store.models import AuditEntry, Snapshot, TelemetryPing
+from tests.cli import conftest as cli_rig
 from tests.ingest import conftest as ingest_rig
 from tests.ingest.conftest import Server
 
-# The ingest tests' live server (real PostgreSQL and Redis), reused as is.
+# The ingest tests' live server (real PostgreSQL and Redis), reused as is; and the CLI tests'
+# operator (the `k8smon` command against a live server, with admin keys alice and victor).
 server = ingest_rig.server
 ingest_settings = ingest_rig.ingest_settings
+operator = cli_rig.operator
 
 PASSWORD = "correct horse battery staple"
 
