@@ -3,8 +3,8 @@
 Starts the server on the embedded default (SQLite in a fresh folder, tasks in-process),
 registers a demo cluster with a freshly generated agent key, pushes the bundled example
 cluster (`examples/demo-cluster`) through the real signed push protocol with the agent's
-one-shot push, scans it, prints the report per cluster and per rule (with CIS ids) and the
-path of the HTML report, and exits 0.
+one-shot push, waits for the scan the push starts, prints the report per cluster and per rule
+(with CIS ids) and the path of the HTML report, and exits 0.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import select
+
 from agent.__main__ import main as agent_main
 from agent.signing import AgentKey, default_key_id
 from cli.embedded import EmbeddedServer
-from contracts.tasks import RESCAN
 from reports.build import build_cluster_report
 from reports.text import render_text
 from store.clusters import add_cluster_key, create_cluster
 from store.db import unit_of_work
-from store.models import Cluster, Snapshot
+from store.models import Cluster, ScanRun, Snapshot
 from workers.services.delivery import html_report_dir
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo-cluster"
@@ -37,6 +38,7 @@ _DROPPED = (
     "K8SMON_ENV",
     "K8SMON_INSTANCE_PATH",
     "K8SMON_RULES_CONFIG",
+    "K8SMON_SCAN_ON_PUSH",
     "SECRET_KEY",
 )
 
@@ -53,7 +55,8 @@ def demo_environ(instance: Path) -> dict[str, str]:
     return env
 
 
-def _wait_processed(server: EmbeddedServer, *, timeout_s: float = 60.0) -> None:
+def _wait_scanned(server: EmbeddedServer, *, timeout_s: float = 120.0) -> int:
+    """Wait until the pushed snapshot is processed and the scan the push started is done."""
     sessions = server.runner.ctx.sessions
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -62,10 +65,21 @@ def _wait_processed(server: EmbeddedServer, *, timeout_s: float = 60.0) -> None:
             pending = (
                 session.query(Snapshot).filter_by(cluster_id=CLUSTER_ID, state="pending").count()
             )
-            if cluster is not None and cluster.current_digest and not pending:
-                return
+            scan_id = session.scalar(
+                select(ScanRun.id)
+                .where(
+                    ScanRun.cluster_id == CLUSTER_ID,
+                    ScanRun.state == "done",
+                    ScanRun.snapshot_digest == Cluster.current_digest,
+                    Cluster.id == CLUSTER_ID,
+                )
+                .order_by(ScanRun.id.desc())
+                .limit(1)
+            )
+            if cluster is not None and cluster.current_digest and not pending and scan_id:
+                return int(scan_id)
         time.sleep(0.1)
-    raise RuntimeError("the pushed snapshot was not processed in time")
+    raise RuntimeError("the pushed snapshot was not processed and scanned in time")
 
 
 def run_demo(*, instance: Path, examples: Path = EXAMPLES, out=sys.stdout) -> Path:
@@ -109,14 +123,13 @@ def run_demo(*, instance: Path, examples: Path = EXAMPLES, out=sys.stdout) -> Pa
         )
         if code != 0:
             raise RuntimeError(f"the signed push failed (agent exit code {code})")
-        _wait_processed(server)
-        outcome = server.runner.run(RESCAN, CLUSTER_ID)
+        scan_id = _wait_scanned(server)  # the push starts the scan (K8SMON_SCAN_ON_PUSH)
         with unit_of_work(server.runner.ctx.sessions) as session:
             report = build_cluster_report(
                 session,
                 CLUSTER_ID,
                 public_url=server.settings.public_url,
-                scan_id=outcome["scan_id"],
+                scan_id=scan_id,
             )
         print("", file=out)
         print(render_text([report]), file=out)

@@ -81,6 +81,13 @@ VARIABLES: tuple[Variable, ...] = (
         "5",
         "minutes between sweeps that enqueue stored-but-unprocessed snapshots",
     ),
+    Variable(
+        "K8SMON_SCAN_ON_PUSH",
+        "scan_on_push",
+        "true",
+        "scan a cluster as soon as a push changes its state (debounced per cluster); "
+        "`false`: only the batched fleet scans and rescans",
+    ),
     Variable("K8SMON_SHARD_SIZE", "shard_size", "2000", "objects per scan shard"),
     Variable(
         "K8SMON_SIGNATURE_WINDOW_SECONDS",
@@ -194,6 +201,7 @@ class Settings:
     retention_days: int = 30
     scan_interval_hours: float = 4.0
     sweep_interval_minutes: float = 5.0
+    scan_on_push: bool = True
     shard_size: int = 2000
     signature_window_seconds: int = 300
     max_body_bytes: int = 32 * 1024 * 1024
@@ -299,6 +307,7 @@ def _redis_url(env: str, raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "retention_days": _positive_int,
+    "scan_on_push": _flag,
     "shard_size": _positive_int,
     "signature_window_seconds": _positive_int,
     "max_body_bytes": _positive_int,
