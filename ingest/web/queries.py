@@ -219,10 +219,13 @@ def object_ids_by_ref(session: Session, cluster_id: str, ref_keys: Sequence[str]
     return found
 
 
-def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Sequence[Finding]:
-    return session.scalars(
-        select(Finding)
-        .where(
+def object_findings(
+    session: Session, cluster_id: str, obj: KubeObject, *, with_resolved: bool = False
+) -> Sequence[Finding]:
+    """The object's active findings (and its resolved ones when asked), worst first."""
+    statuses = (*OPEN_STATUSES, "exempted", *(("resolved",) if with_resolved else ()))
+    found = session.scalars(
+        select(Finding).where(
             Finding.cluster_id == cluster_id,
             Finding.api_version == obj.api_version,
             Finding.kind == obj.kind,
@@ -230,10 +233,59 @@ def object_findings(session: Session, cluster_id: str, obj: KubeObject) -> Seque
             Finding.namespace.is_(None)
             if not obj.namespace
             else Finding.namespace == obj.namespace,
-            Finding.status.in_((*OPEN_STATUSES, "exempted")),
+            Finding.status.in_(statuses),
         )
-        .order_by(Finding.rule_id, Finding.path)
     ).all()
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(
+        found,
+        key=lambda f: (
+            f.status not in OPEN_STATUSES,
+            rank.get(f.severity, 9),
+            f.rule_id,
+            f.path or "",
+        ),
+    )
+
+
+def version_at(versions: Sequence[Any], moment: datetime) -> Any | None:
+    """The version that was current at `moment` (versions oldest first), if any."""
+    current = None
+    for version in versions:
+        if version.first_seen <= moment:
+            current = version
+        else:
+            break
+    return current if current is not None else (versions[0] if versions else None)
+
+
+@dataclass(slots=True)
+class ChangeFindings:
+    """What one change (the arrival of a version) did to the object's findings."""
+
+    introduced: list[Finding]
+    resolved: list[Finding]
+
+
+def change_findings(
+    findings: Sequence[Finding], versions: Sequence[Any], version: Any
+) -> ChangeFindings:
+    """Findings first seen, and findings resolved, while `version` was the current one
+    (from its arrival to the next version's): the scans that judged this change."""
+    later = [v.first_seen for v in versions if v.first_seen > version.first_seen]
+    until = min(later) if later else None
+
+    def within(moment: datetime | None) -> bool:
+        return (
+            moment is not None
+            and moment >= version.first_seen
+            and (until is None or moment < until)
+        )
+
+    return ChangeFindings(
+        introduced=[f for f in findings if within(f.first_seen)],
+        resolved=[f for f in findings if f.status == "resolved" and within(f.resolved_at)],
+    )
 
 
 def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, int, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -14,7 +15,7 @@ from contracts.resources import ResourceRef
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
-from ingest.web import charts, manifest_view, markdown, queries
+from ingest.web import charts, manifest_view, markdown, posture, queries
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
@@ -156,6 +157,8 @@ def cluster_page(cluster_id: str) -> str:
             listing=queries.findings_page(db, flt),
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
+            scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
+            score_definition=posture.DEFINITION,
             counts=status_counts(db, cluster_id),
             scans=list_scan_runs(db, cluster_id=cluster_id, limit=10),
             gaps=collection_gaps(latest_ping(db, cluster_id)),
@@ -241,6 +244,12 @@ def resource(cluster_id: str, object_id: int) -> str:
             [f.path for f in findings if f.path and f.status != "exempted"],
         )
         versions = object_history(db, object_id)
+        previous = {b.version_id: a for a, b in pairwise(versions)}
+        origins = {}
+        for f in findings:
+            version = queries.version_at(versions, f.first_seen)
+            if version is not None:
+                origins[f.id] = (version, previous.get(version.version_id))
         return render_template(
             "web/resource.html",
             cluster=cluster,
@@ -248,6 +257,7 @@ def resource(cluster_id: str, object_id: int) -> str:
             ref=ResourceRef.from_key(obj.ref_key),
             lines=lines,
             findings=findings,
+            origins=origins,
             versions=versions,
         )
 
@@ -257,7 +267,8 @@ def diff(cluster_id: str, object_id: int) -> str:
     with _db() as db:
         cluster = _cluster_or_404(db, cluster_id)
         obj = _object_or_404(db, cluster_id, object_id)
-        versions = {v.version_id: v for v in object_history(db, object_id)}
+        history = object_history(db, object_id)
+        versions = {v.version_id: v for v in history}
         try:
             old = versions[int(request.args.get("a", ""))]
             new = versions[int(request.args.get("b", ""))]
@@ -268,9 +279,10 @@ def diff(cluster_id: str, object_id: int) -> str:
         lines = manifest_view.diff(
             old.body,
             new.body,
-            old_label=f"version {old.version_id} ({old.first_seen:%Y-%m-%d %H:%M} UTC)",
-            new_label=f"version {new.version_id} ({new.first_seen:%Y-%m-%d %H:%M} UTC)",
+            old_label=f"{old.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {old.version_id})",
+            new_label=f"{new.first_seen:%Y-%m-%d %H:%M:%S} UTC (version {new.version_id})",
         )
+        findings = queries.object_findings(db, cluster_id, obj, with_resolved=True)
         return render_template(
             "web/diff.html",
             cluster=cluster,
@@ -279,6 +291,7 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
+            change=queries.change_findings(findings, history, new),
         )
 
 

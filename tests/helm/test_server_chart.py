@@ -68,7 +68,7 @@ def test_default_components(default: Rendered) -> None:
 def test_full_components(full: Rendered) -> None:
     deployments = {d["metadata"]["name"] for d in full.of_kind("Deployment")}
     assert f"{FULLNAME}-flower" in deployments
-    hpa = full.one("HorizontalPodAutoscaler")
+    hpa = full.one("HorizontalPodAutoscaler", "-worker")
     assert hpa["spec"]["scaleTargetRef"]["name"] == f"{FULLNAME}-worker"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     worker = full.named("Deployment", f"{FULLNAME}-worker")
@@ -148,7 +148,7 @@ def test_web_probes_service_and_pdb(full: Rendered) -> None:
 
 
 def test_ingress_serves_the_web_service_over_tls(full: Rendered) -> None:
-    ingress = full.one("Ingress")
+    ingress = full.named("Ingress", FULLNAME)
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["tls"] == [
         {"hosts": ["k8s-monitor.example.org"], "secretName": "k8s-monitor-tls"}

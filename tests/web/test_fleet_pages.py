@@ -175,3 +175,72 @@ def test_scans_page_shows_changes_and_severities(admin_client: FlaskClient, flee
     assert int(open_) == counts["new"] + counts["open"]
     assert resolved == str(counts["resolved"] or "") and exempted == str(counts["exempted"] or "")
     assert "staging-us" not in html.split("<tbody>")[1]
+
+
+def test_posture_scores_per_framework_follow_their_definition(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    from store.models import KubeObject  # noqa: PLC0415
+
+    catalogue = rule_catalogue()
+    with fleet.sessions() as session:
+        objects = session.scalars(
+            select(KubeObject).where(
+                KubeObject.cluster_id == "prod-eu", KubeObject.deleted_at.is_(None)
+            )
+        ).all()
+        open_findings = session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == "prod-eu", Finding.status.in_(("new", "open"))
+            )
+        ).all()
+
+    def expected(in_framework: object) -> int:
+        failing = {
+            (f.kind, f.namespace or "", f.name)
+            for f in open_findings
+            if in_framework(catalogue[f.rule_id])  # type: ignore[operator]
+        }
+        return (len(objects) - len(failing)) * 100 // len(objects)
+
+    cis5 = expected(lambda info: any(c.startswith("5.") for c in info["cis"]))
+    baseline = expected(lambda info: any(p.startswith("baseline") for p in info["pss"]))
+    restricted = expected(lambda info: bool(info["pss"]))
+    overall = expected(lambda _info: True)
+    assert overall < 100  # the privileged web Deployment fails
+    _wire_catalogue(fleet)
+    html = admin_client.get("/admin/clusters/prod-eu").get_data(as_text=True)
+    for key, value in (
+        ("all", overall),
+        ("cis-5", cis5),
+        ("pss-baseline", baseline),
+        ("pss-restricted", restricted),
+    ):
+        assert re.search(rf'class="num score-{key}"[^>]*>{value}%</td>', html), key
+    assert "Posture score:</strong> Share of the cluster&#39;s current objects" in html
+
+
+def test_findings_link_to_the_change_that_introduced_them(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    from store.models import KubeObject  # noqa: PLC0415
+
+    with fleet.sessions() as session:
+        web = session.scalar(
+            select(KubeObject).where(KubeObject.name == "web", KubeObject.cluster_id == "prod-eu")
+        )
+    page = admin_client.get(f"/admin/clusters/prod-eu/objects/{web.id}").get_data(as_text=True)
+    item = page.split('<ul class="findings">')[1].split("</ul>")[0]
+    privileged = next(li for li in item.split("<li>") if "KM-101" in li)
+    link = re.search(r'<a class="first-seen" href="([^"]+)">the change of ', privileged)
+    assert link is not None and "by <code>spec.template.spec.containers[0]" in privileged
+    diff = admin_client.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    # Versions are labelled by time, and the change says what it introduced.
+    assert re.search(r"<h1>Changes to Deployment shop/web <small>\d{4}-\d\d-\d\d \d\d:", diff)
+    introduced = diff.split('<ul class="introduced">')[1].split("</ul>")[0]
+    assert "KM-101" in introduced
+    assert '<span class="add">+          privileged: true</span>' in diff
+    # Back from the first to the second version: the same pair, in time order.
+    versions = re.findall(r'name="a" value="(\d+)"', page)
+    reverse = f"/admin/clusters/prod-eu/objects/{web.id}/diff?a={versions[1]}&b={versions[0]}"
+    assert "KM-101" in admin_client.get(reverse).get_data(as_text=True).split("<h2>Manifest")[0]

@@ -125,7 +125,7 @@ Comma-separated `plural.group` names of the collected resource types, for the ag
 */}}
 {{- define "k8s-monitor-agent.includeTypes" -}}
 {{- $names := list }}
-{{- range .Values.collect.resources }}
+{{- range (include "k8s-monitor-agent.resources" . | fromJsonArray) }}
 {{- $group := .apiGroup }}
 {{- range .resources }}
 {{- if $group }}
@@ -164,4 +164,31 @@ NetworkPolicy egress rule for the monitor server.
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+Every collected resource group: collect.resources, then collect.extraResources (JSON list).
+*/}}
+{{- define "k8s-monitor-agent.resources" -}}
+{{- concat .Values.collect.resources (.Values.collect.extraResources | default list) | toJson }}
+{{- end }}
+
+{{/*
+The proxy's port, from proxy.httpsProxy (default 80 for http, 443 for https).
+*/}}
+{{- define "k8s-monitor-agent.proxyPort" -}}
+{{- $url := urlParse .Values.proxy.httpsProxy }}
+{{- $hostParts := splitList ":" $url.host }}
+{{- if gt (len $hostParts) 1 }}
+{{- last $hostParts }}
+{{- else if eq $url.scheme "https" }}443
+{{- else }}80
+{{- end }}
+{{- end }}
+
+{{/*
+Where the CA bundle is mounted.
+*/}}
+{{- define "k8s-monitor-agent.caDir" -}}
+/etc/k8s-monitor/ca
 {{- end }}

@@ -128,13 +128,20 @@ Pass (dict "root" $ "notifications" true) for the processes that talk to Slack a
   value: {{ .Values.config.logLevel | quote }}
 - name: K8SMON_RULES_CONFIG
   value: {{ printf "%s/config.yaml" (include "k8s-monitor.rulesConfigDir" .) | quote }}
-{{- with .Values.config.publicUrl }}
 - name: K8SMON_PUBLIC_URL
-  value: {{ . | quote }}
-{{- end }}
+  value: {{ include "k8s-monitor.publicUrl" . | quote }}
 {{- with .Values.config.slackAllowedUsers }}
 - name: SLACK_ALLOWED_USERS
   value: {{ . | quote }}
+{{- end }}
+{{- with .Values.config.webhookAllowedNetworks }}
+- name: K8SMON_WEBHOOK_ALLOWED_NETWORKS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- if .Values.security.allowPlainHttp }}
+# security.allowPlainHttp: a plain-HTTP test install; generic webhooks may go unsigned.
+- name: K8SMON_WEBHOOK_ALLOW_UNSIGNED
+  value: "true"
 {{- end }}
 - name: DATABASE_URL
   valueFrom:
@@ -190,6 +197,9 @@ Writable scratch volumes (the root filesystem is read-only).
 - name: rules-config
   configMap:
     name: {{ include "k8s-monitor.rulesConfigName" . }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{- define "k8s-monitor.volumeMounts" -}}
@@ -200,6 +210,9 @@ Writable scratch volumes (the root filesystem is read-only).
 - name: rules-config
   mountPath: {{ include "k8s-monitor.rulesConfigDir" . }}
   readOnly: true
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -288,4 +301,19 @@ NetworkPolicy egress rules every server component needs: DNS, PostgreSQL and Red
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The public URL (required): https:// unless security.allowPlainHttp (the admin session cookie is
+`Secure` exactly when it is https).
+*/}}
+{{- define "k8s-monitor.publicUrl" -}}
+{{- $url := required "config.publicUrl is required: the https:// URL of the admin pages, e.g. https://k8s-monitor.example.org" .Values.config.publicUrl }}
+{{- if not (regexMatch "^https?://[^/]+" $url) }}
+{{- fail (printf "config.publicUrl must start with https://, got %q" $url) }}
+{{- end }}
+{{- if and (not (hasPrefix "https://" $url)) (not .Values.security.allowPlainHttp) }}
+{{- fail (printf "config.publicUrl must be https:// so the session cookie is Secure (got %q); set security.allowPlainHttp=true only for a plain-HTTP test install" $url) }}
+{{- end }}
+{{- trimSuffix "/" $url }}
 {{- end }}
