@@ -4,9 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo run bench bench-quick docs clean
+.PHONY: help venv test lint demo run bench bench-quick docs clean
 
-venv: $(STAMP)
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## build .venv with the pinned dependencies and the project (editable)
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,27 +18,28 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check, ruff format --check, import layers
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+test: lint ## lint, then the whole suite (in parallel, by file)
 	$(BIN)/pytest
 
-demo: $(STAMP)
+demo: $(STAMP) ## a local server with a demo cluster and findings (no Redis, SQLite)
 	$(BIN)/python -m cli.demo
 
-run: $(STAMP)
+run: $(STAMP) ## the server, configured from the environment
 	$(BIN)/k8smon serve
 
-bench: $(STAMP)
+bench: $(STAMP) ## the benchmarks (docs/benchmarks.md)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) ## the benchmarks, small sizes
 	$(BIN)/python -m bench.run --quick
 
-docs: $(STAMP)
+docs: $(STAMP) ## regenerate docs/rules from the rule docstrings
 	$(BIN)/k8smon rules docs --write docs/rules
 
-clean:
+clean: ## remove .venv, instance data and caches
 	rm -rf $(VENV) instance build *.egg-info .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The beat schedule as plain data: which task runs how often (seconds), with which args.
+"""The beat schedule as plain data: which task runs how often (seconds), with which named args.
 
 Intervals come from settings through the caller (workers.celery_app); this module imports
 nothing but the task names. Beat must run as exactly one process.
@@ -27,25 +27,25 @@ def build_schedule(
         "fleet-scan": {
             "task": SCAN_FLEET,
             "schedule": scan_interval_s,
-            "args": ("schedule",),
+            "kwargs": {"trigger": "schedule"},
             "options": {"expires": scan_interval_s},
         },
         "purge-expired": {
             "task": PURGE_EXPIRED,
             "schedule": purge_interval_s,
-            "args": (),
+            "kwargs": {},
             "options": {"expires": purge_interval_s},
         },
         "deliver-reports": {
             "task": DELIVER_REPORTS,
             "schedule": delivery_retry_s,
-            "args": (),
+            "kwargs": {},
             "options": {"expires": delivery_retry_s},
         },
         "sweep-unprocessed": {
             "task": SWEEP_UNPROCESSED,
             "schedule": sweep_interval_s,
-            "args": (),
+            "kwargs": {},
             "options": {"expires": sweep_interval_s},
         },
     }

@@ -78,7 +78,7 @@ class EmbeddedServer:
     def _every(self, name: str, entry: dict[str, Any]) -> None:
         while not self._stop.wait(float(entry["schedule"])):
             try:
-                self.runner.run(entry["task"], *entry.get("args", ()))
+                self.runner.run(entry["task"], **entry["kwargs"])
             except Exception:
                 log.exception("scheduled task %s failed", name)
 

@@ -11,6 +11,7 @@ from contracts.wire import (
     TELEMETRY_JSON_SCHEMA,
     TELEMETRY_PATH,
 )
+from reports.formats import FORMATS, SERVED_FORMATS
 
 # Blueprints that are not part of the machine API: the browser admin pages (HTML behind a
 # sign-in, CSRF-protected forms). Everything else the app serves is described here.
@@ -163,16 +164,14 @@ def openapi_document() -> dict[str, Any]:
                     "A cluster's report from its stored findings",
                     params=[
                         _CLUSTER_ID,
-                        _query("format", {"enum": ["json", "sarif", "policyreport", "html"]}),
+                        _query("format", {"enum": list(SERVED_FORMATS)}),
                     ],
                 ),
                 "responses": {
                     "200": {
                         "description": "the report",
                         "content": {
-                            "application/json": {"schema": {}},
-                            "application/sarif+json": {"schema": {"type": "object"}},
-                            "text/html": {"schema": {"type": "string"}},
+                            FORMATS[name].media_type: {"schema": {}} for name in SERVED_FORMATS
                         },
                     },
                     **{code: _PROBLEM for code in ("400", "401", "403", "404")},

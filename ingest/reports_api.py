@@ -6,9 +6,7 @@ metadata each finding carries (ingest never imports the rules package).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from typing import Any
 
 from flask import Response
 from sqlalchemy.orm import Session
@@ -16,14 +14,12 @@ from sqlalchemy.orm import Session
 from contracts.findings import Finding as FindingDict
 from contracts.findings import RuleInfo, ScanReport
 from reports.build import build_cluster_report
-from reports.formats.json_report import render_json
-from reports.formats.sarif import render_sarif
-from reports.html import render_html
-from reports.policyreport import cluster_policy_reports, finding_dict
+from reports.formats import FORMATS, SERVED_FORMATS, ReportInput
+from reports.policyreport import finding_dict
 from store.findings import cluster_findings
 from store.scans import latest_scan_run
 
-REPORT_FORMATS = ("json", "sarif", "policyreport", "html")
+REPORT_FORMATS = SERVED_FORMATS
 TOOL_VERSION = "0.1.0"
 HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
@@ -72,17 +68,16 @@ def _rule_infos(findings: list[FindingDict]) -> list[RuleInfo]:
 
 
 def render_report(session: Session, cluster_id: str, *, fmt: str, public_url: str) -> Response:
-    """The report of one cluster in `fmt` (one of REPORT_FORMATS)."""
-    if fmt == "html":
-        html = render_html(build_cluster_report(session, cluster_id, public_url=public_url))
-        response = Response(html, mimetype="text/html")
-        response.headers["Content-Security-Policy"] = HTML_CSP
-        return response
-    if fmt == "policyreport":
-        documents: Any = cluster_policy_reports(session, cluster_id)
-        return Response(json.dumps(documents, indent=2), mimetype="application/json")
+    """The report of one cluster in `fmt` (a served format of the registry)."""
+    report_format = FORMATS[fmt]
     report, findings = _scan_report(session, cluster_id)
-    if fmt == "sarif":
-        log = render_sarif(report, _rule_infos(findings), tool_version=TOOL_VERSION)
-        return Response(json.dumps(log, indent=2), mimetype="application/sarif+json")
-    return Response(render_json(report), mimetype="application/json")
+    data = ReportInput(
+        report,
+        rules=_rule_infos(findings),
+        tool_version=TOOL_VERSION,
+        cluster=lambda: build_cluster_report(session, cluster_id, public_url=public_url),
+    )
+    response = Response(report_format.render(data), mimetype=report_format.media_type)
+    if report_format.media_type == "text/html":
+        response.headers["Content-Security-Policy"] = HTML_CSP
+    return response

@@ -1,31 +1,35 @@
 """The Celery application, built from Settings (Redis broker and result backend), not from Flask.
 
-`create_celery(settings)` builds an app with every task registered under its stable name from
-`contracts.tasks`. `workers.celery_app:app` (the Procfile's target) is built lazily from the
-environment on first access, so importing this module has no side effects.
+`create_celery(settings)` builds an app with every task of the one task table
+(`workers.tasks.TASKS`) registered under its stable name from `contracts.tasks`.
+`workers.celery_app:app` (the Procfile's target) is built lazily from the environment on first
+access, so importing this module has no side effects.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+import kombu.exceptions
+import redis.exceptions
+import sqlalchemy.exc
+from celery import Celery, Task, chord, group
 from celery.beat import PersistentScheduler
 
 from beat_schedule.schedule import build_schedule
+from contracts import tasks as names
 from settings import Settings, load_settings
+from workers import jobs
 from workers.context import WorkerContext
+from workers.services.scanning import ScanPlan
+from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
 
 DEFAULT_QUEUE = "celery"  # what ingest's send_task uses
-SHARD_LIMITS = (600, 720)  # soft, hard seconds
-FINALIZE_LIMITS = (1200, 1500)
-PURGE_LIMITS = (3000, 3300)
-LONGEST_TASK_S = max(SHARD_LIMITS[1], FINALIZE_LIMITS[1], PURGE_LIMITS[1])
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
 
 
@@ -48,6 +52,28 @@ class BrokerOptions:
         )
 
 
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+
+COMMON: dict[str, Any] = {
+    "bind": True,
+    "shared": False,  # tasks belong to their app only: no process-wide registry
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
 class InstanceFolderScheduler(PersistentScheduler):
     """celery beat's default scheduler; creates the folder of its schedule file first (the
     instance folder unless `--schedule` says otherwise), so beat never writes to the cwd."""
@@ -61,6 +87,73 @@ class K8sMonCelery(Celery):
     """A Celery app that carries the per-process WorkerContext its tasks use."""
 
     context: WorkerContext
+
+
+class CeleryRunner:
+    """The task table's `Runner` inside a Celery task: fan-out becomes a chord or a group."""
+
+    def __init__(self, app: K8sMonCelery, task: Task) -> None:
+        self._app = app
+        self._task = task
+
+    @property
+    def ctx(self) -> WorkerContext:
+        return self._app.context
+
+    @property
+    def task_id(self) -> str | None:
+        return self._task.request.id
+
+    def run_plan(self, plan: ScanPlan) -> dict[str, Any]:
+        if len(plan.shards) <= 1:
+            # One shard of work (an incremental rescan, a small cluster): a chord would add
+            # three task round trips to the same sequence of steps; run them here instead.
+            outcome = jobs.run_plan(self.ctx, plan)
+            return {
+                "scan_id": plan.scan_id,
+                "shards": len(plan.shards),
+                "inline": True,
+                "counts": outcome["counts"],
+            }
+        scan = {"scan_id": plan.scan_id, "cluster_id": plan.cluster_id}
+        header = [
+            self._app.signature(
+                names.EVALUATE_SHARD,
+                kwargs={
+                    **scan,
+                    "shard_index": s.index,
+                    "first_id": s.first_id,
+                    "last_id": s.last_id,
+                },
+                immutable=True,
+            )
+            for s in plan.shards
+        ]
+        header.append(
+            self._app.signature(names.EVALUATE_CLUSTER_RULES, kwargs=scan, immutable=True)
+        )
+        chord(header)(self._app.signature(names.FINALIZE_SCAN, kwargs=scan))
+        return {"scan_id": plan.scan_id, "shards": len(plan.shards)}
+
+    def fan_out(self, task_name: str, calls: Sequence[Mapping[str, Any]]) -> None:
+        group(
+            self._app.signature(task_name, kwargs=dict(kwargs), immutable=True) for kwargs in calls
+        ).apply_async()
+
+
+def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
+    """Register every entry of the task table on `app` under its stable name."""
+
+    def define(spec: TaskSpec) -> Task:
+        def run(self: Task, *args: Any, **kwargs: Any) -> Any:
+            return spec.run(CeleryRunner(app, self), *args, **kwargs)
+
+        run.__name__ = run.__qualname__ = spec.run.__name__
+        run.__doc__ = spec.run.__doc__
+        soft, hard = spec.limits
+        return app.task(name=spec.name, soft_time_limit=soft, time_limit=hard, **COMMON)(run)
+
+    return {spec.name: define(spec) for spec in TASKS}
 
 
 def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
@@ -112,8 +205,6 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
         raise RuntimeError(
             "REDIS_URL is required to run Celery workers; without it tasks run in-process"
         )
-    from workers.tasks import register_tasks  # noqa: PLC0415 - tasks need the app first
-
     opts = options or BrokerOptions()
     app = K8sMonCelery("k8smon", set_as_current=False)
     app.conf.update(celery_config(settings, opts))

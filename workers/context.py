@@ -65,7 +65,7 @@ class WorkerContext:
                 self._rules = factory()
             return self._rules
 
-    def send(self, task_name: str, *args: Any) -> None:
-        """Enqueue a follow-up task by name (after the caller committed)."""
+    def send(self, task_name: str, **kwargs: Any) -> None:
+        """Enqueue a follow-up task by name with named arguments (after the caller committed)."""
         if self.dispatch is not None:
-            self.dispatch(task_name, args=list(args))
+            self.dispatch(task_name, kwargs=kwargs)

@@ -1,7 +1,7 @@
 """One unit of work per task run: open a session, call a service, commit, then enqueue follow-ups.
 
-Celery tasks (workers.tasks) and the in-process runner (workers.inprocess) both call these, so
-the embedded mode runs exactly the code the workers run.
+The task table (workers.tasks), which both Celery and the in-process runner read, calls these,
+so the embedded mode runs exactly the code the workers run.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from contracts.states import ScanTrigger
 from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
@@ -40,7 +41,7 @@ def scan_if_behind(ctx: WorkerContext, cluster_id: str) -> bool:
     with unit_of_work(ctx.sessions) as session:
         due = scanning.push_scan_due(session, cluster_id)
     if due:
-        ctx.send(SCAN_CLUSTER, cluster_id, scanning.PUSH_TRIGGER)
+        ctx.send(SCAN_CLUSTER, cluster_id=cluster_id, trigger=ScanTrigger.PUSH)
     return due
 
 
@@ -50,7 +51,7 @@ def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
         pending = snapshots.unprocessed_clusters(session)
         stale = fail_stale_runs(session, older_than=STALE_SCAN_AFTER)
     for snapshot_id, _cluster_id in pending:
-        ctx.send(PROCESS_SNAPSHOT, snapshot_id)
+        ctx.send(PROCESS_SNAPSHOT, snapshot_id=snapshot_id)
     return {"enqueued": [sid for sid, _ in pending], "stale_scans_failed": stale}
 
 
@@ -119,7 +120,7 @@ def finalize_scan(
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
     if not outcome.already_done and (news or not counts.get("incremental")):
-        ctx.send(DELIVER_REPORTS, scan_id)
+        ctx.send(DELIVER_REPORTS, scan_id=scan_id)
     if not outcome.already_done:
         scan_if_behind(ctx, cluster_id)  # pushes applied while this scan ran
     return asdict(outcome)
@@ -169,16 +170,3 @@ def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     ]
     results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
-
-
-def scan_cluster_inline(ctx: WorkerContext, cluster_id: str, *, trigger: str) -> dict[str, Any]:
-    """The whole scan of one cluster in this process: plan, shards, cluster rules, finalize."""
-    plan = plan_scan(ctx, cluster_id, trigger=trigger)
-    if plan.finished:
-        return {
-            "scan_id": plan.scan_id,
-            "cluster_id": cluster_id,
-            "already_done": True,
-            "counts": plan.counts,
-        }
-    return run_plan(ctx, plan)

@@ -1,7 +1,7 @@
 """`k8smon report CLUSTER --format json|sarif|policyreport|html`: a cluster's report.
 
 Needs the admin API's `GET /v1/admin/clusters/<id>/report?format=...`, answering the
-document in that format (JSON for json/sarif/policyreport, text/html for html).
+document in that format (the media types of the formats registry, `reports.formats`).
 """
 
 from __future__ import annotations
@@ -13,14 +13,7 @@ import click
 
 from cli.client import AdminClient
 from cli.output import Output, api_command
-
-REPORT_FORMATS = ("json", "sarif", "policyreport", "html")
-ACCEPT = {
-    "html": "text/html",
-    "json": "application/json",
-    "sarif": "application/sarif+json",
-    "policyreport": "application/json",
-}
+from reports.formats import FORMATS, SERVED_FORMATS
 
 
 @click.command()
@@ -33,7 +26,7 @@ ACCEPT = {
     default=None,
     help="write to this file instead of standard output",
 )
-@api_command(formats=REPORT_FORMATS)
+@api_command(formats=SERVED_FORMATS)
 def report(*, client: AdminClient, out: Output, cluster: str, output_path: str | None) -> None:
     """Fetch CLUSTER's report from the latest scan."""
     with out.progress(f"building the {out.fmt} report of {cluster}"):
@@ -41,7 +34,7 @@ def report(*, client: AdminClient, out: Output, cluster: str, output_path: str |
             "GET",
             f"/v1/admin/clusters/{quote(cluster, safe='')}/report",
             params={"format": out.fmt},
-            accept=ACCEPT[out.fmt],
+            accept=FORMATS[out.fmt].media_type,
         )
     if output_path:
         Path(output_path).write_bytes(answer.body)

@@ -7,17 +7,12 @@ from importlib import metadata
 from pathlib import Path
 
 import click
-import yaml
 
 from contracts.severity import Severity
-from reports.formats.json_report import render_json
-from reports.formats.policyreport import render_policy_reports
-from reports.formats.sarif import render_sarif
-from reports.formats.table import render_table
+from reports.formats import FORMATS, OFFLINE_FORMATS, ReportInput
 from rules import ConfigError, Engine, ScanConfig, load_paths, parse_text
 from rules.loading import Loaded
 
-FORMATS = ("table", "json", "sarif", "policyreport")
 FAIL_ON = (*(s.value for s in Severity), "none")
 
 
@@ -48,7 +43,7 @@ def load_engine(config_file: Path | None) -> Engine:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(OFFLINE_FORMATS),
     default="table",
     show_default=True,
     help="Output format.",
@@ -91,16 +86,13 @@ def scan(
     outcome = engine.scan(
         loaded.documents, cluster=cluster, load_errors=[e.to_dict() for e in loaded.errors]
     )  # type: ignore[misc]
-    report = outcome.to_report()
-    if fmt == "json":
-        text = render_json(report)
-    elif fmt == "sarif":
-        infos = [r.meta.to_info() for r in engine.all_rules]
-        text = render_json(render_sarif(report, infos, tool_version=tool_version()))
-    elif fmt == "policyreport":
-        text = yaml.safe_dump_all(render_policy_reports(report), sort_keys=False)
-    else:
-        text = render_table(report, show_exempted=not hide_exempted)
-    sys.stdout.write(text)
+    data = ReportInput(
+        outcome.to_report(),
+        rules=[r.meta.to_info() for r in engine.all_rules],
+        tool_version=tool_version(),
+        show_exempted=not hide_exempted,
+        terminal=True,
+    )
+    sys.stdout.write(FORMATS[fmt].render(data))
     if fail_on != "none" and outcome.reaches(Severity.parse(fail_on)):
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
@@ -31,7 +32,7 @@ from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
 from store.findings import status_counts
-from store.manifests import object_history
+from store.manifests import find_object, object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
 from store.telemetry import collection_gaps, latest_ping
@@ -456,13 +457,26 @@ def scans() -> str:
         )
 
 
+def _json_value(raw: str) -> tuple[bool, Any]:
+    """The `value` URL parameter (JSON text) of a search; (False, None) when absent."""
+    if not raw:
+        return False, None
+    try:
+        return True, json.loads(raw)
+    except ValueError:
+        abort(400, description='value: give a JSON value, e.g. "nginx:1.27" or 8080')
+
+
 @login_required
 def search() -> tuple[str, int]:
     args = request.args
     path = args.get("path", "").strip()
     results = None
+    hits: list[Any] = []
     error = None
     status = 200
+    page = _page()
+    wanted, value = _json_value(args.get("value", "").strip())
     if path:
         with _db() as db:
             try:
@@ -472,13 +486,41 @@ def search() -> tuple[str, int]:
                     cluster_id=args.get("cluster") or None,
                     kind=args.get("kind") or None,
                     namespace=args.get("namespace") or None,
-                    distinct=bool(args.get("distinct")),
+                    distinct=bool(args.get("distinct")) and not wanted,
                     limit=1000,
                 )
             except SearchError as problem:
                 error = str(problem)
                 status = 503 if isinstance(problem, SearchTimeout) else 400
-    return render_template("web/search.html", form=args, results=results, error=error), status
+    if results is not None and not results.distinct:
+        hits = [h for h in results.hits if not wanted or h.value == value]
+    start = (page - 1) * queries.PAGE_SIZE
+    return render_template(
+        "web/search.html",
+        form=args,
+        results=results,
+        hits=hits[start : start + queries.PAGE_SIZE],
+        hit_total=len(hits),
+        page=page,
+        pages=max(1, -(-len(hits) // queries.PAGE_SIZE)),
+        value_given=wanted,
+        error=error,
+    ), status
+
+
+@login_required
+def find_resource(cluster_id: str) -> Response:
+    """From a search hit to the object's page (by its reference key)."""
+    with _db() as db:
+        _cluster_or_404(db, cluster_id)
+        try:
+            ref = ResourceRef.from_key(request.args.get("ref", ""))
+        except (ValueError, TypeError):
+            abort(400, description="ref: give apiVersion|kind|namespace|name")
+        obj = find_object(db, cluster_id, ref)
+        if obj is None:
+            abort(404, description=f"no {ref} in {cluster_id}")
+        return redirect(url_for("web.resource", cluster_id=cluster_id, object_id=obj.id))
 
 
 @login_required

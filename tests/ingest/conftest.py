@@ -24,6 +24,7 @@ from ingest.app import create_app
 from settings import Settings
 from store import admin_keys, clusters, migrate
 from store.db import make_engine, make_session_factory
+from tests.support.clock import ShiftedClock
 from tests.support.services import ThrowawayDatabase
 
 
@@ -130,6 +131,7 @@ class Server:
     sessions: sessionmaker[Session]
     dispatcher: RecordingDispatcher
     settings: Settings
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
 
     def register_cluster(self, *, keys: int = 1, status: str = "active") -> Agent:
         cluster_id = f"c-{uuid.uuid4().hex[:10]}"
@@ -184,16 +186,18 @@ def server(
     sessions = make_session_factory(pg_engine)
     dispatcher = RecordingDispatcher()
     client = redis.Redis.from_url(redis_url)
+    clock = ShiftedClock()
     app = create_app(
         ingest_settings,
         store=sessions,
         dispatch=dispatcher,
         redis_client=client,
         redis_prefix=redis_key_prefix,
+        clock=clock,
     )
     http, thread, base_url = start_server(app)
     try:
-        yield Server(base_url, app, sessions, dispatcher, ingest_settings)
+        yield Server(base_url, app, sessions, dispatcher, ingest_settings, clock)
     finally:
         http.shutdown()
         thread.join(timeout=5)

@@ -199,8 +199,9 @@ SIGNATURE_CASES = {
         "missing_component",
     ),
     "no_nonce": ({"sign_kwargs": {"nonce": ""}}, "missing_parameter"),
-    "too_old": ({"sign_kwargs": {"created": int(time.time()) - 301}}, "stale_signature"),
-    "from_the_future": ({"sign_kwargs": {"created": int(time.time()) + 400}}, "stale_signature"),
+    # Offsets from the server's clock, resolved when the request is signed (never at import).
+    "too_old": ({"created_offset": -301}, "stale_signature"),
+    "from_the_future": ({"created_offset": 400}, "stale_signature"),
     "unsupported_alg": ({"sign_kwargs": {"alg": "hmac-sha256"}}, "unsupported_algorithm"),
     "unknown_key": ({"sign_kwargs": {"key_id": "nobody"}}, "unknown_key"),
 }
@@ -212,6 +213,8 @@ def test_signature_refusals(server: Server, case: str) -> None:
     options, reason = SIGNATURE_CASES[case]
     options = dict(options)
     sign_kwargs = dict(options.pop("sign_kwargs", {}))
+    if "created_offset" in options:
+        sign_kwargs["created"] = int(server.clock()) + options.pop("created_offset")
     if "key_id" in sign_kwargs:
         key_id = sign_kwargs.pop("key_id")
         stranger = Agent(agent.base_url, agent.key, key_id, cluster_id=agent.cluster_id)
@@ -224,6 +227,19 @@ def test_signature_refusals(server: Server, case: str) -> None:
     assert problem["title"] == "Unauthorised"
     assert "detail" not in problem  # an unauthenticated caller learns the reason code only
     _still_works(server, agent, before)
+
+
+def test_signature_is_judged_by_the_servers_clock(server: Server) -> None:
+    """The window is measured on the app's injected clock: a signature made now is stale for a
+    server whose clock runs 400 s ahead, and fine again once the clocks agree."""
+    agent = server.register_cluster()
+    created = int(time.time())
+    server.clock.advance(400)
+    _assert_refused(
+        agent.push("telemetry", TELEMETRY, sign_kwargs={"created": created}), 401, "stale_signature"
+    )
+    server.clock.advance(-400)
+    _still_works(server, agent, {"snapshots": 0, "pings": 0})
 
 
 def test_replayed_request_is_refused(server: Server) -> None:

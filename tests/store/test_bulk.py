@@ -11,10 +11,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from store.bulk import update_rows_by_id
-from store.clusters import create_cluster
 from store.models import Finding
 from store.types import utcnow
 from tests.conftest import _savepoint_session
+from tests.support.factories import make_cluster
 
 
 def _finding(cluster_id: str, n: int) -> Finding:
@@ -35,7 +35,7 @@ def _finding(cluster_id: str, n: int) -> Finding:
 
 def test_update_rows_by_id_sets_each_rows_own_values(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "bulk")
+    make_cluster(session, "bulk")
     rows = [_finding("bulk", n) for n in range(3)]
     session.add_all(rows)
     session.flush()
@@ -81,7 +81,7 @@ def pg_session(store_pg_engine: Engine) -> Iterator[Session]:
 def test_update_rows_by_id_refuses_a_value_too_long_on_postgresql(pg_session: Session) -> None:
     """Never a silent truncation (SQLite does not enforce VARCHAR lengths at all)."""
     session = pg_session
-    create_cluster(session, "bulk-long")
+    make_cluster(session, "bulk-long")
     row = _finding("bulk-long", 7)
     session.add(row)
     session.flush()

@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
-from store.clusters import create_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.manifests import current_manifests, find_object, object_history
 from store.models import (
@@ -19,6 +18,7 @@ from store.models import (
     SnapshotItem,
 )
 from store.snapshots import apply_pending, stage_snapshot
+from tests.support.factories import make_cluster
 from tests.support.manifests import (
     cluster_objects,
     config_map,
@@ -44,7 +44,7 @@ def _current(session: Session, cluster_id: str) -> dict[str, dict]:
 
 def test_unchanged_pushes_store_each_body_once(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "prod-eu")
+    make_cluster(session, "prod-eu")
     objects = cluster_objects(1000)
     for _ in range(10):
         _push(session, "prod-eu", full_envelope(objects))
@@ -66,7 +66,7 @@ def test_a_push_rewrites_only_what_changed_yet_history_knows_when_each_was_seen(
     """Unchanged objects and versions are not rewritten per push; their last_seen is the
     cluster's latest applied state, while an ended version keeps the time it ended."""
     session = any_db_session
-    create_cluster(session, "seen")
+    make_cluster(session, "seen")
     objects = cluster_objects(20)
     _push(session, "seen", full_envelope(objects))
     steady = find_object(session, "seen", ResourceRef.of(objects[0]))
@@ -93,7 +93,7 @@ def test_a_push_rewrites_only_what_changed_yet_history_knows_when_each_was_seen(
 
 def test_duplicate_digest_is_acknowledged_without_storing(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     envelope = full_envelope(cluster_objects(20))
     first = stage_snapshot(session, "c1", envelope=envelope)
     second = stage_snapshot(session, "c1", envelope=envelope)
@@ -107,7 +107,7 @@ def test_full_snapshot_with_wrong_digest_is_refused_and_stores_nothing(
     any_db_session: Session,
 ) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     envelope = full_envelope(cluster_objects(5))
     envelope["digest"] = "sha256:" + "0" * 64
     with pytest.raises(InvalidSnapshot):
@@ -117,7 +117,7 @@ def test_full_snapshot_with_wrong_digest_is_refused_and_stores_nothing(
 
 def test_delta_applies_changes_and_removals(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     base = cluster_objects(10)
     _push(session, "c1", full_envelope(base))
 
@@ -145,7 +145,7 @@ def test_delta_applies_changes_and_removals(any_db_session: Session) -> None:
 
 def test_delta_against_unknown_base_is_refused(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     base = cluster_objects(3)
     _push(session, "c1", full_envelope(base))
     envelope, _ = delta_envelope(base=cluster_objects(4), changed=[config_map("x")])
@@ -155,7 +155,7 @@ def test_delta_against_unknown_base_is_refused(any_db_session: Session) -> None:
 
 def test_object_that_disappears_and_returns_is_revived(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     objects = cluster_objects(4)
     _push(session, "c1", full_envelope(objects))
     _push(session, "c1", full_envelope(objects[1:]))
@@ -166,7 +166,7 @@ def test_object_that_disappears_and_returns_is_revived(any_db_session: Session) 
 
 def test_recreated_object_with_new_uid_is_a_new_object(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     original = config_map("settings")
     _push(session, "c1", full_envelope([original]))
     recreated = {**original, "metadata": {**original["metadata"], "uid": "another-uid"}}
@@ -180,7 +180,7 @@ def test_recreated_object_with_new_uid_is_a_new_object(any_db_session: Session) 
 
 def test_server_noise_is_dropped_before_storing(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     noisy = config_map("noisy")
     noisy["metadata"]["managedFields"] = [{"manager": "kubectl"}]
     noisy["metadata"]["annotations"] = {
@@ -197,7 +197,7 @@ def test_numbers_and_digit_strings_read_back_exactly(any_db_session: Session) ->
     """JSON columns are decoded by orjson with a standard-library fallback: every value the
     ingest accepts (64-bit integers, floats, long digit strings, NaN-free) reads back equal."""
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     odd = config_map("numbers")
     odd["data"] = {"id": "9" * 40, "unicode": "caf\u00e9 \u2603"}
     odd["spec"] = {
@@ -218,8 +218,8 @@ def test_numbers_and_digit_strings_read_back_exactly(any_db_session: Session) ->
 
 def test_current_manifests_filters_by_cluster_and_kind(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
     _push(session, "a", full_envelope(cluster_objects(6)))
     _push(session, "b", full_envelope(cluster_objects(4)))
     assert len(list(current_manifests(session))) == 10
@@ -233,7 +233,7 @@ def test_a_delta_whose_result_mismatches_fails_without_changing_state(
     any_db_session: Session,
 ) -> None:
     session = any_db_session
-    create_cluster(session, "c1")
+    make_cluster(session, "c1")
     base = cluster_objects(3)
     _push(session, "c1", full_envelope(base))
     envelope, _ = delta_envelope(base=base, changed=[config_map("extra")])
@@ -249,7 +249,7 @@ def test_cluster_scoped_objects_are_stored_without_the_namespace_their_manifest_
 ) -> None:
     """The API server ignores `metadata.namespace` on cluster-scoped kinds; so does the store."""
     session = any_db_session
-    create_cluster(session, "prod-eu")
+    make_cluster(session, "prod-eu")
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",

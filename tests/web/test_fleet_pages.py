@@ -244,3 +244,29 @@ def test_findings_link_to_the_change_that_introduced_them(
     versions = re.findall(r'name="a" value="(\d+)"', page)
     reverse = f"/admin/clusters/prod-eu/objects/{web.id}/diff?a={versions[1]}&b={versions[0]}"
     assert "KM-101" in admin_client.get(reverse).get_data(as_text=True).split("<h2>Manifest")[0]
+
+
+def test_search_values_link_to_the_matching_resources(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    image_path = "$.spec.template.spec.containers[*].image"
+    distinct = admin_client.get(
+        "/admin/search", query_string={"path": image_path, "distinct": "1"}
+    ).get_data(as_text=True)
+    link = re.search(
+        r'<a class="value-link" href="([^"]+)"><code>(?:&#34;|")registry.example/api:2', distinct
+    ).group(1)
+    matching = admin_client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    table = matching.split('<table class="results">')[1]
+    assert "2 matches" in matching
+    assert table.count('class="resource-link"') == 2  # prod-eu shop/api and staging-us qa/api
+    assert "registry.example/web" not in table
+    resource = re.search(r'<a class="resource-link" href="([^"]+)">api</a>', table).group(1)
+    answer = admin_client.get(resource.replace("&amp;", "&"))
+    assert answer.status_code == 302
+    page = admin_client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "<h1>Deployment" in page and "/api" in page.split("</h1>")[0]
+    bad = admin_client.get("/admin/search", query_string={"path": image_path, "value": "{nope"})
+    assert bad.status_code == 400
+    missing = admin_client.get("/admin/clusters/prod-eu/find?ref=v1|Secret|shop|nothing")
+    assert missing.status_code == 404

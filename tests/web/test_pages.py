@@ -252,7 +252,8 @@ def test_rule_scans_search_pages(admin_client: FlaskClient, fleet: Fleet) -> Non
         },
     ).get_data(as_text=True)
     assert "&#34;registry.example/api:2&#34;" in found or '"registry.example/api:2"' in found
-    row = found.split("registry.example/api:2")[1].split("</tr>")[0]
+    quoted = r'<code>(?:&#34;|")registry\.example/api:2(?:&#34;|")</code>'
+    row = re.split(quoted, found)[1].split("</tr>")[0]
     assert re.findall(r'<td class="num">(\d+)</td>', row) == ["2", "2"]
     bad = admin_client.get("/admin/search", query_string={"path": "$.spec[", "kind": "x"})
     assert "invalid JSON path" in bad.get_data(as_text=True)

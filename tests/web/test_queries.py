@@ -8,34 +8,17 @@ from sqlalchemy.orm import Session
 
 from ingest.web import queries
 from ingest.web.manifest_view import diff, highlight, render
-from store.clusters import create_cluster
-from store.models import Finding, ScanRun
 from store.telemetry import record_telemetry
 from store.types import utcnow
+from tests.support.factories import make_cluster, make_finding, make_scan_run
 from tests.support.manifests import deployment
-
-
-def _finding(cluster_id: str, n: int, *, severity: str, status: str) -> Finding:
-    return Finding(
-        cluster_id=cluster_id,
-        fingerprint=f"fp-{cluster_id}-{n}",
-        rule_id="KM-101",
-        api_version="apps/v1",
-        kind="Deployment",
-        namespace="ns",
-        name=f"d{n}",
-        severity=severity,
-        message="m",
-        status=status,
-        details={},
-    )
 
 
 def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
-    create_cluster(session, "c")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
+    make_cluster(session, "c")
     record_telemetry(session, "a", payload={"agent_version": "1", "kubernetes_version": "v1"})
     record_telemetry(
         session, "b", payload={"agent_version": "1"}, received_at=utcnow() - timedelta(hours=2)
@@ -49,10 +32,10 @@ def test_fleet_overview_on_both_engines(any_db_session: Session) -> None:
             ("medium", "exempted"),
         ]
     ):
-        session.add(_finding("a", i, severity=severity, status=status))
+        make_finding(session, "a", name=f"d{i}", severity=severity, status=status)
     for i in range(10):
-        session.add(ScanRun(cluster_id="a", state="done", counts={"new": i, "open": 1}, errors=[]))
-    session.add(ScanRun(cluster_id="a", state="failed", counts={"new": 99}, errors=[]))
+        make_scan_run(session, "a", state="done", counts={"new": i, "open": 1})
+    make_scan_run(session, "a", state="failed", counts={"new": 99})
     session.flush()
     rows = {
         r.cluster_id: r

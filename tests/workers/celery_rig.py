@@ -75,15 +75,16 @@ class CeleryRig:
         return create_celery(settings, BrokerOptions.from_env(self.env))
 
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb") as log:
+            # The child keeps its own copy of the descriptor; ours is closed at once.
+            process = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(process)
         return process
 

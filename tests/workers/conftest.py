@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
-from store.clusters import create_cluster
 from store.models import Cluster
 from store.snapshots import stage_snapshot
+from tests.support.factories import make_cluster
 from tests.support.manifests import full_envelope
 from workers.context import WorkerContext
 from workers.engine import EngineHandle, load_engine
@@ -29,7 +29,7 @@ class Pipeline:
     def push(self, cluster_id: str, objects: Sequence[dict[str, Any]], **cluster: Any) -> int:
         """Register the cluster if needed, stage a full snapshot, return its id (unprocessed)."""
         if self.session.get(Cluster, cluster_id) is None:
-            create_cluster(self.session, cluster_id, **cluster)
+            make_cluster(self.session, cluster_id, **cluster)
         staged = stage_snapshot(self.session, cluster_id, envelope=full_envelope(objects))
         self.session.commit()
         return staged.snapshot_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import urllib.request
 import uuid
@@ -14,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.dispatch import CeleryDispatcher, enqueue_after_commit
 from store import migrate
-from store.clusters import create_cluster
 from store.db import make_engine, make_session_factory, unit_of_work
 from store.models import Finding, ScanRun, Snapshot
 from store.snapshots import stage_snapshot
+from tests.support.factories import make_cluster
 from tests.support.manifests import full_envelope
 from tests.support.services import ThrowawayDatabase
 from tests.workers.celery_rig import CeleryRig, free_port, running, wait_for
@@ -80,9 +81,14 @@ def push_rig(
         yield rig
 
 
+def _arguments(task: dict) -> str:
+    """A Flower task's arguments as Flower shows them (positional and named)."""
+    return f"{task.get('args')} {task.get('kwargs')}"
+
+
 def register(sessions: sessionmaker[Session], cluster_id: str, objects: list[dict]) -> int:
     with unit_of_work(sessions) as session:
-        create_cluster(session, cluster_id)
+        make_cluster(session, cluster_id)
         return stage_snapshot(session, cluster_id, envelope=full_envelope(objects)).snapshot_id
 
 
@@ -280,18 +286,18 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
             return {}
         # Task events reach Flower a little after the database commit: wait until it has seen
         # every one of our tasks finish (the assertions below still demand SUCCESS).
-        ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
+        ours = [t for t in listed.values() if cluster_id in _arguments(t)]
         finished = all(t.get("state") in {"SUCCESS", "FAILURE", "REVOKED"} for t in ours)
         return listed if finished else {}
 
     listed = wait_for(tasks, timeout=30, what="flower to list the scan's tasks")
-    ours = [t for t in listed.values() if cluster_id in str(t.get("args"))]
+    ours = [t for t in listed.values() if cluster_id in _arguments(t)]
     shards = [t for t in ours if t["name"] == "k8smon.evaluate_shard"]
     assert len(shards) == 3  # 12 objects, shards of 5
-    shard_numbers = sorted(
-        json.loads(t["args"].replace("'", '"').replace("(", "[").replace(")", "]"))[2]
-        for t in shards
-    )
+    # Named arguments: Flower shows `scan_id=…, cluster_id='…', shard_index=…`.
+    shard_kwargs = [ast.literal_eval(t["kwargs"]) for t in shards]
+    assert all(k["cluster_id"] == cluster_id for k in shard_kwargs)
+    shard_numbers = sorted(k["shard_index"] for k in shard_kwargs)
     assert shard_numbers == [0, 1, 2]
     assert any(t["name"] == "k8smon.scan_cluster" for t in ours)
     assert all(t["state"] == "SUCCESS" for t in ours)

@@ -84,6 +84,8 @@ def test_lifecycle_and_incremental_scans_on_sqlite(sqlite_pipeline: Pipeline) ->
 def test_purge_runs_on_sqlite(sqlite_pipeline: Pipeline) -> None:
     sqlite_pipeline.push_and_process("lite-purge", cluster_state("lp", 3))
     sqlite_pipeline.run.run("k8smon.rescan", "lite-purge")
-    deleted = sqlite_pipeline.run.run("k8smon.purge_expired")
+    outcome = sqlite_pipeline.run.run("k8smon.purge_expired")
+    assert outcome["complete"] is True
+    deleted = outcome["deleted"]
     assert deleted["manifest_versions"] == 0 and deleted["rule_result_cache"] == 0
     assert active(sqlite_pipeline, "lite-purge")

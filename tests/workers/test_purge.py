@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from store.clusters import create_cluster
 from store.models import (
     Finding,
     KubeObject,
@@ -17,6 +16,7 @@ from store.models import (
 from store.snapshots import apply_pending, stage_snapshot
 from store.telemetry import record_telemetry
 from store.types import utcnow
+from tests.support.factories import make_cluster
 from tests.support.manifests import config_map, full_envelope
 from tests.workers.conftest import Pipeline, savepoint_sessions
 from workers.services.purge import purge_expired
@@ -39,7 +39,7 @@ def count(pipeline: Pipeline, model: type, *where: object) -> int:
 
 def test_purge_keeps_current_versions_and_open_findings(pipeline: Pipeline) -> None:
     session = pipeline.session
-    create_cluster(session, "old")
+    make_cluster(session, "old")
     a, b, c = (config_map(n, namespace="p") for n in ("a", "b", "c"))
     push_at(pipeline, "old", [a, b, c], days_ago=45)
     # 40 days ago: a changed, c deleted. 1 day ago: b changed (recent history stays).
@@ -101,7 +101,9 @@ def test_purge_keeps_current_versions_and_open_findings(pipeline: Pipeline) -> N
 
 
 def test_purge_task_runs_in_process(pipeline: Pipeline) -> None:
-    result = pipeline.run.run("k8smon.purge_expired")
+    outcome = pipeline.run.run("k8smon.purge_expired")
+    assert outcome["complete"] is True  # the same result shape as the Celery task's
+    result = outcome["deleted"]
     assert set(result) >= {
         "manifest_versions",
         "snapshots",

@@ -20,6 +20,13 @@ from tests.workers.workloads import cluster_state, fixed, privileged
 from workers import jobs
 
 
+def fleet_scan(pipeline: Pipeline) -> list[dict]:
+    """Run the fleet scan task in process; its per-cluster outcomes, in cluster order."""
+    outcome = pipeline.run.run("k8smon.scan_fleet")
+    assert [scan["cluster_id"] for scan in outcome["scans"]] == outcome["clusters"]
+    return outcome["scans"]
+
+
 def findings_of(pipeline: Pipeline, cluster_id: str, *statuses: str) -> set[tuple]:
     rows = pipeline.session.scalars(
         select(Finding).where(
@@ -55,7 +62,7 @@ def test_fleet_scan_of_three_clusters_gives_exactly_the_offline_findings(
         pipeline.push_and_process(cluster_id, objects)
     pipeline.ctx.settings = pipeline.ctx.settings.replace(shard_size=4)
 
-    outcomes = pipeline.run.run("k8smon.scan_fleet")
+    outcomes = fleet_scan(pipeline)
 
     assert {o["cluster_id"] for o in outcomes} >= set(states)
     for cluster_id, objects in states.items():
@@ -272,13 +279,13 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
     states = {f"still-{n}": cluster_state(f"s{n}", 6 + n) for n in range(3)}
     for cluster_id, objects in states.items():
         pipeline.push_and_process(cluster_id, objects)
-    first = pipeline.run.run("k8smon.scan_fleet")
+    first = fleet_scan(pipeline)
     assert set(states) <= {o["cluster_id"] for o in first}
     expected = {cluster_id: findings_of(pipeline, cluster_id, "new") for cluster_id in states}
 
     # Nothing changed: no cluster is scanned, each gets a finished no-op run, and the first
     # scan's new findings are now open.
-    assert pipeline.run.run("k8smon.scan_fleet") == []
+    assert fleet_scan(pipeline) == []
     for cluster_id in states:
         runs = pipeline.session.scalars(
             select(ScanRun).where(ScanRun.cluster_id == cluster_id).order_by(ScanRun.id)
@@ -293,7 +300,7 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
     # One cluster changes: only it is scanned.
     changed = [*states["still-1"][1:], fixed(states["still-1"][0])]
     pipeline.push_and_process("still-1", changed)
-    third = pipeline.run.run("k8smon.scan_fleet")
+    third = fleet_scan(pipeline)
     assert [o["cluster_id"] for o in third] == ["still-1"]
     assert third[0]["counts"]["resolved"] >= 1
 
@@ -307,7 +314,7 @@ def test_a_fleet_rescan_records_unchanged_clusters_without_scanning_them(
         selector={},
     )
     pipeline.session.commit()
-    fourth = pipeline.run.run("k8smon.scan_fleet")
+    fourth = fleet_scan(pipeline)
     assert [o["cluster_id"] for o in fourth] == ["still-2"]
     assert findings_of(pipeline, "still-2", "exempted")
 

@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from contracts.states import ScanTrigger
 from store.models import ScanRun
 from store.scans import finish_scan_run, start_scan_run
 from tests.workers.conftest import Pipeline
 from tests.workers.test_embedded_sqlite import active
 from tests.workers.test_scan_lifecycle import offline
 from tests.workers.workloads import cluster_state, fixed
-from workers.services.scanning import PUSH_TRIGGER, push_scan_due
+from workers.services.scanning import push_scan_due
 
 
 def runs(pipeline: Pipeline, cluster_id: str) -> list[tuple[str, str]]:
@@ -29,16 +30,16 @@ def test_first_push_and_each_change_are_scanned(make_pipeline: Callable[..., Pip
     pipeline = make_pipeline(scan_on_push=True)
     objects = cluster_state("sop", 5)
     pipeline.push_and_process("sop", objects)
-    assert runs(pipeline, "sop") == [(PUSH_TRIGGER, "done")]
+    assert runs(pipeline, "sop") == [(ScanTrigger.PUSH, "done")]
     assert active(pipeline, "sop") == offline(objects, "sop")
 
     # The same state again: nothing to scan.
     pipeline.push_and_process("sop", objects)
-    assert runs(pipeline, "sop") == [(PUSH_TRIGGER, "done")]
+    assert runs(pipeline, "sop") == [(ScanTrigger.PUSH, "done")]
 
     changed = [fixed(objects[0]), *objects[1:]]
     pipeline.push_and_process("sop", changed)
-    assert runs(pipeline, "sop") == [(PUSH_TRIGGER, "done")] * 2
+    assert runs(pipeline, "sop") == [(ScanTrigger.PUSH, "done")] * 2
     last = pipeline.session.scalars(
         select(ScanRun).where(ScanRun.cluster_id == "sop").order_by(ScanRun.id.desc())
     ).first()

@@ -221,7 +221,6 @@ def record_unchanged_scans(
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
 
-PUSH_TRIGGER = "push"
 SCAN_RUNNING_AT_MOST = timedelta(hours=2)  # older "running" runs are dead (the sweep fails them)
 
 

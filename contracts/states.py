@@ -1,0 +1,61 @@
+"""The pipeline's vocabularies as StrEnums: finding, scan, snapshot, delivery and cluster states.
+
+Each is a `StrEnum`, so a member is its string: it compares equal to the stored value, and
+JSON, SQL and templates see plain strings. The ORM maps its columns to these types
+(`store.models`); every other module imports them from here instead of re-declaring tuples.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FindingStatus(StrEnum):
+    """Where a finding is in its life: first seen, still open, gone, or exempted."""
+
+    NEW = "new"
+    OPEN = "open"
+    RESOLVED = "resolved"
+    EXEMPTED = "exempted"
+
+    @classmethod
+    def unresolved(cls) -> tuple[FindingStatus, ...]:
+        """Statuses that need attention: new and open."""
+        return (cls.NEW, cls.OPEN)
+
+    @classmethod
+    def active(cls) -> tuple[FindingStatus, ...]:
+        """Statuses of findings still present on the cluster (anything but resolved)."""
+        return (cls.NEW, cls.OPEN, cls.EXEMPTED)
+
+
+class ScanState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ScanTrigger(StrEnum):
+    """Why a scan ran. The column also accepts other labels (e.g. a benchmark's own)."""
+
+    SCHEDULE = "schedule"
+    RESCAN = "rescan"
+    ON_DEMAND = "on-demand"
+    PUSH = "push"  # a processed push changed the cluster's state (workers.jobs.scan_if_behind)
+
+
+class SnapshotState(StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class ClusterStatus(StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
