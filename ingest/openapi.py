@@ -233,6 +233,12 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         "/v1/admin/audit": {"get": _op("Recent audit log entries")},
+        "/": {
+            "get": {
+                "summary": "Redirect to the admin pages",
+                "responses": {"302": {"description": "to /admin/"}},
+            }
+        },
         "/healthz": {"get": _op("Liveness", signed=False)},
         "/readyz": {
             "get": {

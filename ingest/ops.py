@@ -1,8 +1,9 @@
-"""Operational endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Operational endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document, and
+`/` (a redirect to the admin pages)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, redirect
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -10,6 +11,12 @@ from ingest.context import ctx
 from ingest.openapi import openapi_document
 
 blueprint = Blueprint("ops", __name__)
+
+
+@blueprint.get("/")
+def root() -> Response:
+    """The server's address in a browser: the admin pages (they ask to sign in)."""
+    return redirect("/admin/", code=302)
 
 
 @blueprint.get("/healthz")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -26,11 +28,29 @@ def serve(host: str, port: int) -> None:
         f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
         f"database {server.settings.database_url.split('://', 1)[0]})"
     )
+    click.echo(f"Admin pages: {server.url}/admin/")
+    if not _has_accounts(server):
+        click.echo(
+            "No account can sign in yet: create one with "
+            "`k8smon users add NAME --role admin` (in this environment, on this machine)"
+        )
+
+    stopping = threading.Event()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        server.stop()
+        stopping.set()  # only this in the handler: the shutdown itself runs below
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.wait()
+    while not stopping.wait(1.0):
+        pass
+    server.stop()
     click.echo("stopped")
+
+
+def _has_accounts(server: Any) -> bool:
+    from store.accounts import list_accounts  # noqa: PLC0415
+    from store.db import unit_of_work  # noqa: PLC0415
+
+    with unit_of_work(server.runner.ctx.sessions) as session:
+        return bool(list_accounts(session))
