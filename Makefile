@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help venv test lint demo run bench bench-quick docs clean
+.PHONY: help venv test test-k8s lint demo run bench bench-quick docs screenshots clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(STAMP) ## build .venv with the pinned dependencies and the project (editable)
 
@@ -28,6 +28,13 @@ lint: $(STAMP) ## ruff check, ruff format --check, import layers
 test: lint ## lint, then the whole suite (in parallel, by file)
 	$(BIN)/pytest
 
+# scripts/k8s-assets.sh builds etcd + kube-apiserver into a cache outside the repository on
+# first use (about 15 min), or takes KUBEBUILDER_ASSETS as it is (envtest's binaries of any
+# release); see docs/agent.md.
+test-k8s: $(STAMP) ## the agent against a real etcd + kube-apiserver (tests/k8s)
+	assets="$$(bash scripts/k8s-assets.sh)" && \
+	KUBEBUILDER_ASSETS="$$assets" K8SMON_K8S_REQUIRED=1 $(BIN)/pytest tests/k8s
+
 demo: $(STAMP) ## a local server with a demo cluster and findings (DEMO_ARGS=--serve to explore it)
 	$(BIN)/python -m cli.demo $(DEMO_ARGS)
 
@@ -42,6 +49,9 @@ bench-quick: $(STAMP) ## the benchmarks, small sizes
 
 docs: $(STAMP) ## regenerate docs/rules from the rule docstrings
 	$(BIN)/k8smon rules docs --write docs/rules
+
+screenshots: $(STAMP) ## photograph the admin pages on the bench-sized fleet (docs/screenshots)
+	K8SMON_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web/test_browser_fleet.py -q -n 0
 
 clean: ## remove .venv, instance data and caches
 	rm -rf $(VENV) instance build *.egg-info .pytest_cache .ruff_cache

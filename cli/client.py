@@ -126,7 +126,7 @@ class AdminClient:
         return self._signer
 
     def url(self, path: str, params: Mapping[str, Any] | None = None) -> str:
-        query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        query = urlencode({k: v for k, v in (params or {}).items() if v is not None}, doseq=True)
         return f"{self.config.server}{path}" + (f"?{query}" if query else "")
 
     def request(

@@ -19,12 +19,17 @@ COMMANDS: dict[str, str] = {
     "rescan": "cli.commands.rescan:rescan",
     "report": "cli.commands.report:report",
     "scans": "cli.commands.scans:scans",
+    "keys": "cli.commands.admin_keys:admin_keys",
     "keygen": "cli.commands.keys:keygen",
     "signature": "cli.commands.keys:signature",
     "admin": "cli.commands.admin_bootstrap:admin",
     "scan": "cli.commands.scan:scan",
+    "namespaces": "cli.commands.namespaces:namespaces",
     "rules": "cli.commands.rules_cmd:rules",
     "serve": "cli.commands.serve:serve",
+    "audit": "cli.commands.audit:audit",
+    "completion": "cli.commands.completion:completion",
+    "images": "cli.commands.images:images",
 }
 
 

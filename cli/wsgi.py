@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -152,11 +152,35 @@ def flower_url(environ: Mapping[str, str]) -> str | None:
 
 def page_extras(settings: Settings, environ: Mapping[str, str]) -> dict[str, Any]:
     """What the admin pages read from `IngestContext.extras` (see `ingest.web`)."""
-    from rules import default_rules  # noqa: PLC0415 - the composition root may import rules
+    from rules import Engine, default_rules  # noqa: PLC0415 - composition root
 
     catalogue = rule_catalogue(settings.rules_config_path)
     docs = {rule.id: rule.meta.doc for rule in default_rules()}
-    return {"rule_info": catalogue.get, "rule_doc": docs.get, "flower_url": flower_url(environ)}
+    return {
+        "rule_info": catalogue.get,
+        "rule_doc": docs.get,
+        "object_violations": object_violations(Engine(default_rules())),
+        "flower_url": flower_url(environ),
+    }
+
+
+def object_violations(engine: Any) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+    """What the diff page asks of two versions of a manifest: the object rules' violations
+    (rule id, title, severity, path), no exemptions applied."""
+
+    def evaluate(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {
+                "rule_id": r.rule_id,
+                "title": r.title,
+                "severity": r.severity.value,
+                "path": r.path,
+            }
+            for r in engine.evaluate_object(manifest)
+            if r.status != "error"
+        ]
+
+    return evaluate
 
 
 def build_app(environ: Mapping[str, str] | None = None) -> Flask:

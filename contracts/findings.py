@@ -35,13 +35,14 @@ class ResourceDict(TypedDict):
 class ExemptionDict(TypedDict):
     """The exemption that matched a finding.
 
-    `source` is `config` (an entry of the configuration's `exemptions`, `index` is its position)
-    or `annotation` (the object's `k8s-monitor.io/exempt` annotation). `status` is `active`
+    `source` is `config` (an entry of the configuration's `exemptions`, `index` is its position),
+    `annotation` (the object's `k8s-monitor.io/exempt` annotation) or `database` (one made with
+    the CLI or the admin pages, `index` is its id; server-side only). `status` is `active`
     (the finding is exempted) or `expired` (it matched, but its expiry has passed: the finding
     stays open).
     """
 
-    source: Literal["config", "annotation"]
+    source: Literal["config", "annotation", "database"]
     index: int | None
     reason: str
     owner: str
@@ -84,8 +85,10 @@ class ScanErrorDict(TypedDict):
     """Something that could not be evaluated.
 
     `type` is `parse` (a file or document could not be read; `file`/`line` say where),
-    `invalid` (a document is not a Kubernetes object) or `rule` (a rule raised on an object:
-    `rule_id` and `resource` say which; the rest of the scan carried on).
+    `invalid` (a document is not a Kubernetes object, or an object is not structurally valid
+    for its kind: `path` names the first offending field, `resource` the object; it was not
+    scanned) or `rule` (a rule raised on an object: `rule_id` and `resource` say which; the
+    rest of the scan carried on).
     """
 
     type: Literal["parse", "invalid", "rule"]
@@ -94,6 +97,7 @@ class ScanErrorDict(TypedDict):
     line: NotRequired[int | None]
     rule_id: NotRequired[str]
     resource: NotRequired[ResourceDict]
+    path: NotRequired[str]
 
 
 class ExpiredExemptionDict(TypedDict):
@@ -202,7 +206,7 @@ FINDING_JSON_SCHEMA: dict[str, Any] = {
                     "required": ["source", "index", "reason", "owner", "expires", "status"],
                     "additionalProperties": False,
                     "properties": {
-                        "source": {"enum": ["config", "annotation"]},
+                        "source": {"enum": ["config", "annotation", "database"]},
                         "index": {"type": ["integer", "null"]},
                         "reason": {"type": "string"},
                         "owner": {"type": "string"},
@@ -242,6 +246,7 @@ SCAN_REPORT_JSON_SCHEMA: dict[str, Any] = {
                     "line": {"type": ["integer", "null"]},
                     "rule_id": {"type": "string"},
                     "resource": _RESOURCE_SCHEMA,
+                    "path": {"type": "string"},
                 },
             },
         },

@@ -653,6 +653,20 @@ def check_algorithm(parsed: ParsedSignature, *, policy: Policy) -> None:
         raise SignatureError(Reason.UNSUPPORTED_ALGORITHM, f"alg {alg!r} is not accepted")
 
 
+def _covers_whole(component: Item) -> bool:
+    """Whether a covered component binds its whole field (what a policy may require).
+
+    `key` narrows a dictionary field to one member: that binds nothing of the rest of the
+    field, so it counts only for `content-digest` and only when the member is a digest
+    algorithm this module verifies against the body (every such member is checked, so the
+    signed one is exactly the digest that was verified). `sf` and `bs` re-serialise or wrap
+    the whole field and keep covering all of it.
+    """
+    if "key" not in component.params:
+        return True
+    return component.value == "content-digest" and component.params["key"] in DIGEST_ALGORITHMS
+
+
 def check_policy(
     request: HttpRequest,
     parsed: ParsedSignature,
@@ -665,10 +679,12 @@ def check_policy(
     and the body's Content-Digest (unless `check_body=False`: a server that authenticates
     from the headers before reading the body then calls `check_content_digest` itself)."""
     check_algorithm(parsed, policy=policy)
-    covered = set(parsed.component_names)
+    covered = {str(c.value) for c in parsed.components if _covers_whole(c)}
     missing = [c for c in policy.required_components if c not in covered]
     if missing:
-        raise SignatureError(Reason.MISSING_COMPONENT, f"must cover {', '.join(missing)}")
+        raise SignatureError(
+            Reason.MISSING_COMPONENT, f"must cover the whole of {', '.join(missing)}"
+        )
     for name in policy.required_params:
         if name not in parsed.params:
             raise SignatureError(Reason.MISSING_PARAMETER, f"parameter {name!r} is required")
@@ -691,7 +707,7 @@ def check_policy(
         if isinstance(expires, int) and expires < now:
             raise SignatureError(Reason.EXPIRED_SIGNATURE, "the signature has expired")
     if check_body and (
-        "content-digest" in covered or "content-digest" in policy.required_components
+        "content-digest" in parsed.component_names or "content-digest" in policy.required_components
     ):
         check_content_digest(request.header("content-digest"), request.body)
 

@@ -22,7 +22,7 @@ FORBIDDEN_KINDS = frozenset({"Secret"})
 MAX_API_VERSION_LENGTH = 128
 MAX_KIND_LENGTH = 128
 MAX_NAME_LENGTH = 253  # a DNS subdomain, Kubernetes' longest object name
-MAX_NAMESPACE_LENGTH = 253
+MAX_NAMESPACE_LENGTH = 63  # a DNS-1123 label
 MAX_UID_LENGTH = 64
 MAX_TIMESTAMP_LENGTH = 40  # collected_at
 MAX_SENT_AT_LENGTH = 64
@@ -31,6 +31,37 @@ MAX_PLATFORM_LENGTH = 32
 INT32_MAX = 2**31 - 1  # counts are stored as 32-bit integers
 MAX_COUNTED_KINDS = 10_000  # entries of a telemetry ping's object_counts
 MAX_COLLECTION_DURATION_S = 1e9
+# Free-form telemetry (`details`, `last_push`, `errors`): nesting, width, text and stored size.
+MAX_FREEFORM_DEPTH = 4  # containers below the field itself
+MAX_FREEFORM_WIDTH = 10_000  # members of one object or items of one array
+MAX_FREEFORM_TEXT = 2000  # characters of one string or key
+MAX_FREEFORM_BYTES = 256 * 1024  # one field, serialised as compact JSON
+# Manifests may nest this deep (a Kubernetes built-in type nests under 20 levels; deeper
+# custom resources are refused, so every page can render whatever the store holds).
+MAX_MANIFEST_DEPTH = 100
+
+# Kubernetes object name rules (k8s.io/apimachinery validation), ASCII only: zero-width,
+# homoglyph and right-to-left-override characters never pass.
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # namespaces: 63 characters at most
+DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"  # services
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# RBAC objects take any path segment (`system:controller:job-controller`): printable ASCII
+# without `/` or `%`, and not `.` or `..`.
+PATH_SEGMENT = r"^(?!\.\.?$)[!-$&-.0-~]+$"
+LABEL_KINDS = frozenset({"Namespace"})
+DNS1035_KINDS = frozenset({"Service"})
+PATH_SEGMENT_KINDS = frozenset({"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"})
+
+
+def name_rule(kind: str) -> tuple[str, int, str]:
+    """(pattern, longest, rule name) of an object name of `kind`."""
+    if kind in LABEL_KINDS:
+        return DNS1123_LABEL, 63, "a DNS-1123 label"
+    if kind in DNS1035_KINDS:
+        return DNS1035_LABEL, 63, "a DNS-1035 label"
+    if kind in PATH_SEGMENT_KINDS:
+        return PATH_SEGMENT, MAX_NAME_LENGTH, "a path segment name"
+    return DNS1123_SUBDOMAIN, MAX_NAME_LENGTH, "a DNS-1123 subdomain"
 
 
 class RemovedRef(TypedDict):
@@ -76,9 +107,74 @@ class TelemetryEnvelope(TypedDict, total=False):
 
 
 _DIGEST = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+# Printable ASCII only (a pattern's `$` would also accept a trailing line break).
+_ASCII_ONLY = {"not": {"pattern": "[^!-~]"}}
+_NAMESPACE = {
+    "type": "string",
+    "maxLength": MAX_NAMESPACE_LENGTH,
+    "anyOf": [{"const": ""}, {"pattern": DNS1123_LABEL, **_ASCII_ONLY}],
+}
+
+
+def _name_rules(name_of: str) -> list[dict[str, Any]]:
+    """`allOf` members checking the name at `name_of` (a property path) against its kind."""
+
+    def nested(schema: dict[str, Any]) -> dict[str, Any]:
+        for part in reversed(name_of.split(".")):
+            schema = {"properties": {part: schema}}
+        return schema
+
+    rules: list[dict[str, Any]] = []
+    for kinds in (LABEL_KINDS, DNS1035_KINDS, PATH_SEGMENT_KINDS):
+        pattern, longest, _ = name_rule(next(iter(kinds)))
+        rules.append(
+            {
+                "if": {"properties": {"kind": {"enum": sorted(kinds)}}, "required": ["kind"]},
+                "then": nested({"type": "string", "pattern": pattern, "maxLength": longest}),
+            }
+        )
+    special = sorted(LABEL_KINDS | DNS1035_KINDS | PATH_SEGMENT_KINDS)
+    rules.append(
+        {
+            "if": {"properties": {"kind": {"not": {"enum": special}}}},
+            "then": nested({"type": "string", "pattern": DNS1123_SUBDOMAIN}),
+        }
+    )
+    return rules
+
+
+def _freeform(depth: int) -> dict[str, Any]:
+    """Any JSON value nested at most `depth` containers deep, of bounded width and text."""
+    scalar = {"type": ["string", "number", "boolean", "null"], "maxLength": MAX_FREEFORM_TEXT}
+    if depth == 0:
+        return scalar
+    inner = _freeform(depth - 1)
+    return {
+        "anyOf": [
+            scalar,
+            {
+                "type": "object",
+                "maxProperties": MAX_FREEFORM_WIDTH,
+                "propertyNames": {"maxLength": MAX_FREEFORM_TEXT},
+                "additionalProperties": inner,
+            },
+            {"type": "array", "maxItems": MAX_FREEFORM_WIDTH, "items": inner},
+        ]
+    }
+
+
+def _freeform_object(depth: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "maxProperties": MAX_FREEFORM_WIDTH,
+        "propertyNames": {"maxLength": MAX_FREEFORM_TEXT},
+        "additionalProperties": _freeform(depth),
+    }
+
+
 _API_VERSION = {"type": "string", "minLength": 1, "maxLength": MAX_API_VERSION_LENGTH}
 _KIND = {"type": "string", "minLength": 1, "maxLength": MAX_KIND_LENGTH}
-_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH}
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH, **_ASCII_ONLY}
 _COUNT = {"type": "integer", "minimum": 0, "maximum": INT32_MAX}
 _REF = {
     "type": "object",
@@ -86,9 +182,10 @@ _REF = {
     "properties": {
         "apiVersion": _API_VERSION,
         "kind": _KIND,
-        "namespace": {"type": ["string", "null"], "maxLength": MAX_NAMESPACE_LENGTH},
+        "namespace": {"anyOf": [{"type": "null"}, _NAMESPACE]},
         "name": _NAME,
     },
+    "allOf": _name_rules("name"),
 }
 _MANIFEST = {
     "type": "object",
@@ -101,11 +198,12 @@ _MANIFEST = {
             "required": ["name"],
             "properties": {
                 "name": _NAME,
-                "namespace": {"type": "string", "maxLength": MAX_NAMESPACE_LENGTH},
+                "namespace": _NAMESPACE,
                 "uid": {"type": "string", "maxLength": MAX_UID_LENGTH},
             },
         },
     },
+    "allOf": _name_rules("metadata.name"),
 }
 
 SNAPSHOT_JSON_SCHEMA: dict[str, Any] = {
@@ -157,8 +255,13 @@ TELEMETRY_JSON_SCHEMA: dict[str, Any] = {
             "minimum": 0,
             "maximum": MAX_COLLECTION_DURATION_S,
         },
-        "errors": {"type": "object", "additionalProperties": {"type": "string"}},
-        "last_push": {"type": "object"},
-        "details": {"type": "object"},
+        "errors": {
+            "type": "object",
+            "maxProperties": MAX_FREEFORM_WIDTH,
+            "propertyNames": {"maxLength": MAX_FREEFORM_TEXT},
+            "additionalProperties": {"type": "string", "maxLength": MAX_FREEFORM_TEXT},
+        },
+        "last_push": _freeform_object(MAX_FREEFORM_DEPTH),
+        "details": _freeform_object(MAX_FREEFORM_DEPTH),
     },
 }

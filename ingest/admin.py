@@ -13,12 +13,14 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from contracts.severity import Severity
 from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
+from ingest.caps import ADMIN_API_BODY_LIMIT
 from ingest.context import IngestContext, ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.keys import KeyFormatError, fingerprint, parse_public_key
@@ -34,9 +36,9 @@ from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel
-from store import audit, clusters, exemptions, scans, telemetry
+from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
-from store.models import Cluster, ClusterKey, Exemption, Finding
+from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -47,7 +49,6 @@ def _refuse_nul() -> None:
     refuse_nul_in_url(request.path, request.query_string.decode("latin-1"))
 
 
-ADMIN_BODY_LIMIT = 1024 * 1024
 MAX_ACTIVE_KEYS = 2
 ROLE_RANK = {"viewer": 0, "admin": 1}
 
@@ -66,7 +67,7 @@ def admin_route(*, role: str, action: str) -> Callable[[Handler], Handler]:
         def view(**view_args: Any) -> Response:
             context = ctx()
             raw = read_capped(
-                request.stream, declared=request.content_length, limit=ADMIN_BODY_LIMIT
+                request.stream, declared=request.content_length, limit=ADMIN_API_BODY_LIMIT
             )
             with context.sessions() as session:
                 caller = authenticate_admin(
@@ -176,7 +177,44 @@ def _cluster_json(cluster: Cluster, *, keys: bool = True) -> dict[str, Any]:
 MAX_SEARCH_MATCHES = 5000
 MAX_DISTINCT_VALUES = 100_000
 DEFAULT_DISTINCT_VALUES = 10_000
-_STR = {"type": ["string", "null"], "maxLength": 500}
+# Text limits are the columns' own (store.models): a longer value is a 400 naming the field.
+_STR = {"type": ["string", "null"], "maxLength": 200}  # display_name, team: varchar(200)
+_CHANNEL = {"type": ["string", "null"], "maxLength": 500}  # channel: varchar(500)
+_CLUSTER_REF = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": CLUSTER_ID.pattern}]}
+_GLOBS = {
+    "anyOf": [
+        {"type": "string", "minLength": 1, "maxLength": 253},
+        {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": 253},
+            "minItems": 1,
+            "maxItems": 100,
+        },
+    ]
+}
+# What `workers.services.exemptions` matches on: globs per field, labels as `k=v,...` or a map.
+SELECTOR_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "kind": _GLOBS,
+        "namespace": _GLOBS,
+        "name": _GLOBS,
+        "container": _GLOBS,
+        "labels": {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": 1000},
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "maxProperties": 64,
+                    "propertyNames": {"maxLength": 317},
+                    "additionalProperties": {"type": "string", "maxLength": 63},
+                },
+            ]
+        },
+    },
+}
 _LABELS = {
     "type": "object",
     "additionalProperties": {"type": "string", "maxLength": 200},
@@ -199,7 +237,7 @@ CLUSTER_CREATE_SCHEMA = {
         "id": {"type": "string", "pattern": CLUSTER_ID.pattern},
         "display_name": _STR,
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "keys": {"type": "array", "items": _KEY, "maxItems": MAX_ACTIVE_KEYS},
     },
@@ -211,7 +249,7 @@ CLUSTER_UPDATE_SCHEMA = {
     "properties": {
         "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "team": _STR,
-        "channel": _STR,
+        "channel": _CHANNEL,
         "labels": _LABELS,
         "status": {"enum": ["active", "disabled"]},
     },
@@ -249,15 +287,15 @@ EXEMPTION_SCHEMA = {
             "minItems": 1,
         },
         "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-        "cluster_id": {"type": ["string", "null"], "maxLength": 63},
-        "selector": {"type": "object"},
+        "cluster_id": _CLUSTER_REF,
+        "selector": SELECTOR_SCHEMA,
         "expires_at": {"type": ["string", "null"], "maxLength": 40},
     },
 }
 RESCAN_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"cluster_id": {"type": ["string", "null"], "maxLength": 63}},
+    "properties": {"cluster_id": _CLUSTER_REF},
 }
 
 
@@ -498,6 +536,12 @@ def search(session: Session, caller: Caller, body: Any) -> Any:
     return answer, 200, None, audit_details
 
 
+def _timeout_problem(problem: SearchTimeout) -> Problem:
+    return Problem(
+        503, "search_timeout", "Search timed out", str(problem), headers={"Retry-After": "60"}
+    )
+
+
 def _run_search(
     session: Session, spec: dict[str, Any], *, distinct: bool, limit: int
 ) -> SearchResult:
@@ -513,11 +557,31 @@ def _run_search(
             limit=limit,
         )
     except SearchTimeout as problem:
-        raise Problem(
-            503, "search_timeout", "Search timed out", str(problem), headers={"Retry-After": "60"}
-        ) from None
+        raise _timeout_problem(problem) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
+
+
+@blueprint.get("/images")
+@admin_route(role="viewer", action="images.list")
+def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
+    """Every image in the fleet's workloads, counted once per workload (`store.images`)."""
+    try:
+        limit = min(max(int(request.args.get("limit", "10000")), 1), 100_000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    wanted = [c for c in request.args.getlist("cluster") if c]
+    try:
+        found, truncated = images.fleet_images(
+            session,
+            cluster_ids=wanted,
+            limit=limit,
+            timeout_seconds=ctx().settings.search_timeout_seconds,
+        )
+    except SearchTimeout as problem:
+        raise _timeout_problem(problem) from None
+    rows = [i.as_json() for i in found]
+    return {"images": rows, "count": len(rows), "truncated": truncated}, 200, None, {}
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:
@@ -546,7 +610,9 @@ def _finding_json(f: Finding) -> dict[str, Any]:
 @blueprint.get("/findings")
 @admin_route(role="viewer", action="findings.query")
 def findings(session: Session, caller: Caller, body: Any) -> Any:
-    query = select(Finding).order_by(Finding.id.desc())
+    """Most severe first, then newest; `severity` and `status` take comma-separated lists."""
+    rank = case({s.value: s.rank for s in Severity}, value=Finding.severity, else_=-1)
+    query = select(Finding).order_by(rank.desc(), Finding.first_seen.desc(), Finding.id.desc())
     filters = {}
     for arg, column in (
         ("cluster", Finding.cluster_id),
@@ -557,7 +623,10 @@ def findings(session: Session, caller: Caller, body: Any) -> Any:
         ("namespace", Finding.namespace),
     ):
         value = request.args.get(arg)
-        if value:
+        if value and arg in ("status", "severity"):
+            query = query.where(column.in_([v.strip() for v in value.split(",")]))
+            filters[arg] = value
+        elif value:
             query = query.where(column == value)
             filters[arg] = value
     try:
@@ -634,6 +703,9 @@ def create_exemption(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.delete("/exemptions/<int:exemption_id>")
 @admin_route(role="admin", action="exemptions.revoke")
 def revoke_exemption(session: Session, caller: Caller, body: Any, exemption_id: int) -> Any:
+    existing = session.get(Exemption, exemption_id)
+    if existing is not None and existing.revoked_at is not None:
+        raise not_found(f"exemption {exemption_id} was already removed")
     if not exemptions.revoke_exemption(session, exemption_id):
         raise not_found(f"no exemption {exemption_id}")
     return {"id": exemption_id, "revoked": True}, 200, f"exemption/{exemption_id}", {}
@@ -659,7 +731,16 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.get("/audit")
 @admin_route(role="admin", action="audit.read")
 def audit_log(session: Session, caller: Caller, body: Any) -> Any:
-    entries = audit.recent_actions(session, limit=200)
+    try:
+        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+    entries = audit.recent_actions(
+        session,
+        limit=limit,
+        actor=request.args.get("actor") or None,
+        action=request.args.get("action") or None,
+    )
     return (
         {
             "entries": [
@@ -679,3 +760,55 @@ def audit_log(session: Session, caller: Caller, body: Any) -> Any:
         None,
         {},
     )
+
+
+# ---- admin keys ------------------------------------------------------------------------------
+
+
+def _admin_key_json(key: AdminKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "name": key.name,
+        "role": key.role,
+        "fingerprint": fingerprint(key.public_key),
+        "created_at": _iso(key.created_at),
+        "revoked_at": _iso(key.revoked_at),
+    }
+
+
+@blueprint.get("/keys")
+@admin_route(role="admin", action="admin_keys.list")
+def list_admin_keys(session: Session, caller: Caller, body: Any) -> Any:
+    include_revoked = request.args.get("all") in ("1", "true")
+    keys = [
+        _admin_key_json(k)
+        for k in admin_keys.list_admin_keys(session)
+        if include_revoked or k.revoked_at is None
+    ]
+    return {"keys": keys}, 200, None, {}
+
+
+@blueprint.delete("/keys/<key_id>")
+@admin_route(role="admin", action="admin_keys.revoke")
+def revoke_admin_key(session: Session, caller: Caller, body: Any, key_id: str) -> Any:
+    """Revoke an admin key: its next request is refused (`revoked_key`). The last active
+    admin-role key is kept, so the API is never locked out (`k8smon admin bootstrap` first)."""
+    key = admin_keys.find_admin_key(session, key_id)
+    if key is None:
+        raise not_found(f"no admin key {key_id!r}")
+    if key.revoked_at is None and key.role == "admin":
+        others = [
+            k
+            for k in admin_keys.list_admin_keys(session)
+            if k.revoked_at is None and k.role == "admin" and k.key_id != key_id
+        ]
+        if not others:
+            raise Problem(
+                409,
+                CONFLICT,
+                "Conflict",
+                "this is the last active admin key: register another (k8smon admin bootstrap) "
+                "before revoking it",
+            )
+    key = admin_keys.revoke_admin_key(session, key_id)
+    return _admin_key_json(key), 200, f"admin-key/{key_id}", {"name": key.name}

@@ -19,6 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from contracts.httpsig import Policy
 from contracts.tasks import TaskDispatcher
+from ingest.auth import audit_key_refusal
+from ingest.caps import install_body_caps
 from ingest.context import EXTENSION, IngestContext
 from ingest.dispatch import CeleryDispatcher, LoggingDispatcher
 from ingest.guards import (
@@ -30,7 +32,8 @@ from ingest.guards import (
     RedisRateLimiter,
 )
 from ingest.metrics import IngestMetrics
-from ingest.problems import UNAVAILABLE, Problem
+from ingest.problems import BODY_TOO_LARGE, UNAVAILABLE, Problem
+from ingest.web.throttle import make_throttle
 from settings import Settings
 
 log = logging.getLogger("k8smon.ingest")
@@ -94,7 +97,8 @@ def create_app(
         )
 
     app = Flask("ingest", static_folder=None)
-    app.config["MAX_CONTENT_LENGTH"] = None  # the push endpoints enforce their own caps
+    # Every route's own cap is set per request by `ingest.caps` (this is the largest of them).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = IngestContext(
         settings=settings,
@@ -106,6 +110,7 @@ def create_app(
         policy=Policy(window_seconds=settings.signature_window_seconds),
         clock=clock,
         redis=redis_client,
+        throttle=make_throttle(redis_client, prefix=redis_prefix),
     )
 
     from ingest import admin, ops, push  # noqa: PLC0415 - blueprints live inside the factory
@@ -118,6 +123,7 @@ def create_app(
     app.register_blueprint(web.make_blueprint())
     app.register_blueprint(chatops.make_blueprint())
     _install_handlers(app)
+    install_body_caps(app)
     return app
 
 
@@ -141,6 +147,8 @@ def _install_handlers(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
         context.metrics.refused.labels(reason=problem.reason).inc()
+        if problem.status == 401 and g.get("k8smon_claimed_key_id"):
+            audit_key_refusal(context, problem, key_id=str(g.k8smon_claimed_key_id))
         log.log(
             logging.WARNING if problem.status < 500 else logging.ERROR,
             json.dumps(
@@ -148,6 +156,7 @@ def _install_handlers(app: Flask) -> None:
                     "event": "request_refused",
                     "status": problem.status,
                     "reason": problem.reason,
+                    "private_reason": problem.private_reason,
                     "detail": problem.detail,
                     "method": request.method,
                     "path": request.path,
@@ -162,6 +171,8 @@ def _install_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         reason = (error.name or "error").lower().replace(" ", "_")
+        if error.code == 413:  # werkzeug cut a body without Content-Length off at its cap
+            reason = BODY_TOO_LARGE
         problem = Problem(error.code or 500, reason, error.name or "Error", error.description or "")
         context.metrics.refused.labels(reason=reason).inc()
         response = problem.response(instance=request.path)

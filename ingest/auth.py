@@ -9,22 +9,31 @@ passed everything else).
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import quote
 
-from flask import Request
+from flask import Request, g, request
+from nacl.signing import SigningKey
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from contracts import httpsig
 from contracts.httpsig import HttpRequest, Policy, Reason, SignatureError
+from ingest.context import IngestContext
 from ingest.guards import NonceCache
 from ingest.keys import KeyFormatError, ed25519_verifier
 from ingest.problems import Problem, unauthorised
 from store.admin_keys import find_admin_key
+from store.audit import record_action
 from store.clusters import find_cluster_key
 
+log = logging.getLogger("k8smon.ingest")
 AGENT_POLICY = Policy()
 # Admin reads have no body: method, authority, path and query are what they must cover.
 ADMIN_READ_COMPONENTS = ("@method", "@authority", "@path", "@query")
@@ -57,15 +66,33 @@ class Caller:
     role: str | None = None
 
 
+# Outsiders learn one reason for "no such key" and "wrong signature" (no key-id oracle); the
+# precise one stays in the server log and the audit log (`Problem.private_reason`).
+_PUBLIC_REASONS = {Reason.UNKNOWN_KEY: Reason.BAD_SIGNATURE}
+# Verified against when the key id is unknown, so that answer costs what a real check costs.
+_DECOY_KEY = bytes(SigningKey(bytes(32)).verify_key)
+
+
 def _refuse(problem: SignatureError) -> Problem:
-    return unauthorised(problem.reason.value, problem.detail)
+    public = _PUBLIC_REASONS.get(problem.reason, problem.reason)
+    return unauthorised(
+        public.value,
+        problem.detail,
+        private_reason=problem.reason.value if public is not problem.reason else None,
+    )
+
+
+def _unknown_key(message: HttpRequest, parsed: httpsig.ParsedSignature, detail: str) -> NoReturn:
+    with contextlib.suppress(SignatureError):
+        httpsig.verify_signature(message, parsed, verify=ed25519_verifier(_DECOY_KEY))
+    raise SignatureError(Reason.UNKNOWN_KEY, detail)
 
 
 def _verify_crypto(message: HttpRequest, parsed: httpsig.ParsedSignature, public: bytes) -> None:
     try:
         verify = ed25519_verifier(public)
     except KeyFormatError:
-        raise unauthorised(Reason.UNKNOWN_KEY.value, "stored key is unusable") from None
+        raise SignatureError(Reason.UNKNOWN_KEY, "stored key is unusable") from None
     httpsig.verify_signature(message, parsed, verify=verify)
 
 
@@ -95,10 +122,11 @@ def authenticate_agent(
     """
     try:
         parsed = httpsig.parse_signature(message)
+        g.k8smon_claimed_key_id = parsed.key_id
         httpsig.check_algorithm(parsed, policy=policy)
         key = find_cluster_key(session, parsed.key_id) if parsed.key_id else None
         if key is None:
-            raise SignatureError(Reason.UNKNOWN_KEY, f"no key {parsed.key_id!r}")
+            _unknown_key(message, parsed, f"no key {parsed.key_id!r}")
         _verify_crypto(message, parsed, key.public_key)
         if key.revoked_at is not None:
             raise SignatureError(Reason.REVOKED_KEY, f"key {key.key_id} was revoked")
@@ -128,10 +156,11 @@ def authenticate_admin(
     policy = Policy(required_components=components, window_seconds=window_seconds)
     try:
         parsed = httpsig.parse_signature(message)
+        g.k8smon_claimed_key_id = parsed.key_id
         httpsig.check_algorithm(parsed, policy=policy)
         key = find_admin_key(session, parsed.key_id) if parsed.key_id else None
         if key is None:
-            raise SignatureError(Reason.UNKNOWN_KEY, f"no admin key {parsed.key_id!r}")
+            _unknown_key(message, parsed, f"no admin key {parsed.key_id!r}")
         _verify_crypto(message, parsed, key.public_key)
         if key.revoked_at is not None:
             raise SignatureError(Reason.REVOKED_KEY, f"admin key {key.key_id} was revoked")
@@ -140,3 +169,23 @@ def authenticate_admin(
     except SignatureError as problem:
         raise _refuse(problem) from None
     return Caller(key_id=key.key_id, admin_name=key.name, role=key.role)
+
+
+def audit_key_refusal(context: IngestContext, problem: Problem, *, key_id: str) -> None:
+    """A refused request that named a key id goes to the audit log with its precise reason
+    (the caller may have been told a vaguer one). Best effort: a failing audit write is
+    logged, and the refusal stands."""
+    reason = problem.private_reason or problem.reason
+    try:
+        with context.sessions() as session:
+            record_action(
+                session,
+                actor="unauthenticated",
+                action="auth.refused",
+                target=request.path[:500],
+                details={"reason": reason, "key_id": key_id[:128], "remote": request.remote_addr},
+                source="ingest",
+            )
+            session.commit()
+    except SQLAlchemyError as error:
+        log.warning(json.dumps({"event": "audit_write_failed", "error": type(error).__name__}))

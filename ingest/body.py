@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
 import zlib
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from ingest.problems import (
     INVALID_UNICODE,
     INVALID_UTF8,
     SCHEMA_VIOLATION,
+    TOO_COMPLEX,
     TOO_DEEP,
     Problem,
     bad_request,
@@ -30,8 +32,8 @@ from ingest.problems import (
 _CHUNK = 1024 * 1024
 # Escapes PostgreSQL cannot store in jsonb (NUL) or UTF-8 cannot encode (lone surrogates).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
-# Twenty digits in a row may be an integer beyond 64 bits (or a long string of digits).
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{20}")
+# Nineteen digits in a row may be an integer beyond 64 bits (-9223372036854775809 has 19).
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 INT_RANGE = (-(2**63), 2**64 - 1)
 
 
@@ -102,6 +104,56 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {literal[:40]} is beyond the range of a 64-bit float")
+    return value
+
+
+def estimated_parsed_bytes(data: bytes) -> int:
+    """What parsing `data` will take in memory, estimated from its punctuation (CPython:
+    about 80 bytes per object or array, 60 per string, 24 per float, 8 per member, plus the
+    decoded text), so a body built of tiny containers is refused before it is parsed."""
+    return (
+        80 * (data.count(b"{") + data.count(b"["))
+        + 30 * data.count(b'"')
+        + 24 * data.count(b".")
+        + 8 * data.count(b",")
+        + len(data)
+    )
+
+
+def check_parse_budget(data: bytes, *, limit: int) -> None:
+    """413 before parsing when the estimated parsed size is over `limit`."""
+    estimate = estimated_parsed_bytes(data)
+    if estimate > limit:
+        raise Problem(
+            413,
+            TOO_COMPLEX,
+            "Payload too large",
+            f"parsing the body would take about {estimate >> 20} MiB of memory "
+            f"(the limit is {limit >> 20} MiB): send fewer or smaller objects",
+        )
+
+
+def nesting_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests containers more than `limit` deep (iterative, stops early)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth + 1 > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 def _has_unstorable_string(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -127,8 +179,8 @@ def _int_in_range(literal: str) -> int:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: valid UTF-8, no NaN/Infinity, integers within 64 bits, bounded nesting,
-    strings storable as jsonb."""
+    """Strict JSON: valid UTF-8, no NaN/Infinity (nor numbers such as 1e400 that only a float
+    overflow could read), integers within 64 bits, bounded nesting, strings storable as jsonb."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as problem:
@@ -141,9 +193,14 @@ def parse_json(raw: bytes) -> Any:
     gc.disable()
     try:
         if _LONG_DIGIT_RUN.search(raw):
-            document = json.loads(text, parse_constant=_reject_constant, parse_int=_int_in_range)
+            document = json.loads(
+                text,
+                parse_constant=_reject_constant,
+                parse_int=_int_in_range,
+                parse_float=_finite_float,
+            )
         else:
-            document = json.loads(text, parse_constant=_reject_constant)
+            document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise bad_request(TOO_DEEP, "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as problem:

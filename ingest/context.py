@@ -30,6 +30,7 @@ class IngestContext:
     policy: Policy
     clock: Callable[[], float] = time.time
     redis: Any = None
+    throttle: Any = None  # ingest.web.throttle.SignInThrottle: failed sign-ins
     extras: dict[str, Any] = field(default_factory=dict)
 
 

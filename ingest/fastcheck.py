@@ -9,6 +9,7 @@ exists because a 5,000-object snapshot takes jsonschema about half a second to w
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from contracts.wire import (
@@ -20,6 +21,7 @@ from contracts.wire import (
     MAX_UID_LENGTH,
     MAX_VERSION_LENGTH,
     SNAPSHOT_SCHEMA_ID,
+    name_rule,
 )
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -35,6 +37,28 @@ _ENVELOPE_KEYS = frozenset(
         "removed",
     }
 )
+
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+@lru_cache(maxsize=64)
+def _name_pattern(kind: str) -> tuple[re.Pattern[str], int]:
+    pattern, longest, _ = name_rule(kind)
+    return re.compile(pattern), longest
+
+
+def _kube_name(kind: str, name: str) -> bool:
+    """A Kubernetes name for its kind (`fullmatch`: no trailing line break slips through)."""
+    pattern, longest = _name_pattern(kind)
+    return len(name) <= longest and pattern.fullmatch(name) is not None
+
+
+def _kube_namespace(value: Any) -> bool:
+    return type(value) is str and (
+        value == ""
+        or (len(value) <= MAX_NAMESPACE_LENGTH and _NAMESPACE.fullmatch(value) is not None)
+    )
 
 
 def _text(value: Any, *, low: int, high: int) -> bool:
@@ -54,9 +78,10 @@ def _manifest(obj: Any) -> bool:
         and _text(obj.get("kind"), low=1, high=MAX_KIND_LENGTH)
         and type(meta) is dict
         and _text(meta.get("name"), low=1, high=MAX_NAME_LENGTH)
+        and _kube_name(obj["kind"], meta["name"])
     ):
         return False
-    if "namespace" in meta and not _text(meta["namespace"], low=0, high=MAX_NAMESPACE_LENGTH):
+    if "namespace" in meta and not _kube_namespace(meta["namespace"]):
         return False
     return "uid" not in meta or _text(meta["uid"], low=0, high=MAX_UID_LENGTH)
 
@@ -69,7 +94,8 @@ def _ref(ref: Any) -> bool:
         _text(ref.get("apiVersion"), low=1, high=MAX_API_VERSION_LENGTH)
         and _text(ref.get("kind"), low=1, high=MAX_KIND_LENGTH)
         and _text(ref.get("name"), low=1, high=MAX_NAME_LENGTH)
-        and (namespace is None or _text(namespace, low=0, high=MAX_NAMESPACE_LENGTH))
+        and _kube_name(ref["kind"], ref["name"])
+        and (namespace is None or _kube_namespace(namespace))
     )
 
 

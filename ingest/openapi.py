@@ -232,7 +232,39 @@ def openapi_document() -> dict[str, Any]:
                 body=_json_body(RESCAN_SCHEMA, required=False),
             )
         },
-        "/v1/admin/audit": {"get": _op("Recent audit log entries")},
+        "/v1/admin/audit": {
+            "get": _op(
+                "Recent audit log entries, newest first",
+                params=[
+                    _query("actor"),
+                    _query("action"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000}),
+                ],
+            )
+        },
+        "/v1/admin/images": {
+            "get": _op(
+                "Every image in the fleet's workloads (Pods and pod templates, all container "
+                "kinds), each counted once per workload, with its clusters",
+                params=[
+                    _query("cluster"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}),
+                ],
+            )
+        },
+        "/v1/admin/keys": {
+            "get": _op(
+                "Admin keys (active; all=1 adds revoked ones)",
+                params=[_query("all", {"enum": ["1", "true"]})],
+            )
+        },
+        "/v1/admin/keys/{key_id}": {
+            "delete": _op(
+                "Revoke an admin key (refused at once; never the last active admin key)",
+                params=[_KEY_ID],
+                refusals=("400", "401", "403", "404", "409"),
+            )
+        },
         "/": {
             "get": {
                 "summary": "Redirect to the admin pages",

@@ -17,6 +17,8 @@ BAD_GZIP = "invalid_gzip"
 INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
 TOO_DEEP = "too_deeply_nested"
+TOO_COMPLEX = "too_complex"
+TOO_MANY_OBJECTS = "too_many_objects"
 INVALID_UNICODE = "invalid_unicode"
 SCHEMA_VIOLATION = "schema_violation"
 FORBIDDEN_KIND = "forbidden_kind"
@@ -37,6 +39,9 @@ class Problem(Exception):
 
     `public_detail=False` keeps the detail out of the response (it is still logged): used for
     authentication failures, where the caller learns only "unauthorised" and the reason code.
+    `private_reason`, when set, is the precise reason behind a deliberately vaguer public one
+    (an unknown key id answers `bad_signature` like a wrong signature): it goes to the server
+    log and the audit log, never to the caller.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class Problem(Exception):
         public_detail: bool = True,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        private_reason: str | None = None,
     ) -> None:
         super().__init__(f"{status} {reason}: {detail or title}")
         self.status = status
@@ -58,6 +64,7 @@ class Problem(Exception):
         self.public_detail = public_detail
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        self.private_reason = private_reason
 
     def body(self, *, instance: str | None = None) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -84,7 +91,7 @@ class Problem(Exception):
         return response
 
 
-def unauthorised(reason: str, detail: str = "") -> Problem:
+def unauthorised(reason: str, detail: str = "", *, private_reason: str | None = None) -> Problem:
     return Problem(
         401,
         reason,
@@ -92,6 +99,7 @@ def unauthorised(reason: str, detail: str = "") -> Problem:
         detail,
         public_detail=False,
         headers={"WWW-Authenticate": 'Signature realm="k8s-monitor"'},
+        private_reason=private_reason,
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from contracts.tasks import PROCESS_SNAPSHOT
 from contracts.wire import (
     FORBIDDEN_KINDS,
+    MAX_MANIFEST_DEPTH,
     SNAPSHOT_JSON_SCHEMA,
     SNAPSHOT_PATH,
     TELEMETRY_JSON_SCHEMA,
@@ -21,7 +22,9 @@ from contracts.wire import (
 )
 from ingest.auth import authenticate_agent, http_request
 from ingest.body import (
+    check_parse_budget,
     decode_content,
+    nesting_depth_exceeds,
     parse_json,
     read_capped,
     too_large,
@@ -37,6 +40,8 @@ from ingest.problems import (
     FORBIDDEN_KIND,
     INVALID_SNAPSHOT,
     RATE_LIMITED,
+    TOO_DEEP,
+    TOO_MANY_OBJECTS,
     UNKNOWN_BASE,
     UNSUPPORTED_MEDIA_TYPE,
     Problem,
@@ -111,10 +116,42 @@ def _receive(
     data = decode_content(
         raw, encoding=request.headers.get("Content-Encoding"), limit=settings.max_decompressed_bytes
     )
+    del raw
+    check_parse_budget(data, limit=settings.max_parsed_bytes)
     document = parse_json(data)
+    del data
+    if kind == "snapshot":
+        _check_object_count(document, limit=settings.max_objects_per_push)
     if not (kind == "snapshot" and snapshot_surely_valid(document)):
         validate(document, validator_for(schema))
     return document
+
+
+def _check_object_count(document: Any, *, limit: int) -> None:
+    """Refuse a snapshot with more objects than a push may carry, before any schema work."""
+    objects = document.get("objects") if isinstance(document, dict) else None
+    if isinstance(objects, list) and len(objects) > limit:
+        raise Problem(
+            413,
+            TOO_MANY_OBJECTS,
+            "Payload too large",
+            f"{len(objects)} objects in one push; at most {limit} "
+            "(K8SMON_MAX_OBJECTS_PER_PUSH): split the snapshot or narrow the agent",
+            extra={"field": "$.objects"},
+        )
+
+
+def _check_depth(objects: list[dict[str, Any]]) -> None:
+    """Manifests nest no deeper than MAX_MANIFEST_DEPTH (every page can render them)."""
+    for index, obj in enumerate(objects):
+        if nesting_depth_exceeds(obj, MAX_MANIFEST_DEPTH):
+            raise Problem(
+                400,
+                TOO_DEEP,
+                "Bad request",
+                f"$.objects[{index}]: nested deeper than {MAX_MANIFEST_DEPTH} levels",
+                extra={"field": f"$.objects[{index}]"},
+            )
 
 
 def _accepted(context: IngestContext, kind: str, body: dict[str, Any]) -> Response:
@@ -134,6 +171,7 @@ def push_snapshot(cluster_id: str) -> Response:
         envelope = _receive(
             context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
         )
+        _check_depth(envelope["objects"])
         for index, obj in enumerate(envelope["objects"]):
             if obj["kind"] in FORBIDDEN_KINDS:
                 raise Problem(

@@ -21,18 +21,25 @@ ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 class ClusterContext:
     """Read-only indexed view of every object of one cluster (or of one offline scan).
 
-    Inputs that are not mappings (not Kubernetes objects) are left out.
+    Inputs that are not mappings (not Kubernetes objects) are left out, and so are objects
+    that are not structurally valid (`ObjectView.problems`): rules run only on valid objects.
+    `skip_invalid=False` keeps them (only for tests of the look-ups' own tolerance).
     """
 
     def __init__(
-        self, manifests: Iterable[Mapping[str, Any] | ObjectView], *, dedup_controllers: bool = True
+        self,
+        manifests: Iterable[Mapping[str, Any] | ObjectView],
+        *,
+        dedup_controllers: bool = True,
+        skip_invalid: bool = True,
     ) -> None:
         # Anything that is not a mapping is not an object: left out rather than crashing.
-        objects = [
+        views = [
             m if isinstance(m, ObjectView) else ObjectView(m)
             for m in manifests
             if isinstance(m, (ObjectView, dict, Mapping))
         ]
+        objects = [view for view in views if not (skip_invalid and view.problems)]
         self.dedup_controllers = dedup_controllers
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)

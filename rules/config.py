@@ -18,6 +18,10 @@ One YAML document (see docs/rules-authoring.md, "Configuration")::
         owner: platform-team
         expires: 2027-01-31            # date or RFC 3339 timestamp; optional
 
+Exemptions stored in the database (CLI, admin pages) become the same `Exemption` type at the
+boundary (`Exemption.stored`), so a selector means the same everywhere: kinds, namespaces,
+names and containers are globs, labels a full Kubernetes label selector.
+
 Parsing is strict: unknown keys and wrong types raise ConfigError naming the offending path.
 """
 
@@ -25,10 +29,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -63,7 +67,9 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Exemption:
-    """One configured exemption. Every selector given must match (empty = match all)."""
+    """One exemption, configured (`source="config"`, `index` is its position in the list) or
+    stored in the database (`source="database"`, `index` is its id). Every selector given must
+    match (empty = match all)."""
 
     index: int
     rules: frozenset[str]
@@ -77,6 +83,51 @@ class Exemption:
     containers: tuple[str, ...] = ()
     expires: dt.datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    source: Literal["config", "database"] = "config"
+
+    @classmethod
+    def stored(
+        cls,
+        *,
+        exemption_id: int,
+        rule_ids: Sequence[str],
+        selector: Mapping[str, Any] | None,
+        reason: str,
+        owner: str,
+        cluster: str | None,
+        expires: dt.datetime | None,
+    ) -> Exemption:
+        """A database exemption (`store.models.Exemption`'s fields) as the one Exemption type.
+
+        Its selector keys are `kind`, `namespace`, `name`, `container` (a glob or a list of
+        globs) and `labels` (a label selector: text such as `app=web,tier in (a,b)`, a
+        `{key: value}` map or a LabelSelector mapping). Raises ConfigError for a bad selector.
+        """
+        selector = selector or {}
+        where = f"exemption {exemption_id}"
+        labels = None
+        if selector.get("labels"):
+            try:
+                labels = parse_selector(selector["labels"])
+            except SelectorError as problem:
+                raise ConfigError(f"{where}.labels: {problem}") from None
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=dt.UTC)
+        return cls(
+            index=exemption_id,
+            rules=frozenset(rule_ids),
+            reason=reason,
+            owner=owner,
+            cluster=cluster,
+            kinds=frozenset(_globs(selector.get("kind"), f"{where}.kind")),
+            namespaces=_globs(selector.get("namespace"), f"{where}.namespace"),
+            names=_globs(selector.get("name"), f"{where}.name"),
+            labels=labels,
+            containers=_globs(selector.get("container"), f"{where}.container"),
+            expires=expires,
+            raw=_plain(dict(selector)),
+            source="database",
+        )
 
     @property
     def expires_text(self) -> str | None:
@@ -107,7 +158,7 @@ class Exemption:
         if (
             not self.covers_rule(rule_id)
             or (self.cluster is not None and self.cluster != cluster)
-            or (self.kinds and kind not in self.kinds)
+            or (self.kinds and not any(fnmatch.fnmatchcase(kind, p) for p in self.kinds))
         ):
             return False
         if self.namespaces and not any(
@@ -124,7 +175,7 @@ class Exemption:
 
     def record(self, *, status: str) -> ExemptionDict:
         return {
-            "source": "config",
+            "source": self.source,
             "index": self.index,
             "reason": self.reason,
             "owner": self.owner,
@@ -226,6 +277,13 @@ def _list(value: Any, where: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}: must be a list")
     return value
+
+
+def _globs(value: Any, where: str) -> tuple[str, ...]:
+    """A stored selector value: one glob or a list of globs."""
+    if value is None or value == "":
+        return ()
+    return tuple(_str_list(value, where))
 
 
 def _str_list(value: Any, where: str) -> list[str]:

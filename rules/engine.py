@@ -17,7 +17,6 @@ from types import CodeType
 from typing import Any
 
 from contracts.findings import (
-    ExemptionDict,
     Finding,
     LocationDict,
     ScanErrorDict,
@@ -27,11 +26,13 @@ from contracts.findings import (
 from contracts.hashing import canonical_json
 from contracts.severity import Severity
 from rules.cluster import ClusterContext, suppressed_by_controller
-from rules.config import ConfigError, Exemption, ScanConfig, annotation_exemptions
+from rules.config import ConfigError, Exemption, ScanConfig
+from rules.configure import ObjectFacts, apply_config
 from rules.loading import Document
 from rules.model import Result, Rule, RuleMeta, Scope, Violation
 from rules.psa import Version, assign_versions
 from rules.registry import CATALOGUE_REVISION, default_rules
+from rules.schema import invalid_object_error
 from rules.view import ObjectView, make_ref
 
 ENGINE_VERSION = "1"
@@ -141,6 +142,15 @@ class ScanOutcome:
         return {"findings": self.findings(), "errors": list(self.errors), "summary": self.summary()}
 
 
+def object_facts(context: ClusterContext) -> dict[str, ObjectFacts]:
+    """What configuration reads from each object of a cluster, by `ResourceRef.key`."""
+    return {
+        obj.ref.key: ObjectFacts.of(obj.labels, obj.annotations)
+        for obj in context.objects
+        if obj.labels or obj.annotations
+    }
+
+
 def _sort_key(result: Result) -> tuple[Any, ...]:
     return (
         -result.severity.rank,
@@ -241,6 +251,8 @@ class Engine:
         """
         view = manifest if isinstance(manifest, ObjectView) else ObjectView(manifest)
         results: list[Result] = []
+        if view.problems:
+            return results  # rules run only on structurally valid objects
         api_version = view.api_version
         for check, meta, api_versions in self._plan.get(view.kind, self._plan_any):
             if api_versions is not None and api_version not in api_versions:
@@ -350,97 +362,29 @@ class Engine:
         objects: ClusterContext | Mapping[str, Mapping[str, Any] | ObjectView] | None = None,
         now: dt.datetime | None = None,
     ) -> list[Result]:
-        """Apply severity overrides, exemptions and controller dedup to evaluated results.
-
-        `cluster` is the cluster id (for cluster-scoped exemptions). `objects` maps
-        `ResourceRef.key` to the manifests (or is a ClusterContext): it provides labels and
-        annotations for exemption selectors, and the ownership needed to drop results on
-        objects whose controller is present (when `dedup_controllers` is on). Error results
-        pass through unchanged. Exempted results are kept with status "exempted"; results
-        matched only by an expired exemption stay open and carry it with status "expired".
-        """
-        now = now or dt.datetime.now(dt.UTC)
-        config = self.config
+        """`rules.configure.apply_config` with this engine's configuration, the object facts
+        and controller dedup taken from `objects` (a ClusterContext, or manifests by
+        `ResourceRef.key`)."""
         context: ClusterContext | None = None
         if isinstance(objects, ClusterContext):
             context = objects
-        elif objects is not None and config.dedup_controllers:
-            context = ClusterContext(objects.values(), dedup_controllers=True)
-        suppressed = (
-            suppressed_by_controller(context)
-            if context is not None and config.dedup_controllers
-            else frozenset()
-        )
-        lookup: Mapping[str, Any] = {}
-        if config.exemptions or config.allow_annotation_exemptions:
-            lookup = context.by_key if context is not None else (objects or {})
-        out: list[Result] = []
-        for result in results:
-            if result.status == "error":
-                out.append(result)
-                continue
-            if suppressed and result.resource.key in suppressed:
-                continue
-            changes: dict[str, Any] = {}
-            override = config.severity.get(result.rule_id)
-            if override is not None and override is not result.severity:
-                changes["severity"] = override
-            exemption = (
-                self._exemption_for(result, lookup.get(result.resource.key), cluster, now)
-                if lookup or config.exemptions
-                else None
+        elif objects is not None:
+            context = ClusterContext(
+                objects.values(), dedup_controllers=self.config.dedup_controllers
             )
-            if exemption is not None:
-                changes["exemption"] = exemption
-                changes["status"] = "exempted" if exemption["status"] == "active" else "open"
-            elif result.exemption is not None or result.status != "open":
-                changes["exemption"] = None
-                changes["status"] = "open"
-            out.append(result._replace(**changes) if changes else result)
-        return out
+        return apply_config(
+            results,
+            config=self.config,
+            facts=object_facts(context) if context is not None else {},
+            cluster=cluster,
+            now=now or dt.datetime.now(dt.UTC),
+            suppressed=self._suppressed(context),
+        )
 
-    def _exemption_for(
-        self, result: Result, obj: Any, cluster: str | None, now: dt.datetime
-    ) -> ExemptionDict | None:
-        config = self.config
-        if not config.exemptions and not config.allow_annotation_exemptions:
-            return None
-        if isinstance(obj, ObjectView):
-            labels, annotations = obj.labels, obj.annotations
-        elif isinstance(obj, Mapping):
-            meta = obj.get("metadata") or {}
-            labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        else:
-            labels, annotations = None, None
-        expired: Exemption | None = None
-        res = result.resource
-        for exemption in config.exemptions:
-            if not exemption.matches(
-                rule_id=result.rule_id,
-                kind=res.kind,
-                namespace=res.namespace,
-                name=res.name,
-                labels=labels,
-                container=result.container,
-                cluster=cluster,
-            ):
-                continue
-            if exemption.is_expired(now):
-                expired = expired or exemption
-                continue
-            return exemption.record(status="active")
-        if config.allow_annotation_exemptions:
-            listed = annotation_exemptions(annotations)
-            if "*" in listed or result.rule_id in listed:
-                return {
-                    "source": "annotation",
-                    "index": None,
-                    "reason": "object annotation k8s-monitor.io/exempt",
-                    "owner": "",
-                    "expires": None,
-                    "status": "active",
-                }
-        return expired.record(status="expired") if expired is not None else None
+    def _suppressed(self, context: ClusterContext | None) -> frozenset[str]:
+        if context is None or not self.config.dedup_controllers:
+            return frozenset()
+        return frozenset(suppressed_by_controller(context))
 
     # -- whole scans ------------------------------------------------------------------------
     def scan(
@@ -511,10 +455,19 @@ class Engine:
             views.append(view)
             located.append(loc)
         assign_versions(views, kubernetes_version)
+        valid: list[ObjectView] = []
+        for view, loc in zip(views, located, strict=True):
+            if view.problems:
+                errors.append(invalid_object_error(view, loc))
+            else:
+                valid.append(view)
+        read = len(views)
+        if len(valid) < len(views):
+            keep = {id(view) for view in valid}
+            located = [loc for view, loc in zip(views, located, strict=True) if id(view) in keep]
+            views = valid
         context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
-        suppressed = (
-            suppressed_by_controller(context) if self.config.dedup_controllers else frozenset()
-        )
+        suppressed = self._suppressed(context)
         raw: list[Result] = []
         for view, loc in zip(views, located, strict=True):
             if suppressed and view.ref.key in suppressed:
@@ -522,7 +475,14 @@ class Engine:
             raw.extend(self.evaluate_object(view, location=loc))
         if self._cluster_rules:
             raw.extend(self.evaluate_cluster(context, locations=locations))
-        applied = self.apply_config(raw, cluster=cluster, objects=context, now=now)
+        applied = apply_config(
+            raw,
+            config=self.config,
+            facts=object_facts(context),
+            cluster=cluster,
+            now=now,
+            suppressed=suppressed,
+        )
         findings: list[Result] = []
         for result in applied:
             if result.status == "error":
@@ -542,7 +502,7 @@ class Engine:
         return ScanOutcome(
             results=tuple(findings),
             errors=tuple(errors),
-            objects=len(views),
+            objects=read,
             rules=len(self.rules),
             expired_exemptions=tuple(self.config.expired_exemptions(now)),
             catalogue_version=self.catalogue_version,

@@ -240,7 +240,7 @@ CONTROLS: tuple[Control, ...] = (
         "runAsNonRoot",
         R,
         "restricted/running-as-non-root",
-        ("KM-106",),
+        ("KM-106", "KM-124"),
         (((1, 0), "runAsNonRoot=true on the pod or every container; never false"),),
     ),
     Control(
@@ -289,7 +289,7 @@ CONTROLS: tuple[Control, ...] = (
         "procMount_restricted",
         R,
         "restricted/proc-mount-type",
-        ("KM-117",),
+        ("KM-117", "KM-125"),
         (((1, 35), "procMount other than Default is forbidden even with hostUsers: false"),),
         overrides="procMount",
     ),

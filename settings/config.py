@@ -98,14 +98,27 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "K8SMON_MAX_BODY_BYTES",
         "max_body_bytes",
-        str(32 * 1024 * 1024),
-        "largest request body accepted on the wire",
+        str(16 * 1024 * 1024),
+        "largest push body accepted on the wire",
     ),
     Variable(
         "K8SMON_MAX_DECOMPRESSED_BYTES",
         "max_decompressed_bytes",
-        str(256 * 1024 * 1024),
-        "largest body after gzip decompression",
+        str(16 * 1024 * 1024),
+        "largest push body after gzip decompression (inflation stops there)",
+    ),
+    Variable(
+        "K8SMON_MAX_PARSED_BYTES",
+        "max_parsed_bytes",
+        str(96 * 1024 * 1024),
+        "largest estimated memory to parse one push; with the two caps above, one push holds "
+        "at most 128 MiB, a quarter of the web pod's 512Mi limit (docs/security.md)",
+    ),
+    Variable(
+        "K8SMON_MAX_OBJECTS_PER_PUSH",
+        "max_objects_per_push",
+        "20000",
+        "most objects one snapshot push may carry (full or delta)",
     ),
     Variable(
         "K8SMON_RATE_LIMIT_PER_MINUTE",
@@ -204,8 +217,10 @@ class Settings:
     scan_on_push: bool = True
     shard_size: int = 2000
     signature_window_seconds: int = 300
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_decompressed_bytes: int = 256 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_decompressed_bytes: int = 16 * 1024 * 1024
+    max_parsed_bytes: int = 96 * 1024 * 1024
+    max_objects_per_push: int = 20_000
     rate_limit_per_minute: int = 120
     rules_config_path: Path | None = None
     public_url: str = "http://localhost:8000"
@@ -312,6 +327,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "signature_window_seconds": _positive_int,
     "max_body_bytes": _positive_int,
     "max_decompressed_bytes": _positive_int,
+    "max_parsed_bytes": _positive_int,
+    "max_objects_per_push": _positive_int,
     "rate_limit_per_minute": _positive_int,
     "scan_interval_hours": _positive_float,
     "sweep_interval_minutes": _positive_float,

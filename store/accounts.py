@@ -44,6 +44,7 @@ class Account:
 
     username: str
     role: str
+    session_version: int = 0
 
     @property
     def is_admin(self) -> bool:
@@ -127,7 +128,7 @@ def authenticate(session: Session, username: str, password: str) -> Account | No
         return None
     if not check_password(user.password_hash, password) or user.disabled:
         return None
-    return Account(username=user.username, role=user.role)
+    return _account(user)
 
 
 def find_account(session: Session, username: str) -> Account | None:
@@ -135,24 +136,49 @@ def find_account(session: Session, username: str) -> Account | None:
     user = session.scalar(select(AdminUser).where(AdminUser.username == username))
     if user is None or user.disabled:
         return None
-    return Account(username=user.username, role=user.role)
+    return _account(user)
+
+
+def _account(user: AdminUser) -> Account:
+    return Account(
+        username=user.username, role=user.role, session_version=user.session_version or 0
+    )
+
+
+def _user(session: Session, username: str) -> AdminUser:
+    user = session.scalar(select(AdminUser).where(AdminUser.username == username))
+    if user is None:
+        raise AccountNotFound(username)
+    return user
+
+
+def end_sessions(session: Session, username: str) -> None:
+    """End every session of the account (its session version moves on)."""
+    user = _user(session, username)
+    user.session_version = (user.session_version or 0) + 1
+    session.flush()
 
 
 def set_password(session: Session, username: str, *, password: str) -> None:
+    """A new password; the account's existing sessions end."""
     validate_password(password)
-    user = session.scalar(select(AdminUser).where(AdminUser.username == username))
-    if user is None:
-        raise AccountNotFound(username)
+    user = _user(session, username)
     user.password_hash = hash_password(password)
-    session.flush()
+    end_sessions(session, username)
+
+
+def set_role(session: Session, username: str, *, role: str) -> None:
+    """A new role; the account's existing sessions end (it signs in again as what it is)."""
+    if role not in ACCOUNT_ROLES:
+        raise ValueError(f"role must be one of {', '.join(ACCOUNT_ROLES)}")
+    _user(session, username).role = role
+    end_sessions(session, username)
 
 
 def set_disabled(session: Session, username: str, *, disabled: bool) -> None:
-    user = session.scalar(select(AdminUser).where(AdminUser.username == username))
-    if user is None:
-        raise AccountNotFound(username)
-    user.disabled = disabled
-    session.flush()
+    """Disable or enable; either way the account's existing sessions end."""
+    _user(session, username).disabled = disabled
+    end_sessions(session, username)
 
 
 def list_accounts(session: Session) -> Sequence[AdminUser]:

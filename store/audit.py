@@ -28,7 +28,13 @@ def record_action(
     return entry
 
 
-def recent_actions(session: Session, *, limit: int = 200) -> Sequence[AuditEntry]:
-    return session.scalars(
-        select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
-    ).all()
+def recent_actions(
+    session: Session, *, limit: int = 200, actor: str | None = None, action: str | None = None
+) -> Sequence[AuditEntry]:
+    """The newest entries first, optionally of one actor and/or one action."""
+    query = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit)
+    if actor is not None:
+        query = query.where(AuditEntry.actor == actor)
+    if action is not None:
+        query = query.where(AuditEntry.action == action)
+    return session.scalars(query).all()

@@ -13,6 +13,29 @@ from store.models import Exemption
 from store.types import utcnow
 
 SELECTOR_KEYS = frozenset({"kind", "namespace", "name", "labels", "container"})
+MAX_SELECTOR_TEXT = 1000
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_SELECTOR_TEXT
+
+
+def _check_selector_values(selector: Mapping[str, Any]) -> None:
+    """Globs are text or lists of text; labels are `k=v,...` text or a text-to-text map (a
+    scan must never meet a selector it cannot match)."""
+    for key, value in selector.items():
+        if key == "labels":
+            ok = _is_text(value) or (
+                isinstance(value, Mapping)
+                and bool(value)
+                and all(_is_text(k) and isinstance(v, str) for k, v in value.items())
+            )
+        else:
+            ok = _is_text(value) or (
+                isinstance(value, list) and bool(value) and all(_is_text(v) for v in value)
+            )
+        if not ok:
+            raise ValueError(f"selector.{key}: must be text or a list of text")
 
 
 def create_exemption(
@@ -33,6 +56,9 @@ def create_exemption(
     unknown = set(selector or {}) - SELECTOR_KEYS
     if unknown:
         raise ValueError(f"unknown selector keys: {', '.join(sorted(unknown))}")
+    _check_selector_values(selector or {})
+    if cluster_id is not None and not cluster_id:
+        raise ValueError("cluster_id may not be empty (leave it out for every cluster)")
     if expires_at is not None and expires_at <= utcnow():
         raise ValueError("expires_at must be in the future")
     exemption = Exemption(

@@ -19,6 +19,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
+from contracts.resources import ResourceRef
 from store.bulk import chunked, insert_ignoring_conflicts, update_rows_by_id
 from store.models import Finding
 from store.types import utcnow
@@ -36,10 +37,7 @@ class ObservedFinding:
 
     fingerprint: str
     rule_id: str
-    api_version: str
-    kind: str
-    namespace: str | None
-    name: str
+    ref: ResourceRef
     container: str | None
     path: str | None
     content_hash: str | None
@@ -87,6 +85,10 @@ class KnownFinding(NamedTuple):
     message: str
     content_hash: str | None
 
+    @property
+    def ref(self) -> ResourceRef:
+        return ResourceRef(self.api_version, self.kind, self.namespace, self.name)
+
 
 _KNOWN_COLUMNS = (
     Finding.id,
@@ -101,10 +103,6 @@ _KNOWN_COLUMNS = (
     Finding.message,
     Finding.content_hash,
 )
-
-
-def finding_ref_key(finding: Finding | KnownFinding) -> str:
-    return f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
 
 
 def _existing(
@@ -261,10 +259,10 @@ def _row(
         "cluster_id": cluster_id,
         "fingerprint": item.fingerprint,
         "rule_id": item.rule_id,
-        "api_version": item.api_version,
-        "kind": item.kind,
-        "namespace": item.namespace,
-        "name": item.name,
+        "api_version": item.ref.api_version,
+        "kind": item.ref.kind,
+        "namespace": item.ref.namespace,
+        "name": item.ref.name,
         "container": item.container,
         "path": item.path,
         "content_hash": item.content_hash,

@@ -326,6 +326,8 @@ class AdminUser(Base):
     role: Mapped[str] = mapped_column(String(16))  # viewer|admin
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Raised by sign-out, password, role and enabled changes: older sessions stop working.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AuditEntry(Base):

@@ -97,13 +97,13 @@ def evaluate_shard(
             rules=ctx.rules,
             shard_index=shard_index,
         )
-    return {**result, "scan_id": scan_id}
+    return {**result.to_dict(), "scan_id": scan_id}
 
 
 def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) -> dict[str, Any]:
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         result = scanning.evaluate_cluster_rules(session, cluster_id=cluster_id, rules=ctx.rules)
-    return {**result, "scan_id": scan_id}
+    return {**result.to_dict(), "scan_id": scan_id}
 
 
 def finalize_scan(

@@ -9,22 +9,22 @@ from urllib.parse import quote
 import click
 
 from cli.client import AdminClient
-from cli.output import Output, api_command, parse_labels
+from cli.output import Col, Output, api_command, parse_labels
 
 CLUSTER_COLUMNS = [
-    ("id", "cluster"),
-    ("status", "status"),
-    ("team", "team"),
-    ("channel", "channel"),
-    ("labels", "labels"),
-    ("active_keys", "keys"),
-    ("last_telemetry_at", "last telemetry"),
+    Col("id", "cluster"),
+    Col("status", "status"),
+    Col("team", "team"),
+    Col("channel", "channel"),
+    Col("labels", "labels", wide=True),
+    Col("active_keys", "keys"),
+    Col("last_telemetry_at", "last telemetry", age=True),
 ]
 KEY_COLUMNS = [
-    ("key_id", "key id"),
-    ("fingerprint", "fingerprint"),
-    ("created_at", "created"),
-    ("revoked_at", "revoked"),
+    Col("key_id", "key id"),
+    Col("fingerprint", "fingerprint"),
+    Col("created_at", "created", age=True),
+    Col("revoked_at", "revoked", age=True),
 ]
 
 
@@ -100,7 +100,7 @@ def register(
     if labels:
         body["labels"] = parse_labels(labels)
     cluster = client.post("/v1/admin/clusters", body)
-    if out.fmt == "table":
+    if out.for_people:
         out.note(
             f"cluster {cluster['id']} registered; agent key id: {cluster['keys'][0]['key_id']}"
         )
@@ -128,7 +128,7 @@ def list_(*, client: AdminClient, out: Output, status: str | None) -> None:
 def show(*, client: AdminClient, out: Output, name: str) -> None:
     """Show one cluster and its keys."""
     cluster = client.get(_path(name))
-    if out.fmt != "table":
+    if not out.for_people:
         out.record(_row(cluster))
         return
     out.record(

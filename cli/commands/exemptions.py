@@ -8,17 +8,18 @@ from typing import Any
 import click
 
 from cli.client import AdminClient
-from cli.output import DURATION, Output, api_command
+from cli.output import DURATION, Col, Output, api_command
 
 COLUMNS = [
-    ("id", "id"),
-    ("rule_ids", "rules"),
-    ("cluster_id", "cluster"),
-    ("selector", "selector"),
-    ("reason", "reason"),
-    ("created_by", "by"),
-    ("expires_at", "expires"),
-    ("state", "state"),
+    Col("id", "id"),
+    Col("rule_ids", "rules"),
+    Col("cluster_id", "cluster"),
+    Col("selector", "selector"),
+    Col("reason", "reason"),
+    Col("created_by", "by"),
+    Col("created_at", "age", age=True, wide=True),
+    Col("expires_at", "expires", age=True),
+    Col("state", "state"),
 ]
 
 
@@ -44,6 +45,20 @@ def parse_expiry(value: str, *, now: datetime | None = None) -> datetime:
             ) from None
         return now + timedelta(seconds=seconds)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def check_rule_ids(rule_ids: tuple[str, ...]) -> None:
+    """Refuse rule ids the catalogue does not know (a typo would exempt nothing, silently)."""
+    from rules.registry import default_rules  # noqa: PLC0415 - the catalogue only when adding
+
+    known = {rule.meta.id for rule in default_rules()}
+    unknown = [r for r in rule_ids if r.strip().upper() not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown rule {unknown[0]!r}: not in the rule catalogue "
+            "(`k8smon rules list` shows every rule id)",
+            param_hint="--rule",
+        )
 
 
 def _state(row: dict[str, Any], now: datetime) -> str:
@@ -82,6 +97,7 @@ def add(
     name: str | None,
 ) -> None:
     """Exempt resources from rules, with a reason and an expiry (both required)."""
+    check_rule_ids(rules)
     if not reason.strip():
         raise click.BadParameter("give a reason", param_hint="--reason")
     expiry = parse_expiry(expires)
@@ -89,14 +105,14 @@ def add(
         raise click.BadParameter("the expiry is in the past", param_hint="--expires")
     selector = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("name", name)) if v}
     body = {
-        "rule_ids": list(rules),
+        "rule_ids": [r.strip().upper() for r in rules],
         "reason": reason,
         "cluster_id": cluster,
         "selector": selector,
         "expires_at": expiry.isoformat(),
     }
     created = client.post("/v1/admin/exemptions", body)
-    if out.fmt == "table":
+    if out.for_people:
         out.note(f"exemption {created['id']} created; it applies from the next scan")
     out.record({**created, "state": "active"}, fields=COLUMNS)
 
@@ -125,7 +141,7 @@ def list_(*, client: AdminClient, out: Output, cluster: str | None, include_all:
 def remove(*, client: AdminClient, out: Output, exemption_id: int) -> None:
     """Remove (expire now) exemption EXEMPTION_ID; its findings reopen at the next scan."""
     answer = client.delete(f"/v1/admin/exemptions/{exemption_id}")
-    if out.fmt == "table":
+    if out.for_people:
         out.note(f"exemption {exemption_id} removed")
     else:
         out.record(answer)

@@ -1,38 +1,85 @@
-"""`k8smon findings`: query findings across the fleet."""
+"""`k8smon findings`: query findings across the fleet, most severe first, then newest.
+
+`--severity high` means high or worse; a list (`critical,high`) means exactly those.
+`--exit-code N` makes the command a CI gate: exit N when any listed finding is still active
+(new or open).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from cli.client import AdminClient
 from cli.commands.scans import list_scans
-from cli.output import Output, api_command
+from cli.output import Col, Output, api_command
 from contracts.severity import Severity
 
 STATUSES = ("new", "open", "resolved", "exempted")
+ACTIVE = ("new", "open")
 COLUMNS = [
-    ("cluster_id", "cluster"),
-    ("rule_id", "rule"),
-    ("severity", "severity"),
-    ("status", "status"),
-    ("kind", "kind"),
-    ("namespace", "namespace"),
-    ("name", "name"),
-    ("container", "container"),
-    ("path", "path"),
-    ("first_seen", "first seen"),
+    Col("severity", "severity"),
+    Col("cluster_id", "cluster"),
+    Col("rule_id", "rule"),
+    Col("status", "status"),
+    Col("kind", "kind"),
+    Col("namespace", "namespace"),
+    Col("name", "name"),
+    Col("container", "container", wide=True),
+    Col("message", "message"),
+    Col("path", "path", wide=True),
+    Col("first_seen", "age", age=True),
+    Col("last_seen", "last seen", wide=True, age=True),
 ]
 SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow"}
+
+
+def severities(value: str | None) -> list[str] | None:
+    """`high` -> high and worse; `critical,high` -> exactly those; a bad name is a usage error."""
+    if not value:
+        return None
+    try:
+        named = [Severity.parse(part) for part in value.split(",") if part.strip()]
+    except ValueError as problem:
+        raise click.BadParameter(str(problem), param_hint="--severity") from None
+    if len(named) == 1:
+        return [s.value for s in Severity if s.at_least(named[0])]
+    return [s.value for s in named]
+
+
+def statuses(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    named = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [n for n in named if n not in STATUSES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown status {unknown[0]!r}; expected {', '.join(STATUSES)}", param_hint="--status"
+        )
+    return named
 
 
 @click.command()
 @click.option("--cluster", default=None)
 @click.option("--rule", default=None, help="rule id, e.g. KM-101")
-@click.option("--severity", type=click.Choice([s.value for s in Severity]), default=None)
-@click.option("--status", type=click.Choice(STATUSES), default=None)
+@click.option(
+    "--severity",
+    default=None,
+    metavar="SEVERITY[,...]",
+    help="one severity: it and worse (high = high, critical); a list: exactly those",
+)
+@click.option("--status", default=None, metavar="STATUS[,...]", help=", ".join(STATUSES))
 @click.option("--kind", default=None)
 @click.option("--namespace", default=None)
 @click.option("--limit", type=click.IntRange(1, 5000), default=200, show_default=True)
+@click.option(
+    "--exit-code",
+    type=click.IntRange(0, 255),
+    default=0,
+    show_default=True,
+    help="exit with this code when a listed finding is active (new or open): a CI gate",
+)
 @api_command()
 def findings(
     *,
@@ -45,14 +92,18 @@ def findings(
     kind: str | None,
     namespace: str | None,
     limit: int,
+    exit_code: int,
 ) -> None:
-    """List findings (newest first), filtered by cluster, rule, severity and status."""
+    """List findings (most severe first, then newest), filtered by cluster, rule, severity,
+    status, kind and namespace."""
+    wanted_severities = severities(severity)
+    wanted_statuses = statuses(status)
     answer = client.get(
         "/v1/admin/findings",
         cluster=cluster,
         rule=rule,
-        severity=severity,
-        status=status,
+        severity=",".join(wanted_severities) if wanted_severities else None,
+        status=",".join(wanted_statuses) if wanted_statuses else None,
         kind=kind,
         namespace=namespace,
         limit=limit,
@@ -73,6 +124,10 @@ def findings(
         empty="no findings match" if rows else _why_empty(client, cluster),
         style=lambda r: SEVERITY_STYLE.get(r["severity"]),
     )
+    active = sum(1 for r in rows if r["status"] in ACTIVE)
+    if exit_code and active:
+        out.note(f"{active} active finding{'s' if active != 1 else ''}: exit {exit_code}")
+        sys.exit(exit_code)
 
 
 def _why_empty(client: AdminClient, cluster: str | None) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from cli.output import Col, Output, output_option
 from rules import default_rules
 from rules.docs import INDEX_FILE, render_docs, render_rule_page
 
@@ -17,32 +18,25 @@ def rules() -> None:
     """The built-in rule catalogue."""
 
 
+RULE_COLUMNS = [
+    Col("id", "id"),
+    Col("severity", "severity"),
+    Col("category", "category"),
+    Col("cis", "cis"),
+    Col("pss", "pss", wide=True),
+    Col("title", "title"),
+]
+
+
 @rules.command("list")
-@click.option(
-    "--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True
-)
+@output_option()
 def list_rules(fmt: str) -> None:
-    """List every rule with its metadata."""
+    """List every rule with its metadata (`-o json` answers `{"rules": [...]}`)."""
     infos = [r.meta.to_info() for r in default_rules()]
     if fmt == "json":
         sys.stdout.write(json.dumps({"rules": infos}, indent=2) + "\n")
         return
-    rows = [("ID", "SEVERITY", "CATEGORY", "CIS", "PSS", "TITLE")]
-    rows += [
-        (
-            i["id"],
-            i["severity"],
-            i["category"],
-            ",".join(i["cis"]) or "-",
-            ",".join(i["pss"]) or "-",
-            i["title"],
-        )
-        for i in infos
-    ]
-    widths = [max(len(row[c]) for row in rows) for c in range(5)]
-    for row in rows:
-        cells = [row[c].ljust(widths[c]) for c in range(5)]
-        click.echo("  ".join([*cells, row[5]]))
+    Output(fmt).rows(infos, RULE_COLUMNS, title="Rules", empty="no rules")
 
 
 @rules.command("show")

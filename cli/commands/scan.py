@@ -12,6 +12,7 @@ from contracts.severity import Severity
 from reports.formats import FORMATS, OFFLINE_FORMATS, ReportInput
 from rules import ConfigError, Engine, ScanConfig, load_paths, parse_text
 from rules.loading import Loaded
+from rules.psa import LATEST, Version, VersionError, format_version, parse_version
 
 FAIL_ON = (*(s.value for s in Severity), "none")
 
@@ -21,6 +22,27 @@ def tool_version() -> str:
         return metadata.version("k8s-monitor")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0.0.0"
+
+
+def kubernetes_version_option(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> Version | None:
+    """`--kubernetes-version X.Y` (or `latest`): a usage error (exit 2) when malformed."""
+    try:
+        return parse_version(value)
+    except VersionError as problem:
+        raise click.BadParameter(str(problem)) from None
+
+
+KUBERNETES_VERSION = click.option(
+    "--kubernetes-version",
+    callback=kubernetes_version_option,
+    default=None,
+    metavar="X.Y",
+    help="Judge the input as a cluster of this release would: the Pod Security policy "
+    "version of namespaces that pin none, and API removals. Default: latest "
+    f"({format_version(LATEST)}).",
+)
 
 
 def load_engine(config_file: Path | None) -> Engine:
@@ -63,6 +85,7 @@ def load_engine(config_file: Path | None) -> Engine:
 )
 @click.option("--cluster", default=None, help="Cluster id, for cluster-scoped exemptions.")
 @click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
+@KUBERNETES_VERSION
 def scan(
     paths: tuple[Path, ...],
     fmt: str,
@@ -70,6 +93,7 @@ def scan(
     fail_on: str,
     cluster: str | None,
     hide_exempted: bool,
+    kubernetes_version: Version | None,
 ) -> None:
     """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories;
     `-` reads standard input, e.g. `kubectl get deploy -A -o yaml | k8smon scan -`).
@@ -84,7 +108,10 @@ def scan(
         loaded.extend(parse_text(sys.stdin.read(), source="<stdin>"))
     loaded.extend(load_paths(files))
     outcome = engine.scan(
-        loaded.documents, cluster=cluster, load_errors=[e.to_dict() for e in loaded.errors]
+        loaded.documents,
+        cluster=cluster,
+        load_errors=[e.to_dict() for e in loaded.errors],
+        kubernetes_version=kubernetes_version,
     )  # type: ignore[misc]
     data = ReportInput(
         outcome.to_report(),

@@ -12,21 +12,22 @@ from typing import Any
 import click
 
 from cli.client import AdminClient
-from cli.output import Output, api_command
+from cli.output import Col, Output, api_command
 from reports.wording import open_total
 
 COLUMNS = [
-    ("id", "scan"),
-    ("cluster_id", "cluster"),
-    ("trigger", "trigger"),
-    ("state", "state"),
-    ("started_at", "started"),
-    ("duration", "duration"),
-    ("object_count", "objects"),
-    ("open", "open"),
-    ("new", "new"),
-    ("resolved", "resolved"),
-    ("error_count", "errors"),
+    Col("id", "scan"),
+    Col("cluster_id", "cluster"),
+    Col("trigger", "trigger"),
+    Col("state", "state"),
+    Col("started_at", "started", age=True),
+    Col("duration", "duration"),
+    Col("object_count", "objects"),
+    Col("open", "open"),
+    Col("new", "new"),
+    Col("resolved", "resolved"),
+    Col("error_count", "errors"),
+    Col("task_id", "task", wide=True),
 ]
 STATE_STYLE = {"failed": "bold red", "running": "cyan"}
 

@@ -119,7 +119,7 @@ def telemetry(*, client: AdminClient, out: Output, stale_after: float, only_stal
         style=lambda r: "bold red" if r["stale"] else None,
     )
     stale_count = sum(1 for r in rows if r["stale"])
-    if out.fmt == "table" and stale_count:
+    if out.for_people and stale_count:
         out.note(
             f"{stale_count} stale cluster{'s' if stale_count != 1 else ''} "
             f"(no ping for more than {_age(stale_after)})"

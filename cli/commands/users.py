@@ -6,10 +6,13 @@ import sys
 
 import click
 
+from cli.output import Col, Output, output_option
 from cli.runtime import open_runtime
 from store import accounts
 from store.audit import record_action
 from store.db import unit_of_work
+
+COLUMNS = [Col("username", "account"), Col("role", "role"), Col("state", "state")]
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -98,10 +101,17 @@ def disable(name: str) -> None:
 
 
 @users.command("list")
-def list_() -> None:
+@output_option()
+def list_(fmt: str) -> None:
     """List the accounts."""
     runtime = open_runtime()
     with unit_of_work(runtime.sessions) as session:
-        for user in accounts.list_accounts(session):
-            state = "disabled" if user.disabled else "active"
-            click.echo(f"{user.username}\t{user.role}\t{state}")
+        rows = [
+            {
+                "username": user.username,
+                "role": user.role,
+                "state": "disabled" if user.disabled else "active",
+            }
+            for user in accounts.list_accounts(session)
+        ]
+    Output(fmt).rows(rows, COLUMNS, title="Accounts", empty="no accounts")

@@ -8,6 +8,8 @@ the composition root, through `IngestContext.extras`:
   what/why/how-to-fix; ingest may not import the rules package itself);
 - `rule_doc`: `callable(rule_id) -> str | None`, the rule's Markdown docstring (rendered on
   the rule page with raw HTML disabled);
+- `object_violations`: `callable(manifest) -> list of {rule_id, title, severity, path}`, the
+  object rules' violations of one manifest (the diff page compares two versions with it);
 - `flower_url`: base URL of Flower, for links from scan runs to their task.
 """
 
@@ -19,11 +21,11 @@ from flask import Blueprint, g
 from flask.blueprints import BlueprintSetupState
 
 from ingest.context import EXTENSION
-from ingest.web import security, views
+from ingest.web import security, signin, views
 
 ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
-    ("/login", "login", views.login, ("GET", "POST")),
-    ("/logout", "logout", views.logout, ("POST",)),
+    ("/login", "login", signin.login, ("GET", "POST")),
+    ("/logout", "logout", signin.logout, ("POST",)),
     ("/", "fleet", views.fleet, ("GET",)),
     ("/findings", "findings", views.findings, ("GET",)),
     ("/clusters/<cluster_id>", "cluster_page", views.cluster_page, ("GET",)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -259,32 +259,81 @@ def version_at(versions: Sequence[Any], moment: datetime) -> Any | None:
     return current if current is not None else (versions[0] if versions else None)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeItem:
+    """One violation a change introduced or resolved (with the tracked finding's status)."""
+
+    rule_id: str
+    title: str
+    severity: str
+    path: str | None
+    status: str | None = None
+
+
 @dataclass(slots=True)
 class ChangeFindings:
-    """What one change (the arrival of a version) did to the object's findings."""
+    """What one change did to the object's findings, and how that was worked out."""
 
-    introduced: list[Finding]
-    resolved: list[Finding]
+    introduced: list[ChangeItem]
+    resolved: list[ChangeItem]
+    method: str  # "rules": both versions evaluated; "scans": findings first seen/resolved
+
+
+def _item(finding: Finding) -> ChangeItem:
+    return ChangeItem(
+        rule_id=finding.rule_id,
+        title=str((finding.details or {}).get("title", "")),
+        severity=finding.severity,
+        path=finding.path,
+        status=finding.status,
+    )
 
 
 def change_findings(
-    findings: Sequence[Finding], versions: Sequence[Any], version: Any
+    findings: Sequence[Finding],
+    versions: Sequence[Any],
+    *,
+    old: Any,
+    new: Any,
+    evaluate: Callable[[Any], list[dict[str, Any]]] | None = None,
 ) -> ChangeFindings:
-    """Findings first seen, and findings resolved, while `version` was the current one
-    (from its arrival to the next version's): the scans that judged this change."""
-    later = [v.first_seen for v in versions if v.first_seen > version.first_seen]
+    """Violations in `new` and not in `old` (introduced) and the reverse (resolved), when the
+    composition root wired in the object rules (`evaluate`); otherwise the findings the scans
+    first saw, or resolved, while `new` was current (from its arrival to the next version's)."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    if evaluate is not None:
+        before = {(v["rule_id"], v["path"]): v for v in evaluate(old.body)}
+        after = {(v["rule_id"], v["path"]): v for v in evaluate(new.body)}
+        tracked = {(f.rule_id, f.path): f.status for f in findings}
+
+        def items(keys: set[tuple[str, str]], source: dict[Any, Any]) -> list[ChangeItem]:
+            found = [
+                ChangeItem(
+                    rule_id=rule_id,
+                    title=source[(rule_id, path)]["title"],
+                    severity=source[(rule_id, path)]["severity"],
+                    path=path,
+                    status=tracked.get((rule_id, path)),
+                )
+                for rule_id, path in keys
+            ]
+            return sorted(found, key=lambda i: (rank.get(i.severity, 9), i.rule_id, i.path or ""))
+
+        return ChangeFindings(
+            introduced=items(set(after) - set(before), after),
+            resolved=items(set(before) - set(after), before),
+            method="rules",
+        )
+    later = [v.first_seen for v in versions if v.first_seen > new.first_seen]
     until = min(later) if later else None
 
     def within(moment: datetime | None) -> bool:
-        return (
-            moment is not None
-            and moment >= version.first_seen
-            and (until is None or moment < until)
-        )
+        return moment is not None and moment >= new.first_seen and (until is None or moment < until)
 
     return ChangeFindings(
-        introduced=[f for f in findings if within(f.first_seen)],
-        resolved=[f for f in findings if f.status == "resolved" and within(f.resolved_at)],
+        introduced=[_item(f) for f in findings if within(f.first_seen)],
+        resolved=[_item(f) for f in findings if f.status == "resolved" and within(f.resolved_at)],
+        method="scans",
     )
 
 
@@ -316,8 +365,16 @@ def _severity_rank() -> ColumnElement[int]:
     return case({s: i for i, s in enumerate(SEVERITIES)}, value=Finding.severity, else_=9)
 
 
+_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+_RANK_STATUSES: dict[int, tuple[str, ...]] = {
+    0: OPEN_STATUSES,
+    1: ("exempted",),
+    2: ("resolved",),
+}
+
+
 def _status_rank() -> ColumnElement[int]:
-    """Open before exempted before resolved."""
+    """Open before exempted before resolved (the keys of `_RANK_STATUSES`)."""
     return case((Finding.status.in_(OPEN_STATUSES), 0), (Finding.status == "exempted", 1), else_=2)
 
 
@@ -383,46 +440,46 @@ class FindingsPage:
         return runs
 
 
-def count_findings(session: Session, flt: FindingFilter) -> int:
-    return int(session.scalar(select(func.count()).select_from(Finding).where(*flt.conditions())))
-
-
 def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
     """One page of the filtered findings: open before exempted, then severity, then the rules
     with the most findings, then cluster, namespace, kind and name (a stable order, so a page
     number is a stable link)."""
-    rule_size = func.count().over(partition_by=Finding.rule_id).label("rule_size")
-    ranked = (
-        select(
-            Finding.id,
-            Finding.rule_id,
-            Finding.cluster_id,
-            Finding.namespace,
-            Finding.kind,
-            Finding.name,
-            rule_size,
-            _status_rank().label("status_rank"),
-            _severity_rank().label("severity_rank"),
-        )
-        .where(*flt.conditions())
-        .subquery()
-    )
-    chosen = session.execute(
-        select(ranked.c.id, ranked.c.rule_size)
-        .order_by(
-            ranked.c.status_rank,
-            ranked.c.severity_rank,
-            ranked.c.rule_size.desc(),
-            ranked.c.rule_id,
-            ranked.c.cluster_id,
-            ranked.c.namespace,
-            ranked.c.kind,
-            ranked.c.name,
-            ranked.c.id,
-        )
-        .offset(flt.offset)
-        .limit(PAGE_SIZE)
-    ).all()
+    conditions = flt.conditions()
+    groups = []  # (status rank, severity rank, rule id, severity, count)
+    rule_sizes: dict[str, int] = defaultdict(int)
+    rank = _status_rank().label("status_rank")
+    for status_rank, severity, rule_id, n in session.execute(
+        select(rank, Finding.severity, Finding.rule_id, func.count())
+        .where(*conditions)
+        .group_by(rank, Finding.severity, Finding.rule_id)
+    ):
+        groups.append((int(status_rank), _RANK.get(severity, 9), rule_id, severity, int(n)))
+        rule_sizes[rule_id] += int(n)
+    groups.sort(key=lambda g: (g[0], g[1], -rule_sizes[g[2]], g[2]))
+    total = sum(g[4] for g in groups)
+    # Walk the groups to the page: only the groups the page spans are read, in index order.
+    chosen: list[tuple[int, int]] = []
+    skip = flt.offset
+    for status_rank, _rank, rule_id, severity, n in groups:
+        if len(chosen) >= PAGE_SIZE:
+            break
+        if skip >= n:
+            skip -= n
+            continue
+        ids = session.scalars(
+            select(Finding.id)
+            .where(
+                *conditions,
+                Finding.rule_id == rule_id,
+                Finding.severity == severity,
+                Finding.status.in_(_RANK_STATUSES[status_rank]),
+            )
+            .order_by(Finding.cluster_id, Finding.namespace, Finding.kind, Finding.name, Finding.id)
+            .offset(skip)
+            .limit(PAGE_SIZE - len(chosen))
+        ).all()
+        chosen.extend((finding_id, rule_sizes[rule_id]) for finding_id in ids)
+        skip = 0
     sizes = {finding_id: int(size) for finding_id, size in chosen}
     loaded = {
         r.id: r
@@ -476,9 +533,6 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
         for key, oid in object_ids_by_ref(session, cluster_id, keys).items():
             ids[(cluster_id, key)] = oid
     found = [replace(r, object_id=ids.get((r.cluster_id, r.ref_key))) for r in found]
-    total = len(found) + flt.offset
-    if len(found) == PAGE_SIZE or (not found and flt.page > 1):
-        total = count_findings(session, flt)
     return FindingsPage(rows=found, total=total, page=flt.page)
 
 

@@ -2,20 +2,25 @@
 
 Sessions are Flask's signed cookies (itsdangerous, keyed by SECRET_KEY), HttpOnly, SameSite=Lax,
 Secure when served over HTTPS, and expire after `SESSION_HOURS` (checked server-side from the
-sign-in time, not only by the browser). The account is looked up again on every request, so a
-disabled account loses access at once. Every POST must carry the session's CSRF token in the
-`csrf_token` form field; the comparison is constant-time.
+sign-in time, not only by the browser). The account is looked up again on every request, and a
+session carries the account's session version from sign-in: sign-out, a password or role change
+and disabling raise the version (`store.accounts.end_sessions`), so every older session — a
+copied cookie included — ends at its next request. Every POST must carry the session's CSRF
+token in the `csrf_token` form field; the comparison is constant-time.
 """
 
 from __future__ import annotations
 
 import hmac
+import posixpath
+import re
 import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, g, redirect, request, session, url_for
 
@@ -24,6 +29,8 @@ from store.accounts import Account, find_account
 
 SESSION_HOURS = 8
 CSRF_FIELD = "csrf_token"
+SESSION_VERSION = "v"
+MAX_NEXT_LENGTH = 2000
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -78,6 +85,7 @@ def sign_in(account: Account) -> None:
     session.permanent = True
     session["user"] = account.username
     session["signed_in_at"] = int(time.time())
+    session[SESSION_VERSION] = account.session_version
     session[CSRF_FIELD] = secrets.token_urlsafe(32)  # a fresh token per sign-in
 
 
@@ -97,7 +105,10 @@ def load_user() -> None:
         return
     with ctx().sessions() as db:
         g.user = find_account(db, str(username))
-    if g.user is None:
+    # Sign-out, a new password or role, or disabling the account moved the version on: every
+    # session made before (a copied cookie too) ends here.
+    if g.user is None or g.user.session_version != session.get(SESSION_VERSION, 0):
+        g.user = None
         session.clear()
 
 
@@ -134,7 +145,22 @@ def add_security_headers(response: Response) -> Response:
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths are followed after sign-in (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """Only a same-site path under /admin is followed after sign-in (no open redirect).
+
+    Browsers drop tabs and line breaks from a URL and read `\\` as `/`, so `/%09/evil.example`
+    would become `//evil.example`: any control character, backslash, scheme or host refuses
+    the target outright rather than being cleaned up.
+    """
+    if not target or len(target) > MAX_NEXT_LENGTH:
+        return None
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in target) or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment or not target.startswith("/"):
+        return None
+    # Dot segments (also percent-encoded ones, as the URL standard reads them) are resolved
+    # first, so `/admin/../x` is judged as the `/x` a browser would request.
+    path = posixpath.normpath(re.sub("%2e", ".", parts.path, flags=re.IGNORECASE))
+    if path.startswith("//") or not (path == "/admin" or path.startswith("/admin/")):
+        return None
+    return urlunsplit(("", "", path, parts.query, ""))

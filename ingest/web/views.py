@@ -23,11 +23,7 @@ from ingest.web.security import (
     admin_required,
     current_user,
     login_required,
-    safe_next,
-    sign_in,
-    sign_out,
 )
-from store import accounts
 from store.audit import record_action
 from store.clusters import list_clusters
 from store.exemptions import create_exemption, list_exemptions, revoke_exemption
@@ -40,6 +36,7 @@ from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
 FLEET_PAGE_SIZE = 100
+WORST_SHOWN = 5
 SOURCE = "admin-pages"
 
 
@@ -58,37 +55,6 @@ def _cluster_or_404(db: Session, cluster_id: str) -> Cluster:
     if cluster is None:
         abort(404, description=f"no cluster {cluster_id!r}")
     return cluster
-
-
-# ------------------------------------------------------------------------------ sign-in
-
-
-def login() -> str | Response:
-    if request.method == "POST":
-        username = request.form.get("username", "")
-        password = request.form.get("password", "")
-        with _db() as db:
-            account = accounts.authenticate(db, username, password)
-            if account is not None:
-                record_action(
-                    db,
-                    actor=account.username,
-                    action="session.sign_in",
-                    source=SOURCE,
-                    details={"remote": request.remote_addr},
-                )
-                db.commit()
-        if account is None:
-            flash("Unknown username or wrong password.", "error")
-            return render_template("web/login.html", username=username), 401  # type: ignore[return-value]
-        sign_in(account)
-        return redirect(safe_next(request.args.get("next")) or url_for("web.fleet"))
-    return render_template("web/login.html", username="")
-
-
-def logout() -> Response:
-    sign_out()
-    return redirect(url_for("web.login"))
 
 
 # ------------------------------------------------------------------------------ fleet
@@ -150,12 +116,20 @@ def cluster_page(cluster_id: str) -> str:
         cluster = _cluster_or_404(db, cluster_id)
         flt = _filter(cluster=cluster_id)
         summary = queries.summarise(db, flt)
+        listing = queries.findings_page(db, flt)
+        worst_first = FindingFilter(cluster=cluster_id, status="open", fixed=("cluster",))
+        worst = (
+            listing.rows
+            if flt.query(page=None) == worst_first.query(page=None) and flt.page == 1
+            else queries.findings_page(db, worst_first).rows
+        )
         return render_template(
             "web/cluster.html",
             cluster=cluster,
             flt=flt,
             summary=summary,
-            listing=queries.findings_page(db, flt),
+            listing=listing,
+            worst=worst[:WORST_SHOWN],
             changes=queries.last_scan_changes(db, cluster_id),
             charts=_cluster_charts(db, cluster_id, summary),
             scores=posture.cluster_scores(db, cluster_id, rule_info=ctx().extras.get("rule_info")),
@@ -292,7 +266,13 @@ def diff(cluster_id: str, object_id: int) -> str:
             old=old,
             new=new,
             lines=lines,
-            change=queries.change_findings(findings, history, new),
+            change=queries.change_findings(
+                findings,
+                history,
+                old=old,
+                new=new,
+                evaluate=ctx().extras.get("object_violations"),
+            ),
         )
 
 

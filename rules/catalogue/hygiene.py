@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.severity import Severity
+from rules import psa
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
 from rules.selectors import SelectorError, parse_selector
@@ -692,6 +693,16 @@ DEPRECATED_APIS: Mapping[tuple[str, str], ApiChange] = {
 }
 
 
+def _removed_by(change: ApiChange, obj: ObjectView) -> bool:
+    """Whether the object's cluster release (`--kubernetes-version`, default latest) no longer
+    serves the API."""
+    try:
+        removed_in = psa.parse_version(change.release)
+    except psa.VersionError:
+        return True
+    return removed_in is None or psa.cluster_version(obj) >= removed_in
+
+
 @rule(
     id="KM-608",
     title="API version removed from Kubernetes",
@@ -710,6 +721,8 @@ def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     `policy/v1beta1` PodSecurityPolicy and PodDisruptionBudget, `batch/v1beta1` CronJob,
     `autoscaling/v2beta1`/`v2beta2` HorizontalPodAutoscaler, `flowcontrol.apiserver.k8s.io`
     `v1beta1`-`v1beta3`. The message names the release that removed it and the replacement.
+    Judged at the cluster's release (`k8smon scan --kubernetes-version`, default latest): an
+    API a 1.21 cluster still serves is reported by KM-609 as going away instead.
 
     ## Why is this bad?
     The API server rejects these manifests: deployments from them fail, and the policy they
@@ -731,7 +744,7 @@ def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     - https://kubernetes.io/docs/reference/using-api/deprecation-guide/
     """
     change = REMOVED_APIS.get((obj.api_version, obj.kind))
-    if change is None:
+    if change is None or not _removed_by(change, obj):
         return
     if change.replacement:
         advice = f"use {change.replacement}"
@@ -762,7 +775,9 @@ def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     (ValidatingAdmissionPolicy `v1beta1` → `admissionregistration.k8s.io/v1` since 1.30,
     ServiceCIDR/IPAddress `v1beta1` → `networking.k8s.io/v1` since 1.33,
     VolumeAttributesClass → `storage.k8s.io/v1` and DRA `resource.k8s.io` betas →
-    `resource.k8s.io/v1` since 1.34).
+    `resource.k8s.io/v1` since 1.34). Under `k8smon scan --kubernetes-version X.Y` it also
+    reports APIs that release still serves but a later one removed (KM-608's list), naming
+    the release that stops serving them.
 
     ## Why is this bad?
     Deprecated versions are removed after a few releases; manifests still using them break
@@ -783,6 +798,15 @@ def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - https://kubernetes.io/docs/reference/using-api/deprecation-guide/
     """
+    removal = REMOVED_APIS.get((obj.api_version, obj.kind))
+    if removal is not None and not _removed_by(removal, obj):
+        yield Violation(
+            f"{obj.kind} {obj.name} uses {obj.api_version}, which Kubernetes {removal.release} "
+            f"stops serving; migrate to {removal.replacement or 'a supported API'} before "
+            "upgrading",
+            path="apiVersion",
+        )
+        return
     change = DEPRECATED_APIS.get((obj.api_version, obj.kind))
     if change is not None:
         yield Violation(

@@ -9,7 +9,7 @@ import pytest
 
 from settings import Settings
 from tests.cli.conftest import Operator
-from tests.support.manifests import config_map
+from tests.support.manifests import deployment
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, push
 
@@ -20,12 +20,14 @@ def test_settings(test_settings: Settings) -> Settings:
 
 
 def _heavy(name: str) -> dict[str, Any]:
-    body = config_map(name, namespace="bulk")
-    body["spec"] = {"items": [{"n": {"m": [i, {"x": i}]}} for i in range(2000)]}
+    body = deployment(name, namespace="bulk", image=f"bulk/{name}:1")
+    body["spec"]["items"] = [{"n": {"m": [i, {"x": i}]}} for i in range(2000)]
     return body
 
 
-def test_a_search_past_the_limit_is_a_503_for_the_api_and_the_page(operator: Operator) -> None:
+def test_a_search_past_the_limit_is_a_503_for_the_api_the_page_and_images(
+    operator: Operator,
+) -> None:
     with operator.fleet.sessions() as session:
         push(session, "prod-eu", [_heavy(f"heavy-{i}") for i in range(10)])
         session.commit()
@@ -40,3 +42,5 @@ def test_a_search_past_the_limit_is_a_503_for_the_api_and_the_page(operator: Ope
     assert "0.001 s limit" in answer.get_data(as_text=True)
     invalid = page.get("/admin/search", query_string={"path": "$.spec["})
     assert invalid.status_code == 400 and "invalid JSON path" in invalid.get_data(as_text=True)
+    images = operator.run("images")
+    assert images.exit_code == 1 and "error: 503 search timed out (search_timeout)" in images.stderr

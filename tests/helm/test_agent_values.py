@@ -126,3 +126,20 @@ def test_extra_resources_are_appended_to_the_defaults() -> None:
 def test_extra_resources_never_reach_secrets_or_wildcards(extra: list[dict[str, Any]]) -> None:
     with pytest.raises(Exception):
         render(AGENT, {**DEFAULT, "collect": {"extraResources": extra}})
+
+
+def test_helm_test_takes_the_agents_way_out() -> None:
+    """The `helm test` Pod reaches the server through the same proxy, trusting the same CA."""
+    rendered = render(AGENT, PROXY_CA)
+    (pod,) = rendered.of_kind("Pod")
+    (container,) = pod_spec(pod)["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    assert env["NO_PROXY"] == "10.0.0.0/8,.cluster.local"
+    (mount,) = container["volumeMounts"]
+    assert env["SSL_CERT_FILE"] == f"{mount['mountPath']}/ca.crt"
+    (policy,) = [
+        p for p in rendered.of_kind("NetworkPolicy") if p["metadata"]["name"].endswith("-test")
+    ]
+    ports = [port["port"] for rule in policy["spec"]["egress"] for port in rule.get("ports", [])]
+    assert 3128 in ports

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from decimal import Decimal
 
 import pytest
@@ -300,3 +301,78 @@ def test_missing_and_malformed_signature_headers() -> None:
     with pytest.raises(SignatureError) as err:
         httpsig.parse_signature(mismatched)
     assert err.value.reason is Reason.MALFORMED_SIGNATURE
+
+
+DIGEST_NEAR_MISSES = {
+    # A member that is not a digest the verifier checks binds nothing of the body.
+    "foreign-member": (Item("content-digest", {"key": "x-id"}), Reason.MISSING_COMPONENT),
+    "unknown-algorithm": (Item("content-digest", {"key": "sha-999"}), Reason.MISSING_COMPONENT),
+    # The whole field, or exactly the verified member, in any serialisation.
+    "whole": (Item("content-digest"), None),
+    "verified-member": (Item("content-digest", {"key": "sha-256"}), None),
+    "structured": (Item("content-digest", {"sf": True}), None),
+    "byte-sequence": (Item("content-digest", {"bs": True}), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIGEST_NEAR_MISSES))
+def test_content_digest_coverage_near_misses(case: str) -> None:
+    """Issue 13 point 10: the policy needs the whole Content-Digest field or exactly the
+    member that is verified against the body."""
+    component, reason = DIGEST_NEAR_MISSES[case]
+    body = b'{"a":1}'
+    extra = [("Content-Digest", f"{httpsig.content_digest(body)}, x-id=:AAAA:, sha-999=:AA==:")]
+    components = ("@method", "@authority", "@path", "content-type", component)
+    key = _signing_key()
+    request = HttpRequest(
+        "POST",
+        "https://ingest.example:8443/v1/clusters/c1/snapshots",
+        [("Host", "ingest.example:8443"), ("Content-Type", "application/json"), *extra],
+        body,
+    )
+    added = httpsig.sign_request(
+        request, key_id="k1", sign=lambda b: key.sign(b).signature, components=components
+    )
+    signed = HttpRequest(request.method, request.url, [*request.headers, *added.items()], body)
+    verify = _verifier(bytes(key.verify_key))
+    now = int(time.time())
+    if reason is None:
+        httpsig.verify_request(signed, verify=verify, policy=Policy(), now=now)
+        return
+    with pytest.raises(SignatureError) as err:
+        httpsig.verify_request(signed, verify=verify, policy=Policy(), now=now)
+    assert err.value.reason is reason
+    assert "content-digest" in err.value.detail
+
+
+def test_a_covered_digest_member_still_has_to_match_the_body() -> None:
+    body = b'{"a":1}'
+    key = _signing_key()
+    request = HttpRequest(
+        "POST",
+        "https://h/v1/x",
+        [
+            ("Host", "h"),
+            ("Content-Type", "application/json"),
+            ("Content-Digest", httpsig.content_digest(b"other")),
+        ],
+        body,
+    )
+    added = httpsig.sign_request(
+        request,
+        key_id="k1",
+        sign=lambda b: key.sign(b).signature,
+        components=(
+            "@method",
+            "@authority",
+            "@path",
+            "content-type",
+            Item("content-digest", {"key": "sha-256"}),
+        ),
+    )
+    signed = HttpRequest(request.method, request.url, [*request.headers, *added.items()], body)
+    with pytest.raises(SignatureError) as err:
+        httpsig.verify_request(
+            signed, verify=_verifier(bytes(key.verify_key)), policy=Policy(), now=time.time()
+        )
+    assert err.value.reason is Reason.DIGEST_MISMATCH

@@ -65,6 +65,11 @@ def test_every_psa_control_is_reported_by_rules_carrying_its_tag() -> None:
         assert control.rules, control.id
         for rule_id in control.rules:
             assert control.pss in by_id[rule_id].meta.pss, (control.id, rule_id)
+    # ...and every rule carrying a control's tag is one of the rules that control runs.
+    for rule_ in by_id.values():
+        for tag in rule_.meta.pss:
+            owners = [c for c in psa.CONTROLS if c.pss == tag]
+            assert owners and all(rule_.id in c.rules for c in owners), (rule_.id, tag)
 
 
 @pytest.mark.parametrize("control", CIS_CONTROLS)

@@ -86,8 +86,19 @@ def test_catalogue_rules_survive_hostile_manifests() -> None:
         {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}},
     ]
     outcome = engine.scan(weird)
-    assert outcome.errors == ()
+    # Structurally invalid objects are reported with the offending field and not scanned;
+    # no rule ever raises.
+    assert [e["type"] for e in outcome.errors] == ["invalid", "invalid"]
+    assert [(e["resource"]["name"], e["path"]) for e in outcome.errors] == [
+        ("b", "spec.containers[0].securityContext"),
+        ("c", "spec.template.spec.containers"),
+    ]
     assert outcome.objects == 4
+    # The rules themselves still tolerate such garbage when called directly.
+    for manifest in weird:
+        view = ObjectView(manifest)
+        for rule_ in engine.rules_for(view.kind):
+            list(rule_.check(view))
 
 
 def test_cluster_rules_name_their_subject() -> None:

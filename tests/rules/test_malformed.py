@@ -2,8 +2,12 @@
 reach the framework's own look-ups (ownership, RBAC bindings and aggregation, selectors), is
 scanned with one field at a time replaced by an int, a string, a list, None or a mapping.
 
-`Engine.scan` must never raise, and no rule may report an error: the views, the
-ClusterContext indexes and the rules all tolerate garbage where a mapping or list belongs.
+`Engine.scan` must never raise and no rule may report an error. A mutation the Kubernetes
+schema refuses is reported as an `invalid` error naming the object and the offending field,
+and that object is not scanned; the rules themselves are still run on every mutated object
+directly (object rules on its view, cluster rules on a context that keeps it), and must not
+raise: the views, the ClusterContext indexes and the rules all tolerate garbage where a
+mapping or list belongs.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from contracts.resources import ResourceRef
 from rules import ClusterContext, Engine, ObjectView, load_paths
 from rules.selectors import SelectorError, parse_selector
 
@@ -217,9 +222,31 @@ def _assert_scans_cleanly(engine: Engine, label: str, docs: list[dict[str, Any]]
                 outcome = engine.scan(manifests)
             except Exception as problem:
                 pytest.fail(f"{label}: scan raised {problem!r} on {mutated!r}")
-            assert not outcome.errors, (label, mutated, [e["message"] for e in outcome.errors])
+            for error in outcome.errors:
+                assert error["type"] == "invalid", (label, mutated, error["message"])
+                assert error.get("path") and error.get("resource"), error
+            invalid = {ResourceRef.from_dict(e["resource"]).key for e in outcome.errors}  # type: ignore[arg-type]
+            assert not [r for r in outcome.results if r.resource.key in invalid]
+            if outcome.errors:
+                _assert_rules_tolerate(engine, label, manifests, mutated)
             count += 1
     return count
+
+
+def _assert_rules_tolerate(
+    engine: Engine, label: str, manifests: list[dict[str, Any]], mutated: Any
+) -> None:
+    """The rules, run directly on objects the schema refuses, still never raise."""
+    view = ObjectView(mutated) if isinstance(mutated, dict) else None
+    if view is not None:
+        for rule_ in engine.rules_for(view.kind):
+            try:
+                list(rule_.check(view))
+            except Exception as problem:
+                pytest.fail(f"{label}: {rule_.id} raised {problem!r} on {mutated!r}")
+    context = ClusterContext(manifests, skip_invalid=False)
+    for result in engine.evaluate_cluster(context):
+        assert result.status != "error", (label, mutated, result.message)
 
 
 @pytest.mark.parametrize(
@@ -287,20 +314,27 @@ def test_non_list_owner_references_are_ignored(bad: Any, engine: Engine) -> None
         **FRAMEWORK_CLUSTER[3],
         "metadata": {**FRAMEWORK_CLUSTER[3]["metadata"], "ownerReferences": bad},
     }
-    context = ClusterContext([*FRAMEWORK_CLUSTER[:3], pod])
+    context = ClusterContext([*FRAMEWORK_CLUSTER[:3], pod], skip_invalid=False)
     view = next(o for o in context.objects if o.kind == "Pod")
     assert context.controller_of(view) is None
     assert context.top_controller(view) is view
-    # No owner is known, so the Pod is reported on its own (not deduplicated away).
+    # No owner is known, so the Pod is reported on its own (not deduplicated away); an
+    # ownerReferences that is not a list of objects is refused by the schema instead.
     outcome = engine.scan([*FRAMEWORK_CLUSTER[:3], pod])
-    assert outcome.errors == ()
-    assert any(r.resource.kind == "Pod" for r in outcome.results)
+    if bad in (None, []):
+        assert outcome.errors == ()
+        assert any(r.resource.kind == "Pod" for r in outcome.results)
+    else:
+        assert [(e["type"], e["path"]) for e in outcome.errors] == [
+            ("invalid", "metadata.ownerReferences" + ("" if not isinstance(bad, list) else "[0]"))
+        ]
+        assert not any(r.resource.kind == "Pod" for r in outcome.results)
 
 
 @pytest.mark.parametrize("bad", [7, "oops", {"kind": "User", "name": "x"}, None])
 def test_non_list_subjects_index_nothing(bad: Any) -> None:
     binding = {**FRAMEWORK_CLUSTER[7], "subjects": bad}
-    context = ClusterContext([*FRAMEWORK_CLUSTER[5:7], binding])
+    context = ClusterContext([*FRAMEWORK_CLUSTER[5:7], binding], skip_invalid=False)
     role = context.get("ClusterRole", None, "aggregate")
     assert role is not None
     assert [b.name for b in context.bindings_for_role(role)] == ["bind"]
@@ -311,7 +345,7 @@ def test_non_list_subjects_index_nothing(bad: Any) -> None:
 @pytest.mark.parametrize("bad", [7, "oops", {"matchLabels": {"agg": "yes"}}])
 def test_non_list_cluster_role_selectors_aggregate_nothing(bad: Any) -> None:
     role = {**FRAMEWORK_CLUSTER[5], "aggregationRule": {"clusterRoleSelectors": bad}}
-    context = ClusterContext([role, FRAMEWORK_CLUSTER[6]])
+    context = ClusterContext([role, FRAMEWORK_CLUSTER[6]], skip_invalid=False)
     assert context.policy_rules(ObjectView(role)) == []
 
 
@@ -327,7 +361,7 @@ def test_garbage_cluster_role_selectors_are_skipped_and_the_rest_aggregated() ->
             ]
         },
     }
-    context = ClusterContext([role, FRAMEWORK_CLUSTER[6]])
+    context = ClusterContext([role, FRAMEWORK_CLUSTER[6]], skip_invalid=False)
     assert context.policy_rules(ObjectView(role)) == FRAMEWORK_CLUSTER[6]["rules"]
 
 

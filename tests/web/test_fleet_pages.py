@@ -230,10 +230,12 @@ def test_findings_link_to_the_change_that_introduced_them(
             select(KubeObject).where(KubeObject.name == "web", KubeObject.cluster_id == "prod-eu")
         )
     page = admin_client.get(f"/admin/clusters/prod-eu/objects/{web.id}").get_data(as_text=True)
-    item = page.split('<ul class="findings">')[1].split("</ul>")[0]
-    privileged = next(li for li in item.split("<li>") if "KM-101" in li)
+    table = page.split('<table class="object-findings">')[1].split("</table>")[0]
+    privileged = next(row for row in table.split("<tr") if "KM-101" in row)
     link = re.search(r'<a class="first-seen" href="([^"]+)">the change of ', privileged)
-    assert link is not None and "by <code>spec.template.spec.containers[0]" in privileged
+    assert link is not None
+    # ... by this field:
+    assert "<code>spec.template.spec.containers[0].securityContext.privileged</code>" in privileged
     diff = admin_client.get(link.group(1).replace("&amp;", "&")).get_data(as_text=True)
     # Versions are labelled by time, and the change says what it introduced.
     assert re.search(r"<h1>Changes to Deployment shop/web <small>\d{4}-\d\d-\d\d \d\d:", diff)
@@ -270,3 +272,32 @@ def test_search_values_link_to_the_matching_resources(
     assert bad.status_code == 400
     missing = admin_client.get("/admin/clusters/prod-eu/find?ref=v1|Secret|shop|nothing")
     assert missing.status_code == 404
+
+
+def test_diff_with_the_rules_wired_in_names_exactly_what_the_change_introduced(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    from cli.wsgi import object_violations  # noqa: PLC0415
+    from rules import Engine, default_rules  # noqa: PLC0415
+    from store.models import KubeObject  # noqa: PLC0415
+
+    extras = fleet.app.extensions["k8smon.ingest"].extras
+    extras["object_violations"] = object_violations(Engine(default_rules()))
+    with fleet.sessions() as session:
+        web = session.scalar(
+            select(KubeObject).where(KubeObject.name == "web", KubeObject.cluster_id == "prod-eu")
+        )
+    page = admin_client.get(f"/admin/clusters/prod-eu/objects/{web.id}").get_data(as_text=True)
+    old, new = re.findall(r'name="a" value="(\d+)"', page)
+    diff = admin_client.get(
+        f"/admin/clusters/prod-eu/objects/{web.id}/diff?a={old}&b={new}"
+    ).get_data(as_text=True)
+    assert "The rules evaluated on both versions" in diff
+    introduced = diff.split('<ul class="introduced">')[1].split("</ul>")[0]
+    assert "KM-101" in introduced and "securityContext.privileged" in introduced
+    assert "status-new" in introduced  # the tracked finding's status
+    assert "KM-106" not in introduced  # runs as root in both versions: not this change
+    back = admin_client.get(
+        f"/admin/clusters/prod-eu/objects/{web.id}/diff?a={new}&b={old}"
+    ).get_data(as_text=True)
+    assert "KM-101" in back.split('<ul class="introduced">')[1].split("</ul>")[0]

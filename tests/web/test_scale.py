@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cli.wsgi import rule_catalogue
 from settings import Settings
-from store.models import Finding
+from store.models import Finding, KubeObject
 from tests.web.bulk import BulkFleet, fill_bulk_fleet
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, Fleet, build_fleet
@@ -55,7 +55,8 @@ def _get(client: FlaskClient, url: str, figures: dict[str, tuple[int, float]]) -
 
 
 def _finding_rows(html: str) -> int:
-    return len(re.findall(r'<tr class="status-', html))
+    """Rows of the paged findings list (below its heading)."""
+    return len(re.findall(r'<tr class="status-', html.split('id="findings"')[1]))
 
 
 def test_every_page_stays_small_and_worst_first_at_fleet_scale(
@@ -95,7 +96,12 @@ def test_every_page_stays_small_and_worst_first_at_fleet_scale(
     assert {sev for _status, sev in rows} <= {"critical", "high"}
     assert {status for status, _sev in rows} <= {"new", "open"}
 
+    with fleet.sessions() as session:
+        bench_object = session.scalar(
+            select(KubeObject.id).where(KubeObject.cluster_id == "bench-007").limit(1)
+        )
     for url in (
+        f"/admin/clusters/bench-007/objects/{bench_object}",
         "/admin/findings?severity=critical&status=all",
         "/admin/findings?team=team-3&label=env%3Dprod",
         "/admin/findings?category=pod-security&kind=DaemonSet",
@@ -125,3 +131,57 @@ def test_bad_filter_values_are_a_clear_400(big_client: FlaskClient) -> None:
         answer = big_client.get(url)
         assert answer.status_code == 400, url
         assert f"{field}:" in answer.get_data(as_text=True)
+
+
+def test_pages_follow_one_worst_first_order_without_gaps(big: tuple[Fleet, BulkFleet]) -> None:
+    from ingest.web.filters import SEVERITIES, FindingFilter  # noqa: PLC0415
+    from ingest.web.queries import findings_page  # noqa: PLC0415
+
+    fleet, _bulk = big
+    with fleet.sessions() as session:
+        rows = session.execute(
+            select(
+                Finding.id,
+                Finding.status,
+                Finding.severity,
+                Finding.rule_id,
+                Finding.namespace,
+                Finding.kind,
+                Finding.name,
+            ).where(
+                Finding.cluster_id == "bench-007",
+                Finding.status.in_(("new", "open", "exempted")),
+            )
+        ).all()
+        sizes: dict[str, int] = {}
+        for row in rows:
+            sizes[row.rule_id] = sizes.get(row.rule_id, 0) + 1
+        expected = [
+            row.id
+            for row in sorted(
+                rows,
+                key=lambda r: (
+                    r.status == "exempted",
+                    SEVERITIES.index(r.severity),
+                    -sizes[r.rule_id],
+                    r.rule_id,
+                    r.namespace or "",
+                    r.kind,
+                    r.name,
+                    r.id,
+                ),
+            )
+        ]
+        listed: list[int] = []
+        page = 1
+        while True:
+            got = findings_page(
+                session, FindingFilter.from_args({"page": str(page)}, cluster="bench-007")
+            )
+            assert got.total == len(rows)
+            listed += [r.id for r in got.rows]
+            if page >= got.pages:
+                break
+            page += 1
+    assert page == 5 and len(rows) > 400
+    assert listed == expected

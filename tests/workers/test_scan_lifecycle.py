@@ -14,6 +14,7 @@ from store.exemptions import create_exemption
 from store.findings import status_counts
 from store.models import Exemption, Finding, RuleResultCache, ScanRun
 from store.types import utcnow
+from tests.support.factories import make_exemption
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
 from tests.workers.workloads import cluster_state, fixed, privileged
@@ -129,6 +130,30 @@ def test_database_exemption_then_its_expiry(pipeline: Pipeline) -> None:
     pipeline.run.run("k8smon.rescan", "exempt")
     pipeline.session.refresh(finding)
     assert finding.status == "open" and finding.exemption_id is None
+
+
+def test_database_exemption_labels_are_a_full_label_selector(pipeline: Pipeline) -> None:
+    """A stored exemption's labels mean what they mean in the YAML: a Kubernetes selector
+    (here a set expression), not key=value equality."""
+    tier_a = privileged("a", namespace="infra")
+    tier_a["metadata"]["labels"] = {"tier": "system"}
+    tier_b = privileged("b", namespace="infra")
+    tier_b["metadata"]["labels"] = {"tier": "web"}
+    pipeline.push_and_process("sel", [tier_a, tier_b])
+    exemption = make_exemption(
+        pipeline.session,
+        cluster_id="sel",
+        selector={"labels": "tier in (system,node)"},
+    )
+    pipeline.session.commit()
+    pipeline.run.run("k8smon.rescan", "sel")
+    rows = pipeline.session.scalars(
+        select(Finding).where(Finding.cluster_id == "sel", Finding.rule_id == "KM-101")
+    ).all()
+    by_name = {row.name: row for row in rows}
+    assert by_name["a"].status == "exempted" and by_name["a"].exemption_id == exemption.id
+    assert by_name["a"].details["exemption"]["source"] == "database"
+    assert by_name["b"].status in {"new", "open"} and by_name["b"].exemption_id is None
 
 
 def test_configuration_exemption_from_the_rules_file(

@@ -1,73 +1,38 @@
-"""Match exemptions stored in the database (CLI/admin pages) against scan results."""
+"""Exemptions stored in the database, converted at the boundary into the rules' one
+`Exemption` type, so the admin pages, the CLI and the YAML configuration share one matcher
+(`rules.configure`) and one meaning of every selector."""
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+import logging
+from collections.abc import Sequence
 
-from store.models import Exemption
+from rules.config import ConfigError, Exemption
+from store import models
 
-
-def _globs(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
+log = logging.getLogger("k8smon.workers")
 
 
-def _labels_match(wanted: Any, labels: Mapping[str, str]) -> bool:
-    if isinstance(wanted, str):
-        pairs = dict(p.split("=", 1) for p in wanted.split(",") if "=" in p)
-    else:
-        pairs = {str(k): str(v) for k, v in dict(wanted or {}).items()}
-    return all(labels.get(k.strip()) == v.strip() for k, v in pairs.items())
+def stored_exemption(row: models.Exemption) -> Exemption | None:
+    """One database exemption as an `Exemption`; None when revoked. A selector that cannot
+    be parsed (stored before selectors were checked) matches nothing and is logged."""
+    if row.revoked_at is not None:
+        return None
+    try:
+        return Exemption.stored(
+            exemption_id=row.id,
+            rule_ids=list(row.rule_ids or []),
+            selector=row.selector or {},
+            reason=row.reason,
+            owner=row.created_by,
+            cluster=row.cluster_id if row.scope == "cluster" else None,
+            expires=row.expires_at,
+        )
+    except ConfigError as problem:
+        log.warning("exemption %s is ignored: %s", row.id, problem)
+        return None
 
 
-def exemption_matches(
-    exemption: Exemption,
-    record: Mapping[str, Any],
-    *,
-    labels: Mapping[str, str],
-    now: datetime,
-) -> bool:
-    """True when an active exemption covers the record's rule and resource."""
-    if exemption.revoked_at is not None:
-        return False
-    if exemption.expires_at is not None and exemption.expires_at <= now:
-        return False
-    rule_ids = set(exemption.rule_ids or [])
-    if "*" not in rule_ids and record["rule_id"] not in rule_ids:
-        return False
-    resource = record["resource"]
-    selector = exemption.selector or {}
-    checks = (
-        ("kind", resource.get("kind") or ""),
-        ("namespace", resource.get("namespace") or ""),
-        ("name", resource.get("name") or ""),
-        ("container", record.get("container") or ""),
-    )
-    for key, actual in checks:
-        patterns = _globs(selector.get(key))
-        if patterns and not any(fnmatch.fnmatchcase(actual, p) for p in patterns):
-            return False
-    return not (selector.get("labels") and not _labels_match(selector["labels"], labels))
-
-
-def needs_labels(exemptions: Sequence[Exemption]) -> bool:
-    return any((e.selector or {}).get("labels") for e in exemptions)
-
-
-def first_match(
-    exemptions: Sequence[Exemption],
-    record: Mapping[str, Any],
-    *,
-    labels: Mapping[str, str],
-    now: datetime,
-) -> Exemption | None:
-    for exemption in exemptions:
-        if exemption_matches(exemption, record, labels=labels, now=now):
-            return exemption
-    return None
+def stored_exemptions(rows: Sequence[models.Exemption]) -> tuple[Exemption, ...]:
+    """The usable database exemptions, in id order."""
+    return tuple(e for e in (stored_exemption(row) for row in rows) if e is not None)

@@ -12,12 +12,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
+from rules import Result
+from rules.configure import ObjectFacts
 from store import rule_cache
 from store.bulk import chunked
 from store.deliveries import ensure_delivery
@@ -25,8 +28,6 @@ from store.exemptions import list_exemptions
 from store.findings import (
     KnownFinding,
     ObservedFinding,
-    finding_ref_key,
-    fingerprint,
     reconcile_findings,
     settle_new,
     severity_counts,
@@ -37,7 +38,7 @@ from store.models import Cluster, Exemption, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
 from store.types import utcnow
 from workers.engine import EngineHandle
-from workers.services.exemptions import first_match
+from workers.services.exemptions import stored_exemptions
 
 log = logging.getLogger("k8smon.workers")
 
@@ -297,7 +298,7 @@ def evaluate_shard(
     last_id: int,
     rules: EngineHandle,
     shard_index: int = 0,
-) -> dict[str, Any]:
+) -> ShardOutcome:
     """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
     version = rules.catalogue_version
     objects, hashes, missing = rule_cache.uncached_in_range(
@@ -319,45 +320,38 @@ def evaluate_shard(
                     }
                 )
     rule_cache.store_results(session, fresh, catalogue_version=version)
-    return {
-        "kind": "shard",
-        "shard": shard_index,
-        "objects": objects,
-        "evaluated": len(fresh),
-        "cache_hits": hashes - len(missing),
-        "errors": errors,
-    }
+    return ShardOutcome(
+        shard=shard_index,
+        objects=objects,
+        evaluated=len(fresh),
+        cache_hits=hashes - len(missing),
+        errors=tuple(errors),
+    )
 
 
 def evaluate_cluster_rules(
     session: Session, *, cluster_id: str, rules: EngineHandle
-) -> dict[str, Any]:
+) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
     cluster = session.get(Cluster, cluster_id)
     digest = (cluster.current_digest if cluster else None) or "empty"
     key = rule_cache.cluster_state_key(digest)
     version = rules.catalogue_version
     if rule_cache.cached_keys(session, [key], catalogue_version=version):
-        return {"kind": "cluster", "cluster_key": key, "cached": True, "errors": []}
+        return ClusterStepOutcome(cluster_key=key, cached=True)
     bodies = [m.body for m in current_manifests(session, cluster_id=cluster_id)]
     try:
         state = rules.evaluate_cluster(bodies)
     except Exception as problem:
-        return {
-            "kind": "cluster",
-            "cluster_key": None,
-            "cached": False,
-            "errors": [
-                {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
-            ],
-        }
+        error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
+        return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
     owned = {"suppressed": state["suppressed"]}
     rule_cache.store_results(
         session,
         {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
         catalogue_version=version,
     )
-    return {"kind": "cluster", "cluster_key": key, "cached": False, "errors": []}
+    return ClusterStepOutcome(cluster_key=key, cached=False)
 
 
 @dataclass(slots=True)
@@ -369,121 +363,112 @@ class FinalizeOutcome:
     already_done: bool = False
 
 
-def _meta_from_bodies(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Labels and annotations of the given bodies, by ref key (when the cluster step failed)."""
-    meta: dict[str, dict[str, Any]] = {}
+def _facts_from_bodies(session: Session, hashes: Sequence[str]) -> dict[str, ObjectFacts]:
+    """The facts configuration reads, by ref key, from the given bodies (when the cluster
+    step failed and recorded none)."""
+    facts: dict[str, ObjectFacts] = {}
     for batch in chunked(sorted(set(hashes))):
         for body in bodies_by_hash(session, batch).values():
             metadata = body.get("metadata") or {}
-            meta[ResourceRef.of(body).key] = {
-                "labels": dict(metadata.get("labels") or {}),
-                "annotations": dict(metadata.get("annotations") or {}),
-            }
-    return meta
+            facts[ResourceRef.of(body).key] = ObjectFacts.of(
+                metadata.get("labels"), metadata.get("annotations")
+            )
+    return facts
 
 
-def _observed(
-    record: Mapping[str, Any],
-    *,
-    content_hash: str | None,
-    source: str,
-    exemption_id: int | None,
-    exempted: bool,
-) -> ObservedFinding:
-    ref = ResourceRef.from_dict(record["resource"])
-    details = {
-        "title": record.get("title", ""),
-        "category": record.get("category", ""),
-        "cis": list(record.get("cis") or []),
-        "pss": list(record.get("pss") or []),
-        "source": source,
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One evaluated result on its way to a finding: from an object's cached results (with
+    the body's content hash) or from the cluster step."""
+
+    result: Result
+    content_hash: str | None
+    source: Literal["object", "cluster"]
+
+
+def _observed(candidate: Candidate, result: Result) -> ObservedFinding:
+    """The finding a configured result makes (`result.status` is open or exempted)."""
+    details: dict[str, Any] = {
+        "title": result.title,
+        "category": result.category,
+        "cis": list(result.cis),
+        "pss": list(result.pss),
+        "source": candidate.source,
     }
-    if record.get("exemption"):
-        details["exemption"] = record["exemption"]
+    exemption = result.exemption
+    if exemption:
+        details["exemption"] = dict(exemption)
+    exempted = result.status == "exempted"
+    stored = exempted and exemption is not None and exemption["source"] == "database"
     return ObservedFinding(
-        fingerprint=fingerprint(
-            rule_id=record["rule_id"],
-            ref_key=ref.key,
-            container=record.get("container"),
-            path=record.get("path"),
-        ),
-        rule_id=record["rule_id"],
-        api_version=ref.api_version,
-        kind=ref.kind,
-        namespace=ref.namespace,
-        name=ref.name,
-        container=record.get("container"),
-        path=record.get("path") or None,
-        content_hash=content_hash,
-        severity=str(record.get("severity", "medium")),
-        message=str(record.get("message", "")),
+        fingerprint=result.fingerprint,
+        rule_id=result.rule_id,
+        ref=result.resource,
+        container=result.container,
+        path=result.path or None,
+        content_hash=candidate.content_hash,
+        severity=result.severity.value,
+        message=result.message,
         exempted=exempted,
-        exemption_id=exemption_id,
+        exemption_id=exemption["index"] if stored and exemption else None,
         details=details,
     )
 
 
 @dataclass(slots=True)
 class _ClusterStep:
-    candidates: list[tuple[dict[str, Any], str | None, str]]
+    candidates: list[Candidate]
     suppressed: set[str]
-    meta: dict[str, dict[str, Any]]
+    facts: dict[str, ObjectFacts]
     ok: bool
-
-    def __iter__(self) -> Any:
-        return iter((self.candidates, self.suppressed, self.meta, self.ok))
 
 
 def _cluster_results(
-    session: Session, results: Sequence[Mapping[str, Any]], *, rules: EngineHandle
+    session: Session, outcomes: Sequence[StepOutcome], *, rules: EngineHandle
 ) -> _ClusterStep:
-    """The cluster step's cached output: cluster-rule records, owned objects, labels."""
+    """The cluster step's cached output: cluster-rule results, owned objects, object facts."""
     version = rules.catalogue_version
-    cluster_keys = {r.get("cluster_key") for r in results if r.get("kind") == "cluster"}
-    cluster_keys.discard(None)
+    cluster_keys = {
+        o.cluster_key
+        for o in outcomes
+        if isinstance(o, ClusterStepOutcome) and o.cluster_key is not None
+    }
     cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
     cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
-    candidates: list[tuple[dict[str, Any], str | None, str]] = []
-    suppressed: set[str] = set()
-    meta: dict[str, dict[str, Any]] = {}
+    step = _ClusterStep([], set(), {}, cluster_ok)
     for (state,) in cached_cluster.values():
-        candidates.extend((rules.hydrate(r), None, "cluster") for r in state["results"])
-        suppressed.update(state.get("suppressed") or ())
-        meta.update(state.get("meta") or {})
-
-    return _ClusterStep(candidates, suppressed, meta, cluster_ok)
+        step.candidates.extend(
+            Candidate(rules.result(record), None, "cluster") for record in state["results"]
+        )
+        step.suppressed.update(state.get("suppressed") or ())
+        step.facts.update(
+            (key, ObjectFacts.from_dict(found)) for key, found in (state.get("meta") or {}).items()
+        )
+    return step
 
 
 def _observe(
     session: Session,
-    candidates: Sequence[tuple[dict[str, Any], str | None, str]],
+    candidates: Sequence[Candidate],
     *,
     cluster_id: str,
     rules: EngineHandle,
-    meta: Mapping[str, Mapping[str, Any]],
+    facts: Mapping[str, ObjectFacts],
     at: datetime,
 ) -> list[ObservedFinding]:
-    """Apply the configuration, then the database's exemptions, to candidate records."""
-    db_exemptions = list_exemptions(session, cluster_id=cluster_id)
+    """Apply the configuration and the database's exemptions (one pure function, the
+    offline scan's) to candidate results."""
     configured = rules.apply_config(
-        [c[0] for c in candidates], cluster_id=cluster_id, meta=meta, now=at
+        [c.result for c in candidates],
+        cluster_id=cluster_id,
+        facts=facts,
+        stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
+        now=at,
     )
-    observed: list[ObservedFinding] = []
-    for record, (_old, chash, source) in zip(configured, candidates, strict=True):
-        config_exempt = record.get("status") == "exempted"
-        key = ResourceRef.from_dict(record["resource"]).key
-        labels = (meta.get(key) or {}).get("labels") or {}
-        match = None if config_exempt else first_match(db_exemptions, record, labels=labels, now=at)
-        observed.append(
-            _observed(
-                record,
-                content_hash=chash,
-                source=source,
-                exemption_id=match.id if match else None,
-                exempted=config_exempt or match is not None,
-            )
-        )
-    return observed
+    return [
+        _observed(candidate, result)
+        for candidate, result in zip(candidates, configured, strict=True)
+    ]
 
 
 def finalize_scan(
@@ -491,7 +476,7 @@ def finalize_scan(
     *,
     scan_id: int,
     cluster_id: str,
-    results: Sequence[Mapping[str, Any]],
+    results: Sequence[Mapping[str, Any] | StepOutcome],
     rules: EngineHandle,
     now: datetime | None = None,
 ) -> FinalizeOutcome:
@@ -504,9 +489,16 @@ def finalize_scan(
     if run.state != "running":
         return FinalizeOutcome(scan_id, cluster_id, dict(run.counts), [], already_done=True)
     version = rules.catalogue_version
-    errors = [e for r in results for e in r.get("errors", [])]
+    outcomes = [step_outcome(r) for r in results]
+    errors = [dict(e) for o in outcomes for e in o.errors]
 
-    candidates, suppressed, meta, cluster_ok = _cluster_results(session, results, rules=rules)
+    step = _cluster_results(session, outcomes, rules=rules)
+    candidates, suppressed, facts, cluster_ok = (
+        step.candidates,
+        step.suppressed,
+        step.facts,
+        step.ok,
+    )
     live = session.execute(
         select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
             KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
@@ -530,35 +522,32 @@ def finalize_scan(
         if chash not in cached:
             unevaluated.add(key)
             continue
-        candidates.extend((rules.hydrate(r), chash, "object") for r in cached[chash])
+        candidates.extend(Candidate(rules.result(r), chash, "object") for r in cached[chash])
     if not cluster_ok:
-        meta = _meta_from_bodies(session, [c[1] for c in candidates if c[1]])
+        facts = _facts_from_bodies(session, [c.content_hash for c in candidates if c.content_hash])
 
-    for record, _chash, _source in candidates:
-        if record.get("status") == "error":
+    for candidate in candidates:
+        if candidate.result.is_error:
             errors.append(
                 {
                     "stage": "rule",
-                    "rule_id": record.get("rule_id"),
-                    "resource": record.get("resource"),
-                    "error": record.get("message"),
+                    "rule_id": candidate.result.rule_id,
+                    "resource": candidate.result.resource.to_dict(),
+                    "error": candidate.result.message,
                 }
             )
     candidates = [
-        c
-        for c in candidates
-        if c[0].get("status") != "error"
-        and ResourceRef.from_dict(c[0]["resource"]).key not in suppressed
+        c for c in candidates if not c.result.is_error and c.result.resource.key not in suppressed
     ]
 
-    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, meta=meta, at=at)
+    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, facts=facts, at=at)
 
     cluster_rule_ids = rules.cluster_rule_ids
 
     def evaluated(finding: KnownFinding) -> bool:
         if finding.rule_id in cluster_rule_ids:
             return cluster_ok
-        key = finding_ref_key(finding)
+        key = finding.ref.key
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
         return key in todo and key not in unevaluated
@@ -577,8 +566,8 @@ def finalize_scan(
         "reconciled_objects": len(todo),
         "version_watermark": watermark,
         "objects": run.object_count,
-        "evaluated": sum(int(r.get("evaluated", 0)) for r in results),
-        "cache_hits": sum(int(r.get("cache_hits", 0)) for r in results),
+        "evaluated": sum(o.evaluated for o in outcomes if isinstance(o, ShardOutcome)),
+        "cache_hits": sum(o.cache_hits for o in outcomes if isinstance(o, ShardOutcome)),
         "unevaluated": len(unevaluated),
         "violations": statuses["new"] + statuses["open"] + statuses["exempted"],
         **{f"severity_{s}": severities.get(s, 0) for s in SEVERITIES},

@@ -192,3 +192,18 @@ Where the CA bundle is mounted.
 {{- define "k8s-monitor-agent.caDir" -}}
 /etc/k8s-monitor/ca
 {{- end }}
+
+{{/*
+NetworkPolicy egress rule for the proxy (none without proxy.httpsProxy).
+*/}}
+{{- define "k8s-monitor-agent.egress.proxy" -}}
+{{- if .Values.proxy.httpsProxy }}
+- ports:
+    - port: {{ include "k8s-monitor-agent.proxyPort" . }}
+      protocol: TCP
+  {{- with .Values.networkPolicy.proxy.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}

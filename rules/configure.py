@@ -1,0 +1,156 @@
+"""Configuration as one pure function over results: severity overrides, disabled rules'
+leftovers, controller dedup and exemptions (configured, annotated, stored).
+
+`apply_config` is what the offline scan (`Engine.scan`) and the pipeline's finalize step
+(`workers.engine.EngineHandle`) both call. It needs no manifests: per object only the facts
+configuration reads (`ObjectFacts`: labels and the exemption annotation) and the keys of
+objects reported on their controller instead (`suppressed`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from contracts.findings import ExemptionDict
+from rules.config import EXEMPT_ANNOTATION, Exemption, ScanConfig, annotation_exemptions
+from rules.model import Result
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFacts:
+    """What configuration reads from one object: its labels and `k8s-monitor.io/exempt`."""
+
+    labels: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)
+    exempt: str | None = None
+
+    @classmethod
+    def of(
+        cls, labels: Mapping[str, Any] | None, annotations: Mapping[str, Any] | None
+    ) -> ObjectFacts:
+        exempt = (annotations or {}).get(EXEMPT_ANNOTATION)
+        return cls(
+            labels=MappingProxyType({str(k): str(v) for k, v in (labels or {}).items()}),
+            exempt=exempt if isinstance(exempt, str) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cached form (rule_result_cache's cluster state), read back by `from_dict`."""
+        return {
+            "labels": dict(self.labels),
+            "annotations": {EXEMPT_ANNOTATION: self.exempt} if self.exempt else {},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ObjectFacts:
+        return cls.of(data.get("labels"), data.get("annotations"))
+
+
+_ANNOTATION_EXEMPTION: ExemptionDict = {
+    "source": "annotation",
+    "index": None,
+    "reason": "object annotation k8s-monitor.io/exempt",
+    "owner": "",
+    "expires": None,
+    "status": "active",
+}
+
+
+def exemption_for(
+    result: Result,
+    *,
+    exemptions: Sequence[Exemption],
+    facts: ObjectFacts | None,
+    cluster: str | None,
+    allow_annotations: bool,
+    now: dt.datetime,
+) -> ExemptionDict | None:
+    """The exemption that covers one result: the first active configured one, else the
+    object's annotation (when allowed), else the first active stored one; failing those, the
+    first expired match (status `expired`: the finding stays open)."""
+    labels = facts.labels if facts is not None else None
+    res = result.resource
+    expired: Exemption | None = None
+    annotated = False
+    if allow_annotations and facts is not None:
+        listed = annotation_exemptions({EXEMPT_ANNOTATION: facts.exempt} if facts.exempt else {})
+        annotated = "*" in listed or result.rule_id in listed
+    for exemption in exemptions:
+        if annotated and exemption.source != "config":
+            break  # the annotation comes after configured, before stored exemptions
+        if not exemption.matches(
+            rule_id=result.rule_id,
+            kind=res.kind,
+            namespace=res.namespace,
+            name=res.name,
+            labels=labels,
+            container=result.container,
+            cluster=cluster,
+        ):
+            continue
+        if exemption.is_expired(now):
+            expired = expired or exemption
+            continue
+        return exemption.record(status="active")
+    if annotated:
+        return dict(_ANNOTATION_EXEMPTION)  # type: ignore[return-value]
+    return expired.record(status="expired") if expired is not None else None
+
+
+def apply_config(
+    results: Iterable[Result],
+    *,
+    config: ScanConfig,
+    facts: Mapping[str, ObjectFacts],
+    cluster: str | None,
+    now: dt.datetime,
+    suppressed: Set[str] = frozenset(),
+    stored: Sequence[Exemption] = (),
+) -> list[Result]:
+    """Apply severity overrides, controller dedup and exemptions to evaluated results.
+
+    `facts` maps `ResourceRef.key` to the object's facts; `suppressed` holds the keys of
+    objects reported on their controller instead (their results are dropped); `stored` are
+    the database's exemptions converted to the one `Exemption` type. Error results pass
+    through unchanged. Exempted results keep status `exempted`; results matched only by an
+    expired exemption stay open and carry it with status `expired`.
+    """
+    exemptions = (*config.exemptions, *stored)
+    allow = config.allow_annotation_exemptions
+    out: list[Result] = []
+    for result in results:
+        if result.status == "error":
+            out.append(result)
+            continue
+        key = result.resource.key
+        if key in suppressed:
+            continue
+        changes: dict[str, Any] = {}
+        override = config.severity.get(result.rule_id)
+        if override is not None and override is not result.severity:
+            changes["severity"] = override
+        exemption = (
+            exemption_for(
+                result,
+                exemptions=exemptions,
+                facts=facts.get(key),
+                cluster=cluster,
+                allow_annotations=allow,
+                now=now,
+            )
+            if exemptions or allow
+            else None
+        )
+        if exemption is not None:
+            changes["exemption"] = exemption
+            changes["status"] = "exempted" if exemption["status"] == "active" else "open"
+        elif result.exemption is not None or result.status != "open":
+            changes["exemption"] = None
+            changes["status"] = "open"
+        out.append(result._replace(**changes) if changes else result)
+    return out

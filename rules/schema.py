@@ -1,0 +1,229 @@
+"""Structural validation of manifests against the Kubernetes OpenAPI schema of their kind.
+
+The schemas are the JSON Schema conversions of the Kubernetes OpenAPI documents, v1.25 to
+v1.37, that the `kubernetes-validate` package ships (read as data files; the package itself is
+never imported). An object whose apiVersion and kind a schema describes is checked for what
+the API server's decoder refuses: a mapping where a list belongs (a Pod whose `spec` is a
+list), a list where a mapping belongs (`containers` written as a map), a string where a
+number or boolean belongs and so on, at every depth, with the field path of each problem.
+Unknown fields, missing required fields and value ranges are not checked (the API server
+drops or defaults many of them; rules report what matters). Kinds no schema describes
+(custom resources) are not checked.
+
+`validate()` is a pure function of the manifest and the Kubernetes release; the schema of a
+release is loaded once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from contracts.findings import ScanErrorDict
+from rules.psa import LATEST, Version
+
+SCHEMA_PACKAGE = "kubernetes_validate"
+OLDEST_SCHEMA: Version = (1, 25)
+NEWEST_SCHEMA: Version = (1, 37)
+MAX_PROBLEMS = 5  # per object: the first few are what a developer needs to fix it
+
+_JSON_TYPES: Mapping[type, str] = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+}
+_ARTICLE = {"object": "a mapping", "array": "a list", "integer": "an integer"}
+
+
+class SchemaProblem(NamedTuple):
+    """One structural problem: the JSON path of the field and what is wrong with it."""
+
+    path: str
+    message: str
+
+
+def invalid_object_error(view: Any, location: Mapping[str, Any] | None) -> ScanErrorDict:
+    """The scan error entry of an object with structural problems (`ObjectView.problems`)."""
+    problems = view.problems
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return {
+        "type": "invalid",
+        "message": f"{view.ref} is not a valid {view.kind}: {first.path}: {first.message}"
+        f"{more}; it was not scanned",
+        "path": first.path,
+        "resource": view.ref.to_dict(),  # type: ignore[typeddict-item]
+        "file": location["file"] if location else None,
+        "line": location["line"] if location else None,
+    }
+
+
+def _schema_root() -> Path | None:
+    spec = importlib.util.find_spec(SCHEMA_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
+
+
+def schema_release(version: Version | None) -> Version:
+    """The release whose schema judges `version` (clamped to the releases shipped)."""
+    return max(OLDEST_SCHEMA, min(version or LATEST, NEWEST_SCHEMA))
+
+
+@functools.cache
+def _definitions(release: Version) -> Mapping[str, Any]:
+    root = _schema_root()
+    if root is None:
+        return {}
+    path = root / f"v{release[0]}.{release[1]}.0-local" / "_definitions.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8")).get("$defs", {})
+
+
+@functools.cache
+def _kinds(release: Version) -> Mapping[tuple[str, str], str]:
+    """(apiVersion, kind) -> definition name, from `x-kubernetes-group-version-kind`."""
+    found: dict[tuple[str, str], str] = {}
+    for name, definition in _definitions(release).items():
+        for gvk in definition.get("x-kubernetes-group-version-kind") or ():
+            group, version, kind = gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind")
+            if not kind or (name.endswith("List") and kind.endswith("List")):
+                continue
+            api_version = f"{group}/{version}" if group else version
+            # Older API versions of a kind share a definition name with the newest; keep the
+            # first definition that declares each (apiVersion, kind).
+            found.setdefault((api_version, kind), name)
+    return found
+
+
+def available() -> bool:
+    """Whether the schemas are installed (they are a declared dependency)."""
+    return bool(_definitions(NEWEST_SCHEMA))
+
+
+def validate(
+    manifest: Mapping[str, Any], version: Version | None = None
+) -> tuple[SchemaProblem, ...]:
+    """Structural problems of one manifest under the schema of release `version` (None:
+    the newest). Empty for valid objects and for kinds no schema describes."""
+    release = schema_release(version)
+    name = _kinds(release).get(
+        (str(manifest.get("apiVersion") or ""), str(manifest.get("kind") or ""))
+    )
+    if name is None:
+        return ()
+    problems: list[SchemaProblem] = []
+    _walk(manifest, _compiled(release).node({"$ref": name}), "", problems)
+    return tuple(problems)
+
+
+class _Node:
+    """A compiled schema: the JSON types allowed and the schemas of children, compiled on
+    first use (definitions are recursive, e.g. JSONSchemaProps)."""
+
+    __slots__ = ("_additional", "_compiler", "_items", "_properties", "_schema", "allowed")
+
+    def __init__(self, compiler: _Compiler, schema: Mapping[str, Any]) -> None:
+        self._compiler, self._schema = compiler, schema
+        self.allowed: frozenset[str] = frozenset(_allowed_types(schema, compiler))
+        self._properties: dict[str, _Node] | None = None
+        self._additional: _Node | bool | None = False
+        self._items: _Node | bool | None = False
+
+    def child(self, key: str) -> _Node | None:
+        if self._properties is None:
+            self._properties = {}
+        node = self._properties.get(key)
+        if node is None:
+            schema = (self._schema.get("properties") or {}).get(key)
+            if schema is None:
+                return self.additional()
+            node = self._properties[key] = self._compiler.node(schema)
+        return node
+
+    def additional(self) -> _Node | None:
+        if self._additional is False:
+            extra = self._schema.get("additionalProperties")
+            self._additional = self._compiler.node(extra) if isinstance(extra, dict) else None
+        return self._additional  # type: ignore[return-value]
+
+    def items(self) -> _Node | None:
+        if self._items is False:
+            items = self._schema.get("items")
+            self._items = self._compiler.node(items) if isinstance(items, dict) else None
+        return self._items  # type: ignore[return-value]
+
+
+class _Compiler:
+    """Compiles the definitions of one release, each once."""
+
+    def __init__(self, defs: Mapping[str, Any]) -> None:
+        self.defs = defs
+        self.by_ref: dict[str, _Node] = {}
+
+    def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        while "$ref" in schema:
+            schema = self.defs.get(str(schema["$ref"]).rsplit("/", 1)[-1], {})
+        return schema
+
+    def node(self, schema: Mapping[str, Any]) -> _Node:
+        ref = schema.get("$ref")
+        if ref is None:
+            return _Node(self, schema)
+        node = self.by_ref.get(ref)
+        if node is None:
+            node = self.by_ref[ref] = _Node(self, self.resolve(schema))
+        return node
+
+
+@functools.cache
+def _compiled(release: Version) -> _Compiler:
+    return _Compiler(_definitions(release))
+
+
+def _walk(value: Any, node: _Node, path: str, problems: list[SchemaProblem]) -> None:
+    if value is None or len(problems) >= MAX_PROBLEMS:
+        return  # null is "unset" to the API server
+    actual = _JSON_TYPES.get(type(value), "unknown")
+    allowed = node.allowed
+    if allowed and actual not in allowed and not (actual == "integer" and "number" in allowed):
+        expected = " or ".join(_ARTICLE.get(t, f"a {t}") for t in sorted(allowed))
+        found = _ARTICLE.get(actual, f"a {actual}")
+        problems.append(SchemaProblem(path or "(object)", f"expected {expected}, found {found}"))
+        return
+    if actual == "object":
+        for key, item in value.items():
+            child = node.child(key)
+            if child is not None:
+                _walk(item, child, f"{path}.{key}" if path else str(key), problems)
+    elif actual == "array":
+        items = node.items()
+        if items is not None:
+            for index, item in enumerate(value):
+                _walk(item, items, f"{path}[{index}]", problems)
+
+
+def _allowed_types(schema: Mapping[str, Any], compiler: _Compiler) -> set[str]:
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list):
+        return {t for t in declared if t != "null"}
+    alternatives = schema.get("oneOf") or schema.get("anyOf")
+    if isinstance(alternatives, list):
+        found: set[str] = set()
+        for alternative in alternatives:
+            kinds = _allowed_types(compiler.resolve(alternative), compiler)
+            if not kinds:
+                return set()  # an alternative without a type accepts anything
+            found |= kinds
+        return found
+    return set()

@@ -1,0 +1,148 @@
+"""Every container image in the fleet's workloads, each counted once per workload.
+
+A workload is the top of an object's controller chain: a Pod owned by a ReplicaSet owned by
+a Deployment, the ReplicaSets and the Deployment's own pod template all belong to the one
+Deployment, so its image counts once (not once per Pod and ReplicaSet revision). Images come
+from `containers`, `initContainers` and `ephemeralContainers` of Pods and of the pod template
+of every workload kind, including a CronJob's `jobTemplate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from store.manifests import current_manifests
+from store.search import SearchTimeout
+
+# kind -> where its pod spec is
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
+MAX_OWNER_DEPTH = 8
+
+# (cluster, namespace, kind, name)
+Key = tuple[str, str | None, str, str]
+
+
+@dataclass(slots=True)
+class FleetImage:
+    image: str
+    workloads: set[Key] = field(default_factory=set)
+
+    @property
+    def clusters(self) -> list[str]:
+        return sorted({w[0] for w in self.workloads})
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "workloads": len(self.workloads),
+            "clusters": self.clusters,
+            "cluster_count": len(self.clusters),
+            "kinds": sorted({w[2] for w in self.workloads}),
+        }
+
+
+def _dig(body: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        if not isinstance(body, dict):
+            return None
+        body = body.get(part)
+    return body
+
+
+def pod_spec_images(kind: str, body: dict[str, Any]) -> set[str]:
+    """The images of every container kind in the object's pod spec (empty: not a workload)."""
+    spec = _dig(body, POD_SPEC_PATHS.get(kind, ("-",)))
+    images: set[str] = set()
+    if not isinstance(spec, dict):
+        return images
+    for list_name in CONTAINER_LISTS:
+        containers = spec.get(list_name)
+        if not isinstance(containers, list):
+            continue
+        for container in containers:
+            image = container.get("image") if isinstance(container, dict) else None
+            if isinstance(image, str) and image:
+                images.add(image)
+    return images
+
+
+def _controller(body: dict[str, Any]) -> tuple[str, str] | None:
+    metadata = body.get("metadata") or {}
+    refs = metadata.get("ownerReferences") if isinstance(metadata, dict) else None
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("controller") and ref.get("kind") and ref.get("name"):
+            return str(ref["kind"]), str(ref["name"])
+    return None
+
+
+def _infer_deployment(owner: tuple[str, str], body: dict[str, Any]) -> tuple[str, str]:
+    """A Pod's ReplicaSet that is not stored: its Deployment from the pod-template-hash."""
+    kind, name = owner
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    suffix = labels.get("pod-template-hash") if isinstance(labels, dict) else None
+    if kind == "ReplicaSet" and isinstance(suffix, str) and name.endswith(f"-{suffix}"):
+        return "Deployment", name.removesuffix(f"-{suffix}")
+    return owner
+
+
+def fleet_images(
+    session: Session,
+    *,
+    timeout_seconds: float,
+    cluster_ids: Sequence[str] | None = None,
+    limit: int = 10_000,
+) -> tuple[list[FleetImage], bool]:
+    """Images ordered by how many workloads run them (then by name), and whether `limit` cut.
+
+    Runs under the search time limit (raises `SearchTimeout` past it), checked between rows.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    wanted = set(cluster_ids or ())
+    owners: dict[Key, Key] = {}
+    uses: list[tuple[Key, set[str]]] = []
+    one = next(iter(wanted)) if len(wanted) == 1 else None
+    for kind in POD_SPEC_PATHS:
+        for manifest in current_manifests(session, cluster_id=one, kind=kind):
+            if time.monotonic() > deadline:
+                raise SearchTimeout(timeout_seconds)
+            if wanted and manifest.cluster_id not in wanted:
+                continue
+            body = manifest.body if isinstance(manifest.body, dict) else {}
+            ref = manifest.ref
+            key: Key = (manifest.cluster_id, ref.namespace, ref.kind, ref.name)
+            owner = _controller(body)
+            if owner is not None:
+                owner = _infer_deployment(owner, body)
+                owners[key] = (manifest.cluster_id, ref.namespace, owner[0], owner[1])
+            images = pod_spec_images(kind, body)
+            if images:
+                uses.append((key, images))
+    found: dict[str, FleetImage] = {}
+    for key, images in uses:
+        top = key
+        for _ in range(MAX_OWNER_DEPTH):
+            parent = owners.get(top)
+            if parent is None:
+                break
+            top = parent
+            if top not in owners:
+                break
+        for image in images:
+            found.setdefault(image, FleetImage(image)).workloads.add(top)
+    ordered = sorted(found.values(), key=lambda i: (-len(i.workloads), i.image))
+    return ordered[:limit], len(ordered) > limit

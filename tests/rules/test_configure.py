@@ -1,0 +1,106 @@
+"""The one configuration function and exemption matcher (`rules.configure`), unit by unit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from contracts.resources import ResourceRef
+from contracts.severity import Severity
+from rules import Result, ScanConfig
+from rules.config import Exemption
+from rules.configure import ObjectFacts, apply_config
+
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+WEB = ResourceRef("apps/v1", "Deployment", "shop", "web")
+
+
+def _result(rule_id: str = "KM-101", *, ref: ResourceRef = WEB, container: str | None = "app"):
+    return Result(
+        rule_id, "t", Severity.HIGH, "c", (), (), ref, container, "$.spec", "m", "open", None, None
+    )
+
+
+def _stored(index: int = 7, **selector: object) -> Exemption:
+    return Exemption.stored(
+        exemption_id=index,
+        rule_ids=["KM-101"],
+        selector=selector,
+        reason="accepted",
+        owner="sec",
+        cluster=None,
+        expires=None,
+    )
+
+
+def _apply(config: ScanConfig, *, facts=None, stored=(), suppressed=frozenset(), results=None):
+    return apply_config(
+        results or [_result()],
+        config=config,
+        facts=facts or {},
+        cluster="prod",
+        now=NOW,
+        suppressed=suppressed,
+        stored=stored,
+    )
+
+
+def test_stored_labels_are_a_full_selector_like_the_yaml() -> None:
+    system = {WEB.key: ObjectFacts.of({"tier": "system"}, {})}
+    web = {WEB.key: ObjectFacts.of({"tier": "web"}, {})}
+    stored = [_stored(labels="tier in (system,node)")]
+    (hit,) = _apply(ScanConfig(), facts=system, stored=stored)
+    assert hit.status == "exempted"
+    assert hit.exemption == {
+        "source": "database",
+        "index": 7,
+        "reason": "accepted",
+        "owner": "sec",
+        "expires": None,
+        "status": "active",
+    }
+    (miss,) = _apply(ScanConfig(), facts=web, stored=stored)
+    assert miss.status == "open" and miss.exemption is None
+    yaml_config = ScanConfig.from_dict(
+        {"exemptions": [{"rules": ["KM-101"], "labels": "tier in (system,node)", "reason": "x"}]}
+    )
+    assert _apply(yaml_config, facts=system)[0].status == "exempted"
+    assert _apply(yaml_config, facts=web)[0].status == "open"
+
+
+def test_stored_globs_cover_kind_namespace_name_and_container() -> None:
+    assert _apply(ScanConfig(), stored=[_stored(kind="Deploy*", namespace="sh*")])[0].exemption
+    assert not _apply(ScanConfig(), stored=[_stored(name="api")])[0].exemption
+    assert _apply(ScanConfig(), stored=[_stored(container=["side", "a*"])])[0].exemption
+    no_container = [_result(container=None)]
+    assert not _apply(ScanConfig(), stored=[_stored(container="*")], results=no_container)[
+        0
+    ].exemption
+
+
+def test_configured_before_annotation_before_stored_and_expired_last() -> None:
+    configured = ScanConfig.from_dict(
+        {
+            "allow_annotation_exemptions": True,
+            "exemptions": [{"rules": ["KM-101"], "reason": "cfg", "expires": "2026-01-01"}],
+        }
+    )
+    annotated = {WEB.key: ObjectFacts.of({}, {"k8s-monitor.io/exempt": "KM-101"})}
+    # The configured one expired: the annotation wins over the stored exemption.
+    (result,) = _apply(configured, facts=annotated, stored=[_stored()])
+    assert result.exemption is not None and result.exemption["source"] == "annotation"
+    # No annotation: the stored exemption wins over the expired configured one.
+    (result,) = _apply(configured, stored=[_stored()])
+    assert result.exemption is not None and result.exemption["source"] == "database"
+    # Nothing active: the finding stays open and carries the expired exemption.
+    (result,) = _apply(configured)
+    assert result.status == "open"
+    assert result.exemption is not None and result.exemption["status"] == "expired"
+
+
+def test_severity_overrides_and_controller_dedup() -> None:
+    config = ScanConfig.from_dict({"severity": {"KM-101": "low"}})
+    (result,) = _apply(config)
+    assert result.severity is Severity.LOW and result.status == "open"
+    assert _apply(config, suppressed=frozenset({WEB.key})) == []
+    error = _result()._replace(status="error")
+    assert _apply(config, results=[error], suppressed=frozenset({WEB.key})) == [error]

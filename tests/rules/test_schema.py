@@ -1,0 +1,119 @@
+"""Invalid manifests are reported with the offending field, never scanned as clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rules import Engine, ObjectView, schema
+
+K8SMON = Path(sys.executable).with_name("k8smon")
+
+
+def _pod(name: str, spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": spec,
+    }
+
+
+PRIVILEGED = {"name": "c", "image": "registry.example/c:1", "securityContext": {"privileged": True}}
+
+
+def test_the_schemas_ship_with_the_dependencies() -> None:
+    assert schema.available()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "path", "message"),
+    [
+        (
+            _pod("spec-list", [{"containers": [PRIVILEGED]}]),
+            "spec",
+            "expected a mapping, found a list",
+        ),
+        (_pod("containers-map", {"containers": PRIVILEGED}), "spec.containers", "found a mapping"),
+        (
+            _pod("port-text", {"containers": [{**PRIVILEGED, "ports": [{"containerPort": "80"}]}]}),
+            "spec.containers[0].ports[0].containerPort",
+            "expected an integer, found a string",
+        ),
+        (
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "d", "labels": {"version": 1.5}},
+                "spec": {"template": {"spec": {"containers": [PRIVILEGED]}}},
+            },
+            "metadata.labels.version",
+            "expected a string, found a number",
+        ),
+    ],
+)
+def test_structural_problems_name_the_field(
+    manifest: dict[str, Any], path: str, message: str
+) -> None:
+    problems = schema.validate(manifest)
+    assert problems, manifest
+    assert problems[0].path == path
+    assert message in problems[0].message
+    outcome = Engine.from_config(None).scan([manifest])
+    assert [e["type"] for e in outcome.errors] == ["invalid"]
+    assert outcome.errors[0]["path"] == path
+    assert outcome.results == ()  # no rule ran on it: not "clean", not half-scanned
+
+
+def test_valid_objects_and_unknown_kinds_are_not_refused() -> None:
+    assert schema.validate(_pod("ok", {"containers": [PRIVILEGED]})) == ()
+    assert schema.validate({"apiVersion": "example.com/v1", "kind": "Widget", "spec": [1]}) == ()
+    # intOrString and quantities accept both forms; null means unset.
+    container = {
+        "name": "c",
+        "image": "i:1",
+        "resources": {"limits": {"cpu": 1, "memory": "1Gi"}},
+        "livenessProbe": {"httpGet": {"port": "http"}},
+        "readinessProbe": {"httpGet": {"port": 8080}},
+        "securityContext": None,
+    }
+    assert schema.validate(_pod("ok", {"containers": [container]})) == ()
+    assert not ObjectView(_pod("ok", {"containers": [container]})).problems
+
+
+def test_the_server_path_skips_invalid_objects_like_the_offline_scan() -> None:
+    engine = Engine.from_config(None)
+    bad = _pod("containers-map", {"containers": PRIVILEGED})
+    assert engine.evaluate_object(bad) == []
+    assert engine.evaluate_cluster([bad, _pod("good", {"containers": [PRIVILEGED]})])
+    assert not [r for r in engine.evaluate_cluster([bad]) if r.resource.name == "containers-map"]
+
+
+def test_k8smon_scan_reports_invalid_objects_and_scans_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.yaml"
+    path.write_text(
+        json.dumps(_pod("broken", [{"containers": [PRIVILEGED]}]))
+        + "\n---\n"
+        + json.dumps(_pod("fine", {"containers": [PRIVILEGED]}))
+        + "\n"
+    )
+    done = subprocess.run(
+        [str(K8SMON), "scan", str(path), "--format", "json", "--fail-on", "critical"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    report = json.loads(done.stdout)
+    assert done.returncode == 1  # the valid privileged pod still fails the gate
+    (error,) = report["errors"]
+    assert error["type"] == "invalid" and error["path"] == "spec"
+    assert error["resource"]["name"] == "broken" and error["line"] == 1
+    assert "not a valid Pod" in error["message"]
+    assert {f["resource"]["name"] for f in report["findings"]} == {"fine"}
+    assert report["summary"]["objects"] == 2 and report["summary"]["errors"] == 1

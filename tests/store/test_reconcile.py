@@ -1,0 +1,77 @@
+"""reconcile_findings on its own: every lifecycle transition and what it counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.resources import ResourceRef
+from store.findings import ObservedFinding, fingerprint, reconcile_findings
+from store.models import Finding
+from store.types import utcnow
+from tests.support.factories import make_cluster, make_exemption
+
+
+def _seen(name: str, *, exempted: bool = False, exemption_id: int | None = None, message="m"):
+    ref = ResourceRef("apps/v1", "Deployment", "shop", name)
+    return ObservedFinding(
+        fingerprint=fingerprint(rule_id="KM-101", ref_key=ref.key, container="app", path="$.x"),
+        rule_id="KM-101",
+        ref=ref,
+        container="app",
+        path="$.x",
+        content_hash="h",
+        severity="high",
+        message=message,
+        exempted=exempted,
+        exemption_id=exemption_id,
+    )
+
+
+def _statuses(session: Session) -> dict[str, str]:
+    session.expire_all()  # reconcile writes in bulk, past the identity map
+    rows = session.scalars(select(Finding).where(Finding.cluster_id == "rc")).all()
+    return {row.name: row.status for row in rows}
+
+
+def test_every_lifecycle_transition(db_session: Session) -> None:
+    session = db_session
+    make_cluster(session, "rc")
+    exemption = make_exemption(session, cluster_id="rc")
+    at = utcnow()
+
+    def scan(scan_id: int, observed, evaluated=lambda _f: True):
+        return reconcile_findings(
+            session,
+            "rc",
+            scan_id=scan_id,
+            observed=observed,
+            evaluated=evaluated,
+            at=at + timedelta(minutes=scan_id),
+        )
+
+    first = scan(1, [_seen("a"), _seen("b"), _seen("c", exempted=True, exemption_id=exemption.id)])
+    assert (first.new, first.exempted, first.open, first.resolved) == (2, 1, 0, 0)
+    assert _statuses(session) == {"a": "new", "b": "new", "c": "exempted"}
+    row_c = session.scalars(select(Finding).where(Finding.name == "c")).one()
+    assert row_c.exemption_id == exemption.id
+
+    # b is gone from an evaluated object: resolved; c lost its exemption: open again.
+    second = scan(2, [_seen("a"), _seen("c")])
+    assert (second.open, second.resolved, second.unexempted) == (2, 1, 1)
+    assert _statuses(session) == {"a": "open", "b": "resolved", "c": "open"}
+
+    # a's object could not be evaluated: its finding is kept untouched, not resolved.
+    third = scan(3, [_seen("c"), _seen("b")], evaluated=lambda f: f.ref.name != "a")
+    assert third.kept_unevaluated == 1 and third.resolved == 0
+    assert third.reopened == 1 and third.new == 1  # b came back: new again
+    assert _statuses(session) == {"a": "open", "b": "new", "c": "open"}
+
+    # A changed message is written; the same fingerprint twice counts once.
+    fourth = scan(4, [_seen("a", message="changed"), _seen("a"), _seen("b"), _seen("c")])
+    assert fourth.open == 3 and fourth.new == 0
+    session.expire_all()
+    row_a = session.scalars(select(Finding).where(Finding.name == "a")).one()
+    assert row_a.message == "changed" and row_a.last_scan_id == 4
