@@ -18,30 +18,32 @@ def serve(host: str, port: int) -> None:
     """Serve ingest and admin pages; without REDIS_URL also run scans and the schedule here."""
     from cli.embedded import EmbeddedServer  # noqa: PLC0415 - heavy imports only when serving
 
-    server = EmbeddedServer(environ=dict(os.environ), host=host, port=port)
-    server.start()
-    in_process = server.settings.tasks_in_process
-    if in_process:
-        server.start_schedule()
-    click.echo(
-        f"k8s-monitor listening on {server.url} "
-        f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
-        f"database {server.settings.database_url.split('://', 1)[0]})"
-    )
-    click.echo(f"Admin pages: {server.url}/admin/")
-    if not _has_accounts(server):
-        click.echo(
-            "No account can sign in yet: create one with "
-            "`k8smon users add NAME --role admin` (in this environment, on this machine)"
-        )
-
     stopping = threading.Event()
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         stopping.set()  # only this in the handler: the shutdown itself runs below
 
+    # Installed first: a stop request during start-up is honoured, never lost.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    server = EmbeddedServer(environ=dict(os.environ), host=host, port=port)
+    accounts = _has_accounts(server)
+    in_process = server.settings.tasks_in_process
+    if in_process:
+        server.start_schedule()
+    server.start()
+    click.echo(
+        f"k8s-monitor listening on {server.url} "
+        f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
+        f"database {server.settings.database_url.split('://', 1)[0]})\n"
+        f"Admin pages: {server.url}/admin/"
+        + (
+            ""
+            if accounts
+            else "\nNo account can sign in yet: create one with "
+            "`k8smon users add NAME --role admin` (in this environment, on this machine)"
+        )
+    )
     while not stopping.wait(1.0):
         pass
     server.stop()
