@@ -20,7 +20,6 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from contracts.findings import RuleInfo
 from contracts.tasks import TaskDispatcher
 from settings import Settings, load_settings
+from settings.config import read_variable
 
 log = logging.getLogger("k8smon.ingest")
 TASK_RETRY_PAUSES_S = (1.0, 4.0)  # embedded mode: pauses before a failed task's 2nd, 3rd run
@@ -92,7 +92,7 @@ def build_dispatcher(
     from workers.celery_app import BrokerOptions  # noqa: PLC0415
 
     if settings.redis_url:
-        options = BrokerOptions.from_env(os.environ if environ is None else environ)
+        options = BrokerOptions.from_settings(settings)
         return CeleryDispatcher(
             settings.redis_url, queue=options.queue, key_prefix=options.key_prefix
         )
@@ -103,20 +103,17 @@ def build_dispatcher(
     return BackgroundDispatcher(runner)
 
 
-FLOWER_URL_VARIABLE = "K8SMON_FLOWER_URL"
-
-
 def rule_catalogue(rules_config_path: Path | None = None) -> dict[str, RuleInfo]:
     """Every built-in rule's public description by id, with the severities the operator's
     rules configuration sets (the severity findings of that rule are reported with)."""
     from rules import default_rules  # noqa: PLC0415 - the composition root may import rules
-    from rules.config import ScanConfig  # noqa: PLC0415
+    from rules.config import ConfigError, ScanConfig  # noqa: PLC0415
 
     config = ScanConfig()
     if rules_config_path is not None:
         try:
-            config = ScanConfig.from_yaml(rules_config_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as problem:
+            config = ScanConfig.from_file(rules_config_path)
+        except ConfigError as problem:
             # The pages only describe rules; the workers refuse a broken configuration loudly.
             log.warning(
                 json.dumps(
@@ -137,16 +134,8 @@ def rule_catalogue(rules_config_path: Path | None = None) -> dict[str, RuleInfo]
 
 
 def flower_url(environ: Mapping[str, str]) -> str | None:
-    """K8SMON_FLOWER_URL: Flower's base URL (http or https), or None when unset or empty."""
-    value = environ.get(FLOWER_URL_VARIABLE, "").strip()
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(
-            f"{FLOWER_URL_VARIABLE}: must be an http(s) URL such as "
-            f"https://flower.example.com/, not {value!r}"
-        )
+    """K8SMON_FLOWER_URL (a setting: `Settings.flower_url`), or None when unset or blank."""
+    value: str | None = read_variable("K8SMON_FLOWER_URL", environ)
     return value
 
 
@@ -160,7 +149,7 @@ def page_extras(settings: Settings, environ: Mapping[str, str]) -> dict[str, Any
         "rule_info": catalogue.get,
         "rule_doc": docs.get,
         "object_violations": object_violations(Engine(default_rules())),
-        "flower_url": flower_url(environ),
+        "flower_url": settings.flower_url,
     }
 
 

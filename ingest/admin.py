@@ -299,6 +299,14 @@ RESCAN_SCHEMA = {
 }
 
 
+def _limit(*, default: int, maximum: int) -> int:
+    """`?limit=` clamped to 1..maximum; not a whole number: 400."""
+    try:
+        return min(max(int(request.args.get("limit", str(default))), 1), maximum)
+    except ValueError:
+        raise bad_request("bad_request", "limit must be a whole number") from None
+
+
 def _require(body: Any, schema: dict[str, Any]) -> dict[str, Any]:
     if body is None:
         raise bad_request("schema_violation", "a JSON body is required")
@@ -443,10 +451,7 @@ def cluster_report(session: Session, caller: Caller, body: Any, cluster_id: str)
 @blueprint.get("/scans")
 @admin_route(role="viewer", action="scans.list")
 def list_scans(session: Session, caller: Caller, body: Any) -> Any:
-    try:
-        limit = min(max(int(request.args.get("limit", "50")), 1), 1000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=50, maximum=1000)
     runs = scans.list_scan_runs(
         session, cluster_id=request.args.get("cluster") or None, limit=limit
     )
@@ -566,10 +571,7 @@ def _run_search(
 @admin_route(role="viewer", action="images.list")
 def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
     """Every image in the fleet's workloads, counted once per workload (`store.images`)."""
-    try:
-        limit = min(max(int(request.args.get("limit", "10000")), 1), 100_000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=10_000, maximum=100_000)
     wanted = [c for c in request.args.getlist("cluster") if c]
     try:
         found, truncated = images.fleet_images(
@@ -629,10 +631,7 @@ def findings(session: Session, caller: Caller, body: Any) -> Any:
         elif value:
             query = query.where(column == value)
             filters[arg] = value
-    try:
-        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=200, maximum=5000)
     rows = session.scalars(query.limit(limit)).all()
     return {"findings": [_finding_json(f) for f in rows], "count": len(rows)}, 200, None, filters
 
@@ -731,10 +730,7 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 @blueprint.get("/audit")
 @admin_route(role="admin", action="audit.read")
 def audit_log(session: Session, caller: Caller, body: Any) -> Any:
-    try:
-        limit = min(max(int(request.args.get("limit", "200")), 1), 5000)
-    except ValueError:
-        raise bad_request("bad_request", "limit must be a whole number") from None
+    limit = _limit(default=200, maximum=5000)
     entries = audit.recent_actions(
         session,
         limit=limit,

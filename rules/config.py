@@ -31,6 +31,7 @@ import datetime as dt
 import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -230,6 +231,18 @@ class ScanConfig:
             dedup_controllers=_bool(data.get("dedup_controllers", True), "dedup_controllers"),
             raw=_plain(data),
         )
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> ScanConfig:
+        """The configuration in a YAML file (None: the default): the one place the rules
+        YAML is read. Unreadable files, bad YAML and invalid content all raise ConfigError."""
+        if path is None:
+            return cls()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as problem:
+            raise ConfigError(f"{path}: cannot be read: {problem}") from None
+        return cls.from_yaml(text)
 
     @classmethod
     def from_yaml(cls, text: str) -> ScanConfig:

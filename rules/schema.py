@@ -39,6 +39,14 @@ _JSON_TYPES: Mapping[type, str] = {
     int: "integer",
     float: "number",
 }
+_PYTHON_TYPES: Mapping[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "boolean": (bool,),
+    "integer": (int,),
+    "number": (int, float),
+}
 _ARTICLE = {"object": "a mapping", "array": "a list", "integer": "an integer"}
 
 
@@ -121,39 +129,46 @@ def validate(
     if name is None:
         return ()
     problems: list[SchemaProblem] = []
-    _walk(manifest, _compiled(release).node({"$ref": name}), "", problems)
+    _walk(manifest, _compiled(release).node({"$ref": name}), [], problems)
     return tuple(problems)
 
 
-class _Node:
-    """A compiled schema: the JSON types allowed and the schemas of children, compiled on
-    first use (definitions are recursive, e.g. JSONSchemaProps)."""
+class _Children(dict):  # type: ignore[type-arg]
+    """Child nodes by key, compiled on first access (definitions are recursive)."""
 
-    __slots__ = ("_additional", "_compiler", "_items", "_properties", "_schema", "allowed")
+    __slots__ = ("_additional", "_compiler", "_properties")
+
+    def __init__(self, compiler: _Compiler, schema: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._compiler = compiler
+        self._properties = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        self._additional = extra if isinstance(extra, dict) else None
+
+    def __missing__(self, key: str) -> _Node | None:
+        schema = self._properties.get(key, self._additional)
+        node = self[key] = self._compiler.node(schema) if schema is not None else None
+        return node
+
+
+class _Node:
+    """A compiled schema: the JSON types allowed, the Python types that satisfy them,
+    child nodes by key, and the node of list items."""
+
+    __slots__ = ("_compiler", "_items", "_schema", "allowed", "children", "py_ok")
 
     def __init__(self, compiler: _Compiler, schema: Mapping[str, Any]) -> None:
         self._compiler, self._schema = compiler, schema
-        self.allowed: frozenset[str] = frozenset(_allowed_types(schema, compiler))
-        self._properties: dict[str, _Node] | None = None
-        self._additional: _Node | bool | None = False
+        allowed = frozenset(_allowed_types(schema, compiler))
+        self.allowed = allowed
+        # Python types of parsed JSON/YAML that satisfy the schema (None: anything does).
+        self.py_ok: frozenset[type] | None = (
+            frozenset(t for name in allowed for t in _PYTHON_TYPES.get(name, ()))
+            if allowed
+            else None
+        )
+        self.children = _Children(compiler, schema)
         self._items: _Node | bool | None = False
-
-    def child(self, key: str) -> _Node | None:
-        if self._properties is None:
-            self._properties = {}
-        node = self._properties.get(key)
-        if node is None:
-            schema = (self._schema.get("properties") or {}).get(key)
-            if schema is None:
-                return self.additional()
-            node = self._properties[key] = self._compiler.node(schema)
-        return node
-
-    def additional(self) -> _Node | None:
-        if self._additional is False:
-            extra = self._schema.get("additionalProperties")
-            self._additional = self._compiler.node(extra) if isinstance(extra, dict) else None
-        return self._additional  # type: ignore[return-value]
 
     def items(self) -> _Node | None:
         if self._items is False:
@@ -189,26 +204,85 @@ def _compiled(release: Version) -> _Compiler:
     return _Compiler(_definitions(release))
 
 
-def _walk(value: Any, node: _Node, path: str, problems: list[SchemaProblem]) -> None:
-    if value is None or len(problems) >= MAX_PROBLEMS:
-        return  # null is "unset" to the API server
+def _path(stack: list[str | int]) -> str:
+    out = ""
+    for part in stack:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(object)"
+
+
+def _refuse(value: Any, node: _Node, stack: list[str | int], problems: list[SchemaProblem]) -> None:
     actual = _JSON_TYPES.get(type(value), "unknown")
-    allowed = node.allowed
-    if allowed and actual not in allowed and not (actual == "integer" and "number" in allowed):
-        expected = " or ".join(_ARTICLE.get(t, f"a {t}") for t in sorted(allowed))
-        found = _ARTICLE.get(actual, f"a {actual}")
-        problems.append(SchemaProblem(path or "(object)", f"expected {expected}, found {found}"))
-        return
-    if actual == "object":
-        for key, item in value.items():
-            child = node.child(key)
-            if child is not None:
-                _walk(item, child, f"{path}.{key}" if path else str(key), problems)
-    elif actual == "array":
+    expected = " or ".join(_ARTICLE.get(t, f"a {t}") for t in sorted(node.allowed))
+    found = _ARTICLE.get(actual, f"a {actual}")
+    problems.append(SchemaProblem(_path(stack), f"expected {expected}, found {found}"))
+
+
+def _walk(value: Any, node: _Node, stack: list[str | int], problems: list[SchemaProblem]) -> None:
+    """Check `value` against `node`, depth first; null is "unset" to the API server."""
+    if node.py_ok is not None and type(value) not in node.py_ok:
+        _refuse(value, node, stack, problems)
+    elif type(value) is dict:
+        _walk_children(value.items(), node.children, stack, problems)
+    elif type(value) is list:
         items = node.items()
         if items is not None:
-            for index, item in enumerate(value):
-                _walk(item, items, f"{path}[{index}]", problems)
+            _walk_items(value, items, stack, problems)
+
+
+def _walk_children(
+    pairs: Any, children: _Children, stack: list[str | int], problems: list[SchemaProblem]
+) -> None:
+    for key, item in pairs:
+        child = children[key]
+        if child is None or item is None:
+            continue
+        kind = type(item)
+        if child.py_ok is not None and kind not in child.py_ok:
+            stack.append(key)
+            _refuse(item, child, stack, problems)
+            stack.pop()
+        elif kind is dict:
+            stack.append(key)
+            _walk_children(item.items(), child.children, stack, problems)
+            stack.pop()
+        elif kind is list:
+            items = child.items()
+            if items is not None:
+                stack.append(key)
+                _walk_items(item, items, stack, problems)
+                stack.pop()
+        else:
+            continue
+        if len(problems) >= MAX_PROBLEMS:
+            return
+
+
+def _walk_items(
+    values: list[Any], node: _Node, stack: list[str | int], problems: list[SchemaProblem]
+) -> None:
+    for index, item in enumerate(values):
+        if item is None:
+            continue
+        kind = type(item)
+        if node.py_ok is not None and kind not in node.py_ok:
+            stack.append(index)
+            _refuse(item, node, stack, problems)
+            stack.pop()
+        elif kind is dict:
+            stack.append(index)
+            _walk_children(item.items(), node.children, stack, problems)
+            stack.pop()
+        elif kind is list:
+            inner = node.items()
+            if inner is not None:
+                stack.append(index)
+                _walk_items(item, inner, stack, problems)
+                stack.pop()
+        else:
+            continue
+        if len(problems) >= MAX_PROBLEMS:
+            return
 
 
 def _allowed_types(schema: Mapping[str, Any], compiler: _Compiler) -> set[str]:

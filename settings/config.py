@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -23,236 +24,21 @@ class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
-    env: str
-    attribute: str
-    default: str | None
-    help: str
+def _text(_env: str, raw: str) -> str:
+    return raw
 
 
-VARIABLES: tuple[Variable, ...] = (
-    Variable(
-        "K8SMON_ENV",
-        "environment",
-        "embedded",
-        "`production` (PostgreSQL, Redis, secret required) or `embedded` "
-        "(SQLite, in-process tasks)",
-    ),
-    Variable(
-        "DATABASE_URL",
-        "database_url",
-        None,
-        "SQLAlchemy URL; embedded default: SQLite file in the instance folder",
-    ),
-    Variable(
-        "REDIS_URL",
-        "redis_url",
-        None,
-        "Redis URL for the Celery broker, nonces and rate limits; unset: tasks run in-process",
-    ),
-    Variable(
-        "SECRET_KEY",
-        "secret_key",
-        None,
-        "signs sessions and links; required in production, generated once in embedded mode",
-    ),
-    Variable(
-        "K8SMON_INSTANCE_PATH",
-        "instance_path",
-        "instance",
-        "folder for the embedded database, generated secret and HTML reports",
-    ),
-    Variable(
-        "K8SMON_RETENTION_DAYS",
-        "retention_days",
-        "30",
-        "days of telemetry, snapshots and superseded manifest versions to keep",
-    ),
-    Variable(
-        "K8SMON_SCAN_INTERVAL_HOURS",
-        "scan_interval_hours",
-        "4",
-        "hours between batched fleet scans",
-    ),
-    Variable(
-        "K8SMON_SWEEP_INTERVAL_MINUTES",
-        "sweep_interval_minutes",
-        "5",
-        "minutes between sweeps that enqueue stored-but-unprocessed snapshots",
-    ),
-    Variable(
-        "K8SMON_SCAN_ON_PUSH",
-        "scan_on_push",
-        "true",
-        "scan a cluster as soon as a push changes its state (debounced per cluster); "
-        "`false`: only the batched fleet scans and rescans",
-    ),
-    Variable("K8SMON_SHARD_SIZE", "shard_size", "2000", "objects per scan shard"),
-    Variable(
-        "K8SMON_SIGNATURE_WINDOW_SECONDS",
-        "signature_window_seconds",
-        "300",
-        "accepted clock skew of a signature's `created` time, either way",
-    ),
-    Variable(
-        "K8SMON_MAX_BODY_BYTES",
-        "max_body_bytes",
-        str(16 * 1024 * 1024),
-        "largest push body accepted on the wire",
-    ),
-    Variable(
-        "K8SMON_MAX_DECOMPRESSED_BYTES",
-        "max_decompressed_bytes",
-        str(16 * 1024 * 1024),
-        "largest push body after gzip decompression (inflation stops there)",
-    ),
-    Variable(
-        "K8SMON_MAX_PARSED_BYTES",
-        "max_parsed_bytes",
-        str(96 * 1024 * 1024),
-        "largest estimated memory to parse one push; with the two caps above, one push holds "
-        "at most 128 MiB, a quarter of the web pod's 512Mi limit (docs/security.md)",
-    ),
-    Variable(
-        "K8SMON_MAX_OBJECTS_PER_PUSH",
-        "max_objects_per_push",
-        "20000",
-        "most objects one snapshot push may carry (full or delta)",
-    ),
-    Variable(
-        "K8SMON_RATE_LIMIT_PER_MINUTE",
-        "rate_limit_per_minute",
-        "120",
-        "pushes accepted per cluster per minute",
-    ),
-    Variable(
-        "K8SMON_RULES_CONFIG",
-        "rules_config_path",
-        None,
-        "YAML file with severity overrides, disabled rules and exemptions",
-    ),
-    Variable(
-        "K8SMON_PUBLIC_URL",
-        "public_url",
-        "http://localhost:8000",
-        "base URL of the admin pages, used in report links",
-    ),
-    Variable(
-        "SLACK_SIGNING_SECRET",
-        "slack_signing_secret",
-        None,
-        "verifies Slack slash-command requests; unset: chat-ops disabled",
-    ),
-    Variable(
-        "SLACK_ALLOWED_USERS",
-        "slack_allowed_users",
-        "",
-        "comma-separated Slack user ids allowed to run chat-ops commands",
-    ),
-    Variable(
-        "K8SMON_WEBHOOK_SECRET",
-        "webhook_secret",
-        None,
-        "HMAC-SHA256 key signing generic webhook deliveries; required in production for "
-        "generic webhook channels unless K8SMON_WEBHOOK_ALLOW_UNSIGNED is true",
-    ),
-    Variable(
-        "K8SMON_WEBHOOK_ALLOW_UNSIGNED",
-        "webhook_allow_unsigned",
-        "false",
-        "`true` lets production send generic webhooks unsigned (plain test installs only)",
-    ),
-    Variable(
-        "K8SMON_WEBHOOK_ALLOWED_NETWORKS",
-        "webhook_allowed_networks",
-        "",
-        "comma-separated CIDRs that webhooks may reach although private, loopback or "
-        "link-local (refused by default)",
-    ),
-    Variable(
-        "SLACK_BOT_TOKEN",
-        "slack_bot_token",
-        None,
-        "Slack bot token (`xoxb-…`) for `#channel` deliveries through chat.postMessage; "
-        "unset: only incoming-webhook URLs reach Slack",
-    ),
-    Variable(
-        "K8SMON_SLACK_API_URL",
-        "slack_api_url",
-        "https://slack.com/api/",
-        "base URL of the Slack Web API (tests point it at a local fake)",
-    ),
-    Variable(
-        "K8SMON_SLACK_RESPONSE_HOSTS",
-        "slack_response_hosts",
-        "hooks.slack.com",
-        "comma-separated hosts chat-ops may post replies to (Slack's response_url)",
-    ),
-    Variable(
-        "K8SMON_SEARCH_TIMEOUT_SECONDS",
-        "search_timeout_seconds",
-        "15",
-        "time limit of every JSON-path search (admin pages and admin API)",
-    ),
-    Variable("K8SMON_LOG_LEVEL", "log_level", "INFO", "log level"),
-)
-
-_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
-_EMBEDDED_DB = "k8s-monitor.sqlite3"
+def _path(_env: str, raw: str) -> Path:
+    return Path(raw)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Settings:
-    """All configuration, validated. Build with `load_settings(os.environ)` or directly in tests."""
-
-    environment: str = "embedded"
-    database_url: str = ""
-    redis_url: str | None = None
-    secret_key: str = field(default="", repr=False)
-    instance_path: Path = Path("instance")
-    retention_days: int = 30
-    scan_interval_hours: float = 4.0
-    sweep_interval_minutes: float = 5.0
-    scan_on_push: bool = True
-    shard_size: int = 2000
-    signature_window_seconds: int = 300
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_decompressed_bytes: int = 16 * 1024 * 1024
-    max_parsed_bytes: int = 96 * 1024 * 1024
-    max_objects_per_push: int = 20_000
-    rate_limit_per_minute: int = 120
-    rules_config_path: Path | None = None
-    public_url: str = "http://localhost:8000"
-    slack_signing_secret: str | None = field(default=None, repr=False)
-    slack_allowed_users: tuple[str, ...] = ()
-    webhook_secret: str | None = field(default=None, repr=False)
-    webhook_allow_unsigned: bool = False
-    webhook_allowed_networks: tuple[str, ...] = ()
-    slack_bot_token: str | None = field(default=None, repr=False)
-    slack_api_url: str = "https://slack.com/api/"
-    slack_response_hosts: tuple[str, ...] = ("hooks.slack.com",)
-    search_timeout_seconds: float = 15.0
-    log_level: str = "INFO"
-
-    @property
-    def is_production(self) -> bool:
-        return self.environment == "production"
-
-    @property
-    def tasks_in_process(self) -> bool:
-        """Without Redis, tasks run in the calling process (the embedded default)."""
-        return not self.redis_url
-
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some values changed (settings are immutable)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return Settings(**values)
+def _flower_url(env: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{env}: must be an http(s) URL such as https://flower.example.com/, not {raw!r}"
+        )
+    return raw.strip()
 
 
 def _positive_int(env: str, raw: str, *, allow_zero: bool = False) -> int:
@@ -320,29 +106,322 @@ def _redis_url(env: str, raw: str) -> str:
     return raw
 
 
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "retention_days": _positive_int,
-    "scan_on_push": _flag,
-    "shard_size": _positive_int,
-    "signature_window_seconds": _positive_int,
-    "max_body_bytes": _positive_int,
-    "max_decompressed_bytes": _positive_int,
-    "max_parsed_bytes": _positive_int,
-    "max_objects_per_push": _positive_int,
-    "rate_limit_per_minute": _positive_int,
-    "scan_interval_hours": _positive_float,
-    "sweep_interval_minutes": _positive_float,
-    "search_timeout_seconds": _positive_float,
-    "database_url": _database_url,
-    "redis_url": _redis_url,
-    "instance_path": lambda _env, raw: Path(raw),
-    "rules_config_path": lambda _env, raw: Path(raw),
-    "slack_allowed_users": _comma_list,
-    "slack_response_hosts": _comma_list,
-    "webhook_allowed_networks": _networks,
-    "webhook_allow_unsigned": _flag,
-    "slack_api_url": _http_url,
-}
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One setting, declared once: its environment variable, `Settings` attribute, default
+    (as written in the environment; None: unset), help, and the parser that turns text into
+    the attribute's type (raising ConfigError naming the variable). The attribute's type is
+    its annotation on `Settings`, whose defaults are these, parsed."""
+
+    env: str
+    attribute: str
+    default: str | None
+    help: str
+    parse: Callable[[str, str], Any] = _text
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "K8SMON_ENV",
+        "environment",
+        "embedded",
+        "`production` (PostgreSQL, Redis, secret required) or `embedded` "
+        "(SQLite, in-process tasks)",
+    ),
+    Variable(
+        "DATABASE_URL",
+        "database_url",
+        None,
+        "SQLAlchemy URL; embedded default: SQLite file in the instance folder",
+        parse=_database_url,
+    ),
+    Variable(
+        "REDIS_URL",
+        "redis_url",
+        None,
+        "Redis URL for the Celery broker, nonces and rate limits; unset: tasks run in-process",
+        parse=_redis_url,
+    ),
+    Variable(
+        "SECRET_KEY",
+        "secret_key",
+        None,
+        "signs sessions and links; required in production, generated once in embedded mode",
+    ),
+    Variable(
+        "K8SMON_INSTANCE_PATH",
+        "instance_path",
+        "instance",
+        "folder for the embedded database, generated secret and HTML reports",
+        parse=_path,
+    ),
+    Variable(
+        "K8SMON_RETENTION_DAYS",
+        "retention_days",
+        "30",
+        "days of telemetry, snapshots and superseded manifest versions to keep",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_SCAN_INTERVAL_HOURS",
+        "scan_interval_hours",
+        "4",
+        "hours between batched fleet scans",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_SWEEP_INTERVAL_MINUTES",
+        "sweep_interval_minutes",
+        "5",
+        "minutes between sweeps that enqueue stored-but-unprocessed snapshots",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_SCAN_ON_PUSH",
+        "scan_on_push",
+        "true",
+        "scan a cluster as soon as a push changes its state (debounced per cluster); "
+        "`false`: only the batched fleet scans and rescans",
+        parse=_flag,
+    ),
+    Variable(
+        "K8SMON_SHARD_SIZE", "shard_size", "2000", "objects per scan shard", parse=_positive_int
+    ),
+    Variable(
+        "K8SMON_SIGNATURE_WINDOW_SECONDS",
+        "signature_window_seconds",
+        "300",
+        "accepted clock skew of a signature's `created` time, either way",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_MAX_BODY_BYTES",
+        "max_body_bytes",
+        str(16 * 1024 * 1024),
+        "largest push body accepted on the wire",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_MAX_DECOMPRESSED_BYTES",
+        "max_decompressed_bytes",
+        str(16 * 1024 * 1024),
+        "largest push body after gzip decompression (inflation stops there)",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_MAX_PARSED_BYTES",
+        "max_parsed_bytes",
+        str(96 * 1024 * 1024),
+        "largest estimated memory to parse one push; with the two caps above, one push holds "
+        "at most 128 MiB, a quarter of the web pod's 512Mi limit (docs/security.md)",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_MAX_OBJECTS_PER_PUSH",
+        "max_objects_per_push",
+        "20000",
+        "most objects one snapshot push may carry (full or delta)",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_RATE_LIMIT_PER_MINUTE",
+        "rate_limit_per_minute",
+        "120",
+        "pushes accepted per cluster per minute",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_RULES_CONFIG",
+        "rules_config_path",
+        None,
+        "YAML file with severity overrides, disabled rules and exemptions",
+        parse=_path,
+    ),
+    Variable(
+        "K8SMON_PUBLIC_URL",
+        "public_url",
+        "http://localhost:8000",
+        "base URL of the admin pages, used in report links",
+    ),
+    Variable(
+        "SLACK_SIGNING_SECRET",
+        "slack_signing_secret",
+        None,
+        "verifies Slack slash-command requests; unset: chat-ops disabled",
+    ),
+    Variable(
+        "SLACK_ALLOWED_USERS",
+        "slack_allowed_users",
+        "",
+        "comma-separated Slack user ids allowed to run chat-ops commands",
+        parse=_comma_list,
+    ),
+    Variable(
+        "K8SMON_WEBHOOK_SECRET",
+        "webhook_secret",
+        None,
+        "HMAC-SHA256 key signing generic webhook deliveries; required in production for "
+        "generic webhook channels unless K8SMON_WEBHOOK_ALLOW_UNSIGNED is true",
+    ),
+    Variable(
+        "K8SMON_WEBHOOK_ALLOW_UNSIGNED",
+        "webhook_allow_unsigned",
+        "false",
+        "`true` lets production send generic webhooks unsigned (plain test installs only)",
+        parse=_flag,
+    ),
+    Variable(
+        "K8SMON_WEBHOOK_ALLOWED_NETWORKS",
+        "webhook_allowed_networks",
+        "",
+        "comma-separated CIDRs that webhooks may reach although private, loopback or "
+        "link-local (refused by default)",
+        parse=_networks,
+    ),
+    Variable(
+        "SLACK_BOT_TOKEN",
+        "slack_bot_token",
+        None,
+        "Slack bot token (`xoxb-…`) for `#channel` deliveries through chat.postMessage; "
+        "unset: only incoming-webhook URLs reach Slack",
+    ),
+    Variable(
+        "K8SMON_SLACK_API_URL",
+        "slack_api_url",
+        "https://slack.com/api/",
+        "base URL of the Slack Web API (tests point it at a local fake)",
+        parse=_http_url,
+    ),
+    Variable(
+        "K8SMON_SLACK_RESPONSE_HOSTS",
+        "slack_response_hosts",
+        "hooks.slack.com",
+        "comma-separated hosts chat-ops may post replies to (Slack's response_url)",
+        parse=_comma_list,
+    ),
+    Variable(
+        "K8SMON_SEARCH_TIMEOUT_SECONDS",
+        "search_timeout_seconds",
+        "15",
+        "time limit of every JSON-path search (admin pages and admin API)",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_TASK_QUEUE",
+        "task_queue",
+        "celery",
+        "the Celery queue ingest sends to and workers consume (a test or bench run uses its own)",
+    ),
+    Variable(
+        "K8SMON_REDIS_KEY_PREFIX",
+        "redis_key_prefix",
+        "",
+        "prefix of every broker and result key in Redis (isolates runs sharing one Redis)",
+    ),
+    Variable(
+        "K8SMON_VISIBILITY_TIMEOUT",
+        "visibility_timeout_seconds",
+        None,
+        "seconds before an unacknowledged task is delivered again; unset: the longest task's "
+        "hard time limit plus 600 (3900, docs/pipeline.md)",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_FLOWER_URL",
+        "flower_url",
+        None,
+        "Flower's base URL; the admin pages link each scan run to its task there",
+        parse=_flower_url,
+    ),
+    Variable("K8SMON_LOG_LEVEL", "log_level", "INFO", "log level"),
+)
+
+
+def _default(attribute: str, unset: Any = None) -> Any:
+    """A Settings attribute's default: its variable's default text, parsed (one place)."""
+    for var in VARIABLES:
+        if var.attribute == attribute:
+            return unset if var.default is None else var.parse(var.env, var.default)
+    raise KeyError(attribute)
+
+
+def read_variable(env: str, environ: Mapping[str, str]) -> Any:
+    """One variable's value from `environ` (blank: its default), parsed by its declaration."""
+    for var in VARIABLES:
+        if var.env == env:
+            raw = (environ.get(env) or "").strip() or var.default
+            return None if raw is None else var.parse(env, raw)
+    raise KeyError(env)
+
+
+def readme_table() -> str:
+    """The README's configuration table, generated from VARIABLES (a test keeps them equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var in VARIABLES:
+        default = f"`{var.default}`" if var.default else "—"
+        rows.append(f"| `{var.env}` | {default} | {var.help} |")
+    return "\n".join(rows) + "\n"
+
+
+_SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_EMBEDDED_DB = "k8s-monitor.sqlite3"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """All configuration, validated. Build with `load_settings(os.environ)` or directly in tests."""
+
+    environment: str = _default("environment")
+    database_url: str = ""
+    redis_url: str | None = _default("redis_url")
+    secret_key: str = field(default="", repr=False)
+    instance_path: Path = _default("instance_path")  # noqa: RUF009 - immutable, parsed once
+    retention_days: int = _default("retention_days")
+    scan_interval_hours: float = _default("scan_interval_hours")
+    sweep_interval_minutes: float = _default("sweep_interval_minutes")
+    scan_on_push: bool = _default("scan_on_push")
+    shard_size: int = _default("shard_size")
+    signature_window_seconds: int = _default("signature_window_seconds")
+    max_body_bytes: int = _default("max_body_bytes")
+    max_decompressed_bytes: int = _default("max_decompressed_bytes")
+    max_parsed_bytes: int = _default("max_parsed_bytes")
+    max_objects_per_push: int = _default("max_objects_per_push")
+    rate_limit_per_minute: int = _default("rate_limit_per_minute")
+    rules_config_path: Path | None = _default("rules_config_path")  # noqa: RUF009
+    public_url: str = _default("public_url")
+    slack_signing_secret: str | None = field(default=_default("slack_signing_secret"), repr=False)
+    slack_allowed_users: tuple[str, ...] = _default("slack_allowed_users")
+    webhook_secret: str | None = field(default=_default("webhook_secret"), repr=False)
+    webhook_allow_unsigned: bool = _default("webhook_allow_unsigned")
+    webhook_allowed_networks: tuple[str, ...] = _default("webhook_allowed_networks")
+    slack_bot_token: str | None = field(default=_default("slack_bot_token"), repr=False)
+    slack_api_url: str = _default("slack_api_url")
+    slack_response_hosts: tuple[str, ...] = _default("slack_response_hosts")
+    search_timeout_seconds: float = _default("search_timeout_seconds")
+    task_queue: str = _default("task_queue")
+    redis_key_prefix: str = _default("redis_key_prefix")
+    visibility_timeout_seconds: int | None = _default("visibility_timeout_seconds")
+    flower_url: str | None = _default("flower_url")
+    log_level: str = _default("log_level")
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def tasks_in_process(self) -> bool:
+        """Without Redis, tasks run in the calling process (the embedded default)."""
+        return not self.redis_url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (settings are immutable)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
 
 
 def _embedded_secret(instance_path: Path) -> str:
@@ -364,12 +443,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     values: dict[str, Any] = {}
     for var in VARIABLES:
         raw = env.get(var.env)
-        if raw is None or raw == "":
+        if raw is None or not raw.strip():
             raw = var.default
         if raw is None:
             continue
-        parser = _PARSERS.get(var.attribute)
-        values[var.attribute] = parser(var.env, raw) if parser else raw
+        values[var.attribute] = var.parse(var.env, raw)
 
     environment = values.get("environment", "embedded")
     if environment not in {"production", "embedded"}:

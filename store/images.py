@@ -10,12 +10,14 @@ of every workload kind, including a CronJob's `jobTemplate`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from contracts.resources import ResourceRef
 from store.manifests import current_manifests
 from store.search import SearchTimeout
 
@@ -100,6 +102,54 @@ def _infer_deployment(owner: tuple[str, str], body: dict[str, Any]) -> tuple[str
     return owner
 
 
+Row = tuple[str, ResourceRef, dict[str, Any], set[str]]  # cluster, ref, metadata, images
+
+
+def _python_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[Row]:
+    for manifest in current_manifests(session, cluster_id=cluster_id, kind=kind):
+        body = manifest.body if isinstance(manifest.body, dict) else {}
+        metadata = body.get("metadata")
+        images = pod_spec_images(kind, body)
+        yield (
+            manifest.cluster_id,
+            manifest.ref,
+            metadata if isinstance(metadata, dict) else {},
+            images,
+        )
+
+
+def _postgres_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[Row]:
+    """Only what the listing needs leaves the database: owner references, the
+    pod-template-hash label and the images (not whole manifests)."""
+    spec = "$." + ".".join(POD_SPEC_PATHS[kind])
+    paths = {f"p{i}": f"lax {spec}.{name}[*].image" for i, name in enumerate(CONTAINER_LISTS)}
+    images = " || ".join(
+        f"jsonb_path_query_array(b.body, CAST(:{key} AS jsonpath))" for key in paths
+    )
+    where = "o.deleted_at IS NULL AND o.kind = :kind"
+    if cluster_id is not None:
+        where += " AND o.cluster_id = :cluster_id"
+    sql = f"""
+        SELECT o.cluster_id, o.ref_key,
+               jsonb_build_object(
+                   'ownerReferences', b.body #> '{{metadata,ownerReferences}}',
+                   'labels', jsonb_build_object(
+                       'pod-template-hash', b.body #> '{{metadata,labels,pod-template-hash}}')),
+               {images}
+        FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
+        WHERE {where}
+    """  # noqa: S608 - only fixed text is interpolated; every value is bound
+    statement = text(sql).execution_options(stream_results=True, yield_per=2000)
+    result = session.execute(statement, {**paths, "kind": kind, "cluster_id": cluster_id})
+    for cid, key, metadata, found in result:
+        yield (
+            cid,
+            ResourceRef.from_key(key),
+            metadata,
+            {i for i in found if isinstance(i, str) and i},
+        )
+
+
 def fleet_images(
     session: Session,
     *,
@@ -116,20 +166,19 @@ def fleet_images(
     owners: dict[Key, Key] = {}
     uses: list[tuple[Key, set[str]]] = []
     one = next(iter(wanted)) if len(wanted) == 1 else None
+    rows = _postgres_rows if session.get_bind().dialect.name == "postgresql" else _python_rows
     for kind in POD_SPEC_PATHS:
-        for manifest in current_manifests(session, cluster_id=one, kind=kind):
+        for cluster_id, ref, metadata, images in rows(session, kind, one):
             if time.monotonic() > deadline:
                 raise SearchTimeout(timeout_seconds)
-            if wanted and manifest.cluster_id not in wanted:
+            if wanted and cluster_id not in wanted:
                 continue
-            body = manifest.body if isinstance(manifest.body, dict) else {}
-            ref = manifest.ref
-            key: Key = (manifest.cluster_id, ref.namespace, ref.kind, ref.name)
+            key: Key = (cluster_id, ref.namespace, ref.kind, ref.name)
+            body = {"metadata": metadata}
             owner = _controller(body)
             if owner is not None:
                 owner = _infer_deployment(owner, body)
-                owners[key] = (manifest.cluster_id, ref.namespace, owner[0], owner[1])
-            images = pod_spec_images(kind, body)
+                owners[key] = (cluster_id, ref.namespace, owner[0], owner[1])
             if images:
                 uses.append((key, images))
     found: dict[str, FleetImage] = {}

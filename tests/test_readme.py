@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from settings.config import VARIABLES
+from settings.config import VARIABLES, readme_table
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -17,3 +17,8 @@ def test_readme_shows_the_two_commands() -> None:
 def test_readme_configuration_table_lists_every_variable() -> None:
     missing = [v.env for v in VARIABLES if f"`{v.env}`" not in README]
     assert missing == []
+
+
+def test_readme_configuration_table_is_the_generated_one() -> None:
+    """Defaults and help are declared once, in settings.config.VARIABLES."""
+    assert readme_table() in README

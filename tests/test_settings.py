@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from settings import ConfigError, load_settings
+from settings.config import VARIABLES, Settings
+from workers.celery_app import VISIBILITY_TIMEOUT_S, BrokerOptions
 
 
 def test_embedded_default_uses_sqlite_and_a_generated_secret(tmp_path: Path) -> None:
@@ -106,3 +109,35 @@ def test_channel_settings_are_parsed(tmp_path: Path) -> None:
     defaults = load_settings({"K8SMON_INSTANCE_PATH": str(tmp_path)})
     assert defaults.webhook_allowed_networks == () and defaults.webhook_allow_unsigned is False
     assert defaults.slack_response_hosts == ("hooks.slack.com",)
+
+
+def test_every_setting_is_declared_once() -> None:
+    """Each Settings attribute is one Variable; its default there is the dataclass default."""
+    attributes = [v.attribute for v in VARIABLES]
+    assert sorted(attributes) == sorted(f.name for f in fields(Settings))
+    assert len(set(attributes)) == len(attributes)
+    defaults = Settings()
+    for var in VARIABLES:
+        if var.default is not None and var.attribute not in {"database_url", "secret_key"}:
+            assert getattr(defaults, var.attribute) == var.parse(var.env, var.default), var.env
+
+
+def test_broker_and_flower_settings(tmp_path: Path) -> None:
+    base = {"K8SMON_INSTANCE_PATH": str(tmp_path)}
+    settings = load_settings(
+        {
+            **base,
+            "K8SMON_TASK_QUEUE": "q1",
+            "K8SMON_REDIS_KEY_PREFIX": "p:",
+            "K8SMON_FLOWER_URL": "http://flower:5555",
+        }
+    )
+    options = BrokerOptions.from_settings(settings)
+    assert (options.queue, options.key_prefix) == ("q1", "p:")
+    assert options.visibility_timeout_s == VISIBILITY_TIMEOUT_S
+    assert settings.flower_url == "http://flower:5555"
+    timed = load_settings({**base, "K8SMON_VISIBILITY_TIMEOUT": "60"})
+    assert BrokerOptions.from_settings(timed).visibility_timeout_s == 60
+    for env, value in (("K8SMON_FLOWER_URL", "flower:5555"), ("K8SMON_VISIBILITY_TIMEOUT", "0")):
+        with pytest.raises(ConfigError, match=env):
+            load_settings({**base, env: value})

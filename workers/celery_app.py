@@ -9,7 +9,6 @@ access, so importing this module has no side effects.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,27 +28,30 @@ from workers.context import WorkerContext
 from workers.services.scanning import ScanPlan
 from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
 
-DEFAULT_QUEUE = "celery"  # what ingest's send_task uses
+DEFAULT_QUEUE = Settings().task_queue  # K8SMON_TASK_QUEUE's default (settings.config)
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerOptions:
-    """Knobs that are not part of Settings: deployment tuning and test isolation."""
+    """The broker knobs of Settings (task queue, key prefix, visibility timeout), with the
+    visibility timeout's default derived from the task table."""
 
     queue: str = DEFAULT_QUEUE
     key_prefix: str = ""
     visibility_timeout_s: int = VISIBILITY_TIMEOUT_S
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> BrokerOptions:
+    def from_settings(cls, settings: Settings) -> BrokerOptions:
         return cls(
-            queue=environ.get("K8SMON_TASK_QUEUE") or DEFAULT_QUEUE,
-            key_prefix=environ.get("K8SMON_REDIS_KEY_PREFIX", ""),
-            visibility_timeout_s=int(
-                environ.get("K8SMON_VISIBILITY_TIMEOUT") or VISIBILITY_TIMEOUT_S
-            ),
+            queue=settings.task_queue,
+            key_prefix=settings.redis_key_prefix,
+            visibility_timeout_s=settings.visibility_timeout_seconds or VISIBILITY_TIMEOUT_S,
         )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> BrokerOptions:
+        return cls.from_settings(load_settings(environ))
 
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -205,7 +207,7 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
         raise RuntimeError(
             "REDIS_URL is required to run Celery workers; without it tasks run in-process"
         )
-    opts = options or BrokerOptions()
+    opts = options or BrokerOptions.from_settings(settings)
     app = K8sMonCelery("k8smon", set_as_current=False)
     app.conf.update(celery_config(settings, opts))
     app.context = WorkerContext(settings=settings)
@@ -219,7 +221,7 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
 @functools.cache
 def default_app() -> K8sMonCelery:
     """The app the Procfile runs: settings and broker options from the environment."""
-    return create_celery(load_settings(), BrokerOptions.from_env(os.environ))
+    return create_celery(load_settings())
 
 
 def __getattr__(name: str) -> Any:

@@ -126,7 +126,4 @@ class EngineHandle:
 
 def load_engine(rules_config_path: Path | None) -> EngineHandle:
     """Build the rules engine with the operator's configuration file (if any)."""
-    config = ScanConfig()
-    if rules_config_path is not None:
-        config = ScanConfig.from_yaml(rules_config_path.read_text(encoding="utf-8"))
-    return EngineHandle(Engine.from_config(config))
+    return EngineHandle(Engine.from_config(ScanConfig.from_file(rules_config_path)))

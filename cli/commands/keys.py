@@ -11,6 +11,7 @@ import click
 
 from contracts import httpsig
 from contracts.httpsig import Policy, SignatureError
+from settings import Settings
 
 
 @click.command()
@@ -80,7 +81,12 @@ def _load_public_key(value: str) -> bytes:
     show_default=True,
     help="scheme of the target URI when the request line has a path only",
 )
-@click.option("--window", default=300, show_default=True, help="accepted clock skew, seconds")
+@click.option(
+    "--window",
+    default=Settings().signature_window_seconds,  # the server's default (settings.config)
+    show_default=True,
+    help="accepted clock skew, seconds",
+)
 def verify(
     request_file: str,
     public_key: str,

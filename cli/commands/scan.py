@@ -48,13 +48,8 @@ KUBERNETES_VERSION = click.option(
 def load_engine(config_file: Path | None) -> Engine:
     """The engine for a `--config` file; a bad file is a usage error (exit 2)."""
     try:
-        config = (
-            ScanConfig.from_yaml(config_file.read_text(encoding="utf-8"))
-            if config_file
-            else ScanConfig()
-        )
-        return Engine.from_config(config)
-    except (ConfigError, OSError, UnicodeDecodeError) as problem:
+        return Engine.from_config(ScanConfig.from_file(config_file))
+    except ConfigError as problem:
         raise click.BadParameter(str(problem), param_hint="--config") from None
 
 

@@ -1,9 +1,10 @@
 """`k8smon search JSONPATH`: query the current manifests of the fleet with a JSON path.
 
-Runs on the server (PostgreSQL's `jsonb_path_query`; Python on SQLite). `--distinct` lists
-each value once, with how often it occurs and in how many clusters (the server counts every
-match, so the counts are whole however many objects match), e.g. every image deployed:
-`k8smon search '$.spec.template.spec.containers[*].image' --kind Deployment --distinct`.
+Runs on the server, in one JSON-path dialect on PostgreSQL and SQLite (`store/jsonpath.py`,
+docs/operators.md): `$.a.b`, `['x']`, `[0]`, `[*]`, `..name`, `[?(@.a == 'x')]`. `--distinct`
+lists each value once, with how often it occurs and in how many clusters (the server counts
+every match, so the counts are whole however many objects match), e.g. every image anywhere:
+`k8smon search '$..image' --distinct` (`k8smon images` counts them per workload).
 """
 
 from __future__ import annotations
@@ -58,7 +59,12 @@ def search(
     distinct: bool,
     limit: int | None,
 ) -> None:
-    """Evaluate JSONPATH on every current manifest (of the selected clusters/kind)."""
+    """Evaluate JSONPATH on every current manifest (of the selected clusters/kind).
+
+    \b
+    JSONPATH: $.spec.replicas  $..image  $.metadata.labels['app.kubernetes.io/name']
+              $.spec.containers[?(@.securityContext.privileged == true)].name
+    """
     if limit is None:
         limit = DEFAULT_VALUES if distinct else MAX_MATCHES
     elif not distinct and limit > MAX_MATCHES:

@@ -833,3 +833,28 @@ def scan_rows(session: Session, *, cluster_id: str | None, page: int) -> tuple[l
             )
         )
     return rows, total
+
+
+def rule_titles(
+    session: Session,
+    rule_ids: Sequence[str],
+    rule_info: Callable[[str], Any] | None = None,
+) -> dict[str, str]:
+    """Each rule's title: from the catalogue when wired in, else from its findings."""
+    titles: dict[str, str] = {}
+    for rule_id in set(rule_ids):
+        info = rule_info(rule_id) if rule_info else None
+        if info:
+            titles[rule_id] = str(info.get("title", ""))
+    missing = sorted(set(rule_ids) - set(titles))
+    if missing:
+        title = Finding.details["title"].as_string()
+        titles.update(
+            (rule_id, text or "")
+            for rule_id, text in session.execute(
+                select(Finding.rule_id, func.max(title))
+                .where(Finding.rule_id.in_(missing))
+                .group_by(Finding.rule_id)
+            )
+        )
+    return titles
