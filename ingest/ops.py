@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, redirect
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ingest.context import ctx
 from ingest.openapi import openapi_document
@@ -14,7 +15,7 @@ blueprint = Blueprint("ops", __name__)
 
 
 @blueprint.get("/")
-def root() -> Response:
+def root() -> WerkzeugResponse:
     """The server's address in a browser: the admin pages (they ask to sign in)."""
     return redirect("/admin/", code=302)
 
