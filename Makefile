@@ -18,10 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-lint: $(STAMP) ## ruff check, ruff format --check, import layers
+lint: $(STAMP) ## ruff check, ruff format --check, import layers, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: lint ## lint, then the whole suite (in parallel, by file)
 	$(BIN)/pytest

@@ -18,7 +18,7 @@ from reports.formats import FORMATS, SERVED_FORMATS
 UNDOCUMENTED_BLUEPRINTS = ("web",)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
-_SIGNED = [{"httpMessageSignature": []}]
+_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
 _CLUSTER_ID = {
     "name": "cluster_id",
     "in": "path",

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.tasks import PROCESS_SNAPSHOT
@@ -36,6 +40,7 @@ from ingest.dispatch import enqueue_after_commit
 from ingest.fastcheck import snapshot_surely_valid
 from ingest.limits import check_telemetry_totals
 from ingest.problems import (
+    CLUSTER_BUSY,
     CLUSTER_DISABLED,
     FORBIDDEN_KIND,
     INVALID_SNAPSHOT,
@@ -154,6 +159,34 @@ def _check_depth(objects: list[dict[str, Any]]) -> None:
             )
 
 
+# How long a push waits for the cluster's row lock (PostgreSQL). A worker applying a huge
+# snapshot holds it for minutes: a push then answers 503 `cluster_busy` with Retry-After at
+# once instead of holding a web thread (and, ten pushes later, every thread) meanwhile.
+PUSH_LOCK_TIMEOUT_MS = 200
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout expires
+BUSY_RETRY_AFTER_S = 30
+
+
+@contextmanager
+def _bounded_lock_wait(session: Session) -> Iterator[None]:
+    """Within the push's transaction, lock waits end after PUSH_LOCK_TIMEOUT_MS (503)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL lock_timeout = {PUSH_LOCK_TIMEOUT_MS}"))
+    try:
+        yield
+    except OperationalError as error:
+        if getattr(error.orig, "pgcode", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        session.rollback()
+        raise Problem(
+            503,
+            CLUSTER_BUSY,
+            "Service unavailable",
+            "the cluster's previous snapshot is still being applied; retry later",
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+        ) from None
+
+
 def _accepted(context: IngestContext, kind: str, body: dict[str, Any]) -> Response:
     context.metrics.accepted.labels(kind=kind).inc()
     log.info(json.dumps({"event": "push_accepted", "kind": kind, **body}, default=str))
@@ -167,7 +200,7 @@ def push_snapshot(cluster_id: str) -> Response:
     """Store a full or delta snapshot durably (202 after commit), then enqueue processing."""
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
-    with context.sessions() as session:
+    with context.sessions() as session, _bounded_lock_wait(session):
         envelope = _receive(
             context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
         )
@@ -222,7 +255,7 @@ def push_telemetry(cluster_id: str) -> Response:
     """Record a telemetry ping (202 after commit)."""
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
-    with context.sessions() as session:
+    with context.sessions() as session, _bounded_lock_wait(session):
         payload = _receive(
             context, session, cluster_id, kind="telemetry", schema=TELEMETRY_JSON_SCHEMA
         )

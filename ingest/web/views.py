@@ -314,11 +314,17 @@ def _expiry(raw: str) -> datetime:
 
 
 def _exemptions_page(db: Session, form: Any) -> str:
+    listed = sorted(
+        list_exemptions(db, include_inactive=True),
+        key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+    )
     return render_template(
         "web/exemptions.html",
-        exemptions=sorted(
-            list_exemptions(db, include_inactive=True),
-            key=lambda e: (e.revoked_at is not None, -(e.id or 0)),
+        exemptions=listed,
+        titles=queries.rule_titles(
+            db,
+            [rule_id for e in listed for rule_id in e.rule_ids or []],
+            ctx().extras.get("rule_info"),
         ),
         coverage=queries.exemption_coverage(db),
         clusters=list_clusters(db),

@@ -7,6 +7,7 @@ import json
 
 from sqlalchemy import select
 
+from store import admin_keys
 from store.models import AdminKey, AuditEntry
 from tests.cli.conftest import Operator
 
@@ -40,6 +41,11 @@ def test_list_and_revoke_admin_keys_with_the_cli(operator: Operator) -> None:
 
 
 def test_the_last_admin_key_is_not_revoked_and_viewers_may_not(operator: Operator) -> None:
+    with operator.fleet.sessions() as session:  # alice holds the only active admin key
+        for key in admin_keys.list_admin_keys(session):
+            if key.role == "admin" and key.key_id != "alice":
+                admin_keys.revoke_admin_key(session, key.key_id)
+        session.commit()
     last = operator.run("keys", "revoke", "alice")
     assert last.exit_code != 0
     assert "409" in last.stderr and "conflict" in last.stderr

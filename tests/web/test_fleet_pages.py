@@ -124,6 +124,7 @@ def test_accept_the_risk_prefills_the_form_and_the_list_says_what_it_covers(
     listing = admin_client.get("/admin/exemptions").get_data(as_text=True)
     row = listing.split(f"<td>{exemption.id}</td>")[1].split("</tr>")[0]
     assert "vendor agent needs host access" in row and "alice" in row and "2099-12-31" in row
+    assert "KM-101</a> Privileged container" in row  # the rule's title next to its id
     assert "prod-eu" in row and "kind=Deployment" in row and "name=web" in row
     covered = re.search(r'<a href="([^"]+)">1</a>', row).group(1).replace("&amp;", "&")
     exempted = admin_client.get(covered).get_data(as_text=True)
@@ -301,3 +302,36 @@ def test_diff_with_the_rules_wired_in_names_exactly_what_the_change_introduced(
         f"/admin/clusters/prod-eu/objects/{web.id}/diff?a={new}&b={old}"
     ).get_data(as_text=True)
     assert "KM-101" in back.split('<ul class="introduced">')[1].split("</ul>")[0]
+
+
+def test_every_page_answers_on_both_engines(any_db_session: object, test_settings: object) -> None:
+    """The embedded default (SQLite) serves the same pages as PostgreSQL."""
+    from tests.web.conftest import sign_in  # noqa: PLC0415
+    from tests.web.fleet import ADMIN_PASSWORD, build_fleet  # noqa: PLC0415
+
+    fleet = build_fleet(any_db_session, test_settings)  # type: ignore[arg-type]
+    _wire_catalogue(fleet)
+    fleet.scan("prod-eu")
+    client = fleet.app.test_client()
+    sign_in(client, "alice", ADMIN_PASSWORD)
+    with fleet.sessions() as session:
+        from store.models import KubeObject  # noqa: PLC0415
+
+        web = session.scalar(select(KubeObject.id).where(KubeObject.name == "web"))
+    for url in (
+        "/admin/",
+        "/admin/findings?severity=high&label=env%3Dprod&category=pod-security",
+        "/admin/clusters/prod-eu?status=all&page=1",
+        f"/admin/clusters/prod-eu/objects/{web}",
+        "/admin/rules/KM-101",
+        "/admin/exemptions",
+        "/admin/scans",
+        "/admin/audit?kind=all",
+        "/admin/search?path=%24.metadata.name",
+    ):
+        answer = client.get(url)
+        assert answer.status_code == 200, (url, answer.status_code)
+    fleet_page = client.get("/admin/").get_data(as_text=True)
+    assert fleet_page.count('<circle class="point"') == 14 * 5
+    cluster = client.get("/admin/clusters/prod-eu").get_data(as_text=True)
+    assert 'class="num score-all"' in cluster and 'id="rule-KM-101"' in cluster

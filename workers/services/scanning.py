@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
-from rules import Result
+from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
 from store.bulk import chunked
@@ -36,6 +36,7 @@ from store.findings import (
 from store.manifests import bodies_by_hash, current_manifests
 from store.models import Cluster, Exemption, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
+from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
 from workers.services.exemptions import stored_exemptions
@@ -222,6 +223,23 @@ def record_unchanged_scans(
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
 
+def judged_as_deployed(session: Session, cluster_id: str, rules: EngineHandle) -> EngineHandle:
+    """The engine judging this cluster as the Kubernetes release its agent last reported
+    (telemetry; unknown or unparseable: the newest release the catalogue knows) and with its
+    namespaces' Pod Security `enforce-version` pins, as `k8smon scan --kubernetes-version`
+    does offline."""
+    ping = latest_ping(session, cluster_id)
+    try:
+        release = psa.parse_version(ping.kubernetes_version if ping else None)
+    except psa.VersionError:
+        release = None
+    namespaces = [
+        ObjectView(m.body)
+        for m in current_manifests(session, cluster_id=cluster_id, kind="Namespace")
+    ]
+    return rules.at_versions(release, psa.namespace_pins(namespaces))
+
+
 def plan_scan(
     session: Session,
     cluster_id: str,
@@ -232,6 +250,7 @@ def plan_scan(
     task_id: str | None = None,
 ) -> ScanPlan:
     """Start (or, for a redelivered task, resume) a scan run and split the work into shards."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     run = None
     if task_id:
         run = session.scalar(select(ScanRun).where(ScanRun.task_id == task_id))
@@ -278,6 +297,7 @@ def evaluate_shard(
     shard_index: int = 0,
 ) -> ShardOutcome:
     """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     version = rules.catalogue_version
     objects, hashes, missing = rule_cache.uncached_in_range(
         session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
@@ -311,6 +331,7 @@ def evaluate_cluster_rules(
     session: Session, *, cluster_id: str, rules: EngineHandle
 ) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     cluster = session.get(Cluster, cluster_id)
     digest = (cluster.current_digest if cluster else None) or "empty"
     key = rule_cache.cluster_state_key(digest)
@@ -459,6 +480,7 @@ def finalize_scan(
     now: datetime | None = None,
 ) -> FinalizeOutcome:
     """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
     run = session.get(ScanRun, scan_id)
