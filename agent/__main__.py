@@ -33,6 +33,12 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
+def _sleep(seconds: float) -> bool:
+    """`retry`'s wait: sleep, then go on (never interrupted)."""
+    time.sleep(seconds)
+    return False
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -172,7 +178,7 @@ def _push_files(config: AgentConfig, root: Path, logger: logging.Logger) -> int:
         lambda: sender.snapshot(body),
         backoff=Backoff(initial_s=1.0, max_s=30.0),
         rng=random.Random(),  # noqa: S311 - jitter only
-        wait=lambda seconds: bool(time.sleep(seconds)),
+        wait=_sleep,
         deadline=time.monotonic() + 120.0,
     )
     log_event(

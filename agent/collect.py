@@ -270,7 +270,7 @@ def _count_only(
 
 def _namespaces_to_list(rtype: ResourceType, options: CollectOptions) -> list[str | None]:
     if rtype.namespaced and options.include_namespaces:
-        return sorted(options.include_namespaces - options.exclude_namespaces)
+        return [*sorted(options.include_namespaces - options.exclude_namespaces)]
     return [None]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agent.collect import Collection, unpack
 from contracts.hashing import canonical_json, state_digest
@@ -77,7 +77,7 @@ def delta_plan(collection: Collection, base: AckedState) -> PushPlan:
 
 def encode(plan: PushPlan, *, collected_at: str, agent_version: str) -> bytes:
     """The gzip-compressed JSON envelope, streamed from the stored canonical bodies."""
-    header = {
+    header: dict[str, Any] = {
         "agent_version": agent_version,
         "base_digest": plan.base_digest,
         "collected_at": collected_at,

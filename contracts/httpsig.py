@@ -472,9 +472,10 @@ def _field(request: HttpRequest, name: str, params: Mapping[str, BareItem]) -> s
         except StructuredFieldError as problem:
             raise SignatureError(Reason.MALFORMED_SIGNATURE, f"{name}: {problem}") from None
         if "key" in params:
-            member = members.get(str(params["key"]))
+            key = str(params["key"])
+            member = members.get(key)
             if member is None:
-                raise SignatureError(Reason.MISSING_COMPONENT, f"{name} has no {params['key']}")
+                raise SignatureError(Reason.MISSING_COMPONENT, f"{name} has no {key}")
             return serialize_member(member)
         return serialize_dictionary(members)
     return combined

@@ -176,8 +176,9 @@ def _install_handlers(app: Flask) -> None:
         problem = Problem(error.code or 500, reason, error.name or "Error", error.description or "")
         context.metrics.refused.labels(reason=reason).inc()
         response = problem.response(instance=request.path)
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods or [])
+        valid_methods = getattr(error, "valid_methods", None)
+        if error.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
     @app.errorhandler(OperationalError)

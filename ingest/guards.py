@@ -50,8 +50,8 @@ class MemoryNonceCache:
                 if expiry > now and len(self._seen) < self._max:
                     break
                 del self._seen[oldest]
-            expiry = self._seen.get(entry)
-            if expiry is not None and expiry > now:
+            seen_until = self._seen.get(entry)
+            if seen_until is not None and seen_until > now:
                 return False
             self._seen[entry] = now + ttl
             self._seen.move_to_end(entry)

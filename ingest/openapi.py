@@ -18,7 +18,7 @@ from reports.formats import FORMATS, SERVED_FORMATS
 UNDOCUMENTED_BLUEPRINTS = ("web",)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
-_SIGNED = [{"httpMessageSignature": []}]
+_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
 _CLUSTER_ID = {
     "name": "cluster_id",
     "in": "path",
@@ -264,6 +264,12 @@ def openapi_document() -> dict[str, Any]:
                 params=[_KEY_ID],
                 refusals=("400", "401", "403", "404", "409"),
             )
+        },
+        "/": {
+            "get": {
+                "summary": "Redirect to the admin pages",
+                "responses": {"302": {"description": "to /admin/"}},
+            }
         },
         "/healthz": {"get": _op("Liveness", signed=False)},
         "/readyz": {

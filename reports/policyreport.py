@@ -6,12 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
+from contracts.findings import ExemptionDict, ScanReport
 from contracts.findings import Finding as FindingDict
-from contracts.findings import ScanReport
 from reports.formats.policyreport import render_policy_reports
 from store.findings import cluster_findings, fingerprint
 from store.models import Finding
@@ -39,7 +39,7 @@ def finding_dict(finding: Finding) -> FindingDict:
         "path": finding.path or "",
         "message": finding.message,
         "status": "exempted" if finding.status == "exempted" else "open",
-        "exemption": exemption
+        "exemption": cast(ExemptionDict, exemption)
         if isinstance(exemption, dict)
         else (
             {

@@ -13,9 +13,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+from contracts.findings import ScanErrorDict
 
 try:  # libyaml is several times faster; fall back to the pure-Python loader.
     _Loader: Any = yaml.CSafeLoader
@@ -42,9 +44,9 @@ class LoadError:
     source: str
     line: int | None
     message: str
-    type: str = "parse"
+    type: Literal["parse", "invalid", "rule"] = "parse"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ScanErrorDict:
         return {"type": self.type, "message": self.message, "file": self.source, "line": self.line}
 
 
@@ -68,7 +70,7 @@ class Loaded:
 
 def _split_yaml(text: str) -> Iterator[tuple[int, str]]:
     """(first line number, text) of each YAML document, split at `---` / `...` lines."""
-    start, chunk = 1, []
+    start, chunk = 1, list[str]()
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if _DOC_SEPARATOR.match(line.rstrip("\r\n")):
             if chunk:

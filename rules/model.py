@@ -84,8 +84,8 @@ class RuleMeta:
             "remediation": self.remediation,
             "kinds": sorted(self.kinds) if self.kinds is not None else None,
             "api_versions": sorted(self.api_versions) if self.api_versions is not None else None,
-            "status": self.status.value,  # type: ignore[typeddict-item]
-            "scope": self.scope.value,  # type: ignore[typeddict-item]
+            "status": self.status.value,
+            "scope": self.scope.value,
             "summary": self.summary,
             "help_uri": DOC_URL.format(id=self.id),
         }

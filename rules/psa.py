@@ -319,11 +319,19 @@ def assign_versions(views: Sequence[Any], kubernetes_version: Version | None) ->
     cluster cannot apply a policy newer than itself), else the cluster's release."""
     pins = namespace_pins(views)
     for view in views:
-        view.kubernetes_version = kubernetes_version
-        pin = pins.get(view.namespace) if view.namespace else None
-        if pin is not None and kubernetes_version is not None:
-            pin = min(pin, kubernetes_version)
-        view.policy_version = pin if pin is not None else kubernetes_version
+        assign_version(view, kubernetes_version, pins)
+
+
+def assign_version(
+    view: Any, kubernetes_version: Version | None, pins: Mapping[str, Version | None]
+) -> None:
+    """Set one ObjectView's versions from its cluster's release and its namespaces' pins
+    (`namespace_pins`); see `assign_versions`."""
+    view.kubernetes_version = kubernetes_version
+    pin = pins.get(view.namespace) if view.namespace else None
+    if pin is not None and kubernetes_version is not None:
+        pin = min(pin, kubernetes_version)
+    view.policy_version = pin if pin is not None else kubernetes_version
 
 
 def in_force(obj: Any, control_id: str) -> bool:

@@ -67,7 +67,7 @@ def invalid_object_error(view: Any, location: Mapping[str, Any] | None) -> ScanE
         "message": f"{view.ref} is not a valid {view.kind}: {first.path}: {first.message}"
         f"{more}; it was not scanned",
         "path": first.path,
-        "resource": view.ref.to_dict(),  # type: ignore[typeddict-item]
+        "resource": view.ref.to_dict(),
         "file": location["file"] if location else None,
         "line": location["line"] if location else None,
     }
@@ -93,7 +93,8 @@ def _definitions(release: Version) -> Mapping[str, Any]:
     path = root / f"v{release[0]}.{release[1]}.0-local" / "_definitions.json"
     if not path.is_file():
         return {}
-    return json.loads(path.read_text(encoding="utf-8")).get("$defs", {})
+    defs: Mapping[str, Any] = json.loads(path.read_text(encoding="utf-8")).get("$defs", {})
+    return defs
 
 
 @functools.cache

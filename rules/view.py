@@ -8,7 +8,7 @@ Rules must treat everything reachable from a view as read-only.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from contracts.resources import ResourceRef, object_namespace
 from rules.schema import SchemaProblem, validate
@@ -56,6 +56,11 @@ INHERITED_FIELDS = frozenset(
 WINDOWS_OPTION_FIELDS = frozenset(
     {"gmsaCredentialSpecName", "gmsaCredentialSpec", "runAsUserName", "hostProcess"}
 )
+
+
+def is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
+    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
+    return isinstance(value, (dict, Mapping))
 
 
 def _dig(obj: Any, keys: tuple[str, ...]) -> Any:

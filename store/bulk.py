@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, String, Table, update
+from sqlalchemy import JSON, CursorResult, String, Table, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -122,3 +122,13 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     session.flush()
     with _raw_cursor(session, sql) as cursor:
         execute_values(cursor, sql, values, template=template, page_size=1000)
+
+
+def table_of(model: Any) -> Table:
+    """A mapped class's Table (the ORM types `__table__` as a plain FromClause)."""
+    return cast(Table, model.__table__)
+
+
+def affected(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (`CursorResult.rowcount`; 0 when unknown)."""
+    return int(cast(CursorResult[Any], result).rowcount or 0)

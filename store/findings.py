@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
 from contracts.resources import ResourceRef
-from store.bulk import chunked, insert_ignoring_conflicts, update_rows_by_id
+from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of, update_rows_by_id
 from store.models import Finding
 from store.types import utcnow
 
@@ -227,7 +227,7 @@ def _write(
     resolved_ids: list[int],
 ) -> None:
     now = at
-    insert_ignoring_conflicts(session, Finding.__table__, inserts)
+    insert_ignoring_conflicts(session, table_of(Finding), inserts)
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -286,7 +286,7 @@ def cluster_findings(
     resolved_in_scan: int | None = None,
 ) -> Sequence[Finding]:
     """Findings of a cluster with the given statuses (plus those a given scan resolved)."""
-    condition = Finding.status.in_(list(statuses))
+    condition: ColumnElement[bool] = Finding.status.in_(list(statuses))
     if resolved_in_scan is not None:
         condition = or_(
             condition,
@@ -318,7 +318,7 @@ def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
         .values(status="open", last_scan_id=scan_id)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)
+    return affected(result)
 
 
 def severity_counts(session: Session, cluster_id: str) -> dict[str, int]:

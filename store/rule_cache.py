@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import chunked, insert_ignoring_conflicts
+from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -80,7 +80,7 @@ def store_results(
         }
         for chash, found in results.items()
     ]
-    insert_ignoring_conflicts(session, RuleResultCache.__table__, rows)
+    insert_ignoring_conflicts(session, table_of(RuleResultCache), rows)
     return len(rows)
 
 
@@ -136,10 +136,15 @@ def uncached_in_range(
 
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
-    """Delete one batch of results cached under any other catalogue version; returns count."""
+    """Delete one batch of results cached under any other catalogue version (results of the
+    same version judged at a cluster's release, `<version>@...`, are kept); returns count."""
     victims = (
         select(RuleResultCache.content_hash, RuleResultCache.catalogue_version)
-        .where(RuleResultCache.catalogue_version != keep_version)
+        # Results judged at a cluster's own release carry `<version>@<suffix>` and stay too.
+        .where(
+            RuleResultCache.catalogue_version != keep_version,
+            ~RuleResultCache.catalogue_version.startswith(f"{keep_version}@", autoescape=True),
+        )
         .limit(batch_size)
     )
     result = session.execute(
@@ -147,4 +152,4 @@ def delete_other_versions(session: Session, *, keep_version: str, batch_size: in
             tuple_(RuleResultCache.content_hash, RuleResultCache.catalogue_version).in_(victims)
         )
     )
-    return int(result.rowcount or 0)
+    return affected(result)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store.bulk import affected
 from store.models import Cluster, ScanRun
 from store.types import utcnow
 
@@ -95,4 +96,4 @@ def fail_stale_runs(session: Session, *, older_than: timedelta) -> int:
             errors=[{"stage": "scan", "error": "scan did not finish in time"}],
         )
     )
-    return int(result.rowcount or 0)
+    return affected(result)

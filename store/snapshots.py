@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from contracts.hashing import canonical_json, content_hash, state_digest, strip_server_noise
 from contracts.resources import ResourceRef
-from store.bulk import chunked, insert_ignoring_conflicts
+from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.models import (
@@ -106,7 +106,7 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
         for h, p in wanted.items()
         if h not in existing
     ]
-    insert_ignoring_conflicts(session, ManifestBody.__table__, rows)
+    insert_ignoring_conflicts(session, table_of(ManifestBody), rows)
     return len(rows)
 
 
@@ -172,7 +172,7 @@ def stage_snapshot(
         for r in removed
     ]
     for batch in chunked(items, 2000):
-        session.execute(SnapshotItem.__table__.insert(), batch)
+        session.execute(table_of(SnapshotItem).insert(), batch)
     return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
 
 

@@ -11,16 +11,20 @@ pure configuration function as the offline scan (`rules.configure.apply_config`)
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.hashing import canonical_json
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
 from rules import ClusterContext, Engine, Exemption, Result, ScanConfig
 from rules.cluster import suppressed_by_controller
 from rules.configure import ObjectFacts, apply_config
 from rules.engine import object_facts
+from rules.psa import Version, assign_version
+from rules.view import ObjectView
 
 
 def cached_record(result: Result) -> dict[str, Any]:
@@ -39,16 +43,50 @@ def cached_record(result: Result) -> dict[str, Any]:
 
 
 class EngineHandle:
-    """A rules Engine plus the pipeline's serialisation and configuration steps."""
+    """A rules Engine plus the pipeline's serialisation and configuration steps.
 
-    def __init__(self, engine: Engine) -> None:
+    `at_versions()` gives the handle that judges one cluster as the release it runs (its
+    agent's telemetry) and its namespaces' Pod Security `enforce-version` pins, as the offline
+    `k8smon scan --kubernetes-version` does; its `catalogue_version` carries a suffix naming
+    them, so results cached for one release or set of pins are never reused for another.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        kubernetes_version: Version | None = None,
+        pins: Mapping[str, Version | None] | None = None,
+    ) -> None:
         self.engine = engine
         self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
         self._meta = {r.meta.id: r.meta for r in engine.all_rules}
+        self.kubernetes_version = kubernetes_version
+        self._pins = {ns: v for ns, v in (pins or {}).items() if v is not None}
+        self._suffix = ""
+        if kubernetes_version is not None or self._pins:
+            text = canonical_json(
+                {"release": kubernetes_version, "pins": sorted(self._pins.items())}
+            )
+            self._suffix = "@" + hashlib.sha256(text).hexdigest()[:16]
+
+    def at_versions(
+        self, kubernetes_version: Version | None, pins: Mapping[str, Version | None]
+    ) -> EngineHandle:
+        """This engine judging a cluster of `kubernetes_version` (None: the newest release
+        known) whose namespaces pin `pins` (`rules.psa.namespace_pins`)."""
+        handle = EngineHandle(self.engine, kubernetes_version=kubernetes_version, pins=pins)
+        return self if not handle._suffix else handle
 
     @property
     def catalogue_version(self) -> str:
-        return str(self.engine.catalogue_version)
+        return str(self.engine.catalogue_version) + self._suffix
+
+    def _view(self, manifest: Mapping[str, Any]) -> ObjectView:
+        view = ObjectView(manifest)
+        if self._suffix:
+            assign_version(view, self.kubernetes_version, self._pins)
+        return view
 
     @property
     def cluster_rule_ids(self) -> frozenset[str]:
@@ -80,11 +118,11 @@ class EngineHandle:
 
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Object-rule results as cached records (see `cached_record`)."""
-        return [cached_record(r) for r in self.engine.evaluate_object(manifest)]
+        return [cached_record(r) for r in self.engine.evaluate_object(self._view(manifest))]
 
     def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
-        context = ClusterContext(manifests)
+        context = ClusterContext([self._view(m) for m in manifests if isinstance(m, Mapping)])
         suppressed = (
             sorted(suppressed_by_controller(context))
             if self.engine.config.dedup_controllers

@@ -107,7 +107,7 @@ def scan(
         cluster=cluster,
         load_errors=[e.to_dict() for e in loaded.errors],
         kubernetes_version=kubernetes_version,
-    )  # type: ignore[misc]
+    )
     data = ReportInput(
         outcome.to_report(),
         rules=[r.meta.to_info() for r in engine.all_rules],

@@ -15,9 +15,9 @@ the composition root, through `IngestContext.extras`:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from flask import Blueprint, g
+from flask import Blueprint, Flask, g
 from flask.blueprints import BlueprintSetupState
 
 from ingest.context import EXTENSION
@@ -53,7 +53,7 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
 def _configure(state: BlueprintSetupState) -> None:
     settings = state.app.extensions[EXTENSION].settings
     security.configure_sessions(
-        state.app,
+        cast(Flask, state.app),
         secret_key=settings.secret_key,
         secure=settings.public_url.startswith("https://"),
     )

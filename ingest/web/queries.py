@@ -528,11 +528,11 @@ def findings_page(session: Session, flt: FindingFilter) -> FindingsPage:
     by_cluster: dict[str, list[str]] = defaultdict(list)
     for row in found:
         by_cluster[row.cluster_id].append(row.ref_key)
-    ids: dict[tuple[str, str], int] = {}
+    object_ids: dict[tuple[str, str], int] = {}
     for cluster_id, keys in by_cluster.items():
         for key, oid in object_ids_by_ref(session, cluster_id, keys).items():
-            ids[(cluster_id, key)] = oid
-    found = [replace(r, object_id=ids.get((r.cluster_id, r.ref_key))) for r in found]
+            object_ids[(cluster_id, key)] = oid
+    found = [replace(r, object_id=object_ids.get((r.cluster_id, r.ref_key))) for r in found]
     return FindingsPage(rows=found, total=total, page=flt.page)
 
 
@@ -667,7 +667,7 @@ def cluster_history(session: Session, cluster_id: str, *, scans: int = HISTORY_S
         .order_by(ScanRun.id.desc())
         .limit(scans)
     ).all()
-    rows.reverse()
+    rows = list(reversed(rows))
     history = History(labels=[], by_severity={s: [] for s in SEVERITIES}, changes=[])
     for started_at, stored in rows:
         counts = stored or {}
@@ -730,7 +730,7 @@ def exemption_coverage(session: Session) -> dict[int, int]:
         .where(Finding.status == "exempted", Finding.exemption_id.is_not(None))
         .group_by(Finding.exemption_id)
     )
-    return {int(exemption_id): int(n) for exemption_id, n in rows}
+    return {int(exemption_id or 0): int(n) for exemption_id, n in rows}
 
 
 # ------------------------------------------------------------------------------ audit and scans

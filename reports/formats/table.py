@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from contracts.findings import Finding, ScanReport
 
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
@@ -49,7 +52,7 @@ def render_table(report: ScanReport, *, show_exempted: bool = True, width: int =
             if where and error.get("line"):
                 where += f":{error['line']}"
             if error.get("rule_id"):
-                res = error.get("resource") or {}
+                res: Mapping[str, Any] = error.get("resource") or {}
                 where = f"{error['rule_id']} on {res.get('kind')} {res.get('name')} {where}"
             lines.append(f"  {where.strip()}: {error['message']}")
     summary = report["summary"]

@@ -10,13 +10,13 @@ one view disables the other.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from contracts.severity import Severity
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
-from rules.view import POD_KINDS, ObjectView
+from rules.view import POD_KINDS, ObjectView, is_map
 
 CATEGORY = "general"
 PSA_DOC = "https://kubernetes.io/docs/concepts/security/pod-security-admission/"
@@ -36,11 +36,6 @@ POLICY_ENGINES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Polaris", re.compile(r"polaris", re.IGNORECASE)),
     ("Datree", re.compile(r"datree", re.IGNORECASE)),
 )
-
-
-def is_map(value: Any) -> bool:
-    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
 
 
 def _webhook_texts(config: ObjectView) -> Iterator[str]:

@@ -21,7 +21,7 @@ from rules import psa
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
 from rules.selectors import SelectorError, parse_selector
-from rules.view import POD_KINDS, ContainerView, ObjectView
+from rules.view import POD_KINDS, ContainerView, ObjectView, is_map
 
 CATEGORY = "hygiene"
 RESOURCES_DOC = "https://kubernetes.io/docs/concepts/configuration/manage-resources-containers/"
@@ -38,11 +38,6 @@ BATCH_KINDS = frozenset({"Job", "CronJob"})
 
 
 _EMPTY: Mapping[str, Any] = {}
-
-
-def is_map(value: Any) -> bool:
-    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -20,7 +20,7 @@ from contracts.severity import Severity
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
 from rules.selectors import SelectorError, calico_selector_matches, parse_selector
-from rules.view import ObjectView
+from rules.view import ObjectView, is_map
 
 CATEGORY = "network"
 NETPOL_DOC = "https://kubernetes.io/docs/concepts/services-networking/network-policies/"
@@ -48,9 +48,8 @@ INTERNAL_LB_ANNOTATIONS: Mapping[str, frozenset[str]] = {
 SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
 
 
-def is_map(value: Any) -> bool:
-    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
+def _host_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _namespace_labels(ns: ObjectView) -> dict[str, Any]:
@@ -412,11 +411,7 @@ def ingress_without_tls(obj: ObjectView) -> Iterator[Violation]:
         return
     if any(not t.get("hosts") for t in entries):
         return
-    tls_hosts = {
-        str(h).lower()
-        for t in entries
-        for h in (t.get("hosts") if isinstance(t.get("hosts"), list) else ())
-    }
+    tls_hosts = {str(h).lower() for t in entries for h in _host_list(t.get("hosts"))}
     rules = obj.spec.get("rules")
     for index, item in enumerate(rules if isinstance(rules, list) else ()):
         if not is_map(item) or not item.get("host"):

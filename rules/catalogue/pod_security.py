@@ -13,7 +13,8 @@ that actually takes effect.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from contracts.severity import Severity
 from rules import psa
@@ -1510,7 +1511,7 @@ def host_probe(obj: ObjectView) -> Iterator[Violation]:
                     )
 
 
-def _volume_type(volume: dict) -> str | None:
+def _volume_type(volume: Mapping[str, Any]) -> str | None:
     """The volume's source, or None when it names none (the API server defaults such a
     volume to emptyDir)."""
     for key in volume:

@@ -41,7 +41,7 @@ from typing import Any
 from contracts.severity import Severity
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
-from rules.view import ObjectView
+from rules.view import ObjectView, is_map
 
 CATEGORY = "rbac"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -269,11 +269,6 @@ class BoundRole:
 # -- matching ------------------------------------------------------------------------------
 
 
-def is_map(value: Any) -> bool:
-    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
-
-
 def _strings(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
@@ -413,12 +408,12 @@ def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None
         rules = own + _aggregated_rules(cluster, role, len(own))
         return BoundRole(binding, f"{role_kind} {role_name}", tuple(rules), len(own))
     if role_kind == "ClusterRole" and role_name in BUILTIN_CLUSTER_ROLES:
-        rules = BUILTIN_CLUSTER_ROLES[role_name]
+        builtin = BUILTIN_CLUSTER_ROLES[role_name]
         return BoundRole(
             binding,
             f"built-in ClusterRole {role_name} (not in the input)",
-            tuple(rules),
-            len(rules),
+            tuple(builtin),
+            len(builtin),
             builtin=True,
         )
     return None

@@ -25,7 +25,7 @@ from typing import Any
 
 from contracts.severity import Severity
 from rules.model import Violation, rule
-from rules.view import POD_KINDS, ContainerView, ObjectView
+from rules.view import POD_KINDS, ContainerView, ObjectView, is_map
 
 CATEGORY = "secrets"
 SECRETS_DOC = "https://kubernetes.io/docs/concepts/configuration/secret/"
@@ -248,11 +248,6 @@ _PATH_LIKE = re.compile(r"^(?:/|\./|\.\./|~/)\S*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S*$")
 _SMALL_INT = re.compile(r"^[0-9]{1,5}$")
 _RESOURCE_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)+$")
-
-
-def is_map(value: Any) -> bool:
-    """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
 
 
 def name_words(name: str) -> list[str]:
@@ -580,8 +575,8 @@ def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
     """Why a ConfigMap entry looks like it holds a credential, and on which line (1-based)."""
     label = known_format(text)
     if label:
-        line = next((n for n, line in enumerate(text.splitlines(), 1) if known_format(line)), None)
-        return f"contains {label}", line
+        first = next((n for n, line in enumerate(text.splitlines(), 1) if known_format(line)), None)
+        return f"contains {label}", first
     if "\n" not in text.strip():
         why = classify(key, text)
         return (why, None) if why else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from store.db import with_pinned_driver
 from store.models import Base
@@ -17,14 +17,14 @@ def run_migrations() -> None:
     if connection is not None:
         _run_on(connection)
         return
-    engine = create_engine(with_pinned_driver(config.get_main_option("sqlalchemy.url")))
+    engine = create_engine(with_pinned_driver(config.get_main_option("sqlalchemy.url") or ""))
     with engine.connect() as conn:
         _run_on(conn)
         conn.commit()
     engine.dispose()
 
 
-def _run_on(connection: object) -> None:
+def _run_on(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
-from rules import Result
+from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
 from store.bulk import chunked
@@ -36,6 +36,7 @@ from store.findings import (
 from store.manifests import bodies_by_hash, current_manifests
 from store.models import Cluster, Exemption, KubeObject, ScanRun
 from store.scans import finish_scan_run, start_scan_run
+from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
 from workers.services.exemptions import stored_exemptions
@@ -222,6 +223,45 @@ def record_unchanged_scans(
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
 
+SCAN_RUNNING_AT_MOST = timedelta(hours=2)  # older "running" runs are dead (the sweep fails them)
+
+
+def push_scan_due(session: Session, cluster_id: str) -> bool:
+    """Whether a push should scan the cluster now: it has an applied state that no scan run
+    (finished or running) has covered, and no scan of it is running. This is the per-cluster
+    debounce: pushes that arrive while a scan runs are covered by the one scan the running
+    one's end starts (`jobs.finalize_scan` asks again once it committed)."""
+    digest = session.scalar(
+        select(Cluster.current_digest).where(Cluster.id == cluster_id, Cluster.status == "active")
+    )
+    if digest is None:
+        return False
+    since = utcnow() - SCAN_RUNNING_AT_MOST
+    covered = and_(ScanRun.snapshot_digest == digest, ScanRun.state.in_(("done", "running")))
+    running = and_(ScanRun.state == "running", ScanRun.started_at > since)
+    busy = session.scalar(
+        select(ScanRun.id).where(ScanRun.cluster_id == cluster_id, or_(covered, running)).limit(1)
+    )
+    return busy is None
+
+
+def judged_as_deployed(session: Session, cluster_id: str, rules: EngineHandle) -> EngineHandle:
+    """The engine judging this cluster as the Kubernetes release its agent last reported
+    (telemetry; unknown or unparseable: the newest release the catalogue knows) and with its
+    namespaces' Pod Security `enforce-version` pins, as `k8smon scan --kubernetes-version`
+    does offline."""
+    ping = latest_ping(session, cluster_id)
+    try:
+        release = psa.parse_version(ping.kubernetes_version if ping else None)
+    except psa.VersionError:
+        release = None
+    namespaces = [
+        ObjectView(m.body)
+        for m in current_manifests(session, cluster_id=cluster_id, kind="Namespace")
+    ]
+    return rules.at_versions(release, psa.namespace_pins(namespaces))
+
+
 def plan_scan(
     session: Session,
     cluster_id: str,
@@ -232,6 +272,7 @@ def plan_scan(
     task_id: str | None = None,
 ) -> ScanPlan:
     """Start (or, for a redelivered task, resume) a scan run and split the work into shards."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     run = None
     if task_id:
         run = session.scalar(select(ScanRun).where(ScanRun.task_id == task_id))
@@ -278,6 +319,7 @@ def evaluate_shard(
     shard_index: int = 0,
 ) -> ShardOutcome:
     """Evaluate object rules on a shard's bodies that have no cached result; cache them."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     version = rules.catalogue_version
     objects, hashes, missing = rule_cache.uncached_in_range(
         session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
@@ -311,6 +353,7 @@ def evaluate_cluster_rules(
     session: Session, *, cluster_id: str, rules: EngineHandle
 ) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     cluster = session.get(Cluster, cluster_id)
     digest = (cluster.current_digest if cluster else None) or "empty"
     key = rule_cache.cluster_state_key(digest)
@@ -459,6 +502,7 @@ def finalize_scan(
     now: datetime | None = None,
 ) -> FinalizeOutcome:
     """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
     run = session.get(ScanRun, scan_id)
