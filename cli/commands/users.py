@@ -100,6 +100,28 @@ def disable(name: str) -> None:
     click.echo(f"account {name} disabled")
 
 
+@users.command("set-role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(accounts.ACCOUNT_ROLES))
+def set_role(name: str, role: str) -> None:
+    """Give the account NAME the role ROLE (its existing sessions end: it signs in again)."""
+    runtime = open_runtime()
+    try:
+        with unit_of_work(runtime.sessions) as session:
+            accounts.set_role(session, name, role=role)
+            record_action(
+                session,
+                actor="cli",
+                action="account.role",
+                target=name,
+                details={"role": role},
+                source="k8smon users set-role",
+            )
+    except accounts.AccountNotFound:
+        raise click.ClickException(f"no account named {name!r}") from None
+    click.echo(f"account {name} is now {role} (its sessions ended)")
+
+
 @users.command("list")
 @output_option()
 def list_(fmt: str) -> None:

@@ -41,11 +41,24 @@ def test_list_and_revoke_admin_keys_with_the_cli(operator: Operator) -> None:
 
 
 def test_the_last_admin_key_is_not_revoked_and_viewers_may_not(operator: Operator) -> None:
-    with operator.fleet.sessions() as session:  # alice holds the only active admin key
+    # The package's database is shared by the tests of one xdist worker, and live-server tests
+    # (tests/security/test_bad_input.py's `server.admin()`) commit admin keys for real: whatever
+    # ran before, this test makes alice the only active admin key in its own (rolled back)
+    # transaction. It always starts with another active admin key, so that path is always taken.
+    with operator.fleet.sessions() as session:
+        admin_keys.create_admin_key(
+            session, "leftover", role="admin", key_id="leftover", public_key=b"\x01" * 32
+        )
         for key in admin_keys.list_admin_keys(session):
             if key.role == "admin" and key.key_id != "alice":
                 admin_keys.revoke_admin_key(session, key.key_id)
         session.commit()
+        active = [
+            k.key_id
+            for k in admin_keys.list_admin_keys(session)
+            if k.revoked_at is None and k.role == "admin"
+        ]
+    assert active == ["alice"]
     last = operator.run("keys", "revoke", "alice")
     assert last.exit_code != 0
     assert "409" in last.stderr and "conflict" in last.stderr

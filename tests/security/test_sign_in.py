@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import redis
 import requests
@@ -9,6 +14,7 @@ import requests
 from ingest.app import create_app
 from ingest.context import EXTENSION
 from ingest.web.throttle import FAILURES_PER_ACCOUNT, FAILURES_PER_ADDRESS, WINDOW_MINUTES
+from settings import Settings
 from store import accounts
 from tests.ingest.conftest import Server, start_server
 from tests.security.conftest import Browser, audit_rows
@@ -156,3 +162,60 @@ def test_one_address_is_throttled_across_accounts(browser: Browser, server: Serv
     answer = browser.sign_in()
     assert answer.status_code == 429
     assert int(answer.headers["Retry-After"]) > 0
+
+
+def test_users_set_role_ends_the_accounts_sessions(
+    browser: Browser, server: Server, test_settings: Settings
+) -> None:
+    """The command an admin runs on the server, as a process: the copied cookie and the browser's
+    own cookie stop working at once; the change is audited; a fresh sign-in gets the new role."""
+    assert browser.sign_in().status_code == 302
+    copy = _copy(browser)
+    assert _signed_in(copy, server)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": test_settings.database_url,
+        "K8SMON_INSTANCE_PATH": str(test_settings.instance_path),
+    }
+    k8smon = str(Path(sys.executable).with_name("k8smon"))
+    changed = subprocess.run(
+        [k8smon, "users", "set-role", browser.username, "viewer"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout == f"account {browser.username} is now viewer (its sessions ended)\n"
+    assert not _signed_in(copy, server)
+    assert not _signed_in(browser.http, server)
+    [entry] = [
+        row for row in audit_rows(server, action="account.role") if row.target == browser.username
+    ]
+    assert entry.details == {"role": "viewer"} and entry.actor == "cli"
+    with server.sessions() as session:
+        [account] = [a for a in accounts.list_accounts(session) if a.username == browser.username]
+        assert account.role == "viewer"
+    fresh = Browser(server.base_url, browser.username, browser.password, requests.Session())
+    assert fresh.sign_in().status_code == 302
+    assert _signed_in(fresh.http, server)
+
+    unknown = subprocess.run(
+        [k8smon, "users", "set-role", "nobody-here", "admin"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unknown.returncode == 1 and "no account named 'nobody-here'" in unknown.stderr
+    bad_role = subprocess.run(
+        [k8smon, "users", "set-role", browser.username, "root"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad_role.returncode == 2 and "root" in bad_role.stderr
