@@ -325,14 +325,23 @@ def missing_scale_target(cluster: ClusterContext) -> Iterator[Violation]:
 
 
 # -- KM-616 / KM-617 -----------------------------------------------------------------------
-def _selected_workloads(cluster: ClusterContext, pdb: ObjectView) -> list[ObjectView]:
+def pod_labels_by_namespace(
+    cluster: ClusterContext,
+) -> dict[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]:
+    """(object, pod template labels) of every pod-bearing object, by namespace (one pass)."""
+    out: dict[str | None, list[tuple[ObjectView, Mapping[str, Any]]]] = {}
+    for obj in cluster.objects:
+        if obj.workload is not None:
+            labels = _mapping(obj.workload.pod_meta.get("labels"))
+            out.setdefault(obj.namespace, []).append((obj, labels))
+    return out
+
+
+def _selected_workloads(
+    pdb: ObjectView, pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]
+) -> list[ObjectView]:
     """Every pod-bearing object of the PDB's namespace whose pod template it selects."""
-    return [
-        obj
-        for obj in cluster.in_namespace(pdb.namespace)
-        if obj.workload is not None
-        and _pdb_selects(pdb, _mapping(obj.workload.pod_meta.get("labels")))
-    ]
+    return [obj for obj, labels in pods.get(pdb.namespace, ()) if _pdb_selects(pdb, labels)]
 
 
 def _percent(value: Any) -> int | None:
@@ -392,6 +401,7 @@ def blocking_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
     scalers = autoscaler_minimums(cluster)
+    pods = pod_labels_by_namespace(cluster)
     for pdb in cluster.by_kind("PodDisruptionBudget"):
         spec = pdb.spec
         max_unavailable = spec.get("maxUnavailable")
@@ -419,7 +429,7 @@ def blocking_pdb(cluster: ClusterContext) -> Iterator[Violation]:
             continue
         replicated = [
             obj
-            for obj in _selected_workloads(cluster, pdb)
+            for obj in _selected_workloads(pdb, pods)
             if obj.kind in SCALABLE_KINDS and cluster.controller_of(obj) is None
         ]
         if not replicated:
@@ -485,8 +495,9 @@ def empty_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     ## References
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
+    pods = pod_labels_by_namespace(cluster)
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        if not _selected_workloads(cluster, pdb):
+        if not _selected_workloads(pdb, pods):
             yield Violation(
                 f"PodDisruptionBudget {pdb.name} selects no pods in namespace "
                 f"{pdb.namespace}: it protects nothing",
