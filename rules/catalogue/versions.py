@@ -8,7 +8,8 @@ release the catalogue knows, which is supported.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from contracts.severity import Severity
 from rules import psa, releases
@@ -18,19 +19,22 @@ from rules.view import ObjectView
 
 CATEGORY = "hygiene"
 # Who the finding is about: the cluster's kube-system Namespace (every cluster has one).
-CLUSTER_SUBJECT = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system"}}
+CLUSTER_SUBJECT: Mapping[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Namespace",
+    "metadata": {"name": "kube-system"},
+}
 
 
 def cluster_release(cluster: ClusterContext) -> psa.Version | None:
     """The release the snapshot's objects are judged as (None: unknown, the newest)."""
     for obj in cluster.objects:
-        version = getattr(obj, "kubernetes_version", None)
-        if version is not None:
-            return version
+        if obj.kubernetes_version is not None:
+            return obj.kubernetes_version
     return None
 
 
-def _subject(cluster: ClusterContext) -> ObjectView | dict[str, object]:
+def _subject(cluster: ClusterContext) -> ObjectView | Mapping[str, Any]:
     found = cluster.get("Namespace", None, "kube-system")
     return found if found is not None else CLUSTER_SUBJECT
 
