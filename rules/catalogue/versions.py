@@ -46,8 +46,11 @@ def _subject(cluster: ClusterContext) -> ObjectView | Mapping[str, Any]:
     category=CATEGORY,
     scope="cluster",
     references=(releases.RELEASES_DOC,),
+    # The table's date is part of the rule's metadata, so refreshing the table changes the
+    # catalogue version and cached results are re-evaluated.
     remediation="Upgrade the cluster one minor release at a time to a supported release; "
-    "fix the objects KM-608/KM-609 report for each release on the way first.",
+    "fix the objects KM-608/KM-609 report for each release on the way first (support dates "
+    f"as of {releases.AS_OF.isoformat()}).",
     kinds=("Namespace",),
 )
 def unsupported_release(cluster: ClusterContext) -> Iterator[Violation]:

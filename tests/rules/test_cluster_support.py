@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rules import psa, releases
+from rules import default_rules, psa, releases
 
 K8SMON = Path(sys.executable).with_name("k8smon")
 
@@ -73,3 +73,9 @@ def test_offline_scan_reports_the_release_and_the_next_minor_break(tmp_path: Pat
         assert ("KM-619", "kube-system") not in found
         assert ("KM-608", "batch") in found
     assert ("KM-619", "kube-system") not in _scan(manifest)  # unknown: judged as the newest
+
+
+def test_the_table_date_is_part_of_the_catalogue_version() -> None:
+    """A refreshed table (new AS_OF) must change the catalogue version cached results use."""
+    (meta,) = [r.meta for r in default_rules() if r.id == "KM-619"]
+    assert releases.AS_OF.isoformat() in meta.to_info()["remediation"]
