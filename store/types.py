@@ -41,8 +41,11 @@ E = TypeVar("E", bound=StrEnum)
 
 
 class EnumText(TypeDecorator[E]):
-    """A `contracts.states` StrEnum in a VARCHAR column: values are checked on the way in
-    (a state outside the vocabulary is never stored) and read back as members."""
+    """A `contracts.states` StrEnum in a VARCHAR column, read back as members.
+
+    Binding is plain text (a filter with an unknown value simply matches nothing; the column's
+    length is still the database's to enforce); a stored value outside the vocabulary is read
+    back as text rather than failing the query."""
 
     impl = String
     cache_ok = True
@@ -52,10 +55,15 @@ class EnumText(TypeDecorator[E]):
         self.enum = enum
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else self.enum(value).value
+        return None if value is None else str(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
-        return None if value is None else self.enum(value)
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        try:
+            return self.enum(value)
+        except ValueError:
+            return value
 
 
 def utcnow() -> datetime:
