@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: help venv test test-k8s lint demo run bench bench-quick docs screenshots clean
 
@@ -34,11 +36,11 @@ test-k8s: $(STAMP) ## the agent against a real etcd + kube-apiserver (tests/k8s)
 	assets="$$(bash scripts/k8s-assets.sh)" && \
 	KUBEBUILDER_ASSETS="$$assets" K8SMON_K8S_REQUIRED=1 $(BIN)/pytest tests/k8s
 
-demo: $(STAMP) ## a local server with a demo cluster and findings (no Redis, SQLite)
-	$(BIN)/python -m cli.demo
+demo: $(STAMP) ## a local server with a demo cluster and findings (DEMO_ARGS=--serve to explore it)
+	$(BIN)/python -m cli.demo $(DEMO_ARGS)
 
-run: $(STAMP) ## the server, configured from the environment
-	$(BIN)/k8smon serve
+run: $(STAMP) ## the server, configured from the environment (PORT=8000 HOST=127.0.0.1)
+	$(BIN)/k8smon serve --host $(HOST) --port $(PORT)
 
 bench: $(STAMP) ## the benchmarks (docs/benchmarks.md)
 	$(BIN)/python -m bench.run

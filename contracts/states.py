@@ -41,6 +41,7 @@ class ScanTrigger(StrEnum):
     SCHEDULE = "schedule"
     RESCAN = "rescan"
     ON_DEMAND = "on-demand"
+    PUSH = "push"  # a processed push changed the cluster's state (workers.jobs.scan_if_behind)
 
 
 class SnapshotState(StrEnum):

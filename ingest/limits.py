@@ -16,7 +16,8 @@ from ingest.problems import SCHEMA_VIOLATION, Problem
 
 
 def check_telemetry_totals(payload: dict[str, Any]) -> None:
-    """The stored object total is the sum of the per-kind counts: it must fit too."""
+    """The stored object total (the sum of the per-kind counts) must fit in 32 bits, and each
+    free-form field must serialise to at most MAX_FREEFORM_BYTES."""
     total = sum((payload.get("object_counts") or {}).values())
     if total > INT32_MAX:
         raise Problem(

@@ -265,6 +265,12 @@ def openapi_document() -> dict[str, Any]:
                 refusals=("400", "401", "403", "404", "409"),
             )
         },
+        "/": {
+            "get": {
+                "summary": "Redirect to the admin pages",
+                "responses": {"302": {"description": "to /admin/"}},
+            }
+        },
         "/healthz": {"get": _op("Liveness", signed=False)},
         "/readyz": {
             "get": {

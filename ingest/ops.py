@@ -1,15 +1,23 @@
-"""Operational endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document."""
+"""Operational endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document, and
+`/` (a redirect to the admin pages)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, redirect
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ingest.context import ctx
 from ingest.openapi import openapi_document
 
 blueprint = Blueprint("ops", __name__)
+
+
+@blueprint.get("/")
+def root() -> WerkzeugResponse:
+    """The server's address in a browser: the admin pages (they ask to sign in)."""
+    return redirect("/admin/", code=302)
 
 
 @blueprint.get("/healthz")

@@ -6,6 +6,7 @@ from html import escape
 from pathlib import Path
 
 from reports.model import ClusterReport, RuleSection
+from reports.wording import count_summary
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330}
@@ -41,15 +42,9 @@ def _rule_table(section: RuleSection) -> str:
 
 def render_html(report: ClusterReport) -> str:
     counts = report.counts
-    summary = "".join(
-        f"<td><b>{escape(str(counts.get(key, 0)))}</b> {label}</td>"
-        for key, label in (
-            ("objects", "objects"),
-            ("new", "new"),
-            ("open", "open"),
-            ("resolved", "resolved"),
-            ("exempted", "exempted"),
-        )
+    summary = (
+        f"<td><b>{escape(count_summary(counts))}</b></td>"
+        f"<td><b>{escape(str(counts.get('objects', 0)))}</b> objects</td>"
     )
     when = report.scanned_at.isoformat() if report.scanned_at else "never"
     parts = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reports.model import ClusterReport, RuleSection
+from reports.wording import count_summary
 
 
 def _section(section: RuleSection, *, marker: str = "") -> list[str]:
@@ -29,9 +30,8 @@ def render_text(reports: Sequence[ClusterReport]) -> str:
             + (f" - team {report.team}" if report.team else "")
         )
         out.append(
-            f"  scan #{report.scan_id}: {report.open_count} open findings "
-            f"({counts.get('new', 0)} new, {counts.get('resolved', 0)} resolved, "
-            f"{counts.get('exempted', 0)} exempted) over {counts.get('objects', 0)} objects"
+            f"  scan #{report.scan_id}: {count_summary(counts)} "
+            f"over {counts.get('objects', 0)} objects"
         )
         for section in report.rules:
             out.extend(_section(section))

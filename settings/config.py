@@ -177,6 +177,14 @@ VARIABLES: tuple[Variable, ...] = (
         parse=_positive_float,
     ),
     Variable(
+        "K8SMON_SCAN_ON_PUSH",
+        "scan_on_push",
+        "true",
+        "scan a cluster as soon as a push changes its state (debounced per cluster); "
+        "`false`: only the batched fleet scans and rescans",
+        parse=_flag,
+    ),
+    Variable(
         "K8SMON_SHARD_SIZE", "shard_size", "2000", "objects per scan shard", parse=_positive_int
     ),
     Variable(
@@ -371,6 +379,7 @@ class Settings:
     retention_days: int = _default("retention_days")
     scan_interval_hours: float = _default("scan_interval_hours")
     sweep_interval_minutes: float = _default("sweep_interval_minutes")
+    scan_on_push: bool = _default("scan_on_push")
     shard_size: int = _default("shard_size")
     signature_window_seconds: int = _default("signature_window_seconds")
     max_body_bytes: int = _default("max_body_bytes")

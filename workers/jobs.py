@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT
+from contracts.states import ScanTrigger
+from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
@@ -27,7 +28,21 @@ STALE_SCAN_AFTER = timedelta(hours=2)
 def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
     with unit_of_work(ctx.sessions) as session:
         outcome = snapshots.process_snapshot(session, snapshot_id)
+    if outcome.applied and outcome.cluster_id:
+        scan_if_behind(ctx, outcome.cluster_id)
     return asdict(outcome)
+
+
+def scan_if_behind(ctx: WorkerContext, cluster_id: str) -> bool:
+    """After a push was applied (or a scan ended): scan the cluster when its state is one no
+    scan covered yet (`scanning.push_scan_due`). Incremental, so it costs what changed."""
+    if not ctx.settings.scan_on_push:
+        return False
+    with unit_of_work(ctx.sessions) as session:
+        due = scanning.push_scan_due(session, cluster_id)
+    if due:
+        ctx.send(SCAN_CLUSTER, cluster_id=cluster_id, trigger=ScanTrigger.PUSH)
+    return due
 
 
 def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
@@ -106,6 +121,8 @@ def finalize_scan(
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
     if not outcome.already_done and (news or not counts.get("incremental")):
         ctx.send(DELIVER_REPORTS, scan_id=scan_id)
+    if not outcome.already_done:
+        scan_if_behind(ctx, cluster_id)  # pushes applied while this scan ran
     return asdict(outcome)
 
 

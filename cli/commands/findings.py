@@ -12,6 +12,7 @@ import sys
 import click
 
 from cli.client import AdminClient
+from cli.commands.scans import list_scans
 from cli.output import Col, Output, api_command
 from contracts.severity import Severity
 from contracts.states import FindingStatus
@@ -121,10 +122,21 @@ def findings(
         rows,
         COLUMNS,
         title="Findings",
-        empty="no findings match",
+        empty="no findings match" if rows else _why_empty(client, cluster),
         style=lambda r: SEVERITY_STYLE.get(r["severity"]),
     )
     active = sum(1 for r in rows if r["status"] in ACTIVE)
     if exit_code and active:
         out.note(f"{active} active finding{'s' if active != 1 else ''}: exit {exit_code}")
         sys.exit(exit_code)
+
+
+def _why_empty(client: AdminClient, cluster: str | None) -> str:
+    """No findings: say so plainly when no scan has run yet (for the cluster)."""
+    if list_scans(client, cluster=cluster, limit=1):
+        return "no findings match"
+    where = f" for cluster {cluster}" if cluster else ""
+    return (
+        f"no scan has run yet{where}: a cluster is scanned after its first push is processed "
+        f"(or run `k8smon rescan {cluster or 'CLUSTER'}`)"
+    )

@@ -13,6 +13,7 @@ import click
 
 from cli.client import AdminClient
 from cli.output import Col, Output, api_command
+from reports.wording import open_total
 
 COLUMNS = [
     Col("id", "scan"),
@@ -37,7 +38,7 @@ def scan_row(scan: dict[str, Any]) -> dict[str, Any]:
     return {
         **scan,
         "duration": f"{duration:.1f} s" if duration is not None else None,
-        "open": counts.get("open"),
+        "open": open_total(counts) if counts else None,  # new included (reports.wording)
         "new": counts.get("new"),
         "resolved": counts.get("resolved"),
         "error_count": len(scan.get("errors") or []),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -16,21 +18,41 @@ def serve(host: str, port: int) -> None:
     """Serve ingest and admin pages; without REDIS_URL also run scans and the schedule here."""
     from cli.embedded import EmbeddedServer  # noqa: PLC0415 - heavy imports only when serving
 
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()  # only this in the handler: the shutdown itself runs below
+
+    # Installed first: a stop request during start-up is honoured, never lost.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     server = EmbeddedServer(environ=dict(os.environ), host=host, port=port)
-    server.start()
+    accounts = _has_accounts(server)
     in_process = server.settings.tasks_in_process
     if in_process:
         server.start_schedule()
+    server.start()
     click.echo(
         f"k8s-monitor listening on {server.url} "
         f"({'tasks in-process' if in_process else 'tasks on Celery workers'}; "
-        f"database {server.settings.database_url.split('://', 1)[0]})"
+        f"database {server.settings.database_url.split('://', 1)[0]})\n"
+        f"Admin pages: {server.url}/admin/"
+        + (
+            ""
+            if accounts
+            else "\nNo account can sign in yet: create one with "
+            "`k8smon users add NAME --role admin` (in this environment, on this machine)"
+        )
     )
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    server.wait()
+    while not stopping.wait(1.0):
+        pass
+    server.stop()
     click.echo("stopped")
+
+
+def _has_accounts(server: Any) -> bool:
+    from store.accounts import list_accounts  # noqa: PLC0415
+    from store.db import unit_of_work  # noqa: PLC0415
+
+    with unit_of_work(server.runner.ctx.sessions) as session:
+        return bool(list_accounts(session))

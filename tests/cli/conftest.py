@@ -79,6 +79,14 @@ def operator(db_session: Session, test_settings: Settings, tmp_path: Path) -> It
 
 
 @pytest.fixture
+def hostile(operator: Operator) -> Operator:
+    """The operator's fleet, with names and telemetry an attacker chose (tests/cli/hostile.py)."""
+    from tests.cli.hostile import push_hostile  # noqa: PLC0415 - only where it is used
+
+    return push_hostile(operator)
+
+
+@pytest.fixture
 def agent_public_key(tmp_path: Path) -> Callable[[str], Path]:
     def make(name: str) -> Path:
         key = AgentKey.generate()

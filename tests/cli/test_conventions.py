@@ -5,7 +5,6 @@ links or terminal escapes. The hostile-name tests run the real `k8smon` executab
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import itertools
@@ -13,79 +12,23 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from cli.main import main
 from store.models import ScanRun
-from store.telemetry import record_telemetry
 from tests.cli.conftest import Operator
-from tests.support.manifests import config_map, deployment
+from tests.cli.hostile import FORMULA, K8SMON, k8smon
+from tests.support.manifests import deployment
+from tests.support.workloads import workloads
 from tests.web.fleet import privileged, push
 
-K8SMON = str(Path(sys.executable).with_name("k8smon"))
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 BOX_DRAWING = re.compile("[\u2500-\u257f]")
-
-MARKUP_NAME = "web-[/oops]"
-LINK_NAME = "[link=https://evil.example]open-me[/link]"
-TITLE_ESCAPE = "\x1b]0;pwned\x07api"
-CLEAR_SCREEN = "\x1b[2Jwipe"
-FORMULA = '=HYPERLINK("https://evil.example","x")'
-RTL = "abc\u202egpj.exe"
-
-
-def k8smon(operator: Operator, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """The installed `k8smon` command, stdout piped (not a terminal), as a script runs it."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("K8SMON_SERVER", "K8SMON_ADMIN_KEY", "K8SMON_ADMIN_KEY_ID")
-    }
-    env["K8SMON_CONFIG"] = str(operator.config)
-    return subprocess.run([K8SMON, *args], capture_output=True, env=env, timeout=120, check=False)
-
-
-def _hostile(name: str, *, image: str) -> dict[str, Any]:
-    body = privileged(deployment("placeholder", namespace="evil", image=image))
-    body["metadata"]["name"] = name
-    body["metadata"]["uid"] = f"uid-{abs(hash(name))}"
-    return body
-
-
-@pytest.fixture
-def hostile(operator: Operator) -> Operator:
-    """prod-eu also holds objects whose names, images and telemetry an attacker chose."""
-    objects = [
-        _hostile(MARKUP_NAME, image="img/[/oops]:1"),
-        _hostile(LINK_NAME, image="img/link:1"),
-        _hostile(TITLE_ESCAPE, image="img/\x1b[2J:1"),
-        _hostile(CLEAR_SCREEN, image="img/clear:1"),
-        _hostile(FORMULA, image="-cmd|' /C calc'!A0"),
-        _hostile(RTL, image="img/rtl:1"),
-    ]
-    with operator.fleet.sessions() as session:
-        push(session, "prod-eu", [*objects, config_map("settings", namespace="shop")])
-        record_telemetry(
-            session,
-            "prod-eu",
-            payload={
-                "agent_version": "[/oops]\x1b]0;agent\x07",
-                "kubernetes_version": "[link=https://evil.example]v1[/link]",
-                "platform": "\x1b[2J",
-                "node_count": 1,
-                "last_push": {"result": "failed", "detail": "[/oops]\x1b[2J", "at": "x"},
-            },
-        )
-        session.commit()
-    operator.fleet.scan("prod-eu")
-    return operator
 
 
 def test_hostile_names_are_data_in_every_table(hostile: Operator) -> None:
@@ -301,88 +244,10 @@ def test_users_list_output_formats(tmp_path: Path) -> None:
     assert "carol" in runner.invoke(main, ["users", "list", "--format", "csv"], env=env).stdout
 
 
-def _workloads() -> list[dict[str, Any]]:
-    """One app as Kubernetes stores it: Deployment, two ReplicaSet revisions, three Pods;
-    a CronJob with its Job and Pod; a bare Pod with init and ephemeral containers."""
-    web = deployment("web", namespace="shop", image="shop/web:2")
-    objects: list[dict[str, Any]] = [web]
-    for revision, image in (("aaa", "shop/web:1"), ("bbb", "shop/web:2")):
-        rs = copy.deepcopy(web)
-        rs.update(kind="ReplicaSet")
-        rs["metadata"] = {
-            "name": f"web-{revision}",
-            "namespace": "shop",
-            "uid": f"uid-rs-{revision}",
-            "labels": {"pod-template-hash": revision},
-            "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}],
-        }
-        rs["spec"]["template"]["spec"]["containers"][0]["image"] = image
-        objects.append(rs)
-    for n in range(3):
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": f"web-bbb-{n}",
-                    "namespace": "shop",
-                    "uid": f"uid-pod-web-{n}",
-                    "labels": {"pod-template-hash": "bbb"},
-                    "ownerReferences": [
-                        {"kind": "ReplicaSet", "name": "web-bbb", "controller": True}
-                    ],
-                },
-                "spec": {"containers": [{"name": "main", "image": "shop/web:2"}]},
-            }
-        )
-    job_spec = {"template": {"spec": {"containers": [{"name": "b", "image": "ops/backup:7"}]}}}
-    objects += [
-        {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "metadata": {"name": "backup", "namespace": "ops", "uid": "uid-cj"},
-            "spec": {"schedule": "@daily", "jobTemplate": {"spec": job_spec}},
-        },
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": "backup-1",
-                "namespace": "ops",
-                "uid": "uid-job",
-                "ownerReferences": [{"kind": "CronJob", "name": "backup", "controller": True}],
-            },
-            "spec": job_spec,
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": "backup-1-x",
-                "namespace": "ops",
-                "uid": "uid-pod-job",
-                "ownerReferences": [{"kind": "Job", "name": "backup-1", "controller": True}],
-            },
-            "spec": {"containers": [{"name": "b", "image": "ops/backup:7"}]},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "debug-me", "namespace": "ops", "uid": "uid-pod-debug"},
-            "spec": {
-                "initContainers": [{"name": "init", "image": "busybox:1"}],
-                "containers": [{"name": "app", "image": "shop/web:2"}],
-                "ephemeralContainers": [{"name": "dbg", "image": "nicolaka/netshoot:1"}],
-            },
-        },
-    ]
-    return objects
-
-
 def test_images_counts_each_image_once_per_workload(operator: Operator) -> None:
     with operator.fleet.sessions() as session:
         api = deployment("api", namespace="qa", image="registry.example/api:2")
-        push(session, "staging-us", [*_workloads(), api])
+        push(session, "staging-us", [*workloads(), api])
         session.commit()
     result = operator.run("images", "--cluster", "staging-us", "-o", "json")
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ import pytest
 from cli.commands.findings import severities
 from cli.output import RENDERERS, age, csv_cell, visible
 from tests.cli.conftest import Operator
-from tests.cli.test_conventions import K8SMON, TITLE_ESCAPE, hostile  # noqa: F401 - fixture
+from tests.cli.hostile import K8SMON, TITLE_ESCAPE
 
 
 def test_visible_shows_control_and_format_characters() -> None:
@@ -56,7 +56,7 @@ def test_one_registry_of_listing_formats() -> None:
     assert list(RENDERERS) == ["table", "wide", "json", "yaml", "csv"]
 
 
-def test_a_terminal_gets_borders_but_never_an_agents_escapes(hostile: Operator) -> None:  # noqa: F811
+def test_a_terminal_gets_borders_but_never_an_agents_escapes(hostile: Operator) -> None:
     main_fd, child_fd = pty.openpty()
     env = {
         k: v

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +129,8 @@ def install_agent(api: ApiServer) -> AgentInstall:
     service_account = rendered.one("ServiceAccount")["metadata"]["name"]
     key_secret = rendered.one("Secret")["metadata"]["name"]
     token = api.service_account_token(NAMESPACE, service_account)
-    folder = Path(tempfile.mkdtemp(prefix="k8smon-agent-"))
+    folder = api.workdir / "agent"  # removed with the API server's folder
+    folder.mkdir(exist_ok=True)
     kubeconfig = api.write_kubeconfig(folder / "kubeconfig", token=token)
     env = _env_of(rendered.one("Deployment"))
     return AgentInstall(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,59 @@ def test_k8smon_namespaces_prints_the_report(tmp_path: Path) -> None:
         [*run, "--kubernetes-version", "x"], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2
+
+
+def test_k8smon_namespaces_reports_on_a_stored_cluster(
+    pg_engine: Any, postgres_database: Any, tmp_path: Path
+) -> None:
+    """`--cluster` reads the server's database: live objects, judged at the agent's release."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from store.clusters import create_cluster  # noqa: PLC0415
+    from store.snapshots import apply_pending, stage_snapshot  # noqa: PLC0415
+    from store.telemetry import record_telemetry  # noqa: PLC0415
+    from tests.support.manifests import full_envelope  # noqa: PLC0415
+
+    objects = [
+        {**o, "metadata": {**o["metadata"], "uid": f"uid-{i}"}} for i, o in enumerate(_cluster())
+    ]
+    with Session(pg_engine) as session:
+        create_cluster(session, "psa-report")
+        stage_snapshot(session, "psa-report", envelope=full_envelope(objects))
+        apply_pending(session, "psa-report")
+        record_telemetry(
+            session, "psa-report", payload={"agent_version": "1", "kubernetes_version": "v1.30.2"}
+        )
+        session.commit()
+    env = {
+        **os.environ,
+        "DATABASE_URL": postgres_database.url,
+        "K8SMON_ENV": "embedded",
+        "K8SMON_INSTANCE_PATH": str(tmp_path),
+    }
+    done = subprocess.run(
+        [str(K8SMON), "namespaces", "--cluster", "psa-report", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    by_name = {n["namespace"]: n for n in data["namespaces"]}
+    assert by_name["legacy"]["refused"][0]["resource"]["name"] == "old"
+    assert by_name["ready"]["satisfies_at"] == "v1.30"  # the agent's release
+    missing = subprocess.run(
+        [str(K8SMON), "namespaces", "--cluster", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "no cluster" in missing.stderr
+    both = subprocess.run(
+        [str(K8SMON), "namespaces"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert both.returncode == 2

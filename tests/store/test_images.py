@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 from store.clusters import create_cluster
 from store.images import fleet_images
 from store.search import SearchTimeout
-from tests.cli.test_conventions import _workloads
 from tests.support.manifests import deployment
+from tests.support.workloads import workloads
 from tests.web.fleet import push
 
 
@@ -17,7 +17,7 @@ def test_images_once_per_workload_on_both_engines(any_db_session: Session) -> No
     session = any_db_session
     create_cluster(session, "a")
     create_cluster(session, "b")
-    push(session, "a", _workloads())
+    push(session, "a", workloads())
     push(session, "b", [deployment("web", namespace="shop", image="shop/web:2")])
     found, truncated = fleet_images(session, timeout_seconds=30)
     assert not truncated

@@ -59,6 +59,9 @@ def make_pipeline(
     db_session: Session, test_settings: Settings, rules_engine: EngineHandle
 ) -> Callable[..., Pipeline]:
     def build(*, config_path: Path | None = None, **settings: Any) -> Pipeline:
+        # These tests trigger each scan themselves (rescan, fleet scan); the scan a push starts
+        # on its own is tested with scan_on_push=True (test_scan_on_push.py).
+        settings.setdefault("scan_on_push", False)
         chosen = test_settings.replace(rules_config_path=config_path, **settings)
         engine = load_engine(config_path) if config_path else rules_engine
         ctx = WorkerContext(

@@ -62,7 +62,21 @@ def rig(
             tmp=tmp_path,
             K8SMON_SHARD_SIZE="5",
             K8SMON_VISIBILITY_TIMEOUT="6",
+            # These tests start every scan themselves; test_a_push_is_scanned_on_a_worker
+            # covers the scan a push starts on its own.
+            K8SMON_SCAN_ON_PUSH="false",
         )
+    ) as rig:
+        yield rig
+
+
+@pytest.fixture
+def push_rig(
+    worker_database: tuple[ThrowawayDatabase, Engine], redis_url: str, tmp_path: Path
+) -> Iterator[CeleryRig]:
+    """The deployment default: a push that changes a cluster's state starts its scan."""
+    with running(
+        CeleryRig.create(database_url=worker_database[0].url, redis_url=redis_url, tmp=tmp_path)
     ) as rig:
         yield rig
 
@@ -287,3 +301,46 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
     assert shard_numbers == [0, 1, 2]
     assert any(t["name"] == "k8smon.scan_cluster" for t in ours)
     assert all(t["state"] == "SUCCESS" for t in ours)
+
+
+def push_runs(sessions: sessionmaker[Session], cluster_id: str) -> list[ScanRun]:
+    with unit_of_work(sessions) as session:
+        return list(
+            session.scalars(
+                select(ScanRun)
+                .where(ScanRun.cluster_id == cluster_id, ScanRun.state == "done")
+                .order_by(ScanRun.id)
+            )
+        )
+
+
+def test_a_push_is_scanned_on_a_worker(
+    push_rig: CeleryRig, sessions: sessionmaker[Session]
+) -> None:
+    cluster_id = f"push-{uuid.uuid4().hex[:6]}"
+    objects = cluster_state(cluster_id[-6:], 6)
+    push_rig.start_worker(concurrency=2)
+    process_all(push_rig, sessions, [register(sessions, cluster_id, objects)])
+    # No rescan, no fleet scan: the processed first push is scanned on its own.
+    runs = wait_for(
+        lambda: push_runs(sessions, cluster_id), timeout=90, what="the first push's scan"
+    )
+    assert [r.trigger for r in runs] == ["push"]
+    assert set(committed_findings(sessions, cluster_id, active=True)) == offline(
+        objects, cluster_id
+    )
+
+    # A push that changes the state: scanned again, incrementally.
+    changed = [fixed(objects[0]), *objects[1:]]
+    process_all(push_rig, sessions, [register_push(sessions, cluster_id, changed)])
+    wait_for(
+        lambda: len(push_runs(sessions, cluster_id)) == 2,
+        timeout=90,
+        what="the changed push's scan",
+    )
+    runs = push_runs(sessions, cluster_id)
+    assert [r.trigger for r in runs] == ["push", "push"]
+    assert runs[1].counts["incremental"] == 1 and runs[1].counts["resolved"] >= 1
+    assert set(committed_findings(sessions, cluster_id, active=True)) == offline(
+        changed, cluster_id
+    )

@@ -27,7 +27,12 @@ def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipe
     engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
-    settings = Settings(database_url=str(engine.url), secret_key="s" * 40, instance_path=tmp_path)
+    settings = Settings(
+        database_url=str(engine.url),
+        secret_key="s" * 40,
+        instance_path=tmp_path,
+        scan_on_push=False,  # each scan here is triggered by the test itself
+    )
     ctx = WorkerContext(
         settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
     )

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
@@ -222,6 +222,28 @@ def record_unchanged_scans(
             settle_new(session, cluster_id, scan_id=run.id)
     skipped = {cluster_id for cluster_id, _run in unchanged}
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
+
+
+SCAN_RUNNING_AT_MOST = timedelta(hours=2)  # older "running" runs are dead (the sweep fails them)
+
+
+def push_scan_due(session: Session, cluster_id: str) -> bool:
+    """Whether a push should scan the cluster now: it has an applied state that no scan run
+    (finished or running) has covered, and no scan of it is running. This is the per-cluster
+    debounce: pushes that arrive while a scan runs are covered by the one scan the running
+    one's end starts (`jobs.finalize_scan` asks again once it committed)."""
+    digest = session.scalar(
+        select(Cluster.current_digest).where(Cluster.id == cluster_id, Cluster.status == "active")
+    )
+    if digest is None:
+        return False
+    since = utcnow() - SCAN_RUNNING_AT_MOST
+    covered = and_(ScanRun.snapshot_digest == digest, ScanRun.state.in_(("done", "running")))
+    running = and_(ScanRun.state == "running", ScanRun.started_at > since)
+    busy = session.scalar(
+        select(ScanRun.id).where(ScanRun.cluster_id == cluster_id, or_(covered, running)).limit(1)
+    )
+    return busy is None
 
 
 def judged_as_deployed(session: Session, cluster_id: str, rules: EngineHandle) -> EngineHandle:
