@@ -10,6 +10,7 @@ due while a push waits between retries, so an unreachable server slips neither.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -249,7 +250,7 @@ class Agent:
         sent = 0
         while (pending := self.unsent.oldest()) is not None and not self.stop.is_set():
             outcome = retry(
-                lambda body=pending: self.sender.telemetry(body),
+                functools.partial(self.sender.telemetry, pending),
                 backoff=self.backoff,
                 rng=self.rng,
                 wait=self.wait,
@@ -306,7 +307,7 @@ class Agent:
         while not self.stop.is_set():
             if self.clock() >= next_push:
                 cycle_end = self.clock() + self.config.push_interval_s
-                self._guarded(lambda end=cycle_end: self.push_cycle(deadline=end))
+                self._guarded(functools.partial(self.push_cycle, deadline=cycle_end))
                 next_push = max(cycle_end, self.hold_until)
             if self.stop.is_set():
                 break
