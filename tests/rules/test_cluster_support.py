@@ -62,11 +62,16 @@ def test_offline_scan_reports_the_release_and_the_next_minor_break(tmp_path: Pat
     assert "support ended on 2025-10-28" in at_1_31[("KM-619", "kube-system")]
     assert "will break when the cluster upgrades to Kubernetes 1.32" in at_1_31[("KM-609", "batch")]
     assert ("KM-608", "batch") not in at_1_31
+    assert (
+        "1 object will break when the cluster upgrades to Kubernetes 1.32"
+        in (at_1_31[("KM-620", "kube-system")])
+    )
 
     # Two minors before the removal: deprecated, but not the next upgrade's break.
     at_1_30 = _scan(manifest, "--kubernetes-version", "1.30")
     assert "upgrades to" not in at_1_30[("KM-609", "batch")]
     assert "1.32 stops serving" in at_1_30[("KM-609", "batch")]
+    assert ("KM-620", "kube-system") not in at_1_30
 
     for supported in ("1.35", "latest"):
         found = _scan(manifest, "--kubernetes-version", supported)

@@ -1,5 +1,5 @@
 """The server judges each cluster's release (its agent's telemetry) against the dated
-end-of-support table (KM-619) and reports APIs its next minor removes (KM-609) — the same
+end-of-support table (KM-619) and reports APIs its next minor removes (KM-609, KM-620) — the same
 findings as `k8smon scan --kubernetes-version` of the same objects."""
 
 from __future__ import annotations
@@ -51,10 +51,14 @@ def test_release_support_and_next_minor_removals_follow_telemetry(pipeline: Pipe
     assert "2025-10-28" in old[("KM-619", "kube-system")]
     assert "upgrades to Kubernetes 1.32" in old[("KM-609", "batch")]
     assert ("KM-608", "batch") not in old  # 1.31 still serves flowcontrol v1beta3
+    assert old[("KM-620", "kube-system")].startswith(
+        "1 object will break when the cluster upgrades to Kubernetes 1.32"
+    )
 
     for cluster_id in ("latest", "current"):
         found = _findings(pipeline, cluster_id)
         assert ("KM-619", "kube-system") not in found  # supported (or unknown: the newest)
+        assert ("KM-620", "kube-system") not in found  # nothing the next minor removes
         assert "stopped serving" in found[("KM-608", "batch")]
 
     for cluster_id, release in (("latest", None), ("prod-eu-1", (1, 31)), ("current", (1, 36))):
