@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from sqlalchemy import Engine, text
 
 from agent.normalise import normalise
 from bench import ingest, scan
@@ -56,3 +57,13 @@ def test_verification_rate_comes_with_the_bare_ed25519_floor() -> None:
     rate, floor = ingest.measure_verification_rate(count=50)
     assert rate > 0
     assert floor > 0
+
+
+@pytest.mark.postgres
+def test_copy_floor_bulk_loads_every_body_into_a_table_like_manifest_bodies(
+    objects: list[dict], pg_engine: Engine
+) -> None:
+    assert ingest.copy_floor_seconds(pg_engine, objects) > 0
+    with pg_engine.connect() as connection:  # the temporary table went with its transaction
+        assert connection.execute(text("SELECT to_regclass('bench_floor_bodies')")).scalar() is None
+        assert connection.execute(text("SELECT count(*) FROM manifest_bodies")).scalar() == 0
