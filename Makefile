@@ -42,10 +42,10 @@ demo: $(STAMP) ## a local server with a demo cluster and findings (DEMO_ARGS=--s
 run: $(STAMP) ## the server, configured from the environment (PORT=8000 HOST=127.0.0.1)
 	$(BIN)/k8smon serve --host $(HOST) --port $(PORT)
 
-bench: $(STAMP) ## the benchmarks (docs/benchmarks.md)
+bench: $(STAMP) ## the benchmarks, full sizes; publishes docs/benchmarks.md and .json
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) ## the benchmarks, small sizes
+bench-quick: $(STAMP) ## the benchmarks, small sizes; writes build/bench-quick/ (never docs/)
 	$(BIN)/python -m bench.run --quick
 
 docs: $(STAMP) ## regenerate docs/rules from the rule docstrings

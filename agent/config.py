@@ -27,6 +27,10 @@ DEFAULT_EXCLUDED_TYPES = frozenset(
 )
 
 
+# Unsent telemetry pings kept for re-sending: an hour at the default ping interval.
+DEFAULT_TELEMETRY_BUFFER = 60
+
+
 class ConfigError(ValueError):
     """The environment does not describe a usable agent configuration."""
 
@@ -44,6 +48,7 @@ class AgentConfig:
     key_id: str | None = None
     push_interval_s: float = 300.0
     ping_interval_s: float = 60.0
+    telemetry_buffer: int = DEFAULT_TELEMETRY_BUFFER
     full_push_interval_s: float = 6 * 3600.0
     include_types: frozenset[str] = frozenset()
     exclude_types: frozenset[str] = DEFAULT_EXCLUDED_TYPES
@@ -79,6 +84,7 @@ class AgentConfig:
             key_id=reader.text("KEY_ID") or None,
             push_interval_s=reader.seconds("PUSH_INTERVAL", default=300.0),
             ping_interval_s=reader.seconds("PING_INTERVAL", default=60.0),
+            telemetry_buffer=reader.count("TELEMETRY_BUFFER", default=DEFAULT_TELEMETRY_BUFFER),
             full_push_interval_s=reader.seconds("FULL_PUSH_INTERVAL", default=6 * 3600.0),
             include_types=reader.names("INCLUDE_TYPES") or frozenset(),
             exclude_types=DEFAULT_EXCLUDED_TYPES if excluded is None else excluded,
@@ -122,6 +128,14 @@ class _Reader:
         if value <= 0:
             raise ConfigError(f"{PREFIX}{name} must be positive")
         return value
+
+    def count(self, name: str, *, default: int) -> int:
+        raw = self.text(name)
+        if not raw:
+            return default
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"{PREFIX}{name} must be a whole number of at least 1, not {raw!r}")
+        return int(raw)
 
     def names(self, name: str) -> frozenset[str] | None:
         """Comma-separated names; None when the variable is unset (so defaults apply)."""

@@ -1,14 +1,18 @@
 """The agent's main loop: collect, push full or delta snapshots, ping telemetry, stop cleanly.
 
 State kept between cycles is small: the last acknowledged (key → content hash) map and digest,
-the last collection's statistics and the last push result. A push that cannot be delivered
-before the next one is due is dropped; the next cycle builds a fresh one against the last
-acknowledged state, so nothing queues up without limit.
+the last collection's statistics, the last push result and a bounded buffer of unsent telemetry
+pings. A push that cannot be delivered before the next one is due is dropped; the next cycle
+builds a fresh one against the last acknowledged state, so nothing queues up without limit.
+Cycles start on a fixed cadence (every push interval from the previous start), and pings fall
+due while a push waits between retries, so an unreachable server slips neither.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import random
 import threading
 import time
@@ -22,9 +26,10 @@ from agent.config import AgentConfig
 from agent.kube import KubeApi
 from agent.logs import get_logger, log_event
 from agent.snapshot import AckedState, PushPlan, delta_plan, encode, encode_json, full_plan
-from agent.telemetry import CollectionStats, envelope
+from agent.telemetry import CollectionStats, PingBuffer, envelope
 from agent.transport import Outcome
 
+HTTP_UNAUTHORIZED = 401
 HTTP_CONFLICT = 409
 # A delta the server found invalid: the next cycle sends a full snapshot instead.
 REFUSED_DELTA = frozenset({400, 422})
@@ -79,11 +84,17 @@ class Agent:
         self.stats: CollectionStats | None = None
         self.last_push: dict[str, Any] = {"result": "none"}
         self.hold_until = 0.0  # a Retry-After that outlived the last push's retries
+        self.unsent = PingBuffer(config.telemetry_buffer)
+        self.pings_made = 0
+        self.next_ping = math.inf  # scheduled by run(); a bare push_cycle() never pings
 
     # -- one push cycle ------------------------------------------------------------------------
 
-    def push_cycle(self) -> Outcome | None:
-        """Collect and push once (full or delta); None when nothing was sent."""
+    def push_cycle(self, *, deadline: float | None = None) -> Outcome | None:
+        """Collect and push once (full or delta); None when nothing was sent.
+
+        A failing push is retried until `deadline` (default: one push interval from the send).
+        """
         collected_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.wall()))
         try:
             collection = collect(
@@ -141,7 +152,7 @@ class Agent:
                 self.last_push = {**self.last_push, "result": "unchanged", "digest": plan.digest}
                 log_event(self.log, "push.skipped", reason="unchanged", digest=plan.digest)
                 return None
-        outcome = self._send(plan, collected_at=collected_at)
+        outcome = self._send(plan, collected_at=collected_at, deadline=deadline)
         if outcome.status == HTTP_CONFLICT and plan.type == "delta":
             log_event(self.log, "push.conflict", level=logging.WARNING, base=plan.base_digest)
             if incomplete:
@@ -151,7 +162,7 @@ class Agent:
                 self.last_full_at = None
                 return outcome
             plan = full_plan(collection)
-            outcome = self._send(plan, collected_at=collected_at)
+            outcome = self._send(plan, collected_at=collected_at, deadline=deadline)
         del collection
         if outcome.ok:
             self.acked = plan.acked()
@@ -161,16 +172,16 @@ class Agent:
             self.last_full_at = None  # the server will not take this delta: start afresh
         return outcome
 
-    def _send(self, plan: PushPlan, *, collected_at: str) -> Outcome:
+    def _send(self, plan: PushPlan, *, collected_at: str, deadline: float | None) -> Outcome:
         body = encode(plan, collected_at=collected_at, agent_version=__version__)
         started = self.clock()
         outcome = retry(
             lambda: self.sender.snapshot(body),
             backoff=self.backoff,
             rng=self.rng,
-            wait=self.wait,
+            wait=self._pause,  # pings that fall due meanwhile are sent
             clock=self.clock,
-            deadline=started + self.config.push_interval_s,
+            deadline=started + self.config.push_interval_s if deadline is None else deadline,
             on_retry=lambda out, delay: self._log_retry("snapshot", out, delay),
         )
         if not outcome.ok and outcome.retry_after:
@@ -205,44 +216,102 @@ class Agent:
 
     # -- telemetry -----------------------------------------------------------------------------
 
-    def ping(self) -> Outcome:
+    def ping(self, *, deadline: float | None = None) -> Outcome:
+        """Make a ping, queue it behind any unsent ones and send the queue oldest first.
+
+        Each is retried until `deadline` (default: one ping interval from now); what is still
+        unsent then stays queued (bounded by `telemetry_buffer`) for the next ping to send.
+        """
+        self.pings_made += 1
         body = envelope(
             self.stats,
             agent_version=__version__,
             last_push=self.last_push,
             key_fingerprint=self.key_fingerprint,
             now=self.wall(),
+            seq=self.pings_made,
+            pings_dropped=self.unsent.dropped,
         )
-        encoded = encode_json(dict(body))
-        outcome = retry(
-            lambda: self.sender.telemetry(encoded),
-            backoff=self.backoff,
-            rng=self.rng,
-            wait=self.wait,
-            clock=self.clock,
-            deadline=self.clock() + self.config.ping_interval_s,
-            on_retry=lambda out, delay: self._log_retry("telemetry", out, delay),
-        )
-        if not outcome.ok:
-            log_event(self.log, "telemetry.failed", level=logging.WARNING, **outcome.summary())
+        evicted = self.unsent.add(encode_json(dict(body)))
+        if evicted:
+            log_event(
+                self.log,
+                "telemetry.dropped",
+                level=logging.WARNING,
+                dropped=evicted,
+                dropped_total=self.unsent.dropped,
+                buffer=self.unsent.limit,
+            )
+        until = self.clock() + self.config.ping_interval_s if deadline is None else deadline
+        return self._flush_telemetry(deadline=until)
+
+    def _flush_telemetry(self, *, deadline: float) -> Outcome:
+        outcome = Outcome(0, detail="nothing to send")
+        sent = 0
+        while (pending := self.unsent.oldest()) is not None and not self.stop.is_set():
+            outcome = retry(
+                functools.partial(self.sender.telemetry, pending),
+                backoff=self.backoff,
+                rng=self.rng,
+                wait=self.wait,
+                clock=self.clock,
+                deadline=deadline,
+                on_retry=lambda out, delay: self._log_retry("telemetry", out, delay),
+            )
+            if outcome.retryable or outcome.status == HTTP_UNAUTHORIZED:
+                break  # the server is away or does not know the key yet: keep it for later
+            self.unsent.sent()
+            if outcome.ok:
+                sent += 1
+            else:
+                log_event(self.log, "telemetry.refused", level=logging.ERROR, **outcome.summary())
+        if len(self.unsent):
+            log_event(
+                self.log,
+                "telemetry.failed",
+                level=logging.WARNING,
+                unsent=len(self.unsent),
+                **outcome.summary(),
+            )
+        elif sent > 1:
+            log_event(self.log, "telemetry.resent", pings=sent)
         return outcome
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` (True when asked to stop), sending any ping that falls due meanwhile."""
+        end = self.clock() + seconds
+        while True:
+            if self.clock() >= self.next_ping:
+                self._scheduled_ping(deadline=end)
+            now = self.clock()
+            if now >= end:
+                return self.stop.is_set()
+            if self.wait(min(end, self.next_ping) - now):
+                return True
+
+    def _scheduled_ping(self, *, deadline: float) -> None:
+        started = self.clock()
+        until = min(started + self.config.ping_interval_s, deadline)
+        self._guarded(lambda: self.ping(deadline=until))
+        self.next_ping = started + self.config.ping_interval_s
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Push at start and every push interval, ping every ping interval, until stopped."""
-        next_push = next_ping = self.clock()
+        """Push at start and every push interval, ping every ping interval, until stopped.
+
+        Each cycle is due one push interval after the previous one started (or after a longer
+        Retry-After); a failing push is retried until then, never beyond.
+        """
+        next_push = self.next_ping = self.clock()
         while not self.stop.is_set():
             if self.clock() >= next_push:
-                self._guarded(self.push_cycle)
-                next_push = max(self.clock() + self.config.push_interval_s, self.hold_until)
+                cycle_end = self.clock() + self.config.push_interval_s
+                self._guarded(functools.partial(self.push_cycle, deadline=cycle_end))
+                next_push = max(cycle_end, self.hold_until)
             if self.stop.is_set():
                 break
-            if self.clock() >= next_ping:
-                self._guarded(self.ping)
-                next_ping = self.clock() + self.config.ping_interval_s
-            pause = min(next_push, next_ping) - self.clock()
-            if pause > 0 and self.wait(pause):
+            if self._pause(max(0.0, next_push - self.clock())):
                 break
         log_event(self.log, "agent.stopped", last_push=self.last_push)
 

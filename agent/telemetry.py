@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,8 +71,14 @@ def envelope(
     last_push: dict[str, Any],
     key_fingerprint: str,
     now: float | None = None,
+    seq: int | None = None,
+    pings_dropped: int = 0,
 ) -> TelemetryEnvelope:
-    """The telemetry body; fields unknown before the first collection are left out."""
+    """The telemetry body; fields unknown before the first collection are left out.
+
+    `sent_at` is when the ping was made: a ping re-sent from the buffer keeps it unchanged.
+    `seq` numbers the process's pings; `pings_dropped` counts pings the buffer let go.
+    """
     sent_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
     body: TelemetryEnvelope = {
         "schema": TELEMETRY_SCHEMA_ID,
@@ -80,6 +87,10 @@ def envelope(
         "last_push": last_push,
     }
     details: dict[str, Any] = {"key_fingerprint": key_fingerprint}
+    if seq is not None:
+        details["seq"] = seq
+    if pings_dropped:
+        details["pings_dropped"] = pings_dropped
     if stats is not None:
         body["kubernetes_version"] = stats.kubernetes_version[:64]
         body["platform"] = stats.platform
@@ -102,3 +113,37 @@ def envelope(
         )
     body["details"] = details
     return body
+
+
+class PingBuffer:
+    """Encoded telemetry pings not yet accepted, oldest first; at most `limit` are kept.
+
+    When full, the oldest ping is dropped (and counted) to make room for the newest.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a ping buffer holds at least one ping")
+        self.limit = limit
+        self.pending: deque[bytes] = deque()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, body: bytes) -> int:
+        """Queue a ping; return how many of the oldest were dropped to make room."""
+        evicted = 0
+        while len(self.pending) >= self.limit:
+            self.pending.popleft()
+            evicted += 1
+        self.pending.append(body)
+        self.dropped += evicted
+        return evicted
+
+    def oldest(self) -> bytes | None:
+        return self.pending[0] if self.pending else None
+
+    def sent(self) -> None:
+        """The oldest ping was answered (accepted, or refused for good): forget it."""
+        self.pending.popleft()

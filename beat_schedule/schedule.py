@@ -1,7 +1,9 @@
 """The beat schedule as plain data: which task runs how often (seconds), with which named args.
 
 Intervals come from settings through the caller (workers.celery_app); this module imports
-nothing but the task names. Beat must run as exactly one process.
+nothing but the task names. Beat should run as one process; if two run, each entry still runs
+once per interval: the beat that sends an entry first holds its lease (`lease_seconds`) in Redis
+and the other skips it (workers.schedule_lease, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,15 @@ from contracts.tasks import DELIVER_REPORTS, PURGE_EXPIRED, SCAN_FLEET, SWEEP_UN
 
 DAY_S = 24 * 3600.0
 DELIVERY_RETRY_S = 300.0  # due report deliveries (retries) are attempted every five minutes
+LEASE_SLACK_SHARE = 0.1  # a lease ends this share of its interval before the next send is due
+LEASE_SLACK_MAX_S = 5.0  # ... but at most this many seconds before
+
+
+def lease_seconds(interval_s: float) -> float:
+    """How long the beat that sends an entry holds it: its interval less a slack (a tenth of
+    the interval, at most five seconds). The holder's own next send, one interval later, finds
+    the lease free; another beat's send within that time finds it taken and is skipped."""
+    return interval_s - min(interval_s * LEASE_SLACK_SHARE, LEASE_SLACK_MAX_S)
 
 
 def build_schedule(

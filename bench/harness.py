@@ -20,10 +20,19 @@ class Figure:
     met: bool | None = None
     note: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    # What the same work costs at the limit, measured in the same run, in this figure's unit
+    # (`floor_of` says what was measured: e.g. "orjson.loads of the same bodies").
+    floor: float | None = None
+    floor_of: str = ""
+
+    @property
+    def measured(self) -> bool:
+        """False for a row that says why nothing was measured (e.g. checkov not installed)."""
+        return bool(self.samples)
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return statistics.median(self.samples) if self.samples else 0.0
 
     @property
     def spread(self) -> float:

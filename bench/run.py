@@ -1,4 +1,8 @@
-"""`make bench` / `make bench-quick`: run every benchmark, print one table, publish the results."""
+"""`make bench` / `make bench-quick`: run every benchmark, print one table, write the results.
+
+Only a full run publishes (rewrites docs/benchmarks.md and docs/benchmarks.json); a quick run
+writes the same two files under build/bench-quick/ (gitignored); `--out DIR` writes them to DIR.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ AREAS: tuple[tuple[str, str], ...] = (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = REPO_ROOT / "docs" / "benchmarks.md"
 RESULTS_JSON = REPO_ROOT / "docs" / "benchmarks.json"
+QUICK_DIR = REPO_ROOT / "build" / "bench-quick"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
@@ -64,17 +69,38 @@ def number(value: float) -> str:
     return f"{value:.3g}"
 
 
+def floor_cell(figure: Figure) -> str:
+    """The floor beside the figure: its value in the figure's unit and what was measured."""
+    if figure.floor is None:
+        return "—"
+    return f"{number(figure.floor)} {figure.unit} ({figure.floor_of})"
+
+
 def render_table(figures: list[Figure]) -> str:
     lines = [
-        "| area | figure | median | spread | runs | target | verdict | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| area | figure | median | spread | runs | floor | target | verdict | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
+        value = f"{number(f.median)} {f.unit}" if f.measured else "not measured"
         lines.append(
-            f"| {f.area} | {f.name} | {number(f.median)} {f.unit} | ±{f.spread:.0%} | "
-            f"{len(f.samples)} | {f.target or '—'} | {verdict(f)} | {f.note} |"
+            f"| {f.area} | {f.name} | {value} | ±{f.spread:.0%} | "
+            f"{len(f.samples)} | {floor_cell(f)} | {f.target or '—'} | {verdict(f)} | {f.note} |"
         )
     return "\n".join(lines)
+
+
+def output_paths(*, quick: bool, out: Path | None) -> tuple[Path, Path]:
+    """Where a run writes its table and figures: docs/ for a full run only.
+
+    A quick run never rewrites the published docs/benchmarks.*: it writes to build/bench-quick/
+    unless `--out` names another directory (which may not be docs/ for a quick run).
+    """
+    directory = out if out is not None else (QUICK_DIR if quick else RESULTS_MD.parent)
+    md, json_path = directory / RESULTS_MD.name, directory / RESULTS_JSON.name
+    if quick and md.resolve() == RESULTS_MD.resolve():
+        raise ValueError("a quick run does not publish: --out may not be docs/ with --quick")
+    return md, json_path
 
 
 def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list[str]]:
@@ -100,12 +126,12 @@ def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list
     return figures, problems
 
 
-def previous_figures(areas_run: set[str]) -> list[Figure]:
-    """Figures of the last published run for areas this run did not measure (`--only`)."""
-    if not RESULTS_JSON.exists():
+def previous_figures(areas_run: set[str], results_json: Path) -> list[Figure]:
+    """Figures of the last run written there for areas this run did not measure (`--only`)."""
+    if not results_json.exists():
         return []
     kept = []
-    for raw in json.loads(RESULTS_JSON.read_text(encoding="utf-8")).get("figures", []):
+    for raw in json.loads(results_json.read_text(encoding="utf-8")).get("figures", []):
         if raw["area"] in areas_run:
             continue
         kept.append(
@@ -118,15 +144,20 @@ def previous_figures(areas_run: set[str]) -> list[Figure]:
                 met=raw.get("met"),
                 note=(raw.get("note") or "") + " (earlier run)",
                 extra=raw.get("extra") or {},
+                floor=raw.get("floor"),
+                floor_of=raw.get("floor_of") or "",
             )
         )
     return kept
 
 
-def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
+def publish(
+    figures: list[Figure], problems: list[str], *, quick: bool, results_md: Path, results_json: Path
+) -> None:
+    """Write the table into `results_md` (between the markers) and the figures as JSON."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if not quick:
-        figures = figures + previous_figures({f.area for f in figures})
+        figures = figures + previous_figures({f.area for f in figures}, results_json)
     block = [
         START,
         f"Latest run: {stamp}, {'quick' if quick else 'full'} mode, on {machine_description()}.",
@@ -137,8 +168,8 @@ def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
         block += ["", "Benchmarks that failed to run:", *[f"- {p}" for p in problems]]
     block.append(END)
     text = (
-        RESULTS_MD.read_text(encoding="utf-8")
-        if RESULTS_MD.exists()
+        results_md.read_text(encoding="utf-8")
+        if results_md.exists()
         else (
             "# Benchmarks\n\n"
             "Reproduce with `make bench` (full) or `make bench-quick` (reduced).\n\n"
@@ -149,14 +180,18 @@ def publish(figures: list[Figure], problems: list[str], *, quick: bool) -> None:
         text = head + "\n".join(block) + rest.split(END, 1)[1]
     else:
         text = text.rstrip() + "\n\n## Results\n\n" + "\n".join(block) + "\n"
-    RESULTS_MD.write_text(text, encoding="utf-8")
-    RESULTS_JSON.write_text(
+    results_md.parent.mkdir(parents=True, exist_ok=True)
+    results_md.write_text(text, encoding="utf-8")
+    results_json.write_text(
         json.dumps(
             {
                 "run_at": stamp,
                 "quick": quick,
                 "machine": machine_description(),
-                "figures": [{**asdict(f), "median": f.median, "spread": f.spread} for f in figures],
+                "figures": [
+                    {**asdict(f), "median": f.median if f.measured else None, "spread": f.spread}
+                    for f in figures
+                ],
                 "problems": problems,
             },
             indent=2,
@@ -169,14 +204,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under two minutes")
     parser.add_argument("--only", action="append", help="run only this area (repeatable)")
-    parser.add_argument("--no-publish", action="store_true", help="do not rewrite docs/")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write benchmarks.md/.json to this directory "
+        "(default: docs/ for a full run, build/bench-quick/ for a quick one)",
+    )
+    parser.add_argument("--no-publish", action="store_true", help="print the table, write nothing")
     args = parser.parse_args(argv)
+    try:
+        results_md, results_json = output_paths(quick=args.quick, out=args.out)
+    except ValueError as problem:
+        parser.error(str(problem))
     figures, problems = run_areas(quick=args.quick, only=set(args.only or ()))
     print(render_table(figures))
     for problem in problems:
         print(f"FAILED: {problem}")
     if not args.no_publish:
-        publish(figures, problems, quick=args.quick)
+        publish(
+            figures,
+            problems,
+            quick=args.quick,
+            results_md=results_md,
+            results_json=results_json,
+        )
+        print(f"written: {results_md}, {results_json}", file=sys.stderr)
     return 1 if problems else 0
 
 

@@ -9,6 +9,12 @@ to one core (CPU time, so other load on the shared machine does not distort them
 - peak RSS (VmHWM) of a fresh process that parses the corpus, scans it and builds the JSON
   report, with the corpus as one snapshot document and as one document per object, and the
   scan's own allocations (tracemalloc);
+- floors measured in the same run: `orjson.loads` of the same objects (what a scan from stored
+  bodies cannot beat), and for the offline whole-process scan, interpreter start + libyaml
+  (`CSafeLoader`) parse of the same files in one process;
+- the offline `k8smon scan` as a whole process (interpreter start included) on 2,000 manifests
+  (1,000 Deployments + 1,000 Services in 100 files), beside checkov's whole process on the same
+  files when checkov is installed (quick mode never installs it);
 - checkov (installed into a throwaway virtualenv by this script, never a project dependency)
   on an evenly spaced sample of the same corpus, pinned to one core, as a marginal rate
   (objects between two sample sizes / CPU time between them, so its start-up is not counted
@@ -27,6 +33,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from agent.normalise import normalise
 from bench.corpus import generate
 from bench.harness import Figure, repeat
@@ -43,6 +51,9 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_RATE = 20_000.0
 TARGET_CHECKOV_RATIO = 100.0
 TARGET_MEMORY_MB = 1024.0
+TARGET_WHOLE_PROCESS_RATIO = 30.0
+OFFLINE_PER_KIND = 1_000  # Deployments and as many Services
+OFFLINE_FILES = 100
 
 
 def cpu_timed(action: Any) -> float:
@@ -148,6 +159,30 @@ def _write_manifests(objects: list[dict[str, Any]], directory: Path) -> None:
         )
 
 
+def _process_cpu_seconds(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    peaks: list[float] | None = None,
+    check: bool = True,
+) -> float:
+    """CPU seconds (user + system) of one whole child process; its peak RSS (MB) to `peaks`.
+
+    With `check`, a process that exits non-zero is an error (its time would measure nothing).
+    """
+    process = subprocess.Popen(
+        argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # inherits this process's pinning to one core
+    # wait4 gives this child's own usage: CPU time and peak RSS (KiB on Linux).
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if check and process.returncode != 0:
+        raise subprocess.CalledProcessError(process.returncode, argv)
+    if peaks is not None:
+        peaks.append(usage.ru_maxrss / 1024)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _checkov_seconds(binary: Path, directory: Path, peaks: list[float] | None = None) -> float:
     """CPU seconds of one checkov run; its peak RSS (MB) is appended to `peaks`."""
     env = {
@@ -156,30 +191,135 @@ def _checkov_seconds(binary: Path, directory: Path, peaks: list[float] | None = 
         "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
         "LOG_LEVEL": "ERROR",
     }
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "-d",
-            str(directory),
-            "--framework",
-            "kubernetes",
-            "--quiet",
-            "--compact",
-            "-o",
-            "json",
-            "--skip-download",
-            "--soft-fail",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # inherits this process's pinning to one core
-    # wait4 gives this child's own usage: CPU time and peak RSS (KiB on Linux).
-    _pid, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if peaks is not None:
-        peaks.append(usage.ru_maxrss / 1024)
-    return usage.ru_utime + usage.ru_stime
+    argv = [
+        str(binary),
+        "-d",
+        str(directory),
+        "--framework",
+        "kubernetes",
+        "--quiet",
+        "--compact",
+        "-o",
+        "json",
+        "--skip-download",
+        "--soft-fail",
+    ]
+    return _process_cpu_seconds(argv, env=env, peaks=peaks, check=False)
+
+
+def parse_floor_rate(blobs: list[bytes], *, runs: int) -> tuple[float, ...]:
+    """Objects per CPU second of `orjson.loads` of the same bodies: the parse floor."""
+    return repeat(
+        lambda: len(blobs) / cpu_timed(lambda: [orjson.loads(b) for b in blobs]), runs=runs
+    )
+
+
+def offline_corpus(objects: list[dict[str, Any]], directory: Path) -> int:
+    """Write the offline-scan corpus: Deployments and Services, as many of each, in 100 files.
+
+    Up to OFFLINE_PER_KIND of each kind from `objects`; returns how many manifests it wrote.
+    """
+    import yaml  # noqa: PLC0415 - only the offline comparison writes YAML
+
+    per_kind = min(
+        OFFLINE_PER_KIND,
+        *(sum(1 for o in objects if o.get("kind") == kind) for kind in ("Deployment", "Service")),
+    )
+    chosen = [o for o in objects if o.get("kind") == "Deployment"][:per_kind] + [
+        o for o in objects if o.get("kind") == "Service"
+    ][:per_kind]
+    directory.mkdir(parents=True, exist_ok=True)
+    files = min(OFFLINE_FILES, len(chosen))
+    for index in range(files):
+        (directory / f"manifests-{index:03d}.yaml").write_text(
+            yaml.dump_all(chosen[index::files], Dumper=yaml.CSafeDumper, sort_keys=False),
+            encoding="utf-8",
+        )
+    return len(chosen)
+
+
+_YAML_FLOOR = """
+import sys, yaml
+for path in sys.argv[1:]:
+    with open(path, "rb") as handle:
+        list(yaml.load_all(handle, Loader=yaml.CSafeLoader))
+"""
+
+
+def offline_floor_seconds(directory: Path) -> float:
+    """CPU seconds of a process that starts the interpreter and libyaml-parses the files."""
+    files = sorted(str(p) for p in directory.glob("*.yaml"))
+    return _process_cpu_seconds([sys.executable, "-c", _YAML_FLOOR, *files])
+
+
+def offline_scan_seconds(directory: Path) -> float:
+    """CPU seconds of the whole `k8smon scan` process on the files, JSON report included."""
+    script = Path(sys.executable).parent / "k8smon"  # the console script users run
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    return _process_cpu_seconds([*command, "scan", str(directory), "--format", "json"])
+
+
+def _installed_checkov(*, install: bool) -> Path | None:
+    if install:
+        return _checkov_binary()
+    binary = CHECKOV_VENV / "bin" / "checkov"
+    return binary if binary.exists() else None
+
+
+def whole_process_figures(
+    objects: list[dict[str, Any]], *, runs: int, install_checkov: bool
+) -> list[Figure]:
+    """Offline scan as a whole process beside its floor and beside checkov's whole process."""
+    with tempfile.TemporaryDirectory(prefix="k8smon-offline-") as tmp:
+        directory = Path(tmp)
+        count = offline_corpus(objects, directory)
+        floor = repeat(lambda: offline_floor_seconds(directory), runs=runs)
+        ours = repeat(lambda: offline_scan_seconds(directory), runs=runs)
+        corpus = f"{count:,} manifests (Deployments + Services) in {OFFLINE_FILES} files"
+        figures = [
+            Figure(
+                AREA,
+                f"offline `k8smon scan`, whole process, {count:,} manifests",
+                "CPU s",
+                ours,
+                note=f"{corpus}; interpreter start, YAML parse, scan, JSON report; 1 core",
+                floor=sorted(floor)[len(floor) // 2],
+                floor_of="python start + libyaml CSafeLoader parse of the same files",
+            )
+        ]
+        binary = _installed_checkov(install=install_checkov)
+        if binary is None:
+            figures.append(
+                Figure(
+                    AREA,
+                    f"checkov, whole process, same {count:,} manifests",
+                    "CPU s",
+                    (),
+                    note=f"checkov not installed ({CHECKOV_VENV}); full mode installs it",
+                )
+            )
+            return figures
+        theirs = repeat(lambda: _checkov_seconds(binary, directory), runs=max(1, runs - 1))
+    ratios = tuple(t / o for t, o in zip(sorted(theirs), sorted(ours), strict=False))
+    figures += [
+        Figure(
+            AREA,
+            f"checkov, whole process, same {count:,} manifests",
+            "CPU s",
+            theirs,
+            note=f"checkov {CHECKOV_VERSION}, --framework kubernetes, 1 core",
+        ),
+        Figure(
+            AREA,
+            "speed ratio vs checkov, whole process",
+            "x",
+            ratios,
+            target=f">= {TARGET_WHOLE_PROCESS_RATIO:.0f}x",
+            met=min(ratios) >= TARGET_WHOLE_PROCESS_RATIO,
+            note="checkov CPU s / ours, same files; the marginal ratio is the row below",
+        ),
+    ]
+    return figures
 
 
 def _checkov_rate(
@@ -221,6 +361,9 @@ def run(*, quick: bool) -> list[Figure]:
     engine = Engine.from_config(None)
 
     parse = repeat(lambda: cpu_timed(lambda: [json.loads(b) for b in blobs]), runs=runs)
+    floor_rates = parse_floor_rate([b.encode() for b in blobs], runs=runs)
+    parse_floor = sorted(floor_rates)[len(floor_rates) // 2]
+    parse_floor_of = "orjson.loads of the same objects"
     scan = repeat(lambda: cpu_timed(lambda: engine.scan(objects)), runs=runs)
 
     def evaluate_all() -> None:
@@ -239,7 +382,9 @@ def run(*, quick: bool) -> list[Figure]:
             scan_rates,
             target=f">= {TARGET_RATE:,.0f}",
             met=sorted(scan_rates)[len(scan_rates) // 2] >= TARGET_RATE,
-            note=rules_note,
+            note=rules_note + "; parsed input (the floor: a scan from stored bodies parses them)",
+            floor=parse_floor,
+            floor_of=parse_floor_of,
         ),
         Figure(
             AREA,
@@ -254,6 +399,8 @@ def run(*, quick: bool) -> list[Figure]:
             "objects/s",
             tuple(count / t for t in parse),
             note="one JSON document per object",
+            floor=parse_floor,
+            floor_of=parse_floor_of,
         ),
         Figure(
             AREA,
@@ -295,8 +442,11 @@ def run(*, quick: bool) -> list[Figure]:
                 note="views, indexes, results; the parsed input excluded",
             )
         )
+    # Whole process, beside checkov's (if installed; full mode installs it) and beside the
+    # marginal comparison below.
+    figures += whole_process_figures(objects, runs=runs, install_checkov=not quick)
     if quick:
-        return figures  # the checkov comparison (minutes) runs in full mode only
+        return figures  # the marginal checkov comparison (minutes) runs in full mode only
     checkov_peaks: list[float] = []
     measured = _checkov_rate(objects, small=500, large=3000, runs=2, peaks=checkov_peaks)
     if measured is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal, NotRequired, TypedDict
 
+from contracts.severity import Severity
+
 FINDING_STATUSES = ("open", "exempted")
 EXEMPTION_STATUSES = ("active", "expired")
 
@@ -162,7 +164,7 @@ _RESOURCE_SCHEMA: dict[str, Any] = {
         "name": {"type": "string"},
     },
 }
-_SEVERITY_SCHEMA: dict[str, Any] = {"enum": ["critical", "high", "medium", "low", "info"]}
+_SEVERITY_SCHEMA: dict[str, Any] = {"enum": [s.value for s in Severity]}
 _STRINGS: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
 
 FINDING_JSON_SCHEMA: dict[str, Any] = {
@@ -272,7 +274,7 @@ SCAN_REPORT_JSON_SCHEMA: dict[str, Any] = {
                 "errors": {"type": "integer", "minimum": 0},
                 "by_severity": {
                     "type": "object",
-                    "required": ["critical", "high", "medium", "low", "info"],
+                    "required": [s.value for s in Severity],
                     "additionalProperties": {"type": "integer", "minimum": 0},
                 },
                 "expired_exemptions": {"type": "array", "items": {"type": "object"}},

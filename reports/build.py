@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
+from contracts.states import FindingStatus
 from reports.model import ClusterReport, RuleSection, ViolationLine, severity_rank
 from store.clusters import get_cluster
 from store.findings import cluster_findings
@@ -65,7 +66,7 @@ def build_cluster_report(
     run = get_scan_run(session, scan_id) if scan_id else latest_scan_run(session, cluster_id)
     scan = run.id if run else None
     findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
-    active = [f for f in findings if f.status in ("new", "open")]
+    active = [f for f in findings if f.status in FindingStatus.unresolved()]
     new = [f for f in active if f.status == "new" and f.last_scan_id == scan]
     resolved = [f for f in findings if f.status == "resolved"]
     exempted = [f for f in findings if f.status == "exempted"]

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from contracts.severity import Severity
+from contracts.states import FindingStatus
 from contracts.tasks import RESCAN
 from reports.links import report_link
 from reports.slack import escape
@@ -34,7 +35,7 @@ from store.models import Cluster, Finding, TelemetryPing
 from store.scans import latest_scan_run
 from store.types import utcnow
 
-OPEN = ("new", "open")
+OPEN = FindingStatus.unresolved()
 MAX_FINDING_LINES = 15
 POST_TIMEOUT_S = 10.0
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})

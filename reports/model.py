@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+from contracts.severity import Severity
+
+SEVERITY_ORDER = tuple(Severity)  # most severe first
 
 
 def severity_rank(severity: str) -> int:

@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
 )
 
 from reports.model import ClusterReport, RuleSection
+from reports.wording import count_summary
 
 MAX_BLOCKS = 50  # per message
 MAX_SECTION_TEXT = 3000  # characters in a section's text
@@ -63,12 +64,7 @@ class SlackMessage:
 
 def build_message(report: ClusterReport) -> SlackMessage:
     counts = report.counts
-    new_count = sum(len(s.violations) for s in report.new)
-    resolved_count = sum(len(s.violations) for s in report.resolved)
-    summary = (
-        f"{new_count} new, {resolved_count} resolved, {report.open_count} open, "
-        f"{counts.get('exempted', 0)} exempted findings over {counts.get('objects', 0)} objects"
-    )
+    summary = f"{count_summary(counts)} over {counts.get('objects', 0)} objects"
     blocks: list[Block] = [
         HeaderBlock(text=_clip(f"k8s-monitor · {escape(report.display_name)}", MAX_HEADER_TEXT)),
         SectionBlock(

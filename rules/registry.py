@@ -11,7 +11,16 @@ import functools
 from collections.abc import Iterable
 from types import ModuleType
 
-from rules.catalogue import general, hygiene, network, pod_security, rbac, secrets
+from rules.catalogue import (
+    availability,
+    general,
+    hygiene,
+    network,
+    pod_security,
+    rbac,
+    secrets,
+    versions,
+)
 from rules.model import Rule, rule_meta
 
 CATALOGUE_REVISION = 1
@@ -23,6 +32,8 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     secrets,
     general,
     hygiene,
+    availability,
+    versions,
 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, CursorResult, String, Table, update
+from sqlalchemy import JSON, CursorResult, String, Table, TypeDecorator, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -87,6 +87,10 @@ def insert_ignoring_conflicts(
         execute_values(cursor, sql, values, page_size=1000)
 
 
+def _stored_type(type_: Any) -> Any:
+    return type_.impl_instance if isinstance(type_, TypeDecorator) else type_
+
+
 def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[str, Any]]) -> None:
     """UPDATE many rows by primary key `id`, each with its own values (rows share their keys).
 
@@ -103,7 +107,8 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     table: Table = model.__table__
     dialect = session.get_bind().dialect
     columns = ["id", *sorted(c for c in rows[0] if c != "id")]
-    types = {c: table.c[c].type for c in columns}
+    # A TypeDecorator (UtcDateTime, EnumText) is cast as the type it stores.
+    types = {c: _stored_type(table.c[c].type) for c in columns}
     json_columns = {c for c in columns if isinstance(types[c], JSON | JSONB)}
     # Strings are cast to text, not varchar(n): an explicit cast would silently truncate, while
     # assigning text to a varchar(n) column refuses a value that is too long, as usual.

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from contracts.states import ClusterStatus
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import Cluster, ClusterKey
 from store.types import utcnow
 
-CLUSTER_STATUSES = ("active", "disabled")
+CLUSTER_STATUSES = tuple(ClusterStatus)
 
 
 def create_cluster(
@@ -33,7 +34,7 @@ def create_cluster(
         team=team,
         channel=channel,
         labels=dict(labels or {}),
-        status="active",
+        status=ClusterStatus.ACTIVE,
     )
     session.add(cluster)
     session.flush()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from contracts.states import DeliveryState
 from store.models import Delivery
 from store.types import utcnow
 
@@ -27,7 +28,7 @@ def ensure_delivery(
         cluster_id=cluster_id,
         scan_run_id=scan_run_id,
         channel=channel,
-        state="pending",
+        state=DeliveryState.PENDING,
         attempts=0,
         next_attempt_at=utcnow(),
     )
@@ -43,7 +44,7 @@ def due_deliveries(
     at = now or utcnow()
     query = (
         select(Delivery)
-        .where(Delivery.state == "pending", Delivery.next_attempt_at <= at)
+        .where(Delivery.state == DeliveryState.PENDING, Delivery.next_attempt_at <= at)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
@@ -54,7 +55,7 @@ def due_deliveries(
 
 def mark_sent(session: Session, delivery: Delivery, *, at: datetime | None = None) -> None:
     delivery.attempts += 1
-    delivery.state = "sent"
+    delivery.state = DeliveryState.SENT
     delivery.sent_at = at or utcnow()
     delivery.last_error = None
     delivery.next_attempt_at = None
@@ -74,7 +75,7 @@ def mark_failed(
     delivery.attempts += 1
     delivery.last_error = error[:2000]
     if delivery.attempts >= max_attempts:
-        delivery.state = "failed"
+        delivery.state = DeliveryState.FAILED
         delivery.next_attempt_at = None
     else:
         delivery.next_attempt_at = now + timedelta(seconds=30 * 2 ** (delivery.attempts - 1))

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
 from contracts.resources import ResourceRef
+from contracts.states import FindingStatus
 from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of, update_rows_by_id
 from store.models import Finding
 from store.types import utcnow
 
-ACTIVE_STATUSES = ("new", "open", "exempted")
-STATUSES = ("new", "open", "resolved", "exempted")
+ACTIVE_STATUSES = FindingStatus.active()
+STATUSES = tuple(FindingStatus)
 
 
 fingerprint = finding_fingerprint  # the one definition, shared with offline scans
@@ -167,7 +168,7 @@ def reconcile_findings(
         setattr(result, status, getattr(result, status) + 1)
         unchanged = (
             status == "open"
-            and current.status in ("new", "open")
+            and current.status in FindingStatus.unresolved()
             and current.severity == item.severity
             and current.message == item.message
             and current.content_hash == item.content_hash
@@ -305,7 +306,7 @@ def status_counts(session: Session, cluster_id: str) -> dict[str, int]:
         .where(Finding.cluster_id == cluster_id)
         .group_by(Finding.status)
     ).all()
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     counts.update({status: int(n) for status, n in rows})
     return counts
 
@@ -325,7 +326,7 @@ def severity_counts(session: Session, cluster_id: str) -> dict[str, int]:
     """Active, not exempted findings of a cluster per severity."""
     rows = session.execute(
         select(Finding.severity, func.count())
-        .where(Finding.cluster_id == cluster_id, Finding.status.in_(("new", "open")))
+        .where(Finding.cluster_id == cluster_id, Finding.status.in_(FindingStatus.unresolved()))
         .group_by(Finding.severity)
     ).all()
     return {severity: int(n) for severity, n in rows}

@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from store.types import JsonDocument, UtcDateTime, utcnow
+from contracts.states import ClusterStatus, DeliveryState, FindingStatus, ScanState, SnapshotState
+from store.types import EnumText, JsonDocument, UtcDateTime, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -49,7 +50,9 @@ class Cluster(Base):
     team: Mapped[str | None] = mapped_column(String(200))
     channel: Mapped[str | None] = mapped_column(String(500))
     labels: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[ClusterStatus] = mapped_column(
+        EnumText(ClusterStatus, 16), default=ClusterStatus.ACTIVE
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Materialised state: digest and time of the last applied snapshot.
     current_digest: Mapped[str | None] = mapped_column(String(80))
@@ -119,7 +122,9 @@ class Snapshot(Base):
     removed_count: Mapped[int] = mapped_column(Integer, default=0)
     collected_at: Mapped[str | None] = mapped_column(String(40))
     agent_version: Mapped[str | None] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(12), default="pending")  # pending|processed|failed
+    state: Mapped[SnapshotState] = mapped_column(
+        EnumText(SnapshotState, 12), default=SnapshotState.PENDING
+    )
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -226,7 +231,7 @@ class ScanRun(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
     trigger: Mapped[str] = mapped_column(String(32), default="schedule")
-    state: Mapped[str] = mapped_column(String(16), default="running")  # running|done|failed
+    state: Mapped[ScanState] = mapped_column(EnumText(ScanState, 16), default=ScanState.RUNNING)
     started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     duration_s: Mapped[float | None] = mapped_column(Float)
@@ -262,7 +267,9 @@ class Finding(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="new")  # new|open|resolved|exempted
+    status: Mapped[FindingStatus] = mapped_column(
+        EnumText(FindingStatus, 16), default=FindingStatus.NEW
+    )
     exemption_id: Mapped[int | None] = mapped_column(BigId)
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -354,7 +361,9 @@ class Delivery(Base):
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
     scan_run_id: Mapped[int | None] = mapped_column(BigId)
     channel: Mapped[str] = mapped_column(String(500))
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    state: Mapped[DeliveryState] = mapped_column(
+        EnumText(DeliveryState, 16), default=DeliveryState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from contracts.states import ScanState
 from store.bulk import affected
 from store.models import Cluster, ScanRun
 from store.types import utcnow
@@ -27,7 +28,7 @@ def start_scan_run(
     run = ScanRun(
         cluster_id=cluster_id,
         trigger=trigger,
-        state="running",
+        state=ScanState.RUNNING,
         started_at=utcnow(),
         catalogue_version=catalogue_version,
         snapshot_digest=cluster.current_digest if cluster else None,
@@ -50,7 +51,7 @@ def finish_scan_run(
     *,
     counts: Mapping[str, int],
     errors: Sequence[Mapping[str, Any]],
-    state: str = "done",
+    state: ScanState = ScanState.DONE,
     at: datetime | None = None,
 ) -> ScanRun:
     run = session.get(ScanRun, scan_id, with_for_update=True)
@@ -89,9 +90,9 @@ def fail_stale_runs(session: Session, *, older_than: timedelta) -> int:
     cutoff = utcnow() - older_than
     result = session.execute(
         update(ScanRun)
-        .where(ScanRun.state == "running", ScanRun.started_at < cutoff)
+        .where(ScanRun.state == ScanState.RUNNING, ScanRun.started_at < cutoff)
         .values(
-            state="failed",
+            state=ScanState.FAILED,
             finished_at=utcnow(),
             errors=[{"stage": "scan", "error": "scan did not finish in time"}],
         )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from contracts.hashing import canonical_json, content_hash, state_digest, strip_server_noise
 from contracts.resources import ResourceRef
+from contracts.states import SnapshotState
 from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
@@ -227,7 +228,7 @@ def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
             counts = _apply_one(session, cluster, snapshot)
         except InvalidSnapshot as problem:
             savepoint.rollback()
-            snapshot.state = "failed"
+            snapshot.state = SnapshotState.FAILED
             snapshot.error = str(problem)
             snapshot.processed_at = utcnow()
             session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
@@ -309,7 +310,7 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
     # version (store.manifests reads it so); rewriting both rows of every object on every push
     # cost 2 x N row versions of churn. An object or version stores its last_seen when it ends.
     session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
-    snapshot.state = "processed"
+    snapshot.state = SnapshotState.PROCESSED
     snapshot.processed_at = utcnow()
     cluster.current_digest = snapshot.digest
     cluster.current_snapshot_id = snapshot.id

@@ -9,6 +9,7 @@ access, so importing this module has no side effects.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +19,21 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Celery, Task, chord, group
-from celery.beat import PersistentScheduler
+from celery.beat import PersistentScheduler, ScheduleEntry
 
 from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
 from settings import Settings, load_settings
 from workers import jobs
 from workers.context import WorkerContext
+from workers.schedule_lease import ScheduleLeases
 from workers.services.scanning import ScanPlan
 from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
 
 DEFAULT_QUEUE = Settings().task_queue  # K8SMON_TASK_QUEUE's default (settings.config)
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
+
+log = logging.getLogger("k8smon.beat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,43 @@ class InstanceFolderScheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
         super().setup_schedule()
+
+
+class SingleBeatScheduler(InstanceFolderScheduler):
+    """The Procfile's beat scheduler: sends an interval entry only when it takes the entry's
+    lease in Redis (workers.schedule_lease), so a second beat process's send is skipped and
+    logged and each entry runs once per interval whatever the number of beats."""
+
+    _leases: ScheduleLeases | None = None
+
+    def leases(self) -> ScheduleLeases:
+        if self._leases is None:
+            settings = self.app.context.settings
+            self._leases = ScheduleLeases.from_url(
+                settings.redis_url or "", prefix=settings.redis_key_prefix
+            )
+        return self._leases
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        every = getattr(entry.schedule, "run_every", None)
+        if every is not None:
+            leases = self.leases()
+            try:
+                claimed = leases.claim(entry.name, interval_s=every.total_seconds())
+                holder = "" if claimed else leases.holder_of(entry.name)
+            except redis.exceptions.RedisError as exc:
+                # Redis is the broker too: the send could not be made either. Next tick retries.
+                log.error("beat: not sending %s: schedule lease unavailable: %s", entry.name, exc)
+                return
+            if not claimed:
+                log.warning(
+                    "beat: skipped %s: already sent this interval by %s; run one beat process "
+                    "(docs/operations.md)",
+                    entry.name,
+                    holder,
+                )
+                return
+        super().apply_entry(entry, producer=producer)
 
 
 class K8sMonCelery(Celery):
@@ -192,7 +233,7 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_scheduler": f"{__name__}:InstanceFolderScheduler",
+        "beat_scheduler": f"{__name__}:SingleBeatScheduler",
         "beat_schedule_filename": str(settings.instance_path / "celerybeat-schedule"),
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,

@@ -15,9 +15,10 @@ from cli.client import AdminClient
 from cli.commands.scans import list_scans
 from cli.output import Col, Output, api_command
 from contracts.severity import Severity
+from contracts.states import FindingStatus
 
-STATUSES = ("new", "open", "resolved", "exempted")
-ACTIVE = ("new", "open")
+STATUSES = tuple(s.value for s in FindingStatus)
+ACTIVE = FindingStatus.unresolved()
 COLUMNS = [
     Col("severity", "severity"),
     Col("cluster_id", "cluster"),

@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts.states import FindingStatus
 from store.models import Finding, KubeObject
 
-OPEN_STATUSES = ("new", "open")
+OPEN_STATUSES = FindingStatus.unresolved()
 DEFINITION = (
     "Share of the cluster's current objects with no open finding from the framework's rules "
     "(exempted findings count as accepted), rounded down. CIS section 5: rules mapped to CIS "

@@ -14,12 +14,13 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
+from contracts.states import FindingStatus
 from ingest.web import charts
 from ingest.web.filters import PAGE_SIZE, FindingFilter
 from store.models import AuditEntry, Cluster, Finding, KubeObject, ScanRun, TelemetryPing
 from store.telemetry import latest_ping_id
 
-OPEN_STATUSES = ("new", "open")
+OPEN_STATUSES = FindingStatus.unresolved()
 SEVERITIES = tuple(s.value for s in Severity)
 TREND_SCANS = 8
 

@@ -12,11 +12,12 @@ from collections import defaultdict
 from typing import Any
 
 from contracts.findings import Finding, ScanReport
+from contracts.severity import Severity
 
 API_VERSION = "wgpolicyk8s.io/v1alpha2"
 SOURCE = "k8s-monitor"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "k8s-monitor"}
-_SEVERITIES = {"critical", "high", "medium", "low", "info"}
+_SEVERITIES = frozenset(Severity)
 
 
 def _name(suffix: str) -> str:

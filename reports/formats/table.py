@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from contracts.findings import Finding, ScanReport
+from contracts.severity import Severity
 
-SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+SEVERITY_ORDER = tuple(Severity)  # most severe first
 
 
 def _resource(finding: Finding) -> str:

@@ -688,6 +688,17 @@ DEPRECATED_APIS: Mapping[tuple[str, str], ApiChange] = {
 }
 
 
+def _removed_by_next_minor(change: ApiChange, obj: ObjectView) -> bool:
+    """Whether the API goes away exactly at the next minor of the object's cluster (only
+    when the cluster's release is known: telemetry or `--kubernetes-version`)."""
+    version = getattr(obj, "kubernetes_version", None)
+    try:
+        removed_in = psa.parse_version(change.release)
+    except psa.VersionError:
+        return False
+    return version is not None and removed_in == (version[0], version[1] + 1)
+
+
 def _removed_by(change: ApiChange, obj: ObjectView) -> bool:
     """Whether the object's cluster release (`--kubernetes-version`, default latest) no longer
     serves the API."""
@@ -772,7 +783,9 @@ def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     VolumeAttributesClass → `storage.k8s.io/v1` and DRA `resource.k8s.io` betas →
     `resource.k8s.io/v1` since 1.34). Under `k8smon scan --kubernetes-version X.Y` it also
     reports APIs that release still serves but a later one removed (KM-608's list), naming
-    the release that stops serving them.
+    the release that stops serving them; an API removed by the cluster's next minor is
+    reported as breaking at that upgrade ("will break when the cluster upgrades to
+    Kubernetes 1.32"). On the server the release is the one the cluster's agent reports.
 
     ## Why is this bad?
     Deprecated versions are removed after a few releases; manifests still using them break
@@ -795,12 +808,19 @@ def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     """
     removal = REMOVED_APIS.get((obj.api_version, obj.kind))
     if removal is not None and not _removed_by(removal, obj):
-        yield Violation(
-            f"{obj.kind} {obj.name} uses {obj.api_version}, which Kubernetes {removal.release} "
-            f"stops serving; migrate to {removal.replacement or 'a supported API'} before "
-            "upgrading",
-            path="apiVersion",
-        )
+        replacement = removal.replacement or "a supported API"
+        if _removed_by_next_minor(removal, obj):
+            message = (
+                f"{obj.kind} {obj.name} uses {obj.api_version}: it will break when the "
+                f"cluster upgrades to Kubernetes {removal.release} (its next minor), which "
+                f"stops serving it; migrate to {replacement} before that upgrade"
+            )
+        else:
+            message = (
+                f"{obj.kind} {obj.name} uses {obj.api_version}, which Kubernetes "
+                f"{removal.release} stops serving; migrate to {replacement} before upgrading"
+            )
+        yield Violation(message, path="apiVersion")
         return
     change = DEPRECATED_APIS.get((obj.api_version, obj.kind))
     if change is not None:

@@ -44,8 +44,9 @@ class Reply:
 class Receiver:
     """POST endpoint on 127.0.0.1; replies come from a script, then the default reply."""
 
-    def __init__(self, public_key: bytes | None = None) -> None:
+    def __init__(self, public_key: bytes | None = None, *, port: int = 0) -> None:
         self.public_key = public_key
+        self.port = port  # 0: any free port; a fixed one brings a stopped server back
         self.pushes: list[Push] = []
         self.script: deque[Reply] = deque()
         self.default = Reply()
@@ -56,7 +57,7 @@ class Receiver:
 
     def start(self) -> Receiver:
         handler = type("Handler", (_Handler,), {"receiver": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -227,3 +228,56 @@ def test_a_forbidden_type_keeps_its_stored_objects_and_shows_in_telemetry(
             select(TelemetryPing).where(TelemetryPing.cluster_id == cluster_id)
         ).one()
         assert collection_gaps(ping)["not_collected"] == {"configmaps": "forbidden"}
+
+
+def test_pings_buffered_while_ingest_was_unreachable_are_stored_with_their_own_time(
+    ingest: Ingest, kube: KubeClient, agent_key: AgentKey, config: AgentConfig
+) -> None:
+    cluster_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    _register(ingest, cluster_id, agent_key)
+    key_id = default_key_id(cluster_id, agent_key.public_key)
+    now = [1_800_000_000.0]
+
+    def wait(seconds: float) -> bool:
+        now[0] += seconds
+        return False
+
+    agent = Agent(
+        config=replace(config, server_url=ingest.url, cluster_id=cluster_id, ping_interval_s=5),
+        kube=kube,
+        sender=Sender(  # nothing listens on port 1: connection refused
+            server_url="http://127.0.0.1:1",
+            cluster_id=cluster_id,
+            key=agent_key,
+            key_id=key_id,
+            timeout_s=5,
+        ),
+        key_fingerprint=agent_key.fingerprint,
+        clock=lambda: now[0],
+        wall=lambda: now[0],
+        wait=wait,
+        rng=random.Random(0),
+    )
+    made = []
+    for minute in range(3):
+        now[0] = 1_800_000_000.0 + 60 * minute
+        made.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now[0])))
+        assert agent.ping().status == 0
+    assert len(agent.unsent) == 3
+
+    agent.sender = Sender(
+        server_url=ingest.url, cluster_id=cluster_id, key=agent_key, key_id=key_id, timeout_s=30
+    )
+    now[0] = 1_800_000_000.0 + 600
+    made.append(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now[0])))
+    assert agent.ping().status == 202
+    assert len(agent.unsent) == 0
+    with ingest.sessions() as session:
+        pings = session.scalars(
+            select(TelemetryPing)
+            .where(TelemetryPing.cluster_id == cluster_id)
+            .order_by(TelemetryPing.id)
+        ).all()
+    # Stored in the order they were made, each with the time it was made.
+    assert [p.details["sent_at"] for p in pings] == made
+    assert [p.details["details"]["seq"] for p in pings] == [1, 2, 3, 4]

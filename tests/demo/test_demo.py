@@ -160,7 +160,7 @@ def test_the_kept_demo_is_served_by_the_printed_command(tmp_path: Path) -> None:
         _same_count_words(done.stdout, url=url, tmp_path=tmp_path, env=env)
     finally:
         os.killpg(served.pid, signal.SIGTERM)
-        served.communicate(timeout=30)
+        _communicate_or_kill(served, timeout=30)
 
 
 def _same_count_words(demo_output: str, *, url: str, tmp_path: Path, env: dict) -> None:
@@ -257,7 +257,7 @@ def test_make_run_serves_on_the_given_port(tmp_path: Path) -> None:
         assert root.status_code == 302
     finally:
         os.killpg(run.pid, signal.SIGTERM)
-        output = run.communicate(timeout=60)[0].decode()
+        output = _communicate_or_kill(run, timeout=60).decode()
     assert f"listening on http://127.0.0.1:{port}" in output
 
 
@@ -266,3 +266,13 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def _communicate_or_kill(process: subprocess.Popen[bytes], *, timeout: float) -> bytes:
+    """Wait for a process group told to stop; never leave it running if it does not."""
+    try:
+        return process.communicate(timeout=timeout)[0] or b""
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=10)
+        raise

@@ -303,7 +303,7 @@ def test_the_notes_command_extracts_the_public_key_from_real_agent_logs(tmp_path
     assert parse_public_key(saved) == key.public_key
 
 
-# Built-in kinds our rules read, and where the API serves them (group, plural).
+# Built-in (and add-on) kinds our rules read, and where the API serves them (group, plural).
 KIND_RESOURCES = {
     "Pod": ("", "pods"), "PodTemplate": ("", "podtemplates"), "Service": ("", "services"),
     "ServiceAccount": ("", "serviceaccounts"), "Namespace": ("", "namespaces"),
@@ -332,6 +332,7 @@ KIND_RESOURCES = {
                                          "validatingadmissionpolicybindings"),
     "CertificateSigningRequest": ("certificates.k8s.io", "certificatesigningrequests"),
     "DeploymentConfig": ("apps.openshift.io", "deploymentconfigs"),
+    "ScaledObject": ("keda.sh", "scaledobjects"),
 }
 NEVER_COLLECTED = {"Secret"}  # rules about Secrets see them only in offline scans
 

@@ -81,6 +81,14 @@ def _ids(manifests: list[dict[str, Any]]) -> list[str]:
 def test_hygiene_clean_workload() -> None:
     spec = {
         "priorityClassName": "standard",
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app": "web"}},
+            }
+        ],
         "containers": [
             {
                 "name": "app",

@@ -111,6 +111,23 @@ class CeleryRig:
             ],
         )
 
+    def start_beat(self, schedule_file: Path) -> subprocess.Popen[bytes]:
+        """A `celery beat` as the Procfile runs it, with its own schedule file (as on its own
+        host or pod)."""
+        return self._spawn(
+            "beat",
+            [
+                CELERY,
+                "-A",
+                "workers.celery_app:app",
+                "beat",
+                "--schedule",
+                str(schedule_file),
+                "--loglevel",
+                "INFO",
+            ],
+        )
+
     def start_flower(self, port: int) -> subprocess.Popen[bytes]:
         process = self._spawn(
             "flower",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
+from contracts.severity import Severity
 from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
@@ -43,7 +44,7 @@ from workers.services.exemptions import stored_exemptions
 
 log = logging.getLogger("k8smon.workers")
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
+SEVERITIES = tuple(Severity)  # most severe first
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Tests of the benchmark harness (bench/): where results go, floors beside figures."""
