@@ -11,9 +11,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from contracts.wire import MAX_MANIFEST_DEPTH
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./@-][A-Za-z0-9_./:@ -]*$")
 _RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "~", ""}
@@ -64,47 +66,81 @@ def _child(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _entry(head: str, value: Any, path: str, indent: int, out: list[Line]) -> None:
-    if isinstance(value, dict) and value:
+# A child mapping or sequence still to render: the walk keeps these on its own stack, so a
+# stored manifest of any depth renders without Python recursion (no RecursionError, no 500).
+_Pending = Iterator["_Pending"]
+
+
+def _too_deep(lead: str, path: str) -> Line:
+    return Line(f"{lead}… nested deeper than {MAX_MANIFEST_DEPTH} levels: not shown", path)
+
+
+def _entry(
+    head: str, value: Any, path: str, *, indent: int, depth: int, out: list[Line]
+) -> _Pending | None:
+    if isinstance(value, dict | list) and value:
         out.append(Line(head, path))
-        _mapping(value, path, indent + 2, out)
-    elif isinstance(value, list) and value:
-        out.append(Line(head, path))
-        _sequence(value, path, indent, out)
-    else:
-        out.append(Line(f"{head} {_scalar(value)}", path))
+        if depth >= MAX_MANIFEST_DEPTH:
+            out.append(_too_deep(" " * (indent + 2), path))
+            return None
+        if isinstance(value, dict):
+            return _mapping(value, path, indent=indent + 2, depth=depth + 1, out=out)
+        return _sequence(value, path, indent=indent, depth=depth + 1, out=out)
+    out.append(Line(f"{head} {_scalar(value)}", path))
+    return None
 
 
 def _mapping(
     value: Mapping[str, Any],
     path: str,
-    indent: int,
-    out: list[Line],
     *,
+    indent: int,
+    depth: int,
+    out: list[Line],
     first_lead: str | None = None,
-) -> None:
+) -> _Pending:
     for index, (key, item) in enumerate(value.items()):
         lead = first_lead if first_lead is not None and index == 0 else " " * indent
-        _entry(f"{lead}{_key(str(key))}:", item, _child(path, str(key)), indent, out)
+        head = f"{lead}{_key(str(key))}:"
+        child = _entry(head, item, _child(path, str(key)), indent=indent, depth=depth, out=out)
+        if child is not None:
+            yield child
 
 
-def _sequence(value: Sequence[Any], path: str, indent: int, out: list[Line]) -> None:
+def _sequence(
+    value: Sequence[Any], path: str, *, indent: int, depth: int, out: list[Line]
+) -> _Pending:
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
         lead = " " * indent + "- "
         if isinstance(item, dict) and item:
-            _mapping(item, item_path, indent + 2, out, first_lead=lead)
+            if depth >= MAX_MANIFEST_DEPTH:
+                out.append(_too_deep(lead, item_path))
+            else:
+                yield _mapping(
+                    item, item_path, indent=indent + 2, depth=depth + 1, out=out, first_lead=lead
+                )
         elif isinstance(item, list) and item:
             out.append(Line(lead.rstrip(), item_path))
-            _sequence(item, item_path, indent + 2, out)
+            if depth >= MAX_MANIFEST_DEPTH:
+                out.append(_too_deep(" " * (indent + 2), item_path))
+            else:
+                yield _sequence(item, item_path, indent=indent + 2, depth=depth + 1, out=out)
         else:
             out.append(Line(lead + _scalar(item), item_path))
 
 
 def render(body: Mapping[str, Any]) -> list[Line]:
-    """The manifest as YAML-like lines, each knowing its path."""
+    """The manifest as YAML-like lines, each knowing its path; containers deeper than the
+    ingest cap (MAX_MANIFEST_DEPTH, what older servers may have stored) become one marker line."""
     out: list[Line] = []
-    _mapping(body, "", 0, out)
+    walk: list[_Pending] = [_mapping(body, "", indent=0, depth=1, out=out)]
+    while walk:
+        child = next(walk[-1], None)
+        if child is None:
+            walk.pop()
+        else:
+            walk.append(child)
     return out
 
 

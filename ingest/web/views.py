@@ -260,6 +260,7 @@ def diff(cluster_id: str, object_id: int) -> str:
         findings = queries.object_findings(db, cluster_id, obj, with_resolved=True)
         return render_template(
             "web/diff.html",
+            max_depth=manifest_view.MAX_MANIFEST_DEPTH,
             cluster=cluster,
             obj=obj,
             ref=ResourceRef.from_key(obj.ref_key),
