@@ -38,6 +38,7 @@ from sqlalchemy import select
 from agent.__main__ import main as agent_main
 from agent.signing import AgentKey, default_key_id
 from cli.embedded import EmbeddedServer
+from contracts.states import ScanState, SnapshotState
 from reports.build import build_cluster_report
 from reports.text import render_text
 from store.accounts import create_account
@@ -102,14 +103,16 @@ def _wait_scanned(server: EmbeddedServer, html: Path, *, timeout_s: float = 120.
     while time.monotonic() < deadline:
         with unit_of_work(sessions) as session:
             pending = (
-                session.query(Snapshot).filter_by(cluster_id=CLUSTER_ID, state="pending").count()
+                session.query(Snapshot)
+                .filter_by(cluster_id=CLUSTER_ID, state=SnapshotState.PENDING)
+                .count()
             )
             scan_id = session.scalar(
                 select(ScanRun.id)
                 .join(Cluster, Cluster.id == ScanRun.cluster_id)
                 .where(
                     ScanRun.cluster_id == CLUSTER_ID,
-                    ScanRun.state == "done",
+                    ScanRun.state == ScanState.DONE,
                     ScanRun.snapshot_digest == Cluster.current_digest,
                 )
                 .order_by(ScanRun.id.desc())

@@ -67,9 +67,9 @@ def build_cluster_report(
     scan = run.id if run else None
     findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
     active = [f for f in findings if f.status in FindingStatus.unresolved()]
-    new = [f for f in active if f.status == "new" and f.last_scan_id == scan]
-    resolved = [f for f in findings if f.status == "resolved"]
-    exempted = [f for f in findings if f.status == "exempted"]
+    new = [f for f in active if f.status == FindingStatus.NEW and f.last_scan_id == scan]
+    resolved = [f for f in findings if f.status == FindingStatus.RESOLVED]
+    exempted = [f for f in findings if f.status == FindingStatus.EXEMPTED]
     return ClusterReport(
         cluster_id=cluster.id,
         display_name=cluster.display_name,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from contracts.findings import ExemptionDict, ScanReport
 from contracts.findings import Finding as FindingDict
+from contracts.states import FindingStatus
 from reports.formats.policyreport import render_policy_reports
 from store.findings import cluster_findings, fingerprint
 from store.models import Finding
@@ -38,7 +39,7 @@ def finding_dict(finding: Finding) -> FindingDict:
         "container": finding.container,
         "path": finding.path or "",
         "message": finding.message,
-        "status": "exempted" if finding.status == "exempted" else "open",
+        "status": "exempted" if finding.status == FindingStatus.EXEMPTED else "open",
         "exemption": cast(ExemptionDict, exemption)
         if isinstance(exemption, dict)
         else (

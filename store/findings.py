@@ -151,23 +151,23 @@ def reconcile_findings(
     for fp, item in by_fp.items():
         current = existing.get(fp)
         if current is None:
-            status = "exempted" if item.exempted else "new"
+            status = FindingStatus.EXEMPTED if item.exempted else FindingStatus.NEW
             inserts.append(_row(cluster_id, item, status=status, scan_id=scan_id, at=now))
             setattr(result, status, getattr(result, status) + 1)
             continue
         if item.exempted:
-            status = "exempted"
-        elif current.status == "resolved":
-            status = "new"
+            status = FindingStatus.EXEMPTED
+        elif current.status == FindingStatus.RESOLVED:
+            status = FindingStatus.NEW
             result.reopened += 1
-        elif current.status == "exempted":
-            status = "open"
+        elif current.status == FindingStatus.EXEMPTED:
+            status = FindingStatus.OPEN
             result.unexempted += 1
         else:
-            status = "open"
+            status = FindingStatus.OPEN
         setattr(result, status, getattr(result, status) + 1)
         unchanged = (
-            status == "open"
+            status == FindingStatus.OPEN
             and current.status in FindingStatus.unresolved()
             and current.severity == item.severity
             and current.message == item.message
@@ -176,7 +176,7 @@ def reconcile_findings(
         if unchanged:
             # An open finding seen again is left alone (a write per finding per scan would make
             # scan cost grow with fleet size); only new -> open is written.
-            if current.status == "new":
+            if current.status == FindingStatus.NEW:
                 still_open.append(current.id)
             continue
         row_updates.append(
@@ -191,7 +191,7 @@ def reconcile_findings(
                 "last_scan_id": scan_id,
                 "resolved_at": None,
                 "details": item.details,
-                **({"first_seen": now} if current.status == "resolved" else {}),
+                **({"first_seen": now} if current.status == FindingStatus.RESOLVED else {}),
             }
         )
 
@@ -240,14 +240,19 @@ def _write(
         session.execute(
             update(Finding)
             .where(Finding.id.in_(batch))
-            .values(status="open", last_seen=now, last_scan_id=scan_id)
+            .values(status=FindingStatus.OPEN, last_seen=now, last_scan_id=scan_id)
             .execution_options(synchronize_session=False)
         )
     for batch in chunked(resolved_ids, 2000):
         session.execute(
             update(Finding)
             .where(Finding.id.in_(batch))
-            .values(status="resolved", resolved_at=now, last_scan_id=scan_id, exemption_id=None)
+            .values(
+                status=FindingStatus.RESOLVED,
+                resolved_at=now,
+                last_scan_id=scan_id,
+                exemption_id=None,
+            )
             .execution_options(synchronize_session=False)
         )
     session.flush()
@@ -291,7 +296,7 @@ def cluster_findings(
     if resolved_in_scan is not None:
         condition = or_(
             condition,
-            (Finding.status == "resolved") & (Finding.last_scan_id == resolved_in_scan),
+            (Finding.status == FindingStatus.RESOLVED) & (Finding.last_scan_id == resolved_in_scan),
         )
     return session.scalars(
         select(Finding)
@@ -315,8 +320,8 @@ def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
     """A scan that saw no change: last scan's new findings are now simply open."""
     result = session.execute(
         update(Finding)
-        .where(Finding.cluster_id == cluster_id, Finding.status == "new")
-        .values(status="open", last_scan_id=scan_id)
+        .where(Finding.cluster_id == cluster_id, Finding.status == FindingStatus.NEW)
+        .values(status=FindingStatus.OPEN, last_scan_id=scan_id)
         .execution_options(synchronize_session=False)
     )
     return affected(result)

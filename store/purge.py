@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from contracts.states import FindingStatus, SnapshotState
 from store.models import (
     Cluster,
     Finding,
@@ -44,7 +45,7 @@ def purge_snapshots(session: Session, *, cutoff: datetime, batch_size: int = DEF
     is_current = exists().where(Cluster.current_snapshot_id == Snapshot.id)
     victims = (
         select(Snapshot.id)
-        .where(Snapshot.received_at < cutoff, Snapshot.state != "pending", ~is_current)
+        .where(Snapshot.received_at < cutoff, Snapshot.state != SnapshotState.PENDING, ~is_current)
         .limit(batch_size)
     )
     return _rowcount(session.execute(delete(Snapshot).where(Snapshot.id.in_(victims))))
@@ -85,7 +86,7 @@ def purge_resolved_findings(
     """Findings resolved before the cutoff; new, open and exempted findings are never purged."""
     victims = (
         select(Finding.id)
-        .where(Finding.status == "resolved", Finding.resolved_at < cutoff)
+        .where(Finding.status == FindingStatus.RESOLVED, Finding.resolved_at < cutoff)
         .limit(batch_size)
     )
     return _rowcount(session.execute(delete(Finding).where(Finding.id.in_(victims))))

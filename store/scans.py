@@ -68,7 +68,7 @@ def finish_scan_run(
 
 
 def latest_scan_run(
-    session: Session, cluster_id: str, *, state: str | None = "done"
+    session: Session, cluster_id: str, *, state: str | None = ScanState.DONE
 ) -> ScanRun | None:
     query = select(ScanRun).where(ScanRun.cluster_id == cluster_id)
     if state is not None:

@@ -85,7 +85,7 @@ def latest_snapshot(session: Session, cluster_id: str) -> Snapshot | None:
     """The cluster's newest snapshot that did not fail."""
     return session.scalar(
         select(Snapshot)
-        .where(Snapshot.cluster_id == cluster_id, Snapshot.state != "failed")
+        .where(Snapshot.cluster_id == cluster_id, Snapshot.state != SnapshotState.FAILED)
         .order_by(Snapshot.id.desc())
         .limit(1)
     )
@@ -156,7 +156,7 @@ def stage_snapshot(
         removed_count=len(removed),
         collected_at=envelope.get("collected_at"),
         agent_version=envelope.get("agent_version"),
-        state="pending",
+        state=SnapshotState.PENDING,
     )
     session.add(snapshot)
     session.flush()
@@ -181,7 +181,7 @@ def pending_snapshot_ids(session: Session, *, limit: int = 1000) -> Sequence[tup
     """(snapshot id, cluster id) of snapshots stored but not yet applied, oldest first."""
     return session.execute(
         select(Snapshot.id, Snapshot.cluster_id)
-        .where(Snapshot.state == "pending")
+        .where(Snapshot.state == SnapshotState.PENDING)
         .order_by(Snapshot.id)
         .limit(limit)
     ).all()
@@ -219,7 +219,7 @@ def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
         return result
     pending = session.scalars(
         select(Snapshot)
-        .where(Snapshot.cluster_id == cluster_id, Snapshot.state == "pending")
+        .where(Snapshot.cluster_id == cluster_id, Snapshot.state == SnapshotState.PENDING)
         .order_by(Snapshot.id)
     ).all()
     for snapshot in pending:

@@ -17,17 +17,16 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 
 from contracts.severity import Severity
+from contracts.states import FindingStatus
 from store.models import Cluster, Finding
 
 PAGE_SIZE = 100
 SEVERITIES = tuple(s.value for s in Severity)  # most severe first
 STATUS_CHOICES: dict[str, tuple[str, ...]] = {
-    "active": ("new", "open", "exempted"),
-    "open": ("new", "open"),
-    "new": ("new",),
-    "exempted": ("exempted",),
-    "resolved": ("resolved",),
-    "all": ("new", "open", "exempted", "resolved"),
+    "active": FindingStatus.active(),
+    "open": FindingStatus.unresolved(),
+    **{s.value: (s,) for s in (FindingStatus.NEW, FindingStatus.EXEMPTED, FindingStatus.RESOLVED)},
+    "all": tuple(FindingStatus),
 }
 DEFAULT_STATUS = "active"
 MAX_TEXT = 253

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
-from contracts.states import FindingStatus
+from contracts.states import FindingStatus, ScanState
 from ingest.web import charts
 from ingest.web.filters import PAGE_SIZE, FindingFilter
 from store.models import AuditEntry, Cluster, Finding, KubeObject, ScanRun, TelemetryPing
@@ -120,7 +120,7 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
             .over(partition_by=ScanRun.cluster_id, order_by=ScanRun.id.desc())
             .label("rank"),
         )
-        .where(ScanRun.state == "done")
+        .where(ScanRun.state == ScanState.DONE)
         .subquery()
     )
     recent = select(ranked).where(ranked.c.rank <= scans)
@@ -224,7 +224,11 @@ def object_findings(
     session: Session, cluster_id: str, obj: KubeObject, *, with_resolved: bool = False
 ) -> Sequence[Finding]:
     """The object's active findings (and its resolved ones when asked), worst first."""
-    statuses = (*OPEN_STATUSES, "exempted", *(("resolved",) if with_resolved else ()))
+    statuses = (
+        *OPEN_STATUSES,
+        FindingStatus.EXEMPTED,
+        *((FindingStatus.RESOLVED,) if with_resolved else ()),
+    )
     found = session.scalars(
         select(Finding).where(
             Finding.cluster_id == cluster_id,
@@ -333,7 +337,11 @@ def change_findings(
 
     return ChangeFindings(
         introduced=[_item(f) for f in findings if within(f.first_seen)],
-        resolved=[_item(f) for f in findings if f.status == "resolved" and within(f.resolved_at)],
+        resolved=[
+            _item(f)
+            for f in findings
+            if f.status == FindingStatus.RESOLVED and within(f.resolved_at)
+        ],
         method="scans",
     )
 
@@ -344,9 +352,11 @@ def rule_counts_by_cluster(session: Session, rule_id: str) -> list[tuple[str, in
         select(
             Finding.cluster_id,
             func.count().filter(Finding.status.in_(OPEN_STATUSES)),
-            func.count().filter(Finding.status == "exempted"),
+            func.count().filter(Finding.status == FindingStatus.EXEMPTED),
         )
-        .where(Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, "exempted")))
+        .where(
+            Finding.rule_id == rule_id, Finding.status.in_((*OPEN_STATUSES, FindingStatus.EXEMPTED))
+        )
         .group_by(Finding.cluster_id)
     )
     counts = [(c, int(n_open), int(n_exempted)) for c, n_open, n_exempted in rows]
@@ -369,14 +379,18 @@ def _severity_rank() -> ColumnElement[int]:
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _RANK_STATUSES: dict[int, tuple[str, ...]] = {
     0: OPEN_STATUSES,
-    1: ("exempted",),
-    2: ("resolved",),
+    1: (FindingStatus.EXEMPTED,),
+    2: (FindingStatus.RESOLVED,),
 }
 
 
 def _status_rank() -> ColumnElement[int]:
     """Open before exempted before resolved (the keys of `_RANK_STATUSES`)."""
-    return case((Finding.status.in_(OPEN_STATUSES), 0), (Finding.status == "exempted", 1), else_=2)
+    return case(
+        (Finding.status.in_(OPEN_STATUSES), 0),
+        (Finding.status == FindingStatus.EXEMPTED, 1),
+        else_=2,
+    )
 
 
 def _resource_key() -> ColumnElement[str]:
@@ -580,7 +594,7 @@ def summarise(session: Session, flt: FindingFilter, *, with_rules: bool = True) 
         select(
             Finding.severity,
             func.count().filter(is_open),
-            func.count().filter(Finding.status == "exempted"),
+            func.count().filter(Finding.status == FindingStatus.EXEMPTED),
         )
         .where(*base)
         .group_by(Finding.severity)
@@ -616,7 +630,7 @@ def summarise(session: Session, flt: FindingFilter, *, with_rules: bool = True) 
                 func.max(category),
                 func.min(_severity_rank()),
                 func.count().filter(is_open),
-                func.count().filter(Finding.status == "exempted"),
+                func.count().filter(Finding.status == FindingStatus.EXEMPTED),
                 func.count(func.distinct(_resource_key())),
             )
             .where(*base)
@@ -631,7 +645,7 @@ def last_scan_changes(session: Session, cluster_id: str) -> dict[str, int] | Non
     """New and resolved findings of the cluster's latest finished scan (None: never scanned)."""
     counts = session.scalar(
         select(ScanRun.counts)
-        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == "done")
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
         .order_by(ScanRun.id.desc())
         .limit(1)
     )
@@ -664,7 +678,7 @@ def cluster_history(session: Session, cluster_id: str, *, scans: int = HISTORY_S
     """The cluster's last finished scans, oldest first (every number comes from the scan)."""
     rows = session.execute(
         select(ScanRun.started_at, ScanRun.counts)
-        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == "done")
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
         .order_by(ScanRun.id.desc())
         .limit(scans)
     ).all()
@@ -702,7 +716,7 @@ def fleet_history(session: Session, *, now: datetime, days: int = HISTORY_DAYS) 
             .over(partition_by=(ScanRun.cluster_id, day), order_by=ScanRun.id.desc())
             .label("rank"),
         )
-        .where(ScanRun.state == "done", ScanRun.started_at >= start)
+        .where(ScanRun.state == ScanState.DONE, ScanRun.started_at >= start)
         .subquery()
     )
     per_day: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -728,7 +742,7 @@ def exemption_coverage(session: Session) -> dict[int, int]:
     """How many findings each exemption covers right now (status exempted, by exemption id)."""
     rows = session.execute(
         select(Finding.exemption_id, func.count())
-        .where(Finding.status == "exempted", Finding.exemption_id.is_not(None))
+        .where(Finding.status == FindingStatus.EXEMPTED, Finding.exemption_id.is_not(None))
         .group_by(Finding.exemption_id)
     )
     return {int(exemption_id or 0): int(n) for exemption_id, n in rows}

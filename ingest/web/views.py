@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from contracts.resources import ResourceRef
+from contracts.states import FindingStatus
 from contracts.tasks import RESCAN
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
@@ -216,7 +217,7 @@ def resource(cluster_id: str, object_id: int) -> str:
         findings = queries.object_findings(db, cluster_id, obj)
         lines = manifest_view.highlight(
             manifest_view.render(body.body if body else {}),
-            [f.path for f in findings if f.path and f.status != "exempted"],
+            [f.path for f in findings if f.path and f.status != FindingStatus.EXEMPTED],
         )
         versions = object_history(db, object_id)
         previous = {b.version_id: a for a, b in pairwise(versions)}

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
+from contracts.states import FindingStatus, ScanState
 from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
@@ -105,7 +106,11 @@ def _previous_complete(
     """The last complete scan of the run's cluster, if its findings are still valid."""
     previous = session.scalar(
         select(ScanRun)
-        .where(ScanRun.cluster_id == run.cluster_id, ScanRun.state == "done", ScanRun.id != run.id)
+        .where(
+            ScanRun.cluster_id == run.cluster_id,
+            ScanRun.state == ScanState.DONE,
+            ScanRun.id != run.id,
+        )
         .order_by(ScanRun.id.desc())
         .limit(1)
     )
@@ -176,7 +181,7 @@ def record_unchanged_scans(
     ids = list(cluster_ids)
     latest_ids = (
         select(func.max(ScanRun.id))
-        .where(ScanRun.cluster_id.in_(ids), ScanRun.state == "done")
+        .where(ScanRun.cluster_id.in_(ids), ScanRun.state == ScanState.DONE)
         .group_by(ScanRun.cluster_id)
     )
     previous = {
@@ -202,7 +207,7 @@ def record_unchanged_scans(
         ScanRun(
             cluster_id=cluster_id,
             trigger=trigger,
-            state="done",
+            state=ScanState.DONE,
             started_at=now,
             finished_at=finished,
             duration_s=(finished - now).total_seconds(),
@@ -238,8 +243,10 @@ def push_scan_due(session: Session, cluster_id: str) -> bool:
     if digest is None:
         return False
     since = utcnow() - SCAN_RUNNING_AT_MOST
-    covered = and_(ScanRun.snapshot_digest == digest, ScanRun.state.in_(("done", "running")))
-    running = and_(ScanRun.state == "running", ScanRun.started_at > since)
+    covered = and_(
+        ScanRun.snapshot_digest == digest, ScanRun.state.in_((ScanState.DONE, ScanState.RUNNING))
+    )
+    running = and_(ScanRun.state == ScanState.RUNNING, ScanRun.started_at > since)
     busy = session.scalar(
         select(ScanRun.id).where(ScanRun.cluster_id == cluster_id, or_(covered, running)).limit(1)
     )
@@ -285,7 +292,7 @@ def plan_scan(
             catalogue_version=rules.catalogue_version,
             task_id=task_id,
         )
-    if run.state != "running":
+    if run.state != ScanState.RUNNING:
         return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
     previous = _unchanged_since(session, run, rules=rules)
     if previous is not None:
@@ -420,7 +427,7 @@ def _observed(candidate: Candidate, result: Result) -> ObservedFinding:
     exemption = result.exemption
     if exemption:
         details["exemption"] = dict(exemption)
-    exempted = result.status == "exempted"
+    exempted = result.status == FindingStatus.EXEMPTED
     stored = exempted and exemption is not None and exemption["source"] == "database"
     return ObservedFinding(
         fingerprint=result.fingerprint,
@@ -509,7 +516,7 @@ def finalize_scan(
     run = session.get(ScanRun, scan_id)
     if cluster is None or run is None:
         raise LookupError(f"scan {scan_id} of cluster {cluster_id} does not exist")
-    if run.state != "running":
+    if run.state != ScanState.RUNNING:
         return FinalizeOutcome(scan_id, cluster_id, dict(run.counts), [], already_done=True)
     version = rules.catalogue_version
     outcomes = [step_outcome(r) for r in results]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from contracts.states import SnapshotState
 from store.models import Snapshot
 from store.snapshots import apply_pending, pending_snapshot_ids
 
@@ -25,7 +26,7 @@ def process_snapshot(session: Session, snapshot_id: int) -> ProcessOutcome:
     if snapshot is None:
         return ProcessOutcome(snapshot_id, None, (), ())
     cluster_id = snapshot.cluster_id
-    if snapshot.state != "pending":
+    if snapshot.state != SnapshotState.PENDING:
         return ProcessOutcome(snapshot_id, cluster_id, (), ())
     result = apply_pending(session, cluster_id)
     return ProcessOutcome(snapshot_id, cluster_id, tuple(result.applied), tuple(result.failed))
