@@ -639,12 +639,16 @@ def verify_signature(
 
 @dataclass(frozen=True)
 class Policy:
-    """What this server demands beyond a valid signature."""
+    """What this server demands beyond a valid signature.
 
+    `window_seconds` has no default here: its one default is the server's setting
+    (`settings.config`, K8SMON_SIGNATURE_WINDOW_SECONDS), which callers pass in.
+    """
+
+    window_seconds: int
     required_components: tuple[str, ...] = DEFAULT_COMPONENTS
     required_params: tuple[str, ...] = ("created", "keyid", "nonce")
     algorithms: frozenset[str] = frozenset({"ed25519"})
-    window_seconds: int = 300
     max_nonce_length: int = 128
 
 

@@ -34,7 +34,6 @@ from store.audit import record_action
 from store.clusters import find_cluster_key
 
 log = logging.getLogger("k8smon.ingest")
-AGENT_POLICY = Policy()
 # Admin reads have no body: method, authority, path and query are what they must cover.
 ADMIN_READ_COMPONENTS = ("@method", "@authority", "@path", "@query")
 ADMIN_WRITE_COMPONENTS = (*ADMIN_READ_COMPONENTS, "content-type", "content-digest")

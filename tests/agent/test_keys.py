@@ -40,7 +40,7 @@ def test_signed_request_covers_the_required_components(agent_key: AgentKey) -> N
     parsed = verify_request(
         request,
         verify=lambda base, sig: verify_key.verify(base, sig) is not None,
-        policy=Policy(),
+        policy=Policy(window_seconds=300),
         now=time.time(),
     )
     assert parsed.key_id == "prod-eu-1"

@@ -109,14 +109,14 @@ def test_b26_verifier_accepts_the_rfc_signature_with_time_check_off() -> None:
     assert httpsig.rebuild_base(signed, parsed) == B26_BASE
     # The same request fails our server policy (no digest/nonce covered) ...
     with pytest.raises(SignatureError) as refused:
-        httpsig.check_policy(signed, parsed, policy=Policy(), now=None)
+        httpsig.check_policy(signed, parsed, policy=Policy(window_seconds=300), now=None)
     assert refused.value.reason is Reason.MISSING_COMPONENT
     # ... and, with the clock on, is far too old.
     with pytest.raises(SignatureError) as stale:
         httpsig.check_policy(
             signed,
             parsed,
-            policy=Policy(required_components=(), required_params=()),
+            policy=Policy(window_seconds=300, required_components=(), required_params=()),
             now=1_800_000_000,
         )
     assert stale.value.reason is Reason.STALE_SIGNATURE
@@ -232,7 +232,7 @@ def test_sign_and_verify_with_server_policy() -> None:
     request = _signed(created=1_700_000_000, nonce="n-1")
     public = bytes(_signing_key().verify_key)
     parsed = httpsig.verify_request(
-        request, verify=_verifier(public), policy=Policy(), now=1_700_000_100
+        request, verify=_verifier(public), policy=Policy(window_seconds=300), now=1_700_000_100
     )
     assert parsed.params == {
         "created": 1_700_000_000,
@@ -240,7 +240,7 @@ def test_sign_and_verify_with_server_policy() -> None:
         "nonce": "n-1",
         "alg": "ed25519",
     }
-    assert set(Policy().required_components) <= set(parsed.component_names)
+    assert set(Policy(window_seconds=300).required_components) <= set(parsed.component_names)
 
 
 def test_policy_refusals() -> None:
@@ -248,28 +248,38 @@ def test_policy_refusals() -> None:
     verify = _verifier(public)
     stale = _signed(created=1_700_000_000)
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(stale, verify=verify, policy=Policy(), now=1_700_000_301)
+        httpsig.verify_request(
+            stale, verify=verify, policy=Policy(window_seconds=300), now=1_700_000_301
+        )
     assert err.value.reason is Reason.STALE_SIGNATURE
 
     other_alg = _signed(created=1_700_000_000, alg="rsa-pss-sha512")
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(other_alg, verify=verify, policy=Policy(), now=1_700_000_000)
+        httpsig.verify_request(
+            other_alg, verify=verify, policy=Policy(window_seconds=300), now=1_700_000_000
+        )
     assert err.value.reason is Reason.UNSUPPORTED_ALGORITHM
 
     no_nonce = _signed(created=1_700_000_000, nonce="")
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(no_nonce, verify=verify, policy=Policy(), now=1_700_000_000)
+        httpsig.verify_request(
+            no_nonce, verify=verify, policy=Policy(window_seconds=300), now=1_700_000_000
+        )
     assert err.value.reason is Reason.MISSING_PARAMETER
 
     partial = _signed(created=1_700_000_000, components=("@method", "@path"))
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(partial, verify=verify, policy=Policy(), now=1_700_000_000)
+        httpsig.verify_request(
+            partial, verify=verify, policy=Policy(window_seconds=300), now=1_700_000_000
+        )
     assert err.value.reason is Reason.MISSING_COMPONENT
 
     good = _signed(created=1_700_000_000)
     swapped = HttpRequest(good.method, good.url, good.headers, b'{"a":2}')
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(swapped, verify=verify, policy=Policy(), now=1_700_000_000)
+        httpsig.verify_request(
+            swapped, verify=verify, policy=Policy(window_seconds=300), now=1_700_000_000
+        )
     # The covered Content-Digest still matches the signature, but no longer the body.
     assert err.value.reason is Reason.DIGEST_MISMATCH
 
@@ -278,7 +288,7 @@ def test_policy_refusals() -> None:
         httpsig.verify_request(
             good,
             verify=_verifier(bytes(other_key.verify_key)),
-            policy=Policy(),
+            policy=Policy(window_seconds=300),
             now=1_700_000_000,
         )
     assert err.value.reason is Reason.BAD_SIGNATURE
@@ -337,10 +347,10 @@ def test_content_digest_coverage_near_misses(case: str) -> None:
     verify = _verifier(bytes(key.verify_key))
     now = int(time.time())
     if reason is None:
-        httpsig.verify_request(signed, verify=verify, policy=Policy(), now=now)
+        httpsig.verify_request(signed, verify=verify, policy=Policy(window_seconds=300), now=now)
         return
     with pytest.raises(SignatureError) as err:
-        httpsig.verify_request(signed, verify=verify, policy=Policy(), now=now)
+        httpsig.verify_request(signed, verify=verify, policy=Policy(window_seconds=300), now=now)
     assert err.value.reason is reason
     assert "content-digest" in err.value.detail
 
@@ -373,6 +383,9 @@ def test_a_covered_digest_member_still_has_to_match_the_body() -> None:
     signed = HttpRequest(request.method, request.url, [*request.headers, *added.items()], body)
     with pytest.raises(SignatureError) as err:
         httpsig.verify_request(
-            signed, verify=_verifier(bytes(key.verify_key)), policy=Policy(), now=time.time()
+            signed,
+            verify=_verifier(bytes(key.verify_key)),
+            policy=Policy(window_seconds=300),
+            now=time.time(),
         )
     assert err.value.reason is Reason.DIGEST_MISMATCH
