@@ -17,6 +17,7 @@ from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
+from contracts.states import ScanTrigger
 from contracts.tasks import RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
@@ -719,9 +720,13 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
         _cluster(session, cluster_id)
 
     def after(context: IngestContext) -> None:
-        # One cluster: `k8smon.rescan(cluster_id)`; every cluster: `k8smon.scan_fleet("rescan")`.
-        task, args = (RESCAN, [cluster_id]) if cluster_id else (SCAN_FLEET, ["rescan"])
-        enqueue_after_commit(context.dispatch, task, args=args)
+        # One cluster: `k8smon.rescan(cluster_id=…)`; every cluster: `k8smon.scan_fleet(trigger=…)`.
+        task, kwargs = (
+            (RESCAN, {"cluster_id": cluster_id})
+            if cluster_id
+            else (SCAN_FLEET, {"trigger": ScanTrigger.RESCAN.value})
+        )
+        enqueue_after_commit(context.dispatch, task, kwargs=kwargs)
 
     g.k8smon_after_commit = after
     return {"status": "requested", "cluster_id": cluster_id}, 202, cluster_id or "*", {}

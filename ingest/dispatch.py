@@ -75,22 +75,33 @@ class LoggingDispatcher:
     ) -> None:
         log.info(
             json.dumps(
-                {"event": "task_not_dispatched", "task": task_name, "args": args or []}, default=str
+                {
+                    "event": "task_not_dispatched",
+                    "task": task_name,
+                    "args": args or [],
+                    "kwargs": kwargs or {},
+                },
+                default=str,
             )
         )
 
 
-def enqueue_after_commit(dispatch: TaskDispatcher, task_name: str, *, args: list[Any]) -> bool:
-    """Dispatch; on any failure log it and return False (the push stays acknowledged)."""
+def enqueue_after_commit(
+    dispatch: TaskDispatcher, task_name: str, *, kwargs: dict[str, Any]
+) -> bool:
+    """Dispatch with keyword arguments, named as the task table's function declares them.
+
+    On any failure log it and return False (the push stays acknowledged).
+    """
     try:
-        dispatch(task_name, args=args)
+        dispatch(task_name, kwargs=kwargs)
     except Exception as problem:
         log.warning(
             json.dumps(
                 {
                     "event": "enqueue_failed",
                     "task": task_name,
-                    "args": args,
+                    "kwargs": kwargs,
                     "error": f"{type(problem).__name__}: {problem}"[:300],
                 },
                 default=str,

@@ -233,7 +233,7 @@ def push_snapshot(cluster_id: str) -> Response:
     enqueued = False
     if not staged.duplicate:
         enqueued = enqueue_after_commit(
-            context.dispatch, PROCESS_SNAPSHOT, args=[staged.snapshot_id]
+            context.dispatch, PROCESS_SNAPSHOT, kwargs={"snapshot_id": staged.snapshot_id}
         )
         if not enqueued:
             context.metrics.enqueue_failures.inc()

@@ -157,20 +157,20 @@ def slash_command() -> Response:
             session.commit()
     for task in spec.enqueues:
         if not enqueue_after_commit(
-            context.dispatch, task, args=[cluster_id] if cluster_id else []
+            context.dispatch, task, kwargs={"cluster_id": cluster_id} if cluster_id else {}
         ):
             return _unavailable()
     queued = enqueue_after_commit(
         context.dispatch,
         CHATOPS_COMMAND,
-        args=[
-            {
+        kwargs={
+            "request": {
                 "command": command.name,
                 "args": list(command.args),
                 "user_id": user_id,
                 "response_url": response_url,
             },
-        ],
+        },
     )
     if not queued and not spec.enqueues:
         return _unavailable()

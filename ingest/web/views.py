@@ -192,7 +192,7 @@ def rescan(cluster_id: str) -> Response:
             source=SOURCE,
         )
         db.commit()
-    if enqueue_after_commit(ctx().dispatch, RESCAN, args=[cluster_id]):
+    if enqueue_after_commit(ctx().dispatch, RESCAN, kwargs={"cluster_id": cluster_id}):
         flash(f"Rescan of {cluster_id} queued.", "ok")
     else:
         flash(

@@ -49,7 +49,7 @@ def pg_engine(postgres_database: ThrowawayDatabase) -> Iterator[Engine]:
 
 @dataclass
 class RecordingDispatcher:
-    calls: list[tuple[str, list[Any]]] = field(default_factory=list)
+    calls: list[tuple[str, list[Any], dict[str, Any]]] = field(default_factory=list)
     fail: bool = False
 
     def __call__(
@@ -57,7 +57,7 @@ class RecordingDispatcher:
     ) -> None:
         if self.fail:
             raise ConnectionError("broker down")
-        self.calls.append((task_name, list(args or [])))
+        self.calls.append((task_name, list(args or []), dict(kwargs or {})))
 
 
 @dataclass

@@ -325,10 +325,10 @@ def test_findings_query_exemptions_and_rescan(server: Server) -> None:
 
     triggered = admin.json("POST", "/v1/admin/rescan", {"cluster_id": agent.cluster_id})
     assert triggered.status_code == 202
-    assert server.dispatcher.calls[-1] == (RESCAN, [agent.cluster_id])
+    assert server.dispatcher.calls[-1] == (RESCAN, [], {"cluster_id": agent.cluster_id})
     fleet = admin.json("POST", "/v1/admin/rescan", {})
     assert fleet.status_code == 202
-    assert server.dispatcher.calls[-1] == (SCAN_FLEET, ["rescan"])
+    assert server.dispatcher.calls[-1] == (SCAN_FLEET, [], {"trigger": "rescan"})
     actions = _actions(server, admin.key_id.removesuffix("-key"))
     assert actions[-1] == "scan.trigger"
     assert {"findings.query", "exemptions.create", "exemptions.list", "scan.trigger"} <= set(

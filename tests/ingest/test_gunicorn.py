@@ -111,8 +111,8 @@ def test_gunicorn_serves_the_production_app(
         assert len(messages) == 1
         message = json.loads(messages[0])
         assert message["headers"]["task"] == "k8smon.process_snapshot"
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        assert args == [response.json()["snapshot_id"]]
+        args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        assert (args, kwargs) == ([], {"snapshot_id": response.json()["snapshot_id"]})
     finally:
         process.terminate()
         process.wait(timeout=20)

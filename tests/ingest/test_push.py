@@ -79,7 +79,7 @@ def test_valid_snapshot_is_committed_then_enqueued(server: Server) -> None:
             .where(SnapshotItem.snapshot_id == snapshot.id)
         )
         assert items == 20
-    assert server.dispatcher.calls == [(PROCESS_SNAPSHOT, [body["snapshot_id"]])]
+    assert server.dispatcher.calls == [(PROCESS_SNAPSHOT, [], {"snapshot_id": body["snapshot_id"]})]
 
 
 def test_same_digest_twice_is_stored_once_and_acknowledged_both_times(server: Server) -> None:

@@ -61,7 +61,10 @@ def test_embedded_app_from_the_environment_processes_a_push(tmp_path: Path) -> N
 
 def test_unreachable_broker_fails_fast_and_is_only_logged() -> None:
     dispatcher = CeleryDispatcher("redis://127.0.0.1:1/0", timeout_s=0.2)
-    assert enqueue_after_commit(dispatcher, "k8smon.process_snapshot", args=[1]) is False
+    assert (
+        enqueue_after_commit(dispatcher, "k8smon.process_snapshot", kwargs={"snapshot_id": 1})
+        is False
+    )
 
 
 def test_composition_root_wires_the_rule_catalogue_and_flower(tmp_path: Path) -> None:

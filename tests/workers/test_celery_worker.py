@@ -247,7 +247,12 @@ def test_snapshots_stored_while_redis_was_down_are_processed_by_the_sweep(
     cluster_id = f"sweep-{uuid.uuid4().hex[:6]}"
     snapshot_id = register(sessions, cluster_id, cluster_state("s", 4))
     dead_broker = CeleryDispatcher(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.3)
-    assert enqueue_after_commit(dead_broker, "k8smon.process_snapshot", args=[snapshot_id]) is False
+    assert (
+        enqueue_after_commit(
+            dead_broker, "k8smon.process_snapshot", kwargs={"snapshot_id": snapshot_id}
+        )
+        is False
+    )
 
     rig.start_worker(concurrency=1)
     rig.client().send_task("k8smon.sweep_unprocessed")
