@@ -1,34 +1,9 @@
-"""Identity of a Kubernetes object across the system: ResourceRef and raw manifest types."""
+"""Identity of a Kubernetes object across the system: ResourceRef and cluster-scoped kinds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypedDict
-
-
-class ObjectMeta(TypedDict, total=False):
-    """The parts of `metadata` we rely on; everything else is carried through."""
-
-    name: str
-    namespace: str
-    uid: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    ownerReferences: list[dict[str, Any]]
-    resourceVersion: str
-    managedFields: list[dict[str, Any]]
-
-
-class KubeObject(TypedDict, total=False):
-    """A raw Kubernetes object body as the API server returns it."""
-
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    spec: dict[str, Any]
-    status: dict[str, Any]
-    data: dict[str, Any]
-
+from typing import Any
 
 # Kinds the API server stores without a namespace: a stray `metadata.namespace` in a manifest
 # of one of these is ignored by the server, so it is ignored everywhere here too (refs, the
