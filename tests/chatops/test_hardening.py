@@ -23,10 +23,10 @@ from reports import chatops
 from reports.build import build_cluster_report
 from reports.slack import build_message
 from settings import Settings
-from store.clusters import create_cluster
 from store.models import AuditEntry
 from store.telemetry import record_telemetry
 from tests.chatops.test_slack import NOW, SLACK_SECRET, Receiver, RecordingDispatcher
+from tests.support.factories import make_cluster
 from tests.support.manifests import deployment
 from tests.web.fleet import Fleet, build_fleet, privileged, push
 
@@ -81,7 +81,7 @@ def _command(text: str, response_url: str, *, nonce: str = "") -> str:
 def _seed_evil(fleet: Fleet) -> None:
     """A cluster whose agent-supplied strings try to ping everyone and plant a link."""
     with fleet.sessions() as session:
-        create_cluster(session, "evil", display_name="<!channel> ops", team="<!here>")
+        make_cluster(session, "evil", display_name="<!channel> ops", team="<!here>")
         bad = privileged(deployment("web", namespace="shop"))
         bad["metadata"]["name"] = EVIL_NAME
         bad["metadata"]["namespace"] = "<!everyone>"

@@ -25,6 +25,7 @@ from settings import Settings
 from store import admin_keys, clusters, migrate
 from store.db import make_engine, make_session_factory
 from tests.support.clock import ShiftedClock
+from tests.support.factories import make_cluster
 from tests.support.services import ThrowawayDatabase
 
 
@@ -137,7 +138,7 @@ class Server:
         cluster_id = f"c-{uuid.uuid4().hex[:10]}"
         signing = [SigningKey.generate() for _ in range(keys)]
         with self.sessions() as session:
-            clusters.create_cluster(session, cluster_id, team="platform")
+            make_cluster(session, cluster_id, team="platform")
             for index, key in enumerate(signing):
                 clusters.add_cluster_key(
                     session,

@@ -24,6 +24,7 @@ from contracts.httpsig import HttpRequest, sign_request
 from store import clusters
 from store.db import make_session_factory
 from store.models import Snapshot
+from tests.support.factories import make_cluster
 from tests.support.manifests import cluster_objects, full_envelope
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def test_gunicorn_serves_the_production_app(
     key = SigningKey.generate()
     cluster_id = f"g-{uuid.uuid4().hex[:8]}"
     with sessions() as session:
-        clusters.create_cluster(session, cluster_id)
+        make_cluster(session, cluster_id)
         clusters.add_cluster_key(
             session, cluster_id, key_id=f"{cluster_id}-k", public_key=bytes(key.verify_key)
         )

@@ -22,6 +22,7 @@ from settings import Settings
 from store import admin_keys, clusters
 from store.db import make_session_factory
 from tests.ingest.conftest import RecordingDispatcher
+from tests.support.factories import make_cluster
 
 FUZZ_CLUSTER = "fuzz"
 
@@ -89,7 +90,7 @@ def fuzz_app(
     admin_id, agent_id = f"fuzz-admin-{suffix}", f"fuzz-agent-{suffix}"
     with sessions() as session:
         if session.get(clusters.Cluster, FUZZ_CLUSTER) is None:
-            clusters.create_cluster(session, FUZZ_CLUSTER)
+            make_cluster(session, FUZZ_CLUSTER)
         clusters.add_cluster_key(
             session, FUZZ_CLUSTER, key_id=agent_id, public_key=bytes(agent_key.verify_key)
         )

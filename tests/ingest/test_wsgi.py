@@ -20,6 +20,7 @@ from store import clusters, migrate
 from store.accounts import create_account
 from store.db import make_engine, make_session_factory
 from store.models import Cluster, ScanRun, Snapshot
+from tests.support.factories import make_cluster
 from tests.support.manifests import cluster_objects, full_envelope
 from tests.web.conftest import sign_in
 
@@ -41,7 +42,7 @@ def test_embedded_app_from_the_environment_processes_a_push(tmp_path: Path) -> N
     key = SigningKey.generate()
     sessions = make_session_factory(engine)
     with sessions() as session:
-        clusters.create_cluster(session, "dev")
+        make_cluster(session, "dev")
         clusters.add_cluster_key(session, "dev", key_id="dev-1", public_key=bytes(key.verify_key))
         session.commit()
 
@@ -73,7 +74,7 @@ def test_composition_root_wires_the_rule_catalogue_and_flower(tmp_path: Path) ->
     migrate.upgrade(engine)
     sessions = make_session_factory(engine)
     with sessions() as session:
-        clusters.create_cluster(session, "dev")
+        make_cluster(session, "dev")
         session.add(ScanRun(cluster_id="dev", state="done", task_id="0f1e2d3c-task"))
         create_account(session, "alice", password="a long enough password", role="admin")
         session.commit()

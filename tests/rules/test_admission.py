@@ -12,6 +12,7 @@ from typing import Any
 from rules import ClusterContext
 from rules.admission import evaluate, namespace_reports, strictest_level
 from rules.psa import Level
+from tests.support.factories import make_cluster
 
 K8SMON = Path(sys.executable).with_name("k8smon")
 RESTRICTED_SPEC: dict[str, Any] = {
@@ -145,7 +146,6 @@ def test_k8smon_namespaces_reports_on_a_stored_cluster(
     """`--cluster` reads the server's database: live objects, judged at the agent's release."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    from store.clusters import create_cluster  # noqa: PLC0415
     from store.snapshots import apply_pending, stage_snapshot  # noqa: PLC0415
     from store.telemetry import record_telemetry  # noqa: PLC0415
     from tests.support.manifests import full_envelope  # noqa: PLC0415
@@ -154,7 +154,7 @@ def test_k8smon_namespaces_reports_on_a_stored_cluster(
         {**o, "metadata": {**o["metadata"], "uid": f"uid-{i}"}} for i, o in enumerate(_cluster())
     ]
     with Session(pg_engine) as session:
-        create_cluster(session, "psa-report")
+        make_cluster(session, "psa-report")
         stage_snapshot(session, "psa-report", envelope=full_envelope(objects))
         apply_pending(session, "psa-report")
         record_telemetry(

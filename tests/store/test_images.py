@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
-from store.clusters import create_cluster
 from store.images import fleet_images
 from store.search import SearchTimeout
+from tests.support.factories import make_cluster
 from tests.support.manifests import deployment
 from tests.support.workloads import workloads
 from tests.web.fleet import push
@@ -15,8 +15,8 @@ from tests.web.fleet import push
 
 def test_images_once_per_workload_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
     push(session, "a", workloads())
     push(session, "b", [deployment("web", namespace="shop", image="shop/web:2")])
     found, truncated = fleet_images(session, timeout_seconds=30)

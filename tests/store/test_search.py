@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from store.clusters import create_cluster
 from store.jsonpath import PathSyntaxError, parse
 from store.search import SearchError, SearchTimeout, run_search
+from tests.support.factories import make_cluster
 from tests.support.manifests import config_map, deployment
 from tests.web.fleet import push
 
@@ -94,8 +94,8 @@ SAME_ON_BOTH: list[tuple[str, list[Any]]] = [
 @pytest.fixture
 def fleet(any_db_session: Session) -> Session:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
     push(
         session,
         "a",
@@ -223,8 +223,8 @@ def test_invalid_paths_are_refused_on_both_engines(fleet: Session) -> None:
 
 def test_search_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "a")
-    create_cluster(session, "b")
+    make_cluster(session, "a")
+    make_cluster(session, "b")
     push(
         session,
         "a",
@@ -248,7 +248,7 @@ def test_search_on_both_engines(any_db_session: Session) -> None:
 def test_search_over_several_clusters_on_both_engines(any_db_session: Session) -> None:
     session = any_db_session
     for cluster_id in ("a", "b", "c"):
-        create_cluster(session, cluster_id)
+        make_cluster(session, cluster_id)
         push(
             session,
             cluster_id,
@@ -283,7 +283,7 @@ def _heavy(name: str) -> dict[str, Any]:
 
 def test_a_search_past_its_time_limit_is_a_search_timeout(any_db_session: Session) -> None:
     session = any_db_session
-    create_cluster(session, "slow")
+    make_cluster(session, "slow")
     push(session, "slow", [_heavy(f"heavy-{i}") for i in range(10)])
     with pytest.raises(SearchTimeout, match=r"longer than its 0\.001 s limit"):
         run_search(session, "$..x", timeout_seconds=0.001, distinct=True)

@@ -19,9 +19,9 @@ from contracts.tasks import RESCAN
 from ingest.app import create_app
 from settings import Settings
 from store.accounts import create_account
-from store.clusters import create_cluster
 from store.snapshots import apply_pending, stage_snapshot
 from store.telemetry import record_telemetry
+from tests.support.factories import make_cluster
 from tests.support.manifests import config_map, deployment, full_envelope
 from workers.context import WorkerContext
 from workers.inprocess import InProcessDispatcher
@@ -67,10 +67,10 @@ def seed_fleet(sessions: sessionmaker[Session]) -> None:
     web_v1 = deployment("web", namespace="shop", image="registry.example/web:1.0")
     web_v2 = privileged(deployment("web", namespace="shop", image="registry.example/web:1.1"))
     with sessions() as session:
-        create_cluster(
+        make_cluster(
             session, "prod-eu", team="payments", channel="#payments-sec", labels={"env": "prod"}
         )
-        create_cluster(session, "staging-us", team="platform")
+        make_cluster(session, "staging-us", team="platform")
         push(session, "prod-eu", [web_v1, config_map("settings", namespace="shop")])
         api = deployment("api", namespace="shop", image="registry.example/api:2")
         push(session, "prod-eu", [web_v2, config_map("settings", namespace="shop"), api])
