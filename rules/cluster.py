@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from rules.selectors import Selector, SelectorError, parse_selector
+from contracts.selectors import Selector, SelectorError, parse_selector
 from rules.view import ObjectView
 
 RBAC_GROUP = "rbac.authorization.k8s.io"

@@ -38,8 +38,8 @@ from typing import Any, Literal
 import yaml
 
 from contracts.findings import ExemptionDict, ExpiredExemptionDict
+from contracts.selectors import Selector, SelectorError, parse_selector
 from contracts.severity import Severity
-from rules.selectors import Selector, SelectorError, parse_selector
 
 EXEMPT_ANNOTATION = "k8s-monitor.io/exempt"
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from contracts.selectors import SelectorError, parse_selector
 from store.models import Exemption
 from store.types import utcnow
 
@@ -30,6 +31,12 @@ def _check_selector_values(selector: Mapping[str, Any]) -> None:
                 and bool(value)
                 and all(_is_text(k) and isinstance(v, str) for k, v in value.items())
             )
+            if ok:
+                # The same parser the scan matches with: what is stored is what scans can read.
+                try:
+                    parse_selector(value)
+                except SelectorError as problem:
+                    raise ValueError(f"selector.labels: {problem}") from None
         else:
             ok = _is_text(value) or (
                 isinstance(value, list) and bool(value) and all(_is_text(v) for v in value)

@@ -16,11 +16,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.selectors import SelectorError, parse_selector
 from contracts.severity import Severity
 from rules import psa
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
-from rules.selectors import SelectorError, parse_selector
 from rules.view import POD_KINDS, ContainerView, ObjectView, is_map
 
 CATEGORY = "hygiene"

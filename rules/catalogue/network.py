@@ -16,10 +16,10 @@ import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from contracts.selectors import SelectorError, calico_selector_matches, parse_selector
 from contracts.severity import Severity
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
-from rules.selectors import SelectorError, calico_selector_matches, parse_selector
 from rules.view import ObjectView, is_map
 
 CATEGORY = "network"

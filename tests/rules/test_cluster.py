@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.selectors import SelectorError, parse_selector
 from rules import ClusterContext
-from rules.selectors import SelectorError, parse_selector
 from tests.rules.helpers import deployment, pod
 
 RBAC = "rbac.authorization.k8s.io/v1"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from contracts.resources import ResourceRef
+from contracts.selectors import SelectorError, parse_selector
 from rules import ClusterContext, Engine, ObjectView, load_paths
-from rules.selectors import SelectorError, parse_selector
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD_VALUES: tuple[Any, ...] = (7, "oops", [], ["oops", 7], None, {}, {"oops": 7})

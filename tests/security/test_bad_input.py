@@ -237,3 +237,24 @@ def test_exemption_input_is_validated_by_schema(
     problem = assert_refused(response, 400, "schema_violation")
     assert problem["field"].startswith(field_prefix)
     assert _exemptions(server) == before
+
+
+@pytest.mark.parametrize(
+    "labels",
+    ["app in (web", "tier notin web", "=web", {"matchExpressions": "app"}],
+    ids=["unclosed-set", "set-without-parens", "no-key", "expressions-not-a-list"],
+)
+def test_an_exemption_label_selector_the_scan_cannot_read_is_refused(
+    server: Server, labels: Any
+) -> None:
+    """Stored exemptions are parsed by the same selector parser the scan matches with."""
+    admin = server.admin()
+    before = _exemptions(server)
+    response = admin.json(
+        "POST",
+        "/v1/admin/exemptions",
+        {"rule_ids": ["K8S-001"], "reason": "test", "selector": {"labels": labels}},
+    )
+    problem = assert_refused(response, 400, "schema_violation")
+    assert "selector.labels" in problem["detail"]
+    assert _exemptions(server) == before

@@ -1,4 +1,7 @@
-"""Kubernetes label selectors (matchLabels/matchExpressions and the `a=b,c in (d)` text form)."""
+"""Kubernetes label selectors, for the rules and for stored exemptions alike.
+
+matchLabels/matchExpressions and the `a=b,c in (d)` text form; stdlib only.
+"""
 
 from __future__ import annotations
 
