@@ -85,8 +85,16 @@ class EmbeddedServer:
     def wait(self) -> None:
         self._stop.wait()
 
-    def stop(self) -> None:
+    def stop(self, *, grace_seconds: float = 10.0) -> None:
+        """Stop the schedule and the HTTP server; never wait on the server past the grace."""
         self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._server is None:
+            return
+        # `shutdown()` waits for the serving loop without a bound; a stop request (Ctrl-C,
+        # SIGTERM) must end the process even if that loop is stuck.
+        closer = threading.Thread(target=self._server.shutdown, name="k8smon-stop", daemon=True)
+        closer.start()
+        closer.join(grace_seconds)
+        if closer.is_alive():
+            log.warning("the HTTP server did not stop in %.0f s; stopping anyway", grace_seconds)
+        self._server.server_close()

@@ -46,6 +46,7 @@ def serve(host: str, port: int) -> None:
     )
     while not stopping.wait(1.0):
         pass
+    click.echo("stopping")
     server.stop()
     click.echo("stopped")
 
