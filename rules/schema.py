@@ -236,54 +236,41 @@ def _walk_children(
 ) -> None:
     for key, item in pairs:
         child = children[key]
-        if child is None or item is None:
-            continue
-        kind = type(item)
-        if child.py_ok is not None and kind not in child.py_ok:
-            stack.append(key)
-            _refuse(item, child, stack, problems)
-            stack.pop()
-        elif kind is dict:
-            stack.append(key)
-            _walk_children(item.items(), child.children, stack, problems)
-            stack.pop()
-        elif kind is list:
-            items = child.items()
-            if items is not None:
-                stack.append(key)
-                _walk_items(item, items, stack, problems)
-                stack.pop()
-        else:
-            continue
-        if len(problems) >= MAX_PROBLEMS:
-            return
+        if child is not None and item is not None:
+            _visit(item, child, key, stack, problems)
+            if len(problems) >= MAX_PROBLEMS:
+                return
 
 
 def _walk_items(
     values: list[Any], node: _Node, stack: list[str | int], problems: list[SchemaProblem]
 ) -> None:
     for index, item in enumerate(values):
-        if item is None:
-            continue
-        kind = type(item)
-        if node.py_ok is not None and kind not in node.py_ok:
-            stack.append(index)
-            _refuse(item, node, stack, problems)
+        if item is not None:
+            _visit(item, node, index, stack, problems)
+            if len(problems) >= MAX_PROBLEMS:
+                return
+
+
+def _visit(
+    item: Any, node: _Node, key: str | int, stack: list[str | int], problems: list[SchemaProblem]
+) -> None:
+    """Check one value against its node: refuse a wrong type, descend into maps and lists."""
+    kind = type(item)
+    if node.py_ok is not None and kind not in node.py_ok:
+        stack.append(key)
+        _refuse(item, node, stack, problems)
+        stack.pop()
+    elif kind is dict:
+        stack.append(key)
+        _walk_children(item.items(), node.children, stack, problems)
+        stack.pop()
+    elif kind is list:
+        items = node.items()
+        if items is not None:
+            stack.append(key)
+            _walk_items(item, items, stack, problems)
             stack.pop()
-        elif kind is dict:
-            stack.append(index)
-            _walk_children(item.items(), node.children, stack, problems)
-            stack.pop()
-        elif kind is list:
-            inner = node.items()
-            if inner is not None:
-                stack.append(index)
-                _walk_items(item, inner, stack, problems)
-                stack.pop()
-        else:
-            continue
-        if len(problems) >= MAX_PROBLEMS:
-            return
 
 
 def _allowed_types(schema: Mapping[str, Any], compiler: _Compiler) -> set[str]:
