@@ -37,6 +37,37 @@ _EXEMPTION_ID = {
     "required": True,
     "schema": {"type": "integer", "minimum": 0},
 }
+_ADVISORY_ID = {
+    "name": "advisory_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+}
+# One advisory record, a list of them, or {"advisories": [...]} (contracts.advisories).
+ADVISORY_RECORD = {
+    "type": "object",
+    "required": ["id", "severity", "affected"],
+    "properties": {
+        "id": {"type": "string"},
+        "severity": {"enum": ["critical", "high", "medium", "low", "info"]},
+        "summary": {"type": "string"},
+        "url": {"type": "string"},
+        "aliases": {"type": "array", "items": {"type": "string"}},
+        "affected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["repository"],
+                "properties": {
+                    "repository": {"type": "string"},
+                    "introduced": {"type": "string"},
+                    "fixed": {"type": "string"},
+                    "last_affected": {"type": "string"},
+                },
+            },
+        },
+    },
+}
 _SIGNATURE_HEADERS = [
     {
         "name": "Signature-Input",
@@ -251,6 +282,43 @@ def openapi_document() -> dict[str, Any]:
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}),
                 ],
             )
+        },
+        "/v1/admin/images/inventory": {
+            "get": _op(
+                "Every (workload, container, image) the fleet runs: repository, tag, digest, "
+                "cluster, namespace, workload, since when (stored history)",
+                params=[
+                    _query("cluster"),
+                    _query("repository"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}),
+                ],
+            )
+        },
+        "/v1/admin/advisories": {
+            "get": _op("Loaded image advisories"),
+            "post": _op(
+                "Load advisories (replacing those with the same id); the fleet is re-evaluated "
+                "at once",
+                ok="201",
+                body=_json_body(
+                    {
+                        "oneOf": [
+                            ADVISORY_RECORD,
+                            {"type": "array", "items": ADVISORY_RECORD},
+                            {
+                                "type": "object",
+                                "required": ["advisories"],
+                                "properties": {
+                                    "advisories": {"type": "array", "items": ADVISORY_RECORD}
+                                },
+                            },
+                        ]
+                    }
+                ),
+            ),
+        },
+        "/v1/admin/advisories/{advisory_id}": {
+            "delete": _op("Delete an advisory; its findings resolve", params=[_ADVISORY_ID])
         },
         "/v1/admin/keys": {
             "get": _op(

@@ -132,12 +132,13 @@ def reconcile_findings(
     session: Session,
     cluster_id: str,
     *,
-    scan_id: int,
+    scan_id: int | None,
     observed: Iterable[ObservedFinding],
     evaluated: Callable[[KnownFinding], bool],
     at: datetime | None = None,
 ) -> ReconcileResult:
-    """Merge one scan's violations into the cluster's findings (see the module docstring)."""
+    """Merge one scan's violations into the cluster's findings (see the module docstring).
+    `scan_id` is None for the fleet evaluation (`workers.services.fleet`), which is no scan."""
     now = at or utcnow()
     by_fp: dict[str, ObservedFinding] = {}
     for item in observed:
@@ -220,7 +221,7 @@ def reconcile_findings(
 def _write(
     session: Session,
     *,
-    scan_id: int,
+    scan_id: int | None,
     at: datetime,
     inserts: list[dict[str, Any]],
     row_updates: list[dict[str, Any]],
@@ -259,7 +260,7 @@ def _write(
 
 
 def _row(
-    cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int, at: datetime
+    cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int | None, at: datetime
 ) -> dict[str, Any]:
     return {
         "cluster_id": cluster_id,

@@ -369,3 +369,22 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Advisory(Base):
+    """An image advisory operators loaded (`contracts.advisories`): its record as loaded.
+
+    `record` is `Advisory.to_dict()`; the columns beside it are what listings filter and
+    sort on. Loading the same `advisory_id` again replaces the record.
+    """
+
+    __tablename__ = "advisories"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[str] = mapped_column(String(100), unique=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str | None] = mapped_column(String(2000))
+    record: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    loaded_by: Mapped[str] = mapped_column(String(200))
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

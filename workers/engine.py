@@ -60,6 +60,7 @@ class EngineHandle:
     ) -> None:
         self.engine = engine
         self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
+        self._fleet_rule_ids = frozenset(r.meta.id for r in engine.fleet_rules)
         self._meta = {r.meta.id: r.meta for r in engine.all_rules}
         self.kubernetes_version = kubernetes_version
         self._pins = {ns: v for ns, v in (pins or {}).items() if v is not None}
@@ -92,6 +93,11 @@ class EngineHandle:
     def cluster_rule_ids(self) -> frozenset[str]:
         """Ids of the cross-resource rules (their findings come from the cluster step)."""
         return self._cluster_rule_ids
+
+    @property
+    def fleet_rule_ids(self) -> frozenset[str]:
+        """Ids of the fleet rules (their findings come from `workers.services.fleet`)."""
+        return self._fleet_rule_ids
 
     @property
     def config_exemptions(self) -> tuple[Any, ...]:

@@ -14,15 +14,17 @@ from typing import Any
 from sqlalchemy import select
 
 from contracts.states import ScanTrigger
-from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT, SCAN_CLUSTER
+from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
 from store.scans import fail_stale_runs
 from workers.context import WorkerContext
-from workers.services import delivery, purge, scanning, snapshots
+from workers.services import delivery, fleet, purge, scanning, snapshots
 
 STALE_SCAN_AFTER = timedelta(hours=2)
+# The fleet evaluation's inventory may take this long (under the task's soft time limit).
+FLEET_INVENTORY_LIMIT_S = 540.0
 
 
 def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
@@ -64,6 +66,21 @@ def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
             )
         )
         return scanning.record_unchanged_scans(session, active, rules=ctx.rules, trigger=trigger)
+
+
+def evaluate_fleet(ctx: WorkerContext) -> dict[str, Any]:
+    """The fleet rules (image drift, advisories) on the whole fleet, in one transaction."""
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
+        outcome = fleet.evaluate_fleet(
+            session, rules=ctx.rules, timeout_seconds=FLEET_INVENTORY_LIMIT_S
+        )
+    return asdict(outcome)
+
+
+def fleet_scan_started(ctx: WorkerContext) -> None:
+    """A fleet scan also re-evaluates the fleet rules (they read the stored state, not the
+    scans' results, so this need not wait for the scans)."""
+    ctx.send(EVALUATE_FLEET)
 
 
 def plan_scan(

@@ -104,7 +104,12 @@ def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, An
     scans = run.fan_out(
         names.SCAN_CLUSTER, [{"cluster_id": cid, "trigger": trigger} for cid in clusters]
     )
+    jobs.fleet_scan_started(run.ctx)
     return {"clusters": clusters, "scans": scans}
+
+
+def evaluate_fleet(run: Runner) -> dict[str, Any]:
+    return jobs.evaluate_fleet(run.ctx)
 
 
 def deliver_reports(run: Runner, scan_id: int | None = None) -> dict[str, Any]:
@@ -135,6 +140,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(names.DELIVER_REPORTS, deliver_reports),
     TaskSpec(names.CHATOPS_COMMAND, chatops_command),
     TaskSpec(names.PURGE_EXPIRED, purge_expired, PURGE_LIMITS),
+    TaskSpec(names.EVALUATE_FLEET, evaluate_fleet),
 )
 BY_NAME: Mapping[str, TaskSpec] = {spec.name: spec for spec in TASKS}
 LONGEST_TASK_S = max(spec.limits[1] for spec in TASKS)

@@ -412,10 +412,10 @@ class Candidate:
 
     result: Result
     content_hash: str | None
-    source: Literal["object", "cluster"]
+    source: Literal["object", "cluster", "fleet"]
 
 
-def _observed(candidate: Candidate, result: Result) -> ObservedFinding:
+def observed_finding(candidate: Candidate, result: Result) -> ObservedFinding:
     """The finding a configured result makes (`result.status` is open or exempted)."""
     details: dict[str, Any] = {
         "title": result.title,
@@ -495,7 +495,7 @@ def _observe(
         now=at,
     )
     return [
-        _observed(candidate, result)
+        observed_finding(candidate, result)
         for candidate, result in zip(candidates, configured, strict=True)
     ]
 
@@ -578,6 +578,9 @@ def finalize_scan(
         if finding.rule_id in cluster_rule_ids:
             return cluster_ok
         key = finding.ref.key
+        if finding.rule_id in rules.fleet_rule_ids:
+            # the fleet evaluation (workers.services.fleet) owns these; a gone object's go
+            return key not in live_keys
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
         return key in todo and key not in unevaluated
