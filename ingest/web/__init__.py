@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, g
 from flask.blueprints import BlueprintSetupState
 
 from ingest.context import EXTENSION
-from ingest.web import security, signin, views
+from ingest.web import images, security, signin, views
 
 ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/login", "login", signin.login, ("GET", "POST")),
@@ -44,6 +44,7 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ),
     ("/scans", "scans", views.scans, ("GET",)),
     ("/search", "search", views.search, ("GET",)),
+    ("/images", "images", images.images_page, ("GET",)),
     ("/audit", "audit", views.audit, ("GET",)),
     # Last: any other URL under /admin is an HTML 404 page (not the API's JSON problem).
     ("/<path:unknown>", "unknown", views.unknown, ("GET", "POST", "PUT", "PATCH", "DELETE")),
