@@ -10,43 +10,19 @@ containers and 30% ConfigMaps, every body distinct (each carries its own uid), s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
+from bench.databases import drop_database, recreate_database
 from bench.harness import Figure, repeat, timed
 
 AREA = "operator"
 DB_NAME = "k8smon_bench_operator"
-DEFAULT_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 IMAGE_PATH = "$.spec.template.spec.containers[*].image"
 CLUSTERS = 1000
-
-
-def _server_url() -> str:
-    return os.environ.get("K8SMON_BENCH_DATABASE_URL", DEFAULT_SERVER)
-
-
-def _recreate_database() -> str:
-    # psycopg2, the driver the project pins (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return server.set(database=DB_NAME).render_as_string(hide_password=False)
-
-
-def _drop_database() -> None:
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
 
 
 FILL_SQL = (
@@ -187,7 +163,8 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
     )
 
 
-def _fleet_figure(url: str, *, runs: int) -> Figure:
+def signed_in_client(url: str) -> Any:
+    """A test client of the real app on the database at `url`, signed in as a viewer."""
     from ingest.app import create_app  # noqa: PLC0415
     from settings import Settings  # noqa: PLC0415
     from store.accounts import create_account  # noqa: PLC0415
@@ -206,6 +183,11 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
         "/admin/login",
         data={"username": "bench", "password": "benchmark password", "csrf_token": token},
     )
+    return client
+
+
+def _fleet_figure(url: str, *, runs: int) -> Figure:
+    client = signed_in_client(url)
     sizes: dict[str, int] = {}
 
     def once() -> float:
@@ -234,12 +216,12 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
 def run(*, quick: bool) -> list[Figure]:
     objects = 50_000 if quick else 1_000_000
     runs = 3 if quick else 5
-    url = _recreate_database()
+    url = recreate_database(DB_NAME)
     try:
         fill_s = _fill(url, objects=objects)
         figures = [_search_figure(url, objects=objects, runs=runs), _fleet_figure(url, runs=runs)]
     finally:
-        _drop_database()
+        drop_database(DB_NAME)
     return [
         Figure(
             AREA,
