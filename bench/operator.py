@@ -25,18 +25,11 @@ IMAGE_PATH = "$.spec.template.spec.containers[*].image"
 CLUSTERS = 1000
 
 
-FILL_SQL = (
-    """
-    INSERT INTO clusters (id, display_name, team, channel, labels, status, created_at,
-                          last_telemetry_at)
-    SELECT 'c' || lpad(c::text, 4, '0'), 'cluster ' || c, 'team-' || (c % 40), NULL,
-           jsonb_build_object('env', CASE WHEN c % 3 = 0 THEN 'prod' ELSE 'staging' END),
-           'active', now(), now() - make_interval(mins => c % 30)
-    FROM generate_series(0, :clusters - 1) AS c
-    """,
-    """
-    INSERT INTO manifest_bodies (content_hash, body, size_bytes, created_at)
-    SELECT md5('b' || i) || md5('c' || i),
+def body_sql(*, version: str = "0") -> str:
+    """The body of object `i` (an SQL expression): 70% Deployments with two containers, 30%
+    ConfigMaps, each distinct by its uid; `version` (an SQL expression) bumps the image tags and
+    the ConfigMap's revision, so every version of an object has a body of its own."""
+    return """
       CASE WHEN i % 10 < 7 THEN jsonb_build_object(
         'apiVersion', 'apps/v1', 'kind', 'Deployment',
         'metadata', jsonb_build_object('name', 'app-' || i, 'namespace', 'ns-' || (i % 50),
@@ -49,20 +42,37 @@ FILL_SQL = (
             'spec', jsonb_build_object('containers', jsonb_build_array(
               jsonb_build_object('name', 'main',
                 'image', 'registry.example/team-' || (i % 40) || '/app-' || (i % 2000)
-                         || '\\:1.' || (i % 7),
+                         || '\\:1.' || (i % 7 + {v}),
                 'ports', jsonb_build_array(jsonb_build_object('containerPort', 8080)),
                 'resources', jsonb_build_object(
                   'requests', jsonb_build_object('cpu', '100m', 'memory', '128Mi'),
                   'limits', jsonb_build_object('memory', '256Mi'))),
               jsonb_build_object('name', 'proxy',
-                'image', 'registry.example/mesh/proxy\\:1.' || (i % 3),
+                'image', 'registry.example/mesh/proxy\\:1.' || ((i + {v}) % 3),
                 'securityContext', jsonb_build_object('runAsNonRoot', true)))))))
       ELSE jsonb_build_object(
         'apiVersion', 'v1', 'kind', 'ConfigMap',
         'metadata', jsonb_build_object('name', 'cfg-' || i, 'namespace', 'ns-' || (i % 50),
           'uid', md5('u' || i)),
-        'data', jsonb_build_object('settings.yaml', repeat('key: value' || chr(10), 8)))
-      END, 700, now()
+        'data', jsonb_build_object('settings.yaml', repeat('key: value' || chr(10), 8),
+          'revision', ({v})::text))
+      END""".replace("{v}", version)
+
+
+FILL_SQL = (
+    """
+    INSERT INTO clusters (id, display_name, team, channel, labels, status, created_at,
+                          last_telemetry_at)
+    SELECT 'c' || lpad(c::text, 4, '0'), 'cluster ' || c, 'team-' || (c % 40), NULL,
+           jsonb_build_object('env', CASE WHEN c % 3 = 0 THEN 'prod' ELSE 'staging' END),
+           'active', now(), now() - make_interval(mins => c % 30)
+    FROM generate_series(0, :clusters - 1) AS c
+    """,
+    """
+    INSERT INTO manifest_bodies (content_hash, body, size_bytes, created_at)
+    SELECT md5('b' || i) || md5('c' || i), """
+    + body_sql()
+    + """, 700, now()
     FROM generate_series(1, :objects) AS i
     """,
     """
@@ -127,13 +137,13 @@ def _fill(url: str, *, objects: int) -> float:
     return time.perf_counter() - started
 
 
-def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
+def distinct_image_search(engine: Any, *, runs: int) -> tuple[tuple[float, ...], dict[str, int]]:
+    """Seconds of each `--distinct` image search after one warming run (the steady state, not
+    the first disk read), and what the last one found: distinct values and container slots."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    from store.db import make_engine  # noqa: PLC0415
     from store.search import run_search  # noqa: PLC0415
 
-    engine = make_engine(url)
     found: dict[str, int] = {}
 
     def once() -> float:
@@ -147,8 +157,15 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
         found["objects"] = sum(v.occurrences for v in result.values)
         return elapsed
 
-    once()  # warm the cache: the figure is the steady state, not the first disk read
-    samples = repeat(once, runs=runs)
+    once()
+    return repeat(once, runs=runs), found
+
+
+def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
+    from store.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(url)
+    samples, found = distinct_image_search(engine, runs=runs)
     engine.dispose()
     target = 2.0
     return Figure(
