@@ -146,12 +146,18 @@ def _bound(value: Any, where: str) -> Version | None:
         raise AdvisoryError(f"{where}: {problem}") from None
 
 
-def _range(item: Any, where: str) -> AffectedRange:
-    if not isinstance(item, Mapping):
-        raise AdvisoryError(f"{where}: must be a mapping with repository and versions")
-    unknown = sorted(set(map(str, item)) - _RANGE_KEYS)
+def _mapping(value: Any, where: str, *, allowed: frozenset[str]) -> Mapping[str, Any]:
+    """`value` when it is a mapping with only `allowed` keys; else the error naming `where`."""
+    if not isinstance(value, Mapping):
+        raise AdvisoryError(f"{where}: must be a mapping")
+    unknown = sorted(set(map(str, value)) - allowed)
     if unknown:
         raise AdvisoryError(f"{where}: unknown field {unknown[0]}")
+    return value
+
+
+def _range(value: Any, where: str) -> AffectedRange:
+    item = _mapping(value, where, allowed=_RANGE_KEYS)
     repository = _text(item.get("repository"), f"{where}.repository", limit=300)
     if any(c.isspace() for c in repository):
         raise AdvisoryError(f"{where}.repository: no spaces in a repository pattern")
@@ -171,11 +177,7 @@ def _range(item: Any, where: str) -> AffectedRange:
 
 def parse_advisory(record: Any, where: str = "advisory") -> Advisory:
     """One record, validated; `AdvisoryError` names the first bad field."""
-    if not isinstance(record, Mapping):
-        raise AdvisoryError(f"{where}: must be a mapping")
-    unknown = sorted(set(map(str, record)) - _RECORD_KEYS)
-    if unknown:
-        raise AdvisoryError(f"{where}: unknown field {unknown[0]}")
+    record = _mapping(record, where, allowed=_RECORD_KEYS)
     advisory_id = _text(record.get("id"), f"{where}.id", limit=100)
     if not ADVISORY_ID.match(advisory_id):
         raise AdvisoryError(f"{where}.id: letters, digits and . _ : - only (at most 100)")
