@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -32,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,6 +43,7 @@ import requests
 import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from agent.signing import AgentKey, default_key_id
 from agent.transport import Outcome, Sender
@@ -271,6 +274,29 @@ class FaultRig:
         self.processes[name] = process
         return process
 
+    def start_agent(
+        self, feed: ClusterFeed, *, kubeconfig: Path, name: str = "agent", **agent_env: str
+    ) -> subprocess.Popen[bytes]:
+        """The real agent (`python -m agent`, as its image runs it) for a registered cluster,
+        pushing to the rig's ingest with the cluster's key; `agent_env` are K8SMON_AGENT_*
+        settings (docs/agent.md). Its JSON log lines are in `logs(name)`."""
+        self._name_free(name)
+        key_file = self.tmp / f"{name}-key.pem"
+        key_file.write_text(feed.key.private_key_pem, encoding="ascii")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("K8SMON_")}
+        env.update(
+            PYTHONPATH=str(REPO_ROOT),
+            K8SMON_AGENT_SERVER_URL=self.base_url,
+            K8SMON_AGENT_CLUSTER_ID=feed.cluster_id,
+            K8SMON_AGENT_KEY_FILE=str(key_file),
+            K8SMON_AGENT_KUBECONFIG=str(kubeconfig),
+            K8SMON_AGENT_NAMESPACE="monitoring",
+            **agent_env,
+        )
+        process = self.celery.spawn(name, [sys.executable, "-m", "agent"], env=env)
+        self.processes[name] = process
+        return process
+
     def _name_free(self, name: str) -> None:
         running = self.processes.get(name)
         if running is not None and running.poll() is None:
@@ -321,7 +347,7 @@ class FaultRig:
         """Make every new transaction read-only (as a standby or a failed-over primary
         answers: `cannot execute ... in a read-only transaction`), and end the sessions open
         now so none keeps writing; `on=False` makes the server writable again."""
-        admin = create_engine(self.postgres.url, isolation_level="AUTOCOMMIT")
+        admin = create_engine(self.postgres.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         try:
             with admin.connect() as conn:
                 conn.execute(text("SET default_transaction_read_only = off"))
@@ -330,6 +356,15 @@ class FaultRig:
                 else:
                     conn.execute(text("ALTER SYSTEM RESET default_transaction_read_only"))
                 conn.execute(text("SELECT pg_reload_conf()"))
+                # The postmaster reloads asynchronously: wait until a new session sees it.
+                expected = "on" if on else "off"
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    with admin.connect() as probe:
+                        shown = probe.execute(text("SHOW default_transaction_read_only"))
+                        if shown.scalar() == expected:
+                            break
+                    time.sleep(0.05)
                 conn.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -382,6 +417,40 @@ class FaultRig:
                 )
             )
         return waiting == 0
+
+    def load_fleet(self, count: int, *, objects: int) -> list[ClusterFeed]:
+        """Register `count` clusters, push each a full snapshot of `objects` manifests (every
+        push must be answered 202) and wait until a worker has applied them all."""
+        feeds = self.register_clusters(count, objects=objects)
+        outcomes = self.push_full(feeds)
+        refused = [o.summary() for o in outcomes if o.status != 202]
+        if refused:
+            raise AssertionError(f"pushes refused: {refused}\n{self.all_logs()}")
+        self.wait_until(
+            lambda: self.snapshots_processed(feeds), timeout=300, what="the pushes to be applied"
+        )
+        return feeds
+
+    def scans_in_flight(self, count: int, *, timeout: float = 120) -> list[ScanRun]:
+        """Wait until `count` scan runs exist (every cluster's scan planned, its steps queued),
+        then return those still running."""
+        self.wait_until(
+            lambda: len(self.scan_runs()) >= count, timeout=timeout, what=f"{count} scan runs"
+        )
+        return [r for r in self.scan_runs() if r.state == ScanState.RUNNING]
+
+    def scans_recovered(self, cluster_ids: Sequence[str], *, since: datetime) -> bool:
+        """No scan run is still running, and each cluster has a scan that finished `done`
+        after `since` (it was rescanned, or its scan re-driven to the end, after the fault)."""
+        runs = self.scan_runs()
+        if any(r.state == ScanState.RUNNING for r in runs):
+            return False
+        rescanned = {
+            r.cluster_id
+            for r in runs
+            if r.state == ScanState.DONE and r.finished_at is not None and r.finished_at > since
+        }
+        return rescanned >= set(cluster_ids)
 
     def send_task(self, task_name: str, **kwargs: Any) -> None:
         """Send a task by name, as ingest and beat do (the rig's queue and key prefix)."""

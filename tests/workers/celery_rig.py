@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,15 +78,17 @@ class CeleryRig:
         """Where a process this rig started writes its output (`<name>-<index>.log`)."""
         return next(self.log_dir.glob(f"*-{self.processes.index(process)}.log"))
 
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        """Start `argv` in a session of its own, with the rig's environment, logging to
-        `<name>-<index>.log` in the log folder."""
+    def spawn(
+        self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` in a session of its own, with the rig's environment (or `env`),
+        logging to `<name>-<index>.log` in the log folder."""
         with (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb") as log:
             # The child keeps its own copy of the descriptor; ours is closed at once.
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env=self.env,
+                env=dict(self.env if env is None else env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
