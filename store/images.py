@@ -53,8 +53,12 @@ class FleetImage:
         return sorted({w[0] for w in self.workloads})
 
     def as_json(self) -> dict[str, Any]:
+        ref = parse_image(self.image)
         return {
             "image": self.image,
+            "repository": ref.repository,
+            "tag": ref.tag,
+            "digest": ref.digest,
             "workloads": len(self.workloads),
             "clusters": self.clusters,
             "cluster_count": len(self.clusters),

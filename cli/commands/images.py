@@ -12,6 +12,9 @@ from cli.output import Col, Output, api_command
 
 COLUMNS = [
     Col("image", "image"),
+    Col("repository", "repository", wide=True),
+    Col("tag", "tag", wide=True),
+    Col("digest", "digest", wide=True),
     Col("workloads", "workloads"),
     Col("cluster_count", "clusters"),
     Col("clusters", "in clusters", wide=True),

@@ -35,6 +35,11 @@ def test_images_once_per_workload_on_both_engines(any_db_session: Session) -> No
         ("shop/web:1", 1, ["a"]),
     ]
     assert found[0].as_json()["kinds"] == ["Deployment", "Pod"]
+    assert {k: found[0].as_json()[k] for k in ("repository", "tag", "digest")} == {
+        "repository": "docker.io/shop/web",
+        "tag": "2",
+        "digest": None,
+    }
     only_b, _ = fleet_images(session, timeout_seconds=30, cluster_ids=["b"])
     assert [(i.image, len(i.workloads)) for i in only_b] == [("shop/web:2", 1)]
     top, cut = fleet_images(session, timeout_seconds=30, limit=1)

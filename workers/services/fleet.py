@@ -83,7 +83,11 @@ def evaluate_fleet(
     """Evaluate the fleet rules on the whole fleet and reconcile their findings."""
     started = time.monotonic()
     at = now or utcnow()
-    uses = image_uses(session, timeout_seconds=timeout_seconds)
+    active = list(session.scalars(select(Cluster.id).where(Cluster.status == "active")))
+    # A disabled cluster's last state is not what runs: it neither counts nor gets findings.
+    uses = (
+        image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active) if active else []
+    )
     advisories = loaded_advisories(session)
     context = FleetContext(
         images=tuple(running_image(u) for u in uses),
@@ -102,7 +106,7 @@ def evaluate_fleet(
         elif cluster_id is not None:
             by_cluster[cluster_id].append(result)
     owned = rules.fleet_rule_ids - crashed
-    known = set(session.scalars(select(Cluster.id)))
+    known = set(active)  # a disabled cluster's fleet findings stay as they were
     clusters = (set(by_cluster) | _clusters_with_fleet_findings(session, owned)) & known
     totals: dict[str, int] = defaultdict(int)
 
