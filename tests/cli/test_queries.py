@@ -11,11 +11,9 @@ import pytest
 from sqlalchemy import select, update
 
 from cli.commands.exemptions import parse_expiry
-from contracts.states import ScanState
 from store.models import Exemption, Finding, TelemetryPing
-from store.types import utcnow
 from tests.cli.conftest import Operator
-from tests.support.factories import make_scan_run
+from tests.support.factories import make_failed_scan
 
 
 def _has_route(operator: Operator, rule: str) -> bool:
@@ -219,17 +217,7 @@ def test_report_formats(operator: Operator, fmt: str) -> None:
 def test_scans_say_why_a_scan_failed(operator: Operator) -> None:
     reason = "shards 0 and 3 did not finish after 3 re-drives [bold]x[/bold]"
     with operator.fleet.sessions() as session:
-        run = make_scan_run(
-            session,
-            "prod-eu",
-            state=ScanState.FAILED,
-            started_at=utcnow(),
-            finished_at=utcnow(),
-            failure_reason=reason,
-            redrives=3,
-        )
-        session.commit()
-        scan_id = run.id
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason, redrives=3)
     listed = json.loads(operator.run("scans", "--cluster", "prod-eu", "--format", "json").stdout)
     failed = next(s for s in listed if s["id"] == scan_id)
     assert failed["state"] == "failed" and failed["failure_reason"] == reason

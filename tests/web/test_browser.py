@@ -12,10 +12,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 
-from contracts.states import ScanState
 from settings import Settings
-from store.types import utcnow
-from tests.support.factories import make_scan_run
+from tests.support.factories import make_failed_scan
 from tests.web.fleet import ADMIN_PASSWORD, build_fleet, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -123,16 +121,7 @@ def test_a_failed_scans_reason_in_a_real_browser(
     fleet = build_fleet(db_session, test_settings)
     reason = "the cluster rules lost <img id=pwned src=x> (no task queued or running)"
     with fleet.sessions() as session:
-        run = make_scan_run(
-            session,
-            "prod-eu",
-            state=ScanState.FAILED,
-            started_at=utcnow(),
-            finished_at=utcnow(),
-            failure_reason=reason,
-        )
-        session.commit()
-        scan_id = run.id
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason)
     with live_server(fleet.app) as base:
         page.goto(f"{base}/admin/login")
         page.fill("input[name=username]", "alice")

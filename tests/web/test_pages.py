@@ -8,11 +8,9 @@ import re
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from contracts.states import ScanState
 from store.accounts import set_disabled
 from store.models import AuditEntry, Exemption, Finding, KubeObject, ScanRun
-from store.types import utcnow
-from tests.support.factories import make_scan_run
+from tests.support.factories import make_failed_scan
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, Fleet
 
@@ -297,17 +295,7 @@ def test_a_failed_scan_says_why_on_the_scan_list_and_the_cluster_page(
 ) -> None:
     reason = "shard 2 did not finish after 3 re-drives <img src=x onerror=alert(1)>"
     with fleet.sessions() as session:
-        run = make_scan_run(
-            session,
-            "prod-eu",
-            state=ScanState.FAILED,
-            started_at=utcnow(),
-            finished_at=utcnow(),
-            failure_reason=reason,
-            redrives=3,
-        )
-        session.commit()
-        scan_id = run.id
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason, redrives=3)
     escaped = "shard 2 did not finish after 3 re-drives &lt;img src=x onerror=alert(1)&gt;"
     listing = admin_client.get("/admin/scans").get_data(as_text=True)
     row = listing.split(f"<td>{scan_id}</td>")[1].split("</tr>")[0]
