@@ -174,3 +174,14 @@ def quiet_runs(session: Session, *, now: datetime, quiet_since: datetime) -> Seq
         )
         .order_by(ScanRun.id)
     ).all()
+
+
+def note_scan_error(session: Session, scan_id: int, entry: Mapping[str, Any]) -> bool:
+    """Append why a task of a running scan gave up to its error list, leaving it `running`
+    (the scan watchdog re-drives or fails it). False when the scan is gone or already ended."""
+    run = session.get(ScanRun, scan_id, with_for_update=True)
+    if run is None or run.state != ScanState.RUNNING:
+        return False
+    run.errors = [*(run.errors or []), dict(entry)]
+    session.flush()
+    return True
