@@ -16,6 +16,7 @@ RESCAN = "k8smon.rescan"
 SWEEP_UNPROCESSED = "k8smon.sweep_unprocessed"
 CHATOPS_COMMAND = "k8smon.chatops_command"
 EVALUATE_FLEET = "k8smon.evaluate_fleet"
+WATCH_SCANS = "k8smon.watch_scans"
 
 ALL_TASK_NAMES = (
     PROCESS_SNAPSHOT,
@@ -30,6 +31,7 @@ ALL_TASK_NAMES = (
     SWEEP_UNPROCESSED,
     CHATOPS_COMMAND,
     EVALUATE_FLEET,
+    WATCH_SCANS,
 )
 
 

@@ -16,6 +16,7 @@ from contracts.advisories import parse_advisories
 from contracts.tasks import EVALUATE_FLEET
 from settings import Settings
 from store.advisories import load_advisories
+from tests.support.factories import make_failed_scan
 from tests.web.fleet import ADMIN_PASSWORD, VIEWER_PASSWORD, build_fleet, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -162,3 +163,27 @@ def test_images_page_in_a_real_browser(
         page.goto(f"{base}/admin/images?cluster=prod-eu&repository=*/web")
         page.click("table.images a:has-text('Deployment/web')")
         expect(page.locator("h1")).to_contain_text("Deployment shop/web")
+
+
+def test_a_failed_scans_reason_in_a_real_browser(
+    db_session: Session, test_settings: Settings, browser_page: Page
+) -> None:
+    page = browser_page
+    fleet = build_fleet(db_session, test_settings)
+    reason = "the cluster rules lost <img id=pwned src=x> (no task queued or running)"
+    with fleet.sessions() as session:
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason)
+    with live_server(fleet.app) as base:
+        page.goto(f"{base}/admin/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("Fleet")
+
+        page.click("nav >> text=Scans")
+        row = page.locator("table.scans tr.state-failed", has_text=str(scan_id))
+        expect(row.locator(".failure-reason")).to_have_text(reason)
+        page.click("a[href='/admin/clusters/prod-eu']")
+        row = page.locator("tr.state-failed", has_text="failed")
+        expect(row.locator(".failure-reason")).to_have_text(reason)
+        expect(page.locator("#pwned")).to_have_count(0)  # the text stayed text
