@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import redis.exceptions
-from celery import Celery, Task, chord, group
+from celery import Celery, Task, bootsteps, chord, group
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.exceptions import Ignore, Reject, Retry
+from kombu import Exchange, Queue
 
 from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
@@ -29,7 +31,7 @@ from workers.context import WorkerContext
 from workers.retries import RetryPolicy, give_up
 from workers.schedule_lease import ScheduleLeases
 from workers.services.scanning import ScanPlan
-from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
+from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskQueue, TaskSpec
 
 DEFAULT_QUEUE = Settings().task_queue  # K8SMON_TASK_QUEUE's default (settings.config)
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
@@ -58,6 +60,16 @@ class BrokerOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BrokerOptions:
         return cls.from_settings(load_settings(environ))
+
+    def queue_name(self, queue: TaskQueue) -> str:
+        """The broker's name of a task table queue: `K8SMON_TASK_QUEUE` for the default one,
+        with `.<queue>` appended for the others (so a test's own queue isolates them all)."""
+        return self.queue if queue is TaskQueue.DEFAULT else f"{self.queue}.{queue}"
+
+    def routes(self) -> dict[str, str]:
+        """Task name -> broker queue name, for every task of the table (senders route by it:
+        the workers, beat, and ingest's Celery client through the composition root)."""
+        return {spec.name: self.queue_name(spec.queue) for spec in TASKS}
 
 
 COMMON: dict[str, Any] = {
@@ -123,10 +135,34 @@ class SingleBeatScheduler(InstanceFolderScheduler):
         super().apply_entry(entry, producer=producer)
 
 
+LANE_OPTION = click.Option(
+    ["--lane"],
+    type=click.Choice([queue.value for queue in TaskQueue]),
+    multiple=True,
+    help="consume only this task table queue (repeatable); default: every queue. The Procfile's "
+    "and the chart's `snapshots` worker runs with --lane snapshots.",
+)
+
+
+class LaneStep(bootsteps.Step):
+    """`celery worker --lane snapshots`: the worker consumes only the named task table queues,
+    by their broker names for these settings (`BrokerOptions.queue_name`)."""
+
+    name = "k8smon lanes"
+
+    def __init__(self, parent: Any, lane: Sequence[str] = (), **options: Any) -> None:
+        super().__init__(parent, **options)
+        if lane:
+            broker: BrokerOptions = parent.app.broker_options
+            parent.setup_queues([broker.queue_name(TaskQueue(name)) for name in lane])
+
+
 class K8sMonCelery(Celery):
-    """A Celery app that carries the per-process WorkerContext its tasks use."""
+    """A Celery app that carries the per-process WorkerContext its tasks use and the broker
+    options it was built with."""
 
     context: WorkerContext
+    broker_options: BrokerOptions
 
 
 class CeleryRunner:
@@ -217,6 +253,12 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
     return {spec.name: define(spec) for spec in TASKS}
 
 
+def _queue(name: str) -> Queue:
+    """A queue on a direct exchange of its own name, bound by its name (what Celery makes of a
+    queue it was not told about: ingest's client routes to these without declaring them)."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
 def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
     vt = options.visibility_timeout_s
     transport: dict[str, Any] = {
@@ -236,6 +278,9 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "result_backend_transport_options": backend_transport,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": options.queue,
+        # Every queue of the task table: a worker started without `--lane` consumes them all.
+        "task_queues": [_queue(options.queue_name(queue)) for queue in TaskQueue],
+        "task_routes": {name: {"queue": queue} for name, queue in options.routes().items()},
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -269,6 +314,9 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
     opts = options or BrokerOptions.from_settings(settings)
     app = K8sMonCelery("k8smon", set_as_current=False)
     app.conf.update(celery_config(settings, opts))
+    app.broker_options = opts
+    app.user_options["worker"].add(LANE_OPTION)
+    app.steps["worker"].add(LaneStep)
     app.context = WorkerContext(settings=settings)
     app.context.dispatch = lambda name, *, args=None, kwargs=None: app.send_task(
         name, args=args or [], kwargs=kwargs or {}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +88,10 @@ class CeleryRig:
         self.processes.append(process)
         return process
 
-    def start_worker(self, *, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *, concurrency: int = 1, lanes: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        """A worker on every queue of the task table, or only on `lanes` (`--lane`)."""
         return self._spawn(
             "worker",
             [
@@ -96,8 +99,7 @@ class CeleryRig:
                 "-A",
                 "workers.celery_app:app",
                 "worker",
-                "-Q",
-                self.env["K8SMON_TASK_QUEUE"],
+                *(arg for lane in lanes for arg in ("--lane", lane)),
                 "-c",
                 str(concurrency),
                 "-E",

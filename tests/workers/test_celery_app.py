@@ -5,6 +5,7 @@ from __future__ import annotations
 from contracts import tasks as names
 from settings import Settings
 from workers.celery_app import VISIBILITY_TIMEOUT_S, BrokerOptions, create_celery
+from workers.tasks import TASKS, TaskQueue
 
 
 def app_for(**changes: object):
@@ -55,3 +56,16 @@ def test_apps_do_not_share_tasks() -> None:
     first, second = app_for(), app_for()
     assert first.tasks[names.SCAN_FLEET] is not second.tasks[names.SCAN_FLEET]
     assert first.context is not second.context
+
+
+def test_each_task_is_routed_to_the_queue_its_table_entry_names() -> None:
+    app = app_for()
+    assert {queue.name for queue in app.conf.task_queues} == {"q-test", "q-test.snapshots"}
+    for spec in TASKS:
+        expected = "q-test.snapshots" if spec.queue is TaskQueue.SNAPSHOTS else "q-test"
+        assert app.amqp.router.route({}, spec.name)["queue"].name == expected, spec.name
+    snapshot_tasks = {spec.name for spec in TASKS if spec.queue is TaskQueue.SNAPSHOTS}
+    assert snapshot_tasks == {names.PROCESS_SNAPSHOT, names.SWEEP_UNPROCESSED}
+    # ingest's Celery client is handed the same routes by the composition root (cli.wsgi).
+    assert app.broker_options.routes()[names.PROCESS_SNAPSHOT] == "q-test.snapshots"
+    assert "lane" in {option.name for option in app.user_options["worker"]}
