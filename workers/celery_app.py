@@ -238,6 +238,7 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,
+            delivery_retry_s=settings.delivery_interval_seconds,
         ),
     }
 

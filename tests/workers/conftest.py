@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
+from store import migrate
+from store.db import make_engine, make_session_factory
 from store.models import Cluster
 from store.snapshots import stage_snapshot
 from tests.support.factories import make_cluster
@@ -77,3 +79,37 @@ def make_pipeline(
 @pytest.fixture
 def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
     return make_pipeline()
+
+
+@pytest.fixture
+def make_sqlite_pipeline(
+    rules_engine: EngineHandle, tmp_path: Path
+) -> Iterator[Callable[..., Pipeline]]:
+    """The embedded default's pipeline on a SQLite file of its own (pysqlite's SAVEPOINT
+    handling cannot roll back commits made through nested sessions, so these tests must not
+    share the suite's SQLite engine); settings as keyword arguments."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
+    migrate.upgrade(engine)
+    # The test's own session reads between pipeline runs and keeps that transaction open:
+    # it begins deferred, so it never holds the write lock the pipeline's sessions take.
+    observer = make_engine(str(engine.url), lock_on_begin=False)
+    session = make_session_factory(observer)()
+
+    def build(**settings: Any) -> Pipeline:
+        settings.setdefault("scan_on_push", False)  # each scan is triggered by the test
+        chosen = Settings(
+            database_url=str(engine.url), secret_key="s" * 40, instance_path=tmp_path, **settings
+        )
+        ctx = WorkerContext(
+            settings=chosen,
+            engine_factory=lambda: rules_engine,
+            sessions_override=make_session_factory(engine),
+        )
+        return Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
+
+    try:
+        yield build
+    finally:
+        session.close()
+        observer.dispose()
+        engine.dispose()
