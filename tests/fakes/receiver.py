@@ -65,10 +65,13 @@ class WebhookReceiver:
                     status, delay = receiver.status, receiver.delay_s
                 if delay:
                     time.sleep(delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"no")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok" if status < 300 else b"no")
+                except OSError:  # the sender is gone (killed): not an acknowledgement
+                    return
                 if status < 300 and received.key:
                     with receiver._lock:
                         receiver.answered.append(received.key)

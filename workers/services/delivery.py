@@ -124,13 +124,13 @@ def _log_failure(claimed: Claimed, *, state: str, error: str, policy: RetryPolic
         # Error level: the log pipeline's alerts reach the operators by another channel.
         log.error(
             "delivery %s of scan %s (cluster %s) to %s dead-lettered after %s attempts over "
-            "the %s retry window: %s; re-send it from the admin pages once the receiver works",
+            "the %g h retry window: %s; re-send it from the admin pages once the receiver works",
             claimed.id,
             claimed.scan_run_id,
             claimed.cluster_id,
             where,
             claimed.attempt,
-            policy.window,
+            policy.window.total_seconds() / 3600,
             error,
         )
     else:
