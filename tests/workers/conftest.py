@@ -113,3 +113,9 @@ def make_sqlite_pipeline(
         session.close()
         observer.dispose()
         engine.dispose()
+
+
+@pytest.fixture
+def sqlite_pipeline(make_sqlite_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    """The embedded default's pipeline with the default settings."""
+    return make_sqlite_pipeline()

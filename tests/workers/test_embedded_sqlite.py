@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import pytest
 from sqlalchemy import select
 
 from store.models import Finding
 from tests.workers.conftest import Pipeline
 from tests.workers.test_scan_lifecycle import offline
 from tests.workers.workloads import cluster_state, fixed, privileged
-
-
-@pytest.fixture
-def sqlite_pipeline(make_sqlite_pipeline: Callable[..., Pipeline]) -> Pipeline:
-    return make_sqlite_pipeline()
 
 
 def active(pipeline: Pipeline, cluster_id: str) -> set[tuple]:
