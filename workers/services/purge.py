@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import purge, rule_cache
