@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 import redis.exceptions
 from celery import Celery, Task, chord, group
 from celery.beat import PersistentScheduler, ScheduleEntry
@@ -217,24 +218,32 @@ def _task_id(task_id: str | None) -> dict[str, str]:
 
 def queued_task_ids(app: Celery, wanted: set[str]) -> set[str]:
     """Which of `wanted` wait in a queue of this app's broker (kombu's Redis transport keeps
-    each queue, per priority step, as a list of JSON messages whose headers carry the id)."""
+    each queue, per priority step, as a list of JSON messages whose headers carry the id, under
+    the broker's `global_keyprefix`)."""
     found: set[str] = set()
-    with app.connection_for_read() as connection:
-        channel: Any = connection.default_channel
-        client = channel.client  # prefixes keys with the broker's global_keyprefix
-        for queue in app.amqp.queues:
-            for priority in channel.priority_steps:
-                key = channel._q_for_pri(queue, priority)  # kombu's key layout
-                # Producers push on the left, workers pop on the right: paging from the left
-                # until a page comes back empty sees every message still queued at least once.
-                start = 0
-                while page := client.lrange(key, start, start + QUEUE_PAGE - 1):
-                    found.update(t for t in map(_message_task_id, page) if t in wanted)
-                    start += QUEUE_PAGE
+    prefix = str(app.conf.broker_transport_options.get("global_keyprefix") or "")
+    client = redis.Redis.from_url(app.conf.broker_url)
+    try:
+        with app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            keys = [
+                prefix + channel._q_for_pri(queue, priority)  # kombu's key layout
+                for queue in app.amqp.queues
+                for priority in channel.priority_steps
+            ]
+        for key in keys:
+            # Producers push on the left, workers pop on the right: paging from the left
+            # until a page comes back empty sees every message still queued at least once.
+            start = 0
+            while page := client.lrange(key, start, start + QUEUE_PAGE - 1):
+                found.update(t for t in map(_message_task_id, page) if t in wanted)
+                start += QUEUE_PAGE
+    finally:
+        client.close()
     return found
 
 
-def _message_task_id(raw: bytes) -> str | None:
+def _message_task_id(raw: bytes | str) -> str | None:
     try:
         headers = json.loads(raw).get("headers") or {}
     except (ValueError, AttributeError):
@@ -318,6 +327,7 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,
+            delivery_retry_s=settings.delivery_interval_seconds,
             watchdog_interval_s=settings.watchdog_interval_seconds,
         ),
     }
