@@ -35,7 +35,7 @@ from ingest.problems import (
 )
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
-from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
+from ingest.web.search import PeriodError, SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel, describe
 from store import admin_keys, audit, clusters, deliveries, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
@@ -270,6 +270,15 @@ SEARCH_SCHEMA = {
         "namespace": {"type": "string", "maxLength": 253},
         "distinct": {"type": "boolean"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_DISTINCT_VALUES},
+        # Back in time (ISO 8601 with Z or an offset): the versions current at `at`, or at
+        # some instant of `between` [start, end].
+        "at": {"type": "string", "maxLength": 64},
+        "between": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 64},
+            "minItems": 2,
+            "maxItems": 2,
+        },
     },
     # `limit` caps matching objects, or with `distinct` the distinct values returned (every
     # match is counted either way).
@@ -522,6 +531,9 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
 def search(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, SEARCH_SCHEMA)
     audit_details = {"path": spec["path"], "clusters": spec.get("clusters")}
+    for moment in ("at", "between"):
+        if moment in spec:
+            audit_details[moment] = spec[moment]
     distinct = bool(spec.get("distinct"))
     result = _run_search(
         session,
@@ -565,9 +577,21 @@ def _run_search(
             namespace=spec.get("namespace"),
             distinct=distinct,
             limit=limit,
+            at=spec.get("at"),
+            between=spec.get("between"),
         )
     except SearchTimeout as problem:
         raise _timeout_problem(problem) from None
+    except PeriodError as problem:
+        if problem.oldest is not None:
+            raise Problem(
+                400,
+                "before_retention",
+                "Before the retention window",
+                str(problem),
+                extra={"oldest": _iso(problem.oldest)},
+            ) from None
+        raise bad_request("invalid_time", str(problem)[:300]) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
 

@@ -203,7 +203,9 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "JSON-path search over current manifests: the matching objects, or "
                 "with distinct each value once with its occurrences and clusters "
-                "(counted over every match; limit caps the values returned)",
+                "(counted over every match; limit caps the values returned); with at "
+                "or between (ISO 8601, Z or offset) over the versions current then, each "
+                "match with valid_from/valid_until",
                 body=_json_body(SEARCH_SCHEMA),
             )
         },
