@@ -51,6 +51,7 @@ from store.scans import (
 from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
+from workers.services.delivery import report_content
 from workers.services.exemptions import stored_exemptions
 
 log = logging.getLogger("k8smon.workers")
@@ -603,9 +604,11 @@ def finalize_scan(
     cluster_id: str,
     results: Sequence[Mapping[str, Any] | StepOutcome],
     rules: EngineHandle,
+    public_url: str,
     now: datetime | None = None,
 ) -> FinalizeOutcome:
-    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record;
+    a delivery of the news is created with the report as this scan left it."""
     rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
@@ -674,12 +677,12 @@ def finalize_scan(
         if finding.rule_id in cluster_rule_ids:
             return cluster_ok
         key = finding.ref.key
-        if finding.rule_id in rules.fleet_rule_ids:
-            # the fleet evaluation (workers.services.fleet) owns these; a gone object's go
-            return key not in live_keys
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
-        return key in todo and key not in unevaluated
+        # the fleet evaluation (workers.services.fleet) owns the fleet rules' findings
+        return (
+            finding.rule_id not in rules.fleet_rule_ids and key in todo and key not in unevaluated
+        )
 
     settle_new(session, cluster_id, scan_id=scan_id)
     lifecycle = reconcile_findings(
@@ -705,9 +708,16 @@ def finalize_scan(
     delivery_ids = []
     changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
     if cluster.channel and changed:  # only news is worth a message
+        content = report_content(
+            session, cluster_id=cluster_id, scan_id=scan_id, public_url=public_url
+        )
         delivery_ids.append(
             ensure_delivery(
-                session, cluster_id=cluster_id, scan_run_id=scan_id, channel=cluster.channel
+                session,
+                cluster_id=cluster_id,
+                scan_run_id=scan_id,
+                channel=cluster.channel,
+                content=content,
             ).id
         )
     return FinalizeOutcome(scan_id, cluster_id, counts, delivery_ids)
