@@ -162,11 +162,29 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
     )
 
 
+def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[str, Any]]:
+    """A one-shard scan's shard and cluster step in one unit of work (each body read once)."""
+    (shard,) = plan.shards
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
+        outcomes = scanning.evaluate_inline(
+            session,
+            cluster_id=plan.cluster_id,
+            first_id=shard.first_id,
+            last_id=shard.last_id,
+            rules=ctx.rules,
+            shard_index=shard.index,
+        )
+    return [{**outcome.to_dict(), "scan_id": plan.scan_id} for outcome in outcomes]
+
+
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned scan's shards, cluster rules and finalize one after another here."""
-    results = [
-        evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
-        for s in plan.shards
-    ]
-    results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    if len(plan.shards) == 1:
+        results = evaluate_inline(ctx, plan)
+    else:
+        results = [
+            evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
+            for s in plan.shards
+        ]
+        results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
