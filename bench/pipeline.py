@@ -52,6 +52,7 @@ from tests.support.manifests import full_envelope
 from tests.support.services import ThrowawayDatabase, configured_postgres_url, redis_db_url
 from workers.celery_app import BrokerOptions, create_celery
 from workers.services.purge import purge_expired
+from workers.tasks import TaskQueue
 
 AREA = "pipeline"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -139,9 +140,7 @@ def worker(env: Env, *, concurrency: int) -> Iterator[None]:
             CELERY,
             "-A",
             "workers.celery_app:app",
-            "worker",
-            "-Q",
-            env.environ["K8SMON_TASK_QUEUE"],
+            "worker",  # every queue of the task table (K8SMON_TASK_QUEUE and its lanes)
             "-c",
             str(concurrency),
             "--without-gossip",
@@ -213,12 +212,13 @@ def fleet_scan(env: Env, *, clusters: int) -> float:
 def drain(env: Env) -> None:
     """Wait until the worker has nothing queued or running (report deliveries included)."""
     client = env.client()
-    queue = env.environ["K8SMON_REDIS_KEY_PREFIX"] + env.environ["K8SMON_TASK_QUEUE"]
+    prefix, options = env.environ["K8SMON_REDIS_KEY_PREFIX"], client.broker_options
+    queues = [prefix + options.queue_name(queue) for queue in TaskQueue]
     broker = redis.Redis.from_url(env.environ["REDIS_URL"])
     try:
         while True:
             active = client.control.inspect(timeout=1).active() or {}
-            if broker.llen(queue) == 0 and not any(active.values()):
+            if not any(broker.llen(q) for q in queues) and not any(active.values()):
                 return
             time.sleep(0.5)
     finally:

@@ -17,8 +17,8 @@ from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from contracts.severity import Severity
-from contracts.states import ScanTrigger
-from contracts.tasks import RESCAN, SCAN_FLEET
+from contracts.states import DeliveryState, ScanTrigger
+from contracts.tasks import DELIVER_REPORTS, RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
 from ingest.caps import ADMIN_API_BODY_LIMIT
@@ -35,11 +35,11 @@ from ingest.problems import (
 )
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
-from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
-from reports.channels import ChannelError, check_channel
-from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
+from ingest.web.search import PeriodError, SearchError, SearchResult, SearchTimeout, run_search
+from reports.channels import ChannelError, check_channel, describe
+from store import admin_keys, audit, clusters, deliveries, exemptions, images, scans, telemetry
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
-from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
+from store.models import AdminKey, Cluster, ClusterKey, Delivery, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -270,6 +270,15 @@ SEARCH_SCHEMA = {
         "namespace": {"type": "string", "maxLength": 253},
         "distinct": {"type": "boolean"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_DISTINCT_VALUES},
+        # Back in time (ISO 8601 with Z or an offset): the versions current at `at`, or at
+        # some instant of `between` [start, end].
+        "at": {"type": "string", "maxLength": 64},
+        "between": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 64},
+            "minItems": 2,
+            "maxItems": 2,
+        },
     },
     # `limit` caps matching objects, or with `distinct` the distinct values returned (every
     # match is counted either way).
@@ -522,6 +531,9 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
 def search(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, SEARCH_SCHEMA)
     audit_details = {"path": spec["path"], "clusters": spec.get("clusters")}
+    for moment in ("at", "between"):
+        if moment in spec:
+            audit_details[moment] = spec[moment]
     distinct = bool(spec.get("distinct"))
     result = _run_search(
         session,
@@ -565,9 +577,21 @@ def _run_search(
             namespace=spec.get("namespace"),
             distinct=distinct,
             limit=limit,
+            at=spec.get("at"),
+            between=spec.get("between"),
         )
     except SearchTimeout as problem:
         raise _timeout_problem(problem) from None
+    except PeriodError as problem:
+        if problem.oldest is not None:
+            raise Problem(
+                400,
+                "before_retention",
+                "Before the retention window",
+                str(problem),
+                extra={"oldest": _iso(problem.oldest)},
+            ) from None
+        raise bad_request("invalid_time", str(problem)[:300]) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
 
@@ -734,6 +758,58 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 
     g.k8smon_after_commit = after
     return {"status": "requested", "cluster_id": cluster_id}, 202, cluster_id or "*", {}
+
+
+def _delivery_json(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "cluster_id": d.cluster_id,
+        "scan_id": d.scan_run_id,
+        "channel": d.channel,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "idempotency_key": d.idempotency_key,
+        "created_at": _iso(d.created_at),
+        "last_attempt_at": _iso(d.last_attempt_at),
+        "next_attempt_at": _iso(d.next_attempt_at),
+        "sent_at": _iso(d.sent_at),
+        "dead_at": _iso(d.dead_at),
+    }
+
+
+@blueprint.get("/deliveries")
+@admin_route(role="viewer", action="deliveries.list")
+def list_deliveries(session: Session, caller: Caller, body: Any) -> Any:
+    """Report deliveries, newest first; `state=dead` lists the dead letters."""
+    state = request.args.get("state") or None
+    if state is not None and state not in set(DeliveryState):
+        raise bad_request("bad_request", f"state must be one of {', '.join(DeliveryState)}")
+    rows = deliveries.list_deliveries(
+        session,
+        state=DeliveryState(state) if state else None,
+        limit=_limit(default=200, maximum=1000),
+    )
+    return {"deliveries": [_delivery_json(d) for d in rows]}, 200, None, {}
+
+
+@blueprint.post("/deliveries/<int:delivery_id>/resend")
+@admin_route(role="admin", action="delivery.resend")
+def resend_delivery(session: Session, caller: Caller, body: Any, delivery_id: int) -> Any:
+    """Re-send a dead letter: due at once, a fresh retry window, the same idempotency key."""
+    try:
+        delivery = deliveries.resend(session, delivery_id)
+    except LookupError as missing:
+        raise not_found(str(missing)) from None
+    except deliveries.NotDeadLetter as refused:
+        raise Problem(409, CONFLICT, "Conflict", str(refused)) from None
+
+    def after(context: IngestContext) -> None:
+        enqueue_after_commit(context.dispatch, DELIVER_REPORTS, kwargs={})
+
+    g.k8smon_after_commit = after
+    details = {"cluster_id": delivery.cluster_id, "channel": describe(delivery.channel)}
+    return _delivery_json(delivery), 202, f"delivery/{delivery_id}", details
 
 
 @blueprint.get("/audit")

@@ -37,6 +37,12 @@ _EXEMPTION_ID = {
     "required": True,
     "schema": {"type": "integer", "minimum": 0},
 }
+_DELIVERY_ID = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
 _SIGNATURE_HEADERS = [
     {
         "name": "Signature-Input",
@@ -197,7 +203,9 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "JSON-path search over current manifests: the matching objects, or "
                 "with distinct each value once with its occurrences and clusters "
-                "(counted over every match; limit caps the values returned)",
+                "(counted over every match; limit caps the values returned); with at "
+                "or between (ISO 8601, Z or offset) over the versions current then, each "
+                "match with valid_from/valid_until",
                 body=_json_body(SEARCH_SCHEMA),
             )
         },
@@ -230,6 +238,25 @@ def openapi_document() -> dict[str, Any]:
                 "Trigger a rescan of one or every cluster",
                 ok="202",
                 body=_json_body(RESCAN_SCHEMA, required=False),
+            )
+        },
+        "/v1/admin/deliveries": {
+            "get": _op(
+                "Report deliveries, newest first (state=dead: the dead letters, with their "
+                "last error)",
+                params=[
+                    _query("state", {"enum": ["pending", "sent", "dead"]}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+            )
+        },
+        "/v1/admin/deliveries/{delivery_id}/resend": {
+            "post": _op(
+                "Re-send a dead-lettered delivery (due at once, a fresh retry window, the "
+                "same idempotency key)",
+                ok="202",
+                params=[_DELIVERY_ID],
+                refusals=("400", "401", "403", "404", "409"),
             )
         },
         "/v1/admin/audit": {

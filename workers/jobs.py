@@ -124,6 +124,7 @@ def finalize_scan(
             cluster_id=cluster_id,
             results=list(results or []),
             rules=ctx.rules,
+            public_url=ctx.settings.public_url,
         )
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
@@ -141,8 +142,7 @@ def deliver_reports(ctx: WorkerContext, scan_id: int | None = None) -> dict[str,
         with unit_of_work(ctx.sessions) as session:
             path = delivery.write_cluster_html(session, settings=ctx.settings, scan_id=scan_id)
             html = str(path) if path else None
-    with unit_of_work(ctx.sessions) as session:
-        result = delivery.deliver_due(session, settings=ctx.settings, scan_id=scan_id)
+    result = delivery.deliver_due(ctx.sessions, settings=ctx.settings, scan_id=scan_id)
     return {**result, "html": html}
 
 

@@ -151,6 +151,7 @@ def test_a_scan_out_of_redrives_is_failed_with_the_reason_and_rescanned(
     assert failed.failure_reason is not None
     assert "shards 1 and 3" in failed.failure_reason
     assert "did not finish after 3 re-drives" in failed.failure_reason
+    assert failed.errors[-1] == {"stage": "watchdog", "error": failed.failure_reason}
     assert rescan.trigger == ScanTrigger.WATCHDOG and rescan.state == ScanState.DONE
     assert sorted(findings(p, "no-budget")) == sorted(offline(objects, "no-budget"))
 

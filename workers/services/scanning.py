@@ -51,6 +51,7 @@ from store.scans import (
 from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
+from workers.services.delivery import report_content
 from workers.services.exemptions import stored_exemptions
 
 log = logging.getLogger("k8smon.workers")
@@ -686,9 +687,11 @@ def finalize_scan(
     cluster_id: str,
     results: Sequence[Mapping[str, Any] | StepOutcome],
     rules: EngineHandle,
+    public_url: str,
     now: datetime | None = None,
 ) -> FinalizeOutcome:
-    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record;
+    a delivery of the news is created with the report as this scan left it."""
     rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
@@ -785,9 +788,16 @@ def finalize_scan(
     delivery_ids = []
     changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
     if cluster.channel and changed:  # only news is worth a message
+        content = report_content(
+            session, cluster_id=cluster_id, scan_id=scan_id, public_url=public_url
+        )
         delivery_ids.append(
             ensure_delivery(
-                session, cluster_id=cluster_id, scan_run_id=scan_id, channel=cluster.channel
+                session,
+                cluster_id=cluster_id,
+                scan_run_id=scan_id,
+                channel=cluster.channel,
+                content=content,
             ).id
         )
     return FinalizeOutcome(scan_id, cluster_id, counts, delivery_ids)

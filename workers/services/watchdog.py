@@ -162,7 +162,7 @@ def fail(session: Session, suspect: Suspect, *, reason: str, now: datetime) -> b
         session,
         run.id,
         counts=run.counts or {},
-        errors=run.errors or [],
+        errors=[*(run.errors or []), {"stage": "watchdog", "error": reason}],
         state=ScanState.FAILED,
         at=now,
         failure_reason=reason,
