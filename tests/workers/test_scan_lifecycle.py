@@ -399,4 +399,6 @@ def test_the_bench_corpus_scans_to_the_offline_findings(pipeline: Pipeline) -> N
     pipeline.push_and_process("corpus", objects)
     outcome = pipeline.run.run("k8smon.rescan", "corpus")
     assert outcome["counts"]["evaluated"] > 0
+    # the fleet rules (KM-621 drift) run in the fleet evaluation, offline in the scan
+    pipeline.run.run("k8smon.evaluate_fleet")
     assert findings_of(pipeline, "corpus") == offline(objects, "corpus")
