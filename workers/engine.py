@@ -116,13 +116,32 @@ class EngineHandle:
             None,
         )
 
+    def view(self, manifest: Mapping[str, Any]) -> ObjectView:
+        """A manifest's view as this handle judges it (release and pins assigned): what
+        `evaluate_view` and `evaluate_cluster` take, so that a step evaluating both object
+        and cluster rules builds (and schema-checks) each view once."""
+        return self._view(manifest)
+
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Object-rule results as cached records (see `cached_record`)."""
-        return [cached_record(r) for r in self.engine.evaluate_object(self._view(manifest))]
+        return self.evaluate_view(self._view(manifest))
 
-    def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
-        context = ClusterContext([self._view(m) for m in manifests if isinstance(m, Mapping)])
+    def evaluate_view(self, view: ObjectView) -> list[dict[str, Any]]:
+        """`evaluate_object` of a view from `views`."""
+        return [cached_record(r) for r in self.engine.evaluate_object(view)]
+
+    def evaluate_cluster(
+        self, manifests: Sequence[Mapping[str, Any]] | Sequence[ObjectView]
+    ) -> dict[str, Any]:
+        """Cluster-rule results plus what finalize needs: owned objects, labels, annotations
+        (of manifests, or of views from `views`)."""
+        context = ClusterContext(
+            [
+                m if isinstance(m, ObjectView) else self._view(m)
+                for m in manifests
+                if isinstance(m, ObjectView | Mapping)
+            ]
+        )
         suppressed = (
             sorted(suppressed_by_controller(context))
             if self.engine.config.dedup_controllers

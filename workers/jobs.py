@@ -170,15 +170,38 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
     )
 
 
+def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[str, Any]]:
+    """A one-shard scan's shard and cluster step in one unit of work (each body read once)."""
+    (shard,) = plan.shards
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
+        shard_outcome, cluster_outcome = scanning.evaluate_inline(
+            session,
+            cluster_id=plan.cluster_id,
+            first_id=shard.first_id,
+            last_id=shard.last_id,
+            rules=ctx.rules,
+            shard_index=shard.index,
+        )
+        outcomes = []
+        for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):
+            outcome = {**result.to_dict(), "scan_id": plan.scan_id}
+            finish_step(session, plan.scan_id, step=step, outcome=outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
-    another here."""
-    results = [
-        evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
-        for s in plan.shards
-    ]
-    if plan.cluster_step:
-        results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    another here (a one-shard scan's shard and cluster rules in one step)."""
+    if len(plan.shards) == 1 and plan.cluster_step:
+        results = evaluate_inline(ctx, plan)
+    else:
+        results = [
+            evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
+            for s in plan.shards
+        ]
+        if plan.cluster_step:
+            results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
 
 
