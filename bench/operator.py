@@ -10,43 +10,53 @@ containers and 30% ConfigMaps, every body distinct (each carries its own uid), s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
+from bench.databases import drop_database, recreate_database
 from bench.harness import Figure, repeat, timed
 
 AREA = "operator"
 DB_NAME = "k8smon_bench_operator"
-DEFAULT_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 IMAGE_PATH = "$.spec.template.spec.containers[*].image"
 CLUSTERS = 1000
 
 
-def _server_url() -> str:
-    return os.environ.get("K8SMON_BENCH_DATABASE_URL", DEFAULT_SERVER)
-
-
-def _recreate_database() -> str:
-    # psycopg2, the driver the project pins (SQLAlchemy 2.1 would pick psycopg 3 otherwise).
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    return server.set(database=DB_NAME).render_as_string(hide_password=False)
-
-
-def _drop_database() -> None:
-    server = make_url(_server_url()).set(drivername="postgresql+psycopg2")
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
+def body_sql(*, version: str = "0") -> str:
+    """The body of object `i` (an SQL expression): 70% Deployments with two containers, 30%
+    ConfigMaps, each distinct by its uid; `version` (an SQL expression) bumps the image tags and
+    the ConfigMap's revision, so every version of an object has a body of its own."""
+    return """
+      CASE WHEN i % 10 < 7 THEN jsonb_build_object(
+        'apiVersion', 'apps/v1', 'kind', 'Deployment',
+        'metadata', jsonb_build_object('name', 'app-' || i, 'namespace', 'ns-' || (i % 50),
+          'uid', md5('u' || i), 'labels', jsonb_build_object('app', 'app-' || (i % 5000),
+          'team', 'team-' || (i % 40))),
+        'spec', jsonb_build_object('replicas', 1 + i % 5,
+          'selector', jsonb_build_object('matchLabels', jsonb_build_object('app', 'app-' || i)),
+          'template', jsonb_build_object(
+            'metadata', jsonb_build_object('labels', jsonb_build_object('app', 'app-' || i)),
+            'spec', jsonb_build_object('containers', jsonb_build_array(
+              jsonb_build_object('name', 'main',
+                'image', 'registry.example/team-' || (i % 40) || '/app-' || (i % 2000)
+                         || '\\:1.' || (i % 7 + {v}),
+                'ports', jsonb_build_array(jsonb_build_object('containerPort', 8080)),
+                'resources', jsonb_build_object(
+                  'requests', jsonb_build_object('cpu', '100m', 'memory', '128Mi'),
+                  'limits', jsonb_build_object('memory', '256Mi'))),
+              jsonb_build_object('name', 'proxy',
+                'image', 'registry.example/mesh/proxy\\:1.' || ((i + {v}) % 3),
+                'securityContext', jsonb_build_object('runAsNonRoot', true)))))))
+      ELSE jsonb_build_object(
+        'apiVersion', 'v1', 'kind', 'ConfigMap',
+        'metadata', jsonb_build_object('name', 'cfg-' || i, 'namespace', 'ns-' || (i % 50),
+          'uid', md5('u' || i)),
+        'data', jsonb_build_object('settings.yaml', repeat('key: value' || chr(10), 8),
+          'revision', ({v})::text))
+      END""".replace("{v}", version)
 
 
 FILL_SQL = (
@@ -60,33 +70,9 @@ FILL_SQL = (
     """,
     """
     INSERT INTO manifest_bodies (content_hash, body, size_bytes, created_at)
-    SELECT md5('b' || i) || md5('c' || i),
-      CASE WHEN i % 10 < 7 THEN jsonb_build_object(
-        'apiVersion', 'apps/v1', 'kind', 'Deployment',
-        'metadata', jsonb_build_object('name', 'app-' || i, 'namespace', 'ns-' || (i % 50),
-          'uid', md5('u' || i), 'labels', jsonb_build_object('app', 'app-' || (i % 5000),
-          'team', 'team-' || (i % 40))),
-        'spec', jsonb_build_object('replicas', 1 + i % 5,
-          'selector', jsonb_build_object('matchLabels', jsonb_build_object('app', 'app-' || i)),
-          'template', jsonb_build_object(
-            'metadata', jsonb_build_object('labels', jsonb_build_object('app', 'app-' || i)),
-            'spec', jsonb_build_object('containers', jsonb_build_array(
-              jsonb_build_object('name', 'main',
-                'image', 'registry.example/team-' || (i % 40) || '/app-' || (i % 2000)
-                         || '\\:1.' || (i % 7),
-                'ports', jsonb_build_array(jsonb_build_object('containerPort', 8080)),
-                'resources', jsonb_build_object(
-                  'requests', jsonb_build_object('cpu', '100m', 'memory', '128Mi'),
-                  'limits', jsonb_build_object('memory', '256Mi'))),
-              jsonb_build_object('name', 'proxy',
-                'image', 'registry.example/mesh/proxy\\:1.' || (i % 3),
-                'securityContext', jsonb_build_object('runAsNonRoot', true)))))))
-      ELSE jsonb_build_object(
-        'apiVersion', 'v1', 'kind', 'ConfigMap',
-        'metadata', jsonb_build_object('name', 'cfg-' || i, 'namespace', 'ns-' || (i % 50),
-          'uid', md5('u' || i)),
-        'data', jsonb_build_object('settings.yaml', repeat('key: value' || chr(10), 8)))
-      END, 700, now()
+    SELECT md5('b' || i) || md5('c' || i), """
+    + body_sql()
+    + """, 700, now()
     FROM generate_series(1, :objects) AS i
     """,
     """
@@ -151,13 +137,13 @@ def _fill(url: str, *, objects: int) -> float:
     return time.perf_counter() - started
 
 
-def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
+def distinct_image_search(engine: Any, *, runs: int) -> tuple[tuple[float, ...], dict[str, int]]:
+    """Seconds of each `--distinct` image search after one warming run (the steady state, not
+    the first disk read), and what the last one found: distinct values and container slots."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    from store.db import make_engine  # noqa: PLC0415
     from store.search import run_search  # noqa: PLC0415
 
-    engine = make_engine(url)
     found: dict[str, int] = {}
 
     def once() -> float:
@@ -171,8 +157,15 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
         found["objects"] = sum(v.occurrences for v in result.values)
         return elapsed
 
-    once()  # warm the cache: the figure is the steady state, not the first disk read
-    samples = repeat(once, runs=runs)
+    once()
+    return repeat(once, runs=runs), found
+
+
+def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
+    from store.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(url)
+    samples, found = distinct_image_search(engine, runs=runs)
     engine.dispose()
     target = 2.0
     return Figure(
@@ -187,7 +180,8 @@ def _search_figure(url: str, *, objects: int, runs: int) -> Figure:
     )
 
 
-def _fleet_figure(url: str, *, runs: int) -> Figure:
+def signed_in_client(url: str) -> Any:
+    """A test client of the real app on the database at `url`, signed in as a viewer."""
     from ingest.app import create_app  # noqa: PLC0415
     from settings import Settings  # noqa: PLC0415
     from store.accounts import create_account  # noqa: PLC0415
@@ -206,6 +200,11 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
         "/admin/login",
         data={"username": "bench", "password": "benchmark password", "csrf_token": token},
     )
+    return client
+
+
+def _fleet_figure(url: str, *, runs: int) -> Figure:
+    client = signed_in_client(url)
     sizes: dict[str, int] = {}
 
     def once() -> float:
@@ -234,12 +233,12 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
 def run(*, quick: bool) -> list[Figure]:
     objects = 50_000 if quick else 1_000_000
     runs = 3 if quick else 5
-    url = _recreate_database()
+    url = recreate_database(DB_NAME)
     try:
         fill_s = _fill(url, objects=objects)
         figures = [_search_figure(url, objects=objects, runs=runs), _fleet_figure(url, runs=runs)]
     finally:
-        _drop_database()
+        drop_database(DB_NAME)
     return [
         Figure(
             AREA,

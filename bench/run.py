@@ -29,6 +29,7 @@ AREAS: tuple[tuple[str, str], ...] = (
     ("agent", "bench.agent"),
     ("storage", "bench.storage"),
     ("scaling", "bench.scaling"),
+    ("fleet-scale", "bench.fleet_scale"),
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

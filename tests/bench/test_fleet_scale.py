@@ -1,0 +1,54 @@
+"""The fleet-scale benchmark area, shrunk: the load has the promised shape; every step measures."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bench import fleet_scale
+from bench.fleet_scale import FleetShape
+
+pytestmark = [pytest.mark.postgres]
+
+SHAPE = FleetShape(objects=200, days=31, pings=62, scans=6, findings=10)
+
+
+def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
+    tmp_path: Path,
+) -> None:
+    plot = tmp_path / "fleet-scale.png"
+    figures = fleet_scale.run_steps(
+        (2, 3),
+        shape=SHAPE,
+        runs=1,
+        purge_baseline_s=2.0,
+        plot_to=plot,
+        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
+    )
+    by_name = {f.name.split(" (")[0]: f for f in figures}
+    load = by_name["load"]
+    # 3 clusters x 200 objects: 70% Deployments with 8 versions, 30% ConfigMaps with 2.
+    assert "600 current objects, 3,720 versions, 186 pings" in load.name
+    assert set(load.extra) == {"2_clusters", "3_clusters"}
+    search = by_name["distinct-image search over current manifests"]
+    assert search.samples and all(s > 0 for s in search.samples)
+    assert search.met is None  # not the full size: no verdict
+    assert set(search.extra) == {"2_clusters", "3_clusters"}
+    assert by_name["fleet page"].samples and by_name["cluster page, 200 objects"].samples
+    assert 200 < by_name["database bytes per stored manifest version"].median < 20_000
+    assert by_name["database bytes per telemetry ping"].median > 0
+    purge = by_name["ingest p99 during the daily purge"]
+    # One day of 31 past the retention: 1/31 of the superseded versions and of the pings.
+    superseded = 3 * (140 * 7 + 60 * 1)
+    deleted_versions = purge.extra["manifest_versions"]
+    assert superseded / 31 * 0.5 < deleted_versions < superseded / 31 * 2
+    assert 186 / 31 * 0.5 <= purge.extra["telemetry_pings"] <= 186 / 31 * 2
+    assert plot.stat().st_size > 10_000
+
+
+def test_quick_mode_says_full_mode_only() -> None:
+    (figure,) = fleet_scale.run(quick=True)
+    assert not figure.measured
+    assert figure.note == "full mode only"
