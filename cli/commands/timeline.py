@@ -11,7 +11,7 @@ from urllib.parse import quote
 import click
 
 from cli.client import AdminClient
-from cli.output import Col, Output, api_command, visible
+from cli.output import Col, Output, api_command, choice_list, visible
 
 GROUPS = ("resources", "findings", "scans")
 COLUMNS = [
@@ -41,15 +41,8 @@ def _resource(value: str | None) -> dict[str, str] | None:
 
 
 def _types(value: str | None) -> str | None:
-    if not value:
-        return None
-    named = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = [n for n in named if n not in GROUPS]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown type {unknown[0]!r}; expected {', '.join(GROUPS)}", param_hint="--types"
-        )
-    return ",".join(named)
+    named = choice_list(value, GROUPS, param_hint="--types", noun="type")
+    return ",".join(named) if named else None
 
 
 def _ref_text(resource: dict[str, Any] | None) -> str:
