@@ -35,6 +35,7 @@ ALL_KINDS: frozenset[TimelineKind] = frozenset(TimelineKind)
 _RANK = {"scan": 0, "version": 1, "deleted": 2, "finding": 3}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
+_MAX_ID = 2**63 - 1  # a row id beyond BIGINT (and SQLite's INTEGER) is no cursor of ours
 
 
 class CursorError(ValueError):
@@ -59,7 +60,7 @@ class Cursor:
         if len(parts) != 3 or not all(p.isdigit() and len(p) <= 20 for p in parts):
             raise CursorError("before: give the next_cursor of a previous page")
         micros, rank, row_id = (int(p) for p in parts)
-        if rank not in _RANK.values():
+        if rank not in _RANK.values() or row_id > _MAX_ID:
             raise CursorError("before: give the next_cursor of a previous page")
         try:
             at = _EPOCH + micros * _MICRO
