@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,9 @@ from contracts.findings import RuleInfo
 from contracts.tasks import TaskDispatcher
 from settings import Settings, load_settings
 from settings.config import read_variable
+
+if TYPE_CHECKING:
+    from store.failures import Failure
 
 log = logging.getLogger("k8smon.ingest")
 TASK_RETRY_PAUSES_S = (1.0, 4.0)  # embedded mode: pauses before a failed task's 2nd, 3rd run
@@ -47,34 +50,40 @@ class BackgroundDispatcher:
         self._executor.submit(self._run, task_name, list(args or []), dict(kwargs or {}))
 
     def _run(self, task_name: str, args: list[Any], kwargs: dict[str, Any]) -> None:
-        from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+        from store.failures import classify  # noqa: PLC0415
 
         for attempt, pause_s in enumerate((*TASK_RETRY_PAUSES_S, None), start=1):
             try:
                 self._inner(task_name, args=args, kwargs=kwargs)
                 return
-            except OperationalError as problem:
-                # Transient (a lock held past the busy timeout): the tasks are idempotent, so
-                # run it again here, as a Celery worker would retry it.
-                if pause_s is None:
-                    self._failed(task_name, problem)
+            except Exception as problem:
+                failure = classify(problem)
+                # Retryable (a lock held past the busy timeout, a lost connection): the tasks
+                # are idempotent, so run it again here, as a Celery worker would retry it.
+                if not failure.retryable or pause_s is None:
+                    self._failed(task_name, failure)
                     return
                 log.warning(
-                    json.dumps({"event": "task_retry", "task": task_name, "attempt": attempt})
+                    json.dumps(
+                        {
+                            "event": "task_retry",
+                            "task": task_name,
+                            "attempt": attempt,
+                            "reason": failure.describe()[:300],
+                        }
+                    )
                 )
                 time.sleep(pause_s)
-            except Exception as problem:
-                self._failed(task_name, problem)
-                return
 
     @staticmethod
-    def _failed(task_name: str, problem: Exception) -> None:
+    def _failed(task_name: str, failure: Failure) -> None:
         log.error(
             json.dumps(
                 {
                     "event": "task_failed",
                     "task": task_name,
-                    "error": f"{type(problem).__name__}: {problem}"[:300],
+                    "class": str(failure.error_class),
+                    "error": failure.describe()[:300],
                 }
             )
         )

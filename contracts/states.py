@@ -59,3 +59,25 @@ class DeliveryState(StrEnum):
 class ClusterStatus(StrEnum):
     ACTIVE = "active"
     DISABLED = "disabled"
+
+
+class ErrorClass(StrEnum):
+    """What a database or broker error means for whoever met it (`store.failures.classify`).
+
+    - `transient`: the operation may succeed if simply tried again (connection lost, deadlock,
+      serialization failure, Redis connection/timeout/loading): tasks retry with backoff, ingest
+      answers 503 `unavailable` with a short Retry-After.
+    - `unavailable`: the database or broker cannot take writes for now (read-only after a
+      failover, shutting down, not accepting connections, out of connections or disk): tasks
+      retry with backoff, ingest answers 503 `unavailable` with Retry-After.
+    - `permanent`: trying again cannot help (a bug, a constraint violation, a missing table):
+      the task fails with the reason, ingest answers 500.
+    """
+
+    TRANSIENT = "transient"
+    UNAVAILABLE = "unavailable"
+    PERMANENT = "permanent"
+
+    @property
+    def retryable(self) -> bool:
+        return self is not ErrorClass.PERMANENT

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, g, request
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -35,6 +34,7 @@ from ingest.metrics import IngestMetrics
 from ingest.problems import BODY_TOO_LARGE, UNAVAILABLE, Problem
 from ingest.web.throttle import make_throttle
 from settings import Settings
+from store.failures import classify
 
 log = logging.getLogger("k8smon.ingest")
 
@@ -181,29 +181,30 @@ def _install_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    def _database_down(error: Exception) -> Response:
-        log.error(
-            json.dumps(
-                {
-                    "event": "database_unavailable",
-                    "path": request.path,
-                    "error": type(error).__name__,
-                }
-            )
-        )
-        context.metrics.refused.labels(reason=UNAVAILABLE).inc()
-        return Problem(
-            503,
-            UNAVAILABLE,
-            "Service unavailable",
-            "the database is unavailable; retry later",
-            headers={"Retry-After": "10"},
-        ).response(instance=request.path)
-
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
+        failure = classify(error)
+        if failure.retryable:
+            # The database or Redis is down, restarting or read-only (store.failures): the
+            # request's transaction was rolled back, nothing of it is stored. 503, never 500.
+            log.error(
+                json.dumps(
+                    {
+                        "event": "database_unavailable",
+                        "path": request.path,
+                        "class": str(failure.error_class),
+                        "error": failure.describe()[:300],
+                    }
+                )
+            )
+            context.metrics.refused.labels(reason=UNAVAILABLE).inc()
+            return Problem(
+                503,
+                UNAVAILABLE,
+                "Service unavailable",
+                f"{failure.reason}; nothing was stored: retry later",
+                headers={"Retry-After": str(failure.retry_after_s)},
+            ).response(instance=request.path)
         log.exception(
             json.dumps(
                 {"event": "internal_error", "path": request.path, "error": type(error).__name__}

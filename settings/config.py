@@ -327,6 +327,22 @@ VARIABLES: tuple[Variable, ...] = (
         parse=_positive_int,
     ),
     Variable(
+        "K8SMON_TASK_RETRY_WINDOW_SECONDS",
+        "task_retry_window_seconds",
+        "900",
+        "how long a task keeps retrying a transient or unavailable database/broker error (a "
+        "failover, a restart, a read-only spell) before it gives up with the reason "
+        "(docs/operations.md)",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_TASK_RETRY_BACKOFF_CAP_SECONDS",
+        "task_retry_backoff_cap_seconds",
+        "60",
+        "longest wait between two such retries (the wait doubles from 1 s up to this)",
+        parse=_positive_int,
+    ),
+    Variable(
         "K8SMON_FLOWER_URL",
         "flower_url",
         None,
@@ -401,6 +417,8 @@ class Settings:
     task_queue: str = _default("task_queue")
     redis_key_prefix: str = _default("redis_key_prefix")
     visibility_timeout_seconds: int | None = _default("visibility_timeout_seconds")
+    task_retry_window_seconds: int = _default("task_retry_window_seconds")
+    task_retry_backoff_cap_seconds: int = _default("task_retry_backoff_cap_seconds")
     flower_url: str | None = _default("flower_url")
     log_level: str = _default("log_level")
 

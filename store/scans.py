@@ -98,3 +98,14 @@ def fail_stale_runs(session: Session, *, older_than: timedelta) -> int:
         )
     )
     return affected(result)
+
+
+def note_scan_error(session: Session, scan_id: int, entry: Mapping[str, Any]) -> bool:
+    """Append why a task of a running scan gave up to its error list, leaving it `running`
+    (the scan watchdog re-drives or fails it). False when the scan is gone or already ended."""
+    run = session.get(ScanRun, scan_id, with_for_update=True)
+    if run is None or run.state != ScanState.RUNNING:
+        return False
+    run.errors = [*(run.errors or []), dict(entry)]
+    session.flush()
+    return True

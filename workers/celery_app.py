@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import kombu.exceptions
 import redis.exceptions
-import sqlalchemy.exc
 from celery import Celery, Task, chord, group
 from celery.beat import PersistentScheduler, ScheduleEntry
+from celery.exceptions import Ignore, Reject, Retry
 
 from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
 from settings import Settings, load_settings
+from store.failures import classify
 from workers import jobs
 from workers.context import WorkerContext
+from workers.retries import RetryPolicy, give_up
 from workers.schedule_lease import ScheduleLeases
 from workers.services.scanning import ScanPlan
 from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
@@ -34,6 +35,7 @@ DEFAULT_QUEUE = Settings().task_queue  # K8SMON_TASK_QUEUE's default (settings.c
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
 
 log = logging.getLogger("k8smon.beat")
+retry_log = logging.getLogger("k8smon.workers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +60,21 @@ class BrokerOptions:
         return cls.from_settings(load_settings(environ))
 
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    kombu.exceptions.OperationalError,
-)
-
 COMMON: dict[str, Any] = {
     "bind": True,
     "shared": False,  # tasks belong to their app only: no process-wide registry
     "acks_late": True,
     "reject_on_worker_lost": True,
-    "autoretry_for": TRANSIENT_ERRORS,
-    "retry_backoff": 2,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 6,
+    # Retries are decided per error by the one table (store.failures, workers.retries), not by
+    # Celery's autoretry: no retry count of Celery's own stops them early.
+    "max_retries": None,
 }
+# Celery's own control-flow exceptions pass through untouched.
+CONTROL_FLOW: tuple[type[BaseException], ...] = (Retry, Ignore, Reject)
+
+
+class TaskGaveUp(Exception):
+    """A task stopped retrying; the message is the error class and reason (store.failures)."""
 
 
 class InstanceFolderScheduler(PersistentScheduler):
@@ -187,9 +184,30 @@ class CeleryRunner:
 def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
     """Register every entry of the task table on `app` under its stable name."""
 
+    policy = RetryPolicy.from_settings(app.context.settings)
+
     def define(spec: TaskSpec) -> Task:
         def run(self: Task, *args: Any, **kwargs: Any) -> Any:
-            return spec.run(CeleryRunner(app, self), *args, **kwargs)
+            try:
+                return spec.run(CeleryRunner(app, self), *args, **kwargs)
+            except CONTROL_FLOW:
+                raise
+            except Exception as exc:
+                failure = classify(exc)
+                retries = self.request.retries or 0
+                if policy.should_retry(failure, retries):
+                    countdown = policy.delay(retries)
+                    retry_log.warning(
+                        "%s: retry %d/%d in %.1fs: %s",
+                        spec.name,
+                        retries + 1,
+                        policy.max_retries,
+                        countdown,
+                        failure.describe(),
+                    )
+                    raise self.retry(exc=exc, countdown=countdown) from exc
+                give_up(app.context, spec.name, failure=failure, kwargs=kwargs, retries=retries)
+                raise TaskGaveUp(failure.describe()) from exc
 
         run.__name__ = run.__qualname__ = spec.run.__name__
         run.__doc__ = spec.run.__doc__

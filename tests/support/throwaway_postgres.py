@@ -1,4 +1,5 @@
-"""Start a throwaway PostgreSQL server from the local binaries (as the postgres user when root)."""
+"""Start (and stop, and start again) a throwaway PostgreSQL server from the local binaries,
+as the postgres user when root."""
 
 from __future__ import annotations
 
@@ -64,20 +65,25 @@ class ThrowawayPostgres:
         server._run(
             _bin("initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "--no-sync"
         )
-        server._run(
-            _bin("pg_ctl"),
-            "-D",
-            str(data_dir),
-            "-w",
-            "-l",
-            str(data_dir / "server.log"),
-            "-o",
-            f"-p {server.port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        )
-        if not port_open("127.0.0.1", server.port):
-            raise RuntimeError("throwaway PostgreSQL did not start")
+        server.start_again()
         return server
 
-    def stop(self) -> None:
-        self._run(_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+    def start_again(self) -> None:
+        """`pg_ctl start` on this data folder and port (first start, or after `stop`)."""
+        self._run(
+            _bin("pg_ctl"),
+            "-D",
+            str(self.data_dir),
+            "-w",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-o",
+            f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
+        if not port_open("127.0.0.1", self.port):
+            raise RuntimeError("throwaway PostgreSQL did not start")
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """`pg_ctl stop`: `fast` ends the sessions cleanly, `immediate` as a crash would."""
+        self._run(_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,13 +74,21 @@ class CeleryRig:
         settings = load_settings(self.env)
         return create_celery(settings, BrokerOptions.from_env(self.env))
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def log_file(self, process: subprocess.Popen[bytes]) -> Path:
+        """Where a process this rig started writes its output (`<name>-<index>.log`)."""
+        return next(self.log_dir.glob(f"*-{self.processes.index(process)}.log"))
+
+    def spawn(
+        self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` in a session of its own, with the rig's environment (or `env`),
+        logging to `<name>-<index>.log` in the log folder."""
         with (self.log_dir / f"{name}-{len(self.processes)}.log").open("wb") as log:
             # The child keeps its own copy of the descriptor; ours is closed at once.
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env=self.env,
+                env=dict(self.env if env is None else env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -88,16 +96,20 @@ class CeleryRig:
         self.processes.append(process)
         return process
 
-    def start_worker(self, *, concurrency: int = 1) -> subprocess.Popen[bytes]:
-        return self._spawn(
-            "worker",
+    def start_worker(
+        self, *, concurrency: int = 1, queues: Sequence[str] | None = None, name: str = "worker"
+    ) -> subprocess.Popen[bytes]:
+        """A `celery worker` as the Procfile runs it; `queues=None`: the queues the app
+        declares (without `-Q`), else only those."""
+        only = ["-Q", ",".join(queues)] if queues is not None else []
+        return self.spawn(
+            name,
             [
                 CELERY,
                 "-A",
                 "workers.celery_app:app",
                 "worker",
-                "-Q",
-                self.env["K8SMON_TASK_QUEUE"],
+                *only,
                 "-c",
                 str(concurrency),
                 "-E",
@@ -114,7 +126,7 @@ class CeleryRig:
     def start_beat(self, schedule_file: Path) -> subprocess.Popen[bytes]:
         """A `celery beat` as the Procfile runs it, with its own schedule file (as on its own
         host or pod)."""
-        return self._spawn(
+        return self.spawn(
             "beat",
             [
                 CELERY,
@@ -129,7 +141,7 @@ class CeleryRig:
         )
 
     def start_flower(self, port: int) -> subprocess.Popen[bytes]:
-        process = self._spawn(
+        process = self.spawn(
             "flower",
             [
                 CELERY,
