@@ -19,7 +19,12 @@ def canonical_json(value: Any) -> bytes:
 
 def content_hash(manifest: Any) -> str:
     """SHA-256 hex of a manifest's canonical JSON: the key bodies are stored under."""
-    return hashlib.sha256(canonical_json(manifest)).hexdigest()
+    return hash_of_canonical(canonical_json(manifest))
+
+
+def hash_of_canonical(encoded: bytes) -> str:
+    """`content_hash` of the manifest whose canonical JSON is `encoded`."""
+    return hashlib.sha256(encoded).hexdigest()
 
 
 def state_digest(entries: Iterable[tuple[str, str]]) -> str:

@@ -29,7 +29,7 @@ from ingest.body import (
     check_parse_budget,
     decode_content,
     nesting_depth_exceeds,
-    parse_json,
+    parse_json_counting_floats,
     read_capped,
     too_large,
     validate,
@@ -74,8 +74,9 @@ _TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
 
 def _receive(
     context: IngestContext, session: Session, cluster_id: str, *, kind: str, schema: dict[str, Any]
-) -> dict[str, Any]:
-    """Everything before storing: caps, signature, cluster state, rate limit, body, schema."""
+) -> tuple[dict[str, Any], int]:
+    """Everything before storing: caps, signature, cluster state, rate limit, body, schema;
+    returns the document and how many floats it holds."""
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
         raise not_found("no such cluster")
@@ -123,13 +124,13 @@ def _receive(
     )
     del raw
     check_parse_budget(data, limit=settings.max_parsed_bytes)
-    document = parse_json(data)
+    document, floats = parse_json_counting_floats(data)
     del data
     if kind == "snapshot":
         _check_object_count(document, limit=settings.max_objects_per_push)
     if not (kind == "snapshot" and snapshot_surely_valid(document)):
         validate(document, validator_for(schema))
-    return document
+    return document, floats
 
 
 def _check_object_count(document: Any, *, limit: int) -> None:
@@ -201,7 +202,7 @@ def push_snapshot(cluster_id: str) -> Response:
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session, _bounded_lock_wait(session):
-        envelope = _receive(
+        envelope, floats = _receive(
             context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
         )
         _check_depth(envelope["objects"])
@@ -215,7 +216,13 @@ def push_snapshot(cluster_id: str) -> Response:
                     extra={"field": f"$.objects[{index}].kind"},
                 )
         try:
-            staged = stage_snapshot(session, cluster_id, envelope=envelope, received_at=received_at)
+            staged = stage_snapshot(
+                session,
+                cluster_id,
+                envelope=envelope,
+                received_at=received_at,
+                floats=floats > 0,
+            )
         except UnknownBaseSnapshot:
             session.rollback()
             raise Problem(
@@ -256,7 +263,7 @@ def push_telemetry(cluster_id: str) -> Response:
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session, _bounded_lock_wait(session):
-        payload = _receive(
+        payload, _floats = _receive(
             context, session, cluster_id, kind="telemetry", schema=TELEMETRY_JSON_SCHEMA
         )
         check_telemetry_totals(payload)

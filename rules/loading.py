@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from contracts.findings import ScanErrorDict
 
@@ -122,6 +123,102 @@ def _unwrap(value: Any, *, source: str, line: int, strict: bool, out: Loaded) ->
     out.documents.append(Document(value, source, line))
 
 
+_STR, _MAP, _SEQ = (f"tag:yaml.org,2002:{name}" for name in ("str", "map", "seq"))
+# Scalars whose constructed value is immutable and depends only on (tag, text): cacheable.
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("int", "float", "bool", "null"))
+
+
+class _CachingLoader(_Loader):  # type: ignore[misc]
+    """The safe loader with the implicit tag of each plain scalar text resolved once per file
+    (`resolve` runs regular expressions on every scalar; a file repeats the same texts), and
+    no path resolvers (SafeLoader registers none, so the per-node bookkeeping is moot)."""
+
+    def __init__(self, stream: str, tags: dict[tuple[str, Any], str]) -> None:
+        super().__init__(stream)
+        self._tags = tags
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode:
+            key = (value, implicit)
+            tag = self._tags.get(key)
+            if tag is None:
+                tag = self._tags[key] = super().resolve(kind, value, implicit)
+            return tag
+        return super().resolve(kind, value, implicit)
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Builder:
+    """Python values from one composed YAML document, as `yaml.safe_load` builds them.
+
+    Plain mappings with string keys, sequences and strings (nearly every node of a manifest)
+    are built directly; every other node (numbers, booleans, timestamps, merge keys `<<`,
+    non-string keys, explicit tags) goes through the safe constructor itself, so the values
+    and the errors are the same. Both record what they built in the constructor's own table
+    (`constructed_objects`), so an alias is the very object its anchor built, as before.
+    """
+
+    loader: Any
+    scalars: dict[tuple[str, str], Any]
+
+    def build(self, node: Any) -> Any:
+        kind = type(node)
+        if kind is ScalarNode:
+            return node.value if node.tag == _STR else self._scalar(node)
+        built = self.loader.constructed_objects
+        if node in built:
+            return built[node]
+        if kind is MappingNode and node.tag == _MAP:
+            return self._mapping(node, built)
+        if kind is SequenceNode and node.tag == _SEQ:
+            items: list[Any] = []
+            built[node] = items
+            items.extend([self.build(item) for item in node.value])
+            return items
+        return self.loader.construct_object(node, deep=True)
+
+    def _scalar(self, node: Any) -> Any:
+        if node.tag not in _PLAIN_TAGS:
+            return self.loader.construct_object(node, deep=True)
+        key = (node.tag, node.value)
+        if key not in self.scalars:
+            self.scalars[key] = self.loader.construct_object(node, deep=True)
+        return self.scalars[key]
+
+    def _mapping(self, node: Any, built: dict[Any, Any]) -> Any:
+        mapping: dict[str, Any] = {}
+        built[node] = mapping
+        for key_node, value_node in node.value:
+            if type(key_node) is not ScalarNode or key_node.tag != _STR:
+                del built[node]  # a merge key, a key that is no string: the constructor's
+                return self.loader.construct_object(node, deep=True)
+            mapping[key_node.value] = self.build(value_node)
+        return mapping
+
+
+def _load_all(
+    text: str, tags: dict[tuple[str, Any], str], scalars: dict[tuple[str, str], Any]
+) -> list[Any]:
+    """`list(yaml.load_all(text, Loader=<safe loader>))`, built faster (`_Builder`); `tags`
+    and `scalars` are caches shared by the documents of one file."""
+    loader = _CachingLoader(text, tags)
+    builder = _Builder(loader, scalars)
+    try:
+        documents = []
+        while loader.check_node():
+            documents.append(builder.build(loader.get_node()))
+            loader.constructed_objects = {}
+        return documents
+    finally:
+        loader.dispose()
+
+
 def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool = True) -> Loaded:
     """Parse one file's text. `fmt` is `json`, `yaml` or None (JSON if it looks like JSON).
 
@@ -142,9 +239,11 @@ def parse_text(text: str, *, source: str, fmt: str | None = None, strict: bool =
             for item in values:
                 _unwrap(item, source=source, line=1, strict=strict, out=out)
             return out
+    tags: dict[tuple[str, Any], str] = {}
+    scalars: dict[tuple[str, str], Any] = {}
     for start, chunk in _split_yaml(text):
         try:
-            values = list(yaml.load_all(chunk, Loader=_Loader))
+            values = _load_all(chunk, tags, scalars)
         except yaml.YAMLError as problem:
             mark = getattr(problem, "problem_mark", None) or getattr(problem, "context_mark", None)
             last = start + max(chunk.count("\n") - 1, 0)

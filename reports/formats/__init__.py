@@ -5,7 +5,8 @@ The renderers are pure: each takes a `ReportInput` (the JSON scan report of
 `contracts.findings.ScanReport`, rule descriptions, and for the server's HTML the cluster
 report) and returns text. A new format is one `ReportFormat` added to `FORMATS`; `offline`
 says whether `k8smon scan` offers it, `served` whether `GET /v1/admin/clusters/<id>/report`
-(and so `k8smon report`) does.
+(and so `k8smon report`) does, `names_tool` whether it writes the tool's version (which
+`k8smon scan` then looks up).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from reports.model import ClusterReport
 
 
+NO_TOOL_VERSION = "0.0.0"  # for outputs that do not name the tool (`ReportFormat.names_tool`)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportInput:
     """What a renderer may read. `cluster` builds the HTML report's data (server side only);
@@ -35,7 +39,7 @@ class ReportInput:
 
     report: ScanReport
     rules: Sequence[RuleInfo] = ()
-    tool_version: str = "0.0.0"
+    tool_version: str = NO_TOOL_VERSION
     show_exempted: bool = True
     cluster: Callable[[], ClusterReport] | None = None
     terminal: bool = False
@@ -48,6 +52,7 @@ class ReportFormat:
     render: Callable[[ReportInput], str]
     offline: bool = True
     served: bool = True
+    names_tool: bool = False  # the output carries `ReportInput.tool_version`
 
 
 def _sarif(data: ReportInput) -> str:
@@ -81,7 +86,7 @@ FORMATS: Mapping[str, ReportFormat] = {
             served=False,
         ),
         ReportFormat("json", "application/json", lambda d: render_json(d.report)),
-        ReportFormat("sarif", "application/sarif+json", _sarif),
+        ReportFormat("sarif", "application/sarif+json", _sarif, names_tool=True),
         ReportFormat("policyreport", "application/json", _policy_reports),
         ReportFormat("html", "text/html", _html, offline=False),
     )

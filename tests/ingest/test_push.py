@@ -14,6 +14,7 @@ import requests
 from nacl.signing import SigningKey
 from sqlalchemy import func, select
 
+from contracts.hashing import content_hash, strip_server_noise
 from contracts.tasks import PROCESS_SNAPSHOT
 from contracts.wire import TELEMETRY_SCHEMA_ID
 from ingest.app import create_app
@@ -540,3 +541,19 @@ def test_redis_down_pushes_still_accepted_and_replays_still_refused(server: Serv
     finally:
         http.shutdown()
         thread.join(timeout=5)
+
+
+def test_floats_and_unusual_strings_are_hashed_as_the_agent_hashes_them(server: Server) -> None:
+    """The server hashes float-free snapshots with orjson and the others with the standard
+    library; either way each stored body's hash is the agent's (the digest check agrees)."""
+    agent = server.register_cluster()
+    floats = cluster_objects(3)
+    floats[0]["spec"] = {**floats[0].get("spec", {}), "tiny": 1e-05, "huge": 1e16, "z": -0.0}
+    plain = cluster_objects(3)
+    plain[0]["metadata"]["annotations"] = {"é\u2028": '\x1b\x7f"\\ \U0001f600', "ä": "", "Z": "1"}
+    for objects in (floats, plain):
+        response = agent.push("snapshots", full_envelope(objects))
+        assert response.status_code == 202, response.text
+        with server.sessions() as session:
+            stored = set(session.scalars(select(ManifestBody.content_hash)))
+        assert {content_hash(strip_server_noise(o)) for o in objects} <= stored

@@ -134,3 +134,50 @@ def test_byte_order_marks_are_tolerated(tmp_path: Path) -> None:
     loaded = load_paths([tmp_path / "a.json", tmp_path / "b.yaml"])
     assert loaded.errors == []
     assert [d.manifest["metadata"]["name"] for d in loaded.documents] == ["j", "y"]
+
+
+# YAML the fast builder hands to the safe constructor (numbers, booleans, timestamps, binary,
+# merge keys, anchors, non-string keys, explicit tags) beside what it builds itself.
+TRICKY = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tricky
+  labels: &labels {app: web, tier: "1"}
+  annotations:
+    <<: *labels
+    extra: yes
+data:
+  ints: [1, 0x1f, 0o17, -3, 1_000]
+  floats: [2.5, .inf, -.Inf, 1e3]
+  flags: [yes, no, on, off, true, False, ~, null]
+  dates: [2020-01-01, 2001-12-14t21:59:43.10-05:00]
+  quoted: ["1", 'yes', !!str 12]
+  typed: !!int "7"
+  blob: !!binary aGVsbG8=
+  same: *labels
+  80: port
+"""
+
+
+def test_yaml_builds_exactly_what_the_safe_loader_builds() -> None:
+    import yaml  # noqa: PLC0415 - the reference loader
+
+    text = TRICKY + "---\n" + TRICKY
+    out = parse_text(text, source="tricky.yaml")
+    assert not out.errors
+    assert [d.manifest for d in out.documents] == list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    first = out.documents[0].manifest
+    assert first["data"]["same"] is first["metadata"]["labels"]  # an alias is the same object
+    assert first["metadata"]["annotations"] == {"app": "web", "tier": "1", "extra": True}
+    assert first["data"][80] == "port"
+    assert [d.line for d in out.documents] == [1, TRICKY.count("\n") + 2]
+
+
+def test_yaml_the_safe_loader_refuses_is_an_error_and_the_next_document_survives() -> None:
+    unhashable = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n? [complex]\n: key\n"
+    tagged = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: !custom x\n"
+    out = parse_text(unhashable + "---\n" + tagged + "---\n" + TRICKY, source="bad.yaml")
+    assert [e.line for e in out.errors] == [4, 10]  # where each problem is
+    assert "unhashable" in out.errors[0].message and "!custom" in out.errors[1].message
+    assert [d.manifest["metadata"]["name"] for d in out.documents] == ["tricky"]

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from contracts.hashing import content_hash
 from contracts.resources import ResourceRef
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.manifests import current_manifests, find_object, object_history
@@ -17,7 +18,7 @@ from store.models import (
     Snapshot,
     SnapshotItem,
 )
-from store.snapshots import apply_pending, stage_snapshot
+from store.snapshots import apply_pending, prepare_objects, stage_snapshot
 from tests.support.factories import make_cluster
 from tests.support.manifests import (
     cluster_objects,
@@ -270,3 +271,16 @@ def test_cluster_scoped_objects_are_stored_without_the_namespace_their_manifest_
         "prod-eu",
         ResourceRef("rbac.authorization.k8s.io/v1", "ClusterRole", None, "platform-admin"),
     )
+
+
+def test_float_free_objects_hash_the_same_with_either_encoder() -> None:
+    """`prepare_objects(floats=False)` (orjson) gives the standard library's hashes and sizes."""
+    objects = cluster_objects(20)
+    objects[0]["metadata"]["annotations"] = {"é\u2028": '\x00\x1f\x7f"\\ \U0001f600', "": "Z"}
+    objects[1]["spec"] = {"big": 2**64 - 1, "small": -(2**63), "beyond": 2**70, "t": True}
+    slow = prepare_objects(objects)
+    fast = prepare_objects(objects, floats=False)
+    assert [(p.content_hash, p.size_bytes) for p in fast] == [
+        (p.content_hash, p.size_bytes) for p in slow
+    ]
+    assert slow[1].content_hash == content_hash(objects[1])
