@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts.tasks import DELIVER_REPORTS, PURGE_EXPIRED, SCAN_FLEET, SWEEP_UNPROCESSED
+from contracts.tasks import (
+    DELIVER_REPORTS,
+    PURGE_EXPIRED,
+    SCAN_FLEET,
+    SWEEP_UNPROCESSED,
+    WATCH_SCANS,
+)
 
 DAY_S = 24 * 3600.0
 DELIVERY_RETRY_S = 300.0  # due report deliveries (retries) are attempted every five minutes
@@ -29,6 +35,7 @@ def build_schedule(
     *,
     scan_interval_s: float,
     sweep_interval_s: float,
+    watchdog_interval_s: float,
     purge_interval_s: float = DAY_S,
     delivery_retry_s: float = DELIVERY_RETRY_S,
 ) -> dict[str, dict[str, Any]]:
@@ -58,5 +65,11 @@ def build_schedule(
             "schedule": sweep_interval_s,
             "kwargs": {},
             "options": {"expires": sweep_interval_s},
+        },
+        "scan-watchdog": {
+            "task": WATCH_SCANS,
+            "schedule": watchdog_interval_s,
+            "kwargs": {},
+            "options": {"expires": watchdog_interval_s},
         },
     }

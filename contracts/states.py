@@ -42,6 +42,7 @@ class ScanTrigger(StrEnum):
     RESCAN = "rescan"
     ON_DEMAND = "on-demand"
     PUSH = "push"  # a processed push changed the cluster's state (workers.jobs.scan_if_behind)
+    WATCHDOG = "watchdog"  # the scan watchdog failed a stuck scan of the cluster (workers.watchdog)
 
 
 class SnapshotState(StrEnum):

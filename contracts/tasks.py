@@ -15,6 +15,7 @@ PURGE_EXPIRED = "k8smon.purge_expired"
 RESCAN = "k8smon.rescan"
 SWEEP_UNPROCESSED = "k8smon.sweep_unprocessed"
 CHATOPS_COMMAND = "k8smon.chatops_command"
+WATCH_SCANS = "k8smon.watch_scans"
 
 ALL_TASK_NAMES = (
     PROCESS_SNAPSHOT,
@@ -28,6 +29,7 @@ ALL_TASK_NAMES = (
     RESCAN,
     SWEEP_UNPROCESSED,
     CHATOPS_COMMAND,
+    WATCH_SCANS,
 )
 
 

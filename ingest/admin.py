@@ -534,6 +534,10 @@ def list_scans(session: Session, caller: Caller, body: Any) -> Any:
                     "counts": r.counts or {},
                     "errors": r.errors or [],
                     "task_id": r.task_id,
+                    "failure_reason": r.failure_reason,
+                    "redrives": r.redrives or 0,
+                    "heartbeat_at": _iso(r.heartbeat_at),
+                    "deadline_at": _iso(r.deadline_at),
                 }
                 for r in runs
             ]

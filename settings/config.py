@@ -177,6 +177,39 @@ VARIABLES: tuple[Variable, ...] = (
         parse=_positive_float,
     ),
     Variable(
+        "K8SMON_WATCHDOG_INTERVAL_SECONDS",
+        "watchdog_interval_seconds",
+        "60",
+        "seconds between runs of the scan watchdog, which re-drives or fails scans whose steps "
+        "were lost (docs/pipeline.md#scan-watchdog)",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_SCAN_STALE_SECONDS",
+        "scan_stale_seconds",
+        "90",
+        "a running scan none of whose steps finished for this long is checked for lost steps "
+        "(queued or running ones are left alone); with the interval above, a lost step is "
+        "re-driven within 2.5 minutes",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_SCAN_MAX_REDRIVES",
+        "scan_max_redrives",
+        "3",
+        "times the watchdog re-sends a scan's lost steps before it fails the scan (with the "
+        "reason) and rescans the cluster",
+        parse=_positive_int,
+    ),
+    Variable(
+        "K8SMON_SCAN_DEADLINE_MINUTES",
+        "scan_deadline_minutes",
+        "60",
+        "a scan still running this long after it started, plus one minute per shard, is "
+        "failed by the watchdog (with the reason) and the cluster rescanned",
+        parse=_positive_float,
+    ),
+    Variable(
         "K8SMON_SCAN_ON_PUSH",
         "scan_on_push",
         "true",
@@ -396,6 +429,10 @@ class Settings:
     scan_interval_hours: float = _default("scan_interval_hours")
     sweep_interval_minutes: float = _default("sweep_interval_minutes")
     scan_on_push: bool = _default("scan_on_push")
+    watchdog_interval_seconds: float = _default("watchdog_interval_seconds")
+    scan_stale_seconds: float = _default("scan_stale_seconds")
+    scan_max_redrives: int = _default("scan_max_redrives")
+    scan_deadline_minutes: float = _default("scan_deadline_minutes")
     shard_size: int = _default("shard_size")
     signature_window_seconds: int = _default("signature_window_seconds")
     max_body_bytes: int = _default("max_body_bytes")

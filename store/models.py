@@ -243,6 +243,31 @@ class ScanRun(Base):
     counts: Mapped[dict[str, int]] = mapped_column(JsonDocument, default=dict)
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument, default=list)
     task_id: Mapped[str | None] = mapped_column(String(64))
+    # The scan watchdog's view (workers.services.watchdog): when a step last finished, when
+    # the scan must be over, the finalize task's id, how often lost steps were re-sent, and
+    # why a failed scan failed.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finalize_task_id: Mapped[str | None] = mapped_column(String(64))
+    redrives: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ScanStep(Base):
+    """One step of a running scan (a shard, or the cluster rules as step -1): its task id and,
+    once finished, its outcome. Rows live while the scan runs; finalize reads and deletes them."""
+
+    __tablename__ = "scan_steps"
+
+    scan_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("scan_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_id: Mapped[int | None] = mapped_column(BigId)
+    last_id: Mapped[int | None] = mapped_column(BigId)
+    task_id: Mapped[str] = mapped_column(String(64))
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
 
 
 class Finding(Base):

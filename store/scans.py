@@ -1,18 +1,21 @@
-"""Scan runs: one row per scan of one cluster, with trigger, timings, counts and errors."""
+"""Scan runs: one row per scan of one cluster, with trigger, timings, counts and errors; and the
+steps of a running scan (shards and the cluster-rules step), each recorded when it finishes."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from contracts.states import ScanState
 from store.bulk import affected
-from store.models import Cluster, ScanRun
+from store.models import Cluster, ScanRun, ScanStep
 from store.types import utcnow
+
+CLUSTER_STEP = -1  # the cluster-rules step's number among a scan's steps (shards count from 0)
 
 
 def start_scan_run(
@@ -25,11 +28,13 @@ def start_scan_run(
 ) -> ScanRun:
     """Record the start of a scan of the cluster's current state."""
     cluster = session.get(Cluster, cluster_id)
+    now = utcnow()
     run = ScanRun(
         cluster_id=cluster_id,
         trigger=trigger,
         state=ScanState.RUNNING,
-        started_at=utcnow(),
+        started_at=now,
+        heartbeat_at=now,
         catalogue_version=catalogue_version,
         snapshot_digest=cluster.current_digest if cluster else None,
         task_id=task_id,
@@ -53,7 +58,9 @@ def finish_scan_run(
     errors: Sequence[Mapping[str, Any]],
     state: ScanState = ScanState.DONE,
     at: datetime | None = None,
+    failure_reason: str | None = None,
 ) -> ScanRun:
+    """Record the end of a scan (done, or failed with its reason); its step rows go."""
     run = session.get(ScanRun, scan_id, with_for_update=True)
     if run is None:
         raise LookupError(f"scan run {scan_id} does not exist")
@@ -63,7 +70,9 @@ def finish_scan_run(
     run.duration_s = max((finished - run.started_at).total_seconds(), 0.0)
     run.counts = dict(counts)
     run.errors = [dict(e) for e in errors]
+    run.failure_reason = failure_reason
     session.flush()
+    session.execute(delete(ScanStep).where(ScanStep.scan_id == scan_id))
     return run
 
 
@@ -85,19 +94,86 @@ def list_scan_runs(
     return session.scalars(query).all()
 
 
-def fail_stale_runs(session: Session, *, older_than: timedelta) -> int:
-    """Mark scans still 'running' long after they started as failed (their workers died)."""
-    cutoff = utcnow() - older_than
-    result = session.execute(
+def add_steps(session: Session, scan_id: int, steps: Sequence[ScanStep]) -> None:
+    """Record a running scan's planned steps, each with the task id it runs as."""
+    session.add_all(steps)
+    session.flush()
+
+
+def reassign_steps(session: Session, scan_id: int, task_ids: Mapping[int, str]) -> None:
+    """Give unfinished steps the task ids they are re-sent as (the lost ones keep nothing)."""
+    for step, task_id in task_ids.items():
+        session.execute(
+            update(ScanStep)
+            .where(ScanStep.scan_id == scan_id, ScanStep.step == step)
+            .values(task_id=task_id)
+        )
+
+
+def has_steps(session: Session, scan_id: int) -> bool:
+    first = session.scalar(select(ScanStep.step).where(ScanStep.scan_id == scan_id).limit(1))
+    return first is not None
+
+
+def finish_step(
+    session: Session,
+    scan_id: int,
+    *,
+    step: int,
+    outcome: Mapping[str, Any],
+    at: datetime | None = None,
+) -> bool:
+    """Record a step's outcome (the first to finish wins; a finished scan has no step rows
+    left) and beat the scan's heartbeat. The run row is written before the step row, the order
+    finalize takes them in, so the two never wait on each other."""
+    now = at or utcnow()
+    session.execute(
         update(ScanRun)
-        .where(ScanRun.state == ScanState.RUNNING, ScanRun.started_at < cutoff)
-        .values(
-            state=ScanState.FAILED,
-            finished_at=utcnow(),
-            errors=[{"stage": "scan", "error": "scan did not finish in time"}],
+        .where(ScanRun.id == scan_id, ScanRun.state == ScanState.RUNNING)
+        .values(heartbeat_at=now)
+    )
+    result = session.execute(
+        update(ScanStep)
+        .where(ScanStep.scan_id == scan_id, ScanStep.step == step, ScanStep.finished_at.is_(None))
+        .values(finished_at=now, outcome=dict(outcome))
+    )
+    return affected(result) > 0
+
+
+def step_outcomes(session: Session, scan_id: int) -> dict[int, dict[str, Any]]:
+    """The outcomes of a running scan's finished steps, by step number."""
+    rows = session.execute(
+        select(ScanStep.step, ScanStep.outcome).where(
+            ScanStep.scan_id == scan_id, ScanStep.finished_at.is_not(None)
         )
     )
-    return affected(result)
+    return {step: dict(outcome or {}) for step, outcome in rows}
+
+
+def unfinished_steps(session: Session, scan_id: int) -> list[ScanStep]:
+    return list(
+        session.scalars(
+            select(ScanStep)
+            .where(ScanStep.scan_id == scan_id, ScanStep.finished_at.is_(None))
+            .order_by(ScanStep.step)
+        )
+    )
+
+
+def quiet_runs(session: Session, *, now: datetime, quiet_since: datetime) -> Sequence[ScanRun]:
+    """Running scans none of whose steps finished since `quiet_since`, or past their deadline:
+    the ones the watchdog looks at (oldest first)."""
+    return session.scalars(
+        select(ScanRun)
+        .where(
+            ScanRun.state == ScanState.RUNNING,
+            or_(
+                func.coalesce(ScanRun.heartbeat_at, ScanRun.started_at) < quiet_since,
+                ScanRun.deadline_at < now,
+            ),
+        )
+        .order_by(ScanRun.id)
+    ).all()
 
 
 def note_scan_error(session: Session, scan_id: int, entry: Mapping[str, Any]) -> bool:

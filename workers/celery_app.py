@@ -9,8 +9,9 @@ access, so importing this module has no side effects.
 from __future__ import annotations
 
 import functools
+import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
 from settings import Settings, load_settings
 from store.failures import classify
+from store.scans import CLUSTER_STEP
 from workers import jobs
 from workers.context import WorkerContext
 from workers.retries import RetryPolicy, give_up
@@ -31,6 +33,8 @@ from workers.schedule_lease import ScheduleLeases
 from workers.services.scanning import ScanPlan
 from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
 
+INSPECT_TIMEOUT_S = 2.0  # how long the watchdog waits for live workers to say what they hold
+QUEUE_PAGE = 1000  # messages read per LRANGE when the watchdog looks for a task id
 DEFAULT_QUEUE = Settings().task_queue  # K8SMON_TASK_QUEUE's default (settings.config)
 VISIBILITY_TIMEOUT_S = LONGEST_TASK_S + 600  # unacked messages come back only after this
 
@@ -145,7 +149,7 @@ class CeleryRunner:
         return self._task.request.id
 
     def run_plan(self, plan: ScanPlan) -> dict[str, Any]:
-        if len(plan.shards) <= 1:
+        if len(plan.shards) <= 1 and not plan.redrive:
             # One shard of work (an incremental rescan, a small cluster): a chord would add
             # three task round trips to the same sequence of steps; run them here instead.
             outcome = jobs.run_plan(self.ctx, plan)
@@ -166,19 +170,77 @@ class CeleryRunner:
                     "last_id": s.last_id,
                 },
                 immutable=True,
+                **_task_id(plan.task_ids.get(s.index)),
             )
             for s in plan.shards
         ]
-        header.append(
-            self._app.signature(names.EVALUATE_CLUSTER_RULES, kwargs=scan, immutable=True)
-        )
-        chord(header)(self._app.signature(names.FINALIZE_SCAN, kwargs=scan))
+        if plan.cluster_step:
+            header.append(
+                self._app.signature(
+                    names.EVALUATE_CLUSTER_RULES,
+                    kwargs=scan,
+                    immutable=True,
+                    **_task_id(plan.task_ids.get(CLUSTER_STEP)),
+                )
+            )
+        finalize = _task_id(plan.finalize_task_id)
+        if header:
+            chord(header)(self._app.signature(names.FINALIZE_SCAN, kwargs=scan), **finalize)
+        else:  # a re-drive of a finalize whose steps all finished
+            self._app.signature(names.FINALIZE_SCAN, args=([],), kwargs=scan).apply_async(
+                **finalize
+            )
         return {"scan_id": plan.scan_id, "shards": len(plan.shards)}
+
+    def in_flight(self, task_ids: Collection[str]) -> set[str]:
+        """The ids waiting in the broker's queues, then those live workers hold (reserved,
+        scheduled for a retry, or running). Read in that order, a task moving from the queue to
+        a worker meanwhile is seen in one of them; a task in neither was lost."""
+        wanted = set(task_ids)
+        if not wanted:
+            return set()
+        found = queued_task_ids(self._app, wanted)
+        inspect = self._app.control.inspect(timeout=INSPECT_TIMEOUT_S)
+        for held in (inspect.query_task(*sorted(wanted - found)) or {}).values():
+            found.update(held or {})
+        return found & wanted
 
     def fan_out(self, task_name: str, calls: Sequence[Mapping[str, Any]]) -> None:
         group(
             self._app.signature(task_name, kwargs=dict(kwargs), immutable=True) for kwargs in calls
         ).apply_async()
+
+
+def _task_id(task_id: str | None) -> dict[str, str]:
+    return {"task_id": task_id} if task_id else {}
+
+
+def queued_task_ids(app: Celery, wanted: set[str]) -> set[str]:
+    """Which of `wanted` wait in a queue of this app's broker (kombu's Redis transport keeps
+    each queue, per priority step, as a list of JSON messages whose headers carry the id)."""
+    found: set[str] = set()
+    with app.connection_for_read() as connection:
+        channel: Any = connection.default_channel
+        client = channel.client  # prefixes keys with the broker's global_keyprefix
+        for queue in app.amqp.queues:
+            for priority in channel.priority_steps:
+                key = channel._q_for_pri(queue, priority)  # kombu's key layout
+                # Producers push on the left, workers pop on the right: paging from the left
+                # until a page comes back empty sees every message still queued at least once.
+                start = 0
+                while page := client.lrange(key, start, start + QUEUE_PAGE - 1):
+                    found.update(t for t in map(_message_task_id, page) if t in wanted)
+                    start += QUEUE_PAGE
+    return found
+
+
+def _message_task_id(raw: bytes) -> str | None:
+    try:
+        headers = json.loads(raw).get("headers") or {}
+    except (ValueError, AttributeError):
+        return None
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    return task_id if isinstance(task_id, str) else None
 
 
 def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
@@ -256,6 +318,7 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,
+            watchdog_interval_s=settings.watchdog_interval_seconds,
         ),
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from workers import jobs
@@ -36,6 +36,11 @@ class InProcessDispatcher:
 
     def run_plan(self, plan: ScanPlan) -> dict[str, Any]:
         return jobs.run_plan(self._ctx, plan)
+
+    def in_flight(self, task_ids: Collection[str]) -> None:
+        """Unknown: steps run synchronously in whichever thread started them, so the watchdog
+        takes a scan that stayed quiet past K8SMON_SCAN_STALE_SECONDS as lost."""
+        return None
 
     def fan_out(self, task_name: str, calls: Sequence[Mapping[str, Any]]) -> list[Any]:
         return [self.run(task_name, **kwargs) for kwargs in calls]

@@ -6,7 +6,9 @@ so the embedded mode runs exactly the code the workers run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -18,11 +20,12 @@ from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
-from store.scans import fail_stale_runs
+from store.scans import CLUSTER_STEP, finish_step
+from store.types import utcnow
 from workers.context import WorkerContext
-from workers.services import delivery, purge, scanning, snapshots
+from workers.services import delivery, purge, scanning, snapshots, watchdog
 
-STALE_SCAN_AFTER = timedelta(hours=2)
+log = logging.getLogger("k8smon.workers")
 
 
 def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
@@ -46,13 +49,13 @@ def scan_if_behind(ctx: WorkerContext, cluster_id: str) -> bool:
 
 
 def sweep_unprocessed(ctx: WorkerContext) -> dict[str, Any]:
-    """Enqueue processing for snapshots stored while nothing could run tasks (e.g. Redis down)."""
+    """Enqueue processing for snapshots stored while nothing could run tasks (e.g. Redis down).
+    (Scans that stopped are the scan watchdog's: `watch_scans`.)"""
     with unit_of_work(ctx.sessions) as session:
         pending = snapshots.unprocessed_clusters(session)
-        stale = fail_stale_runs(session, older_than=STALE_SCAN_AFTER)
     for snapshot_id, _cluster_id in pending:
         ctx.send(PROCESS_SNAPSHOT, snapshot_id=snapshot_id)
-    return {"enqueued": [sid for sid, _ in pending], "stale_scans_failed": stale}
+    return {"enqueued": [sid for sid, _ in pending]}
 
 
 def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
@@ -76,6 +79,7 @@ def plan_scan(
             rules=ctx.rules,
             trigger=trigger,
             shard_size=ctx.settings.shard_size,
+            deadline_minutes=ctx.settings.scan_deadline_minutes,
             task_id=task_id,
         )
 
@@ -97,13 +101,17 @@ def evaluate_shard(
             rules=ctx.rules,
             shard_index=shard_index,
         )
-    return {**result.to_dict(), "scan_id": scan_id}
+        outcome = {**result.to_dict(), "scan_id": scan_id}
+        finish_step(session, scan_id, step=shard_index, outcome=outcome)
+    return outcome
 
 
 def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) -> dict[str, Any]:
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         result = scanning.evaluate_cluster_rules(session, cluster_id=cluster_id, rules=ctx.rules)
-    return {**result.to_dict(), "scan_id": scan_id}
+        outcome = {**result.to_dict(), "scan_id": scan_id}
+        finish_step(session, scan_id, step=CLUSTER_STEP, outcome=outcome)
+    return outcome
 
 
 def finalize_scan(
@@ -163,10 +171,72 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
 
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
-    """Run a planned scan's shards, cluster rules and finalize one after another here."""
+    """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
+    another here."""
     results = [
         evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
         for s in plan.shards
     ]
-    results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    if plan.cluster_step:
+        results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
+
+
+InFlight = Callable[[Collection[str]], Collection[str] | None]
+
+
+def watch_scans(
+    ctx: WorkerContext,
+    *,
+    in_flight: InFlight,
+    run_plan: Callable[[scanning.ScanPlan], Any],
+) -> dict[str, Any]:
+    """The scan watchdog (workers.services.watchdog): find running scans that went quiet,
+    ask the runner which of their tasks are still queued or running (`in_flight`), re-send
+    what was lost (`run_plan`), or fail the scan with the reason and rescan its cluster."""
+    settings = ctx.settings
+    now = utcnow()
+    with unit_of_work(ctx.sessions) as session:
+        suspects = watchdog.suspects(
+            session, now=now, stale_after=timedelta(seconds=settings.scan_stale_seconds)
+        )
+    if not suspects:
+        return {"suspects": 0, "redriven": [], "failed": []}
+    live = in_flight(set().union(*(s.task_ids() for s in suspects)))
+    redriven: list[int] = []
+    failed: list[int] = []
+    for suspect in suspects:
+        verdict = watchdog.judge(
+            suspect, in_flight=live, now=now, max_redrives=settings.scan_max_redrives
+        )
+        if verdict.action == watchdog.Action.LEAVE:
+            continue
+        with unit_of_work(ctx.sessions) as session:
+            if verdict.action == watchdog.Action.REDRIVE:
+                plan = watchdog.redrive(session, suspect, now=now)
+                acted = plan is not None
+            else:
+                plan = None
+                acted = watchdog.fail(session, suspect, reason=verdict.reason, now=now)
+        if not acted:
+            continue  # finished (or handled) meanwhile
+        log.log(
+            logging.WARNING if plan is not None else logging.ERROR,
+            json.dumps(
+                {
+                    "event": "scan_redriven" if plan is not None else "scan_failed",
+                    "scan_id": suspect.scan_id,
+                    "cluster_id": suspect.cluster_id,
+                    "redrives": suspect.redrives + (plan is not None),
+                    "reason": verdict.reason,
+                }
+            ),
+        )
+        if plan is not None:
+            redriven.append(suspect.scan_id)
+            run_plan(plan)
+            continue
+        failed.append(suspect.scan_id)
+        if suspect.trigger != ScanTrigger.WATCHDOG:  # a rescan that failed again waits
+            ctx.send(SCAN_CLUSTER, cluster_id=suspect.cluster_id, trigger=ScanTrigger.WATCHDOG)
+    return {"suspects": len(suspects), "redriven": redriven, "failed": failed}

@@ -11,7 +11,7 @@ retries transient database and Redis errors with exponential backoff (`celery_ap
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -38,7 +38,12 @@ class Runner(Protocol):
     def task_id(self) -> str | None: ...
 
     def run_plan(self, plan: ScanPlan) -> dict[str, Any]:
-        """Run a planned scan's shards, cluster rules and finalize step."""
+        """Run a planned (or re-driven) scan's shards, cluster rules and finalize step, each
+        as the task id the plan gives it."""
+        ...
+
+    def in_flight(self, task_ids: Collection[str]) -> Collection[str] | None:
+        """Which of these task ids are queued or running (None: this runner cannot tell)."""
         ...
 
     def fan_out(self, task_name: str, calls: Sequence[Mapping[str, Any]]) -> list[Any] | None:
@@ -115,6 +120,10 @@ def chatops_command(run: Runner, request: dict[str, Any]) -> dict[str, Any]:
     return jobs.chatops_command(run.ctx, request)
 
 
+def watch_scans(run: Runner) -> dict[str, Any]:
+    return jobs.watch_scans(run.ctx, in_flight=run.in_flight, run_plan=run.run_plan)
+
+
 def purge_expired(run: Runner) -> dict[str, Any]:
     try:
         return {"deleted": jobs.purge_expired(run.ctx), "complete": True}
@@ -135,6 +144,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(names.DELIVER_REPORTS, deliver_reports),
     TaskSpec(names.CHATOPS_COMMAND, chatops_command),
     TaskSpec(names.PURGE_EXPIRED, purge_expired, PURGE_LIMITS),
+    TaskSpec(names.WATCH_SCANS, watch_scans),
 )
 BY_NAME: Mapping[str, TaskSpec] = {spec.name: spec for spec in TASKS}
 LONGEST_TASK_S = max(spec.limits[1] for spec in TASKS)

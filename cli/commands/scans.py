@@ -2,7 +2,9 @@
 
 Needs the admin API's `GET /v1/admin/scans?cluster=&limit=` answering
 `{"scans": [{"id", "cluster_id", "trigger", "state", "started_at", "finished_at",
-"duration_s", "object_count", "counts", "errors", "task_id"}]}`.
+"duration_s", "object_count", "counts", "errors", "task_id", "failure_reason", "redrives",
+"heartbeat_at", "deadline_at"}]}`. A failed scan's `reason` column says why it failed (the scan
+watchdog's words: lost steps, re-drives spent, deadline passed).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ COLUMNS = [
     Col("new", "new"),
     Col("resolved", "resolved"),
     Col("error_count", "errors"),
+    Col("failure_reason", "reason"),
+    Col("redrives", "re-drives", wide=True),
     Col("task_id", "task", wide=True),
 ]
 STATE_STYLE = {"failed": "bold red", "running": "cyan"}

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from cli.commands.exemptions import parse_expiry
 from store.models import Exemption, Finding, TelemetryPing
 from tests.cli.conftest import Operator
+from tests.support.factories import make_failed_scan
 
 
 def _has_route(operator: Operator, rule: str) -> bool:
@@ -211,3 +212,17 @@ def test_report_formats(operator: Operator, fmt: str) -> None:
     written = operator.run("report", "prod-eu", "--format", fmt, "-o", str(target))
     assert written.exit_code == 0 and f"wrote {target}" in written.stderr
     assert target.read_text(encoding="utf-8").strip() == result.stdout.strip()
+
+
+def test_scans_say_why_a_scan_failed(operator: Operator) -> None:
+    reason = "shards 0 and 3 did not finish after 3 re-drives [bold]x[/bold]"
+    with operator.fleet.sessions() as session:
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason, redrives=3)
+    listed = json.loads(operator.run("scans", "--cluster", "prod-eu", "--format", "json").stdout)
+    failed = next(s for s in listed if s["id"] == scan_id)
+    assert failed["state"] == "failed" and failed["failure_reason"] == reason
+    assert failed["redrives"] == 3
+    table = operator.run("scans", "--cluster", "prod-eu", "-o", "wide")
+    assert table.exit_code == 0, table.output
+    assert "reason" in table.stdout and "re-drives" in table.stdout
+    assert "[bold]x[/bold]" in " ".join(table.stdout.split())  # markup shown, not applied

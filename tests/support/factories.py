@@ -19,6 +19,7 @@ from contracts.states import FindingStatus, ScanState
 from store.clusters import create_cluster
 from store.exemptions import create_exemption
 from store.models import Cluster, Exemption, Finding, ScanRun
+from store.types import utcnow
 
 _numbers = itertools.count(1)
 
@@ -130,3 +131,19 @@ def make_scan_run(
     session.add(run)
     session.flush()
     return run
+
+
+def make_failed_scan(session: Session, cluster_id: str, *, reason: str, redrives: int = 0) -> int:
+    """A scan run the watchdog failed with `reason`, committed; its id."""
+    now = utcnow()
+    run = make_scan_run(
+        session,
+        cluster_id,
+        state=ScanState.FAILED,
+        started_at=now,
+        finished_at=now,
+        failure_reason=reason,
+        redrives=redrives,
+    )
+    session.commit()
+    return run.id

@@ -13,6 +13,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 
 from settings import Settings
+from tests.support.factories import make_failed_scan
 from tests.web.fleet import ADMIN_PASSWORD, build_fleet, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -111,3 +112,27 @@ def test_operator_flow_in_a_real_browser(
         page.click("nav >> text=Audit log")
         expect(page.locator("table.audit")).to_contain_text("exemption.create")
         expect(page.locator("table.audit")).to_contain_text("cluster.rescan")
+
+
+def test_a_failed_scans_reason_in_a_real_browser(
+    db_session: Session, test_settings: Settings, browser_page: Page
+) -> None:
+    page = browser_page
+    fleet = build_fleet(db_session, test_settings)
+    reason = "the cluster rules lost <img id=pwned src=x> (no task queued or running)"
+    with fleet.sessions() as session:
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason)
+    with live_server(fleet.app) as base:
+        page.goto(f"{base}/admin/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_contain_text("Fleet")
+
+        page.click("nav >> text=Scans")
+        row = page.locator("table.scans tr.state-failed", has_text=str(scan_id))
+        expect(row.locator(".failure-reason")).to_have_text(reason)
+        page.click("a[href='/admin/clusters/prod-eu']")
+        row = page.locator("tr.state-failed", has_text="failed")
+        expect(row.locator(".failure-reason")).to_have_text(reason)
+        expect(page.locator("#pwned")).to_have_count(0)  # the text stayed text

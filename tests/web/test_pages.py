@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from store.accounts import set_disabled
 from store.models import AuditEntry, Exemption, Finding, KubeObject, ScanRun
+from tests.support.factories import make_failed_scan
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, Fleet
 
@@ -287,3 +288,21 @@ def test_rule_page_uses_the_wired_catalogue_and_scans_link_to_flower(
         session.commit()
     scans = admin_client.get("/admin/scans").get_data(as_text=True)
     assert 'href="https://flower.example/task/abc123-task"' in scans
+
+
+def test_a_failed_scan_says_why_on_the_scan_list_and_the_cluster_page(
+    admin_client: FlaskClient, fleet: Fleet
+) -> None:
+    reason = "shard 2 did not finish after 3 re-drives <img src=x onerror=alert(1)>"
+    with fleet.sessions() as session:
+        scan_id = make_failed_scan(session, "prod-eu", reason=reason, redrives=3)
+    escaped = "shard 2 did not finish after 3 re-drives &lt;img src=x onerror=alert(1)&gt;"
+    listing = admin_client.get("/admin/scans").get_data(as_text=True)
+    row = listing.split(f"<td>{scan_id}</td>")[1].split("</tr>")[0]
+    assert f'failed: <span class="failure-reason">{escaped}</span>' in row
+    assert "(lost steps re-sent 3 times)" in row
+    assert "<img" not in listing
+    cluster = admin_client.get("/admin/clusters/prod-eu").get_data(as_text=True)
+    row = cluster.split(f"<td>{scan_id}</td>")[1].split("</tr>")[0]
+    assert f'failed<div class="failure-reason">{escaped}</div>' in row
+    assert "<img" not in cluster

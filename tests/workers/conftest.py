@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
+from store import migrate
+from store.db import make_engine, make_session_factory
 from store.models import Cluster
 from store.snapshots import stage_snapshot
 from tests.support.factories import make_cluster
@@ -77,3 +79,31 @@ def make_pipeline(
 @pytest.fixture
 def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
     return make_pipeline()
+
+
+@pytest.fixture
+def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipeline]:
+    """A database file of its own: pysqlite's SAVEPOINT handling cannot roll back commits
+    made through nested sessions, so this test must not share the suite's SQLite engine."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
+    migrate.upgrade(engine)
+    sessions = make_session_factory(engine)
+    settings = Settings(
+        database_url=str(engine.url),
+        secret_key="s" * 40,
+        instance_path=tmp_path,
+        scan_on_push=False,  # each scan here is triggered by the test itself
+    )
+    ctx = WorkerContext(
+        settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
+    )
+    # The test's own session reads between pipeline runs and keeps that transaction open:
+    # it begins deferred, so it never holds the write lock the pipeline's sessions take.
+    observer = make_engine(str(engine.url), lock_on_begin=False)
+    session = make_session_factory(observer)()
+    try:
+        yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
+    finally:
+        session.close()
+        observer.dispose()
+        engine.dispose()

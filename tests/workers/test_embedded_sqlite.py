@@ -2,50 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
-from settings import Settings
-from store import migrate
-from store.db import make_engine, make_session_factory
 from store.models import Finding
 from tests.workers.conftest import Pipeline
 from tests.workers.test_scan_lifecycle import offline
 from tests.workers.workloads import cluster_state, fixed, privileged
-from workers.context import WorkerContext
-from workers.engine import EngineHandle
-from workers.inprocess import InProcessDispatcher
-
-
-@pytest.fixture
-def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipeline]:
-    """A database file of its own: pysqlite's SAVEPOINT handling cannot roll back commits
-    made through nested sessions, so this test must not share the suite's SQLite engine."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
-    migrate.upgrade(engine)
-    sessions = make_session_factory(engine)
-    settings = Settings(
-        database_url=str(engine.url),
-        secret_key="s" * 40,
-        instance_path=tmp_path,
-        scan_on_push=False,  # each scan here is triggered by the test itself
-    )
-    ctx = WorkerContext(
-        settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
-    )
-    # The test's own session reads between pipeline runs and keeps that transaction open:
-    # it begins deferred, so it never holds the write lock the pipeline's sessions take.
-    observer = make_engine(str(engine.url), lock_on_begin=False)
-    session = make_session_factory(observer)()
-    try:
-        yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
-    finally:
-        session.close()
-        observer.dispose()
-        engine.dispose()
 
 
 def active(pipeline: Pipeline, cluster_id: str) -> set[tuple]:

@@ -70,11 +70,13 @@ def test_a_task_retries_through_a_read_only_spell(
 ) -> None:
     pg, _engine = private
     with _worker(pg, redis_url, tmp_path, window_s=120) as (client, rig):
-        assert client.send_task(names.SWEEP_UNPROCESSED).get(timeout=90) is not None  # warm
+        # The purge writes (DELETE) from its first statement, so a read-only database fails it.
+        assert client.send_task(names.PURGE_EXPIRED).get(timeout=90)["complete"]  # warm
         with read_only(pg):
-            result = client.send_task(names.SWEEP_UNPROCESSED)
+            result = client.send_task(names.PURGE_EXPIRED)
             wait_for(lambda: "retry 2/" in _logs(rig), timeout=60, what="the task to retry twice")
-        assert result.get(timeout=90) == {"enqueued": [], "stale_scans_failed": 0}
+        purged = result.get(timeout=90)
+        assert purged["complete"] is True and not any(purged["deleted"].values())
         logs = _logs(rig)
     assert "unavailable: the database is read-only" in logs
     assert "task_gave_up" not in logs
@@ -85,7 +87,7 @@ def test_a_task_gives_up_with_the_reason_after_the_retry_window(
 ) -> None:
     pg, _engine = private
     with _worker(pg, redis_url, tmp_path, window_s=3) as (client, rig), read_only(pg):
-        result = client.send_task(names.SWEEP_UNPROCESSED)
+        result = client.send_task(names.PURGE_EXPIRED)
         started = time.monotonic()
         with pytest.raises(Exception) as gave_up:
             result.get(timeout=90)

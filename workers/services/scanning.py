@@ -9,6 +9,7 @@ catalogue are evaluated at all (scan cost grows with change, not with fleet size
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,8 +37,17 @@ from store.findings import (
     status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests
-from store.models import Cluster, Exemption, KubeObject, ScanRun
-from store.scans import finish_scan_run, start_scan_run
+from store.models import Cluster, Exemption, KubeObject, ScanRun, ScanStep
+from store.scans import (
+    CLUSTER_STEP,
+    add_steps,
+    finish_scan_run,
+    has_steps,
+    reassign_steps,
+    start_scan_run,
+    step_outcomes,
+    unfinished_steps,
+)
 from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
@@ -62,11 +72,20 @@ class ShardSpec:
 
 @dataclass(slots=True)
 class ScanPlan:
+    """What a runner runs for a scan: its shards, the cluster-rules step (unless it already
+    finished, for a re-drive), then finalize, each as the task id recorded for it (the scan
+    watchdog looks for these ids among queued and running tasks). `finished`: nothing to run
+    (done, or unchanged); `redrive`: the watchdog re-sends lost steps (always as tasks)."""
+
     scan_id: int
     cluster_id: str
     shards: list[ShardSpec] = field(default_factory=list)
     finished: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    cluster_step: bool = True
+    task_ids: dict[int, str] = field(default_factory=dict)  # step number -> task id
+    finalize_task_id: str | None = None
+    redrive: bool = False
 
 
 def _still_valid(
@@ -229,7 +248,17 @@ def record_unchanged_scans(
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
 
-SCAN_RUNNING_AT_MOST = timedelta(hours=2)  # older "running" runs are dead (the sweep fails them)
+DEADLINE_PER_SHARD = timedelta(minutes=1)  # a scan's deadline: the setting plus this per shard
+UNPLANNED_DEADLINE = timedelta(hours=2)  # a run from before deadlines were recorded
+
+
+def scan_deadline(run: ScanRun, *, base_minutes: float) -> datetime:
+    """When a scan must be over (K8SMON_SCAN_DEADLINE_MINUTES plus a minute per shard)."""
+    return run.started_at + timedelta(minutes=base_minutes) + DEADLINE_PER_SHARD * run.shard_count
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
 
 
 def push_scan_due(session: Session, cluster_id: str) -> bool:
@@ -242,11 +271,15 @@ def push_scan_due(session: Session, cluster_id: str) -> bool:
     )
     if digest is None:
         return False
-    since = utcnow() - SCAN_RUNNING_AT_MOST
+    now = utcnow()
     covered = and_(
         ScanRun.snapshot_digest == digest, ScanRun.state.in_((ScanState.DONE, ScanState.RUNNING))
     )
-    running = and_(ScanRun.state == ScanState.RUNNING, ScanRun.started_at > since)
+    alive = or_(
+        ScanRun.deadline_at > now,
+        and_(ScanRun.deadline_at.is_(None), ScanRun.started_at > now - UNPLANNED_DEADLINE),
+    )
+    running = and_(ScanRun.state == ScanState.RUNNING, alive)
     busy = session.scalar(
         select(ScanRun.id).where(ScanRun.cluster_id == cluster_id, or_(covered, running)).limit(1)
     )
@@ -277,9 +310,12 @@ def plan_scan(
     rules: EngineHandle,
     trigger: str,
     shard_size: int,
+    deadline_minutes: float,
     task_id: str | None = None,
 ) -> ScanPlan:
-    """Start (or, for a redelivered task, resume) a scan run and split the work into shards."""
+    """Start a scan run, split the work into shards and record them as the scan's steps
+    (with the cluster-rules step), each with the task id it will run as, and the deadline.
+    A redelivered start of a scan already planned carries on with its unfinished steps."""
     rules = judged_as_deployed(session, cluster_id, rules)
     run = None
     if task_id:
@@ -294,6 +330,8 @@ def plan_scan(
         )
     if run.state != ScanState.RUNNING:
         return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
+    if has_steps(session, run.id):  # a redelivered start: carry on with what is unfinished
+        return unfinished_plan(session, run, redrive=False)
     previous = _unchanged_since(session, run, rules=rules)
     if previous is not None:
         return _finish_unchanged(session, run, previous)
@@ -313,8 +351,50 @@ def plan_scan(
         or 0
     )
     run.shard_count = len(shards)
+    run.deadline_at = scan_deadline(run, base_minutes=deadline_minutes)
+    run.heartbeat_at = utcnow()
+    run.finalize_task_id = new_task_id()
+    steps = [
+        ScanStep(
+            scan_id=run.id,
+            step=s.index,
+            first_id=s.first_id,
+            last_id=s.last_id,
+            task_id=new_task_id(),
+        )
+        for s in shards
+    ]
+    steps.append(ScanStep(scan_id=run.id, step=CLUSTER_STEP, task_id=new_task_id()))
+    add_steps(session, run.id, steps)
+    task_ids = {step.step: step.task_id for step in steps}
+    return ScanPlan(
+        run.id, cluster_id, shards, task_ids=task_ids, finalize_task_id=run.finalize_task_id
+    )
+
+
+def unfinished_plan(session: Session, run: ScanRun, *, redrive: bool) -> ScanPlan:
+    """A plan of a running scan's unfinished steps (none: only its finalize), each under a new
+    task id (recorded), and a new finalize task id."""
+    unfinished = unfinished_steps(session, run.id)
+    task_ids = {s.step: new_task_id() for s in unfinished}
+    reassign_steps(session, run.id, task_ids)
+    run.finalize_task_id = new_task_id()
+    run.heartbeat_at = utcnow()
     session.flush()
-    return ScanPlan(run.id, cluster_id, shards)
+    shards = [
+        ShardSpec(run.id, run.cluster_id, s.step, s.first_id or 0, s.last_id or 0, 0)
+        for s in unfinished
+        if s.step != CLUSTER_STEP
+    ]
+    return ScanPlan(
+        run.id,
+        run.cluster_id,
+        shards,
+        cluster_step=any(s.step == CLUSTER_STEP for s in unfinished),
+        task_ids=task_ids,
+        finalize_task_id=run.finalize_task_id,
+        redrive=redrive,
+    )
 
 
 def evaluate_shard(
@@ -500,6 +580,22 @@ def _observe(
     ]
 
 
+def step_number(outcome: StepOutcome) -> int:
+    return outcome.shard if isinstance(outcome, ShardOutcome) else CLUSTER_STEP
+
+
+def merged_outcomes(
+    results: Sequence[Mapping[str, Any] | StepOutcome], *, recorded: Mapping[int, Mapping[str, Any]]
+) -> list[StepOutcome]:
+    """Every step's outcome: those recorded in the database (all of them, after a re-drive
+    whose chord carried only the lost steps), then those handed over that were not recorded."""
+    outcomes = {step: step_outcome(data) for step, data in recorded.items()}
+    for result in results:
+        outcome = step_outcome(result)
+        outcomes.setdefault(step_number(outcome), outcome)
+    return [outcomes[step] for step in sorted(outcomes)]
+
+
 def finalize_scan(
     session: Session,
     *,
@@ -519,7 +615,7 @@ def finalize_scan(
     if run.state != ScanState.RUNNING:
         return FinalizeOutcome(scan_id, cluster_id, dict(run.counts), [], already_done=True)
     version = rules.catalogue_version
-    outcomes = [step_outcome(r) for r in results]
+    outcomes = merged_outcomes(results, recorded=step_outcomes(session, scan_id))
     errors = [dict(e) for o in outcomes for e in o.errors]
 
     step = _cluster_results(session, outcomes, rules=rules)
