@@ -13,7 +13,6 @@ from store.models import FindingEvent, KubeObject, ManifestVersion
 from store.timeline import Cursor, Entry, find_resource, timeline
 from tests.support.manifests import config_map, deployment
 from tests.workers.conftest import Pipeline
-from tests.workers.test_embedded_sqlite import sqlite_pipeline  # noqa: F401 - a fixture
 from tests.workers.workloads import fixed, privileged
 
 PRIVILEGED_PATH = "spec.template.spec.containers[0].securityContext.privileged"
