@@ -19,7 +19,6 @@ from contracts.tasks import (
 )
 
 DAY_S = 24 * 3600.0
-DELIVERY_RETRY_S = 300.0  # due report deliveries (retries) are attempted every five minutes
 LEASE_SLACK_SHARE = 0.1  # a lease ends this share of its interval before the next send is due
 LEASE_SLACK_MAX_S = 5.0  # ... but at most this many seconds before
 
@@ -37,10 +36,11 @@ def build_schedule(
     sweep_interval_s: float,
     watchdog_interval_s: float,
     purge_interval_s: float = DAY_S,
-    delivery_retry_s: float = DELIVERY_RETRY_S,
+    delivery_retry_s: float,
 ) -> dict[str, dict[str, Any]]:
     """celery-beat's `beat_schedule` entries. Each fleet scan's finalize steps enqueue their
-    report delivery themselves; the delivery entry here retries deliveries that failed."""
+    report delivery themselves; the delivery entry here sends the deliveries whose next attempt
+    is due (retries, and any a killed worker left unacknowledged)."""
     return {
         "fleet-scan": {
             "task": SCAN_FLEET,

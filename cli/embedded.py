@@ -67,6 +67,7 @@ class EmbeddedServer:
         entries = build_schedule(
             scan_interval_s=self.settings.scan_interval_hours * 3600,
             sweep_interval_s=self.settings.sweep_interval_minutes * 60,
+            delivery_retry_s=self.settings.delivery_interval_seconds,
             watchdog_interval_s=self.settings.watchdog_interval_seconds,
         )
         for name, entry in entries.items():

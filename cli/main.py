@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "completion": "cli.commands.completion:completion",
     "images": "cli.commands.images:images",
     "timeline": "cli.commands.timeline:timeline",
+    "advisories": "cli.commands.advisories:advisories",
 }
 
 

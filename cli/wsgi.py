@@ -95,15 +95,18 @@ class BackgroundDispatcher:
 def build_dispatcher(
     settings: Settings, sessions: sessionmaker[Session], environ: Mapping[str, str] | None = None
 ) -> TaskDispatcher:
-    """Celery `send_task` on REDIS_URL (same queue and key prefix as the workers), else the
-    workers' in-process runner on a background thread."""
+    """Celery `send_task` on REDIS_URL (same queues, routing and key prefix as the workers),
+    else the workers' in-process runner on a background thread."""
     from ingest.dispatch import CeleryDispatcher  # noqa: PLC0415
     from workers.celery_app import BrokerOptions  # noqa: PLC0415
 
     if settings.redis_url:
         options = BrokerOptions.from_settings(settings)
         return CeleryDispatcher(
-            settings.redis_url, queue=options.queue, key_prefix=options.key_prefix
+            settings.redis_url,
+            queue=options.queue,
+            key_prefix=options.key_prefix,
+            routes=options.routes(),
         )
     from workers.context import WorkerContext  # noqa: PLC0415
     from workers.inprocess import InProcessDispatcher  # noqa: PLC0415

@@ -148,7 +148,7 @@ class RuleInfo(TypedDict):
     kinds: list[str] | None
     api_versions: list[str] | None
     status: Literal["stable", "preview", "deprecated"]
-    scope: Literal["object", "cluster"]
+    scope: Literal["object", "cluster", "fleet"]
     summary: str
     help_uri: NotRequired[str]
 

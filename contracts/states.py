@@ -52,9 +52,12 @@ class SnapshotState(StrEnum):
 
 
 class DeliveryState(StrEnum):
+    """A report delivery: waiting for its (next) attempt, acknowledged by the receiver, or
+    dead-lettered after its retry window (shown on the admin pages, re-sendable by an admin)."""
+
     PENDING = "pending"
     SENT = "sent"
-    FAILED = "failed"
+    DEAD = "dead"
 
 
 class ClusterStatus(StrEnum):

@@ -15,6 +15,7 @@ PURGE_EXPIRED = "k8smon.purge_expired"
 RESCAN = "k8smon.rescan"
 SWEEP_UNPROCESSED = "k8smon.sweep_unprocessed"
 CHATOPS_COMMAND = "k8smon.chatops_command"
+EVALUATE_FLEET = "k8smon.evaluate_fleet"
 WATCH_SCANS = "k8smon.watch_scans"
 
 ALL_TASK_NAMES = (
@@ -29,6 +30,7 @@ ALL_TASK_NAMES = (
     RESCAN,
     SWEEP_UNPROCESSED,
     CHATOPS_COMMAND,
+    EVALUATE_FLEET,
     WATCH_SCANS,
 )
 

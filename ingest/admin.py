@@ -4,6 +4,7 @@ every action is written to the audit log with the key's name."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -16,9 +17,10 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
+from contracts.advisories import AdvisoryError, parse_advisories
 from contracts.severity import Severity
-from contracts.states import ScanTrigger
-from contracts.tasks import RESCAN, SCAN_FLEET
+from contracts.states import DeliveryState, ScanTrigger
+from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, RESCAN, SCAN_FLEET
 from ingest.auth import Caller, authenticate_admin, http_request
 from ingest.body import parse_json, read_capped, validate, validator_for
 from ingest.caps import ADMIN_API_BODY_LIMIT
@@ -36,12 +38,22 @@ from ingest.problems import (
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
 from ingest.web import timeline as timeline_view
-from ingest.web.search import SearchError, SearchResult, SearchTimeout, run_search
-from reports.channels import ChannelError, check_channel
-from store import admin_keys, audit, clusters, exemptions, images, scans, telemetry
+from ingest.web.search import PeriodError, SearchError, SearchResult, SearchTimeout, run_search
+from reports.channels import ChannelError, check_channel, describe
+from store import (
+    admin_keys,
+    advisories,
+    audit,
+    clusters,
+    deliveries,
+    exemptions,
+    images,
+    scans,
+    telemetry,
+)
 from store import timeline as timelines
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
-from store.models import AdminKey, Cluster, ClusterKey, Exemption, Finding
+from store.models import AdminKey, Advisory, Cluster, ClusterKey, Delivery, Exemption, Finding
 
 log = logging.getLogger("k8smon.ingest")
 blueprint = Blueprint("admin", __name__, url_prefix="/v1/admin")
@@ -272,6 +284,15 @@ SEARCH_SCHEMA = {
         "namespace": {"type": "string", "maxLength": 253},
         "distinct": {"type": "boolean"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_DISTINCT_VALUES},
+        # Back in time (ISO 8601 with Z or an offset): the versions current at `at`, or at
+        # some instant of `between` [start, end].
+        "at": {"type": "string", "maxLength": 64},
+        "between": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 64},
+            "minItems": 2,
+            "maxItems": 2,
+        },
     },
     # `limit` caps matching objects, or with `distinct` the distinct values returned (every
     # match is counted either way).
@@ -585,6 +606,9 @@ def latest_telemetry(session: Session, caller: Caller, body: Any) -> Any:
 def search(session: Session, caller: Caller, body: Any) -> Any:
     spec = _require(body, SEARCH_SCHEMA)
     audit_details = {"path": spec["path"], "clusters": spec.get("clusters")}
+    for moment in ("at", "between"):
+        if moment in spec:
+            audit_details[moment] = spec[moment]
     distinct = bool(spec.get("distinct"))
     result = _run_search(
         session,
@@ -628,9 +652,21 @@ def _run_search(
             namespace=spec.get("namespace"),
             distinct=distinct,
             limit=limit,
+            at=spec.get("at"),
+            between=spec.get("between"),
         )
     except SearchTimeout as problem:
         raise _timeout_problem(problem) from None
+    except PeriodError as problem:
+        if problem.oldest is not None:
+            raise Problem(
+                400,
+                "before_retention",
+                "Before the retention window",
+                str(problem),
+                extra={"oldest": _iso(problem.oldest)},
+            ) from None
+        raise bad_request("invalid_time", str(problem)[:300]) from None
     except SearchError as problem:
         raise bad_request("invalid_json_path", str(problem)[:300]) from None
 
@@ -652,6 +688,99 @@ def fleet_images(session: Session, caller: Caller, body: Any) -> Any:
         raise _timeout_problem(problem) from None
     rows = [i.as_json() for i in found]
     return {"images": rows, "count": len(rows), "truncated": truncated}, 200, None, {}
+
+
+@blueprint.get("/images/inventory")
+@admin_route(role="viewer", action="images.inventory")
+def image_inventory(session: Session, caller: Caller, body: Any) -> Any:
+    """Every (workload, container, image) the fleet runs: repository, tag, digest, where,
+    since when (`store.images.image_uses`); `repository` filters by a glob."""
+    limit = _limit(default=10_000, maximum=100_000)
+    wanted = [c for c in request.args.getlist("cluster") if c]
+    pattern = request.args.get("repository", "").strip()
+    try:
+        uses = images.image_uses(
+            session, cluster_ids=wanted, timeout_seconds=ctx().settings.search_timeout_seconds
+        )
+    except SearchTimeout as problem:
+        raise _timeout_problem(problem) from None
+    rows = [u.as_json() for u in uses]
+    if pattern:
+        rows = [
+            r
+            for r in rows
+            if fnmatch.fnmatchcase(r["repository"], pattern)
+            or fnmatch.fnmatchcase(r["image"], pattern)
+        ]
+    answer = {
+        "images": rows[:limit],
+        "count": min(len(rows), limit),
+        "truncated": len(rows) > limit,
+    }
+    return answer, 200, None, {}
+
+
+# ---- advisories ----------------------------------------------------------------------------
+
+
+def _advisory_json(row: Advisory) -> dict[str, Any]:
+    return {
+        **row.record,
+        "loaded_by": row.loaded_by,
+        "loaded_at": _iso(row.loaded_at),
+    }
+
+
+def _evaluate_fleet_after_commit() -> None:
+    """Findings for a loaded (or deleted) advisory appear at once: the fleet evaluation is
+    enqueued as soon as the change is committed."""
+
+    def after(context: IngestContext) -> None:
+        enqueue_after_commit(context.dispatch, EVALUATE_FLEET, kwargs={})
+
+    g.k8smon_after_commit = after
+
+
+@blueprint.get("/advisories")
+@admin_route(role="viewer", action="advisories.list")
+def list_advisories(session: Session, caller: Caller, body: Any) -> Any:
+    rows = advisories.list_advisories(session)
+    return {"advisories": [_advisory_json(r) for r in rows], "count": len(rows)}, 200, None, {}
+
+
+@blueprint.post("/advisories")
+@admin_route(role="admin", action="advisories.load")
+def load_advisories(session: Session, caller: Caller, body: Any) -> Any:
+    """One advisory record, a list, or `{"advisories": [...]}` (`contracts.advisories`):
+    all valid or nothing stored (400 naming the field)."""
+    if body is None:
+        raise bad_request("schema_violation", "a JSON body is required")
+    try:
+        parsed = parse_advisories(body)
+    except AdvisoryError as problem:
+        raise bad_request("invalid_advisory", str(problem)[:500]) from None
+    outcome = advisories.load_advisories(
+        session, parsed, loaded_by=caller.admin_name or caller.key_id
+    )
+    _evaluate_fleet_after_commit()
+    answer = {
+        "created": outcome.created,
+        "replaced": outcome.replaced,
+        "count": len(parsed),
+        "evaluation": "requested",
+    }
+    ids = [a.id for a in parsed]
+    target = ids[0] if len(ids) == 1 else f"{len(ids)} advisories"
+    return answer, 201 if outcome.created else 200, target, {"ids": ids[:100]}
+
+
+@blueprint.delete("/advisories/<advisory_id>")
+@admin_route(role="admin", action="advisories.delete")
+def delete_advisory(session: Session, caller: Caller, body: Any, advisory_id: str) -> Any:
+    if not advisories.delete_advisory(session, advisory_id):
+        raise not_found(f"no advisory {advisory_id!r}")
+    _evaluate_fleet_after_commit()
+    return {"id": advisory_id, "deleted": True, "evaluation": "requested"}, 200, advisory_id, {}
 
 
 def _finding_json(f: Finding) -> dict[str, Any]:
@@ -797,6 +926,58 @@ def rescan(session: Session, caller: Caller, body: Any) -> Any:
 
     g.k8smon_after_commit = after
     return {"status": "requested", "cluster_id": cluster_id}, 202, cluster_id or "*", {}
+
+
+def _delivery_json(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "cluster_id": d.cluster_id,
+        "scan_id": d.scan_run_id,
+        "channel": d.channel,
+        "state": d.state,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "idempotency_key": d.idempotency_key,
+        "created_at": _iso(d.created_at),
+        "last_attempt_at": _iso(d.last_attempt_at),
+        "next_attempt_at": _iso(d.next_attempt_at),
+        "sent_at": _iso(d.sent_at),
+        "dead_at": _iso(d.dead_at),
+    }
+
+
+@blueprint.get("/deliveries")
+@admin_route(role="viewer", action="deliveries.list")
+def list_deliveries(session: Session, caller: Caller, body: Any) -> Any:
+    """Report deliveries, newest first; `state=dead` lists the dead letters."""
+    state = request.args.get("state") or None
+    if state is not None and state not in set(DeliveryState):
+        raise bad_request("bad_request", f"state must be one of {', '.join(DeliveryState)}")
+    rows = deliveries.list_deliveries(
+        session,
+        state=DeliveryState(state) if state else None,
+        limit=_limit(default=200, maximum=1000),
+    )
+    return {"deliveries": [_delivery_json(d) for d in rows]}, 200, None, {}
+
+
+@blueprint.post("/deliveries/<int:delivery_id>/resend")
+@admin_route(role="admin", action="delivery.resend")
+def resend_delivery(session: Session, caller: Caller, body: Any, delivery_id: int) -> Any:
+    """Re-send a dead letter: due at once, a fresh retry window, the same idempotency key."""
+    try:
+        delivery = deliveries.resend(session, delivery_id)
+    except LookupError as missing:
+        raise not_found(str(missing)) from None
+    except deliveries.NotDeadLetter as refused:
+        raise Problem(409, CONFLICT, "Conflict", str(refused)) from None
+
+    def after(context: IngestContext) -> None:
+        enqueue_after_commit(context.dispatch, DELIVER_REPORTS, kwargs={})
+
+    g.k8smon_after_commit = after
+    details = {"cluster_id": delivery.cluster_id, "channel": describe(delivery.channel)}
+    return _delivery_json(delivery), 202, f"delivery/{delivery_id}", details
 
 
 @blueprint.get("/audit")

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -34,9 +35,15 @@ from ingest.metrics import IngestMetrics
 from ingest.problems import BODY_TOO_LARGE, UNAVAILABLE, Problem
 from ingest.web.throttle import make_throttle
 from settings import Settings
+from store.deliveries import count_unsent
 from store.failures import classify
 
 log = logging.getLogger("k8smon.ingest")
+
+
+def _count_unsent(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        return count_unsent(session)
 
 
 def create_app(
@@ -112,6 +119,8 @@ def create_app(
         redis=redis_client,
         throttle=make_throttle(redis_client, prefix=redis_prefix),
     )
+
+    app.extensions[EXTENSION].metrics.watch_deliveries(partial(_count_unsent, store))
 
     from ingest import admin, ops, push  # noqa: PLC0415 - blueprints live inside the factory
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from contracts.tasks import TaskDispatcher
@@ -19,7 +20,11 @@ log = logging.getLogger("k8smon.ingest")
 
 
 class CeleryDispatcher:
-    """Sends tasks by name through a Celery client on `broker_url`, failing fast when down."""
+    """Sends tasks by name through a Celery client on `broker_url`, failing fast when down.
+
+    `routes` (task name -> queue) is the workers' task table's routing, handed over by the
+    composition root (`cli.wsgi`: ingest may not import workers); a task it does not name goes
+    to `queue`."""
 
     def __init__(
         self,
@@ -28,10 +33,12 @@ class CeleryDispatcher:
         timeout_s: float = 1.0,
         queue: str = "celery",
         key_prefix: str = "",
+        routes: Mapping[str, str] | None = None,
     ) -> None:
         self._broker_url = broker_url
         self._timeout = timeout_s
         self._queue = queue
+        self._routes = {name: {"queue": queue} for name, queue in (routes or {}).items()}
         self._key_prefix = key_prefix
         self._client: Any = None
         self._lock = threading.Lock()
@@ -58,6 +65,7 @@ class CeleryDispatcher:
                     },
                     task_publish_retry=False,
                     task_default_queue=self._queue,
+                    task_routes=self._routes,
                 )
             return self._client
 

@@ -41,6 +41,43 @@ _EXEMPTION_ID = {
 }
 _GROUP = "(" + "|".join(TIMELINE_GROUPS) + ")"
 TIMELINE_TYPES_PATTERN = f"^{_GROUP}(,{_GROUP})*$"
+_ADVISORY_ID = {
+    "name": "advisory_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+}
+# One advisory record, a list of them, or {"advisories": [...]} (contracts.advisories).
+ADVISORY_RECORD = {
+    "type": "object",
+    "required": ["id", "severity", "affected"],
+    "properties": {
+        "id": {"type": "string"},
+        "severity": {"enum": ["critical", "high", "medium", "low", "info"]},
+        "summary": {"type": "string"},
+        "url": {"type": "string"},
+        "aliases": {"type": "array", "items": {"type": "string"}},
+        "affected": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["repository"],
+                "properties": {
+                    "repository": {"type": "string"},
+                    "introduced": {"type": "string"},
+                    "fixed": {"type": "string"},
+                    "last_affected": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_DELIVERY_ID = {
+    "name": "delivery_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
 _SIGNATURE_HEADERS = [
     {
         "name": "Signature-Input",
@@ -220,7 +257,9 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "JSON-path search over current manifests: the matching objects, or "
                 "with distinct each value once with its occurrences and clusters "
-                "(counted over every match; limit caps the values returned)",
+                "(counted over every match; limit caps the values returned); with at "
+                "or between (ISO 8601, Z or offset) over the versions current then, each "
+                "match with valid_from/valid_until",
                 body=_json_body(SEARCH_SCHEMA),
             )
         },
@@ -255,6 +294,25 @@ def openapi_document() -> dict[str, Any]:
                 body=_json_body(RESCAN_SCHEMA, required=False),
             )
         },
+        "/v1/admin/deliveries": {
+            "get": _op(
+                "Report deliveries, newest first (state=dead: the dead letters, with their "
+                "last error)",
+                params=[
+                    _query("state", {"enum": ["pending", "sent", "dead"]}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+            )
+        },
+        "/v1/admin/deliveries/{delivery_id}/resend": {
+            "post": _op(
+                "Re-send a dead-lettered delivery (due at once, a fresh retry window, the "
+                "same idempotency key)",
+                ok="202",
+                params=[_DELIVERY_ID],
+                refusals=("400", "401", "403", "404", "409"),
+            )
+        },
         "/v1/admin/audit": {
             "get": _op(
                 "Recent audit log entries, newest first",
@@ -274,6 +332,43 @@ def openapi_document() -> dict[str, Any]:
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}),
                 ],
             )
+        },
+        "/v1/admin/images/inventory": {
+            "get": _op(
+                "Every (workload, container, image) the fleet runs: repository, tag, digest, "
+                "cluster, namespace, workload, since when (stored history)",
+                params=[
+                    _query("cluster"),
+                    _query("repository"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}),
+                ],
+            )
+        },
+        "/v1/admin/advisories": {
+            "get": _op("Loaded image advisories"),
+            "post": _op(
+                "Load advisories (replacing those with the same id); the fleet is re-evaluated "
+                "at once",
+                ok="201",
+                body=_json_body(
+                    {
+                        "oneOf": [
+                            ADVISORY_RECORD,
+                            {"type": "array", "items": ADVISORY_RECORD},
+                            {
+                                "type": "object",
+                                "required": ["advisories"],
+                                "properties": {
+                                    "advisories": {"type": "array", "items": ADVISORY_RECORD}
+                                },
+                            },
+                        ]
+                    }
+                ),
+            ),
+        },
+        "/v1/admin/advisories/{advisory_id}": {
+            "delete": _op("Delete an advisory; its findings resolve", params=[_ADVISORY_ID])
         },
         "/v1/admin/keys": {
             "get": _op(

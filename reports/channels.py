@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
@@ -33,7 +34,13 @@ from reports.destinations import (
 )
 from reports.model import ClusterReport
 from reports.slack import build_message
-from reports.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, payload, sign
+from reports.webhook import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    payload,
+    sign,
+)
 
 SLACK_CHANNEL_NAME = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}")
 SLACK_WEBHOOK_PREFIX = "https://hooks.slack.com/"
@@ -93,10 +100,13 @@ class Channel(Protocol):
         spec: str,
         report: ClusterReport,
         *,
+        key: str,
         settings: ChannelSettings,
         outbound: Outbound,
     ) -> None:
-        """Deliver the report; raise DeliveryError unless the receiver accepted it."""
+        """Deliver the report; raise DeliveryError unless the receiver accepted it. `key` is
+        the delivery's idempotency key, the same on every attempt (sent where the receiver
+        can read it)."""
 
 
 def _checked_url(url: str, *, settings: ChannelSettings, outbound: Outbound) -> None:
@@ -161,6 +171,7 @@ class SlackBotChannel:
         spec: str,
         report: ClusterReport,
         *,
+        key: str,
         settings: ChannelSettings,
         outbound: Outbound,
     ) -> None:
@@ -197,6 +208,7 @@ class SlackWebhookChannel:
         spec: str,
         report: ClusterReport,
         *,
+        key: str,
         settings: ChannelSettings,
         outbound: Outbound,
     ) -> None:
@@ -205,7 +217,11 @@ class SlackWebhookChannel:
         _post(
             spec.removeprefix(FORCED_SLACK_PREFIX),
             body,
-            headers={"Content-Type": "application/json", "User-Agent": "k8s-monitor"},
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "k8s-monitor",
+                IDEMPOTENCY_HEADER: key,
+            },
             settings=settings,
             outbound=outbound,
             who="slack",
@@ -241,15 +257,20 @@ class WebhookChannel:
         spec: str,
         report: ClusterReport,
         *,
+        key: str,
         settings: ChannelSettings,
         outbound: Outbound,
     ) -> None:
         if self._unsigned_refused(settings):
             raise DeliveryError("K8SMON_WEBHOOK_SECRET is not configured: not sent unsigned")
         body = json.dumps(
-            payload(report), sort_keys=True, separators=(",", ":"), default=str
+            payload(report, delivery_id=key), sort_keys=True, separators=(",", ":"), default=str
         ).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": "k8s-monitor"}
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "k8s-monitor",
+            IDEMPOTENCY_HEADER: key,
+        }
         if settings.webhook_secret:
             timestamp = str(int(outbound.now()))
             headers[TIMESTAMP_HEADER] = timestamp
@@ -272,6 +293,15 @@ def channel_for(spec: str) -> Channel:
     raise ChannelError(f"{spec!r} is not {FORMS}")
 
 
+def describe(spec: str) -> str:
+    """The channel for logs: a URL's scheme and host only (a Slack webhook URL's path is its
+    secret)."""
+    parts = urlsplit(spec.removeprefix(FORCED_SLACK_PREFIX))
+    if parts.scheme and parts.netloc:
+        return f"{parts.scheme}://{parts.hostname or ''}/…"
+    return spec
+
+
 def check_channel(spec: str, *, settings: ChannelSettings, outbound: Outbound | None = None) -> str:
     """Raise ChannelError unless a configured method can reach the channel; returns its kind."""
     channel = channel_for(spec)
@@ -283,12 +313,14 @@ def deliver(
     spec: str,
     report: ClusterReport,
     *,
+    key: str,
     settings: ChannelSettings,
     outbound: Outbound | None = None,
 ) -> None:
-    """Send the report to the channel; raise DeliveryError (retried later) on any failure."""
+    """Send the report to the channel with its delivery's idempotency key; raise DeliveryError
+    (retried later) on any failure."""
     try:
         channel = channel_for(spec)
     except ChannelError as problem:
         raise DeliveryError(str(problem)) from None
-    channel.send(spec, report, settings=settings, outbound=outbound or Outbound())
+    channel.send(spec, report, key=key, settings=settings, outbound=outbound or Outbound())

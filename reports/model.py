@@ -12,6 +12,10 @@ from contracts.severity import Severity
 SEVERITY_ORDER = tuple(Severity)  # most severe first
 
 
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
 def severity_rank(severity: str) -> int:
     try:
         return SEVERITY_ORDER.index(severity)
@@ -54,6 +58,21 @@ class ViolationLine:
             "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ViolationLine:
+        return cls(
+            api_version=data["apiVersion"],
+            kind=data["kind"],
+            namespace=data["namespace"],
+            name=data["name"],
+            container=data["container"],
+            path=data["path"],
+            message=data["message"],
+            status=data["status"],
+            first_seen=_when(data["first_seen"]),
+            resolved_at=_when(data["resolved_at"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RuleSection:
@@ -73,6 +92,17 @@ class RuleSection:
             "pss": list(self.pss),
             "violations": [v.to_dict() for v in self.violations],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuleSection:
+        return cls(
+            rule_id=data["rule_id"],
+            title=data["title"],
+            severity=data["severity"],
+            cis=tuple(data["cis"]),
+            pss=tuple(data["pss"]),
+            violations=tuple(ViolationLine.from_dict(v) for v in data["violations"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +139,24 @@ class ClusterReport:
             "open": [s.to_dict() for s in self.rules],
             "exempted": [s.to_dict() for s in self.exempted],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClusterReport:
+        """The report `to_dict` gave (stored with a delivery, so it is sent as it was)."""
+
+        def sections(key: str) -> tuple[RuleSection, ...]:
+            return tuple(RuleSection.from_dict(s) for s in data[key])
+
+        return cls(
+            cluster_id=data["cluster"]["id"],
+            display_name=data["cluster"]["name"],
+            team=data["cluster"]["team"],
+            scan_id=data["scan"]["id"],
+            scanned_at=_when(data["scan"]["finished_at"]),
+            admin_url=data["admin_url"],
+            counts=dict(data["scan"]["counts"]),
+            rules=sections("open"),
+            exempted=sections("exempted"),
+            new=sections("new"),
+            resolved=sections("resolved"),
+        )

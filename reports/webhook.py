@@ -11,14 +11,18 @@ from reports.model import ClusterReport
 
 SIGNATURE_HEADER = "X-K8sMon-Signature"
 TIMESTAMP_HEADER = "X-K8sMon-Timestamp"
+# The same for every attempt of one delivery (and `delivery_id` in the body): a receiver that
+# has seen it already can drop the retry.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 EVENT = "k8smon.scan.report"
 
 
-def payload(report: ClusterReport) -> dict[str, Any]:
+def payload(report: ClusterReport, *, delivery_id: str) -> dict[str, Any]:
     """Only what changed (new and resolved) plus the summary and the admin link."""
     data = report.to_dict()
     return {
         "event": EVENT,
+        "delivery_id": delivery_id,
         "cluster": data["cluster"],
         "scan": data["scan"],
         "admin_url": data["admin_url"],

@@ -6,6 +6,9 @@ One YAML document (see docs/rules-authoring.md, "Configuration")::
     disabled: [KM-123]
     dedup_controllers: true            # report controlled pods once, on the top controller
     allow_annotation_exemptions: false # honour k8s-monitor.io/exempt annotations
+    image_drift:                       # KM-621: how far behind the fleet's newest version
+      max_releases_behind: 2           # releases (at the first semver number that differs)
+      max_days_behind: 30              # days since the newest version first ran in the fleet
     exemptions:
       - rules: [KM-104]                # or ["*"]
         cluster: prod-eu               # omit for a global exemption
@@ -44,8 +47,16 @@ from contracts.severity import Severity
 EXEMPT_ANNOTATION = "k8s-monitor.io/exempt"
 
 _TOP_KEYS = frozenset(
-    {"severity", "disabled", "exemptions", "allow_annotation_exemptions", "dedup_controllers"}
+    {
+        "severity",
+        "disabled",
+        "exemptions",
+        "allow_annotation_exemptions",
+        "dedup_controllers",
+        "image_drift",
+    }
 )
+_DRIFT_KEYS = frozenset({"max_releases_behind", "max_days_behind"})
 _EXEMPTION_KEYS = frozenset(
     {
         "rules",
@@ -195,6 +206,42 @@ class Exemption:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageDrift:
+    """KM-621's thresholds: a workload is reported when its image is more than
+    `max_releases_behind` releases, or has been behind for more than `max_days_behind` days,
+    behind the newest version of its repository running anywhere in the fleet. The defaults
+    here are the only place they are written."""
+
+    max_releases_behind: int = 2
+    max_days_behind: int = 30
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ImageDrift:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError("image_drift: must be a mapping")
+        unknown = sorted(set(map(str, data)) - _DRIFT_KEYS)
+        if unknown:
+            raise ConfigError(f"image_drift: unknown keys {', '.join(unknown)}")
+        values = {}
+        for key in sorted(_DRIFT_KEYS):
+            if key not in data:
+                continue
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+                raise ConfigError(f"image_drift.{key}: must be a whole number from 0 to 100000")
+            values[key] = value
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "max_releases_behind": self.max_releases_behind,
+            "max_days_behind": self.max_days_behind,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ScanConfig:
     """The whole configuration; `ScanConfig()` is the default (everything on, no exemptions)."""
 
@@ -203,6 +250,7 @@ class ScanConfig:
     exemptions: tuple[Exemption, ...] = ()
     allow_annotation_exemptions: bool = False
     dedup_controllers: bool = True
+    image_drift: ImageDrift = field(default_factory=ImageDrift)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
@@ -229,6 +277,7 @@ class ScanConfig:
                 data.get("allow_annotation_exemptions", False), "allow_annotation_exemptions"
             ),
             dedup_controllers=_bool(data.get("dedup_controllers", True), "dedup_controllers"),
+            image_drift=ImageDrift.from_dict(data.get("image_drift")),
             raw=_plain(data),
         )
 
@@ -270,6 +319,7 @@ class ScanConfig:
             "exemptions": [_plain(e.raw) for e in self.exemptions],
             "allow_annotation_exemptions": self.allow_annotation_exemptions,
             "dedup_controllers": self.dedup_controllers,
+            "image_drift": self.image_drift.to_dict(),
         }
 
 

@@ -7,6 +7,7 @@ serve every scan of a worker process. See `rules/__init__.py` for the API summar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 import hashlib
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any
 
+from contracts.advisories import Advisory
 from contracts.findings import (
     Finding,
     LocationDict,
@@ -28,6 +30,7 @@ from contracts.severity import Severity
 from rules.cluster import ClusterContext, suppressed_by_controller
 from rules.config import ConfigError, Exemption, ScanConfig
 from rules.configure import ObjectFacts, apply_config
+from rules.fleet import FleetContext, RunningImage
 from rules.loading import Document
 from rules.model import Result, Rule, RuleMeta, Scope, Violation
 from rules.psa import Version, assign_versions
@@ -177,9 +180,12 @@ class Engine:
         any_kind: list[Rule] = []
         by_kind: dict[str, list[Rule]] = defaultdict(list)
         cluster: list[Rule] = []
+        fleet: list[Rule] = []
         for r in self.rules:
             if r.meta.scope is Scope.CLUSTER:
                 cluster.append(r)
+            elif r.meta.scope is Scope.FLEET:
+                fleet.append(r)
             elif r.meta.kinds is None:
                 any_kind.append(r)
             else:
@@ -197,6 +203,7 @@ class Engine:
             for kind, rules_ in self._by_kind.items()
         }
         self._cluster_rules = tuple(cluster)
+        self._fleet_rules = tuple(fleet)
         self.catalogue_version = self._compute_version()
         # What evaluate_object/evaluate_cluster output depends on: the rules, their code and
         # the disabled set, not severities or exemptions (applied by apply_config). A finer
@@ -238,6 +245,10 @@ class Engine:
     @property
     def cluster_rules(self) -> tuple[Rule, ...]:
         return self._cluster_rules
+
+    @property
+    def fleet_rules(self) -> tuple[Rule, ...]:
+        return self._fleet_rules
 
     # -- evaluation -------------------------------------------------------------------------
     def evaluate_object(
@@ -342,6 +353,59 @@ class Engine:
                 )
         return results
 
+    def evaluate_fleet(self, fleet: FleetContext) -> list[tuple[str | None, Result]]:
+        """Run every enabled fleet rule on the fleet's running images (no config applied):
+        (cluster id, result) pairs, the cluster being the subject's. A violation's own
+        `severity` (an advisory's) replaces the rule's. The drift thresholds are this
+        engine's configuration (`image_drift`), whatever the context carried."""
+        if fleet.drift != self.config.image_drift:
+            fleet = dataclasses.replace(fleet, drift=self.config.image_drift)
+        results: list[tuple[str | None, Result]] = []
+        for r in self._fleet_rules:
+            meta = r.meta
+            try:
+                for v in r.check(fleet):
+                    subject = v.subject
+                    if not isinstance(subject, RunningImage):
+                        raise ValueError("a fleet rule's violation must name its RunningImage")
+                    result = Result(
+                        meta.id,
+                        meta.title,
+                        v.severity or meta.severity,
+                        meta.category,
+                        meta.cis,
+                        meta.pss,
+                        subject.workload,
+                        v.container,
+                        v.path,
+                        v.message,
+                    )
+                    results.append((subject.cluster, result))
+            except Exception as problem:
+                ref = make_ref({"kind": "Cluster", "metadata": {"name": "*"}})
+                results.append((None, _error_result(meta, ref, problem, None)))
+        return results
+
+    def _fleet_of_one(
+        self,
+        context: ClusterContext,
+        *,
+        cluster: str | None,
+        advisories: Sequence[Advisory],
+        now: dt.datetime,
+        locations: Mapping[str, LocationDict],
+    ) -> list[Result]:
+        """Fleet rules on one scanned input (a fleet of one cluster), with file locations."""
+        if not self._fleet_rules:
+            return []
+        fleet = FleetContext.of_cluster(
+            context, cluster=cluster, advisories=advisories, drift=self.config.image_drift, now=now
+        )
+        return [
+            result._replace(location=locations.get(result.resource.key))
+            for _cluster, result in self.evaluate_fleet(fleet)
+        ]
+
     @staticmethod
     def _subject_ref(v: Violation) -> Any:
         subject = v.subject
@@ -395,8 +459,11 @@ class Engine:
         now: dt.datetime | None = None,
         load_errors: Iterable[ScanErrorDict] = (),
         kubernetes_version: Version | None = None,
+        advisories: Sequence[Advisory] = (),
     ) -> ScanOutcome:
-        """Evaluate object and cluster rules on `inputs`, then apply the configuration.
+        """Evaluate object, cluster and fleet rules on `inputs`, then apply the configuration.
+
+        Fleet rules see the input as a fleet of one cluster, with `advisories` loaded.
 
         `kubernetes_version` is the (major, minor) release the input is judged as (None:
         the newest the catalogue knows); each object's Pod Security policy version is its
@@ -416,6 +483,7 @@ class Engine:
                 now=now,
                 load_errors=load_errors,
                 kubernetes_version=kubernetes_version,
+                advisories=advisories,
             )
 
     def _scan(
@@ -426,6 +494,7 @@ class Engine:
         now: dt.datetime | None,
         load_errors: Iterable[ScanErrorDict],
         kubernetes_version: Version | None = None,
+        advisories: Sequence[Advisory] = (),
     ) -> ScanOutcome:
         now = now or dt.datetime.now(dt.UTC)
         views: list[ObjectView] = []
@@ -475,6 +544,11 @@ class Engine:
             raw.extend(self.evaluate_object(view, location=loc))
         if self._cluster_rules:
             raw.extend(self.evaluate_cluster(context, locations=locations))
+        raw.extend(
+            self._fleet_of_one(
+                context, cluster=cluster, advisories=advisories, now=now, locations=locations
+            )
+        )
         applied = apply_config(
             raw,
             config=self.config,

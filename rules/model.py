@@ -38,10 +38,12 @@ class Status(StrEnum):
 
 
 class Scope(StrEnum):
-    """`object` rules see one manifest; `cluster` rules see a whole cluster's state."""
+    """`object` rules see one manifest; `cluster` rules see a whole cluster's state; `fleet`
+    rules see the images every cluster runs and the loaded advisories (`rules.fleet`)."""
 
     OBJECT = "object"
     CLUSTER = "cluster"
+    FLEET = "fleet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +202,9 @@ class Violation(NamedTuple):
 
     `path` is the JSON path of the offending field (dotted, `[i]` indexes); `container` names
     the container when the problem is in one. Cluster rules set `subject` to the manifest (or
-    `ObjectView`) the violation is about; object rules leave it None (the object itself).
+    `ObjectView`) the violation is about; object rules leave it None (the object itself);
+    fleet rules set it to the `rules.fleet.RunningImage` (which names its cluster).
+    `severity` overrides the rule's own for this violation (fleet rules: an advisory's).
     Immutable (a named tuple: several times cheaper to build than a frozen dataclass, and a
     scan builds one per violation).
     """
@@ -209,6 +213,7 @@ class Violation(NamedTuple):
     path: str = ""
     container: str | None = None
     subject: Any = None
+    severity: Severity | None = None
 
 
 ResultStatus = str  # "open" | "exempted" | "error"

@@ -15,6 +15,7 @@ from rules.catalogue import (
     availability,
     general,
     hygiene,
+    images,
     network,
     pod_security,
     rbac,
@@ -34,6 +35,7 @@ RULE_MODULES: tuple[ModuleType, ...] = (
     hygiene,
     availability,
     versions,
+    images,
 )
 
 

@@ -333,6 +333,35 @@ VARIABLES: tuple[Variable, ...] = (
         parse=_comma_list,
     ),
     Variable(
+        "K8SMON_DELIVERY_RETRY_HOURS",
+        "delivery_retry_hours",
+        "24",
+        "hours a report delivery is retried (capped exponential backoff) before it is "
+        "dead-lettered: logged at error level, counted in /metrics, listed on the admin pages",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_DELIVERY_BACKOFF_SECONDS",
+        "delivery_backoff_seconds",
+        "30",
+        "wait after a delivery's first failed attempt; doubled after each further failure",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_DELIVERY_BACKOFF_CAP_SECONDS",
+        "delivery_backoff_cap_seconds",
+        "3600",
+        "longest wait between two attempts of a delivery",
+        parse=_positive_float,
+    ),
+    Variable(
+        "K8SMON_DELIVERY_INTERVAL_SECONDS",
+        "delivery_interval_seconds",
+        "60",
+        "seconds between the beat's runs of the delivery task, which sends the deliveries due",
+        parse=_positive_float,
+    ),
+    Variable(
         "K8SMON_SEARCH_TIMEOUT_SECONDS",
         "search_timeout_seconds",
         "15",
@@ -450,6 +479,10 @@ class Settings:
     slack_bot_token: str | None = field(default=_default("slack_bot_token"), repr=False)
     slack_api_url: str = _default("slack_api_url")
     slack_response_hosts: tuple[str, ...] = _default("slack_response_hosts")
+    delivery_retry_hours: float = _default("delivery_retry_hours")
+    delivery_backoff_seconds: float = _default("delivery_backoff_seconds")
+    delivery_backoff_cap_seconds: float = _default("delivery_backoff_cap_seconds")
+    delivery_interval_seconds: float = _default("delivery_interval_seconds")
     search_timeout_seconds: float = _default("search_timeout_seconds")
     task_queue: str = _default("task_queue")
     redis_key_prefix: str = _default("redis_key_prefix")

@@ -96,6 +96,12 @@ ERRORS: tuple[ErrorRow, ...] = (
     # libpq failures carry no SQLSTATE: recognised by their message.
     ErrorRow(
         ErrorClass.UNAVAILABLE,
+        "the database is out of connections",
+        message=re.compile(r"too many clients|remaining connection slots are reserved"),
+        message_types=(psycopg2.OperationalError,),
+    ),
+    ErrorRow(
+        ErrorClass.UNAVAILABLE,
         "the database server cannot be reached",
         message=re.compile(
             r"could not connect|connection refused|could not translate host name|"

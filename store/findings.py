@@ -137,13 +137,15 @@ def reconcile_findings(
     session: Session,
     cluster_id: str,
     *,
-    scan_id: int,
+    scan_id: int | None,
     observed: Iterable[ObservedFinding],
     evaluated: Callable[[KnownFinding], bool],
     at: datetime | None = None,
     versions: Mapping[str, int | None] | None = None,
 ) -> ReconcileResult:
     """Merge one scan's violations into the cluster's findings (see the module docstring).
+
+    `scan_id` is None for the fleet evaluation (`workers.services.fleet`), which is no scan.
 
     `versions` maps the ref key of each live object to its current manifest version id; the
     events of this scan name it (an object absent from it is gone, or not stored)."""
@@ -245,7 +247,7 @@ def reconcile_findings(
 
 
 def _inserted(
-    session: Session, cluster_id: str, items: Sequence[ObservedFinding], *, scan_id: int
+    session: Session, cluster_id: str, items: Sequence[ObservedFinding], *, scan_id: int | None
 ) -> Iterable[tuple[int, ResourceRef]]:
     """(id, ref) of the findings just inserted for these observations (one query: rows this
     scan wrote as new or exempted)."""
@@ -267,7 +269,7 @@ def _record_events(
     session: Session,
     cluster_id: str,
     *,
-    scan_id: int,
+    scan_id: int | None,
     at: datetime,
     versions: Mapping[str, int | None],
     events: Sequence[tuple[FindingEventKind, tuple[int, ResourceRef]]],
@@ -290,7 +292,7 @@ def _record_events(
 def _write(
     session: Session,
     *,
-    scan_id: int,
+    scan_id: int | None,
     at: datetime,
     inserts: list[dict[str, Any]],
     row_updates: list[dict[str, Any]],
@@ -329,7 +331,7 @@ def _write(
 
 
 def _row(
-    cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int, at: datetime
+    cluster_id: str, item: ObservedFinding, *, status: str, scan_id: int | None, at: datetime
 ) -> dict[str, Any]:
     return {
         "cluster_id": cluster_id,

@@ -12,13 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from contracts.images import VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
+from store.bulk import chunked
 from store.manifests import current_manifests
+from store.models import KubeObject, ManifestBody, ManifestVersion
 from store.search import SearchTimeout
 
 # kind -> where its pod spec is
@@ -49,8 +53,12 @@ class FleetImage:
         return sorted({w[0] for w in self.workloads})
 
     def as_json(self) -> dict[str, Any]:
+        ref = parse_image(self.image)
         return {
             "image": self.image,
+            "repository": ref.repository,
+            "tag": ref.tag,
+            "digest": ref.digest,
             "workloads": len(self.workloads),
             "clusters": self.clusters,
             "cluster_count": len(self.clusters),
@@ -195,3 +203,341 @@ def fleet_images(
             found.setdefault(image, FleetImage(image)).workloads.add(top)
     ordered = sorted(found.values(), key=lambda i: (-len(i.workloads), i.image))
     return ordered[:limit], len(ordered) > limit
+
+
+# -- the running-image inventory (fleet rules, `k8smon images --workloads`) -----------------
+@dataclass(frozen=True, slots=True)
+class ImageUse:
+    """One container of one workload and the image it runs, with the digests its Pods report
+    and since when the workload has run that image without interruption (stored history)."""
+
+    cluster_id: str
+    workload: ResourceRef
+    container: str
+    path: str
+    image: str
+    digests: tuple[str, ...] = ()
+    since: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        ref = parse_image(self.image)
+        try:
+            version: str | None = str(parse_version(ref.tag))
+            problem = None
+        except VersionError as refused:
+            version, problem = None, str(refused)
+        return {
+            "image": self.image,
+            "repository": ref.repository,
+            "tag": ref.tag,
+            "digest": ref.digest or (self.digests[0] if len(self.digests) == 1 else None),
+            "digests": list(self.digests),
+            "version": version,
+            "version_error": problem,
+            "cluster_id": self.cluster_id,
+            "namespace": self.workload.namespace,
+            "kind": self.workload.kind,
+            "name": self.workload.name,
+            "api_version": self.workload.api_version,
+            "container": self.container,
+            "path": self.path,
+            "since": self.since.isoformat() if self.since else None,
+        }
+
+
+@dataclass(slots=True)
+class _Row:
+    object_id: int
+    cluster_id: str
+    ref: ResourceRef
+    owner: tuple[str, str, str] | None  # apiVersion, kind, name
+    containers: list[tuple[str, int, str, str]]  # group, index, name, image
+    statuses: dict[str, str]  # container name -> digest (Pods)
+
+
+def _owner(metadata: Any) -> tuple[str, str, str] | None:
+    refs = metadata.get("ownerReferences") if isinstance(metadata, dict) else None
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("controller") and ref.get("kind") and ref.get("name"):
+            return str(ref.get("apiVersion") or ""), str(ref["kind"]), str(ref["name"])
+    return None
+
+
+def _containers(kind: str, body: Any) -> list[tuple[str, int, str, str]]:
+    spec = _dig(body, POD_SPEC_PATHS.get(kind, ("-",)))
+    found: list[tuple[str, int, str, str]] = []
+    if not isinstance(spec, dict):
+        return found
+    for group in CONTAINER_LISTS:
+        entries = spec.get(group)
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict) and isinstance(entry.get("image"), str) and entry["image"]:
+                name = entry.get("name")
+                found.append((group, index, name if isinstance(name, str) else "", entry["image"]))
+    return found
+
+
+def _status_digests(statuses: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for entry in statuses if isinstance(statuses, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            digest = digest_of(entry.get("imageID"))
+            if digest:
+                found[entry["name"]] = digest
+    return found
+
+
+def _python_inventory_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[_Row]:
+    for manifest in current_manifests(session, cluster_id=cluster_id, kind=kind):
+        body = manifest.body if isinstance(manifest.body, dict) else {}
+        status = body.get("status") if kind == "Pod" else None
+        statuses: list[Any] = []
+        if isinstance(status, dict):
+            for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+                value = status.get(key)
+                statuses += value if isinstance(value, list) else []
+        yield _Row(
+            manifest.object_id,
+            manifest.cluster_id,
+            manifest.ref,
+            _owner(body.get("metadata")),
+            _containers(kind, body),
+            _status_digests(statuses),
+        )
+
+
+def _pg_array(path: str) -> str:
+    """SQL: the JSON array at `path` of b.body, or [] when it is absent or not an array."""
+    return (
+        f"CASE WHEN jsonb_typeof(b.body #> '{{{path}}}') = 'array' "
+        f"THEN b.body #> '{{{path}}}' ELSE '[]'::jsonb END"
+    )
+
+
+def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[_Row]:
+    """Only owner references, container names and images and (Pods) status image ids leave
+    the database, never whole manifests."""
+    spec = ",".join(POD_SPEC_PATHS[kind])
+    lists = []
+    for group in CONTAINER_LISTS:
+        lists.append(
+            f"""(SELECT coalesce(jsonb_agg(jsonb_build_array('{group}', c.n - 1,
+                        c.value -> 'name', c.value -> 'image')), '[]'::jsonb)
+                 FROM jsonb_array_elements({_pg_array(f"{spec},{group}")})
+                      WITH ORDINALITY AS c(value, n))"""  # noqa: S608 - fixed text
+        )
+    statuses = "'[]'::jsonb"
+    if kind == "Pod":
+        statuses = " || ".join(
+            f"""(SELECT coalesce(jsonb_agg(jsonb_build_object('name', s.value -> 'name',
+                        'imageID', s.value -> 'imageID')), '[]'::jsonb)
+                 FROM jsonb_array_elements({_pg_array(f"status,{key}")}) AS s(value))"""  # noqa: S608
+            for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
+        )
+    where = "o.deleted_at IS NULL AND o.kind = :kind"
+    if cluster_id is not None:
+        where += " AND o.cluster_id = :cluster_id"
+    sql = f"""
+        SELECT o.id, o.cluster_id, o.ref_key,
+               b.body #> '{{metadata,ownerReferences}}',
+               {" || ".join(lists)},
+               {statuses}
+        FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
+        WHERE {where}
+    """  # noqa: S608 - only fixed text is interpolated; every value is bound
+    statement = text(sql).execution_options(stream_results=True, yield_per=2000)
+    for oid, cid, key, owners, containers, found in session.execute(
+        statement, {"kind": kind, "cluster_id": cluster_id}
+    ):
+        yield _Row(
+            oid,
+            cid,
+            ResourceRef.from_key(key),
+            _owner({"ownerReferences": owners}),
+            [
+                (g, int(i), n if isinstance(n, str) else "", img)
+                for g, i, n, img in containers
+                if isinstance(img, str) and img
+            ],
+            _status_digests(found),
+        )
+
+
+_SPEC_PREFIXES = sorted({".".join(path) for path in POD_SPEC_PATHS.values()})
+_VERSION_IMAGES = " || ".join(
+    f"jsonb_path_query_array(b.body, 'lax $.{prefix}.{group}[*].image')"
+    for prefix in _SPEC_PREFIXES
+    for group in CONTAINER_LISTS
+)
+
+
+def _version_images(session: Session, batch: list[int]) -> Iterator[tuple[int, datetime, set[str]]]:
+    """(object id, first_seen, images) of every stored version of the objects, newest first
+    per object; on PostgreSQL only the images leave the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        statement = text(
+            f"""SELECT v.object_id, v.first_seen, {_VERSION_IMAGES}
+                FROM manifest_versions v
+                JOIN manifest_bodies b ON b.content_hash = v.content_hash
+                WHERE v.object_id = ANY(:ids)
+                ORDER BY v.object_id, v.first_seen DESC, v.id DESC"""  # noqa: S608 - fixed text
+        )
+        for object_id, first_seen, images in session.execute(statement, {"ids": batch}):
+            yield object_id, first_seen, {i for i in images if isinstance(i, str)}
+        return
+    rows = session.execute(
+        select(
+            ManifestVersion.object_id,
+            KubeObject.kind,
+            ManifestVersion.first_seen,
+            ManifestBody.body,
+        )
+        .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
+        .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
+        .where(ManifestVersion.object_id.in_(batch))
+        .order_by(
+            ManifestVersion.object_id, ManifestVersion.first_seen.desc(), ManifestVersion.id.desc()
+        )
+    )
+    for object_id, kind, first_seen, body in rows:
+        yield object_id, first_seen, pod_spec_images(kind, body if isinstance(body, dict) else {})
+
+
+def _since(
+    session: Session, wanted: dict[int, set[str]], *, deadline: float, timeout: float
+) -> dict[tuple[int, str], datetime]:
+    """For each (object id, image): the first_seen of the earliest version in the unbroken
+    run of the object's newest versions whose pod spec holds that image."""
+    since: dict[tuple[int, str], datetime] = {}
+    broken: set[tuple[int, str]] = set()
+    for batch in chunked(sorted(wanted), 1000):
+        if time.monotonic() > deadline:
+            raise SearchTimeout(timeout)
+        for object_id, first_seen, images in _version_images(session, batch):
+            for image in wanted[object_id]:
+                key = (object_id, image)
+                if key in broken:
+                    continue
+                if image in images:
+                    since[key] = first_seen
+                else:
+                    broken.add(key)
+    return since
+
+
+@dataclass(slots=True)
+class _Fleet:
+    """The inventory's rows with their controller chains resolved to workloads."""
+
+    rows: list[_Row] = field(default_factory=list)
+    owners: dict[Key, Key] = field(default_factory=dict)
+    owner_versions: dict[Key, str] = field(default_factory=dict)
+    stored: dict[Key, _Row] = field(default_factory=dict)
+
+    def add(self, row: _Row) -> None:
+        key: Key = (row.cluster_id, row.ref.namespace, row.ref.kind, row.ref.name)
+        self.stored[key] = row
+        if row.owner is not None:
+            api_version, owner_kind, owner_name = row.owner
+            parent: Key = (row.cluster_id, row.ref.namespace, owner_kind, owner_name)
+            self.owners[key] = parent
+            self.owner_versions.setdefault(parent, api_version)
+        self.rows.append(row)
+
+    def top_of(self, key: Key) -> Key:
+        top = key
+        for _ in range(MAX_OWNER_DEPTH):
+            parent = self.owners.get(top)
+            if parent is None:
+                break
+            top = parent
+        return top
+
+    def ref_of(self, top: Key) -> ResourceRef:
+        row = self.stored.get(top)
+        if row is not None:
+            return row.ref
+        return ResourceRef(self.owner_versions.get(top) or "apps/v1", top[2], top[1], top[3])
+
+    def uses(self) -> dict[tuple[Key, str, str], dict[str, Any]]:
+        """(workload, container, image) -> its ref, image path, objects and digests."""
+        uses: dict[tuple[Key, str, str], dict[str, Any]] = {}
+        pods: list[tuple[Key, _Row]] = []
+        for row in self.rows:
+            key = (row.cluster_id, row.ref.namespace, row.ref.kind, row.ref.name)
+            top = self.top_of(key)
+            if row.statuses:
+                pods.append((top, row))
+            if top != key and top in self.stored:
+                continue  # the stored top's own template says what the workload runs
+            spec_path = ".".join(POD_SPEC_PATHS[row.ref.kind])
+            for group, index, name, image in row.containers:
+                entry = uses.setdefault(
+                    (top, name, image),
+                    {
+                        "ref": self.ref_of(top),
+                        "path": f"{spec_path}.{group}[{index}].image",
+                        "objects": set(),
+                        "digests": set(),
+                    },
+                )
+                entry["objects"].add(row.object_id)
+                digest = digest_of(parse_image(image).digest)
+                if digest:
+                    entry["digests"].add(digest)
+        for top, pod in pods:
+            images = {name: image for _g, _i, name, image in pod.containers}
+            for name, digest in pod.statuses.items():
+                known = uses.get((top, name, images.get(name, "")))
+                if known is not None:
+                    known["digests"].add(digest)
+        return uses
+
+
+def image_uses(
+    session: Session, *, timeout_seconds: float, cluster_ids: Sequence[str] | None = None
+) -> list[ImageUse]:
+    """Every container image the fleet's workloads run, once per (workload, container).
+
+    A workload is the top of the controller chain; its own pod template says what it runs
+    (so an old ReplicaSet revision does not count for its Deployment), while its Pods add
+    the digests their status reports. An object whose controller is not stored (a Pod of an
+    uncollected ReplicaSet) counts for that controller. Runs under the search time limit.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    wanted = set(cluster_ids or ())
+    one = next(iter(wanted)) if len(wanted) == 1 else None
+    source = (
+        _postgres_inventory_rows
+        if session.get_bind().dialect.name == "postgresql"
+        else _python_inventory_rows
+    )
+    fleet = _Fleet()
+    for kind in POD_SPEC_PATHS:
+        for row in source(session, kind, one):
+            if time.monotonic() > deadline:
+                raise SearchTimeout(timeout_seconds)
+            if not wanted or row.cluster_id in wanted:
+                fleet.add(row)
+    uses = fleet.uses()
+    history: dict[int, set[str]] = {}
+    for (_top, _name, image), entry in uses.items():
+        for object_id in entry["objects"]:
+            history.setdefault(object_id, set()).add(image)
+    since = _since(session, history, deadline=deadline, timeout=timeout_seconds)
+    found = []
+    for (top, name, image), entry in uses.items():
+        starts = [since[(o, image)] for o in entry["objects"] if (o, image) in since]
+        found.append(
+            ImageUse(
+                cluster_id=top[0],
+                workload=entry["ref"],
+                container=name,
+                path=entry["path"],
+                image=image,
+                digests=tuple(sorted(entry["digests"])),
+                since=min(starts) if starts else None,
+            )
+        )
+    found.sort(key=lambda u: (u.cluster_id, u.workload.key, u.container, u.image))
+    return found

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
@@ -31,6 +31,19 @@ class VersionRecord:
     last_seen: datetime
     superseded_at: datetime | None
     body: dict[str, Any]
+
+
+def _scoped(
+    query: Select[Any], *, cluster_id: str | None, kind: str | None, namespace: str | None
+) -> Select[Any]:
+    """The query narrowed to one cluster, kind and namespace (each when given)."""
+    if cluster_id is not None:
+        query = query.where(KubeObject.cluster_id == cluster_id)
+    if kind is not None:
+        query = query.where(KubeObject.kind == kind)
+    if namespace is not None:
+        query = query.where(KubeObject.namespace == namespace)
+    return query
 
 
 def current_manifests(
@@ -58,14 +71,58 @@ def current_manifests(
         .order_by(KubeObject.id)
         .execution_options(yield_per=batch_size)
     )
-    if cluster_id is not None:
-        query = query.where(KubeObject.cluster_id == cluster_id)
-    if kind is not None:
-        query = query.where(KubeObject.kind == kind)
-    if namespace is not None:
-        query = query.where(KubeObject.namespace == namespace)
+    query = _scoped(query, cluster_id=cluster_id, kind=kind, namespace=namespace)
     for object_id, cid, key, chash, body in session.execute(query):
         yield CurrentManifest(object_id, cid, ResourceRef.from_key(key), chash, body)
+
+
+@dataclass(frozen=True, slots=True)
+class PastManifest:
+    """A version of an object that was current during a period, and when it was current."""
+
+    cluster_id: str
+    ref: ResourceRef
+    first_seen: datetime
+    superseded_at: datetime | None  # None: still the object's current version
+    body: dict[str, Any]
+
+
+def manifests_during(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    cluster_id: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    batch_size: int = 1000,
+) -> Iterator[PastManifest]:
+    """Stream the versions current at some instant of [since, until], of every object that
+    existed then (deleted ones too): first seen by `until`, not superseded by `since`.
+
+    A version is current from its `first_seen` until its `superseded_at` (when the next version
+    replaced it, or its object left the cluster), exclusive; None means it still is.
+    """
+    query = (
+        select(
+            KubeObject.cluster_id,
+            KubeObject.ref_key,
+            ManifestVersion.first_seen,
+            ManifestVersion.superseded_at,
+            ManifestBody.body,
+        )
+        .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
+        .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
+        .where(
+            ManifestVersion.first_seen <= until,
+            or_(ManifestVersion.superseded_at.is_(None), ManifestVersion.superseded_at > since),
+        )
+        .order_by(ManifestVersion.id)
+        .execution_options(yield_per=batch_size)
+    )
+    query = _scoped(query, cluster_id=cluster_id, kind=kind, namespace=namespace)
+    for cid, key, first_seen, superseded_at, body in session.execute(query):
+        yield PastManifest(cid, ResourceRef.from_key(key), first_seen, superseded_at, body)
 
 
 def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, str]]:

@@ -404,7 +404,8 @@ class AuditEntry(Base):
 
 
 class Delivery(Base):
-    """One report delivery attempt series to a channel (Slack or webhook)."""
+    """One scan's report to one channel: its content, bound when the scan finished, and its
+    attempts (store.deliveries): pending until acknowledged (sent) or dead-lettered (dead)."""
 
     __tablename__ = "deliveries"
     __table_args__ = (Index("ix_deliveries_state", "state", "next_attempt_at"),)
@@ -421,3 +422,29 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Sent as the Idempotency-Key header (and in a webhook's body): the same for every attempt.
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # The report as it stood when its scan finished (reports.model.ClusterReport.to_dict).
+    content: Mapped[dict[str, Any] | None] = mapped_column(JsonDocument)
+    retry_since: Mapped[datetime | None] = mapped_column(UtcDateTime)  # the retry window's start
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    dead_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Advisory(Base):
+    """An image advisory operators loaded (`contracts.advisories`): its record as loaded.
+
+    `record` is `Advisory.to_dict()`; the columns beside it are what listings filter and
+    sort on. Loading the same `advisory_id` again replaces the record.
+    """
+
+    __tablename__ = "advisories"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    advisory_id: Mapped[str] = mapped_column(String(100), unique=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str | None] = mapped_column(String(2000))
+    record: Mapped[dict[str, Any]] = mapped_column(JsonDocument)
+    loaded_by: Mapped[str] = mapped_column(String(200))
+    loaded_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -13,7 +13,7 @@ Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
@@ -99,3 +99,8 @@ PURGERS = (
     ("objects", purge_deleted_objects),
     ("findings", purge_resolved_findings),
 )
+
+
+def retention_cutoff(now: datetime, *, retention_days: int) -> datetime:
+    """The oldest instant the expiry purge keeps: history before it may already be deleted."""
+    return now - timedelta(days=retention_days)

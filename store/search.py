@@ -1,5 +1,6 @@
-"""The one JSON-path search over the current manifests, used by the admin API, the admin pages
-and (through the API) the CLI.
+"""The one JSON-path search over the current manifests, or back in time over the versions
+current at an instant or during a period (`Period`), used by the admin API, the admin pages and
+(through the API) the CLI.
 
 The path is parsed once (`store.jsonpath`, one dialect); PostgreSQL evaluates its translation
 inside the database (lateral `jsonb_path_query`, values grouped there for `distinct`), SQLite
@@ -7,9 +8,18 @@ evaluates it in Python over the live rows. Every search runs under one time limi
 `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows on SQLite;
 past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit for a 400.
 
+Back in time, the search reads the stored versions (`manifest_versions`): a version is current
+from its `first_seen` until its `superseded_at` (replaced, or its object deleted), and the
+search looks at every version current at some instant of the period, of live and deleted
+objects alike; each match carries that validity window. Times before the retention horizon
+(`K8SMON_RETENTION_DAYS`: older history may already be purged) are refused, and so are
+unreadable times (one parser: `contracts.instants`), a period that ends before it starts and a
+time in the future.
+
 Without `distinct`, `limit` caps matching objects (each with every value the path yields in
-it); with `distinct`, it caps the values listed, while `occurrences` (every place the path
-yields a value) and `clusters` are counted over every match.
+it; back in time, matching versions); with `distinct`, it caps the values listed, while
+`occurrences` (every place the path yields a value; back in time, in every matching version)
+and `clusters` are counted over every match.
 """
 
 from __future__ import annotations
@@ -19,15 +29,18 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
 from store.jsonpath import JsonPath, PathSyntaxError, parse
-from store.manifests import current_manifests
+from store.manifests import current_manifests, manifests_during
+from store.purge import retention_cutoff
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for statement_timeout
@@ -49,6 +62,82 @@ class SearchTimeout(SearchError):
         self.seconds = seconds
 
 
+class PeriodError(SearchError):
+    """A time the search cannot look at; `oldest` is set when it is before the retention horizon."""
+
+    def __init__(self, message: str, *, oldest: datetime | None = None) -> None:
+        super().__init__(message)
+        self.oldest = oldest
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Search back in time: the versions current at some instant of [since, until]
+    (`since == until`: at one instant)."""
+
+    since: datetime
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """When a version was current: from `first_seen` until `superseded_at` (None: still is)."""
+
+    first_seen: datetime
+    superseded_at: datetime | None
+
+
+def search_period(
+    *,
+    at: str | None,
+    between: Sequence[str] | None,
+    now: datetime,
+    retention_days: int,
+) -> Period | None:
+    """The period `at` (one instant) or `between` (start, end) names, checked; None for neither.
+
+    Every surface (admin API, page, CLI through the API) calls this, with its parameters' raw
+    text, so the same times are refused with the same messages.
+    """
+    if at is not None and between is not None:
+        raise PeriodError("at, between: give one of them, not both")
+    if at is not None:
+        instant = _instant(at, name="at")
+        since, until, name = instant, instant, "at"
+    elif between is not None:
+        if len(between) != 2:
+            raise PeriodError("between: give two times, the start and the end")
+        since, until = (_instant(raw, name="between") for raw in between)
+        name = "between"
+        if since > until:
+            raise PeriodError(
+                f"between: the start {format_instant(since)} is after the end "
+                f"{format_instant(until)}"
+            )
+    else:
+        return None
+    if since > now:
+        raise PeriodError(
+            f"{name}: {format_instant(since)} is in the future (now: {format_instant(now)})"
+        )
+    oldest = retention_cutoff(now, retention_days=retention_days)
+    if since < oldest:
+        raise PeriodError(
+            f"{name}: {format_instant(since)} is before the oldest instant kept, "
+            f"{format_instant(oldest)} (history is kept {retention_days} days, "
+            "K8SMON_RETENTION_DAYS)",
+            oldest=oldest,
+        )
+    return Period(since, until)
+
+
+def _instant(raw: str, *, name: str) -> datetime:
+    try:
+        return parse_instant(raw, name=name)
+    except InstantError as problem:
+        raise PeriodError(str(problem)) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One value found in one object (what the admin page lists)."""
@@ -59,22 +148,29 @@ class Hit:
     namespace: str | None
     name: str
     value: Any
+    validity: Validity | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ObjectMatch:
-    """One object and every value the path yields in it."""
+    """One object (back in time: one version of it) and every value the path yields in it."""
 
     cluster_id: str
     ref: ResourceRef
     values: list[Any]
+    validity: Validity | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        answer: dict[str, Any] = {
             "cluster_id": self.cluster_id,
             "resource": self.ref.to_dict(),
             "values": self.values,
         }
+        if self.validity is not None:
+            until = self.validity.superseded_at
+            answer["valid_from"] = self.validity.first_seen.isoformat()
+            answer["valid_until"] = until.isoformat() if until is not None else None
+        return answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +191,15 @@ class SearchResult:
     @property
     def hits(self) -> list[Hit]:
         return [
-            Hit(m.cluster_id, m.ref.api_version, m.ref.kind, m.ref.namespace, m.ref.name, value)
+            Hit(
+                m.cluster_id,
+                m.ref.api_version,
+                m.ref.kind,
+                m.ref.namespace,
+                m.ref.name,
+                value,
+                m.validity,
+            )
             for m in self.matches
             for value in m.values
         ]
@@ -103,11 +207,12 @@ class SearchResult:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Which live objects a search looks at."""
+    """Which objects a search looks at: live ones, or back in time the versions of `period`."""
 
     clusters: tuple[str, ...] = ()
     kind: str | None = None
     namespace: str | None = None
+    period: Period | None = None
 
 
 def compile_path(path: str) -> JsonPath:
@@ -127,10 +232,12 @@ def run_search(
     namespace: str | None = None,
     distinct: bool = False,
     limit: int = 1000,
+    period: Period | None = None,
 ) -> SearchResult:
-    """Evaluate `path` on every live manifest in scope (see the module docstring)."""
+    """Evaluate `path` on every live manifest in scope, or on the versions current during
+    `period` (see the module docstring)."""
     compiled = compile_path(path)
-    scope = Scope(tuple(sorted(set(cluster_ids or ()))), kind, namespace)
+    scope = Scope(tuple(sorted(set(cluster_ids or ()))), kind, namespace, period)
     if session.get_bind().dialect.name == "postgresql":
         return _postgres(
             session, compiled, scope=scope, distinct=distinct, limit=limit, timeout=timeout_seconds
@@ -146,6 +253,12 @@ def run_search(
 def _where(scope: Scope) -> tuple[str, dict[str, Any]]:
     clauses = ["o.deleted_at IS NULL"]
     params: dict[str, Any] = {}
+    if scope.period is not None:
+        clauses = [
+            "v.first_seen <= :until",
+            "(v.superseded_at IS NULL OR v.superseded_at > :since)",
+        ]
+        params.update(since=scope.period.since, until=scope.period.until)
     if scope.clusters:
         clauses.append("o.cluster_id = ANY(:cluster_ids)")
         params["cluster_ids"] = list(scope.clusters)
@@ -232,9 +345,16 @@ def _postgres_query(
     params.update(stage_params, limit=limit + 1)
     where += _objects_only(stages)
     result = SearchResult(path=path.text, distinct=distinct)
+    history = scope.period is not None
+    source = (
+        """manifest_versions v
+        JOIN objects o ON o.id = v.object_id
+        JOIN manifest_bodies b ON b.content_hash = v.content_hash"""
+        if history
+        else "objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash"
+    )
     base = f"""
-        FROM objects o
-        JOIN manifest_bodies b ON b.content_hash = o.current_hash
+        FROM {source}
         {joins}
         WHERE {where}
     """  # only fixed clause text is interpolated; every value is bound
@@ -252,20 +372,34 @@ def _postgres_query(
         rows = session.execute(text(sql), params).all()
         result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]
     else:
+        # One row per object, or back in time per version (with when it was current).
+        unit, window = ("v.id", "v.first_seen, v.superseded_at") if history else ("o.id", "")
         sql = f"""
-            SELECT o.cluster_id, o.ref_key, jsonb_agg({value} ORDER BY {order})
+            SELECT o.cluster_id, o.ref_key, jsonb_agg({value} ORDER BY {order}) AS found
+                   {", " + window if window else ""}
             {base}
-            GROUP BY o.id, o.cluster_id, o.ref_key
-            ORDER BY o.cluster_id, o.ref_key
+            GROUP BY {unit}, o.cluster_id, o.ref_key {", " + window if window else ""}
+            ORDER BY o.cluster_id, o.ref_key {", v.first_seen" if history else ""}
             LIMIT :limit
         """
         rows = session.execute(text(sql), params).all()
         result.matches = [
-            ObjectMatch(cid, ResourceRef.from_key(key), list(values))
-            for cid, key, values in rows[:limit]
+            ObjectMatch(
+                row[0],
+                ResourceRef.from_key(row[1]),
+                list(row[2]),
+                _validity(row[3], row[4]) if history else None,
+            )
+            for row in rows[:limit]
         ]
     result.truncated = len(rows) > limit
     return result
+
+
+def _validity(first_seen: datetime, superseded_at: datetime | None) -> Validity:
+    """Times from a raw PostgreSQL row are in the session's zone: answers speak UTC."""
+    until = superseded_at.astimezone(UTC) if superseded_at is not None else None
+    return Validity(first_seen.astimezone(UTC), until)
 
 
 # ---- SQLite (and any other backend): Python over the live rows --------------------------
@@ -285,6 +419,27 @@ def _sqlite_time_limit(session: Session, deadline: float) -> Iterator[None]:
         handler(None, _SQLITE_CHECK_EVERY)
 
 
+def _in_scope(
+    session: Session, scope: Scope, *, one: str | None
+) -> Iterator[tuple[str, ResourceRef, dict[str, Any], Validity | None]]:
+    """(cluster, reference, body, validity) of each live object, or each version of `period`."""
+    if scope.period is None:
+        for m in current_manifests(
+            session, cluster_id=one, kind=scope.kind, namespace=scope.namespace
+        ):
+            yield m.cluster_id, m.ref, m.body, None
+        return
+    for v in manifests_during(
+        session,
+        since=scope.period.since,
+        until=scope.period.until,
+        cluster_id=one,
+        kind=scope.kind,
+        namespace=scope.namespace,
+    ):
+        yield v.cluster_id, v.ref, v.body, Validity(v.first_seen, v.superseded_at)
+
+
 def _python(
     session: Session, path: JsonPath, *, scope: Scope, distinct: bool, limit: int, timeout: float
 ) -> SearchResult:
@@ -296,23 +451,21 @@ def _python(
     wanted = set(scope.clusters)
     try:
         with _sqlite_time_limit(session, deadline):
-            for manifest in current_manifests(
-                session, cluster_id=one, kind=scope.kind, namespace=scope.namespace
-            ):
+            for cluster_id, ref, body, validity in _in_scope(session, scope, one=one):
                 if time.monotonic() > deadline:
                     raise SearchTimeout(timeout)
-                if wanted and manifest.cluster_id not in wanted:
+                if wanted and cluster_id not in wanted:
                     continue
-                values = path.find(manifest.body)
+                values = path.find(body)
                 if not values:
                     continue
                 if not distinct:
-                    matches.append(ObjectMatch(manifest.cluster_id, manifest.ref, values))
+                    matches.append(ObjectMatch(cluster_id, ref, values, validity))
                     continue
                 for value in values:
                     entry = counts.setdefault(json.dumps(value, sort_keys=True), [value, 0, set()])
                     entry[1] += 1
-                    entry[2].add(manifest.cluster_id)
+                    entry[2].add(cluster_id)
     except OperationalError as problem:
         if "interrupted" in str(problem.orig):
             raise SearchTimeout(timeout) from None
@@ -322,7 +475,13 @@ def _python(
         result.values = [DistinctValue(v, n, len(c)) for _k, (v, n, c) in ordered[:limit]]
         result.truncated = len(ordered) > limit
         return result
-    matches.sort(key=lambda m: (m.cluster_id, m.ref.key))
+    matches.sort(
+        key=lambda m: (
+            m.cluster_id,
+            m.ref.key,
+            m.validity.first_seen.isoformat() if m.validity else "",
+        )
+    )
     result.matches = matches[:limit]
     result.truncated = len(matches) > limit
     return result

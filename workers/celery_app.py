@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+import redis
 import redis.exceptions
-from celery import Celery, Task, chord, group
+from celery import Celery, Task, bootsteps, chord, group
 from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.exceptions import Ignore, Reject, Retry
+from kombu import Exchange, Queue
 
 from beat_schedule.schedule import build_schedule
 from contracts import tasks as names
@@ -31,7 +34,7 @@ from workers.context import WorkerContext
 from workers.retries import RetryPolicy, give_up
 from workers.schedule_lease import ScheduleLeases
 from workers.services.scanning import ScanPlan
-from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskSpec
+from workers.tasks import LONGEST_TASK_S, SHARD_LIMITS, TASKS, TaskQueue, TaskSpec
 
 INSPECT_TIMEOUT_S = 2.0  # how long the watchdog waits for live workers to say what they hold
 QUEUE_PAGE = 1000  # messages read per LRANGE when the watchdog looks for a task id
@@ -62,6 +65,16 @@ class BrokerOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> BrokerOptions:
         return cls.from_settings(load_settings(environ))
+
+    def queue_name(self, queue: TaskQueue) -> str:
+        """The broker's name of a task table queue: `K8SMON_TASK_QUEUE` for the default one,
+        with `.<queue>` appended for the others (so a test's own queue isolates them all)."""
+        return self.queue if queue is TaskQueue.DEFAULT else f"{self.queue}.{queue}"
+
+    def routes(self) -> dict[str, str]:
+        """Task name -> broker queue name, for every task of the table (senders route by it:
+        the workers, beat, and ingest's Celery client through the composition root)."""
+        return {spec.name: self.queue_name(spec.queue) for spec in TASKS}
 
 
 COMMON: dict[str, Any] = {
@@ -127,10 +140,34 @@ class SingleBeatScheduler(InstanceFolderScheduler):
         super().apply_entry(entry, producer=producer)
 
 
+LANE_OPTION = click.Option(
+    ["--lane"],
+    type=click.Choice([queue.value for queue in TaskQueue]),
+    multiple=True,
+    help="consume only this task table queue (repeatable); default: every queue. The Procfile's "
+    "and the chart's `snapshots` worker runs with --lane snapshots.",
+)
+
+
+class LaneStep(bootsteps.Step):
+    """`celery worker --lane snapshots`: the worker consumes only the named task table queues,
+    by their broker names for these settings (`BrokerOptions.queue_name`)."""
+
+    name = "k8smon lanes"
+
+    def __init__(self, parent: Any, lane: Sequence[str] = (), **options: Any) -> None:
+        super().__init__(parent, **options)
+        if lane:
+            broker: BrokerOptions = parent.app.broker_options
+            parent.setup_queues([broker.queue_name(TaskQueue(name)) for name in lane])
+
+
 class K8sMonCelery(Celery):
-    """A Celery app that carries the per-process WorkerContext its tasks use."""
+    """A Celery app that carries the per-process WorkerContext its tasks use and the broker
+    options it was built with."""
 
     context: WorkerContext
+    broker_options: BrokerOptions
 
 
 class CeleryRunner:
@@ -217,24 +254,32 @@ def _task_id(task_id: str | None) -> dict[str, str]:
 
 def queued_task_ids(app: Celery, wanted: set[str]) -> set[str]:
     """Which of `wanted` wait in a queue of this app's broker (kombu's Redis transport keeps
-    each queue, per priority step, as a list of JSON messages whose headers carry the id)."""
+    each queue, per priority step, as a list of JSON messages whose headers carry the id, under
+    the broker's `global_keyprefix`)."""
     found: set[str] = set()
-    with app.connection_for_read() as connection:
-        channel: Any = connection.default_channel
-        client = channel.client  # prefixes keys with the broker's global_keyprefix
-        for queue in app.amqp.queues:
-            for priority in channel.priority_steps:
-                key = channel._q_for_pri(queue, priority)  # kombu's key layout
-                # Producers push on the left, workers pop on the right: paging from the left
-                # until a page comes back empty sees every message still queued at least once.
-                start = 0
-                while page := client.lrange(key, start, start + QUEUE_PAGE - 1):
-                    found.update(t for t in map(_message_task_id, page) if t in wanted)
-                    start += QUEUE_PAGE
+    prefix = str(app.conf.broker_transport_options.get("global_keyprefix") or "")
+    client = redis.Redis.from_url(app.conf.broker_url)
+    try:
+        with app.connection_for_read() as connection:
+            channel: Any = connection.default_channel
+            keys = [
+                prefix + channel._q_for_pri(queue, priority)  # kombu's key layout
+                for queue in app.amqp.queues
+                for priority in channel.priority_steps
+            ]
+        for key in keys:
+            # Producers push on the left, workers pop on the right: paging from the left
+            # until a page comes back empty sees every message still queued at least once.
+            start = 0
+            while page := client.lrange(key, start, start + QUEUE_PAGE - 1):
+                found.update(t for t in map(_message_task_id, page) if t in wanted)
+                start += QUEUE_PAGE
+    finally:
+        client.close()
     return found
 
 
-def _message_task_id(raw: bytes) -> str | None:
+def _message_task_id(raw: bytes | str) -> str | None:
     try:
         headers = json.loads(raw).get("headers") or {}
     except (ValueError, AttributeError):
@@ -279,6 +324,12 @@ def register_tasks(app: K8sMonCelery) -> dict[str, Task]:
     return {spec.name: define(spec) for spec in TASKS}
 
 
+def _queue(name: str) -> Queue:
+    """A queue on a direct exchange of its own name, bound by its name (what Celery makes of a
+    queue it was not told about: ingest's client routes to these without declaring them)."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
 def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
     vt = options.visibility_timeout_s
     transport: dict[str, Any] = {
@@ -298,6 +349,9 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "result_backend_transport_options": backend_transport,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": options.queue,
+        # Every queue of the task table: a worker started without `--lane` consumes them all.
+        "task_queues": [_queue(options.queue_name(queue)) for queue in TaskQueue],
+        "task_routes": {name: {"queue": queue} for name, queue in options.routes().items()},
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -318,6 +372,7 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "beat_schedule": build_schedule(
             scan_interval_s=settings.scan_interval_hours * 3600,
             sweep_interval_s=settings.sweep_interval_minutes * 60,
+            delivery_retry_s=settings.delivery_interval_seconds,
             watchdog_interval_s=settings.watchdog_interval_seconds,
         ),
     }
@@ -332,6 +387,9 @@ def create_celery(settings: Settings, options: BrokerOptions | None = None) -> K
     opts = options or BrokerOptions.from_settings(settings)
     app = K8sMonCelery("k8smon", set_as_current=False)
     app.conf.update(celery_config(settings, opts))
+    app.broker_options = opts
+    app.user_options["worker"].add(LANE_OPTION)
+    app.steps["worker"].add(LaneStep)
     app.context = WorkerContext(settings=settings)
     app.context.dispatch = lambda name, *, args=None, kwargs=None: app.send_task(
         name, args=args or [], kwargs=kwargs or {}

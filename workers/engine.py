@@ -60,6 +60,7 @@ class EngineHandle:
     ) -> None:
         self.engine = engine
         self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
+        self._fleet_rule_ids = frozenset(r.meta.id for r in engine.fleet_rules)
         self._meta = {r.meta.id: r.meta for r in engine.all_rules}
         self.kubernetes_version = kubernetes_version
         self._pins = {ns: v for ns, v in (pins or {}).items() if v is not None}
@@ -94,6 +95,11 @@ class EngineHandle:
         return self._cluster_rule_ids
 
     @property
+    def fleet_rule_ids(self) -> frozenset[str]:
+        """Ids of the fleet rules (their findings come from `workers.services.fleet`)."""
+        return self._fleet_rule_ids
+
+    @property
     def config_exemptions(self) -> tuple[Any, ...]:
         return tuple(self.engine.config.exemptions)
 
@@ -116,13 +122,32 @@ class EngineHandle:
             None,
         )
 
+    def view(self, manifest: Mapping[str, Any]) -> ObjectView:
+        """A manifest's view as this handle judges it (release and pins assigned): what
+        `evaluate_view` and `evaluate_cluster` take, so that a step evaluating both object
+        and cluster rules builds (and schema-checks) each view once."""
+        return self._view(manifest)
+
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Object-rule results as cached records (see `cached_record`)."""
-        return [cached_record(r) for r in self.engine.evaluate_object(self._view(manifest))]
+        return self.evaluate_view(self._view(manifest))
 
-    def evaluate_cluster(self, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Cluster-rule results plus what finalize needs: owned objects, labels, annotations."""
-        context = ClusterContext([self._view(m) for m in manifests if isinstance(m, Mapping)])
+    def evaluate_view(self, view: ObjectView) -> list[dict[str, Any]]:
+        """`evaluate_object` of a view from `views`."""
+        return [cached_record(r) for r in self.engine.evaluate_object(view)]
+
+    def evaluate_cluster(
+        self, manifests: Sequence[Mapping[str, Any]] | Sequence[ObjectView]
+    ) -> dict[str, Any]:
+        """Cluster-rule results plus what finalize needs: owned objects, labels, annotations
+        (of manifests, or of views from `views`)."""
+        context = ClusterContext(
+            [
+                m if isinstance(m, ObjectView) else self._view(m)
+                for m in manifests
+                if isinstance(m, ObjectView | Mapping)
+            ]
+        )
         suppressed = (
             sorted(suppressed_by_controller(context))
             if self.engine.config.dedup_controllers

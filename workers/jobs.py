@@ -16,16 +16,18 @@ from typing import Any
 from sqlalchemy import select
 
 from contracts.states import ScanTrigger
-from contracts.tasks import DELIVER_REPORTS, PROCESS_SNAPSHOT, SCAN_CLUSTER
+from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
 from store.scans import CLUSTER_STEP, finish_step
 from store.types import utcnow
 from workers.context import WorkerContext
-from workers.services import delivery, purge, scanning, snapshots, watchdog
+from workers.services import delivery, fleet, purge, scanning, snapshots, watchdog
 
 log = logging.getLogger("k8smon.workers")
+# The fleet evaluation's inventory may take this long (under the task's soft time limit).
+FLEET_INVENTORY_LIMIT_S = 540.0
 
 
 def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
@@ -67,6 +69,21 @@ def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
             )
         )
         return scanning.record_unchanged_scans(session, active, rules=ctx.rules, trigger=trigger)
+
+
+def evaluate_fleet(ctx: WorkerContext) -> dict[str, Any]:
+    """The fleet rules (image drift, advisories) on the whole fleet, in one transaction."""
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
+        outcome = fleet.evaluate_fleet(
+            session, rules=ctx.rules, timeout_seconds=FLEET_INVENTORY_LIMIT_S
+        )
+    return asdict(outcome)
+
+
+def fleet_scan_started(ctx: WorkerContext) -> None:
+    """A fleet scan also re-evaluates the fleet rules (they read the stored state, not the
+    scans' results, so this need not wait for the scans)."""
+    ctx.send(EVALUATE_FLEET)
 
 
 def plan_scan(
@@ -124,6 +141,7 @@ def finalize_scan(
             cluster_id=cluster_id,
             results=list(results or []),
             rules=ctx.rules,
+            public_url=ctx.settings.public_url,
         )
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
@@ -141,8 +159,7 @@ def deliver_reports(ctx: WorkerContext, scan_id: int | None = None) -> dict[str,
         with unit_of_work(ctx.sessions) as session:
             path = delivery.write_cluster_html(session, settings=ctx.settings, scan_id=scan_id)
             html = str(path) if path else None
-    with unit_of_work(ctx.sessions) as session:
-        result = delivery.deliver_due(session, settings=ctx.settings, scan_id=scan_id)
+    result = delivery.deliver_due(ctx.sessions, settings=ctx.settings, scan_id=scan_id)
     return {**result, "html": html}
 
 
@@ -170,15 +187,38 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
     )
 
 
+def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[str, Any]]:
+    """A one-shard scan's shard and cluster step in one unit of work (each body read once)."""
+    (shard,) = plan.shards
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
+        shard_outcome, cluster_outcome = scanning.evaluate_inline(
+            session,
+            cluster_id=plan.cluster_id,
+            first_id=shard.first_id,
+            last_id=shard.last_id,
+            rules=ctx.rules,
+            shard_index=shard.index,
+        )
+        outcomes = []
+        for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):
+            outcome = {**result.to_dict(), "scan_id": plan.scan_id}
+            finish_step(session, plan.scan_id, step=step, outcome=outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
-    another here."""
-    results = [
-        evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
-        for s in plan.shards
-    ]
-    if plan.cluster_step:
-        results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    another here (a one-shard scan's shard and cluster rules in one step)."""
+    if len(plan.shards) == 1 and plan.cluster_step:
+        results = evaluate_inline(ctx, plan)
+    else:
+        results = [
+            evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
+            for s in plan.shards
+        ]
+        if plan.cluster_step:
+            results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
     return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
 
 

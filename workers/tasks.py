@@ -1,4 +1,4 @@
-"""The one task table: every pipeline task declared once (name, function, time limits).
+"""The one task table: every pipeline task declared once (name, function, time limits, queue).
 
 Both runners read `TASKS`: `workers.celery_app` registers each entry as a Celery task, and
 `workers.inprocess` (the embedded mode) calls the same functions in the calling process. A task
@@ -6,13 +6,19 @@ function takes a `Runner` (what differs between the two: the task id and how fan
 named, JSON-serialisable arguments, so Flower shows `scan_id=5, cluster_id='dev-ap-1'`.
 
 Every task takes ids, runs one unit of work and is idempotent; Celery acknowledges late and
-retries transient database and Redis errors with exponential backoff (`celery_app`).
+retries what `store.failures` calls retryable with capped backoff (`workers.retries`).
+
+Each task names its queue (`TaskQueue`): snapshot processing has its own, so a snapshot pushed
+while a fleet scan fills the default queue is applied by a process of its own within seconds
+instead of waiting behind the scan's shards. Celery routes by this table (`celery_app`), and the
+Procfile and the chart run a worker for the snapshots queue (`--lane snapshots`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -52,13 +58,22 @@ class Runner(Protocol):
         ...
 
 
+class TaskQueue(StrEnum):
+    """The queues tasks are sent to (the broker's queue names: `celery_app.BrokerOptions`)."""
+
+    DEFAULT = "default"  # scans, deliveries, purge, chat-ops
+    SNAPSHOTS = "snapshots"  # applying pushed snapshots: never behind a fleet scan
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
-    """One pipeline task: its stable name, its function and its time limits (soft, hard)."""
+    """One pipeline task: its stable name, its function, its time limits (soft, hard) and the
+    queue it is sent to."""
 
     name: str
     run: Callable[..., Any]
     limits: tuple[int, int] = SHARD_LIMITS
+    queue: TaskQueue = TaskQueue.DEFAULT
 
 
 def process_snapshot(run: Runner, snapshot_id: int) -> dict[str, Any]:
@@ -109,7 +124,12 @@ def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, An
     scans = run.fan_out(
         names.SCAN_CLUSTER, [{"cluster_id": cid, "trigger": trigger} for cid in clusters]
     )
+    jobs.fleet_scan_started(run.ctx)
     return {"clusters": clusters, "scans": scans}
+
+
+def evaluate_fleet(run: Runner) -> dict[str, Any]:
+    return jobs.evaluate_fleet(run.ctx)
 
 
 def deliver_reports(run: Runner, scan_id: int | None = None) -> dict[str, Any]:
@@ -133,8 +153,8 @@ def purge_expired(run: Runner) -> dict[str, Any]:
 
 
 TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec(names.PROCESS_SNAPSHOT, process_snapshot),
-    TaskSpec(names.SWEEP_UNPROCESSED, sweep_unprocessed),
+    TaskSpec(names.PROCESS_SNAPSHOT, process_snapshot, queue=TaskQueue.SNAPSHOTS),
+    TaskSpec(names.SWEEP_UNPROCESSED, sweep_unprocessed, queue=TaskQueue.SNAPSHOTS),
     TaskSpec(names.EVALUATE_SHARD, evaluate_shard),
     TaskSpec(names.EVALUATE_CLUSTER_RULES, evaluate_cluster_rules),
     TaskSpec(names.FINALIZE_SCAN, finalize_scan, FINALIZE_LIMITS),
@@ -144,6 +164,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(names.DELIVER_REPORTS, deliver_reports),
     TaskSpec(names.CHATOPS_COMMAND, chatops_command),
     TaskSpec(names.PURGE_EXPIRED, purge_expired, PURGE_LIMITS),
+    TaskSpec(names.EVALUATE_FLEET, evaluate_fleet),
     TaskSpec(names.WATCH_SCANS, watch_scans),
 )
 BY_NAME: Mapping[str, TaskSpec] = {spec.name: spec for spec in TASKS}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cli.advisory_files import read_advisories
 from contracts.severity import Severity
 from reports.formats import FORMATS, NO_TOOL_VERSION, OFFLINE_FORMATS, ReportInput
 from rules import ConfigError, Engine, ScanConfig, gc_paused, load_paths, parse_text
@@ -82,6 +83,13 @@ def load_engine(config_file: Path | None) -> Engine:
 )
 @click.option("--cluster", default=None, help="Cluster id, for cluster-scoped exemptions.")
 @click.option("--hide-exempted", is_flag=True, help="Table format: omit exempted findings.")
+@click.option(
+    "--advisories",
+    "advisories_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Image advisories (YAML/JSON, as `k8smon advisories load` takes): KM-622 reports "
+    "the input's images they affect.",
+)
 @KUBERNETES_VERSION
 def scan(
     paths: tuple[Path, ...],
@@ -91,6 +99,7 @@ def scan(
     cluster: str | None,
     hide_exempted: bool,
     kubernetes_version: Version | None,
+    advisories_file: Path | None,
 ) -> None:
     """Scan manifests in PATHS (YAML, multi-document YAML, JSON, `kind: List`, directories;
     `-` reads standard input, e.g. `kubectl get deploy -A -o yaml | k8smon scan -`).
@@ -99,6 +108,9 @@ def scan(
     errors. Unreadable files are reported as errors and the rest is still scanned.
     """
     engine = load_engine(config_file)
+    advisories = (
+        read_advisories(advisories_file, param_hint="--advisories")[1] if advisories_file else []
+    )
     report_format = FORMATS[fmt]
     # Parsing, scanning and rendering build no reference cycles: the cyclic collector would
     # only traverse the parsed manifests again and again (a quarter of the run).
@@ -113,6 +125,7 @@ def scan(
             cluster=cluster,
             load_errors=[e.to_dict() for e in loaded.errors],
             kubernetes_version=kubernetes_version,
+            advisories=advisories,
         )
         data = ReportInput(
             outcome.to_report(),

@@ -5,6 +5,11 @@ docs/operators.md): `$.a.b`, `['x']`, `[0]`, `[*]`, `..name`, `[?(@.a == 'x')]`.
 lists each value once, with how often it occurs and in how many clusters (the server counts
 every match, so the counts are whole however many objects match), e.g. every image anywhere:
 `k8smon search '$..image' --distinct` (`k8smon images` counts them per workload).
+
+`--at TIME` searches the versions that were current then, `--between START END` every version
+current at some instant of the period, across clusters and deleted objects too (ISO 8601 with
+`Z` or an offset, read by the one parser the server uses, `contracts.instants`); each match says
+when its version was current. The server refuses times before its retention window.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import click
 
 from cli.client import AdminClient
 from cli.output import Output, api_command
+from contracts.instants import InstantError, format_instant, parse_instant
 
 HIT_COLUMNS = [
     ("cluster", "cluster"),
@@ -23,6 +29,7 @@ HIT_COLUMNS = [
     ("name", "name"),
     ("value", "value"),
 ]
+VALIDITY_COLUMNS = [("valid_from", "valid from"), ("valid_until", "valid until")]
 DISTINCT_COLUMNS = [("value", "value"), ("occurrences", "occurrences"), ("clusters", "clusters")]
 MAX_MATCHES = 5000  # objects listed without --distinct (the server's cap)
 MAX_VALUES = 100_000  # distinct values listed with --distinct (the server's cap)
@@ -47,6 +54,22 @@ DEFAULT_VALUES = 10_000
     help=f"most objects to list (default and at most {MAX_MATCHES}), or with "
     f"--distinct most values (default {DEFAULT_VALUES}, at most {MAX_VALUES})",
 )
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    metavar="TIME",
+    help="search the versions current at TIME (ISO 8601 with Z or an offset, "
+    "e.g. 2026-11-01T12:00Z), deleted objects included",
+)
+@click.option(
+    "--between",
+    "between",
+    nargs=2,
+    default=None,
+    metavar="START END",
+    help="search every version current at some time between START and END",
+)
 @api_command()
 def search(
     *,
@@ -58,13 +81,20 @@ def search(
     namespace: str | None,
     distinct: bool,
     limit: int | None,
+    at: str | None,
+    between: tuple[str, str] | None,
 ) -> None:
-    """Evaluate JSONPATH on every current manifest (of the selected clusters/kind).
+    """Evaluate JSONPATH on every current manifest (of the selected clusters/kind), or on the
+    versions current at a past time (--at) or during a period (--between).
 
     \b
     JSONPATH: $.spec.replicas  $..image  $.metadata.labels['app.kubernetes.io/name']
               $.spec.containers[?(@.securityContext.privileged == true)].name
+    \b
+    Which clusters ran an image last Tuesday:
+      k8smon search '$..image' --distinct --between 2026-11-24T00:00Z 2026-11-25T00:00Z
     """
+    period, when = _period(at, between)
     if limit is None:
         limit = DEFAULT_VALUES if distinct else MAX_MATCHES
     elif not distinct and limit > MAX_MATCHES:
@@ -78,11 +108,15 @@ def search(
         body["kind"] = kind
     if namespace is not None:
         body["namespace"] = namespace
+    body.update(period)
     with out.progress("searching the fleet"):
         answer = client.post("/v1/admin/search", body)
     if distinct:
         out.rows(
-            answer["values"], DISTINCT_COLUMNS, title=f"Distinct {jsonpath}", empty="no matches"
+            answer["values"],
+            DISTINCT_COLUMNS,
+            title=f"Distinct {jsonpath}{when}",
+            empty="no matches",
         )
         if answer.get("truncated"):
             out.note(
@@ -98,12 +132,45 @@ def search(
             "namespace": m["resource"].get("namespace"),
             "name": m["resource"]["name"],
             "value": m["values"][0] if len(m["values"]) == 1 else m["values"],
+            **_validity(m, out=out),
         }
         for m in matches
     ]
-    out.rows(rows, HIT_COLUMNS, title=jsonpath, empty="no matches")
+    columns = HIT_COLUMNS + VALIDITY_COLUMNS if period else HIT_COLUMNS
+    out.rows(rows, columns, title=f"{jsonpath}{when}", empty="no matches")
     if len(matches) >= limit:
         out.note(
             f"warning: stopped at {limit} matching objects; narrow the search "
             "(--cluster, --kind, --namespace) to see everything"
         )
+
+
+def _period(at: str | None, between: tuple[str, str] | None) -> tuple[dict[str, Any], str]:
+    """The request's `at`/`between` (read here by the server's parser, so a bad time fails
+    early) and the title's words for it."""
+    if at is not None and between is not None:
+        raise click.UsageError("give --at or --between, not both")
+    try:
+        if at is not None:
+            instant = parse_instant(at, name="--at")
+            return {"at": instant.isoformat()}, f" at {format_instant(instant)}"
+        if between is not None:
+            start, end = (parse_instant(raw, name="--between") for raw in between)
+            return (
+                {"between": [start.isoformat(), end.isoformat()]},
+                f" between {format_instant(start)} and {format_instant(end)}",
+            )
+    except InstantError as problem:
+        raise click.UsageError(str(problem)) from None
+    return {}, ""
+
+
+def _validity(match: dict[str, Any], *, out: Output) -> dict[str, Any]:
+    """When the matched version was current (back in time only); None until: still current."""
+    if "valid_from" not in match:
+        return {}
+    until = match["valid_until"]
+    return {
+        "valid_from": match["valid_from"],
+        "valid_until": until if until is not None or not out.for_people else "still current",
+    }

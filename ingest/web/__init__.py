@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, g
 from flask.blueprints import BlueprintSetupState
 
 from ingest.context import EXTENSION
-from ingest.web import security, signin, views
+from ingest.web import deliveries, images, security, signin, views
 
 ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/login", "login", signin.login, ("GET", "POST")),
@@ -44,7 +44,15 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
         ("POST",),
     ),
     ("/scans", "scans", views.scans, ("GET",)),
+    ("/deliveries", "deliveries", deliveries.deliveries, ("GET",)),
+    (
+        "/deliveries/<int:delivery_id>/resend",
+        "delivery_resend",
+        deliveries.delivery_resend,
+        ("POST",),
+    ),
     ("/search", "search", views.search, ("GET",)),
+    ("/images", "images", images.images_page, ("GET",)),
     ("/audit", "audit", views.audit, ("GET",)),
     # Last: any other URL under /admin is an HTML 404 page (not the API's JSON problem).
     ("/<path:unknown>", "unknown", views.unknown, ("GET", "POST", "PUT", "PATCH", "DELETE")),

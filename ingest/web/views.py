@@ -504,6 +504,7 @@ def search() -> tuple[str, int]:
     status = 200
     page = _page()
     wanted, value = _json_value(args.get("value", "").strip())
+    between = [t for t in args.getlist("between") if t.strip()] or None
     if path:
         with _db() as db:
             try:
@@ -515,6 +516,8 @@ def search() -> tuple[str, int]:
                     namespace=args.get("namespace") or None,
                     distinct=bool(args.get("distinct")) and not wanted,
                     limit=1000,
+                    at=args.get("at", "").strip() or None,
+                    between=between,
                 )
             except SearchError as problem:
                 error = str(problem)
@@ -531,6 +534,7 @@ def search() -> tuple[str, int]:
         page=page,
         pages=max(1, -(-len(hits) // queries.PAGE_SIZE)),
         value_given=wanted,
+        between=between or ["", ""],
         error=error,
     ), status
 

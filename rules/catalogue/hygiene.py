@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.images import ImageRef, parse_image
 from contracts.selectors import SelectorError, parse_selector
 from contracts.severity import Severity
 from rules import psa
@@ -453,31 +454,7 @@ def _declares_ports(c: ContainerView) -> bool:
 
 
 # -- images --------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """A parsed image reference: `[registry[:port]/]path[:tag][@digest]`."""
-
-    name: str
-    tag: str | None
-    digest: str | None
-
-
 _DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
-
-
-def parse_image(image: str) -> ImageRef:
-    """Split an image reference; a registry port (`host:5000/img`) is never taken for a tag."""
-    text = image.strip()
-    digest = None
-    if "@" in text:
-        text, digest = text.split("@", 1)
-    slash = text.rfind("/")
-    last = text[slash + 1 :]
-    tag = None
-    if ":" in last:
-        head, tag = last.rsplit(":", 1)
-        text = text[: slash + 1] + head
-    return ImageRef(name=text, tag=tag or None, digest=digest or None)
 
 
 def _images(obj: ObjectView) -> Iterator[tuple[ContainerView, ImageRef]]:

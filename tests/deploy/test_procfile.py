@@ -1,5 +1,6 @@
 """The Procfile under the real `honcho start`, with the `.env` docs/deploy.md shows: web,
-worker, beat and Flower come up on throwaway ports, stay up, and stop cleanly."""
+worker, snapshots worker, beat and Flower come up on throwaway ports, stay up, and stop
+cleanly; the snapshots worker consumes the snapshots queue alone."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ import pytest
 import requests
 
 from cli.flower import FlowerOptions, FlowerRefused
-from contracts.tasks import SWEEP_UNPROCESSED
+from contracts.tasks import PROCESS_SNAPSHOT, PURGE_EXPIRED, SWEEP_UNPROCESSED
 from settings import load_settings
 from tests.support.services import ThrowawayDatabase
 from tests.workers.celery_rig import free_port, wait_for
 from workers.celery_app import BrokerOptions, create_celery
+from workers.tasks import TaskQueue
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -93,14 +95,33 @@ def _get(url: str, **kwargs: object) -> requests.Response | None:
         return None
 
 
+def _queues_by_node(celery_app: object) -> dict[str, set[str]] | None:
+    """Each worker node's consumed queues, once both processes of the Procfile answer."""
+    replies = celery_app.control.inspect(timeout=3).active_queues() or {}  # type: ignore[attr-defined]
+    consumed = {node: {q["name"] for q in queues} for node, queues in replies.items()}
+    return consumed if len(consumed) >= 2 else None
+
+
 def _all_up(stack: dict[str, object], celery_app: object) -> None:
     web, flower = str(stack["web"]), str(stack["flower"])
     health = _get(f"{web}/healthz")
     assert health is not None and health.status_code == 200, "web /healthz"
-    # The worker: a real task round trip through the stack's own queue.
-    result = celery_app.send_task(SWEEP_UNPROCESSED)  # type: ignore[attr-defined]
-    outcome = result.get(timeout=60)
-    assert "enqueued" in outcome
+    # The workers: a real task round trip through each of the stack's own queues.
+    for name in (SWEEP_UNPROCESSED, PURGE_EXPIRED):
+        outcome = celery_app.send_task(name).get(timeout=60)  # type: ignore[attr-defined]
+        assert outcome, name
+    # Two worker processes: `worker` on every queue, `snapshots` on the snapshots queue only.
+    options: BrokerOptions = celery_app.broker_options  # type: ignore[attr-defined]
+    snapshots_queue = options.queue_name(TaskQueue.SNAPSHOTS)
+    assert options.routes()[PROCESS_SNAPSHOT] == snapshots_queue
+    consumed = wait_for(
+        lambda: _queues_by_node(celery_app), timeout=30, what="both workers to answer inspect"
+    )
+    by_role = {node.split("@", 1)[0]: queues for node, queues in consumed.items()}
+    assert by_role["snapshots"] == {snapshots_queue}, consumed
+    assert {options.queue, snapshots_queue} <= set().union(
+        *(queues for role, queues in by_role.items() if role != "snapshots")
+    ), consumed
     # Flower: behind basic auth.
     anonymous = _get(f"{flower}/")
     assert anonymous is not None and anonymous.status_code == 401

@@ -259,11 +259,19 @@ class FaultRig:
             time.sleep(0.2)
 
     def start_worker(
-        self, name: str = "worker", *, queues: Sequence[str] | None = None, concurrency: int = 1
+        self,
+        name: str = "worker",
+        *,
+        queues: Sequence[str] | None = None,
+        lanes: Sequence[str] = (),
+        concurrency: int = 1,
     ) -> subprocess.Popen[bytes]:
-        """A `celery worker` (the app's queues unless `queues` says which)."""
+        """A `celery worker` (every queue of the task table unless `queues` says which, or
+        `lanes` which task table queues: `lanes=["snapshots"]` is the Procfile's snapshots)."""
         self._name_free(name)
-        process = self.celery.start_worker(concurrency=concurrency, queues=queues, name=name)
+        process = self.celery.start_worker(
+            concurrency=concurrency, queues=queues, lanes=lanes, name=name
+        )
         self.processes[name] = process
         return process
 

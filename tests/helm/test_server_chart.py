@@ -58,7 +58,12 @@ def _container(doc: dict[str, Any]) -> dict[str, Any]:
 
 def test_default_components(default: Rendered) -> None:
     deployments = {d["metadata"]["name"] for d in default.of_kind("Deployment")}
-    assert deployments == {f"{FULLNAME}-web", f"{FULLNAME}-worker", f"{FULLNAME}-beat"}
+    assert deployments == {
+        f"{FULLNAME}-web",
+        f"{FULLNAME}-worker",
+        f"{FULLNAME}-snapshots",
+        f"{FULLNAME}-beat",
+    }
     assert not default.of_kind("HorizontalPodAutoscaler")
     assert not default.of_kind("Ingress")
     assert not default.of_kind("ServiceMonitor")
@@ -94,6 +99,14 @@ def test_processes_match_the_procfile(default: Rendered) -> None:
     worker = _container(default.named("Deployment", f"{FULLNAME}-worker"))
     assert worker["command"][:4] == ["celery", "-A", "workers.celery_app:app", "worker"]
     assert "-E" in worker["command"]
+    assert "--lane" not in worker["command"], "the worker consumes every queue"
+    # The snapshots queue has workers of its own, as the Procfile's `snapshots` line.
+    snapshots = _container(default.named("Deployment", f"{FULLNAME}-snapshots"))
+    command = snapshots["command"]
+    assert command[:4] == ["celery", "-A", "workers.celery_app:app", "worker"]
+    assert command[command.index("--lane") + 1] == "snapshots" and "-E" in command
+    snapshots_line = next(line for line in procfile.splitlines() if line.startswith("snapshots:"))
+    assert "--lane snapshots" in snapshots_line
     beat = _container(default.named("Deployment", f"{FULLNAME}-beat"))
     assert beat["command"][:4] == ["celery", "-A", "workers.celery_app:app", "beat"]
     job = default.named("Job", f"{FULLNAME}-migrate")

@@ -107,7 +107,9 @@ def test_gunicorn_serves_the_production_app(
         with sessions() as session:
             assert session.get(Snapshot, response.json()["snapshot_id"]) is not None
         client = redis.Redis.from_url(redis_url)
-        messages = client.lrange(f"{redis_key_prefix}{queue}", 0, -1)
+        # Snapshot processing has a queue of its own (workers.tasks.TaskQueue.SNAPSHOTS).
+        messages = client.lrange(f"{redis_key_prefix}{queue}.snapshots", 0, -1)
+        assert client.llen(f"{redis_key_prefix}{queue}") == 0
         client.close()
         assert len(messages) == 1
         message = json.loads(messages[0])

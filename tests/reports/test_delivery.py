@@ -149,9 +149,8 @@ def test_a_failed_delivery_is_retried_and_never_blocks_the_scan(
 
     receiver.status = 200
     result = deliver_due(
-        pipeline.session, settings=pipeline.ctx.settings, now=utcnow() + timedelta(minutes=5)
+        pipeline.ctx.sessions, settings=pipeline.ctx.settings, now=utcnow() + timedelta(minutes=5)
     )
-    pipeline.session.commit()
     pipeline.session.refresh(delivery)
     assert result["sent"] == 1 and delivery.state == "sent" and delivery.attempts == 2
     assert len(receiver.requests) == 2

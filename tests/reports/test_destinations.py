@@ -184,7 +184,12 @@ def test_redirects_are_never_followed(
     for channel in (f"{first.url}/hook", f"slack+{first.url}/hook"):
         pipeline.push_and_process("redirected", [privileged("x")])
         with pytest.raises(DeliveryError, match="302: redirects are not followed"):
-            deliver(channel, _report(pipeline, "redirected"), settings=pipeline.ctx.settings)
+            deliver(
+                channel,
+                _report(pipeline, "redirected"),
+                key="redirected-1",
+                settings=pipeline.ctx.settings,
+            )
     assert len(first.requests) == 2 and second.requests == []
 
 
@@ -201,7 +206,7 @@ def test_production_never_sends_a_webhook_unsigned(
     pipeline.push_and_process("unsigned", [privileged("x")])
     report = _report(pipeline, "unsigned")
     with pytest.raises(DeliveryError, match="not sent unsigned"):
-        deliver(f"{receiver.url}/hook", report, settings=production)
+        deliver(f"{receiver.url}/hook", report, key="unsigned-1", settings=production)
     assert receiver.requests == []
 
     # Slack webhooks carry no HMAC (Slack's URL is the secret): they are not affected.
@@ -212,7 +217,9 @@ def test_production_never_sends_a_webhook_unsigned(
         production.replace(webhook_secret="s3cret"),
     ):
         assert check_channel(f"{receiver.url}/hook", settings=relaxed) == "webhook"
-        deliver(f"{receiver.url}/hook", report, settings=relaxed, outbound=Outbound())
+        deliver(
+            f"{receiver.url}/hook", report, key="relaxed-1", settings=relaxed, outbound=Outbound()
+        )
     signed = [h for _p, h, _b in receiver.requests if "X-K8sMon-Signature" in h]
     assert len(receiver.requests) == 2 and len(signed) == 1
     assert json.loads(receiver.requests[0][2])["event"] == "k8smon.scan.report"

@@ -57,7 +57,9 @@ def test_a_real_worker_posts_to_the_slack_web_api(
                 ).snapshot_id
             rig.start_worker()
             client = rig.client()
-            client.send_task("k8smon.process_snapshot", args=[snapshot_id])
+            # Applied before the rescan is sent: the two go to different queues (snapshots,
+            # default), so their order is not the order they were sent in.
+            client.send_task("k8smon.process_snapshot", args=[snapshot_id]).get(timeout=90)
             client.send_task("k8smon.rescan", args=["bot-1"])
             try:
                 wait_for(

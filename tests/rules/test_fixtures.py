@@ -6,13 +6,18 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from contracts.advisories import parse_advisories
 from rules import Engine, default_rules, load_paths, psa
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FILES = sorted(FIXTURES.glob("*/*.yaml")) + sorted(FIXTURES.glob("*/*.json"))
 HEADER = re.compile(r"^#\s*expect-(path|count):\s*(.+?)\s*$")
 VERSION = re.compile(r"^#\s*kubernetes-version:\s*(\S+)\s*$", re.MULTILINE)
+# Fleet rules that need advisories (KM-622) name a file of tests/rules/data.
+ADVISORIES = re.compile(r"^#\s*advisories:\s*(\S+)\s*$", re.MULTILINE)
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,13 @@ def test_fixture(path: Path, engine: Engine) -> None:
     assert loaded.documents, "fixture holds no Kubernetes objects"
     pinned = VERSION.search(path.read_text(encoding="utf-8"))
     version = psa.parse_version(pinned.group(1)) if pinned else None
-    outcome = engine.scan(loaded.documents, kubernetes_version=version)
+    named = ADVISORIES.search(path.read_text(encoding="utf-8"))
+    advisories = (
+        parse_advisories(yaml.safe_load((DATA / named.group(1)).read_text(encoding="utf-8")))
+        if named
+        else []
+    )
+    outcome = engine.scan(loaded.documents, kubernetes_version=version, advisories=advisories)
     assert not outcome.errors, outcome.errors
     hits = [r for r in outcome.results if r.rule_id == rule_id]
     if path.name.startswith("fail-"):

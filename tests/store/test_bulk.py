@@ -10,7 +10,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from store.bulk import update_rows_by_id
+from store.bulk import insert_ignoring_conflicts, table_of, update_rows_by_id
 from store.models import Finding
 from store.types import utcnow
 from tests.conftest import _savepoint_session
@@ -87,3 +87,47 @@ def test_update_rows_by_id_refuses_a_value_too_long_on_postgresql(pg_session: Se
     session.flush()
     with pytest.raises(sqlalchemy.exc.DataError), session.begin_nested():
         update_rows_by_id(session, Finding, [{"id": row.id, "status": "x" * 40}])
+
+
+def test_insert_ignoring_conflicts_stores_every_value_exactly_and_each_row_once(
+    any_db_session: Session,
+) -> None:
+    """PostgreSQL COPYs the rows through a staging table: text with COPY's special characters,
+    JSON holding them, NULLs, times; a second batch in the same transaction; rows already
+    there are skipped."""
+    session = any_db_session
+    make_cluster(session, "copy")
+    at = utcnow()
+    tricky = "tab\there\nnew line\r\\N back\\slash \\t é \U0001f600 \x01"
+
+    def row(n: int, message: str) -> dict[str, object]:
+        return {
+            "cluster_id": "copy",
+            "fingerprint": f"{n:064x}",
+            "rule_id": "KM-101",
+            "api_version": "v1",
+            "kind": "Pod",
+            "namespace": None if n % 2 else "shop",
+            "name": f"web-{n}",
+            "container": None,
+            "path": "spec.containers[0]",
+            "severity": "high",
+            "message": message,
+            "status": "new",
+            "first_seen": at,
+            "last_seen": at,
+            "details": {"text": tricky, "list": [None, True, 2**63 - 1], "n": n},
+        }
+
+    insert_ignoring_conflicts(session, table_of(Finding), [row(0, tricky), row(1, "plain")])
+    insert_ignoring_conflicts(session, table_of(Finding), [row(1, "again"), row(2, "")])
+    session.expire_all()
+    found = {
+        f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "copy"))
+    }
+    assert sorted(found) == ["web-0", "web-1", "web-2"]
+    assert found["web-0"].message == tricky and found["web-0"].details["text"] == tricky
+    assert found["web-0"].details["list"] == [None, True, 2**63 - 1]
+    assert found["web-1"].message == "plain" and found["web-1"].namespace is None
+    assert found["web-2"].message == "" and found["web-2"].container is None
+    assert found["web-2"].first_seen == at and found["web-0"].id < found["web-2"].id

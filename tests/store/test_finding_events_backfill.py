@@ -1,4 +1,4 @@
-"""Migration 0004 backfills finding_events from the findings stored before it, with the
+"""Migration 0006 backfills finding_events from the findings stored before it, with the
 version of each finding's object current at its first sighting and at its resolution."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from store.models import Cluster, Finding, KubeObject, ManifestBody, ManifestVer
 from store.types import utcnow
 from tests.support.services import ThrowawayDatabase
 
-REVISION = "0004"
+REVISION = "0006"
 
 
 def _before() -> str:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy.orm import Session
 
-from store.images import fleet_images
+from store.images import fleet_images, image_uses
 from store.search import SearchTimeout
+from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
-from tests.support.manifests import deployment
+from tests.support.manifests import deployment, full_envelope
 from tests.support.workloads import workloads
 from tests.web.fleet import push
+
+DIGEST = "sha256:" + "c0" * 32
 
 
 def test_images_once_per_workload_on_both_engines(any_db_session: Session) -> None:
@@ -29,9 +35,82 @@ def test_images_once_per_workload_on_both_engines(any_db_session: Session) -> No
         ("shop/web:1", 1, ["a"]),
     ]
     assert found[0].as_json()["kinds"] == ["Deployment", "Pod"]
+    assert {k: found[0].as_json()[k] for k in ("repository", "tag", "digest")} == {
+        "repository": "docker.io/shop/web",
+        "tag": "2",
+        "digest": None,
+    }
     only_b, _ = fleet_images(session, timeout_seconds=30, cluster_ids=["b"])
     assert [(i.image, len(i.workloads)) for i in only_b] == [("shop/web:2", 1)]
     top, cut = fleet_images(session, timeout_seconds=30, limit=1)
     assert [i.image for i in top] == ["shop/web:2"] and cut
     with pytest.raises(SearchTimeout):
         fleet_images(session, timeout_seconds=1e-9)
+
+
+def _push_at(session: Session, cluster_id: str, objects: list, at: datetime) -> None:
+    stage_snapshot(session, cluster_id, envelope=full_envelope(objects), received_at=at)
+    apply_pending(session, cluster_id)
+
+
+def test_inventory_workloads_digests_and_since_on_both_engines(any_db_session: Session) -> None:
+    session = any_db_session
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    t1, t2 = t0 + timedelta(days=10), t0 + timedelta(days=20)
+    make_cluster(session, "a")
+    make_cluster(session, "b")
+    objects = workloads()
+    pod = next(o for o in objects if o["metadata"]["name"] == "web-bbb-0")
+    pod["status"] = {
+        "containerStatuses": [
+            {
+                "name": "main",
+                "image": "shop/web:2",
+                "imageID": f"docker-pullable://shop/web@{DIGEST}",
+            }
+        ]
+    }
+    _push_at(session, "a", objects, t0)
+    api = deployment("api", namespace="shop", image="shop/api:2.1.0")
+    cache = deployment("cache", namespace="shop", image="redis:7.2.4")
+    _push_at(session, "b", [api, cache], t0)
+    scaled, cache_scaled = copy.deepcopy(api), copy.deepcopy(cache)
+    scaled["spec"]["replicas"] = cache_scaled["spec"]["replicas"] = 5  # same image, new version
+    _push_at(session, "b", [scaled, cache_scaled], t1)
+    upgraded = copy.deepcopy(scaled)
+    upgraded["spec"]["template"]["spec"]["containers"][0]["image"] = "shop/api:2.2.0"
+    other = deployment("worker", namespace="jobs", image="shop/api:2.1.0")
+    _push_at(session, "b", [upgraded, other, cache_scaled], t2)
+
+    uses = {
+        (u.cluster_id, u.workload.kind, u.workload.name, u.container): u
+        for u in image_uses(session, timeout_seconds=30)
+    }
+    assert sorted(uses) == [
+        ("a", "CronJob", "backup", "b"),
+        ("a", "Deployment", "web", "main"),
+        ("a", "Pod", "debug-me", "app"),
+        ("a", "Pod", "debug-me", "dbg"),
+        ("a", "Pod", "debug-me", "init"),
+        ("b", "Deployment", "api", "main"),
+        ("b", "Deployment", "cache", "main"),
+        ("b", "Deployment", "worker", "main"),
+    ]
+    web = uses[("a", "Deployment", "web", "main")]
+    assert (web.image, web.digests, web.since) == ("shop/web:2", (DIGEST,), t0)
+    assert web.path == "spec.template.spec.containers[0].image"
+    assert web.as_json()["repository"] == "docker.io/shop/web"
+    assert web.as_json()["digest"] == DIGEST
+    api_use = uses[("b", "Deployment", "api", "main")]
+    assert (api_use.image, api_use.since) == ("shop/api:2.2.0", t2)
+    assert uses[("b", "Deployment", "cache", "main")].since == t0  # t0 and t1 versions: one run
+    assert uses[("b", "Deployment", "worker", "main")].since == t2
+    cron = uses[("a", "CronJob", "backup", "b")]
+    assert cron.path == "spec.jobTemplate.spec.template.spec.containers[0].image"
+    only_b = image_uses(session, timeout_seconds=30, cluster_ids=["b"])
+    assert {u.cluster_id for u in only_b} == {"b"}
+    # api ran 2.1.0 over two versions (t0, t1) before its upgrade; worker started on it at t2
+    runs = [u for u in image_uses(session, timeout_seconds=30) if u.image == "shop/api:2.1.0"]
+    assert [(u.workload.name, u.since) for u in runs] == [("worker", t2)]
+    with pytest.raises(SearchTimeout):
+        image_uses(session, timeout_seconds=1e-9)

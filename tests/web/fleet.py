@@ -61,6 +61,31 @@ def push(session: Session, cluster_id: str, objects: list[dict[str, Any]]) -> No
     apply_pending(session, cluster_id)
 
 
+@dataclass(frozen=True)
+class History:
+    """When `push_history` changed its cluster (three pushes, a day apart, ending a day ago)."""
+
+    first: datetime  # web runs history/web:1, job runs history/job:1
+    second: datetime  # web replaced by history/web:2
+    third: datetime  # job deleted
+
+
+def push_history(session: Session, cluster_id: str, *, now: datetime) -> History:
+    """Three pushes of `cluster_id` at known past times (see `History`), for back-in-time search."""
+    when = History(*(now - timedelta(days=days) for days in (3, 2, 1)))
+    web1 = deployment("web", namespace="hist", image="history/web:1")
+    web2 = deployment("web", namespace="hist", image="history/web:2")
+    job = deployment("job", namespace="hist", image="history/job:1")
+    for at, objects in (
+        (when.first, [web1, job]),
+        (when.second, [web2, job]),
+        (when.third, [web2]),
+    ):
+        stage_snapshot(session, cluster_id, envelope=full_envelope(objects), received_at=at)
+        apply_pending(session, cluster_id)
+    return when
+
+
 def seed_fleet(sessions: sessionmaker[Session]) -> None:
     """prod-eu: a web Deployment that became privileged in its second version; staging-us: clean;
     accounts alice (admin) and victor (viewer)."""

@@ -12,9 +12,12 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy.orm import Session
 
+from contracts.advisories import parse_advisories
+from contracts.tasks import EVALUATE_FLEET
 from settings import Settings
+from store.advisories import load_advisories
 from tests.support.factories import make_failed_scan
-from tests.web.fleet import ADMIN_PASSWORD, build_fleet, live_server
+from tests.web.fleet import ADMIN_PASSWORD, VIEWER_PASSWORD, build_fleet, live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -112,6 +115,54 @@ def test_operator_flow_in_a_real_browser(
         page.click("nav >> text=Audit log")
         expect(page.locator("table.audit")).to_contain_text("exemption.create")
         expect(page.locator("table.audit")).to_contain_text("cluster.rescan")
+
+
+def test_images_page_in_a_real_browser(
+    db_session: Session, test_settings: Settings, browser_page: Page
+) -> None:
+    """The images page: the inventory with links to each workload, the loaded advisories
+    (their untrusted text escaped), and the advisory's findings one click away."""
+    page = browser_page
+    fleet = build_fleet(db_session, test_settings)
+    hostile = '<img src=x onerror="document.title=1">web advisory'
+    record = {
+        "id": "TEST-PAGE-1",
+        "severity": "high",
+        "summary": hostile,
+        "url": "https://advisories.example/TEST-PAGE-1",
+        "affected": [{"repository": "registry.example/web", "introduced": "1.0", "fixed": "1.2"}],
+    }
+    with fleet.sessions() as session:
+        load_advisories(session, parse_advisories(record), loaded_by="test")
+        session.commit()
+    fleet.dispatcher.run(EVALUATE_FLEET)
+    with live_server(fleet.app) as base:
+        page.goto(f"{base}/admin/login")
+        page.fill("input[name=username]", "victor")
+        page.fill("input[name=password]", VIEWER_PASSWORD)
+        page.click("button[type=submit]")
+        page.click("nav >> text=Images")
+        expect(page.locator("h1")).to_contain_text("Images")
+        web = page.locator("table.images tr", has_text="Deployment/web")
+        expect(web).to_contain_text("registry.example/web")
+        expect(web).to_contain_text("1.1")
+        expect(web).to_contain_text("prod-eu")
+        expect(page.locator("table.images tbody tr")).to_have_count(3)
+        advisory = page.locator("table.advisories tr", has_text="TEST-PAGE-1")
+        expect(advisory).to_contain_text(hostile)  # shown as text, not markup
+        expect(page.locator("table.advisories img")).to_have_count(0)
+        expect(advisory).to_contain_text("registry.example/web ≥ 1.0 < 1.2")
+
+        page.fill("input[name=repository]", "*/api")
+        page.click("button:has-text('Filter')")
+        expect(page.locator("table.images tbody tr")).to_have_count(2)
+
+        page.click("text=KM-622 advisories")
+        finding = page.locator("tr", has_text="TEST-PAGE-1")
+        expect(finding.first).to_contain_text("web")
+        page.goto(f"{base}/admin/images?cluster=prod-eu&repository=*/web")
+        page.click("table.images a:has-text('Deployment/web')")
+        expect(page.locator("h1")).to_contain_text("Deployment shop/web")
 
 
 def test_a_failed_scans_reason_in_a_real_browser(

@@ -97,11 +97,18 @@ class CeleryRig:
         return process
 
     def start_worker(
-        self, *, concurrency: int = 1, queues: Sequence[str] | None = None, name: str = "worker"
+        self,
+        *,
+        concurrency: int = 1,
+        queues: Sequence[str] | None = None,
+        lanes: Sequence[str] = (),
+        name: str = "worker",
     ) -> subprocess.Popen[bytes]:
         """A `celery worker` as the Procfile runs it; `queues=None`: the queues the app
-        declares (without `-Q`), else only those."""
+        declares (without `-Q`: every queue of the task table), else only those; `lanes`:
+        only those task table queues (`--lane snapshots`, the Procfile's snapshots line)."""
         only = ["-Q", ",".join(queues)] if queues is not None else []
+        only += [arg for lane in lanes for arg in ("--lane", lane)]
         return self.spawn(
             name,
             [

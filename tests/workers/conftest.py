@@ -82,28 +82,40 @@ def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
 
 
 @pytest.fixture
-def sqlite_pipeline(rules_engine: EngineHandle, tmp_path: Path) -> Iterator[Pipeline]:
-    """A database file of its own: pysqlite's SAVEPOINT handling cannot roll back commits
-    made through nested sessions, so this test must not share the suite's SQLite engine."""
+def make_sqlite_pipeline(
+    rules_engine: EngineHandle, tmp_path: Path
+) -> Iterator[Callable[..., Pipeline]]:
+    """The embedded default's pipeline on a SQLite file of its own (pysqlite's SAVEPOINT
+    handling cannot roll back commits made through nested sessions, so these tests must not
+    share the suite's SQLite engine); settings as keyword arguments."""
     engine = make_engine(f"sqlite:///{tmp_path / 'embedded.sqlite3'}")
     migrate.upgrade(engine)
-    sessions = make_session_factory(engine)
-    settings = Settings(
-        database_url=str(engine.url),
-        secret_key="s" * 40,
-        instance_path=tmp_path,
-        scan_on_push=False,  # each scan here is triggered by the test itself
-    )
-    ctx = WorkerContext(
-        settings=settings, engine_factory=lambda: rules_engine, sessions_override=sessions
-    )
     # The test's own session reads between pipeline runs and keeps that transaction open:
     # it begins deferred, so it never holds the write lock the pipeline's sessions take.
     observer = make_engine(str(engine.url), lock_on_begin=False)
     session = make_session_factory(observer)()
+
+    def build(**settings: Any) -> Pipeline:
+        settings.setdefault("scan_on_push", False)  # each scan is triggered by the test
+        chosen = Settings(
+            database_url=str(engine.url), secret_key="s" * 40, instance_path=tmp_path, **settings
+        )
+        ctx = WorkerContext(
+            settings=chosen,
+            engine_factory=lambda: rules_engine,
+            sessions_override=make_session_factory(engine),
+        )
+        return Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
+
     try:
-        yield Pipeline(session=session, ctx=ctx, run=InProcessDispatcher(ctx))
+        yield build
     finally:
         session.close()
         observer.dispose()
         engine.dispose()
+
+
+@pytest.fixture
+def sqlite_pipeline(make_sqlite_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    """The embedded default's pipeline with the default settings."""
+    return make_sqlite_pipeline()

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
 from contracts import tasks as names
 from settings import Settings
-from workers.celery_app import VISIBILITY_TIMEOUT_S, BrokerOptions, create_celery
+from workers.celery_app import (
+    VISIBILITY_TIMEOUT_S,
+    BrokerOptions,
+    CeleryRunner,
+    create_celery,
+    queued_task_ids,
+)
+from workers.tasks import TASKS, TaskQueue
 
 
 def app_for(**changes: object):
@@ -49,9 +60,49 @@ def test_beat_schedule_comes_from_settings() -> None:
     assert schedule["sweep-unprocessed"]["schedule"] == 180
     assert schedule["purge-expired"]["schedule"] == 24 * 3600
     assert schedule["deliver-reports"]["task"] == names.DELIVER_REPORTS
+    watchdog = app_for(watchdog_interval_seconds=15.0).conf.beat_schedule["scan-watchdog"]
+    assert watchdog["task"] == names.WATCH_SCANS and watchdog["schedule"] == 15.0
 
 
 def test_apps_do_not_share_tasks() -> None:
     first, second = app_for(), app_for()
     assert first.tasks[names.SCAN_FLEET] is not second.tasks[names.SCAN_FLEET]
     assert first.context is not second.context
+
+
+def test_each_task_is_routed_to_the_queue_its_table_entry_names() -> None:
+    app = app_for()
+    assert {queue.name for queue in app.conf.task_queues} == {"q-test", "q-test.snapshots"}
+    for spec in TASKS:
+        expected = "q-test.snapshots" if spec.queue is TaskQueue.SNAPSHOTS else "q-test"
+        assert app.amqp.router.route({}, spec.name)["queue"].name == expected, spec.name
+    snapshot_tasks = {spec.name for spec in TASKS if spec.queue is TaskQueue.SNAPSHOTS}
+    assert snapshot_tasks == {names.PROCESS_SNAPSHOT, names.SWEEP_UNPROCESSED}
+    # ingest's Celery client is handed the same routes by the composition root (cli.wsgi).
+    assert app.broker_options.routes()[names.PROCESS_SNAPSHOT] == "q-test.snapshots"
+    assert "lane" in {option.name for option in app.user_options["worker"]}
+
+
+@pytest.mark.redis
+def test_the_watchdog_sees_the_task_ids_waiting_in_the_queue(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    """What the scan watchdog asks the broker: which of a scan's task ids still wait in the
+    queue (here no worker consumes it, so every one sent waits; one never sent is lost)."""
+    settings = Settings(database_url="sqlite://", redis_url=redis_url, secret_key="x" * 40)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    app = create_celery(settings, BrokerOptions(queue=queue, key_prefix=redis_key_prefix))
+    waiting = [str(uuid.uuid4()) for _ in range(3)]
+    lost = str(uuid.uuid4())
+    try:
+        for task_id in waiting:
+            app.send_task(names.EVALUATE_SHARD, kwargs={"scan_id": 1}, task_id=task_id)
+        assert queued_task_ids(app, {*waiting, lost}) == set(waiting)
+        # No live worker holds anything either: in flight is exactly what is queued.
+        runner = CeleryRunner(app, app.tasks[names.WATCH_SCANS])
+        assert runner.in_flight([*waiting, lost]) == set(waiting)
+        assert runner.in_flight([]) == set()
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.client.delete(queue)
+        app.close()

@@ -358,3 +358,47 @@ def test_offline_and_server_fingerprints_are_the_same(pipeline: Pipeline) -> Non
     )
     assert offline_fingerprints and stored == offline_fingerprints
     assert all(len(f) == 64 for f in stored)
+
+
+def test_a_one_shard_scan_evaluated_inline_gives_what_the_two_steps_give(
+    pipeline: Pipeline,
+) -> None:
+    """`jobs.run_plan` evaluates a one-shard scan's shard and cluster rules in one unit of
+    work (each body read and viewed once): same outcomes, same cached rows, same findings."""
+    objects = cluster_state("inline", 10)
+    pipeline.push_and_process("inline", objects)
+
+    def cached() -> dict[str, list]:
+        rows = pipeline.session.execute(
+            select(RuleResultCache.content_hash, RuleResultCache.results)
+        )
+        return dict(rows.all())
+
+    plan = jobs.plan_scan(pipeline.ctx, "inline", trigger="test")
+    (shard,) = plan.shards
+    two_steps = [
+        jobs.evaluate_shard(pipeline.ctx, plan.scan_id, "inline", 0, shard.first_id, shard.last_id),
+        jobs.evaluate_cluster_rules(pipeline.ctx, plan.scan_id, "inline"),
+    ]
+    separately = cached()
+    pipeline.session.execute(RuleResultCache.__table__.delete())
+    pipeline.session.commit()
+    inline = jobs.evaluate_inline(pipeline.ctx, plan)
+    assert inline == two_steps and two_steps[0]["evaluated"] == len(objects)
+    assert cached() == separately
+    jobs.finalize_scan(pipeline.ctx, inline, plan.scan_id, "inline")
+    assert findings_of(pipeline, "inline") == offline(objects, "inline")
+
+
+def test_the_bench_corpus_scans_to_the_offline_findings(pipeline: Pipeline) -> None:
+    """The oracle on the benchmark's realistic mix (controllers and their pods, RBAC, network
+    policies, CRDs...): the pipeline's findings are the offline scan's."""
+    from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
+
+    objects = [o for o in generate(600, seed=1001) if o.get("kind") != "Secret"]
+    pipeline.push_and_process("corpus", objects)
+    outcome = pipeline.run.run("k8smon.rescan", "corpus")
+    assert outcome["counts"]["evaluated"] > 0
+    # the fleet rules (KM-621 drift) run in the fleet evaluation, offline in the scan
+    pipeline.run.run("k8smon.evaluate_fleet")
+    assert findings_of(pipeline, "corpus") == offline(objects, "corpus")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,7 +24,7 @@ def purge_expired(
     Every batch commits on its own, so locks are held for one small statement at a time and the
     ingest never waits long; `pause_s` between batches yields the database to other work.
     """
-    cutoff = utcnow() - timedelta(days=retention_days)
+    cutoff = purge.retention_cutoff(utcnow(), retention_days=retention_days)
     totals: dict[str, int] = {}
     for table, purger in purge.PURGERS:
         totals[table] = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -51,6 +51,7 @@ from store.scans import (
 from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
+from workers.services.delivery import report_content
 from workers.services.exemptions import stored_exemptions
 
 log = logging.getLogger("k8smon.workers")
@@ -397,6 +398,35 @@ def unfinished_plan(session: Session, run: ScanRun, *, redrive: bool) -> ScanPla
     )
 
 
+def _evaluate_objects(
+    rules: EngineHandle,
+    bodies: Iterable[tuple[str, Mapping[str, Any] | ObjectView]],
+    *,
+    shard_index: int,
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Object-rule records by content hash (each hash once) and the errors of rules that
+    raised, for (content hash, body or its view from `rules.view`) pairs."""
+    fresh: dict[str, list[dict[str, Any]]] = {}
+    errors: list[dict[str, Any]] = []
+    for chash, body in bodies:
+        if chash in fresh:
+            continue
+        try:
+            view = body if isinstance(body, ObjectView) else rules.view(body)
+            fresh[chash] = rules.evaluate_view(view)
+        except Exception as problem:
+            manifest = body.manifest if isinstance(body, ObjectView) else body
+            errors.append(
+                {
+                    "stage": "shard",
+                    "shard": shard_index,
+                    "object": str(ResourceRef.of(dict(manifest))),
+                    "error": f"{type(problem).__name__}: {problem}"[:500],
+                }
+            )
+    return fresh, errors
+
+
 def evaluate_shard(
     session: Session,
     *,
@@ -415,18 +445,11 @@ def evaluate_shard(
     errors: list[dict[str, Any]] = []
     fresh: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(missing, 500):
-        for chash, body in bodies_by_hash(session, batch).items():
-            try:
-                fresh[chash] = rules.evaluate_object(body)
-            except Exception as problem:
-                errors.append(
-                    {
-                        "stage": "shard",
-                        "shard": shard_index,
-                        "object": str(ResourceRef.of(body)),
-                        "error": f"{type(problem).__name__}: {problem}"[:500],
-                    }
-                )
+        found, failed = _evaluate_objects(
+            rules, bodies_by_hash(session, batch).items(), shard_index=shard_index
+        )
+        fresh.update(found)
+        errors.extend(failed)
     rule_cache.store_results(session, fresh, catalogue_version=version)
     return ShardOutcome(
         shard=shard_index,
@@ -437,20 +460,13 @@ def evaluate_shard(
     )
 
 
-def evaluate_cluster_rules(
-    session: Session, *, cluster_id: str, rules: EngineHandle
+def _cluster_step(
+    session: Session, rules: EngineHandle, *, digest: str, views: Sequence[ObjectView]
 ) -> ClusterStepOutcome:
-    """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
-    rules = judged_as_deployed(session, cluster_id, rules)
-    cluster = session.get(Cluster, cluster_id)
-    digest = (cluster.current_digest if cluster else None) or "empty"
+    """Evaluate cross-resource rules on a cluster state's views and cache what they found."""
     key = rule_cache.cluster_state_key(digest)
-    version = rules.catalogue_version
-    if rule_cache.cached_keys(session, [key], catalogue_version=version):
-        return ClusterStepOutcome(cluster_key=key, cached=True)
-    bodies = [m.body for m in current_manifests(session, cluster_id=cluster_id)]
     try:
-        state = rules.evaluate_cluster(bodies)
+        state = rules.evaluate_cluster(views)
     except Exception as problem:
         error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
         return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
@@ -458,9 +474,77 @@ def evaluate_cluster_rules(
     rule_cache.store_results(
         session,
         {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
-        catalogue_version=version,
+        catalogue_version=rules.catalogue_version,
     )
     return ClusterStepOutcome(cluster_key=key, cached=False)
+
+
+def _state_digest(session: Session, cluster_id: str) -> str:
+    cluster = session.get(Cluster, cluster_id)
+    return (cluster.current_digest if cluster else None) or "empty"
+
+
+def evaluate_cluster_rules(
+    session: Session, *, cluster_id: str, rules: EngineHandle
+) -> ClusterStepOutcome:
+    """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
+    rules = judged_as_deployed(session, cluster_id, rules)
+    digest = _state_digest(session, cluster_id)
+    key = rule_cache.cluster_state_key(digest)
+    if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
+        return ClusterStepOutcome(cluster_key=key, cached=True)
+    views = [rules.view(m.body) for m in current_manifests(session, cluster_id=cluster_id)]
+    return _cluster_step(session, rules, digest=digest, views=views)
+
+
+def evaluate_inline(
+    session: Session,
+    *,
+    cluster_id: str,
+    first_id: int,
+    last_id: int,
+    rules: EngineHandle,
+    shard_index: int = 0,
+) -> tuple[ShardOutcome, ClusterStepOutcome]:
+    """A scan's only shard and its cluster step in one go, with the outcomes
+    `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
+    run, every live body is read, decoded, viewed and schema-checked once for both (the two
+    steps would each do all of that), and the shard's uncached bodies are among them."""
+    judged = judged_as_deployed(session, cluster_id, rules)
+    version = judged.catalogue_version
+    digest = _state_digest(session, cluster_id)
+    if rule_cache.cached_keys(
+        session, [rule_cache.cluster_state_key(digest)], catalogue_version=version
+    ):
+        shard = evaluate_shard(
+            session,
+            cluster_id=cluster_id,
+            first_id=first_id,
+            last_id=last_id,
+            rules=rules,
+            shard_index=shard_index,
+        )
+        return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules)
+    objects, hashes, missing = rule_cache.uncached_in_range(
+        session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
+    )
+    wanted = set(missing)
+    live = [
+        (m.content_hash, judged.view(m.body))
+        for m in current_manifests(session, cluster_id=cluster_id)
+    ]
+    fresh, errors = _evaluate_objects(
+        judged, ((h, view) for h, view in live if h in wanted), shard_index=shard_index
+    )
+    rule_cache.store_results(session, fresh, catalogue_version=version)
+    shard = ShardOutcome(
+        shard=shard_index,
+        objects=objects,
+        evaluated=len(fresh),
+        cache_hits=hashes - len(missing),
+        errors=tuple(errors),
+    )
+    return shard, _cluster_step(session, judged, digest=digest, views=[v for _h, v in live])
 
 
 @dataclass(slots=True)
@@ -492,10 +576,10 @@ class Candidate:
 
     result: Result
     content_hash: str | None
-    source: Literal["object", "cluster"]
+    source: Literal["object", "cluster", "fleet"]
 
 
-def _observed(candidate: Candidate, result: Result) -> ObservedFinding:
+def observed_finding(candidate: Candidate, result: Result) -> ObservedFinding:
     """The finding a configured result makes (`result.status` is open or exempted)."""
     details: dict[str, Any] = {
         "title": result.title,
@@ -575,7 +659,7 @@ def _observe(
         now=at,
     )
     return [
-        _observed(candidate, result)
+        observed_finding(candidate, result)
         for candidate, result in zip(candidates, configured, strict=True)
     ]
 
@@ -603,9 +687,11 @@ def finalize_scan(
     cluster_id: str,
     results: Sequence[Mapping[str, Any] | StepOutcome],
     rules: EngineHandle,
+    public_url: str,
     now: datetime | None = None,
 ) -> FinalizeOutcome:
-    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record."""
+    """Merge shard and cluster-rule results, exempt, diff against the previous scan, record;
+    a delivery of the news is created with the report as this scan left it."""
     rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
@@ -676,7 +762,10 @@ def finalize_scan(
         key = finding.ref.key
         if key not in live_keys:
             return True  # the object is gone: its findings are resolved
-        return key in todo and key not in unevaluated
+        # the fleet evaluation (workers.services.fleet) owns the fleet rules' findings
+        return (
+            finding.rule_id not in rules.fleet_rule_ids and key in todo and key not in unevaluated
+        )
 
     settle_new(session, cluster_id, scan_id=scan_id)
     lifecycle = reconcile_findings(
@@ -708,9 +797,16 @@ def finalize_scan(
     delivery_ids = []
     changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
     if cluster.channel and changed:  # only news is worth a message
+        content = report_content(
+            session, cluster_id=cluster_id, scan_id=scan_id, public_url=public_url
+        )
         delivery_ids.append(
             ensure_delivery(
-                session, cluster_id=cluster_id, scan_run_id=scan_id, channel=cluster.channel
+                session,
+                cluster_id=cluster_id,
+                scan_run_id=scan_id,
+                channel=cluster.channel,
+                content=content,
             ).id
         )
     return FinalizeOutcome(scan_id, cluster_id, counts, delivery_ids)

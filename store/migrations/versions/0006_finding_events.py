@@ -1,8 +1,8 @@
 """finding_events: when each finding opened and resolved, and at which manifest version;
 an index on a resource's findings
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 23:45:00
 
 Backfill, best effort: one `opened` event per existing finding at its first_seen, and one
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
