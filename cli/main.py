@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "audit": "cli.commands.audit:audit",
     "completion": "cli.commands.completion:completion",
     "images": "cli.commands.images:images",
+    "timeline": "cli.commands.timeline:timeline",
     "advisories": "cli.commands.advisories:advisories",
 }
 

@@ -381,6 +381,22 @@ def api_command(*, formats: Sequence[str] | None = None) -> Callable[[F], F]:
     return decorate
 
 
+def choice_list(
+    value: str | None, choices: Sequence[str], *, param_hint: str, noun: str
+) -> list[str] | None:
+    """A comma-separated list of `choices` (None when empty); an unknown one is a usage
+    error naming the flag and the choices."""
+    if not value:
+        return None
+    named = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [n for n in named if n not in choices]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {noun} {unknown[0]!r}; expected {', '.join(choices)}", param_hint=param_hint
+        )
+    return named
+
+
 def parse_labels(values: Sequence[str]) -> dict[str, str]:
     """`--label k=v` values as a dict; a bad one is a usage error naming the flag."""
     labels: dict[str, str] = {}

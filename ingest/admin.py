@@ -37,6 +37,7 @@ from ingest.problems import (
 )
 from ingest.push import CLUSTER_ID
 from ingest.reports_api import REPORT_FORMATS, render_report
+from ingest.web import timeline as timeline_view
 from ingest.web.search import PeriodError, SearchError, SearchResult, SearchTimeout, run_search
 from reports.channels import ChannelError, check_channel, describe
 from store import (
@@ -50,6 +51,7 @@ from store import (
     scans,
     telemetry,
 )
+from store import timeline as timelines
 from store.errors import ClusterExists, ClusterNotFound, KeyExists, KeyNotFound
 from store.models import AdminKey, Advisory, Cluster, ClusterKey, Delivery, Exemption, Finding
 
@@ -468,6 +470,67 @@ def cluster_report(session: Session, caller: Caller, body: Any, cluster_id: str)
     _cluster(session, cluster_id)
     response = render_report(session, cluster_id, fmt=fmt, public_url=ctx().settings.public_url)
     return response, 200, cluster_id, {"format": fmt}
+
+
+@blueprint.get("/clusters/<cluster_id>/timeline")
+@admin_route(role="viewer", action="timeline.read")
+def cluster_timeline(session: Session, caller: Caller, body: Any, cluster_id: str) -> Any:
+    """Newest first, one keyset page: resources created/changed/deleted, findings opened and
+    resolved with the change that did it, scans. `kind` and `name` (with `namespace`, and
+    `api_version` when two API groups share a kind) narrow it to one resource, whose entries
+    carry each change's diff; `diffs=1` adds them to a cluster's too."""
+    args = request.args
+    try:
+        wanted = timeline_view.parse_request(args)
+    except timeline_view.TimelineRequestError as problem:
+        raise bad_request("bad_request", str(problem)) from None
+    _cluster(session, cluster_id)
+    obj = None
+    if args.get("kind") or args.get("name"):
+        if not (args.get("kind") and args.get("name")):
+            raise bad_request("bad_request", "kind and name: give both to choose a resource")
+        obj = timelines.find_resource(
+            session,
+            cluster_id,
+            kind=args["kind"],
+            name=args["name"],
+            namespace=args.get("namespace") or None,
+            api_version=args.get("api_version") or None,
+        )
+        if obj is None:
+            where = f"{args.get('namespace')}/" if args.get("namespace") else ""
+            raise not_found(f"no {args['kind']} {where}{args['name']} in {cluster_id!r}")
+    page = timelines.timeline(
+        session, cluster_id, obj=obj, kinds=wanted.kinds, before=wanted.before, limit=wanted.limit
+    )
+    with_diffs = obj is not None if "diffs" not in args else args["diffs"] in ("1", "true")
+    changes = timeline_view.diffs(session, page.entries) if with_diffs else {}
+    entries = [
+        timeline_view.entry_json(
+            e, changes.get(e.change.version_id) if e.change is not None else None
+        )
+        for e in page.entries
+    ]
+    resource = None
+    if obj is not None:
+        resource = {
+            "apiVersion": obj.api_version,
+            "kind": obj.kind,
+            "namespace": obj.namespace or None,
+            "name": obj.name,
+            "object_id": obj.id,
+            "deleted_at": _iso(obj.deleted_at),
+        }
+    answer = {
+        "cluster_id": cluster_id,
+        "resource": resource,
+        "types": list(wanted.groups),
+        "entries": entries,
+        "count": len(entries),
+        "next_cursor": page.next_cursor,
+    }
+    target = cluster_id if obj is None else f"{cluster_id}/{obj.ref_key}"
+    return answer, 200, target, {"types": list(wanted.groups)}
 
 
 @blueprint.get("/scans")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from contracts.timeline import TIMELINE_GROUPS
 from contracts.wire import (
     SNAPSHOT_JSON_SCHEMA,
     SNAPSHOT_PATH,
@@ -12,6 +13,7 @@ from contracts.wire import (
     TELEMETRY_PATH,
 )
 from reports.formats import FORMATS, SERVED_FORMATS
+from store.timeline import MAX_PAGE
 
 # Blueprints that are not part of the machine API: the browser admin pages (HTML behind a
 # sign-in, CSRF-protected forms). Everything else the app serves is described here.
@@ -37,6 +39,8 @@ _EXEMPTION_ID = {
     "required": True,
     "schema": {"type": "integer", "minimum": 0},
 }
+_GROUP = "(" + "|".join(TIMELINE_GROUPS) + ")"
+TIMELINE_TYPES_PATTERN = f"^{_GROUP}(,{_GROUP})*$"
 _ADVISORY_ID = {
     "name": "advisory_id",
     "in": "path",
@@ -214,6 +218,25 @@ def openapi_document() -> dict[str, Any]:
                     **{code: _PROBLEM for code in ("400", "401", "403", "404")},
                 },
             }
+        },
+        "/v1/admin/clusters/{cluster_id}/timeline": {
+            "get": _op(
+                "A cluster's timeline, newest first (keyset pages: pass next_cursor as before): "
+                "resources created, changed and deleted, findings opened and resolved with the "
+                "manifest change that did it, scans; kind and name narrow it to one resource "
+                "(with each change's diff)",
+                params=[
+                    _CLUSTER_ID,
+                    _query("kind"),
+                    _query("name"),
+                    _query("namespace"),
+                    _query("api_version"),
+                    _query("types", {"type": "string", "pattern": TIMELINE_TYPES_PATTERN}),
+                    _query("before", {"type": "string", "pattern": r"^\d+\.\d\.\d+$"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+                    _query("diffs", {"enum": ["0", "1", "true", "false"]}),
+                ],
+            )
         },
         "/v1/admin/scans": {
             "get": _op(

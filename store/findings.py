@@ -6,11 +6,15 @@ exemption makes it *exempted* (and the exemption's expiry turns it back to *open
 finding no longer observed on an object that was evaluated is *resolved* (with resolved_at);
 a resolved finding that comes back is *new* again. Objects that could not be evaluated in this
 scan keep their findings untouched, so a failed shard never resolves anything.
+
+Each opening (first sighting, or a resolved finding seen again) and each resolution is also
+recorded as a `finding_events` row with the version of the finding's object current at that
+scan (`versions`, by ref key): the change that introduced or resolved it (`store.timeline`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -21,8 +25,9 @@ from sqlalchemy.orm import Session
 from contracts.findings import finding_fingerprint
 from contracts.resources import ResourceRef
 from contracts.states import FindingStatus
+from contracts.timeline import FindingEventKind
 from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of, update_rows_by_id
-from store.models import Finding
+from store.models import Finding, FindingEvent
 from store.types import utcnow
 
 ACTIVE_STATUSES = FindingStatus.active()
@@ -136,10 +141,16 @@ def reconcile_findings(
     observed: Iterable[ObservedFinding],
     evaluated: Callable[[KnownFinding], bool],
     at: datetime | None = None,
+    versions: Mapping[str, int | None] | None = None,
 ) -> ReconcileResult:
     """Merge one scan's violations into the cluster's findings (see the module docstring).
-    `scan_id` is None for the fleet evaluation (`workers.services.fleet`), which is no scan."""
+
+    `scan_id` is None for the fleet evaluation (`workers.services.fleet`), which is no scan.
+
+    `versions` maps the ref key of each live object to its current manifest version id; the
+    events of this scan name it (an object absent from it is gone, or not stored)."""
     now = at or utcnow()
+    current_versions = versions or {}
     by_fp: dict[str, ObservedFinding] = {}
     for item in observed:
         by_fp.setdefault(item.fingerprint, item)
@@ -149,6 +160,7 @@ def reconcile_findings(
     inserts: list[dict[str, Any]] = []
     row_updates: list[dict[str, Any]] = []
     still_open: list[int] = []
+    reopened: list[tuple[int, ResourceRef]] = []
     for fp, item in by_fp.items():
         current = existing.get(fp)
         if current is None:
@@ -161,6 +173,7 @@ def reconcile_findings(
         elif current.status == FindingStatus.RESOLVED:
             status = FindingStatus.NEW
             result.reopened += 1
+            reopened.append((current.id, current.ref))
         elif current.status == FindingStatus.EXEMPTED:
             status = FindingStatus.OPEN
             result.unexempted += 1
@@ -197,11 +210,13 @@ def reconcile_findings(
         )
 
     resolved_ids: list[int] = []
+    resolved_refs: list[tuple[int, ResourceRef]] = []
     for fp, current in existing.items():
         if fp in by_fp or current.status not in ACTIVE_STATUSES:
             continue
         if evaluated(current):
             resolved_ids.append(current.id)
+            resolved_refs.append((current.id, current.ref))
         else:
             result.kept_unevaluated += 1
     result.resolved = len(resolved_ids)
@@ -215,7 +230,63 @@ def reconcile_findings(
         still_open=still_open,
         resolved_ids=resolved_ids,
     )
+    inserted = [by_fp[row["fingerprint"]] for row in inserts]
+    opened = [*_inserted(session, cluster_id, inserted, scan_id=scan_id)]
+    _record_events(
+        session,
+        cluster_id,
+        scan_id=scan_id,
+        at=now,
+        versions=current_versions,
+        events=[
+            *((FindingEventKind.OPENED, pair) for pair in [*opened, *reopened]),
+            *((FindingEventKind.RESOLVED, pair) for pair in resolved_refs),
+        ],
+    )
     return result
+
+
+def _inserted(
+    session: Session, cluster_id: str, items: Sequence[ObservedFinding], *, scan_id: int | None
+) -> Iterable[tuple[int, ResourceRef]]:
+    """(id, ref) of the findings just inserted for these observations (one query: rows this
+    scan wrote as new or exempted)."""
+    if not items:
+        return
+    refs = {item.fingerprint: item.ref for item in items}
+    for finding_id, fp in session.execute(
+        select(Finding.id, Finding.fingerprint).where(
+            Finding.cluster_id == cluster_id,
+            Finding.status.in_((FindingStatus.NEW, FindingStatus.EXEMPTED)),
+            Finding.last_scan_id == scan_id,
+        )
+    ):
+        if fp in refs:
+            yield finding_id, refs[fp]
+
+
+def _record_events(
+    session: Session,
+    cluster_id: str,
+    *,
+    scan_id: int | None,
+    at: datetime,
+    versions: Mapping[str, int | None],
+    events: Sequence[tuple[FindingEventKind, tuple[int, ResourceRef]]],
+) -> None:
+    rows = [
+        {
+            "cluster_id": cluster_id,
+            "finding_id": finding_id,
+            "event": kind.value,
+            "at": at,
+            "scan_id": scan_id,
+            "version_id": versions.get(ref.key),
+        }
+        for kind, (finding_id, ref) in events
+    ]
+    for batch in chunked(rows, 5000):
+        insert_ignoring_conflicts(session, table_of(FindingEvent), batch)
 
 
 def _write(

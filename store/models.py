@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from contracts.states import ClusterStatus, DeliveryState, FindingStatus, ScanState, SnapshotState
+from contracts.timeline import FindingEventKind
 from store.types import EnumText, JsonDocument, UtcDateTime, utcnow
 
 NAMING_CONVENTION = {
@@ -277,6 +278,8 @@ class Finding(Base):
         UniqueConstraint("cluster_id", "fingerprint", name="uq_findings_cluster_fingerprint"),
         Index("ix_findings_cluster_status", "cluster_id", "status"),
         Index("ix_findings_rule_status", "rule_id", "status"),
+        # A resource's findings (its page, its timeline).
+        Index("ix_findings_cluster_resource", "cluster_id", "kind", "name"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -301,6 +304,30 @@ class Finding(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_scan_id: Mapped[int | None] = mapped_column(BigId)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDocument, default=dict)
+
+
+class FindingEvent(Base):
+    """A finding opened (first seen, or seen again after being resolved) or resolved by a scan,
+    with the manifest version of its object that was current then (the change that caused it).
+
+    `version_id` is None when the object was gone (a finding resolved by the object's removal)
+    or unknown (cluster-level findings on no stored object). The finding row keeps only its
+    latest cycle; these rows keep every one (`store.timeline` reads them).
+    """
+
+    __tablename__ = "finding_events"
+    __table_args__ = (
+        Index("ix_finding_events_cluster_at", "cluster_id", "at", "id"),
+        Index("ix_finding_events_finding", "finding_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"))
+    event: Mapped[FindingEventKind] = mapped_column(EnumText(FindingEventKind, 16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    scan_id: Mapped[int | None] = mapped_column(BigId)
+    version_id: Mapped[int | None] = mapped_column(BigId)
 
 
 class Exemption(Base):

@@ -13,7 +13,7 @@ import click
 
 from cli.client import AdminClient
 from cli.commands.scans import list_scans
-from cli.output import Col, Output, api_command
+from cli.output import Col, Output, api_command, choice_list
 from contracts.severity import Severity
 from contracts.states import FindingStatus
 
@@ -50,15 +50,7 @@ def severities(value: str | None) -> list[str] | None:
 
 
 def statuses(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    named = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = [n for n in named if n not in STATUSES]
-    if unknown:
-        raise click.BadParameter(
-            f"unknown status {unknown[0]!r}; expected {', '.join(STATUSES)}", param_hint="--status"
-        )
-    return named
+    return choice_list(value, STATUSES, param_hint="--status", noun="status")
 
 
 @click.command()

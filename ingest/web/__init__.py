@@ -31,6 +31,7 @@ ROUTES: tuple[tuple[str, str, Any, tuple[str, ...]], ...] = (
     ("/clusters/<cluster_id>", "cluster_page", views.cluster_page, ("GET",)),
     ("/clusters/<cluster_id>/rescan", "rescan", views.rescan, ("POST",)),
     ("/clusters/<cluster_id>/find", "find_resource", views.find_resource, ("GET",)),
+    ("/clusters/<cluster_id>/timeline", "cluster_timeline", views.cluster_timeline, ("GET",)),
     ("/clusters/<cluster_id>/objects/<int:object_id>", "resource", views.resource, ("GET",)),
     ("/clusters/<cluster_id>/objects/<int:object_id>/diff", "diff", views.diff, ("GET",)),
     ("/rules/<rule_id>", "rule", views.rule, ("GET",)),

@@ -15,9 +15,11 @@ from werkzeug.wrappers import Response
 from contracts.resources import ResourceRef
 from contracts.states import FindingStatus
 from contracts.tasks import RESCAN
+from contracts.timeline import TIMELINE_GROUPS
 from ingest.context import ctx
 from ingest.dispatch import enqueue_after_commit
 from ingest.web import charts, manifest_view, markdown, posture, queries
+from ingest.web import timeline as timeline_view
 from ingest.web.filters import STATUS_CHOICES, FilterError, FindingFilter, page_number
 from ingest.web.search import SearchError, SearchTimeout, run_search
 from ingest.web.security import (
@@ -33,6 +35,7 @@ from store.manifests import find_object, object_history
 from store.models import Cluster, Exemption, KubeObject, ManifestBody
 from store.scans import list_scan_runs
 from store.telemetry import collection_gaps, latest_ping
+from store.timeline import timeline as read_timeline
 from store.types import utcnow
 
 STALE_AFTER = timedelta(minutes=15)
@@ -226,6 +229,8 @@ def resource(cluster_id: str, object_id: int) -> str:
             version = queries.version_at(versions, f.first_seen)
             if version is not None:
                 origins[f.id] = (version, previous.get(version.version_id))
+        wanted = _timeline_request({"before": request.args.get("before", "")})
+        page = read_timeline(db, cluster_id, obj=obj, before=wanted.before, limit=wanted.limit)
         return render_template(
             "web/resource.html",
             cluster=cluster,
@@ -235,6 +240,40 @@ def resource(cluster_id: str, object_id: int) -> str:
             findings=findings,
             origins=origins,
             versions=versions,
+            page=page,
+            diffs=timeline_view.diffs(db, page.entries),
+        )
+
+
+def _timeline_request(args: dict[str, str]) -> timeline_view.TimelineRequest:
+    try:
+        return timeline_view.parse_request(args)
+    except timeline_view.TimelineRequestError as problem:
+        abort(400, description=str(problem))
+
+
+@login_required
+def cluster_timeline(cluster_id: str) -> str:
+    """A cluster's timeline, newest first, a keyset page at a time (`before`)."""
+    types = ",".join(t for t in request.args.getlist("types") if t)
+    limit = request.args.get("limit", "")
+    wanted = _timeline_request(
+        {"types": types, "before": request.args.get("before", ""), "limit": limit}
+    )
+    with _db() as db:
+        cluster = _cluster_or_404(db, cluster_id)
+        page = read_timeline(
+            db, cluster_id, kinds=wanted.kinds, before=wanted.before, limit=wanted.limit
+        )
+        return render_template(
+            "web/timeline.html",
+            cluster=cluster,
+            page=page,
+            diffs=timeline_view.diffs(db, page.entries),
+            wanted=wanted,
+            groups=TIMELINE_GROUPS,
+            types_arg=list(wanted.groups) if types else None,
+            limit_arg=wanted.limit if limit else None,
         )
 
 

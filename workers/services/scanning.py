@@ -769,7 +769,13 @@ def finalize_scan(
 
     settle_new(session, cluster_id, scan_id=scan_id)
     lifecycle = reconcile_findings(
-        session, cluster_id, scan_id=scan_id, observed=observed, evaluated=evaluated, at=at
+        session,
+        cluster_id,
+        scan_id=scan_id,
+        observed=observed,
+        evaluated=evaluated,
+        at=at,
+        versions={key: vid for key, _h, vid in live},
     )
     severities = severity_counts(session, cluster_id)
     statuses = status_counts(session, cluster_id)
