@@ -31,8 +31,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 FLEET = 8
 OBJECTS = 800
-PROBES = 3
-PUSH_EVERY_S = 1.0
+PROBES = 12  # each probe cluster gets a delta every 3 s, after its last one is applied
+PUSH_EVERY_S = 0.25  # a quiet machine scans the fleet in about 4 s
 MIN_DELTAS = 8
 MEDIAN_BOUND_S = 5.0  # the single queue's median was 30.7 s
 MAX_BOUND_S = 15.0
@@ -63,6 +63,10 @@ def test_snapshots_are_applied_within_seconds_during_a_fleet_scan(
         rig.start_worker("snapshots", lanes=["snapshots"])
         rig.load_fleet(FLEET, objects=OBJECTS)
         probes = rig.load_fleet(PROBES, objects=10)
+        # Each probe's first delta needs its full snapshot applied (else 503, processing).
+        rig.wait_until(
+            lambda: rig.snapshots_processed(probes), timeout=120, what="the probes applied"
+        )
         rig.scan_fleet()
         rig.scans_in_flight(FLEET)
         scan_started = time.monotonic()
