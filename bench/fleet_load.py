@@ -9,20 +9,20 @@ them — and stream it with `COPY FROM STDIN` into `manifest_bodies`, `objects` 
 made in SQL (`generate_series`).
 
 Around each step's load the secondary indexes on random keys (the bodies' GIN index, the
-versions' content-hash and last-seen indexes, the pings' received-at index) are dropped and
-rebuilt from their own definitions (the rebuild is timed and reported), and the COPY sessions
-run with `session_replication_role = replica` (as `pg_restore --disable-triggers` does): the
-foreign keys stay defined but are not checked row by row; `orphans()` checks every one of them
-in one query each after the load.
+versions' content-hash, last-seen and superseded-at indexes, the pings' received-at index) are
+dropped and rebuilt from their own definitions (the rebuild is timed and reported), and the
+COPY sessions run with `session_replication_role = replica` (as `pg_restore
+--disable-triggers` does): the foreign keys stay defined but are not checked row by row;
+`orphans()` checks every one of them in one query each after the load.
 
 Shape of one cluster (`objects` per cluster, default 10,000; object j of cluster c is global
 object i = c * objects + j):
 - 70% Deployments (j % 10 < 7) with a main container and a mesh sidecar; the main image comes
   from a fleet-wide population (2,000 repositories in 40 teams, tags by rollout wave and
   cluster group) and 1 in 50 runs a cluster-local build; 30% ConfigMaps.
-- 31 days of history: a Deployment changes 7 times (image rollout, then the autoscaler scales
-  up, down, up again; a second rollout, scale up, down — scaling back down returns to a body
-  stored before, which is stored once): 8 versions, 5 distinct bodies; a ConfigMap changes
+- 31 days of history: a Deployment changes 7 times (the autoscaler scales it up and back
+  down three times — back down is the body stored before, stored once —, then two image
+  rollouts, the second in the last week): 8 versions, 4 distinct bodies; a ConfigMap changes
   once: 2 versions. Bodies are ~1 KB of canonical JSON (a Deployment's spec with two
   containers, no status: the size the disk budget of 500 clusters allows). Change k of n happens at
   start + days * (k - 1 + phase) / n, phase = (i % 97) / 97, spread evenly over the month.
@@ -42,9 +42,10 @@ from typing import Any
 from contracts.hashing import canonical_json
 
 VERSION_SLOTS = 8  # version k of global object i has id i * VERSION_SLOTS + k + 1
-# Deployment: (rollout wave, scaled up) per version; the autoscaler scales each rollout up and
-# back down, so versions 3, 5 and 7 repeat the body of version 1, 2 and 4: 5 distinct bodies.
-DEPLOYMENT_STATES = ((0, 0), (1, 0), (1, 1), (1, 0), (1, 1), (2, 0), (2, 1), (2, 0))
+# Deployment: (rollout wave, scaled up) per version: the autoscaler scales up and back down
+# three times (scaling back returns to the body stored before), then two image rollouts, the
+# last one in the final week: 8 versions, 4 distinct bodies.
+DEPLOYMENT_STATES = ((0, 0), (0, 1), (0, 0), (0, 1), (0, 0), (0, 1), (1, 0), (2, 0))
 CONFIGMAP_STATES = (0, 1)
 APPS, TEAMS, NAMESPACES = 2000, 40, 50
 # Secondary indexes on random keys: rebuilt after each step's load rather than kept up to date.
@@ -52,6 +53,7 @@ REBUILT_INDEXES = (
     "ix_manifest_bodies_body_gin",
     "ix_manifest_versions_content_hash",
     "ix_manifest_versions_last_seen",
+    "ix_manifest_versions_superseded_at",
     "ix_telemetry_pings_received_at",
 )
 BODY_COLUMNS = "content_hash, body, size_bytes, created_at"
@@ -238,8 +240,10 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> tuple[str, st
                 seen[chash] = None
                 escaped = body.replace("\\", "\\\\")
                 bodies.write(f"{chash}\t{escaped}\t{len(encoded)}\t{first}\n")
+            # As the product stores them: a version's last_seen is written when it is created
+            # and again when it ends (the live ones' is the cluster's state_updated_at).
             ended = _ts(times[k + 1]) if k < n else "\\N"
-            last = ended if k < n else _ts(now)
+            last = ended if k < n else first
             versions.write(
                 f"{i * VERSION_SLOTS + k + 1}\t{i + 1}\t{chash}\t{first}\t{last}\t{ended}\n"
             )
@@ -250,7 +254,7 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> tuple[str, st
         )
         objects.write(
             f"{i + 1}\t{cid}\t{api}|{kind}|{namespace}|{name}\t{api}\t{kind}\t{namespace}\t{name}\t"
-            f"{_uid(i)}\t{_ts(start)}\t{_ts(now)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
+            f"{_uid(i)}\t{_ts(start)}\t{_ts(start)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
         )
     return bodies.getvalue(), objects.getvalue(), versions.getvalue(), count
 

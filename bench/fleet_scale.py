@@ -8,10 +8,10 @@ under their SHA-256, streamed with COPY by worker processes; pings, scans and fi
 
 - every cluster holds 10,000 current objects, 70% Deployments (two containers, images from a
   fleet-wide population) and 30% ConfigMaps, every object's body its own (it carries its uid);
-- 31 days of history at a steady change rate: each Deployment changed 7 times (rollouts and
-  autoscaler scale-ups and -downs, 5 distinct bodies), each ConfigMap once, at times spread
-  evenly over the month, so 6.2 stored versions per object (31,000,000 at full size) and one
-  day of them past the 30-day retention;
+- 31 days of history at a steady change rate: each Deployment changed 7 times (autoscaler
+  scale-ups and -downs and two image rollouts, 4 distinct bodies), each ConfigMap once, at
+  times spread evenly over the month, so 6.2 stored versions per object (31,000,000 at full
+  size) and one day of them past the 30-day retention;
 - one telemetry ping every ~2 minutes per cluster over the month (22,000 per cluster,
   11,000,000 at full size), a scan every 4 hours and 100 findings per cluster.
 

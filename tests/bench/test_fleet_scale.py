@@ -40,8 +40,8 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     assert set(search.extra) == {"2_clusters", "3_clusters"}
     at = by_name["distinct-image search --at 7 days ago"]
     assert at.samples and at.met is None and set(at.extra) == {"2_clusters", "3_clusters"}
-    # 140 Deployments x 5 distinct bodies + 60 ConfigMaps x 2, per cluster
-    assert "2,460 distinct bodies" in load.note
+    # 140 Deployments x 4 distinct bodies + 60 ConfigMaps x 2, per cluster
+    assert "2,040 distinct bodies" in load.note
     assert by_name["fleet page"].samples and by_name["cluster page, 200 objects"].samples
     assert 200 < by_name["database bytes per stored manifest version"].median < 20_000
     assert by_name["database bytes per telemetry ping"].median > 0
