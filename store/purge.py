@@ -51,7 +51,7 @@ def purge_snapshots(session: Session, *, cutoff: datetime, batch_size: int = DEF
     return _rowcount(session.execute(delete(Snapshot).where(Snapshot.id.in_(victims))))
 
 
-def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[tuple[int]]:
+def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[int]:
     """Ids of up to `batch_size` versions superseded before the cutoff, never an object's
     current version (found from the partial index on `superseded_at`)."""
     is_current = exists().where(
