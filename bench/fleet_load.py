@@ -360,17 +360,29 @@ class LoadTimes:
         return self.small_rows_s + self.drop_s + self.copy_s + self.rebuild_s + self.vacuum_s
 
 
-def index_definitions(url: str) -> dict[str, str]:
-    """`CREATE INDEX` statements of the indexes rebuilt around a load, read from the schema
-    the migrations made (call once, before the first load)."""
+def index_definitions(url: str) -> dict[str, tuple[str, str]]:
+    """(drop, create) statements of the indexes rebuilt around a load — a constraint's index
+    (a primary key) as the constraint — read from the schema the migrations made (call once,
+    before the first load; an index the schema lacks is left out)."""
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)",
+                "SELECT i.indexname, i.tablename, i.indexdef, pg_get_constraintdef(c.oid) "
+                "FROM pg_indexes i LEFT JOIN pg_constraint c ON c.conname = i.indexname "
+                "WHERE i.indexname = ANY(%s)",
                 (list(REBUILT_INDEXES),),
             )
-            return dict(cursor.fetchall())
+            statements: dict[str, tuple[str, str]] = {}
+            for name, table, definition, constraint in cursor.fetchall():
+                if constraint:
+                    statements[name] = (
+                        f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}",
+                        f"ALTER TABLE {table} ADD CONSTRAINT {name} {constraint}",
+                    )
+                else:
+                    statements[name] = (f"DROP INDEX IF EXISTS {name}", definition)
+            return statements
     finally:
         connection.close()
 
@@ -387,6 +399,15 @@ def _execute(url: str, statements: Sequence[str], *, autocommit: bool = False) -
             connection.commit()
     finally:
         connection.close()
+
+
+def _rebuild(url: str, statements: Sequence[str], *, workers: int) -> None:
+    """Run the index builds side by side, one connection each (at most `workers` at once)."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for done in [pool.submit(_execute, url, [statement]) for statement in statements]:
+            done.result()
 
 
 def _parallel(tasks: Sequence[Any], *, workers: int) -> Iterator[int]:
@@ -412,10 +433,12 @@ def load_step(
     pings: int,
     scans: int,
     findings: int,
-    indexes: dict[str, str],
+    indexes: dict[str, tuple[str, str]],
+    deferred: Sequence[str] = (),
     workers: int | None = None,
 ) -> LoadTimes:
-    """Add clusters lo..hi-1 with their history; the seconds of each phase."""
+    """Add clusters lo..hi-1 with their history; the seconds of each phase. The `deferred`
+    indexes stay dropped after this load (a later step's load rebuilds them)."""
     import time  # noqa: PLC0415
 
     workers = workers or loaders()
@@ -442,14 +465,15 @@ def load_step(
         connection.close()
     small_s = time.perf_counter() - started
     started = time.perf_counter()
-    _execute(url, [f"DROP INDEX IF EXISTS {name}" for name in indexes])
+    _execute(url, [drop for drop, _ in indexes.values()])
     drop_s = time.perf_counter() - started
     started = time.perf_counter()
     tasks = [(url, c, shape, now) for c in range(lo, hi)]
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
-    _execute(url, list(indexes.values()))
+    rebuilt = [create for name, (_, create) in indexes.items() if name not in deferred]
+    _rebuild(url, rebuilt, workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
     _execute(
