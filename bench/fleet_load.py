@@ -55,6 +55,7 @@ REBUILT_INDEXES = (
     "ix_manifest_versions_last_seen",
     "ix_manifest_versions_superseded_at",
     "ix_telemetry_pings_received_at",
+    "pk_body_images",  # the image-occurrence index, when the schema has it
 )
 BODY_COLUMNS = "content_hash, body, size_bytes, created_at"
 OBJECT_COLUMNS = (
@@ -62,6 +63,9 @@ OBJECT_COLUMNS = (
     "current_hash, current_version_id"
 )
 VERSION_COLUMNS = "id, object_id, content_hash, first_seen, last_seen, superseded_at"
+IMAGE_COLUMNS = "content_hash, ord, shape, value"
+# Where a Deployment's container images are, as `store.image_index` writes a shape.
+IMAGE_SHAPE = '."spec"."template"."spec"."containers"[]."image"'
 
 
 def _template(document: dict[str, Any], *, numbers: Sequence[str] = ()) -> str:
@@ -172,24 +176,30 @@ def _uid(i: int) -> str:
     )
 
 
-def deployment_body(c: int, j: int, i: int, *, wave: int, scaled: int) -> str:
+def deployment_images(c: int, j: int, *, wave: int) -> tuple[str, str]:
+    """The main and sidecar images of Deployment j of cluster c in rollout `wave`."""
     app = j % APPS
-    team = f"team-{app % TEAMS}"
     if j % 50 == 7:  # a cluster-local build
         image = f"registry.example/{cluster_id(c)}/tool-{j % 10}:0.{wave + j % 4}"
     else:
-        image = f"registry.example/{team}/app-{app}:1.{app % 9 + wave + c % 3}.{c % 3}"
+        image = f"registry.example/team-{app % TEAMS}/app-{app}:1.{app % 9 + wave + c % 3}.{c % 3}"
+    return image, f"registry.example/mesh/proxy:1.{20 + c % 4 + wave}"
+
+
+def deployment_body(c: int, j: int, i: int, *, wave: int, scaled: int) -> str:
+    app = j % APPS
+    image, proxy = deployment_images(c, j, wave=wave)
     return DEPLOYMENT.format(
         name=f"app-{j}",
         namespace=f"ns-{j % NAMESPACES}",
         uid=_uid(i),
         app=f"app-{app}",
-        team=team,
+        team=f"team-{app % TEAMS}",
         env="prod" if c % 3 == 0 else "staging",
         revision=str(wave + 1),
         replicas=2 + j % 3 + 2 * scaled,
         image=image,
-        proxy=f"registry.example/mesh/proxy:1.{20 + c % 4 + wave}",
+        proxy=proxy,
     )
 
 
@@ -210,9 +220,23 @@ def _ts(value: datetime) -> str:
     return value.isoformat()
 
 
-def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> tuple[str, str, str, int]:
-    """COPY text of cluster c's bodies, objects and versions, and its version count."""
+@dataclass(frozen=True, slots=True)
+class ClusterRows:
+    """COPY text of one cluster's rows, table by table, and how many versions it holds."""
+
+    bodies: str
+    objects: str
+    versions: str
+    images: str
+    count: int
+
+
+def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
+    """Cluster c's bodies, objects, versions and image-index rows (`body_images`, as
+    `store.image_index` indexes a body: a Deployment's two container images, in array order;
+    a ConfigMap has none)."""
     bodies, objects, versions = io.StringIO(), io.StringIO(), io.StringIO()
+    images = io.StringIO()
     start = now - timedelta(days=shape.days)
     month = shape.days * 86400.0
     cid = cluster_id(c)
@@ -240,6 +264,9 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> tuple[str, st
                 seen[chash] = None
                 escaped = body.replace("\\", "\\\\")
                 bodies.write(f"{chash}\t{escaped}\t{len(encoded)}\t{first}\n")
+                if deployment:
+                    for ord_, image in enumerate(deployment_images(c, j, wave=wave)):
+                        images.write(f'{chash}\t{ord_}\t{IMAGE_SHAPE}\t"{image}"\n')
             # As the product stores them: a version's last_seen is written when it is created
             # and again when it ends (the live ones' is the cluster's state_updated_at).
             ended = _ts(times[k + 1]) if k < n else "\\N"
@@ -256,7 +283,9 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> tuple[str, st
             f"{i + 1}\t{cid}\t{api}|{kind}|{namespace}|{name}\t{api}\t{kind}\t{namespace}\t{name}\t"
             f"{_uid(i)}\t{_ts(start)}\t{_ts(start)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
         )
-    return bodies.getvalue(), objects.getvalue(), versions.getvalue(), count
+    return ClusterRows(
+        bodies.getvalue(), objects.getvalue(), versions.getvalue(), images.getvalue(), count
+    )
 
 
 def connect(url: str) -> Any:
@@ -274,25 +303,38 @@ def connect(url: str) -> Any:
     )
 
 
-def _copy_cluster(task: tuple[str, int, ClusterShape, datetime]) -> int:
-    url, c, shape, now = task
-    bodies, objects, versions, count = cluster_rows(c, shape=shape, now=now)
+def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
+    url, c, shape, now, indexed = task
+    rows = cluster_rows(c, shape=shape, now=now)
+    copies = [
+        (f"manifest_bodies ({BODY_COLUMNS})", rows.bodies),
+        (f"objects ({OBJECT_COLUMNS})", rows.objects),
+        (f"manifest_versions ({VERSION_COLUMNS})", rows.versions),
+    ]
+    if indexed:
+        copies.append((f"body_images ({IMAGE_COLUMNS})", rows.images))
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SET session_replication_role = replica")
             cursor.execute("SET synchronous_commit = off")
-            cursor.copy_expert(
-                f"COPY manifest_bodies ({BODY_COLUMNS}) FROM STDIN", io.StringIO(bodies)
-            )
-            cursor.copy_expert(f"COPY objects ({OBJECT_COLUMNS}) FROM STDIN", io.StringIO(objects))
-            cursor.copy_expert(
-                f"COPY manifest_versions ({VERSION_COLUMNS}) FROM STDIN", io.StringIO(versions)
-            )
+            for table, data in copies:
+                cursor.copy_expert(f"COPY {table} FROM STDIN", io.StringIO(data))
         connection.commit()
     finally:
         connection.close()
-    return count
+    return rows.count
+
+
+def has_image_index(url: str) -> bool:
+    """Whether the schema has the image-occurrence index table (`body_images`)."""
+    connection = connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('body_images') IS NOT NULL")
+            return bool(cursor.fetchone()[0])
+    finally:
+        connection.close()
 
 
 SMALL_ROWS_SQL = (
@@ -468,7 +510,8 @@ def load_step(
     _execute(url, [drop for drop, _ in indexes.values()])
     drop_s = time.perf_counter() - started
     started = time.perf_counter()
-    tasks = [(url, c, shape, now) for c in range(lo, hi)]
+    indexed = has_image_index(url)
+    tasks = [(url, c, shape, now, indexed) for c in range(lo, hi)]
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -508,11 +551,17 @@ ORPHAN_CHECKS = {
 
 def orphans(url: str) -> dict[str, int]:
     """Rows whose foreign key points nowhere, per foreign key (all 0 after a correct load)."""
+    checks = dict(ORPHAN_CHECKS)
+    if has_image_index(url):
+        checks["body_images.content_hash"] = (
+            "SELECT count(*) FROM body_images i WHERE NOT EXISTS "
+            "(SELECT 1 FROM manifest_bodies b WHERE b.content_hash = i.content_hash)"
+        )
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
             found = {}
-            for name, query in ORPHAN_CHECKS.items():
+            for name, query in checks.items():
                 cursor.execute(query)
                 found[name] = int(cursor.fetchone()[0])
             return found
