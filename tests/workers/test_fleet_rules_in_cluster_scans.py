@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,3 +228,25 @@ def test_label_selector_exemptions_match_fleet_findings_in_both_paths(
         )
     ).all()
     assert len(exemption_ids) == 4 and None not in exemption_ids
+
+
+def test_the_exempt_annotation_covers_fleet_findings_in_both_paths(
+    make_pipeline: Callable[..., Pipeline], tmp_path: Path
+) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text("allow_annotation_exemptions: true\n", encoding="utf-8")
+    pipeline = make_pipeline(config_path=config, scan_on_push=True)
+    load_advisory(pipeline)
+    pipeline.push_and_process(
+        "ahead", [deployment("app", namespace="shop", image=f"{IMAGE}:2.17.1")]
+    )
+    annotated = deployment("frozen", namespace="shop", image=f"{IMAGE}:2.14.1")
+    annotated["metadata"]["annotations"] = {"k8s-monitor.io/exempt": "KM-622"}
+    pipeline.push_and_process("prod", [annotated])
+    expected = [("KM-621", "frozen", "new"), ("KM-622", "frozen", "exempted")]
+    assert summary(pipeline, "prod") == expected
+    pipeline.run.run(EVALUATE_FLEET)
+    assert summary(pipeline, "prod") == [
+        ("KM-621", "frozen", "open"),
+        ("KM-622", "frozen", "exempted"),
+    ]
