@@ -35,13 +35,6 @@ FLEET_RULES = ("KM-621", "KM-622")
 IMAGE = "r.example/log4j-app"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def make_any_pipeline(request: pytest.FixtureRequest) -> Callable[..., Pipeline]:
-    """The pipeline on PostgreSQL (SAVEPOINT-isolated) or on a SQLite file of its own."""
-    name = "make_pipeline" if request.param == "postgresql" else "make_sqlite_pipeline"
-    return request.getfixturevalue(name)  # type: ignore[no-any-return]
-
-
 def labelled(name: str, image: str, **labels: str) -> dict[str, Any]:
     body = deployment(name, namespace="shop", image=image)
     body["metadata"]["labels"] = {**body["metadata"]["labels"], **labels}
