@@ -146,3 +146,16 @@ def test_a_push_scan_names_drift_and_advisories_and_resolves_them_after_the_upda
     )
     scans = json.loads(served.k8smon("scans", "--cluster", "behind", "--format", "json").stdout)
     assert [s["trigger"] for s in scans] == ["push", "push"]
+
+    # The resource's timeline (admin API, SQLite): the advisory finding opened, then resolved
+    # by the change of image.
+    timeline = served.k8smon("timeline", "behind", "Deployment/shop/app", "--diff").stdout
+    assert "finding_opened" in timeline and "finding_resolved" in timeline
+    assert "KM-622" in timeline and f"{APP}:2.17.1" in timeline
+    # The cluster's release from the agent's telemetry (v1.29, past its end of support):
+    # KM-619 from a rescan, which judges the cluster as that release.
+    served.k8smon("rescan", "behind", "--wait", "--timeout", "60s")
+    eol = served.k8smon(
+        "findings", "--cluster", "behind", "--rule", "KM-619", "--format", "json"
+    ).stdout
+    assert "Kubernetes 1.29" in eol
