@@ -4,8 +4,6 @@ evaluates the fleet rules for that cluster; on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,14 +15,9 @@ from tests.support.factories import make_cluster
 from tests.support.manifests import deployment
 from tests.web.conftest import sign_in
 from tests.web.fleet import ADMIN_PASSWORD, build_fleet, push
+from tests.web.test_pages import _token
 
 APP = "r.example/log4j-app"
-
-
-def _token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None
-    return found.group(1)
 
 
 def test_a_label_exemption_made_on_the_page_covers_fleet_findings(

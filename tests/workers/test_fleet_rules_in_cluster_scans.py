@@ -23,14 +23,8 @@ from store.models import Finding, ScanRun
 from store.types import utcnow
 from tests.support.manifests import deployment
 from tests.workers.conftest import Pipeline
+from tests.workers.test_fleet_rules import LOG4J
 
-LOG4J = {
-    "id": "TEST-LOG4J-2",
-    "severity": "critical",
-    "summary": "test advisory",
-    "url": "https://advisories.example/TEST-LOG4J-2",
-    "affected": [{"repository": "*/log4j-app", "introduced": "2.0.0", "fixed": "2.15.0"}],
-}
 FLEET_RULES = ("KM-621", "KM-622")
 IMAGE = "r.example/log4j-app"
 
@@ -105,7 +99,7 @@ def test_a_push_scan_gives_its_clusters_fleet_findings_as_the_fleet_evaluation_d
     found = fleet_findings(pipeline, "behind")
     assert [severity for _r, _n, _s, severity, _p, _m in found] == ["low", "critical", "medium"]
     assert "2.17.1, the newest version of r.example/log4j-app" in found[0][5]
-    assert "TEST-LOG4J-2 (critical, fixed in 2.15.0)" in found[1][5]
+    assert "TEST-LOG4J-1 (critical, fixed in 2.15.0)" in found[1][5]
     assert runs[0].counts["new"] >= 3 and not runs[0].errors
 
     # The fleet evaluation gives exactly the same findings: it changes nothing.
