@@ -211,8 +211,8 @@ class ManifestVersion(Base):
     __table_args__ = (
         Index("ix_manifest_versions_object_first_seen", "object_id", "first_seen"),
         Index("ix_manifest_versions_last_seen", "last_seen"),
-        # The daily purge's victims (superseded before the cutoff): without it each batch
-        # scanned the table, which at 31,000,000 versions does not finish in a day.
+        # The daily purge's victims (superseded before the cutoff): without it each of its
+        # batches scanned the table (31,000,000 rows at fleet scale) from the start.
         Index(
             "ix_manifest_versions_superseded_at",
             "superseded_at",
