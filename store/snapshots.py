@@ -25,7 +25,7 @@ from contracts.hashing import (
 )
 from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
-from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.bulk import chunked, copy_rows, insert_absent, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.models import (
@@ -136,7 +136,7 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
         for h, p in wanted.items()
         if h not in existing
     ]
-    insert_ignoring_conflicts(session, table_of(ManifestBody), rows)
+    insert_absent(session, table_of(ManifestBody), rows)
     return len(rows)
 
 
@@ -204,8 +204,7 @@ def stage_snapshot(
         {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
         for r in removed
     ]
-    for batch in chunked(items, 2000):
-        session.execute(table_of(SnapshotItem).insert(), batch)
+    copy_rows(session, table_of(SnapshotItem), items)
     return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
 
 
