@@ -48,6 +48,16 @@ KUBERNETES_VERSION = click.option(
 )
 
 
+def write_output(output: str | bytes) -> None:
+    """Write a rendered report to standard output; bytes (UTF-8) as they are."""
+    if isinstance(output, str):
+        sys.stdout.write(output)
+        return
+    sys.stdout.flush()
+    sys.stdout.buffer.write(output)
+    sys.stdout.buffer.flush()
+
+
 def load_engine(config_file: Path | None) -> Engine:
     """The engine for a `--config` file; a bad file is a usage error (exit 2)."""
     try:
@@ -134,6 +144,6 @@ def scan(
             terminal=True,
             tool_version=tool_version() if report_format.names_tool else NO_TOOL_VERSION,
         )
-        sys.stdout.write(report_format.render(data))
+        write_output(report_format.render(data))
     if fail_on != "none" and outcome.reaches(Severity.parse(fail_on)):
         sys.exit(1)
