@@ -228,14 +228,33 @@ def _walk(value: Any, node: _Node, stack: list[str | int], problems: list[Schema
     elif type(value) is list:
         items = node.items()
         if items is not None:
-            _walk_items(value, items, stack, problems)
+            _walk_children(enumerate(value), _EveryIndex(items), stack, problems)
+
+
+class _EveryIndex(dict):  # type: ignore[type-arg]
+    """The child nodes of a list for `_walk_children`: its items' node at every index."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: _Node) -> None:
+        super().__init__()
+        self._node = node
+
+    def __missing__(self, key: int) -> _Node:
+        return self._node
 
 
 def _walk_children(
-    pairs: Any, children: _Children, stack: list[str | int], problems: list[SchemaProblem]
+    pairs: Any,
+    children: Mapping[Any, _Node | None],
+    stack: list[str | int],
+    problems: list[SchemaProblem],
 ) -> None:
-    # Each value is checked here rather than in a function of its own: most values are scalar
-    # leaves, and a call for each of them was most of the validation's time.
+    """Check (key, value) pairs of a map, or (index, item) of a list, against their nodes.
+
+    Each value is checked here rather than in a function of its own: most values are scalar
+    leaves, and a call for each of them was most of the validation's time.
+    """
     for key, item in pairs:
         node = children[key]
         if node is None or item is None:
@@ -255,36 +274,7 @@ def _walk_children(
             if items is None:
                 continue
             stack.append(key)
-            _walk_items(item, items, stack, problems)
-            stack.pop()
-        else:
-            continue
-        if len(problems) >= MAX_PROBLEMS:
-            return
-
-
-def _walk_items(
-    values: list[Any], node: _Node, stack: list[str | int], problems: list[SchemaProblem]
-) -> None:
-    allowed = node.py_ok
-    for index, item in enumerate(values):
-        if item is None:
-            continue
-        kind = type(item)
-        if allowed is not None and kind not in allowed:
-            stack.append(index)
-            _refuse(item, node, stack, problems)
-            stack.pop()
-        elif kind is dict:
-            stack.append(index)
-            _walk_children(item.items(), node.children, stack, problems)
-            stack.pop()
-        elif kind is list:
-            items = node.items()
-            if items is None:
-                continue
-            stack.append(index)
-            _walk_items(item, items, stack, problems)
+            _walk_children(enumerate(item), _EveryIndex(items), stack, problems)
             stack.pop()
         else:
             continue
