@@ -115,22 +115,43 @@ def insert_ignoring_conflicts(
     )
     with _raw_cursor(session, statements[2]) as cursor:
         cursor.execute(statements[0])
-        cursor.copy_expert(statements[1], io.StringIO(payload))
+        cursor.copy_expert(statements[1], payload)
         cursor.execute(statements[2])
         cursor.execute(statements[3])
 
 
-def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[str], str]:
-    """The rows' columns and their COPY text (every row must have the same keys)."""
+def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[str], io.IOBase]:
+    """The rows' columns and their COPY text (every row must have the same keys).
+
+    A JSON column's value may be given already encoded (`bytes`: UTF-8 JSON text, as orjson
+    and `contracts.hashing.canonical_json` write it, never a raw tab or line end): it is
+    written as it is, its backslashes escaped, and the payload is then built as bytes.
+    """
     columns = list(rows[0])
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
     flags = [c in json_columns for c in columns]
-    payload = "".join(
-        "\t".join(_copy_field(row[c], json_column=j) for c, j in zip(columns, flags, strict=True))
-        + "\n"
-        for row in rows
-    )
-    return columns, payload
+    if not any(type(rows[0][c]) is bytes for c in json_columns & set(columns)):
+        return columns, io.StringIO(
+            "".join(
+                "\t".join(
+                    _copy_field(row[c], json_column=j) for c, j in zip(columns, flags, strict=True)
+                )
+                + "\n"
+                for row in rows
+            )
+        )
+    lines = []
+    for row in rows:
+        fields = []
+        for c, j in zip(columns, flags, strict=True):
+            value = row[c]
+            if j and type(value) is bytes:
+                fields.append(value.replace(b"\\", b"\\\\"))
+            else:
+                fields.append(_copy_field(value, json_column=j).encode())
+        lines.append(b"\t".join(fields))
+    lines.append(b"")
+    return columns, io.BytesIO(b"\n".join(lines))
 
 
 def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -150,7 +171,7 @@ def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) ->
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     session.flush()
     with _raw_cursor(session, statement) as cursor:
-        cursor.copy_expert(statement, io.StringIO(payload))
+        cursor.copy_expert(statement, payload)
 
 
 def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -176,7 +197,7 @@ def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]
     try:
         cursor.execute("SAVEPOINT k8smon_insert_absent")
         try:
-            cursor.copy_expert(statement, io.StringIO(payload))
+            cursor.copy_expert(statement, payload)
         except psycopg2.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT k8smon_insert_absent")
             raced = True

@@ -62,6 +62,7 @@ class PreparedObject:
     content_hash: str
     body: dict[str, Any]
     size_bytes: int
+    canonical: bytes = b""  # the canonical JSON `content_hash` is the hash of
 
 
 def _canonical_without_floats(value: Any) -> bytes:
@@ -105,6 +106,7 @@ def prepare_objects(
                 content_hash=hash_of_canonical(encoded),
                 body=body,
                 size_bytes=len(encoded),
+                canonical=encoded,
             )
         )
     return prepared
@@ -131,8 +133,16 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
             )
         )
     now = utcnow()
+    # PostgreSQL's COPY takes each body as its canonical JSON text, already written for the
+    # hash (jsonb keeps the value, not the text: the same stored body as from the dict).
+    encoded = session.get_bind().dialect.name == "postgresql"
     rows = [
-        {"content_hash": h, "body": p.body, "size_bytes": p.size_bytes, "created_at": now}
+        {
+            "content_hash": h,
+            "body": p.canonical if encoded and p.canonical else p.body,
+            "size_bytes": p.size_bytes,
+            "created_at": now,
+        }
         for h, p in wanted.items()
         if h not in existing
     ]
