@@ -2,9 +2,13 @@
 current at an instant or during a period (`Period`), used by the admin API, the admin pages and
 (through the API) the CLI.
 
-The path is parsed once (`store.jsonpath`, one dialect); PostgreSQL evaluates its translation
-inside the database (lateral `jsonb_path_query`, values grouped there for `distinct`), SQLite
-evaluates it in Python over the live rows. Every search runs under one time limit:
+The path is parsed once (`store.jsonpath`, one dialect). An image path (`$..image`, or a chain
+of member names and `[*]` ending in `.image` such as `$.spec.template.spec.containers[*].image`;
+`store.image_index.recognise`) is answered from the image index (`body_images`: each body's
+image members, with where they are and in which order the path yields them), so no body is
+read: the answer is the generic evaluation's, exactly. Any other path is evaluated: PostgreSQL
+evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
+for `distinct`), SQLite evaluates it in Python over the live rows. Every search runs under one time limit:
 `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows on SQLite;
 past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit for a 400.
 
