@@ -10,7 +10,8 @@ read: the answer is the generic evaluation's, exactly. Any other path is evaluat
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
 for `distinct`), SQLite evaluates it in Python over the live rows. Every search runs under one
 time limit: `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows
-on SQLite; past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit for a 400.
+on SQLite; past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit
+for a 400.
 
 Back in time, the search reads the stored versions (`manifest_versions`): a version is current
 from its `first_seen` until its `superseded_at` (replaced, or its object deleted), and the
