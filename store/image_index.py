@@ -15,7 +15,7 @@ member `image`), with
 
 History comes for free: a version's images are its body's rows (join `manifest_versions` on
 `content_hash`). Rows are written with the bodies (`index_bodies`, called by
-`store.snapshots.store_bodies`), backfilled by migration 0007 (`backfill`), and go with their
+`store.snapshots.store_bodies`), backfilled by migration 0008 (`backfill`), and go with their
 body (`ON DELETE CASCADE`).
 
 `store.search` answers a path from here when `recognise` knows it: `$..image`, and a chain of

@@ -10,7 +10,7 @@ of every workload kind, including a CronJob's `jobTemplate`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -503,14 +503,20 @@ class _Fleet:
 
 
 def image_uses(
-    session: Session, *, timeout_seconds: float, cluster_ids: Sequence[str] | None = None
+    session: Session,
+    *,
+    timeout_seconds: float,
+    cluster_ids: Sequence[str] | None = None,
+    repositories: Collection[str] | None = None,
 ) -> list[ImageUse]:
     """Every container image the fleet's workloads run, once per (workload, container).
 
     A workload is the top of the controller chain; its own pod template says what it runs
     (so an old ReplicaSet revision does not count for its Deployment), while its Pods add
     the digests their status reports. An object whose controller is not stored (a Pod of an
-    uncollected ReplicaSet) counts for that controller. Runs under the search time limit.
+    uncollected ReplicaSet) counts for that controller. `repositories` (canonical, as
+    `parse_image` gives them) keeps only the images of those repositories, before their
+    history is read. Runs under the search time limit.
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
@@ -528,6 +534,9 @@ def image_uses(
             if not wanted or row.cluster_id in wanted:
                 fleet.add(row)
     uses = fleet.uses()
+    if repositories is not None:
+        kept = set(repositories)
+        uses = {k: v for k, v in uses.items() if parse_image(k[2]).repository in kept}
     history: dict[int, set[str]] = {}
     for (_top, _name, image), entry in uses.items():
         for object_id in entry["objects"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +11,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
+from store.bulk import chunked
 from store.models import BodyImage, Cluster, KubeObject, ManifestBody, ManifestVersion
 
 
@@ -233,6 +234,25 @@ def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[st
         )
     )
     return {content_hash: body for content_hash, body in rows}
+
+
+def current_bodies(
+    session: Session, cluster_id: str, ref_keys: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The current body of each named live object of a cluster, by ref key (missing: absent)."""
+    found: dict[str, dict[str, Any]] = {}
+    for batch in chunked(sorted(set(ref_keys))):
+        rows = session.execute(
+            select(KubeObject.ref_key, ManifestBody.body)
+            .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
+            .where(
+                KubeObject.cluster_id == cluster_id,
+                KubeObject.deleted_at.is_(None),
+                KubeObject.ref_key.in_(batch),
+            )
+        )
+        found.update((key, body) for key, body in rows if isinstance(body, dict))
+    return found
 
 
 def find_object(session: Session, cluster_id: str, ref: ResourceRef) -> KubeObject | None:

@@ -1,7 +1,7 @@
 """body_images: the image-occurrence index of every manifest body (store.image_index)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05 03:40:00
 
 Backfill: every stored body is indexed, 1,000 bodies per batch by content hash, with the same
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from store.image_index import backfill
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
