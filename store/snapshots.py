@@ -149,7 +149,16 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
         if h not in existing
     ]
     insert_absent(session, table_of(ManifestBody), rows)
-    index_bodies(session, {h: p.body for h, p in wanted.items() if h not in existing})
+    # Only bodies with a member named `image` have index rows: in canonical JSON (no spaces)
+    # such a member is the text `"image":`, which a string value cannot hold unescaped.
+    index_bodies(
+        session,
+        {
+            h: p.body
+            for h, p in wanted.items()
+            if h not in existing and (not p.canonical or b'"image":' in p.canonical)
+        },
+    )
     return len(rows)
 
 
