@@ -6,13 +6,10 @@ import argparse
 import logging
 import os
 import random
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from kubernetes.config import ConfigException
 
@@ -27,6 +24,7 @@ from agent.manifests import load_manifests, to_collection
 from agent.signing import AgentKey, KeyFormatError, default_key_id
 from agent.snapshot import encode, full_plan
 from agent.transport import Sender
+from contracts.stopping import stop_on_signals
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -94,14 +92,9 @@ def _sender(config: AgentConfig, loaded: LoadedKey) -> tuple[Sender, str]:
 
 
 def _run(config: AgentConfig, logger: logging.Logger, *, once: bool) -> int:
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log_event(logger, "agent.stopping", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals(
+        on_stop=lambda received: log_event(logger, "agent.stopping", signal=received.name)
+    )
     try:
         kube = KubeClient.connect(
             kubeconfig=config.kubeconfig,

@@ -22,15 +22,12 @@ import os
 import secrets
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 from sqlalchemy import select
@@ -39,6 +36,7 @@ from agent.__main__ import main as agent_main
 from agent.signing import AgentKey, default_key_id
 from cli.embedded import EmbeddedServer
 from contracts.states import ScanState, SnapshotState
+from contracts.stopping import stop_on_signals
 from reports.build import build_cluster_report
 from reports.text import render_text
 from store.accounts import create_account
@@ -181,14 +179,7 @@ def run_demo(
 
 
 def _serve_until_stopped(server: EmbeddedServer) -> None:
-    stopped = threading.Event()
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    stopped.wait()
+    stop_on_signals().wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import threading
-from types import FrameType
 from typing import Any
 
 import click
+
+from contracts.stopping import stop_on_signals
 
 
 @click.command()
@@ -18,14 +17,8 @@ def serve(host: str, port: int) -> None:
     """Serve ingest and admin pages; without REDIS_URL also run scans and the schedule here."""
     from cli.embedded import EmbeddedServer  # noqa: PLC0415 - heavy imports only when serving
 
-    stopping = threading.Event()
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        stopping.set()  # only this in the handler: the shutdown itself runs below
-
     # Installed first: a stop request during start-up is honoured, never lost.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_on_signals()
     server = EmbeddedServer(environ=dict(os.environ), host=host, port=port)
     accounts = _has_accounts(server)
     in_process = server.settings.tasks_in_process
