@@ -2,24 +2,29 @@
 
 The scale of the system this project follows (29 million manifest versions scanned, 11 million
 telemetry pings), loaded in steps into a database of its own (`k8smon_bench_fleet`, migrated by
-the real migrations, dropped afterwards) by the fastest honest path, SQL `generate_series`:
+the real migrations, dropped afterwards) by `bench.fleet_load` (generated canonical-JSON bodies
+under their SHA-256, streamed with COPY by worker processes; pings, scans and findings by SQL
+`generate_series`):
 
-- every cluster holds 10,000 current objects, 70% Deployments (two containers) and 30%
-  ConfigMaps, every body distinct (each carries its object's uid and its version);
-- 31 days of history at a steady change rate: each Deployment changed 7 times (a new image tag
-  each time), each ConfigMap once, at times spread evenly over the month, so 6.2 stored versions
-  per object (31,000,000 at full size) and one day of them past the 30-day retention;
+- every cluster holds 10,000 current objects, 70% Deployments (two containers, images from a
+  fleet-wide population) and 30% ConfigMaps, every object's body its own (it carries its uid);
+- 31 days of history at a steady change rate: each Deployment changed 7 times (autoscaler
+  scale-ups and -downs and two image rollouts, 4 distinct bodies), each ConfigMap once, at
+  times spread evenly over the month, so 6.2 stored versions per object (31,000,000 at full
+  size) and one day of them past the 30-day retention;
 - one telemetry ping every ~2 minutes per cluster over the month (22,000 per cluster,
   11,000,000 at full size), a scan every 4 hours and 100 findings per cluster.
 
 At each step the operator's questions are timed on the loaded size: the distinct-image search
-over current manifests, the fleet page and a cluster page; with the database's size per stored
-version and per ping. At full size the daily purge runs while an ingest loop stages, applies
-and pings, and the ingest's p99 is compared with the same loop without the purge. Cost against
-size is plotted to docs/fleet-scale.png (full mode only).
+over current manifests and back in time (`--at` a week ago), the fleet page and a cluster page;
+with the database's size per stored version and per ping. At the last step the daily purge runs
+while an ingest loop stages, applies and pings, and the ingest's p99 is compared with the same
+loop without the purge; then every foreign key is checked (the load does not check them row by
+row). Cost against size is plotted to docs/fleet-scale.png (full mode only).
 
 `K8SMON_BENCH_FLEET_CLUSTERS` caps the fleet (a smaller run on a busy machine; the figures then
-say the size they were measured at).
+say the size they were measured at); `K8SMON_BENCH_FLEET_LOADERS` sets the loader processes (3);
+`K8SMON_BENCH_FLEET_DATABASE` names the database.
 """
 
 from __future__ import annotations
@@ -29,121 +34,34 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bench import fleet_load
 from bench.databases import drop_database, recreate_database
-from bench.harness import Figure, repeat, timed
-from bench.operator import body_sql, distinct_image_search, signed_in_client
+from bench.harness import Figure, timed
+from bench.operator import IMAGE_PATH, distinct_image_search, signed_in_client
 
 AREA = "fleet-scale"
-DB_NAME = "k8smon_bench_fleet"
+# Two runs on one server must not drop each other's database: K8SMON_BENCH_FLEET_DATABASE.
+DB_NAME = os.environ.get("K8SMON_BENCH_FLEET_DATABASE", "k8smon_bench_fleet")
 OBJECTS_PER_CLUSTER = 10_000
 FULL_STEPS = (25, 50, 100, 250, 500)  # clusters loaded so far when each step is measured
 HISTORY_DAYS = 31  # one day more than the retention, for the daily purge to remove
 RETENTION_DAYS = 30
+AT_DAYS_AGO = 7  # the time-travel search's instant
 PINGS_PER_CLUSTER = 22_000  # one every ~2 minutes for 31 days
 SCANS_PER_CLUSTER = 186  # every 4 hours
 FINDINGS_PER_CLUSTER = 100
-LOAD_CHUNK = 5  # clusters per load transaction
+SLOW_SEARCH_S = 30.0  # a search slower than this is timed once per step (after its warm run)
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "fleet-scale.png"
 SEARCH_TARGET_S, PAGE_TARGET_S, PURGE_P99_TARGET_S = 2.0, 0.3, 0.5
 SIZE_TABLES = ("manifest_versions", "manifest_bodies", "objects")
-
-# Object i (global, from 0) of cluster c = i // objects; Deployments are i % 10 < 7. A Deployment
-# has 8 versions (7 changes), a ConfigMap 2 (1 change); change k (1-based) of an object with n
-# changes happens at start + days * (k - 1 + phase) / n, phase = (i % 97) / 97, so changes are
-# spread evenly over the month. Version k of object i has id i * 8 + k + 1.
-LOAD_SQL = (
-    """
-    INSERT INTO clusters (id, display_name, team, channel, labels, status, created_at,
-                          last_telemetry_at)
-    SELECT 'f' || lpad(c::text, 4, '0'), 'fleet cluster ' || c, 'team-' || (c % 40), NULL,
-           jsonb_build_object('env', CASE WHEN c % 3 = 0 THEN 'prod' ELSE 'staging' END),
-           'active', now() - make_interval(days => :days), now() - make_interval(mins => c % 2)
-    FROM generate_series(:lo, :hi - 1) AS c
-    """,
-    """
-    CREATE TEMPORARY TABLE fleet_versions ON COMMIT DROP AS
-    SELECT i, k, n, (i / :objects) AS c, i % 10 < 7 AS deployment,
-           now() - make_interval(days => :days) AS start,
-           CASE WHEN k = 0 THEN now() - make_interval(days => :days)
-                ELSE now() - make_interval(days => :days)
-                     + make_interval(secs => :days * 86400.0 * (k - 1 + (i % 97) / 97.0) / n)
-           END AS first_seen,
-           CASE WHEN k = n THEN NULL
-                ELSE now() - make_interval(days => :days)
-                     + make_interval(secs => :days * 86400.0 * (k + (i % 97) / 97.0) / n)
-           END AS superseded_at
-    FROM generate_series(:lo * :objects, :hi * :objects - 1) AS i
-    CROSS JOIN LATERAL (SELECT CASE WHEN i % 10 < 7 THEN 7 ELSE 1 END AS n) AS changes
-    CROSS JOIN LATERAL generate_series(0, changes.n) AS k
-    """,
-    """
-    INSERT INTO manifest_bodies (content_hash, body, size_bytes, created_at)
-    SELECT md5('b' || i || '.' || k) || md5('c' || i || '.' || k),
-    """
-    + body_sql(version="k")
-    + """, 700, first_seen
-    FROM fleet_versions
-    """,
-    """
-    INSERT INTO objects (id, cluster_id, ref_key, api_version, kind, namespace, name, uid,
-                         first_seen, last_seen, current_hash, current_version_id)
-    SELECT i + 1, 'f' || lpad(c::text, 4, '0'),
-      CASE WHEN deployment THEN 'apps/v1|Deployment|ns-' || (i % 50) || '|app-' || i
-           ELSE 'v1|ConfigMap|ns-' || (i % 50) || '|cfg-' || i END,
-      CASE WHEN deployment THEN 'apps/v1' ELSE 'v1' END,
-      CASE WHEN deployment THEN 'Deployment' ELSE 'ConfigMap' END,
-      'ns-' || (i % 50), CASE WHEN deployment THEN 'app-' || i ELSE 'cfg-' || i END,
-      md5('u' || i), start, now(), md5('b' || i || '.' || k) || md5('c' || i || '.' || k),
-      i * 8 + k + 1
-    FROM fleet_versions WHERE k = n
-    """,
-    """
-    INSERT INTO manifest_versions (id, object_id, content_hash, first_seen, last_seen,
-                                   superseded_at)
-    SELECT i * 8 + k + 1, i + 1, md5('b' || i || '.' || k) || md5('c' || i || '.' || k),
-           first_seen, coalesce(superseded_at, now()), superseded_at
-    FROM fleet_versions
-    """,
-    """
-    INSERT INTO telemetry_pings (cluster_id, received_at, agent_version, kubernetes_version,
-                                 platform, node_count, namespace_count, object_count,
-                                 object_counts, errors, details)
-    SELECT 'f' || lpad(c::text, 4, '0'),
-           now() - make_interval(secs => p * (:days * 86400.0 / :pings) + c % 60),
-           '0.1.' || (p % 3), 'v1.3' || (c % 2), 'eks', 3 + c % 20, 50, :objects,
-           '{}'::jsonb, '{}'::jsonb, '{}'::jsonb
-    FROM generate_series(:lo, :hi - 1) AS c CROSS JOIN generate_series(0, :pings - 1) AS p
-    """,
-    """
-    INSERT INTO scan_runs (cluster_id, trigger, state, started_at, finished_at, duration_s,
-                           object_count, shard_count, counts, errors)
-    SELECT 'f' || lpad(c::text, 4, '0'), 'schedule', 'done',
-           now() - make_interval(hours => 4 * s), now() - make_interval(hours => 4 * s)
-           + interval '20 seconds', 20, :objects, 10,
-           jsonb_build_object('new', s % 4, 'open', 80 + (s * 7) % 20, 'resolved', s % 3),
-           '[]'::jsonb
-    FROM generate_series(:lo, :hi - 1) AS c CROSS JOIN generate_series(1, :scans) AS s
-    """,
-    """
-    INSERT INTO findings (cluster_id, fingerprint, rule_id, api_version, kind, namespace, name,
-                          container, path, content_hash, severity, message, status,
-                          first_seen, last_seen, details)
-    SELECT 'f' || lpad(c::text, 4, '0'), md5(c || '.' || f), 'KM-1' || lpad((f % 30)::text, 2,
-           '0'), 'apps/v1', 'Deployment', 'ns-' || (f % 50), 'app-' || (c * :objects + f * 10),
-           'main', 'spec.template.spec.containers[0].securityContext', NULL,
-           (ARRAY['critical', 'high', 'medium', 'low', 'info'])[1 + f % 5],
-           'benchmark finding', (ARRAY['new', 'open', 'open', 'resolved', 'exempted'])[1 + f % 5],
-           now() - make_interval(days => f % 30), now(), '{}'::jsonb
-    FROM generate_series(:lo, :hi - 1) AS c CROSS JOIN generate_series(1, :findings) AS f
-    """,
-)
-SEQUENCES = ("objects", "manifest_versions")
+GIN_INDEX = "ix_manifest_bodies_body_gin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,46 +80,26 @@ class Step:
     """The figures measured with `clusters` clusters loaded."""
 
     clusters: int
-    load_s: float
+    load: fleet_load.LoadTimes
     objects: int
     versions: int
+    bodies: int
     pings: int
     search_s: tuple[float, ...]
+    at_search_s: tuple[float, ...]
     fleet_page_s: tuple[float, ...]
     cluster_page_s: tuple[float, ...]
     bytes_per_version: float
     bytes_per_ping: float
+    database_bytes: int
     distinct_images: int = 0
+    at_distinct_images: int = 0
+    load_average: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
-
-def load(engine: Engine, *, lo: int, hi: int, shape: FleetShape) -> float:
-    """Add clusters lo..hi-1 with their history; seconds taken (including VACUUM ANALYZE)."""
-    started = time.perf_counter()
-    for first in range(lo, hi, LOAD_CHUNK):
-        parameters = {
-            "lo": first,
-            "hi": min(first + LOAD_CHUNK, hi),
-            "objects": shape.objects,
-            "days": shape.days,
-            "pings": shape.pings,
-            "scans": shape.scans,
-            "findings": shape.findings,
-        }
-        with engine.begin() as connection:
-            for statement in LOAD_SQL:
-                connection.execute(text(statement), parameters)
-    with engine.begin() as connection:
-        for table in SEQUENCES:
-            connection.execute(
-                text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"(SELECT max(id) FROM {table}))"
-                )
-            )
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text("VACUUM ANALYZE"))
-    return time.perf_counter() - started
+    @property
+    def load_s(self) -> float:
+        return self.load.total_s
 
 
 def _count(engine: Engine, table: str) -> int:
@@ -213,9 +111,25 @@ def _bytes(engine: Engine, tables: Sequence[str]) -> int:
     """Table + index + TOAST bytes."""
     with engine.connect() as connection:
         return sum(
-            int(connection.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t}).scalar())
+            int(
+                connection.execute(text("SELECT pg_total_relation_size(:t)"), {"t": t}).scalar_one()
+            )
             for t in tables
         )
+
+
+def _database_bytes(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+        )
+
+
+def _samples(once: Callable[[], float], *, runs: int) -> tuple[float, ...]:
+    """A warm run, then `runs` timed ones — or one when the warm run took over SLOW_SEARCH_S
+    (at fleet size a slow search is timed once rather than holding the step for minutes)."""
+    warm = once()
+    return tuple(once() for _ in range(runs if warm < SLOW_SEARCH_S else 1))
 
 
 def _page_samples(client: Any, path: str, *, runs: int) -> tuple[float, ...]:
@@ -223,26 +137,77 @@ def _page_samples(client: Any, path: str, *, runs: int) -> tuple[float, ...]:
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.status_code)
 
-    timed(get)
-    return repeat(lambda: timed(get), runs=runs)
+    return _samples(lambda: timed(get), runs=runs)
 
 
-def measure_step(engine: Engine, client: Any, *, clusters: int, load_s: float, runs: int) -> Step:
-    versions, pings = _count(engine, "manifest_versions"), _count(engine, "telemetry_pings")
-    objects = _count(engine, "objects")
-    search_s, found = distinct_image_search(engine, runs=runs)
+def at_image_search(engine: Engine, *, runs: int) -> tuple[tuple[float, ...], int]:
+    """`--distinct` image search `--at` AT_DAYS_AGO days ago, over the versions current then:
+    seconds of each run and the distinct images found."""
+    from store.search import Period, run_search  # noqa: PLC0415
+
+    at = datetime.now(UTC) - timedelta(days=AT_DAYS_AGO)
+    found = {"values": 0}
+
+    def once() -> float:
+        with Session(engine) as session:
+            started = time.perf_counter()
+            result = run_search(
+                session,
+                IMAGE_PATH,
+                distinct=True,
+                limit=100_000,
+                timeout_seconds=1800,
+                period=Period(at, at),
+            )
+            elapsed = time.perf_counter() - started
+        found["values"] = len(result.values)
+        return elapsed
+
+    return _samples(once, runs=runs), found["values"]
+
+
+def _present_search(engine: Engine, *, runs: int) -> tuple[tuple[float, ...], int]:
+    first, found = distinct_image_search(engine, runs=1)
+    if first[0] >= SLOW_SEARCH_S or runs <= 1:
+        return first, found["values"]
+    rest, found = distinct_image_search(engine, runs=runs - 1)
+    return first + rest, found["values"]
+
+
+def _load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def measure_step(
+    engine: Engine,
+    client: Any,
+    *,
+    clusters: int,
+    load: fleet_load.LoadTimes,
+    shape: FleetShape,
+    runs: int,
+) -> Step:
+    versions = _count(engine, "manifest_versions")
+    load_average = _load_average()
+    search_s, distinct = _present_search(engine, runs=runs)
+    at_s, at_distinct = at_image_search(engine, runs=runs)
     return Step(
         clusters=clusters,
-        load_s=load_s,
-        objects=objects,
+        load=load,
+        objects=clusters * shape.objects,
         versions=versions,
-        pings=pings,
+        bodies=_count(engine, "manifest_bodies"),
+        pings=clusters * shape.pings,
         search_s=search_s,
+        at_search_s=at_s,
         fleet_page_s=_page_samples(client, "/admin/", runs=runs),
         cluster_page_s=_page_samples(client, "/admin/clusters/f0000", runs=runs),
         bytes_per_version=_bytes(engine, SIZE_TABLES) / max(versions, 1),
-        bytes_per_ping=_bytes(engine, ("telemetry_pings",)) / max(pings, 1),
-        distinct_images=found["values"],
+        bytes_per_ping=_bytes(engine, ("telemetry_pings",)) / max(clusters * shape.pings, 1),
+        database_bytes=_database_bytes(engine),
+        distinct_images=distinct,
+        at_distinct_images=at_distinct,
+        load_average=load_average,
     )
 
 
@@ -288,6 +253,10 @@ def plot(steps: Sequence[Step], path: Path) -> None:
     figure, (times, sizes) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
     for label, values in (
         ("distinct-image search (current)", [statistics.median(s.search_s) for s in steps]),
+        (
+            f"distinct-image search --at {AT_DAYS_AGO} days ago",
+            [statistics.median(s.at_search_s) for s in steps],
+        ),
         ("fleet page", [statistics.median(s.fleet_page_s) for s in steps]),
         ("cluster page", [statistics.median(s.cluster_page_s) for s in steps]),
     ):
@@ -302,7 +271,18 @@ def plot(steps: Sequence[Step], path: Path) -> None:
     sizes.plot(versions, [s.bytes_per_version for s in steps], marker="o", label="per version")
     sizes.plot(versions, [s.bytes_per_ping for s in steps], marker="s", label="per ping")
     sizes.set_xlabel("stored manifest versions (millions)")
-    sizes.set_ylabel("database bytes")
+    sizes.set_ylabel("bytes (tables with indexes and TOAST)")
+    whole = sizes.twinx()
+    whole.plot(
+        versions,
+        [s.database_bytes / 2**30 for s in steps],
+        color="grey",
+        marker="^",
+        label="whole database (GiB, right)",
+    )
+    whole.set_ylabel("database GiB")
+    whole.set_ylim(bottom=0)
+    whole.legend(fontsize=8, loc="lower right")
     sizes.set_ylim(bottom=0)
     sizes.grid(True, alpha=0.3)
     sizes.legend(fontsize=8)
@@ -355,8 +335,23 @@ def figures_of(
             f"versions, {last.pings:,} pings)",
             "s",
             (sum(s.load_s for s in steps),),
-            note="setup cost, not a target: SQL generate_series, then VACUUM ANALYZE",
-            extra=_per_step(steps, lambda s: s.load_s),
+            note="setup cost, not a target: COPY of generated bodies by "
+            f"{fleet_load.loaders()} processes "
+            f"({sum(s.load.copy_s for s in steps):,.0f} s), rebuild of the random-key "
+            f"secondary indexes after each step, the GIN index after the last "
+            f"({sum(s.load.rebuild_s for s in steps):,.0f} s),"
+            f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
+            f"{last.bodies:,} distinct bodies; load average at the last step "
+            f"{last.load_average:.1f}",
+            extra={
+                **_per_step(steps, lambda s: s.load_s),
+                **{
+                    f"{s.clusters}_clusters_{phase}": getattr(s.load, phase)
+                    for s in steps
+                    for phase in ("small_rows_s", "copy_s", "rebuild_s", "vacuum_s")
+                },
+                **{f"{s.clusters}_clusters_load_average": s.load_average for s in steps},
+            },
         ),
         _timed_figure(
             steps,
@@ -364,6 +359,14 @@ def figures_of(
             lambda s: s.search_s,
             target_s=SEARCH_TARGET_S,
             note=f"{last.distinct_images:,} distinct images; medians per step in extra",
+        ),
+        _timed_figure(
+            steps,
+            f"distinct-image search --at {AT_DAYS_AGO} days ago ({size})",
+            lambda s: s.at_search_s,
+            target_s=SEARCH_TARGET_S,
+            note=f"{last.at_distinct_images:,} distinct images in the versions current then; "
+            "medians per step in extra",
         ),
         _timed_figure(
             steps, f"fleet page ({size})", lambda s: s.fleet_page_s, target_s=PAGE_TARGET_S
@@ -379,8 +382,13 @@ def figures_of(
             "database bytes per stored manifest version",
             "bytes",
             (last.bytes_per_version,),
-            note="versions + bodies + objects tables with indexes and TOAST, per version",
-            extra=_per_step(steps, lambda s: s.bytes_per_version),
+            note="versions + bodies + objects tables with indexes and TOAST, per version "
+            "(the steps before the last without the bodies' GIN index, built at the last step); "
+            f"whole database {last.database_bytes / 2**30:.1f} GiB",
+            extra={
+                **_per_step(steps, lambda s: s.bytes_per_version),
+                **{f"{s.clusters}_clusters_database_bytes": s.database_bytes for s in steps},
+            },
         ),
         Figure(
             AREA,
@@ -426,15 +434,31 @@ def run_steps(
 
         engine = make_engine(url, pool_size=4)
         migrate.upgrade(engine)
+        indexes = fleet_load.index_definitions(url)
         client = signed_in_client(url)
         measured: list[Step] = []
         loaded = 0
         for clusters in steps:
-            load_s = load(engine, lo=loaded, hi=clusters, shape=shape)
+            # The bodies' GIN index serves none of the measured questions and is the slowest
+            # to rebuild (one process, ~1 minute per 1,000,000 bodies): built at the last step.
+            last = clusters == steps[-1]
+            load = fleet_load.load_step(
+                url,
+                lo=loaded,
+                hi=clusters,
+                shape=fleet_load.ClusterShape(objects=shape.objects, days=shape.days),
+                pings=shape.pings,
+                scans=shape.scans,
+                findings=shape.findings,
+                indexes=indexes,
+                deferred=() if last else (GIN_INDEX,),
+            )
             loaded = clusters
-            step = measure_step(engine, client, clusters=clusters, load_s=load_s, runs=runs)
+            step = measure_step(
+                engine, client, clusters=clusters, load=load, shape=shape, runs=runs
+            )
             measured.append(step)
-            print(f"   fleet-scale: {measured[-1]}", flush=True)
+            print(f"   fleet-scale: {step}", flush=True)
         purged = (
             purge_under_ingest(engine, baseline_s=purge_baseline_s)
             if purge_baseline_s is not None
@@ -443,7 +467,24 @@ def run_steps(
         engine.dispose()
         if plot_to is not None:
             plot(measured, plot_to)
-        return figures_of(measured, purge=purged)
+        figures = figures_of(measured, purge=purged)
+        print(f"   fleet-scale: figures {figures}", flush=True)
+        started = time.perf_counter()
+        orphans = fleet_load.orphans(url)
+        checked_s = time.perf_counter() - started
+        figures.append(
+            Figure(
+                AREA,
+                "foreign keys checked after the load (rows pointing nowhere)",
+                "rows",
+                (float(sum(orphans.values())),),
+                target="0",
+                met=not any(orphans.values()),
+                note=f"one anti-join per foreign key, {checked_s:,.0f} s",
+                extra={**orphans, "seconds": checked_s},
+            )
+        )
+        return figures
     finally:
         drop_database(database)
 

@@ -10,7 +10,7 @@ of every workload kind, including a CronJob's `jobTemplate`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from contracts.images import VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
 from store.bulk import chunked
+from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
 from store.models import KubeObject, ManifestBody, ManifestVersion
 from store.search import SearchTimeout
@@ -74,21 +75,28 @@ def _dig(body: Any, path: tuple[str, ...]) -> Any:
     return body
 
 
+# kind -> the shapes (store.image_index) of its pod spec's container images
+POD_SPEC_SHAPES: dict[str, frozenset[str]] = {
+    kind: frozenset(
+        "".join(quoted(part) for part in (*path, group)) + "[]" + quoted("image")
+        for group in CONTAINER_LISTS
+    )
+    for kind, path in POD_SPEC_PATHS.items()
+}
+
+
 def pod_spec_images(kind: str, body: dict[str, Any]) -> set[str]:
-    """The images of every container kind in the object's pod spec (empty: not a workload)."""
-    spec = _dig(body, POD_SPEC_PATHS.get(kind, ("-",)))
-    images: set[str] = set()
-    if not isinstance(spec, dict):
-        return images
-    for list_name in CONTAINER_LISTS:
-        containers = spec.get(list_name)
-        if not isinstance(containers, list):
-            continue
-        for container in containers:
-            image = container.get("image") if isinstance(container, dict) else None
-            if isinstance(image, str) and image:
-                images.add(image)
-    return images
+    """The images of every container kind in the object's pod spec (empty: not a workload):
+    the body's image members (`store.image_index`, the one extraction) at its pod spec's
+    container lists."""
+    shapes = POD_SPEC_SHAPES.get(kind)
+    if shapes is None:
+        return set()
+    return {
+        value
+        for shape, value in image_occurrences(body, jsonb_order=False)
+        if shape in shapes and isinstance(value, str) and value
+    }
 
 
 def _controller(body: dict[str, Any]) -> tuple[str, str] | None:
@@ -495,14 +503,20 @@ class _Fleet:
 
 
 def image_uses(
-    session: Session, *, timeout_seconds: float, cluster_ids: Sequence[str] | None = None
+    session: Session,
+    *,
+    timeout_seconds: float,
+    cluster_ids: Sequence[str] | None = None,
+    repositories: Collection[str] | None = None,
 ) -> list[ImageUse]:
     """Every container image the fleet's workloads run, once per (workload, container).
 
     A workload is the top of the controller chain; its own pod template says what it runs
     (so an old ReplicaSet revision does not count for its Deployment), while its Pods add
     the digests their status reports. An object whose controller is not stored (a Pod of an
-    uncollected ReplicaSet) counts for that controller. Runs under the search time limit.
+    uncollected ReplicaSet) counts for that controller. `repositories` (canonical, as
+    `parse_image` gives them) keeps only the images of those repositories, before their
+    history is read. Runs under the search time limit.
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
@@ -520,6 +534,9 @@ def image_uses(
             if not wanted or row.cluster_id in wanted:
                 fleet.add(row)
     uses = fleet.uses()
+    if repositories is not None:
+        kept = set(repositories)
+        uses = {k: v for k, v in uses.items() if parse_image(k[2]).repository in kept}
     history: dict[int, set[str]] = {}
     for (_top, _name, image), entry in uses.items():
         for object_id in entry["objects"]:

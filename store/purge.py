@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.orm import Session
 
 from contracts.states import FindingStatus, SnapshotState
@@ -51,18 +51,24 @@ def purge_snapshots(session: Session, *, cutoff: datetime, batch_size: int = DEF
     return _rowcount(session.execute(delete(Snapshot).where(Snapshot.id.in_(victims))))
 
 
-def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
-    """Manifest versions superseded before the cutoff; never an object's current version."""
+def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[int]:
+    """Ids of up to `batch_size` versions superseded before the cutoff, never an object's
+    current version (found from the partial index on `superseded_at`)."""
     is_current = exists().where(
         KubeObject.id == ManifestVersion.object_id,
         KubeObject.current_version_id == ManifestVersion.id,
         KubeObject.deleted_at.is_(None),
     )
-    victims = (
+    return (
         select(ManifestVersion.id)
         .where(ManifestVersion.superseded_at < cutoff, ~is_current)
         .limit(batch_size)
     )
+
+
+def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
+    """Manifest versions superseded before the cutoff; never an object's current version."""
+    victims = expired_versions(cutoff=cutoff, batch_size=batch_size)
     return _rowcount(
         session.execute(delete(ManifestVersion).where(ManifestVersion.id.in_(victims)))
     )

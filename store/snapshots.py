@@ -28,6 +28,7 @@ from contracts.states import SnapshotState
 from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
+from store.image_index import index_bodies
 from store.models import (
     Cluster,
     KubeObject,
@@ -121,7 +122,8 @@ def latest_snapshot(session: Session, cluster_id: str) -> Snapshot | None:
 
 
 def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
-    """Insert the bodies not yet stored; returns how many were new."""
+    """Insert the bodies not yet stored, with their rows of the image index
+    (`store.image_index`); returns how many bodies were new."""
     wanted = {p.content_hash: p for p in prepared}
     existing: set[str] = set()
     for batch in chunked(list(wanted)):
@@ -137,6 +139,7 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
         if h not in existing
     ]
     insert_ignoring_conflicts(session, table_of(ManifestBody), rows)
+    index_bodies(session, {h: p.body for h, p in wanted.items() if h not in existing})
     return len(rows)
 
 

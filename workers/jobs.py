@@ -87,7 +87,12 @@ def fleet_scan_started(ctx: WorkerContext) -> None:
 
 
 def plan_scan(
-    ctx: WorkerContext, cluster_id: str, *, trigger: str, task_id: str | None = None
+    ctx: WorkerContext,
+    cluster_id: str,
+    *,
+    trigger: str,
+    task_id: str | None = None,
+    in_fleet_scan: bool = False,
 ) -> scanning.ScanPlan:
     with unit_of_work(ctx.sessions) as session:
         return scanning.plan_scan(
@@ -98,6 +103,7 @@ def plan_scan(
             shard_size=ctx.settings.shard_size,
             deadline_minutes=ctx.settings.scan_deadline_minutes,
             task_id=task_id,
+            in_fleet_scan=in_fleet_scan,
         )
 
 

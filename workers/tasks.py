@@ -102,9 +102,13 @@ def finalize_scan(
 
 
 def scan_cluster(
-    run: Runner, cluster_id: str, trigger: str = ScanTrigger.SCHEDULE
+    run: Runner, cluster_id: str, trigger: str = ScanTrigger.SCHEDULE, in_fleet_scan: bool = False
 ) -> dict[str, Any]:
-    plan = jobs.plan_scan(run.ctx, cluster_id, trigger=trigger, task_id=run.task_id)
+    """Scan one cluster; `in_fleet_scan`: a fleet scan sent it (its fleet evaluation gives
+    the fleet rules' findings, so this scan leaves them alone)."""
+    plan = jobs.plan_scan(
+        run.ctx, cluster_id, trigger=trigger, task_id=run.task_id, in_fleet_scan=in_fleet_scan
+    )
     if plan.finished:
         return {
             "scan_id": plan.scan_id,
@@ -122,7 +126,8 @@ def rescan(run: Runner, cluster_id: str) -> dict[str, Any]:
 def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, Any]:
     clusters = jobs.clusters_to_scan(run.ctx, trigger=trigger)
     scans = run.fan_out(
-        names.SCAN_CLUSTER, [{"cluster_id": cid, "trigger": trigger} for cid in clusters]
+        names.SCAN_CLUSTER,
+        [{"cluster_id": cid, "trigger": trigger, "in_fleet_scan": True} for cid in clusters],
     )
     jobs.fleet_scan_started(run.ctx)
     return {"clusters": clusters, "scans": scans}

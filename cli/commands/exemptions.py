@@ -83,6 +83,12 @@ def exemptions() -> None:
 @click.option("--kind", default=None)
 @click.option("--namespace", default=None)
 @click.option("--name", default=None, help="object name (glob patterns allowed)")
+@click.option(
+    "--labels",
+    default=None,
+    help="label selector of the objects, e.g. 'team=legacy,tier in (a,b)'",
+)
+@click.option("--container", default=None, help="container name (glob patterns allowed)")
 @api_command()
 def add(
     *,
@@ -95,6 +101,8 @@ def add(
     kind: str | None,
     namespace: str | None,
     name: str | None,
+    labels: str | None,
+    container: str | None,
 ) -> None:
     """Exempt resources from rules, with a reason and an expiry (both required)."""
     check_rule_ids(rules)
@@ -103,7 +111,14 @@ def add(
     expiry = parse_expiry(expires)
     if expiry <= datetime.now(UTC):
         raise click.BadParameter("the expiry is in the past", param_hint="--expires")
-    selector = {k: v for k, v in (("kind", kind), ("namespace", namespace), ("name", name)) if v}
+    chosen = (
+        ("kind", kind),
+        ("namespace", namespace),
+        ("name", name),
+        ("labels", labels),
+        ("container", container),
+    )
+    selector = {k: v for k, v in chosen if v}
     body = {
         "rule_ids": [r.strip().upper() for r in rules],
         "reason": reason,

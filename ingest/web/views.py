@@ -386,7 +386,9 @@ def exemption_create() -> str | Response:
     form = request.form
     rule_ids = [r.strip() for r in form.get("rules", "").replace(",", " ").split() if r.strip()]
     selector = {
-        k: form.get(k, "").strip() for k in ("kind", "namespace", "name") if form.get(k, "").strip()
+        k: form.get(k, "").strip()
+        for k in ("kind", "namespace", "name", "labels", "container")
+        if form.get(k, "").strip()
     }
     cluster_id = form.get("cluster", "").strip() or None
     errors: list[str] = []

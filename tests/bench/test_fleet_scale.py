@@ -31,11 +31,17 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     load = by_name["load"]
     # 3 clusters x 200 objects: 70% Deployments with 8 versions, 30% ConfigMaps with 2.
     assert "600 current objects, 3,720 versions, 186 pings" in load.name
-    assert set(load.extra) == {"2_clusters", "3_clusters"}
+    assert {"2_clusters", "3_clusters", "3_clusters_copy_s", "3_clusters_rebuild_s"} <= set(
+        load.extra
+    )
     search = by_name["distinct-image search over current manifests"]
     assert search.samples and all(s > 0 for s in search.samples)
     assert search.met is None  # not the full size: no verdict
     assert set(search.extra) == {"2_clusters", "3_clusters"}
+    at = by_name["distinct-image search --at 7 days ago"]
+    assert at.samples and at.met is None and set(at.extra) == {"2_clusters", "3_clusters"}
+    # 140 Deployments x 4 distinct bodies + 60 ConfigMaps x 2, per cluster
+    assert "2,040 distinct bodies" in load.note
     assert by_name["fleet page"].samples and by_name["cluster page, 200 objects"].samples
     assert 200 < by_name["database bytes per stored manifest version"].median < 20_000
     assert by_name["database bytes per telemetry ping"].median > 0
@@ -46,6 +52,8 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     assert superseded / 31 * 0.5 < deleted_versions < superseded / 31 * 2
     assert 186 / 31 * 0.5 <= purge.extra["telemetry_pings"] <= 186 / 31 * 2
     assert plot.stat().st_size > 10_000
+    keys = by_name["foreign keys checked after the load"]
+    assert keys.met is True and keys.median == 0 and len(keys.extra) == 6
 
 
 def test_quick_mode_says_full_mode_only() -> None:

@@ -328,6 +328,8 @@ def test_every_page_answers_on_both_engines(any_db_session: object, test_setting
         "/admin/scans",
         "/admin/audit?kind=all",
         "/admin/search?path=%24.metadata.name",
+        "/admin/images",
+        "/admin/clusters/prod-eu/timeline",
     ):
         answer = client.get(url)
         assert answer.status_code == 200, (url, answer.status_code)

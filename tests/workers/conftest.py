@@ -119,3 +119,17 @@ def make_sqlite_pipeline(
 def sqlite_pipeline(make_sqlite_pipeline: Callable[..., Pipeline]) -> Pipeline:
     """The embedded default's pipeline with the default settings."""
     return make_sqlite_pipeline()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def make_any_pipeline(request: pytest.FixtureRequest) -> Callable[..., Pipeline]:
+    """`make_pipeline` (PostgreSQL) or `make_sqlite_pipeline`: the same test on both engines
+    (keyword settings only; a rules configuration file needs PostgreSQL's `make_pipeline`)."""
+    name = "make_pipeline" if request.param == "postgresql" else "make_sqlite_pipeline"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def any_pipeline(make_any_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    """The pipeline with the default settings, on PostgreSQL and on SQLite."""
+    return make_any_pipeline()

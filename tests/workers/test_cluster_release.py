@@ -51,7 +51,8 @@ def _all_findings(pipeline: Pipeline, cluster_id: str) -> set[tuple[str, str]]:
     return {(f.rule_id, f.name) for f in rows}
 
 
-def test_findings_follow_the_reported_release_and_namespace_pins(pipeline: Pipeline) -> None:
+def test_findings_follow_the_reported_release_and_namespace_pins(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline  # PostgreSQL and SQLite
     objects = _objects()
     pipeline.push_and_process("latest", objects)
     pipeline.push_and_process("old", objects)

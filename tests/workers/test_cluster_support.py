@@ -31,7 +31,8 @@ def _findings(pipeline: Pipeline, cluster_id: str) -> dict[tuple[str, str], str]
     return {(f.rule_id, f.name): f.message for f in rows}
 
 
-def test_release_support_and_next_minor_removals_follow_telemetry(pipeline: Pipeline) -> None:
+def test_release_support_and_next_minor_removals_follow_telemetry(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline  # PostgreSQL and SQLite
     objects = _objects()
     for cluster_id in ("latest", "prod-eu-1", "current"):
         pipeline.push_and_process(cluster_id, objects)

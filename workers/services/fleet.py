@@ -2,8 +2,10 @@
 and the loaded advisories, evaluated at once, their findings reconciled cluster by cluster.
 
 Runs when an advisory is loaded or deleted (so its findings appear at once, not at the next
-scan) and after every fleet scan. Only the fleet rules' findings are reconciled here; a
-cluster scan leaves them alone (except on objects that are gone). A fleet rule that raises
+scan) and after every fleet scan. Only the fleet rules' findings are reconciled here. A
+cluster scan that a fleet scan did not start (a push's, a rescan of one cluster) evaluates
+them for its own cluster through the same function (`workers.services.fleet_rules`); the
+cluster scans a fleet scan starts leave them to this evaluation. A fleet rule that raises
 resolves nothing of its own.
 """
 
@@ -18,18 +20,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.images import parse_image
 from contracts.states import FindingStatus
-from rules import Result
-from rules.fleet import FleetContext, RunningImage
-from store.advisories import loaded_advisories
 from store.exemptions import list_exemptions
 from store.findings import KnownFinding, reconcile_findings
-from store.images import ImageUse, image_uses
-from store.models import Cluster, Finding
+from store.models import Finding
 from store.types import utcnow
 from workers.engine import EngineHandle
 from workers.services.exemptions import stored_exemptions
+from workers.services.fleet_rules import active_clusters, fleet_results
 from workers.services.scanning import Candidate, observed_finding
 
 log = logging.getLogger("k8smon.workers")
@@ -45,19 +43,6 @@ class FleetOutcome:
     duration_s: float
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-
-
-def running_image(use: ImageUse) -> RunningImage:
-    """A stored inventory row as the fleet rules see it."""
-    return RunningImage(
-        cluster=use.cluster_id,
-        workload=use.workload,
-        container=use.container,
-        path=use.path,
-        image=parse_image(use.image),
-        digests=use.digests,
-        since=use.since,
-    )
 
 
 def _clusters_with_fleet_findings(session: Session, rule_ids: frozenset[str]) -> set[str]:
@@ -83,42 +68,23 @@ def evaluate_fleet(
     """Evaluate the fleet rules on the whole fleet and reconcile their findings."""
     started = time.monotonic()
     at = now or utcnow()
-    active = list(session.scalars(select(Cluster.id).where(Cluster.status == "active")))
-    # A disabled cluster's last state is not what runs: it neither counts nor gets findings.
-    uses = (
-        image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active) if active else []
-    )
-    advisories = loaded_advisories(session)
-    context = FleetContext(
-        images=tuple(running_image(u) for u in uses),
-        advisories=tuple(advisories),
-        drift=rules.engine.config.image_drift,
-        now=at,
-    )
-    by_cluster: dict[str, list[Result]] = defaultdict(list)
-    crashed: set[str] = set()
-    errors: list[str] = []
-    for cluster_id, result in rules.engine.evaluate_fleet(context):
-        if result.is_error:
-            crashed.add(result.rule_id)
-            errors.append(result.message)
-            log.error("fleet rule %s failed: %s", result.rule_id, result.message)
-        elif cluster_id is not None:
-            by_cluster[cluster_id].append(result)
-    owned = rules.fleet_rule_ids - crashed
-    known = set(active)  # a disabled cluster's fleet findings stay as they were
-    clusters = (set(by_cluster) | _clusters_with_fleet_findings(session, owned)) & known
+    found = fleet_results(session, rules=rules, timeout_seconds=timeout_seconds, now=at)
+    for message in found.errors:
+        log.error("fleet rule failed: %s", message)
+    owned = found.owned
+    known = set(active_clusters(session))  # a disabled cluster's fleet findings stay as they were
+    clusters = (set(found.results) | _clusters_with_fleet_findings(session, owned)) & known
     totals: dict[str, int] = defaultdict(int)
 
     def evaluated(finding: KnownFinding) -> bool:
         return finding.rule_id in owned
 
     for cluster_id in sorted(clusters):
-        results = by_cluster.get(cluster_id, [])
+        results = found.results.get(cluster_id, [])
         configured = rules.apply_config(
             results,
             cluster_id=cluster_id,
-            facts={},
+            facts=found.facts.get(cluster_id, {}),
             stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
             now=at,
         )
@@ -131,10 +97,10 @@ def evaluate_fleet(
         for name, value in outcome.as_counts().items():
             totals[name] += value
     return FleetOutcome(
-        images=len(uses),
-        advisories=len(advisories),
+        images=found.images,
+        advisories=found.advisories,
         clusters=len(clusters),
         duration_s=round(time.monotonic() - started, 3),
         counts=dict(totals),
-        errors=errors,
+        errors=found.errors,
     )

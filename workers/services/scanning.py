@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -36,7 +36,7 @@ from store.findings import (
     severity_counts,
     status_counts,
 )
-from store.manifests import bodies_by_hash, current_bodies, current_manifests
+from store.manifests import bodies_by_hash, current_manifests, live_bodies
 from store.models import Cluster, Exemption, KubeObject, ScanRun, ScanStep
 from store.scans import (
     CLUSTER_STEP,
@@ -48,11 +48,13 @@ from store.scans import (
     step_outcomes,
     unfinished_steps,
 )
+from store.search import SearchTimeout
 from store.telemetry import latest_ping
 from store.types import utcnow
 from workers.engine import EngineHandle
 from workers.services.delivery import report_content
 from workers.services.exemptions import stored_exemptions
+from workers.services.fleet_rules import fleet_results
 
 log = logging.getLogger("k8smon.workers")
 
@@ -304,6 +306,19 @@ def judged_as_deployed(session: Session, cluster_id: str, rules: EngineHandle) -
     return rules.at_versions(release, psa.namespace_pins(namespaces))
 
 
+# Recorded in a running scan's counts when a fleet scan started it (`plan_scan`).
+IN_FLEET_SCAN = "in_fleet_scan"
+# How long a cluster scan's fleet-rule inventory may take (under the finalize task's limit).
+FLEET_RULES_LIMIT_S = 540.0
+
+
+def fleet_rules_in_scan(run: ScanRun) -> bool:
+    """Whether a scan evaluates the fleet rules (image drift, advisories) for its cluster:
+    every scan but those a fleet scan started, whose fleet evaluation (`EVALUATE_FLEET`,
+    sent with them) evaluates the whole fleet once instead of once per cluster."""
+    return not (run.counts or {}).get(IN_FLEET_SCAN)
+
+
 def plan_scan(
     session: Session,
     cluster_id: str,
@@ -313,10 +328,13 @@ def plan_scan(
     shard_size: int,
     deadline_minutes: float,
     task_id: str | None = None,
+    in_fleet_scan: bool = False,
 ) -> ScanPlan:
     """Start a scan run, split the work into shards and record them as the scan's steps
     (with the cluster-rules step), each with the task id it will run as, and the deadline.
-    A redelivered start of a scan already planned carries on with its unfinished steps."""
+    A redelivered start of a scan already planned carries on with its unfinished steps.
+    `in_fleet_scan`: a fleet scan started it, whose fleet evaluation gives the fleet rules'
+    findings (recorded on the run until finalize; see `fleet_rules_in_scan`)."""
     rules = judged_as_deployed(session, cluster_id, rules)
     run = None
     if task_id:
@@ -329,6 +347,8 @@ def plan_scan(
             catalogue_version=rules.catalogue_version,
             task_id=task_id,
         )
+        if in_fleet_scan:
+            run.counts = {IN_FLEET_SCAN: 1}
     if run.state != ScanState.RUNNING:
         return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
     if has_steps(session, run.id):  # a redelivered start: carry on with what is unfinished
@@ -554,7 +574,7 @@ def evaluate_inline(
         session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
     )
     wanted = set(missing)
-    live = [(chash, judged.view(body)) for chash, body in current_bodies(session, cluster_id)]
+    live = [(chash, judged.view(body)) for chash, body in live_bodies(session, cluster_id)]
     kept = Evaluated(version)
     fresh, errors = _evaluate_objects(
         judged,
@@ -729,6 +749,73 @@ def _object_candidates(
     return unevaluated
 
 
+@dataclass(slots=True)
+class _FleetStep:
+    """The fleet rules' part of a cluster scan: `owned` None when the scan leaves them to the
+    fleet evaluation, else the fleet rules that ran (only their findings are reconciled)."""
+
+    owned: frozenset[str] | None = None
+    candidates: list[Candidate] = field(default_factory=list)
+    facts: dict[str, ObjectFacts] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fleet_step(session: Session, run: ScanRun, *, rules: EngineHandle, at: datetime) -> _FleetStep:
+    """The fleet rules' results for the scan's cluster (`fleet_rules.fleet_results`, the
+    fleet evaluation's function), with the facts of the workloads they name, unless a fleet
+    scan started the scan (`fleet_rules_in_scan`). When the inventory takes too long, no
+    fleet rule ran and their findings stay as they were."""
+    if not fleet_rules_in_scan(run):
+        return _FleetStep()
+    try:
+        found = fleet_results(
+            session,
+            rules=rules,
+            timeout_seconds=FLEET_RULES_LIMIT_S,
+            now=at,
+            cluster_id=run.cluster_id,
+        )
+    except SearchTimeout as problem:
+        log.error("fleet rules of cluster %s: %s", run.cluster_id, problem)
+        error = {"stage": "fleet_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
+        return _FleetStep(owned=frozenset(), errors=[error])
+    return _FleetStep(
+        owned=found.owned,
+        candidates=[
+            Candidate(result, None, "fleet") for result in found.results.get(run.cluster_id, [])
+        ],
+        facts=found.facts.get(run.cluster_id, {}),
+        errors=[{"stage": "fleet_rules", "error": message[:500]} for message in found.errors],
+    )
+
+
+def _evaluated(
+    rules: EngineHandle,
+    *,
+    cluster_ok: bool,
+    fleet: _FleetStep,
+    live_keys: set[str],
+    reconciled: set[str],
+) -> Callable[[KnownFinding], bool]:
+    """Which known findings the scan evaluated (those not observed again are resolved):
+    cluster rules' when the cluster step worked, fleet rules' when this scan ran them (else the
+    fleet evaluation owns them), object rules' of the objects it reconciled, and every
+    finding of an object that is gone."""
+    cluster_rule_ids, fleet_rule_ids = rules.cluster_rule_ids, rules.fleet_rule_ids
+
+    def evaluated(finding: KnownFinding) -> bool:
+        if finding.rule_id in cluster_rule_ids:
+            return cluster_ok
+        if fleet.owned is not None and finding.rule_id in fleet_rule_ids:
+            return finding.rule_id in fleet.owned  # evaluated here, for the whole cluster
+        key = finding.ref.key
+        if key not in live_keys:
+            return True  # the object is gone: its findings are resolved
+        return finding.rule_id not in fleet_rule_ids and key in reconciled
+
+    return evaluated
+
+
 def step_number(outcome: StepOutcome) -> int:
     return outcome.shard if isinstance(outcome, ShardOutcome) else CLUSTER_STEP
 
@@ -801,6 +888,10 @@ def finalize_scan(
     unevaluated = _object_candidates(session, todo, rules=rules, known=known, into=candidates)
     if not cluster_ok:
         facts = _facts_from_bodies(session, [c.content_hash for c in candidates if c.content_hash])
+    fleet = _fleet_step(session, run, rules=rules, at=at)
+    candidates.extend(fleet.candidates)
+    facts = {**fleet.facts, **facts}
+    errors.extend(fleet.errors)
 
     for candidate in candidates:
         if candidate.result.is_error:
@@ -818,19 +909,13 @@ def finalize_scan(
 
     observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, facts=facts, at=at)
 
-    cluster_rule_ids = rules.cluster_rule_ids
-
-    def evaluated(finding: KnownFinding) -> bool:
-        if finding.rule_id in cluster_rule_ids:
-            return cluster_ok
-        key = finding.ref.key
-        if key not in live_keys:
-            return True  # the object is gone: its findings are resolved
-        # the fleet evaluation (workers.services.fleet) owns the fleet rules' findings
-        return (
-            finding.rule_id not in rules.fleet_rule_ids and key in todo and key not in unevaluated
-        )
-
+    evaluated = _evaluated(
+        rules,
+        cluster_ok=cluster_ok,
+        fleet=fleet,
+        live_keys=live_keys,
+        reconciled={key for key in todo if key not in unevaluated},
+    )
     settle_new(session, cluster_id, scan_id=scan_id)
     lifecycle = reconcile_findings(
         session,

@@ -1,0 +1,51 @@
+"""The fleet-scale loader's rows are what the product would store for the same manifests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from bench.fleet_load import ClusterShape, cluster_rows
+from contracts.hashing import canonical_json, content_hash
+
+ROWS = cluster_rows(3, shape=ClusterShape(objects=40, days=31), now=datetime.now(UTC))
+
+
+def _bodies() -> dict[str, dict]:
+    bodies = {}
+    for line in ROWS.bodies.splitlines():
+        chash, text, size, _ = line.split("\t")
+        body = json.loads(text.replace("\\\\", "\\"))
+        # Stored under the product's content hash of its canonical JSON, and its size.
+        assert content_hash(body) == chash
+        assert len(canonical_json(body)) == int(size)
+        bodies[chash] = body
+    return bodies
+
+
+def test_bodies_are_canonical_content_addressed_and_deduplicated() -> None:
+    bodies = _bodies()
+    versions = [line.split("\t") for line in ROWS.versions.splitlines()]
+    # 28 Deployments x 8 versions + 12 ConfigMaps x 2; 4 and 2 distinct bodies each.
+    assert ROWS.count == len(versions) == 28 * 8 + 12 * 2
+    assert len(bodies) == 28 * 4 + 12 * 2
+    assert {v[2] for v in versions} == set(bodies)
+    objects = [line.split("\t") for line in ROWS.objects.splitlines()]
+    current = {int(o[-1]): o[-2] for o in objects}
+    assert all(current[int(v[0])] == v[2] for v in versions if v[5] == "\\N")
+
+
+def test_image_index_rows_are_what_the_product_indexes() -> None:
+    image_index = pytest.importorskip("store.image_index")
+    bodies = _bodies()
+    expected = sorted(
+        (row["content_hash"], row["ord"], row["shape"], row["value"])
+        for row in image_index.index_rows(bodies.items(), jsonb_order=True)
+    )
+    loaded = sorted(
+        (chash, int(ord_), shape, json.loads(value))
+        for chash, ord_, shape, value in (line.split("\t") for line in ROWS.images.splitlines())
+    )
+    assert loaded == expected and len(loaded) == 28 * 4 * 2

@@ -1,0 +1,139 @@
+"""The fleet rules (image drift, advisories) on the stored state: what they find for the whole
+fleet or for one cluster, with the facts its exemptions read.
+
+The one place both callers get fleet-rule results from: the fleet evaluation
+(`workers.services.fleet`, every cluster at once: after a fleet scan and when advisories
+change) and a cluster scan's finalize (`workers.services.scanning`, that cluster only: a push's
+scan gives its drift and advisory findings at once). For one cluster the inventory is that
+cluster's running images plus the rest of the fleet's images *of the repositories it runs*:
+drift compares a workload only with its own repository and an advisory judges each image
+alone, so that cluster's results are exactly the ones the whole fleet's evaluation gives it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from contracts.images import parse_image
+from rules import Result
+from rules.configure import ObjectFacts
+from rules.fleet import FleetContext, RunningImage
+from store.advisories import loaded_advisories
+from store.images import ImageUse, image_uses
+from store.manifests import current_bodies
+from store.models import Cluster
+from workers.engine import EngineHandle
+
+
+@dataclass(slots=True)
+class FleetResults:
+    """What the fleet rules found, by cluster: `results` (before configuration), `facts`
+    (labels and exemption annotation of the workloads they name, by ref key: what label
+    selectors and annotations of exemptions match), `owned` (the fleet rules that ran without
+    error: only their findings may be resolved), the inventory's size and the errors."""
+
+    results: dict[str, list[Result]] = field(default_factory=dict)
+    facts: dict[str, dict[str, ObjectFacts]] = field(default_factory=dict)
+    owned: frozenset[str] = frozenset()
+    images: int = 0
+    advisories: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def running_image(use: ImageUse) -> RunningImage:
+    """A stored inventory row as the fleet rules see it."""
+    return RunningImage(
+        cluster=use.cluster_id,
+        workload=use.workload,
+        container=use.container,
+        path=use.path,
+        image=parse_image(use.image),
+        digests=use.digests,
+        since=use.since,
+    )
+
+
+def active_clusters(session: Session) -> list[str]:
+    """The clusters whose last state runs (a disabled cluster's neither counts nor gets
+    findings)."""
+    return sorted(session.scalars(select(Cluster.id).where(Cluster.status == "active")))
+
+
+def _inventory(
+    session: Session, *, active: list[str], cluster_id: str | None, timeout_seconds: float
+) -> list[ImageUse]:
+    if cluster_id is None:
+        return (
+            image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active)
+            if active
+            else []
+        )
+    if cluster_id not in active:
+        return []
+    own = image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=[cluster_id])
+    repositories = {parse_image(u.image).repository for u in own}
+    others = [c for c in active if c != cluster_id]
+    if not repositories or not others:
+        return own
+    return own + image_uses(
+        session, timeout_seconds=timeout_seconds, cluster_ids=others, repositories=repositories
+    )
+
+
+def workload_facts(
+    session: Session, cluster_id: str, results: list[Result]
+) -> dict[str, ObjectFacts]:
+    """The facts configuration reads of the workloads `results` name (those stored)."""
+    facts: dict[str, ObjectFacts] = {}
+    bodies = current_bodies(session, cluster_id, {r.resource.key for r in results})
+    for key, body in bodies.items():
+        metadata = body.get("metadata")
+        metadata = metadata if isinstance(metadata, dict) else {}
+        labels, annotations = metadata.get("labels"), metadata.get("annotations")
+        facts[key] = ObjectFacts.of(
+            labels if isinstance(labels, dict) else None,
+            annotations if isinstance(annotations, dict) else None,
+        )
+    return facts
+
+
+def fleet_results(
+    session: Session,
+    *,
+    rules: EngineHandle,
+    timeout_seconds: float,
+    now: datetime,
+    cluster_id: str | None = None,
+) -> FleetResults:
+    """Evaluate the fleet rules on the stored state of every active cluster (`cluster_id`:
+    only that cluster's results, from the part of the fleet they depend on). Raises
+    `store.search.SearchTimeout` when the inventory takes longer than `timeout_seconds`."""
+    active = active_clusters(session)
+    uses = _inventory(
+        session, active=active, cluster_id=cluster_id, timeout_seconds=timeout_seconds
+    )
+    advisories = loaded_advisories(session)
+    context = FleetContext(
+        images=tuple(running_image(u) for u in uses),
+        advisories=tuple(advisories),
+        drift=rules.engine.config.image_drift,
+        now=now,
+    )
+    found = FleetResults(images=len(uses), advisories=len(advisories))
+    by_cluster: dict[str, list[Result]] = defaultdict(list)
+    crashed: set[str] = set()
+    for subject_cluster, result in rules.engine.evaluate_fleet(context):
+        if result.is_error:
+            crashed.add(result.rule_id)
+            found.errors.append(result.message)
+        elif subject_cluster is not None and (cluster_id is None or subject_cluster == cluster_id):
+            by_cluster[subject_cluster].append(result)
+    found.owned = rules.fleet_rule_ids - crashed
+    found.results = dict(by_cluster)
+    found.facts = {c: workload_facts(session, c, results) for c, results in by_cluster.items()}
+    return found
