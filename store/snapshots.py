@@ -25,7 +25,7 @@ from contracts.hashing import (
 )
 from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
-from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.bulk import chunked, copy_rows, insert_absent, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.image_index import index_bodies
@@ -63,6 +63,7 @@ class PreparedObject:
     content_hash: str
     body: dict[str, Any]
     size_bytes: int
+    canonical: bytes = b""  # the canonical JSON `content_hash` is the hash of
 
 
 def _canonical_without_floats(value: Any) -> bytes:
@@ -106,6 +107,7 @@ def prepare_objects(
                 content_hash=hash_of_canonical(encoded),
                 body=body,
                 size_bytes=len(encoded),
+                canonical=encoded,
             )
         )
     return prepared
@@ -133,12 +135,20 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
             )
         )
     now = utcnow()
+    # PostgreSQL's COPY takes each body as its canonical JSON text, already written for the
+    # hash (jsonb keeps the value, not the text: the same stored body as from the dict).
+    encoded = session.get_bind().dialect.name == "postgresql"
     rows = [
-        {"content_hash": h, "body": p.body, "size_bytes": p.size_bytes, "created_at": now}
+        {
+            "content_hash": h,
+            "body": p.canonical if encoded and p.canonical else p.body,
+            "size_bytes": p.size_bytes,
+            "created_at": now,
+        }
         for h, p in wanted.items()
         if h not in existing
     ]
-    insert_ignoring_conflicts(session, table_of(ManifestBody), rows)
+    insert_absent(session, table_of(ManifestBody), rows)
     index_bodies(session, {h: p.body for h, p in wanted.items() if h not in existing})
     return len(rows)
 
@@ -207,8 +217,7 @@ def stage_snapshot(
         {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
         for r in removed
     ]
-    for batch in chunked(items, 2000):
-        session.execute(table_of(SnapshotItem).insert(), batch)
+    copy_rows(session, table_of(SnapshotItem), items)
     return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
 
 
