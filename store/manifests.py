@@ -77,6 +77,22 @@ def current_manifests(
         yield CurrentManifest(object_id, cid, ResourceRef.from_key(key), chash, body)
 
 
+def live_bodies(
+    session: Session, cluster_id: str, *, batch_size: int = 1000
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(content hash, body) of one cluster's live objects, in object id order: what a scan
+    reads of every object (`current_manifests` without the per-row record)."""
+    query = (
+        select(KubeObject.current_hash, ManifestBody.body)
+        .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id)
+        .execution_options(yield_per=batch_size)
+    )
+    for row in session.execute(query):
+        yield row[0], row[1]
+
+
 @dataclass(frozen=True, slots=True)
 class PastManifest:
     """A version of an object that was current during a period, and when it was current."""
