@@ -134,8 +134,36 @@ def populate(env: Env, *, clusters: int, objects: int) -> dict[str, list[dict[st
     return states
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants, plus
+    its reaped children (Linux /proc): a Celery worker's main process and its pool."""
+    parents: dict[int, int] = {}
+    times: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        # after the command: state, ppid, ... utime (14th field), stime, cutime, cstime
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (
+            int(fields[11]) + int(fields[12]),
+            int(fields[13]) + int(fields[14]),
+        )
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    ticks = sum(times[p][0] for p in tree if p in times) + times.get(pid, (0, 0))[1]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def worker(env: Env, *, concurrency: int) -> Iterator[None]:
+def worker(env: Env, *, concurrency: int) -> Iterator[int]:
     log = (env.workdir / f"worker-{concurrency}-{uuid.uuid4().hex[:4]}.log").open("wb")
     process = subprocess.Popen(  # our celery binary, fixed arguments
         [
@@ -165,7 +193,7 @@ def worker(env: Env, *, concurrency: int) -> Iterator[None]:
         while not client.control.ping(timeout=0.5):
             if time.monotonic() > deadline or process.poll() is not None:
                 raise RuntimeError("the benchmark worker did not start")
-        yield
+        yield process.pid
     finally:
         process.send_signal(signal.SIGTERM)  # warm shutdown of the main process
         try:
@@ -178,15 +206,17 @@ def worker(env: Env, *, concurrency: int) -> Iterator[None]:
 
 def reset_scans(env: Env, *, cache: bool) -> None:
     with env.engine.begin() as conn:
-        tables = "findings, scan_steps, scan_runs, deliveries" + (
+        tables = "finding_events, findings, scan_steps, scan_runs, deliveries" + (
             ", rule_result_cache" if cache else ""
         )
         conn.execute(text(f"TRUNCATE {tables}"))
 
 
-def fleet_scan(env: Env, *, clusters: int) -> float:
+def fleet_scan(env: Env, *, clusters: int, cpu: list[float] | None = None, pid: int = 0) -> float:
     """Seconds from sending scan_fleet until every cluster has one more finished scan run
-    (on the worker that is running)."""
+    (on the worker that is running); with `cpu`, the CPU seconds the worker `pid` (with its
+    pool processes) used meanwhile are appended to it."""
+    cpu_before = tree_cpu_seconds(pid) if cpu is not None else 0.0
     with unit_of_work(env.sessions) as session:
         before = (
             session.scalar(
@@ -209,7 +239,10 @@ def fleet_scan(env: Env, *, clusters: int) -> float:
                 or 0
             )
         if done >= before + clusters:
-            return time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            if cpu is not None:
+                cpu.append(tree_cpu_seconds(pid) - cpu_before)
+            return elapsed
         time.sleep(0.05)
 
 
@@ -326,10 +359,13 @@ def measure_ingest(
 
 def run(*, quick: bool) -> list[Figure]:
     clusters, objects = (12, 500) if quick else (200, 2000)
-    # K8SMON_BENCH_CLUSTERS: a smaller fleet for a re-run when the shared machine is busy.
+    # K8SMON_BENCH_CLUSTERS / _OBJECTS / _RUNS: a smaller fleet or fewer runs for a re-run
+    # when the shared machine is busy.
     clusters = int(os.environ.get("K8SMON_BENCH_CLUSTERS") or clusters)
+    objects = int(os.environ.get("K8SMON_BENCH_OBJECTS") or objects)
     expired = 50_000 if quick else 1_000_000
     runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
+    runs = int(os.environ.get("K8SMON_BENCH_RUNS") or runs)
     rounds = 1 if quick else 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
@@ -339,23 +375,29 @@ def run(*, quick: bool) -> list[Figure]:
     with bench_env(workdir) as env:
         states = populate(env, clusters=clusters, objects=objects)
         one, two, settle, incremental, still = [], [], [], [], []
+        # CPU seconds of the worker (its main process and pool) during the same scans
+        one_cpu: list[float] = []
+        two_cpu: list[float] = []
+        incremental_cpu: list[float] = []
         changed = reused = 0
         for attempt in range(runs):
             reset_scans(env, cache=True)
-            with worker(env, concurrency=1):
-                one.append(fleet_scan(env, clusters=clusters))
+            with worker(env, concurrency=1) as pid:
+                one.append(fleet_scan(env, clusters=clusters, cpu=one_cpu, pid=pid))
             reset_scans(env, cache=True)
             # The same worker processes go on to the rescans, so the rules they loaded (the
             # catalogue version) are the same as for the full scan.
-            with worker(env, concurrency=2):
-                two.append(fleet_scan(env, clusters=clusters))
+            with worker(env, concurrency=2) as pid:
+                two.append(fleet_scan(env, clusters=clusters, cpu=two_cpu, pid=pid))
                 drain(env)  # the full scan's report deliveries finish first
                 # The first rescan after a cold scan turns each of its new findings to open.
                 settle.append(fleet_scan(env, clusters=clusters))
                 drain(env)
                 for round_ in range(rounds):
                     changed = change_one_percent(env, states, seed=attempt * rounds + round_ + 1)
-                    incremental.append(fleet_scan(env, clusters=clusters))
+                    incremental.append(
+                        fleet_scan(env, clusters=clusters, cpu=incremental_cpu, pid=pid)
+                    )
                     reused = last_scans_were(
                         env, clusters=clusters, key="unchanged"
                     ) + last_scans_were(env, clusters=clusters, key="incremental")
@@ -365,6 +407,8 @@ def run(*, quick: bool) -> list[Figure]:
         speedup = statistics.median(speedups)
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
+        cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
+        cpu_rate = total / statistics.median(one_cpu)
         figures += [
             Figure(
                 AREA,
@@ -375,6 +419,14 @@ def run(*, quick: bool) -> list[Figure]:
                 met=None if quick else total / statistics.median(one) >= TARGET_RATE,
                 note=f"{total / statistics.median(one):,.0f} objects/s"
                 + ("" if quick else f" (target: >= {TARGET_RATE:,} objects/s per worker)"),
+            ),
+            Figure(
+                AREA,
+                f"full fleet scan, 1 worker process: its CPU time ({size})",
+                "s",
+                tuple(one_cpu),
+                note=f"{cpu_rate:,.0f} objects per worker CPU-second (the worker's main and "
+                "pool process; PostgreSQL's own time not included)",
             ),
             Figure(
                 AREA,
@@ -416,6 +468,13 @@ def run(*, quick: bool) -> list[Figure]:
                 met=None if quick else share <= TARGET_SHARE,
                 note="median incremental rescan / median full scan (2 workers)"
                 + ("; the target is for the full-size fleet" if quick else ""),
+            ),
+            Figure(
+                AREA,
+                "incremental rescan as a share of the full scan, worker CPU time",
+                "%",
+                cpu_shares,
+                note="the 2-worker scans' CPU seconds (main and pool processes), medians",
             ),
             Figure(
                 AREA,

@@ -7,10 +7,12 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import IO, Any
 
+import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
@@ -35,6 +37,23 @@ _SUSPECT_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 # Nineteen digits in a row may be an integer beyond 64 bits (-9223372036854775809 has 19).
 _LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector meanwhile, restoring its previous state.
+
+    JSON builds no reference cycles, and while a 15 MB document is alive as a million objects
+    every collection that allocations trigger traverses all of it again: parsing it and
+    handling it (hashing, storing) run several times faster with the collector paused.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def too_large(limit: int) -> Problem:
@@ -186,9 +205,48 @@ def parse_json(raw: bytes) -> Any:
     return parse_json_counting_floats(raw)[0]
 
 
+def _holds_float(container: Any) -> bool:
+    """Whether a parsed dict or list holds a float anywhere inside (a recursive walk)."""
+    for child in container.values() if type(container) is dict else container:
+        kind = type(child)
+        if kind is float or ((kind is dict or kind is list) and _holds_float(child)):
+            return True
+    return False
+
+
+def _parsed_without_floats(raw: bytes) -> Any:
+    """The document as `orjson.loads` reads it when that is surely what the strict parser
+    below would return, else `_NOT_PLAIN`.
+
+    orjson accepts exactly strict JSON in valid UTF-8 (no NaN, no control characters, the last
+    of duplicate keys wins) and refuses lone surrogates and nesting beyond 1,024; where it
+    differs from the strict parser is numbers: 1e400 is refused by both, but an integer beyond
+    64 bits becomes a float. So a document without floats reads the same; one with floats (or
+    anything orjson refuses) takes the strict parser, which also counts the floats and words
+    the refusals. About three times faster on a 15 MB snapshot.
+    """
+    try:
+        document = orjson.loads(raw)
+        kind = type(document)
+        if kind is float or ((kind is dict or kind is list) and _holds_float(document)):
+            return _NOT_PLAIN
+    except (orjson.JSONDecodeError, RecursionError):
+        return _NOT_PLAIN
+    return document
+
+
+_NOT_PLAIN = object()
+
+
 def parse_json_counting_floats(raw: bytes) -> tuple[Any, int]:
     """`parse_json`, and how many floats the document holds (none: the store may hash its
     objects' canonical JSON with the faster encoder, `store.snapshots.prepare_objects`)."""
+    with cyclic_gc_paused():
+        document = _parsed_without_floats(raw)
+    if document is not _NOT_PLAIN:
+        if _SUSPECT_ESCAPE.search(raw) and _has_unstorable_string(document):
+            raise bad_request(INVALID_UNICODE, "strings may not contain NUL or lone surrogates")
+        return document, 0
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as problem:
@@ -202,20 +260,15 @@ def parse_json_counting_floats(raw: bytes) -> tuple[Any, int]:
         floats.append(value)
         return value
 
-    # JSON builds no reference cycles; pausing the cyclic GC while a 15 MB document becomes a
-    # million objects makes parsing about four times faster.
-    collecting = gc.isenabled()
-    gc.disable()
+    parse_int = _int_in_range if _LONG_DIGIT_RUN.search(raw) else None
     try:
-        if _LONG_DIGIT_RUN.search(raw):
+        with cyclic_gc_paused():
             document = json.loads(
                 text,
                 parse_constant=_reject_constant,
-                parse_int=_int_in_range,
+                parse_int=parse_int,
                 parse_float=finite_float,
             )
-        else:
-            document = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
     except RecursionError:
         raise bad_request(TOO_DEEP, "the JSON document is nested too deeply") from None
     except json.JSONDecodeError as problem:
@@ -225,9 +278,6 @@ def parse_json_counting_floats(raw: bytes) -> tuple[Any, int]:
         ) from None
     except ValueError as problem:
         raise bad_request(INVALID_JSON, str(problem)) from None
-    finally:
-        if collecting:
-            gc.enable()
     if _SUSPECT_ESCAPE.search(raw) and _has_unstorable_string(document):
         raise bad_request(INVALID_UNICODE, "strings may not contain NUL or lone surrogates")
     return document, len(floats)

@@ -27,6 +27,7 @@ from contracts.wire import (
 from ingest.auth import authenticate_agent, http_request
 from ingest.body import (
     check_parse_budget,
+    cyclic_gc_paused,
     decode_content,
     nesting_depth_exceeds,
     parse_json_counting_floats,
@@ -201,7 +202,9 @@ def push_snapshot(cluster_id: str) -> Response:
     """Store a full or delta snapshot durably (202 after commit), then enqueue processing."""
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
-    with context.sessions() as session, _bounded_lock_wait(session):
+    # The parsed snapshot (up to a million objects) is alive throughout: collections that the
+    # hashing and storing would trigger would traverse all of it again and again.
+    with cyclic_gc_paused(), context.sessions() as session, _bounded_lock_wait(session):
         envelope, floats = _receive(
             context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
         )

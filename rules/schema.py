@@ -228,49 +228,58 @@ def _walk(value: Any, node: _Node, stack: list[str | int], problems: list[Schema
     elif type(value) is list:
         items = node.items()
         if items is not None:
-            _walk_items(value, items, stack, problems)
+            _walk_children(enumerate(value), _EveryIndex(items), stack, problems)
+
+
+class _EveryIndex(dict):  # type: ignore[type-arg]
+    """The child nodes of a list for `_walk_children`: its items' node at every index."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: _Node) -> None:
+        super().__init__()
+        self._node = node
+
+    def __missing__(self, key: int) -> _Node:
+        return self._node
 
 
 def _walk_children(
-    pairs: Any, children: _Children, stack: list[str | int], problems: list[SchemaProblem]
+    pairs: Any,
+    children: Mapping[Any, _Node | None],
+    stack: list[str | int],
+    problems: list[SchemaProblem],
 ) -> None:
+    """Check (key, value) pairs of a map, or (index, item) of a list, against their nodes.
+
+    Each value is checked here rather than in a function of its own: most values are scalar
+    leaves, and a call for each of them was most of the validation's time.
+    """
     for key, item in pairs:
-        child = children[key]
-        if child is not None and item is not None:
-            _visit(item, child, key, stack, problems)
-            if len(problems) >= MAX_PROBLEMS:
-                return
-
-
-def _walk_items(
-    values: list[Any], node: _Node, stack: list[str | int], problems: list[SchemaProblem]
-) -> None:
-    for index, item in enumerate(values):
-        if item is not None:
-            _visit(item, node, index, stack, problems)
-            if len(problems) >= MAX_PROBLEMS:
-                return
-
-
-def _visit(
-    item: Any, node: _Node, key: str | int, stack: list[str | int], problems: list[SchemaProblem]
-) -> None:
-    """Check one value against its node: refuse a wrong type, descend into maps and lists."""
-    kind = type(item)
-    if node.py_ok is not None and kind not in node.py_ok:
-        stack.append(key)
-        _refuse(item, node, stack, problems)
-        stack.pop()
-    elif kind is dict:
-        stack.append(key)
-        _walk_children(item.items(), node.children, stack, problems)
-        stack.pop()
-    elif kind is list:
-        items = node.items()
-        if items is not None:
+        node = children[key]
+        if node is None or item is None:
+            continue
+        kind = type(item)
+        allowed = node.py_ok
+        if allowed is not None and kind not in allowed:
             stack.append(key)
-            _walk_items(item, items, stack, problems)
+            _refuse(item, node, stack, problems)
             stack.pop()
+        elif kind is dict:
+            stack.append(key)
+            _walk_children(item.items(), node.children, stack, problems)
+            stack.pop()
+        elif kind is list:
+            items = node.items()
+            if items is None:
+                continue
+            stack.append(key)
+            _walk_children(enumerate(item), _EveryIndex(items), stack, problems)
+            stack.pop()
+        else:
+            continue
+        if len(problems) >= MAX_PROBLEMS:
+            return
 
 
 def _allowed_types(schema: Mapping[str, Any], compiler: _Compiler) -> set[str]:

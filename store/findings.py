@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
@@ -123,6 +124,17 @@ def _existing(
         )
     }
     missing = [fp for fp in fingerprints if fp not in found]
+    if missing and session.get_bind().dialect.name == "postgresql":
+        # One statement with an array parameter (a first scan's thousands of fingerprints
+        # would otherwise be dozens of IN lists, each compiled and sent on its own).
+        fps = bindparam("fps", missing, type_=ARRAY(String))
+        for row in session.execute(
+            select(*_KNOWN_COLUMNS).where(
+                Finding.cluster_id == cluster_id, Finding.fingerprint == any_(fps)
+            )
+        ):
+            found[row.fingerprint] = KnownFinding(*row)
+        return found
     for batch in chunked(missing):
         for row in session.execute(
             select(*_KNOWN_COLUMNS).where(

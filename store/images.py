@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from contracts.images import VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
 from store.bulk import chunked
+from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
 from store.models import KubeObject, ManifestBody, ManifestVersion
 from store.search import SearchTimeout
@@ -74,21 +75,28 @@ def _dig(body: Any, path: tuple[str, ...]) -> Any:
     return body
 
 
+# kind -> the shapes (store.image_index) of its pod spec's container images
+POD_SPEC_SHAPES: dict[str, frozenset[str]] = {
+    kind: frozenset(
+        "".join(quoted(part) for part in (*path, group)) + "[]" + quoted("image")
+        for group in CONTAINER_LISTS
+    )
+    for kind, path in POD_SPEC_PATHS.items()
+}
+
+
 def pod_spec_images(kind: str, body: dict[str, Any]) -> set[str]:
-    """The images of every container kind in the object's pod spec (empty: not a workload)."""
-    spec = _dig(body, POD_SPEC_PATHS.get(kind, ("-",)))
-    images: set[str] = set()
-    if not isinstance(spec, dict):
-        return images
-    for list_name in CONTAINER_LISTS:
-        containers = spec.get(list_name)
-        if not isinstance(containers, list):
-            continue
-        for container in containers:
-            image = container.get("image") if isinstance(container, dict) else None
-            if isinstance(image, str) and image:
-                images.add(image)
-    return images
+    """The images of every container kind in the object's pod spec (empty: not a workload):
+    the body's image members (`store.image_index`, the one extraction) at its pod spec's
+    container lists."""
+    shapes = POD_SPEC_SHAPES.get(kind)
+    if shapes is None:
+        return set()
+    return {
+        value
+        for shape, value in image_occurrences(body, jsonb_order=False)
+        if shape in shapes and isinstance(value, str) and value
+    }
 
 
 def _controller(body: dict[str, Any]) -> tuple[str, str] | None:

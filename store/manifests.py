@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
 from store.bulk import chunked
-from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion
+from store.models import BodyImage, Cluster, KubeObject, ManifestBody, ManifestVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,22 @@ def current_manifests(
         yield CurrentManifest(object_id, cid, ResourceRef.from_key(key), chash, body)
 
 
+def live_bodies(
+    session: Session, cluster_id: str, *, batch_size: int = 1000
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(content hash, body) of one cluster's live objects, in object id order: what a scan
+    reads of every object (`current_manifests` without the per-row record)."""
+    query = (
+        select(KubeObject.current_hash, ManifestBody.body)
+        .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id)
+        .execution_options(yield_per=batch_size)
+    )
+    for row in session.execute(query):
+        yield row[0], row[1]
+
+
 @dataclass(frozen=True, slots=True)
 class PastManifest:
     """A version of an object that was current during a period, and when it was current."""
@@ -124,6 +140,98 @@ def manifests_during(
     query = _scoped(query, cluster_id=cluster_id, kind=kind, namespace=namespace)
     for cid, key, first_seen, superseded_at, body in session.execute(query):
         yield PastManifest(cid, ResourceRef.from_key(key), first_seen, superseded_at, body)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedImages:
+    """The image-index rows (`store.image_index`) of one live object's body, or of one
+    version's (then with when it was current), in `$..image` order: (shape, value) pairs."""
+
+    cluster_id: str
+    ref: ResourceRef
+    first_seen: datetime | None
+    superseded_at: datetime | None
+    images: list[tuple[str, Any]]
+
+
+def _grouped(rows: Any, *, history: bool) -> Iterator[IndexedImages]:
+    """Rows ordered by (unit id, ord) grouped per unit (object or version)."""
+    current: IndexedImages | None = None
+    unit = None
+    for row in rows:
+        if current is None or row[0] != unit:
+            if current is not None:
+                yield current
+            unit = row[0]
+            first_seen, superseded_at = (row[3], row[4]) if history else (None, None)
+            current = IndexedImages(
+                row[1], ResourceRef.from_key(row[2]), first_seen, superseded_at, []
+            )
+        current.images.append((row[-2], row[-1]))
+    if current is not None:
+        yield current
+
+
+def current_images(
+    session: Session,
+    *,
+    cluster_id: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    batch_size: int = 5000,
+) -> Iterator[IndexedImages]:
+    """Like `current_manifests`, the indexed images of each live object instead of its body;
+    objects whose body holds none are left out."""
+    query = (
+        select(
+            KubeObject.id,
+            KubeObject.cluster_id,
+            KubeObject.ref_key,
+            BodyImage.shape,
+            BodyImage.value,
+        )
+        .join(BodyImage, BodyImage.content_hash == KubeObject.current_hash)
+        .where(KubeObject.deleted_at.is_(None))
+        .order_by(KubeObject.id, BodyImage.ord)
+        .execution_options(yield_per=batch_size)
+    )
+    query = _scoped(query, cluster_id=cluster_id, kind=kind, namespace=namespace)
+    yield from _grouped(session.execute(query), history=False)
+
+
+def images_during(
+    session: Session,
+    *,
+    since: datetime,
+    until: datetime,
+    cluster_id: str | None = None,
+    kind: str | None = None,
+    namespace: str | None = None,
+    batch_size: int = 5000,
+) -> Iterator[IndexedImages]:
+    """Like `manifests_during`, the indexed images of each version current at some instant of
+    [since, until]; versions whose body holds none are left out."""
+    query = (
+        select(
+            ManifestVersion.id,
+            KubeObject.cluster_id,
+            KubeObject.ref_key,
+            ManifestVersion.first_seen,
+            ManifestVersion.superseded_at,
+            BodyImage.shape,
+            BodyImage.value,
+        )
+        .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
+        .join(BodyImage, BodyImage.content_hash == ManifestVersion.content_hash)
+        .where(
+            ManifestVersion.first_seen <= until,
+            or_(ManifestVersion.superseded_at.is_(None), ManifestVersion.superseded_at > since),
+        )
+        .order_by(ManifestVersion.id, BodyImage.ord)
+        .execution_options(yield_per=batch_size)
+    )
+    query = _scoped(query, cluster_id=cluster_id, kind=kind, namespace=namespace)
+    yield from _grouped(session.execute(query), history=True)
 
 
 def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, str]]:

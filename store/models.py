@@ -157,6 +157,20 @@ class ManifestBody(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class BodyImage(Base):
+    """One member named `image` in one manifest body (`store.image_index`): where it is
+    (`shape`), its value, and its place (`ord`) in the order `$..image` yields them."""
+
+    __tablename__ = "body_images"
+
+    content_hash: Mapped[str] = mapped_column(
+        ForeignKey("manifest_bodies.content_hash", ondelete="CASCADE"), primary_key=True
+    )
+    ord: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
+
+
 class KubeObject(Base):
     """One Kubernetes object's identity within a cluster, and its current version.
 

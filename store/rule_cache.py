@@ -75,7 +75,7 @@ def store_results(
         {
             "content_hash": chash,
             "catalogue_version": catalogue_version,
-            "results": [dict(r) for r in found],
+            "results": [r if type(r) is dict else dict(r) for r in found],
             "created_at": now,
         }
         for chash, found in results.items()

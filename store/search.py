@@ -2,11 +2,16 @@
 current at an instant or during a period (`Period`), used by the admin API, the admin pages and
 (through the API) the CLI.
 
-The path is parsed once (`store.jsonpath`, one dialect); PostgreSQL evaluates its translation
-inside the database (lateral `jsonb_path_query`, values grouped there for `distinct`), SQLite
-evaluates it in Python over the live rows. Every search runs under one time limit:
-`statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows on SQLite;
-past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit for a 400.
+The path is parsed once (`store.jsonpath`, one dialect). An image path (`$..image`, or a chain
+of member names and `[*]` ending in `.image` such as `$.spec.template.spec.containers[*].image`;
+`store.image_index.recognise`) is answered from the image index (`body_images`: each body's
+image members, with where they are and in which order the path yields them), so no body is
+read: the answer is the generic evaluation's, exactly. Any other path is evaluated: PostgreSQL
+evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
+for `distinct`), SQLite evaluates it in Python over the live rows. Every search runs under one
+time limit: `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows
+on SQLite; past it, `SearchTimeout`. An invalid path raises `SearchError` with a message fit
+for a 400.
 
 Back in time, the search reads the stored versions (`manifest_versions`): a version is current
 from its `first_seen` until its `superseded_at` (replaced, or its object deleted), and the
@@ -38,8 +43,9 @@ from sqlalchemy.orm import Session
 
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
+from store.image_index import ImagePath, recognise
 from store.jsonpath import JsonPath, PathSyntaxError, parse
-from store.manifests import current_manifests, manifests_during
+from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -341,18 +347,23 @@ def _postgres_query(
     limit: int,
 ) -> SearchResult:
     where, params = _where(scope)
-    joins, value, order, stage_params = _lateral_chain(stages)
-    params.update(stage_params, limit=limit + 1)
-    where += _objects_only(stages)
-    result = SearchResult(path=path.text, distinct=distinct)
     history = scope.period is not None
-    source = (
-        """manifest_versions v
-        JOIN objects o ON o.id = v.object_id
-        JOIN manifest_bodies b ON b.content_hash = v.content_hash"""
-        if history
-        else "objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash"
-    )
+    body = "v.content_hash" if history else "o.current_hash"
+    image = recognise(path)
+    if image is None:
+        joins, value, order, stage_params = _lateral_chain(stages)
+        params.update(stage_params)
+        where += _objects_only(stages)
+        joins = f"JOIN manifest_bodies b ON b.content_hash = {body}\n{joins}"
+    else:
+        # The image index answers: the body's rows of the path's shapes, in `$..image` order.
+        joins, value, order = f"JOIN body_images i ON i.content_hash = {body}", "i.value", "i.ord"
+        if image.shapes is not None:
+            where += " AND i.shape = ANY(:shapes)"
+            params["shapes"] = sorted(image.shapes)
+    params["limit"] = limit + 1
+    result = SearchResult(path=path.text, distinct=distinct)
+    source = "manifest_versions v JOIN objects o ON o.id = v.object_id" if history else "objects o"
     base = f"""
         FROM {source}
         {joins}
@@ -440,6 +451,39 @@ def _in_scope(
         yield v.cluster_id, v.ref, v.body, Validity(v.first_seen, v.superseded_at)
 
 
+def _indexed_in_scope(
+    session: Session, scope: Scope, image: ImagePath, *, one: str | None
+) -> Iterator[tuple[str, ResourceRef, list[Any], Validity | None]]:
+    """(cluster, reference, values, validity) of each live object, or each version of
+    `period`, from the image index: the values of the path's shapes, in the path's order."""
+    if scope.period is None:
+        rows = current_images(session, cluster_id=one, kind=scope.kind, namespace=scope.namespace)
+    else:
+        rows = images_during(
+            session,
+            since=scope.period.since,
+            until=scope.period.until,
+            cluster_id=one,
+            kind=scope.kind,
+            namespace=scope.namespace,
+        )
+    shapes = image.shapes
+    for row in rows:
+        values = [v for shape, v in row.images if shapes is None or shape in shapes]
+        validity = None
+        if row.first_seen is not None:
+            validity = Validity(row.first_seen, row.superseded_at)
+        yield row.cluster_id, row.ref, values, validity
+
+
+def _evaluated_in_scope(
+    session: Session, scope: Scope, path: JsonPath, *, one: str | None
+) -> Iterator[tuple[str, ResourceRef, list[Any], Validity | None]]:
+    """(cluster, reference, values, validity) with the path evaluated on each body."""
+    for cluster_id, ref, body, validity in _in_scope(session, scope, one=one):
+        yield cluster_id, ref, path.find(body), validity
+
+
 def _python(
     session: Session, path: JsonPath, *, scope: Scope, distinct: bool, limit: int, timeout: float
 ) -> SearchResult:
@@ -451,12 +495,17 @@ def _python(
     wanted = set(scope.clusters)
     try:
         with _sqlite_time_limit(session, deadline):
-            for cluster_id, ref, body, validity in _in_scope(session, scope, one=one):
+            image = recognise(path)
+            found = (
+                _evaluated_in_scope(session, scope, path, one=one)
+                if image is None
+                else _indexed_in_scope(session, scope, image, one=one)
+            )
+            for cluster_id, ref, values, validity in found:
                 if time.monotonic() > deadline:
                     raise SearchTimeout(timeout)
                 if wanted and cluster_id not in wanted:
                     continue
-                values = path.find(body)
                 if not values:
                     continue
                 if not distinct:

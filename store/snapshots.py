@@ -25,9 +25,10 @@ from contracts.hashing import (
 )
 from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
-from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.bulk import chunked, copy_rows, insert_absent, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
+from store.image_index import index_bodies
 from store.models import (
     Cluster,
     KubeObject,
@@ -62,6 +63,7 @@ class PreparedObject:
     content_hash: str
     body: dict[str, Any]
     size_bytes: int
+    canonical: bytes = b""  # the canonical JSON `content_hash` is the hash of
 
 
 def _canonical_without_floats(value: Any) -> bytes:
@@ -105,6 +107,7 @@ def prepare_objects(
                 content_hash=hash_of_canonical(encoded),
                 body=body,
                 size_bytes=len(encoded),
+                canonical=encoded,
             )
         )
     return prepared
@@ -121,7 +124,8 @@ def latest_snapshot(session: Session, cluster_id: str) -> Snapshot | None:
 
 
 def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
-    """Insert the bodies not yet stored; returns how many were new."""
+    """Insert the bodies not yet stored, with their rows of the image index
+    (`store.image_index`); returns how many bodies were new."""
     wanted = {p.content_hash: p for p in prepared}
     existing: set[str] = set()
     for batch in chunked(list(wanted)):
@@ -131,12 +135,30 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
             )
         )
     now = utcnow()
+    # PostgreSQL's COPY takes each body as its canonical JSON text, already written for the
+    # hash (jsonb keeps the value, not the text: the same stored body as from the dict).
+    encoded = session.get_bind().dialect.name == "postgresql"
     rows = [
-        {"content_hash": h, "body": p.body, "size_bytes": p.size_bytes, "created_at": now}
+        {
+            "content_hash": h,
+            "body": p.canonical if encoded and p.canonical else p.body,
+            "size_bytes": p.size_bytes,
+            "created_at": now,
+        }
         for h, p in wanted.items()
         if h not in existing
     ]
-    insert_ignoring_conflicts(session, table_of(ManifestBody), rows)
+    insert_absent(session, table_of(ManifestBody), rows)
+    # Only bodies with a member named `image` have index rows: in canonical JSON (no spaces)
+    # such a member is the text `"image":`, which a string value cannot hold unescaped.
+    index_bodies(
+        session,
+        {
+            h: p.body
+            for h, p in wanted.items()
+            if h not in existing and (not p.canonical or b'"image":' in p.canonical)
+        },
+    )
     return len(rows)
 
 
@@ -204,8 +226,7 @@ def stage_snapshot(
         {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
         for r in removed
     ]
-    for batch in chunked(items, 2000):
-        session.execute(table_of(SnapshotItem).insert(), batch)
+    copy_rows(session, table_of(SnapshotItem), items)
     return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
 
 

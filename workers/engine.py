@@ -136,6 +136,33 @@ class EngineHandle:
         """`evaluate_object` of a view from `views`."""
         return [cached_record(r) for r in self.engine.evaluate_object(view)]
 
+    def evaluate_view_kept(self, view: ObjectView) -> tuple[list[dict[str, Any]], list[Result]]:
+        """`evaluate_view`'s records, and the results `result()` makes of them (what a step
+        reading them back from the cache gets) without that round trip: a scan that
+        evaluates and finalizes in one process hands them over."""
+        found = self.engine.evaluate_object(view)
+        if not found:
+            return [], []
+        ref = ResourceRef.from_dict(view.ref.to_dict())  # as the cached record gives it back
+        return [cached_record(r) for r in found], [
+            Result(
+                r.rule_id,
+                r.title,
+                r.severity,
+                r.category,
+                r.cis,
+                r.pss,
+                ref,
+                r.container,
+                r.path or "",
+                r.message,
+                r.status,
+                None,
+                None,
+            )
+            for r in found
+        ]
+
     def evaluate_cluster(
         self, manifests: Sequence[Mapping[str, Any]] | Sequence[ObjectView]
     ) -> dict[str, Any]:

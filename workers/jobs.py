@@ -138,8 +138,14 @@ def evaluate_cluster_rules(ctx: WorkerContext, scan_id: int, cluster_id: str) ->
 
 
 def finalize_scan(
-    ctx: WorkerContext, results: Sequence[dict[str, Any]], scan_id: int, cluster_id: str
+    ctx: WorkerContext,
+    results: Sequence[dict[str, Any]],
+    scan_id: int,
+    cluster_id: str,
+    *,
+    known: scanning.Evaluated | None = None,
 ) -> dict[str, Any]:
+    """The scan's last step (`known`: what `run_plan` evaluated just before, in this process)."""
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         outcome = scanning.finalize_scan(
             session,
@@ -148,6 +154,7 @@ def finalize_scan(
             results=list(results or []),
             rules=ctx.rules,
             public_url=ctx.settings.public_url,
+            known=known,
         )
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
@@ -195,9 +202,16 @@ def chatops_command(ctx: WorkerContext, request: dict[str, Any]) -> dict[str, An
 
 def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[str, Any]]:
     """A one-shard scan's shard and cluster step in one unit of work (each body read once)."""
+    return _evaluate_inline(ctx, plan)[0]
+
+
+def _evaluate_inline(
+    ctx: WorkerContext, plan: scanning.ScanPlan
+) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
+    """`evaluate_inline`'s outcomes, and what it evaluated (for the finalize that follows)."""
     (shard,) = plan.shards
     with gc_paused(), unit_of_work(ctx.sessions) as session:
-        shard_outcome, cluster_outcome = scanning.evaluate_inline(
+        shard_outcome, cluster_outcome, known = scanning.evaluate_inline(
             session,
             cluster_id=plan.cluster_id,
             first_id=shard.first_id,
@@ -210,14 +224,15 @@ def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[st
             outcome = {**result.to_dict(), "scan_id": plan.scan_id}
             finish_step(session, plan.scan_id, step=step, outcome=outcome)
             outcomes.append(outcome)
-    return outcomes
+    return outcomes, known
 
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
     another here (a one-shard scan's shard and cluster rules in one step)."""
+    known = None
     if len(plan.shards) == 1 and plan.cluster_step:
-        results = evaluate_inline(ctx, plan)
+        results, known = _evaluate_inline(ctx, plan)
     else:
         results = [
             evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
@@ -225,7 +240,7 @@ def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
         ]
         if plan.cluster_step:
             results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
-    return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id)
+    return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id, known=known)
 
 
 InFlight = Callable[[Collection[str]], Collection[str] | None]

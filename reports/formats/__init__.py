@@ -3,10 +3,10 @@ and its OpenAPI document read.
 
 The renderers are pure: each takes a `ReportInput` (the JSON scan report of
 `contracts.findings.ScanReport`, rule descriptions, and for the server's HTML the cluster
-report) and returns text. A new format is one `ReportFormat` added to `FORMATS`; `offline`
-says whether `k8smon scan` offers it, `served` whether `GET /v1/admin/clusters/<id>/report`
-(and so `k8smon report`) does, `names_tool` whether it writes the tool's version (which
-`k8smon scan` then looks up).
+report) and returns text (UTF-8 bytes where it writes bytes natively). A new format is one
+`ReportFormat` added to `FORMATS`; `offline` says whether `k8smon scan` offers it, `served`
+whether `GET /v1/admin/clusters/<id>/report` (and so `k8smon report`) does, `names_tool`
+whether it writes the tool's version (which `k8smon scan` then looks up).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from contracts.findings import RuleInfo, ScanReport
-from reports.formats.json_report import render_json
+from reports.formats.json_report import render_json_bytes
 from reports.formats.policyreport import render_policy_reports
 from reports.formats.sarif import render_sarif
 from reports.formats.table import render_table
@@ -49,7 +49,9 @@ class ReportInput:
 class ReportFormat:
     name: str
     media_type: str
-    render: Callable[[ReportInput], str]
+    # Text, or UTF-8 where the renderer writes bytes natively (JSON, by orjson): a report of
+    # megabytes is then written out as it is, not decoded only to be encoded again.
+    render: Callable[[ReportInput], str | bytes]
     offline: bool = True
     served: bool = True
     names_tool: bool = False  # the output carries `ReportInput.tool_version`
@@ -85,7 +87,7 @@ FORMATS: Mapping[str, ReportFormat] = {
             lambda d: render_table(d.report, show_exempted=d.show_exempted),
             served=False,
         ),
-        ReportFormat("json", "application/json", lambda d: render_json(d.report)),
+        ReportFormat("json", "application/json", lambda d: render_json_bytes(d.report)),
         ReportFormat("sarif", "application/sarif+json", _sarif, names_tool=True),
         ReportFormat("policyreport", "application/json", _policy_reports),
         ReportFormat("html", "text/html", _html, offline=False),

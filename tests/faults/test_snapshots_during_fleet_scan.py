@@ -71,8 +71,16 @@ def test_snapshots_are_applied_within_seconds_during_a_fleet_scan(
         rig.scans_in_flight(FLEET)
         scan_started = time.monotonic()
         pushed: list[Outcome] = []
+        turn = 0
         while _scan_running(rig):
-            pushed.append(_push_delta(probes[len(pushed) % PROBES], len(pushed)))
+            probe = probes[turn % PROBES]
+            turn += 1
+            if not rig.snapshots_processed([probe]):
+                # Its last delta is still being applied (a loaded machine): a push now would
+                # rightly be answered 503 `cluster_busy`; the next probe takes the turn.
+                time.sleep(0.05)
+                continue
+            pushed.append(_push_delta(probe, len(pushed)))
             time.sleep(PUSH_EVERY_S)
         scan_s = time.monotonic() - scan_started
         ids = [int((o.body or {})["snapshot_id"]) for o in pushed if o.status == 202]
@@ -98,9 +106,18 @@ def test_snapshots_are_applied_within_seconds_during_a_fleet_scan(
     print(
         f"{len(latencies)} deltas pushed during a {scan_s:.0f} s fleet scan of {FLEET}x{OBJECTS} "
         f"objects were applied after a median {median_s:.2f} s, max {max_s:.2f} s "
-        f"({applied_during_scan} of them while the scan still ran)"
+        f"({applied_during_scan} of them while the scan still ran); "
+        f"{sum(o.status != 202 for o in pushed)} answered 503 cluster_busy"
     )
-    assert [o.status for o in pushed] == [202] * len(pushed), [o.summary() for o in pushed]
+    # The fleet scan scans the probes too: a delta arriving while its own cluster's scan is
+    # being finalized is answered 503 `cluster_busy` (the cluster's lock; issue 13's design),
+    # at most once per probe per scan. Any other refusal is a failure of this row.
+    refused = [o for o in pushed if o.status != 202]
+    assert all(
+        o.status == 503 and (o.body or {}).get("reason") == "cluster_busy" for o in refused
+    ), [o.summary() for o in refused]
+    assert all(o.retry_after for o in refused)
+    assert len(refused) <= PROBES, [o.summary() for o in refused]
     assert all(kind == "delta" for kind, _r, _d in rows)
     assert len(latencies) == len(ids) >= MIN_DELTAS, "the scan must outlast several deltas"
     assert applied_during_scan >= MIN_DELTAS - 1, "deltas must be applied while the scan runs"

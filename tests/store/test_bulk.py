@@ -10,7 +10,13 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from store.bulk import insert_ignoring_conflicts, table_of, update_rows_by_id
+from store.bulk import (
+    copy_rows,
+    insert_absent,
+    insert_ignoring_conflicts,
+    table_of,
+    update_rows_by_id,
+)
 from store.models import Finding
 from store.types import utcnow
 from tests.conftest import _savepoint_session
@@ -89,6 +95,30 @@ def test_update_rows_by_id_refuses_a_value_too_long_on_postgresql(pg_session: Se
         update_rows_by_id(session, Finding, [{"id": row.id, "status": "x" * 40}])
 
 
+TRICKY = "tab\there\nnew line\r\\N back\\slash \\t é \U0001f600 \x01"
+
+
+def _finding_row(cluster_id: str, n: int, message: str, *, at: object) -> dict[str, object]:
+    """A findings row for the bulk inserts, JSON holding COPY's special characters."""
+    return {
+        "cluster_id": cluster_id,
+        "fingerprint": f"{n:064x}",
+        "rule_id": "KM-101",
+        "api_version": "v1",
+        "kind": "Pod",
+        "namespace": None if n % 2 else "shop",
+        "name": f"web-{n}",
+        "container": None,
+        "path": "spec.containers[0]",
+        "severity": "high",
+        "message": message,
+        "status": "new",
+        "first_seen": at,
+        "last_seen": at,
+        "details": {"text": TRICKY, "list": [None, True, 2**63 - 1], "n": n},
+    }
+
+
 def test_insert_ignoring_conflicts_stores_every_value_exactly_and_each_row_once(
     any_db_session: Session,
 ) -> None:
@@ -98,36 +128,47 @@ def test_insert_ignoring_conflicts_stores_every_value_exactly_and_each_row_once(
     session = any_db_session
     make_cluster(session, "copy")
     at = utcnow()
-    tricky = "tab\there\nnew line\r\\N back\\slash \\t é \U0001f600 \x01"
 
     def row(n: int, message: str) -> dict[str, object]:
-        return {
-            "cluster_id": "copy",
-            "fingerprint": f"{n:064x}",
-            "rule_id": "KM-101",
-            "api_version": "v1",
-            "kind": "Pod",
-            "namespace": None if n % 2 else "shop",
-            "name": f"web-{n}",
-            "container": None,
-            "path": "spec.containers[0]",
-            "severity": "high",
-            "message": message,
-            "status": "new",
-            "first_seen": at,
-            "last_seen": at,
-            "details": {"text": tricky, "list": [None, True, 2**63 - 1], "n": n},
-        }
+        return _finding_row("copy", n, message, at=at)
 
-    insert_ignoring_conflicts(session, table_of(Finding), [row(0, tricky), row(1, "plain")])
+    insert_ignoring_conflicts(session, table_of(Finding), [row(0, TRICKY), row(1, "plain")])
     insert_ignoring_conflicts(session, table_of(Finding), [row(1, "again"), row(2, "")])
     session.expire_all()
     found = {
         f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "copy"))
     }
     assert sorted(found) == ["web-0", "web-1", "web-2"]
-    assert found["web-0"].message == tricky and found["web-0"].details["text"] == tricky
+    assert found["web-0"].message == TRICKY and found["web-0"].details["text"] == TRICKY
     assert found["web-0"].details["list"] == [None, True, 2**63 - 1]
     assert found["web-1"].message == "plain" and found["web-1"].namespace is None
     assert found["web-2"].message == "" and found["web-2"].container is None
     assert found["web-2"].first_seen == at and found["web-0"].id < found["web-2"].id
+
+
+def test_insert_absent_and_copy_rows_store_every_value_exactly(any_db_session: Session) -> None:
+    """`insert_absent` COPYs straight into the table (PostgreSQL); when a row turns out to be
+    there already (another transaction stored it since the caller looked) the COPY is undone
+    and every row is still stored once, the existing one untouched. `copy_rows` COPYs rows
+    that cannot conflict. Both keep COPY's special characters, JSON, NULLs and times exact."""
+    session = any_db_session
+    make_cluster(session, "absent")
+    at = utcnow()
+
+    def row(n: int, message: str) -> dict[str, object]:
+        return _finding_row("absent", n, message, at=at)
+
+    insert_absent(session, table_of(Finding), [row(0, TRICKY), row(1, "plain")])
+    insert_absent(session, table_of(Finding), [row(1, "raced"), row(2, "")])  # web-1 exists
+    copy_rows(session, table_of(Finding), [row(3, TRICKY)])
+    session.expire_all()
+    found = {
+        f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "absent"))
+    }
+    assert sorted(found) == ["web-0", "web-1", "web-2", "web-3"]
+    for name in ("web-0", "web-3"):
+        assert found[name].message == TRICKY and found[name].details["text"] == TRICKY
+        assert found[name].details["list"] == [None, True, 2**63 - 1]
+    assert found["web-1"].message == "plain" and found["web-1"].namespace is None
+    assert found["web-2"].message == "" and found["web-2"].container is None
+    assert found["web-2"].first_seen == at

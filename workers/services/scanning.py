@@ -36,7 +36,7 @@ from store.findings import (
     severity_counts,
     status_counts,
 )
-from store.manifests import bodies_by_hash, current_manifests
+from store.manifests import bodies_by_hash, current_manifests, live_bodies
 from store.models import Cluster, Exemption, KubeObject, ScanRun, ScanStep
 from store.scans import (
     CLUSTER_STEP,
@@ -418,14 +418,28 @@ def unfinished_plan(session: Session, run: ScanRun, *, redrive: bool) -> ScanPla
     )
 
 
+@dataclass(slots=True)
+class Evaluated:
+    """What a step evaluated and cached, kept in memory for the finalize step that runs next
+    in the same process (`jobs.run_plan`), so it need not read it back from the cache: object
+    results by content hash (as `EngineHandle.result` would make them of the cached records)
+    and cluster-step states by cache key, all under one catalogue version."""
+
+    catalogue_version: str
+    objects: dict[str, list[Result]] = field(default_factory=dict)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 def _evaluate_objects(
     rules: EngineHandle,
     bodies: Iterable[tuple[str, Mapping[str, Any] | ObjectView]],
     *,
     shard_index: int,
+    kept: Evaluated | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Object-rule records by content hash (each hash once) and the errors of rules that
-    raised, for (content hash, body or its view from `rules.view`) pairs."""
+    raised, for (content hash, body or its view from `rules.view`) pairs; the results also go
+    to `kept`, when given."""
     fresh: dict[str, list[dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
     for chash, body in bodies:
@@ -433,7 +447,10 @@ def _evaluate_objects(
             continue
         try:
             view = body if isinstance(body, ObjectView) else rules.view(body)
-            fresh[chash] = rules.evaluate_view(view)
+            if kept is None:
+                fresh[chash] = rules.evaluate_view(view)
+            else:
+                fresh[chash], kept.objects[chash] = rules.evaluate_view_kept(view)
         except Exception as problem:
             manifest = body.manifest if isinstance(body, ObjectView) else body
             errors.append(
@@ -481,7 +498,12 @@ def evaluate_shard(
 
 
 def _cluster_step(
-    session: Session, rules: EngineHandle, *, digest: str, views: Sequence[ObjectView]
+    session: Session,
+    rules: EngineHandle,
+    *,
+    digest: str,
+    views: Sequence[ObjectView],
+    kept: Evaluated | None = None,
 ) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on a cluster state's views and cache what they found."""
     key = rule_cache.cluster_state_key(digest)
@@ -496,6 +518,8 @@ def _cluster_step(
         {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
         catalogue_version=rules.catalogue_version,
     )
+    if kept is not None:
+        kept.states[key] = state
     return ClusterStepOutcome(cluster_key=key, cached=False)
 
 
@@ -525,11 +549,12 @@ def evaluate_inline(
     last_id: int,
     rules: EngineHandle,
     shard_index: int = 0,
-) -> tuple[ShardOutcome, ClusterStepOutcome]:
+) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
     run, every live body is read, decoded, viewed and schema-checked once for both (the two
-    steps would each do all of that), and the shard's uncached bodies are among them."""
+    steps would each do all of that), and the shard's uncached bodies are among them. What
+    was evaluated is also returned (`Evaluated`) for a finalize in the same process."""
     judged = judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     digest = _state_digest(session, cluster_id)
@@ -544,17 +569,18 @@ def evaluate_inline(
             rules=rules,
             shard_index=shard_index,
         )
-        return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules)
+        return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules), None
     objects, hashes, missing = rule_cache.uncached_in_range(
         session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
     )
     wanted = set(missing)
-    live = [
-        (m.content_hash, judged.view(m.body))
-        for m in current_manifests(session, cluster_id=cluster_id)
-    ]
+    live = [(chash, judged.view(body)) for chash, body in live_bodies(session, cluster_id)]
+    kept = Evaluated(version)
     fresh, errors = _evaluate_objects(
-        judged, ((h, view) for h, view in live if h in wanted), shard_index=shard_index
+        judged,
+        ((h, view) for h, view in live if h in wanted),
+        shard_index=shard_index,
+        kept=kept,
     )
     rule_cache.store_results(session, fresh, catalogue_version=version)
     shard = ShardOutcome(
@@ -564,7 +590,9 @@ def evaluate_inline(
         cache_hits=hashes - len(missing),
         errors=tuple(errors),
     )
-    return shard, _cluster_step(session, judged, digest=digest, views=[v for _h, v in live])
+    views = [v for _h, v in live]
+    cluster = _cluster_step(session, judged, digest=digest, views=views, kept=kept)
+    return shard, cluster, kept
 
 
 @dataclass(slots=True)
@@ -637,16 +665,26 @@ class _ClusterStep:
 
 
 def _cluster_results(
-    session: Session, outcomes: Sequence[StepOutcome], *, rules: EngineHandle
+    session: Session,
+    outcomes: Sequence[StepOutcome],
+    *,
+    rules: EngineHandle,
+    kept: Mapping[str, dict[str, Any]],
 ) -> _ClusterStep:
-    """The cluster step's cached output: cluster-rule results, owned objects, object facts."""
+    """The cluster step's cached output: cluster-rule results, owned objects, object facts
+    (the states in `kept` as they are, the others read from the cache)."""
     version = rules.catalogue_version
     cluster_keys = {
         o.cluster_key
         for o in outcomes
         if isinstance(o, ClusterStepOutcome) and o.cluster_key is not None
     }
-    cached_cluster = rule_cache.cached_results(session, cluster_keys, catalogue_version=version)
+    cached_cluster = {key: [kept[key]] for key in cluster_keys if key in kept}
+    cached_cluster.update(
+        rule_cache.cached_results(
+            session, cluster_keys - cached_cluster.keys(), catalogue_version=version
+        )
+    )
     cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
     step = _ClusterStep([], set(), {}, cluster_ok)
     for (state,) in cached_cluster.values():
@@ -682,6 +720,33 @@ def _observe(
         observed_finding(candidate, result)
         for candidate, result in zip(candidates, configured, strict=True)
     ]
+
+
+def _object_candidates(
+    session: Session,
+    todo: Mapping[str, str],
+    *,
+    rules: EngineHandle,
+    known: Evaluated,
+    into: list[Candidate],
+) -> set[str]:
+    """Add the object-rule results of the `todo` objects (ref key -> content hash) to `into`,
+    from `known` or else the cache; return the keys of objects with neither."""
+    kept = known.objects
+    cached = rule_cache.cached_results(
+        session,
+        {h for h in todo.values() if h not in kept},
+        catalogue_version=known.catalogue_version,
+    )
+    unevaluated: set[str] = set()
+    for key, chash in todo.items():
+        if chash in kept:
+            into.extend(Candidate(result, chash, "object") for result in kept[chash])
+        elif chash in cached:
+            into.extend(Candidate(rules.result(r), chash, "object") for r in cached[chash])
+        else:
+            unevaluated.add(key)
+    return unevaluated
 
 
 @dataclass(slots=True)
@@ -776,9 +841,12 @@ def finalize_scan(
     rules: EngineHandle,
     public_url: str,
     now: datetime | None = None,
+    known: Evaluated | None = None,
 ) -> FinalizeOutcome:
     """Merge shard and cluster-rule results, exempt, diff against the previous scan, record;
-    a delivery of the news is created with the report as this scan left it."""
+    a delivery of the news is created with the report as this scan left it. `known`:
+    results this process just evaluated and cached (used instead of reading them back when
+    they are of the catalogue version this step judges by)."""
     rules = judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
@@ -791,7 +859,9 @@ def finalize_scan(
     outcomes = merged_outcomes(results, recorded=step_outcomes(session, scan_id))
     errors = [dict(e) for o in outcomes for e in o.errors]
 
-    step = _cluster_results(session, outcomes, rules=rules)
+    if known is None or known.catalogue_version != version:
+        known = Evaluated(version)
+    step = _cluster_results(session, outcomes, rules=rules, kept=known.states)
     candidates, suppressed, facts, cluster_ok = (
         step.candidates,
         step.suppressed,
@@ -815,13 +885,7 @@ def finalize_scan(
     else:
         todo = {key: chash for key, chash, _vid in live}
     live_keys = {key for key, _h, _v in live}
-    cached = rule_cache.cached_results(session, set(todo.values()), catalogue_version=version)
-    unevaluated: set[str] = set()
-    for key, chash in todo.items():
-        if chash not in cached:
-            unevaluated.add(key)
-            continue
-        candidates.extend(Candidate(rules.result(r), chash, "object") for r in cached[chash])
+    unevaluated = _object_candidates(session, todo, rules=rules, known=known, into=candidates)
     if not cluster_ok:
         facts = _facts_from_bodies(session, [c.content_hash for c in candidates if c.content_hash])
     fleet = _fleet_step(session, run, rules=rules, at=at)

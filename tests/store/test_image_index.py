@@ -1,0 +1,351 @@
+"""The image index (store.image_index): which paths it answers, and that its answers are the
+generic evaluation's, exactly, on PostgreSQL and SQLite — present, `at` and `between`,
+listing and `distinct`, over varied history (several clusters, changed images, deleted
+objects, purged versions, init and ephemeral containers, CronJobs, odd `image` members)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.orm import Session
+
+import store.search as search_module
+from store.image_index import backfill, image_occurrences, recognise, shapes_of
+from store.jsonpath import Index, Member, parse
+from store.models import BodyImage, ManifestBody
+from store.purge import purge_deleted_objects, purge_versions
+from store.search import Period, SearchResult, run_search
+from store.snapshots import apply_pending, stage_snapshot
+from tests.store.test_search import cron_job, pod
+from tests.support.factories import make_cluster
+from tests.support.manifests import config_map, deployment, full_envelope
+
+LIMIT = 30.0  # generous: these tests are about answers, not speed
+
+RECOGNISED = [
+    "$..image",
+    "$..['image']",
+    "$.spec.template.spec.containers[*].image",
+    "$['spec']['template'][\"spec\"].containers[*]['image']",
+    "$.spec.template.spec.containers.image",
+    "$.spec.template.spec.initContainers[*].image",
+    "$.spec.containers[*].image",
+    "$.spec.ephemeralContainers[*].image",
+    "$.spec.jobTemplate.spec.template.spec.containers[*].image",
+    "$.status.containerStatuses[*].image",
+    "$.image",
+    "$.spec.image",
+    "$.spec.matrix[*][*].image",
+    "$.spec.matrix[*].image",
+    "$.spec.matrix.image",
+    "$.spec.image.image",
+    "$.metadata.annotations.image",
+]
+NOT_RECOGNISED = [
+    "$..containers[*].image",
+    "$.spec.containers[0].image",
+    "$.spec.*.image",
+    "$.spec.containers[?(@.image == 'shop/app:3')].image",
+    "$..image ? (@ == 'img:1')",
+    "$.spec.template.spec.containers[*].name",
+    "$.spec.template.spec.containers[*]",
+    "$.spec.image.tag",
+    "$",
+]
+
+
+def widget(name: str, *, version: int) -> dict[str, Any]:
+    """A custom resource with `image` members in every odd place: an object, an array, null,
+    a number, nested arrays, an annotation, keys of every length and non-ASCII (jsonb orders
+    an object's keys by length, then bytes; the index must follow)."""
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {
+            "name": name,
+            "namespace": "odd",
+            "uid": f"uid-widget-{name}",
+            "annotations": {"image": f"annotated:{version}"},
+        },
+        "spec": {
+            "zz": {"image": "zz:1"},
+            "a": {"image": "a:1"},
+            "ümlaut": {"image": f"umlaut:{version}"},
+            "image": {"repository": "repo/widget", "tag": str(version), "image": "inner:1"},
+            "matrix": [
+                [{"image": "m:00"}, {"image": "m:01"}],
+                [{"image": "m:10"}],
+                {"image": "m:2"},
+            ],
+            "list": [{"image": None}, {"image": 7}, {"image": ["x:1", "y:1"]}, {"image": ""}],
+            "bb": [{"image": "dup:1"}, {"image": "dup:1"}],
+        },
+        "image": f"top:{version}",
+    }
+
+
+def pod_with_status(name: str, *, image: str) -> dict[str, Any]:
+    body = pod(name)
+    body["spec"]["containers"][0]["image"] = image
+    body["status"] = {
+        "containerStatuses": [
+            {"name": "app", "image": image, "imageID": "docker-pullable://x@sha256:" + "a" * 64},
+            {"name": "sidecar", "image": "envoy:1.30"},
+        ]
+    }
+    return body
+
+
+def web(image: str, *, init: str | None = None) -> dict[str, Any]:
+    body = deployment("web", namespace="shop", image=image)
+    body["spec"]["template"]["spec"]["containers"].append({"name": "proxy", "image": "envoy:1.30"})
+    if init is not None:
+        body["spec"]["template"]["spec"]["initContainers"] = [{"name": "init", "image": init}]
+    return body
+
+
+def cron(image: str) -> dict[str, Any]:
+    body = cron_job("backup")
+    body["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    return body
+
+
+def push_at(session: Session, cluster_id: str, objects: list[dict[str, Any]], at: datetime) -> None:
+    envelope = full_envelope([copy.deepcopy(o) for o in objects])
+    stage_snapshot(session, cluster_id, envelope=envelope, received_at=at)
+    apply_pending(session, cluster_id)
+
+
+@pytest.fixture
+def day0() -> datetime:
+    return (datetime.now(UTC) - timedelta(days=10)).replace(microsecond=0)
+
+
+@pytest.fixture
+def fleet(any_db_session: Session, day0: datetime) -> Session:
+    """Three clusters over four days: changed images, deletions, a body shared by two
+    clusters (the same Deployment in prod and dev), CronJobs, Pods with status images."""
+    session = any_db_session
+    for name in ("prod", "stage", "dev"):
+        make_cluster(session, name)
+    day = [day0 + timedelta(days=n) for n in range(5)]
+    push_at(
+        session,
+        "prod",
+        [
+            web("shop/web:1", init="busybox:1"),
+            pod_with_status("p", image="shop/app:3"),
+            cron("ops/backup:7"),
+            widget("w", version=1),
+            config_map("cfg"),
+        ],
+        day[0],
+    )
+    push_at(
+        session,
+        "prod",
+        [
+            web("shop/web:2", init="busybox:1"),
+            cron("ops/backup:8"),
+            widget("w", version=1),
+            config_map("cfg"),
+        ],
+        day[1],
+    )
+    push_at(
+        session,
+        "prod",
+        [
+            web("shop/web:2", init="busybox:2"),
+            cron("ops/backup:8"),
+            widget("w", version=2),
+            deployment("api", namespace="shop", image="shop/api:1"),
+            config_map("cfg"),
+        ],
+        day[2] + timedelta(hours=6),
+    )
+    push_at(session, "stage", [web("shop/web:1"), pod_with_status("q", image="shop/app:4")], day[0])
+    push_at(
+        session,
+        "stage",
+        [
+            web("shop/web:1"),
+            pod_with_status("q", image="shop/app:4"),
+            deployment("canary", namespace="shop", image="shop/web:canary"),
+        ],
+        day[1] + timedelta(hours=12),
+    )
+    push_at(session, "stage", [web("shop/web:3")], day[1] + timedelta(hours=13))
+    push_at(session, "dev", [web("shop/web:2", init="busybox:1"), widget("w", version=1)], day[1])
+    return session
+
+
+def periods(day0: datetime) -> list[Period | None]:
+    def at(moment: datetime) -> Period:
+        return Period(moment, moment)
+
+    return [
+        None,
+        at(day0 + timedelta(hours=12)),
+        at(day0 + timedelta(days=1, hours=12, minutes=30)),
+        at(day0 + timedelta(days=3)),
+        Period(day0, day0 + timedelta(days=4)),
+        Period(day0 + timedelta(days=1, hours=12), day0 + timedelta(days=1, hours=14)),
+        Period(day0 - timedelta(days=1), day0 - timedelta(hours=1)),  # before any history
+    ]
+
+
+SCOPES: list[dict[str, Any]] = [
+    {},
+    {"cluster_ids": ["prod"]},
+    {"cluster_ids": ["prod", "dev"]},
+    {"kind": "Deployment"},
+    {"namespace": "shop", "kind": "Pod"},
+]
+
+
+def _answer(result: SearchResult) -> tuple[Any, ...]:
+    return (
+        result.truncated,
+        [(m.cluster_id, m.ref, m.values, m.validity) for m in result.matches],
+        [(v.value, v.occurrences, v.clusters) for v in result.values],
+    )
+
+
+def _both_ways(
+    session: Session, monkeypatch: pytest.MonkeyPatch, path: str, **options: Any
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    indexed = run_search(session, path, timeout_seconds=LIMIT, **options)
+    with monkeypatch.context() as patched:
+        patched.setattr(search_module, "recognise", lambda _path: None)
+        generic = run_search(session, path, timeout_seconds=LIMIT, **options)
+    return _answer(indexed), _answer(generic)
+
+
+def _compare_everything(session: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime) -> int:
+    """Every recognised path, period, scope, mode and a cutting limit: index == generic.
+    Returns how many searches found something (so the comparison is not of empty answers)."""
+    nonempty = 0
+    for path in RECOGNISED:
+        for period in periods(day0):
+            for scope in SCOPES:
+                for distinct in (False, True):
+                    for limit in (1000, 2):
+                        indexed, generic = _both_ways(
+                            session,
+                            monkeypatch,
+                            path,
+                            period=period,
+                            distinct=distinct,
+                            limit=limit,
+                            **scope,
+                        )
+                        assert indexed == generic, (path, period, scope, distinct, limit)
+                        nonempty += bool(indexed[1] or indexed[2])
+    return nonempty
+
+
+def test_the_index_answers_exactly_as_the_generic_evaluation(
+    fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
+) -> None:
+    assert _compare_everything(fleet, monkeypatch, day0) > 500
+
+
+def test_after_the_purge_the_answers_still_agree_and_a_purged_body_takes_its_rows(
+    fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
+) -> None:
+    cutoff = day0 + timedelta(days=2)
+    while purge_versions(fleet, cutoff=cutoff) or purge_deleted_objects(fleet, cutoff=cutoff):
+        pass
+    assert _compare_everything(fleet, monkeypatch, day0) > 300
+    # A body no version or object references any more (the purge keeps bodies; one that
+    # deletes them takes their index rows with them, by the foreign key's cascade).
+    orphans = (
+        fleet.execute(
+            text(
+                "SELECT content_hash FROM manifest_bodies b WHERE NOT EXISTS (SELECT 1 FROM "
+                "manifest_versions v WHERE v.content_hash = b.content_hash) AND NOT EXISTS "
+                "(SELECT 1 FROM objects o WHERE o.current_hash = b.content_hash)"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    indexed_orphans = [
+        h for h in orphans if fleet.scalar(select(func.count()).where(BodyImage.content_hash == h))
+    ]
+    assert indexed_orphans, "the purge left no indexed body unreferenced"
+    fleet.execute(delete(ManifestBody).where(ManifestBody.content_hash.in_(indexed_orphans)))
+    left = fleet.scalar(select(func.count()).where(BodyImage.content_hash.in_(indexed_orphans)))
+    assert left == 0
+    assert _compare_everything(fleet, monkeypatch, day0) > 300
+
+
+def test_the_index_holds_what_the_product_function_computes_and_backfill_restores_it(
+    fleet: Session,
+) -> None:
+    jsonb = fleet.get_bind().dialect.name == "postgresql"
+    stored = {
+        (h, o, s, repr(v))
+        for h, o, s, v in fleet.execute(
+            select(BodyImage.content_hash, BodyImage.ord, BodyImage.shape, BodyImage.value)
+        )
+    }
+    expected = {
+        (h, o, s, repr(v))
+        for h, body in fleet.execute(select(ManifestBody.content_hash, ManifestBody.body))
+        for o, (s, v) in enumerate(image_occurrences(body, jsonb_order=jsonb))
+    }
+    assert stored == expected
+    assert any(v == "None" for _h, _o, _s, v in stored)  # a JSON null kept as such
+    fleet.execute(delete(BodyImage))
+    assert backfill(fleet, batch_size=3) == len(expected)
+    again = {
+        (h, o, s, repr(v))
+        for h, o, s, v in fleet.execute(
+            select(BodyImage.content_hash, BodyImage.ord, BodyImage.shape, BodyImage.value)
+        )
+    }
+    assert again == expected
+    assert backfill(fleet) == len(expected)  # again: rows already there are kept, not doubled
+    assert fleet.scalar(select(func.count()).select_from(BodyImage)) == len(expected)
+
+
+def test_recognised_paths_by_their_steps_not_their_spelling() -> None:
+    for path in RECOGNISED:
+        assert recognise(parse(path)) is not None, path
+    for path in NOT_RECOGNISED:
+        assert recognise(parse(path)) is None, path
+    assert recognise(parse("$..image")) == recognise(parse("$..['image']"))
+    assert recognise(parse("$.spec.template.spec.containers[*].image")) == recognise(
+        parse("$['spec']['template'][\"spec\"].containers[*]['image']")
+    )
+    assert recognise(parse("$..image")).shapes is None  # type: ignore[union-attr]
+
+
+def test_shapes_follow_lax_mode() -> None:
+    assert shapes_of([Member("a"), Index(None), Member("image")]) == {
+        '."a"."image"',
+        '."a"[]."image"',
+        '."a"[][]."image"',
+        '[]."a"."image"',
+        '[]."a"[]."image"',
+        '[]."a"[][]."image"',
+    }
+
+
+def test_occurrences_in_walk_order_with_jsonb_key_order() -> None:
+    body = {"zz": {"image": "z"}, "a": {"image": "a"}, "image": "top", "b": [[{"image": "n"}]]}
+    as_stored = image_occurrences(body, jsonb_order=False)
+    assert as_stored == [
+        ('."image"', "top"),
+        ('."zz"."image"', "z"),
+        ('."a"."image"', "a"),
+        ('."b"[][]."image"', "n"),
+    ]
+    # jsonb: keys by length, then bytes ("a", "b", "zz", "image"); an object's own image first.
+    assert [v for _s, v in image_occurrences(body, jsonb_order=True)] == ["top", "a", "n", "z"]
