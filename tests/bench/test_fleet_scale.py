@@ -37,6 +37,8 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     search = by_name["distinct-image search over current manifests"]
     assert search.samples and all(s > 0 for s in search.samples)
     assert search.met is None  # not the full size: no verdict
+    # the search answers from the loaded image index: 3 clusters' main and sidecar images
+    assert int(search.note.split(" distinct images")[0].replace(",", "")) > 100
     assert set(search.extra) == {"2_clusters", "3_clusters"}
     at = by_name["distinct-image search --at 7 days ago"]
     assert at.samples and at.met is None and set(at.extra) == {"2_clusters", "3_clusters"}
@@ -53,7 +55,9 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     assert 186 / 31 * 0.5 <= purge.extra["telemetry_pings"] <= 186 / 31 * 2
     assert plot.stat().st_size > 10_000
     keys = by_name["foreign keys checked after the load"]
-    assert keys.met is True and keys.median == 0 and len(keys.extra) == 6
+    # six foreign keys (the image index's among them) and the seconds the check took
+    assert keys.met is True and keys.median == 0 and len(keys.extra) == 7
+    assert "body_images.content_hash" in keys.extra
 
 
 def test_quick_mode_says_full_mode_only() -> None:
