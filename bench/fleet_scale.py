@@ -118,6 +118,13 @@ def _bytes(engine: Engine, tables: Sequence[str]) -> int:
         )
 
 
+def _size_tables(engine: Engine) -> tuple[str, ...]:
+    """The tables a stored version costs: with the image-occurrence index when there is one."""
+    with engine.connect() as connection:
+        indexed = connection.execute(text("SELECT to_regclass('body_images')")).scalar()
+    return (*SIZE_TABLES, "body_images") if indexed else SIZE_TABLES
+
+
 def _database_bytes(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(
@@ -202,7 +209,7 @@ def measure_step(
         at_search_s=at_s,
         fleet_page_s=_page_samples(client, "/admin/", runs=runs),
         cluster_page_s=_page_samples(client, "/admin/clusters/f0000", runs=runs),
-        bytes_per_version=_bytes(engine, SIZE_TABLES) / max(versions, 1),
+        bytes_per_version=_bytes(engine, _size_tables(engine)) / max(versions, 1),
         bytes_per_ping=_bytes(engine, ("telemetry_pings",)) / max(clusters * shape.pings, 1),
         database_bytes=_database_bytes(engine),
         distinct_images=distinct,
@@ -382,7 +389,8 @@ def figures_of(
             "database bytes per stored manifest version",
             "bytes",
             (last.bytes_per_version,),
-            note="versions + bodies + objects tables with indexes and TOAST, per version "
+            note="versions + bodies + objects (+ body_images) tables with indexes and TOAST, "
+            "per version "
             "(the steps before the last without the bodies' GIN index, built at the last step); "
             f"whole database {last.database_bytes / 2**30:.1f} GiB",
             extra={
