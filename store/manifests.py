@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
@@ -45,6 +45,15 @@ def _scoped(
     if namespace is not None:
         query = query.where(KubeObject.namespace == namespace)
     return query
+
+
+def _current_during(since: datetime, until: datetime) -> tuple[ColumnElement[bool], ...]:
+    """A version current at some instant of [since, until]: seen by `until`, not yet
+    superseded at `since`."""
+    return (
+        ManifestVersion.first_seen <= until,
+        or_(ManifestVersion.superseded_at.is_(None), ManifestVersion.superseded_at > since),
+    )
 
 
 def current_manifests(
@@ -131,8 +140,7 @@ def manifests_during(
         .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
         .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
         .where(
-            ManifestVersion.first_seen <= until,
-            or_(ManifestVersion.superseded_at.is_(None), ManifestVersion.superseded_at > since),
+            *_current_during(since, until),
         )
         .order_by(ManifestVersion.id)
         .execution_options(yield_per=batch_size)
@@ -224,8 +232,7 @@ def images_during(
         .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
         .join(BodyImage, BodyImage.content_hash == ManifestVersion.content_hash)
         .where(
-            ManifestVersion.first_seen <= until,
-            or_(ManifestVersion.superseded_at.is_(None), ManifestVersion.superseded_at > since),
+            *_current_during(since, until),
         )
         .order_by(ManifestVersion.id, BodyImage.ord)
         .execution_options(yield_per=batch_size)
