@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +174,20 @@ def _redis_url() -> str:
     return os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/14"
 
 
+def _cpu_seconds(pids: Iterable[int | str]) -> float:
+    """CPU time used so far by these processes (user + system), from /proc; a process that
+    has gone counts nothing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 @dataclass
 class BenchServer:
     base_url: str
@@ -183,41 +197,21 @@ class BenchServer:
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by the gunicorn workers (user + system), from /proc."""
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
         try:
             children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
             return 0.0
-        for child in children:
-            try:
-                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+        return _cpu_seconds(children)
 
     def database_cpu_seconds(self) -> float:
         """CPU time used so far by the PostgreSQL backends connected to the bench database
         (user + system, from /proc: PostgreSQL must run on this machine, else 0)."""
         from sqlalchemy import text  # noqa: PLC0415
 
+        others = "datname = current_database() AND pid <> pg_backend_pid()"
         with self.sessions() as session:
-            pids = session.scalars(
-                text(
-                    "SELECT pid FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).all()
-        tick = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / tick
-        return total
+            pids = session.scalars(text(f"SELECT pid FROM pg_stat_activity WHERE {others}"))
+            return _cpu_seconds(pids.all())
 
     def cluster(self, name: str) -> Pusher:
         from store import clusters  # noqa: PLC0415

@@ -55,15 +55,14 @@ def test_bodies_are_lz4_compressed_without_a_gin_index(pg_engine) -> None:
     """0009: new bodies compressed with lz4 (this server has it), no GIN index over them."""
     from sqlalchemy import text  # noqa: PLC0415
 
+    body = "attrelid = 'manifest_bodies'::regclass AND attname = 'body'"
     with pg_engine.connect() as connection:
-        compression = connection.execute(
-            text(
-                "SELECT attcompression FROM pg_attribute "
-                "WHERE attrelid = 'manifest_bodies'::regclass AND attname = 'body'"
+        compression = connection.scalar(
+            text(f"SELECT attcompression FROM pg_attribute WHERE {body}")
+        )
+        indexes = set(
+            connection.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'manifest_bodies'")
             )
-        ).scalar_one()
-        indexes = connection.execute(
-            text("SELECT indexname FROM pg_indexes WHERE tablename = 'manifest_bodies'")
-        ).scalars()
-        assert compression == "l"
-        assert set(indexes) == {"pk_manifest_bodies"}
+        )
+    assert (compression, indexes) == ("l", {"pk_manifest_bodies"})
