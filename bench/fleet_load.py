@@ -394,12 +394,48 @@ class LoadTimes:
     drop_s: float
     copy_s: float
     rebuild_s: float
+    presence_s: float
     vacuum_s: float
     versions: int
 
     @property
     def total_s(self) -> float:
-        return self.small_rows_s + self.drop_s + self.copy_s + self.rebuild_s + self.vacuum_s
+        return (
+            self.small_rows_s
+            + self.drop_s
+            + self.copy_s
+            + self.rebuild_s
+            + self.presence_s
+            + self.vacuum_s
+        )
+
+
+def has_image_presence(url: str) -> bool:
+    """Whether the schema has image presence over time (`image_changes`, migration 0009)."""
+    connection = connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass('image_changes') IS NOT NULL")
+            return bool(cursor.fetchone()[0])
+    finally:
+        connection.close()
+
+
+def record_presence(url: str, clusters: Sequence[str]) -> None:
+    """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
+    by the function migration 0009 backfills with (`store.image_presence.backfill`)."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from store import image_presence  # noqa: PLC0415
+    from store.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            image_presence.backfill(session, cluster_ids=clusters)
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def index_definitions(url: str) -> dict[str, tuple[str, str]]:
@@ -519,6 +555,10 @@ def load_step(
     _rebuild(url, rebuilt, workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
+    if indexed and has_image_presence(url):
+        record_presence(url, [cluster_id(c) for c in range(lo, hi)])
+    presence_s = time.perf_counter() - started
+    started = time.perf_counter()
     _execute(
         url,
         [
@@ -532,7 +572,7 @@ def load_step(
         autocommit=True,
     )
     vacuum_s = time.perf_counter() - started
-    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, vacuum_s, versions)
+    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 
 
 ORPHAN_CHECKS = {

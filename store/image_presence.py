@@ -152,11 +152,16 @@ def forget(session: Session, version_ids: Iterable[int]) -> None:
         _change(session, ManifestVersion.id.in_(batch), sign=-1, starts=True, ends=True)
 
 
-def backfill(session: Session) -> int:
-    """Record every stored version (the table must be empty: migration 0009, or a loader that
-    wrote versions by other means, after the image index is filled); works on both engines.
-    Returns the rows written."""
-    return _change(session, true(), sign=1, starts=True, ends=True)
+def backfill(session: Session, *, cluster_ids: Sequence[str] | None = None) -> int:
+    """Record every stored version, or those of `cluster_ids` (which must have no rows yet:
+    migration 0009, or a loader that wrote versions by other means, after the image index is
+    filled); works on both engines. Returns the rows written."""
+    versions: ColumnElement[bool] = true()
+    if cluster_ids is not None:
+        versions = ManifestVersion.object_id.in_(
+            select(KubeObject.id).where(KubeObject.cluster_id.in_(cluster_ids))
+        )
+    return _change(session, versions, sign=1, starts=True, ends=True)
 
 
 def present_per_cluster(

@@ -6,7 +6,11 @@ The path is parsed once (`store.jsonpath`, one dialect). An image path (`$..imag
 of member names and `[*]` ending in `.image` such as `$.spec.template.spec.containers[*].image`;
 `store.image_index.recognise`) is answered from the image index (`body_images`: each body's
 image members, with where they are and in which order the path yields them), so no body is
-read: the answer is the generic evaluation's, exactly. Any other path is evaluated: PostgreSQL
+read: the answer is the generic evaluation's, exactly. With `distinct` it is answered from
+image presence over time (`store.image_presence`: per cluster, kind, namespace, shape and
+value, how many slots began and ended at each instant), a few rows per cluster and value; a
+PostgreSQL listing picks the first objects (versions) in order, then reads their index rows.
+Any other path is evaluated: PostgreSQL
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
 for `distinct`), SQLite evaluates it in Python over the live rows. Every search runs under one
 time limit: `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows
