@@ -326,15 +326,20 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
     return rows.count
 
 
-def has_image_index(url: str) -> bool:
-    """Whether the schema has the image-occurrence index table (`body_images`)."""
+def has_table(url: str, table: str) -> bool:
+    """Whether the schema has `table` (one added by a later migration)."""
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('body_images') IS NOT NULL")
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             return bool(cursor.fetchone()[0])
     finally:
         connection.close()
+
+
+def has_image_index(url: str) -> bool:
+    """Whether the schema has the image-occurrence index table (`body_images`)."""
+    return has_table(url, "body_images")
 
 
 SMALL_ROWS_SQL = (
@@ -408,17 +413,6 @@ class LoadTimes:
             + self.presence_s
             + self.vacuum_s
         )
-
-
-def has_image_presence(url: str) -> bool:
-    """Whether the schema has image presence over time (`image_changes`, migration 0009)."""
-    connection = connect(url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('image_changes') IS NOT NULL")
-            return bool(cursor.fetchone()[0])
-    finally:
-        connection.close()
 
 
 def record_presence(url: str, clusters: Sequence[str]) -> None:
@@ -555,7 +549,7 @@ def load_step(
     _rebuild(url, rebuilt, workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
-    if indexed and has_image_presence(url):
+    if indexed and has_table(url, "image_changes"):
         record_presence(url, [cluster_id(c) for c in range(lo, hi)])
     presence_s = time.perf_counter() - started
     started = time.perf_counter()

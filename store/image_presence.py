@@ -47,28 +47,21 @@ def _slots(
 ) -> Select[tuple[Any, ...]]:
     """The image slots of the versions `versions` selects, counted per group and `instant`
     (`first_seen` or `superseded_at`; versions without one are left out)."""
+    group = (
+        KubeObject.cluster_id,
+        KubeObject.kind,
+        KubeObject.namespace,
+        BodyImage.shape,
+        BodyImage.value,
+        instant,
+    )
     return (
-        select(
-            KubeObject.cluster_id,
-            KubeObject.kind,
-            KubeObject.namespace,
-            BodyImage.shape,
-            BodyImage.value,
-            instant,
-            func.count(),
-        )
+        select(*group, func.count())
         .select_from(ManifestVersion)
         .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
         .join(BodyImage, BodyImage.content_hash == ManifestVersion.content_hash)
         .where(versions, instant.is_not(None))
-        .group_by(
-            KubeObject.cluster_id,
-            KubeObject.kind,
-            KubeObject.namespace,
-            BodyImage.shape,
-            BodyImage.value,
-            instant,
-        )
+        .group_by(*group)
     )
 
 

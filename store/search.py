@@ -396,15 +396,7 @@ def _postgres_query(
             LIMIT :limit
         """
         rows = session.execute(text(sql), params).all()
-        result.matches = [
-            ObjectMatch(
-                row[0],
-                ResourceRef.from_key(row[1]),
-                list(row[2]),
-                _validity(row[3], row[4]) if history else None,
-            )
-            for row in rows[:limit]
-        ]
+        result.matches = _object_matches(rows[:limit], history=history)
     result.truncated = len(rows) > limit
     return result
 
@@ -441,16 +433,21 @@ def _postgres_indexed_listing(
     """  # noqa: S608 - only fixed clause text is interpolated; every value is bound
     rows = session.execute(text(sql), params).all()
     result = SearchResult(path=path.text, distinct=False, truncated=len(rows) > limit)
-    result.matches = [
+    result.matches = _object_matches(rows[:limit], history=history)
+    return result
+
+
+def _object_matches(rows: Sequence[Any], *, history: bool) -> list[ObjectMatch]:
+    """Rows of (cluster, reference key, values[, first seen, superseded at]) as matches."""
+    return [
         ObjectMatch(
             row[0],
             ResourceRef.from_key(row[1]),
             list(row[2]),
             _validity(row[3], row[4]) if history else None,
         )
-        for row in rows[:limit]
+        for row in rows
     ]
-    return result
 
 
 def _presence(scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
