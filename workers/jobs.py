@@ -229,7 +229,16 @@ def _evaluate_inline(
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
-    another here (a one-shard scan's shard and cluster rules in one step)."""
+    another here (a one-shard scan's shard and cluster rules in one step).
+
+    The cyclic collector stays paused from the first step until the steps' data is freed:
+    re-enabled in between, its first collection would traverse everything the steps
+    allocated that is still held (the results handed to finalize), a twentieth of the time."""
+    with gc_paused():
+        return _run_plan(ctx, plan)
+
+
+def _run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     known = None
     if len(plan.shards) == 1 and plan.cluster_step:
         results, known = _evaluate_inline(ctx, plan)
