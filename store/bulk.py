@@ -102,15 +102,29 @@ def _escaped_all(texts: list[str]) -> list[str]:
     return parts
 
 
+def _json_texts(values: list[Any]) -> list[str]:
+    """JSON text of each value ("" for None), each distinct object encoded once (a scan's
+    findings share their details mappings); `bytes` are already encoded JSON."""
+    memo: dict[int, str] = {}  # by id: every value is alive in `values` meanwhile
+    texts = []
+    for value in values:
+        if value is None:
+            texts.append("")
+            continue
+        text = memo.get(id(value))
+        if text is None:
+            text = memo[id(value)] = value.decode() if type(value) is bytes else dump_json(value)
+        texts.append(text)
+    return texts
+
+
 def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
     """One column of rows in COPY's text format (see `_copy_field`), a column at a time."""
     kinds = set(map(type, values))
     nulls = _NONE in kinds
     kinds.discard(_NONE)
     if json_column:
-        texts = _escaped_all(
-            ["" if v is None else v.decode() if type(v) is bytes else dump_json(v) for v in values]
-        )
+        texts = _escaped_all(_json_texts(values))
     elif kinds <= {str}:
         texts = _escaped_all([v or "" for v in values]) if kinds else [""] * len(values)
     elif len(kinds) == 1 and kinds <= _PLAIN_SCALARS:  # one type: 1 and 1.0 never meet

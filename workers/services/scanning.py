@@ -627,18 +627,32 @@ class Candidate:
     source: Literal["object", "cluster", "fleet"]
 
 
-def observed_finding(candidate: Candidate, result: Result) -> ObservedFinding:
-    """The finding a configured result makes (`result.status` is open or exempted)."""
-    details: dict[str, Any] = {
-        "title": result.title,
-        "category": result.category,
-        "cis": list(result.cis),
-        "pss": list(result.pss),
-        "source": candidate.source,
-    }
+def observed_finding(
+    candidate: Candidate,
+    result: Result,
+    *,
+    shared: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+) -> ObservedFinding:
+    """The finding a configured result makes (`result.status` is open or exempted).
+
+    `shared`: details already made for other findings of one scan, reused (never mutated)
+    for a finding without exemption whose rule metadata and source are the same, so that a
+    scan's thousands of findings carry a few dozen details mappings (each encoded once)."""
     exemption = result.exemption
-    if exemption:
-        details["exemption"] = dict(exemption)
+    key = (result.rule_id, result.title, result.category, result.cis, result.pss)
+    details = shared.get((*key, candidate.source)) if shared is not None and not exemption else None
+    if details is None:
+        details = {
+            "title": result.title,
+            "category": result.category,
+            "cis": list(result.cis),
+            "pss": list(result.pss),
+            "source": candidate.source,
+        }
+        if exemption:
+            details["exemption"] = dict(exemption)
+        elif shared is not None:
+            shared[(*key, candidate.source)] = details
     exempted = result.status == FindingStatus.EXEMPTED
     stored = exempted and exemption is not None and exemption["source"] == "database"
     return ObservedFinding(
@@ -716,8 +730,9 @@ def _observe(
         stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
         now=at,
     )
+    shared: dict[tuple[Any, ...], dict[str, Any]] = {}
     return [
-        observed_finding(candidate, result)
+        observed_finding(candidate, result, shared=shared)
         for candidate, result in zip(candidates, configured, strict=True)
     ]
 
