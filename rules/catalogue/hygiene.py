@@ -12,7 +12,7 @@ a container that sets a limit but no request gets the limit as its request.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -908,18 +908,36 @@ def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
             )
 
 
-def _pdb_selects(pdb: ObjectView, labels: Mapping[str, Any]) -> bool:
+def _pdb_matcher(pdb: ObjectView) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether the PDB selects pods with given labels, its selector parsed once (a cluster
+    rule asks it of every pod-bearing object of the namespace)."""
     selector = pdb.spec.get("selector")
     if not is_map(selector):
-        return False  # a null selector selects no pods
+        return _selects_none  # a null selector selects no pods
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         # policy/v1: an empty selector selects every pod of the namespace;
         # policy/v1beta1: it selects none.
-        return pdb.api_version != "policy/v1beta1"
+        return _selects_none if pdb.api_version == "policy/v1beta1" else _selects_all
     try:
-        return parse_selector(selector).matches(labels)
+        parsed = parse_selector(selector)
     except (SelectorError, TypeError, AttributeError):
-        return False
+        return _selects_none
+
+    def selects(labels: Mapping[str, Any]) -> bool:
+        try:
+            return parsed.matches(labels)
+        except (SelectorError, TypeError, AttributeError):
+            return False
+
+    return selects
+
+
+def _selects_none(_labels: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _selects_all(_labels: Mapping[str, Any]) -> bool:
+    return True
 
 
 @rule(
@@ -971,16 +989,16 @@ def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
     scalers = autoscaler_minimums(cluster)
-    pdbs: dict[str | None, list[ObjectView]] = {}
+    pdbs: dict[str | None, list[Callable[[Mapping[str, Any]], bool]]] = {}
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        pdbs.setdefault(pdb.namespace, []).append(pdb)
+        pdbs.setdefault(pdb.namespace, []).append(_pdb_matcher(pdb))
     for kind in ("Deployment", "StatefulSet"):
         for obj in cluster.by_kind(kind):
             count, _ = min_replicas(obj, scalers)
             if count <= 1:
                 continue
             labels = _mapping(obj.workload.pod_meta.get("labels")) if obj.workload else {}
-            if any(_pdb_selects(pdb, labels) for pdb in pdbs.get(obj.namespace, ())):
+            if any(selects(labels) for selects in pdbs.get(obj.namespace, ())):
                 continue
             yield Violation(
                 f"{kind} {obj.name} runs at least {count} replicas but no PodDisruptionBudget "
