@@ -143,6 +143,11 @@ class ObjectView:
             self._problems = validate(self.manifest, self.kubernetes_version)
         return self._problems
 
+    def known_valid(self) -> None:
+        """Record that the manifest has no structural problems, as a caller that validated
+        the same body at the same release before knows (`problems` is then not computed)."""
+        self._problems = ()
+
     @property
     def ref(self) -> ResourceRef:
         """apiVersion, kind, namespace and name (computed on first use)."""

@@ -20,15 +20,26 @@ from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
 
+def _state_key(what: str, state_digest: str) -> str:
+    return hashlib.sha256(f"{what}\x00{state_digest}".encode()).hexdigest()
+
+
 def cluster_state_key(state_digest: str) -> str:
     """The cache key (64 hex characters, like a content hash) of a cluster state's rule results."""
-    return hashlib.sha256(f"cluster-rules\x00{state_digest}".encode()).hexdigest()
+    return _state_key("cluster-rules", state_digest)
 
 
 def cluster_owned_key(state_digest: str) -> str:
     """The cache key of a cluster state's controller-owned objects (a small list kept apart
     from the state's results, so an incremental scan can compare it without loading those)."""
-    return hashlib.sha256(f"cluster-owned\x00{state_digest}".encode()).hexdigest()
+    return _state_key("cluster-owned", state_digest)
+
+
+def cluster_valid_key(state_digest: str) -> str:
+    """The cache key of the content hashes of a cluster state's bodies that are structurally
+    valid (schema validity depends only on a body and the release, which the judged catalogue
+    version names): a later state's cluster step checks only bodies not listed."""
+    return _state_key("cluster-valid", state_digest)
 
 
 def cached_results(

@@ -84,10 +84,12 @@ class EngineHandle:
     def catalogue_version(self) -> str:
         return str(self.engine.catalogue_version) + self._suffix
 
-    def _view(self, manifest: Mapping[str, Any]) -> ObjectView:
+    def _view(self, manifest: Mapping[str, Any], *, valid: bool = False) -> ObjectView:
         view = ObjectView(manifest)
         if self._suffix:
             assign_version(view, self.kubernetes_version, self._pins)
+        if valid:
+            view.known_valid()
         return view
 
     @property
@@ -123,11 +125,13 @@ class EngineHandle:
             None,
         )
 
-    def view(self, manifest: Mapping[str, Any]) -> ObjectView:
+    def view(self, manifest: Mapping[str, Any], *, valid: bool = False) -> ObjectView:
         """A manifest's view as this handle judges it (release and pins assigned): what
         `evaluate_view` and `evaluate_cluster` take, so that a step evaluating both object
-        and cluster rules builds (and schema-checks) each view once."""
-        return self._view(manifest)
+        and cluster rules builds (and schema-checks) each view once. `valid`: the body is
+        known to have no structural problems at this handle's release (an earlier step of
+        the same catalogue version checked it), so it is not schema-checked again."""
+        return self._view(manifest, valid=valid)
 
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Object-rule results as cached records (see `cached_record`)."""

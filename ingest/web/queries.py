@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from markupsafe import Markup
 from sqlalchemy import ColumnElement, case, func, or_, select
@@ -23,6 +23,7 @@ from store.telemetry import latest_ping_id
 OPEN_STATUSES = FindingStatus.unresolved()
 SEVERITIES = tuple(s.value for s in Severity)
 TREND_SCANS = 8
+Row = TypeVar("Row")
 
 
 @dataclass(slots=True)
@@ -425,10 +426,10 @@ class FindingRow:
 
 
 @dataclass(slots=True)
-class FindingsPage:
-    """One page of a filtered findings list, worst first, plus how many there are in all."""
+class NumberedPage(Generic[Row]):
+    """One numbered page of a list, plus how many rows there are in all (the pager's shape)."""
 
-    rows: list[FindingRow]
+    rows: list[Row]
     total: int
     page: int
     page_size: int = PAGE_SIZE
@@ -444,6 +445,11 @@ class FindingsPage:
     @property
     def last(self) -> int:
         return (self.page - 1) * self.page_size + len(self.rows)
+
+
+@dataclass(slots=True)
+class FindingsPage(NumberedPage[FindingRow]):
+    """One page of a filtered findings list, worst first."""
 
     def groups(self) -> list[tuple[str, list[FindingRow]]]:
         """The page's rows in runs of one rule (the order is already worst first)."""
@@ -762,19 +768,9 @@ def _is_sign_in() -> ColumnElement[bool]:
     return AuditEntry.action.startswith("session.")
 
 
-@dataclass(slots=True)
-class AuditPage:
-    entries: list[AuditEntry]
-    total: int
-    page: int
-    page_size: int = PAGE_SIZE
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-
-def audit_page(session: Session, *, kind: str, actor: str, action: str, page: int) -> AuditPage:
+def audit_page(
+    session: Session, *, kind: str, actor: str, action: str, page: int
+) -> NumberedPage[AuditEntry]:
     """Audit entries, newest first: changes (default), reads, sign-ins or all; by actor and
     action (an exact action, or a prefix ending in '.', e.g. `exemption.`)."""
     where: list[ColumnElement[bool]] = []
@@ -800,7 +796,7 @@ def audit_page(session: Session, *, kind: str, actor: str, action: str, page: in
         .offset((page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE)
     ).all()
-    return AuditPage(entries=list(entries), total=total, page=page)
+    return NumberedPage(rows=list(entries), total=total, page=page)
 
 
 def audit_actors_and_actions(session: Session) -> tuple[list[str], list[str]]:

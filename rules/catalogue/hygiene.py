@@ -908,36 +908,39 @@ def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
             )
 
 
-def _pdb_matcher(pdb: ObjectView) -> Callable[[Mapping[str, Any]], bool]:
-    """Whether the PDB selects pods with given labels, its selector parsed once (a cluster
-    rule asks it of every pod-bearing object of the namespace)."""
+PodMatcher = Callable[[Mapping[str, Any]], bool]
+
+
+def _selects_none(labels: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _selects_all(labels: Mapping[str, Any]) -> bool:
+    return True
+
+
+def pdb_matcher(pdb: ObjectView) -> PodMatcher:
+    """Whether the PDB selects pods with given labels, its selector parsed once (a rule
+    matching it against every workload of its namespace calls this once per PDB)."""
     selector = pdb.spec.get("selector")
     if not is_map(selector):
         return _selects_none  # a null selector selects no pods
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         # policy/v1: an empty selector selects every pod of the namespace;
         # policy/v1beta1: it selects none.
-        return _selects_none if pdb.api_version == "policy/v1beta1" else _selects_all
+        return _selects_all if pdb.api_version != "policy/v1beta1" else _selects_none
     try:
         parsed = parse_selector(selector)
     except (SelectorError, TypeError, AttributeError):
         return _selects_none
 
-    def selects(labels: Mapping[str, Any]) -> bool:
+    def matches(labels: Mapping[str, Any]) -> bool:
         try:
             return parsed.matches(labels)
         except (SelectorError, TypeError, AttributeError):
             return False
 
-    return selects
-
-
-def _selects_none(_labels: Mapping[str, Any]) -> bool:
-    return False
-
-
-def _selects_all(_labels: Mapping[str, Any]) -> bool:
-    return True
+    return matches
 
 
 @rule(
@@ -989,9 +992,9 @@ def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
     scalers = autoscaler_minimums(cluster)
-    pdbs: dict[str | None, list[Callable[[Mapping[str, Any]], bool]]] = {}
+    pdbs: dict[str | None, list[PodMatcher]] = {}
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        pdbs.setdefault(pdb.namespace, []).append(_pdb_matcher(pdb))
+        pdbs.setdefault(pdb.namespace, []).append(pdb_matcher(pdb))
     for kind in ("Deployment", "StatefulSet"):
         for obj in cluster.by_kind(kind):
             count, _ = min_replicas(obj, scalers)

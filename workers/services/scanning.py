@@ -497,25 +497,62 @@ def evaluate_shard(
     )
 
 
+def _known_valid(session: Session, cluster_id: str, *, version: str) -> frozenset[str]:
+    """Content hashes of the bodies that the state of the cluster's last finished scan held
+    and its cluster step found structurally valid under `version` (none when that step left
+    no record): their views need no schema check again."""
+    digest = session.scalar(
+        select(ScanRun.snapshot_digest)
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
+        .order_by(ScanRun.id.desc())
+        .limit(1)
+    )
+    if not digest:
+        return frozenset()
+    key = rule_cache.cluster_valid_key(digest)
+    cached = rule_cache.cached_results(session, [key], catalogue_version=version)
+    return frozenset(cached[key][0]["hashes"]) if key in cached else frozenset()
+
+
+def _live_views(
+    session: Session, cluster_id: str, *, rules: EngineHandle
+) -> list[tuple[str, ObjectView]]:
+    """(content hash, view) of the cluster's live objects in object id order, the bodies
+    known to be valid (`_known_valid`) marked so (an incremental scan schema-checks only
+    bodies it has not seen)."""
+    valid = _known_valid(session, cluster_id, version=rules.catalogue_version)
+    return [
+        (chash, rules.view(body, valid=chash in valid))
+        for chash, body in live_bodies(session, cluster_id)
+    ]
+
+
 def _cluster_step(
     session: Session,
     rules: EngineHandle,
     *,
     digest: str,
-    views: Sequence[ObjectView],
+    views: Sequence[tuple[str, ObjectView]],
     kept: Evaluated | None = None,
 ) -> ClusterStepOutcome:
-    """Evaluate cross-resource rules on a cluster state's views and cache what they found."""
+    """Evaluate cross-resource rules on a cluster state's views (with their bodies' content
+    hashes) and cache what they found, and which bodies are valid."""
     key = rule_cache.cluster_state_key(digest)
     try:
-        state = rules.evaluate_cluster(views)
+        state = rules.evaluate_cluster([view for _h, view in views])
     except Exception as problem:
         error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
         return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
     owned = {"suppressed": state["suppressed"]}
+    # Every view's `problems` is known by now (the cluster context left out invalid ones).
+    valid = {"hashes": sorted({chash for chash, view in views if not view.problems})}
     rule_cache.store_results(
         session,
-        {key: [state], rule_cache.cluster_owned_key(digest): [owned]},
+        {
+            key: [state],
+            rule_cache.cluster_owned_key(digest): [owned],
+            rule_cache.cluster_valid_key(digest): [valid],
+        },
         catalogue_version=rules.catalogue_version,
     )
     if kept is not None:
@@ -537,7 +574,7 @@ def evaluate_cluster_rules(
     key = rule_cache.cluster_state_key(digest)
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
-    views = [rules.view(m.body) for m in current_manifests(session, cluster_id=cluster_id)]
+    views = _live_views(session, cluster_id, rules=rules)
     return _cluster_step(session, rules, digest=digest, views=views)
 
 
@@ -574,7 +611,7 @@ def evaluate_inline(
         session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
     )
     wanted = set(missing)
-    live = [(chash, judged.view(body)) for chash, body in live_bodies(session, cluster_id)]
+    live = _live_views(session, cluster_id, rules=judged)
     kept = Evaluated(version)
     fresh, errors = _evaluate_objects(
         judged,
@@ -590,8 +627,7 @@ def evaluate_inline(
         cache_hits=hashes - len(missing),
         errors=tuple(errors),
     )
-    views = [v for _h, v in live]
-    cluster = _cluster_step(session, judged, digest=digest, views=views, kept=kept)
+    cluster = _cluster_step(session, judged, digest=digest, views=live, kept=kept)
     return shard, cluster, kept
 
 
