@@ -36,28 +36,28 @@ $$
 """
 
 
-def upgrade() -> None:
+TYPES = {"json": sa.JSON(), "jsonb": postgresql.JSONB()}
+
+
+def _results_as(new: str, old: str) -> None:
+    """Convert the column (PostgreSQL only: SQLite stores JSON as text either way)."""
     if op.get_bind().dialect.name != "postgresql":
         return
     op.alter_column(
         "rule_result_cache",
         "results",
-        type_=sa.JSON(),
-        existing_type=postgresql.JSONB(),
+        type_=TYPES[new],
+        existing_type=TYPES[old],
         existing_nullable=False,
-        postgresql_using="results::json",
+        postgresql_using=f"results::{new}",
     )
-    op.execute(LZ4)
+
+
+def upgrade() -> None:
+    _results_as("json", "jsonb")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(LZ4)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.alter_column(
-        "rule_result_cache",
-        "results",
-        type_=postgresql.JSONB(),
-        existing_type=sa.JSON(),
-        existing_nullable=False,
-        postgresql_using="results::jsonb",
-    )
+    _results_as("jsonb", "json")
