@@ -379,7 +379,7 @@ class RuleResultCache(Base):
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)
-    # json, not jsonb: written whole and read whole, never queried inside (migration 0009)
+    # json, not jsonb: written whole and read whole, never queried inside (migration 0010)
     results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 

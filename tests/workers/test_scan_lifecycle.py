@@ -453,3 +453,56 @@ def test_an_incremental_rescan_of_the_bench_corpus_matches_the_offline_scan(
     assert 0 < len(checked) <= new_bodies < len(changed) // 5
     assert second["counts"]["incremental"] == 1
     assert findings_of(pipeline, "relabel") == offline(changed, "relabel")
+
+
+def test_an_incremental_rescan_leaves_the_findings_a_full_scan_gives(
+    pipeline: Pipeline,
+) -> None:
+    """After an incremental rescan (object-rule findings reconciled only for the objects that
+    changed, the cluster step's bodies schema-checked only when new) the findings, with their
+    messages, severities and exemptions, are those a first scan of the new state gives, and
+    the offline scan's. The change: 10% relabelled, where the new label is what a stored
+    exemption of cluster and object rules selects, and a PodDisruptionBudget deleted (new
+    cluster-rule findings on workloads that did not change)."""
+    from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
+
+    make_exemption(
+        pipeline.session,
+        rule_ids=("KM-601", "KM-602", "KM-612", "KM-101"),
+        selector={"labels": "bench-rev in (1)"},
+    )
+    pipeline.session.commit()
+    objects = [o for o in generate(400, seed=1003) if o.get("kind") != "Secret"]
+    pipeline.push_and_process("diff", objects)
+    pipeline.run.run("k8smon.rescan", "diff")
+
+    changed = [copy.deepcopy(o) for o in objects]
+    for index in range(0, len(changed), 10):
+        meta = changed[index]["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), "bench-rev": "1"}
+    pdb = next(i for i, o in enumerate(changed) if o["kind"] == "PodDisruptionBudget")
+    del changed[pdb]
+    pipeline.push_and_process("diff", changed)
+    second = pipeline.run.run("k8smon.rescan", "diff")
+    assert second["counts"]["incremental"] == 1
+    assert second["counts"]["exempted"] > 0
+
+    pipeline.push_and_process("full", changed)
+    assert pipeline.run.run("k8smon.rescan", "full")["counts"]["incremental"] == 0
+
+    def state(cluster_id: str) -> set[tuple]:
+        """Active findings but the fleet rules' (drift compares with the other cluster)."""
+        rows = pipeline.session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == cluster_id,
+                Finding.status.in_(("new", "open", "exempted")),
+                Finding.rule_id.not_in(sorted(pipeline.ctx.rules.fleet_rule_ids)),
+            )
+        )
+        return {
+            (f.fingerprint, f.severity, f.message, f.status == "exempted", f.exemption_id)
+            for f in rows
+        }
+
+    assert state("diff") == state("full")
+    assert findings_of(pipeline, "diff") == offline(changed, "diff")

@@ -1,7 +1,7 @@
 """rule_result_cache.results: json (lz4-compressed where the server can), not jsonb
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05 21:50:00
 
 Cached rule results are written by every cold scan (a row of about 2 KB per manifest body) and
@@ -20,21 +20,12 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0009"
-down_revision = "0008"
+from store.migrate import set_compression
+
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
-
-LZ4 = """
-DO $$
-BEGIN
-    EXECUTE 'ALTER TABLE rule_result_cache ALTER COLUMN results SET COMPRESSION lz4';
-EXCEPTION WHEN feature_not_supported OR syntax_error OR invalid_parameter_value THEN
-    NULL;  -- no lz4 (PostgreSQL 13, or built without it): the default compression stays
-END
-$$
-"""
-
 
 TYPES = {"json": sa.JSON(), "jsonb": postgresql.JSONB()}
 
@@ -55,9 +46,9 @@ def _results_as(new: str, old: str) -> None:
 
 def upgrade() -> None:
     _results_as("json", "jsonb")
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute(LZ4)
+    set_compression("rule_result_cache", "results", "lz4")
 
 
 def downgrade() -> None:
+    set_compression("rule_result_cache", "results", "pglz")
     _results_as("jsonb", "json")
