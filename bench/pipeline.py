@@ -40,7 +40,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.corpus import generate
-from bench.harness import Figure
+from bench.harness import Figure, process_cpu_seconds
 from store import migrate
 from store.clusters import create_cluster
 from store.db import make_engine, make_session_factory, unit_of_work
@@ -226,14 +226,8 @@ def backend_cpu_seconds(env: Env) -> dict[int, float]:
             ),
             {"app": WORKER_APP},
         ).scalars()
-        found = {}
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return found
+        found = {pid: process_cpu_seconds(pid) for pid in pids}
+    return {pid: seconds for pid, seconds in found.items() if seconds is not None}
 
 
 def fleet_scan(
