@@ -15,7 +15,7 @@ ago (spread by the hour); every other object has one version; 50,000 objects (1 
 deleted 6-7 days ago, after 9 days of life. The image index (`body_images`) is filled by
 `IMAGE_INDEX_SQL`, proven equal to the product's function in tests/bench/test_operator_index.py;
 image presence over time (`image_changes`) by `store.image_presence.backfill`, the function
-migration 0009 runs.
+migration 0011 runs.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _fill(url: str, *, objects: int) -> float:
                 text(statement),
                 {"clusters": CLUSTERS, "objects": objects, "deleted": objects // 20},
             )
-        # Image presence over time: the function migration 0009 backfills with, over the
+        # Image presence over time: the function migration 0011 backfills with, over the
         # versions and index rows just written.
         image_presence.backfill(Session(bind=connection))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -42,6 +42,10 @@ class CeleryDispatcher:
         self._key_prefix = key_prefix
         self._client: Any = None
         self._lock = threading.Lock()
+        # The client now, when the server starts (it connects only when it first sends):
+        # importing Celery and building it cost the first push of each web worker about
+        # 0.2 CPU s and, on the shared bench machine, about a second.
+        self._celery()
 
     def _celery(self) -> Any:
         with self._lock:

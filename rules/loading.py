@@ -28,6 +28,11 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 _DOC_SEPARATOR = re.compile(r"^---(?:[ \t].*)?$|^\.\.\.[ \t]*$")
+# The same lines, each with the "\n" before it, in a text whose only line break is "\n" (a
+# pattern that starts with a literal is searched for several times faster than `^` is).
+_SEPARATOR_LINE = re.compile(r"\n(?:---(?:[ \t][^\n]*)?|\.\.\.[ \t]*)(?=\n|\Z)")
+# What else `str.splitlines` ends a line at (looked for one `in` each: each is a fast scan).
+_OTHER_LINE_BREAKS = ("\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,31 @@ class Loaded:
 
 def _split_yaml(text: str) -> Iterator[tuple[int, str]]:
     """(first line number, text) of each YAML document, split at `---` / `...` lines."""
+    if any(other in text for other in _OTHER_LINE_BREAKS):
+        yield from _split_yaml_lines(text)
+        return
+    # Only "\n" ends lines: the separators are found by one search over the text instead of
+    # a match on every line (the same chunks and numbers as `_split_yaml_lines`). In "\n" +
+    # text, a match starts at the "\n" before its line: at that line's offset in `text`.
+    start, begin, number, counted = 1, 0, 1, 0
+    for separator in _SEPARATOR_LINE.finditer("\n" + text):
+        at, line = separator.start(), separator.group()[1:]
+        number += text.count("\n", counted, at)
+        counted = at
+        if at > begin:
+            yield start, text[begin:at]
+        rest = line[3:].strip()
+        if line.startswith("---") and rest and not rest.startswith("#"):
+            begin, start = at, number
+        else:
+            begin, start = separator.end(), number + 1
+    if begin < len(text):
+        yield start, text[begin:]
+
+
+def _split_yaml_lines(text: str) -> Iterator[tuple[int, str]]:
+    """`_split_yaml` line by line, for text with line breaks other than "\n" (`str.splitlines`
+    ends lines at "\r", "\v", "\f", "\x1c"-"\x1e", "\x85", "\u2028" and "\u2029" too)."""
     start, chunk = 1, list[str]()
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
         if _DOC_SEPARATOR.match(line.rstrip("\r\n")):

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.bulk import chunked, insert_absent, insert_ignoring_conflicts, table_of
 from store.jsonpath import Descend, Index, JsonPath, Member
 from store.models import BodyImage, ManifestBody
 
@@ -53,32 +53,53 @@ def quoted(name: str) -> str:
 _IMAGE_STEP = quoted(IMAGE)
 
 
-def _jsonb_key(item: tuple[str, Any]) -> tuple[int, bytes]:
-    raw = item[0].encode()
-    return len(raw), raw
-
-
 def image_occurrences(body: Any, *, jsonb_order: bool) -> list[tuple[str, Any]]:
     """(shape, value) of every member named `image` in `body`, in the order `$..image`
     yields them: a pre-order walk where an object's own `image` comes before anything nested
-    in it, object keys in jsonb's order when `jsonb_order` (PostgreSQL), as stored otherwise."""
-    found: list[tuple[str, Any]] = []
-    stack: list[tuple[Any, str]] = [(body, "")]
-    while stack:
-        node, shape = stack.pop()
-        if isinstance(node, dict):
-            if IMAGE in node:
-                found.append((shape + _IMAGE_STEP, node[IMAGE]))
-            items = sorted(node.items(), key=_jsonb_key) if jsonb_order else list(node.items())
-            for key, value in reversed(items):
-                if isinstance(value, dict | list):
-                    stack.append((value, shape + quoted(key)))
-        else:
-            inner = shape + "[]"
-            for item in reversed(node):
-                if isinstance(item, dict | list):
-                    stack.append((item, inner))
-    return found
+    in it, object keys in jsonb's order when `jsonb_order` (PostgreSQL), as stored otherwise.
+
+    The walk goes in stored order; for jsonb's order the few occurrences are sorted afterwards
+    by their paths (an ancestor's path is a prefix of its descendants', so it sorts first, and
+    siblings compare as jsonb orders keys), instead of sorting the keys of every object.
+    """
+    found: list[tuple[tuple[str | int, ...], Any]] = []
+    if isinstance(body, dict | list):
+        _collect(body, [], found)
+    if jsonb_order:
+        found.sort(key=_jsonb_path_key)
+    return [(_shape(path), value) for path, value in found]
+
+
+def _collect(
+    node: Any, path: list[str | int], found: list[tuple[tuple[str | int, ...], Any]]
+) -> None:
+    """Append (path, value) of each `image` member in `node` (a dict or list), pre-order."""
+    if isinstance(node, dict):
+        if IMAGE in node:
+            found.append((tuple(path), node[IMAGE]))
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                path.append(key)
+                _collect(value, path, found)
+                path.pop()
+    else:
+        for index, item in enumerate(node):
+            if isinstance(item, dict | list):
+                path.append(index)
+                _collect(item, path, found)
+                path.pop()
+
+
+def _jsonb_path_key(occurrence: tuple[tuple[str | int, ...], Any]) -> tuple[Any, ...]:
+    """A path as jsonb orders it: object keys by length, then bytes; array items by index."""
+    return tuple(
+        (len(raw := step.encode()), raw) if isinstance(step, str) else step
+        for step in occurrence[0]
+    )
+
+
+def _shape(path: tuple[str | int, ...]) -> str:
+    return "".join(quoted(step) if isinstance(step, str) else "[]" for step in path) + _IMAGE_STEP
 
 
 def _uses_jsonb(session: Session) -> bool:
@@ -94,22 +115,27 @@ def index_rows(bodies: Iterable[tuple[str, Any]], *, jsonb_order: bool) -> list[
     ]
 
 
-def _store(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert rows, keeping those already there; a JSON `null` value is stored as JSON null
-    (the bulk path would write SQL NULL), like the body holds it."""
+def _store(session: Session, rows: list[dict[str, Any]], *, absent: bool = False) -> None:
+    """Insert rows, keeping those already there (`absent`: rows of bodies the caller has just
+    stored, which have none: `store.bulk.insert_absent`); a JSON `null` value is stored as JSON
+    null (the bulk path would write SQL NULL), like the body holds it."""
     nulls = [{**row, "value": JSON.NULL} for row in rows if row["value"] is None]
-    for batch in chunked([row for row in rows if row["value"] is not None], 5000):
-        insert_ignoring_conflicts(session, table_of(BodyImage), batch)
+    values = [row for row in rows if row["value"] is not None]
+    if absent:
+        insert_absent(session, table_of(BodyImage), values)
+    else:
+        for batch in chunked(values, 5000):
+            insert_ignoring_conflicts(session, table_of(BodyImage), batch)
     if nulls:
         insert = postgresql_insert if _uses_jsonb(session) else sqlite_insert
         session.execute(insert(table_of(BodyImage)).on_conflict_do_nothing(), nulls)
 
 
 def index_bodies(session: Session, bodies: Mapping[str, Any]) -> int:
-    """Store the index rows of bodies just stored (content hash -> body); rows already there
-    are kept. Returns how many rows were written."""
+    """Store the index rows of bodies just stored (content hash -> body), which have none yet
+    (should one have rows after all, they are kept). Returns how many rows were written."""
     rows = index_rows(bodies.items(), jsonb_order=_uses_jsonb(session))
-    _store(session, rows)
+    _store(session, rows, absent=True)
     return len(rows)
 
 

@@ -12,7 +12,7 @@ current at some instant of [since, until] number exactly
 (a version ended by `since` began before it), and the present ones `sum(started) - sum(ended)`.
 Exactness is kept by every writer of versions: `store.snapshots` records the versions an apply
 starts and ends (`record_started`, `record_ended`), `store.purge` takes back the versions it
-deletes (`forget`), and migration 0009 fills the table from the stored history (`backfill`,
+deletes (`forget`), and migration 0011 fills the table from the stored history (`backfill`,
 also what a loader that writes versions by other means calls). Rows are keyed by the SHA-256
 of the five grouping columns and the instant; a row whose counts return to zero is deleted.
 """
@@ -147,7 +147,7 @@ def forget(session: Session, version_ids: Iterable[int]) -> None:
 
 def backfill(session: Session, *, cluster_ids: Sequence[str] | None = None) -> int:
     """Record every stored version, or those of `cluster_ids` (which must have no rows yet:
-    migration 0009, or a loader that wrote versions by other means, after the image index is
+    migration 0011, or a loader that wrote versions by other means, after the image index is
     filled); works on both engines. Returns the rows written."""
     versions: ColumnElement[bool] = true()
     if cluster_ids is not None:

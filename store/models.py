@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -398,7 +399,8 @@ class RuleResultCache(Base):
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    # json, not jsonb: written whole and read whole, never queried inside (migration 0010)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 

@@ -15,20 +15,31 @@ from typing import Any
 from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of
+from store.bulk import affected, chunked, insert_absent, table_of
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
 
+def _state_key(what: str, state_digest: str) -> str:
+    return hashlib.sha256(f"{what}\x00{state_digest}".encode()).hexdigest()
+
+
 def cluster_state_key(state_digest: str) -> str:
     """The cache key (64 hex characters, like a content hash) of a cluster state's rule results."""
-    return hashlib.sha256(f"cluster-rules\x00{state_digest}".encode()).hexdigest()
+    return _state_key("cluster-rules", state_digest)
 
 
 def cluster_owned_key(state_digest: str) -> str:
     """The cache key of a cluster state's controller-owned objects (a small list kept apart
     from the state's results, so an incremental scan can compare it without loading those)."""
-    return hashlib.sha256(f"cluster-owned\x00{state_digest}".encode()).hexdigest()
+    return _state_key("cluster-owned", state_digest)
+
+
+def cluster_valid_key(state_digest: str) -> str:
+    """The cache key of the content hashes of a cluster state's bodies that are structurally
+    valid (schema validity depends only on a body and the release, which the judged catalogue
+    version names): a later state's cluster step checks only bodies not listed."""
+    return _state_key("cluster-valid", state_digest)
 
 
 def cached_results(
@@ -69,7 +80,11 @@ def store_results(
     *,
     catalogue_version: str,
 ) -> int:
-    """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing)."""
+    """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing).
+
+    Callers store what they just found uncached: the rows are COPYed straight into the table
+    (`insert_absent`), and only when another scan cached one of them meanwhile does the
+    batch go through `insert_ignoring_conflicts`."""
     now = utcnow()
     rows = [
         {
@@ -80,7 +95,7 @@ def store_results(
         }
         for chash, found in results.items()
     ]
-    insert_ignoring_conflicts(session, table_of(RuleResultCache), rows)
+    insert_absent(session, table_of(RuleResultCache), rows)
     return len(rows)
 
 

@@ -27,14 +27,15 @@ from rules.psa import Version, assign_version
 from rules.view import ObjectView
 
 
-def cached_record(result: Result) -> dict[str, Any]:
+def cached_record(result: Result, resource: dict[str, Any] | None = None) -> dict[str, Any]:
     """A result as rule_result_cache stores it: plain JSON, without the rule's own metadata
     (title, category, CIS and PSS ids: the same for the whole catalogue version the cache is
-    keyed by; `EngineHandle.result` puts them back) and before configuration."""
+    keyed by; `EngineHandle.result` puts them back) and before configuration. `resource`:
+    the result's `resource.to_dict()`, when the caller has it (one per object)."""
     return {
         "rule_id": result.rule_id,
         "severity": result.severity.value,
-        "resource": result.resource.to_dict(),
+        "resource": result.resource.to_dict() if resource is None else resource,
         "container": result.container,
         "path": result.path,
         "message": result.message,
@@ -83,10 +84,12 @@ class EngineHandle:
     def catalogue_version(self) -> str:
         return str(self.engine.catalogue_version) + self._suffix
 
-    def _view(self, manifest: Mapping[str, Any]) -> ObjectView:
+    def _view(self, manifest: Mapping[str, Any], *, valid: bool = False) -> ObjectView:
         view = ObjectView(manifest)
         if self._suffix:
             assign_version(view, self.kubernetes_version, self._pins)
+        if valid:
+            view.known_valid()
         return view
 
     @property
@@ -122,11 +125,13 @@ class EngineHandle:
             None,
         )
 
-    def view(self, manifest: Mapping[str, Any]) -> ObjectView:
+    def view(self, manifest: Mapping[str, Any], *, valid: bool = False) -> ObjectView:
         """A manifest's view as this handle judges it (release and pins assigned): what
         `evaluate_view` and `evaluate_cluster` take, so that a step evaluating both object
-        and cluster rules builds (and schema-checks) each view once."""
-        return self._view(manifest)
+        and cluster rules builds (and schema-checks) each view once. `valid`: the body is
+        known to have no structural problems at this handle's release (an earlier step of
+        the same catalogue version checked it), so it is not schema-checked again."""
+        return self._view(manifest, valid=valid)
 
     def evaluate_object(self, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Object-rule results as cached records (see `cached_record`)."""
@@ -134,7 +139,9 @@ class EngineHandle:
 
     def evaluate_view(self, view: ObjectView) -> list[dict[str, Any]]:
         """`evaluate_object` of a view from `views`."""
-        return [cached_record(r) for r in self.engine.evaluate_object(view)]
+        found = self.engine.evaluate_object(view)
+        resource = view.ref.to_dict() if found else None  # every result of the object names it
+        return [cached_record(r, resource) for r in found]
 
     def evaluate_view_kept(self, view: ObjectView) -> tuple[list[dict[str, Any]], list[Result]]:
         """`evaluate_view`'s records, and the results `result()` makes of them (what a step
@@ -143,8 +150,12 @@ class EngineHandle:
         found = self.engine.evaluate_object(view)
         if not found:
             return [], []
-        ref = ResourceRef.from_dict(view.ref.to_dict())  # as the cached record gives it back
-        return [cached_record(r) for r in found], [
+        resource = view.ref.to_dict()  # every result of the object names it
+        records = [cached_record(r, resource) for r in found]
+        ref = ResourceRef.from_dict(resource)  # as the cached record gives it back
+        if ref == view.ref and all(type(r.path) is str for r in found):
+            return records, found  # the engine's results are those already
+        return records, [
             Result(
                 r.rule_id,
                 r.title,

@@ -14,10 +14,10 @@ from typing import Any
 from contracts.severity import Severity
 from rules.catalogue.hygiene import (
     _missing_in,
-    _pdb_selects,
     autoscaler_minimums,
     min_replicas,
     namespace_defaults,
+    pdb_matcher,
 )
 from rules.cluster import ClusterContext
 from rules.model import Violation, rule
@@ -341,7 +341,8 @@ def _selected_workloads(
     pdb: ObjectView, pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]
 ) -> list[ObjectView]:
     """Every pod-bearing object of the PDB's namespace whose pod template it selects."""
-    return [obj for obj, labels in pods.get(pdb.namespace, ()) if _pdb_selects(pdb, labels)]
+    selects = pdb_matcher(pdb)
+    return [obj for obj, labels in pods.get(pdb.namespace, ()) if selects(labels)]
 
 
 def _percent(value: Any) -> int | None:

@@ -12,7 +12,7 @@ a container that sets a limit but no request gets the limit as its request.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -908,18 +908,39 @@ def single_replica(cluster: ClusterContext) -> Iterator[Violation]:
             )
 
 
-def _pdb_selects(pdb: ObjectView, labels: Mapping[str, Any]) -> bool:
+PodMatcher = Callable[[Mapping[str, Any]], bool]
+
+
+def _selects_none(labels: Mapping[str, Any]) -> bool:
+    return False
+
+
+def _selects_all(labels: Mapping[str, Any]) -> bool:
+    return True
+
+
+def pdb_matcher(pdb: ObjectView) -> PodMatcher:
+    """Whether the PDB selects pods with given labels, its selector parsed once (a rule
+    matching it against every workload of its namespace calls this once per PDB)."""
     selector = pdb.spec.get("selector")
     if not is_map(selector):
-        return False  # a null selector selects no pods
+        return _selects_none  # a null selector selects no pods
     if not selector.get("matchLabels") and not selector.get("matchExpressions"):
         # policy/v1: an empty selector selects every pod of the namespace;
         # policy/v1beta1: it selects none.
-        return pdb.api_version != "policy/v1beta1"
+        return _selects_all if pdb.api_version != "policy/v1beta1" else _selects_none
     try:
-        return parse_selector(selector).matches(labels)
+        parsed = parse_selector(selector)
     except (SelectorError, TypeError, AttributeError):
-        return False
+        return _selects_none
+
+    def matches(labels: Mapping[str, Any]) -> bool:
+        try:
+            return parsed.matches(labels)
+        except (SelectorError, TypeError, AttributeError):
+            return False
+
+    return matches
 
 
 @rule(
@@ -971,16 +992,16 @@ def missing_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
     scalers = autoscaler_minimums(cluster)
-    pdbs: dict[str | None, list[ObjectView]] = {}
+    pdbs: dict[str | None, list[PodMatcher]] = {}
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        pdbs.setdefault(pdb.namespace, []).append(pdb)
+        pdbs.setdefault(pdb.namespace, []).append(pdb_matcher(pdb))
     for kind in ("Deployment", "StatefulSet"):
         for obj in cluster.by_kind(kind):
             count, _ = min_replicas(obj, scalers)
             if count <= 1:
                 continue
             labels = _mapping(obj.workload.pod_meta.get("labels")) if obj.workload else {}
-            if any(_pdb_selects(pdb, labels) for pdb in pdbs.get(obj.namespace, ())):
+            if any(selects(labels) for selects in pdbs.get(obj.namespace, ())):
                 continue
             yield Violation(
                 f"{kind} {obj.name} runs at least {count} replicas but no PodDisruptionBudget "

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from contracts.resources import ResourceRef
 from rules import Engine, ScanConfig
+from rules.schema import validate
 from store.exemptions import create_exemption
 from store.findings import status_counts
 from store.models import Exemption, Finding, RuleResultCache, ScanRun
@@ -402,3 +407,102 @@ def test_the_bench_corpus_scans_to_the_offline_findings(pipeline: Pipeline) -> N
     # the fleet rules (KM-621 drift) run in the fleet evaluation, offline in the scan
     pipeline.run.run("k8smon.evaluate_fleet")
     assert findings_of(pipeline, "corpus") == offline(objects, "corpus")
+
+
+def test_an_incremental_rescan_of_the_bench_corpus_matches_the_offline_scan(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmark's incremental rescan in small: 10% of the objects relabelled, one
+    structurally invalid object left as it was, one made invalid, one made valid again, an
+    invalid one added, one deleted. The findings are the offline scan's of the new state, and
+    only the bodies the previous state did not hold were schema-checked again (the cluster
+    step's record of valid bodies)."""
+    from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
+
+    objects = [o for o in generate(400, seed=1002) if o.get("kind") != "Secret"]
+    broken = copy.deepcopy(objects[5])
+    broken["metadata"]["labels"] = "not-a-map"  # the schema wants an object
+    objects[5] = broken
+    repaired = objects[15]
+    objects[15] = {**repaired, "metadata": {**repaired["metadata"], "labels": ["x"]}}
+    pipeline.push_and_process("relabel", objects)
+    pipeline.run.run("k8smon.rescan", "relabel")
+    assert findings_of(pipeline, "relabel") == offline(objects, "relabel")
+
+    changed = [copy.deepcopy(o) for o in objects]
+    for index in range(0, len(changed), 10):
+        meta = changed[index]["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), "bench-rev": "1"}
+    changed[7]["metadata"]["labels"] = 7  # invalid now
+    changed[15] = repaired
+    late = copy.deepcopy(broken)
+    late["metadata"]["name"] = "late-broken"
+    changed = [o for i, o in enumerate(changed) if i != 11] + [late]
+    new_bodies = len({json.dumps(o, sort_keys=True) for o in changed[::10]}) + 4
+
+    checked: list[object] = []
+
+    def counting(manifest: Any, version: Any = None) -> Any:
+        checked.append(manifest)
+        return validate(manifest, version)
+
+    monkeypatch.setattr("rules.view.validate", counting)
+    pipeline.push_and_process("relabel", changed)
+    checked.clear()
+    second = pipeline.run.run("k8smon.rescan", "relabel")
+    assert 0 < len(checked) <= new_bodies < len(changed) // 5
+    assert second["counts"]["incremental"] == 1
+    assert findings_of(pipeline, "relabel") == offline(changed, "relabel")
+
+
+def test_an_incremental_rescan_leaves_the_findings_a_full_scan_gives(
+    pipeline: Pipeline,
+) -> None:
+    """After an incremental rescan (object-rule findings reconciled only for the objects that
+    changed, the cluster step's bodies schema-checked only when new) the findings, with their
+    messages, severities and exemptions, are those a first scan of the new state gives, and
+    the offline scan's. The change: 10% relabelled, where the new label is what a stored
+    exemption of cluster and object rules selects, and a PodDisruptionBudget deleted (new
+    cluster-rule findings on workloads that did not change)."""
+    from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
+
+    make_exemption(
+        pipeline.session,
+        rule_ids=("KM-601", "KM-602", "KM-612", "KM-101"),
+        selector={"labels": "bench-rev in (1)"},
+    )
+    pipeline.session.commit()
+    objects = [o for o in generate(400, seed=1003) if o.get("kind") != "Secret"]
+    pipeline.push_and_process("diff", objects)
+    pipeline.run.run("k8smon.rescan", "diff")
+
+    changed = [copy.deepcopy(o) for o in objects]
+    for index in range(0, len(changed), 10):
+        meta = changed[index]["metadata"]
+        meta["labels"] = {**(meta.get("labels") or {}), "bench-rev": "1"}
+    pdb = next(i for i, o in enumerate(changed) if o["kind"] == "PodDisruptionBudget")
+    del changed[pdb]
+    pipeline.push_and_process("diff", changed)
+    second = pipeline.run.run("k8smon.rescan", "diff")
+    assert second["counts"]["incremental"] == 1
+    assert second["counts"]["exempted"] > 0
+
+    pipeline.push_and_process("full", changed)
+    assert pipeline.run.run("k8smon.rescan", "full")["counts"]["incremental"] == 0
+
+    def state(cluster_id: str) -> set[tuple]:
+        """Active findings but the fleet rules' (drift compares with the other cluster)."""
+        rows = pipeline.session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == cluster_id,
+                Finding.status.in_(("new", "open", "exempted")),
+                Finding.rule_id.not_in(sorted(pipeline.ctx.rules.fleet_rule_ids)),
+            )
+        )
+        return {
+            (f.fingerprint, f.severity, f.message, f.status == "exempted", f.exemption_id)
+            for f in rows
+        }
+
+    assert state("diff") == state("full")
+    assert findings_of(pipeline, "diff") == offline(changed, "diff")

@@ -1,8 +1,8 @@
 """image_changes: image presence over time, per cluster, kind, namespace, shape and value
 (store.image_presence)
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-05 21:40:00
 
 Backfill: every stored version's image slots (from the image index, which migration 0008
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from store.image_presence import backfill
 
-revision = "0009"
-down_revision = "0008"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
