@@ -326,15 +326,20 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
     return rows.count
 
 
-def has_image_index(url: str) -> bool:
-    """Whether the schema has the image-occurrence index table (`body_images`)."""
+def has_table(url: str, table: str) -> bool:
+    """Whether the schema has `table` (one added by a later migration)."""
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('body_images') IS NOT NULL")
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             return bool(cursor.fetchone()[0])
     finally:
         connection.close()
+
+
+def has_image_index(url: str) -> bool:
+    """Whether the schema has the image-occurrence index table (`body_images`)."""
+    return has_table(url, "body_images")
 
 
 SMALL_ROWS_SQL = (
@@ -394,12 +399,37 @@ class LoadTimes:
     drop_s: float
     copy_s: float
     rebuild_s: float
+    presence_s: float
     vacuum_s: float
     versions: int
 
     @property
     def total_s(self) -> float:
-        return self.small_rows_s + self.drop_s + self.copy_s + self.rebuild_s + self.vacuum_s
+        return (
+            self.small_rows_s
+            + self.drop_s
+            + self.copy_s
+            + self.rebuild_s
+            + self.presence_s
+            + self.vacuum_s
+        )
+
+
+def record_presence(url: str, clusters: Sequence[str]) -> None:
+    """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
+    by the function migration 0011 backfills with (`store.image_presence.backfill`)."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from store import image_presence  # noqa: PLC0415
+    from store.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            image_presence.backfill(session, cluster_ids=clusters)
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def index_definitions(url: str) -> dict[str, tuple[str, str]]:
@@ -519,6 +549,10 @@ def load_step(
     _rebuild(url, rebuilt, workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
+    if indexed and has_table(url, "image_changes"):
+        record_presence(url, [cluster_id(c) for c in range(lo, hi)])
+    presence_s = time.perf_counter() - started
+    started = time.perf_counter()
     _execute(
         url,
         [
@@ -532,7 +566,7 @@ def load_step(
         autocommit=True,
     )
     vacuum_s = time.perf_counter() - started
-    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, vacuum_s, versions)
+    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 
 
 ORPHAN_CHECKS = {

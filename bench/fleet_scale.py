@@ -119,10 +119,15 @@ def _bytes(engine: Engine, tables: Sequence[str]) -> int:
 
 
 def _size_tables(engine: Engine) -> tuple[str, ...]:
-    """The tables a stored version costs: with the image-occurrence index when there is one."""
+    """The tables a stored version costs: with the image-occurrence index and image presence
+    over time when the schema has them."""
     with engine.connect() as connection:
-        indexed = connection.execute(text("SELECT to_regclass('body_images')")).scalar()
-    return (*SIZE_TABLES, "body_images") if indexed else SIZE_TABLES
+        present = [
+            table
+            for table in ("body_images", "image_changes")
+            if connection.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar()
+        ]
+    return (*SIZE_TABLES, *present)
 
 
 def _database_bytes(engine: Engine) -> int:
@@ -347,6 +352,7 @@ def figures_of(
             f"({sum(s.load.copy_s for s in steps):,.0f} s), rebuild of the random-key "
             f"secondary indexes after each step, the GIN index after the last "
             f"({sum(s.load.rebuild_s for s in steps):,.0f} s),"
+            f" image presence over time ({sum(s.load.presence_s for s in steps):,.0f} s),"
             f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
             f"{last.bodies:,} distinct bodies; load average at the last step "
             f"{last.load_average:.1f}",
@@ -355,7 +361,7 @@ def figures_of(
                 **{
                     f"{s.clusters}_clusters_{phase}": getattr(s.load, phase)
                     for s in steps
-                    for phase in ("small_rows_s", "copy_s", "rebuild_s", "vacuum_s")
+                    for phase in ("small_rows_s", "copy_s", "rebuild_s", "presence_s", "vacuum_s")
                 },
                 **{f"{s.clusters}_clusters_load_average": s.load_average for s in steps},
             },
@@ -389,8 +395,8 @@ def figures_of(
             "database bytes per stored manifest version",
             "bytes",
             (last.bytes_per_version,),
-            note="versions + bodies + objects (+ body_images) tables with indexes and TOAST, "
-            "per version "
+            note="versions + bodies + objects (+ body_images, image_changes) tables with indexes "
+            "and TOAST, per version "
             "(the steps before the last without the bodies' GIN index, built at the last step); "
             f"whole database {last.database_bytes / 2**30:.1f} GiB",
             extra={

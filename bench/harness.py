@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,14 @@ def timed(action: Callable[[], object]) -> float:
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
+
+
+def process_cpu_seconds(pid: int | str) -> float | None:
+    """CPU time (user + system) a live process has used so far, from Linux /proc; None when
+    it has gone (or is not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # after the command: state, ppid, ... utime (14th field of the line), stime
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

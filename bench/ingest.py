@@ -42,7 +42,7 @@ import requests
 from nacl.signing import SigningKey
 
 from bench.corpus import generate
-from bench.harness import Figure
+from bench.harness import Figure, process_cpu_seconds
 from contracts import httpsig
 from contracts.hashing import content_hash, hash_of_canonical, state_digest, strip_server_noise
 from contracts.httpsig import HttpRequest, Policy, sign_request
@@ -177,15 +177,7 @@ def _redis_url() -> str:
 def _cpu_seconds(pids: Iterable[int | str]) -> float:
     """CPU time used so far by these processes (user + system), from /proc; a process that
     has gone counts nothing."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 @dataclass

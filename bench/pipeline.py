@@ -40,7 +40,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.corpus import generate
-from bench.harness import Figure
+from bench.harness import Figure, process_cpu_seconds
 from store import migrate
 from store.clusters import create_cluster
 from store.db import make_engine, make_session_factory, unit_of_work
@@ -60,6 +60,7 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 REDIS_DB = 14
 TARGET_RATE = 6_000  # objects/s of a full fleet scan per worker process (issue 21)
 TARGET_SHARE = 0.02  # incremental rescan after 1% changed / full scan (issue 21)
+WORKER_APP = "k8smon-bench-worker"  # application_name of the workers' database connections
 
 
 @dataclass
@@ -93,6 +94,7 @@ def bench_env(tmp: Path) -> Iterator[Env]:
         "K8SMON_TASK_QUEUE": f"k8smon-bench-{token}",
         "K8SMON_REDIS_KEY_PREFIX": f"k8smon-bench:{token}:",
         "PYTHONPATH": str(REPO_ROOT),
+        "PGAPPNAME": WORKER_APP,  # libpq: the workers' backends, told apart from the bench's
         "K8SMON_LOG_LEVEL": "WARNING",
     }
     try:
@@ -212,11 +214,36 @@ def reset_scans(env: Env, *, cache: bool) -> None:
         conn.execute(text(f"TRUNCATE {tables}"))
 
 
-def fleet_scan(env: Env, *, clusters: int, cpu: list[float] | None = None, pid: int = 0) -> float:
+def backend_cpu_seconds(env: Env) -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend serving the workers (Linux /proc;
+    empty when the server runs elsewhere): with one worker process, a scan's wall time on an
+    idle machine is about the worker's CPU time plus theirs, since the worker waits on them."""
+    with env.engine.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = :app"
+            ),
+            {"app": WORKER_APP},
+        ).scalars()
+        found = {pid: process_cpu_seconds(pid) for pid in pids}
+    return {pid: seconds for pid, seconds in found.items() if seconds is not None}
+
+
+def fleet_scan(
+    env: Env,
+    *,
+    clusters: int,
+    cpu: list[float] | None = None,
+    pid: int = 0,
+    database_cpu: list[float] | None = None,
+) -> float:
     """Seconds from sending scan_fleet until every cluster has one more finished scan run
     (on the worker that is running); with `cpu`, the CPU seconds the worker `pid` (with its
-    pool processes) used meanwhile are appended to it."""
+    pool processes) used meanwhile are appended to it, with `database_cpu` those of the
+    PostgreSQL backends serving the workers (backends that ended meanwhile are missed)."""
     cpu_before = tree_cpu_seconds(pid) if cpu is not None else 0.0
+    backends_before = backend_cpu_seconds(env) if database_cpu is not None else {}
     with unit_of_work(env.sessions) as session:
         before = (
             session.scalar(
@@ -242,6 +269,13 @@ def fleet_scan(env: Env, *, clusters: int, cpu: list[float] | None = None, pid: 
             elapsed = time.perf_counter() - started
             if cpu is not None:
                 cpu.append(tree_cpu_seconds(pid) - cpu_before)
+            if database_cpu is not None:
+                database_cpu.append(
+                    sum(
+                        seconds - backends_before.get(backend, 0.0)
+                        for backend, seconds in backend_cpu_seconds(env).items()
+                    )
+                )
             return elapsed
         time.sleep(0.05)
 
@@ -377,13 +411,22 @@ def run(*, quick: bool) -> list[Figure]:
         one, two, settle, incremental, still = [], [], [], [], []
         # CPU seconds of the worker (its main process and pool) during the same scans
         one_cpu: list[float] = []
+        one_database_cpu: list[float] = []
         two_cpu: list[float] = []
         incremental_cpu: list[float] = []
         changed = reused = 0
         for attempt in range(runs):
             reset_scans(env, cache=True)
             with worker(env, concurrency=1) as pid:
-                one.append(fleet_scan(env, clusters=clusters, cpu=one_cpu, pid=pid))
+                one.append(
+                    fleet_scan(
+                        env,
+                        clusters=clusters,
+                        cpu=one_cpu,
+                        pid=pid,
+                        database_cpu=one_database_cpu,
+                    )
+                )
             reset_scans(env, cache=True)
             # The same worker processes go on to the rescans, so the rules they loaded (the
             # catalogue version) are the same as for the full scan.
@@ -409,6 +452,7 @@ def run(*, quick: bool) -> list[Figure]:
         share = statistics.median(shares) / 100
         cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
         cpu_rate = total / statistics.median(one_cpu)
+        both = [a + b for a, b in zip(one_cpu, one_database_cpu, strict=True)]
         figures += [
             Figure(
                 AREA,
@@ -427,6 +471,18 @@ def run(*, quick: bool) -> list[Figure]:
                 tuple(one_cpu),
                 note=f"{cpu_rate:,.0f} objects per worker CPU-second (the worker's main and "
                 "pool process; PostgreSQL's own time not included)",
+            ),
+            Figure(
+                AREA,
+                f"full fleet scan, 1 worker process: PostgreSQL's CPU time ({size})",
+                "s",
+                tuple(one_database_cpu),
+                note=f"{total / statistics.median(one_database_cpu):,.0f} objects per CPU-second "
+                "of the backends serving the worker; worker and PostgreSQL together "
+                f"{total / statistics.median(both):,.0f} objects per CPU-second (about the "
+                "1-worker scan's rate on an idle machine: the worker waits on its queries)"
+                if one_database_cpu and min(one_database_cpu) > 0
+                else "PostgreSQL runs elsewhere: not measured",
             ),
             Figure(
                 AREA,

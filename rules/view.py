@@ -235,12 +235,16 @@ class WorkloadView:
 class ContainerView:
     """One container of a workload, with its effective (kubelet) security settings."""
 
-    __slots__ = ("_caps", "group", "index", "name", "path", "raw", "sc", "workload")
+    __slots__ = ("_caps", "group", "index", "name", "path", "pod_sc", "pod_sc_path", "raw", "sc")
 
     def __init__(
         self, workload: WorkloadView, raw: Mapping[str, Any], group: str, index: int
     ) -> None:
-        self.workload = workload
+        # The pod-level settings, not the workload itself: a reference back to the workload
+        # (which holds its containers) would make every view a cycle, freed only by the
+        # cyclic collector, which a scan pauses.
+        self.pod_sc = workload.pod_sc
+        self.pod_sc_path = workload.pod_sc_path
         self.raw = raw
         self.group = group
         self.index = index
@@ -268,9 +272,9 @@ class ContainerView:
         if value is not None:
             return value, f"{self.sc_path}.{name}"
         if name in INHERITED_FIELDS:
-            pod_value = self.workload.pod_sc.get(name)
+            pod_value = self.pod_sc.get(name)
             if pod_value is not None:
-                return pod_value, f"{self.workload.pod_sc_path}.{name}"
+                return pod_value, f"{self.pod_sc_path}.{name}"
         return None, f"{self.sc_path}.{name}"
 
     def effective_windows(self, name: str) -> tuple[Any, str]:
@@ -278,9 +282,9 @@ class ContainerView:
         value = _mapping(self.sc.get("windowsOptions")).get(name)
         if value is not None:
             return value, f"{self.sc_path}.windowsOptions.{name}"
-        pod_value = _mapping(self.workload.pod_sc.get("windowsOptions")).get(name)
+        pod_value = _mapping(self.pod_sc.get("windowsOptions")).get(name)
         if pod_value is not None:
-            return pod_value, f"{self.workload.pod_sc_path}.windowsOptions.{name}"
+            return pod_value, f"{self.pod_sc_path}.windowsOptions.{name}"
         return None, f"{self.sc_path}.windowsOptions.{name}"
 
     @property

@@ -69,7 +69,7 @@ def _copy_field(value: Any, *, json_column: bool) -> str:
     if value is None:
         return "\\N"
     if json_column:
-        text = dump_json(value)
+        text = value.decode() if type(value) is bytes else dump_json(value)
     elif isinstance(value, bool):
         return "t" if value else "f"
     elif isinstance(value, datetime):
@@ -77,13 +77,64 @@ def _copy_field(value: Any, *, json_column: bool) -> str:
     else:
         text = str(value)
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
+        text = _escape(text)
     return text
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+_NONE = type(None)
+# Types whose text never holds a COPY special character, written once per distinct value.
+_PLAIN_SCALARS = frozenset({int, float, bool, datetime})
+
+
+def _escaped_all(texts: list[str]) -> list[str]:
+    """COPY's escaping of many strings at once: the string methods run on their join (NUL,
+    which PostgreSQL text cannot hold, separates them), not once per value in Python."""
+    joined = "\x00".join(texts)
+    if "\\" not in joined and "\t" not in joined and "\n" not in joined and "\r" not in joined:
+        return texts
+    parts = _escape(joined).split("\x00")
+    if len(parts) != len(texts):  # a value held NUL (COPY refuses it): one at a time
+        return [_escape(text) for text in texts]
+    return parts
+
+
+def _json_texts(values: list[Any]) -> list[str]:
+    """JSON text of each value ("" for None), each distinct object encoded once (a scan's
+    findings share their details mappings); `bytes` are already encoded JSON."""
+    memo: dict[int, str] = {}  # by id: every value is alive in `values` meanwhile
+    texts = []
+    for value in values:
+        if value is None:
+            texts.append("")
+            continue
+        text = memo.get(id(value))
+        if text is None:
+            text = memo[id(value)] = value.decode() if type(value) is bytes else dump_json(value)
+        texts.append(text)
+    return texts
+
+
+def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
+    """One column of rows in COPY's text format (see `_copy_field`), a column at a time."""
+    kinds = set(map(type, values))
+    nulls = _NONE in kinds
+    kinds.discard(_NONE)
+    if json_column:
+        texts = _escaped_all(_json_texts(values))
+    elif kinds <= {str}:
+        texts = _escaped_all([v or "" for v in values]) if kinds else [""] * len(values)
+    elif len(kinds) == 1 and kinds <= _PLAIN_SCALARS:  # one type: 1 and 1.0 never meet
+        memo = {v: _copy_field(v, json_column=False) for v in set(values)}
+        return [memo[v] for v in values]  # None included: `\\N`
+    else:
+        return [_copy_field(v, json_column=False) for v in values]
+    if nulls:
+        return ["\\N" if v is None else text for v, text in zip(values, texts, strict=True)]
+    return texts
 
 
 def insert_ignoring_conflicts(
@@ -121,37 +172,19 @@ def insert_ignoring_conflicts(
 
 
 def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[str], io.IOBase]:
-    """The rows' columns and their COPY text (every row must have the same keys).
+    """The rows' columns and their COPY text, UTF-8 (every row must have the same keys).
 
-    A JSON column's value may be given already encoded (`bytes`: UTF-8 JSON text, as orjson
-    and `contracts.hashing.canonical_json` write it, never a raw tab or line end): it is
-    written as it is, its backslashes escaped, and the payload is then built as bytes.
+    Built a column at a time (`_copy_column`): a scan writes hundreds of thousands of fields,
+    and a Python call per field was most of what writing findings cost the worker. A JSON
+    column's value may be given already encoded (`bytes`: UTF-8 JSON text, as orjson and
+    `contracts.hashing.canonical_json` write it, never a raw tab or line end): it is written
+    as it is, its backslashes escaped.
     """
     columns = list(rows[0])
     json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
-    flags = [c in json_columns for c in columns]
-    if not any(type(rows[0][c]) is bytes for c in json_columns & set(columns)):
-        return columns, io.StringIO(
-            "".join(
-                "\t".join(
-                    _copy_field(row[c], json_column=j) for c, j in zip(columns, flags, strict=True)
-                )
-                + "\n"
-                for row in rows
-            )
-        )
-    lines = []
-    for row in rows:
-        fields = []
-        for c, j in zip(columns, flags, strict=True):
-            value = row[c]
-            if j and type(value) is bytes:
-                fields.append(value.replace(b"\\", b"\\\\"))
-            else:
-                fields.append(_copy_field(value, json_column=j).encode())
-        lines.append(b"\t".join(fields))
-    lines.append(b"")
-    return columns, io.BytesIO(b"\n".join(lines))
+    texts = [_copy_column([row[c] for row in rows], json_column=c in json_columns) for c in columns]
+    lines = "\n".join(map("\t".join, zip(*texts, strict=True)))
+    return columns, io.BytesIO((lines + "\n").encode())
 
 
 def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

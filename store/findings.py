@@ -27,7 +27,14 @@ from contracts.findings import finding_fingerprint
 from contracts.resources import ResourceRef
 from contracts.states import FindingStatus
 from contracts.timeline import FindingEventKind
-from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of, update_rows_by_id
+from store.bulk import (
+    affected,
+    chunked,
+    copy_rows,
+    insert_absent,
+    table_of,
+    update_rows_by_id,
+)
 from store.models import Finding, FindingEvent
 from store.types import utcnow
 
@@ -297,8 +304,8 @@ def _record_events(
         }
         for kind, (finding_id, ref) in events
     ]
-    for batch in chunked(rows, 5000):
-        insert_ignoring_conflicts(session, table_of(FindingEvent), batch)
+    # Events have no key but their id: nothing to conflict with, one plain COPY.
+    copy_rows(session, table_of(FindingEvent), rows)
 
 
 def _write(
@@ -312,7 +319,7 @@ def _write(
     resolved_ids: list[int],
 ) -> None:
     now = at
-    insert_ignoring_conflicts(session, table_of(Finding), inserts)
+    insert_absent(session, table_of(Finding), inserts)  # `_existing` found none of them
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
+import sqlalchemy as sa
+from alembic import command, op
 from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
@@ -37,3 +38,20 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def set_compression(table: str, column: str, method: str) -> None:
+    """In a migration: compress the column's new values with `method` (`lz4`, `pglz`) where
+    the server supports it (PostgreSQL 14 and later, lz4 when built with it); elsewhere (an
+    older server, SQLite) nothing changes."""
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        return
+    if int(bind.execute(sa.text("SHOW server_version_num")).scalar_one()) < 140000:
+        return  # SET COMPRESSION came with PostgreSQL 14
+    op.execute(
+        "DO $$ BEGIN "
+        f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}; "
+        "EXCEPTION WHEN feature_not_supported THEN NULL; "  # built without lz4
+        "END $$"
+    )

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -169,6 +170,26 @@ class BodyImage(Base):
     ord: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     shape: Mapped[str] = mapped_column(Text)
     value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
+
+
+class ImageChange(Base):
+    """How many image slots of one kind (`cluster_id`, `kind`, `namespace`, `shape`, `value`)
+    began (`started`) and ended (`ended`) being current at one instant (`store.image_presence`).
+
+    `group_key` is the SHA-256 of the five columns (so the key stays short whatever the value).
+    """
+
+    __tablename__ = "image_changes"
+
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(253))
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
+    started: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[int] = mapped_column(Integer)
 
 
 class KubeObject(Base):
@@ -378,7 +399,8 @@ class RuleResultCache(Base):
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JsonDocument)
+    # json, not jsonb: written whole and read whole, never queried inside (migration 0010)
+    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
 
 

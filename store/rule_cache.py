@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_ignoring_conflicts, table_of
+from store.bulk import affected, chunked, insert_absent, table_of
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -80,7 +80,11 @@ def store_results(
     *,
     catalogue_version: str,
 ) -> int:
-    """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing)."""
+    """Insert results that are not cached yet (idempotent: a redelivered shard changes nothing).
+
+    Callers store what they just found uncached: the rows are COPYed straight into the table
+    (`insert_absent`), and only when another scan cached one of them meanwhile does the
+    batch go through `insert_ignoring_conflicts`."""
     now = utcnow()
     rows = [
         {
@@ -91,7 +95,7 @@ def store_results(
         }
         for chash, found in results.items()
     ]
-    insert_ignoring_conflicts(session, table_of(RuleResultCache), rows)
+    insert_absent(session, table_of(RuleResultCache), rows)
     return len(rows)
 
 

@@ -27,14 +27,15 @@ from rules.psa import Version, assign_version
 from rules.view import ObjectView
 
 
-def cached_record(result: Result) -> dict[str, Any]:
+def cached_record(result: Result, resource: dict[str, Any] | None = None) -> dict[str, Any]:
     """A result as rule_result_cache stores it: plain JSON, without the rule's own metadata
     (title, category, CIS and PSS ids: the same for the whole catalogue version the cache is
-    keyed by; `EngineHandle.result` puts them back) and before configuration."""
+    keyed by; `EngineHandle.result` puts them back) and before configuration. `resource`:
+    the result's `resource.to_dict()`, when the caller has it (one per object)."""
     return {
         "rule_id": result.rule_id,
         "severity": result.severity.value,
-        "resource": result.resource.to_dict(),
+        "resource": result.resource.to_dict() if resource is None else resource,
         "container": result.container,
         "path": result.path,
         "message": result.message,
@@ -138,7 +139,9 @@ class EngineHandle:
 
     def evaluate_view(self, view: ObjectView) -> list[dict[str, Any]]:
         """`evaluate_object` of a view from `views`."""
-        return [cached_record(r) for r in self.engine.evaluate_object(view)]
+        found = self.engine.evaluate_object(view)
+        resource = view.ref.to_dict() if found else None  # every result of the object names it
+        return [cached_record(r, resource) for r in found]
 
     def evaluate_view_kept(self, view: ObjectView) -> tuple[list[dict[str, Any]], list[Result]]:
         """`evaluate_view`'s records, and the results `result()` makes of them (what a step
@@ -147,8 +150,12 @@ class EngineHandle:
         found = self.engine.evaluate_object(view)
         if not found:
             return [], []
-        ref = ResourceRef.from_dict(view.ref.to_dict())  # as the cached record gives it back
-        return [cached_record(r) for r in found], [
+        resource = view.ref.to_dict()  # every result of the object names it
+        records = [cached_record(r, resource) for r in found]
+        ref = ResourceRef.from_dict(resource)  # as the cached record gives it back
+        if ref == view.ref and all(type(r.path) is str for r in found):
+            return records, found  # the engine's results are those already
+        return records, [
             Result(
                 r.rule_id,
                 r.title,

@@ -23,6 +23,7 @@ from store.models import Cluster
 from store.scans import CLUSTER_STEP, finish_step
 from store.types import utcnow
 from workers.context import WorkerContext
+from workers.engine import EngineHandle
 from workers.services import delivery, fleet, purge, scanning, snapshots, watchdog
 
 log = logging.getLogger("k8smon.workers")
@@ -144,8 +145,10 @@ def finalize_scan(
     cluster_id: str,
     *,
     known: scanning.Evaluated | None = None,
+    judged: EngineHandle | None = None,
 ) -> dict[str, Any]:
-    """The scan's last step (`known`: what `run_plan` evaluated just before, in this process)."""
+    """The scan's last step (`known`: what `run_plan` evaluated just before, in this process;
+    `judged`: the plan's judged engine, `ScanPlan.judged`)."""
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         outcome = scanning.finalize_scan(
             session,
@@ -155,6 +158,7 @@ def finalize_scan(
             rules=ctx.rules,
             public_url=ctx.settings.public_url,
             known=known,
+            judged=judged,
         )
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
@@ -218,6 +222,7 @@ def _evaluate_inline(
             last_id=shard.last_id,
             rules=ctx.rules,
             shard_index=shard.index,
+            judged=plan.judged,
         )
         outcomes = []
         for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):
@@ -229,7 +234,16 @@ def _evaluate_inline(
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     """Run a planned (or re-driven) scan's shards, cluster rules and finalize one after
-    another here (a one-shard scan's shard and cluster rules in one step)."""
+    another here (a one-shard scan's shard and cluster rules in one step).
+
+    The cyclic collector stays paused from the first step until the steps' data is freed:
+    re-enabled in between, its first collection would traverse everything the steps
+    allocated that is still held (the results handed to finalize), a twentieth of the time."""
+    with gc_paused():
+        return _run_plan(ctx, plan)
+
+
+def _run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
     known = None
     if len(plan.shards) == 1 and plan.cluster_step:
         results, known = _evaluate_inline(ctx, plan)
@@ -240,7 +254,9 @@ def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
         ]
         if plan.cluster_step:
             results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
-    return finalize_scan(ctx, results, plan.scan_id, plan.cluster_id, known=known)
+    return finalize_scan(
+        ctx, results, plan.scan_id, plan.cluster_id, known=known, judged=plan.judged
+    )
 
 
 InFlight = Callable[[Collection[str]], Collection[str] | None]

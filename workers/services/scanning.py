@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -89,6 +89,9 @@ class ScanPlan:
     task_ids: dict[int, str] = field(default_factory=dict)  # step number -> task id
     finalize_task_id: str | None = None
     redrive: bool = False
+    # The engine as `judged_as_deployed` judged the cluster when planning: the steps a runner
+    # runs here, one after another, judge by it instead of asking the database again.
+    judged: EngineHandle | None = None
 
 
 def _still_valid(
@@ -389,7 +392,12 @@ def plan_scan(
     add_steps(session, run.id, steps)
     task_ids = {step.step: step.task_id for step in steps}
     return ScanPlan(
-        run.id, cluster_id, shards, task_ids=task_ids, finalize_task_id=run.finalize_task_id
+        run.id,
+        cluster_id,
+        shards,
+        task_ids=task_ids,
+        finalize_task_id=run.finalize_task_id,
+        judged=rules,
     )
 
 
@@ -586,13 +594,15 @@ def evaluate_inline(
     last_id: int,
     rules: EngineHandle,
     shard_index: int = 0,
+    judged: EngineHandle | None = None,
 ) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
     run, every live body is read, decoded, viewed and schema-checked once for both (the two
     steps would each do all of that), and the shard's uncached bodies are among them. What
-    was evaluated is also returned (`Evaluated`) for a finalize in the same process."""
-    judged = judged_as_deployed(session, cluster_id, rules)
+    was evaluated is also returned (`Evaluated`) for a finalize in the same process.
+    `judged`: the plan's `judged_as_deployed` of `rules` for this cluster (`ScanPlan.judged`)."""
+    judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     digest = _state_digest(session, cluster_id)
     if rule_cache.cached_keys(
@@ -653,28 +663,42 @@ def _facts_from_bodies(session: Session, hashes: Sequence[str]) -> dict[str, Obj
     return facts
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     """One evaluated result on its way to a finding: from an object's cached results (with
-    the body's content hash) or from the cluster step."""
+    the body's content hash) or from the cluster step. (A named tuple: a scan makes one per
+    finding.)"""
 
     result: Result
     content_hash: str | None
     source: Literal["object", "cluster", "fleet"]
 
 
-def observed_finding(candidate: Candidate, result: Result) -> ObservedFinding:
-    """The finding a configured result makes (`result.status` is open or exempted)."""
-    details: dict[str, Any] = {
-        "title": result.title,
-        "category": result.category,
-        "cis": list(result.cis),
-        "pss": list(result.pss),
-        "source": candidate.source,
-    }
+def observed_finding(
+    candidate: Candidate,
+    result: Result,
+    *,
+    shared: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+) -> ObservedFinding:
+    """The finding a configured result makes (`result.status` is open or exempted).
+
+    `shared`: details already made for other findings of one scan, reused (never mutated)
+    for a finding without exemption whose rule metadata and source are the same, so that a
+    scan's thousands of findings carry a few dozen details mappings (each encoded once)."""
     exemption = result.exemption
-    if exemption:
-        details["exemption"] = dict(exemption)
+    key = (result.rule_id, result.title, result.category, result.cis, result.pss)
+    details = shared.get((*key, candidate.source)) if shared is not None and not exemption else None
+    if details is None:
+        details = {
+            "title": result.title,
+            "category": result.category,
+            "cis": list(result.cis),
+            "pss": list(result.pss),
+            "source": candidate.source,
+        }
+        if exemption:
+            details["exemption"] = dict(exemption)
+        elif shared is not None:
+            shared[(*key, candidate.source)] = details
     exempted = result.status == FindingStatus.EXEMPTED
     stored = exempted and exemption is not None and exemption["source"] == "database"
     return ObservedFinding(
@@ -752,8 +776,9 @@ def _observe(
         stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
         now=at,
     )
+    shared: dict[tuple[Any, ...], dict[str, Any]] = {}
     return [
-        observed_finding(candidate, result)
+        observed_finding(candidate, result, shared=shared)
         for candidate, result in zip(candidates, configured, strict=True)
     ]
 
@@ -878,12 +903,14 @@ def finalize_scan(
     public_url: str,
     now: datetime | None = None,
     known: Evaluated | None = None,
+    judged: EngineHandle | None = None,
 ) -> FinalizeOutcome:
     """Merge shard and cluster-rule results, exempt, diff against the previous scan, record;
     a delivery of the news is created with the report as this scan left it. `known`:
     results this process just evaluated and cached (used instead of reading them back when
-    they are of the catalogue version this step judges by)."""
-    rules = judged_as_deployed(session, cluster_id, rules)
+    they are of the catalogue version this step judges by). `judged`: the plan's
+    `judged_as_deployed` of `rules` for this cluster, when the plan runs in this process."""
+    rules = judged or judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
     run = session.get(ScanRun, scan_id)

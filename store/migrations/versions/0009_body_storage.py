@@ -20,8 +20,9 @@ adding them to the GIN index `ix_manifest_bodies_body_gin`.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
+
+from store.migrate import set_compression
 
 revision = "0009"
 down_revision = "0008"
@@ -31,29 +32,14 @@ depends_on = None
 GIN_INDEX = "ix_manifest_bodies_body_gin"
 
 
-def _set_compression(method: str) -> None:
-    """Compress new bodies with `method` where the server supports it."""
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    if int(bind.execute(sa.text("SHOW server_version_num")).scalar_one()) < 140000:
-        return  # SET COMPRESSION came with PostgreSQL 14
-    op.execute(
-        "DO $$ BEGIN "
-        f"ALTER TABLE manifest_bodies ALTER COLUMN body SET COMPRESSION {method}; "
-        "EXCEPTION WHEN feature_not_supported THEN NULL; "  # built without lz4
-        "END $$"
-    )
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_index(GIN_INDEX, table_name="manifest_bodies", if_exists=True)
-    _set_compression("lz4")
+    set_compression("manifest_bodies", "body", "lz4")
 
 
 def downgrade() -> None:
-    _set_compression("pglz")
+    set_compression("manifest_bodies", "body", "pglz")
     if op.get_bind().dialect.name == "postgresql":
         op.create_index(
             GIN_INDEX,
