@@ -34,6 +34,7 @@ from store.bulk import chunked, table_of
 from store.models import BodyImage, ImageChange, KubeObject, ManifestVersion
 
 _UPSERT_BATCH = 1000  # rows per statement: 10 parameters each, far below SQLite's limit
+_VERSIONS_BATCH = 5000  # versions per grouped read
 
 
 def group_key(cluster_id: str, kind: str, namespace: str, shape: str, value: Any) -> str:
@@ -128,20 +129,20 @@ def _drop_empty(session: Session, keys: Sequence[str]) -> None:
 
 def record_started(session: Session, version_ids: Iterable[int]) -> None:
     """Versions just created: their slots begin at their `first_seen`."""
-    for batch in chunked(version_ids):
+    for batch in chunked(version_ids, _VERSIONS_BATCH):
         _change(session, ManifestVersion.id.in_(batch), sign=1, starts=True, ends=False)
 
 
 def record_ended(session: Session, version_ids: Iterable[int]) -> None:
     """Versions just superseded (replaced, or their object deleted): their slots end at their
     `superseded_at`."""
-    for batch in chunked(version_ids):
+    for batch in chunked(version_ids, _VERSIONS_BATCH):
         _change(session, ManifestVersion.id.in_(batch), sign=1, starts=False, ends=True)
 
 
 def forget(session: Session, version_ids: Iterable[int]) -> None:
     """Versions about to be deleted: take back their beginnings and ends."""
-    for batch in chunked(version_ids):
+    for batch in chunked(version_ids, _VERSIONS_BATCH):
         _change(session, ManifestVersion.id.in_(batch), sign=-1, starts=True, ends=True)
 
 
