@@ -8,7 +8,7 @@ them — and stream it with `COPY FROM STDIN` into `manifest_bodies`, `objects` 
 `manifest_versions`. Pings, scans, findings and the clusters themselves are small rows and are
 made in SQL (`generate_series`).
 
-Around each step's load the secondary indexes on random keys (the bodies' GIN index, the
+Around each step's load the secondary indexes on random keys (the
 versions' content-hash, last-seen and superseded-at indexes, the pings' received-at index) are
 dropped and rebuilt from their own definitions (the rebuild is timed and reported), and the
 COPY sessions run with `session_replication_role = replica` (as `pg_restore
@@ -50,7 +50,6 @@ CONFIGMAP_STATES = (0, 1)
 APPS, TEAMS, NAMESPACES = 2000, 40, 50
 # Secondary indexes on random keys: rebuilt after each step's load rather than kept up to date.
 REBUILT_INDEXES = (
-    "ix_manifest_bodies_body_gin",
     "ix_manifest_versions_content_hash",
     "ix_manifest_versions_last_seen",
     "ix_manifest_versions_superseded_at",
@@ -326,15 +325,20 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
     return rows.count
 
 
-def has_image_index(url: str) -> bool:
-    """Whether the schema has the image-occurrence index table (`body_images`)."""
+def has_table(url: str, table: str) -> bool:
+    """Whether the schema has `table` (one added by a later migration)."""
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass('body_images') IS NOT NULL")
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
             return bool(cursor.fetchone()[0])
     finally:
         connection.close()
+
+
+def has_image_index(url: str) -> bool:
+    """Whether the schema has the image-occurrence index table (`body_images`)."""
+    return has_table(url, "body_images")
 
 
 SMALL_ROWS_SQL = (
@@ -394,12 +398,37 @@ class LoadTimes:
     drop_s: float
     copy_s: float
     rebuild_s: float
+    presence_s: float
     vacuum_s: float
     versions: int
 
     @property
     def total_s(self) -> float:
-        return self.small_rows_s + self.drop_s + self.copy_s + self.rebuild_s + self.vacuum_s
+        return (
+            self.small_rows_s
+            + self.drop_s
+            + self.copy_s
+            + self.rebuild_s
+            + self.presence_s
+            + self.vacuum_s
+        )
+
+
+def record_presence(url: str, clusters: Sequence[str]) -> None:
+    """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
+    by the function migration 0011 backfills with (`store.image_presence.backfill`)."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from store import image_presence  # noqa: PLC0415
+    from store.db import make_engine  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            image_presence.backfill(session, cluster_ids=clusters)
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def index_definitions(url: str) -> dict[str, tuple[str, str]]:
@@ -476,11 +505,9 @@ def load_step(
     scans: int,
     findings: int,
     indexes: dict[str, tuple[str, str]],
-    deferred: Sequence[str] = (),
     workers: int | None = None,
 ) -> LoadTimes:
-    """Add clusters lo..hi-1 with their history; the seconds of each phase. The `deferred`
-    indexes stay dropped after this load (a later step's load rebuilds them)."""
+    """Add clusters lo..hi-1 with their history; the seconds of each phase."""
     import time  # noqa: PLC0415
 
     workers = workers or loaders()
@@ -515,9 +542,12 @@ def load_step(
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
-    rebuilt = [create for name, (_, create) in indexes.items() if name not in deferred]
-    _rebuild(url, rebuilt, workers=workers)
+    _rebuild(url, [create for _, create in indexes.values()], workers=workers)
     rebuild_s = time.perf_counter() - started
+    started = time.perf_counter()
+    if indexed and has_table(url, "image_changes"):
+        record_presence(url, [cluster_id(c) for c in range(lo, hi)])
+    presence_s = time.perf_counter() - started
     started = time.perf_counter()
     _execute(
         url,
@@ -532,7 +562,7 @@ def load_step(
         autocommit=True,
     )
     vacuum_s = time.perf_counter() - started
-    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, vacuum_s, versions)
+    return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 
 
 ORPHAN_CHECKS = {

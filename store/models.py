@@ -172,6 +172,26 @@ class BodyImage(Base):
     value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
 
 
+class ImageChange(Base):
+    """How many image slots of one kind (`cluster_id`, `kind`, `namespace`, `shape`, `value`)
+    began (`started`) and ended (`ended`) being current at one instant (`store.image_presence`).
+
+    `group_key` is the SHA-256 of the five columns (so the key stays short whatever the value).
+    """
+
+    __tablename__ = "image_changes"
+
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(253))
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
+    started: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[int] = mapped_column(Integer)
+
+
 class KubeObject(Base):
     """One Kubernetes object's identity within a cluster, and its current version.
 

@@ -7,6 +7,9 @@ from their cluster long ago, processed snapshots that are not a cluster's curren
 telemetry pings and long-resolved findings. The current version of a live object, a pending
 snapshot and any finding that is not resolved are never purged.
 
+Deleting versions (superseded ones, or those of deleted objects) first takes their image slots
+back from `image_changes` (`store.image_presence.forget`), so the image searches stay exact.
+
 Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a scan of
 `objects.current_hash` for the foreign-key check, which has no index.
 """
@@ -19,6 +22,8 @@ from sqlalchemy import Select, delete, exists, select
 from sqlalchemy.orm import Session
 
 from contracts.states import FindingStatus, SnapshotState
+from store.bulk import chunked
+from store.image_presence import forget
 from store.models import (
     Cluster,
     Finding,
@@ -68,22 +73,37 @@ def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[int]:
 
 def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
     """Manifest versions superseded before the cutoff; never an object's current version."""
-    victims = expired_versions(cutoff=cutoff, batch_size=batch_size)
-    return _rowcount(
-        session.execute(delete(ManifestVersion).where(ManifestVersion.id.in_(victims)))
-    )
+    victims = list(session.scalars(expired_versions(cutoff=cutoff, batch_size=batch_size)))
+    forget(session, victims)
+    deleted = 0
+    for batch in chunked(victims):
+        deleted += _rowcount(
+            session.execute(delete(ManifestVersion).where(ManifestVersion.id.in_(batch)))
+        )
+    return deleted
 
 
 def purge_deleted_objects(
     session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
 ) -> int:
     """Objects that left their cluster before the cutoff (remaining versions cascade)."""
-    victims = (
-        select(KubeObject.id)
-        .where(KubeObject.deleted_at.is_not(None), KubeObject.deleted_at < cutoff)
-        .limit(batch_size)
+    victims = list(
+        session.scalars(
+            select(KubeObject.id)
+            .where(KubeObject.deleted_at.is_not(None), KubeObject.deleted_at < cutoff)
+            .limit(batch_size)
+        )
     )
-    return _rowcount(session.execute(delete(KubeObject).where(KubeObject.id.in_(victims))))
+    deleted = 0
+    for batch in chunked(victims):
+        forget(
+            session,
+            session.scalars(
+                select(ManifestVersion.id).where(ManifestVersion.object_id.in_(batch))
+            ).all(),
+        )
+        deleted += _rowcount(session.execute(delete(KubeObject).where(KubeObject.id.in_(batch))))
+    return deleted
 
 
 def purge_resolved_findings(

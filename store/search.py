@@ -6,7 +6,11 @@ The path is parsed once (`store.jsonpath`, one dialect). An image path (`$..imag
 of member names and `[*]` ending in `.image` such as `$.spec.template.spec.containers[*].image`;
 `store.image_index.recognise`) is answered from the image index (`body_images`: each body's
 image members, with where they are and in which order the path yields them), so no body is
-read: the answer is the generic evaluation's, exactly. Any other path is evaluated: PostgreSQL
+read: the answer is the generic evaluation's, exactly. With `distinct` it is answered from
+image presence over time (`store.image_presence`: per cluster, kind, namespace, shape and
+value, how many slots began and ended at each instant), a few rows per cluster and value; a
+PostgreSQL listing picks the first objects (versions) in order, then reads their index rows.
+Any other path is evaluated: PostgreSQL
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
 for `distinct`), SQLite evaluates it in Python over the live rows. Every search runs under one
 time limit: `statement_timeout` on PostgreSQL, a progress handler plus a deadline between rows
@@ -37,13 +41,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Select, Text, cast, func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
 from store.image_index import ImagePath, recognise
+from store.image_presence import present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
@@ -346,21 +351,18 @@ def _postgres_query(
     distinct: bool,
     limit: int,
 ) -> SearchResult:
+    image = recognise(path)
+    if distinct and image is not None:
+        return _postgres_presence(session, path, scope, image, limit=limit)
+    if image is not None:
+        return _postgres_indexed_listing(session, path, scope, image, limit=limit)
     where, params = _where(scope)
     history = scope.period is not None
     body = "v.content_hash" if history else "o.current_hash"
-    image = recognise(path)
-    if image is None:
-        joins, value, order, stage_params = _lateral_chain(stages)
-        params.update(stage_params)
-        where += _objects_only(stages)
-        joins = f"JOIN manifest_bodies b ON b.content_hash = {body}\n{joins}"
-    else:
-        # The image index answers: the body's rows of the path's shapes, in `$..image` order.
-        joins, value, order = f"JOIN body_images i ON i.content_hash = {body}", "i.value", "i.ord"
-        if image.shapes is not None:
-            where += " AND i.shape = ANY(:shapes)"
-            params["shapes"] = sorted(image.shapes)
+    joins, value, order, stage_params = _lateral_chain(stages)
+    params.update(stage_params)
+    where += _objects_only(stages)
+    joins = f"JOIN manifest_bodies b ON b.content_hash = {body}\n{joins}"
     params["limit"] = limit + 1
     result = SearchResult(path=path.text, distinct=distinct)
     source = "manifest_versions v JOIN objects o ON o.id = v.object_id" if history else "objects o"
@@ -394,16 +396,88 @@ def _postgres_query(
             LIMIT :limit
         """
         rows = session.execute(text(sql), params).all()
-        result.matches = [
-            ObjectMatch(
-                row[0],
-                ResourceRef.from_key(row[1]),
-                list(row[2]),
-                _validity(row[3], row[4]) if history else None,
-            )
-            for row in rows[:limit]
-        ]
+        result.matches = _object_matches(rows[:limit], history=history)
     result.truncated = len(rows) > limit
+    return result
+
+
+def _postgres_indexed_listing(
+    session: Session, path: JsonPath, scope: Scope, image: ImagePath, *, limit: int
+) -> SearchResult:
+    """The objects (back in time: versions) whose bodies have index rows of the path's shapes,
+    first picked in order up to the limit (walking the objects by cluster and reference, each
+    checked against the index), then each one's values gathered in `$..image` order."""
+    where, params = _where(scope)
+    history = scope.period is not None
+    shapes = ""
+    if image.shapes is not None:
+        shapes = " AND i.shape = ANY(:shapes)"
+        params["shapes"] = sorted(image.shapes)
+    params["limit"] = limit + 1
+    source = "manifest_versions v JOIN objects o ON o.id = v.object_id" if history else "objects o"
+    body = "v.content_hash" if history else "o.current_hash"
+    window = ", v.first_seen, v.superseded_at" if history else ""
+    order = "cluster_id, ref_key" + (", first_seen" if history else "")
+    sql = f"""
+        SELECT p.cluster_id, p.ref_key,
+               (SELECT jsonb_agg(i.value ORDER BY i.ord) FROM body_images i
+                WHERE i.content_hash = p.body{shapes}) AS found
+               {", p.first_seen, p.superseded_at" if history else ""}
+        FROM (SELECT o.cluster_id, o.ref_key, {body} AS body{window}
+              FROM {source}
+              WHERE {where}
+                AND EXISTS (SELECT FROM body_images i WHERE i.content_hash = {body}{shapes})
+              ORDER BY {order.replace("cluster_id", "o.cluster_id").replace("ref_key", "o.ref_key")}
+              LIMIT :limit) AS p
+        ORDER BY {order}
+    """  # noqa: S608 - only fixed clause text is interpolated; every value is bound
+    rows = session.execute(text(sql), params).all()
+    result = SearchResult(path=path.text, distinct=False, truncated=len(rows) > limit)
+    result.matches = _object_matches(rows[:limit], history=history)
+    return result
+
+
+def _object_matches(rows: Sequence[Any], *, history: bool) -> list[ObjectMatch]:
+    """Rows of (cluster, reference key, values[, first seen, superseded at]) as matches."""
+    return [
+        ObjectMatch(
+            row[0],
+            ResourceRef.from_key(row[1]),
+            list(row[2]),
+            _validity(row[3], row[4]) if history else None,
+        )
+        for row in rows
+    ]
+
+
+def _presence(scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
+    """(value, cluster, slots) of the image values in scope, from `image_changes`."""
+    period = scope.period
+    return present_per_cluster(
+        since=period.since if period is not None else None,
+        until=period.until if period is not None else None,
+        cluster_ids=scope.clusters,
+        kind=scope.kind,
+        namespace=scope.namespace,
+        shapes=image.shapes,
+    )
+
+
+def _postgres_presence(
+    session: Session, path: JsonPath, scope: Scope, image: ImagePath, *, limit: int
+) -> SearchResult:
+    """`distinct` for an image path: a few rows per cluster and value (`store.image_presence`),
+    grouped and ordered as the generic evaluation does."""
+    per_cluster = _presence(scope, image).subquery()
+    occurrences = func.sum(per_cluster.c.slots)
+    rows = session.execute(
+        select(per_cluster.c.value, occurrences, func.count())
+        .group_by(per_cluster.c.value)
+        .order_by(occurrences.desc(), cast(per_cluster.c.value, Text))
+        .limit(limit + 1)
+    ).all()
+    result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
+    result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]
     return result
 
 
@@ -484,6 +558,13 @@ def _evaluated_in_scope(
         yield cluster_id, ref, path.find(body), validity
 
 
+def _count(counts: dict[str, list[Any]], value: Any, cluster_id: str, *, slots: int) -> None:
+    """Add `slots` occurrences of `value` in `cluster_id` (values equal as JSON are one)."""
+    entry = counts.setdefault(json.dumps(value, sort_keys=True), [value, 0, set()])
+    entry[1] += slots
+    entry[2].add(cluster_id)
+
+
 def _python(
     session: Session, path: JsonPath, *, scope: Scope, distinct: bool, limit: int, timeout: float
 ) -> SearchResult:
@@ -496,11 +577,15 @@ def _python(
     try:
         with _sqlite_time_limit(session, deadline):
             image = recognise(path)
-            found = (
-                _evaluated_in_scope(session, scope, path, one=one)
-                if image is None
-                else _indexed_in_scope(session, scope, image, one=one)
-            )
+            found: Iterator[tuple[str, ResourceRef, list[Any], Validity | None]]
+            if image is None:
+                found = _evaluated_in_scope(session, scope, path, one=one)
+            elif distinct:
+                found = iter(())  # counted from `image_changes`, per value and cluster
+                for value, cluster_id, slots in session.execute(_presence(scope, image)):
+                    _count(counts, value, cluster_id, slots=int(slots))
+            else:
+                found = _indexed_in_scope(session, scope, image, one=one)
             for cluster_id, ref, values, validity in found:
                 if time.monotonic() > deadline:
                     raise SearchTimeout(timeout)
@@ -512,9 +597,7 @@ def _python(
                     matches.append(ObjectMatch(cluster_id, ref, values, validity))
                     continue
                 for value in values:
-                    entry = counts.setdefault(json.dumps(value, sort_keys=True), [value, 0, set()])
-                    entry[1] += 1
-                    entry[2].add(cluster_id)
+                    _count(counts, value, cluster_id, slots=1)
     except OperationalError as problem:
         if "interrupted" in str(problem.orig):
             raise SearchTimeout(timeout) from None

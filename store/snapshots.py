@@ -29,6 +29,7 @@ from store.bulk import chunked, copy_rows, insert_absent, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.image_index import index_bodies
+from store.image_presence import record_ended, record_started
 from store.models import (
     Cluster,
     KubeObject,
@@ -355,8 +356,13 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
             .where(ManifestVersion.id.in_(batch))
             .values(superseded_at=now, last_seen=now)
         )
-    _create_objects(session, cluster.id, new_objects, at=now)
-    _create_versions(session, changed, at=now)
+    started = _create_objects(session, cluster.id, new_objects, at=now)
+    started += _create_versions(session, changed, at=now)
+    session.flush()
+    record_ended(
+        session, gone_versions + [e.version_id for e, _ in changed if e.version_id is not None]
+    )
+    record_started(session, started)
 
     # Every object still present was seen now. That is recorded once, as the cluster's
     # state_updated_at, which is what `last_seen` means for a live object and its current
@@ -374,8 +380,10 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
 
 def _create_objects(
     session: Session, cluster_id: str, new_objects: list[tuple[str, str, str]], *, at: datetime
-) -> None:
-    """Create objects (with their first version); an object that comes back is revived."""
+) -> list[int]:
+    """Create objects (with their first version); an object that comes back is revived.
+    Returns the new versions' ids."""
+    created: list[int] = []
     for batch in chunked(new_objects):
         returning = {
             (obj.ref_key, obj.uid): obj
@@ -421,10 +429,16 @@ def _create_objects(
         session.flush()
         for obj, version in zip(objects, versions, strict=True):
             obj.current_version_id = version.id
+            created.append(version.id)
         session.flush()
+    return created
 
 
-def _create_versions(session: Session, changed: list[tuple[_Live, str]], *, at: datetime) -> None:
+def _create_versions(
+    session: Session, changed: list[tuple[_Live, str]], *, at: datetime
+) -> list[int]:
+    """New versions of changed objects (the old ones superseded); returns their ids."""
+    created: list[int] = []
     for batch in chunked(changed):
         old_versions = [entry.version_id for entry, _ in batch if entry.version_id is not None]
         if old_versions:
@@ -447,6 +461,8 @@ def _create_versions(session: Session, changed: list[tuple[_Live, str]], *, at: 
                 .where(KubeObject.id == entry.object_id)
                 .values(current_hash=chash, current_version_id=version.id)
             )
+            created.append(version.id)
+    return created
 
 
 def count_bodies(session: Session) -> int:

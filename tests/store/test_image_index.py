@@ -14,9 +14,10 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 import store.search as search_module
+from store import image_presence
 from store.image_index import backfill, image_occurrences, recognise, shapes_of
 from store.jsonpath import Index, Member, parse
-from store.models import BodyImage, ManifestBody
+from store.models import BodyImage, ImageChange, ManifestBody
 from store.purge import purge_deleted_objects, purge_versions
 from store.search import Period, SearchResult, run_search
 from store.snapshots import apply_pending, stage_snapshot
@@ -181,6 +182,14 @@ def fleet(any_db_session: Session, day0: datetime) -> Session:
     )
     push_at(session, "stage", [web("shop/web:3")], day[1] + timedelta(hours=13))
     push_at(session, "dev", [web("shop/web:2", init="busybox:1"), widget("w", version=1)], day[1])
+    # The widget leaves dev, then comes back (the same uid: the object is revived).
+    push_at(session, "dev", [web("shop/web:2", init="busybox:1")], day[2])
+    push_at(
+        session,
+        "dev",
+        [web("shop/web:2", init="busybox:1"), widget("w", version=2)],
+        day[3] + timedelta(hours=3),
+    )
     return session
 
 
@@ -196,6 +205,8 @@ def periods(day0: datetime) -> list[Period | None]:
         Period(day0, day0 + timedelta(days=4)),
         Period(day0 + timedelta(days=1, hours=12), day0 + timedelta(days=1, hours=14)),
         Period(day0 - timedelta(days=1), day0 - timedelta(hours=1)),  # before any history
+        at(day0 + timedelta(days=2)),  # the instant of a push: what it ended and began
+        Period(day0 + timedelta(days=1), day0 + timedelta(days=2)),  # both ends on pushes
     ]
 
 
@@ -313,6 +324,61 @@ def test_the_index_holds_what_the_product_function_computes_and_backfill_restore
     assert again == expected
     assert backfill(fleet) == len(expected)  # again: rows already there are kept, not doubled
     assert fleet.scalar(select(func.count()).select_from(BodyImage)) == len(expected)
+
+
+def _presence_rows(session: Session) -> set[tuple[Any, ...]]:
+    return {
+        (
+            r.group_key,
+            r.at,
+            r.cluster_id,
+            r.kind,
+            r.namespace,
+            r.shape,
+            repr(r.value),
+            r.started,
+            r.ended,
+        )
+        for r in session.scalars(select(ImageChange))
+    }
+
+
+def _assert_presence_is_what_backfill_computes(session: Session) -> int:
+    """`image_changes` as snapshot applies and purges left it equals a backfill from the
+    versions left; no row is empty. Returns its row count."""
+    kept = _presence_rows(session)
+    assert all(row[-2] or row[-1] for row in kept), "a row whose counts are zero was kept"
+    session.execute(delete(ImageChange))
+    assert image_presence.backfill(session) == len(kept)
+    assert _presence_rows(session) == kept
+    return len(kept)
+
+
+def test_image_presence_is_kept_exact_by_applies_and_purges(fleet: Session, day0: datetime) -> None:
+    rows = _assert_presence_is_what_backfill_computes(fleet)
+    assert rows > 20
+    ended = fleet.scalar(select(func.count()).where(ImageChange.ended > 0))
+    assert ended, "no slot ended: the fleet's history changed nothing"
+    for days in (2, 3, 5):  # purge deeper and deeper: versions, then deleted objects
+        cutoff = day0 + timedelta(days=days)
+        while purge_versions(fleet, cutoff=cutoff) or purge_deleted_objects(fleet, cutoff=cutoff):
+            pass
+        left = _assert_presence_is_what_backfill_computes(fleet)
+        assert left <= rows
+        rows = left
+
+
+def test_the_present_from_image_presence_is_every_live_object_s_images(
+    fleet: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Now, `distinct`: the slots summed from `image_changes` are the live objects' images
+    (a search whose answer would differ if a deletion or a revival were not recorded)."""
+    indexed, generic = _both_ways(fleet, monkeypatch, "$..image", distinct=True)
+    assert indexed == generic
+    found = {value: n for value, n, _clusters in indexed[2] if isinstance(value, str)}
+    assert found["umlaut:2"] == 2  # prod's widget v2 and dev's revived widget v2
+    assert "umlaut:1" not in found
+    assert "shop/app:4" not in found  # stage's pod q was deleted
 
 
 def test_recognised_paths_by_their_steps_not_their_spelling() -> None:
