@@ -8,7 +8,7 @@ them — and stream it with `COPY FROM STDIN` into `manifest_bodies`, `objects` 
 `manifest_versions`. Pings, scans, findings and the clusters themselves are small rows and are
 made in SQL (`generate_series`).
 
-Around each step's load the secondary indexes on random keys (the bodies' GIN index, the
+Around each step's load the secondary indexes on random keys (the
 versions' content-hash, last-seen and superseded-at indexes, the pings' received-at index) are
 dropped and rebuilt from their own definitions (the rebuild is timed and reported), and the
 COPY sessions run with `session_replication_role = replica` (as `pg_restore
@@ -50,7 +50,6 @@ CONFIGMAP_STATES = (0, 1)
 APPS, TEAMS, NAMESPACES = 2000, 40, 50
 # Secondary indexes on random keys: rebuilt after each step's load rather than kept up to date.
 REBUILT_INDEXES = (
-    "ix_manifest_bodies_body_gin",
     "ix_manifest_versions_content_hash",
     "ix_manifest_versions_last_seen",
     "ix_manifest_versions_superseded_at",
@@ -506,11 +505,9 @@ def load_step(
     scans: int,
     findings: int,
     indexes: dict[str, tuple[str, str]],
-    deferred: Sequence[str] = (),
     workers: int | None = None,
 ) -> LoadTimes:
-    """Add clusters lo..hi-1 with their history; the seconds of each phase. The `deferred`
-    indexes stay dropped after this load (a later step's load rebuilds them)."""
+    """Add clusters lo..hi-1 with their history; the seconds of each phase."""
     import time  # noqa: PLC0415
 
     workers = workers or loaders()
@@ -545,8 +542,7 @@ def load_step(
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
-    rebuilt = [create for name, (_, create) in indexes.items() if name not in deferred]
-    _rebuild(url, rebuilt, workers=workers)
+    _rebuild(url, [create for _, create in indexes.values()], workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
     if indexed and has_table(url, "image_changes"):

@@ -61,7 +61,6 @@ SLOW_SEARCH_S = 30.0  # a search slower than this is timed once per step (after 
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "fleet-scale.png"
 SEARCH_TARGET_S, PAGE_TARGET_S, PURGE_P99_TARGET_S = 2.0, 0.3, 0.5
 SIZE_TABLES = ("manifest_versions", "manifest_bodies", "objects")
-GIN_INDEX = "ix_manifest_bodies_body_gin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +349,7 @@ def figures_of(
             note="setup cost, not a target: COPY of generated bodies by "
             f"{fleet_load.loaders()} processes "
             f"({sum(s.load.copy_s for s in steps):,.0f} s), rebuild of the random-key "
-            f"secondary indexes after each step, the GIN index after the last "
+            f"secondary indexes after each step "
             f"({sum(s.load.rebuild_s for s in steps):,.0f} s),"
             f" image presence over time ({sum(s.load.presence_s for s in steps):,.0f} s),"
             f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
@@ -396,8 +395,7 @@ def figures_of(
             "bytes",
             (last.bytes_per_version,),
             note="versions + bodies + objects (+ body_images, image_changes) tables with indexes "
-            "and TOAST, per version "
-            "(the steps before the last without the bodies' GIN index, built at the last step); "
+            "and TOAST, per version; "
             f"whole database {last.database_bytes / 2**30:.1f} GiB",
             extra={
                 **_per_step(steps, lambda s: s.bytes_per_version),
@@ -453,9 +451,6 @@ def run_steps(
         measured: list[Step] = []
         loaded = 0
         for clusters in steps:
-            # The bodies' GIN index serves none of the measured questions and is the slowest
-            # to rebuild (one process, ~1 minute per 1,000,000 bodies): built at the last step.
-            last = clusters == steps[-1]
             load = fleet_load.load_step(
                 url,
                 lo=loaded,
@@ -465,7 +460,6 @@ def run_steps(
                 scans=shape.scans,
                 findings=shape.findings,
                 indexes=indexes,
-                deferred=() if last else (GIN_INDEX,),
             )
             loaded = clusters
             step = measure_step(
