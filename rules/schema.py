@@ -268,17 +268,14 @@ def _valid_list(values: list[Any], node: _Node) -> bool:
     children = node.children
     for item in values:
         kind = type(item)
-        if allowed is not None and kind not in allowed:
-            if item is None:
-                continue
+        if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
+            if (allowed is not None and dict not in allowed) or not _valid_map(item, children):
+                return False
+        elif allowed is not None and kind not in allowed:
+            if item is not None:
+                return False
+        elif kind is list and not _valid(item, node):
             return False
-        if kind is dict:
-            if not _valid_map(item, children):
-                return False
-        elif kind is list:
-            items = node.items()
-            if items is not None and not _valid_list(item, items):
-                return False
     return True
 
 
