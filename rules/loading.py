@@ -219,7 +219,14 @@ class _Builder:
         if kind is SequenceNode and node.tag == _SEQ:
             items: list[Any] = []
             built[node] = items
-            items.extend([self.build(item) for item in node.value])
+            items.extend(
+                [
+                    item.value
+                    if type(item) is ScalarNode and item.tag == _STR
+                    else self.build(item)
+                    for item in node.value
+                ]
+            )
             return items
         return self.loader.construct_object(node, deep=True)
 
@@ -238,7 +245,12 @@ class _Builder:
             if type(key_node) is not ScalarNode or key_node.tag != _STR:
                 del built[node]  # a merge key, a key that is no string: the constructor's
                 return self.loader.construct_object(node, deep=True)
-            mapping[key_node.value] = self.build(value_node)
+            # A string value (most of a manifest's leaves) as `build` returns it, without a call.
+            mapping[key_node.value] = (
+                value_node.value
+                if type(value_node) is ScalarNode and value_node.tag == _STR
+                else self.build(value_node)
+            )
         return mapping
 
 

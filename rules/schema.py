@@ -129,8 +129,11 @@ def validate(
     )
     if name is None:
         return ()
+    root = _compiled(release).node({"$ref": name})
+    if _valid(manifest, root):
+        return ()  # nearly every object: no paths kept, no problems built
     problems: list[SchemaProblem] = []
-    _walk(manifest, _compiled(release).node({"$ref": name}), [], problems)
+    _walk(manifest, root, [], problems)
     return tuple(problems)
 
 
@@ -217,6 +220,63 @@ def _refuse(value: Any, node: _Node, stack: list[str | int], problems: list[Sche
     expected = " or ".join(_ARTICLE.get(t, f"a {t}") for t in sorted(node.allowed))
     found = _ARTICLE.get(actual, f"a {actual}")
     problems.append(SchemaProblem(_path(stack), f"expected {expected}, found {found}"))
+
+
+def _valid(value: Any, node: _Node) -> bool:
+    """Whether `_walk` would find no problem in `value`: the same checks, answered without
+    keeping the path of each value (most objects are valid; the walk then finds the paths)."""
+    allowed = node.py_ok
+    if allowed is not None and type(value) not in allowed:
+        return False
+    if type(value) is dict:
+        return _valid_map(value, node.children)
+    if type(value) is list:
+        items = node.items()
+        return items is None or _valid_list(value, items)
+    return True
+
+
+def _valid_map(mapping: dict[Any, Any], children: Mapping[Any, _Node | None]) -> bool:
+    """`_valid` of each value of a mapping against its key's node (`_walk_children`'s checks).
+
+    NoneType is in no node's `py_ok`: a null value fails the type test and is then let pass,
+    as "unset", one comparison later only for values of a type the schema refuses.
+    """
+    for key, item in mapping.items():
+        node = children[key]
+        if node is None:
+            continue
+        kind = type(item)
+        allowed = node.py_ok
+        if allowed is not None and kind not in allowed:
+            if item is None:
+                continue
+            return False
+        if kind is dict:
+            if not _valid_map(item, node.children):
+                return False
+        elif kind is list:
+            items = node.items()
+            if items is not None and not _valid_list(item, items):
+                return False
+    return True
+
+
+def _valid_list(values: list[Any], node: _Node) -> bool:
+    """`_valid_map`'s checks for the items of a list, all against the items' node."""
+    allowed = node.py_ok
+    children = node.children
+    for item in values:
+        kind = type(item)
+        if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
+            if (allowed is not None and dict not in allowed) or not _valid_map(item, children):
+                return False
+        elif allowed is not None and kind not in allowed:
+            if item is not None:
+                return False
+        elif kind is list and not _valid(item, node):
+            return False
+    return True
 
 
 def _walk(value: Any, node: _Node, stack: list[str | int], problems: list[SchemaProblem]) -> None:

@@ -8,7 +8,7 @@ the same snapshot (the whole cluster on the server; the scanned files offline).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from contracts.severity import Severity
@@ -338,11 +338,26 @@ def pod_labels_by_namespace(
 
 
 def _selected_workloads(
-    pdb: ObjectView, pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]
+    pdb: ObjectView,
+    pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]],
+    *,
+    kinds: Collection[str],
 ) -> list[ObjectView]:
-    """Every pod-bearing object of the PDB's namespace whose pod template it selects."""
+    """Every object of `kinds` in the PDB's namespace whose pod template it selects (the
+    kind tested first: it is cheaper than the selector, which never raises)."""
     selects = pdb_matcher(pdb)
-    return [obj for obj, labels in pods.get(pdb.namespace, ()) if selects(labels)]
+    return [
+        obj for obj, labels in pods.get(pdb.namespace, ()) if obj.kind in kinds and selects(labels)
+    ]
+
+
+def _selects_any(
+    pdb: ObjectView, pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]
+) -> bool:
+    """Whether the PDB selects the pod template of any pod-bearing object of its namespace
+    (the first match answers)."""
+    selects = pdb_matcher(pdb)
+    return any(selects(labels) for _obj, labels in pods.get(pdb.namespace, ()))
 
 
 def _percent(value: Any) -> int | None:
@@ -430,8 +445,8 @@ def blocking_pdb(cluster: ClusterContext) -> Iterator[Violation]:
             continue
         replicated = [
             obj
-            for obj in _selected_workloads(pdb, pods)
-            if obj.kind in SCALABLE_KINDS and cluster.controller_of(obj) is None
+            for obj in _selected_workloads(pdb, pods, kinds=SCALABLE_KINDS)
+            if cluster.controller_of(obj) is None
         ]
         if not replicated:
             continue
@@ -498,7 +513,7 @@ def empty_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     """
     pods = pod_labels_by_namespace(cluster)
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        if not _selected_workloads(pdb, pods):
+        if not _selects_any(pdb, pods):
             yield Violation(
                 f"PodDisruptionBudget {pdb.name} selects no pods in namespace "
                 f"{pdb.namespace}: it protects nothing",
