@@ -103,8 +103,10 @@ def _escaped_all(texts: list[str]) -> list[str]:
 
 
 def _json_texts(values: list[Any]) -> list[str]:
-    """JSON text of each value ("" for None), each distinct object encoded once (a scan's
-    findings share their details mappings); `bytes` are already encoded JSON."""
+    """COPY text of JSON values ("" for None), each distinct object encoded once (a scan's
+    findings share their details mappings); `bytes` are already encoded JSON. JSON text never
+    holds a raw tab or line end (encoders escape them), so only backslashes are doubled, in
+    the values that have one."""
     memo: dict[int, str] = {}  # by id: every value is alive in `values` meanwhile
     texts = []
     for value in values:
@@ -113,7 +115,10 @@ def _json_texts(values: list[Any]) -> list[str]:
             continue
         text = memo.get(id(value))
         if text is None:
-            text = memo[id(value)] = value.decode() if type(value) is bytes else dump_json(value)
+            text = value.decode() if type(value) is bytes else dump_json(value)
+            if "\\" in text:
+                text = text.replace("\\", "\\\\")
+            memo[id(value)] = text
         texts.append(text)
     return texts
 
@@ -124,7 +129,7 @@ def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
     nulls = _NONE in kinds
     kinds.discard(_NONE)
     if json_column:
-        texts = _escaped_all(_json_texts(values))
+        texts = _json_texts(values)
     elif kinds <= {str}:
         texts = _escaped_all([v or "" for v in values]) if kinds else [""] * len(values)
     elif len(kinds) == 1 and kinds <= _PLAIN_SCALARS:  # one type: 1 and 1.0 never meet
