@@ -290,8 +290,19 @@ def whole_process_figures(
         directory = Path(tmp)
         count = offline_corpus(objects, directory)
         compile_project_bytecode()
-        floor = repeat(lambda: offline_floor_seconds(directory), runs=runs)
-        ours = repeat(lambda: offline_scan_seconds(directory), runs=runs)
+        binary = _installed_checkov(install=install_checkov)
+        # Interleaved (floor, ours, checkov, floor, ours, ...) rather than each side's runs in
+        # a row: on the shared machine even CPU time moves with bursts of load (a burst during
+        # one side's runs once doubled them), and interleaving spreads a burst over every side.
+        floor_runs: list[float] = []
+        our_runs: list[float] = []
+        their_runs: list[float] = []
+        for index in range(runs):
+            floor_runs.append(offline_floor_seconds(directory))
+            our_runs.append(offline_scan_seconds(directory))
+            if binary is not None and index < max(1, runs - 1):
+                their_runs.append(_checkov_seconds(binary, directory))
+        floor, ours, theirs = tuple(floor_runs), tuple(our_runs), tuple(their_runs)
         corpus = f"{count:,} manifests (Deployments + Services) in {OFFLINE_FILES} files"
         figures = [
             Figure(
@@ -305,7 +316,6 @@ def whole_process_figures(
                 floor_of="python start + libyaml CSafeLoader parse of the same files",
             )
         ]
-        binary = _installed_checkov(install=install_checkov)
         if binary is None:
             figures.append(
                 Figure(
@@ -317,7 +327,6 @@ def whole_process_figures(
                 )
             )
             return figures
-        theirs = repeat(lambda: _checkov_seconds(binary, directory), runs=max(1, runs - 1))
     ratios = tuple(t / o for t, o in zip(sorted(theirs), sorted(ours), strict=False))
     figures += [
         Figure(

@@ -204,12 +204,13 @@ class Engine:
         }
         self._cluster_rules = tuple(cluster)
         self._fleet_rules = tuple(fleet)
-        self.catalogue_version = self._compute_version()
+        described = self._described_rules()
+        self.catalogue_version = self._compute_version(described)
         # What evaluate_object/evaluate_cluster output depends on: the rules, their code and
         # the disabled set, not severities or exemptions (applied by apply_config). A finer
         # cache key for raw results than catalogue_version, which changes with every edit of
         # an exemption or severity override.
-        self.evaluation_version = self._compute_version(with_config=False)
+        self.evaluation_version = self._compute_version(described, with_config=False)
 
     @classmethod
     def from_config(
@@ -223,11 +224,15 @@ class Engine:
             config = ScanConfig.from_dict(config)
         return cls(default_rules() if rules is None else rules, config)
 
-    def _compute_version(self, *, with_config: bool = True) -> str:
+    def _described_rules(self) -> list[dict[str, Any]]:
+        """Every rule's description and code digest, as both versions hash them."""
+        return [{**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules]
+
+    def _compute_version(self, described: list[dict[str, Any]], *, with_config: bool = True) -> str:
         payload: dict[str, Any] = {
             "engine": ENGINE_VERSION,
             "revision": CATALOGUE_REVISION,
-            "rules": [{**r.meta.to_info(), "code": _rule_fingerprint(r)} for r in self.all_rules],
+            "rules": described,
         }
         if with_config:
             payload["config"] = self.config.to_dict()
