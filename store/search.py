@@ -418,6 +418,7 @@ def _postgres_indexed_listing(
     body = "v.content_hash" if history else "o.current_hash"
     window = ", v.first_seen, v.superseded_at" if history else ""
     order = "cluster_id, ref_key" + (", first_seen" if history else "")
+    inner_order = "o.cluster_id, o.ref_key" + (", v.first_seen" if history else "")
     sql = f"""
         SELECT p.cluster_id, p.ref_key,
                (SELECT jsonb_agg(i.value ORDER BY i.ord) FROM body_images i
@@ -427,7 +428,7 @@ def _postgres_indexed_listing(
               FROM {source}
               WHERE {where}
                 AND EXISTS (SELECT FROM body_images i WHERE i.content_hash = {body}{shapes})
-              ORDER BY {order.replace("cluster_id", "o.cluster_id").replace("ref_key", "o.ref_key")}
+              ORDER BY {inner_order}
               LIMIT :limit) AS p
         ORDER BY {order}
     """  # noqa: S608 - only fixed clause text is interpolated; every value is bound
