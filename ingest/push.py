@@ -75,9 +75,10 @@ _TELEMETRY_RULE = TELEMETRY_PATH.replace("{cluster_id}", "<cluster_id>")
 
 def _receive(
     context: IngestContext, session: Session, cluster_id: str, *, kind: str, schema: dict[str, Any]
-) -> tuple[dict[str, Any], int]:
+) -> tuple[dict[str, Any], int, bytes | None]:
     """Everything before storing: caps, signature, cluster state, rate limit, body, schema;
-    returns the document and how many floats it holds."""
+    returns the document, how many floats it holds, and the body as sent when it was gzip
+    (the document's JSON as one gzip member: `decode_content` refuses anything after it)."""
     settings = context.settings
     if not CLUSTER_ID.match(cluster_id):
         raise not_found("no such cluster")
@@ -120,9 +121,9 @@ def _receive(
             "Unsupported media type",
             "Content-Type must be application/json",
         )
-    data = decode_content(
-        raw, encoding=request.headers.get("Content-Encoding"), limit=settings.max_decompressed_bytes
-    )
+    encoding = request.headers.get("Content-Encoding")
+    data = decode_content(raw, encoding=encoding, limit=settings.max_decompressed_bytes)
+    gzipped = raw if data is not raw else None
     del raw
     check_parse_budget(data, limit=settings.max_parsed_bytes)
     document, floats = parse_json_counting_floats(data)
@@ -131,7 +132,7 @@ def _receive(
         _check_object_count(document, limit=settings.max_objects_per_push)
     if not (kind == "snapshot" and snapshot_surely_valid(document)):
         validate(document, validator_for(schema))
-    return document, floats
+    return document, floats, gzipped
 
 
 def _check_object_count(document: Any, *, limit: int) -> None:
@@ -199,13 +200,17 @@ def _accepted(context: IngestContext, kind: str, body: dict[str, Any]) -> Respon
 
 @blueprint.post(_SNAPSHOT_RULE)
 def push_snapshot(cluster_id: str) -> Response:
-    """Store a full or delta snapshot durably (202 after commit), then enqueue processing."""
+    """Store a full or delta snapshot durably (202 after commit), then enqueue processing.
+
+    Every check that can refuse it runs first (signature, sizes, schema, depth, kinds, the
+    digest against the objects): what is committed is the verified document as one row, which
+    the snapshot worker splits into bodies and versions (`store.snapshots`)."""
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     # The parsed snapshot (up to a million objects) is alive throughout: collections that the
     # hashing and storing would trigger would traverse all of it again and again.
     with cyclic_gc_paused(), context.sessions() as session, _bounded_lock_wait(session):
-        envelope, floats = _receive(
+        envelope, floats, gzipped = _receive(
             context, session, cluster_id, kind="snapshot", schema=SNAPSHOT_JSON_SCHEMA
         )
         _check_depth(envelope["objects"])
@@ -225,6 +230,7 @@ def push_snapshot(cluster_id: str) -> Response:
                 envelope=envelope,
                 received_at=received_at,
                 floats=floats > 0,
+                document=gzipped,
             )
         except UnknownBaseSnapshot:
             session.rollback()
@@ -266,7 +272,7 @@ def push_telemetry(cluster_id: str) -> Response:
     context = ctx()
     received_at = datetime.fromtimestamp(context.clock(), UTC)
     with context.sessions() as session, _bounded_lock_wait(session):
-        payload, _floats = _receive(
+        payload, _floats, _gzipped = _receive(
             context, session, cluster_id, kind="telemetry", schema=TELEMETRY_JSON_SCHEMA
         )
         check_telemetry_totals(payload)

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, CursorResult, String, Table, TypeDecorator, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CursorResult,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    TypeDecorator,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -210,6 +222,55 @@ def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) ->
     session.flush()
     with _raw_cursor(session, statement) as cursor:
         cursor.copy_expert(statement, payload)
+
+
+# COPY's binary format (PostgreSQL): signature, flags, header extension length; the trailer.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_BINARY_TRAILER = struct.pack("!h", -1)
+
+
+def _binary_field(column_type: Any, value: Any) -> bytes:
+    """One field of COPY's binary format: its length, then the value as the server sends it."""
+    if value is None:
+        return struct.pack("!i", -1)
+    stored = _stored_type(column_type)
+    if isinstance(stored, LargeBinary):
+        data = bytes(value)
+    elif isinstance(stored, Boolean):
+        data = b"\x01" if value else b"\x00"
+    elif isinstance(stored, BigInteger):
+        data = struct.pack("!q", value)
+    elif isinstance(stored, Integer):
+        data = struct.pack("!i", value)
+    else:
+        raise TypeError(f"no binary COPY encoding for {stored!r}")
+    return struct.pack("!i", len(data)) + data
+
+
+def insert_binary_row(session: Session, table: Table, row: dict[str, Any]) -> None:
+    """INSERT one row holding a large binary value (columns: binary, boolean, integers).
+
+    PostgreSQL: one COPY in binary format, the bytes sent as they are: for a 5 MB value about
+    a quarter of the time of an INSERT, whose parameter psycopg2 must send as hex text for
+    the server to parse back. SQLite: a plain INSERT.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(table.insert(), [row])
+        return
+    columns = list(row)
+    payload = b"".join(
+        [
+            _BINARY_HEADER,
+            struct.pack("!h", len(columns)),
+            *(_binary_field(table.c[c].type, row[c]) for c in columns),
+            _BINARY_TRAILER,
+        ]
+    )
+    names = ", ".join(f'"{c}"' for c in columns)
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT binary)'
+    session.flush()
+    with _raw_cursor(session, statement) as cursor:
+        cursor.copy_expert(statement, io.BytesIO(payload))
 
 
 def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -106,7 +106,8 @@ class TelemetryPing(Base):
 
 
 class Snapshot(Base):
-    """A pushed snapshot (full or delta); its items wait in snapshot_items until applied."""
+    """A pushed snapshot (full or delta); its document waits in snapshot_documents until
+    applied."""
 
     __tablename__ = "snapshots"
     __table_args__ = (
@@ -131,10 +132,29 @@ class Snapshot(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+class SnapshotDocument(Base):
+    """A pushed snapshot's verified, validated document awaiting materialisation: its JSON as
+    one gzip member (the bytes the agent sent, when it sent gzip). Committed before the push
+    is acknowledged; the snapshot worker splits it into bodies, image index rows and versions
+    (`store.snapshots.apply_pending`) and deletes it.
+    """
+
+    __tablename__ = "snapshot_documents"
+
+    snapshot_id: Mapped[int] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Whether a manifest holds a float (the canonical JSON its hash is of is then written by
+    # the standard library's encoder: `store.snapshots.prepare_objects`).
+    floats: Mapped[bool] = mapped_column(Boolean)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SnapshotItem(Base):
     """One object of a snapshot awaiting materialisation; content_hash NULL means removed.
 
-    Items are deleted once the snapshot is applied, so storage grows with change, not pushes.
+    Written by versions before migration 0012 (a snapshot staged now keeps its document in
+    `snapshot_documents` instead); items are deleted once the snapshot is applied.
     """
 
     __tablename__ = "snapshot_items"

@@ -1,13 +1,18 @@
 """Snapshots: stage a pushed snapshot durably, then materialise it into the cluster's state.
 
-`stage_snapshot` runs inside the ingest request: it stores each distinct manifest body once
-(content-addressed), the snapshot row, and the snapshot's item list. `apply_pending` runs in the
-`process_snapshot` task: it applies every pending snapshot of a cluster in arrival order to the
-objects/manifest_versions tables, then drops the items, so storage grows with change only.
+`stage_snapshot` runs inside the ingest request: after checking the snapshot against the
+cluster's latest state (duplicate, delta base) and its own digest, it stores the snapshot row
+and the document itself, as one compressed row (`snapshot_documents`), committed before the
+push is acknowledged. `apply_pending` runs in the `process_snapshot` task: it splits each
+pending snapshot's document, in arrival order, into the content-addressed manifest bodies (each
+distinct body once, with its image index rows) and the objects/manifest_versions tables, then
+drops the document, so storage grows with change only.
 """
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +30,7 @@ from contracts.hashing import (
 )
 from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
-from store.bulk import chunked, copy_rows, insert_absent, table_of
+from store.bulk import chunked, insert_absent, insert_binary_row, table_of
 from store.clusters import get_cluster
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.image_index import index_bodies
@@ -36,6 +41,7 @@ from store.models import (
     ManifestBody,
     ManifestVersion,
     Snapshot,
+    SnapshotDocument,
     SnapshotItem,
 )
 from store.types import utcnow
@@ -163,6 +169,26 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
     return len(rows)
 
 
+# Compression of a document staged from a parsed envelope (a caller without the pushed bytes,
+# or a push sent without gzip): fast; the worker reads it once.
+DOCUMENT_GZIP_LEVEL = 1
+
+
+def encode_document(envelope: Mapping[str, Any]) -> bytes:
+    """A snapshot envelope as a staged document: its JSON, one gzip member."""
+    return gzip.compress(orjson.dumps(envelope), compresslevel=DOCUMENT_GZIP_LEVEL, mtime=0)
+
+
+def decode_document(document: bytes) -> dict[str, Any]:
+    """The envelope a staged document holds (`encode_document`, or the pushed gzip body).
+
+    The ingest parsed the same bytes strictly before storing them: orjson reads them the same
+    (a float as the same float; no integer beyond 64 bits was let in).
+    """
+    envelope: dict[str, Any] = orjson.loads(zlib.decompress(document, wbits=16 + zlib.MAX_WBITS))
+    return envelope
+
+
 def stage_snapshot(
     session: Session,
     cluster_id: str,
@@ -170,13 +196,18 @@ def stage_snapshot(
     envelope: Mapping[str, Any],
     received_at: datetime | None = None,
     floats: bool = True,
+    document: bytes | None = None,
 ) -> StagedSnapshot:
-    """Durably store a validated snapshot envelope for later materialisation.
+    """Durably store a validated snapshot envelope for later materialisation (`apply_pending`).
 
     `floats=False` promises that the envelope's objects hold no float (`prepare_objects`).
+    `document`: the envelope's JSON as one gzip member, as pushed (parsed into `envelope`);
+    without it the envelope is encoded here (`encode_document`).
 
-    Raises UnknownBaseSnapshot when a delta's base is not the latest stored state, and
-    InvalidSnapshot when a full snapshot's digest does not match its objects.
+    Everything that can refuse the snapshot is checked here, before it is stored: raises
+    UnknownBaseSnapshot when a delta's base is not the latest stored state, and
+    InvalidSnapshot when an object appears twice, is both changed and removed, or a full
+    snapshot's digest does not match its objects.
     """
     # Serialise pushes of one cluster (row lock on PostgreSQL), so two identical pushes
     # arriving together are stored once and deltas see the latest stored state.
@@ -190,17 +221,7 @@ def stage_snapshot(
     if kind == "delta" and (latest is None or latest.digest != envelope.get("base_digest")):
         raise UnknownBaseSnapshot(str(envelope.get("base_digest")))
 
-    prepared = prepare_objects(envelope.get("objects") or [], floats=floats)
-    removed = [ResourceRef.from_dict(r) for r in envelope.get("removed") or []]
-    if kind == "full":
-        computed = state_digest((p.ref.key, p.content_hash) for p in prepared)
-        if computed != digest:
-            raise InvalidSnapshot(f"digest {digest} does not match the objects ({computed})")
-    overlap = {p.ref.key for p in prepared} & {r.key for r in removed}
-    if overlap:
-        raise InvalidSnapshot(f"objects both changed and removed: {sorted(overlap)[:3]}")
-
-    store_bodies(session, prepared)
+    prepared, removed = _checked_contents(envelope, floats=floats)
     snapshot = Snapshot(
         cluster_id=cluster_id,
         received_at=received_at or utcnow(),
@@ -215,20 +236,35 @@ def stage_snapshot(
     )
     session.add(snapshot)
     session.flush()
-    items = [
+    insert_binary_row(
+        session,
+        table_of(SnapshotDocument),
         {
             "snapshot_id": snapshot.id,
-            "ref_key": p.ref.key,
-            "uid": p.uid,
-            "content_hash": p.content_hash,
-        }
-        for p in prepared
-    ] + [
-        {"snapshot_id": snapshot.id, "ref_key": r.key, "uid": None, "content_hash": None}
-        for r in removed
-    ]
-    copy_rows(session, table_of(SnapshotItem), items)
+            "floats": floats,
+            "document": document if document is not None else encode_document(envelope),
+        },
+    )
     return StagedSnapshot(snapshot_id=snapshot.id, digest=digest, duplicate=False)
+
+
+def _checked_contents(
+    envelope: Mapping[str, Any], *, floats: bool
+) -> tuple[list[PreparedObject], list[ResourceRef]]:
+    """The envelope's objects (prepared) and removed references, checked against each other
+    and, for a full snapshot, against its digest (InvalidSnapshot)."""
+    prepared = prepare_objects(envelope.get("objects") or [], floats=floats)
+    removed = [ResourceRef.from_dict(r) for r in envelope.get("removed") or []]
+    if envelope["type"] == "full":
+        computed = state_digest((p.ref.key, p.content_hash) for p in prepared)
+        if computed != envelope["digest"]:
+            raise InvalidSnapshot(
+                f"digest {envelope['digest']} does not match the objects ({computed})"
+            )
+    overlap = {p.ref.key for p in prepared} & {r.key for r in removed}
+    if overlap:
+        raise InvalidSnapshot(f"objects both changed and removed: {sorted(overlap)[:3]}")
+    return prepared, removed
 
 
 def pending_snapshot_ids(session: Session, *, limit: int = 1000) -> Sequence[tuple[int, str]]:
@@ -285,7 +321,7 @@ def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
             snapshot.state = SnapshotState.FAILED
             snapshot.error = str(problem)
             snapshot.processed_at = utcnow()
-            session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
+            _drop_staged(session, snapshot.id)
             result.failed.append(snapshot.id)
             continue
         savepoint.commit()
@@ -297,18 +333,51 @@ def apply_pending(session: Session, cluster_id: str) -> ApplyResult:
     return result
 
 
+def _staged_items(session: Session, snapshot_id: int) -> list[tuple[str, str | None, str | None]]:
+    """The snapshot's (ref key, uid, content hash) items, content hash None for a removal.
+
+    From its staged document: split here, its new bodies stored (with their image index
+    rows), the same checks as when it was staged repeated. A snapshot staged before
+    migration 0012 has its items in `snapshot_items` instead (its bodies already stored).
+    """
+    staged = session.get(SnapshotDocument, snapshot_id)
+    if staged is None:
+        return [
+            (key, uid, chash)
+            for key, uid, chash in session.execute(
+                select(SnapshotItem.ref_key, SnapshotItem.uid, SnapshotItem.content_hash).where(
+                    SnapshotItem.snapshot_id == snapshot_id
+                )
+            )
+        ]
+    try:
+        envelope = decode_document(staged.document)
+    except (zlib.error, orjson.JSONDecodeError) as problem:
+        raise InvalidSnapshot(f"the staged document cannot be read: {problem}") from None
+    prepared, removed = _checked_contents(envelope, floats=staged.floats)
+    del envelope
+    store_bodies(session, prepared)
+    items: list[tuple[str, str | None, str | None]] = [
+        (p.ref.key, p.uid, p.content_hash) for p in prepared
+    ]
+    items.extend((r.key, None, None) for r in removed)
+    return items
+
+
+def _drop_staged(session: Session, snapshot_id: int) -> None:
+    """Delete what a snapshot left to apply (its document, or its items), once it is done."""
+    session.execute(delete(SnapshotDocument).where(SnapshotDocument.snapshot_id == snapshot_id))
+    session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot_id))
+
+
 def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[int, int, int]:
     if snapshot.type == "delta" and cluster.current_digest != snapshot.base_digest:
         raise InvalidSnapshot(
             f"delta base {snapshot.base_digest} is not the applied state {cluster.current_digest}"
         )
     now = snapshot.received_at
+    items = _staged_items(session, snapshot.id)
     live = _live_state(session, cluster.id)
-    items = session.execute(
-        select(SnapshotItem.ref_key, SnapshotItem.uid, SnapshotItem.content_hash).where(
-            SnapshotItem.snapshot_id == snapshot.id
-        )
-    ).all()
 
     upserts = [(key, uid or "", chash) for key, uid, chash in items if chash is not None]
     removals = {key for key, _uid, chash in items if chash is None}
@@ -368,7 +437,7 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
     # state_updated_at, which is what `last_seen` means for a live object and its current
     # version (store.manifests reads it so); rewriting both rows of every object on every push
     # cost 2 x N row versions of churn. An object or version stores its last_seen when it ends.
-    session.execute(delete(SnapshotItem).where(SnapshotItem.snapshot_id == snapshot.id))
+    _drop_staged(session, snapshot.id)
     snapshot.state = SnapshotState.PROCESSED
     snapshot.processed_at = utcnow()
     cluster.current_digest = snapshot.digest

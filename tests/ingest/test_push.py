@@ -19,7 +19,8 @@ from contracts.tasks import PROCESS_SNAPSHOT
 from contracts.wire import TELEMETRY_SCHEMA_ID
 from ingest.app import create_app
 from store import clusters
-from store.models import ManifestBody, Snapshot, SnapshotItem, TelemetryPing
+from store.models import KubeObject, ManifestBody, Snapshot, SnapshotDocument, TelemetryPing
+from store.snapshots import apply_pending, decode_document
 from tests.ingest.conftest import Agent, Server, start_server
 from tests.support.manifests import cluster_objects, delta_envelope, full_envelope
 
@@ -74,12 +75,10 @@ def test_valid_snapshot_is_committed_then_enqueued(server: Server) -> None:
         snapshot = session.get(Snapshot, body["snapshot_id"])
         assert snapshot is not None and snapshot.state == "pending"
         assert snapshot.object_count == 20
-        items = session.scalar(
-            select(func.count())
-            .select_from(SnapshotItem)
-            .where(SnapshotItem.snapshot_id == snapshot.id)
-        )
-        assert items == 20
+        # The verified document itself, committed before the 202 (the worker splits it).
+        staged = session.get(SnapshotDocument, snapshot.id)
+        assert staged is not None and staged.floats is False
+        assert decode_document(staged.document) == envelope
     assert server.dispatcher.calls == [(PROCESS_SNAPSHOT, [], {"snapshot_id": body["snapshot_id"]})]
 
 
@@ -120,11 +119,14 @@ def test_managed_fields_and_last_applied_are_dropped(server: Server) -> None:
     response = agent.push("snapshots", envelope)
     assert response.status_code == 202, response.text
     with server.sessions() as session:
+        assert apply_pending(session, agent.cluster_id).applied == [response.json()["snapshot_id"]]
+        session.commit()
         bodies = session.scalars(
             select(ManifestBody.body)
-            .join(SnapshotItem, SnapshotItem.content_hash == ManifestBody.content_hash)
-            .where(SnapshotItem.snapshot_id == response.json()["snapshot_id"])
+            .join(KubeObject, KubeObject.current_hash == ManifestBody.content_hash)
+            .where(KubeObject.cluster_id == agent.cluster_id)
         ).all()
+    assert len(bodies) == 2
     first = next(b for b in bodies if b["metadata"]["name"] == objects[0]["metadata"]["name"])
     assert "managedFields" not in first["metadata"]
     assert first["metadata"]["annotations"] == {"keep": "me"}
@@ -555,5 +557,10 @@ def test_floats_and_unusual_strings_are_hashed_as_the_agent_hashes_them(server: 
         response = agent.push("snapshots", full_envelope(objects))
         assert response.status_code == 202, response.text
         with server.sessions() as session:
+            # The worker reads the staged document again: the hashes must come out the same.
+            assert apply_pending(session, agent.cluster_id).applied == [
+                response.json()["snapshot_id"]
+            ]
+            session.commit()
             stored = set(session.scalars(select(ManifestBody.content_hash)))
         assert {content_hash(strip_server_noise(o)) for o in objects} <= stored
