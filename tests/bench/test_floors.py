@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import orjson
@@ -60,10 +61,13 @@ def test_verification_rate_comes_with_the_bare_ed25519_floor() -> None:
 
 
 @pytest.mark.postgres
-def test_copy_floor_bulk_loads_every_body_into_a_table_like_manifest_bodies(
-    objects: list[dict], pg_engine: Engine
+def test_document_floor_stores_one_row_in_a_table_like_snapshot_documents(
+    pg_engine: Engine,
 ) -> None:
-    assert ingest.copy_floor_seconds(pg_engine, objects) > 0
-    with pg_engine.connect() as connection:  # the temporary table went with its transaction
-        assert connection.execute(text("SELECT to_regclass('bench_floor_bodies')")).scalar() is None
-        assert connection.execute(text("SELECT count(*) FROM manifest_bodies")).scalar() == 0
+    assert ingest.document_floor_seconds(pg_engine, gzip.compress(b'{"objects": []}')) > 0
+    with pg_engine.connect() as connection:  # the table was dropped, nothing else written
+        tables = connection.execute(
+            text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'bench_floor_documents_%'")
+        ).scalar()
+        assert tables == 0
+        assert connection.execute(text("SELECT count(*) FROM snapshot_documents")).scalar() == 0
