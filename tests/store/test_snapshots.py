@@ -16,9 +16,16 @@ from store.models import (
     ManifestBody,
     ManifestVersion,
     Snapshot,
+    SnapshotDocument,
     SnapshotItem,
 )
-from store.snapshots import apply_pending, prepare_objects, stage_snapshot
+from store.snapshots import (
+    apply_pending,
+    decode_document,
+    prepare_objects,
+    stage_snapshot,
+    store_bodies,
+)
 from tests.support.factories import make_cluster
 from tests.support.manifests import (
     cluster_objects,
@@ -51,7 +58,8 @@ def test_unchanged_pushes_store_each_body_once(any_db_session: Session) -> None:
         _push(session, "prod-eu", full_envelope(objects))
     assert _count(session, ManifestBody) == 1000
     assert _count(session, ManifestVersion) == 1000
-    # Snapshot items are a work queue: nothing of them stays once applied.
+    # Staged documents (and items) are a work queue: nothing of them stays once applied.
+    assert _count(session, SnapshotDocument) == 0
     assert _count(session, SnapshotItem) == 0
 
     changed = [*objects]
@@ -270,6 +278,61 @@ def test_a_delta_whose_result_mismatches_fails_without_changing_state(
     result = apply_pending(session, "c1")
     assert result.failed and not result.applied
     assert set(_current(session, "c1")) == {ResourceRef.of(o).key for o in base}
+    # Nothing of the failed snapshot stays: neither its document nor the body it brought.
+    assert _count(session, SnapshotDocument) == 0
+    assert _count(session, ManifestBody) == len(base)
+
+
+def test_a_staged_snapshot_is_its_document_until_applied(any_db_session: Session) -> None:
+    """Staging stores the snapshot row and the document, nothing else; applying splits it."""
+    session = any_db_session
+    make_cluster(session, "c1")
+    envelope = full_envelope(cluster_objects(6))
+    staged = stage_snapshot(session, "c1", envelope=envelope)
+    document = session.get(SnapshotDocument, staged.snapshot_id)
+    assert document is not None and document.floats is True
+    assert decode_document(document.document) == envelope
+    assert _count(session, ManifestBody) == _count(session, ManifestVersion) == 0
+    assert apply_pending(session, "c1").applied == [staged.snapshot_id]
+    assert _count(session, ManifestBody) == _count(session, ManifestVersion) == 6
+    assert _count(session, SnapshotDocument) == 0
+
+
+def test_a_snapshot_staged_as_items_before_0012_applies_the_same(
+    any_db_session: Session,
+) -> None:
+    """A snapshot left pending by an older server (its bodies stored, its items listed in
+    snapshot_items, no document) applies to the same state as one staged now."""
+    session = any_db_session
+    base = cluster_objects(5)
+    changed = [*base[1:], config_map("added")]
+    for cluster_id in ("old", "new"):
+        make_cluster(session, cluster_id)
+        _push(session, cluster_id, full_envelope(base))
+    envelope = full_envelope(changed)
+    staged = stage_snapshot(session, "old", envelope=envelope)
+    session.execute(
+        SnapshotDocument.__table__.delete().where(
+            SnapshotDocument.snapshot_id == staged.snapshot_id
+        )
+    )
+    prepared = prepare_objects(changed)
+    store_bodies(session, prepared)
+    session.add_all(
+        SnapshotItem(
+            snapshot_id=staged.snapshot_id,
+            ref_key=p.ref.key,
+            uid=p.uid,
+            content_hash=p.content_hash,
+        )
+        for p in prepared
+    )
+    session.flush()
+    stage_snapshot(session, "new", envelope=envelope)
+    assert apply_pending(session, "old").applied == [staged.snapshot_id]
+    assert apply_pending(session, "new").applied
+    assert _current(session, "old") == _current(session, "new") != {}
+    assert _count(session, SnapshotItem) == _count(session, SnapshotDocument) == 0
 
 
 def test_cluster_scoped_objects_are_stored_without_the_namespace_their_manifest_claims(
