@@ -153,7 +153,7 @@ class SnapshotDocument(Base):
 class SnapshotItem(Base):
     """One object of a snapshot awaiting materialisation; content_hash NULL means removed.
 
-    Written by versions before migration 0012 (a snapshot staged now keeps its document in
+    Written by versions before migration 0013 (a snapshot staged now keeps its document in
     `snapshot_documents` instead); items are deleted once the snapshot is applied.
     """
 
