@@ -351,6 +351,7 @@ def present_per_cluster(
     and `until` None; from `image_present`), or at some instant of [since, until] (from
     `image_changes`; `covers` says whether it can); in scope, of the given shapes (None: all)."""
     table: Any = ImagePresent
+    slots: ColumnElement[Any]
     if since is None or until is None:
         slots = func.sum(ImagePresent.slots)
         clauses: list[ColumnElement[bool]] = []
