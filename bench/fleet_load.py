@@ -416,7 +416,8 @@ class LoadTimes:
 
 def record_presence(url: str, clusters: Sequence[str]) -> None:
     """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
-    by the function migration 0011 backfills with (`store.image_presence.backfill`)."""
+    by the function migrations 0011/0012 backfill with (`store.image_presence.backfill`;
+    also `image_present`)."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
     from store import image_presence  # noqa: PLC0415

@@ -7,8 +7,9 @@ of member names and `[*]` ending in `.image` such as `$.spec.template.spec.conta
 `store.image_index.recognise`) is answered from the image index (`body_images`: each body's
 image members, with where they are and in which order the path yields them), so no body is
 read: the answer is the generic evaluation's, exactly. With `distinct` it is answered from
-image presence over time (`store.image_presence`: per cluster, kind, namespace, shape and
-value, how many slots began and ended at each instant), a few rows per cluster and value; a
+image presence (`store.image_presence`: per cluster, kind, namespace, shape and value, how many
+slots are current now, and how many began and ended at each instant), a few rows per cluster and
+value (a period before the purge's merge horizon, which the surfaces refuse, is evaluated); a
 PostgreSQL listing picks the first objects (versions) in order, then reads their index rows.
 Any other path is evaluated: PostgreSQL
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
@@ -460,7 +461,7 @@ def _presence_covers(session: Session, scope: Scope) -> bool:
 
 
 def _presence(scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
-    """(value, cluster, slots) of the image values in scope, from `image_changes`."""
+    """(value, cluster, slots) of the image values in scope, from image presence."""
     period = scope.period
     return present_per_cluster(
         since=period.since if period is not None else None,
