@@ -12,6 +12,7 @@ drops the document, so storage grows with change only.
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -175,8 +176,13 @@ DOCUMENT_GZIP_LEVEL = 1
 
 
 def encode_document(envelope: Mapping[str, Any]) -> bytes:
-    """A snapshot envelope as a staged document: its JSON, one gzip member."""
-    return gzip.compress(orjson.dumps(envelope), compresslevel=DOCUMENT_GZIP_LEVEL, mtime=0)
+    """A snapshot envelope as a staged document: its JSON, one gzip member (the standard
+    library's encoder for what orjson refuses: nesting deeper than 255, integers beyond 64 bits)."""
+    try:
+        encoded = orjson.dumps(envelope)
+    except TypeError:
+        encoded = json.dumps(envelope, ensure_ascii=False).encode()
+    return gzip.compress(encoded, compresslevel=DOCUMENT_GZIP_LEVEL, mtime=0)
 
 
 def decode_document(document: bytes) -> dict[str, Any]:
@@ -185,7 +191,11 @@ def decode_document(document: bytes) -> dict[str, Any]:
     The ingest parsed the same bytes strictly before storing them: orjson reads them the same
     (a float as the same float; no integer beyond 64 bits was let in).
     """
-    envelope: dict[str, Any] = orjson.loads(zlib.decompress(document, wbits=16 + zlib.MAX_WBITS))
+    text = zlib.decompress(document, wbits=16 + zlib.MAX_WBITS)
+    try:
+        envelope: dict[str, Any] = orjson.loads(text)
+    except orjson.JSONDecodeError:  # nesting deeper than orjson reads: the standard library
+        envelope = json.loads(text)
     return envelope
 
 
@@ -352,7 +362,7 @@ def _staged_items(session: Session, snapshot_id: int) -> list[tuple[str, str | N
         ]
     try:
         envelope = decode_document(staged.document)
-    except (zlib.error, orjson.JSONDecodeError) as problem:
+    except (zlib.error, ValueError) as problem:  # JSONDecodeError is a ValueError
         raise InvalidSnapshot(f"the staged document cannot be read: {problem}") from None
     prepared, removed = _checked_contents(envelope, floats=staged.floats)
     del envelope
