@@ -365,8 +365,10 @@ class FindingEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
-    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"))
+    # No foreign keys (migration 0012: a check per row of a scan's COPY, which no query needs):
+    # a trigger on `findings` deletes a finding's events with it (a cluster's too, so).
+    cluster_id: Mapped[str] = mapped_column(String(63))
+    finding_id: Mapped[int] = mapped_column(BigId)
     event: Mapped[FindingEventKind] = mapped_column(EnumText(FindingEventKind, 16))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     scan_id: Mapped[int | None] = mapped_column(BigId)
