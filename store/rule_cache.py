@@ -9,13 +9,14 @@ cluster's state digest. Cached rows double as the shard results a scan's finaliz
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_absent, table_of
+from store.bulk import affected, chunked, insert_absent, inserting_absent, table_of
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -85,8 +86,30 @@ def store_results(
     Callers store what they just found uncached: the rows are COPYed straight into the table
     (`insert_absent`), and only when another scan cached one of them meanwhile does the
     batch go through `insert_ignoring_conflicts`."""
+    rows = _rows(results, catalogue_version=catalogue_version)
+    insert_absent(session, table_of(RuleResultCache), rows)
+    return len(rows)
+
+
+@contextmanager
+def storing_results(
+    session: Session,
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    catalogue_version: str,
+) -> Iterator[None]:
+    """`store_results` while the block computes something else (`bulk.inserting_absent`:
+    PostgreSQL stores the rows meanwhile); the block must not use the session."""
+    rows = _rows(results, catalogue_version=catalogue_version)
+    with inserting_absent(session, table_of(RuleResultCache), rows):
+        yield
+
+
+def _rows(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], *, catalogue_version: str
+) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [
+    return [
         {
             "content_hash": chash,
             "catalogue_version": catalogue_version,
@@ -95,8 +118,6 @@ def store_results(
         }
         for chash, found in results.items()
     ]
-    insert_absent(session, table_of(RuleResultCache), rows)
-    return len(rows)
 
 
 def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: str) -> list[int]:

@@ -50,9 +50,7 @@ def test_deleting_findings_deletes_their_events_only(any_db_session: Session) ->
     kinds = set(session.scalars(select(FindingEvent.event)))
     assert kinds == {FindingEventKind.OPENED}
 
-    session.execute(
-        delete(Finding).where(Finding.fingerprint.in_(["ev-a-p1", "ev-a-p2"]))
-    )
+    session.execute(delete(Finding).where(Finding.fingerprint.in_(["ev-a-p1", "ev-a-p2"])))
     assert (_events(session, "ev-a"), _events(session, "ev-b")) == (1, 1)
     kept = session.scalar(
         select(Finding.fingerprint)

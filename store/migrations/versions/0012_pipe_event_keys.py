@@ -32,30 +32,33 @@ CLUSTER_KEY = "fk_finding_events_cluster_id_clusters"
 FINDING_KEY = "fk_finding_events_finding_id_findings"
 TRIGGER = "trg_findings_delete_events"
 FUNCTION = "k8smon_delete_finding_events"
+CREATE_FUNCTION = (
+    "CREATE FUNCTION k8smon_delete_finding_events() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN DELETE FROM finding_events e USING gone_findings g WHERE e.finding_id = g.id; "
+    "RETURN NULL; END $$"
+)
+CREATE_STATEMENT_TRIGGER = (
+    "CREATE TRIGGER trg_findings_delete_events AFTER DELETE ON findings "
+    "REFERENCING OLD TABLE AS gone_findings FOR EACH STATEMENT "
+    "EXECUTE FUNCTION k8smon_delete_finding_events()"
+)
+CREATE_ROW_TRIGGER = (
+    "CREATE TRIGGER trg_findings_delete_events AFTER DELETE ON findings FOR EACH ROW "
+    "BEGIN DELETE FROM finding_events WHERE finding_id = OLD.id; END"
+)
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.drop_constraint(CLUSTER_KEY, "finding_events", type_="foreignkey")
         op.drop_constraint(FINDING_KEY, "finding_events", type_="foreignkey")
-        op.execute(
-            f"CREATE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-            "BEGIN DELETE FROM finding_events e USING gone_findings g WHERE e.finding_id = g.id; "
-            "RETURN NULL; END $$"
-        )
-        op.execute(
-            f"CREATE TRIGGER {TRIGGER} AFTER DELETE ON findings "
-            "REFERENCING OLD TABLE AS gone_findings FOR EACH STATEMENT "
-            f"EXECUTE FUNCTION {FUNCTION}()"
-        )
+        op.execute(CREATE_FUNCTION)
+        op.execute(CREATE_STATEMENT_TRIGGER)
         return
     with op.batch_alter_table("finding_events", recreate="always") as batch:
         batch.drop_constraint(CLUSTER_KEY, type_="foreignkey")
         batch.drop_constraint(FINDING_KEY, type_="foreignkey")
-    op.execute(
-        f"CREATE TRIGGER {TRIGGER} AFTER DELETE ON findings FOR EACH ROW "
-        "BEGIN DELETE FROM finding_events WHERE finding_id = OLD.id; END"
-    )
+    op.execute(CREATE_ROW_TRIGGER)
 
 
 def downgrade() -> None:
