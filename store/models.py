@@ -393,7 +393,9 @@ class Exemption(Base):
 
 
 class RuleResultCache(Base):
-    """Object-rule results keyed by (manifest content hash, catalogue version)."""
+    """Object-rule results keyed by (manifest content hash, catalogue version); also a cluster
+    state's cluster-rule results (`store.rule_cache`) and each cluster's image-inventory rows
+    (`store.images.INVENTORY_CACHE`), under keys derived from the state digest."""
 
     __tablename__ = "rule_result_cache"
 
