@@ -9,7 +9,6 @@ of every workload kind, including a CronJob's `jobTemplate`.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
 from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion, RuleResultCache
+from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key
 from store.search import SearchTimeout
 from store.types import utcnow
 
@@ -381,16 +381,6 @@ def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None
 
 
 # -- one cluster's inventory rows, cached per cluster state --------------------------------
-# rule_result_cache.catalogue_version of a cluster's inventory rows: this prefix and the
-# cluster id (one row per cluster: storing a state's rows deletes the cluster's older ones).
-INVENTORY_CACHE = "inventory/1:"
-
-
-def _inventory_key(cluster_id: str, digest: str) -> str:
-    """The cache key of a cluster's inventory rows in the state with this digest."""
-    return hashlib.sha256(f"inventory\x00{cluster_id}\x00{digest}".encode()).hexdigest()
-
-
 def _postgres_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None, list[_Row]]:
     """The cluster's state digest and its inventory rows (kind by kind, in object id order),
     read by one statement, so that the rows are those of the state the digest names."""
@@ -459,7 +449,7 @@ def cached_inventory_rows(
     digests = dict(
         session.execute(select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all()
     )
-    keys = {cid: _inventory_key(cid, d) for cid, d in digests.items() if d}
+    keys = {cid: cluster_inventory_key(cid, d) for cid, d in digests.items() if d}
     cached: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(sorted(keys.values())):
         cached.update(
@@ -484,7 +474,7 @@ def cached_inventory_rows(
             continue
         digest, rows = read(session, cluster_id)
         if digest:
-            _store_rows(session, cluster_id, _inventory_key(cluster_id, digest), rows)
+            _store_rows(session, cluster_id, cluster_inventory_key(cluster_id, digest), rows)
         yield from rows
 
 

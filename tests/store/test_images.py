@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from store.images import fleet_images, image_uses
+from store.rule_cache import delete_other_versions
 from store.search import SearchTimeout
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
@@ -119,8 +120,8 @@ def test_inventory_workloads_digests_and_since_on_both_engines(any_db_session: S
 def _cached_inventory_rows(session: Session) -> list[tuple[str, str]]:
     from sqlalchemy import select  # noqa: PLC0415
 
-    from store.images import INVENTORY_CACHE  # noqa: PLC0415
     from store.models import RuleResultCache  # noqa: PLC0415
+    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
 
     return sorted(
         session.execute(
@@ -190,3 +191,6 @@ def test_cached_inventory_is_the_inventory_on_both_engines(any_db_session: Sessi
     )
     with pytest.raises(SearchTimeout):
         image_uses(session, timeout_seconds=1e-9, cluster_ids=clusters, cached=True)
+    # The inventory depends on no catalogue: the clean-up of other catalogue versions keeps it.
+    delete_other_versions(session, keep_version="another-catalogue")
+    assert _cached_inventory_rows(session) == after

@@ -148,8 +148,8 @@ def _fleet_state(session: Session) -> list[tuple[str, str, str, str, str | None,
 def _forget_inventories(session: Session) -> None:
     from sqlalchemy import delete  # noqa: PLC0415
 
-    from store.images import INVENTORY_CACHE  # noqa: PLC0415
     from store.models import RuleResultCache  # noqa: PLC0415
+    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
 
     session.execute(
         delete(RuleResultCache).where(RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE))
