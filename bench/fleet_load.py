@@ -63,6 +63,8 @@ OBJECT_COLUMNS = (
 )
 VERSION_COLUMNS = "id, object_id, content_hash, first_seen, last_seen, superseded_at"
 IMAGE_COLUMNS = "content_hash, ord, shape, value"
+CHANGE_COLUMNS = "group_key, at, cluster_id, kind, namespace, shape, value, started, ended"
+PRESENT_COLUMNS = "group_key, cluster_id, kind, namespace, shape, value, slots"
 # Where a Deployment's container images are, as `store.image_index` writes a shape.
 IMAGE_SHAPE = '."spec"."template"."spec"."containers"[]."image"'
 
@@ -227,15 +229,21 @@ class ClusterRows:
     objects: str
     versions: str
     images: str
+    changes: str
+    present: str
     count: int
 
 
 def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
-    """Cluster c's bodies, objects, versions and image-index rows (`body_images`, as
+    """Cluster c's bodies, objects, versions, image-index rows (`body_images`, as
     `store.image_index` indexes a body: a Deployment's two container images, in array order;
-    a ConfigMap has none)."""
+    a ConfigMap has none) and image presence (`image_changes` and `image_present`, as
+    `store.image_presence` records the versions: each version's images begin at its first_seen
+    and end at its superseded_at)."""
     bodies, objects, versions = io.StringIO(), io.StringIO(), io.StringIO()
     images = io.StringIO()
+    # (namespace, image) -> instant -> [started, ended]; every image slot is a Deployment's.
+    presence: dict[tuple[str, str], dict[str, list[int]]] = {}
     start = now - timedelta(days=shape.days)
     month = shape.days * 86400.0
     cid = cluster_id(c)
@@ -270,6 +278,12 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
             # and again when it ends (the live ones' is the cluster's state_updated_at).
             ended = _ts(times[k + 1]) if k < n else "\\N"
             last = ended if k < n else first
+            if deployment:
+                for image in deployment_images(c, j, wave=wave):
+                    at = presence.setdefault((f"ns-{j % NAMESPACES}", image), {})
+                    at.setdefault(first, [0, 0])[0] += 1
+                    if k < n:
+                        at.setdefault(ended, [0, 0])[1] += 1
             versions.write(
                 f"{i * VERSION_SLOTS + k + 1}\t{i + 1}\t{chash}\t{first}\t{last}\t{ended}\n"
             )
@@ -282,9 +296,36 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
             f"{i + 1}\t{cid}\t{api}|{kind}|{namespace}|{name}\t{api}\t{kind}\t{namespace}\t{name}\t"
             f"{_uid(i)}\t{_ts(start)}\t{_ts(start)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
         )
+    changes, present = _presence_rows(cid, presence)
     return ClusterRows(
-        bodies.getvalue(), objects.getvalue(), versions.getvalue(), images.getvalue(), count
+        bodies.getvalue(),
+        objects.getvalue(),
+        versions.getvalue(),
+        images.getvalue(),
+        changes,
+        present,
+        count,
     )
+
+
+def _presence_rows(
+    cid: str, presence: dict[tuple[str, str], dict[str, list[int]]]
+) -> tuple[str, str]:
+    """COPY text of `image_changes` and `image_present` from one cluster's counts per
+    (namespace, image) and instant, keyed as `store.image_presence` keys them."""
+    from store.image_presence import group_key  # noqa: PLC0415
+
+    changes, present = io.StringIO(), io.StringIO()
+    for (namespace, image), instants in presence.items():
+        key = group_key(cid, "Deployment", namespace, IMAGE_SHAPE, image)
+        group = f'{cid}\tDeployment\t{namespace}\t{IMAGE_SHAPE}\t"{image}"'
+        slots = 0
+        for at, (started, ended) in instants.items():
+            changes.write(f"{key}\t{at}\t{group}\t{started}\t{ended}\n")
+            slots += started - ended
+        if slots:
+            present.write(f"{key}\t{group}\t{slots}\n")
+    return changes.getvalue(), present.getvalue()
 
 
 def connect(url: str) -> Any:
@@ -302,8 +343,8 @@ def connect(url: str) -> Any:
     )
 
 
-def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
-    url, c, shape, now, indexed = task
+def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool, bool]) -> int:
+    url, c, shape, now, indexed, presence = task
     rows = cluster_rows(c, shape=shape, now=now)
     copies = [
         (f"manifest_bodies ({BODY_COLUMNS})", rows.bodies),
@@ -312,6 +353,9 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool]) -> int:
     ]
     if indexed:
         copies.append((f"body_images ({IMAGE_COLUMNS})", rows.images))
+    if indexed and presence:
+        copies.append((f"image_changes ({CHANGE_COLUMNS})", rows.changes))
+        copies.append((f"image_present ({PRESENT_COLUMNS})", rows.present))
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
@@ -416,7 +460,8 @@ class LoadTimes:
 
 def record_presence(url: str, clusters: Sequence[str]) -> None:
     """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
-    by the function migration 0011 backfills with (`store.image_presence.backfill`)."""
+    by the function migrations 0011/0012 backfill with (`store.image_presence.backfill`;
+    also `image_present`)."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
     from store import image_presence  # noqa: PLC0415
@@ -538,14 +583,16 @@ def load_step(
     drop_s = time.perf_counter() - started
     started = time.perf_counter()
     indexed = has_image_index(url)
-    tasks = [(url, c, shape, now, indexed) for c in range(lo, hi)]
+    # Image presence now and over time COPYed with the rest (schema 0012 on), else backfilled.
+    presence = has_table(url, "image_present")
+    tasks = [(url, c, shape, now, indexed, presence) for c in range(lo, hi)]
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
     _rebuild(url, [create for _, create in indexes.values()], workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
-    if indexed and has_table(url, "image_changes"):
+    if indexed and not presence and has_table(url, "image_changes"):
         record_presence(url, [cluster_id(c) for c in range(lo, hi)])
     presence_s = time.perf_counter() - started
     started = time.perf_counter()

@@ -181,6 +181,11 @@ class ImageChange(Base):
 
     __tablename__ = "image_changes"
 
+    __table_args__ = (
+        # The purge's merge of the rows before its cutoff finds them by instant.
+        Index("ix_image_changes_at", "at"),
+    )
+
     group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
@@ -190,6 +195,35 @@ class ImageChange(Base):
     value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
     started: Mapped[int] = mapped_column(Integer)
     ended: Mapped[int] = mapped_column(Integer)
+
+
+class ImagePresent(Base):
+    """How many image slots of one kind (the five columns of `ImageChange`, the same
+    `group_key`) are current now: the sum of its `image_changes` rows' `started - ended`, kept
+    in the same transactions (`store.image_presence`), so the present costs one row per group.
+    A group with no current slot has no row.
+    """
+
+    __tablename__ = "image_present"
+
+    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(253))
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)
+    slots: Mapped[int] = mapped_column(Integer)
+
+
+class ImageHorizon(Base):
+    """The instant before which the purge merged `image_changes` (one row, `id` 1): each
+    group's rows before it are one row at it, so a period from it on is answered exactly and
+    an earlier one is not answered from the table (`store.image_presence.covers`)."""
+
+    __tablename__ = "image_horizon"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    merged_before: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class KubeObject(Base):
@@ -365,7 +399,7 @@ class FindingEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # No foreign keys (migration 0012: a check per row of a scan's COPY, which no query needs):
+    # No foreign keys (migration 0013: a check per row of a scan's COPY, which no query needs):
     # a trigger on `findings` deletes a finding's events with it (a cluster's too, so).
     cluster_id: Mapped[str] = mapped_column(String(63))
     finding_id: Mapped[int] = mapped_column(BigId)
@@ -395,7 +429,9 @@ class Exemption(Base):
 
 
 class RuleResultCache(Base):
-    """Object-rule results keyed by (manifest content hash, catalogue version)."""
+    """Object-rule results keyed by (manifest content hash, catalogue version); also a cluster
+    state's cluster-rule results (`store.rule_cache`) and each cluster's image-inventory rows
+    (`store.images.INVENTORY_CACHE`), under keys derived from the state digest."""
 
     __tablename__ = "rule_result_cache"
 

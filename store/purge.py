@@ -7,8 +7,9 @@ from their cluster long ago, processed snapshots that are not a cluster's curren
 telemetry pings and long-resolved findings. The current version of a live object, a pending
 snapshot and any finding that is not resolved are never purged.
 
-Deleting versions (superseded ones, or those of deleted objects) first takes their image slots
-back from `image_changes` (`store.image_presence.forget`), so the image searches stay exact.
+Image presence over time (`image_changes`) is merged, not taken back: each group's rows before
+the cutoff become one row at it (`store.image_presence.merge_before`), exact for every period
+from the cutoff on (a deleted version began and ended before it, so it counts for nothing).
 
 Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a scan of
 `objects.current_hash` for the foreign-key check, which has no index.
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from contracts.states import FindingStatus, SnapshotState
 from store.bulk import chunked
-from store.image_presence import forget
+from store.image_presence import merge_before
 from store.models import (
     Cluster,
     Finding,
@@ -74,7 +75,6 @@ def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[int]:
 def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
     """Manifest versions superseded before the cutoff; never an object's current version."""
     victims = list(session.scalars(expired_versions(cutoff=cutoff, batch_size=batch_size)))
-    forget(session, victims)
     deleted = 0
     for batch in chunked(victims):
         deleted += _rowcount(
@@ -96,12 +96,6 @@ def purge_deleted_objects(
     )
     deleted = 0
     for batch in chunked(victims):
-        forget(
-            session,
-            session.scalars(
-                select(ManifestVersion.id).where(ManifestVersion.object_id.in_(batch))
-            ).all(),
-        )
         deleted += _rowcount(session.execute(delete(KubeObject).where(KubeObject.id.in_(batch))))
     return deleted
 
@@ -118,11 +112,19 @@ def purge_resolved_findings(
     return _rowcount(session.execute(delete(Finding).where(Finding.id.in_(victims))))
 
 
+def purge_image_changes(
+    session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """Image presence rows before the cutoff, merged into one row per group at the cutoff."""
+    return merge_before(session, cutoff=cutoff, batch_size=batch_size)
+
+
 PURGERS = (
     ("telemetry_pings", purge_telemetry),
     ("snapshots", purge_snapshots),
     ("manifest_versions", purge_versions),
     ("objects", purge_deleted_objects),
+    ("image_changes", purge_image_changes),
     ("findings", purge_resolved_findings),
 )
 

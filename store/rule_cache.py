@@ -43,6 +43,18 @@ def cluster_valid_key(state_digest: str) -> str:
     return _state_key("cluster-valid", state_digest)
 
 
+# The catalogue_version of a cluster's image-inventory rows (`store.images`) is this prefix
+# and the cluster id: they depend on the cluster's state only, not on the catalogue, so the
+# clean-up of other catalogue versions keeps them (one row per cluster, replaced when its
+# state changes).
+INVENTORY_CACHE = "inventory/1:"
+
+
+def cluster_inventory_key(cluster_id: str, state_digest: str) -> str:
+    """The cache key of a cluster's image-inventory rows in the state with this digest."""
+    return _state_key("inventory", f"{cluster_id}\x00{state_digest}")
+
+
 def cached_results(
     session: Session, hashes: Iterable[str], *, catalogue_version: str
 ) -> dict[str, list[dict[str, Any]]]:
@@ -173,13 +185,15 @@ def uncached_in_range(
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
     """Delete one batch of results cached under any other catalogue version (results of the
-    same version judged at a cluster's release, `<version>@...`, are kept); returns count."""
+    same version judged at a cluster's release, `<version>@...`, and the clusters' inventory
+    rows, `INVENTORY_CACHE`, are kept); returns count."""
     victims = (
         select(RuleResultCache.content_hash, RuleResultCache.catalogue_version)
         # Results judged at a cluster's own release carry `<version>@<suffix>` and stay too.
         .where(
             RuleResultCache.catalogue_version != keep_version,
             ~RuleResultCache.catalogue_version.startswith(f"{keep_version}@", autoescape=True),
+            ~RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE, autoescape=True),
         )
         .limit(batch_size)
     )

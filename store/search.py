@@ -7,8 +7,9 @@ of member names and `[*]` ending in `.image` such as `$.spec.template.spec.conta
 `store.image_index.recognise`) is answered from the image index (`body_images`: each body's
 image members, with where they are and in which order the path yields them), so no body is
 read: the answer is the generic evaluation's, exactly. With `distinct` it is answered from
-image presence over time (`store.image_presence`: per cluster, kind, namespace, shape and
-value, how many slots began and ended at each instant), a few rows per cluster and value; a
+image presence (`store.image_presence`: per cluster, kind, namespace, shape and value, how many
+slots are current now, and how many began and ended at each instant), a few rows per cluster and
+value (a period before the purge's merge horizon, which the surfaces refuse, is evaluated); a
 PostgreSQL listing picks the first objects (versions) in order, then reads their index rows.
 Any other path is evaluated: PostgreSQL
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
@@ -48,7 +49,7 @@ from sqlalchemy.orm import Session
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
 from store.image_index import ImagePath, recognise
-from store.image_presence import present_per_cluster
+from store.image_presence import covers, present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
@@ -352,8 +353,10 @@ def _postgres_query(
     limit: int,
 ) -> SearchResult:
     image = recognise(path)
-    if distinct and image is not None:
+    if distinct and image is not None and _presence_covers(session, scope):
         return _postgres_presence(session, path, scope, image, limit=limit)
+    if distinct and image is not None:
+        image = None  # before the merge horizon: the generic evaluation of what is left
     if image is not None:
         return _postgres_indexed_listing(session, path, scope, image, limit=limit)
     where, params = _where(scope)
@@ -451,8 +454,14 @@ def _object_matches(rows: Sequence[Any], *, history: bool) -> list[ObjectMatch]:
     ]
 
 
+def _presence_covers(session: Session, scope: Scope) -> bool:
+    """Whether image presence answers the scope's period exactly (not before the purge's
+    merge horizon, which the surfaces' retention check keeps every period after)."""
+    return covers(session, scope.period.since if scope.period is not None else None)
+
+
 def _presence(scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
-    """(value, cluster, slots) of the image values in scope, from `image_changes`."""
+    """(value, cluster, slots) of the image values in scope, from image presence."""
     period = scope.period
     return present_per_cluster(
         since=period.since if period is not None else None,
@@ -578,6 +587,8 @@ def _python(
     try:
         with _sqlite_time_limit(session, deadline):
             image = recognise(path)
+            if distinct and image is not None and not _presence_covers(session, scope):
+                image = None  # before the merge horizon: the evaluation of what is left
             found: Iterator[tuple[str, ResourceRef, list[Any], Validity | None]]
             if image is None:
                 found = _evaluated_in_scope(session, scope, path, one=one)

@@ -49,3 +49,45 @@ def test_image_index_rows_are_what_the_product_indexes() -> None:
         for chash, ord_, shape, value in (line.split("\t") for line in ROWS.images.splitlines())
     )
     assert loaded == expected and len(loaded) == 28 * 4 * 2
+
+
+def test_image_presence_rows_are_what_the_product_records() -> None:
+    """`image_changes` and `image_present` as `store.image_presence` records the versions:
+    per group (cluster, kind, namespace, shape, value) and instant, the slots (image-index
+    rows of the version's body) begun at its first_seen and ended at its superseded_at."""
+    image_presence = pytest.importorskip("store.image_presence")
+    objects = {o[0]: o for o in (line.split("\t") for line in ROWS.objects.splitlines())}
+    images: dict[str, list[tuple[str, str]]] = {}
+    for chash, _ord, shape, value in (line.split("\t") for line in ROWS.images.splitlines()):
+        images.setdefault(chash, []).append((shape, json.loads(value)))
+    expected: dict[tuple[str, str], list[int]] = {}
+    groups: dict[str, tuple[str, str, str, str, str]] = {}
+    for _id, object_id, chash, first, _last, ended in (
+        line.split("\t") for line in ROWS.versions.splitlines()
+    ):
+        obj = objects[object_id]
+        for shape, value in images.get(chash, []):
+            group = (obj[1], obj[4], obj[5], shape, value)
+            key = image_presence.group_key(*group)
+            groups[key] = group
+            expected.setdefault((key, first), [0, 0])[0] += 1
+            if ended != "\\N":
+                expected.setdefault((key, ended), [0, 0])[1] += 1
+    loaded: dict[tuple[str, str], list[int]] = {}
+    for key, at, cluster, kind, namespace, shape, value, started, ended in (
+        line.split("\t") for line in ROWS.changes.splitlines()
+    ):
+        assert groups[key] == (cluster, kind, namespace, shape, json.loads(value))
+        assert (key, at) not in loaded
+        loaded[key, at] = [int(started), int(ended)]
+    assert loaded == expected and len(loaded) > 28
+    now: dict[str, int] = {}
+    for (key, _at), (started, ended) in expected.items():
+        now[key] = now.get(key, 0) + started - ended
+    present = {}
+    for key, cluster, kind, namespace, shape, value, slots in (
+        line.split("\t") for line in ROWS.present.splitlines()
+    ):
+        assert groups[key] == (cluster, kind, namespace, shape, json.loads(value))
+        present[key] = int(slots)
+    assert present == {key: n for key, n in now.items() if n} and present

@@ -1,4 +1,4 @@
-"""A finding's events go with it (migration 0012's trigger, which replaced the foreign keys):
+"""A finding's events go with it (migration 0013's trigger, which replaced the foreign keys):
 deleting findings (the purge of resolved ones) or their cluster deletes their events, and
 nothing else's, on PostgreSQL and SQLite."""
 

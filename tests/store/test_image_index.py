@@ -17,8 +17,8 @@ import store.search as search_module
 from store import image_presence
 from store.image_index import backfill, image_occurrences, recognise, shapes_of
 from store.jsonpath import Index, Member, parse
-from store.models import BodyImage, ImageChange, ManifestBody
-from store.purge import purge_deleted_objects, purge_versions
+from store.models import BodyImage, ImageChange, ImagePresent, ManifestBody
+from store.purge import purge_deleted_objects, purge_image_changes, purge_versions
 from store.search import Period, SearchResult, run_search
 from store.snapshots import apply_pending, stage_snapshot
 from tests.store.test_search import cron_job, pod
@@ -270,8 +270,11 @@ def test_after_the_purge_the_answers_still_agree_and_a_purged_body_takes_its_row
     fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
 ) -> None:
     cutoff = day0 + timedelta(days=2)
-    while purge_versions(fleet, cutoff=cutoff) or purge_deleted_objects(fleet, cutoff=cutoff):
-        pass
+    _purge(fleet, cutoff)
+    # Periods from the merge horizon on are answered from image presence, earlier ones (which
+    # the surfaces refuse: before the retention horizon) by evaluating what is left.
+    assert image_presence.covers(fleet, cutoff)
+    assert not image_presence.covers(fleet, cutoff - timedelta(seconds=1))
     assert _compare_everything(fleet, monkeypatch, day0) > 300
     # A body no version or object references any more (the purge keeps bodies; one that
     # deletes them takes their index rows with them, by the foreign key's cascade).
@@ -326,6 +329,16 @@ def test_the_index_holds_what_the_product_function_computes_and_backfill_restore
     assert fleet.scalar(select(func.count()).select_from(BodyImage)) == len(expected)
 
 
+def _purge(session: Session, cutoff: datetime) -> None:
+    """The expiry purge's versions, deleted objects and image presence merge, in small batches."""
+    while (
+        purge_versions(session, cutoff=cutoff, batch_size=3)
+        or purge_deleted_objects(session, cutoff=cutoff, batch_size=3)
+        or purge_image_changes(session, cutoff=cutoff, batch_size=3)
+    ):
+        pass
+
+
 def _presence_rows(session: Session) -> set[tuple[Any, ...]]:
     return {
         (
@@ -343,35 +356,72 @@ def _presence_rows(session: Session) -> set[tuple[Any, ...]]:
     }
 
 
+def _present_rows(session: Session) -> set[tuple[Any, ...]]:
+    return {
+        (r.group_key, r.cluster_id, r.kind, r.namespace, r.shape, repr(r.value), r.slots)
+        for r in session.scalars(select(ImagePresent))
+    }
+
+
 def _assert_presence_is_what_backfill_computes(session: Session) -> int:
-    """`image_changes` as snapshot applies and purges left it equals a backfill from the
-    versions left; no row is empty. Returns its row count."""
-    kept = _presence_rows(session)
+    """`image_changes` and `image_present` as snapshot applies and purges left them equal a
+    backfill from the versions left (merged at the same horizon, if the purge merged); no row
+    is empty. Returns the `image_changes` row count."""
+    kept, present = _presence_rows(session), _present_rows(session)
     assert all(row[-2] or row[-1] for row in kept), "a row whose counts are zero was kept"
+    assert all(row[-1] > 0 for row in present), "a group with no current slot was kept"
+    merged = image_presence.horizon(session)
     session.execute(delete(ImageChange))
-    assert image_presence.backfill(session) == len(kept)
+    session.execute(delete(ImagePresent))
+    written = image_presence.backfill(session)
+    if merged is None:
+        assert written == len(kept)
+    else:
+        while image_presence.merge_before(session, cutoff=merged, batch_size=2):
+            pass
     assert _presence_rows(session) == kept
+    assert _present_rows(session) == present
     return len(kept)
 
 
 def test_image_presence_is_kept_exact_by_applies_and_purges(fleet: Session, day0: datetime) -> None:
-    rows = _assert_presence_is_what_backfill_computes(fleet)
+    rows = first = _assert_presence_is_what_backfill_computes(fleet)
     assert rows > 20
     ended = fleet.scalar(select(func.count()).where(ImageChange.ended > 0))
     assert ended, "no slot ended: the fleet's history changed nothing"
     for days in (2, 3, 5):  # purge deeper and deeper: versions, then deleted objects
         cutoff = day0 + timedelta(days=days)
-        while purge_versions(fleet, cutoff=cutoff) or purge_deleted_objects(fleet, cutoff=cutoff):
-            pass
+        _purge(fleet, cutoff)
+        assert image_presence.horizon(fleet) == cutoff
+        assert not fleet.scalar(select(func.count()).where(ImageChange.at < cutoff))
         left = _assert_presence_is_what_backfill_computes(fleet)
         assert left <= rows
         rows = left
+    assert rows < first, "the merge left as many rows as the history had"
+
+
+def test_the_present_is_the_sum_of_the_changes_per_group(fleet: Session) -> None:
+    """`image_present` holds, per group with current slots, its rows' started - ended."""
+    summed = {
+        key: int(n)
+        for key, n in fleet.execute(
+            select(
+                ImageChange.group_key, func.sum(ImageChange.started - ImageChange.ended)
+            ).group_by(ImageChange.group_key)
+        )
+        if n
+    }
+    assert summed
+    present = {
+        key: n for key, n in fleet.execute(select(ImagePresent.group_key, ImagePresent.slots))
+    }
+    assert present == summed
 
 
 def test_the_present_from_image_presence_is_every_live_object_s_images(
     fleet: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Now, `distinct`: the slots summed from `image_changes` are the live objects' images
+    """Now, `distinct`: the slots of `image_present` are the live objects' images
     (a search whose answer would differ if a deletion or a revival were not recorded)."""
     indexed, generic = _both_ways(fleet, monkeypatch, "$..image", distinct=True)
     assert indexed == generic

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sqlalchemy import inspect
 
+from contracts.states import ClusterStatus
 from store import migrate
 from store.db import make_engine
 from store.models import Base
@@ -66,3 +68,62 @@ def test_bodies_are_lz4_compressed_without_a_gin_index(pg_engine) -> None:
             )
         )
     assert (compression, indexes) == ("l", {"pk_manifest_bodies"})
+
+
+def _fill_from_0011(url: str) -> None:
+    """0012 on a database whose `image_changes` 0011 filled: `image_present` holds each
+    group's started - ended (groups with current slots only), values kept as JSON."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine, "0011")
+        row = (
+            "INSERT INTO image_changes (group_key, at, cluster_id, kind, namespace, shape, "
+            "value, started, ended) VALUES (:key, :at, 'c1', 'Pod', 'ns', '.\"image\"', "
+            ":value, :started, :ended)"
+        )
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO clusters (id, display_name, labels, status, created_at) "
+                    "VALUES ('c1', 'c1', '{}', :status, '2026-12-01T00:00:00+00:00')"
+                ),
+                {"status": ClusterStatus.ACTIVE.value},
+            )
+            for key, at, value, started, ended in (
+                ("a" * 64, "2026-12-01T00:00:00+00:00", '"img:1"', 3, 0),
+                ("a" * 64, "2026-12-02T00:00:00+00:00", '"img:1"', 0, 1),
+                ("b" * 64, "2026-12-01T00:00:00+00:00", "null", 1, 0),
+                ("b" * 64, "2026-12-03T00:00:00+00:00", "null", 0, 1),
+                ("c" * 64, "2026-12-01T00:00:00+00:00", '{"x": [1, 2]}', 2, 0),
+            ):
+                connection.execute(
+                    text(row),
+                    {"key": key, "at": at, "value": value, "started": started, "ended": ended},
+                )
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            present = connection.execute(
+                text("SELECT group_key, value, slots FROM image_present ORDER BY group_key")
+            ).all()
+        # PostgreSQL reads jsonb back as the value, SQLite's JSON text is parsed here.
+        postgres = engine.dialect.name == "postgresql"
+        values = [(k[0], v if postgres else json.loads(v), n) for k, v, n in present]
+        assert values == [("a", "img:1", 2), ("c", {"x": [1, 2]}, 2)]
+    finally:
+        engine.dispose()
+
+
+def test_0012_fills_image_present_from_image_changes_on_sqlite(tmp_path: Path) -> None:
+    _fill_from_0011(f"sqlite:///{tmp_path / 'at-0011.sqlite3'}")
+
+
+def test_0012_fills_image_present_from_image_changes_on_postgresql(
+    postgres_server_url: str,
+) -> None:
+    database = ThrowawayDatabase.create(postgres_server_url)
+    try:
+        _fill_from_0011(database.url)
+    finally:
+        database.drop()

@@ -5,9 +5,9 @@ Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-05 21:40:00
 
-Backfill: every stored version's image slots (from the image index, which migration 0008
-filled), with the function a loader calls (`store.image_presence.backfill`), on PostgreSQL and
-SQLite alike.
+Backfill: migration 0012 fills it (with `store.image_presence.backfill`, which since 0012 also
+writes `image_present`); a database that ran this revision before 0012 existed was filled here,
+and 0012 then fills `image_present` from it.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
-
-from store.image_presence import backfill
 
 revision = "0011"
 down_revision = "0010"
@@ -49,7 +46,6 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("group_key", "at", name=op.f("pk_image_changes")),
     )
-    backfill(Session(bind=op.get_bind()))
 
 
 def downgrade() -> None:

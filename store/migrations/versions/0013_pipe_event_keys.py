@@ -1,8 +1,8 @@
 """finding_events: no foreign-key checks per event row; a finding's events are deleted with it by
 a trigger
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06 00:10:00
 
 A cold scan writes an `opened` event for each new finding, in the same transaction as the
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
