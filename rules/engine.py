@@ -154,6 +154,38 @@ def object_facts(context: ClusterContext) -> dict[str, ObjectFacts]:
     }
 
 
+_Plan = tuple[tuple[Any, RuleMeta], ...]
+
+
+def _plans(rules_: Sequence[Rule]) -> tuple[_Plan, dict[str, _Plan]]:
+    """(check, meta) of the rules to run on an object: those for any apiVersion, and by
+    apiVersion, for each apiVersion a rule is limited to (same order as `rules_`)."""
+    versions: set[str] = set()
+    for r in rules_:
+        versions |= r.meta.api_versions or frozenset()
+    by_version = {
+        version: tuple(
+            (r.check, r.meta)
+            for r in rules_
+            if r.meta.api_versions is None or version in r.meta.api_versions
+        )
+        for version in versions
+    }
+    return tuple((r.check, r.meta) for r in rules_ if r.meta.api_versions is None), by_version
+
+
+def _facts_of_results(context: ClusterContext, results: Sequence[Result]) -> dict[str, ObjectFacts]:
+    """`object_facts` restricted to the objects `results` are about (all `apply_config`
+    reads): most objects of a scan have no finding, and building their facts copies their
+    labels."""
+    wanted = {result.resource.key for result in results}
+    return {
+        key: ObjectFacts.of(obj.labels, obj.annotations)
+        for obj in context.objects
+        if (obj.labels or obj.annotations) and (key := obj.ref.key) in wanted
+    }
+
+
 def _sort_key(result: Result) -> tuple[Any, ...]:
     return (
         -result.severity.rank,
@@ -196,12 +228,9 @@ class Engine:
             kind: tuple(sorted((*rules_, *any_kind), key=lambda r: r.id))
             for kind, rules_ in by_kind.items()
         }
-        # What evaluate_object iterates: (check, meta, api_versions) per kind, precomputed.
-        self._plan_any = tuple((r.check, r.meta, r.meta.api_versions) for r in any_kind)
-        self._plan = {
-            kind: tuple((r.check, r.meta, r.meta.api_versions) for r in rules_)
-            for kind, rules_ in self._by_kind.items()
-        }
+        # What evaluate_object iterates: (check, meta) per kind and apiVersion, precomputed.
+        self._plan_any = _plans(any_kind)
+        self._plan = {kind: _plans(rules_) for kind, rules_ in self._by_kind.items()}
         self._cluster_rules = tuple(cluster)
         self._fleet_rules = tuple(fleet)
         described = self._described_rules()
@@ -269,10 +298,10 @@ class Engine:
         results: list[Result] = []
         if view.problems:
             return results  # rules run only on structurally valid objects
-        api_version = view.api_version
-        for check, meta, api_versions in self._plan.get(view.kind, self._plan_any):
-            if api_versions is not None and api_version not in api_versions:
-                continue
+        plan, by_version = self._plan.get(view.kind, self._plan_any)
+        if by_version:
+            plan = by_version.get(view.api_version, plan)
+        for check, meta in plan:
             try:
                 for v in check(view):
                     results.append(
@@ -557,7 +586,7 @@ class Engine:
         applied = apply_config(
             raw,
             config=self.config,
-            facts=object_facts(context),
+            facts=_facts_of_results(context, raw),
             cluster=cluster,
             now=now,
             suppressed=suppressed,

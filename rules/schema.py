@@ -31,6 +31,7 @@ SCHEMA_PACKAGE = "kubernetes_validate"
 OLDEST_SCHEMA: Version = (1, 25)
 NEWEST_SCHEMA: Version = (1, 37)
 MAX_PROBLEMS = 5  # per object: the first few are what a developer needs to fix it
+MAX_KINDS = 4096  # (apiVersion, kind) pairs whose schema node a release keeps
 
 _JSON_TYPES: Mapping[type, str] = {
     dict: "object",
@@ -126,12 +127,17 @@ def validate(
     """Structural problems of one manifest under the schema of release `version` (None:
     the newest). Empty for valid objects and for kinds no schema describes."""
     release = schema_release(version)
-    name = _kinds(release).get(
-        (str(manifest.get("apiVersion") or ""), str(manifest.get("kind") or ""))
-    )
-    if name is None:
+    compiler = _compiled(release)
+    gvk = (str(manifest.get("apiVersion") or ""), str(manifest.get("kind") or ""))
+    try:
+        root = compiler.roots[gvk]
+    except KeyError:
+        name = _kinds(release).get(gvk)
+        root = None if name is None else compiler.node({"$ref": name})
+        if len(compiler.roots) < MAX_KINDS:  # kinds come from the input: keep a bounded few
+            compiler.roots[gvk] = root
+    if root is None:
         return ()
-    root = _compiled(release).node({"$ref": name})
     if _valid(manifest, root):
         return ()  # nearly every object: no paths kept, no problems built
     problems: list[SchemaProblem] = []
@@ -157,11 +163,32 @@ class _Children(dict):  # type: ignore[type-arg]
         return node
 
 
+_NONE_TYPE = type(None)
+_COMPOUND = frozenset({dict, list})
+
+
 class _Node:
     """A compiled schema: the JSON types allowed, the Python types that satisfy them,
-    child nodes by key, and the node of list items."""
+    child nodes by key, and the node of list items.
 
-    __slots__ = ("_compiler", "_items", "_schema", "allowed", "children", "py_ok")
+    For the path-free check (`_valid_map`, `_valid_list`), `passes` holds, by key, the types
+    of a child value that need no further look (the scalar types the child's node allows,
+    and NoneType: null is "unset"), learned on first use of each key; `scalars` is the same
+    set for this node's own values (a list's items); `open_scalars` is `passes` of every
+    key of a mapping whose schema names no properties (labels, annotations, resource
+    quantities), once a key has been learned."""
+
+    __slots__ = (
+        "_compiler",
+        "_items",
+        "_schema",
+        "allowed",
+        "children",
+        "open_scalars",
+        "passes",
+        "py_ok",
+        "scalars",
+    )
 
     def __init__(self, compiler: _Compiler, schema: Mapping[str, Any]) -> None:
         self._compiler, self._schema = compiler, schema
@@ -173,14 +200,30 @@ class _Node:
             if allowed
             else None
         )
+        # Without a type, only null needs no further look (anything else may be a mapping
+        # or a list whose contents the schema still describes).
+        self.scalars: frozenset[type] = (self.py_ok or frozenset()) - _COMPOUND | {_NONE_TYPE}
         self.children = _Children(compiler, schema)
+        self.passes: dict[str, frozenset[type]] = {}
         self._items: _Node | bool | None = False
+        self.open_scalars: frozenset[type] | None = None
 
     def items(self) -> _Node | None:
         if self._items is False:
             items = self._schema.get("items")
             self._items = self._compiler.node(items) if isinstance(items, dict) else None
         return self._items  # type: ignore[return-value]
+
+    def learn(self, key: str) -> frozenset[type]:
+        """`passes[key]`, computed and kept (an unknown key passes nothing: `children` then
+        has None for it, and any value is accepted there)."""
+        children = self.children
+        child: _Node | None = children[key]
+        passes: frozenset[type] = frozenset() if child is None else child.scalars
+        self.passes[key] = passes
+        if child is not None and not children._properties:
+            self.open_scalars = passes  # every key's node is the additionalProperties one
+        return passes
 
 
 class _Compiler:
@@ -189,6 +232,8 @@ class _Compiler:
     def __init__(self, defs: Mapping[str, Any]) -> None:
         self.defs = defs
         self.by_ref: dict[str, _Node] = {}
+        # (apiVersion, kind) -> the node of its definition (None: no schema describes it).
+        self.roots: dict[tuple[str, str], _Node | None] = {}
 
     def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
         while "$ref" in schema:
@@ -231,52 +276,65 @@ def _valid(value: Any, node: _Node) -> bool:
     if allowed is not None and type(value) not in allowed:
         return False
     if type(value) is dict:
-        return _valid_map(value, node.children)
+        return _valid_map(value, node)
     if type(value) is list:
         items = node.items()
         return items is None or _valid_list(value, items)
     return True
 
 
-def _valid_map(mapping: dict[Any, Any], children: Mapping[Any, _Node | None]) -> bool:
+def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
     """`_valid` of each value of a mapping against its key's node (`_walk_children`'s checks).
 
-    NoneType is in no node's `py_ok`: a null value fails the type test and is then let pass,
-    as "unset", one comparison later only for values of a type the schema refuses.
+    A value whose type is in its key's `passes` (an allowed scalar, or null: "unset") needs
+    no further look: one dictionary and one set lookup for most values of a manifest. A
+    mapping without named properties has its values' types checked at once (`open_scalars`).
     """
+    open_scalars = node.open_scalars
+    if open_scalars is not None and open_scalars.issuperset(map(type, mapping.values())):
+        return True
+    passes = node.passes
     for key, item in mapping.items():
-        node = children[key]
-        if node is None:
-            continue
+        try:
+            scalars = passes[key]
+        except KeyError:
+            scalars = node.learn(key)
         kind = type(item)
-        allowed = node.py_ok
-        if allowed is not None and kind not in allowed:
-            if item is None:
-                continue
-            return False
+        if kind in scalars:
+            continue
+        child = node.children[key]
+        if child is None:
+            continue  # a key the schema does not describe: anything goes
+        allowed = child.py_ok
         if kind is dict:
-            if not _valid_map(item, node.children):
+            if (allowed is not None and dict not in allowed) or not _valid_map(item, child):
                 return False
         elif kind is list:
-            items = node.items()
+            if allowed is not None and list not in allowed:
+                return False
+            items = child.items()
             if items is not None and not _valid_list(item, items):
                 return False
+        elif allowed is not None:
+            return False  # a scalar of a type the schema refuses
     return True
 
 
 def _valid_list(values: list[Any], node: _Node) -> bool:
     """`_valid_map`'s checks for the items of a list, all against the items' node."""
+    scalars = node.scalars
     allowed = node.py_ok
-    children = node.children
     for item in values:
         kind = type(item)
+        if kind in scalars:
+            continue
         if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
-            if (allowed is not None and dict not in allowed) or not _valid_map(item, children):
+            if (allowed is not None and dict not in allowed) or not _valid_map(item, node):
                 return False
-        elif allowed is not None and kind not in allowed:
-            if item is not None:
+        elif kind is list:
+            if not _valid(item, node):
                 return False
-        elif kind is list and not _valid(item, node):
+        elif allowed is not None:
             return False
     return True
 

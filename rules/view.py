@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
-from contracts.resources import ResourceRef, object_namespace
+from contracts.resources import CLUSTER_SCOPED_KINDS, ResourceRef, object_namespace
 from rules.schema import SchemaProblem, validate
 
 EMPTY: Mapping[str, Any] = {}
@@ -118,20 +118,36 @@ class ObjectView:
     )
 
     def __init__(self, manifest: Mapping[str, Any]) -> None:
+        # Built for every object of a scan: the `_mapping` and `object_namespace` steps are
+        # written out here rather than called (same values).
         self.manifest = manifest
-        self.kind: str = str(manifest.get("kind") or "")
-        self.api_version: str = str(manifest.get("apiVersion") or "")
-        self.metadata: Mapping[str, Any] = _mapping(manifest.get("metadata"))
-        self.name: str = str(self.metadata.get("name") or "")
-        self.namespace: str | None = object_namespace(self.kind, self.metadata.get("namespace"))
+        kind = manifest.get("kind")
+        kind = kind if type(kind) is str else str(kind or "")
+        self.kind: str = kind
+        api_version = manifest.get("apiVersion")
+        self.api_version: str = api_version if type(api_version) is str else str(api_version or "")
+        metadata = manifest.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = EMPTY
+        self.metadata: Mapping[str, Any] = metadata
+        name = metadata.get("name")
+        self.name: str = name if type(name) is str else str(name or "")
+        namespace = metadata.get("namespace")
+        self.namespace: str | None = (
+            None if not namespace or kind in CLUSTER_SCOPED_KINDS else str(namespace)
+        )
         self.kubernetes_version: tuple[int, int] | None = None
         self.policy_version: tuple[int, int] | None = None
         self._problems: tuple[SchemaProblem, ...] | None = None
-        self.labels: Mapping[str, str] = _mapping(self.metadata.get("labels"))
-        self.annotations: Mapping[str, str] = _mapping(self.metadata.get("annotations"))
+        labels = metadata.get("labels")
+        self.labels: Mapping[str, str] = labels if isinstance(labels, dict) else EMPTY
+        annotations = metadata.get("annotations")
+        self.annotations: Mapping[str, str] = (
+            annotations if isinstance(annotations, dict) else EMPTY
+        )
         self._ref: ResourceRef | None = None
         self.workload: WorkloadView | None = (
-            WorkloadView(manifest, self.kind) if self.kind in POD_SPEC_LOCATIONS else None
+            WorkloadView(manifest, kind) if kind in POD_SPEC_LOCATIONS else None
         )
 
     @property
@@ -185,9 +201,13 @@ class WorkloadView:
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
         meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
         self.pod_meta: Mapping[str, Any] = _mapping(_dig(manifest, meta_keys))
-        spec = self.spec = _mapping(_dig(manifest, spec_keys))
+        spec = _dig(manifest, spec_keys)
+        if not isinstance(spec, dict):
+            spec = EMPTY
+        self.spec: Mapping[str, Any] = spec
         self.meta_path, self.spec_path = _JOINED_PATHS[kind]
-        self.pod_sc: Mapping[str, Any] = _mapping(spec.get("securityContext"))
+        pod_sc = spec.get("securityContext")
+        self.pod_sc: Mapping[str, Any] = pod_sc if isinstance(pod_sc, dict) else EMPTY
         os_field = spec.get("os")
         self.is_windows: bool = isinstance(os_field, dict) and os_field.get("name") == "windows"
         # initContainers, containers, then ephemeralContainers (the PSA visiting order).
@@ -250,7 +270,8 @@ class ContainerView:
         self.index = index
         self.name: str = str(raw.get("name") or f"{group}[{index}]")
         self.path = f"{workload.spec_path}.{group}[{index}]"
-        self.sc: Mapping[str, Any] = _mapping(raw.get("securityContext"))
+        sc = raw.get("securityContext")
+        self.sc: Mapping[str, Any] = sc if isinstance(sc, dict) else EMPTY
         self._caps: dict[str, list[tuple[int, str]]] | None = None
 
     @property

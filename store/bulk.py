@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -188,7 +189,7 @@ def insert_ignoring_conflicts(
         cursor.execute(statements[3])
 
 
-def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[str], io.IOBase]:
+def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[str], io.BytesIO]:
     """The rows' columns and their COPY text, UTF-8 (every row must have the same keys).
 
     Built a column at a time (`_copy_column`): a scan writes hundreds of thousands of fields,
@@ -281,22 +282,64 @@ def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]
     meanwhile), the COPY is undone and the rows go through `insert_ignoring_conflicts`, so the
     outcome is the same. SQLite: `insert_ignoring_conflicts`.
     """
-    if not rows:
-        return
-    if session.get_bind().dialect.name != "postgresql":
-        insert_ignoring_conflicts(session, table, rows)
-        return
-    import psycopg2.errors  # noqa: PLC0415 - PostgreSQL only
+    with inserting_absent(session, table, rows, background=False):
+        pass
 
+
+@contextmanager
+def inserting_absent(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, background: bool = True
+) -> Iterator[None]:
+    """`insert_absent`, the rows sent while the block runs: on PostgreSQL the COPY text is
+    built first, then sent from a thread, so that the server stores the rows while this
+    process computes something else (the thread waits on the server without the GIL). The
+    block must not use the session; the rows are stored (or an error raised) when it ends,
+    in the session's transaction as ever. SQLite, or `background=False`: stored first."""
+    if not rows or session.get_bind().dialect.name != "postgresql":
+        if rows:
+            insert_ignoring_conflicts(session, table, rows)
+        yield
+        return
     columns, payload = _copy_payload(table, rows)
     names = ", ".join(f'"{c}"' for c in columns)
     statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     session.flush()
-    cursor = session.connection().connection.cursor()
+    connection = session.connection().connection
+    outcome: list[bool | BaseException] = []
+
+    def send() -> None:
+        try:
+            outcome.append(_copy_absent(connection, statement, payload))
+        except BaseException as problem:  # handed to the caller's thread
+            outcome.append(problem)
+
+    if background:
+        sender = threading.Thread(target=send, name="k8smon-copy", daemon=True)
+        sender.start()
+        try:
+            yield
+        finally:
+            sender.join()
+    else:
+        send()
+        yield
+    (result,) = outcome
+    if isinstance(result, BaseException):
+        raise result
+    if result:  # raced: another transaction stored one of the rows meanwhile
+        insert_ignoring_conflicts(session, table, rows)
+
+
+def _copy_absent(connection: Any, statement: str, payload: io.BytesIO) -> bool:
+    """COPY the payload under a savepoint; True (and nothing stored) when a row existed."""
+    import psycopg2.errors  # noqa: PLC0415 - PostgreSQL only
+
+    cursor = connection.cursor()
     try:
         cursor.execute("SAVEPOINT k8smon_insert_absent")
         try:
-            cursor.copy_expert(statement, payload)
+            # The whole payload in one read: a read per 8 kB would take the GIL back each time.
+            cursor.copy_expert(statement, payload, size=max(len(payload.getbuffer()), 8192))
         except psycopg2.errors.UniqueViolation:
             cursor.execute("ROLLBACK TO SAVEPOINT k8smon_insert_absent")
             raced = True
@@ -307,8 +350,7 @@ def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         raise DBAPIError.instance(statement, None, problem, psycopg2.Error) from problem
     finally:
         cursor.close()
-    if raced:
-        insert_ignoring_conflicts(session, table, rows)
+    return raced
 
 
 def _stored_type(type_: Any) -> Any:

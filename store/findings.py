@@ -14,7 +14,7 @@ scan (`versions`, by ref key): the change that introduced or resolved it (`store
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -121,15 +121,20 @@ _KNOWN_COLUMNS = (
 
 
 def _existing(
-    session: Session, cluster_id: str, fingerprints: Sequence[str]
+    session: Session,
+    cluster_id: str,
+    fingerprints: Sequence[str],
+    *,
+    rule_ids: Collection[str] | None = None,
 ) -> dict[str, KnownFinding]:
+    """The cluster's active findings (of `rule_ids` only, when given) and its findings of any
+    status with one of `fingerprints`."""
+    active = [Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)]
+    if rule_ids is not None:
+        active.append(Finding.rule_id.in_(sorted(rule_ids)))
     found = {
         row.fingerprint: KnownFinding(*row)
-        for row in session.execute(
-            select(*_KNOWN_COLUMNS).where(
-                Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)
-            )
-        )
+        for row in session.execute(select(*_KNOWN_COLUMNS).where(*active))
     }
     missing = [fp for fp in fingerprints if fp not in found]
     if missing and session.get_bind().dialect.name == "postgresql":
@@ -162,10 +167,15 @@ def reconcile_findings(
     evaluated: Callable[[KnownFinding], bool],
     at: datetime | None = None,
     versions: Mapping[str, int | None] | None = None,
+    rule_ids: Collection[str] | None = None,
 ) -> ReconcileResult:
     """Merge one scan's violations into the cluster's findings (see the module docstring).
 
     `scan_id` is None for the fleet evaluation (`workers.services.fleet`), which is no scan.
+
+    `rule_ids`: the only rules whose findings the caller observes and evaluates (the fleet
+    evaluation's fleet rules): the cluster's active findings of other rules are not read at
+    all (`evaluated` is not asked about them, nor are they counted as kept unevaluated).
 
     `versions` maps the ref key of each live object to its current manifest version id; the
     events of this scan name it (an object absent from it is gone, or not stored)."""
@@ -174,7 +184,7 @@ def reconcile_findings(
     by_fp: dict[str, ObservedFinding] = {}
     for item in observed:
         by_fp.setdefault(item.fingerprint, item)
-    existing = _existing(session, cluster_id, list(by_fp))
+    existing = _existing(session, cluster_id, list(by_fp), rule_ids=rule_ids)
     result = ReconcileResult()
 
     inserts: list[dict[str, Any]] = []

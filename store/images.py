@@ -15,16 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from contracts.images import VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
-from store.bulk import chunked
+from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
-from store.models import KubeObject, ManifestBody, ManifestVersion
+from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion, RuleResultCache
+from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key
 from store.search import SearchTimeout
+from store.types import utcnow
 
 # kind -> where its pod spec is
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -322,9 +324,9 @@ def _pg_array(path: str) -> str:
     )
 
 
-def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[_Row]:
-    """Only owner references, container names and images and (Pods) status image ids leave
-    the database, never whole manifests."""
+def _inventory_columns(kind: str) -> str:
+    """SQL: the owner references, the containers (group, index, name, image) and, of Pods,
+    the status image ids of `b.body`, an object of `kind`."""
     spec = ",".join(POD_SPEC_PATHS[kind])
     lists = []
     for group in CONTAINER_LISTS:
@@ -342,33 +344,159 @@ def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None
                  FROM jsonb_array_elements({_pg_array(f"status,{key}")}) AS s(value))"""  # noqa: S608
             for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses")
         )
+    return f"""b.body #> '{{metadata,ownerReferences}}' AS owners,
+               {" || ".join(lists)} AS containers,
+               {statuses} AS found"""
+
+
+def _postgres_row(oid: int, cid: str, key: str, owners: Any, containers: Any, found: Any) -> _Row:
+    return _Row(
+        oid,
+        cid,
+        ResourceRef.from_key(key),
+        _owner({"ownerReferences": owners}),
+        [
+            (g, int(i), n if isinstance(n, str) else "", img)
+            for g, i, n, img in containers
+            if isinstance(img, str) and img
+        ],
+        _status_digests(found),
+    )
+
+
+def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[_Row]:
+    """Only owner references, container names and images and (Pods) status image ids leave
+    the database, never whole manifests."""
     where = "o.deleted_at IS NULL AND o.kind = :kind"
     if cluster_id is not None:
         where += " AND o.cluster_id = :cluster_id"
     sql = f"""
-        SELECT o.id, o.cluster_id, o.ref_key,
-               b.body #> '{{metadata,ownerReferences}}',
-               {" || ".join(lists)},
-               {statuses}
+        SELECT o.id, o.cluster_id, o.ref_key, {_inventory_columns(kind)}
         FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
         WHERE {where}
     """  # noqa: S608 - only fixed text is interpolated; every value is bound
     statement = text(sql).execution_options(stream_results=True, yield_per=2000)
-    for oid, cid, key, owners, containers, found in session.execute(
-        statement, {"kind": kind, "cluster_id": cluster_id}
+    for row in session.execute(statement, {"kind": kind, "cluster_id": cluster_id}):
+        yield _postgres_row(*row)
+
+
+# -- one cluster's inventory rows, cached per cluster state --------------------------------
+def _postgres_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None, list[_Row]]:
+    """The cluster's state digest and its inventory rows (kind by kind, in object id order),
+    read by one statement, so that the rows are those of the state the digest names."""
+    parts = [
+        f"""SELECT {index} AS k, o.id, o.ref_key, {_inventory_columns(kind)}
+            FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
+            WHERE o.cluster_id = c.id AND o.deleted_at IS NULL AND o.kind = :kind{index}"""  # noqa: S608
+        for index, kind in enumerate(POD_SPEC_PATHS)
+    ]
+    sql = f"""
+        SELECT c.current_digest, r.k, r.id, r.ref_key, r.owners, r.containers, r.found
+        FROM clusters c LEFT JOIN LATERAL ({" UNION ALL ".join(parts)}) r ON true
+        WHERE c.id = :cluster_id
+        ORDER BY r.k, r.id
+    """  # noqa: S608 - only fixed text is interpolated; every value is bound
+    params = {f"kind{index}": kind for index, kind in enumerate(POD_SPEC_PATHS)}
+    digest: str | None = None
+    rows: list[_Row] = []
+    for found_digest, k, oid, key, owners, containers, found in session.execute(
+        text(sql), {**params, "cluster_id": cluster_id}
     ):
-        yield _Row(
+        digest = found_digest
+        if k is not None:
+            rows.append(_postgres_row(oid, cluster_id, key, owners, containers, found))
+    return digest, rows
+
+
+def _python_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None, list[_Row]]:
+    """`_postgres_cluster_rows` by reading the bodies (SQLite); the digest is None (the rows
+    are not cached) when the state changed while they were read."""
+    digest = session.scalar(select(Cluster.current_digest).where(Cluster.id == cluster_id))
+    rows = [
+        row for kind in POD_SPEC_PATHS for row in _python_inventory_rows(session, kind, cluster_id)
+    ]
+    after = session.scalar(select(Cluster.current_digest).where(Cluster.id == cluster_id))
+    return (digest if digest == after else None), rows
+
+
+def _encoded(rows: Sequence[_Row]) -> list[dict[str, Any]]:
+    return [{"rows": [[r.object_id, r.ref.key, r.owner, r.containers, r.statuses] for r in rows]}]
+
+
+def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[_Row]:
+    return [
+        _Row(
             oid,
-            cid,
+            cluster_id,
             ResourceRef.from_key(key),
-            _owner({"ownerReferences": owners}),
-            [
-                (g, int(i), n if isinstance(n, str) else "", img)
-                for g, i, n, img in containers
-                if isinstance(img, str) and img
-            ],
-            _status_digests(found),
+            (owner[0], owner[1], owner[2]) if owner else None,
+            [(g, i, n, img) for g, i, n, img in containers],
+            statuses,
         )
+        for oid, key, owner, containers, statuses in stored[0]["rows"]
+    ]
+
+
+def cached_inventory_rows(
+    session: Session, cluster_ids: Sequence[str], *, deadline: float, timeout_seconds: float
+) -> Iterator[_Row]:
+    """The inventory rows of the given clusters, cluster by cluster: a cluster's rows are
+    read from its bodies once per state (digest) and cached (`rule_result_cache`, one row
+    per cluster), so that a fleet evaluation after a few clusters changed reads only theirs.
+    The rows are a function of the state: the objects' ids, ref keys and bodies, which a
+    state digest fixes (an object's identity includes its uid, which its body holds)."""
+    ids = sorted(set(cluster_ids))
+    digests = dict(
+        session.execute(select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all()
+    )
+    keys = {cid: cluster_inventory_key(cid, d) for cid, d in digests.items() if d}
+    cached: dict[str, list[dict[str, Any]]] = {}
+    for batch in chunked(sorted(keys.values())):
+        cached.update(
+            session.execute(
+                select(RuleResultCache.content_hash, RuleResultCache.results).where(
+                    RuleResultCache.content_hash.in_(batch),
+                    RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE),
+                )
+            ).all()
+        )
+    read = (
+        _postgres_cluster_rows
+        if session.get_bind().dialect.name == "postgresql"
+        else _python_cluster_rows
+    )
+    for cluster_id in ids:
+        if time.monotonic() > deadline:
+            raise SearchTimeout(timeout_seconds)
+        key = keys.get(cluster_id)
+        if key is not None and key in cached:
+            yield from _decoded(cluster_id, cached[key])
+            continue
+        digest, rows = read(session, cluster_id)
+        if digest:
+            _store_rows(session, cluster_id, cluster_inventory_key(cluster_id, digest), rows)
+        yield from rows
+
+
+def _store_rows(session: Session, cluster_id: str, key: str, rows: Sequence[_Row]) -> None:
+    version = INVENTORY_CACHE + cluster_id
+    session.execute(
+        delete(RuleResultCache).where(
+            RuleResultCache.catalogue_version == version, RuleResultCache.content_hash != key
+        )
+    )
+    insert_ignoring_conflicts(
+        session,
+        table_of(RuleResultCache),
+        [
+            {
+                "content_hash": key,
+                "catalogue_version": version,
+                "results": _encoded(rows),
+                "created_at": utcnow(),
+            }
+        ],
+    )
 
 
 _SPEC_PREFIXES = sorted({".".join(path) for path in POD_SPEC_PATHS.values()})
@@ -508,6 +636,7 @@ def image_uses(
     timeout_seconds: float,
     cluster_ids: Sequence[str] | None = None,
     repositories: Collection[str] | None = None,
+    cached: bool = False,
 ) -> list[ImageUse]:
     """Every container image the fleet's workloads run, once per (workload, container).
 
@@ -516,23 +645,31 @@ def image_uses(
     the digests their status reports. An object whose controller is not stored (a Pod of an
     uncollected ReplicaSet) counts for that controller. `repositories` (canonical, as
     `parse_image` gives them) keeps only the images of those repositories, before their
-    history is read. Runs under the search time limit.
+    history is read. Runs under the search time limit. `cached` (with `cluster_ids`): the
+    clusters' rows come from `cached_inventory_rows` (read from the bodies only for clusters
+    whose state changed since their rows were cached), with the same outcome.
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
-    one = next(iter(wanted)) if len(wanted) == 1 else None
-    source = (
-        _postgres_inventory_rows
-        if session.get_bind().dialect.name == "postgresql"
-        else _python_inventory_rows
-    )
     fleet = _Fleet()
-    for kind in POD_SPEC_PATHS:
-        for row in source(session, kind, one):
-            if time.monotonic() > deadline:
-                raise SearchTimeout(timeout_seconds)
-            if not wanted or row.cluster_id in wanted:
-                fleet.add(row)
+    if cached and cluster_ids is not None:
+        for row in cached_inventory_rows(
+            session, sorted(wanted), deadline=deadline, timeout_seconds=timeout_seconds
+        ):
+            fleet.add(row)
+    else:
+        one = next(iter(wanted)) if len(wanted) == 1 else None
+        source = (
+            _postgres_inventory_rows
+            if session.get_bind().dialect.name == "postgresql"
+            else _python_inventory_rows
+        )
+        for kind in POD_SPEC_PATHS:
+            for row in source(session, kind, one):
+                if time.monotonic() > deadline:
+                    raise SearchTimeout(timeout_seconds)
+                if not wanted or row.cluster_id in wanted:
+                    fleet.add(row)
     uses = fleet.uses()
     if repositories is not None:
         kept = set(repositories)

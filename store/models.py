@@ -153,7 +153,7 @@ class SnapshotDocument(Base):
 class SnapshotItem(Base):
     """One object of a snapshot awaiting materialisation; content_hash NULL means removed.
 
-    Written by versions before migration 0013 (a snapshot staged now keeps its document in
+    Written by versions before migration 0014 (a snapshot staged now keeps its document in
     `snapshot_documents` instead); items are deleted once the snapshot is applied.
     """
 
@@ -419,8 +419,10 @@ class FindingEvent(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
-    finding_id: Mapped[int] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"))
+    # No foreign keys (migration 0013: a check per row of a scan's COPY, which no query needs):
+    # a trigger on `findings` deletes a finding's events with it (a cluster's too, so).
+    cluster_id: Mapped[str] = mapped_column(String(63))
+    finding_id: Mapped[int] = mapped_column(BigId)
     event: Mapped[FindingEventKind] = mapped_column(EnumText(FindingEventKind, 16))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     scan_id: Mapped[int | None] = mapped_column(BigId)
@@ -447,7 +449,9 @@ class Exemption(Base):
 
 
 class RuleResultCache(Base):
-    """Object-rule results keyed by (manifest content hash, catalogue version)."""
+    """Object-rule results keyed by (manifest content hash, catalogue version); also a cluster
+    state's cluster-rule results (`store.rule_cache`) and each cluster's image-inventory rows
+    (`store.images.INVENTORY_CACHE`), under keys derived from the state digest."""
 
     __tablename__ = "rule_result_cache"
 

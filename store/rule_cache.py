@@ -9,13 +9,14 @@ cluster's state digest. Cached rows double as the shard results a scan's finaliz
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_absent, table_of
+from store.bulk import affected, chunked, insert_absent, inserting_absent, table_of
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -40,6 +41,18 @@ def cluster_valid_key(state_digest: str) -> str:
     valid (schema validity depends only on a body and the release, which the judged catalogue
     version names): a later state's cluster step checks only bodies not listed."""
     return _state_key("cluster-valid", state_digest)
+
+
+# The catalogue_version of a cluster's image-inventory rows (`store.images`) is this prefix
+# and the cluster id: they depend on the cluster's state only, not on the catalogue, so the
+# clean-up of other catalogue versions keeps them (one row per cluster, replaced when its
+# state changes).
+INVENTORY_CACHE = "inventory/1:"
+
+
+def cluster_inventory_key(cluster_id: str, state_digest: str) -> str:
+    """The cache key of a cluster's image-inventory rows in the state with this digest."""
+    return _state_key("inventory", f"{cluster_id}\x00{state_digest}")
 
 
 def cached_results(
@@ -85,8 +98,30 @@ def store_results(
     Callers store what they just found uncached: the rows are COPYed straight into the table
     (`insert_absent`), and only when another scan cached one of them meanwhile does the
     batch go through `insert_ignoring_conflicts`."""
+    rows = _rows(results, catalogue_version=catalogue_version)
+    insert_absent(session, table_of(RuleResultCache), rows)
+    return len(rows)
+
+
+@contextmanager
+def storing_results(
+    session: Session,
+    results: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    catalogue_version: str,
+) -> Iterator[None]:
+    """`store_results` while the block computes something else (`bulk.inserting_absent`:
+    PostgreSQL stores the rows meanwhile); the block must not use the session."""
+    rows = _rows(results, catalogue_version=catalogue_version)
+    with inserting_absent(session, table_of(RuleResultCache), rows):
+        yield
+
+
+def _rows(
+    results: Mapping[str, Sequence[Mapping[str, Any]]], *, catalogue_version: str
+) -> list[dict[str, Any]]:
     now = utcnow()
-    rows = [
+    return [
         {
             "content_hash": chash,
             "catalogue_version": catalogue_version,
@@ -95,8 +130,6 @@ def store_results(
         }
         for chash, found in results.items()
     ]
-    insert_absent(session, table_of(RuleResultCache), rows)
-    return len(rows)
 
 
 def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: str) -> list[int]:
@@ -152,13 +185,15 @@ def uncached_in_range(
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:
     """Delete one batch of results cached under any other catalogue version (results of the
-    same version judged at a cluster's release, `<version>@...`, are kept); returns count."""
+    same version judged at a cluster's release, `<version>@...`, and the clusters' inventory
+    rows, `INVENTORY_CACHE`, are kept); returns count."""
     victims = (
         select(RuleResultCache.content_hash, RuleResultCache.catalogue_version)
         # Results judged at a cluster's own release carry `<version>@<suffix>` and stay too.
         .where(
             RuleResultCache.catalogue_version != keep_version,
             ~RuleResultCache.catalogue_version.startswith(f"{keep_version}@", autoescape=True),
+            ~RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE, autoescape=True),
         )
         .limit(batch_size)
     )

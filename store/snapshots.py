@@ -348,7 +348,7 @@ def _staged_items(session: Session, snapshot_id: int) -> list[tuple[str, str | N
 
     From its staged document: split here, its new bodies stored (with their image index
     rows), the same checks as when it was staged repeated. A snapshot staged before
-    migration 0013 has its items in `snapshot_items` instead (its bodies already stored).
+    migration 0014 has its items in `snapshot_items` instead (its bodies already stored).
     """
     staged = session.get(SnapshotDocument, snapshot_id)
     if staged is None:

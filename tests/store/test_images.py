@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from store.images import fleet_images, image_uses
+from store.rule_cache import delete_other_versions
 from store.search import SearchTimeout
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
@@ -114,3 +115,82 @@ def test_inventory_workloads_digests_and_since_on_both_engines(any_db_session: S
     assert [(u.workload.name, u.since) for u in runs] == [("worker", t2)]
     with pytest.raises(SearchTimeout):
         image_uses(session, timeout_seconds=1e-9)
+
+
+def _cached_inventory_rows(session: Session) -> list[tuple[str, str]]:
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from store.models import RuleResultCache  # noqa: PLC0415
+    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
+
+    return sorted(
+        session.execute(
+            select(RuleResultCache.catalogue_version, RuleResultCache.content_hash).where(
+                RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE)
+            )
+        ).all()
+    )
+
+
+def test_cached_inventory_is_the_inventory_on_both_engines(any_db_session: Session) -> None:
+    """`image_uses(cached=True)` gives what reading every body gives, first (rows cached),
+    then from the cache, and after a cluster's state changed (an image upgraded, a workload
+    deleted, one added, a Pod's owner gone): only that cluster's rows are read again, and
+    each cluster keeps one cached row."""
+    session = any_db_session
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    make_cluster(session, "a")
+    make_cluster(session, "b")
+    make_cluster(session, "empty")
+    objects = workloads()
+    _push_at(session, "a", objects, t0)
+    api = deployment("api", namespace="shop", image="shop/api:2.1.0")
+    cache = deployment("cache", namespace="shop", image="redis:7.2.4")
+    _push_at(session, "b", [api, cache], t0)
+    clusters = ["a", "b", "empty"]
+
+    def both() -> tuple[list, list]:
+        return (
+            image_uses(session, timeout_seconds=30, cluster_ids=clusters),
+            image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True),
+        )
+
+    fresh, cached = both()
+    assert cached == fresh and len(fresh) == 7
+    stored = _cached_inventory_rows(session)
+    assert [version for version, _key in stored] == ["inventory/1:a", "inventory/1:b"]
+    fresh, cached = both()  # from the cache this time
+    assert cached == fresh
+    assert _cached_inventory_rows(session) == stored
+
+    upgraded = copy.deepcopy(api)
+    upgraded["spec"]["template"]["spec"]["containers"][0]["image"] = "shop/api:2.2.0"
+    other = deployment("worker", namespace="jobs", image="shop/api:2.1.0")
+    _push_at(session, "b", [upgraded, other], t0 + timedelta(days=1))  # cache deleted
+    kept = [o for o in objects if o["kind"] not in ("Deployment", "ReplicaSet")]  # web's Pods stay
+    _push_at(session, "a", kept, t0 + timedelta(days=2))
+    fresh, cached = both()
+    assert cached == fresh
+    names = {(u.cluster_id, u.workload.kind, u.workload.name, u.image) for u in cached}
+    assert ("b", "Deployment", "api", "shop/api:2.2.0") in names
+    assert ("b", "Deployment", "worker", "shop/api:2.1.0") in names
+    assert not any(name == "cache" for _c, _k, name, _i in names)
+    assert not any(kind == "Deployment" for cid, kind, _n, _i in names if cid == "a")
+    after = _cached_inventory_rows(session)
+    assert [version for version, _key in after] == ["inventory/1:a", "inventory/1:b"]
+    assert not set(after) & set(stored)  # both states changed: both rows replaced
+    only_b = image_uses(
+        session, timeout_seconds=30, cluster_ids=["b"], repositories={"docker.io/shop/api"}
+    )
+    assert only_b == image_uses(
+        session,
+        timeout_seconds=30,
+        cluster_ids=["b"],
+        repositories={"docker.io/shop/api"},
+        cached=True,
+    )
+    with pytest.raises(SearchTimeout):
+        image_uses(session, timeout_seconds=1e-9, cluster_ids=clusters, cached=True)
+    # The inventory depends on no catalogue: the clean-up of other catalogue versions keeps it.
+    delete_other_versions(session, keep_version="another-catalogue")
+    assert _cached_inventory_rows(session) == after

@@ -75,3 +75,65 @@ def test_every_lifecycle_transition(db_session: Session) -> None:
     session.expire_all()
     row_a = session.scalars(select(Finding).where(Finding.name == "a")).one()
     assert row_a.message == "changed" and row_a.last_scan_id == 4
+
+
+def _seen_rule(rule_id: str, name: str) -> ObservedFinding:
+    ref = ResourceRef("apps/v1", "Deployment", "shop", name)
+    return ObservedFinding(
+        fingerprint=fingerprint(rule_id=rule_id, ref_key=ref.key, container=None, path=None),
+        rule_id=rule_id,
+        ref=ref,
+        container=None,
+        path=None,
+        content_hash=None,
+        severity="high",
+        message="m",
+    )
+
+
+def test_scoped_to_rules_leaves_other_findings_unread(db_session: Session) -> None:
+    """`rule_ids`: findings of other rules are neither read, resolved nor counted, and the
+    scoped rules' findings go through the same lifecycle as unscoped (a resolved one that
+    comes back is found by its fingerprint and reopened)."""
+    session = db_session
+    make_cluster(session, "rc")
+    at = utcnow()
+    first = reconcile_findings(
+        session,
+        "rc",
+        scan_id=1,
+        observed=[_seen_rule("KM-101", "a"), _seen_rule("KM-900", "f"), _seen_rule("KM-900", "g")],
+        evaluated=lambda _f: True,
+        at=at,
+    )
+    assert first.new == 3
+    asked: list[str] = []
+
+    def evaluated(finding) -> bool:
+        asked.append(finding.rule_id)
+        return True
+
+    # Only KM-900 findings are the caller's: g is no longer seen (resolved), a is not read.
+    second = reconcile_findings(
+        session,
+        "rc",
+        scan_id=None,
+        observed=[_seen_rule("KM-900", "f")],
+        evaluated=evaluated,
+        at=at + timedelta(minutes=1),
+        rule_ids={"KM-900"},
+    )
+    assert (second.open, second.resolved, second.kept_unevaluated) == (1, 1, 0)
+    assert asked == ["KM-900"]
+    assert _statuses(session) == {"a": "new", "f": "open", "g": "resolved"}
+    third = reconcile_findings(
+        session,
+        "rc",
+        scan_id=None,
+        observed=[_seen_rule("KM-900", "f"), _seen_rule("KM-900", "g")],
+        evaluated=evaluated,
+        at=at + timedelta(minutes=2),
+        rule_ids={"KM-900"},
+    )
+    assert (third.reopened, third.new, third.open) == (1, 1, 1)
+    assert _statuses(session) == {"a": "new", "f": "open", "g": "new"}

@@ -298,7 +298,7 @@ def test_a_staged_snapshot_is_its_document_until_applied(any_db_session: Session
     assert _count(session, SnapshotDocument) == 0
 
 
-def test_a_snapshot_staged_as_items_before_0013_applies_the_same(
+def test_a_snapshot_staged_as_items_before_0014_applies_the_same(
     any_db_session: Session,
 ) -> None:
     """A snapshot left pending by an older server (its bodies stored, its items listed in

@@ -4,6 +4,7 @@ resolves them."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +16,7 @@ from contracts.tasks import EVALUATE_FLEET, RESCAN, SCAN_FLEET
 from store.advisories import delete_advisory, load_advisories
 from store.models import Finding
 from store.snapshots import apply_pending, stage_snapshot
-from tests.support.factories import make_cluster
+from tests.support.factories import make_cluster, make_exemption
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
 from workers.engine import EngineHandle
@@ -125,3 +126,80 @@ def test_advisory_task_path_scans_keep_fleet_findings(
     # a fleet scan re-evaluates the fleet: still there, and still once
     pipeline.run.run(SCAN_FLEET)
     assert [(c, s) for c, _n, s, _v, _p in _findings(session, "KM-622")] == [("prod", "open")]
+
+
+def _fleet_state(session: Session) -> list[tuple[str, str, str, str, str | None, str]]:
+    session.expire_all()
+    rows = session.execute(
+        select(
+            Finding.cluster_id,
+            Finding.rule_id,
+            Finding.name,
+            Finding.severity,
+            Finding.path,
+            Finding.message,
+        )
+        .where(Finding.rule_id.in_(("KM-621", "KM-622")), Finding.status.in_(("new", "open")))
+        .order_by(Finding.cluster_id, Finding.rule_id, Finding.name)
+    )
+    return [tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _forget_inventories(session: Session) -> None:
+    from sqlalchemy import delete  # noqa: PLC0415
+
+    from store.models import RuleResultCache  # noqa: PLC0415
+    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
+
+    session.execute(
+        delete(RuleResultCache).where(RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE))
+    )
+
+
+def test_fleet_evaluation_from_cached_inventories_follows_changes_elsewhere(
+    any_db_session: Session, rules_engine: EngineHandle
+) -> None:
+    """The fleet evaluation reads an unchanged cluster's inventory from the cache: a change in
+    another cluster still changes its findings (a newer release there, then that workload
+    deleted), a relabelled workload moves in and out of a label-selected exemption, and every
+    evaluation's findings are those of an evaluation that reads every body again."""
+    session = any_db_session
+    for cluster_id in ("eu", "us"):
+        make_cluster(session, cluster_id)
+    make_exemption(
+        session, rule_ids=["KM-621"], cluster_id="eu", selector={"labels": "tier in (legacy)"}
+    )
+    app = deployment("app", namespace="shop", image="r.example/shop-app:2.14.1")
+    _push(session, "eu", [app], T0)
+    _push(
+        session, "us", [deployment("app", namespace="shop", image="r.example/shop-app:2.15.0")], T0
+    )
+    now = T0 + timedelta(days=1)
+
+    def evaluate() -> list[tuple[str, str, str, str, str | None, str]]:
+        evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+        cached = _fleet_state(session)
+        _forget_inventories(session)
+        evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+        assert _fleet_state(session) == cached  # the same from the bodies
+        evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)  # cached again
+        return cached
+
+    assert evaluate() == []  # one minor release behind: within the default drift
+    us_newer = deployment("app", namespace="shop", image="r.example/shop-app:2.17.1")
+    _push(session, "us", [us_newer], now)  # eu unchanged: its inventory from the cache
+    drift = evaluate()
+    assert [(c, r, n) for c, r, n, _s, _p, _m in drift] == [("eu", "KM-621", "app")]
+
+    legacy = copy.deepcopy(app)
+    legacy["metadata"]["labels"]["tier"] = "legacy"
+    _push(session, "eu", [legacy], now)  # the exemption's selector now matches
+    assert evaluate() == []
+    statuses = {s for _c, _n, s, _v, _p in _findings(session, "KM-621")}
+    assert statuses == {"exempted"}
+    _push(session, "eu", [app], now)  # label gone: open again
+    assert [(c, r, n) for c, r, n, _s, _p, _m in evaluate()] == [("eu", "KM-621", "app")]
+
+    _push(session, "us", [deployment("db", namespace="shop", image="postgres:16")], now)
+    assert evaluate() == []  # the newer release is gone from the fleet: eu's drift resolved
+    assert {s for _c, _n, s, _v, _p in _findings(session, "KM-621")} == {"resolved"}

@@ -92,7 +92,13 @@ def evaluate_fleet(
             observed_finding(Candidate(result, None, "fleet"), result) for result in configured
         ]
         outcome = reconcile_findings(
-            session, cluster_id, scan_id=None, observed=observed, evaluated=evaluated, at=at
+            session,
+            cluster_id,
+            scan_id=None,
+            observed=observed,
+            evaluated=evaluated,
+            at=at,
+            rule_ids=rules.fleet_rule_ids,  # the cluster's other findings are not read
         )
         for name, value in outcome.as_counts().items():
             totals[name] += value

@@ -67,21 +67,29 @@ def active_clusters(session: Session) -> list[str]:
 def _inventory(
     session: Session, *, active: list[str], cluster_id: str | None, timeout_seconds: float
 ) -> list[ImageUse]:
+    """The inventory the fleet rules judge, each cluster's rows read from its bodies only
+    when its state changed since they were cached (`image_uses(cached=True)`)."""
     if cluster_id is None:
         return (
-            image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active)
+            image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active, cached=True)
             if active
             else []
         )
     if cluster_id not in active:
         return []
-    own = image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=[cluster_id])
+    own = image_uses(
+        session, timeout_seconds=timeout_seconds, cluster_ids=[cluster_id], cached=True
+    )
     repositories = {parse_image(u.image).repository for u in own}
     others = [c for c in active if c != cluster_id]
     if not repositories or not others:
         return own
     return own + image_uses(
-        session, timeout_seconds=timeout_seconds, cluster_ids=others, repositories=repositories
+        session,
+        timeout_seconds=timeout_seconds,
+        cluster_ids=others,
+        repositories=repositories,
+        cached=True,
     )
 
 

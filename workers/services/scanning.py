@@ -535,22 +535,30 @@ def _live_views(
     ]
 
 
-def _cluster_step(
+def _cluster_state(
+    rules: EngineHandle, views: Sequence[tuple[str, ObjectView]]
+) -> dict[str, Any] | ClusterStepOutcome:
+    """The cross-resource rules' state of a cluster's views, or the failed step's outcome."""
+    try:
+        return rules.evaluate_cluster([view for _h, view in views])
+    except Exception as problem:
+        error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
+        return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
+
+
+def _cache_cluster_state(
     session: Session,
     rules: EngineHandle,
     *,
     digest: str,
     views: Sequence[tuple[str, ObjectView]],
+    state: dict[str, Any] | ClusterStepOutcome,
     kept: Evaluated | None = None,
 ) -> ClusterStepOutcome:
-    """Evaluate cross-resource rules on a cluster state's views (with their bodies' content
-    hashes) and cache what they found, and which bodies are valid."""
+    """Cache what the cluster rules found (`_cluster_state`), and which bodies are valid."""
+    if isinstance(state, ClusterStepOutcome):
+        return state
     key = rule_cache.cluster_state_key(digest)
-    try:
-        state = rules.evaluate_cluster([view for _h, view in views])
-    except Exception as problem:
-        error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
-        return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
     owned = {"suppressed": state["suppressed"]}
     # Every view's `problems` is known by now (the cluster context left out invalid ones).
     valid = {"hashes": sorted({chash for chash, view in views if not view.problems})}
@@ -566,6 +574,19 @@ def _cluster_step(
     if kept is not None:
         kept.states[key] = state
     return ClusterStepOutcome(cluster_key=key, cached=False)
+
+
+def _cluster_step(
+    session: Session,
+    rules: EngineHandle,
+    *,
+    digest: str,
+    views: Sequence[tuple[str, ObjectView]],
+) -> ClusterStepOutcome:
+    """Evaluate cross-resource rules on a cluster state's views (with their bodies' content
+    hashes) and cache what they found, and which bodies are valid."""
+    state = _cluster_state(rules, views)
+    return _cache_cluster_state(session, rules, digest=digest, views=views, state=state)
 
 
 def _state_digest(session: Session, cluster_id: str) -> str:
@@ -629,7 +650,9 @@ def evaluate_inline(
         shard_index=shard_index,
         kept=kept,
     )
-    rule_cache.store_results(session, fresh, catalogue_version=version)
+    # The cluster rules run while PostgreSQL stores the shard's results (not on the session).
+    with rule_cache.storing_results(session, fresh, catalogue_version=version):
+        state = _cluster_state(judged, live)
     shard = ShardOutcome(
         shard=shard_index,
         objects=objects,
@@ -637,7 +660,9 @@ def evaluate_inline(
         cache_hits=hashes - len(missing),
         errors=tuple(errors),
     )
-    cluster = _cluster_step(session, judged, digest=digest, views=live, kept=kept)
+    cluster = _cache_cluster_state(
+        session, judged, digest=digest, views=live, state=state, kept=kept
+    )
     return shard, cluster, kept
 
 

@@ -1,7 +1,7 @@
 """snapshot_documents: a pushed snapshot is staged as one compressed document, split later
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06 00:10:00
 
 A push used to store each new manifest body, its image index rows and the snapshot's item
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
