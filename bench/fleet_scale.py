@@ -119,11 +119,11 @@ def _bytes(engine: Engine, tables: Sequence[str]) -> int:
 
 def _size_tables(engine: Engine) -> tuple[str, ...]:
     """The tables a stored version costs: with the image-occurrence index and image presence
-    over time when the schema has them."""
+    over time (and now) when the schema has them."""
     with engine.connect() as connection:
         present = [
             table
-            for table in ("body_images", "image_changes")
+            for table in ("body_images", "image_changes", "image_present")
             if connection.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar()
         ]
     return (*SIZE_TABLES, *present)
@@ -351,7 +351,8 @@ def figures_of(
             f"({sum(s.load.copy_s for s in steps):,.0f} s), rebuild of the random-key "
             f"secondary indexes after each step "
             f"({sum(s.load.rebuild_s for s in steps):,.0f} s),"
-            f" image presence over time ({sum(s.load.presence_s for s in steps):,.0f} s),"
+            f" image presence backfill ({sum(s.load.presence_s for s in steps):,.0f} s; 0 when"
+            " COPYed with the versions, schema 0012 on),"
             f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
             f"{last.bodies:,} distinct bodies; load average at the last step "
             f"{last.load_average:.1f}",

@@ -127,6 +127,16 @@ def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list
     return figures, problems
 
 
+EARLIER = " (earlier run)"
+
+
+def _earlier(note: str) -> str:
+    """A kept figure's note, marked once as measured by an earlier run."""
+    while note.endswith(EARLIER):
+        note = note[: -len(EARLIER)]
+    return (note + EARLIER).strip()
+
+
 def previous_figures(areas_run: set[str], results_json: Path) -> list[Figure]:
     """Figures of the last run written there for areas this run did not measure (`--only`)."""
     if not results_json.exists():
@@ -143,7 +153,7 @@ def previous_figures(areas_run: set[str], results_json: Path) -> list[Figure]:
                 samples=tuple(raw["samples"]),
                 target=raw.get("target", ""),
                 met=raw.get("met"),
-                note=(raw.get("note") or "") + " (earlier run)",
+                note=_earlier(raw.get("note") or ""),
                 extra=raw.get("extra") or {},
                 floor=raw.get("floor"),
                 floor_of=raw.get("floor_of") or "",

@@ -102,3 +102,19 @@ def test_floor_is_shown_beside_its_figure_and_unmeasured_rows_say_so(tmp_path: P
     assert rows[0]["floor"] == 60_000.0
     assert rows[0]["floor_of"] == "orjson.loads of the same objects"
     assert rows[1]["median"] is None
+
+
+def test_a_figure_kept_from_earlier_runs_is_marked_once(tmp_path: Path) -> None:
+    md, json_path = tmp_path / "b.md", tmp_path / "b.json"
+    kept = Figure("scan", "full scan", "objects/s", (30_000.0,), note="78 rules")
+    run.publish([kept], [], quick=False, results_md=md, results_json=json_path)
+    for area in ("ingest", "pipeline"):  # two later runs of other areas
+        fresh = Figure(area, "something", "s", (1.0,))
+        run.publish([fresh], [], quick=False, results_md=md, results_json=json_path)
+    notes = {
+        row["area"]: row["note"]
+        for row in json.loads(json_path.read_text(encoding="utf-8"))["figures"]
+    }
+    assert notes["scan"] == "78 rules (earlier run)"
+    assert notes["ingest"] == "(earlier run)"
+    assert notes["pipeline"] == ""
