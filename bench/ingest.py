@@ -440,30 +440,23 @@ def document_floor_seconds(engine: Any, document: bytes) -> float:
     the flush, as staging a push does; the bytes go in by COPY's binary format (no escaping).
     It is dropped afterwards. `engine` is a SQLAlchemy engine on PostgreSQL.
     """
-    import struct  # noqa: PLC0415
+    from sqlalchemy import MetaData  # noqa: PLC0415
 
-    payload = b"".join(
-        [
-            b"PGCOPY\n\xff\r\n\x00",
-            struct.pack("!iih", 0, 0, 3),
-            struct.pack("!iq", 8, 1),
-            struct.pack("!ib", 1, 0),
-            struct.pack("!i", len(document)),
-            document,
-            struct.pack("!h", -1),
-        ]
-    )
+    from store.bulk import binary_copy, table_of  # noqa: PLC0415
+    from store.models import SnapshotDocument  # noqa: PLC0415
+
     table = f"bench_floor_documents_{uuid.uuid4().hex[:8]}"
+    like = table_of(SnapshotDocument).to_metadata(MetaData(), name=table)
+    statement, payload = binary_copy(
+        like, {"snapshot_id": 1, "floats": False, "document": document}
+    )
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
         cursor.execute(f"CREATE TABLE {table} (LIKE snapshot_documents INCLUDING ALL)")
         connection.commit()
         started = time.perf_counter()
-        cursor.copy_expert(
-            f"COPY {table} (snapshot_id, floats, document) FROM STDIN (FORMAT binary)",
-            io.BytesIO(payload),
-        )
+        cursor.copy_expert(statement, io.BytesIO(payload))
         connection.commit()
         elapsed = time.perf_counter() - started
         cursor.execute(f"DROP TABLE {table}")

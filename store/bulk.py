@@ -258,6 +258,15 @@ def insert_binary_row(session: Session, table: Table, row: dict[str, Any]) -> No
     if session.get_bind().dialect.name != "postgresql":
         session.execute(table.insert(), [row])
         return
+    statement, payload = binary_copy(table, row)
+    session.flush()
+    with _raw_cursor(session, statement) as cursor:
+        cursor.copy_expert(statement, io.BytesIO(payload))
+
+
+def binary_copy(table: Table, row: dict[str, Any]) -> tuple[str, bytes]:
+    """The COPY statement and its binary-format payload storing `row` in `table` (PostgreSQL;
+    columns: binary, boolean, integers)."""
     columns = list(row)
     payload = b"".join(
         [
@@ -268,10 +277,7 @@ def insert_binary_row(session: Session, table: Table, row: dict[str, Any]) -> No
         ]
     )
     names = ", ".join(f'"{c}"' for c in columns)
-    statement = f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT binary)'
-    session.flush()
-    with _raw_cursor(session, statement) as cursor:
-        cursor.copy_expert(statement, io.BytesIO(payload))
+    return f'COPY "{table.name}" ({names}) FROM STDIN (FORMAT binary)', payload
 
 
 def insert_absent(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
