@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # Kinds the API server stores without a namespace: a stray `metadata.namespace` in a manifest
@@ -69,11 +69,14 @@ class ResourceRef:
     kind: str
     namespace: str | None
     name: str
+    # Stable text key, unique within a cluster: `apiVersion|kind|namespace|name`. Built once
+    # (a scan reads it several times per finding: dedup, configuration, order, fingerprint);
+    # not an argument, and not compared, hashed or shown (the four fields are).
+    key: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> str:
-        """Stable text key, unique within a cluster: `apiVersion|kind|namespace|name`."""
-        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+    def __post_init__(self) -> None:
+        key = f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+        object.__setattr__(self, "key", key)
 
     @classmethod
     def from_key(cls, key: str) -> ResourceRef:

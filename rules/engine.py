@@ -186,9 +186,13 @@ def _facts_of_results(context: ClusterContext, results: Sequence[Result]) -> dic
     }
 
 
+# Most severe first: a plain look-up per result (`Severity.rank` is a property).
+_SEVERITY_ORDER: Mapping[Severity, int] = {severity: -severity.rank for severity in Severity}
+
+
 def _sort_key(result: Result) -> tuple[Any, ...]:
     return (
-        -result.severity.rank,
+        _SEVERITY_ORDER[result.severity],
         result.rule_id,
         result.resource.key,
         result.container or "",
