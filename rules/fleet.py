@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.advisories import Advisory
-from contracts.images import ImageRef, Version, VersionError, digest_of, parse_image, parse_version
+from contracts.images import ImageRef, Version, VersionError, digest_of, parse_version
 from contracts.resources import ResourceRef
 from rules.cluster import ClusterContext
 from rules.config import ImageDrift
@@ -123,7 +123,8 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
             image = container.raw.get("image")
             if not isinstance(image, str) or not image.strip():
                 continue
-            ref = parse_image(image)
+            ref = container.image_ref  # parse_image(image), computed once per container
+            assert ref is not None  # a non-blank string
             digests = {d for d in (digest_of(ref.digest), statuses.get(container.name)) if d}
             yield RunningImage(
                 cluster=cluster,

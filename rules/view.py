@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
+from contracts.images import ImageRef, parse_image
 from contracts.resources import CLUSTER_SCOPED_KINDS, ResourceRef, object_namespace
 from rules.schema import SchemaProblem, validate
 
 EMPTY: Mapping[str, Any] = {}
+_UNPARSED: Any = object()  # ContainerView.image_ref not computed yet
 
 # Where the pod spec lives in each pod-bearing kind: (path to pod metadata, path to pod spec).
 POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -255,7 +257,18 @@ class WorkloadView:
 class ContainerView:
     """One container of a workload, with its effective (kubelet) security settings."""
 
-    __slots__ = ("_caps", "group", "index", "name", "path", "pod_sc", "pod_sc_path", "raw", "sc")
+    __slots__ = (
+        "_caps",
+        "_image_ref",
+        "group",
+        "index",
+        "name",
+        "path",
+        "pod_sc",
+        "pod_sc_path",
+        "raw",
+        "sc",
+    )
 
     def __init__(
         self, workload: WorkloadView, raw: Mapping[str, Any], group: str, index: int
@@ -273,6 +286,7 @@ class ContainerView:
         sc = raw.get("securityContext")
         self.sc: Mapping[str, Any] = sc if isinstance(sc, dict) else EMPTY
         self._caps: dict[str, list[tuple[int, str]]] | None = None
+        self._image_ref: ImageRef | None = _UNPARSED
 
     @property
     def sc_path(self) -> str:
@@ -339,6 +353,16 @@ class ContainerView:
     @property
     def image(self) -> str:
         return str(self.raw.get("image") or "")
+
+    @property
+    def image_ref(self) -> ImageRef | None:
+        """`image` parsed (`contracts.images.parse_image`), or None when it is empty or
+        blank. Computed once: several rules read it."""
+        ref = self._image_ref
+        if ref is _UNPARSED:
+            image = self.image.strip()
+            ref = self._image_ref = parse_image(image) if image else None
+        return ref
 
     @property
     def is_ephemeral(self) -> bool:

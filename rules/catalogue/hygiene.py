@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from contracts.images import ImageRef, parse_image
+from contracts.images import ImageRef
 from contracts.selectors import SelectorError, parse_selector
 from contracts.severity import Severity
 from rules import psa
@@ -461,9 +461,9 @@ def _images(obj: ObjectView) -> Iterator[tuple[ContainerView, ImageRef]]:
     if obj.workload is None:
         return
     for c in obj.workload.containers:
-        image = c.image.strip()
-        if image:
-            yield c, parse_image(image)
+        ref = c.image_ref
+        if ref is not None:
+            yield c, ref
 
 
 @rule(
