@@ -134,16 +134,18 @@ def apply_config(
         override = config.severity.get(result.rule_id)
         if override is not None and override is not result.severity:
             changes["severity"] = override
+        object_facts = facts.get(key)
+        # Without exemptions, only an object's annotation can exempt (most objects have none).
         exemption = (
             exemption_for(
                 result,
                 exemptions=exemptions,
-                facts=facts.get(key),
+                facts=object_facts,
                 cluster=cluster,
                 allow_annotations=allow,
                 now=now,
             )
-            if exemptions or allow
+            if exemptions or (allow and object_facts is not None and object_facts.exempt)
             else None
         )
         if exemption is not None:

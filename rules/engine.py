@@ -28,7 +28,7 @@ from contracts.findings import (
 from contracts.hashing import canonical_json
 from contracts.severity import Severity
 from rules.cluster import ClusterContext, suppressed_by_controller
-from rules.config import ConfigError, Exemption, ScanConfig
+from rules.config import EXEMPT_ANNOTATION, ConfigError, Exemption, ScanConfig
 from rules.configure import ObjectFacts, apply_config
 from rules.fleet import FleetContext, RunningImage
 from rules.loading import Document
@@ -174,15 +174,19 @@ def _plans(rules_: Sequence[Rule]) -> tuple[_Plan, dict[str, _Plan]]:
     return tuple((r.check, r.meta) for r in rules_ if r.meta.api_versions is None), by_version
 
 
-def _facts_of_results(context: ClusterContext, results: Sequence[Result]) -> dict[str, ObjectFacts]:
-    """`object_facts` restricted to the objects `results` are about (all `apply_config`
-    reads): most objects of a scan have no finding, and building their facts copies their
-    labels."""
+def _facts_of_results(
+    context: ClusterContext, results: Sequence[Result], *, labels: bool
+) -> dict[str, ObjectFacts]:
+    """`object_facts` restricted to what `apply_config` reads: the objects `results` are
+    about (most objects of a scan have no finding, and building their facts copies their
+    labels) and, without exemptions to match labels against (`labels` false), only those
+    with an exemption annotation."""
     wanted = {result.resource.key for result in results}
     return {
         key: ObjectFacts.of(obj.labels, obj.annotations)
         for obj in context.objects
-        if (obj.labels or obj.annotations) and (key := obj.ref.key) in wanted
+        if ((obj.labels or obj.annotations) if labels else EXEMPT_ANNOTATION in obj.annotations)
+        and (key := obj.ref.key) in wanted
     }
 
 
@@ -590,7 +594,7 @@ class Engine:
         applied = apply_config(
             raw,
             config=self.config,
-            facts=_facts_of_results(context, raw),
+            facts=_facts_of_results(context, raw, labels=bool(self.config.exemptions)),
             cluster=cluster,
             now=now,
             suppressed=suppressed,
