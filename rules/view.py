@@ -60,9 +60,17 @@ WINDOWS_OPTION_FIELDS = frozenset(
 )
 
 
+# Types of parsed JSON/YAML values that are not mappings: answered without the Mapping ABC's
+# instance check (the usual `is_map` question is about an optional field that is null).
+_SCALARS_AND_LISTS = frozenset({type(None), str, int, float, bool, list})
+
+
 def is_map(value: Any) -> TypeGuard[Mapping[str, Any]]:
     """A mapping; parsed manifests hold plain dicts, so test that (cheap) before the ABC."""
-    return isinstance(value, (dict, Mapping))
+    kind = type(value)
+    if kind is dict:
+        return True
+    return kind not in _SCALARS_AND_LISTS and isinstance(value, Mapping)
 
 
 def _dig(obj: Any, keys: tuple[str, ...]) -> Any:
