@@ -7,15 +7,17 @@ computed in one pass. Also works out controller ownership for top-most-controlle
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from contracts.selectors import Selector, SelectorError, parse_selector
-from rules.view import ObjectView
+from rules.view import EMPTY, ObjectView, is_map
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
 ROLE_KINDS = frozenset({"Role", "ClusterRole"})
+# A pod-bearing object and its pod template's labels (`ClusterContext.pod_templates`).
+PodTemplate = tuple[ObjectView, Mapping[str, Any]]
 
 
 class ClusterContext:
@@ -61,6 +63,8 @@ class ClusterContext:
         self._pods_by_sa: dict[tuple[str | None, str], list[ObjectView]] | None = None
         self._controlled: frozenset[str] | None = None
         self._workloads: tuple[ObjectView, ...] | None = None
+        self._pod_templates: dict[str | None, list[PodTemplate]] | None = None
+        self._pod_templates_by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = {}
 
     def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
         if self._by_name is None:
@@ -162,6 +166,29 @@ class ClusterContext:
                 if o.workload is not None and not (controlled and o.ref.key in controlled)
             )
         return self._workloads
+
+    def pod_templates(
+        self, namespace: str | None, label: tuple[str, str] | None = None
+    ) -> Sequence[PodTemplate]:
+        """(object, pod template labels) of every pod-bearing object of `namespace`, in input
+        order (controlled ones included); with `label` (key, value), only those whose
+        template has that label, its value compared as text (`str`). Indexed on first use,
+        so that rules matching a selector against a namespace's pods look at few of them."""
+        if self._pod_templates is None:
+            by_ns: dict[str | None, list[PodTemplate]] = defaultdict(list)
+            by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = defaultdict(list)
+            for obj in self.objects:
+                if obj.workload is not None:
+                    labels = obj.workload.pod_meta.get("labels")
+                    entry = (obj, labels if is_map(labels) else EMPTY)
+                    by_ns[obj.namespace].append(entry)
+                    for key, value in entry[1].items():
+                        by_label[(obj.namespace, str(key), str(value))].append(entry)
+            self._pod_templates = dict(by_ns)
+            self._pod_templates_by_label = dict(by_label)
+        if label is None:
+            return self._pod_templates.get(namespace, ())
+        return self._pod_templates_by_label.get((namespace, *label), ())
 
     # -- ownership --------------------------------------------------------------------------
     def controller_of(self, obj: ObjectView) -> ObjectView | None:

@@ -8,7 +8,7 @@ the same snapshot (the whole cluster on the server; the scanned files offline).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from contracts.severity import Severity
@@ -19,7 +19,7 @@ from rules.catalogue.hygiene import (
     namespace_defaults,
     pdb_matcher,
 )
-from rules.cluster import ClusterContext
+from rules.cluster import ClusterContext, PodTemplate
 from rules.model import Violation, rule
 from rules.view import ObjectView, is_map
 
@@ -325,39 +325,36 @@ def missing_scale_target(cluster: ClusterContext) -> Iterator[Violation]:
 
 
 # -- KM-616 / KM-617 -----------------------------------------------------------------------
-def pod_labels_by_namespace(
-    cluster: ClusterContext,
-) -> dict[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]:
-    """(object, pod template labels) of every pod-bearing object, by namespace (one pass)."""
-    out: dict[str | None, list[tuple[ObjectView, Mapping[str, Any]]]] = {}
-    for obj in cluster.objects:
-        if obj.workload is not None:
-            labels = _mapping(obj.workload.pod_meta.get("labels"))
-            out.setdefault(obj.namespace, []).append((obj, labels))
-    return out
+def _candidates(cluster: ClusterContext, pdb: ObjectView) -> Sequence[PodTemplate]:
+    """The pod templates of the PDB's namespace its selector may select, in input order: with
+    `matchLabels`, those that have the rarest of its labels (every one it selects has them
+    all), else all of them. `pdb_matcher` still decides."""
+    selector = pdb.spec.get("selector")
+    match_labels = selector.get("matchLabels") if is_map(selector) else None
+    if not is_map(match_labels) or not match_labels:
+        return cluster.pod_templates(pdb.namespace)
+    return min(
+        (cluster.pod_templates(pdb.namespace, (str(k), str(v))) for k, v in match_labels.items()),
+        key=len,
+    )
 
 
 def _selected_workloads(
-    pdb: ObjectView,
-    pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]],
-    *,
-    kinds: Collection[str],
+    cluster: ClusterContext, pdb: ObjectView, *, kinds: Collection[str]
 ) -> list[ObjectView]:
     """Every object of `kinds` in the PDB's namespace whose pod template it selects (the
     kind tested first: it is cheaper than the selector, which never raises)."""
     selects = pdb_matcher(pdb)
     return [
-        obj for obj, labels in pods.get(pdb.namespace, ()) if obj.kind in kinds and selects(labels)
+        obj for obj, labels in _candidates(cluster, pdb) if obj.kind in kinds and selects(labels)
     ]
 
 
-def _selects_any(
-    pdb: ObjectView, pods: Mapping[str | None, list[tuple[ObjectView, Mapping[str, Any]]]]
-) -> bool:
+def _selects_any(cluster: ClusterContext, pdb: ObjectView) -> bool:
     """Whether the PDB selects the pod template of any pod-bearing object of its namespace
     (the first match answers)."""
     selects = pdb_matcher(pdb)
-    return any(selects(labels) for _obj, labels in pods.get(pdb.namespace, ()))
+    return any(selects(labels) for _obj, labels in _candidates(cluster, pdb))
 
 
 def _percent(value: Any) -> int | None:
@@ -417,7 +414,6 @@ def blocking_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
     scalers = autoscaler_minimums(cluster)
-    pods = pod_labels_by_namespace(cluster)
     for pdb in cluster.by_kind("PodDisruptionBudget"):
         spec = pdb.spec
         max_unavailable = spec.get("maxUnavailable")
@@ -445,7 +441,7 @@ def blocking_pdb(cluster: ClusterContext) -> Iterator[Violation]:
             continue
         replicated = [
             obj
-            for obj in _selected_workloads(pdb, pods, kinds=SCALABLE_KINDS)
+            for obj in _selected_workloads(cluster, pdb, kinds=SCALABLE_KINDS)
             if cluster.controller_of(obj) is None
         ]
         if not replicated:
@@ -511,9 +507,8 @@ def empty_pdb(cluster: ClusterContext) -> Iterator[Violation]:
     ## References
     - https://kubernetes.io/docs/tasks/run-application/configure-pdb/
     """
-    pods = pod_labels_by_namespace(cluster)
     for pdb in cluster.by_kind("PodDisruptionBudget"):
-        if not _selects_any(pdb, pods):
+        if not _selects_any(cluster, pdb):
             yield Violation(
                 f"PodDisruptionBudget {pdb.name} selects no pods in namespace "
                 f"{pdb.namespace}: it protects nothing",

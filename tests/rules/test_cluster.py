@@ -182,3 +182,26 @@ def test_in_namespace_by_kind_matches_a_scan_of_the_namespace(ctx: ClusterContex
             assert ctx.in_namespace(namespace, kind) == expected
     assert [o.name for o in ctx.in_namespace(None, "ClusterRole")] == ["monitoring", "metrics"]
     assert ctx.in_namespace("other", "Deployment") == ()
+
+
+def test_pod_templates_by_namespace_and_by_label() -> None:
+    web = deployment("web", namespace="shop")
+    api = deployment("api", namespace="shop")
+    numbered = pod("n", namespace="shop", labels={"tier": 3, "app": "web"})
+    elsewhere = deployment("web", namespace="other")
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "shop"},
+    }
+    ctx = ClusterContext([web, api, numbered, elsewhere, config], skip_invalid=False)
+    assert [(o.name, dict(labels)) for o, labels in ctx.pod_templates("shop")] == [
+        ("web", {"app": "web"}),
+        ("api", {"app": "api"}),
+        ("n", {"tier": 3, "app": "web"}),
+    ]
+    assert [o.name for o, _ in ctx.pod_templates("shop", ("app", "web"))] == ["web", "n"]
+    assert [o.name for o, _ in ctx.pod_templates("shop", ("tier", "3"))] == ["n"]  # as text
+    assert ctx.pod_templates("shop", ("app", "db")) == ()
+    assert [o.namespace for o, _ in ctx.pod_templates("other", ("app", "web"))] == ["other"]
+    assert ctx.pod_templates("absent") == ()

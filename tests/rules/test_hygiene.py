@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
+from contracts.images import parse_image
 from rules import ClusterContext, Engine
 from rules.catalogue.hygiene import (
     DEPRECATED_APIS,
     REMOVED_APIS,
     ImageRef,
     namespace_defaults,
-    parse_image,
 )
 from tests.rules.helpers import deployment, pod
 

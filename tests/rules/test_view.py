@@ -204,3 +204,15 @@ def test_one_finding_per_container_names_the_container() -> None:
         ("a", "spec.containers[0].securityContext.privileged"),
         ("b", "spec.containers[1].securityContext.privileged"),
     ]
+
+
+def test_container_image_ref_is_parsed_once_and_none_when_blank() -> None:
+    view = ObjectView(
+        pod(spec={"containers": [{"name": "a", "image": " host:5000/app:1.2 "}, {"name": "b"}]})
+    )
+    assert view.workload is not None
+    first, second = view.workload.containers
+    ref = first.image_ref
+    assert ref is not None and (ref.name, ref.tag, ref.digest) == ("host:5000/app", "1.2", None)
+    assert first.image_ref is ref
+    assert second.image_ref is None
