@@ -32,7 +32,7 @@ from rules.config import EXEMPT_ANNOTATION, ConfigError, Exemption, ScanConfig
 from rules.configure import ObjectFacts, apply_config
 from rules.fleet import FleetContext, RunningImage
 from rules.loading import Document
-from rules.model import Result, Rule, RuleMeta, Scope, Violation
+from rules.model import SEVERITY_VALUES, Result, Rule, RuleMeta, Scope, Violation
 from rules.psa import Version, assign_versions
 from rules.registry import CATALOGUE_REVISION, default_rules
 from rules.schema import invalid_object_error
@@ -124,7 +124,7 @@ class ScanOutcome:
         for result in self.results:
             if result.status == "open":
                 open_count += 1
-                by_severity[result.severity.value] += 1
+                by_severity[SEVERITY_VALUES[result.severity]] += 1
         return {
             "objects": self.objects,
             "rules": self.rules,

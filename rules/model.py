@@ -217,6 +217,9 @@ class Violation(NamedTuple):
 
 
 ResultStatus = str  # "open" | "exempted" | "error"
+# Each severity's text, by plain look-up (`Severity.value` is an enum property, and a report
+# reads it once per finding).
+SEVERITY_VALUES: Mapping[Severity, str] = {severity: severity.value for severity in Severity}
 
 
 class Result(NamedTuple):
@@ -259,7 +262,7 @@ class Result(NamedTuple):
         finding: Finding = {
             "rule_id": self.rule_id,
             "title": self.title,
-            "severity": self.severity.value,
+            "severity": SEVERITY_VALUES[self.severity],
             "category": self.category,
             "cis": list(self.cis),
             "pss": list(self.pss),
@@ -269,7 +272,12 @@ class Result(NamedTuple):
             "message": self.message,
             "status": "exempted" if self.status == "exempted" else "open",
             "exemption": dict(self.exemption) if self.exemption else None,  # type: ignore[typeddict-item]
-            "fingerprint": self.fingerprint,
+            "fingerprint": finding_fingerprint(
+                rule_id=self.rule_id,
+                ref_key=self.resource.key,
+                container=self.container,
+                path=self.path,
+            ),
         }
         if self.location is not None:
             finding["location"] = dict(self.location)  # type: ignore[typeddict-item]
