@@ -126,13 +126,17 @@ def validate(
 ) -> tuple[SchemaProblem, ...]:
     """Structural problems of one manifest under the schema of release `version` (None:
     the newest). Empty for valid objects and for kinds no schema describes."""
-    release = schema_release(version)
-    compiler = _compiled(release)
-    gvk = (str(manifest.get("apiVersion") or ""), str(manifest.get("kind") or ""))
+    compiler = _compiled_for(version)
+    api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
+    # (apiVersion, kind) as text; most manifests hold both as strings already.
+    gvk = (
+        api_version if type(api_version) is str else str(api_version or ""),
+        kind if type(kind) is str else str(kind or ""),
+    )
     try:
         root = compiler.roots[gvk]
     except KeyError:
-        name = _kinds(release).get(gvk)
+        name = _kinds(compiler.release).get(gvk)
         root = None if name is None else compiler.node({"$ref": name})
         if len(compiler.roots) < MAX_KINDS:  # kinds come from the input: keep a bounded few
             compiler.roots[gvk] = root
@@ -229,8 +233,9 @@ class _Node:
 class _Compiler:
     """Compiles the definitions of one release, each once."""
 
-    def __init__(self, defs: Mapping[str, Any]) -> None:
+    def __init__(self, defs: Mapping[str, Any], release: Version) -> None:
         self.defs = defs
+        self.release = release
         self.by_ref: dict[str, _Node] = {}
         # (apiVersion, kind) -> the node of its definition (None: no schema describes it).
         self.roots: dict[tuple[str, str], _Node | None] = {}
@@ -252,7 +257,13 @@ class _Compiler:
 
 @functools.cache
 def _compiled(release: Version) -> _Compiler:
-    return _Compiler(_definitions(release))
+    return _Compiler(_definitions(release), release)
+
+
+@functools.lru_cache(maxsize=64)  # the releases clusters report: a few
+def _compiled_for(version: Version | None) -> _Compiler:
+    """`_compiled(schema_release(version))`, found by one look-up per object."""
+    return _compiled(schema_release(version))
 
 
 def _path(stack: list[str | int]) -> str:
