@@ -424,8 +424,8 @@ def figures_of(
             "database bytes per stored manifest version",
             "bytes",
             (last.bytes_per_version,),
-            note="versions + bodies + objects (+ body_images, image_changes) tables with indexes "
-            "and TOAST, per version; "
+            note="versions + bodies + objects (+ body_images and the image presence tables: "
+            "groups, changes, present, checkpoints) with indexes and TOAST, per version; "
             f"whole database {last.database_bytes / 2**30:.1f} GiB",
             extra={
                 **_per_step(steps, lambda s: s.bytes_per_version),
