@@ -391,7 +391,7 @@ def measure_ingest(
     return latencies, elapsed, result
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     clusters, objects = (12, 500) if quick else (200, 2000)
     # K8SMON_BENCH_CLUSTERS / _OBJECTS / _RUNS: a smaller fleet or fewer runs for a re-run
     # when the shared machine is busy.
