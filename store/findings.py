@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -35,7 +44,7 @@ from store.bulk import (
     table_of,
     update_rows_by_id,
 )
-from store.models import Finding, FindingEvent
+from store.models import Finding, FindingEvent, KubeObject
 from store.types import utcnow
 
 ACTIVE_STATUSES = FindingStatus.active()
@@ -120,25 +129,96 @@ _KNOWN_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FindingScope:
+    """The active findings an incremental scan can change (`reconcile_findings(scope=…)`):
+    those with one of `fingerprints`, those of objects with one of `ref_keys`, those of
+    `rule_ids`, every exempted one, and those of objects no longer live in the cluster.
+
+    The caller vouches for the others: those of `observed_rule_ids` would be observed again
+    unchanged (not read, not written, not counted), the rest would be kept unevaluated (only
+    counted, in one query)."""
+
+    fingerprints: frozenset[str] = frozenset()
+    ref_keys: frozenset[str] = frozenset()
+    rule_ids: frozenset[str] = frozenset()
+    observed_rule_ids: frozenset[str] = frozenset()
+
+
+def _in_scope(session: Session, cluster_id: str, scope: FindingScope) -> ColumnElement[bool]:
+    """The condition naming the findings of `scope` (both dialects; arrays on PostgreSQL)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+
+    def among(column: Any, values: frozenset[str], name: str) -> ColumnElement[bool]:
+        if postgres:
+            return column == any_(bindparam(name, sorted(values), type_=ARRAY(String)))
+        return column.in_(sorted(values))  # type: ignore[no-any-return]
+
+    key = (
+        Finding.api_version
+        + "|"
+        + Finding.kind
+        + "|"
+        + func.coalesce(Finding.namespace, "")
+        + "|"
+        + Finding.name
+    )
+    live = select(KubeObject.ref_key).where(
+        KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
+    )  # one hashed subplan, not a look-up per finding
+    parts: list[ColumnElement[bool]] = [
+        Finding.status == FindingStatus.EXEMPTED,
+        key.not_in(live),
+    ]
+    if scope.fingerprints:
+        parts.append(among(Finding.fingerprint, scope.fingerprints, "scope_fps"))
+    if scope.ref_keys:
+        parts.append(among(key, scope.ref_keys, "scope_keys"))
+    if scope.rule_ids:
+        parts.append(among(Finding.rule_id, scope.rule_ids, "scope_rules"))
+    return or_(*parts)
+
+
+def _kept_outside(
+    session: Session, cluster_id: str, scope: FindingScope, read: Iterable[KnownFinding]
+) -> int:
+    """Active findings outside `scope` that are not of its observed rules (kept unevaluated):
+    those of the cluster less those `read` in scope."""
+    conditions = [Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)]
+    if scope.observed_rule_ids:
+        conditions.append(Finding.rule_id.not_in(sorted(scope.observed_rule_ids)))
+    total = int(session.scalar(select(func.count()).where(*conditions)) or 0)
+    return total - sum(
+        1
+        for known in read
+        if known.status in ACTIVE_STATUSES and known.rule_id not in scope.observed_rule_ids
+    )
+
+
 def _existing(
     session: Session,
     cluster_id: str,
     fingerprints: Sequence[str],
     *,
     rule_ids: Collection[str] | None = None,
+    scope: FindingScope | None = None,
 ) -> dict[str, KnownFinding]:
-    """The cluster's active findings (of `rule_ids` only, when given) and its findings of any
-    status with one of `fingerprints`."""
+    """The cluster's active findings (of `rule_ids` only, when given; in `scope` only, when
+    given) and its findings of any status with one of `fingerprints`."""
     active = [Finding.cluster_id == cluster_id, Finding.status.in_(ACTIVE_STATUSES)]
     if rule_ids is not None:
         active.append(Finding.rule_id.in_(sorted(rule_ids)))
+    if scope is not None:
+        active.append(_in_scope(session, cluster_id, scope))
     found = {
         row.fingerprint: KnownFinding(*row)
         for row in session.execute(select(*_KNOWN_COLUMNS).where(*active))
     }
     missing = [fp for fp in fingerprints if fp not in found]
-    if missing and rule_ids is None and not _has_inactive(session, cluster_id):
-        return found  # no finding of the cluster is resolved: the others are all new
+    if missing and rule_ids is None and scope is None and not _has_inactive(session, cluster_id):
+        # Every active finding was read and none of the cluster's is resolved: the others
+        # are all new.
+        return found
     if missing and session.get_bind().dialect.name == "postgresql":
         # One statement with an array parameter (a first scan's thousands of fingerprints
         # would otherwise be dozens of IN lists, each compiled and sent on its own).
@@ -183,6 +263,7 @@ def reconcile_findings(
     at: datetime | None = None,
     versions: Mapping[str, int | None] | None = None,
     rule_ids: Collection[str] | None = None,
+    scope: FindingScope | None = None,
 ) -> ReconcileResult:
     """Merge one scan's violations into the cluster's findings (see the module docstring).
 
@@ -193,14 +274,21 @@ def reconcile_findings(
     all (`evaluated` is not asked about them, nor are they counted as kept unevaluated).
 
     `versions` maps the ref key of each live object to its current manifest version id; the
-    events of this scan name it (an object absent from it is gone, or not stored)."""
+    events of this scan name it (an object absent from it is gone, or not stored).
+
+    `scope`: only the active findings it names can change (an incremental scan's, see
+    `FindingScope`); `observed` must then hold every observation of those."""
     now = at or utcnow()
     current_versions = versions or {}
     by_fp: dict[str, ObservedFinding] = {}
     for item in observed:
         by_fp.setdefault(item.fingerprint, item)
-    existing = _existing(session, cluster_id, list(by_fp), rule_ids=rule_ids)
-    result = ReconcileResult()
+    existing = _existing(session, cluster_id, list(by_fp), rule_ids=rule_ids, scope=scope)
+    result = ReconcileResult(
+        kept_unevaluated=0
+        if scope is None
+        else _kept_outside(session, cluster_id, scope, existing.values())
+    )
 
     inserts: list[dict[str, Any]] = []
     row_updates: list[dict[str, Any]] = []

@@ -21,8 +21,8 @@ from contracts.resources import ResourceRef
 from contracts.severity import Severity
 from rules import ClusterContext, Engine, Exemption, Result, ScanConfig
 from rules.cluster import suppressed_by_controller
+from rules.config import EXEMPT_ANNOTATION
 from rules.configure import ObjectFacts, apply_config
-from rules.engine import object_facts
 from rules.psa import Version, assign_version
 from rules.view import ObjectView
 
@@ -41,6 +41,26 @@ def cached_record(result: Result, resource: dict[str, Any] | None = None) -> dic
         "message": result.message,
         "status": result.status,
     }
+
+
+def _cached_facts(context: ClusterContext) -> dict[str, dict[str, Any]]:
+    """The cached form (`ObjectFacts.to_dict`) of `rules.engine.object_facts(context)`, of
+    the objects with labels or an exemption annotation, written directly (a cluster step
+    makes it for every object of the cluster)."""
+    meta: dict[str, dict[str, Any]] = {}
+    for obj in context.objects:
+        labels, annotations = obj.labels, obj.annotations
+        if not (labels or annotations):
+            continue
+        exempt = annotations.get(EXEMPT_ANNOTATION) if annotations else None
+        if not isinstance(exempt, str):
+            exempt = None
+        if labels or exempt:
+            meta[obj.ref.key] = {
+                "labels": {str(k): str(v) for k, v in labels.items()},
+                "annotations": {EXEMPT_ANNOTATION: exempt} if exempt else {},
+            }
+    return meta
 
 
 class EngineHandle:
@@ -191,11 +211,7 @@ class EngineHandle:
             if self.engine.config.dedup_controllers
             else []
         )
-        meta = {
-            key: facts.to_dict()
-            for key, facts in object_facts(context).items()
-            if facts.labels or facts.exempt
-        }
+        meta = _cached_facts(context)
         return {
             "results": [cached_record(r) for r in self.engine.evaluate_cluster(context)],
             "suppressed": suppressed,

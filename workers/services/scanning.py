@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -18,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from contracts.findings import finding_fingerprint
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
@@ -29,6 +30,7 @@ from store.bulk import chunked
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
 from store.findings import (
+    FindingScope,
     KnownFinding,
     ObservedFinding,
     reconcile_findings,
@@ -37,7 +39,7 @@ from store.findings import (
     status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests, live_bodies
-from store.models import Cluster, Exemption, KubeObject, ScanRun, ScanStep
+from store.models import Cluster, Exemption, Finding, KubeObject, ScanRun, ScanStep
 from store.scans import (
     CLUSTER_STEP,
     add_steps,
@@ -59,6 +61,9 @@ from workers.services.fleet_rules import fleet_results
 log = logging.getLogger("k8smon.workers")
 
 SEVERITIES = tuple(Severity)  # most severe first
+# An incremental finalize with more changed objects (or changed cluster-rule findings) than
+# this reconciles as before, reading every active finding (keeps each statement's lists short).
+SCOPED_LIMIT = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,20 +157,32 @@ def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> 
     return previous if previous.snapshot_digest == run.snapshot_digest else None
 
 
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """What an incremental finalize starts from: the previous complete scan's version
+    watermark, the objects whose controller-dedup status flipped since, and that scan's
+    state digest (its cluster-rule records are cached under it)."""
+
+    since: int
+    flipped: set[str]
+    digest: str
+
+
 def _incremental_base(
     session: Session, run: ScanRun, *, rules: EngineHandle, suppressed: set[str]
-) -> tuple[int, set[str]] | None:
-    """(version watermark, objects whose dedup status flipped) when only objects changed
-    since the previous complete scan need their object-rule findings reconciled."""
+) -> _Base | None:
+    """The base (`_Base`) when only objects changed since the previous complete scan need
+    their object-rule findings reconciled."""
     previous = _previous_complete(session, run, rules=rules, now=utcnow())
     if previous is None or "version_watermark" not in (previous.counts or {}):
         return None
-    key = rule_cache.cluster_owned_key(previous.snapshot_digest or "empty")
+    digest = previous.snapshot_digest or "empty"
+    key = rule_cache.cluster_owned_key(digest)
     cached = rule_cache.cached_results(session, [key], catalogue_version=rules.catalogue_version)
     if key not in cached:
         return None
     before = set(cached[key][0].get("suppressed") or ())
-    return int(previous.counts["version_watermark"]), before ^ suppressed
+    return _Base(int(previous.counts["version_watermark"]), before ^ suppressed, digest)
 
 
 def _unchanged_counts(previous: ScanRun) -> dict[str, int]:
@@ -746,10 +763,18 @@ def observed_finding(
 
 @dataclass(slots=True)
 class _ClusterStep:
-    candidates: list[Candidate]
+    """The cluster step's cached output: its cluster-rule records, the controller-owned
+    objects, and each object's facts in their cached form (`ObjectFacts.to_dict`)."""
+
+    records: list[dict[str, Any]]
     suppressed: set[str]
-    facts: dict[str, ObjectFacts]
+    meta: dict[str, Mapping[str, Any]]
     ok: bool
+
+    def facts(self, keys: Iterable[str]) -> dict[str, ObjectFacts]:
+        """The facts of the objects with these ref keys (those configuration will read)."""
+        meta = self.meta
+        return {key: ObjectFacts.from_dict(meta[key]) for key in set(keys) if key in meta}
 
 
 def _cluster_results(
@@ -776,14 +801,91 @@ def _cluster_results(
     cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
     step = _ClusterStep([], set(), {}, cluster_ok)
     for (state,) in cached_cluster.values():
-        step.candidates.extend(
-            Candidate(rules.result(record), None, "cluster") for record in state["results"]
-        )
+        step.records.extend(state["results"])
         step.suppressed.update(state.get("suppressed") or ())
-        step.facts.update(
-            (key, ObjectFacts.from_dict(found)) for key, found in (state.get("meta") or {}).items()
-        )
+        step.meta.update(state.get("meta") or {})
     return step
+
+
+_Identity = tuple[str, str, str, str]  # what a finding's fingerprint hashes
+
+
+def _identities(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[_Identity], list[tuple[Any, ...]]]:
+    """Each cluster-rule record's identity (rule, resource key, container, path: what its
+    finding's fingerprint is made of) and its whole content (identity, severity, message,
+    status), in order."""
+    keys: dict[tuple[Any, ...], str] = {}
+    identities: list[_Identity] = []
+    contents: list[tuple[Any, ...]] = []
+    for record in records:
+        res = record["resource"]
+        raw = (res["apiVersion"], res["kind"], res.get("namespace"), res["name"])
+        key = keys.get(raw)
+        if key is None:
+            key = keys[raw] = ResourceRef.from_dict(res).key
+        identity = (record["rule_id"], key, record.get("container") or "", record.get("path") or "")
+        identities.append(identity)
+        contents.append(
+            (*identity, record["severity"], record.get("message", ""), record.get("status"))
+        )
+    return identities, contents
+
+
+def _changed_cluster_records(
+    session: Session,
+    step: _ClusterStep,
+    *,
+    cluster_id: str,
+    rules: EngineHandle,
+    base: _Base,
+    todo: Collection[str],
+    live_keys: Collection[str],
+) -> tuple[list[dict[str, Any]], frozenset[str]] | None:
+    """Of an incremental scan's cluster-rule records, those whose findings can differ from
+    what the previous complete scan left (None when its records are no longer cached): every
+    record of an identity that was added, removed or changed since that scan's records, or
+    whose subject changed (`todo`) or is no live object, or whose finding is exempted (an
+    exempted finding is written again by every scan). The others would be configured and
+    observed exactly as that scan did (same record, same subject facts, same exemptions:
+    `_still_valid`). Also the fingerprints of every such identity (removed ones included)."""
+    key = rule_cache.cluster_state_key(base.digest)
+    cached = rule_cache.cached_results(session, [key], catalogue_version=rules.catalogue_version)
+    if key not in cached:
+        return None
+    identities, contents = _identities(step.records)
+    before_identities, before_contents = _identities(cached[key][0]["results"])
+    now_set, before_set = set(contents), set(before_contents)
+    wanted: set[_Identity] = {
+        identity
+        for identity, content in zip(before_identities, before_contents, strict=True)
+        if content not in now_set
+    }
+    wanted.update(
+        identity
+        for identity, content in zip(identities, contents, strict=True)
+        if content not in before_set or identity[1] in todo or identity[1] not in live_keys
+    )
+    exempted = session.execute(
+        select(Finding.rule_id, Finding.api_version, Finding.kind, Finding.namespace)
+        .add_columns(Finding.name, Finding.container, Finding.path)
+        .where(Finding.cluster_id == cluster_id, Finding.status == FindingStatus.EXEMPTED)
+    )
+    wanted.update(
+        (rule_id, ResourceRef(api, kind, ns, name).key, container or "", path or "")
+        for rule_id, api, kind, ns, name, container, path in exempted
+    )
+    records = [
+        record
+        for record, identity in zip(step.records, identities, strict=True)
+        if identity in wanted
+    ]
+    fingerprints = frozenset(
+        finding_fingerprint(rule_id=rule_id, ref_key=ref_key, container=container, path=path)
+        for rule_id, ref_key, container, path in wanted
+    )
+    return records, fingerprints
 
 
 def _observe(
@@ -921,6 +1023,51 @@ def merged_outcomes(
     return [outcomes[step] for step in sorted(outcomes)]
 
 
+class _Changed(NamedTuple):
+    """What an incremental finalize knows changed: the objects to reconcile (ref keys), the
+    live objects, and the fleet rules this scan ran (None: the fleet evaluation's)."""
+
+    todo: Collection[str]
+    live_keys: Collection[str]
+    fleet_owned: frozenset[str] | None
+
+
+def _reconcile_scope(
+    session: Session,
+    step: _ClusterStep,
+    *,
+    cluster_id: str,
+    rules: EngineHandle,
+    base: _Base | None,
+    changed: _Changed,
+) -> tuple[list[dict[str, Any]], FindingScope | None]:
+    """The cluster-rule records a finalize reconciles, and the `FindingScope` of its
+    reconciliation (None: every active finding, with every record): an incremental scan's
+    `_changed_cluster_records`, unless there are more than `SCOPED_LIMIT`."""
+    found = (
+        _changed_cluster_records(
+            session,
+            step,
+            cluster_id=cluster_id,
+            rules=rules,
+            base=base,
+            todo=changed.todo,
+            live_keys=changed.live_keys,
+        )
+        if base is not None and step.ok and len(changed.todo) <= SCOPED_LIMIT
+        else None
+    )
+    if found is None or len(found[1]) > SCOPED_LIMIT:
+        return step.records, None
+    records, fingerprints = found
+    return records, FindingScope(
+        fingerprints=fingerprints,
+        ref_keys=frozenset(changed.todo),
+        rule_ids=changed.fleet_owned or frozenset(),
+        observed_rule_ids=rules.cluster_rule_ids,
+    )
+
+
 def finalize_scan(
     session: Session,
     *,
@@ -953,12 +1100,7 @@ def finalize_scan(
     if known is None or known.catalogue_version != version:
         known = Evaluated(version)
     step = _cluster_results(session, outcomes, rules=rules, kept=known.states)
-    candidates, suppressed, facts, cluster_ok = (
-        step.candidates,
-        step.suppressed,
-        step.facts,
-        step.ok,
-    )
+    suppressed, cluster_ok = step.suppressed, step.ok
     live = session.execute(
         select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
             KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
@@ -971,16 +1113,31 @@ def finalize_scan(
     if base is not None:
         # Only objects changed since the last complete scan (and objects whose controller
         # dedup status flipped) can have different object-rule findings.
-        since, flipped = base
-        todo = {key: chash for key, chash, vid in live if (vid or 0) > since or key in flipped}
+        todo = {
+            key: chash for key, chash, vid in live if (vid or 0) > base.since or key in base.flipped
+        }
     else:
         todo = {key: chash for key, chash, _vid in live}
     live_keys = {key for key, _h, _v in live}
-    unevaluated = _object_candidates(session, todo, rules=rules, known=known, into=candidates)
-    if not cluster_ok:
-        facts = _facts_from_bodies(session, [c.content_hash for c in candidates if c.content_hash])
+    # An incremental scan reconciles only the cluster-rule records that can differ from the
+    # previous scan's findings, and reads only the findings they and the changed objects can
+    # change (`FindingScope`).
     fleet = _fleet_step(session, run, rules=rules, at=at)
+    records, scope = _reconcile_scope(
+        session,
+        step,
+        cluster_id=cluster_id,
+        rules=rules,
+        base=base,
+        changed=_Changed(todo.keys(), live_keys, fleet.owned),
+    )
+    candidates = [Candidate(rules.result(record), None, "cluster") for record in records]
+    unevaluated = _object_candidates(session, todo, rules=rules, known=known, into=candidates)
     candidates.extend(fleet.candidates)
+    if cluster_ok:
+        facts = step.facts(c.result.resource.key for c in candidates)
+    else:
+        facts = _facts_from_bodies(session, [c.content_hash for c in candidates if c.content_hash])
     facts = {**fleet.facts, **facts}
     errors.extend(fleet.errors)
 
@@ -1016,6 +1173,7 @@ def finalize_scan(
         evaluated=evaluated,
         at=at,
         versions={key: vid for key, _h, vid in live},
+        scope=scope,
     )
     severities = severity_counts(session, cluster_id)
     statuses = status_counts(session, cluster_id)
