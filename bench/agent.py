@@ -135,7 +135,7 @@ def _one_run(total: int, workdir: Path) -> RunResult:
         )
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     runs = 1 if quick else 3
     results = []
     with tempfile.TemporaryDirectory() as tmp:

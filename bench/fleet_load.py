@@ -63,8 +63,11 @@ OBJECT_COLUMNS = (
 )
 VERSION_COLUMNS = "id, object_id, content_hash, first_seen, last_seen, superseded_at"
 IMAGE_COLUMNS = "content_hash, ord, shape, value"
-CHANGE_COLUMNS = "group_key, at, cluster_id, kind, namespace, shape, value, started, ended"
-PRESENT_COLUMNS = "group_key, cluster_id, kind, namespace, shape, value, slots"
+GROUP_COLUMNS = "id, key, cluster_id, kind, namespace, shape, value"
+CHANGE_COLUMNS = "group_id, at, started, ended"
+PRESENT_COLUMNS = "group_id, cluster_id, kind, namespace, shape, value, slots"
+# Image group n of cluster c has id c * GROUP_SLOTS + n + 1 (a cluster has about 4,300).
+GROUP_SLOTS = 100_000
 # Where a Deployment's container images are, as `store.image_index` writes a shape.
 IMAGE_SHAPE = '."spec"."template"."spec"."containers"[]."image"'
 
@@ -229,6 +232,7 @@ class ClusterRows:
     objects: str
     versions: str
     images: str
+    groups: str
     changes: str
     present: str
     count: int
@@ -237,9 +241,9 @@ class ClusterRows:
 def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
     """Cluster c's bodies, objects, versions, image-index rows (`body_images`, as
     `store.image_index` indexes a body: a Deployment's two container images, in array order;
-    a ConfigMap has none) and image presence (`image_changes` and `image_present`, as
-    `store.image_presence` records the versions: each version's images begin at its first_seen
-    and end at its superseded_at)."""
+    a ConfigMap has none) and image presence (`image_groups`, `image_changes` and
+    `image_present`, as `store.image_presence` records the versions: each version's images
+    begin at its first_seen and end at its superseded_at)."""
     bodies, objects, versions = io.StringIO(), io.StringIO(), io.StringIO()
     images = io.StringIO()
     # (namespace, image) -> instant -> [started, ended]; every image slot is a Deployment's.
@@ -296,12 +300,13 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
             f"{i + 1}\t{cid}\t{api}|{kind}|{namespace}|{name}\t{api}\t{kind}\t{namespace}\t{name}\t"
             f"{_uid(i)}\t{_ts(start)}\t{_ts(start)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
         )
-    changes, present = _presence_rows(cid, presence)
+    groups, changes, present = _presence_rows(c, presence)
     return ClusterRows(
         bodies.getvalue(),
         objects.getvalue(),
         versions.getvalue(),
         images.getvalue(),
+        groups,
         changes,
         present,
         count,
@@ -309,23 +314,26 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
 
 
 def _presence_rows(
-    cid: str, presence: dict[tuple[str, str], dict[str, list[int]]]
-) -> tuple[str, str]:
-    """COPY text of `image_changes` and `image_present` from one cluster's counts per
-    (namespace, image) and instant, keyed as `store.image_presence` keys them."""
+    c: int, presence: dict[tuple[str, str], dict[str, list[int]]]
+) -> tuple[str, str, str]:
+    """COPY text of `image_groups`, `image_changes` and `image_present` from cluster c's
+    counts per (namespace, image) and instant, keyed as `store.image_presence` keys them."""
     from store.image_presence import group_key  # noqa: PLC0415
 
-    changes, present = io.StringIO(), io.StringIO()
-    for (namespace, image), instants in presence.items():
+    cid = cluster_id(c)
+    groups, changes, present = io.StringIO(), io.StringIO(), io.StringIO()
+    for n, ((namespace, image), instants) in enumerate(presence.items()):
+        group_id = c * GROUP_SLOTS + n + 1
         key = group_key(cid, "Deployment", namespace, IMAGE_SHAPE, image)
         group = f'{cid}\tDeployment\t{namespace}\t{IMAGE_SHAPE}\t"{image}"'
+        groups.write(f"{group_id}\t{key}\t{group}\n")
         slots = 0
         for at, (started, ended) in instants.items():
-            changes.write(f"{key}\t{at}\t{group}\t{started}\t{ended}\n")
+            changes.write(f"{group_id}\t{at}\t{started}\t{ended}\n")
             slots += started - ended
         if slots:
-            present.write(f"{key}\t{group}\t{slots}\n")
-    return changes.getvalue(), present.getvalue()
+            present.write(f"{group_id}\t{group}\t{slots}\n")
+    return groups.getvalue(), changes.getvalue(), present.getvalue()
 
 
 def connect(url: str) -> Any:
@@ -354,6 +362,7 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool, bool]) -> 
     if indexed:
         copies.append((f"body_images ({IMAGE_COLUMNS})", rows.images))
     if indexed and presence:
+        copies.append((f"image_groups ({GROUP_COLUMNS})", rows.groups))
         copies.append((f"image_changes ({CHANGE_COLUMNS})", rows.changes))
         copies.append((f"image_present ({PRESENT_COLUMNS})", rows.present))
     connection = connect(url)
@@ -458,10 +467,11 @@ class LoadTimes:
         )
 
 
-def record_presence(url: str, clusters: Sequence[str]) -> None:
-    """Image presence over time (`image_changes`) of the versions just loaded for `clusters`,
-    by the function migrations 0011/0012 backfill with (`store.image_presence.backfill`;
-    also `image_present`)."""
+def checkpoint_presence(url: str, clusters: Sequence[str]) -> int:
+    """Image presence checkpoints after `clusters`' rows were COPYed: their rows counted in
+    the checkpoints an earlier step took (`store.image_presence.count_clusters_in_checkpoints`),
+    then the daily checkpoints not taken yet (`take_checkpoints`, as the daily purge takes
+    them); returns the checkpoint rows written."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
     from store import image_presence  # noqa: PLC0415
@@ -470,8 +480,10 @@ def record_presence(url: str, clusters: Sequence[str]) -> None:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            image_presence.backfill(session, cluster_ids=clusters)
+            written = image_presence.count_clusters_in_checkpoints(session, cluster_ids=clusters)
+            written += image_presence.take_checkpoints(session)
             session.commit()
+        return written
     finally:
         engine.dispose()
 
@@ -583,8 +595,8 @@ def load_step(
     drop_s = time.perf_counter() - started
     started = time.perf_counter()
     indexed = has_image_index(url)
-    # Image presence now and over time COPYed with the rest (schema 0012 on), else backfilled.
-    presence = has_table(url, "image_present")
+    # Image presence (groups, changes, present) COPYed with the rest (schema 0015 on).
+    presence = has_table(url, "image_groups")
     tasks = [(url, c, shape, now, indexed, presence) for c in range(lo, hi)]
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
@@ -592,23 +604,25 @@ def load_step(
     _rebuild(url, [create for _, create in indexes.values()], workers=workers)
     rebuild_s = time.perf_counter() - started
     started = time.perf_counter()
-    if indexed and not presence and has_table(url, "image_changes"):
-        record_presence(url, [cluster_id(c) for c in range(lo, hi)])
-    presence_s = time.perf_counter() - started
-    started = time.perf_counter()
+    serials = ("objects", "manifest_versions", *(("image_groups",) if presence else ()))
     _execute(
         url,
         [
             *(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT max(id) FROM {table}))"
-                for table in ("objects", "manifest_versions")
+                for table in serials
             ),
             "VACUUM ANALYZE",
         ],
         autocommit=True,
     )
     vacuum_s = time.perf_counter() - started
+    started = time.perf_counter()
+    if indexed and presence:
+        checkpoint_presence(url, [cluster_id(c) for c in range(lo, hi)])
+        _execute(url, ["ANALYZE image_checkpoints, image_checkpoint_slots"], autocommit=True)
+    presence_s = time.perf_counter() - started
     return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 
 

@@ -16,11 +16,13 @@ under their SHA-256, streamed with COPY by worker processes; pings, scans and fi
   11,000,000 at full size), a scan every 4 hours and 100 findings per cluster.
 
 At each step the operator's questions are timed on the loaded size: the distinct-image search
-over current manifests and back in time (`--at` a week ago), the fleet page and a cluster page;
+over current manifests and back in time (`--at` a week ago, `--between` the day before that),
+the fleet page and a cluster page;
 with the database's size per stored version and per ping. At the last step the daily purge runs
 while an ingest loop stages, applies and pings, and the ingest's p99 is compared with the same
 loop without the purge; then every foreign key is checked (the load does not check them row by
-row). Cost against size is plotted to docs/fleet-scale.png (full mode only).
+row). Cost against size is plotted to fleet-scale.png beside the run's results (docs/ for a
+published run, the `--out` directory otherwise; full mode only).
 
 `K8SMON_BENCH_FLEET_CLUSTERS` caps the fleet (a smaller run on a busy machine; the figures then
 say the size they were measured at); `K8SMON_BENCH_FLEET_LOADERS` sets the loader processes (3);
@@ -54,13 +56,22 @@ FULL_STEPS = (25, 50, 100, 250, 500)  # clusters loaded so far when each step is
 HISTORY_DAYS = 31  # one day more than the retention, for the daily purge to remove
 RETENTION_DAYS = 30
 AT_DAYS_AGO = 7  # the time-travel search's instant
+BETWEEN_WINDOW = timedelta(days=1)  # `--between` the day before that instant and it
 PINGS_PER_CLUSTER = 22_000  # one every ~2 minutes for 31 days
 SCANS_PER_CLUSTER = 186  # every 4 hours
 FINDINGS_PER_CLUSTER = 100
 SLOW_SEARCH_S = 30.0  # a search slower than this is timed once per step (after its warm run)
-PLOT = Path(__file__).resolve().parent.parent / "docs" / "fleet-scale.png"
+PLOT = "fleet-scale.png"  # beside the run's results (docs/ for a published run, else --out)
 SEARCH_TARGET_S, PAGE_TARGET_S, PURGE_P99_TARGET_S = 2.0, 0.3, 0.5
 SIZE_TABLES = ("manifest_versions", "manifest_bodies", "objects")
+PRESENCE_TABLES = (
+    "body_images",
+    "image_groups",
+    "image_changes",
+    "image_present",
+    "image_checkpoints",
+    "image_checkpoint_slots",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,7 @@ class Step:
     pings: int
     search_s: tuple[float, ...]
     at_search_s: tuple[float, ...]
+    between_search_s: tuple[float, ...]
     fleet_page_s: tuple[float, ...]
     cluster_page_s: tuple[float, ...]
     bytes_per_version: float
@@ -119,11 +131,11 @@ def _bytes(engine: Engine, tables: Sequence[str]) -> int:
 
 def _size_tables(engine: Engine) -> tuple[str, ...]:
     """The tables a stored version costs: with the image-occurrence index and image presence
-    over time (and now) when the schema has them."""
+    (groups, over time, now and at checkpoints) when the schema has them."""
     with engine.connect() as connection:
         present = [
             table
-            for table in ("body_images", "image_changes", "image_present")
+            for table in PRESENCE_TABLES
             if connection.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar()
         ]
     return (*SIZE_TABLES, *present)
@@ -151,9 +163,12 @@ def _page_samples(client: Any, path: str, *, runs: int) -> tuple[float, ...]:
     return _samples(lambda: timed(get), runs=runs)
 
 
-def at_image_search(engine: Engine, *, runs: int) -> tuple[tuple[float, ...], int]:
-    """`--distinct` image search `--at` AT_DAYS_AGO days ago, over the versions current then:
-    seconds of each run and the distinct images found."""
+def at_image_search(
+    engine: Engine, *, runs: int, window: timedelta = timedelta(0)
+) -> tuple[tuple[float, ...], int]:
+    """`--distinct` image search `--at` AT_DAYS_AGO days ago (or `--between` the `window`
+    before it and it), over the versions current then: seconds of each run and the distinct
+    images found."""
     from store.search import Period, run_search  # noqa: PLC0415
 
     at = datetime.now(UTC) - timedelta(days=AT_DAYS_AGO)
@@ -168,7 +183,7 @@ def at_image_search(engine: Engine, *, runs: int) -> tuple[tuple[float, ...], in
                 distinct=True,
                 limit=100_000,
                 timeout_seconds=1800,
-                period=Period(at, at),
+                period=Period(at - window, at),
             )
             elapsed = time.perf_counter() - started
         found["values"] = len(result.values)
@@ -202,6 +217,7 @@ def measure_step(
     load_average = _load_average()
     search_s, distinct = _present_search(engine, runs=runs)
     at_s, at_distinct = at_image_search(engine, runs=runs)
+    between_s, _ = at_image_search(engine, runs=runs, window=BETWEEN_WINDOW)
     return Step(
         clusters=clusters,
         load=load,
@@ -211,6 +227,7 @@ def measure_step(
         pings=clusters * shape.pings,
         search_s=search_s,
         at_search_s=at_s,
+        between_search_s=between_s,
         fleet_page_s=_page_samples(client, "/admin/", runs=runs),
         cluster_page_s=_page_samples(client, "/admin/clusters/f0000", runs=runs),
         bytes_per_version=_bytes(engine, _size_tables(engine)) / max(versions, 1),
@@ -267,6 +284,10 @@ def plot(steps: Sequence[Step], path: Path) -> None:
         (
             f"distinct-image search --at {AT_DAYS_AGO} days ago",
             [statistics.median(s.at_search_s) for s in steps],
+        ),
+        (
+            f"distinct-image search --between a day {AT_DAYS_AGO} days ago",
+            [statistics.median(s.between_search_s) for s in steps],
         ),
         ("fleet page", [statistics.median(s.fleet_page_s) for s in steps]),
         ("cluster page", [statistics.median(s.cluster_page_s) for s in steps]),
@@ -351,8 +372,8 @@ def figures_of(
             f"({sum(s.load.copy_s for s in steps):,.0f} s), rebuild of the random-key "
             f"secondary indexes after each step "
             f"({sum(s.load.rebuild_s for s in steps):,.0f} s),"
-            f" image presence backfill ({sum(s.load.presence_s for s in steps):,.0f} s; 0 when"
-            " COPYed with the versions, schema 0012 on),"
+            " image presence checkpoints (the groups, changes and present slots are COPYed"
+            f" with the versions; {sum(s.load.presence_s for s in steps):,.0f} s),"
             f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
             f"{last.bodies:,} distinct bodies; load average at the last step "
             f"{last.load_average:.1f}",
@@ -382,6 +403,14 @@ def figures_of(
             "medians per step in extra",
         ),
         _timed_figure(
+            steps,
+            f"distinct-image search --between a one-day window {AT_DAYS_AGO} days ago ({size})",
+            lambda s: s.between_search_s,
+            target_s=SEARCH_TARGET_S,
+            note="the versions current at some instant of the day before the --at instant; "
+            "medians per step in extra",
+        ),
+        _timed_figure(
             steps, f"fleet page ({size})", lambda s: s.fleet_page_s, target_s=PAGE_TARGET_S
         ),
         _timed_figure(
@@ -395,8 +424,8 @@ def figures_of(
             "database bytes per stored manifest version",
             "bytes",
             (last.bytes_per_version,),
-            note="versions + bodies + objects (+ body_images, image_changes) tables with indexes "
-            "and TOAST, per version; "
+            note="versions + bodies + objects (+ body_images and the image presence tables: "
+            "groups, changes, present, checkpoints) with indexes and TOAST, per version; "
             f"whole database {last.database_bytes / 2**30:.1f} GiB",
             extra={
                 **_per_step(steps, lambda s: s.bytes_per_version),
@@ -498,10 +527,11 @@ def run_steps(
         drop_database(database)
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     if quick:
         whole = "fleet scale (500 clusters x 10,000 objects)"
         return [Figure(AREA, whole, "s", (), note="full mode only")]
     cap = int(os.environ.get("K8SMON_BENCH_FLEET_CLUSTERS") or FULL_STEPS[-1])
     steps = [s for s in FULL_STEPS if s < cap] + [cap]
-    return run_steps(steps, shape=FleetShape(), runs=5, purge_baseline_s=20.0, plot_to=PLOT)
+    out.mkdir(parents=True, exist_ok=True)
+    return run_steps(steps, shape=FleetShape(), runs=5, purge_baseline_s=20.0, plot_to=out / PLOT)

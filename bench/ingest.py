@@ -553,7 +553,7 @@ def _p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     runs = 2 if quick else 5
     load = os.getloadavg()[0]
     measured = [

@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -444,7 +445,7 @@ def _fleet_figure(url: str, *, runs: int) -> Figure:
     )
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     objects = 50_000 if quick else 1_000_000
     runs = 3 if quick else 5
     url = recreate_database(DB_NAME)

@@ -437,7 +437,7 @@ def one_worker_figures(
     ]
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     clusters, objects = (12, 500) if quick else (200, 2000)
     # K8SMON_BENCH_CLUSTERS / _OBJECTS / _RUNS: a smaller fleet or fewer runs for a re-run
     # when the shared machine is busy.

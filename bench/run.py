@@ -20,7 +20,8 @@ from pathlib import Path
 
 from bench.harness import Figure
 
-# Explicit list: one module per area, each exposing run(*, quick: bool) -> list[Figure].
+# Explicit list: one module per area, each exposing run(*, quick: bool, out: Path) ->
+# list[Figure]; `out` is the directory the run's results go to (an area's plot goes beside them).
 AREAS: tuple[tuple[str, str], ...] = (
     ("scan", "bench.scan"),
     ("ingest", "bench.ingest"),
@@ -104,7 +105,7 @@ def output_paths(*, quick: bool, out: Path | None) -> tuple[Path, Path]:
     return md, json_path
 
 
-def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list[str]]:
+def run_areas(*, quick: bool, only: set[str] | None, out: Path) -> tuple[list[Figure], list[str]]:
     figures: list[Figure] = []
     problems: list[str] = []
     for area, module_name in AREAS:
@@ -115,7 +116,7 @@ def run_areas(*, quick: bool, only: set[str] | None) -> tuple[list[Figure], list
         cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         try:
             module = importlib.import_module(module_name)
-            figures.extend(module.run(quick=quick))
+            figures.extend(module.run(quick=quick, out=out))
         except Exception as error:  # a broken benchmark is reported, the others still run
             traceback.print_exc()
             problems.append(f"{area}: {type(error).__name__}: {error}")
@@ -227,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         results_md, results_json = output_paths(quick=args.quick, out=args.out)
     except ValueError as problem:
         parser.error(str(problem))
-    figures, problems = run_areas(quick=args.quick, only=set(args.only or ()))
+    figures, problems = run_areas(
+        quick=args.quick, only=set(args.only or ()), out=results_md.parent
+    )
     print(render_table(figures))
     for problem in problems:
         print(f"FAILED: {problem}")

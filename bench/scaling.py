@@ -11,7 +11,7 @@ from bench.harness import Figure, repeat
 from rules import Engine
 
 AREA = "scaling"
-PLOT = Path(__file__).resolve().parent.parent / "docs" / "scan-throughput.png"
+PLOT = "scan-throughput.png"  # beside the run's results (docs/ for a published run)
 FULL_SIZES = (1_000, 5_000, 20_000, 50_000, 100_000)
 QUICK_SIZES = (1_000, 5_000, 10_000)
 
@@ -53,7 +53,7 @@ def plot(points: list[tuple[int, float, float, float]], path: Path) -> None:
     plt.close(figure)
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     sizes = QUICK_SIZES if quick else FULL_SIZES
     engine = Engine.from_config(None)
     corpus = [normalise(o) for o in generate(max(sizes))]
@@ -76,5 +76,6 @@ def run(*, quick: bool) -> list[Figure]:
         )
     )
     if not quick:
-        plot(points, PLOT)
+        out.mkdir(parents=True, exist_ok=True)
+        plot(points, out / PLOT)
     return figures

@@ -376,7 +376,7 @@ def _checkov_rate(
     return tuple(rates), note
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     """The scan figures (quick: 10,000 objects and no checkov comparison)."""
     _pin_one_core()
     count = QUICK_OBJECTS if quick else FULL_OBJECTS

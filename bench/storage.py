@@ -6,6 +6,7 @@ import copy
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -60,7 +61,7 @@ def _envelope(objects: list[dict]) -> dict:
     return {"schema": SNAPSHOT_SCHEMA_ID, "type": "full", "digest": digest, "objects": objects}
 
 
-def run(*, quick: bool) -> list[Figure]:
+def run(*, quick: bool, out: Path) -> list[Figure]:
     count = 2_000 if quick else 5_000
     pushes = 5 if quick else 10
     objects = [normalise(o) for o in generate(count)]

@@ -1,29 +1,63 @@
-"""Image presence over time (`image_changes`) and now (`image_present`): per cluster, kind,
-namespace, shape and image value, how many image slots began and ended being current at each
-instant, and how many are current now, so the `distinct` image searches add up a few rows per
-cluster instead of reading every version and its body's index rows.
+"""Image presence over time (`image_changes`), now (`image_present`) and at daily checkpoints
+(`image_checkpoint_slots`): per group of image slots (`image_groups`: a cluster, kind,
+namespace, shape and image value, named by a small integer), how many slots began and ended
+being current at each instant, how many are current now and how many were at each checkpoint,
+so the `distinct` image searches add up a few rows per group instead of reading every version
+and its body's index rows.
 
 A slot is one row of the image index (`store.image_index`) of one manifest version: it begins
 at the version's `first_seen` (`started`) and ends at its `superseded_at` (`ended`). The slots
 current at some instant of [since, until] number exactly
 
-    sum(started at or before `until`) - sum(ended at or before `since`)
+    sum(started at or before `until`) - sum(ended at or before `since`)        (1)
 
 (a version ended by `since` began before it), and the present ones `sum(started) - sum(ended)`,
 which `image_present` keeps per group (one row per group with current slots: the present costs
 what the present holds, not its history). Exactness is kept by every writer of versions:
 `store.snapshots` records the versions an apply starts and ends (`record_started`,
-`record_ended`, both tables in its transaction), and migrations 0011/0012 fill the tables from
+`record_ended`, all the tables in its transaction), and migration 0015 fills the tables from
 the stored history (`backfill`, also what a loader that writes versions by other means calls;
-on PostgreSQL one grouped INSERT ... SELECT).
+on PostgreSQL a few INSERT ... SELECT).
+
+Checkpoints. A checkpoint at instant D holds, per group, S(D) = sum(started - ended) over its
+rows at or before D (no row when 0). For D <= since <= until, (1) splits at D into
+
+    S(D) + sum(started, D < at <= until) - sum(ended, D < at <= since)        (2)
+
+so a search back in time reads the latest checkpoint at or before `since` (`checkpoint_for`)
+and the rows after it: one day of history at most, instead of everything before `until`.
+Any checkpoint D <= since gives the same answer, so a missing one only costs time; what must
+hold is that every checkpoint's S(D) stays the sum of the rows at or before D:
+
+- Taking one (`take_checkpoints`, daily midnights UTC, by the expiry purge and by loaders)
+  computes S(D) = S(D0) + sum(started - ended, D0 < at <= D) from the checkpoint D0 before it
+  (or from every row at or before D), in one INSERT ... SELECT.
+- A row written later with `at <= D` (an apply of a snapshot received before D that lands
+  after the checkpoint: its instants are the snapshot's) adds its `started - ended` to S(D)
+  of every checkpoint D >= at, in the same transaction as the row (`_count_in_checkpoints`).
+- What an apply writes while a checkpoint is being taken is the race: the checkpoint's
+  INSERT ... SELECT would not see rows not yet committed, and the apply, having looked for
+  checkpoints before this one existed, would not add to it. On PostgreSQL every writer of
+  rows holds a shared transaction-level advisory lock (`_writing`) from before it looks for
+  checkpoints until it commits, and taking a checkpoint holds the exclusive one: it waits for
+  the applies in flight to commit (their rows are then visible to its statements, read
+  committed) and the applies after it wait for its commit (they then see the checkpoint and
+  add to it). SQLite has one writer at a time, so the two never overlap.
+- The purge's merge (below) keeps S(D) for every D at or after its cutoff (it moves the rows
+  before the cutoff to the cutoff, summed) and deletes the checkpoints before it, in the same
+  transaction that moves the horizon; searches use no checkpoint before the horizon either.
+
+`tests/store/test_image_index.py` checks all of this against a rebuild from the versions,
+including an old snapshot applied after a checkpoint and purges at several depths.
 
 The expiry purge does not take deleted versions back: it merges each group's rows before its
 cutoff into one row at the cutoff (`merge_before`: started = the slots current just before it)
 and records that cutoff (`image_horizon`). A deleted version began and ended before the cutoff,
 so it adds nothing to a merged row, and every period from the horizon on is answered exactly;
-an earlier period is not answered from the table (`covers`; the searches' surfaces refuse
-periods before the retention horizon anyway). Rows are keyed by the SHA-256 of the five
-grouping columns (and the instant); a row whose counts return to zero is deleted.
+an earlier period is not answered from the tables (`covers`; the searches' surfaces refuse
+periods before the retention horizon anyway). A row whose counts return to zero is deleted.
+Groups stay (one row per kind of slot ever seen, a few per cluster and image) until their
+cluster is deleted.
 """
 
 from __future__ import annotations
@@ -31,7 +65,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -41,9 +75,11 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    literal,
     select,
     text,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -53,21 +89,49 @@ from store.bulk import chunked, table_of
 from store.models import (
     BodyImage,
     ImageChange,
+    ImageCheckpoint,
+    ImageCheckpointSlots,
+    ImageGroup,
     ImageHorizon,
     ImagePresent,
     KubeObject,
     ManifestVersion,
 )
+from store.types import UtcDateTime
 
-_UPSERT_BATCH = 1000  # rows per statement: 10 parameters each, far below SQLite's limit
+_UPSERT_BATCH = 1000  # rows per statement: at most 6 parameters each, far below SQLite's limit
 _VERSIONS_BATCH = 5000  # versions per grouped read
 _GROUP = ("cluster_id", "kind", "namespace", "shape", "value")
+CHECKPOINT_EVERY = timedelta(days=1)  # checkpoints are taken at every UTC midnight
+# PostgreSQL advisory lock between the writers of rows (shared) and a checkpoint (exclusive).
+_CHECKPOINT_LOCK = 0x6B386D_1C4B  # "k8m" + "checkpoint", any constant no other lock uses
 
 
 def group_key(cluster_id: str, kind: str, namespace: str, shape: str, value: Any) -> str:
-    """The SHA-256 naming one group of slots (the table's key, with the instant)."""
+    """The SHA-256 naming one group of slots (`image_groups.key`)."""
     raw = json.dumps([cluster_id, kind, namespace, shape, value], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: Session, model: Any) -> Any:
+    return (postgresql_insert if _postgres(session) else sqlite_insert)(table_of(model))
+
+
+def _writing(session: Session) -> None:
+    """Before rows are written: the shared side of the checkpoint lock (PostgreSQL; held until
+    the transaction ends)."""
+    if _postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _CHECKPOINT_LOCK})
+
+
+def _checkpointing(session: Session) -> None:
+    """Before a checkpoint is taken: the exclusive side (PostgreSQL; until the transaction ends)."""
+    if _postgres(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHECKPOINT_LOCK})
 
 
 def _slots(
@@ -93,54 +157,82 @@ def _slots(
     )
 
 
+def _group_ids(session: Session, groups: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """The ids of the groups `groups` names (key -> its five columns), the missing ones made."""
+    ids: dict[str, int] = {}
+
+    def read(keys: Sequence[str]) -> None:
+        for batch in chunked(keys, _UPSERT_BATCH):
+            ids.update(
+                (key, int(id_))
+                for key, id_ in session.execute(
+                    select(ImageGroup.key, ImageGroup.id).where(ImageGroup.key.in_(batch))
+                )
+            )
+
+    read(sorted(groups))
+    missing = [{"key": key, **groups[key]} for key in sorted(groups) if key not in ids]
+    for batch in chunked(missing, _UPSERT_BATCH):
+        session.execute(_insert(session, ImageGroup).on_conflict_do_nothing(), batch)
+    read([row["key"] for row in missing])
+    return ids
+
+
 def _change(session: Session, versions: ColumnElement[bool], *, starts: bool, ends: bool) -> int:
-    """Add the beginnings and/or ends of the slots of `versions` to both tables; returns how
+    """Add the beginnings and/or ends of the slots of `versions` to the tables; returns how
     many `image_changes` rows were written."""
-    changes: dict[tuple[str, datetime], dict[str, Any]] = {}
-    wanted: list[tuple[InstrumentedAttribute[Any], str]] = []
+    counts: dict[tuple[str, datetime], list[int]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    wanted: list[tuple[InstrumentedAttribute[Any], int]] = []
     if starts:
-        wanted.append((ManifestVersion.first_seen, "started"))
+        wanted.append((ManifestVersion.first_seen, 0))
     if ends:
-        wanted.append((ManifestVersion.superseded_at, "ended"))
+        wanted.append((ManifestVersion.superseded_at, 1))
     for instant, counter in wanted:
         for cluster_id, kind, namespace, shape, value, at, n in session.execute(
             _slots(versions, instant)
         ):
             key = group_key(cluster_id, kind, namespace, shape, value)
-            row = changes.get((key, at))
-            if row is None:
-                row = changes[key, at] = {
-                    "group_key": key,
-                    "at": at,
+            if key not in groups:
+                groups[key] = {
                     "cluster_id": cluster_id,
                     "kind": kind,
                     "namespace": namespace,
                     "shape": shape,
                     "value": JSON.NULL if value is None else value,
-                    "started": 0,
-                    "ended": 0,
                 }
-            row[counter] += int(n)
-    _upsert(session, list(changes.values()))
-    present: dict[str, dict[str, Any]] = {}
-    for row in changes.values():
-        now = present.setdefault(
-            row["group_key"],
-            {name: row[name] for name in ("group_key", *_GROUP)} | {"slots": 0},
-        )
-        now["slots"] += row["started"] - row["ended"]
-    _add_present(session, [row for row in present.values() if row["slots"]])
-    return len(changes)
+            counts.setdefault((key, at), [0, 0])[counter] += int(n)
+    if not counts:
+        return 0
+    _writing(session)
+    ids = _group_ids(session, groups)
+    rows: list[dict[str, Any]] = [
+        {"group_id": ids[key], "at": at, "started": started, "ended": ended}
+        for (key, at), (started, ended) in counts.items()
+    ]
+    _upsert(session, rows)
+    present: dict[str, int] = {}
+    for (key, _at), (started, ended) in counts.items():
+        present[key] = present.get(key, 0) + started - ended
+    _add_present(
+        session,
+        [
+            {"group_id": ids[key], **groups[key], "slots": n}
+            for key, n in sorted(present.items(), key=lambda item: ids[item[0]])
+            if n
+        ],
+    )
+    _count_in_checkpoints(session, rows)
+    return len(rows)
 
 
 def _upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Insert `image_changes` rows, adding their counts to a row already there."""
     table = table_of(ImageChange)
-    postgres = session.get_bind().dialect.name == "postgresql"
     for batch in chunked(rows, _UPSERT_BATCH):
-        insert = (postgresql_insert if postgres else sqlite_insert)(table)
+        insert = _insert(session, ImageChange)
         statement = insert.on_conflict_do_update(
-            index_elements=["group_key", "at"],
+            index_elements=["group_id", "at"],
             set_={
                 "started": table.c.started + insert.excluded.started,
                 "ended": table.c.ended + insert.excluded.ended,
@@ -153,20 +245,57 @@ def _add_present(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Add `slots` (negative: slots ended) to the groups' `image_present` rows; a row left
     with none is deleted."""
     table = table_of(ImagePresent)
-    postgres = session.get_bind().dialect.name == "postgresql"
     for batch in chunked(rows, _UPSERT_BATCH):
-        insert = (postgresql_insert if postgres else sqlite_insert)(table)
+        insert = _insert(session, ImagePresent)
         statement = insert.on_conflict_do_update(
-            index_elements=["group_key"], set_={"slots": table.c.slots + insert.excluded.slots}
+            index_elements=["group_id"], set_={"slots": table.c.slots + insert.excluded.slots}
         )
         session.execute(statement, batch)
         if any(row["slots"] < 0 for row in batch):
             session.execute(
                 delete(ImagePresent).where(
-                    ImagePresent.group_key.in_(sorted({row["group_key"] for row in batch})),
+                    ImagePresent.group_id.in_([row["group_id"] for row in batch]),
                     ImagePresent.slots == 0,
                 )
             )
+
+
+def _count_in_checkpoints(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Add new `image_changes` counts to every checkpoint at or after their instant."""
+    earliest = min(row["at"] for row in rows)
+    later = select(ImageCheckpoint.at).where(ImageCheckpoint.at >= earliest)
+    instants = list(session.scalars(later))
+    if not instants:
+        return
+    deltas: dict[tuple[datetime, int], int] = {}
+    for row in rows:
+        net = row["started"] - row["ended"]
+        for at in instants:
+            if net and at >= row["at"]:
+                deltas[at, row["group_id"]] = deltas.get((at, row["group_id"]), 0) + net
+    _add_checkpoint_slots(
+        session,
+        [{"at": at, "group_id": g, "slots": n} for (at, g), n in sorted(deltas.items()) if n],
+    )
+
+
+def _add_checkpoint_slots(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Add `slots` to checkpoint rows; a row left with none is deleted."""
+    table = table_of(ImageCheckpointSlots)
+    for batch in chunked(rows, _UPSERT_BATCH):
+        insert = _insert(session, ImageCheckpointSlots)
+        statement = insert.on_conflict_do_update(
+            index_elements=["at", "group_id"],
+            set_={"slots": table.c.slots + insert.excluded.slots},
+        )
+        session.execute(statement, batch)
+    if rows:
+        session.execute(
+            delete(ImageCheckpointSlots).where(
+                ImageCheckpointSlots.at.in_(sorted({row["at"] for row in rows})),
+                ImageCheckpointSlots.slots == 0,
+            )
+        )
 
 
 def record_started(session: Session, version_ids: Iterable[int]) -> None:
@@ -184,16 +313,18 @@ def record_ended(session: Session, version_ids: Iterable[int]) -> None:
 
 def backfill(session: Session, *, cluster_ids: Sequence[str] | None = None) -> int:
     """Record every stored version, or those of `cluster_ids` (which must have no rows yet:
-    migrations 0011/0012, or a loader that wrote versions by other means, after the image
-    index is filled), in both tables. Returns the `image_changes` rows written."""
-    if session.get_bind().dialect.name == "postgresql":
-        return _backfill_postgres(session, cluster_ids=cluster_ids)
-    versions: ColumnElement[bool] = true()
-    if cluster_ids is not None:
-        versions = ManifestVersion.object_id.in_(
-            select(KubeObject.id).where(KubeObject.cluster_id.in_(cluster_ids))
-        )
-    return _change(session, versions, starts=True, ends=True)
+    migration 0015, or a loader that wrote versions by other means, after the image index is
+    filled), in the tables, checkpoints included. Returns the `image_changes` rows written."""
+    if not _postgres(session):
+        versions: ColumnElement[bool] = true()
+        if cluster_ids is not None:
+            versions = ManifestVersion.object_id.in_(
+                select(KubeObject.id).where(KubeObject.cluster_id.in_(cluster_ids))
+            )
+        return _change(session, versions, starts=True, ends=True)
+    written = _backfill_postgres(session, cluster_ids=cluster_ids)
+    count_clusters_in_checkpoints(session, cluster_ids=cluster_ids)
+    return written
 
 
 _STAGE = """
@@ -211,49 +342,53 @@ _STAGE = """
 _GROUPS = """
     SELECT DISTINCT cluster_id, kind, namespace, shape, value FROM presence_stage
 """
+_NEW_GROUPS = """
+    INSERT INTO image_groups (key, cluster_id, kind, namespace, shape, value)
+    SELECT key, cluster_id, kind, namespace, shape, value FROM presence_keys ORDER BY key
+    ON CONFLICT (key) DO NOTHING
+"""
 _KEYED = """
     FROM presence_stage s JOIN presence_keys k
       ON k.cluster_id = s.cluster_id AND k.kind = s.kind AND k.namespace = s.namespace
      AND k.shape = s.shape AND k.value = s.value
+    JOIN image_groups g ON g.key = k.key
 """
 _CHANGES = f"""
-    INSERT INTO image_changes
-        (group_key, at, cluster_id, kind, namespace, shape, value, started, ended)
-    SELECT k.group_key, s.at, s.cluster_id, s.kind, s.namespace, s.shape, s.value,
-           s.started, s.ended
+    INSERT INTO image_changes (group_id, at, started, ended)
+    SELECT g.id, s.at, s.started, s.ended
     {_KEYED}
-    ON CONFLICT (group_key, at) DO UPDATE
+    ON CONFLICT (group_id, at) DO UPDATE
     SET started = image_changes.started + excluded.started,
         ended = image_changes.ended + excluded.ended
 """  # noqa: S608 - fixed text only
 _PRESENT = f"""
-    INSERT INTO image_present (group_key, cluster_id, kind, namespace, shape, value, slots)
-    SELECT k.group_key, s.cluster_id, s.kind, s.namespace, s.shape, s.value,
-           sum(s.started - s.ended)
+    INSERT INTO image_present (group_id, cluster_id, kind, namespace, shape, value, slots)
+    SELECT g.id, g.cluster_id, g.kind, g.namespace, g.shape, g.value, sum(s.started - s.ended)
     {_KEYED}
-    GROUP BY k.group_key, s.cluster_id, s.kind, s.namespace, s.shape, s.value
+    GROUP BY g.id
     HAVING sum(s.started - s.ended) <> 0
-    ON CONFLICT (group_key) DO UPDATE SET slots = image_present.slots + excluded.slots
+    ON CONFLICT (group_id) DO UPDATE SET slots = image_present.slots + excluded.slots
 """
 
 
 def _backfill_postgres(session: Session, *, cluster_ids: Sequence[str] | None) -> int:
     """`backfill` on PostgreSQL: the slots grouped per group and instant inside the database,
-    the group keys computed here once per group (a few per cluster and image), then two
-    INSERT ... SELECT."""
+    the group keys computed here once per group (a few per cluster and image), then one
+    INSERT ... SELECT per table."""
     scope = "" if cluster_ids is None else "AND o.cluster_id = ANY(:clusters)"
     params = {} if cluster_ids is None else {"clusters": list(cluster_ids)}
+    _writing(session)
     session.execute(text("DROP TABLE IF EXISTS presence_stage, presence_keys"))
     session.execute(text(_STAGE.format(scope=scope)), params)
     session.execute(
         text(
-            "CREATE TEMPORARY TABLE presence_keys (group_key text, cluster_id text, kind text, "
+            "CREATE TEMPORARY TABLE presence_keys (key text, cluster_id text, kind text, "
             "namespace text, shape text, value jsonb) ON COMMIT DROP"
         )
     )
     keys = [
         {
-            "group_key": group_key(cluster_id, kind, namespace, shape, value),
+            "key": group_key(cluster_id, kind, namespace, shape, value),
             "cluster_id": cluster_id,
             "kind": kind,
             "namespace": namespace,
@@ -265,16 +400,50 @@ def _backfill_postgres(session: Session, *, cluster_ids: Sequence[str] | None) -
     for batch in chunked(keys, _UPSERT_BATCH):
         session.execute(
             text(
-                "INSERT INTO presence_keys VALUES (:group_key, :cluster_id, :kind, :namespace, "
+                "INSERT INTO presence_keys VALUES (:key, :cluster_id, :kind, :namespace, "
                 ":shape, CAST(:value AS jsonb))"
             ),
             batch,
         )
     session.execute(text("ANALYZE presence_stage, presence_keys"))
+    session.execute(text(_NEW_GROUPS))
     written = session.execute(text(_CHANGES)).rowcount  # type: ignore[attr-defined]
     session.execute(text(_PRESENT))
     session.execute(text("DROP TABLE presence_stage, presence_keys"))
     return int(written or 0)
+
+
+def count_clusters_in_checkpoints(
+    session: Session, *, cluster_ids: Sequence[str] | None = None
+) -> int:
+    """Add the `image_changes` rows of `cluster_ids` (None: every cluster) to every checkpoint
+    at or after them: for rows written by other means than `record_started`/`record_ended`
+    (`backfill`, a loader's COPY) after checkpoints were taken, which must not count in them
+    yet. Returns the checkpoint rows written."""
+    _writing(session)
+    if session.scalar(select(func.count()).select_from(ImageCheckpoint)) == 0:
+        return 0
+    scope: ColumnElement[bool] = true()
+    if cluster_ids is not None:
+        scope = ImageGroup.cluster_id.in_(list(cluster_ids))
+    net = func.sum(ImageChange.started - ImageChange.ended)
+    counted = (
+        select(ImageCheckpoint.at, ImageChange.group_id, net)
+        .select_from(ImageCheckpoint)
+        .join(ImageChange, ImageChange.at <= ImageCheckpoint.at)
+        .join(ImageGroup, ImageGroup.id == ImageChange.group_id)
+        .where(scope)
+        .group_by(ImageCheckpoint.at, ImageChange.group_id)
+        .having(net != 0)
+    )
+    table = table_of(ImageCheckpointSlots)
+    insert = _insert(session, ImageCheckpointSlots)
+    statement = insert.from_select(["at", "group_id", "slots"], counted).on_conflict_do_update(
+        index_elements=["at", "group_id"], set_={"slots": table.c.slots + insert.excluded.slots}
+    )
+    written = int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
+    session.execute(delete(ImageCheckpointSlots).where(ImageCheckpointSlots.slots == 0))
+    return written
 
 
 def horizon(session: Session) -> datetime | None:
@@ -291,13 +460,91 @@ def covers(session: Session, since: datetime | None) -> bool:
     return merged is None or since >= merged
 
 
+def checkpoint_for(session: Session, since: datetime) -> datetime | None:
+    """The latest checkpoint at or before `since` and not before the merge horizon (None: no
+    such checkpoint; a search then adds up every row before its period)."""
+    merged = horizon(session)
+    clauses = [ImageCheckpoint.at <= since]
+    if merged is not None:
+        clauses.append(ImageCheckpoint.at >= merged)
+    return session.scalar(select(func.max(ImageCheckpoint.at)).where(*clauses))
+
+
+def _midnight_after(instant: datetime) -> datetime:
+    """The first UTC midnight at or after `instant`."""
+    day = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day if day == instant else day + CHECKPOINT_EVERY
+
+
+def take_checkpoints(
+    session: Session, *, until: datetime | None = None, budget: int | None = None
+) -> int:
+    """Take the missing daily checkpoints, oldest first, from the day after the latest one (or
+    the first midnight of the history kept) to the last midnight the history reaches (and not
+    after `until`), until `budget` rows are written (None: all of them); returns the rows
+    written (checkpoints and their slot rows). PostgreSQL: the writers of rows wait while it
+    runs (module docstring)."""
+    _checkpointing(session)
+    last = session.scalar(select(func.max(ImageChange.at)))
+    if last is None:
+        return 0
+    if until is not None:
+        last = min(last, until)
+    merged = horizon(session)
+    base = session.scalar(select(func.max(ImageCheckpoint.at)))
+    if base is not None and merged is not None and base < merged:
+        base = None  # (the merge deletes those; never counted from)
+    if base is not None:
+        day = base + CHECKPOINT_EVERY
+    else:
+        first: datetime = session.scalar(select(func.min(ImageChange.at))) or last
+        day = _midnight_after(max(first, merged) if merged is not None else first)
+    written = 0
+    while day <= last and (budget is None or written < budget):
+        written += _take(session, day, base=base)
+        base, day = day, day + CHECKPOINT_EVERY
+    return written
+
+
+def _take(session: Session, day: datetime, *, base: datetime | None) -> int:
+    """One checkpoint at `day`, counted from the checkpoint `base` before it (or from the
+    start); returns the rows written."""
+    rows = [ImageChange.at <= day]
+    if base is not None:
+        rows.append(ImageChange.at > base)
+    parts: list[Select[int, int]] = [
+        select(ImageChange.group_id, (ImageChange.started - ImageChange.ended).label("n")).where(
+            *rows
+        )
+    ]
+    if base is not None:
+        parts.append(
+            select(ImageCheckpointSlots.group_id, ImageCheckpointSlots.slots.label("n")).where(
+                ImageCheckpointSlots.at == base
+            )
+        )
+    source = union_all(*parts).subquery()
+    net = func.sum(source.c.n)
+    session.execute(_insert(session, ImageCheckpoint).values(at=day))
+    counted = (
+        select(literal(day, UtcDateTime()), source.c.group_id, net)
+        .group_by(source.c.group_id)
+        .having(net != 0)
+    )
+    written = session.execute(
+        table_of(ImageCheckpointSlots).insert().from_select(["at", "group_id", "slots"], counted)
+    ).rowcount  # type: ignore[attr-defined]
+    return 1 + int(written or 0)
+
+
 def merge_before(session: Session, *, cutoff: datetime, batch_size: int) -> int:
     """Merge the `image_changes` rows before `cutoff` of up to `batch_size` groups into one
     row per group at `cutoff` (started: the group's slots current just before it), after
-    moving the horizon to `cutoff`; returns how many rows were merged away (0: none left)."""
+    moving the horizon to `cutoff` and deleting the checkpoints before it; returns how many
+    rows were merged away (0: none left)."""
+    _writing(session)
     table = table_of(ImageHorizon)
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = (postgresql_insert if postgres else sqlite_insert)(table)
+    insert = _insert(session, ImageHorizon)
     session.execute(
         insert.values(id=1, merged_before=cutoff).on_conflict_do_update(
             index_elements=["id"],
@@ -308,30 +555,25 @@ def merge_before(session: Session, *, cutoff: datetime, batch_size: int) -> int:
             },
         )
     )
-    keys = sorted(
+    session.execute(delete(ImageCheckpointSlots).where(ImageCheckpointSlots.at < cutoff))
+    session.execute(delete(ImageCheckpoint).where(ImageCheckpoint.at < cutoff))
+    ids = sorted(
         set(
             session.scalars(
-                select(ImageChange.group_key).where(ImageChange.at < cutoff).limit(batch_size)
+                select(ImageChange.group_id).where(ImageChange.at < cutoff).limit(batch_size)
             )
         )
     )
-    if not keys:
+    if not ids:
         return 0
-    columns = [getattr(ImageChange, name) for name in ("group_key", *_GROUP)]
-    before = ImageChange.group_key.in_(keys), ImageChange.at < cutoff
+    before = ImageChange.group_id.in_(ids), ImageChange.at < cutoff
     slots = func.sum(ImageChange.started) - func.sum(ImageChange.ended)
     merged = [
-        {
-            **{name: row[i] for i, name in enumerate(("group_key", *_GROUP))},
-            "value": JSON.NULL if row[5] is None else row[5],
-            "at": cutoff,
-            "started": int(row[6]),
-            "ended": 0,
-        }
-        for row in session.execute(
-            select(*columns, slots).where(*before).group_by(ImageChange.group_key, *columns[1:])
+        {"group_id": group_id, "at": cutoff, "started": int(n), "ended": 0}
+        for group_id, n in session.execute(
+            select(ImageChange.group_id, slots).where(*before).group_by(ImageChange.group_id)
         )
-        if row[6]
+        if n
     ]
     removed = session.execute(delete(ImageChange).where(*before)).rowcount  # type: ignore[attr-defined]
     _upsert(session, merged)
@@ -342,6 +584,7 @@ def present_per_cluster(
     *,
     since: datetime | None,
     until: datetime | None,
+    checkpoint: datetime | None = None,
     cluster_ids: Sequence[str],
     kind: str | None,
     namespace: str | None,
@@ -349,18 +592,13 @@ def present_per_cluster(
 ) -> Select[tuple[Any, str, int]]:
     """(value, cluster, slots) of every value with slots current in that cluster: now (`since`
     and `until` None; from `image_present`), or at some instant of [since, until] (from
-    `image_changes`; `covers` says whether it can); in scope, of the given shapes (None: all)."""
-    table: Any = ImagePresent
-    slots: ColumnElement[Any]
-    if since is None or until is None:
-        slots = func.sum(ImagePresent.slots)
-        clauses: list[ColumnElement[bool]] = []
-    else:
-        table = ImageChange
-        slots = func.sum(case((ImageChange.at <= until, ImageChange.started), else_=0)) - func.sum(
-            case((ImageChange.at <= since, ImageChange.ended), else_=0)
-        )
-        clauses = [ImageChange.at <= until]
+    `image_changes` after `checkpoint`, if given, and that checkpoint's slots: formula (2);
+    `covers` says whether the tables can, `checkpoint_for` which checkpoint to give); in scope,
+    of the given shapes (None: all)."""
+    clauses: list[ColumnElement[bool]] = []
+    table: Any = ImagePresent  # now: the present rows carry the group's columns
+    if since is not None and until is not None:
+        table = ImageGroup
     if cluster_ids:
         clauses.append(table.cluster_id.in_(cluster_ids))
     if kind is not None:
@@ -369,9 +607,38 @@ def present_per_cluster(
         clauses.append(table.namespace == namespace)
     if shapes is not None:
         clauses.append(table.shape.in_(sorted(shapes)))
+    if since is None or until is None:
+        present = func.sum(ImagePresent.slots)
+        return (
+            select(ImagePresent.value, ImagePresent.cluster_id, present.label("slots"))
+            .where(*clauses)
+            .group_by(ImagePresent.value, ImagePresent.cluster_id)
+            .having(present > 0)
+        )
+    # One row per checkpoint slot row and per change after it, joined to its group and summed
+    # per value and cluster (no sum per group first: the planner then sees two scans of known
+    # size and hashes the join, where it guessed a few groups and looked each one up).
+    started = case((ImageChange.at <= until, ImageChange.started), else_=0)
+    ended = case((ImageChange.at <= since, ImageChange.ended), else_=0)
+    rows = [ImageChange.at <= until]
+    if checkpoint is not None:
+        rows.append(ImageChange.at > checkpoint)
+    parts: list[Select[int, int]] = [
+        select(ImageChange.group_id, (started - ended).label("slots")).where(*rows)
+    ]
+    if checkpoint is not None:
+        parts.append(
+            select(ImageCheckpointSlots.group_id, ImageCheckpointSlots.slots).where(
+                ImageCheckpointSlots.at == checkpoint
+            )
+        )
+    counted = union_all(*parts).subquery()
+    slots = func.sum(counted.c.slots)
     return (
-        select(table.value, table.cluster_id, slots.label("slots"))
+        select(ImageGroup.value, ImageGroup.cluster_id, slots.label("slots"))
+        .select_from(counted)
+        .join(ImageGroup, ImageGroup.id == counted.c.group_id)
         .where(*clauses)
-        .group_by(table.value, table.cluster_id)
+        .group_by(ImageGroup.value, ImageGroup.cluster_id)
         .having(slots > 0)
     )

@@ -192,12 +192,26 @@ class BodyImage(Base):
     value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
 
 
-class ImageChange(Base):
-    """How many image slots of one kind (`cluster_id`, `kind`, `namespace`, `shape`, `value`)
-    began (`started`) and ended (`ended`) being current at one instant (`store.image_presence`).
+class ImageGroup(Base):
+    """One kind of image slot (`store.image_presence`): a cluster, kind, namespace, shape (where
+    in the body) and value, named by a small integer that `image_changes` and `image_present`
+    carry instead of the five columns. `key` is the SHA-256 of the five (`group_key`), the one
+    lookup from a slot to its group on every engine (a value may be any JSON)."""
 
-    `group_key` is the SHA-256 of the five columns (so the key stays short whatever the value).
-    """
+    __tablename__ = "image_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(200))
+    namespace: Mapped[str] = mapped_column(String(253))
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
+
+
+class ImageChange(Base):
+    """How many image slots of one group (`image_groups`) began (`started`) and ended (`ended`)
+    being current at one instant (`store.image_presence`): four fixed-width columns a row."""
 
     __tablename__ = "image_changes"
 
@@ -206,32 +220,57 @@ class ImageChange(Base):
         Index("ix_image_changes_at", "at"),
     )
 
-    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("image_groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
     at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
-    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(200))
-    namespace: Mapped[str] = mapped_column(String(253))
-    shape: Mapped[str] = mapped_column(Text)
-    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)  # JSON null stays 'null'
     started: Mapped[int] = mapped_column(Integer)
     ended: Mapped[int] = mapped_column(Integer)
 
 
 class ImagePresent(Base):
-    """How many image slots of one kind (the five columns of `ImageChange`, the same
-    `group_key`) are current now: the sum of its `image_changes` rows' `started - ended`, kept
-    in the same transactions (`store.image_presence`), so the present costs one row per group.
-    A group with no current slot has no row.
+    """How many image slots of one group are current now: the sum of its `image_changes` rows'
+    `started - ended`, kept in the same transactions (`store.image_presence`), so the present
+    costs one row per group. A group with no current slot has no row. The group's five columns
+    are repeated here (a row per current group, not per version), so the present search reads
+    this table alone.
     """
 
     __tablename__ = "image_present"
 
-    group_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("image_groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(200))
     namespace: Mapped[str] = mapped_column(String(253))
     shape: Mapped[str] = mapped_column(Text)
     value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)
+    slots: Mapped[int] = mapped_column(Integer)
+
+
+class ImageCheckpoint(Base):
+    """An instant (a UTC midnight) at which every group's current slots were counted
+    (`image_checkpoint_slots`), so a search back in time adds up one checkpoint and the rows
+    after it (`store.image_presence`)."""
+
+    __tablename__ = "image_checkpoints"
+
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+
+
+class ImageCheckpointSlots(Base):
+    """How many image slots of one group were current at one checkpoint: its `image_changes`
+    rows' `started - ended` up to and including that instant (groups with none have no row)."""
+
+    __tablename__ = "image_checkpoint_slots"
+
+    at: Mapped[datetime] = mapped_column(
+        ForeignKey("image_checkpoints.at", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("image_groups.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
     slots: Mapped[int] = mapped_column(Integer)
 
 

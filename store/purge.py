@@ -9,7 +9,9 @@ snapshot and any finding that is not resolved are never purged.
 
 Image presence over time (`image_changes`) is merged, not taken back: each group's rows before
 the cutoff become one row at it (`store.image_presence.merge_before`), exact for every period
-from the cutoff on (a deleted version began and ended before it, so it counts for nothing).
+from the cutoff on (a deleted version began and ended before it, so it counts for nothing), and
+its checkpoints before the cutoff go. Then the daily checkpoints not taken yet are
+(`store.image_presence.take_checkpoints`; that step counts rows written, not deleted).
 
 Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a scan of
 `objects.current_hash` for the foreign-key check, which has no index.
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from contracts.states import FindingStatus, SnapshotState
 from store.bulk import chunked
-from store.image_presence import merge_before
+from store.image_presence import merge_before, take_checkpoints
 from store.models import (
     Cluster,
     Finding,
@@ -119,12 +121,23 @@ def purge_image_changes(
     return merge_before(session, cutoff=cutoff, batch_size=batch_size)
 
 
+def checkpoint_image_presence(
+    session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """The daily image presence checkpoints not taken yet, oldest first, until about
+    `batch_size` rows are written (a checkpoint is never split); returns the rows written.
+    `cutoff` is the merge's: the checkpoints start at it."""
+    del cutoff  # (the merge before this step moved the horizon to it)
+    return take_checkpoints(session, budget=batch_size)
+
+
 PURGERS = (
     ("telemetry_pings", purge_telemetry),
     ("snapshots", purge_snapshots),
     ("manifest_versions", purge_versions),
     ("objects", purge_deleted_objects),
     ("image_changes", purge_image_changes),
+    ("image_checkpoints", checkpoint_image_presence),
     ("findings", purge_resolved_findings),
 )
 

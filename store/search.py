@@ -8,8 +8,9 @@ of member names and `[*]` ending in `.image` such as `$.spec.template.spec.conta
 image members, with where they are and in which order the path yields them), so no body is
 read: the answer is the generic evaluation's, exactly. With `distinct` it is answered from
 image presence (`store.image_presence`: per cluster, kind, namespace, shape and value, how many
-slots are current now, and how many began and ended at each instant), a few rows per cluster and
-value (a period before the purge's merge horizon, which the surfaces refuse, is evaluated); a
+slots are current now, at each daily checkpoint, and how many began and ended at each instant):
+a few rows per cluster and value now, back in time one checkpoint and the day of rows after it
+(a period before the purge's merge horizon, which the surfaces refuse, is evaluated); a
 PostgreSQL listing picks the first objects (versions) in order, then reads their index rows.
 Any other path is evaluated: PostgreSQL
 evaluates its translation inside the database (lateral `jsonb_path_query`, values grouped there
@@ -49,7 +50,7 @@ from sqlalchemy.orm import Session
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
 from store.image_index import ImagePath, recognise
-from store.image_presence import covers, present_per_cluster
+from store.image_presence import checkpoint_for, covers, present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
@@ -460,12 +461,14 @@ def _presence_covers(session: Session, scope: Scope) -> bool:
     return covers(session, scope.period.since if scope.period is not None else None)
 
 
-def _presence(scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
-    """(value, cluster, slots) of the image values in scope, from image presence."""
+def _presence(session: Session, scope: Scope, image: ImagePath) -> Select[tuple[Any, str, int]]:
+    """(value, cluster, slots) of the image values in scope, from image presence (back in
+    time: from the latest checkpoint before the period, and the rows after it)."""
     period = scope.period
     return present_per_cluster(
         since=period.since if period is not None else None,
         until=period.until if period is not None else None,
+        checkpoint=checkpoint_for(session, period.since) if period is not None else None,
         cluster_ids=scope.clusters,
         kind=scope.kind,
         namespace=scope.namespace,
@@ -478,14 +481,20 @@ def _postgres_presence(
 ) -> SearchResult:
     """`distinct` for an image path: a few rows per cluster and value (`store.image_presence`),
     grouped and ordered as the generic evaluation does."""
-    per_cluster = _presence(scope, image).subquery()
+    per_cluster = _presence(session, scope, image).subquery()
     occurrences = func.sum(per_cluster.c.slots)
+    # Group the jsonb values by hashing, never by sorting them (comparing jsonb is slow, and
+    # the planner cannot estimate how many groups a union of counts makes); the final order
+    # sorts the distinct values only.
+    previous = session.execute(text("SELECT current_setting('enable_sort')")).scalar_one()
+    session.execute(text("SET LOCAL enable_sort = off"))
     rows = session.execute(
         select(per_cluster.c.value, occurrences, func.count())
         .group_by(per_cluster.c.value)
         .order_by(occurrences.desc(), cast(per_cluster.c.value, Text))
         .limit(limit + 1)
     ).all()
+    session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": previous})
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
     result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]
     return result
@@ -593,8 +602,8 @@ def _python(
             if image is None:
                 found = _evaluated_in_scope(session, scope, path, one=one)
             elif distinct:
-                found = iter(())  # counted from `image_changes`, per value and cluster
-                for value, cluster_id, slots in session.execute(_presence(scope, image)):
+                found = iter(())  # counted from image presence, per value and cluster
+                for value, cluster_id, slots in session.execute(_presence(session, scope, image)):
                     _count(counts, value, cluster_id, slots=int(slots))
             else:
                 found = _indexed_in_scope(session, scope, image, one=one)

@@ -52,9 +52,10 @@ def test_image_index_rows_are_what_the_product_indexes() -> None:
 
 
 def test_image_presence_rows_are_what_the_product_records() -> None:
-    """`image_changes` and `image_present` as `store.image_presence` records the versions:
-    per group (cluster, kind, namespace, shape, value) and instant, the slots (image-index
-    rows of the version's body) begun at its first_seen and ended at its superseded_at."""
+    """`image_groups`, `image_changes` and `image_present` as `store.image_presence` records
+    the versions: per group (cluster, kind, namespace, shape, value; named by an id, keyed by
+    `group_key`) and instant, the slots (image-index rows of the version's body) begun at its
+    first_seen and ended at its superseded_at."""
     image_presence = pytest.importorskip("store.image_presence")
     objects = {o[0]: o for o in (line.split("\t") for line in ROWS.objects.splitlines())}
     images: dict[str, list[tuple[str, str]]] = {}
@@ -73,11 +74,17 @@ def test_image_presence_rows_are_what_the_product_records() -> None:
             expected.setdefault((key, first), [0, 0])[0] += 1
             if ended != "\\N":
                 expected.setdefault((key, ended), [0, 0])[1] += 1
-    loaded: dict[tuple[str, str], list[int]] = {}
-    for key, at, cluster, kind, namespace, shape, value, started, ended in (
-        line.split("\t") for line in ROWS.changes.splitlines()
+    keys: dict[str, str] = {}
+    for group_id, key, cluster, kind, namespace, shape, value in (
+        line.split("\t") for line in ROWS.groups.splitlines()
     ):
         assert groups[key] == (cluster, kind, namespace, shape, json.loads(value))
+        assert group_id not in keys and 300_000 < int(group_id) < 400_000  # cluster 3's ids
+        keys[group_id] = key
+    assert set(keys.values()) == set(groups)
+    loaded: dict[tuple[str, str], list[int]] = {}
+    for group_id, at, started, ended in (line.split("\t") for line in ROWS.changes.splitlines()):
+        key = keys[group_id]
         assert (key, at) not in loaded
         loaded[key, at] = [int(started), int(ended)]
     assert loaded == expected and len(loaded) > 28
@@ -85,9 +92,10 @@ def test_image_presence_rows_are_what_the_product_records() -> None:
     for (key, _at), (started, ended) in expected.items():
         now[key] = now.get(key, 0) + started - ended
     present = {}
-    for key, cluster, kind, namespace, shape, value, slots in (
+    for group_id, cluster, kind, namespace, shape, value, slots in (
         line.split("\t") for line in ROWS.present.splitlines()
     ):
+        key = keys[group_id]
         assert groups[key] == (cluster, kind, namespace, shape, json.loads(value))
         present[key] = int(slots)
     assert present == {key: n for key, n in now.items() if n} and present

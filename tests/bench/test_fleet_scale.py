@@ -42,6 +42,8 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     assert set(search.extra) == {"2_clusters", "3_clusters"}
     at = by_name["distinct-image search --at 7 days ago"]
     assert at.samples and at.met is None and set(at.extra) == {"2_clusters", "3_clusters"}
+    between = by_name["distinct-image search --between a one-day window 7 days ago"]
+    assert between.samples and set(between.extra) == {"2_clusters", "3_clusters"}
     # 140 Deployments x 4 distinct bodies + 60 ConfigMaps x 2, per cluster
     assert "2,040 distinct bodies" in load.note
     assert by_name["fleet page"].samples and by_name["cluster page, 200 objects"].samples
@@ -60,7 +62,26 @@ def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     assert "body_images.content_hash" in keys.extra
 
 
-def test_quick_mode_says_full_mode_only() -> None:
-    (figure,) = fleet_scale.run(quick=True)
+def test_quick_mode_says_full_mode_only(tmp_path: Path) -> None:
+    (figure,) = fleet_scale.run(quick=True, out=tmp_path)
     assert not figure.measured
     assert figure.note == "full mode only"
+
+
+def test_the_plot_goes_beside_the_results_not_to_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out DIR` (or build/bench-quick): the plot is written there; docs/ only when the run
+    publishes there."""
+    asked: dict[str, object] = {}
+
+    def run_steps(steps: object, **options: object) -> list[object]:
+        asked.update(options, steps=steps)
+        return []
+
+    monkeypatch.setattr(fleet_scale, "run_steps", run_steps)
+    monkeypatch.setenv("K8SMON_BENCH_FLEET_CLUSTERS", "25")
+    out = tmp_path / "fleet"
+    fleet_scale.run(quick=False, out=out)
+    assert asked["plot_to"] == out / "fleet-scale.png" and out.is_dir()
+    assert asked["steps"] == [25]

@@ -17,7 +17,15 @@ import store.search as search_module
 from store import image_presence
 from store.image_index import backfill, image_occurrences, recognise, shapes_of
 from store.jsonpath import Index, Member, parse
-from store.models import BodyImage, ImageChange, ImagePresent, ManifestBody
+from store.models import (
+    BodyImage,
+    ImageChange,
+    ImageCheckpoint,
+    ImageCheckpointSlots,
+    ImageGroup,
+    ImagePresent,
+    ManifestBody,
+)
 from store.purge import purge_deleted_objects, purge_image_changes, purge_versions
 from store.search import Period, SearchResult, run_search
 from store.snapshots import apply_pending, stage_snapshot
@@ -340,37 +348,64 @@ def _purge(session: Session, cutoff: datetime) -> None:
 
 
 def _presence_rows(session: Session) -> set[tuple[Any, ...]]:
+    """`image_changes` as (group key, the group's columns, instant, counts)."""
     return {
-        (
-            r.group_key,
-            r.at,
-            r.cluster_id,
-            r.kind,
-            r.namespace,
-            r.shape,
-            repr(r.value),
-            r.started,
-            r.ended,
+        (g.key, g.cluster_id, g.kind, g.namespace, g.shape, repr(g.value), c.at, c.started, c.ended)
+        for c, g in session.execute(
+            select(ImageChange, ImageGroup).join(ImageGroup, ImageGroup.id == ImageChange.group_id)
         )
-        for r in session.scalars(select(ImageChange))
     }
 
 
 def _present_rows(session: Session) -> set[tuple[Any, ...]]:
+    """`image_present` as (group key, its columns, slots): its columns are its group's."""
+    for p, g in session.execute(
+        select(ImagePresent, ImageGroup).join(ImageGroup, ImageGroup.id == ImagePresent.group_id)
+    ):
+        assert (p.cluster_id, p.kind, p.namespace, p.shape, repr(p.value)) == (
+            g.cluster_id,
+            g.kind,
+            g.namespace,
+            g.shape,
+            repr(g.value),
+        )
     return {
-        (r.group_key, r.cluster_id, r.kind, r.namespace, r.shape, repr(r.value), r.slots)
-        for r in session.scalars(select(ImagePresent))
+        (g.key, p.cluster_id, p.kind, p.namespace, p.shape, repr(p.value), p.slots)
+        for p, g in session.execute(
+            select(ImagePresent, ImageGroup).join(
+                ImageGroup, ImageGroup.id == ImagePresent.group_id
+            )
+        )
     }
 
 
+def _checkpoint_rows(session: Session) -> set[tuple[Any, ...]]:
+    """Every checkpoint (with no slot row: `None`) and its rows, by group key."""
+    rows: set[tuple[Any, ...]] = {
+        (c.at, key, slots)
+        for c, key, slots in session.execute(
+            select(ImageCheckpoint, ImageGroup.key, ImageCheckpointSlots.slots)
+            .outerjoin(ImageCheckpointSlots, ImageCheckpointSlots.at == ImageCheckpoint.at)
+            .outerjoin(ImageGroup, ImageGroup.id == ImageCheckpointSlots.group_id)
+        )
+    }
+    return rows
+
+
 def _assert_presence_is_what_backfill_computes(session: Session) -> int:
-    """`image_changes` and `image_present` as snapshot applies and purges left them equal a
-    backfill from the versions left (merged at the same horizon, if the purge merged); no row
-    is empty. Returns the `image_changes` row count."""
+    """`image_changes`, `image_present` and the checkpoints as snapshot applies and purges
+    left them equal a backfill from the versions left (merged at the same horizon, if the
+    purge merged, and checkpointed at the same instants); no row is empty. Returns the
+    `image_changes` row count."""
     kept, present = _presence_rows(session), _present_rows(session)
+    checkpoints = _checkpoint_rows(session)
     assert all(row[-2] or row[-1] for row in kept), "a row whose counts are zero was kept"
     assert all(row[-1] > 0 for row in present), "a group with no current slot was kept"
+    assert all(row[-1] != 0 for row in checkpoints), "a checkpoint row with 0 slots was kept"
+    instants = sorted({row[0] for row in checkpoints})
     merged = image_presence.horizon(session)
+    session.execute(delete(ImageCheckpointSlots))
+    session.execute(delete(ImageCheckpoint))
     session.execute(delete(ImageChange))
     session.execute(delete(ImagePresent))
     written = image_presence.backfill(session)
@@ -381,6 +416,9 @@ def _assert_presence_is_what_backfill_computes(session: Session) -> int:
             pass
     assert _presence_rows(session) == kept
     assert _present_rows(session) == present
+    if instants:  # the same checkpoints, taken again from scratch
+        image_presence.take_checkpoints(session, until=instants[-1])
+        assert _checkpoint_rows(session) == checkpoints
     return len(kept)
 
 
@@ -400,20 +438,65 @@ def test_image_presence_is_kept_exact_by_applies_and_purges(fleet: Session, day0
     assert rows < first, "the merge left as many rows as the history had"
 
 
+def test_checkpoints_stay_exact_after_a_late_apply_and_purges(
+    fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
+) -> None:
+    """Daily checkpoints answer every search as the generic evaluation does, and stay what a
+    rebuild computes when a snapshot received before some of them is applied after they were
+    taken, and when the purge merges and drops the ones before its cutoff."""
+    assert image_presence.take_checkpoints(fleet) > 3
+    instants = list(fleet.scalars(select(ImageCheckpoint.at).order_by(ImageCheckpoint.at)))
+    # the midnights of the days the history spans (it starts at day0, ends on day 3)
+    assert len(instants) >= 3
+    assert all(at == at.replace(hour=0, minute=0, second=0, microsecond=0) for at in instants)
+    assert image_presence.take_checkpoints(fleet) == 0  # nothing missing
+    assert _compare_everything(fleet, monkeypatch, day0) > 500
+    _assert_presence_is_what_backfill_computes(fleet)
+    before = _checkpoint_rows(fleet)
+    # stage, last pushed on day 1 at 13:00, sends a snapshot received an hour later (before
+    # the checkpoints of the next midnights) that is applied only now: new images, objects gone.
+    late = day0 + timedelta(days=1, hours=14)
+    assert any(at > late for at in instants)
+    push_at(fleet, "stage", [web("shop/web:4", init="busybox:3")], late)
+    assert _checkpoint_rows(fleet) != before, "the late apply left the checkpoints as they were"
+    assert image_presence.take_checkpoints(fleet) == 0
+    _assert_presence_is_what_backfill_computes(fleet)
+    assert _compare_everything(fleet, monkeypatch, day0) > 500
+    # The searches read a checkpoint and the rows after it: rows before it no longer matter.
+    moment = instants[-1] + timedelta(hours=1)
+    period = Period(moment, moment)
+    assert image_presence.checkpoint_for(fleet, moment) == instants[-1]
+    found = _both_ways(fleet, monkeypatch, "$..image", distinct=True, period=period)
+    assert found[0] == found[1]
+    assert found[0][2]
+    savepoint = fleet.begin_nested()
+    fleet.execute(delete(ImageChange).where(ImageChange.at <= instants[-1]))
+    alone = run_search(fleet, "$..image", timeout_seconds=LIMIT, distinct=True, period=period)
+    assert _answer(alone) == found[0]
+    savepoint.rollback()
+    for days in (2, 3):
+        cutoff = day0 + timedelta(days=days)
+        _purge(fleet, cutoff)
+        kept = list(fleet.scalars(select(ImageCheckpoint.at).order_by(ImageCheckpoint.at)))
+        assert kept == [at for at in instants if at >= cutoff]
+        _assert_presence_is_what_backfill_computes(fleet)
+        assert _compare_everything(fleet, monkeypatch, day0) > 300
+
+
 def test_the_present_is_the_sum_of_the_changes_per_group(fleet: Session) -> None:
     """`image_present` holds, per group with current slots, its rows' started - ended."""
     summed = {
-        key: int(n)
-        for key, n in fleet.execute(
+        group: int(n)
+        for group, n in fleet.execute(
             select(
-                ImageChange.group_key, func.sum(ImageChange.started - ImageChange.ended)
-            ).group_by(ImageChange.group_key)
+                ImageChange.group_id, func.sum(ImageChange.started - ImageChange.ended)
+            ).group_by(ImageChange.group_id)
         )
         if n
     }
     assert summed
     present = {
-        key: n for key, n in fleet.execute(select(ImagePresent.group_key, ImagePresent.slots))
+        group: n for group, n in fleet.execute(select(ImagePresent.group_id, ImagePresent.slots))
     }
     assert present == summed
 

@@ -72,7 +72,8 @@ def test_bodies_are_lz4_compressed_without_a_gin_index(pg_engine) -> None:
 
 def _fill_from_0011(url: str) -> None:
     """0012 on a database whose `image_changes` 0011 filled: `image_present` holds each
-    group's started - ended (groups with current slots only), values kept as JSON."""
+    group's started - ended (groups with current slots only), values kept as JSON; then 0015
+    moves both to rows keyed by a group id, the groups' columns (a JSON null, an object) kept."""
     from sqlalchemy import text  # noqa: PLC0415
 
     engine = make_engine(url)
@@ -102,13 +103,50 @@ def _fill_from_0011(url: str) -> None:
                     text(row),
                     {"key": key, "at": at, "value": value, "started": started, "ended": ended},
                 )
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, "0012")
         with engine.connect() as connection:
             present = connection.execute(
                 text("SELECT group_key, value, slots FROM image_present ORDER BY group_key")
             ).all()
         # PostgreSQL reads jsonb back as the value, SQLite's JSON text is parsed here.
         postgres = engine.dialect.name == "postgresql"
+        values = [(k[0], v if postgres else json.loads(v), n) for k, v, n in present]
+        assert values == [("a", "img:1", 2), ("c", {"x": [1, 2]}, 2)]
+        # 0015: the same rows, keyed by a group id; each group's columns once.
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            groups = connection.execute(
+                text(
+                    "SELECT key, cluster_id, kind, namespace, shape, value FROM image_groups "
+                    "ORDER BY key"
+                )
+            ).all()
+            changes = connection.execute(
+                text(
+                    "SELECT g.key, c.at, c.started, c.ended FROM image_changes c "
+                    "JOIN image_groups g ON g.id = c.group_id ORDER BY g.key, c.at"
+                )
+            ).all()
+            present = connection.execute(
+                text(
+                    "SELECT g.key, g.value, p.slots FROM image_present p "
+                    "JOIN image_groups g ON g.id = p.group_id ORDER BY g.key"
+                )
+            ).all()
+        decoded = [v if postgres else json.loads(v) for *_, v in groups]
+        assert [(k[0], *rest) for k, *rest, _v in groups] == [
+            ("a", "c1", "Pod", "ns", '."image"'),
+            ("b", "c1", "Pod", "ns", '."image"'),
+            ("c", "c1", "Pod", "ns", '."image"'),
+        ]
+        assert decoded == ["img:1", None, {"x": [1, 2]}]
+        assert [(k[0], str(at)[:10], s, e) for k, at, s, e in changes] == [
+            ("a", "2026-12-01", 3, 0),
+            ("a", "2026-12-02", 0, 1),
+            ("b", "2026-12-01", 1, 0),
+            ("b", "2026-12-03", 0, 1),
+            ("c", "2026-12-01", 2, 0),
+        ]
         values = [(k[0], v if postgres else json.loads(v), n) for k, v, n in present]
         assert values == [("a", "img:1", 2), ("c", {"x": [1, 2]}, 2)]
     finally:

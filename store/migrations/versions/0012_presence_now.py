@@ -7,9 +7,10 @@ Create Date: 2026-12-06 00:20:00
 
 Fill, on PostgreSQL and SQLite alike: a database whose `image_changes` revision 0011 filled
 gets `image_present` from it (each group's started - ended, groups with current slots only);
-otherwise both tables are filled from the stored versions by the function a loader calls
-(`store.image_presence.backfill`). `image_horizon` starts empty (nothing merged yet: until now
-the purge took deleted versions back, which leaves the table exact for every period).
+otherwise both stay empty and migration 0015 fills its tables from the stored versions (it
+used to be done here by `store.image_presence.backfill`, which writes 0015's tables since).
+`image_horizon` starts empty (nothing merged yet: until now the purge took deleted versions
+back, which leaves the table exact for every period).
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.orm import Session
-
-from store.image_presence import backfill
 
 revision = "0012"
 down_revision = "0011"
@@ -56,10 +54,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_image_horizon")),
     )
     op.create_index("ix_image_changes_at", "image_changes", ["at"])
-    bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM image_changes LIMIT 1")).first() is None:
-        backfill(Session(bind=bind))
-        return
     op.execute(
         "INSERT INTO image_present (group_key, cluster_id, kind, namespace, shape, value, slots) "
         "SELECT group_key, min(cluster_id), min(kind), min(namespace), min(shape), "
