@@ -391,6 +391,52 @@ def measure_ingest(
     return latencies, elapsed, result
 
 
+def one_worker_figures(
+    one: list[float],
+    one_cpu: list[float],
+    one_database_cpu: list[float],
+    *,
+    total: int,
+    quick: bool,
+    size: str,
+) -> list[Figure]:
+    """The 1-worker full scan's wall time, the worker's CPU time and PostgreSQL's."""
+    cpu_rate = total / statistics.median(one_cpu)
+    both = [a + b for a, b in zip(one_cpu, one_database_cpu, strict=True)]
+    return [
+        Figure(
+            AREA,
+            f"full fleet scan, 1 worker process ({size})",
+            "s",
+            tuple(one),
+            target="" if quick else f"<= {total / TARGET_RATE:,.0f} s",
+            met=None if quick else total / statistics.median(one) >= TARGET_RATE,
+            note=f"{total / statistics.median(one):,.0f} objects/s"
+            + ("" if quick else f" (target: >= {TARGET_RATE:,} objects/s per worker)"),
+        ),
+        Figure(
+            AREA,
+            f"full fleet scan, 1 worker process: its CPU time ({size})",
+            "s",
+            tuple(one_cpu),
+            note=f"{cpu_rate:,.0f} objects per worker CPU-second (the worker's main and "
+            "pool process; PostgreSQL's own time not included)",
+        ),
+        Figure(
+            AREA,
+            f"full fleet scan, 1 worker process: PostgreSQL's CPU time ({size})",
+            "s",
+            tuple(one_database_cpu),
+            note=f"{total / statistics.median(one_database_cpu):,.0f} objects per CPU-second "
+            "of the backends serving the worker; worker and PostgreSQL together "
+            f"{total / statistics.median(both):,.0f} objects per CPU-second (about the "
+            "1-worker scan's rate on an idle machine: the worker waits on its queries)"
+            if one_database_cpu and min(one_database_cpu) > 0
+            else "PostgreSQL runs elsewhere: not measured",
+        ),
+    ]
+
+
 def run(*, quick: bool, out: Path) -> list[Figure]:
     clusters, objects = (12, 500) if quick else (200, 2000)
     # K8SMON_BENCH_CLUSTERS / _OBJECTS / _RUNS: a smaller fleet or fewer runs for a re-run
@@ -400,6 +446,8 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
     expired = 50_000 if quick else 1_000_000
     runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
     runs = int(os.environ.get("K8SMON_BENCH_RUNS") or runs)
+    # K8SMON_BENCH_PIPELINE_ONLY=one-worker: only the 1-worker full scans (an A/B probe).
+    one_worker_only = os.environ.get("K8SMON_BENCH_PIPELINE_ONLY") == "one-worker"
     rounds = 1 if quick else 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
@@ -427,6 +475,8 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                         database_cpu=one_database_cpu,
                     )
                 )
+            if one_worker_only:
+                continue
             reset_scans(env, cache=True)
             # The same worker processes go on to the rescans, so the rules they loaded (the
             # catalogue version) are the same as for the full scan.
@@ -446,44 +496,19 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                     ) + last_scans_were(env, clusters=clusters, key="incremental")
                     drain(env)
                 still.append(fleet_scan(env, clusters=clusters))
+        if one_worker_only:
+            return one_worker_figures(
+                one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
+            )
         speedups = tuple(a / b for a, b in zip(one, two, strict=True))
         speedup = statistics.median(speedups)
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
         cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
-        cpu_rate = total / statistics.median(one_cpu)
-        both = [a + b for a, b in zip(one_cpu, one_database_cpu, strict=True)]
+        figures += one_worker_figures(
+            one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
+        )
         figures += [
-            Figure(
-                AREA,
-                f"full fleet scan, 1 worker process ({size})",
-                "s",
-                tuple(one),
-                target="" if quick else f"<= {total / TARGET_RATE:,.0f} s",
-                met=None if quick else total / statistics.median(one) >= TARGET_RATE,
-                note=f"{total / statistics.median(one):,.0f} objects/s"
-                + ("" if quick else f" (target: >= {TARGET_RATE:,} objects/s per worker)"),
-            ),
-            Figure(
-                AREA,
-                f"full fleet scan, 1 worker process: its CPU time ({size})",
-                "s",
-                tuple(one_cpu),
-                note=f"{cpu_rate:,.0f} objects per worker CPU-second (the worker's main and "
-                "pool process; PostgreSQL's own time not included)",
-            ),
-            Figure(
-                AREA,
-                f"full fleet scan, 1 worker process: PostgreSQL's CPU time ({size})",
-                "s",
-                tuple(one_database_cpu),
-                note=f"{total / statistics.median(one_database_cpu):,.0f} objects per CPU-second "
-                "of the backends serving the worker; worker and PostgreSQL together "
-                f"{total / statistics.median(both):,.0f} objects per CPU-second (about the "
-                "1-worker scan's rate on an idle machine: the worker waits on its queries)"
-                if one_database_cpu and min(one_database_cpu) > 0
-                else "PostgreSQL runs elsewhere: not measured",
-            ),
             Figure(
                 AREA,
                 f"full fleet scan, 2 worker processes ({size})",

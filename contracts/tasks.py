@@ -7,6 +7,7 @@ from typing import Any, Protocol
 PROCESS_SNAPSHOT = "k8smon.process_snapshot"
 SCAN_FLEET = "k8smon.scan_fleet"
 SCAN_CLUSTER = "k8smon.scan_cluster"
+SCAN_CLUSTERS = "k8smon.scan_clusters"
 EVALUATE_SHARD = "k8smon.evaluate_shard"
 EVALUATE_CLUSTER_RULES = "k8smon.evaluate_cluster_rules"
 FINALIZE_SCAN = "k8smon.finalize_scan"
@@ -22,6 +23,7 @@ ALL_TASK_NAMES = (
     PROCESS_SNAPSHOT,
     SCAN_FLEET,
     SCAN_CLUSTER,
+    SCAN_CLUSTERS,
     EVALUATE_SHARD,
     EVALUATE_CLUSTER_RULES,
     FINALIZE_SCAN,

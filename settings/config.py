@@ -221,6 +221,14 @@ VARIABLES: tuple[Variable, ...] = (
         "K8SMON_SHARD_SIZE", "shard_size", "2000", "objects per scan shard", parse=_positive_int
     ),
     Variable(
+        "K8SMON_SCAN_BATCH_SIZE",
+        "scan_batch_size",
+        "8",
+        "clusters per task of a fleet scan (`k8smon.scan_clusters`): a worker writes one "
+        "cluster's findings while it evaluates the next; 1 sends a task per cluster",
+        parse=_positive_int,
+    ),
+    Variable(
         "K8SMON_SIGNATURE_WINDOW_SECONDS",
         "signature_window_seconds",
         "300",
@@ -463,6 +471,7 @@ class Settings:
     scan_max_redrives: int = _default("scan_max_redrives")
     scan_deadline_minutes: float = _default("scan_deadline_minutes")
     shard_size: int = _default("shard_size")
+    scan_batch_size: int = _default("scan_batch_size")
     signature_window_seconds: int = _default("signature_window_seconds")
     max_body_bytes: int = _default("max_body_bytes")
     max_decompressed_bytes: int = _default("max_decompressed_bytes")

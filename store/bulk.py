@@ -143,7 +143,7 @@ def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
     kinds.discard(_NONE)
     if json_column:
         texts = _json_texts(values)
-    elif kinds <= {str}:
+    elif all(issubclass(kind, str) for kind in kinds):  # str and StrEnum: written as they are
         texts = _escaped_all([v or "" for v in values]) if kinds else [""] * len(values)
     elif len(kinds) == 1 and kinds <= _PLAIN_SCALARS:  # one type: 1 and 1.0 never meet
         memo = {v: _copy_field(v, json_column=False) for v in set(values)}

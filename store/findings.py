@@ -215,6 +215,10 @@ def _existing(
         for row in session.execute(select(*_KNOWN_COLUMNS).where(*active))
     }
     missing = [fp for fp in fingerprints if fp not in found]
+    if missing and rule_ids is None and scope is None and not _has_inactive(session, cluster_id):
+        # Every active finding was read and none of the cluster's is resolved: the others
+        # are all new.
+        return found
     if missing and session.get_bind().dialect.name == "postgresql":
         # One statement with an array parameter (a first scan's thousands of fingerprints
         # would otherwise be dozens of IN lists, each compiled and sent on its own).
@@ -234,6 +238,19 @@ def _existing(
         ):
             found[row.fingerprint] = KnownFinding(*row)
     return found
+
+
+def _has_inactive(session: Session, cluster_id: str) -> bool:
+    """Whether the cluster has a finding that is not active (one index probe: a cluster's
+    first scan, which finds none, need not look its thousands of fingerprints up)."""
+    return (
+        session.scalar(
+            select(Finding.id)
+            .where(Finding.cluster_id == cluster_id, Finding.status.not_in(ACTIVE_STATUSES))
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def reconcile_findings(

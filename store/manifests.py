@@ -98,7 +98,9 @@ def live_bodies(
         .order_by(KubeObject.id)
         .execution_options(yield_per=batch_size)
     )
-    for row in session.execute(query):
+    # Core rows: the ORM's result processing (a scan reads every body) is not needed here.
+    session.flush()  # what the ORM's execute would have flushed first
+    for row in session.connection().execute(query):
         yield row[0], row[1]
 
 

@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from contracts.states import ScanTrigger
 from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, PROCESS_SNAPSHOT, SCAN_CLUSTER
@@ -24,6 +25,7 @@ from store.scans import CLUSTER_STEP, finish_step
 from store.types import utcnow
 from workers.context import WorkerContext
 from workers.engine import EngineHandle
+from workers.finalize_lane import FinalizeLane
 from workers.services import delivery, fleet, purge, scanning, snapshots, watchdog
 
 log = logging.getLogger("k8smon.workers")
@@ -149,8 +151,24 @@ def finalize_scan(
 ) -> dict[str, Any]:
     """The scan's last step (`known`: what `run_plan` evaluated just before, in this process;
     `judged`: the plan's judged engine, `ScanPlan.judged`)."""
+    return finalized(
+        ctx,
+        _finalize(ctx, results, scan_id, cluster_id, known=known, judged=judged),
+    )
+
+
+def _finalize(
+    ctx: WorkerContext,
+    results: Sequence[dict[str, Any]],
+    scan_id: int,
+    cluster_id: str,
+    *,
+    known: scanning.Evaluated | None = None,
+    judged: EngineHandle | None = None,
+) -> scanning.FinalizeOutcome:
+    """`finalize_scan`'s unit of work (committed when it returns), without the follow-ups."""
     with gc_paused(), unit_of_work(ctx.sessions) as session:
-        outcome = scanning.finalize_scan(
+        return scanning.finalize_scan(
             session,
             scan_id=scan_id,
             cluster_id=cluster_id,
@@ -160,12 +178,17 @@ def finalize_scan(
             known=known,
             judged=judged,
         )
+
+
+def finalized(ctx: WorkerContext, outcome: scanning.FinalizeOutcome) -> dict[str, Any]:
+    """What follows a committed finalize: its report's delivery, and a scan of pushes
+    applied while it ran."""
     counts = outcome.counts
     news = counts.get("new", 0) + counts.get("resolved", 0) + counts.get("unexempted", 0)
     if not outcome.already_done and (news or not counts.get("incremental")):
-        ctx.send(DELIVER_REPORTS, scan_id=scan_id)
+        ctx.send(DELIVER_REPORTS, scan_id=outcome.scan_id)
     if not outcome.already_done:
-        scan_if_behind(ctx, cluster_id)  # pushes applied while this scan ran
+        scan_if_behind(ctx, outcome.cluster_id)  # pushes applied while this scan ran
     return asdict(outcome)
 
 
@@ -244,19 +267,109 @@ def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
 
 
 def _run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
-    known = None
-    if len(plan.shards) == 1 and plan.cluster_step:
-        results, known = _evaluate_inline(ctx, plan)
-    else:
-        results = [
-            evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
-            for s in plan.shards
-        ]
-        if plan.cluster_step:
-            results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    results, known = _run_steps(ctx, plan)
     return finalize_scan(
         ctx, results, plan.scan_id, plan.cluster_id, known=known, judged=plan.judged
     )
+
+
+def _run_steps(
+    ctx: WorkerContext, plan: scanning.ScanPlan
+) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
+    """A plan's shards and cluster step, run here one after another: their outcomes, and
+    what they evaluated when that is kept for the finalize (one shard and the cluster step)."""
+    if len(plan.shards) == 1 and plan.cluster_step:
+        return _evaluate_inline(ctx, plan)
+    results = [
+        evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
+        for s in plan.shards
+    ]
+    if plan.cluster_step:
+        results.append(evaluate_cluster_rules(ctx, plan.scan_id, plan.cluster_id))
+    return results, None
+
+
+def plan_scans(
+    ctx: WorkerContext,
+    cluster_ids: Sequence[str],
+    *,
+    trigger: str,
+    task_id: str | None = None,
+    in_fleet_scan: bool = False,
+) -> list[scanning.ScanPlan]:
+    """`plan_scan` for several clusters in one unit of work: every scan of a batch is
+    recorded (running, with its steps and the batch's task id) before any is evaluated, so
+    the scan watchdog sees all of them should the worker die in the middle of the batch."""
+    with unit_of_work(ctx.sessions) as session:
+        return [
+            scanning.plan_scan(
+                session,
+                cluster_id,
+                rules=ctx.rules,
+                trigger=trigger,
+                shard_size=ctx.settings.shard_size,
+                deadline_minutes=ctx.settings.scan_deadline_minutes,
+                task_id=task_id,
+                in_fleet_scan=in_fleet_scan,
+            )
+            for cluster_id in cluster_ids
+        ]
+
+
+def run_batch(
+    ctx: WorkerContext,
+    plans: Sequence[scanning.ScanPlan],
+    *,
+    elsewhere: Callable[[scanning.ScanPlan], Any],
+) -> list[Any]:
+    """Run a batch's planned scans here, one after another, each scan's finalize committing
+    on a thread of its own (`FinalizeLane`, PostgreSQL only) while the next scan is evaluated;
+    a scan of more than one shard, or a re-drive, goes to `elsewhere` (the runner's
+    `run_plan`: a chord of tasks). Returns each scan's outcome, in the plans' order."""
+    outcomes: dict[int, Any] = {}
+    with (
+        gc_paused(),
+        FinalizeLane[scanning.FinalizeOutcome](background=_lane_in_background(ctx)) as lane,
+    ):
+        for n, plan in enumerate(plans):
+            if plan.finished:
+                outcomes[n] = {
+                    "scan_id": plan.scan_id,
+                    "cluster_id": plan.cluster_id,
+                    "already_done": True,
+                    "counts": plan.counts,
+                }
+            elif len(plan.shards) > 1 or plan.redrive:
+                outcomes[n] = elsewhere(plan)
+            else:
+                results, known = _run_steps(ctx, plan)
+                lane.submit(
+                    partial(
+                        _finalize,
+                        ctx,
+                        results,
+                        plan.scan_id,
+                        plan.cluster_id,
+                        known=known,
+                        judged=plan.judged,
+                    ),
+                    then=partial(_record_finalized, ctx, outcomes, n),
+                )
+    return [outcomes[n] for n in range(len(plans))]
+
+
+def _record_finalized(
+    ctx: WorkerContext, into: dict[int, Any], n: int, outcome: scanning.FinalizeOutcome
+) -> None:
+    into[n] = finalized(ctx, outcome)
+
+
+def _lane_in_background(ctx: WorkerContext) -> bool:
+    """Whether a finalize may run on a thread of its own: its sessions come from a pool of
+    PostgreSQL connections (SQLite serialises writers; sessions bound to one connection, as
+    the tests' SAVEPOINT sessions are, would share it between the threads)."""
+    bind = ctx.sessions.kw.get("bind")
+    return isinstance(bind, Engine) and bind.dialect.name == "postgresql"
 
 
 InFlight = Callable[[Collection[str]], Collection[str] | None]

@@ -16,6 +16,7 @@ Procfile and the chart run a worker for the snapshots queue (`--lane snapshots`)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -119,17 +120,48 @@ def scan_cluster(
     return run.run_plan(plan)
 
 
+def scan_clusters(
+    run: Runner,
+    cluster_ids: list[str],
+    trigger: str = ScanTrigger.SCHEDULE,
+    in_fleet_scan: bool = False,
+) -> dict[str, Any]:
+    """Scan several clusters (a fleet scan's batch): every scan is planned first, then each
+    runs here as `scan_cluster` would, one cluster's findings written while the next cluster
+    is evaluated (`jobs.run_batch`); a scan of several shards is sent as its chord."""
+    plans = jobs.plan_scans(
+        run.ctx, cluster_ids, trigger=trigger, task_id=run.task_id, in_fleet_scan=in_fleet_scan
+    )
+    outcomes = jobs.run_batch(run.ctx, plans, elsewhere=run.run_plan)
+    return {
+        "scans": [{"cluster_id": p.cluster_id, **o} for p, o in zip(plans, outcomes, strict=True)]
+    }
+
+
+def batches(cluster_ids: Sequence[str], *, size: int) -> list[list[str]]:
+    """The clusters, in order, in as few batches of at most `size` as possible, of even sizes
+    (so two workers given 12 clusters in batches of 8 each get 6)."""
+    count = -(-len(cluster_ids) // size)
+    bounds = [len(cluster_ids) * n // count for n in range(count + 1)] if count else [0]
+    return [list(cluster_ids[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
 def rescan(run: Runner, cluster_id: str) -> dict[str, Any]:
     return scan_cluster(run, cluster_id, ScanTrigger.RESCAN)
 
 
 def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, Any]:
     clusters = jobs.clusters_to_scan(run.ctx, trigger=trigger)
-    scans = run.fan_out(
-        names.SCAN_CLUSTER,
-        [{"cluster_id": cid, "trigger": trigger, "in_fleet_scan": True} for cid in clusters],
+    done = run.fan_out(
+        names.SCAN_CLUSTERS,
+        [
+            {"cluster_ids": batch, "trigger": trigger, "in_fleet_scan": True}
+            for batch in batches(clusters, size=run.ctx.settings.scan_batch_size)
+        ],
     )
     jobs.fleet_scan_started(run.ctx)
+    # Run here (the embedded mode): each cluster's outcome, in the clusters' order.
+    scans = None if done is None else [scan for batch in done for scan in batch["scans"]]
     return {"clusters": clusters, "scans": scans}
 
 
@@ -164,6 +196,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(names.EVALUATE_CLUSTER_RULES, evaluate_cluster_rules),
     TaskSpec(names.FINALIZE_SCAN, finalize_scan, FINALIZE_LIMITS),
     TaskSpec(names.SCAN_CLUSTER, scan_cluster, FINALIZE_LIMITS),
+    TaskSpec(names.SCAN_CLUSTERS, scan_clusters, FINALIZE_LIMITS),
     TaskSpec(names.RESCAN, rescan, FINALIZE_LIMITS),
     TaskSpec(names.SCAN_FLEET, scan_fleet),
     TaskSpec(names.DELIVER_REPORTS, deliver_reports),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.dispatch import CeleryDispatcher, enqueue_after_commit
@@ -241,6 +241,90 @@ def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
     assert set(found) == offline(objects, cluster_id)
 
 
+def test_a_worker_killed_in_the_middle_of_a_batch_of_scans_loses_nothing(
+    rig: CeleryRig, sessions: sessionmaker[Session], pg_engine: Engine
+) -> None:
+    """A fleet scan's batch task (`k8smon.scan_clusters`) runs each finalize on a thread
+    while it evaluates the next cluster: killed while a finalize is writing, with the next
+    cluster evaluated meanwhile, the redelivered batch ends every scan exactly once."""
+    token = uuid.uuid4().hex[:6]
+    # One shard each (shards of 5): the batch evaluates them itself, one after another.
+    states = {f"batch-{token}-{n}": cluster_state(f"b{token}{n}", 3 + n % 2) for n in range(3)}
+    snapshot_ids = [register(sessions, cid, objs) for cid, objs in states.items()]
+    first = rig.start_worker(concurrency=1)
+    process_all(rig, sessions, snapshot_ids)
+
+    # Hold a lock that blocks the first finalize's writes: it waits in the lane while the
+    # worker goes on to evaluate the next cluster.
+    blocker = pg_engine.connect()
+    transaction = blocker.begin()
+    blocker.execute(text("LOCK TABLE findings IN SHARE ROW EXCLUSIVE MODE"))
+    try:
+        # What a fleet scan sends for these clusters (a fleet scan here would also take in
+        # the other tests' clusters).
+        rig.client().send_task(
+            "k8smon.scan_clusters",
+            kwargs={"cluster_ids": list(states), "trigger": "test", "in_fleet_scan": True},
+        )
+
+        def finalize_waiting_after_the_next_evaluation() -> bool:
+            with pg_engine.connect() as probe:  # its own transaction: fresh statistics
+                waiting = probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database() AND query ILIKE '%findings%'"
+                    )
+                ).scalar()
+                evaluated = probe.execute(
+                    text(
+                        "SELECT count(*) FROM scan_steps s JOIN scan_runs r ON r.id = s.scan_id "
+                        "WHERE s.finished_at IS NOT NULL AND s.step = -1 AND r.cluster_id LIKE :c"
+                    ),
+                    {"c": f"batch-{token}-%"},
+                ).scalar()
+            return bool(waiting) and (evaluated or 0) >= 2
+
+        try:
+            wait_for(
+                finalize_waiting_after_the_next_evaluation, timeout=60, what="a finalize blocked"
+            )
+        except AssertionError:
+            print(rig.logs())
+            raise
+        with unit_of_work(sessions) as session:
+            planned = session.scalars(
+                select(ScanRun.task_id).where(ScanRun.cluster_id.in_(list(states)))
+            ).all()
+        # Every scan of the batch was recorded before any ran, under the batch's task id.
+        assert len(planned) == 3 and len(set(planned)) == 1
+        rig.kill(first)  # SIGKILL to the worker and its pool child
+    finally:
+        transaction.rollback()
+        blocker.close()
+    assert not finished_runs(sessions, list(states))
+
+    rig.start_worker(concurrency=1)
+    runs = wait_for(
+        lambda: len(done := finished_runs(sessions, list(states))) == 3 and done,
+        timeout=120,
+        what="the batch's scans to finish after redelivery",
+    )
+    assert all(r.counts["unevaluated"] == 0 and r.errors == [] for r in runs)
+    with unit_of_work(sessions) as session:
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(ScanRun)
+                .where(ScanRun.cluster_id.in_(list(states)))
+            )
+            == 3
+        )  # one run per cluster: resumed, not started again
+    for cluster_id, objects in states.items():
+        found = committed_findings(sessions, cluster_id)
+        assert len(found) == len(set(found))
+        assert set(found) == offline(objects, cluster_id)
+
+
 def test_snapshots_stored_while_redis_was_down_are_processed_by_the_sweep(
     rig: CeleryRig, sessions: sessionmaker[Session]
 ) -> None:
@@ -282,7 +366,7 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
         names = {t.get("name") for t in listed.values()}
         wanted = {
             "k8smon.scan_fleet",
-            "k8smon.scan_cluster",
+            "k8smon.scan_clusters",
             "k8smon.evaluate_shard",
             "k8smon.evaluate_cluster_rules",
             "k8smon.finalize_scan",
@@ -304,7 +388,7 @@ def test_flower_lists_a_fleet_scans_tasks_with_cluster_and_shard(
     assert all(k["cluster_id"] == cluster_id for k in shard_kwargs)
     shard_numbers = sorted(k["shard_index"] for k in shard_kwargs)
     assert shard_numbers == [0, 1, 2]
-    assert any(t["name"] == "k8smon.scan_cluster" for t in ours)
+    assert any(t["name"] == "k8smon.scan_clusters" for t in ours)
     assert all(t["state"] == "SUCCESS" for t in ours)
 
 

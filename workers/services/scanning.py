@@ -352,13 +352,16 @@ def plan_scan(
 ) -> ScanPlan:
     """Start a scan run, split the work into shards and record them as the scan's steps
     (with the cluster-rules step), each with the task id it will run as, and the deadline.
-    A redelivered start of a scan already planned carries on with its unfinished steps.
+    A redelivered start of a scan already planned (by `task_id`, for this cluster) carries on
+    with its unfinished steps.
     `in_fleet_scan`: a fleet scan started it, whose fleet evaluation gives the fleet rules'
     findings (recorded on the run until finalize; see `fleet_rules_in_scan`)."""
     rules = judged_as_deployed(session, cluster_id, rules)
     run = None
-    if task_id:
-        run = session.scalar(select(ScanRun).where(ScanRun.task_id == task_id))
+    if task_id:  # one task may plan several clusters' scans (`k8smon.scan_clusters`)
+        run = session.scalar(
+            select(ScanRun).where(ScanRun.task_id == task_id, ScanRun.cluster_id == cluster_id)
+        )
     if run is None:
         run = start_scan_run(
             session,
