@@ -194,11 +194,3 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             met=statistics.median(ratios) < 2,
         ),
     ]
-
-
-if __name__ == "__main__":
-    for figure in run(quick="--quick" in sys.argv):
-        print(
-            f"{figure.name}: median {figure.median:.4g} {figure.unit}, runs {figure.samples}, "
-            f"target {figure.target or '-'}, met={figure.met} {figure.note}"
-        )

@@ -630,12 +630,3 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             )
         )
     return figures
-
-
-if __name__ == "__main__":
-    for figure in run(quick="--quick" in sys.argv):
-        print(
-            f"{figure.name}: median {figure.median:.4g} {figure.unit} "
-            f"(runs {', '.join(f'{s:.4g}' for s in figure.samples)}) "
-            f"target {figure.target} met={figure.met} {figure.note}"
-        )

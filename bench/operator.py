@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -469,21 +469,3 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
         ),
         *figures,
     ]
-
-
-def _main() -> None:
-    import argparse  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    show: Callable[[Figure], str] = lambda f: (  # noqa: E731
-        f"{f.name}: median {f.median:.4g} {f.unit} (runs {len(f.samples)}) "
-        f"target {f.target or '-'} met={f.met} — {f.note}"
-    )
-    for figure in run(quick=args.quick):
-        print(show(figure))
-
-
-if __name__ == "__main__":
-    _main()

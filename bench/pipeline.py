@@ -614,11 +614,3 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             ),
         ]
     return figures
-
-
-if __name__ == "__main__":
-    for figure in run(quick="--quick" in sys.argv):
-        print(
-            f"{figure.name}: {figure.median:,.3f} {figure.unit} {figure.note} "
-            f"{figure.target} {figure.met}"
-        )

@@ -506,12 +506,3 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
         )
     )
     return figures
-
-
-if __name__ == "__main__":
-    for figure in run(quick="--quick" in sys.argv):
-        print(
-            f"{figure.name}: {figure.median:,.4g} {figure.unit} (±{figure.spread:.0%}) "
-            f"{figure.target} {'' if figure.met is None else ('met' if figure.met else 'MISSED')}"
-            f" {figure.note}"
-        )
