@@ -242,22 +242,8 @@ def _upsert(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _add_present(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Add `slots` (negative: slots ended) to the groups' `image_present` rows; a row left
-    with none is deleted."""
-    table = table_of(ImagePresent)
-    for batch in chunked(rows, _UPSERT_BATCH):
-        insert = _insert(session, ImagePresent)
-        statement = insert.on_conflict_do_update(
-            index_elements=["group_id"], set_={"slots": table.c.slots + insert.excluded.slots}
-        )
-        session.execute(statement, batch)
-        if any(row["slots"] < 0 for row in batch):
-            session.execute(
-                delete(ImagePresent).where(
-                    ImagePresent.group_id.in_([row["group_id"] for row in batch]),
-                    ImagePresent.slots == 0,
-                )
-            )
+    """Add `slots` (negative: slots ended) to the groups' `image_present` rows."""
+    _add_slots(session, ImagePresent, keys=("group_id",), rows=rows)
 
 
 def _count_in_checkpoints(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -280,22 +266,31 @@ def _count_in_checkpoints(session: Session, rows: Sequence[dict[str, Any]]) -> N
 
 
 def _add_checkpoint_slots(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Add `slots` to checkpoint rows; a row left with none is deleted."""
-    table = table_of(ImageCheckpointSlots)
+    """Add `slots` to checkpoint rows."""
+    _add_slots(session, ImageCheckpointSlots, keys=("at", "group_id"), rows=rows)
+
+
+def _add_slots(
+    session: Session,
+    model: type[ImagePresent] | type[ImageCheckpointSlots],
+    *,
+    keys: Sequence[str],
+    rows: Sequence[dict[str, Any]],
+) -> None:
+    """Add each row's `slots` to the `model` row with the same `keys` (inserted when absent);
+    a row left with none is deleted."""
+    table = table_of(model)
     for batch in chunked(rows, _UPSERT_BATCH):
-        insert = _insert(session, ImageCheckpointSlots)
+        insert = _insert(session, model)
         statement = insert.on_conflict_do_update(
-            index_elements=["at", "group_id"],
-            set_={"slots": table.c.slots + insert.excluded.slots},
+            index_elements=list(keys), set_={"slots": table.c.slots + insert.excluded.slots}
         )
         session.execute(statement, batch)
-    if rows:
-        session.execute(
-            delete(ImageCheckpointSlots).where(
-                ImageCheckpointSlots.at.in_(sorted({row["at"] for row in rows})),
-                ImageCheckpointSlots.slots == 0,
-            )
-        )
+    if not any(row["slots"] < 0 for row in rows):
+        return
+    first = table.c[keys[0]]
+    for values in chunked(sorted({row[keys[0]] for row in rows}), _UPSERT_BATCH):
+        session.execute(delete(table).where(first.in_(values), table.c.slots == 0))
 
 
 def record_started(session: Session, version_ids: Iterable[int]) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from settings import Settings
 from store import migrate
 from store.db import make_engine, make_session_factory
-from store.models import Cluster
+from store.models import Cluster, Finding
 from store.snapshots import stage_snapshot
 from tests.support.factories import make_cluster
 from tests.support.manifests import full_envelope
@@ -42,6 +43,28 @@ class Pipeline:
         snapshot_id = self.push(cluster_id, objects, **cluster)
         self.run.run("k8smon.process_snapshot", snapshot_id)
         return snapshot_id
+
+    def active_findings(self, cluster_id: str, *, exact: bool = True) -> set[tuple[Any, ...]]:
+        """Active findings but the fleet rules' (drift compares with the other clusters); not
+        `exact`: whether exempted, not whether new or open (a first scan finds everything new)."""
+        rows = self.session.scalars(
+            select(Finding).where(
+                Finding.cluster_id == cluster_id,
+                Finding.status.in_(("new", "open", "exempted")),
+                Finding.rule_id.not_in(sorted(self.ctx.rules.fleet_rule_ids)),
+            )
+        )
+        return {
+            (
+                f.fingerprint,
+                f.severity,
+                f.message,
+                f.status if exact else f.status == "exempted",
+                f.exemption_id,
+                f.content_hash,
+            )
+            for f in rows
+        }
 
 
 def savepoint_sessions(session: Session) -> sessionmaker[Session]:

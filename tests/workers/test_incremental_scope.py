@@ -10,9 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from store.models import Finding
 from tests.support.factories import make_exemption
 from tests.workers.conftest import Pipeline
 from workers.services import scanning
@@ -118,29 +116,6 @@ CHANGES = (
 )
 
 
-def _state(pipeline: Pipeline, cluster_id: str, *, exact: bool = True) -> set[tuple[Any, ...]]:
-    """Active findings but the fleet rules' (drift compares with the other clusters); not
-    `exact`: whether exempted, not whether new or open (a first scan finds everything new)."""
-    rows = pipeline.session.scalars(
-        select(Finding).where(
-            Finding.cluster_id == cluster_id,
-            Finding.status.in_(("new", "open", "exempted")),
-            Finding.rule_id.not_in(sorted(pipeline.ctx.rules.fleet_rule_ids)),
-        )
-    )
-    return {
-        (
-            f.fingerprint,
-            f.severity,
-            f.message,
-            f.status if exact else f.status == "exempted",
-            f.exemption_id,
-            f.content_hash,
-        )
-        for f in rows
-    }
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_random_changes_rescan_incrementally_to_what_a_full_scan_gives(
     any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, seed: int
@@ -188,5 +163,7 @@ def test_random_changes_rescan_incrementally_to_what_a_full_scan_gives(
         pipeline.push_and_process(full, objects)
         assert pipeline.run.run("k8smon.rescan", full)["counts"]["incremental"] == 0
         assert counts["scoped"] == counts["plain"]
-        assert _state(pipeline, "scoped") == _state(pipeline, "plain")
-        assert _state(pipeline, "scoped", exact=False) == _state(pipeline, full, exact=False)
+        assert pipeline.active_findings("scoped") == pipeline.active_findings("plain")
+        assert pipeline.active_findings("scoped", exact=False) == pipeline.active_findings(
+            full, exact=False
+        )
