@@ -50,7 +50,7 @@ CHECKOV_VENV = Path(
 )
 REPO = Path(__file__).resolve().parent.parent
 TARGET_RATE = 20_000.0
-TARGET_CHECKOV_RATIO = 100.0
+TARGET_CHECKOV_RATIO = 400.0  # issue 21: the marginal ratio at 100,000 objects, kept at 400x
 TARGET_MEMORY_MB = 1024.0
 TARGET_WHOLE_PROCESS_RATIO = 30.0
 OFFLINE_PER_KIND = 1_000  # Deployments and as many Services
