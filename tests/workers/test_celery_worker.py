@@ -138,6 +138,19 @@ def process_all(rig: CeleryRig, sessions: sessionmaker[Session], snapshot_ids: l
     wait_for(done, timeout=60, what="snapshots processed")
 
 
+def lock_waiters(pg_engine: Engine, table: str) -> int:
+    """Queries of this database waiting on a lock whose text names `table`."""
+    with pg_engine.connect() as probe:  # its own transaction: fresh statistics
+        count = probe.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query ILIKE :pattern"
+            ),
+            {"pattern": f"%{table}%"},
+        ).scalar()
+    return count or 0
+
+
 def test_fleet_scan_of_three_clusters_on_a_worker(
     rig: CeleryRig, sessions: sessionmaker[Session]
 ) -> None:
@@ -208,14 +221,7 @@ def test_a_worker_killed_in_the_middle_of_a_shard_loses_nothing(
         rig.client().send_task("k8smon.rescan", args=[cluster_id])
 
         def shard_waiting() -> bool:
-            with pg_engine.connect() as probe:  # its own transaction: fresh statistics
-                row = probe.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query ILIKE '%rule_result_cache%' AND datname = current_database()"
-                    )
-                ).scalar()
-            return bool(row)
+            return lock_waiters(pg_engine, "rule_result_cache") > 0
 
         try:
             wait_for(shard_waiting, timeout=30, what="a shard blocked mid-write")
@@ -268,13 +274,8 @@ def test_a_worker_killed_in_the_middle_of_a_batch_of_scans_loses_nothing(
         )
 
         def finalize_waiting_after_the_next_evaluation() -> bool:
+            waiting = lock_waiters(pg_engine, "findings")
             with pg_engine.connect() as probe:  # its own transaction: fresh statistics
-                waiting = probe.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database() AND query ILIKE '%findings%'"
-                    )
-                ).scalar()
                 evaluated = probe.execute(
                     text(
                         "SELECT count(*) FROM scan_steps s JOIN scan_runs r ON r.id = s.scan_id "
