@@ -224,8 +224,9 @@ VARIABLES: tuple[Variable, ...] = (
         "K8SMON_SCAN_BATCH_SIZE",
         "scan_batch_size",
         "8",
-        "clusters per task of a fleet scan (`k8smon.scan_clusters`): a worker writes one "
-        "cluster's findings while it evaluates the next; 1 sends a task per cluster",
+        "most clusters per task of a fleet scan (`k8smon.scan_clusters`; the batches shrink "
+        "toward the scan's end): a worker writes one cluster's findings while it evaluates "
+        "the next; 1 sends a task per cluster",
         parse=_positive_int,
     ),
     Variable(

@@ -16,7 +16,6 @@ Procfile and the chart run a worker for the snapshots queue (`--lane snapshots`)
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -138,12 +137,23 @@ def scan_clusters(
     }
 
 
+# A fleet scan's batches shrink toward its end (guided self-scheduling): each takes at most
+# 1/BATCH_SPREAD of the clusters still to send, so up to this many worker processes finish at
+# about the same time, and a rescan of a few changed clusters goes out one task per cluster.
+BATCH_SPREAD = 8
+
+
 def batches(cluster_ids: Sequence[str], *, size: int) -> list[list[str]]:
-    """The clusters, in order, in as few batches of at most `size` as possible, of even sizes
-    (so two workers given 12 clusters in batches of 8 each get 6)."""
-    count = -(-len(cluster_ids) // size)
-    bounds = [len(cluster_ids) * n // count for n in range(count + 1)] if count else [0]
-    return [list(cluster_ids[a:b]) for a, b in itertools.pairwise(bounds)]
+    """The clusters, in order, in batches of at most `size`, each at most 1/BATCH_SPREAD of
+    the clusters not yet in a batch (at least one): large batches first, single clusters last."""
+    split: list[list[str]] = []
+    start = 0
+    while start < len(cluster_ids):
+        remaining = len(cluster_ids) - start
+        take = max(1, min(size, remaining // BATCH_SPREAD))
+        split.append(list(cluster_ids[start : start + take]))
+        start += take
+    return split
 
 
 def rescan(run: Runner, cluster_id: str) -> dict[str, Any]:

@@ -82,11 +82,20 @@ def test_the_lane_is_left_only_once_its_finalize_ended_even_when_the_caller_fail
 
 @pytest.mark.parametrize(
     ("count", "size", "sizes"),
-    [(0, 8, []), (1, 8, [1]), (8, 8, [8]), (12, 8, [6, 6]), (17, 8, [5, 6, 6]), (5, 1, [1] * 5)],
+    [
+        (0, 8, []),
+        (1, 8, [1]),
+        (6, 8, [1] * 6),  # a rescan of a few changed clusters: one task each
+        (20, 8, [2, 2, 2] + [1] * 14),
+        (80, 8, [8, 8, 8, 7, 6, 5, 4, 4, 3, 3, 3, 2, 2, 2] + [1] * 15),
+        (80, 1, [1] * 80),
+    ],
 )
-def test_a_fleet_scan_is_split_into_few_batches_of_even_sizes(
+def test_a_fleet_scan_is_split_into_batches_that_shrink_toward_its_end(
     count: int, size: int, sizes: list[int]
 ) -> None:
+    """Large batches first, then smaller ones, so the worker processes that take the last
+    batches finish at about the same time; at most `size` clusters in any batch."""
     clusters = [f"c{n:02d}" for n in range(count)]
     split = batches(clusters, size=size)
     assert [len(batch) for batch in split] == sizes
