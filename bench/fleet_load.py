@@ -66,6 +66,7 @@ IMAGE_COLUMNS = "content_hash, ord, shape, value"
 GROUP_COLUMNS = "id, key, cluster_id, kind, namespace, shape, value"
 CHANGE_COLUMNS = "group_id, at, started, ended"
 PRESENT_COLUMNS = "group_id, cluster_id, kind, namespace, shape, value, slots"
+CHECKPOINT_COLUMNS = "at, group_id, slots"
 # Image group n of cluster c has id c * GROUP_SLOTS + n + 1 (a cluster has about 4,300).
 GROUP_SLOTS = 100_000
 # Where a Deployment's container images are, as `store.image_index` writes a shape.
@@ -235,15 +236,20 @@ class ClusterRows:
     groups: str
     changes: str
     present: str
+    checkpoints: str
     count: int
 
 
-def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
+def cluster_rows(
+    c: int, *, shape: ClusterShape, now: datetime, checkpoints: Sequence[datetime] = ()
+) -> ClusterRows:
     """Cluster c's bodies, objects, versions, image-index rows (`body_images`, as
     `store.image_index` indexes a body: a Deployment's two container images, in array order;
     a ConfigMap has none) and image presence (`image_groups`, `image_changes` and
     `image_present`, as `store.image_presence` records the versions: each version's images
-    begin at its first_seen and end at its superseded_at)."""
+    begin at its first_seen and end at its superseded_at; and the `image_checkpoint_slots`
+    rows of the `checkpoints` already taken, as `count_clusters_in_checkpoints` counts a
+    cluster's rows in them: per group, the slots begun and not ended at or before each)."""
     bodies, objects, versions = io.StringIO(), io.StringIO(), io.StringIO()
     images = io.StringIO()
     # (namespace, image) -> instant -> [started, ended]; every image slot is a Deployment's.
@@ -300,7 +306,7 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
             f"{i + 1}\t{cid}\t{api}|{kind}|{namespace}|{name}\t{api}\t{kind}\t{namespace}\t{name}\t"
             f"{_uid(i)}\t{_ts(start)}\t{_ts(start)}\t{chash}\t{i * VERSION_SLOTS + n + 1}\n"
         )
-    groups, changes, present = _presence_rows(c, presence)
+    groups, changes, present, counted = _presence_rows(c, presence, checkpoints=checkpoints)
     return ClusterRows(
         bodies.getvalue(),
         objects.getvalue(),
@@ -309,19 +315,26 @@ def cluster_rows(c: int, *, shape: ClusterShape, now: datetime) -> ClusterRows:
         groups,
         changes,
         present,
+        counted,
         count,
     )
 
 
 def _presence_rows(
-    c: int, presence: dict[tuple[str, str], dict[str, list[int]]]
-) -> tuple[str, str, str]:
-    """COPY text of `image_groups`, `image_changes` and `image_present` from cluster c's
-    counts per (namespace, image) and instant, keyed as `store.image_presence` keys them."""
+    c: int,
+    presence: dict[tuple[str, str], dict[str, list[int]]],
+    *,
+    checkpoints: Sequence[datetime],
+) -> tuple[str, str, str, str]:
+    """COPY text of `image_groups`, `image_changes`, `image_present` and
+    `image_checkpoint_slots` (for the `checkpoints` given) from cluster c's counts per
+    (namespace, image) and instant, keyed as `store.image_presence` keys them."""
     from store.image_presence import group_key  # noqa: PLC0415
 
     cid = cluster_id(c)
     groups, changes, present = io.StringIO(), io.StringIO(), io.StringIO()
+    counted = io.StringIO()
+    ordered = sorted(checkpoints)
     for n, ((namespace, image), instants) in enumerate(presence.items()):
         group_id = c * GROUP_SLOTS + n + 1
         key = group_key(cid, "Deployment", namespace, IMAGE_SHAPE, image)
@@ -333,7 +346,19 @@ def _presence_rows(
             slots += started - ended
         if slots:
             present.write(f"{group_id}\t{group}\t{slots}\n")
-    return groups.getvalue(), changes.getvalue(), present.getvalue()
+        if ordered:
+            net = sorted(
+                (datetime.fromisoformat(at), started - ended)
+                for at, (started, ended) in instants.items()
+            )
+            current, k = 0, 0
+            for checkpoint in ordered:  # S(D): the rows at or before D, summed
+                while k < len(net) and net[k][0] <= checkpoint:
+                    current += net[k][1]
+                    k += 1
+                if current:
+                    counted.write(f"{_ts(checkpoint)}\t{group_id}\t{current}\n")
+    return groups.getvalue(), changes.getvalue(), present.getvalue(), counted.getvalue()
 
 
 def connect(url: str) -> Any:
@@ -351,9 +376,11 @@ def connect(url: str) -> Any:
     )
 
 
-def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool, bool]) -> int:
-    url, c, shape, now, indexed, presence = task
-    rows = cluster_rows(c, shape=shape, now=now)
+def _copy_cluster(
+    task: tuple[str, int, ClusterShape, datetime, bool, bool, tuple[datetime, ...]],
+) -> int:
+    url, c, shape, now, indexed, presence, checkpoints = task
+    rows = cluster_rows(c, shape=shape, now=now, checkpoints=checkpoints)
     copies = [
         (f"manifest_bodies ({BODY_COLUMNS})", rows.bodies),
         (f"objects ({OBJECT_COLUMNS})", rows.objects),
@@ -365,6 +392,7 @@ def _copy_cluster(task: tuple[str, int, ClusterShape, datetime, bool, bool]) -> 
         copies.append((f"image_groups ({GROUP_COLUMNS})", rows.groups))
         copies.append((f"image_changes ({CHANGE_COLUMNS})", rows.changes))
         copies.append((f"image_present ({PRESENT_COLUMNS})", rows.present))
+        copies.append((f"image_checkpoint_slots ({CHECKPOINT_COLUMNS})", rows.checkpoints))
     connection = connect(url)
     try:
         with connection.cursor() as cursor:
@@ -467,11 +495,10 @@ class LoadTimes:
         )
 
 
-def checkpoint_presence(url: str, clusters: Sequence[str]) -> int:
-    """Image presence checkpoints after `clusters`' rows were COPYed: their rows counted in
-    the checkpoints an earlier step took (`store.image_presence.count_clusters_in_checkpoints`),
-    then the daily checkpoints not taken yet (`take_checkpoints`, as the daily purge takes
-    them); returns the checkpoint rows written."""
+def checkpoint_presence(url: str) -> int:
+    """The daily image presence checkpoints not taken yet (`take_checkpoints`, as the daily
+    purge takes them; the rows of the clusters just COPYed are counted in the earlier ones by
+    their COPY: `cluster_rows`' `checkpoints`); returns the checkpoint rows written."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
     from store import image_presence  # noqa: PLC0415
@@ -480,12 +507,22 @@ def checkpoint_presence(url: str, clusters: Sequence[str]) -> int:
     engine = make_engine(url)
     try:
         with Session(engine) as session:
-            written = image_presence.count_clusters_in_checkpoints(session, cluster_ids=clusters)
-            written += image_presence.take_checkpoints(session)
+            written = image_presence.take_checkpoints(session)
             session.commit()
         return written
     finally:
         engine.dispose()
+
+
+def checkpoints_taken(url: str) -> tuple[datetime, ...]:
+    """The instants of the image presence checkpoints already taken, oldest first."""
+    connection = connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT at FROM image_checkpoints ORDER BY at")
+            return tuple(at for (at,) in cursor.fetchall())
+    finally:
+        connection.close()
 
 
 def index_definitions(url: str) -> dict[str, tuple[str, str]]:
@@ -597,7 +634,9 @@ def load_step(
     indexed = has_image_index(url)
     # Image presence (groups, changes, present) COPYed with the rest (schema 0015 on).
     presence = has_table(url, "image_groups")
-    tasks = [(url, c, shape, now, indexed, presence) for c in range(lo, hi)]
+    # The checkpoints an earlier step took count the new clusters' rows as they are COPYed.
+    taken = checkpoints_taken(url) if indexed and presence else ()
+    tasks = [(url, c, shape, now, indexed, presence, taken) for c in range(lo, hi)]
     versions = sum(_parallel(tasks, workers=workers))
     copy_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -620,7 +659,7 @@ def load_step(
     vacuum_s = time.perf_counter() - started
     started = time.perf_counter()
     if indexed and presence:
-        checkpoint_presence(url, [cluster_id(c) for c in range(lo, hi)])
+        checkpoint_presence(url)
         _execute(url, ["ANALYZE image_checkpoints, image_checkpoint_slots"], autocommit=True)
     presence_s = time.perf_counter() - started
     return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)

@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
 from store.image_index import ImagePath, recognise
-from store.image_presence import checkpoint_for, covers, present_per_cluster
+from store.image_presence import checkpoint_for, covers, present_per_cluster, without_jit
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
@@ -486,14 +486,16 @@ def _postgres_presence(
     # Group the jsonb values by hashing, never by sorting them (comparing jsonb is slow, and
     # the planner cannot estimate how many groups a union of counts makes); the final order
     # sorts the distinct values only.
+    # JIT off: compiling the query cost more than running it (`without_jit`).
     previous = session.execute(text("SELECT current_setting('enable_sort')")).scalar_one()
     session.execute(text("SET LOCAL enable_sort = off"))
-    rows = session.execute(
-        select(per_cluster.c.value, occurrences, func.count())
-        .group_by(per_cluster.c.value)
-        .order_by(occurrences.desc(), cast(per_cluster.c.value, Text))
-        .limit(limit + 1)
-    ).all()
+    with without_jit(session):
+        rows = session.execute(
+            select(per_cluster.c.value, occurrences, func.count())
+            .group_by(per_cluster.c.value)
+            .order_by(occurrences.desc(), cast(per_cluster.c.value, Text))
+            .limit(limit + 1)
+        ).all()
     session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": previous})
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
     result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -99,3 +99,29 @@ def test_image_presence_rows_are_what_the_product_records() -> None:
         assert groups[key] == (cluster, kind, namespace, shape, json.loads(value))
         present[key] = int(slots)
     assert present == {key: n for key, n in now.items() if n} and present
+
+
+def test_checkpoint_rows_count_the_cluster_as_the_product_counts_it() -> None:
+    """With checkpoints already taken, a cluster's `image_checkpoint_slots` rows are, per
+    checkpoint D and group, the sum of its `image_changes` rows at or before D (no row when 0):
+    what `count_clusters_in_checkpoints` adds for a cluster loaded after them."""
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    checkpoints = [midnight - timedelta(days=d) for d in (30, 20, 7, 1)]
+    rows = cluster_rows(
+        3, shape=ClusterShape(objects=40, days=31), now=now, checkpoints=checkpoints
+    )
+    changes = [line.split("\t") for line in rows.changes.splitlines()]
+    expected = {}
+    for checkpoint in checkpoints:
+        for group_id, at, started, ended in changes:
+            if datetime.fromisoformat(at) <= checkpoint:
+                key = (checkpoint, group_id)
+                expected[key] = expected.get(key, 0) + int(started) - int(ended)
+    loaded = {}
+    for at, group_id, slots in (line.split("\t") for line in rows.checkpoints.splitlines()):
+        assert (datetime.fromisoformat(at), group_id) not in loaded
+        loaded[datetime.fromisoformat(at), group_id] = int(slots)
+    assert loaded == {key: n for key, n in expected.items() if n}
+    assert {at for at, _ in loaded} == set(checkpoints)
+    assert ROWS.checkpoints == ""  # no checkpoint taken: no rows
