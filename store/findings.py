@@ -44,7 +44,7 @@ from store.bulk import (
     table_of,
     update_rows_by_id,
 )
-from store.models import Finding, FindingEvent, KubeObject
+from store.models import Cluster, Finding, FindingEvent, KubeObject
 from store.types import utcnow
 
 ACTIVE_STATUSES = FindingStatus.active()
@@ -356,6 +356,7 @@ def reconcile_findings(
 
     _write(
         session,
+        cluster_id,
         scan_id=scan_id,
         at=now,
         inserts=inserts,
@@ -422,8 +423,20 @@ def _record_events(
     copy_rows(session, table_of(FindingEvent), rows)
 
 
+def _hold_cluster(session: Session, cluster_id: str) -> None:
+    """What a foreign key on `findings.cluster_id` would check for every inserted row, once
+    (migration 0016): the cluster exists, and is key-share locked, so that it cannot be
+    deleted (its findings with it, by trigger) before this transaction ends."""
+    held = session.scalar(
+        select(Cluster.id).where(Cluster.id == cluster_id).with_for_update(key_share=True)
+    )
+    if held is None:
+        raise LookupError(f"cluster {cluster_id} does not exist")
+
+
 def _write(
     session: Session,
+    cluster_id: str,
     *,
     scan_id: int | None,
     at: datetime,
@@ -433,6 +446,8 @@ def _write(
     resolved_ids: list[int],
 ) -> None:
     now = at
+    if inserts:
+        _hold_cluster(session, cluster_id)
     insert_absent(session, table_of(Finding), inserts)  # `_existing` found none of them
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.
