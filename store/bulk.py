@@ -56,7 +56,7 @@ def _raw_cursor(session: Session, statement: str, *, name: str | None = None) ->
 
 
 def streamed_rows(
-    session: Session, query: Select[Any], *, batch_size: int = 1000
+    session: Session, query: Select[*tuple[Any, ...]], *, batch_size: int = 1000
 ) -> Iterator[tuple[Any, ...]]:
     """The rows of a Core SELECT as plain tuples, `batch_size` at a time. PostgreSQL: the
     driver's own server-side cursor, its values as the connection's type casters decode them
@@ -74,6 +74,13 @@ def streamed_rows(
         cursor.itersize = batch_size
         cursor.execute(statement, compiled.params)
         yield from cursor
+
+
+def core_rows(session: Session, query: Select[*tuple[Any, ...]]) -> Sequence[Any]:
+    """A column SELECT's rows through Core, after the flush the ORM's execute would make:
+    the ORM's per-row loading is not needed for plain columns (a scan reads thousands)."""
+    session.flush()
+    return session.connection().execute(query).all()
 
 
 def _driver_values(

@@ -40,6 +40,7 @@ from store.bulk import (
     affected,
     chunked,
     copy_rows,
+    core_rows,
     insert_absent,
     table_of,
     update_rows_by_id,
@@ -212,7 +213,7 @@ def _existing(
         active.append(_in_scope(session, cluster_id, scope))
     found = {
         row.fingerprint: KnownFinding(*row)
-        for row in session.execute(select(*_KNOWN_COLUMNS).where(*active))
+        for row in core_rows(session, select(*_KNOWN_COLUMNS).where(*active))
     }
     missing = [fp for fp in fingerprints if fp not in found]
     if missing and rule_ids is None and scope is None and not _has_inactive(session, cluster_id):
@@ -223,10 +224,11 @@ def _existing(
         # One statement with an array parameter (a first scan's thousands of fingerprints
         # would otherwise be dozens of IN lists, each compiled and sent on its own).
         fps = bindparam("fps", missing, type_=ARRAY(String))
-        for row in session.execute(
+        for row in core_rows(
+            session,
             select(*_KNOWN_COLUMNS).where(
                 Finding.cluster_id == cluster_id, Finding.fingerprint == any_(fps)
-            )
+            ),
         ):
             found[row.fingerprint] = KnownFinding(*row)
         return found
@@ -388,12 +390,13 @@ def _inserted(
     if not items:
         return
     refs = {item.fingerprint: item.ref for item in items}
-    for finding_id, fp in session.execute(
+    for finding_id, fp in core_rows(
+        session,
         select(Finding.id, Finding.fingerprint).where(
             Finding.cluster_id == cluster_id,
             Finding.status.in_((FindingStatus.NEW, FindingStatus.EXEMPTED)),
             Finding.last_scan_id == scan_id,
-        )
+        ),
     ):
         if fp in refs:
             yield finding_id, refs[fp]
