@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
@@ -248,29 +248,34 @@ def record_unchanged_scans(
             and _still_valid(run, exemptions=applicable, rules=rules, now=now)
         ):
             unchanged.append((cluster_id, run))
+    if not unchanged:
+        return ids
     finished = utcnow()
-    runs = [
-        ScanRun(
-            cluster_id=cluster_id,
-            trigger=trigger,
-            state=ScanState.DONE,
-            started_at=now,
-            finished_at=finished,
-            duration_s=(finished - now).total_seconds(),
-            catalogue_version=rules.catalogue_version,
-            snapshot_digest=run.snapshot_digest,
-            object_count=run.object_count,
-            shard_count=0,
-            counts=_unchanged_counts(run),
-            errors=[],
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "cluster_id": cluster_id,
+            "trigger": trigger,
+            "state": ScanState.DONE,
+            "started_at": now,
+            "finished_at": finished,
+            "duration_s": (finished - now).total_seconds(),
+            "catalogue_version": rules.catalogue_version,
+            "snapshot_digest": run.snapshot_digest,
+            "object_count": run.object_count,
+            "shard_count": 0,
+            "counts": _unchanged_counts(run),
+            "errors": [],
+        }
         for cluster_id, run in unchanged
     ]
-    session.add_all(runs)
-    session.flush()
-    for (cluster_id, before), run in zip(unchanged, runs, strict=True):
+    # One bulk INSERT (no ORM object per run: a fleet scan records one for every unchanged
+    # cluster), the new ids in the rows' order.
+    run_ids = session.scalars(
+        insert(ScanRun).returning(ScanRun.id, sort_by_parameter_order=True), rows
+    ).all()
+    for (cluster_id, before), run_id in zip(unchanged, run_ids, strict=True):
         if (before.counts or {}).get("new"):
-            settle_new(session, cluster_id, scan_id=run.id)
+            settle_new(session, cluster_id, scan_id=run_id)
     skipped = {cluster_id for cluster_id, _run in unchanged}
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
