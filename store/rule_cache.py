@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_absent, inserting_absent, table_of
+from store.bulk import (
+    affected,
+    chunked,
+    core_rows,
+    insert_absent,
+    inserting_absent,
+    table_of,
+)
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -61,11 +68,12 @@ def cached_results(
     """Cached results of the given content hashes under one catalogue version (hits only)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(sorted(set(hashes))):
-        rows = session.execute(
+        rows = core_rows(
+            session,
             select(RuleResultCache.content_hash, RuleResultCache.results).where(
                 RuleResultCache.catalogue_version == catalogue_version,
                 RuleResultCache.content_hash.in_(batch),
-            )
+            ),
         )
         found.update((chash, res) for chash, res in rows)
     return found
@@ -155,7 +163,7 @@ def uncached_objects(
         )
         .order_by(KubeObject.id)
     )
-    return list(session.scalars(query))
+    return [object_id for (object_id,) in core_rows(session, query)]
 
 
 def changed_since_clause(changed_since: int | None) -> list[ColumnElement[bool]]:
@@ -191,7 +199,8 @@ def uncached_in_range(
     objects, bodies = session.execute(
         select(func.count(), func.count(distinct(KubeObject.current_hash))).where(in_range)
     ).one()
-    missing = session.scalars(
+    missing = core_rows(
+        session,
         select(KubeObject.current_hash)
         .distinct()
         .outerjoin(
@@ -204,9 +213,9 @@ def uncached_in_range(
         .where(
             in_range, RuleResultCache.content_hash.is_(None), *changed_since_clause(changed_since)
         )
-        .order_by(KubeObject.current_hash)
-    ).all()
-    return int(objects or 0), int(bodies or 0), list(missing)
+        .order_by(KubeObject.current_hash),
+    )
+    return int(objects or 0), int(bodies or 0), [chash for (chash,) in missing]
 
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:

@@ -26,7 +26,7 @@ from contracts.states import FindingStatus, ScanState
 from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
-from store.bulk import chunked
+from store.bulk import chunked, core_rows
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
 from store.findings import (
@@ -1123,11 +1123,12 @@ def finalize_scan(
         known = Evaluated(version)
     step = _cluster_results(session, outcomes, rules=rules, kept=known.states)
     suppressed, cluster_ok = step.suppressed, step.ok
-    live = session.execute(
+    live = core_rows(
+        session,
         select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
             KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
-        )
-    ).all()
+        ),
+    )
     watermark = max((vid or 0 for _k, _h, vid in live), default=0)
     base = (
         _incremental_base(session, run, rules=rules, suppressed=suppressed) if cluster_ok else None
