@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from store.bulk import (
@@ -140,8 +140,12 @@ def _rows(
     ]
 
 
-def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: str) -> list[int]:
-    """Ids of a cluster's live objects whose current body has no result under this version."""
+def uncached_objects(
+    session: Session, cluster_id: str, *, catalogue_version: str, changed_since: int | None = None
+) -> list[int]:
+    """Ids of a cluster's live objects whose current body has no result under this version.
+    `changed_since`: only among objects whose current version is newer than this version id
+    (the caller knows the others' bodies have results: `changed_since_clause`)."""
     query = (
         select(KubeObject.id)
         .outerjoin(
@@ -155,17 +159,37 @@ def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: st
             KubeObject.cluster_id == cluster_id,
             KubeObject.deleted_at.is_(None),
             RuleResultCache.content_hash.is_(None),
+            *changed_since_clause(changed_since),
         )
         .order_by(KubeObject.id)
     )
     return [object_id for (object_id,) in core_rows(session, query)]
 
 
+def changed_since_clause(changed_since: int | None) -> list[ColumnElement[bool]]:
+    """The condition limiting a look-up of uncached bodies to objects whose current version
+    is newer than `changed_since` (none when None). A caller passes the version watermark of
+    the cluster's last complete scan of the same catalogue version that left nothing
+    unevaluated: every body live then has results (results of a catalogue version are only
+    deleted with the version), so only objects changed since can lack them, and the look-up
+    probes the cache for those instead of for every live object."""
+    if changed_since is None:
+        return []
+    return [KubeObject.current_version_id > changed_since]
+
+
 def uncached_in_range(
-    session: Session, cluster_id: str, *, first_id: int, last_id: int, catalogue_version: str
+    session: Session,
+    cluster_id: str,
+    *,
+    first_id: int,
+    last_id: int,
+    catalogue_version: str,
+    changed_since: int | None = None,
 ) -> tuple[int, int, list[str]]:
     """(live objects, distinct bodies, bodies without a cached result) of a cluster's live
-    objects with ids in [first_id, last_id]: a shard's work, found in the database."""
+    objects with ids in [first_id, last_id]: a shard's work, found in the database.
+    `changed_since`: as for `uncached_objects`."""
     in_range = and_(
         KubeObject.cluster_id == cluster_id,
         KubeObject.deleted_at.is_(None),
@@ -186,7 +210,9 @@ def uncached_in_range(
                 RuleResultCache.catalogue_version == catalogue_version,
             ),
         )
-        .where(in_range, RuleResultCache.content_hash.is_(None))
+        .where(
+            in_range, RuleResultCache.content_hash.is_(None), *changed_since_clause(changed_since)
+        )
         .order_by(KubeObject.current_hash),
     )
     return int(objects or 0), int(bodies or 0), [chash for (chash,) in missing]
