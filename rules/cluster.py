@@ -7,8 +7,8 @@ computed in one pass. Also works out controller ownership for top-most-controlle
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from contracts.selectors import Selector, SelectorError, parse_selector
 from rules.view import EMPTY, ObjectView, is_map
@@ -18,6 +18,7 @@ BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
 ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 # A pod-bearing object and its pod template's labels (`ClusterContext.pod_templates`).
 PodTemplate = tuple[ObjectView, Mapping[str, Any]]
+_T = TypeVar("_T")
 
 
 class ClusterContext:
@@ -65,6 +66,18 @@ class ClusterContext:
         self._workloads: tuple[ObjectView, ...] | None = None
         self._pod_templates: dict[str | None, list[PodTemplate]] | None = None
         self._pod_templates_by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = {}
+        self._derived: dict[Callable[[ClusterContext], Any], Any] = {}
+
+    def derived(self, build: Callable[[ClusterContext], _T]) -> _T:
+        """`build(self)`, computed on first use and kept (keyed by the function): what
+        several rules work out from the same objects (the resolved RBAC bindings, say) is
+        then worked out once per context. `build` must be a pure function of the context
+        and its result treated as read-only."""
+        try:
+            value: _T = self._derived[build]
+        except KeyError:
+            value = self._derived[build] = build(self)
+        return value
 
     def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
         if self._by_name is None:
