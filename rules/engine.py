@@ -40,6 +40,10 @@ from rules.view import ObjectView, make_ref
 
 ENGINE_VERSION = "1"
 
+# Builds a Result from its fields in order without the named tuple's own `__new__` (a Python
+# function with keyword handling): a scan builds one per finding.
+_new_result = tuple.__new__
+
 
 def _code_digest(code: CodeType, digest: Any) -> None:
     digest.update(code.co_code)
@@ -313,20 +317,23 @@ class Engine:
             try:
                 for v in check(view):
                     results.append(
-                        Result(
-                            meta.id,
-                            meta.title,
-                            meta.severity,
-                            meta.category,
-                            meta.cis,
-                            meta.pss,
-                            view.ref,
-                            v.container,
-                            v.path,
-                            v.message,
-                            "open",
-                            None,
-                            location,
+                        _new_result(
+                            Result,
+                            (
+                                meta.id,
+                                meta.title,
+                                meta.severity,
+                                meta.category,
+                                meta.cis,
+                                meta.pss,
+                                view.ref,
+                                v.container,
+                                v.path,
+                                v.message,
+                                "open",
+                                None,
+                                location,
+                            ),
                         )
                     )
             except Exception as problem:
@@ -368,20 +375,23 @@ class Engine:
                     ref = self._subject_ref(v)
                     location = locations.get(ref.key) if locations else None
                     results.append(
-                        Result(
-                            meta.id,
-                            meta.title,
-                            meta.severity,
-                            meta.category,
-                            meta.cis,
-                            meta.pss,
-                            ref,
-                            v.container,
-                            v.path,
-                            v.message,
-                            "open",
-                            None,
-                            location,
+                        _new_result(
+                            Result,
+                            (
+                                meta.id,
+                                meta.title,
+                                meta.severity,
+                                meta.category,
+                                meta.cis,
+                                meta.pss,
+                                ref,
+                                v.container,
+                                v.path,
+                                v.message,
+                                "open",
+                                None,
+                                location,
+                            ),
                         )
                     )
             except Exception as problem:
