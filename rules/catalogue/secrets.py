@@ -16,6 +16,7 @@ placeholders are not literals, so `DB_PASSWORD_FILE=/run/secrets/db` or
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -313,6 +314,11 @@ def known_format(value: str) -> str | None:
     return None
 
 
+# Names and values up to this long are classified once per process (`_classify_text` keeps
+# the answers): the same variables (`LOG_LEVEL=info`) recur in every workload of a cluster.
+CLASSIFY_MEMO_CHARS = 256
+
+
 def classify(name: str, value: Any) -> str | None:
     """Why (name, value) looks like a literal secret, as message text, or None.
 
@@ -321,6 +327,13 @@ def classify(name: str, value: Any) -> str | None:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         return None
     text = str(value)
+    if len(text) <= CLASSIFY_MEMO_CHARS and len(name) <= CLASSIFY_MEMO_CHARS:
+        return _classify_memo(name, text)
+    return _classify_text(name, text)
+
+
+def _classify_text(name: str, text: str) -> str | None:
+    """`classify` of a value as text (a pure function of its arguments)."""
     label = known_format(text)
     if label:
         return f"contains {label}"
@@ -341,6 +354,9 @@ def classify(name: str, value: Any) -> str | None:
     elif looks_random(text):
         why = "has a key-like name and a high-entropy literal value"
     return why
+
+
+_classify_memo = functools.lru_cache(maxsize=4096)(_classify_text)
 
 
 def _env_items(c: ContainerView, field: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
