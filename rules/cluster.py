@@ -210,7 +210,7 @@ class ClusterContext:
         if not isinstance(refs, list):
             return None  # absent, or not the list the API requires: no usable owner
         for ref in refs:
-            if not isinstance(ref, Mapping) or not ref.get("controller"):
+            if not is_map(ref) or not ref.get("controller"):
                 continue
             owner = None
             if ref.get("uid"):

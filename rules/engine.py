@@ -453,9 +453,11 @@ class Engine:
         fleet = FleetContext.of_cluster(
             context, cluster=cluster, advisories=advisories, drift=self.config.image_drift, now=now
         )
+        results = [result for _cluster, result in self.evaluate_fleet(fleet)]
+        if not locations:
+            return results  # their location is None already
         return [
-            result._replace(location=locations.get(result.resource.key))
-            for _cluster, result in self.evaluate_fleet(fleet)
+            result._replace(location=locations.get(result.resource.key)) for result in results
         ]
 
     @staticmethod

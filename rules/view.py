@@ -36,8 +36,10 @@ POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PodTemplate": (("template", "metadata"), ("template", "spec")),
 }
 POD_KINDS: frozenset[str] = frozenset(POD_SPEC_LOCATIONS)
+# (pod metadata, pod spec, pod securityContext) paths of each pod-bearing kind, as text.
 _JOINED_PATHS = {
-    kind: (".".join(meta), ".".join(spec)) for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
+    kind: (".".join(meta), ".".join(spec), ".".join((*spec, "securityContext")))
+    for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
 }
 
 # Container groups in the order the pod-security-admission visitor walks them.
@@ -206,7 +208,16 @@ class WorkloadView:
     A malformed object (no template) gives an empty pod spec and no containers.
     """
 
-    __slots__ = ("containers", "is_windows", "meta_path", "pod_meta", "pod_sc", "spec", "spec_path")
+    __slots__ = (
+        "containers",
+        "is_windows",
+        "meta_path",
+        "pod_meta",
+        "pod_sc",
+        "pod_sc_path",
+        "spec",
+        "spec_path",
+    )
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
         meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
@@ -215,7 +226,7 @@ class WorkloadView:
         if not isinstance(spec, dict):
             spec = EMPTY
         self.spec: Mapping[str, Any] = spec
-        self.meta_path, self.spec_path = _JOINED_PATHS[kind]
+        self.meta_path, self.spec_path, self.pod_sc_path = _JOINED_PATHS[kind]
         pod_sc = spec.get("securityContext")
         self.pod_sc: Mapping[str, Any] = pod_sc if isinstance(pod_sc, dict) else EMPTY
         os_field = spec.get("os")
@@ -230,10 +241,6 @@ class WorkloadView:
                 if isinstance(raw, dict):
                     found.append(ContainerView(self, raw, group, index))
         self.containers: tuple[ContainerView, ...] = tuple(found)
-
-    @property
-    def pod_sc_path(self) -> str:
-        return f"{self.spec_path}.securityContext"
 
     def spec_field(self, name: str) -> Any:
         return self.spec.get(name)
@@ -276,6 +283,7 @@ class ContainerView:
         "pod_sc_path",
         "raw",
         "sc",
+        "sc_path",
     )
 
     def __init__(
@@ -290,15 +298,12 @@ class ContainerView:
         self.group = group
         self.index = index
         self.name: str = str(raw.get("name") or f"{group}[{index}]")
-        self.path = f"{workload.spec_path}.{group}[{index}]"
+        self.path = path = f"{workload.spec_path}.{group}[{index}]"
+        self.sc_path = f"{path}.securityContext"
         sc = raw.get("securityContext")
         self.sc: Mapping[str, Any] = sc if isinstance(sc, dict) else EMPTY
         self._caps: dict[str, list[tuple[int, str]]] | None = None
         self._image_ref: ImageRef | None = _UNPARSED
-
-    @property
-    def sc_path(self) -> str:
-        return f"{self.path}.securityContext"
 
     def field_path(self, *parts: str | int) -> str:
         return join_path(self.path, *parts)
