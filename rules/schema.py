@@ -307,12 +307,12 @@ def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
     passes = node.passes
     for key, item in mapping.items():
         try:
-            scalars = passes[key]
+            if type(item) in passes[key]:
+                continue
         except KeyError:
-            scalars = node.learn(key)
+            if type(item) in node.learn(key):
+                continue
         kind = type(item)
-        if kind in scalars:
-            continue
         child = node.children[key]
         if child is None:
             continue  # a key the schema does not describe: anything goes
