@@ -185,12 +185,18 @@ def _facts_of_results(
     about (most objects of a scan have no finding, and building their facts copies their
     labels) and, without exemptions to match labels against (`labels` false), only those
     with an exemption annotation."""
+    candidates = [
+        obj
+        for obj in context.objects
+        if ((obj.labels or obj.annotations) if labels else EXEMPT_ANNOTATION in obj.annotations)
+    ]
+    if not candidates:
+        return {}  # the usual scan without exemptions: no object has the annotation
     wanted = {result.resource.key for result in results}
     return {
         key: ObjectFacts.of(obj.labels, obj.annotations)
-        for obj in context.objects
-        if ((obj.labels or obj.annotations) if labels else EXEMPT_ANNOTATION in obj.annotations)
-        and (key := obj.ref.key) in wanted
+        for obj in candidates
+        if (key := obj.ref.key) in wanted
     }
 
 
