@@ -147,7 +147,7 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
                 cluster=cluster,
                 workload=obj.ref,
                 container=container.name,
-                path=container.field_path("image"),
+                path=f"{container.path}.image",
                 image=ref,
                 digests=tuple(sorted(digests)),
             )

@@ -182,7 +182,7 @@ def missing_requests(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no "
             f"{' or '.join(missing)} request; set resources.requests",
-            path=c.field_path("resources", "requests"),
+            path=f"{c.path}.resources.requests",
             container=c.name,
             subject=obj,
         )
@@ -229,7 +229,7 @@ def missing_memory_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no memory limit; set "
             "resources.limits.memory",
-            path=c.field_path("resources", "limits", "memory"),
+            path=f"{c.path}.resources.limits.memory",
             container=c.name,
             subject=obj,
         )
@@ -279,7 +279,7 @@ def missing_cpu_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no CPU limit; set "
             "resources.limits.cpu",
-            path=c.field_path("resources", "limits", "cpu"),
+            path=f"{c.path}.resources.limits.cpu",
             container=c.name,
             subject=obj,
         )
@@ -359,7 +359,7 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} has no livenessProbe; add "
                 "one so a hung process is restarted",
-                path=c.field_path("livenessProbe"),
+                path=f"{c.path}.livenessProbe",
                 container=c.name,
             )
 
@@ -442,7 +442,7 @@ def missing_readiness_probe(cluster: ClusterContext) -> Iterator[Violation]:
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} {how} but has no "
                 "readinessProbe; add one so it gets traffic only when ready",
-                path=c.field_path("readinessProbe"),
+                path=f"{c.path}.readinessProbe",
                 container=c.name,
                 subject=obj,
             )
@@ -514,7 +514,7 @@ def mutable_image_tag(obj: ObjectView) -> Iterator[Violation]:
         yield Violation(
             f"image {ref.name} of container {c.name!r} in {obj.kind} {obj.name} {problem}; "
             "pin a version tag or digest",
-            path=c.field_path("image"),
+            path=f"{c.path}.image",
             container=c.name,
         )
 
@@ -557,7 +557,7 @@ def image_not_pinned(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"image {ref.name}{':' + ref.tag if ref.tag else ''} of container {c.name!r} "
                 f"in {obj.kind} {obj.name} is not pinned by digest",
-                path=c.field_path("image"),
+                path=f"{c.path}.image",
                 container=c.name,
             )
 
@@ -1062,6 +1062,6 @@ def missing_priority_class(cluster: ClusterContext) -> Iterator[Violation]:
         if w is not None and not w.spec.get("priorityClassName"):
             yield Violation(
                 f"{obj.kind} {obj.name} sets no priorityClassName; its pods get priority 0",
-                path=w.path("priorityClassName"),
+                path=f"{w.spec_path}.priorityClassName",
                 subject=obj,
             )

@@ -118,7 +118,7 @@ def _host_namespace(obj: ObjectView, field: str, what: str) -> Iterator[Violatio
     if w.spec.get(field) is True:
         yield Violation(
             f"{_where(obj)} shares the node's {what} (spec.{field}: true); remove it",
-            path=w.path(field),
+            path=f"{w.spec_path}.{field}",
         )
 
 

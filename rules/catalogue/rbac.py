@@ -956,7 +956,7 @@ def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
             f"{obj.kind} {obj.name} gets the token of ServiceAccount {sa_name} mounted by "
             "default, but no binding grants that account anything; set "
             "automountServiceAccountToken: false in the pod spec",
-            path=w.path("automountServiceAccountToken"),
+            path=f"{w.spec_path}.automountServiceAccountToken",
             subject=obj,
         )
 

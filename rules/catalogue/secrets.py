@@ -422,7 +422,7 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                     f"container {c.name!r} of {obj.kind} {obj.name} reads key "
                     f"{ref.get('key')!r} of Secret {ref.get('name')!r} into env var "
                     f"{item.get('name')!r}; mount the Secret as a file instead",
-                    path=c.field_path("env", index, "valueFrom", "secretKeyRef"),
+                    path=f"{c.path}.env[{index}].valueFrom.secretKeyRef",
                     container=c.name,
                 )
         for index, item in _env_items(c, "envFrom"):
@@ -432,7 +432,7 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                     f"container {c.name!r} of {obj.kind} {obj.name} loads every key of "
                     f"Secret {ref.get('name')!r} into its environment; mount the Secret as "
                     "files instead",
-                    path=c.field_path("envFrom", index, "secretRef"),
+                    path=f"{c.path}.envFrom[{index}].secretRef",
                     container=c.name,
                 )
 
@@ -488,7 +488,7 @@ def literal_secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                 yield Violation(
                     f"env var {name!r} of container {c.name!r} in {obj.kind} {obj.name} {why} "
                     "(value not shown); move it into a Secret and rotate it",
-                    path=c.field_path("env", index, "value"),
+                    path=f"{c.path}.env[{index}].value",
                     container=c.name,
                 )
 
