@@ -86,9 +86,12 @@ class ClusterContext:
 
     def _uids(self) -> dict[str, ObjectView]:
         if self._by_uid is None:
-            self._by_uid = {
-                str(o.metadata["uid"]): o for o in self.objects if o.metadata.get("uid")
-            }
+            index: dict[str, ObjectView] = {}
+            for o in self.objects:
+                uid = o.metadata.get("uid")
+                if uid:
+                    index[uid if type(uid) is str else str(uid)] = o
+            self._by_uid = index
         return self._by_uid
 
     def _labels(self) -> dict[tuple[str, str | None, str, str], list[ObjectView]]:
@@ -191,12 +194,20 @@ class ClusterContext:
             by_ns: dict[str | None, list[PodTemplate]] = defaultdict(list)
             by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = defaultdict(list)
             for obj in self.objects:
-                if obj.workload is not None:
-                    labels = obj.workload.pod_meta.get("labels")
+                workload = obj.workload
+                if workload is not None:
+                    labels = workload.pod_meta.get("labels")
                     entry = (obj, labels if is_map(labels) else EMPTY)
-                    by_ns[obj.namespace].append(entry)
+                    namespace = obj.namespace
+                    by_ns[namespace].append(entry)
                     for key, value in entry[1].items():
-                        by_label[(obj.namespace, str(key), str(value))].append(entry)
+                        by_label[
+                            (
+                                namespace,
+                                key if type(key) is str else str(key),
+                                value if type(value) is str else str(value),
+                            )
+                        ].append(entry)
             self._pod_templates = dict(by_ns)
             self._pod_templates_by_label = dict(by_label)
         if label is None:

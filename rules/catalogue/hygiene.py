@@ -112,22 +112,38 @@ def _has(block: Any, name: str) -> bool:
 def _missing_in(
     obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
 ) -> Iterator[tuple[ContainerView, list[str]]]:
-    assert obj.workload is not None
-    pod_level = _mapping(obj.workload.spec.get("resources"))
-    covered = set(inherited)
-    covered.update(
-        r
-        for r in wanted
-        if _has(pod_level.get(field), r)
-        or (field == "requests" and _has(pod_level.get("limits"), r))
-    )
-    for c in _resource_containers(obj):
-        resources = _mapping(c.raw.get("resources"))
-        own = resources.get(field)
-        limits = resources.get("limits") if field == "requests" else None
-        # API defaulting: a missing request takes the container's limit.
+    # Runs three times per container of every workload: `_has` and `_resource_containers`
+    # are written out here (same checks).
+    workload = obj.workload
+    assert workload is not None
+    requests = field == "requests"
+    pod_level = _mapping(workload.spec.get("resources"))
+    covered: frozenset[str] | set[str] = inherited
+    if pod_level:
+        covered = set(inherited)
+        covered.update(
+            r
+            for r in wanted
+            if _has(pod_level.get(field), r) or (requests and _has(pod_level.get("limits"), r))
+        )
+    for c in workload.containers:
+        if c.group == "ephemeralContainers":
+            continue  # ephemeral containers cannot set resources
+        resources = c.raw.get("resources")
+        if is_map(resources):
+            own = resources.get(field)
+            if not isinstance(own, dict):
+                own = _EMPTY
+            # API defaulting: a missing request takes the container's limit.
+            limits = resources.get("limits") if requests else None
+            if not isinstance(limits, dict):
+                limits = _EMPTY
+        else:
+            own = limits = _EMPTY
         missing = [
-            r for r in wanted if r not in covered and not _has(own, r) and not _has(limits, r)
+            r
+            for r in wanted
+            if r not in covered and own.get(r) is None and limits.get(r) is None
         ]
         if missing:
             yield c, missing

@@ -1104,10 +1104,12 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - Pod Security Standards, baseline, "SELinux"
     """
-    allowed = psa.at(SELINUX_TYPES, psa.policy_version(obj))
+    allowed: frozenset[str] | None = None
     for value, path, container, who in _own_settings(obj, "seLinuxOptions"):
         if not isinstance(value, dict):
             continue
+        if allowed is None:
+            allowed = psa.at(SELINUX_TYPES, psa.policy_version(obj))
         problems = []
         selinux_type = value.get("type") or ""
         if not _one_of(selinux_type, allowed):
