@@ -462,9 +462,7 @@ class Engine:
         results = [result for _cluster, result in self.evaluate_fleet(fleet)]
         if not locations:
             return results  # their location is None already
-        return [
-            result._replace(location=locations.get(result.resource.key)) for result in results
-        ]
+        return [result._replace(location=locations.get(result.resource.key)) for result in results]
 
     @staticmethod
     def _subject_ref(v: Violation) -> Any:

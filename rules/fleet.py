@@ -23,7 +23,6 @@ from contracts.resources import ResourceRef
 from rules.cluster import ClusterContext
 from rules.config import ImageDrift
 
-
 # Tags up to this long are read as versions once per process (`_tag_version_memo`): a fleet
 # runs few distinct tags, each in many containers.
 TAG_MEMO_CHARS = 128

@@ -141,9 +141,7 @@ def _missing_in(
         else:
             own = limits = _EMPTY
         missing = [
-            r
-            for r in wanted
-            if r not in covered and own.get(r) is None and limits.get(r) is None
+            r for r in wanted if r not in covered and own.get(r) is None and limits.get(r) is None
         ]
         if missing:
             yield c, missing
