@@ -198,12 +198,12 @@ class ClusterContext:
                 if workload is not None:
                     labels = workload.pod_meta.get("labels")
                     entry = (obj, labels if is_map(labels) else EMPTY)
-                    namespace = obj.namespace
-                    by_ns[namespace].append(entry)
+                    ns = obj.namespace
+                    by_ns[ns].append(entry)
                     for key, value in entry[1].items():
                         by_label[
                             (
-                                namespace,
+                                ns,
                                 key if type(key) is str else str(key),
                                 value if type(value) is str else str(value),
                             )

@@ -126,6 +126,7 @@ class ObjectView:
         "name",
         "namespace",
         "policy_version",
+        "spec",
         "workload",
     )
 
@@ -158,6 +159,9 @@ class ObjectView:
             annotations if isinstance(annotations, dict) else EMPTY
         )
         self._ref: ResourceRef | None = None
+        spec = manifest.get("spec")
+        # `spec` as a mapping (empty when absent or not a mapping): rules read it often.
+        self.spec: Mapping[str, Any] = spec if isinstance(spec, dict) else EMPTY
         self.workload: WorkloadView | None = (
             WorkloadView(manifest, kind) if kind in POD_SPEC_LOCATIONS else None
         )
@@ -187,10 +191,6 @@ class ObjectView:
                 self.name or make_ref(self.manifest).name,
             )
         return self._ref
-
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        return _mapping(self.manifest.get("spec"))
 
     def get(self, *keys: str) -> Any:
         """The value at a key path (None when any step is missing or not a mapping)."""
