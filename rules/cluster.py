@@ -54,7 +54,9 @@ class ClusterContext:
         self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
         # Further indexes are built on first use (one pass each); a scan that never needs
         # label look-ups never pays for them.
-        self._by_name: dict[tuple[str, str | None, str], ObjectView] | None = None
+        # (namespace, name) -> object, per kind: built for a kind when it is first looked up
+        # (rules look up roles, service accounts and scale targets, not every kind).
+        self._by_name: dict[str, dict[tuple[str | None, str], ObjectView]] = {}
         self._by_ns_kind: dict[tuple[str | None, str], tuple[ObjectView, ...]] | None = None
         self._by_key: dict[str, ObjectView] | None = None
         self._by_uid: dict[str, ObjectView] | None = None
@@ -78,11 +80,6 @@ class ClusterContext:
         except KeyError:
             value = self._derived[build] = build(self)
         return value
-
-    def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
-        if self._by_name is None:
-            self._by_name = {(o.kind, o.namespace, o.name): o for o in self.objects}
-        return self._by_name
 
     def _uids(self) -> dict[str, ObjectView]:
         if self._by_uid is None:
@@ -127,7 +124,10 @@ class ClusterContext:
         return self._by_ns_kind.get((namespace, kind), ())
 
     def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
-        return self._names().get((kind, namespace, name))
+        names = self._by_name.get(kind)
+        if names is None:
+            names = self._by_name[kind] = {(o.namespace, o.name): o for o in self.by_kind(kind)}
+        return names.get((namespace, name))
 
     def get_by_key(self, key: str) -> ObjectView | None:
         """By `ResourceRef.key` (`apiVersion|kind|namespace|name`)."""
