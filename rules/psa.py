@@ -318,6 +318,10 @@ def assign_versions(views: Sequence[Any], kubernetes_version: Version | None) ->
     namespace's enforce-version pin when pinned (capped at the cluster's own release, as a
     cluster cannot apply a policy newer than itself), else the cluster's release."""
     pins = namespace_pins(views)
+    if not any(pin is not None for pin in pins.values()):
+        for view in views:  # no namespace pins a version: every object at the cluster's
+            view.kubernetes_version = view.policy_version = kubernetes_version
+        return
     for view in views:
         assign_version(view, kubernetes_version, pins)
 

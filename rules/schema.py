@@ -335,12 +335,13 @@ def _valid_list(values: list[Any], node: _Node) -> bool:
     """`_valid_map`'s checks for the items of a list, all against the items' node."""
     scalars = node.scalars
     allowed = node.py_ok
+    maps_allowed = allowed is None or dict in allowed
     for item in values:
         kind = type(item)
         if kind in scalars:
             continue
         if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
-            if (allowed is not None and dict not in allowed) or not _valid_map(item, node):
+            if not maps_allowed or not _valid_map(item, node):
                 return False
         elif kind is list:
             if not _valid(item, node):
