@@ -26,7 +26,8 @@ class ClusterContext:
 
     Inputs that are not mappings (not Kubernetes objects) are left out, and so are objects
     that are not structurally valid (`ObjectView.problems`): rules run only on valid objects.
-    `skip_invalid=False` keeps them (only for tests of the look-ups' own tolerance).
+    `skip_invalid=False` keeps them: for tests of the look-ups' own tolerance, and for a
+    caller that left out the invalid ones already (`Engine.scan`).
     """
 
     def __init__(

@@ -593,7 +593,10 @@ class Engine:
             keep = {id(view) for view in valid}
             located = [loc for view, loc in zip(views, located, strict=True) if id(view) in keep]
             views = valid
-        context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
+        # Every view left is structurally valid (checked above): the context need not ask.
+        context = ClusterContext(
+            views, dedup_controllers=self.config.dedup_controllers, skip_invalid=False
+        )
         suppressed = self._suppressed(context)
         raw: list[Result] = []
         for view, loc in zip(views, located, strict=True):
