@@ -36,6 +36,15 @@ POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PodTemplate": (("template", "metadata"), ("template", "spec")),
 }
 POD_KINDS: frozenset[str] = frozenset(POD_SPEC_LOCATIONS)
+# Where the pod template (the mapping holding the pod's `metadata` and `spec`) lives in each
+# pod-bearing kind: the manifest itself for a Pod.
+_TEMPLATE_KEYS: Mapping[str, tuple[str, ...]] = {
+    kind: spec[:-1] for kind, (_meta, spec) in POD_SPEC_LOCATIONS.items()
+}
+assert all(  # every kind keeps its pod's metadata and spec side by side
+    meta == (*_TEMPLATE_KEYS[kind], "metadata") and spec == (*_TEMPLATE_KEYS[kind], "spec")
+    for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
+)
 # (pod metadata, pod spec, pod securityContext) paths of each pod-bearing kind, as text.
 _JOINED_PATHS = {
     kind: (".".join(meta), ".".join(spec), ".".join((*spec, "securityContext")))
@@ -220,11 +229,15 @@ class WorkloadView:
     )
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
-        meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
-        self.pod_meta: Mapping[str, Any] = _mapping(_dig(manifest, meta_keys))
-        spec = _dig(manifest, spec_keys)
-        if not isinstance(spec, dict):
-            spec = EMPTY
+        keys = _TEMPLATE_KEYS[kind]
+        template = _dig(manifest, keys) if keys else manifest
+        if isinstance(template, dict):  # `_dig` of its metadata and of its spec, in one walk
+            self.pod_meta: Mapping[str, Any] = _mapping(template.get("metadata"))
+            spec = template.get("spec")
+            if not isinstance(spec, dict):
+                spec = EMPTY
+        else:
+            self.pod_meta = spec = EMPTY
         self.spec: Mapping[str, Any] = spec
         self.meta_path, self.spec_path, self.pod_sc_path = _JOINED_PATHS[kind]
         pod_sc = spec.get("securityContext")
