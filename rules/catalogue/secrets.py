@@ -21,7 +21,7 @@ import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from contracts.severity import Severity
@@ -359,12 +359,9 @@ def _classify_text(name: str, text: str) -> str | None:
 _classify_memo = functools.lru_cache(maxsize=4096)(_classify_text)
 
 
-def _env_items(c: ContainerView, field: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    items = c.raw.get(field)
-    if isinstance(items, list):
-        for index, item in enumerate(items):
-            if is_map(item):
-                yield index, item
+def _items(value: Any) -> list[Any]:
+    """`value` when it is a list (a container's `env` or `envFrom`), else an empty list."""
+    return value if isinstance(value, list) else []
 
 
 @rule(
@@ -414,7 +411,9 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     """
     assert obj.workload is not None
     for c in obj.workload.containers:
-        for index, item in _env_items(c, "env"):
+        for index, item in enumerate(_items(c.raw.get("env"))):
+            if not is_map(item):
+                continue
             value_from = item.get("valueFrom")
             ref = value_from.get("secretKeyRef") if is_map(value_from) else None
             if is_map(ref):
@@ -425,7 +424,9 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                     path=f"{c.path}.env[{index}].valueFrom.secretKeyRef",
                     container=c.name,
                 )
-        for index, item in _env_items(c, "envFrom"):
+        for index, item in enumerate(_items(c.raw.get("envFrom"))):
+            if not is_map(item):
+                continue
             ref = item.get("secretRef")
             if is_map(ref):
                 yield Violation(
@@ -481,7 +482,9 @@ def literal_secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     """
     assert obj.workload is not None
     for c in obj.workload.containers:
-        for index, item in _env_items(c, "env"):
+        for index, item in enumerate(_items(c.raw.get("env"))):
+            if not is_map(item):
+                continue
             name = str(item.get("name") or "")
             why = classify(name, item.get("value"))
             if why:
