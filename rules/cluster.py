@@ -7,8 +7,8 @@ computed in one pass. Also works out controller ownership for top-most-controlle
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from contracts.selectors import Selector, SelectorError, parse_selector
 from rules.view import EMPTY, ObjectView, is_map
@@ -18,6 +18,7 @@ BINDING_KINDS = frozenset({"RoleBinding", "ClusterRoleBinding"})
 ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 # A pod-bearing object and its pod template's labels (`ClusterContext.pod_templates`).
 PodTemplate = tuple[ObjectView, Mapping[str, Any]]
+_T = TypeVar("_T")
 
 
 class ClusterContext:
@@ -25,7 +26,8 @@ class ClusterContext:
 
     Inputs that are not mappings (not Kubernetes objects) are left out, and so are objects
     that are not structurally valid (`ObjectView.problems`): rules run only on valid objects.
-    `skip_invalid=False` keeps them (only for tests of the look-ups' own tolerance).
+    `skip_invalid=False` keeps them: for tests of the look-ups' own tolerance, and for a
+    caller that left out the invalid ones already (`Engine.scan`).
     """
 
     def __init__(
@@ -53,7 +55,9 @@ class ClusterContext:
         self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
         # Further indexes are built on first use (one pass each); a scan that never needs
         # label look-ups never pays for them.
-        self._by_name: dict[tuple[str, str | None, str], ObjectView] | None = None
+        # (namespace, name) -> object, per kind: built for a kind when it is first looked up
+        # (rules look up roles, service accounts and scale targets, not every kind).
+        self._by_name: dict[str, dict[tuple[str | None, str], ObjectView]] = {}
         self._by_ns_kind: dict[tuple[str | None, str], tuple[ObjectView, ...]] | None = None
         self._by_key: dict[str, ObjectView] | None = None
         self._by_uid: dict[str, ObjectView] | None = None
@@ -65,17 +69,27 @@ class ClusterContext:
         self._workloads: tuple[ObjectView, ...] | None = None
         self._pod_templates: dict[str | None, list[PodTemplate]] | None = None
         self._pod_templates_by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = {}
+        self._derived: dict[Callable[[ClusterContext], Any], Any] = {}
 
-    def _names(self) -> dict[tuple[str, str | None, str], ObjectView]:
-        if self._by_name is None:
-            self._by_name = {(o.kind, o.namespace, o.name): o for o in self.objects}
-        return self._by_name
+    def derived(self, build: Callable[[ClusterContext], _T]) -> _T:
+        """`build(self)`, computed on first use and kept (keyed by the function): what
+        several rules work out from the same objects (the resolved RBAC bindings, say) is
+        then worked out once per context. `build` must be a pure function of the context
+        and its result treated as read-only."""
+        try:
+            value: _T = self._derived[build]
+        except KeyError:
+            value = self._derived[build] = build(self)
+        return value
 
     def _uids(self) -> dict[str, ObjectView]:
         if self._by_uid is None:
-            self._by_uid = {
-                str(o.metadata["uid"]): o for o in self.objects if o.metadata.get("uid")
-            }
+            index: dict[str, ObjectView] = {}
+            for o in self.objects:
+                uid = o.metadata.get("uid")
+                if uid:
+                    index[uid if type(uid) is str else str(uid)] = o
+            self._by_uid = index
         return self._by_uid
 
     def _labels(self) -> dict[tuple[str, str | None, str, str], list[ObjectView]]:
@@ -111,7 +125,10 @@ class ClusterContext:
         return self._by_ns_kind.get((namespace, kind), ())
 
     def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
-        return self._names().get((kind, namespace, name))
+        names = self._by_name.get(kind)
+        if names is None:
+            names = self._by_name[kind] = {(o.namespace, o.name): o for o in self.by_kind(kind)}
+        return names.get((namespace, name))
 
     def get_by_key(self, key: str) -> ObjectView | None:
         """By `ResourceRef.key` (`apiVersion|kind|namespace|name`)."""
@@ -178,12 +195,20 @@ class ClusterContext:
             by_ns: dict[str | None, list[PodTemplate]] = defaultdict(list)
             by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = defaultdict(list)
             for obj in self.objects:
-                if obj.workload is not None:
-                    labels = obj.workload.pod_meta.get("labels")
+                workload = obj.workload
+                if workload is not None:
+                    labels = workload.pod_meta.get("labels")
                     entry = (obj, labels if is_map(labels) else EMPTY)
-                    by_ns[obj.namespace].append(entry)
+                    ns = obj.namespace
+                    by_ns[ns].append(entry)
                     for key, value in entry[1].items():
-                        by_label[(obj.namespace, str(key), str(value))].append(entry)
+                        by_label[
+                            (
+                                ns,
+                                key if type(key) is str else str(key),
+                                value if type(value) is str else str(value),
+                            )
+                        ].append(entry)
             self._pod_templates = dict(by_ns)
             self._pod_templates_by_label = dict(by_label)
         if label is None:
@@ -197,7 +222,7 @@ class ClusterContext:
         if not isinstance(refs, list):
             return None  # absent, or not the list the API requires: no usable owner
         for ref in refs:
-            if not isinstance(ref, Mapping) or not ref.get("controller"):
+            if not is_map(ref) or not ref.get("controller"):
                 continue
             owner = None
             if ref.get("uid"):

@@ -122,18 +122,17 @@ def apply_config(
     """
     exemptions = (*config.exemptions, *stored)
     allow = config.allow_annotation_exemptions
+    overrides = config.severity
     out: list[Result] = []
     for result in results:
-        if result.status == "error":
+        status = result.status
+        if status == "error":
             out.append(result)
             continue
         key = result.resource.key
         if key in suppressed:
             continue
-        changes: dict[str, Any] = {}
-        override = config.severity.get(result.rule_id)
-        if override is not None and override is not result.severity:
-            changes["severity"] = override
+        override = overrides.get(result.rule_id) if overrides else None
         object_facts = facts.get(key)
         # Without exemptions, only an object's annotation can exempt (most objects have none).
         exemption = (
@@ -148,6 +147,17 @@ def apply_config(
             if exemptions or (allow and object_facts is not None and object_facts.exempt)
             else None
         )
+        if (
+            exemption is None
+            and status == "open"
+            and result.exemption is None
+            and (override is None or override is result.severity)
+        ):
+            out.append(result)  # nothing to change: most results of a scan
+            continue
+        changes: dict[str, Any] = {}
+        if override is not None and override is not result.severity:
+            changes["severity"] = override
         if exemption is not None:
             changes["exemption"] = exemption
             changes["status"] = "exempted" if exemption["status"] == "active" else "open"

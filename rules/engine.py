@@ -40,6 +40,10 @@ from rules.view import ObjectView, make_ref
 
 ENGINE_VERSION = "1"
 
+# Builds a Result from its fields in order without the named tuple's own `__new__` (a Python
+# function with keyword handling): a scan builds one per finding.
+_new_result = tuple.__new__
+
 
 def _code_digest(code: CodeType, digest: Any) -> None:
     digest.update(code.co_code)
@@ -181,12 +185,18 @@ def _facts_of_results(
     about (most objects of a scan have no finding, and building their facts copies their
     labels) and, without exemptions to match labels against (`labels` false), only those
     with an exemption annotation."""
+    candidates = [
+        obj
+        for obj in context.objects
+        if ((obj.labels or obj.annotations) if labels else EXEMPT_ANNOTATION in obj.annotations)
+    ]
+    if not candidates:
+        return {}  # the usual scan without exemptions: no object has the annotation
     wanted = {result.resource.key for result in results}
     return {
         key: ObjectFacts.of(obj.labels, obj.annotations)
-        for obj in context.objects
-        if ((obj.labels or obj.annotations) if labels else EXEMPT_ANNOTATION in obj.annotations)
-        and (key := obj.ref.key) in wanted
+        for obj in candidates
+        if (key := obj.ref.key) in wanted
     }
 
 
@@ -313,20 +323,23 @@ class Engine:
             try:
                 for v in check(view):
                     results.append(
-                        Result(
-                            meta.id,
-                            meta.title,
-                            meta.severity,
-                            meta.category,
-                            meta.cis,
-                            meta.pss,
-                            view.ref,
-                            v.container,
-                            v.path,
-                            v.message,
-                            "open",
-                            None,
-                            location,
+                        _new_result(
+                            Result,
+                            (
+                                meta.id,
+                                meta.title,
+                                meta.severity,
+                                meta.category,
+                                meta.cis,
+                                meta.pss,
+                                view.ref,
+                                v.container,
+                                v.path,
+                                v.message,
+                                "open",
+                                None,
+                                location,
+                            ),
                         )
                     )
             except Exception as problem:
@@ -368,20 +381,23 @@ class Engine:
                     ref = self._subject_ref(v)
                     location = locations.get(ref.key) if locations else None
                     results.append(
-                        Result(
-                            meta.id,
-                            meta.title,
-                            meta.severity,
-                            meta.category,
-                            meta.cis,
-                            meta.pss,
-                            ref,
-                            v.container,
-                            v.path,
-                            v.message,
-                            "open",
-                            None,
-                            location,
+                        _new_result(
+                            Result,
+                            (
+                                meta.id,
+                                meta.title,
+                                meta.severity,
+                                meta.category,
+                                meta.cis,
+                                meta.pss,
+                                ref,
+                                v.container,
+                                v.path,
+                                v.message,
+                                "open",
+                                None,
+                                location,
+                            ),
                         )
                     )
             except Exception as problem:
@@ -443,10 +459,10 @@ class Engine:
         fleet = FleetContext.of_cluster(
             context, cluster=cluster, advisories=advisories, drift=self.config.image_drift, now=now
         )
-        return [
-            result._replace(location=locations.get(result.resource.key))
-            for _cluster, result in self.evaluate_fleet(fleet)
-        ]
+        results = [result for _cluster, result in self.evaluate_fleet(fleet)]
+        if not locations:
+            return results  # their location is None already
+        return [result._replace(location=locations.get(result.resource.key)) for result in results]
 
     @staticmethod
     def _subject_ref(v: Violation) -> Any:
@@ -577,7 +593,10 @@ class Engine:
             keep = {id(view) for view in valid}
             located = [loc for view, loc in zip(views, located, strict=True) if id(view) in keep]
             views = valid
-        context = ClusterContext(views, dedup_controllers=self.config.dedup_controllers)
+        # Every view left is structurally valid (checked above): the context need not ask.
+        context = ClusterContext(
+            views, dedup_controllers=self.config.dedup_controllers, skip_invalid=False
+        )
         suppressed = self._suppressed(context)
         raw: list[Result] = []
         for view, loc in zip(views, located, strict=True):

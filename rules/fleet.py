@@ -11,6 +11,7 @@ since-when (the day threshold then never applies).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,21 @@ from contracts.images import ImageRef, Version, VersionError, digest_of, parse_v
 from contracts.resources import ResourceRef
 from rules.cluster import ClusterContext
 from rules.config import ImageDrift
+
+# Tags up to this long are read as versions once per process (`_tag_version_memo`): a fleet
+# runs few distinct tags, each in many containers.
+TAG_MEMO_CHARS = 128
+
+
+def tag_version(tag: str | None) -> Version | None:
+    """`parse_version(tag)`, or None when the tag is not a version (`latest`, a branch)."""
+    try:
+        return parse_version(tag)
+    except VersionError:
+        return None
+
+
+_tag_version_memo = functools.lru_cache(maxsize=4096)(tag_version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +59,10 @@ class RunningImage:
 
     def version(self) -> Version | None:
         """The tag's version, or None when the tag is not one (`latest`, a branch name)."""
-        try:
-            return parse_version(self.image.tag)
-        except VersionError:
-            return None
+        tag = self.image.tag
+        if tag is not None and len(tag) <= TAG_MEMO_CHARS:
+            return _tag_version_memo(tag)
+        return tag_version(tag)
 
     def where(self) -> str:
         """`Deployment shop/web in cluster prod-eu` (for messages)."""
@@ -130,7 +146,7 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
                 cluster=cluster,
                 workload=obj.ref,
                 container=container.name,
-                path=container.field_path("image"),
+                path=f"{container.path}.image",
                 image=ref,
                 digests=tuple(sorted(digests)),
             )

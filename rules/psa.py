@@ -295,6 +295,9 @@ CONTROLS: tuple[Control, ...] = (
     ),
 )
 CONTROLS_BY_ID: Mapping[str, Control] = {c.id: c for c in CONTROLS}
+# The first version each control exists at, by id (`in_force` runs for every pod-bearing
+# object, several times).
+_SINCE: Mapping[str, Version] = {c.id: c.since for c in CONTROLS}
 
 
 def namespace_pins(objects: Iterable[Any], mode: str = "enforce") -> dict[str, Version | None]:
@@ -318,6 +321,10 @@ def assign_versions(views: Sequence[Any], kubernetes_version: Version | None) ->
     namespace's enforce-version pin when pinned (capped at the cluster's own release, as a
     cluster cannot apply a policy newer than itself), else the cluster's release."""
     pins = namespace_pins(views)
+    if not any(pin is not None for pin in pins.values()):
+        for view in views:  # no namespace pins a version: every object at the cluster's
+            view.kubernetes_version = view.policy_version = kubernetes_version
+        return
     for view in views:
         assign_version(view, kubernetes_version, pins)
 
@@ -336,7 +343,8 @@ def assign_version(
 
 def in_force(obj: Any, control_id: str) -> bool:
     """Whether a control exists at the object's policy version."""
-    return CONTROLS_BY_ID[control_id].in_force(policy_version(obj))
+    version = getattr(obj, "policy_version", None)
+    return (version if version is not None else LATEST) >= _SINCE[control_id]
 
 
 def controls_for(level: Level, version: Version) -> tuple[Control, ...]:

@@ -307,12 +307,12 @@ def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
     passes = node.passes
     for key, item in mapping.items():
         try:
-            scalars = passes[key]
+            if type(item) in passes[key]:
+                continue
         except KeyError:
-            scalars = node.learn(key)
+            if type(item) in node.learn(key):
+                continue
         kind = type(item)
-        if kind in scalars:
-            continue
         child = node.children[key]
         if child is None:
             continue  # a key the schema does not describe: anything goes
@@ -335,12 +335,13 @@ def _valid_list(values: list[Any], node: _Node) -> bool:
     """`_valid_map`'s checks for the items of a list, all against the items' node."""
     scalars = node.scalars
     allowed = node.py_ok
+    maps_allowed = allowed is None or dict in allowed
     for item in values:
         kind = type(item)
         if kind in scalars:
             continue
         if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
-            if (allowed is not None and dict not in allowed) or not _valid_map(item, node):
+            if not maps_allowed or not _valid_map(item, node):
                 return False
         elif kind is list:
             if not _valid(item, node):

@@ -36,8 +36,19 @@ POD_SPEC_LOCATIONS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "PodTemplate": (("template", "metadata"), ("template", "spec")),
 }
 POD_KINDS: frozenset[str] = frozenset(POD_SPEC_LOCATIONS)
+# Where the pod template (the mapping holding the pod's `metadata` and `spec`) lives in each
+# pod-bearing kind: the manifest itself for a Pod.
+_TEMPLATE_KEYS: Mapping[str, tuple[str, ...]] = {
+    kind: spec[:-1] for kind, (_meta, spec) in POD_SPEC_LOCATIONS.items()
+}
+assert all(  # every kind keeps its pod's metadata and spec side by side
+    meta == (*_TEMPLATE_KEYS[kind], "metadata") and spec == (*_TEMPLATE_KEYS[kind], "spec")
+    for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
+)
+# (pod metadata, pod spec, pod securityContext) paths of each pod-bearing kind, as text.
 _JOINED_PATHS = {
-    kind: (".".join(meta), ".".join(spec)) for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
+    kind: (".".join(meta), ".".join(spec), ".".join((*spec, "securityContext")))
+    for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
 }
 
 # Container groups in the order the pod-security-admission visitor walks them.
@@ -124,6 +135,7 @@ class ObjectView:
         "name",
         "namespace",
         "policy_version",
+        "spec",
         "workload",
     )
 
@@ -156,6 +168,9 @@ class ObjectView:
             annotations if isinstance(annotations, dict) else EMPTY
         )
         self._ref: ResourceRef | None = None
+        spec = manifest.get("spec")
+        # `spec` as a mapping (empty when absent or not a mapping): rules read it often.
+        self.spec: Mapping[str, Any] = spec if isinstance(spec, dict) else EMPTY
         self.workload: WorkloadView | None = (
             WorkloadView(manifest, kind) if kind in POD_SPEC_LOCATIONS else None
         )
@@ -186,10 +201,6 @@ class ObjectView:
             )
         return self._ref
 
-    @property
-    def spec(self) -> Mapping[str, Any]:
-        return _mapping(self.manifest.get("spec"))
-
     def get(self, *keys: str) -> Any:
         """The value at a key path (None when any step is missing or not a mapping)."""
         return _dig(self.manifest, keys)
@@ -206,16 +217,29 @@ class WorkloadView:
     A malformed object (no template) gives an empty pod spec and no containers.
     """
 
-    __slots__ = ("containers", "is_windows", "meta_path", "pod_meta", "pod_sc", "spec", "spec_path")
+    __slots__ = (
+        "containers",
+        "is_windows",
+        "meta_path",
+        "pod_meta",
+        "pod_sc",
+        "pod_sc_path",
+        "spec",
+        "spec_path",
+    )
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
-        meta_keys, spec_keys = POD_SPEC_LOCATIONS[kind]
-        self.pod_meta: Mapping[str, Any] = _mapping(_dig(manifest, meta_keys))
-        spec = _dig(manifest, spec_keys)
-        if not isinstance(spec, dict):
-            spec = EMPTY
+        keys = _TEMPLATE_KEYS[kind]
+        template = _dig(manifest, keys) if keys else manifest
+        if isinstance(template, dict):  # `_dig` of its metadata and of its spec, in one walk
+            self.pod_meta: Mapping[str, Any] = _mapping(template.get("metadata"))
+            spec = template.get("spec")
+            if not isinstance(spec, dict):
+                spec = EMPTY
+        else:
+            self.pod_meta = spec = EMPTY
         self.spec: Mapping[str, Any] = spec
-        self.meta_path, self.spec_path = _JOINED_PATHS[kind]
+        self.meta_path, self.spec_path, self.pod_sc_path = _JOINED_PATHS[kind]
         pod_sc = spec.get("securityContext")
         self.pod_sc: Mapping[str, Any] = pod_sc if isinstance(pod_sc, dict) else EMPTY
         os_field = spec.get("os")
@@ -230,10 +254,6 @@ class WorkloadView:
                 if isinstance(raw, dict):
                     found.append(ContainerView(self, raw, group, index))
         self.containers: tuple[ContainerView, ...] = tuple(found)
-
-    @property
-    def pod_sc_path(self) -> str:
-        return f"{self.spec_path}.securityContext"
 
     def spec_field(self, name: str) -> Any:
         return self.spec.get(name)
@@ -276,6 +296,7 @@ class ContainerView:
         "pod_sc_path",
         "raw",
         "sc",
+        "sc_path",
     )
 
     def __init__(
@@ -290,15 +311,12 @@ class ContainerView:
         self.group = group
         self.index = index
         self.name: str = str(raw.get("name") or f"{group}[{index}]")
-        self.path = f"{workload.spec_path}.{group}[{index}]"
+        self.path = path = f"{workload.spec_path}.{group}[{index}]"
+        self.sc_path = f"{path}.securityContext"
         sc = raw.get("securityContext")
         self.sc: Mapping[str, Any] = sc if isinstance(sc, dict) else EMPTY
         self._caps: dict[str, list[tuple[int, str]]] | None = None
         self._image_ref: ImageRef | None = _UNPARSED
-
-    @property
-    def sc_path(self) -> str:
-        return f"{self.path}.securityContext"
 
     def field_path(self, *parts: str | int) -> str:
         return join_path(self.path, *parts)

@@ -40,11 +40,12 @@ from store.bulk import (
     affected,
     chunked,
     copy_rows,
+    core_rows,
     insert_absent,
     table_of,
     update_rows_by_id,
 )
-from store.models import Finding, FindingEvent, KubeObject
+from store.models import Cluster, Finding, FindingEvent, KubeObject
 from store.types import utcnow
 
 ACTIVE_STATUSES = FindingStatus.active()
@@ -212,7 +213,7 @@ def _existing(
         active.append(_in_scope(session, cluster_id, scope))
     found = {
         row.fingerprint: KnownFinding(*row)
-        for row in session.execute(select(*_KNOWN_COLUMNS).where(*active))
+        for row in core_rows(session, select(*_KNOWN_COLUMNS).where(*active))
     }
     missing = [fp for fp in fingerprints if fp not in found]
     if missing and rule_ids is None and scope is None and not _has_inactive(session, cluster_id):
@@ -223,10 +224,11 @@ def _existing(
         # One statement with an array parameter (a first scan's thousands of fingerprints
         # would otherwise be dozens of IN lists, each compiled and sent on its own).
         fps = bindparam("fps", missing, type_=ARRAY(String))
-        for row in session.execute(
+        for row in core_rows(
+            session,
             select(*_KNOWN_COLUMNS).where(
                 Finding.cluster_id == cluster_id, Finding.fingerprint == any_(fps)
-            )
+            ),
         ):
             found[row.fingerprint] = KnownFinding(*row)
         return found
@@ -356,6 +358,7 @@ def reconcile_findings(
 
     _write(
         session,
+        cluster_id,
         scan_id=scan_id,
         at=now,
         inserts=inserts,
@@ -387,12 +390,13 @@ def _inserted(
     if not items:
         return
     refs = {item.fingerprint: item.ref for item in items}
-    for finding_id, fp in session.execute(
+    for finding_id, fp in core_rows(
+        session,
         select(Finding.id, Finding.fingerprint).where(
             Finding.cluster_id == cluster_id,
             Finding.status.in_((FindingStatus.NEW, FindingStatus.EXEMPTED)),
             Finding.last_scan_id == scan_id,
-        )
+        ),
     ):
         if fp in refs:
             yield finding_id, refs[fp]
@@ -422,8 +426,20 @@ def _record_events(
     copy_rows(session, table_of(FindingEvent), rows)
 
 
+def _hold_cluster(session: Session, cluster_id: str) -> None:
+    """What a foreign key on `findings.cluster_id` would check for every inserted row, once
+    (migration 0016): the cluster exists, and is key-share locked, so that it cannot be
+    deleted (its findings with it, by trigger) before this transaction ends."""
+    held = session.scalar(
+        select(Cluster.id).where(Cluster.id == cluster_id).with_for_update(key_share=True)
+    )
+    if held is None:
+        raise LookupError(f"cluster {cluster_id} does not exist")
+
+
 def _write(
     session: Session,
+    cluster_id: str,
     *,
     scan_id: int | None,
     at: datetime,
@@ -433,6 +449,8 @@ def _write(
     resolved_ids: list[int],
 ) -> None:
     now = at
+    if inserts:
+        _hold_cluster(session, cluster_id)
     insert_absent(session, table_of(Finding), inserts)  # `_existing` found none of them
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
-from store.bulk import chunked
+from store.bulk import chunked, streamed_rows
 from store.models import BodyImage, Cluster, KubeObject, ManifestBody, ManifestVersion
 
 
@@ -96,12 +96,10 @@ def live_bodies(
         .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
         .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
         .order_by(KubeObject.id)
-        .execution_options(yield_per=batch_size)
     )
-    # Core rows: the ORM's result processing (a scan reads every body) is not needed here.
-    session.flush()  # what the ORM's execute would have flushed first
-    for row in session.connection().execute(query):
-        yield row[0], row[1]
+    # Plain rows: neither the ORM's nor Core's result processing (a scan reads every body).
+    rows = streamed_rows(session, query, batch_size=batch_size)
+    yield from ((chash, body) for chash, body in rows)
 
 
 @dataclass(frozen=True, slots=True)

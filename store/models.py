@@ -419,7 +419,10 @@ class Finding(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    # No foreign key (migration 0016: a check per row of a scan's COPY): the writer,
+    # `store.findings.reconcile_findings`, key-share locks the cluster row once, and a
+    # trigger on `clusters` deletes a cluster's findings with it.
+    cluster_id: Mapped[str] = mapped_column(String(63))
     fingerprint: Mapped[str] = mapped_column(String(64))
     rule_id: Mapped[str] = mapped_column(String(64))
     api_version: Mapped[str] = mapped_column(String(200))

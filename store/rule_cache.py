@@ -13,10 +13,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, distinct, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.bulk import affected, chunked, insert_absent, inserting_absent, table_of
+from store.bulk import (
+    affected,
+    chunked,
+    core_rows,
+    insert_absent,
+    inserting_absent,
+    table_of,
+)
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -61,11 +68,12 @@ def cached_results(
     """Cached results of the given content hashes under one catalogue version (hits only)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(sorted(set(hashes))):
-        rows = session.execute(
+        rows = core_rows(
+            session,
             select(RuleResultCache.content_hash, RuleResultCache.results).where(
                 RuleResultCache.catalogue_version == catalogue_version,
                 RuleResultCache.content_hash.in_(batch),
-            )
+            ),
         )
         found.update((chash, res) for chash, res in rows)
     return found
@@ -132,8 +140,12 @@ def _rows(
     ]
 
 
-def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: str) -> list[int]:
-    """Ids of a cluster's live objects whose current body has no result under this version."""
+def uncached_objects(
+    session: Session, cluster_id: str, *, catalogue_version: str, changed_since: int | None = None
+) -> list[int]:
+    """Ids of a cluster's live objects whose current body has no result under this version.
+    `changed_since`: only among objects whose current version is newer than this version id
+    (the caller knows the others' bodies have results: `changed_since_clause`)."""
     query = (
         select(KubeObject.id)
         .outerjoin(
@@ -147,17 +159,37 @@ def uncached_objects(session: Session, cluster_id: str, *, catalogue_version: st
             KubeObject.cluster_id == cluster_id,
             KubeObject.deleted_at.is_(None),
             RuleResultCache.content_hash.is_(None),
+            *changed_since_clause(changed_since),
         )
         .order_by(KubeObject.id)
     )
-    return list(session.scalars(query))
+    return [object_id for (object_id,) in core_rows(session, query)]
+
+
+def changed_since_clause(changed_since: int | None) -> list[ColumnElement[bool]]:
+    """The condition limiting a look-up of uncached bodies to objects whose current version
+    is newer than `changed_since` (none when None). A caller passes the version watermark of
+    the cluster's last complete scan of the same catalogue version that left nothing
+    unevaluated: every body live then has results (results of a catalogue version are only
+    deleted with the version), so only objects changed since can lack them, and the look-up
+    probes the cache for those instead of for every live object."""
+    if changed_since is None:
+        return []
+    return [KubeObject.current_version_id > changed_since]
 
 
 def uncached_in_range(
-    session: Session, cluster_id: str, *, first_id: int, last_id: int, catalogue_version: str
+    session: Session,
+    cluster_id: str,
+    *,
+    first_id: int,
+    last_id: int,
+    catalogue_version: str,
+    changed_since: int | None = None,
 ) -> tuple[int, int, list[str]]:
     """(live objects, distinct bodies, bodies without a cached result) of a cluster's live
-    objects with ids in [first_id, last_id]: a shard's work, found in the database."""
+    objects with ids in [first_id, last_id]: a shard's work, found in the database.
+    `changed_since`: as for `uncached_objects`."""
     in_range = and_(
         KubeObject.cluster_id == cluster_id,
         KubeObject.deleted_at.is_(None),
@@ -167,7 +199,8 @@ def uncached_in_range(
     objects, bodies = session.execute(
         select(func.count(), func.count(distinct(KubeObject.current_hash))).where(in_range)
     ).one()
-    missing = session.scalars(
+    missing = core_rows(
+        session,
         select(KubeObject.current_hash)
         .distinct()
         .outerjoin(
@@ -177,10 +210,12 @@ def uncached_in_range(
                 RuleResultCache.catalogue_version == catalogue_version,
             ),
         )
-        .where(in_range, RuleResultCache.content_hash.is_(None))
-        .order_by(KubeObject.current_hash)
-    ).all()
-    return int(objects or 0), int(bodies or 0), list(missing)
+        .where(
+            in_range, RuleResultCache.content_hash.is_(None), *changed_since_clause(changed_since)
+        )
+        .order_by(KubeObject.current_hash),
+    )
+    return int(objects or 0), int(bodies or 0), [chash for (chash,) in missing]
 
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:

@@ -246,6 +246,7 @@ def _evaluate_inline(
             rules=ctx.rules,
             shard_index=shard.index,
             judged=plan.judged,
+            changed_since=plan.since,
         )
         outcomes = []
         for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):

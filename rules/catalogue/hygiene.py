@@ -112,22 +112,36 @@ def _has(block: Any, name: str) -> bool:
 def _missing_in(
     obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
 ) -> Iterator[tuple[ContainerView, list[str]]]:
-    assert obj.workload is not None
-    pod_level = _mapping(obj.workload.spec.get("resources"))
-    covered = set(inherited)
-    covered.update(
-        r
-        for r in wanted
-        if _has(pod_level.get(field), r)
-        or (field == "requests" and _has(pod_level.get("limits"), r))
-    )
-    for c in _resource_containers(obj):
-        resources = _mapping(c.raw.get("resources"))
-        own = resources.get(field)
-        limits = resources.get("limits") if field == "requests" else None
-        # API defaulting: a missing request takes the container's limit.
+    # Runs three times per container of every workload: `_has` and `_resource_containers`
+    # are written out here (same checks).
+    workload = obj.workload
+    assert workload is not None
+    requests = field == "requests"
+    pod_level = _mapping(workload.spec.get("resources"))
+    covered: frozenset[str] | set[str] = inherited
+    if pod_level:
+        covered = set(inherited)
+        covered.update(
+            r
+            for r in wanted
+            if _has(pod_level.get(field), r) or (requests and _has(pod_level.get("limits"), r))
+        )
+    for c in workload.containers:
+        if c.group == "ephemeralContainers":
+            continue  # ephemeral containers cannot set resources
+        resources = c.raw.get("resources")
+        if is_map(resources):
+            own = resources.get(field)
+            if not isinstance(own, dict):
+                own = _EMPTY
+            # API defaulting: a missing request takes the container's limit.
+            limits = resources.get("limits") if requests else None
+            if not isinstance(limits, dict):
+                limits = _EMPTY
+        else:
+            own = limits = _EMPTY
         missing = [
-            r for r in wanted if r not in covered and not _has(own, r) and not _has(limits, r)
+            r for r in wanted if r not in covered and own.get(r) is None and limits.get(r) is None
         ]
         if missing:
             yield c, missing
@@ -182,7 +196,7 @@ def missing_requests(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no "
             f"{' or '.join(missing)} request; set resources.requests",
-            path=c.field_path("resources", "requests"),
+            path=f"{c.path}.resources.requests",
             container=c.name,
             subject=obj,
         )
@@ -229,7 +243,7 @@ def missing_memory_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no memory limit; set "
             "resources.limits.memory",
-            path=c.field_path("resources", "limits", "memory"),
+            path=f"{c.path}.resources.limits.memory",
             container=c.name,
             subject=obj,
         )
@@ -279,7 +293,7 @@ def missing_cpu_limit(cluster: ClusterContext) -> Iterator[Violation]:
         yield Violation(
             f"container {c.name!r} of {obj.kind} {obj.name} has no CPU limit; set "
             "resources.limits.cpu",
-            path=c.field_path("resources", "limits", "cpu"),
+            path=f"{c.path}.resources.limits.cpu",
             container=c.name,
             subject=obj,
         )
@@ -359,7 +373,7 @@ def missing_liveness_probe(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} has no livenessProbe; add "
                 "one so a hung process is restarted",
-                path=c.field_path("livenessProbe"),
+                path=f"{c.path}.livenessProbe",
                 container=c.name,
             )
 
@@ -442,7 +456,7 @@ def missing_readiness_probe(cluster: ClusterContext) -> Iterator[Violation]:
             yield Violation(
                 f"container {c.name!r} of {obj.kind} {obj.name} {how} but has no "
                 "readinessProbe; add one so it gets traffic only when ready",
-                path=c.field_path("readinessProbe"),
+                path=f"{c.path}.readinessProbe",
                 container=c.name,
                 subject=obj,
             )
@@ -514,7 +528,7 @@ def mutable_image_tag(obj: ObjectView) -> Iterator[Violation]:
         yield Violation(
             f"image {ref.name} of container {c.name!r} in {obj.kind} {obj.name} {problem}; "
             "pin a version tag or digest",
-            path=c.field_path("image"),
+            path=f"{c.path}.image",
             container=c.name,
         )
 
@@ -557,7 +571,7 @@ def image_not_pinned(obj: ObjectView) -> Iterator[Violation]:
             yield Violation(
                 f"image {ref.name}{':' + ref.tag if ref.tag else ''} of container {c.name!r} "
                 f"in {obj.kind} {obj.name} is not pinned by digest",
-                path=c.field_path("image"),
+                path=f"{c.path}.image",
                 container=c.name,
             )
 
@@ -1062,6 +1076,6 @@ def missing_priority_class(cluster: ClusterContext) -> Iterator[Violation]:
         if w is not None and not w.spec.get("priorityClassName"):
             yield Violation(
                 f"{obj.kind} {obj.name} sets no priorityClassName; its pods get priority 0",
-                path=w.path("priorityClassName"),
+                path=f"{w.spec_path}.priorityClassName",
                 subject=obj,
             )

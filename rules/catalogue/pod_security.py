@@ -118,7 +118,7 @@ def _host_namespace(obj: ObjectView, field: str, what: str) -> Iterator[Violatio
     if w.spec.get(field) is True:
         yield Violation(
             f"{_where(obj)} shares the node's {what} (spec.{field}: true); remove it",
-            path=w.path(field),
+            path=f"{w.spec_path}.{field}",
         )
 
 
@@ -1104,10 +1104,12 @@ def selinux(obj: ObjectView) -> Iterator[Violation]:
     ## References
     - Pod Security Standards, baseline, "SELinux"
     """
-    allowed = psa.at(SELINUX_TYPES, psa.policy_version(obj))
+    allowed: frozenset[str] | None = None
     for value, path, container, who in _own_settings(obj, "seLinuxOptions"):
         if not isinstance(value, dict):
             continue
+        if allowed is None:
+            allowed = psa.at(SELINUX_TYPES, psa.policy_version(obj))
         problems = []
         selinux_type = value.get("type") or ""
         if not _one_of(selinux_type, allowed):

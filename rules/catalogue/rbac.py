@@ -419,15 +419,22 @@ def bound_role(cluster: ClusterContext, binding: ObjectView) -> BoundRole | None
     return None
 
 
-def active_bindings(cluster: ClusterContext) -> Iterator[BoundRole]:
-    """Non-default bindings with subjects, resolved to their roles."""
+def active_bindings(cluster: ClusterContext) -> tuple[BoundRole, ...]:
+    """Non-default bindings with subjects, resolved to their roles (once per context: a
+    dozen rules read them)."""
+    return cluster.derived(_active_bindings)
+
+
+def _active_bindings(cluster: ClusterContext) -> tuple[BoundRole, ...]:
+    found: list[BoundRole] = []
     for kind in BINDING_KINDS:
         for binding in cluster.by_kind(kind):
             if not _subjects(binding) or is_default_binding(binding):
                 continue
             bound = bound_role(cluster, binding)
             if bound is not None:
-                yield bound
+                found.append(bound)
+    return tuple(found)
 
 
 def _describe(found: list[Grant], bound: BoundRole) -> str:
@@ -949,7 +956,7 @@ def token_automount(cluster: ClusterContext) -> Iterator[Violation]:
             f"{obj.kind} {obj.name} gets the token of ServiceAccount {sa_name} mounted by "
             "default, but no binding grants that account anything; set "
             "automountServiceAccountToken: false in the pod spec",
-            path=w.path("automountServiceAccountToken"),
+            path=f"{w.spec_path}.automountServiceAccountToken",
             subject=obj,
         )
 

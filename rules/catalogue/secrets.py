@@ -16,11 +16,12 @@ placeholders are not literals, so `DB_PASSWORD_FILE=/run/secrets/db` or
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from contracts.severity import Severity
@@ -313,6 +314,11 @@ def known_format(value: str) -> str | None:
     return None
 
 
+# Names and values up to this long are classified once per process (`_classify_text` keeps
+# the answers): the same variables (`LOG_LEVEL=info`) recur in every workload of a cluster.
+CLASSIFY_MEMO_CHARS = 256
+
+
 def classify(name: str, value: Any) -> str | None:
     """Why (name, value) looks like a literal secret, as message text, or None.
 
@@ -321,6 +327,13 @@ def classify(name: str, value: Any) -> str | None:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
         return None
     text = str(value)
+    if len(text) <= CLASSIFY_MEMO_CHARS and len(name) <= CLASSIFY_MEMO_CHARS:
+        return _classify_memo(name, text)
+    return _classify_text(name, text)
+
+
+def _classify_text(name: str, text: str) -> str | None:
+    """`classify` of a value as text (a pure function of its arguments)."""
     label = known_format(text)
     if label:
         return f"contains {label}"
@@ -343,12 +356,12 @@ def classify(name: str, value: Any) -> str | None:
     return why
 
 
-def _env_items(c: ContainerView, field: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    items = c.raw.get(field)
-    if isinstance(items, list):
-        for index, item in enumerate(items):
-            if is_map(item):
-                yield index, item
+_classify_memo = functools.lru_cache(maxsize=4096)(_classify_text)
+
+
+def _items(value: Any) -> list[Any]:
+    """`value` when it is a list (a container's `env` or `envFrom`), else an empty list."""
+    return value if isinstance(value, list) else []
 
 
 @rule(
@@ -398,7 +411,9 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     """
     assert obj.workload is not None
     for c in obj.workload.containers:
-        for index, item in _env_items(c, "env"):
+        for index, item in enumerate(_items(c.raw.get("env"))):
+            if not is_map(item):
+                continue
             value_from = item.get("valueFrom")
             ref = value_from.get("secretKeyRef") if is_map(value_from) else None
             if is_map(ref):
@@ -406,17 +421,19 @@ def secret_in_env(obj: ObjectView) -> Iterator[Violation]:
                     f"container {c.name!r} of {obj.kind} {obj.name} reads key "
                     f"{ref.get('key')!r} of Secret {ref.get('name')!r} into env var "
                     f"{item.get('name')!r}; mount the Secret as a file instead",
-                    path=c.field_path("env", index, "valueFrom", "secretKeyRef"),
+                    path=f"{c.path}.env[{index}].valueFrom.secretKeyRef",
                     container=c.name,
                 )
-        for index, item in _env_items(c, "envFrom"):
+        for index, item in enumerate(_items(c.raw.get("envFrom"))):
+            if not is_map(item):
+                continue
             ref = item.get("secretRef")
             if is_map(ref):
                 yield Violation(
                     f"container {c.name!r} of {obj.kind} {obj.name} loads every key of "
                     f"Secret {ref.get('name')!r} into its environment; mount the Secret as "
                     "files instead",
-                    path=c.field_path("envFrom", index, "secretRef"),
+                    path=f"{c.path}.envFrom[{index}].secretRef",
                     container=c.name,
                 )
 
@@ -465,14 +482,16 @@ def literal_secret_in_env(obj: ObjectView) -> Iterator[Violation]:
     """
     assert obj.workload is not None
     for c in obj.workload.containers:
-        for index, item in _env_items(c, "env"):
+        for index, item in enumerate(_items(c.raw.get("env"))):
+            if not is_map(item):
+                continue
             name = str(item.get("name") or "")
             why = classify(name, item.get("value"))
             if why:
                 yield Violation(
                     f"env var {name!r} of container {c.name!r} in {obj.kind} {obj.name} {why} "
                     "(value not shown); move it into a Secret and rotate it",
-                    path=c.field_path("env", index, "value"),
+                    path=f"{c.path}.env[{index}].value",
                     container=c.name,
                 )
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from rules import Engine, ObjectView, schema
 
@@ -117,3 +119,43 @@ def test_k8smon_scan_reports_invalid_objects_and_scans_the_rest(tmp_path: Path) 
     assert "not a valid Pod" in error["message"]
     assert {f["resource"]["name"] for f in report["findings"]} == {"fine"}
     assert report["summary"]["objects"] == 2 and report["summary"]["errors"] == 1
+
+
+def _mutations(value: Any) -> Iterator[Any]:
+    """`value` with one field (at any depth) replaced by a value of another JSON type."""
+    bad: tuple[Any, ...] = (7, 1.5, True, "oops", [], ["oops", 7], [{"a": 1}], None, {}, {"a": 7})
+    if isinstance(value, dict):
+        for key, item in value.items():
+            for replacement in (*bad, *_mutations(item)):
+                yield {**value, key: replacement}
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            for replacement in (*bad, *_mutations(item)):
+                yield [*value[:index], replacement, *value[index + 1 :]]
+
+
+def test_the_quick_check_agrees_with_the_walk_that_finds_paths() -> None:
+    """`validate` answers most objects with the path-free check (`_valid`), and only walks
+    (keeping paths) an object it refuses: both must judge every value alike."""
+    fixtures = Path(__file__).parent / "fixtures"
+    manifests = [
+        manifest
+        for path in sorted(fixtures.glob("KM-1[0-2]*/*.yaml"))[:40]
+        for manifest in yaml.safe_load_all(path.read_text())
+        if isinstance(manifest, dict)
+    ]
+    checked = refused = 0
+    for manifest in manifests:
+        compiler = schema._compiled_for(None)
+        gvk = (str(manifest.get("apiVersion")), str(manifest.get("kind")))
+        name = schema._kinds(compiler.release).get(gvk)
+        if name is None:
+            continue
+        root = compiler.node({"$ref": name})
+        for mutated in _mutations(manifest):
+            problems: list[schema.SchemaProblem] = []
+            schema._walk(mutated, root, [], problems)
+            assert schema._valid(mutated, root) == (not problems), mutated
+            checked += 1
+            refused += bool(problems)
+    assert checked > 1000 and 0 < refused < checked

@@ -1,4 +1,5 @@
-"""Bulk helpers: per-row UPDATE by id on both engines, with JSON, NULLs and length checks."""
+"""Bulk helpers: per-row UPDATE by id on both engines, with JSON, NULLs and length checks;
+COPY, insert-if-absent and streamed reads."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from store.bulk import (
     copy_rows,
     insert_absent,
     insert_ignoring_conflicts,
+    streamed_rows,
     table_of,
     update_rows_by_id,
 )
@@ -172,3 +174,26 @@ def test_insert_absent_and_copy_rows_store_every_value_exactly(any_db_session: S
     assert found["web-1"].message == "plain" and found["web-1"].namespace is None
     assert found["web-2"].message == "" and found["web-2"].container is None
     assert found["web-2"].first_seen == at
+
+
+def test_streamed_rows_are_the_query_rows_in_order(any_db_session: Session) -> None:
+    """`streamed_rows` (PostgreSQL: the driver's server-side cursor) gives the rows SQLAlchemy
+    gives, JSON decoded, in the query's order, across fetches of `batch_size`; a reader that
+    stops early leaves the session usable."""
+    session = any_db_session
+    make_cluster(session, "sr")
+    session.add_all([_finding("sr", n) for n in range(7)])
+    session.flush()
+    query = (
+        select(Finding.fingerprint, Finding.details, Finding.name)
+        .where(Finding.cluster_id == "sr")
+        .order_by(Finding.name.desc())
+    )
+    expected = [tuple(row) for row in session.execute(query)]
+    assert len(expected) == 7
+    assert [tuple(row) for row in streamed_rows(session, query, batch_size=3)] == expected
+    assert expected[0][1] == {"n": 6}
+    first = streamed_rows(session, query, batch_size=2)
+    assert tuple(next(first)) == expected[0]
+    first.close()
+    assert session.scalar(select(Finding.name).where(Finding.fingerprint == f"{0:064x}")) == "web-0"

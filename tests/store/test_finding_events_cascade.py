@@ -1,9 +1,11 @@
-"""A finding's events go with it (migration 0013's trigger, which replaced the foreign keys):
-deleting findings (the purge of resolved ones) or their cluster deletes their events, and
-nothing else's, on PostgreSQL and SQLite."""
+"""A finding's events go with it (migration 0013's trigger, which replaced the foreign keys),
+and a cluster's findings with the cluster (migration 0016's): deleting findings (the purge of
+resolved ones) or their cluster deletes their events, and nothing else's, on PostgreSQL and
+SQLite."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -67,3 +69,29 @@ def test_deleting_a_cluster_deletes_its_findings_events(any_db_session: Session)
     session.execute(delete(Cluster).where(Cluster.id == "ev-c"))
     assert (_events(session, "ev-c"), _events(session, "ev-d")) == (0, 1)
     assert session.scalar(select(func.count()).select_from(Finding)) == 1
+
+
+def test_findings_of_a_missing_cluster_are_refused(any_db_session: Session) -> None:
+    """Migration 0016 dropped `findings.cluster_id`'s foreign key: the writer checks (and
+    key-share locks) the cluster once instead, so no finding outlives its cluster."""
+    session = any_db_session
+    with pytest.raises(LookupError, match="ev-gone"):
+        reconcile_findings(
+            session,
+            "ev-gone",
+            scan_id=None,
+            observed=[
+                ObservedFinding(
+                    fingerprint="ev-gone-p1",
+                    rule_id="KM-001",
+                    ref=ResourceRef("v1", "Pod", "default", "p1"),
+                    container=None,
+                    path=None,
+                    content_hash=None,
+                    severity="high",
+                    message="m",
+                )
+            ],
+            evaluated=lambda _finding: True,
+        )
+    assert session.scalar(select(func.count()).select_from(Finding)) == 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
@@ -26,7 +26,7 @@ from contracts.states import FindingStatus, ScanState
 from rules import ObjectView, Result, psa
 from rules.configure import ObjectFacts
 from store import rule_cache
-from store.bulk import chunked
+from store.bulk import chunked, core_rows
 from store.deliveries import ensure_delivery
 from store.exemptions import list_exemptions
 from store.findings import (
@@ -97,6 +97,9 @@ class ScanPlan:
     # The engine as `judged_as_deployed` judged the cluster when planning: the steps a runner
     # runs here, one after another, judge by it instead of asking the database again.
     judged: EngineHandle | None = None
+    # The version watermark the plan looked for uncached bodies after (`_watermark`; None:
+    # among every live object): a shard run here right after looks the same way.
+    since: int | None = None
 
 
 def _still_valid(
@@ -149,12 +152,13 @@ def _previous_complete(
     return previous if valid else None
 
 
-def _unchanged_since(session: Session, run: ScanRun, *, rules: EngineHandle) -> ScanRun | None:
-    """The previous complete scan when the cluster's state is also the same as then."""
-    previous = _previous_complete(session, run, rules=rules, now=run.started_at)
-    if previous is None or run.snapshot_digest is None:
-        return None
-    return previous if previous.snapshot_digest == run.snapshot_digest else None
+def _watermark(previous: ScanRun | None) -> int | None:
+    """The version watermark of a still valid previous complete scan (`_previous_complete`),
+    when it recorded one: every body live at that scan has cached results (it left nothing
+    unevaluated, under the same catalogue version), so only objects with a newer current
+    version can lack them (`rule_cache.changed_since_clause`)."""
+    counts = (previous.counts or {}) if previous is not None else {}
+    return int(counts["version_watermark"]) if "version_watermark" in counts else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,29 +248,34 @@ def record_unchanged_scans(
             and _still_valid(run, exemptions=applicable, rules=rules, now=now)
         ):
             unchanged.append((cluster_id, run))
+    if not unchanged:
+        return ids
     finished = utcnow()
-    runs = [
-        ScanRun(
-            cluster_id=cluster_id,
-            trigger=trigger,
-            state=ScanState.DONE,
-            started_at=now,
-            finished_at=finished,
-            duration_s=(finished - now).total_seconds(),
-            catalogue_version=rules.catalogue_version,
-            snapshot_digest=run.snapshot_digest,
-            object_count=run.object_count,
-            shard_count=0,
-            counts=_unchanged_counts(run),
-            errors=[],
-        )
+    rows: list[dict[str, Any]] = [
+        {
+            "cluster_id": cluster_id,
+            "trigger": trigger,
+            "state": ScanState.DONE,
+            "started_at": now,
+            "finished_at": finished,
+            "duration_s": (finished - now).total_seconds(),
+            "catalogue_version": rules.catalogue_version,
+            "snapshot_digest": run.snapshot_digest,
+            "object_count": run.object_count,
+            "shard_count": 0,
+            "counts": _unchanged_counts(run),
+            "errors": [],
+        }
         for cluster_id, run in unchanged
     ]
-    session.add_all(runs)
-    session.flush()
-    for (cluster_id, before), run in zip(unchanged, runs, strict=True):
+    # One bulk INSERT (no ORM object per run: a fleet scan records one for every unchanged
+    # cluster), the new ids in the rows' order.
+    run_ids = session.scalars(
+        insert(ScanRun).returning(ScanRun.id, sort_by_parameter_order=True), rows
+    ).all()
+    for (cluster_id, before), run_id in zip(unchanged, run_ids, strict=True):
         if (before.counts or {}).get("new"):
-            settle_new(session, cluster_id, scan_id=run.id)
+            settle_new(session, cluster_id, scan_id=run_id)
     skipped = {cluster_id for cluster_id, _run in unchanged}
     return [cluster_id for cluster_id in ids if cluster_id not in skipped]
 
@@ -376,11 +385,16 @@ def plan_scan(
         return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
     if has_steps(session, run.id):  # a redelivered start: carry on with what is unfinished
         return unfinished_plan(session, run, redrive=False)
-    previous = _unchanged_since(session, run, rules=rules)
-    if previous is not None:
-        return _finish_unchanged(session, run, previous)
+    previous = _previous_complete(session, run, rules=rules, now=run.started_at)
+    if (
+        previous is not None
+        and run.snapshot_digest is not None
+        and previous.snapshot_digest == run.snapshot_digest
+    ):
+        return _finish_unchanged(session, run, previous)  # the state is the same as then
+    since = _watermark(previous)
     todo = rule_cache.uncached_objects(
-        session, cluster_id, catalogue_version=rules.catalogue_version
+        session, cluster_id, catalogue_version=rules.catalogue_version, changed_since=since
     )
     shards = [
         ShardSpec(run.id, cluster_id, index, batch[0], batch[-1], len(batch))
@@ -418,6 +432,7 @@ def plan_scan(
         task_ids=task_ids,
         finalize_task_id=run.finalize_task_id,
         judged=rules,
+        since=since,
     )
 
 
@@ -636,13 +651,15 @@ def evaluate_inline(
     rules: EngineHandle,
     shard_index: int = 0,
     judged: EngineHandle | None = None,
+    changed_since: int | None = None,
 ) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
     run, every live body is read, decoded, viewed and schema-checked once for both (the two
     steps would each do all of that), and the shard's uncached bodies are among them. What
     was evaluated is also returned (`Evaluated`) for a finalize in the same process.
-    `judged`: the plan's `judged_as_deployed` of `rules` for this cluster (`ScanPlan.judged`)."""
+    `judged`: the plan's `judged_as_deployed` of `rules` for this cluster (`ScanPlan.judged`);
+    `changed_since`: the plan's `ScanPlan.since` (uncached bodies are looked for as it did)."""
     judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     digest = _state_digest(session, cluster_id)
@@ -659,7 +676,12 @@ def evaluate_inline(
         )
         return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules), None
     objects, hashes, missing = rule_cache.uncached_in_range(
-        session, cluster_id, first_id=first_id, last_id=last_id, catalogue_version=version
+        session,
+        cluster_id,
+        first_id=first_id,
+        last_id=last_id,
+        catalogue_version=version,
+        changed_since=changed_since,
     )
     wanted = set(missing)
     live = _live_views(session, cluster_id, rules=judged)
@@ -1101,11 +1123,12 @@ def finalize_scan(
         known = Evaluated(version)
     step = _cluster_results(session, outcomes, rules=rules, kept=known.states)
     suppressed, cluster_ok = step.suppressed, step.ok
-    live = session.execute(
+    live = core_rows(
+        session,
         select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
             KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
-        )
-    ).all()
+        ),
+    )
     watermark = max((vid or 0 for _k, _h, vid in live), default=0)
     base = (
         _incremental_base(session, run, rules=rules, suppressed=suppressed) if cluster_ok else None
