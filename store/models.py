@@ -363,7 +363,17 @@ class ScanRun(Base):
     """One scan of one cluster: trigger, timings, counts and errors."""
 
     __tablename__ = "scan_runs"
-    __table_args__ = (Index("ix_scan_runs_cluster_started", "cluster_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_scan_runs_cluster_started", "cluster_id", "started_at"),
+        # Each cluster's last finished scans, for the fleet page's trends (migration 0017).
+        Index(
+            "ix_scan_runs_cluster_done",
+            "cluster_id",
+            "id",
+            postgresql_where=text("state = 'done'"),
+            sqlite_where=text("state = 'done'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
