@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -111,3 +111,22 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def local_settings(session: Session, **settings: str) -> Iterator[None]:
+    """PostgreSQL: the statements inside run with these settings (`set_config(..., true)`,
+    as `SET LOCAL`: for the transaction), the previous values put back after them. On an
+    error nothing is put back: the error aborts the transaction (or its savepoint), whose
+    rollback restores them. Other databases: nothing is set."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    current = text("SELECT current_setting(:name)")
+    apply = text("SELECT set_config(:name, :value, true)")
+    previous = {name: session.execute(current, {"name": name}).scalar_one() for name in settings}
+    for name, value in settings.items():
+        session.execute(apply, {"name": name, "value": value})
+    yield
+    for name, value in previous.items():
+        session.execute(apply, {"name": name, "value": value})

@@ -64,8 +64,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -87,6 +86,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from store.bulk import chunked, table_of
+from store.db import local_settings
 from store.models import (
     BodyImage,
     ImageChange,
@@ -99,6 +99,12 @@ from store.models import (
     ManifestVersion,
 )
 from store.types import UtcDateTime
+
+# The presence queries read a few hundred thousand narrow rows; PostgreSQL's cost estimate for
+# them passes `jit_above_cost`, and compiling them (inlining and optimising ~85 functions) took
+# 2-3 s of a 3.4 s time-travel search at 25 clusters on a busy machine, against about 1 s for
+# the query itself: they run with JIT off (`store.db.local_settings`).
+JIT_OFF = "off"
 
 _UPSERT_BATCH = 1000  # rows per statement: at most 6 parameters each, far below SQLite's limit
 _VERSIONS_BATCH = 5000  # versions per grouped read
@@ -133,24 +139,6 @@ def _checkpointing(session: Session) -> None:
     """Before a checkpoint is taken: the exclusive side (PostgreSQL; until the transaction ends)."""
     if _postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHECKPOINT_LOCK})
-
-
-@contextmanager
-def without_jit(session: Session) -> Iterator[None]:
-    """PostgreSQL: the statements inside run without JIT compilation, the setting restored
-    after (within the transaction). The presence queries read a few hundred thousand narrow
-    rows; PostgreSQL's cost estimate for them passes `jit_above_cost`, and compiling them
-    (inlining and optimising ~85 functions) took 2-3 s of a 3.4 s time-travel search at 25
-    clusters on a busy machine, against about 1 s for the query itself."""
-    if not _postgres(session):
-        yield
-        return
-    previous = session.execute(text("SELECT current_setting('jit')")).scalar_one()
-    session.execute(text("SET LOCAL jit = off"))
-    try:
-        yield
-    finally:
-        session.execute(text("SELECT set_config('jit', :v, true)"), {"v": previous})
 
 
 def _slots(
@@ -455,7 +443,7 @@ def count_clusters_in_checkpoints(
     statement = insert.from_select(["at", "group_id", "slots"], counted).on_conflict_do_update(
         index_elements=["at", "group_id"], set_={"slots": table.c.slots + insert.excluded.slots}
     )
-    with without_jit(session):
+    with local_settings(session, jit=JIT_OFF):
         written = int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
     session.execute(delete(ImageCheckpointSlots).where(ImageCheckpointSlots.slots == 0))
     return written
@@ -546,7 +534,7 @@ def _take(session: Session, day: datetime, *, base: datetime | None) -> int:
         .group_by(source.c.group_id)
         .having(net != 0)
     )
-    with without_jit(session):
+    with local_settings(session, jit=JIT_OFF):
         written = session.execute(
             table_of(ImageCheckpointSlots)
             .insert()

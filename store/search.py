@@ -49,8 +49,9 @@ from sqlalchemy.orm import Session
 
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
+from store.db import local_settings
 from store.image_index import ImagePath, recognise
-from store.image_presence import checkpoint_for, covers, present_per_cluster, without_jit
+from store.image_presence import JIT_OFF, checkpoint_for, covers, present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.purge import retention_cutoff
@@ -311,14 +312,6 @@ def _objects_only(stages: list[str]) -> str:
     return "".join(f" AND jsonb_typeof(d{i}.node) = 'object'" for i in range(1, len(stages)))
 
 
-@contextmanager
-def _pg_time_limit(session: Session, seconds: float) -> Iterator[None]:
-    previous = session.execute(text("SELECT current_setting('statement_timeout')")).scalar_one()
-    session.execute(text(f"SET LOCAL statement_timeout = {max(int(seconds * 1000), 1)}"))
-    yield  # on an error the savepoint's rollback restores the previous value
-    session.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": previous})
-
-
 def _postgres(
     session: Session, path: JsonPath, *, scope: Scope, distinct: bool, limit: int, timeout: float
 ) -> SearchResult:
@@ -329,7 +322,7 @@ def _postgres(
         # JIT-compiling than running the query; a little more memory keeps the join in RAM.
         session.execute(text("SET LOCAL jit = off"))
         session.execute(text("SET LOCAL work_mem = '64MB'"))
-        with _pg_time_limit(session, timeout):
+        with local_settings(session, statement_timeout=str(max(int(timeout * 1000), 1))):
             result = _postgres_query(session, path, stages, scope, distinct=distinct, limit=limit)
     except DBAPIError as problem:
         savepoint.rollback()
@@ -486,17 +479,14 @@ def _postgres_presence(
     # Group the jsonb values by hashing, never by sorting them (comparing jsonb is slow, and
     # the planner cannot estimate how many groups a union of counts makes); the final order
     # sorts the distinct values only.
-    # JIT off: compiling the query cost more than running it (`without_jit`).
-    previous = session.execute(text("SELECT current_setting('enable_sort')")).scalar_one()
-    session.execute(text("SET LOCAL enable_sort = off"))
-    with without_jit(session):
+    # JIT off: compiling the query cost more than running it (`image_presence.JIT_OFF`).
+    with local_settings(session, enable_sort="off", jit=JIT_OFF):
         rows = session.execute(
             select(per_cluster.c.value, occurrences, func.count())
             .group_by(per_cluster.c.value)
             .order_by(occurrences.desc(), cast(per_cluster.c.value, Text))
             .limit(limit + 1)
         ).all()
-    session.execute(text("SELECT set_config('enable_sort', :v, true)"), {"v": previous})
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
     result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]
     return result
