@@ -142,12 +142,13 @@ def _rows(
 
 def uncached_objects(
     session: Session, cluster_id: str, *, catalogue_version: str, changed_since: int | None = None
-) -> list[int]:
-    """Ids of a cluster's live objects whose current body has no result under this version.
-    `changed_since`: only among objects whose current version is newer than this version id
-    (the caller knows the others' bodies have results: `changed_since_clause`)."""
+) -> list[tuple[int, str]]:
+    """(id, content hash) of a cluster's live objects whose current body has no result under
+    this version, in id order. `changed_since`: only among objects whose current version is
+    newer than this version id (the caller knows the others' bodies have results:
+    `changed_since_clause`)."""
     query = (
-        select(KubeObject.id)
+        select(KubeObject.id, KubeObject.current_hash)
         .outerjoin(
             RuleResultCache,
             and_(
@@ -163,7 +164,7 @@ def uncached_objects(
         )
         .order_by(KubeObject.id)
     )
-    return [object_id for (object_id,) in core_rows(session, query)]
+    return [(object_id, chash) for object_id, chash in core_rows(session, query)]
 
 
 def changed_since_clause(changed_since: int | None) -> list[ColumnElement[bool]]:
@@ -190,15 +191,8 @@ def uncached_in_range(
     """(live objects, distinct bodies, bodies without a cached result) of a cluster's live
     objects with ids in [first_id, last_id]: a shard's work, found in the database.
     `changed_since`: as for `uncached_objects`."""
-    in_range = and_(
-        KubeObject.cluster_id == cluster_id,
-        KubeObject.deleted_at.is_(None),
-        KubeObject.id >= first_id,
-        KubeObject.id <= last_id,
-    )
-    objects, bodies = session.execute(
-        select(func.count(), func.count(distinct(KubeObject.current_hash))).where(in_range)
-    ).one()
+    in_range = _in_range(cluster_id, first_id=first_id, last_id=last_id)
+    objects, bodies = range_counts(session, cluster_id, first_id=first_id, last_id=last_id)
     missing = core_rows(
         session,
         select(KubeObject.current_hash)
@@ -215,7 +209,29 @@ def uncached_in_range(
         )
         .order_by(KubeObject.current_hash),
     )
-    return int(objects or 0), int(bodies or 0), [chash for (chash,) in missing]
+    return objects, bodies, [chash for (chash,) in missing]
+
+
+def _in_range(cluster_id: str, *, first_id: int, last_id: int) -> ColumnElement[bool]:
+    return and_(
+        KubeObject.cluster_id == cluster_id,
+        KubeObject.deleted_at.is_(None),
+        KubeObject.id >= first_id,
+        KubeObject.id <= last_id,
+    )
+
+
+def range_counts(
+    session: Session, cluster_id: str, *, first_id: int, last_id: int
+) -> tuple[int, int]:
+    """(live objects, distinct bodies) of a cluster's live objects with ids in
+    [first_id, last_id] (what `uncached_in_range` counts, without looking for the uncached)."""
+    objects, bodies = session.execute(
+        select(func.count(), func.count(distinct(KubeObject.current_hash))).where(
+            _in_range(cluster_id, first_id=first_id, last_id=last_id)
+        )
+    ).one()
+    return int(objects or 0), int(bodies or 0)
 
 
 def delete_other_versions(session: Session, *, keep_version: str, batch_size: int = 5000) -> int:

@@ -247,6 +247,9 @@ def _evaluate_inline(
             shard_index=shard.index,
             judged=plan.judged,
             changed_since=plan.since,
+            planned=(plan.digest, plan.uncached)
+            if plan.digest is not None and plan.uncached is not None
+            else None,
         )
         outcomes = []
         for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):

@@ -1,11 +1,16 @@
 """An incremental scan looks for uncached bodies among the objects changed since the last
 complete scan only (`ScanPlan.since`), and a scan after one that left objects unevaluated
-looks at every object again."""
+looks at every object again. A one-shard plan run right after in the same state takes the
+uncached bodies planning found, and looks again when the state changed meanwhile."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from sqlalchemy import delete, select
 
+from store import rule_cache
 from store.models import KubeObject, RuleResultCache, ScanRun
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
@@ -76,3 +81,45 @@ def test_a_scan_after_one_that_left_objects_unevaluated_plans_every_object(
     outcome = pipeline.run.run_plan(plan)
     assert outcome["counts"]["evaluated"] == 2 and outcome["counts"]["unevaluated"] == 0
     assert findings_of(pipeline, "heal") == offline(changed, "heal")
+
+
+def _looking(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The clusters whose shard looks for uncached bodies in the database from now on."""
+    looked: list[str] = []
+    real = rule_cache.uncached_in_range
+
+    def uncached_in_range(session: Any, cluster_id: str, **kwargs: Any) -> Any:
+        looked.append(cluster_id)
+        return real(session, cluster_id, **kwargs)
+
+    monkeypatch.setattr(rule_cache, "uncached_in_range", uncached_in_range)
+    return looked
+
+
+def test_a_plan_run_in_its_own_state_evaluates_the_bodies_it_found_uncached(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = cluster_state("same", 9)
+    pipeline.push_and_process("same", objects)
+    plan = jobs.plan_scan(pipeline.ctx, "same", trigger="test")
+    assert len(plan.shards) == 1 and plan.uncached is not None and len(plan.uncached) == 9
+    looked = _looking(monkeypatch)
+    outcome = pipeline.run.run_plan(plan)
+    assert looked == []  # the plan's look-up was used
+    assert outcome["counts"]["evaluated"] == 9 and outcome["counts"]["unevaluated"] == 0
+    assert findings_of(pipeline, "same") == offline(objects, "same")
+
+
+def test_a_plan_run_after_its_cluster_changed_looks_for_uncached_bodies_again(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = cluster_state("moved", 9)
+    pipeline.push_and_process("moved", objects)
+    plan = jobs.plan_scan(pipeline.ctx, "moved", trigger="test")
+    changed = [fixed(objects[0]), *objects[1:]]  # a body the plan did not see, same object
+    pipeline.push_and_process("moved", changed)
+    looked = _looking(monkeypatch)
+    outcome = pipeline.run.run_plan(plan)
+    assert looked == ["moved"]
+    assert outcome["counts"]["unevaluated"] == 0
+    assert findings_of(pipeline, "moved") == offline(changed, "moved")

@@ -100,6 +100,11 @@ class ScanPlan:
     # The version watermark the plan looked for uncached bodies after (`_watermark`; None:
     # among every live object): a shard run here right after looks the same way.
     since: int | None = None
+    # A one-shard plan's uncached bodies (distinct content hashes) as planning found them, in
+    # the state with digest `digest`: a shard run here right after, in that same state, need
+    # not look for them again (`evaluate_inline`). None: unknown.
+    uncached: list[str] | None = None
+    digest: str | None = None
 
 
 def _still_valid(
@@ -397,7 +402,7 @@ def plan_scan(
         session, cluster_id, catalogue_version=rules.catalogue_version, changed_since=since
     )
     shards = [
-        ShardSpec(run.id, cluster_id, index, batch[0], batch[-1], len(batch))
+        ShardSpec(run.id, cluster_id, index, batch[0][0], batch[-1][0], len(batch))
         for index, batch in enumerate(chunked(todo, shard_size))
     ]
     run.object_count = (
@@ -433,6 +438,8 @@ def plan_scan(
         finalize_task_id=run.finalize_task_id,
         judged=rules,
         since=since,
+        uncached=sorted({chash for _id, chash in todo}) if len(shards) == 1 else None,
+        digest=run.snapshot_digest,
     )
 
 
@@ -652,6 +659,7 @@ def evaluate_inline(
     shard_index: int = 0,
     judged: EngineHandle | None = None,
     changed_since: int | None = None,
+    planned: tuple[str, Sequence[str]] | None = None,
 ) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
@@ -659,7 +667,10 @@ def evaluate_inline(
     steps would each do all of that), and the shard's uncached bodies are among them. What
     was evaluated is also returned (`Evaluated`) for a finalize in the same process.
     `judged`: the plan's `judged_as_deployed` of `rules` for this cluster (`ScanPlan.judged`);
-    `changed_since`: the plan's `ScanPlan.since` (uncached bodies are looked for as it did)."""
+    `changed_since`: the plan's `ScanPlan.since` (uncached bodies are looked for as it did);
+    `planned`: the plan's state digest and uncached bodies (`ScanPlan.digest`, `.uncached`),
+    taken as they are while the cluster is still in that state (a body another scan cached
+    since is evaluated again, and its results stored again as the same)."""
     judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     digest = _state_digest(session, cluster_id)
@@ -675,14 +686,20 @@ def evaluate_inline(
             shard_index=shard_index,
         )
         return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules), None
-    objects, hashes, missing = rule_cache.uncached_in_range(
-        session,
-        cluster_id,
-        first_id=first_id,
-        last_id=last_id,
-        catalogue_version=version,
-        changed_since=changed_since,
-    )
+    if planned is not None and planned[0] == digest:
+        objects, hashes = rule_cache.range_counts(
+            session, cluster_id, first_id=first_id, last_id=last_id
+        )
+        missing = list(planned[1])
+    else:
+        objects, hashes, missing = rule_cache.uncached_in_range(
+            session,
+            cluster_id,
+            first_id=first_id,
+            last_id=last_id,
+            catalogue_version=version,
+            changed_since=changed_since,
+        )
     wanted = set(missing)
     live = _live_views(session, cluster_id, rules=judged)
     kept = Evaluated(version)
