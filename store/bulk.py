@@ -29,9 +29,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from store.db import dump_json
+from store.db import dump_json, local_settings
 
 T = TypeVar("T")
+
+# `cursor_tuple_fraction` of a cursor whose every row is read (`streamed_rows`).
+ALL_ROWS = "1"
 
 # Stay well below SQLite's 32,766 bound-parameter limit and PostgreSQL's 65,535.
 CHUNK = 500
@@ -62,7 +65,13 @@ def streamed_rows(
     driver's own server-side cursor, its values as the connection's type casters decode them
     (JSON by `store.db.load_json`), without SQLAlchemy's per-row result processing (a fifth
     of the time a scan spent reading every body); a query of such columns only (text,
-    numbers, JSON). SQLite: SQLAlchemy's rows, `yield_per`."""
+    numbers, JSON). SQLite: SQLAlchemy's rows, `yield_per`.
+
+    Every row is read, so the cursor is planned for all of them (`cursor_tuple_fraction` 1)
+    rather than PostgreSQL's default for a cursor, the first tenth: for that, the read of one
+    cluster's bodies in object id order walked the whole `objects` table by its primary key
+    (every object of the fleet, for each cluster's scan: a cost growing with the fleet)
+    instead of reading the cluster's objects by index and sorting them."""
     session.flush()  # what the ORM's execute would have flushed first
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -72,7 +81,8 @@ def streamed_rows(
     statement = str(compiled)
     with _raw_cursor(session, statement, name=f"k8smon_rows_{uuid.uuid4().hex}") as cursor:
         cursor.itersize = batch_size
-        cursor.execute(statement, compiled.params)
+        with local_settings(session, cursor_tuple_fraction=ALL_ROWS):
+            cursor.execute(statement, compiled.params)  # DECLARE: planned here
         yield from cursor
 
 

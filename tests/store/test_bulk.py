@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from store.bulk import (
@@ -197,3 +197,37 @@ def test_streamed_rows_are_the_query_rows_in_order(any_db_session: Session) -> N
     assert tuple(next(first)) == expected[0]
     first.close()
     assert session.scalar(select(Finding.name).where(Finding.fingerprint == f"{0:064x}")) == "web-0"
+
+
+def _primary_key_scans(session: Session) -> int:
+    """Scans of `findings`' primary key index so far in this transaction."""
+    return int(
+        session.scalar(text("SELECT pg_stat_get_xact_numscans('pk_findings'::regclass)")) or 0
+    )
+
+
+def test_streamed_rows_are_planned_for_every_row(db_session: Session) -> None:
+    """A cursor is planned by default for its first tenth of rows: one cluster's rows in id
+    order then walk the whole table by primary key, filtering (a cost growing with the
+    fleet). `streamed_rows` reads every row and is planned for all of them: by the cluster's
+    index, then sorted."""
+    session = db_session
+    for c in range(30):
+        make_cluster(session, f"pl-{c}")
+    session.add_all([_finding(f"pl-{c}", c * 100 + n) for c in range(30) for n in range(100)])
+    session.flush()
+    session.execute(text("ANALYZE findings"))
+    query = select(Finding.fingerprint, Finding.details).where(Finding.cluster_id == "pl-7")
+    query = query.order_by(Finding.id)
+    statement = query.compile(dialect=session.get_bind().dialect)
+    before = _primary_key_scans(session)
+    cursor = session.connection().connection.cursor(name="default_plan")
+    cursor.execute(str(statement), statement.params)  # a cursor as the driver declares it
+    assert len(cursor.fetchall()) == 100
+    cursor.close()
+    walked = _primary_key_scans(session)
+    assert walked > before  # the default plan: the primary key, every row of the table
+    rows = list(streamed_rows(session, query, batch_size=30))
+    assert [fp for fp, _details in rows] == [f"{700 + n:064x}" for n in range(100)]
+    assert _primary_key_scans(session) == walked
+    assert session.scalar(text("SHOW cursor_tuple_fraction")) == "0.1"  # put back
