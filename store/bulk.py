@@ -71,7 +71,8 @@ def streamed_rows(
     rather than PostgreSQL's default for a cursor, the first tenth: for that, the read of one
     cluster's bodies in object id order walked the whole `objects` table by its primary key
     (every object of the fleet, for each cluster's scan: a cost growing with the fleet)
-    instead of reading the cluster's objects by index and sorting them."""
+    instead of reading the cluster's objects by index and sorting them. A one-worker fleet
+    scan of 200 clusters x 2,000 objects: PostgreSQL 53.4 -> 29.3 CPU-s."""
     session.flush()  # what the ORM's execute would have flushed first
     connection = session.connection()
     if connection.dialect.name != "postgresql":
