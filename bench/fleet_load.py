@@ -672,7 +672,13 @@ def load_step(
     if indexed and presence:
         window = None if summarise is None else (now - summarise[0], now - summarise[1])
         checkpoint_presence(url, summarise=window)
-        _execute(url, ["ANALYZE image_checkpoints, image_checkpoint_slots"], autocommit=True)
+        analysed = "image_checkpoints, image_checkpoint_slots"
+        if has_table(url, "image_derived_days"):
+            analysed += (
+                ", image_values, image_derived_days, image_checkpoint_values, "
+                "image_day_changes, image_hour_changes, image_day_events"
+            )
+        _execute(url, [f"ANALYZE {analysed}"], autocommit=True)
     presence_s = time.perf_counter() - started
     return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 

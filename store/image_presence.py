@@ -154,8 +154,8 @@ def forget_days(session: Session, *, since: datetime | None) -> None:
     if since is None:
         session.execute(
             text(
-                "TRUNCATE image_day_events, image_day_changes, image_checkpoint_values, "
-                "image_derived_days"
+                "TRUNCATE image_day_events, image_hour_changes, image_day_changes, "
+                "image_checkpoint_values, image_derived_days"
             )
         )
         return

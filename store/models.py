@@ -329,6 +329,20 @@ class ImageDayChange(Base):
     ended: Mapped[int] = mapped_column(Integer)
 
 
+class ImageHourChange(Base):
+    """`image_day_changes` of one hour of a derived day per image value: the slots that began
+    and ended after `hour` - 1 h, up to and including `hour` (a whole UTC hour)."""
+
+    __tablename__ = "image_hour_changes"
+    __table_args__ = (Index("ix_image_hour_changes_day", "day"),)
+
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[datetime] = mapped_column(ForeignKey("image_derived_days.at", ondelete="CASCADE"))
+    started: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[int] = mapped_column(Integer)
+
+
 class ImageDayEvent(Base):
     """An instant of one derived day at which an image value came into a cluster (`delta` 1:
     its first current slot there) or left it (-1: its last one ended); a coming carries the

@@ -42,7 +42,7 @@ derived from rows that change under it. SQLite derives none.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Select, case, func, literal, or_, select, text, union_all
 from sqlalchemy.orm import Session
@@ -55,6 +55,7 @@ from store.models import (
     ImageDayChange,
     ImageDayEvent,
     ImageDerivedDay,
+    ImageHourChange,
 )
 
 _VALUES = """
@@ -85,6 +86,17 @@ _DAY_CHANGES = """
     JOIN image_values v ON v.shape = g.shape AND v.value = g.value
     WHERE c.at > :base AND c.at <= :at
     GROUP BY c.at, v.id, g.cluster_id
+"""
+# The day's changes per image and whole UTC hour (the hour ending at or after each instant).
+_HOUR_CHANGES = """
+    INSERT INTO image_hour_changes (hour, value_id, day, started, ended)
+    SELECT h.hour, c.value_id, :at, sum(c.started), sum(c.ended)
+    FROM image_day_changes c
+    CROSS JOIN LATERAL (SELECT date_bin('1 hour', c.at, :at) AS floor) AS f
+    CROSS JOIN LATERAL (SELECT CASE WHEN f.floor = c.at THEN c.at
+                                    ELSE f.floor + interval '1 hour' END AS hour) AS h
+    WHERE c.day = :at
+    GROUP BY h.hour, c.value_id
 """
 # A pair's slots after each of its instants of the day (from the base checkpoint's), where
 # they leave or return to 0; a coming's previous leaving is the day's one before it, or the
@@ -165,7 +177,8 @@ def _derive(session: Session, at: datetime, *, base: datetime | None) -> int:
     session.flush()
     written = 1
     with local_settings(session, jit=JIT_OFF):
-        statements = [_CHECKPOINT_VALUES] + ([] if base is None else [_DAY_CHANGES, _DAY_EVENTS])
+        days = [_DAY_CHANGES, _HOUR_CHANGES, _DAY_EVENTS]
+        statements = [_CHECKPOINT_VALUES] + ([] if base is None else days)
         for statement in statements:
             result = session.execute(text(statement), {"at": at, "base": base})
             written += int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -195,9 +208,11 @@ def per_image(
     *, since: datetime, until: datetime, checkpoint: datetime
 ) -> Select[tuple[int, int, int]]:
     """(image, slots, pairs) of every image with slots current at some instant of [since,
-    until], from the day summaries (`covered` must hold; module docstring)."""
-    started = case((ImageDayChange.at <= until, ImageDayChange.started), else_=0)
-    ended = case((ImageDayChange.at <= since, ImageDayChange.ended), else_=0)
+    until], from the day summaries (`covered` must hold; module docstring). The changes are
+    read per hour up to the whole hour before each end, and per instant after it."""
+    hour_since, hour_until = _hour_floor(since), _hour_floor(until)
+    hour_started = case((ImageHourChange.hour <= hour_until, ImageHourChange.started), else_=0)
+    hour_ended = case((ImageHourChange.hour <= hour_since, ImageHourChange.ended), else_=0)
     came = case(
         (ImageDayEvent.at <= since, ImageDayEvent.delta),
         (
@@ -207,18 +222,23 @@ def per_image(
         ),
         else_=0,
     )
-    after = (checkpoint, until)
     parts = union_all(
         select(
             ImageCheckpointValue.value_id,
             ImageCheckpointValue.slots,
             ImageCheckpointValue.pairs,
         ).where(ImageCheckpointValue.at == checkpoint),
-        select(ImageDayChange.value_id, (started - ended).label("slots"), literal(0)).where(
-            ImageDayChange.at > after[0], ImageDayChange.at <= after[1]
+        select(ImageHourChange.value_id, (hour_started - hour_ended).label("slots"), literal(0))
+        .where(ImageHourChange.hour > checkpoint)
+        .where(ImageHourChange.hour <= hour_until),
+        select(ImageDayChange.value_id, ImageDayChange.started, literal(0)).where(
+            ImageDayChange.at > hour_until, ImageDayChange.at <= until
+        ),
+        select(ImageDayChange.value_id, -ImageDayChange.ended, literal(0)).where(
+            ImageDayChange.at > hour_since, ImageDayChange.at <= since
         ),
         select(ImageDayEvent.value_id, literal(0), came.label("pairs")).where(
-            ImageDayEvent.at > after[0], ImageDayEvent.at <= after[1]
+            ImageDayEvent.at > checkpoint, ImageDayEvent.at <= until
         ),
     ).subquery()
     slots = func.sum(parts.c.slots)
@@ -227,3 +247,8 @@ def per_image(
         .group_by(parts.c.value_id)
         .having(slots > 0)
     )
+
+
+def _hour_floor(instant: datetime) -> datetime:
+    """The whole UTC hour at or before `instant`."""
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -33,13 +33,19 @@ branch_labels = None
 depends_on = None
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
-_DERIVED = ("image_day_events", "image_day_changes", "image_checkpoint_values")
+_DERIVED = (
+    "image_day_events",
+    "image_hour_changes",
+    "image_day_changes",
+    "image_checkpoint_values",
+)
 TRIGGER = "trg_clusters_delete_presence_days"
 FUNCTION = "k8smon_forget_presence_days"
 CREATE_FUNCTION = (
     "CREATE FUNCTION k8smon_forget_presence_days() RETURNS trigger LANGUAGE plpgsql AS $$ "
     "BEGIN IF EXISTS (SELECT FROM gone_clusters) THEN "
-    "TRUNCATE image_day_events, image_day_changes, image_checkpoint_values, image_derived_days; "
+    "TRUNCATE image_day_events, image_hour_changes, image_day_changes, image_checkpoint_values, "
+    "image_derived_days; "
     "END IF; RETURN NULL; END $$"
 )
 CREATE_STATEMENT_TRIGGER = (
@@ -49,7 +55,8 @@ CREATE_STATEMENT_TRIGGER = (
 )
 CREATE_ROW_TRIGGER = (
     "CREATE TRIGGER trg_clusters_delete_presence_days AFTER DELETE ON clusters FOR EACH ROW "
-    "BEGIN DELETE FROM image_day_events; DELETE FROM image_day_changes; "
+    "BEGIN DELETE FROM image_day_events; DELETE FROM image_hour_changes; "
+    "DELETE FROM image_day_changes; "
     "DELETE FROM image_checkpoint_values; DELETE FROM image_derived_days; END"
 )
 
@@ -109,6 +116,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("at", "value_id", "cluster_id", name=op.f("pk_image_day_changes")),
     )
     op.create_index("ix_image_day_changes_day", "image_day_changes", ["day"])
+    op.create_table(
+        "image_hour_changes",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("value_id", sa.Integer(), nullable=False),
+        _day_column(),
+        sa.Column("started", sa.Integer(), nullable=False),
+        sa.Column("ended", sa.Integer(), nullable=False),
+        _derived_key("image_hour_changes"),
+        sa.PrimaryKeyConstraint("hour", "value_id", name=op.f("pk_image_hour_changes")),
+    )
+    op.create_index("ix_image_hour_changes_day", "image_hour_changes", ["day"])
     op.create_table(
         "image_day_events",
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
