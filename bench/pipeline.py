@@ -462,6 +462,7 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
         one_database_cpu: list[float] = []
         two_cpu: list[float] = []
         incremental_cpu: list[float] = []
+        incremental_database_cpu: list[float] = []
         changed = reused = 0
         for attempt in range(runs):
             reset_scans(env, cache=True)
@@ -489,7 +490,13 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                 for round_ in range(rounds):
                     changed = change_one_percent(env, states, seed=attempt * rounds + round_ + 1)
                     incremental.append(
-                        fleet_scan(env, clusters=clusters, cpu=incremental_cpu, pid=pid)
+                        fleet_scan(
+                            env,
+                            clusters=clusters,
+                            cpu=incremental_cpu,
+                            pid=pid,
+                            database_cpu=incremental_database_cpu,
+                        )
                     )
                     reused = last_scans_were(
                         env, clusters=clusters, key="unchanged"
@@ -505,6 +512,7 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
         cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
+        changed_clusters = max(1, clusters // 10)  # change_one_percent's share of the clusters
         figures += one_worker_figures(
             one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
         )
@@ -556,6 +564,22 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                 "%",
                 cpu_shares,
                 note="the 2-worker scans' CPU seconds (main and pool processes), medians",
+            ),
+            Figure(
+                AREA,
+                "incremental rescan after 1% changed, CPU per changed cluster",
+                "ms",
+                tuple(
+                    1000 * (worker + database) / changed_clusters
+                    for worker, database in zip(
+                        incremental_cpu, incremental_database_cpu, strict=True
+                    )
+                ),
+                note="worker and PostgreSQL CPU of the rescan over its "
+                f"{changed_clusters} changed clusters (the no-op runs of the others included): "
+                f"worker {1000 * statistics.median(incremental_cpu) / changed_clusters:,.0f} ms, "
+                "PostgreSQL "
+                f"{1000 * statistics.median(incremental_database_cpu) / changed_clusters:,.0f} ms",
             ),
             Figure(
                 AREA,

@@ -419,32 +419,54 @@ def _python_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None,
     return (digest if digest == after else None), rows
 
 
-def _encoded(rows: Sequence[_Row]) -> list[dict[str, Any]]:
-    return [{"rows": [[r.object_id, r.ref.key, r.owner, r.containers, r.statuses] for r in rows]}]
+# A cluster's uses (`_Fleet.uses` of its rows alone: a workload's controller chain never
+# leaves its cluster, so the fleet's uses are the union of its clusters'), by (workload,
+# container, image): its ref, image path, objects and digests.
+Uses = dict[tuple[Key, str, str], dict[str, Any]]
 
 
-def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[_Row]:
+def _encoded(uses: Uses) -> list[dict[str, Any]]:
     return [
-        _Row(
-            oid,
-            cluster_id,
-            ResourceRef.from_key(key),
-            (owner[0], owner[1], owner[2]) if owner else None,
-            [(g, i, n, img) for g, i, n, img in containers],
-            statuses,
-        )
-        for oid, key, owner, containers, statuses in stored[0]["rows"]
+        {
+            "uses": [
+                [
+                    top[1],
+                    top[2],
+                    top[3],
+                    name,
+                    image,
+                    entry["ref"].key,
+                    entry["path"],
+                    sorted(entry["objects"]),
+                    sorted(entry["digests"]),
+                ]
+                for (top, name, image), entry in uses.items()
+            ]
+        }
     ]
 
 
-def cached_inventory_rows(
+def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> Uses:
+    return {
+        ((cluster_id, namespace, kind, workload), name, image): {
+            "ref": ResourceRef.from_key(key),
+            "path": path,
+            "objects": set(objects),
+            "digests": set(digests),
+        }
+        for namespace, kind, workload, name, image, key, path, objects, digests in stored[0]["uses"]
+    }
+
+
+def cached_inventory_uses(
     session: Session, cluster_ids: Sequence[str], *, deadline: float, timeout_seconds: float
-) -> Iterator[_Row]:
-    """The inventory rows of the given clusters, cluster by cluster: a cluster's rows are
-    read from its bodies once per state (digest) and cached (`rule_result_cache`, one row
-    per cluster), so that a fleet evaluation after a few clusters changed reads only theirs.
-    The rows are a function of the state: the objects' ids, ref keys and bodies, which a
-    state digest fixes (an object's identity includes its uid, which its body holds)."""
+) -> Iterator[Uses]:
+    """The uses of the given clusters, cluster by cluster: a cluster's are worked out from its
+    bodies once per state (digest) and cached (`rule_result_cache`, one row per cluster), so
+    that a fleet evaluation after a few clusters changed reads only theirs, and decodes the
+    others' uses instead of resolving their rows' controller chains again. The uses are a
+    function of the state: the objects' ids, ref keys and bodies, which a state digest fixes
+    (an object's identity includes its uid, which its body holds)."""
     ids = sorted(set(cluster_ids))
     digests = dict(
         session.execute(select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all()
@@ -470,15 +492,19 @@ def cached_inventory_rows(
             raise SearchTimeout(timeout_seconds)
         key = keys.get(cluster_id)
         if key is not None and key in cached:
-            yield from _decoded(cluster_id, cached[key])
+            yield _decoded(cluster_id, cached[key])
             continue
         digest, rows = read(session, cluster_id)
+        fleet = _Fleet()
+        for row in rows:
+            fleet.add(row)
+        uses = fleet.uses()
         if digest:
-            _store_rows(session, cluster_id, cluster_inventory_key(cluster_id, digest), rows)
-        yield from rows
+            _store_uses(session, cluster_id, cluster_inventory_key(cluster_id, digest), uses)
+        yield uses
 
 
-def _store_rows(session: Session, cluster_id: str, key: str, rows: Sequence[_Row]) -> None:
+def _store_uses(session: Session, cluster_id: str, key: str, uses: Uses) -> None:
     version = INVENTORY_CACHE + cluster_id
     session.execute(
         delete(RuleResultCache).where(
@@ -492,7 +518,7 @@ def _store_rows(session: Session, cluster_id: str, key: str, rows: Sequence[_Row
             {
                 "content_hash": key,
                 "catalogue_version": version,
-                "results": _encoded(rows),
+                "results": _encoded(uses),
                 "created_at": utcnow(),
             }
         ],
@@ -646,17 +672,17 @@ def image_uses(
     uncollected ReplicaSet) counts for that controller. `repositories` (canonical, as
     `parse_image` gives them) keeps only the images of those repositories, before their
     history is read. Runs under the search time limit. `cached` (with `cluster_ids`): the
-    clusters' rows come from `cached_inventory_rows` (read from the bodies only for clusters
-    whose state changed since their rows were cached), with the same outcome.
+    clusters' uses come from `cached_inventory_uses` (worked out from the bodies only for
+    clusters whose state changed since their uses were cached), with the same outcome.
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
-    fleet = _Fleet()
+    uses: Uses = {}
     if cached and cluster_ids is not None:
-        for row in cached_inventory_rows(
+        for part in cached_inventory_uses(
             session, sorted(wanted), deadline=deadline, timeout_seconds=timeout_seconds
         ):
-            fleet.add(row)
+            uses.update(part)
     else:
         one = next(iter(wanted)) if len(wanted) == 1 else None
         source = (
@@ -664,13 +690,14 @@ def image_uses(
             if session.get_bind().dialect.name == "postgresql"
             else _python_inventory_rows
         )
+        fleet = _Fleet()
         for kind in POD_SPEC_PATHS:
             for row in source(session, kind, one):
                 if time.monotonic() > deadline:
                     raise SearchTimeout(timeout_seconds)
                 if not wanted or row.cluster_id in wanted:
                     fleet.add(row)
-    uses = fleet.uses()
+        uses = fleet.uses()
     if repositories is not None:
         kept = set(repositories)
         uses = {k: v for k, v in uses.items() if parse_image(k[2]).repository in kept}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, String, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
@@ -259,22 +259,50 @@ def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[st
     return {content_hash: body for content_hash, body in rows}
 
 
-def current_bodies(
-    session: Session, cluster_id: str, ref_keys: Iterable[str]
-) -> dict[str, dict[str, Any]]:
-    """The current body of each named live object of a cluster, by ref key (missing: absent)."""
-    found: dict[str, dict[str, Any]] = {}
+def current_metadata(
+    session: Session, cluster_id: str, ref_keys: Iterable[str], *, annotation: str
+) -> dict[str, tuple[Any, Any]]:
+    """(`metadata.labels`, `metadata.annotations[annotation]`) of each named live object of a
+    cluster whose body is a JSON object, by ref key (missing: absent), each as stored (None:
+    absent, or its parent not an object). On PostgreSQL only those two values leave the
+    database, not the bodies."""
+    found: dict[str, tuple[Any, Any]] = {}
+    postgres = session.get_bind().dialect.name == "postgresql"
     for batch in chunked(sorted(set(ref_keys))):
-        rows = session.execute(
-            select(KubeObject.ref_key, ManifestBody.body)
-            .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
-            .where(
-                KubeObject.cluster_id == cluster_id,
-                KubeObject.deleted_at.is_(None),
-                KubeObject.ref_key.in_(batch),
-            )
+        live = and_(
+            KubeObject.cluster_id == cluster_id,
+            KubeObject.deleted_at.is_(None),
+            KubeObject.ref_key.in_(batch),
         )
-        found.update((key, body) for key, body in rows if isinstance(body, dict))
+        joined = ManifestBody.content_hash == KubeObject.current_hash
+        if postgres:
+            body = ManifestBody.body
+            metadata = body.op("->")(literal("metadata", String))
+            rows = session.execute(
+                select(
+                    KubeObject.ref_key,
+                    metadata.op("->")(literal("labels", String)),
+                    metadata.op("->")(literal("annotations", String)).op("->")(
+                        literal(annotation, String)
+                    ),
+                )
+                .join(ManifestBody, joined)
+                .where(live, func.jsonb_typeof(body) == "object")
+            )
+            found.update((key, (labels, value)) for key, labels, value in rows)
+            continue
+        for key, whole in session.execute(
+            select(KubeObject.ref_key, ManifestBody.body).join(ManifestBody, joined).where(live)
+        ):
+            if not isinstance(whole, dict):
+                continue
+            meta = whole.get("metadata")
+            meta = meta if isinstance(meta, dict) else {}
+            notes = meta.get("annotations")
+            found[key] = (
+                meta.get("labels"),
+                notes.get(annotation) if isinstance(notes, dict) else None,
+            )
     return found
 
 

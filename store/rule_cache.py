@@ -58,8 +58,11 @@ INVENTORY_CACHE = "inventory/1:"
 
 
 def cluster_inventory_key(cluster_id: str, state_digest: str) -> str:
-    """The cache key of a cluster's image-inventory rows in the state with this digest."""
-    return _state_key("inventory", f"{cluster_id}\x00{state_digest}")
+    """The cache key of a cluster's image inventory (its image uses, `store.images`) in the
+    state with this digest. (Rows cached in the earlier form, the inventory's rows before
+    their controller chains were resolved, were under `_state_key("inventory", ...)`: never
+    read, and replaced by the cluster's next inventory.)"""
+    return _state_key("inventory-uses", f"{cluster_id}\x00{state_digest}")
 
 
 def cached_results(

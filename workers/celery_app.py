@@ -30,6 +30,7 @@ from settings import Settings, load_settings
 from store.failures import classify
 from store.scans import CLUSTER_STEP
 from workers import jobs
+from workers.consumer import ReconnectingConsumer
 from workers.context import WorkerContext
 from workers.retries import RetryPolicy, give_up
 from workers.schedule_lease import ScheduleLeases
@@ -365,6 +366,8 @@ def celery_config(settings: Settings, options: BrokerOptions) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "worker_hijack_root_logger": False,
+        # Celery's consumer, surviving a Redis restart while it holds a task (workers.consumer).
+        "worker_consumer": f"{ReconnectingConsumer.__module__}:{ReconnectingConsumer.__name__}",
         "timezone": "UTC",
         "enable_utc": True,
         "beat_scheduler": f"{__name__}:SingleBeatScheduler",

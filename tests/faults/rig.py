@@ -52,6 +52,7 @@ from contracts.states import ScanState, SnapshotState
 from store import clusters, migrate
 from store.db import make_engine, make_session_factory, unit_of_work
 from store.models import ScanRun, Snapshot
+from store.scans import unfinished_steps
 from tests.support.manifests import cluster_objects, full_envelope
 from tests.support.services import ThrowawayDatabase, port_open
 from tests.support.throwaway_postgres import ThrowawayPostgres
@@ -478,6 +479,23 @@ class FaultRig:
             runs = list(session.scalars(select(ScanRun).order_by(ScanRun.id)))
             session.expunge_all()
         return runs
+
+    def describe_scans(self) -> str:
+        """Every scan run, one line each (state, trigger, re-drives, times, unfinished steps,
+        errors), for an assertion message when a scan did not recover."""
+        lines = []
+        with self.session() as session:
+            for run in session.scalars(select(ScanRun).order_by(ScanRun.id)):
+                unfinished = [(s.step, s.task_id) for s in unfinished_steps(session, run.id)]
+                lines.append(
+                    f"scan {run.id} {run.cluster_id} {run.state} trigger={run.trigger} "
+                    f"redrives={run.redrives} started={run.started_at:%H:%M:%S} "
+                    f"heartbeat={run.heartbeat_at and f'{run.heartbeat_at:%H:%M:%S}'} "
+                    f"finished={run.finished_at and f'{run.finished_at:%H:%M:%S}'} "
+                    f"task={run.task_id} finalize={run.finalize_task_id} "
+                    f"unfinished={unfinished} errors={run.errors}"
+                )
+        return "\n".join(lines)
 
     def wait_until(
         self,

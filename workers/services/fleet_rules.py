@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from contracts.images import parse_image
 from rules import Result
+from rules.config import EXEMPT_ANNOTATION
 from rules.configure import ObjectFacts
 from rules.fleet import FleetContext, RunningImage
 from store.advisories import loaded_advisories
 from store.images import ImageUse, image_uses
-from store.manifests import current_bodies
+from store.manifests import current_metadata
 from store.models import Cluster
 from workers.engine import EngineHandle
 
@@ -96,18 +97,18 @@ def _inventory(
 def workload_facts(
     session: Session, cluster_id: str, results: list[Result]
 ) -> dict[str, ObjectFacts]:
-    """The facts configuration reads of the workloads `results` name (those stored)."""
-    facts: dict[str, ObjectFacts] = {}
-    bodies = current_bodies(session, cluster_id, {r.resource.key for r in results})
-    for key, body in bodies.items():
-        metadata = body.get("metadata")
-        metadata = metadata if isinstance(metadata, dict) else {}
-        labels, annotations = metadata.get("labels"), metadata.get("annotations")
-        facts[key] = ObjectFacts.of(
+    """The facts configuration reads of the workloads `results` name (those stored): their
+    labels and exemption annotation, read without their bodies (`current_metadata`)."""
+    stored = current_metadata(
+        session, cluster_id, {r.resource.key for r in results}, annotation=EXEMPT_ANNOTATION
+    )
+    return {
+        key: ObjectFacts.of(
             labels if isinstance(labels, dict) else None,
-            annotations if isinstance(annotations, dict) else None,
+            None if exempt is None else {EXEMPT_ANNOTATION: exempt},
         )
-    return facts
+        for key, (labels, exempt) in stored.items()
+    }
 
 
 def fleet_results(
