@@ -532,7 +532,8 @@ def _postgres_presence_days(
     clusters = _clusters_of(session, scope, image, checkpoint, shared) if shared else {}
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
     result.values = [
-        DistinctValue(v, int(n), clusters.get(_json_key(v), int(c))) for v, n, c, _ in rows[:limit]
+        DistinctValue(v, int(n), clusters.get(_json_key(v), int(c)) if clusters else int(c))
+        for v, n, c, _ in rows[:limit]
     ]
     return result
 
