@@ -495,13 +495,16 @@ class LoadTimes:
         )
 
 
-def checkpoint_presence(url: str) -> int:
+def checkpoint_presence(url: str, *, summarise: tuple[datetime, datetime] | None = None) -> int:
     """The daily image presence checkpoints not taken yet (`take_checkpoints`, as the daily
     purge takes them; the rows of the clusters just COPYed are counted in the earlier ones by
-    their COPY: `cluster_rows`' `checkpoints`); returns the checkpoint rows written."""
+    their COPY: `cluster_rows`' `checkpoints`), and the day summaries of the checkpoints from
+    `summarise`'s first instant to its second (`store.presence_days.derive_days`, as the purge
+    derives them: the ones derived before are forgotten, the COPY changed every day);
+    returns the checkpoint rows written."""
     from sqlalchemy.orm import Session  # noqa: PLC0415
 
-    from store import image_presence  # noqa: PLC0415
+    from store import image_presence, presence_days  # noqa: PLC0415
     from store.db import make_engine  # noqa: PLC0415
 
     engine = make_engine(url)
@@ -509,6 +512,12 @@ def checkpoint_presence(url: str) -> int:
         with Session(engine) as session:
             written = image_presence.take_checkpoints(session)
             session.commit()
+        if summarise is not None and has_table(url, "image_derived_days"):
+            with Session(engine) as session:
+                image_presence.forget_days(session, since=None)
+                since, until = summarise
+                presence_days.derive_days(session, since=since, until=until)
+                session.commit()
         return written
     finally:
         engine.dispose()
@@ -600,8 +609,10 @@ def load_step(
     findings: int,
     indexes: dict[str, tuple[str, str]],
     workers: int | None = None,
+    summarise: tuple[timedelta, timedelta] | None = None,
 ) -> LoadTimes:
-    """Add clusters lo..hi-1 with their history; the seconds of each phase."""
+    """Add clusters lo..hi-1 with their history; the seconds of each phase. `summarise`: the
+    image presence day summaries derived, from that long before now to that long before."""
     import time  # noqa: PLC0415
 
     workers = workers or loaders()
@@ -659,8 +670,15 @@ def load_step(
     vacuum_s = time.perf_counter() - started
     started = time.perf_counter()
     if indexed and presence:
-        checkpoint_presence(url)
-        _execute(url, ["ANALYZE image_checkpoints, image_checkpoint_slots"], autocommit=True)
+        window = None if summarise is None else (now - summarise[0], now - summarise[1])
+        checkpoint_presence(url, summarise=window)
+        analysed = "image_checkpoints, image_checkpoint_slots"
+        if has_table(url, "image_derived_days"):
+            analysed += (
+                ", image_values, image_derived_days, image_checkpoint_values, "
+                "image_day_changes, image_hour_changes, image_day_events"
+            )
+        _execute(url, [f"ANALYZE {analysed}"], autocommit=True)
     presence_s = time.perf_counter() - started
     return LoadTimes(small_s, drop_s, copy_s, rebuild_s, presence_s, vacuum_s, versions)
 

@@ -71,7 +71,14 @@ PRESENCE_TABLES = (
     "image_present",
     "image_checkpoints",
     "image_checkpoint_slots",
+    "image_values",
+    "image_checkpoint_values",
+    "image_day_changes",
+    "image_day_events",
 )
+# The day summaries the searches read (`store.presence_days`): from the checkpoint before the
+# `--between` period on (the daily purge derives the days after).
+SUMMARISED = (timedelta(days=AT_DAYS_AGO + 2), timedelta(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +497,7 @@ def run_steps(
                 scans=shape.scans,
                 findings=shape.findings,
                 indexes=indexes,
+                summarise=SUMMARISED,
             )
             loaded = clusters
             step = measure_step(

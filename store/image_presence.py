@@ -47,6 +47,12 @@ hold is that every checkpoint's S(D) stays the sum of the rows at or before D:
   before the cutoff to the cutoff, summed) and deletes the checkpoints before it, in the same
   transaction that moves the horizon; searches use no checkpoint before the horizon either.
 
+Day summaries. `store.presence_days` derives, per checkpoint and day, per image value rather
+than per group, what the fleet-wide searches back in time read instead (PostgreSQL). A write
+of rows counted in a derived checkpoint (`_count_in_checkpoints`,
+`count_clusters_in_checkpoints`) drops the summaries of that checkpoint and the later ones
+(`forget_days`) in its transaction, to be derived again.
+
 `tests/store/test_image_index.py` checks all of this against a rebuild from the versions,
 including an old snapshot applied after a checkpoint and purges at several depths.
 
@@ -92,6 +98,7 @@ from store.models import (
     ImageChange,
     ImageCheckpoint,
     ImageCheckpointSlots,
+    ImageDerivedDay,
     ImageGroup,
     ImageHorizon,
     ImagePresent,
@@ -112,6 +119,9 @@ _GROUP = ("cluster_id", "kind", "namespace", "shape", "value")
 CHECKPOINT_EVERY = timedelta(days=1)  # checkpoints are taken at every UTC midnight
 # PostgreSQL advisory lock between the writers of rows (shared) and a checkpoint (exclusive).
 _CHECKPOINT_LOCK = 0x6B386D_1C4B  # "k8m" + "checkpoint", any constant no other lock uses
+# PostgreSQL advisory lock between forgetting day summaries (shared) and deriving them
+# (exclusive, `store.presence_days.derive_days`).
+DAYS_LOCK = 0x6B386D_DA75
 
 
 def group_key(cluster_id: str, kind: str, namespace: str, shape: str, value: Any) -> str:
@@ -133,6 +143,23 @@ def _writing(session: Session) -> None:
     the transaction ends)."""
     if _postgres(session):
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _CHECKPOINT_LOCK})
+
+
+def forget_days(session: Session, *, since: datetime | None) -> None:
+    """Rows counted in the checkpoints at or after `since` (None: any) changed: their day
+    summaries (`store.presence_days`, PostgreSQL only) go, to be derived again."""
+    if not _postgres(session):
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DAYS_LOCK})
+    if since is None:
+        session.execute(
+            text(
+                "TRUNCATE image_day_events, image_hour_changes, image_day_changes, "
+                "image_checkpoint_values, image_derived_days"
+            )
+        )
+        return
+    session.execute(delete(ImageDerivedDay).where(ImageDerivedDay.at >= since))
 
 
 def _checkpointing(session: Session) -> None:
@@ -260,6 +287,7 @@ def _count_in_checkpoints(session: Session, rows: Sequence[dict[str, Any]]) -> N
     instants = list(session.scalars(later))
     if not instants:
         return
+    forget_days(session, since=earliest)
     deltas: dict[tuple[datetime, int], int] = {}
     for row in rows:
         net = row["started"] - row["ended"]
@@ -425,6 +453,7 @@ def count_clusters_in_checkpoints(
     _writing(session)
     if session.scalar(select(func.count()).select_from(ImageCheckpoint)) == 0:
         return 0
+    forget_days(session, since=None)
     scope: ColumnElement[bool] = true()
     if cluster_ids is not None:
         scope = ImageGroup.cluster_id.in_(list(cluster_ids))
@@ -595,12 +624,13 @@ def present_per_cluster(
     kind: str | None,
     namespace: str | None,
     shapes: Iterable[str] | None,
+    groups: Select[Any] | None = None,
 ) -> Select[tuple[Any, str, int]]:
     """(value, cluster, slots) of every value with slots current in that cluster: now (`since`
     and `until` None; from `image_present`), or at some instant of [since, until] (from
     `image_changes` after `checkpoint`, if given, and that checkpoint's slots: formula (2);
     `covers` says whether the tables can, `checkpoint_for` which checkpoint to give); in scope,
-    of the given shapes (None: all)."""
+    of the given shapes (None: all) and, if `groups` selects ids, of those groups."""
     clauses: list[ColumnElement[bool]] = []
     table: Any = ImagePresent  # now: the present rows carry the group's columns
     if since is not None and until is not None:
@@ -613,6 +643,9 @@ def present_per_cluster(
         clauses.append(table.namespace == namespace)
     if shapes is not None:
         clauses.append(table.shape.in_(sorted(shapes)))
+    if groups is not None:
+        group_id = ImagePresent.group_id if table is ImagePresent else ImageGroup.id
+        clauses.append(group_id.in_(groups))
     if since is None or until is None:
         present = func.sum(ImagePresent.slots)
         return (

@@ -274,6 +274,94 @@ class ImageCheckpointSlots(Base):
     slots: Mapped[int] = mapped_column(Integer)
 
 
+class ImageValue(Base):
+    """One image value at one shape (`store.presence_days`): named by a small integer, so the
+    day summaries group integers, not JSON. `image_groups` rows with this shape and value are
+    its groups (one per cluster, kind and namespace)."""
+
+    __tablename__ = "image_values"
+    __table_args__ = (UniqueConstraint("shape", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shape: Mapped[str] = mapped_column(Text)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=False)
+
+
+class ImageDerivedDay(Base):
+    """A checkpoint whose day summaries are derived (`store.presence_days`): its per-value
+    counts (`image_checkpoint_values`) and, when `base` (the checkpoint a day before) is set,
+    the day from `base` to it (`image_day_changes`, `image_day_events`)."""
+
+    __tablename__ = "image_derived_days"
+
+    at: Mapped[datetime] = mapped_column(
+        ForeignKey("image_checkpoints.at", ondelete="CASCADE"), primary_key=True
+    )
+    base: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ImageCheckpointValue(Base):
+    """At one derived checkpoint, per image value (`image_values`): the slots current then
+    (`slots`) and the clusters with any (`pairs`)."""
+
+    __tablename__ = "image_checkpoint_values"
+
+    at: Mapped[datetime] = mapped_column(
+        ForeignKey("image_derived_days.at", ondelete="CASCADE"), primary_key=True
+    )
+    value_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slots: Mapped[int] = mapped_column(Integer)
+    pairs: Mapped[int] = mapped_column(Integer)
+
+
+class ImageDayChange(Base):
+    """`image_changes` of one derived day per image value and cluster: the slots that began
+    and ended at one instant."""
+
+    __tablename__ = "image_day_changes"
+    __table_args__ = (Index("ix_image_day_changes_day", "day"),)
+
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cluster_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[datetime] = mapped_column(ForeignKey("image_derived_days.at", ondelete="CASCADE"))
+    started: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[int] = mapped_column(Integer)
+
+
+class ImageHourChange(Base):
+    """`image_day_changes` of one hour of a derived day per image value: the slots that began
+    and ended after `hour` - 1 h, up to and including `hour` (a whole UTC hour)."""
+
+    __tablename__ = "image_hour_changes"
+    __table_args__ = (Index("ix_image_hour_changes_day", "day"),)
+
+    hour: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[datetime] = mapped_column(ForeignKey("image_derived_days.at", ondelete="CASCADE"))
+    started: Mapped[int] = mapped_column(Integer)
+    ended: Mapped[int] = mapped_column(Integer)
+
+
+class ImageDayEvent(Base):
+    """An instant of one derived day at which an image value came into a cluster (`delta` 1:
+    its first current slot there) or left it (-1: its last one ended); a coming carries the
+    instant it last left before (`prev_left`; None: not since the first derived checkpoint)."""
+
+    __tablename__ = "image_day_events"
+    __table_args__ = (
+        Index("ix_image_day_events_day", "day"),
+        Index("ix_image_day_events_pair", "value_id", "cluster_id", "at"),
+    )
+
+    at: Mapped[datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cluster_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[datetime] = mapped_column(ForeignKey("image_derived_days.at", ondelete="CASCADE"))
+    delta: Mapped[int] = mapped_column(Integer)
+    prev_left: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
 class ImageHorizon(Base):
     """The instant before which the purge merged `image_changes` (one row, `id` 1): each
     group's rows before it are one row at it, so a period from it on is answered exactly and

@@ -11,7 +11,8 @@ Image presence over time (`image_changes`) is merged, not taken back: each group
 the cutoff become one row at it (`store.image_presence.merge_before`), exact for every period
 from the cutoff on (a deleted version began and ended before it, so it counts for nothing), and
 its checkpoints before the cutoff go. Then the daily checkpoints not taken yet are
-(`store.image_presence.take_checkpoints`; that step counts rows written, not deleted).
+(`store.image_presence.take_checkpoints`; that step counts rows written, not deleted), and
+their day summaries (`store.presence_days.derive_days`, PostgreSQL; rows written too).
 
 Manifest bodies are kept (content-addressed, deduplicated): deleting one needs a scan of
 `objects.current_hash` for the foreign-key check, which has no index.
@@ -35,6 +36,7 @@ from store.models import (
     Snapshot,
     TelemetryPing,
 )
+from store.presence_days import derive_days
 
 DEFAULT_BATCH = 5000
 
@@ -131,6 +133,15 @@ def checkpoint_image_presence(
     return take_checkpoints(session, budget=batch_size)
 
 
+def derive_image_days(
+    session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH
+) -> int:
+    """The day summaries of image presence (`store.presence_days`) of the checkpoints that
+    have none, oldest first, until about `batch_size` rows are written; returns them."""
+    del cutoff  # (the checkpoints before it went with the merge)
+    return derive_days(session, budget=batch_size)
+
+
 PURGERS = (
     ("telemetry_pings", purge_telemetry),
     ("snapshots", purge_snapshots),
@@ -138,6 +149,7 @@ PURGERS = (
     ("objects", purge_deleted_objects),
     ("image_changes", purge_image_changes),
     ("image_checkpoints", checkpoint_image_presence),
+    ("image_derived_days", derive_image_days),
     ("findings", purge_resolved_findings),
 )
 

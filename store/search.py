@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, Text, cast, func, select, text
+from sqlalchemy import Select, Text, and_, cast, func, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,8 @@ from store.image_index import ImagePath, recognise
 from store.image_presence import JIT_OFF, checkpoint_for, covers, present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
+from store.models import ImageGroup, ImageValue
+from store.presence_days import covered, per_image
 from store.purge import retention_cutoff
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -473,7 +475,11 @@ def _postgres_presence(
     session: Session, path: JsonPath, scope: Scope, image: ImagePath, *, limit: int
 ) -> SearchResult:
     """`distinct` for an image path: a few rows per cluster and value (`store.image_presence`),
-    grouped and ordered as the generic evaluation does."""
+    grouped and ordered as the generic evaluation does; back in time over the whole fleet, a
+    few rows per value when the period's days are summarised (`store.presence_days`)."""
+    summarised = _postgres_presence_days(session, path, scope, image, limit=limit)
+    if summarised is not None:
+        return summarised
     per_cluster = _presence(session, scope, image).subquery()
     occurrences = func.sum(per_cluster.c.slots)
     # Group the jsonb values by hashing, never by sorting them (comparing jsonb is slow, and
@@ -490,6 +496,80 @@ def _postgres_presence(
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
     result.values = [DistinctValue(v, int(n), int(c)) for v, n, c in rows[:limit]]
     return result
+
+
+def _postgres_presence_days(
+    session: Session, path: JsonPath, scope: Scope, image: ImagePath, *, limit: int
+) -> SearchResult | None:
+    """`distinct` back in time over the whole fleet from the day summaries, or None when they
+    do not cover the period (or the scope names clusters, a kind or a namespace). A value with
+    images at two of the path's shapes has its clusters counted per cluster."""
+    period = scope.period
+    if period is None or scope.clusters or scope.kind is not None or scope.namespace is not None:
+        return None
+    checkpoint = checkpoint_for(session, period.since)
+    if checkpoint is None or not covered(session, checkpoint=checkpoint, until=period.until):
+        return None
+    per = per_image(since=period.since, until=period.until, checkpoint=checkpoint).subquery()
+    clauses = [] if image.shapes is None else [ImageValue.shape.in_(sorted(image.shapes))]
+    occurrences = func.sum(per.c.slots)
+    with local_settings(session, enable_sort="off", jit=JIT_OFF):
+        rows = session.execute(
+            select(
+                ImageValue.value,
+                occurrences,
+                func.sum(per.c.pairs),
+                func.array_agg(per.c.value_id),
+            )
+            .select_from(per)
+            .join(ImageValue, ImageValue.id == per.c.value_id)
+            .where(*clauses)
+            .group_by(ImageValue.value)
+            .order_by(occurrences.desc(), cast(ImageValue.value, Text))
+            .limit(limit + 1)
+        ).all()
+    shared = [i for *_counts, ids in rows[:limit] if len(ids) > 1 for i in ids]
+    clusters = _clusters_of(session, scope, image, checkpoint, shared) if shared else {}
+    result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)
+    result.values = [
+        DistinctValue(v, int(n), clusters.get(_json_key(v), int(c)) if clusters else int(c))
+        for v, n, c, _ in rows[:limit]
+    ]
+    return result
+
+
+def _clusters_of(
+    session: Session, scope: Scope, image: ImagePath, checkpoint: datetime, images: list[int]
+) -> dict[str, int]:
+    """Clusters per value (by `_json_key`) of the given images, from `store.image_presence`."""
+    assert scope.period is not None
+    groups = (
+        select(ImageGroup.id)
+        .join(
+            ImageValue,
+            and_(ImageValue.shape == ImageGroup.shape, ImageValue.value == ImageGroup.value),
+        )
+        .where(ImageValue.id.in_(images))
+    )
+    per_cluster = present_per_cluster(
+        since=scope.period.since,
+        until=scope.period.until,
+        checkpoint=checkpoint,
+        cluster_ids=(),
+        kind=None,
+        namespace=None,
+        shapes=image.shapes,
+        groups=groups,
+    ).subquery()
+    with local_settings(session, jit=JIT_OFF):
+        counted = session.execute(
+            select(per_cluster.c.value, func.count()).group_by(per_cluster.c.value)
+        ).all()
+    return {_json_key(value): int(n) for value, n in counted}
+
+
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _validity(first_seen: datetime, superseded_at: datetime | None) -> Validity:
