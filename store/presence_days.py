@@ -44,7 +44,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, case, func, literal, or_, select, text, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from store.db import local_settings
@@ -189,19 +200,21 @@ def covered(session: Session, *, checkpoint: datetime, until: datetime) -> bool:
     """Whether the day summaries answer a period from `checkpoint` (the search's, at or
     before its `since`) to `until`: that checkpoint derived, and each day after it up to the
     first checkpoint at or after `until` derived from the one before."""
-    window = select(ImageDerivedDay.at, ImageDerivedDay.base).where(
-        ImageDerivedDay.at >= checkpoint, ImageDerivedDay.at < until + CHECKPOINT_EVERY
-    )
-    days = {at: base for at, base in session.execute(window)}
-    if checkpoint not in days:
-        return False
+    return bool(session.scalar(select(coverage(checkpoint=checkpoint, until=until))))
+
+
+def coverage(*, checkpoint: datetime, until: datetime) -> ColumnElement[bool]:
+    """`covered` as an expression, for the statement that reads the summaries to carry: it
+    holds in that statement's own snapshot, so days forgotten (a late apply) after a separate
+    `covered` and before the read are seen there, not read as if derived."""
+    wanted = [ImageDerivedDay.at == checkpoint]
     at = checkpoint
     while at < until:
         day = at + CHECKPOINT_EVERY
-        if days.get(day) != at:
-            return False
+        wanted.append(and_(ImageDerivedDay.at == day, ImageDerivedDay.base == at))
         at = day
-    return True
+    found = select(func.count()).select_from(ImageDerivedDay).where(or_(*wanted))
+    return found.scalar_subquery() == len(wanted)
 
 
 def per_image(

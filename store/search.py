@@ -55,7 +55,7 @@ from store.image_presence import JIT_OFF, checkpoint_for, covers, present_per_cl
 from store.jsonpath import JsonPath, PathSyntaxError, parse
 from store.manifests import current_images, current_manifests, images_during, manifests_during
 from store.models import ImageGroup, ImageValue
-from store.presence_days import covered, per_image
+from store.presence_days import coverage, covered, per_image
 from store.purge import retention_cutoff
 
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -513,21 +513,28 @@ def _postgres_presence_days(
     per = per_image(since=period.since, until=period.until, checkpoint=checkpoint).subquery()
     clauses = [] if image.shapes is None else [ImageValue.shape.in_(sorted(image.shapes))]
     occurrences = func.sum(per.c.slots)
+    # The days may be forgotten after `covered` (a late apply): the read checks again, in its
+    # own snapshot, and an answer without every day derived (or without rows) is not used.
+    still_covered = coverage(checkpoint=checkpoint, until=period.until).label("covered")
     with local_settings(session, enable_sort="off", jit=JIT_OFF):
-        rows = session.execute(
+        read = session.execute(
             select(
                 ImageValue.value,
                 occurrences,
                 func.sum(per.c.pairs),
                 func.array_agg(per.c.value_id),
+                still_covered,
             )
             .select_from(per)
             .join(ImageValue, ImageValue.id == per.c.value_id)
             .where(*clauses)
-            .group_by(ImageValue.value)
+            .group_by(ImageValue.value, still_covered)
             .order_by(occurrences.desc(), cast(ImageValue.value, Text))
             .limit(limit + 1)
         ).all()
+    if not read or not all(row.covered for row in read):
+        return None
+    rows = [(value, slots, pairs, ids) for value, slots, pairs, ids, _covered in read]
     shared = [i for *_counts, ids in rows[:limit] if len(ids) > 1 for i in ids]
     clusters = _clusters_of(session, scope, image, checkpoint, shared) if shared else {}
     result = SearchResult(path=path.text, distinct=True, truncated=len(rows) > limit)

@@ -197,3 +197,38 @@ def test_days_are_derived_forward_only(pg_fleet: Session) -> None:
     assert presence_days.derive_days(pg_fleet) == 0
     first = pg_fleet.get(ImageDerivedDay, instants[1])
     assert first is not None and first.base is None
+
+
+def test_days_forgotten_after_the_check_are_not_read(
+    pg_fleet: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    day0: datetime,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A late apply can forget days between a search's `covered` and its read of the
+    summaries: the read checks again in its own snapshot, so a check gone stale never makes
+    it answer from days no longer derived (here the check always says yes: every answer over
+    the forgotten days is still the generic evaluation's)."""
+    image_presence.take_checkpoints(pg_fleet)
+    presence_days.derive_days(pg_fleet)
+    periods = _periods(pg_fleet)
+    push_at(
+        pg_fleet, "stage", [web("shop/web:4", init="busybox:3")], day0 + timedelta(days=1, hours=14)
+    )
+    stale = []
+    for period in periods:
+        checkpoint = image_presence.checkpoint_for(pg_fleet, period.since)
+        if checkpoint is not None and not presence_days.covered(
+            pg_fleet, checkpoint=checkpoint, until=period.until
+        ):
+            stale.append(period)
+    assert len(stale) > 10, "the late apply forgot no day the periods read"
+    monkeypatch.setattr(search_module, "covered", lambda _session, **_period: True)
+    found = 0
+    for path in RECOGNISED:
+        for period in stale:
+            summarised, generic = _both_ways(
+                pg_fleet, monkeypatch, path, period=period, distinct=True
+            )
+            assert summarised == generic, (path, period)
+            found += bool(generic[2])
+    assert found > 10  # the answers compared are not empty
