@@ -548,3 +548,27 @@ def test_occurrences_in_walk_order_with_jsonb_key_order() -> None:
     ]
     # jsonb: keys by length, then bytes ("a", "b", "zz", "image"); an object's own image first.
     assert [v for _s, v in image_occurrences(body, jsonb_order=True)] == ["top", "a", "n", "z"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (CHANGELOG, 2026-12-06): after a snapshot is applied late between two "
+    "snapshots of its cluster applied before it, image presence and the generic evaluation "
+    "disagree for periods after it; found, not yet understood or fixed",
+)
+def test_a_snapshot_applied_late_between_two_applied_ones(
+    fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
+) -> None:
+    """stage's snapshots are applied at day 0, day 1 12:00 and 13:00; one received at day 1
+    00:00 is applied only now, between them: every search still answers as the generic."""
+    push_at(fleet, "stage", [web("shop/web:4", init="busybox:3")], day0 + timedelta(days=1))
+    differing = []
+    for path in RECOGNISED:
+        for period in periods(day0):
+            for distinct in (False, True):
+                indexed, generic = _both_ways(
+                    fleet, monkeypatch, path, period=period, distinct=distinct
+                )
+                if indexed != generic:
+                    differing.append((path, period, distinct))
+    assert not differing, differing
