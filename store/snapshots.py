@@ -385,7 +385,12 @@ def _apply_one(session: Session, cluster: Cluster, snapshot: Snapshot) -> tuple[
         raise InvalidSnapshot(
             f"delta base {snapshot.base_digest} is not the applied state {cluster.current_digest}"
         )
+    # Applied as of when it was received, never before the state it replaces: receipt times
+    # can run backwards between ingest processes (or a loader's), and a version superseded
+    # before it began would leave the history with an interval that ends before it starts.
     now = snapshot.received_at
+    if cluster.state_updated_at is not None and now < cluster.state_updated_at:
+        now = cluster.state_updated_at
     items = _staged_items(session, snapshot.id)
     live = _live_state(session, cluster.id)
 

@@ -24,7 +24,9 @@ from store.models import (
     ImageCheckpointSlots,
     ImageGroup,
     ImagePresent,
+    KubeObject,
     ManifestBody,
+    ManifestVersion,
 )
 from store.purge import purge_deleted_objects, purge_image_changes, purge_versions
 from store.search import Period, SearchResult, run_search
@@ -550,18 +552,27 @@ def test_occurrences_in_walk_order_with_jsonb_key_order() -> None:
     assert [v for _s, v in image_occurrences(body, jsonb_order=True)] == ["top", "a", "n", "z"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (CHANGELOG, 2026-12-06): after a snapshot is applied late between two "
-    "snapshots of its cluster applied before it, image presence and the generic evaluation "
-    "disagree for periods after it; found, not yet understood or fixed",
-)
-def test_a_snapshot_applied_late_between_two_applied_ones(
+def test_a_snapshot_received_before_the_applied_state_is_applied_at_it(
     fleet: Session, monkeypatch: pytest.MonkeyPatch, day0: datetime
 ) -> None:
-    """stage's snapshots are applied at day 0, day 1 12:00 and 13:00; one received at day 1
-    00:00 is applied only now, between them: every search still answers as the generic."""
+    """stage's snapshots are applied at day 0, day 1 12:00 and 13:00; one whose receipt time
+    says day 1 00:00 (receipt times can run backwards between ingest processes) is applied
+    only now: as of stage's state, day 1 13:00, so no version ends before it began, and every
+    search answers as the generic evaluation. (Applied as of its receipt time, it superseded
+    versions before they began, and image presence and the generic evaluation disagreed.)"""
     push_at(fleet, "stage", [web("shop/web:4", init="busybox:3")], day0 + timedelta(days=1))
+    inverted = fleet.scalar(
+        select(func.count())
+        .select_from(ManifestVersion)
+        .where(ManifestVersion.superseded_at < ManifestVersion.first_seen)
+    )
+    assert inverted == 0
+    started = fleet.scalars(
+        select(ManifestVersion.first_seen)
+        .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
+        .where(KubeObject.cluster_id == "stage", ManifestVersion.superseded_at.is_(None))
+    ).all()
+    assert started and all(at == day0 + timedelta(days=1, hours=13) for at in started)
     differing = []
     for path in RECOGNISED:
         for period in periods(day0):
