@@ -27,6 +27,14 @@ published run, the `--out` directory otherwise; full mode only).
 `K8SMON_BENCH_FLEET_CLUSTERS` caps the fleet (a smaller run on a busy machine; the figures then
 say the size they were measured at); `K8SMON_BENCH_FLEET_LOADERS` sets the loader processes (3);
 `K8SMON_BENCH_FLEET_DATABASE` names the database.
+
+Disk guard: the database server shares its disk with whatever else runs there (a full disk
+stops PostgreSQL). Before each step's load the step's growth is projected from the database's
+bytes per cluster measured so far (before the first step: an estimate from the published runs)
+and compared with the free space on the disk of the server's data directory (when the server
+is local and its directory can be seen; else the root filesystem's); if the step would leave
+less than `K8SMON_BENCH_FLEET_MIN_FREE_GIB` (10 GiB) free, the run stops at the size loaded,
+measures the purge there and says so in its figures.
 """
 
 from __future__ import annotations
@@ -64,6 +72,12 @@ SLOW_SEARCH_S = 30.0  # a search slower than this is timed once per step (after 
 PLOT = "fleet-scale.png"  # beside the run's results (docs/ for a published run, else --out)
 SEARCH_TARGET_S, PAGE_TARGET_S, PURGE_P99_TARGET_S = 2.0, 0.3, 0.5
 SIZE_TABLES = ("manifest_versions", "manifest_bodies", "objects")
+# Disk guard: free space a step's load must leave on the database server's disk, and the
+# bytes per full-size cluster assumed before the first step has measured any (the published
+# 400-cluster run: 43.0 GiB, 110 MiB a cluster, before the day summaries added about 12%).
+MIN_FREE_BYTES = int(float(os.environ.get("K8SMON_BENCH_FLEET_MIN_FREE_GIB") or 10) * 2**30)
+ESTIMATED_BYTES_PER_CLUSTER = 125 * 2**20
+LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 PRESENCE_TABLES = (
     "body_images",
     "image_groups",
@@ -153,6 +167,90 @@ def _database_bytes(engine: Engine) -> int:
         return int(
             connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
         )
+
+
+def _free_bytes_at(path: Path) -> int:
+    """Free bytes (for an unprivileged writer) on the filesystem of `path`, or of its nearest
+    ancestor this process can see."""
+    for candidate in (path, *path.parents):
+        try:
+            found = os.statvfs(candidate)
+        except OSError:
+            continue
+        return found.f_bavail * found.f_frsize
+    return 0
+
+
+def database_disk_free(url: str) -> int:
+    """Free bytes on the disk the database grows on: the filesystem of the server's data
+    directory (`SHOW data_directory`) when the server is on this machine, else the root's."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    directory = Path("/")
+    if (make_url(url).host or "") in LOCAL_HOSTS:
+        try:
+            connection = fleet_load.connect(url)
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SHOW data_directory")
+                    directory = Path(cursor.fetchone()[0])
+            finally:
+                connection.close()
+        except Exception:  # not allowed to read it (not a superuser): the root's disk
+            directory = Path("/")
+    return _free_bytes_at(directory)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskProjection:
+    """What loading the next step would leave free on the database's disk."""
+
+    loaded: int  # clusters loaded so far
+    clusters: int  # clusters after the next step
+    bytes_per_cluster: float  # measured so far (or the estimate before the first step)
+    free_bytes: int
+    reserve_bytes: int
+
+    @property
+    def added_bytes(self) -> int:
+        return int(self.bytes_per_cluster * (self.clusters - self.loaded))
+
+    @property
+    def left_bytes(self) -> int:
+        return self.free_bytes - self.added_bytes
+
+    @property
+    def fits(self) -> bool:
+        return self.left_bytes >= self.reserve_bytes
+
+    def describe(self) -> str:
+        gib = 2**30
+        return (
+            f"stopped at {self.loaded:,} clusters by the disk guard: the step to "
+            f"{self.clusters:,} clusters would add about {self.added_bytes / gib:.1f} GiB "
+            f"({self.bytes_per_cluster / 2**20:.0f} MiB a cluster) where "
+            f"{self.free_bytes / gib:.1f} GiB were free, leaving "
+            f"{self.left_bytes / gib:.1f} GiB (under {self.reserve_bytes / gib:.0f} GiB)"
+        )
+
+
+def project_step(
+    *,
+    loaded: int,
+    database_bytes: int,
+    clusters: int,
+    free_bytes: int,
+    shape: FleetShape,
+    reserve_bytes: int = MIN_FREE_BYTES,
+) -> DiskProjection:
+    """The next step's growth, from the whole database's bytes per cluster loaded so far
+    (`database_bytes` with `loaded` clusters; before any, the estimate for `shape`), against
+    the `free_bytes` on its disk."""
+    if loaded:
+        per_cluster = database_bytes / loaded
+    else:
+        per_cluster = ESTIMATED_BYTES_PER_CLUSTER * shape.objects / OBJECTS_PER_CLUSTER
+    return DiskProjection(loaded, clusters, per_cluster, free_bytes, reserve_bytes)
 
 
 def _samples(once: Callable[[], float], *, runs: int) -> tuple[float, ...]:
@@ -363,10 +461,14 @@ def figures_of(
     steps: Sequence[Step],
     *,
     purge: tuple[list[float], list[float], float, dict[str, int]] | None,
+    stopped: DiskProjection | None = None,
 ) -> list[Figure]:
+    """The area's figures from its steps; `stopped`: the disk guard's projection that ended
+    the run before its last step (said in the load's and the disk figure's notes)."""
     last = steps[-1]
     size = f"{last.clusters:,} clusters, {last.versions:,} versions"
     full = last.clusters >= FULL_STEPS[-1]
+    guard = f"; {stopped.describe()}" if stopped is not None else ""
     figures = [
         Figure(
             AREA,
@@ -383,7 +485,7 @@ def figures_of(
             f" with the versions; {sum(s.load.presence_s for s in steps):,.0f} s),"
             f" VACUUM ANALYZE ({sum(s.load.vacuum_s for s in steps):,.0f} s); "
             f"{last.bodies:,} distinct bodies; load average at the last step "
-            f"{last.load_average:.1f}",
+            f"{last.load_average:.1f}{guard}",
             extra={
                 **_per_step(steps, lambda s: s.load_s),
                 **{
@@ -433,7 +535,7 @@ def figures_of(
             (last.bytes_per_version,),
             note="versions + bodies + objects (+ body_images and the image presence tables: "
             "groups, changes, present, checkpoints) with indexes and TOAST, per version; "
-            f"whole database {last.database_bytes / 2**30:.1f} GiB",
+            f"whole database {last.database_bytes / 2**30:.1f} GiB{guard}",
             extra={
                 **_per_step(steps, lambda s: s.bytes_per_version),
                 **{f"{s.clusters}_clusters_database_bytes": s.database_bytes for s in steps},
@@ -475,7 +577,11 @@ def run_steps(
     purge_baseline_s: float | None,
     plot_to: Path | None,
     database: str = DB_NAME,
+    free_space: Callable[[str], int] = database_disk_free,
 ) -> list[Figure]:
+    """Load and measure each step (clusters so far), then the purge and the foreign keys.
+    Before each step's load the disk guard (`project_step`, `free_space` of the database's
+    URL) may stop the run at the size loaded."""
     url = recreate_database(database)
     try:
         from store import migrate  # noqa: PLC0415
@@ -487,7 +593,19 @@ def run_steps(
         client = signed_in_client(url)
         measured: list[Step] = []
         loaded = 0
+        stopped: DiskProjection | None = None
         for clusters in steps:
+            projection = project_step(
+                loaded=loaded,
+                database_bytes=measured[-1].database_bytes if measured else 0,
+                clusters=clusters,
+                free_bytes=free_space(url),
+                shape=shape,
+            )
+            if not projection.fits:
+                stopped = projection
+                print(f"   fleet-scale: {projection.describe()}", flush=True)
+                break
             load = fleet_load.load_step(
                 url,
                 lo=loaded,
@@ -505,6 +623,10 @@ def run_steps(
             )
             measured.append(step)
             print(f"   fleet-scale: {step}", flush=True)
+        if not measured:
+            assert stopped is not None
+            engine.dispose()
+            return [Figure(AREA, "fleet scale", "s", (), note=stopped.describe())]
         purged = (
             purge_under_ingest(engine, baseline_s=purge_baseline_s)
             if purge_baseline_s is not None
@@ -513,7 +635,7 @@ def run_steps(
         engine.dispose()
         if plot_to is not None:
             plot(measured, plot_to)
-        figures = figures_of(measured, purge=purged)
+        figures = figures_of(measured, purge=purged, stopped=stopped)
         print(f"   fleet-scale: figures {figures}", flush=True)
         started = time.perf_counter()
         orphans = fleet_load.orphans(url)

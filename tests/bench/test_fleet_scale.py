@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import fleet_scale
+from bench.databases import server_url
 from bench.fleet_scale import FleetShape
 
 pytestmark = [pytest.mark.postgres]
@@ -85,3 +86,54 @@ def test_the_plot_goes_beside_the_results_not_to_docs(
     fleet_scale.run(quick=False, out=out)
     assert asked["plot_to"] == out / "fleet-scale.png" and out.is_dir()
     assert asked["steps"] == [25]
+
+
+def test_the_local_servers_free_space_is_read_on_its_data_directorys_disk() -> None:
+    url = server_url().render_as_string(hide_password=False)
+    assert fleet_scale.database_disk_free(url) > 0
+
+
+def test_the_disk_guard_stops_at_the_size_loaded_and_says_so_in_the_figures(
+    tmp_path: Path,
+) -> None:
+    """Free space for the first step but not the second: the run measures 2 clusters, purges
+    there, and its figures say the guard stopped it (no verdict: not the full size)."""
+    asked: list[str] = []
+
+    def free_space(url: str) -> int:
+        asked.append(url)
+        # the first step fits (estimate: 2 x 2.5 MiB); the second, measured, would not
+        return fleet_scale.MIN_FREE_BYTES + (2**30 if len(asked) == 1 else 0)
+
+    figures = fleet_scale.run_steps(
+        (2, 3),
+        shape=SHAPE,
+        runs=1,
+        purge_baseline_s=1.0,
+        plot_to=None,
+        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
+        free_space=free_space,
+    )
+    assert len(asked) == 2 and all(url.endswith(asked[0].rsplit("/", 1)[1]) for url in asked)
+    by_name = {f.name.split(" (")[0]: f for f in figures}
+    load = by_name["load"]
+    assert "400 current objects" in load.name and set(load.extra) >= {"2_clusters"}
+    assert "3_clusters" not in load.extra
+    assert "stopped at 2 clusters by the disk guard: the step to 3 clusters" in load.note
+    assert "disk guard" in by_name["database bytes per stored manifest version"].note
+    assert by_name["distinct-image search over current manifests"].met is None
+    assert "ingest p99 during the daily purge" in by_name
+
+
+def test_the_disk_guard_may_stop_the_run_before_its_first_step() -> None:
+    (figure,) = fleet_scale.run_steps(
+        (2, 3),
+        shape=SHAPE,
+        runs=1,
+        purge_baseline_s=None,
+        plot_to=None,
+        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
+        free_space=lambda url: 0,
+    )
+    assert not figure.measured
+    assert figure.note.startswith("stopped at 0 clusters by the disk guard")
