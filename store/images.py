@@ -157,6 +157,12 @@ def _postgres_rows(session: Session, kind: str, cluster_id: str | None) -> Itera
         FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
         WHERE {where}
     """  # noqa: S608 - only fixed text is interpolated; every value is bound
+    # A server-side cursor, planned (unlike `store.bulk.streamed_rows`) for its first tenth
+    # of rows (`cursor_tuple_fraction` 0.1), which is the better plan here: each object's
+    # current body by primary key. Planned for every row, the fleet-wide read hashes the
+    # objects and scans every stored body (every version's), spilling to temp files: on the
+    # fleet-scale bench at 50 clusters (350,000 Deployments, 1,700,000 bodies), 19-30 s and
+    # 2 GB of temp files against 15.5-16 s (interleaved, load 9). One cluster: same plan.
     statement = text(sql).execution_options(stream_results=True, yield_per=2000)
     result = session.execute(statement, {**paths, "kind": kind, "cluster_id": cluster_id})
     for cid, key, metadata, found in result:
@@ -375,6 +381,7 @@ def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None
         FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
         WHERE {where}
     """  # noqa: S608 - only fixed text is interpolated; every value is bound
+    # Planned for its first rows, as `_postgres_rows` (whose comment says why).
     statement = text(sql).execution_options(stream_results=True, yield_per=2000)
     for row in session.execute(statement, {"kind": kind, "cluster_id": cluster_id}):
         yield _postgres_row(*row)
