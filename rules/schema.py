@@ -169,18 +169,25 @@ class _Children(dict):  # type: ignore[type-arg]
 
 _NONE_TYPE = type(None)
 _COMPOUND = frozenset({dict, list})
+# Every type parsed JSON holds: a value of a key the schema does not describe needs no look.
+_ANY_JSON: frozenset[type] = frozenset({dict, list, str, bool, int, float, _NONE_TYPE})
+_ANY_ITEMS: Any = object()  # `_Node.lists` of a key whose lists may hold anything
 
 
 class _Node:
     """A compiled schema: the JSON types allowed, the Python types that satisfy them,
     child nodes by key, and the node of list items.
 
-    For the path-free check (`_valid_map`, `_valid_list`), `passes` holds, by key, the types
-    of a child value that need no further look (the scalar types the child's node allows,
-    and NoneType: null is "unset"), learned on first use of each key; `scalars` is the same
-    set for this node's own values (a list's items); `open_scalars` is `passes` of every
-    key of a mapping whose schema names no properties (labels, annotations, resource
-    quantities), once a key has been learned."""
+    For the path-free check (`_valid_map`, `_valid_list`), what each key of a mapping needs
+    is learned on first use of the key (`learn`) into three tables: `passes`, the types of
+    a value that need no further look (the scalar types the child's node allows, and
+    NoneType: null is "unset"; every JSON type for a key the schema does not describe);
+    `maps`, the node a mapping value is checked against (None: the key refuses mappings);
+    `lists`, the items' node of a list value (None: the key refuses lists; `_ANY_ITEMS`:
+    any items). `scalars` is `passes` for this node's own values (a list's items), and
+    `maps_ok` whether they may be mappings; `open_scalars` is `passes` of every key of a
+    mapping whose schema names no properties (labels, annotations, resource quantities),
+    once a key has been learned."""
 
     __slots__ = (
         "_compiler",
@@ -188,6 +195,9 @@ class _Node:
         "_schema",
         "allowed",
         "children",
+        "lists",
+        "maps",
+        "maps_ok",
         "open_scalars",
         "passes",
         "py_ok",
@@ -207,8 +217,11 @@ class _Node:
         # Without a type, only null needs no further look (anything else may be a mapping
         # or a list whose contents the schema still describes).
         self.scalars: frozenset[type] = (self.py_ok or frozenset()) - _COMPOUND | {_NONE_TYPE}
+        self.maps_ok: bool = self.py_ok is None or dict in self.py_ok
         self.children = _Children(compiler, schema)
-        self.passes: dict[str, frozenset[type]] = {}
+        self.passes: dict[Any, frozenset[type]] = {}
+        self.maps: dict[Any, _Node | None] = {}
+        self.lists: dict[Any, _Node | None] = {}
         self._items: _Node | bool | None = False
         self.open_scalars: frozenset[type] | None = None
 
@@ -218,18 +231,26 @@ class _Node:
             self._items = self._compiler.node(items) if isinstance(items, dict) else None
         return self._items  # type: ignore[return-value]
 
-    def learn(self, key: str) -> frozenset[type]:
-        """`passes[key]`, computed and kept (an unknown key passes nothing: `children` then
-        has None for it, and any value is accepted there)."""
+    def learn(self, key: Any) -> frozenset[type]:
+        """`passes[key]`, computed and kept with `maps[key]` and `lists[key]` (a key the
+        schema does not describe passes every JSON type: `children` has None for it, and
+        any value is accepted there)."""
         children = self.children
         child: _Node | None = children[key]
-        passes: frozenset[type] = frozenset() if child is None else child.scalars
-        self.passes[key] = passes
-        if child is not None and not children._properties:
-            self.open_scalars = passes  # every key's node is the additionalProperties one
+        if child is None:
+            passes = _ANY_JSON
+        else:
+            passes = child.scalars
+            self.maps[key] = child if child.maps_ok else None
+            if child.py_ok is None or list in child.py_ok:
+                items = child.items()
+                self.lists[key] = _ANY_ITEMS if items is None else items
+            else:
+                self.lists[key] = None
+            if not children._properties:
+                self.open_scalars = passes  # every key's node is the additionalProperties one
+        self.passes[key] = passes  # last: `maps` and `lists` are complete when it is set
         return passes
-
-
 class _Compiler:
     """Compiles the definitions of one release, each once."""
 
@@ -297,9 +318,11 @@ def _valid(value: Any, node: _Node) -> bool:
 def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
     """`_valid` of each value of a mapping against its key's node (`_walk_children`'s checks).
 
-    A value whose type is in its key's `passes` (an allowed scalar, or null: "unset") needs
-    no further look: one dictionary and one set lookup for most values of a manifest. A
-    mapping without named properties has its values' types checked at once (`open_scalars`).
+    A value whose type is in its key's `passes` (an allowed scalar, null: "unset", or any
+    value of a key the schema does not describe) needs no further look: one dictionary and
+    one set lookup for most values of a manifest. A mapping or list value is checked against
+    its key's `maps` or `lists` node. A mapping without named properties has its values'
+    types checked at once (`open_scalars`).
     """
     open_scalars = node.open_scalars
     if open_scalars is not None and open_scalars.issuperset(map(type, mapping.values())):
@@ -313,40 +336,35 @@ def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
             if type(item) in node.learn(key):
                 continue
         kind = type(item)
-        child = node.children[key]
-        if child is None:
-            continue  # a key the schema does not describe: anything goes
-        allowed = child.py_ok
         if kind is dict:
-            if (allowed is not None and dict not in allowed) or not _valid_map(item, child):
+            child = node.maps[key]
+            if child is None or not _valid_map(item, child):
                 return False
         elif kind is list:
-            if allowed is not None and list not in allowed:
+            items = node.lists[key]
+            if items is not _ANY_ITEMS and (items is None or not _valid_list(item, items)):
                 return False
-            items = child.items()
-            if items is not None and not _valid_list(item, items):
-                return False
-        elif allowed is not None:
-            return False  # a scalar of a type the schema refuses
+        else:
+            child = node.children[key]
+            if child is not None and child.py_ok is not None:
+                return False  # a scalar of a type the schema refuses
     return True
 
 
 def _valid_list(values: list[Any], node: _Node) -> bool:
     """`_valid_map`'s checks for the items of a list, all against the items' node."""
     scalars = node.scalars
-    allowed = node.py_ok
-    maps_allowed = allowed is None or dict in allowed
     for item in values:
         kind = type(item)
         if kind in scalars:
             continue
         if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
-            if not maps_allowed or not _valid_map(item, node):
+            if not node.maps_ok or not _valid_map(item, node):
                 return False
         elif kind is list:
             if not _valid(item, node):
                 return False
-        elif allowed is not None:
+        elif node.py_ok is not None:
             return False
     return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -122,12 +123,29 @@ def test_k8smon_scan_reports_invalid_objects_and_scans_the_rest(tmp_path: Path) 
 
 
 def _mutations(value: Any) -> Iterator[Any]:
-    """`value` with one field (at any depth) replaced by a value of another JSON type."""
-    bad: tuple[Any, ...] = (7, 1.5, True, "oops", [], ["oops", 7], [{"a": 1}], None, {}, {"a": 7})
+    """`value` with one field (at any depth) replaced by a value of another JSON type (or a
+    type no JSON parser yields: a YAML date, a tuple), or with a field the schema does not
+    describe added."""
+    bad: tuple[Any, ...] = (
+        7,
+        1.5,
+        True,
+        "oops",
+        [],
+        ["oops", 7],
+        [{"a": 1}],
+        None,
+        {},
+        {"a": 7},
+        dt.date(2026, 1, 1),
+        ("oops",),
+    )
     if isinstance(value, dict):
         for key, item in value.items():
             for replacement in (*bad, *_mutations(item)):
                 yield {**value, key: replacement}
+        for replacement in bad:
+            yield {**value, "notAField": replacement}
     elif isinstance(value, list):
         for index, item in enumerate(value):
             for replacement in (*bad, *_mutations(item)):
