@@ -35,7 +35,7 @@ from rules.loading import Document
 from rules.model import SEVERITY_VALUES, Result, Rule, RuleMeta, Scope, Violation
 from rules.psa import Version, assign_versions
 from rules.registry import CATALOGUE_REVISION, default_rules
-from rules.schema import invalid_object_error
+from rules.schema import forget_remembered, invalid_object_error
 from rules.view import ObjectView, make_ref
 
 ENGINE_VERSION = "1"
@@ -533,7 +533,10 @@ class Engine:
         is on. `load_errors` (e.g. `LoadError.to_dict()`) are carried into the outcome; an
         input that is not a mapping is reported as an `invalid` error and skipped.
         The cyclic garbage collector is paused for the duration of the call (`gc_paused`).
+        The schema check starts without the values an earlier scan found valid
+        (`rules.schema.forget_remembered`): a scan is as fast as its own input makes it.
         """
+        forget_remembered()
         with gc_paused():
             return self._scan(
                 inputs,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import marshal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,6 +33,11 @@ OLDEST_SCHEMA: Version = (1, 25)
 NEWEST_SCHEMA: Version = (1, 37)
 MAX_PROBLEMS = 5  # per object: the first few are what a developer needs to fix it
 MAX_KINDS = 4096  # (apiVersion, kind) pairs whose schema node a release keeps
+# Definitions whose values repeat verbatim across the objects of a cluster (a Deployment's
+# containers in its ReplicaSets and in each of their Pods): a value of one that was found
+# valid is remembered, by its exact serialisation, so that its repeats are not walked again.
+REMEMBERED = frozenset({"io.k8s.api.core.v1.Container"})
+MAX_REMEMBERED = 4096  # serialisations a definition keeps (then it starts afresh)
 
 _JSON_TYPES: Mapping[type, str] = {
     dict: "object",
@@ -202,6 +208,7 @@ class _Node:
         "passes",
         "py_ok",
         "scalars",
+        "seen",
     )
 
     def __init__(self, compiler: _Compiler, schema: Mapping[str, Any]) -> None:
@@ -224,6 +231,8 @@ class _Node:
         self.lists: dict[Any, _Node | None] = {}
         self._items: _Node | bool | None = False
         self.open_scalars: frozenset[type] | None = None
+        # Serialisations of values found valid (`REMEMBERED` definitions only).
+        self.seen: set[bytes] | None = None
 
     def items(self) -> _Node | None:
         if self._items is False:
@@ -251,6 +260,8 @@ class _Node:
                 self.open_scalars = passes  # every key's node is the additionalProperties one
         self.passes[key] = passes  # last: `maps` and `lists` are complete when it is set
         return passes
+
+
 class _Compiler:
     """Compiles the definitions of one release, each once."""
 
@@ -273,12 +284,19 @@ class _Compiler:
         node = self.by_ref.get(ref)
         if node is None:
             node = self.by_ref[ref] = _Node(self, self.resolve(schema))
+            if str(ref).rsplit("/", 1)[-1] in REMEMBERED:
+                node.seen = set()
         return node
 
 
-@functools.cache
+_COMPILED: dict[Version, _Compiler] = {}  # by release: the few releases clusters report
+
+
 def _compiled(release: Version) -> _Compiler:
-    return _Compiler(_definitions(release), release)
+    compiler = _COMPILED.get(release)
+    if compiler is None:
+        compiler = _COMPILED[release] = _Compiler(_definitions(release), release)
+    return compiler
 
 
 @functools.lru_cache(maxsize=64)  # the releases clusters report: a few
@@ -354,12 +372,18 @@ def _valid_map(mapping: dict[Any, Any], node: _Node) -> bool:
 def _valid_list(values: list[Any], node: _Node) -> bool:
     """`_valid_map`'s checks for the items of a list, all against the items' node."""
     scalars = node.scalars
+    seen = node.seen
     for item in values:
         kind = type(item)
         if kind in scalars:
             continue
         if kind is dict:  # the usual item of a list in a manifest (containers, ports, env)
-            if not node.maps_ok or not _valid_map(item, node):
+            if not node.maps_ok:
+                return False
+            if seen is not None:
+                if not _valid_remembered(item, node, seen):
+                    return False
+            elif not _valid_map(item, node):
                 return False
         elif kind is list:
             if not _valid(item, node):
@@ -367,6 +391,38 @@ def _valid_list(values: list[Any], node: _Node) -> bool:
         elif node.py_ok is not None:
             return False
     return True
+
+
+def _valid_remembered(mapping: dict[Any, Any], node: _Node, seen: set[bytes]) -> bool:
+    """`_valid_map`, answered without a walk for a mapping serialised exactly as one found
+    valid before.
+
+    `marshal` (format 2: no back-references, so equal content serialises equally) writes
+    every type a parser yields with its own code (a list is not a tuple, 1 is not 1.0 nor
+    True, NaN is not null) and refuses every other type, subclasses included: equal bytes
+    mean equal values of equal types at every depth, hence the same answer.
+    """
+    try:
+        blob = marshal.dumps(mapping, 2)
+    except ValueError:  # a value no JSON or YAML parser yields, or too deep: walk it
+        return _valid_map(mapping, node)
+    if blob in seen:
+        return True
+    if not _valid_map(mapping, node):
+        return False
+    if len(seen) >= MAX_REMEMBERED:
+        seen.clear()
+    seen.add(blob)
+    return True
+
+
+def forget_remembered() -> None:
+    """Forget every remembered valid value (`REMEMBERED`), so that a scan's speed does not
+    depend on what an earlier scan in the same process saw."""
+    for compiler in _COMPILED.values():
+        for node in compiler.by_ref.values():
+            if node.seen:
+                node.seen.clear()
 
 
 def _walk(value: Any, node: _Node, stack: list[str | int], problems: list[SchemaProblem]) -> None:

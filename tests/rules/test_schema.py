@@ -177,3 +177,68 @@ def test_the_quick_check_agrees_with_the_walk_that_finds_paths() -> None:
             checked += 1
             refused += bool(problems)
     assert checked > 1000 and 0 < refused < checked
+
+
+def _deployment(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "shop"},
+        "spec": {"template": {"spec": {"containers": [container]}}},
+    }
+
+
+class _Text(str):
+    """A string subclass (no parser yields one): the schema refuses it where text belongs."""
+
+
+def test_a_repeated_container_is_not_walked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container serialised exactly as one found valid before is valid without a walk."""
+    schema.forget_remembered()
+    container = {**PRIVILEGED, "ports": [{"containerPort": 80}], "env": [{"name": "A"}]}
+    assert schema.validate(_deployment(container)) == ()
+    walked: list[Any] = []
+    walk = schema._valid_map
+    monkeypatch.setattr(
+        schema, "_valid_map", lambda value, node: walked.append(value) or walk(value, node)
+    )
+    assert schema.validate(_deployment(json.loads(json.dumps(container)))) == ()
+    assert container not in walked  # the container itself was remembered, not walked
+    schema.forget_remembered()
+    assert schema.validate(_deployment(container)) == ()
+    assert container in walked  # forgotten: walked again
+
+
+PORT = "spec.template.spec.containers[0].ports[0]"
+
+
+@pytest.mark.parametrize(
+    ("remembered", "bad", "path"),
+    [
+        ({"ports": [{"containerPort": 1}]}, {"ports": [{"containerPort": True}]}, PORT),
+        ({"ports": [{"containerPort": 80}]}, {"ports": [{"containerPort": 80.0}]}, PORT),
+        ({"ports": [{"containerPort": None}]}, {"ports": [{"containerPort": float("nan")}]}, PORT),
+        (
+            {"ports": [{"containerPort": 80, "name": "http"}]},
+            {"ports": [{"containerPort": 80, "name": _Text("http")}]},
+            f"{PORT}.name",
+        ),
+        (
+            {"ports": [{"containerPort": 80, "hostIP": "2026-01-01"}]},
+            {"ports": [{"containerPort": 80, "hostIP": dt.date(2026, 1, 1)}]},
+            f"{PORT}.hostIP",
+        ),
+        ({"args": ["a"]}, {"args": ("a",)}, "spec.template.spec.containers[0].args"),
+    ],
+)
+def test_a_remembered_container_does_not_answer_for_a_different_one(
+    remembered: dict[str, Any], bad: dict[str, Any], path: str
+) -> None:
+    """What the memory of valid containers compares is exact: a value equal to a remembered
+    one in Python (True == 1 == 1.0) or serialised alike by a JSON encoder (NaN and null, a
+    tuple and a list, a str subclass and a str, a date and its text) is still walked, and
+    refused where the schema refuses it."""
+    schema.forget_remembered()
+    assert schema.validate(_deployment({**PRIVILEGED, **remembered})) == ()
+    problems = schema.validate(_deployment({**PRIVILEGED, **bad}))
+    assert problems and problems[0].path.startswith(path), problems
