@@ -282,6 +282,11 @@ class WorkloadView:
         return _mapping(self.pod_meta.get("annotations"))
 
 
+# (pod spec path, container group, index) -> (container path, its securityContext path).
+_CONTAINER_PATHS: dict[tuple[str, str, int], tuple[str, str]] = {}
+_MAX_CONTAINER_PATHS = 4096  # pods rarely have more than a few containers
+
+
 class ContainerView:
     """One container of a workload, with its effective (kubelet) security settings."""
 
@@ -310,9 +315,17 @@ class ContainerView:
         self.raw = raw
         self.group = group
         self.index = index
-        self.name: str = str(raw.get("name") or f"{group}[{index}]")
-        self.path = path = f"{workload.spec_path}.{group}[{index}]"
-        self.sc_path = f"{path}.securityContext"
+        name = raw.get("name")
+        self.name: str = name if type(name) is str and name else str(name or f"{group}[{index}]")
+        # The same few paths for every workload of a kind: built once per process.
+        place = (workload.spec_path, group, index)
+        paths = _CONTAINER_PATHS.get(place)
+        if paths is None:
+            path = f"{workload.spec_path}.{group}[{index}]"
+            paths = (path, f"{path}.securityContext")
+            if len(_CONTAINER_PATHS) < _MAX_CONTAINER_PATHS:
+                _CONTAINER_PATHS[place] = paths
+        self.path, self.sc_path = paths
         sc = raw.get("securityContext")
         self.sc: Mapping[str, Any] = sc if isinstance(sc, dict) else EMPTY
         self._caps: dict[str, list[tuple[int, str]]] | None = None

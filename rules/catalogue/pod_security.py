@@ -110,6 +110,11 @@ SECCOMP_CONTAINER_ANNOTATION_PREFIX = "container.seccomp.security.alpha.kubernet
 PROBE_FIELDS = ("livenessProbe", "readinessProbe", "startupProbe")
 LIFECYCLE_FIELDS = ("postStart", "preStop")
 HANDLER_FIELDS = ("httpGet", "tcpSocket")
+# KM-121's handlers in the order it reports them: (path, under `lifecycle`, field).
+_PROBES: tuple[tuple[tuple[str, ...], bool, str], ...] = tuple(
+    ((name,), False, name) for name in PROBE_FIELDS
+)
+_HANDLERS = _PROBES + tuple((("lifecycle", name), True, name) for name in LIFECYCLE_FIELDS)
 
 
 def _host_namespace(obj: ObjectView, field: str, what: str) -> Iterator[Violation]:
@@ -1493,13 +1498,11 @@ def host_probe(obj: ObjectView) -> Iterator[Violation]:
         return
     for c in obj.workload.containers:
         raw = c.raw
-        handlers: list[tuple[tuple[str, ...], object]] = [
-            ((name,), raw.get(name)) for name in PROBE_FIELDS
-        ]
-        lifecycle = raw.get("lifecycle")
-        if isinstance(lifecycle, dict):
-            handlers += [(("lifecycle", name), lifecycle.get(name)) for name in LIFECYCLE_FIELDS]
-        for where, handler in handlers:
+        lifecycle: Any = raw.get("lifecycle")
+        # The probes, then (when the container has any) the lifecycle handlers.
+        sources = _HANDLERS if isinstance(lifecycle, dict) else _PROBES
+        for where, in_lifecycle, name in sources:
+            handler = (lifecycle if in_lifecycle else raw).get(name)
             if not isinstance(handler, dict):
                 continue
             for kind in HANDLER_FIELDS:
