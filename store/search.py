@@ -61,6 +61,11 @@ from store.purge import retention_cutoff
 DEFAULT_TIMEOUT_SECONDS = 15.0
 _QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for statement_timeout
 _SQLITE_CHECK_EVERY = 10_000  # virtual-machine instructions between deadline checks
+# Back in time, an object's versions are listed by when they began, then by when they were
+# stored (a snapshot applied as of a later applied state begins its versions at the instant
+# it ends the ones before). Every path keeps this order: the SQL ones by this clause (with
+# its tables' prefix), the evaluation in Python by a stable sort of versions read by id.
+_VERSION_ORDER = "{0}first_seen, {0}id"
 
 
 class SearchError(ValueError):
@@ -391,7 +396,7 @@ def _postgres_query(
                    {", " + window if window else ""}
             {base}
             GROUP BY {unit}, o.cluster_id, o.ref_key {", " + window if window else ""}
-            ORDER BY o.cluster_id, o.ref_key {", v.first_seen" if history else ""}
+            ORDER BY o.cluster_id, o.ref_key {", " + _VERSION_ORDER.format("v.") if history else ""}
             LIMIT :limit
         """
         rows = session.execute(text(sql), params).all()
@@ -415,9 +420,11 @@ def _postgres_indexed_listing(
     params["limit"] = limit + 1
     source = "manifest_versions v JOIN objects o ON o.id = v.object_id" if history else "objects o"
     body = "v.content_hash" if history else "o.current_hash"
-    window = ", v.first_seen, v.superseded_at" if history else ""
-    order = "cluster_id, ref_key" + (", first_seen" if history else "")
-    inner_order = "o.cluster_id, o.ref_key" + (", v.first_seen" if history else "")
+    window = ", v.first_seen, v.superseded_at, v.id" if history else ""
+    order = "cluster_id, ref_key" + (", " + _VERSION_ORDER.format("") if history else "")
+    inner_order = "o.cluster_id, o.ref_key" + (
+        ", " + _VERSION_ORDER.format("v.") if history else ""
+    )
     sql = f"""
         SELECT p.cluster_id, p.ref_key,
                (SELECT jsonb_agg(i.value ORDER BY i.ord) FROM body_images i
