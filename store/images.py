@@ -158,11 +158,13 @@ def _postgres_rows(session: Session, kind: str, cluster_id: str | None) -> Itera
         WHERE {where}
     """  # noqa: S608 - only fixed text is interpolated; every value is bound
     # A server-side cursor, planned (unlike `store.bulk.streamed_rows`) for its first tenth
-    # of rows (`cursor_tuple_fraction` 0.1), which is the better plan here: each object's
-    # current body by primary key. Planned for every row, the fleet-wide read hashes the
-    # objects and scans every stored body (every version's), spilling to temp files: on the
-    # fleet-scale bench at 50 clusters (350,000 Deployments, 1,700,000 bodies), 19-30 s and
-    # 2 GB of temp files against 15.5-16 s (interleaved, load 9). One cluster: same plan.
+    # of rows (`cursor_tuple_fraction` 0.1); planning it for every row would not help. On
+    # the fleet-scale bench's database: one cluster, the same plan either way (its objects by
+    # index, each current body by primary key). Fleet-wide at 50 clusters (350,000
+    # Deployments, 1,700,000 bodies), 0.1 gives that nested loop (15.5-16 s) and 1 a hash
+    # join that scans every stored body (every version's) and spills to temp files (19-30 s,
+    # 2 GB), interleaved at load 9; at 250 clusters (8,500,000 bodies) the planner chooses
+    # that hash join under either (a known cost of the fleet-wide read at fleet size).
     statement = text(sql).execution_options(stream_results=True, yield_per=2000)
     result = session.execute(statement, {**paths, "kind": kind, "cluster_id": cluster_id})
     for cid, key, metadata, found in result:
