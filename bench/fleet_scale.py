@@ -86,8 +86,10 @@ PRESENCE_TABLES = (
     "image_checkpoints",
     "image_checkpoint_slots",
     "image_values",
+    "image_derived_days",
     "image_checkpoint_values",
     "image_day_changes",
+    "image_hour_changes",
     "image_day_events",
 )
 # The day summaries the searches read (`store.presence_days`): from the checkpoint before the
@@ -535,7 +537,8 @@ def figures_of(
             "bytes",
             (last.bytes_per_version,),
             note="versions + bodies + objects (+ body_images and the image presence tables: "
-            "groups, changes, present, checkpoints) with indexes and TOAST, per version; "
+            "groups, changes, present, checkpoints, day summaries) with indexes and TOAST, "
+            "per version; "
             f"whole database {last.database_bytes / 2**30:.1f} GiB{guard}",
             extra={
                 **_per_step(steps, lambda s: s.bytes_per_version),
