@@ -113,13 +113,19 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def on_postgresql(session: Session) -> bool:
+    """Whether the session's database is PostgreSQL (production) rather than SQLite (embedded):
+    the one test of the dialect for the paths that differ between them."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 @contextmanager
 def local_settings(session: Session, **settings: str) -> Iterator[None]:
     """PostgreSQL: the statements inside run with these settings (`set_config(..., true)`,
     as `SET LOCAL`: for the transaction), the previous values put back after them. On an
     error nothing is put back: the error aborts the transaction (or its savepoint), whose
     rollback restores them. Other databases: nothing is set."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         yield
         return
     current = text("SELECT current_setting(:name)")

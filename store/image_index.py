@@ -37,6 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from store.bulk import chunked, insert_absent, insert_ignoring_conflicts, table_of
+from store.db import on_postgresql
 from store.jsonpath import Descend, Index, JsonPath, Member
 from store.models import BodyImage, ManifestBody
 
@@ -102,10 +103,6 @@ def _shape(path: tuple[str | int, ...]) -> str:
     return "".join(quoted(step) if isinstance(step, str) else "[]" for step in path) + _IMAGE_STEP
 
 
-def _uses_jsonb(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def index_rows(bodies: Iterable[tuple[str, Any]], *, jsonb_order: bool) -> list[dict[str, Any]]:
     """The `body_images` rows of (content hash, body) pairs."""
     return [
@@ -127,14 +124,14 @@ def _store(session: Session, rows: list[dict[str, Any]], *, absent: bool = False
         for batch in chunked(values, 5000):
             insert_ignoring_conflicts(session, table_of(BodyImage), batch)
     if nulls:
-        insert = postgresql_insert if _uses_jsonb(session) else sqlite_insert
+        insert = postgresql_insert if on_postgresql(session) else sqlite_insert
         session.execute(insert(table_of(BodyImage)).on_conflict_do_nothing(), nulls)
 
 
 def index_bodies(session: Session, bodies: Mapping[str, Any]) -> int:
     """Store the index rows of bodies just stored (content hash -> body), which have none yet
     (should one have rows after all, they are kept). Returns how many rows were written."""
-    rows = index_rows(bodies.items(), jsonb_order=_uses_jsonb(session))
+    rows = index_rows(bodies.items(), jsonb_order=on_postgresql(session))
     _store(session, rows, absent=True)
     return len(rows)
 
@@ -165,7 +162,7 @@ def backfill(session: Session, *, batch_size: int = BACKFILL_BATCH) -> int:
     once after the load, in the load's session, and commit.
     """
     written = 0
-    jsonb_order = _uses_jsonb(session)
+    jsonb_order = on_postgresql(session)
     for batch in _body_batches(session, batch_size=batch_size):
         rows = index_rows(batch, jsonb_order=jsonb_order)
         _store(session, rows)

@@ -92,7 +92,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from store.bulk import chunked, table_of
-from store.db import local_settings
+from store.db import local_settings, on_postgresql
 from store.models import (
     BodyImage,
     ImageChange,
@@ -130,25 +130,21 @@ def group_key(cluster_id: str, kind: str, namespace: str, shape: str, value: Any
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _insert(session: Session, model: Any) -> Any:
-    return (postgresql_insert if _postgres(session) else sqlite_insert)(table_of(model))
+    return (postgresql_insert if on_postgresql(session) else sqlite_insert)(table_of(model))
 
 
 def _writing(session: Session) -> None:
     """Before rows are written: the shared side of the checkpoint lock (PostgreSQL; held until
     the transaction ends)."""
-    if _postgres(session):
+    if on_postgresql(session):
         session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": _CHECKPOINT_LOCK})
 
 
 def forget_days(session: Session, *, since: datetime | None) -> None:
     """Rows counted in the checkpoints at or after `since` (None: any) changed: their day
     summaries (`store.presence_days`, PostgreSQL only) go, to be derived again."""
-    if not _postgres(session):
+    if not on_postgresql(session):
         return
     session.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DAYS_LOCK})
     if since is None:
@@ -164,7 +160,7 @@ def forget_days(session: Session, *, since: datetime | None) -> None:
 
 def _checkpointing(session: Session) -> None:
     """Before a checkpoint is taken: the exclusive side (PostgreSQL; until the transaction ends)."""
-    if _postgres(session):
+    if on_postgresql(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CHECKPOINT_LOCK})
 
 
@@ -345,7 +341,7 @@ def backfill(session: Session, *, cluster_ids: Sequence[str] | None = None) -> i
     """Record every stored version, or those of `cluster_ids` (which must have no rows yet:
     migration 0015, or a loader that wrote versions by other means, after the image index is
     filled), in the tables, checkpoints included. Returns the `image_changes` rows written."""
-    if not _postgres(session):
+    if not on_postgresql(session):
         versions: ColumnElement[bool] = true()
         if cluster_ids is not None:
             versions = ManifestVersion.object_id.in_(

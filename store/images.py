@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from contracts.images import VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
 from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.db import on_postgresql
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
 from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion, RuleResultCache
@@ -192,7 +193,7 @@ def fleet_images(
     owners: dict[Key, Key] = {}
     uses: list[tuple[Key, set[str]]] = []
     one = next(iter(wanted)) if len(wanted) == 1 else None
-    rows = _postgres_rows if session.get_bind().dialect.name == "postgresql" else _python_rows
+    rows = _postgres_rows if on_postgresql(session) else _python_rows
     for kind in POD_SPEC_PATHS:
         for cluster_id, ref, metadata, images in rows(session, kind, one):
             if time.monotonic() > deadline:
@@ -491,11 +492,7 @@ def cached_inventory_uses(
                 )
             ).all()
         )
-    read = (
-        _postgres_cluster_rows
-        if session.get_bind().dialect.name == "postgresql"
-        else _python_cluster_rows
-    )
+    read = _postgres_cluster_rows if on_postgresql(session) else _python_cluster_rows
     for cluster_id in ids:
         if time.monotonic() > deadline:
             raise SearchTimeout(timeout_seconds)
@@ -545,7 +542,7 @@ _VERSION_IMAGES = " || ".join(
 def _version_images(session: Session, batch: list[int]) -> Iterator[tuple[int, datetime, set[str]]]:
     """(object id, first_seen, images) of every stored version of the objects, newest first
     per object; on PostgreSQL only the images leave the database."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         statement = text(
             f"""SELECT v.object_id, v.first_seen, {_VERSION_IMAGES}
                 FROM manifest_versions v
@@ -694,11 +691,7 @@ def image_uses(
             uses.update(part)
     else:
         one = next(iter(wanted)) if len(wanted) == 1 else None
-        source = (
-            _postgres_inventory_rows
-            if session.get_bind().dialect.name == "postgresql"
-            else _python_inventory_rows
-        )
+        source = _postgres_inventory_rows if on_postgresql(session) else _python_inventory_rows
         fleet = _Fleet()
         for kind in POD_SPEC_PATHS:
             for row in source(session, kind, one):

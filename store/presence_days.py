@@ -58,7 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from store.db import local_settings
+from store.db import local_settings, on_postgresql
 from store.image_presence import CHECKPOINT_EVERY, DAYS_LOCK, JIT_OFF, horizon
 from store.models import (
     ImageCheckpoint,
@@ -156,7 +156,7 @@ def derive_days(
     at or after `until` (None: the last), until `budget` rows are written (None: all; a day
     is never split); returns the rows written (0 on SQLite, or with none missing). Never a
     day before one derived: a coming's last leaving is read from the days before it."""
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         return 0
     session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DAYS_LOCK})
     last = session.scalar(select(func.max(ImageDerivedDay.at)))
