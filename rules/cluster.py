@@ -20,6 +20,187 @@ ROLE_KINDS = frozenset({"Role", "ClusterRole"})
 PodTemplate = tuple[ObjectView, Mapping[str, Any]]
 _T = TypeVar("_T")
 
+# What `LabelReads` records besides label keys (label keys never contain a NUL).
+READ_ALL = "\x00all"  # the whole map: iterated, copied, compared, printed
+READ_LEN = "\x00len"  # its size
+READ_BOOL = "\x00bool"  # whether it is empty
+
+
+class _ReadLabels(dict[str, Any]):
+    """An object's `metadata.labels` while cluster rules run (`LabelReads`): the same map,
+    noting which keys were looked up and whether anything depended on the whole of it.
+    Every dict method a rule can reach is overridden (the ones that would read the map
+    without a look-up note `READ_ALL`); the C-level merge of `{**labels}` and `dict(labels)`
+    goes through the overridden `keys()` because `__iter__` is overridden too."""
+
+    __slots__ = ("reads",)  # set on the first read (a copy per object, most never read)
+
+    reads: set[str]
+
+    def _note(self, key: Any) -> None:
+        try:
+            self.reads.add(key)
+        except AttributeError:
+            self.reads = {key}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._note(key)
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._note(key)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: Any) -> bool:
+        self._note(key)
+        return dict.__contains__(self, key)
+
+    def __len__(self) -> int:
+        self._note(READ_LEN)
+        return dict.__len__(self)
+
+    def __bool__(self) -> bool:
+        self._note(READ_BOOL)
+        return dict.__len__(self) > 0
+
+    def _all(self) -> None:
+        self._note(READ_ALL)
+
+    def __iter__(self) -> Iterator[str]:
+        self._all()
+        return dict.__iter__(self)
+
+    def __reversed__(self) -> Iterator[str]:
+        self._all()
+        return dict.__reversed__(self)
+
+    def keys(self) -> Any:
+        self._all()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._all()
+        return dict.items(self)
+
+    def copy(self) -> dict[str, Any]:
+        self._all()
+        return dict(dict.items(self))
+
+    def __eq__(self, other: object) -> bool:
+        self._all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._all()
+        return dict.__ne__(self, other)
+
+    def __or__(self, other: Any) -> Any:
+        self._all()
+        return dict(dict.items(self)) | other
+
+    def __ror__(self, other: Any) -> Any:
+        self._all()
+        return other | dict(dict.items(self))
+
+    def __repr__(self) -> str:
+        self._all()
+        return dict.__repr__(self)
+
+    __str__ = __repr__
+    __hash__ = None
+
+    def __reduce__(self) -> Any:
+        self._all()
+        return (dict, (dict(dict.items(self)),))
+
+
+def _raw_items(labels: Mapping[str, Any]) -> Any:
+    """A label map's items without noting a read (the context's own indexes note theirs)."""
+    return dict.items(labels) if isinstance(labels, dict) else labels.items()
+
+
+class LabelReads:
+    """Which labels cluster rules read, object by object, while they run on a context built
+    with it (`ClusterContext(..., label_reads=...)`): what a later state whose only changes
+    are labels nobody read can reuse the rules' results on (`label_change_unread`).
+
+    Each object's `metadata.labels` map is swapped for a `_ReadLabels` copy while the rules
+    run (`restore()` puts the originals back and returns the record); look-ups through the
+    context's label indexes are noted per (kind, namespace, key) and, for pod templates, per
+    (namespace, key). The record is plain JSON: `{"keys": {ref key: [read, ...]},
+    "index": [[kind, namespace, key], ...], "templates": [[namespace, key], ...]}`."""
+
+    def __init__(self) -> None:
+        self._swapped: list[tuple[ObjectView, dict[str, Any], dict[str, Any], _ReadLabels]] = []
+        self.index: set[tuple[str, str | None, str]] = set()
+        self.templates: set[tuple[str | None, str]] = set()
+
+    def watch(self, view: ObjectView) -> None:
+        metadata = view.metadata
+        raw = metadata.get("labels")
+        if type(raw) is not dict or type(metadata) is not dict:
+            return  # no labels map (absent, or not a map): nothing a change could keep unread
+        recorded = _ReadLabels(raw)
+        metadata["labels"] = recorded
+        view.labels = recorded
+        self._swapped.append((view, metadata, raw, recorded))
+
+    def restore(self) -> dict[str, Any]:
+        keys: dict[str, list[str]] = {}
+        for view, metadata, raw, recorded in self._swapped:
+            metadata["labels"] = raw
+            view.labels = raw
+            reads = getattr(recorded, "reads", None)
+            if reads:
+                keys[view.ref.key] = sorted({str(key) for key in reads})
+        self._swapped = []
+        return {
+            "keys": keys,
+            # (sorted by their text: a cluster-scoped kind's namespace is None)
+            "index": [list(entry) for entry in sorted(self.index, key=repr)],
+            "templates": [list(entry) for entry in sorted(self.templates, key=repr)],
+        }
+
+
+def label_change_unread(
+    record: Mapping[str, Any],
+    view: ObjectView,
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+) -> bool:
+    """Whether an object (`view`, its new version) whose labels changed from `before` to
+    `after` (and nothing else) changed nothing the cluster rules read in the run that made
+    `record` (`LabelReads.restore`): then they find the same on the new state, since every
+    read they made returns what it returned then. `record` must index its lists for look-up
+    (`label_reads_index`)."""
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    reads = record["keys"].get(view.ref.key, ())
+    kind, ns = view.kind, view.namespace
+    # A Pod's own labels are its pod template's (`ClusterContext.pod_templates`).
+    workload = view.workload
+    pod_template = workload is not None and workload.pod_meta is view.metadata
+    return not (
+        READ_ALL in reads
+        or (READ_LEN in reads and len(before) != len(after))
+        or (READ_BOOL in reads and bool(before) != bool(after))
+        or changed.intersection(reads)
+        or any((kind, ns, key) in record["index_set"] for key in changed)
+        or (pod_template and any((ns, key) in record["templates_set"] for key in changed))
+    )
+
+
+def label_reads_index(record: Mapping[str, Any]) -> dict[str, Any]:
+    """`record` with its index lists as sets of tuples (for `label_change_unread`)."""
+    return {
+        **record,
+        "index_set": {(kind, ns, key) for kind, ns, key in record.get("index", ())},
+        "templates_set": {(ns, key) for ns, key in record.get("templates", ())},
+    }
+
 
 class ClusterContext:
     """Read-only indexed view of every object of one cluster (or of one offline scan).
@@ -36,6 +217,7 @@ class ClusterContext:
         *,
         dedup_controllers: bool = True,
         skip_invalid: bool = True,
+        label_reads: LabelReads | None = None,
     ) -> None:
         # Anything that is not a mapping is not an object: left out rather than crashing.
         views = [
@@ -44,6 +226,10 @@ class ClusterContext:
             if isinstance(m, (ObjectView, dict, Mapping))
         ]
         objects = [view for view in views if not (skip_invalid and view.problems)]
+        self.label_reads = label_reads
+        if label_reads is not None:
+            for view in objects:
+                label_reads.watch(view)
         self.dedup_controllers = dedup_controllers
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
@@ -96,7 +282,7 @@ class ClusterContext:
         if self._by_label is None:
             index: dict[tuple[str, str | None, str, str], list[ObjectView]] = defaultdict(list)
             for obj in self.objects:
-                for key, value in obj.labels.items():
+                for key, value in _raw_items(obj.labels):
                     index[(obj.kind, obj.namespace, str(key), str(value))].append(obj)
             self._by_label = index
         return self._by_label
@@ -161,6 +347,8 @@ class ClusterContext:
         equalities = selector.equalities
         if equalities:
             key, value = next(iter(equalities.items()))
+            if self.label_reads is not None:
+                self.label_reads.index.add((kind, namespace, key))
             candidates: Iterable[ObjectView] = self._labels().get((kind, namespace, key, value), ())
         else:
             candidates = self.in_namespace(namespace, kind)
@@ -201,7 +389,7 @@ class ClusterContext:
                     entry = (obj, labels if is_map(labels) else EMPTY)
                     ns = obj.namespace
                     by_ns[ns].append(entry)
-                    for key, value in entry[1].items():
+                    for key, value in _raw_items(entry[1]):
                         by_label[
                             (
                                 ns,
@@ -213,6 +401,8 @@ class ClusterContext:
             self._pod_templates_by_label = dict(by_label)
         if label is None:
             return self._pod_templates.get(namespace, ())
+        if self.label_reads is not None:
+            self.label_reads.templates.add((namespace, label[0]))
         return self._pod_templates_by_label.get((namespace, *label), ())
 
     # -- ownership --------------------------------------------------------------------------

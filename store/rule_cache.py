@@ -50,6 +50,13 @@ def cluster_valid_key(state_digest: str) -> str:
     return _state_key("cluster-valid", state_digest)
 
 
+def cluster_reads_key(state_digest: str) -> str:
+    """The cache key of which labels a cluster state's cluster rules read
+    (`rules.cluster.LabelReads`): a later state whose only changes are labels they did not
+    read has the same cluster-rule results."""
+    return _state_key("cluster-label-reads", state_digest)
+
+
 # The catalogue_version of a cluster's image-inventory rows (`store.images`) is this prefix
 # and the cluster id: they depend on the cluster's state only, not on the catalogue, so the
 # clean-up of other catalogue versions keeps them (one row per cluster, replaced when its

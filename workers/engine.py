@@ -20,7 +20,7 @@ from contracts.hashing import canonical_json
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
 from rules import ClusterContext, Engine, Exemption, Result, ScanConfig
-from rules.cluster import suppressed_by_controller
+from rules.cluster import LabelReads, suppressed_by_controller
 from rules.config import EXEMPT_ANNOTATION
 from rules.configure import ObjectFacts, apply_config
 from rules.psa import Version, assign_version
@@ -49,18 +49,26 @@ def _cached_facts(context: ClusterContext) -> dict[str, dict[str, Any]]:
     makes it for every object of the cluster)."""
     meta: dict[str, dict[str, Any]] = {}
     for obj in context.objects:
-        labels, annotations = obj.labels, obj.annotations
-        if not (labels or annotations):
-            continue
-        exempt = annotations.get(EXEMPT_ANNOTATION) if annotations else None
-        if not isinstance(exempt, str):
-            exempt = None
-        if labels or exempt:
-            meta[obj.ref.key] = {
-                "labels": {str(k): str(v) for k, v in labels.items()},
-                "annotations": {EXEMPT_ANNOTATION: exempt} if exempt else {},
-            }
+        facts = object_meta(obj)
+        if facts is not None:
+            meta[obj.ref.key] = facts
     return meta
+
+
+def object_meta(obj: ObjectView) -> dict[str, Any] | None:
+    """One object's entry of `_cached_facts` (None: it has none)."""
+    labels, annotations = obj.labels, obj.annotations
+    if not (labels or annotations):
+        return None
+    exempt = annotations.get(EXEMPT_ANNOTATION) if annotations else None
+    if not isinstance(exempt, str):
+        exempt = None
+    if labels or exempt:
+        return {
+            "labels": {str(k): str(v) for k, v in labels.items()},
+            "annotations": {EXEMPT_ANNOTATION: exempt} if exempt else {},
+        }
+    return None
 
 
 class EngineHandle:
@@ -195,28 +203,38 @@ class EngineHandle:
         ]
 
     def evaluate_cluster(
-        self, manifests: Sequence[Mapping[str, Any]] | Sequence[ObjectView]
+        self,
+        manifests: Sequence[Mapping[str, Any]] | Sequence[ObjectView],
+        *,
+        record_label_reads: bool = False,
     ) -> dict[str, Any]:
         """Cluster-rule results plus what finalize needs: owned objects, labels, annotations
-        (of manifests, or of views from `views`)."""
+        (of manifests, or of views from `views`). `record_label_reads`: also which labels
+        the rules read (`rules.cluster.LabelReads`), under `label_reads`."""
+        reads = LabelReads() if record_label_reads else None
         context = ClusterContext(
             [
                 m if isinstance(m, ObjectView) else self._view(m)
                 for m in manifests
                 if isinstance(m, ObjectView | Mapping)
-            ]
+            ],
+            dedup_controllers=self.engine.config.dedup_controllers,
+            label_reads=reads,
         )
+        try:
+            results = [cached_record(r) for r in self.engine.evaluate_cluster(context)]
+        finally:
+            record = reads.restore() if reads is not None else None
         suppressed = (
             sorted(suppressed_by_controller(context))
             if self.engine.config.dedup_controllers
             else []
         )
         meta = _cached_facts(context)
-        return {
-            "results": [cached_record(r) for r in self.engine.evaluate_cluster(context)],
-            "suppressed": suppressed,
-            "meta": meta,
-        }
+        state: dict[str, Any] = {"results": results, "suppressed": suppressed, "meta": meta}
+        if record is not None:
+            state["label_reads"] = record
+        return state
 
     def apply_config(
         self,

@@ -194,8 +194,9 @@ def namespace_without_network_policy(cluster: ClusterContext) -> Iterator[Violat
     for ns in cluster.by_kind("Namespace"):
         if ns.name in covered:
             continue
-        labels = _namespace_labels(ns)
-        if any(_admin_policy_selects(p, labels) for p in admin):
+        # (The namespace's labels are read only when a policy could select them: a rescan
+        # whose only changes are labels no rule read reuses the cluster rules' results.)
+        if admin and any(_admin_policy_selects(p, _namespace_labels(ns)) for p in admin):
             continue
         if any(_cluster_policy_covers(p, ns) for p in cluster_wide):
             continue

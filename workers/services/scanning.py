@@ -19,11 +19,13 @@ from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
+from contracts.hashing import state_digest
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
 from contracts.states import FindingStatus, ScanState
 from rules import ObjectView, Result, psa
+from rules.cluster import label_change_unread, label_reads_index
 from rules.configure import ObjectFacts
 from store import rule_cache
 from store.bulk import chunked, core_rows
@@ -39,7 +41,15 @@ from store.findings import (
     status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests, live_bodies
-from store.models import Cluster, Exemption, Finding, KubeObject, ScanRun, ScanStep
+from store.models import (
+    Cluster,
+    Exemption,
+    Finding,
+    KubeObject,
+    ManifestVersion,
+    ScanRun,
+    ScanStep,
+)
 from store.scans import (
     CLUSTER_STEP,
     add_steps,
@@ -53,7 +63,7 @@ from store.scans import (
 from store.search import SearchTimeout
 from store.telemetry import latest_ping
 from store.types import utcnow
-from workers.engine import EngineHandle
+from workers.engine import EngineHandle, object_meta
 from workers.services.delivery import report_content
 from workers.services.exemptions import stored_exemptions
 from workers.services.fleet_rules import fleet_results
@@ -582,7 +592,7 @@ def _cluster_state(
 ) -> dict[str, Any] | ClusterStepOutcome:
     """The cross-resource rules' state of a cluster's views, or the failed step's outcome."""
     try:
-        return rules.evaluate_cluster([view for _h, view in views])
+        return rules.evaluate_cluster([view for _h, view in views], record_label_reads=True)
     except Exception as problem:
         error = {"stage": "cluster_rules", "error": f"{type(problem).__name__}: {problem}"[:500]}
         return ClusterStepOutcome(cluster_key=None, cached=False, errors=(error,))
@@ -600,19 +610,33 @@ def _cache_cluster_state(
     """Cache what the cluster rules found (`_cluster_state`), and which bodies are valid."""
     if isinstance(state, ClusterStepOutcome):
         return state
-    key = rule_cache.cluster_state_key(digest)
-    owned = {"suppressed": state["suppressed"]}
     # Every view's `problems` is known by now (the cluster context left out invalid ones).
-    valid = {"hashes": sorted({chash for chash, view in views if not view.problems})}
-    rule_cache.store_results(
-        session,
-        {
-            key: [state],
-            rule_cache.cluster_owned_key(digest): [owned],
-            rule_cache.cluster_valid_key(digest): [valid],
-        },
-        catalogue_version=rules.catalogue_version,
-    )
+    valid = {chash for chash, view in views if not view.problems}
+    return _store_cluster_state(session, rules, digest=digest, valid=valid, state=state, kept=kept)
+
+
+def _store_cluster_state(
+    session: Session,
+    rules: EngineHandle,
+    *,
+    digest: str,
+    valid: Iterable[str],
+    state: dict[str, Any],
+    kept: Evaluated | None = None,
+) -> ClusterStepOutcome:
+    """Cache a cluster state's cluster-step output: its results (`state`), the owned objects,
+    the valid bodies' hashes and, kept apart, which labels the rules read (`label_reads`)."""
+    key = rule_cache.cluster_state_key(digest)
+    reads = state.pop("label_reads", None)
+    owned = {"suppressed": state["suppressed"]}
+    rows: dict[str, list[dict[str, Any]]] = {
+        key: [state],
+        rule_cache.cluster_owned_key(digest): [owned],
+        rule_cache.cluster_valid_key(digest): [{"hashes": sorted(set(valid))}],
+    }
+    if reads is not None:
+        rows[rule_cache.cluster_reads_key(digest)] = [reads]
+    rule_cache.store_results(session, rows, catalogue_version=rules.catalogue_version)
     if kept is not None:
         kept.states[key] = state
     return ClusterStepOutcome(cluster_key=key, cached=False)
@@ -647,6 +671,164 @@ def evaluate_cluster_rules(
         return ClusterStepOutcome(cluster_key=key, cached=True)
     views = _live_views(session, cluster_id, rules=rules)
     return _cluster_step(session, rules, digest=digest, views=views)
+
+
+# The share of a cluster's live objects that may have changed for a label-only rescan to reuse
+# the previous cluster step (`_label_only_reuse` reads each changed object's two bodies).
+LABEL_REUSE_SHARE = 0.5
+
+
+@dataclass(slots=True)
+class _Reused:
+    """A cluster step's output taken over from the state before (`_label_only_reuse`): the
+    state to cache (its results those of `state["same_as"]`), the valid bodies' hashes, and
+    the changed objects' new views by content hash (valid, for the object rules)."""
+
+    state: dict[str, Any]
+    valid: set[str]
+    views: dict[str, ObjectView]
+
+
+def _previous_bodies(session: Session, object_ids: Sequence[int], *, since: int) -> dict[int, str]:
+    """Each object's content hash in its latest version with an id at most `since`."""
+    found: dict[int, str] = {}
+    for batch in chunked(list(object_ids)):
+        latest = (
+            select(func.max(ManifestVersion.id))
+            .where(ManifestVersion.object_id.in_(batch), ManifestVersion.id <= since)
+            .group_by(ManifestVersion.object_id)
+        )
+        found.update(
+            core_rows(
+                session,
+                select(ManifestVersion.object_id, ManifestVersion.content_hash).where(
+                    ManifestVersion.id.in_(latest)
+                ),
+            )
+        )
+    return found
+
+
+def _without_labels(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {**body, "metadata": {**body["metadata"], "labels": None}}
+
+
+class _NoReuse(Exception):
+    """Why a rescan runs the cluster rules again (`_label_only_reuse`)."""
+
+
+def _state_before(
+    session: Session, *, cluster_id: str
+) -> tuple[str, list[tuple[int, str, str]], dict[int, str], dict[str, str]]:
+    """The digest of the state the cluster's last finished scan saw, the objects changed
+    since (id, ref key, content hash), each one's content hash in that state, and that
+    state (ref key -> content hash), checked against its digest; else `_NoReuse`."""
+    previous = session.execute(
+        select(ScanRun.snapshot_digest, ScanRun.counts)
+        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
+        .order_by(ScanRun.id.desc())
+        .limit(1)
+    ).first()
+    if previous is None or not previous[0] or "version_watermark" not in (previous[1] or {}):
+        raise _NoReuse("no finished scan with a watermark")
+    before, since = str(previous[0]), int(previous[1]["version_watermark"])
+    live = core_rows(
+        session,
+        select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash)
+        .add_columns(KubeObject.current_version_id)
+        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)),
+    )
+    changed = [(oid, key, chash) for oid, key, chash, vid in live if (vid or 0) > since]
+    if not changed or len(changed) > LABEL_REUSE_SHARE * len(live):
+        raise _NoReuse(f"{len(changed)} of {len(live)} objects changed")
+    old = _previous_bodies(session, [oid for oid, _k, _h in changed], since=since)
+    if len(old) != len(changed):
+        raise _NoReuse("an object is new since")
+    was = {key: chash for _oid, key, chash, _vid in live}
+    was.update((key, old[oid]) for oid, key, _h in changed)
+    if state_digest(was.items()) != before:
+        raise _NoReuse("not the state the last scan saw")
+    return before, changed, old, was
+
+
+def _label_only_change(
+    record: Mapping[str, Any], rules: EngineHandle, prior: Any, body: Any, *, key: str
+) -> ObjectView:
+    """The new version's view when an object changed only labels the cluster rules did not
+    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`."""
+    if not (isinstance(prior, dict) and isinstance(body, dict)):
+        raise _NoReuse(f"{key}: a body is not an object")
+    labels_before = (prior.get("metadata") or {}).get("labels")
+    labels_after = (body.get("metadata") or {}).get("labels")
+    if not (
+        type(prior["metadata"]) is dict
+        and type(body["metadata"]) is dict
+        and type(labels_before) is dict
+        and type(labels_after) is dict
+    ):
+        raise _NoReuse(f"{key}: no labels map before or after")
+    if _without_labels(prior) != _without_labels(body):
+        raise _NoReuse(f"{key}: more than labels changed")
+    view = rules.view(body)
+    if view.problems:
+        raise _NoReuse(f"{key}: not valid")
+    if not label_change_unread(record, view, labels_before, labels_after):
+        raise _NoReuse(f"{key}: a label the cluster rules read changed")
+    return view
+
+
+def _label_only_reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused | None:
+    """The cluster step of the cluster's current state without running the cluster rules,
+    when its last finished scan's state differs from it only in labels those rules did not
+    read in that state (`rules.cluster.label_change_unread`): they would find the same.
+
+    Only the changed objects' bodies are read (before and after). The state before is the
+    one whose digest the last finished scan recorded, rebuilt from the live objects with each
+    changed one's version at that scan's watermark and checked against that digest (so an
+    object added, deleted or changed twice since makes it fall back: None). Each changed
+    object must keep everything but `metadata.labels` (a map before and after), stay
+    structurally valid, and change no label key the rules read on it, through the label
+    indexes of its kind and namespace, or (a Pod) through pod-template look-ups."""
+    try:
+        return _reuse(session, rules, cluster_id=cluster_id)
+    except _NoReuse as reason:
+        log.debug("cluster %s: cluster rules run again (%s)", cluster_id, reason)
+        return None
+
+
+def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused:
+    before, changed, old, was = _state_before(session, cluster_id=cluster_id)
+    keys = {
+        "state": rule_cache.cluster_state_key(before),
+        "valid": rule_cache.cluster_valid_key(before),
+        "reads": rule_cache.cluster_reads_key(before),
+    }
+    cached = rule_cache.cached_results(
+        session, keys.values(), catalogue_version=rules.catalogue_version
+    )
+    if any(key not in cached for key in keys.values()):
+        raise _NoReuse("the state before is not cached")
+    record = label_reads_index(cached[keys["reads"]][0])
+    valid_before = set(cached[keys["valid"]][0]["hashes"])
+    if any(old[oid] not in valid_before for oid, _k, _h in changed):
+        raise _NoReuse("a changed object was not valid")
+    bodies = bodies_by_hash(session, sorted({*old.values(), *(h for _o, _k, h in changed)}))
+    views = {
+        chash: _label_only_change(record, rules, bodies.get(old[oid]), bodies.get(chash), key=key)
+        for oid, key, chash in changed
+    }
+    state = dict(cached[keys["state"]][0])
+    meta = dict(state.get("meta") or {})
+    for view in views.values():
+        facts = object_meta(view)
+        if facts is None:
+            meta.pop(view.ref.key, None)
+        else:
+            meta[view.ref.key] = facts
+    current = set(was.values()) - {old[oid] for oid, _k, _h in changed}
+    current.update(views)
+    state.update(meta=meta, same_as=before, label_reads=cached[keys["reads"]][0])
+    return _Reused(state, (valid_before & current) | set(views), views)
 
 
 def evaluate_inline(
@@ -701,8 +883,35 @@ def evaluate_inline(
             changed_since=changed_since,
         )
     wanted = set(missing)
-    live = _live_views(session, cluster_id, rules=judged)
     kept = Evaluated(version)
+    reused = _label_only_reuse(session, judged, cluster_id=cluster_id)
+    if reused is not None:
+        # Only labels the cluster rules did not read changed: their results are the state
+        # before's, and only the changed bodies (and any other uncached one) were read.
+        views = reused.views
+        more = [chash for chash in missing if chash not in views]
+        views.update(
+            (chash, judged.view(body)) for chash, body in bodies_by_hash(session, more).items()
+        )
+        fresh, errors = _evaluate_objects(
+            judged,
+            ((h, views[h]) for h in missing if h in views),
+            shard_index=shard_index,
+            kept=kept,
+        )
+        rule_cache.store_results(session, fresh, catalogue_version=version)
+        cluster = _store_cluster_state(
+            session, judged, digest=digest, valid=reused.valid, state=reused.state, kept=kept
+        )
+        shard = ShardOutcome(
+            shard=shard_index,
+            objects=objects,
+            evaluated=len(fresh),
+            cache_hits=hashes - len(missing),
+            errors=tuple(errors),
+        )
+        return shard, cluster, kept
+    live = _live_views(session, cluster_id, rules=judged)
     fresh, errors = _evaluate_objects(
         judged,
         ((h, view) for h, view in live if h in wanted),
@@ -809,6 +1018,9 @@ class _ClusterStep:
     suppressed: set[str]
     meta: dict[str, Mapping[str, Any]]
     ok: bool
+    # The digest of the state whose cluster-rule records these are as they were (a
+    # label-only rescan's, `_label_only_reuse`), when one state was merged.
+    same_as: str | None = None
 
     def facts(self, keys: Iterable[str]) -> dict[str, ObjectFacts]:
         """The facts of the objects with these ref keys (those configuration will read)."""
@@ -843,6 +1055,9 @@ def _cluster_results(
         step.records.extend(state["results"])
         step.suppressed.update(state.get("suppressed") or ())
         step.meta.update(state.get("meta") or {})
+    if len(cached_cluster) == 1:
+        ((state,),) = cached_cluster.values()
+        step.same_as = state.get("same_as")
     return step
 
 
@@ -889,23 +1104,35 @@ def _changed_cluster_records(
     exempted finding is written again by every scan). The others would be configured and
     observed exactly as that scan did (same record, same subject facts, same exemptions:
     `_still_valid`). Also the fingerprints of every such identity (removed ones included)."""
-    key = rule_cache.cluster_state_key(base.digest)
-    cached = rule_cache.cached_results(session, [key], catalogue_version=rules.catalogue_version)
-    if key not in cached:
-        return None
     identities, contents = _identities(step.records)
-    before_identities, before_contents = _identities(cached[key][0]["results"])
-    now_set, before_set = set(contents), set(before_contents)
-    wanted: set[_Identity] = {
-        identity
-        for identity, content in zip(before_identities, before_contents, strict=True)
-        if content not in now_set
-    }
-    wanted.update(
-        identity
-        for identity, content in zip(identities, contents, strict=True)
-        if content not in before_set or identity[1] in todo or identity[1] not in live_keys
-    )
+    wanted: set[_Identity]
+    if step.same_as is not None and step.same_as == base.digest:
+        # The records are that state's own (`_label_only_reuse`): none was added, removed
+        # or changed.
+        wanted = {
+            identity
+            for identity in identities
+            if identity[1] in todo or identity[1] not in live_keys
+        }
+    else:
+        key = rule_cache.cluster_state_key(base.digest)
+        cached = rule_cache.cached_results(
+            session, [key], catalogue_version=rules.catalogue_version
+        )
+        if key not in cached:
+            return None
+        before_identities, before_contents = _identities(cached[key][0]["results"])
+        now_set, before_set = set(contents), set(before_contents)
+        wanted = {
+            identity
+            for identity, content in zip(before_identities, before_contents, strict=True)
+            if content not in now_set
+        }
+        wanted.update(
+            identity
+            for identity, content in zip(identities, contents, strict=True)
+            if content not in before_set or identity[1] in todo or identity[1] not in live_keys
+        )
     exempted = session.execute(
         select(Finding.rule_id, Finding.api_version, Finding.kind, Finding.namespace)
         .add_columns(Finding.name, Finding.container, Finding.path)

@@ -1,0 +1,177 @@
+"""A rescan whose only changes are labels the cluster rules did not read takes their results
+over from the state before (`scanning._label_only_reuse`) and finds what a full scan of the new
+state finds; a changed label they read, or any other change, runs them again."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.support.factories import make_exemption
+from tests.workers.conftest import Pipeline
+from workers.services import scanning
+
+Objects = list[dict[str, Any]]
+
+
+def _objects() -> Objects:
+    pod_spec = {
+        "containers": [{"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 8080}]}]
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"team": "a"}},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": copy.deepcopy(pod_spec),
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "api", "namespace": "shop", "labels": {"app": "api"}},
+            # No ports: it serves because the Service selects it (KM-605).
+            "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "api", "namespace": "shop", "labels": {"app": "api"}},
+            "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "api"}}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": "shop", "labels": {"app": "api"}},
+            "data": {"mode": "fast"},
+        },
+    ]
+
+
+def _find(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def _rescan(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, objects: Objects, *, name: str
+) -> bool:
+    """Push `objects` to the cluster "c" and rescan it incrementally; assert that its findings
+    are a full scan's of the same objects (cluster `name`); return whether the cluster step
+    was taken over."""
+    reused: list[bool] = []
+    reuse = scanning._label_only_reuse
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        found = reuse(*args, **kwargs)
+        reused.append(found is not None)
+        return found
+
+    monkeypatch.setattr(scanning, "_label_only_reuse", spying)
+    pipeline.push_and_process("c", objects)
+    assert pipeline.run.run("k8smon.rescan", "c")["counts"]["incremental"] == 1
+    monkeypatch.setattr(scanning, "_label_only_reuse", reuse)
+    pipeline.push_and_process(name, objects)
+    assert pipeline.run.run("k8smon.rescan", name)["counts"]["incremental"] == 0
+    assert pipeline.active_findings("c", exact=False) == pipeline.active_findings(name, exact=False)
+    assert len(reused) == 1
+    return reused[0]
+
+
+@pytest.fixture
+def scanned(any_pipeline: Pipeline) -> tuple[Pipeline, Objects]:
+    objects = _objects()
+    any_pipeline.push_and_process("c", objects)
+    any_pipeline.run.run("k8smon.rescan", "c")
+    return any_pipeline, objects
+
+
+def test_labels_no_cluster_rule_read_reuse_the_cluster_step(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, objects = scanned
+    for round_ in range(2):  # the second from the state the first took over
+        objects = copy.deepcopy(objects)
+        for kind, name in (("Deployment", "web"), ("ConfigMap", "settings"), ("Pod", "api")):
+            labels = _find(objects, kind, name)["metadata"]["labels"]
+            labels["release"] = f"r{round_}"
+        assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
+
+
+def test_a_label_a_selector_reads_runs_the_cluster_rules_again(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Pod's `app` label is what the Service and the PodDisruptionBudget select it by:
+    changed, the budget selects no pods and no Service serves the pod any more."""
+    pipeline, objects = scanned
+    before = pipeline.active_findings("c", exact=False)
+    objects = copy.deepcopy(objects)
+    _find(objects, "Pod", "api")["metadata"]["labels"]["app"] = "moved"
+    assert not _rescan(pipeline, monkeypatch, objects, name="full")
+    assert pipeline.active_findings("c", exact=False) != before
+
+
+def test_a_changed_selector_runs_the_cluster_rules_again(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Service's selector (and its labels, so that only the selector is not a label)."""
+    pipeline, objects = scanned
+    before = pipeline.active_findings("c", exact=False)
+    objects = copy.deepcopy(objects)
+    service = _find(objects, "Service", "api")
+    service["spec"]["selector"] = {"app": "none"}
+    service["metadata"]["labels"]["release"] = "r1"
+    assert not _rescan(pipeline, monkeypatch, objects, name="full")
+    assert pipeline.active_findings("c", exact=False) != before
+
+
+def test_a_label_only_some_objects_had_runs_the_cluster_rules_again(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PodDisruptionBudget had no labels map: given one, the rules run again (whether
+    an absent map was read is not recorded)."""
+    pipeline, objects = scanned
+    objects = copy.deepcopy(objects)
+    _find(objects, "PodDisruptionBudget", "api")["metadata"]["labels"] = {"release": "r1"}
+    assert not _rescan(pipeline, monkeypatch, objects, name="full")
+
+
+def test_a_label_an_exemption_selects_is_configured_anew(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cluster rules did not read it, but configuration does (the objects' facts): the
+    taken-over step carries the changed objects' new labels, and their findings turn
+    exempted as in a full scan, then back."""
+    pipeline, objects = scanned
+    make_exemption(
+        pipeline.session,
+        rule_ids=("KM-605", "KM-601", "KM-602", "KM-603", "KM-612"),
+        selector={"labels": "waiver in (yes)"},
+    )
+    pipeline.session.commit()
+    pipeline.run.run("k8smon.rescan", "c")  # the new exemption: a full reconciliation
+    for round_, value in enumerate(("yes", "no")):
+        objects = copy.deepcopy(objects)
+        _find(objects, "Pod", "api")["metadata"]["labels"]["waiver"] = value
+        assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
+        exempted = {f for f in pipeline.active_findings("c", exact=False) if f[3]}
+        assert bool(exempted) == (value == "yes")
