@@ -798,25 +798,32 @@ def _label_only_reuse(session: Session, rules: EngineHandle, *, cluster_id: str)
 
 def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused:
     before, changed, old, was = _state_before(session, cluster_id=cluster_id)
+    version = rules.catalogue_version
+    # The small record and the changed bodies first: a change that is not label-only (the
+    # common case) falls back before the state's results are read.
+    reads_key = rule_cache.cluster_reads_key(before)
+    reads = rule_cache.cached_results(session, [reads_key], catalogue_version=version)
+    if reads_key not in reads:
+        raise _NoReuse("the state before has no record of label reads")
+    record = label_reads_index(reads[reads_key][0])
+    views: dict[str, ObjectView] = {}
+    for batch in chunked(changed, 64):  # a few at a time: the first other change stops it
+        bodies = bodies_by_hash(
+            session, sorted({h for oid, _k, chash in batch for h in (old[oid], chash)})
+        )
+        for oid, key, chash in batch:
+            prior, body = bodies.get(old[oid]), bodies.get(chash)
+            views[chash] = _label_only_change(record, rules, prior, body, key=key)
     keys = {
         "state": rule_cache.cluster_state_key(before),
         "valid": rule_cache.cluster_valid_key(before),
-        "reads": rule_cache.cluster_reads_key(before),
     }
-    cached = rule_cache.cached_results(
-        session, keys.values(), catalogue_version=rules.catalogue_version
-    )
+    cached = rule_cache.cached_results(session, keys.values(), catalogue_version=version)
     if any(key not in cached for key in keys.values()):
         raise _NoReuse("the state before is not cached")
-    record = label_reads_index(cached[keys["reads"]][0])
     valid_before = set(cached[keys["valid"]][0]["hashes"])
     if any(old[oid] not in valid_before for oid, _k, _h in changed):
         raise _NoReuse("a changed object was not valid")
-    bodies = bodies_by_hash(session, sorted({*old.values(), *(h for _o, _k, h in changed)}))
-    views = {
-        chash: _label_only_change(record, rules, bodies.get(old[oid]), bodies.get(chash), key=key)
-        for oid, key, chash in changed
-    }
     state = dict(cached[keys["state"]][0])
     meta = dict(state.get("meta") or {})
     for view in views.values():
@@ -827,7 +834,7 @@ def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused
             meta[view.ref.key] = facts
     current = set(was.values()) - {old[oid] for oid, _k, _h in changed}
     current.update(views)
-    state.update(meta=meta, same_as=before, label_reads=cached[keys["reads"]][0])
+    state.update(meta=meta, same_as=before, label_reads=reads[reads_key][0])
     return _Reused(state, (valid_before & current) | set(views), views)
 
 
