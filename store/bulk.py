@@ -6,10 +6,10 @@ import io
 import struct
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -246,6 +246,75 @@ def _copy_payload(table: Table, rows: Sequence[dict[str, Any]]) -> tuple[list[st
     texts = [_copy_column([row[c] for row in rows], json_column=c in json_columns) for c in columns]
     lines = "\n".join(map("\t".join, zip(*texts, strict=True)))
     return columns, io.BytesIO((lines + "\n").encode())
+
+
+class Repeat(NamedTuple):
+    """A column of `copy_columns` whose every row holds this one value (encoded once)."""
+
+    value: Any
+
+
+Columns = Mapping[str, "Sequence[Any] | Repeat"]
+
+
+def _columns_payload(table: Table, columns: Columns, count: int) -> tuple[list[str], io.BytesIO]:
+    """`_copy_payload` of `count` rows given a column at a time (each column a sequence of
+    `count` values, or a `Repeat`): no row mapping is built, and a repeated value is encoded
+    once."""
+    json_columns = {c.name for c in table.columns if isinstance(c.type, JSON | JSONB)}
+    texts = []
+    for name, values in columns.items():
+        json_column = name in json_columns
+        if isinstance(values, Repeat):
+            texts.append(_copy_column([values.value], json_column=json_column) * count)
+        else:
+            if len(values) != count:
+                raise ValueError(f"column {name}: {len(values)} values for {count} rows")
+            texts.append(_copy_column(list(values), json_column=json_column))
+    lines = "\n".join(map("\t".join, zip(*texts, strict=True)))
+    return list(columns), io.BytesIO((lines + "\n").encode())
+
+
+def copy_columns(session: Session, table: Table, columns: Columns, *, count: int) -> None:
+    """`copy_rows` of `count` rows given a column at a time (`_columns_payload`): PostgreSQL
+    only, one COPY into the table."""
+    if not count:
+        return
+    names, payload = _columns_payload(table, columns, count)
+    listed = ", ".join(f'"{c}"' for c in names)
+    statement = f'COPY "{table.name}" ({listed}) FROM STDIN'
+    session.flush()
+    with _raw_cursor(session, statement) as cursor:
+        cursor.copy_expert(statement, payload)
+
+
+def copy_absent_columns(session: Session, table: Table, columns: Columns, *, count: int) -> bool:
+    """`insert_absent` of `count` rows given a column at a time (`_columns_payload`),
+    PostgreSQL only: one COPY into the table under a savepoint. True when one of the rows
+    existed already (another transaction stored it since the caller looked): then nothing
+    is stored, and the caller goes the slower way (`insert_ignoring_conflicts`)."""
+    if not count:
+        return False
+    names, payload = _columns_payload(table, columns, count)
+    listed = ", ".join(f'"{c}"' for c in names)
+    statement = f'COPY "{table.name}" ({listed}) FROM STDIN'
+    session.flush()
+    return _copy_absent(session.connection().connection, statement, payload)
+
+
+def next_ids(session: Session, table: Table, count: int) -> list[int]:
+    """`count` values of the sequence of `table.id` (PostgreSQL): the ids of rows about to be
+    COPYed with them, so the writer knows them without reading the rows back."""
+    if not count:
+        return []
+    statement = (
+        "SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) "
+        "AS s, generate_series(1, %s)"
+    )
+    session.flush()
+    with _raw_cursor(session, statement) as cursor:
+        cursor.execute(statement, (table.name, count))
+        return [row[0] for row in cursor.fetchall()]
 
 
 def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -37,11 +37,15 @@ from contracts.resources import ResourceRef
 from contracts.states import FindingStatus
 from contracts.timeline import FindingEventKind
 from store.bulk import (
+    Repeat,
     affected,
     chunked,
+    copy_absent_columns,
+    copy_columns,
     copy_rows,
     core_rows,
-    insert_absent,
+    insert_ignoring_conflicts,
+    next_ids,
     table_of,
     update_rows_by_id,
 )
@@ -292,7 +296,7 @@ def reconcile_findings(
         else _kept_outside(session, cluster_id, scope, existing.values())
     )
 
-    inserts: list[dict[str, Any]] = []
+    inserts: list[tuple[ObservedFinding, FindingStatus]] = []
     row_updates: list[dict[str, Any]] = []
     still_open: list[int] = []
     reopened: list[tuple[int, ResourceRef]] = []
@@ -300,7 +304,7 @@ def reconcile_findings(
         current = existing.get(fp)
         if current is None:
             status = FindingStatus.EXEMPTED if item.exempted else FindingStatus.NEW
-            inserts.append(_row(cluster_id, item, status=status, scan_id=scan_id, at=now))
+            inserts.append((item, status))
             setattr(result, status, getattr(result, status) + 1)
             continue
         if item.exempted:
@@ -356,7 +360,7 @@ def reconcile_findings(
             result.kept_unevaluated += 1
     result.resolved = len(resolved_ids)
 
-    _write(
+    opened = _write(
         session,
         cluster_id,
         scan_id=scan_id,
@@ -366,8 +370,6 @@ def reconcile_findings(
         still_open=still_open,
         resolved_ids=resolved_ids,
     )
-    inserted = [by_fp[row["fingerprint"]] for row in inserts]
-    opened = [*_inserted(session, cluster_id, inserted, scan_id=scan_id)]
     _record_events(
         session,
         cluster_id,
@@ -411,6 +413,23 @@ def _record_events(
     versions: Mapping[str, int | None],
     events: Sequence[tuple[FindingEventKind, tuple[int, ResourceRef]]],
 ) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        # Events have no key but their id: nothing to conflict with, one plain COPY, given a
+        # column at a time (a cold scan records thousands: no mapping per row).
+        copy_columns(
+            session,
+            table_of(FindingEvent),
+            {
+                "cluster_id": Repeat(cluster_id),
+                "finding_id": [finding_id for _kind, (finding_id, _ref) in events],
+                "event": [kind.value for kind, _pair in events],
+                "at": Repeat(at),
+                "scan_id": Repeat(scan_id),
+                "version_id": [versions.get(ref.key) for _kind, (_id, ref) in events],
+            },
+            count=len(events),
+        )
+        return
     rows = [
         {
             "cluster_id": cluster_id,
@@ -422,7 +441,6 @@ def _record_events(
         }
         for kind, (finding_id, ref) in events
     ]
-    # Events have no key but their id: nothing to conflict with, one plain COPY.
     copy_rows(session, table_of(FindingEvent), rows)
 
 
@@ -443,15 +461,14 @@ def _write(
     *,
     scan_id: int | None,
     at: datetime,
-    inserts: list[dict[str, Any]],
+    inserts: list[tuple[ObservedFinding, FindingStatus]],
     row_updates: list[dict[str, Any]],
     still_open: list[int],
     resolved_ids: list[int],
-) -> None:
+) -> list[tuple[int, ResourceRef]]:
+    """Store a reconciliation's changes; the (id, ref) of each finding inserted."""
     now = at
-    if inserts:
-        _hold_cluster(session, cluster_id)
-    insert_absent(session, table_of(Finding), inserts)  # `_existing` found none of them
+    opened = _insert_new(session, cluster_id, inserts, scan_id=scan_id, at=now)
     if row_updates:
         # Rows differ in which keys they set; group them so each executemany is uniform.
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -479,6 +496,64 @@ def _write(
             .execution_options(synchronize_session=False)
         )
     session.flush()
+    return opened
+
+
+def _insert_new(
+    session: Session,
+    cluster_id: str,
+    inserts: Sequence[tuple[ObservedFinding, FindingStatus]],
+    *,
+    scan_id: int | None,
+    at: datetime,
+) -> list[tuple[int, ResourceRef]]:
+    """Insert the findings `_existing` found none of; the (id, ref) of each one inserted.
+
+    PostgreSQL: their ids are taken from the table's sequence first and COPYed with them, a
+    column at a time, so no row mapping is built and none is read back; should one of the
+    fingerprints have been stored meanwhile by another transaction (the COPY is then undone),
+    the rows go the general way: `insert_ignoring_conflicts`, then the ids read back."""
+    if not inserts:
+        return []
+    _hold_cluster(session, cluster_id)
+    items = [item for item, _status in inserts]
+    if session.get_bind().dialect.name == "postgresql":
+        ids = next_ids(session, table_of(Finding), len(items))
+        refs = [item.ref for item in items]
+        raced = copy_absent_columns(
+            session,
+            table_of(Finding),
+            {
+                "id": ids,
+                "cluster_id": Repeat(cluster_id),
+                "fingerprint": [item.fingerprint for item in items],
+                "rule_id": [item.rule_id for item in items],
+                "api_version": [ref.api_version for ref in refs],
+                "kind": [ref.kind for ref in refs],
+                "namespace": [ref.namespace for ref in refs],
+                "name": [ref.name for ref in refs],
+                "container": [item.container for item in items],
+                "path": [item.path for item in items],
+                "content_hash": [item.content_hash for item in items],
+                "severity": [item.severity for item in items],
+                "message": [item.message for item in items],
+                "status": [status for _item, status in inserts],
+                "exemption_id": [item.exemption_id if item.exempted else None for item in items],
+                "first_seen": Repeat(at),
+                "last_seen": Repeat(at),
+                "resolved_at": Repeat(None),
+                "last_scan_id": Repeat(scan_id),
+                "details": [item.details for item in items],
+            },
+            count=len(items),
+        )
+        if not raced:
+            return list(zip(ids, refs, strict=True))
+    rows = [
+        _row(cluster_id, item, status=status, scan_id=scan_id, at=at) for item, status in inserts
+    ]
+    insert_ignoring_conflicts(session, table_of(Finding), rows)
+    return list(_inserted(session, cluster_id, items, scan_id=scan_id))
 
 
 def _row(

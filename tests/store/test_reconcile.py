@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+import store.findings as findings_module
 from contracts.resources import ResourceRef
 from store.findings import ObservedFinding, fingerprint, reconcile_findings
-from store.models import Finding
+from store.models import Finding, FindingEvent
 from store.types import utcnow
 from tests.support.factories import make_cluster, make_exemption
 
@@ -137,3 +139,101 @@ def test_scoped_to_rules_leaves_other_findings_unread(db_session: Session) -> No
     )
     assert (third.reopened, third.new, third.open) == (1, 1, 1)
     assert _statuses(session) == {"a": "new", "f": "open", "g": "new"}
+
+
+TRICKY = "tab\there\nnew line\r\\N back\\slash \\t é \U0001f600 \x01"
+
+
+def test_new_findings_and_their_events_stored_exactly_without_reading_them_back(
+    db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scan's new findings (PostgreSQL) are COPYed with ids taken from the sequence first,
+    so their opening events name them without a query reading the new rows back; every
+    value is stored exactly (COPY's special characters, NULLs, JSON, times). Should one of
+    the fingerprints have been stored meanwhile by another transaction, the rows go the
+    general way and only the findings this reconciliation inserted get an event."""
+    session = db_session
+    make_cluster(session, "rc")
+    at = utcnow()
+    items = [
+        _seen("a", message=TRICKY),
+        _seen("b")._replace(container=None, path=None, content_hash=None),
+        _seen_rule("KM-900", "c")._replace(details={"title": TRICKY, "cis": ["5.1"]}),
+    ]
+    versions = {items[0].ref.key: 41, items[2].ref.key: 43}
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = reconcile_findings(
+            session,
+            "rc",
+            scan_id=7,
+            observed=items,
+            evaluated=lambda _f: True,
+            at=at,
+            versions=versions,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert result.new == 3
+    assert not [s for s in statements if "findings.last_scan_id =" in s], statements
+    session.expire_all()
+    rows = {f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "rc"))}
+    assert rows["a"].message == TRICKY and rows["a"].container == "app"
+    assert rows["a"].path == "$.x" and rows["a"].content_hash == "h"
+    assert rows["b"].container is None and rows["b"].path is None and rows["b"].content_hash is None
+    assert rows["c"].details == {"title": TRICKY, "cis": ["5.1"]} and rows["c"].rule_id == "KM-900"
+    for name, item in zip("abc", items, strict=True):
+        row = rows[name]
+        assert (row.fingerprint, row.status, row.last_scan_id) == (item.fingerprint, "new", 7)
+        assert row.first_seen == at and row.last_seen == at and row.resolved_at is None
+    events = session.execute(
+        select(FindingEvent.finding_id, FindingEvent.event, FindingEvent.version_id)
+        .where(FindingEvent.cluster_id == "rc", FindingEvent.scan_id == 7, FindingEvent.at == at)
+        .order_by(FindingEvent.id)
+    ).all()
+    assert events == [
+        (rows["a"].id, "opened", 41),
+        (rows["b"].id, "opened", None),
+        (rows["c"].id, "opened", 43),
+    ]
+
+    # Another transaction stored d's fingerprint after this one looked (`_existing` saw none).
+    raced = _seen("d")
+    session.add(
+        Finding(
+            cluster_id="rc",
+            fingerprint=raced.fingerprint,
+            rule_id="KM-101",
+            api_version="apps/v1",
+            kind="Deployment",
+            namespace="shop",
+            name="d",
+            severity="high",
+            message="theirs",
+            status="new",
+            last_scan_id=99,
+            details={},
+        )
+    )
+    session.flush()
+    monkeypatch.setattr(findings_module, "_existing", lambda *_a, **_k: {})
+    second = reconcile_findings(
+        session,
+        "rc",
+        scan_id=8,
+        observed=[raced, _seen("e")],
+        evaluated=lambda _f: True,
+        at=at + timedelta(minutes=1),
+    )
+    assert second.new == 2  # as it saw them
+    session.expire_all()
+    rows = {f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "rc"))}
+    assert rows["d"].message == "theirs" and rows["e"].last_scan_id == 8
+    opened = session.scalars(select(FindingEvent.finding_id).where(FindingEvent.scan_id == 8)).all()
+    assert opened == [rows["e"].id]
