@@ -144,6 +144,7 @@ def _escape(text: str) -> str:
 _NONE = type(None)
 # Types whose text never holds a COPY special character, written once per distinct value.
 _PLAIN_SCALARS = frozenset({int, float, bool, datetime})
+_INT = {int}
 
 
 def _escaped_all(texts: list[str]) -> list[str]:
@@ -188,6 +189,8 @@ def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
         texts = _json_texts(values)
     elif all(issubclass(kind, str) for kind in kinds):  # str and StrEnum: written as they are
         texts = _escaped_all([v or "" for v in values]) if kinds else [""] * len(values)
+    elif kinds == _INT:  # ids: mostly distinct, their text is str()
+        return ["\\N" if v is None else str(v) for v in values] if nulls else list(map(str, values))
     elif len(kinds) == 1 and kinds <= _PLAIN_SCALARS:  # one type: 1 and 1.0 never meet
         memo = {v: _copy_field(v, json_column=False) for v in set(values)}
         return [memo[v] for v in values]  # None included: `\\N`

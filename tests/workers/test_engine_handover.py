@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from bench.corpus import generate
 from rules import psa
@@ -25,3 +26,50 @@ def test_kept_results_are_the_cached_records_read_back(rules_engine: EngineHandl
             assert results == [handle.result(record) for record in read_back]
             total += len(results)
     assert total > 400
+
+
+def test_finalize_leaves_out_the_results_of_objects_reported_on_their_controller(
+    rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_object_candidates` (kept and cached results alike) leaves out what finalize would
+    drop next: the results, not errors, of objects in `suppressed`; their error results and
+    every result of the other objects stay, in order, and an object with no result is
+    unevaluated whether suppressed or not."""
+    from rules.model import Result  # noqa: PLC0415
+    from workers.services import scanning  # noqa: PLC0415
+    from workers.services.scanning import Evaluated, _object_candidates  # noqa: PLC0415
+
+    monkeypatch.setattr(scanning.rule_cache, "cached_results", lambda *_a, **_k: {})
+
+    objects = generate(200, seed=5)
+    views = [rules_engine.view(manifest) for manifest in objects]
+    evaluated = [rules_engine.evaluate_view_kept(view) for view in views]
+    keys = [view.ref.key for view in views]
+    known = Evaluated(rules_engine.catalogue_version)
+    todo: dict[str, str] = {}
+    for n, (key, (_records, results)) in enumerate(zip(keys, evaluated, strict=True)):
+        broken = [r._replace(status="error", message="rule raised") for r in results[:1]]
+        known.objects[f"h{n}"] = [*results, *broken]
+        todo[key] = f"h{n}"
+    todo["v1|Pod|x|never-evaluated"] = "missing"
+    suppressed = {key for n, key in enumerate(keys) if n % 3 == 0} | {"v1|Pod|x|never-evaluated"}
+    into: list = []
+    unevaluated = _object_candidates(
+        None,  # type: ignore[arg-type] - the cache holds nothing here
+        todo,
+        rules=rules_engine,
+        known=known,
+        into=into,
+        suppressed=suppressed,
+    )
+    assert unevaluated == {"v1|Pod|x|never-evaluated"}
+    expected: list[Result] = [
+        result
+        for chash in todo.values()
+        for result in known.objects.get(chash, [])
+        if result.is_error or result.resource.key not in suppressed
+    ]
+    assert [c.result for c in into] == expected
+    assert any(c.result.is_error and c.result.resource.key in suppressed for c in into)
+    assert not any(not c.result.is_error and c.result.resource.key in suppressed for c in into)
+    assert len(expected) < sum(len(found) for found in known.objects.values())

@@ -1193,9 +1193,12 @@ def _object_candidates(
     rules: EngineHandle,
     known: Evaluated,
     into: list[Candidate],
+    suppressed: Collection[str] = frozenset(),
 ) -> set[str]:
     """Add the object-rule results of the `todo` objects (ref key -> content hash) to `into`,
-    from `known` or else the cache; return the keys of objects with neither."""
+    from `known` or else the cache; return the keys of objects with neither. The results
+    finalize would drop next are left out: those, not errors, on a resource in `suppressed`
+    (reported on its controller; in a fleet of workloads, most of a cold scan's results)."""
     kept = known.objects
     cached = rule_cache.cached_results(
         session,
@@ -1205,11 +1208,15 @@ def _object_candidates(
     unevaluated: set[str] = set()
     for key, chash in todo.items():
         if chash in kept:
-            into.extend(Candidate(result, chash, "object") for result in kept[chash])
+            found = kept[chash]
         elif chash in cached:
-            into.extend(Candidate(rules.result(r), chash, "object") for r in cached[chash])
+            found = [rules.result(r) for r in cached[chash]]
         else:
             unevaluated.add(key)
+            continue
+        if key in suppressed:  # what finalize would drop next (the same test, per result)
+            found = [r for r in found if r.is_error or r.resource.key not in suppressed]
+        into.extend(Candidate(result, chash, "object") for result in found)
     return unevaluated
 
 
@@ -1406,7 +1413,9 @@ def finalize_scan(
         changed=_Changed(todo.keys(), live_keys, fleet.owned),
     )
     candidates = [Candidate(rules.result(record), None, "cluster") for record in records]
-    unevaluated = _object_candidates(session, todo, rules=rules, known=known, into=candidates)
+    unevaluated = _object_candidates(
+        session, todo, rules=rules, known=known, into=candidates, suppressed=suppressed
+    )
     candidates.extend(fleet.candidates)
     if cluster_ok:
         facts = step.facts(c.result.resource.key for c in candidates)
