@@ -9,6 +9,7 @@ cluster's state digest. Cached rows double as the shard results a scan's finaliz
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,7 @@ from store.bulk import (
     core_rows,
     insert_absent,
     inserting_absent,
+    keyed_json_payload,
     table_of,
 )
 from store.models import KubeObject, RuleResultCache
@@ -117,7 +119,7 @@ def store_results(
     (`insert_absent`), and only when another scan cached one of them meanwhile does the
     batch go through `insert_ignoring_conflicts`."""
     rows = _rows(results, catalogue_version=catalogue_version)
-    insert_absent(session, table_of(RuleResultCache), rows)
+    insert_absent(session, table_of(RuleResultCache), rows, payload=_payload(session, rows))
     return len(rows)
 
 
@@ -131,8 +133,26 @@ def storing_results(
     """`store_results` while the block computes something else (`bulk.inserting_absent`:
     PostgreSQL stores the rows meanwhile); the block must not use the session."""
     rows = _rows(results, catalogue_version=catalogue_version)
-    with inserting_absent(session, table_of(RuleResultCache), rows):
+    with inserting_absent(
+        session, table_of(RuleResultCache), rows, payload=_payload(session, rows)
+    ):
         yield
+
+
+def _payload(
+    session: Session, rows: Sequence[dict[str, Any]]
+) -> tuple[list[str], io.BytesIO] | None:
+    """The COPY text of `_rows` (PostgreSQL): rows that differ only in their key and their
+    results (`bulk.keyed_json_payload`)."""
+    if not rows or session.get_bind().dialect.name != "postgresql":
+        return None
+    first = rows[0]
+    return keyed_json_payload(
+        table_of(RuleResultCache),
+        keys=("content_hash", [row["content_hash"] for row in rows]),
+        documents=("results", [row["results"] for row in rows]),
+        same={"catalogue_version": first["catalogue_version"], "created_at": first["created_at"]},
+    )
 
 
 def _rows(

@@ -12,14 +12,17 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from store.bulk import (
+    _copy_payload,
     copy_rows,
     insert_absent,
     insert_ignoring_conflicts,
+    keyed_json_payload,
     streamed_rows,
     table_of,
     update_rows_by_id,
 )
-from store.models import Finding
+from store.models import Finding, RuleResultCache
+from store.rule_cache import cached_results, store_results
 from store.types import utcnow
 from tests.conftest import _savepoint_session
 from tests.support.factories import make_cluster
@@ -231,3 +234,44 @@ def test_streamed_rows_are_planned_for_every_row(db_session: Session) -> None:
     assert [fp for fp, _details in rows] == [f"{700 + n:064x}" for n in range(100)]
     assert _primary_key_scans(session) == walked
     assert session.scalar(text("SHOW cursor_tuple_fraction")) == "0.1"  # put back
+
+
+def test_keyed_json_payload_is_the_copy_text_of_the_same_rows(any_db_session: Session) -> None:
+    """`keyed_json_payload` (rows differing only in key and document, assembled as bytes)
+    writes each row exactly as `_copy_payload` does (COPY's special characters, non-ASCII,
+    integers beyond 64 bits, a document given encoded, none), and the cache's rows stored
+    through it read back the same on both engines."""
+    at = utcnow()
+    documents: list[object] = [
+        [{"message": TRICKY, "path": "a\\b", "n": 2**70}],
+        {"k\tey": ["x\ny", None, True, 1.5]},
+        b'{"pre":"encoded \\\\ once"}',
+        None,
+        [],
+    ]
+    keys = [f"{n:064x}" for n in range(len(documents))]
+    keys[1] = "key with \\ and \t tab"
+    rows = [
+        {"content_hash": key, "results": doc, "catalogue_version": "v\\1", "created_at": at}
+        for key, doc in zip(keys, documents, strict=True)
+    ]
+    table = table_of(RuleResultCache)
+    columns, text = keyed_json_payload(
+        table,
+        keys=("content_hash", keys),
+        documents=("results", documents),
+        same={"catalogue_version": "v\\1", "created_at": at},
+    )
+    expected_columns, expected = _copy_payload(table, rows)
+
+    def fields(names: list[str], payload: bytes) -> list[dict[str, bytes]]:
+        lines = payload.split(b"\n")
+        assert lines[-1] == b""
+        return [dict(zip(names, line.split(b"\t"), strict=True)) for line in lines[:-1]]
+
+    assert fields(columns, text.getvalue()) == fields(expected_columns, expected.getvalue())
+
+    session = any_db_session
+    stored = {f"{n:064x}": [{"message": TRICKY, "n": n, "path": "\\"}] for n in range(3)}
+    store_results(session, stored, catalogue_version="cv-bulk")
+    assert cached_results(session, stored, catalogue_version="cv-bulk") == stored
