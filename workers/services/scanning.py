@@ -973,6 +973,12 @@ class Candidate(NamedTuple):
     source: Literal["object", "cluster", "fleet"]
 
 
+# What `observed_finding` writes, looked up rather than read through the enums' descriptors
+# (a cold scan observes thousands of findings).
+_SEVERITY_TEXT: dict[str, str] = {severity: severity.value for severity in Severity}
+_EXEMPTED = FindingStatus.EXEMPTED.value
+
+
 def observed_finding(
     candidate: Candidate,
     result: Result,
@@ -985,8 +991,8 @@ def observed_finding(
     for a finding without exemption whose rule metadata and source are the same, so that a
     scan's thousands of findings carry a few dozen details mappings (each encoded once)."""
     exemption = result.exemption
-    key = (result.rule_id, result.title, result.category, result.cis, result.pss)
-    details = shared.get((*key, candidate.source)) if shared is not None and not exemption else None
+    key = (result.rule_id, result.title, result.category, result.cis, result.pss, candidate.source)
+    details = shared.get(key) if shared is not None and not exemption else None
     if details is None:
         details = {
             "title": result.title,
@@ -998,8 +1004,8 @@ def observed_finding(
         if exemption:
             details["exemption"] = dict(exemption)
         elif shared is not None:
-            shared[(*key, candidate.source)] = details
-    exempted = result.status == FindingStatus.EXEMPTED
+            shared[key] = details
+    exempted = result.status == _EXEMPTED
     stored = exempted and exemption is not None and exemption["source"] == "database"
     return ObservedFinding(
         fingerprint=result.fingerprint,
@@ -1008,7 +1014,7 @@ def observed_finding(
         container=result.container,
         path=result.path or None,
         content_hash=candidate.content_hash,
-        severity=result.severity.value,
+        severity=_SEVERITY_TEXT[result.severity],
         message=result.message,
         exempted=exempted,
         exemption_id=exemption["index"] if stored and exemption else None,
