@@ -807,7 +807,8 @@ def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused
         raise _NoReuse("the state before has no record of label reads")
     record = label_reads_index(reads[reads_key][0])
     views: dict[str, ObjectView] = {}
-    for batch in chunked(changed, 64):  # a few at a time: the first other change stops it
+    # A few first, then the rest: a change that is not label-only is usually among the few.
+    for batch in (changed[:64], changed[64:]) if len(changed) > 64 else (changed,):
         bodies = bodies_by_hash(
             session, sorted({h for oid, _k, chash in batch for h in (old[oid], chash)})
         )
