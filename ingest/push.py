@@ -54,6 +54,7 @@ from ingest.problems import (
     not_found,
     refuse_nul_in_url,
 )
+from store.db import on_postgresql
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.models import Cluster
 from store.snapshots import stage_snapshot
@@ -173,7 +174,7 @@ BUSY_RETRY_AFTER_S = 30
 @contextmanager
 def _bounded_lock_wait(session: Session) -> Iterator[None]:
     """Within the push's transaction, lock waits end after PUSH_LOCK_TIMEOUT_MS (503)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         session.execute(text(f"SET LOCAL lock_timeout = {PUSH_LOCK_TIMEOUT_MS}"))
     try:
         yield

@@ -30,7 +30,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from store.db import dump_json, local_settings
+from store.db import dump_json, local_settings, on_postgresql
 
 T = TypeVar("T")
 
@@ -215,7 +215,7 @@ def insert_ignoring_conflicts(
     """
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         session.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))
         return
     columns, payload = _copy_payload(table, rows)
@@ -375,7 +375,7 @@ def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) ->
     """
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         session.execute(table.insert(), list(rows))
         return
     columns, payload = _copy_payload(table, rows)
@@ -416,7 +416,7 @@ def insert_binary_row(session: Session, table: Table, row: dict[str, Any]) -> No
     a quarter of the time of an INSERT, whose parameter psycopg2 must send as hex text for
     the server to parse back. SQLite: a plain INSERT.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         session.execute(table.insert(), [row])
         return
     statement, payload = binary_copy(table, row)
@@ -475,7 +475,7 @@ def inserting_absent(
     block must not use the session; the rows are stored (or an error raised) when it ends,
     in the session's transaction as ever. SQLite, or `background=False`: stored first.
     `payload`: the rows' COPY text already built (`keyed_json_payload`), PostgreSQL."""
-    if not rows or session.get_bind().dialect.name != "postgresql":
+    if not rows or not on_postgresql(session):
         if rows:
             insert_ignoring_conflicts(session, table, rows)
         yield
@@ -545,7 +545,7 @@ def update_rows_by_id(session: Session, model: type[Any], rows: Sequence[dict[st
     """
     if not rows:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not on_postgresql(session):
         session.execute(update(model), list(rows))
         return
     from psycopg2.extras import execute_values  # noqa: PLC0415 - PostgreSQL only

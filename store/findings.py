@@ -49,6 +49,7 @@ from store.bulk import (
     table_of,
     update_rows_by_id,
 )
+from store.db import on_postgresql
 from store.models import Cluster, Finding, FindingEvent, KubeObject
 from store.types import utcnow
 
@@ -152,7 +153,7 @@ class FindingScope:
 
 def _in_scope(session: Session, cluster_id: str, scope: FindingScope) -> ColumnElement[bool]:
     """The condition naming the findings of `scope` (both dialects; arrays on PostgreSQL)."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgresql(session)
 
     def among(column: Any, values: frozenset[str], name: str) -> ColumnElement[bool]:
         if postgres:
@@ -224,7 +225,7 @@ def _existing(
         # Every active finding was read and none of the cluster's is resolved: the others
         # are all new.
         return found
-    if missing and session.get_bind().dialect.name == "postgresql":
+    if missing and on_postgresql(session):
         # One statement with an array parameter (a first scan's thousands of fingerprints
         # would otherwise be dozens of IN lists, each compiled and sent on its own).
         fps = bindparam("fps", missing, type_=ARRAY(String))
@@ -413,7 +414,7 @@ def _record_events(
     versions: Mapping[str, int | None],
     events: Sequence[tuple[FindingEventKind, tuple[int, ResourceRef]]],
 ) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # Events have no key but their id: nothing to conflict with, one plain COPY, given a
         # column at a time (a cold scan records thousands: no mapping per row).
         copy_columns(
@@ -517,7 +518,7 @@ def _insert_new(
         return []
     _hold_cluster(session, cluster_id)
     items = [item for item, _status in inserts]
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         ids = next_ids(session, table_of(Finding), len(items))
         refs = [item.ref for item in items]
         raced = copy_absent_columns(

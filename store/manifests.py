@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
 from store.bulk import chunked, streamed_rows
+from store.db import on_postgresql
 from store.models import BodyImage, Cluster, KubeObject, ManifestBody, ManifestVersion
 
 
@@ -267,7 +268,7 @@ def current_metadata(
     absent, or its parent not an object). On PostgreSQL only those two values leave the
     database, not the bodies."""
     found: dict[str, tuple[Any, Any]] = {}
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = on_postgresql(session)
     for batch in chunked(sorted(set(ref_keys))):
         live = and_(
             KubeObject.cluster_id == cluster_id,

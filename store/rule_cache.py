@@ -26,6 +26,7 @@ from store.bulk import (
     keyed_json_payload,
     table_of,
 )
+from store.db import on_postgresql
 from store.models import KubeObject, RuleResultCache
 from store.types import utcnow
 
@@ -144,7 +145,7 @@ def _payload(
 ) -> tuple[list[str], io.BytesIO] | None:
     """The COPY text of `_rows` (PostgreSQL): rows that differ only in their key and their
     results (`bulk.keyed_json_payload`)."""
-    if not rows or session.get_bind().dialect.name != "postgresql":
+    if not rows or not on_postgresql(session):
         return None
     first = rows[0]
     return keyed_json_payload(

@@ -49,7 +49,7 @@ from sqlalchemy.orm import Session
 
 from contracts.instants import InstantError, format_instant, parse_instant
 from contracts.resources import ResourceRef
-from store.db import local_settings
+from store.db import local_settings, on_postgresql
 from store.image_index import ImagePath, recognise
 from store.image_presence import JIT_OFF, checkpoint_for, covers, present_per_cluster
 from store.jsonpath import JsonPath, PathSyntaxError, parse
@@ -259,7 +259,7 @@ def run_search(
     `period` (see the module docstring)."""
     compiled = compile_path(path)
     scope = Scope(tuple(sorted(set(cluster_ids or ()))), kind, namespace, period)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         return _postgres(
             session, compiled, scope=scope, distinct=distinct, limit=limit, timeout=timeout_seconds
         )

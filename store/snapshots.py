@@ -33,6 +33,7 @@ from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
 from store.bulk import chunked, insert_absent, insert_binary_row, table_of
 from store.clusters import get_cluster
+from store.db import on_postgresql
 from store.errors import InvalidSnapshot, UnknownBaseSnapshot
 from store.image_index import index_bodies
 from store.image_presence import record_ended, record_started
@@ -145,7 +146,7 @@ def store_bodies(session: Session, prepared: Sequence[PreparedObject]) -> int:
     now = utcnow()
     # PostgreSQL's COPY takes each body as its canonical JSON text, already written for the
     # hash (jsonb keeps the value, not the text: the same stored body as from the dict).
-    encoded = session.get_bind().dialect.name == "postgresql"
+    encoded = on_postgresql(session)
     rows = [
         {
             "content_hash": h,

@@ -17,6 +17,7 @@ from contracts.severity import Severity
 from contracts.states import FindingStatus, ScanState
 from ingest.web import charts
 from ingest.web.filters import PAGE_SIZE, FindingFilter
+from store.db import on_postgresql
 from store.models import AuditEntry, Cluster, Finding, KubeObject, ScanRun, TelemetryPing
 from store.telemetry import latest_ping_id
 
@@ -113,7 +114,7 @@ def recent_trends(session: Session, *, scans: int = TREND_SCANS) -> dict[str, li
         ScanRun.counts["open"].as_integer(), 0
     )
     trends: dict[str, list[int]] = defaultdict(list)
-    if session.get_bind().dialect.name == "postgresql":
+    if on_postgresql(session):
         # Each cluster's last scans by one short scan of ix_scan_runs_cluster_done (a window
         # over every finished run sorted them all: 55,800 rows at 300 clusters), one row per
         # cluster (fetching 8 rows per cluster costs more than the query).
