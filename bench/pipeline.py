@@ -10,7 +10,10 @@ app, clusters populated through the store's snapshot staging and materialisation
 2. Incremental rescan after 1% of the objects changed (in 10% of the clusters, 10% of each):
    the same fleet scan with a warm cache, as a share of the full scan's time; measured after a
    first rescan that settles the cold scan's new findings (reported on its own), three rounds
-   per run, plus a rescan with nothing changed.
+   per run, plus a rescan with nothing changed. The rounds change a label no cluster rule
+   reads, which a rescan answers without running the cluster rules again (label-only reuse);
+   one more round per run changes the objects' specs instead (a container image, else an
+   annotation), the general case, and is reported beside it.
 3. Purge of 1,000,000 expired manifest versions while an ingest loop stages and applies
    snapshots and records telemetry: purge rate and the longest ingest operation (stall),
    compared with the longest one without purge.
@@ -18,6 +21,7 @@ app, clusters populated through the store's snapshot staging and materialisation
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import signal
@@ -312,19 +316,21 @@ def last_scans_were(env: Env, *, clusters: int, key: str) -> int:
         )
 
 
-def change_one_percent(env: Env, states: dict[str, list[dict[str, Any]]], *, seed: int) -> int:
-    """Change 1% of all objects: 10% of the objects in 10% of the clusters (a label)."""
+def change_one_percent(
+    env: Env, states: dict[str, list[dict[str, Any]]], *, seed: int, spec: bool = False
+) -> int:
+    """Change 1% of all objects: 10% of the objects in 10% of the clusters (a label; with
+    `spec`, the first container's image of an object with a pod template, else an
+    annotation: a change the cluster rules must see)."""
     rng = random.Random(seed)
     chosen = rng.sample(sorted(states), max(1, len(states) // 10))
     changed = 0
     for cluster_id in chosen:
         state = states[cluster_id]
         for index in rng.sample(range(len(state)), max(1, len(state) // 10)):
-            obj = dict(state[index])
-            meta = dict(obj["metadata"])
-            meta["labels"] = {**(meta.get("labels") or {}), "bench-rev": str(seed)}
-            obj["metadata"] = meta
-            state[index] = obj
+            state[index] = (
+                _changed_spec(state[index], seed) if spec else _relabelled(state[index], seed)
+            )
             changed += 1
         with unit_of_work(env.sessions) as session:
             stage_snapshot(session, cluster_id, envelope=full_envelope(state))
@@ -437,6 +443,25 @@ def one_worker_figures(
     ]
 
 
+def _relabelled(obj: dict[str, Any], seed: int) -> dict[str, Any]:
+    meta = dict(obj["metadata"])
+    meta["labels"] = {**(meta.get("labels") or {}), "bench-rev": str(seed)}
+    return {**obj, "metadata": meta}
+
+
+def _changed_spec(obj: dict[str, Any], seed: int) -> dict[str, Any]:
+    changed = copy.deepcopy(obj)
+    template = (changed.get("spec") or {}).get("template") or {}
+    containers = (template.get("spec") or {}).get("containers") or []
+    if containers and isinstance(containers[0].get("image"), str):
+        image = containers[0]["image"].rsplit(":", 1)[0]
+        containers[0]["image"] = f"{image}:bench-{seed}"
+        return changed
+    meta = changed["metadata"]
+    meta["annotations"] = {**(meta.get("annotations") or {}), "bench-rev": str(seed)}
+    return changed
+
+
 def run(*, quick: bool, out: Path) -> list[Figure]:
     clusters, objects = (12, 500) if quick else (200, 2000)
     # K8SMON_BENCH_CLUSTERS / _OBJECTS / _RUNS: a smaller fleet or fewer runs for a re-run
@@ -457,6 +482,7 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
     with bench_env(workdir) as env:
         states = populate(env, clusters=clusters, objects=objects)
         one, two, settle, incremental, still = [], [], [], [], []
+        spec_changed: list[float] = []  # the general case: a change the cluster rules see
         # CPU seconds of the worker (its main process and pool) during the same scans
         one_cpu: list[float] = []
         one_database_cpu: list[float] = []
@@ -502,6 +528,9 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                         env, clusters=clusters, key="unchanged"
                     ) + last_scans_were(env, clusters=clusters, key="incremental")
                     drain(env)
+                change_one_percent(env, states, seed=1000 + attempt, spec=True)
+                spec_changed.append(fleet_scan(env, clusters=clusters))
+                drain(env)
                 still.append(fleet_scan(env, clusters=clusters))
         if one_worker_only:
             return one_worker_figures(
@@ -550,13 +579,25 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             ),
             Figure(
                 AREA,
-                "incremental rescan as a share of the full scan",
+                "incremental rescan as a share of the full scan, a label change",
                 "%",
                 shares,
                 target="" if quick else f"<= {TARGET_SHARE:.0%}",
                 met=None if quick else share <= TARGET_SHARE,
                 note="median incremental rescan / median full scan (2 workers)"
                 + ("; the target is for the full-size fleet" if quick else ""),
+            ),
+            Figure(
+                AREA,
+                "incremental rescan as a share of the full scan, a spec change",
+                "%",
+                tuple(100 * seconds / statistics.median(two) for seconds in spec_changed),
+                target="" if quick else f"<= {TARGET_SHARE:.0%}",
+                met=None
+                if quick
+                else statistics.median(spec_changed) / statistics.median(two) <= TARGET_SHARE,
+                note="1% changed as above, a container image (else an annotation) instead of a "
+                "label: the cluster rules run again (the label rounds reuse them); one a run",
             ),
             Figure(
                 AREA,
