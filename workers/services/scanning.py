@@ -911,33 +911,27 @@ def evaluate_inline(
         cluster = _store_cluster_state(
             session, judged, digest=digest, valid=reused.valid, state=reused.state, kept=kept
         )
-        shard = ShardOutcome(
-            shard=shard_index,
-            objects=objects,
-            evaluated=len(fresh),
-            cache_hits=hashes - len(missing),
-            errors=tuple(errors),
+    else:
+        live = _live_views(session, cluster_id, rules=judged)
+        fresh, errors = _evaluate_objects(
+            judged,
+            ((h, view) for h, view in live if h in wanted),
+            shard_index=shard_index,
+            kept=kept,
         )
-        return shard, cluster, kept
-    live = _live_views(session, cluster_id, rules=judged)
-    fresh, errors = _evaluate_objects(
-        judged,
-        ((h, view) for h, view in live if h in wanted),
-        shard_index=shard_index,
-        kept=kept,
-    )
-    # The cluster rules run while PostgreSQL stores the shard's results (not on the session).
-    with rule_cache.storing_results(session, fresh, catalogue_version=version):
-        state = _cluster_state(judged, live)
+        # The cluster rules run while PostgreSQL stores the shard's results (not on the
+        # session).
+        with rule_cache.storing_results(session, fresh, catalogue_version=version):
+            state = _cluster_state(judged, live)
+        cluster = _cache_cluster_state(
+            session, judged, digest=digest, views=live, state=state, kept=kept
+        )
     shard = ShardOutcome(
         shard=shard_index,
         objects=objects,
         evaluated=len(fresh),
         cache_hits=hashes - len(missing),
         errors=tuple(errors),
-    )
-    cluster = _cache_cluster_state(
-        session, judged, digest=digest, views=live, state=state, kept=kept
     )
     return shard, cluster, kept
 
