@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,24 +11,36 @@ import pytest
 from bench import fleet_scale
 from bench.databases import server_url
 from bench.fleet_scale import FleetShape
+from bench.harness import Figure
 
 pytestmark = [pytest.mark.postgres]
 
 SHAPE = FleetShape(objects=200, days=31, pings=62, scans=6, findings=10)
 
 
+def shrunk_run(
+    *,
+    purge_baseline_s: float | None,
+    plot_to: Path | None,
+    free_space: Callable[[str], int] = fleet_scale.database_disk_free,
+) -> list[Figure]:
+    """The area's steps to 2 then 3 clusters of SHAPE, one run each, on a database of its own."""
+    return fleet_scale.run_steps(
+        (2, 3),
+        shape=SHAPE,
+        runs=1,
+        purge_baseline_s=purge_baseline_s,
+        plot_to=plot_to,
+        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
+        free_space=free_space,
+    )
+
+
 def test_shrunk_run_loads_the_history_measures_each_step_and_purges_one_day(
     tmp_path: Path,
 ) -> None:
     plot = tmp_path / "fleet-scale.png"
-    figures = fleet_scale.run_steps(
-        (2, 3),
-        shape=SHAPE,
-        runs=1,
-        purge_baseline_s=2.0,
-        plot_to=plot,
-        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
-    )
+    figures = shrunk_run(purge_baseline_s=2.0, plot_to=plot)
     by_name = {f.name.split(" (")[0]: f for f in figures}
     load = by_name["load"]
     # 3 clusters x 200 objects: 70% Deployments with 8 versions, 30% ConfigMaps with 2.
@@ -105,15 +118,7 @@ def test_the_disk_guard_stops_at_the_size_loaded_and_says_so_in_the_figures(
         # the first step fits (estimate: 2 x 2.5 MiB); the second, measured, would not
         return fleet_scale.MIN_FREE_BYTES + (2**30 if len(asked) == 1 else 0)
 
-    figures = fleet_scale.run_steps(
-        (2, 3),
-        shape=SHAPE,
-        runs=1,
-        purge_baseline_s=1.0,
-        plot_to=None,
-        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
-        free_space=free_space,
-    )
+    figures = shrunk_run(purge_baseline_s=1.0, plot_to=None, free_space=free_space)
     assert len(asked) == 2 and all(url.endswith(asked[0].rsplit("/", 1)[1]) for url in asked)
     by_name = {f.name.split(" (")[0]: f for f in figures}
     load = by_name["load"]
@@ -126,14 +131,6 @@ def test_the_disk_guard_stops_at_the_size_loaded_and_says_so_in_the_figures(
 
 
 def test_the_disk_guard_may_stop_the_run_before_its_first_step() -> None:
-    (figure,) = fleet_scale.run_steps(
-        (2, 3),
-        shape=SHAPE,
-        runs=1,
-        purge_baseline_s=None,
-        plot_to=None,
-        database=f"k8smon_test_fleet_{uuid.uuid4().hex[:8]}",
-        free_space=lambda url: 0,
-    )
+    (figure,) = shrunk_run(purge_baseline_s=None, plot_to=None, free_space=lambda url: 0)
     assert not figure.measured
     assert figure.note.startswith("stopped at 0 clusters by the disk guard")
