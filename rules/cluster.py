@@ -368,7 +368,7 @@ class ClusterContext:
             self._workloads = tuple(
                 o
                 for o in self.objects
-                if o.workload is not None and not (controlled and o.ref.key in controlled)
+                if o.workload is not None and not (controlled and o.key in controlled)
             )
         return self._workloads
 
@@ -541,6 +541,6 @@ def suppressed_by_controller(context: ClusterContext) -> frozenset[str]:
                 continue
             owner = context.controller_of(obj)
             if owner is not None and owner.workload is not None:
-                out.add(obj.ref.key)
+                out.add(obj.key)
         context._controlled = frozenset(out)
     return context._controlled

@@ -158,24 +158,32 @@ def object_facts(context: ClusterContext) -> dict[str, ObjectFacts]:
     }
 
 
-_Plan = tuple[tuple[Any, RuleMeta], ...]
+# A result's first six fields, the rule's: (id, title, severity, category, cis, pss).
+_Head = tuple[str, str, Severity, str, tuple[str, ...], tuple[str, ...]]
+_Plan = tuple[tuple[Any, RuleMeta, _Head], ...]
+
+
+def _head(meta: RuleMeta) -> _Head:
+    return (meta.id, meta.title, meta.severity, meta.category, meta.cis, meta.pss)
 
 
 def _plans(rules_: Sequence[Rule]) -> tuple[_Plan, dict[str, _Plan]]:
-    """(check, meta) of the rules to run on an object: those for any apiVersion, and by
-    apiVersion, for each apiVersion a rule is limited to (same order as `rules_`)."""
+    """(check, meta, head) of the rules to run on an object: those for any apiVersion, and
+    by apiVersion, for each apiVersion a rule is limited to (same order as `rules_`)."""
     versions: set[str] = set()
     for r in rules_:
         versions |= r.meta.api_versions or frozenset()
     by_version = {
         version: tuple(
-            (r.check, r.meta)
+            (r.check, r.meta, _head(r.meta))
             for r in rules_
             if r.meta.api_versions is None or version in r.meta.api_versions
         )
         for version in versions
     }
-    return tuple((r.check, r.meta) for r in rules_ if r.meta.api_versions is None), by_version
+    return tuple(
+        (r.check, r.meta, _head(r.meta)) for r in rules_ if r.meta.api_versions is None
+    ), by_version
 
 
 def _facts_of_results(
@@ -319,27 +327,15 @@ class Engine:
         plan, by_version = self._plan.get(view.kind, self._plan_any)
         if by_version:
             plan = by_version.get(view.api_version, plan)
-        for check, meta in plan:
+        for check, meta, head in plan:
             try:
-                for v in check(view):
+                # A Violation's fields by unpacking (message, path, container, subject,
+                # severity): the result is the rule's head and these, in Result's order.
+                for message, path, container, _subject, _severity in check(view):
                     results.append(
                         _new_result(
                             Result,
-                            (
-                                meta.id,
-                                meta.title,
-                                meta.severity,
-                                meta.category,
-                                meta.cis,
-                                meta.pss,
-                                view.ref,
-                                v.container,
-                                v.path,
-                                v.message,
-                                "open",
-                                None,
-                                location,
-                            ),
+                            (*head, view.ref, container, path, message, "open", None, location),
                         )
                     )
             except Exception as problem:
@@ -376,28 +372,17 @@ class Engine:
         results: list[Result] = []
         for r in self._cluster_rules:
             meta = r.meta
+            head = _head(meta)
             try:
                 for v in r.check(context):
-                    ref = self._subject_ref(v)
+                    subject = v.subject
+                    # Most subjects are the context's views: their ref without a call.
+                    ref = subject.ref if type(subject) is ObjectView else self._subject_ref(v)
                     location = locations.get(ref.key) if locations else None
                     results.append(
                         _new_result(
                             Result,
-                            (
-                                meta.id,
-                                meta.title,
-                                meta.severity,
-                                meta.category,
-                                meta.cis,
-                                meta.pss,
-                                ref,
-                                v.container,
-                                v.path,
-                                v.message,
-                                "open",
-                                None,
-                                location,
-                            ),
+                            (*head, ref, v.container, v.path, v.message, "open", None, location),
                         )
                     )
             except Exception as problem:
@@ -581,7 +566,7 @@ class Engine:
                 continue
             view = ObjectView(manifest)
             if loc is not None:
-                locations.setdefault(view.ref.key, loc)
+                locations.setdefault(view.key, loc)
             views.append(view)
             located.append(loc)
         assign_versions(views, kubernetes_version)
@@ -603,7 +588,7 @@ class Engine:
         suppressed = self._suppressed(context)
         raw: list[Result] = []
         for view, loc in zip(views, located, strict=True):
-            if suppressed and view.ref.key in suppressed:
+            if suppressed and view.key in suppressed:
                 continue
             raw.extend(self.evaluate_object(view, location=loc))
         if self._cluster_rules:

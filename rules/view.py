@@ -123,6 +123,7 @@ class ObjectView:
     """
 
     __slots__ = (
+        "_key",
         "_problems",
         "_ref",
         "annotations",
@@ -168,6 +169,7 @@ class ObjectView:
             annotations if isinstance(annotations, dict) else EMPTY
         )
         self._ref: ResourceRef | None = None
+        self._key: str | None = None
         spec = manifest.get("spec")
         # `spec` as a mapping (empty when absent or not a mapping): rules read it often.
         self.spec: Mapping[str, Any] = spec if isinstance(spec, dict) else EMPTY
@@ -200,6 +202,21 @@ class ObjectView:
                 self.name or make_ref(self.manifest).name,
             )
         return self._ref
+
+    @property
+    def key(self) -> str:
+        """`ref.key`, without building the ref (computed on first use): a scan asks every
+        object's key (controller dedup) and builds refs only for objects with findings."""
+        key = self._key
+        if key is None:
+            ref = self._ref
+            key = self._key = (
+                ref.key
+                if ref is not None
+                else f"{self.api_version}|{self.kind}|{self.namespace or ''}|"
+                f"{self.name or make_ref(self.manifest).name}"
+            )
+        return key
 
     def get(self, *keys: str) -> Any:
         """The value at a key path (None when any step is missing or not a mapping)."""
