@@ -94,8 +94,19 @@ def missing_resources(
     """(object, container, resources) with no effective `requests` or `limits` entry.
 
     Walks `cluster.workloads()`: Pods and ReplicaSets whose controller is present are left
-    out (with controller dedup on), as their findings would be dropped anyway.
+    out (with controller dedup on), as their findings would be dropped anyway. CPU and
+    memory are looked up in `resource_gaps`, worked out once per context for the three
+    rules that ask (KM-601, KM-602, KM-603).
     """
+    if field in _GAP_INDEX and _RESOURCE_SET.issuperset(wanted):
+        index = _GAP_INDEX[field]
+        for entry in cluster.derived(resource_gaps):
+            gap = entry[index]
+            if gap:
+                missing = [r for r in wanted if r in gap]
+                if missing:
+                    yield entry[0], entry[1], missing
+        return
     defaults = namespace_defaults(cluster)
     none = Defaults()
     for obj in cluster.workloads():
@@ -103,6 +114,60 @@ def missing_resources(
         inherited = found.requests if field == "requests" else found.limits
         for c, missing in _missing_in(obj, field, wanted, inherited):
             yield obj, c, missing
+
+
+_RESOURCE_SET = frozenset(RESOURCE_NAMES)
+_GAP_INDEX = {"requests": 2, "limits": 3}
+ResourceGap = tuple[ObjectView, ContainerView, list[str], list[str]]
+
+
+def resource_gaps(cluster: ClusterContext) -> tuple[ResourceGap, ...]:
+    """(object, container, CPU/memory without a request, CPU/memory without a limit) of every
+    container of `cluster.workloads()` that lacks either (`_missing_in`'s answers for
+    `RESOURCE_NAMES`, both fields in one pass), in workload and container order."""
+    defaults = namespace_defaults(cluster)
+    none = Defaults()
+    out: list[ResourceGap] = []
+    for obj in cluster.workloads():
+        found = defaults.get(obj.namespace, none)
+        workload = obj.workload
+        assert workload is not None
+        pod_level = _mapping(workload.spec.get("resources"))
+        requests_covered: frozenset[str] | set[str] = found.requests
+        limits_covered: frozenset[str] | set[str] = found.limits
+        if pod_level:
+            pod_requests, pod_limits = pod_level.get("requests"), pod_level.get("limits")
+            requests_covered = set(found.requests)
+            requests_covered.update(
+                r for r in RESOURCE_NAMES if _has(pod_requests, r) or _has(pod_limits, r)
+            )
+            limits_covered = set(found.limits)
+            limits_covered.update(r for r in RESOURCE_NAMES if _has(pod_limits, r))
+        for c in workload.containers:
+            if c.group == "ephemeralContainers":
+                continue  # ephemeral containers cannot set resources
+            resources = c.raw.get("resources")
+            if is_map(resources):
+                requests = resources.get("requests")
+                if not isinstance(requests, dict):
+                    requests = _EMPTY
+                limits = resources.get("limits")
+                if not isinstance(limits, dict):
+                    limits = _EMPTY
+            else:
+                requests = limits = _EMPTY
+            # API defaulting: a missing request takes the container's limit.
+            no_request = [
+                r
+                for r in RESOURCE_NAMES
+                if r not in requests_covered and requests.get(r) is None and limits.get(r) is None
+            ]
+            no_limit = [
+                r for r in RESOURCE_NAMES if r not in limits_covered and limits.get(r) is None
+            ]
+            if no_request or no_limit:
+                out.append((obj, c, no_request, no_limit))
+    return tuple(out)
 
 
 def _has(block: Any, name: str) -> bool:
