@@ -123,6 +123,8 @@ def apply_config(
     exemptions = (*config.exemptions, *stored)
     allow = config.allow_annotation_exemptions
     overrides = config.severity
+    if not exemptions and not overrides and not facts:
+        return _dedup_only(results, suppressed)  # the usual scan: nothing to exempt or retune
     out: list[Result] = []
     for result in results:
         status = result.status
@@ -165,4 +167,21 @@ def apply_config(
             changes["exemption"] = None
             changes["status"] = "open"
         out.append(result._replace(**changes) if changes else result)
+    return out
+
+
+def _dedup_only(results: Iterable[Result], suppressed: Set[str]) -> list[Result]:
+    """`apply_config` without exemptions, overrides or object facts: results of suppressed
+    objects dropped, errors kept, every other result open without an exemption."""
+    out: list[Result] = []
+    for result in results:
+        status = result.status
+        if status == "error":
+            out.append(result)
+        elif result.resource.key in suppressed:
+            continue
+        elif status == "open" and result.exemption is None:
+            out.append(result)
+        else:
+            out.append(result._replace(exemption=None, status="open"))
     return out
