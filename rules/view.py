@@ -7,6 +7,7 @@ Rules must treat everything reachable from a view as read-only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
@@ -304,6 +305,11 @@ _CONTAINER_PATHS: dict[tuple[str, str, int], tuple[str, str]] = {}
 _MAX_CONTAINER_PATHS = 4096  # pods rarely have more than a few containers
 
 
+# `parse_image` of the images a process sees (a cluster runs the same few images in many
+# containers); ImageRef is immutable, so one instance serves every container naming it.
+_parsed_image = functools.lru_cache(maxsize=4096)(parse_image)
+
+
 class ContainerView:
     """One container of a workload, with its effective (kubelet) security settings."""
 
@@ -417,7 +423,7 @@ class ContainerView:
         ref = self._image_ref
         if ref is _UNPARSED:
             image = self.image.strip()
-            ref = self._image_ref = parse_image(image) if image else None
+            ref = self._image_ref = _parsed_image(image) if image else None
         return ref
 
     @property
