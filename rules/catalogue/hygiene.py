@@ -901,9 +901,16 @@ def _int(value: Any, default: int) -> int:
 
 def autoscaler_minimums(
     cluster: ClusterContext,
-) -> dict[tuple[str | None, str, str], tuple[int, str]]:
+) -> Mapping[tuple[str | None, str, str], tuple[int, str]]:
     """(namespace, target kind, target name) -> (minimum replicas, autoscaler description)
-    for every HorizontalPodAutoscaler and KEDA ScaledObject (one pass)."""
+    for every HorizontalPodAutoscaler and KEDA ScaledObject (one pass, once per context:
+    four rules ask; read-only)."""
+    return cluster.derived(_autoscaler_minimums)
+
+
+def _autoscaler_minimums(
+    cluster: ClusterContext,
+) -> dict[tuple[str | None, str, str], tuple[int, str]]:
     out: dict[tuple[str | None, str, str], tuple[int, str]] = {}
     for kind, min_field, default in (
         ("HorizontalPodAutoscaler", "minReplicas", 1),
