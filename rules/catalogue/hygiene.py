@@ -98,14 +98,14 @@ def missing_resources(
     memory are looked up in `resource_gaps`, worked out once per context for the three
     rules that ask (KM-601, KM-602, KM-603).
     """
-    if field in _GAP_INDEX and _RESOURCE_SET.issuperset(wanted):
-        index = _GAP_INDEX[field]
-        for entry in cluster.derived(resource_gaps):
-            gap = entry[index]
+    if field in ("requests", "limits") and _RESOURCE_SET.issuperset(wanted):
+        requests = field == "requests"
+        for obj, c, no_request, no_limit in cluster.derived(resource_gaps):
+            gap = no_request if requests else no_limit
             if gap:
                 missing = [r for r in wanted if r in gap]
                 if missing:
-                    yield entry[0], entry[1], missing
+                    yield obj, c, missing
         return
     defaults = namespace_defaults(cluster)
     none = Defaults()
@@ -117,7 +117,6 @@ def missing_resources(
 
 
 _RESOURCE_SET = frozenset(RESOURCE_NAMES)
-_GAP_INDEX = {"requests": 2, "limits": 3}
 ResourceGap = tuple[ObjectView, ContainerView, list[str], list[str]]
 
 
