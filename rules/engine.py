@@ -321,9 +321,13 @@ class Engine:
         with status "error" for that (rule, object); the other rules still run.
         """
         view = manifest if isinstance(manifest, ObjectView) else ObjectView(manifest)
-        results: list[Result] = []
         if view.problems:
-            return results  # rules run only on structurally valid objects
+            return []  # rules run only on structurally valid objects
+        return self._evaluate_valid(view, location)
+
+    def _evaluate_valid(self, view: ObjectView, location: LocationDict | None) -> list[Result]:
+        """`evaluate_object` of a view known to be structurally valid."""
+        results: list[Result] = []
         plan, by_version = self._plan.get(view.kind, self._plan_any)
         if by_version:
             plan = by_version.get(view.api_version, plan)
@@ -587,10 +591,11 @@ class Engine:
         )
         suppressed = self._suppressed(context)
         raw: list[Result] = []
+        evaluate = self._evaluate_valid  # every view left is valid
         for view, loc in zip(views, located, strict=True):
             if suppressed and view.key in suppressed:
                 continue
-            raw.extend(self.evaluate_object(view, location=loc))
+            raw.extend(evaluate(view, loc))
         if self._cluster_rules:
             raw.extend(self.evaluate_cluster(context, locations=locations))
         raw.extend(

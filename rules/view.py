@@ -247,8 +247,9 @@ class WorkloadView:
     )
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
-        keys = _TEMPLATE_KEYS[kind]
-        template = _dig(manifest, keys) if keys else manifest
+        template: Any = manifest
+        for key in _TEMPLATE_KEYS[kind]:  # `_dig`, written out: built for every workload
+            template = template.get(key) if isinstance(template, dict) else None
         if isinstance(template, dict):  # `_dig` of its metadata and of its spec, in one walk
             self.pod_meta: Mapping[str, Any] = _mapping(template.get("metadata"))
             spec = template.get("spec")
