@@ -104,3 +104,28 @@ def test_severity_overrides_and_controller_dedup() -> None:
     assert _apply(config, suppressed=frozenset({WEB.key})) == []
     error = _result()._replace(status="error")
     assert _apply(config, results=[error], suppressed=frozenset({WEB.key})) == [error]
+
+
+def test_the_usual_scans_short_way_gives_what_the_general_way_gives() -> None:
+    """Without exemptions, severity overrides or object facts, `apply_config` only drops the
+    suppressed objects' results and reopens an exempted one, as the general way does."""
+    other = ResourceRef("v1", "Pod", "shop", "web-1")
+    exempted = _result()._replace(
+        status="exempted",
+        exemption={
+            "source": "annotation",
+            "index": None,
+            "reason": "r",
+            "owner": "",
+            "expires": None,
+            "status": "active",
+        },
+    )
+    error = _result(ref=other)._replace(status="error")
+    results = [_result(), _result(ref=other), exempted, error]
+    suppressed = frozenset({other.key})
+    short = _apply(ScanConfig(), results=results, suppressed=suppressed)
+    # an object fact that exempts nothing takes the general way
+    facts = {"v1|Pod|shop|unrelated": ObjectFacts.of({"a": "b"}, {})}
+    general = _apply(ScanConfig(), results=results, suppressed=suppressed, facts=facts)
+    assert short == general == [_result(), _result(), error]

@@ -221,3 +221,52 @@ def test_with_dedup_off_cluster_rules_report_every_object_whatever_the_context()
         ClusterContext([web, owned], dedup_controllers=False)
     )
     assert {r.resource.name for r in deduped if r.rule_id == "KM-601"} == {"web"}
+
+
+def test_resource_gaps_answer_as_each_containers_own_walk() -> None:
+    """KM-601/602/603 read `resource_gaps` (both fields in one pass): the same containers
+    and resources as `_missing_in` per field, with pod-level resources, LimitRange defaults
+    and ephemeral containers."""
+    from rules.catalogue.hygiene import _missing_in, missing_resources  # noqa: PLC0415
+
+    containers = [
+        {"name": "none", "image": "a:1"},
+        {"name": "limits", "image": "a:1", "resources": {"limits": {"cpu": "1"}}},
+        {"name": "requests", "image": "a:1", "resources": {"requests": {"memory": "1Gi"}}},
+        {"name": "odd", "image": "a:1", "resources": {"requests": [], "limits": "x"}},
+        {"name": "bad", "image": "a:1", "resources": "x"},
+    ]
+    spec = {"containers": containers, "ephemeralContainers": [{"name": "e", "image": "e:1"}]}
+    pod_level = {**spec, "resources": {"limits": {"memory": "2Gi"}, "requests": {"cpu": "1"}}}
+    limit_range = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "l", "namespace": "ranged"},
+        "spec": {"limits": [{"type": "Container", "default": {"memory": "1Gi"}}]},
+    }
+    cluster = ClusterContext(
+        [
+            deployment("plain", spec=spec),
+            deployment("pod-level", spec=pod_level),
+            deployment("ranged", namespace="ranged", spec=spec),
+            pod("alone", spec=pod_level),
+            limit_range,
+        ],
+        skip_invalid=False,  # the malformed resources too: the helpers' tolerance
+    )
+    defaults = namespace_defaults(cluster)
+    for field, wanted in (
+        ("requests", ("cpu", "memory")),
+        ("limits", ("memory",)),
+        ("limits", ("cpu",)),
+        ("limits", ("memory", "cpu")),
+    ):
+        expected = []
+        for obj in cluster.workloads():
+            found = defaults.get(obj.namespace)
+            inherited = (
+                frozenset() if found is None else getattr(found, field)  # requests or limits
+            )
+            expected += [(obj, c, m) for c, m in _missing_in(obj, field, wanted, inherited)]
+        assert list(missing_resources(cluster, field, wanted)) == expected
+        assert expected  # the case has gaps to find

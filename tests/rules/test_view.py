@@ -216,3 +216,19 @@ def test_container_image_ref_is_parsed_once_and_none_when_blank() -> None:
     assert ref is not None and (ref.name, ref.tag, ref.digest) == ("host:5000/app", "1.2", None)
     assert first.image_ref is ref
     assert second.image_ref is None
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        pod("web"),
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "web-"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a", "namespace": "b"}},
+        {"kind": "ConfigMap", "metadata": {"name": 7, "namespace": "n"}},
+        {"apiVersion": "v1"},
+    ],
+)
+def test_a_views_key_is_its_refs_key_before_and_after_the_ref(manifest: dict) -> None:
+    view = ObjectView(manifest)
+    key = view.key  # computed without the ref
+    assert key == ObjectView(manifest).ref.key == view.ref.key == view.key
