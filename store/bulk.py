@@ -351,15 +351,23 @@ def copy_absent_columns(session: Session, table: Table, columns: Columns, *, cou
     return _copy_absent(session.connection().connection, statement, payload)
 
 
+# `next_ids`' statement: the sequence is looked up once (a sub-select: an InitPlan), not once
+# per value as when the look-up was a subquery in FROM, which the planner flattens into the
+# select list (pg_get_serial_sequence reads the catalogue): a cold scan of 16 bench clusters
+# spent 363 ms of PostgreSQL's time on 54,143 values that way (pg_stat_statements); 50,000
+# take 13 ms with one look-up.
+_NEXT_IDS = (
+    "SELECT nextval((SELECT pg_get_serial_sequence(%s, 'id')::regclass)) "
+    "FROM generate_series(1, %s)"
+)
+
+
 def next_ids(session: Session, table: Table, count: int) -> list[int]:
     """`count` values of the sequence of `table.id` (PostgreSQL): the ids of rows about to be
     COPYed with them, so the writer knows them without reading the rows back."""
     if not count:
         return []
-    statement = (
-        "SELECT nextval(s.seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS seq) "
-        "AS s, generate_series(1, %s)"
-    )
+    statement = _NEXT_IDS
     session.flush()
     with _raw_cursor(session, statement) as cursor:
         cursor.execute(statement, (table.name, count))

@@ -17,6 +17,7 @@ from store.bulk import (
     insert_absent,
     insert_ignoring_conflicts,
     keyed_json_payload,
+    next_ids,
     streamed_rows,
     table_of,
     update_rows_by_id,
@@ -234,6 +235,24 @@ def test_streamed_rows_are_planned_for_every_row(db_session: Session) -> None:
     assert [fp for fp, _details in rows] == [f"{700 + n:064x}" for n in range(100)]
     assert _primary_key_scans(session) == walked
     assert session.scalar(text("SHOW cursor_tuple_fraction")) == "0.1"  # put back
+
+
+def test_next_ids_look_the_sequence_up_once(db_session: Session) -> None:
+    """`next_ids` takes distinct increasing values of `findings.id`'s sequence, the sequence
+    looked up once per statement (an InitPlan) rather than once per value (a cold scan takes
+    thousands: as a subquery in FROM the look-up was flattened into every row's nextval)."""
+    from store.bulk import _NEXT_IDS  # noqa: PLC0415
+
+    session = db_session
+    ids = next_ids(session, table_of(Finding), 5)
+    assert len(set(ids)) == 5 and ids == sorted(ids)
+    with session.connection().connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (VERBOSE, FORMAT JSON) " + _NEXT_IDS, ("findings", 5))
+        ((plan,),) = cursor.fetchall()
+    top = plan[0]["Plan"]
+    assert "pg_get_serial_sequence" not in " ".join(top["Output"]), top
+    assert [p["Subplan Name"] for p in top.get("Plans", [])][:1] == ["InitPlan 1 (returns $0)"]
+    assert next_ids(session, table_of(Finding), 0) == []
 
 
 def test_keyed_json_payload_is_the_copy_text_of_the_same_rows(any_db_session: Session) -> None:
