@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Float,
@@ -24,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from contracts.states import ClusterStatus, DeliveryState, FindingStatus, ScanState, SnapshotState
 from contracts.timeline import FindingEventKind
-from store.types import EnumText, JsonDocument, UtcDateTime, utcnow
+from store.types import CachedJson, EnumText, JsonDocument, UtcDateTime, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -597,9 +596,10 @@ class RuleResultCache(Base):
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)
-    # json, not jsonb: written whole and read whole, never queried inside (migration 0010)
-    results: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    # Text on PostgreSQL, not json or jsonb: written whole and read whole, never queried
+    # inside, so the server need not parse it (migrations 0010, 0019).
+    results: Mapped[list[dict[str, Any]]] = mapped_column(CachedJson)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class AdminKey(Base):

@@ -7,12 +7,37 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, String, Text, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
+from store.db import dump_json, load_json
+
 # JSONB on PostgreSQL (indexable, searchable with jsonb_path_query), JSON text on SQLite.
 JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON document kept as its text, which the server stores without parsing or checking
+    it (`text`): for documents only this program writes and only ever reads whole (the rule
+    results cache). Written as `store.db.dump_json` encodes it (`bytes`: already encoded),
+    read back by `store.db.load_json`."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return value.decode() if type(value) is bytes else dump_json(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else load_json(value)
+
+
+# JSON text on both engines, unchecked by PostgreSQL (`JsonText`; SQLite's JSON is text anyway).
+# Still a JSON column to `store.bulk`, whose COPY writes a value as its JSON text.
+CachedJson = JSON().with_variant(JsonText(), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):

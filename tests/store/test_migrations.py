@@ -165,3 +165,47 @@ def test_0012_fills_image_present_from_image_changes_on_postgresql(
         _fill_from_0011(database.url)
     finally:
         database.drop()
+
+
+def test_0019_cached_results_are_text_kept_warm(postgres_server_url: str) -> None:
+    """0019: `rule_result_cache.results` is text (the server stores it unparsed), lz4, without
+    the unread index on created_at; a row cached before the upgrade reads back the same, and
+    the downgrade puts json and the index back."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from store.db import make_session_factory, unit_of_work  # noqa: PLC0415
+    from store.rule_cache import cached_results  # noqa: PLC0415
+
+    database = ThrowawayDatabase.create(postgres_server_url)
+    engine = make_engine(database.url)
+    column = "attrelid = 'rule_result_cache'::regclass AND attname = 'results'"
+    shape = (
+        f"SELECT format_type(atttypid, atttypmod), attcompression FROM pg_attribute WHERE {column}"
+    )
+    indexes = "SELECT indexname FROM pg_indexes WHERE tablename = 'rule_result_cache'"
+    document = [{"rule_id": "KM-1", "message": 'a "quoted" \\ tab\there', "n": 1.5}]
+    try:
+        migrate.upgrade(engine, "0018")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO rule_result_cache (content_hash, catalogue_version, results, "
+                    "created_at) VALUES (:h, 'cv', :r, now())"
+                ),
+                {"h": "a" * 64, "r": json.dumps(document)},
+            )
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            assert tuple(connection.execute(text(shape)).one()) == ("text", "l")
+            assert set(connection.scalars(text(indexes))) == {"pk_rule_result_cache"}
+        with unit_of_work(make_session_factory(engine)) as session:
+            assert cached_results(session, ["a" * 64], catalogue_version="cv") == {
+                "a" * 64: document
+            }
+        migrate.downgrade(engine, "0018")
+        with engine.connect() as connection:
+            assert connection.execute(text(shape)).one()[0] == "json"
+            assert "ix_rule_result_cache_created_at" in set(connection.scalars(text(indexes)))
+    finally:
+        engine.dispose()
+        database.drop()
