@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -59,13 +59,21 @@ def group_by_rule(findings: Iterable[Finding]) -> tuple[RuleSection, ...]:
 
 
 def build_cluster_report(
-    session: Session, cluster_id: str, *, public_url: str, scan_id: int | None = None
+    session: Session,
+    cluster_id: str,
+    *,
+    public_url: str,
+    scan_id: int | None = None,
+    findings: Sequence[Finding] | None = None,
 ) -> ClusterReport:
-    """The report of a cluster after a scan (the latest finished one by default)."""
+    """The report of a cluster after a scan (the latest finished one by default).
+    `findings`: the cluster's `cluster_findings(..., resolved_in_scan=scan_id)`, when the
+    caller read them already (a scan's delivery writes two reports of them)."""
     cluster = get_cluster(session, cluster_id)
     run = get_scan_run(session, scan_id) if scan_id else latest_scan_run(session, cluster_id)
     scan = run.id if run else None
-    findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
+    if findings is None:
+        findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
     active = [f for f in findings if f.status in FindingStatus.unresolved()]
     new = [f for f in active if f.status == FindingStatus.NEW and f.last_scan_id == scan]
     resolved = [f for f in findings if f.status == FindingStatus.RESOLVED]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,9 +62,16 @@ def finding_dict(finding: Finding) -> FindingDict:
 
 
 def cluster_policy_reports(
-    session: Session, cluster_id: str, *, now: dt.datetime | None = None
+    session: Session,
+    cluster_id: str,
+    *,
+    now: dt.datetime | None = None,
+    active: Sequence[Finding] | None = None,
 ) -> list[dict[str, Any]]:
-    findings = [finding_dict(f) for f in cluster_findings(session, cluster_id)]
+    """The cluster's active findings as PolicyReport documents. `active`: those findings
+    (`cluster_findings` with its default statuses, in its order), when the caller has them."""
+    stored = cluster_findings(session, cluster_id) if active is None else active
+    findings = [finding_dict(f) for f in stored]
     report: ScanReport = {"findings": findings, "errors": [], "summary": {}}  # type: ignore[typeddict-item]
     return render_policy_reports(report, now=now)
 

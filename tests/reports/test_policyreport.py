@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from sqlalchemy import event
+
+from reports.build import build_cluster_report
+from reports.html import render_html
 from reports.policyreport import cluster_policy_reports
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
 from tests.workers.workloads import privileged
+from workers.services.delivery import write_cluster_html
 
 
 def test_policy_reports_per_namespace_then_cluster(pipeline: Pipeline) -> None:
@@ -37,3 +43,43 @@ def test_the_scan_writes_html_and_policy_reports(pipeline: Pipeline) -> None:
     listing = json.loads((folder / "files.policyreports.json").read_text(encoding="utf-8"))
     assert listing["kind"] == "List"
     assert [d["kind"] for d in listing["items"]][-1] == "ClusterPolicyReport"
+
+
+def test_a_scans_reports_are_written_from_one_read_of_its_findings(pipeline: Pipeline) -> None:
+    """The HTML report and the PolicyReports written after a scan are those each function
+    builds on its own reading, and the findings are read once for both."""
+    pipeline.push_and_process(
+        "one", [privileged("web", namespace="shop"), config_map("plain", namespace="other")]
+    )
+    pipeline.run.run("k8smon.rescan", "one")
+    pipeline.push_and_process("one", [config_map("plain", namespace="other")])
+    scan_id = pipeline.run.run("k8smon.rescan", "one")["scan_id"]  # resolves web's findings
+    session, settings = pipeline.session, pipeline.ctx.settings
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        write_cluster_html(session, settings=settings, scan_id=scan_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len([s for s in statements if "FROM findings" in s]) == 1, statements
+    folder = settings.instance_path / "reports"
+    report = build_cluster_report(session, "one", public_url=settings.public_url, scan_id=scan_id)
+    assert report.resolved  # the scan's resolved findings are in the one read too
+    assert (folder / "one.html").read_text(encoding="utf-8") == render_html(report)
+    listing = json.loads((folder / "one.policyreports.json").read_text(encoding="utf-8"))
+    expected = cluster_policy_reports(session, "one")
+    stamp = {"creationTimestamp", "timestamp"}
+
+    def unstamped(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unstamped(v) for k, v in value.items() if k not in stamp}
+        if isinstance(value, list):
+            return [unstamped(v) for v in value]
+        return value
+
+    assert unstamped(listing["items"]) == unstamped(expected)
