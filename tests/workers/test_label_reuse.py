@@ -175,3 +175,28 @@ def test_a_label_an_exemption_selects_is_configured_anew(
         assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
         exempted = {f for f in pipeline.active_findings("c", exact=False) if f[3]}
         assert bool(exempted) == (value == "yes")
+
+
+def test_a_spec_change_falls_back_before_the_whole_state_is_read(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change that is not label-only (the common case) is told from the changed objects'
+    bodies: the unchanged objects' rows, which only the digest check of the state before
+    needs, are not read."""
+    pipeline, objects = scanned
+    read: list[str] = []
+    state_was = scanning._state_was
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        read.append("state")
+        return state_was(*args, **kwargs)
+
+    monkeypatch.setattr(scanning, "_state_was", spying)
+    objects = copy.deepcopy(objects)
+    _find(objects, "Deployment", "web")["spec"]["replicas"] = 3
+    assert not _rescan(pipeline, monkeypatch, objects, name="full")
+    assert read == []
+    objects = copy.deepcopy(objects)
+    _find(objects, "ConfigMap", "settings")["metadata"]["labels"]["release"] = "r1"
+    assert _rescan(pipeline, monkeypatch, objects, name="full-again")
+    assert read == ["state"]

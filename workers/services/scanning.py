@@ -717,12 +717,21 @@ class _NoReuse(Exception):
     """Why a rescan runs the cluster rules again (`_label_only_reuse`)."""
 
 
-def _state_before(
-    session: Session, *, cluster_id: str
-) -> tuple[str, list[tuple[int, str, str]], dict[int, str], dict[str, str]]:
-    """The digest of the state the cluster's last finished scan saw, the objects changed
-    since (id, ref key, content hash), each one's content hash in that state, and that
-    state (ref key -> content hash), checked against its digest; else `_NoReuse`."""
+class _Before(NamedTuple):
+    """The last finished scan's state digest, the objects changed since (id, ref key,
+    content hash) and each one's content hash in that state (`_changes_since`)."""
+
+    digest: str
+    since: int
+    changed: list[tuple[int, str, str]]
+    old: dict[int, str]
+
+
+def _changes_since(session: Session, *, cluster_id: str) -> _Before:
+    """What changed since the cluster's last finished scan (`_Before`), read without the
+    unchanged objects' rows (a change that is not label-only, the common case, falls back
+    before they are read); not yet checked against that scan's digest (`_state_was`);
+    else `_NoReuse`."""
     previous = session.execute(
         select(ScanRun.snapshot_digest, ScanRun.counts)
         .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
@@ -732,23 +741,39 @@ def _state_before(
     if previous is None or not previous[0] or "version_watermark" not in (previous[1] or {}):
         raise _NoReuse("no finished scan with a watermark")
     before, since = str(previous[0]), int(previous[1]["version_watermark"])
-    live = core_rows(
+    live = and_(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+    changed = core_rows(
         session,
         select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash)
-        .add_columns(KubeObject.current_version_id)
-        .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)),
+        .where(live, KubeObject.current_version_id > since)
+        .order_by(KubeObject.id),
     )
-    changed = [(oid, key, chash) for oid, key, chash, vid in live if (vid or 0) > since]
-    if not changed or len(changed) > LABEL_REUSE_SHARE * len(live):
-        raise _NoReuse(f"{len(changed)} of {len(live)} objects changed")
+    total = session.scalar(select(func.count()).select_from(KubeObject).where(live)) or 0
+    if not changed or len(changed) > LABEL_REUSE_SHARE * total:
+        raise _NoReuse(f"{len(changed)} of {total} objects changed")
     old = _previous_bodies(session, [oid for oid, _k, _h in changed], since=since)
     if len(old) != len(changed):
         raise _NoReuse("an object is new since")
-    was = {key: chash for _oid, key, chash, _vid in live}
-    was.update((key, old[oid]) for oid, key, _h in changed)
-    if state_digest(was.items()) != before:
+    return _Before(before, since, [(oid, key, chash) for oid, key, chash in changed], old)
+
+
+def _state_was(session: Session, before: _Before, *, cluster_id: str) -> dict[str, str]:
+    """The state the last finished scan saw (ref key -> content hash): the live objects,
+    each changed one at its content hash then, checked against that scan's digest (an
+    object added, deleted or changed since `_changes_since` read them makes it differ);
+    else `_NoReuse`."""
+    was: dict[str, str] = dict(
+        core_rows(
+            session,
+            select(KubeObject.ref_key, KubeObject.current_hash).where(
+                KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
+            ),
+        )
+    )
+    was.update((key, before.old[oid]) for oid, key, _h in before.changed)
+    if state_digest(was.items()) != before.digest:
         raise _NoReuse("not the state the last scan saw")
-    return before, changed, old, was
+    return was
 
 
 def _label_only_change(
@@ -797,7 +822,8 @@ def _label_only_reuse(session: Session, rules: EngineHandle, *, cluster_id: str)
 
 
 def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused:
-    before, changed, old, was = _state_before(session, cluster_id=cluster_id)
+    found = _changes_since(session, cluster_id=cluster_id)
+    before, changed, old = found.digest, found.changed, found.old
     version = rules.catalogue_version
     # The small record and the changed bodies first: a change that is not label-only (the
     # common case) falls back before the state's results are read.
@@ -815,6 +841,7 @@ def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused
         for oid, key, chash in batch:
             prior, body = bodies.get(old[oid]), bodies.get(chash)
             views[chash] = _label_only_change(record, rules, prior, body, key=key)
+    was = _state_was(session, found, cluster_id=cluster_id)
     keys = {
         "state": rule_cache.cluster_state_key(before),
         "valid": rule_cache.cluster_valid_key(before),
