@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from reports.build import build_cluster_report
@@ -13,6 +15,8 @@ from reports.policyreport import cluster_policy_reports
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
 from tests.workers.workloads import privileged
+from workers import jobs
+from workers.services import delivery
 from workers.services.delivery import write_cluster_html
 
 
@@ -83,3 +87,22 @@ def test_a_scans_reports_are_written_from_one_read_of_its_findings(pipeline: Pip
         return value
 
     assert unstamped(listing["items"]) == unstamped(expected)
+
+
+def test_a_scans_reports_are_written_with_the_cyclic_collector_paused(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enabled: list[bool] = []
+    write = delivery.write_cluster_html
+
+    def spying(*args: Any, **kwargs: Any) -> Any:
+        enabled.append(gc.isenabled())
+        return write(*args, **kwargs)
+
+    pipeline.push_and_process("gc", [privileged("web", namespace="shop")])
+    scan_id = pipeline.run.run("k8smon.rescan", "gc")["scan_id"]
+    monkeypatch.setattr(delivery, "write_cluster_html", spying)
+    assert gc.isenabled()
+    jobs.deliver_reports(pipeline.ctx, scan_id)
+    assert enabled == [False]
+    assert gc.isenabled()
