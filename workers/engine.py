@@ -26,21 +26,56 @@ from rules.configure import ObjectFacts, apply_config
 from rules.psa import Version, assign_version
 from rules.view import ObjectView
 
+_new_result = tuple.__new__  # a Result from its fields' tuple (as `rules.engine` makes them)
+_UNDESCRIBED: tuple[str, str, tuple[str, ...], tuple[str, ...]] = ("", "", (), ())
+
 
 def cached_record(result: Result, resource: dict[str, Any] | None = None) -> dict[str, Any]:
     """A result as rule_result_cache stores it: plain JSON, without the rule's own metadata
     (title, category, CIS and PSS ids: the same for the whole catalogue version the cache is
     keyed by; `EngineHandle.result` puts them back) and before configuration. `resource`:
     the result's `resource.to_dict()`, when the caller has it (one per object)."""
-    return {
-        "rule_id": result.rule_id,
-        "severity": result.severity.value,
-        "resource": result.resource.to_dict() if resource is None else resource,
-        "container": result.container,
-        "path": result.path,
-        "message": result.message,
-        "status": result.status,
-    }
+    return cached_records((result,), resource)[0]
+
+
+# A severity's cached text, looked up rather than read through the enum's descriptor, and
+# back (`EngineHandle.result`; other texts go through `Severity.parse`).
+_SEVERITY_TEXT: dict[Severity, str] = {severity: severity.value for severity in Severity}
+_SEVERITY_OF: dict[str, Severity] = {severity.value: severity for severity in Severity}
+
+
+def cached_records(
+    results: Sequence[Result], resource: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """`cached_record` of each result, built in one pass (a scan makes one per result of
+    every object). `resource`: the `resource.to_dict()` of the one object they all name."""
+    text = _SEVERITY_TEXT
+    return [
+        {
+            "rule_id": rule_id,
+            "severity": text[severity],
+            "resource": ref.to_dict() if resource is None else resource,
+            "container": container,
+            "path": path,
+            "message": message,
+            "status": status,
+        }
+        for (
+            rule_id,
+            _title,
+            severity,
+            _category,
+            _cis,
+            _pss,
+            ref,
+            container,
+            path,
+            message,
+            status,
+            _exemption,
+            _location,
+        ) in results
+    ]
 
 
 def _cached_facts(context: ClusterContext) -> dict[str, dict[str, Any]]:
@@ -90,7 +125,11 @@ class EngineHandle:
         self.engine = engine
         self._cluster_rule_ids = frozenset(r.meta.id for r in engine.cluster_rules)
         self._fleet_rule_ids = frozenset(r.meta.id for r in engine.fleet_rules)
-        self._meta = {r.meta.id: r.meta for r in engine.all_rules}
+        # What `result` puts back of each rule's metadata: title, category, CIS and PSS ids.
+        self._described = {
+            r.meta.id: (r.meta.title, r.meta.category, r.meta.cis, r.meta.pss)
+            for r in engine.all_rules
+        }
         self.kubernetes_version = kubernetes_version
         self._pins = {ns: v for ns, v in (pins or {}).items() if v is not None}
         self._suffix = ""
@@ -136,21 +175,26 @@ class EngineHandle:
 
     def result(self, record: Mapping[str, Any]) -> Result:
         """A cached record as the rules' `Result`, with its rule's metadata put back."""
-        meta = self._meta.get(record["rule_id"])
-        return Result(
-            record["rule_id"],
-            meta.title if meta else "",
-            Severity.parse(record["severity"]),
-            meta.category if meta else "",
-            meta.cis if meta else (),
-            meta.pss if meta else (),
-            ResourceRef.from_dict(record["resource"]),
-            record.get("container"),
-            record.get("path") or "",
-            record.get("message", ""),
-            record.get("status", "open"),
-            None,
-            None,
+        rule_id = record["rule_id"]
+        title, category, cis, pss = self._described.get(rule_id, _UNDESCRIBED)
+        severity = record["severity"]
+        return _new_result(
+            Result,
+            (
+                rule_id,
+                title,
+                _SEVERITY_OF.get(severity) or Severity.parse(severity),
+                category,
+                cis,
+                pss,
+                ResourceRef.from_dict(record["resource"]),
+                record.get("container"),
+                record.get("path") or "",
+                record.get("message", ""),
+                record.get("status", "open"),
+                None,
+                None,
+            ),
         )
 
     def view(self, manifest: Mapping[str, Any], *, valid: bool = False) -> ObjectView:
@@ -168,8 +212,8 @@ class EngineHandle:
     def evaluate_view(self, view: ObjectView) -> list[dict[str, Any]]:
         """`evaluate_object` of a view from `views`."""
         found = self.engine.evaluate_object(view)
-        resource = view.ref.to_dict() if found else None  # every result of the object names it
-        return [cached_record(r, resource) for r in found]
+        # Every result of the object names it.
+        return cached_records(found, view.ref.to_dict()) if found else []
 
     def evaluate_view_kept(self, view: ObjectView) -> tuple[list[dict[str, Any]], list[Result]]:
         """`evaluate_view`'s records, and the results `result()` makes of them (what a step
@@ -178,29 +222,15 @@ class EngineHandle:
         found = self.engine.evaluate_object(view)
         if not found:
             return [], []
-        resource = view.ref.to_dict()  # every result of the object names it
-        records = [cached_record(r, resource) for r in found]
-        ref = ResourceRef.from_dict(resource)  # as the cached record gives it back
-        if ref == view.ref and all(type(r.path) is str for r in found):
+        # Every result of the object names it (`view.ref`), whose fields come back as they are
+        # from the cached record (`ResourceRef.from_dict` of its `to_dict()`: strings, the
+        # namespace already normalised), so the results are those `result()` would make,
+        # but for a path that is not a string.
+        ref = view.ref
+        records = cached_records(found, ref.to_dict())
+        if all(type(r.path) is str for r in found):
             return records, found  # the engine's results are those already
-        return records, [
-            Result(
-                r.rule_id,
-                r.title,
-                r.severity,
-                r.category,
-                r.cis,
-                r.pss,
-                ref,
-                r.container,
-                r.path or "",
-                r.message,
-                r.status,
-                None,
-                None,
-            )
-            for r in found
-        ]
+        return records, [r._replace(path=r.path or "") for r in found]
 
     def evaluate_cluster(
         self,
@@ -222,7 +252,7 @@ class EngineHandle:
             label_reads=reads,
         )
         try:
-            results = [cached_record(r) for r in self.engine.evaluate_cluster(context)]
+            results = cached_records(self.engine.evaluate_cluster(context))
         finally:
             record = reads.restore() if reads is not None else None
         suppressed = (

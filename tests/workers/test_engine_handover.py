@@ -73,3 +73,29 @@ def test_finalize_leaves_out_the_results_of_objects_reported_on_their_controller
     assert any(c.result.is_error and c.result.resource.key in suppressed for c in into)
     assert not any(not c.result.is_error and c.result.resource.key in suppressed for c in into)
     assert len(expected) < sum(len(found) for found in known.objects.values())
+
+
+def test_a_cached_record_reads_back_with_its_rule_metadata_and_any_severity_spelling(
+    rules_engine: EngineHandle,
+) -> None:
+    """`result()` of a record: the rule's title, category, CIS and PSS ids put back (empty
+    for a rule the catalogue no longer has), its severity parsed however it is spelled, and
+    `cached_records` of results are `cached_record` of each, in order."""
+    from contracts.severity import Severity  # noqa: PLC0415
+    from workers.engine import cached_record, cached_records  # noqa: PLC0415
+
+    views = [rules_engine.view(manifest) for manifest in generate(50, seed=8)]
+    found = [r for view in views for r in rules_engine.engine.evaluate_object(view)]
+    assert found
+    assert cached_records(found) == [cached_record(r) for r in found]
+    record = cached_records(found[:1])[0]
+    back = rules_engine.result(record)
+    assert (back.title, back.category, back.cis, back.pss) == (
+        found[0].title,
+        found[0].category,
+        found[0].cis,
+        found[0].pss,
+    )
+    odd = rules_engine.result({**record, "rule_id": "KM-GONE", "severity": " HIGH "})
+    assert odd.severity is Severity.HIGH
+    assert (odd.title, odd.category, odd.cis, odd.pss) == ("", "", (), ())
