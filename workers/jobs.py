@@ -306,8 +306,9 @@ def plan_scans(
 ) -> list[scanning.ScanPlan]:
     """`plan_scan` for several clusters in one unit of work: every scan of a batch is
     recorded (running, with its steps and the batch's task id) before any is evaluated, so
-    the scan watchdog sees all of them should the worker die in the middle of the batch."""
-    with unit_of_work(ctx.sessions) as session:
+    the scan watchdog sees all of them should the worker die in the middle of the batch.
+    The cyclic collector stays paused, as for the steps that follow."""
+    with gc_paused(), unit_of_work(ctx.sessions) as session:
         return [
             scanning.plan_scan(
                 session,

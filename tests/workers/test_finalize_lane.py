@@ -162,3 +162,35 @@ def test_a_batch_with_its_finalizes_in_the_lane_gives_the_offline_findings(
     finally:
         engine.dispose()
         database.drop()
+
+
+def test_a_batch_is_planned_with_the_cyclic_collector_paused(
+    test_settings: Settings, rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan_scans` (each scan's ORM rows and uncached bodies) runs with the collector
+    paused, as the steps after it do, and leaves it as it was."""
+    import gc  # noqa: PLC0415
+
+    from workers.services import scanning  # noqa: PLC0415
+
+    seen: list[bool] = []
+
+    def plan_scan(_session: object, cluster_id: str, **_kwargs: object) -> str:
+        seen.append(gc.isenabled())
+        return cluster_id
+
+    class Session:
+        def commit(self) -> None: ...
+        def rollback(self) -> None: ...
+        def close(self) -> None: ...
+
+    monkeypatch.setattr(scanning, "plan_scan", plan_scan)
+    ctx = WorkerContext(
+        settings=test_settings,
+        engine_factory=lambda: rules_engine,
+        sessions_override=Session,  # type: ignore[arg-type] - a unit of work's whole use
+    )
+    assert gc.isenabled()
+    assert jobs.plan_scans(ctx, ["a", "b"], trigger="test") == ["a", "b"]  # type: ignore[comparison-overlap]
+    assert seen == [False, False]
+    assert gc.isenabled()
