@@ -61,6 +61,12 @@ def object_namespace(kind: Any, namespace: Any) -> str | None:
     return str(namespace)
 
 
+def resource_key(api_version: str, kind: str, namespace: str | None, name: str) -> str:
+    """An object's stable text key, unique within a cluster: `apiVersion|kind|namespace|name`
+    (`ResourceRef.key`; the engine's views build it without a ref)."""
+    return f"{api_version}|{kind}|{namespace or ''}|{name}"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ResourceRef:
     """Names one object: apiVersion, kind, namespace (None when cluster-scoped), name."""
@@ -75,7 +81,7 @@ class ResourceRef:
     key: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        key = f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+        key = resource_key(self.api_version, self.kind, self.namespace, self.name)
         object.__setattr__(self, "key", key)
 
     @classmethod

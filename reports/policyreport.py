@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from contracts.findings import ExemptionDict, ScanReport
 from contracts.findings import Finding as FindingDict
+from contracts.resources import resource_key
 from contracts.states import FindingStatus
 from reports.formats.policyreport import render_policy_reports
 from store.findings import cluster_findings, fingerprint
@@ -23,7 +24,7 @@ def finding_dict(finding: Finding) -> FindingDict:
     """A stored finding in the contract's JSON shape (`contracts.findings.Finding`)."""
     details = finding.details or {}
     exemption = details.get("exemption")
-    ref_key = f"{finding.api_version}|{finding.kind}|{finding.namespace or ''}|{finding.name}"
+    ref_key = resource_key(finding.api_version, finding.kind, finding.namespace, finding.name)
     return {
         "rule_id": finding.rule_id,
         "title": str(details.get("title") or finding.rule_id),

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, TypeGuard
 
 from contracts.images import ImageRef, parse_image
-from contracts.resources import CLUSTER_SCOPED_KINDS, ResourceRef, object_namespace
+from contracts.resources import CLUSTER_SCOPED_KINDS, ResourceRef, object_namespace, resource_key
 from rules.schema import SchemaProblem, validate
 
 EMPTY: Mapping[str, Any] = {}
@@ -214,8 +214,12 @@ class ObjectView:
             key = self._key = (
                 ref.key
                 if ref is not None
-                else f"{self.api_version}|{self.kind}|{self.namespace or ''}|"
-                f"{self.name or make_ref(self.manifest).name}"
+                else resource_key(
+                    self.api_version,
+                    self.kind,
+                    self.namespace,
+                    self.name or make_ref(self.manifest).name,
+                )
             )
         return key
 

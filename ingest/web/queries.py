@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, case, func, or_, select, true
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
+from contracts.resources import resource_key
 from contracts.severity import Severity
 from contracts.states import FindingStatus, ScanState
 from ingest.web import charts
@@ -433,7 +434,7 @@ class FindingRow:
 
     @property
     def ref_key(self) -> str:
-        return f"{self.api_version}|{self.kind}|{self.namespace or ''}|{self.name}"
+        return resource_key(self.api_version, self.kind, self.namespace, self.name)
 
 
 @dataclass(slots=True)
