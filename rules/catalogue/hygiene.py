@@ -80,14 +80,6 @@ def namespace_defaults(cluster: ClusterContext) -> dict[str | None, Defaults]:
     return {ns: Defaults(frozenset(requests[ns]), frozenset(limits.get(ns, ()))) for ns in requests}
 
 
-def _resource_containers(obj: ObjectView) -> Iterator[ContainerView]:
-    """Containers whose resources matter: regular and init (ephemeral ones cannot set any)."""
-    if obj.workload is not None:
-        for c in obj.workload.containers:
-            if not c.is_ephemeral:
-                yield c
-
-
 def missing_resources(
     cluster: ClusterContext, field: str, wanted: tuple[str, ...]
 ) -> Iterator[tuple[ObjectView, ContainerView, list[str]]]:
@@ -118,52 +110,27 @@ def missing_resources(
 
 _RESOURCE_SET = frozenset(RESOURCE_NAMES)
 ResourceGap = tuple[ObjectView, ContainerView, list[str], list[str]]
+_Covered = frozenset[str] | set[str]
 
 
 def resource_gaps(cluster: ClusterContext) -> tuple[ResourceGap, ...]:
     """(object, container, CPU/memory without a request, CPU/memory without a limit) of every
-    container of `cluster.workloads()` that lacks either (`_missing_in`'s answers for
-    `RESOURCE_NAMES`, both fields in one pass), in workload and container order."""
+    container of `cluster.workloads()` that lacks either (both fields in one pass), in
+    workload and container order."""
     defaults = namespace_defaults(cluster)
     none = Defaults()
     out: list[ResourceGap] = []
     for obj in cluster.workloads():
-        found = defaults.get(obj.namespace, none)
         workload = obj.workload
         assert workload is not None
-        pod_level = _mapping(workload.spec.get("resources"))
-        requests_covered: frozenset[str] | set[str] = found.requests
-        limits_covered: frozenset[str] | set[str] = found.limits
-        if pod_level:
-            pod_requests, pod_limits = pod_level.get("requests"), pod_level.get("limits")
-            requests_covered = set(found.requests)
-            requests_covered.update(
-                r for r in RESOURCE_NAMES if _has(pod_requests, r) or _has(pod_limits, r)
-            )
-            limits_covered = set(found.limits)
-            limits_covered.update(r for r in RESOURCE_NAMES if _has(pod_limits, r))
+        found = defaults.get(obj.namespace, none)
+        requests_covered, limits_covered = _pod_coverage(workload.spec, found, RESOURCE_NAMES)
         for c in workload.containers:
             if c.group == "ephemeralContainers":
                 continue  # ephemeral containers cannot set resources
-            resources = c.raw.get("resources")
-            if is_map(resources):
-                requests = resources.get("requests")
-                if not isinstance(requests, dict):
-                    requests = _EMPTY
-                limits = resources.get("limits")
-                if not isinstance(limits, dict):
-                    limits = _EMPTY
-            else:
-                requests = limits = _EMPTY
-            # API defaulting: a missing request takes the container's limit.
-            no_request = [
-                r
-                for r in RESOURCE_NAMES
-                if r not in requests_covered and requests.get(r) is None and limits.get(r) is None
-            ]
-            no_limit = [
-                r for r in RESOURCE_NAMES if r not in limits_covered and limits.get(r) is None
-            ]
+            no_request, no_limit = _container_gaps(
+                c, RESOURCE_NAMES, requests_covered=requests_covered, limits_covered=limits_covered
+            )
             if no_request or no_limit:
                 out.append((obj, c, no_request, no_limit))
     return tuple(out)
@@ -173,40 +140,69 @@ def _has(block: Any, name: str) -> bool:
     return isinstance(block, dict) and block.get(name) is not None
 
 
+def _pod_coverage(
+    pod_spec: Mapping[str, Any], found: Defaults, names: tuple[str, ...]
+) -> tuple[_Covered, _Covered]:
+    """(names whose request, names whose limit) every container of the pod has without
+    setting it: the namespace's LimitRange defaults and the pod-level resources (a pod-level
+    limit covers the request too)."""
+    pod_level = _mapping(pod_spec.get("resources"))
+    if not pod_level:
+        return found.requests, found.limits
+    pod_requests, pod_limits = pod_level.get("requests"), pod_level.get("limits")
+    requests = set(found.requests)
+    requests.update(r for r in names if _has(pod_requests, r) or _has(pod_limits, r))
+    limits = set(found.limits)
+    limits.update(r for r in names if _has(pod_limits, r))
+    return requests, limits
+
+
+def _container_gaps(
+    c: ContainerView,
+    names: tuple[str, ...],
+    *,
+    requests_covered: _Covered,
+    limits_covered: _Covered,
+) -> tuple[list[str], list[str]]:
+    """(names without an effective request, names without an effective limit) of a container
+    (`_has` written out: this runs for every container of every workload)."""
+    resources = c.raw.get("resources")
+    if is_map(resources):
+        requests = resources.get("requests")
+        if not isinstance(requests, dict):
+            requests = _EMPTY
+        limits = resources.get("limits")
+        if not isinstance(limits, dict):
+            limits = _EMPTY
+    else:
+        requests = limits = _EMPTY
+    # API defaulting: a missing request takes the container's limit.
+    no_request = [
+        r
+        for r in names
+        if r not in requests_covered and requests.get(r) is None and limits.get(r) is None
+    ]
+    no_limit = [r for r in names if r not in limits_covered and limits.get(r) is None]
+    return no_request, no_limit
+
+
 def _missing_in(
     obj: ObjectView, field: str, wanted: tuple[str, ...], inherited: frozenset[str]
 ) -> Iterator[tuple[ContainerView, list[str]]]:
-    # Runs three times per container of every workload: `_has` and `_resource_containers`
-    # are written out here (same checks).
+    """(container, `wanted` resources without an effective `field` entry) of a workload,
+    `inherited` being what the namespace's defaults give for that field."""
     workload = obj.workload
     assert workload is not None
     requests = field == "requests"
-    pod_level = _mapping(workload.spec.get("resources"))
-    covered: frozenset[str] | set[str] = inherited
-    if pod_level:
-        covered = set(inherited)
-        covered.update(
-            r
-            for r in wanted
-            if _has(pod_level.get(field), r) or (requests and _has(pod_level.get("limits"), r))
-        )
+    found = Defaults(requests=inherited) if requests else Defaults(limits=inherited)
+    requests_covered, limits_covered = _pod_coverage(workload.spec, found, wanted)
     for c in workload.containers:
         if c.group == "ephemeralContainers":
             continue  # ephemeral containers cannot set resources
-        resources = c.raw.get("resources")
-        if is_map(resources):
-            own = resources.get(field)
-            if not isinstance(own, dict):
-                own = _EMPTY
-            # API defaulting: a missing request takes the container's limit.
-            limits = resources.get("limits") if requests else None
-            if not isinstance(limits, dict):
-                limits = _EMPTY
-        else:
-            own = limits = _EMPTY
-        missing = [
-            r for r in wanted if r not in covered and own.get(r) is None and limits.get(r) is None
-        ]
+        no_request, no_limit = _container_gaps(
+            c, wanted, requests_covered=requests_covered, limits_covered=limits_covered
+        )
+        missing = no_request if requests else no_limit
         if missing:
             yield c, missing
 
