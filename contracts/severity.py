@@ -25,13 +25,19 @@ class Severity(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> Severity:
-        """Parse a severity name case-insensitively, with a clear error."""
+        """Parse a severity name case-insensitively, with a clear error (an exact name by one
+        look-up: stored results are read back by the thousand)."""
+        exact = _BY_NAME.get(value)
+        if exact is not None:
+            return exact
         try:
             return cls(value.strip().lower())
         except ValueError:
             names = ", ".join(s.value for s in cls)
             raise ValueError(f"unknown severity {value!r}; expected one of {names}") from None
 
+
+_BY_NAME: dict[str, Severity] = {severity.value: severity for severity in Severity}
 
 _RANKS = {
     Severity.CRITICAL: 4,

@@ -38,10 +38,8 @@ def cached_record(result: Result, resource: dict[str, Any] | None = None) -> dic
     return cached_records((result,), resource)[0]
 
 
-# A severity's cached text, looked up rather than read through the enum's descriptor, and
-# back (`EngineHandle.result`; other texts go through `Severity.parse`).
+# A severity's cached text, looked up rather than read through the enum's descriptor.
 _SEVERITY_TEXT: dict[Severity, str] = {severity: severity.value for severity in Severity}
-_SEVERITY_OF: dict[str, Severity] = {severity.value: severity for severity in Severity}
 
 
 def cached_records(
@@ -177,13 +175,12 @@ class EngineHandle:
         """A cached record as the rules' `Result`, with its rule's metadata put back."""
         rule_id = record["rule_id"]
         title, category, cis, pss = self._described.get(rule_id, _UNDESCRIBED)
-        severity = record["severity"]
         return _new_result(
             Result,
             (
                 rule_id,
                 title,
-                _SEVERITY_OF.get(severity) or Severity.parse(severity),
+                Severity.parse(record["severity"]),
                 category,
                 cis,
                 pss,
