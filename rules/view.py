@@ -240,7 +240,7 @@ class WorkloadView:
     """
 
     __slots__ = (
-        "containers",
+        "_containers",
         "is_windows",
         "meta_path",
         "pod_meta",
@@ -267,7 +267,20 @@ class WorkloadView:
         self.pod_sc: Mapping[str, Any] = pod_sc if isinstance(pod_sc, dict) else EMPTY
         os_field = spec.get("os")
         self.is_windows: bool = isinstance(os_field, dict) and os_field.get("name") == "windows"
-        # initContainers, containers, then ephemeralContainers (the PSA visiting order).
+        self._containers: tuple[ContainerView, ...] | None = None
+
+    @property
+    def containers(self) -> tuple[ContainerView, ...]:
+        """initContainers, containers, then ephemeralContainers (the PSA visiting order),
+        unwrapped on first use: a scan never asks for those of the objects controller dedup
+        drops (a Deployment's ReplicaSets and Pods)."""
+        found = self._containers
+        if found is None:
+            found = self._containers = self._unwrap()
+        return found
+
+    def _unwrap(self) -> tuple[ContainerView, ...]:
+        spec = self.spec
         found: list[ContainerView] = []
         for group in CONTAINER_GROUPS:
             items = spec.get(group)
@@ -276,7 +289,7 @@ class WorkloadView:
             for index, raw in enumerate(items):
                 if isinstance(raw, dict):
                     found.append(ContainerView(self, raw, group, index))
-        self.containers: tuple[ContainerView, ...] = tuple(found)
+        return tuple(found)
 
     def spec_field(self, name: str) -> Any:
         return self.spec.get(name)

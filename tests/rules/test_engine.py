@@ -5,10 +5,14 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from contracts.severity import Severity
 from rules import ClusterContext, Engine, ObjectView, ScanConfig, Violation, rule
 from rules.model import Rule, rule_meta
+from rules.view import WorkloadView
 from tests.rules.helpers import deployment, pod
 
 
@@ -271,3 +275,25 @@ def test_evaluate_objects_matches_evaluate_object_one_by_one() -> None:
     batch = engine.evaluate_objects(manifests)
     assert batch == [engine.evaluate_object(m) for m in manifests]
     assert gc.isenabled()
+
+
+def test_a_scan_never_unwraps_the_containers_of_objects_dedup_drops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A workload's containers are unwrapped on first use, once: the ReplicaSet and Pods a
+    Deployment controls are checked and indexed, but no rule reads their containers."""
+    unwrapped: list[str] = []
+    unwrap = WorkloadView._unwrap
+
+    def recording(self: WorkloadView) -> Any:
+        unwrapped.append(self.spec_path)
+        return unwrap(self)
+
+    monkeypatch.setattr(WorkloadView, "_unwrap", recording)
+    outcome = Engine.from_config(None).scan(_chain())
+    assert [r.resource.kind for r in outcome.results if r.rule_id == "KM-101"] == ["Deployment"]
+    assert unwrapped == ["spec.template.spec"]  # the Deployment's, once
+    view = ObjectView(_chain()[2])
+    assert view.workload is not None
+    assert view.workload.containers is view.workload.containers  # kept
+    assert [c.name for c in view.workload.containers] == ["app"]
