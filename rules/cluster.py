@@ -415,8 +415,10 @@ class ClusterContext:
             if not is_map(ref) or not ref.get("controller"):
                 continue
             owner = None
-            if ref.get("uid"):
-                owner = self._uids().get(str(ref["uid"]))
+            uid = ref.get("uid")
+            if uid:
+                uids = self._by_uid if self._by_uid is not None else self._uids()
+                owner = uids.get(uid if type(uid) is str else str(uid))
             if owner is None:
                 owner = self.get(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
             return owner

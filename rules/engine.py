@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import gc
 import hashlib
+import operator
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -210,6 +211,9 @@ def _facts_of_results(
 
 # Most severe first: a plain look-up per result (`Severity.rank` is a property).
 _SEVERITY_ORDER: Mapping[Severity, int] = {severity: -severity.rank for severity in Severity}
+
+
+_STATUS = operator.attrgetter("status")
 
 
 def _sort_key(result: Result) -> tuple[Any, ...]:
@@ -593,7 +597,9 @@ class Engine:
         raw: list[Result] = []
         evaluate = self._evaluate_valid  # every view left is valid
         for view, loc in zip(views, located, strict=True):
-            if suppressed and view.key in suppressed:
+            # Only pod-bearing objects are ever suppressed: the others' keys are not built
+            # here (most of them have no finding, and so never need one).
+            if suppressed and view.workload is not None and view.key in suppressed:
                 continue
             raw.extend(evaluate(view, loc))
         if self._cluster_rules:
@@ -611,6 +617,23 @@ class Engine:
             now=now,
             suppressed=suppressed,
         )
+        if "error" not in map(_STATUS, applied):
+            findings = applied  # the usual scan: no rule failed (one C-level pass to know)
+        else:
+            findings = self._split_errors(applied, errors)
+        findings.sort(key=_sort_key)
+        return ScanOutcome(
+            results=tuple(findings),
+            errors=tuple(errors),
+            objects=read,
+            rules=len(self.rules),
+            expired_exemptions=tuple(self.config.expired_exemptions(now)),
+            catalogue_version=self.catalogue_version,
+        )
+
+    @staticmethod
+    def _split_errors(applied: list[Result], errors: list[ScanErrorDict]) -> list[Result]:
+        """The results that are findings; each rule error is appended to `errors`."""
         findings: list[Result] = []
         for result in applied:
             if result.status == "error":
@@ -626,12 +649,4 @@ class Engine:
                 )
             else:
                 findings.append(result)
-        findings.sort(key=_sort_key)
-        return ScanOutcome(
-            results=tuple(findings),
-            errors=tuple(errors),
-            objects=read,
-            rules=len(self.rules),
-            expired_exemptions=tuple(self.config.expired_exemptions(now)),
-            catalogue_version=self.catalogue_version,
-        )
+        return findings
