@@ -16,7 +16,7 @@ from contracts.findings import RuleInfo, ScanReport
 from reports.build import build_cluster_report
 from reports.formats import FORMATS, SERVED_FORMATS, ReportInput
 from reports.policyreport import finding_dict
-from store.findings import cluster_findings
+from store.finding_rows import finding_rows
 from store.scans import latest_scan_run
 
 REPORT_FORMATS = SERVED_FORMATS
@@ -25,7 +25,7 @@ HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 def _scan_report(session: Session, cluster_id: str) -> tuple[ScanReport, list[FindingDict]]:
-    findings = [finding_dict(f) for f in cluster_findings(session, cluster_id)]
+    findings = [finding_dict(f) for f in finding_rows(session, cluster_id)]
     run = latest_scan_run(session, cluster_id)
     open_findings = [f for f in findings if f["status"] == "open"]
     summary = {

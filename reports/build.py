@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from contracts.states import FindingStatus
 from reports.model import ClusterReport, RuleSection, ViolationLine, severity_rank
 from store.clusters import get_cluster
-from store.findings import cluster_findings
-from store.models import Finding
+from store.finding_rows import FindingRow, finding_rows
 from store.scans import get_scan_run, latest_scan_run
 
 
@@ -18,32 +17,40 @@ def admin_link(public_url: str, cluster_id: str) -> str:
     return f"{public_url.rstrip('/')}/admin/clusters/{cluster_id}"
 
 
-def _line(finding: Finding) -> ViolationLine:
+def _line(finding: FindingRow) -> ViolationLine:
     return ViolationLine(
-        api_version=finding.api_version,
-        kind=finding.kind,
-        namespace=finding.namespace,
-        name=finding.name,
-        container=finding.container,
-        path=finding.path,
-        message=finding.message,
-        status=finding.status,
-        first_seen=finding.first_seen,
-        resolved_at=finding.resolved_at,
+        finding.api_version,
+        finding.kind,
+        finding.namespace,
+        finding.name,
+        finding.container,
+        finding.path,
+        finding.message,
+        finding.status,
+        finding.first_seen,
+        finding.resolved_at,
     )
 
 
-def group_by_rule(findings: Iterable[Finding]) -> tuple[RuleSection, ...]:
+def _order(finding: FindingRow) -> tuple[str, str, str, str, str]:
+    return (
+        finding.namespace or "",
+        finding.kind,
+        finding.name,
+        finding.container or "",
+        finding.path or "",
+    )
+
+
+def group_by_rule(findings: Iterable[FindingRow]) -> tuple[RuleSection, ...]:
     """Sections per rule, most severe first; violations ordered by namespace, kind, name."""
-    grouped: dict[str, list[Finding]] = {}
+    grouped: dict[str, list[FindingRow]] = {}
     for finding in findings:
         grouped.setdefault(finding.rule_id, []).append(finding)
     sections = []
     for rule_id, items in grouped.items():
         details = items[0].details or {}
-        items.sort(
-            key=lambda f: (f.namespace or "", f.kind, f.name, f.container or "", f.path or "")
-        )
+        items.sort(key=_order)
         sections.append(
             RuleSection(
                 rule_id=rule_id,
@@ -51,7 +58,7 @@ def group_by_rule(findings: Iterable[Finding]) -> tuple[RuleSection, ...]:
                 severity=items[0].severity,
                 cis=tuple(details.get("cis") or ()),
                 pss=tuple(details.get("pss") or ()),
-                violations=tuple(_line(f) for f in items),
+                violations=tuple(map(_line, items)),
             )
         )
     sections.sort(key=lambda s: (severity_rank(s.severity), s.rule_id))
@@ -64,17 +71,18 @@ def build_cluster_report(
     *,
     public_url: str,
     scan_id: int | None = None,
-    findings: Sequence[Finding] | None = None,
+    findings: Sequence[FindingRow] | None = None,
 ) -> ClusterReport:
     """The report of a cluster after a scan (the latest finished one by default).
-    `findings`: the cluster's `cluster_findings(..., resolved_in_scan=scan_id)`, when the
+    `findings`: the cluster's `finding_rows(..., resolved_in_scan=scan_id)`, when the
     caller read them already (a scan's delivery writes two reports of them)."""
     cluster = get_cluster(session, cluster_id)
     run = get_scan_run(session, scan_id) if scan_id else latest_scan_run(session, cluster_id)
     scan = run.id if run else None
     if findings is None:
-        findings = cluster_findings(session, cluster_id, resolved_in_scan=scan)
-    active = [f for f in findings if f.status in FindingStatus.unresolved()]
+        findings = finding_rows(session, cluster_id, resolved_in_scan=scan)
+    unresolved = FindingStatus.unresolved()
+    active = [f for f in findings if f.status in unresolved]
     new = [f for f in active if f.status == FindingStatus.NEW and f.last_scan_id == scan]
     resolved = [f for f in findings if f.status == FindingStatus.RESOLVED]
     exempted = [f for f in findings if f.status == FindingStatus.EXEMPTED]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from reports.model import ClusterReport, RuleSection
 from reports.wording import count_summary
@@ -21,15 +22,25 @@ vertical-align:top}th{background:#f3f5f8}code{font-size:.85rem}
 """
 
 
-def _rule_table(section: RuleSection) -> str:
+class _Escaped(dict[Any, str]):
+    """`html.escape` of each text, worked out once per report: most cells repeat (kinds,
+    namespaces, statuses, containers, paths, a rule's messages)."""
+
+    def __missing__(self, text: str) -> str:
+        escaped = self[text] = escape(text)
+        return escaped
+
+
+def _rule_table(section: RuleSection, cell: _Escaped) -> str:
     cis = ", ".join(section.cis) or "-"
     rows = "".join(
-        "<tr>"
-        f"<td>{escape(v.kind)}</td><td>{escape(v.namespace or '-')}</td>"
-        f"<td>{escape(v.name)}</td><td>{escape(v.container or '-')}</td>"
-        f"<td><code>{escape(v.path or '-')}</code></td><td>{escape(v.message)}</td>"
-        f"<td>{escape(v.status)}</td></tr>"
-        for v in section.violations
+        [
+            f"<tr><td>{cell[v.kind]}</td><td>{cell[v.namespace or '-']}</td>"
+            f"<td>{cell[v.name]}</td><td>{cell[v.container or '-']}</td>"
+            f"<td><code>{cell[v.path or '-']}</code></td><td>{cell[v.message]}</td>"
+            f"<td>{cell[v.status]}</td></tr>"
+            for v in section.violations
+        ]
     )
     return (
         f"<h3><span class='sev {escape(section.severity)}'>{escape(section.severity)}</span> "
@@ -57,6 +68,7 @@ def render_html(report: ClusterReport) -> str:
         f"{escape(when)} &middot; <a href='{escape(report.admin_url)}'>admin page</a></p>",
         f"<table class='summary'><tr>{summary}</tr></table>",
     ]
+    cell = _Escaped()
     for title, sections in (
         ("New", report.new),
         ("Open findings", report.rules),
@@ -65,7 +77,7 @@ def render_html(report: ClusterReport) -> str:
     ):
         if sections:
             parts.append(f"<h2>{escape(title)}</h2>")
-            parts.extend(_rule_table(s) for s in sections)
+            parts.extend(_rule_table(s, cell) for s in sections)
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -74,5 +86,5 @@ def write_html(report: ClusterReport, directory: Path) -> Path:
     """Write `<directory>/<cluster id>.html` and return its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{report.cluster_id}.html"
-    path.write_text(render_html(report), encoding="utf-8")
+    path.write_bytes(render_html(report).encode("utf-8"))
     return path

@@ -4,7 +4,6 @@ reports.formats.policyreport), ready to apply to the cluster or serve to tooling
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -13,18 +12,19 @@ from sqlalchemy.orm import Session
 
 from contracts.findings import ExemptionDict, ScanReport
 from contracts.findings import Finding as FindingDict
-from contracts.resources import resource_key
 from contracts.states import FindingStatus
 from reports.formats.policyreport import render_policy_reports
-from store.findings import cluster_findings, fingerprint
-from store.models import Finding
+from reports.jsontext import compact_json_pieces
+from store.finding_rows import FindingRow, finding_rows
 
 
-def finding_dict(finding: Finding) -> FindingDict:
-    """A stored finding in the contract's JSON shape (`contracts.findings.Finding`)."""
+def finding_dict(finding: FindingRow) -> FindingDict:
+    """A stored finding in the contract's JSON shape (`contracts.findings.Finding`). Its
+    fingerprint is the stored one: the store keys findings by it, and it is the one a scan
+    computes (`contracts.findings.finding_fingerprint`) of the same rule, object, container
+    and path."""
     details = finding.details or {}
     exemption = details.get("exemption")
-    ref_key = resource_key(finding.api_version, finding.kind, finding.namespace, finding.name)
     return {
         "rule_id": finding.rule_id,
         "title": str(details.get("title") or finding.rule_id),
@@ -56,9 +56,7 @@ def finding_dict(finding: Finding) -> FindingDict:
             if finding.exemption_id
             else None
         ),
-        "fingerprint": fingerprint(
-            rule_id=finding.rule_id, ref_key=ref_key, container=finding.container, path=finding.path
-        ),
+        "fingerprint": finding.fingerprint,
     }
 
 
@@ -67,11 +65,11 @@ def cluster_policy_reports(
     cluster_id: str,
     *,
     now: dt.datetime | None = None,
-    active: Sequence[Finding] | None = None,
+    active: Sequence[FindingRow] | None = None,
 ) -> list[dict[str, Any]]:
     """The cluster's active findings as PolicyReport documents. `active`: those findings
-    (`cluster_findings` with its default statuses, in its order), when the caller has them."""
-    stored = cluster_findings(session, cluster_id) if active is None else active
+    (`finding_rows` with its default statuses, in its order), when the caller has them."""
+    stored = finding_rows(session, cluster_id) if active is None else active
     findings = [finding_dict(f) for f in stored]
     report: ScanReport = {"findings": findings, "errors": [], "summary": {}}  # type: ignore[typeddict-item]
     return render_policy_reports(report, now=now)
@@ -82,5 +80,6 @@ def write_policy_reports(documents: list[dict[str, Any]], path: Path) -> Path:
     than YAML because the pure-Python YAML emitter is slow on thousands of results."""
     path.parent.mkdir(parents=True, exist_ok=True)
     listing = {"apiVersion": "v1", "kind": "List", "items": documents}
-    path.write_text(json.dumps(listing, separators=(",", ":")), encoding="utf-8")
+    with path.open("wb") as out:
+        out.writelines(compact_json_pieces(listing))
     return path

@@ -25,11 +25,11 @@ def _name(suffix: str) -> str:
     return f"k8s-monitor-{clean}"[:253].rstrip("-")
 
 
-def _timestamp(now: dt.datetime) -> dict[str, int]:
-    return {"seconds": int(now.timestamp()), "nanos": 0}
+def _timestamp(seconds: int) -> dict[str, int]:
+    return {"seconds": seconds, "nanos": 0}
 
 
-def _result(finding: Finding, now: dt.datetime) -> dict[str, Any]:
+def _result(finding: Finding, seconds: int) -> dict[str, Any]:
     res = finding["resource"]
     resource = {"apiVersion": res["apiVersion"], "kind": res["kind"], "name": res["name"]}
     if res["namespace"]:
@@ -52,7 +52,7 @@ def _result(finding: Finding, now: dt.datetime) -> dict[str, Any]:
         "scored": True,
         "message": finding["message"],
         "resources": [resource],
-        "timestamp": _timestamp(now),
+        "timestamp": _timestamp(seconds),
         "properties": properties,
     }
     if finding["severity"] in _SEVERITIES:
@@ -71,10 +71,10 @@ def render_policy_reports(
     report: ScanReport, *, now: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
     """PolicyReports (namespaced, sorted by namespace) then the ClusterPolicyReport."""
-    now = now or dt.datetime.now(dt.UTC)
+    seconds = int((now or dt.datetime.now(dt.UTC)).timestamp())
     by_namespace: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for finding in report["findings"]:
-        by_namespace[finding["resource"]["namespace"]].append(_result(finding, now))
+        by_namespace[finding["resource"]["namespace"]].append(_result(finding, seconds))
     for error in report["errors"]:
         res = error.get("resource")
         if error.get("type") != "rule" or not res:
@@ -86,7 +86,7 @@ def render_policy_reports(
                 "result": "error",
                 "scored": False,
                 "message": error["message"],
-                "timestamp": _timestamp(now),
+                "timestamp": _timestamp(seconds),
                 "resources": [{k: v for k, v in res.items() if v is not None}],
             }
         )

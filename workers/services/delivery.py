@@ -25,7 +25,8 @@ from reports.policyreport import cluster_policy_reports, write_policy_reports
 from settings import Settings
 from store.db import unit_of_work
 from store.deliveries import Claimed, RetryPolicy, claim, due_ids, mark_failed, mark_sent
-from store.findings import ACTIVE_STATUSES, cluster_findings
+from store.finding_rows import finding_rows
+from store.findings import ACTIVE_STATUSES
 from store.models import ScanRun
 
 log = logging.getLogger("k8smon.workers")
@@ -37,14 +38,16 @@ def html_report_dir(settings: Settings) -> Path:
     return settings.instance_path / "reports"
 
 
-def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) -> Path | None:
-    """Write the cluster's HTML report as the scan left it, and its PolicyReports: both of
-    one read of its findings (the active ones and those the scan resolved; a delivery after
-    every scan with news, most of its time was reading them as rows)."""
+def write_cluster_html(
+    session: Session, *, settings: Settings, scan_id: int, now: datetime | None = None
+) -> Path | None:
+    """Write the cluster's HTML report as the scan left it, and its PolicyReports (stamped
+    `now`, by default the time of writing): both of one read of its findings (the active
+    ones and those the scan resolved) as plain rows (`store.finding_rows`)."""
     run = session.get(ScanRun, scan_id)
     if run is None:
         return None
-    findings = cluster_findings(session, run.cluster_id, resolved_in_scan=run.id)
+    findings = finding_rows(session, run.cluster_id, resolved_in_scan=run.id)
     report = build_cluster_report(
         session,
         run.cluster_id,
@@ -55,7 +58,7 @@ def write_cluster_html(session: Session, *, settings: Settings, scan_id: int) ->
     directory = html_report_dir(settings)
     active = [f for f in findings if f.status in ACTIVE_STATUSES]
     write_policy_reports(
-        cluster_policy_reports(session, run.cluster_id, active=active),
+        cluster_policy_reports(session, run.cluster_id, now=now, active=active),
         directory / f"{run.cluster_id}.policyreports.json",
     )
     return write_html(report, directory)
