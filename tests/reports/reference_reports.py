@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
+from dataclasses import replace
 from html import escape
 from typing import Any
 
@@ -36,6 +37,14 @@ def reference_files(
     documents = _policy_reports([_finding_dict(f) for f in active], now=now)
     listing = {"apiVersion": "v1", "kind": "List", "items": documents}
     return html.encode("utf-8"), json.dumps(listing, separators=(",", ":")).encode("utf-8")
+
+
+def reference_content(
+    session: Session, cluster_id: str, *, scan_id: int, public_url: str
+) -> dict[str, Any]:
+    """A delivery's content: the scan's report without its open and exempted sections."""
+    report = _build(session, cluster_id, scan_id=scan_id, public_url=public_url)
+    return replace(report, rules=(), exempted=()).to_dict()
 
 
 def _line(finding: Finding) -> ViolationLine:

@@ -15,10 +15,10 @@ from bench.corpus import generate
 from bench.pipeline import _changed_spec
 from contracts.states import FindingStatus
 from store.db import unit_of_work
-from tests.reports.reference_reports import reference_files
+from tests.reports.reference_reports import reference_content, reference_files
 from tests.support.factories import make_finding
 from tests.workers.conftest import Pipeline
-from workers.services.delivery import html_report_dir, write_cluster_html
+from workers.services.delivery import html_report_dir, report_content, write_cluster_html
 
 NOW = dt.datetime(2026, 12, 6, 18, 30, 15, tzinfo=dt.UTC)
 HOSTILE = (
@@ -83,9 +83,17 @@ def test_a_scans_reports_are_byte_for_byte_those_of_the_reference(
         html, policy_reports = reference_files(
             session, "golden", scan_id=scan_id, public_url=settings.public_url, now=NOW
         )
+        content = report_content(
+            session, cluster_id="golden", scan_id=scan_id, public_url=settings.public_url
+        )
+        expected_content = reference_content(
+            session, "golden", scan_id=scan_id, public_url=settings.public_url
+        )
     folder = html_report_dir(settings)
     assert b"&lt;script&gt;" in html and b"\\ud83d\\ude00" in policy_reports  # hostile text
     assert b"Resolved by this scan" in html and b"Exempted" in html
     assert html.count(b"<tr>") > 700  # the realistic cluster's findings too
     assert (folder / "golden.html").read_bytes() == html
     assert (folder / "golden.policyreports.json").read_bytes() == policy_reports
+    # A delivery's content (bound in the scan's finalize) reads only the news, says the same.
+    assert content["new"] and content["resolved"] and content == expected_content

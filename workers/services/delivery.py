@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from contracts.states import DeliveryState
+from contracts.states import DeliveryState, FindingStatus
 from reports.build import build_cluster_report
 from reports.channels import DeliveryError, Outbound, deliver, describe
 from reports.html import write_html
@@ -76,8 +76,15 @@ def report_content(
     session: Session, *, cluster_id: str, scan_id: int, public_url: str
 ) -> dict[str, Any]:
     """What a delivery of this scan will say, as it stands now: the news (new and resolved)
-    and the counts, without the open and exempted lists the channels do not send."""
-    report = build_cluster_report(session, cluster_id, public_url=public_url, scan_id=scan_id)
+    and the counts, without the open and exempted lists the channels do not send (so only
+    the new findings and those the scan resolved are read, not every finding of the
+    cluster: this runs in the scan's finalize)."""
+    news = finding_rows(
+        session, cluster_id, statuses=(FindingStatus.NEW,), resolved_in_scan=scan_id
+    )
+    report = build_cluster_report(
+        session, cluster_id, public_url=public_url, scan_id=scan_id, findings=news
+    )
     return replace(report, rules=(), exempted=()).to_dict()
 
 
