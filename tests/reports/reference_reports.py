@@ -1,11 +1,11 @@
 """The reports a scan's delivery writes, as they were written before they were made fast
 (2026-12: ORM rows, `html.escape` per cell, `json.dumps`): the reference that
-`workers.services.delivery.write_cluster_html` must match byte for byte."""
+`workers.services.delivery.write_cluster_html` must match: the HTML byte for byte, the
+PolicyReports as the same JSON document (now written as UTF-8 rather than escaped to ASCII)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import defaultdict
 from dataclasses import replace
 from html import escape
@@ -29,14 +29,14 @@ from store.scans import get_scan_run
 
 def reference_files(
     session: Session, cluster_id: str, *, scan_id: int, public_url: str, now: dt.datetime
-) -> tuple[bytes, bytes]:
-    """The HTML report and the PolicyReports' JSON of the scan, as bytes."""
+) -> tuple[bytes, dict[str, Any]]:
+    """The HTML report of the scan, as bytes, and its PolicyReports' JSON `List` document."""
     findings = cluster_findings(session, cluster_id, resolved_in_scan=scan_id)
     html = _render_html(_build(session, cluster_id, scan_id=scan_id, public_url=public_url))
     active = [f for f in findings if f.status in FindingStatus.active()]
     documents = _policy_reports([_finding_dict(f) for f in active], now=now)
     listing = {"apiVersion": "v1", "kind": "List", "items": documents}
-    return html.encode("utf-8"), json.dumps(listing, separators=(",", ":")).encode("utf-8")
+    return html.encode("utf-8"), listing
 
 
 def reference_content(

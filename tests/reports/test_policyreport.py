@@ -11,7 +11,7 @@ from sqlalchemy import event
 
 from reports.build import build_cluster_report
 from reports.html import render_html
-from reports.policyreport import cluster_policy_reports
+from reports.policyreport import cluster_policy_reports, write_policy_reports
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
 from tests.workers.workloads import privileged
@@ -106,3 +106,19 @@ def test_a_scans_reports_are_written_with_the_cyclic_collector_paused(
     jobs.deliver_reports(pipeline.ctx, scan_id)
     assert enabled == [False]
     assert gc.isenabled()
+
+
+def test_written_policy_reports_are_utf8_json_and_what_orjson_refuses_is_still_written(
+    tmp_path: Any,
+) -> None:
+    # A lone surrogate escape is valid JSON a manifest can carry; orjson refuses it.
+    # orjson writes UTF-8; the standard library writes what it refuses, escaped to ASCII.
+    for text, number, spelled in (
+        ("naïve — 😀", 1, "😀".encode()),
+        ("lone \ud800 surrogate", 1, b"\\ud800"),
+        ("big", 2**70, str(2**70).encode()),
+    ):
+        documents = [{"kind": "PolicyReport", "results": [{"message": text, "n": number}]}]
+        written = write_policy_reports(documents, tmp_path / "reports.json").read_bytes()
+        assert json.loads(written)["items"] == documents and spelled in written
+        written.decode("utf-8")
