@@ -237,3 +237,45 @@ def test_new_findings_and_their_events_stored_exactly_without_reading_them_back(
     assert rows["d"].message == "theirs" and rows["e"].last_scan_id == 8
     opened = session.scalars(select(FindingEvent.finding_id).where(FindingEvent.scan_id == 8)).all()
     assert opened == [rows["e"].id]
+
+
+def test_findings_of_a_changed_body_move_to_it_as_a_full_update_would(
+    any_db_session: Session,
+) -> None:
+    """Findings seen again, open, on an object whose body changed and nothing else (a label
+    change) get the new content hash, status open, last_seen, last scan and the observed
+    details (each distinct mapping sent once on PostgreSQL), and keep every other column;
+    a finding whose message changed as well goes the general way."""
+    session = any_db_session
+    make_cluster(session, "rc")
+    at = utcnow()
+    shared = {"title": TRICKY, "cis": ["5.1"], "source": "object"}
+    first = [_seen(name)._replace(details={"old": name}) for name in "abc"]
+    reconcile_findings(session, "rc", scan_id=1, observed=first, evaluated=lambda _f: True, at=at)
+    before = {
+        f.name: (f.id, f.first_seen, f.severity, f.exemption_id, f.resolved_at)
+        for f in session.scalars(select(Finding).where(Finding.cluster_id == "rc"))
+    }
+    later = at + timedelta(minutes=5)
+    moved = [
+        _seen("a")._replace(content_hash="h2", details=shared),
+        _seen("b")._replace(content_hash=None, details=shared),
+        _seen("c", message="changed")._replace(content_hash="h3", details={"own": 1}),
+    ]
+    result = reconcile_findings(
+        session, "rc", scan_id=2, observed=moved, evaluated=lambda _f: True, at=later
+    )
+    assert (result.open, result.new, result.resolved) == (3, 0, 0)
+    session.expire_all()
+    rows = {f.name: f for f in session.scalars(select(Finding).where(Finding.cluster_id == "rc"))}
+    for name, item in zip("abc", moved, strict=True):
+        row = rows[name]
+        assert (row.status, row.content_hash, row.message) == (
+            "open",
+            item.content_hash,
+            item.message,
+        )
+        assert (row.last_seen, row.last_scan_id, row.details) == (later, 2, item.details)
+        assert (row.id, row.first_seen, row.severity, row.exemption_id, row.resolved_at) == before[
+            name
+        ]

@@ -35,10 +35,9 @@ from store.findings import (
     FindingScope,
     KnownFinding,
     ObservedFinding,
+    finding_counts,
     reconcile_findings,
     settle_new,
-    severity_counts,
-    status_counts,
 )
 from store.manifests import bodies_by_hash, current_manifests, live_bodies
 from store.models import (
@@ -1486,8 +1485,7 @@ def finalize_scan(
         versions={key: vid for key, _h, vid in live},
         scope=scope,
     )
-    severities = severity_counts(session, cluster_id)
-    statuses = status_counts(session, cluster_id)
+    statuses, severities = finding_counts(session, cluster_id)
     counts = {
         **lifecycle.as_counts(),
         "open": statuses["open"],
