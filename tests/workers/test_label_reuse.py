@@ -177,6 +177,32 @@ def test_a_label_an_exemption_selects_is_configured_anew(
         assert bool(exempted) == (value == "yes")
 
 
+def test_an_exempted_finding_on_an_unchanged_object_stays_exempted(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A taken-over step's records on objects that did not change are not looked at, but
+    those of exempted findings are (every scan writes an exempted finding again): the Pod's
+    exempted cluster-rule finding stays exempted while another object's label changes."""
+    pipeline, objects = scanned
+    make_exemption(
+        pipeline.session,
+        rule_ids=("KM-605", "KM-601", "KM-602", "KM-603", "KM-612"),
+        selector={"labels": "waiver in (yes)"},
+    )
+    pipeline.session.commit()
+    objects = copy.deepcopy(objects)
+    _find(objects, "Pod", "api")["metadata"]["labels"]["waiver"] = "yes"
+    pipeline.push_and_process("c", objects)
+    pipeline.run.run("k8smon.rescan", "c")  # the new exemption: a full reconciliation
+    exempted = {f for f in pipeline.active_findings("c", exact=False) if f[3]}
+    assert any(f[5] is None for f in exempted), exempted  # a cluster rule's (no body hash)
+    for round_ in range(2):
+        objects = copy.deepcopy(objects)
+        _find(objects, "ConfigMap", "settings")["metadata"]["labels"]["release"] = f"r{round_}"
+        assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
+        assert {f for f in pipeline.active_findings("c", exact=False) if f[3]} == exempted
+
+
 def test_a_spec_change_falls_back_before_the_whole_state_is_read(
     scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
 ) -> None:

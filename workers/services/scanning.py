@@ -1098,6 +1098,20 @@ def _cluster_results(
 _Identity = tuple[str, str, str, str]  # what a finding's fingerprint hashes
 
 
+def _record_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each cluster-rule record's resource key, in order (each distinct resource's once)."""
+    keys: dict[tuple[Any, ...], str] = {}
+    found: list[str] = []
+    for record in records:
+        res = record["resource"]
+        raw = (res["apiVersion"], res["kind"], res.get("namespace"), res["name"])
+        key = keys.get(raw)
+        if key is None:
+            key = keys[raw] = ResourceRef.from_dict(res).key
+        found.append(key)
+    return found
+
+
 def _identities(
     records: Sequence[Mapping[str, Any]],
 ) -> tuple[list[_Identity], list[tuple[Any, ...]]]:
@@ -1138,17 +1152,34 @@ def _changed_cluster_records(
     exempted finding is written again by every scan). The others would be configured and
     observed exactly as that scan did (same record, same subject facts, same exemptions:
     `_still_valid`). Also the fingerprints of every such identity (removed ones included)."""
-    identities, contents = _identities(step.records)
+    exempted = {
+        (rule_id, ResourceRef(api, kind, ns, name).key, container or "", path or "")
+        for rule_id, api, kind, ns, name, container, path in session.execute(
+            select(Finding.rule_id, Finding.api_version, Finding.kind, Finding.namespace)
+            .add_columns(Finding.name, Finding.container, Finding.path)
+            .where(Finding.cluster_id == cluster_id, Finding.status == FindingStatus.EXEMPTED)
+        )
+    }
     wanted: set[_Identity]
     if step.same_as is not None and step.same_as == base.digest:
         # The records are that state's own (`_label_only_reuse`): none was added, removed
-        # or changed.
+        # or changed. Only records on a changed or gone subject, or on an exempted
+        # finding's, can be wanted: the others' identities are not worked out.
+        exempted_keys = {identity[1] for identity in exempted}
+        kept_records = [
+            record
+            for record, key in zip(step.records, _record_keys(step.records), strict=True)
+            if key in todo or key not in live_keys or key in exempted_keys
+        ]
+        identities, _contents = _identities(kept_records)
         wanted = {
             identity
             for identity in identities
             if identity[1] in todo or identity[1] not in live_keys
         }
     else:
+        identities, contents = _identities(step.records)
+        kept_records = step.records
         key = rule_cache.cluster_state_key(base.digest)
         cached = rule_cache.cached_results(
             session, [key], catalogue_version=rules.catalogue_version
@@ -1167,18 +1198,10 @@ def _changed_cluster_records(
             for identity, content in zip(identities, contents, strict=True)
             if content not in before_set or identity[1] in todo or identity[1] not in live_keys
         )
-    exempted = session.execute(
-        select(Finding.rule_id, Finding.api_version, Finding.kind, Finding.namespace)
-        .add_columns(Finding.name, Finding.container, Finding.path)
-        .where(Finding.cluster_id == cluster_id, Finding.status == FindingStatus.EXEMPTED)
-    )
-    wanted.update(
-        (rule_id, ResourceRef(api, kind, ns, name).key, container or "", path or "")
-        for rule_id, api, kind, ns, name, container, path in exempted
-    )
+    wanted.update(exempted)
     records = [
         record
-        for record, identity in zip(step.records, identities, strict=True)
+        for record, identity in zip(kept_records, identities, strict=True)
         if identity in wanted
     ]
     fingerprints = frozenset(
