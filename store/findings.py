@@ -696,8 +696,8 @@ def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
 
 
 def finding_counts(session: Session, cluster_id: str) -> tuple[dict[str, int], dict[str, int]]:
-    """`status_counts` and `severity_counts` of a cluster from one read of its findings (a
-    scan's finalize records both)."""
+    """A cluster's findings per status (as `status_counts`) and its new and open ones per
+    severity, from one read of its findings (a scan's finalize records both)."""
     statuses: dict[str, int] = dict.fromkeys(STATUSES, 0)
     severities: dict[str, int] = {}
     unresolved = FindingStatus.unresolved()
