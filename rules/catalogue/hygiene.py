@@ -737,6 +737,13 @@ DEPRECATED_APIS: Mapping[tuple[str, str], ApiChange] = {
         for kind in ("DeviceClass", "ResourceClaim", "ResourceClaimTemplate", "ResourceSlice")
     },
 }
+# The kinds and apiVersions KM-608 and KM-609 can report on (their tables' keys): declared as
+# the rules' applicability, so that the engine does not run them on the other objects (every
+# object of a scan, nearly all of them on a served version).
+_REMOVED_KINDS = frozenset(kind for _version, kind in REMOVED_APIS)
+_REMOVED_VERSIONS = frozenset(version for version, _kind in REMOVED_APIS)
+_SUPERSEDED_KINDS = _REMOVED_KINDS | {kind for _version, kind in DEPRECATED_APIS}
+_SUPERSEDED_VERSIONS = _REMOVED_VERSIONS | {version for version, _kind in DEPRECATED_APIS}
 
 
 def _removed_by_next_minor(change: ApiChange, obj: ObjectView) -> bool:
@@ -768,6 +775,8 @@ def _removed_by(change: ApiChange, obj: ObjectView) -> bool:
     references=(DEPRECATION_DOC,),
     remediation="Migrate the manifest to the replacement API version (`kubectl convert` "
     "helps) and review the field changes listed in the deprecation guide.",
+    kinds=_REMOVED_KINDS,
+    api_versions=_REMOVED_VERSIONS,
 )
 def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     """Flags manifests written against API versions Kubernetes no longer serves.
@@ -823,6 +832,8 @@ def removed_api_version(obj: ObjectView) -> Iterator[Violation]:
     category=CATEGORY,
     references=(DEPRECATION_DOC,),
     remediation="Move the manifest to the stable API version before the deprecated one is removed.",
+    kinds=_SUPERSEDED_KINDS,
+    api_versions=_SUPERSEDED_VERSIONS,
 )
 def deprecated_api_version(obj: ObjectView) -> Iterator[Violation]:
     """Flags manifests using beta API versions superseded by a stable one that is available.

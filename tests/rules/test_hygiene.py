@@ -270,3 +270,16 @@ def test_resource_gaps_answer_as_each_containers_own_walk() -> None:
             expected += [(obj, c, m) for c, m in _missing_in(obj, field, wanted, inherited)]
         assert list(missing_resources(cluster, field, wanted)) == expected
         assert expected  # the case has gaps to find
+
+
+def test_the_api_version_rules_run_on_every_object_their_tables_name() -> None:
+    """KM-608 and KM-609 declare their tables' kinds and apiVersions as where they apply (the
+    engine leaves them out elsewhere): every (apiVersion, kind) either table holds is still
+    reported, by KM-608 when the newest release no longer serves it, else by KM-609."""
+    engine = Engine.from_config(None)
+    for api_version, kind in (*REMOVED_APIS, *DEPRECATED_APIS):
+        manifest = {"apiVersion": api_version, "kind": kind, "metadata": {"name": "x"}}
+        found = {r.rule_id for r in engine.evaluate_object(manifest)} & {"KM-608", "KM-609"}
+        assert len(found) == 1, (api_version, kind, found)
+    served = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}
+    assert not {"KM-608", "KM-609"} & {r.rule_id for r in engine.evaluate_object(served)}
