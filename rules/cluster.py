@@ -254,7 +254,9 @@ class ClusterContext:
         self._controlled: frozenset[str] | None = None
         self._workloads: tuple[ObjectView, ...] | None = None
         self._pod_templates: dict[str | None, list[PodTemplate]] | None = None
-        self._pod_templates_by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = {}
+        self._pod_templates_by_label: dict[
+            tuple[str | None, str], dict[str, list[PodTemplate]]
+        ] = {}
         self._derived: dict[Callable[[ClusterContext], Any], Any] = {}
 
     def derived(self, build: Callable[[ClusterContext], _T]) -> _T:
@@ -377,33 +379,28 @@ class ClusterContext:
     ) -> Sequence[PodTemplate]:
         """(object, pod template labels) of every pod-bearing object of `namespace`, in input
         order (controlled ones included); with `label` (key, value), only those whose
-        template has that label, its value compared as text (`str`). Indexed on first use,
-        so that rules matching a selector against a namespace's pods look at few of them."""
+        template has that label, its value compared as text (`str`). Indexed on first use:
+        by namespace at once, by label for each (namespace, key) asked about, in one pass
+        over that namespace's templates, so that rules matching a selector against a
+        namespace's pods look at few of them and a scan indexes only the keys they name."""
         if self._pod_templates is None:
             by_ns: dict[str | None, list[PodTemplate]] = defaultdict(list)
-            by_label: dict[tuple[str | None, str, str], list[PodTemplate]] = defaultdict(list)
             for obj in self.objects:
                 workload = obj.workload
                 if workload is not None:
                     labels = workload.pod_meta.get("labels")
-                    entry = (obj, labels if is_map(labels) else EMPTY)
-                    ns = obj.namespace
-                    by_ns[ns].append(entry)
-                    for key, value in _raw_items(entry[1]):
-                        by_label[
-                            (
-                                ns,
-                                key if type(key) is str else str(key),
-                                value if type(value) is str else str(value),
-                            )
-                        ].append(entry)
+                    by_ns[obj.namespace].append((obj, labels if is_map(labels) else EMPTY))
             self._pod_templates = dict(by_ns)
-            self._pod_templates_by_label = dict(by_label)
         if label is None:
             return self._pod_templates.get(namespace, ())
+        key, value = label
         if self.label_reads is not None:
-            self.label_reads.templates.add((namespace, label[0]))
-        return self._pod_templates_by_label.get((namespace, *label), ())
+            self.label_reads.templates.add((namespace, key))
+        by_value = self._pod_templates_by_label.get((namespace, key))
+        if by_value is None:
+            by_value = _by_label_value(self._pod_templates.get(namespace, ()), key)
+            self._pod_templates_by_label[(namespace, key)] = by_value
+        return by_value.get(value, ())
 
     # -- ownership --------------------------------------------------------------------------
     def controller_of(self, obj: ObjectView) -> ObjectView | None:
@@ -522,6 +519,17 @@ class ClusterContext:
                 index[(obj.namespace, str(sa))].append(obj)
             self._pods_by_sa = index
         return self._pods_by_sa.get((namespace, name), [])
+
+
+def _by_label_value(templates: Sequence[PodTemplate], key: str) -> dict[str, list[PodTemplate]]:
+    """The templates with label `key`, by that label's value as text, in their order (keys
+    and values compared as text, as `ClusterContext.pod_templates` answers)."""
+    found: dict[str, list[PodTemplate]] = defaultdict(list)
+    for entry in templates:
+        for name, value in _raw_items(entry[1]):
+            if (name if type(name) is str else str(name)) == key:
+                found[value if type(value) is str else str(value)].append(entry)
+    return found
 
 
 def _policy_rules_of(role: ObjectView) -> list[Mapping[str, Any]]:

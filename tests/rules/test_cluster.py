@@ -205,3 +205,30 @@ def test_pod_templates_by_namespace_and_by_label() -> None:
     assert ctx.pod_templates("shop", ("app", "db")) == ()
     assert [o.namespace for o, _ in ctx.pod_templates("other", ("app", "web"))] == ["other"]
     assert ctx.pod_templates("absent") == ()
+
+
+def test_pod_templates_by_label_are_the_namespaces_templates_with_it_as_text() -> None:
+    """The label index (built per namespace and key when first asked) answers as a filter of
+    the namespace's templates would: keys and values as text, a template once per label of
+    it that matches (an int key and its text both do), in input order."""
+    templates = [
+        pod("a", namespace="shop", labels={"app": "web", "tier": 3}),
+        pod("b", namespace="shop", labels={1: "x", "1": "x", "app": "api"}),
+        deployment("c", namespace="shop"),
+        pod("d", namespace="shop", labels={"tier": "3", True: "y"}),
+        pod("e", namespace="other", labels={"app": "web"}),
+    ]
+    ctx = ClusterContext(templates, skip_invalid=False)
+    for namespace in ("shop", "other", "absent"):
+        every = ctx.pod_templates(namespace)
+        asked = {(str(k), str(v)) for _o, labels in every for k, v in labels.items()}
+        for key, value in sorted(asked | {("app", "db"), ("tier", "4")}):
+            expected = [
+                entry
+                for entry in every
+                for k, v in entry[1].items()
+                if str(k) == key and str(v) == value
+            ]
+            assert list(ctx.pod_templates(namespace, (key, value))) == expected, (key, value)
+    assert [o.name for o, _ in ctx.pod_templates("shop", ("1", "x"))] == ["b", "b"]
+    assert [o.name for o, _ in ctx.pod_templates("shop", ("True", "y"))] == ["d"]
