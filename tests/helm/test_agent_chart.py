@@ -335,13 +335,22 @@ KIND_RESOURCES = {
     "ScaledObject": ("keda.sh", "scaledobjects"),
 }
 NEVER_COLLECTED = {"Secret"}  # rules about Secrets see them only in offline scans
+# KM-608/KM-609 name every kind of the API removal tables as their applicability: they judge
+# the apiVersion a manifest is written against, which on a live cluster is the version the
+# agent lists, so the kinds in their tables are not kinds they need collected.
+API_VERSION_RULES = {"KM-608", "KM-609"}
 
 
 def _kinds_the_rules_read() -> set[str]:
     """Kinds named by rule metadata, plus kinds cluster rules look up by name."""
     from rules import default_rules  # noqa: PLC0415
 
-    kinds = {kind for r in default_rules() for kind in (r.meta.kinds or ())}
+    kinds = {
+        kind
+        for r in default_rules()
+        if r.meta.id not in API_VERSION_RULES
+        for kind in (r.meta.kinds or ())
+    }
     pattern = re.compile(
         r"""(?:by_kind|in_namespace|select|cluster\.get)\(\s*(?:[^()]*?kind=)?"([A-Z]\w+)\""""
     )
