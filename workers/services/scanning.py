@@ -1118,15 +1118,9 @@ def _identities(
     """Each cluster-rule record's identity (rule, resource key, container, path: what its
     finding's fingerprint is made of) and its whole content (identity, severity, message,
     status), in order."""
-    keys: dict[tuple[Any, ...], str] = {}
     identities: list[_Identity] = []
     contents: list[tuple[Any, ...]] = []
-    for record in records:
-        res = record["resource"]
-        raw = (res["apiVersion"], res["kind"], res.get("namespace"), res["name"])
-        key = keys.get(raw)
-        if key is None:
-            key = keys[raw] = ResourceRef.from_dict(res).key
+    for record, key in zip(records, _record_keys(records), strict=True):
         identity = (record["rule_id"], key, record.get("container") or "", record.get("path") or "")
         identities.append(identity)
         contents.append(
