@@ -1,7 +1,8 @@
 """The reports a scan's delivery writes, as they were written before they were made fast
 (2026-12: ORM rows, `html.escape` per cell, `json.dumps`): the reference that
 `workers.services.delivery.write_cluster_html` must match: the HTML byte for byte, the
-PolicyReports as the same JSON document (now written as UTF-8 rather than escaped to ASCII)."""
+PolicyReports as the same JSON document (now written as UTF-8 rather than escaped to ASCII).
+An intended change of the reports' content changes this copy with it."""
 
 from __future__ import annotations
 
