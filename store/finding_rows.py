@@ -4,7 +4,6 @@ A scan's delivery renders every finding of the cluster (thousands) into its HTML
 PolicyReports and needs none of the ORM's identity map or change tracking: read as rows with
 the `details` documents decoded once per distinct text (a few dozen per cluster: one per
 rule and exemption), the read costs about a third of loading `store.models.Finding` objects.
-The rows are the same findings, in the same order, as `store.findings.cluster_findings`.
 """
 
 from __future__ import annotations
@@ -71,8 +70,8 @@ def finding_rows(
     statuses: Sequence[str] = ACTIVE_STATUSES,
     resolved_in_scan: int | None = None,
 ) -> list[FindingRow]:
-    """Findings of a cluster with the given statuses (plus those a given scan resolved), as
-    `cluster_findings` selects and orders them."""
+    """Findings of a cluster with the given statuses (plus those a given scan resolved),
+    ordered by rule, namespace, kind, name and id."""
     condition: ColumnElement[bool] = Finding.status.in_(list(statuses))
     if resolved_in_scan is not None:
         condition = or_(

@@ -652,36 +652,9 @@ def _row(
     }
 
 
-def cluster_findings(
-    session: Session,
-    cluster_id: str,
-    *,
-    statuses: Sequence[str] = ACTIVE_STATUSES,
-    resolved_in_scan: int | None = None,
-) -> Sequence[Finding]:
-    """Findings of a cluster with the given statuses (plus those a given scan resolved)."""
-    condition: ColumnElement[bool] = Finding.status.in_(list(statuses))
-    if resolved_in_scan is not None:
-        condition = or_(
-            condition,
-            (Finding.status == FindingStatus.RESOLVED) & (Finding.last_scan_id == resolved_in_scan),
-        )
-    return session.scalars(
-        select(Finding)
-        .where(Finding.cluster_id == cluster_id, condition)
-        .order_by(Finding.rule_id, Finding.namespace, Finding.kind, Finding.name, Finding.id)
-    ).all()
-
-
 def status_counts(session: Session, cluster_id: str) -> dict[str, int]:
-    rows = session.execute(
-        select(Finding.status, func.count())
-        .where(Finding.cluster_id == cluster_id)
-        .group_by(Finding.status)
-    ).all()
-    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    counts.update({status: int(n) for status, n in rows})
-    return counts
+    """A cluster's findings per status, every status present (`finding_counts`' first part)."""
+    return finding_counts(session, cluster_id)[0]
 
 
 def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
@@ -696,7 +669,7 @@ def settle_new(session: Session, cluster_id: str, *, scan_id: int) -> int:
 
 
 def finding_counts(session: Session, cluster_id: str) -> tuple[dict[str, int], dict[str, int]]:
-    """A cluster's findings per status (as `status_counts`) and its new and open ones per
+    """A cluster's findings per status (every status present) and its new and open ones per
     severity, from one read of its findings (a scan's finalize records both)."""
     statuses: dict[str, int] = dict.fromkeys(STATUSES, 0)
     severities: dict[str, int] = {}

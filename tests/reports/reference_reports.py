@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from html import escape
 from typing import Any
 
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
@@ -23,7 +25,7 @@ from reports.html import _CSS
 from reports.model import ClusterReport, RuleSection, ViolationLine, severity_rank
 from reports.wording import count_summary
 from store.clusters import get_cluster
-from store.findings import cluster_findings
+from store.findings import ACTIVE_STATUSES
 from store.models import Finding
 from store.scans import get_scan_run
 
@@ -270,3 +272,20 @@ def _policy_reports(findings: list[dict[str, Any]], *, now: dt.datetime) -> list
         }
     )
     return documents
+
+
+def cluster_findings(
+    session: Session, cluster_id: str, *, resolved_in_scan: int | None
+) -> Sequence[Finding]:
+    """The findings the reports read (active ones and those the scan resolved), as ORM rows."""
+    condition: ColumnElement[bool] = Finding.status.in_(list(ACTIVE_STATUSES))
+    if resolved_in_scan is not None:
+        condition = or_(
+            condition,
+            (Finding.status == FindingStatus.RESOLVED) & (Finding.last_scan_id == resolved_in_scan),
+        )
+    return session.scalars(
+        select(Finding)
+        .where(Finding.cluster_id == cluster_id, condition)
+        .order_by(Finding.rule_id, Finding.namespace, Finding.kind, Finding.name, Finding.id)
+    ).all()
