@@ -75,7 +75,9 @@ def build_cluster_report(
 ) -> ClusterReport:
     """The report of a cluster after a scan (the latest finished one by default).
     `findings`: the cluster's `finding_rows(..., resolved_in_scan=scan_id)`, when the
-    caller read them already (a scan's delivery writes two reports of them)."""
+    caller read them already (a scan's delivery writes two reports of them), or the part of
+    them the caller's sections need (a delivery's content reads only the news); the sections
+    are built of what is given, the counts are the scan run's."""
     cluster = get_cluster(session, cluster_id)
     run = get_scan_run(session, scan_id) if scan_id else latest_scan_run(session, cluster_id)
     scan = run.id if run else None
