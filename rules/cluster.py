@@ -234,11 +234,17 @@ class ClusterContext:
         self.objects: tuple[ObjectView, ...] = tuple(objects)
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
         by_ns: dict[str | None, list[ObjectView]] = defaultdict(list)
+        pod_bearing: list[ObjectView] = []
         for obj in objects:
             by_kind[obj.kind].append(obj)
             by_ns[obj.namespace].append(obj)
+            if obj.workload is not None:
+                pod_bearing.append(obj)
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
+        # The pod-bearing objects, in input order: what the workload look-ups (controller
+        # dedup, `workloads()`, pod templates, service accounts) walk instead of every object.
+        self._pod_bearing: tuple[ObjectView, ...] = tuple(pod_bearing)
         # Further indexes are built on first use (one pass each); a scan that never needs
         # label look-ups never pays for them.
         # (namespace, name) -> object, per kind: built for a kind when it is first looked up
@@ -367,10 +373,10 @@ class ClusterContext:
         """
         if self._workloads is None:
             controlled = suppressed_by_controller(self) if self.dedup_controllers else ()
-            self._workloads = tuple(
-                o
-                for o in self.objects
-                if o.workload is not None and not (controlled and o.key in controlled)
+            self._workloads = (
+                tuple(o for o in self._pod_bearing if o.key not in controlled)
+                if controlled
+                else self._pod_bearing
             )
         return self._workloads
 
@@ -385,9 +391,9 @@ class ClusterContext:
         namespace's pods look at few of them and a scan indexes only the keys they name."""
         if self._pod_templates is None:
             by_ns: dict[str | None, list[PodTemplate]] = defaultdict(list)
-            for obj in self.objects:
+            for obj in self._pod_bearing:
                 workload = obj.workload
-                if workload is not None:
+                if workload is not None:  # (every one of them: for the type checker)
                     labels = workload.pod_meta.get("labels")
                     by_ns[obj.namespace].append((obj, labels if is_map(labels) else EMPTY))
             self._pod_templates = dict(by_ns)
@@ -405,11 +411,15 @@ class ClusterContext:
     # -- ownership --------------------------------------------------------------------------
     def controller_of(self, obj: ObjectView) -> ObjectView | None:
         """The object's controller (ownerReference with controller: true) if present here."""
-        refs = obj.metadata.get("ownerReferences")
+        return self._controller_in(obj.metadata.get("ownerReferences"), obj.namespace)
+
+    def _controller_in(self, refs: Any, namespace: str | None) -> ObjectView | None:
+        """`controller_of` an object in `namespace` whose `ownerReferences` are `refs`."""
         if not isinstance(refs, list):
             return None  # absent, or not the list the API requires: no usable owner
         for ref in refs:
-            if not is_map(ref) or not ref.get("controller"):
+            # (`is_map` with its usual answer first: this runs for every owned object)
+            if not (type(ref) is dict or is_map(ref)) or not ref.get("controller"):
                 continue
             owner = None
             uid = ref.get("uid")
@@ -417,7 +427,7 @@ class ClusterContext:
                 uids = self._by_uid if self._by_uid is not None else self._uids()
                 owner = uids.get(uid if type(uid) is str else str(uid))
             if owner is None:
-                owner = self.get(str(ref.get("kind")), obj.namespace, str(ref.get("name")))
+                owner = self.get(str(ref.get("kind")), namespace, str(ref.get("name")))
             return owner
         return None
 
@@ -511,7 +521,7 @@ class ClusterContext:
         """Pod-bearing objects in `namespace` running as service account `name`."""
         if self._pods_by_sa is None:
             index: dict[tuple[str | None, str], list[ObjectView]] = defaultdict(list)
-            for obj in self.objects:
+            for obj in self._pod_bearing:
                 if obj.workload is None:
                     continue
                 spec = obj.workload.spec
@@ -546,11 +556,12 @@ def suppressed_by_controller(context: ClusterContext) -> frozenset[str]:
     """
     if context._controlled is None:
         out = set()
-        for obj in context.objects:
-            if obj.workload is None or not obj.metadata.get("ownerReferences"):
-                continue
-            owner = context.controller_of(obj)
-            if owner is not None and owner.workload is not None:
-                out.add(obj.key)
+        controller_in = context._controller_in
+        for obj in context._pod_bearing:
+            refs = obj.metadata.get("ownerReferences")
+            if refs:
+                owner = controller_in(refs, obj.namespace)
+                if owner is not None and owner.workload is not None:
+                    out.add(obj.key)
         context._controlled = frozenset(out)
     return context._controlled
