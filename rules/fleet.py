@@ -141,12 +141,16 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
                 continue
             ref = container.image_ref  # parse_image(image), computed once per container
             assert ref is not None  # a non-blank string
-            digests = {d for d in (digest_of(ref.digest), statuses.get(container.name)) if d}
+            if ref.digest is None and not statuses:
+                digests: tuple[str, ...] = ()  # the usual container: no digest anywhere
+            else:
+                found = {d for d in (digest_of(ref.digest), statuses.get(container.name)) if d}
+                digests = tuple(sorted(found))
             yield RunningImage(
                 cluster=cluster,
                 workload=obj.ref,
                 container=container.name,
                 path=f"{container.path}.image",
                 image=ref,
-                digests=tuple(sorted(digests)),
+                digests=digests,
             )
