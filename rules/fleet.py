@@ -10,10 +10,11 @@ since-when (the day threshold then never applies).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,30 @@ class RunningImage:
         ns = f"{self.workload.namespace}/" if self.workload.namespace else ""
         cluster = f" in cluster {self.cluster}" if self.cluster else ""
         return f"{self.workload.kind} {ns}{self.workload.name}{cluster}"
+
+
+# Each field's slot setter, in field order (`_running_image`).
+_RUNNING_IMAGE_SLOTS: tuple[Callable[[RunningImage, Any], None], ...] = tuple(
+    vars(RunningImage)[f.name].__set__ for f in dataclasses.fields(RunningImage)
+)
+
+
+def _running_image(
+    cluster: str | None,
+    workload: ResourceRef,
+    container: str,
+    path: str,
+    image: ImageRef,
+    digests: tuple[str, ...],
+) -> RunningImage:
+    """`RunningImage(cluster, workload, container, path, image, digests)` (since unknown),
+    its slots set directly: the frozen dataclass's `__init__` sets each field through
+    `object.__setattr__` (about three times as long), and a scan makes one per container."""
+    item = object.__new__(RunningImage)
+    values = (cluster, workload, container, path, image, digests, None)
+    for set_slot, value in zip(_RUNNING_IMAGE_SLOTS, values, strict=True):
+        set_slot(item, value)
+    return item
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +171,6 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
             else:
                 found = {d for d in (digest_of(ref.digest), statuses.get(container.name)) if d}
                 digests = tuple(sorted(found))
-            yield RunningImage(
-                cluster=cluster,
-                workload=obj.ref,
-                container=container.name,
-                path=f"{container.path}.image",
-                image=ref,
-                digests=digests,
+            yield _running_image(
+                cluster, obj.ref, container.name, f"{container.path}.image", ref, digests
             )

@@ -246,3 +246,19 @@ def test_offline_scan_runs_fleet_rules_with_locations_and_pod_digests() -> None:
         "old": (),
         "new": (DIGEST,),
     }
+
+
+def test_running_images_are_the_dataclass_the_constructor_builds() -> None:
+    spec = {"containers": [{"name": "app", "image": f"shop/app:1.4.0@{DIGEST}"}]}
+    (item,) = FleetContext.of_cluster(ClusterContext([deployment("web", spec=spec)])).images
+    built = RunningImage(
+        cluster=None,
+        workload=item.workload,
+        container="app",
+        path="spec.template.spec.containers[0].image",
+        image=parse_image(f"shop/app:1.4.0@{DIGEST}"),
+        digests=(DIGEST,),
+    )
+    assert item == built and hash(item) == hash(built) and repr(item) == repr(built)
+    with pytest.raises(AttributeError):  # frozen, as the constructor's are
+        item.container = "other"  # type: ignore[misc]
