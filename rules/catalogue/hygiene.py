@@ -11,13 +11,14 @@ a container that sets a limit but no request gets the limit as its request.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from contracts.images import ImageRef
-from contracts.selectors import SelectorError, parse_selector
+from contracts.selectors import Selector, SelectorError, parse_selector
 from contracts.severity import Severity
 from rules import psa
 from rules.cluster import ClusterContext
@@ -1017,18 +1018,45 @@ def pdb_matcher(pdb: ObjectView) -> PodMatcher:
     selector = pdb.spec.get("selector")
     if not is_map(selector):
         return _selects_none  # a null selector selects no pods
-    if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+    match_labels = selector.get("matchLabels")
+    if not match_labels and not selector.get("matchExpressions"):
         # policy/v1: an empty selector selects every pod of the namespace;
         # policy/v1beta1: it selects none.
         return _selects_all if pdb.api_version != "policy/v1beta1" else _selects_none
+    if not selector.get("matchExpressions") and type(match_labels) is dict:
+        labels = tuple(sorted(match_labels.items()))
+        if all(type(key) is str and type(value) is str for key, value in labels):
+            # The usual selector, `matchLabels` of text: one matcher per process for each
+            # (several rules ask for the same PDB's, and PDBs repeat their selectors).
+            return _labels_matcher(labels)
     try:
         parsed = parse_selector(selector)
     except (SelectorError, TypeError, AttributeError):
         return _selects_none
+    return _matcher(parsed)
 
+
+def _matcher(parsed: Selector) -> PodMatcher:
     def matches(labels: Mapping[str, Any]) -> bool:
         try:
             return parsed.matches(labels)
+        except (SelectorError, TypeError, AttributeError):
+            return False
+
+    return matches
+
+
+@functools.lru_cache(maxsize=4096)
+def _labels_matcher(match_labels: tuple[tuple[str, str], ...]) -> PodMatcher:
+    """`pdb_matcher` of a selector whose only requirement is `matchLabels` (its items,
+    sorted): what `parse_selector({"matchLabels": ...}).matches` answers, with the same
+    reads of the labels in the same order (`Requirement.matches` of each `In`), written
+    out because the rules match every PDB against every workload of its namespace."""
+
+    def matches(labels: Mapping[str, Any]) -> bool:
+        try:
+            labels = labels or {}
+            return all(key in labels and str(labels[key]) == value for key, value in match_labels)
         except (SelectorError, TypeError, AttributeError):
             return False
 
