@@ -314,8 +314,9 @@ def known_format(value: str) -> str | None:
     return None
 
 
-# Names and values up to this long are classified once per process (`_classify_text` keeps
+# Names and values up to this long are classified once per process (`_classify_memo` keeps
 # the answers): the same variables (`LOG_LEVEL=info`) recur in every workload of a cluster.
+# ConfigMap entries as short are scanned once per process too (`_scan_text_memo`).
 CLASSIFY_MEMO_CHARS = 256
 
 
@@ -592,6 +593,13 @@ def _data_path(key: str) -> str:
 
 def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
     """Why a ConfigMap entry looks like it holds a credential, and on which line (1-based)."""
+    if len(text) <= CLASSIFY_MEMO_CHARS and len(key) <= CLASSIFY_MEMO_CHARS:
+        return _scan_text_memo(key, text)  # short entries recur (the same chart's ConfigMap)
+    return _scan_text(key, text)
+
+
+def _scan_text(key: str, text: str) -> tuple[str, int | None] | None:
+    """`scan_text` (a pure function of its arguments)."""
     label = known_format(text)
     if label:
         first = next((n for n, line in enumerate(text.splitlines(), 1) if known_format(line)), None)
@@ -614,6 +622,9 @@ def scan_text(key: str, text: str) -> tuple[str, int | None] | None:
         if why:
             return f"sets {inner!r}, which {why}", number
     return None
+
+
+_scan_text_memo = functools.lru_cache(maxsize=4096)(_scan_text)
 
 
 @rule(
