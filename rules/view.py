@@ -52,6 +52,9 @@ _JOINED_PATHS = {
     for kind, (meta, spec) in POD_SPEC_LOCATIONS.items()
 }
 
+# Both of the above per kind, for `WorkloadView` (one look-up).
+_LAYOUTS = {kind: (_TEMPLATE_KEYS[kind], _JOINED_PATHS[kind]) for kind in POD_SPEC_LOCATIONS}
+
 # Container groups in the order the pod-security-admission visitor walks them.
 CONTAINER_GROUPS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -251,18 +254,19 @@ class WorkloadView:
     )
 
     def __init__(self, manifest: Mapping[str, Any], kind: str) -> None:
+        keys, (self.meta_path, self.spec_path, self.pod_sc_path) = _LAYOUTS[kind]
         template: Any = manifest
-        for key in _TEMPLATE_KEYS[kind]:  # `_dig`, written out: built for every workload
+        for key in keys:  # `_dig`, written out: built for every workload
             template = template.get(key) if isinstance(template, dict) else None
         if isinstance(template, dict):  # `_dig` of its metadata and of its spec, in one walk
-            self.pod_meta: Mapping[str, Any] = _mapping(template.get("metadata"))
+            meta = template.get("metadata")  # (`_mapping`, written out)
+            self.pod_meta: Mapping[str, Any] = meta if isinstance(meta, dict) else EMPTY
             spec = template.get("spec")
             if not isinstance(spec, dict):
                 spec = EMPTY
         else:
             self.pod_meta = spec = EMPTY
         self.spec: Mapping[str, Any] = spec
-        self.meta_path, self.spec_path, self.pod_sc_path = _JOINED_PATHS[kind]
         pod_sc = spec.get("securityContext")
         self.pod_sc: Mapping[str, Any] = pod_sc if isinstance(pod_sc, dict) else EMPTY
         os_field = spec.get("os")

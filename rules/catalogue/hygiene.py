@@ -177,13 +177,15 @@ def _container_gaps(
             limits = _EMPTY
     else:
         requests = limits = _EMPTY
-    # API defaulting: a missing request takes the container's limit.
-    no_request = [
-        r
-        for r in names
-        if r not in requests_covered and requests.get(r) is None and limits.get(r) is None
-    ]
-    no_limit = [r for r in names if r not in limits_covered and limits.get(r) is None]
+    no_request: list[str] = []
+    no_limit: list[str] = []
+    for r in names:  # (one loop, not two comprehensions: this runs for every container)
+        unlimited = limits.get(r) is None
+        if unlimited and r not in limits_covered:
+            no_limit.append(r)
+        # API defaulting: a missing request takes the container's limit.
+        if unlimited and r not in requests_covered and requests.get(r) is None:
+            no_request.append(r)
     return no_request, no_limit
 
 
