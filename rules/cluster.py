@@ -250,7 +250,8 @@ class ClusterContext:
         # (namespace, name) -> object, per kind: built for a kind when it is first looked up
         # (rules look up roles, service accounts and scale targets, not every kind).
         self._by_name: dict[str, dict[tuple[str | None, str], ObjectView]] = {}
-        self._by_ns_kind: dict[tuple[str | None, str], tuple[ObjectView, ...]] | None = None
+        # kind -> namespace -> objects: built for a kind when it is first looked up by namespace.
+        self._by_ns_kind: dict[str, dict[str | None, tuple[ObjectView, ...]]] = {}
         self._by_key: dict[str, ObjectView] | None = None
         self._by_uid: dict[str, ObjectView] | None = None
         self._by_label: dict[tuple[str, str | None, str, str], list[ObjectView]] | None = None
@@ -311,12 +312,13 @@ class ClusterContext:
         """Objects in `namespace` (None: cluster-scoped ones), optionally of one kind."""
         if kind is None:
             return self._by_ns.get(namespace, ())
-        if self._by_ns_kind is None:
-            index: dict[tuple[str | None, str], list[ObjectView]] = defaultdict(list)
-            for obj in self.objects:
-                index[(obj.namespace, obj.kind)].append(obj)
-            self._by_ns_kind = {k: tuple(v) for k, v in index.items()}
-        return self._by_ns_kind.get((namespace, kind), ())
+        by_ns = self._by_ns_kind.get(kind)
+        if by_ns is None:
+            index: dict[str | None, list[ObjectView]] = defaultdict(list)
+            for obj in self.by_kind(kind):
+                index[obj.namespace].append(obj)
+            by_ns = self._by_ns_kind[kind] = {k: tuple(v) for k, v in index.items()}
+        return by_ns.get(namespace, ())
 
     def get(self, kind: str, namespace: str | None, name: str) -> ObjectView | None:
         names = self._by_name.get(kind)

@@ -35,7 +35,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.severity import Severity
@@ -205,6 +205,10 @@ BUILTIN_CLUSTER_ROLES: Mapping[str, tuple[Mapping[str, Any], ...]] = {
 BUILTIN_CLUSTER_ROLES = {**BUILTIN_CLUSTER_ROLES, "edit": BUILTIN_CLUSTER_ROLES["admin"]}
 
 
+# A PolicyRule's resourceNames, apiGroups, resources and verbs, as text (`_rule_terms`).
+RuleTerms = tuple[list[str], list[str], list[str], list[str]]
+
+
 @dataclass(frozen=True, slots=True)
 class Need:
     """A permission: any of `verbs` on `group`/`resource[/subresource]`.
@@ -245,6 +249,12 @@ class BoundRole:
     rules: tuple[Mapping[str, Any], ...]
     own_rule_count: int
     builtin: bool = False
+    # Each rule's (resourceNames, apiGroups, resources, verbs) as text, read once: `grants`
+    # matches every rule against each of a dozen rules' needs.
+    terms: tuple[RuleTerms, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", tuple(_rule_terms(r) for r in self.rules))
 
     @property
     def cluster_wide(self) -> bool:
@@ -283,19 +293,29 @@ def _resource_matches(rule_resources: Sequence[str], resource: str, sub: str) ->
     return False
 
 
+def _rule_terms(policy_rule: Mapping[str, Any]) -> RuleTerms:
+    return (
+        _strings(policy_rule.get("resourceNames")),
+        _strings(policy_rule.get("apiGroups")),
+        _strings(policy_rule.get("resources")),
+        _strings(policy_rule.get("verbs")),
+    )
+
+
 def rule_grants(policy_rule: Mapping[str, Any], need: Need) -> tuple[str, ...]:
     """The verbs of `need` that one PolicyRule grants (empty when it grants none)."""
-    names = _strings(policy_rule.get("resourceNames"))
+    return _granted(_rule_terms(policy_rule), need)
+
+
+def _granted(terms: RuleTerms, need: Need) -> tuple[str, ...]:
+    """`rule_grants` of a rule read into its terms (`_rule_terms`)."""
+    names, groups, resources, verbs = terms
     if names and (need.names_restrict or need.verbs == ("create",)):
         return ()
-    groups = _strings(policy_rule.get("apiGroups"))
     if "*" not in groups and need.group not in groups:
         return ()
-    if not _resource_matches(
-        _strings(policy_rule.get("resources")), need.resource, need.subresource
-    ):
+    if not _resource_matches(resources, need.resource, need.subresource):
         return ()
-    verbs = _strings(policy_rule.get("verbs"))
     if "*" in verbs:
         return need.verbs
     return tuple(v for v in need.verbs if v in verbs)
@@ -307,11 +327,10 @@ def grants(bound: BoundRole, needs: Iterable[Need]) -> list[Grant]:
     for need in needs:
         if need.cluster_scoped and not bound.cluster_wide:
             continue
-        for index, policy_rule in enumerate(bound.rules):
-            verbs = rule_grants(policy_rule, need)
+        for index, terms in enumerate(bound.terms):
+            verbs = _granted(terms, need)
             if verbs:
-                names = tuple(_strings(policy_rule.get("resourceNames")))
-                out.append(Grant(need, verbs, index, names))
+                out.append(Grant(need, verbs, index, tuple(terms[0])))
     return out
 
 

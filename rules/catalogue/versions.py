@@ -29,7 +29,12 @@ CLUSTER_SUBJECT: Mapping[str, Any] = {
 
 
 def cluster_release(cluster: ClusterContext) -> psa.Version | None:
-    """The release the snapshot's objects are judged as (None: unknown, the newest)."""
+    """The release the snapshot's objects are judged as (None: unknown, the newest); worked
+    out once per context (two rules ask, and without a release it walks every object)."""
+    return cluster.derived(_cluster_release)
+
+
+def _cluster_release(cluster: ClusterContext) -> psa.Version | None:
     for obj in cluster.objects:
         if obj.kubernetes_version is not None:
             return obj.kubernetes_version
