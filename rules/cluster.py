@@ -219,27 +219,29 @@ class ClusterContext:
         skip_invalid: bool = True,
         label_reads: LabelReads | None = None,
     ) -> None:
-        # Anything that is not a mapping is not an object: left out rather than crashing.
-        views = [
-            m if isinstance(m, ObjectView) else ObjectView(m)
-            for m in manifests
-            if isinstance(m, (ObjectView, dict, Mapping))
-        ]
-        objects = [view for view in views if not (skip_invalid and view.problems)]
         self.label_reads = label_reads
-        if label_reads is not None:
-            for view in objects:
-                label_reads.watch(view)
         self.dedup_controllers = dedup_controllers
-        self.objects: tuple[ObjectView, ...] = tuple(objects)
+        objects: list[ObjectView] = []
         by_kind: dict[str, list[ObjectView]] = defaultdict(list)
         by_ns: dict[str | None, list[ObjectView]] = defaultdict(list)
         pod_bearing: list[ObjectView] = []
-        for obj in objects:
-            by_kind[obj.kind].append(obj)
-            by_ns[obj.namespace].append(obj)
-            if obj.workload is not None:
-                pod_bearing.append(obj)
+        for m in manifests:  # one pass: the views, and the indexes every scan reads
+            if isinstance(m, ObjectView):
+                view = m
+            elif isinstance(m, (dict, Mapping)):
+                view = ObjectView(m)
+            else:
+                continue  # not a mapping, not an object: left out rather than crashing
+            if skip_invalid and view.problems:
+                continue
+            if label_reads is not None:
+                label_reads.watch(view)
+            objects.append(view)
+            by_kind[view.kind].append(view)
+            by_ns[view.namespace].append(view)
+            if view.workload is not None:
+                pod_bearing.append(view)
+        self.objects: tuple[ObjectView, ...] = tuple(objects)
         self._by_kind = {k: tuple(v) for k, v in by_kind.items()}
         self._by_ns = {k: tuple(v) for k, v in by_ns.items()}
         # The pod-bearing objects, in input order: what the workload look-ups (controller
