@@ -13,6 +13,7 @@ from typing import Any
 
 from contracts.severity import Severity
 from rules.catalogue.hygiene import (
+    PodMatcher,
     _missing_in,
     autoscaler_minimums,
     min_replicas,
@@ -339,22 +340,39 @@ def _candidates(cluster: ClusterContext, pdb: ObjectView) -> Sequence[PodTemplat
     )
 
 
+PdbSelection = tuple[PodMatcher, Sequence[PodTemplate]]
+
+
+def _selection(cluster: ClusterContext, pdb: ObjectView) -> PdbSelection:
+    """The PDB's matcher and candidate templates (`pdb_matcher`, `_candidates`), worked out
+    once per context for each PDB a rule asks about (KM-616 and KM-617 both do)."""
+    known = cluster.derived(_selections)
+    found = known.get(pdb)
+    if found is None:
+        found = known[pdb] = (pdb_matcher(pdb), _candidates(cluster, pdb))
+    return found
+
+
+def _selections(cluster: ClusterContext) -> dict[ObjectView, PdbSelection]:
+    """The context's `_selection`s so far (filled as rules ask: a PDB no rule asks about
+    reads no labels, as `LabelReads` records)."""
+    return {}
+
+
 def _selected_workloads(
     cluster: ClusterContext, pdb: ObjectView, *, kinds: Collection[str]
 ) -> list[ObjectView]:
     """Every object of `kinds` in the PDB's namespace whose pod template it selects (the
     kind tested first: it is cheaper than the selector, which never raises)."""
-    selects = pdb_matcher(pdb)
-    return [
-        obj for obj, labels in _candidates(cluster, pdb) if obj.kind in kinds and selects(labels)
-    ]
+    selects, candidates = _selection(cluster, pdb)
+    return [obj for obj, labels in candidates if obj.kind in kinds and selects(labels)]
 
 
 def _selects_any(cluster: ClusterContext, pdb: ObjectView) -> bool:
     """Whether the PDB selects the pod template of any pod-bearing object of its namespace
     (the first match answers)."""
-    selects = pdb_matcher(pdb)
-    return any(selects(labels) for _obj, labels in _candidates(cluster, pdb))
+    selects, candidates = _selection(cluster, pdb)
+    return any(selects(labels) for _obj, labels in candidates)
 
 
 def _percent(value: Any) -> int | None:
