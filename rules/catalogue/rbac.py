@@ -900,10 +900,11 @@ def default_sa_bound(cluster: ClusterContext) -> Iterator[Violation]:
 def _sa_has_bindings(cluster: ClusterContext, namespace: str | None, name: str) -> bool:
     # Any binding counts, defaults included (CoreDNS is granted its rights by the
     # bootstrap-style `system:coredns` binding and needs its token).
-    if subject_bindings(cluster, "ServiceAccount", name, namespace):
+    # (the context's own lists, read without `subject_bindings`' copy: asked per workload)
+    if cluster.bindings_for_subject("ServiceAccount", name, namespace):
         return True
     user = f"system:serviceaccount:{namespace}:{name}"
-    return bool(subject_bindings(cluster, "User", user))
+    return bool(cluster.bindings_for_subject("User", user))
 
 
 @rule(
