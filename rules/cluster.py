@@ -399,7 +399,9 @@ class ClusterContext:
                 workload = obj.workload
                 if workload is not None:  # (every one of them: for the type checker)
                     labels = workload.pod_meta.get("labels")
-                    by_ns[obj.namespace].append((obj, labels if is_map(labels) else EMPTY))
+                    if type(labels) is not dict and not is_map(labels):  # (the usual first)
+                        labels = EMPTY
+                    by_ns[obj.namespace].append((obj, labels))
             self._pod_templates = dict(by_ns)
         if label is None:
             return self._pod_templates.get(namespace, ())
@@ -540,7 +542,8 @@ def _by_label_value(templates: Sequence[PodTemplate], key: str) -> dict[str, lis
     and values compared as text, as `ClusterContext.pod_templates` answers)."""
     found: dict[str, list[PodTemplate]] = defaultdict(list)
     for entry in templates:
-        for name, value in _raw_items(entry[1]):
+        labels = entry[1]  # (`_raw_items`, written out: this runs for every template)
+        for name, value in dict.items(labels) if isinstance(labels, dict) else labels.items():
             if (name if type(name) is str else str(name)) == key:
                 found[value if type(value) is str else str(value)].append(entry)
     return found
