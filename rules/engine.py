@@ -97,7 +97,24 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            _promote_young()
             gc.enable()
+
+
+def _promote_young() -> None:
+    """Move every tracked object to the oldest generation, without a collection.
+
+    What a scan returns (a Result per finding, with its ResourceRef: data without reference
+    cycles) is otherwise all in the youngest generation when the collector resumes, and the
+    first allocation after it then traverses every one of them (a twentieth of a 100,000-object
+    scan's time) only to promote them. `gc.freeze()` moves every tracked object to the
+    permanent generation and zeroes the young count; `gc.unfreeze()` moves them all to the
+    oldest, which full collections still traverse. Skipped when the process has frozen
+    objects itself (unfreezing would undo that).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+        gc.unfreeze()
 
 
 @dataclass(frozen=True, slots=True)

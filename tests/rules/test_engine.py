@@ -242,6 +242,42 @@ def test_scan_restores_the_garbage_collector_state() -> None:
         gc.enable()
 
 
+def test_the_collector_resumes_without_a_pass_over_what_the_scan_returns() -> None:
+    """The scan's results are moved to the oldest generation (`_promote_young`), not
+    traversed by a young collection as soon as the collector resumes."""
+    started: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    engine = Engine.from_config(None)
+    manifests = [pod(name=f"p{i}") for i in range(300)]
+    gc.collect()
+    gc.callbacks.append(record)
+    try:
+        outcome = engine.scan(manifests)
+        young = len(gc.get_objects(generation=0))
+    finally:
+        gc.callbacks.remove(record)
+    assert len(outcome.results) > gc.get_threshold()[0]  # enough to trigger a collection
+    assert started == [] and young < 100
+    oldest = {id(obj) for obj in gc.get_objects(generation=2)}
+    assert all(id(result) in oldest for result in outcome.results)
+
+
+def test_a_scan_leaves_objects_the_process_froze_frozen() -> None:
+    marker: list[object] = []  # tracked by the collector
+    gc.freeze()
+    try:
+        Engine.from_config(None).scan([pod()])
+        # Frozen objects are in no generation: get_objects does not list them.
+        assert not any(obj is marker for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(obj is marker for obj in gc.get_objects())
+
+
 @rule(
     id="KM-903",
     title="Cluster rule that crashes",
