@@ -89,7 +89,8 @@ def gc_paused() -> Iterator[None]:
     A scan allocates hundreds of thousands of small container objects while the parsed input
     (millions of dicts) is alive; every collection the allocations trigger traverses that
     input again, which costs about a third of the scan's time. Nothing a scan creates needs
-    the collector before the scan ends.
+    the collector before the scan ends. When it resumes, what is alive has been moved to the
+    oldest generation (`_promote_young`).
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -109,8 +110,10 @@ def _promote_young() -> None:
     first allocation after it then traverses every one of them (a twentieth of a 100,000-object
     scan's time) only to promote them. `gc.freeze()` moves every tracked object to the
     permanent generation and zeroes the young count; `gc.unfreeze()` moves them all to the
-    oldest, which full collections still traverse. Skipped when the process has frozen
-    objects itself (unfreezing would undo that).
+    oldest, which full collections still traverse. The young objects the caller had before
+    the scan move with them: a reference cycle among them that is garbage waits for the next
+    full collection instead of a young one (a scan itself leaves none). Skipped when the
+    process has frozen objects itself (unfreezing would undo that).
     """
     if gc.get_freeze_count() == 0:
         gc.freeze()
