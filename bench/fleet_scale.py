@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from bench import fleet_load
 from bench.databases import drop_database, recreate_database
@@ -346,27 +346,22 @@ def measure_step(
     )
 
 
-@dataclass
-class _Sessions:
-    """What `bench.pipeline.ingest_loop` needs of its environment."""
-
-    sessions: sessionmaker[Session]
-
-
 def purge_under_ingest(
     engine: Engine, *, baseline_s: float
 ) -> tuple[list[float], list[float], float, dict[str, int]]:
-    """Ingest latencies without and with the daily purge running, the purge's seconds and rows."""
+    """Ingest latencies without and with the daily purge running (the ingest loop in a
+    process of its own, `bench.pipeline.measure_ingest`), the purge's seconds and rows."""
     from bench.pipeline import measure_ingest  # noqa: PLC0415
     from store.db import make_session_factory  # noqa: PLC0415
     from workers.services.purge import purge_expired  # noqa: PLC0415
 
-    env = _Sessions(make_session_factory(engine))
-    quiet, _, _ = measure_ingest(env, None, seconds=baseline_s)  # type: ignore[arg-type]
+    database_url = engine.url.render_as_string(hide_password=False)
+    sessions = make_session_factory(engine)
+    quiet, _, _ = measure_ingest(database_url, None, seconds=baseline_s)
     purge: Callable[[], dict[str, int]] = lambda: purge_expired(  # noqa: E731
-        env.sessions, retention_days=RETENTION_DAYS
+        sessions, retention_days=RETENTION_DAYS
     )
-    busy, purge_s, deleted = measure_ingest(env, purge, seconds=0)  # type: ignore[arg-type]
+    busy, purge_s, deleted = measure_ingest(database_url, purge, seconds=0)
     return quiet, busy, purge_s, deleted
 
 

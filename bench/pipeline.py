@@ -14,21 +14,22 @@ app, clusters populated through the store's snapshot staging and materialisation
    reads, which a rescan answers without running the cluster rules again (label-only reuse);
    one more round per run changes the objects' specs instead (a container image, else an
    annotation), the general case, and is reported beside it.
-3. Purge of 1,000,000 expired manifest versions while an ingest loop stages and applies
-   snapshots and records telemetry: purge rate and the longest ingest operation (stall),
-   compared with the longest one without purge.
+3. Purge of 1,000,000 expired manifest versions while an ingest loop, in a process of its
+   own as the real ingest is (`measure_ingest`), stages and applies snapshots and records
+   telemetry: purge rate and the longest ingest operation (stall), compared with the longest
+   one without purge.
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import random
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -358,42 +359,76 @@ def insert_expired_versions(env: Env, count: int) -> None:
         conn.execute(text("VACUUM ANALYZE manifest_versions"))
 
 
-def ingest_loop(env: Env, stop: threading.Event, latencies: list[float]) -> None:
+def ingest_loop(sessions: sessionmaker[Session], stop: Any, latencies: list[float]) -> None:
     """What the ingest and process_snapshot do all day: stage, materialise, record pings."""
     cluster_id = f"ingest-{uuid.uuid4().hex[:6]}"
     state = generate(300, seed=7)
-    with unit_of_work(env.sessions) as session:
+    with unit_of_work(sessions) as session:
         create_cluster(session, cluster_id)
     revision = 0
-    while not stop.is_set():
+    while revision == 0 or not stop.is_set():  # one round at least
         revision += 1
         for index in range(0, len(state), 30):
             meta = dict(state[index]["metadata"])
             meta["labels"] = {**(meta.get("labels") or {}), "rev": str(revision)}
             state[index] = {**state[index], "metadata": meta}
         started = time.perf_counter()
-        with unit_of_work(env.sessions) as session:
+        with unit_of_work(sessions) as session:
             stage_snapshot(session, cluster_id, envelope=full_envelope(state))
             record_telemetry(session, cluster_id, payload={"agent_version": "bench"})
         latencies.append(time.perf_counter() - started)
         started = time.perf_counter()
-        with unit_of_work(env.sessions) as session:
+        with unit_of_work(sessions) as session:
             apply_pending(session, cluster_id)
         latencies.append(time.perf_counter() - started)
 
 
-def measure_ingest(
-    env: Env, during: Callable[[], Any] | None, *, seconds: float
-) -> tuple[list[float], float, Any]:
-    stop = threading.Event()
+def _ingest_process(database_url: str, ready: Any, stop: Any, out: Any) -> None:
+    """`ingest_loop` in a process of its own, as the ingest runs apart from the workers: its
+    latencies are sent to `out` when `stop` is set."""
+    engine = make_engine(database_url, pool_size=1)
     latencies: list[float] = []
-    thread = threading.Thread(target=ingest_loop, args=(env, stop, latencies), daemon=True)
-    thread.start()
-    started = time.perf_counter()
-    result = during() if during else time.sleep(seconds)
-    elapsed = time.perf_counter() - started
-    stop.set()
-    thread.join(timeout=60)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            session.execute(text("SELECT 1"))  # connected: the caller's clock may start
+        ready.set()
+        ingest_loop(make_session_factory(engine), stop, latencies)
+    finally:
+        engine.dispose()
+        out.send(latencies)
+
+
+def measure_ingest(
+    database_url: str, during: Callable[[], Any] | None, *, seconds: float
+) -> tuple[list[float], float, Any]:
+    """The ingest loop's operation latencies while `during()` runs (else for `seconds`), the
+    seconds it ran and what it returned. The loop runs in its own process (spawned, so it
+    shares no interpreter lock and no connection with the caller), as the real ingest
+    does: a stall it measures is the database's, not this process's."""
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_ingest_process, args=(database_url, ready, stop, sender), daemon=True
+    )
+    process.start()
+    try:
+        while not ready.wait(timeout=0.5):
+            if not process.is_alive():
+                raise RuntimeError(f"the ingest process ended (exit code {process.exitcode})")
+        started = time.perf_counter()
+        result: Any = None
+        if during is None:
+            time.sleep(seconds)
+        else:
+            result = during()
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+    latencies: list[float] = receiver.recv() if receiver.poll(120) else []
+    process.join(timeout=60)
+    if not latencies:
+        raise RuntimeError("the ingest process measured nothing")
     return latencies, elapsed, result
 
 
@@ -633,7 +668,7 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
 
         cutoff_days = 30
         insert_expired_versions(env, expired)
-        baseline, _elapsed, _ = measure_ingest(env, None, seconds=2 if quick else 15)
+        baseline, _elapsed, _ = measure_ingest(env.database.url, None, seconds=2 if quick else 15)
         purge_s: list[float] = []
         stalls_ms: list[float] = []
         during: list[float] = []
@@ -643,7 +678,9 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             if attempt:
                 insert_expired_versions(env, expired)
             loaded, seconds, deleted = measure_ingest(
-                env, lambda: purge_expired(env.sessions, retention_days=cutoff_days), seconds=0
+                env.database.url,
+                lambda: purge_expired(env.sessions, retention_days=cutoff_days),
+                seconds=0,
             )
             purge_s.append(seconds)
             stalls_ms.append(max(loaded) * 1000)
