@@ -8,7 +8,10 @@ import copy
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from store import rule_cache
+from store.models import Cluster, RuleResultCache
 from tests.support.factories import make_exemption
 from tests.workers.conftest import Pipeline
 from workers.services import scanning
@@ -109,12 +112,28 @@ def test_labels_no_cluster_rule_read_reuse_the_cluster_step(
     scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pipeline, objects = scanned
-    for round_ in range(2):  # the second from the state the first took over
+    first = _digest(pipeline, "c")
+    for round_ in range(3):  # the others from the state the one before took over
         objects = copy.deepcopy(objects)
         for kind, name in (("Deployment", "web"), ("ConfigMap", "settings"), ("Pod", "api")):
             labels = _find(objects, kind, name)["metadata"]["labels"]
             labels["release"] = f"r{round_}"
         assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
+        # The taken-over state's row names the state whose row holds the results (the
+        # first, every round) instead of holding a copy of them.
+        (stored,) = pipeline.session.scalars(
+            select(RuleResultCache.results).where(
+                RuleResultCache.content_hash == rule_cache.cluster_state_key(_digest(pipeline, "c"))
+            )
+        )
+        assert stored[0]["results_of"] == first
+        assert "results" not in stored[0]
+
+
+def _digest(pipeline: Pipeline, cluster_id: str) -> str:
+    cluster = pipeline.session.get(Cluster, cluster_id)
+    assert cluster is not None and cluster.current_digest
+    return cluster.current_digest
 
 
 def test_a_label_a_selector_reads_runs_the_cluster_rules_again(

@@ -622,14 +622,23 @@ def _store_cluster_state(
     valid: Iterable[str],
     state: dict[str, Any],
     kept: Evaluated | None = None,
+    results_of: str | None = None,
 ) -> ClusterStepOutcome:
     """Cache a cluster state's cluster-step output: its results (`state`), the owned objects,
-    the valid bodies' hashes and, kept apart, which labels the rules read (`label_reads`)."""
+    the valid bodies' hashes and, kept apart, which labels the rules read (`label_reads`).
+    `results_of`: the digest of a state whose cached row holds the same results (a
+    label-only rescan's, `_label_only_reuse`): this state's row refers to it instead of
+    holding a copy (`_cluster_states` reads them back)."""
     key = rule_cache.cluster_state_key(digest)
     reads = state.pop("label_reads", None)
     owned = {"suppressed": state["suppressed"]}
+    stored = (
+        state
+        if results_of is None
+        else {**{k: v for k, v in state.items() if k != "results"}, "results_of": results_of}
+    )
     rows: dict[str, list[dict[str, Any]]] = {
-        key: [state],
+        key: [stored],
         rule_cache.cluster_owned_key(digest): [owned],
         rule_cache.cluster_valid_key(digest): [{"hashes": sorted(set(valid))}],
     }
@@ -686,6 +695,44 @@ class _Reused:
     state: dict[str, Any]
     valid: set[str]
     views: dict[str, ObjectView]
+    root: str  # the digest of the state whose cached row holds these results
+
+
+class _StoredState(NamedTuple):
+    """A cached cluster-step state with its results, and the digest of the state whose row
+    holds them when it refers to another (`_store_cluster_state`; None: its own)."""
+
+    state: dict[str, Any]
+    results_of: str | None
+
+
+def _cluster_states(
+    session: Session, keys: Iterable[str], *, catalogue_version: str
+) -> dict[str, _StoredState]:
+    """The cached cluster-step states under these cache keys (hits only), each with its
+    results: a state stored by reference (`results_of`) gets those of the state it names,
+    read in a second statement (results of a catalogue version are only deleted with the
+    version, so they are there)."""
+    cached = rule_cache.cached_results(session, keys, catalogue_version=catalogue_version)
+    found: dict[str, _StoredState] = {}
+    refs: dict[str, tuple[dict[str, Any], str]] = {}
+    for key, (state, *_rest) in cached.items():
+        root = state.get("results_of")
+        if root is None:
+            found[key] = _StoredState(state, None)
+        else:
+            refs[key] = (state, root)
+    roots = rule_cache.cached_results(
+        session,
+        {rule_cache.cluster_state_key(root) for _state, root in refs.values()},
+        catalogue_version=catalogue_version,
+    )
+    for key, (state, root) in refs.items():
+        held = roots.get(rule_cache.cluster_state_key(root))
+        if held is not None:
+            whole = {k: v for k, v in state.items() if k != "results_of"}
+            found[key] = _StoredState({**whole, "results": held[0]["results"]}, root)
+    return found
 
 
 def _previous_bodies(session: Session, object_ids: Sequence[int], *, since: int) -> dict[int, str]:
@@ -716,6 +763,41 @@ class _NoReuse(Exception):
     """Why a rescan runs the cluster rules again (`_label_only_reuse`)."""
 
 
+class _Live(NamedTuple):
+    """One live object as a label-only rescan reads it (`_live_rows`)."""
+
+    id: int
+    ref_key: str
+    content_hash: str
+    version_id: int | None
+
+
+def _live_rows(session: Session, cluster_id: str) -> list[_Live]:
+    """The cluster's live objects (id, ref key, content hash, current version id), in id
+    order: one read for what a label-only rescan needs of them (the changed ones, how many,
+    the state before, a shard's counts)."""
+    return [
+        _Live(*row)
+        for row in core_rows(
+            session,
+            select(
+                KubeObject.id,
+                KubeObject.ref_key,
+                KubeObject.current_hash,
+                KubeObject.current_version_id,
+            )
+            .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
+            .order_by(KubeObject.id),
+        )
+    ]
+
+
+def _range_counts(live: Sequence[_Live], *, first_id: int, last_id: int) -> tuple[int, int]:
+    """`rule_cache.range_counts` of the live objects read (`_live_rows`)."""
+    hashes = [row.content_hash for row in live if first_id <= row.id <= last_id]
+    return len(hashes), len(set(hashes))
+
+
 class _Before(NamedTuple):
     """The last finished scan's state digest, the objects changed since (id, ref key,
     content hash) and each one's content hash in that state (`_changes_since`)."""
@@ -726,10 +808,9 @@ class _Before(NamedTuple):
     old: dict[int, str]
 
 
-def _changes_since(session: Session, *, cluster_id: str) -> _Before:
-    """What changed since the cluster's last finished scan (`_Before`), read without the
-    unchanged objects' rows (a change that is not label-only, the common case, falls back
-    before they are read); not yet checked against that scan's digest (`_state_was`);
+def _changes_since(session: Session, live: Sequence[_Live], *, cluster_id: str) -> _Before:
+    """What changed since the cluster's last finished scan (`_Before`) among its live
+    objects (`_live_rows`); not yet checked against that scan's digest (`_state_was`);
     else `_NoReuse`."""
     previous = session.execute(
         select(ScanRun.snapshot_digest, ScanRun.counts)
@@ -740,35 +821,23 @@ def _changes_since(session: Session, *, cluster_id: str) -> _Before:
     if previous is None or not previous[0] or "version_watermark" not in (previous[1] or {}):
         raise _NoReuse("no finished scan with a watermark")
     before, since = str(previous[0]), int(previous[1]["version_watermark"])
-    live = and_(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
-    changed = core_rows(
-        session,
-        select(KubeObject.id, KubeObject.ref_key, KubeObject.current_hash)
-        .where(live, KubeObject.current_version_id > since)
-        .order_by(KubeObject.id),
-    )
-    total = session.scalar(select(func.count()).select_from(KubeObject).where(live)) or 0
-    if not changed or len(changed) > LABEL_REUSE_SHARE * total:
-        raise _NoReuse(f"{len(changed)} of {total} objects changed")
+    changed = [
+        (row.id, row.ref_key, row.content_hash) for row in live if (row.version_id or 0) > since
+    ]
+    if not changed or len(changed) > LABEL_REUSE_SHARE * len(live):
+        raise _NoReuse(f"{len(changed)} of {len(live)} objects changed")
     old = _previous_bodies(session, [oid for oid, _k, _h in changed], since=since)
     if len(old) != len(changed):
         raise _NoReuse("an object is new since")
-    return _Before(before, since, [(oid, key, chash) for oid, key, chash in changed], old)
+    return _Before(before, since, changed, old)
 
 
-def _state_was(session: Session, before: _Before, *, cluster_id: str) -> dict[str, str]:
-    """The state the last finished scan saw (ref key -> content hash): the live objects,
-    each changed one at its content hash then, checked against that scan's digest (an
-    object added, deleted or changed since `_changes_since` read them makes it differ);
-    else `_NoReuse`."""
-    was: dict[str, str] = dict(
-        core_rows(
-            session,
-            select(KubeObject.ref_key, KubeObject.current_hash).where(
-                KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
-            ),
-        )
-    )
+def _state_was(before: _Before, live: Sequence[_Live]) -> dict[str, str]:
+    """The state the last finished scan saw (ref key -> content hash): the live objects
+    (`_live_rows`), each changed one at its content hash then, checked against that scan's
+    digest (an object added, deleted or changed since that scan makes it differ); else
+    `_NoReuse`."""
+    was = {row.ref_key: row.content_hash for row in live}
     was.update((key, before.old[oid]) for oid, key, _h in before.changed)
     if state_digest(was.items()) != before.digest:
         raise _NoReuse("not the state the last scan saw")
@@ -776,10 +845,19 @@ def _state_was(session: Session, before: _Before, *, cluster_id: str) -> dict[st
 
 
 def _label_only_change(
-    record: Mapping[str, Any], rules: EngineHandle, prior: Any, body: Any, *, key: str
+    record: Mapping[str, Any],
+    rules: EngineHandle,
+    prior: Any,
+    body: Any,
+    *,
+    key: str,
+    prior_valid: bool,
 ) -> ObjectView:
     """The new version's view when an object changed only labels the cluster rules did not
-    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`."""
+    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`.
+    `prior_valid`: the version before is known to be valid (then so is the new one when its
+    labels are strings: a labels map of strings is all the schemas allow, and nothing else
+    changed), so it is not schema-checked again."""
     if not (isinstance(prior, dict) and isinstance(body, dict)):
         raise _NoReuse(f"{key}: a body is not an object")
     labels_before = (prior.get("metadata") or {}).get("labels")
@@ -793,7 +871,10 @@ def _label_only_change(
         raise _NoReuse(f"{key}: no labels map before or after")
     if _without_labels(prior) != _without_labels(body):
         raise _NoReuse(f"{key}: more than labels changed")
-    view = rules.view(body)
+    view = rules.view(
+        body,
+        valid=prior_valid and all(type(value) is str for value in labels_after.values()),
+    )
     if view.problems:
         raise _NoReuse(f"{key}: not valid")
     if not label_change_unread(record, view, labels_before, labels_after):
@@ -801,10 +882,13 @@ def _label_only_change(
     return view
 
 
-def _label_only_reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused | None:
-    """The cluster step of the cluster's current state without running the cluster rules,
-    when its last finished scan's state differs from it only in labels those rules did not
-    read in that state (`rules.cluster.label_change_unread`): they would find the same.
+def _label_only_reuse(
+    session: Session, rules: EngineHandle, live: Sequence[_Live], *, cluster_id: str
+) -> _Reused | None:
+    """The cluster step of the cluster's current state (its live objects, `_live_rows`)
+    without running the cluster rules, when its last finished scan's state differs from it
+    only in labels those rules did not read in that state (`rules.cluster.label_change_unread`):
+    they would find the same.
 
     Only the changed objects' bodies are read (before and after). The state before is the
     one whose digest the last finished scan recorded, rebuilt from the live objects with each
@@ -814,23 +898,33 @@ def _label_only_reuse(session: Session, rules: EngineHandle, *, cluster_id: str)
     structurally valid, and change no label key the rules read on it, through the label
     indexes of its kind and namespace, or (a Pod) through pod-template look-ups."""
     try:
-        return _reuse(session, rules, cluster_id=cluster_id)
+        return _reuse(session, rules, live, cluster_id=cluster_id)
     except _NoReuse as reason:
         log.debug("cluster %s: cluster rules run again (%s)", cluster_id, reason)
         return None
 
 
-def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused:
-    found = _changes_since(session, cluster_id=cluster_id)
+def _reuse(
+    session: Session, rules: EngineHandle, live: Sequence[_Live], *, cluster_id: str
+) -> _Reused:
+    found = _changes_since(session, live, cluster_id=cluster_id)
     before, changed, old = found.digest, found.changed, found.old
     version = rules.catalogue_version
-    # The small record and the changed bodies first: a change that is not label-only (the
+    # The small records and the changed bodies first: a change that is not label-only (the
     # common case) falls back before the state's results are read.
-    reads_key = rule_cache.cluster_reads_key(before)
-    reads = rule_cache.cached_results(session, [reads_key], catalogue_version=version)
-    if reads_key not in reads:
+    keys = {
+        "reads": rule_cache.cluster_reads_key(before),
+        "valid": rule_cache.cluster_valid_key(before),
+    }
+    small = rule_cache.cached_results(session, keys.values(), catalogue_version=version)
+    if keys["reads"] not in small:
         raise _NoReuse("the state before has no record of label reads")
-    record = label_reads_index(reads[reads_key][0])
+    if keys["valid"] not in small:
+        raise _NoReuse("the state before is not cached")
+    valid_before = set(small[keys["valid"]][0]["hashes"])
+    if any(old[oid] not in valid_before for oid, _k, _h in changed):
+        raise _NoReuse("a changed object was not valid")
+    record = label_reads_index(small[keys["reads"]][0])
     views: dict[str, ObjectView] = {}
     # A few first, then the rest: a change that is not label-only is usually among the few.
     for batch in (changed[:64], changed[64:]) if len(changed) > 64 else (changed,):
@@ -839,19 +933,13 @@ def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused
         )
         for oid, key, chash in batch:
             prior, body = bodies.get(old[oid]), bodies.get(chash)
-            views[chash] = _label_only_change(record, rules, prior, body, key=key)
-    was = _state_was(session, found, cluster_id=cluster_id)
-    keys = {
-        "state": rule_cache.cluster_state_key(before),
-        "valid": rule_cache.cluster_valid_key(before),
-    }
-    cached = rule_cache.cached_results(session, keys.values(), catalogue_version=version)
-    if any(key not in cached for key in keys.values()):
+            views[chash] = _label_only_change(record, rules, prior, body, key=key, prior_valid=True)
+    was = _state_was(found, live)
+    state_key = rule_cache.cluster_state_key(before)
+    stored = _cluster_states(session, [state_key], catalogue_version=version)
+    if state_key not in stored:
         raise _NoReuse("the state before is not cached")
-    valid_before = set(cached[keys["valid"]][0]["hashes"])
-    if any(old[oid] not in valid_before for oid, _k, _h in changed):
-        raise _NoReuse("a changed object was not valid")
-    state = dict(cached[keys["state"]][0])
+    state = dict(stored[state_key].state)
     meta = dict(state.get("meta") or {})
     for view in views.values():
         facts = object_meta(view)
@@ -861,8 +949,9 @@ def _reuse(session: Session, rules: EngineHandle, *, cluster_id: str) -> _Reused
             meta[view.ref.key] = facts
     current = set(was.values()) - {old[oid] for oid, _k, _h in changed}
     current.update(views)
-    state.update(meta=meta, same_as=before, label_reads=reads[reads_key][0])
-    return _Reused(state, (valid_before & current) | set(views), views)
+    state.update(meta=meta, same_as=before, label_reads=small[keys["reads"]][0])
+    root = stored[state_key].results_of or before
+    return _Reused(state, (valid_before & current) | set(views), views, root)
 
 
 def evaluate_inline(
@@ -902,10 +991,9 @@ def evaluate_inline(
             shard_index=shard_index,
         )
         return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules), None
+    live_rows = _live_rows(session, cluster_id)
     if planned is not None and planned[0] == digest:
-        objects, hashes = rule_cache.range_counts(
-            session, cluster_id, first_id=first_id, last_id=last_id
-        )
+        objects, hashes = _range_counts(live_rows, first_id=first_id, last_id=last_id)
         missing = list(planned[1])
     else:
         objects, hashes, missing = rule_cache.uncached_in_range(
@@ -918,7 +1006,7 @@ def evaluate_inline(
         )
     wanted = set(missing)
     kept = Evaluated(version)
-    reused = _label_only_reuse(session, judged, cluster_id=cluster_id)
+    reused = _label_only_reuse(session, judged, live_rows, cluster_id=cluster_id)
     if reused is not None:
         # Only labels the cluster rules did not read changed: their results are the state
         # before's, and only the changed bodies (and any other uncached one) were read.
@@ -935,7 +1023,13 @@ def evaluate_inline(
         )
         rule_cache.store_results(session, fresh, catalogue_version=version)
         cluster = _store_cluster_state(
-            session, judged, digest=digest, valid=reused.valid, state=reused.state, kept=kept
+            session,
+            judged,
+            digest=digest,
+            valid=reused.valid,
+            state=reused.state,
+            kept=kept,
+            results_of=reused.root,
         )
     else:
         live = _live_views(session, cluster_id, rules=judged)
@@ -1077,20 +1171,21 @@ def _cluster_results(
         for o in outcomes
         if isinstance(o, ClusterStepOutcome) and o.cluster_key is not None
     }
-    cached_cluster = {key: [kept[key]] for key in cluster_keys if key in kept}
+    cached_cluster = {key: kept[key] for key in cluster_keys if key in kept}
     cached_cluster.update(
-        rule_cache.cached_results(
+        (key, stored.state)
+        for key, stored in _cluster_states(
             session, cluster_keys - cached_cluster.keys(), catalogue_version=version
-        )
+        ).items()
     )
     cluster_ok = bool(cluster_keys) and set(cached_cluster) == cluster_keys
     step = _ClusterStep([], set(), {}, cluster_ok)
-    for (state,) in cached_cluster.values():
+    for state in cached_cluster.values():
         step.records.extend(state["results"])
         step.suppressed.update(state.get("suppressed") or ())
         step.meta.update(state.get("meta") or {})
     if len(cached_cluster) == 1:
-        ((state,),) = cached_cluster.values()
+        (state,) = cached_cluster.values()
         step.same_as = state.get("same_as")
     return step
 
@@ -1175,12 +1270,10 @@ def _changed_cluster_records(
         identities, contents = _identities(step.records)
         kept_records = step.records
         key = rule_cache.cluster_state_key(base.digest)
-        cached = rule_cache.cached_results(
-            session, [key], catalogue_version=rules.catalogue_version
-        )
+        cached = _cluster_states(session, [key], catalogue_version=rules.catalogue_version)
         if key not in cached:
             return None
-        before_identities, before_contents = _identities(cached[key][0]["results"])
+        before_identities, before_contents = _identities(cached[key].state["results"])
         now_set, before_set = set(contents), set(before_contents)
         wanted = {
             identity
