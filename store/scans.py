@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from contracts.states import ScanState
@@ -25,8 +25,10 @@ def start_scan_run(
     trigger: str,
     catalogue_version: str,
     task_id: str | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> ScanRun:
-    """Record the start of a scan of the cluster's current state."""
+    """Record the start of a scan of the cluster's current state (with `counts` recorded
+    from the start: one INSERT, no UPDATE after it)."""
     cluster = session.get(Cluster, cluster_id)
     now = utcnow()
     run = ScanRun(
@@ -38,7 +40,7 @@ def start_scan_run(
         catalogue_version=catalogue_version,
         snapshot_digest=cluster.current_digest if cluster else None,
         task_id=task_id,
-        counts={},
+        counts=dict(counts or {}),
         errors=[],
     )
     session.add(run)
@@ -124,20 +126,43 @@ def finish_step(
     at: datetime | None = None,
 ) -> bool:
     """Record a step's outcome (the first to finish wins; a finished scan has no step rows
-    left) and beat the scan's heartbeat. The run row is written before the step row, the order
-    finalize takes them in, so the two never wait on each other."""
+    left) and beat the scan's heartbeat (`finish_steps` of one step)."""
+    return finish_steps(session, scan_id, {step: outcome}, at=at) > 0
+
+
+def finish_steps(
+    session: Session,
+    scan_id: int,
+    outcomes: Mapping[int, Mapping[str, Any]],
+    *,
+    at: datetime | None = None,
+) -> int:
+    """Record the outcomes of steps run together (by step number; the first to finish each
+    wins) and beat the scan's heartbeat once: two statements. The run row is written before
+    the step rows, the order finalize takes them in, so the two never wait on each other.
+    Returns how many steps this finished."""
     now = at or utcnow()
     session.execute(
         update(ScanRun)
         .where(ScanRun.id == scan_id, ScanRun.state == ScanState.RUNNING)
         .values(heartbeat_at=now)
     )
+    value = case(
+        *(
+            (ScanStep.step == step, bindparam(None, dict(o), type_=ScanStep.outcome.type))
+            for step, o in outcomes.items()
+        )
+    )
     result = session.execute(
         update(ScanStep)
-        .where(ScanStep.scan_id == scan_id, ScanStep.step == step, ScanStep.finished_at.is_(None))
-        .values(finished_at=now, outcome=dict(outcome))
+        .where(
+            ScanStep.scan_id == scan_id,
+            ScanStep.step.in_(sorted(outcomes)),
+            ScanStep.finished_at.is_(None),
+        )
+        .values(finished_at=now, outcome=value)
     )
-    return affected(result) > 0
+    return affected(result)
 
 
 def step_outcomes(session: Session, scan_id: int) -> dict[int, dict[str, Any]]:

@@ -21,7 +21,7 @@ from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, PROCESS_SNAPSHOT, S
 from rules import gc_paused
 from store.db import unit_of_work
 from store.models import Cluster
-from store.scans import CLUSTER_STEP, finish_step
+from store.scans import CLUSTER_STEP, finish_step, finish_steps
 from store.types import utcnow
 from workers.context import WorkerContext
 from workers.engine import EngineHandle
@@ -254,12 +254,12 @@ def _evaluate_inline(
             if plan.digest is not None and plan.uncached is not None
             else None,
         )
-        outcomes = []
-        for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome)):
-            outcome = {**result.to_dict(), "scan_id": plan.scan_id}
-            finish_step(session, plan.scan_id, step=step, outcome=outcome)
-            outcomes.append(outcome)
-    return outcomes, known
+        outcomes = {
+            step: {**result.to_dict(), "scan_id": plan.scan_id}
+            for step, result in ((shard.index, shard_outcome), (CLUSTER_STEP, cluster_outcome))
+        }
+        finish_steps(session, plan.scan_id, outcomes)
+    return list(outcomes.values()), known
 
 
 def run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:

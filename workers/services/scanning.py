@@ -385,20 +385,20 @@ def plan_scan(
         run = session.scalar(
             select(ScanRun).where(ScanRun.task_id == task_id, ScanRun.cluster_id == cluster_id)
         )
-    if run is None:
+    if run is not None:  # a redelivered start
+        if run.state != ScanState.RUNNING:
+            return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
+        if has_steps(session, run.id):  # carry on with what is unfinished
+            return unfinished_plan(session, run, redrive=False)
+    else:
         run = start_scan_run(
             session,
             cluster_id,
             trigger=trigger,
             catalogue_version=rules.catalogue_version,
             task_id=task_id,
+            counts={IN_FLEET_SCAN: 1} if in_fleet_scan else None,
         )
-        if in_fleet_scan:
-            run.counts = {IN_FLEET_SCAN: 1}
-    if run.state != ScanState.RUNNING:
-        return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
-    if has_steps(session, run.id):  # a redelivered start: carry on with what is unfinished
-        return unfinished_plan(session, run, redrive=False)
     previous = _previous_complete(session, run, rules=rules, now=run.started_at)
     if (
         previous is not None
