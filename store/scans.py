@@ -61,9 +61,11 @@ def finish_scan_run(
     state: ScanState = ScanState.DONE,
     at: datetime | None = None,
     failure_reason: str | None = None,
+    locked: ScanRun | None = None,
 ) -> ScanRun:
-    """Record the end of a scan (done, or failed with its reason); its step rows go."""
-    run = session.get(ScanRun, scan_id, with_for_update=True)
+    """Record the end of a scan (done, or failed with its reason); its step rows go.
+    `locked`: the run, which the caller read with a row lock (else it is read so here)."""
+    run = locked or session.get(ScanRun, scan_id, with_for_update=True)
     if run is None:
         raise LookupError(f"scan run {scan_id} does not exist")
     finished = at or utcnow()

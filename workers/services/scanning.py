@@ -148,9 +148,15 @@ def _still_valid(
 
 
 def _previous_complete(
-    session: Session, run: ScanRun, *, rules: EngineHandle, now: datetime
+    session: Session,
+    run: ScanRun,
+    *,
+    rules: EngineHandle,
+    now: datetime,
+    exemptions: Sequence[Exemption] | None = None,
 ) -> ScanRun | None:
-    """The last complete scan of the run's cluster, if its findings are still valid."""
+    """The last complete scan of the run's cluster, if its findings are still valid
+    (`exemptions`: the cluster's, inactive ones included, when the caller read them)."""
     previous = session.scalar(
         select(ScanRun)
         .where(
@@ -161,7 +167,8 @@ def _previous_complete(
         .order_by(ScanRun.id.desc())
         .limit(1)
     )
-    exemptions = list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True)
+    if exemptions is None:
+        exemptions = list_exemptions(session, cluster_id=run.cluster_id, include_inactive=True)
     valid = _still_valid(previous, exemptions=exemptions, rules=rules, now=now)
     return previous if valid else None
 
@@ -187,20 +194,30 @@ class _Base:
 
 
 def _incremental_base(
-    session: Session, run: ScanRun, *, rules: EngineHandle, suppressed: set[str]
+    session: Session,
+    run: ScanRun,
+    *,
+    rules: EngineHandle,
+    step: _ClusterStep,
+    exemptions: Sequence[Exemption],
 ) -> _Base | None:
     """The base (`_Base`) when only objects changed since the previous complete scan need
-    their object-rule findings reconciled."""
-    previous = _previous_complete(session, run, rules=rules, now=utcnow())
+    their object-rule findings reconciled (`exemptions`: the cluster's, inactive ones
+    included). A cluster step taken over from that scan's state (`_ClusterStep.same_as`)
+    has its controller-owned objects: none flipped."""
+    previous = _previous_complete(session, run, rules=rules, now=utcnow(), exemptions=exemptions)
     if previous is None or "version_watermark" not in (previous.counts or {}):
         return None
     digest = previous.snapshot_digest or "empty"
+    since = int(previous.counts["version_watermark"])
+    if step.same_as is not None and step.same_as == digest:
+        return _Base(since, set(), digest)
     key = rule_cache.cluster_owned_key(digest)
     cached = rule_cache.cached_results(session, [key], catalogue_version=rules.catalogue_version)
     if key not in cached:
         return None
     before = set(cached[key][0].get("suppressed") or ())
-    return _Base(int(previous.counts["version_watermark"]), before ^ suppressed, digest)
+    return _Base(since, before ^ step.suppressed, digest)
 
 
 def _unchanged_counts(previous: ScanRun) -> dict[str, int]:
@@ -1299,21 +1316,22 @@ def _changed_cluster_records(
 
 
 def _observe(
-    session: Session,
     candidates: Sequence[Candidate],
     *,
     cluster_id: str,
     rules: EngineHandle,
     facts: Mapping[str, ObjectFacts],
+    exemptions: Sequence[Exemption],
     at: datetime,
 ) -> list[ObservedFinding]:
     """Apply the configuration and the database's exemptions (one pure function, the
-    offline scan's) to candidate results."""
+    offline scan's) to candidate results (`exemptions`: the cluster's, as `list_exemptions`
+    gives them, inactive ones included: the revoked ones are left out here)."""
     configured = rules.apply_config(
         [c.result for c in candidates],
         cluster_id=cluster_id,
         facts=facts,
-        stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
+        stored=stored_exemptions([e for e in exemptions if e.revoked_at is None]),
         now=at,
     )
     shared: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -1505,7 +1523,9 @@ def finalize_scan(
     rules = judged or judged_as_deployed(session, cluster_id, rules)
     at = now or utcnow()
     cluster = session.scalar(select(Cluster).where(Cluster.id == cluster_id).with_for_update())
-    run = session.get(ScanRun, scan_id)
+    # Locked now (as `finish_scan_run` would at the end): a step finishing late writes the
+    # run row first too, so neither waits on the other's next row.
+    run = session.get(ScanRun, scan_id, with_for_update=True)
     if cluster is None or run is None:
         raise LookupError(f"scan {scan_id} of cluster {cluster_id} does not exist")
     if run.state != ScanState.RUNNING:
@@ -1525,8 +1545,12 @@ def finalize_scan(
         ),
     )
     watermark = max((vid or 0 for _k, _h, vid in live), default=0)
+    # One read of the cluster's exemptions (inactive ones included) for both uses.
+    exemptions = list_exemptions(session, cluster_id=cluster_id, include_inactive=True)
     base = (
-        _incremental_base(session, run, rules=rules, suppressed=suppressed) if cluster_ok else None
+        _incremental_base(session, run, rules=rules, step=step, exemptions=exemptions)
+        if cluster_ok
+        else None
     )
     if base is not None:
         # Only objects changed since the last complete scan (and objects whose controller
@@ -1575,7 +1599,14 @@ def finalize_scan(
         c for c in candidates if not c.result.is_error and c.result.resource.key not in suppressed
     ]
 
-    observed = _observe(session, candidates, cluster_id=cluster_id, rules=rules, facts=facts, at=at)
+    observed = _observe(
+        candidates,
+        cluster_id=cluster_id,
+        rules=rules,
+        facts=facts,
+        exemptions=exemptions,
+        at=at,
+    )
 
     evaluated = _evaluated(
         rules,
@@ -1610,7 +1641,7 @@ def finalize_scan(
         "violations": statuses["new"] + statuses["open"] + statuses["exempted"],
         **{f"severity_{s}": severities.get(s, 0) for s in SEVERITIES},
     }
-    finish_scan_run(session, scan_id, counts=counts, errors=errors, at=utcnow())
+    finish_scan_run(session, scan_id, counts=counts, errors=errors, at=utcnow(), locked=run)
     delivery_ids = []
     changed = lifecycle.new + lifecycle.resolved + lifecycle.unexempted
     if cluster.channel and changed:  # only news is worth a message
