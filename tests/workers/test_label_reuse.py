@@ -120,14 +120,20 @@ def test_labels_no_cluster_rule_read_reuse_the_cluster_step(
             labels["release"] = f"r{round_}"
         assert _rescan(pipeline, monkeypatch, objects, name=f"full-{round_}")
         # The taken-over state's row names the state whose row holds the results (the
-        # first, every round) instead of holding a copy of them.
+        # first, every round) instead of holding a copy of them, and only the changed
+        # objects' facts.
         (stored,) = pipeline.session.scalars(
             select(RuleResultCache.results).where(
                 RuleResultCache.content_hash == rule_cache.cluster_state_key(_digest(pipeline, "c"))
             )
         )
         assert stored[0]["results_of"] == first
-        assert "results" not in stored[0]
+        assert "results" not in stored[0] and "meta" not in stored[0]
+        assert set(stored[0]["meta_changes"]) == {
+            "apps/v1|Deployment|shop|web",
+            "v1|ConfigMap|shop|settings",
+            "v1|Pod|shop|api",
+        }
 
 
 def _digest(pipeline: Pipeline, cluster_id: str) -> str:

@@ -631,6 +631,15 @@ def _cache_cluster_state(
     return _store_cluster_state(session, rules, digest=digest, valid=valid, state=state, kept=kept)
 
 
+class _Reference(NamedTuple):
+    """How a taken-over cluster state (`_label_only_reuse`) is cached: by reference to the
+    state whose row holds its results (`root`, a state the cluster rules ran on), with the
+    objects' facts that differ from that row's (ref key -> facts, None: none)."""
+
+    root: str
+    meta_changes: dict[str, Any]
+
+
 def _store_cluster_state(
     session: Session,
     rules: EngineHandle,
@@ -639,20 +648,24 @@ def _store_cluster_state(
     valid: Iterable[str],
     state: dict[str, Any],
     kept: Evaluated | None = None,
-    results_of: str | None = None,
+    reference: _Reference | None = None,
 ) -> ClusterStepOutcome:
     """Cache a cluster state's cluster-step output: its results (`state`), the owned objects,
     the valid bodies' hashes and, kept apart, which labels the rules read (`label_reads`).
-    `results_of`: the digest of a state whose cached row holds the same results (a
-    label-only rescan's, `_label_only_reuse`): this state's row refers to it instead of
-    holding a copy (`_cluster_states` reads them back)."""
+    `reference`: the state's results and owned objects are those of another state's row,
+    its facts those with a few changes (a label-only rescan's): its row holds the reference
+    instead of a copy (`_cluster_states` reads it back whole)."""
     key = rule_cache.cluster_state_key(digest)
     reads = state.pop("label_reads", None)
     owned = {"suppressed": state["suppressed"]}
     stored = (
         state
-        if results_of is None
-        else {**{k: v for k, v in state.items() if k != "results"}, "results_of": results_of}
+        if reference is None
+        else {
+            "results_of": reference.root,
+            "meta_changes": reference.meta_changes,
+            "same_as": state.get("same_as"),
+        }
     )
     rows: dict[str, list[dict[str, Any]]] = {
         key: [stored],
@@ -706,50 +719,71 @@ LABEL_REUSE_SHARE = 0.5
 @dataclass(slots=True)
 class _Reused:
     """A cluster step's output taken over from the state before (`_label_only_reuse`): the
-    state to cache (its results those of `state["same_as"]`), the valid bodies' hashes, and
-    the changed objects' new views by content hash (valid, for the object rules)."""
+    state to cache (its results those of `state["same_as"]`), the valid bodies' hashes, the
+    changed objects' new views by content hash (valid, for the object rules), and how the
+    state is cached (`_Reference`)."""
 
     state: dict[str, Any]
     valid: set[str]
     views: dict[str, ObjectView]
-    root: str  # the digest of the state whose cached row holds these results
+    reference: _Reference
 
 
 class _StoredState(NamedTuple):
-    """A cached cluster-step state with its results, and the digest of the state whose row
-    holds them when it refers to another (`_store_cluster_state`; None: its own)."""
+    """A cached cluster-step state, whole, and the reference it was cached as (None: it
+    holds its results itself)."""
 
     state: dict[str, Any]
-    results_of: str | None
+    reference: _Reference | None
 
 
 def _cluster_states(
     session: Session, keys: Iterable[str], *, catalogue_version: str
 ) -> dict[str, _StoredState]:
-    """The cached cluster-step states under these cache keys (hits only), each with its
-    results: a state stored by reference (`results_of`) gets those of the state it names,
-    read in a second statement (results of a catalogue version are only deleted with the
-    version, so they are there)."""
+    """The cached cluster-step states under these cache keys (hits only), each whole: a
+    state cached by reference (`_Reference`) gets the results, owned objects and facts of
+    the state it names (read in a second statement; results of a catalogue version are only
+    deleted with the version, so they are there), its facts with its changes applied."""
     cached = rule_cache.cached_results(session, keys, catalogue_version=catalogue_version)
     found: dict[str, _StoredState] = {}
-    refs: dict[str, tuple[dict[str, Any], str]] = {}
+    refs: dict[str, tuple[dict[str, Any], _Reference]] = {}
     for key, (state, *_rest) in cached.items():
         root = state.get("results_of")
         if root is None:
             found[key] = _StoredState(state, None)
         else:
-            refs[key] = (state, root)
+            refs[key] = (state, _Reference(root, state.get("meta_changes") or {}))
     roots = rule_cache.cached_results(
         session,
-        {rule_cache.cluster_state_key(root) for _state, root in refs.values()},
+        {rule_cache.cluster_state_key(ref.root) for _state, ref in refs.values()},
         catalogue_version=catalogue_version,
     )
-    for key, (state, root) in refs.items():
-        held = roots.get(rule_cache.cluster_state_key(root))
-        if held is not None:
-            whole = {k: v for k, v in state.items() if k != "results_of"}
-            found[key] = _StoredState({**whole, "results": held[0]["results"]}, root)
+    for key, (state, ref) in refs.items():
+        held = roots.get(rule_cache.cluster_state_key(ref.root))
+        if held is None:
+            continue
+        whole = held[0]
+        meta = dict(whole.get("meta") or {})
+        _apply_facts(meta, ref.meta_changes)
+        found[key] = _StoredState(
+            {
+                "results": whole["results"],
+                "suppressed": whole["suppressed"],
+                "meta": meta,
+                "same_as": state.get("same_as"),
+            },
+            ref,
+        )
     return found
+
+
+def _apply_facts(meta: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Apply facts changes (ref key -> facts, None: none) to a state's facts, in place."""
+    for key, facts in changes.items():
+        if facts is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = facts
 
 
 def _previous_bodies(session: Session, object_ids: Sequence[int], *, since: int) -> dict[int, str]:
@@ -956,19 +990,25 @@ def _reuse(
     stored = _cluster_states(session, [state_key], catalogue_version=version)
     if state_key not in stored:
         raise _NoReuse("the state before is not cached")
-    state = dict(stored[state_key].state)
+    state, reference = stored[state_key]
+    # The changed objects' facts, on top of those the state before had changed (both
+    # relative to the state whose row holds the results).
+    reference = reference or _Reference(before, {})
+    changes = {
+        **reference.meta_changes,
+        **{view.ref.key: object_meta(view) for view in views.values()},
+    }
     meta = dict(state.get("meta") or {})
-    for view in views.values():
-        facts = object_meta(view)
-        if facts is None:
-            meta.pop(view.ref.key, None)
-        else:
-            meta[view.ref.key] = facts
+    _apply_facts(meta, changes)
     current = set(was.values()) - {old[oid] for oid, _k, _h in changed}
     current.update(views)
-    state.update(meta=meta, same_as=before, label_reads=small[keys["reads"]][0])
-    root = stored[state_key].results_of or before
-    return _Reused(state, (valid_before & current) | set(views), views, root)
+    state = {**state, "meta": meta, "same_as": before, "label_reads": small[keys["reads"]][0]}
+    return _Reused(
+        state,
+        (valid_before & current) | set(views),
+        views,
+        _Reference(reference.root, changes),
+    )
 
 
 def evaluate_inline(
@@ -1046,7 +1086,7 @@ def evaluate_inline(
             valid=reused.valid,
             state=reused.state,
             kept=kept,
-            results_of=reused.root,
+            reference=reused.reference,
         )
     else:
         live = _live_views(session, cluster_id, rules=judged)
