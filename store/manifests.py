@@ -7,11 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
-from store.bulk import chunked, streamed_rows
+from store.bulk import chunked, core_rows, streamed_rows
 from store.db import on_postgresql
 from store.models import BodyImage, Cluster, KubeObject, ManifestBody, ManifestVersion
 
@@ -252,11 +264,14 @@ def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, 
 
 
 def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
-    rows = session.execute(
-        select(ManifestBody.content_hash, ManifestBody.body).where(
-            ManifestBody.content_hash.in_(list(hashes))
-        )
+    """The bodies with these content hashes (those stored). On PostgreSQL the hashes go as
+    one array parameter: a statement compiled once, not an IN list of hundreds of them."""
+    wanted = (
+        ManifestBody.content_hash == any_(bindparam("hashes", list(hashes), type_=ARRAY(String)))
+        if on_postgresql(session)
+        else ManifestBody.content_hash.in_(list(hashes))
     )
+    rows = core_rows(session, select(ManifestBody.content_hash, ManifestBody.body).where(wanted))
     return {content_hash: body for content_hash, body in rows}
 
 
