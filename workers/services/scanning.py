@@ -902,13 +902,12 @@ def _label_only_change(
     body: Any,
     *,
     key: str,
-    prior_valid: bool,
 ) -> ObjectView:
     """The new version's view when an object changed only labels the cluster rules did not
-    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`.
-    `prior_valid`: the version before is known to be valid (then so is the new one when its
-    labels are strings: a labels map of strings is all the schemas allow, and nothing else
-    changed), so it is not schema-checked again."""
+    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`. The version
+    before (`prior`) must be known to be valid: then so is the new one when its labels are
+    strings (a labels map of strings is all the schemas allow, and nothing else changed),
+    and it is not schema-checked again."""
     if not (isinstance(prior, dict) and isinstance(body, dict)):
         raise _NoReuse(f"{key}: a body is not an object")
     labels_before = (prior.get("metadata") or {}).get("labels")
@@ -924,7 +923,7 @@ def _label_only_change(
         raise _NoReuse(f"{key}: more than labels changed")
     view = rules.view(
         body,
-        valid=prior_valid and all(type(value) is str for value in labels_after.values()),
+        valid=all(type(value) is str for value in labels_after.values()),
     )
     if view.problems:
         raise _NoReuse(f"{key}: not valid")
@@ -984,7 +983,7 @@ def _reuse(
         )
         for oid, key, chash in batch:
             prior, body = bodies.get(old[oid]), bodies.get(chash)
-            views[chash] = _label_only_change(record, rules, prior, body, key=key, prior_valid=True)
+            views[chash] = _label_only_change(record, rules, prior, body, key=key)
     was = _state_was(found, live)
     state_key = rule_cache.cluster_state_key(before)
     stored = _cluster_states(session, [state_key], catalogue_version=version)
