@@ -499,11 +499,15 @@ class Evaluated:
     """What a step evaluated and cached, kept in memory for the finalize step that runs next
     in the same process (`jobs.run_plan`), so it need not read it back from the cache: object
     results by content hash (as `EngineHandle.result` would make them of the cached records)
-    and cluster-step states by cache key, all under one catalogue version."""
+    and cluster-step states by cache key, all under one catalogue version; and the live
+    objects of a taken-over cluster step (`_live_rows`; None: none), which the finalize
+    reconciles without reading them again (the state that was evaluated: a change since is
+    the next scan's, as one committed after its own read would be)."""
 
     catalogue_version: str
     objects: dict[str, list[Result]] = field(default_factory=dict)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    live: list[_Live] | None = None
 
 
 def _evaluate_objects(
@@ -1066,6 +1070,7 @@ def evaluate_inline(
     if reused is not None:
         # Only labels the cluster rules did not read changed: their results are the state
         # before's, and only the changed bodies (and any other uncached one) were read.
+        kept.live = live_rows  # the state taken over, as finalize reconciles it
         views = reused.views
         more = [chash for chash in missing if chash not in views]
         views.update(
@@ -1577,11 +1582,15 @@ def finalize_scan(
         known = Evaluated(version)
     step = _cluster_results(session, outcomes, rules=rules, kept=known.states)
     suppressed, cluster_ok = step.suppressed, step.ok
-    live = core_rows(
-        session,
-        select(KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id).where(
-            KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)
-        ),
+    live = (
+        [(row.ref_key, row.content_hash, row.version_id) for row in known.live]
+        if known.live is not None
+        else core_rows(
+            session,
+            select(
+                KubeObject.ref_key, KubeObject.current_hash, KubeObject.current_version_id
+            ).where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None)),
+        )
     )
     watermark = max((vid or 0 for _k, _h, vid in live), default=0)
     # One read of the cluster's exemptions (inactive ones included) for both uses.
