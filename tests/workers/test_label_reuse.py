@@ -251,3 +251,18 @@ def test_a_spec_change_falls_back_before_the_whole_state_is_read(
     _find(objects, "ConfigMap", "settings")["metadata"]["labels"]["release"] = "r1"
     assert _rescan(pipeline, monkeypatch, objects, name="full-again")
     assert read == ["state"]
+
+
+@pytest.mark.parametrize("replicas", [2.0, True], ids=["float", "bool"])
+def test_a_change_python_calls_equal_is_not_label_only(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch, replicas: object
+) -> None:
+    """`2.0 == 2` and `True == 1` in Python, but a schema tells them apart (a float or a
+    boolean where an integer belongs is invalid): such a change beside a label is not
+    label-only, and the rescan finds what a full scan finds (the Deployment invalid)."""
+    pipeline, objects = scanned
+    objects = copy.deepcopy(objects)
+    deployment = _find(objects, "Deployment", "web")
+    deployment["spec"]["replicas"] = replicas
+    deployment["metadata"]["labels"]["release"] = "r1"
+    assert not _rescan(pipeline, monkeypatch, objects, name="full")

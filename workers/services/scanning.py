@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
+import orjson
 from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
@@ -923,7 +924,9 @@ def _label_only_change(
         and type(labels_after) is dict
     ):
         raise _NoReuse(f"{key}: no labels map before or after")
-    if _without_labels(prior) != _without_labels(body):
+    # Compared as JSON text, not with `==`: Python calls 2 and 2.0, or 1 and True, equal,
+    # where a schema does not (the new version is not schema-checked again, below).
+    if orjson.dumps(_without_labels(prior)) != orjson.dumps(_without_labels(body)):
         raise _NoReuse(f"{key}: more than labels changed")
     view = rules.view(
         body,
