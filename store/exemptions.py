@@ -90,8 +90,14 @@ def list_exemptions(
     if cluster_id is not None:
         query = query.where(or_(Exemption.cluster_id == cluster_id, Exemption.scope == "global"))
     if not include_inactive:
-        query = query.where(Exemption.revoked_at.is_(None))
+        query = query.where(Exemption.revoked_at.is_(None))  # what `is_active` says
     return session.scalars(query).all()
+
+
+def is_active(exemption: Exemption) -> bool:
+    """Whether an exemption is one `list_exemptions` gives without `include_inactive` (for
+    a caller that read the inactive ones too and needs both)."""
+    return exemption.revoked_at is None
 
 
 def revoke_exemption(session: Session, exemption_id: int, *, at: datetime | None = None) -> bool:

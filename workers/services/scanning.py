@@ -31,7 +31,7 @@ from rules.configure import ObjectFacts
 from store import rule_cache
 from store.bulk import chunked, core_rows
 from store.deliveries import ensure_delivery
-from store.exemptions import list_exemptions
+from store.exemptions import is_active, list_exemptions
 from store.findings import (
     FindingScope,
     KnownFinding,
@@ -1373,12 +1373,12 @@ def _observe(
 ) -> list[ObservedFinding]:
     """Apply the configuration and the database's exemptions (one pure function, the
     offline scan's) to candidate results (`exemptions`: the cluster's, as `list_exemptions`
-    gives them, inactive ones included: the revoked ones are left out here)."""
+    gives them, inactive ones included: only the active ones apply, `is_active`)."""
     configured = rules.apply_config(
         [c.result for c in candidates],
         cluster_id=cluster_id,
         facts=facts,
-        stored=stored_exemptions([e for e in exemptions if e.revoked_at is None]),
+        stored=stored_exemptions([e for e in exemptions if is_active(e)]),
         now=at,
     )
     shared: dict[tuple[Any, ...], dict[str, Any]] = {}
