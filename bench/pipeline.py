@@ -387,12 +387,13 @@ def _ingest_process(database_url: str, ready: Any, stop: Any, out: Any) -> None:
     """`ingest_loop` in a process of its own, as the ingest runs apart from the workers: its
     latencies are sent to `out` when `stop` is set."""
     engine = make_engine(database_url, pool_size=1)
+    sessions = make_session_factory(engine)
     latencies: list[float] = []
     try:
-        with unit_of_work(make_session_factory(engine)) as session:
+        with unit_of_work(sessions) as session:
             session.execute(text("SELECT 1"))  # connected: the caller's clock may start
         ready.set()
-        ingest_loop(make_session_factory(engine), stop, latencies)
+        ingest_loop(sessions, stop, latencies)
     finally:
         engine.dispose()
         out.send(latencies)
