@@ -14,6 +14,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     func,
     literal,
     or_,
@@ -273,6 +274,53 @@ def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[st
     )
     rows = core_rows(session, select(ManifestBody.content_hash, ManifestBody.body).where(wanted))
     return {content_hash: body for content_hash, body in rows}
+
+
+def bodies_and_labels(
+    session: Session, hashes: Sequence[str], *, labels_of: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """In one read, the bodies with the content hashes `hashes` and the `metadata.labels` of
+    the bodies with the content hashes `labels_of` (those stored; a label map as stored,
+    None: absent, or its parent not an object). On PostgreSQL only the labels of the
+    latter leave the database, not their bodies."""
+    whole, wanted = set(hashes), set(hashes) | set(labels_of)
+    bodies: dict[str, Any] = {}
+    labels: dict[str, Any] = {}
+    if on_postgresql(session):
+        body = ManifestBody.body
+        rows = core_rows(
+            session,
+            select(
+                ManifestBody.content_hash,
+                case(
+                    (
+                        ManifestBody.content_hash
+                        == any_(bindparam("whole", sorted(whole), type_=ARRAY(String))),
+                        body,
+                    )
+                ),
+                body.op("->")(literal("metadata", String)).op("->")(literal("labels", String)),
+            ).where(
+                ManifestBody.content_hash
+                == any_(bindparam("wanted", sorted(wanted), type_=ARRAY(String)))
+            ),
+        )
+        for content_hash, found, labels_found in rows:
+            if content_hash in whole:
+                bodies[content_hash] = found
+            labels[content_hash] = labels_found
+    else:
+        for content_hash, found in core_rows(
+            session,
+            select(ManifestBody.content_hash, ManifestBody.body).where(
+                ManifestBody.content_hash.in_(sorted(wanted))
+            ),
+        ):
+            if content_hash in whole:
+                bodies[content_hash] = found
+            meta = found.get("metadata") if isinstance(found, dict) else None
+            labels[content_hash] = meta.get("labels") if isinstance(meta, dict) else None
+    return bodies, {h: labels[h] for h in labels_of if h in labels}
 
 
 def current_metadata(

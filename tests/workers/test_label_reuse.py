@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from contracts.hashing import content_hash
 from store import rule_cache
 from store.models import Cluster, RuleResultCache
 from tests.support.factories import make_exemption
@@ -266,3 +267,49 @@ def test_a_change_python_calls_equal_is_not_label_only(
     deployment["spec"]["replicas"] = replicas
     deployment["metadata"]["labels"]["release"] = "r1"
     assert not _rescan(pipeline, monkeypatch, objects, name="full")
+
+
+def test_the_versions_before_are_not_read_whole(
+    scanned: tuple[Pipeline, Objects], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether only labels changed is told from the new bodies and the labels before (the
+    new body with those labels must hash to the version before): a label-only rescan reads
+    the changed objects' new bodies whole, not their versions before."""
+    pipeline, objects = scanned
+    whole: list[str] = []
+    for name in ("bodies_by_hash", "bodies_and_labels"):
+        read = getattr(scanning, name)
+
+        def spying(session: Any, hashes: Any, *args: Any, read: Any = read, **kw: Any) -> Any:
+            whole.extend(hashes)
+            return read(session, hashes, *args, **kw)
+
+        monkeypatch.setattr(scanning, name, spying)
+    objects = copy.deepcopy(objects)
+    before = {content_hash(o) for o in objects}
+    for kind, name in (("Deployment", "web"), ("ConfigMap", "settings")):
+        _find(objects, kind, name)["metadata"]["labels"]["release"] = "r1"
+    pipeline.push_and_process("c", objects)
+    assert pipeline.run.run("k8smon.rescan", "c")["counts"]["incremental"] == 1
+    after = {content_hash(o) for o in objects}
+    assert set(whole) == after - before  # the new versions only
+
+
+def test_a_float_beside_a_label_change_is_still_label_only(
+    any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new body with the labels before is hashed as the ingest hashes it: a float that
+    orjson spells otherwise than the canonical JSON (`1e-05`) does not make a label-only
+    change look like more."""
+    widget = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "shop", "labels": {"app": "w"}},
+        "spec": {"ratio": 1e-05, "size": 2.5},
+    }
+    objects = [*_objects(), widget]
+    any_pipeline.push_and_process("c", objects)
+    any_pipeline.run.run("k8smon.rescan", "c")
+    objects = copy.deepcopy(objects)
+    _find(objects, "Widget", "w")["metadata"]["labels"]["release"] = "r1"
+    assert _rescan(any_pipeline, monkeypatch, objects, name="full")

@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from contracts.findings import finding_fingerprint
-from contracts.hashing import state_digest
+from contracts.hashing import canonical_json, hash_of_canonical, state_digest
 from contracts.pipeline import ClusterStepOutcome, ShardOutcome, StepOutcome, step_outcome
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
@@ -40,7 +40,7 @@ from store.findings import (
     reconcile_findings,
     settle_new,
 )
-from store.manifests import bodies_by_hash, current_manifests, live_bodies
+from store.manifests import bodies_and_labels, bodies_by_hash, current_manifests, live_bodies
 from store.models import (
     Cluster,
     Exemption,
@@ -717,7 +717,7 @@ def evaluate_cluster_rules(
 
 
 # The share of a cluster's live objects that may have changed for a label-only rescan to reuse
-# the previous cluster step (`_label_only_reuse` reads each changed object's two bodies).
+# the previous cluster step (`_label_only_reuse` reads each changed object's new body).
 LABEL_REUSE_SHARE = 0.5
 
 
@@ -811,8 +811,21 @@ def _previous_bodies(session: Session, object_ids: Sequence[int], *, since: int)
     return found
 
 
-def _without_labels(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {**body, "metadata": {**body["metadata"], "labels": None}}
+def _stored_as(body: Any, content_hash: str) -> bool:
+    """Whether `body` is the body stored under `content_hash`: the hash of its canonical JSON
+    (`contracts.hashing.content_hash`, what the ingest hashes) is that one. Tried first with
+    orjson, which writes the same bytes as `canonical_json` for a value without floats (the
+    two spell some floats differently: then the standard library's). Equal hashes mean
+    equal canonical JSON, so `1` and `1.0`, or `1` and `true`, are told apart."""
+    try:
+        if hash_of_canonical(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)) == content_hash:
+            return True
+    except TypeError:
+        pass
+    try:
+        return hash_of_canonical(canonical_json(body)) == content_hash
+    except ValueError:  # what cannot be canonical JSON (NaN) was never stored
+        return False
 
 
 class _NoReuse(Exception):
@@ -903,30 +916,26 @@ def _state_was(before: _Before, live: Sequence[_Live]) -> dict[str, str]:
 def _label_only_change(
     record: Mapping[str, Any],
     rules: EngineHandle,
-    prior: Any,
+    prior: str,
+    labels_before: Any,
     body: Any,
     *,
     key: str,
 ) -> ObjectView:
     """The new version's view when an object changed only labels the cluster rules did not
-    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`. The version
-    before (`prior`) must be known to be valid: then so is the new one when its labels are
-    strings (a labels map of strings is all the schemas allow, and nothing else changed),
-    and it is not schema-checked again."""
-    if not (isinstance(prior, dict) and isinstance(body, dict)):
+    read (`rules.cluster.label_change_unread`) and stays valid; else `_NoReuse`. `prior`:
+    the content hash of the version before, `labels_before` its labels (as stored): the
+    new version with those labels must be that version (`_stored_as`), so its body need
+    not be read. The version before must be known to be valid: then so is the new one when
+    its labels are strings (a labels map of strings is all the schemas allow, and nothing
+    else changed), and it is not schema-checked again."""
+    if not isinstance(body, dict):
         raise _NoReuse(f"{key}: a body is not an object")
-    labels_before = (prior.get("metadata") or {}).get("labels")
-    labels_after = (body.get("metadata") or {}).get("labels")
-    if not (
-        type(prior["metadata"]) is dict
-        and type(body["metadata"]) is dict
-        and type(labels_before) is dict
-        and type(labels_after) is dict
-    ):
+    meta = body.get("metadata")
+    labels_after = meta.get("labels") if type(meta) is dict else None
+    if not (type(meta) is dict and type(labels_before) is dict and type(labels_after) is dict):
         raise _NoReuse(f"{key}: no labels map before or after")
-    # Compared as JSON text, not with `==`: Python calls 2 and 2.0, or 1 and True, equal,
-    # where a schema does not (the new version is not schema-checked again, below).
-    if orjson.dumps(_without_labels(prior)) != orjson.dumps(_without_labels(body)):
+    if not _stored_as({**body, "metadata": {**meta, "labels": labels_before}}, prior):
         raise _NoReuse(f"{key}: more than labels changed")
     view = rules.view(
         body,
@@ -947,13 +956,14 @@ def _label_only_reuse(
     only in labels those rules did not read in that state (`rules.cluster.label_change_unread`):
     they would find the same.
 
-    Only the changed objects' bodies are read (before and after). The state before is the
-    one whose digest the last finished scan recorded, rebuilt from the live objects with each
-    changed one's version at that scan's watermark and checked against that digest (so an
-    object added, deleted or changed twice since makes it fall back: None). Each changed
-    object must keep everything but `metadata.labels` (a map before and after), stay
-    structurally valid, and change no label key the rules read on it, through the label
-    indexes of its kind and namespace, or (a Pod) through pod-template look-ups."""
+    Only the changed objects' new bodies are read, and the labels of their versions before.
+    The state before is the one whose digest the last finished scan recorded, rebuilt from
+    the live objects with each changed one's version at that scan's watermark and checked
+    against that digest (so an object added, deleted or changed twice since makes it fall
+    back: None). Each changed object must keep everything but `metadata.labels` (a map
+    before and after), stay structurally valid, and change no label key the rules read on
+    it, through the label indexes of its kind and namespace, or (a Pod) through
+    pod-template look-ups."""
     try:
         return _reuse(session, rules, live, cluster_id=cluster_id)
     except _NoReuse as reason:
@@ -984,13 +994,17 @@ def _reuse(
     record = label_reads_index(small[keys["reads"]][0])
     views: dict[str, ObjectView] = {}
     # A few first, then the rest: a change that is not label-only is usually among the few.
+    # Of the versions before, only their labels are read (`_label_only_change`).
     for batch in (changed[:64], changed[64:]) if len(changed) > 64 else (changed,):
-        bodies = bodies_by_hash(
-            session, sorted({h for oid, _k, chash in batch for h in (old[oid], chash)})
+        bodies, labels = bodies_and_labels(
+            session,
+            sorted({chash for _oid, _k, chash in batch}),
+            labels_of=sorted({old[oid] for oid, _k, _h in batch}),
         )
         for oid, key, chash in batch:
-            prior, body = bodies.get(old[oid]), bodies.get(chash)
-            views[chash] = _label_only_change(record, rules, prior, body, key=key)
+            views[chash] = _label_only_change(
+                record, rules, old[oid], labels.get(old[oid]), bodies.get(chash), key=key
+            )
     was = _state_was(found, live)
     state_key = rule_cache.cluster_state_key(before)
     stored = _cluster_states(session, [state_key], catalogue_version=version)
