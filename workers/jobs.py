@@ -250,7 +250,9 @@ def _evaluate_inline(
             shard_index=shard.index,
             judged=plan.judged,
             changed_since=plan.since,
-            planned=(plan.digest, plan.uncached)
+            planned=scanning.PlannedState(
+                plan.digest, plan.uncached, snapshot_id=plan.snapshot_id, live=plan.live
+            )
             if plan.digest is not None and plan.uncached is not None
             else None,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from store import rule_cache
 from store.models import KubeObject, RuleResultCache, ScanRun
@@ -17,6 +17,7 @@ from tests.workers.conftest import Pipeline
 from tests.workers.test_scan_lifecycle import findings_of, offline
 from tests.workers.workloads import cluster_state, fixed, privileged
 from workers import jobs
+from workers.services import scanning
 
 
 def _watermark(pipeline: Pipeline, cluster_id: str) -> int:
@@ -123,3 +124,70 @@ def test_a_plan_run_after_its_cluster_changed_looks_for_uncached_bodies_again(
     assert looked == ["moved"]
     assert outcome["counts"]["unevaluated"] == 0
     assert findings_of(pipeline, "moved") == offline(changed, "moved")
+
+
+def _reading_live(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The clusters whose live objects' rows are read from now on."""
+    read: list[str] = []
+    real = scanning._live_rows
+
+    def live_rows(session: Any, cluster_id: str) -> Any:
+        read.append(cluster_id)
+        return real(session, cluster_id)
+
+    monkeypatch.setattr(scanning, "_live_rows", live_rows)
+    return read
+
+
+def test_an_incremental_plan_hands_its_live_rows_to_the_shard_run_after_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live objects' rows an incremental one-shard plan read (for its uncached bodies
+    and the object count) are the shard's, run right after in the same state: read once."""
+    objects = cluster_state("rows", 9)
+    pipeline.push_and_process("rows", objects)
+    pipeline.run.run("k8smon.rescan", "rows")
+    changed = [fixed(objects[0]), *objects[1:]]
+    pipeline.push_and_process("rows", changed)
+    read = _reading_live(monkeypatch)
+    plan = jobs.plan_scan(pipeline.ctx, "rows", trigger="test")
+    assert plan.since is not None and plan.live is not None and len(plan.live) == 9
+    outcome = pipeline.run.run_plan(plan)
+    assert read == ["rows"]
+    assert outcome["counts"]["objects"] == 9 and outcome["counts"]["incremental"] == 1
+    assert findings_of(pipeline, "rows") == offline(changed, "rows")
+
+
+@pytest.mark.parametrize("back", [False, True], ids=["changed", "changed-back"])
+def test_a_plan_run_after_a_push_reads_the_live_rows_again(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, back: bool
+) -> None:
+    """A push applied between plan and run makes the shard read the rows again, also when
+    it brought the cluster back to the state the plan saw (same digest, other versions)."""
+    objects = cluster_state("again", 9)
+    pipeline.push_and_process("again", objects)
+    pipeline.run.run("k8smon.rescan", "again")
+    changed = [fixed(objects[0]), *objects[1:]]
+    pipeline.push_and_process("again", changed)
+    plan = jobs.plan_scan(pipeline.ctx, "again", trigger="test")
+    assert plan.live is not None
+    other = [*changed[:3], fixed(objects[3]), *changed[4:]]  # a state no scan saw
+    pipeline.push_and_process("again", other)
+    if back:
+        pipeline.push_and_process("again", changed)
+    final = changed if back else other
+    read = _reading_live(monkeypatch)
+    outcome = pipeline.run.run_plan(plan)
+    assert read == ["again"]
+    newest = pipeline.session.scalar(
+        select(func.max(KubeObject.current_version_id)).where(
+            KubeObject.cluster_id == "again", KubeObject.deleted_at.is_(None)
+        )
+    )
+    assert outcome["counts"]["version_watermark"] == newest
+    if back:
+        assert outcome["counts"]["unevaluated"] == 0
+    else:  # a body changed outside the planned shard's ids: left for the next scan
+        assert outcome["counts"]["unevaluated"] == 1
+        pipeline.run.run("k8smon.rescan", "again")
+    assert findings_of(pipeline, "again") == offline(final, "again")

@@ -115,6 +115,21 @@ class ScanPlan:
     # not look for them again (`evaluate_inline`). None: unknown.
     uncached: list[str] | None = None
     digest: str | None = None
+    # A one-shard incremental plan's live objects (`_live_rows`) as planning read them, in
+    # the state the cluster's snapshot `snapshot_id` applied: a shard run here right after,
+    # while that snapshot is still the cluster's, need not read them again (`PlannedState`).
+    live: list[_Live] | None = None
+    snapshot_id: int | None = None
+
+
+class PlannedState(NamedTuple):
+    """What a one-shard plan found (`ScanPlan.digest`, `.uncached`, `.snapshot_id`,
+    `.live`), for the shard run right after it (`evaluate_inline`)."""
+
+    digest: str
+    uncached: Sequence[str]
+    snapshot_id: int | None = None
+    live: Sequence[_Live] | None = None
 
 
 def _still_valid(
@@ -408,7 +423,10 @@ def plan_scan(
             return ScanPlan(run.id, cluster_id, [], finished=True, counts=dict(run.counts))
         if has_steps(session, run.id):  # carry on with what is unfinished
             return unfinished_plan(session, run, redrive=False)
-    else:
+    # Held while planning (the session's identity map keeps no object nobody holds): the
+    # run's digest and the snapshot id the plan records are read from the same row.
+    cluster = session.get(Cluster, cluster_id)
+    if run is None:
         run = start_scan_run(
             session,
             cluster_id,
@@ -425,15 +443,26 @@ def plan_scan(
     ):
         return _finish_unchanged(session, run, previous)  # the state is the same as then
     since = _watermark(previous)
-    todo = rule_cache.uncached_objects(
-        session, cluster_id, catalogue_version=rules.catalogue_version, changed_since=since
-    )
+    # An incremental plan reads the live objects' rows (the shard run right after takes
+    # them over): its uncached bodies and the object count come from those.
+    live: list[_Live] | None = None
+    if since is None:
+        todo = rule_cache.uncached_objects(
+            session, cluster_id, catalogue_version=rules.catalogue_version
+        )
+    else:
+        live = _live_rows(session, cluster_id)
+        todo = _uncached_since(
+            session, live, since=since, catalogue_version=rules.catalogue_version
+        )
     shards = [
         ShardSpec(run.id, cluster_id, index, batch[0][0], batch[-1][0], len(batch))
         for index, batch in enumerate(chunked(todo, shard_size))
     ]
     run.object_count = (
-        session.scalar(
+        len(live)
+        if live is not None
+        else session.scalar(
             select(func.count())
             .select_from(KubeObject)
             .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
@@ -467,7 +496,23 @@ def plan_scan(
         since=since,
         uncached=sorted({chash for _id, chash in todo}) if len(shards) == 1 else None,
         digest=run.snapshot_digest,
+        live=live if len(shards) == 1 else None,
+        # Each applied snapshot has its own id: the same id, nothing was applied since.
+        snapshot_id=cluster.current_snapshot_id if cluster is not None else None,
     )
+
+
+def _uncached_since(
+    session: Session, live: Sequence[_Live], *, since: int, catalogue_version: str
+) -> list[tuple[int, str]]:
+    """`rule_cache.uncached_objects(changed_since=since)` of the live objects read
+    (`_live_rows`): those whose current version is newer than `since` and whose body has no
+    result under this version, in id order."""
+    newer = [row for row in live if row.version_id is not None and row.version_id > since]
+    cached = rule_cache.cached_keys(
+        session, {row.content_hash for row in newer}, catalogue_version=catalogue_version
+    )
+    return [(row.id, row.content_hash) for row in newer if row.content_hash not in cached]
 
 
 def unfinished_plan(session: Session, run: ScanRun, *, redrive: bool) -> ScanPlan:
@@ -1041,7 +1086,7 @@ def evaluate_inline(
     shard_index: int = 0,
     judged: EngineHandle | None = None,
     changed_since: int | None = None,
-    planned: tuple[str, Sequence[str]] | None = None,
+    planned: PlannedState | None = None,
 ) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
@@ -1050,12 +1095,15 @@ def evaluate_inline(
     was evaluated is also returned (`Evaluated`) for a finalize in the same process.
     `judged`: the plan's `judged_as_deployed` of `rules` for this cluster (`ScanPlan.judged`);
     `changed_since`: the plan's `ScanPlan.since` (uncached bodies are looked for as it did);
-    `planned`: the plan's state digest and uncached bodies (`ScanPlan.digest`, `.uncached`),
-    taken as they are while the cluster is still in that state (a body another scan cached
-    since is evaluated again, and its results stored again as the same)."""
+    `planned`: what the plan found (`PlannedState`): its uncached bodies taken as they are
+    while the cluster is still in that state (a body another scan cached since is evaluated
+    again, and its results stored again as the same), its live objects' rows while the
+    snapshot that made that state is still the cluster's (the same digest could be reached
+    again by other objects)."""
     judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
-    digest = _state_digest(session, cluster_id)
+    cluster_row = session.get(Cluster, cluster_id)
+    digest = (cluster_row.current_digest if cluster_row else None) or "empty"  # `_state_digest`
     if rule_cache.cached_keys(
         session, [rule_cache.cluster_state_key(digest)], catalogue_version=version
     ):
@@ -1068,10 +1116,20 @@ def evaluate_inline(
             shard_index=shard_index,
         )
         return shard, evaluate_cluster_rules(session, cluster_id=cluster_id, rules=rules), None
-    live_rows = _live_rows(session, cluster_id)
-    if planned is not None and planned[0] == digest:
+    same = planned is not None and planned.digest == digest
+    live_rows = (
+        list(planned.live)
+        if planned is not None
+        and same
+        and planned.live is not None
+        and planned.snapshot_id is not None
+        and cluster_row is not None
+        and planned.snapshot_id == cluster_row.current_snapshot_id
+        else _live_rows(session, cluster_id)
+    )
+    if planned is not None and same:
         objects, hashes = _range_counts(live_rows, first_id=first_id, last_id=last_id)
-        missing = list(planned[1])
+        missing = list(planned.uncached)
     else:
         objects, hashes, missing = rule_cache.uncached_in_range(
             session,
