@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from store import rule_cache
+from store.bulk import CHUNK
 from store.models import KubeObject, RuleResultCache, ScanRun
 from tests.support.manifests import config_map
 from tests.workers.conftest import Pipeline
@@ -191,3 +192,29 @@ def test_a_plan_run_after_a_push_reads_the_live_rows_again(
         assert outcome["counts"]["unevaluated"] == 1
         pipeline.run.run("k8smon.rescan", "again")
     assert findings_of(pipeline, "again") == offline(final, "again")
+
+
+def test_an_incremental_plan_of_many_changed_objects_joins_the_cache_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More changed objects than one probe of the cache takes (`store.bulk.CHUNK`): the
+    uncached bodies are found by one join with the cache, as a plan that read no rows does."""
+    objects = [config_map(f"cm-{i}", namespace="many") for i in range(CHUNK + 3)]
+    pipeline.push_and_process("many", objects)
+    pipeline.run.run("k8smon.rescan", "many")
+    changed = [config_map(f"cm-{i}", namespace="many", data={"v": "2"}) for i in range(CHUNK + 3)]
+    pipeline.push_and_process("many", changed)
+    joined: list[str] = []
+    real = rule_cache.uncached_objects
+
+    def uncached_objects(session: Any, cluster_id: str, **kwargs: Any) -> Any:
+        joined.append(cluster_id)
+        return real(session, cluster_id, **kwargs)
+
+    monkeypatch.setattr(rule_cache, "uncached_objects", uncached_objects)
+    plan = jobs.plan_scan(pipeline.ctx, "many", trigger="test")
+    assert plan.since is not None and joined == ["many"]
+    assert sum(shard.size for shard in plan.shards) == CHUNK + 3
+    outcome = pipeline.run.run_plan(plan)
+    assert outcome["counts"]["objects"] == CHUNK + 3 and outcome["counts"]["unevaluated"] == 0
+    assert findings_of(pipeline, "many") == offline(changed, "many")

@@ -29,7 +29,7 @@ from rules import ObjectView, Result, psa
 from rules.cluster import label_change_unread, label_reads_index
 from rules.configure import ObjectFacts
 from store import rule_cache
-from store.bulk import chunked, core_rows
+from store.bulk import CHUNK, chunked, core_rows
 from store.deliveries import ensure_delivery
 from store.exemptions import is_active, list_exemptions
 from store.findings import (
@@ -453,7 +453,7 @@ def plan_scan(
     else:
         live = _live_rows(session, cluster_id)
         todo = _uncached_since(
-            session, live, since=since, catalogue_version=rules.catalogue_version
+            session, cluster_id, live, since=since, catalogue_version=rules.catalogue_version
         )
     shards = [
         ShardSpec(run.id, cluster_id, index, batch[0][0], batch[-1][0], len(batch))
@@ -503,12 +503,21 @@ def plan_scan(
 
 
 def _uncached_since(
-    session: Session, live: Sequence[_Live], *, since: int, catalogue_version: str
+    session: Session,
+    cluster_id: str,
+    live: Sequence[_Live],
+    *,
+    since: int,
+    catalogue_version: str,
 ) -> list[tuple[int, str]]:
     """`rule_cache.uncached_objects(changed_since=since)` of the live objects read
     (`_live_rows`): those whose current version is newer than `since` and whose body has no
     result under this version, in id order."""
     newer = [row for row in live if row.version_id is not None and row.version_id > since]
+    if len(newer) > CHUNK:  # more than one probe of the cache: one join instead
+        return rule_cache.uncached_objects(
+            session, cluster_id, catalogue_version=catalogue_version, changed_since=since
+        )
     cached = rule_cache.cached_keys(
         session, {row.content_hash for row in newer}, catalogue_version=catalogue_version
     )
@@ -869,7 +878,7 @@ def _stored_as(body: Any, content_hash: str) -> bool:
         pass
     try:
         return hash_of_canonical(canonical_json(body)) == content_hash
-    except ValueError:  # what cannot be canonical JSON (NaN) was never stored
+    except (ValueError, RecursionError):  # not canonical JSON (NaN): never stored
         return False
 
 
