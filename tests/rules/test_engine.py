@@ -5,14 +5,11 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Iterator
-from typing import Any
-
-import pytest
 
 from contracts.severity import Severity
 from rules import ClusterContext, Engine, ObjectView, ScanConfig, Violation, rule
 from rules.model import Rule, rule_meta
-from rules.view import WorkloadView
+from rules.registry import default_rules
 from tests.rules.helpers import deployment, pod
 
 
@@ -313,23 +310,39 @@ def test_evaluate_objects_matches_evaluate_object_one_by_one() -> None:
     assert gc.isenabled()
 
 
-def test_a_scan_never_unwraps_the_containers_of_objects_dedup_drops(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_scan_never_unwraps_the_containers_of_objects_dedup_drops() -> None:
     """A workload's containers are unwrapped on first use, once: the ReplicaSet and Pods a
-    Deployment controls are checked and indexed, but no rule reads their containers."""
-    unwrapped: list[str] = []
-    unwrap = WorkloadView._unwrap
+    Deployment controls are checked and indexed, but no rule reads their containers.
 
-    def recording(self: WorkloadView) -> Any:
-        unwrapped.append(self.spec_path)
-        return unwrap(self)
+    Observed on the views the scan built (a cluster rule keeps their context), not by
+    patching `WorkloadView._unwrap`, which the compiled engine calls directly."""
+    contexts: list[ClusterContext] = []
 
-    monkeypatch.setattr(WorkloadView, "_unwrap", recording)
-    outcome = Engine.from_config(None).scan(_chain())
+    @rule(
+        id="KM-904",
+        title="Keeps the cluster context",
+        severity=Severity.INFO,
+        category="test",
+        scope="cluster",
+    )
+    def _keep(cluster: ClusterContext) -> Iterator[Violation]:
+        """Keeps the context the scan built, and reports nothing."""
+        contexts.append(cluster)
+        yield from ()
+
+    engine = Engine([*default_rules(), Rule(rule_meta(_keep), _keep)])  # type: ignore[arg-type]
+    outcome = engine.scan(_chain())
     assert [r.resource.kind for r in outcome.results if r.rule_id == "KM-101"] == ["Deployment"]
-    assert unwrapped == ["spec.template.spec"]  # the Deployment's, once
+    (context,) = contexts
+    assert [v.kind for v in context.objects] == ["Deployment", "ReplicaSet", "Pod", "Pod", "Pod"]
+    unwrapped = [
+        (view.kind, view.workload.spec_path)
+        for view in context.objects
+        if view.workload is not None and view.workload._containers is not None
+    ]
+    assert unwrapped == [("Deployment", "spec.template.spec")]  # the Deployment's only
     view = ObjectView(_chain()[2])
     assert view.workload is not None
-    assert view.workload.containers is view.workload.containers  # kept
+    assert view.workload._containers is None  # not before first use
+    assert view.workload.containers is view.workload.containers  # then kept: unwrapped once
     assert [c.name for c in view.workload.containers] == ["app"]
