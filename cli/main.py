@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 
 import click
 
@@ -49,8 +50,25 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attribute)
 
 
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """`--version`: the release, and whether the rule engine runs compiled (mypyc) and why."""
+    if not value or ctx.resilient_parsing:
+        return
+    mode = importlib.import_module("rules").ENGINE_MODE  # imported here only: --help stays fast
+    click.echo(f"k8smon, version {importlib.metadata.version('k8s-monitor')}")
+    click.echo(f"rule engine: {mode}")
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="k8s-monitor", prog_name="k8smon")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="Show the version, and whether the rule engine runs compiled, and exit.",
+)
 def main() -> None:
     """k8s-monitor: security posture of every Kubernetes cluster, from one place."""
 

@@ -32,8 +32,13 @@ carried on). `engine.scan` pauses the cyclic GC while it runs; callers looping o
 `evaluate_object` for many objects can do the same with `with gc_paused(): ...`.
 `Result.fingerprint` identifies a finding across scans. Rule authors: see
 docs/rules-authoring.md.
+
+`rules.engine`, `rules.schema`, `rules.view`, `rules.cluster` and `rules.psa` are compiled with
+mypyc when the project is installed (`rules/_native.py`); `ENGINE_MODE` says whether this process
+runs them compiled or interpreted, and why (`K8SMON_INTERPRETED=1` forces the sources).
 """
 
+from rules._native import MODE as ENGINE_MODE
 from rules.cluster import ClusterContext
 from rules.config import ConfigError, Exemption, ScanConfig
 from rules.engine import Engine, ScanOutcome, gc_paused
@@ -43,6 +48,7 @@ from rules.registry import RULE_MODULES, collect_rules, default_rules
 from rules.view import POD_KINDS, ContainerView, ObjectView, WorkloadView
 
 __all__ = [
+    "ENGINE_MODE",
     "POD_KINDS",
     "RULE_MODULES",
     "ClusterContext",
