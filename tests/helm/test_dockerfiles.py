@@ -107,6 +107,18 @@ def test_server_image_installs_every_project_package() -> None:
     assert "EXPOSE" in [kw for kw, _ in server.final.instructions]
 
 
+def test_server_image_compiles_the_engine_in_its_build_stage_only() -> None:
+    """The install compiles the rule engine with mypyc (setup.py): the build stage has a C
+    compiler and setup.py; the runtime stage takes the virtualenv, not the toolchain."""
+    server = parse(SERVER)
+    build, final = server.stages[0], server.final
+    copied = {source for args in build.all("COPY") for source in copy_sources(args)[1]}
+    assert "setup.py" in copied
+    assert any("gcc" in run for run in build.all("RUN"))
+    assert not any("gcc" in run or "mypy" in run for run in final.all("RUN"))
+    assert any("k8smon --version" in run for run in build.all("RUN"))  # says compiled or not
+
+
 def test_agent_image_is_small() -> None:
     """Only the agent, the stdlib-only contracts package and the agent's own requirements."""
     agent = parse(AGENT)
@@ -198,6 +210,7 @@ def test_server_image_carries_every_data_file() -> None:
         for package in packages
         for path in (REPO_ROOT / package).rglob("*")
         if path.is_file() and path.suffix not in {".py", ".pyc", ".md"}  # docs stay out
+        and path.suffix != ".so"  # mypyc's extension modules: the image's install builds its own
         and "__pycache__" not in path.parts
         and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
     ]
