@@ -72,7 +72,9 @@ class BuildNative(build_ext):
                 for path in _built_files(root):
                     path.unlink()
             self.extensions = []
-            _say(f"compiling failed ({exc}); the rule engine runs interpreted")
+            reason = " ".join(str(exc).split())
+            reason = reason if len(reason) <= 120 else f"{reason[:117]}..."
+            _say(f"compiling failed ({reason}); the rule engine runs interpreted")
             return
         for root in targets:
             NATIVE.write_manifest(root / "rules", root=HERE)
