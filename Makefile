@@ -35,8 +35,14 @@ lint: $(BUILT) ## ruff check, ruff format --check, import layers, mypy
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-test: lint ## lint, then the whole suite (in parallel, by file)
+# The engine's sources as well (an install without a C compiler runs them): the rules, the
+# hostile-input suites and the pipeline oracle, with K8SMON_INTERPRETED=1.
+INTERPRETED_TESTS := tests/rules tests/security/test_bad_input.py tests/security/test_memory.py \
+	tests/workers/test_scan_lifecycle.py tests/workers/test_finalize_lane.py
+
+test: lint ## lint, the whole suite (in parallel, by file), then the engine's suites interpreted
 	$(BIN)/pytest
+	K8SMON_INTERPRETED=1 $(BIN)/pytest $(INTERPRETED_TESTS)
 
 # scripts/k8s-assets.sh builds etcd + kube-apiserver into a cache outside the repository on
 # first use (about 15 min), or takes KUBEBUILDER_ASSETS as it is (envtest's binaries of any
