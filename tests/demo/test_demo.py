@@ -31,10 +31,11 @@ def test_make_demo_pushes_scans_and_reports(tmp_path: Path) -> None:
     make = shutil.which("make")
     assert make, "make is needed for the demo"
     env = {**os.environ, **BARE, "TMPDIR": str(tmp_path)}
-    # `-o` treats the venv stamp as up to date: the suite already runs inside the built venv.
+    # `-o` treats the venv stamps as up to date: the suite already runs inside the built venv
+    # (and must not rebuild the compiled engine under the tests running beside it).
     # --keep: the demo's folder (and its HTML report) stays only when asked.
     done = subprocess.run(
-        [make, "-s", "-o", ".venv/.installed", "demo", "DEMO_ARGS=--keep"],
+        [make, "-s", "-o", ".venv/.installed", "-o", ".venv/.built", "demo", "DEMO_ARGS=--keep"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -93,7 +94,7 @@ def test_make_demo_removes_its_folder_unless_asked(tmp_path: Path) -> None:
     assert make
     env = {**os.environ, **BARE, "TMPDIR": str(tmp_path)}
     done = subprocess.run(
-        [make, "-s", "-o", ".venv/.installed", "demo"],
+        [make, "-s", "-o", ".venv/.installed", "-o", ".venv/.built", "demo"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -244,7 +245,7 @@ def test_make_run_serves_on_the_given_port(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({"K8SMON_INSTANCE_PATH": str(tmp_path), "K8SMON_ENV": "embedded"})
     run = subprocess.Popen(
-        [make, "-s", "-o", ".venv/.installed", "run", f"PORT={port}"],
+        [make, "-s", "-o", ".venv/.installed", "-o", ".venv/.built", "run", f"PORT={port}"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
