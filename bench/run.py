@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.harness import Figure
+from rules import ENGINE_MODE
 
 # Explicit list: one module per area, each exposing run(*, quick: bool, out: Path) ->
 # list[Figure]; `out` is the directory the run's results go to (an area's plot goes beside them).
@@ -55,7 +56,9 @@ def machine_description() -> str:
         memory = f", {pages / 2**30:.0f} GiB"
     except (ValueError, OSError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}"
+    # The processes the benchmarks start (workers, scans) choose the same way (rules._native).
+    engine = f"rule engine {ENGINE_MODE}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, Python {platform.python_version()}, {engine}"
 
 
 def verdict(figure: Figure) -> str:
