@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,13 @@ def test_an_edit_after_the_build_is_never_run_compiled(tmp_path: Path, extension
 def _warning_line() -> int:
     source = (ROOT / "rules" / "_native.py").read_text().splitlines()
     return next(i for i, line in enumerate(source, 1) if "warnings.warn(" in line)
+
+
+def test_the_build_compiles_with_the_mypy_the_type_check_uses() -> None:
+    """pyproject.toml's build requirement pins the mypy (mypyc) that compiles the engine;
+    requirements-dev.txt pins the mypy `make lint` checks it with: the two must stay one."""
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    dev = (ROOT / "requirements-dev.txt").read_text().splitlines()
+    pinned = [line.strip() for line in dev if line.strip().startswith("mypy==")]
+    assert [r for r in build if r.startswith("mypy")] == pinned
+    assert len(pinned) == 1
