@@ -197,6 +197,49 @@ def _kept_open(status: FindingStatus, current: KnownFinding, item: ObservedFindi
     )
 
 
+def active_findings(
+    session: Session, *, rule_ids: Collection[str]
+) -> dict[str, dict[str, KnownFinding]]:
+    """Every cluster's active findings of `rule_ids`, by cluster and fingerprint, in one
+    query (the fleet evaluation's: what `unchanged_outcome` compares with)."""
+    found: dict[str, dict[str, KnownFinding]] = {}
+    for cluster_id, *columns in core_rows(
+        session,
+        select(Finding.cluster_id, *_KNOWN_COLUMNS).where(
+            Finding.rule_id.in_(sorted(rule_ids)), Finding.status.in_(ACTIVE_STATUSES)
+        ),
+    ):
+        known = KnownFinding(*columns)
+        found.setdefault(cluster_id, {})[known.fingerprint] = known
+    return found
+
+
+def unchanged_outcome(
+    existing: Mapping[str, KnownFinding], observed: Iterable[ObservedFinding]
+) -> ReconcileResult | None:
+    """What `reconcile_findings` (with `rule_ids`, without `scope`) returns when it writes
+    nothing, without running it; None when it could write something. `existing`: the
+    cluster's active findings of those rules. It writes nothing when they are exactly the
+    observed fingerprints, each open (not new: new -> open is written) and observed again
+    unexempted with its severity, message and content hash: no insert, update, resolution or
+    event, and every observation counts as open."""
+    by_fp: dict[str, ObservedFinding] = {}
+    for item in observed:
+        by_fp.setdefault(item.fingerprint, item)
+    if by_fp.keys() != existing.keys():
+        return None
+    for fp, item in by_fp.items():
+        current = existing[fp]
+        if (
+            item.exempted
+            or current.status != FindingStatus.OPEN
+            or not _kept_open(FindingStatus.OPEN, current, item)
+            or current.content_hash != item.content_hash
+        ):
+            return None
+    return ReconcileResult(open=len(by_fp))
+
+
 def _kept_outside(
     session: Session, cluster_id: str, scope: FindingScope, read: Iterable[KnownFinding]
 ) -> int:
@@ -296,7 +339,10 @@ def reconcile_findings(
     events of this scan name it (an object absent from it is gone, or not stored).
 
     `scope`: only the active findings it names can change (an incremental scan's, see
-    `FindingScope`); `observed` must then hold every observation of those."""
+    `FindingScope`); `observed` must then hold every observation of those.
+
+    `unchanged_outcome` says, without a query, when this would write nothing: keep the two
+    in step."""
     now = at or utcnow()
     current_versions = versions or {}
     by_fp: dict[str, ObservedFinding] = {}

@@ -7,19 +7,22 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.advisories import parse_advisories
 from contracts.tasks import EVALUATE_FLEET, RESCAN, SCAN_FLEET
 from store.advisories import delete_advisory, load_advisories
-from store.models import Finding
+from store.models import Finding, FindingEvent
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster, make_exemption
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
 from workers.engine import EngineHandle
+from workers.services import fleet as fleet_module
 from workers.services.fleet import evaluate_fleet
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -203,3 +206,84 @@ def test_fleet_evaluation_from_cached_inventories_follows_changes_elsewhere(
     _push(session, "us", [deployment("db", namespace="shop", image="postgres:16")], now)
     assert evaluate() == []  # the newer release is gone from the fleet: eu's drift resolved
     assert {s for _c, _n, s, _v, _p in _findings(session, "KM-621")} == {"resolved"}
+
+
+def _all_fleet_rows(session: Session) -> list[tuple[object, ...]]:
+    session.expire_all()
+    rows = session.execute(
+        select(
+            Finding.cluster_id,
+            Finding.fingerprint,
+            Finding.status,
+            Finding.severity,
+            Finding.message,
+            Finding.content_hash,
+            Finding.exemption_id,
+            Finding.first_seen,
+            Finding.last_seen,
+            Finding.resolved_at,
+            Finding.last_scan_id,
+        ).order_by(Finding.cluster_id, Finding.fingerprint)
+    )
+    events = session.execute(
+        select(FindingEvent.cluster_id, FindingEvent.event, FindingEvent.at).order_by(
+            FindingEvent.id
+        )
+    )
+    return [tuple(r) for r in rows] + [tuple(r) for r in events]
+
+
+def test_a_cluster_whose_fleet_findings_are_unchanged_is_not_reconciled_again(
+    any_db_session: Session, rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation reconciles only the clusters whose fleet findings it would change, and
+    leaves every finding, event and count as reconciling every cluster would (checked against
+    that evaluation, run first and rolled back, at every step)."""
+    session = any_db_session
+    for cluster_id in ("eu", "us", "dev"):
+        make_cluster(session, cluster_id)
+    make_exemption(
+        session, rule_ids=["KM-622"], cluster_id="dev", selector={"labels": "tier in (legacy)"}
+    )
+    legacy = deployment("old", namespace="shop", image="r.example/log4j-app:2.14.0")
+    legacy["metadata"]["labels"]["tier"] = "legacy"
+    _push(
+        session, "eu", [deployment("app", namespace="shop", image="r.example/log4j-app:2.14.1")], T0
+    )
+    _push(
+        session, "us", [deployment("app", namespace="shop", image="r.example/log4j-app:2.17.1")], T0
+    )
+    _push(session, "dev", [legacy], T0)
+    load_advisories(session, parse_advisories(LOG4J), loaded_by="test")
+    reconciled: list[str] = []
+    real = fleet_module.reconcile_findings
+
+    def spy(session: Session, cluster_id: str, **kwargs: Any) -> Any:
+        reconciled.append(cluster_id)
+        return real(session, cluster_id, **kwargs)
+
+    monkeypatch.setattr(fleet_module, "reconcile_findings", spy)
+
+    def evaluate(minutes: int) -> tuple[list[str], dict[str, int]]:
+        now = T0 + timedelta(days=1, minutes=minutes)
+        with monkeypatch.context() as full, session.begin_nested() as nested:
+            full.setattr(fleet_module, "unchanged_outcome", lambda *_args: None)
+            expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+            expected_rows = _all_fleet_rows(session)
+            nested.rollback()
+        reconciled.clear()
+        outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+        assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
+        assert _all_fleet_rows(session) == expected_rows
+        return sorted(reconciled), outcome.counts
+
+    assert evaluate(0)[0] == ["dev", "eu"]  # new findings (dev's exempted)
+    assert evaluate(1)[0] == ["dev", "eu"]  # new -> open; an exempted one is seen again
+    reconciled_now, counts = evaluate(2)
+    assert reconciled_now == ["dev"] and counts["open"] == 3  # eu's findings: as stored
+    _push(
+        session, "eu", [deployment("app", namespace="shop", image="r.example/log4j-app:2.17.1")], T0
+    )
+    reconciled_now, counts = evaluate(3)
+    assert reconciled_now == ["dev", "eu"] and counts["resolved"] == 2  # eu upgraded
+    assert evaluate(4)[0] == ["dev"]  # nothing active left in eu: not even read

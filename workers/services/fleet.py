@@ -17,13 +17,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from contracts.states import FindingStatus
 from store.exemptions import list_exemptions
-from store.findings import KnownFinding, reconcile_findings
-from store.models import Finding
+from store.findings import (
+    KnownFinding,
+    active_findings,
+    reconcile_findings,
+    unchanged_outcome,
+)
 from store.types import utcnow
 from workers.engine import EngineHandle
 from workers.services.exemptions import stored_exemptions
@@ -45,19 +47,6 @@ class FleetOutcome:
     errors: list[str] = field(default_factory=list)
 
 
-def _clusters_with_fleet_findings(session: Session, rule_ids: frozenset[str]) -> set[str]:
-    return set(
-        session.scalars(
-            select(Finding.cluster_id)
-            .where(
-                Finding.rule_id.in_(sorted(rule_ids)),
-                Finding.status.in_(FindingStatus.active()),
-            )
-            .distinct()
-        )
-    )
-
-
 def evaluate_fleet(
     session: Session,
     *,
@@ -73,7 +62,13 @@ def evaluate_fleet(
         log.error("fleet rule failed: %s", message)
     owned = found.owned
     known = set(active_clusters(session))  # a disabled cluster's fleet findings stay as they were
-    clusters = (set(found.results) | _clusters_with_fleet_findings(session, owned)) & known
+    stored = active_findings(session, rule_ids=rules.fleet_rule_ids)
+    with_findings = {
+        cluster_id
+        for cluster_id, findings in stored.items()
+        if any(finding.rule_id in owned for finding in findings.values())
+    }
+    clusters = (set(found.results) | with_findings) & known
     totals: dict[str, int] = defaultdict(int)
 
     def evaluated(finding: KnownFinding) -> bool:
@@ -91,15 +86,19 @@ def evaluate_fleet(
         observed = [
             observed_finding(Candidate(result, None, "fleet"), result) for result in configured
         ]
-        outcome = reconcile_findings(
-            session,
-            cluster_id,
-            scan_id=None,
-            observed=observed,
-            evaluated=evaluated,
-            at=at,
-            rule_ids=rules.fleet_rule_ids,  # the cluster's other findings are not read
-        )
+        # A cluster whose fleet findings are already exactly these (the common case: the
+        # fleet's images did not change) is not reconciled: that would write nothing.
+        outcome = unchanged_outcome(stored.get(cluster_id, {}), observed)
+        if outcome is None:
+            outcome = reconcile_findings(
+                session,
+                cluster_id,
+                scan_id=None,
+                observed=observed,
+                evaluated=evaluated,
+                at=at,
+                rule_ids=rules.fleet_rule_ids,  # the cluster's other findings are not read
+            )
         for name, value in outcome.as_counts().items():
             totals[name] += value
     return FleetOutcome(
