@@ -752,8 +752,8 @@ def _cluster_step(
     return _cache_cluster_state(session, rules, digest=digest, views=views, state=state)
 
 
-def _state_digest(session: Session, cluster_id: str) -> str:
-    cluster = session.get(Cluster, cluster_id)
+def _state_digest(cluster: Cluster | None) -> str:
+    """The digest of a cluster's current state ("empty": none applied, or no such cluster)."""
     return (cluster.current_digest if cluster else None) or "empty"
 
 
@@ -762,7 +762,7 @@ def evaluate_cluster_rules(
 ) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
     rules = judged_as_deployed(session, cluster_id, rules)
-    digest = _state_digest(session, cluster_id)
+    digest = _state_digest(session.get(Cluster, cluster_id))
     key = rule_cache.cluster_state_key(digest)
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
@@ -1112,7 +1112,7 @@ def evaluate_inline(
     judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     cluster_row = session.get(Cluster, cluster_id)
-    digest = (cluster_row.current_digest if cluster_row else None) or "empty"  # `_state_digest`
+    digest = _state_digest(cluster_row)
     if rule_cache.cached_keys(
         session, [rule_cache.cluster_state_key(digest)], catalogue_version=version
     ):
