@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -324,46 +325,68 @@ def bodies_and_labels(
 
 
 def current_metadata(
-    session: Session, cluster_id: str, ref_keys: Iterable[str], *, annotation: str
-) -> dict[str, tuple[Any, Any]]:
-    """(`metadata.labels`, `metadata.annotations[annotation]`) of each named live object of a
-    cluster whose body is a JSON object, by ref key (missing: absent), each as stored (None:
-    absent, or its parent not an object). On PostgreSQL only those two values leave the
-    database, not the bodies."""
-    found: dict[str, tuple[Any, Any]] = {}
-    postgres = on_postgresql(session)
-    for batch in chunked(sorted(set(ref_keys))):
-        live = and_(
-            KubeObject.cluster_id == cluster_id,
-            KubeObject.deleted_at.is_(None),
-            KubeObject.ref_key.in_(batch),
-        )
-        joined = ManifestBody.content_hash == KubeObject.current_hash
-        if postgres:
-            body = ManifestBody.body
-            metadata = body.op("->")(literal("metadata", String))
-            rows = session.execute(
-                select(
-                    KubeObject.ref_key,
-                    metadata.op("->")(literal("labels", String)),
-                    metadata.op("->")(literal("annotations", String)).op("->")(
-                        literal(annotation, String)
-                    ),
-                )
-                .join(ManifestBody, joined)
-                .where(live, func.jsonb_typeof(body) == "object")
+    session: Session, wanted: Mapping[str, Iterable[str]], *, annotation: str
+) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """(`metadata.labels`, `metadata.annotations[annotation]`) of each named live object whose
+    body is a JSON object, by cluster and ref key (`wanted`: the ref keys of each cluster; a
+    missing one: absent), each value as stored (None: absent, or its parent not an object).
+    One read for every cluster: on PostgreSQL one statement, the (cluster, ref key) pairs
+    going as two array parameters, and only those two values leave the database, not the
+    bodies; on SQLite the pairs go in pages of `chunked`."""
+    pairs = sorted({(cluster_id, key) for cluster_id, keys in wanted.items() for key in keys})
+    found: dict[str, dict[str, tuple[Any, Any]]] = {}
+    if not pairs:
+        return found
+    live = KubeObject.deleted_at.is_(None)
+    joined = ManifestBody.content_hash == KubeObject.current_hash
+    if on_postgresql(session):
+        named = (
+            func.unnest(
+                bindparam("clusters", [c for c, _k in pairs], type_=ARRAY(String)),
+                bindparam("keys", [k for _c, k in pairs], type_=ARRAY(String)),
             )
-            found.update((key, (labels, value)) for key, labels, value in rows)
-            continue
-        for key, whole in session.execute(
-            select(KubeObject.ref_key, ManifestBody.body).join(ManifestBody, joined).where(live)
+            .table_valued("cluster_id", "ref_key")
+            .render_derived(name="wanted")
+        )
+        body = ManifestBody.body
+        metadata = body.op("->")(literal("metadata", String))
+        rows = core_rows(
+            session,
+            select(
+                KubeObject.cluster_id,
+                KubeObject.ref_key,
+                metadata.op("->")(literal("labels", String)),
+                metadata.op("->")(literal("annotations", String)).op("->")(
+                    literal(annotation, String)
+                ),
+            )
+            .select_from(named)
+            .join(
+                KubeObject,
+                and_(
+                    KubeObject.cluster_id == named.c.cluster_id,
+                    KubeObject.ref_key == named.c.ref_key,
+                ),
+            )
+            .join(ManifestBody, joined)
+            .where(live, func.jsonb_typeof(body) == "object"),
+        )
+        for cluster_id, key, labels, value in rows:
+            found.setdefault(cluster_id, {})[key] = (labels, value)
+        return found
+    for batch in chunked(pairs):
+        for cluster_id, key, whole in core_rows(
+            session,
+            select(KubeObject.cluster_id, KubeObject.ref_key, ManifestBody.body)
+            .join(ManifestBody, joined)
+            .where(live, tuple_(KubeObject.cluster_id, KubeObject.ref_key).in_(batch)),
         ):
             if not isinstance(whole, dict):
                 continue
             meta = whole.get("metadata")
             meta = meta if isinstance(meta, dict) else {}
             notes = meta.get("annotations")
-            found[key] = (
+            found.setdefault(cluster_id, {})[key] = (
                 meta.get("labels"),
                 notes.get(annotation) if isinstance(notes, dict) else None,
             )

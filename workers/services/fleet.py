@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from store.exemptions import list_exemptions
+from store.exemptions import exemptions_by_cluster
 from store.findings import (
     KnownFinding,
     active_findings,
@@ -69,6 +69,7 @@ def evaluate_fleet(
         if any(finding.rule_id in owned for finding in findings.values())
     }
     clusters = (set(found.results) | with_findings) & known
+    exemptions = exemptions_by_cluster(session, clusters)  # every cluster's in one read
     totals: dict[str, int] = defaultdict(int)
 
     def evaluated(finding: KnownFinding) -> bool:
@@ -80,7 +81,7 @@ def evaluate_fleet(
             results,
             cluster_id=cluster_id,
             facts=found.facts.get(cluster_id, {}),
-            stored=stored_exemptions(list_exemptions(session, cluster_id=cluster_id)),
+            stored=stored_exemptions(exemptions[cluster_id]),
             now=at,
         )
         observed = [

@@ -13,6 +13,7 @@ alone, so that cluster's results are exactly the ones the whole fleet's evaluati
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -95,19 +96,26 @@ def _inventory(
 
 
 def workload_facts(
-    session: Session, cluster_id: str, results: list[Result]
-) -> dict[str, ObjectFacts]:
-    """The facts configuration reads of the workloads `results` name (those stored): their
-    labels and exemption annotation, read without their bodies (`current_metadata`)."""
+    session: Session, results: Mapping[str, Sequence[Result]]
+) -> dict[str, dict[str, ObjectFacts]]:
+    """The facts configuration reads of the workloads each cluster's `results` name (those
+    stored), by cluster (every cluster of `results`) and ref key: their labels and exemption
+    annotation, read without their bodies and for every cluster at once
+    (`current_metadata`)."""
     stored = current_metadata(
-        session, cluster_id, {r.resource.key for r in results}, annotation=EXEMPT_ANNOTATION
+        session,
+        {cluster_id: {r.resource.key for r in found} for cluster_id, found in results.items()},
+        annotation=EXEMPT_ANNOTATION,
     )
     return {
-        key: ObjectFacts.of(
-            labels if isinstance(labels, dict) else None,
-            None if exempt is None else {EXEMPT_ANNOTATION: exempt},
-        )
-        for key, (labels, exempt) in stored.items()
+        cluster_id: {
+            key: ObjectFacts.of(
+                labels if isinstance(labels, dict) else None,
+                None if exempt is None else {EXEMPT_ANNOTATION: exempt},
+            )
+            for key, (labels, exempt) in stored.get(cluster_id, {}).items()
+        }
+        for cluster_id in results
     }
 
 
@@ -144,5 +152,5 @@ def fleet_results(
             by_cluster[subject_cluster].append(result)
     found.owned = rules.fleet_rule_ids - crashed
     found.results = dict(by_cluster)
-    found.facts = {c: workload_facts(session, c, results) for c, results in by_cluster.items()}
+    found.facts = workload_facts(session, found.results)
     return found
