@@ -170,6 +170,16 @@ def apply_config(
     return out
 
 
+def reads_facts(config: ScanConfig, *, stored: Sequence[Exemption] = ()) -> bool:
+    """Whether `apply_config` with this configuration and these stored exemptions reads any
+    object's facts: labels only for an exemption's label selector, the annotation only when
+    annotation exemptions are allowed. When it does not, `facts` may be left empty: the
+    results are the same (a caller need not read them)."""
+    return config.allow_annotation_exemptions or any(
+        exemption.labels is not None for exemption in (*config.exemptions, *stored)
+    )
+
+
 def _dedup_only(results: Iterable[Result], suppressed: Set[str]) -> list[Result]:
     """`apply_config` without exemptions, overrides or object facts: results of suppressed
     objects dropped, errors kept, every other result open without an exemption."""

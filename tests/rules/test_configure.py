@@ -7,8 +7,8 @@ import datetime as dt
 from contracts.resources import ResourceRef
 from contracts.severity import Severity
 from rules import Result, ScanConfig
-from rules.config import Exemption
-from rules.configure import ObjectFacts, apply_config
+from rules.config import EXEMPT_ANNOTATION, Exemption
+from rules.configure import ObjectFacts, apply_config, reads_facts
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 WEB = ResourceRef("apps/v1", "Deployment", "shop", "web")
@@ -129,3 +129,37 @@ def test_the_usual_scans_short_way_gives_what_the_general_way_gives() -> None:
     facts = {"v1|Pod|shop|unrelated": ObjectFacts.of({"a": "b"}, {})}
     general = _apply(ScanConfig(), results=results, suppressed=suppressed, facts=facts)
     assert short == general == [_result(), _result(), error]
+
+
+def test_reads_facts_only_for_a_label_selector_or_allowed_annotations() -> None:
+    """`reads_facts` is False only when no exemption has a label selector and annotations
+    are not honoured; then `apply_config` gives the same results without any facts."""
+    labelled = {"labels": "tier=legacy"}
+    assert not reads_facts(ScanConfig())
+    assert not reads_facts(ScanConfig(), stored=[_stored(namespace="shop", name="web")])
+    assert reads_facts(ScanConfig(), stored=[_stored(namespace="shop"), _stored(8, **labelled)])
+    assert reads_facts(ScanConfig.from_dict({"allow_annotation_exemptions": True}))
+    configured = ScanConfig.from_dict(
+        {"exemptions": [{"rules": ["KM-101"], "labels": "tier=legacy", "reason": "r"}]}
+    )
+    assert reads_facts(configured)
+
+    facts = {WEB.key: ObjectFacts.of({"tier": "legacy"}, {EXEMPT_ANNOTATION: "*"})}
+    results = [_result(), _result("KM-102"), _result(container=None)]
+    for config, stored in (
+        (ScanConfig(), ()),
+        (ScanConfig(), (_stored(namespace="shop"),)),
+        (ScanConfig.from_dict({"severity": {"KM-101": "low"}}), (_stored(name="other"),)),
+    ):
+        assert not reads_facts(config, stored=stored)
+        with_facts = _apply(config, facts=facts, stored=stored, results=results)
+        assert _apply(config, stored=stored, results=results) == with_facts
+    # where it says True, the facts do change the outcome
+    for config, stored in (
+        (ScanConfig(), (_stored(**labelled),)),
+        (ScanConfig.from_dict({"allow_annotation_exemptions": True}), ()),
+    ):
+        assert reads_facts(config, stored=stored)
+        exempted = _apply(config, facts=facts, stored=stored, results=results)
+        assert [r.status for r in exempted][0::2] == ["exempted", "exempted"]  # both KM-101
+        assert {r.status for r in _apply(config, stored=stored, results=results)} == {"open"}

@@ -23,6 +23,7 @@ from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
 from workers.engine import EngineHandle
 from workers.services import fleet as fleet_module
+from workers.services import fleet_rules as fleet_rules_module
 from workers.services.fleet import evaluate_fleet
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -287,3 +288,61 @@ def test_a_cluster_whose_fleet_findings_are_unchanged_is_not_reconciled_again(
     reconciled_now, counts = evaluate(3)
     assert reconciled_now == ["dev", "eu"] and counts["resolved"] == 2  # eu upgraded
     assert evaluate(4)[0] == ["dev"]  # nothing active left in eu: not even read
+
+
+def test_workload_facts_are_read_once_and_only_when_configuration_reads_them(
+    any_db_session: Session, rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The facts of every cluster come from one `current_metadata` read, made only when an
+    exemption that applies has a label selector (or annotations are honoured), and only for
+    those clusters; every finding is what reading every cluster's facts gives (checked
+    against that evaluation, run first and rolled back)."""
+    session = any_db_session
+    for cluster_id in ("eu", "us", "dev"):
+        make_cluster(session, cluster_id)
+    legacy = deployment("app", namespace="shop", image="r.example/log4j-app:2.14.0")
+    legacy["metadata"]["labels"]["tier"] = "legacy"
+    _push(session, "eu", [legacy], T0)
+    _push(session, "dev", [legacy], T0)
+    _push(
+        session, "us", [deployment("app", namespace="shop", image="r.example/log4j-app:2.17.1")], T0
+    )
+    load_advisories(session, parse_advisories(LOG4J), loaded_by="test")
+    reads: list[list[str]] = []
+    real = fleet_rules_module.current_metadata
+
+    def spy(session: Session, wanted: Any, **kwargs: Any) -> Any:
+        if wanted:  # asked for nothing, it reads nothing
+            reads.append(sorted(wanted))
+        return real(session, wanted, **kwargs)
+
+    monkeypatch.setattr(fleet_rules_module, "current_metadata", spy)
+
+    def evaluate(minutes: int) -> list[list[str]]:
+        now = T0 + timedelta(days=1, minutes=minutes)
+        with monkeypatch.context() as every, session.begin_nested() as nested:
+            every.setattr(fleet_rules_module, "reads_facts", lambda *_a, **_k: True)
+            expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+            expected_rows = _all_fleet_rows(session)
+            nested.rollback()
+        reads.clear()
+        outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+        assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
+        assert _all_fleet_rows(session) == expected_rows
+        return list(reads)
+
+    assert evaluate(0) == []  # no exemption: no facts read
+    make_exemption(session, rule_ids=["KM-622"], cluster_id="dev", selector={"namespace": "shop"})
+    assert evaluate(1) == []  # no label selector
+    make_exemption(
+        session, rule_ids=["KM-622"], cluster_id="eu", selector={"labels": "tier in (legacy)"}
+    )
+    assert evaluate(2) == [["eu"]]  # eu's exemption reads labels, in one read
+    statuses = dict(
+        session.execute(
+            select(Finding.cluster_id, Finding.status).where(Finding.rule_id == "KM-622")
+        ).all()
+    )
+    assert statuses == {"eu": "exempted", "dev": "exempted"}
+    make_exemption(session, rule_ids=["KM-621"], selector={"labels": "tier=front"})
+    assert evaluate(3) == [["dev", "eu"]]  # a global one: every cluster with results

@@ -19,7 +19,6 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from store.exemptions import exemptions_by_cluster
 from store.findings import (
     KnownFinding,
     active_findings,
@@ -28,7 +27,6 @@ from store.findings import (
 )
 from store.types import utcnow
 from workers.engine import EngineHandle
-from workers.services.exemptions import stored_exemptions
 from workers.services.fleet_rules import active_clusters, fleet_results
 from workers.services.scanning import Candidate, observed_finding
 
@@ -69,7 +67,6 @@ def evaluate_fleet(
         if any(finding.rule_id in owned for finding in findings.values())
     }
     clusters = (set(found.results) | with_findings) & known
-    exemptions = exemptions_by_cluster(session, clusters)  # every cluster's in one read
     totals: dict[str, int] = defaultdict(int)
 
     def evaluated(finding: KnownFinding) -> bool:
@@ -81,7 +78,7 @@ def evaluate_fleet(
             results,
             cluster_id=cluster_id,
             facts=found.facts.get(cluster_id, {}),
-            stored=stored_exemptions(exemptions[cluster_id]),
+            stored=found.exemptions.get(cluster_id, ()),
             now=at,
         )
         observed = [

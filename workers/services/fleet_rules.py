@@ -22,24 +22,29 @@ from sqlalchemy.orm import Session
 
 from contracts.images import parse_image
 from rules import Result
-from rules.config import EXEMPT_ANNOTATION
-from rules.configure import ObjectFacts
+from rules.config import EXEMPT_ANNOTATION, Exemption
+from rules.configure import ObjectFacts, reads_facts
 from rules.fleet import FleetContext, RunningImage
 from store.advisories import loaded_advisories
+from store.exemptions import exemptions_by_cluster
 from store.images import ImageUse, image_uses
 from store.manifests import current_metadata
 from store.models import Cluster
 from workers.engine import EngineHandle
+from workers.services.exemptions import stored_exemptions
 
 
 @dataclass(slots=True)
 class FleetResults:
-    """What the fleet rules found, by cluster: `results` (before configuration), `facts`
-    (labels and exemption annotation of the workloads they name, by ref key: what label
-    selectors and annotations of exemptions match), `owned` (the fleet rules that ran without
+    """What the fleet rules found, by cluster: `results` (before configuration),
+    `exemptions` (the stored ones that apply to each cluster with results, active, as the
+    rules take them), `facts` (labels and exemption annotation of the workloads they name, by
+    ref key: what label selectors and annotations of exemptions match; only of the clusters
+    whose configuration reads them, `reads_facts`), `owned` (the fleet rules that ran without
     error: only their findings may be resolved), the inventory's size and the errors."""
 
     results: dict[str, list[Result]] = field(default_factory=dict)
+    exemptions: dict[str, tuple[Exemption, ...]] = field(default_factory=dict)
     facts: dict[str, dict[str, ObjectFacts]] = field(default_factory=dict)
     owned: frozenset[str] = frozenset()
     images: int = 0
@@ -152,5 +157,15 @@ def fleet_results(
             by_cluster[subject_cluster].append(result)
     found.owned = rules.fleet_rule_ids - crashed
     found.results = dict(by_cluster)
-    found.facts = workload_facts(session, found.results)
+    stored = exemptions_by_cluster(session, found.results)  # every cluster's in one read
+    found.exemptions = {c: stored_exemptions(rows) for c, rows in stored.items()}
+    config = rules.engine.config
+    found.facts = workload_facts(
+        session,
+        {
+            c: results
+            for c, results in found.results.items()
+            if reads_facts(config, stored=found.exemptions[c])
+        },
+    )
     return found
