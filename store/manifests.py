@@ -11,7 +11,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     String,
-    and_,
     any_,
     bindparam,
     case,
@@ -19,6 +18,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -338,7 +338,6 @@ def current_metadata(
     if not pairs:
         return found
     live = KubeObject.deleted_at.is_(None)
-    joined = ManifestBody.content_hash == KubeObject.current_hash
     if on_postgresql(session):
         named = (
             func.unnest(
@@ -348,28 +347,35 @@ def current_metadata(
             .table_valued("cluster_id", "ref_key")
             .render_derived(name="wanted")
         )
+        # Each pair looked up in the identity index (a LATERAL subquery the planner keeps:
+        # OFFSET 0): joined, it chose to sort every live object of the fleet instead, in
+        # parallel workers, for the same rows.
+        live_object = (
+            select(KubeObject.cluster_id, KubeObject.ref_key, KubeObject.current_hash)
+            .where(
+                KubeObject.cluster_id == named.c.cluster_id,
+                KubeObject.ref_key == named.c.ref_key,
+                live,
+            )
+            .offset(0)
+            .lateral("live_object")
+        )
         body = ManifestBody.body
         metadata = body.op("->")(literal("metadata", String))
         rows = core_rows(
             session,
             select(
-                KubeObject.cluster_id,
-                KubeObject.ref_key,
+                live_object.c.cluster_id,
+                live_object.c.ref_key,
                 metadata.op("->")(literal("labels", String)),
                 metadata.op("->")(literal("annotations", String)).op("->")(
                     literal(annotation, String)
                 ),
             )
             .select_from(named)
-            .join(
-                KubeObject,
-                and_(
-                    KubeObject.cluster_id == named.c.cluster_id,
-                    KubeObject.ref_key == named.c.ref_key,
-                ),
-            )
-            .join(ManifestBody, joined)
-            .where(live, func.jsonb_typeof(body) == "object"),
+            .join(live_object, true())
+            .join(ManifestBody, ManifestBody.content_hash == live_object.c.current_hash)
+            .where(func.jsonb_typeof(body) == "object"),
         )
         for cluster_id, key, labels, value in rows:
             found.setdefault(cluster_id, {})[key] = (labels, value)
@@ -378,7 +384,7 @@ def current_metadata(
         for cluster_id, key, whole in core_rows(
             session,
             select(KubeObject.cluster_id, KubeObject.ref_key, ManifestBody.body)
-            .join(ManifestBody, joined)
+            .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
             .where(live, tuple_(KubeObject.cluster_id, KubeObject.ref_key).in_(batch)),
         ):
             if not isinstance(whole, dict):
