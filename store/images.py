@@ -9,8 +9,9 @@ of every workload kind, including a CronJob's `jobTemplate`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -434,54 +435,150 @@ def _python_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None,
 # container, image): its ref, image path, objects and digests.
 Uses = dict[tuple[Key, str, str], dict[str, Any]]
 
+# Each ImageUse field's slot setter, in field order (`_image_use`).
+_IMAGE_USE_SLOTS: tuple[Callable[[ImageUse, Any], None], ...] = tuple(
+    vars(ImageUse)[f.name].__set__ for f in dataclasses.fields(ImageUse)
+)
 
-def _encoded(uses: Uses) -> list[dict[str, Any]]:
+
+def _image_use(
+    cluster_id: str,
+    workload: ResourceRef,
+    container: str,
+    path: str,
+    image: str,
+    digests: tuple[str, ...],
+    since: datetime | None,
+) -> ImageUse:
+    """`ImageUse(...)`, its slots set directly (the frozen dataclass's `__init__` sets each
+    through `object.__setattr__`, about three times as long; a fleet has ~100,000 uses)."""
+    use = object.__new__(ImageUse)
+    values = (cluster_id, workload, container, path, image, digests, since)
+    for set_slot, value in zip(_IMAGE_USE_SLOTS, values, strict=True):
+        set_slot(use, value)
+    return use
+
+
+def _use_order(use: ImageUse) -> tuple[str, str, str, str]:
+    return use.cluster_id, use.workload.key, use.container, use.image
+
+
+def _built(uses: Uses, history: _History) -> list[ImageUse]:
+    """The uses as `ImageUse`s, each since the earliest start of its objects' runs, in
+    (cluster, workload key, container, image) order."""
+    since = history.since
+    found = []
+    for (top, name, image), entry in uses.items():
+        starts = [since[(o, image)] for o in entry["objects"] if (o, image) in since]
+        found.append(
+            _image_use(
+                top[0],
+                entry["ref"],
+                name,
+                entry["path"],
+                image,
+                tuple(sorted(entry["digests"])),
+                min(starts) if starts else None,
+            )
+        )
+    found.sort(key=_use_order)
+    return found
+
+
+def _history_wanted(uses: Uses) -> dict[int, set[str]]:
+    """object id -> the images whose since `_since` must find."""
+    wanted: dict[int, set[str]] = {}
+    for (_top, _name, image), entry in uses.items():
+        for object_id in entry["objects"]:
+            wanted.setdefault(object_id, set()).add(image)
+    return wanted
+
+
+# The stored form of a cluster's `ImageUse`s (`rule_result_cache`, `INVENTORY_CACHE`): the
+# workloads once each (`refs`: apiVersion, kind, namespace, name), then each use as [index in
+# refs, container, path, image, digests, since (ISO 8601) or null], in `_use_order`; and the
+# versions the since values rest on (`_History.watched`).
+def _encoded(uses: list[ImageUse], watched: Collection[int]) -> list[dict[str, Any]]:
+    refs: dict[ResourceRef, int] = {}
+    rows = []
+    for use in uses:
+        index = refs.setdefault(use.workload, len(refs))
+        since = use.since.isoformat() if use.since is not None else None
+        rows.append([index, use.container, use.path, use.image, list(use.digests), since])
     return [
         {
-            "uses": [
-                [
-                    top[1],
-                    top[2],
-                    top[3],
-                    name,
-                    image,
-                    entry["ref"].key,
-                    entry["path"],
-                    sorted(entry["objects"]),
-                    sorted(entry["digests"]),
-                ]
-                for (top, name, image), entry in uses.items()
-            ]
+            "refs": [[r.api_version, r.kind, r.namespace, r.name] for r in refs],
+            "uses": rows,
+            "watched": sorted(watched),
         }
     ]
 
 
-def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> Uses:
-    return {
-        ((cluster_id, namespace, kind, workload), name, image): {
-            "ref": ResourceRef.from_key(key),
-            "path": path,
-            "objects": set(objects),
-            "digests": set(digests),
-        }
-        for namespace, kind, workload, name, image, key, path, objects, digests in stored[0]["uses"]
-    }
+def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[ImageUse]:
+    refs = [ResourceRef(*fields) for fields in stored[0]["refs"]]
+    moments: dict[str, datetime] = {}
+    found = []
+    for index, container, path, image, digests, since in stored[0]["uses"]:
+        moment = None
+        if since is not None:
+            moment = moments.get(since)
+            if moment is None:
+                moment = moments[since] = datetime.fromisoformat(since)
+        found.append(
+            _image_use(cluster_id, refs[index], container, path, image, tuple(digests), moment)
+        )
+    return found
+
+
+def _watched(stored: list[dict[str, Any]]) -> list[int]:
+    watched: list[int] = stored[0]["watched"]
+    return watched
+
+
+def _purged(session: Session, watched: dict[str, list[int]]) -> set[str]:
+    """The clusters (of `watched`: cluster -> version ids) some of whose versions are no
+    longer stored."""
+    wanted = sorted({v for ids in watched.values() for v in ids})
+    stored: set[int] = set()
+    for batch in chunked(wanted, 10_000):
+        stored.update(
+            session.scalars(select(ManifestVersion.id).where(ManifestVersion.id.in_(batch)))
+        )
+    return {cid for cid, ids in watched.items() if not stored.issuperset(ids)}
 
 
 def cached_inventory_uses(
     session: Session, cluster_ids: Sequence[str], *, deadline: float, timeout_seconds: float
-) -> Iterator[Uses]:
-    """The uses of the given clusters, cluster by cluster: a cluster's are worked out from its
-    bodies once per state (digest) and cached (`rule_result_cache`, one row per cluster), so
-    that a fleet evaluation after a few clusters changed reads only theirs, and decodes the
-    others' uses instead of resolving their rows' controller chains again. The uses are a
-    function of the state: the objects' ids, ref keys and bodies, which a state digest fixes
-    (an object's identity includes its uid, which its body holds)."""
+) -> Iterator[list[ImageUse]]:
+    """The `ImageUse`s of the given clusters, cluster by cluster in id order (each in
+    `_use_order`): a cluster's are worked out from its bodies and its history once and cached
+    (`rule_result_cache`, one row per cluster), so that a fleet evaluation after a few clusters
+    changed reads only theirs and decodes the others'.
+
+    The uses are a function of the state: the objects' ids, ref keys and bodies, which a
+    state digest fixes (an object's identity includes its uid, which its body holds). Their
+    since values are a function of the stored history, which changes in two ways only:
+    applying a snapshot writes versions (and makes it the cluster's current snapshot: a state
+    that comes back, A -> B -> A, has its digest again but not its snapshot), and the
+    retention purge deletes old ones. So a cluster's row is keyed by its digest and current
+    snapshot, and read only while every version its since values rest on (`_History.watched`)
+    is still stored; when the purge deleted one, the cluster is worked out again, and its
+    since values are what the remaining history says (a run whose first versions were
+    purged starts at its oldest stored version), as `image_uses` without the cache gives."""
     ids = sorted(set(cluster_ids))
-    digests = dict(
-        session.execute(select(Cluster.id, Cluster.current_digest).where(Cluster.id.in_(ids))).all()
-    )
-    keys = {cid: cluster_inventory_key(cid, d) for cid, d in digests.items() if d}
+    states = {
+        cid: (digest, snapshot)
+        for cid, digest, snapshot in session.execute(
+            select(Cluster.id, Cluster.current_digest, Cluster.current_snapshot_id).where(
+                Cluster.id.in_(ids)
+            )
+        )
+    }
+    keys = {
+        cid: cluster_inventory_key(cid, digest, snapshot_id=snapshot)
+        for cid, (digest, snapshot) in states.items()
+        if digest and snapshot is not None
+    }
     cached: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(sorted(keys.values())):
         cached.update(
@@ -492,31 +589,34 @@ def cached_inventory_uses(
                 )
             ).all()
         )
+    hits = {cid: cached[key] for cid, key in keys.items() if key in cached}
+    for cluster_id in _purged(session, {cid: _watched(s) for cid, s in hits.items()}):
+        del hits[cluster_id]
     read = _postgres_cluster_rows if on_postgresql(session) else _python_cluster_rows
     for cluster_id in ids:
         if time.monotonic() > deadline:
             raise SearchTimeout(timeout_seconds)
-        key = keys.get(cluster_id)
-        if key is not None and key in cached:
-            yield _decoded(cluster_id, cached[key])
+        if cluster_id in hits:
+            yield _decoded(cluster_id, hits[cluster_id])
             continue
         digest, rows = read(session, cluster_id)
         fleet = _Fleet()
         for row in rows:
             fleet.add(row)
         uses = fleet.uses()
-        if digest:
-            _store_uses(session, cluster_id, cluster_inventory_key(cluster_id, digest), uses)
-        yield uses
+        history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
+        found = _built(uses, history)
+        key = keys.get(cluster_id)
+        if key is not None and digest == states[cluster_id][0]:
+            _store_uses(session, cluster_id, key, _encoded(found, history.watched))
+        yield found
 
 
-def _store_uses(session: Session, cluster_id: str, key: str, uses: Uses) -> None:
+def _store_uses(session: Session, cluster_id: str, key: str, encoded: list[dict[str, Any]]) -> None:
+    """Replace the cluster's row (another state's, or this state's when the purge deleted a
+    version it rests on)."""
     version = INVENTORY_CACHE + cluster_id
-    session.execute(
-        delete(RuleResultCache).where(
-            RuleResultCache.catalogue_version == version, RuleResultCache.content_hash != key
-        )
-    )
+    session.execute(delete(RuleResultCache).where(RuleResultCache.catalogue_version == version))
     insert_ignoring_conflicts(
         session,
         table_of(RuleResultCache),
@@ -524,7 +624,7 @@ def _store_uses(session: Session, cluster_id: str, key: str, uses: Uses) -> None
             {
                 "content_hash": key,
                 "catalogue_version": version,
-                "results": _encoded(uses),
+                "results": encoded,
                 "created_at": utcnow(),
             }
         ],
@@ -539,23 +639,26 @@ _VERSION_IMAGES = " || ".join(
 )
 
 
-def _version_images(session: Session, batch: list[int]) -> Iterator[tuple[int, datetime, set[str]]]:
-    """(object id, first_seen, images) of every stored version of the objects, newest first
-    per object; on PostgreSQL only the images leave the database."""
+def _version_images(
+    session: Session, batch: list[int]
+) -> Iterator[tuple[int, int, datetime, set[str]]]:
+    """(object id, version id, first_seen, images) of every stored version of the objects,
+    newest first per object; on PostgreSQL only the images leave the database."""
     if on_postgresql(session):
         statement = text(
-            f"""SELECT v.object_id, v.first_seen, {_VERSION_IMAGES}
+            f"""SELECT v.object_id, v.id, v.first_seen, {_VERSION_IMAGES}
                 FROM manifest_versions v
                 JOIN manifest_bodies b ON b.content_hash = v.content_hash
                 WHERE v.object_id = ANY(:ids)
                 ORDER BY v.object_id, v.first_seen DESC, v.id DESC"""  # noqa: S608 - fixed text
         )
-        for object_id, first_seen, images in session.execute(statement, {"ids": batch}):
-            yield object_id, first_seen, {i for i in images if isinstance(i, str)}
+        for object_id, version_id, first_seen, images in session.execute(statement, {"ids": batch}):
+            yield object_id, version_id, first_seen, {i for i in images if isinstance(i, str)}
         return
     rows = session.execute(
         select(
             ManifestVersion.object_id,
+            ManifestVersion.id,
             KubeObject.kind,
             ManifestVersion.first_seen,
             ManifestBody.body,
@@ -567,30 +670,50 @@ def _version_images(session: Session, batch: list[int]) -> Iterator[tuple[int, d
             ManifestVersion.object_id, ManifestVersion.first_seen.desc(), ManifestVersion.id.desc()
         )
     )
-    for object_id, kind, first_seen, body in rows:
-        yield object_id, first_seen, pod_spec_images(kind, body if isinstance(body, dict) else {})
+    for object_id, version_id, kind, first_seen, body in rows:
+        images = pod_spec_images(kind, body if isinstance(body, dict) else {})
+        yield object_id, version_id, first_seen, images
+
+
+@dataclass(slots=True)
+class _History:
+    """What `_since` found: for each (object id, image) the first_seen of its run's first
+    version, and the versions the purge could delete that would move one (`watched`): each
+    run's first version unless it is its object's newest (a live object's current version is
+    never purged), and the version before the run (without the image), whose deletion would
+    join the run to an older one."""
+
+    since: dict[tuple[int, str], datetime] = field(default_factory=dict)
+    watched: set[int] = field(default_factory=set)
 
 
 def _since(
     session: Session, wanted: dict[int, set[str]], *, deadline: float, timeout: float
-) -> dict[tuple[int, str], datetime]:
+) -> _History:
     """For each (object id, image): the first_seen of the earliest version in the unbroken
     run of the object's newest versions whose pod spec holds that image."""
-    since: dict[tuple[int, str], datetime] = {}
+    found = _History()
+    starts: dict[tuple[int, str], int | None] = {}  # the run's first version, None: the newest
     broken: set[tuple[int, str]] = set()
     for batch in chunked(sorted(wanted), 1000):
         if time.monotonic() > deadline:
             raise SearchTimeout(timeout)
-        for object_id, first_seen, images in _version_images(session, batch):
+        previous = None
+        for object_id, version_id, first_seen, images in _version_images(session, batch):
+            newest = object_id != previous
+            previous = object_id
             for image in wanted[object_id]:
                 key = (object_id, image)
                 if key in broken:
                     continue
                 if image in images:
-                    since[key] = first_seen
+                    found.since[key] = first_seen
+                    starts[key] = None if newest else version_id
                 else:
                     broken.add(key)
-    return since
+                    found.watched.add(version_id)
+    found.watched.update(v for v in starts.values() if v is not None)
+    return found
 
 
 @dataclass(slots=True)
@@ -683,44 +806,44 @@ def image_uses(
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
-    uses: Uses = {}
+    kept = None if repositories is None else set(repositories)
     if cached and cluster_ids is not None:
+        found: list[ImageUse] = []
         for part in cached_inventory_uses(
             session, sorted(wanted), deadline=deadline, timeout_seconds=timeout_seconds
         ):
-            uses.update(part)
-    else:
-        one = next(iter(wanted)) if len(wanted) == 1 else None
-        source = _postgres_inventory_rows if on_postgresql(session) else _python_inventory_rows
-        fleet = _Fleet()
-        for kind in POD_SPEC_PATHS:
-            for row in source(session, kind, one):
-                if time.monotonic() > deadline:
-                    raise SearchTimeout(timeout_seconds)
-                if not wanted or row.cluster_id in wanted:
-                    fleet.add(row)
-        uses = fleet.uses()
-    if repositories is not None:
-        kept = set(repositories)
-        uses = {k: v for k, v in uses.items() if parse_image(k[2]).repository in kept}
-    history: dict[int, set[str]] = {}
-    for (_top, _name, image), entry in uses.items():
-        for object_id in entry["objects"]:
-            history.setdefault(object_id, set()).add(image)
-    since = _since(session, history, deadline=deadline, timeout=timeout_seconds)
-    found = []
-    for (top, name, image), entry in uses.items():
-        starts = [since[(o, image)] for o in entry["objects"] if (o, image) in since]
-        found.append(
-            ImageUse(
-                cluster_id=top[0],
-                workload=entry["ref"],
-                container=name,
-                path=entry["path"],
-                image=image,
-                digests=tuple(sorted(entry["digests"])),
-                since=min(starts) if starts else None,
-            )
-        )
-    found.sort(key=lambda u: (u.cluster_id, u.workload.key, u.container, u.image))
-    return found
+            found.extend(part)  # clusters in id order, each's uses in order: all in order
+        return found if kept is None else _of_repositories(found, kept)
+    one = next(iter(wanted)) if len(wanted) == 1 else None
+    source = _postgres_inventory_rows if on_postgresql(session) else _python_inventory_rows
+    fleet = _Fleet()
+    for kind in POD_SPEC_PATHS:
+        for row in source(session, kind, one):
+            if time.monotonic() > deadline:
+                raise SearchTimeout(timeout_seconds)
+            if not wanted or row.cluster_id in wanted:
+                fleet.add(row)
+    uses = fleet.uses()
+    if kept is not None:
+        repository = _repositories()
+        uses = {k: v for k, v in uses.items() if repository(k[2]) in kept}
+    history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
+    return _built(uses, history)
+
+
+def _repositories() -> Callable[[str], str]:
+    """image -> its canonical repository (`parse_image`), each distinct image parsed once."""
+    known: dict[str, str] = {}
+
+    def repository(image: str) -> str:
+        found = known.get(image)
+        if found is None:
+            found = known[image] = parse_image(image).repository
+        return found
+
+    return repository
+
+
+def _of_repositories(uses: list[ImageUse], kept: set[str]) -> list[ImageUse]:
+    repository = _repositories()
+    return [u for u in uses if repository(u.image) in kept]

@@ -61,18 +61,18 @@ def cluster_reads_key(state_digest: str) -> str:
 
 
 # The catalogue_version of a cluster's image-inventory rows (`store.images`) is this prefix
-# and the cluster id: they depend on the cluster's state only, not on the catalogue, so the
-# clean-up of other catalogue versions keeps them (one row per cluster, replaced when its
-# state changes).
-INVENTORY_CACHE = "inventory/1:"
+# and the cluster id: they depend on the cluster's state and history only, not on the
+# catalogue, so the clean-up of other catalogue versions keeps them (one row per cluster,
+# replaced when its state changes). Bumped when the stored form changes (2: the uses with
+# their since values), so that no row of another form is read: those the clean-up deletes.
+INVENTORY_CACHE = "inventory/2:"
 
 
-def cluster_inventory_key(cluster_id: str, state_digest: str) -> str:
-    """The cache key of a cluster's image inventory (its image uses, `store.images`) in the
-    state with this digest. (Rows cached in the earlier form, the inventory's rows before
-    their controller chains were resolved, were under `_state_key("inventory", ...)`: never
-    read, and replaced by the cluster's next inventory.)"""
-    return _state_key("inventory-uses", f"{cluster_id}\x00{state_digest}")
+def cluster_inventory_key(cluster_id: str, state_digest: str, *, snapshot_id: int) -> str:
+    """The cache key of a cluster's image inventory (its image uses with their since values,
+    `store.images`) in the state with this digest, reached by applying this snapshot (the
+    history the since values read is the one up to it)."""
+    return _state_key("inventory-uses", f"{cluster_id}\x00{state_digest}\x00{snapshot_id}")
 
 
 def cached_results(

@@ -6,10 +6,14 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from store import images
 from store.images import fleet_images, image_uses
-from store.rule_cache import delete_other_versions
+from store.models import KubeObject, ManifestBody, ManifestVersion, RuleResultCache
+from store.purge import purge_versions
+from store.rule_cache import INVENTORY_CACHE, delete_other_versions
 from store.search import SearchTimeout
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
@@ -118,11 +122,6 @@ def test_inventory_workloads_digests_and_since_on_both_engines(any_db_session: S
 
 
 def _cached_inventory_rows(session: Session) -> list[tuple[str, str]]:
-    from sqlalchemy import select  # noqa: PLC0415
-
-    from store.models import RuleResultCache  # noqa: PLC0415
-    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
-
     return sorted(
         session.execute(
             select(RuleResultCache.catalogue_version, RuleResultCache.content_hash).where(
@@ -158,7 +157,7 @@ def test_cached_inventory_is_the_inventory_on_both_engines(any_db_session: Sessi
     fresh, cached = both()
     assert cached == fresh and len(fresh) == 7
     stored = _cached_inventory_rows(session)
-    assert [version for version, _key in stored] == ["inventory/1:a", "inventory/1:b"]
+    assert [version for version, _key in stored] == [INVENTORY_CACHE + "a", INVENTORY_CACHE + "b"]
     fresh, cached = both()  # from the cache this time
     assert cached == fresh
     assert _cached_inventory_rows(session) == stored
@@ -177,7 +176,7 @@ def test_cached_inventory_is_the_inventory_on_both_engines(any_db_session: Sessi
     assert not any(name == "cache" for _c, _k, name, _i in names)
     assert not any(kind == "Deployment" for cid, kind, _n, _i in names if cid == "a")
     after = _cached_inventory_rows(session)
-    assert [version for version, _key in after] == ["inventory/1:a", "inventory/1:b"]
+    assert [version for version, _key in after] == [INVENTORY_CACHE + "a", INVENTORY_CACHE + "b"]
     assert not set(after) & set(stored)  # both states changed: both rows replaced
     only_b = image_uses(
         session, timeout_seconds=30, cluster_ids=["b"], repositories={"docker.io/shop/api"}
@@ -194,3 +193,109 @@ def test_cached_inventory_is_the_inventory_on_both_engines(any_db_session: Sessi
     # The inventory depends on no catalogue: the clean-up of other catalogue versions keeps it.
     delete_other_versions(session, keep_version="another-catalogue")
     assert _cached_inventory_rows(session) == after
+
+
+def _with(image: str, *, replicas: int = 2) -> dict:
+    return deployment("api", namespace="shop", image=image, replicas=replicas)
+
+
+def _api_versions(session: Session, cluster_id: str) -> list[tuple[int, datetime, str]]:
+    """(version id, first_seen, image) of the cluster's api Deployment, oldest first."""
+    return [
+        (vid, first_seen, body["spec"]["template"]["spec"]["containers"][0]["image"])
+        for vid, first_seen, body in session.execute(
+            select(ManifestVersion.id, ManifestVersion.first_seen, ManifestBody.body)
+            .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
+            .join(ManifestBody, ManifestBody.content_hash == ManifestVersion.content_hash)
+            .where(KubeObject.cluster_id == cluster_id, KubeObject.name == "api")
+            .order_by(ManifestVersion.id)
+        )
+    ]
+
+
+def _api_since(session: Session, clusters: list[str]) -> dict[str, datetime | None]:
+    """Each cluster's api since, read without the cache and with it (which must agree)."""
+    fresh = image_uses(session, timeout_seconds=30, cluster_ids=clusters)
+    cached = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
+    assert cached == fresh
+    assert [u.as_json() for u in cached] == [u.as_json() for u in fresh]
+    return {u.cluster_id: u.since for u in cached if u.workload.name == "api"}
+
+
+def test_cached_since_follows_the_history_on_both_engines(
+    any_db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached inventory holds each use's since: read from the cache without the history,
+    and worked out again when the history changed under the same state: a state that came
+    back (A -> B -> A: the same digest, a later since) and versions the retention purge
+    deleted (a run's first version: the since is the oldest stored version of the run; the
+    version before a run: the run joins the older one). Always what the history says now."""
+    session = any_db_session
+    t0 = datetime(2026, 10, 1, tzinfo=UTC)
+    t1, t2, t3 = (t0 + timedelta(days=days) for days in (10, 20, 30))
+    clusters = ["back", "joined", "purged", "still"]
+    for cluster_id in clusters:
+        make_cluster(session, cluster_id)
+    # back: A (api:1) at t0, then (below) B (api:2) at t1 and A again at t2 (its digest again)
+    _push_at(session, "back", [_with("shop/api:1")], t0)
+    # joined: api:1 at t0, api:2 at t1, api:1 at t2 (a run since t2)
+    for at, image in ((t0, "shop/api:1"), (t1, "shop/api:2"), (t2, "shop/api:1")):
+        _push_at(session, "joined", [_with(image)], at)
+    # purged: api:1 at t0, scaled at t1 and t2 (one run since t0); still: api:1 since t2
+    for at, replicas in ((t0, 2), (t1, 3), (t2, 4)):
+        _push_at(session, "purged", [_with("shop/api:1", replicas=replicas)], at)
+    _push_at(session, "still", [_with("shop/api:1")], t2)
+    assert _api_since(session, clusters) == {"back": t0, "joined": t2, "purged": t0, "still": t2}
+
+    # From the cache: the history is not read (its query fails if run).
+    def no_history(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the history was read")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(images, "_version_images", no_history)
+        cached = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
+    assert {u.cluster_id: u.since for u in cached} == {
+        "back": t0,
+        "joined": t2,
+        "purged": t0,
+        "still": t2,
+    }
+    rows = dict(_cached_inventory_rows(session))
+    assert sorted(rows) == [INVENTORY_CACHE + c for c in clusters]
+
+    _push_at(session, "back", [_with("shop/api:2")], t1)
+    _push_at(session, "back", [_with("shop/api:1")], t2)  # A again, the cache not read since
+    # The purge of versions superseded before t1 + 1 day: the t0 versions of back (its first
+    # A), joined (before its run) and purged (its run's first).
+    assert purge_versions(session, cutoff=t1 + timedelta(days=1)) == 3
+    assert _api_since(session, clusters) == {"back": t2, "joined": t2, "purged": t1, "still": t2}
+    after = dict(_cached_inventory_rows(session))
+    assert sorted(after) == sorted(rows)
+    assert {c for c in clusters if after[INVENTORY_CACHE + c] != rows[INVENTORY_CACHE + c]} == {
+        "back"  # a new snapshot; purged's row was replaced under its key (the same state)
+    }
+    with monkeypatch.context() as patched:  # and read again from the cache
+        patched.setattr(images, "_version_images", no_history)
+        again = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
+    assert {u.cluster_id: u.since for u in again} == {
+        "back": t2,
+        "joined": t2,
+        "purged": t1,
+        "still": t2,
+    }
+
+    # The purge deletes the versions superseded before its cutoff in batches, in no order:
+    # one can take the version that ended a run before an older one of the same image, and
+    # the run then joins that one.
+    for days, image in ((1, "shop/api:2"), (2, "shop/api:1")):
+        _push_at(session, "joined", [_with(image)], t3 + timedelta(days=days))
+    versions = _api_versions(session, "joined")
+    assert [(at, image) for _vid, at, image in versions] == [
+        (t1, "shop/api:2"),
+        (t2, "shop/api:1"),
+        (t3 + timedelta(days=1), "shop/api:2"),
+        (t3 + timedelta(days=2), "shop/api:1"),
+    ]
+    assert _api_since(session, ["joined"]) == {"joined": t3 + timedelta(days=2)}
+    session.execute(delete(ManifestVersion).where(ManifestVersion.id == versions[2][0]))
+    assert _api_since(session, ["joined"]) == {"joined": t2}
