@@ -10,6 +10,7 @@ of every workload kind, including a CronJob's `jobTemplate`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from contracts.images import VersionError, digest_of, parse_image, parse_version
+from contracts.images import ImageRef, VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
 from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.db import on_postgresql
@@ -265,6 +266,13 @@ class ImageUse:
         }
 
 
+@functools.lru_cache(maxsize=4096)
+def image_ref(image: str) -> ImageRef:
+    """`parse_image(image)`, each image parsed once a process (the last 4,096 kept): a fleet
+    runs few distinct images, each in many containers (`ImageRef` is immutable)."""
+    return parse_image(image)
+
+
 @dataclass(slots=True)
 class _Row:
     object_id: int
@@ -435,10 +443,10 @@ def _python_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None,
 # container, image): its ref, image path, objects and digests.
 Uses = dict[tuple[Key, str, str], dict[str, Any]]
 
-# Each ImageUse field's slot setter, in field order (`_image_use`).
-_IMAGE_USE_SLOTS: tuple[Callable[[ImageUse, Any], None], ...] = tuple(
-    vars(ImageUse)[f.name].__set__ for f in dataclasses.fields(ImageUse)
-)
+# ImageUse's slot setters, by field (`_image_use` sets every field).
+_USE_SLOTS: dict[str, Callable[[ImageUse, Any], None]] = {
+    f.name: vars(ImageUse)[f.name].__set__ for f in dataclasses.fields(ImageUse)
+}
 
 
 def _image_use(
@@ -450,13 +458,33 @@ def _image_use(
     digests: tuple[str, ...],
     since: datetime | None,
 ) -> ImageUse:
-    """`ImageUse(...)`, its slots set directly (the frozen dataclass's `__init__` sets each
-    through `object.__setattr__`, about three times as long; a fleet has ~100,000 uses)."""
+    """`ImageUse(...)`, its slots set directly: the frozen dataclass's `__init__` sets each
+    field through `object.__setattr__` (about 1.6 times as long; a fleet has ~100,000 uses)."""
     use = object.__new__(ImageUse)
-    values = (cluster_id, workload, container, path, image, digests, since)
-    for set_slot, value in zip(_IMAGE_USE_SLOTS, values, strict=True):
-        set_slot(use, value)
+    _SET_CLUSTER_ID(use, cluster_id)
+    _SET_WORKLOAD(use, workload)
+    _SET_CONTAINER(use, container)
+    _SET_PATH(use, path)
+    _SET_IMAGE(use, image)
+    _SET_DIGESTS(use, digests)
+    _SET_SINCE(use, since)
     return use
+
+
+(
+    _SET_CLUSTER_ID,
+    _SET_WORKLOAD,
+    _SET_CONTAINER,
+    _SET_PATH,
+    _SET_IMAGE,
+    _SET_DIGESTS,
+    _SET_SINCE,
+) = (
+    _USE_SLOTS.pop(name)
+    for name in ("cluster_id", "workload", "container", "path", "image", "digests", "since")
+)
+if _USE_SLOTS:
+    raise TypeError(f"ImageUse fields _image_use does not set: {sorted(_USE_SLOTS)}")
 
 
 def _use_order(use: ImageUse) -> tuple[str, str, str, str]:
@@ -495,19 +523,33 @@ def _history_wanted(uses: Uses) -> dict[int, set[str]]:
 
 
 # The stored form of a cluster's `ImageUse`s (`rule_result_cache`, `INVENTORY_CACHE`): the
-# workloads once each (`refs`: apiVersion, kind, namespace, name), then each use as [index in
-# refs, container, path, image, digests, since (ISO 8601) or null], in `_use_order`; and the
-# versions the since values rest on (`_History.watched`).
+# workloads once each (`refs`: apiVersion, kind, namespace, name), every other text once
+# (`texts`: containers, paths, images, digests, since values in ISO 8601), and each use, in
+# `_use_order`, as [ref, container, path, image, [digest, ...], since or null], by index;
+# and the versions the since values rest on (`_History.watched`). A fleet's uses share few
+# texts: half the size of writing them out, each decoded once.
 def _encoded(uses: list[ImageUse], watched: Collection[int]) -> list[dict[str, Any]]:
     refs: dict[ResourceRef, int] = {}
+    texts: dict[str, int] = {}
     rows = []
     for use in uses:
-        index = refs.setdefault(use.workload, len(refs))
-        since = use.since.isoformat() if use.since is not None else None
-        rows.append([index, use.container, use.path, use.image, list(use.digests), since])
+        since = None
+        if use.since is not None:
+            since = texts.setdefault(use.since.isoformat(), len(texts))
+        rows.append(
+            [
+                refs.setdefault(use.workload, len(refs)),
+                texts.setdefault(use.container, len(texts)),
+                texts.setdefault(use.path, len(texts)),
+                texts.setdefault(use.image, len(texts)),
+                [texts.setdefault(d, len(texts)) for d in use.digests],
+                since,
+            ]
+        )
     return [
         {
             "refs": [[r.api_version, r.kind, r.namespace, r.name] for r in refs],
+            "texts": list(texts),
             "uses": rows,
             "watched": sorted(watched),
         }
@@ -515,17 +557,27 @@ def _encoded(uses: list[ImageUse], watched: Collection[int]) -> list[dict[str, A
 
 
 def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[ImageUse]:
-    refs = [ResourceRef(*fields) for fields in stored[0]["refs"]]
-    moments: dict[str, datetime] = {}
+    part = stored[0]
+    refs = [ResourceRef(*fields) for fields in part["refs"]]
+    texts: list[str] = part["texts"]
+    moments: dict[int, datetime] = {}
     found = []
-    for index, container, path, image, digests, since in stored[0]["uses"]:
+    for ref, container, path, image, digests, since in part["uses"]:
         moment = None
         if since is not None:
             moment = moments.get(since)
             if moment is None:
-                moment = moments[since] = datetime.fromisoformat(since)
+                moment = moments[since] = datetime.fromisoformat(texts[since])
         found.append(
-            _image_use(cluster_id, refs[index], container, path, image, tuple(digests), moment)
+            _image_use(
+                cluster_id,
+                refs[ref],
+                texts[container],
+                texts[path],
+                texts[image],
+                tuple([texts[d] for d in digests]) if digests else (),
+                moment,
+            )
         )
     return found
 
@@ -603,18 +655,33 @@ def cached_inventory_uses(
         fleet = _Fleet()
         for row in rows:
             fleet.add(row)
-        uses = fleet.uses()
-        history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
-        found = _built(uses, history)
-        key = keys.get(cluster_id)
-        if key is not None and digest == states[cluster_id][0]:
-            _store_uses(session, cluster_id, key, _encoded(found, history.watched))
-        yield found
+        yield _store_uses(
+            session,
+            cluster_id,
+            keys.get(cluster_id) if digest == states[cluster_id][0] else None,
+            fleet.uses(),
+            deadline=deadline,
+            timeout_seconds=timeout_seconds,
+        )
 
 
-def _store_uses(session: Session, cluster_id: str, key: str, encoded: list[dict[str, Any]]) -> None:
-    """Replace the cluster's row (another state's, or this state's when the purge deleted a
-    version it rests on)."""
+def _store_uses(
+    session: Session,
+    cluster_id: str,
+    key: str | None,
+    uses: Uses,
+    *,
+    deadline: float,
+    timeout_seconds: float,
+) -> list[ImageUse]:
+    """The cluster's uses as `ImageUse`s, their since values read from its history, cached
+    under `key` (`cluster_inventory_key` of the state and the current snapshot the uses and
+    the history are of; None: not cached). The row replaces the cluster's (another state's, or
+    this state's when the purge deleted a version it rests on)."""
+    history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
+    found = _built(uses, history)
+    if key is None:
+        return found
     version = INVENTORY_CACHE + cluster_id
     session.execute(delete(RuleResultCache).where(RuleResultCache.catalogue_version == version))
     insert_ignoring_conflicts(
@@ -624,11 +691,12 @@ def _store_uses(session: Session, cluster_id: str, key: str, encoded: list[dict[
             {
                 "content_hash": key,
                 "catalogue_version": version,
-                "results": encoded,
+                "results": _encoded(found, history.watched),
                 "created_at": utcnow(),
             }
         ],
     )
+    return found
 
 
 _SPEC_PREFIXES = sorted({".".join(path) for path in POD_SPEC_PATHS.values()})
@@ -825,25 +893,10 @@ def image_uses(
                 fleet.add(row)
     uses = fleet.uses()
     if kept is not None:
-        repository = _repositories()
-        uses = {k: v for k, v in uses.items() if repository(k[2]) in kept}
+        uses = {k: v for k, v in uses.items() if image_ref(k[2]).repository in kept}
     history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
     return _built(uses, history)
 
 
-def _repositories() -> Callable[[str], str]:
-    """image -> its canonical repository (`parse_image`), each distinct image parsed once."""
-    known: dict[str, str] = {}
-
-    def repository(image: str) -> str:
-        found = known.get(image)
-        if found is None:
-            found = known[image] = parse_image(image).repository
-        return found
-
-    return repository
-
-
 def _of_repositories(uses: list[ImageUse], kept: set[str]) -> list[ImageUse]:
-    repository = _repositories()
-    return [u for u in uses if repository(u.image) in kept]
+    return [u for u in uses if image_ref(u.image).repository in kept]

@@ -27,7 +27,7 @@ from rules.configure import ObjectFacts, reads_facts
 from rules.fleet import FleetContext, RunningImage
 from store.advisories import loaded_advisories
 from store.exemptions import exemptions_by_cluster
-from store.images import ImageUse, image_uses
+from store.images import ImageUse, image_ref, image_uses
 from store.manifests import current_metadata
 from store.models import Cluster
 from workers.engine import EngineHandle
@@ -59,7 +59,7 @@ def running_image(use: ImageUse) -> RunningImage:
         workload=use.workload,
         container=use.container,
         path=use.path,
-        image=parse_image(use.image),
+        image=image_ref(use.image),
         digests=use.digests,
         since=use.since,
     )
