@@ -867,10 +867,11 @@ def image_uses(
     (so an old ReplicaSet revision does not count for its Deployment), while its Pods add
     the digests their status reports. An object whose controller is not stored (a Pod of an
     uncollected ReplicaSet) counts for that controller. `repositories` (canonical, as
-    `parse_image` gives them) keeps only the images of those repositories, before their
-    history is read. Runs under the search time limit. `cached` (with `cluster_ids`): the
-    clusters' uses come from `cached_inventory_uses` (worked out from the bodies only for
-    clusters whose state changed since their uses were cached), with the same outcome.
+    `parse_image` gives them) keeps only the images of those repositories (uncached: before
+    their history is read). Runs under the search time limit. `cached` (with `cluster_ids`):
+    the clusters' uses and since values come from `cached_inventory_uses` (worked out from
+    the bodies and the history only for clusters whose state or history changed since they
+    were cached), with the same outcome.
     """
     deadline = time.monotonic() + timeout_seconds
     wanted = set(cluster_ids or ())
