@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -315,23 +315,29 @@ def _status_digests(statuses: Any) -> dict[str, str]:
     return found
 
 
+def _body_row(object_id: int, cluster_id: str, ref: ResourceRef, body: Any) -> _Row:
+    """The inventory row of a stored object of a kind with a pod spec, from its body (what
+    `_postgres_row` makes of the columns `_inventory_columns` extracts)."""
+    body = body if isinstance(body, dict) else {}
+    status = body.get("status") if ref.kind == "Pod" else None
+    statuses: list[Any] = []
+    if isinstance(status, dict):
+        for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
+            value = status.get(key)
+            statuses += value if isinstance(value, list) else []
+    return _Row(
+        object_id,
+        cluster_id,
+        ref,
+        _owner(body.get("metadata")),
+        _containers(ref.kind, body),
+        _status_digests(statuses),
+    )
+
+
 def _python_inventory_rows(session: Session, kind: str, cluster_id: str | None) -> Iterator[_Row]:
     for manifest in current_manifests(session, cluster_id=cluster_id, kind=kind):
-        body = manifest.body if isinstance(manifest.body, dict) else {}
-        status = body.get("status") if kind == "Pod" else None
-        statuses: list[Any] = []
-        if isinstance(status, dict):
-            for key in ("initContainerStatuses", "containerStatuses", "ephemeralContainerStatuses"):
-                value = status.get(key)
-                statuses += value if isinstance(value, list) else []
-        yield _Row(
-            manifest.object_id,
-            manifest.cluster_id,
-            manifest.ref,
-            _owner(body.get("metadata")),
-            _containers(kind, body),
-            _status_digests(statuses),
-        )
+        yield _body_row(manifest.object_id, manifest.cluster_id, manifest.ref, manifest.body)
 
 
 def _pg_array(path: str) -> str:
@@ -403,10 +409,17 @@ def _postgres_inventory_rows(session: Session, kind: str, cluster_id: str | None
 def _postgres_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None, list[_Row]]:
     """The cluster's state digest and its inventory rows (kind by kind, in object id order),
     read by one statement, so that the rows are those of the state the digest names."""
+    # Each body is detoasted once, by the subquery (`|| '{}'`: an object itself, and for
+    # anything else every column is empty either way, each path starting with a member
+    # name): `_inventory_columns` refers to the body up to 13 times, and each reference to a
+    # stored (TOASTed) body fetched and decompressed it again (a Pod's, over 2 kB, is stored
+    # so). On the pipeline bench's data: half the buffer reads, a fifth less PostgreSQL CPU.
     parts = [
-        f"""SELECT {index} AS k, o.id, o.ref_key, {_inventory_columns(kind)}
-            FROM objects o JOIN manifest_bodies b ON b.content_hash = o.current_hash
-            WHERE o.cluster_id = c.id AND o.deleted_at IS NULL AND o.kind = :kind{index}"""  # noqa: S608
+        f"""SELECT {index} AS k, b.id, b.ref_key, {_inventory_columns(kind)}
+            FROM (SELECT o.id, o.ref_key, m.body || '{{}}'::jsonb AS body
+                  FROM objects o JOIN manifest_bodies m ON m.content_hash = o.current_hash
+                  WHERE o.cluster_id = c.id AND o.deleted_at IS NULL AND o.kind = :kind{index}
+                  OFFSET 0) b"""  # noqa: S608
         for index, kind in enumerate(POD_SPEC_PATHS)
     ]
     sql = f"""
@@ -436,6 +449,42 @@ def _python_cluster_rows(session: Session, cluster_id: str) -> tuple[str | None,
     ]
     after = session.scalar(select(Cluster.current_digest).where(Cluster.id == cluster_id))
     return (digest if digest == after else None), rows
+
+
+def cache_cluster_inventory(
+    session: Session,
+    cluster_id: str,
+    *,
+    digest: str,
+    snapshot_id: int,
+    objects: Iterable[tuple[int, ResourceRef, Any]],
+    timeout_seconds: float,
+) -> None:
+    """Cache the cluster's uses in the state `digest` and `snapshot_id` (its current ones),
+    with their since values (`_store_uses`, under the search time limit), from its live
+    objects' (id, ref, body), in object id order: what a scan that decoded every body has
+    in hand, so that the fleet evaluation after it finds them cached instead of reading the
+    bodies again (`cached_inventory_uses`, whose rows these are: kind by kind, by id)."""
+    order = {kind: n for n, kind in enumerate(POD_SPEC_PATHS)}
+    rows = sorted(
+        (
+            (order[ref.kind], _body_row(object_id, cluster_id, ref, body))
+            for object_id, ref, body in objects
+            if ref.kind in order
+        ),
+        key=lambda ranked: ranked[0],  # stable: by id within a kind
+    )
+    fleet = _Fleet()
+    for _rank, row in rows:
+        fleet.add(row)
+    _store_uses(
+        session,
+        cluster_id,
+        cluster_inventory_key(cluster_id, digest, snapshot_id=snapshot_id),
+        fleet.uses(),
+        deadline=time.monotonic() + timeout_seconds,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 # A cluster's uses (`_Fleet.uses` of its rows alone: a workload's controller chain never

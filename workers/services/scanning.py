@@ -40,6 +40,7 @@ from store.findings import (
     reconcile_findings,
     settle_new,
 )
+from store.images import POD_SPEC_PATHS, cache_cluster_inventory
 from store.manifests import bodies_and_labels, bodies_by_hash, current_manifests, live_bodies
 from store.models import (
     Cluster,
@@ -767,7 +768,53 @@ def evaluate_cluster_rules(
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
     views = _live_views(session, cluster_id, rules=rules)
+    _cache_inventory(
+        session, cluster_id, digest=digest, live=_live_rows(session, cluster_id), views=views
+    )
     return _cluster_step(session, rules, digest=digest, views=views)
+
+
+# How long a scan may spend caching its cluster's image inventory (its history's since values).
+INVENTORY_CACHE_LIMIT_S = 60.0
+
+
+def _cache_inventory(
+    session: Session,
+    cluster_id: str,
+    *,
+    digest: str,
+    live: Sequence[_Live],
+    views: Sequence[tuple[str, ObjectView]],
+) -> None:
+    """Cache the cluster's image inventory (`store.images.cache_cluster_inventory`) from the
+    bodies a step that read every live one decoded (`views`, in object id order, paired with
+    the live rows `live` by position), so that the fleet evaluation after this scan, and its
+    finalize, find it cached instead of reading the bodies again. Nothing is cached when the
+    rows and the views are not the same objects, or the cluster's state changed meanwhile."""
+    if len(live) != len(views) or any(
+        row.content_hash != chash for row, (chash, _view) in zip(live, views, strict=True)
+    ):
+        return
+    state = session.execute(
+        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
+    ).first()
+    if state is None or state[0] != digest or state[1] is None:
+        return
+    try:
+        cache_cluster_inventory(
+            session,
+            cluster_id,
+            digest=digest,
+            snapshot_id=state[1],
+            objects=(
+                (row.id, ResourceRef.from_key(row.ref_key), view.manifest)
+                for row, (_chash, view) in zip(live, views, strict=True)
+                if view.kind in POD_SPEC_PATHS  # the ref's kind: both are the body's
+            ),
+            timeout_seconds=INVENTORY_CACHE_LIMIT_S,
+        )
+    except SearchTimeout:
+        log.warning("cluster %s: its image inventory was not cached (history too long)", cluster_id)
 
 
 # The share of a cluster's live objects that may have changed for a label-only rescan to reuse
@@ -1178,6 +1225,7 @@ def evaluate_inline(
         )
     else:
         live = _live_views(session, cluster_id, rules=judged)
+        _cache_inventory(session, cluster_id, digest=digest, live=live_rows, views=live)
         fresh, errors = _evaluate_objects(
             judged,
             ((h, view) for h, view in live if h in wanted),
