@@ -299,3 +299,82 @@ def test_cached_since_follows_the_history_on_both_engines(
     assert _api_since(session, ["joined"]) == {"joined": t3 + timedelta(days=2)}
     session.execute(delete(ManifestVersion).where(ManifestVersion.id == versions[2][0]))
     assert _api_since(session, ["joined"]) == {"joined": t2}
+
+
+def _cached_inventory(session: Session) -> dict[str, object]:
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from store.models import RuleResultCache  # noqa: PLC0415
+    from store.rule_cache import INVENTORY_CACHE  # noqa: PLC0415
+
+    return dict(
+        session.execute(
+            select(RuleResultCache.content_hash, RuleResultCache.results).where(
+                RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE)
+            )
+        ).all()
+    )
+
+
+def test_inventory_cached_from_bodies_is_the_inventory_read_on_both_engines(
+    any_db_session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a scan caches of the bodies it decoded (`cache_cluster_inventory`) is exactly
+    what the cold read caches (same keys, same stored uses, in the same order), and the
+    fleet's inventory then comes from it without reading any body: Pods with digests, a
+    Pod of an unstored ReplicaSet, containers without an image or not an object."""
+    from sqlalchemy import delete, select  # noqa: PLC0415
+
+    import store.images  # noqa: PLC0415
+    from store.images import cache_cluster_inventory  # noqa: PLC0415
+    from store.manifests import current_manifests  # noqa: PLC0415
+    from store.models import Cluster, RuleResultCache  # noqa: PLC0415
+
+    session = any_db_session
+    make_cluster(session, "a")
+    make_cluster(session, "b")
+    objects = workloads()
+    pod = next(o for o in objects if o["metadata"]["name"] == "web-bbb-0")
+    pod["status"] = {"containerStatuses": [{"name": "main", "imageID": f"shop/web@{DIGEST}"}]}
+    orphan = copy.deepcopy(pod)
+    orphan["metadata"]["name"] = "web-ccc-0"
+    orphan["metadata"]["ownerReferences"][0]["name"] = "web-ccc"
+    orphan["spec"]["initContainers"] = ["not a container", {"name": "no-image"}]
+    _push_at(session, "a", [*objects, orphan], datetime(2026, 10, 1, tzinfo=UTC))
+    _push_at(
+        session,
+        "b",
+        [deployment("api", namespace="shop", image="shop/api:2.1.0")],
+        datetime(2026, 10, 1, tzinfo=UTC),
+    )
+    clusters = ["a", "b"]
+    fresh = image_uses(session, timeout_seconds=30, cluster_ids=clusters)
+    assert image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True) == fresh
+    read = _cached_inventory(session)
+    assert len(read) == 2
+
+    session.execute(delete(RuleResultCache).where(RuleResultCache.content_hash.in_(list(read))))
+    for cluster_id in clusters:
+        digest, snapshot_id = session.execute(
+            select(Cluster.current_digest, Cluster.current_snapshot_id).where(
+                Cluster.id == cluster_id
+            )
+        ).one()
+        assert digest and snapshot_id is not None
+        live = sorted(current_manifests(session, cluster_id=cluster_id), key=lambda m: m.object_id)
+        cache_cluster_inventory(
+            session,
+            cluster_id,
+            digest=digest,
+            snapshot_id=snapshot_id,
+            objects=[(m.object_id, m.ref, m.body) for m in live],
+            timeout_seconds=30,
+        )
+    assert _cached_inventory(session) == read
+
+    def unread(*_args: object) -> None:
+        raise AssertionError("a cached cluster's bodies were read")
+
+    monkeypatch.setattr(store.images, "_postgres_cluster_rows", unread)
+    monkeypatch.setattr(store.images, "_python_cluster_rows", unread)
+    assert image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True) == fresh

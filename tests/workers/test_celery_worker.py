@@ -10,20 +10,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.dispatch import CeleryDispatcher, enqueue_after_commit
 from store import migrate
 from store.db import make_engine, make_session_factory, unit_of_work
-from store.models import Finding, ScanRun, Snapshot
+from store.models import Cluster, Finding, RuleResultCache, ScanRun, Snapshot
+from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key
 from store.snapshots import stage_snapshot
 from tests.support.factories import make_cluster
-from tests.support.manifests import full_envelope
+from tests.support.manifests import deployment, full_envelope
 from tests.support.services import ThrowawayDatabase
 from tests.workers.celery_rig import CeleryRig, free_port, running, wait_for
 from tests.workers.test_scan_lifecycle import offline
 from tests.workers.workloads import cluster_state, fixed
+from workers.engine import load_engine
+from workers.services.fleet import evaluate_fleet
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -199,6 +202,77 @@ def test_fleet_scan_of_three_clusters_on_a_worker(
             assert run.shard_count == 1 and run.counts["evaluated"] == 1
         else:
             assert run.counts["unchanged"] == 1 and run.shard_count == 0
+
+
+def test_a_fleet_scan_on_one_worker_evaluates_the_fleet_from_what_its_scans_cached(
+    rig: CeleryRig, sessions: sessionmaker[Session]
+) -> None:
+    """The cluster scans of a cold fleet scan cache each cluster's image inventory from the
+    bodies they decode (written while its scan ran, under the cluster's state), and the fleet
+    evaluation, queued after them, finds it there and finds every fleet finding the bodies
+    give (checked against an evaluation that reads every body)."""
+    token = uuid.uuid4().hex[:6]
+    states = {
+        f"inv-{token}-{n}": [
+            *cluster_state(f"v{n}{token}", 4),
+            deployment("app", namespace="shop", image=f"r.example/app-{token}:1.{5 * n}.0"),
+        ]
+        for n in range(2)
+    }
+    snapshot_ids = [register(sessions, cid, objs) for cid, objs in states.items()]
+    rig.start_worker(concurrency=1)
+    process_all(rig, sessions, snapshot_ids)
+
+    rig.client().send_task("k8smon.scan_fleet", args=["test"])
+    runs = wait_for(
+        lambda: (found := finished_runs(sessions, list(states))) and len(found) == 2 and found,
+        timeout=90,
+        what="two scans finished",
+    )
+    with unit_of_work(sessions) as session:
+        digests = {
+            cid: (digest, snapshot)
+            for cid, digest, snapshot in session.execute(
+                select(Cluster.id, Cluster.current_digest, Cluster.current_snapshot_id).where(
+                    Cluster.id.in_(list(states))
+                )
+            )
+        }
+        written = dict(
+            session.execute(
+                select(RuleResultCache.content_hash, RuleResultCache.created_at).where(
+                    RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE)
+                )
+            ).all()
+        )
+    for run in runs:
+        assert run.shard_count == 1 and run.counts["evaluated"] >= 1
+        digest, snapshot = digests[run.cluster_id]
+        at = written[cluster_inventory_key(run.cluster_id, digest, snapshot_id=snapshot)]
+        assert run.started_at <= at <= run.finished_at  # by the scan, not the evaluation
+    # Queued after the fleet scan's own evaluation: once it has run, that one has too.
+    rig.client().send_task("k8smon.evaluate_fleet").get(timeout=90)
+
+    def fleet_findings() -> set[tuple]:
+        with unit_of_work(sessions) as session:
+            rows = session.execute(
+                select(Finding.cluster_id, Finding.rule_id, Finding.name, Finding.message).where(
+                    Finding.cluster_id.in_(list(states)),
+                    Finding.rule_id.in_(("KM-621", "KM-622")),
+                )
+            )
+            return set(rows)
+
+    evaluated = fleet_findings()
+    assert {(c, r, n) for c, r, n, _m in evaluated} == {(f"inv-{token}-0", "KM-621", "app")}
+    with unit_of_work(sessions) as session:
+        session.execute(
+            delete(RuleResultCache).where(
+                RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE)
+            )
+        )
+        assert evaluate_fleet(session, rules=load_engine(None), timeout_seconds=60).errors == []
+    assert fleet_findings() == evaluated
 
 
 @pytest.mark.parametrize(

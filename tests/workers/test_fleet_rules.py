@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from contracts.advisories import parse_advisories
 from contracts.tasks import EVALUATE_FLEET, RESCAN, SCAN_FLEET
 from store.advisories import delete_advisory, load_advisories
+from store.db import unit_of_work
 from store.models import Finding, FindingEvent
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster, make_exemption
@@ -346,3 +347,48 @@ def test_workload_facts_are_read_once_and_only_when_configuration_reads_them(
     assert statuses == {"eu": "exempted", "dev": "exempted"}
     make_exemption(session, rule_ids=["KM-621"], selector={"labels": "tier=front"})
     assert evaluate(3) == [["dev", "eu"]]  # a global one: every cluster with results
+
+
+@pytest.mark.parametrize("shard_size", [2000, 1], ids=["one-shard", "shards-and-cluster-step"])
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+def test_a_fleet_scan_evaluates_the_fleet_from_the_inventories_its_scans_cached(
+    request: pytest.FixtureRequest,
+    engine: str,
+    shard_size: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cold fleet scan's cluster scans decode every body, and cache each cluster's
+    inventory of them (a one-shard scan's inline step, or the cluster step of a scan of
+    several shards): the fleet evaluation after them reads no body, and its findings are
+    those of an evaluation that reads every body."""
+    import store.images  # noqa: PLC0415
+
+    fixture = "make_pipeline" if engine == "postgresql" else "make_sqlite_pipeline"
+    pipeline = request.getfixturevalue(fixture)(shard_size=shard_size)
+    old = deployment("app", namespace="shop", image="r.example/log4j-app:2.14.1")
+    pipeline.push_and_process("prod", [old, deployment("db", namespace="shop", image="pg:16")])
+    pipeline.push_and_process(
+        "stage", [deployment("app", namespace="shop", image="r.example/log4j-app:2.17.1")]
+    )
+    with unit_of_work(pipeline.ctx.sessions) as writing:  # SQLite: the pipeline's writer
+        load_advisories(writing, parse_advisories(LOG4J), loaded_by="test")
+    session = pipeline.session
+
+    def unread(*_args: object) -> None:
+        raise AssertionError("the fleet evaluation read a scanned cluster's bodies")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store.images, "_postgres_cluster_rows", unread)
+        patched.setattr(store.images, "_python_cluster_rows", unread)
+        pipeline.run.run(SCAN_FLEET)
+    session.commit()  # read what the pipeline committed since
+    scanned = _fleet_state(session)
+    assert [(c, r, n) for c, r, n, _s, _p, _m in scanned] == [
+        ("prod", "KM-621", "app"),
+        ("prod", "KM-622", "app"),
+    ]
+    with unit_of_work(pipeline.ctx.sessions) as writing:
+        _forget_inventories(writing)
+    pipeline.run.run(EVALUATE_FLEET)  # from every body
+    session.commit()
+    assert _fleet_state(session) == scanned
