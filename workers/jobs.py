@@ -85,7 +85,9 @@ def evaluate_fleet(ctx: WorkerContext) -> dict[str, Any]:
 
 def fleet_scan_started(ctx: WorkerContext) -> None:
     """A fleet scan also re-evaluates the fleet rules (they read the stored state, not the
-    scans' results, so this need not wait for the scans)."""
+    scans' results, so this need not wait for the scans). Sent after the batches, it is
+    queued behind them, and mostly finds every scanned cluster's image inventory cached by
+    its scan (`scanning._cache_inventory`); a cluster it reaches first it reads itself."""
     ctx.send(EVALUATE_FLEET)
 
 
