@@ -25,7 +25,7 @@ from tests.workers.conftest import Pipeline
 from workers.engine import EngineHandle
 from workers.services import fleet as fleet_module
 from workers.services import fleet_rules as fleet_rules_module
-from workers.services.fleet import evaluate_fleet
+from workers.services.fleet import FleetOutcome, evaluate_fleet
 
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 LOG4J = {
@@ -267,16 +267,14 @@ def test_a_cluster_whose_fleet_findings_are_unchanged_is_not_reconciled_again(
     monkeypatch.setattr(fleet_module, "reconcile_findings", spy)
 
     def evaluate(minutes: int) -> tuple[list[str], dict[str, int]]:
-        now = T0 + timedelta(days=1, minutes=minutes)
-        with monkeypatch.context() as full, session.begin_nested() as nested:
-            full.setattr(fleet_module, "unchanged_outcome", lambda *_args: None)
-            expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
-            expected_rows = _all_fleet_rows(session)
-            nested.rollback()
-        reconciled.clear()
-        outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
-        assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
-        assert _all_fleet_rows(session) == expected_rows
+        outcome = _evaluated_as_with(
+            session,
+            rules_engine,
+            monkeypatch,
+            now=T0 + timedelta(days=1, minutes=minutes),
+            patch=(fleet_module, "unchanged_outcome", lambda *_args: None),
+            then=reconciled.clear,
+        )
         return sorted(reconciled), outcome.counts
 
     assert evaluate(0)[0] == ["dev", "eu"]  # new findings (dev's exempted)
@@ -289,6 +287,30 @@ def test_a_cluster_whose_fleet_findings_are_unchanged_is_not_reconciled_again(
     reconciled_now, counts = evaluate(3)
     assert reconciled_now == ["dev", "eu"] and counts["resolved"] == 2  # eu upgraded
     assert evaluate(4)[0] == ["dev"]  # nothing active left in eu: not even read
+
+
+def _evaluated_as_with(
+    session: Session,
+    rules_engine: EngineHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    now: datetime,
+    patch: tuple[Any, str, Any],
+    then: Callable[[], None],
+) -> FleetOutcome:
+    """`evaluate_fleet` at `now`, checked against the same evaluation with `patch` (module,
+    name, replacement) in place, run first and rolled back: the same counts, clusters and
+    stored fleet findings. `then` runs between the two (a spy's reset)."""
+    with monkeypatch.context() as patched, session.begin_nested() as nested:
+        patched.setattr(*patch)
+        expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+        expected_rows = _all_fleet_rows(session)
+        nested.rollback()
+    then()
+    outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
+    assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
+    assert _all_fleet_rows(session) == expected_rows
+    return outcome
 
 
 def test_workload_facts_are_read_once_and_only_when_configuration_reads_them(
@@ -320,16 +342,14 @@ def test_workload_facts_are_read_once_and_only_when_configuration_reads_them(
     monkeypatch.setattr(fleet_rules_module, "current_metadata", spy)
 
     def evaluate(minutes: int) -> list[list[str]]:
-        now = T0 + timedelta(days=1, minutes=minutes)
-        with monkeypatch.context() as every, session.begin_nested() as nested:
-            every.setattr(fleet_rules_module, "reads_facts", lambda *_a, **_k: True)
-            expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
-            expected_rows = _all_fleet_rows(session)
-            nested.rollback()
-        reads.clear()
-        outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
-        assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
-        assert _all_fleet_rows(session) == expected_rows
+        _evaluated_as_with(
+            session,
+            rules_engine,
+            monkeypatch,
+            now=T0 + timedelta(days=1, minutes=minutes),
+            patch=(fleet_rules_module, "reads_facts", lambda *_a, **_k: True),
+            then=reads.clear,
+        )
         return list(reads)
 
     assert evaluate(0) == []  # no exemption: no facts read
