@@ -248,13 +248,16 @@ def test_cached_since_follows_the_history_on_both_engines(
     assert _api_since(session, clusters) == {"back": t0, "joined": t2, "purged": t0, "still": t2}
 
     # From the cache: the history is not read (its query fails if run).
-    def no_history(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("the history was read")
+    def cached_since() -> dict[str, datetime | None]:
+        def no_history(*_args: object, **_kwargs: object) -> None:
+            raise AssertionError("the history was read")
 
-    with monkeypatch.context() as patched:
-        patched.setattr(images, "_version_images", no_history)
-        cached = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
-    assert {u.cluster_id: u.since for u in cached} == {
+        with monkeypatch.context() as patched:
+            patched.setattr(images, "_version_images", no_history)
+            cached = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
+        return {u.cluster_id: u.since for u in cached}
+
+    assert cached_since() == {
         "back": t0,
         "joined": t2,
         "purged": t0,
@@ -274,10 +277,7 @@ def test_cached_since_follows_the_history_on_both_engines(
     assert {c for c in clusters if after[INVENTORY_CACHE + c] != rows[INVENTORY_CACHE + c]} == {
         "back"  # a new snapshot; purged's row was replaced under its key (the same state)
     }
-    with monkeypatch.context() as patched:  # and read again from the cache
-        patched.setattr(images, "_version_images", no_history)
-        again = image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True)
-    assert {u.cluster_id: u.since for u in again} == {
+    assert cached_since() == {  # and read again from the cache
         "back": t2,
         "joined": t2,
         "purged": t1,
