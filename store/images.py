@@ -9,10 +9,9 @@ of every workload kind, including a CronJob's `jobTemplate`.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -492,49 +491,6 @@ def cache_cluster_inventory(
 # container, image): its ref, image path, objects and digests.
 Uses = dict[tuple[Key, str, str], dict[str, Any]]
 
-# ImageUse's slot setters, by field (`_image_use` sets every field).
-_USE_SLOTS: dict[str, Callable[[ImageUse, Any], None]] = {
-    f.name: vars(ImageUse)[f.name].__set__ for f in dataclasses.fields(ImageUse)
-}
-
-
-def _image_use(
-    cluster_id: str,
-    workload: ResourceRef,
-    container: str,
-    path: str,
-    image: str,
-    digests: tuple[str, ...],
-    since: datetime | None,
-) -> ImageUse:
-    """`ImageUse(...)`, its slots set directly: the frozen dataclass's `__init__` sets each
-    field through `object.__setattr__` (about 1.6 times as long; a fleet has ~100,000 uses)."""
-    use = object.__new__(ImageUse)
-    _SET_CLUSTER_ID(use, cluster_id)
-    _SET_WORKLOAD(use, workload)
-    _SET_CONTAINER(use, container)
-    _SET_PATH(use, path)
-    _SET_IMAGE(use, image)
-    _SET_DIGESTS(use, digests)
-    _SET_SINCE(use, since)
-    return use
-
-
-(
-    _SET_CLUSTER_ID,
-    _SET_WORKLOAD,
-    _SET_CONTAINER,
-    _SET_PATH,
-    _SET_IMAGE,
-    _SET_DIGESTS,
-    _SET_SINCE,
-) = (
-    _USE_SLOTS.pop(name)
-    for name in ("cluster_id", "workload", "container", "path", "image", "digests", "since")
-)
-if _USE_SLOTS:
-    raise TypeError(f"ImageUse fields _image_use does not set: {sorted(_USE_SLOTS)}")
-
 
 def _use_order(use: ImageUse) -> tuple[str, str, str, str]:
     return use.cluster_id, use.workload.key, use.container, use.image
@@ -548,7 +504,7 @@ def _built(uses: Uses, history: _History) -> list[ImageUse]:
     for (top, name, image), entry in uses.items():
         starts = [since[(o, image)] for o in entry["objects"] if (o, image) in since]
         found.append(
-            _image_use(
+            ImageUse(
                 top[0],
                 entry["ref"],
                 name,
@@ -618,7 +574,7 @@ def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[ImageUse]:
             if moment is None:
                 moment = moments[since] = datetime.fromisoformat(texts[since])
         found.append(
-            _image_use(
+            ImageUse(
                 cluster_id,
                 refs[ref],
                 texts[container],
