@@ -26,7 +26,7 @@ from store.db import on_postgresql
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
 from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion, RuleResultCache
-from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key
+from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key, inventory_row_of
 from store.search import SearchTimeout
 from store.types import utcnow
 
@@ -688,7 +688,7 @@ def _store_uses(
     if key is None:
         return found
     version = INVENTORY_CACHE + cluster_id
-    session.execute(delete(RuleResultCache).where(RuleResultCache.catalogue_version == version))
+    session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id)))
     insert_ignoring_conflicts(
         session,
         table_of(RuleResultCache),

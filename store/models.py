@@ -33,6 +33,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# Which `rule_result_cache` rows are image inventories (`store.rule_cache.INVENTORY_CACHE`
+# begins with this prefix): the predicate of their partial index, which a query must repeat
+# word for word for the planner to use it (migration 0020).
+INVENTORY_ROWS = "catalogue_version LIKE 'inventory/%'"
+
 # SQLite's INTEGER PRIMARY KEY is the rowid; BigInteger would not auto-increment there.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -593,6 +598,17 @@ class RuleResultCache(Base):
     (`store.images.INVENTORY_CACHE`), under keys derived from the state digest."""
 
     __tablename__ = "rule_result_cache"
+    __table_args__ = (
+        # The clusters' image-inventory rows (`store.rule_cache.inventory_row_of`), one per
+        # cluster among a result per manifest body: replacing one reads this index, not the
+        # table (migration 0020). Partial, so a cached result costs no insertion into it.
+        Index(
+            "ix_rule_result_cache_inventory",
+            "catalogue_version",
+            postgresql_where=text(INVENTORY_ROWS),
+            sqlite_where=text(INVENTORY_ROWS),
+        ),
+    )
 
     content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     catalogue_version: Mapped[str] = mapped_column(String(80), primary_key=True)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, distinct, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, delete, distinct, func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from store.bulk import (
@@ -27,7 +27,7 @@ from store.bulk import (
     table_of,
 )
 from store.db import on_postgresql
-from store.models import KubeObject, RuleResultCache
+from store.models import INVENTORY_ROWS, KubeObject, RuleResultCache
 from store.types import utcnow
 
 
@@ -65,7 +65,16 @@ def cluster_reads_key(state_digest: str) -> str:
 # catalogue, so the clean-up of other catalogue versions keeps them (one row per cluster,
 # replaced when its state changes). Bumped when the stored form changes (2: the uses with
 # their since values), so that no row of another form is read: those the clean-up deletes.
+# Always under "inventory/", the prefix of the rows' index (`store.models.INVENTORY_ROWS`).
 INVENTORY_CACHE = "inventory/2:"
+
+
+def inventory_row_of(cluster_id: str) -> ColumnElement[bool]:
+    """Where a cluster's image-inventory row is (any state's): found through the rows'
+    partial index (`store.models.INVENTORY_ROWS`), not by reading every cached result."""
+    return and_(
+        RuleResultCache.catalogue_version == INVENTORY_CACHE + cluster_id, text(INVENTORY_ROWS)
+    )
 
 
 def cluster_inventory_key(cluster_id: str, state_digest: str, *, snapshot_id: int) -> str:

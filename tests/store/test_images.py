@@ -378,3 +378,48 @@ def test_inventory_cached_from_bodies_is_the_inventory_read_on_both_engines(
     monkeypatch.setattr(store.images, "_postgres_cluster_rows", unread)
     monkeypatch.setattr(store.images, "_python_cluster_rows", unread)
     assert image_uses(session, timeout_seconds=30, cluster_ids=clusters, cached=True) == fresh
+
+
+def test_a_clusters_inventory_row_is_replaced_through_its_index_on_both_engines(
+    any_db_session: Session,
+) -> None:
+    """A new state's inventory replaces the cluster's row of the state before, and the row is
+    found through the inventory rows' partial index (migration 0020): the planner can use it
+    for the query `_store_uses` deletes with, rather than read a row per cached result."""
+    from sqlalchemy import func, text  # noqa: PLC0415
+
+    from store.db import on_postgresql  # noqa: PLC0415
+    from store.rule_cache import inventory_row_of  # noqa: PLC0415
+
+    session = any_db_session
+    make_cluster(session, "a")
+    _push_at(session, "a", workloads(), datetime(2026, 10, 1, tzinfo=UTC))
+    image_uses(session, timeout_seconds=30, cluster_ids=["a"], cached=True)
+    first = _cached_inventory(session)
+    _push_at(
+        session,
+        "a",
+        [deployment("api", namespace="shop", image="shop/api:2.1.0")],
+        datetime(2026, 10, 2, tzinfo=UTC),
+    )
+    later = image_uses(session, timeout_seconds=30, cluster_ids=["a"], cached=True)
+    assert [use.image for use in later] == ["shop/api:2.1.0"]
+    rows = session.scalar(
+        select(func.count()).select_from(RuleResultCache).where(inventory_row_of("a"))
+    )
+    assert rows == 1 and len(first) == 1 and set(_cached_inventory(session)) != set(first)
+
+    statement = delete(RuleResultCache).where(inventory_row_of("a"))
+    dialect = session.get_bind().dialect
+    compiled = statement.compile(dialect=dialect)
+    if on_postgresql(session):
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        cursor = session.connection().connection.cursor()
+        sent = cursor.mogrify(str(compiled), compiled.params).decode()  # what psycopg2 sends
+        cursor.execute(f"EXPLAIN {sent}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    else:
+        bound = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        explained = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", bound)
+        plan = "\n".join(str(row[-1]) for row in explained)
+    assert "ix_rule_result_cache_inventory" in plan, plan

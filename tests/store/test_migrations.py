@@ -194,7 +194,7 @@ def test_0019_cached_results_are_text_kept_warm(postgres_server_url: str) -> Non
                 ),
                 {"h": "a" * 64, "r": json.dumps(document)},
             )
-        migrate.upgrade(engine)
+        migrate.upgrade(engine, "0019")
         with engine.connect() as connection:
             assert tuple(connection.execute(text(shape)).one()) == ("text", "l")
             assert set(connection.scalars(text(indexes))) == {"pk_rule_result_cache"}
@@ -206,6 +206,30 @@ def test_0019_cached_results_are_text_kept_warm(postgres_server_url: str) -> Non
         with engine.connect() as connection:
             assert connection.execute(text(shape)).one()[0] == "json"
             assert "ix_rule_result_cache_created_at" in set(connection.scalars(text(indexes)))
+    finally:
+        engine.dispose()
+        database.drop()
+
+
+def test_0020_indexes_the_inventory_rows_only(postgres_server_url: str) -> None:
+    """0020: a partial index over the clusters' inventory rows (catalogue versions under
+    `inventory/`), none other; the downgrade drops it."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    database = ThrowawayDatabase.create(postgres_server_url)
+    engine = make_engine(database.url)
+    indexes = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'rule_result_cache'"
+    try:
+        migrate.upgrade(engine, "0020")
+        with engine.connect() as connection:
+            found = dict(connection.execute(text(indexes)).all())
+        assert set(found) == {"pk_rule_result_cache", "ix_rule_result_cache_inventory"}
+        assert found["ix_rule_result_cache_inventory"].endswith(
+            "(catalogue_version) WHERE ((catalogue_version)::text ~~ 'inventory/%'::text)"
+        )
+        migrate.downgrade(engine, "0019")
+        with engine.connect() as connection:
+            assert set(dict(connection.execute(text(indexes)).all())) == {"pk_rule_result_cache"}
     finally:
         engine.dispose()
         database.drop()
