@@ -103,18 +103,28 @@ def current_manifests(
 
 def live_bodies(
     session: Session, cluster_id: str, *, batch_size: int = 1000
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(content hash, body) of one cluster's live objects, in object id order: what a scan
-    reads of every object (`current_manifests` without the per-row record)."""
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(object id, content hash, body) of one cluster's live objects, in object id order:
+    what a scan reads of every object (`current_manifests` without the per-row record)."""
     query = (
-        select(KubeObject.current_hash, ManifestBody.body)
+        select(KubeObject.id, KubeObject.current_hash, ManifestBody.body)
         .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
         .where(KubeObject.cluster_id == cluster_id, KubeObject.deleted_at.is_(None))
         .order_by(KubeObject.id)
     )
     # Plain rows: neither the ORM's nor Core's result processing (a scan reads every body).
     rows = streamed_rows(session, query, batch_size=batch_size)
-    yield from ((chash, body) for chash, body in rows)
+    yield from ((object_id, chash, body) for object_id, chash, body in rows)
+
+
+# A cluster's live bodies read ahead of the step that uses them, by object id: (content hash,
+# body) (`live_bodies_by_id`; `workers.body_prefetch`).
+PrefetchedBodies = Mapping[int, tuple[str, Any]]
+
+
+def live_bodies_by_id(session: Session, cluster_id: str) -> dict[int, tuple[str, Any]]:
+    """`live_bodies` by object id (`PrefetchedBodies`)."""
+    return {object_id: (chash, body) for object_id, chash, body in live_bodies(session, cluster_id)}
 
 
 @dataclass(frozen=True, slots=True)

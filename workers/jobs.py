@@ -6,6 +6,7 @@ so the embedded mode runs exactly the code the workers run.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
@@ -20,9 +21,11 @@ from contracts.states import ScanTrigger
 from contracts.tasks import DELIVER_REPORTS, EVALUATE_FLEET, PROCESS_SNAPSHOT, SCAN_CLUSTER
 from rules import gc_paused
 from store.db import unit_of_work
+from store.manifests import PrefetchedBodies
 from store.models import Cluster
 from store.scans import CLUSTER_STEP, finish_step, finish_steps
 from store.types import utcnow
+from workers.body_prefetch import BodyPrefetch
 from workers.context import WorkerContext
 from workers.engine import EngineHandle
 from workers.finalize_lane import FinalizeLane
@@ -238,9 +241,10 @@ def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[st
 
 
 def _evaluate_inline(
-    ctx: WorkerContext, plan: scanning.ScanPlan
+    ctx: WorkerContext, plan: scanning.ScanPlan, prefetched: PrefetchedBodies | None = None
 ) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
-    """`evaluate_inline`'s outcomes, and what it evaluated (for the finalize that follows)."""
+    """`evaluate_inline`'s outcomes, and what it evaluated (for the finalize that follows);
+    `prefetched`: the cluster's bodies read ahead (`BodyPrefetch`)."""
     (shard,) = plan.shards
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         shard_outcome, cluster_outcome, known = scanning.evaluate_inline(
@@ -257,6 +261,7 @@ def _evaluate_inline(
             )
             if plan.digest is not None and plan.uncached is not None
             else None,
+            prefetched=prefetched,
         )
         outcomes = {
             step: {**result.to_dict(), "scan_id": plan.scan_id}
@@ -285,12 +290,13 @@ def _run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
 
 
 def _run_steps(
-    ctx: WorkerContext, plan: scanning.ScanPlan
+    ctx: WorkerContext, plan: scanning.ScanPlan, prefetched: PrefetchedBodies | None = None
 ) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
     """A plan's shards and cluster step, run here one after another: their outcomes, and
-    what they evaluated when that is kept for the finalize (one shard and the cluster step)."""
+    what they evaluated when that is kept for the finalize (one shard and the cluster step).
+    `prefetched`: the cluster's bodies read ahead, for a one-shard scan (`BodyPrefetch`)."""
     if len(plan.shards) == 1 and plan.cluster_step:
-        return _evaluate_inline(ctx, plan)
+        return _evaluate_inline(ctx, plan, prefetched)
     results = [
         evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
         for s in plan.shards
@@ -339,9 +345,14 @@ def run_batch(
     a scan of more than one shard, or a re-drive, goes to `elsewhere` (the runner's
     `run_plan`: a chord of tasks). Returns each scan's outcome, in the plans' order."""
     outcomes: dict[int, Any] = {}
+    background = _lane_in_background(ctx)
+    # Each full scan's position, and the next full scan's cluster (its bodies read ahead).
+    read_ahead = [n for n, plan in enumerate(plans) if _reads_every_body(plan)]
+    upcoming = {n: plans[after].cluster_id for n, after in itertools.pairwise(read_ahead)}
     with (
         gc_paused(),
-        FinalizeLane[scanning.FinalizeOutcome](background=_lane_in_background(ctx)) as lane,
+        FinalizeLane[scanning.FinalizeOutcome](background=background) as lane,
+        BodyPrefetch(ctx.sessions, background=background) as prefetch,
     ):
         for n, plan in enumerate(plans):
             if plan.finished:
@@ -354,7 +365,10 @@ def run_batch(
             elif len(plan.shards) > 1 or plan.redrive:
                 outcomes[n] = elsewhere(plan)
             else:
-                results, known = _run_steps(ctx, plan)
+                prefetched = prefetch.take(plan.cluster_id)
+                if n in upcoming:
+                    prefetch.ahead(upcoming[n])
+                results, known = _run_steps(ctx, plan, prefetched)
                 lane.submit(
                     partial(
                         _finalize,
@@ -368,6 +382,18 @@ def run_batch(
                     then=partial(_record_finalized, ctx, outcomes, n),
                 )
     return [outcomes[n] for n in range(len(plans))]
+
+
+def _reads_every_body(plan: scanning.ScanPlan) -> bool:
+    """Whether a batch runs the plan here reading every live body: a full scan (no earlier
+    complete scan to be incremental to) of one shard with its cluster step."""
+    return (
+        not plan.finished
+        and not plan.redrive
+        and plan.since is None
+        and len(plan.shards) == 1
+        and plan.cluster_step
+    )
 
 
 def _record_finalized(

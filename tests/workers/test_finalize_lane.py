@@ -104,13 +104,26 @@ def test_a_fleet_scan_is_split_into_batches_that_shrink_toward_its_end(
 
 @pytest.mark.postgres
 def test_a_batch_with_its_finalizes_in_the_lane_gives_the_offline_findings(
-    postgres_server_url: str, rules_engine: EngineHandle, test_settings: Settings
+    postgres_server_url: str,
+    rules_engine: EngineHandle,
+    test_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The oracle on the lane's own path: pooled connections of a database that really
     commits (the SAVEPOINT sessions of the other in-process tests share one connection, so
     their batches finalize in the calling thread), the benchmark's mix in three clusters of a
-    fleet scan's batch."""
+    fleet scan's batch, the second and third scans' bodies read ahead (`BodyPrefetch`)."""
     from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
+    from store.manifests import live_bodies_by_id  # noqa: PLC0415
+    from workers import body_prefetch  # noqa: PLC0415
+
+    read_ahead: list[str] = []
+
+    def recorded(session: object, cluster_id: str) -> object:
+        read_ahead.append(cluster_id)
+        return live_bodies_by_id(session, cluster_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(body_prefetch, "live_bodies_by_id", recorded)
 
     database = ThrowawayDatabase.create(postgres_server_url)
     engine = make_engine(database.url)
@@ -139,6 +152,7 @@ def test_a_batch_with_its_finalizes_in_the_lane_gives_the_offline_findings(
             "k8smon.scan_clusters", cluster_ids=list(states), trigger="test", in_fleet_scan=True
         )
         assert [scan["cluster_id"] for scan in outcome["scans"]] == list(states)
+        assert read_ahead == ["lane-1", "lane-2"]
         # The fleet rules (image drift across the fleet's clusters) are the fleet
         # evaluation's, which an offline scan of one cluster cannot match: left out.
         fleet = rules_engine.fleet_rule_ids

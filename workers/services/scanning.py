@@ -41,7 +41,13 @@ from store.findings import (
     settle_new,
 )
 from store.images import POD_SPEC_PATHS, cache_cluster_inventory
-from store.manifests import bodies_and_labels, bodies_by_hash, current_manifests, live_bodies
+from store.manifests import (
+    PrefetchedBodies,
+    bodies_and_labels,
+    bodies_by_hash,
+    current_manifests,
+    live_bodies,
+)
 from store.models import (
     Cluster,
     Exemption,
@@ -651,15 +657,43 @@ def _known_valid(session: Session, cluster_id: str, *, version: str) -> frozense
 
 
 def _live_views(
-    session: Session, cluster_id: str, *, rules: EngineHandle
+    session: Session,
+    cluster_id: str,
+    *,
+    rules: EngineHandle,
+    live: Sequence[_Live],
+    prefetched: PrefetchedBodies | None = None,
 ) -> list[tuple[str, ObjectView]]:
     """(content hash, view) of the cluster's live objects in object id order, the bodies
     known to be valid (`_known_valid`) marked so (an incremental scan schema-checks only
-    bodies it has not seen)."""
+    bodies it has not seen). Without `prefetched` the bodies are read here; with it (bodies
+    read beforehand, by object id: `workers.body_prefetch`), the views are those of the live
+    rows `live` this step read, each object's body the one read beforehand when its content
+    hash is still that one (a body never changes under its hash), else read here."""
     valid = _known_valid(session, cluster_id, version=rules.catalogue_version)
+    if prefetched is None:
+        return [
+            (chash, rules.view(body, valid=chash in valid))
+            for _id, chash, body in live_bodies(session, cluster_id)
+        ]
+    bodies: dict[int, Any] = {}
+    for row in live:
+        got = prefetched.get(row.id)
+        if got is not None and got[0] == row.content_hash:
+            bodies[row.id] = got[1]
+    late = bodies_by_hash(
+        session, sorted({row.content_hash for row in live if row.id not in bodies})
+    )
     return [
-        (chash, rules.view(body, valid=chash in valid))
-        for chash, body in live_bodies(session, cluster_id)
+        (
+            row.content_hash,
+            rules.view(
+                bodies[row.id] if row.id in bodies else late[row.content_hash],
+                valid=row.content_hash in valid,
+            ),
+        )
+        for row in live
+        if row.id in bodies or row.content_hash in late
     ]
 
 
@@ -767,10 +801,9 @@ def evaluate_cluster_rules(
     key = rule_cache.cluster_state_key(digest)
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
-    views = _live_views(session, cluster_id, rules=rules)
-    _cache_inventory(
-        session, cluster_id, digest=digest, live=_live_rows(session, cluster_id), views=views
-    )
+    live = _live_rows(session, cluster_id)
+    views = _live_views(session, cluster_id, rules=rules, live=live)
+    _cache_inventory(session, cluster_id, digest=digest, live=live, views=views)
     return _cluster_step(session, rules, digest=digest, views=views)
 
 
@@ -1143,6 +1176,7 @@ def evaluate_inline(
     judged: EngineHandle | None = None,
     changed_since: int | None = None,
     planned: PlannedState | None = None,
+    prefetched: PrefetchedBodies | None = None,
 ) -> tuple[ShardOutcome, ClusterStepOutcome, Evaluated | None]:
     """A scan's only shard and its cluster step in one go, with the outcomes
     `evaluate_shard` and `evaluate_cluster_rules` would return: when the cluster rules must
@@ -1155,7 +1189,8 @@ def evaluate_inline(
     while the cluster is still in that state (a body another scan cached since is evaluated
     again, and its results stored again as the same), its live objects' rows while the
     snapshot that made that state is still the cluster's (the same digest could be reached
-    again by other objects)."""
+    again by other objects); `prefetched`: the cluster's live bodies read beforehand
+    (`_live_views`), for a step that reads every one."""
     judged = judged or judged_as_deployed(session, cluster_id, rules)
     version = judged.catalogue_version
     cluster_row = session.get(Cluster, cluster_id)
@@ -1224,7 +1259,7 @@ def evaluate_inline(
             reference=reused.reference,
         )
     else:
-        live = _live_views(session, cluster_id, rules=judged)
+        live = _live_views(session, cluster_id, rules=judged, live=live_rows, prefetched=prefetched)
         _cache_inventory(session, cluster_id, digest=digest, live=live_rows, views=live)
         fresh, errors = _evaluate_objects(
             judged,
