@@ -11,21 +11,29 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from contracts.images import ImageRef, VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
+from contracts.states import SnapshotState
 from store.bulk import chunked, insert_ignoring_conflicts, table_of
 from store.db import on_postgresql
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
-from store.models import Cluster, KubeObject, ManifestBody, ManifestVersion, RuleResultCache
+from store.models import (
+    Cluster,
+    KubeObject,
+    ManifestBody,
+    ManifestVersion,
+    RuleResultCache,
+    Snapshot,
+)
 from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key, inventory_row_of
 from store.search import SearchTimeout
 from store.types import utcnow
@@ -486,6 +494,19 @@ def cache_cluster_inventory(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CarriedState:
+    """What `carry_cluster_inventory` carries a cluster's cached uses over between: the
+    state before (`before`, its digest), the version watermark up to which the changed
+    objects' versions were those of that state, and the new state (its digest and the
+    snapshot that made it the cluster's)."""
+
+    before: str
+    watermark: int
+    digest: str
+    snapshot_id: int
+
+
 # A cluster's uses (`_Fleet.uses` of its rows alone: a workload's controller chain never
 # leaves its cluster, so the fleet's uses are the union of its clusters'), by (workload,
 # container, image): its ref, image path, objects and digests.
@@ -531,9 +552,12 @@ def _history_wanted(uses: Uses) -> dict[int, set[str]]:
 # workloads once each (`refs`: apiVersion, kind, namespace, name), every other text once
 # (`texts`: containers, paths, images, digests, since values in ISO 8601), and each use, in
 # `_use_order`, as [ref, container, path, image, [digest, ...], since or null], by index;
-# and the versions the since values rest on (`_History.watched`). A fleet's uses share few
+# the versions the since values rest on (`_History.watched`); and the objects whose history
+# they read (`read`: `_history_wanted`'s, for `carry_cluster_inventory`). A fleet's uses share few
 # texts: half the size of writing them out, each decoded once.
-def _encoded(uses: list[ImageUse], watched: Collection[int]) -> list[dict[str, Any]]:
+def _encoded(
+    uses: list[ImageUse], watched: Collection[int], read: Collection[int]
+) -> list[dict[str, Any]]:
     refs: dict[ResourceRef, int] = {}
     texts: dict[str, int] = {}
     rows = []
@@ -557,6 +581,7 @@ def _encoded(uses: list[ImageUse], watched: Collection[int]) -> list[dict[str, A
             "texts": list(texts),
             "uses": rows,
             "watched": sorted(watched),
+            "read": sorted(read),
         }
     ]
 
@@ -683,7 +708,8 @@ def _store_uses(
     under `key` (`cluster_inventory_key` of the state and the current snapshot the uses and
     the history are of; None: not cached). The row replaces the cluster's (another state's, or
     this state's when the purge deleted a version it rests on)."""
-    history = _since(session, _history_wanted(uses), deadline=deadline, timeout=timeout_seconds)
+    wanted = _history_wanted(uses)
+    history = _since(session, wanted, deadline=deadline, timeout=timeout_seconds)
     found = _built(uses, history)
     if key is None:
         return found
@@ -696,11 +722,116 @@ def _store_uses(
             {
                 "content_hash": key,
                 "catalogue_version": version,
-                "results": _encoded(found, history.watched),
+                "results": _encoded(found, history.watched, wanted),
                 "created_at": utcnow(),
             }
         ],
     )
+    return found
+
+
+def carry_cluster_inventory(
+    session: Session,
+    cluster_id: str,
+    *,
+    carried: CarriedState,
+    changed: Mapping[int, tuple[ResourceRef, Any]],
+    timeout_seconds: float,
+) -> bool:
+    """Cache the cluster's uses in its state `carried.digest` (reached by applying
+    `carried.snapshot_id`) from the cached row of the state `carried.before` the cluster was
+    in when the objects `changed` (object id -> ref and current body) had their versions at
+    `carried.watermark`, when those objects changed nothing the uses read (the caller knows
+    each changed only labels, which `_body_row` never reads): the uses are that row's, and
+    only the changed objects' history is read again. Returns whether it cached them (False:
+    nothing was written, the fleet evaluation works them out).
+
+    Exact, so the row is what `cache_cluster_inventory` would store:
+    - The row must be of `before` at its latest snapshot before the current one (every
+      version up to the watermark, which a state of that digest held, existed then), so
+      objects not changed since the watermark have the same history as the row read, and
+      none of its watched versions may have been purged since.
+    - Each changed object whose history the since values read (the row's `read`) must have
+      each image's run start at or before the watermark: then every later version holds the
+      image, and its since value is the row's (whatever the row saw of those versions).
+      Its watched versions are those of its history now (the run start is no longer its
+      newest version once the object changed); the other objects' are the row's."""
+    previous = session.scalar(
+        select(func.max(Snapshot.id)).where(
+            Snapshot.cluster_id == cluster_id,
+            Snapshot.digest == carried.before,
+            Snapshot.state == SnapshotState.PROCESSED,
+            Snapshot.id < carried.snapshot_id,
+        )
+    )
+    if previous is None:
+        return False
+    # The state before's row, by its primary key (another state's is not carried over).
+    version = INVENTORY_CACHE + cluster_id
+    old_key = cluster_inventory_key(cluster_id, carried.before, snapshot_id=previous)
+    stored = session.scalar(
+        select(RuleResultCache.results).where(
+            RuleResultCache.content_hash == old_key,
+            RuleResultCache.catalogue_version == version,
+        )
+    )
+    if stored is None:
+        return False
+    part = dict(stored[0])
+    watched = _stored_versions(session, part["watched"])
+    if len(watched) != len(part["watched"]):
+        return False  # the purge deleted one: worked out again when read
+    read = set(part["read"])
+    wanted: dict[int, set[str]] = {}
+    for object_id, (ref, body) in changed.items():
+        if object_id in read:
+            wanted[object_id] = {image for _g, _i, _n, image in _containers(ref.kind, body)}
+    history = _since(
+        session,
+        wanted,
+        deadline=time.monotonic() + timeout_seconds,
+        timeout=timeout_seconds,
+    )
+    starts = history.starts
+    if any(
+        (object_id, image) not in starts
+        or (start := starts[(object_id, image)]) is None
+        or start > carried.watermark
+        for object_id, images in wanted.items()
+        for image in images
+    ):
+        return False
+    kept = {vid for vid, object_id in watched.items() if object_id not in changed}
+    part["watched"] = sorted(kept | history.watched)
+    session.execute(
+        update(RuleResultCache)
+        .where(
+            RuleResultCache.catalogue_version == version,
+            RuleResultCache.content_hash == old_key,
+        )
+        .values(
+            content_hash=cluster_inventory_key(
+                cluster_id, carried.digest, snapshot_id=carried.snapshot_id
+            ),
+            results=[part],
+            created_at=utcnow(),
+        )
+    )
+    return True
+
+
+def _stored_versions(session: Session, version_ids: Sequence[int]) -> dict[int, int]:
+    """Version id -> object id of those of the versions still stored."""
+    found: dict[int, int] = {}
+    for batch in chunked(list(version_ids), 10_000):
+        found.update(
+            (vid, object_id)
+            for vid, object_id in session.execute(
+                select(ManifestVersion.id, ManifestVersion.object_id).where(
+                    ManifestVersion.id.in_(batch)
+                )
+            )
+        )
     return found
 
 
@@ -758,6 +889,8 @@ class _History:
 
     since: dict[tuple[int, str], datetime] = field(default_factory=dict)
     watched: set[int] = field(default_factory=set)
+    # (object id, image) -> the id of its run's first version (None: the object's newest)
+    starts: dict[tuple[int, str], int | None] = field(default_factory=dict)
 
 
 def _since(
@@ -766,7 +899,7 @@ def _since(
     """For each (object id, image): the first_seen of the earliest version in the unbroken
     run of the object's newest versions whose pod spec holds that image."""
     found = _History()
-    starts: dict[tuple[int, str], int | None] = {}  # the run's first version, None: the newest
+    starts = found.starts
     broken: set[tuple[int, str]] = set()
     for batch in chunked(sorted(wanted), 1000):
         if time.monotonic() > deadline:
