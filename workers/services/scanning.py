@@ -40,7 +40,12 @@ from store.findings import (
     reconcile_findings,
     settle_new,
 )
-from store.images import POD_SPEC_PATHS, cache_cluster_inventory
+from store.images import (
+    POD_SPEC_PATHS,
+    CarriedState,
+    cache_cluster_inventory,
+    carry_cluster_inventory,
+)
 from store.manifests import (
     PrefetchedBodies,
     bodies_and_labels,
@@ -850,6 +855,38 @@ def _cache_inventory(
         log.warning("cluster %s: its image inventory was not cached (history too long)", cluster_id)
 
 
+def _carry_inventory(session: Session, cluster_id: str, *, digest: str, reused: _Reused) -> None:
+    """Cache the cluster's image inventory in its new state by carrying the state before's
+    over (`store.images.carry_cluster_inventory`): a label-only rescan's changed objects
+    (`_Reused.before`) kept everything but their labels (`_label_only_change`), and the
+    inventory reads no label. Nothing is cached when the cluster's state changed meanwhile,
+    or the state before's row cannot be carried over (the fleet evaluation works it out)."""
+    state = session.execute(
+        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
+    ).first()
+    if state is None or state[0] != digest or state[1] is None:
+        return
+    before = reused.before
+    changed = {
+        object_id: (ref, reused.views[chash].manifest)
+        for object_id, key, chash in before.changed
+        if (ref := ResourceRef.from_key(key)).kind in POD_SPEC_PATHS
+    }
+    carried = CarriedState(before.digest, before.since, digest, state[1])
+    try:
+        done = carry_cluster_inventory(
+            session,
+            cluster_id,
+            carried=carried,
+            changed=changed,
+            timeout_seconds=INVENTORY_CACHE_LIMIT_S,
+        )
+    except SearchTimeout:
+        done = False
+    if not done:
+        log.debug("cluster %s: its image inventory was not carried over", cluster_id)
+
+
 # The share of a cluster's live objects that may have changed for a label-only rescan to reuse
 # the previous cluster step (`_label_only_reuse` reads each changed object's new body).
 LABEL_REUSE_SHARE = 0.5
@@ -859,13 +896,15 @@ LABEL_REUSE_SHARE = 0.5
 class _Reused:
     """A cluster step's output taken over from the state before (`_label_only_reuse`): the
     state to cache (its results those of `state["same_as"]`), the valid bodies' hashes, the
-    changed objects' new views by content hash (valid, for the object rules), and how the
-    state is cached (`_Reference`)."""
+    changed objects' new views by content hash (valid, for the object rules), how the
+    state is cached (`_Reference`), and the state before with what changed since
+    (`_Before`, for `_carry_inventory`)."""
 
     state: dict[str, Any]
     valid: set[str]
     views: dict[str, ObjectView]
     reference: _Reference
+    before: _Before
 
 
 class _StoredState(NamedTuple):
@@ -1162,6 +1201,7 @@ def _reuse(
         (valid_before & current) | set(views),
         views,
         _Reference(reference.root, changes),
+        found,
     )
 
 
@@ -1258,6 +1298,7 @@ def evaluate_inline(
             kept=kept,
             reference=reused.reference,
         )
+        _carry_inventory(session, cluster_id, digest=digest, reused=reused)
     else:
         live = _live_views(session, cluster_id, rules=judged, live=live_rows, prefetched=prefetched)
         _cache_inventory(session, cluster_id, digest=digest, live=live_rows, views=live)
