@@ -241,7 +241,7 @@ def evaluate_inline(ctx: WorkerContext, plan: scanning.ScanPlan) -> list[dict[st
 
 
 def _evaluate_inline(
-    ctx: WorkerContext, plan: scanning.ScanPlan, prefetched: PrefetchedBodies | None = None
+    ctx: WorkerContext, plan: scanning.ScanPlan, *, prefetched: PrefetchedBodies | None = None
 ) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
     """`evaluate_inline`'s outcomes, and what it evaluated (for the finalize that follows);
     `prefetched`: the cluster's bodies read ahead (`BodyPrefetch`)."""
@@ -290,13 +290,13 @@ def _run_plan(ctx: WorkerContext, plan: scanning.ScanPlan) -> dict[str, Any]:
 
 
 def _run_steps(
-    ctx: WorkerContext, plan: scanning.ScanPlan, prefetched: PrefetchedBodies | None = None
+    ctx: WorkerContext, plan: scanning.ScanPlan, *, prefetched: PrefetchedBodies | None = None
 ) -> tuple[list[dict[str, Any]], scanning.Evaluated | None]:
     """A plan's shards and cluster step, run here one after another: their outcomes, and
     what they evaluated when that is kept for the finalize (one shard and the cluster step).
     `prefetched`: the cluster's bodies read ahead, for a one-shard scan (`BodyPrefetch`)."""
     if len(plan.shards) == 1 and plan.cluster_step:
-        return _evaluate_inline(ctx, plan, prefetched)
+        return _evaluate_inline(ctx, plan, prefetched=prefetched)
     results = [
         evaluate_shard(ctx, plan.scan_id, plan.cluster_id, s.index, s.first_id, s.last_id)
         for s in plan.shards
@@ -341,9 +341,10 @@ def run_batch(
     elsewhere: Callable[[scanning.ScanPlan], Any],
 ) -> list[Any]:
     """Run a batch's planned scans here, one after another, each scan's finalize committing
-    on a thread of its own (`FinalizeLane`, PostgreSQL only) while the next scan is evaluated;
-    a scan of more than one shard, or a re-drive, goes to `elsewhere` (the runner's
-    `run_plan`: a chord of tasks). Returns each scan's outcome, in the plans' order."""
+    on a thread of its own (`FinalizeLane`, PostgreSQL only) while the next scan is evaluated,
+    and the next full scan's bodies read ahead on another (`BodyPrefetch`); a scan of more
+    than one shard, or a re-drive, goes to `elsewhere` (the runner's `run_plan`: a chord of
+    tasks). Returns each scan's outcome, in the plans' order."""
     outcomes: dict[int, Any] = {}
     background = _lane_in_background(ctx)
     # Each full scan's position, and the next full scan's cluster (its bodies read ahead).
@@ -368,7 +369,7 @@ def run_batch(
                 prefetched = prefetch.take(plan.cluster_id)
                 if n in upcoming:
                     prefetch.ahead(upcoming[n])
-                results, known = _run_steps(ctx, plan, prefetched)
+                results, known = _run_steps(ctx, plan, prefetched=prefetched)
                 lane.submit(
                     partial(
                         _finalize,

@@ -816,6 +816,18 @@ def evaluate_cluster_rules(
 INVENTORY_CACHE_LIMIT_S = 60.0
 
 
+def _snapshot_still_at(session: Session, cluster_id: str, *, digest: str) -> int | None:
+    """The snapshot that made the cluster's current state, while that state is still the one
+    with this digest (None: it changed, or none was applied): what an inventory cached for
+    that state is keyed by (`cluster_inventory_key`)."""
+    state = session.execute(
+        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
+    ).first()
+    if state is None or state[0] != digest:
+        return None
+    return state[1]
+
+
 def _cache_inventory(
     session: Session,
     cluster_id: str,
@@ -833,17 +845,15 @@ def _cache_inventory(
         row.content_hash != chash for row, (chash, _view) in zip(live, views, strict=True)
     ):
         return
-    state = session.execute(
-        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
-    ).first()
-    if state is None or state[0] != digest or state[1] is None:
+    snapshot_id = _snapshot_still_at(session, cluster_id, digest=digest)
+    if snapshot_id is None:
         return
     try:
         cache_cluster_inventory(
             session,
             cluster_id,
             digest=digest,
-            snapshot_id=state[1],
+            snapshot_id=snapshot_id,
             objects=(
                 (row.id, ResourceRef.from_key(row.ref_key), view.manifest)
                 for row, (_chash, view) in zip(live, views, strict=True)
@@ -861,10 +871,8 @@ def _carry_inventory(session: Session, cluster_id: str, *, digest: str, reused: 
     (`_Reused.before`) kept everything but their labels (`_label_only_change`), and the
     inventory reads no label. Nothing is cached when the cluster's state changed meanwhile,
     or the state before's row cannot be carried over (the fleet evaluation works it out)."""
-    state = session.execute(
-        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
-    ).first()
-    if state is None or state[0] != digest or state[1] is None:
+    snapshot_id = _snapshot_still_at(session, cluster_id, digest=digest)
+    if snapshot_id is None:
         return
     before = reused.before
     changed = {
@@ -872,7 +880,7 @@ def _carry_inventory(session: Session, cluster_id: str, *, digest: str, reused: 
         for object_id, key, chash in before.changed
         if (ref := ResourceRef.from_key(key)).kind in POD_SPEC_PATHS
     }
-    carried = CarriedState(before.digest, before.since, digest, state[1])
+    carried = CarriedState(before.digest, before.since, digest, snapshot_id)
     try:
         done = carry_cluster_inventory(
             session,
