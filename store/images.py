@@ -34,7 +34,12 @@ from store.models import (
     RuleResultCache,
     Snapshot,
 )
-from store.rule_cache import INVENTORY_CACHE, cluster_inventory_key, inventory_row_of
+from store.rule_cache import (
+    INVENTORY_CACHE,
+    cluster_inventory_key,
+    inventory_row_of,
+    inventory_version,
+)
 from store.search import SearchTimeout
 from store.types import utcnow
 
@@ -620,13 +625,8 @@ def _watched(stored: list[dict[str, Any]]) -> list[int]:
 def _purged(session: Session, watched: dict[str, list[int]]) -> set[str]:
     """The clusters (of `watched`: cluster -> version ids) some of whose versions are no
     longer stored."""
-    wanted = sorted({v for ids in watched.values() for v in ids})
-    stored: set[int] = set()
-    for batch in chunked(wanted, 10_000):
-        stored.update(
-            session.scalars(select(ManifestVersion.id).where(ManifestVersion.id.in_(batch)))
-        )
-    return {cid for cid, ids in watched.items() if not stored.issuperset(ids)}
+    stored = _stored_versions(session, sorted({v for ids in watched.values() for v in ids}))
+    return {cid for cid, ids in watched.items() if not stored.keys() >= set(ids)}
 
 
 def cached_inventory_uses(
@@ -713,7 +713,7 @@ def _store_uses(
     found = _built(uses, history)
     if key is None:
         return found
-    version = INVENTORY_CACHE + cluster_id
+    version = inventory_version(cluster_id)
     session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id)))
     insert_ignoring_conflicts(
         session,
@@ -767,7 +767,7 @@ def carry_cluster_inventory(
     if previous is None:
         return False
     # The state before's row, by its primary key (another state's is not carried over).
-    version = INVENTORY_CACHE + cluster_id
+    version = inventory_version(cluster_id)
     old_key = cluster_inventory_key(cluster_id, carried.before, snapshot_id=previous)
     stored = session.scalar(
         select(RuleResultCache.results).where(

@@ -101,11 +101,16 @@ def current_manifests(
         yield CurrentManifest(object_id, cid, ResourceRef.from_key(key), chash, body)
 
 
-def live_bodies(
+# A cluster's live bodies by object id: (content hash, body) (`live_bodies_by_id`), read by
+# the step that uses them or ahead of it (`workers.body_prefetch`).
+PrefetchedBodies = Mapping[int, tuple[str, Any]]
+
+
+def live_bodies_by_id(
     session: Session, cluster_id: str, *, batch_size: int = 1000
-) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(object id, content hash, body) of one cluster's live objects, in object id order:
-    what a scan reads of every object (`current_manifests` without the per-row record)."""
+) -> dict[int, tuple[str, Any]]:
+    """Object id -> (content hash, body) of one cluster's live objects: what a scan reads of
+    every object (`current_manifests` without the per-row record)."""
     query = (
         select(KubeObject.id, KubeObject.current_hash, ManifestBody.body)
         .join(ManifestBody, ManifestBody.content_hash == KubeObject.current_hash)
@@ -114,17 +119,7 @@ def live_bodies(
     )
     # Plain rows: neither the ORM's nor Core's result processing (a scan reads every body).
     rows = streamed_rows(session, query, batch_size=batch_size)
-    yield from ((object_id, chash, body) for object_id, chash, body in rows)
-
-
-# A cluster's live bodies read ahead of the step that uses them, by object id: (content hash,
-# body) (`live_bodies_by_id`; `workers.body_prefetch`).
-PrefetchedBodies = Mapping[int, tuple[str, Any]]
-
-
-def live_bodies_by_id(session: Session, cluster_id: str) -> dict[int, tuple[str, Any]]:
-    """`live_bodies` by object id (`PrefetchedBodies`)."""
-    return {object_id: (chash, body) for object_id, chash, body in live_bodies(session, cluster_id)}
+    return {object_id: (chash, body) for object_id, chash, body in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,11 +70,16 @@ def cluster_reads_key(state_digest: str) -> str:
 INVENTORY_CACHE = "inventory/3:"
 
 
+def inventory_version(cluster_id: str) -> str:
+    """The catalogue_version of a cluster's image-inventory row (`INVENTORY_CACHE`)."""
+    return INVENTORY_CACHE + cluster_id
+
+
 def inventory_row_of(cluster_id: str) -> ColumnElement[bool]:
     """Where a cluster's image-inventory row is (any state's): found through the rows'
     partial index (`store.models.INVENTORY_ROWS`), not by reading every cached result."""
     return and_(
-        RuleResultCache.catalogue_version == INVENTORY_CACHE + cluster_id, text(INVENTORY_ROWS)
+        RuleResultCache.catalogue_version == inventory_version(cluster_id), text(INVENTORY_ROWS)
     )
 
 

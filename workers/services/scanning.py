@@ -51,7 +51,7 @@ from store.manifests import (
     bodies_and_labels,
     bodies_by_hash,
     current_manifests,
-    live_bodies,
+    live_bodies_by_id,
 )
 from store.models import (
     Cluster,
@@ -669,21 +669,17 @@ def _live_views(
     live: Sequence[_Live],
     prefetched: PrefetchedBodies | None = None,
 ) -> list[tuple[str, ObjectView]]:
-    """(content hash, view) of the cluster's live objects in object id order, the bodies
-    known to be valid (`_known_valid`) marked so (an incremental scan schema-checks only
-    bodies it has not seen). Without `prefetched` the bodies are read here; with it (bodies
-    read beforehand, by object id: `workers.body_prefetch`), the views are those of the live
-    rows `live` this step read, each object's body the one read beforehand when its content
-    hash is still that one (a body never changes under its hash), else read here."""
+    """(content hash, view) of the live objects `live` (the rows this step read, in object
+    id order), the bodies known to be valid (`_known_valid`) marked so (an incremental scan
+    schema-checks only bodies it has not seen). The bodies are those read by object id,
+    here or beforehand (`prefetched`: `workers.body_prefetch`); an object whose content hash
+    is no longer the one read (a body never changes under its hash) has its body read by
+    hash, and one no longer live is left out."""
     valid = _known_valid(session, cluster_id, version=rules.catalogue_version)
-    if prefetched is None:
-        return [
-            (chash, rules.view(body, valid=chash in valid))
-            for _id, chash, body in live_bodies(session, cluster_id)
-        ]
+    read = live_bodies_by_id(session, cluster_id) if prefetched is None else prefetched
     bodies: dict[int, Any] = {}
     for row in live:
-        got = prefetched.get(row.id)
+        got = read.get(row.id)
         if got is not None and got[0] == row.content_hash:
             bodies[row.id] = got[1]
     late = bodies_by_hash(
