@@ -272,7 +272,10 @@ def current_refs(session: Session, cluster_id: str) -> Sequence[tuple[int, str, 
 
 def bodies_by_hash(session: Session, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The bodies with these content hashes (those stored). On PostgreSQL the hashes go as
-    one array parameter: a statement compiled once, not an IN list of hundreds of them."""
+    one array parameter: a statement compiled once, not an IN list of hundreds of them.
+    No hashes, no statement (a scan step asks for the few bodies it lacks, mostly none)."""
+    if not hashes:
+        return {}
     wanted = (
         ManifestBody.content_hash == any_(bindparam("hashes", list(hashes), type_=ARRAY(String)))
         if on_postgresql(session)

@@ -15,6 +15,7 @@ from store.manifests import live_bodies_by_id
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
 from tests.support.manifests import deployment, full_envelope
+from tests.workers.conftest import Pipeline
 from workers import body_prefetch
 from workers.body_prefetch import BodyPrefetch
 from workers.engine import EngineHandle
@@ -48,8 +49,11 @@ def test_views_of_bodies_read_ahead_are_those_of_the_live_rows_read_after_on_bot
     _push(session, "a", changed)
 
     live = scanning._live_rows(session, "a")
-    read_here = scanning._live_views(session, "a", rules=rules_engine, live=live)
-    taken = scanning._live_views(session, "a", rules=rules_engine, live=live, prefetched=ahead)
+    last = scanning._last_finished(session, "a")
+    read_here = scanning._live_views(session, "a", rules=rules_engine, live=live, last=last)
+    taken = scanning._live_views(
+        session, "a", rules=rules_engine, live=live, last=last, prefetched=ahead
+    )
     assert _seen(taken) == _seen(read_here)
     assert [view.manifest["metadata"]["name"] for _h, view in taken] == [
         "web-0",
@@ -137,3 +141,42 @@ def test_leaving_waits_for_the_read_in_flight(monkeypatch: pytest.MonkeyPatch) -
         prefetch.ahead("a")
         time.sleep(0.05)  # the read has started: it is not cancelled, it ends
     assert read == ["a"]
+
+
+def test_a_full_scan_step_reads_the_last_finished_scan_once_and_asks_for_no_body_it_has(
+    any_pipeline: Pipeline,
+) -> None:
+    """A scan step's statements (both engines): the cluster's last finished scan is read once
+    for the label-only reuse and the schema checks it skips (`_last_finished`), and a step
+    that has every body asks for none by hash (`bodies_by_hash` of nothing runs nothing)."""
+    from sqlalchemy import event  # noqa: PLC0415
+
+    pipeline = any_pipeline
+    pipeline.push_and_process("a", [deployment(f"w{n}", image=f"shop/w:{n}") for n in range(3)])
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = pipeline.ctx.sessions.kw["bind"]  # the pipeline's own connection or engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(2):  # the first scan of the cluster, then a rescan after a change
+            pipeline.run.run("k8smon.rescan", "a")
+            pipeline.push_and_process(
+                "a", [deployment(f"w{n}", image=f"shop/w:{n + 1}") for n in range(3)]
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    last_finished = [
+        s
+        for s in statements
+        if s.startswith("SELECT scan_runs.snapshot_digest") and "WHERE scan_runs.cluster_id" in s
+    ]
+    assert len(last_finished) == 2  # once per scan step
+    by_hash = [
+        s
+        for s in statements
+        if s.startswith("SELECT manifest_bodies.content_hash, manifest_bodies.body")
+    ]
+    assert by_hash == []

@@ -644,16 +644,31 @@ def evaluate_shard(
     )
 
 
-def _known_valid(session: Session, cluster_id: str, *, version: str) -> frozenset[str]:
-    """Content hashes of the bodies that the state of the cluster's last finished scan held
-    and its cluster step found structurally valid under `version` (none when that step left
-    no record): their views need no schema check again."""
-    digest = session.scalar(
-        select(ScanRun.snapshot_digest)
+class _LastFinished(NamedTuple):
+    """The cluster's last finished scan, as a scan step reads it once (`_last_finished`): the
+    digest of the state it scanned and its counts (a watermark among them)."""
+
+    digest: str | None
+    counts: dict[str, Any]
+
+
+def _last_finished(session: Session, cluster_id: str) -> _LastFinished | None:
+    """The cluster's last finished scan (None: it has none): what both the label-only reuse
+    (`_changes_since`) and the schema checks a step skips (`_known_valid`) start from."""
+    row = session.execute(
+        select(ScanRun.snapshot_digest, ScanRun.counts)
         .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
         .order_by(ScanRun.id.desc())
         .limit(1)
-    )
+    ).first()
+    return None if row is None else _LastFinished(row[0], dict(row[1] or {}))
+
+
+def _known_valid(session: Session, last: _LastFinished | None, *, version: str) -> frozenset[str]:
+    """Content hashes of the bodies that the state of the cluster's last finished scan held
+    and its cluster step found structurally valid under `version` (none when that step left
+    no record): their views need no schema check again."""
+    digest = last.digest if last is not None else None
     if not digest:
         return frozenset()
     key = rule_cache.cluster_valid_key(digest)
@@ -667,6 +682,7 @@ def _live_views(
     *,
     rules: EngineHandle,
     live: Sequence[_Live],
+    last: _LastFinished | None,
     prefetched: PrefetchedBodies | None = None,
 ) -> list[tuple[str, ObjectView]]:
     """(content hash, view) of the live objects `live` (the rows this step read, in object
@@ -675,7 +691,7 @@ def _live_views(
     here or beforehand (`prefetched`: `workers.body_prefetch`); an object whose content hash
     is no longer the one read (a body never changes under its hash) has its body read by
     hash, and one no longer live is left out."""
-    valid = _known_valid(session, cluster_id, version=rules.catalogue_version)
+    valid = _known_valid(session, last, version=rules.catalogue_version)
     read = live_bodies_by_id(session, cluster_id) if prefetched is None else prefetched
     bodies: dict[int, Any] = {}
     for row in live:
@@ -803,7 +819,9 @@ def evaluate_cluster_rules(
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
     live = _live_rows(session, cluster_id)
-    views = _live_views(session, cluster_id, rules=rules, live=live)
+    views = _live_views(
+        session, cluster_id, rules=rules, live=live, last=_last_finished(session, cluster_id)
+    )
     _cache_inventory(session, cluster_id, digest=digest, live=live, views=views)
     return _cluster_step(session, rules, digest=digest, views=views)
 
@@ -1054,19 +1072,15 @@ class _Before(NamedTuple):
     old: dict[int, str]
 
 
-def _changes_since(session: Session, live: Sequence[_Live], *, cluster_id: str) -> _Before:
-    """What changed since the cluster's last finished scan (`_Before`) among its live
-    objects (`_live_rows`); not yet checked against that scan's digest (`_state_was`);
+def _changes_since(
+    session: Session, live: Sequence[_Live], *, last: _LastFinished | None
+) -> _Before:
+    """What changed since the cluster's last finished scan (`last`, `_Before`) among its
+    live objects (`_live_rows`); not yet checked against that scan's digest (`_state_was`);
     else `_NoReuse`."""
-    previous = session.execute(
-        select(ScanRun.snapshot_digest, ScanRun.counts)
-        .where(ScanRun.cluster_id == cluster_id, ScanRun.state == ScanState.DONE)
-        .order_by(ScanRun.id.desc())
-        .limit(1)
-    ).first()
-    if previous is None or not previous[0] or "version_watermark" not in (previous[1] or {}):
+    if last is None or not last.digest or "version_watermark" not in last.counts:
         raise _NoReuse("no finished scan with a watermark")
-    before, since = str(previous[0]), int(previous[1]["version_watermark"])
+    before, since = str(last.digest), int(last.counts["version_watermark"])
     changed = [
         (row.id, row.ref_key, row.content_hash) for row in live if (row.version_id or 0) > since
     ]
@@ -1126,7 +1140,12 @@ def _label_only_change(
 
 
 def _label_only_reuse(
-    session: Session, rules: EngineHandle, live: Sequence[_Live], *, cluster_id: str
+    session: Session,
+    rules: EngineHandle,
+    live: Sequence[_Live],
+    *,
+    cluster_id: str,
+    last: _LastFinished | None,
 ) -> _Reused | None:
     """The cluster step of the cluster's current state (its live objects, `_live_rows`)
     without running the cluster rules, when its last finished scan's state differs from it
@@ -1142,16 +1161,21 @@ def _label_only_reuse(
     it, through the label indexes of its kind and namespace, or (a Pod) through
     pod-template look-ups."""
     try:
-        return _reuse(session, rules, live, cluster_id=cluster_id)
+        return _reuse(session, rules, live, cluster_id=cluster_id, last=last)
     except _NoReuse as reason:
         log.debug("cluster %s: cluster rules run again (%s)", cluster_id, reason)
         return None
 
 
 def _reuse(
-    session: Session, rules: EngineHandle, live: Sequence[_Live], *, cluster_id: str
+    session: Session,
+    rules: EngineHandle,
+    live: Sequence[_Live],
+    *,
+    cluster_id: str,
+    last: _LastFinished | None,
 ) -> _Reused:
-    found = _changes_since(session, live, cluster_id=cluster_id)
+    found = _changes_since(session, live, last=last)
     before, changed, old = found.digest, found.changed, found.old
     version = rules.catalogue_version
     # The small records and the changed bodies first: a change that is not label-only (the
@@ -1276,7 +1300,8 @@ def evaluate_inline(
         )
     wanted = set(missing)
     kept = Evaluated(version)
-    reused = _label_only_reuse(session, judged, live_rows, cluster_id=cluster_id)
+    last = _last_finished(session, cluster_id)  # read once for the reuse and the views
+    reused = _label_only_reuse(session, judged, live_rows, cluster_id=cluster_id, last=last)
     if reused is not None:
         # Only labels the cluster rules did not read changed: their results are the state
         # before's, and only the changed bodies (and any other uncached one) were read.
@@ -1304,7 +1329,9 @@ def evaluate_inline(
         )
         _carry_inventory(session, cluster_id, digest=digest, reused=reused)
     else:
-        live = _live_views(session, cluster_id, rules=judged, live=live_rows, prefetched=prefetched)
+        live = _live_views(
+            session, cluster_id, rules=judged, live=live_rows, last=last, prefetched=prefetched
+        )
         _cache_inventory(session, cluster_id, digest=digest, live=live_rows, views=live)
         fresh, errors = _evaluate_objects(
             judged,
