@@ -12,6 +12,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from store.bulk import (
+    FEW_ROWS,
     _copy_payload,
     copy_rows,
     insert_absent,
@@ -150,6 +151,63 @@ def test_insert_ignoring_conflicts_stores_every_value_exactly_and_each_row_once(
     assert found["web-1"].message == "plain" and found["web-1"].namespace is None
     assert found["web-2"].message == "" and found["web-2"].container is None
     assert found["web-2"].first_seen == at and found["web-0"].id < found["web-2"].id
+
+
+def test_insert_ignoring_conflicts_of_many_rows_copies_them_exactly(
+    any_db_session: Session,
+) -> None:
+    """More than `FEW_ROWS` rows take the staging table's COPY on PostgreSQL (the test above,
+    with fewer, takes one VALUES statement): the same values, each row once, in order."""
+    from sqlalchemy import event  # noqa: PLC0415
+
+    session = any_db_session
+    make_cluster(session, "many")
+    at = utcnow()
+    count = FEW_ROWS + 5
+    rows = [_finding_row("many", n, TRICKY if n % 2 else f"m{n}", at=at) for n in range(count)]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        insert_ignoring_conflicts(session, table_of(Finding), rows[: count - 1])
+        insert_ignoring_conflicts(session, table_of(Finding), rows[1:])  # one new, the rest there
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    if bind.dialect.name == "postgresql":  # the staging table's statements go on the driver
+        assert not any(s.startswith("INSERT INTO findings") for s in statements)
+    session.expire_all()
+    found = sorted(
+        session.scalars(select(Finding).where(Finding.cluster_id == "many")), key=lambda f: f.id
+    )
+    assert [f.name for f in found] == [f"web-{n}" for n in range(count)]
+    assert all(f.message == (TRICKY if n % 2 else f"m{n}") for n, f in enumerate(found))
+    assert all(f.details["text"] == TRICKY and f.details["n"] == n for n, f in enumerate(found))
+
+
+def test_few_rows_are_one_statement_on_postgresql(db_session: Session) -> None:
+    """A row or two (a cluster's inventory row) is one round trip, not the staging table's."""
+    from sqlalchemy import event  # noqa: PLC0415
+
+    session = db_session
+    make_cluster(session, "few")
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", seen)
+    try:
+        insert_ignoring_conflicts(
+            session, table_of(Finding), [_finding_row("few", 0, TRICKY, at=utcnow())]
+        )
+    finally:
+        event.remove(bind, "before_cursor_execute", seen)
+    assert len(statements) == 1 and "ON CONFLICT DO NOTHING" in statements[0]
 
 
 def test_insert_absent_and_copy_rows_store_every_value_exactly(any_db_session: Session) -> None:
