@@ -28,6 +28,7 @@ from store.rule_cache import cached_results, store_results
 from store.types import utcnow
 from tests.conftest import _savepoint_session
 from tests.support.factories import make_cluster
+from tests.support.statements import recorded_statements
 
 
 def _finding(cluster_id: str, n: int) -> Finding:
@@ -158,25 +159,15 @@ def test_insert_ignoring_conflicts_of_many_rows_copies_them_exactly(
 ) -> None:
     """More than `FEW_ROWS` rows take the staging table's COPY on PostgreSQL (the test above,
     with fewer, takes one VALUES statement): the same values, each row once, in order."""
-    from sqlalchemy import event  # noqa: PLC0415
-
     session = any_db_session
     make_cluster(session, "many")
     at = utcnow()
     count = FEW_ROWS + 5
     rows = [_finding_row("many", n, TRICKY if n % 2 else f"m{n}", at=at) for n in range(count)]
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
     bind = session.connection()
-    event.listen(bind, "before_cursor_execute", seen)
-    try:
+    with recorded_statements(bind) as statements:
         insert_ignoring_conflicts(session, table_of(Finding), rows[: count - 1])
         insert_ignoring_conflicts(session, table_of(Finding), rows[1:])  # one new, the rest there
-    finally:
-        event.remove(bind, "before_cursor_execute", seen)
     if bind.dialect.name == "postgresql":  # the staging table's statements go on the driver
         assert not any(s.startswith("INSERT INTO findings") for s in statements)
     session.expire_all()
@@ -190,23 +181,12 @@ def test_insert_ignoring_conflicts_of_many_rows_copies_them_exactly(
 
 def test_few_rows_are_one_statement_on_postgresql(db_session: Session) -> None:
     """A row or two (a cluster's inventory row) is one round trip, not the staging table's."""
-    from sqlalchemy import event  # noqa: PLC0415
-
     session = db_session
     make_cluster(session, "few")
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
-    bind = session.connection()
-    event.listen(bind, "before_cursor_execute", seen)
-    try:
+    with recorded_statements(session.connection()) as statements:
         insert_ignoring_conflicts(
             session, table_of(Finding), [_finding_row("few", 0, TRICKY, at=utcnow())]
         )
-    finally:
-        event.remove(bind, "before_cursor_execute", seen)
     assert len(statements) == 1 and "ON CONFLICT DO NOTHING" in statements[0]
 
 

@@ -15,6 +15,7 @@ from store.manifests import live_bodies_by_id
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster
 from tests.support.manifests import deployment, full_envelope
+from tests.support.statements import recorded_statements
 from tests.workers.conftest import Pipeline
 from workers import body_prefetch
 from workers.body_prefetch import BodyPrefetch
@@ -149,25 +150,15 @@ def test_a_full_scan_step_reads_the_last_finished_scan_once_and_asks_for_no_body
     """A scan step's statements (both engines): the cluster's last finished scan is read once
     for the label-only reuse and the schema checks it skips (`_last_finished`), and a step
     that has every body asks for none by hash (`bodies_by_hash` of nothing runs nothing)."""
-    from sqlalchemy import event  # noqa: PLC0415
-
     pipeline = any_pipeline
     pipeline.push_and_process("a", [deployment(f"w{n}", image=f"shop/w:{n}") for n in range(3)])
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = pipeline.ctx.sessions.kw["bind"]  # the pipeline's own connection or engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    # The pipeline's own connection (PostgreSQL) or engine (SQLite).
+    with recorded_statements(pipeline.ctx.sessions.kw["bind"]) as statements:
         for _ in range(2):  # the first scan of the cluster, then a rescan after a change
             pipeline.run.run("k8smon.rescan", "a")
             pipeline.push_and_process(
                 "a", [deployment(f"w{n}", image=f"shop/w:{n + 1}") for n in range(3)]
             )
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     last_finished = [
         s
         for s in statements
