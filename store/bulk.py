@@ -207,6 +207,12 @@ def _copy_column(values: list[Any], *, json_column: bool) -> list[str]:
 FEW_ROWS = 32
 
 
+def dialect_insert(session: Session, table: Table) -> Any:
+    """The session's dialect's INSERT into `table` (PostgreSQL's or SQLite's: both have
+    `on_conflict_do_nothing`)."""
+    return (postgresql_insert if on_postgresql(session) else sqlite_insert)(table)
+
+
 def insert_ignoring_conflicts(
     session: Session, table: Table, rows: Sequence[dict[str, Any]]
 ) -> None:
@@ -221,11 +227,8 @@ def insert_ignoring_conflicts(
     """
     if not rows:
         return
-    if not on_postgresql(session):
-        session.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))
-        return
-    if len(rows) <= FEW_ROWS:
-        session.execute(postgresql_insert(table).on_conflict_do_nothing(), list(rows))
+    if not on_postgresql(session) or len(rows) <= FEW_ROWS:
+        session.execute(dialect_insert(session, table).on_conflict_do_nothing(), list(rows))
         return
     columns, payload = _copy_payload(table, rows)
     names = ", ".join(f'"{c}"' for c in columns)

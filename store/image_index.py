@@ -32,11 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from store.bulk import chunked, insert_absent, insert_ignoring_conflicts, table_of
+from store.bulk import (
+    chunked,
+    dialect_insert,
+    insert_absent,
+    insert_ignoring_conflicts,
+    table_of,
+)
 from store.db import on_postgresql
 from store.jsonpath import Descend, Index, JsonPath, Member
 from store.models import BodyImage, ManifestBody
@@ -124,8 +128,9 @@ def _store(session: Session, rows: list[dict[str, Any]], *, absent: bool = False
         for batch in chunked(values, 5000):
             insert_ignoring_conflicts(session, table_of(BodyImage), batch)
     if nulls:
-        insert = postgresql_insert if on_postgresql(session) else sqlite_insert
-        session.execute(insert(table_of(BodyImage)).on_conflict_do_nothing(), nulls)
+        session.execute(
+            dialect_insert(session, table_of(BodyImage)).on_conflict_do_nothing(), nulls
+        )
 
 
 def index_bodies(session: Session, bodies: Mapping[str, Any]) -> int:

@@ -87,11 +87,9 @@ from sqlalchemy import (
     true,
     union_all,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from store.bulk import chunked, table_of
+from store.bulk import chunked, dialect_insert, table_of
 from store.db import local_settings, on_postgresql
 from store.models import (
     BodyImage,
@@ -131,7 +129,7 @@ def group_key(cluster_id: str, kind: str, namespace: str, shape: str, value: Any
 
 
 def _insert(session: Session, model: Any) -> Any:
-    return (postgresql_insert if on_postgresql(session) else sqlite_insert)(table_of(model))
+    return dialect_insert(session, table_of(model))
 
 
 def _writing(session: Session) -> None:
