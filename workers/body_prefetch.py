@@ -2,11 +2,12 @@
 
 A full scan reads, decodes and views every live body of its cluster (`scanning._live_views`).
 PostgreSQL spends about a tenth of a one-worker scan producing those rows, and the worker waited
-for it. In a batch (`jobs.run_batch`) the next cluster is known: this thread reads its bodies,
+for it. In a batch (`jobs.scan_batch`) the next cluster is known: this thread reads its bodies,
 on a session of its own, while the worker evaluates the current one, and the next scan takes
-them (`take`). A body never changes under its content hash, so bodies read in another
-transaction are still right: the step pairs them with the live rows it reads itself and reads
-any body whose object changed meanwhile (`scanning._live_views`).
+them (`take`); the first full scan's are read while the batch's other scans are planned. A
+body never changes under its content hash, so bodies read in another transaction are still
+right: the step pairs them with the live rows it reads itself and reads any body whose object
+changed meanwhile (`scanning._live_views`).
 
 At most one read is ahead. One that fails or is not taken is dropped: the scan reads its bodies
 itself. Leaving waits for the read in flight, so that no transaction is left behind.

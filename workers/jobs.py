@@ -306,6 +306,30 @@ def _run_steps(
     return results, None
 
 
+def scan_batch(
+    ctx: WorkerContext,
+    cluster_ids: Sequence[str],
+    *,
+    trigger: str,
+    task_id: str | None = None,
+    in_fleet_scan: bool = False,
+    elsewhere: Callable[[scanning.ScanPlan], Any],
+) -> tuple[list[scanning.ScanPlan], list[Any]]:
+    """A fleet scan's batch (`k8smon.scan_clusters`): its scans planned (`plan_scans`), then
+    run (`run_batch`), with one `BodyPrefetch` for both, so that the first full scan's bodies
+    are read while the batch's other scans are planned. The plans and each scan's outcome."""
+    with BodyPrefetch(ctx.sessions, background=_lane_in_background(ctx)) as prefetch:
+        plans = plan_scans(
+            ctx,
+            cluster_ids,
+            trigger=trigger,
+            task_id=task_id,
+            in_fleet_scan=in_fleet_scan,
+            prefetch=prefetch,
+        )
+        return plans, run_batch(ctx, plans, elsewhere=elsewhere, prefetch=prefetch)
+
+
 def plan_scans(
     ctx: WorkerContext,
     cluster_ids: Sequence[str],
@@ -313,14 +337,18 @@ def plan_scans(
     trigger: str,
     task_id: str | None = None,
     in_fleet_scan: bool = False,
+    prefetch: BodyPrefetch | None = None,
 ) -> list[scanning.ScanPlan]:
     """`plan_scan` for several clusters in one unit of work: every scan of a batch is
     recorded (running, with its steps and the batch's task id) before any is evaluated, so
     the scan watchdog sees all of them should the worker die in the middle of the batch.
-    The cyclic collector stays paused, as for the steps that follow."""
+    The cyclic collector stays paused, as for the steps that follow. `prefetch`: the first
+    scan that reads every body has them read ahead as soon as it is planned (a body never
+    changes under its hash: read in another transaction, they are still right)."""
+    plans: list[scanning.ScanPlan] = []
     with gc_paused(), unit_of_work(ctx.sessions) as session:
-        return [
-            scanning.plan_scan(
+        for cluster_id in cluster_ids:
+            plan = scanning.plan_scan(
                 session,
                 cluster_id,
                 rules=ctx.rules,
@@ -330,8 +358,14 @@ def plan_scans(
                 task_id=task_id,
                 in_fleet_scan=in_fleet_scan,
             )
-            for cluster_id in cluster_ids
-        ]
+            if (
+                prefetch is not None
+                and _reads_every_body(plan)
+                and not any(_reads_every_body(planned) for planned in plans)
+            ):
+                prefetch.ahead(plan.cluster_id)  # the first such scan
+            plans.append(plan)
+    return plans
 
 
 def run_batch(
@@ -339,21 +373,21 @@ def run_batch(
     plans: Sequence[scanning.ScanPlan],
     *,
     elsewhere: Callable[[scanning.ScanPlan], Any],
+    prefetch: BodyPrefetch,
 ) -> list[Any]:
     """Run a batch's planned scans here, one after another, each scan's finalize committing
     on a thread of its own (`FinalizeLane`, PostgreSQL only) while the next scan is evaluated,
-    and the next full scan's bodies read ahead on another (`BodyPrefetch`); a scan of more
-    than one shard, or a re-drive, goes to `elsewhere` (the runner's `run_plan`: a chord of
-    tasks). Returns each scan's outcome, in the plans' order."""
+    and the next full scan's bodies read ahead by `prefetch` (the first's may have been read
+    while the batch was planned: `scan_batch`); a scan of more than one shard, or a re-drive,
+    goes to `elsewhere` (the runner's `run_plan`: a chord of tasks). Returns each scan's
+    outcome, in the plans' order."""
     outcomes: dict[int, Any] = {}
-    background = _lane_in_background(ctx)
     # Each full scan's position, and the next full scan's cluster (its bodies read ahead).
     read_ahead = [n for n, plan in enumerate(plans) if _reads_every_body(plan)]
     upcoming = {n: plans[after].cluster_id for n, after in itertools.pairwise(read_ahead)}
     with (
         gc_paused(),
-        FinalizeLane[scanning.FinalizeOutcome](background=background) as lane,
-        BodyPrefetch(ctx.sessions, background=background) as prefetch,
+        FinalizeLane[scanning.FinalizeOutcome](background=_lane_in_background(ctx)) as lane,
     ):
         for n, plan in enumerate(plans):
             if plan.finished:

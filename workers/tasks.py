@@ -127,11 +127,15 @@ def scan_clusters(
 ) -> dict[str, Any]:
     """Scan several clusters (a fleet scan's batch): every scan is planned first, then each
     runs here as `scan_cluster` would, one cluster's findings written while the next cluster
-    is evaluated (`jobs.run_batch`); a scan of several shards is sent as its chord."""
-    plans = jobs.plan_scans(
-        run.ctx, cluster_ids, trigger=trigger, task_id=run.task_id, in_fleet_scan=in_fleet_scan
+    is evaluated (`jobs.scan_batch`); a scan of several shards is sent as its chord."""
+    plans, outcomes = jobs.scan_batch(
+        run.ctx,
+        cluster_ids,
+        trigger=trigger,
+        task_id=run.task_id,
+        in_fleet_scan=in_fleet_scan,
+        elsewhere=run.run_plan,
     )
-    outcomes = jobs.run_batch(run.ctx, plans, elsewhere=run.run_plan)
     return {
         "scans": [{"cluster_id": p.cluster_id, **o} for p, o in zip(plans, outcomes, strict=True)]
     }

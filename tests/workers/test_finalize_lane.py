@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from settings import Settings
 from store import migrate
@@ -112,18 +114,34 @@ def test_a_batch_with_its_finalizes_in_the_lane_gives_the_offline_findings(
     """The oracle on the lane's own path: pooled connections of a database that really
     commits (the SAVEPOINT sessions of the other in-process tests share one connection, so
     their batches finalize in the calling thread), the benchmark's mix in three clusters of a
-    fleet scan's batch, the second and third scans' bodies read ahead (`BodyPrefetch`)."""
+    fleet scan's batch, every scan's bodies read ahead (`BodyPrefetch`): the first's while
+    the batch's other scans are planned (`jobs.scan_batch`)."""
     from bench.corpus import generate  # noqa: PLC0415 - the benchmark's corpus
     from store.manifests import live_bodies_by_id  # noqa: PLC0415
     from workers import body_prefetch  # noqa: PLC0415
+    from workers.services import scanning  # noqa: PLC0415
 
     read_ahead: list[str] = []
+    events: list[tuple[str, str]] = []  # planned, or its bodies asked for ahead, in order
 
     def recorded(session: object, cluster_id: str) -> object:
         read_ahead.append(cluster_id)
         return live_bodies_by_id(session, cluster_id)  # type: ignore[arg-type]
 
+    ahead, plan_scan = body_prefetch.BodyPrefetch.ahead, scanning.plan_scan
+
+    def recorded_ahead(prefetch: body_prefetch.BodyPrefetch, cluster_id: str) -> None:
+        events.append(("ahead", cluster_id))
+        ahead(prefetch, cluster_id)
+
+    def recorded_plan(session: Session, cluster_id: str, **kwargs: Any) -> scanning.ScanPlan:
+        planned = plan_scan(session, cluster_id, **kwargs)
+        events.append(("planned", cluster_id))
+        return planned
+
     monkeypatch.setattr(body_prefetch, "live_bodies_by_id", recorded)
+    monkeypatch.setattr(body_prefetch.BodyPrefetch, "ahead", recorded_ahead)
+    monkeypatch.setattr(scanning, "plan_scan", recorded_plan)
 
     database = ThrowawayDatabase.create(postgres_server_url)
     engine = make_engine(database.url)
@@ -152,7 +170,15 @@ def test_a_batch_with_its_finalizes_in_the_lane_gives_the_offline_findings(
             "k8smon.scan_clusters", cluster_ids=list(states), trigger="test", in_fleet_scan=True
         )
         assert [scan["cluster_id"] for scan in outcome["scans"]] == list(states)
-        assert read_ahead == ["lane-1", "lane-2"]
+        assert read_ahead == ["lane-0", "lane-1", "lane-2"]
+        assert events == [
+            ("planned", "lane-0"),
+            ("ahead", "lane-0"),  # read while the others are planned
+            ("planned", "lane-1"),
+            ("planned", "lane-2"),
+            ("ahead", "lane-1"),  # each next one while the one before is evaluated
+            ("ahead", "lane-2"),
+        ]
         # The fleet rules (image drift across the fleet's clusters) are the fleet
         # evaluation's, which an offline scan of one cluster cannot match: left out.
         fleet = rules_engine.fleet_rule_ids
