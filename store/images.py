@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, exists, func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from contracts.images import ImageRef, VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
 from contracts.states import SnapshotState
-from store.bulk import chunked, insert_ignoring_conflicts, table_of
+from store.bulk import affected, chunked, dialect_insert, table_of
 from store.db import on_postgresql
 from store.image_index import image_occurrences, quoted
 from store.manifests import current_manifests
@@ -41,7 +41,7 @@ from store.rule_cache import (
     inventory_version,
 )
 from store.search import SearchTimeout
-from store.types import utcnow
+from store.types import CachedJson, UtcDateTime, utcnow
 
 # kind -> where its pod spec is
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -472,11 +472,13 @@ def cache_cluster_inventory(
     objects: Iterable[tuple[int, ResourceRef, Any]],
     timeout_seconds: float,
 ) -> None:
-    """Cache the cluster's uses in the state `digest` and `snapshot_id` (its current ones),
+    """Cache the cluster's uses in the state `digest` reached by applying `snapshot_id`,
     with their since values (`_store_uses`, under the search time limit), from its live
-    objects' (id, ref, body), in object id order: what a scan that decoded every body has
-    in hand, so that the fleet evaluation after it finds them cached instead of reading the
-    bodies again (`cached_inventory_uses`, whose rows these are: kind by kind, by id)."""
+    objects' (id, ref, body) in that state, in object id order: what a scan that decoded
+    every body has in hand, so that the fleet evaluation after it finds them cached instead
+    of reading the bodies again (`cached_inventory_uses`, whose rows these are: kind by
+    kind, by id). Nothing is written unless the cluster is still in that state when the row
+    is (`InventoryState`)."""
     order = {kind: n for n, kind in enumerate(POD_SPEC_PATHS)}
     rows = sorted(
         (
@@ -492,7 +494,7 @@ def cache_cluster_inventory(
     _store_uses(
         session,
         cluster_id,
-        cluster_inventory_key(cluster_id, digest, snapshot_id=snapshot_id),
+        InventoryState(digest, snapshot_id),
         fleet.uses(),
         deadline=time.monotonic() + timeout_seconds,
         timeout_seconds=timeout_seconds,
@@ -500,16 +502,37 @@ def cache_cluster_inventory(
 
 
 @dataclass(frozen=True, slots=True)
+class InventoryState:
+    """The state a cluster's cached uses are of: its digest, and the snapshot whose applying
+    made it the cluster's (the history their since values read is the one up to it)."""
+
+    digest: str
+    snapshot_id: int
+
+    def key(self, cluster_id: str) -> str:
+        """The uses' cache key (`cluster_inventory_key`)."""
+        return cluster_inventory_key(cluster_id, self.digest, snapshot_id=self.snapshot_id)
+
+    def still_current(self, cluster_id: str) -> ColumnElement[bool]:
+        """The condition that the cluster is still in this state: a row of the uses is
+        written under it, by the statement that writes it (one round trip, and no state
+        applied between a check and the write)."""
+        return exists().where(
+            Cluster.id == cluster_id,
+            Cluster.current_digest == self.digest,
+            Cluster.current_snapshot_id == self.snapshot_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CarriedState:
     """What `carry_cluster_inventory` carries a cluster's cached uses over between: the
     state before (`before`, its digest), the version watermark up to which the changed
-    objects' versions were those of that state, and the new state (its digest and the
-    snapshot that made it the cluster's)."""
+    objects' versions were those of that state, and the new state."""
 
     before: str
     watermark: int
-    digest: str
-    snapshot_id: int
+    state: InventoryState
 
 
 # A cluster's uses (`_Fleet.uses` of its rows alone: a workload's controller chain never
@@ -656,11 +679,12 @@ def cached_inventory_uses(
             )
         )
     }
-    keys = {
-        cid: cluster_inventory_key(cid, digest, snapshot_id=snapshot)
+    cached_states = {
+        cid: InventoryState(digest, snapshot)
         for cid, (digest, snapshot) in states.items()
         if digest and snapshot is not None
     }
+    keys = {cid: state.key(cid) for cid, state in cached_states.items()}
     cached: dict[str, list[dict[str, Any]]] = {}
     for batch in chunked(sorted(keys.values())):
         cached.update(
@@ -688,7 +712,7 @@ def cached_inventory_uses(
         yield _store_uses(
             session,
             cluster_id,
-            keys.get(cluster_id) if digest == states[cluster_id][0] else None,
+            cached_states.get(cluster_id) if digest == states[cluster_id][0] else None,
             fleet.uses(),
             deadline=deadline,
             timeout_seconds=timeout_seconds,
@@ -698,34 +722,34 @@ def cached_inventory_uses(
 def _store_uses(
     session: Session,
     cluster_id: str,
-    key: str | None,
+    state: InventoryState | None,
     uses: Uses,
     *,
     deadline: float,
     timeout_seconds: float,
 ) -> list[ImageUse]:
     """The cluster's uses as `ImageUse`s, their since values read from its history, cached
-    under `key` (`cluster_inventory_key` of the state and the current snapshot the uses and
-    the history are of; None: not cached). The row replaces the cluster's (another state's, or
-    this state's when the purge deleted a version it rests on)."""
+    under the key of `state` (the state and the current snapshot the uses and the history
+    are of; None: not cached) while the cluster is still in it. The row replaces the
+    cluster's (another state's, or this state's when the purge deleted a version it rests
+    on); when the cluster left the state meanwhile, nothing is written (its row stays)."""
     wanted = _history_wanted(uses)
     history = _since(session, wanted, deadline=deadline, timeout=timeout_seconds)
     found = _built(uses, history)
-    if key is None:
+    if state is None:
         return found
-    version = inventory_version(cluster_id)
-    session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id)))
-    insert_ignoring_conflicts(
-        session,
-        table_of(RuleResultCache),
-        [
-            {
-                "content_hash": key,
-                "catalogue_version": version,
-                "results": _encoded(found, history.watched, wanted),
-                "created_at": utcnow(),
-            }
-        ],
+    still = state.still_current(cluster_id)
+    session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id), still))
+    row = select(
+        literal(state.key(cluster_id)),
+        literal(inventory_version(cluster_id)),
+        literal(_encoded(found, history.watched, wanted), CachedJson),
+        literal(utcnow(), UtcDateTime()),
+    ).where(still)
+    columns = ["content_hash", "catalogue_version", "results", "created_at"]
+    table = table_of(RuleResultCache)
+    session.execute(
+        dialect_insert(session, table).from_select(columns, row).on_conflict_do_nothing()
     )
     return found
 
@@ -738,8 +762,8 @@ def carry_cluster_inventory(
     changed: Mapping[int, tuple[ResourceRef, Any]],
     timeout_seconds: float,
 ) -> bool:
-    """Cache the cluster's uses in its state `carried.digest` (reached by applying
-    `carried.snapshot_id`) from the cached row of the state `carried.before` the cluster was
+    """Cache the cluster's uses in its state `carried.state` (while it is still the
+    cluster's: the write checks) from the cached row of the state `carried.before` the cluster was
     in when the objects `changed` (object id -> ref and current body) had their versions at
     `carried.watermark`, when those objects changed nothing the uses read (the caller knows
     each changed only labels, which `_body_row` never reads): the uses are that row's, and
@@ -761,7 +785,7 @@ def carry_cluster_inventory(
             Snapshot.cluster_id == cluster_id,
             Snapshot.digest == carried.before,
             Snapshot.state == SnapshotState.PROCESSED,
-            Snapshot.id < carried.snapshot_id,
+            Snapshot.id < carried.state.snapshot_id,
         )
     )
     if previous is None:
@@ -803,21 +827,16 @@ def carry_cluster_inventory(
         return False
     kept = {vid for vid, object_id in watched.items() if object_id not in changed}
     part["watched"] = sorted(kept | history.watched)
-    session.execute(
+    moved = session.execute(
         update(RuleResultCache)
         .where(
             RuleResultCache.catalogue_version == version,
             RuleResultCache.content_hash == old_key,
+            carried.state.still_current(cluster_id),
         )
-        .values(
-            content_hash=cluster_inventory_key(
-                cluster_id, carried.digest, snapshot_id=carried.snapshot_id
-            ),
-            results=[part],
-            created_at=utcnow(),
-        )
+        .values(content_hash=carried.state.key(cluster_id), results=[part], created_at=utcnow())
     )
-    return True
+    return affected(moved) > 0
 
 
 def _stored_versions(session: Session, version_ids: Sequence[int]) -> dict[int, int]:

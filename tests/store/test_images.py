@@ -409,7 +409,9 @@ def test_a_clusters_inventory_row_is_replaced_through_its_index_on_both_engines(
     )
     assert rows == 1 and len(first) == 1 and set(_cached_inventory(session)) != set(first)
 
-    statement = delete(RuleResultCache).where(inventory_row_of("a"))
+    state = images.InventoryState(*_state_of(session, "a"))
+    # As `_store_uses` sends it: only while the cluster is still in the state written.
+    statement = delete(RuleResultCache).where(inventory_row_of("a"), state.still_current("a"))
     dialect = session.get_bind().dialect
     compiled = statement.compile(dialect=dialect)
     if on_postgresql(session):
@@ -423,3 +425,84 @@ def test_a_clusters_inventory_row_is_replaced_through_its_index_on_both_engines(
         explained = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", bound)
         plan = "\n".join(str(row[-1]) for row in explained)
     assert "ix_rule_result_cache_inventory" in plan, plan
+
+
+def _state_of(session: Session, cluster_id: str) -> tuple[str, int]:
+    from store.models import Cluster  # noqa: PLC0415
+
+    digest, snapshot_id = session.execute(
+        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
+    ).one()
+    assert digest and snapshot_id is not None
+    return digest, snapshot_id
+
+
+def test_an_inventory_is_cached_only_while_the_cluster_is_in_its_state_on_both_engines(
+    any_db_session: Session,
+) -> None:
+    """A scan caches the inventory of the state it read the cluster in (its digest and
+    snapshot, `InventoryState`); the statement that writes the row checks the cluster is still
+    in that state, so one applied meanwhile (its history newer than the uses) leaves the
+    cache as it was, and the next reader works the inventory out from the new state. The
+    carry of a label-only rescan (`carry_cluster_inventory`) likewise moves no row to a
+    state the cluster has left."""
+    from store.images import CarriedState, InventoryState  # noqa: PLC0415
+    from store.manifests import current_manifests  # noqa: PLC0415
+
+    session = any_db_session
+    make_cluster(session, "a")
+    _push_at(session, "a", workloads(), datetime(2026, 10, 1, tzinfo=UTC))
+    first = InventoryState(*_state_of(session, "a"))
+    live = sorted(current_manifests(session, cluster_id="a"), key=lambda m: m.object_id)
+    objects = [(m.object_id, m.ref, m.body) for m in live]
+
+    def cache(state: InventoryState) -> None:
+        images.cache_cluster_inventory(
+            session,
+            "a",
+            digest=state.digest,
+            snapshot_id=state.snapshot_id,
+            objects=objects,
+            timeout_seconds=30,
+        )
+
+    cache(first)  # still the cluster's state: cached under its key
+    assert list(_cached_inventory(session)) == [first.key("a")]
+
+    relabelled = workloads()
+    relabelled[0]["metadata"]["labels"] = {"team": "checkout"}
+    _push_at(session, "a", relabelled, datetime(2026, 10, 2, tzinfo=UTC))
+    second = InventoryState(*_state_of(session, "a"))
+    later = [*workloads(), deployment("api", namespace="shop", image="shop/api:2.1.0")]
+    _push_at(session, "a", later, datetime(2026, 10, 3, tzinfo=UTC))
+    third = InventoryState(*_state_of(session, "a"))
+    assert len({first, second, third}) == 3
+
+    # The carry from the first state to the second (only labels changed) moves the first's
+    # row while the cluster is in the second (cluster "b", pushed the same); "a" is in the
+    # third by now: nothing moves.
+    make_cluster(session, "b")
+    _push_at(session, "b", workloads(), datetime(2026, 10, 1, tzinfo=UTC))
+    image_uses(session, timeout_seconds=30, cluster_ids=["b"], cached=True)
+    b_first = InventoryState(*_state_of(session, "b"))
+    _push_at(session, "b", relabelled, datetime(2026, 10, 2, tzinfo=UTC))
+    b_second = InventoryState(*_state_of(session, "b"))
+    for cluster_id, carried, moved in (
+        ("b", CarriedState(b_first.digest, 10**9, b_second), True),
+        ("a", CarriedState(first.digest, 10**9, second), False),
+    ):
+        assert (
+            images.carry_cluster_inventory(
+                session, cluster_id, carried=carried, changed={}, timeout_seconds=30
+            )
+            is moved
+        )
+    assert sorted(_cached_inventory(session)) == sorted([first.key("a"), b_second.key("b")])
+    kept = [first.key("a"), b_second.key("b")]
+    session.execute(delete(RuleResultCache).where(RuleResultCache.content_hash.in_(kept)))
+    cache(first)  # read before the pushes: the cluster left that state, nothing is written
+    assert _cached_inventory(session) == {}
+    fresh = image_uses(session, timeout_seconds=30, cluster_ids=["a"])
+    assert "shop/api:2.1.0" in {use.image for use in fresh}
+    assert image_uses(session, timeout_seconds=30, cluster_ids=["a"], cached=True) == fresh
+    assert list(_cached_inventory(session)) == [third.key("a")]

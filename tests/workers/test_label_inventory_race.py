@@ -199,7 +199,9 @@ def test_a_carry_waits_for_a_fleet_evaluation_that_replaced_the_row_first(
     store.resume.set()
     evaluation.outcome()
     rescan.outcome()
-    assert carried == [True]  # it carried nothing over: the row it read was replaced
+    # It carried nothing over: the row it read was replaced (its UPDATE found no row, and
+    # says so: `carry_cluster_inventory` returns whether a row moved).
+    assert carried == [False]
     rows = _rows(run)
     assert [key for key, _results in rows] == [_current_key(run)]
     assert rows == _recomputed(run)

@@ -43,6 +43,7 @@ from store.findings import (
 from store.images import (
     POD_SPEC_PATHS,
     CarriedState,
+    InventoryState,
     cache_cluster_inventory,
     carry_cluster_inventory,
 )
@@ -814,7 +815,8 @@ def evaluate_cluster_rules(
 ) -> ClusterStepOutcome:
     """Evaluate cross-resource rules on the cluster's current state (cached per state digest)."""
     rules = judged_as_deployed(session, cluster_id, rules)
-    digest = _state_digest(session.get(Cluster, cluster_id))
+    cluster = session.get(Cluster, cluster_id)
+    digest = _state_digest(cluster)
     key = rule_cache.cluster_state_key(digest)
     if rule_cache.cached_keys(session, [key], catalogue_version=rules.catalogue_version):
         return ClusterStepOutcome(cluster_key=key, cached=True)
@@ -822,7 +824,7 @@ def evaluate_cluster_rules(
     views = _live_views(
         session, cluster_id, rules=rules, live=live, last=_last_finished(session, cluster_id)
     )
-    _cache_inventory(session, cluster_id, digest=digest, live=live, views=views)
+    _cache_inventory(session, cluster_id, state=_inventory_state(cluster), live=live, views=views)
     return _cluster_step(session, rules, digest=digest, views=views)
 
 
@@ -830,44 +832,40 @@ def evaluate_cluster_rules(
 INVENTORY_CACHE_LIMIT_S = 60.0
 
 
-def _snapshot_still_at(session: Session, cluster_id: str, *, digest: str) -> int | None:
-    """The snapshot that made the cluster's current state, while that state is still the one
-    with this digest (None: it changed, or none was applied): what an inventory cached for
-    that state is keyed by (`cluster_inventory_key`)."""
-    state = session.execute(
-        select(Cluster.current_digest, Cluster.current_snapshot_id).where(Cluster.id == cluster_id)
-    ).first()
-    if state is None or state[0] != digest:
+def _inventory_state(cluster: Cluster | None) -> InventoryState | None:
+    """The state a step read the cluster in, as its cached inventory is keyed (None: no
+    state applied): read with the step's other reads of the cluster, from its row."""
+    if cluster is None or not cluster.current_digest or cluster.current_snapshot_id is None:
         return None
-    return state[1]
+    return InventoryState(cluster.current_digest, cluster.current_snapshot_id)
 
 
 def _cache_inventory(
     session: Session,
     cluster_id: str,
     *,
-    digest: str,
+    state: InventoryState | None,
     live: Sequence[_Live],
     views: Sequence[tuple[str, ObjectView]],
 ) -> None:
     """Cache the cluster's image inventory (`store.images.cache_cluster_inventory`) from the
     bodies a step that read every live one decoded (`views`, in object id order, paired with
     the live rows `live` by position), so that the fleet evaluation after this scan, and its
-    finalize, find it cached instead of reading the bodies again. Nothing is cached when the
-    rows and the views are not the same objects, or the cluster's state changed meanwhile."""
-    if len(live) != len(views) or any(
-        row.content_hash != chash for row, (chash, _view) in zip(live, views, strict=True)
+    finalize, find it cached instead of reading the bodies again. `state`: the cluster's
+    state when the step read it (`_inventory_state`). Nothing is cached when the rows and
+    the views are not the same objects, or the cluster left that state meanwhile (the write
+    checks)."""
+    if state is None or (
+        len(live) != len(views)
+        or any(row.content_hash != chash for row, (chash, _view) in zip(live, views, strict=True))
     ):
-        return
-    snapshot_id = _snapshot_still_at(session, cluster_id, digest=digest)
-    if snapshot_id is None:
         return
     try:
         cache_cluster_inventory(
             session,
             cluster_id,
-            digest=digest,
-            snapshot_id=snapshot_id,
+            digest=state.digest,
+            snapshot_id=state.snapshot_id,
             objects=(
                 (row.id, ResourceRef.from_key(row.ref_key), view.manifest)
                 for row, (_chash, view) in zip(live, views, strict=True)
@@ -879,14 +877,16 @@ def _cache_inventory(
         log.warning("cluster %s: its image inventory was not cached (history too long)", cluster_id)
 
 
-def _carry_inventory(session: Session, cluster_id: str, *, digest: str, reused: _Reused) -> None:
-    """Cache the cluster's image inventory in its new state by carrying the state before's
-    over (`store.images.carry_cluster_inventory`): a label-only rescan's changed objects
-    (`_Reused.before`) kept everything but their labels (`_label_only_change`), and the
-    inventory reads no label. Nothing is cached when the cluster's state changed meanwhile,
-    or the state before's row cannot be carried over (the fleet evaluation works it out)."""
-    snapshot_id = _snapshot_still_at(session, cluster_id, digest=digest)
-    if snapshot_id is None:
+def _carry_inventory(
+    session: Session, cluster_id: str, *, state: InventoryState | None, reused: _Reused
+) -> None:
+    """Cache the cluster's image inventory in its new state `state` (`_inventory_state`) by
+    carrying the state before's over (`store.images.carry_cluster_inventory`): a label-only
+    rescan's changed objects (`_Reused.before`) kept everything but their labels
+    (`_label_only_change`), and the inventory reads no label. Nothing is cached when the
+    cluster left that state meanwhile, or the state before's row cannot be carried over
+    (the fleet evaluation works it out)."""
+    if state is None:
         return
     before = reused.before
     changed = {
@@ -894,7 +894,7 @@ def _carry_inventory(session: Session, cluster_id: str, *, digest: str, reused: 
         for object_id, key, chash in before.changed
         if (ref := ResourceRef.from_key(key)).kind in POD_SPEC_PATHS
     }
-    carried = CarriedState(before.digest, before.since, digest, snapshot_id)
+    carried = CarriedState(before.digest, before.since, state)
     try:
         done = carry_cluster_inventory(
             session,
@@ -1327,12 +1327,14 @@ def evaluate_inline(
             kept=kept,
             reference=reused.reference,
         )
-        _carry_inventory(session, cluster_id, digest=digest, reused=reused)
+        _carry_inventory(session, cluster_id, state=_inventory_state(cluster_row), reused=reused)
     else:
         live = _live_views(
             session, cluster_id, rules=judged, live=live_rows, last=last, prefetched=prefetched
         )
-        _cache_inventory(session, cluster_id, digest=digest, live=live_rows, views=live)
+        _cache_inventory(
+            session, cluster_id, state=_inventory_state(cluster_row), live=live_rows, views=live
+        )
         fresh, errors = _evaluate_objects(
             judged,
             ((h, view) for h, view in live if h in wanted),
