@@ -864,19 +864,31 @@ _VERSION_IMAGES = " || ".join(
 
 def _version_images(
     session: Session, batch: list[int]
-) -> Iterator[tuple[int, int, datetime, set[str]]]:
+) -> Iterator[tuple[int, int, datetime, set[str] | None]]:
     """(object id, version id, first_seen, images) of every stored version of the objects,
-    newest first per object; on PostgreSQL only the images leave the database."""
+    newest first per object; on PostgreSQL only the images leave the database. The images of
+    an object's current version are not read (None): the images `_since` looks for are those
+    of its current body, which that version holds (its body is not even fetched: for a
+    cluster whose objects have one version each, the statement reads no body)."""
     if on_postgresql(session):
         statement = text(
-            f"""SELECT v.object_id, v.id, v.first_seen, {_VERSION_IMAGES}
+            f"""SELECT v.object_id, v.id, v.first_seen,
+                       CASE WHEN b.content_hash IS NULL THEN NULL ELSE {_VERSION_IMAGES} END
                 FROM manifest_versions v
-                JOIN manifest_bodies b ON b.content_hash = v.content_hash
+                JOIN objects o ON o.id = v.object_id
+                LEFT JOIN manifest_bodies b
+                  ON b.content_hash = v.content_hash
+                 AND v.id IS DISTINCT FROM o.current_version_id
                 WHERE v.object_id = ANY(:ids)
                 ORDER BY v.object_id, v.first_seen DESC, v.id DESC"""  # noqa: S608 - fixed text
         )
         for object_id, version_id, first_seen, images in session.execute(statement, {"ids": batch}):
-            yield object_id, version_id, first_seen, {i for i in images if isinstance(i, str)}
+            yield (
+                object_id,
+                version_id,
+                first_seen,
+                None if images is None else {i for i in images if isinstance(i, str)},
+            )
         return
     rows = session.execute(
         select(
@@ -884,6 +896,7 @@ def _version_images(
             ManifestVersion.id,
             KubeObject.kind,
             ManifestVersion.first_seen,
+            KubeObject.current_version_id,
             ManifestBody.body,
         )
         .join(KubeObject, KubeObject.id == ManifestVersion.object_id)
@@ -893,9 +906,12 @@ def _version_images(
             ManifestVersion.object_id, ManifestVersion.first_seen.desc(), ManifestVersion.id.desc()
         )
     )
-    for object_id, version_id, kind, first_seen, body in rows:
-        images = pod_spec_images(kind, body if isinstance(body, dict) else {})
-        yield object_id, version_id, first_seen, images
+    for object_id, version_id, kind, first_seen, current, body in rows:
+        if version_id == current:
+            yield object_id, version_id, first_seen, None
+        else:
+            images = pod_spec_images(kind, body if isinstance(body, dict) else {})
+            yield object_id, version_id, first_seen, images
 
 
 @dataclass(slots=True)
@@ -916,7 +932,9 @@ def _since(
     session: Session, wanted: dict[int, set[str]], *, deadline: float, timeout: float
 ) -> _History:
     """For each (object id, image): the first_seen of the earliest version in the unbroken
-    run of the object's newest versions whose pod spec holds that image."""
+    run of the object's newest versions whose pod spec holds that image. `wanted`: each
+    object's images in its current body (so its current version holds every one of them:
+    `_version_images` does not read them)."""
     found = _History()
     starts = found.starts
     broken: set[tuple[int, str]] = set()
@@ -931,7 +949,7 @@ def _since(
                 key = (object_id, image)
                 if key in broken:
                     continue
-                if image in images:
+                if images is None or image in images:  # None: the current version
                     found.since[key] = first_seen
                     starts[key] = None if newest else version_id
                 else:
