@@ -149,7 +149,9 @@ def test_a_full_scan_step_reads_the_last_finished_scan_once_and_asks_for_no_body
 ) -> None:
     """A scan step's statements (both engines): the cluster's last finished scan is read once
     for the label-only reuse and the schema checks it skips (`_last_finished`), and a step
-    that has every body asks for none by hash (`bodies_by_hash` of nothing runs nothing)."""
+    that has every body asks for none by hash (`bodies_by_hash` of nothing runs nothing), and
+    the cluster's inventory row is written by a statement that checks the cluster's state
+    (not read again before)."""
     pipeline = any_pipeline
     pipeline.push_and_process("a", [deployment(f"w{n}", image=f"shop/w:{n}") for n in range(3)])
     # The pipeline's own connection (PostgreSQL) or engine (SQLite).
@@ -171,3 +173,11 @@ def test_a_full_scan_step_reads_the_last_finished_scan_once_and_asks_for_no_body
         if s.startswith("SELECT manifest_bodies.content_hash, manifest_bodies.body")
     ]
     assert by_hash == []
+    # The cluster's state is not read again to cache its inventory: the row's INSERT checks
+    # the cluster is still in the state the step read it in (`InventoryState`).
+    assert not [
+        s for s in statements if s.startswith("SELECT clusters.current_digest, clusters.current_")
+    ]
+    written = [s for s in statements if s.startswith("INSERT INTO rule_result_cache")]
+    inventory = [s for s in written if "clusters.current_snapshot_id" in s]
+    assert len(inventory) == 2 and all("EXISTS (SELECT" in s for s in inventory)
