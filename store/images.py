@@ -740,17 +740,15 @@ def _store_uses(
         return found
     still = state.still_current(cluster_id)
     session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id), still))
-    row = select(
-        literal(state.key(cluster_id)),
-        literal(inventory_version(cluster_id)),
-        literal(_encoded(found, history.watched, wanted), CachedJson),
-        literal(utcnow(), UtcDateTime()),
-    ).where(still)
-    columns = ["content_hash", "catalogue_version", "results", "created_at"]
-    table = table_of(RuleResultCache)
-    session.execute(
-        dialect_insert(session, table).from_select(columns, row).on_conflict_do_nothing()
-    )
+    values: dict[str, ColumnElement[Any]] = {
+        "content_hash": literal(state.key(cluster_id)),
+        "catalogue_version": literal(inventory_version(cluster_id)),
+        "results": literal(_encoded(found, history.watched, wanted), CachedJson),
+        "created_at": literal(utcnow(), UtcDateTime()),
+    }
+    row = select(*values.values()).where(still)  # no row when the cluster left the state
+    insert = dialect_insert(session, table_of(RuleResultCache)).from_select(list(values), row)
+    session.execute(insert.on_conflict_do_nothing())
     return found
 
 
@@ -763,12 +761,12 @@ def carry_cluster_inventory(
     timeout_seconds: float,
 ) -> bool:
     """Cache the cluster's uses in its state `carried.state` (while it is still the
-    cluster's: the write checks) from the cached row of the state `carried.before` the cluster was
-    in when the objects `changed` (object id -> ref and current body) had their versions at
-    `carried.watermark`, when those objects changed nothing the uses read (the caller knows
-    each changed only labels, which `_body_row` never reads): the uses are that row's, and
-    only the changed objects' history is read again. Returns whether it cached them (False:
-    nothing was written, the fleet evaluation works them out).
+    cluster's: the write checks) from the cached row of the state `carried.before` the
+    cluster was in when the objects `changed` (object id -> ref and current body) had their
+    versions at `carried.watermark`, when those objects changed nothing the uses read (the
+    caller knows each changed only labels, which `_body_row` never reads): the uses are that
+    row's, and only the changed objects' history is read again. Returns whether it cached
+    them (False: nothing was written, the fleet evaluation works them out).
 
     Exact, so the row is what `cache_cluster_inventory` would store:
     - The row must be of `before` at its latest snapshot before the current one (every
@@ -873,7 +871,8 @@ def _version_images(
     if on_postgresql(session):
         statement = text(
             f"""SELECT v.object_id, v.id, v.first_seen,
-                       CASE WHEN b.content_hash IS NULL THEN NULL ELSE {_VERSION_IMAGES} END
+                       CASE WHEN v.id = o.current_version_id THEN NULL
+                            ELSE {_VERSION_IMAGES} END
                 FROM manifest_versions v
                 JOIN objects o ON o.id = v.object_id
                 LEFT JOIN manifest_bodies b
