@@ -467,13 +467,12 @@ def cache_cluster_inventory(
     session: Session,
     cluster_id: str,
     *,
-    digest: str,
-    snapshot_id: int,
+    state: InventoryState,
     objects: Iterable[tuple[int, ResourceRef, Any]],
     timeout_seconds: float,
 ) -> None:
-    """Cache the cluster's uses in the state `digest` reached by applying `snapshot_id`,
-    with their since values (`_store_uses`, under the search time limit), from its live
+    """Cache the cluster's uses in the state `state` (a digest, reached by applying a
+    snapshot), with their since values (`_store_uses`, under the search time limit), from its live
     objects' (id, ref, body) in that state, in object id order: what a scan that decoded
     every body has in hand, so that the fleet evaluation after it finds them cached instead
     of reading the bodies again (`cached_inventory_uses`, whose rows these are: kind by
@@ -494,7 +493,7 @@ def cache_cluster_inventory(
     _store_uses(
         session,
         cluster_id,
-        InventoryState(digest, snapshot_id),
+        state,
         fleet.uses(),
         deadline=time.monotonic() + timeout_seconds,
         timeout_seconds=timeout_seconds,

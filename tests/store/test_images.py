@@ -323,12 +323,12 @@ def test_inventory_cached_from_bodies_is_the_inventory_read_on_both_engines(
     what the cold read caches (same keys, same stored uses, in the same order), and the
     fleet's inventory then comes from it without reading any body: Pods with digests, a
     Pod of an unstored ReplicaSet, containers without an image or not an object."""
-    from sqlalchemy import delete, select  # noqa: PLC0415
+    from sqlalchemy import delete  # noqa: PLC0415
 
     import store.images  # noqa: PLC0415
     from store.images import cache_cluster_inventory  # noqa: PLC0415
     from store.manifests import current_manifests  # noqa: PLC0415
-    from store.models import Cluster, RuleResultCache  # noqa: PLC0415
+    from store.models import RuleResultCache  # noqa: PLC0415
 
     session = any_db_session
     make_cluster(session, "a")
@@ -355,18 +355,11 @@ def test_inventory_cached_from_bodies_is_the_inventory_read_on_both_engines(
 
     session.execute(delete(RuleResultCache).where(RuleResultCache.content_hash.in_(list(read))))
     for cluster_id in clusters:
-        digest, snapshot_id = session.execute(
-            select(Cluster.current_digest, Cluster.current_snapshot_id).where(
-                Cluster.id == cluster_id
-            )
-        ).one()
-        assert digest and snapshot_id is not None
         live = sorted(current_manifests(session, cluster_id=cluster_id), key=lambda m: m.object_id)
         cache_cluster_inventory(
             session,
             cluster_id,
-            digest=digest,
-            snapshot_id=snapshot_id,
+            state=images.InventoryState(*_state_of(session, cluster_id)),
             objects=[(m.object_id, m.ref, m.body) for m in live],
             timeout_seconds=30,
         )
@@ -460,8 +453,7 @@ def test_an_inventory_is_cached_only_while_the_cluster_is_in_its_state_on_both_e
         images.cache_cluster_inventory(
             session,
             "a",
-            digest=state.digest,
-            snapshot_id=state.snapshot_id,
+            state=state,
             objects=objects,
             timeout_seconds=30,
         )

@@ -864,8 +864,7 @@ def _cache_inventory(
         cache_cluster_inventory(
             session,
             cluster_id,
-            digest=state.digest,
-            snapshot_id=state.snapshot_id,
+            state=state,
             objects=(
                 (row.id, ResourceRef.from_key(row.ref_key), view.manifest)
                 for row, (_chash, view) in zip(live, views, strict=True)
