@@ -536,8 +536,12 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
     expired = 50_000 if quick else 1_000_000
     runs = 2 if quick else 3  # medians (each full-size fleet scan takes 1-4 minutes)
     runs = int(os.environ.get("K8SMON_BENCH_RUNS") or runs)
-    # K8SMON_BENCH_PIPELINE_ONLY=one-worker: only the 1-worker full scans (an A/B probe).
-    one_worker_only = os.environ.get("K8SMON_BENCH_PIPELINE_ONLY") == "one-worker"
+    # K8SMON_BENCH_PIPELINE_ONLY (A/B probes): `one-worker`, only the 1-worker full scans;
+    # `rescans`, only the 2-worker full scan and the rescans after it (no 1-worker scan, no
+    # purge).
+    only = os.environ.get("K8SMON_BENCH_PIPELINE_ONLY", "")
+    one_worker_only = only == "one-worker"
+    rescans_only = only == "rescans"
     rounds = 1 if quick else 3  # incremental rescans per run, each after its own 1% change
     total = clusters * objects
     size = f"{clusters} clusters x {objects:,} objects"
@@ -556,17 +560,18 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
         incremental_database_cpu: list[float] = []
         changed = reused = 0
         for attempt in range(runs):
-            reset_scans(env, cache=True)
-            with worker(env, concurrency=1) as pid:
-                one.append(
-                    fleet_scan(
-                        env,
-                        clusters=clusters,
-                        cpu=one_cpu,
-                        pid=pid,
-                        database_cpu=one_database_cpu,
+            if not rescans_only:
+                reset_scans(env, cache=True)
+                with worker(env, concurrency=1) as pid:
+                    one.append(
+                        fleet_scan(
+                            env,
+                            clusters=clusters,
+                            cpu=one_cpu,
+                            pid=pid,
+                            database_cpu=one_database_cpu,
+                        )
                     )
-                )
             if one_worker_only:
                 continue
             reset_scans(env, cache=True)
@@ -602,31 +607,36 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
                 one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
             )
         speedups = tuple(a / b for a, b in zip(one, two, strict=True))
-        speedup = statistics.median(speedups)
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
         cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
         changed_clusters = max(1, clusters // 10)  # change_one_percent's share of the clusters
-        figures += one_worker_figures(
-            one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
-        )
-        figures += [
+        if not rescans_only:
+            figures += one_worker_figures(
+                one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
+            )
+        figures.append(
             Figure(
                 AREA,
                 f"full fleet scan, 2 worker processes ({size})",
                 "s",
                 tuple(two),
                 note=f"{total / statistics.median(two):,.0f} objects/s",
-            ),
-            Figure(
-                AREA,
-                "speed-up with 2 worker processes",
-                "x",
-                speedups,
-                target="" if quick else ">= 1.7x",
-                met=None if quick else speedup >= 1.7,
-                note="per run; 2-core machine shared with PostgreSQL",
-            ),
+            )
+        )
+        if not rescans_only:
+            figures.append(
+                Figure(
+                    AREA,
+                    "speed-up with 2 worker processes",
+                    "x",
+                    speedups,
+                    target="" if quick else ">= 1.7x",
+                    met=None if quick else statistics.median(speedups) >= 1.7,
+                    note="per run; 2-core machine shared with PostgreSQL",
+                )
+            )
+        figures += [
             Figure(
                 AREA,
                 "first fleet rescan after the cold scan, nothing changed",
@@ -696,6 +706,8 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             ),
         ]
 
+        if rescans_only:
+            return figures
         cutoff_days = 30
         insert_expired_versions(env, expired)
         baseline, _elapsed, _ = measure_ingest(env.database.url, None, seconds=2 if quick else 15)
