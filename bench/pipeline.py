@@ -606,7 +606,7 @@ def run(*, quick: bool, out: Path) -> list[Figure]:
             return one_worker_figures(
                 one, one_cpu, one_database_cpu, total=total, quick=quick, size=size
             )
-        speedups = tuple(a / b for a, b in zip(one, two, strict=True))
+        speedups = () if rescans_only else tuple(a / b for a, b in zip(one, two, strict=True))
         shares = tuple(100 * seconds / statistics.median(two) for seconds in incremental)
         share = statistics.median(shares) / 100
         cpu_shares = tuple(100 * s / statistics.median(two_cpu) for s in incremental_cpu)
