@@ -10,14 +10,16 @@ of every workload kind, including a CronJob's `jobTemplate`.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, delete, exists, func, literal, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from contracts.images import ImageRef, VersionError, digest_of, parse_image, parse_version
 from contracts.resources import ResourceRef
@@ -613,6 +615,24 @@ def _encoded(
     ]
 
 
+def uses_digest(stored: list[dict[str, Any]]) -> str:
+    """The digest of the uses a stored form holds (their workloads, texts and uses, not the
+    history bookkeeping): equal uses, equal digest. An inventory row keeps it in its
+    `uses_digest` column, which a fleet evaluation compares without reading the rows."""
+    part = stored[0]
+    encoded = orjson.dumps([part["refs"], part["texts"], part["uses"]])
+    return hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUses:
+    """One cluster's uses (in `_use_order`) and the digest of them (`uses_digest`) its row
+    holds: None when they were not cached (its state moved on while they were worked out)."""
+
+    uses: list[ImageUse]
+    digest: str | None
+
+
 def _decoded(cluster_id: str, stored: list[dict[str, Any]]) -> list[ImageUse]:
     part = stored[0]
     refs = [ResourceRef(*fields) for fields in part["refs"]]
@@ -653,11 +673,11 @@ def _purged(session: Session, watched: dict[str, list[int]]) -> set[str]:
 
 def cached_inventory_uses(
     session: Session, cluster_ids: Sequence[str], *, deadline: float, timeout_seconds: float
-) -> Iterator[list[ImageUse]]:
+) -> Iterator[ClusterUses]:
     """The `ImageUse`s of the given clusters, cluster by cluster in id order (each in
-    `_use_order`): a cluster's are worked out from its bodies and its history once and cached
-    (`rule_result_cache`, one row per cluster), so that a fleet evaluation after a few clusters
-    changed reads only theirs and decodes the others'.
+    `_use_order`, with their digest): a cluster's are worked out from its bodies and its
+    history once and cached (`rule_result_cache`, one row per cluster), so that a fleet
+    evaluation after a few clusters changed reads only theirs and decodes the others'.
 
     The uses are a function of the state: the objects' ids, ref keys and bodies, which a
     state digest fixes (an object's identity includes its uid, which its body holds). Their
@@ -670,39 +690,25 @@ def cached_inventory_uses(
     since values are what the remaining history says (a run whose first versions were
     purged starts at its oldest stored version), as `image_uses` without the cache gives."""
     ids = sorted(set(cluster_ids))
-    states = {
-        cid: (digest, snapshot)
-        for cid, digest, snapshot in session.execute(
-            select(Cluster.id, Cluster.current_digest, Cluster.current_snapshot_id).where(
-                Cluster.id.in_(ids)
-            )
-        )
-    }
-    cached_states = {
-        cid: InventoryState(digest, snapshot)
-        for cid, (digest, snapshot) in states.items()
-        if digest and snapshot is not None
-    }
+    states = _current_states(session, ids)
+    cached_states = _cacheable(states)
     keys = {cid: state.key(cid) for cid, state in cached_states.items()}
-    cached: dict[str, list[dict[str, Any]]] = {}
-    for batch in chunked(sorted(keys.values())):
-        cached.update(
-            session.execute(
-                select(RuleResultCache.content_hash, RuleResultCache.results).where(
-                    RuleResultCache.content_hash.in_(batch),
-                    RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE),
-                )
-            ).all()
+    cached = {
+        key: (results, digest)
+        for key, results, digest in _inventory_rows(
+            session, keys.values(), RuleResultCache.results, RuleResultCache.uses_digest
         )
+    }
     hits = {cid: cached[key] for cid, key in keys.items() if key in cached}
-    for cluster_id in _purged(session, {cid: _watched(s) for cid, s in hits.items()}):
+    for cluster_id in _purged(session, {cid: _watched(s) for cid, (s, _d) in hits.items()}):
         del hits[cluster_id]
     read = _postgres_cluster_rows if on_postgresql(session) else _python_cluster_rows
     for cluster_id in ids:
         if time.monotonic() > deadline:
             raise SearchTimeout(timeout_seconds)
         if cluster_id in hits:
-            yield _decoded(cluster_id, hits[cluster_id])
+            stored, digest = hits[cluster_id]
+            yield ClusterUses(_decoded(cluster_id, stored), digest)
             continue
         digest, rows = read(session, cluster_id)
         fleet = _Fleet()
@@ -718,6 +724,58 @@ def cached_inventory_uses(
         )
 
 
+def inventory_digests(session: Session, cluster_ids: Sequence[str]) -> dict[str, str]:
+    """The digest of the uses (`uses_digest`) of each of these clusters whose current state
+    has its row cached, without reading the rows. Whether the versions its since values rest
+    on are all still stored is not checked here: the purge moves the history epoch
+    (`store.fleet_state`) instead."""
+    states = _cacheable(_current_states(session, sorted(set(cluster_ids))))
+    clusters = {state.key(cid): cid for cid, state in states.items()}
+    return {
+        clusters[key]: digest
+        for key, digest in _inventory_rows(session, clusters, RuleResultCache.uses_digest)
+        if digest is not None
+    }
+
+
+def _current_states(
+    session: Session, ids: Sequence[str]
+) -> dict[str, tuple[str | None, int | None]]:
+    """Each cluster's current state digest and snapshot id."""
+    states: dict[str, tuple[str | None, int | None]] = {}
+    for batch in chunked(ids):
+        for cid, digest, snapshot in session.execute(
+            select(Cluster.id, Cluster.current_digest, Cluster.current_snapshot_id).where(
+                Cluster.id.in_(batch)
+            )
+        ):
+            states[cid] = (digest, snapshot)
+    return states
+
+
+def _cacheable(states: Mapping[str, tuple[str | None, int | None]]) -> dict[str, InventoryState]:
+    """The states a cluster's uses can be cached in (reached by applying a snapshot)."""
+    return {
+        cid: InventoryState(digest, snapshot)
+        for cid, (digest, snapshot) in states.items()
+        if digest and snapshot is not None
+    }
+
+
+def _inventory_rows(
+    session: Session, keys: Iterable[str], *columns: InstrumentedAttribute[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """(key, *columns) of the inventory rows of these keys."""
+    for batch in chunked(sorted(keys)):
+        rows = session.execute(
+            select(RuleResultCache.content_hash, *columns).where(
+                RuleResultCache.content_hash.in_(batch),
+                RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE),
+            )
+        )
+        yield from (tuple(row) for row in rows)
+
+
 def _store_uses(
     session: Session,
     cluster_id: str,
@@ -726,29 +784,33 @@ def _store_uses(
     *,
     deadline: float,
     timeout_seconds: float,
-) -> list[ImageUse]:
+) -> ClusterUses:
     """The cluster's uses as `ImageUse`s, their since values read from its history, cached
     under the key of `state` (the state and the current snapshot the uses and the history
-    are of; None: not cached) while the cluster is still in it. The row replaces the
-    cluster's (another state's, or this state's when the purge deleted a version it rests
-    on); when the cluster left the state meanwhile, nothing is written (its row stays)."""
+    are of; None: not cached, and no digest) while the cluster is still in it. The row
+    replaces the cluster's (another state's, or this state's when the purge deleted a version
+    it rests on); when the cluster left the state meanwhile, nothing is written (its row
+    stays) and the uses have no digest: no row holds them."""
     wanted = _history_wanted(uses)
     history = _since(session, wanted, deadline=deadline, timeout=timeout_seconds)
     found = _built(uses, history)
     if state is None:
-        return found
+        return ClusterUses(found, None)
     still = state.still_current(cluster_id)
     session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id), still))
+    stored = _encoded(found, history.watched, wanted)
+    digest = uses_digest(stored)
     values: dict[str, ColumnElement[Any]] = {
         "content_hash": literal(state.key(cluster_id)),
         "catalogue_version": literal(inventory_version(cluster_id)),
-        "results": literal(_encoded(found, history.watched, wanted), CachedJson),
+        "results": literal(stored, CachedJson),
         "created_at": literal(utcnow(), UtcDateTime()),
+        "uses_digest": literal(digest),
     }
     row = select(*values.values()).where(still)  # no row when the cluster left the state
     insert = dialect_insert(session, table_of(RuleResultCache)).from_select(list(values), row)
-    session.execute(insert.on_conflict_do_nothing())
-    return found
+    written = session.execute(insert.on_conflict_do_nothing())
+    return ClusterUses(found, digest if affected(written) > 0 else None)
 
 
 def carry_cluster_inventory(
@@ -1054,7 +1116,7 @@ def image_uses(
         for part in cached_inventory_uses(
             session, sorted(wanted), deadline=deadline, timeout_seconds=timeout_seconds
         ):
-            found.extend(part)  # clusters in id order, each's uses in order: all in order
+            found.extend(part.uses)  # clusters in id order, each's uses in order: all in order
         return found if kept is None else _of_repositories(found, kept)
     one = next(iter(wanted)) if len(wanted) == 1 else None
     source = _postgres_inventory_rows if on_postgresql(session) else _python_inventory_rows

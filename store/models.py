@@ -616,6 +616,25 @@ class RuleResultCache(Base):
     # inside, so the server need not parse it (migrations 0010, 0019).
     results: Mapped[list[dict[str, Any]]] = mapped_column(CachedJson)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # An image-inventory row's: the digest of the uses it holds (`store.images.uses_digest`),
+    # carried over with them; what a fleet evaluation compares without reading the rows
+    # (migration 0021). None on every other row.
+    uses_digest: Mapped[str | None] = mapped_column(String(64))
+
+
+class FleetEvaluation(Base):
+    """The fleet rules' last evaluation, one row (`store.fleet_state`): the digest of the
+    inputs it judged and until when its results hold with time, so that an evaluation of the
+    same inputs before then is skipped; and the history epoch, which the retention purge moves
+    when it deletes versions (the since values an inventory row holds may then be stale)."""
+
+    __tablename__ = "fleet_evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    history_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    inputs: Mapped[str | None] = mapped_column(String(64))
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    evaluated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AdminKey(Base):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from contracts.states import FindingStatus, SnapshotState
 from store.bulk import chunked
+from store.fleet_state import history_changed
 from store.image_presence import merge_before, take_checkpoints
 from store.models import (
     Cluster,
@@ -77,13 +78,17 @@ def expired_versions(*, cutoff: datetime, batch_size: int) -> Select[int]:
 
 
 def purge_versions(session: Session, *, cutoff: datetime, batch_size: int = DEFAULT_BATCH) -> int:
-    """Manifest versions superseded before the cutoff; never an object's current version."""
+    """Manifest versions superseded before the cutoff; never an object's current version.
+    Moves the history epoch in the same transaction when it deleted one: a cached inventory's
+    since values may rest on it (`store.fleet_state.history_changed`)."""
     victims = list(session.scalars(expired_versions(cutoff=cutoff, batch_size=batch_size)))
     deleted = 0
     for batch in chunked(victims):
         deleted += _rowcount(
             session.execute(delete(ManifestVersion).where(ManifestVersion.id.in_(batch)))
         )
+    if deleted:
+        history_changed(session)
     return deleted
 
 

@@ -64,10 +64,11 @@ def cluster_reads_key(state_digest: str) -> str:
 # and the cluster id: they depend on the cluster's state and history only, not on the
 # catalogue, so the clean-up of other catalogue versions keeps them (one row per cluster,
 # replaced when its state changes). Bumped when the stored form changes (2: the uses with
-# their since values; 3: and the objects whose history they read), so that no row of another
+# their since values; 3: and the objects whose history they read; 4: and the digest of the
+# uses, `uses_digest`, which rows before did not have), so that no row of another
 # form is read: those the clean-up deletes. Always under "inventory/", the prefix of the
 # rows' index (`store.models.INVENTORY_ROWS`).
-INVENTORY_CACHE = "inventory/3:"
+INVENTORY_CACHE = "inventory/4:"
 
 
 def inventory_version(cluster_id: str) -> str:
