@@ -180,6 +180,20 @@ def reads_facts(config: ScanConfig, *, stored: Sequence[Exemption] = ()) -> bool
     )
 
 
+def exemptions_hold_until(
+    config: ScanConfig, *, stored: Sequence[Exemption] = (), now: dt.datetime
+) -> dt.datetime | None:
+    """The first instant after `now` at which an exemption of this configuration or of
+    `stored` expires (None: none will): `apply_config` reads `now` for that alone, so up to
+    then it configures the same results the same way."""
+    later = [
+        exemption.expires
+        for exemption in (*config.exemptions, *stored)
+        if exemption.expires is not None and exemption.expires > now
+    ]
+    return min(later, default=None)
+
+
 def _dedup_only(results: Iterable[Result], suppressed: Set[str]) -> list[Result]:
     """`apply_config` without exemptions, overrides or object facts: results of suppressed
     objects dropped, errors kept, every other result open without an exemption."""

@@ -118,6 +118,19 @@ class FleetContext:
             self._repositories.update({k: tuple(v) for k, v in grouped.items()})
         return self._repositories
 
+    def holds_until(self) -> dt.datetime | None:
+        """The first instant after `now` at which the fleet rules could judge these images
+        otherwise with time alone (None: never). They read `now` only as the whole days
+        since a running image's `since` (KM-621's day threshold and the count its message
+        gives), and those change only when `now` passes a `since` plus a whole number of
+        days: the earliest such instant over every `since` (conservative: KM-621 counts the
+        days of the newest version's only)."""
+        day = dt.timedelta(days=1)
+        starts = {item.since for item in self.images if item.since is not None}
+        return min(
+            (since + ((self.now - since) // day + 1) * day for since in starts), default=None
+        )
+
     @classmethod
     def of_cluster(
         cls,
