@@ -7,6 +7,13 @@ cluster scan that a fleet scan did not start (a push's, a rescan of one cluster)
 them for its own cluster through the same function (`workers.services.fleet_rules`); the
 cluster scans a fleet scan starts leave them to this evaluation. A fleet rule that raises
 resolves nothing of its own.
+
+An evaluation whose inputs are those the last one judged (`store.fleet_state`: the active
+clusters, the digest of each one's image uses, exemptions, advisories, the rules, the history)
+before its results could change with time is skipped: the findings are already what it would
+leave. Only an evaluation that left every fleet finding as the next one would (none new, none
+reopened, no rule failed, no workload facts read: those are not among the inputs) is recorded
+for that; any other clears the record.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
@@ -25,12 +32,16 @@ from store.findings import (
     reconcile_findings,
     unchanged_outcome,
 )
+from store.fleet_state import hold_last_evaluation, read_fleet_inputs, record_evaluation
+from store.images import inventory_digests
 from store.types import utcnow
 from workers.engine import EngineHandle
-from workers.services.fleet_rules import active_clusters, fleet_results
+from workers.services.fleet_rules import fleet_results
 from workers.services.scanning import Candidate, observed_finding
 
 log = logging.getLogger("k8smon.workers")
+# What an evaluation whose results nothing changes with time records as their end.
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -43,6 +54,7 @@ class FleetOutcome:
     duration_s: float
     counts: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    skipped: bool = False  # the last evaluation's inputs, still holding: nothing was read
 
 
 def evaluate_fleet(
@@ -52,14 +64,29 @@ def evaluate_fleet(
     timeout_seconds: float,
     now: datetime | None = None,
 ) -> FleetOutcome:
-    """Evaluate the fleet rules on the whole fleet and reconcile their findings."""
+    """Evaluate the fleet rules on the whole fleet and reconcile their findings (skipped
+    when the last evaluation's inputs still hold: the module docstring)."""
     started = time.monotonic()
     at = now or utcnow()
-    found = fleet_results(session, rules=rules, timeout_seconds=timeout_seconds, now=at)
+    last = hold_last_evaluation(session)
+    inputs = read_fleet_inputs(
+        session, history_epoch=last.history_epoch, judged_by=rules.engine.catalogue_version
+    )
+    if last.covers(inputs.with_inventories(inventory_digests(session, inputs.active)), at=at):
+        return FleetOutcome(
+            images=0,
+            advisories=0,
+            clusters=0,
+            duration_s=round(time.monotonic() - started, 3),
+            skipped=True,
+        )
+    found = fleet_results(
+        session, rules=rules, timeout_seconds=timeout_seconds, now=at, active=inputs.active
+    )
     for message in found.errors:
         log.error("fleet rule failed: %s", message)
     owned = found.owned
-    known = set(active_clusters(session))  # a disabled cluster's fleet findings stay as they were
+    known = set(inputs.active)  # a disabled cluster's fleet findings stay as they were
     stored = active_findings(session, rule_ids=rules.fleet_rule_ids)
     with_findings = {
         cluster_id
@@ -99,6 +126,13 @@ def evaluate_fleet(
             )
         for name, value in outcome.as_counts().items():
             totals[name] += value
+    settled = not (found.errors or found.facts or totals["new"] or totals["reopened"])
+    record_evaluation(
+        session,
+        inputs=inputs.with_inventories(found.uses_digests) if settled else None,
+        valid_until=found.holds_until or FOREVER,
+        at=at,
+    )
     return FleetOutcome(
         images=found.images,
         advisories=found.advisories,

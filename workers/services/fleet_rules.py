@@ -12,6 +12,7 @@ alone, so that cluster's results are exactly the ones the whole fleet's evaluati
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,11 @@ from sqlalchemy.orm import Session
 from contracts.images import parse_image
 from rules import Result
 from rules.config import EXEMPT_ANNOTATION, Exemption
-from rules.configure import ObjectFacts, reads_facts
+from rules.configure import ObjectFacts, exemptions_hold_until, reads_facts
 from rules.fleet import FleetContext, RunningImage
 from store.advisories import loaded_advisories
 from store.exemptions import exemptions_by_cluster
-from store.images import ImageUse, image_ref, image_uses
+from store.images import ImageUse, cached_inventory_uses, image_ref, image_uses
 from store.manifests import current_metadata
 from store.models import Cluster
 from workers.engine import EngineHandle
@@ -50,6 +51,11 @@ class FleetResults:
     images: int = 0
     advisories: int = 0
     errors: list[str] = field(default_factory=list)
+    # The whole fleet's evaluation only: the digest of each cluster's uses as judged (None:
+    # not cached), and until when these results, configured, hold with time alone (None:
+    # for ever), which is what `store.fleet_state` records of it.
+    uses_digests: dict[str, str | None] = field(default_factory=dict)
+    holds_until: datetime | None = None
 
 
 def running_image(use: ImageUse) -> RunningImage:
@@ -71,17 +77,31 @@ def active_clusters(session: Session) -> list[str]:
     return sorted(session.scalars(select(Cluster.id).where(Cluster.status == "active")))
 
 
+def _fleet_inventory(
+    session: Session, *, active: Sequence[str], timeout_seconds: float
+) -> tuple[list[ImageUse], dict[str, str | None]]:
+    """The whole fleet's inventory, each cluster's rows read from its bodies only when its
+    state changed since they were cached (`cached_inventory_uses`), and the digest of each
+    cluster's uses."""
+    uses: list[ImageUse] = []
+    digests: dict[str, str | None] = {}
+    parts = cached_inventory_uses(
+        session,
+        active,
+        deadline=time.monotonic() + timeout_seconds,
+        timeout_seconds=timeout_seconds,
+    )
+    for cluster_id, part in zip(sorted(set(active)), parts, strict=True):
+        uses.extend(part.uses)
+        digests[cluster_id] = part.digest
+    return uses, digests
+
+
 def _inventory(
-    session: Session, *, active: list[str], cluster_id: str | None, timeout_seconds: float
+    session: Session, *, active: list[str], cluster_id: str, timeout_seconds: float
 ) -> list[ImageUse]:
-    """The inventory the fleet rules judge, each cluster's rows read from its bodies only
-    when its state changed since they were cached (`image_uses(cached=True)`)."""
-    if cluster_id is None:
-        return (
-            image_uses(session, timeout_seconds=timeout_seconds, cluster_ids=active, cached=True)
-            if active
-            else []
-        )
+    """The inventory the fleet rules judge for one cluster: its uses, and the rest of the
+    fleet's of the repositories it runs (`image_uses(cached=True)`)."""
     if cluster_id not in active:
         return []
     own = image_uses(
@@ -131,14 +151,21 @@ def fleet_results(
     timeout_seconds: float,
     now: datetime,
     cluster_id: str | None = None,
+    active: list[str] | None = None,
 ) -> FleetResults:
-    """Evaluate the fleet rules on the stored state of every active cluster (`cluster_id`:
-    only that cluster's results, from the part of the fleet they depend on). Raises
-    `store.search.SearchTimeout` when the inventory takes longer than `timeout_seconds`."""
-    active = active_clusters(session)
-    uses = _inventory(
-        session, active=active, cluster_id=cluster_id, timeout_seconds=timeout_seconds
-    )
+    """Evaluate the fleet rules on the stored state of every active cluster (`active`: those
+    clusters, when the caller read them; `cluster_id`: only that cluster's results, from the
+    part of the fleet they depend on). Raises `store.search.SearchTimeout` when the inventory
+    takes longer than `timeout_seconds`."""
+    if active is None:
+        active = active_clusters(session)
+    digests: dict[str, str | None] = {}
+    if cluster_id is None:
+        uses, digests = _fleet_inventory(session, active=active, timeout_seconds=timeout_seconds)
+    else:
+        uses = _inventory(
+            session, active=active, cluster_id=cluster_id, timeout_seconds=timeout_seconds
+        )
     advisories = loaded_advisories(session)
     context = FleetContext(
         images=tuple(running_image(u) for u in uses),
@@ -146,7 +173,7 @@ def fleet_results(
         drift=rules.engine.config.image_drift,
         now=now,
     )
-    found = FleetResults(images=len(uses), advisories=len(advisories))
+    found = FleetResults(images=len(uses), advisories=len(advisories), uses_digests=digests)
     by_cluster: dict[str, list[Result]] = defaultdict(list)
     crashed: set[str] = set()
     for subject_cluster, result in rules.engine.evaluate_fleet(context):
@@ -168,4 +195,15 @@ def fleet_results(
             if reads_facts(config, stored=found.exemptions[c])
         },
     )
+    found.holds_until = _earliest(
+        context.holds_until(),
+        *(
+            exemptions_hold_until(config, stored=found.exemptions[c], now=now)
+            for c in found.results
+        ),
+    )
     return found
+
+
+def _earliest(*moments: datetime | None) -> datetime | None:
+    return min((m for m in moments if m is not None), default=None)
