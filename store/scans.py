@@ -212,3 +212,28 @@ def note_scan_error(session: Session, scan_id: int, entry: Mapping[str, Any]) ->
     run.errors = [*(run.errors or []), dict(entry)]
     session.flush()
     return True
+
+
+def last_scan_id(session: Session) -> int:
+    """The id of the latest scan run (0: none yet): the runs started after it have greater ids."""
+    return int(session.scalar(select(func.max(ScanRun.id))) or 0)
+
+
+def scans_to_await(session: Session, cluster_ids: Sequence[str], *, after_id: int) -> int:
+    """How many of these clusters have no scan run with an id above `after_id` that ended
+    (done or failed), not counting those whose run is one of several shards: those run as
+    tasks of their own, which may be queued behind the caller (a fleet evaluation) on the
+    same worker process, whereas a scan of one shard runs in its batch, already started."""
+    wanted = set(cluster_ids)
+    ended: set[str] = set()
+    in_tasks: set[str] = set()
+    for cluster_id, state, shards in session.execute(
+        select(ScanRun.cluster_id, ScanRun.state, ScanRun.shard_count).where(
+            ScanRun.id > after_id, ScanRun.cluster_id.in_(sorted(wanted))
+        )
+    ):
+        if state in (ScanState.DONE, ScanState.FAILED):
+            ended.add(cluster_id)
+        elif shards > 1:
+            in_tasks.add(cluster_id)
+    return len(wanted - ended - in_tasks)

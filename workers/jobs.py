@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -23,7 +24,13 @@ from rules import gc_paused
 from store.db import unit_of_work
 from store.manifests import PrefetchedBodies
 from store.models import Cluster
-from store.scans import CLUSTER_STEP, finish_step, finish_steps
+from store.scans import (
+    CLUSTER_STEP,
+    finish_step,
+    finish_steps,
+    last_scan_id,
+    scans_to_await,
+)
 from store.types import utcnow
 from workers.body_prefetch import BodyPrefetch
 from workers.context import WorkerContext
@@ -32,8 +39,12 @@ from workers.finalize_lane import FinalizeLane
 from workers.services import delivery, fleet, purge, scanning, snapshots, watchdog
 
 log = logging.getLogger("k8smon.workers")
-# The fleet evaluation's inventory may take this long (under the task's soft time limit).
+# The fleet evaluation's inventory may take this long, after waiting at most
+# FLEET_SCAN_WAIT_S for the scans of the fleet scan that sent it (both under the task's soft
+# time limit, 600 s), polling every FLEET_SCAN_POLL_S.
 FLEET_INVENTORY_LIMIT_S = 540.0
+FLEET_SCAN_WAIT_S = 45.0
+FLEET_SCAN_POLL_S = 0.1
 
 
 def process_snapshot(ctx: WorkerContext, snapshot_id: int) -> dict[str, Any]:
@@ -77,8 +88,14 @@ def clusters_to_scan(ctx: WorkerContext, *, trigger: str) -> list[str]:
         return scanning.record_unchanged_scans(session, active, rules=ctx.rules, trigger=trigger)
 
 
-def evaluate_fleet(ctx: WorkerContext) -> dict[str, Any]:
-    """The fleet rules (image drift, advisories) on the whole fleet, in one transaction."""
+def evaluate_fleet(
+    ctx: WorkerContext, *, clusters: Sequence[str] = (), after_scan_id: int | None = None
+) -> dict[str, Any]:
+    """The fleet rules (image drift, advisories) on the whole fleet, in one transaction. Sent
+    by a fleet scan (`clusters`: those it scans, `after_scan_id`: the last scan run before
+    it), it first waits for those scans (`await_fleet_scan`)."""
+    if clusters and after_scan_id is not None:
+        await_fleet_scan(ctx, clusters, after_scan_id=after_scan_id)
     with gc_paused(), unit_of_work(ctx.sessions) as session:
         outcome = fleet.evaluate_fleet(
             session, rules=ctx.rules, timeout_seconds=FLEET_INVENTORY_LIMIT_S
@@ -86,12 +103,40 @@ def evaluate_fleet(ctx: WorkerContext) -> dict[str, Any]:
     return asdict(outcome)
 
 
-def fleet_scan_started(ctx: WorkerContext) -> None:
-    """A fleet scan also re-evaluates the fleet rules (they read the stored state, not the
-    scans' results, so this need not wait for the scans). Sent after the batches, it is
-    queued behind them, and mostly finds every scanned cluster's image inventory cached by
-    its scan (`scanning._cache_inventory`); a cluster it reaches first it reads itself."""
-    ctx.send(EVALUATE_FLEET)
+def fleet_scan_started(ctx: WorkerContext, clusters: Sequence[str], *, after_scan_id: int) -> None:
+    """A fleet scan also re-evaluates the fleet rules. Sent after the batches, it is queued
+    behind them; with several worker processes it may start while the last batches run, so
+    it waits for the scans of `clusters` (`await_fleet_scan`): it then finds every scanned
+    cluster's image inventory cached, or carried over, by its scan
+    (`scanning._cache_inventory`, `_carry_inventory`), and an evaluation whose inputs did not
+    change is skipped (`workers.services.fleet`)."""
+    ctx.send(EVALUATE_FLEET, clusters=list(clusters), after_scan_id=after_scan_id)
+
+
+def scan_id_before_fleet_scan(ctx: WorkerContext) -> int:
+    """The last scan run's id: the fleet scan's scans are planned after it."""
+    with unit_of_work(ctx.sessions) as session:
+        return last_scan_id(session)
+
+
+def await_fleet_scan(ctx: WorkerContext, clusters: Sequence[str], *, after_scan_id: int) -> bool:
+    """Wait until each of `clusters` has a scan run after `after_scan_id` that ended, for at
+    most `FLEET_SCAN_WAIT_S` (a batch that failed leaves its scans to the watchdog: the
+    evaluation then goes on with what it finds). Not for a scan of several shards: its step
+    tasks may wait behind this one on the same worker process (`store.scans.scans_to_await`);
+    the evaluation works such a cluster's inventory out itself. The batches were queued
+    before the evaluation, so each has started on some worker process. Returns whether none
+    was left to wait for."""
+    deadline = time.monotonic() + FLEET_SCAN_WAIT_S
+    while True:
+        with unit_of_work(ctx.sessions) as session:
+            left = scans_to_await(session, clusters, after_id=after_scan_id)
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            log.warning("fleet evaluation: %d scans of the fleet scan still running", left)
+            return False
+        time.sleep(FLEET_SCAN_POLL_S)
 
 
 def plan_scan(

@@ -166,6 +166,7 @@ def rescan(run: Runner, cluster_id: str) -> dict[str, Any]:
 
 def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, Any]:
     clusters = jobs.clusters_to_scan(run.ctx, trigger=trigger)
+    after_scan_id = jobs.scan_id_before_fleet_scan(run.ctx)
     done = run.fan_out(
         names.SCAN_CLUSTERS,
         [
@@ -173,14 +174,16 @@ def scan_fleet(run: Runner, trigger: str = ScanTrigger.SCHEDULE) -> dict[str, An
             for batch in batches(clusters, size=run.ctx.settings.scan_batch_size)
         ],
     )
-    jobs.fleet_scan_started(run.ctx)
+    jobs.fleet_scan_started(run.ctx, clusters, after_scan_id=after_scan_id)
     # Run here (the embedded mode): each cluster's outcome, in the clusters' order.
     scans = None if done is None else [scan for batch in done for scan in batch["scans"]]
     return {"clusters": clusters, "scans": scans}
 
 
-def evaluate_fleet(run: Runner) -> dict[str, Any]:
-    return jobs.evaluate_fleet(run.ctx)
+def evaluate_fleet(
+    run: Runner, clusters: Sequence[str] = (), after_scan_id: int | None = None
+) -> dict[str, Any]:
+    return jobs.evaluate_fleet(run.ctx, clusters=clusters, after_scan_id=after_scan_id)
 
 
 def deliver_reports(run: Runner, scan_id: int | None = None) -> dict[str, Any]:

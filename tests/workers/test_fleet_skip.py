@@ -28,7 +28,7 @@ from store.purge import purge_versions
 from store.rule_cache import INVENTORY_CACHE
 from store.snapshots import apply_pending, stage_snapshot
 from store.types import utcnow
-from tests.support.factories import make_cluster, make_exemption
+from tests.support.factories import make_cluster, make_exemption, make_scan_run
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
 from workers.engine import EngineHandle
@@ -399,3 +399,34 @@ def _fleet_findings(session: Session) -> list[tuple[object, ...]]:
         .order_by(Finding.cluster_id, Finding.fingerprint)
     )
     return [tuple(r) for r in rows]
+
+
+def test_the_evaluation_a_fleet_scan_sends_waits_for_its_scans(
+    make_pipeline: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several worker processes the evaluation may start while the fleet scan's last
+    scans run: it waits until each cluster it scans has a run that ended after the fleet scan
+    began (at most `FLEET_SCAN_WAIT_S`, then it goes on with what it finds)."""
+    from contracts.tasks import RESCAN  # noqa: PLC0415
+    from workers import jobs  # noqa: PLC0415
+
+    pipeline = make_pipeline()
+    pipeline.push_and_process("eu", [_app("2.10.0")])
+    pipeline.push_and_process("us", [_app("2.17.1")])
+    after = jobs.scan_id_before_fleet_scan(pipeline.ctx)
+    monkeypatch.setattr(jobs, "FLEET_SCAN_WAIT_S", 0.2)
+    assert not jobs.await_fleet_scan(pipeline.ctx, ["eu", "us"], after_scan_id=after)
+    pipeline.run.run(RESCAN, "eu")
+    assert not jobs.await_fleet_scan(pipeline.ctx, ["eu", "us"], after_scan_id=after)
+    pipeline.run.run(RESCAN, "us")
+    assert jobs.await_fleet_scan(pipeline.ctx, ["eu", "us"], after_scan_id=after)
+    # A scan of several shards still running is not waited for (its step tasks may be queued
+    # behind the evaluation); one of a single shard is (it runs in a batch, on some process).
+    pipeline.push_and_process("ap", [_app("2.17.1")])
+    after = jobs.scan_id_before_fleet_scan(pipeline.ctx)
+    make_scan_run(pipeline.session, "ap", state="running", shard_count=2)
+    pipeline.session.commit()
+    assert jobs.await_fleet_scan(pipeline.ctx, ["ap"], after_scan_id=after)
+    make_scan_run(pipeline.session, "us", state="running", shard_count=1)
+    pipeline.session.commit()
+    assert not jobs.await_fleet_scan(pipeline.ctx, ["ap", "us"], after_scan_id=after)
