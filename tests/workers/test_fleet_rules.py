@@ -17,11 +17,12 @@ from contracts.advisories import parse_advisories
 from contracts.tasks import EVALUATE_FLEET, RESCAN, SCAN_FLEET
 from store.advisories import delete_advisory, load_advisories
 from store.db import unit_of_work
-from store.models import Finding, FindingEvent
+from store.models import Finding
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster, make_exemption
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
+from tests.workers.finding_rows import findings_and_events
 from workers.engine import EngineHandle
 from workers.services import fleet as fleet_module
 from workers.services import fleet_rules as fleet_rules_module
@@ -210,31 +211,6 @@ def test_fleet_evaluation_from_cached_inventories_follows_changes_elsewhere(
     assert {s for _c, _n, s, _v, _p in _findings(session, "KM-621")} == {"resolved"}
 
 
-def _all_fleet_rows(session: Session) -> list[tuple[object, ...]]:
-    session.expire_all()
-    rows = session.execute(
-        select(
-            Finding.cluster_id,
-            Finding.fingerprint,
-            Finding.status,
-            Finding.severity,
-            Finding.message,
-            Finding.content_hash,
-            Finding.exemption_id,
-            Finding.first_seen,
-            Finding.last_seen,
-            Finding.resolved_at,
-            Finding.last_scan_id,
-        ).order_by(Finding.cluster_id, Finding.fingerprint)
-    )
-    events = session.execute(
-        select(FindingEvent.cluster_id, FindingEvent.event, FindingEvent.at).order_by(
-            FindingEvent.id
-        )
-    )
-    return [tuple(r) for r in rows] + [tuple(r) for r in events]
-
-
 def test_a_cluster_whose_fleet_findings_are_unchanged_is_not_reconciled_again(
     any_db_session: Session, rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,12 +280,12 @@ def _evaluated_as_with(
     with monkeypatch.context() as patched, session.begin_nested() as nested:
         patched.setattr(*patch)
         expected = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
-        expected_rows = _all_fleet_rows(session)
+        expected_rows = findings_and_events(session)
         nested.rollback()
     then()
     outcome = evaluate_fleet(session, rules=rules_engine, timeout_seconds=60, now=now)
     assert (outcome.counts, outcome.clusters) == (expected.counts, expected.clusters)
-    assert _all_fleet_rows(session) == expected_rows
+    assert findings_and_events(session) == expected_rows
     return outcome
 
 

@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import unit_of_work
-from store.models import Finding, FleetEvaluation, ScanRun
+from store.models import FleetEvaluation, ScanRun
 from tests.support.manifests import deployment
 from tests.workers.celery_rig import CeleryRig, wait_for
+from tests.workers.finding_rows import fleet_findings
 from tests.workers.test_celery_worker import (  # noqa: F401 - fixtures
     pg_engine,
     process_all,
@@ -39,19 +40,7 @@ def _app(repository: str, version: str, **labels: str) -> dict[str, Any]:
 
 def _fleet_findings(factory: sessionmaker[Session]) -> list[tuple[object, ...]]:
     with unit_of_work(factory) as session:
-        rows = session.execute(
-            select(
-                Finding.cluster_id,
-                Finding.name,
-                Finding.status,
-                Finding.message,
-                Finding.first_seen,
-                Finding.resolved_at,
-            )
-            .where(Finding.rule_id.in_(("KM-621", "KM-622")))
-            .order_by(Finding.cluster_id, Finding.fingerprint)
-        )
-        return [tuple(r) for r in rows]
+        return fleet_findings(session)
 
 
 def _evaluated_at(factory: sessionmaker[Session]) -> datetime | None:
