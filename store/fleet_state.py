@@ -96,22 +96,9 @@ def read_fleet_inputs(session: Session, *, history_epoch: int, judged_by: str) -
         .where(Cluster.status == ClusterStatus.ACTIVE)
         .order_by(Cluster.id)
     ).all()
-    exemptions = session.execute(
-        select(
-            Exemption.id,
-            Exemption.rule_ids,
-            Exemption.scope,
-            Exemption.cluster_id,
-            Exemption.selector,
-            Exemption.reason,
-            Exemption.created_by,
-            Exemption.expires_at,
-            Exemption.revoked_at,
-        ).order_by(Exemption.id)
-    ).all()
-    advisories = session.execute(
-        select(Advisory.advisory_id, Advisory.record).order_by(Advisory.advisory_id)
-    ).all()
+    # Every column of both (a column added later is an input too).
+    exemptions = session.execute(select(table_of(Exemption)).order_by(Exemption.id)).all()
+    advisories = session.execute(select(table_of(Advisory)).order_by(Advisory.id)).all()
     digest = _digest(
         [
             judged_by,

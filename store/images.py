@@ -629,6 +629,7 @@ class ClusterUses:
     """One cluster's uses (in `_use_order`) and the digest of them (`uses_digest`) its row
     holds: None when they were not cached (its state moved on while they were worked out)."""
 
+    cluster_id: str
     uses: list[ImageUse]
     digest: str | None
 
@@ -708,7 +709,7 @@ def cached_inventory_uses(
             raise SearchTimeout(timeout_seconds)
         if cluster_id in hits:
             stored, digest = hits[cluster_id]
-            yield ClusterUses(_decoded(cluster_id, stored), digest)
+            yield ClusterUses(cluster_id, _decoded(cluster_id, stored), digest)
             continue
         digest, rows = read(session, cluster_id)
         fleet = _Fleet()
@@ -795,7 +796,7 @@ def _store_uses(
     history = _since(session, wanted, deadline=deadline, timeout=timeout_seconds)
     found = _built(uses, history)
     if state is None:
-        return ClusterUses(found, None)
+        return ClusterUses(cluster_id, found, None)
     still = state.still_current(cluster_id)
     session.execute(delete(RuleResultCache).where(inventory_row_of(cluster_id), still))
     stored = _encoded(found, history.watched, wanted)
@@ -810,7 +811,7 @@ def _store_uses(
     row = select(*values.values()).where(still)  # no row when the cluster left the state
     insert = dialect_insert(session, table_of(RuleResultCache)).from_select(list(values), row)
     written = session.execute(insert.on_conflict_do_nothing())
-    return ClusterUses(found, digest if affected(written) > 0 else None)
+    return ClusterUses(cluster_id, found, digest if affected(written) > 0 else None)
 
 
 def carry_cluster_inventory(

@@ -91,9 +91,9 @@ def _fleet_inventory(
         deadline=time.monotonic() + timeout_seconds,
         timeout_seconds=timeout_seconds,
     )
-    for cluster_id, part in zip(sorted(set(active)), parts, strict=True):
+    for part in parts:
         uses.extend(part.uses)
-        digests[cluster_id] = part.digest
+        digests[part.cluster_id] = part.digest
     return uses, digests
 
 
