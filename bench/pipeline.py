@@ -216,9 +216,13 @@ def worker(env: Env, *, concurrency: int) -> Iterator[int]:
 
 
 def reset_scans(env: Env, *, cache: bool) -> None:
+    """Forget every scan and finding (with `cache`, every cached result too), and the fleet
+    evaluation's record of what it judged: findings deleted behind its back would otherwise
+    be taken as still those it left (`store.fleet_state`)."""
     with env.engine.begin() as conn:
-        tables = "finding_events, findings, scan_steps, scan_runs, deliveries" + (
-            ", rule_result_cache" if cache else ""
+        tables = (
+            "finding_events, findings, scan_steps, scan_runs, deliveries, fleet_evaluations"
+            + (", rule_result_cache" if cache else "")
         )
         conn.execute(text(f"TRUNCATE {tables}"))
 

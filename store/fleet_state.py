@@ -11,6 +11,10 @@ record), so when the digest still matches afterwards, the evaluation judged what
 The inventories are named by the digests of the uses the evaluation actually judged (the
 rows' `uses_digest`), and the since values they hold by the history epoch, which the retention
 purge moves when it deletes versions (`history_changed`).
+
+Findings change only through reconciliation (an evaluation, a scan's finalize), which this
+accounts for; whoever deletes them otherwise (by hand, or a benchmark resetting its scans)
+must delete the record too.
 """
 
 from __future__ import annotations
