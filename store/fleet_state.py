@@ -39,7 +39,7 @@ _ROW = 1  # the table's one row
 @dataclass(frozen=True, slots=True)
 class LastEvaluation:
     """What the last evaluation recorded: the history epoch now, the digest of the inputs it
-    judged (None: none to reuse) and until when its results hold with time."""
+    judged (None: none to reuse) and until when its results hold with time (None: for ever)."""
 
     history_epoch: int
     inputs: str | None
@@ -50,8 +50,7 @@ class LastEvaluation:
         return (
             inputs is not None
             and inputs == self.inputs
-            and self.valid_until is not None
-            and at < self.valid_until
+            and (self.valid_until is None or at < self.valid_until)
         )
 
 
@@ -118,11 +117,12 @@ def read_fleet_inputs(session: Session, *, history_epoch: int, judged_by: str) -
 def record_evaluation(
     session: Session, *, inputs: str | None, valid_until: datetime | None, at: datetime
 ) -> None:
-    """Record what this evaluation judged (`inputs` None: nothing the next one may reuse)."""
+    """Record what this evaluation judged (`inputs` None: nothing the next one may reuse) and
+    until when its results hold with time (None: for ever)."""
     session.execute(
         update(FleetEvaluation)
         .where(FleetEvaluation.id == _ROW)
-        .values(inputs=inputs, valid_until=valid_until if inputs else None, evaluated_at=at)
+        .values(inputs=inputs, valid_until=valid_until, evaluated_at=at)
     )
 
 

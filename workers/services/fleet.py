@@ -22,7 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -40,8 +40,6 @@ from workers.services.fleet_rules import fleet_results
 from workers.services.scanning import Candidate, observed_finding
 
 log = logging.getLogger("k8smon.workers")
-# What an evaluation whose results nothing changes with time records as their end.
-FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -130,7 +128,7 @@ def evaluate_fleet(
     record_evaluation(
         session,
         inputs=inputs.with_inventories(found.uses_digests) if settled else None,
-        valid_until=found.holds_until or FOREVER,
+        valid_until=found.holds_until,
         at=at,
     )
     return FleetOutcome(
