@@ -624,6 +624,11 @@ def uses_digest(stored: list[dict[str, Any]]) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
+# The digest of the uses of a cluster no snapshot was applied to yet: it has no objects, so
+# none (an agent registered but not pushed yet leaves the fleet's inputs comparable).
+UNPUSHED = "unpushed"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterUses:
     """One cluster's uses (in `_use_order`) and the digest of them (`uses_digest`) its row
@@ -711,6 +716,9 @@ def cached_inventory_uses(
             stored, digest = hits[cluster_id]
             yield ClusterUses(cluster_id, _decoded(cluster_id, stored), digest)
             continue
+        if states.get(cluster_id, (None, None))[0] is None:
+            yield ClusterUses(cluster_id, [], UNPUSHED)  # no state: no objects to read
+            continue
         digest, rows = read(session, cluster_id)
         fleet = _Fleet()
         for row in rows:
@@ -727,16 +735,16 @@ def cached_inventory_uses(
 
 def inventory_digests(session: Session, cluster_ids: Sequence[str]) -> dict[str, str]:
     """The digest of the uses (`uses_digest`) of each of these clusters whose current state
-    has its row cached, without reading the rows. Whether the versions its since values rest
-    on are all still stored is not checked here: the purge moves the history epoch
-    (`store.fleet_state`) instead."""
-    states = _cacheable(_current_states(session, sorted(set(cluster_ids))))
-    clusters = {state.key(cid): cid for cid, state in states.items()}
-    return {
-        clusters[key]: digest
-        for key, digest in _inventory_rows(session, clusters, RuleResultCache.uses_digest)
-        if digest is not None
-    }
+    has its row cached, without reading the rows (`UNPUSHED` for one without a state yet).
+    Whether the versions its since values rest on are all still stored is not checked here:
+    the purge moves the history epoch (`store.fleet_state`) instead."""
+    current = _current_states(session, sorted(set(cluster_ids)))
+    clusters = {state.key(cid): cid for cid, state in _cacheable(current).items()}
+    found = {cid: UNPUSHED for cid, (digest, _snapshot) in current.items() if digest is None}
+    for key, digest in _inventory_rows(session, clusters, RuleResultCache.uses_digest):
+        if digest is not None:
+            found[clusters[key]] = digest
+    return found
 
 
 def _current_states(

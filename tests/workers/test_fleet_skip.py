@@ -387,3 +387,19 @@ def test_the_evaluation_a_fleet_scan_sends_waits_for_its_scans(
     make_scan_run(pipeline.session, "us", state="running", shard_count=1)
     pipeline.session.commit()
     assert not jobs.await_fleet_scan(pipeline.ctx, ["ap", "us"], after_scan_id=after)
+
+
+def test_results_nothing_changes_with_time_hold_for_ever(
+    any_db_session: Session, rules_engine: EngineHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fleet of one cluster registered but not pushed yet (no objects, so no image, no
+    since value) and no exemption: the record holds until an input changes, however late
+    the next evaluation; the cluster's first push is such a change."""
+    session = any_db_session
+    make_cluster(session, "empty")
+    fleet = Evaluations(session, rules_engine, monkeypatch)
+    assert not fleet.skipped(T0)  # nothing recorded yet
+    assert session.scalar(select(FleetEvaluation.valid_until)) is None
+    assert fleet.skipped(T0 + timedelta(days=10_000))
+    _push(session, "empty", [_app("2.10.0")], T0)
+    assert not fleet.skipped(T0 + timedelta(days=10_000))
