@@ -102,14 +102,17 @@ def image_version_drift(fleet: FleetContext) -> Iterator[Violation]:
                 continue
             gap = f"{_plural(count, unit + ' release')} behind" if count else "behind"
             since = (
-                f", running in the fleet since {newest_since.date().isoformat()} ({days} days)"
+                f" since {newest_since.date().isoformat()} ({days} days)"
                 if newest_since is not None and days is not None
                 else ""
             )
+            # Nothing in the message depends on how many containers run the newest version:
+            # it would change every drifted workload's finding across the fleet whenever
+            # one container anywhere is redeployed (`k8smon images` lists where it runs).
             yield Violation(
                 f"image {item.image} of container {item.container!r} in {item.where()} is "
-                f"{gap} {newest}, the newest version of {repository} running in the fleet "
-                f"({_plural(len(running_newest), 'container')}{since}); upgrade it",
+                f"{gap} {newest}, the newest version of {repository} running in the fleet"
+                f"{since}; upgrade it",
                 path=item.path,
                 container=item.container,
                 subject=item,

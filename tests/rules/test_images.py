@@ -212,6 +212,31 @@ def test_drift_across_clusters_by_releases_and_by_days() -> None:
             ScanConfig.from_dict({"image_drift": bad})
 
 
+def test_a_drift_message_does_not_change_when_another_cluster_redeploys() -> None:
+    """A drifted workload's finding says what is behind what, and since when: not how many
+    containers run the newest version, which any redeploy anywhere would change (rewriting
+    every drifted workload's finding across the fleet at the next evaluation)."""
+    since = NOW - dt.timedelta(days=3)
+    behind = _running("shop/web:2.1.0", cluster="dev", name="web")
+    newest = [
+        _running("shop/web:2.6.0", cluster=f"prod-{n}", name="web", since=since) for n in range(3)
+    ]
+    retagged = _running("shop/web:canary", cluster="prod-2", name="web")
+
+    def messages(*images: RunningImage) -> list[str]:
+        engine = Engine.from_config(ScanConfig())
+        fleet = FleetContext(images=images, now=NOW)
+        return [r.message for _cluster, r in engine.evaluate_fleet(fleet)]
+
+    before = messages(behind, *newest)
+    assert before == [
+        "image shop/web:2.1.0 of container 'app' in Deployment shop/web in cluster dev is "
+        "5 minor releases behind 2.6.0, the newest version of docker.io/shop/web running in "
+        f"the fleet since {since.date().isoformat()} (3 days); upgrade it"
+    ]
+    assert messages(behind, *newest[:2], retagged) == before
+
+
 def test_advisory_findings_carry_the_advisory_severity_in_every_cluster() -> None:
     advisories = parse_advisories(
         [RECORD, _with(id="TEST-2", severity="critical", affected=[{"repository": "*/app"}])]
