@@ -128,6 +128,34 @@ def _settled(fleet: Evaluations, moment: datetime) -> None:
     assert fleet.skipped(moment)
 
 
+def test_a_redeploy_elsewhere_leaves_a_drift_finding_unwritten(fleet: Evaluations) -> None:
+    """A third cluster starts running the newest version, then moves to a tag that is not a
+    version: the fleet changed (evaluated in full each time), but eu is as far behind the
+    same newest version, since the same day, so its finding is not written again (its
+    message does not count the containers running the newest version)."""
+    moment = T0 + timedelta(days=1, hours=1)
+    make_cluster(fleet.session, "ap")
+    _push(fleet.session, "ap", [_app("2.17.1")], T0)
+    _settled(fleet, moment)
+
+    def eu_drift() -> tuple[Any, ...]:
+        row = fleet.session.execute(
+            select(Finding.message, Finding.last_seen, Finding.status).where(
+                Finding.cluster_id == "eu", Finding.rule_id == "KM-621"
+            )
+        ).one()
+        return tuple(row)
+
+    before = eu_drift()
+    for later, version in (
+        (moment + timedelta(hours=1), "canary"),
+        (moment + timedelta(hours=2), "2.17.1"),
+    ):
+        _push(fleet.session, "ap", [_app(version)], later)
+        assert not fleet.skipped(later)
+        assert eu_drift() == before
+
+
 def test_an_image_change_is_evaluated_and_coming_back_is_not_skipped(
     fleet: Evaluations,
 ) -> None:
