@@ -129,10 +129,10 @@ def _settled(fleet: Evaluations, moment: datetime) -> None:
 
 
 def test_a_redeploy_elsewhere_leaves_a_drift_finding_unwritten(fleet: Evaluations) -> None:
-    """A third cluster starts running the newest version, then moves to a tag that is not a
-    version: the fleet changed (evaluated in full each time), but eu is as far behind the
-    same newest version, since the same day, so its finding is not written again (its
-    message does not count the containers running the newest version)."""
+    """A third cluster, ap, runs the newest version too, then moves to a tag that is not a
+    version, then back: the fleet changed (evaluated in full each time), but eu is as far
+    behind the same newest version, running since the same day, so its finding is not
+    written again (its message does not count the containers running the newest version)."""
     moment = T0 + timedelta(days=1, hours=1)
     make_cluster(fleet.session, "ap")
     _push(fleet.session, "ap", [_app("2.17.1")], T0)
