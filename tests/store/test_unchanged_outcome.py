@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contracts.resources import ResourceRef
@@ -18,9 +17,9 @@ from store.findings import (
     reconcile_findings,
     unchanged_outcome,
 )
-from store.models import Finding, FindingEvent
 from store.types import utcnow
 from tests.support.factories import make_cluster, make_exemption
+from tests.support.finding_rows import findings_and_events
 
 RULES = ("KM-621", "KM-622")
 
@@ -38,28 +37,6 @@ def _seen(name: str, rule_id: str = "KM-621", **changes: Any) -> ObservedFinding
         "message": "m",
     }
     return ObservedFinding(**{**fields, **changes})
-
-
-def _rows(session: Session) -> list[tuple[Any, ...]]:
-    session.expire_all()
-    findings = session.execute(
-        select(
-            Finding.cluster_id,
-            Finding.fingerprint,
-            Finding.status,
-            Finding.severity,
-            Finding.message,
-            Finding.content_hash,
-            Finding.exemption_id,
-            Finding.first_seen,
-            Finding.last_seen,
-            Finding.resolved_at,
-        ).order_by(Finding.id)
-    ).all()
-    events = session.execute(
-        select(FindingEvent.finding_id, FindingEvent.event).order_by(FindingEvent.id)
-    ).all()
-    return [tuple(r) for r in findings] + [tuple(r) for r in events]
 
 
 @pytest.mark.parametrize(
@@ -126,9 +103,9 @@ def test_unchanged_outcome_is_what_reconcile_would_do(
     stored = active_findings(session, rule_ids=RULES)
     assert set(stored.get("other", {})) == {_seen("a").fingerprint}
     predicted = unchanged_outcome(stored.get("rc", {}), [*observed, *observed[:1]])
-    before = _rows(session)
+    before = findings_and_events(session)
     outcome = reconcile("rc", observed, 10)
-    after = _rows(session)
+    after = findings_and_events(session)
     assert (predicted is not None) is expected
     if predicted is not None:
         assert predicted.as_counts() == outcome.as_counts()

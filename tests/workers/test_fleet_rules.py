@@ -20,9 +20,9 @@ from store.db import unit_of_work
 from store.models import Finding
 from store.snapshots import apply_pending, stage_snapshot
 from tests.support.factories import make_cluster, make_exemption
+from tests.support.finding_rows import findings_and_events
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
-from tests.workers.finding_rows import findings_and_events
 from workers.engine import EngineHandle
 from workers.services import fleet as fleet_module
 from workers.services import fleet_rules as fleet_rules_module

@@ -29,9 +29,9 @@ from store.rule_cache import INVENTORY_CACHE
 from store.snapshots import apply_pending, stage_snapshot
 from store.types import utcnow
 from tests.support.factories import make_cluster, make_exemption, make_scan_run
+from tests.support.finding_rows import findings_and_events, fleet_findings
 from tests.support.manifests import deployment, full_envelope
 from tests.workers.conftest import Pipeline
-from tests.workers.finding_rows import findings_and_events, fleet_findings
 from workers.engine import EngineHandle
 from workers.services import fleet_rules as fleet_rules_module
 from workers.services.fleet import FleetOutcome, evaluate_fleet

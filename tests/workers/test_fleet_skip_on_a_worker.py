@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import unit_of_work
 from store.models import FleetEvaluation, ScanRun
+from tests.support.finding_rows import fleet_findings
 from tests.support.manifests import deployment
 from tests.workers.celery_rig import CeleryRig, wait_for
-from tests.workers.finding_rows import fleet_findings
 from tests.workers.test_celery_worker import (  # noqa: F401 - fixtures
     pg_engine,
     process_all,

@@ -1,4 +1,4 @@
-"""Findings and their events as plain rows: what tests compare between two evaluations."""
+"""Findings and their events as plain rows: what a test compares before and after a write."""
 
 from __future__ import annotations
 
