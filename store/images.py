@@ -37,7 +37,6 @@ from store.models import (
     Snapshot,
 )
 from store.rule_cache import (
-    INVENTORY_CACHE,
     cluster_inventory_key,
     inventory_row_of,
     inventory_version,
@@ -702,7 +701,10 @@ def cached_inventory_uses(
     cached = {
         key: (results, digest)
         for key, results, digest in _inventory_rows(
-            session, keys.values(), RuleResultCache.results, RuleResultCache.uses_digest
+            session,
+            {key: cid for cid, key in keys.items()},
+            RuleResultCache.results,
+            RuleResultCache.uses_digest,
         )
     }
     hits = {cid: cached[key] for cid, key in keys.items() if key in cached}
@@ -772,17 +774,26 @@ def _cacheable(states: Mapping[str, tuple[str | None, int | None]]) -> dict[str,
 
 
 def _inventory_rows(
-    session: Session, keys: Iterable[str], *columns: InstrumentedAttribute[Any]
+    session: Session, clusters: Mapping[str, str], *columns: InstrumentedAttribute[Any]
 ) -> Iterator[tuple[Any, ...]]:
-    """(key, *columns) of the inventory rows of these keys."""
-    for batch in chunked(sorted(keys)):
+    """(key, *columns) of the inventory rows of these keys (`clusters`: key -> its cluster).
+    Each row is named by its whole primary key (a cluster's rows are under its own
+    `inventory_version`), so the statement reads them by that index whatever the planner's
+    statistics say: matched by a prefix of the version instead, a fleet evaluation on a
+    cache the statistics did not know yet (its rows all written since the last ANALYZE, as
+    after a first fleet scan while autovacuum has not analyzed it) scanned the whole table,
+    400,000 rows for 200 clusters (161 ms against 3.8 ms once analyzed)."""
+    for batch in chunked(sorted(clusters)):
+        versions = {inventory_version(clusters[key]) for key in batch}
         rows = session.execute(
-            select(RuleResultCache.content_hash, *columns).where(
+            select(RuleResultCache.content_hash, RuleResultCache.catalogue_version, *columns).where(
                 RuleResultCache.content_hash.in_(batch),
-                RuleResultCache.catalogue_version.startswith(INVENTORY_CACHE),
+                RuleResultCache.catalogue_version.in_(sorted(versions)),
             )
         )
-        yield from (tuple(row) for row in rows)
+        for key, version, *values in rows:
+            if version == inventory_version(clusters[key]):
+                yield (key, *values)
 
 
 def _store_uses(
