@@ -29,7 +29,7 @@ from types import ModuleType
 
 # Compiled together, as one group (their calls to each other are direct C calls). The rule
 # catalogue stays interpreted: its version hashes the rule functions' bytecode. So does
-# rules.fleet: `running_image` builds instances with `object.__new__`, which a native class
+# rules.fleet: `_running_image` builds instances with `object.__new__`, which a native class
 # refuses.
 COMPILED_MODULES = ("rules.psa", "rules.schema", "rules.view", "rules.cluster", "rules.engine")
 GROUP = "k8smon_rules"  # the shared library: k8smon_rules__mypyc.<abi>.so, at the top level

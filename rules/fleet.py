@@ -72,27 +72,25 @@ class RunningImage:
         return f"{self.workload.kind} {ns}{self.workload.name}{cluster}"
 
 
-# Each field's slot setter, in field order (`running_image`).
+# Each field's slot setter, in field order (`_running_image`).
 _RUNNING_IMAGE_SLOTS: tuple[Callable[[RunningImage, Any], None], ...] = tuple(
     vars(RunningImage)[f.name].__set__ for f in dataclasses.fields(RunningImage)
 )
 
 
-def running_image(
+def _running_image(
     cluster: str | None,
     workload: ResourceRef,
     container: str,
     path: str,
     image: ImageRef,
     digests: tuple[str, ...],
-    since: dt.datetime | None = None,
 ) -> RunningImage:
-    """`RunningImage(cluster, workload, container, path, image, digests, since)`, its slots
-    set directly: the frozen dataclass's `__init__` sets each field through
-    `object.__setattr__` (about three times as long), and a scan makes one per container, a
-    fleet evaluation one per container of the fleet."""
+    """`RunningImage(cluster, workload, container, path, image, digests)` (since unknown),
+    its slots set directly: the frozen dataclass's `__init__` sets each field through
+    `object.__setattr__` (about three times as long), and a scan makes one per container."""
     item = object.__new__(RunningImage)
-    values = (cluster, workload, container, path, image, digests, since)
+    values = (cluster, workload, container, path, image, digests, None)
     for set_slot, value in zip(_RUNNING_IMAGE_SLOTS, values, strict=True):
         set_slot(item, value)
     return item
@@ -186,6 +184,6 @@ def running_images(context: ClusterContext, *, cluster: str | None) -> Iterable[
             else:
                 found = {d for d in (digest_of(ref.digest), statuses.get(container.name)) if d}
                 digests = tuple(sorted(found))
-            yield running_image(
+            yield _running_image(
                 cluster, obj.ref, container.name, f"{container.path}.image", ref, digests
             )

@@ -26,7 +26,6 @@ from rules import Result
 from rules.config import EXEMPT_ANNOTATION, Exemption
 from rules.configure import ObjectFacts, exemptions_hold_until, reads_facts
 from rules.fleet import FleetContext, RunningImage
-from rules.fleet import running_image as running_image_of
 from store.advisories import loaded_advisories
 from store.exemptions import exemptions_by_cluster
 from store.images import ImageUse, cached_inventory_uses, image_ref, image_uses
@@ -60,15 +59,15 @@ class FleetResults:
 
 
 def running_image(use: ImageUse) -> RunningImage:
-    """A stored inventory row as the fleet rules see it (one per container of the fleet)."""
-    return running_image_of(
-        use.cluster_id,
-        use.workload,
-        use.container,
-        use.path,
-        image_ref(use.image),
-        use.digests,
-        use.since,
+    """A stored inventory row as the fleet rules see it."""
+    return RunningImage(
+        cluster=use.cluster_id,
+        workload=use.workload,
+        container=use.container,
+        path=use.path,
+        image=image_ref(use.image),
+        digests=use.digests,
+        since=use.since,
     )
 
 
